@@ -1,0 +1,50 @@
+# The two commands a new user needs: `make run` and `make test`. Everything else is set up by them.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8080
+WORKERS ?= 2
+FUNCTION_DIRS := $(wildcard functions/*)
+
+.PHONY: run test lint typecheck pytest bench validate sam-build clean
+
+$(STAMP): pyproject.toml shared/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/lucid serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
+
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy -p lucid -p lucid_edge
+	@# Each function is its own Lambda package (every one has an `app` module): check one at a time.
+	@for d in $(FUNCTION_DIRS); do echo "mypy $$d"; MYPYPATH=$$d $(BIN)/mypy $$d/*.py || exit 1; done
+
+pytest: $(STAMP)
+	rm -f .coverage .coverage.*
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=95 -p no:cacheprovider
+
+bench: $(STAMP)
+	@command -v wrk >/dev/null || (apt-get install -y wrk >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y wrk >/dev/null))
+	$(BIN)/python -m bench
+
+validate: $(STAMP)
+	AWS_DEFAULT_REGION=us-east-1 $(BIN)/cfn-lint infra/template.yaml
+
+sam-build: $(STAMP)
+	$(BIN)/python -m pip install --quiet 'aws-sam-cli>=1.120'
+	$(BIN)/sam build --template-file infra/template.yaml
+
+clean:
+	rm -rf $(VENV) .aws-sam .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache

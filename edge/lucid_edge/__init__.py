@@ -1,0 +1,1 @@
+"""Lucid local edge."""

@@ -1,0 +1,8 @@
+"""Meta function: liveness, service info and dependency health. Wiring only."""
+
+from routes import router
+
+from lucid.app import create_app, lambda_handler
+
+app = create_app("meta", router)
+handler = lambda_handler(app)

@@ -1,0 +1,41 @@
+"""The FastAPI application factory every function uses."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+from mangum import Mangum
+
+from lucid import __version__
+from lucid.config import get_settings
+from lucid.middleware import RequestContextMiddleware
+from lucid.problems import install_problem_handlers
+
+
+def create_app(function: str, *routers: APIRouter) -> FastAPI:
+    """A FastAPI app for `function` with our error handling, middleware and `routers`.
+
+    Interactive docs are off: API Gateway only routes what the template declares.
+    """
+    settings = get_settings()
+    app = FastAPI(
+        title=f"{settings.SERVICE_NAME}-{function}",
+        version=__version__,
+        debug=False,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    install_problem_handlers(app)
+    for router in routers:
+        app.include_router(router)
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+# Mangum base64-encodes any body whose type it does not know as text; problem+json is text.
+TEXT_MIME_TYPES = ["text/", "application/json", "+json", "application/xml", "+xml"]
+
+
+def lambda_handler(app: FastAPI) -> Mangum:
+    """The Lambda entry point for `app`: Mangum without lifespan (it would run per invocation)."""
+    return Mangum(app, lifespan="off", text_mime_types=TEXT_MIME_TYPES)

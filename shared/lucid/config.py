@@ -1,0 +1,149 @@
+"""Settings: every environment variable the gateway reads, validated once per cold start.
+
+`get_settings()` builds the one `Settings` of a process on first use and keeps it; tests that
+need other values build their own `Settings(...)` and pass it where it is needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import secrets
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LOCAL_STAGE = "local"
+_PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "your-secret-key", "jwt-secret"})
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """The gateway's configuration, read from the environment (names are the variables)."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
+
+    # --- service ---------------------------------------------------------------------------
+    STAGE: str = LOCAL_STAGE
+    SERVICE_NAME: str = "lucid-api-gateway"
+    PORT: int = Field(default=8080, ge=1, le=65535)
+    DEBUG: bool = False
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    # --- auth ------------------------------------------------------------------------------
+    # Public base URL of the auth endpoints; its host is the sign-in message's domain.
+    AUTH_SERVICE_URL: str = "http://127.0.0.1:8080"
+    JWT_SECRET_KEY: SecretStr | None = None
+    JWT_PREVIOUS_SECRET_KEY: SecretStr | None = None
+    JWT_KEY_ID: str = "k1"
+    JWT_PREVIOUS_KEY_ID: str | None = None
+    JWT_SECRET_ARN: str | None = None
+    JWT_SECRET_PARAM: str | None = None
+    JWT_ALGORITHM: Literal["HS256", "HS384", "HS512", "RS256", "ES256"] = "HS256"
+    JWT_PRIVATE_KEY: SecretStr | None = None
+    JWT_PUBLIC_KEY: str | None = None
+    # RS256/ES256 rotation: the previous public key (PEM), accepted for JWT_PREVIOUS_KEY_ID.
+    JWT_PREVIOUS_PUBLIC_KEY: str | None = None
+    JWT_ISSUER: str = "lucid-api-gateway"
+    JWT_AUDIENCE: str = "lucid"
+    JWT_LEEWAY_SECONDS: int = Field(default=10, ge=0, le=30)
+    TOKEN_EXPIRE_MINUTES: int = Field(default=15, ge=1, le=24 * 60)
+    REFRESH_TOKEN_EXPIRE_DAYS: int = Field(default=14, ge=1, le=90)
+    SIGNIN_CHALLENGE_TTL_SECONDS: int = Field(default=300, ge=30, le=3600)
+    TRON_CHAIN_ID: str = "mainnet"
+    ADMIN_ADDRESSES: CommaList = Field(default_factory=list)
+
+    # --- state -----------------------------------------------------------------------------
+    MONGODB_URI: SecretStr | None = None
+    MONGODB_DATABASE: str = "lucid"
+    MONGODB_TIMEOUT_MS: int = Field(default=2000, ge=50, le=30000)
+    REDIS_URI: SecretStr | None = None
+    REDIS_TIMEOUT_MS: int = Field(default=50, ge=1, le=50)
+    REDIS_MAX_CONNECTIONS: int = Field(default=64, ge=1)
+
+    # --- backends --------------------------------------------------------------------------
+    BLOCKCHAIN_SERVICE_URL: str | None = None
+    SESSION_SERVICE_URL: str | None = None
+    NODE_SERVICE_URL: str | None = None
+    PROXY_CONNECT_TIMEOUT_SECONDS: float = Field(default=2.0, gt=0, le=10)
+    PROXY_READ_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=28)
+    PROXY_RETRIES: int = Field(default=2, ge=0, le=5)
+    BREAKER_WINDOW_SECONDS: int = Field(default=30, ge=1)
+    BREAKER_MIN_CALLS: int = Field(default=5, ge=1)
+    BREAKER_FAILURE_RATE: float = Field(default=0.5, gt=0, le=1)
+    BREAKER_OPEN_SECONDS: int = Field(default=15, ge=1)
+    BREAKER_HALF_OPEN_CALLS: int = Field(default=2, ge=1)
+    # How stale an instance's cached copy of the shared breaker state may get (0: read every call).
+    BREAKER_SYNC_MS: int = Field(default=500, ge=0, le=10000)
+
+    # --- rate limits (requests per window) -------------------------------------------------
+    RATE_LIMIT_ENABLED: bool = True
+    RATE_LIMIT_PUBLIC: int = Field(default=100, ge=1)
+    RATE_LIMIT_AUTHENTICATED: int = Field(default=1000, ge=1)
+    RATE_LIMIT_ADMIN: int = Field(default=10000, ge=1)
+    RATE_LIMIT_WINDOW_SECONDS: int = Field(default=60, ge=1, le=3600)
+    RATE_LIMIT_SIGNIN_PER_IP: int = Field(default=10, ge=1)
+    RATE_LIMIT_SIGNIN_PER_ADDRESS: int = Field(default=10, ge=1)
+    RATE_LIMIT_FAIL_MODE: Literal["open", "closed"] = "open"
+
+    # --- users & sessions ------------------------------------------------------------------
+    # How long a POST's Idempotency-Key replays its first response.
+    IDEMPOTENCY_TTL_SECONDS: int = Field(default=24 * 3600, ge=60, le=7 * 24 * 3600)
+
+    # --- CORS (API Gateway answers preflights; these mirror the template parameters) ------
+    CORS_ORIGINS: CommaList = Field(default_factory=lambda: ["http://localhost:3000"])
+    CORS_ALLOW_CREDENTIALS: bool = False
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        # Template parameters default to "" for optional values; "" means "not configured".
+        return None if value == "" else value
+
+    @field_validator("ADMIN_ADDRESSES", "CORS_ORIGINS", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @property
+    def is_local(self) -> bool:
+        """True on the `local` stage, where embedded defaults are allowed."""
+        return self.STAGE == LOCAL_STAGE
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_secrets(self) -> Settings:
+        secret = self.JWT_SECRET_KEY.get_secret_value() if self.JWT_SECRET_KEY else None
+        if secret is not None and secret.lower() in _PLACEHOLDER_SECRETS:
+            raise ValueError("JWT_SECRET_KEY is a well-known placeholder; generate a real key")
+        if self.is_local:
+            return self
+        if self.JWT_ALGORITHM.startswith("HS"):
+            if secret is None and not (self.JWT_SECRET_ARN or self.JWT_SECRET_PARAM):
+                raise ValueError(
+                    f"JWT_SECRET_KEY (or JWT_SECRET_ARN / JWT_SECRET_PARAM) is required "
+                    f"on stage {self.STAGE!r}"
+                )
+            if secret is not None and len(secret.encode()) < 32:
+                raise ValueError("JWT_SECRET_KEY must be at least 32 bytes outside the local stage")
+        return self
+
+
+def ephemeral_secret() -> str:
+    """A random HS256 key for one local run; tokens die with the process that made it."""
+    return secrets.token_urlsafe(48)
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, built on first use (once per cold start)."""
+    settings = Settings()
+    if settings.is_local and settings.JWT_SECRET_KEY is None and not settings.JWT_SECRET_ARN:
+        logging.getLogger("lucid").warning(
+            "JWT_SECRET_KEY is unset: using a random key for this process only (local stage)"
+        )
+        settings = settings.model_copy(update={"JWT_SECRET_KEY": SecretStr(ephemeral_secret())})
+    return settings

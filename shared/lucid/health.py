@@ -1,0 +1,55 @@
+"""Dependency checks behind GET /meta/health: Redis and MongoDB, each with its latency."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from pymongo.database import Database
+from pymongo.errors import PyMongoError
+
+
+@dataclass(frozen=True, slots=True)
+class DependencyStatus:
+    """The outcome of one dependency check."""
+
+    name: str
+    healthy: bool
+    latency_ms: float
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape /meta/health reports."""
+        body: dict[str, Any] = {
+            "status": "ok" if self.healthy else "down",
+            "latency_ms": self.latency_ms,
+        }
+        if self.error:
+            body["error"] = self.error
+        return body
+
+
+def _timed(name: str, probe: Callable[[], object], failures: tuple[type[Exception], ...]) -> (
+    DependencyStatus
+):
+    started = time.perf_counter()
+    try:
+        probe()
+    except failures as exc:
+        elapsed = round((time.perf_counter() - started) * 1000, 3)
+        # The class name only: driver messages can carry hosts and credentials.
+        return DependencyStatus(name, False, elapsed, type(exc).__name__)
+    return DependencyStatus(name, True, round((time.perf_counter() - started) * 1000, 3))
+
+
+def check_redis(client: redis.Redis) -> DependencyStatus:
+    """PING the Redis server."""
+    return _timed("redis", client.ping, (redis.RedisError, OSError))
+
+
+def check_mongodb(database: Database[dict[str, Any]]) -> DependencyStatus:
+    """Run the `ping` command on the MongoDB server."""
+    return _timed("mongodb", lambda: database.command("ping"), (PyMongoError, OSError))

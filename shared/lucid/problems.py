@@ -1,0 +1,105 @@
+"""Translation of every error into an RFC 9457 problem+json response, registered in one place."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from lucid.errors import (
+    PROBLEM_CONTENT_TYPE,
+    LucidError,
+    ValidationFailedError,
+)
+
+logger = logging.getLogger("lucid.errors")
+
+_STATUS_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+}
+
+
+def problem_response(
+    status: int,
+    body: Mapping[str, Any],
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A problem+json response with `body` (already RFC 9457 shaped)."""
+    return Response(
+        content=json.dumps(body, separators=(",", ":"), default=str),
+        status_code=status,
+        media_type=PROBLEM_CONTENT_TYPE,
+        headers=dict(headers or {}),
+    )
+
+
+def error_response(error: LucidError, instance: str) -> Response:
+    """The response for one of our errors raised while serving `instance`."""
+    return problem_response(error.status, error.to_problem(instance), error.headers)
+
+
+def _validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    # Never echo the rejected input back: it may hold a signature or a token.
+    return [
+        {
+            "loc": [str(part) for part in error.get("loc", ())],
+            "msg": str(error.get("msg", "")),
+            "type": str(error.get("type", "")),
+        }
+        for error in errors
+    ]
+
+
+async def _on_lucid_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LucidError)
+    if exc.status >= 500:
+        logger.warning("request failed: %s %s", exc.slug, exc.detail)
+    return error_response(exc, request.url.path)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = _validation_errors(exc.errors())
+    fields = ", ".join(".".join(e["loc"][1:] or e["loc"]) for e in errors) or "request"
+    error = ValidationFailedError(f"invalid {fields}", extensions={"errors": errors})
+    return error_response(error, request.url.path)
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    title = _STATUS_TITLES.get(status, "Error")
+    body = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": exc.detail if isinstance(exc.detail, str) else title,
+        "instance": request.url.path,
+    }
+    return problem_response(status, body, exc.headers)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error while serving %s %s", request.method, request.url.path)
+    return error_response(LucidError("the server could not complete the request"), request.url.path)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Register the translation of every error class into problem+json on `app`."""
+    app.add_exception_handler(LucidError, _on_lucid_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_exception)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,86 @@
+"""The meta function through its real Mangum handler, invoked with payload 2.0 events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from lucid import __version__
+from tests.utils.events import http_event
+from tests.utils.functions import load_handler, load_module
+
+
+def invoke(path: str, **kwargs: Any) -> tuple[int, dict[str, str], Any]:
+    result = load_handler("meta")(http_event("GET", path, **kwargs), None)
+    headers = {k.lower(): v for k, v in result["headers"].items()}
+    return result["statusCode"], headers, json.loads(result["body"])
+
+
+def test_health_answers_without_touching_dependencies() -> None:
+    status, headers, body = invoke("/health")
+    assert status == 200
+    assert body == {"status": "ok"}
+    assert headers["content-type"] == "application/json"
+
+
+def test_info_names_service_version_stage_and_template_functions() -> None:
+    status, _, body = invoke("/meta/info")
+    assert status == 200
+    assert body["service"] == "lucid-api-gateway"
+    assert body["version"] == __version__
+    assert body["stage"] == "local"
+    routes = {route for fn in body["functions"] for route in fn["routes"]}
+    assert {"GET /health", "GET /meta/info", "GET /meta/health"} <= routes
+
+
+def test_meta_health_reports_both_dependencies_with_latency() -> None:
+    status, _, body = invoke("/meta/health")
+    assert status == 200
+    assert body["status"] == "ok"
+    for name in ("redis", "mongodb"):
+        assert body["dependencies"][name]["status"] == "ok"
+        assert body["dependencies"][name]["latency_ms"] >= 0
+
+
+def test_meta_health_names_redis_when_it_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a Redis client pointed at a port where nothing listens
+    import redis
+
+    from lucid.embedded import free_port
+
+    app = load_module("meta").app
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.05, socket_timeout=0.05)
+    from lucid.redis_client import get_redis
+
+    app.dependency_overrides[get_redis] = lambda: dead
+    try:
+        # WHEN the readiness route runs
+        status, headers, body = invoke("/meta/health")
+    finally:
+        app.dependency_overrides.clear()
+        dead.close()
+    # THEN it is a 503 problem naming redis, and mongodb is still reported healthy
+    assert status == 503
+    assert headers["content-type"] == "application/problem+json"
+    assert body["failing"] == ["redis"]
+    assert "redis" in body["detail"]
+    assert body["dependencies"]["redis"]["status"] == "down"
+    assert body["dependencies"]["mongodb"]["status"] == "ok"
+    assert body["instance"] == "/meta/health"
+
+
+def test_unknown_path_inside_the_function_is_a_problem_404() -> None:
+    status, headers, body = invoke("/meta/nothing")
+    assert status == 404
+    assert headers["content-type"] == "application/problem+json"
+    assert body["status"] == 404
+
+
+def test_request_id_is_echoed_when_well_formed_and_replaced_when_not() -> None:
+    _, headers, _ = invoke("/health", headers={"X-Request-ID": "abc-123"})
+    assert headers["x-request-id"] == "abc-123"
+    _, headers, _ = invoke("/health", headers={"X-Request-ID": "bad id\u00e9" * 40})
+    assert headers["x-request-id"] != "bad id"
+    assert len(headers["x-request-id"]) <= 128

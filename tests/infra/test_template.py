@@ -1,0 +1,149 @@
+"""infra/template.yaml is valid SAM: cfn-lint finds no errors, the SAM transform succeeds, the
+transformed API has the routes, authorizer, CORS and throttling we declare, and every function's
+Handler/CodeUri loads."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.api import ManualArgs, lint_file
+from cfnlint.decode import decode
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+
+from tests.utils.functions import load_module
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
+PUBLIC_ROUTES = {
+    "GET /health",
+    "GET /meta/info",
+    "GET /meta/health",
+    "POST /auth/challenge",
+    "POST /auth/login",
+    "POST /auth/verify",
+    "POST /auth/refresh",
+    "GET /auth/status",
+    "GET /chain/info",
+}
+
+
+@pytest.fixture(scope="module")
+def sam_template() -> dict[str, Any]:
+    template, matches = decode(str(TEMPLATE))
+    assert not matches, matches
+    assert template is not None
+    return dict(template)
+
+
+def packaged(template: dict[str, Any]) -> dict[str, Any]:
+    """What `sam package` hands CloudFormation: local code folders replaced by S3 objects."""
+    result = copy.deepcopy(template)
+    for name, resource in result["Resources"].items():
+        props = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if key in props:
+                props[key] = f"s3://lucid-artifacts/{name}.zip"
+    return result
+
+
+@pytest.fixture(scope="module")
+def cloudformation(sam_template: dict[str, Any]) -> dict[str, Any]:
+    translated: dict[str, Any] = Translator(managed_policy_map={}, sam_parser=Parser()).translate(
+        packaged(sam_template), parameter_values={"AWS::Region": "us-east-1"}
+    )
+    return translated
+
+
+def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def test_cfn_lint_matches_no_error_rule() -> None:
+    matches = lint_file(TEMPLATE, config=ManualArgs(regions=["us-east-1"]))
+    errors = [f"{m.rule.id} {m.message} ({m.linenumber})" for m in matches if m.rule.id[0] == "E"]
+    assert errors == []
+
+
+def test_transform_gives_one_http_api_with_payload_2_routes(cloudformation: dict[str, Any]) -> None:
+    apis = resources_of(cloudformation, "AWS::ApiGatewayV2::Api")
+    assert len(apis) == 1
+    (api,) = apis.values()
+    assert api["Properties"]["Body"]["openapi"].startswith("3.")
+    body_routes = api["Properties"]["Body"]["paths"]
+    assert "/health" in body_routes and "/sessions/{id}" in body_routes
+    for path_item in body_routes.values():
+        for operation in path_item.values():
+            integration = operation["x-amazon-apigateway-integration"]
+            assert integration["type"] == "aws_proxy"
+            assert integration["payloadFormatVersion"] == "2.0"
+
+
+def test_protected_routes_use_the_lambda_authorizer_and_public_ones_opt_out(
+    cloudformation: dict[str, Any],
+) -> None:
+    (api,) = resources_of(cloudformation, "AWS::ApiGatewayV2::Api").values()
+    body = api["Properties"]["Body"]
+    authorizers = body["components"]["securitySchemes"]
+    assert authorizers["LucidAuthorizer"]["x-amazon-apigateway-authorizer"]["type"] == "request"
+    seen_public = set()
+    for path, path_item in body["paths"].items():
+        for method, operation in path_item.items():
+            route = f"{'ANY' if method == 'x-amazon-apigateway-any-method' else method.upper()} {path}"
+            if route in PUBLIC_ROUTES:
+                seen_public.add(route)
+                assert operation["security"] == [{"NONE": []}], route
+            else:
+                assert operation["security"] == [{"LucidAuthorizer": []}], route
+    assert seen_public == PUBLIC_ROUTES
+
+
+def test_stage_has_throttling_and_access_logging(cloudformation: dict[str, Any]) -> None:
+    (stage,) = resources_of(cloudformation, "AWS::ApiGatewayV2::Stage").values()
+    settings = stage["Properties"]["DefaultRouteSettings"]
+    assert {"ThrottlingBurstLimit", "ThrottlingRateLimit"} <= set(settings)
+    assert "DestinationArn" in stage["Properties"]["AccessLogSettings"]
+
+
+def test_every_function_is_python311_traced_with_the_layer(cloudformation: dict[str, Any]) -> None:
+    functions = resources_of(cloudformation, "AWS::Lambda::Function")
+    assert len(functions) >= 6
+    for name, function in functions.items():
+        props = function["Properties"]
+        assert props["Runtime"] == "python3.11", name
+        assert props["TracingConfig"] == {"Mode": "Active"}, name
+        (layer,) = props["Layers"]
+        assert layer["Ref"].startswith("SharedLayer"), name
+        assert props["Handler"] == "app.handler", name
+
+
+def test_secrets_are_noecho_parameters(sam_template: dict[str, Any]) -> None:
+    parameters = sam_template["Parameters"]
+    for name in ("JwtSecretKey", "MongoDbUri", "RedisUri"):
+        assert parameters[name]["NoEcho"] is True
+
+
+def test_layer_is_built_by_sam_from_the_folder_holding_the_package(
+    sam_template: dict[str, Any],
+) -> None:
+    layer = sam_template["Resources"]["SharedLayer"]
+    assert layer["Metadata"]["BuildMethod"] == "python3.11"
+    content = (TEMPLATE.parent / layer["Properties"]["ContentUri"]).resolve()
+    assert (content / "lucid" / "__init__.py").is_file()
+    assert (content / "requirements.txt").is_file()
+
+
+def test_every_function_handler_loads_from_its_code_uri(sam_template: dict[str, Any]) -> None:
+    functions = {
+        name: res["Properties"]
+        for name, res in sam_template["Resources"].items()
+        if res["Type"] == "AWS::Serverless::Function"
+    }
+    for name, props in functions.items():
+        folder = (TEMPLATE.parent / props["CodeUri"]).resolve()
+        module_name, attribute = props["Handler"].rsplit(".", 1)
+        assert (folder / "requirements.txt").is_file(), name
+        module = load_module(folder.name, module_name)
+        assert callable(getattr(module, attribute)), name
