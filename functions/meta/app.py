@@ -4,5 +4,5 @@ from routes import router
 
 from lucid.app import create_app, lambda_handler
 
-app = create_app("meta", router)
+app = create_app("meta", router, rate_limited=False)
 handler = lambda_handler(app)

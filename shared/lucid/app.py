@@ -9,12 +9,15 @@ from lucid import __version__
 from lucid.config import get_settings
 from lucid.middleware import RequestContextMiddleware
 from lucid.problems import install_problem_handlers
+from lucid.ratelimit import RateLimitMiddleware
 
 
-def create_app(function: str, *routers: APIRouter) -> FastAPI:
+def create_app(function: str, *routers: APIRouter, rate_limited: bool = True) -> FastAPI:
     """A FastAPI app for `function` with our error handling, middleware and `routers`.
 
     Interactive docs are off: API Gateway only routes what the template declares.
+    `rate_limited=False` exempts a function from the tiered limits (the meta routes, which
+    load balancers and uptime checks poll); the stage throttle still applies to it.
     """
     settings = get_settings()
     app = FastAPI(
@@ -28,6 +31,9 @@ def create_app(function: str, *routers: APIRouter) -> FastAPI:
     install_problem_handlers(app)
     for router in routers:
         app.include_router(router)
+    if rate_limited:
+        app.add_middleware(RateLimitMiddleware)
+    # Added last, so outermost: 429s carry a request id and get an access-log line too.
     app.add_middleware(RequestContextMiddleware)
     return app
 

@@ -31,7 +31,7 @@ def test_info_names_service_version_stage_and_template_functions() -> None:
     assert body["service"] == "lucid-api-gateway"
     assert body["version"] == __version__
     assert body["stage"] == "local"
-    routes = {route for fn in body["functions"] for route in fn["routes"]}
+    routes = {route["route"] for fn in body["functions"] for route in fn["routes"]}
     assert {"GET /health", "GET /meta/info", "GET /meta/health"} <= routes
 
 

@@ -1,0 +1,1 @@
+"""`make bench`: the gateway's benchmarks, each measured against a baseline in the same run."""

@@ -1,0 +1,158 @@
+"""Lambda REQUEST authorizers (payload format 2.0), as HTTP API runs them.
+
+Identity source values missing -> 401 without invoking the authorizer. Otherwise the decision
+is cached per identity source values for the authorizer's TTL (0 = no cache); a simple
+response `{"isAuthorized": bool, "context": {...}}` (EnableSimpleResponses) or an IAM policy
+(`principalId`, `policyDocument`, `context`) decides; no -> 403; an exception, a malformed
+response or more than 10 s -> 500. The cache is per worker process, as it is per API Gateway
+node in AWS; the edge never caches an error.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lucid_edge.events import LambdaContext
+from lucid_edge.invoke import InvocationPool
+from lucid_edge.loader import LoadedFunction
+from lucid_edge.model import AuthorizerSpec, FunctionSpec
+from lucid_edge.responses import FORBIDDEN, INTERNAL_ERROR, UNAUTHORIZED, HttpResponse
+
+MAX_AUTHORIZER_SECONDS = 10.0
+_log = logging.getLogger("lucid_edge.authorizer")
+_INVOKE_ACTIONS = ("execute-api:Invoke", "execute-api:*", "*")
+
+
+class MalformedResponseError(ValueError):
+    """The authorizer answered something that is neither shape API Gateway accepts."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A cached authorizer answer: a verdict (simple) or policy statements (IAM) + context."""
+
+    allowed: bool | None
+    statements: tuple[Mapping[str, Any], ...]
+    context: dict[str, Any] | None
+
+    def allows(self, route_arn: str) -> bool:
+        """True when this decision lets the request to `route_arn` through."""
+        if self.allowed is not None:
+            return self.allowed
+        verdict = False
+        for statement in self.statements:
+            actions, resources = statement.get("Action", []), statement.get("Resource", [])
+            actions = [actions] if isinstance(actions, str) else actions
+            resources = [resources] if isinstance(resources, str) else resources
+            if not any(a in _INVOKE_ACTIONS for a in actions):
+                continue
+            if any(fnmatch.fnmatchcase(route_arn, str(r)) for r in resources):
+                if statement.get("Effect") == "Deny":
+                    return False
+                verdict = verdict or statement.get("Effect") == "Allow"
+        return verdict
+
+
+def parse_response(response: Any, simple: bool) -> Decision:
+    """Validate an authorizer's answer; `MalformedResponseError` when it is not valid."""
+    if not isinstance(response, dict):
+        raise MalformedResponseError("the response is not an object")
+    context = response.get("context")
+    if context is not None and not isinstance(context, dict):
+        raise MalformedResponseError("context must be an object")
+    if simple:
+        verdict = response.get("isAuthorized")
+        if not isinstance(verdict, bool):
+            raise MalformedResponseError("isAuthorized must be a boolean")
+        return Decision(verdict, (), context)
+    policy = response.get("policyDocument")
+    statements = policy.get("Statement") if isinstance(policy, dict) else None
+    if isinstance(statements, dict):
+        statements = [statements]
+    if not isinstance(statements, list) or not all(isinstance(s, dict) for s in statements):
+        raise MalformedResponseError("policyDocument.Statement must be a list of statements")
+    return Decision(None, tuple(statements), context)
+
+
+def identity_values(spec: AuthorizerSpec, event: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The identity source values of a request, or None when one is missing or empty."""
+    headers: Mapping[str, str] = event["headers"]
+    query: Mapping[str, str] = event.get("queryStringParameters") or {}
+    values = [headers.get(name, "") for name in spec.identity_headers]
+    values.extend(query.get(name, "") for name in spec.identity_query_strings)
+    return None if any(not v for v in values) else tuple(values)
+
+
+def authorizer_event(
+    event: Mapping[str, Any], route_arn: str, identity: tuple[str, ...]
+) -> dict[str, Any]:
+    """The payload 2.0 REQUEST authorizer event for a function event (no body)."""
+    auth_event: dict[str, Any] = {
+        "version": "2.0",
+        "type": "REQUEST",
+        "routeArn": route_arn,
+        "identitySource": list(identity),
+    }
+    for key in ("routeKey", "rawPath", "rawQueryString", "cookies", "headers",
+                "queryStringParameters", "requestContext", "pathParameters"):  # fmt: skip
+        if key in event:
+            auth_event[key] = event[key]
+    return auth_event
+
+
+class Authorizers:
+    """Runs the template's Lambda authorizers with a per-identity decision cache."""
+
+    def __init__(
+        self,
+        specs: Mapping[str, AuthorizerSpec],
+        functions: Mapping[str, LoadedFunction],
+        function_specs: Mapping[str, FunctionSpec],
+        pool: InvocationPool,
+    ) -> None:
+        self._specs = specs
+        self._functions = functions
+        self._function_specs = function_specs
+        self._pool = pool
+        self._cache: dict[tuple[str, tuple[str, ...]], tuple[float, Decision]] = {}
+
+    async def authorize(
+        self, name: str, event: dict[str, Any], route_arn: str
+    ) -> HttpResponse | None:
+        """None when the request may proceed (the context is put into `event`), else the error."""
+        spec = self._specs[name]
+        identity = identity_values(spec, event)
+        if identity is None:
+            return UNAUTHORIZED
+        key = (name, identity)
+        cached = self._cache.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            decision = cached[1]
+        else:
+            try:
+                decision = await self._invoke(spec, authorizer_event(event, route_arn, identity))
+            except Exception:  # timeout, malformed answer or the authorizer's own crash
+                _log.exception("authorizer %s failed", name)
+                return INTERNAL_ERROR
+            if spec.ttl_seconds > 0:
+                if len(self._cache) > 10_000:  # bounded: identities are client-chosen
+                    self._cache.clear()
+                self._cache[key] = (now + spec.ttl_seconds, decision)
+        if not decision.allows(route_arn):
+            return FORBIDDEN
+        event["requestContext"]["authorizer"] = {"lambda": decision.context}
+        return None
+
+    async def _invoke(self, spec: AuthorizerSpec, auth_event: dict[str, Any]) -> Decision:
+        function = self._function_specs[spec.function]
+        timeout = min(function.timeout, MAX_AUTHORIZER_SECONDS)
+        context = LambdaContext(spec.function, function.memory_size, timeout)
+        handler = self._functions[spec.function].handler
+        response = await self._pool.run(handler, auth_event, context, limit=timeout)
+        return parse_response(response, spec.simple_responses)

@@ -1,0 +1,27 @@
+"""The `lucid` command line. A subcommand is one module with `register(subparsers)`, listed
+in `_COMMANDS`."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from lucid_edge import manifest, serve
+
+_COMMANDS: tuple[Callable[[Any], None], ...] = (serve.register, manifest.register)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(prog="lucid", description="Lucid API Gateway tools")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for register in _COMMANDS:
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `lucid` console script."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))

@@ -1,0 +1,68 @@
+"""HTTP API CorsConfiguration semantics.
+
+- A preflight (OPTIONS with `Origin` and `Access-Control-Request-Method`) is answered by the
+  edge with 204 and never reaches a function, whatever the routes (API Gateway answers
+  preflights even without an OPTIONS route). An allowed origin gets allow-origin, -methods,
+  -headers, max-age and credentials; a disallowed origin gets a 204 with no CORS headers.
+- Other responses get Access-Control-Allow-Origin (+ Expose-Headers, Allow-Credentials) only
+  when the request's Origin is allowed; CORS headers a function sets are always replaced.
+"""
+
+from __future__ import annotations
+
+from lucid_edge.model import CorsSpec
+
+_ALLOW_ORIGIN = b"access-control-allow-origin"
+_CORS_PREFIX = b"access-control-"
+
+
+class Cors:
+    """A compiled CorsConfiguration; all header bytes are built once."""
+
+    def __init__(self, spec: CorsSpec) -> None:
+        self._any_origin = "*" in spec.allow_origins
+        self._origins = frozenset(o.encode("latin-1") for o in spec.allow_origins)
+
+        def joined(words: tuple[str, ...]) -> bytes:
+            return ",".join(words).encode("latin-1")
+
+        common: list[tuple[bytes, bytes]] = []
+        if spec.allow_credentials:
+            common.append((b"access-control-allow-credentials", b"true"))
+        actual = list(common)
+        if spec.expose_headers:
+            actual.append((b"access-control-expose-headers", joined(spec.expose_headers)))
+        preflight = list(common)
+        if spec.allow_methods:
+            preflight.append((b"access-control-allow-methods", joined(spec.allow_methods)))
+        if spec.allow_headers:
+            preflight.append((b"access-control-allow-headers", joined(spec.allow_headers)))
+        if spec.max_age is not None:
+            preflight.append((b"access-control-max-age", str(spec.max_age).encode()))
+        self._actual = tuple(actual)
+        self._preflight = tuple(preflight)
+
+    def _allow_origin(self, origin: bytes) -> bytes | None:
+        if origin in self._origins:
+            return origin
+        return b"*" if self._any_origin else None
+
+    def preflight_headers(self, origin: bytes) -> list[tuple[bytes, bytes]]:
+        """Headers of the 204 preflight answer (none when the origin is not allowed)."""
+        allowed = self._allow_origin(origin)
+        if allowed is None:
+            return []
+        return [(_ALLOW_ORIGIN, allowed), *self._preflight]
+
+    def apply(
+        self, headers: list[tuple[bytes, bytes]], origin: bytes | None
+    ) -> list[tuple[bytes, bytes]]:
+        """Response headers with the function's CORS headers replaced by the configured ones."""
+        if any(name.startswith(_CORS_PREFIX) for name, _ in headers):
+            headers = [(n, v) for n, v in headers if not n.startswith(_CORS_PREFIX)]
+        if origin is None:
+            return headers
+        allowed = self._allow_origin(origin)
+        if allowed is None:
+            return headers
+        return [*headers, (_ALLOW_ORIGIN, allowed), *self._actual]

@@ -1,0 +1,208 @@
+"""API Gateway HTTP API payload 2.0 events and the Lambda context object.
+
+Shape as AWS sends it: `cookies`, `queryStringParameters`, `pathParameters` and `body` are
+absent when empty; `stageVariables` is absent (the edge refuses templates that set them);
+the `cookie` header moves into `cookies`; duplicate headers and query parameters are joined
+with commas; bodies are text only for `text/*`, `application/json`, `application/xml` and
+`application/javascript` and base64 for everything else (including no content type and
+form-urlencoded), as measured against AWS.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from lucid_edge.intrinsics import PSEUDO_PARAMETERS
+
+ACCOUNT_ID = PSEUDO_PARAMETERS["AWS::AccountId"]
+REGION = PSEUDO_PARAMETERS["AWS::Region"]
+_TEXT_TYPES = frozenset({"application/json", "application/xml", "application/javascript"})
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def is_text_content_type(content_type: str | None) -> bool:
+    """True when API Gateway passes a body of this content type as text (not base64)."""
+    if not content_type:
+        return False
+    mime = content_type.split(";", 1)[0].strip().lower()
+    return mime.startswith("text/") or mime in _TEXT_TYPES
+
+
+def new_request_id() -> str:
+    """An id shaped like API Gateway's (16 base64 characters, e.g. `JKJaXmPLvHcESHA=`)."""
+    return base64.b64encode(os.urandom(11)).decode()
+
+
+class _Clock:
+    """`time` in API Gateway's format, formatted once per second rather than per request."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def now(self) -> tuple[str, int]:
+        epoch = time.time()
+        second = int(epoch)
+        if second != self._second:
+            t = time.gmtime(second)
+            month = _MONTHS[t.tm_mon - 1]
+            self._text = (
+                f"{t.tm_mday:02d}/{month}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:"
+                f"{t.tm_sec:02d} +0000"
+            )
+            self._second = second
+        return self._text, int(epoch * 1000)
+
+
+def _headers(raw: Iterable[tuple[bytes, bytes]]) -> tuple[dict[str, str], list[str]]:
+    headers: dict[str, str] = {}
+    cookies: list[str] = []
+    for raw_name, raw_value in raw:
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        if name == "cookie":
+            cookies.extend(c.strip() for c in value.split(";") if c.strip())
+        elif name in headers:
+            headers[name] = f"{headers[name]},{value}"
+        else:
+            headers[name] = value
+    return headers, cookies
+
+
+def _query(raw_query: str) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for name, value in parse_qsl(raw_query, keep_blank_values=True):
+        params[name] = f"{params[name]},{value}" if name in params else value
+    return params
+
+
+class EventBuilder:
+    """Builds payload 2.0 events for one API; the static parts are computed once."""
+
+    def __init__(self, api_id: str, stage: str) -> None:
+        self.api_id = api_id
+        self.stage = stage
+        self._clock = _Clock()
+        self._domains: dict[str, tuple[str, str]] = {}
+
+    def _domain(self, host: str) -> tuple[str, str]:
+        domain = self._domains.get(host)
+        if domain is None:
+            if len(self._domains) > 256:  # a client can send any Host: keep the cache bounded
+                self._domains.clear()
+            domain = self._domains[host] = (host, host.split(".", 1)[0])
+        return domain
+
+    def route_arn(self, method: str, path: str) -> str:
+        """The execute-api ARN of a request (what IAM policies of authorizers name)."""
+        return (
+            f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{self.api_id}/{self.stage}/{method}{path}"
+        )
+
+    def build(
+        self,
+        *,
+        method: str,
+        path: str,
+        raw_query: str,
+        raw_headers: Iterable[tuple[bytes, bytes]],
+        http_version: str,
+        source_ip: str,
+        server_port: str,
+        route_key: str,
+        path_parameters: Mapping[str, str] | None,
+        body: bytes,
+        request_id: str,
+    ) -> dict[str, Any]:
+        """The event the function of the matched route receives."""
+        headers, cookies = _headers(raw_headers)
+        forwarded = headers.get("x-forwarded-for")
+        headers["x-forwarded-for"] = f"{forwarded}, {source_ip}" if forwarded else source_ip
+        headers["x-forwarded-port"] = server_port
+        headers["x-forwarded-proto"] = "http"
+        if "x-amzn-trace-id" not in headers:
+            headers["x-amzn-trace-id"] = f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]}"
+        domain_name, domain_prefix = self._domain(headers.get("host", "localhost"))
+        time_text, time_epoch = self._clock.now()
+        event: dict[str, Any] = {
+            "version": "2.0",
+            "routeKey": route_key,
+            "rawPath": path,
+            "rawQueryString": raw_query,
+        }
+        if cookies:
+            event["cookies"] = cookies
+        event["headers"] = headers
+        if raw_query:
+            event["queryStringParameters"] = _query(raw_query)
+        event["requestContext"] = {
+            "accountId": ACCOUNT_ID,
+            "apiId": self.api_id,
+            "domainName": domain_name,
+            "domainPrefix": domain_prefix,
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": f"HTTP/{http_version}",
+                "sourceIp": source_ip,
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": request_id,
+            "routeKey": route_key,
+            "stage": self.stage,
+            "time": time_text,
+            "timeEpoch": time_epoch,
+        }
+        if path_parameters:
+            event["pathParameters"] = dict(path_parameters)
+        if body:
+            content_type = headers.get("content-type")
+            if is_text_content_type(content_type):
+                try:
+                    event["body"] = body.decode("utf-8")
+                    event["isBase64Encoded"] = False
+                    return event
+                except UnicodeDecodeError:
+                    pass  # declared text but is not UTF-8: deliver the bytes intact
+            event["body"] = base64.b64encode(body).decode("ascii")
+            event["isBase64Encoded"] = True
+            return event
+        event["isBase64Encoded"] = False
+        return event
+
+
+class LambdaContext:
+    """The `context` object a Python Lambda handler receives."""
+
+    __slots__ = ("_deadline", "aws_request_id", "function_name", "memory_limit_in_mb")
+    function_version = "$LATEST"
+
+    def __init__(self, function_name: str, memory_mb: int, timeout: float) -> None:
+        self.function_name = function_name
+        self.memory_limit_in_mb = memory_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self._deadline = time.monotonic() + timeout
+
+    @property
+    def invoked_function_arn(self) -> str:
+        """The ARN the function was invoked by."""
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
+
+    @property
+    def log_group_name(self) -> str:
+        """The function's CloudWatch log group."""
+        return f"/aws/lambda/{self.function_name}"
+
+    @property
+    def log_stream_name(self) -> str:
+        """A log stream name shaped like Lambda's."""
+        return f"{time.strftime('%Y/%m/%d')}/[$LATEST]local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before the function's Timeout."""
+        return max(0, int((self._deadline - time.monotonic()) * 1000))

@@ -1,0 +1,195 @@
+"""Load a SAM template into the edge's frozen model; refuse loudly what the edge cannot serve.
+
+Environment: every function of the template runs in the same edge process, so their
+`Environment.Variables` become one process environment. Values that resolve to "" are unset;
+two functions giving one variable different values is refused; a variable already set in the
+edge's own environment wins over the template (see `apply_environment`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, MutableMapping
+from pathlib import Path
+from typing import Any
+
+from lucid_edge.api_spec import build_api
+from lucid_edge.intrinsics import Resolver, TemplateError, load_yaml
+from lucid_edge.model import MAX_INTEGRATION_TIMEOUT_SECONDS, FunctionSpec, Template
+
+__all__ = ["TemplateError", "apply_environment", "load_template", "parse_overrides"]
+
+_PARAMETER_TYPES = frozenset({"String", "Number", "CommaDelimitedList", "List<Number>"})
+_TOP_LEVEL = frozenset(
+    {"AWSTemplateFormatVersion", "Transform", "Description", "Parameters", "Conditions",
+     "Globals", "Resources", "Outputs", "Metadata"}
+)  # fmt: skip
+# Resource types that change nothing about how a request is served locally.
+_INERT_TYPES = frozenset(
+    {"AWS::Logs::LogGroup", "AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"}
+)
+_FUNCTION_PROPERTIES = frozenset(
+    {"Runtime", "Handler", "CodeUri", "Timeout", "MemorySize", "Environment", "Layers", "Events",
+     "Description", "Tracing", "Architectures", "Policies", "Role", "FunctionName", "Tags",
+     "PackageType", "LoggingConfig", "PropagateTags"}
+)  # fmt: skip
+_GLOBAL_SECTIONS = frozenset({"Function", "HttpApi"})
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """`["Key=Value", ...]` (the `--parameter-overrides` syntax) as a dict."""
+    overrides: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise TemplateError(f"parameter override {pair!r} is not Key=Value")
+        overrides[key] = value
+    return overrides
+
+
+def _parameters(declared: Mapping[str, Any], overrides: Mapping[str, str]) -> dict[str, Any]:
+    unknown = sorted(set(overrides) - set(declared))
+    if unknown:
+        raise TemplateError(f"parameter overrides name unknown parameters: {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for name, spec in declared.items():
+        kind = spec.get("Type", "String")
+        if kind not in _PARAMETER_TYPES:
+            raise TemplateError(f"Parameters.{name}.Type: type {kind!r} is not supported locally")
+        if name in overrides:
+            raw = overrides[name]
+        elif "Default" in spec:
+            raw = spec["Default"]
+        else:
+            raise TemplateError(f"Parameters.{name}: no Default and no --parameter-overrides")
+        allowed = spec.get("AllowedValues")
+        if allowed is not None and str(raw) not in [str(v) for v in allowed]:
+            raise TemplateError(f"Parameters.{name}: {raw!r} is not one of {allowed}")
+        if kind in ("CommaDelimitedList", "List<Number>"):
+            items = raw if isinstance(raw, list) else str(raw).split(",")
+            values[name] = [str(item).strip() for item in items]
+        else:
+            values[name] = _env_text(raw)
+    return values
+
+
+def _env_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    # SAM Globals: maps merge key by key, scalars and lists are replaced.
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _function(
+    logical_id: str, props: Mapping[str, Any], base_dir: Path
+) -> tuple[FunctionSpec, dict[str, str]]:
+    where = f"Resources.{logical_id}.Properties"
+    for prop in props:
+        if prop not in _FUNCTION_PROPERTIES:
+            raise TemplateError(f"{where}.{prop}: property is not supported by the local edge")
+    if props.get("PackageType", "Zip") != "Zip":
+        raise TemplateError(f"{where}.PackageType: only Zip functions run locally")
+    runtime = str(props.get("Runtime", ""))
+    if not runtime.startswith("python3"):
+        raise TemplateError(f"{where}.Runtime: {runtime or 'missing'!r} is not a python runtime")
+    code_uri, handler = props.get("CodeUri"), props.get("Handler")
+    if not isinstance(code_uri, str) or not isinstance(handler, str) or "." not in handler:
+        raise TemplateError(f"{where}.CodeUri/Handler: a local folder and module.function needed")
+    timeout = float(props.get("Timeout", 3))
+    variables = (props.get("Environment") or {}).get("Variables") or {}
+    environment = {k: _env_text(v) for k, v in variables.items() if _env_text(v) != ""}
+    spec = FunctionSpec(
+        logical_id=logical_id,
+        code_uri=(base_dir / code_uri).resolve(),
+        handler=handler,
+        timeout=min(timeout, MAX_INTEGRATION_TIMEOUT_SECONDS),
+        memory_size=int(props.get("MemorySize", 128)),
+        environment=environment,
+    )
+    return spec, environment
+
+
+def _shared_environment(functions: Mapping[str, FunctionSpec]) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for logical_id, function in functions.items():
+        for name, value in function.environment.items():
+            if name in merged and merged[name] != value:
+                raise TemplateError(
+                    f"Resources.{logical_id}.Properties.Environment.Variables.{name}: differs "
+                    f"from {owner[name]}; all functions share one process environment locally"
+                )
+            merged[name], owner[name] = value, logical_id
+    return merged
+
+
+def load_template(path: Path, overrides: Mapping[str, str] | None = None) -> Template:
+    """Load, resolve and validate a SAM template; `TemplateError` names what is unsupported."""
+    path = path.resolve()
+    raw = load_yaml(path)
+    for key in raw:
+        if key not in _TOP_LEVEL:
+            raise TemplateError(f"{key}: top-level section is not supported by the local edge")
+    resources: dict[str, Any] = raw.get("Resources") or {}
+    parameters = _parameters(raw.get("Parameters") or {}, overrides or {})
+    resolver = Resolver(parameters, frozenset(resources), raw.get("Conditions") or {})
+    globals_ = raw.get("Globals") or {}
+    for section in globals_:
+        if section not in _GLOBAL_SECTIONS:
+            raise TemplateError(f"Globals.{section}: section is not supported by the local edge")
+
+    functions: dict[str, FunctionSpec] = {}
+    events: dict[str, dict[str, Any]] = {}
+    apis: dict[str, dict[str, Any]] = {}
+    for logical_id, resource in resources.items():
+        where = f"Resources.{logical_id}"
+        kind = resource.get("Type")
+        condition = resource.get("Condition")
+        if condition is not None and not resolver.condition(str(condition), where):
+            continue
+        if kind in _INERT_TYPES:
+            continue
+        if kind == "AWS::Serverless::Function":
+            props = _merge(globals_.get("Function") or {}, resource.get("Properties") or {})
+            raw_events = props.pop("Events", None) or {}
+            props = resolver.resolve(props, f"{where}.Properties")
+            functions[logical_id], _ = _function(logical_id, props, path.parent)
+            events[logical_id] = raw_events
+        elif kind == "AWS::Serverless::HttpApi":
+            apis[logical_id] = _merge(
+                globals_.get("HttpApi") or {}, resource.get("Properties") or {}
+            )
+        else:
+            raise TemplateError(f"{where}.Type: {kind!r} is not supported by the local edge")
+    if len(apis) > 1:
+        raise TemplateError(f"Resources: {', '.join(apis)}: the local edge serves one HttpApi")
+    api = build_api(apis, events, functions, resolver)
+    return Template(
+        path=path,
+        functions=functions,
+        api=api,
+        environment=_shared_environment(functions),
+        parameters=parameters,
+    )
+
+
+def apply_environment(
+    template: Template, environ: MutableMapping[str, str] | None = None
+) -> dict[str, str]:
+    """Export the template's environment; variables already set win. Returns what was set."""
+    target = os.environ if environ is None else environ
+    exported: dict[str, str] = {}
+    for name, value in template.environment.items():
+        if name not in target:
+            target[name] = exported[name] = value
+    return exported

@@ -1,0 +1,159 @@
+"""RateLimiter: one Redis round trip per decision, with a circuit to an in-memory fallback.
+
+    RateLimiter.check(policy, identity) -> Decision          (one key: the tiers)
+    RateLimiter.check_all([(policy, identity), ...]) -> Decision   (all must admit: sign-in)
+
+Redis errors (refused, reset, timeout of REDIS_TIMEOUT_MS, read-only replica, ...) open a
+circuit for `retry_seconds`: meanwhile no request pays a Redis timeout, and decisions come from
+RATE_LIMIT_FAIL_MODE — `open`: the per-instance in-memory limiter; `closed`: 503. The first
+check after the pause tries Redis again and, if it answers, closes the circuit. The warning is
+logged once per opening (so at most once per `retry_seconds`), and every decision Redis did not
+make counts one `RateLimitFallback` metric.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import redis
+
+from lucid.config import Settings, get_settings
+from lucid.errors import ServiceUnavailableError
+from lucid.observability import MetricUnit, metrics
+from lucid.ratelimit.memory import InMemoryLimiter
+from lucid.ratelimit.policies import Policies, Policy
+from lucid.ratelimit.window import LUA_SCRIPT, MICROS, Verdict
+from lucid.redis_client import get_redis
+
+logger = logging.getLogger("lucid.ratelimit")
+
+DEFAULT_RETRY_SECONDS = 5.0
+FALLBACK_METRIC = "RateLimitFallback"
+
+Limit = tuple[Policy, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome for one request under its binding policy (whole seconds, as sent)."""
+
+    policy: Policy
+    allowed: bool
+    remaining: int
+    reset_seconds: int
+    retry_after: int
+    source: Literal["redis", "memory"]
+
+
+class RateLimiter:
+    """Tiered limits of `settings`, decided in Redis (`redis`) with a per-instance fallback."""
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        settings: Settings,
+        *,
+        retry_seconds: float = DEFAULT_RETRY_SECONDS,
+    ) -> None:
+        self.settings = settings
+        self.policies = Policies.from_settings(settings)
+        self.retry_seconds = retry_seconds
+        self._script = redis_client.register_script(LUA_SCRIPT)
+        self._memory = InMemoryLimiter()
+        self._redis_down_until = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        """False when RATE_LIMIT_ENABLED is off."""
+        return self.settings.RATE_LIMIT_ENABLED
+
+    def policy_for(self, request_context: Mapping[str, Any], peer: str | None = None) -> Limit:
+        """The tier and identity that count a request with this API Gateway `requestContext`."""
+        return self.policies.for_request(request_context, peer)
+
+    def check(self, policy: Policy, identity: str) -> Decision:
+        """Count one request of `identity` under `policy` and say whether it may proceed."""
+        return self.check_all(((policy, identity),))
+
+    def check_all(self, limits: Sequence[Limit]) -> Decision:
+        """Count one request against every limit, charged only if all admit it.
+
+        Raises ServiceUnavailableError when Redis is unreachable and RATE_LIMIT_FAIL_MODE=closed.
+        """
+        keys = [policy.key(identity) for policy, identity in limits]
+        if time.monotonic() >= self._redis_down_until:
+            args: list[int] = []
+            for policy, _ in limits:
+                args += (policy.quota, policy.window_us)
+            try:
+                reply = self._script(keys=keys, args=args)
+            except redis.RedisError as error:
+                self._open_circuit(error)
+            else:
+                if self._redis_down_until:
+                    self._redis_down_until = 0.0
+                    logger.info("Redis answers again: rate limits are shared again")
+                verdicts = [Verdict(*reply[i : i + 4]) for i in range(1, len(reply), 4)]
+                return _binding(limits, verdicts, "redis")
+        return self._without_redis(limits, keys)
+
+    def _open_circuit(self, error: redis.RedisError) -> None:
+        self._redis_down_until = time.monotonic() + self.retry_seconds
+        fallback = (
+            "refusing with 503"
+            if self.settings.RATE_LIMIT_FAIL_MODE == "closed"
+            else "limiting per instance in memory"
+        )
+        # The class name only: driver messages can carry hosts or URIs.
+        logger.warning(
+            "Redis unavailable for rate limiting (%s): %s for the next %.1f s",
+            type(error).__name__,
+            fallback,
+            self.retry_seconds,
+        )
+
+    def _without_redis(self, limits: Sequence[Limit], keys: Sequence[str]) -> Decision:
+        metrics.add_metric(name=FALLBACK_METRIC, unit=MetricUnit.Count, value=1)
+        if self.settings.RATE_LIMIT_FAIL_MODE == "closed":
+            wait = max(1, math.ceil(self._redis_down_until - time.monotonic()))
+            raise ServiceUnavailableError(
+                "rate limiting is unavailable; retry shortly",
+                headers={"Retry-After": str(wait)},
+            )
+        verdicts = self._memory.check(keys, [(p.quota, p.window_us) for p, _ in limits])
+        return _binding(limits, verdicts, "memory")
+
+
+def _binding(
+    limits: Sequence[Limit], verdicts: Sequence[Verdict], source: Literal["redis", "memory"]
+) -> Decision:
+    """The decision the caller sees: the longest refusal, else the least remaining quota."""
+    refused = [i for i, verdict in enumerate(verdicts) if not verdict.admitted]
+    if refused:
+        index = max(refused, key=lambda i: verdicts[i].retry_us)
+    else:
+        index = min(range(len(verdicts)), key=lambda i: verdicts[i].remaining)
+    verdict = verdicts[index]
+    return Decision(
+        policy=limits[index][0],
+        allowed=not refused,
+        remaining=verdict.remaining,
+        reset_seconds=-(-verdict.reset_us // MICROS),
+        retry_after=max(1, -(-verdict.retry_us // MICROS)) if refused else 0,
+        source=source,
+    )
+
+
+@functools.cache
+def default_limiter() -> RateLimiter | None:
+    """The process's limiter from `get_settings()` / `get_redis()`; None when disabled."""
+    settings = get_settings()
+    if not settings.RATE_LIMIT_ENABLED:
+        return None
+    return RateLimiter(get_redis(), settings)

@@ -1,0 +1,81 @@
+"""Who is counted against which quota: the tiers and sign-in policies, read from settings.
+
+Identity comes only from what API Gateway vouches for: the Lambda authorizer's context
+(`requestContext.authorizer.lambda`) and the connection's `requestContext.http.sourceIp`.
+Client headers (X-Forwarded-For, X-User-Id, ...) never choose the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lucid.config import Settings
+from lucid.ratelimit.window import MICROS
+
+KEY_PREFIX = "rl:"
+ADMIN_ROLE = "admin"  # the role the authorizer puts in its context for admins (lucid.deps)
+UNKNOWN_IP = "unknown"
+_PLAIN_IDENTITY = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A named quota: `quota` requests per `window_seconds`."""
+
+    name: str
+    quota: int
+    window_seconds: int
+    window_us: int = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "window_us", self.window_seconds * MICROS)
+
+    def key(self, identity: str) -> str:
+        """The Redis key of `identity` under this policy (bounded length whatever it is)."""
+        if not _PLAIN_IDENTITY.fullmatch(identity):
+            identity = "sha256:" + hashlib.sha256(identity.encode()).hexdigest()[:32]
+        return f"{KEY_PREFIX}{self.name}:{identity}"
+
+
+@dataclass(frozen=True, slots=True)
+class Policies:
+    """Every policy of the gateway, built from one `Settings`."""
+
+    public: Policy
+    authenticated: Policy
+    admin: Policy
+    signin_ip: Policy
+    signin_address: Policy
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policies:
+        """The tiers and sign-in limits configured in `settings`, all over one window."""
+        window = settings.RATE_LIMIT_WINDOW_SECONDS
+        return cls(
+            public=Policy("public", settings.RATE_LIMIT_PUBLIC, window),
+            authenticated=Policy("authenticated", settings.RATE_LIMIT_AUTHENTICATED, window),
+            admin=Policy("admin", settings.RATE_LIMIT_ADMIN, window),
+            signin_ip=Policy("signin-ip", settings.RATE_LIMIT_SIGNIN_PER_IP, window),
+            signin_address=Policy("signin-address", settings.RATE_LIMIT_SIGNIN_PER_ADDRESS, window),
+        )
+
+    def for_request(
+        self, request_context: Mapping[str, Any], peer: str | None = None
+    ) -> tuple[Policy, str]:
+        """The tier and the identity counted for a request with this `requestContext`.
+
+        Signed-in callers by user id (admins at the admin tier), everyone else by source IP;
+        `peer` (the TCP peer) stands in for it when there is no API Gateway event at all.
+        """
+        authorizer = request_context.get("authorizer")
+        caller = authorizer.get("lambda") if isinstance(authorizer, Mapping) else None
+        if isinstance(caller, Mapping) and caller.get("user_id"):
+            tier = self.admin if caller.get("role") == ADMIN_ROLE else self.authenticated
+            return tier, str(caller["user_id"])
+        http = request_context.get("http")
+        source_ip = http.get("sourceIp") if isinstance(http, Mapping) else None
+        return self.public, str(source_ip or peer or UNKNOWN_IP)

@@ -1,0 +1,67 @@
+"""Start the local edge in-process (uvicorn in a thread, one worker) on a free port."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from lucid.embedded import free_port
+from lucid_edge.server import Edge, build_app
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TEMPLATE = FIXTURES / "template.yaml"
+
+
+@dataclass
+class RunningEdge:
+    """A served edge: its base URL, the app object and an HTTP client bound to it."""
+
+    url: str
+    app: Edge
+    client: httpx.Client
+
+
+@contextmanager
+def running_edge(
+    template: Path = TEMPLATE,
+    overrides: dict[str, str] | None = None,
+    *,
+    concurrency: int = 2,
+    reload: bool = False,
+) -> Iterator[RunningEdge]:
+    """Serve `template` on 127.0.0.1 until the block ends."""
+    app = build_app(template, overrides, concurrency=concurrency, reload=reload)
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        loop="asyncio",
+        server_header=False,
+        proxy_headers=False,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.started, "the edge did not start"
+    url = f"http://127.0.0.1:{port}"
+    client = httpx.Client(base_url=url, timeout=10)
+    try:
+        yield RunningEdge(url, app, client)
+    finally:
+        client.close()
+        server.should_exit = True
+        thread.join(10)
+        app.close()

@@ -1,0 +1,58 @@
+"""Authorizer answers: which shapes API Gateway accepts and what IAM policies allow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lucid_edge.authorizer import MalformedResponseError, parse_response
+
+ARN = "arn:aws:execute-api:us-east-1:123456789012:api/test/GET/items/1"
+
+
+def _policy(*statements: dict[str, Any]) -> dict[str, Any]:
+    return {"principalId": "p", "policyDocument": {"Statement": list(statements)}}
+
+
+@pytest.mark.parametrize(
+    ("statements", "allowed"),
+    [
+        ([{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": ARN}], True),
+        ([{"Action": ["execute-api:*"], "Effect": "Allow", "Resource": ["arn:*/test/*"]}], True),
+        ([{"Action": "s3:GetObject", "Effect": "Allow", "Resource": "*"}], False),
+        (
+            [
+                {"Action": "*", "Effect": "Allow", "Resource": "*"},
+                {"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": ARN},
+            ],
+            False,
+        ),
+    ],
+)
+def test_iam_policies_allow_only_what_they_name(
+    statements: list[dict[str, Any]], allowed: bool
+) -> None:
+    assert parse_response(_policy(*statements), simple=False).allows(ARN) is allowed
+
+
+def test_a_single_statement_object_is_accepted() -> None:
+    response = {
+        "policyDocument": {"Statement": {"Action": "*", "Effect": "Allow", "Resource": "*"}}
+    }
+    assert parse_response(response, simple=False).allows(ARN) is True
+
+
+@pytest.mark.parametrize(
+    ("response", "simple"),
+    [
+        ("yes", True),
+        ({"isAuthorized": True, "context": "x"}, True),
+        ({"isAuthorized": 1}, True),
+        ({"isAuthorized": True}, False),  # simple shape where a policy is expected
+        ({"policyDocument": {"Statement": ["x"]}}, False),
+    ],
+)
+def test_malformed_answers_are_refused(response: Any, simple: bool) -> None:
+    with pytest.raises(MalformedResponseError):
+        parse_response(response, simple)

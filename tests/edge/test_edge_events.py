@@ -1,0 +1,150 @@
+"""Payload 2.0 events: the golden event from tests/events, body encoding, absent fields."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lucid_edge.authorizer import authorizer_event
+from lucid_edge.events import EventBuilder, LambdaContext, is_text_content_type, new_request_id
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+_NONDETERMINISTIC = {"requestId", "time", "timeEpoch", "x-amzn-trace-id"}
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """An API Gateway event from tests/events."""
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return event
+
+
+def _build(**overrides: Any) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "method": "GET",
+        "path": "/items/42",
+        "raw_query": "parameter1=value1&parameter1=value2&parameter2=value",
+        "raw_headers": [
+            (b"host", b"127.0.0.1:3000"),
+            (b"accept", b"application/json"),
+            (b"content-length", b"0"),
+            (b"header1", b"value1"),
+            (b"header2", b"value1"),
+            (b"header2", b"value2"),
+            (b"cookie", b"cookie1=value1; cookie2=value2"),
+            (b"user-agent", b"agent"),
+        ],
+        "http_version": "1.1",
+        "source_ip": "127.0.0.1",
+        "server_port": "3000",
+        "route_key": "GET /items/{id}",
+        "path_parameters": {"id": "42"},
+        "body": b"",
+        "request_id": new_request_id(),
+    }
+    request.update(overrides)
+    return EventBuilder("api-id", "$default").build(**request)
+
+
+def _compare(built: Any, golden: Any, where: str = "event") -> None:
+    assert type(built) is type(golden), where
+    if isinstance(golden, dict):
+        assert set(built) == set(golden), where
+        for key, value in golden.items():
+            if key not in _NONDETERMINISTIC:
+                _compare(built[key], value, f"{where}.{key}")
+    else:
+        assert built == golden, where
+
+
+def test_built_event_matches_the_golden_event_field_by_field() -> None:
+    built = _build()
+    _compare(built, load_event("http_api_v2_proxy.json"))
+    context = built["requestContext"]
+    assert re.fullmatch(r"[A-Za-z0-9+/]{15}=", context["requestId"])
+    assert re.fullmatch(r"\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000", context["time"])
+    assert abs(context["timeEpoch"] / 1000 - __import__("time").time()) < 5
+    assert built["headers"]["x-amzn-trace-id"].startswith("Root=1-")
+
+
+def test_authorizer_event_matches_the_golden_authorizer_event() -> None:
+    event = _build(
+        raw_query="",
+        raw_headers=[
+            (b"host", b"127.0.0.1:3000"),
+            (b"authorization", b"Bearer token"),
+            (b"user-agent", b"agent"),
+        ],
+    )
+    arn = EventBuilder("api-id", "$default").route_arn("GET", "/items/42")
+    built = authorizer_event(event, arn, ("Bearer token",))
+    _compare(built, load_event("http_api_v2_authorizer.json"))
+
+
+def test_empty_fields_are_absent_as_in_aws() -> None:
+    event = _build(raw_query="", raw_headers=[], path_parameters=None)
+    for absent in ("cookies", "queryStringParameters", "pathParameters", "body", "stageVariables"):
+        assert absent not in event
+    assert event["isBase64Encoded"] is False
+    assert event["requestContext"]["http"]["userAgent"] == ""
+    assert event["requestContext"]["domainName"] == "localhost"
+
+
+def test_client_forwarded_for_is_kept_but_source_ip_is_the_peer() -> None:
+    event = _build(raw_headers=[(b"x-forwarded-for", b"6.6.6.6")], source_ip="10.0.0.9")
+    assert event["requestContext"]["http"]["sourceIp"] == "10.0.0.9"
+    assert event["headers"]["x-forwarded-for"] == "6.6.6.6, 10.0.0.9"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "text"),
+    [
+        ("application/json", True),
+        ("application/json; charset=utf-8", True),
+        ("text/plain", True),
+        ("application/xml", True),
+        ("application/javascript", True),
+        ("application/x-www-form-urlencoded", False),
+        ("application/octet-stream", False),
+        (None, False),
+    ],
+)
+def test_body_encoding_follows_content_type(content_type: str | None, text: bool) -> None:
+    headers = [(b"content-type", content_type.encode())] if content_type else []
+    event = _build(raw_headers=headers, body=b"a=1&b=2")
+    assert event["isBase64Encoded"] is not text
+    body = event["body"] if text else base64.b64decode(event["body"]).decode()
+    assert body == "a=1&b=2"
+    assert is_text_content_type(content_type) is text
+
+
+def test_text_body_that_is_not_utf8_arrives_base64() -> None:
+    event = _build(raw_headers=[(b"content-type", b"text/plain")], body=b"\xff\xfe")
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == b"\xff\xfe"
+
+
+def test_domain_cache_stays_bounded() -> None:
+    builder = EventBuilder("api", "s")
+    for i in range(300):
+        event = builder.build(
+            method="GET", path="/", raw_query="", raw_headers=[(b"host", f"h{i}.x".encode())],
+            http_version="1.1", source_ip="1.1.1.1", server_port="1", route_key="$default",
+            path_parameters=None, body=b"", request_id="r",
+        )  # fmt: skip
+        assert event["requestContext"]["domainPrefix"] == f"h{i}"
+    assert len(builder._domains) <= 257
+
+
+def test_lambda_context_counts_down_from_the_timeout() -> None:
+    context = LambdaContext("EchoFunction", 256, 2.0)
+    assert 1900 < context.get_remaining_time_in_millis() <= 2000
+    assert context.function_version == "$LATEST"
+    assert context.invoked_function_arn.endswith(":function:EchoFunction")
+    assert context.log_group_name == "/aws/lambda/EchoFunction"
+    assert "[$LATEST]" in context.log_stream_name
+    assert LambdaContext("F", 1, 0).get_remaining_time_in_millis() == 0

@@ -1,0 +1,66 @@
+"""Lambda results -> HTTP as payload 2.0 defines it."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from lucid_edge.responses import MAX_RESPONSE_BYTES, InvalidResultError, to_http
+
+
+def test_full_result_becomes_status_headers_cookies_and_body() -> None:
+    response = to_http(
+        {
+            "statusCode": 201,
+            "headers": {"Content-Type": "text/plain", "X-N": 3, "X-B": True},
+            "cookies": ["a=1", "b=2"],
+            "body": "made",
+        }
+    )
+    assert response.status == 201
+    assert response.headers == [
+        (b"content-type", b"text/plain"),
+        (b"x-n", b"3"),
+        (b"x-b", b"true"),
+        (b"set-cookie", b"a=1"),
+        (b"set-cookie", b"b=2"),
+    ]
+    assert response.body == b"made"
+
+
+def test_base64_body_is_decoded_and_missing_body_is_empty() -> None:
+    data = base64.b64encode(b"\x00\x01").decode()
+    assert to_http({"statusCode": 200, "body": data, "isBase64Encoded": True}).body == b"\x00\x01"
+    assert to_http({"statusCode": 204}).body == b""
+
+
+@pytest.mark.parametrize("result", [{"a": 1}, "text", 7, None, [1, 2]])
+def test_result_without_status_code_is_200_json(result: Any) -> None:
+    response = to_http(result)
+    assert response.status == 200
+    assert response.headers == [(b"content-type", b"application/json")]
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"statusCode": "200"},
+        {"statusCode": True},
+        {"statusCode": 700},
+        {"statusCode": 200, "headers": "x: y"},
+        {"statusCode": 200, "cookies": "a=1"},
+        {"statusCode": 200, "headers": {"x": {"nested": 1}}},
+        {"statusCode": 200, "headers": {"x": "snow\u2603"}},
+        {"statusCode": 200, "body": {"not": "a string"}},
+        {"statusCode": 200, "body": "***", "isBase64Encoded": True},
+        {"statusCode": 200, "body": "x" * (MAX_RESPONSE_BYTES + 1)},
+        {"value": object()},
+        {"value": float("nan")},
+        ["x" * MAX_RESPONSE_BYTES],
+    ],
+)
+def test_invalid_results_are_refused(result: Any) -> None:
+    with pytest.raises(InvalidResultError):
+        to_http(result)

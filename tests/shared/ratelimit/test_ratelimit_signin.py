@@ -1,0 +1,96 @@
+"""Sign-in abuse limits: per TRON address and per source IP, default 10 per minute."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from lucid.errors import PROBLEM_CONTENT_TYPE, RateLimitedError
+from lucid.ratelimit import enforce_signin_limits
+from tests.shared.ratelimit.helpers import function_app, invoke, limiter_for
+
+VICTIM = "TLa2f6VPqDgRE67v1736s7bJ8Ray5wYjU7"
+
+
+def test_one_address_gets_ten_attempts_per_minute_from_any_number_of_ips(
+    redis_client: redis.Redis,
+) -> None:
+    # GIVEN the defaults (10 per IP, 10 per address) and an attacker rotating source IPs
+    limiter = limiter_for(redis_client)
+    for n in range(10):
+        enforce_signin_limits(f"203.0.113.{n}", VICTIM, limiter=limiter)
+    # WHEN the 11th attempt on the same address comes from yet another IP
+    with pytest.raises(RateLimitedError) as refused:
+        enforce_signin_limits("203.0.113.200", VICTIM, limiter=limiter)
+    # THEN it is refused by the per-address limit, with Retry-After
+    assert "address" in refused.value.detail
+    reset = int(refused.value.headers["X-RateLimit-Reset"])
+    assert refused.value.headers["RateLimit"] == f'"signin-address";r=0;t={reset}'
+    # the next attempt fits 6 s (60 s / 10) into the next window
+    assert int(refused.value.headers["Retry-After"]) == reset + 6
+    # AND another address is not affected
+    assert enforce_signin_limits("203.0.113.200", "TOther", limiter=limiter) is not None
+
+
+def test_one_ip_gets_ten_attempts_per_minute_whatever_addresses_it_tries(
+    redis_client: redis.Redis,
+) -> None:
+    limiter = limiter_for(
+        redis_client, RATE_LIMIT_SIGNIN_PER_IP=3, RATE_LIMIT_SIGNIN_PER_ADDRESS=50
+    )
+    for n in range(3):
+        decision = enforce_signin_limits("198.51.100.9", f"TAddress{n}", limiter=limiter)
+        assert decision is not None
+        assert decision.remaining == 2 - n
+    with pytest.raises(RateLimitedError) as refused:
+        enforce_signin_limits("198.51.100.9", "TAddress9", limiter=limiter)
+    assert "IP address" in refused.value.detail
+    assert refused.value.headers["RateLimit-Policy"] == '"signin-ip";q=3;w=60'
+
+
+def test_a_refused_attempt_charges_neither_budget(redis_client: redis.Redis) -> None:
+    limiter = limiter_for(redis_client, RATE_LIMIT_SIGNIN_PER_IP=2, RATE_LIMIT_SIGNIN_PER_ADDRESS=2)
+    enforce_signin_limits("198.51.100.1", VICTIM, limiter=limiter)
+    enforce_signin_limits("198.51.100.1", VICTIM, limiter=limiter)
+    for _ in range(5):  # the address is spent: these are refused ...
+        with pytest.raises(RateLimitedError):
+            enforce_signin_limits("198.51.100.2", VICTIM, limiter=limiter)
+    # ... and did not use up the second IP's own budget
+    decision = enforce_signin_limits("198.51.100.2", "TOther", limiter=limiter)
+    assert decision is not None
+    assert decision.remaining == 1
+
+
+def test_a_huge_address_is_counted_under_a_short_key(redis_client: redis.Redis) -> None:
+    limiter = limiter_for(redis_client, RATE_LIMIT_SIGNIN_PER_ADDRESS=1)
+    junk = "T" + "x" * 10_000
+    enforce_signin_limits("198.51.100.3", junk, limiter=limiter)
+    with pytest.raises(RateLimitedError):
+        enforce_signin_limits("198.51.100.4", junk, limiter=limiter)
+    assert max(len(key) for key in redis_client.keys("*")) < 100
+
+
+def test_login_route_answers_429_problem_with_both_policies(redis_client: redis.Redis) -> None:
+    # GIVEN the login route of a function, sign-in limit 1 per address
+    handler = function_app(limiter_for(redis_client, RATE_LIMIT_SIGNIN_PER_ADDRESS=1))
+    first = invoke(handler, "POST", "/auth/login", body={"address": VICTIM})
+    assert first[0] == 200
+    # WHEN the same address signs in again
+    status, headers, body = invoke(handler, "POST", "/auth/login", body={"address": VICTIM})
+    # THEN 429 problem+json; the stricter sign-in numbers lead, the tier is listed after them
+    assert status == 429
+    assert headers["content-type"] == PROBLEM_CONTENT_TYPE
+    assert body["type"].endswith("/rate-limited")
+    reset = int(headers["x-ratelimit-reset"])
+    assert body["retry_after"] == int(headers["retry-after"]) == reset + 60
+    assert headers["x-ratelimit-limit"] == "1"
+    assert headers["ratelimit-policy"] == '"signin-address";q=1;w=60, "public";q=100;w=60'
+    assert headers["ratelimit"].startswith(f'"signin-address";r=0;t={reset}, "public";r=98;t=')
+
+
+def test_without_an_address_only_the_ip_is_counted(redis_client: redis.Redis) -> None:
+    limiter = limiter_for(redis_client, RATE_LIMIT_SIGNIN_PER_IP=1)
+    enforce_signin_limits("198.51.100.5", None, limiter=limiter)
+    with pytest.raises(RateLimitedError):
+        enforce_signin_limits("198.51.100.5", "", limiter=limiter)
+    assert redis_client.keys("*") == [b"rl:signin-ip:198.51.100.5"]

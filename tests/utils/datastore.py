@@ -1,0 +1,207 @@
+"""Users, callers and a per-test MongoDB for the users and sessions functions.
+
+MongoDB in these tests is mongomock, one fresh in-memory database per test, injected into the
+functions through `app.dependency_overrides[get_database]`. mongomock does not make a single
+write atomic across threads (its `find_one_and_update` is a find followed by an update by `_id`),
+while MongoDB does; `atomic_writes()` restores the server's guarantee (each write operation runs
+alone) so concurrency tests exercise our code's atomicity, not mongomock's gaps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import secrets
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import mongomock
+from mongomock.collection import Collection
+from pymongo.database import Database
+
+from lucid.documents import new_id, utcnow
+from lucid.mongo import get_database
+from tests.utils.events import http_event
+from tests.utils.functions import load_module
+
+Document = dict[str, Any]
+
+_WRITES = (
+    "insert_one",
+    "insert_many",
+    "update_one",
+    "update_many",
+    "replace_one",
+    "delete_one",
+    "delete_many",
+    "find_one_and_update",
+    "find_one_and_delete",
+    "find_one_and_replace",
+)
+
+
+@contextmanager
+def atomic_writes() -> Iterator[None]:
+    """Make every mongomock write operation atomic (one at a time), as on a MongoDB server."""
+    lock = threading.RLock()
+    originals = {name: getattr(Collection, name) for name in _WRITES}
+
+    def locked(original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def write(self: Collection, *args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return original(self, *args, **kwargs)
+
+        return write
+
+    for name, original in originals.items():
+        setattr(Collection, name, locked(original))
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(Collection, name, original)
+
+
+@contextmanager
+def database_for(
+    *groups: str, database: Database[Document] | None = None
+) -> Iterator[Database[Document]]:
+    """`database` (default: a fresh mongomock one) injected into the functions `groups`."""
+    db: Database[Document] = (
+        database if database is not None else mongomock.MongoClient(tz_aware=True)["lucid"]
+    )
+    apps = [load_module(group).app for group in groups]
+    previous = [app.dependency_overrides.get(get_database) for app in apps]
+    for app in apps:
+        app.dependency_overrides[get_database] = lambda: db
+    try:
+        yield db
+    finally:
+        for app, before in zip(apps, previous, strict=True):
+            if before is None:
+                app.dependency_overrides.pop(get_database, None)
+            else:
+                app.dependency_overrides[get_database] = before
+
+
+@dataclass
+class User:
+    """A signed-in user as the authorizer describes it."""
+
+    id: str
+    address: str
+    role: str = "user"
+    jti: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    extra_context: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """The authorizer's `lambda` context for this user."""
+        return {
+            "user_id": self.id,
+            "address": self.address,
+            "role": self.role,
+            "tier": "admin" if self.role == "admin" else "authenticated",
+            "jti": self.jti,
+            **self.extra_context,
+        }
+
+
+def add_user(database: Database[Document], role: str = "user", **fields: Any) -> User:
+    """Store a user document (the shape auth's sign-in creates) and return the caller."""
+    user = User(id=new_id(), address="T" + secrets.token_hex(16), role=role)
+    now = utcnow()
+    database["users"].insert_one(
+        {
+            "_id": user.id,
+            "address": user.address,
+            "role": role,
+            "display_name": None,
+            "email": None,
+            "preferences": {},
+            "created_at": now,
+            "updated_at": now,
+            **fields,
+        }
+    )
+    return user
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A function's answer: status, lower-cased headers and the JSON body (None when empty)."""
+
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+def call(
+    group: str,
+    method: str,
+    path: str,
+    *,
+    caller: User | None,
+    body: Any = None,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    """Invoke functions/<group> with a payload 2.0 event carrying `caller`'s authorizer context."""
+    event = http_event(
+        method,
+        path,
+        body=body,
+        query=query,
+        headers=headers,
+        authorizer=caller.context if caller is not None else None,
+    )
+    result = load_module(group).handler(event, None)
+    reply_headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
+    text = result.get("body") or ""
+    return Reply(result["statusCode"], reply_headers, json.loads(text) if text else None)
+
+
+def in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
+    """Run `work(i)` for i in range(count) on `count` threads released together; the results.
+
+    Each thread gets its own event loop (Mangum runs one per invocation thread) and closes it.
+    """
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(index: int) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            barrier.wait(timeout=10)
+            results[index] = work(index)
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    # Switch threads far more often than the default 5 ms, so that a read-then-write race in
+    # the code under test actually interleaves instead of each request running in one slice.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        sys.setswitchinterval(interval)
+    return results
+
+
+def stored(collection: Any, document_id: str) -> Document:
+    """The stored document `document_id` of `collection`, which must exist."""
+    document: Document | None = collection.find_one({"_id": document_id})
+    assert document is not None, f"{document_id} is not in {collection.name}"
+    return document
