@@ -19,6 +19,7 @@ import uvicorn
 
 from lucid.config import LOCAL_STAGE, ephemeral_secret
 from lucid.embedded import EmbeddedRedis, start_redis
+from lucid.mongo_wire import EmbeddedMongo, start_mongo_server
 from lucid_edge import server
 from lucid_edge.model import Template
 from lucid_edge.template import TemplateError, load_template, parse_overrides
@@ -84,6 +85,12 @@ def run(args: argparse.Namespace) -> int:
     if not os.environ.get("REDIS_URI") and not template.environment.get("REDIS_URI"):
         redis = start_redis()
         os.environ["REDIS_URI"] = redis.uri
+    # One in-memory store served over the wire to every worker; per-process stores would
+    # let a user signed in through one worker be unknown to the next.
+    mongo: EmbeddedMongo | None = None
+    if not os.environ.get("MONGODB_URI") and not template.environment.get("MONGODB_URI"):
+        mongo = start_mongo_server()
+        os.environ["MONGODB_URI"] = mongo.uri
     stage = os.environ.get("STAGE") or template.environment.get("STAGE")
     has_secret = any(
         os.environ.get(name) or template.environment.get(name)
@@ -112,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if redis is not None:
         print(f"embedded Redis at {redis.uri}")
+    if mongo is not None:
+        print(f"in-memory MongoDB at {mongo.uri} (NOTHING IS PERSISTED)")
     print(_route_table(template), flush=True)
     try:
         uvicorn.run(
@@ -132,4 +141,6 @@ def run(args: argparse.Namespace) -> int:
         buckets.unlink(missing_ok=True)
         if redis is not None:
             redis.stop()
+        if mongo is not None:
+            mongo.stop()
     return 0

@@ -1,0 +1,289 @@
+"""An embedded MongoDB for the local stage: mongomock behind the real MongoDB wire protocol.
+
+When MONGODB_URI is unset, the local edge's parent process starts ONE of these on 127.0.0.1 and
+hands `EmbeddedMongo.uri` to every worker, so all workers reach the same in-memory data through
+the ordinary pymongo driver. Nothing is persisted. Not a database server: no auth, no
+transactions, no replication; mongomock's behaviour (and its linear scans) is what you get.
+
+All commands run on the server's single event-loop thread, one after another, so every command
+(findAndModify included) is atomic with respect to all clients.
+
+Spoken protocol: OP_MSG (2013) with section kinds 0 and 1 (checksum accepted, not verified;
+moreToCome = no reply) and the legacy OP_QUERY (2004) / OP_REPLY (1) pair that drivers use for
+their first `isMaster`. Anything else that cannot be framed closes that connection only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import socket
+import struct
+import threading
+from types import TracebackType
+
+import bson
+from bson.errors import BSONError
+
+from lucid.mongo_wire_commands import CommandBackend
+from lucid.mongo_wire_core import Document
+
+logger = logging.getLogger("lucid.mongo_wire")
+
+OP_REPLY, OP_QUERY, OP_MSG = 1, 2004, 2013
+CHECKSUM_PRESENT, MORE_TO_COME = 1 << 0, 1 << 1
+_REQUIRED_FLAG_BITS = 0xFFFF  # bits 0-15: a receiver must refuse the ones it does not know
+_HEADER = struct.Struct("<iiii")  # messageLength, requestID, responseTo, opCode
+_STOP_TIMEOUT_SECONDS = 5.0
+
+
+class EmbeddedMongoError(RuntimeError):
+    """The embedded MongoDB server could not start."""
+
+
+class ProtocolViolationError(ValueError):
+    """A message that cannot be framed or decoded: its connection is closed."""
+
+
+def _int32(data: bytes, offset: int) -> int:
+    return int(struct.unpack_from("<i", data, offset)[0])
+
+
+def _bson_at(data: bytes, offset: int, end: int) -> tuple[Document, int]:
+    size = _int32(data, offset)
+    if not 5 <= size <= end - offset:
+        raise ProtocolViolationError(f"BSON document of size {size} does not fit the message")
+    return bson.decode(data[offset : offset + size]), offset + size
+
+
+def parse_op_msg(body: bytes) -> tuple[Document, int]:
+    """The command of an OP_MSG body (kind-1 sequences merged in as lists) and its flag bits."""
+    flags = int(struct.unpack_from("<I", body)[0])
+    unknown_required = flags & _REQUIRED_FLAG_BITS & ~(CHECKSUM_PRESENT | MORE_TO_COME)
+    if unknown_required:
+        raise ProtocolViolationError(f"unknown required OP_MSG flag bits {unknown_required:#x}")
+    end = len(body) - 4 if flags & CHECKSUM_PRESENT else len(body)
+    command: Document | None = None
+    sequences: Document = {}
+    position = 4
+    while position < end:
+        kind, position = body[position], position + 1
+        if kind == 0 and command is None:
+            command, position = _bson_at(body, position, end)
+        elif kind == 1:
+            size = _int32(body, position)
+            section_end = position + size
+            if not 5 <= size <= end - position:
+                raise ProtocolViolationError(f"document sequence of size {size} does not fit")
+            name_end = body.index(b"\x00", position + 4, section_end)
+            identifier = body[position + 4 : name_end].decode()
+            sequences[identifier] = bson.decode_all(body[name_end + 1 : section_end])
+            position = section_end
+        else:
+            raise ProtocolViolationError(f"unexpected OP_MSG section kind {kind}")
+    if command is None or position != end:
+        raise ProtocolViolationError("OP_MSG without exactly one body section")
+    command.update(sequences)
+    return command, flags
+
+
+def parse_op_query(body: bytes) -> tuple[str, Document]:
+    """(full collection name, query document) of a legacy OP_QUERY body."""
+    name_end = body.index(b"\x00", 4)
+    full_name = body[4:name_end].decode()
+    query, _ = _bson_at(body, name_end + 9, len(body))  # skip numberToSkip, numberToReturn
+    if "$query" in query:  # the wrapped form: {$query: {...}, $readPreference: ...}
+        query = dict(query["$query"])
+    return full_name, query
+
+
+def op_msg_reply(reply: Document, request_id: int, response_to: int) -> bytes:
+    """A framed OP_MSG answer: flags 0, one kind-0 section."""
+    payload = bson.encode(reply)
+    header = _HEADER.pack(_HEADER.size + 5 + len(payload), request_id, response_to, OP_MSG)
+    return header + b"\x00\x00\x00\x00\x00" + payload
+
+
+def op_reply(reply: Document, request_id: int, response_to: int) -> bytes:
+    """A framed OP_REPLY carrying one document (the answer to a legacy OP_QUERY command)."""
+    payload = bson.encode(reply)
+    fields = struct.pack("<iqii", 0, 0, 0, 1)  # responseFlags, cursorID, startingFrom, count
+    length = _HEADER.size + len(fields) + len(payload)
+    return _HEADER.pack(length, request_id, response_to, OP_REPLY) + fields + payload
+
+
+class _WireServer:
+    """Accepts connections and runs their messages on one CommandBackend, one at a time.
+
+    Accepting is a plain reader callback (not asyncio.start_server) so that every accepted
+    socket is tracked the moment it exists: stopping then closes all of them, with no window.
+    """
+
+    def __init__(self, backend: CommandBackend, listener: socket.socket) -> None:
+        self.backend, self.listener = backend, listener
+        self._request_ids = itertools.count(1)
+        self._connection_ids = itertools.count(1)
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    def answer(self, opcode: int, body: bytes, request_id: int, connection_id: int) -> bytes | None:
+        """The framed reply to one message, None when the client wants none (moreToCome)."""
+        try:
+            if opcode == OP_MSG:
+                command, flags = parse_op_msg(body)
+                database = str(command.pop("$db", "admin"))
+            elif opcode == OP_QUERY:
+                full_name, command = parse_op_query(body)
+                database, _, collection = full_name.partition(".")
+                if collection != "$cmd":
+                    raise ProtocolViolationError(
+                        f"legacy OP_QUERY on {full_name!r} (not a command)"
+                    )
+            else:
+                raise ProtocolViolationError(f"unsupported opcode {opcode}")
+        except (ValueError, IndexError, struct.error, BSONError) as error:
+            raise ProtocolViolationError(str(error)) from error
+        reply = self.backend.run(command, database, connection_id)
+        if opcode == OP_QUERY:
+            return op_reply(reply, next(self._request_ids), request_id)
+        if flags & MORE_TO_COME:
+            return None
+        return op_msg_reply(reply, next(self._request_ids), request_id)
+
+    def start_accepting(self) -> None:
+        """Register the listener with the running loop."""
+        asyncio.get_running_loop().add_reader(self.listener, self._accept)
+
+    def _accept(self) -> None:
+        try:
+            connection, _ = self.listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):  # pragma: no cover
+            return  # the client left before it was accepted
+        except OSError as error:  # pragma: no cover - out of file descriptors: pause, not spin
+            logger.error("embedded MongoDB cannot accept connections: %s", error)
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(self.listener)
+            loop.call_later(1.0, loop.add_reader, self.listener, self._accept)
+            return
+        task = asyncio.get_running_loop().create_task(self._serve(connection))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, connection: socket.socket) -> None:
+        connection_id = next(self._connection_ids)
+        reader, writer = await asyncio.open_connection(sock=connection)
+        self._writers.add(writer)
+        try:
+            while not self._closing:
+                length, request_id, _, opcode = _HEADER.unpack(await reader.readexactly(16))
+                if not _HEADER.size < length <= self.backend.max_message_size:
+                    raise ProtocolViolationError(f"message length {length} out of range")
+                body = await reader.readexactly(length - _HEADER.size)
+                answer = self.answer(opcode, body, request_id, connection_id)
+                if answer is not None:
+                    writer.write(answer)
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the client went away, or the server is stopping
+        except ProtocolViolationError as error:
+            logger.warning("closing MongoDB wire connection %d: %s", connection_id, error)
+        except Exception:  # pragma: no cover - a bug in one reply costs one connection, loudly
+            logger.exception("embedded MongoDB connection %d failed", connection_id)
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def close(self) -> None:
+        """Stop accepting, close every connection and wait until their handlers are done."""
+        asyncio.get_running_loop().remove_reader(self.listener)
+        self.listener.close()
+        self._closing = True  # handlers not yet reading stop at their first check
+        for writer in list(self._writers):
+            writer.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class EmbeddedMongo:
+    """A running embedded MongoDB (a daemon thread of this process); `stop()` ends it."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        self.port = int(listener.getsockname()[1])
+        self._server = _WireServer(CommandBackend(), listener)
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="lucid-mongo-wire", daemon=True)
+
+    @property
+    def uri(self) -> str:
+        """The mongodb:// URI every worker hands to pymongo."""
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        finally:
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
+        self._server.start_accepting()
+        self._ready.set()
+        await self._stopping.wait()
+        await self._server.close()
+
+    def start(self) -> EmbeddedMongo:
+        """Start serving in the background thread; return once it accepts connections."""
+        self._thread.start()
+        self._ready.wait()
+        if not self._thread.is_alive():  # pragma: no cover - its loop failed; the thread logged why
+            self._server.listener.close()
+            raise EmbeddedMongoError("the embedded MongoDB thread ended at start")
+        logger.warning(
+            "MONGODB_URI is unset: serving an IN-MEMORY MongoDB (mongomock) at %s; "
+            "NOTHING IS PERSISTED. Set MONGODB_URI to use a real server.",
+            self.uri,
+        )
+        return self
+
+    def stop(self) -> None:
+        """Close every connection, stop listening, drop all data; safe to call twice."""
+        loop, stopping = self._loop, self._stopping
+        if self._thread.is_alive() and loop is not None and stopping is not None:
+            loop.call_soon_threadsafe(stopping.set)
+            self._thread.join(_STOP_TIMEOUT_SECONDS)
+
+    def __enter__(self) -> EmbeddedMongo:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start_mongo_server(port: int | None = None) -> EmbeddedMongo:
+    """Serve one shared in-memory MongoDB on 127.0.0.1 (a free port unless given) in a thread."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port or 0))
+        listener.listen(128)
+    except OSError as error:
+        listener.close()
+        raise EmbeddedMongoError(
+            f"the embedded MongoDB cannot listen on port {port}: {error}"
+        ) from error
+    listener.setblocking(False)
+    # A worker forked from the parent must not keep the port listening after the parent stops.
+    os.register_at_fork(after_in_child=listener.close)
+    return EmbeddedMongo(listener).start()

@@ -1,0 +1,312 @@
+"""The command set of the embedded MongoDB (`lucid.mongo_wire`), on one mongomock client.
+
+`CommandBackend.run` takes a decoded command document and returns the reply MongoDB would send
+(`{ok: 1, ...}`, or `{ok: 0, errmsg, code, codeName}`; unknown commands: 59 CommandNotFound).
+Session, transaction and concern fields (lsid, txnNumber, $clusterTime, readConcern,
+writeConcern, ...) are ignored: the backend runs one command at a time, applied immediately.
+Transactions are refused (20 IllegalOperation), as a standalone MongoDB refuses them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import mongomock
+from bson.int64 import Int64
+from mongomock.filtering import filter_applies
+from pymongo.errors import OperationFailure
+
+from lucid import mongo_wire_writes as writes
+from lucid.mongo_wire_core import CommandError, Cursors, Document, Request
+
+logger = logging.getLogger("lucid.mongo_wire")
+
+SERVER_VERSION = (6, 0, 0)
+WIRE_VERSION = 17  # MongoDB 6.0; pymongo 4.10 needs at least 6
+MAX_BSON_OBJECT_SIZE = 16 * 1024 * 1024
+MAX_MESSAGE_SIZE = 48_000_000
+MAX_WRITE_BATCH_SIZE = 100_000
+
+_matches: Callable[[Document, Document], bool] = filter_applies
+
+# wire name -> method name (the wire names are camelCase; the handshake has legacy spellings)
+_COMMANDS = {
+    "hello": "hello", "isMaster": "hello", "ismaster": "hello", "ping": "ping",
+    "buildInfo": "build_info", "buildinfo": "build_info", "endSessions": "end_sessions",
+    "listDatabases": "list_databases", "dropDatabase": "drop_database",
+    "listCollections": "list_collections", "create": "create", "drop": "drop",
+    "insert": "insert", "update": "update", "delete": "delete",
+    "findAndModify": "find_and_modify", "findandmodify": "find_and_modify",
+    "find": "find", "getMore": "get_more", "killCursors": "kill_cursors",
+    "aggregate": "aggregate", "count": "count", "distinct": "distinct",
+    "createIndexes": "create_indexes", "listIndexes": "list_indexes",
+    "dropIndexes": "drop_indexes",
+}  # fmt: skip
+
+
+@dataclass
+class CommandBackend:
+    """Runs decoded commands against one in-memory mongomock store, one at a time."""
+
+    client: Any = field(default_factory=lambda: mongomock.MongoClient(tz_aware=True))
+    cursors: Cursors = field(default_factory=Cursors)
+    max_message_size: int = MAX_MESSAGE_SIZE
+
+    def run(self, command: Document, database: str, connection_id: int) -> Document:
+        """The reply document to `command` on `database`; never raises."""
+        name = next(iter(command), "")
+        if name not in _COMMANDS:
+            return CommandError(59, f"no such command: '{name}'").reply()
+        if "autocommit" in command:  # applying a transaction's writes one by one would lie
+            return CommandError(
+                20, "Transaction numbers are only allowed on a replica set member or mongos"
+            ).reply()
+        handler: Callable[[Request], Document] = getattr(self, _COMMANDS[name])
+        try:
+            reply = handler(Request(name, command, database, connection_id))
+        except CommandError as error:
+            return error.reply()
+        except OperationFailure as error:
+            return CommandError.from_failure(error).reply()
+        except NotImplementedError as error:
+            return CommandError(238, f"not supported by the embedded MongoDB: {error}").reply()
+        except (ValueError, TypeError, KeyError) as error:
+            return CommandError(2, f"{type(error).__name__}: {error}").reply()
+        except Exception:
+            logger.exception("embedded MongoDB command %r failed", name)
+            return CommandError(1, f"internal error of the embedded MongoDB in {name}").reply()
+        reply.setdefault("ok", 1.0)
+        return reply
+
+    def _collection(self, request: Request) -> Any:
+        if not isinstance(request.target, str) or not request.target:
+            raise CommandError(73, f"{request.name} needs a collection name")
+        return self.client[request.database][request.target]
+
+    def _exists(self, request: Request) -> bool:
+        return request.target in self.client[request.database].list_collection_names()
+
+    def _existing_collection(self, request: Request) -> Any:
+        collection = self._collection(request)
+        if not self._exists(request):
+            raise CommandError(26, f"ns does not exist: {request.namespace}")
+        return collection
+
+    def _cursor_reply(
+        self, namespace: str, documents: list[Document], request: Request, single: bool = False
+    ) -> Document:
+        batch_size = request.command.get(
+            "batchSize", (request.command.get("cursor") or {}).get("batchSize")
+        )
+        cursor_id, batch = self.cursors.open(namespace, documents, batch_size, single)
+        return {"cursor": {"firstBatch": batch, "id": Int64(cursor_id), "ns": namespace}}
+
+    # --- handshake and server ---------------------------------------------------------------
+
+    def hello(self, request: Request) -> Document:
+        """The handshake: a writable standalone, no topologyVersion (so no streaming monitor)."""
+        primary_field = "isWritablePrimary" if request.name == "hello" else "ismaster"
+        return {
+            "helloOk": True,
+            primary_field: True,
+            "maxBsonObjectSize": MAX_BSON_OBJECT_SIZE,
+            "maxMessageSizeBytes": self.max_message_size,
+            "maxWriteBatchSize": MAX_WRITE_BATCH_SIZE,
+            "localTime": datetime.now(UTC),
+            "logicalSessionTimeoutMinutes": 30,
+            "connectionId": request.connection_id,
+            "minWireVersion": 0,
+            "maxWireVersion": WIRE_VERSION,
+            "readOnly": False,
+        }
+
+    def ping(self, request: Request) -> Document:
+        """Liveness."""
+        return {}
+
+    def end_sessions(self, request: Request) -> Document:
+        """Sessions carry no server state here."""
+        return {}
+
+    def build_info(self, request: Request) -> Document:
+        """The version this server claims to be."""
+        return {
+            "version": ".".join(map(str, SERVER_VERSION)),
+            "versionArray": [*SERVER_VERSION, 0],
+            "gitVersion": "mongomock",
+            "bits": 64,
+            "maxBsonObjectSize": MAX_BSON_OBJECT_SIZE,
+        }
+
+    # --- databases and collections ----------------------------------------------------------
+
+    def list_databases(self, request: Request) -> Document:
+        """Databases that hold at least one collection."""
+        infos = [
+            {"name": name, "sizeOnDisk": 0, "empty": False}
+            for name in self.client.list_database_names()
+        ]
+        infos = [info for info in infos if _matches(request.command.get("filter") or {}, info)]
+        if request.command.get("nameOnly"):
+            infos = [{"name": info["name"]} for info in infos]
+        return {"databases": infos, "totalSize": 0}
+
+    def drop_database(self, request: Request) -> Document:
+        """Drop every collection of the database."""
+        self.client.drop_database(request.database)
+        return {}
+
+    def list_collections(self, request: Request) -> Document:
+        """Collections of the database as a cursor, filtered like MongoDB's (name, type, ...)."""
+        infos = [
+            {
+                "name": name,
+                "type": "collection",
+                "options": {},
+                "info": {"readOnly": False},
+                "idIndex": {"v": 2, "key": {"_id": 1}, "name": "_id_"},
+            }
+            for name in sorted(self.client[request.database].list_collection_names())
+        ]
+        infos = [info for info in infos if _matches(request.command.get("filter") or {}, info)]
+        if request.command.get("nameOnly"):
+            infos = [{"name": info["name"], "type": info["type"]} for info in infos]
+        return self._cursor_reply(f"{request.database}.$cmd.listCollections", infos, request)
+
+    def create(self, request: Request) -> Document:
+        """Create a collection (options such as capped are accepted and ignored)."""
+        self._collection(request)
+        if self._exists(request):
+            raise CommandError(48, f"Collection {request.namespace} already exists.")
+        self.client[request.database].create_collection(request.target)
+        return {}
+
+    def drop(self, request: Request) -> Document:
+        """Drop a collection with its indexes."""
+        collection = self._existing_collection(request)
+        indexes = len(collection.index_information())
+        collection.drop()
+        return {"ns": request.namespace, "nIndexesWas": indexes}
+
+    # --- writes (lucid.mongo_wire_writes) ---------------------------------------------------
+
+    def insert(self, request: Request) -> Document:
+        """Insert `documents`."""
+        return writes.insert(self._collection(request), request)
+
+    def update(self, request: Request) -> Document:
+        """Apply `updates` statements."""
+        return writes.update(self._collection(request), request)
+
+    def delete(self, request: Request) -> Document:
+        """Apply `deletes` statements."""
+        return writes.delete(self._collection(request), request)
+
+    def find_and_modify(self, request: Request) -> Document:
+        """Change or remove one document atomically."""
+        return writes.find_and_modify(self._collection(request), request)
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def find(self, request: Request) -> Document:
+        """filter, sort, projection, skip, limit, batchSize, singleBatch; answered as a cursor."""
+        command = request.command
+        limit = int(command.get("limit", 0))
+        documents = self._collection(request).find(
+            command.get("filter") or {},
+            projection=command.get("projection") or None,
+            skip=int(command.get("skip", 0)),
+            limit=abs(limit),
+            sort=request.sort(),
+        )
+        single = bool(command.get("singleBatch")) or limit < 0
+        return self._cursor_reply(request.namespace, list(documents), request, single)
+
+    def aggregate(self, request: Request) -> Document:
+        """A collection pipeline, answered as a cursor."""
+        if not isinstance(request.target, str):
+            raise NotImplementedError("database-level aggregate")
+        pipeline = request.command.get("pipeline", [])
+        documents = list(self._collection(request).aggregate(pipeline))
+        return self._cursor_reply(request.namespace, documents, request)
+
+    def get_more(self, request: Request) -> Document:
+        """The next batch of an open cursor (batchSize absent: all that fit one message)."""
+        cursor_id = int(request.target)
+        cursor = self.cursors.get(cursor_id)
+        if cursor is None:
+            raise CommandError(43, f"cursor id {cursor_id} not found")
+        batch = cursor.take(request.command.get("batchSize") or None)
+        if cursor.exhausted:
+            self.cursors.close(cursor_id)
+            cursor_id = 0
+        return {"cursor": {"nextBatch": batch, "id": Int64(cursor_id), "ns": cursor.namespace}}
+
+    def kill_cursors(self, request: Request) -> Document:
+        """Close cursors by id."""
+        ids = [int(cursor_id) for cursor_id in request.command.get("cursors", [])]
+        killed = [cursor_id for cursor_id in ids if self.cursors.close(cursor_id)]
+        return {
+            "cursorsKilled": [Int64(cursor_id) for cursor_id in killed],
+            "cursorsNotFound": [Int64(cursor_id) for cursor_id in ids if cursor_id not in killed],
+            "cursorsAlive": [],
+            "cursorsUnknown": [],
+        }
+
+    def count(self, request: Request) -> Document:
+        """Count matching documents (query, skip, limit)."""
+        command = request.command
+        options = {key: int(command[key]) for key in ("skip", "limit") if command.get(key)}
+        return {
+            "n": self._collection(request).count_documents(command.get("query") or {}, **options)
+        }
+
+    def distinct(self, request: Request) -> Document:
+        """Distinct values of `key` among matching documents."""
+        query = request.command.get("query") or None
+        return {"values": list(self._collection(request).distinct(request.command["key"], query))}
+
+    # --- indexes ----------------------------------------------------------------------------
+
+    def create_indexes(self, request: Request) -> Document:
+        """Create indexes; the same spec twice is a no-op, a name reused with other options 85."""
+        collection = self._collection(request)
+        existed = self._exists(request)
+        if not existed:  # as MongoDB does; mongomock would drop it again with its last index
+            self.client[request.database].create_collection(request.target)
+        before = len(collection.index_information())
+        for spec in request.command.get("indexes", []):
+            options = {key: value for key, value in spec.items() if key not in ("key", "v")}
+            try:
+                collection.create_index(list(spec["key"].items()), **options)
+            except OperationFailure as error:
+                raise CommandError.from_failure(error, default_code=85) from error
+        return {
+            "createdCollectionAutomatically": not existed,
+            "numIndexesBefore": before,
+            "numIndexesAfter": len(collection.index_information()),
+        }
+
+    def list_indexes(self, request: Request) -> Document:
+        """The collection's indexes, as a cursor."""
+        indexes = list(self._existing_collection(request).list_indexes())
+        return self._cursor_reply(request.namespace, indexes, request)
+
+    def drop_indexes(self, request: Request) -> Document:
+        """Drop one index (by name or key), a list of names, or "*" (all but _id_)."""
+        collection = self._existing_collection(request)
+        before = len(collection.index_information())
+        index = request.command.get("index")
+        if index == "*":
+            collection.drop_indexes()
+            return {"nIndexesWas": before}
+        try:
+            for name in index if isinstance(index, list) else [index]:
+                collection.drop_index(list(name.items()) if isinstance(name, dict) else name)
+        except OperationFailure as error:
+            raise CommandError(27, str(error)) from error
+        return {"nIndexesWas": before}

@@ -1,0 +1,145 @@
+"""Vocabulary of the embedded MongoDB (`lucid.mongo_wire`): requests, errors, open cursors.
+
+mongomock computes a whole result at once; a cursor hands it out in batches, each document
+encoded once (so its size is known) and each batch capped in bytes so that a reply always fits
+one wire message. Cursors idle for ten minutes are dropped, as MongoDB does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import bson
+from bson.raw_bson import RawBSONDocument
+from pymongo.errors import OperationFailure
+
+Document = dict[str, Any]
+
+DEFAULT_FIRST_BATCH = 101
+MAX_BATCH_BYTES = 16 * 1024 * 1024
+IDLE_CURSOR_SECONDS = 600.0
+
+CODE_NAMES = {
+    1: "InternalError",
+    2: "BadValue",
+    9: "FailedToParse",
+    20: "IllegalOperation",
+    26: "NamespaceNotFound",
+    27: "IndexNotFound",
+    43: "CursorNotFound",
+    48: "NamespaceExists",
+    59: "CommandNotFound",
+    73: "InvalidNamespace",
+    85: "IndexOptionsConflict",
+    238: "NotImplemented",
+    11000: "DuplicateKey",
+}
+
+
+class CommandError(Exception):
+    """A command failure with MongoDB's error code (its name comes from CODE_NAMES)."""
+
+    def __init__(self, code: int, errmsg: str) -> None:
+        super().__init__(errmsg)
+        self.code, self.errmsg = code, errmsg
+
+    @classmethod
+    def from_failure(cls, error: OperationFailure, default_code: int = 2) -> CommandError:
+        """The same failure as mongomock raised it (its code when it has one)."""
+        return cls(int(error.code) if error.code else default_code, str(error))
+
+    def reply(self) -> Document:
+        """The `{ok: 0, ...}` reply document."""
+        name = CODE_NAMES.get(self.code, "UnknownError")
+        return {"ok": 0.0, "errmsg": self.errmsg, "code": self.code, "codeName": name}
+
+
+@dataclass(frozen=True)
+class Request:
+    """One command: its name (the first key), document, target database and connection."""
+
+    name: str
+    command: Document
+    database: str
+    connection_id: int
+
+    @property
+    def target(self) -> Any:
+        """The command's value: the collection name for collection commands."""
+        return self.command[self.name]
+
+    @property
+    def namespace(self) -> str:
+        """`database.collection`."""
+        return f"{self.database}.{self.target}"
+
+    def sort(self) -> list[tuple[str, Any]] | None:
+        """The `sort` document as the (key, direction) list that mongomock takes."""
+        sort = self.command.get("sort")
+        return list(sort.items()) if sort else None
+
+
+@dataclass
+class Cursor:
+    """The rest of one result, handed out batch by batch."""
+
+    namespace: str
+    documents: list[Document]
+    position: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether every document has been handed out."""
+        return self.position >= len(self.documents)
+
+    def take(self, count: int | None) -> list[RawBSONDocument]:
+        """Up to `count` next documents (None: no count limit), at most MAX_BATCH_BYTES."""
+        batch: list[RawBSONDocument] = []
+        size = 0
+        while not self.exhausted and (count is None or len(batch) < count):
+            document = RawBSONDocument(bson.encode(self.documents[self.position]))
+            if batch and size + len(document.raw) > MAX_BATCH_BYTES:
+                break
+            batch.append(document)
+            size += len(document.raw)
+            self.position += 1
+        self.last_used = time.monotonic()
+        return batch
+
+
+@dataclass
+class Cursors:
+    """The server's open cursors by id (any connection may continue any cursor)."""
+
+    open_cursors: dict[int, Cursor] = field(default_factory=dict)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def open(
+        self, namespace: str, documents: list[Document], batch_size: int | None, single_batch: bool
+    ) -> tuple[int, list[RawBSONDocument]]:
+        """(cursor id, first batch); id 0 when the first batch is all there will be."""
+        self._drop_idle()
+        cursor = Cursor(namespace, documents)
+        batch = cursor.take(DEFAULT_FIRST_BATCH if batch_size is None else int(batch_size))
+        if single_batch or cursor.exhausted:
+            return 0, batch
+        cursor_id = next(self._ids)
+        self.open_cursors[cursor_id] = cursor
+        return cursor_id, batch
+
+    def get(self, cursor_id: int) -> Cursor | None:
+        """The open cursor with this id, if any."""
+        return self.open_cursors.get(cursor_id)
+
+    def close(self, cursor_id: int) -> bool:
+        """Forget a cursor; whether it was open."""
+        return self.open_cursors.pop(cursor_id, None) is not None
+
+    def _drop_idle(self) -> None:
+        deadline = time.monotonic() - IDLE_CURSOR_SECONDS
+        for cursor_id in [key for key, c in self.open_cursors.items() if c.last_used < deadline]:
+            del self.open_cursors[cursor_id]

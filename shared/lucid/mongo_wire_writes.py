@@ -1,0 +1,125 @@
+"""Write commands of the embedded MongoDB (`lucid.mongo_wire`) on a mongomock collection.
+
+Replies have MongoDB's shape: counts, `upserted`, and per-statement `writeErrors` (code 11000 for
+a duplicate key, which pymongo raises as DuplicateKeyError / BulkWriteError); an ordered batch
+stops at its first error. findAndModify fails as a whole command instead, as MongoDB does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo.errors import OperationFailure
+
+from lucid.mongo_wire_core import CommandError, Document, Request
+
+
+def _write_error(index: int, error: OperationFailure) -> Document:
+    failure = CommandError.from_failure(error)
+    return {"index": index, "code": failure.code, "errmsg": failure.errmsg}
+
+
+def _write_reply(reply: Document, errors: list[Document]) -> Document:
+    if errors:
+        reply["writeErrors"] = errors
+    return reply
+
+
+def apply_update(
+    collection: Any, query: Document, update: Any, *, upsert: bool, multi: bool, array_filters: Any
+) -> Any:
+    """One update statement: a replacement document, update operators or a pipeline."""
+    if isinstance(update, dict) and not any(key.startswith("$") for key in update):
+        if multi:
+            raise CommandError(9, "multi update is not supported for replacement-style update")
+        return collection.replace_one(query, update, upsert=upsert)
+    options = {"array_filters": array_filters} if array_filters else {}
+    apply = collection.update_many if multi else collection.update_one
+    return apply(query, update, upsert=upsert, **options)
+
+
+def insert(collection: Any, request: Request) -> Document:
+    """Insert `documents`."""
+    inserted, errors = 0, []
+    for index, document in enumerate(request.command.get("documents", [])):
+        try:
+            collection.insert_one(document)
+            inserted += 1
+        except OperationFailure as error:
+            errors.append(_write_error(index, error))
+            if request.command.get("ordered", True):
+                break
+    return _write_reply({"n": inserted}, errors)
+
+
+def update(collection: Any, request: Request) -> Document:
+    """Apply `updates` statements (q, u, upsert, multi, arrayFilters)."""
+    matched = modified = 0
+    upserted: list[Document] = []
+    errors: list[Document] = []
+    for index, statement in enumerate(request.command.get("updates", [])):
+        try:
+            result = apply_update(
+                collection,
+                statement.get("q") or {},
+                statement.get("u"),
+                upsert=bool(statement.get("upsert")),
+                multi=bool(statement.get("multi")),
+                array_filters=statement.get("arrayFilters"),
+            )
+        except OperationFailure as error:
+            errors.append(_write_error(index, error))
+            if request.command.get("ordered", True):
+                break
+            continue
+        matched += result.matched_count
+        modified += result.modified_count
+        if result.upserted_id is not None:
+            upserted.append({"index": index, "_id": result.upserted_id})
+    reply: Document = {"n": matched + len(upserted), "nModified": modified}
+    if upserted:
+        reply["upserted"] = upserted
+    return _write_reply(reply, errors)
+
+
+def delete(collection: Any, request: Request) -> Document:
+    """Apply `deletes` statements: limit 1 deletes the first match, limit 0 every match."""
+    deleted = 0
+    for statement in request.command.get("deletes", []):
+        limit = statement.get("limit", 0)
+        if limit not in (0, 1):
+            raise CommandError(9, f"delete limit must be 0 or 1, not {limit!r}")
+        remove = collection.delete_one if limit == 1 else collection.delete_many
+        deleted += remove(statement.get("q") or {}).deleted_count
+    return {"n": deleted}
+
+
+def find_and_modify(collection: Any, request: Request) -> Document:
+    """Update, replace, upsert or remove the first match (in `sort` order); answer the document
+    before the change, or after it with `new` (projected by `fields`)."""
+    command = request.command
+    query, fields = command.get("query") or {}, command.get("fields") or None
+    change, remove = command.get("update"), bool(command.get("remove"))
+    new, upsert = bool(command.get("new")), bool(command.get("upsert"))
+    if remove == (change is not None) or (remove and (new or upsert)):
+        raise CommandError(9, "findAndModify takes either an update or remove=true alone")
+    target = collection.find_one(query, sort=request.sort())
+    if target is None and (remove or not upsert):
+        return {"lastErrorObject": {"n": 0, "updatedExisting": False}, "value": None}
+    by_id = None if target is None else {"_id": target["_id"]}
+    before = target if by_id is None or fields is None else collection.find_one(by_id, fields)
+    if remove:
+        collection.delete_one(by_id)
+        return {"lastErrorObject": {"n": 1}, "value": before}
+    result = apply_update(
+        collection, by_id or query, change, upsert=by_id is None, multi=False,
+        array_filters=command.get("arrayFilters"),
+    )  # fmt: skip
+    outcome: Document = {"n": 1, "updatedExisting": by_id is not None}
+    if by_id is None:
+        outcome["upserted"] = result.upserted_id
+        by_id = {"_id": result.upserted_id}
+    return {
+        "lastErrorObject": outcome,
+        "value": collection.find_one(by_id, fields) if new else before,
+    }

@@ -1,0 +1,620 @@
+"""The embedded MongoDB (lucid.mongo_wire), driven by the real pymongo driver and raw sockets."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import bson
+import pytest
+from bson.int64 import Int64
+from pymongo import CursorType, MongoClient, ReturnDocument, UpdateOne
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.monitoring import (
+    CommandFailedEvent,
+    CommandListener,
+    CommandStartedEvent,
+    CommandSucceededEvent,
+)
+from pymongo.write_concern import WriteConcern
+
+from lucid.embedded import free_port
+from lucid.mongo_wire import EmbeddedMongo, EmbeddedMongoError, start_mongo_server
+from lucid.mongo_wire_core import IDLE_CURSOR_SECONDS, MAX_BATCH_BYTES, Cursors
+
+Doc = dict[str, Any]
+
+
+class CommandLog(CommandListener):
+    """The names of the commands a client sent."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: CommandFailedEvent) -> None:
+        pass
+
+
+def connect(uri: str, **options: Any) -> MongoClient[Doc]:
+    return MongoClient(uri, serverSelectionTimeoutMS=2000, **options)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[EmbeddedMongo]:
+    with start_mongo_server() as embedded:
+        yield embedded
+
+
+@pytest.fixture
+def client(server: EmbeddedMongo) -> Iterator[MongoClient[Doc]]:
+    with connect(server.uri) as mongo:
+        yield mongo
+
+
+@pytest.fixture
+def db(client: MongoClient[Doc]) -> Iterator[Database[Doc]]:
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    yield client[name]
+    client.drop_database(name)
+
+
+# --- raw wire helpers ---------------------------------------------------------------------------
+
+
+def frame(opcode: int, body: bytes, request_id: int = 7) -> bytes:
+    return struct.pack("<iiii", 16 + len(body), request_id, 0, opcode) + body
+
+
+def op_msg(command: Doc, flags: int = 0, sequence: tuple[str, list[Doc]] | None = None) -> bytes:
+    body = struct.pack("<I", flags) + b"\x00" + bson.encode(command)
+    if sequence is not None:
+        payload = sequence[0].encode() + b"\x00" + b"".join(map(bson.encode, sequence[1]))
+        body += b"\x01" + struct.pack("<i", 4 + len(payload)) + payload
+    if flags & 1:
+        body += b"\x00\x00\x00\x00"  # checksum: accepted, not verified
+    return frame(2013, body)
+
+
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, "connection closed"
+        data += chunk
+    return data
+
+
+def read_reply(sock: socket.socket) -> tuple[int, int, bytes]:
+    """(opcode, responseTo, body) of the next message."""
+    length, _, response_to, opcode = struct.unpack("<iiii", recv_exactly(sock, 16))
+    return opcode, response_to, recv_exactly(sock, length - 16)
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+@pytest.fixture
+def raw(server: EmbeddedMongo) -> Iterator[socket.socket]:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        yield sock
+
+
+# --- handshake and protocol ---------------------------------------------------------------------
+
+
+def test_hello_describes_a_writable_standalone_without_streaming(client: MongoClient[Doc]) -> None:
+    hello = client.admin.command("hello")
+    assert hello["isWritablePrimary"] is True
+    assert hello["maxWireVersion"] == 17
+    assert hello["minWireVersion"] == 0
+    assert "topologyVersion" not in hello
+    assert "setName" not in hello
+    assert client.admin.command("isMaster")["ismaster"] is True
+    assert client.server_info()["version"] == "6.0.0"
+    assert client.admin.command("ping")["ok"] == 1.0
+
+
+def test_legacy_op_query_handshake_is_answered_with_op_reply(raw: socket.socket) -> None:
+    query = bson.encode({"$query": {"isMaster": 1}})
+    raw.sendall(
+        frame(2004, struct.pack("<i", 0) + b"admin.$cmd\x00" + struct.pack("<ii", 0, -1) + query)
+    )
+    opcode, response_to, body = read_reply(raw)
+    flags, cursor_id, _, returned = struct.unpack_from("<iqii", body)
+    assert (opcode, response_to, flags, cursor_id, returned) == (1, 7, 0, 0, 1)
+    assert bson.decode(body[20:])["ismaster"] is True
+
+
+def test_op_msg_document_sequence_with_checksum_flag(raw: socket.socket, db: Database[Doc]) -> None:
+    # GIVEN an insert whose documents travel in a kind-1 section, with the checksum flag set
+    command = {"insert": "seq", "$db": db.name}
+    raw.sendall(op_msg(command, flags=1, sequence=("documents", [{"_id": 1}, {"_id": 2}])))
+    # THEN the server answers one kind-0 section and the documents exist
+    opcode, response_to, body = read_reply(raw)
+    assert (opcode, response_to, body[:5]) == (2013, 7, b"\x00" * 5)
+    assert bson.decode(body[5:]) == {"n": 2, "ok": 1.0}
+    assert db.seq.count_documents({}) == 2
+
+
+def test_more_to_come_writes_get_no_reply(raw: socket.socket, db: Database[Doc]) -> None:
+    raw.sendall(op_msg({"insert": "quiet", "documents": [{"_id": 1}], "$db": db.name}, flags=2))
+    raw.sendall(frame(2013, op_msg({"ping": 1, "$db": "admin"})[16:], request_id=8))
+    _, response_to, _ = read_reply(raw)
+    assert response_to == 8  # the first reply answers the ping: the insert got none
+    unacknowledged = db.quiet.with_options(write_concern=WriteConcern(w=0))
+    unacknowledged.insert_one({"_id": 2})
+    assert sorted(doc["_id"] for doc in db.quiet.find()) == [1, 2]
+
+
+GARBAGE = {
+    "length below a header": struct.pack("<iiii", 5, 1, 0, 2013),
+    "length above the maximum": struct.pack("<iiii", 100_000_000, 1, 0, 2013),
+    "unsupported opcode": frame(2012, b"\x00" * 12),
+    "invalid BSON": frame(2013, b"\x00\x00\x00\x00\x00" + b"\x10\x00\x00\x00garbage-garbage"),
+    "unknown required flag": op_msg({"ping": 1, "$db": "admin"}, flags=1 << 2),
+    "two body sections": frame(2013, op_msg({"ping": 1})[16:] + b"\x00" + bson.encode({"a": 1})),
+    "unknown section kind": frame(2013, b"\x00\x00\x00\x00\x02" + bson.encode({"ping": 1})),
+    "oversized sequence": frame(2013, op_msg({"ping": 1})[16:] + b"\x01\xff\x00\x00\x00x\x00"),
+    "BSON larger than the message": frame(
+        2013, b"\x00" * 5 + struct.pack("<i", 4096) + b"\x00" * 4
+    ),
+    "no body section": frame(2013, b"\x00" * 4 + b"\x01" + struct.pack("<i", 9) + b"docs\x00"),
+    "query on a collection": frame(
+        2004, b"\x00" * 4 + b"db.users\x00" + b"\x00" * 8 + bson.encode({})
+    ),
+}
+
+
+@pytest.mark.parametrize("garbage", GARBAGE.values(), ids=GARBAGE.keys())
+def test_garbage_closes_only_that_connection(
+    garbage: bytes, raw: socket.socket, client: MongoClient[Doc], caplog: pytest.LogCaptureFixture
+) -> None:
+    raw.sendall(garbage)
+    assert closed_by_peer(raw)
+    assert client.admin.command("ping")["ok"] == 1.0
+    assert "closing MongoDB wire connection" in caplog.text
+
+
+# --- writes -------------------------------------------------------------------------------------
+
+
+def test_crud_round_trip(db: Database[Doc]) -> None:
+    users = db.users
+    inserted = users.insert_one({"name": "ada", "n": 1}).inserted_id
+    assert users.find_one({"_id": inserted}) == {"_id": inserted, "name": "ada", "n": 1}
+    result = users.update_one({"name": "ada"}, {"$set": {"role": "admin"}, "$inc": {"n": 2}})
+    assert (result.matched_count, result.modified_count) == (1, 1)
+    assert users.find_one({"name": "ada"}, {"_id": 0}) == {"name": "ada", "n": 3, "role": "admin"}
+    assert users.replace_one({"_id": inserted}, {"name": "bob"}).modified_count == 1
+    assert users.find_one({"_id": inserted}) == {"_id": inserted, "name": "bob"}
+    assert users.delete_one({"name": "bob"}).deleted_count == 1
+    assert users.find_one({"_id": inserted}) is None
+
+
+def test_upserts_multi_updates_pipelines_and_deletes(db: Database[Doc]) -> None:
+    items = db.items
+    upsert = items.update_one(
+        {"sku": "a"}, {"$set": {"qty": 1}, "$setOnInsert": {"created": 1}}, upsert=True
+    )
+    assert upsert.upserted_id is not None
+    assert upsert.matched_count == 0
+    items.update_one(
+        {"sku": "a"}, {"$set": {"qty": 2}, "$setOnInsert": {"created": 2}}, upsert=True
+    )
+    assert items.find_one({"sku": "a"}, {"_id": 0}) == {"sku": "a", "qty": 2, "created": 1}
+    items.insert_many([{"sku": "b", "qty": 5}, {"sku": "c", "qty": 5}])
+    assert items.update_many({"qty": 5}, {"$inc": {"qty": 1}}).modified_count == 2
+    items.update_one({"sku": "c"}, [{"$set": {"double": {"$multiply": ["$qty", 2]}}}])
+    assert items.find_one({"sku": "c"}, {"_id": 0, "double": 1}) == {"double": 12}
+    assert items.delete_many({"qty": 6}).deleted_count == 2
+    assert items.count_documents({}) == 1
+
+
+def test_malformed_write_statements_are_refused(db: Database[Doc]) -> None:
+    with pytest.raises(OperationFailure) as replace_many:
+        db.command("update", "x", updates=[{"q": {}, "u": {"a": 1}, "multi": True}])
+    with pytest.raises(OperationFailure) as delete_two:
+        db.command("delete", "x", deletes=[{"q": {}, "limit": 2}])
+    with pytest.raises(OperationFailure) as both:
+        db.command("findAndModify", "x", query={}, remove=True, update={"$set": {"a": 1}})
+    assert replace_many.value.code == delete_two.value.code == both.value.code == 9
+
+
+def test_unique_index_violations_are_duplicate_key_errors(db: Database[Doc]) -> None:
+    users = db.users
+    users.create_index("address", unique=True)
+    users.insert_one({"address": "T1"})
+    with pytest.raises(DuplicateKeyError) as single:
+        users.insert_one({"address": "T1"})
+    assert single.value.code == 11000
+    with pytest.raises(BulkWriteError) as ordered:
+        users.insert_many([{"address": "T2"}, {"address": "T1"}, {"address": "T3"}])
+    assert ordered.value.details["nInserted"] == 1
+    assert ordered.value.details["writeErrors"][0]["index"] == 1
+    with pytest.raises(BulkWriteError) as unordered:
+        users.insert_many([{"address": "T1"}, {"address": "T4"}], ordered=False)
+    assert unordered.value.details["nInserted"] == 1
+    with pytest.raises(DuplicateKeyError):
+        users.update_one({"address": "T2"}, {"$set": {"address": "T1"}})
+    with pytest.raises(BulkWriteError) as unordered_updates:
+        users.bulk_write(
+            [
+                UpdateOne({"address": "T2"}, {"$set": {"address": "T1"}}),
+                UpdateOne({"address": "T4"}, {"$set": {"seen": True}}),
+            ],
+            ordered=False,
+        )
+    assert unordered_updates.value.details["nModified"] == 1
+    with pytest.raises(DuplicateKeyError):
+        users.find_one_and_update({"address": "T2"}, {"$set": {"address": "T1"}})
+    with pytest.raises(DuplicateKeyError):
+        users.find_one_and_update({"address": "T9"}, {"$set": {"address": "T1"}}, upsert=True)
+    assert sorted(users.distinct("address")) == ["T1", "T2", "T4"]  # ordered: T3 never ran
+
+
+def test_find_one_and_update_is_atomic_across_20_threads(server: EmbeddedMongo) -> None:
+    # GIVEN 20 threads, each with its own connection from one pool, incrementing one counter
+    seen: list[int] = []
+    with connect(server.uri, maxPoolSize=20) as mongo:
+        counters = mongo.atomic.counters
+        counters.delete_many({})
+
+        def bump() -> None:
+            for _ in range(25):
+                doc = counters.find_one_and_update(
+                    {"_id": "c"},
+                    {"$inc": {"n": 1}},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
+                seen.append(doc["n"])
+
+        threads = [threading.Thread(target=bump) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        # THEN no increment was lost and every caller saw a distinct value
+        assert counters.find_one({"_id": "c"}) == {"_id": "c", "n": 500}
+        assert sorted(seen) == list(range(1, 501))
+        mongo.drop_database("atomic")
+
+
+def test_find_one_and_friends(db: Database[Doc]) -> None:
+    jobs: Collection[Doc] = db.jobs
+    jobs.insert_many([{"_id": i, "p": i % 3, "state": "new"} for i in range(6)])
+    first = jobs.find_one_and_update(
+        {"state": "new"}, {"$set": {"state": "taken"}}, sort=[("p", -1), ("_id", 1)],
+        projection={"state": 1},
+    )  # fmt: skip
+    assert first == {"_id": 2, "state": "new"}  # the document before the change, projected
+    assert jobs.find_one_and_replace({"_id": 0}, {"state": "replaced"}, return_document=True) == {
+        "_id": 0,
+        "state": "replaced",
+    }
+    assert jobs.find_one_and_delete({"p": 1}, sort=[("_id", -1)], projection={"_id": 1}) == {
+        "_id": 4
+    }
+    assert jobs.find_one_and_delete({"p": 7}) is None
+    assert jobs.find_one_and_update({"p": 7}, {"$set": {"x": 1}}) is None
+    assert jobs.find_one_and_update({"_id": 9}, {"$set": {"x": 1}}, upsert=True) is None
+    created = jobs.find_one_and_update(
+        {"_id": 10}, {"$set": {"x": 2}}, upsert=True, return_document=ReturnDocument.AFTER
+    )
+    assert created == {"_id": 10, "x": 2}
+    assert jobs.count_documents({}) == 7
+
+
+# --- reads --------------------------------------------------------------------------------------
+
+
+def test_cursor_batches_over_1000_documents(server: EmbeddedMongo) -> None:
+    log = CommandLog()
+    with connect(server.uri, event_listeners=[log]) as mongo:
+        many = mongo.batches.many
+        many.drop()
+        many.insert_many([{"i": i} for i in range(1000)])
+        log.names.clear()
+        assert [doc["i"] for doc in many.find().sort("i", 1).batch_size(100)] == list(range(1000))
+        assert log.names == ["find"] + ["getMore"] * 9
+        log.names.clear()
+        assert len(list(many.find({}, {"_id": 0}))) == 1000  # 101 first, the rest in one getMore
+        assert log.names == ["find", "getMore"]
+        mongo.drop_database("batches")
+
+
+def test_exhaust_cursors_are_served_batch_by_batch(db: Database[Doc]) -> None:
+    db.many.insert_many([{"i": i} for i in range(250)])
+    exhaust = db.many.find(cursor_type=CursorType.EXHAUST).batch_size(50)
+    assert [doc["i"] for doc in exhaust] == list(range(250))
+
+
+def test_transactions_are_refused_like_a_standalone_server(
+    client: MongoClient[Doc], db: Database[Doc]
+) -> None:
+    with (
+        client.start_session() as session,
+        pytest.raises(OperationFailure) as refused,
+        session.start_transaction(),
+    ):
+        db.ledger.insert_one({"amount": 5}, session=session)
+    assert refused.value.code == 20
+    assert db.ledger.count_documents({}) == 0  # nothing half-applied
+
+
+def test_closed_cursors_are_killed(db: Database[Doc]) -> None:
+    db.docs.insert_many([{"i": i} for i in range(30)])
+    cursor = db.docs.find().batch_size(10)
+    next(cursor)
+    cursor_id = cursor.cursor_id
+    assert cursor_id is not None
+    cursor.close()
+    with pytest.raises(OperationFailure) as gone:
+        db.command("getMore", Int64(cursor_id), collection="docs")
+    assert gone.value.code == 43
+    killed = db.command("killCursors", "docs", cursors=[Int64(cursor_id)])
+    assert killed["cursorsNotFound"] == [cursor_id]
+
+
+def test_sort_skip_limit_and_projection(db: Database[Doc]) -> None:
+    db.scores.insert_many([{"i": i, "even": i % 2 == 0} for i in range(50)])
+    page = db.scores.find({"even": True}, {"_id": 0, "i": 1}).sort("i", -1).skip(3).limit(4)
+    assert list(page) == [{"i": 42}, {"i": 40}, {"i": 38}, {"i": 36}]
+    assert db.scores.find_one({}, {"_id": 0}, sort=[("i", -1)]) == {"i": 49, "even": False}
+    assert len(list(db.scores.find().limit(-5))) == 5  # negative limit: one batch
+
+
+def test_aggregate_count_and_distinct(db: Database[Doc]) -> None:
+    db.sales.insert_many([{"shop": s, "amount": a} for s, a in [("a", 5), ("b", 7), ("a", 3)]])
+    totals = db.sales.aggregate(
+        [{"$group": {"_id": "$shop", "total": {"$sum": "$amount"}}}, {"$sort": {"_id": 1}}]
+    )
+    assert list(totals) == [{"_id": "a", "total": 8}, {"_id": "b", "total": 7}]
+    assert db.sales.count_documents({"shop": "a"}) == 2
+    assert db.sales.estimated_document_count() == 3
+    assert db.command("count", "sales", query={"amount": {"$gt": 1}}, skip=1, limit=5)["n"] == 2
+    assert sorted(db.sales.distinct("amount", {"shop": "a"})) == [3, 5]
+
+
+def test_datetimes_keep_milliseconds_and_the_client_chooses_awareness(
+    server: EmbeddedMongo, db: Database[Doc]
+) -> None:
+    moment = datetime(2026, 11, 26, 12, 30, 15, 123456, tzinfo=UTC)
+    db.events.insert_one({"_id": 1, "at": moment})
+    naive = datetime(2026, 11, 26, 12, 30, 15, 123000)
+    assert db.events.find_one({"at": {"$gt": moment - timedelta(seconds=1)}}) == {
+        "_id": 1,
+        "at": naive,
+    }
+    with connect(server.uri, tz_aware=True) as aware:
+        assert aware[db.name].events.find_one() == {
+            "_id": 1,
+            "at": moment.replace(microsecond=123000),
+        }
+
+
+# --- collections, databases, indexes ------------------------------------------------------------
+
+
+def test_collections_and_databases(client: MongoClient[Doc], db: Database[Doc]) -> None:
+    db.create_collection("made")
+    with pytest.raises(OperationFailure) as exists:
+        db.create_collection("made", check_exists=False)
+    assert exists.value.code == 48
+    db.other.insert_one({})
+    assert db.list_collection_names() == ["made", "other"]
+    assert db.list_collection_names(filter={"name": "other"}) == ["other"]
+    assert [c["name"] for c in db.list_collections()] == ["made", "other"]
+    assert db.name in client.list_database_names()
+    assert [d["name"] for d in client.list_databases(filter={"name": db.name})] == [db.name]
+    db.drop_collection("made")
+    db.drop_collection("never-existed")  # pymongo ignores NamespaceNotFound
+    assert db.list_collection_names() == ["other"]
+    client.drop_database(db.name)
+    assert db.name not in client.list_database_names()
+
+
+def test_indexes(db: Database[Doc]) -> None:
+    tokens = db.tokens
+    assert tokens.create_index("expires", expireAfterSeconds=0) == "expires_1"
+    assert tokens.create_index("expires", expireAfterSeconds=0) == "expires_1"  # idempotent
+    tokens.create_index([("family", 1), ("user", -1)], unique=True)
+    info = tokens.index_information()
+    assert info["expires_1"]["expireAfterSeconds"] == 0
+    assert info["family_1_user_-1"]["unique"] is True
+    with pytest.raises(OperationFailure) as conflict:
+        tokens.create_index("expires", expireAfterSeconds=60)
+    assert conflict.value.code == 85
+    created = db.command("createIndexes", "fresh", indexes=[{"key": {"a": 1}, "name": "a_1"}])
+    assert created["createdCollectionAutomatically"] is True
+    assert created["numIndexesAfter"] == 2
+    db.command("dropIndexes", "tokens", index={"family": 1, "user": -1})
+    tokens.drop_index("expires_1")
+    assert list(tokens.index_information()) == ["_id_"]
+    with pytest.raises(OperationFailure) as missing:
+        tokens.drop_index("nope_1")
+    assert missing.value.code == 27
+    db.fresh.drop_indexes()
+    assert list(db.fresh.index_information()) == ["_id_"]
+    assert list(db.absent.list_indexes()) == []  # pymongo turns NamespaceNotFound into nothing
+    with pytest.raises(OperationFailure) as absent:
+        db.command("dropIndexes", "absent", index="*")
+    assert absent.value.code == 26
+
+
+def test_ttl_index_hides_expired_documents(db: Database[Doc]) -> None:
+    # GIVEN a TTL index on `expires` and one token past its expiry, one not
+    db.tokens.create_index("expires", expireAfterSeconds=0)
+    now = datetime.now(UTC)
+    db.tokens.insert_many(
+        [
+            {"_id": "old", "expires": now - timedelta(hours=1)},
+            {"_id": "new", "expires": now + timedelta(hours=1)},
+        ]
+    )
+    # THEN only the live one is found (mongomock expires documents when the collection is read)
+    assert [doc["_id"] for doc in db.tokens.find()] == ["new"]
+
+
+def test_unique_index_over_duplicates_is_refused(db: Database[Doc]) -> None:
+    db.dups.insert_many([{"a": 1}, {"a": 1}])
+    with pytest.raises(DuplicateKeyError):
+        db.dups.create_index("a", unique=True)
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+FAILURES: dict[str, tuple[dict[str, Any], int, str]] = {
+    "unknown command": ({"noSuchCommand": 1}, 59, "CommandNotFound"),
+    "collection name not a string": ({"find": 5}, 73, "InvalidNamespace"),
+    "mongomock lacks it": ({"find": "x", "filter": {"$where": "1"}}, 238, "NotImplemented"),
+    "bad value": ({"count": "x", "skip": "many"}, 2, "BadValue"),
+    "database aggregate": ({"aggregate": 1, "pipeline": [], "cursor": {}}, 238, "NotImplemented"),
+    "crash inside mongomock": (
+        {"aggregate": "x", "pipeline": [{"$project": {"q": {"$divide": ["$n", 0]}}}], "cursor": {}},
+        1,
+        "InternalError",
+    ),
+}
+
+
+@pytest.mark.parametrize(("command", "code", "code_name"), FAILURES.values(), ids=FAILURES.keys())
+def test_failures_are_mongodb_error_documents(
+    db: Database[Doc], command: dict[str, Any], code: int, code_name: str
+) -> None:
+    db.x.insert_one({"n": 1})
+    with pytest.raises(OperationFailure) as failure:
+        db.command(command)
+    assert failure.value.code == code
+    assert (failure.value.details or {}).get("codeName") == code_name
+    assert db.x.count_documents({}) == 1  # the connection and the server carry on
+
+
+def test_operation_failures_of_mongomock_keep_their_message(db: Database[Doc]) -> None:
+    with pytest.raises(OperationFailure, match=r"unknown operator: \$foo") as failure:
+        db.x.find_one({"a": {"$foo": 1}})
+    assert failure.value.code == 2
+    with pytest.raises(OperationFailure, match="not supported by the embedded MongoDB"):
+        db.x.update_one({}, {"$set": {"a.$[e]": 0}}, array_filters=[{"e": 1}], upsert=True)
+
+
+# --- sharing and lifecycle ----------------------------------------------------------------------
+
+CHILD = """
+import sys
+import pymongo
+with pymongo.MongoClient(sys.argv[1], serverSelectionTimeoutMS=2000) as client:
+    shared = client[sys.argv[2]].shared
+    print(shared.find_one({"_id": "parent"})["v"])
+    shared.insert_one({"_id": "child", "v": 2})
+"""
+
+
+def test_clients_and_processes_share_one_store(server: EmbeddedMongo, db: Database[Doc]) -> None:
+    db.shared.insert_one({"_id": "parent", "v": 1})
+    with connect(server.uri) as second:
+        assert second[db.name].shared.find_one({"_id": "parent"}) == {"_id": "parent", "v": 1}
+    child = subprocess.run(
+        [sys.executable, "-W", "error", "-c", CHILD, server.uri, db.name],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    assert child.stdout.strip() == "1"
+    assert db.shared.find_one({"_id": "child"}) == {"_id": "child", "v": 2}
+
+
+def test_start_warns_and_stop_is_clean_and_fast(caplog: pytest.LogCaptureFixture) -> None:
+    port = free_port()
+    with caplog.at_level(logging.WARNING, logger="lucid.mongo_wire"):
+        embedded = start_mongo_server(port)
+    assert "NOTHING IS PERSISTED" in caplog.text
+    assert embedded.uri == f"mongodb://127.0.0.1:{port}/?directConnection=true"
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as idle:
+        idle.sendall(op_msg({"ping": 1, "$db": "admin"}))
+        assert read_reply(idle)[0] == 2013  # a served connection, now idle
+        started = time.monotonic()
+        embedded.stop()
+        assert time.monotonic() - started < 1.0
+        assert closed_by_peer(idle)  # open connections are closed, not left hanging
+    embedded.stop()  # a second stop is harmless
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    with start_mongo_server(port) as again:  # the port was released
+        assert again.port == port
+
+
+def test_a_forked_worker_does_not_keep_the_port_open() -> None:
+    # GIVEN a worker forked from the process that runs the server, up and still alive
+    embedded = start_mongo_server()
+    ready_read, ready_write = os.pipe()
+    release_read, release_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(ready_write, b"r")
+        os.read(release_read, 1)
+        os._exit(0)
+    try:
+        assert os.read(ready_read, 1) == b"r"
+        # WHEN the server stops
+        embedded.stop()
+        # THEN nobody listens on its port any more
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", embedded.port), timeout=1).close()
+    finally:
+        os.write(release_write, b"x")
+        os.waitpid(pid, 0)
+        for fd in (ready_read, ready_write, release_read, release_write):
+            os.close(fd)
+
+
+def test_a_busy_port_is_a_clear_error() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(EmbeddedMongoError, match="cannot listen"):
+            start_mongo_server(busy.getsockname()[1])
+
+
+# --- cursor bookkeeping -------------------------------------------------------------------------
+
+
+def test_idle_cursors_are_dropped_after_ten_minutes() -> None:
+    cursors = Cursors()
+    cursor_id, first = cursors.open("db.c", [{"i": i} for i in range(5)], 2, single_batch=False)
+    assert len(first) == 2
+    assert cursors.get(cursor_id) is not None
+    cursors.open_cursors[cursor_id].last_used -= IDLE_CURSOR_SECONDS + 1
+    cursors.open("db.c", [{"i": i} for i in range(5)], 2, single_batch=False)
+    assert cursors.get(cursor_id) is None
+
+
+def test_a_batch_never_exceeds_the_byte_cap() -> None:
+    large = "x" * (MAX_BATCH_BYTES // 3 + 1)
+    cursors = Cursors()
+    cursor_id, first = cursors.open("db.c", [{"s": large}] * 4, None, single_batch=False)
+    assert len(first) == 2
+    cursor = cursors.get(cursor_id)
+    assert cursor is not None
+    assert len(cursor.take(None)) == 2
+    assert cursor.exhausted
