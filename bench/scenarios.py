@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bench import scenarios_features
 from bench.coldstart import measure as measure_cold_starts
 from bench.harness import REPEATS, LoadResult, direct_server, edge_server, median_result, wrk
 
@@ -55,5 +56,9 @@ def coldstart(env: dict[str, str]) -> dict[str, object]:
 
 ALL: dict[str, Callable[[dict[str, str]], dict[str, object]]] = {
     "foundation": foundation,
+    "auth": scenarios_features.auth,
+    "ratelimit": scenarios_features.ratelimit,
+    "sessions": scenarios_features.sessions,
+    "proxy": scenarios_features.proxy,
     "coldstart": coldstart,
 }

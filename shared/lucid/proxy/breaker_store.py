@@ -1,0 +1,276 @@
+"""Where a backend's breaker state lives: Redis (shared by every instance) or this process.
+
+The state is three keys per backend, all with a TTL, read against Redis's own clock so that
+instances never compare wall clocks:
+
+    lucid:breaker:<name>:open     exists while OPEN; its PTTL is the Retry-After
+    lucid:breaker:<name>:half     exists while OPEN or HALF_OPEN (OPEN time + a linger)
+    lucid:breaker:<name>:probes   half-open probe slots taken; expires after one probe's timeout,
+                                  so a probe that died with its instance frees its slot
+
+No key means CLOSED, so a lost key fails towards letting traffic through, where the local
+failure count trips the breaker again if the backend is still down. Probe slots are granted
+atomically by one Lua script (INCR with a TTL); a trip is one script too, so two instances
+tripping at once keep one open period.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+import redis
+
+logger = logging.getLogger("lucid.proxy.breaker")
+
+HALF_OPEN_LINGER_MS = 60_000
+
+
+class BreakerState(StrEnum):
+    """The three states of a circuit breaker."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True, slots=True)
+class SharedState:
+    """What the store says: the state, and for OPEN how long it still lasts."""
+
+    state: BreakerState
+    open_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeAnswer:
+    """The store's answer to "may I probe?": the state, whether a slot was granted, a wait."""
+
+    state: BreakerState
+    granted: bool
+    wait_ms: int = 0
+
+
+CLOSED = SharedState(BreakerState.CLOSED)
+
+
+class BreakerStore(Protocol):
+    """The operations a breaker needs from wherever its state is kept."""
+
+    def read(self, name: str) -> SharedState:
+        """The current state (no write)."""
+        ...  # pragma: no cover
+
+    def acquire_probe(self, name: str, limit: int, probe_ms: int) -> ProbeAnswer:
+        """In HALF_OPEN, take one of `limit` probe slots (held for `probe_ms`)."""
+        ...  # pragma: no cover
+
+    def trip(self, name: str, open_ms: int, *, force: bool) -> SharedState:
+        """Open for `open_ms`; unless `force`, keep an open or half-open period already there."""
+        ...  # pragma: no cover
+
+    def close(self, name: str) -> None:
+        """Back to CLOSED."""
+        ...  # pragma: no cover
+
+
+_ACQUIRE = """
+local open_ms = redis.call('PTTL', KEYS[1])
+if open_ms > 0 then return {1, open_ms} end
+if redis.call('EXISTS', KEYS[2]) == 0 then return {0, 0} end
+local taken = redis.call('INCR', KEYS[3])
+if taken == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[2]) end
+if taken <= tonumber(ARGV[1]) then return {2, 0} end
+return {3, redis.call('PTTL', KEYS[3])}
+"""
+
+_TRIP = """
+if ARGV[3] == '0' and redis.call('EXISTS', KEYS[2]) == 1 then
+  return math.max(redis.call('PTTL', KEYS[1]), 0)
+end
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+redis.call('DEL', KEYS[3])
+return tonumber(ARGV[1])
+"""
+
+
+def _keys(name: str) -> list[str]:
+    prefix = f"lucid:breaker:{name}:"
+    return [prefix + "open", prefix + "half", prefix + "probes"]
+
+
+class RedisBreakerStore:
+    """The state in Redis, shared by every function instance."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+        self._acquire = client.register_script(_ACQUIRE)
+        self._trip = client.register_script(_TRIP)
+
+    def read(self, name: str) -> SharedState:
+        """PTTL of the open and half keys in one round trip."""
+        open_key, half_key, _ = _keys(name)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.pttl(open_key)
+        pipe.exists(half_key)
+        open_ms, half = pipe.execute()
+        if int(open_ms) > 0:
+            return SharedState(BreakerState.OPEN, int(open_ms))
+        return SharedState(BreakerState.HALF_OPEN) if int(half) else CLOSED
+
+    def acquire_probe(self, name: str, limit: int, probe_ms: int) -> ProbeAnswer:
+        """One script: still open, closed, or a probe slot granted or refused."""
+        code, value = self._acquire(keys=_keys(name), args=[limit, probe_ms])
+        if code == 0:
+            return ProbeAnswer(BreakerState.CLOSED, granted=False)
+        if code == 1:
+            return ProbeAnswer(BreakerState.OPEN, granted=False, wait_ms=int(value))
+        return ProbeAnswer(BreakerState.HALF_OPEN, granted=code == 2, wait_ms=max(int(value), 0))
+
+    def trip(self, name: str, open_ms: int, *, force: bool) -> SharedState:
+        """One script: open and half keys set, probe slots cleared."""
+        args = [open_ms, open_ms + HALF_OPEN_LINGER_MS, "1" if force else "0"]
+        remaining = int(self._trip(keys=_keys(name), args=args))
+        if remaining > 0:
+            return SharedState(BreakerState.OPEN, remaining)
+        return SharedState(BreakerState.HALF_OPEN)
+
+    def close(self, name: str) -> None:
+        """Delete the three keys."""
+        self._redis.delete(*_keys(name))
+
+
+@dataclass
+class _LocalEntry:
+    open_until: float = 0.0
+    half_until: float = 0.0
+    probes: int = 0
+    probes_until: float = 0.0
+
+
+class LocalBreakerStore:
+    """The same state machine in this process only (no Redis, or Redis down)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._entries: dict[str, _LocalEntry] = {}
+
+    def _entry(self, name: str) -> _LocalEntry:
+        return self._entries.setdefault(name, _LocalEntry())
+
+    def read(self, name: str) -> SharedState:
+        """The state by this process's clock."""
+        entry, now = self._entry(name), self._clock()
+        if now < entry.open_until:
+            return SharedState(BreakerState.OPEN, _ms(entry.open_until - now))
+        return SharedState(BreakerState.HALF_OPEN) if now < entry.half_until else CLOSED
+
+    def acquire_probe(self, name: str, limit: int, probe_ms: int) -> ProbeAnswer:
+        """Same answers as the Redis script."""
+        state = self.read(name)
+        if state.state is not BreakerState.HALF_OPEN:
+            return ProbeAnswer(state.state, granted=False, wait_ms=state.open_ms)
+        entry, now = self._entry(name), self._clock()
+        if now >= entry.probes_until:
+            entry.probes, entry.probes_until = 0, now + probe_ms / 1000
+        entry.probes += 1
+        granted = entry.probes <= limit
+        return ProbeAnswer(state.state, granted, 0 if granted else _ms(entry.probes_until - now))
+
+    def trip(self, name: str, open_ms: int, *, force: bool) -> SharedState:
+        """Open for `open_ms` unless already open or half-open (and not `force`)."""
+        current = self.read(name)
+        if not force and current.state is not BreakerState.CLOSED:
+            return current
+        now = self._clock()
+        self._entries[name] = _LocalEntry(
+            open_until=now + open_ms / 1000,
+            half_until=now + (open_ms + HALF_OPEN_LINGER_MS) / 1000,
+        )
+        return SharedState(BreakerState.OPEN, open_ms)
+
+    def close(self, name: str) -> None:
+        """Forget the entry."""
+        self._entries.pop(name, None)
+
+
+def _ms(seconds: float) -> int:
+    return max(int(seconds * 1000), 1)
+
+
+class FallbackStore:
+    """Redis first; when Redis fails, this process's own store, with a (throttled) warning.
+
+    Transitions are applied to both, so an instance that loses Redis carries on from the last
+    state it knew rather than from CLOSED. After a Redis error the instance stays local for
+    RETRY_REDIS_AFTER_SECONDS, so a dead Redis costs one timeout per period, not one per call.
+    """
+
+    WARN_EVERY_SECONDS = 30.0
+    RETRY_REDIS_AFTER_SECONDS = 5.0
+
+    def __init__(self, shared: RedisBreakerStore | None, local: LocalBreakerStore) -> None:
+        self._redis_store = shared
+        self._local = local
+        self._warned_at = float("-inf")
+        self._local_until = float("-inf")
+
+    @property
+    def _shared(self) -> RedisBreakerStore | None:
+        return self._redis_store if time.monotonic() >= self._local_until else None
+
+    def _degrade(self, error: redis.RedisError) -> None:
+        now = time.monotonic()
+        self._local_until = now + self.RETRY_REDIS_AFTER_SECONDS
+        if now - self._warned_at >= self.WARN_EVERY_SECONDS:
+            self._warned_at = now
+            logger.warning(
+                "breaker state: Redis unavailable, this instance decides alone: %s",
+                type(error).__name__,
+            )
+
+    def read(self, name: str) -> SharedState:
+        """Shared state, or the local one."""
+        shared = self._shared
+        if shared is not None:
+            try:
+                return shared.read(name)
+            except redis.RedisError as error:
+                self._degrade(error)
+        return self._local.read(name)
+
+    def acquire_probe(self, name: str, limit: int, probe_ms: int) -> ProbeAnswer:
+        """Shared probe slot, or a local one."""
+        shared = self._shared
+        if shared is not None:
+            try:
+                return shared.acquire_probe(name, limit, probe_ms)
+            except redis.RedisError as error:
+                self._degrade(error)
+        return self._local.acquire_probe(name, limit, probe_ms)
+
+    def trip(self, name: str, open_ms: int, *, force: bool) -> SharedState:
+        """Open locally and, when reachable, in Redis (whose answer wins)."""
+        local = self._local.trip(name, open_ms, force=force)
+        shared = self._shared
+        if shared is not None:
+            try:
+                return shared.trip(name, open_ms, force=force)
+            except redis.RedisError as error:
+                self._degrade(error)
+        return local
+
+    def close(self, name: str) -> None:
+        """Close locally and, when reachable, in Redis."""
+        self._local.close(name)
+        shared = self._shared
+        if shared is not None:
+            try:
+                shared.close(name)
+            except redis.RedisError as error:
+                self._degrade(error)

@@ -1,0 +1,254 @@
+"""Forwarding one request to its backend: safety checks, breaker, retries, bounded streaming.
+
+Error mapping (all problem+json, raised as `lucid.errors`):
+
+    unsafe path or query ............ 400 UnsafePathError     (before any connection)
+    backend URL unset ............... 503 naming the setting
+    breaker open .................... 503 with Retry-After    (backend not touched)
+    connection refused / reset ...... 502 BadGatewayError
+    connect or read timeout ......... 504 GatewayTimeoutError (also: the invocation's time is up)
+    body over 6 MB .................. 502 BadGatewayError
+    backend 4xx / 5xx ............... passed through with its body and headers
+
+Retries: only GET, HEAD, OPTIONS, PUT and DELETE, only when the connection could not be made
+(nothing reached the backend), with jittered exponential backoff, and only while the
+invocation's time allows. A reset or timeout after the request was sent is never retried, so a
+POST is sent at most once.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import httpx
+
+from lucid.config import Settings
+from lucid.deps import CallerIdentity
+from lucid.errors import BadGatewayError, GatewayTimeoutError, LucidError
+from lucid.proxy.breaker import BreakerPolicy, CircuitBreaker
+from lucid.proxy.breaker_store import BreakerStore
+from lucid.proxy.headers import Header, request_headers, response_headers
+from lucid.proxy.routing import (
+    BACKENDS,
+    Backend,
+    backend_for,
+    check_query,
+    check_remainder,
+    upstream_url,
+)
+
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# Time kept back from the Lambda deadline to turn the answer into a response.
+RESPONSE_MARGIN_SECONDS = 0.25
+BACKOFF_BASE_SECONDS = 0.05
+BACKOFF_CAP_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyRequest:
+    """One caller request, as the route hands it over (path decoded, as ASGI gives it)."""
+
+    method: str
+    prefix: str
+    remainder: str
+    query: bytes
+    headers: Sequence[Header]
+    body: bytes
+    source_ip: str
+    request_id: str
+    caller: CallerIdentity | None
+    time_left: float | None = None  # seconds the invocation may still run (None: no limit)
+
+    @property
+    def public_path(self) -> str:
+        """The path the caller asked for."""
+        return f"/{self.prefix}/{self.remainder}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyResponse:
+    """The backend's answer, ready to hand back to the caller."""
+
+    status: int
+    headers: list[Header]
+    body: bytes
+
+
+class _UnreachableError(Exception):
+    """The backend did not answer: a breaker failure, carrying the error the caller sees."""
+
+    def __init__(self, error: LucidError) -> None:
+        super().__init__(error.detail)
+        self.error = error
+
+
+def backoff_delays(retries: int, rng: random.Random) -> Iterator[float]:
+    """Waits before each retry: exponential, capped, each one jittered in its upper half."""
+    for attempt in range(retries):
+        ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)
+        yield ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+class Proxy:
+    """Forwards requests to the configured backends, one breaker per backend."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: httpx.Client,
+        store: BreakerStore,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._sleep = sleep
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrecy
+        policy = BreakerPolicy.from_settings(settings)
+        self.breakers = {b.name: CircuitBreaker(b.name, policy, store) for b in BACKENDS}
+
+    def close(self) -> None:
+        """Close the HTTP client and its pooled connections."""
+        self._client.close()
+
+    def forward(self, request: ProxyRequest) -> ProxyResponse:
+        """The backend's answer to `request`, or one of the errors in the module docstring."""
+        backend = backend_for(request.prefix)
+        check_remainder(request.remainder)
+        check_query(request.query)
+        url = upstream_url(backend.base_url(self._settings), request.public_path, request.query)
+        headers = request_headers(
+            request.headers,
+            request_id=request.request_id,
+            source_ip=request.source_ip,
+            caller=request.caller,
+        )
+        deadline = self._deadline(request.time_left)
+        breaker = self.breakers[backend.name]
+        permit = breaker.acquire()
+        try:
+            response = self._exchange(backend, request, url, headers, deadline)
+        except _UnreachableError as unreachable:
+            breaker.record(permit, failed=True)
+            raise unreachable.error from unreachable.__cause__
+        except LucidError:
+            breaker.record(permit, failed=False)  # it answered, just unusably (too large)
+            raise
+        breaker.record(permit, failed=response.status >= 500)
+        return response
+
+    def _deadline(self, time_left: float | None) -> float:
+        now = time.monotonic()
+        if time_left is None:
+            return float("inf")
+        if time_left <= RESPONSE_MARGIN_SECONDS:
+            raise GatewayTimeoutError("no time left in this invocation to call the backend")
+        return now + time_left - RESPONSE_MARGIN_SECONDS
+
+    def _exchange(
+        self,
+        backend: Backend,
+        request: ProxyRequest,
+        url: httpx.URL,
+        headers: list[Header],
+        deadline: float,
+    ) -> ProxyResponse:
+        retries = self._settings.PROXY_RETRIES if request.method in IDEMPOTENT_METHODS else 0
+        delays = backoff_delays(retries, self._rng)
+        while True:
+            try:
+                return self._attempt(backend, request, url, headers, deadline)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+                delay = next(delays, None)
+                if delay is None or time.monotonic() + delay >= deadline:
+                    raise _UnreachableError(self._connect_error(backend, error)) from error
+                self._sleep(delay)
+
+    def _attempt(
+        self,
+        backend: Backend,
+        request: ProxyRequest,
+        url: httpx.URL,
+        headers: list[Header],
+        deadline: float,
+    ) -> ProxyResponse:
+        outbound = self._client.build_request(
+            request.method,
+            url,
+            headers=headers,
+            content=request.body or None,
+            timeout=self._timeout(deadline),
+        )
+        try:
+            upstream = self._client.send(outbound, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            raise
+        except httpx.TimeoutException as error:
+            raise _UnreachableError(self._timed_out(backend)) from error
+        except httpx.TransportError as error:
+            raise _UnreachableError(self._dropped(backend)) from error
+        try:
+            body = self._read_bounded(backend, upstream, deadline)
+        finally:
+            upstream.close()
+        keep_length = request.method == "HEAD"
+        return ProxyResponse(
+            upstream.status_code,
+            response_headers(upstream.headers.multi_items(), keep_length=keep_length),
+            body,
+        )
+
+    def _read_bounded(self, backend: Backend, upstream: httpx.Response, deadline: float) -> bytes:
+        declared = upstream.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+            raise self._too_large(backend)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in upstream.iter_raw():
+                size += len(chunk)
+                if size > MAX_RESPONSE_BYTES:
+                    raise self._too_large(backend)
+                if time.monotonic() > deadline:
+                    raise _UnreachableError(self._timed_out(backend))
+                chunks.append(chunk)
+        except httpx.TimeoutException as error:
+            raise _UnreachableError(self._timed_out(backend)) from error
+        except httpx.TransportError as error:
+            raise _UnreachableError(self._dropped(backend)) from error
+        return b"".join(chunks)
+
+    def _timeout(self, deadline: float) -> httpx.Timeout:
+        left = max(deadline - time.monotonic(), 0.001)
+        connect = min(self._settings.PROXY_CONNECT_TIMEOUT_SECONDS, left)
+        read = min(self._settings.PROXY_READ_TIMEOUT_SECONDS, left)
+        return httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
+
+    @staticmethod
+    def _connect_error(backend: Backend, error: httpx.TransportError) -> LucidError:
+        if isinstance(error, httpx.ConnectTimeout):
+            return GatewayTimeoutError(
+                f"the {backend.name} backend did not accept a connection in time"
+            )
+        return BadGatewayError(f"the {backend.name} backend refused the connection")
+
+    @staticmethod
+    def _timed_out(backend: Backend) -> LucidError:
+        return GatewayTimeoutError(f"the {backend.name} backend did not answer in time")
+
+    @staticmethod
+    def _dropped(backend: Backend) -> LucidError:
+        return BadGatewayError(
+            f"the {backend.name} backend closed the connection without an answer"
+        )
+
+    @staticmethod
+    def _too_large(backend: Backend) -> LucidError:
+        return BadGatewayError(
+            f"the {backend.name} backend answered with more than {MAX_RESPONSE_BYTES} bytes"
+        )

@@ -1,0 +1,94 @@
+"""Header hygiene in both directions.
+
+Towards the backend: hop-by-hop headers (RFC 9110 §7.6.1: Connection and every header it names,
+Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade) are dropped, and so are the
+caller's credentials (Authorization, Cookie), anything claiming identity or origin (X-Lucid-*,
+X-Forwarded-*, Forwarded, X-Real-IP) and the framing headers the client library recomputes (Host,
+Content-Length). The gateway then adds what only it can vouch for: X-Request-ID, X-Forwarded-For
+(API Gateway's sourceIp) and X-Lucid-User-Id / X-Lucid-Role from the authorizer context.
+
+Towards the caller: hop-by-hop headers and the framing the gateway recomputes are dropped; the
+rest (Content-Type, Content-Encoding, caching headers, ...) passes through untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from lucid.deps import CallerIdentity
+from lucid.errors import BadRequestError
+
+Header = tuple[str, str]
+
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"}
+)
+_NEVER_FORWARDED = frozenset(
+    {
+        "authorization",
+        "cookie",
+        "host",
+        "content-length",
+        "expect",
+        "forwarded",
+        "x-real-ip",
+        "x-request-id",
+    }
+)
+_GATEWAY_PREFIXES = ("proxy-", "x-lucid-", "x-forwarded-")
+_RECOMPUTED_IN_RESPONSE = frozenset({"content-length", "x-request-id"})
+
+USER_ID_HEADER = "X-Lucid-User-Id"
+ROLE_HEADER = "X-Lucid-Role"
+
+
+def _connection_named(headers: Iterable[Header]) -> frozenset[str]:
+    named: set[str] = set()
+    for name, value in headers:
+        if name.lower() == "connection":
+            named.update(token.strip().lower() for token in value.split(","))
+    return frozenset(named)
+
+
+def _is_hop_by_hop(name: str, connection_named: frozenset[str]) -> bool:
+    return name in _HOP_BY_HOP or name.startswith("proxy-") or name in connection_named
+
+
+def request_headers(
+    incoming: Iterable[Header],
+    *,
+    request_id: str,
+    source_ip: str,
+    caller: CallerIdentity | None,
+) -> list[Header]:
+    """The headers the backend receives for a request that arrived with `incoming`."""
+    incoming = list(incoming)
+    named = _connection_named(incoming)
+    forwarded: list[Header] = []
+    for name, value in incoming:
+        lowered = name.lower()
+        if _is_hop_by_hop(lowered, named) or lowered in _NEVER_FORWARDED:
+            continue
+        if lowered.startswith(_GATEWAY_PREFIXES):
+            continue
+        if any(char in value for char in "\r\n\x00"):
+            raise BadRequestError(f"the {lowered} header holds a control character")
+        forwarded.append((lowered, value))
+    forwarded.append(("X-Request-ID", request_id))
+    forwarded.append(("X-Forwarded-For", source_ip))
+    if caller is not None:
+        forwarded.append((USER_ID_HEADER, caller.user_id))
+        forwarded.append((ROLE_HEADER, caller.role))
+    return forwarded
+
+
+def response_headers(incoming: Iterable[Header], *, keep_length: bool = False) -> list[Header]:
+    """The backend's response headers the caller sees (`keep_length` for HEAD answers)."""
+    incoming = list(incoming)
+    named = _connection_named(incoming)
+    dropped = _RECOMPUTED_IN_RESPONSE - ({"content-length"} if keep_length else set())
+    return [
+        (name, value)
+        for name, value in incoming
+        if not _is_hop_by_hop(name.lower(), named) and name.lower() not in dropped
+    ]

@@ -1,0 +1,122 @@
+"""Which backend serves a public path, and the one URL a path may turn into.
+
+The backend's scheme, host and port come from configuration only. The public path is appended,
+unchanged, below the configured base URL (which may carry a path of its own):
+
+    /chain/blocks/7      with BLOCKCHAIN_SERVICE_URL=http://chain:8084/api  ->  http://chain:8084/api/chain/blocks/7
+
+Keeping the prefix lets `/manifests/*` and `/trust/*` share one backend without colliding.
+
+A path remainder is refused (`UnsafePathError`, 400) before any connection when it, or any
+percent-decoding of it (double encoding included), holds a dot segment (`..`, `.`, fullwidth
+dots too), an empty segment (`//host`), a backslash, a scheme (`http://...`), or a control
+character (CR, LF, NUL, ...). A legitimate path never needs any of these, and a backend that
+decodes twice or normalises would otherwise see a path we never checked.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import quote, quote_from_bytes, unquote
+
+import httpx
+
+from lucid.config import Settings
+from lucid.errors import NotFoundError, ServiceUnavailableError, UnsafePathError
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """One backend cluster: its name (breaker and log key) and the setting holding its URL."""
+
+    name: str
+    setting: str
+
+    def base_url(self, settings: Settings) -> httpx.URL:
+        """The configured base URL; 503 naming the setting when it is unset."""
+        value = getattr(settings, self.setting)
+        if not value:
+            raise ServiceUnavailableError(
+                f"the {self.name} backend is not configured: set {self.setting}",
+                extensions={"backend": self.name, "setting": self.setting},
+            )
+        return httpx.URL(str(value))
+
+
+BLOCKCHAIN = Backend("blockchain", "BLOCKCHAIN_SERVICE_URL")
+SESSION = Backend("session", "SESSION_SERVICE_URL")
+NODE = Backend("node", "NODE_SERVICE_URL")
+BACKENDS = (BLOCKCHAIN, SESSION, NODE)
+
+# Manifests and trust records are artefacts of sessions: the session-management cluster owns them.
+ROUTES: dict[str, Backend] = {
+    "chain": BLOCKCHAIN,
+    "manifests": SESSION,
+    "trust": SESSION,
+    "nodes": NODE,
+}
+
+_MAX_DECODE_ROUNDS = 4
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DOT_SEGMENTS = frozenset({".", ".."})
+# RFC 3986 pchar minus "%": everything else in a decoded path is percent-encoded on the way out.
+_PATH_SAFE = "/-._~!$&'()*+,;=:@"
+_QUERY_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "#")
+
+
+def backend_for(prefix: str) -> Backend:
+    """The backend serving `/<prefix>/...`."""
+    try:
+        return ROUTES[prefix]
+    except KeyError:
+        raise NotFoundError(f"no backend serves /{prefix}") from None
+
+
+def check_remainder(remainder: str) -> None:
+    """Refuse a path remainder that could leave its backend or smuggle a request line."""
+    layer = remainder
+    for _ in range(_MAX_DECODE_ROUNDS):
+        _check_layer(layer)
+        try:
+            decoded = unquote(layer, errors="strict")
+        except UnicodeDecodeError:
+            raise UnsafePathError("the path holds an invalid percent-encoding") from None
+        if decoded == layer:
+            return
+        layer = decoded
+    raise UnsafePathError("the path is percent-encoded too many times")
+
+
+def _check_layer(layer: str) -> None:
+    if "\\" in layer:
+        raise UnsafePathError("the path holds a backslash")
+    if _CONTROL.search(layer):
+        raise UnsafePathError("the path holds a control character")
+    if "://" in layer:
+        raise UnsafePathError("the path holds an absolute URL")
+    normalised = layer if layer.isascii() else unicodedata.normalize("NFKC", layer)
+    segments = normalised.split("/")
+    if any(segment in _DOT_SEGMENTS for segment in segments):
+        raise UnsafePathError("the path holds a dot segment")
+    if any(not segment for segment in segments[:-1]):
+        raise UnsafePathError("the path holds an empty segment")
+
+
+def check_query(query: bytes) -> None:
+    """Refuse a raw query string holding control characters (CR, LF, NUL, ...)."""
+    if any(byte < 0x20 or byte == 0x7F for byte in query):
+        raise UnsafePathError("the query string holds a control character")
+
+
+def upstream_url(base: httpx.URL, public_path: str, query: bytes) -> httpx.URL:
+    """The backend URL for `public_path` (decoded, already checked) and the raw `query`."""
+    target = base.path.rstrip("/") + quote(public_path, safe=_PATH_SAFE)
+    raw = target.encode("ascii")
+    if query:
+        raw += b"?" + quote_from_bytes(query, safe=_QUERY_SAFE).encode("ascii")
+    url = base.copy_with(raw_path=raw)
+    if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
+        raise UnsafePathError("the path would change the backend host")  # pragma: no cover
+    return url

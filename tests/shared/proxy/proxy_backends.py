@@ -1,0 +1,181 @@
+"""Real backend HTTP servers on 127.0.0.1 for the proxy tests, each logging what it received.
+
+One server class whose behaviour the test switches at any time (`server.mode = ...`):
+ok (JSON echo), fail (500), status (any status, body, content type), slow (answers after
+`delay`), flap (500 and 200 in turn), huge (a declared body over 6 MB), huge_chunked (chunked,
+no length, over 6 MB), stall / drip / truncate (a body that stops, trickles in or is cut
+off after its headers), reset (reads the request, then resets the connection).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+SIX_MB = 6 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request as the backend saw it."""
+
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> list[str]:
+        """Every value of header `name` (case-insensitive)."""
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes
+    server: BackendServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.server.record(Received(self.command, self.path, list(self.headers.items()), body))
+        mode = self.server.mode
+        if mode == "flap":  # fails every other request: 500, 200, 500, ...
+            mode = "fail" if len(self.server.received) % 2 else "ok"
+        if mode == "reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return
+        if mode == "slow":
+            time.sleep(self.server.delay)
+        if mode in ("stall", "truncate", "drip"):
+            self._send_partial(mode)
+            return
+        if mode in ("huge", "huge_chunked"):
+            self._send_huge(chunked=mode == "huge_chunked")
+            return
+        if mode in ("fail", "status"):
+            status, ctype, payload = self.server.status, self.server.content_type, self.server.body
+            if mode == "fail":
+                status = 500
+        else:
+            status, ctype = 200, "application/json"
+            payload = json.dumps({"method": self.command, "path": self.path}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in self.server.extra_headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    def _send_partial(self, mode: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        try:
+            self.wfile.write(b"x" * 10)
+            self.wfile.flush()
+            if mode == "stall":
+                time.sleep(self.server.delay)
+            elif mode == "drip":
+                for _ in range(20):
+                    time.sleep(0.05)
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+        except OSError:
+            pass
+        self.close_connection = True
+
+    def _send_huge(self, *, chunked: bool) -> None:
+        block = b"x" * 65536
+        total = SIX_MB + len(block)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(total))
+        self.end_headers()
+        try:
+            for _ in range(total // len(block)):
+                if chunked:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
+                else:
+                    self.wfile.write(block)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            self.close_connection = True  # the proxy stopped reading: as it should
+
+    do_GET = do_POST = do_PUT = do_PATCH = _handle  # noqa: N815 - http.server's names
+    do_DELETE = do_HEAD = do_OPTIONS = _handle  # noqa: N815
+
+
+class BackendServer(ThreadingHTTPServer):
+    """A threaded HTTP server on 127.0.0.1 with a request log and a switchable behaviour."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
+        self.mode = "ok"
+        self.delay = 1.0
+        self.status = 200
+        self.content_type = "application/json"
+        self.body = b"{}"
+        self.extra_headers: list[tuple[str, str]] = []
+        self.received: list[Received] = []
+        self._lock = threading.Lock()
+        self.connections = 0
+
+    @property
+    def url(self) -> str:
+        """Base URL of this backend."""
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+        return int(self.server_address[1])
+
+    def record(self, received: Received) -> None:
+        """Append one request to the log."""
+        with self._lock:
+            self.received.append(received)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return  # a client that hung up mid-answer is part of several tests
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            self.connections += 1
+        super().process_request(request, client_address)
+
+
+@contextmanager
+def running_backend(port: int = 0) -> Iterator[BackendServer]:
+    """A started backend, stopped (and its socket closed) on exit."""
+    server = BackendServer(port)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

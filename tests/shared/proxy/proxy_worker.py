@@ -1,0 +1,29 @@
+"""A second function instance in its own process, driven by the test over a pipe."""
+
+from __future__ import annotations
+
+from multiprocessing.connection import Connection
+from typing import Any
+
+import redis
+
+from lucid.errors import LucidError
+from lucid.proxy import build_proxy
+from tests.shared.proxy.conftest import proxy_request, proxy_settings
+
+
+def serve(conn: Connection, redis_uri: str, overrides: dict[str, Any]) -> None:
+    """Forward one GET /chain/info per "call" received; answer (status, breaker state)."""
+    client = redis.Redis.from_url(redis_uri)
+    proxy = build_proxy(proxy_settings(**overrides), client)
+    try:
+        while conn.recv() == "call":
+            try:
+                status = proxy.forward(proxy_request()).status
+            except LucidError as error:
+                status = error.status
+            conn.send((status, proxy.breakers["blockchain"].state.value))
+    finally:
+        proxy.close()
+        client.close()
+        conn.close()

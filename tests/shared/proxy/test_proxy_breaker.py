@@ -1,0 +1,188 @@
+"""The circuit breaker through the real proxy, real backends and the real Redis."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from lucid.config import Settings
+from lucid.embedded import free_port
+from lucid.errors import LucidError, ServiceUnavailableError
+from lucid.proxy import BreakerState, Permit, Proxy, build_proxy
+from lucid.proxy.breaker import OutcomeWindow
+from lucid.redis_client import build_redis
+from tests.shared.proxy.conftest import proxy_request, proxy_settings
+from tests.shared.proxy.proxy_backends import BackendServer
+
+MakeProxy = Callable[..., Proxy]
+
+
+def breaker_keys(client: redis.Redis) -> dict[str, int]:
+    return {k.decode(): int(client.pttl(k)) for k in client.scan_iter("lucid:breaker:*")}
+
+
+def test_closed_open_half_open_closed_with_exact_counts(
+    backend: BackendServer, make_proxy: MakeProxy, redis_client: redis.Redis
+) -> None:
+    # GIVEN a failing backend and a breaker that opens at 50 % failures over at least 4 calls
+    backend.mode = "fail"
+    proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url))
+    breaker = proxy.breakers["blockchain"]
+    # WHEN 3 calls fail, the breaker stays closed and the 500s pass through
+    for _ in range(3):
+        assert proxy.forward(proxy_request()).status == 500
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker_keys(redis_client) == {}
+    # WHEN the 4th fails, it opens: shared in Redis, every key with a TTL
+    assert proxy.forward(proxy_request()).status == 500
+    assert breaker.state is BreakerState.OPEN
+    keys = breaker_keys(redis_client)
+    assert set(keys) == {"lucid:breaker:blockchain:open", "lucid:breaker:blockchain:half"}
+    assert all(ttl > 0 for ttl in keys.values())
+    # THEN calls are answered 503 with Retry-After at once, without touching the backend
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailableError) as raised:
+        proxy.forward(proxy_request())
+    assert time.monotonic() - started < 0.05
+    assert raised.value.headers == {"Retry-After": "1"}
+    assert raised.value.extensions == {"backend": "blockchain", "breaker": "open"}
+    assert len(backend.received) == 4
+    # WHEN the open period ends and the backend recovered, one probe closes it
+    time.sleep(1.05)
+    backend.mode = "ok"
+    assert proxy.forward(proxy_request()).status == 200
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker_keys(redis_client) == {}
+    assert len(backend.received) == 5
+
+
+def test_a_failed_probe_opens_again(backend: BackendServer, make_proxy: MakeProxy) -> None:
+    backend.mode = "fail"
+    proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url))
+    for _ in range(4):
+        proxy.forward(proxy_request())
+    time.sleep(1.05)
+    assert proxy.forward(proxy_request()).status == 500  # the probe
+    assert proxy.breakers["blockchain"].state is BreakerState.OPEN
+    with pytest.raises(ServiceUnavailableError):
+        proxy.forward(proxy_request())
+    assert len(backend.received) == 5
+
+
+def test_flapping_backend_at_the_threshold_opens_and_below_it_does_not(
+    backend: BackendServer, make_proxy: MakeProxy
+) -> None:
+    backend.mode = "flap"  # 500, 200, 500, 200: exactly 50 %
+    proxy = make_proxy(
+        proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url, NODE_SERVICE_URL=backend.url)
+    )
+    statuses = [proxy.forward(proxy_request()).status for _ in range(4)]
+    assert statuses == [500, 200, 500, 200]
+    assert proxy.breakers["blockchain"].state is BreakerState.OPEN
+    # a 4xx is the backend working: four of them do not open the node breaker
+    backend.mode, backend.status = "status", 404
+    for _ in range(4):
+        assert proxy.forward(proxy_request("GET", "nodes", "n")).status == 404
+    assert proxy.breakers["node"].state is BreakerState.CLOSED
+
+
+def test_connection_errors_and_timeouts_count_as_failures(
+    backend: BackendServer, make_proxy: MakeProxy
+) -> None:
+    backend.mode, backend.delay = "slow", 0.6
+    proxy = make_proxy(
+        proxy_settings(
+            BLOCKCHAIN_SERVICE_URL=f"http://127.0.0.1:{free_port()}",
+            NODE_SERVICE_URL=backend.url,
+            BREAKER_MIN_CALLS=2,
+            PROXY_READ_TIMEOUT_SECONDS=0.1,
+        ),
+        sleep=lambda _: None,
+    )
+    for prefix in ("chain", "nodes"):
+        for _ in range(2):
+            with pytest.raises(LucidError) as raised:
+                proxy.forward(proxy_request("GET", prefix, "x"))
+            assert raised.value.status in (502, 504)
+    assert proxy.breakers["blockchain"].state is BreakerState.OPEN
+    assert proxy.breakers["node"].state is BreakerState.OPEN
+
+
+def test_half_open_grants_probe_slots_atomically_across_instances(
+    backend: BackendServer, make_proxy: MakeProxy
+) -> None:
+    # GIVEN two instances on one Redis, the breaker open and its open period over
+    settings = proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url)
+    first, second = make_proxy(settings), make_proxy(settings)
+    backend.mode = "fail"
+    for _ in range(4):
+        first.forward(proxy_request())
+    time.sleep(1.05)
+    a, b = first.breakers["blockchain"], second.breakers["blockchain"]
+    # WHEN the first takes the only probe slot
+    assert a.acquire() is Permit.PROBE
+    # THEN the second is refused while the probe is in flight
+    with pytest.raises(ServiceUnavailableError) as raised:
+        b.acquire()
+    assert raised.value.extensions["breaker"] == "half_open"
+    # WHEN the probe succeeds, both see the breaker closed
+    a.record(Permit.PROBE, failed=False)
+    assert b.acquire() is Permit.CALL
+
+
+def test_healthy_path_writes_nothing_to_redis(
+    backend: BackendServer, make_proxy: MakeProxy, redis_client: redis.Redis
+) -> None:
+    proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url, BREAKER_SYNC_MS=10000))
+    redis_client.config_resetstat()
+    for _ in range(20):
+        assert proxy.forward(proxy_request()).status == 200
+    stats = redis_client.info("commandstats")
+    used = {name.removeprefix("cmdstat_"): v["calls"] for name, v in stats.items()}
+    for housekeeping in ("info", "config", "client", "hello"):  # connection set-up, this test
+        used.pop(housekeeping, None)
+    assert used == {"pttl": 1, "exists": 1}  # one cached read for twenty calls
+
+
+def test_without_redis_each_instance_keeps_its_own_breaker(
+    backend: BackendServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN Redis unreachable
+    dead = build_redis(Settings(REDIS_URI=f"redis://127.0.0.1:{free_port()}/0"))
+    proxy = build_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url), dead)
+    breaker_log = logging.getLogger("lucid.proxy.breaker")
+    breaker_log.addHandler(caplog.handler)
+    try:
+        backend.mode = "fail"
+        # WHEN the backend fails, the breaker still opens (locally), with a warning logged
+        for _ in range(4):
+            assert proxy.forward(proxy_request()).status == 500
+        with pytest.raises(ServiceUnavailableError):
+            proxy.forward(proxy_request())
+        assert "Redis unavailable" in caplog.text
+        # THEN it half-opens and closes locally too
+        time.sleep(1.05)
+        backend.mode = "ok"
+        assert proxy.forward(proxy_request()).status == 200
+        assert proxy.breakers["blockchain"].state is BreakerState.CLOSED
+        assert len(backend.received) == 5
+    finally:
+        breaker_log.removeHandler(caplog.handler)
+        proxy.close()
+        dead.close()
+
+
+def test_window_forgets_calls_older_than_its_length() -> None:
+    now = [100.0]
+    window = OutcomeWindow(10, lambda: now[0])
+    window.add(True)
+    window.add(True)
+    now[0] += 5
+    window.add(False)
+    assert window.counts() == (3, 2)
+    now[0] += 5.5
+    assert window.counts() == (1, 0)

@@ -1,0 +1,284 @@
+"""The proxy against real backends on 127.0.0.1: passthrough, safety, retries, limits, errors."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+
+from lucid.deps import CallerIdentity
+from lucid.embedded import free_port
+from lucid.errors import (
+    BadGatewayError,
+    GatewayTimeoutError,
+    ServiceUnavailableError,
+    UnsafePathError,
+)
+from lucid.proxy import Proxy, backoff_delays
+from tests.shared.proxy.conftest import proxy_request, proxy_settings
+from tests.shared.proxy.proxy_backends import BackendServer, running_backend
+from tests.shared.proxy.test_proxy_routing import TRAVERSALS
+
+MakeProxy = Callable[..., Proxy]
+CALLER = CallerIdentity(user_id="u-7", address="TAbc", role="admin", tier="admin", jti="j")
+
+
+def test_method_path_query_body_and_identity_pass_through(
+    backend: BackendServer, make_proxy: MakeProxy
+) -> None:
+    proxy = make_proxy(proxy_settings(NODE_SERVICE_URL=backend.url + "/api"))
+    answer = proxy.forward(
+        proxy_request(
+            "PATCH",
+            "nodes",
+            "n-1/config",
+            query=b"dry_run=1&tag=a%20b",
+            headers=[("Content-Type", "application/json"), ("X-Lucid-Role", "admin")],
+            body=b'{"replicas":3}',
+            caller=CALLER,
+        )
+    )
+    assert answer.status == 200
+    [seen] = backend.received
+    assert (seen.method, seen.path) == ("PATCH", "/api/nodes/n-1/config?dry_run=1&tag=a%20b")
+    assert seen.body == b'{"replicas":3}'
+    assert seen.header("X-Lucid-User-Id") == ["u-7"]
+    assert seen.header("X-Lucid-Role") == ["admin"]
+    assert seen.header("X-Forwarded-For") == ["203.0.113.9"]
+    assert seen.header("X-Request-ID") == ["req-123"]
+    assert seen.header("Content-Type") == ["application/json"]
+    assert seen.header("User-Agent") == []  # the client library adds nothing of its own
+
+
+@pytest.mark.parametrize("remainder", TRAVERSALS)
+def test_unsafe_paths_are_refused_before_any_connection(
+    backend: BackendServer, make_proxy: MakeProxy, remainder: str
+) -> None:
+    proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url))
+    with pytest.raises(UnsafePathError):
+        proxy.forward(proxy_request("GET", "chain", remainder))
+    assert backend.received == []
+    assert backend.connections == 0
+
+
+def test_post_is_sent_once_when_the_backend_resets_after_reading_it(
+    backend: BackendServer, make_proxy: MakeProxy
+) -> None:
+    # GIVEN a backend that reads the request, then resets the connection
+    backend.mode = "reset"
+    proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url, PROXY_RETRIES=3))
+    # WHEN a POST and a GET go through
+    with pytest.raises(BadGatewayError):
+        proxy.forward(proxy_request("POST", "chain", "tx", body=b"{}"))
+    with pytest.raises(BadGatewayError):
+        proxy.forward(proxy_request("GET", "chain", "tx/1"))
+    # THEN each reached the backend exactly once: a request that may have arrived is not resent
+    assert [r.method for r in backend.received] == ["POST", "GET"]
+
+
+def test_get_is_retried_on_connection_refused_until_the_backend_listens(
+    make_proxy: MakeProxy,
+) -> None:
+    # GIVEN a port where nothing listens yet; the backend starts during the first backoff
+    port = free_port()
+    started: list[BackendServer] = []
+    waits: list[float] = []
+    context = running_backend(port)
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if not started:
+            started.append(context.__enter__())
+
+    proxy = make_proxy(
+        proxy_settings(BLOCKCHAIN_SERVICE_URL=f"http://127.0.0.1:{port}"), sleep=sleep
+    )
+    try:
+        # WHEN a GET is proxied
+        answer = proxy.forward(proxy_request("GET", "chain", "blocks/1"))
+        # THEN it succeeded on the second attempt, after one jittered wait
+        assert answer.status == 200
+        assert len(waits) == 1
+        assert 0.025 <= waits[0] <= 0.05
+        assert [r.path for r in started[0].received] == ["/chain/blocks/1"]
+    finally:
+        context.__exit__(None, None, None)
+
+
+def test_post_to_a_refused_port_is_not_retried(make_proxy: MakeProxy) -> None:
+    waits: list[float] = []
+    proxy = make_proxy(
+        proxy_settings(BLOCKCHAIN_SERVICE_URL=f"http://127.0.0.1:{free_port()}"),
+        sleep=waits.append,
+    )
+    with pytest.raises(BadGatewayError) as raised:
+        proxy.forward(proxy_request("POST", "chain", "tx", body=b"{}"))
+    assert waits == []
+    assert "refused" in raised.value.detail
+
+
+def test_refused_get_gives_up_after_the_configured_retries(make_proxy: MakeProxy) -> None:
+    waits: list[float] = []
+    proxy = make_proxy(
+        proxy_settings(BLOCKCHAIN_SERVICE_URL=f"http://127.0.0.1:{free_port()}", PROXY_RETRIES=3),
+        sleep=waits.append,
+        rng=random.Random(7),
+    )
+    with pytest.raises(BadGatewayError):
+        proxy.forward(proxy_request("GET"))
+    assert len(waits) == 3
+
+
+def test_backoff_is_exponential_capped_and_jittered() -> None:
+    first = list(backoff_delays(6, random.Random(1)))
+    second = list(backoff_delays(6, random.Random(2)))
+    ceilings = [0.05, 0.1, 0.2, 0.4, 0.8, 1.0]
+    for delays in (first, second):
+        assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
+    assert first != second
+
+
+def test_body_over_6_mb_is_502_whether_declared_or_streamed(
+    backend: BackendServer, make_proxy: MakeProxy
+) -> None:
+    proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url))
+    for mode in ("huge", "huge_chunked"):
+        backend.mode = mode
+        with pytest.raises(BadGatewayError) as raised:
+            proxy.forward(proxy_request())
+        assert "bytes" in raised.value.detail
+    # the backend answered: too large is not a breaker failure
+    assert proxy.breakers["blockchain"].state == "closed"
+
+
+def test_slow_backend_is_504(backend: BackendServer, make_proxy: MakeProxy) -> None:
+    backend.mode, backend.delay = "slow", 1.0
+    proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url))
+    started = time.monotonic()
+    with pytest.raises(GatewayTimeoutError):
+        proxy.forward(proxy_request("GET"))
+    assert time.monotonic() - started < 0.9
+    assert len(backend.received) == 1  # a read timeout is not retried
+
+
+def test_the_invocation_deadline_caps_the_read_timeout(
+    backend: BackendServer, make_proxy: MakeProxy
+) -> None:
+    # GIVEN a read timeout longer than what is left of the Lambda invocation
+    backend.mode, backend.delay = "slow", 1.5
+    proxy = make_proxy(
+        proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url, PROXY_READ_TIMEOUT_SECONDS=5)
+    )
+    started = time.monotonic()
+    with pytest.raises(GatewayTimeoutError):
+        proxy.forward(proxy_request("GET", time_left=0.6))
+    assert time.monotonic() - started < 0.6
+    # and with no time left at all the backend is not called
+    with pytest.raises(GatewayTimeoutError):
+        proxy.forward(proxy_request("GET", time_left=0.1))
+    assert len(backend.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "content_type", "body"),
+    [
+        (404, "application/problem+json", b'{"title":"no such block"}'),
+        (409, "text/plain; charset=utf-8", b"conflict"),
+        (500, "application/vnd.chain.error+json", b'{"error":"boom"}'),
+        (503, "text/html", b"<h1>down</h1>"),
+    ],
+)
+def test_backend_errors_pass_through_with_body_and_content_type(
+    backend: BackendServer, make_proxy: MakeProxy, status: int, content_type: str, body: bytes
+) -> None:
+    backend.mode, backend.status, backend.content_type, backend.body = (
+        "status",
+        status,
+        content_type,
+        body,
+    )
+    proxy = make_proxy(proxy_settings(SESSION_SERVICE_URL=backend.url))
+    answer = proxy.forward(proxy_request("GET", "manifests", "m-1"))
+    assert (answer.status, answer.body) == (status, body)
+    assert dict(answer.headers)["content-type"] == content_type
+
+
+def test_head_keeps_the_backend_length(backend: BackendServer, make_proxy: MakeProxy) -> None:
+    proxy = make_proxy(proxy_settings(NODE_SERVICE_URL=backend.url))
+    answer = proxy.forward(proxy_request("HEAD", "nodes", "n-1"))
+    assert answer.body == b""
+    expected = len(json.dumps({"method": "HEAD", "path": "/nodes/n-1"}))
+    assert dict(answer.headers)["content-length"] == str(expected)
+
+
+def test_unconfigured_backend_is_503_naming_the_setting(make_proxy: MakeProxy) -> None:
+    proxy = make_proxy(proxy_settings(SESSION_SERVICE_URL=None))
+    with pytest.raises(ServiceUnavailableError) as raised:
+        proxy.forward(proxy_request("GET", "trust", "t-1"))
+    assert "SESSION_SERVICE_URL" in raised.value.detail
+
+
+def test_one_pooled_connection_serves_consecutive_calls(
+    backend: BackendServer, make_proxy: MakeProxy
+) -> None:
+    proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url))
+    for _ in range(5):
+        assert proxy.forward(proxy_request()).status == 200
+    assert backend.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("mode", "error"), [("stall", GatewayTimeoutError), ("truncate", BadGatewayError)]
+)
+def test_a_body_that_stalls_or_is_cut_off_is_504_or_502(
+    backend: BackendServer, make_proxy: MakeProxy, mode: str, error: type[Exception]
+) -> None:
+    backend.mode, backend.delay = mode, 1.0
+    proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url))
+    with pytest.raises(error):
+        proxy.forward(proxy_request())
+
+
+def test_a_trickling_body_is_cut_at_the_invocation_deadline(
+    backend: BackendServer, make_proxy: MakeProxy
+) -> None:
+    backend.mode = "drip"  # one byte every 50 ms: never a read timeout
+    proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url))
+    started = time.monotonic()
+    with pytest.raises(GatewayTimeoutError):
+        proxy.forward(proxy_request(time_left=0.6))
+    assert time.monotonic() - started < 0.6
+
+
+def test_connect_timeout_is_retried_for_get_then_504(make_proxy: MakeProxy) -> None:
+    # GIVEN a listener whose accept queue is full: new connections are never accepted
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    waits: list[float] = []
+    proxy = make_proxy(
+        proxy_settings(
+            BLOCKCHAIN_SERVICE_URL=f"http://127.0.0.1:{port}", PROXY_CONNECT_TIMEOUT_SECONDS=0.1
+        ),
+        sleep=waits.append,
+    )
+    try:
+        with pytest.raises(GatewayTimeoutError) as raised:
+            proxy.forward(proxy_request("GET"))
+        assert "connection" in raised.value.detail
+        assert len(waits) == 2
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()

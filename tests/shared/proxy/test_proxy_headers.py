@@ -1,0 +1,91 @@
+"""Header hygiene towards the backend and back (unit, no network)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lucid.deps import CallerIdentity
+from lucid.errors import BadRequestError
+from lucid.proxy.headers import request_headers, response_headers
+
+CALLER = CallerIdentity(user_id="u-1", address="TXyz", role="user", tier="authenticated", jti="j")
+
+
+def names(headers: list[tuple[str, str]]) -> set[str]:
+    return {name.lower() for name, _ in headers}
+
+
+def test_hop_by_hop_credentials_and_forged_identity_never_reach_the_backend() -> None:
+    # GIVEN a request carrying hop-by-hop headers, credentials and forged identity headers
+    incoming = [
+        ("Connection", "keep-alive, X-Secret-Hop"),
+        ("X-Secret-Hop", "1"),
+        ("Keep-Alive", "timeout=5"),
+        ("Proxy-Authorization", "Basic abc"),
+        ("Proxy-Connection", "keep-alive"),
+        ("TE", "trailers"),
+        ("Trailer", "Expires"),
+        ("Transfer-Encoding", "chunked"),
+        ("Upgrade", "websocket"),
+        ("Authorization", "Bearer secret-token"),
+        ("Cookie", "session=abc"),
+        ("X-Lucid-User-Id", "admin-forged"),
+        ("x-lucid-role", "admin"),
+        ("X-Lucid-Anything", "x"),
+        ("X-Forwarded-For", "10.0.0.1"),
+        ("Forwarded", "for=10.0.0.1"),
+        ("X-Real-IP", "10.0.0.1"),
+        ("X-Request-ID", "client-chosen"),
+        ("Host", "api.lucid.test"),
+        ("Content-Length", "999"),
+        ("Accept", "application/json"),
+        ("X-Custom", "kept"),
+    ]
+    # WHEN the proxy builds the backend's headers
+    out = request_headers(incoming, request_id="req-1", source_ip="203.0.113.9", caller=CALLER)
+    # THEN only end-to-end headers survive, plus what the gateway vouches for
+    assert dict(out) == {
+        "accept": "application/json",
+        "x-custom": "kept",
+        "X-Request-ID": "req-1",
+        "X-Forwarded-For": "203.0.113.9",
+        "X-Lucid-User-Id": "u-1",
+        "X-Lucid-Role": "user",
+    }
+
+
+def test_anonymous_caller_gets_no_identity_headers() -> None:
+    out = request_headers(
+        [("X-Lucid-User-Id", "forged")], request_id="r", source_ip="1.2.3.4", caller=None
+    )
+    assert "x-lucid-user-id" not in names(out)
+    assert "x-lucid-role" not in names(out)
+
+
+def test_header_value_with_line_break_is_refused() -> None:
+    with pytest.raises(BadRequestError):
+        request_headers([("X-A", "1\r\nX-B: 2")], request_id="r", source_ip="1.2.3.4", caller=None)
+
+
+def test_response_keeps_end_to_end_headers_and_drops_hop_by_hop() -> None:
+    incoming = [
+        ("Content-Type", "application/vnd.chain+json"),
+        ("Content-Encoding", "gzip"),
+        ("Content-Length", "10"),
+        ("Connection", "close, X-Hop"),
+        ("X-Hop", "1"),
+        ("Transfer-Encoding", "chunked"),
+        ("Set-Cookie", "a=1"),
+        ("Set-Cookie", "b=2"),
+        ("X-Request-ID", "backend-id"),
+        ("ETag", '"v1"'),
+    ]
+    out = response_headers(incoming)
+    assert out == [
+        ("Content-Type", "application/vnd.chain+json"),
+        ("Content-Encoding", "gzip"),
+        ("Set-Cookie", "a=1"),
+        ("Set-Cookie", "b=2"),
+        ("ETag", '"v1"'),
+    ]
+    assert ("Content-Length", "10") in response_headers(incoming, keep_length=True)

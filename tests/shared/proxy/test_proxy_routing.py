@@ -1,0 +1,106 @@
+"""Which backend a path reaches, and which paths never leave the gateway (unit, no network)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from lucid.config import Settings
+from lucid.errors import NotFoundError, ServiceUnavailableError, UnsafePathError
+from lucid.proxy import ROUTES, backend_for, check_remainder
+from lucid.proxy.routing import check_query, upstream_url
+
+TRAVERSALS = [
+    "..",
+    "../admin",
+    "blocks/../../admin",
+    "blocks/..",
+    "./info",
+    "%2e%2e/admin",
+    "%2E%2E/admin",
+    "%2e%2E/admin",
+    ".%2e/admin",
+    "%252e%252e/admin",
+    "%25252e%25252e/admin",
+    "%2e%2e%2fadmin",
+    "%2e%2e%5cadmin",
+    "\uff0e\uff0e/admin",
+    "/evil.example/x",
+    "blocks//x",
+    "%2f%2fevil.example",
+    "http://evil.example/x",
+    "https:%2F%2Fevil.example",
+    "..\\admin",
+    "blocks\\..\\admin",
+    "%5c%5cevil.example",
+    "info\r\nX-Injected: 1",
+    "info%0d%0aX-Injected:%201",
+    "info%250d%250a",
+    "info\x00.json",
+    "info%00",
+    "%c0%ae%c0%ae/admin",
+    "%2525252525252e",
+]
+
+
+@pytest.mark.parametrize("remainder", TRAVERSALS)
+def test_traversal_and_injection_attempts_are_refused(remainder: str) -> None:
+    with pytest.raises(UnsafePathError):
+        check_remainder(remainder)
+
+
+@pytest.mark.parametrize(
+    "remainder",
+    ["info", "blocks/7", "blocks/7/", "tx/abc:1", "a%20b", "names/caf\u00e9", "v1.2/x..y", ""],
+)
+def test_ordinary_paths_pass(remainder: str) -> None:
+    check_remainder(remainder)
+
+
+def test_query_with_control_characters_is_refused() -> None:
+    with pytest.raises(UnsafePathError):
+        check_query(b"a=1\r\nHost: evil")
+    check_query(b"a=1&b=%0d%0a")  # encoded, it is data for the backend
+
+
+def test_manifests_and_trust_go_to_the_session_cluster() -> None:
+    assert {p: b.setting for p, b in ROUTES.items()} == {
+        "chain": "BLOCKCHAIN_SERVICE_URL",
+        "manifests": "SESSION_SERVICE_URL",
+        "trust": "SESSION_SERVICE_URL",
+        "nodes": "NODE_SERVICE_URL",
+    }
+
+
+def test_unknown_prefix_is_not_found() -> None:
+    with pytest.raises(NotFoundError):
+        backend_for("admin")
+
+
+def test_unset_backend_is_503_naming_the_setting() -> None:
+    with pytest.raises(ServiceUnavailableError) as raised:
+        backend_for("nodes").base_url(Settings(NODE_SERVICE_URL=""))
+    assert "NODE_SERVICE_URL" in raised.value.detail
+    assert raised.value.extensions["setting"] == "NODE_SERVICE_URL"
+
+
+@pytest.mark.parametrize(
+    ("base", "path", "query", "expected"),
+    [
+        ("http://chain:8084", "/chain/info", b"", "http://chain:8084/chain/info"),
+        (
+            "http://chain:8084/api/",
+            "/chain/b/7",
+            b"x=1&y=2",
+            "http://chain:8084/api/chain/b/7?x=1&y=2",
+        ),
+        ("http://s:1", "/trust/a b?#", b"q=%20#", "http://s:1/trust/a%20b%3F%23?q=%20%23"),
+        ("http://s:1", "/manifests/@evil.example", b"", "http://s:1/manifests/@evil.example"),
+    ],
+)
+def test_upstream_url_keeps_the_configured_host(
+    base: str, path: str, query: bytes, expected: str
+) -> None:
+    url = upstream_url(httpx.URL(base), path, query)
+    assert str(url) == expected
+    assert url.host == httpx.URL(base).host
