@@ -15,7 +15,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LOCAL_STAGE = "local"
-_PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "your-secret-key", "jwt-secret"})
+_PLACEHOLDER_SECRETS = frozenset(
+    {"changeme", "change-me", "secret", "your-secret-key", "jwt-secret"}
+)
 
 CommaList = Annotated[list[str], NoDecode]
 

@@ -32,9 +32,9 @@ class DependencyStatus:
         return body
 
 
-def _timed(name: str, probe: Callable[[], object], failures: tuple[type[Exception], ...]) -> (
-    DependencyStatus
-):
+def _timed(
+    name: str, probe: Callable[[], object], failures: tuple[type[Exception], ...]
+) -> DependencyStatus:
     started = time.perf_counter()
     try:
         probe()

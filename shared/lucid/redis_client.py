@@ -14,6 +14,8 @@ import logging
 import threading
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from lucid.config import Settings, get_settings
 
@@ -36,6 +38,9 @@ def build_redis(settings: Settings) -> redis.Redis:
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         health_check_interval=0,
+        # redis-py retries three times with backoff by default: seconds of waiting on a dead
+        # server. Callers degrade at once instead (fail open/closed, breaker alone).
+        retry=Retry(NoBackoff(), 0),
     )
     return redis.Redis(connection_pool=pool)
 

@@ -5,10 +5,24 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
 from lucid_edge.invoke import InvocationPool, InvocationTimeoutError
+
+T = TypeVar("T")
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run on a private loop: asyncio.run would unset the main thread's current loop, which
+    module-level Mangum handlers created and would then leak."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
 
 
 def _loop_of_thread() -> tuple[str, bool]:
@@ -24,7 +38,7 @@ def test_handlers_run_in_threads_with_their_own_loop() -> None:
         return result
 
     try:
-        assert asyncio.run(main()) == ("lucid-invoke", True)
+        assert run(main()) == ("lucid-invoke", True)
     finally:
         pool.close()
 
@@ -41,7 +55,7 @@ def test_a_stuck_invocation_times_out_and_its_thread_is_replaced() -> None:
         return answer
 
     try:
-        assert asyncio.run(main()) == "served"
+        assert run(main()) == "served"
         assert pool.thread_count == 1
     finally:
         release.set()
@@ -57,7 +71,7 @@ def test_queued_time_does_not_count_against_the_timeout() -> None:
         return list(await asyncio.gather(slow, quick))
 
     try:
-        assert asyncio.run(main()) == [None, "quick"]
+        assert run(main()) == [None, "quick"]
     finally:
         pool.close()
 
@@ -70,7 +84,7 @@ def test_exceptions_reach_the_caller_and_size_is_checked() -> None:
             await pool.run(lambda: 1 / 0, limit=1)
 
     try:
-        asyncio.run(main())
+        run(main())
     finally:
         pool.close()
     with pytest.raises(ValueError, match="at least 1"):

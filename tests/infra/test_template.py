@@ -73,7 +73,8 @@ def test_transform_gives_one_http_api_with_payload_2_routes(cloudformation: dict
     (api,) = apis.values()
     assert api["Properties"]["Body"]["openapi"].startswith("3.")
     body_routes = api["Properties"]["Body"]["paths"]
-    assert "/health" in body_routes and "/sessions/{id}" in body_routes
+    assert "/health" in body_routes
+    assert "/sessions/{id}" in body_routes
     for path_item in body_routes.values():
         for operation in path_item.values():
             integration = operation["x-amazon-apigateway-integration"]
@@ -91,7 +92,9 @@ def test_protected_routes_use_the_lambda_authorizer_and_public_ones_opt_out(
     seen_public = set()
     for path, path_item in body["paths"].items():
         for method, operation in path_item.items():
-            route = f"{'ANY' if method == 'x-amazon-apigateway-any-method' else method.upper()} {path}"
+            route = (
+                f"{'ANY' if method == 'x-amazon-apigateway-any-method' else method.upper()} {path}"
+            )
             if route in PUBLIC_ROUTES:
                 seen_public.add(route)
                 assert operation["security"] == [{"NONE": []}], route

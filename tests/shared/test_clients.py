@@ -77,7 +77,7 @@ def test_in_memory_mongodb_warns_that_nothing_is_persisted(
 
 
 def test_embedded_redis_reports_a_port_already_in_use(redis_server) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(EmbeddedRedisError, match="exited at start|did not answer"):
+    with pytest.raises(EmbeddedRedisError, match=r"exited at start|did not answer"):
         start_redis(port=redis_server.port)
 
 

@@ -1,0 +1,170 @@
+"""POST /auth/challenge, /auth/login, /auth/verify, /auth/refresh, /auth/logout; GET /auth/status.
+
+Only /auth/logout sits behind the authorizer; /auth/status is public and reads the Authorization
+header itself. Field lengths are bounded so oversized input is a 422 before any work is done;
+within the bounds, every refusal is the precise 401 the layer raises.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from lucid.account_closure import token_expiry
+from lucid.authorizer import bearer_token
+from lucid.denylist import is_token_denied
+from lucid.deps import Caller, DatabaseDep, RedisDep, SettingsDep, SourceIp
+from lucid.errors import InvalidTokenError
+from lucid.indexes import ensure_indexes_once
+from lucid.ratelimit import enforce_signin_limits
+from lucid.refresh import RefreshTokenStore
+from lucid.signin import Challenge, SignInService, TokenPair
+from lucid.signin_message import MAX_MESSAGE_LENGTH, iso_utc
+from lucid.tokens import MAX_TOKEN_LENGTH, AccessClaims, get_token_service
+from lucid.tron import MAX_ADDRESS_TEXT, SignatureScheme
+from lucid.users_repo import UserRepository
+
+router = APIRouter()
+
+# "0x" + 65 bytes is 132 characters; a little more lets 66-byte signatures reach the precise 401.
+MAX_SIGNATURE_TEXT = 140
+
+Address = Annotated[str, Field(min_length=1, max_length=MAX_ADDRESS_TEXT)]
+Token = Annotated[str, Field(min_length=1, max_length=MAX_TOKEN_LENGTH)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChallengeRequest(_Body):
+    address: Address
+
+
+class LoginRequest(_Body):
+    address: Address
+    message: Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_LENGTH)]
+    signature: Annotated[str, Field(min_length=1, max_length=MAX_SIGNATURE_TEXT)]
+    scheme: Literal["v2", "v1"] = "v2"
+
+
+class VerifyRequest(_Body):
+    token: Token
+
+
+class RefreshRequest(_Body):
+    refresh_token: Token
+
+
+def signin_service(settings: SettingsDep, redis: RedisDep, database: DatabaseDep) -> SignInService:
+    """The sign-in service on the process's clients."""
+    ensure_indexes_once(database)
+    return SignInService(
+        settings,
+        redis,
+        UserRepository(database),
+        RefreshTokenStore(database, timedelta(days=settings.REFRESH_TOKEN_EXPIRE_DAYS)),
+        get_token_service(),
+    )
+
+
+SignIn = Annotated[SignInService, Depends(signin_service)]
+
+
+def _pair(pair: TokenPair) -> dict[str, Any]:
+    return {
+        "access_token": pair.access_token,
+        "refresh_token": pair.refresh_token,
+        "token_type": pair.token_type,
+        "expires_in": pair.expires_in,
+    }
+
+
+def _challenge(challenge: Challenge) -> dict[str, Any]:
+    return {
+        "nonce": challenge.nonce,
+        "message": challenge.message,
+        "issued_at": challenge.issued_at,
+        "expires_at": challenge.expires_at,
+    }
+
+
+def _live_claims(token: str, redis: RedisDep) -> AccessClaims:
+    claims = get_token_service().decode(token)
+    if is_token_denied(redis, claims.jti):
+        raise InvalidTokenError("token was revoked")
+    return claims
+
+
+@router.post("/auth/challenge")
+async def challenge(body: ChallengeRequest, signin: SignIn, ip: SourceIp) -> dict[str, Any]:
+    """A message for the wallet to sign, with its single-use nonce."""
+    enforce_signin_limits(ip, body.address)
+    return _challenge(signin.challenge(body.address))
+
+
+@router.post("/auth/login")
+async def login(body: LoginRequest, signin: SignIn, ip: SourceIp) -> dict[str, Any]:
+    """Tokens for a wallet that signed its challenge (signMessageV2, or legacy v1)."""
+    enforce_signin_limits(ip, body.address)
+    scheme = SignatureScheme(body.scheme)
+    return _pair(signin.login(body.address, body.message, body.signature, scheme))
+
+
+@router.post("/auth/verify")
+async def verify(body: VerifyRequest, redis: RedisDep) -> dict[str, Any]:
+    """The claims of a valid, unrevoked access token (401 otherwise)."""
+    return _live_claims(body.token, redis).model_dump()
+
+
+@router.post("/auth/refresh")
+async def refresh(body: RefreshRequest, signin: SignIn) -> dict[str, Any]:
+    """A new pair for a refresh token, which is spent; reuse revokes the whole sign-in."""
+    return _pair(signin.refresh(body.refresh_token))
+
+
+@router.post("/auth/logout", status_code=204)
+async def logout(
+    request: Request, caller: Caller, signin: SignIn, settings: SettingsDep
+) -> Response:
+    """Revoke the calling access token (until its exp) and its refresh-token family."""
+    # The authorizer passes exp; without it, a full lifetime is never shorter than what is left.
+    expires_at = (
+        token_expiry(request.scope) or int(time.time()) + 60 * settings.TOKEN_EXPIRE_MINUTES
+    )
+    signin.logout(caller.jti, expires_at)
+    return Response(status_code=204)
+
+
+@router.get("/auth/status")
+async def status(
+    redis: RedisDep,
+    database: DatabaseDep,
+    authorization: Annotated[str | None, Header(max_length=MAX_TOKEN_LENGTH + 16)] = None,
+) -> dict[str, Any]:
+    """Whether the request's bearer token is valid, for whom, and until when."""
+    anonymous: dict[str, Any] = {"authenticated": False, "user": None, "expires_at": None}
+    token = bearer_token(authorization)
+    if token is None:
+        return anonymous
+    try:
+        claims = _live_claims(token, redis)
+    except InvalidTokenError:
+        return anonymous
+    user = UserRepository(database).find_by_id(claims.sub)
+    if user is None:
+        return anonymous
+    return {
+        "authenticated": True,
+        "user": {
+            "id": user["_id"],
+            "address": user["address"],
+            "role": claims.role,
+            "tier": claims.tier,
+        },
+        "expires_at": iso_utc(datetime.fromtimestamp(claims.exp, UTC)),
+    }

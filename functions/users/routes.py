@@ -1,0 +1,93 @@
+"""GET/PATCH/DELETE /users/me, GET /users/{id}, GET /users and PUT /users/{id}/role.
+
+The caller comes only from the authorizer context. Another user's profile answers like a missing
+one (404) unless the caller is an admin; the list and role routes are admin-only (403).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from lucid.account_closure import close_account, token_expiry
+from lucid.denylist import deny_token
+from lucid.deps import AdminCaller, Caller, DatabaseDep, RedisDep, SettingsDep
+from lucid.errors import NotFoundError
+from lucid.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, SortOrder
+from lucid.refresh import revoke_user_families
+from lucid.sessions import SessionsDep
+from lucid.users_admin import ProfilePatch, Role, RoleChange, UsersDep, public_user
+
+router = APIRouter()
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+Cursor = Annotated[str | None, Query(min_length=1, max_length=MAX_CURSOR_LENGTH)]
+
+
+@router.get("/users/me")
+async def read_me(caller: Caller, users: UsersDep) -> dict[str, Any]:
+    """The caller's profile."""
+    return public_user(users.get(caller.user_id))
+
+
+@router.patch("/users/me")
+async def update_me(body: ProfilePatch, caller: Caller, users: UsersDep) -> dict[str, Any]:
+    """Change the caller's display name, email or preferences (and nothing else: 422)."""
+    return public_user(users.update_profile(caller.user_id, body))
+
+
+@router.delete("/users/me", status_code=204)
+async def delete_me(
+    request: Request,
+    caller: Caller,
+    users: UsersDep,
+    sessions: SessionsDep,
+    database: DatabaseDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+) -> Response:
+    """Close the caller's account: tokens revoked, sessions ended, profile deleted."""
+    close_account(
+        caller,
+        users=users,
+        sessions=sessions,
+        revoke_refresh_families=lambda user_id: revoke_user_families(database, user_id),
+        deny_access_token=lambda jti, expires_at: deny_token(redis, jti, expires_at),
+        token_expires_at=token_expiry(request.scope),
+        token_lifetime_seconds=60 * settings.TOKEN_EXPIRE_MINUTES,
+    )
+    return Response(status_code=204)
+
+
+@router.get("/users")
+async def list_users(
+    caller: AdminCaller,
+    users: UsersDep,
+    role: Role | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    sort: SortOrder = "-created_at",
+) -> dict[str, Any]:
+    """All users, optionally of one role (admins only)."""
+    page = users.list(role=role, limit=limit, cursor=cursor, sort=sort)
+    return {
+        "items": [public_user(document) for document in page.items],
+        "next_cursor": page.next_cursor,
+    }
+
+
+@router.get("/users/{user_id}")
+async def read_user(user_id: str, caller: Caller, users: UsersDep) -> dict[str, Any]:
+    """A user's profile: the caller's own, or anyone's for an admin; 404 otherwise."""
+    if user_id != caller.user_id and not caller.is_admin:
+        raise NotFoundError("no such user")
+    return public_user(users.get(user_id))
+
+
+@router.put("/users/{user_id}/role")
+async def change_role(
+    user_id: str, body: RoleChange, caller: AdminCaller, users: UsersDep
+) -> dict[str, Any]:
+    """Make a user an admin or a plain user (admins only); the last admin stays (409)."""
+    return public_user(users.set_role(user_id, body.role))

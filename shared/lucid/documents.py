@@ -1,0 +1,91 @@
+"""What every repository of ours shares: ids, timestamps, safe JSON objects, driver errors.
+
+Ids are 32-char lowercase hex uuid4 strings, checked by `is_valid_id` before they reach a query,
+so a malformed id is a plain 404 and never a driver error. Timestamps are UTC with millisecond
+precision, the precision BSON stores, so what we return is exactly what a cursor later compares.
+Client-supplied JSON objects (session metadata, user preferences) pass `check_json_object`: no key
+may start with `$` or contain `.` at any depth, so they can never act as MongoDB operators.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
+
+from lucid.errors import ServiceUnavailableError
+
+_ID = re.compile(r"^[0-9a-f]{32}$")
+MAX_JSON_DEPTH = 16
+
+Document = dict[str, Any]
+
+
+def new_id() -> str:
+    """A fresh document id (uuid4 as 32 lowercase hex characters)."""
+    return uuid.uuid4().hex
+
+
+def is_valid_id(value: object) -> bool:
+    """True when `value` has the shape of one of our document ids."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+def utcnow() -> datetime:
+    """Now in UTC, truncated to the millisecond (what MongoDB keeps)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond - now.microsecond % 1000)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """`moment` as an RFC 3339 string in UTC with milliseconds, or None."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def check_json_object(value: Mapping[str, Any], *, max_bytes: int) -> dict[str, Any]:
+    """`value` if it is a JSON object of at most `max_bytes` with only storable keys.
+
+    Raises ValueError (pydantic turns it into a 422 naming the field) otherwise.
+    """
+    _check_keys(value, depth=1)
+    try:
+        encoded = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise ValueError("must not contain NaN or Infinity") from None
+    if len(encoded.encode()) > max_bytes:
+        raise ValueError(f"must be at most {max_bytes} bytes as JSON")
+    return dict(value)
+
+
+def _check_keys(value: object, depth: int) -> None:
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"must not nest deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if key.startswith("$") or "." in key:
+                raise ValueError("keys must not start with '$' or contain '.'")
+            _check_keys(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_keys(item, depth + 1)
+
+
+@contextmanager
+def database_errors(what: str) -> Iterator[None]:
+    """Translate a MongoDB outage inside the block into `ServiceUnavailableError` (503).
+
+    Only "the database is unreachable or too slow" is translated; anything else is a bug and
+    stays a 500.
+    """
+    try:
+        yield
+    except (ConnectionFailure, ExecutionTimeout, WTimeoutError) as error:
+        raise ServiceUnavailableError(f"the {what} store is unavailable") from error

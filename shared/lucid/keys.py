@@ -1,0 +1,189 @@
+"""JWT signing and verification keys: where they come from, how they rotate.
+
+Signing material, first match wins:
+
+1. JWT_SECRET_ARN   - an AWS Secrets Manager secret (string or binary),
+2. JWT_SECRET_PARAM - an SSM Parameter Store parameter (SecureString, decrypted),
+3. JWT_SECRET_KEY (HS*) or JWT_PRIVATE_KEY (RS256/ES256, PEM) from the environment.
+
+For HS* the material is the shared secret; for RS256/ES256 it is the private key PEM, and
+JWT_PUBLIC_KEY alone gives a verify-only key set (what the authorizer needs). AWS values are read
+with Powertools Parameters and cached for `max_age` seconds, so a warm function picks up a rotated
+secret without a redeploy; the parsed key set is rebuilt only when the material changes.
+
+Rotation: tokens carry the `kid` of the key that signed them (JWT_KEY_ID); the previous key
+(JWT_PREVIOUS_KEY_ID with JWT_PREVIOUS_SECRET_KEY or JWT_PREVIOUS_PUBLIC_KEY) still verifies
+during the rotation window and never signs.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.utilities import parameters
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+
+from lucid.config import Settings, get_settings
+
+MIN_HMAC_KEY_BYTES = 32
+MIN_RSA_BITS = 2048
+DEFAULT_MAX_AGE_SECONDS = 300
+
+
+class KeyConfigurationError(RuntimeError):
+    """The configured JWT keys are missing, too weak or unreadable: the function must not start."""
+
+
+@dataclass(frozen=True, slots=True)
+class JwtKey:
+    """One key id and what it signs with (None when verify-only) and verifies with."""
+
+    kid: str
+    signing: Any
+    verifying: Any
+
+
+@dataclass(frozen=True, slots=True)
+class KeySet:
+    """The algorithm, the current key and, during a rotation window, the previous one."""
+
+    algorithm: str
+    current: JwtKey
+    previous: JwtKey | None = None
+
+    def for_kid(self, kid: str) -> JwtKey | None:
+        """The key a token with header `kid` must verify under, if we know that id."""
+        for key in (self.current, self.previous):
+            if key is not None and key.kid == kid:
+                return key
+        return None
+
+
+class KeyRing:
+    """Builds the `KeySet` for `settings`, re-reading AWS-held material at most every max_age."""
+
+    def __init__(self, settings: Settings, max_age: int = DEFAULT_MAX_AGE_SECONDS) -> None:
+        self._settings = settings
+        self._max_age = max_age
+        self._lock = threading.Lock()
+        self._built: tuple[bytes | None, KeySet] | None = None
+
+    def keys(self) -> KeySet:
+        """The current key set (raises `KeyConfigurationError` if the keys are unusable)."""
+        material = self._signing_material()
+        with self._lock:
+            if self._built is None or self._built[0] != material:
+                self._built = (material, _build_key_set(self._settings, material))
+            return self._built[1]
+
+    def _signing_material(self) -> bytes | None:
+        settings = self._settings
+        if settings.JWT_SECRET_ARN:
+            return self._fetch("secret", settings.JWT_SECRET_ARN)
+        if settings.JWT_SECRET_PARAM:
+            return self._fetch("parameter", settings.JWT_SECRET_PARAM)
+        env = settings.JWT_SECRET_KEY if _is_hmac(settings) else settings.JWT_PRIVATE_KEY
+        return env.get_secret_value().encode() if env else None
+
+    def _fetch(self, kind: str, name: str) -> bytes:
+        try:
+            if kind == "secret":
+                value = parameters.get_secret(name, max_age=self._max_age)
+            else:
+                value = parameters.get_parameter(name, decrypt=True, max_age=self._max_age)
+        except parameters.GetParameterError as error:
+            # The name is configuration, not a secret; the driver message may hold the value's ARN.
+            raise KeyConfigurationError(f"cannot read the JWT key {kind} {name!r}") from error
+        if isinstance(value, str):
+            return value.encode()
+        if isinstance(value, bytes):
+            return value
+        raise KeyConfigurationError(f"the JWT key {kind} {name!r} holds no string or binary value")
+
+
+def _is_hmac(settings: Settings) -> bool:
+    return settings.JWT_ALGORITHM.startswith("HS")
+
+
+def _build_key_set(settings: Settings, material: bytes | None) -> KeySet:
+    previous_kid = settings.JWT_PREVIOUS_KEY_ID
+    if previous_kid is not None and previous_kid == settings.JWT_KEY_ID:
+        raise KeyConfigurationError("JWT_PREVIOUS_KEY_ID must differ from JWT_KEY_ID")
+    if _is_hmac(settings):
+        current = _hmac_key(settings, settings.JWT_KEY_ID, material)
+        old = settings.JWT_PREVIOUS_SECRET_KEY
+        old_material = old.get_secret_value().encode() if old else None
+    else:
+        current = _asymmetric_key(settings, material)
+        old_pem = settings.JWT_PREVIOUS_PUBLIC_KEY
+        old_material = old_pem.encode() if old_pem else None
+    if (previous_kid is None) != (old_material is None):
+        raise KeyConfigurationError("a previous JWT key needs both its key and JWT_PREVIOUS_KEY_ID")
+    previous = None
+    if previous_kid is not None and old_material is not None:
+        if _is_hmac(settings):
+            previous = _hmac_key(settings, previous_kid, old_material)
+        else:
+            public = _load_public(settings.JWT_ALGORITHM, old_material)
+            previous = JwtKey(previous_kid, None, public)
+    return KeySet(settings.JWT_ALGORITHM, current, previous)
+
+
+def _hmac_key(settings: Settings, kid: str, material: bytes | None) -> JwtKey:
+    if not material:
+        raise KeyConfigurationError("no JWT signing key is configured")
+    if len(material) < MIN_HMAC_KEY_BYTES and not settings.is_local:
+        raise KeyConfigurationError(
+            f"the {settings.JWT_ALGORITHM} key must be at least {MIN_HMAC_KEY_BYTES} bytes "
+            f"outside the local stage"
+        )
+    return JwtKey(kid, material, material)
+
+
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+
+def _asymmetric_key(settings: Settings, material: bytes | None) -> JwtKey:
+    algorithm = settings.JWT_ALGORITHM
+    pem = settings.JWT_PUBLIC_KEY
+    public = _load_public(algorithm, pem.encode()) if pem else None
+    if material is None:
+        if public is None:
+            raise KeyConfigurationError(f"{algorithm} needs JWT_PRIVATE_KEY or JWT_PUBLIC_KEY")
+        return JwtKey(settings.JWT_KEY_ID, None, public)
+    try:
+        private = load_pem_private_key(material, password=None)
+    except (ValueError, TypeError) as error:
+        raise KeyConfigurationError("the JWT private key is not an unencrypted PEM key") from error
+    derived = _checked(algorithm, private.public_key())
+    if public is not None and public != derived:
+        raise KeyConfigurationError("JWT_PUBLIC_KEY does not belong to the JWT private key")
+    return JwtKey(settings.JWT_KEY_ID, private, derived)
+
+
+def _load_public(algorithm: str, pem: bytes) -> PublicKey:
+    try:
+        public = load_pem_public_key(pem)
+    except (ValueError, TypeError) as error:
+        raise KeyConfigurationError("a JWT public key is not a PEM public key") from error
+    return _checked(algorithm, public)
+
+
+def _checked(algorithm: str, public: object) -> PublicKey:
+    if algorithm == "RS256":
+        if isinstance(public, rsa.RSAPublicKey) and public.key_size >= MIN_RSA_BITS:
+            return public
+        raise KeyConfigurationError(f"RS256 needs an RSA key of at least {MIN_RSA_BITS} bits")
+    if isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name == "secp256r1":
+        return public
+    raise KeyConfigurationError("ES256 needs an EC key on curve P-256")
+
+
+@functools.cache
+def get_key_ring() -> KeyRing:
+    """The process's key ring for `get_settings()` (built on first use, then shared)."""
+    return KeyRing(get_settings())

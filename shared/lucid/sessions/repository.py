@@ -1,0 +1,177 @@
+"""The `sessions` collection: every read scoped to what the caller may see, every write atomic.
+
+Object-level authorization (OWASP API1) lives here, not in routes: a non-admin's filter always
+includes `owner_id`, so someone else's session is indistinguishable from a missing one (404).
+Each write is one `insert_one` / `find_one_and_update`; a PATCH applies only if the version it
+read is still current (the check and the write are one operation), so concurrent writers with
+the same ETag get exactly one success. MongoDB outages become `ServiceUnavailableError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.database import Database
+
+from lucid.deps import CallerIdentity
+from lucid.documents import Document, database_errors, is_valid_id, new_id, utcnow
+from lucid.errors import ConflictError, NotFoundError, PreconditionFailedError
+from lucid.pagination import Page, SortOrder, fetch_page
+from lucid.sessions.preconditions import IfMatch
+from lucid.sessions.schemas import (
+    TRANSITIONS,
+    SessionCreate,
+    SessionPatch,
+    SessionStatus,
+    allowed_transitions,
+)
+
+COLLECTION = "sessions"
+# Without If-Match a PATCH re-reads and retries when another writer got in between.
+UNCONDITIONAL_ATTEMPTS = 3
+
+
+def _not_found() -> NotFoundError:
+    return NotFoundError("no such session")
+
+
+class SessionRepository:
+    """Sessions as one caller may see and change them."""
+
+    def __init__(self, database: Database[Document]) -> None:
+        self._sessions = database[COLLECTION]
+
+    def create(self, owner_id: str, data: SessionCreate) -> Document:
+        """A new pending session owned by `owner_id`."""
+        now = utcnow()
+        document: Document = {
+            "_id": new_id(),
+            "owner_id": owner_id,
+            "name": data.name,
+            "node_id": data.node_id,
+            "status": SessionStatus.PENDING.value,
+            "metadata": data.metadata,
+            "created_at": now,
+            "updated_at": now,
+            "started_at": None,
+            "ended_at": None,
+            "version": 1,
+        }
+        with database_errors("sessions"):
+            self._sessions.insert_one(document)
+        return document
+
+    def get(self, caller: CallerIdentity, session_id: str) -> Document:
+        """The session `session_id` if the caller owns it or is an admin; 404 otherwise."""
+        with database_errors("sessions"):
+            document = self._sessions.find_one(self._visible(caller, session_id))
+        if document is None:
+            raise _not_found()
+        return document
+
+    def list(
+        self,
+        owner_id: str,
+        *,
+        status: SessionStatus | None,
+        limit: int,
+        cursor: str | None,
+        sort: SortOrder,
+    ) -> Page:
+        """A page of `owner_id`'s sessions (the route decides whose the caller may list)."""
+        filters: dict[str, Any] = {"owner_id": owner_id}
+        if status is not None:
+            filters["status"] = status.value
+        with database_errors("sessions"):
+            return fetch_page(self._sessions, filters, limit=limit, cursor=cursor, sort=sort)
+
+    def update(
+        self, caller: CallerIdentity, session_id: str, patch: SessionPatch, if_match: IfMatch | None
+    ) -> Document:
+        """The session after applying `patch`; 404, 409 (transition) or 412 (stale If-Match)."""
+        for _ in range(UNCONDITIONAL_ATTEMPTS):
+            current = self.get(caller, session_id)
+            if if_match is not None and not if_match.allows(current["version"]):
+                raise PreconditionFailedError(
+                    "the session has changed since you read it",
+                    extensions={"current_etag": f'"{current["version"]}"'},
+                )
+            changes = _changes(current, patch)
+            if not changes:
+                return current
+            changes["updated_at"] = utcnow()
+            with database_errors("sessions"):
+                updated = self._sessions.find_one_and_update(
+                    {**self._visible(caller, session_id), "version": current["version"]},
+                    {"$set": changes, "$inc": {"version": 1}},
+                    return_document=ReturnDocument.AFTER,
+                )
+            if updated is not None:
+                return updated
+            if if_match is not None:
+                # Another writer won the race for this version: the caller's ETag is stale now.
+                self.get(caller, session_id)
+                raise PreconditionFailedError("the session has changed since you read it")
+        raise ConflictError("the session is being changed by others; retry")
+
+    def end(self, caller: CallerIdentity, session_id: str) -> None:
+        """End the session (idempotent: ending an ended session changes nothing)."""
+        now = utcnow()
+        with database_errors("sessions"):
+            ended = self._sessions.find_one_and_update(
+                {**self._visible(caller, session_id), "status": {"$ne": SessionStatus.ENDED.value}},
+                {"$set": _ended_fields(now), "$inc": {"version": 1}},
+            )
+        if ended is None:
+            self.get(caller, session_id)  # 404 unless it exists and was already ended
+
+    def end_all_of(self, owner_id: str) -> int:
+        """End every session of `owner_id` that has not ended; how many were ended."""
+        now = utcnow()
+        with database_errors("sessions"):
+            result = self._sessions.update_many(
+                {"owner_id": owner_id, "status": {"$ne": SessionStatus.ENDED.value}},
+                {"$set": _ended_fields(now), "$inc": {"version": 1}},
+            )
+        return result.modified_count
+
+    @staticmethod
+    def _visible(caller: CallerIdentity, session_id: str) -> dict[str, Any]:
+        if not is_valid_id(session_id):
+            raise _not_found()
+        scope: dict[str, Any] = {"_id": session_id}
+        if not caller.is_admin:
+            scope["owner_id"] = caller.user_id
+        return scope
+
+
+def _ended_fields(now: Any) -> dict[str, Any]:
+    return {"status": SessionStatus.ENDED.value, "ended_at": now, "updated_at": now}
+
+
+def _changes(current: Document, patch: SessionPatch) -> dict[str, Any]:
+    """The fields `patch` really changes on `current`; 409 for a move the lifecycle forbids."""
+    requested = patch.changes()
+    status = SessionStatus(current["status"])
+    if status is SessionStatus.ENDED and requested:
+        raise ConflictError(
+            "an ended session cannot be changed", extensions={"status": status.value, "allowed": []}
+        )
+    changes = {key: value for key, value in requested.items() if current.get(key) != value}
+    target = changes.pop("status", None)
+    if target is None:
+        return changes
+    target = SessionStatus(target)
+    if target not in TRANSITIONS[status]:
+        raise ConflictError(
+            f"a {status.value} session cannot become {target.value}",
+            extensions={"status": status.value, "allowed": allowed_transitions(status)},
+        )
+    now = utcnow()
+    changes["status"] = target.value
+    if target is SessionStatus.ACTIVE:
+        changes["started_at"] = now
+    else:
+        changes.update(_ended_fields(now))
+    return changes

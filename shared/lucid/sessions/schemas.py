@@ -1,0 +1,109 @@
+"""What clients may send about a session, and what they get back.
+
+Request models forbid unknown fields (`extra="forbid"`), so `owner_id`, `status` on create,
+`version`, `id` or anything else a client invents is a 422 naming the field instead of being
+stored (mass assignment, OWASP API3). Every string has a length limit; metadata is a JSON object
+of at most 16 KB whose keys cannot act as MongoDB operators.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+from lucid.documents import Document, check_json_object, iso
+
+MAX_METADATA_BYTES = 16 * 1024
+
+
+class SessionStatus(StrEnum):
+    """Where a session is in its life."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+# pending → active → ended, or pending → ended; an ended session is final.
+TRANSITIONS: dict[SessionStatus, frozenset[SessionStatus]] = {
+    SessionStatus.PENDING: frozenset({SessionStatus.ACTIVE, SessionStatus.ENDED}),
+    SessionStatus.ACTIVE: frozenset({SessionStatus.ENDED}),
+    SessionStatus.ENDED: frozenset(),
+}
+
+
+def allowed_transitions(status: SessionStatus) -> list[str]:
+    """The statuses a session in `status` may move to, sorted."""
+    return sorted(TRANSITIONS[status])
+
+
+def _metadata(value: dict[str, Any]) -> dict[str, Any]:
+    return check_json_object(value, max_bytes=MAX_METADATA_BYTES)
+
+
+SessionName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+NodeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+Metadata = Annotated[dict[str, Any], AfterValidator(_metadata)]
+
+
+class SessionCreate(BaseModel):
+    """The body of POST /sessions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: SessionName
+    node_id: NodeId | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class SessionPatch(BaseModel):
+    """The body of PATCH /sessions/{id}: only what was sent is changed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: SessionName | None = None
+    metadata: Metadata | None = None
+    status: SessionStatus | None = None
+
+    @field_validator("name", "metadata", "status", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Omit a field to leave it alone; null would read as "erase", which none of them allow.
+        if value is None:
+            raise ValueError("must not be null (omit the field to leave it unchanged)")
+        return value
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the client sent with a value (null is not a value for any of them)."""
+        return self.model_dump(exclude_unset=True, exclude_none=True)
+
+
+def public_session(document: Document) -> dict[str, Any]:
+    """The JSON representation of a stored session."""
+    return {
+        "id": document["_id"],
+        "owner_id": document["owner_id"],
+        "name": document["name"],
+        "node_id": document.get("node_id"),
+        "status": document["status"],
+        "metadata": document.get("metadata", {}),
+        "created_at": iso(document["created_at"]),
+        "updated_at": iso(document["updated_at"]),
+        "started_at": iso(document.get("started_at")),
+        "ended_at": iso(document.get("ended_at")),
+        "version": document["version"],
+    }
+
+
+def etag(document: Document) -> str:
+    """The strong entity tag of a stored session: its version, quoted."""
+    return f'"{document["version"]}"'

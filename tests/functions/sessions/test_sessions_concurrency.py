@@ -1,0 +1,236 @@
+"""Optimistic concurrency, idempotent creation and cursor pagination under concurrent writes.
+
+MongoDB is mongomock with atomic writes (see tests/utils/datastore.py); Redis (idempotency keys)
+is the real test server; concurrent requests run on real threads through the handler.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from functools import partial
+from typing import Any
+
+import pytest
+import redis
+from pymongo.database import Database
+
+from lucid.errors import ValidationFailedError
+from lucid.idempotency import KEY_PREFIX
+from lucid.pagination import decode_cursor
+from lucid.sessions.repository import SessionRepository
+from lucid.sessions.schemas import SessionCreate
+from tests.utils.datastore import User, call, in_threads, stored
+
+api = partial(call, "sessions")
+
+
+def create(user: User, name: str = "s") -> dict[str, Any]:
+    reply = api("POST", "/sessions", caller=user, body={"name": name})
+    assert reply.status == 201
+    session: dict[str, Any] = reply.body
+    return session
+
+
+# --- If-Match ------------------------------------------------------------------------------
+
+
+def test_concurrent_patches_with_one_etag_yield_one_200_and_412s(
+    alice: User, database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN a session at version 1, and 8 clients that all read ETag "1"
+    session = create(alice)
+    path = f"/sessions/{session['id']}"
+
+    # WHEN they all PATCH at once with If-Match: "1"
+    def patch(index: int) -> int:
+        reply = api(
+            "PATCH", path, caller=alice, body={"name": f"w{index}"}, headers={"If-Match": '"1"'}
+        )
+        return reply.status
+
+    statuses = Counter(in_threads(8, patch))
+
+    # THEN exactly one wins, the others are told their ETag is stale, and one write happened
+    assert statuses == {200: 1, 412: 7}
+    document = stored(database["sessions"], session["id"])
+    assert document["version"] == 2
+
+
+def test_stale_if_match_is_412_and_writes_nothing(
+    alice: User, database: Database[dict[str, Any]]
+) -> None:
+    session = create(alice)
+    path = f"/sessions/{session['id']}"
+    api("PATCH", path, caller=alice, body={"name": "v2"})
+    reply = api("PATCH", path, caller=alice, body={"name": "late"}, headers={"If-Match": '"1"'})
+    assert reply.status == 412
+    assert reply.body["current_etag"] == '"2"'
+    assert stored(database["sessions"], session["id"])["name"] == "v2"
+
+
+@pytest.mark.parametrize("if_match", ['"1"', '"7", "1"', "*"])
+def test_matching_if_match_applies(alice: User, if_match: str) -> None:
+    session = create(alice)
+    reply = api(
+        "PATCH",
+        f"/sessions/{session['id']}",
+        caller=alice,
+        body={"name": "n"},
+        headers={"If-Match": if_match},
+    )
+    assert reply.status == 200
+    assert reply.headers["etag"] == '"2"'
+
+
+@pytest.mark.parametrize("if_match", ['W/"1"', '"x1"'])
+def test_weak_or_foreign_etags_never_match(alice: User, if_match: str) -> None:
+    session = create(alice)
+    reply = api(
+        "PATCH",
+        f"/sessions/{session['id']}",
+        caller=alice,
+        body={"name": "n"},
+        headers={"If-Match": if_match},
+    )
+    assert reply.status == 412
+
+
+@pytest.mark.parametrize("if_match", ["1", '"1', '"1" "2"'])
+def test_malformed_if_match_is_400(alice: User, if_match: str) -> None:
+    session = create(alice)
+    reply = api(
+        "PATCH",
+        f"/sessions/{session['id']}",
+        caller=alice,
+        body={"name": "n"},
+        headers={"If-Match": if_match},
+    )
+    assert reply.status == 400
+
+
+def test_concurrent_unconditional_patches_all_apply_in_turn(alice: User) -> None:
+    session = create(alice)
+    path = f"/sessions/{session['id']}"
+    statuses = in_threads(
+        4, lambda i: api("PATCH", path, caller=alice, body={"metadata": {"w": i}}).status
+    )
+    # Without If-Match a lost race is retried internally; bounded, so 409 is the worst case.
+    assert set(statuses) <= {200, 409}
+    assert statuses.count(200) >= 1
+    assert api("GET", path, caller=alice).body["version"] == 1 + statuses.count(200)
+
+
+# --- Idempotency-Key -----------------------------------------------------------------------
+
+
+def test_idempotent_post_retried_five_times_creates_one_session(
+    alice: User, database: Database[dict[str, Any]]
+) -> None:
+    body = {"name": "once", "metadata": {"k": 1}}
+    headers = {"Idempotency-Key": "create-once-1"}
+    replies = [api("POST", "/sessions", caller=alice, body=body, headers=headers) for _ in range(5)]
+    assert {reply.status for reply in replies} == {201}
+    assert len({reply.body["id"] for reply in replies}) == 1
+    assert replies[0].headers.get("idempotent-replayed") is None
+    assert all(reply.headers["idempotent-replayed"] == "true" for reply in replies[1:])
+    assert all(reply.headers["location"] == replies[0].headers["location"] for reply in replies)
+    assert database["sessions"].count_documents({"owner_id": alice.id}) == 1
+
+
+def test_concurrent_retries_with_one_key_create_one_session(
+    alice: User, database: Database[dict[str, Any]]
+) -> None:
+    headers = {"Idempotency-Key": "burst"}
+    replies = in_threads(
+        6, lambda _: api("POST", "/sessions", caller=alice, body={"name": "b"}, headers=headers)
+    )
+    assert [reply.status for reply in replies] == [201] * 6
+    assert len({reply.body["id"] for reply in replies}) == 1
+    assert database["sessions"].count_documents({"owner_id": alice.id}) == 1
+
+
+def test_same_key_with_a_different_body_is_422(
+    alice: User, database: Database[dict[str, Any]]
+) -> None:
+    headers = {"Idempotency-Key": "k-1"}
+    assert api("POST", "/sessions", caller=alice, body={"name": "a"}, headers=headers).status == 201
+    reply = api("POST", "/sessions", caller=alice, body={"name": "b"}, headers=headers)
+    assert reply.status == 422
+    assert "Idempotency-Key" in reply.body["detail"]
+    assert database["sessions"].count_documents({}) == 1
+
+
+def test_keys_are_per_caller(alice: User, bob: User) -> None:
+    headers = {"Idempotency-Key": "shared-key"}
+    mine = api("POST", "/sessions", caller=alice, body={"name": "a"}, headers=headers)
+    theirs = api("POST", "/sessions", caller=bob, body={"name": "a"}, headers=headers)
+    assert theirs.status == 201
+    assert theirs.body["id"] != mine.body["id"]
+    assert theirs.body["owner_id"] == bob.id
+
+
+def test_keys_expire(alice: User, redis_client: redis.Redis) -> None:
+    api("POST", "/sessions", caller=alice, body={"name": "a"}, headers={"Idempotency-Key": "ttl"})
+    (name,) = redis_client.keys(KEY_PREFIX + "*")
+    assert 23 * 3600 < redis_client.ttl(name) <= 24 * 3600
+    assert json.loads(redis_client.get(name) or b"{}")["state"] == "done"
+
+
+@pytest.mark.parametrize("key", ["", "has space", "é", "k" * 256])
+def test_malformed_keys_are_422(alice: User, key: str) -> None:
+    reply = api(
+        "POST", "/sessions", caller=alice, body={"name": "a"}, headers={"Idempotency-Key": key}
+    )
+    assert reply.status == 422
+
+
+# --- pagination ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sort", ["-created_at", "created_at"])
+def test_walking_250_sessions_while_others_are_inserted_has_no_duplicates_or_gaps(
+    alice: User, database: Database[dict[str, Any]], sort: str
+) -> None:
+    # GIVEN 250 sessions, many sharing a creation millisecond (ties are broken by id)
+    repository = SessionRepository(database)
+    existing = {repository.create(alice.id, SessionCreate(name=f"s{i}"))["_id"] for i in range(250)}
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    # WHEN the client walks the list while 5 new sessions are created after every page
+    while True:
+        query = f"limit=37&sort={sort}" + (f"&cursor={cursor}" if cursor else "")
+        reply = api("GET", "/sessions", caller=alice, query=query)
+        assert reply.status == 200
+        seen += [item["id"] for item in reply.body["items"]]
+        cursor = reply.body["next_cursor"]
+        pages += 1
+        for _ in range(5):
+            create(alice, name="late")
+        if cursor is None or pages > 30:
+            break
+    # THEN every session that existed appears exactly once
+    assert len(seen) == len(set(seen))
+    assert existing <= set(seen)
+    assert pages < 30
+
+
+def test_cursor_is_bound_to_its_query(alice: User) -> None:
+    for _ in range(3):
+        create(alice)
+    cursor = api("GET", "/sessions", caller=alice, query="limit=1").body["next_cursor"]
+    assert api("GET", "/sessions", caller=alice, query=f"limit=1&cursor={cursor}").status == 200
+    other = api("GET", "/sessions", caller=alice, query=f"limit=1&status=ended&cursor={cursor}")
+    assert other.status == 422
+    assert "cursor" in other.body["detail"]
+
+
+@pytest.mark.parametrize(
+    "cursor", ["!!!", "bm90IGpzb24", "WzEsMl0", "eyJ0IjotMSwiaSI6IngiLCJxIjoiIn0"]
+)
+def test_forged_cursors_are_422(alice: User, cursor: str) -> None:
+    reply = api("GET", "/sessions", caller=alice, query=f"cursor={cursor}")
+    assert reply.status == 422
+    with pytest.raises(ValidationFailedError):
+        decode_cursor(cursor, "x")

@@ -1,0 +1,229 @@
+"""The sessions function through its real handler: create, read, update, end, and what it refuses.
+
+MongoDB is mongomock (a fresh in-memory database per test); Redis is the real test server.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import pytest
+from pymongo.database import Database
+
+from tests.utils.datastore import User, call, stored
+
+api = partial(call, "sessions")
+
+
+def create(user: User, **body: Any) -> dict[str, Any]:
+    reply = api("POST", "/sessions", caller=user, body={"name": "render", **body})
+    assert reply.status == 201, reply.body
+    session: dict[str, Any] = reply.body
+    return session
+
+
+def test_create_answers_201_with_location_etag_and_a_pending_session(alice: User) -> None:
+    reply = api(
+        "POST",
+        "/sessions",
+        caller=alice,
+        body={"name": "  render job ", "node_id": "node-7", "metadata": {"gpu": {"count": 2}}},
+    )
+    assert reply.status == 201
+    session = reply.body
+    assert reply.headers["location"] == f"/sessions/{session['id']}"
+    assert reply.headers["etag"] == '"1"'
+    assert session["owner_id"] == alice.id
+    assert session["name"] == "render job"
+    assert session["status"] == "pending"
+    assert session["metadata"] == {"gpu": {"count": 2}}
+    assert session["version"] == 1
+    assert session["started_at"] is None
+    assert session["ended_at"] is None
+    assert session["created_at"].endswith("Z")
+    assert len(session["id"]) == 32
+
+
+def test_get_returns_the_session_with_its_etag(alice: User) -> None:
+    session = create(alice)
+    reply = api("GET", f"/sessions/{session['id']}", caller=alice)
+    assert reply.status == 200
+    assert reply.body == session
+    assert reply.headers["etag"] == '"1"'
+
+
+def test_status_moves_pending_to_active_to_ended_with_timestamps(alice: User) -> None:
+    session = create(alice)
+    path = f"/sessions/{session['id']}"
+    active = api("PATCH", path, caller=alice, body={"status": "active"})
+    assert active.status == 200
+    assert active.body["status"] == "active"
+    assert active.body["started_at"] is not None
+    assert active.headers["etag"] == '"2"'
+    ended = api("PATCH", path, caller=alice, body={"status": "ended"})
+    assert ended.body["status"] == "ended"
+    assert ended.body["ended_at"] is not None
+    assert ended.body["version"] == 3
+
+
+def test_pending_may_end_directly(alice: User) -> None:
+    session = create(alice)
+    reply = api("PATCH", f"/sessions/{session['id']}", caller=alice, body={"status": "ended"})
+    assert reply.status == 200
+    assert reply.body["status"] == "ended"
+    assert reply.body["started_at"] is None
+
+
+def test_forbidden_transition_is_409_listing_the_allowed_ones(alice: User) -> None:
+    session = create(alice)
+    path = f"/sessions/{session['id']}"
+    api("PATCH", path, caller=alice, body={"status": "active"})
+    reply = api("PATCH", path, caller=alice, body={"status": "pending"})
+    assert reply.status == 409
+    assert reply.headers["content-type"] == "application/problem+json"
+    assert reply.body["allowed"] == ["ended"]
+    assert reply.body["status"] == 409
+    assert api("GET", path, caller=alice).body["status"] == "active"
+
+
+def test_an_ended_session_cannot_be_changed(alice: User) -> None:
+    session = create(alice)
+    path = f"/sessions/{session['id']}"
+    assert api("DELETE", path, caller=alice).status == 204
+    reply = api("PATCH", path, caller=alice, body={"name": "again"})
+    assert reply.status == 409
+    assert reply.body["allowed"] == []
+
+
+def test_patch_changes_name_and_metadata_and_bumps_the_version(alice: User) -> None:
+    session = create(alice, metadata={"a": 1})
+    reply = api(
+        "PATCH",
+        f"/sessions/{session['id']}",
+        caller=alice,
+        body={"name": "renamed", "metadata": {"b": [1, {"c": None}]}},
+    )
+    assert reply.status == 200
+    assert reply.body["name"] == "renamed"
+    assert reply.body["metadata"] == {"b": [1, {"c": None}]}
+    assert reply.body["version"] == 2
+
+
+def test_patch_that_changes_nothing_writes_nothing(alice: User) -> None:
+    session = create(alice)
+    reply = api("PATCH", f"/sessions/{session['id']}", caller=alice, body={"name": "render"})
+    assert reply.status == 200
+    assert reply.body["version"] == 1
+    assert reply.body["updated_at"] == session["updated_at"]
+
+
+def test_delete_ends_the_session_and_is_204_again(alice: User) -> None:
+    session = create(alice)
+    path = f"/sessions/{session['id']}"
+    first = api("DELETE", path, caller=alice)
+    assert first.status == 204
+    assert first.body is None
+    ended = api("GET", path, caller=alice).body
+    assert ended["status"] == "ended"
+    assert ended["ended_at"] is not None
+    assert api("DELETE", path, caller=alice).status == 204
+    assert api("GET", path, caller=alice).body["version"] == ended["version"]
+
+
+@pytest.mark.parametrize(
+    "field", ["owner_id", "status", "version", "id", "_id", "created_at", "ended_at"]
+)
+def test_create_refuses_fields_the_client_does_not_own(alice: User, field: str) -> None:
+    reply = api("POST", "/sessions", caller=alice, body={"name": "x", field: "y"})
+    assert reply.status == 422
+    assert field in reply.body["detail"]
+
+
+@pytest.mark.parametrize("field", ["owner_id", "version", "id", "role", "started_at"])
+def test_patch_refuses_mass_assignment_naming_the_field(
+    alice: User, database: Database[dict[str, Any]], field: str
+) -> None:
+    session = create(alice)
+    reply = api("PATCH", f"/sessions/{session['id']}", caller=alice, body={"name": "n", field: "x"})
+    assert reply.status == 422
+    assert field in reply.body["detail"]
+    assert stored(database["sessions"], session["id"])["name"] == "render"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": ""}, "name"),
+        ({"name": "x" * 101}, "name"),
+        ({"name": "x", "node_id": "n" * 65}, "node_id"),
+        ({"name": "x", "node_id": "bad node/"}, "node_id"),
+        ({"name": "x", "metadata": {"$where": "1"}}, "metadata"),
+        ({"name": "x", "metadata": {"a": {"b.c": 1}}}, "metadata"),
+        ({"name": "x", "metadata": {"a": [{"$gt": ""}]}}, "metadata"),
+        ({"name": "x", "metadata": {"blob": "x" * 16400}}, "metadata"),
+        ({"name": "x", "metadata": ["not", "an", "object"]}, "metadata"),
+        ({}, "name"),
+    ],
+)
+def test_create_validates_every_field(alice: User, body: dict[str, Any], field: str) -> None:
+    reply = api("POST", "/sessions", caller=alice, body=body)
+    assert reply.status == 422
+    assert field in reply.body["detail"]
+    assert reply.headers["content-type"] == "application/problem+json"
+
+
+def test_metadata_just_under_16_kb_is_accepted(alice: User) -> None:
+    session = create(alice, metadata={"blob": "x" * 16000})
+    assert len(session["metadata"]["blob"]) == 16000
+
+
+def test_metadata_nested_beyond_16_levels_is_refused(alice: User) -> None:
+    deep: dict[str, Any] = {}
+    for _ in range(20):
+        deep = {"k": deep}
+    reply = api("POST", "/sessions", caller=alice, body={"name": "x", "metadata": deep})
+    assert reply.status == 422
+
+
+def test_metadata_with_nan_is_refused(alice: User) -> None:
+    reply = api("POST", "/sessions", caller=alice, body='{"name": "x", "metadata": {"a": NaN}}')
+    assert reply.status == 422
+
+
+@pytest.mark.parametrize("field", ["name", "status", "metadata"])
+def test_patch_refuses_null(alice: User, field: str) -> None:
+    session = create(alice)
+    reply = api("PATCH", f"/sessions/{session['id']}", caller=alice, body={field: None})
+    assert reply.status == 422
+    assert field in reply.body["detail"]
+
+
+def test_patch_refuses_an_unknown_status(alice: User) -> None:
+    session = create(alice)
+    reply = api("PATCH", f"/sessions/{session['id']}", caller=alice, body={"status": "paused"})
+    assert reply.status == 422
+
+
+@pytest.mark.parametrize(
+    "session_id",
+    ["nope", "0" * 31, "0" * 33, "A" * 32, '{"$ne":null}', "%7B%22%24ne%22%3Anull%7D", "0" * 32],
+)
+@pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
+def test_malformed_or_unknown_ids_are_404(alice: User, session_id: str, method: str) -> None:
+    body = {"name": "x"} if method == "PATCH" else None
+    reply = api(method, f"/sessions/{session_id}", caller=alice, body=body)
+    assert reply.status == 404
+    assert reply.headers["content-type"] == "application/problem+json"
+
+
+def test_a_request_without_authorizer_context_is_401(database: Database[dict[str, Any]]) -> None:
+    reply = api("GET", "/sessions", caller=None)
+    assert reply.status == 401
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("PUT", "/sessions"), ("POST", "/sessions/" + "0" * 32)]
+)
+def test_methods_the_routes_do_not_serve_are_405(alice: User, method: str, path: str) -> None:
+    assert api(method, path, caller=alice, body={}).status == 405

@@ -1,0 +1,52 @@
+"""MongoDB down: the sessions function answers 503 problem+json and leaves nothing half-written.
+
+"Down" is a real pymongo client pointed at a closed port on 127.0.0.1 (200 ms server selection
+timeout); "back" is the in-memory mongomock database the other tests use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+import pytest
+from pymongo.database import Database
+
+from lucid.config import Settings
+from lucid.embedded import free_port
+from lucid.mongo import build_database
+from tests.utils.datastore import User, call, database_for
+
+api = partial(call, "sessions")
+
+
+@pytest.fixture
+def dead_database() -> Iterator[Database[dict[str, Any]]]:
+    settings = Settings(MONGODB_URI=f"mongodb://127.0.0.1:{free_port()}", MONGODB_TIMEOUT_MS=200)
+    database = build_database(settings)
+    yield database
+    database.client.close()
+
+
+def test_mongodb_down_is_503_problem_and_a_retry_after_it_returns_creates_one_session(
+    alice: User, database: Database[dict[str, Any]], dead_database: Database[dict[str, Any]]
+) -> None:
+    body = {"name": "during outage"}
+    headers = {"Idempotency-Key": "outage-1"}
+    # GIVEN MongoDB is unreachable
+    with database_for("sessions", database=dead_database):
+        # WHEN a session is created, read and listed
+        created = api("POST", "/sessions", caller=alice, body=body, headers=headers)
+        listed = api("GET", "/sessions", caller=alice)
+    # THEN each is a 503 problem that names the store, not a 500 or a hang
+    for reply in (created, listed):
+        assert reply.status == 503
+        assert reply.headers["content-type"] == "application/problem+json"
+        assert "unavailable" in reply.body["detail"]
+    # AND once MongoDB is back, nothing was half-written and the retry succeeds exactly once
+    assert database["sessions"].count_documents({}) == 0
+    retried = api("POST", "/sessions", caller=alice, body=body, headers=headers)
+    assert retried.status == 201
+    assert retried.headers.get("idempotent-replayed") is None
+    assert database["sessions"].count_documents({}) == 1
