@@ -60,7 +60,9 @@ class RefreshRequest(_Body):
     refresh_token: Token
 
 
-def signin_service(settings: SettingsDep, redis: RedisDep, database: DatabaseDep) -> SignInService:
+async def signin_service(
+    settings: SettingsDep, redis: RedisDep, database: DatabaseDep
+) -> SignInService:
     """The sign-in service on the process's clients."""
     ensure_indexes_once(database)
     return SignInService(

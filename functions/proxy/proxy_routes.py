@@ -15,11 +15,11 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.convertors import Convertor, register_url_convertor
 
 from lucid.deps import Caller, CallerIdentity, OptionalCaller, SourceIp
-from lucid.proxy import ROUTES, Proxy, ProxyRequest, get_proxy
+from lucid.proxy import ROUTES, Proxy, ProxyRequest, current_proxy
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
-ProxyDep = Annotated[Proxy, Depends(get_proxy)]
+ProxyDep = Annotated[Proxy, Depends(current_proxy)]
 
 
 class _AnyRemainder(Convertor[str]):

@@ -86,10 +86,25 @@ async def source_ip(request: Request) -> str:
     return str(request_context(request.scope).get("http", {}).get("sourceIp", "0.0.0.0"))  # noqa: S104
 
 
+async def current_settings() -> Settings:
+    """The process's settings (override this in tests, not `get_settings`)."""
+    return get_settings()
+
+
+async def current_redis() -> redis.Redis:
+    """The process's Redis client."""
+    return get_redis()
+
+
+async def current_database() -> Database[dict[str, Any]]:
+    """The process's MongoDB database."""
+    return get_database()
+
+
 Caller = Annotated[CallerIdentity, Depends(require_caller)]
 OptionalCaller = Annotated[CallerIdentity | None, Depends(optional_caller)]
 AdminCaller = Annotated[CallerIdentity, Depends(require_admin)]
 SourceIp = Annotated[str, Depends(source_ip)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-RedisDep = Annotated[redis.Redis, Depends(get_redis)]
-DatabaseDep = Annotated[Database[dict[str, Any]], Depends(get_database)]
+SettingsDep = Annotated[Settings, Depends(current_settings)]
+RedisDep = Annotated[redis.Redis, Depends(current_redis)]
+DatabaseDep = Annotated[Database[dict[str, Any]], Depends(current_database)]

@@ -158,7 +158,7 @@ def _replayable(record: dict[str, Any], request_fingerprint: str) -> StoredRespo
     return StoredResponse(int(record["status"]), dict(record["body"]), dict(record["headers"]))
 
 
-def idempotency_store(client: RedisDep, settings: SettingsDep) -> IdempotencyStore:
+async def idempotency_store(client: RedisDep, settings: SettingsDep) -> IdempotencyStore:
     """The store on the process's Redis with the configured replay window."""
     return IdempotencyStore(client, ttl_seconds=settings.IDEMPOTENCY_TTL_SECONDS)
 

@@ -15,7 +15,6 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.database import Database
 
 from lucid.documents import Document, database_errors
-from lucid.refresh import INDEXES as TOKEN_INDEXES
 
 INDEXES: dict[str, list[IndexModel]] = {
     "users": [
@@ -33,7 +32,13 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
         IndexModel([("status", ASCENDING)], name="status"),
     ],
-    "tokens": TOKEN_INDEXES,  # defined beside the refresh-token store that relies on them
+    # Refresh tokens (lucid.refresh): expiry is a TTL index, so spent families vanish.
+    "tokens": [
+        IndexModel([("expires_at", ASCENDING)], name="expires_ttl", expireAfterSeconds=0),
+        IndexModel([("family_id", ASCENDING)], name="family"),
+        IndexModel([("user_id", ASCENDING)], name="user"),
+        IndexModel([("access_jti", ASCENDING)], name="access_jti"),
+    ],
 }
 
 # Databases already prepared by this process, by identity: databases compare equal by client

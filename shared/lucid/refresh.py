@@ -21,31 +21,20 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import threading
-import weakref
 from dataclasses import dataclass
 from datetime import timedelta
 
-from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo import ReturnDocument
 from pymongo.database import Database
 
 from lucid.documents import Document, database_errors, new_id, utcnow
 from lucid.errors import AuthenticationError, InvalidTokenError, RefreshTokenReuseError
+from lucid.indexes import ensure_indexes_once
 
 COLLECTION = "tokens"
 TOKEN_BYTES = 32
 _FORMAT = re.compile(r"[A-Za-z0-9_-]{43}")
 _UNSPENT = {"used_at": None, "revoked_at": None}
-INDEXES = [
-    IndexModel([("expires_at", ASCENDING)], name="expires_ttl", expireAfterSeconds=0),
-    IndexModel([("family_id", ASCENDING)], name="family"),
-    IndexModel([("user_id", ASCENDING)], name="user"),
-    IndexModel([("access_jti", ASCENDING)], name="access_jti"),
-]
-# By identity: databases compare equal by client address and name (two in-memory test
-# databases called "lucid" would look like one), and index creation is per database object.
-_prepared: dict[int, weakref.ref[Database[Document]]] = {}
-_lock = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +56,7 @@ class RefreshTokenStore:
     def __init__(self, database: Database[Document], lifetime: timedelta) -> None:
         self._tokens = database[COLLECTION]
         self._lifetime = lifetime
-        _ensure_indexes(database)
+        ensure_indexes_once(database)
 
     def issue(self, user_id: str, access_jti: str, family_id: str | None = None) -> str:
         """A new refresh token for `user_id` (a new family unless `family_id` is given)."""
@@ -148,16 +137,6 @@ class RefreshTokenStore:
     def _family_revoked(self, family_id: str) -> bool:
         revoked = {"family_id": family_id, "revoked_at": {"$ne": None}}
         return self._tokens.find_one(revoked, {"_id": 1}) is not None
-
-
-def _ensure_indexes(database: Database[Document]) -> None:
-    known = _prepared.get(id(database))
-    if known is not None and known() is database:
-        return
-    with _lock:
-        with database_errors("tokens"):
-            database[COLLECTION].create_indexes(INDEXES)
-        _prepared[id(database)] = weakref.ref(database)
 
 
 def revoke_user_families(database: Database[Document], user_id: str) -> None:

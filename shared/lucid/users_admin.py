@@ -163,7 +163,7 @@ def _last_admin() -> ConflictError:
     return ConflictError("the last admin cannot be demoted; promote another admin first")
 
 
-def user_directory(database: DatabaseDep) -> UserDirectory:
+async def user_directory(database: DatabaseDep) -> UserDirectory:
     """The user directory on the process's database (indexes ensured on first use)."""
     ensure_indexes_once(database)
     return UserDirectory(database)

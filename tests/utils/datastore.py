@@ -1,7 +1,7 @@
 """Users, callers and a per-test MongoDB for the users and sessions functions.
 
 MongoDB in these tests is mongomock, one fresh in-memory database per test, injected into the
-functions through `app.dependency_overrides[get_database]`. mongomock does not make a single
+functions through `app.dependency_overrides[current_database]`. mongomock does not make a single
 write atomic across threads (its `find_one_and_update` is a find followed by an update by `_id`),
 while MongoDB does; `atomic_writes()` restores the server's guarantee (each write operation runs
 alone) so concurrency tests exercise our code's atomicity, not mongomock's gaps.
@@ -24,8 +24,8 @@ import mongomock
 from mongomock.collection import Collection
 from pymongo.database import Database
 
+from lucid.deps import current_database
 from lucid.documents import new_id, utcnow
-from lucid.mongo import get_database
 from tests.utils.events import http_event
 from tests.utils.functions import load_module
 
@@ -77,17 +77,17 @@ def database_for(
         database if database is not None else mongomock.MongoClient(tz_aware=True)["lucid"]
     )
     apps = [load_module(group).app for group in groups]
-    previous = [app.dependency_overrides.get(get_database) for app in apps]
+    previous = [app.dependency_overrides.get(current_database) for app in apps]
     for app in apps:
-        app.dependency_overrides[get_database] = lambda: db
+        app.dependency_overrides[current_database] = lambda: db
     try:
         yield db
     finally:
         for app, before in zip(apps, previous, strict=True):
             if before is None:
-                app.dependency_overrides.pop(get_database, None)
+                app.dependency_overrides.pop(current_database, None)
             else:
-                app.dependency_overrides[get_database] = before
+                app.dependency_overrides[current_database] = before
 
 
 @dataclass

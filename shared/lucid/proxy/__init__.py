@@ -17,7 +17,13 @@ from lucid.proxy.breaker_store import (
     LocalBreakerStore,
     RedisBreakerStore,
 )
-from lucid.proxy.client import build_http_client, build_proxy, build_store, get_proxy
+from lucid.proxy.client import (
+    build_http_client,
+    build_proxy,
+    build_store,
+    current_proxy,
+    get_proxy,
+)
 from lucid.proxy.forwarder import (
     IDEMPOTENT_METHODS,
     MAX_RESPONSE_BYTES,
@@ -49,5 +55,6 @@ __all__ = [
     "build_proxy",
     "build_store",
     "check_remainder",
+    "current_proxy",
     "get_proxy",
 ]

@@ -66,3 +66,8 @@ def build_proxy(
 def get_proxy() -> Proxy:
     """The process's proxy (its breakers count across the invocations of a warm instance)."""
     return build_proxy(get_settings(), get_redis())
+
+
+async def current_proxy() -> Proxy:
+    """`get_proxy` as a route dependency (async: a plain one costs a thread hop per request)."""
+    return get_proxy()

@@ -11,7 +11,7 @@ from lucid.indexes import ensure_indexes_once
 from lucid.sessions.repository import SessionRepository
 
 
-def session_repository(database: DatabaseDep) -> SessionRepository:
+async def session_repository(database: DatabaseDep) -> SessionRepository:
     """The sessions repository on the process's database (indexes ensured on first use)."""
     ensure_indexes_once(database)
     return SessionRepository(database)

@@ -159,18 +159,19 @@ def test_concurrent_logins_with_one_nonce_exactly_one_succeeds() -> None:
 
 
 def test_address_in_admin_addresses_signs_in_as_admin() -> None:
-    from lucid.config import Settings, get_settings
+    from lucid.config import Settings
+    from lucid.deps import current_settings
     from lucid.tokens import get_token_service
     from tests.utils.functions import load_module
 
     # GIVEN ADMIN_ADDRESSES lists the wallet
     wallet = Wallet()
     app = load_module("auth").app
-    app.dependency_overrides[get_settings] = lambda: Settings(ADMIN_ADDRESSES=wallet.address)
+    app.dependency_overrides[current_settings] = lambda: Settings(ADMIN_ADDRESSES=wallet.address)
     try:
         pair = sign_in(wallet)
     finally:
-        app.dependency_overrides.pop(get_settings)
+        app.dependency_overrides.pop(current_settings)
     # THEN its token carries the admin role and tier; another wallet's does not
     claims = get_token_service().decode(pair["access_token"])
     assert (claims.role, claims.tier) == ("admin", "admin")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from lucid.embedded import free_port
-from lucid.proxy import Proxy, get_proxy
+from lucid.proxy import Proxy, current_proxy, get_proxy
 from tests.shared.proxy.conftest import proxy_settings
 from tests.shared.proxy.proxy_backends import BackendServer, running_backend
 from tests.utils.events import http_event
@@ -42,7 +42,7 @@ def use_proxy() -> Iterator[Callable[[Proxy], None]]:
     app = load_module("proxy").app
 
     def use(proxy: Proxy) -> None:
-        app.dependency_overrides[get_proxy] = lambda: proxy
+        app.dependency_overrides[current_proxy] = lambda: proxy
 
     yield use
     app.dependency_overrides.clear()

@@ -1,0 +1,38 @@
+"""`lucid db init`: create the MongoDB indexes the gateway relies on (idempotent).
+
+Functions also create them on their first request after a cold start; running this once at
+deploy time means no request ever pays for it and a unique index exists before any write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from lucid.errors import ServiceUnavailableError
+from lucid.indexes import ensure_indexes
+from lucid.mongo import get_database
+
+
+def register(subparsers: Any) -> None:
+    """Add the `db` subcommand group."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "db", help="database maintenance (MONGODB_URI selects the server)"
+    )
+    actions = parser.add_subparsers(dest="db_command", required=True)
+    init = actions.add_parser("init", help="create every index idempotently")
+    init.set_defaults(func=run_init)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    """Create the indexes and say which exist per collection."""
+    database = get_database()
+    try:
+        created = ensure_indexes(database)
+    except ServiceUnavailableError as error:
+        print(f"lucid db init: {error.detail}", file=sys.stderr)
+        return 1
+    for collection, names in created.items():
+        print(f"{database.name}.{collection}: {', '.join(names)}")
+    return 0

@@ -1,0 +1,51 @@
+"""`lucid db init` against a real MongoDB wire server (the in-memory one, through pymongo)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pymongo
+import pytest
+
+from lucid.config import Settings
+from lucid.embedded import free_port
+from lucid.mongo import build_database
+from lucid.mongo_wire import EmbeddedMongo, start_mongo_server
+from lucid_edge.cli import main
+
+
+@pytest.fixture
+def mongo(monkeypatch: pytest.MonkeyPatch) -> Iterator[EmbeddedMongo]:
+    with start_mongo_server() as server:
+        database = build_database(Settings(MONGODB_URI=server.uri, MONGODB_DATABASE="dbinit"))
+        monkeypatch.setattr("lucid_edge.cli_db.get_database", lambda: database)
+        yield server
+        database.client.close()
+
+
+def test_db_init_creates_every_index_and_is_idempotent(
+    mongo: EmbeddedMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # WHEN `lucid db init` runs twice
+    assert main(["db", "init"]) == 0
+    assert main(["db", "init"]) == 0
+    out = capsys.readouterr().out
+    assert "dbinit.users: address_unique" in out
+    # THEN a second client sees the unique address index and the refresh-token TTL index
+    with pymongo.MongoClient(mongo.uri) as client:
+        users = client["dbinit"]["users"].index_information()
+        tokens = client["dbinit"]["tokens"].index_information()
+    assert users["address_unique"]["unique"] is True
+    assert tokens["expires_ttl"]["expireAfterSeconds"] == 0
+
+
+def test_db_init_on_a_down_database_exits_1_with_a_clear_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = build_database(
+        Settings(MONGODB_URI=f"mongodb://127.0.0.1:{free_port()}/", MONGODB_TIMEOUT_MS=100)
+    )
+    monkeypatch.setattr("lucid_edge.cli_db.get_database", lambda: database)
+    assert main(["db", "init"]) == 1
+    assert "lucid db init:" in capsys.readouterr().err
+    database.client.close()
