@@ -23,7 +23,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from aws_lambda_powertools.utilities import parameters
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 
@@ -90,6 +89,10 @@ class KeyRing:
         return env.get_secret_value().encode() if env else None
 
     def _fetch(self, kind: str, name: str) -> bytes:
+        # Imported here: it pulls in boto3 (~75 ms of cold start) for deployments that keep
+        # the key in Secrets Manager / SSM only.
+        from aws_lambda_powertools.utilities import parameters
+
         try:
             if kind == "secret":
                 value = parameters.get_secret(name, max_age=self._max_age)
