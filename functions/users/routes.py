@@ -6,6 +6,7 @@ one (404) unless the caller is an admin; the list and role routes are admin-only
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -15,7 +16,7 @@ from lucid.denylist import deny_token
 from lucid.deps import AdminCaller, Caller, DatabaseDep, RedisDep, SettingsDep
 from lucid.errors import NotFoundError
 from lucid.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, SortOrder
-from lucid.refresh import revoke_user_families
+from lucid.refresh import revoke_user_access
 from lucid.sessions import SessionsDep
 from lucid.users_admin import ProfilePatch, Role, RoleChange, UsersDep, public_user
 
@@ -52,7 +53,9 @@ async def delete_me(
         caller,
         users=users,
         sessions=sessions,
-        revoke_refresh_families=lambda user_id: revoke_user_families(database, user_id),
+        revoke_refresh_families=lambda user_id: revoke_user_access(
+            database, redis, user_id, timedelta(minutes=settings.TOKEN_EXPIRE_MINUTES)
+        ),
         deny_access_token=lambda jti, expires_at: deny_token(redis, jti, expires_at),
         token_expires_at=token_expiry(request.scope),
         token_lifetime_seconds=60 * settings.TOKEN_EXPIRE_MINUTES,
@@ -87,7 +90,22 @@ async def read_user(user_id: str, caller: Caller, users: UsersDep) -> dict[str, 
 
 @router.put("/users/{user_id}/role")
 async def change_role(
-    user_id: str, body: RoleChange, caller: AdminCaller, users: UsersDep
+    user_id: str,
+    body: RoleChange,
+    caller: AdminCaller,
+    users: UsersDep,
+    database: DatabaseDep,
+    redis: RedisDep,
+    settings: SettingsDep,
 ) -> dict[str, Any]:
-    """Make a user an admin or a plain user (admins only); the last admin stays (409)."""
-    return public_user(users.set_role(user_id, body.role))
+    """Make a user an admin or a plain user (admins only); the last admin stays (409).
+
+    A changed role signs the user out everywhere: tokens carry the role, and a demoted admin
+    must not keep admin powers until their token expires (OWASP API5). They sign in again.
+    """
+    before = users.get(user_id)
+    after = users.set_role(user_id, body.role)
+    if after.get("role") != before.get("role"):
+        lifetime = timedelta(minutes=settings.TOKEN_EXPIRE_MINUTES)
+        revoke_user_access(database, redis, user_id, lifetime)
+    return public_user(after)

@@ -24,9 +24,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
+import redis
 from pymongo import ReturnDocument
 from pymongo.database import Database
 
+from lucid.denylist import deny_token
 from lucid.documents import Document, database_errors, new_id, utcnow
 from lucid.errors import AuthenticationError, InvalidTokenError, RefreshTokenReuseError
 from lucid.indexes import ensure_indexes_once
@@ -137,6 +139,34 @@ class RefreshTokenStore:
     def _family_revoked(self, family_id: str) -> bool:
         revoked = {"family_id": family_id, "revoked_at": {"$ne": None}}
         return self._tokens.find_one(revoked, {"_id": 1}) is not None
+
+
+def revoke_user_access(
+    database: Database[Document],
+    client: redis.Redis,
+    user_id: str,
+    access_lifetime: timedelta,
+) -> int:
+    """Sign `user_id` out everywhere: every refresh family revoked, then every access token
+    issued within one access lifetime (and so possibly still valid) denylisted until it expires.
+
+    Used when a role changes (a token must not keep a role its user lost) and when an account
+    is closed. Families go first so no rotation can mint a token after the sweep; returns how
+    many access tokens were denylisted.
+    """
+    revoke_user_families(database, user_id)
+    since = utcnow() - access_lifetime
+    with database_errors("tokens"):
+        issued = list(
+            database[COLLECTION].find(
+                {"user_id": user_id, "created_at": {"$gt": since}},
+                {"access_jti": 1, "created_at": 1},
+            )
+        )
+    for document in issued:
+        expires_at = document["created_at"] + access_lifetime
+        deny_token(client, str(document["access_jti"]), int(expires_at.timestamp()))
+    return len(issued)
 
 
 def revoke_user_families(database: Database[Document], user_id: str) -> None:

@@ -81,6 +81,8 @@ def test_serve_in_process_with_one_worker_until_sigint(monkeypatch: pytest.Monke
     # GIVEN no Redis and no JWT secret configured (the parent provides both)
     monkeypatch.delenv("REDIS_URI")
     monkeypatch.delenv("JWT_SECRET_KEY")
+    # serve exports MONGODB_URI for its workers; undo it so later edges do not inherit a dead one
+    monkeypatch.delenv("MONGODB_URI", raising=False)
     for name in (ENV_TEMPLATE, ENV_PARAMETERS, ENV_CONCURRENCY, ENV_BUCKETS, ENV_RELOAD):
         monkeypatch.setenv(name, "")
     port = free_port()
