@@ -50,7 +50,10 @@ def _compile(route: RouteSpec) -> _Pattern:
         else:
             names.append(segment[1:-2])
             parts.append("(.+)")
-    return _Pattern(route, re.compile("/" + "/".join(parts) + r"\Z"), tuple(names))
+    # DOTALL: a greedy variable takes every character, as `{id}` does; a decoded CR/LF must
+    # reach the function (which answers a precise 400), not fall through to a 404.
+    pattern = re.compile("/" + "/".join(parts) + r"\Z", re.DOTALL)
+    return _Pattern(route, pattern, tuple(names))
 
 
 def _priority(route: RouteSpec) -> tuple[tuple[int, ...], int]:

@@ -18,8 +18,9 @@ from lucid.account_closure import token_expiry
 from lucid.authorizer import bearer_token
 from lucid.denylist import is_token_denied
 from lucid.deps import Caller, DatabaseDep, RedisDep, SettingsDep, SourceIp
-from lucid.errors import InvalidTokenError
+from lucid.errors import AuthenticationError, InvalidTokenError
 from lucid.indexes import ensure_indexes_once
+from lucid.observability import count
 from lucid.ratelimit import enforce_signin_limits
 from lucid.refresh import RefreshTokenStore
 from lucid.signin import Challenge, SignInService, TokenPair
@@ -114,7 +115,13 @@ async def login(body: LoginRequest, signin: SignIn, ip: SourceIp) -> dict[str, A
     """Tokens for a wallet that signed its challenge (signMessageV2, or legacy v1)."""
     enforce_signin_limits(ip, body.address)
     scheme = SignatureScheme(body.scheme)
-    return _pair(signin.login(body.address, body.message, body.signature, scheme))
+    try:
+        pair = signin.login(body.address, body.message, body.signature, scheme)
+    except AuthenticationError:
+        count("SignInRejected")
+        raise
+    count("SignInSucceeded")
+    return _pair(pair)
 
 
 @router.post("/auth/verify")

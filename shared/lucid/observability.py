@@ -14,7 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from lucid.config import get_settings
 
-__all__ = ["MetricUnit", "flush_metrics", "logger", "metrics"]
+__all__ = ["MetricUnit", "count", "flush_metrics", "logger", "metrics"]
 
 _settings = get_settings()
 
@@ -30,6 +30,11 @@ logging.getLogger("lucid").setLevel(_settings.LOG_LEVEL)
 logging.getLogger("lucid").propagate = False
 
 metrics = Metrics(service=_settings.SERVICE_NAME)
+
+
+def count(name: str) -> None:
+    """Add one to the metric `name` (an event worth alarming on: sign-ins, trips, refusals)."""
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
 
 
 def flush_metrics() -> None:

@@ -32,6 +32,7 @@ from lucid.denylist import deny_token
 from lucid.documents import Document, database_errors, new_id, utcnow
 from lucid.errors import AuthenticationError, InvalidTokenError, RefreshTokenReuseError
 from lucid.indexes import ensure_indexes_once
+from lucid.observability import count
 
 COLLECTION = "tokens"
 TOKEN_BYTES = 32
@@ -129,6 +130,7 @@ class RefreshTokenStore:
             return InvalidTokenError("refresh token is unknown")
         if document["used_at"] is not None:
             self.revoke_family(document["family_id"])
+            count("RefreshTokenReuse")  # a stolen token, or a client racing itself
             return RefreshTokenReuseError(
                 "refresh token was already used: every token of this sign-in is revoked"
             )

@@ -3,113 +3,39 @@ HTTP, and the checks a client makes on a problem+json answer."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from lucid.embedded import free_port
+from tests.e2e.subprocess_edge import SubprocessEdge, subprocess_edge
 from tests.utils.wallets import Wallet
 
-LUCID = Path(sys.executable).parent / "lucid"
-TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
 PROBLEM_TYPES = "https://lucid.dev/problems/"
 AUTHORIZER_TTL_SECONDS = 1
 JWT_SECRET_KEY = "e2e-flows-only-0123456789abcdef0123456789abcdef"
-_START_SECONDS = 30
-
-
-@dataclass(frozen=True)
-class ServedEdge:
-    """A `lucid serve` process: its base URL and the file holding its output."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def client(self) -> httpx.Client:
-        """A new HTTP client on the edge (the caller closes it)."""
-        return httpx.Client(base_url=self.url, timeout=15)
-
-    def output(self) -> str:
-        """Everything the edge and its workers printed so far."""
-        return self.log.read_text(errors="replace")
-
-
-def _wait_until_serving(edge: ServedEdge) -> None:
-    deadline = time.monotonic() + _START_SECONDS
-    while time.monotonic() < deadline:
-        assert edge.process.poll() is None, edge.output()
-        try:
-            if httpx.get(f"{edge.url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"lucid serve did not start:\n{edge.output()}")
-
-
-def _edge_environment(redis_uri: str, env: Mapping[str, str]) -> dict[str, str]:
-    # Only what this edge is told: an earlier in-process `lucid serve` may have left its own
-    # (now stopped) MONGODB_URI or edge settings in this process's environment.
-    inherited = {
-        name: value
-        for name, value in os.environ.items()
-        if name != "MONGODB_URI" and not name.startswith("LUCID_EDGE_")
-    }
-    return {
-        **inherited,
-        "STAGE": "local",
-        "REDIS_URI": redis_uri,
-        "JWT_SECRET_KEY": JWT_SECRET_KEY,
-        "RATE_LIMIT_ENABLED": "false",
-        **env,
-    }
 
 
 @contextmanager
-def served_edge(
-    log_dir: Path, redis_uri: str, env: Mapping[str, str] | None = None, *, workers: int = 2
-) -> Iterator[ServedEdge]:
-    """`lucid serve` on the real template with `workers` processes until the block ends.
+def served_edge(redis_uri: str, env: Mapping[str, str] | None = None) -> Iterator[SubprocessEdge]:
+    """`lucid serve` on the real template (2 workers) until the block ends.
 
     It uses the Redis at `redis_uri`, a fixed JWT secret, rate limits off, its own in-memory
     MongoDB unless `env` names one, and caches authorizer decisions for AUTHORIZER_TTL_SECONDS.
     """
-    port = free_port()
-    log = log_dir / f"edge-{port}.log"
-    environment = _edge_environment(redis_uri, env or {})
-    # A file, not a pipe: hundreds of requests log more than a pipe buffer holds.
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [str(LUCID), "serve", "--template", str(TEMPLATE), "--port", str(port),
-             "--workers", str(workers),
-             "--parameter-overrides", f"AuthorizerTtlSeconds={AUTHORIZER_TTL_SECONDS}"],
-            env=environment, stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    edge = ServedEdge(f"http://127.0.0.1:{port}", process, log)
-    try:
-        _wait_until_serving(edge)
+    environment = {
+        "STAGE": "local",
+        "REDIS_URI": redis_uri,
+        "JWT_SECRET_KEY": JWT_SECRET_KEY,
+        "RATE_LIMIT_ENABLED": "false",
+        **(env or {}),
+    }
+    overrides = {"AuthorizerTtlSeconds": str(AUTHORIZER_TTL_SECONDS)}
+    with subprocess_edge(environment, overrides) as edge:
         yield edge
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:  # pragma: no cover - only when shutdown is broken
-            process.kill()
-            process.wait()
-            raise
-    assert process.returncode == 0, edge.output()
-    assert "Traceback" not in edge.output(), edge.output()
 
 
 @dataclass(frozen=True)

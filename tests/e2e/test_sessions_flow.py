@@ -17,7 +17,6 @@ from lucid.embedded import EmbeddedRedis, free_port
 from lucid.mongo_wire import start_mongo_server
 from tests.e2e.flows import (
     Account,
-    ServedEdge,
     create_session,
     in_threads,
     problem,
@@ -25,6 +24,7 @@ from tests.e2e.flows import (
     sign_in,
     walk,
 )
+from tests.e2e.subprocess_edge import SubprocessEdge
 
 pytestmark = pytest.mark.e2e
 
@@ -32,13 +32,13 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def edge(
     tmp_path_factory: pytest.TempPathFactory, redis_server: EmbeddedRedis
-) -> Iterator[ServedEdge]:
-    with served_edge(tmp_path_factory.mktemp("sessions-edge"), redis_server.uri) as served:
+) -> Iterator[SubprocessEdge]:
+    with served_edge(redis_server.uri) as served:
         yield served
 
 
 @pytest.fixture
-def client(edge: ServedEdge) -> Iterator[httpx.Client]:
+def client(edge: SubprocessEdge) -> Iterator[httpx.Client]:
     with edge.client() as http:
         yield http
 
@@ -60,7 +60,7 @@ def _read(client: httpx.Client, account: Account, session_id: str) -> httpx.Resp
 
 
 def test_session_flow_create_get_list_patch_end(
-    edge: ServedEdge, client: httpx.Client, alice: Account, bob: Account
+    edge: SubprocessEdge, client: httpx.Client, alice: Account, bob: Account
 ) -> None:
     # GIVEN Bob owns a session of his own
     create_session(client, bob, "bob's")
@@ -194,7 +194,7 @@ def test_create_refuses_an_owner_or_status_chosen_by_the_client(
 
 
 def test_pagination_walks_250_sessions_once_while_new_ones_arrive(
-    edge: ServedEdge, client: httpx.Client, alice: Account
+    edge: SubprocessEdge, client: httpx.Client, alice: Account
 ) -> None:
     # GIVEN 250 sessions, created over five connections at once (so created_at ties occur)
     def create_batch(worker: int) -> list[str]:
@@ -241,7 +241,7 @@ def test_pagination_walks_250_sessions_once_while_new_ones_arrive(
 
 
 def test_concurrent_patches_with_one_etag_let_exactly_one_win(
-    edge: ServedEdge, alice: Account, client: httpx.Client
+    edge: SubprocessEdge, alice: Account, client: httpx.Client
 ) -> None:
     session_id = create_session(client, alice, "contended")
 
@@ -270,7 +270,7 @@ def test_concurrent_patches_with_one_etag_let_exactly_one_win(
 
 
 def test_a_retried_post_with_one_idempotency_key_creates_one_session(
-    edge: ServedEdge, client: httpx.Client, alice: Account
+    edge: SubprocessEdge, client: httpx.Client, alice: Account
 ) -> None:
     body = {"name": "once", "metadata": {"attempt": 1}}
     headers = {**alice.auth, "Idempotency-Key": "create-once-1"}
@@ -360,7 +360,7 @@ def test_mongodb_down_is_503_and_a_retry_once_it_returns_creates_exactly_one(
     outage_env = {"MONGODB_URI": mongo.uri, "MONGODB_TIMEOUT_MS": "500"}
     try:
         with (
-            served_edge(tmp_path, redis_server.uri, outage_env) as edge,
+            served_edge(redis_server.uri, outage_env) as edge,
             edge.client() as client,
         ):
             alice = sign_in(client)

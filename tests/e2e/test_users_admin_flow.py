@@ -14,13 +14,13 @@ from lucid.embedded import EmbeddedRedis
 from tests.e2e.flows import (
     AUTHORIZER_TTL_SECONDS,
     Account,
-    ServedEdge,
     create_session,
     problem,
     served_edge,
     sign_in,
     walk,
 )
+from tests.e2e.subprocess_edge import SubprocessEdge
 from tests.utils.wallets import Wallet
 
 pytestmark = pytest.mark.e2e
@@ -30,14 +30,14 @@ ADMIN_WALLET = Wallet()
 @pytest.fixture(scope="module")
 def edge(
     tmp_path_factory: pytest.TempPathFactory, redis_server: EmbeddedRedis
-) -> Iterator[ServedEdge]:
+) -> Iterator[SubprocessEdge]:
     env = {"ADMIN_ADDRESSES": ADMIN_WALLET.address}
-    with served_edge(tmp_path_factory.mktemp("users-edge"), redis_server.uri, env) as served:
+    with served_edge(redis_server.uri, env) as served:
         yield served
 
 
 @pytest.fixture
-def client(edge: ServedEdge) -> Iterator[httpx.Client]:
+def client(edge: SubprocessEdge) -> Iterator[httpx.Client]:
     with edge.client() as http:
         yield http
 

@@ -65,3 +65,11 @@ def test_no_route_and_default_route() -> None:
     assert match is not None
     assert match.route.route_key == "$default"
     assert [r.route_key for r in with_default.routes] == ["GET /health", "$default"]
+
+
+def test_a_greedy_variable_takes_decoded_control_characters_like_a_segment_does() -> None:
+    # The proxy must see "/chain/a\r\nb" to refuse it with a precise 400, not the edge a 404.
+    table = RouteTable([_route("ANY /chain/{proxy+}")])
+    match = table.match("GET", "/chain/a\r\nb")
+    assert match is not None
+    assert match.path_parameters == {"proxy": "a\r\nb"}

@@ -34,6 +34,7 @@ from enum import Enum
 
 from lucid.config import Settings
 from lucid.errors import ServiceUnavailableError
+from lucid.observability import count
 from lucid.proxy.breaker_store import BreakerState, BreakerStore, SharedState
 
 logger = logging.getLogger("lucid.proxy.breaker")
@@ -180,6 +181,7 @@ class CircuitBreaker:
         self._adopt(self._store.trip(self.name, open_ms, force=force), now)
         self._window.clear()
         logger.warning("breaker %s opened for %.1f s", self.name, self._open_until - now)
+        count("CircuitOpened")
 
     def _adopt(self, shared: SharedState, now: float) -> None:
         self._state = shared.state

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lucid.errors import LucidError, RateLimitedError
 from lucid.middleware import request_context
+from lucid.observability import count
 from lucid.problems import error_response
 from lucid.ratelimit.headers import merge_into, rate_limit_headers
 from lucid.ratelimit.limiter import RateLimiter, default_limiter
@@ -42,6 +43,7 @@ class RateLimitMiddleware:
             decision = limiter.check(policy, identity)
             headers = rate_limit_headers(decision)
             if not decision.allowed:
+                count("RateLimited")
                 raise RateLimitedError(
                     f"{policy.quota} requests per {policy.window_seconds} s allowed at the "
                     f"{policy.name} tier; retry in {decision.retry_after} s",

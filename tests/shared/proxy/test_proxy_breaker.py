@@ -186,3 +186,21 @@ def test_window_forgets_calls_older_than_its_length() -> None:
     assert window.counts() == (3, 2)
     now[0] += 5.5
     assert window.counts() == (1, 0)
+
+
+def test_opening_is_counted_as_a_metric(
+    backend: BackendServer,
+    make_proxy: MakeProxy,
+    redis_client: redis.Redis,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.utils.metrics import emitted, flushed
+
+    backend.mode = "fail"
+    proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url))
+    flushed()  # what earlier tests recorded outside any request
+    capsys.readouterr()
+    for _ in range(4):
+        proxy.forward(proxy_request())
+    flushed()
+    assert emitted(capsys.readouterr().out).get("CircuitOpened") == 1

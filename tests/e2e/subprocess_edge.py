@@ -1,0 +1,139 @@
+"""`lucid serve` in a subprocess with its own settings: for end-to-end tests whose settings
+differ from the test process's (rate limits on, other backends, another Redis).
+
+    with subprocess_edge({"RATE_LIMIT_ENABLED": "true"}, {"ThrottlingBurstLimit": "5"}) as edge:
+        httpx.get(edge.url + "/auth/status")
+
+The edge serves infra/template.yaml with two worker processes on a free port. It inherits the
+test session's environment (STAGE=local, the session Redis, the JWT key) with `env` on top;
+MONGODB_URI is dropped so the edge starts the in-memory MongoDB that all its workers share.
+Its output goes to a file (a pipe nobody reads would block the workers once full) and is shown
+when the edge fails to start.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from lucid.embedded import free_port
+from tests.utils.wallets import Wallet
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "infra" / "template.yaml"
+LUCID = Path(sys.executable).parent / "lucid"
+START_TIMEOUT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 15.0
+# Answered by the edge itself (no route): probing it costs no function call and no token.
+_PROBE_PATH = "/__lucid_e2e_probe__"
+
+
+@dataclass
+class SubprocessEdge:
+    """A running `lucid serve`: its base URL and process."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: IO[bytes]
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """A new HTTP client on the edge (one keep-alive connection: one worker); close it."""
+        return httpx.Client(base_url=self.url, **{"timeout": 10, **kwargs})
+
+    def output(self) -> str:
+        """What the edge printed so far (stdout and stderr)."""
+        self.log.flush()
+        return Path(self.log.name).read_text(errors="replace")
+
+
+def _environment(env: Mapping[str, str]) -> dict[str, str]:
+    # An earlier in-process `lucid serve` may have left its own (now stopped) MongoDB URI or
+    # edge settings in this process's environment: the edge gets only what it is told.
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "MONGODB_URI" and not k.startswith("LUCID_EDGE_")
+    }
+    return {**inherited, **env}
+
+
+def _wait_until_serving(edge: SubprocessEdge) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    with edge.client(timeout=1) as client:
+        while time.monotonic() < deadline:
+            if edge.process.poll() is not None:
+                raise AssertionError(f"lucid serve exited at start:\n{edge.output()[-3000:]}")
+            try:
+                if client.get(_PROBE_PATH).status_code == 404:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+    raise AssertionError(f"lucid serve did not answer in time:\n{edge.output()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@contextmanager
+def subprocess_edge(
+    env: Mapping[str, str],
+    overrides: Mapping[str, str] | None = None,
+    *,
+    workers: int = 2,
+    template: Path = TEMPLATE,
+) -> Iterator[SubprocessEdge]:
+    """Serve `template` with `env` and `--parameter-overrides` until the block ends (SIGTERM)."""
+    port = free_port()
+    args = [str(LUCID), "serve", "--template", str(template), "--port", str(port)]
+    args += ["--workers", str(workers)]
+    if overrides:
+        args += ["--parameter-overrides", *(f"{k}={v}" for k, v in overrides.items())]
+    with tempfile.NamedTemporaryFile(prefix="lucid-edge-", suffix=".log") as log:
+        process = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=_environment(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a stuck worker can be killed with its group
+        )
+        edge = SubprocessEdge(f"http://127.0.0.1:{port}", process, log)
+        try:
+            _wait_until_serving(edge)
+            yield edge
+        finally:
+            _stop(process)
+        # A clean run stops cleanly: exit code 0 and no traceback from any worker.
+        assert process.returncode == 0, edge.output()[-3000:]
+        assert "Traceback" not in edge.output(), edge.output()[-3000:]
+
+
+def sign_in(client: httpx.Client, wallet: Wallet) -> str:
+    """Sign `wallet` in over HTTP (/auth/challenge, then /auth/login); its access token."""
+    challenge = client.post("/auth/challenge", json={"address": wallet.address})
+    assert challenge.status_code == 200, challenge.text
+    message = challenge.json()["message"]
+    body = {"address": wallet.address, "message": message, "signature": wallet.sign(message)}
+    login = client.post("/auth/login", json=body)
+    assert login.status_code == 200, login.text
+    token: str = login.json()["access_token"]
+    return token
