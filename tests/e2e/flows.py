@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.subprocess_edge import SubprocessEdge, subprocess_edge
+from tests.e2e.subprocess_edge import SubprocessEdge, subprocess_edge, token_pair
 from tests.utils.wallets import Wallet
 
 PROBLEM_TYPES = "https://lucid.dev/problems/"
@@ -56,13 +56,7 @@ class Account:
 def sign_in(client: httpx.Client, wallet: Wallet | None = None) -> Account:
     """Challenge, sign with the wallet (signMessageV2) and log in through the edge."""
     wallet = wallet or Wallet()
-    challenge = client.post("/auth/challenge", json={"address": wallet.address})
-    assert challenge.status_code == 200, challenge.text
-    message = challenge.json()["message"]
-    body = {"address": wallet.address, "message": message, "signature": wallet.sign(message)}
-    login = client.post("/auth/login", json=body)
-    assert login.status_code == 200, login.text
-    pair = login.json()
+    pair = token_pair(client, wallet)
     me = client.get("/users/me", headers={"Authorization": f"Bearer {pair['access_token']}"})
     assert me.status_code == 200, me.text
     assert me.json()["address"] == wallet.address

@@ -127,13 +127,19 @@ def subprocess_edge(
         assert "Traceback" not in edge.output(), edge.output()[-3000:]
 
 
-def sign_in(client: httpx.Client, wallet: Wallet) -> str:
-    """Sign `wallet` in over HTTP (/auth/challenge, then /auth/login); its access token."""
+def token_pair(client: httpx.Client, wallet: Wallet) -> dict[str, Any]:
+    """Sign `wallet` in over HTTP (/auth/challenge, then /auth/login); the token pair."""
     challenge = client.post("/auth/challenge", json={"address": wallet.address})
     assert challenge.status_code == 200, challenge.text
     message = challenge.json()["message"]
     body = {"address": wallet.address, "message": message, "signature": wallet.sign(message)}
     login = client.post("/auth/login", json=body)
     assert login.status_code == 200, login.text
-    token: str = login.json()["access_token"]
+    pair: dict[str, Any] = login.json()
+    return pair
+
+
+def sign_in(client: httpx.Client, wallet: Wallet) -> str:
+    """Sign `wallet` in over HTTP; its access token."""
+    token: str = token_pair(client, wallet)["access_token"]
     return token

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
-from tests.utils.events import http_event
+from tests.utils.events import Reply, http_event, reply_from
 from tests.utils.functions import load_handler
 from tests.utils.wallets import Wallet
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A function's answer: status, lower-cased headers, JSON body (None when empty)."""
-
-    status: int
-    headers: dict[str, str]
-    body: Any
 
 
 def call_auth(
@@ -34,10 +23,7 @@ def call_auth(
     event = http_event(
         method, path, body=body, headers=headers, authorizer=context, source_ip=source_ip
     )
-    result = load_handler("auth")(event, None)
-    reply_headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
-    text = result.get("body") or ""
-    return Reply(result["statusCode"], reply_headers, json.loads(text) if text else None)
+    return reply_from(load_handler("auth")(event, None))
 
 
 def authorizer_event(authorization: str | None, route_key: str = "GET /users/me") -> dict[str, Any]:

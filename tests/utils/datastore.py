@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import secrets
 import sys
 import threading
@@ -26,7 +25,7 @@ from pymongo.database import Database
 
 from lucid.deps import current_database
 from lucid.documents import new_id, utcnow
-from tests.utils.events import http_event
+from tests.utils.events import Reply, http_event, reply_from
 from tests.utils.functions import load_module
 
 Document = dict[str, Any]
@@ -133,15 +132,6 @@ def add_user(database: Database[Document], role: str = "user", **fields: Any) ->
     return user
 
 
-@dataclass(frozen=True)
-class Reply:
-    """A function's answer: status, lower-cased headers and the JSON body (None when empty)."""
-
-    status: int
-    headers: dict[str, str]
-    body: Any
-
-
 def call(
     group: str,
     method: str,
@@ -161,10 +151,7 @@ def call(
         headers=headers,
         authorizer=caller.context if caller is not None else None,
     )
-    result = load_module(group).handler(event, None)
-    reply_headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
-    text = result.get("body") or ""
-    return Reply(result["statusCode"], reply_headers, json.loads(text) if text else None)
+    return reply_from(load_module(group).handler(event, None))
 
 
 def in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:

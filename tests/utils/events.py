@@ -6,6 +6,7 @@ import base64
 import copy
 import json
 import uuid
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -80,3 +81,19 @@ def http_event(
 def query_string(params: dict[str, str]) -> str:
     """`params` encoded as a raw query string."""
     return urlencode(params)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A function's answer: status, lower-cased headers and the JSON body (None when empty)."""
+
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+def reply_from(result: dict[str, Any]) -> Reply:
+    """The `Reply` of a Lambda result in payload 2.0 format."""
+    headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
+    text = result.get("body") or ""
+    return Reply(result["statusCode"], headers, json.loads(text) if text else None)

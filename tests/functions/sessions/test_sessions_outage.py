@@ -6,27 +6,14 @@ timeout); "back" is the in-memory mongomock database the other tests use.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
-import pytest
 from pymongo.database import Database
 
-from lucid.config import Settings
-from lucid.embedded import free_port
-from lucid.mongo import build_database
 from tests.utils.datastore import User, call, database_for
 
 api = partial(call, "sessions")
-
-
-@pytest.fixture
-def dead_database() -> Iterator[Database[dict[str, Any]]]:
-    settings = Settings(MONGODB_URI=f"mongodb://127.0.0.1:{free_port()}", MONGODB_TIMEOUT_MS=200)
-    database = build_database(settings)
-    yield database
-    database.client.close()
 
 
 def test_mongodb_down_is_503_problem_and_a_retry_after_it_returns_creates_one_session(

@@ -6,7 +6,6 @@ MongoDB is mongomock (a fresh in-memory database per test); the denylist is the 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -15,11 +14,8 @@ import pytest
 import redis
 from pymongo.database import Database
 
-from lucid.config import Settings
 from lucid.denylist import is_token_denied
-from lucid.embedded import free_port
 from lucid.errors import InvalidTokenError
-from lucid.mongo import build_database
 from lucid.refresh import RefreshTokenStore, hash_refresh_token
 from tests.utils.datastore import User, add_user, call, database_for, stored
 
@@ -90,14 +86,6 @@ def test_an_admin_who_is_not_the_last_may_leave(
     leaving = add_user(database, role="admin")
     assert users_api("DELETE", "/users/me", caller=leaving).status == 204
     assert [user["_id"] for user in database["users"].find({"role": "admin"})] == [admin.id]
-
-
-@pytest.fixture
-def dead_database() -> Iterator[Database[dict[str, Any]]]:
-    settings = Settings(MONGODB_URI=f"mongodb://127.0.0.1:{free_port()}", MONGODB_TIMEOUT_MS=200)
-    database = build_database(settings)
-    yield database
-    database.client.close()
 
 
 def test_mongodb_down_is_503_and_the_retry_completes_the_closure(
