@@ -11,10 +11,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from lucid.account_closure import token_expiry
 from lucid.authorizer import bearer_token
 from lucid.denylist import is_token_denied
 from lucid.deps import Caller, DatabaseDep, RedisDep, SettingsDep, SourceIp
@@ -137,14 +136,10 @@ async def refresh(body: RefreshRequest, signin: SignIn) -> dict[str, Any]:
 
 
 @router.post("/auth/logout", status_code=204)
-async def logout(
-    request: Request, caller: Caller, signin: SignIn, settings: SettingsDep
-) -> Response:
+async def logout(caller: Caller, signin: SignIn, settings: SettingsDep) -> Response:
     """Revoke the calling access token (until its exp) and its refresh-token family."""
     # The authorizer passes exp; without it, a full lifetime is never shorter than what is left.
-    expires_at = (
-        token_expiry(request.scope) or int(time.time()) + 60 * settings.TOKEN_EXPIRE_MINUTES
-    )
+    expires_at = caller.expires_at or int(time.time()) + 60 * settings.TOKEN_EXPIRE_MINUTES
     signin.logout(caller.jti, expires_at)
     return Response(status_code=204)
 

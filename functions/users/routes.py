@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
-from lucid.account_closure import close_account, token_expiry
+from lucid.account_closure import close_account
 from lucid.denylist import deny_token
 from lucid.deps import AdminCaller, Caller, DatabaseDep, RedisDep, SettingsDep
 from lucid.errors import NotFoundError
@@ -40,7 +40,6 @@ async def update_me(body: ProfilePatch, caller: Caller, users: UsersDep) -> dict
 
 @router.delete("/users/me", status_code=204)
 async def delete_me(
-    request: Request,
     caller: Caller,
     users: UsersDep,
     sessions: SessionsDep,
@@ -57,7 +56,7 @@ async def delete_me(
             database, redis, user_id, timedelta(minutes=settings.TOKEN_EXPIRE_MINUTES)
         ),
         deny_access_token=lambda jti, expires_at: deny_token(redis, jti, expires_at),
-        token_expires_at=token_expiry(request.scope),
+        token_expires_at=caller.expires_at,
         token_lifetime_seconds=60 * settings.TOKEN_EXPIRE_MINUTES,
     )
     return Response(status_code=204)

@@ -19,11 +19,8 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 
-from starlette.types import Scope
-
 from lucid.deps import CallerIdentity
 from lucid.errors import NotFoundError
-from lucid.middleware import request_context
 from lucid.sessions.repository import SessionRepository
 from lucid.users_admin import UserDirectory
 
@@ -60,14 +57,3 @@ def close_account(
         expires_at = token_expires_at or int(time.time()) + token_lifetime_seconds
         deny_access_token(caller.jti, expires_at)
     return ClosedAccount(user_deleted=deleted, sessions_ended=ended)
-
-
-def token_expiry(scope: Scope) -> int | None:
-    """The access token's `exp` from the authorizer context of the request, if it is there."""
-    authorizer = request_context(scope).get("authorizer") or {}
-    context = authorizer.get("lambda") if isinstance(authorizer, dict) else None
-    value = context.get("exp") if isinstance(context, dict) else None
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None

@@ -33,6 +33,7 @@ class CallerIdentity:
     role: str
     tier: str
     jti: str
+    expires_at: int | None = None  # the access token's exp, when the authorizer passed it on
 
     @property
     def is_admin(self) -> bool:
@@ -52,7 +53,15 @@ def caller_from_scope(scope: MutableMapping[str, Any]) -> CallerIdentity | None:
         role=str(context.get("role", "user")),
         tier=str(context.get("tier", "authenticated")),
         jti=str(context.get("jti", "")),
+        expires_at=_epoch_seconds(context.get("exp")),
     )
+
+
+def _epoch_seconds(value: object) -> int | None:
+    try:
+        return int(value) if isinstance(value, int | float | str) else None
+    except ValueError:
+        return None
 
 
 # Dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker

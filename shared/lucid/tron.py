@@ -18,7 +18,6 @@ import re
 from enum import StrEnum
 
 from coincurve import PrivateKey, PublicKey
-from Crypto.Hash import keccak
 
 from lucid.base58 import Base58Error, b58decode_check, b58encode_check
 from lucid.errors import BadSignatureError, InvalidAddressError, SignerMismatchError
@@ -43,6 +42,9 @@ class SignatureScheme(StrEnum):
 
 def keccak256(data: bytes) -> bytes:
     """Keccak-256 as Ethereum and TRON use it (not NIST SHA3-256, which pads differently)."""
+    # Imported on first use: ~20 ms of cold start that a challenge or a refresh never needs.
+    from Crypto.Hash import keccak
+
     return keccak.new(digest_bits=256, data=data).digest()
 
 

@@ -28,6 +28,7 @@ from lucid.errors import ServiceUnavailableError
 from lucid.observability import MetricUnit, metrics
 from lucid.ratelimit.memory import InMemoryLimiter
 from lucid.ratelimit.policies import Policies, Policy
+from lucid.ratelimit.script import ScriptRunner
 from lucid.ratelimit.window import LUA_SCRIPT, MICROS, Verdict
 from lucid.redis_client import get_redis
 
@@ -64,7 +65,7 @@ class RateLimiter:
         self.settings = settings
         self.policies = Policies.from_settings(settings)
         self.retry_seconds = retry_seconds
-        self._script = redis_client.register_script(LUA_SCRIPT)
+        self._script = ScriptRunner(redis_client, LUA_SCRIPT)
         self._memory = InMemoryLimiter()
         self._redis_down_until = 0.0
 
