@@ -66,7 +66,9 @@ def _validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
 async def _on_lucid_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LucidError)
     if exc.status >= 500:
-        logger.warning("request failed: %s %s", exc.slug, exc.detail)
+        # A handled degradation (backend down, breaker open, store unavailable): its cause is
+        # logged once where it happens and counted; a warning per request would flood the logs.
+        logger.info("request failed: %s %s", exc.slug, exc.detail)
     return error_response(exc, request.url.path)
 
 
