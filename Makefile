@@ -31,7 +31,13 @@ typecheck: $(STAMP)
 	@# Each function is its own Lambda package (every one has an `app` module): check one at a time.
 	@for d in $(FUNCTION_DIRS); do echo "mypy $$d"; MYPYPATH=$$d $(BIN)/mypy $$d/*.py || exit 1; done
 
-pytest: $(STAMP)
+# The real TronWeb for the interop test (tests/interop). Optional: without npm the test skips.
+TRONWEB := tests/interop/node_modules/tronweb/package.json
+$(TRONWEB): tests/interop/package.json
+	@command -v npm >/dev/null && npm install --prefix tests/interop --no-audit --no-fund --silent \
+		|| echo "TronWeb not installed: the interop test will be skipped"
+
+pytest: $(STAMP) $(TRONWEB)
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=95 -p no:cacheprovider
 
