@@ -48,9 +48,15 @@ bench: $(STAMP)
 validate: $(STAMP)
 	AWS_DEFAULT_REGION=us-east-1 $(BIN)/cfn-lint infra/template.yaml
 
-sam-build: $(STAMP)
-	$(BIN)/python -m pip install --quiet 'aws-sam-cli>=1.120'
-	$(BIN)/sam build --template-file infra/template.yaml
+# aws-sam-cli pins its own versions of shared libraries: it gets a venv of its own.
+SAM_VENV := .venv-sam
+$(SAM_VENV)/bin/sam:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli>=1.120,<2'
+
+sam-build: $(SAM_VENV)/bin/sam
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} SAM_CLI_TELEMETRY=0 \
+		$(SAM_VENV)/bin/sam build --template-file infra/template.yaml
 
 clean:
-	rm -rf $(VENV) .aws-sam .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache
