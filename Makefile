@@ -56,6 +56,8 @@ $(SAM_VENV)/bin/sam:
 
 sam-build: $(SAM_VENV)/bin/sam
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} SAM_CLI_TELEMETRY=0 \
+		$(SAM_VENV)/bin/sam validate --lint --template-file infra/template.yaml
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} SAM_CLI_TELEMETRY=0 \
 		$(SAM_VENV)/bin/sam build --template-file infra/template.yaml
 
 clean:
