@@ -72,7 +72,7 @@ class CommandBackend:
             return error.reply()
         except OperationFailure as error:
             return CommandError.from_failure(error).reply()
-        except NotImplementedError as error:
+        except NotImplementedError as error:  # what mongomock raises for a feature it lacks
             return CommandError(238, f"not supported by the embedded MongoDB: {error}").reply()
         except (ValueError, TypeError, KeyError) as error:
             return CommandError(2, f"{type(error).__name__}: {error}").reply()
@@ -229,7 +229,9 @@ class CommandBackend:
     def aggregate(self, request: Request) -> Document:
         """A collection pipeline, answered as a cursor."""
         if not isinstance(request.target, str):
-            raise NotImplementedError("database-level aggregate")
+            raise CommandError(
+                238, "database-level aggregate is not supported by the embedded MongoDB"
+            )
         pipeline = request.command.get("pipeline", [])
         documents = list(self._collection(request).aggregate(pipeline))
         return self._cursor_reply(request.namespace, documents, request)
