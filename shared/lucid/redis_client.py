@@ -39,8 +39,9 @@ def build_redis(settings: Settings) -> redis.Redis:
         socket_connect_timeout=timeout,
         health_check_interval=0,
         # redis-py retries three times with backoff by default: seconds of waiting on a dead
-        # server. Callers degrade at once instead (fail open/closed, breaker alone).
-        retry=Retry(NoBackoff(), 0),
+        # server. Here a connection error is retried once at once (a pooled connection may have
+        # died with an earlier server) and a timeout not at all; callers then degrade.
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
     )
     return redis.Redis(connection_pool=pool)
 

@@ -87,3 +87,17 @@ def test_embedded_redis_stops_cleanly_and_twice() -> None:
         assert redis.Redis.from_url(server.uri).ping()
     server.stop()
     assert server.process.poll() is not None
+
+
+def test_a_pooled_connection_that_died_with_an_earlier_server_is_redialled_unnoticed() -> None:
+    # GIVEN a client whose pooled connection served a Redis that has since restarted
+    server = start_redis()
+    client = build_redis(Settings(JWT_SECRET_KEY=KEY, REDIS_URI=server.uri))
+    try:
+        assert client.set("k", "1") is True
+        server.stop()
+        with start_redis(port=server.port):
+            # WHEN it is used again THEN the call simply works
+            assert client.get("k") is None  # a fresh server, a fresh dataset
+    finally:
+        client.connection_pool.disconnect()

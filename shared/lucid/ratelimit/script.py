@@ -29,17 +29,35 @@ class ScriptRunner:
         self._local = threading.local()
 
     def __call__(self, keys: Sequence[str], args: Sequence[int]) -> Any:
-        """The script's reply for `keys` and `args`; redis errors propagate (connection reset)."""
+        """The script's reply for `keys` and `args`; redis errors propagate.
+
+        A kept connection can have died since its last use (Redis restarted, an idle timeout):
+        a connection error is retried once on a fresh dial. A timeout is not retried, so a hung
+        Redis costs one REDIS_TIMEOUT_MS. The retry may count a request twice if Redis ran the
+        first attempt and only its reply was lost: over-counting, never over-admission.
+        """
         connection = self._connection()
         try:
             try:
-                return self._run(connection, "EVALSHA", self._sha, keys, args)
-            except NoScriptError:
-                return self._run(connection, "EVAL", self._script, keys, args)
+                return self._evalsha(connection, keys, args)
+            except redis.ConnectionError:
+                self._reset(connection)
+                return self._evalsha(connection, keys, args)
         except (redis.ConnectionError, redis.TimeoutError):
-            # The next call dials again: a half-read reply must not be taken for the next one.
-            connection.disconnect()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+            self._reset(connection)  # a half-read reply must not be taken for the next one
             raise
+
+    def _evalsha(
+        self, connection: ConnectionInterface, keys: Sequence[str], args: Sequence[int]
+    ) -> Any:
+        try:
+            return self._run(connection, "EVALSHA", self._sha, keys, args)
+        except NoScriptError:
+            return self._run(connection, "EVAL", self._script, keys, args)
+
+    @staticmethod
+    def _reset(connection: ConnectionInterface) -> None:
+        connection.disconnect()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
 
     def _connection(self) -> ConnectionInterface:
         connection: ConnectionInterface | None = getattr(self._local, "connection", None)
