@@ -7,7 +7,6 @@ import itertools
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,9 +29,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def edge(
-    tmp_path_factory: pytest.TempPathFactory, redis_server: EmbeddedRedis
-) -> Iterator[SubprocessEdge]:
+def edge(redis_server: EmbeddedRedis) -> Iterator[SubprocessEdge]:
     with served_edge(redis_server.uri) as served:
         yield served
 
@@ -353,7 +350,7 @@ def test_operators_in_the_query_string_are_refused_or_inert(
 
 
 def test_mongodb_down_is_503_and_a_retry_once_it_returns_creates_exactly_one(
-    tmp_path: Path, redis_server: EmbeddedRedis
+    redis_server: EmbeddedRedis,
 ) -> None:
     port = free_port()
     mongo = start_mongo_server(port=port)

@@ -28,9 +28,7 @@ ADMIN_WALLET = Wallet()
 
 
 @pytest.fixture(scope="module")
-def edge(
-    tmp_path_factory: pytest.TempPathFactory, redis_server: EmbeddedRedis
-) -> Iterator[SubprocessEdge]:
+def edge(redis_server: EmbeddedRedis) -> Iterator[SubprocessEdge]:
     env = {"ADMIN_ADDRESSES": ADMIN_WALLET.address}
     with served_edge(redis_server.uri, env) as served:
         yield served
