@@ -35,12 +35,6 @@ def edge(redis_server: EmbeddedRedis) -> Iterator[SubprocessEdge]:
 
 
 @pytest.fixture
-def client(edge: SubprocessEdge) -> Iterator[httpx.Client]:
-    with edge.client() as http:
-        yield http
-
-
-@pytest.fixture
 def alice(client: httpx.Client) -> Account:
     return sign_in(client)
 

@@ -35,12 +35,6 @@ def edge(redis_server: EmbeddedRedis) -> Iterator[SubprocessEdge]:
 
 
 @pytest.fixture
-def client(edge: SubprocessEdge) -> Iterator[httpx.Client]:
-    with edge.client() as http:
-        yield http
-
-
-@pytest.fixture
 def admin(client: httpx.Client) -> Account:
     account = sign_in(client, ADMIN_WALLET)
     assert client.get("/users/me", headers=account.auth).json()["role"] == "admin"
