@@ -34,16 +34,6 @@ def edge(redis_server: EmbeddedRedis) -> Iterator[SubprocessEdge]:
         yield served
 
 
-@pytest.fixture
-def alice(client: httpx.Client) -> Account:
-    return sign_in(client)
-
-
-@pytest.fixture
-def bob(client: httpx.Client) -> Account:
-    return sign_in(client)
-
-
 def _read(client: httpx.Client, account: Account, session_id: str) -> httpx.Response:
     response = client.get(f"/sessions/{session_id}", headers=account.auth)
     assert response.status_code == 200, response.text

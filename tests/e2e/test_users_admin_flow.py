@@ -41,16 +41,6 @@ def admin(client: httpx.Client) -> Account:
     return account
 
 
-@pytest.fixture
-def alice(client: httpx.Client) -> Account:
-    return sign_in(client)
-
-
-@pytest.fixture
-def bob(client: httpx.Client) -> Account:
-    return sign_in(client)
-
-
 def _me(client: httpx.Client, account: Account) -> dict[str, object]:
     response = client.get("/users/me", headers=account.auth)
     assert response.status_code == 200, response.text
