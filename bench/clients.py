@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from lucid.tron import address_from_private_key, sign_message
+from lucid.auth.tron import address_from_private_key, sign_message
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from bench.harness import (
     running,
     wrk,
 )
+from lucid.auth.tokens import get_token_service
 from lucid.embedded import free_port
-from lucid.tokens import get_token_service
 from lucid_edge.loader import load_handler
 
 NO_THROTTLE = ("ThrottlingBurstLimit=1000000", "ThrottlingRateLimit=1000000")

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from coincurve import PrivateKey
 
-from lucid.tron import address_from_private_key, sign_message
+from lucid.auth.tron import address_from_private_key, sign_message
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 CREDENTIALS = "credentials.json"

@@ -11,8 +11,8 @@ import sys
 from typing import Any
 
 from lucid.errors import ServiceUnavailableError
-from lucid.indexes import ensure_indexes
-from lucid.mongo import get_database
+from lucid.store.indexes import ensure_indexes
+from lucid.store.mongo import get_database
 
 
 def register(subparsers: Any) -> None:

@@ -2,8 +2,8 @@
 
 from routes import router
 
-from lucid.app import create_app, lambda_handler
-from lucid.keys import get_key_ring
+from lucid.auth.keys import get_key_ring
+from lucid.web.app import create_app, lambda_handler
 
 # Cold start: refuse to start with unusable keys (short HS key from AWS, bad PEM, ...).
 get_key_ring().keys()

@@ -14,19 +14,19 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from lucid.authorizer import bearer_token
-from lucid.denylist import is_token_denied
-from lucid.deps import Caller, DatabaseDep, RedisDep, SettingsDep, SourceIp
+from lucid.auth.authorizer import bearer_token
+from lucid.auth.denylist import is_token_denied
+from lucid.auth.message import MAX_MESSAGE_LENGTH, iso_utc
+from lucid.auth.refresh import RefreshTokenStore
+from lucid.auth.signin import Challenge, SignInService, TokenPair
+from lucid.auth.tokens import MAX_TOKEN_LENGTH, AccessClaims, get_token_service
+from lucid.auth.tron import MAX_ADDRESS_TEXT, SignatureScheme
 from lucid.errors import AuthenticationError, InvalidTokenError
-from lucid.indexes import ensure_indexes_once
 from lucid.observability import count
 from lucid.ratelimit import enforce_signin_limits
-from lucid.refresh import RefreshTokenStore
-from lucid.signin import Challenge, SignInService, TokenPair
-from lucid.signin_message import MAX_MESSAGE_LENGTH, iso_utc
-from lucid.tokens import MAX_TOKEN_LENGTH, AccessClaims, get_token_service
-from lucid.tron import MAX_ADDRESS_TEXT, SignatureScheme
-from lucid.users_repo import UserRepository
+from lucid.store.indexes import ensure_indexes_once
+from lucid.users.repository import UserRepository
+from lucid.web.deps import Caller, DatabaseDep, RedisDep, SettingsDep, SourceIp
 
 router = APIRouter()
 

@@ -7,10 +7,10 @@ Authorization header call this route?"), and this runs before every protected ca
 from typing import Any
 
 import lucid.observability  # noqa: F401 - structured JSON logging for lucid.* loggers
-from lucid.authorizer import authorize
-from lucid.keys import get_key_ring
-from lucid.redis_client import get_redis
-from lucid.tokens import get_token_service
+from lucid.auth.authorizer import authorize
+from lucid.auth.keys import get_key_ring
+from lucid.auth.tokens import get_token_service
+from lucid.store.redis_client import get_redis
 
 # Cold start: refuse to start with unusable keys rather than deny every request later.
 get_key_ring().keys()

@@ -9,9 +9,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from lucid import __version__
-from lucid.deps import DatabaseDep, RedisDep, SettingsDep
 from lucid.errors import ServiceUnavailableError
-from lucid.health import check_mongodb, check_redis
+from lucid.store.health import check_mongodb, check_redis
+from lucid.web.deps import DatabaseDep, RedisDep, SettingsDep
 
 # Generated from infra/template.yaml by `lucid routes --write` (a test keeps it in step):
 # the deployed function has no template to read.

@@ -1,8 +1,8 @@
 """Proxy function: /chain, /manifests, /trust and /nodes forwarded to the backends. Wiring only."""
 
-from proxy_routes import router
+from routes import router
 
-from lucid.app import create_app, lambda_handler
+from lucid.web.app import create_app, lambda_handler
 
 app = create_app("proxy", router)
 handler = lambda_handler(app)

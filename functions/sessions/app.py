@@ -2,7 +2,7 @@
 
 from routes import router
 
-from lucid.app import create_app, lambda_handler
+from lucid.web.app import create_app, lambda_handler
 
 app = create_app("sessions", router)
 handler = lambda_handler(app)

@@ -11,13 +11,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 
-from lucid.deps import Caller
 from lucid.errors import NotFoundError
-from lucid.idempotency import HEADER, REPLAYED_HEADER, IdempotencyDep, StoredResponse, fingerprint
-from lucid.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, SortOrder
-from lucid.sessions import SessionsDep
 from lucid.sessions.preconditions import MAX_IF_MATCH_LENGTH, parse_if_match
 from lucid.sessions.schemas import SessionCreate, SessionPatch, SessionStatus, etag, public_session
+from lucid.store.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, SortOrder
+from lucid.web.deps import Caller, SessionsDep
+from lucid.web.idempotency import (
+    HEADER,
+    REPLAYED_HEADER,
+    IdempotencyDep,
+    StoredResponse,
+    fingerprint,
+)
 
 router = APIRouter()
 

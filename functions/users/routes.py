@@ -11,14 +11,21 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from lucid.account_closure import close_account
-from lucid.denylist import deny_token
-from lucid.deps import AdminCaller, Caller, DatabaseDep, RedisDep, SettingsDep
+from lucid.auth.denylist import deny_token
+from lucid.auth.refresh import revoke_user_access
 from lucid.errors import NotFoundError
-from lucid.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, SortOrder
-from lucid.refresh import revoke_user_access
-from lucid.sessions import SessionsDep
-from lucid.users_admin import ProfilePatch, Role, RoleChange, UsersDep, public_user
+from lucid.store.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, SortOrder
+from lucid.users.closure import close_account
+from lucid.users.directory import ProfilePatch, Role, RoleChange, public_user
+from lucid.web.deps import (
+    AdminCaller,
+    Caller,
+    DatabaseDep,
+    RedisDep,
+    SessionsDep,
+    SettingsDep,
+    UsersDep,
+)
 
 router = APIRouter()
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from lucid.auth.tron import address_from_private_key
 from lucid.embedded import free_port
-from lucid.tron import address_from_private_key
 from lucid_edge.cli import main
 from tests.edge.harness import RunningEdge, running_edge
 

@@ -9,8 +9,8 @@ import pytest
 
 from lucid.config import Settings
 from lucid.embedded import free_port
-from lucid.mongo import build_database
 from lucid.mongo_wire import EmbeddedMongo, start_mongo_server
+from lucid.store.mongo import build_database
 from lucid_edge.cli import main
 
 

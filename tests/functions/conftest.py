@@ -13,7 +13,7 @@ from pymongo.database import Database
 
 from lucid.config import Settings
 from lucid.embedded import free_port
-from lucid.mongo import build_database
+from lucid.store.mongo import build_database
 from tests.utils.datastore import User, add_user, atomic_writes, database_for
 
 

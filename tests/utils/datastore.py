@@ -23,8 +23,8 @@ import mongomock
 from mongomock.collection import Collection
 from pymongo.database import Database
 
-from lucid.deps import current_database
-from lucid.documents import new_id, utcnow
+from lucid.store.documents import new_id, utcnow
+from lucid.web.deps import current_database
 from tests.utils.events import Reply, http_event, reply_from
 from tests.utils.functions import load_module
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-from lucid.tron import SignatureScheme, address_from_private_key, sign_message
+from lucid.auth.tron import SignatureScheme, address_from_private_key, sign_message
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from lucid.proxy.client import (
     build_http_client,
     build_proxy,
     build_store,
-    current_proxy,
     get_proxy,
 )
 from lucid.proxy.forwarder import (
@@ -55,6 +54,5 @@ __all__ = [
     "build_proxy",
     "build_store",
     "check_remainder",
-    "current_proxy",
     "get_proxy",
 ]

@@ -20,7 +20,7 @@ import redis
 from lucid.config import Settings, get_settings
 from lucid.proxy.breaker_store import FallbackStore, LocalBreakerStore, RedisBreakerStore
 from lucid.proxy.forwarder import Proxy
-from lucid.redis_client import get_redis
+from lucid.store.redis_client import get_redis
 
 _LIBRARY_DEFAULT_HEADERS = ("Accept", "Accept-Encoding", "User-Agent")
 
@@ -66,8 +66,3 @@ def build_proxy(
 def get_proxy() -> Proxy:
     """The process's proxy (its breakers count across the invocations of a warm instance)."""
     return build_proxy(get_settings(), get_redis())
-
-
-async def current_proxy() -> Proxy:
-    """`get_proxy` as a route dependency (async: a plain one costs a thread hop per request)."""
-    return get_proxy()

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import httpx
 
 from lucid.config import Settings
-from lucid.deps import CallerIdentity
 from lucid.errors import BadGatewayError, GatewayTimeoutError, LucidError
+from lucid.identity import CallerIdentity
 from lucid.proxy.breaker import BreakerPolicy, CircuitBreaker
 from lucid.proxy.breaker_store import BreakerStore
 from lucid.proxy.headers import Header, request_headers, response_headers

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from lucid.deps import CallerIdentity
 from lucid.errors import BadRequestError
+from lucid.identity import CallerIdentity
 
 Header = tuple[str, str]
 

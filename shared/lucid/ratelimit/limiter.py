@@ -30,7 +30,7 @@ from lucid.ratelimit.memory import InMemoryLimiter
 from lucid.ratelimit.policies import Policies, Policy
 from lucid.ratelimit.script import ScriptRunner
 from lucid.ratelimit.window import LUA_SCRIPT, MICROS, Verdict
-from lucid.redis_client import get_redis
+from lucid.store.redis_client import get_redis
 
 logger = logging.getLogger("lucid.ratelimit")
 

@@ -17,7 +17,7 @@ from lucid.config import Settings
 from lucid.ratelimit.window import MICROS
 
 KEY_PREFIX = "rl:"
-ADMIN_ROLE = "admin"  # the role the authorizer puts in its context for admins (lucid.deps)
+ADMIN_ROLE = "admin"  # the role the authorizer puts in its context for admins (lucid.web.deps)
 UNKNOWN_IP = "unknown"
 _PLAIN_IDENTITY = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
 

@@ -14,10 +14,8 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.database import Database
 
-from lucid.deps import CallerIdentity
-from lucid.documents import Document, database_errors, is_valid_id, new_id, utcnow
 from lucid.errors import ConflictError, NotFoundError, PreconditionFailedError
-from lucid.pagination import Page, SortOrder, fetch_page
+from lucid.identity import CallerIdentity
 from lucid.sessions.preconditions import IfMatch
 from lucid.sessions.schemas import (
     TRANSITIONS,
@@ -26,6 +24,8 @@ from lucid.sessions.schemas import (
     SessionStatus,
     allowed_transitions,
 )
+from lucid.store.documents import Document, database_errors, is_valid_id, new_id, utcnow
+from lucid.store.pagination import Page, SortOrder, fetch_page
 
 COLLECTION = "sessions"
 # Without If-Match a PATCH re-reads and retries when another writer got in between.

@@ -20,7 +20,7 @@ from pydantic import (
     field_validator,
 )
 
-from lucid.documents import Document, check_json_object, iso
+from lucid.store.documents import Document, check_json_object, iso
 
 MAX_METADATA_BYTES = 16 * 1024
 

@@ -57,7 +57,7 @@ def test_challenge_then_login_gives_a_bearer_pair(database: Database[dict[str, A
 
 
 def test_legacy_v1_scheme_logs_in_when_the_client_says_so() -> None:
-    from lucid.tron import SignatureScheme
+    from lucid.auth.tron import SignatureScheme
 
     wallet = Wallet()
     message = _challenge(wallet)["message"]
@@ -159,9 +159,9 @@ def test_concurrent_logins_with_one_nonce_exactly_one_succeeds() -> None:
 
 
 def test_address_in_admin_addresses_signs_in_as_admin() -> None:
+    from lucid.auth.tokens import get_token_service
     from lucid.config import Settings
-    from lucid.deps import current_settings
-    from lucid.tokens import get_token_service
+    from lucid.web.deps import current_settings
     from tests.utils.functions import load_module
 
     # GIVEN ADMIN_ADDRESSES lists the wallet

@@ -16,10 +16,10 @@ import redis
 from pymongo.database import Database
 
 from lucid.errors import ValidationFailedError
-from lucid.idempotency import KEY_PREFIX
-from lucid.pagination import decode_cursor
 from lucid.sessions.repository import SessionRepository
 from lucid.sessions.schemas import SessionCreate
+from lucid.store.pagination import decode_cursor
+from lucid.web.idempotency import KEY_PREFIX
 from tests.utils.datastore import User, call, in_threads, stored
 
 api = partial(call, "sessions")

@@ -14,9 +14,9 @@ import pytest
 import redis
 from pymongo.database import Database
 
-from lucid.denylist import is_token_denied
+from lucid.auth.denylist import is_token_denied
+from lucid.auth.refresh import RefreshTokenStore, hash_refresh_token
 from lucid.errors import InvalidTokenError
-from lucid.refresh import RefreshTokenStore, hash_refresh_token
 from tests.utils.datastore import User, add_user, call, database_for, stored
 
 users_api = partial(call, "users")

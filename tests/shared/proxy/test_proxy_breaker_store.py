@@ -12,7 +12,7 @@ from lucid.config import Settings
 from lucid.embedded import free_port
 from lucid.proxy import BreakerState, FallbackStore, LocalBreakerStore, RedisBreakerStore
 from lucid.proxy.breaker import OutcomeWindow
-from lucid.redis_client import build_redis
+from lucid.store.redis_client import build_redis
 
 
 @pytest.fixture(params=["redis", "local"])

@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 import pytest
 
-from lucid.deps import CallerIdentity
 from lucid.embedded import free_port
 from lucid.errors import (
     BadGatewayError,
@@ -18,6 +17,7 @@ from lucid.errors import (
     ServiceUnavailableError,
     UnsafePathError,
 )
+from lucid.identity import CallerIdentity
 from lucid.proxy import Proxy, backoff_delays
 from tests.shared.proxy.conftest import proxy_request, proxy_settings
 from tests.shared.proxy.proxy_backends import BackendServer, running_backend

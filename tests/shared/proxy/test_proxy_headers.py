@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lucid.deps import CallerIdentity
 from lucid.errors import BadRequestError
+from lucid.identity import CallerIdentity
 from lucid.proxy.headers import request_headers, response_headers
 
 CALLER = CallerIdentity(user_id="u-1", address="TXyz", role="user", tier="authenticated", jti="j")

@@ -11,11 +11,12 @@ import redis
 from fastapi import FastAPI, Request
 from mangum import Mangum
 
-from lucid.app import TEXT_MIME_TYPES
 from lucid.config import Settings
-from lucid.middleware import RequestContextMiddleware, request_context
-from lucid.problems import install_problem_handlers
-from lucid.ratelimit import RateLimiter, RateLimitMiddleware, enforce_signin_limits
+from lucid.ratelimit import RateLimiter, enforce_signin_limits
+from lucid.web.app import TEXT_MIME_TYPES
+from lucid.web.middleware import RequestContextMiddleware, request_context
+from lucid.web.problems import install_problem_handlers
+from lucid.web.ratelimit import RateLimitMiddleware
 from tests.utils.events import http_event
 
 USER = {"user_id": "u-1", "address": "TXYZ", "role": "user", "tier": "authenticated", "jti": "j"}

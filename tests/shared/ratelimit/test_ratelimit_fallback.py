@@ -17,7 +17,7 @@ from lucid.errors import PROBLEM_CONTENT_TYPE
 from lucid.observability import flush_metrics
 from lucid.ratelimit import RateLimiter
 from lucid.ratelimit.memory import InMemoryLimiter
-from lucid.redis_client import build_redis
+from lucid.store.redis_client import build_redis
 from tests.shared.ratelimit.helpers import RecordList, function_app, invoke
 
 LIMITS: dict[str, Any] = {"RATE_LIMIT_ENABLED": True, "RATE_LIMIT_PUBLIC": 3}

@@ -10,7 +10,7 @@ import redis
 from lucid.config import Settings
 from lucid.embedded import start_redis
 from lucid.ratelimit.script import ScriptRunner
-from lucid.redis_client import build_redis
+from lucid.store.redis_client import build_redis
 
 COUNTER = "return redis.call('INCR', KEYS[1]) + tonumber(ARGV[1])"
 

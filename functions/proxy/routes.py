@@ -1,0 +1,98 @@
+"""The proxied routes: GET /chain/info (public) and ANY /chain|manifests|trust|nodes/{proxy+}.
+
+Only GET /chain/info is declared public in the template; every other route needs the caller the
+authorizer vouched for (401 without one, in case a route is ever deployed without it).
+The handlers are `async` but call the synchronous proxy directly: one Lambda invocation owns
+the event loop, so blocking it costs nothing, and skipping the thread-pool hop saves time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Request, Response
+from starlette.convertors import Convertor, register_url_convertor
+
+from lucid.identity import CallerIdentity
+from lucid.proxy import ROUTES, Proxy, ProxyRequest
+from lucid.web.deps import Caller, OptionalCaller, SourceIp
+from lucid.web.proxy import ProxyDep
+
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+class _AnyRemainder(Convertor[str]):
+    """Like `path`, but also across CR/LF, so the proxy refuses such a path with a precise 400
+    instead of the router answering 404."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("proxy_remainder", _AnyRemainder())
+
+router = APIRouter()
+
+
+def _time_left(request: Request) -> float | None:
+    context = request.scope.get("aws.context")
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return remaining() / 1000 if callable(remaining) else None
+
+
+async def _forward(
+    request: Request,
+    proxy: Proxy,
+    prefix: str,
+    remainder: str,
+    caller: CallerIdentity | None,
+    source_ip: str,
+) -> Response:
+    answer = proxy.forward(
+        ProxyRequest(
+            method=request.method,
+            prefix=prefix,
+            remainder=remainder,
+            query=request.scope.get("query_string", b""),
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
+            body=await request.body(),
+            source_ip=source_ip,
+            request_id=str(request.scope.get("state", {}).get("request_id", "")),
+            caller=caller,
+            time_left=_time_left(request),
+        )
+    )
+    response = Response(content=answer.body, status_code=answer.status)
+    for name, value in answer.headers:
+        response.headers.append(name, value)
+    return response
+
+
+@router.get("/chain/info")
+async def chain_info(
+    request: Request, proxy: ProxyDep, caller: OptionalCaller, source_ip: SourceIp
+) -> Response:
+    """Public: the blockchain's info, for anonymous callers too."""
+    return await _forward(request, proxy, "chain", "info", caller, source_ip)
+
+
+def _protected(prefix: str) -> Callable[..., Awaitable[Response]]:
+    async def forward(
+        request: Request, rest: str, proxy: ProxyDep, caller: Caller, source_ip: SourceIp
+    ) -> Response:
+        return await _forward(request, proxy, prefix, rest, caller, source_ip)
+
+    forward.__name__ = f"proxy_{prefix}"
+    forward.__doc__ = f"ANY /{prefix}/{{proxy+}}: forwarded for a signed-in caller."
+    return forward
+
+
+for _prefix in ROUTES:
+    router.add_api_route(
+        f"/{_prefix}/{{rest:proxy_remainder}}", _protected(_prefix), methods=METHODS
+    )

@@ -1,0 +1,185 @@
+"""Wallet sign-in: challenge, login, refresh and logout, over Redis nonces and Mongo tokens.
+
+Login verifies in this order, each failure its own 401 problem type:
+
+1. the claimed address is a TRON address             InvalidAddressError
+2. the message is laid out as ours                   MalformedMessageError
+3. its domain, URI, chain and statement are ours     ForeignMessageError
+4. it names the claimed address                      NonceAddressMismatchError
+5. its nonce is live (consumed here, GETDEL)          UnknownNonceError, ExpiredChallengeError
+6. the nonce was issued to the claimed address       NonceAddressMismatchError
+7. the message is the one issued with the nonce      ForeignMessageError
+8. the signature parses and recovers a key           BadSignatureError
+9. that key's address is the claimed one             SignerMismatchError
+
+The nonce is spent at step 5, before the (costly) signature check, so two concurrent logins with
+one nonce can never both pass; a failed attempt needs a new challenge.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+import redis
+
+from lucid.auth.denylist import deny_token
+from lucid.auth.message import build_message, check_ours, parse_message
+from lucid.auth.refresh import RefreshTokenStore
+from lucid.auth.tokens import Role, TokenService
+from lucid.auth.tron import SignatureScheme, validate_address, verify_signer
+from lucid.config import Settings
+from lucid.errors import (
+    ExpiredChallengeError,
+    ForeignMessageError,
+    InvalidTokenError,
+    NonceAddressMismatchError,
+    ServiceUnavailableError,
+    UnknownNonceError,
+)
+from lucid.store.documents import Document, utcnow
+from lucid.users.repository import ADMIN, UserRepository
+
+NONCE_KEY_PREFIX = "lucid:signin-nonce:"
+NONCE_BYTES = 16  # 128 bits; EIP-4361 asks for at least 64, the issue for at least 96
+
+logger = logging.getLogger("lucid.auth")
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """A sign-in challenge: the message to sign and its nonce and validity window."""
+
+    nonce: str
+    message: str
+    issued_at: str
+    expires_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    """What a successful login or refresh returns."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the OAuth token type
+
+
+class SignInService:
+    """The sign-in flows, over one Redis client, the users repository and the token stores."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis_client: redis.Redis,
+        users: UserRepository,
+        refresh_tokens: RefreshTokenStore,
+        tokens: TokenService,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._settings = settings
+        self._redis = redis_client
+        self._users = users
+        self._refresh_tokens = refresh_tokens
+        self._tokens = tokens
+        self._clock = clock
+        self._admins = frozenset(settings.ADMIN_ADDRESSES)
+
+    def challenge(self, address: str) -> Challenge:
+        """A new challenge for `address`, its nonce live for SIGNIN_CHALLENGE_TTL_SECONDS."""
+        validate_address(address)
+        ttl = self._settings.SIGNIN_CHALLENGE_TTL_SECONDS
+        issued = self._clock().replace(microsecond=0)
+        message = build_message(
+            service_url=self._settings.AUTH_SERVICE_URL,
+            chain_id=self._settings.TRON_CHAIN_ID,
+            address=address,
+            nonce=secrets.token_hex(NONCE_BYTES),
+            issued_at=issued,
+            expires_at=issued + timedelta(seconds=ttl),
+        )
+        record = {
+            "address": address,
+            "issued_at": message.issued_at,
+            "expires_at": message.expiration_time,
+        }
+        try:
+            self._redis.set(NONCE_KEY_PREFIX + message.nonce, json.dumps(record), ex=ttl, nx=True)
+        except redis.RedisError as error:
+            raise ServiceUnavailableError("the sign-in nonce store is unavailable") from error
+        return Challenge(message.nonce, message.text(), message.issued_at, message.expiration_time)
+
+    def login(
+        self,
+        address: str,
+        message_text: str,
+        signature: str,
+        scheme: SignatureScheme = SignatureScheme.V2,
+    ) -> TokenPair:
+        """Tokens for `address` if `signature` signs a live challenge we issued to it."""
+        validate_address(address)
+        message = parse_message(message_text)
+        check_ours(
+            message,
+            service_url=self._settings.AUTH_SERVICE_URL,
+            chain_id=self._settings.TRON_CHAIN_ID,
+        )
+        if message.address != address:
+            raise NonceAddressMismatchError("the message was issued to another address")
+        now = self._clock()
+        record = self._consume_nonce(message.nonce)
+        if record is None:
+            if message.expires() <= now:
+                raise ExpiredChallengeError("the challenge has expired; request a new one")
+            raise UnknownNonceError("the nonce is unknown or was already used")
+        if record.get("address") != address:
+            raise NonceAddressMismatchError("the nonce was issued to another address")
+        if (record.get("issued_at"), record.get("expires_at")) != (
+            message.issued_at,
+            message.expiration_time,
+        ):
+            raise ForeignMessageError("the message is not the one issued with this nonce")
+        if message.expires() <= now:
+            raise ExpiredChallengeError("the challenge has expired; request a new one")
+        verify_signer(message_text, signature, address, scheme)
+        user = self._users.upsert_on_login(address, is_admin=address in self._admins)
+        logger.info("signed in", extra={"user_id": user["_id"], "scheme": scheme.value})
+        return self._issue_pair(user, family_id=None)
+
+    def refresh(self, refresh_token: str) -> TokenPair:
+        """A new pair for a refresh token, which is spent (see `RefreshTokenStore.use`)."""
+        grant = self._refresh_tokens.use(refresh_token)
+        user = self._users.find_by_id(grant.user_id)
+        if user is None:
+            self._refresh_tokens.revoke_family(grant.family_id)
+            raise InvalidTokenError("the user of this refresh token no longer exists")
+        return self._issue_pair(user, family_id=grant.family_id)
+
+    def logout(self, jti: str, expires_at: int) -> None:
+        """Refuse the access token `jti` until it expires and revoke its refresh family."""
+        deny_token(self._redis, jti, expires_at)
+        self._refresh_tokens.revoke_family_of_access_token(jti)
+
+    def _consume_nonce(self, nonce: str) -> dict[str, str] | None:
+        try:
+            raw = self._redis.getdel(NONCE_KEY_PREFIX + nonce)
+        except redis.RedisError as error:
+            raise ServiceUnavailableError("the sign-in nonce store is unavailable") from error
+        if raw is None:
+            return None
+        record: dict[str, str] = json.loads(raw)
+        return record
+
+    def _issue_pair(self, user: Document, family_id: str | None) -> TokenPair:
+        role: Role = "admin" if user.get("role") == ADMIN else "user"
+        access = self._tokens.issue(str(user["_id"]), str(user["address"]), role)
+        refresh_token = self._refresh_tokens.issue(
+            str(user["_id"]), access.claims.jti, family_id=family_id
+        )
+        return TokenPair(access.token, refresh_token, access.expires_in)

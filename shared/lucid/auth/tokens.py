@@ -1,0 +1,184 @@
+"""Access tokens: short-lived JWTs that every protected route trusts (RFC 8725 practice).
+
+Issuing signs with the current key and puts its `kid` in the header. Decoding accepts exactly
+the configured algorithm (never `none`, never a different family, so an RS256 public key can
+not be replayed as an HS256 secret), a `kid` we know (current or previous), and requires
+exp/iat/nbf/iss/aud/sub/jti with at most 30 s of leeway and `typ` == "access". Every failure is
+an `InvalidTokenError` whose detail names the reason and never echoes the token.
+
+Refresh tokens are not JWTs (see `lucid.auth.refresh`): a refresh token fails here as "not a JWT",
+and an access token is unknown to the refresh store.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jwt
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from lucid.auth.keys import KeyRing, get_key_ring
+from lucid.config import Settings, get_settings
+from lucid.errors import InvalidTokenError
+
+ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret
+ADMIN_ROLE = "admin"
+# Our tokens are ~500 bytes; refusing long input bounds the work done before the signature check.
+MAX_TOKEN_LENGTH = 4096
+REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]
+
+Role = Literal["user", "admin"]
+
+
+class AccessClaims(BaseModel):
+    """The claims of a valid access token."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    iss: str
+    aud: str
+    sub: str
+    addr: str
+    role: Role
+    tier: str
+    iat: int
+    nbf: int
+    exp: int
+    jti: str
+    typ: Literal["access"]
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedAccessToken:
+    """A freshly signed access token and what it says."""
+
+    token: str
+    claims: AccessClaims
+
+    @property
+    def expires_in(self) -> int:
+        """Lifetime in seconds, as OAuth's `expires_in`."""
+        return self.claims.exp - self.claims.iat
+
+
+def tier_for_role(role: str) -> str:
+    """The rate-limit tier a role signs in with."""
+    return "admin" if role == ADMIN_ROLE else "authenticated"
+
+
+# Most specific first: several PyJWT errors subclass DecodeError or InvalidTokenError.
+_FAILURES: list[tuple[type[jwt.PyJWTError], str]] = [
+    (jwt.ExpiredSignatureError, "token has expired"),
+    (jwt.ImmatureSignatureError, "token is not valid yet"),
+    (jwt.InvalidAudienceError, "token audience is not accepted"),
+    (jwt.InvalidIssuerError, "token issuer is not accepted"),
+    (jwt.InvalidSignatureError, "token signature is invalid"),
+    (jwt.InvalidAlgorithmError, "token algorithm is not accepted"),
+    (jwt.DecodeError, "token is malformed"),
+]
+
+
+class TokenService:
+    """Issues and decodes access tokens with the keys of `key_ring`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        key_ring: KeyRing,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._key_ring = key_ring
+        self._clock = clock
+
+    def issue(self, user_id: str, address: str, role: Role) -> IssuedAccessToken:
+        """A new access token for the user `user_id` signed in as `address` with `role`."""
+        keys = self._key_ring.keys()
+        now = int(self._clock())
+        claims = AccessClaims(
+            iss=self._settings.JWT_ISSUER,
+            aud=self._settings.JWT_AUDIENCE,
+            sub=user_id,
+            addr=address,
+            role=role,
+            tier=tier_for_role(role),
+            iat=now,
+            nbf=now,
+            exp=now + 60 * self._settings.TOKEN_EXPIRE_MINUTES,
+            jti=secrets.token_urlsafe(16),
+            typ=ACCESS_TOKEN_TYPE,
+        )
+        token = jwt.encode(
+            claims.model_dump(),
+            keys.current.signing,
+            algorithm=keys.algorithm,
+            headers={"kid": keys.current.kid},
+        )
+        return IssuedAccessToken(token=token, claims=claims)
+
+    def decode(self, token: str) -> AccessClaims:
+        """The claims of `token` if it is a valid access token, else `InvalidTokenError`."""
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidTokenError("token is too long")
+        if token.count(".") != 2:
+            raise InvalidTokenError("token is not a JWT")
+        keys = self._key_ring.keys()
+        header = _header(token)
+        if header.get("alg") != keys.algorithm:
+            raise InvalidTokenError("token algorithm is not accepted")
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise InvalidTokenError("token has no key id")
+        key = keys.for_kid(kid)
+        if key is None:
+            raise InvalidTokenError("token key id is unknown")
+        payload = self._verified_payload(token, key.verifying, keys.algorithm)
+        if payload.get("typ") != ACCESS_TOKEN_TYPE:
+            raise InvalidTokenError("token is not an access token")
+        try:
+            return AccessClaims.model_validate(payload)
+        except ValidationError:
+            raise InvalidTokenError("token claims are malformed") from None
+
+    def _verified_payload(self, token: str, key: Any, algorithm: str) -> dict[str, Any]:
+        settings = self._settings
+        try:
+            payload: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=settings.JWT_AUDIENCE,
+                issuer=settings.JWT_ISSUER,
+                leeway=min(settings.JWT_LEEWAY_SECONDS, 30),
+                options={"require": REQUIRED_CLAIMS, "strict_aud": True},
+            )
+        except jwt.MissingRequiredClaimError as error:
+            raise InvalidTokenError(f"token lacks the {error.claim!r} claim") from None
+        except jwt.PyJWTError as error:
+            raise InvalidTokenError(_failure_detail(error)) from None
+        return payload
+
+
+def _header(token: str) -> dict[str, Any]:
+    try:
+        return jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise InvalidTokenError("token is malformed") from None
+
+
+def _failure_detail(error: jwt.PyJWTError) -> str:
+    for kind, detail in _FAILURES:
+        if isinstance(error, kind):
+            return detail
+    return "token claims are invalid"
+
+
+@functools.cache
+def get_token_service() -> TokenService:
+    """The process's token service (built on first use, then shared)."""
+    return TokenService(get_settings(), get_key_ring())

@@ -1,0 +1,1 @@
+"""Users: the one repository over the `users` collection, its schemas, and account closure."""

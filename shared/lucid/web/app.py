@@ -1,0 +1,47 @@
+"""The FastAPI application factory every function uses."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+from mangum import Mangum
+
+from lucid import __version__
+from lucid.config import get_settings
+from lucid.web.middleware import RequestContextMiddleware
+from lucid.web.problems import install_problem_handlers
+from lucid.web.ratelimit import RateLimitMiddleware
+
+
+def create_app(function: str, *routers: APIRouter, rate_limited: bool = True) -> FastAPI:
+    """A FastAPI app for `function` with our error handling, middleware and `routers`.
+
+    Interactive docs are off: API Gateway only routes what the template declares.
+    `rate_limited=False` exempts a function from the tiered limits (the meta routes, which
+    load balancers and uptime checks poll); the stage throttle still applies to it.
+    """
+    settings = get_settings()
+    app = FastAPI(
+        title=f"{settings.SERVICE_NAME}-{function}",
+        version=__version__,
+        debug=False,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    install_problem_handlers(app)
+    for router in routers:
+        app.include_router(router)
+    if rate_limited:
+        app.add_middleware(RateLimitMiddleware)
+    # Added last, so outermost: 429s carry a request id and get an access-log line too.
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+# Mangum base64-encodes any body whose type it does not know as text; problem+json is text.
+TEXT_MIME_TYPES = ["text/", "application/json", "+json", "application/xml", "+xml"]
+
+
+def lambda_handler(app: FastAPI) -> Mangum:
+    """The Lambda entry point for `app`: Mangum without lifespan (it would run per invocation)."""
+    return Mangum(app, lifespan="off", text_mime_types=TEXT_MIME_TYPES)

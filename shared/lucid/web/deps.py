@@ -1,0 +1,101 @@
+"""What routes declare with `Annotated` aliases; no route reads the raw event itself.
+
+Identity comes only from the Lambda authorizer's context (`requestContext.authorizer.lambda`),
+the client address only from `requestContext.http.sourceIp`; headers a client sends (X-User-Id,
+X-Forwarded-For, ...) are never trusted for either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Annotated, Any
+
+import redis
+from fastapi import Depends, Request
+from pymongo.database import Database
+
+from lucid.config import Settings, get_settings
+from lucid.errors import AuthenticationError, ForbiddenError
+from lucid.identity import CallerIdentity, caller_from_context
+from lucid.sessions.repository import SessionRepository
+from lucid.store.indexes import ensure_indexes_once
+from lucid.store.mongo import get_database
+from lucid.store.redis_client import get_redis
+from lucid.users.directory import UserDirectory
+from lucid.web.middleware import request_context
+
+
+def caller_from_scope(scope: MutableMapping[str, Any]) -> CallerIdentity | None:
+    """The caller in the authorizer context of the event behind `scope`, if any."""
+    return caller_from_context(request_context(scope))
+
+
+# Dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker
+# thread, a hop that costs more than the dependency itself on every request.
+
+
+async def optional_caller(request: Request) -> CallerIdentity | None:
+    """The caller when the route was reached through the authorizer, else None."""
+    return caller_from_scope(request.scope)
+
+
+async def require_caller(request: Request) -> CallerIdentity:
+    """The caller; 401 when the request carries no authorizer context (defence in depth)."""
+    caller = caller_from_scope(request.scope)
+    if caller is None:
+        raise AuthenticationError("this route needs a signed-in caller")
+    return caller
+
+
+async def require_admin(
+    caller: Annotated[CallerIdentity, Depends(require_caller)],
+) -> CallerIdentity:
+    """The caller, who must be an admin (403 otherwise)."""
+    if not caller.is_admin:
+        raise ForbiddenError("this route is for admins")
+    return caller
+
+
+async def source_ip(request: Request) -> str:
+    """The client address API Gateway saw on the connection."""
+    return str(request_context(request.scope).get("http", {}).get("sourceIp", "0.0.0.0"))  # noqa: S104
+
+
+async def current_settings() -> Settings:
+    """The process's settings (override this in tests, not `get_settings`)."""
+    return get_settings()
+
+
+async def current_redis() -> redis.Redis:
+    """The process's Redis client."""
+    return get_redis()
+
+
+async def current_database() -> Database[dict[str, Any]]:
+    """The process's MongoDB database."""
+    return get_database()
+
+
+Caller = Annotated[CallerIdentity, Depends(require_caller)]
+OptionalCaller = Annotated[CallerIdentity | None, Depends(optional_caller)]
+AdminCaller = Annotated[CallerIdentity, Depends(require_admin)]
+SourceIp = Annotated[str, Depends(source_ip)]
+SettingsDep = Annotated[Settings, Depends(current_settings)]
+RedisDep = Annotated[redis.Redis, Depends(current_redis)]
+DatabaseDep = Annotated[Database[dict[str, Any]], Depends(current_database)]
+
+
+async def session_repository(database: DatabaseDep) -> SessionRepository:
+    """The sessions repository on the process's database (indexes ensured on first use)."""
+    ensure_indexes_once(database)
+    return SessionRepository(database)
+
+
+async def user_directory(database: DatabaseDep) -> UserDirectory:
+    """The user directory on the process's database (indexes ensured on first use)."""
+    ensure_indexes_once(database)
+    return UserDirectory(database)
+
+
+SessionsDep = Annotated[SessionRepository, Depends(session_repository)]
+UsersDep = Annotated[UserDirectory, Depends(user_directory)]

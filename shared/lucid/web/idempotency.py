@@ -1,0 +1,166 @@
+"""`Idempotency-Key` for POSTs, kept in Redis: a retried request gets the first answer again.
+
+The first request with a key claims it atomically (`SET NX` with a short lease), runs, and
+stores its response under the key for IDEMPOTENCY_TTL_SECONDS. A retry with the same key and the
+same body gets that response replayed (`Idempotent-Replayed: true`) and creates nothing; the same
+key with another body is a 422; a retry arriving while the first is still running waits for it
+(bounded), then replays, so concurrent retries produce one resource. A request that fails
+releases its claim, so the client can retry after a 503. Keys are scoped per caller: one
+caller's key can never replay another caller's response.
+
+This is our own equivalent of Powertools Idempotency's Redis layer: Powertools keys a whole
+Lambda event or a decorated function, while here the unit is one route of a FastAPI app.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import redis
+from fastapi import Depends
+
+from lucid.errors import ConflictError, ServiceUnavailableError, ValidationFailedError
+from lucid.web.deps import RedisDep, SettingsDep
+
+logger = logging.getLogger("lucid.web.idempotency")
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+KEY_PREFIX = "lucid:idem:"
+MAX_KEY_LENGTH = 255
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as the IETF draft suggests
+
+# Deletes the claim only while it is still ours (a slow request must not free someone else's).
+_RELEASE = """
+local current = redis.call('GET', KEYS[1])
+if current and cjson.decode(current)['owner'] == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """A response worth replaying: status, JSON body and the headers that identify the result."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def valid_key(key: str) -> str:
+    """`key` if it is a usable Idempotency-Key, else a 422 naming the header."""
+    if not _KEY.fullmatch(key):
+        raise ValidationFailedError(
+            f"{HEADER} must be 1-{MAX_KEY_LENGTH} visible ASCII characters",
+            extensions={"errors": [{"loc": ["header", HEADER], "msg": "invalid", "type": "key"}]},
+        )
+    return key
+
+
+def fingerprint(payload: Mapping[str, Any]) -> str:
+    """A digest of a request body that ignores key order and whitespace."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class IdempotencyStore:
+    """Claims, records and replays responses by idempotency key in Redis."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        ttl_seconds: int,
+        lease_seconds: int = 60,
+        wait_seconds: float = 5.0,
+        poll_seconds: float = 0.01,
+    ) -> None:
+        self._redis = client
+        self._ttl = ttl_seconds
+        self._lease = lease_seconds
+        self._wait = wait_seconds
+        self._poll = poll_seconds
+
+    def run(
+        self, scope: str, key: str, request_fingerprint: str, produce: Callable[[], StoredResponse]
+    ) -> tuple[StoredResponse, bool]:
+        """The response for `key` in `scope`, and True when it is a replay of an earlier one."""
+        name = KEY_PREFIX + scope + ":" + hashlib.sha256(valid_key(key).encode()).hexdigest()
+        deadline = time.monotonic() + self._wait
+        while True:
+            owner = secrets.token_hex(8)
+            claim = {"state": "running", "fp": request_fingerprint, "owner": owner}
+            if self._command(self._redis.set, name, json.dumps(claim), nx=True, ex=self._lease):
+                return self._produce(name, owner, request_fingerprint, produce), False
+            record = self._command(self._redis.get, name)
+            if record is not None:
+                stored = _replayable(json.loads(record), request_fingerprint)
+                if stored is not None:
+                    return stored, True
+            if time.monotonic() >= deadline:
+                raise ConflictError(
+                    f"a request with this {HEADER} is still being processed; retry later",
+                    headers={"Retry-After": "1"},
+                )
+            time.sleep(self._poll)
+
+    def _produce(
+        self, name: str, owner: str, request_fingerprint: str, produce: Callable[[], StoredResponse]
+    ) -> StoredResponse:
+        try:
+            response = produce()
+        except BaseException:
+            self._command(self._redis.eval, _RELEASE, 1, name, owner)
+            raise
+        done = {
+            "state": "done",
+            "fp": request_fingerprint,
+            "owner": owner,
+            "status": response.status,
+            "body": response.body,
+            "headers": response.headers,
+        }
+        try:
+            self._redis.set(name, json.dumps(done, default=str), ex=self._ttl)
+        except redis.RedisError:
+            # The resource exists: answering 503 now would invite a retry that creates another
+            # once the lease ends. Answer it; only replay is lost for this key.
+            logger.warning("could not record an idempotent response; it will not be replayed")
+        return response
+
+    @staticmethod
+    def _command(command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except redis.RedisError as error:
+            raise ServiceUnavailableError("the idempotency store is unavailable") from error
+
+
+def _replayable(record: dict[str, Any], request_fingerprint: str) -> StoredResponse | None:
+    """The stored response when `record` is finished; 422 when it was for another body."""
+    if record.get("fp") != request_fingerprint:
+        raise ValidationFailedError(
+            f"this {HEADER} was already used with a different request body",
+            extensions={"errors": [{"loc": ["header", HEADER], "msg": "reused", "type": "key"}]},
+        )
+    if record.get("state") != "done":
+        return None
+    return StoredResponse(int(record["status"]), dict(record["body"]), dict(record["headers"]))
+
+
+async def idempotency_store(client: RedisDep, settings: SettingsDep) -> IdempotencyStore:
+    """The store on the process's Redis with the configured replay window."""
+    return IdempotencyStore(client, ttl_seconds=settings.IDEMPOTENCY_TTL_SECONDS)
+
+
+IdempotencyDep = Annotated[IdempotencyStore, Depends(idempotency_store)]

@@ -1,0 +1,62 @@
+"""RateLimitMiddleware: the tier check in front of every route of a function (pure ASGI).
+
+Wire it with one line, inside the correlation-id middleware so refusals are logged too:
+
+    app.add_middleware(RateLimitMiddleware)   # before app.add_middleware(RequestContextMiddleware)
+
+It reads the caller and source IP from the API Gateway event Mangum puts in
+`scope["aws.event"]`, counts the request, adds the rate-limit headers to the response, or answers
+429 (or 503 when Redis is down and RATE_LIMIT_FAIL_MODE=closed) as problem+json itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lucid.errors import LucidError, RateLimitedError
+from lucid.observability import count
+from lucid.ratelimit.headers import merge_into, rate_limit_headers
+from lucid.ratelimit.limiter import RateLimiter, default_limiter
+from lucid.web.middleware import request_context
+from lucid.web.problems import error_response
+
+LimiterFactory = Callable[[], RateLimiter | None]
+
+
+class RateLimitMiddleware:
+    """Counts each HTTP request under its tier; `limiter_factory()` None means "no limits"."""
+
+    def __init__(self, app: ASGIApp, limiter_factory: LimiterFactory = default_limiter) -> None:
+        self.app = app
+        self.limiter_factory = limiter_factory
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limiter = self.limiter_factory() if scope["type"] == "http" else None
+        if limiter is None or not limiter.enabled:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        policy, identity = limiter.policy_for(request_context(scope), client[0] if client else None)
+        try:
+            decision = limiter.check(policy, identity)
+            headers = rate_limit_headers(decision)
+            if not decision.allowed:
+                count("RateLimited")
+                raise RateLimitedError(
+                    f"{policy.quota} requests per {policy.window_seconds} s allowed at the "
+                    f"{policy.name} tier; retry in {decision.retry_after} s",
+                    extensions={"retry_after": decision.retry_after},
+                    headers=headers,
+                )
+        except LucidError as error:
+            await error_response(error, scope["path"])(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = merge_into(list(message.get("headers", ())), headers)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,233 @@
+"""JWT keys from the environment, Secrets Manager and SSM (moto), and their refusals."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities import parameters
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from moto import mock_aws
+
+from lucid.auth.keys import KeyConfigurationError, KeyRing, get_key_ring
+from lucid.auth.tokens import TokenService
+from lucid.config import Settings
+
+LONG_KEY = "k" * 40
+
+
+def _settings(**values: Any) -> Settings:
+    defaults: dict[str, Any] = {"JWT_SECRET_KEY": None, "STAGE": "prod", "JWT_SECRET_ARN": "x"}
+    defaults.update(values)
+    return Settings(**defaults)
+
+
+def _pem_private(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def _pem_public(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+def _secret(value: str | bytes) -> str:
+    client = boto3.client("secretsmanager", region_name="us-east-1")
+    name = f"jwt-{uuid.uuid4().hex}"
+    if isinstance(value, bytes):
+        return client.create_secret(Name=name, SecretBinary=value)["ARN"]
+    return client.create_secret(Name=name, SecretString=value)["ARN"]
+
+
+def _round_trip(settings: Settings, ring: KeyRing | None = None) -> str:
+    service = TokenService(settings, ring or KeyRing(settings))
+    issued = service.issue("u1", "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC", "user")
+    return service.decode(issued.token).sub
+
+
+@pytest.mark.usefixtures("aws")
+def test_key_from_secrets_manager_signs_and_is_cached() -> None:
+    # GIVEN a signing key held in Secrets Manager
+    arn = _secret(LONG_KEY)
+    settings = _settings(JWT_SECRET_ARN=arn)
+    ring = KeyRing(settings, max_age=300)
+    # THEN tokens sign and verify with it
+    assert _round_trip(settings, ring) == "u1"
+    assert ring.keys().current.signing == LONG_KEY.encode()
+    # WHEN the secret rotates THEN the cached value serves until max_age passes
+    boto3.client("secretsmanager", region_name="us-east-1").put_secret_value(
+        SecretId=arn, SecretString="n" * 40
+    )
+    assert ring.keys().current.signing == LONG_KEY.encode()
+    # ...and once the cache lapses (cleared here) the same ring switches to the new key
+    parameters.clear_caches()
+    assert ring.keys().current.signing == b"n" * 40
+
+
+@pytest.mark.usefixtures("aws")
+def test_binary_secret_is_a_key() -> None:
+    settings = _settings(JWT_SECRET_ARN=_secret(b"\x01" * 32))
+    assert KeyRing(settings).keys().current.signing == b"\x01" * 32
+
+
+@pytest.mark.usefixtures("aws")
+def test_key_from_ssm_secure_string() -> None:
+    name = f"/lucid/{uuid.uuid4().hex}/jwt"
+    boto3.client("ssm", region_name="us-east-1").put_parameter(
+        Name=name, Value=LONG_KEY, Type="SecureString"
+    )
+    settings = _settings(JWT_SECRET_ARN=None, JWT_SECRET_PARAM=name)
+    assert _round_trip(settings) == "u1"
+
+
+@pytest.mark.usefixtures("aws")
+@pytest.mark.parametrize("source", ["JWT_SECRET_ARN", "JWT_SECRET_PARAM"])
+def test_short_key_from_aws_is_refused_outside_local(source: str) -> None:
+    # GIVEN a 16-byte key in AWS on the prod stage
+    if source == "JWT_SECRET_ARN":
+        where = _secret("s" * 16)
+    else:
+        where = f"/lucid/{uuid.uuid4().hex}"
+        boto3.client("ssm", region_name="us-east-1").put_parameter(
+            Name=where, Value="s" * 16, Type="SecureString"
+        )
+    values = {"JWT_SECRET_ARN": None, source: where}
+    with pytest.raises(KeyConfigurationError, match="at least 32 bytes"):
+        KeyRing(_settings(**values)).keys()
+    # but the local stage accepts it (developer machines)
+    assert KeyRing(_settings(STAGE="local", **values)).keys().current.signing == b"s" * 16
+
+
+@pytest.mark.usefixtures("aws")
+def test_missing_secret_refuses_to_start_without_leaking() -> None:
+    settings = _settings(JWT_SECRET_ARN="arn:aws:secretsmanager:us-east-1:123456789012:secret:nope")
+    with pytest.raises(KeyConfigurationError, match="cannot read the JWT key secret"):
+        KeyRing(settings).keys()
+
+
+def test_no_key_at_all_is_refused() -> None:
+    settings = _settings(STAGE="local", JWT_SECRET_ARN=None)
+    with pytest.raises(KeyConfigurationError, match="no JWT signing key"):
+        KeyRing(settings).keys()
+
+
+def test_process_key_ring_uses_the_environment_key() -> None:
+    assert get_key_ring() is get_key_ring()
+    assert get_key_ring().keys().current.kid == "k1"
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "key"),
+    [
+        ("RS256", rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+        ("ES256", ec.generate_private_key(ec.SECP256R1())),
+    ],
+)
+def test_asymmetric_keys_sign_and_a_public_key_alone_verifies(
+    algorithm: str, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+) -> None:
+    signer = _settings(
+        JWT_SECRET_ARN=None,
+        JWT_ALGORITHM=algorithm,
+        JWT_PRIVATE_KEY=_pem_private(key),
+        JWT_PUBLIC_KEY=_pem_public(key),
+    )
+    verifier = _settings(
+        JWT_SECRET_ARN=None, JWT_ALGORITHM=algorithm, JWT_PUBLIC_KEY=_pem_public(key)
+    )
+    issued = TokenService(signer, KeyRing(signer)).issue("u9", "T", "admin")
+    assert jwt_header_alg(issued.token) == algorithm
+    assert TokenService(verifier, KeyRing(verifier)).decode(issued.token).sub == "u9"
+    assert KeyRing(verifier).keys().current.signing is None
+
+
+def jwt_header_alg(token: str) -> str:
+    import jwt
+
+    return str(jwt.get_unverified_header(token)["alg"])
+
+
+_RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+_EC = ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ({"JWT_ALGORITHM": "RS256"}, "needs JWT_PRIVATE_KEY or JWT_PUBLIC_KEY"),
+        ({"JWT_ALGORITHM": "RS256", "JWT_PRIVATE_KEY": "nope"}, "not an unencrypted PEM"),
+        ({"JWT_ALGORITHM": "RS256", "JWT_PUBLIC_KEY": "nope"}, "not a PEM public key"),
+        ({"JWT_ALGORITHM": "RS256", "JWT_PRIVATE_KEY": _pem_private(_EC)}, "RSA key"),
+        (
+            {
+                "JWT_ALGORITHM": "RS256",
+                "JWT_PRIVATE_KEY": _pem_private(
+                    rsa.generate_private_key(public_exponent=65537, key_size=1024)
+                ),
+            },
+            "at least 2048 bits",
+        ),
+        ({"JWT_ALGORITHM": "ES256", "JWT_PUBLIC_KEY": _pem_public(_RSA)}, "curve P-256"),
+        (
+            {
+                "JWT_ALGORITHM": "ES256",
+                "JWT_PUBLIC_KEY": _pem_public(ec.generate_private_key(ec.SECP384R1())),
+            },
+            "curve P-256",
+        ),
+        (
+            {
+                "JWT_ALGORITHM": "RS256",
+                "JWT_PRIVATE_KEY": _pem_private(_RSA),
+                "JWT_PUBLIC_KEY": _pem_public(
+                    rsa.generate_private_key(public_exponent=65537, key_size=2048)
+                ),
+            },
+            "does not belong",
+        ),
+        ({"JWT_SECRET_KEY": LONG_KEY, "JWT_PREVIOUS_KEY_ID": "k1"}, "must differ"),
+        ({"JWT_SECRET_KEY": LONG_KEY, "JWT_PREVIOUS_KEY_ID": "k0"}, "needs both"),
+        ({"JWT_SECRET_KEY": LONG_KEY, "JWT_PREVIOUS_SECRET_KEY": LONG_KEY}, "needs both"),
+    ],
+)
+def test_unusable_key_configuration_is_refused(values: dict[str, Any], reason: str) -> None:
+    with pytest.raises(KeyConfigurationError, match=reason):
+        KeyRing(_settings(JWT_SECRET_ARN=None, **values)).keys()
+
+
+def test_previous_public_key_verifies_during_rotation() -> None:
+    # GIVEN tokens signed by the old RSA key k0, and a new key k1 with k0 as previous
+    old = _settings(
+        JWT_SECRET_ARN=None,
+        JWT_ALGORITHM="RS256",
+        JWT_KEY_ID="k0",
+        JWT_PRIVATE_KEY=_pem_private(_RSA),
+    )
+    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    new = _settings(
+        JWT_SECRET_ARN=None,
+        JWT_ALGORITHM="RS256",
+        JWT_PRIVATE_KEY=_pem_private(new_key),
+        JWT_PREVIOUS_KEY_ID="k0",
+        JWT_PREVIOUS_PUBLIC_KEY=_pem_public(_RSA),
+    )
+    old_token = TokenService(old, KeyRing(old)).issue("u1", "T", "user").token
+    # THEN the new deployment still accepts it
+    assert TokenService(new, KeyRing(new)).decode(old_token).sub == "u1"

@@ -1,0 +1,358 @@
+"""Wallet sign-in against the real Redis and an in-memory MongoDB: every rejection, in order."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import mongomock
+import pytest
+import redis
+from pymongo.database import Database
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from lucid.auth.denylist import is_token_denied
+from lucid.auth.keys import KeyRing
+from lucid.auth.message import build_message
+from lucid.auth.refresh import RefreshTokenStore
+from lucid.auth.signin import NONCE_KEY_PREFIX, SignInService
+from lucid.auth.tokens import TokenService
+from lucid.auth.tron import SignatureScheme
+from lucid.config import Settings
+from lucid.embedded import free_port
+from lucid.errors import (
+    AuthenticationError,
+    BadSignatureError,
+    ExpiredChallengeError,
+    ForeignMessageError,
+    InvalidAddressError,
+    InvalidTokenError,
+    MalformedMessageError,
+    NonceAddressMismatchError,
+    ServiceUnavailableError,
+    SignerMismatchError,
+    UnknownNonceError,
+)
+from lucid.store.documents import utcnow
+from lucid.users.repository import UserRepository
+from tests.utils.datastore import atomic_writes
+from tests.utils.wallets import Wallet
+
+ADMIN = Wallet()
+SETTINGS = Settings(
+    STAGE="local",
+    JWT_SECRET_KEY="signin-test-key-0123456789abcdef0123456789",
+    AUTH_SERVICE_URL="https://api.lucid.test",
+    ADMIN_ADDRESSES=ADMIN.address,
+)
+
+
+@pytest.fixture
+def database() -> Iterator[Database[dict[str, Any]]]:
+    with atomic_writes():
+        yield mongomock.MongoClient(tz_aware=True)["lucid"]
+
+
+def _service(
+    redis_client: redis.Redis, database: Database[dict[str, Any]], shift: timedelta = timedelta()
+) -> SignInService:
+    return SignInService(
+        SETTINGS,
+        redis_client,
+        UserRepository(database),
+        RefreshTokenStore(database, timedelta(days=14)),
+        TokenService(SETTINGS, KeyRing(SETTINGS)),
+        clock=lambda: utcnow() + shift,
+    )
+
+
+@pytest.fixture
+def service(redis_client: redis.Redis, database: Database[dict[str, Any]]) -> SignInService:
+    return _service(redis_client, database)
+
+
+def _tokens(service: SignInService) -> TokenService:
+    return TokenService(SETTINGS, KeyRing(SETTINGS))
+
+
+def test_wallet_signs_in_and_becomes_a_user(
+    service: SignInService, database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN a new wallet WHEN it signs the issued challenge with signMessageV2
+    wallet = Wallet()
+    challenge = service.challenge(wallet.address)
+    pair = service.login(wallet.address, challenge.message, wallet.sign(challenge.message))
+    # THEN it gets a bearer pair for a stored user with role "user"
+    claims = _tokens(service).decode(pair.access_token)
+    user = database["users"].find_one({"address": wallet.address})
+    assert user is not None
+    assert (claims.sub, claims.addr, claims.role, claims.tier) == (
+        user["_id"],
+        wallet.address,
+        "user",
+        "authenticated",
+    )
+    assert (pair.token_type, pair.expires_in) == ("Bearer", 900)
+    assert user["created_at"] == user["last_login_at"]
+    assert len(challenge.nonce) * 4 >= 96
+
+
+def test_second_login_keeps_the_user_and_touches_last_login(
+    service: SignInService, database: Database[dict[str, Any]]
+) -> None:
+    wallet = Wallet()
+    for _ in range(2):
+        challenge = service.challenge(wallet.address)
+        pair = service.login(wallet.address, challenge.message, wallet.sign(challenge.message))
+    users = list(database["users"].find({"address": wallet.address}))
+    assert len(users) == 1
+    assert users[0]["last_login_at"] >= users[0]["created_at"]
+    assert _tokens(service).decode(pair.access_token).sub == users[0]["_id"]
+
+
+def test_admin_address_signs_in_as_admin_with_legacy_v1(service: SignInService) -> None:
+    challenge = service.challenge(ADMIN.address)
+    signature = ADMIN.sign(challenge.message, SignatureScheme.V1)
+    pair = service.login(ADMIN.address, challenge.message, signature, SignatureScheme.V1)
+    claims = _tokens(service).decode(pair.access_token)
+    assert (claims.role, claims.tier) == ("admin", "admin")
+
+
+def _login_error(
+    service: SignInService, address: str, message: str, signature: str
+) -> AuthenticationError:
+    with pytest.raises(AuthenticationError) as caught:
+        service.login(address, message, signature)
+    return caught.value
+
+
+def test_invalid_base58_checksum_is_refused(service: SignInService) -> None:
+    wallet = Wallet()
+    broken = wallet.address[:-1] + ("1" if wallet.address[-1] != "1" else "2")
+    with pytest.raises(InvalidAddressError, match="checksum"):
+        service.challenge(broken)
+    challenge = service.challenge(wallet.address)
+    error = _login_error(service, broken, challenge.message, wallet.sign(challenge.message))
+    assert isinstance(error, InvalidAddressError)
+
+
+def test_replayed_nonce_is_refused(service: SignInService) -> None:
+    wallet = Wallet()
+    challenge = service.challenge(wallet.address)
+    signature = wallet.sign(challenge.message)
+    service.login(wallet.address, challenge.message, signature)
+    error = _login_error(service, wallet.address, challenge.message, signature)
+    assert isinstance(error, UnknownNonceError)
+
+
+def test_malleated_signature_cannot_replay_a_nonce(service: SignInService) -> None:
+    # GIVEN a used challenge WHEN the n - s twin of its signature is sent THEN it is refused
+    wallet = Wallet()
+    challenge = service.challenge(wallet.address)
+    signature = wallet.sign(challenge.message)
+    service.login(wallet.address, challenge.message, signature)
+    raw = bytes.fromhex(signature[2:])
+    order = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    s = (order - int.from_bytes(raw[32:64], "big")).to_bytes(32, "big")
+    twin = (raw[:32] + s + bytes([55 - raw[64]])).hex()
+    assert isinstance(
+        _login_error(service, wallet.address, challenge.message, twin), UnknownNonceError
+    )
+
+
+def test_nonce_never_issued_is_unknown(service: SignInService) -> None:
+    wallet = Wallet()
+    challenge = service.challenge(wallet.address)
+    forged = challenge.message.replace(challenge.nonce, "f" * 32)
+    error = _login_error(service, wallet.address, forged, wallet.sign(forged))
+    assert isinstance(error, UnknownNonceError)
+
+
+def test_expired_challenge_still_in_redis_is_refused(
+    redis_client: redis.Redis, database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN a challenge issued 6 minutes ago (5-minute validity) whose key has not lapsed yet
+    wallet = Wallet()
+    challenge = _service(redis_client, database, -timedelta(minutes=6)).challenge(wallet.address)
+    error = _login_error(
+        _service(redis_client, database),
+        wallet.address,
+        challenge.message,
+        wallet.sign(challenge.message),
+    )
+    assert isinstance(error, ExpiredChallengeError)
+
+
+def test_expired_challenge_whose_nonce_lapsed_is_refused_as_expired(
+    redis_client: redis.Redis, database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN a challenge whose Redis key has expired (the TTL ran out)
+    wallet = Wallet()
+    old = _service(redis_client, database, -timedelta(minutes=6))
+    challenge = old.challenge(wallet.address)
+    redis_client.delete(NONCE_KEY_PREFIX + challenge.nonce)
+    error = _login_error(
+        _service(redis_client, database),
+        wallet.address,
+        challenge.message,
+        wallet.sign(challenge.message),
+    )
+    assert isinstance(error, ExpiredChallengeError)
+
+
+def test_nonce_key_has_the_challenge_ttl(service: SignInService, redis_client: redis.Redis) -> None:
+    challenge = service.challenge(Wallet().address)
+    assert 295 <= redis_client.ttl(NONCE_KEY_PREFIX + challenge.nonce) <= 300
+
+
+def test_nonce_issued_to_another_address_is_refused(service: SignInService) -> None:
+    # GIVEN Bob's challenge, relabelled with Mallory's address and signed by Mallory
+    bob, mallory = Wallet(), Wallet()
+    challenge = service.challenge(bob.address)
+    relabelled = challenge.message.replace(bob.address, mallory.address)
+    error = _login_error(service, mallory.address, relabelled, mallory.sign(relabelled))
+    assert isinstance(error, NonceAddressMismatchError)
+    assert error.detail == "the nonce was issued to another address"
+
+
+def test_message_for_another_address_than_claimed_is_refused(service: SignInService) -> None:
+    bob, mallory = Wallet(), Wallet()
+    challenge = service.challenge(bob.address)
+    error = _login_error(service, mallory.address, challenge.message, bob.sign(challenge.message))
+    assert isinstance(error, NonceAddressMismatchError)
+
+
+def test_message_with_other_times_than_issued_is_refused(service: SignInService) -> None:
+    wallet = Wallet()
+    challenge = service.challenge(wallet.address)
+    stretched = challenge.message.replace(challenge.expires_at, "2099-01-01T00:00:00Z")
+    error = _login_error(service, wallet.address, stretched, wallet.sign(stretched))
+    assert isinstance(error, ForeignMessageError)
+
+
+def test_foreign_domain_is_refused(service: SignInService) -> None:
+    wallet = Wallet()
+    challenge = service.challenge(wallet.address)
+    foreign = challenge.message.replace("api.lucid.test wants", "evil.test wants")
+    error = _login_error(service, wallet.address, foreign, wallet.sign(foreign))
+    assert isinstance(error, ForeignMessageError)
+    # a refused foreign message did not spend the nonce
+    service.login(wallet.address, challenge.message, wallet.sign(challenge.message))
+
+
+def test_malformed_message_is_refused(service: SignInService) -> None:
+    wallet = Wallet()
+    error = _login_error(service, wallet.address, "please let me in", wallet.sign("x"))
+    assert isinstance(error, MalformedMessageError)
+
+
+def test_signature_by_another_key_is_refused(service: SignInService) -> None:
+    wallet, other = Wallet(), Wallet()
+    challenge = service.challenge(wallet.address)
+    error = _login_error(service, wallet.address, challenge.message, other.sign(challenge.message))
+    assert isinstance(error, SignerMismatchError)
+
+
+def test_signature_for_another_message_is_refused(service: SignInService) -> None:
+    wallet = Wallet()
+    first, second = service.challenge(wallet.address), service.challenge(wallet.address)
+    error = _login_error(service, wallet.address, second.message, wallet.sign(first.message))
+    assert isinstance(error, SignerMismatchError)
+
+
+@pytest.mark.parametrize("cut", [2, -2])
+def test_64_and_66_byte_signatures_are_refused(service: SignInService, cut: int) -> None:
+    wallet = Wallet()
+    challenge = service.challenge(wallet.address)
+    signature = wallet.sign(challenge.message)
+    signature = signature[:cut] if cut < 0 else signature + "00"
+    error = _login_error(service, wallet.address, challenge.message, signature)
+    assert isinstance(error, BadSignatureError)
+    assert error.detail.endswith("got 64" if cut < 0 else "got 66")
+
+
+def test_malformed_hex_signature_is_refused(service: SignInService) -> None:
+    wallet = Wallet()
+    challenge = service.challenge(wallet.address)
+    error = _login_error(service, wallet.address, challenge.message, "0x" + "zz" * 65)
+    assert isinstance(error, BadSignatureError)
+
+
+def test_concurrent_logins_with_one_nonce_exactly_one_succeeds(service: SignInService) -> None:
+    wallet = Wallet()
+    challenge = service.challenge(wallet.address)
+    signature = wallet.sign(challenge.message)
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def attempt() -> None:
+        barrier.wait(timeout=10)
+        try:
+            service.login(wallet.address, challenge.message, signature)
+            outcomes.append("ok")
+        except UnknownNonceError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["ok"] + ["refused"] * 7
+
+
+def test_logout_denies_the_access_token_and_revokes_its_refresh_family(
+    service: SignInService, redis_client: redis.Redis
+) -> None:
+    wallet = Wallet()
+    challenge = service.challenge(wallet.address)
+    pair = service.login(wallet.address, challenge.message, wallet.sign(challenge.message))
+    claims = _tokens(service).decode(pair.access_token)
+    service.logout(claims.jti, claims.exp)
+    assert is_token_denied(redis_client, claims.jti)
+    with pytest.raises(InvalidTokenError, match="revoked"):
+        service.refresh(pair.refresh_token)
+
+
+def test_refresh_rotates_and_refuses_a_deleted_user(
+    service: SignInService, database: Database[dict[str, Any]]
+) -> None:
+    wallet = Wallet()
+    challenge = service.challenge(wallet.address)
+    pair = service.login(wallet.address, challenge.message, wallet.sign(challenge.message))
+    rotated = service.refresh(pair.refresh_token)
+    assert rotated.refresh_token != pair.refresh_token
+    assert _tokens(service).decode(rotated.access_token).addr == wallet.address
+    database["users"].delete_many({})
+    with pytest.raises(InvalidTokenError, match="no longer exists"):
+        service.refresh(rotated.refresh_token)
+
+
+def test_redis_outage_is_service_unavailable(database: Database[dict[str, Any]]) -> None:
+    # GIVEN the nonce store is down THEN sign-in answers 503, never a 500 or a false 401
+    dead = redis.Redis(
+        port=free_port(),
+        socket_connect_timeout=0.05,
+        socket_timeout=0.05,
+        retry=Retry(NoBackoff(), 0),
+    )
+    wallet = Wallet()
+    message = build_message(
+        service_url=SETTINGS.AUTH_SERVICE_URL,
+        chain_id=SETTINGS.TRON_CHAIN_ID,
+        address=wallet.address,
+        nonce="a" * 32,
+        issued_at=utcnow(),
+        expires_at=utcnow() + timedelta(minutes=5),
+    ).text()
+    try:
+        service = _service(dead, database)
+        with pytest.raises(ServiceUnavailableError):
+            service.challenge(wallet.address)
+        with pytest.raises(ServiceUnavailableError):
+            service.login(wallet.address, message, wallet.sign(message))
+    finally:
+        dead.close()

@@ -1,0 +1,206 @@
+"""TRON addresses and signatures against the published vectors (tests/vectors, a copy of the
+team handbook's ../shared/vectors kept in the repository so a fresh clone tests alone)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lucid.auth.base58 import b58decode, b58encode, b58encode_check
+from lucid.auth.tron import (
+    SECP256K1_ORDER,
+    SignatureScheme,
+    address_from_bytes,
+    address_from_private_key,
+    address_from_public_key,
+    address_to_bytes,
+    hash_message_v2,
+    keccak256,
+    private_key_bytes,
+    recover_address,
+    sign_message,
+    validate_address,
+    verify_signer,
+)
+from lucid.errors import BadSignatureError, InvalidAddressError, SignerMismatchError
+
+VECTORS: dict[str, Any] = json.loads(
+    (Path(__file__).parents[2] / "vectors" / "tron_signatures.json").read_text()
+)
+ONE = "00" * 31 + "01"
+ONE_ADDRESS = "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC"
+
+
+def _message(vector: dict[str, Any]) -> str | bytes:
+    if "message" in vector:
+        return str(vector["message"])
+    return bytes.fromhex(vector.get("message_bytes_hex") or vector["message_hex"])
+
+
+def _source(vector: dict[str, Any]) -> str:
+    return str(vector["source"])
+
+
+@pytest.mark.parametrize("vector", VECTORS["v2"], ids=_source)
+def test_v2_vector_recovers_signs_and_hashes(vector: dict[str, Any]) -> None:
+    message = _message(vector)
+    assert recover_address(message, vector["signature"], SignatureScheme.V2) == vector["address"]
+    assert address_from_private_key(vector["private_key"]) == vector["address"]
+    # RFC 6979 signing is deterministic: we produce the wallet's exact bytes.
+    signature = sign_message(vector["private_key"], message, SignatureScheme.V2)
+    assert "0x" + signature.hex() == "0x" + vector["signature"].removeprefix("0x")
+    if "message_hash" in vector:
+        assert hash_message_v2(message).hex() == vector["message_hash"]
+
+
+@pytest.mark.parametrize("vector", VECTORS["v1"], ids=_source)
+def test_v1_vector_recovers_and_signs(vector: dict[str, Any]) -> None:
+    message = _message(vector)
+    assert recover_address(message, vector["signature"], SignatureScheme.V1) == vector["address"]
+    signature = sign_message(vector["private_key"], message, SignatureScheme.V1)
+    assert signature.hex() == vector["signature"].removeprefix("0x")
+
+
+@pytest.mark.parametrize("vector", VECTORS["key_to_address"], ids=_source)
+def test_key_to_address_vector(vector: dict[str, Any]) -> None:
+    address = address_from_private_key("0x" + vector["private_key"])
+    assert address == vector["address"]
+    assert address_to_bytes(address).hex() == vector["address_hex"]
+    assert address_from_bytes(bytes.fromhex(vector["address_hex"])) == address
+
+
+def test_pitfall_keccak_is_not_sha3() -> None:
+    # GIVEN the empty input WHEN hashed THEN keccak256 differs from NIST SHA3-256.
+    assert keccak256(b"").hex().startswith("c5d246")
+    assert hashlib.sha3_256(b"").hexdigest().startswith("a7ffc6")
+
+
+def test_pitfall_wrong_scheme_recovers_an_unrelated_address() -> None:
+    # GIVEN a v2 signature checked as v1: recovery "works" but names someone else.
+    vector = VECTORS["v2"][0]
+    other = recover_address(vector["message"], vector["signature"], SignatureScheme.V1)
+    assert other != vector["address"]
+    validate_address(other)
+    with pytest.raises(SignerMismatchError):
+        verify_signer(vector["message"], vector["signature"], vector["address"], SignatureScheme.V1)
+    verify_signer(vector["message"], vector["signature"], vector["address"], SignatureScheme.V2)
+
+
+def test_pitfall_malleated_signature_is_refused() -> None:
+    # GIVEN the n - s twin of a valid signature with v flipped (same key would recover)
+    vector = VECTORS["v2"][0]
+    raw = bytes.fromhex(vector["signature"][2:])
+    s = int.from_bytes(raw[32:64], "big")
+    twin = raw[:32] + (SECP256K1_ORDER - s).to_bytes(32, "big") + bytes([55 - raw[64]])
+    # THEN it is refused as non-canonical instead of passing as a second valid signature
+    with pytest.raises(BadSignatureError, match="high-s"):
+        recover_address(vector["message"], twin.hex())
+
+
+def test_signature_for_another_message_names_another_signer() -> None:
+    vector = VECTORS["v2"][0]
+    with pytest.raises(SignerMismatchError):
+        verify_signer("hello world!", vector["signature"], vector["address"])
+
+
+def test_signature_by_another_key_is_a_mismatch() -> None:
+    signature = sign_message("22" * 32, "hello world").hex()
+    with pytest.raises(SignerMismatchError):
+        verify_signer("hello world", signature, ONE_ADDRESS)
+
+
+@pytest.mark.parametrize("v", [0, 1])
+def test_recovery_ids_zero_and_one_are_accepted(v: int) -> None:
+    signature = sign_message(ONE, f"message {v}")
+    raw = signature[:64] + bytes([signature[64] - 27])
+    assert recover_address(f"message {v}", raw.hex()) == ONE_ADDRESS
+    assert recover_address(f"message {v}", "0X" + raw.hex().upper()) == ONE_ADDRESS
+
+
+_VALID = VECTORS["v2"][0]["signature"][2:]
+
+
+@pytest.mark.parametrize(
+    ("signature", "detail"),
+    [
+        (_VALID[:128], "must be 65 bytes (r || s || v), got 64"),
+        (_VALID + "00", "must be 65 bytes (r || s || v), got 66"),
+        ("", "must be 65 bytes (r || s || v), got 0"),
+        (_VALID[:-1], "odd number of hex digits"),
+        ("zz" + _VALID[2:], "not hexadecimal"),
+        (_VALID[:64] + " " + _VALID[65:], "not hexadecimal"),
+        ("0x0x" + _VALID[4:], "not hexadecimal"),
+        (_VALID[:128] + "1d", "v must be 27 or 28"),
+        (_VALID[:128] + "02", "v must be 27 or 28"),
+        ("00" * 32 + _VALID[64:], "outside the secp256k1 group order"),
+        (_VALID[:64] + "00" * 32 + "1c", "outside the secp256k1 group order"),
+        ("ff" * 32 + _VALID[64:], "outside the secp256k1 group order"),
+    ],
+)
+def test_malformed_signature_is_refused_precisely(signature: str, detail: str) -> None:
+    with pytest.raises(BadSignatureError) as caught:
+        recover_address("hello world", signature)
+    assert detail in caught.value.detail
+
+
+def test_r_that_is_no_curve_point_does_not_recover() -> None:
+    # GIVEN r = 5: x^3 + 7 has no square root mod p, so no point has x = 5
+    signature = (5).to_bytes(32, "big") + (1).to_bytes(32, "big") + b"\x1b"
+    with pytest.raises(BadSignatureError, match="no public key recovers"):
+        recover_address("hello", signature.hex())
+
+
+def test_public_key_forms_give_one_address() -> None:
+    from coincurve import PrivateKey
+
+    public = PrivateKey(bytes.fromhex(ONE)).public_key
+    assert address_from_public_key(public.format(compressed=True)) == ONE_ADDRESS
+    assert address_from_public_key(public.format(compressed=False)) == ONE_ADDRESS
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [("12" * 31, "64 hex digits"), ("zz" * 32, "64 hex digits"), (b"\x01" * 31, "32 bytes")],
+)
+def test_bad_private_keys_are_refused(key: str | bytes, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        private_key_bytes(key)
+
+
+def _flip_last_char(address: str) -> str:
+    return address[:-1] + ("A" if address[-1] != "A" else "B")
+
+
+@pytest.mark.parametrize(
+    ("address", "detail"),
+    [
+        (_flip_last_char(ONE_ADDRESS), "checksum does not match"),
+        (ONE_ADDRESS[:10] + "0" + ONE_ADDRESS[11:], "not in the Base58 alphabet"),
+        (ONE_ADDRESS.replace("T", "l", 1), "not in the Base58 alphabet"),
+        ("", "too short"),
+        ("T" * 65, "is 34 characters"),
+        (b58encode_check(b"\x42" + bytes(20)), "starts with byte 0x41"),
+        (b58encode_check(b"\x41" + bytes(19)), "holds 20"),
+        (b58encode_check(b"\x41" + bytes(21)), "holds 22"),
+        ("0x" + "41" * 21, "not in the Base58 alphabet"),
+    ],
+)
+def test_invalid_addresses_are_refused(address: str, detail: str) -> None:
+    with pytest.raises(InvalidAddressError) as caught:
+        validate_address(address)
+    assert detail in caught.value.detail
+
+
+def test_address_from_bytes_checks_its_input() -> None:
+    with pytest.raises(InvalidAddressError):
+        address_from_bytes(b"\x00" * 21)
+
+
+def test_base58_keeps_leading_zeros() -> None:
+    for data in (b"", b"\0", b"\0\0\x01", b"\x41" + bytes(20), bytes(range(40))):
+        assert b58decode(b58encode(data)) == data
+    assert b58encode(b"\0\0\x01") == "112"

@@ -1,0 +1,91 @@
+"""The sessions repository at its driver boundary: outages, lost races, If-Match."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pymongo.database import Database
+
+from lucid.errors import (
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    PreconditionFailedError,
+    ServiceUnavailableError,
+)
+from lucid.identity import CallerIdentity
+from lucid.sessions.preconditions import parse_if_match
+from lucid.sessions.repository import SessionRepository
+from lucid.sessions.schemas import SessionCreate, SessionPatch
+from lucid.users.directory import UserDirectory
+from tests.utils.datastore import stored
+
+Db = Database[dict[str, Any]]
+
+
+def test_repository_translates_an_outage_at_its_boundary(dead_db: Db) -> None:
+    caller = CallerIdentity("0" * 32, "T", "user", "authenticated", "j")
+    repository = SessionRepository(dead_db)
+    with pytest.raises(ServiceUnavailableError, match="sessions store"):
+        repository.create(caller.user_id, SessionCreate(name="x"))
+    with pytest.raises(ServiceUnavailableError):
+        repository.end(caller, "1" * 32)
+    with pytest.raises(ServiceUnavailableError):
+        UserDirectory(dead_db).get("1" * 32)
+
+
+def test_patch_of_a_session_that_vanishes_mid_update_is_404(db: Db) -> None:
+    caller = CallerIdentity("0" * 32, "T", "user", "authenticated", "j")
+    repository = SessionRepository(db)
+    session = repository.create(caller.user_id, SessionCreate(name="x"))
+    db["sessions"].delete_one({"_id": session["_id"]})
+    with pytest.raises(NotFoundError):
+        repository.update(caller, session["_id"], SessionPatch(name="y"), parse_if_match('"1"'))
+
+
+class OvertakenRepository(SessionRepository):
+    """A repository whose read is overtaken: another writer bumps the version right after it."""
+
+    def __init__(self, database: Db) -> None:
+        super().__init__(database)
+        self._database = database
+
+    def get(self, caller: CallerIdentity, session_id: str) -> dict[str, Any]:
+        document = super().get(caller, session_id)
+        self._database["sessions"].update_one({"_id": session_id}, {"$inc": {"version": 1}})
+        return document
+
+
+def test_a_write_overtaken_after_its_if_match_check_is_412_and_writes_nothing(db: Db) -> None:
+    caller = CallerIdentity("0" * 32, "T", "user", "authenticated", "j")
+    session = SessionRepository(db).create(caller.user_id, SessionCreate(name="x"))
+    with pytest.raises(PreconditionFailedError):
+        OvertakenRepository(db).update(
+            caller, session["_id"], SessionPatch(name="y"), parse_if_match('"1"')
+        )
+    assert stored(db["sessions"], session["_id"])["name"] == "x"
+
+
+def test_without_if_match_an_ever_overtaken_write_gives_up_with_409(db: Db) -> None:
+    caller = CallerIdentity("0" * 32, "T", "user", "authenticated", "j")
+    session = SessionRepository(db).create(caller.user_id, SessionCreate(name="x"))
+    with pytest.raises(ConflictError):
+        OvertakenRepository(db).update(caller, session["_id"], SessionPatch(name="y"), None)
+    assert stored(db["sessions"], session["_id"])["name"] == "x"
+
+
+@pytest.mark.parametrize(
+    ("header", "allows_1", "allows_2"),
+    [('"1"', True, False), ('"1", "2"', True, True), ("*", True, True), ('W/"1"', False, False)],
+)
+def test_if_match_parsing(header: str, allows_1: bool, allows_2: bool) -> None:
+    parsed = parse_if_match(header)
+    assert parsed is not None
+    assert (parsed.allows(1), parsed.allows(2)) == (allows_1, allows_2)
+
+
+@pytest.mark.parametrize("header", ['"1"' * 200, "1", '"1" "2"'])
+def test_malformed_if_match_is_a_bad_request(header: str) -> None:
+    with pytest.raises(BadRequestError):
+        parse_if_match(header)

@@ -1,0 +1,103 @@
+"""Redis and MongoDB clients: built from the URIs, embedded defaults only on the local stage."""
+
+from __future__ import annotations
+
+import pymongo
+import pytest
+import redis
+
+from lucid.config import Settings
+from lucid.embedded import EmbeddedRedisError, free_port, start_redis
+from lucid.store.health import check_mongodb, check_redis
+from lucid.store.mongo import build_database
+from lucid.store.redis_client import build_redis
+
+KEY = "k" * 32
+
+
+def test_redis_client_talks_to_the_configured_server(redis_server) -> None:  # type: ignore[no-untyped-def]
+    client = build_redis(Settings(JWT_SECRET_KEY=KEY, REDIS_URI=redis_server.uri))
+    assert client.ping() is True
+    client.close()
+
+
+def test_without_redis_uri_the_local_stage_starts_an_embedded_server() -> None:
+    client = build_redis(Settings(JWT_SECRET_KEY=KEY, REDIS_URI=None))
+    try:
+        assert client.set("probe", "1") is True
+        assert client.get("probe") == b"1"
+    finally:
+        client.connection_pool.disconnect()
+
+
+@pytest.mark.parametrize("builder", [build_redis, build_database])
+def test_outside_local_missing_uris_refuse_to_start(builder) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(STAGE="dev", JWT_SECRET_KEY=KEY, REDIS_URI=None, MONGODB_URI=None)
+    with pytest.raises(RuntimeError, match="required on stage 'dev'"):
+        builder(settings)
+
+
+def test_redis_down_fails_fast_within_the_timeout() -> None:
+    client = build_redis(
+        Settings(JWT_SECRET_KEY=KEY, REDIS_URI=f"redis://127.0.0.1:{free_port()}/0")
+    )
+    status = check_redis(client)
+    assert not status.healthy
+    assert status.error == "ConnectionError"
+    assert status.latency_ms < 1000
+
+
+def test_mongodb_uri_switches_to_pymongo_without_code_change() -> None:
+    database = build_database(
+        Settings(
+            JWT_SECRET_KEY=KEY,
+            MONGODB_URI=f"mongodb://127.0.0.1:{free_port()}/?directConnection=true",
+            MONGODB_TIMEOUT_MS=100,
+            MONGODB_DATABASE="gateway",
+        )
+    )
+    try:
+        assert isinstance(database.client, pymongo.MongoClient)
+        assert database.name == "gateway"
+        status = check_mongodb(database)
+        assert not status.healthy
+        assert status.error == "ServerSelectionTimeoutError"
+    finally:
+        database.client.close()
+
+
+def test_in_memory_mongodb_warns_that_nothing_is_persisted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="lucid.store.mongo"):
+        database = build_database(Settings(JWT_SECRET_KEY=KEY, MONGODB_URI=None))
+    assert "NOTHING IS PERSISTED" in caplog.text
+    database["probe"].insert_one({"_id": "x"})
+    assert check_mongodb(database).healthy
+
+
+def test_embedded_redis_reports_a_port_already_in_use(redis_server) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(EmbeddedRedisError, match=r"exited at start|did not answer"):
+        start_redis(port=redis_server.port)
+
+
+def test_embedded_redis_stops_cleanly_and_twice() -> None:
+    server = start_redis()
+    with server:
+        assert redis.Redis.from_url(server.uri).ping()
+    server.stop()
+    assert server.process.poll() is not None
+
+
+def test_a_pooled_connection_that_died_with_an_earlier_server_is_redialled_unnoticed() -> None:
+    # GIVEN a client whose pooled connection served a Redis that has since restarted
+    server = start_redis()
+    client = build_redis(Settings(JWT_SECRET_KEY=KEY, REDIS_URI=server.uri))
+    try:
+        assert client.set("k", "1") is True
+        server.stop()
+        with start_redis(port=server.port):
+            # WHEN it is used again THEN the call simply works
+            assert client.get("k") is None  # a fresh server, a fresh dataset
+    finally:
+        client.connection_pool.disconnect()

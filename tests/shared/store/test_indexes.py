@@ -1,0 +1,50 @@
+"""The MongoDB indexes: created idempotently, retried after an outage, per database.
+
+MongoDB is mongomock (in memory) except where a real pymongo client is pointed at a closed port
+to stand for "MongoDB is down".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mongomock
+import pytest
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from lucid.errors import ServiceUnavailableError
+from lucid.store.indexes import ensure_indexes, ensure_indexes_once
+
+Db = Database[dict[str, Any]]
+
+
+def test_indexes_are_created_idempotently_and_enforce_unique_addresses(db: Db) -> None:
+    first = ensure_indexes(db)
+    second = ensure_indexes(db)
+    assert first == second
+    assert "address_unique" in db["users"].index_information()
+    assert {"owner_created", "status"} <= set(db["sessions"].index_information())
+    assert "expires_ttl" in db["tokens"].index_information()
+    db["users"].insert_one({"_id": "a", "address": "T1"})
+    with pytest.raises(DuplicateKeyError):
+        db["users"].insert_one({"_id": "b", "address": "T1"})
+
+
+def test_ensure_once_retries_a_database_that_was_down(dead_db: Db, db: Db) -> None:
+    with pytest.raises(ServiceUnavailableError):
+        ensure_indexes_once(dead_db)
+    ensure_indexes_once(db)
+    db["sessions"].drop_indexes()
+    ensure_indexes_once(db)  # remembered: no second round trip
+    assert "owner_created" not in db["sessions"].index_information()
+
+
+def test_each_fresh_database_gets_its_indexes_even_when_it_looks_like_another(db: Db) -> None:
+    # GIVEN a prepared database, and another in-memory one with the same address and name
+    ensure_indexes_once(db)
+    twin: Db = mongomock.MongoClient(tz_aware=True)["lucid"]
+    assert twin == db
+    # WHEN it is first used THEN it gets its own indexes
+    ensure_indexes_once(twin)
+    assert "address_unique" in twin["users"].index_information()

@@ -1,0 +1,79 @@
+"""The users repository as sign-in uses it: the document shape, roles, concurrent first logins."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+import mongomock
+from pymongo.database import Database
+
+from lucid.store.documents import is_valid_id
+from lucid.store.indexes import ensure_indexes
+from lucid.users.repository import UserRepository
+from tests.utils.datastore import atomic_writes
+
+ADDRESS = "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC"
+
+
+def _database() -> Database[dict[str, Any]]:
+    database: Database[dict[str, Any]] = mongomock.MongoClient(tz_aware=True)["lucid"]
+    ensure_indexes(database)
+    return database
+
+
+def test_first_login_creates_the_documented_document() -> None:
+    users = UserRepository(_database())
+    user = users.upsert_on_login(ADDRESS, is_admin=False)
+    assert is_valid_id(user["_id"])
+    assert (user["address"], user["role"]) == (ADDRESS, "user")
+    assert user["created_at"] == user["updated_at"] == user["last_login_at"]
+    assert users.find_by_id(user["_id"]) == user
+    assert users.find_by_address(ADDRESS) == user
+
+
+def test_unknown_or_malformed_ids_find_nothing() -> None:
+    users = UserRepository(_database())
+    assert users.find_by_id("0" * 32) is None
+    assert users.find_by_id("not-an-id") is None
+    assert users.find_by_address(ADDRESS) is None
+
+
+def test_listed_admin_is_promoted_and_a_promoted_user_stays_admin() -> None:
+    database = _database()
+    users = UserRepository(database)
+    # GIVEN a user an admin promoted through the users API
+    user = users.upsert_on_login(ADDRESS, is_admin=False)
+    database["users"].update_one({"_id": user["_id"]}, {"$set": {"role": "admin"}})
+    # THEN a later login without ADMIN_ADDRESSES keeps the role
+    assert users.upsert_on_login(ADDRESS, is_admin=False)["role"] == "admin"
+    # AND an address in ADMIN_ADDRESSES is admin from its first login
+    listed = users.upsert_on_login("TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1", is_admin=True)
+    assert listed["role"] == "admin"
+
+
+def test_concurrent_first_logins_make_one_user() -> None:
+    # GIVEN many first logins of one address at once (writes atomic, as on a MongoDB server)
+    users = UserRepository(_database())
+    barrier = threading.Barrier(8)
+    ids: list[str] = []
+
+    def login() -> None:
+        barrier.wait(timeout=10)
+        ids.append(users.upsert_on_login(ADDRESS, is_admin=False)["_id"])
+
+    threads = [threading.Thread(target=login) for _ in range(8)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with atomic_writes():
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=30)
+    finally:
+        sys.setswitchinterval(interval)
+    # THEN every login got the same, single user
+    assert len(ids) == 8
+    assert len(set(ids)) == 1

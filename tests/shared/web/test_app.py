@@ -1,0 +1,163 @@
+"""The app factory: every failure becomes problem+json, nothing leaks, the request id flows."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from lucid.errors import ConflictError, RateLimitedError
+from lucid.web.app import create_app, lambda_handler
+from lucid.web.deps import AdminCaller, Caller, OptionalCaller, SourceIp
+from tests.utils.events import http_event
+
+router = APIRouter()
+SECRET_SIGNATURE = "0x" + "ab" * 65
+
+
+class Login(BaseModel):
+    address: str = Field(max_length=34)
+    signature: str = Field(max_length=132)
+
+
+@router.post("/login")
+async def login(body: Login) -> dict[str, str]:
+    return {"address": body.address}
+
+
+@router.get("/boom")
+async def boom() -> None:
+    raise RuntimeError("database password is hunter2")
+
+
+@router.get("/conflict")
+async def conflict() -> None:
+    raise ConflictError("already ended", extensions={"allowed": ["active"]})
+
+
+@router.get("/slow-down")
+async def slow_down() -> None:
+    raise RateLimitedError("slow down", headers={"Retry-After": "7"})
+
+
+@router.get("/me")
+async def me(caller: Caller, ip: SourceIp) -> dict[str, Any]:
+    return {"user_id": caller.user_id, "admin": caller.is_admin, "ip": ip}
+
+
+@router.get("/maybe")
+async def maybe(caller: OptionalCaller) -> dict[str, Any]:
+    return {"user_id": caller.user_id if caller else None}
+
+
+@router.get("/admin")
+async def admin(caller: AdminCaller) -> dict[str, str]:
+    return {"user_id": caller.user_id}
+
+
+handler = lambda_handler(create_app("test", router))
+USER = {"user_id": "u1", "address": "TX", "role": "user", "tier": "authenticated", "jti": "j1"}
+
+
+def call(method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, str], Any]:
+    result = handler(http_event(method, path, **kwargs), None)
+    headers = {k.lower(): v for k, v in result["headers"].items()}
+    assert result["isBase64Encoded"] is False
+    return result["statusCode"], headers, json.loads(result["body"])
+
+
+def test_validation_failure_is_422_problem_naming_the_field_without_echoing_input(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, headers, body = call(
+        "POST", "/login", body={"address": "T" * 40, "signature": SECRET_SIGNATURE}
+    )
+    assert status == 422
+    assert headers["content-type"] == "application/problem+json"
+    assert body["title"] == "Unprocessable Content"
+    assert "address" in body["detail"]
+    assert body["errors"][0]["loc"] == ["body", "address"]
+    assert SECRET_SIGNATURE not in json.dumps(body)
+    assert SECRET_SIGNATURE not in capsys.readouterr().out
+
+
+def test_malformed_json_is_a_422_problem_not_a_500() -> None:
+    status, _, body = call(
+        "POST", "/login", body="{not json", headers={"content-type": "application/json"}
+    )
+    assert status == 422
+    assert body["status"] == 422
+
+
+def test_unexpected_exception_is_a_generic_500_problem_that_leaks_nothing() -> None:
+    status, headers, body = call("GET", "/boom")
+    assert status == 500
+    assert headers["content-type"] == "application/problem+json"
+    assert "hunter2" not in json.dumps(body)
+    assert body["instance"] == "/boom"
+
+
+def test_domain_errors_carry_extensions_and_headers() -> None:
+    status, _, body = call("GET", "/conflict")
+    assert (status, body["allowed"], body["type"]) == (
+        409,
+        ["active"],
+        "https://lucid.dev/problems/conflict",
+    )
+    status, headers, _ = call("GET", "/slow-down")
+    assert status == 429
+    assert headers["retry-after"] == "7"
+
+
+def test_wrong_method_is_a_405_problem() -> None:
+    status, _, body = call("DELETE", "/me", authorizer=USER)
+    assert status == 405
+    assert body["title"] == "Method Not Allowed"
+
+
+def test_identity_comes_from_the_authorizer_context_and_ip_from_the_connection() -> None:
+    status, _, body = call(
+        "GET",
+        "/me",
+        authorizer=USER,
+        source_ip="203.0.113.9",
+        headers={"x-user-id": "admin", "x-forwarded-for": "10.0.0.1"},
+    )
+    assert status == 200
+    assert body == {"user_id": "u1", "admin": False, "ip": "203.0.113.9"}
+
+
+def test_protected_route_without_authorizer_context_is_401() -> None:
+    status, _, body = call("GET", "/me", headers={"x-user-id": "u1"})
+    assert status == 401
+    assert body["type"] == "https://lucid.dev/problems/unauthorized"
+
+
+def test_optional_caller_is_none_for_anonymous_requests() -> None:
+    assert call("GET", "/maybe")[2] == {"user_id": None}
+    assert call("GET", "/maybe", authorizer=USER)[2] == {"user_id": "u1"}
+
+
+def test_admin_route_refuses_users_and_admits_admins() -> None:
+    assert call("GET", "/admin", authorizer=USER)[0] == 403
+    status, _, body = call("GET", "/admin", authorizer={**USER, "role": "admin"})
+    assert (status, body) == (200, {"user_id": "u1"})
+
+
+def test_each_request_logs_one_structured_json_line(caplog: pytest.LogCaptureFixture) -> None:
+    from lucid.observability import logger
+
+    with caplog.at_level("INFO", logger="lucid.access"):
+        call("GET", "/me", authorizer=USER, headers={"x-request-id": "req-42"})
+    (record,) = [r for r in caplog.records if r.name == "lucid.access"]
+    line = json.loads(logger.handlers[0].format(record))
+    assert line["message"] == "request"
+    assert line["level"] == "INFO"
+    assert line["request_id"] == "req-42"
+    assert line["status"] == 200
+    assert line["user_id"] == "u1"
+    assert line["path"] == "/me"
+    assert line["duration_ms"] >= 0
