@@ -14,9 +14,10 @@ from fastapi import APIRouter, Query, Response
 from lucid.auth.denylist import deny_token
 from lucid.auth.refresh import revoke_user_access
 from lucid.errors import NotFoundError
+from lucid.identity import Role
 from lucid.store.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, SortOrder
 from lucid.users.closure import close_account
-from lucid.users.directory import ProfilePatch, Role, RoleChange, public_user
+from lucid.users.schemas import ProfilePatch, RoleChange, public_user
 from lucid.web.deps import (
     AdminCaller,
     Caller,

@@ -1,17 +1,43 @@
-"""Who is calling, as API Gateway vouches for it: the caller in the Lambda authorizer's context.
+"""Who is calling, as API Gateway vouches for it, and the one list of roles.
 
-Identity comes only from `requestContext.authorizer.lambda` (what our authorizer returned for the
-request's token); headers a client sends (X-User-Id, X-Forwarded-For, ...) are never trusted.
-This module is plain data: the web package reads it out of the request, domain code receives it.
+Identity comes only from the Lambda authorizer's context (`requestContext.authorizer.lambda`,
+what our authorizer returned for the request's token) and the client address only from
+`requestContext.http.sourceIp`; headers a client sends (X-User-Id, X-Forwarded-For, ...) are
+never trusted for either. This module is plain data and parsing: `lucid.web` reads a request's
+event with it once, domain code receives the `CallerIdentity`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-ADMIN_ROLE = "admin"
+
+class Role(StrEnum):
+    """What a user may do. Stored on the user, carried in tokens and the authorizer context."""
+
+    USER = "user"
+    ADMIN = "admin"
+
+    @classmethod
+    def parse(cls, value: object) -> Role:
+        """The role named `value`; anything else is the least privileged role."""
+        return cls.ADMIN if value == cls.ADMIN.value else cls.USER
+
+
+class Tier(StrEnum):
+    """The rate-limit tier a request is counted at (`lucid.ratelimit.policies`)."""
+
+    PUBLIC = "public"
+    AUTHENTICATED = "authenticated"
+    ADMIN = "admin"
+
+
+def tier_for_role(role: Role) -> Tier:
+    """The tier a role signs in with (carried in tokens and the authorizer context as `tier`)."""
+    return Tier.ADMIN if role == Role.ADMIN else Tier.AUTHENTICATED
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,31 +46,43 @@ class CallerIdentity:
 
     user_id: str
     address: str
-    role: str
+    role: Role
     tier: str
     jti: str
     expires_at: int | None = None  # the access token's exp, when the authorizer passed it on
 
     @property
     def is_admin(self) -> bool:
-        """True when the caller holds the admin role."""
-        return self.role == ADMIN_ROLE
+        """True when the caller's token says admin (a route that acts on it re-checks storage)."""
+        return self.role == Role.ADMIN
 
 
-def caller_from_context(request_context: Mapping[str, Any]) -> CallerIdentity | None:
-    """The caller in an API Gateway `requestContext`, or None when no authorizer vouched."""
-    authorizer = request_context.get("authorizer") or {}
+def _request_context(event: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    context = (event or {}).get("requestContext")
+    return context if isinstance(context, Mapping) else {}
+
+
+def caller_from_event(event: Mapping[str, Any] | None) -> CallerIdentity | None:
+    """The caller in an API Gateway event's authorizer context; None when no authorizer vouched."""
+    authorizer = _request_context(event).get("authorizer")
     context = authorizer.get("lambda") if isinstance(authorizer, Mapping) else None
     if not isinstance(context, Mapping) or not context.get("user_id"):
         return None
     return CallerIdentity(
         user_id=str(context["user_id"]),
         address=str(context.get("address", "")),
-        role=str(context.get("role", "user")),
-        tier=str(context.get("tier", "authenticated")),
+        role=Role.parse(context.get("role")),
+        tier=str(context.get("tier", Tier.AUTHENTICATED.value)),
         jti=str(context.get("jti", "")),
         expires_at=_epoch_seconds(context.get("exp")),
     )
+
+
+def source_ip_from_event(event: Mapping[str, Any] | None) -> str | None:
+    """The client address API Gateway saw on the connection (`requestContext.http.sourceIp`)."""
+    http = _request_context(event).get("http")
+    source_ip = http.get("sourceIp") if isinstance(http, Mapping) else None
+    return str(source_ip) if source_ip else None
 
 
 def _epoch_seconds(value: object) -> int | None:

@@ -23,12 +23,10 @@ import mongomock
 from mongomock.collection import Collection
 from pymongo.database import Database
 
-from lucid.store.documents import new_id, utcnow
+from lucid.store.documents import Document, new_id, utcnow
 from lucid.web.deps import current_database
 from tests.utils.events import Reply, http_event, reply_from
 from tests.utils.functions import load_module
-
-Document = dict[str, Any]
 
 _WRITES = (
     "insert_one",

@@ -31,7 +31,7 @@ import redis
 from lucid.auth.denylist import deny_token
 from lucid.auth.message import build_message, check_ours, parse_message
 from lucid.auth.refresh import RefreshTokenStore
-from lucid.auth.tokens import Role, TokenService
+from lucid.auth.tokens import TokenService
 from lucid.auth.tron import SignatureScheme, validate_address, verify_signer
 from lucid.config import Settings
 from lucid.errors import (
@@ -42,8 +42,9 @@ from lucid.errors import (
     ServiceUnavailableError,
     UnknownNonceError,
 )
+from lucid.identity import Role
 from lucid.store.documents import Document, utcnow
-from lucid.users.repository import ADMIN, UserRepository
+from lucid.users.repository import UserRepository
 
 NONCE_KEY_PREFIX = "lucid:signin-nonce:"
 NONCE_BYTES = 16  # 128 bits; EIP-4361 asks for at least 64, the issue for at least 96
@@ -177,7 +178,7 @@ class SignInService:
         return record
 
     def _issue_pair(self, user: Document, family_id: str | None) -> TokenPair:
-        role: Role = "admin" if user.get("role") == ADMIN else "user"
+        role = Role.parse(user.get("role"))
         access = self._tokens.issue(str(user["_id"]), str(user["address"]), role)
         refresh_token = self._refresh_tokens.issue(
             str(user["_id"]), access.claims.jti, family_id=family_id

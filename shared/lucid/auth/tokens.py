@@ -25,14 +25,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from lucid.auth.keys import KeyRing, get_key_ring
 from lucid.config import Settings, get_settings
 from lucid.errors import InvalidTokenError
+from lucid.identity import Role, tier_for_role
 
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret
-ADMIN_ROLE = "admin"
 # Our tokens are ~500 bytes; refusing long input bounds the work done before the signature check.
 MAX_TOKEN_LENGTH = 4096
 REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]
-
-Role = Literal["user", "admin"]
 
 
 class AccessClaims(BaseModel):
@@ -64,11 +62,6 @@ class IssuedAccessToken:
     def expires_in(self) -> int:
         """Lifetime in seconds, as OAuth's `expires_in`."""
         return self.claims.exp - self.claims.iat
-
-
-def tier_for_role(role: str) -> str:
-    """The rate-limit tier a role signs in with."""
-    return "admin" if role == ADMIN_ROLE else "authenticated"
 
 
 # Most specific first: several PyJWT errors subclass DecodeError or InvalidTokenError.
@@ -106,7 +99,7 @@ class TokenService:
             sub=user_id,
             addr=address,
             role=role,
-            tier=tier_for_role(role),
+            tier=tier_for_role(role).value,
             iat=now,
             nbf=now,
             exp=now + 60 * self._settings.TOKEN_EXPIRE_MINUTES,

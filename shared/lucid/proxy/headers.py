@@ -78,7 +78,7 @@ def request_headers(
     forwarded.append(("X-Forwarded-For", source_ip))
     if caller is not None:
         forwarded.append((USER_ID_HEADER, caller.user_id))
-        forwarded.append((ROLE_HEADER, caller.role))
+        forwarded.append((ROLE_HEADER, str(caller.role)))
     return forwarded
 
 

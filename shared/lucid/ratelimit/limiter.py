@@ -17,14 +17,15 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import redis
 
 from lucid.config import Settings, get_settings
 from lucid.errors import ServiceUnavailableError
+from lucid.identity import CallerIdentity
 from lucid.observability import MetricUnit, metrics
 from lucid.ratelimit.memory import InMemoryLimiter
 from lucid.ratelimit.policies import Policies, Policy
@@ -74,9 +75,11 @@ class RateLimiter:
         """False when RATE_LIMIT_ENABLED is off."""
         return self.settings.RATE_LIMIT_ENABLED
 
-    def policy_for(self, request_context: Mapping[str, Any], peer: str | None = None) -> Limit:
-        """The tier and identity that count a request with this API Gateway `requestContext`."""
-        return self.policies.for_request(request_context, peer)
+    def policy_for(
+        self, caller: CallerIdentity | None, source_ip: str | None, peer: str | None = None
+    ) -> Limit:
+        """The tier and identity that count a request from `caller` at `source_ip`."""
+        return self.policies.for_request(caller, source_ip, peer)
 
     def check(self, policy: Policy, identity: str) -> Decision:
         """Count one request of `identity` under `policy` and say whether it may proceed."""

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from lucid.config import Settings
+from lucid.identity import CallerIdentity, Tier
 from lucid.ratelimit.window import MICROS
 
 KEY_PREFIX = "rl:"
-ADMIN_ROLE = "admin"  # the role the authorizer puts in its context for admins (lucid.web.deps)
 UNKNOWN_IP = "unknown"
 _PLAIN_IDENTITY = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
 
@@ -56,26 +54,23 @@ class Policies:
         """The tiers and sign-in limits configured in `settings`, all over one window."""
         window = settings.RATE_LIMIT_WINDOW_SECONDS
         return cls(
-            public=Policy("public", settings.RATE_LIMIT_PUBLIC, window),
-            authenticated=Policy("authenticated", settings.RATE_LIMIT_AUTHENTICATED, window),
-            admin=Policy("admin", settings.RATE_LIMIT_ADMIN, window),
+            public=Policy(Tier.PUBLIC.value, settings.RATE_LIMIT_PUBLIC, window),
+            authenticated=Policy(
+                Tier.AUTHENTICATED.value, settings.RATE_LIMIT_AUTHENTICATED, window
+            ),
+            admin=Policy(Tier.ADMIN.value, settings.RATE_LIMIT_ADMIN, window),
             signin_ip=Policy("signin-ip", settings.RATE_LIMIT_SIGNIN_PER_IP, window),
             signin_address=Policy("signin-address", settings.RATE_LIMIT_SIGNIN_PER_ADDRESS, window),
         )
 
     def for_request(
-        self, request_context: Mapping[str, Any], peer: str | None = None
+        self, caller: CallerIdentity | None, source_ip: str | None, peer: str | None = None
     ) -> tuple[Policy, str]:
-        """The tier and the identity counted for a request with this `requestContext`.
+        """The tier and the identity counted for a request from `caller` at `source_ip`.
 
         Signed-in callers by user id (admins at the admin tier), everyone else by source IP;
         `peer` (the TCP peer) stands in for it when there is no API Gateway event at all.
         """
-        authorizer = request_context.get("authorizer")
-        caller = authorizer.get("lambda") if isinstance(authorizer, Mapping) else None
-        if isinstance(caller, Mapping) and caller.get("user_id"):
-            tier = self.admin if caller.get("role") == ADMIN_ROLE else self.authenticated
-            return tier, str(caller["user_id"])
-        http = request_context.get("http")
-        source_ip = http.get("sourceIp") if isinstance(http, Mapping) else None
-        return self.public, str(source_ip or peer or UNKNOWN_IP)
+        if caller is not None:
+            return (self.admin if caller.is_admin else self.authenticated), caller.user_id
+        return self.public, source_ip or peer or UNKNOWN_IP

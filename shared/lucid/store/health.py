@@ -11,6 +11,8 @@ import redis
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from lucid.store.documents import Document
+
 
 @dataclass(frozen=True, slots=True)
 class DependencyStatus:
@@ -50,6 +52,6 @@ def check_redis(client: redis.Redis) -> DependencyStatus:
     return _timed("redis", client.ping, (redis.RedisError, OSError))
 
 
-def check_mongodb(database: Database[dict[str, Any]]) -> DependencyStatus:
+def check_mongodb(database: Database[Document]) -> DependencyStatus:
     """Run the `ping` command on the MongoDB server."""
     return _timed("mongodb", lambda: database.command("ping"), (PyMongoError, OSError))

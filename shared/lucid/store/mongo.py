@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
 
 import pymongo
 from pymongo.database import Database
 
 from lucid.config import Settings, get_settings
+from lucid.store.documents import Document
 
 logger = logging.getLogger("lucid.store.mongo")
-
-Document = dict[str, Any]
 
 
 def build_database(settings: Settings) -> Database[Document]:

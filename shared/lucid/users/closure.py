@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from lucid.errors import NotFoundError
 from lucid.identity import CallerIdentity
 from lucid.sessions.repository import SessionRepository
-from lucid.users.directory import UserDirectory
+from lucid.users.repository import UserRepository
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ class ClosedAccount:
 def close_account(
     caller: CallerIdentity,
     *,
-    users: UserDirectory,
+    users: UserRepository,
     sessions: SessionRepository,
     revoke_refresh_families: Callable[[str], object],
     deny_access_token: Callable[[str, int], None],

@@ -7,8 +7,7 @@ X-Forwarded-For, ...) are never trusted for either.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
-from typing import Annotated, Any
+from typing import Annotated
 
 import redis
 from fastapi import Depends, Request
@@ -16,32 +15,28 @@ from pymongo.database import Database
 
 from lucid.config import Settings, get_settings
 from lucid.errors import AuthenticationError, ForbiddenError
-from lucid.identity import CallerIdentity, caller_from_context
+from lucid.identity import CallerIdentity
 from lucid.sessions.repository import SessionRepository
+from lucid.store.documents import Document
 from lucid.store.indexes import ensure_indexes_once
 from lucid.store.mongo import get_database
 from lucid.store.redis_client import get_redis
-from lucid.users.directory import UserDirectory
-from lucid.web.middleware import request_context
-
-
-def caller_from_scope(scope: MutableMapping[str, Any]) -> CallerIdentity | None:
-    """The caller in the authorizer context of the event behind `scope`, if any."""
-    return caller_from_context(request_context(scope))
-
+from lucid.users.repository import UserRepository
+from lucid.web.middleware import request_facts
 
 # Dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker
-# thread, a hop that costs more than the dependency itself on every request.
+# thread, a hop that costs more than the dependency itself on every request. The caller and the
+# source IP come from the request's facts, parsed once per request (`lucid.web.middleware`).
 
 
 async def optional_caller(request: Request) -> CallerIdentity | None:
     """The caller when the route was reached through the authorizer, else None."""
-    return caller_from_scope(request.scope)
+    return request_facts(request.scope).caller
 
 
 async def require_caller(request: Request) -> CallerIdentity:
     """The caller; 401 when the request carries no authorizer context (defence in depth)."""
-    caller = caller_from_scope(request.scope)
+    caller = request_facts(request.scope).caller
     if caller is None:
         raise AuthenticationError("this route needs a signed-in caller")
     return caller
@@ -58,7 +53,7 @@ async def require_admin(
 
 async def source_ip(request: Request) -> str:
     """The client address API Gateway saw on the connection."""
-    return str(request_context(request.scope).get("http", {}).get("sourceIp", "0.0.0.0"))  # noqa: S104
+    return request_facts(request.scope).source_ip or "0.0.0.0"  # noqa: S104
 
 
 async def current_settings() -> Settings:
@@ -71,7 +66,7 @@ async def current_redis() -> redis.Redis:
     return get_redis()
 
 
-async def current_database() -> Database[dict[str, Any]]:
+async def current_database() -> Database[Document]:
     """The process's MongoDB database."""
     return get_database()
 
@@ -82,7 +77,7 @@ AdminCaller = Annotated[CallerIdentity, Depends(require_admin)]
 SourceIp = Annotated[str, Depends(source_ip)]
 SettingsDep = Annotated[Settings, Depends(current_settings)]
 RedisDep = Annotated[redis.Redis, Depends(current_redis)]
-DatabaseDep = Annotated[Database[dict[str, Any]], Depends(current_database)]
+DatabaseDep = Annotated[Database[Document], Depends(current_database)]
 
 
 async def session_repository(database: DatabaseDep) -> SessionRepository:
@@ -91,11 +86,11 @@ async def session_repository(database: DatabaseDep) -> SessionRepository:
     return SessionRepository(database)
 
 
-async def user_directory(database: DatabaseDep) -> UserDirectory:
-    """The user directory on the process's database (indexes ensured on first use)."""
+async def user_repository(database: DatabaseDep) -> UserRepository:
+    """The users repository on the process's database (indexes ensured on first use)."""
     ensure_indexes_once(database)
-    return UserDirectory(database)
+    return UserRepository(database)
 
 
 SessionsDep = Annotated[SessionRepository, Depends(session_repository)]
-UsersDep = Annotated[UserDirectory, Depends(user_directory)]
+UsersDep = Annotated[UserRepository, Depends(user_repository)]

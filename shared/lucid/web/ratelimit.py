@@ -4,9 +4,10 @@ Wire it with one line, inside the correlation-id middleware so refusals are logg
 
     app.add_middleware(RateLimitMiddleware)   # before app.add_middleware(RequestContextMiddleware)
 
-It reads the caller and source IP from the API Gateway event Mangum puts in
-`scope["aws.event"]`, counts the request, adds the rate-limit headers to the response, or answers
-429 (or 503 when Redis is down and RATE_LIMIT_FAIL_MODE=closed) as problem+json itself.
+It takes the caller and source IP from the request's facts (`lucid.web.middleware`: the API
+Gateway event is read once per request), counts the request, adds the rate-limit headers to the
+response, or answers 429 (or 503 when Redis is down and RATE_LIMIT_FAIL_MODE=closed) as
+problem+json itself.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from lucid.errors import LucidError, RateLimitedError
 from lucid.observability import count
 from lucid.ratelimit.headers import merge_into, rate_limit_headers
 from lucid.ratelimit.limiter import RateLimiter, default_limiter
-from lucid.web.middleware import request_context
+from lucid.web.middleware import request_facts
 from lucid.web.problems import error_response
 
 LimiterFactory = Callable[[], RateLimiter | None]
@@ -38,7 +39,10 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
-        policy, identity = limiter.policy_for(request_context(scope), client[0] if client else None)
+        facts = request_facts(scope)
+        policy, identity = limiter.policy_for(
+            facts.caller, facts.source_ip, client[0] if client else None
+        )
         try:
             decision = limiter.check(policy, identity)
             headers = rate_limit_headers(decision)

@@ -14,7 +14,7 @@ from mangum import Mangum
 from lucid.config import Settings
 from lucid.ratelimit import RateLimiter, enforce_signin_limits
 from lucid.web.app import TEXT_MIME_TYPES
-from lucid.web.middleware import RequestContextMiddleware, request_context
+from lucid.web.middleware import RequestContextMiddleware, request_facts
 from lucid.web.problems import install_problem_handlers
 from lucid.web.ratelimit import RateLimitMiddleware
 from tests.utils.events import http_event
@@ -41,7 +41,7 @@ def function_app(limiter: RateLimiter | None) -> Mangum:
     @app.post("/auth/login")
     async def login(request: Request) -> dict[str, str]:
         body = await request.json()
-        ip = request_context(request.scope)["http"]["sourceIp"]
+        ip = request_facts(request.scope).source_ip or "unknown"
         enforce_signin_limits(ip, body.get("address"), limiter=limiter)
         return {"status": "signed in"}
 

@@ -18,7 +18,7 @@ from lucid.identity import CallerIdentity
 from lucid.sessions.preconditions import parse_if_match
 from lucid.sessions.repository import SessionRepository
 from lucid.sessions.schemas import SessionCreate, SessionPatch
-from lucid.users.directory import UserDirectory
+from lucid.users.repository import UserRepository
 from tests.utils.datastore import stored
 
 Db = Database[dict[str, Any]]
@@ -32,7 +32,7 @@ def test_repository_translates_an_outage_at_its_boundary(dead_db: Db) -> None:
     with pytest.raises(ServiceUnavailableError):
         repository.end(caller, "1" * 32)
     with pytest.raises(ServiceUnavailableError):
-        UserDirectory(dead_db).get("1" * 32)
+        UserRepository(dead_db).get("1" * 32)
 
 
 def test_patch_of_a_session_that_vanishes_mid_update_is_404(db: Db) -> None:

@@ -1,4 +1,5 @@
-"""The users repository as sign-in uses it: the document shape, roles, concurrent first logins."""
+"""The one users repository: the document sign-in creates, roles, concurrent first logins, and
+the last-admin rule (including a demotion that loses a race)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import threading
 from typing import Any
 
 import mongomock
+import pytest
 from pymongo.database import Database
 
+from lucid.errors import ConflictError
 from lucid.store.documents import is_valid_id
 from lucid.store.indexes import ensure_indexes
 from lucid.users.repository import UserRepository
-from tests.utils.datastore import atomic_writes
+from tests.utils.datastore import add_user, atomic_writes
 
+Db = Database[dict[str, Any]]
 ADDRESS = "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC"
 
 
@@ -77,3 +81,45 @@ def test_concurrent_first_logins_make_one_user() -> None:
     # THEN every login got the same, single user
     assert len(ids) == 8
     assert len(set(ids)) == 1
+
+
+class RacingRepository(UserRepository):
+    """A repository whose pre-check is overtaken: another admin's demotion lands right after it."""
+
+    def __init__(self, database: Db, other_admin_id: str) -> None:
+        super().__init__(database)
+        self._database = database
+        self._other = other_admin_id
+        self._overtaken = False
+
+    def _admin_count(self) -> int:
+        count = super()._admin_count()
+        if not self._overtaken:
+            self._overtaken = True
+            self._database["users"].update_one({"_id": self._other}, {"$set": {"role": "user"}})
+        return count
+
+
+def test_last_admin_cannot_be_demoted(db: Db) -> None:
+    users = UserRepository(db)
+    first, second = add_user(db, role="admin"), add_user(db, role="admin")
+    assert users.set_role(first.id, "user")["role"] == "user"
+    with pytest.raises(ConflictError):
+        users.set_role(second.id, "user")
+    assert users.set_role(first.id, "admin")["role"] == "admin"
+
+
+def test_a_demotion_that_loses_a_race_is_undone(db: Db) -> None:
+    # GIVEN two admins, and another request demoting the first right after our check saw two
+    first, second = add_user(db, role="admin"), add_user(db, role="admin")
+    users = RacingRepository(db, other_admin_id=first.id)
+    # WHEN we demote the second, THEN ours is undone and refused: an admin remains
+    with pytest.raises(ConflictError):
+        users.demote(second.id)
+    assert [u["_id"] for u in db["users"].find({"role": "admin"})] == [second.id]
+
+
+def test_deleting_a_malformed_user_id_deletes_nothing(db: Db) -> None:
+    add_user(db)
+    assert UserRepository(db).delete("nope") is False
+    assert db["users"].count_documents({}) == 1

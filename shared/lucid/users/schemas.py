@@ -1,0 +1,69 @@
+"""What clients may send about a user, and what they get back.
+
+A client may change only its display name, email and preferences (`ProfilePatch` forbids every
+other field, OWASP API3); roles change only through `RoleChange`, an admin route.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
+
+from lucid.identity import Role
+from lucid.store.documents import Document, check_json_object, iso
+
+MAX_PREFERENCES_BYTES = 4 * 1024
+
+DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+# Deliberately loose (one @, a dot in the domain, no spaces): mail delivery is the real check.
+Email = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
+    ),
+]
+
+
+def _preferences(value: dict[str, Any]) -> dict[str, Any]:
+    return check_json_object(value, max_bytes=MAX_PREFERENCES_BYTES)
+
+
+class ProfilePatch(BaseModel):
+    """The body of PATCH /users/me. `null` clears display_name or email."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    display_name: DisplayName | None = None
+    email: Email | None = None
+    preferences: Annotated[dict[str, Any], AfterValidator(_preferences)] | None = None
+
+    @field_validator("preferences", mode="before")
+    @classmethod
+    def _preferences_not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("must be an object (send {} to clear it)")
+        return value
+
+
+class RoleChange(BaseModel):
+    """The body of PUT /users/{id}/role."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+
+
+def public_user(document: Document) -> dict[str, Any]:
+    """The JSON representation of a stored user."""
+    return {
+        "id": document["_id"],
+        "address": document.get("address"),
+        "role": document.get("role", Role.USER.value),
+        "display_name": document.get("display_name"),
+        "email": document.get("email"),
+        "preferences": document.get("preferences") or {},
+        "created_at": iso(document.get("created_at")),
+        "updated_at": iso(document.get("updated_at")),
+        "last_login_at": iso(document.get("last_login_at")),
+    }
