@@ -9,18 +9,27 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response
-from pydantic import BaseModel, ConfigDict, Field
 
 from lucid.auth.authorizer import bearer_token
 from lucid.auth.denylist import is_token_denied
-from lucid.auth.message import MAX_MESSAGE_LENGTH, iso_utc
+from lucid.auth.message import iso_utc
 from lucid.auth.refresh import RefreshTokenStore
-from lucid.auth.signin import Challenge, SignInService, TokenPair
+from lucid.auth.schemas import (
+    AuthStatus,
+    Challenge,
+    ChallengeRequest,
+    LoginRequest,
+    RefreshRequest,
+    StatusUser,
+    TokenPair,
+    VerifyRequest,
+)
+from lucid.auth.signin import SignInService
 from lucid.auth.tokens import MAX_TOKEN_LENGTH, AccessClaims, get_token_service
-from lucid.auth.tron import MAX_ADDRESS_TEXT, SignatureScheme
+from lucid.auth.tron import SignatureScheme
 from lucid.errors import AuthenticationError, InvalidTokenError
 from lucid.observability import count
 from lucid.ratelimit import enforce_signin_limits
@@ -29,35 +38,6 @@ from lucid.users.repository import UserRepository
 from lucid.web.deps import Caller, DatabaseDep, RedisDep, SettingsDep, SourceIp
 
 router = APIRouter()
-
-# "0x" + 65 bytes is 132 characters; a little more lets 66-byte signatures reach the precise 401.
-MAX_SIGNATURE_TEXT = 140
-
-Address = Annotated[str, Field(min_length=1, max_length=MAX_ADDRESS_TEXT)]
-Token = Annotated[str, Field(min_length=1, max_length=MAX_TOKEN_LENGTH)]
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ChallengeRequest(_Body):
-    address: Address
-
-
-class LoginRequest(_Body):
-    address: Address
-    message: Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_LENGTH)]
-    signature: Annotated[str, Field(min_length=1, max_length=MAX_SIGNATURE_TEXT)]
-    scheme: Literal["v2", "v1"] = "v2"
-
-
-class VerifyRequest(_Body):
-    token: Token
-
-
-class RefreshRequest(_Body):
-    refresh_token: Token
 
 
 async def signin_service(
@@ -77,24 +57,6 @@ async def signin_service(
 SignIn = Annotated[SignInService, Depends(signin_service)]
 
 
-def _pair(pair: TokenPair) -> dict[str, Any]:
-    return {
-        "access_token": pair.access_token,
-        "refresh_token": pair.refresh_token,
-        "token_type": pair.token_type,
-        "expires_in": pair.expires_in,
-    }
-
-
-def _challenge(challenge: Challenge) -> dict[str, Any]:
-    return {
-        "nonce": challenge.nonce,
-        "message": challenge.message,
-        "issued_at": challenge.issued_at,
-        "expires_at": challenge.expires_at,
-    }
-
-
 def _live_claims(token: str, redis: RedisDep) -> AccessClaims:
     claims = get_token_service().decode(token)
     if is_token_denied(redis, claims.jti):
@@ -103,14 +65,14 @@ def _live_claims(token: str, redis: RedisDep) -> AccessClaims:
 
 
 @router.post("/auth/challenge")
-async def challenge(body: ChallengeRequest, signin: SignIn, ip: SourceIp) -> dict[str, Any]:
+async def challenge(body: ChallengeRequest, signin: SignIn, ip: SourceIp) -> Challenge:
     """A message for the wallet to sign, with its single-use nonce."""
     enforce_signin_limits(ip, body.address)
-    return _challenge(signin.challenge(body.address))
+    return signin.challenge(body.address)
 
 
 @router.post("/auth/login")
-async def login(body: LoginRequest, signin: SignIn, ip: SourceIp) -> dict[str, Any]:
+async def login(body: LoginRequest, signin: SignIn, ip: SourceIp) -> TokenPair:
     """Tokens for a wallet that signed its challenge (signMessageV2, or legacy v1)."""
     enforce_signin_limits(ip, body.address)
     scheme = SignatureScheme(body.scheme)
@@ -120,28 +82,27 @@ async def login(body: LoginRequest, signin: SignIn, ip: SourceIp) -> dict[str, A
         count("SignInRejected")
         raise
     count("SignInSucceeded")
-    return _pair(pair)
+    return pair
 
 
 @router.post("/auth/verify")
-async def verify(body: VerifyRequest, redis: RedisDep) -> dict[str, Any]:
+async def verify(body: VerifyRequest, redis: RedisDep) -> AccessClaims:
     """The claims of a valid, unrevoked access token (401 otherwise)."""
-    return _live_claims(body.token, redis).model_dump()
+    return _live_claims(body.token, redis)
 
 
 @router.post("/auth/refresh")
-async def refresh(body: RefreshRequest, signin: SignIn) -> dict[str, Any]:
+async def refresh(body: RefreshRequest, signin: SignIn) -> TokenPair:
     """A new pair for a refresh token, which is spent; reuse revokes the whole sign-in."""
-    return _pair(signin.refresh(body.refresh_token))
+    return signin.refresh(body.refresh_token)
 
 
-@router.post("/auth/logout", status_code=204)
-async def logout(caller: Caller, signin: SignIn, settings: SettingsDep) -> Response:
+@router.post("/auth/logout", status_code=204, response_class=Response)
+async def logout(caller: Caller, signin: SignIn, settings: SettingsDep) -> None:
     """Revoke the calling access token (until its exp) and its refresh-token family."""
     # The authorizer passes exp; without it, a full lifetime is never shorter than what is left.
     expires_at = caller.expires_at or int(time.time()) + 60 * settings.TOKEN_EXPIRE_MINUTES
     signin.logout(caller.jti, expires_at)
-    return Response(status_code=204)
 
 
 @router.get("/auth/status")
@@ -149,26 +110,22 @@ async def status(
     redis: RedisDep,
     database: DatabaseDep,
     authorization: Annotated[str | None, Header(max_length=MAX_TOKEN_LENGTH + 16)] = None,
-) -> dict[str, Any]:
+) -> AuthStatus:
     """Whether the request's bearer token is valid, for whom, and until when."""
-    anonymous: dict[str, Any] = {"authenticated": False, "user": None, "expires_at": None}
     token = bearer_token(authorization)
     if token is None:
-        return anonymous
+        return AuthStatus(authenticated=False)
     try:
         claims = _live_claims(token, redis)
     except InvalidTokenError:
-        return anonymous
+        return AuthStatus(authenticated=False)
     user = UserRepository(database).find_by_id(claims.sub)
     if user is None:
-        return anonymous
-    return {
-        "authenticated": True,
-        "user": {
-            "id": user["_id"],
-            "address": user["address"],
-            "role": claims.role,
-            "tier": claims.tier,
-        },
-        "expires_at": iso_utc(datetime.fromtimestamp(claims.exp, UTC)),
-    }
+        return AuthStatus(authenticated=False)
+    return AuthStatus(
+        authenticated=True,
+        user=StatusUser(
+            id=user["_id"], address=user["address"], role=claims.role, tier=claims.tier
+        ),
+        expires_at=iso_utc(datetime.fromtimestamp(claims.exp, UTC)),
+    )

@@ -4,50 +4,101 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
 
 from lucid import __version__
 from lucid.errors import ServiceUnavailableError
-from lucid.store.health import check_mongodb, check_redis
+from lucid.store.health import DependencyReport, check_mongodb, check_redis
 from lucid.web.deps import DatabaseDep, RedisDep, SettingsDep
+
+
+class RouteEntry(BaseModel):
+    """One route of the template and who guards it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    route: str = Field(description="the template's route key", examples=["GET /health"])
+    authorizer: str | None = Field(description="the authorizer protecting it; null: public")
+
+
+class FunctionRoutes(BaseModel):
+    """One function of the template and the routes it serves."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(description="the function's logical id in the template")
+    routes: tuple[RouteEntry, ...]
+
+
+class Liveness(BaseModel):
+    """GET /health: the function runs."""
+
+    status: Literal["ok"] = "ok"
+
+
+class ServiceInfo(BaseModel):
+    """GET /meta/info: what this deployment is."""
+
+    service: str = Field(description="SERVICE_NAME")
+    version: str = Field(description="the gateway's version")
+    stage: str = Field(description="STAGE")
+    functions: tuple[FunctionRoutes, ...]
+
+
+class Readiness(BaseModel):
+    """GET /meta/health when every dependency answers (503 problem+json naming it otherwise)."""
+
+    status: Literal["ok"] = "ok"
+    dependencies: dict[str, DependencyReport] = Field(description="by name: redis, mongodb")
+
 
 # Generated from infra/template.yaml by `lucid routes --write` (a test keeps it in step):
 # the deployed function has no template to read.
-ROUTE_MANIFEST: dict[str, Any] = json.loads(
-    (Path(__file__).with_name("routes.json")).read_text(encoding="utf-8")
+FUNCTIONS = tuple(
+    FunctionRoutes.model_validate(function)
+    for function in json.loads(
+        (Path(__file__).with_name("routes.json")).read_text(encoding="utf-8")
+    )["functions"]
 )
 
 router = APIRouter()
 
 
 @router.get("/health")
-async def health() -> dict[str, str]:
+async def health() -> Liveness:
     """Liveness: answers as long as the function runs; touches no dependency."""
-    return {"status": "ok"}
+    return Liveness()
 
 
 @router.get("/meta/info")
-async def info(settings: SettingsDep) -> dict[str, Any]:
+async def info(settings: SettingsDep) -> ServiceInfo:
     """The service, its version and stage, and the functions and routes it serves."""
-    return {
-        "service": settings.SERVICE_NAME,
-        "version": __version__,
-        "stage": settings.STAGE,
-        "functions": ROUTE_MANIFEST["functions"],
-    }
+    return ServiceInfo(
+        service=settings.SERVICE_NAME,
+        version=__version__,
+        stage=settings.STAGE,
+        functions=FUNCTIONS,
+    )
 
 
-@router.get("/meta/health")
-async def dependency_health(redis: RedisDep, database: DatabaseDep) -> dict[str, Any]:
+@router.get("/meta/health", response_model_exclude_none=True)
+async def dependency_health(redis: RedisDep, database: DatabaseDep) -> Readiness:
     """Readiness: Redis and MongoDB with their latency; 503 naming whichever is down."""
     checks = [check_redis(redis), check_mongodb(database)]
-    dependencies = {check.name: check.as_dict() for check in checks}
+    dependencies = {check.name: check.report() for check in checks}
     failing = [check.name for check in checks if not check.healthy]
     if failing:
         raise ServiceUnavailableError(
             f"dependency down: {', '.join(failing)}",
-            extensions={"dependencies": dependencies, "failing": failing},
+            extensions={
+                "dependencies": {
+                    name: report.model_dump(exclude_none=True)
+                    for name, report in dependencies.items()
+                },
+                "failing": failing,
+            },
         )
-    return {"status": "ok", "dependencies": dependencies}
+    return Readiness(dependencies=dependencies)

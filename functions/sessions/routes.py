@@ -6,14 +6,21 @@ it, so another user's session answers exactly like a missing one (404).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
-from fastapi.responses import JSONResponse
 
 from lucid.errors import NotFoundError
 from lucid.sessions.preconditions import MAX_IF_MATCH_LENGTH, parse_if_match
-from lucid.sessions.schemas import SessionCreate, SessionPatch, SessionStatus, etag, public_session
+from lucid.sessions.schemas import (
+    Session,
+    SessionCreate,
+    SessionPage,
+    SessionPatch,
+    SessionStatus,
+    etag,
+)
+from lucid.store.documents import Document
 from lucid.store.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, SortOrder
 from lucid.web.deps import Caller, SessionsDep
 from lucid.web.idempotency import (
@@ -33,8 +40,9 @@ IdempotencyKey = Annotated[str | None, Header(alias=HEADER, max_length=255)]
 IfMatchHeader = Annotated[str | None, Header(alias="If-Match", max_length=MAX_IF_MATCH_LENGTH)]
 
 
-def _session_response(document: dict[str, Any], status_code: int = 200) -> JSONResponse:
-    return JSONResponse(public_session(document), status_code, headers={"ETag": etag(document)})
+def _tagged(document: Document, response: Response) -> Session:
+    response.headers["ETag"] = etag(document)
+    return Session.from_document(document)
 
 
 @router.post("/sessions", status_code=201)
@@ -43,14 +51,15 @@ async def create_session(
     caller: Caller,
     sessions: SessionsDep,
     idempotency: IdempotencyDep,
+    response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+) -> Session:
     """Create a pending session owned by the caller; 201 with Location and ETag."""
 
     def create() -> StoredResponse:
         document = sessions.create(caller.user_id, body)
         headers = {"Location": f"/sessions/{document['_id']}", "ETag": etag(document)}
-        return StoredResponse(201, public_session(document), headers)
+        return StoredResponse(201, Session.from_document(document).model_dump(mode="json"), headers)
 
     if idempotency_key is None:
         stored, replayed = create(), False
@@ -61,8 +70,11 @@ async def create_session(
             fingerprint(body.model_dump(mode="json")),
             create,
         )
-    headers = {**stored.headers, **({REPLAYED_HEADER: "true"} if replayed else {})}
-    return JSONResponse(stored.body, stored.status, headers=headers)
+    response.status_code = stored.status
+    response.headers.update(stored.headers)
+    if replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return Session.model_validate(stored.body)
 
 
 @router.get("/sessions")
@@ -74,22 +86,24 @@ async def list_sessions(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
     sort: SortOrder = "-created_at",
-) -> dict[str, Any]:
+) -> SessionPage:
     """The caller's sessions (an admin may name another `owner_id`), newest first by default."""
     owner = owner_id or caller.user_id
     if owner != caller.user_id and not caller.is_admin:
         raise NotFoundError("no such owner")
     page = sessions.list(owner, status=status, limit=limit, cursor=cursor, sort=sort)
-    return {
-        "items": [public_session(document) for document in page.items],
-        "next_cursor": page.next_cursor,
-    }
+    return SessionPage(
+        items=[Session.from_document(document) for document in page.items],
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.get("/sessions/{session_id}")
-async def get_session(session_id: str, caller: Caller, sessions: SessionsDep) -> JSONResponse:
+async def get_session(
+    session_id: str, caller: Caller, sessions: SessionsDep, response: Response
+) -> Session:
     """One session of the caller (any session for an admin); 404 otherwise."""
-    return _session_response(sessions.get(caller, session_id))
+    return _tagged(sessions.get(caller, session_id), response)
 
 
 @router.patch("/sessions/{session_id}")
@@ -98,14 +112,15 @@ async def update_session(
     body: SessionPatch,
     caller: Caller,
     sessions: SessionsDep,
+    response: Response,
     if_match: IfMatchHeader = None,
-) -> JSONResponse:
+) -> Session:
     """Rename, replace metadata or move the status; If-Match makes it conditional (412)."""
-    return _session_response(sessions.update(caller, session_id, body, parse_if_match(if_match)))
+    updated = sessions.update(caller, session_id, body, parse_if_match(if_match))
+    return _tagged(updated, response)
 
 
-@router.delete("/sessions/{session_id}", status_code=204)
-async def end_session(session_id: str, caller: Caller, sessions: SessionsDep) -> Response:
+@router.delete("/sessions/{session_id}", status_code=204, response_class=Response)
+async def end_session(session_id: str, caller: Caller, sessions: SessionsDep) -> None:
     """End the session (status ended); ending it again is still 204."""
     sessions.end(caller, session_id)
-    return Response(status_code=204)

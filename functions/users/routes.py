@@ -7,7 +7,7 @@ one (404) unless the caller is an admin; the list and role routes are admin-only
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
@@ -17,7 +17,7 @@ from lucid.errors import NotFoundError
 from lucid.identity import Role
 from lucid.store.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, SortOrder
 from lucid.users.closure import close_account
-from lucid.users.schemas import ProfilePatch, RoleChange, public_user
+from lucid.users.schemas import ProfilePatch, RoleChange, User, UserPage
 from lucid.web.deps import (
     AdminCaller,
     Caller,
@@ -35,18 +35,18 @@ Cursor = Annotated[str | None, Query(min_length=1, max_length=MAX_CURSOR_LENGTH)
 
 
 @router.get("/users/me")
-async def read_me(caller: Caller, users: UsersDep) -> dict[str, Any]:
+async def read_me(caller: Caller, users: UsersDep) -> User:
     """The caller's profile."""
-    return public_user(users.get(caller.user_id))
+    return User.from_document(users.get(caller.user_id))
 
 
 @router.patch("/users/me")
-async def update_me(body: ProfilePatch, caller: Caller, users: UsersDep) -> dict[str, Any]:
+async def update_me(body: ProfilePatch, caller: Caller, users: UsersDep) -> User:
     """Change the caller's display name, email or preferences (and nothing else: 422)."""
-    return public_user(users.update_profile(caller.user_id, body))
+    return User.from_document(users.update_profile(caller.user_id, body))
 
 
-@router.delete("/users/me", status_code=204)
+@router.delete("/users/me", status_code=204, response_class=Response)
 async def delete_me(
     caller: Caller,
     users: UsersDep,
@@ -54,7 +54,7 @@ async def delete_me(
     database: DatabaseDep,
     redis: RedisDep,
     settings: SettingsDep,
-) -> Response:
+) -> None:
     """Close the caller's account: tokens revoked, sessions ended, profile deleted."""
     close_account(
         caller,
@@ -67,7 +67,6 @@ async def delete_me(
         token_expires_at=caller.expires_at,
         token_lifetime_seconds=60 * settings.TOKEN_EXPIRE_MINUTES,
     )
-    return Response(status_code=204)
 
 
 @router.get("/users")
@@ -78,21 +77,21 @@ async def list_users(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
     sort: SortOrder = "-created_at",
-) -> dict[str, Any]:
+) -> UserPage:
     """All users, optionally of one role (admins only)."""
     page = users.list(role=role, limit=limit, cursor=cursor, sort=sort)
-    return {
-        "items": [public_user(document) for document in page.items],
-        "next_cursor": page.next_cursor,
-    }
+    return UserPage(
+        items=[User.from_document(document) for document in page.items],
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.get("/users/{user_id}")
-async def read_user(user_id: str, caller: Caller, users: UsersDep) -> dict[str, Any]:
+async def read_user(user_id: str, caller: Caller, users: UsersDep) -> User:
     """A user's profile: the caller's own, or anyone's for an admin; 404 otherwise."""
     if user_id != caller.user_id and not caller.is_admin:
         raise NotFoundError("no such user")
-    return public_user(users.get(user_id))
+    return User.from_document(users.get(user_id))
 
 
 @router.put("/users/{user_id}/role")
@@ -104,7 +103,7 @@ async def change_role(
     database: DatabaseDep,
     redis: RedisDep,
     settings: SettingsDep,
-) -> dict[str, Any]:
+) -> User:
     """Make a user an admin or a plain user (admins only); the last admin stays (409).
 
     A changed role signs the user out everywhere: tokens carry the role, and a demoted admin
@@ -115,4 +114,4 @@ async def change_role(
     if after.get("role") != before.get("role"):
         lifetime = timedelta(minutes=settings.TOKEN_EXPIRE_MINUTES)
         revoke_user_access(database, redis, user_id, lifetime)
-    return public_user(after)
+    return User.from_document(after)

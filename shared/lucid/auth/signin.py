@@ -22,15 +22,14 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
 import redis
 
 from lucid.auth.denylist import deny_token
 from lucid.auth.message import build_message, check_ours, parse_message
 from lucid.auth.refresh import RefreshTokenStore
+from lucid.auth.schemas import Challenge, TokenPair
 from lucid.auth.tokens import TokenService
 from lucid.auth.tron import SignatureScheme, validate_address, verify_signer
 from lucid.config import Settings
@@ -50,26 +49,6 @@ NONCE_KEY_PREFIX = "lucid:signin-nonce:"
 NONCE_BYTES = 16  # 128 bits; EIP-4361 asks for at least 64, the issue for at least 96
 
 logger = logging.getLogger("lucid.auth")
-
-
-@dataclass(frozen=True, slots=True)
-class Challenge:
-    """A sign-in challenge: the message to sign and its nonce and validity window."""
-
-    nonce: str
-    message: str
-    issued_at: str
-    expires_at: str
-
-
-@dataclass(frozen=True, slots=True)
-class TokenPair:
-    """What a successful login or refresh returns."""
-
-    access_token: str
-    refresh_token: str
-    expires_in: int
-    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the OAuth token type
 
 
 class SignInService:
@@ -114,7 +93,12 @@ class SignInService:
             self._redis.set(NONCE_KEY_PREFIX + message.nonce, json.dumps(record), ex=ttl, nx=True)
         except redis.RedisError as error:
             raise ServiceUnavailableError("the sign-in nonce store is unavailable") from error
-        return Challenge(message.nonce, message.text(), message.issued_at, message.expiration_time)
+        return Challenge(
+            nonce=message.nonce,
+            message=message.text(),
+            issued_at=message.issued_at,
+            expires_at=message.expiration_time,
+        )
 
     def login(
         self,
@@ -183,4 +167,6 @@ class SignInService:
         refresh_token = self._refresh_tokens.issue(
             str(user["_id"]), access.claims.jti, family_id=family_id
         )
-        return TokenPair(access.token, refresh_token, access.expires_in)
+        return TokenPair(
+            access_token=access.token, refresh_token=refresh_token, expires_in=access.expires_in
+        )

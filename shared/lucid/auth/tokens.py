@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import jwt
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lucid.auth.keys import KeyRing, get_key_ring
 from lucid.config import Settings, get_settings
@@ -34,20 +34,20 @@ REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]
 
 
 class AccessClaims(BaseModel):
-    """The claims of a valid access token."""
+    """The claims of a valid access token (also what POST /auth/verify answers)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    iss: str
-    aud: str
-    sub: str
-    addr: str
+    iss: str = Field(description="issuer (JWT_ISSUER)")
+    aud: str = Field(description="audience (JWT_AUDIENCE)")
+    sub: str = Field(description="the user id")
+    addr: str = Field(description="the TRON address the user signed in with")
     role: Role
-    tier: str
-    iat: int
-    nbf: int
-    exp: int
-    jti: str
+    tier: str = Field(description="the rate-limit tier of the caller")
+    iat: int = Field(description="issued at, seconds since the epoch")
+    nbf: int = Field(description="not before, seconds since the epoch")
+    exp: int = Field(description="expires at, seconds since the epoch")
+    jti: str = Field(description="the token's id (what logout revokes)")
     typ: Literal["access"]
 
 

@@ -20,7 +20,7 @@ from pydantic import (
     field_validator,
 )
 
-from lucid.store.documents import Document, check_json_object, iso
+from lucid.store.documents import Document, Timestamp, check_json_object, iso
 
 MAX_METADATA_BYTES = 16 * 1024
 
@@ -87,21 +87,44 @@ class SessionPatch(BaseModel):
         return self.model_dump(exclude_unset=True, exclude_none=True)
 
 
-def public_session(document: Document) -> dict[str, Any]:
-    """The JSON representation of a stored session."""
-    return {
-        "id": document["_id"],
-        "owner_id": document["owner_id"],
-        "name": document["name"],
-        "node_id": document.get("node_id"),
-        "status": document["status"],
-        "metadata": document.get("metadata", {}),
-        "created_at": iso(document["created_at"]),
-        "updated_at": iso(document["updated_at"]),
-        "started_at": iso(document.get("started_at")),
-        "ended_at": iso(document.get("ended_at")),
-        "version": document["version"],
-    }
+class Session(BaseModel):
+    """A session as the sessions routes return it (ETag: its `version`, quoted)."""
+
+    id: str = Field(description="the session id (32 hex characters)")
+    owner_id: str = Field(description="the user who created it")
+    name: str
+    node_id: str | None
+    status: SessionStatus = Field(description="pending -> active -> ended, or pending -> ended")
+    metadata: dict[str, Any] = Field(description="the client's own JSON object (<= 16 KB)")
+    created_at: Timestamp
+    updated_at: Timestamp
+    started_at: Timestamp | None = Field(description="when it became active")
+    ended_at: Timestamp | None = Field(description="when it ended")
+    version: int = Field(description="incremented by every change; If-Match compares it")
+
+    @classmethod
+    def from_document(cls, document: Document) -> Session:
+        """The representation of a stored session."""
+        return cls(
+            id=document["_id"],
+            owner_id=document["owner_id"],
+            name=document["name"],
+            node_id=document.get("node_id"),
+            status=document["status"],
+            metadata=document.get("metadata", {}),
+            created_at=iso(document["created_at"]),
+            updated_at=iso(document["updated_at"]),
+            started_at=iso(document.get("started_at")),
+            ended_at=iso(document.get("ended_at")),
+            version=document["version"],
+        )
+
+
+class SessionPage(BaseModel):
+    """One page of GET /sessions."""
+
+    items: list[Session]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
 
 
 def etag(document: Document) -> str:

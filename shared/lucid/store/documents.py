@@ -15,8 +15,9 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, overload
 
+from pydantic import Field
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
 
 from lucid.errors import ServiceUnavailableError
@@ -25,6 +26,15 @@ _ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_JSON_DEPTH = 16
 
 Document = dict[str, Any]
+# A moment as `iso()` writes it: what every response carries for a stored datetime.
+Timestamp = Annotated[
+    str,
+    Field(
+        json_schema_extra={"format": "date-time"},
+        description="RFC 3339 date-time in UTC (`Z`)",
+        examples=["2026-11-26T04:10:22.123Z"],
+    ),
+]
 
 
 def new_id() -> str:
@@ -43,6 +53,10 @@ def utcnow() -> datetime:
     return now.replace(microsecond=now.microsecond - now.microsecond % 1000)
 
 
+@overload
+def iso(moment: datetime) -> str: ...
+@overload
+def iso(moment: datetime | None) -> str | None: ...
 def iso(moment: datetime | None) -> str | None:
     """`moment` as an RFC 3339 string in UTC with milliseconds, or None."""
     if moment is None:

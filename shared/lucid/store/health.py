@@ -5,13 +5,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
 import redis
+from pydantic import BaseModel, Field
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from lucid.store.documents import Document
+
+
+class DependencyReport(BaseModel):
+    """One dependency as GET /meta/health reports it."""
+
+    status: Literal["ok", "down"]
+    latency_ms: float = Field(description="how long the check took, in milliseconds")
+    error: str | None = Field(
+        default=None,
+        description="when down, the driver's error class (never its message); absent when ok",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,15 +35,11 @@ class DependencyStatus:
     latency_ms: float
     error: str | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON shape /meta/health reports."""
-        body: dict[str, Any] = {
-            "status": "ok" if self.healthy else "down",
-            "latency_ms": self.latency_ms,
-        }
-        if self.error:
-            body["error"] = self.error
-        return body
+    def report(self) -> DependencyReport:
+        """What /meta/health says about this check."""
+        return DependencyReport(
+            status="ok" if self.healthy else "down", latency_ms=self.latency_ms, error=self.error
+        )
 
 
 def _timed(

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from lucid.identity import Role
-from lucid.store.documents import Document, check_json_object, iso
+from lucid.store.documents import Document, Timestamp, check_json_object, iso
 
 MAX_PREFERENCES_BYTES = 4 * 1024
 
@@ -54,16 +61,37 @@ class RoleChange(BaseModel):
     role: Role
 
 
-def public_user(document: Document) -> dict[str, Any]:
-    """The JSON representation of a stored user."""
-    return {
-        "id": document["_id"],
-        "address": document.get("address"),
-        "role": document.get("role", Role.USER.value),
-        "display_name": document.get("display_name"),
-        "email": document.get("email"),
-        "preferences": document.get("preferences") or {},
-        "created_at": iso(document.get("created_at")),
-        "updated_at": iso(document.get("updated_at")),
-        "last_login_at": iso(document.get("last_login_at")),
-    }
+class User(BaseModel):
+    """A user as the users routes return it (their own profile, or anyone's for an admin)."""
+
+    id: str = Field(description="the user id (32 hex characters), the tokens' `sub`")
+    address: str | None = Field(description="the TRON address the user signs in with")
+    role: Role
+    display_name: str | None
+    email: str | None
+    preferences: dict[str, Any] = Field(description="the client's own JSON object (<= 4 KB)")
+    created_at: Timestamp | None = Field(description="the first sign-in")
+    updated_at: Timestamp | None = Field(description="the last change of profile or role")
+    last_login_at: Timestamp | None = Field(description="the last successful sign-in")
+
+    @classmethod
+    def from_document(cls, document: Document) -> User:
+        """The representation of a stored user."""
+        return cls(
+            id=document["_id"],
+            address=document.get("address"),
+            role=Role.parse(document.get("role")),
+            display_name=document.get("display_name"),
+            email=document.get("email"),
+            preferences=document.get("preferences") or {},
+            created_at=iso(document.get("created_at")),
+            updated_at=iso(document.get("updated_at")),
+            last_login_at=iso(document.get("last_login_at")),
+        )
+
+
+class UserPage(BaseModel):
+    """One page of GET /users."""
+
+    items: list[User]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
