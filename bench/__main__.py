@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from bench import scenarios
-from lucid.embedded import start_redis
+from lucid_edge.local import start_redis
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

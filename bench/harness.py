@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from lucid.embedded import free_port
+from lucid_edge.local import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

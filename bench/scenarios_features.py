@@ -23,8 +23,8 @@ from bench.harness import (
     wrk,
 )
 from lucid.auth.tokens import get_token_service
-from lucid.embedded import free_port
 from lucid_edge.loader import load_handler
+from lucid_edge.local import free_port
 
 NO_THROTTLE = ("ThrottlingBurstLimit=1000000", "ThrottlingRateLimit=1000000")
 # The load generator is one client on one IP: lift the per-caller limits unless measuring them.

@@ -1,7 +1,11 @@
-"""Test session wiring: one real embedded redis-server, a fixed test environment.
+"""Test session wiring: one real embedded redis-server, one in-memory MongoDB served over the
+wire protocol, and a fixed test environment.
 
+Like the local edge, the session starts the local-only servers (`lucid_edge.local`) and hands
+their URIs to the functions as REDIS_URI and MONGODB_URI: the layer only ever connects to a URI.
 The environment is set here, before any test imports the layer, because the layer builds its
-settings and clients once per process, exactly as in Lambda.
+settings and clients once per process, exactly as in Lambda. End-to-end edges started in a
+subprocess drop MONGODB_URI and start their own in-memory MongoDB, as `make run` does.
 """
 
 from __future__ import annotations
@@ -12,14 +16,16 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from lucid.embedded import EmbeddedRedis, start_redis
+from lucid_edge.local import EmbeddedMongo, EmbeddedRedis, start_mongo_server, start_redis
 
 _REDIS: EmbeddedRedis = start_redis()
+_MONGO: EmbeddedMongo = start_mongo_server()
 
 os.environ.update(
     {
         "STAGE": "local",
         "REDIS_URI": _REDIS.uri,
+        "MONGODB_URI": _MONGO.uri,
         "JWT_SECRET_KEY": "test-only-key-0123456789abcdef0123456789abcdef",
         "LOG_LEVEL": "INFO",
         "POWERTOOLS_METRICS_NAMESPACE": "LucidTests",
@@ -31,12 +37,17 @@ os.environ.update(
         "RATE_LIMIT_ENABLED": "false",
     }
 )
-for _name in ("MONGODB_URI", "BLOCKCHAIN_SERVICE_URL", "SESSION_SERVICE_URL", "NODE_SERVICE_URL"):
+for _name in ("BLOCKCHAIN_SERVICE_URL", "SESSION_SERVICE_URL", "NODE_SERVICE_URL"):
     os.environ.pop(_name, None)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    from lucid.store.mongo import get_database
+
+    if get_database.cache_info().currsize:  # the process's client, as a Lambda instance keeps it
+        get_database().client.close()
     _REDIS.stop()
+    _MONGO.stop()
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,11 @@ def register(subparsers: Any) -> None:
 
 def run_init(args: argparse.Namespace) -> int:
     """Create the indexes and say which exist per collection."""
-    database = get_database()
+    try:
+        database = get_database()
+    except RuntimeError as error:  # MONGODB_URI unset: there is no database to prepare
+        print(f"lucid db init: {error}", file=sys.stderr)
+        return 2
     try:
         created = ensure_indexes(database)
     except ServiceUnavailableError as error:

@@ -18,9 +18,8 @@ from typing import Any
 import uvicorn
 
 from lucid.config import LOCAL_STAGE, ephemeral_secret
-from lucid.embedded import EmbeddedRedis, start_redis
-from lucid.mongo_wire import EmbeddedMongo, start_mongo_server
 from lucid_edge import server
+from lucid_edge.local import EmbeddedMongo, EmbeddedRedis, start_mongo_server, start_redis
 from lucid_edge.model import Template
 from lucid_edge.template import TemplateError, load_template, parse_overrides
 

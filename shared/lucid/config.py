@@ -113,8 +113,24 @@ class Settings(BaseSettings):
 
     @property
     def is_local(self) -> bool:
-        """True on the `local` stage, where embedded defaults are allowed."""
+        """True on the `local` stage, where a random JWT key is allowed."""
         return self.STAGE == LOCAL_STAGE
+
+    def required_uri(self, name: Literal["MONGODB_URI", "REDIS_URI"]) -> str:
+        """The server URI in setting `name`; a RuntimeError saying how to provide it if unset.
+
+        The layer starts no server of its own (what does so locally is not shipped to Lambda).
+        """
+        value: SecretStr | None = getattr(self, name)
+        if value is not None:
+            return value.get_secret_value()
+        if self.is_local:
+            raise RuntimeError(
+                f"{name} is unset: run the functions through the local edge (`make run` or "
+                f"`lucid serve`), which starts a local server and sets {name} for them, "
+                f"or set {name} to your server"
+            )
+        raise RuntimeError(f"{name} is required on stage {self.STAGE!r}")
 
     @model_validator(mode="after")
     def _refuse_unsafe_secrets(self) -> Settings:

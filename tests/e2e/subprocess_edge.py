@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import httpx
 
-from lucid.embedded import free_port
+from lucid_edge.local import free_port
 from tests.utils.wallets import Wallet
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lucid.embedded import free_port
 from lucid_edge.cli import main
+from lucid_edge.local import free_port
 from lucid_edge.server import (
     ENV_BUCKETS,
     ENV_CONCURRENCY,
@@ -44,7 +44,8 @@ def _wait_until_serving(url: str, process: subprocess.Popen[str]) -> None:
 
 def test_serve_with_two_workers_shares_the_throttle_and_stops_cleanly() -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URI", "JWT_SECRET_KEY")}
+    unset = ("REDIS_URI", "MONGODB_URI", "JWT_SECRET_KEY")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     process = subprocess.Popen(
         [str(LUCID), "serve", "--template", str(FIXTURES / "throttled.yaml"),
          "--port", str(port), "--workers", "2", "--concurrency", "2"],
@@ -71,6 +72,7 @@ def test_serve_with_two_workers_shares_the_throttle_and_stops_cleanly() -> None:
     assert "GET /stage" in out
     assert "FaultyFunction" in out
     assert "JWT_SECRET_KEY is unset" in err
+    assert re.search(r"in-memory MongoDB at mongodb://127.0.0.1:\d+/.*NOTHING IS PERSISTED", out)
     found = re.search(r"embedded Redis at redis://127.0.0.1:(\d+)", out)
     assert found is not None
     with pytest.raises(ConnectionRefusedError):  # the embedded Redis stopped with the workers

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis
 
-from lucid.embedded import free_port
+from lucid_edge.local import free_port
 from tests.e2e.subprocess_edge import SubprocessEdge, sign_in, subprocess_edge
 from tests.shared.proxy.proxy_backends import BackendServer, running_backend
 from tests.utils.wallets import Wallet

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import redis
 
-from lucid.embedded import start_redis
+from lucid_edge.local import start_redis
 from tests.e2e.subprocess_edge import SubprocessEdge, sign_in, subprocess_edge
 from tests.utils.wallets import Wallet
 

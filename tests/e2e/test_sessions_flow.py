@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from lucid.embedded import EmbeddedRedis, free_port
-from lucid.mongo_wire import start_mongo_server
+from lucid_edge.local import EmbeddedRedis, free_port
+from lucid_edge.local.mongo_server import start_mongo_server
 from tests.e2e.flows import (
     Account,
     create_session,

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from lucid.embedded import EmbeddedRedis
+from lucid_edge.local import EmbeddedRedis
 from tests.e2e.flows import (
     AUTHORIZER_TTL_SECONDS,
     Account,

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from lucid.embedded import free_port
+from lucid_edge.local import free_port
 from lucid_edge.server import Edge, build_app
 
 FIXTURES = Path(__file__).parent / "fixtures"

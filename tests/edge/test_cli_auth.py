@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from lucid.auth.tron import address_from_private_key
-from lucid.embedded import free_port
 from lucid_edge.cli import main
+from lucid_edge.local import free_port
 from tests.edge.harness import RunningEdge, running_edge
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"

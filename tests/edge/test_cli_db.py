@@ -8,10 +8,9 @@ import pymongo
 import pytest
 
 from lucid.config import Settings
-from lucid.embedded import free_port
-from lucid.mongo_wire import EmbeddedMongo, start_mongo_server
 from lucid.store.mongo import build_database
 from lucid_edge.cli import main
+from lucid_edge.local import EmbeddedMongo, free_port, start_mongo_server
 
 
 @pytest.fixture
@@ -49,3 +48,15 @@ def test_db_init_on_a_down_database_exits_1_with_a_clear_message(
     assert main(["db", "init"]) == 1
     assert "lucid db init:" in capsys.readouterr().err
     database.client.close()
+
+
+def test_db_init_without_mongodb_uri_says_how_to_set_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN no MONGODB_URI (the layer never falls back to a store of its own)
+    monkeypatch.setattr(
+        "lucid_edge.cli_db.get_database", lambda: build_database(Settings(MONGODB_URI=None))
+    )
+    # WHEN `lucid db init` runs THEN it exits 2 naming the variable, with nothing created
+    assert main(["db", "init"]) == 2
+    assert "lucid db init: MONGODB_URI is unset" in capsys.readouterr().err

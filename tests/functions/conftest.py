@@ -12,8 +12,8 @@ import redis
 from pymongo.database import Database
 
 from lucid.config import Settings
-from lucid.embedded import free_port
 from lucid.store.mongo import build_database
+from lucid_edge.local import free_port
 from tests.utils.datastore import User, add_user, atomic_writes, database_for
 
 

@@ -5,20 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import mongomock
 import pytest
 from pymongo.database import Database
 
 from lucid.config import Settings
-from lucid.embedded import free_port
 from lucid.store.mongo import build_database
+from lucid_edge.local import free_port, in_memory_database
 
 Db = Database[dict[str, Any]]
 
 
 @pytest.fixture
 def db() -> Db:
-    return mongomock.MongoClient(tz_aware=True)["lucid"]
+    return in_memory_database()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@
     lucid.auth, users, sessions, ratelimit, proxy   domain: never FastAPI, Starlette or lucid.web
     lucid.store                                 data: no domain package, no web
     lucid.config, errors, observability, identity   foundation: nothing above them
+    lucid_edge                                  never imported by the layer (local-only code)
 
 Every `import` of every module is read with `ast` (lazy imports inside functions included), so a
 new module that breaks the rule fails here, naming the module, the line and the import.
@@ -11,11 +12,11 @@ new module that breaks the rule fails here, naming the module, the line and the 
 
 from __future__ import annotations
 
-import ast
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.utils.imports import imports_of, module_name
 
 LAYER = Path(__file__).resolve().parents[2] / "shared" / "lucid"
 
@@ -28,34 +29,10 @@ def _within(module: str, packages: tuple[str, ...]) -> bool:
     return any(module == package or module.startswith(package + ".") for package in packages)
 
 
-def module_name(path: Path, root: Path) -> str:
-    """`lucid.auth.tokens` for <root>/auth/tokens.py (`lucid.auth` for its __init__.py)."""
-    parts = [root.name, *path.relative_to(root).with_suffix("").parts]
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imports_of(path: Path, root: Path) -> Iterator[tuple[int, list[str]]]:
-    """(line, names) per imported name of `path`, most specific first: `from a import b` gives
-    ["a.b", "a"] (b may be a module or a name in a), `import a.b` gives ["a.b"]."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    package = module_name(path, root)
-    if path.name != "__init__.py":
-        package = package.rpartition(".")[0]
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                yield node.lineno, [alias.name]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*anchor, base] if base else anchor)
-            for alias in node.names:
-                yield node.lineno, [f"{base}.{alias.name}", base]
-
-
 def rule_broken(importer: str, imported: str) -> str | None:
     """Why `importer` may not import `imported`, or None when the arrow points down."""
+    if _within(imported, ("lucid_edge",)):
+        return "the layer never imports the local edge (what only runs locally is not shipped)"
     if _within(importer, ("lucid.web",)):
         return None
     if _within(imported, WEB_ONLY):
@@ -90,18 +67,7 @@ def test_the_layer_is_laid_out_by_domain() -> None:
     packages = {p.parent.name for p in LAYER.glob("*/__init__.py")}
     assert packages == {"web", "auth", "users", "sessions", "ratelimit", "proxy", "store"}
     top = {p.stem for p in LAYER.glob("*.py")}
-    assert top == {
-        "__init__",
-        "config",
-        "errors",
-        "observability",
-        "identity",
-        "embedded",
-        "mongo_wire",
-        "mongo_wire_core",
-        "mongo_wire_commands",
-        "mongo_wire_writes",
-    }
+    assert top == {"__init__", "config", "errors", "observability", "identity"}
 
 
 @pytest.mark.parametrize(
@@ -116,6 +82,11 @@ def test_the_layer_is_laid_out_by_domain() -> None:
             "ratelimit/bad.py",
             "from starlette.types import Scope\n",
             "imports starlette.types.Scope",
+        ),
+        (
+            "web/bad.py",
+            "from lucid_edge.local import start_redis\n",
+            "never imports the local edge",
         ),
     ],
 )

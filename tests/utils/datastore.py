@@ -1,7 +1,8 @@
 """Users, callers and a per-test MongoDB for the users and sessions functions.
 
-MongoDB in these tests is mongomock, one fresh in-memory database per test, injected into the
-functions through `app.dependency_overrides[current_database]`. mongomock does not make a single
+MongoDB in these tests is the local edge's in-memory store (`lucid_edge.local.in_memory_database`,
+mongomock), one fresh database per test, injected into the functions through
+`app.dependency_overrides[current_database]`. mongomock does not make a single
 write atomic across threads (its `find_one_and_update` is a find followed by an update by `_id`),
 while MongoDB does; `atomic_writes()` restores the server's guarantee (each write operation runs
 alone) so concurrency tests exercise our code's atomicity, not mongomock's gaps.
@@ -19,12 +20,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import mongomock
 from mongomock.collection import Collection
 from pymongo.database import Database
 
 from lucid.store.documents import Document, new_id, utcnow
 from lucid.web.deps import current_database
+from lucid_edge.local import in_memory_database
 from tests.utils.events import Reply, http_event, reply_from
 from tests.utils.functions import load_module
 
@@ -70,9 +71,7 @@ def database_for(
     *groups: str, database: Database[Document] | None = None
 ) -> Iterator[Database[Document]]:
     """`database` (default: a fresh mongomock one) injected into the functions `groups`."""
-    db: Database[Document] = (
-        database if database is not None else mongomock.MongoClient(tz_aware=True)["lucid"]
-    )
+    db: Database[Document] = database if database is not None else in_memory_database()
     apps = [load_module(group).app for group in groups]
     previous = [app.dependency_overrides.get(current_database) for app in apps]
     for app in apps:

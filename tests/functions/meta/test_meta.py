@@ -48,7 +48,7 @@ def test_meta_health_names_redis_when_it_is_down(monkeypatch: pytest.MonkeyPatch
     # GIVEN a Redis client pointed at a port where nothing listens
     import redis
 
-    from lucid.embedded import free_port
+    from lucid_edge.local import free_port
 
     app = load_module("meta").app
     dead = redis.Redis(port=free_port(), socket_connect_timeout=0.05, socket_timeout=0.05)

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from lucid.embedded import free_port
 from lucid.proxy import Proxy, get_proxy
 from lucid.web.proxy import current_proxy
+from lucid_edge.local import free_port
 from tests.shared.proxy.conftest import proxy_settings
 from tests.shared.proxy.proxy_backends import BackendServer, running_backend
 from tests.utils.events import http_event

@@ -10,8 +10,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from lucid.auth.denylist import EXPIRY_MARGIN_SECONDS, KEY_PREFIX, deny_token, is_token_denied
-from lucid.embedded import free_port
 from lucid.errors import ServiceUnavailableError
+from lucid_edge.local import free_port
 
 
 def test_denied_token_stays_denied_until_it_expires(redis_client: redis.Redis) -> None:

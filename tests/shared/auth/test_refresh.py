@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import mongomock
 import pytest
 from pymongo.database import Database
 
@@ -17,13 +16,14 @@ from lucid.auth.refresh import RefreshTokenStore
 from lucid.auth.tokens import TokenService
 from lucid.config import Settings
 from lucid.errors import InvalidTokenError, RefreshTokenReuseError
+from lucid_edge.local import in_memory_database
 from tests.utils.datastore import atomic_writes
 
 
 @pytest.fixture
 def database() -> Iterator[Database[dict[str, Any]]]:
     with atomic_writes():
-        yield mongomock.MongoClient(tz_aware=True)["lucid"]
+        yield in_memory_database()
 
 
 @pytest.fixture

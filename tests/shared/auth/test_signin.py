@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import mongomock
 import pytest
 import redis
 from pymongo.database import Database
@@ -22,7 +21,6 @@ from lucid.auth.signin import NONCE_KEY_PREFIX, SignInService
 from lucid.auth.tokens import TokenService
 from lucid.auth.tron import SignatureScheme
 from lucid.config import Settings
-from lucid.embedded import free_port
 from lucid.errors import (
     AuthenticationError,
     BadSignatureError,
@@ -38,6 +36,7 @@ from lucid.errors import (
 )
 from lucid.store.documents import utcnow
 from lucid.users.repository import UserRepository
+from lucid_edge.local import free_port, in_memory_database
 from tests.utils.datastore import atomic_writes
 from tests.utils.wallets import Wallet
 
@@ -53,7 +52,7 @@ SETTINGS = Settings(
 @pytest.fixture
 def database() -> Iterator[Database[dict[str, Any]]]:
     with atomic_writes():
-        yield mongomock.MongoClient(tz_aware=True)["lucid"]
+        yield in_memory_database()
 
 
 def _service(

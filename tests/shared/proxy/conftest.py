@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from lucid.config import Settings
-from lucid.embedded import EmbeddedRedis
 from lucid.proxy import Proxy, ProxyRequest, build_proxy
+from lucid_edge.local import EmbeddedRedis
 from tests.shared.proxy.proxy_backends import BackendServer, running_backend
 
 FAST_BREAKER: dict[str, Any] = {

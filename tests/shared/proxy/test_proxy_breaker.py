@@ -10,11 +10,11 @@ import pytest
 import redis
 
 from lucid.config import Settings
-from lucid.embedded import free_port
 from lucid.errors import LucidError, ServiceUnavailableError
 from lucid.proxy import BreakerState, Permit, Proxy, build_proxy
 from lucid.proxy.breaker import OutcomeWindow
 from lucid.store.redis_client import build_redis
+from lucid_edge.local import free_port
 from tests.shared.proxy.conftest import proxy_request, proxy_settings
 from tests.shared.proxy.proxy_backends import BackendServer
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import redis
 
-from lucid.embedded import EmbeddedRedis
 from lucid.proxy import BreakerState, Proxy
+from lucid_edge.local import EmbeddedRedis
 from tests.shared.proxy.conftest import proxy_request, proxy_settings
 from tests.shared.proxy.proxy_backends import BackendServer
 from tests.shared.proxy.proxy_worker import serve

@@ -9,10 +9,10 @@ import pytest
 import redis
 
 from lucid.config import Settings
-from lucid.embedded import free_port
 from lucid.proxy import BreakerState, FallbackStore, LocalBreakerStore, RedisBreakerStore
 from lucid.proxy.breaker import OutcomeWindow
 from lucid.store.redis_client import build_redis
+from lucid_edge.local import free_port
 
 
 @pytest.fixture(params=["redis", "local"])

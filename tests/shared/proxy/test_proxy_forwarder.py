@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 import pytest
 
-from lucid.embedded import free_port
 from lucid.errors import (
     BadGatewayError,
     GatewayTimeoutError,
@@ -19,6 +18,7 @@ from lucid.errors import (
 )
 from lucid.identity import CallerIdentity
 from lucid.proxy import Proxy, backoff_delays
+from lucid_edge.local import free_port
 from tests.shared.proxy.conftest import proxy_request, proxy_settings
 from tests.shared.proxy.proxy_backends import BackendServer, running_backend
 from tests.shared.proxy.test_proxy_routing import TRAVERSALS

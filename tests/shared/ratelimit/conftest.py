@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lucid.embedded import EmbeddedRedis, start_redis
+from lucid_edge.local import EmbeddedRedis, start_redis
 from tests.shared.ratelimit.helpers import RecordList
 
 

@@ -10,7 +10,7 @@ import multiprocessing
 
 import redis
 
-from lucid.embedded import EmbeddedRedis, free_port
+from lucid_edge.local import EmbeddedRedis, free_port
 from tests.shared.ratelimit.helpers import hammer, limiter_for
 from tests.shared.ratelimit.workers import burst
 

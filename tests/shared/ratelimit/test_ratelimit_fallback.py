@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from lucid.config import Settings
-from lucid.embedded import EmbeddedRedis, free_port, start_redis
 from lucid.errors import PROBLEM_CONTENT_TYPE
 from lucid.observability import flush_metrics
 from lucid.ratelimit import RateLimiter
 from lucid.ratelimit.memory import InMemoryLimiter
 from lucid.store.redis_client import build_redis
+from lucid_edge.local import EmbeddedRedis, free_port, start_redis
 from tests.shared.ratelimit.helpers import RecordList, function_app, invoke
 
 LIMITS: dict[str, Any] = {"RATE_LIMIT_ENABLED": True, "RATE_LIMIT_PUBLIC": 3}

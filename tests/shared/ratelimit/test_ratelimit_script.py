@@ -8,9 +8,9 @@ import pytest
 import redis
 
 from lucid.config import Settings
-from lucid.embedded import start_redis
 from lucid.ratelimit.script import ScriptRunner
 from lucid.store.redis_client import build_redis
+from lucid_edge.local import start_redis
 
 COUNTER = "return redis.call('INCR', KEYS[1]) + tonumber(ARGV[1])"
 

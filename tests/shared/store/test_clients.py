@@ -1,16 +1,15 @@
-"""Redis and MongoDB clients: built from the URIs, embedded defaults only on the local stage."""
+"""Redis and MongoDB clients: built from the URIs only; without one, a message saying how."""
 
 from __future__ import annotations
 
 import pymongo
 import pytest
-import redis
 
 from lucid.config import Settings
-from lucid.embedded import EmbeddedRedisError, free_port, start_redis
 from lucid.store.health import check_mongodb, check_redis
 from lucid.store.mongo import build_database
 from lucid.store.redis_client import build_redis
+from lucid_edge.local import free_port, start_redis
 
 KEY = "k" * 32
 
@@ -21,13 +20,18 @@ def test_redis_client_talks_to_the_configured_server(redis_server) -> None:  # t
     client.close()
 
 
-def test_without_redis_uri_the_local_stage_starts_an_embedded_server() -> None:
-    client = build_redis(Settings(JWT_SECRET_KEY=KEY, REDIS_URI=None))
-    try:
-        assert client.set("probe", "1") is True
-        assert client.get("probe") == b"1"
-    finally:
-        client.connection_pool.disconnect()
+@pytest.mark.parametrize(
+    ("builder", "name"), [(build_redis, "REDIS_URI"), (build_database, "MONGODB_URI")]
+)
+def test_without_a_uri_the_local_stage_says_to_run_through_the_edge(builder, name) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN the local stage and no URI: the layer starts no server of its own
+    settings = Settings(JWT_SECRET_KEY=KEY, REDIS_URI=None, MONGODB_URI=None)
+    # WHEN a client is built THEN the error names the variable and the two ways to provide it
+    with pytest.raises(
+        RuntimeError, match=rf"{name} is unset: run the functions through the local edge"
+    ) as raised:
+        builder(settings)
+    assert f"or set {name}" in str(raised.value)
 
 
 @pytest.mark.parametrize("builder", [build_redis, build_database])
@@ -64,29 +68,6 @@ def test_mongodb_uri_switches_to_pymongo_without_code_change() -> None:
         assert status.error == "ServerSelectionTimeoutError"
     finally:
         database.client.close()
-
-
-def test_in_memory_mongodb_warns_that_nothing_is_persisted(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    with caplog.at_level("WARNING", logger="lucid.store.mongo"):
-        database = build_database(Settings(JWT_SECRET_KEY=KEY, MONGODB_URI=None))
-    assert "NOTHING IS PERSISTED" in caplog.text
-    database["probe"].insert_one({"_id": "x"})
-    assert check_mongodb(database).healthy
-
-
-def test_embedded_redis_reports_a_port_already_in_use(redis_server) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(EmbeddedRedisError, match=r"exited at start|did not answer"):
-        start_redis(port=redis_server.port)
-
-
-def test_embedded_redis_stops_cleanly_and_twice() -> None:
-    server = start_redis()
-    with server:
-        assert redis.Redis.from_url(server.uri).ping()
-    server.stop()
-    assert server.process.poll() is not None
 
 
 def test_a_pooled_connection_that_died_with_an_earlier_server_is_redialled_unnoticed() -> None:

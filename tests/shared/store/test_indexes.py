@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import mongomock
 import pytest
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from lucid.errors import ServiceUnavailableError
 from lucid.store.indexes import ensure_indexes, ensure_indexes_once
+from lucid_edge.local import in_memory_database
 
 Db = Database[dict[str, Any]]
 
@@ -43,7 +43,7 @@ def test_ensure_once_retries_a_database_that_was_down(dead_db: Db, db: Db) -> No
 def test_each_fresh_database_gets_its_indexes_even_when_it_looks_like_another(db: Db) -> None:
     # GIVEN a prepared database, and another in-memory one with the same address and name
     ensure_indexes_once(db)
-    twin: Db = mongomock.MongoClient(tz_aware=True)["lucid"]
+    twin: Db = in_memory_database()
     assert twin == db
     # WHEN it is first used THEN it gets its own indexes
     ensure_indexes_once(twin)

@@ -7,7 +7,6 @@ import sys
 import threading
 from typing import Any
 
-import mongomock
 import pytest
 from pymongo.database import Database
 
@@ -15,6 +14,7 @@ from lucid.errors import ConflictError
 from lucid.store.documents import is_valid_id
 from lucid.store.indexes import ensure_indexes
 from lucid.users.repository import UserRepository
+from lucid_edge.local import in_memory_database
 from tests.utils.datastore import add_user, atomic_writes
 
 Db = Database[dict[str, Any]]
@@ -22,7 +22,7 @@ ADDRESS = "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC"
 
 
 def _database() -> Database[dict[str, Any]]:
-    database: Database[dict[str, Any]] = mongomock.MongoClient(tz_aware=True)["lucid"]
+    database: Database[dict[str, Any]] = in_memory_database()
     ensure_indexes(database)
     return database
 

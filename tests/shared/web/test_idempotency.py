@@ -11,9 +11,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from lucid.embedded import free_port
 from lucid.errors import ConflictError, ServiceUnavailableError, ValidationFailedError
 from lucid.web.idempotency import IdempotencyStore, StoredResponse, fingerprint
+from lucid_edge.local import free_port
 
 
 def created(n: int) -> StoredResponse:

@@ -1,4 +1,4 @@
-"""The command set of the embedded MongoDB (`lucid.mongo_wire`), on one mongomock client.
+"""The command set of the embedded MongoDB (`lucid_edge.local.mongo_server`), on mongomock.
 
 `CommandBackend.run` takes a decoded command document and returns the reply MongoDB would send
 (`{ok: 1, ...}`, or `{ok: 0, errmsg, code, codeName}`; unknown commands: 59 CommandNotFound).
@@ -18,12 +18,14 @@ from typing import Any
 import mongomock
 from bson.int64 import Int64
 from mongomock.filtering import filter_applies
+from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
-from lucid import mongo_wire_writes as writes
-from lucid.mongo_wire_core import CommandError, Cursors, Document, Request
+from lucid.store.documents import Document
+from lucid_edge.local import mongo_writes as writes
+from lucid_edge.local.mongo_core import CommandError, Cursors, Request
 
-logger = logging.getLogger("lucid.mongo_wire")
+logger = logging.getLogger("lucid_edge.local.mongo_server")
 
 SERVER_VERSION = (6, 0, 0)
 WIRE_VERSION = 17  # MongoDB 6.0; pymongo 4.10 needs at least 6
@@ -32,6 +34,18 @@ MAX_MESSAGE_SIZE = 48_000_000
 MAX_WRITE_BATCH_SIZE = 100_000
 
 _matches: Callable[[Document, Document], bool] = filter_applies
+
+
+def in_memory_client() -> Any:
+    """A fresh in-memory MongoDB-API client (mongomock), timezone-aware like our pymongo ones."""
+    return mongomock.MongoClient(tz_aware=True)
+
+
+def in_memory_database(name: str = "lucid") -> Database[Document]:
+    """A fresh in-memory database in this process, for tests. NOTHING IS PERSISTED."""
+    database: Database[Document] = in_memory_client()[name]
+    return database
+
 
 # wire name -> method name (the wire names are camelCase; the handshake has legacy spellings)
 _COMMANDS = {
@@ -52,7 +66,7 @@ _COMMANDS = {
 class CommandBackend:
     """Runs decoded commands against one in-memory mongomock store, one at a time."""
 
-    client: Any = field(default_factory=lambda: mongomock.MongoClient(tz_aware=True))
+    client: Any = field(default_factory=in_memory_client)
     cursors: Cursors = field(default_factory=Cursors)
     max_message_size: int = MAX_MESSAGE_SIZE
 
@@ -192,7 +206,7 @@ class CommandBackend:
         collection.drop()
         return {"ns": request.namespace, "nIndexesWas": indexes}
 
-    # --- writes (lucid.mongo_wire_writes) ---------------------------------------------------
+    # --- writes (lucid_edge.local.mongo_writes) ------------------------------------------
 
     def insert(self, request: Request) -> Document:
         """Insert `documents`."""

@@ -1,4 +1,4 @@
-"""The embedded MongoDB (lucid.mongo_wire), driven by the real pymongo driver and raw sockets."""
+"""The embedded MongoDB (lucid_edge.local.mongo_server), driven by pymongo and raw sockets."""
 
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ from pymongo.monitoring import (
 )
 from pymongo.write_concern import WriteConcern
 
-from lucid.embedded import free_port
-from lucid.mongo_wire import EmbeddedMongo, EmbeddedMongoError, start_mongo_server
-from lucid.mongo_wire_core import IDLE_CURSOR_SECONDS, MAX_BATCH_BYTES, Cursors
+from lucid_edge.local import free_port
+from lucid_edge.local.mongo_core import IDLE_CURSOR_SECONDS, MAX_BATCH_BYTES, Cursors
+from lucid_edge.local.mongo_server import EmbeddedMongo, EmbeddedMongoError, start_mongo_server
 
 Doc = dict[str, Any]
 
@@ -546,7 +546,7 @@ def test_clients_and_processes_share_one_store(server: EmbeddedMongo, db: Databa
 
 def test_start_warns_and_stop_is_clean_and_fast(caplog: pytest.LogCaptureFixture) -> None:
     port = free_port()
-    with caplog.at_level(logging.WARNING, logger="lucid.mongo_wire"):
+    with caplog.at_level(logging.WARNING, logger="lucid_edge.local.mongo_server"):
         embedded = start_mongo_server(port)
     assert "NOTHING IS PERSISTED" in caplog.text
     assert embedded.uri == f"mongodb://127.0.0.1:{port}/?directConnection=true"

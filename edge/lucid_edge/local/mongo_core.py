@@ -1,4 +1,5 @@
-"""Vocabulary of the embedded MongoDB (`lucid.mongo_wire`): requests, errors, open cursors.
+"""Vocabulary of the embedded MongoDB (`lucid_edge.local.mongo_server`): requests, errors,
+open cursors.
 
 mongomock computes a whole result at once; a cursor hands it out in batches, each document
 encoded once (so its size is known) and each batch capped in bytes so that a reply always fits
@@ -16,7 +17,7 @@ import bson
 from bson.raw_bson import RawBSONDocument
 from pymongo.errors import OperationFailure
 
-Document = dict[str, Any]
+from lucid.store.documents import Document
 
 DEFAULT_FIRST_BATCH = 101
 MAX_BATCH_BYTES = 16 * 1024 * 1024

