@@ -30,8 +30,6 @@ class Settings(BaseSettings):
     # --- service ---------------------------------------------------------------------------
     STAGE: str = LOCAL_STAGE
     SERVICE_NAME: str = "lucid-api-gateway"
-    PORT: int = Field(default=8080, ge=1, le=65535)
-    DEBUG: bool = False
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     # --- auth ------------------------------------------------------------------------------
@@ -94,17 +92,13 @@ class Settings(BaseSettings):
     # How long a POST's Idempotency-Key replays its first response.
     IDEMPOTENCY_TTL_SECONDS: int = Field(default=24 * 3600, ge=60, le=7 * 24 * 3600)
 
-    # --- CORS (API Gateway answers preflights; these mirror the template parameters) ------
-    CORS_ORIGINS: CommaList = Field(default_factory=lambda: ["http://localhost:3000"])
-    CORS_ALLOW_CREDENTIALS: bool = False
-
     @field_validator("*", mode="before")
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
         # Template parameters default to "" for optional values; "" means "not configured".
         return None if value == "" else value
 
-    @field_validator("ADMIN_ADDRESSES", "CORS_ORIGINS", mode="before")
+    @field_validator("ADMIN_ADDRESSES", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -37,7 +37,6 @@ from lucid.store.indexes import ensure_indexes_once
 COLLECTION = "tokens"
 TOKEN_BYTES = 32
 _FORMAT = re.compile(r"[A-Za-z0-9_-]{43}")
-_UNSPENT = {"used_at": None, "revoked_at": None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +118,6 @@ class RefreshTokenStore:
             self._tokens.update_many(
                 {"family_id": family_id, "revoked_at": None}, {"$set": {"revoked_at": utcnow()}}
             )
-
-    def revoke_user(self, user_id: str) -> None:
-        """Revoke every refresh token of `user_id` (account closure, sign out everywhere)."""
-        revoke_user_families(self._tokens.database, user_id)
 
     def _refusal(self, token_hash: str) -> AuthenticationError:
         document = self._tokens.find_one({"_id": token_hash})

@@ -12,7 +12,7 @@ import pytest
 from pymongo.database import Database
 
 from lucid.auth.keys import KeyRing
-from lucid.auth.refresh import RefreshTokenStore
+from lucid.auth.refresh import RefreshTokenStore, revoke_user_families
 from lucid.auth.tokens import TokenService
 from lucid.config import Settings
 from lucid.errors import InvalidTokenError, RefreshTokenReuseError
@@ -117,7 +117,9 @@ def test_unknown_and_expired_tokens_are_refused(database: Database[dict[str, Any
         store.use(expired)
 
 
-def test_logout_and_account_closure_revoke(store: RefreshTokenStore) -> None:
+def test_logout_and_account_closure_revoke(
+    store: RefreshTokenStore, database: Database[dict[str, Any]]
+) -> None:
     by_logout = store.issue("u1", "jti-1")
     other_device = store.issue("u1", "jti-2")
     someone_else = store.issue("u2", "jti-3")
@@ -125,7 +127,7 @@ def test_logout_and_account_closure_revoke(store: RefreshTokenStore) -> None:
     store.revoke_family_of_access_token("jti-unknown")
     with pytest.raises(InvalidTokenError, match="revoked"):
         store.use(by_logout)
-    store.revoke_user("u1")
+    revoke_user_families(database, "u1")
     with pytest.raises(InvalidTokenError, match="revoked"):
         store.use(other_device)
     assert store.use(someone_else).user_id == "u2"
