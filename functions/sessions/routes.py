@@ -22,7 +22,7 @@ from lucid.sessions.schemas import (
 )
 from lucid.store.documents import Document
 from lucid.store.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, SortOrder
-from lucid.web.deps import Caller, SessionsDep
+from lucid.web.deps import Caller
 from lucid.web.idempotency import (
     HEADER,
     REPLAYED_HEADER,
@@ -30,6 +30,7 @@ from lucid.web.idempotency import (
     StoredResponse,
     fingerprint,
 )
+from lucid.web.repositories import SessionsDep
 
 router = APIRouter()
 

@@ -1,10 +1,11 @@
 """HTTP plumbing every FastAPI function shares; the only package of the layer that knows FastAPI.
 
-app          `create_app(function, *routers)` and `lambda_handler(app)` (Mangum)
-middleware   correlation id, access log, metrics flush; the request's event read once
-deps         the `Annotated` aliases routes declare (`Caller`, `AdminCaller`, `UsersDep`, ...)
-problems     every error translated to RFC 9457 problem+json, registered in one place
-ratelimit    the tiered rate limit in front of every route (decisions: `lucid.ratelimit`)
-idempotency  `Idempotency-Key` for POSTs, replayed from Redis
-proxy        the proxy as a route dependency (only the proxy function imports it)
+- app: `create_app(function, *routers)` and `lambda_handler(app)` (Mangum)
+- middleware: correlation id, access log, metrics flush; the request's event read once
+- deps: the `Annotated` aliases routes declare (`Caller`, `SourceIp`, `DatabaseDep`, ...)
+- repositories: `UsersDep`, `SessionsDep` (apart, so that meta and proxy import no repository)
+- problems: every error translated to RFC 9457 problem+json, registered in one place
+- ratelimit: the tiered rate limit in front of every route (decisions: `lucid.ratelimit`)
+- idempotency: `Idempotency-Key` for POSTs, replayed from Redis
+- proxy: `ProxyDep` (apart, so that only the proxy function imports httpx and the breakers)
 """

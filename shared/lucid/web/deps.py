@@ -16,12 +16,9 @@ from pymongo.database import Database
 from lucid.config import Settings, get_settings
 from lucid.errors import AuthenticationError, ForbiddenError
 from lucid.identity import CallerIdentity
-from lucid.sessions.repository import SessionRepository
 from lucid.store.documents import Document
-from lucid.store.indexes import ensure_indexes_once
 from lucid.store.mongo import get_database
 from lucid.store.redis_client import get_redis
-from lucid.users.repository import UserRepository
 from lucid.web.middleware import request_facts
 
 # Dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker
@@ -78,19 +75,3 @@ SourceIp = Annotated[str, Depends(source_ip)]
 SettingsDep = Annotated[Settings, Depends(current_settings)]
 RedisDep = Annotated[redis.Redis, Depends(current_redis)]
 DatabaseDep = Annotated[Database[Document], Depends(current_database)]
-
-
-async def session_repository(database: DatabaseDep) -> SessionRepository:
-    """The sessions repository on the process's database (indexes ensured on first use)."""
-    ensure_indexes_once(database)
-    return SessionRepository(database)
-
-
-async def user_repository(database: DatabaseDep) -> UserRepository:
-    """The users repository on the process's database (indexes ensured on first use)."""
-    ensure_indexes_once(database)
-    return UserRepository(database)
-
-
-SessionsDep = Annotated[SessionRepository, Depends(session_repository)]
-UsersDep = Annotated[UserRepository, Depends(user_repository)]
