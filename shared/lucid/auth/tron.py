@@ -21,6 +21,7 @@ from coincurve import PrivateKey, PublicKey
 
 from lucid.auth.base58 import Base58Error, b58decode_check, b58encode_check
 from lucid.errors import BadSignatureError, InvalidAddressError, SignerMismatchError
+from lucid.auth.keccak import keccak256
 
 ADDRESS_PREFIX = 0x41
 ADDRESS_LENGTH = 34
@@ -38,14 +39,6 @@ class SignatureScheme(StrEnum):
 
     V2 = "v2"  # TronWeb / TronLink signMessageV2 (the default)
     V1 = "v1"  # legacy trx.sign(hexString)
-
-
-def keccak256(data: bytes) -> bytes:
-    """Keccak-256 as Ethereum and TRON use it (not NIST SHA3-256, which pads differently)."""
-    # Imported on first use: ~20 ms of cold start that a challenge or a refresh never needs.
-    from Crypto.Hash import keccak
-
-    return keccak.new(digest_bits=256, data=data).digest()
 
 
 def _message_bytes(message: str | bytes) -> bytes:
