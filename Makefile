@@ -4,6 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SAM_VENV := .venv-sam
 HOST ?= 127.0.0.1
 PORT ?= 8080
 WORKERS ?= 2
@@ -38,7 +39,8 @@ $(TRONWEB): tests/interop/package.json
 	@command -v npm >/dev/null && npm install --prefix tests/interop --no-audit --no-fund --silent \
 		|| echo "TronWeb not installed: the interop test will be skipped"
 
-pytest: $(STAMP) $(TRONWEB)
+# The built-artifact tests (tests/infra/test_built_artifact.py) run the real `sam build`.
+pytest: $(STAMP) $(TRONWEB) $(SAM_VENV)/bin/sam
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=95 -p no:cacheprovider
 
@@ -50,7 +52,6 @@ validate: $(STAMP)
 	AWS_DEFAULT_REGION=us-east-1 $(BIN)/cfn-lint infra/template.yaml
 
 # aws-sam-cli pins its own versions of shared libraries: it gets a venv of its own.
-SAM_VENV := .venv-sam
 $(SAM_VENV)/bin/sam:
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli>=1.120,<2'
