@@ -44,9 +44,15 @@ pytest: $(STAMP) $(TRONWEB) $(SAM_VENV)/bin/sam
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=95 -p no:cacheprovider
 
-bench: $(STAMP)
+# `make bench` runs every scenario; `make bench coldstart` (or any scenario names) only those.
+BENCH_SCENARIOS := $(filter-out bench,$(MAKECMDGOALS))
+bench: $(STAMP) $(SAM_VENV)/bin/sam
 	@command -v wrk >/dev/null || (apt-get install -y wrk >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y wrk >/dev/null))
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_SCENARIOS)
+ifneq ($(filter bench,$(MAKECMDGOALS)),)
+$(BENCH_SCENARIOS):
+	@:
+endif
 
 validate: $(STAMP)
 	AWS_DEFAULT_REGION=us-east-1 $(BIN)/cfn-lint infra/template.yaml
