@@ -110,13 +110,16 @@ def test_stage_has_throttling_and_access_logging(cloudformation: dict[str, Any])
     assert "DestinationArn" in stage["Properties"]["AccessLogSettings"]
 
 
-def test_every_function_is_python311_traced_with_the_layer(cloudformation: dict[str, Any]) -> None:
+def test_every_function_is_python311_with_the_layer_and_untraced(
+    cloudformation: dict[str, Any],
+) -> None:
     functions = resources_of(cloudformation, "AWS::Lambda::Function")
     assert len(functions) >= 6
     for name, function in functions.items():
         props = function["Properties"]
         assert props["Runtime"] == "python3.11", name
-        assert props["TracingConfig"] == {"Mode": "Active"}, name
+        # No X-Ray: no Tracer in the code, whose cold-start cost bench/coldstart.py measures
+        assert props.get("TracingConfig", {"Mode": "PassThrough"}) == {"Mode": "PassThrough"}, name
         (layer,) = props["Layers"]
         assert layer["Ref"].startswith("SharedLayer"), name
         assert props["Handler"] == "app.handler", name
