@@ -1,27 +1,26 @@
-"""The built Lambda artifact, loaded as Lambda loads it: `sam build`, a read-only copy, a probe.
+"""The built Lambda artifact: `sam build` output, loaded and copied as Lambda would see it.
 
 Shared by the cold-start benchmark (bench/coldstart.py) and the test of the built artifact
 (tests/infra/test_built_artifact.py), so that both measure and check the same thing:
 
 - `sam_build()` runs the real `sam build` (aws-sam-cli from .venv-sam, installed by
-  `make sam-build`) into .aws-sam/artifact/, reused while its inputs are unchanged.
+  `make sam-build`) into .aws-sam/artifact/, reused while its inputs are unchanged;
+  `make_build()` builds a folder outside the template by the same make rules.
+- `load_artifact()` reads a build's template: the layer and each function with its handler and
+  the probe (bench/probes.py) that invokes it without network.
 - `readonly_copy()` copies a built folder and removes write permission (Lambda's /var/task and
   /opt are read-only), optionally without its __pycache__ folders: the same artifact as a build
   without ahead-of-time bytecode.
-- `invoke_cold()` runs bench/lambda_probe.py in a fresh `python -S -I -B` with only a task root
-  and the layer on sys.path: one cold start, timed, with the modules compiled from source.
-- `PROBES` names, for each function, an invocation that needs no network.
+- `tree_size()` / `zipped_size()`: bytes unzipped, and zipped as `sam package` zips.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 import zipfile
 from collections.abc import Iterable
@@ -31,59 +30,14 @@ from typing import Any
 
 from cfnlint.decode import decode
 
+from bench.probes import Probe, probe_for
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infra" / "template.yaml"
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
 BUILD_DIR = ROOT / ".aws-sam" / "artifact"
-PROBE = Path(__file__).resolve().with_name("lambda_probe.py")
 # Everything `sam build` reads; a change to any of these rebuilds.
 BUILD_INPUTS = ("infra", "shared", "functions")
-# What a deployed stage sets (template Globals), with endpoints nothing listens on: the probes
-# take routes that need no network, and an accidental connection fails at once.
-LAMBDA_ENV = {
-    "STAGE": "dev",
-    "SERVICE_NAME": "lucid-api-gateway",
-    "LOG_LEVEL": "INFO",
-    "AUTH_SERVICE_URL": "https://api.lucid.test",
-    "JWT_SECRET_KEY": "probe-only-" + "k" * 40,
-    "MONGODB_URI": "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=500",
-    "REDIS_URI": "redis://127.0.0.1:9/0",
-    # The tiered limit is one Redis round trip per request: network, left out of the probe.
-    "RATE_LIMIT_ENABLED": "false",
-    "POWERTOOLS_SERVICE_NAME": "lucid-api-gateway",
-    "POWERTOOLS_METRICS_NAMESPACE": "Lucid",
-    # What Lambda's runtime sets for every function.
-    "AWS_REGION": "us-east-1",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_LAMBDA_FUNCTION_NAME": "probe",
-    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
-    "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-    "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
-    "LAMBDA_TASK_ROOT": "/var/task",
-    "LANG": "en_US.UTF-8",
-    "TZ": ":UTC",
-}
-
-
-@dataclass(frozen=True)
-class Probe:
-    """An invocation of one function that needs no network, and the answer it must get."""
-
-    method: str
-    path: str
-    status: int
-    authorizer: bool = False  # an authorizer REQUEST event instead of an HTTP request
-
-
-# Keyed by a route the function serves (from the template), so they follow the routes around.
-PROBES = (
-    Probe("GET", "/health", 200),
-    Probe("GET", "/auth/status", 200),  # no token: anonymous, decided without Redis or MongoDB
-    Probe("GET", "/users/me", 401),  # no authorizer context: refused before any lookup
-    Probe("GET", "/sessions", 401),
-    Probe("GET", "/chain/info", 503),  # backend URL unset: 503 naming the setting
-    Probe("GET", "/users/me", 403, authorizer=True),  # a malformed token: denied
-)
 
 
 @dataclass(frozen=True)
@@ -176,7 +130,7 @@ def load_artifact(build_dir: Path) -> Artifact:
         if resource["Type"] != "AWS::Serverless::Function":
             continue
         props = resource["Properties"]
-        probe = _probe_for(name in authorizers, _routes(props))
+        probe = probe_for(name in authorizers, _routes(props))
         functions.append(BuiltFunction(name, build_dir / props["CodeUri"], props["Handler"], probe))
     return Artifact(
         build_dir, build_dir / layer["Properties"]["ContentUri"] / "python", tuple(functions)
@@ -200,15 +154,6 @@ def _routes(props: dict[str, Any]) -> set[tuple[str, str]]:
     return routes
 
 
-def _probe_for(is_authorizer: bool, routes: set[tuple[str, str]]) -> Probe:
-    for probe in PROBES:
-        if probe.authorizer != is_authorizer:
-            continue
-        if is_authorizer or {(probe.method, probe.path), ("ANY", probe.path)} & routes:
-            return probe
-    raise LookupError(f"no probe in bench/artifact.py PROBES for a function serving {routes}")
-
-
 def readonly_copy(source: Path, target: Path, *, bytecode: bool = True) -> Path:
     """Copy `source` to `target` without write permission; without `bytecode`, no __pycache__."""
     ignore = None if bytecode else shutil.ignore_patterns("__pycache__")
@@ -224,67 +169,6 @@ def make_writable(tree: Path) -> None:
     for path in [tree, *tree.rglob("*")]:
         if not path.is_symlink():
             path.chmod(path.stat().st_mode | stat.S_IWUSR)
-
-
-def event_for(probe: Probe) -> dict[str, Any]:
-    """A real API Gateway payload 2.0 event (HTTP request or authorizer) for `probe`."""
-    events = ROOT / "tests" / "events"
-    if probe.authorizer:
-        event: dict[str, Any] = json.loads((events / "http_api_v2_authorizer.json").read_text())
-        event["identitySource"] = ["Bearer not-a-jwt"]
-        event["headers"]["authorization"] = "Bearer not-a-jwt"
-        event["routeKey"] = event["requestContext"]["routeKey"] = f"{probe.method} {probe.path}"
-        event["rawPath"] = event["requestContext"]["http"]["path"] = probe.path
-        event["routeArn"] = (
-            f"arn:aws:execute-api:us-east-1:123456789012:api-id/$default/GET{probe.path}"
-        )
-        event.pop("pathParameters", None)
-        return event
-    event = json.loads((events / "http_api_v2.json").read_text())
-    event["routeKey"] = event["requestContext"]["routeKey"] = f"{probe.method} {probe.path}"
-    event["rawPath"] = event["requestContext"]["http"]["path"] = probe.path
-    event["requestContext"]["http"]["method"] = probe.method
-    event["requestContext"]["stage"] = "$default"
-    for key in ("cookies", "queryStringParameters", "pathParameters"):
-        event.pop(key, None)
-    return event
-
-
-def status_of(answer: dict[str, Any], probe: Probe) -> int:
-    """The HTTP status the client gets from `answer` (an authorizer's simple response decides
-    between API Gateway's 403 and calling the route)."""
-    if probe.authorizer:
-        return {True: 200, False: 403}[answer["isAuthorized"]]
-    return int(answer["statusCode"])
-
-
-def invoke_cold(
-    path: Iterable[Path],
-    handler: str,
-    event: dict[str, Any],
-    *,
-    tracer: bool = False,
-    extra_env: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """One cold start in a fresh interpreter with only `path` (and the stdlib) importable."""
-    config = {"path": [str(p) for p in path], "handler": handler, "event": event, "tracer": tracer}
-    completed = subprocess.run(
-        [sys.executable, "-S", "-I", "-B", str(PROBE), json.dumps(config)],
-        capture_output=True,
-        text=True,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **LAMBDA_ENV, **(extra_env or {})},
-        cwd="/",
-        check=False,
-        timeout=120,
-    )
-    for line in reversed(completed.stdout.splitlines()):
-        if line.startswith("LAMBDA-PROBE "):
-            report: dict[str, Any] = json.loads(line.removeprefix("LAMBDA-PROBE "))
-            return report
-    raise RuntimeError(
-        f"{handler} from {config['path']} did not answer (exit {completed.returncode}):\n"
-        + (completed.stdout + completed.stderr)[-4000:]
-    )
 
 
 def tree_size(root: Path) -> int:

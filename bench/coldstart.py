@@ -16,35 +16,27 @@ the same rounds, as it is.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.artifact import (
-    LAMBDA_ENV,
-    PROBE,
     ROOT,
     Artifact,
-    Probe,
-    event_for,
-    invoke_cold,
     load_artifact,
     make_build,
     make_writable,
     readonly_copy,
     sam_build,
-    status_of,
     tree_size,
     zipped_size,
 )
+from bench.probes import Probe, event_for, import_profile, invoke_cold, status_of
 
 REPEATS = int(os.environ.get("BENCH_COLDSTART_REPEATS", "5"))
 EXTRA_BUILDS = ROOT / ".aws-sam" / "bench"
@@ -117,41 +109,6 @@ def _target(function: str, authorizer: str) -> float | None:
     if function == HELLO:
         return None
     return AUTHORIZER_TARGET if function == authorizer else FASTAPI_TARGET
-
-
-def import_profile(candidate: Candidate, top: int = 12) -> list[tuple[str, float]]:
-    """Milliseconds of import time by top-level package (`-X importtime`, self times summed)."""
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-X",
-            "importtime",
-            "-S",
-            "-I",
-            "-B",
-            str(PROBE),
-            json.dumps(
-                {
-                    "path": [str(p) for p in candidate.path],
-                    "handler": candidate.handler,
-                    "event": event_for(candidate.probe),
-                    "tracer": candidate.tracer,
-                }
-            ),
-        ],
-        capture_output=True,
-        text=True,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **LAMBDA_ENV},
-        cwd="/",
-        check=True,
-    )
-    by_package: Counter[str] = Counter()
-    for line in completed.stderr.splitlines():
-        if not line.startswith("import time:") or "self [us]" in line:
-            continue
-        self_us, _, name = (part.strip() for part in line.removeprefix("import time:").split("|"))
-        by_package[name.split(".")[0]] += int(self_us) / 1000
-    return by_package.most_common(top)
 
 
 def _print_table(
@@ -286,7 +243,10 @@ def measure(env: dict[str, str]) -> dict[str, object]:
                 > target * figures[c.variant, HELLO]["total_ms"]
             ]
             for candidate in misses:
-                profile = ", ".join(f"{name} {ms:.0f}" for name, ms in import_profile(candidate))
+                costs = import_profile(
+                    candidate.path, candidate.handler, event_for(candidate.probe)
+                )
+                profile = ", ".join(f"{name} {ms:.0f}" for name, ms in costs)
                 print(f"{candidate.function} imports by package (ms, self time): {profile}")
             report["tracer"] = _tracer(artifact, tmp)
         finally:

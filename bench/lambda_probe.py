@@ -1,6 +1,6 @@
 """One cold start of a built function, as Lambda's python3.11 runtime pays it.
 
-Run by bench/artifact.py as `python3.11 -S -I -B lambda_probe.py CONFIG_JSON`: no site-packages,
+Run by bench/probes.py as `python3.11 -S -I -B lambda_probe.py CONFIG_JSON`: no site-packages,
 no PYTHON* variables, no bytecode written (Lambda's /var/task and /opt are read-only), and
 nothing on sys.path but the standard library and the folders CONFIG names (the task root, then
 the layer's python/ folder, in the order Lambda puts /var/task and /opt/python). Standard library

@@ -20,16 +20,8 @@ from pathlib import Path
 import pytest
 from cfnlint.decode import decode
 
-from bench.artifact import (
-    TEMPLATE,
-    Artifact,
-    event_for,
-    invoke_cold,
-    make_writable,
-    readonly_copy,
-    sam_build,
-    status_of,
-)
+from bench.artifact import TEMPLATE, Artifact, make_writable, readonly_copy, sam_build
+from bench.probes import event_for, invoke_cold, status_of
 
 # What only the local edge, the tests or a replaced dependency use, and why each must stay out of
 # the layer (glob patterns under the layer's python/ folder). The one list of them.
