@@ -4,6 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SAM_VENV := .venv-sam
 HOST ?= 127.0.0.1
 PORT ?= 8080
 WORKERS ?= 2
@@ -28,6 +29,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy -p lucid -p lucid_edge
+	$(BIN)/mypy infra/lambda_build.py
 	@# Each function is its own Lambda package (every one has an `app` module): check one at a time.
 	@for d in $(FUNCTION_DIRS); do echo "mypy $$d"; MYPYPATH=$$d $(BIN)/mypy $$d/*.py || exit 1; done
 
@@ -37,19 +39,25 @@ $(TRONWEB): tests/interop/package.json
 	@command -v npm >/dev/null && npm install --prefix tests/interop --no-audit --no-fund --silent \
 		|| echo "TronWeb not installed: the interop test will be skipped"
 
-pytest: $(STAMP) $(TRONWEB)
+# The built-artifact tests (tests/infra/test_built_artifact.py) run the real `sam build`.
+pytest: $(STAMP) $(TRONWEB) $(SAM_VENV)/bin/sam
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=95 -p no:cacheprovider
 
-bench: $(STAMP)
+# `make bench` runs every scenario; `make bench coldstart` (or any scenario names) only those.
+BENCH_SCENARIOS := $(filter-out bench,$(MAKECMDGOALS))
+bench: $(STAMP) $(SAM_VENV)/bin/sam
 	@command -v wrk >/dev/null || (apt-get install -y wrk >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y wrk >/dev/null))
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_SCENARIOS)
+ifneq ($(filter bench,$(MAKECMDGOALS)),)
+$(BENCH_SCENARIOS):
+	@:
+endif
 
 validate: $(STAMP)
 	AWS_DEFAULT_REGION=us-east-1 $(BIN)/cfn-lint infra/template.yaml
 
 # aws-sam-cli pins its own versions of shared libraries: it gets a venv of its own.
-SAM_VENV := .venv-sam
 $(SAM_VENV)/bin/sam:
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli>=1.120,<2'

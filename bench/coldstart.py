@@ -1,76 +1,254 @@
-"""Cold start per function: a fresh interpreter imports the handler as Lambda's bootstrap does
-(CodeUri first on sys.path, `import app`) and serves one event. Interpreter start-up itself is
-excluded, as Lambda's runtime init is."""
+"""Cold start of the built artifact, as Lambda pays it.
+
+`sam build` output (bench/artifact.py), every function in a fresh `python -S -I -B` with a
+read-only copy of its task root and of the layer as the only things on sys.path: import of the
+handler plus its first invocation of a route that needs no network. Beside them, in the same
+rounds, a hello-world FastAPI + Mangum function built by the same make rule, and the same
+artifacts without their __pycache__ folders (what a build without ahead-of-time bytecode ships).
+Rounds alternate all candidates; figures are medians.
+
+Targets (issue 9): every FastAPI function at most 1.3x the hello-world function, the authorizer
+at most 0.6x, the layer at most 30 MB unzipped.
+
+`BENCH_COMPARE_BUILD=/path/to/.aws-sam/build` adds another `sam build` output (e.g. main's) to
+the same rounds, as it is.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import subprocess
-import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from cfnlint.decode import decode
+from bench.artifact import (
+    ROOT,
+    Artifact,
+    load_artifact,
+    make_build,
+    make_writable,
+    readonly_copy,
+    sam_build,
+    tree_size,
+    zipped_size,
+)
+from bench.probes import Probe, event_for, import_profile, invoke_cold, status_of
 
-from bench.harness import ROOT
-
-_PROBE = r"""
-import json, sys, time
-code_uri, module_name, attribute, event = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-sys.path.insert(0, code_uri)
-started = time.perf_counter()
-module = __import__(module_name)
-imported = time.perf_counter()
-getattr(module, attribute)(json.loads(event), None)
-served = time.perf_counter()
-print(json.dumps({"import_ms": (imported - started) * 1000, "total_ms": (served - started) * 1000}))
-"""
-
-
-def _event_for(function: dict[str, object]) -> dict[str, object]:
-    event = json.loads((ROOT / "tests" / "events" / "http_api_v2.json").read_text())
-    events = function.get("Events") or {}
-    assert isinstance(events, dict)
-    if not events:  # the authorizer: an authorizer event without a token is still an invocation
-        event["type"] = "REQUEST"
-        event["routeArn"] = "arn:aws:execute-api:us-east-1:123456789012:api/local/GET/users/me"
-        event["identitySource"] = ["Bearer not-a-token"]
-        event["headers"]["authorization"] = "Bearer not-a-token"
-        return event
-    first = next(iter(events.values()))["Properties"]
-    method = "GET" if first["Method"] == "ANY" else first["Method"]
-    path = first["Path"].replace("{proxy+}", "info").replace("{id}", "0" * 32)
-    event["routeKey"] = f"{first['Method']} {first['Path']}"
-    event["rawPath"] = path
-    event["requestContext"]["http"].update(method=method, path=path)
-    return event
+REPEATS = int(os.environ.get("BENCH_COLDSTART_REPEATS", "5"))
+EXTRA_BUILDS = ROOT / ".aws-sam" / "bench"
+HELLO = "HelloFunction"
+HELLO_PROBE = Probe("GET", "/health", 200)
+FASTAPI_TARGET, AUTHORIZER_TARGET, LAYER_TARGET_MB = 1.3, 0.6, 30.0
+# What API Gateway and Lambda set while X-Ray tracing is active.
+XRAY_ENV = {
+    "_X_AMZN_TRACE_ID": (
+        "Root=1-5e66d96f-7491f09xmpl79d18acf3d050;Parent=53995c3f42cd8ad8;Sampled=1"
+    ),
+    "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+    "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+}
 
 
-def measure(env: dict[str, str], repeats: int = 5) -> dict[str, dict[str, float]]:
-    """Median import and import+first-invocation milliseconds of every function."""
-    template, _ = decode(str(ROOT / "infra" / "template.yaml"))
-    assert template is not None
-    results: dict[str, dict[str, float]] = {}
-    for name, resource in template["Resources"].items():
-        if resource["Type"] != "AWS::Serverless::Function":
-            continue
-        props = resource["Properties"]
-        code_uri = str((ROOT / "infra" / props["CodeUri"]).resolve())
-        module_name, attribute = props["Handler"].rsplit(".", 1)
-        event = json.dumps(_event_for(props))
-        runs = []
-        for _ in range(repeats):
-            out = subprocess.run(
-                [sys.executable, "-c", _PROBE, code_uri, module_name, attribute, event],
-                capture_output=True,
-                text=True,
-                check=True,
-                env={**os.environ, **env, "LOG_LEVEL": "ERROR"},
-                cwd="/",
-            )
-            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        results[name] = {
-            "import_ms": statistics.median(r["import_ms"] for r in runs),
-            "total_ms": statistics.median(r["total_ms"] for r in runs),
+@dataclass(frozen=True)
+class Candidate:
+    """One function of one build variant, ready to be cold-started."""
+
+    variant: str
+    function: str
+    path: tuple[Path, ...]
+    handler: str
+    probe: Probe
+    tracer: bool = False
+
+    def run(self, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+        """One cold start; refuses a wrong answer (a fast failure is not a cold start)."""
+        report = invoke_cold(
+            self.path, self.handler, event_for(self.probe), tracer=self.tracer, extra_env=extra_env
+        )
+        status = status_of(report["answer"], self.probe)
+        if status != self.probe.status:
+            raise RuntimeError(f"{self.function} ({self.variant}) answered {report['answer']}")
+        return report
+
+
+def _candidates(
+    variant: str, artifact: Artifact, hello: Path, tmp: Path, *, bytecode: bool
+) -> Iterator[Candidate]:
+    layer = readonly_copy(artifact.layer, tmp / variant / "layer" / "python", bytecode=bytecode)
+    hello_root = readonly_copy(hello, tmp / variant / HELLO, bytecode=bytecode)
+    yield Candidate(variant, HELLO, (hello_root,), "app.handler", HELLO_PROBE)
+    for function in artifact.functions:
+        root = readonly_copy(function.task_root, tmp / variant / function.name, bytecode=bytecode)
+        yield Candidate(variant, function.name, (root, layer), function.handler, function.probe)
+
+
+def _rounds(
+    candidates: Sequence[Candidate], extra_env: dict[str, str] | None = None
+) -> dict[tuple[str, str], dict[str, float]]:
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for _ in range(REPEATS):
+        for candidate in candidates:
+            runs[candidate.variant, candidate.function].append(candidate.run(extra_env))
+    return {
+        key: {
+            "import_ms": statistics.median(r["import_ms"] for r in reports),
+            "total_ms": statistics.median(r["total_ms"] for r in reports),
+            "tracer_ms": statistics.median(r["tracer_ms"] for r in reports),
+            "compiled": statistics.median(len(r["compiled_from_source"]) for r in reports),
+            "modules": statistics.median(r["modules"] for r in reports),
         }
-    return results
+        for key, reports in runs.items()
+    }
+
+
+def _target(function: str, authorizer: str) -> float | None:
+    if function == HELLO:
+        return None
+    return AUTHORIZER_TARGET if function == authorizer else FASTAPI_TARGET
+
+
+def _print_table(
+    figures: dict[tuple[str, str], dict[str, float]], variants: Sequence[str], authorizer: str
+) -> None:
+    functions = list(dict.fromkeys(function for _, function in figures))
+    header = f"{'function':20s}" + "".join(
+        f" | {variant + ': import':>18s} {'+1st call':>9s} {'x hello':>7s} {'compiled':>8s}"
+        for variant in variants
+    )
+    print(header)
+    print("-" * len(header))
+    for function in functions:
+        line = f"{function:20s}"
+        for variant in variants:
+            own = figures.get((variant, function))
+            if own is None:
+                line += f" | {'':>18s} {'':>9s} {'':>7s} {'':>8s}"
+                continue
+            ratio = own["total_ms"] / figures[variant, HELLO]["total_ms"]
+            target = _target(function, authorizer)
+            mark = "" if target is None else ("  " if ratio <= target else " !")
+            line += (
+                f" | {own['import_ms']:15.0f} ms {own['total_ms']:6.0f} ms {ratio:5.2f}x{mark}"
+                f" {own['compiled']:8.0f}"
+            )
+        print(line)
+    print(
+        f"(x hello: import+first call / hello-world's, same variant; '!' misses its target:"
+        f" FastAPI <= {FASTAPI_TARGET}x, authorizer <= {AUTHORIZER_TARGET}x. compiled: modules"
+        " compiled from source at cold start)"
+    )
+
+
+def _layer_sizes(label: str, layer_root: Path, tmp: Path) -> dict[str, float]:
+    unzipped = tree_size(layer_root) / 1e6
+    zipped = zipped_size(layer_root, tmp / f"{label}.zip") / 1e6
+    flag = "" if unzipped <= LAYER_TARGET_MB else f"  (target <= {LAYER_TARGET_MB:.0f} MB)"
+    print(f"layer ({label}): {unzipped:.1f} MB unzipped, {zipped:.1f} MB zipped{flag}")
+    return {"unzipped_mb": unzipped, "zipped_mb": zipped}
+
+
+def _same_framework(hello: Path, layer: Path) -> None:
+    """Refuse a comparison against a hello-world built on other FastAPI/pydantic versions."""
+    names = ("fastapi", "starlette", "pydantic", "pydantic_core", "mangum")
+
+    def versions(root: Path) -> dict[str, str]:
+        found = {}
+        for info in root.glob("*.dist-info"):
+            name, _, version = info.name.removesuffix(".dist-info").partition("-")
+            found[name.lower()] = version
+        return {name: found.get(name, "?") for name in names}
+
+    if versions(hello) != versions(layer):
+        raise RuntimeError(f"hello-world {versions(hello)} vs layer {versions(layer)}")
+
+
+def _tracer(artifact: Artifact, tmp: Path) -> dict[str, object]:
+    """What a module-level Powertools Tracer (X-Ray SDK, auto-patch) adds to a cold start, with
+    boto3/botocore importable as in Lambda's runtime (the SDK patches what it can import)."""
+    xray = make_build(ROOT / "bench" / "lambda" / "xray", "XRayLayer", EXTRA_BUILDS)
+    boto3 = make_build(ROOT / "bench" / "lambda" / "boto3", "Boto3Layer", EXTRA_BUILDS)
+    xray_copy = readonly_copy(xray / "python", tmp / "tracer" / "xray")
+    boto3_copy = readonly_copy(boto3 / "python", tmp / "tracer" / "boto3")
+    layer = readonly_copy(artifact.layer, tmp / "tracer" / "layer")
+    candidates = []
+    for function in artifact.functions:
+        root = readonly_copy(function.task_root, tmp / "tracer" / function.name)
+        path = (root, layer, xray_copy, boto3_copy)
+        for traced in (False, True):
+            variant = "Tracer()" if traced else "no Tracer"
+            candidates.append(
+                Candidate(variant, function.name, path, function.handler, function.probe, traced)
+            )
+    figures = _rounds(candidates, XRAY_ENV)
+    print(f"\nPowertools Tracer at cold start (X-Ray SDK layer {tree_size(xray) / 1e6:.1f} MB):")
+    result: dict[str, object] = {}
+    for function in artifact.functions:
+        plain, traced = figures["no Tracer", function.name], figures["Tracer()", function.name]
+        added = traced["total_ms"] - plain["total_ms"]
+        print(
+            f"{function.name:20s} import+first call {plain['total_ms']:6.0f} ms -> "
+            f"{traced['total_ms']:6.0f} ms with Tracer: +{added:.0f} ms "
+            f"(Tracer() itself {traced['tracer_ms']:.0f} ms)"
+        )
+        result[function.name] = {"without": plain, "with": traced, "added_ms": added}
+    result["xray_layer_mb"] = tree_size(xray) / 1e6
+    return result
+
+
+def measure(env: dict[str, str]) -> dict[str, object]:
+    """The cold-start table, the layer's size and the Tracer's cost, all from one run."""
+    del env  # the probes run with LAMBDA_ENV alone: nothing of the bench's servers is reachable
+    artifact = sam_build()
+    hello = make_build(ROOT / "bench" / "lambda" / "hello", HELLO, EXTRA_BUILDS)
+    _same_framework(hello, artifact.layer)
+    compare = os.environ.get("BENCH_COMPARE_BUILD")
+    (authorizer,) = [f.name for f in artifact.functions if f.probe.authorizer]
+    report: dict[str, object] = {"repeats": REPEATS}
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(scratch)
+        try:
+            candidates = [
+                *_candidates("bytecode", artifact, hello, tmp, bytecode=True),
+                *_candidates("no bytecode", artifact, hello, tmp, bytecode=False),
+            ]
+            variants = ["bytecode", "no bytecode"]
+            if compare:
+                # As it is; beside a hello-world with bytecode only if that build ships any.
+                before = load_artifact(Path(compare))
+                shipped = next(before.layer.rglob("__pycache__"), None) is not None
+                candidates += _candidates("compared", before, hello, tmp, bytecode=shipped)
+                variants.append("compared")
+            print(f"built artifact, read-only, median of {REPEATS} fresh processes:")
+            figures = _rounds(candidates)
+            _print_table(figures, variants, authorizer)
+            report["cold_start"] = {f"{v} {f}": fig for (v, f), fig in figures.items()}
+            report["layer"] = {
+                "bytecode": _layer_sizes("bytecode", artifact.layer.parent, tmp),
+                "no bytecode": _layer_sizes("no bytecode", tmp / "no bytecode" / "layer", tmp),
+            }
+            if compare:
+                report["layer"]["compared"] = _layer_sizes(  # type: ignore[index]
+                    "compared", load_artifact(Path(compare)).layer.parent, tmp
+                )
+            misses = [
+                c
+                for c in candidates
+                if c.variant == "bytecode"
+                and (target := _target(c.function, authorizer)) is not None
+                and figures[c.variant, c.function]["total_ms"]
+                > target * figures[c.variant, HELLO]["total_ms"]
+            ]
+            for candidate in misses:
+                costs = import_profile(
+                    candidate.path, candidate.handler, event_for(candidate.probe)
+                )
+                profile = ", ".join(f"{name} {ms:.0f}" for name, ms in costs)
+                print(f"{candidate.function} imports by package (ms, self time): {profile}")
+            report["tracer"] = _tracer(artifact, tmp)
+        finally:
+            make_writable(tmp)
+    return report

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from bench import scenarios_features
 from bench.coldstart import measure as measure_cold_starts
 from bench.harness import REPEATS, LoadResult, direct_server, edge_server, median_result, wrk
-from lucid_edge.local import start_mongo_server
 
 # The stage throttle would cap the load generator, not the gateway: raise it for throughput runs.
 NO_THROTTLE = ("ThrottlingBurstLimit=1000000", "ThrottlingRateLimit=1000000")
@@ -45,19 +44,9 @@ def foundation(env: dict[str, str]) -> dict[str, object]:
 
 
 def coldstart(env: dict[str, str]) -> dict[str, object]:
-    """Each function's cold start, median of 5 fresh processes.
-
-    The layer connects to MONGODB_URI only (it has no in-process fallback): the in-memory store
-    the local edge would start is started here, so routes that touch MongoDB get an answer.
-    """
-    with start_mongo_server() as mongo:
-        cold = measure_cold_starts({**env, "MONGODB_URI": mongo.uri})
-    for function, figures in cold.items():
-        print(
-            f"{function:22s} import {figures['import_ms']:7.1f} ms   "
-            f"import+first call {figures['total_ms']:7.1f} ms"
-        )
-    return dict(cold)
+    """Each built function's cold start against a hello-world function, median of 5 fresh
+    processes; the layer's size; what a Powertools Tracer would add (bench/coldstart.py)."""
+    return measure_cold_starts(env)
 
 
 ALL: dict[str, Callable[[dict[str, str]], dict[str, object]]] = {

