@@ -20,8 +20,8 @@ from enum import StrEnum
 from coincurve import PrivateKey, PublicKey
 
 from lucid.auth.base58 import Base58Error, b58decode_check, b58encode_check
-from lucid.errors import BadSignatureError, InvalidAddressError, SignerMismatchError
 from lucid.auth.keccak import keccak256
+from lucid.errors import BadSignatureError, InvalidAddressError, SignerMismatchError
 
 ADDRESS_PREFIX = 0x41
 ADDRESS_LENGTH = 34
