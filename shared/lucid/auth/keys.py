@@ -14,6 +14,9 @@ secret without a redeploy; the parsed key set is rebuilt only when the material 
 Rotation: tokens carry the `kid` of the key that signed them (JWT_KEY_ID); the previous key
 (JWT_PREVIOUS_KEY_ID with JWT_PREVIOUS_SECRET_KEY or JWT_PREVIOUS_PUBLIC_KEY) still verifies
 during the rotation window and never signs.
+
+RS256/ES256 keys are read by `lucid.auth.pem`, imported only for those algorithms: it needs the
+`cryptography` package, which the default layer leaves out (README, "Signing keys").
 """
 
 from __future__ import annotations
@@ -21,15 +24,12 @@ from __future__ import annotations
 import functools
 import threading
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 
 from lucid.config import Settings, get_settings
 
 MIN_HMAC_KEY_BYTES = 32
-MIN_RSA_BITS = 2048
 DEFAULT_MAX_AGE_SECONDS = 300
 
 
@@ -121,7 +121,8 @@ def _build_key_set(settings: Settings, material: bytes | None) -> KeySet:
         old = settings.JWT_PREVIOUS_SECRET_KEY
         old_material = old.get_secret_value().encode() if old else None
     else:
-        current = _asymmetric_key(settings, material)
+        pem = _pem_support(settings.JWT_ALGORITHM)
+        current = pem.asymmetric_key(settings, material)
         old_pem = settings.JWT_PREVIOUS_PUBLIC_KEY
         old_material = old_pem.encode() if old_pem else None
     if (previous_kid is None) != (old_material is None):
@@ -131,9 +132,25 @@ def _build_key_set(settings: Settings, material: bytes | None) -> KeySet:
         if _is_hmac(settings):
             previous = _hmac_key(settings, previous_kid, old_material)
         else:
-            public = _load_public(settings.JWT_ALGORITHM, old_material)
+            public = _pem_support(settings.JWT_ALGORITHM).public_key(
+                settings.JWT_ALGORITHM, old_material
+            )
             previous = JwtKey(previous_kid, None, public)
     return KeySet(settings.JWT_ALGORITHM, current, previous)
+
+
+def _pem_support(algorithm: str) -> ModuleType:
+    """`lucid.auth.pem`; a refusal naming the missing package when cryptography is absent."""
+    try:
+        from lucid.auth import pem
+    except ModuleNotFoundError as error:
+        if error.name is None or error.name.split(".")[0] != "cryptography":
+            raise
+        raise KeyConfigurationError(
+            f"{algorithm} keys need the `cryptography` package, which the default layer leaves "
+            'out: add it to the layer (README, "Signing keys") or use an HS256 key'
+        ) from error
+    return pem
 
 
 def _hmac_key(settings: Settings, kid: str, material: bytes | None) -> JwtKey:
@@ -145,45 +162,6 @@ def _hmac_key(settings: Settings, kid: str, material: bytes | None) -> JwtKey:
             f"outside the local stage"
         )
     return JwtKey(kid, material, material)
-
-
-PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
-
-
-def _asymmetric_key(settings: Settings, material: bytes | None) -> JwtKey:
-    algorithm = settings.JWT_ALGORITHM
-    pem = settings.JWT_PUBLIC_KEY
-    public = _load_public(algorithm, pem.encode()) if pem else None
-    if material is None:
-        if public is None:
-            raise KeyConfigurationError(f"{algorithm} needs JWT_PRIVATE_KEY or JWT_PUBLIC_KEY")
-        return JwtKey(settings.JWT_KEY_ID, None, public)
-    try:
-        private = load_pem_private_key(material, password=None)
-    except (ValueError, TypeError) as error:
-        raise KeyConfigurationError("the JWT private key is not an unencrypted PEM key") from error
-    derived = _checked(algorithm, private.public_key())
-    if public is not None and public != derived:
-        raise KeyConfigurationError("JWT_PUBLIC_KEY does not belong to the JWT private key")
-    return JwtKey(settings.JWT_KEY_ID, private, derived)
-
-
-def _load_public(algorithm: str, pem: bytes) -> PublicKey:
-    try:
-        public = load_pem_public_key(pem)
-    except (ValueError, TypeError) as error:
-        raise KeyConfigurationError("a JWT public key is not a PEM public key") from error
-    return _checked(algorithm, public)
-
-
-def _checked(algorithm: str, public: object) -> PublicKey:
-    if algorithm == "RS256":
-        if isinstance(public, rsa.RSAPublicKey) and public.key_size >= MIN_RSA_BITS:
-            return public
-        raise KeyConfigurationError(f"RS256 needs an RSA key of at least {MIN_RSA_BITS} bits")
-    if isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name == "secp256r1":
-        return public
-    raise KeyConfigurationError("ES256 needs an EC key on curve P-256")
 
 
 @functools.cache

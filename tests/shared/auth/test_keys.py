@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from moto import mock_aws
 
+import lucid.auth
 from lucid.auth.keys import KeyConfigurationError, KeyRing, get_key_ring
 from lucid.auth.tokens import TokenService
 from lucid.config import Settings
@@ -231,3 +233,32 @@ def test_previous_public_key_verifies_during_rotation() -> None:
     old_token = TokenService(old, KeyRing(old)).issue("u1", "T", "user").token
     # THEN the new deployment still accepts it
     assert TokenService(new, KeyRing(new)).decode(old_token).sub == "u1"
+
+
+def _without_cryptography(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in the default layer: `cryptography` cannot be imported (nor what imported it)."""
+    for name in [m for m in sys.modules if m.startswith("cryptography.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "cryptography", None)
+    monkeypatch.delitem(sys.modules, "lucid.auth.pem", raising=False)
+    monkeypatch.delattr(lucid.auth, "pem", raising=False)
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "ES256"])
+def test_without_cryptography_pem_keys_are_refused_naming_the_package(
+    monkeypatch: pytest.MonkeyPatch, algorithm: str
+) -> None:
+    # GIVEN the default layer, which does not ship cryptography
+    _without_cryptography(monkeypatch)
+    key = ec.generate_private_key(ec.SECP256R1())
+    settings = _settings(
+        JWT_ALGORITHM=algorithm, JWT_SECRET_ARN=None, JWT_PUBLIC_KEY=_pem_public(key)
+    )
+    # WHEN the function builds its keys at cold start THEN it refuses, saying what to add
+    with pytest.raises(KeyConfigurationError, match="need the `cryptography` package"):
+        KeyRing(settings).keys()
+
+
+def test_without_cryptography_hs256_signs_and_verifies(monkeypatch: pytest.MonkeyPatch) -> None:
+    _without_cryptography(monkeypatch)
+    assert _round_trip(_settings(JWT_SECRET_ARN=None, JWT_SECRET_KEY=LONG_KEY)) == "u1"
