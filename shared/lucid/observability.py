@@ -1,43 +1,159 @@
-"""Structured logging and metrics: one Powertools Logger and one Metrics per process.
+"""Structured logs and CloudWatch metrics: one Powertools Logger, EMF metrics per invocation.
 
-The logger writes one JSON object per line (CloudWatch Logs Insights reads the keys); metrics
-are CloudWatch Embedded Metric Format lines, flushed at the end of an invocation only when the
-invocation recorded one, so the hot path prints nothing it does not need.
+`instrument(handler)` wraps every function's Lambda handler (the FastAPI functions' through
+`lucid.web.app.lambda_handler`, the authorizer's in its app.py). For each invocation it
+
+- puts the invocation's keys on every line the function logs, the layer's `lucid.*` loggers
+  included: `correlation_id` (API Gateway's request id, `requestContext.requestId`, the path
+  Powertools names `correlation_paths.API_GATEWAY_HTTP`), `cold_start`, and the `function_*`
+  keys of the Lambda context - the keys Powertools' `Logger.inject_lambda_context` adds;
+- gives the invocation its own metric set (`count`, `record`), printed as one CloudWatch EMF
+  line when it ends, plus Powertools' separate `ColdStart` metric on a cold start - what
+  `Metrics.log_metrics(capture_cold_start_metric=True)` prints. The line carries the
+  `correlation_id` as EMF metadata (searchable in the logs, not a dimension). An invocation
+  that recorded nothing prints nothing.
+
+Why not those two decorators as they are: both keep the invocation's state in the process.
+`inject_lambda_context` writes its keys with `append_keys` into the one formatter's dict, and
+every `Metrics` instance shares class-level metric and dimension dicts, flushed whole by
+`log_metrics`. One Lambda instance runs one invocation at a time, so in AWS that is right; the
+local edge, our test harness, runs concurrent invocations in threads of one process, where a line
+would carry another request's correlation id and one invocation would print (or lose) another's
+metrics. So the keys go through Powertools' thread-safe keys (a ContextVar, copied into the
+asyncio tasks Mangum runs and into the worker threads FastAPI runs sync code in), and each
+invocation's metrics live in a Powertools `EphemeralMetrics` held by a ContextVar too.
+
+A metric never breaks a request: the namespace always has a value (POWERTOOLS_METRICS_NAMESPACE,
+default "Lucid"), and a metric Powertools refuses is logged and dropped.
+
+Per-route latency and error metrics (issue 14) belong in the access-log block of
+`lucid.web.middleware`, which knows the route, status and duration: `record()` them there.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any, TypeVar, cast
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, SchemaValidationError
+from aws_lambda_powertools.metrics.exceptions import MetricValueError
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.exceptions import (
+    MetricNameError,
+    MetricResolutionError,
+    MetricUnitError,
+)
 
 from lucid.config import get_settings
 
-__all__ = ["MetricUnit", "count", "flush_metrics", "logger", "metrics"]
+__all__ = ["MetricUnit", "count", "flush_metrics", "instrument", "logger", "record"]
 
 _settings = get_settings()
+SERVICE = _settings.SERVICE_NAME
+NAMESPACE = _settings.POWERTOOLS_METRICS_NAMESPACE
 
-logger = Logger(
-    service=_settings.SERVICE_NAME,
-    level=_settings.LOG_LEVEL,
-    logger_handler=None,
-    use_rfc3339=True,
-)
+logger = Logger(service=SERVICE, level=_settings.LOG_LEVEL, use_rfc3339=True)
 # Our modules log through the standard library ("lucid.*"); route them into the same JSON output.
 logging.getLogger("lucid").handlers = logger.handlers
 logging.getLogger("lucid").setLevel(_settings.LOG_LEVEL)
 logging.getLogger("lucid").propagate = False
 
-metrics = Metrics(service=_settings.SERVICE_NAME)
+_log = logging.getLogger("lucid.observability")
+_REFUSED_METRIC = (MetricNameError, MetricValueError, MetricUnitError, MetricResolutionError)
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+class _InvocationMetrics:
+    """The metric set of one invocation, created on its first metric (most record none)."""
+
+    __slots__ = ("correlation_id", "metrics")
+
+    def __init__(self, correlation_id: str | None = None) -> None:
+        self.correlation_id = correlation_id
+        self.metrics: EphemeralMetrics | None = None
+
+    def get(self) -> EphemeralMetrics:
+        if self.metrics is None:
+            self.metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+            if self.correlation_id is not None:
+                self.metrics.add_metadata(key="correlation_id", value=self.correlation_id)
+        return self.metrics
+
+
+_current: ContextVar[_InvocationMetrics | None] = ContextVar("lucid_metrics", default=None)
+# What code running outside any invocation records (nothing in Lambda; direct calls in tests):
+# only `flush_metrics()` prints it.
+_outside = _InvocationMetrics()
+
+
+def record(name: str, value: float, unit: MetricUnit = MetricUnit.Count) -> None:
+    """Add `value` to metric `name` for the current invocation (printed when it ends)."""
+    metrics = (_current.get() or _outside).get()
+    try:
+        metrics.add_metric(name=name, unit=unit, value=value)
+    except _REFUSED_METRIC as error:
+        _log.warning("metric %r dropped: %s", name, error)
 
 
 def count(name: str) -> None:
     """Add one to the metric `name` (an event worth alarming on: sign-ins, trips, refusals)."""
-    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    record(name, 1)
+
+
+def _flush(invocation: _InvocationMetrics) -> None:
+    metrics = invocation.metrics
+    if metrics is None or not metrics.metric_set:
+        return
+    try:
+        metrics.flush_metrics()
+    except SchemaValidationError as error:
+        metrics.clear_metrics()
+        _log.warning("metrics dropped: %s", error)
 
 
 def flush_metrics() -> None:
-    """Print the metrics this invocation recorded as EMF, if any; nothing otherwise."""
-    if metrics.metric_set:
-        metrics.flush_metrics()
+    """Print what was recorded outside any invocation as EMF, if anything; nothing otherwise."""
+    _flush(_outside)
+
+
+def _invocation_keys(event: Any, context: Any, cold_start: bool) -> dict[str, Any]:
+    """The keys of every line an invocation logs (None values are left out of the lines)."""
+    request_context = event.get("requestContext") if isinstance(event, dict) else None
+    return {
+        "correlation_id": (
+            request_context.get("requestId") if isinstance(request_context, dict) else None
+        ),
+        "cold_start": cold_start,
+        "function_name": getattr(context, "function_name", None),
+        "function_memory_size": getattr(context, "memory_limit_in_mb", None),
+        "function_arn": getattr(context, "invoked_function_arn", None),
+        "function_request_id": getattr(context, "aws_request_id", None),
+    }
+
+
+def instrument(handler: Handler) -> Handler:
+    """`handler` with its invocations' log keys and metrics (see the module docstring)."""
+    invocations = itertools.count()  # next() is atomic: one cold start even if two race
+
+    @functools.wraps(handler)
+    def invoke(event: Any, context: Any) -> Any:
+        cold_start = next(invocations) == 0
+        keys = _invocation_keys(event, context, cold_start)
+        logger.thread_safe_append_keys(**keys)
+        invocation = _InvocationMetrics(keys["correlation_id"])
+        token = _current.set(invocation)
+        try:
+            return handler(event, context)
+        finally:
+            _current.reset(token)
+            if cold_start and context is not None:
+                invocation.get().add_cold_start_metric(context)
+            _flush(invocation)
+            logger.thread_safe_clear_keys()
+
+    return cast(Handler, invoke)

@@ -13,6 +13,7 @@ import pytest
 
 from lucid_edge.cli import main
 from tests.edge.harness import RunningEdge, running_edge
+from tests.utils.metrics import without_metrics
 
 pytestmark = pytest.mark.e2e
 TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
@@ -38,8 +39,7 @@ def _credentials(config: Path) -> dict[str, str]:
 
 def cli_output(capsys: pytest.CaptureFixture[str]) -> str:
     """What the CLI printed: the in-process edge's functions print their metrics (EMF) too."""
-    lines = capsys.readouterr().out.splitlines()
-    return "\n".join(line for line in lines if not line.startswith('{"_aws"'))
+    return without_metrics(capsys.readouterr().out)
 
 
 def test_a_new_user_signs_in_calls_refreshes_and_logs_out(

@@ -13,6 +13,7 @@ from lucid.auth.tron import address_from_private_key
 from lucid_edge.cli import main
 from lucid_edge.local import free_port
 from tests.edge.harness import RunningEdge, running_edge
+from tests.utils.metrics import without_metrics
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
 
@@ -105,6 +106,6 @@ def test_call_sends_json_and_reports_failures_by_exit_status(
     assert main(["login", "--key", str(config / "key"), "--url", edge.url]) == 0
     capsys.readouterr()
     assert main(["call", "PATCH", "/users/me", "--data", '{"display_name": "Ada"}']) == 0
-    assert json.loads(capsys.readouterr().out)["display_name"] == "Ada"
+    assert json.loads(without_metrics(capsys.readouterr().out))["display_name"] == "Ada"
     assert main(["call", "PATCH", "/users/me", "--data", '{"role": "admin"}']) == 1
-    assert json.loads(capsys.readouterr().out)["status"] == 422
+    assert json.loads(without_metrics(capsys.readouterr().out))["status"] == 422

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tests.utils.events import Reply, http_event, reply_from
+from tests.utils.events import Reply, http_event, lambda_context, reply_from
 from tests.utils.functions import load_handler
 from tests.utils.wallets import Wallet
 
@@ -23,7 +23,7 @@ def call_auth(
     event = http_event(
         method, path, body=body, headers=headers, authorizer=context, source_ip=source_ip
     )
-    return reply_from(load_handler("auth")(event, None))
+    return reply_from(load_handler("auth")(event, lambda_context("auth")))
 
 
 def authorizer_event(authorization: str | None, route_key: str = "GET /users/me") -> dict[str, Any]:
@@ -56,7 +56,8 @@ def authorizer_event(authorization: str | None, route_key: str = "GET /users/me"
 def authorize(access_token: str | None) -> dict[str, Any]:
     """The real authorizer's answer for `Authorization: Bearer <access_token>`."""
     header = None if access_token is None else f"Bearer {access_token}"
-    result: dict[str, Any] = load_handler("authorizer")(authorizer_event(header), None)
+    event = authorizer_event(header)
+    result: dict[str, Any] = load_handler("authorizer")(event, lambda_context("authorizer"))
     return result
 
 

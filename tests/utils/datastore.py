@@ -26,7 +26,7 @@ from pymongo.database import Database
 from lucid.store.documents import Document, new_id, utcnow
 from lucid.web.deps import current_database
 from lucid_edge.local import in_memory_database
-from tests.utils.events import Reply, http_event, reply_from
+from tests.utils.events import Reply, http_event, lambda_context, reply_from
 from tests.utils.functions import load_module
 
 _WRITES = (
@@ -148,7 +148,7 @@ def call(
         headers=headers,
         authorizer=caller.context if caller is not None else None,
     )
-    return reply_from(load_module(group).handler(event, None))
+    return reply_from(load_module(group).handler(event, lambda_context(group)))
 
 
 def in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from lucid_edge.events import LambdaContext
+
 EVENTS_DIR = Path(__file__).resolve().parents[1] / "events"
 
 
@@ -97,3 +99,8 @@ def reply_from(result: dict[str, Any]) -> Reply:
     headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
     text = result.get("body") or ""
     return Reply(result["statusCode"], headers, json.loads(text) if text else None)
+
+
+def lambda_context(function: str) -> LambdaContext:
+    """The context object Lambda passes with each invocation of `function` (the edge's)."""
+    return LambdaContext(function, 512, 29)

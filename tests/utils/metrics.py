@@ -21,6 +21,12 @@ def emitted(output: str) -> dict[str, float]:
     return totals
 
 
+def without_metrics(output: str) -> str:
+    """`output` without its EMF lines: an in-process edge's functions print theirs to the same
+    stdout as the CLI under test (a ColdStart metric on each function's first invocation)."""
+    return "\n".join(line for line in output.splitlines() if not line.startswith('{"_aws"'))
+
+
 def flushed() -> None:
     """Flush what a code path outside a request recorded, so `emitted` can read it."""
     flush_metrics()

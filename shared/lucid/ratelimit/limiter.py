@@ -26,7 +26,7 @@ import redis
 from lucid.config import Settings, get_settings
 from lucid.errors import ServiceUnavailableError
 from lucid.identity import CallerIdentity
-from lucid.observability import MetricUnit, metrics
+from lucid.observability import count
 from lucid.ratelimit.memory import InMemoryLimiter
 from lucid.ratelimit.policies import Policies, Policy
 from lucid.ratelimit.script import ScriptRunner
@@ -123,7 +123,7 @@ class RateLimiter:
         )
 
     def _without_redis(self, limits: Sequence[Limit], keys: Sequence[str]) -> Decision:
-        metrics.add_metric(name=FALLBACK_METRIC, unit=MetricUnit.Count, value=1)
+        count(FALLBACK_METRIC)
         if self.settings.RATE_LIMIT_FAIL_MODE == "closed":
             wait = max(1, math.ceil(self._redis_down_until - time.monotonic()))
             raise ServiceUnavailableError(

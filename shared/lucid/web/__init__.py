@@ -1,7 +1,7 @@
 """HTTP plumbing every FastAPI function shares; the only package of the layer that knows FastAPI.
 
 - app: `create_app(function, *routers)` and `lambda_handler(app)` (Mangum)
-- middleware: correlation id, access log, metrics flush; the request's event read once
+- middleware: request id, access log; the request's event read once
 - deps: the `Annotated` aliases routes declare (`Caller`, `SourceIp`, `DatabaseDep`, ...)
 - repositories: `UsersDep`, `SessionsDep` (apart, so that meta and proxy import no repository)
 - problems: every error translated to RFC 9457 problem+json, registered in one place

@@ -7,6 +7,7 @@ from mangum import Mangum
 
 from lucid import __version__
 from lucid.config import get_settings
+from lucid.observability import instrument
 from lucid.web.middleware import RequestContextMiddleware
 from lucid.web.problems import install_problem_handlers
 from lucid.web.ratelimit import RateLimitMiddleware
@@ -43,5 +44,6 @@ TEXT_MIME_TYPES = ["text/", "application/json", "+json", "application/xml", "+xm
 
 
 def lambda_handler(app: FastAPI) -> Mangum:
-    """The Lambda entry point for `app`: Mangum without lifespan (it would run per invocation)."""
-    return Mangum(app, lifespan="off", text_mime_types=TEXT_MIME_TYPES)
+    """The Lambda entry point for `app`: Mangum without lifespan (it would run per invocation),
+    instrumented (`lucid.observability`: log keys and metrics per invocation)."""
+    return instrument(Mangum(app, lifespan="off", text_mime_types=TEXT_MIME_TYPES))

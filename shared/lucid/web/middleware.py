@@ -1,4 +1,4 @@
-"""The request middleware every function runs: correlation id, access log, metrics flush.
+"""The request middleware every function runs: request id and access log.
 
 It is the outermost middleware, and the first thing it does is read what API Gateway vouches for
 (the caller in the authorizer context, the source IP) out of the event, once: the rate limiter,
@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lucid.identity import CallerIdentity, caller_from_event, source_ip_from_event
-from lucid.observability import flush_metrics
 
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:=+/-]{1,128}$")
@@ -49,8 +48,11 @@ def request_facts(scope: Scope) -> RequestFacts:
     return facts
 
 
-def correlation_id(scope: Scope) -> str:
-    """The caller's X-Request-ID when it is well formed, else API Gateway's request id."""
+def request_id_of(scope: Scope) -> str:
+    """The caller's X-Request-ID when it is well formed, else API Gateway's request id.
+
+    What the response echoes as X-Request-ID and the access line logs as `request_id`; every
+    line also carries API Gateway's own id as `correlation_id` (`lucid.observability`)."""
     for name, value in scope.get("headers", ()):
         if name == REQUEST_ID_HEADER and _SAFE_REQUEST_ID.match(value):
             return str(value.decode("ascii"))
@@ -72,7 +74,7 @@ class RequestContextMiddleware:
             return
         started = time.perf_counter()
         facts = request_facts(scope)
-        request_id = correlation_id(scope)
+        request_id = request_id_of(scope)
         scope["state"]["request_id"] = request_id
         status = 500
 
@@ -100,4 +102,3 @@ class RequestContextMiddleware:
                         "user_id": facts.caller.user_id if facts.caller else None,
                     },
                 )
-            flush_metrics()

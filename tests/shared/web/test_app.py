@@ -13,6 +13,7 @@ from lucid.errors import ConflictError, RateLimitedError
 from lucid.web.app import create_app, lambda_handler
 from lucid.web.deps import AdminCaller, Caller, OptionalCaller, SourceIp
 from tests.utils.events import http_event
+from tests.utils.logs import logged_lines
 
 router = APIRouter()
 SECRET_SIGNATURE = "0x" + "ab" * 65
@@ -147,16 +148,13 @@ def test_admin_route_refuses_users_and_admits_admins() -> None:
     assert (status, body) == (200, {"user_id": "u1"})
 
 
-def test_each_request_logs_one_structured_json_line(caplog: pytest.LogCaptureFixture) -> None:
-    from lucid.observability import logger
-
-    with caplog.at_level("INFO", logger="lucid.access"):
+def test_each_request_logs_one_structured_json_line() -> None:
+    with logged_lines() as lines:
         call("GET", "/me", authorizer=USER, headers={"x-request-id": "req-42"})
-    (record,) = [r for r in caplog.records if r.name == "lucid.access"]
-    line = json.loads(logger.handlers[0].format(record))
-    assert line["message"] == "request"
+    (line,) = [line for line in lines if line["message"] == "request"]
     assert line["level"] == "INFO"
     assert line["request_id"] == "req-42"
+    assert line["correlation_id"]  # API Gateway's own id, on every line of the invocation
     assert line["status"] == 200
     assert line["user_id"] == "u1"
     assert line["path"] == "/me"

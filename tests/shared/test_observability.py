@@ -1,0 +1,212 @@
+"""Logs and metrics per invocation (lucid.observability) through real Mangum handlers.
+
+Every line a function logs carries API Gateway's request id as `correlation_id` and the Lambda
+context's keys; each invocation prints its own metrics as one EMF line (nothing when it recorded
+nothing), plus Powertools' ColdStart metric on the first; concurrent invocations in threads of
+one process, as the local edge runs them, never mix either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from typing import Annotated, Any
+
+import pytest
+from fastapi import APIRouter, Depends
+
+from lucid import observability
+from lucid.config import Settings
+from lucid.observability import count, record
+from lucid.web.app import create_app, lambda_handler
+from lucid_edge.invoke import InvocationPool
+from tests.utils.events import http_event, lambda_context
+from tests.utils.logs import logged_lines
+from tests.utils.metrics import emitted, flushed
+
+router = APIRouter()
+work_log = logging.getLogger("lucid.test.work")
+
+
+def in_a_worker_thread() -> None:
+    # A plain `def` dependency: FastAPI runs it in a worker thread of its pool.
+    work_log.info("dependency")
+
+
+@router.get("/work")
+async def work(step: Annotated[None, Depends(in_a_worker_thread)], n: int = 0) -> dict[str, int]:
+    work_log.info("started")
+    for _ in range(n):
+        count("WorkDone")
+    await asyncio.sleep(0.02)  # other invocations run meanwhile
+    work_log.info("finished")
+    return {"n": n}
+
+
+@router.get("/bad-metric")
+async def bad_metric() -> dict[str, str]:
+    record("", 1)  # a name CloudWatch refuses
+    return {"status": "ok"}
+
+
+def fresh_handler() -> Any:
+    """A new function instance: its first invocation is a cold start."""
+    return lambda_handler(create_app("observed", router, rate_limited=False))
+
+
+def invoke(handler: Any, path: str = "/work", query: str = "") -> tuple[dict[str, Any], str]:
+    """One invocation with a real event and Lambda context; (result, API Gateway request id)."""
+    event = http_event("GET", path, query=query)
+    return handler(event, lambda_context("ObservedFunction")), event["requestContext"]["requestId"]
+
+
+def emf_lines(output: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith('{"_aws"')]
+
+
+def total(line: dict[str, Any], metric: str) -> float:
+    """The sum of `metric` in one EMF line (one value or a list of them)."""
+    values = line[metric]
+    return float(sum(values) if isinstance(values, list) else values)
+
+
+@pytest.fixture
+def handler(capsys: pytest.CaptureFixture[str]) -> Any:
+    """A function past its cold start, with nothing printed yet."""
+    flushed()
+    warm = fresh_handler()
+    invoke(warm, query="n=0")
+    capsys.readouterr()
+    return warm
+
+
+def test_every_line_of_an_invocation_carries_its_correlation_id_and_context() -> None:
+    handler = fresh_handler()
+    # WHEN one invocation logs from the route, a worker-thread dependency and the access log
+    with logged_lines() as lines:
+        result, request_id = invoke(handler)
+    assert result["statusCode"] == 200
+    # THEN each line carries API Gateway's request id and the Lambda context's keys
+    messages = {line["message"] for line in lines}
+    assert {"dependency", "started", "finished", "request"} <= messages
+    for line in lines:
+        assert line["correlation_id"] == request_id
+        assert line["service"] == Settings().SERVICE_NAME
+        assert line["function_name"] == "ObservedFunction"
+        assert line["function_memory_size"] == 512
+        assert line["function_request_id"]
+        assert line["cold_start"] is True
+    # AND the next invocation is warm, with its own id and nothing left of the first
+    with logged_lines() as lines:
+        _, second_id = invoke(handler)
+    assert {line["correlation_id"] for line in lines} == {second_id}
+    assert {line["cold_start"] for line in lines} == {False}
+
+
+def test_lines_outside_an_invocation_carry_no_request_keys(handler: Any) -> None:
+    invoke(handler)
+    with logged_lines() as lines:
+        work_log.info("between invocations")
+    (line,) = lines
+    assert "correlation_id" not in line
+    assert "function_request_id" not in line
+
+
+def test_concurrent_invocations_in_threads_never_mix_ids_or_metrics(
+    handler: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN 16 invocations on 8 threads of one process, each counting its own number of events
+    pool = InvocationPool(8)
+
+    async def all_at_once() -> list[tuple[dict[str, Any], str]]:
+        calls = [pool.run(invoke, handler, "/work", f"n={n}", limit=10) for n in range(1, 17)]
+        return list(await asyncio.gather(*calls))
+
+    # (a loop of its own: the main thread's, which Mangum uses, stays as it is)
+    loop = asyncio.new_event_loop()
+    try:
+        with logged_lines() as lines:
+            results = loop.run_until_complete(all_at_once())
+    finally:
+        pool.close()
+        loop.close()
+    # THEN every line names the invocation that wrote it: four lines per request id
+    counted = {request_id: json.loads(r["body"])["n"] for r, request_id in results}
+    assert Counter(line["correlation_id"] for line in lines) == dict.fromkeys(counted, 4)
+    # AND each invocation printed one EMF line with exactly its own count
+    printed = emf_lines(capsys.readouterr().out)
+    assert {line["correlation_id"]: total(line, "WorkDone") for line in printed} == counted
+
+
+def test_an_invocation_prints_its_metrics_once_with_namespace_and_service(
+    handler: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, request_id = invoke(handler, query="n=3")
+    (line,) = emf_lines(capsys.readouterr().out)
+    settings = Settings()
+    (directive,) = line["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == settings.POWERTOOLS_METRICS_NAMESPACE
+    assert directive["Dimensions"] == [["service"]]
+    assert line["service"] == settings.SERVICE_NAME
+    assert line["correlation_id"] == request_id
+    assert emitted(json.dumps(line)) == {"WorkDone": 3}
+
+
+def test_a_warm_invocation_that_records_nothing_prints_nothing(
+    handler: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    invoke(handler, query="n=0")
+    assert capsys.readouterr().out == ""
+
+
+def test_a_cold_start_prints_powertools_cold_start_metric_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flushed()
+    capsys.readouterr()
+    invoke(fresh_handler(), query="n=0")
+    (line,) = emf_lines(capsys.readouterr().out)
+    assert total(line, "ColdStart") == 1
+    assert line["function_name"] == "ObservedFunction"
+    assert line["service"] == Settings().SERVICE_NAME
+
+
+def test_a_metric_cloudwatch_would_refuse_is_dropped_and_the_request_answers(
+    handler: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with logged_lines() as lines:
+        result, _ = invoke(handler, "/bad-metric")
+    assert result["statusCode"] == 200
+    assert any(line["message"].startswith("metric '' dropped") for line in lines)
+    assert emf_lines(capsys.readouterr().out) == []
+
+
+def test_metrics_without_a_namespace_are_dropped_and_the_request_answers(
+    handler: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN no namespace at all (Powertools would raise SchemaValidationError when flushing)
+    monkeypatch.setattr(observability, "NAMESPACE", None)
+    monkeypatch.delenv("POWERTOOLS_METRICS_NAMESPACE")
+    # WHEN an invocation records a metric THEN it still answers, and says what it dropped
+    with logged_lines() as lines:
+        result, _ = invoke(handler, query="n=2")
+    assert result["statusCode"] == 200
+    assert any("namespace" in line["message"] for line in lines)
+    assert emf_lines(capsys.readouterr().out) == []
+
+
+def test_the_namespace_defaults_when_the_variable_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POWERTOOLS_METRICS_NAMESPACE")
+    assert Settings().POWERTOOLS_METRICS_NAMESPACE == "Lucid"
+
+
+def test_the_service_name_falls_back_to_powertools_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SERVICE_NAME", raising=False)
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "from-powertools")
+    assert Settings().SERVICE_NAME == "from-powertools"
+    monkeypatch.setenv("SERVICE_NAME", "ours")
+    assert Settings().SERVICE_NAME == "ours"
