@@ -3,9 +3,10 @@
 `sam build` output (bench/artifact.py), every function in a fresh `python -S -I -B` with a
 read-only copy of its task root and of the layer as the only things on sys.path: import of the
 handler plus its first invocation of a route that needs no network. Beside them, in the same
-rounds, a hello-world FastAPI + Mangum function built by the same make rule, and the same
-artifacts without their __pycache__ folders (what a build without ahead-of-time bytecode ships).
-Rounds alternate all candidates; figures are medians.
+rounds, a hello-world FastAPI + Mangum function built by the same make rule. Rounds alternate
+all candidates; figures are medians. (The build ships third-party code as sourceless bytecode,
+so an artifact stripped of its __pycache__ folders no longer stands for a build without
+bytecode: that comparison, 2.0-2.5x slower, is in the README and needs BENCH_COMPARE_BUILD.)
 
 Targets (issue 9): every FastAPI function at most 1.3x the hello-world function, the authorizer
 at most 0.6x, the layer at most 30 MB unzipped.
@@ -211,11 +212,8 @@ def measure(env: dict[str, str]) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(scratch)
         try:
-            candidates = [
-                *_candidates("bytecode", artifact, hello, tmp, bytecode=True),
-                *_candidates("no bytecode", artifact, hello, tmp, bytecode=False),
-            ]
-            variants = ["bytecode", "no bytecode"]
+            candidates = list(_candidates("bytecode", artifact, hello, tmp, bytecode=True))
+            variants = ["bytecode"]
             if compare:
                 # As it is; beside a hello-world with bytecode only if that build ships any.
                 before = load_artifact(Path(compare))
@@ -226,10 +224,7 @@ def measure(env: dict[str, str]) -> dict[str, object]:
             figures = _rounds(candidates)
             _print_table(figures, variants, authorizer)
             report["cold_start"] = {f"{v} {f}": fig for (v, f), fig in figures.items()}
-            report["layer"] = {
-                "bytecode": _layer_sizes("bytecode", artifact.layer.parent, tmp),
-                "no bytecode": _layer_sizes("no bytecode", tmp / "no bytecode" / "layer", tmp),
-            }
+            report["layer"] = {"bytecode": _layer_sizes("bytecode", artifact.layer.parent, tmp)}
             if compare:
                 report["layer"]["compared"] = _layer_sizes(  # type: ignore[index]
                     "compared", load_artifact(Path(compare)).layer.parent, tmp

@@ -84,6 +84,7 @@ def main() -> None:
         "answer": answer,
         "compiled_from_source": compiled_from_source,
         "modules": len(sys.modules),
+        "packages": sorted({name.partition(".")[0] for name in sys.modules}),
         "flags": {
             "optimize": sys.flags.optimize,
             "dont_write_bytecode": sys.dont_write_bytecode,

@@ -7,7 +7,9 @@ current directory) with ARTIFACTS_DIR set:
     python3.11 infra/lambda_build.py layer "$ARTIFACTS_DIR"      # layer root: /opt, code in python/
 
 Steps: pip-install requirements.txt (wheels for Lambda's platform), copy the code, remove what
-Lambda never reads, compile every module to `__pycache__/<name>.cpython-311.pyc`.
+Lambda never reads, compile our own modules to `__pycache__/<name>.cpython-311.pyc` beside their
+source, and the installed (third-party) ones to sourceless bytecode: `<name>.pyc` in place of
+`<name>.py`.
 
 Why the bytecode is built this way:
 - Lambda's /var/task and /opt are read-only, so an artifact without .pyc files is compiled from
@@ -24,6 +26,13 @@ Why the bytecode is built this way:
   would only cost time at every import.
 - Code objects record the path the module has in Lambda (/var/task/..., /opt/python/...), not the
   build folder: the same sources give the same bytes, build after build.
+
+Why third-party code ships without its sources: they are 13 MB of the layer's 44 (issue 9's target
+is 30 MB unzipped), and Python loads a sourceless `.pyc` as fast as a cached one. The trade-off:
+a traceback through FastAPI, pydantic, redis-py, ... still names the file and line but cannot
+print the line's text, and `inspect.getsource` fails on those modules. Our own code (the lucid
+package, each function's modules) keeps its sources, so our frames print in full. Packages that
+read their own source at run time keep it too (KEEP_SOURCE).
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 # Lambda's python3.11 runtime on x86_64 runs Amazon Linux 2 (glibc 2.26): manylinux2014 wheels,
 # the same platforms `sam build`'s own Python builder accepts for it (aws-lambda-builders,
@@ -45,8 +55,15 @@ LAMBDA_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64")
 LAYOUT = {"function": (".", "/var/task"), "layer": ("python", "/opt/python")}
 # What the build copies from the source folder into the artifact: everything but these.
 NOT_SHIPPED = ("requirements.txt", "Makefile", "__pycache__", "*.pyc", "*.egg-info", "tests")
-# What pip installs that no import reads: console scripts (bin/), type stubs, packages' tests.
-STRIPPED_SUFFIXES = (".pyi",)
+# What pip installs that no import reads: console scripts (bin/), type stubs, packages' tests, the
+# C sources of compiled extensions.
+STRIPPED_SUFFIXES = (".pyi", ".c", ".h")
+# Read by no code path of the gateway: the Swagger UI that Powertools' own REST event handler can
+# serve (1.7 MB; our functions are FastAPI apps with interactive docs off).
+STRIPPED_ASSETS = ("aws_lambda_powertools/event_handler/openapi/swagger_ui/*.min.*",)
+# Installed packages that read their own source at run time: anyio parses its __init__ to set up
+# its lazy imports (anyio/_lazyimport.py, _build_lazy_map) and imports eagerly without it.
+KEEP_SOURCE = ("anyio",)
 
 
 def install_requirements(requirements: Path, target: Path) -> None:
@@ -107,6 +124,16 @@ def strip(target: Path) -> None:
     for suffix in STRIPPED_SUFFIXES:
         for stub in target.rglob(f"*{suffix}"):
             stub.unlink()
+    for pattern in STRIPPED_ASSETS:
+        for asset in target.glob(pattern):
+            asset.unlink()
+    # Extension modules built for other Pythons (pymongo's cp311 wheels also carry the cp38-cp310
+    # builds of their two extensions, 2.2 MB): Python 3.11 only loads `<name>.cpython-311-*.so`,
+    # `<name>.abi3.so` or `<name>.so`, so these can never load.
+    own_tag = f".cpython-{LAMBDA_PYTHON[0]}{LAMBDA_PYTHON[1]}-"
+    for library in target.rglob("*.cpython-*.so"):
+        if own_tag not in library.name:
+            library.unlink()
 
 
 def is_package_dir(folder: Path) -> bool:
@@ -114,21 +141,33 @@ def is_package_dir(folder: Path) -> bool:
     return (folder / "__init__.py").is_file()
 
 
-def compile_bytecode(code_root: Path, mounted_at: str) -> None:
-    """Write an unchecked-hash, optimisation-level-0 .pyc in __pycache__ for every module."""
+def compile_bytecode(code_root: Path, mounted_at: str, installed: set[str]) -> None:
+    """Compile every module for optimisation level 0, unchecked-hash: the entries of `code_root`
+    named in `installed` (third-party) to sourceless `<name>.pyc` files replacing their sources
+    (but KEEP_SOURCE), the others (our code) to `__pycache__/<name>.cpython-311.pyc`."""
     # The builder's PYTHONPYCACHEPREFIX would send the .pyc files elsewhere; Lambda sets none.
     sys.pycache_prefix = None
-    compiled = compileall.compile_dir(
-        code_root,
-        quiet=1,
-        workers=0,
-        optimize=0,
-        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-        stripdir=str(code_root),
-        prependdir=mounted_at,
-    )
-    if not compiled:
-        raise SystemExit(f"compileall failed in {code_root}: Lambda would compile at cold start")
+    for entry in sorted(code_root.iterdir()):
+        sourceless = entry.name in installed and entry.name not in KEEP_SOURCE
+        options: dict[str, Any] = {
+            "quiet": 1,
+            "optimize": 0,
+            "invalidation_mode": py_compile.PycInvalidationMode.UNCHECKED_HASH,
+            "stripdir": str(code_root),
+            "prependdir": mounted_at,
+            "legacy": sourceless,
+        }
+        if entry.is_dir():
+            compiled = compileall.compile_dir(entry, workers=0, **options)
+        elif entry.suffix == ".py":
+            compiled = compileall.compile_file(entry, **options)
+        else:
+            continue
+        if not compiled:
+            raise SystemExit(f"compileall failed in {entry}: Lambda would compile at cold start")
+        if sourceless:
+            for source in [entry] if entry.is_file() else entry.rglob("*.py"):
+                source.unlink()
 
 
 def build(kind: str, source: Path, artifacts: Path) -> None:
@@ -139,9 +178,10 @@ def build(kind: str, source: Path, artifacts: Path) -> None:
     requirements = source / "requirements.txt"
     if requirements.is_file():
         install_requirements(requirements, code_root)
+    installed = {entry.name for entry in code_root.iterdir()}
     copy_code(source, code_root)
     strip(code_root)
-    compile_bytecode(code_root, mounted_at)
+    compile_bytecode(code_root, mounted_at, installed)
 
 
 def main() -> None:

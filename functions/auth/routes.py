@@ -35,7 +35,8 @@ from lucid.observability import count
 from lucid.ratelimit import enforce_signin_limits
 from lucid.store.indexes import ensure_indexes_once
 from lucid.users.repository import UserRepository
-from lucid.web.deps import Caller, DatabaseDep, RedisDep, SettingsDep, SourceIp
+from lucid.web.database import DatabaseDep
+from lucid.web.deps import Caller, RedisDep, SettingsDep, SourceIp
 
 router = APIRouter()
 

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from lucid import __version__
 from lucid.errors import ServiceUnavailableError
 from lucid.store.health import DependencyReport, check_mongodb, check_redis
-from lucid.web.deps import DatabaseDep, RedisDep, SettingsDep
+from lucid.web.database import DatabaseDep
+from lucid.web.deps import RedisDep, SettingsDep
 
 
 class RouteEntry(BaseModel):

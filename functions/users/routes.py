@@ -18,7 +18,8 @@ from lucid.identity import Role
 from lucid.store.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, SortOrder
 from lucid.users.closure import close_account
 from lucid.users.schemas import ProfilePatch, RoleChange, User, UserPage
-from lucid.web.deps import AdminCaller, Caller, DatabaseDep, RedisDep, SettingsDep
+from lucid.web.database import DatabaseDep
+from lucid.web.deps import AdminCaller, Caller, RedisDep, SettingsDep
 from lucid.web.repositories import SessionsDep, UsersDep
 
 router = APIRouter()

@@ -62,9 +62,7 @@ def test_each_line_carries_its_own_request_id_under_concurrency(edge: Subprocess
     assert {request_id: by_request[request_id] for request_id in proxied} == dict.fromkeys(
         proxied, 2
     )
-    assert {request_id: by_request[request_id] for request_id in denied} == dict.fromkeys(
-        denied, 1
-    )
+    assert {request_id: by_request[request_id] for request_id in denied} == dict.fromkeys(denied, 1)
     # AND the template's ServiceName names the service on every line
     assert {line["service"] for line in lines} == {SERVICE}
 

@@ -22,6 +22,7 @@ from cfnlint.decode import decode
 
 from bench.artifact import TEMPLATE, Artifact, make_writable, readonly_copy, sam_build
 from bench.probes import event_for, invoke_cold, status_of
+from infra.lambda_build import KEEP_SOURCE
 
 # What only the local edge, the tests or a replaced dependency use, and why each must stay out of
 # the layer (glob patterns under the layer's python/ folder). The one list of them.
@@ -36,13 +37,31 @@ NOT_IN_THE_LAYER = {
     "Crypto": "pycryptodome, 12 MB for one Keccak-256",
     "Cryptodome": "pycryptodomex, 12 MB for one Keccak-256",
     "pycryptodome*": "pycryptodome, 12 MB for one Keccak-256",
+    "cryptography*": "only RS256/ES256 keys need it: the asymmetric-jwt extra, not the layer",
+    "cffi*": "cryptography's dependency",
+    "pycparser*": "cryptography's dependency",
+    "pydantic_settings*": "replaced by Settings read from the environment (lucid.config)",
+    "**/*.cpython-3[0-9]-*.so": "an extension module for another Python: never loads",
+    "**/*.cpython-31[02-9]-*.so": "an extension module for another Python: never loads",
+    "aws_lambda_powertools/event_handler/openapi/swagger_ui/*.min.*": "Powertools' Swagger UI",
     "tests": "test code",
     "**/tests": "test code",
     "**/conftest.py": "test code",
     "lucid/**/test_*.py": "test code",
 }
+# What a function must not import at cold start (import + its first call), and why.
+NOT_IMPORTED = {
+    "AuthorizerFunction": {
+        "fastapi": "a plain handler",
+        "starlette": "a plain handler",
+        "pymongo": "decides from the token and Redis alone",
+        "httpx": "calls no backend",
+    },
+    "ProxyFunction": {"pymongo": "its routes need no database (lucid.web.database)"},
+}
 # Lambda's python3.11 starts `python3` without -O: it reads <module>.cpython-311.pyc files.
 PYC_FLAGS_UNCHECKED_HASH = 0b01  # PEP 552: hash-based, source not checked
+CACHE_TAG = sys.implementation.cache_tag
 ELF_MACHINE = {"x86_64": 62, "arm64": 183}
 
 
@@ -87,29 +106,48 @@ def test_the_template_runtime_is_the_interpreter_that_compiled_the_bytecode() ->
     assert sys.implementation.cache_tag == f"cpython-{sys.version_info[0]}{sys.version_info[1]}"
 
 
+def _pyc_problem(pyc: Path, source: Path | None) -> str | None:
+    """What is wrong with `pyc` for Lambda's interpreter (None: nothing)."""
+    header = pyc.read_bytes()[:16]
+    flags = int.from_bytes(header[4:8], "little")
+    if header[:4] != importlib.util.MAGIC_NUMBER:
+        return f"magic number of another Python: {pyc}"
+    if flags != PYC_FLAGS_UNCHECKED_HASH:
+        return f"flags {flags:#04b}, not an unchecked-hash .pyc: {pyc}"
+    if source is not None and header[8:16] != importlib.util.source_hash(source.read_bytes()):
+        return f"compiled from another source: {pyc}"
+    return None
+
+
 def test_every_module_ships_the_bytecode_lambda_reads(artifact: Artifact) -> None:
-    # GIVEN every Python source in the layer and in each function
-    problems = []
-    sources = [path for root in _roots(artifact) for path in sorted(root.rglob("*.py"))]
-    assert len(sources) > 500  # the layer's dependencies are there
-    for source in sources:
-        pyc = source.parent / "__pycache__" / f"{source.stem}.{sys.implementation.cache_tag}.pyc"
-        # THEN beside it is the .pyc Lambda's interpreter looks for, usable without the source's
-        # mtime (zips lose it): an unchecked-hash .pyc of exactly this source
-        if not pyc.is_file():
-            problems.append(f"no {pyc.name}: {source}")
-            continue
-        header = pyc.read_bytes()[:16]
-        flags = int.from_bytes(header[4:8], "little")
-        if header[:4] != importlib.util.MAGIC_NUMBER:
-            problems.append(f"magic number of another Python: {pyc}")
-        elif flags != PYC_FLAGS_UNCHECKED_HASH:
-            problems.append(f"flags {flags:#04b}, not an unchecked-hash .pyc: {pyc}")
-        elif header[8:16] != importlib.util.source_hash(source.read_bytes()):
-            problems.append(f"compiled from another source: {pyc}")
-    assert problems == [], f"{len(problems)} of {len(sources)} modules:\n" + "\n".join(
-        problems[:20]
-    )
+    problems: list[str] = []
+    modules = 0
+    for root in _roots(artifact):
+        # GIVEN our own modules, with their sources: beside each is the .pyc Lambda's interpreter
+        # looks for, usable without the source's mtime (zips lose it): an unchecked-hash .pyc
+        # of exactly this source
+        for source in sorted(root.rglob("*.py")):
+            modules += 1
+            pyc = source.parent / "__pycache__" / f"{source.stem}.{CACHE_TAG}.pyc"
+            problem = _pyc_problem(pyc, source) if pyc.is_file() else f"no {pyc.name}: {source}"
+            problems += [problem] if problem else []
+        # AND the installed packages' modules, as sourceless bytecode in place of their sources
+        for pyc in sorted(root.rglob("*.pyc")):
+            if pyc.parent.name != "__pycache__":
+                modules += 1
+                problem = _pyc_problem(pyc, None)
+                problems += [problem] if problem else []
+    assert modules > 500  # the layer's dependencies are there
+    assert problems == [], f"{len(problems)} of {modules} modules:\n" + "\n".join(problems[:20])
+
+
+def test_only_our_code_ships_its_python_sources(artifact: Artifact) -> None:
+    # GIVEN the layer's python/ folder: sources of third-party code are 13 MB nothing reads
+    with_sources = {
+        source.relative_to(artifact.layer).parts[0] for source in artifact.layer.rglob("*.py")
+    }
+    # THEN only our package and what reads its own source at run time keep theirs
+    assert with_sources == {"lucid", *KEEP_SOURCE}
 
 
 @pytest.mark.parametrize("name", _template_functions())
@@ -131,6 +169,9 @@ def test_each_function_answers_from_its_read_only_task_root_and_the_layer_alone(
     assert report["flags"]["optimize"] == 0
     assert report["flags"]["pycache_prefix"] is None
     assert report["flags"]["dont_write_bytecode"] is True
+    # ...without importing what it does not use
+    unused = NOT_IMPORTED.get(name, {})
+    assert {p: why for p, why in unused.items() if p in report["packages"]} == {}
     # ...and without compiling a single module of the artifact from source
     compiled = [
         path

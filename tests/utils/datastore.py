@@ -24,7 +24,7 @@ from mongomock.collection import Collection
 from pymongo.database import Database
 
 from lucid.store.documents import Document, new_id, utcnow
-from lucid.web.deps import current_database
+from lucid.web.database import current_database
 from lucid_edge.local import in_memory_database
 from tests.utils.events import Reply, http_event, lambda_context, reply_from
 from tests.utils.functions import load_module

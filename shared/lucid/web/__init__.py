@@ -2,7 +2,8 @@
 
 - app: `create_app(function, *routers)` and `lambda_handler(app)` (Mangum)
 - middleware: request id, access log; the request's event read once
-- deps: the `Annotated` aliases routes declare (`Caller`, `SourceIp`, `DatabaseDep`, ...)
+- deps: the `Annotated` aliases routes declare (`Caller`, `SourceIp`, `RedisDep`, ...)
+- database: `DatabaseDep` (apart, so that the proxy function never imports pymongo)
 - repositories: `UsersDep`, `SessionsDep` (apart, so that meta and proxy import no repository)
 - problems: every error translated to RFC 9457 problem+json, registered in one place
 - ratelimit: the tiered rate limit in front of every route (decisions: `lucid.ratelimit`)

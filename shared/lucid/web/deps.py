@@ -11,13 +11,10 @@ from typing import Annotated
 
 import redis
 from fastapi import Depends, Request
-from pymongo.database import Database
 
 from lucid.config import Settings, get_settings
 from lucid.errors import AuthenticationError, ForbiddenError
 from lucid.identity import CallerIdentity
-from lucid.store.documents import Document
-from lucid.store.mongo import get_database
 from lucid.store.redis_client import get_redis
 from lucid.web.middleware import request_facts
 
@@ -63,15 +60,9 @@ async def current_redis() -> redis.Redis:
     return get_redis()
 
 
-async def current_database() -> Database[Document]:
-    """The process's MongoDB database."""
-    return get_database()
-
-
 Caller = Annotated[CallerIdentity, Depends(require_caller)]
 OptionalCaller = Annotated[CallerIdentity | None, Depends(optional_caller)]
 AdminCaller = Annotated[CallerIdentity, Depends(require_admin)]
 SourceIp = Annotated[str, Depends(source_ip)]
 SettingsDep = Annotated[Settings, Depends(current_settings)]
 RedisDep = Annotated[redis.Redis, Depends(current_redis)]
-DatabaseDep = Annotated[Database[Document], Depends(current_database)]

@@ -14,7 +14,7 @@ from fastapi import Depends
 from lucid.sessions.repository import SessionRepository
 from lucid.store.indexes import ensure_indexes_once
 from lucid.users.repository import UserRepository
-from lucid.web.deps import DatabaseDep
+from lucid.web.database import DatabaseDep
 
 
 async def session_repository(database: DatabaseDep) -> SessionRepository:
