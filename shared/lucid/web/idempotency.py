@@ -8,8 +8,23 @@ key with another body is a 422; a retry arriving while the first is still runnin
 releases its claim, so the client can retry after a 503. Keys are scoped per caller: one
 caller's key can never replay another caller's response.
 
-This is our own equivalent of Powertools Idempotency's Redis layer: Powertools keys a whole
-Lambda event or a decorated function, while here the unit is one route of a FastAPI app.
+Why not Powertools Idempotency on Redis (read in aws-lambda-powertools 3.37.0, the version the
+layer ships; see also /work/notes/aws-facts.md section 10):
+- A concurrent retry fails at once instead of waiting: while the first request's record is
+  INPROGRESS, `utilities/idempotency/base.py` `_handle_for_status` raises
+  `IdempotencyAlreadyInProgressError`. Waiting and replaying (what the tests pin, so that
+  concurrent retries create one resource and all get its answer) would mean wrapping it in a
+  retry loop of our own, the part of this module that matters.
+- `idempotent_function` wraps a synchronous function; our routes are `async def`, and one route
+  of a FastAPI app is the unit here, not a whole Lambda event (`idempotent`).
+- `import aws_lambda_powertools.utilities.idempotency` imports its DynamoDB layer and so boto3
+  (`utilities/idempotency/__init__.py`): +265 ms measured in the development virtualenv, paid
+  at every cold start of users and sessions although they never call AWS.
+- `RedisCachePersistenceLayer` builds its own client with `ssl=True` by default
+  (`persistence/redis.py`), a second pool beside ours with other timeouts and retries.
+The rest maps onto Powertools (per-caller keys through `key_prefix` or the JMESPath key, 422
+through `payload_validation_jmespath`, the replay header through `response_hook`), so those three
+points decide: this module stays, 166 lines on the client the function already has.
 """
 
 from __future__ import annotations
