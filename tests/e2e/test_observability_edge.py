@@ -26,8 +26,14 @@ REQUESTS = 24
 
 @pytest.fixture(scope="module")
 def edge() -> Iterator[SubprocessEdge]:
-    with subprocess_edge({}, {"ServiceName": SERVICE}) as running:
-        yield running
+    """The template served with ServiceName overridden. The shell's variables win over the
+    template's (README, Configuration), and an in-process edge of an earlier test exports the
+    template's SERVICE_NAME into this process: the edge must not inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("SERVICE_NAME", "POWERTOOLS_SERVICE_NAME"):
+            patch.delenv(name, raising=False)
+        with subprocess_edge({}, {"ServiceName": SERVICE}) as running:
+            yield running
 
 
 def _json_lines(output: str) -> list[dict[str, Any]]:

@@ -79,7 +79,7 @@ def test_signed_in_caller_is_authorized_with_its_context() -> None:
     "token",
     [
         _token(exp=int(time.time()) - 60),
-        _token(nbf=int(time.time()) + 120),
+        _token(nbf=int(time.time()) + 24 * 3600),  # built at collection: far enough ahead
         _token(iss="someone-else"),
         _token(aud="another-api"),
         _token(key="another-key-0123456789abcdef0123456789abcdef"),
