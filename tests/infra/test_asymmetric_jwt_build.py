@@ -22,6 +22,7 @@ from bench.probes import invoke_cold
 from lucid.auth.keys import KeyRing
 from lucid.auth.tokens import TokenService
 from lucid.config import Settings
+from lucid.identity import Role
 from lucid_edge.local import EmbeddedRedis
 from tests.utils.auth_flow import authorizer_event
 
@@ -66,7 +67,7 @@ def _es256_env(public_pem: str, redis: EmbeddedRedis) -> dict[str, str]:
 def _token(private_pem: str) -> str:
     settings = Settings(STAGE="dev", JWT_ALGORITHM="ES256", JWT_PRIVATE_KEY=private_pem)
     service = TokenService(settings, KeyRing(settings))
-    return service.issue("u1", "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC", "user").token
+    return service.issue("u1", "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC", Role.USER).token
 
 
 @pytest.mark.usefixtures("redis_client")
