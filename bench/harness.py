@@ -76,13 +76,18 @@ def wrk(
     headers: dict[str, str] | None = None,
     body: str | None = None,
     threads: int = 2,
+    lua: str = "",
 ) -> LoadResult:
-    """Load `url` with wrk and return throughput, latency percentiles and error counts."""
+    """Load `url` with wrk and return throughput, latency percentiles and error counts.
+
+    `lua` is added to wrk's script (a `request`/`response` pair that varies each request).
+    """
     script = _REPORT_LUA + f"wrk.method = {json.dumps(method)}\n"
     for name, value in (headers or {}).items():
         script += f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}\n"
     if body is not None:
         script += f"wrk.body = {json.dumps(body)}\n"
+    script += lua
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
     try:

@@ -39,7 +39,7 @@ MAX_KEYS = 10_000
 
 @dataclass(slots=True)
 class Lease:
-    """Slots an instance holds for one key, and when they lapse."""
+    """What an instance knows of one key: its lease of slots, and its last round trip."""
 
     slots: int  # not yet spent
     granted: int
@@ -47,7 +47,8 @@ class Lease:
     window: int  # the window number the slots were charged in
     window_end: float  # monotonic seconds
     lapses: float  # monotonic seconds
-    trip: float  # monotonic seconds of the round trip that granted it
+    trip: float  # monotonic seconds of the last round trip for the key
+    asking: bool = False  # a round trip asking for a lease is under way
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +72,14 @@ class TripTerms:
         return [self.extra, LEASE_SHARE, self.back, self.back_window]
 
 
+NO_LEASE = TripTerms(0, 0, -1)
+
+
 class Leases:
-    """Per-instance leases by key, safe across the invocation threads of one process."""
+    """Per-instance leases by key, safe across the invocation threads of one process.
+
+    One round trip at a time asks for a key's lease; other threads meanwhile make plain ones.
+    """
 
     def __init__(
         self, max_slots: int, clock: Callable[[], float] = time.monotonic, max_keys: int = MAX_KEYS
@@ -99,29 +106,36 @@ class Leases:
         """The lease to ask for on this round trip for `key`, with the slots to give back."""
         now = self._clock()
         with self._lock:
-            lease = self._leases.pop(key, None)
-        if lease is None:
-            return TripTerms(0, 0, -1)
-        used = lease.granted - lease.slots
-        hot = now - lease.trip < LEASE_SECONDS
-        extra = min(self.max_slots, max(1, 2 * used)) if hot else 0
-        return TripTerms(extra, lease.slots, lease.window)
+            lease = self._leases.get(key)
+            if lease is None or lease.asking:
+                return NO_LEASE
+            back, lease.slots = lease.slots, 0
+            used = lease.granted - back
+            hot = now - lease.trip < LEASE_SECONDS
+            extra = min(self.max_slots, max(1, 2 * used)) if hot else 0
+            lease.asking = extra > 0
+            return TripTerms(extra, back, lease.window)
 
-    def record(self, key: str, granted: int, remaining: int, reset_us: int, window: int) -> None:
-        """Remember the round trip for `key` (and the lease Redis granted in it, if any)."""
+    def record(
+        self, key: str, terms: TripTerms, granted: int, remaining: int, reset_us: int, window: int
+    ) -> None:
+        """Remember a round trip for `key` made on `terms` and the lease Redis granted in it."""
         now = self._clock()
         window_end = now + reset_us / 1_000_000
-        lease = Lease(
-            slots=granted,
-            granted=granted,
-            remaining=remaining,
-            window=window,
-            window_end=window_end,
-            lapses=min(window_end, now + LEASE_SECONDS),
-            trip=now,
-        )
         with self._lock:
-            self._leases[key] = lease
+            lease = self._leases.get(key)
+            if lease is not None and terms.extra == 0:
+                lease.trip = now  # a plain trip: a lease in hand stays as it is
+                return
+            self._leases[key] = Lease(
+                slots=granted,
+                granted=granted,
+                remaining=remaining,
+                window=window,
+                window_end=window_end,
+                lapses=min(window_end, now + LEASE_SECONDS),
+                trip=now,
+            )
             if len(self._leases) > self._max_keys:
                 # The oldest keys go; their unspent slots stay counted until their window ends.
                 for old in list(islice(self._leases, len(self._leases) - self._max_keys)):

@@ -32,7 +32,7 @@ from lucid.config import Settings, get_settings
 from lucid.errors import ServiceUnavailableError
 from lucid.identity import CallerIdentity
 from lucid.observability import MetricUnit, metrics
-from lucid.ratelimit.lease import Leases, TripTerms
+from lucid.ratelimit.lease import NO_LEASE, Leases, TripTerms
 from lucid.ratelimit.memory import InMemoryLimiter
 from lucid.ratelimit.policies import Policies, Policy
 from lucid.ratelimit.script import ScriptRunner
@@ -105,7 +105,7 @@ class RateLimiter:
         Raises ServiceUnavailableError when Redis is unreachable and RATE_LIMIT_FAIL_MODE=closed.
         """
         keys = [policy.key(identity) for policy, identity in limits]
-        return self._decide(limits, keys, TripTerms(0, 0, -1))
+        return self._decide(limits, keys, NO_LEASE)
 
     def _decide(self, limits: Sequence[Limit], keys: list[str], terms: TripTerms) -> Decision:
         if time.monotonic() >= self._redis_down_until:
@@ -115,6 +115,8 @@ class RateLimiter:
             try:
                 reply = self._script(keys=keys, args=args + terms.args())
             except redis.RedisError as error:
+                if self._leases is not None and len(keys) == 1:
+                    self._leases.forget(keys[0])
                 self._open_circuit(error)
             else:
                 if self._redis_down_until:
@@ -125,7 +127,9 @@ class RateLimiter:
                 if self._leases is not None and len(keys) == 1:
                     granted, window = int(reply[end]), int(reply[end + 1])
                     first = verdicts[0]
-                    self._leases.record(keys[0], granted, first.remaining, first.reset_us, window)
+                    self._leases.record(
+                        keys[0], terms, granted, first.remaining, first.reset_us, window
+                    )
                 return _binding(limits, verdicts, "redis")
         return self._without_redis(limits, keys)
 

@@ -8,7 +8,7 @@ import time
 import redis
 
 from lucid.ratelimit import RateLimiter
-from lucid.ratelimit.lease import LEASE_SECONDS, LEASE_SHARE, Leases, Spent
+from lucid.ratelimit.lease import LEASE_SECONDS, LEASE_SHARE, Leases, Spent, TripTerms
 from tests.shared.ratelimit.helpers import limiter_for
 
 IP = "198.51.100.7"
@@ -100,7 +100,7 @@ def test_a_lease_lapses_after_its_time_and_a_cold_caller_asks_for_none() -> None
     # GIVEN a lease of 4 slots for a key, on a clock the test moves
     now = [100.0]
     leases = Leases(max_slots=8, clock=lambda: now[0])
-    leases.record("k", granted=4, remaining=50, reset_us=30_000_000, window=7)
+    leases.record("k", TripTerms(4, 0, -1), granted=4, remaining=50, reset_us=30_000_000, window=7)
     assert leases.spend("k") is not None
     # WHEN its time has passed THEN it admits nothing more
     now[0] += LEASE_SECONDS
@@ -115,7 +115,7 @@ def test_a_lease_never_outlives_the_window_it_was_charged_in() -> None:
     now = [0.0]
     leases = Leases(max_slots=8, clock=lambda: now[0])
     # GIVEN a lease taken 0.2 s before its window ends
-    leases.record("k", granted=8, remaining=500, reset_us=200_000, window=3)
+    leases.record("k", TripTerms(8, 0, -1), granted=8, remaining=500, reset_us=200_000, window=3)
     spent = leases.spend("k")
     assert spent == Spent(remaining=499, reset_seconds=1)
     # WHEN the window has ended THEN the lease is gone, and a hot caller doubles what it spent
