@@ -119,6 +119,10 @@ class HashIndex:
             if not bucket:
                 del self._buckets[value]
 
+    def count(self, values: Iterable[Any]) -> int:
+        """How many keys `lookup(values)` yields at most (without building the list)."""
+        return sum(len(self._buckets.get(value, ())) for value in values) + len(self._apart)
+
     def lookup(self, values: Iterable[Any]) -> list[Key]:
         """Keys of the documents that may hold one of `values`."""
         found: dict[Key, None] = {}
@@ -213,24 +217,39 @@ class IndexedCollectionStore(CollectionStore):
 
     def candidates(self, query: dict[str, Any]) -> list[Key] | None:
         """Keys of the documents that may match `query`; None when it must be scanned."""
-        best: list[Key] | None = None
+        plan = self._plan(query)
+        if plan is None:
+            return None
+        field, values = plan
+        keys = list(dict.fromkeys(values)) if field == "_id" else self._hash[field].lookup(values)
+        if len(keys) > 1:  # natural (insertion) order, as a scan yields them
+            keys.sort(key=lambda key: self._arrival.get(key, -1))
+        return keys
+
+    def _plan(self, query: dict[str, Any]) -> tuple[str, list[Any]] | None:
+        """(field, values) of the lookup yielding the fewest candidates, sized before it is made
+        (an owner with 10,000 sessions must not be listed to find one session by `_id`)."""
+        best: tuple[int, str, list[Any]] | None = None
         for field, condition in query.items():
             if field == "$and" and isinstance(condition, list):
-                options = [self.candidates(part) for part in condition if isinstance(part, dict)]
-                found = min((o for o in options if o is not None), key=len, default=None)
-            elif field == "_id":
-                values = _lookup_values(condition)
-                found = None if values is None else list(dict.fromkeys(values))
-            elif field in self._hash:
-                values = _lookup_values(condition)
-                found = None if values is None else self._hash[field].lookup(values)
-            else:
+                for part in condition:
+                    plan = self._plan(part) if isinstance(part, dict) else None
+                    if plan is not None:
+                        size = self._size(*plan)
+                        if best is None or size < best[0]:
+                            best = (size, *plan)
                 continue
-            if found is not None and (best is None or len(found) < len(best)):
-                best = found
-        if best is not None and len(best) > 1:  # natural (insertion) order, as a scan yields
-            best.sort(key=lambda key: self._arrival.get(key, -1))
-        return best
+            if field != "_id" and field not in self._hash:
+                continue
+            values = _lookup_values(condition)
+            if values is not None:
+                size = self._size(field, values)
+                if best is None or size < best[0]:
+                    best = (size, field, values)
+        return None if best is None else (best[1], best[2])
+
+    def _size(self, field: str, values: list[Any]) -> int:
+        return len(values) if field == "_id" else self._hash[field].count(values)
 
     def _remove_expired_documents(self) -> None:
         if not self._expiries or self._expiries[0][0] > utcnow():
