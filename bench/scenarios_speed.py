@@ -153,12 +153,14 @@ def _patch_lua(server: Server, headers: dict[str, str], ids: list[str]) -> str:
     """The PATCH load's script, starting from each session's current ETag (read over HTTP)."""
 
     def current(chunk: list[str]) -> dict[str, str]:
+        # One that cannot be read now gets "1": the first PATCH's 412 says the current one.
+        tags = dict.fromkeys(chunk, '"1"')
         with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
-            # One that cannot be read now gets "1": the first PATCH's 412 says the current one.
-            return {
-                session_id: str(client.get(f"/sessions/{session_id}").headers.get("etag", '"1"'))
-                for session_id in chunk
-            }
+            for session_id in chunk:
+                with contextlib.suppress(httpx.HTTPError):
+                    response = client.get(f"/sessions/{session_id}")
+                    tags[session_id] = response.headers.get("etag", '"1"')
+        return tags
 
     tags: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=8) as pool:

@@ -2,8 +2,11 @@
 
 A caller whose requests keep reaching the same instance makes that instance ask Redis, in the
 round trip it makes anyway, for a few slots beyond the current request. Redis counts them at
-once, so the instance can admit that many more requests of the caller without asking again, the
-way Kong's `sync_rate` keeps counters locally between synchronisations, but conservatively:
+once, so the instance can admit that many more requests of the caller without asking again. Kong's
+Rate Limiting Advanced plugin does the opposite trade with `sync_rate` (counters kept in each
+node's memory and pushed to Redis every `sync_rate` seconds, so nodes may together admit more
+than the limit in between: https://developer.konghq.com/plugins/rate-limiting-advanced/ ,
+config.sync_rate). Leases are conservative instead:
 
 * **Never more admissions than without leases.** Every slot is charged in Redis, inside the
   sliding-window algorithm's decision, before any request uses it, and a lease ends with the
