@@ -17,9 +17,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -53,6 +53,8 @@ class LoadResult:
     p99_ms: float
     errors: int
     non_2xx: int
+    requests: int = 0
+    cpu_us: float = 0.0  # the server's CPU per request, when measured (`measured`)
 
 
 def median_result(results: Sequence[LoadResult]) -> LoadResult:
@@ -64,7 +66,17 @@ def median_result(results: Sequence[LoadResult]) -> LoadResult:
         p99_ms=statistics.median(r.p99_ms for r in results),
         errors=max(r.errors for r in results),
         non_2xx=max(r.non_2xx for r in results),
+        requests=int(statistics.median(r.requests for r in results)),
+        cpu_us=statistics.median(r.cpu_us for r in results),
     )
+
+
+def measured(server_pid: int, load: Callable[[], LoadResult]) -> LoadResult:
+    """`load()`'s result with the CPU that `server_pid`'s process tree spent per request."""
+    before = tree_cpu_seconds(server_pid)
+    result = load()
+    spent = tree_cpu_seconds(server_pid) - before
+    return replace(result, cpu_us=spent / max(result.requests, 1) * 1e6)
 
 
 def wrk(
@@ -118,7 +130,35 @@ def wrk(
         p99_ms=data["p99_us"] / 1000,
         errors=data["connect"] + data["read"] + data["write"] + data["timeout"],
         non_2xx=data["status"],
+        requests=data["requests"],
     )
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` and every process below it.
+
+    What a server spends per request is steadier on this shared machine than what it serves per
+    second: other tenants' load takes throughput, not CPU seconds.
+    """
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, ppid in parents.items() if ppid == parent]
+        tree.update(children)
+        frontier += children
+    return sum(times.get(member, 0.0) for member in tree)
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

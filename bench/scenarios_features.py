@@ -3,6 +3,7 @@ the sessions routes, and the proxy with its circuit breaker."""
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import time
@@ -18,6 +19,7 @@ from bench.harness import (
     LoadResult,
     Server,
     edge_server,
+    measured,
     median_result,
     running,
     wrk,
@@ -131,17 +133,24 @@ def ratelimit(env: dict[str, str]) -> dict[str, object]:
             # Two more rounds than elsewhere: the difference sought is within the machine's noise.
             for _ in range(REPEATS + 2):
                 for name, server in (("limited", limited), ("off", unlimited)):
-                    runs[name].append(
-                        wrk(server.url + "/users/me", connections, headers=headers[name])
+                    load = functools.partial(
+                        wrk, server.url + "/users/me", connections, headers=headers[name]
                     )
+                    runs[name].append(measured(server.process.pid, load))
             on, off = median_result(runs["limited"]), median_result(runs["off"])
             figures[f"c={connections} limited"] = _show(
                 f"GET /users/me c={connections} limited", on
             )
             figures[f"c={connections} off"] = _show(f"GET /users/me c={connections} limit off", off)
             cost = 1 - on.rps / off.rps
-            print(f"{'':44s} throughput cost of rate limiting: {cost * 100:.1f} %")
+            # CPU per request is steadier than throughput on a machine shared with other work.
+            cpu_cost = 1 - off.cpu_us / on.cpu_us
+            print(
+                f"{'':44s} cost of rate limiting: throughput {cost * 100:.1f} %, CPU per request"
+                f" {cpu_cost * 100:.1f} % ({on.cpu_us:.0f} vs {off.cpu_us:.0f} us)"
+            )
             figures[f"c={connections} cost"] = cost
+            figures[f"c={connections} cpu cost"] = cpu_cost
     return figures
 
 

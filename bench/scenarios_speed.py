@@ -13,9 +13,11 @@ one load generator); `ratelimit` (bench/scenarios_features.py) measures it on vs
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -28,6 +30,7 @@ from bench.harness import (
     Server,
     direct_server,
     edge_server,
+    measured,
     median_result,
     running,
     wrk,
@@ -70,16 +73,25 @@ end
 """
 
 
-def _show(label: str, result: LoadResult, baseline: float | None = None) -> dict[str, float]:
-    ratio = f"  {result.rps / baseline:4.2f}x edge /health" if baseline else ""
+def _show(label: str, result: LoadResult, baseline: LoadResult | None = None) -> dict[str, float]:
+    """Print one line; with `baseline` (the edge's GET /health), the throughput ratio to it and
+    the CPU ratio (its CPU per request over this route's: the throughput ratio if CPU-bound)."""
+    ratios = ""
+    shown = dict(result.__dict__)
+    if baseline is not None:
+        shown["ratio_to_edge_health"] = result.rps / baseline.rps
+        shown["cpu_ratio_to_edge_health"] = baseline.cpu_us / result.cpu_us if result.cpu_us else 0
+        ratios = (
+            f"  {shown['ratio_to_edge_health']:4.2f}x edge /health"
+            f" (CPU {shown['cpu_ratio_to_edge_health']:4.2f}x)"
+        )
+    cpu = f"  cpu {result.cpu_us:5.0f} us/req" if result.cpu_us else ""
     print(
-        f"{label:40s} {result.rps:7.0f} req/s  p50 {result.p50_ms:7.2f}  p95 {result.p95_ms:7.2f}"
-        f"  p99 {result.p99_ms:7.2f} ms  errors {result.errors}  non-2xx {result.non_2xx}{ratio}",
+        f"{label:32s} {result.rps:6.0f} req/s  p50 {result.p50_ms:7.2f}  p95 {result.p95_ms:7.2f}"
+        f"  p99 {result.p99_ms:7.2f} ms  errors {result.errors}  non-2xx {result.non_2xx}"
+        f"{cpu}{ratios}",
         flush=True,
     )
-    shown = dict(result.__dict__)
-    if baseline:
-        shown["ratio_to_edge_health"] = result.rps / baseline
     return shown
 
 
@@ -117,34 +129,51 @@ def routes(env: dict[str, str]) -> dict[str, object]:
         # 1,000 sessions to start with; every POST round adds what it creates (tens of
         # thousands by the end), which the indexed store answers as fast (see `scale`).
         ids = _create_sessions(edge, auth, PATCH_SESSIONS)
-        loads = {
-            "direct GET /health": lambda c: wrk(direct.url + "/health", c),
-            "edge GET /health": lambda c: wrk(edge.url + "/health", c),
-            "GET /users/me": lambda c: wrk(edge.url + "/users/me", c, headers=auth),
-            "GET /sessions/{id}": lambda c: wrk(f"{edge.url}/sessions/{ids[0]}", c, headers=auth),
-            "POST /sessions": lambda c: wrk(
-                edge.url + "/sessions",
-                c,
-                method="POST",
-                headers={**auth, **JSON},
-                body='{"name": "bench session", "node_id": "node-1"}',
+        loads: dict[str, tuple[Server, Callable[[int], LoadResult]]] = {
+            "direct GET /health": (direct, lambda c: wrk(direct.url + "/health", c)),
+            "edge GET /health": (edge, lambda c: wrk(edge.url + "/health", c)),
+            "GET /users/me": (edge, lambda c: wrk(edge.url + "/users/me", c, headers=auth)),
+            "GET /sessions/{id}": (
+                edge,
+                lambda c: wrk(f"{edge.url}/sessions/{ids[0]}", c, headers=auth),
             ),
-            "PATCH /sessions/{id} If-Match": lambda c: wrk(
-                edge.url + "/sessions", c, headers={**auth, **JSON}, lua=_patch_lua(edge, auth, ids)
+            "POST /sessions": (
+                edge,
+                lambda c: wrk(
+                    edge.url + "/sessions",
+                    c,
+                    method="POST",
+                    headers={**auth, **JSON},
+                    body='{"name": "bench session", "node_id": "node-1"}',
+                ),
+            ),
+            "PATCH /sessions/{id} If-Match": (
+                edge,
+                lambda c: wrk(
+                    edge.url + "/sessions",
+                    c,
+                    headers={**auth, **JSON},
+                    lua=_patch_lua(edge, auth, ids),
+                ),
             ),
         }
         for connections in (64, 512):
             runs: dict[str, list[LoadResult]] = {name: [] for name in loads}
             for _ in range(REPEATS):
-                for name, load in loads.items():
-                    runs[name].append(load(connections))
+                for name, (server, load) in loads.items():
+                    runs[name].append(
+                        measured(server.process.pid, functools.partial(load, connections))
+                    )
             results = {name: median_result(r) for name, r in runs.items()}
-            baseline = results["edge GET /health"].rps
-            print(f"-- c={connections} (medians of {REPEATS}; ratio to the edge's GET /health)")
+            edge_health = results["edge GET /health"]
+            print(
+                f"-- c={connections} (medians of {REPEATS}; CPU: the server's processes per "
+                "request; ratios to the edge's GET /health)"
+            )
             for name, result in results.items():
-                shown = None if "/health" in name else baseline
+                shown = None if "/health" in name else edge_health
                 figures[f"{name} c={connections}"] = _show(name, result, shown)
-            ratio = baseline / results["direct GET /health"].rps
+            ratio = edge_health.rps / results["direct GET /health"].rps
             print(f"{'':40s} edge/direct GET /health throughput ratio {ratio:.2f}", flush=True)
     return figures
 
@@ -182,11 +211,12 @@ def scale(env: dict[str, str]) -> dict[str, object]:
         for name, server, count in (("100", small, 100), ("10000", large, 10_000)):
             auth = _signed_in(server)
             ids = _create_sessions(server, auth, count)
-            targets[name] = (f"{server.url}/sessions/{ids[len(ids) // 2]}", auth)
+            targets[name] = (server, f"{server.url}/sessions/{ids[len(ids) // 2]}", auth)
         runs: dict[str, list[LoadResult]] = {name: [] for name in targets}
         for _ in range(REPEATS):
-            for name, (url, auth) in targets.items():
-                runs[name].append(wrk(url, 64, headers=auth))
+            for name, (server, url, auth) in targets.items():
+                load = functools.partial(wrk, url, 64, headers=auth)
+                runs[name].append(measured(server.process.pid, load))
         results = {name: median_result(r) for name, r in runs.items()}
         for name, result in results.items():
             figures[f"{name} sessions"] = _show(f"GET /sessions/{{id}} c=64, {name} stored", result)
