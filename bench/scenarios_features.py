@@ -13,6 +13,7 @@ import httpx
 
 from bench.clients import Wallet, login_latencies, sign_in
 from bench.harness import (
+    CACHED_AUTHORIZER,
     REPEATS,
     ROOT,
     VENV_BIN,
@@ -22,6 +23,7 @@ from bench.harness import (
     measured,
     median_result,
     running,
+    warm,
     wrk,
 )
 from lucid.auth.tokens import get_token_service
@@ -124,10 +126,12 @@ def ratelimit(env: dict[str, str]) -> dict[str, object]:
     limited_env = {**env, **LIMITS_LIFTED, "RATE_LIMIT_ENABLED": "true"}
     unlimited_env = {**env, **LIMITS_LIFTED, "RATE_LIMIT_ENABLED": "false"}
     with (
-        edge_server(limited_env, NO_THROTTLE) as limited,
-        edge_server(unlimited_env, NO_THROTTLE) as unlimited,
+        edge_server(limited_env, (*NO_THROTTLE, *CACHED_AUTHORIZER)) as limited,
+        edge_server(unlimited_env, (*NO_THROTTLE, *CACHED_AUTHORIZER)) as unlimited,
     ):
         headers = {"limited": _bearer(limited), "off": _bearer(unlimited)}
+        warm(limited.url + "/users/me", headers["limited"])
+        warm(unlimited.url + "/users/me", headers["off"])
         for connections in (64, 512):
             runs: dict[str, list[LoadResult]] = {"limited": [], "off": []}
             # Two more rounds than elsewhere: the difference sought is within the machine's noise.

@@ -24,6 +24,7 @@ import httpx
 
 from bench.clients import Wallet, sign_in
 from bench.harness import (
+    CACHED_AUTHORIZER,
     REPEATS,
     VENV_BIN,
     LoadResult,
@@ -33,11 +34,12 @@ from bench.harness import (
     measured,
     median_result,
     running,
+    warm,
     wrk,
 )
 from lucid_edge.local import free_port
 
-NO_THROTTLE = ("ThrottlingBurstLimit=1000000", "ThrottlingRateLimit=1000000")
+NO_THROTTLE = ("ThrottlingBurstLimit=1000000", "ThrottlingRateLimit=1000000", *CACHED_AUTHORIZER)
 LIMITS_LIFTED = {
     "RATE_LIMIT_PUBLIC": "1000000000",
     "RATE_LIMIT_AUTHENTICATED": "1000000000",
@@ -126,6 +128,7 @@ def routes(env: dict[str, str]) -> dict[str, object]:
         direct_server("meta", env) as direct,
     ):
         auth = _signed_in(edge)
+        warm(edge.url + "/users/me", auth)
         # 1,000 sessions to start with; every POST round adds what it creates (tens of
         # thousands by the end), which the indexed store answers as fast (see `scale`).
         ids = _create_sessions(edge, auth, PATCH_SESSIONS)
@@ -210,6 +213,7 @@ def scale(env: dict[str, str]) -> dict[str, object]:
         targets = {}
         for name, server, count in (("100", small, 100), ("10000", large, 10_000)):
             auth = _signed_in(server)
+            warm(server.url + "/users/me", auth)
             ids = _create_sessions(server, auth, count)
             targets[name] = (server, f"{server.url}/sessions/{ids[len(ids) // 2]}", auth)
         runs: dict[str, list[LoadResult]] = {name: [] for name in targets}
