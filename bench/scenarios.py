@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bench import scenarios_features
+from bench import scenarios_features, scenarios_speed
 from bench.coldstart import measure as measure_cold_starts
 from bench.harness import REPEATS, LoadResult, direct_server, edge_server, median_result, wrk
 
@@ -51,6 +51,9 @@ def coldstart(env: dict[str, str]) -> dict[str, object]:
 
 ALL: dict[str, Callable[[dict[str, str]], dict[str, object]]] = {
     "foundation": foundation,
+    "routes": scenarios_speed.routes,
+    "scale": scenarios_speed.scale,
+    "isolation": scenarios_speed.isolation,
     "auth": scenarios_features.auth,
     "ratelimit": scenarios_features.ratelimit,
     "sessions": scenarios_features.sessions,

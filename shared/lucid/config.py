@@ -97,6 +97,8 @@ class Settings(BaseModel):
     RATE_LIMIT_SIGNIN_PER_IP: int = Field(default=10, ge=1)
     RATE_LIMIT_SIGNIN_PER_ADDRESS: int = Field(default=10, ge=1)
     RATE_LIMIT_FAIL_MODE: Literal["open", "closed"] = "open"
+    # Slots one instance may reserve for a busy caller (lucid.ratelimit.lease); 0: none.
+    RATE_LIMIT_LEASE_MAX: int = Field(default=32, ge=0, le=1000)
 
     # --- users & sessions ------------------------------------------------------------------
     # How long a POST's Idempotency-Key replays its first response.

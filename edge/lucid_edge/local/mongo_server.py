@@ -3,10 +3,15 @@
 When MONGODB_URI is unset, the local edge's parent process starts ONE of these on 127.0.0.1 and
 hands `EmbeddedMongo.uri` to every worker, so all workers reach the same in-memory data through
 the ordinary pymongo driver. Nothing is persisted. Not a database server: no auth, no
-transactions, no replication; mongomock's behaviour (and its linear scans) is what you get.
+transactions, no replication; mongomock's query and update semantics are what you get, with
+lookups by `_id` and by the leading field of an index answered from hash indexes instead of
+scans (`lucid_edge.local.mongo_index`).
 
 All commands run on the server's single event-loop thread, one after another, so every command
-(findAndModify included) is atomic with respect to all clients.
+(findAndModify included) is atomic with respect to all clients. A lookup costs about as much
+whatever the collection holds (find_one by `_id` over the wire: ~155 µs with 100 or 10,000
+documents, against ~295 µs and ~11.7 ms scanning), so that one thread is rarely what a request
+waits for.
 
 Spoken protocol: OP_MSG (2013) with section kinds 0 and 1 (checksum accepted, not verified;
 moreToCome = no reply) and the legacy OP_QUERY (2004) / OP_REPLY (1) pair that drivers use for

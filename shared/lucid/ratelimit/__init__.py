@@ -1,4 +1,4 @@
-"""Tiered rate limiting in Redis: one Lua round trip per request (sliding-window
+"""Tiered rate limiting in Redis: at most one Lua round trip per request (sliding-window
 counter), with a per-instance fallback.
 
     RateLimiter(redis, settings)            decisions (lucid.ratelimit.limiter)

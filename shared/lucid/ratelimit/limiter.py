@@ -1,7 +1,12 @@
-"""RateLimiter: one Redis round trip per decision, with a circuit to an in-memory fallback.
+"""RateLimiter: at most one Redis round trip per decision, with a circuit to an in-memory
+fallback.
 
     RateLimiter.check(policy, identity) -> Decision          (one key: the tiers)
     RateLimiter.check_all([(policy, identity), ...]) -> Decision   (all must admit: sign-in)
+
+`check` admits a busy caller from a local lease of slots counted in Redis when it holds one
+(`lucid.ratelimit.lease`: never more admissions, and a stated bound on early refusals);
+`check_all` always asks Redis.
 
 Redis errors (refused, reset, timeout of REDIS_TIMEOUT_MS, read-only replica, ...) open a
 circuit for `retry_seconds`: meanwhile no request pays a Redis timeout, and decisions come from
@@ -27,6 +32,7 @@ from lucid.config import Settings, get_settings
 from lucid.errors import ServiceUnavailableError
 from lucid.identity import CallerIdentity
 from lucid.observability import count
+from lucid.ratelimit.lease import NO_LEASE, Leases, TripTerms
 from lucid.ratelimit.memory import InMemoryLimiter
 from lucid.ratelimit.policies import Policies, Policy
 from lucid.ratelimit.script import ScriptRunner
@@ -69,6 +75,8 @@ class RateLimiter:
         self._script = ScriptRunner(redis_client, LUA_SCRIPT)
         self._memory = InMemoryLimiter()
         self._redis_down_until = 0.0
+        lease_max = settings.RATE_LIMIT_LEASE_MAX
+        self._leases = Leases(lease_max) if lease_max > 0 else None
 
     @property
     def enabled(self) -> bool:
@@ -83,7 +91,13 @@ class RateLimiter:
 
     def check(self, policy: Policy, identity: str) -> Decision:
         """Count one request of `identity` under `policy` and say whether it may proceed."""
-        return self.check_all(((policy, identity),))
+        if self._leases is None:
+            return self.check_all(((policy, identity),))
+        key = policy.key(identity)
+        spent = self._leases.spend(key)
+        if spent is not None:
+            return Decision(policy, True, spent.remaining, spent.reset_seconds, 0, "redis")
+        return self._decide(((policy, identity),), [key], self._leases.terms(key))
 
     def check_all(self, limits: Sequence[Limit]) -> Decision:
         """Count one request against every limit, charged only if all admit it.
@@ -91,19 +105,31 @@ class RateLimiter:
         Raises ServiceUnavailableError when Redis is unreachable and RATE_LIMIT_FAIL_MODE=closed.
         """
         keys = [policy.key(identity) for policy, identity in limits]
+        return self._decide(limits, keys, NO_LEASE)
+
+    def _decide(self, limits: Sequence[Limit], keys: list[str], terms: TripTerms) -> Decision:
         if time.monotonic() >= self._redis_down_until:
             args: list[int] = []
             for policy, _ in limits:
                 args += (policy.quota, policy.window_us)
             try:
-                reply = self._script(keys=keys, args=args)
+                reply = self._script(keys=keys, args=args + terms.args())
             except redis.RedisError as error:
+                if self._leases is not None and len(keys) == 1:
+                    self._leases.forget(keys[0])
                 self._open_circuit(error)
             else:
                 if self._redis_down_until:
                     self._redis_down_until = 0.0
                     logger.info("Redis answers again: rate limits are shared again")
-                verdicts = [Verdict(*reply[i : i + 4]) for i in range(1, len(reply), 4)]
+                end = 1 + 4 * len(keys)
+                verdicts = [Verdict(*reply[i : i + 4]) for i in range(1, end, 4)]
+                if self._leases is not None and len(keys) == 1:
+                    granted, window = int(reply[end]), int(reply[end + 1])
+                    first = verdicts[0]
+                    self._leases.record(
+                        keys[0], terms, granted, first.remaining, first.reset_us, window
+                    )
                 return _binding(limits, verdicts, "redis")
         return self._without_redis(limits, keys)
 

@@ -32,13 +32,22 @@ MICROS = 1_000_000
 
 # KEYS[k]: one hash per key, fields i (window number), c (its count), p (previous count).
 # ARGV[2k-1], ARGV[2k]: quota and window (microseconds) of KEYS[k]. All keys must admit for any
-# to be charged (a refusal charges nothing). Reply: {admitted, per key: admitted, remaining,
-# reset_us, retry_us}.
+# to be charged (a refusal charges nothing). Then, for KEYS[1] only (`lucid.ratelimit.lease`):
+# `extra` slots to reserve beyond this request, granted only as far as 1/`share` of what is left;
+# `back` slots of an earlier reservation of window `back_window` that were never spent, given
+# back first. Reply: {admitted, per key: admitted, remaining, reset_us, retry_us; granted,
+# window number of KEYS[1]}.
 LUA_SCRIPT = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local n = #KEYS
+local extra = tonumber(ARGV[2 * n + 1]) or 0
+local share = tonumber(ARGV[2 * n + 2]) or 1
+local back = tonumber(ARGV[2 * n + 3]) or 0
+local back_window = tonumber(ARGV[2 * n + 4]) or -1
 local reply = {1}
 local charge = {}
+local granted, first_index = 0, 0
 for k, key in ipairs(KEYS) do
   local quota = tonumber(ARGV[2 * k - 1])
   local window = tonumber(ARGV[2 * k])
@@ -50,13 +59,25 @@ for k, key in ipairs(KEYS) do
     if i == index - 1 then p = c else p = 0 end
     c = 0
   end
+  if k == 1 then
+    first_index = index
+    if back > 0 and back_window == index then c = math.max(0, c - back) end
+    if back > 0 and back_window == index - 1 then p = math.max(0, p - back) end
+  end
   local previous = p * (window - elapsed) / window
   if previous + c + 1 <= quota then
-    charge[#charge + 1] = {key, index, c + 1, p, 2 * window - elapsed}
     local remaining = math.floor(quota - previous - c - 1)
+    local take = 0
+    if k == 1 and extra > 0 then take = math.min(extra, math.floor(remaining / share)) end
+    if k == 1 then granted = take end
+    charge[#charge + 1] = {key, index, c + 1 + take, p, 2 * window - elapsed}
     for _, v in ipairs({1, remaining, window - elapsed, 0}) do reply[#reply + 1] = v end
   else
     reply[1] = 0
+    if k == 1 and back > 0 then
+      redis.call('HSET', key, 'i', index, 'c', c, 'p', p)
+      redis.call('PEXPIRE', key, math.ceil((2 * window - elapsed) / 1000))
+    end
     local room = quota - 1 - c
     local retry
     if room >= 0 and p > 0 then
@@ -72,7 +93,11 @@ if reply[1] == 1 then
     redis.call('HSET', s[1], 'i', s[2], 'c', s[3], 'p', s[4])
     redis.call('PEXPIRE', s[1], math.ceil(s[5] / 1000))
   end
+else
+  granted = 0
 end
+reply[#reply + 1] = granted
+reply[#reply + 1] = first_index
 return reply
 """
 

@@ -1,0 +1,124 @@
+"""Leases: a busy caller is decided in Redis a few times, not on every request, and the limits
+still hold (never more admissions; early refusals within the stated bound)."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from lucid.ratelimit import RateLimiter
+from lucid.ratelimit.lease import LEASE_SECONDS, LEASE_SHARE, Leases, Spent, TripTerms
+from tests.shared.ratelimit.helpers import limiter_for
+
+IP = "198.51.100.7"
+
+
+def _script_calls(client: redis.Redis) -> int:
+    stats = client.info("commandstats")
+    calls = (stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval"))
+    return sum(int(count) for count in calls)
+
+
+def _admitted(limiter: RateLimiter, attempts: int) -> int:
+    return sum(limiter.check(limiter.policies.public, IP).allowed for _ in range(attempts))
+
+
+def test_a_busy_caller_is_decided_in_redis_a_few_times_with_exact_headers(
+    redis_client: redis.Redis,
+) -> None:
+    # GIVEN one instance and a caller with a large quota
+    limiter = limiter_for(redis_client, RATE_LIMIT_PUBLIC=100_000, RATE_LIMIT_WINDOW_SECONDS=3600)
+    redis_client.config_resetstat()
+    # WHEN the caller sends 300 requests back to back
+    decisions = [limiter.check(limiter.policies.public, IP) for _ in range(300)]
+    # THEN all pass, each saying exactly what is left, and Redis was asked far fewer times
+    assert all(decision.allowed for decision in decisions)
+    assert [d.remaining for d in decisions] == list(range(100_000 - 1, 100_000 - 301, -1))
+    assert _script_calls(redis_client) <= 20  # 1, 1, 2, 4, ... then 32 slots per trip
+    # AND Redis has counted every admitted request (plus at most the lease in hand)
+    counted = int(redis_client.hget(limiter.policies.public.key(IP), "c") or 0)
+    assert 300 <= counted <= 300 + limiter.settings.RATE_LIMIT_LEASE_MAX
+
+
+def test_two_instances_sharing_a_caller_admit_exactly_the_quota(redis_client: redis.Redis) -> None:
+    # GIVEN two instances (their own leases) taking turns on one caller with a quota of 1,000
+    first, second = (
+        limiter_for(redis_client, RATE_LIMIT_PUBLIC=1000, RATE_LIMIT_WINDOW_SECONDS=3600)
+        for _ in range(2)
+    )
+    # WHEN each sends 800 requests, in bursts of 7 and 5
+    admitted = 0
+    for _ in range(160):
+        admitted += _admitted(first, 7) if admitted % 2 else _admitted(second, 5)
+    admitted += _admitted(first, 800) + _admitted(second, 800)
+    # THEN exactly the quota passed: no slot was spent twice, none was left unspent
+    assert admitted == 1000
+
+
+def test_slots_left_in_a_quiet_instance_refuse_others_early_then_come_back(
+    redis_client: redis.Redis,
+) -> None:
+    quota = 1000
+    busy, quiet = (
+        limiter_for(redis_client, RATE_LIMIT_PUBLIC=quota, RATE_LIMIT_WINDOW_SECONDS=3600)
+        for _ in range(2)
+    )
+    # GIVEN the quiet instance served a burst and holds a lease when its traffic stops
+    spent_by_quiet = _admitted(quiet, 40)
+    # WHEN another instance spends everything it can
+    spent_by_busy = _admitted(busy, 2 * quota)
+    # THEN it is refused early, by no more than the stated bound (what the quiet one holds)
+    stranded = quota - spent_by_quiet - spent_by_busy
+    assert 0 < stranded <= min(busy.settings.RATE_LIMIT_LEASE_MAX, (quota - 1) // LEASE_SHARE)
+    # AND once its lease has lapsed, the quiet instance's next round trip gives the unspent
+    # slots back to everyone
+    time.sleep(LEASE_SECONDS)
+    assert _admitted(quiet, 1) == 1
+    assert _admitted(busy, quota) == stranded - 1
+    assert _admitted(quiet, 1) + _admitted(busy, 1) == 0
+
+
+def test_near_the_quota_every_request_is_decided_in_redis(redis_client: redis.Redis) -> None:
+    # GIVEN a quota so small that 1/32 of it is less than one slot
+    limiter = limiter_for(redis_client, RATE_LIMIT_PUBLIC=LEASE_SHARE, RATE_LIMIT_WINDOW_SECONDS=60)
+    redis_client.config_resetstat()
+    # WHEN the caller spends it THEN each request was one round trip, and the next is refused
+    assert _admitted(limiter, LEASE_SHARE) == LEASE_SHARE
+    assert _script_calls(redis_client) == LEASE_SHARE
+    assert not limiter.check(limiter.policies.public, IP).allowed
+
+
+def test_lease_max_zero_asks_redis_for_every_request(redis_client: redis.Redis) -> None:
+    limiter = limiter_for(redis_client, RATE_LIMIT_PUBLIC=10_000, RATE_LIMIT_LEASE_MAX=0)
+    redis_client.config_resetstat()
+    assert _admitted(limiter, 50) == 50
+    assert _script_calls(redis_client) == 50
+
+
+def test_a_lease_lapses_after_its_time_and_a_cold_caller_asks_for_none() -> None:
+    # GIVEN a lease of 4 slots for a key, on a clock the test moves
+    now = [100.0]
+    leases = Leases(max_slots=8, clock=lambda: now[0])
+    leases.record("k", TripTerms(4, 0, -1), granted=4, remaining=50, reset_us=30_000_000, window=7)
+    assert leases.spend("k") is not None
+    # WHEN its time has passed THEN it admits nothing more
+    now[0] += LEASE_SECONDS
+    assert leases.spend("k") is None
+    # AND the next round trip gives back the 3 unspent slots and, the caller being cold, asks
+    # for no new lease
+    terms = leases.terms("k")
+    assert (terms.extra, terms.back, terms.back_window) == (0, 3, 7)
+
+
+def test_a_lease_never_outlives_the_window_it_was_charged_in() -> None:
+    now = [0.0]
+    leases = Leases(max_slots=8, clock=lambda: now[0])
+    # GIVEN a lease taken 0.2 s before its window ends
+    leases.record("k", TripTerms(8, 0, -1), granted=8, remaining=500, reset_us=200_000, window=3)
+    spent = leases.spend("k")
+    assert spent == Spent(remaining=499, reset_seconds=1)
+    # WHEN the window has ended THEN the lease is gone, and a hot caller doubles what it spent
+    now[0] += 0.2
+    assert leases.spend("k") is None
+    assert leases.terms("k").extra == 2
