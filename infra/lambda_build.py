@@ -45,8 +45,9 @@ LAMBDA_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64")
 LAYOUT = {"function": (".", "/var/task"), "layer": ("python", "/opt/python")}
 # What the build copies from the source folder into the artifact: everything but these.
 NOT_SHIPPED = ("requirements.txt", "Makefile", "__pycache__", "*.pyc", "*.egg-info", "tests")
-# What pip installs that no import reads: console scripts (bin/), type stubs, packages' tests.
-STRIPPED_SUFFIXES = (".pyi",)
+# What pip installs that no import reads: console scripts (bin/), type stubs, packages' tests,
+# and source maps (a browser's developer tools ask for them; nothing serves them).
+STRIPPED_SUFFIXES = (".pyi", ".js.map", ".css.map")
 
 
 def install_requirements(requirements: Path, target: Path) -> None:
