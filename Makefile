@@ -13,7 +13,7 @@ FUNCTION_DIRS := $(wildcard functions/*)
 # into .venv too: the local edge runs the functions in-process.
 FUNCTION_REQUIREMENTS := $(wildcard functions/*/requirements.txt)
 
-.PHONY: run test lint typecheck pytest bench validate sam-build clean
+.PHONY: run test lint typecheck pytest bench fuzz validate sam-build clean
 
 $(STAMP): pyproject.toml shared/requirements.txt $(FUNCTION_REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,14 @@ $(CHROMIUM):
 pytest: $(STAMP) $(TRONWEB) $(SAM_VENV)/bin/sam $(CHROMIUM)
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=95 -p no:cacheprovider
+
+# The conformance fuzz run at full size (`make test` runs a bounded one): FUZZ_EXAMPLES test
+# cases per operation and identity (anonymous, signed in, admin); the summary is printed and
+# kept in test-artifacts/fuzz/.
+FUZZ_EXAMPLES ?= 60
+fuzz: $(STAMP)
+	LUCID_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -p no:cacheprovider -s \
+		tests/e2e/test_fuzz.py
 
 # `make bench` runs every scenario; `make bench coldstart` (or any scenario names) only those.
 BENCH_SCENARIOS := $(filter-out bench,$(MAKECMDGOALS))
