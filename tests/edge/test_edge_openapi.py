@@ -16,9 +16,10 @@ import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from lucid_edge.cli import main
-from lucid_edge.model import Template
+from lucid_edge.model import Template, Throttle
 from lucid_edge.openapi import DOCUMENT, OpenApiError, build_document, render
 from lucid_edge.openapi.document import METHODS, load_function_documents, unserved_operations
+from lucid_edge.openapi.gateway import gateway_answers
 from lucid_edge.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,6 +181,23 @@ def test_api_gateway_s_own_answers_are_described_where_it_gives_them(
     assert gateway("get", "/health", "413") is None  # no body
     for status in ("500", "503"):
         assert gateway("get", "/health", status) is not None
+
+
+def test_api_gateway_s_answers_follow_the_route_s_settings(template: Template) -> None:
+    # GIVEN a public route without throttling, and a protected one with its own
+    api = dataclasses.replace(template.api, default_throttle=None)
+    (health,) = [r for r in api.routes if r.route_key == "GET /health"]
+    throttled = dataclasses.replace(
+        next(r for r in api.routes if r.route_key == "POST /auth/logout"),
+        throttle=Throttle(burst=1, rate=1.0),
+    )
+    # THEN API Gateway only fails or times out the first; the second adds the authorizer and
+    # its throttle, and says the authorizer may be what failed
+    quiet = gateway_answers(health, api, path_parameters=False, body=False)
+    assert [a.status for a in quiet] == [500, 503]
+    guarded = gateway_answers(throttled, api, path_parameters=False, body=True)
+    assert [a.status for a in guarded] == [401, 403, 413, 429, 500, 503]
+    assert guarded[4].when.startswith("the authorizer or function failed")
 
 
 def test_function_answers_carry_the_request_id_and_rate_limit_headers(

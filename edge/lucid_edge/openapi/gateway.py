@@ -1,8 +1,9 @@
 """What API Gateway answers by itself, in front of the functions, as the template configures it.
 
 These answers never reach a function: their body is API Gateway's own `{"message": ...}` JSON,
-not problem+json, and they carry none of the functions' headers. Sources (see
-/work/notes/aws-facts.md, sections 2-5):
+not problem+json, and they carry none of the functions' headers. The document describes AWS; the
+local edge gives the same answers (lucid_edge.responses), except that it still answers a failed
+function 502 where AWS answers 500. Sources:
 - authorizer: no identity source -> 401 without invoking it; `isAuthorized: false` -> 403;
   authorizer error or timeout -> 500
   (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-lambda-authorizer.html);

@@ -9,13 +9,16 @@ functions' documents and the template) is generated from the code:
   files every error response under `application/problem+json`, FastAPI's 422 included;
 - every answer of a function carries X-Request-ID (`lucid.web.middleware`), and those of a
   rate-limited function the rate-limit headers (`lucid.web.ratelimit`);
-- operation ids are the route's name (`operation_id`), unique across the gateway.
+- operation ids are the route's name (`operation_id`), with the method appended where one route
+  serves several methods, unique across the gateway.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import json
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,6 +53,9 @@ DESCRIPTIONS: Mapping[int, str] = {
 class FieldError(BaseModel):
     """One invalid input of a 422: where it is and what is wrong (the value is never echoed)."""
 
+    # Built when a document is, never at a cold start (these models validate nothing at run time).
+    model_config = ConfigDict(defer_build=True)
+
     loc: list[str] = Field(description="where: body/query/path/header, then the field names")
     msg: str
     type: str = Field(description="the kind of error, e.g. missing, string_too_long")
@@ -60,6 +66,7 @@ class Problem(BaseModel):
 
     model_config = ConfigDict(
         extra="allow",
+        defer_build=True,
         json_schema_extra={
             "examples": [
                 {
@@ -123,13 +130,18 @@ RETRY_AFTER = header("seconds to wait before retrying", kind="integer", required
 
 
 def problems(*statuses: int, descriptions: Mapping[int, str] | None = None) -> Responses:
-    """`responses=` for a route that answers these error statuses (as problem+json)."""
+    """`responses=` for a route that answers these error statuses (as problem+json).
+
+    The schema is a reference, not FastAPI's `model`: a model makes FastAPI build a validator for
+    every route at import, which a cold start would pay for a document it never serves (the
+    schemas are added when the document is built, by `describe`)."""
     described = {**DESCRIPTIONS, **(descriptions or {})}
     answers: Responses = {}
     for status in statuses:
+        model = ValidationProblem if status == 422 else Problem
         answer: dict[str, Any] = {
-            "model": ValidationProblem if status == 422 else Problem,
             "description": described[status],
+            "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": _SCHEMAS + model.__name__}}},
         }
         if status == 429:
             answer["headers"] = {"Retry-After": RETRY_AFTER}
@@ -148,7 +160,12 @@ def install_openapi(app: FastAPI, *, rate_limited: bool) -> None:
 
     @functools.cache
     def openapi() -> dict[str, Any]:
-        return describe(copy.deepcopy(fastapi_document()), rate_limited=rate_limited)
+        with warnings.catch_warnings():
+            # One route serving several methods gives them one id, which FastAPI warns about;
+            # `describe` gives each method its own.
+            warnings.filterwarnings("ignore", "Duplicate Operation ID", UserWarning)
+            document = copy.deepcopy(fastapi_document())
+        return describe(document, rate_limited=rate_limited)
 
     app.openapi = openapi  # type: ignore[method-assign]
 
@@ -156,23 +173,22 @@ def install_openapi(app: FastAPI, *, rate_limited: bool) -> None:
 def describe(document: dict[str, Any], *, rate_limited: bool) -> dict[str, Any]:
     """`document` (FastAPI's) with problem+json errors and the headers every answer carries."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    _one_id_per_operation(document)
     for operation in _operations(document):
         if "application/json" in operation.get("requestBody", {}).get("content", {}):
             # FastAPI's own answer to a body that is not UTF-8 text (our handler: problem+json).
-            _add_schemas(schemas, Problem)
-            unreadable = operation["responses"].setdefault("400", _problem_response(""))
-            text = "; or ".join(filter(None, (unreadable["description"], UNREADABLE_BODY)))
-            unreadable["description"] = text[0].upper() + text[1:]
+            unreadable = operation["responses"].setdefault("400", problems(400)[400])
+            if unreadable["description"] == DESCRIPTIONS[400]:
+                unreadable["description"] = UNREADABLE_BODY[:1].upper() + UNREADABLE_BODY[1:]
+            else:
+                unreadable["description"] += "; or " + UNREADABLE_BODY
         for status, response in operation.get("responses", {}).items():
             content = response.get("content")
-            if status[:1] in "45" and content:
-                # FastAPI files it under the route's own media type (JSON, HTML, ...); an error
-                # is always problem+json, whatever the route answers when it succeeds.
-                media = next(iter(content.values()))
-                if status == "422":
-                    media = {"schema": {"$ref": _SCHEMAS + ValidationProblem.__name__}}
-                    response["description"] = DESCRIPTIONS[422]
-                response["content"] = {PROBLEM_CONTENT_TYPE: media}
+            if status == "422" and content and PROBLEM_CONTENT_TYPE not in content:
+                # FastAPI's own 422 (HTTPValidationError, under the route's media type): our
+                # handler answers it as a ValidationProblem.
+                response["content"] = problems(422)[422]["content"]
+                response["description"] = DESCRIPTIONS[422]
             headers = response.setdefault("headers", {})
             # A 500 comes from Starlette's outermost error middleware, around ours: no request id.
             headers.setdefault("X-Request-ID", {**REQUEST_ID, "required": status != "500"})
@@ -180,14 +196,26 @@ def describe(document: dict[str, Any], *, rate_limited: bool) -> dict[str, Any]:
             if rate_limited and (status[:1] == "2" or status == "429"):
                 for name, value in RATE_LIMIT_HEADERS.items():
                     headers.setdefault(name, value)
-    if any([schemas.pop(name, None) for name in _FASTAPI_VALIDATION]):
-        _add_schemas(schemas, ValidationProblem)
+    for name in _FASTAPI_VALIDATION:
+        schemas.pop(name, None)
+    text = json.dumps(document)
+    for model in (Problem, ValidationProblem):
+        if f'"{_SCHEMAS}{model.__name__}"' in text:
+            _add_schemas(schemas, model)
     return document
 
 
-def _problem_response(description: str) -> dict[str, Any]:
-    schema = {"$ref": _SCHEMAS + Problem.__name__}
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _one_id_per_operation(document: Mapping[str, Any]) -> None:
+    """`<id>_<method>` for each method of a route that serves several under one id."""
+    methods = [
+        (method, operation)
+        for item in document.get("paths", {}).values()
+        for method, operation in item.items()
+    ]
+    ids = [operation.get("operationId") for _, operation in methods]
+    for method, operation in methods:
+        if ids.count(operation.get("operationId")) > 1:
+            operation["operationId"] = f"{operation['operationId']}_{method}"
 
 
 def _operations(document: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -246,4 +246,4 @@ def test_unconfigured_backend_is_503_naming_the_setting() -> None:
 
 def test_routes_reverse_to_their_public_paths() -> None:
     app = load_module("proxy").app
-    assert app.url_path_for("proxy_nodes_get", rest="n-1/config") == "/nodes/n-1/config"
+    assert app.url_path_for("proxy_nodes", rest="n-1/config") == "/nodes/n-1/config"
