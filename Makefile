@@ -9,13 +9,16 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 WORKERS ?= 2
 FUNCTION_DIRS := $(wildcard functions/*)
+# What `sam build` installs into each function (functions/<group>/requirements.txt), installed
+# into .venv too: the local edge runs the functions in-process.
+FUNCTION_REQUIREMENTS := $(wildcard functions/*/requirements.txt)
 
-.PHONY: run test lint typecheck pytest bench validate sam-build clean
+.PHONY: run test lint typecheck pytest bench fuzz validate sam-build clean
 
-$(STAMP): pyproject.toml shared/requirements.txt
+$(STAMP): pyproject.toml shared/requirements.txt $(FUNCTION_REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' $(addprefix -r ,$(FUNCTION_REQUIREMENTS))
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -39,10 +42,26 @@ $(TRONWEB): tests/interop/package.json
 	@command -v npm >/dev/null && npm install --prefix tests/interop --no-audit --no-fund --silent \
 		|| echo "TronWeb not installed: the interop test will be skipped"
 
+# The API reference's browser test (tests/e2e/test_docs_browser.py) drives Debian's Chromium: a
+# browser a test tool would download cannot be fetched on our machines.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the API reference's browser test"
+	@apt-get install -y -qq chromium >/dev/null 2>&1 \
+		|| (apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null)
+
 # The built-artifact tests (tests/infra/test_built_artifact.py) run the real `sam build`.
-pytest: $(STAMP) $(TRONWEB) $(SAM_VENV)/bin/sam
+pytest: $(STAMP) $(TRONWEB) $(SAM_VENV)/bin/sam $(CHROMIUM)
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=95 -p no:cacheprovider
+
+# The conformance fuzz run at full size (`make test` runs a bounded one): FUZZ_EXAMPLES test
+# cases per operation and identity (anonymous, signed in, admin); the summary is printed and
+# kept in test-artifacts/fuzz/.
+FUZZ_EXAMPLES ?= 60
+fuzz: $(STAMP)
+	LUCID_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -p no:cacheprovider -s \
+		tests/e2e/test_fuzz.py
 
 # `make bench` runs every scenario; `make bench coldstart` (or any scenario names) only those.
 BENCH_SCENARIOS := $(filter-out bench,$(MAKECMDGOALS))
@@ -69,4 +88,5 @@ sam-build: $(SAM_VENV)/bin/sam
 		$(SAM_VENV)/bin/sam build --template-file infra/template.yaml
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache \
+		test-artifacts

@@ -56,8 +56,9 @@ LAYOUT = {"function": (".", "/var/task"), "layer": ("python", "/opt/python")}
 # What the build copies from the source folder into the artifact: everything but these.
 NOT_SHIPPED = ("requirements.txt", "Makefile", "__pycache__", "*.pyc", "*.egg-info", "tests")
 # What pip installs that no import reads: console scripts (bin/), type stubs, packages' tests, the
-# C sources of compiled extensions.
-STRIPPED_SUFFIXES = (".pyi", ".c", ".h")
+# C sources of compiled extensions, and source maps (a browser's developer tools ask for them;
+# nothing serves them).
+STRIPPED_SUFFIXES = (".pyi", ".c", ".h", ".js.map", ".css.map")
 # Read by no code path of the gateway: the Swagger UI that Powertools' own REST event handler can
 # serve (1.7 MB; our functions are FastAPI apps with interactive docs off).
 STRIPPED_ASSETS = ("aws_lambda_powertools/event_handler/openapi/swagger_ui/*.min.*",)

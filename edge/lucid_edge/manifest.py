@@ -6,15 +6,14 @@ it (`lucid routes --write`) and a test fails whenever the two disagree.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
+from lucid_edge.generated import register_generated
 from lucid_edge.model import Template
 from lucid_edge.template import load_template
 
-DEFAULT_TEMPLATE = Path("infra/template.yaml")
 MANIFEST = Path("functions/meta/routes.json")
 
 
@@ -38,21 +37,10 @@ def render(template: Template) -> str:
 
 def register(subparsers: Any) -> None:
     """Add the `routes` subcommand."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "routes", help="print the template's functions and routes (--write updates the manifest)"
+    register_generated(
+        subparsers,
+        "routes",
+        "print the template's functions and routes (--write updates the manifest)",
+        MANIFEST,
+        lambda template: render(load_template(template)),
     )
-    parser.add_argument("--template", default=DEFAULT_TEMPLATE, type=Path)
-    parser.add_argument("--write", action="store_true", help=f"write {MANIFEST}")
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Print the manifest, or write it beside the meta function."""
-    text = render(load_template(args.template))
-    if args.write:
-        target = args.template.resolve().parent.parent / MANIFEST
-        target.write_text(text, encoding="utf-8")
-        print(f"wrote {target}")
-    else:
-        print(text, end="")
-    return 0

@@ -37,6 +37,7 @@ from lucid.store.indexes import ensure_indexes_once
 from lucid.users.repository import UserRepository
 from lucid.web.database import DatabaseDep
 from lucid.web.deps import Caller, RedisDep, SettingsDep, SourceIp
+from lucid.web.openapi import problems
 
 router = APIRouter()
 
@@ -65,14 +66,23 @@ def _live_claims(token: str, redis: RedisDep) -> AccessClaims:
     return claims
 
 
-@router.post("/auth/challenge")
+@router.post("/auth/challenge", responses=problems(401, descriptions={401: "Not a TRON address"}))
 async def challenge(body: ChallengeRequest, signin: SignIn, ip: SourceIp) -> Challenge:
     """A message for the wallet to sign, with its single-use nonce."""
     enforce_signin_limits(ip, body.address)
     return signin.challenge(body.address)
 
 
-@router.post("/auth/login")
+@router.post(
+    "/auth/login",
+    responses=problems(
+        401,
+        descriptions={
+            401: "Sign-in refused: each reason is its own problem type (malformed or foreign "
+            "message, unknown, replayed or expired nonce, bad signature, another signer, ...)"
+        },
+    ),
+)
 async def login(body: LoginRequest, signin: SignIn, ip: SourceIp) -> TokenPair:
     """Tokens for a wallet that signed its challenge (signMessageV2, or legacy v1)."""
     enforce_signin_limits(ip, body.address)
@@ -86,19 +96,30 @@ async def login(body: LoginRequest, signin: SignIn, ip: SourceIp) -> TokenPair:
     return pair
 
 
-@router.post("/auth/verify")
+@router.post(
+    "/auth/verify",
+    responses=problems(401, descriptions={401: "The token is invalid, expired or revoked"}),
+)
 async def verify(body: VerifyRequest, redis: RedisDep) -> AccessClaims:
     """The claims of a valid, unrevoked access token (401 otherwise)."""
     return _live_claims(body.token, redis)
 
 
-@router.post("/auth/refresh")
+@router.post(
+    "/auth/refresh",
+    responses=problems(
+        401,
+        descriptions={
+            401: "Unknown or expired refresh token; a reused one revokes its whole sign-in"
+        },
+    ),
+)
 async def refresh(body: RefreshRequest, signin: SignIn) -> TokenPair:
     """A new pair for a refresh token, which is spent; reuse revokes the whole sign-in."""
     return signin.refresh(body.refresh_token)
 
 
-@router.post("/auth/logout", status_code=204, response_class=Response)
+@router.post("/auth/logout", status_code=204, response_class=Response, responses=problems(401))
 async def logout(caller: Caller, signin: SignIn, settings: SettingsDep) -> None:
     """Revoke the calling access token (until its exp) and its refresh-token family."""
     # The authorizer passes exp; without it, a full lifetime is never shorter than what is left.

@@ -1,8 +1,9 @@
-"""Meta function: liveness, service info and dependency health. Wiring only."""
+"""Meta function: liveness, service info, dependency health and the API reference. Wiring only."""
 
+from docs import router as docs_router
 from routes import router
 
 from lucid.web.app import create_app, lambda_handler
 
-app = create_app("meta", router, rate_limited=False)
+app = create_app("meta", router, docs_router, rate_limited=False)
 handler = lambda_handler(app)

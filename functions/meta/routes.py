@@ -14,6 +14,7 @@ from lucid.errors import ServiceUnavailableError
 from lucid.store.health import DependencyReport, check_mongodb, check_redis
 from lucid.web.database import DatabaseDep
 from lucid.web.deps import RedisDep, SettingsDep
+from lucid.web.openapi import problems
 
 
 class RouteEntry(BaseModel):
@@ -85,7 +86,13 @@ async def info(settings: SettingsDep) -> ServiceInfo:
     )
 
 
-@router.get("/meta/health", response_model_exclude_none=True)
+@router.get(
+    "/meta/health",
+    response_model_exclude_none=True,
+    responses=problems(
+        503, descriptions={503: "A dependency is down: `failing` names it, `dependencies` has each"}
+    ),
+)
 async def dependency_health(redis: RedisDep, database: DatabaseDep) -> Readiness:
     """Readiness: Redis and MongoDB with their latency; 503 naming whichever is down."""
     checks = [check_redis(redis), check_mongodb(database)]

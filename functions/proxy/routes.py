@@ -16,9 +16,37 @@ from starlette.convertors import Convertor, register_url_convertor
 from lucid.identity import CallerIdentity
 from lucid.proxy import ROUTES, Proxy, ProxyRequest
 from lucid.web.deps import Caller, OptionalCaller, SourceIp
+from lucid.web.openapi import Responses, problems
 from lucid.web.proxy import ProxyDep
 
+# What API Gateway's ANY delivers: every method an HTTP API routes.
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+# The backend's answer is passed through: its status, headers and body are not ours to describe.
+PASSED_THROUGH = "The backend's answer, passed through (status, headers and body as it sent them)"
+_ANSWERS: Responses = {
+    200: {"description": PASSED_THROUGH},
+    "default": {"description": PASSED_THROUGH},
+    **problems(
+        400,
+        502,
+        503,
+        504,
+        descriptions={
+            400: "The path, query or a header could leave the backend's host (refused before "
+            "any connection)",
+            503: "The backend is not configured, or its circuit breaker is open (Retry-After)",
+        },
+    ),
+}
+_ANY_BODY = {
+    "requestBody": {
+        "required": False,
+        "description": "forwarded to the backend as it is, with its Content-Type, whatever the "
+        "method",
+        "content": {"*/*": {"schema": {}}},
+    }
+}
 
 
 class _AnyRemainder(Convertor[str]):
@@ -73,7 +101,7 @@ async def _forward(
     return response
 
 
-@router.get("/chain/info")
+@router.get("/chain/info", response_class=Response, responses=_ANSWERS)
 async def chain_info(
     request: Request, proxy: ProxyDep, caller: OptionalCaller, source_ip: SourceIp
 ) -> Response:
@@ -88,11 +116,19 @@ def _protected(prefix: str) -> Callable[..., Awaitable[Response]]:
         return await _forward(request, proxy, prefix, rest, caller, source_ip)
 
     forward.__name__ = f"proxy_{prefix}"
-    forward.__doc__ = f"ANY /{prefix}/{{proxy+}}: forwarded for a signed-in caller."
+    forward.__doc__ = f"Forwarded to the {prefix} backend for a signed-in caller."
     return forward
 
 
+# One route per prefix for all seven methods (each route costs a cold start its dependency
+# analysis); the document gives each method its own operation id (`proxy_chain_get`, ...).
 for _prefix in ROUTES:
     router.add_api_route(
-        f"/{_prefix}/{{rest:proxy_remainder}}", _protected(_prefix), methods=METHODS
+        f"/{_prefix}/{{rest:proxy_remainder}}",
+        _protected(_prefix),
+        methods=METHODS,
+        summary=f"Forward to the {_prefix} backend",
+        response_class=Response,
+        responses={**_ANSWERS, **problems(401)},
+        openapi_extra=_ANY_BODY,
     )

@@ -30,9 +30,14 @@ from lucid.web.idempotency import (
     StoredResponse,
     fingerprint,
 )
+from lucid.web.openapi import Responses, header, problems
 from lucid.web.repositories import SessionsDep
 
-router = APIRouter()
+# Every route needs a signed-in caller (401 without one).
+router = APIRouter(responses=problems(401))
+
+ETAG = header('the session\'s version as a strong entity tag (`"3"`): send it back in If-Match')
+TAGGED: Responses = {200: {"headers": {"ETag": {**ETAG, "required": True}}}}
 
 OwnerId = Annotated[str | None, Query(pattern=r"^[0-9a-f]{32}$")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
@@ -46,7 +51,25 @@ def _tagged(document: Document, response: Response) -> Session:
     return Session.from_document(document)
 
 
-@router.post("/sessions", status_code=201)
+@router.post(
+    "/sessions",
+    status_code=201,
+    responses={
+        201: {
+            "headers": {
+                "Location": header("the new session's path", required=True),
+                "ETag": {**ETAG, "required": True},
+                REPLAYED_HEADER: header(
+                    "`true` when this is the stored answer to an earlier request with the same "
+                    f"{HEADER}"
+                ),
+            }
+        },
+        **problems(
+            409, descriptions={409: f"A request with this {HEADER} is still being processed"}
+        ),
+    },
+)
 async def create_session(
     body: SessionCreate,
     caller: Caller,
@@ -78,7 +101,7 @@ async def create_session(
     return Session.model_validate(stored.body)
 
 
-@router.get("/sessions")
+@router.get("/sessions", responses=problems(404))
 async def list_sessions(
     caller: Caller,
     sessions: SessionsDep,
@@ -99,7 +122,7 @@ async def list_sessions(
     )
 
 
-@router.get("/sessions/{session_id}")
+@router.get("/sessions/{session_id}", responses={**TAGGED, **problems(404)})
 async def get_session(
     session_id: str, caller: Caller, sessions: SessionsDep, response: Response
 ) -> Session:
@@ -107,7 +130,23 @@ async def get_session(
     return _tagged(sessions.get(caller, session_id), response)
 
 
-@router.patch("/sessions/{session_id}")
+@router.patch(
+    "/sessions/{session_id}",
+    responses={
+        **TAGGED,
+        **problems(
+            400,
+            404,
+            409,
+            412,
+            descriptions={
+                400: "If-Match is malformed",
+                409: "The lifecycle forbids this change (`allowed` lists the statuses it may "
+                "move to), or others kept changing the session",
+            },
+        ),
+    },
+)
 async def update_session(
     session_id: str,
     body: SessionPatch,
@@ -121,7 +160,9 @@ async def update_session(
     return _tagged(updated, response)
 
 
-@router.delete("/sessions/{session_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/sessions/{session_id}", status_code=204, response_class=Response, responses=problems(404)
+)
 async def end_session(session_id: str, caller: Caller, sessions: SessionsDep) -> None:
     """End the session (status ended); ending it again is still 204."""
     sessions.end(caller, session_id)

@@ -20,27 +20,34 @@ from lucid.users.closure import close_account
 from lucid.users.schemas import ProfilePatch, RoleChange, User, UserPage
 from lucid.web.database import DatabaseDep
 from lucid.web.deps import AdminCaller, Caller, RedisDep, SettingsDep
+from lucid.web.openapi import problems
 from lucid.web.repositories import SessionsDep, UsersDep
 
-router = APIRouter()
+# Every route needs a signed-in caller (401 without one).
+router = APIRouter(responses=problems(401))
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(min_length=1, max_length=MAX_CURSOR_LENGTH)]
 
 
-@router.get("/users/me")
+@router.get("/users/me", responses=problems(404))
 async def read_me(caller: Caller, users: UsersDep) -> User:
     """The caller's profile."""
     return User.from_document(users.get(caller.user_id))
 
 
-@router.patch("/users/me")
+@router.patch("/users/me", responses=problems(404))
 async def update_me(body: ProfilePatch, caller: Caller, users: UsersDep) -> User:
     """Change the caller's display name, email or preferences (and nothing else: 422)."""
     return User.from_document(users.update_profile(caller.user_id, body))
 
 
-@router.delete("/users/me", status_code=204, response_class=Response)
+@router.delete(
+    "/users/me",
+    status_code=204,
+    response_class=Response,
+    responses=problems(404, 409, descriptions={409: "The last admin cannot close their account"}),
+)
 async def delete_me(
     caller: Caller,
     users: UsersDep,
@@ -63,7 +70,7 @@ async def delete_me(
     )
 
 
-@router.get("/users")
+@router.get("/users", responses=problems(403))
 async def list_users(
     caller: AdminCaller,
     users: UsersDep,
@@ -80,7 +87,7 @@ async def list_users(
     )
 
 
-@router.get("/users/{user_id}")
+@router.get("/users/{user_id}", responses=problems(404))
 async def read_user(user_id: str, caller: Caller, users: UsersDep) -> User:
     """A user's profile: the caller's own, or anyone's for an admin; 404 otherwise."""
     if user_id != caller.user_id and not caller.is_admin:
@@ -88,7 +95,10 @@ async def read_user(user_id: str, caller: Caller, users: UsersDep) -> User:
     return User.from_document(users.get(user_id))
 
 
-@router.put("/users/{user_id}/role")
+@router.put(
+    "/users/{user_id}/role",
+    responses=problems(403, 404, 409, descriptions={409: "The last admin cannot be demoted"}),
+)
 async def change_role(
     user_id: str,
     body: RoleChange,

@@ -58,7 +58,12 @@ Metadata = Annotated[dict[str, Any], AfterValidator(_metadata)]
 class SessionCreate(BaseModel):
     """The body of POST /sessions."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"name": "first", "node_id": "node-7", "metadata": {"region": "eu"}}]
+        },
+    )
 
     name: SessionName
     node_id: NodeId | None = None
@@ -68,7 +73,9 @@ class SessionCreate(BaseModel):
 class SessionPatch(BaseModel):
     """The body of PATCH /sessions/{id}: only what was sent is changed."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"status": "active"}]}
+    )
 
     name: SessionName | None = None
     metadata: Metadata | None = None

@@ -39,7 +39,12 @@ def _preferences(value: dict[str, Any]) -> dict[str, Any]:
 class ProfilePatch(BaseModel):
     """The body of PATCH /users/me. `null` clears display_name or email."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"display_name": "Ada", "email": "ada@example.com", "preferences": {}}]
+        },
+    )
 
     display_name: DisplayName | None = None
     email: Email | None = None
@@ -56,7 +61,7 @@ class ProfilePatch(BaseModel):
 class RoleChange(BaseModel):
     """The body of PUT /users/{id}/role."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"role": "admin"}]})
 
     role: Role
 

@@ -9,4 +9,6 @@
 - ratelimit: the tiered rate limit in front of every route (decisions: `lucid.ratelimit`)
 - idempotency: `Idempotency-Key` for POSTs, replayed from Redis
 - proxy: `ProxyDep` (apart, so that only the proxy function imports httpx and the breakers)
+- openapi: what a function's OpenAPI document says beyond a route's signature (problem+json
+  errors, `problems(...)` for `responses=`, the headers every answer carries, operation ids)
 """

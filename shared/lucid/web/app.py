@@ -9,6 +9,7 @@ from lucid import __version__
 from lucid.config import get_settings
 from lucid.observability import instrument
 from lucid.web.middleware import RequestContextMiddleware
+from lucid.web.openapi import install_openapi, operation_id, problems
 from lucid.web.problems import install_problem_handlers
 from lucid.web.ratelimit import RateLimitMiddleware
 
@@ -16,9 +17,11 @@ from lucid.web.ratelimit import RateLimitMiddleware
 def create_app(function: str, *routers: APIRouter, rate_limited: bool = True) -> FastAPI:
     """A FastAPI app for `function` with our error handling, middleware and `routers`.
 
-    Interactive docs are off: API Gateway only routes what the template declares.
-    `rate_limited=False` exempts a function from the tiered limits (the meta routes, which
-    load balancers and uptime checks poll); the stage throttle still applies to it.
+    FastAPI's own docs routes are off: API Gateway only routes what the template declares, and
+    the gateway's one document (`lucid openapi`) is built from each app's `app.openapi()` and
+    the template; the meta function serves it. `rate_limited=False` exempts a function from the
+    tiered limits (the meta routes, which load balancers and uptime checks poll); the stage
+    throttle still applies to it.
     """
     settings = get_settings()
     app = FastAPI(
@@ -28,7 +31,11 @@ def create_app(function: str, *routers: APIRouter, rate_limited: bool = True) ->
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # What any route of this function may answer besides its own declared errors.
+        responses=problems(500, *((429, 503) if rate_limited else ())),
+        generate_unique_id_function=operation_id,
     )
+    install_openapi(app, rate_limited=rate_limited)
     install_problem_handlers(app)
     for router in routers:
         app.include_router(router)

@@ -1,0 +1,129 @@
+"""Schemathesis hooks for the fuzz run (`SCHEMATHESIS_HOOKS=tests.e2e.fuzz_hooks`, loaded by the
+schemathesis command that tests/e2e/test_fuzz.py starts).
+
+Signed in: with LUCID_FUZZ_EDGE and LUCID_FUZZ_KEY set, every request carries the access token
+of that wallet, signed in over HTTP like any client. The run itself revokes it now and then (it
+calls POST /auth/logout and DELETE /users/me like any other operation), so the wallet signs in
+again every RENEW_SECONDS and the rest of the run keeps testing as a signed-in caller.
+
+Degraded, not failed: the functions answer 503 problem+json (service-unavailable) when Redis or
+MongoDB does not answer within its timeout (Redis: 50 ms), which a loaded 2-core machine running
+the edge, its stores and the fuzzer at once sometimes causes. That documented degradation is not
+counted as a server error; each one is written to LUCID_FUZZ_DEGRADED, and the test fails when
+they are more than a few (a store that is really down makes every request degrade). Any other
+5xx fails, a 503 of API Gateway's own (a function timing out) included.
+
+Known failure: issue 12 (finding 7) is fixing, on its own branch, the 500 that values MongoDB
+cannot store cause (integers beyond 64 bits, NUL in a key, unpaired UTF-16 surrogates) in the
+JSON objects the sessions and users routes store. Until it merges, the run does not send such a
+body to those three operations (and only those), and writes each case it drops to
+LUCID_FUZZ_KNOWN so the test can report how often. Delete `filter_case` with that fix: the run
+then sends them, and expects the documented 422.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import httpx
+import schemathesis
+from schemathesis.core.failures import ServerError
+
+from tests.e2e.subprocess_edge import sign_in
+from tests.utils.wallets import Wallet
+
+RENEW_SECONDS = 2
+SIGN_IN_ATTEMPTS = 5
+_EDGE = os.environ.get("LUCID_FUZZ_EDGE")
+_KEY = os.environ.get("LUCID_FUZZ_KEY")
+_KNOWN_LOG = os.environ.get("LUCID_FUZZ_KNOWN")
+_DEGRADED_LOG = os.environ.get("LUCID_FUZZ_DEGRADED")
+_UNAVAILABLE = "https://lucid.dev/problems/service-unavailable"
+
+if _EDGE and _KEY:
+    # retry_on=[]: a 401 here is often the answer to a token in the body (POST /auth/verify),
+    # not to the caller's, and must not make the run sign in again and replay.
+    @schemathesis.auth(refresh_interval=RENEW_SECONDS, retry_on=[])
+    class SignedIn:
+        """The wallet's access token, renewed every RENEW_SECONDS."""
+
+        def get(self, case: Any, context: Any) -> str:
+            # Like any client, retry a sign-in the gateway answered 503 (Redis too slow under
+            # the run's load, which the 50 ms Redis timeout turns into "unavailable").
+            with httpx.Client(base_url=str(_EDGE), timeout=10) as client:
+                for attempt in range(1, SIGN_IN_ATTEMPTS + 1):
+                    try:
+                        return sign_in(client, Wallet(str(_KEY)))
+                    except AssertionError:
+                        if attempt == SIGN_IN_ATTEMPTS:
+                            raise
+                        time.sleep(0.2 * attempt)
+            raise AssertionError("unreachable")
+
+        def set(self, case: Any, data: str, context: Any) -> None:
+            case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+
+
+_STORING_OPERATIONS = frozenset({"POST /sessions", "PATCH /sessions/{id}", "PATCH /users/me"})
+_INT64 = range(-(2**63), 2**63)
+
+
+def _unpaired_surrogate(text: str) -> bool:
+    return any(0xD800 <= ord(character) <= 0xDFFF for character in text)
+
+
+def _unstorable(value: Any) -> bool:
+    """True when `value` holds something BSON cannot encode as it is."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value not in _INT64
+    if isinstance(value, str):
+        return _unpaired_surrogate(value)
+    if isinstance(value, dict):
+        return any(
+            "\x00" in key or _unpaired_surrogate(key) or _unstorable(item)
+            for key, item in value.items()
+        )
+    if isinstance(value, list):
+        return any(_unstorable(item) for item in value)
+    return False
+
+
+@schemathesis.hook
+def filter_case(context: Any, case: Any) -> bool:
+    """Every case but the known one of issue 12 (see the module's docstring)."""
+    if case.operation.label not in _STORING_OPERATIONS or not _unstorable(case.body):
+        return True
+    if _KNOWN_LOG:
+        with open(_KNOWN_LOG, "a", encoding="utf-8") as log:
+            log.write(json.dumps({"operation": case.operation.label}) + "\n")
+    return False
+
+
+def _degraded(response: Any) -> str | None:
+    """The problem's detail when `response` is a function's 503 problem (a dependency that did
+    not answer in time); None for anything else."""
+    content_type = (response.headers.get("content-type") or [""])[0]
+    if response.status_code != 503 or not content_type.startswith("application/problem+json"):
+        return None
+    try:
+        problem = json.loads(response.content)
+    except ValueError:
+        return None
+    return str(problem.get("detail")) if problem.get("type") == _UNAVAILABLE else None
+
+
+@schemathesis.hook
+def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
+    """Every failure but a dependency's timeout under load (see the module's docstring)."""
+    detail = _degraded(response) if isinstance(failure, ServerError) else None
+    if detail is None:
+        return True
+    if _DEGRADED_LOG:
+        with open(_DEGRADED_LOG, "a", encoding="utf-8") as log:
+            log.write(json.dumps({"operation": case.operation.label, "detail": detail}) + "\n")
+    return False
