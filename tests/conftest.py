@@ -35,6 +35,10 @@ os.environ.update(
         # limiter's own tests build limiters with explicit settings, and the end-to-end rate
         # limit tests start an edge with limits on.
         "RATE_LIMIT_ENABLED": "false",
+        # The tests share two cores with the load they generate (and CI machines are shared):
+        # production's 50 ms Redis bound turns a scheduling hiccup into a fallback or a 503.
+        # Tests of what a slow or dead Redis does build their clients with 50 ms explicitly.
+        "REDIS_TIMEOUT_MS": "500",
     }
 )
 for _name in ("BLOCKCHAIN_SERVICE_URL", "SESSION_SERVICE_URL", "NODE_SERVICE_URL"):

@@ -70,7 +70,9 @@ class Settings(BaseModel):
     MONGODB_DATABASE: str = "lucid"
     MONGODB_TIMEOUT_MS: int = Field(default=2000, ge=50, le=30000)
     REDIS_URI: SecretStr | None = None
-    REDIS_TIMEOUT_MS: int = Field(default=50, ge=1, le=50)
+    # Every Redis socket operation is bounded by this (50 ms in production: a slow Redis degrades
+    # to the fallbacks instead of holding requests); raise it where the machine is overloaded.
+    REDIS_TIMEOUT_MS: int = Field(default=50, ge=1, le=1000)
     REDIS_MAX_CONNECTIONS: int = Field(default=64, ge=1)
 
     # --- backends --------------------------------------------------------------------------

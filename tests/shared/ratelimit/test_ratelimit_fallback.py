@@ -25,7 +25,7 @@ LIMITS: dict[str, Any] = {"RATE_LIMIT_ENABLED": True, "RATE_LIMIT_PUBLIC": 3}
 
 def limiter_on(uri: str, retry_seconds: float = 5.0, **settings: Any) -> RateLimiter:
     """A limiter with the production client settings (50 ms timeouts) on `uri`."""
-    config = Settings(REDIS_URI=uri, **{**LIMITS, **settings})
+    config = Settings(REDIS_URI=uri, **{"REDIS_TIMEOUT_MS": 50, **LIMITS, **settings})
     return RateLimiter(build_redis(config), config, retry_seconds=retry_seconds)
 
 
