@@ -10,6 +10,7 @@ from lucid.config import get_settings
 from lucid.web.middleware import RequestContextMiddleware
 from lucid.web.problems import install_problem_handlers
 from lucid.web.ratelimit import RateLimitMiddleware
+from lucid.web.stage import StagePathMiddleware
 
 
 def create_app(function: str, *routers: APIRouter, rate_limited: bool = True) -> FastAPI:
@@ -33,6 +34,8 @@ def create_app(function: str, *routers: APIRouter, rate_limited: bool = True) ->
         app.include_router(router)
     if rate_limited:
         app.add_middleware(RateLimitMiddleware)
+    # Routes match the path below a named stage's `/{stage}` prefix (lucid/web/stage.py).
+    app.add_middleware(StagePathMiddleware)
     # Added last, so outermost: 429s carry a request id and get an access-log line too.
     app.add_middleware(RequestContextMiddleware)
     return app
