@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from lucid import secret_store
+
 LOCAL_STAGE = "local"
 _PLACEHOLDER_SECRETS = frozenset(
     {"changeme", "change-me", "secret", "your-secret-key", "jwt-secret"}
@@ -39,6 +41,7 @@ class Settings(BaseSettings):
     JWT_PREVIOUS_SECRET_KEY: SecretStr | None = None
     JWT_KEY_ID: str = "k1"
     JWT_PREVIOUS_KEY_ID: str | None = None
+    # Where the key is kept in AWS (Secrets Manager ARN / SSM parameter): lucid.secret_store.
     JWT_SECRET_ARN: str | None = None
     JWT_SECRET_PARAM: str | None = None
     JWT_ALGORITHM: Literal["HS256", "HS384", "HS512", "RS256", "ES256"] = "HS256"
@@ -56,10 +59,15 @@ class Settings(BaseSettings):
     ADMIN_ADDRESSES: CommaList = Field(default_factory=list)
 
     # --- state -----------------------------------------------------------------------------
+    # Each URI, or where it is kept in AWS (read by `required_uri`, see lucid.secret_store).
     MONGODB_URI: SecretStr | None = None
+    MONGODB_URI_SECRET_ARN: str | None = None
+    MONGODB_URI_PARAM: str | None = None
     MONGODB_DATABASE: str = "lucid"
     MONGODB_TIMEOUT_MS: int = Field(default=2000, ge=50, le=30000)
     REDIS_URI: SecretStr | None = None
+    REDIS_URI_SECRET_ARN: str | None = None
+    REDIS_URI_PARAM: str | None = None
     REDIS_TIMEOUT_MS: int = Field(default=50, ge=1, le=50)
     REDIS_MAX_CONNECTIONS: int = Field(default=64, ge=1)
 
@@ -67,6 +75,10 @@ class Settings(BaseSettings):
     BLOCKCHAIN_SERVICE_URL: str | None = None
     SESSION_SERVICE_URL: str | None = None
     NODE_SERVICE_URL: str | None = None
+    # An SSM path whose parameters blockchain / session / node hold the backends' URLs (they
+    # win over the *_SERVICE_URL settings), re-read every BACKEND_DISCOVERY_MAX_AGE_SECONDS.
+    BACKEND_PARAMETER_PATH: str | None = None
+    BACKEND_DISCOVERY_MAX_AGE_SECONDS: int = Field(default=60, ge=1, le=3600)
     PROXY_CONNECT_TIMEOUT_SECONDS: float = Field(default=2.0, gt=0, le=10)
     PROXY_READ_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=28)
     PROXY_RETRIES: int = Field(default=2, ge=0, le=5)
@@ -111,10 +123,15 @@ class Settings(BaseSettings):
         return self.STAGE == LOCAL_STAGE
 
     def required_uri(self, name: Literal["MONGODB_URI", "REDIS_URI"]) -> str:
-        """The server URI in setting `name`; a RuntimeError saying how to provide it if unset.
+        """The server URI of setting `name`, read from AWS when a reference to it is set
+        (`lucid.secret_store`: SecretUnavailableError when it cannot be read); a RuntimeError
+        saying how to provide it if it is not configured at all.
 
         The layer starts no server of its own (what does so locally is not shipped to Lambda).
         """
+        source = secret_store.source_of(self, name)
+        if source is not None:
+            return secret_store.read_text(source)
         value: SecretStr | None = getattr(self, name)
         if value is not None:
             return value.get_secret_value()
@@ -124,7 +141,10 @@ class Settings(BaseSettings):
                 f"`lucid serve`), which starts a local server and sets {name} for them, "
                 f"or set {name} to your server"
             )
-        raise RuntimeError(f"{name} is required on stage {self.STAGE!r}")
+        raise RuntimeError(
+            f"{name} is required on stage {self.STAGE!r}: set {name}_SECRET_ARN or {name}_PARAM "
+            f"(where it is kept in Secrets Manager / SSM)"
+        )
 
     @model_validator(mode="after")
     def _refuse_unsafe_secrets(self) -> Settings:
@@ -153,7 +173,8 @@ def ephemeral_secret() -> str:
 def get_settings() -> Settings:
     """The process's settings, built on first use (once per cold start)."""
     settings = Settings()
-    if settings.is_local and settings.JWT_SECRET_KEY is None and not settings.JWT_SECRET_ARN:
+    referenced = settings.JWT_SECRET_ARN or settings.JWT_SECRET_PARAM
+    if settings.is_local and settings.JWT_SECRET_KEY is None and not referenced:
         logging.getLogger("lucid").warning(
             "JWT_SECRET_KEY is unset: using a random key for this process only (local stage)"
         )

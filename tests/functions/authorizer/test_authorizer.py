@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jwt
@@ -76,21 +76,22 @@ def test_signed_in_caller_is_authorized_with_its_context() -> None:
 
 @pytest.mark.usefixtures("redis_client")
 @pytest.mark.parametrize(
-    "token",
+    "make_token",
+    # Made when the test runs: a token minted at collection would age past its nbf or exp.
     [
-        _token(exp=int(time.time()) - 60),
-        _token(nbf=int(time.time()) + 120),
-        _token(iss="someone-else"),
-        _token(aud="another-api"),
-        _token(key="another-key-0123456789abcdef0123456789abcdef"),
-        _token(typ="refresh"),
-        jwt.encode(_claims(), None, algorithm="none", headers={"kid": "k1"}),
-        "R" * 43,
+        lambda: _token(exp=int(time.time()) - 60),
+        lambda: _token(nbf=int(time.time()) + 120),
+        lambda: _token(iss="someone-else"),
+        lambda: _token(aud="another-api"),
+        lambda: _token(key="another-key-0123456789abcdef0123456789abcdef"),
+        lambda: _token(typ="refresh"),
+        lambda: jwt.encode(_claims(), None, algorithm="none", headers={"kid": "k1"}),
+        lambda: "R" * 43,
     ],
     ids=["expired", "nbf-future", "iss", "aud", "other-key", "typ", "alg-none", "refresh"],
 )
-def test_bad_tokens_are_denied(token: str) -> None:
-    assert authorize(token) == {"isAuthorized": False}
+def test_bad_tokens_are_denied(make_token: Callable[[], str]) -> None:
+    assert authorize(make_token()) == {"isAuthorized": False}
 
 
 @pytest.mark.usefixtures("redis_client")
