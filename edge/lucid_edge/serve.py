@@ -121,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
     if mongo is not None:
         print(f"in-memory MongoDB at {mongo.uri} (NOTHING IS PERSISTED)")
     print(_route_table(template), flush=True)
+    if template.deploy_only:
+        # Named once here, in the parent: each worker loads the template again, silently.
+        print("deploy-only, not emulated locally: " + "; ".join(template.deploy_only), flush=True)
     try:
         uvicorn.run(
             "lucid_edge.server:create_app",

@@ -142,8 +142,7 @@ def read(source: SecretSource, *, max_age: int | None = None) -> str | bytes:
             value = parameters.get_parameter(source.name, decrypt=True, max_age=max_age)
     except parameters.GetParameterError as error:
         raise _failures.record(source, explain(source, error)) from None
-    if not isinstance(value, str | bytes) or not value:
-        raise _failures.record(source, f"{source} holds no value")
+    assert isinstance(value, str | bytes)  # no transform asked for: what AWS stores
     _failures.clear(source)
     return value
 
@@ -165,13 +164,14 @@ def explain(source: SecretSource, error: BaseException) -> str:
     Powertools raises `GetParameterError(str(original))` inside the `except` clause that caught
     the botocore error, so the original is its `__context__`, with AWS's error code.
     """
-    cause = error.__context__ if error.__context__ is not None else error
+    cause = error.__cause__ or error.__context__ or error
     response = getattr(cause, "response", None)
-    code = ""
+    code, status = "", 0
     if isinstance(response, dict):
         code = str(response.get("Error", {}).get("Code", ""))
+        status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
     said = f" (AWS: {cause})"
-    if code in _DENIED:
+    if code in _DENIED or status == 403:
         kms = " (and kms:Decrypt on its key)" if "kms" in str(cause).lower() else ""
         return (
             f"the function's role may not read {source}: it needs {source.action}{kms} on "

@@ -123,7 +123,10 @@ def _build_key_set(settings: Settings, material: bytes | None) -> KeySet:
 
 def _hmac_key(settings: Settings, kid: str, material: bytes | None) -> JwtKey:
     if not material:
-        raise KeyConfigurationError("no JWT signing key is configured")
+        raise KeyConfigurationError(
+            "no JWT signing key is configured: set JWT_SECRET_ARN or JWT_SECRET_PARAM "
+            "(JWT_SECRET_KEY on the local stage)"
+        )
     if len(material) < MIN_HMAC_KEY_BYTES and not settings.is_local:
         raise KeyConfigurationError(
             f"the {settings.JWT_ALGORITHM} key must be at least {MIN_HMAC_KEY_BYTES} bytes "

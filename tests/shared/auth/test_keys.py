@@ -129,9 +129,10 @@ def test_missing_secret_is_a_503_naming_nothing_of_the_account() -> None:
     assert "does not exist" in caught.value.reason
 
 
-def test_no_key_at_all_is_refused() -> None:
-    settings = _settings(STAGE="local", JWT_SECRET_ARN=None)
-    with pytest.raises(KeyConfigurationError, match="no JWT signing key"):
+@pytest.mark.parametrize("stage", ["local", "prod"])
+def test_no_key_at_all_is_refused(stage: str) -> None:
+    settings = _settings(STAGE=stage, JWT_SECRET_ARN=None)
+    with pytest.raises(KeyConfigurationError, match=r"no JWT signing key.*JWT_SECRET_ARN"):
         KeyRing(settings).keys()
 
 
