@@ -406,3 +406,18 @@ def test_mongodb_down_is_503_and_a_retry_once_it_returns_creates_exactly_one(
             assert client.get("/meta/health").status_code == 200
     finally:
         mongo.stop()
+
+
+@ON_A_NAMED_STAGE
+def test_the_edge_names_the_templates_deploy_only_parts_once_at_start_up(
+    edge: SubprocessEdge,
+) -> None:
+    # GIVEN `lucid serve` on the real template (roles, log groups: deploy-only)
+    lines = [line for line in edge.output().splitlines() if line.startswith("deploy-only")]
+    # THEN the parent printed them once, whatever the number of workers
+    assert len(lines) == 1, edge.output()[-3000:]
+    assert "Resources.SessionsFunctionRole (AWS::IAM::Role)" in lines[0]
+    assert "Resources.SessionsFunctionLogGroup (AWS::Logs::LogGroup)" in lines[0]
+    # AND on a named stage the root answers as AWS's does, 404 without invoking anything
+    root = httpx.get(edge.url + "/health")
+    assert root.status_code == (200 if edge.stage == "$default" else 404)

@@ -20,15 +20,14 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from lucid.auth.keys import KeyRing
 from lucid.auth.tokens import TokenService
 from lucid.config import Settings
-from lucid_edge.local import free_port
 from tests.infra.needs import ROOT, Grant, Needs, load_needs
 from tests.shared.proxy.proxy_backends import BackendServer, running_backend
 from tests.utils.auth_flow import authorizer_event
+from tests.utils.aws import moto_server
 from tests.utils.events import http_event
 from tests.utils.wallets import Wallet
 
@@ -60,11 +59,8 @@ VARIABLES = {
 @pytest.fixture(scope="module")
 def aws() -> Iterator[str]:
     """moto's server on a free port: its endpoint URL."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as address:
+        yield f"http://{address}"
 
 
 @pytest.fixture(scope="module")
