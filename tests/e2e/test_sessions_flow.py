@@ -418,6 +418,8 @@ def test_the_edge_names_the_templates_deploy_only_parts_once_at_start_up(
     assert len(lines) == 1, edge.output()[-3000:]
     assert "Resources.SessionsFunctionRole (AWS::IAM::Role)" in lines[0]
     assert "Resources.SessionsFunctionLogGroup (AWS::Logs::LogGroup)" in lines[0]
+    # AND the URL it printed is the API's base (the stage's path included when it is named)
+    assert f"Lucid edge on {edge.base_url} (stage {edge.stage}," in edge.output()
     # AND on a named stage the root answers as AWS's does, 404 without invoking anything
     root = httpx.get(edge.url + "/health")
     assert root.status_code == (200 if edge.stage == "$default" else 404)
