@@ -19,6 +19,7 @@ from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
 from lucid_edge.intrinsics import Resolver
+from lucid_edge.template import TemplateError, load_template
 from tests.infra.needs import ACCOUNT, REGION, Grant, Needs, load_needs, ssm_arn
 from tests.infra.test_template import TEMPLATE, packaged
 
@@ -222,12 +223,20 @@ def test_each_function_receives_exactly_its_declared_variables(
                 assert value == {"Ref": parameter}, f"{name}.{variable}"
 
 
-def test_a_deployed_stage_gets_no_secret_value_in_its_environment(deployment: Deployment) -> None:
-    if deployment.values["Stage"] == "local":
-        pytest.skip("plaintext values exist for sam local (Stage=local) only")
-    for name, function in deployment.functions().items():
-        for variable in ("JWT_SECRET_KEY", "MONGODB_URI", "REDIS_URI"):
-            assert function["Environment"]["Variables"].get(variable, "") == "", (name, variable)
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_secret_values_reach_an_environment_only_on_the_local_stage(
+    scenario: str, needs: Needs
+) -> None:
+    # GIVEN a deployment that also passes a secret's value itself (the sam local parameters)
+    for sources in needs.secrets.values():
+        overrides = {**SCENARIOS[scenario], sources["variable"]["parameter"]: "plain-value"}
+        if overrides.get("Stage", "local") == "local":
+            # THEN sam local's stage takes it (env.json can only set declared variables)
+            load_template(TEMPLATE, overrides)
+        else:
+            # THEN CloudFormation refuses the stack: the template's Rules (evaluated as AWS does)
+            with pytest.raises(TemplateError, match=r"for sam local \(Stage=local\) only"):
+                load_template(TEMPLATE, overrides)
 
 
 def test_the_declared_parameters_exist_with_the_constraints_aws_checks(needs: Needs) -> None:
