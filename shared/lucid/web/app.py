@@ -12,6 +12,7 @@ from lucid.web.middleware import RequestContextMiddleware
 from lucid.web.openapi import install_openapi, operation_id, problems
 from lucid.web.problems import install_problem_handlers
 from lucid.web.ratelimit import RateLimitMiddleware
+from lucid.web.stage import StagePathMiddleware
 
 
 def create_app(function: str, *routers: APIRouter, rate_limited: bool = True) -> FastAPI:
@@ -41,6 +42,8 @@ def create_app(function: str, *routers: APIRouter, rate_limited: bool = True) ->
         app.include_router(router)
     if rate_limited:
         app.add_middleware(RateLimitMiddleware)
+    # Routes match the path below a named stage's `/{stage}` prefix (lucid/web/stage.py).
+    app.add_middleware(StagePathMiddleware)
     # Added last, so outermost: 429s carry a request id and get an access-log line too.
     app.add_middleware(RequestContextMiddleware)
     return app

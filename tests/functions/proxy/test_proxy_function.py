@@ -5,16 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from lucid.proxy import Proxy, get_proxy
-from lucid.web.proxy import current_proxy
 from lucid_edge.local import free_port
 from tests.shared.proxy.conftest import proxy_settings
-from tests.shared.proxy.proxy_backends import BackendServer, running_backend
+from tests.shared.proxy.proxy_backends import BackendServer
 from tests.utils.events import http_event
 from tests.utils.functions import load_handler, load_module
 
@@ -29,40 +28,6 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_ms
-
-
-@pytest.fixture
-def backend() -> Iterator[BackendServer]:
-    with running_backend() as server:
-        yield server
-
-
-@pytest.fixture
-def use_proxy() -> Iterator[Callable[[Proxy], None]]:
-    """Serve the function with a proxy built from test settings (the wiring stays real)."""
-    app = load_module("proxy").app
-
-    def use(proxy: Proxy) -> None:
-        app.dependency_overrides[current_proxy] = lambda: proxy
-
-    yield use
-    app.dependency_overrides.clear()
-
-
-@pytest.fixture
-def proxied(
-    backend: BackendServer, make_proxy: Callable[..., Proxy], use_proxy: Callable[[Proxy], None]
-) -> Proxy:
-    """Every backend URL pointing at the test backend."""
-    proxy = make_proxy(
-        proxy_settings(
-            BLOCKCHAIN_SERVICE_URL=backend.url,
-            SESSION_SERVICE_URL=backend.url,
-            NODE_SERVICE_URL=backend.url,
-        )
-    )
-    use_proxy(proxy)
-    return proxy
 
 
 def invoke(
