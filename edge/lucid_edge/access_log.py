@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
 from lucid_edge.events import ACCOUNT_ID
+from lucid_edge.responses import HttpResponse
 
 __all__ = ["AccessEntry", "AccessLog"]
 
@@ -45,6 +46,9 @@ DEFAULT_FORMAT = (
     '"path":"$context.path","routeKey":"$context.routeKey","status":"$context.status",'
     '"responseLength":"$context.responseLength","errorMessage":"$context.error.message"}'
 )
+# `$context.authorizer.error` of an authorizer that raised, timed out or answered nonsense (the
+# edge's own log line of the same request id says which).
+AUTHORIZER_FAILED = "the authorizer failed"
 _VARIABLE = re.compile(r"\$context\.([A-Za-z0-9_.]+)")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _AUTHORIZER_OWN = frozenset({"latency", "status", "error"})
@@ -87,19 +91,33 @@ class AccessEntry:
         self.integration_error: str | None = None
         self.function_status: int | None = None  # the statusCode the function answered
 
-    def authorized(self, started: float, status: int, context: Any, error: str | None) -> None:
-        """Record the authorizer step that began at `started` (monotonic) and its outcome."""
+    def authorized(self, started: float, refusal: HttpResponse | None, authorizer: Any) -> None:
+        """Record the authorizer step that began at `started` (monotonic): its refusal, or None
+        and the event's `requestContext.authorizer` it filled in."""
         self.authorizer_ms = (time.monotonic() - started) * 1000
-        self.authorizer_status = status
-        self.authorizer_error = error
+        if refusal is not None:
+            self.authorizer_status = refusal.status
+            if refusal.status >= 500:
+                self.authorizer_error = AUTHORIZER_FAILED
+            return
+        self.authorizer_status = 200
+        context = authorizer.get("lambda") if isinstance(authorizer, Mapping) else None
         if isinstance(context, Mapping):
             self.authorizer_context = context
 
-    def integrated(self, started: float, lambda_status: int | None, error: str | None) -> None:
-        """Record the invocation that began at `started` (monotonic) and how Lambda ended it."""
+    def integrated(
+        self,
+        started: float,
+        lambda_status: int | None,
+        error: str | None,
+        function_status: int | None = None,
+    ) -> None:
+        """Record the invocation that began at `started` (monotonic): Lambda's status (200 once
+        the function ran, whatever it did), the integration's error, the function's statusCode."""
         self.integration_ms = (time.monotonic() - started) * 1000
         self.integration_status = lambda_status
         self.integration_error = error
+        self.function_status = function_status
 
 
 @functools.lru_cache(maxsize=4)

@@ -10,6 +10,7 @@ from typing import Any
 
 from lucid_edge.access_log import AccessEntry, AccessLog
 from lucid_edge.logs import JsonFormatter, request_id_scope
+from lucid_edge.responses import INTERNAL_ERROR
 from lucid_edge.template import load_template
 from tests.edge.conftest import REAL_TEMPLATE
 
@@ -40,9 +41,8 @@ def test_the_templates_format_renders_to_json_with_every_field() -> None:
     # GIVEN a request the authorizer let through and the function answered
     entry = AccessEntry(_scope(), "req-1")
     entry.route_key = "ANY /users/me"
-    entry.authorized(time.monotonic(), 200, {"user_id": "u-1"}, None)
-    entry.integrated(time.monotonic(), 200, None)
-    entry.function_status = 200
+    entry.authorized(time.monotonic(), None, {"lambda": {"user_id": "u-1"}})
+    entry.integrated(time.monotonic(), 200, None, 200)
     # WHEN its line is rendered with the template's own Format
     line = json.loads(_log(TEMPLATE_FORMAT).render(entry, 200, 42, 0))
     # THEN it holds API Gateway's fields with this request's values
@@ -51,7 +51,17 @@ def test_the_templates_format_renders_to_json_with_every_field() -> None:
     assert line["routeKey"] == "ANY /users/me"
     assert (line["status"], line["responseLength"]) == ("200", "42")
     assert line["integrationLatency"].isdigit()
-    assert line["authorizerError"] == "-"
+    assert line["authorizerLatency"].isdigit()
+    assert (line["integrationStatus"], line["authorizerStatus"], line["userId"]) == (
+        "200",
+        "200",
+        "u-1",
+    )
+    assert (line["authorizerError"], line["integrationError"], line["errorMessage"]) == (
+        "-",
+        "-",
+        "-",
+    )
 
 
 def test_an_answer_the_edge_gave_itself_has_its_message_and_no_integration() -> None:
@@ -91,10 +101,10 @@ def test_authorizer_context_values_and_errors() -> None:
         '"missing":"$context.authorizer.nope"}'
     )
     allowed = AccessEntry(_scope(), "r1")
-    allowed.authorized(time.monotonic(), 200, {"user_id": "u-9"}, None)
+    allowed.authorized(time.monotonic(), None, {"lambda": {"user_id": "u-9"}})
     assert json.loads(_log(fmt).render(allowed, 200, 2, 0))["user"] == "u-9"
     failed = AccessEntry(_scope(), "r2")
-    failed.authorized(time.monotonic(), 500, None, "the authorizer failed")
+    failed.authorized(time.monotonic(), INTERNAL_ERROR, None)
     line = json.loads(_log(fmt).render(failed, 500, 35, 0))
     assert (line["user"], line["status"], line["error"], line["missing"]) == (
         "-",
