@@ -6,18 +6,28 @@ Authorization header call this route?"), and this runs before every protected ca
 
 from typing import Any
 
-import lucid.observability  # noqa: F401 - structured JSON logging for lucid.* loggers
 from lucid.auth.authorizer import authorize
 from lucid.auth.keys import get_key_ring
+from lucid.auth.revocation import RevocationList, mongodb_record
 from lucid.auth.tokens import get_token_service
+from lucid.config import get_settings
+from lucid.observability import flush_metrics
 from lucid.store.redis_client import get_redis
 
 # Cold start: refuse to start with unusable keys rather than deny every request later.
 get_key_ring().keys()
 _tokens = get_token_service()
-_redis = get_redis()
+# MongoDB (and pymongo) only when Redis cannot answer: see lucid.auth.revocation.
+_revocations = RevocationList(
+    get_redis(),
+    mongodb_record,
+    token_lifetime_seconds=60 * get_settings().TOKEN_EXPIRE_MINUTES,
+)
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The simple response for one authorizer event."""
-    return authorize(event, tokens=_tokens, redis_client=_redis)
+    try:
+        return authorize(event, tokens=_tokens, revocations=_revocations)
+    finally:
+        flush_metrics()
