@@ -1,7 +1,7 @@
-"""`lucid routes`: the functions and routes of the template, as the meta function reports them.
+"""`lucid routes`: the functions and routes of the template, with the authorizer guarding each.
 
-A deployed function has no template to read, so `functions/meta/routes.json` is generated from
-it (`lucid routes --write`) and a test fails whenever the two disagree.
+For operators: the deployed API does not publish how it is built (GET /meta/info names the
+service, version and stage only), so this reads the template instead.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from lucid_edge.model import Template
 from lucid_edge.template import load_template
 
 DEFAULT_TEMPLATE = Path("infra/template.yaml")
-MANIFEST = Path("functions/meta/routes.json")
 
 
 def route_manifest(template: Template) -> dict[str, Any]:
@@ -31,28 +30,16 @@ def route_manifest(template: Template) -> dict[str, Any]:
     return {"functions": functions}
 
 
-def render(template: Template) -> str:
-    """The manifest file's exact text."""
-    return json.dumps(route_manifest(template), indent=2) + "\n"
-
-
 def register(subparsers: Any) -> None:
     """Add the `routes` subcommand."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        "routes", help="print the template's functions and routes (--write updates the manifest)"
+        "routes", help="print the template's functions, their routes and authorizers"
     )
     parser.add_argument("--template", default=DEFAULT_TEMPLATE, type=Path)
-    parser.add_argument("--write", action="store_true", help=f"write {MANIFEST}")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the manifest, or write it beside the meta function."""
-    text = render(load_template(args.template))
-    if args.write:
-        target = args.template.resolve().parent.parent / MANIFEST
-        target.write_text(text, encoding="utf-8")
-        print(f"wrote {target}")
-    else:
-        print(text, end="")
+    """Print the manifest."""
+    print(json.dumps(route_manifest(load_template(args.template)), indent=2))
     return 0

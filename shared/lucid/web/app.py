@@ -10,6 +10,7 @@ from lucid.config import get_settings
 from lucid.web.middleware import RequestContextMiddleware
 from lucid.web.problems import install_problem_handlers
 from lucid.web.ratelimit import RateLimitMiddleware
+from lucid.web.security_headers import SecurityHeaders
 
 
 def create_app(function: str, *routers: APIRouter, rate_limited: bool = True) -> FastAPI:
@@ -43,5 +44,6 @@ TEXT_MIME_TYPES = ["text/", "application/json", "+json", "application/xml", "+xm
 
 
 def lambda_handler(app: FastAPI) -> Mangum:
-    """The Lambda entry point for `app`: Mangum without lifespan (it would run per invocation)."""
-    return Mangum(app, lifespan="off", text_mime_types=TEXT_MIME_TYPES)
+    """The Lambda entry point for `app`: Mangum without lifespan (it would run per invocation),
+    every response with our security headers (`lucid.web.security_headers`)."""
+    return Mangum(SecurityHeaders(app), lifespan="off", text_mime_types=TEXT_MIME_TYPES)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import redis
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -122,6 +122,22 @@ def test_unexpected_exception_is_a_generic_500_problem_that_leaks_nothing() -> N
     assert headers["content-type"] == "application/problem+json"
     assert "hunter2" not in json.dumps(body)
     assert body["instance"] == "/boom"
+    # AND even this answer, made outside every middleware of the app, says nosniff and no-store
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["cache-control"] == "no-store"
+
+
+@router.get("/cached")
+async def cached(response: Response) -> dict[str, str]:
+    response.headers["Cache-Control"] = "max-age=60"
+    response.headers["X-Content-Type-Options"] = "whatever"
+    return {}
+
+
+def test_a_route_may_choose_its_caching_but_never_sniffing() -> None:
+    _, headers, _ = call("GET", "/cached")
+    assert headers["cache-control"] == "max-age=60"
+    assert headers["x-content-type-options"] == "nosniff"
 
 
 def test_domain_errors_carry_extensions_and_headers() -> None:
