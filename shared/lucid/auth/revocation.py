@@ -112,8 +112,9 @@ class RevocationList:
         now = self._clock()
         try:
             synced_until, revoked_until = self._redis.hmget(KEY, [SYNCED_FIELD, sid])
-        except redis.RedisError as error:
-            logger.warning("revocation check without Redis (%s)", type(error).__name__)
+        except redis.RedisError:
+            # Counted, not logged: this happens at every call while Redis is down, and the rate
+            # limiter and /meta/health already say so once.
             count("RevocationCheckWithoutRedis")
             return self.record().is_revoked(sid)
         if revoked_until is not None and float(revoked_until) > now:
