@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pymongo
 import pytest
 
 from lucid_edge.local import EmbeddedRedis, free_port
@@ -386,8 +387,11 @@ def test_mongodb_down_is_503_and_a_retry_once_it_returns_creates_exactly_one(
             assert problem(health, 503, "service-unavailable")["failing"] == ["mongodb"]
             assert client.get("/health").status_code == 200  # the edge itself keeps serving
 
-            # WHEN MongoDB is back on the same port (a fresh, empty in-memory store)
+            # WHEN MongoDB is back on the same port (a fresh in-memory store, into which Alice's
+            # account is restored: a session is only ever created for an existing account)
             mongo = start_mongo_server(port=port)
+            with pymongo.MongoClient(mongo.uri) as restore:
+                restore["lucid"]["users"].insert_one({"_id": alice.user_id, "role": "user"})
             # AND Alice retries with the same key until the edge has found it again
             for _ in range(50):
                 retried = client.post("/sessions", json=body, headers=headers)

@@ -103,10 +103,12 @@ def test_admin_lists_users_by_cursor_and_changes_a_role(
     problem(client.get("/users", headers=alice.auth), 403, "forbidden")  # her old token's role
     alice_again = sign_in(client, alice.wallet)
     assert client.get("/users", headers=alice_again.auth).status_code == 200
-    # WHEN the admin demotes her again THEN she is a user
+    # WHEN the admin demotes her again THEN she is a user, signed out everywhere
     demoted = client.put(f"/users/{alice.user_id}/role", json={"role": "user"}, headers=admin.auth)
     assert demoted.json()["role"] == "user"
-    assert _me(client, alice)["role"] == "user"
+    assert client.get(f"/users/{alice.user_id}", headers=admin.auth).json()["role"] == "user"
+    problem(client.get("/users", headers=alice_again.auth), 403, "forbidden")
+    problem(client.get("/users/me", headers=alice_again.auth), 401, "invalid-token")
     # AND roles outside the two, and unknown users, are refused
     bad = client.put(f"/users/{bob.user_id}/role", json={"role": "root"}, headers=admin.auth)
     problem(bad, 422, "validation")

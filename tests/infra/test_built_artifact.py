@@ -286,7 +286,12 @@ def test_the_built_proxy_asks_its_backend_for_the_path_without_the_stage(
             _built(artifact, readonly, "ProxyFunction"),
             "app.handler",
             event,
-            extra_env={"BLOCKCHAIN_SERVICE_URL": backend.url},
+            # a signed-in call checks its sign-in against the revocations (Redis, then MongoDB)
+            extra_env={
+                "BLOCKCHAIN_SERVICE_URL": backend.url,
+                "REDIS_URI": os.environ["REDIS_URI"],
+                "MONGODB_URI": os.environ["MONGODB_URI"],
+            },
         )
         assert report["answer"]["statusCode"] == 200, report["answer"]
         assert [r.path for r in backend.received] == ["/chain/blocks/7"]

@@ -17,9 +17,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 import pytest
+import redis
 
 from lucid.auth.keys import KeyRing
 from lucid.auth.tokens import TokenService
@@ -41,10 +43,10 @@ GLOBALS = {
     "LOG_LEVEL": "WARNING",
     "POWERTOOLS_SERVICE_NAME": "lucid-api-gateway",
     "POWERTOOLS_METRICS_NAMESPACE": "Lucid",
+    "TOKEN_EXPIRE_MINUTES": "15",
 }
 VARIABLES = {
     "AUTH_SERVICE_URL": "https://api.lucid.test",
-    "TOKEN_EXPIRE_MINUTES": "15",
     "ADMIN_ADDRESSES": "",
     "RATE_LIMIT_PUBLIC": "100",
     "RATE_LIMIT_AUTHENTICATED": "1000",
@@ -70,41 +72,59 @@ def backend() -> Iterator[BackendServer]:
 
 
 @pytest.fixture(scope="module")
-def references(aws: str, backend: BackendServer) -> dict[str, str]:
+def references(aws: str, backend: BackendServer) -> dict[str, dict[str, str]]:
     """The three secrets kept in AWS (JWT key and Redis URL in Secrets Manager, the MongoDB URI
-    in SSM), the backends' URLs under an SSM path: the reference variables of each."""
+    in SSM), the backends' URLs under an SSM path: the reference variables of each function.
+
+    Each function gets its own empty Redis database: whether a function reads MongoDB depends on
+    Redis's copy of the revoked sign-ins (`lucid.auth.revocation`: a function finding it missing
+    reloads it from MongoDB), so functions sharing one would race for who reads MongoDB."""
     session = boto3.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
     )
     manager = session.client("secretsmanager", endpoint_url=aws)
     ssm = session.client("ssm", endpoint_url=aws)
     jwt_arn = manager.create_secret(Name=f"{PREFIX}/jwt", SecretString=JWT_KEY)["ARN"]
-    redis_arn = manager.create_secret(Name=f"{PREFIX}/redis", SecretString=os.environ["REDIS_URI"])[
-        "ARN"
-    ]
     ssm.put_parameter(
         Name=f"{PREFIX}/mongodb-uri", Value=os.environ["MONGODB_URI"], Type="SecureString"
     )
     ssm.put_parameter(Name=f"{PREFIX}/backends/blockchain", Value=backend.url, Type="String")
-    return {
-        "JWT_SECRET_ARN": jwt_arn,
-        "JWT_SECRET_PARAM": "",
-        "REDIS_URI_SECRET_ARN": redis_arn,
-        "REDIS_URI_PARAM": "",
-        "MONGODB_URI_SECRET_ARN": "",
-        "MONGODB_URI_PARAM": f"{PREFIX}/mongodb-uri",
-    }
+    base = urlsplit(os.environ["REDIS_URI"])
+    found = {}
+    for number, function in enumerate(load_needs().functions, start=1):
+        uri = urlunsplit(base._replace(path=f"/{number}"))
+        redis.Redis.from_url(uri).flushdb()
+        redis_arn = manager.create_secret(Name=f"{PREFIX}/redis-{number}", SecretString=uri)
+        found[function] = {
+            "JWT_SECRET_ARN": jwt_arn,
+            "JWT_SECRET_PARAM": "",
+            "REDIS_URI_SECRET_ARN": redis_arn["ARN"],
+            "REDIS_URI_PARAM": "",
+            "MONGODB_URI_SECRET_ARN": "",
+            "MONGODB_URI_PARAM": f"{PREFIX}/mongodb-uri",
+        }
+    return found
 
 
 def _token() -> str:
     settings = Settings(STAGE="prod", JWT_SECRET_KEY=JWT_KEY)
     wallet = Wallet()
-    return TokenService(settings, KeyRing(settings)).issue("0" * 32, wallet.address, "user").token
+    return (
+        TokenService(settings, KeyRing(settings))
+        .issue("0" * 32, wallet.address, "user", "1" * 24)
+        .token
+    )
 
 
 def _events(function: str) -> list[dict[str, Any]]:
     """Requests that make `function` read every secret it uses."""
-    caller = {"user_id": "0" * 32, "role": "user", "tier": "authenticated", "jti": "j-probe"}
+    caller = {
+        "user_id": "0" * 32,
+        "role": "user",
+        "tier": "authenticated",
+        "jti": "j-probe",
+        "sid": "2" * 24,
+    }
     bearer = {"authorization": f"Bearer {_token()}"}
     return {
         "MetaFunction": [http_event("GET", "/meta/health")],
@@ -112,7 +132,11 @@ def _events(function: str) -> list[dict[str, Any]]:
         "AuthFunction": [http_event("GET", "/auth/status", headers=bearer)],
         "UsersFunction": [http_event("GET", "/users/me", authorizer=caller)],
         "SessionsFunction": [http_event("GET", "/sessions", authorizer=caller)],
-        "ProxyFunction": [http_event("GET", "/chain/info", route_key="GET /chain/info")],
+        "ProxyFunction": [
+            http_event("GET", "/chain/info", route_key="GET /chain/info"),
+            # a signed-in call: its sign-in is checked against the record of revocations
+            http_event("GET", "/chain/blocks", route_key="ANY /chain/{proxy+}", authorizer=caller),
+        ],
     }[function]
 
 
@@ -150,7 +174,9 @@ def _expected(needs: Needs, function: str, references: dict[str, str]) -> set[tu
 
 
 @pytest.fixture(scope="module")
-def reports(aws: str, references: dict[str, str], backend: BackendServer) -> dict[str, Any]:
+def reports(
+    aws: str, references: dict[str, dict[str, str]], backend: BackendServer
+) -> dict[str, Any]:
     """Every function started at once, each in its own interpreter: what each printed."""
     needs = load_needs()
     running = {}
@@ -159,7 +185,7 @@ def reports(aws: str, references: dict[str, str], backend: BackendServer) -> dic
         config = {"code_uri": str(code_uri), "events": _events(function)}
         running[function] = subprocess.Popen(
             [sys.executable, str(PROBE), json.dumps(config)],
-            env=_environment(needs, function, aws, references),
+            env=_environment(needs, function, aws, references[function]),
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -179,7 +205,7 @@ def reports(aws: str, references: dict[str, str], backend: BackendServer) -> dic
 
 @pytest.mark.parametrize("function", list(load_needs().functions))
 def test_each_function_reads_exactly_its_declared_secrets_and_answers(
-    function: str, reports: dict[str, Any], references: dict[str, str]
+    function: str, reports: dict[str, Any], references: dict[str, dict[str, str]]
 ) -> None:
     # WHEN the function started with only its declared variables and served its requests
     report = reports[function]
@@ -192,7 +218,7 @@ def test_each_function_reads_exactly_its_declared_secrets_and_answers(
         assert report["answers"][0]["isAuthorized"] is True
     # AND its AWS calls are exactly those its declared secrets and paths imply
     made = {(f"{service}:{operation}", target) for service, operation, target in report["calls"]}
-    assert made == _expected(load_needs(), function, references)
+    assert made == _expected(load_needs(), function, references[function])
 
 
 def test_without_a_reference_no_function_imports_boto3() -> None:

@@ -11,13 +11,22 @@ from typing import Any
 import pytest
 
 from lucid.proxy import Proxy, get_proxy
-from lucid_edge.local import free_port
+from lucid.store.documents import new_id
+from lucid_edge.local import free_port, in_memory_database
 from tests.shared.proxy.conftest import proxy_settings
 from tests.shared.proxy.proxy_backends import BackendServer
+from tests.utils.datastore import database_for
 from tests.utils.events import http_event
 from tests.utils.functions import load_handler, load_module
 
-USER = {"user_id": "u-42", "address": "TQx", "role": "user", "tier": "authenticated", "jti": "j1"}
+USER = {
+    "user_id": "u-42",
+    "address": "TQx",
+    "role": "user",
+    "tier": "authenticated",
+    "jti": "j1",
+    "sid": "s-42",
+}
 
 
 class LambdaContext:
@@ -116,6 +125,20 @@ def test_signed_in_request_passes_with_identity_from_the_authorizer_only(
     assert seen.header("X-Lucid-Role") == ["user"]
     for dropped in ("Authorization", "Cookie", "X-Drop-Me"):
         assert seen.header(dropped) == []
+
+
+def test_the_backend_is_told_the_role_stored_now_not_the_tokens(
+    proxied: Proxy, backend: BackendServer
+) -> None:
+    # GIVEN an admin token whose user is a plain user where roles are stored
+    database = in_memory_database()
+    admin_token = {**USER, "user_id": new_id(), "role": "admin", "tier": "admin"}
+    database["users"].insert_one({"_id": admin_token["user_id"], "role": "user"})
+    with database_for("proxy", database=database):
+        status, _, _ = invoke("GET", "/nodes/n-1", authorizer=admin_token)
+    # THEN the backend hears "user"
+    assert status == 200
+    assert backend.received[-1].header("X-Lucid-Role") == ["user"]
 
 
 @pytest.mark.parametrize(

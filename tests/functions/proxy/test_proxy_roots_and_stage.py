@@ -10,7 +10,14 @@ from tests.shared.proxy.proxy_backends import BackendServer
 from tests.utils.events import load_event
 from tests.utils.functions import load_handler
 
-CALLER = {"user_id": "u-1", "address": "TQx", "role": "user", "tier": "authenticated", "jti": "j"}
+CALLER = {
+    "user_id": "u-1",
+    "address": "TQx",
+    "role": "user",
+    "tier": "authenticated",
+    "jti": "j",
+    "sid": "s-1",
+}
 
 
 @pytest.mark.usefixtures("proxied")
