@@ -63,13 +63,14 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: int = logging.INFO) -> None:
-    """Send the edge's `lucid_edge.*` loggers to stdout as JSON (idempotent)."""
+    """Send the `lucid_edge.*` loggers of a worker process to stdout as JSON (idempotent).
+    Records still propagate: a worker's root logger has no handler, and where one has (pytest's
+    log capture), it keeps seeing them."""
     logger = logging.getLogger("lucid_edge")
     if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(JsonFormatter())
-        logger.handlers = [handler]
-    logger.propagate = False
+        logger.addHandler(handler)
     logger.setLevel(level)
 
 
