@@ -2,8 +2,9 @@
 
 An instance is a thread with its own event loop (a Mangum handler calls
 `loop.run_until_complete`, so it cannot run on the server's loop), serving one invocation at a
-time, like one Lambda execution environment. A function's instances grow on demand and retire
-after `IDLE_SECONDS` without work, so a slow function queues only its own requests.
+time, like one Lambda execution environment. A function's instances grow on demand (see
+EAGER_INSTANCES) and retire after `IDLE_SECONDS` without work, so a slow function queues only
+its own requests.
 
 How many invocations run at once:
 - a function with ReservedConcurrentExecutions runs at most that many across the whole edge
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import queue
 import threading
 import time
 import traceback
@@ -36,6 +38,16 @@ from lucid_edge.concurrency import ReservedSlots
 # An idle instance retires after this long (Lambda keeps environments warm for minutes; here a
 # new instance costs a thread start, so they need not linger).
 IDLE_SECONDS = 60.0
+# Up to this many instances of a function start at once, as Lambda starts one per concurrent
+# request. Beyond it an invocation waits for a busy instance, and gets a new one only if it has
+# waited GROW_AFTER_SECONDS and no invocation of its function finished for as long: the
+# instances are stuck (a slow backend, a hung call), not busy. Instances are threads sharing one
+# GIL: for /health at 64 connections on one worker, 32 instances cost 20-35 % more CPU per
+# request than 4, and served nobody sooner. The delay is long enough that a worker descheduled
+# on a loaded machine is not taken for a stuck one (10 ms was not), and short against a stuck
+# call; Lambda's own cold starts take longer.
+EAGER_INSTANCES = 4
+GROW_AFTER_SECONDS = 0.1
 
 
 class InvocationError(Exception):
@@ -60,7 +72,7 @@ class ClientGoneError(Exception):
 
 class _State(Enum):
     QUEUED = 1  # waiting for the account to have room
-    READY = 2  # counted as running, handed to an instance that has not started it yet
+    READY = 2  # counted as running; handed to an instance, or waiting for one
     RUNNING = 3
     DONE = 4
     DROPPED = 5  # never ran: past its deadline or its caller left
@@ -71,7 +83,8 @@ class Invocation:
 
     __slots__ = (
         "abandoned", "args", "fn", "function_deadline", "future", "instances",
-        "integration_deadline", "integration_passed", "loop", "slot", "state", "thread", "timer",
+        "integration_deadline", "integration_passed", "loop", "ready_at", "slot", "state", "thread",
+        "timer",
     )  # fmt: skip
 
     def __init__(
@@ -89,6 +102,7 @@ class Invocation:
         self.loop = asyncio.get_running_loop()
         self.future: asyncio.Future[Any] = self.loop.create_future()
         self.state = _State.QUEUED
+        self.ready_at = 0.0
         self.slot: int | None = None
         self.abandoned = False
         self.integration_passed = False
@@ -144,13 +158,12 @@ class Account:
 
 
 class _Instance:
-    """One instance's mailbox: the invocation it is handed, and the event that wakes it."""
+    """An idle instance's mailbox: the invocation it is handed (None: retire)."""
 
-    __slots__ = ("invocation", "wake")
+    __slots__ = ("mailbox",)
 
-    def __init__(self, invocation: Invocation | None) -> None:
-        self.invocation = invocation
-        self.wake = threading.Event()
+    def __init__(self) -> None:
+        self.mailbox: queue.SimpleQueue[Invocation | None] = queue.SimpleQueue()
 
 
 class FunctionInstances:
@@ -162,7 +175,10 @@ class FunctionInstances:
         self._lock = account.lock
         self._reserved = reserved
         self._idle: list[_Instance] = []  # most recently idle last: it is handed work first
+        self._backlog: collections.deque[Invocation] = collections.deque()  # READY, no instance
         self._threads: set[threading.Thread] = set()
+        self._grow_armed = False
+        self._last_finish = 0.0  # when an invocation last ran to its end: busy, or stuck?
 
     @property
     def instance_count(self) -> int:
@@ -239,17 +255,58 @@ class FunctionInstances:
     def make_ready_locked(self, invocation: Invocation) -> None:
         """Hand a counted invocation to an idle instance, or start one (lock held)."""
         invocation.state = _State.READY
+        invocation.ready_at = now = time.monotonic()
         if self._idle:
-            instance = self._idle.pop()
-            instance.invocation = invocation
-            instance.wake.set()
-        else:  # every instance is busy: Lambda starts another execution environment
-            thread = threading.Thread(
-                target=self._serve, args=(_Instance(invocation),), name=f"lucid-{self.name}"
-            )
-            thread.daemon = True
-            self._threads.add(thread)
-            thread.start()
+            self._idle.pop().mailbox.put(invocation)
+        elif len(self._threads) < EAGER_INSTANCES:
+            self._spawn_locked(invocation)
+        else:  # every instance is busy: the first to finish takes it, or a new one if stuck
+            self._backlog.append(invocation)
+            self._grow_locked(now)
+            if self._backlog and not self._grow_armed:
+                self._arm_grow_timer_locked(invocation.loop)
+
+    def _spawn_locked(self, first: Invocation) -> None:
+        thread = threading.Thread(
+            target=self._serve, args=(first,), name=f"lucid-{self.name}", daemon=True
+        )
+        self._threads.add(thread)
+        thread.start()
+
+    def _grow_locked(self, now: float) -> None:
+        # A new instance for each invocation that has waited GROW_AFTER_SECONDS while none of
+        # its function's finished (oldest first: later ones have waited less).
+        backlog = self._backlog
+        stuck = now - self._last_finish >= GROW_AFTER_SECONDS
+        while backlog:
+            invocation = backlog[0]
+            if invocation.state is _State.READY:
+                if not stuck or now - invocation.ready_at < GROW_AFTER_SECONDS:
+                    return
+                self._spawn_locked(invocation)
+            backlog.popleft()
+
+    def _arm_grow_timer_locked(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Grow even if no other request arrives and no instance finishes (all of them stuck).
+        self._grow_armed = True
+        due = max(self._backlog[0].ready_at, self._last_finish) + GROW_AFTER_SECONDS
+        loop.call_soon_threadsafe(
+            loop.call_later, max(0.0, due - time.monotonic()), self._grow_when_due, loop
+        )
+
+    def _grow_when_due(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            self._grow_armed = False
+            self._grow_locked(time.monotonic())
+            if self._backlog:
+                self._arm_grow_timer_locked(loop)
+
+    def _take_backlog_locked(self) -> Invocation | None:
+        while self._backlog:
+            invocation = self._backlog.popleft()
+            if invocation.state is _State.READY:
+                return invocation
+        return None
 
     def _release_locked(self, invocation: Invocation) -> None:
         # The invocation stops counting toward its function's or the account's concurrency.
@@ -296,22 +353,33 @@ class FunctionInstances:
         if not invocation.future.done():
             invocation.future.set_exception(error(self.name))
 
-    def _serve(self, instance: _Instance) -> None:
+    def _serve(self, first: Invocation) -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         me = threading.current_thread()
+        instance = _Instance()
+        invocation: Invocation | None = first
         try:
-            while True:
-                invocation, instance.invocation = instance.invocation, None
-                ran = invocation is not None and self._start(invocation, me)
-                if ran and invocation is not None and not self._run(invocation):
-                    return  # abandoned while stuck: leave the pool
-                if not self._wait_for_work(instance, me):
-                    return
+            while invocation is not None:
+                if self._start(invocation, me):
+                    serving = self._run(invocation, instance)
+                else:
+                    with self._lock:
+                        serving = self._idle_locked(instance)
+                if not serving:
+                    return  # abandoned while stuck, or the edge is closing
+                invocation = self._next(instance, me)
         finally:
             with self._lock:
                 self._threads.discard(me)
             loop.close()
+
+    def _idle_locked(self, instance: _Instance) -> bool:
+        # Available for the next invocation (False: the edge is closing, retire).
+        if self._account.closed:
+            return False
+        self._idle.append(instance)
+        return True
 
     def _start(self, invocation: Invocation, me: threading.Thread) -> bool:
         with self._lock:
@@ -321,7 +389,7 @@ class FunctionInstances:
             invocation.thread = me
             return True
 
-    def _run(self, invocation: Invocation) -> bool:
+    def _run(self, invocation: Invocation, instance: _Instance) -> bool:
         result: Any = None
         error: BaseException | None = None
         try:
@@ -332,38 +400,43 @@ class FunctionInstances:
             error = err
         invocation.args = ()
         with self._lock:
-            abandoned = invocation.abandoned
-            if not abandoned:
-                self._release_locked(invocation)
             invocation.state = _State.DONE
-        if abandoned:
-            return False
+            if invocation.abandoned:
+                return False  # replaced while stuck: leave the pool
+            self._last_finish = time.monotonic()
+            # Idle before the concurrency is released: an invocation of this function waiting
+            # for room is handed to this warm instance rather than to a new one.
+            following = self._take_backlog_locked()
+            if following is not None:
+                instance.mailbox.put(following)
+                self._grow_locked(time.monotonic())
+                serving = True
+            else:
+                serving = self._idle_locked(instance)
+            self._release_locked(invocation)
         with contextlib.suppress(RuntimeError):  # the server's loop is gone: nobody waits
             invocation.loop.call_soon_threadsafe(_settle, invocation, result, error)
         result = error = None  # this frame outlives the call in the error's traceback
-        return True
+        return serving
 
-    def _wait_for_work(self, instance: _Instance, me: threading.Thread) -> bool:
-        with self._lock:
-            if self._account.closed:
-                return False
-            instance.wake.clear()
-            self._idle.append(instance)
-        if instance.wake.wait(IDLE_SECONDS):
-            return True
-        with self._lock:
-            if instance in self._idle:  # idle long enough: retire
-                self._idle.remove(instance)
-                self._threads.discard(me)
-                return False
-        return True  # handed an invocation just as it timed out
+    def _next(self, instance: _Instance, me: threading.Thread) -> Invocation | None:
+        # The next invocation this idle instance is handed; None when it retires.
+        try:
+            return instance.mailbox.get(timeout=IDLE_SECONDS)
+        except queue.Empty:
+            with self._lock:
+                if instance in self._idle:  # idle long enough: retire
+                    self._idle.remove(instance)
+                    self._threads.discard(me)
+                    return None
+            return instance.mailbox.get()  # handed one just as it timed out: it is there
 
     def close(self) -> None:
         """Wake idle instances so they retire (running ones finish their invocation)."""
         with self._lock:
             idle, self._idle = self._idle, []
         for instance in idle:
-            instance.wake.set()
+            instance.mailbox.put(None)
 
 
 def close_all(account: Account, functions: Iterable[FunctionInstances]) -> None:

@@ -38,6 +38,7 @@ from lucid_edge.instances import (
     FunctionInstances,
     FunctionTimeoutError,
     IntegrationTimeoutError,
+    Invocation,
     ThrottledError,
     close_all,
 )
@@ -86,6 +87,8 @@ ENV_CONCURRENCY = "LUCID_EDGE_CONCURRENCY"
 ENV_BUCKETS = "LUCID_EDGE_BUCKETS"
 ENV_SLOTS = "LUCID_EDGE_SLOTS"
 ENV_RELOAD = "LUCID_EDGE_RELOAD"
+# A queued invocation starts watching for its client hanging up after this long.
+WATCH_AFTER_SECONDS = 1.0
 
 _log = logging.getLogger("lucid_edge")
 _SKIPPED_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
@@ -120,9 +123,35 @@ def _declared_length(raw_headers: list[tuple[bytes, bytes]]) -> int | None:
     return None if chunked else 0
 
 
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+class _HangUpWatch:
+    """Cancels a queued invocation whose client hangs up. It starts watching only if the
+    invocation still waits after WATCH_AFTER_SECONDS: most waits are shorter than a watch costs."""
+
+    def __init__(self, receive: Receive, instances: FunctionInstances, invocation: Invocation):
+        self._receive, self._instances, self._invocation = receive, instances, invocation
+        self._timer: asyncio.TimerHandle | None = invocation.loop.call_later(
+            WATCH_AFTER_SECONDS, self._start
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    def _start(self) -> None:
+        self._timer = None
+        if self._invocation.queued:
+            self._task = self._invocation.loop.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        if not self._invocation.future.done():
+            self._instances.cancel(self._invocation)  # it never runs if it has not started
+            self._invocation.future.set_exception(ClientGoneError())
+
+    def stop(self) -> None:
+        """The answer is in: stop watching."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
 
 
 class Edge:
@@ -342,18 +371,12 @@ class Edge:
             function_deadline=function_deadline,
             integration_deadline=now + integration,
         )
+        watch = _HangUpWatch(request.receive, instances, invocation) if invocation.queued else None
         try:
-            if invocation.queued:
-                # It may wait long: a client that hangs up meanwhile cancels it.
-                gone = asyncio.ensure_future(_disconnected(request.receive))
-                try:
-                    await asyncio.wait((invocation.future, gone), return_when="FIRST_COMPLETED")
-                finally:
-                    gone.cancel()
-                if not invocation.future.done():
-                    raise ClientGoneError
             return await invocation.future
         finally:
+            if watch is not None:
+                watch.stop()
             if not invocation.future.done() or invocation.future.cancelled():
                 instances.cancel(invocation)
 
@@ -399,7 +422,10 @@ def create_app() -> Edge:
         slot_file=Path(slots) if slots else None,
         reload=os.environ.get(ENV_RELOAD) == "1",
     )
-    # A worker holds every function at once, which no Lambda instance does: without this, each
-    # full collection walks all their modules (tens of ms on a loaded machine) inside a request.
+    # A worker holds every function at once, which no Lambda instance does: ~100,000 objects
+    # that live as long as it. Frozen, no collection walks them again. Measured with the real
+    # template under /health load at 64 connections: 1-2 full collections per worker every 8 s,
+    # 37-44 ms each (every request in flight waits) unfrozen, 0.6-0.7 ms frozen. Objects made
+    # while serving are collected as before; with --reload, replaced modules stay in memory.
     gc.freeze()
     return edge

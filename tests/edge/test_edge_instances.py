@@ -105,6 +105,36 @@ def test_a_blocked_function_grows_its_own_instances_and_never_delays_another() -
         close_all(account, [proxy, meta])
 
 
+def test_stuck_instances_get_company_and_busy_ones_do_not() -> None:
+    # GIVEN a function whose eager instances are all stuck
+    account = Account(64)
+    proxy, meta = FunctionInstances("Proxy", account), FunctionInstances("Meta", account)
+    gate = Gate()
+    eager = instances_module.EAGER_INSTANCES
+
+    async def main() -> None:
+        stuck = [
+            asyncio.ensure_future(proxy.invoke(gate, f"p{i}", **deadlines()))
+            for i in range(eager + 3)
+        ]
+        # THEN the invocations beyond them get instances of their own once they have waited
+        await until(lambda: len(gate.calls) == eager + 3)
+        assert proxy.instance_count == eager + 3
+        # WHEN another function is kept busy by many quick invocations at once
+        quick = [meta.invoke(sum, range(2000), **deadlines()) for _ in range(300)]
+        assert await asyncio.gather(*quick) == [sum(range(2000))] * 300
+        # THEN its instances, which keep finishing, are not multiplied
+        assert meta.instance_count <= eager + 2
+        gate.release.set()
+        await asyncio.gather(*stuck)
+
+    try:
+        run(main())
+    finally:
+        gate.release.set()
+        close_all(account, [proxy, meta])
+
+
 def test_idle_instances_retire(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(instances_module, "IDLE_SECONDS", 0.05)
     account = Account(4)
