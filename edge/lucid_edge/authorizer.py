@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lucid_edge.instances import ClientGoneError
 from lucid_edge.model import AuthorizerSpec
 from lucid_edge.responses import FORBIDDEN, INTERNAL_ERROR, UNAUTHORIZED, HttpResponse
 
@@ -135,6 +136,8 @@ class Authorizers:
                 auth_event = authorizer_event(event, route_arn, identity)
                 response = await call(spec.function, auth_event, MAX_AUTHORIZER_SECONDS)
                 decision = parse_response(response, spec.simple_responses)
+            except ClientGoneError:
+                raise  # nobody to answer
             except Exception:  # timeout, throttled, malformed answer or the authorizer's crash
                 _log.exception("authorizer %s failed", name)
                 return INTERNAL_ERROR
