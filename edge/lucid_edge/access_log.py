@@ -18,6 +18,9 @@ request (`requestId`, `extendedRequestId`, `requestTime`, `requestTimeEpoch`, `h
 `integration.integrationStatus`: Lambda's own status, `integration.status`: the function's
 statusCode, `integrationErrorMessage` = `integration.error`). Any other variable is `-`.
 
+The lines are INFO lines of the edge: `LOG_LEVEL=WARNING` (or above), which quiets the
+functions' access lines, quiets these too (the benchmarks run that way).
+
 Nothing secret reaches a line: no variable reads a header other than User-Agent and Host, the
 query string or the body, and the authorizer's context holds ids (user, sign-in, token id), not
 credentials.
@@ -27,16 +30,19 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import os
 import re
 import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
+from lucid_edge import responses
 from lucid_edge.events import ACCOUNT_ID
 from lucid_edge.responses import HttpResponse
 
-__all__ = ["AccessEntry", "AccessLog"]
+__all__ = ["AccessEntry", "AccessLog", "gateway_messages"]
 
 # Used where the template sets no AccessLogSettings.Format (the edge still writes a line per
 # request: a local run is for reading what happened). The keys are the template's own.
@@ -55,6 +61,21 @@ _AUTHORIZER_OWN = frozenset({"latency", "status", "error"})
 # Variables whose value is a JSON string with its quotes, placed unquoted in a format.
 _QUOTED = frozenset({"error.messageString"})
 _NONE = "-"
+
+
+def gateway_messages() -> dict[int, str]:
+    """`id()` of each answer the edge gives by itself, as API Gateway would -> its message."""
+    answers = (
+        responses.NOT_FOUND,
+        responses.UNAUTHORIZED,
+        responses.FORBIDDEN,
+        responses.TOO_LARGE,
+        responses.HEADERS_TOO_LARGE,
+        responses.TOO_MANY_REQUESTS,
+        responses.INTERNAL_ERROR,
+        responses.UNAVAILABLE,
+    )
+    return {id(answer): str(json.loads(answer.body)["message"]) for answer in answers}
 
 
 class AccessEntry:
@@ -258,7 +279,11 @@ class AccessLog:
         self._tail = text[position:]
         self._stage = stage
         self._messages = gateway_messages
-        self._stream = stream
+        # Bound now, as the functions' log handler is at import: in a worker, the process's
+        # standard output.
+        self._stream = stream or sys.stdout
+        level = logging.getLevelName(os.environ.get("LOG_LEVEL", "INFO").upper())
+        self.enabled = not isinstance(level, int) or level <= logging.INFO
 
     def render(self, entry: AccessEntry, status: int, length: int, response_id: int) -> str:
         """The line for `entry` answered with `status` and a body of `length` bytes
@@ -273,6 +298,7 @@ class AccessLog:
 
     def write(self, entry: AccessEntry, status: int, length: int, response_id: int) -> None:
         """Render the line and write it to the log stream (stdout, as Lambda's logs are)."""
-        stream = self._stream or sys.stdout
-        stream.write(self.render(entry, status, length, response_id) + "\n")
-        stream.flush()
+        if not self.enabled:
+            return
+        self._stream.write(self.render(entry, status, length, response_id) + "\n")
+        self._stream.flush()

@@ -127,12 +127,13 @@ def test_a_functions_403_is_the_answer_not_a_reason_to_refresh(
 def test_an_expired_token_gets_the_gateways_403_and_is_refreshed_once(
     gateway: RunningEdge, signed_in: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # GIVEN stored credentials whose access token expired an hour ago (same user, same key)
+    # GIVEN stored credentials whose access token expired an hour ago (same user, same sign-in,
+    # same key)
     stored = json.loads((signed_in / "credentials.json").read_text())
     claims = jwt.decode(stored["access_token"], options={"verify_signature": False})
     an_hour_ago = time.time() - 3600
     expired = TokenService(get_settings(), get_key_ring(), clock=lambda: an_hour_ago).issue(
-        claims["sub"], claims["addr"], Role(claims["role"])
+        claims["sub"], claims["addr"], Role(claims["role"]), claims["sid"]
     )
     # AND the gateway answers it with API Gateway's own 403 (the authorizer said no)
     refused = gateway.client.get("/users/me", headers={"Authorization": f"Bearer {expired.token}"})

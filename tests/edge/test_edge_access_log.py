@@ -8,6 +8,8 @@ import logging
 import time
 from typing import Any
 
+import pytest
+
 from lucid_edge.access_log import AccessEntry, AccessLog
 from lucid_edge.logs import JsonFormatter, request_id_scope
 from lucid_edge.responses import INTERNAL_ERROR
@@ -151,3 +153,11 @@ def test_the_edges_own_lines_are_json_with_the_request_id() -> None:
     assert first["exception_name"] == "ValueError"
     assert "boom" in first["exception"]
     assert "correlation_id" not in second
+
+
+def test_log_level_warning_quiets_the_access_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN LOG_LEVEL=WARNING, which also quiets the functions' access lines (the benchmarks)
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    stream = io.StringIO()
+    _log(None, stream).write(AccessEntry(_scope(), "r4"), 404, 23, 404)
+    assert stream.getvalue() == ""
