@@ -45,12 +45,20 @@ from lucid_edge.responses import HttpResponse
 __all__ = ["AccessEntry", "AccessLog", "gateway_messages"]
 
 # Used where the template sets no AccessLogSettings.Format (the edge still writes a line per
-# request: a local run is for reading what happened). The keys are the template's own.
+# request: a local run is for reading what happened). The keys are infra/template.yaml's.
 DEFAULT_FORMAT = (
     '{"requestId":"$context.requestId","ip":"$context.identity.sourceIp",'
     '"requestTime":"$context.requestTime","httpMethod":"$context.httpMethod",'
-    '"path":"$context.path","routeKey":"$context.routeKey","status":"$context.status",'
-    '"responseLength":"$context.responseLength","errorMessage":"$context.error.message"}'
+    '"path":"$context.path","protocol":"$context.protocol","routeKey":"$context.routeKey",'
+    '"status":"$context.status","responseLength":"$context.responseLength",'
+    '"responseLatency":"$context.responseLatency",'
+    '"integrationLatency":"$context.integrationLatency",'
+    '"integrationStatus":"$context.integrationStatus",'
+    '"integrationError":"$context.integrationErrorMessage",'
+    '"authorizerLatency":"$context.authorizer.latency",'
+    '"authorizerStatus":"$context.authorizer.status",'
+    '"authorizerError":"$context.authorizer.error",'
+    '"errorMessage":"$context.error.message","userAgent":"$context.identity.userAgent"}'
 )
 # `$context.authorizer.error` of an authorizer that raised, timed out or answered nonsense (the
 # edge's own log line of the same request id says which).

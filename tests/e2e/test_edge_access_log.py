@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.subprocess_edge import SubprocessEdge, subprocess_edge, token_pair
+from tests.edge.harness import FIXTURES
 from tests.utils.wallets import Wallet
 
 pytestmark = pytest.mark.e2e
@@ -144,3 +145,36 @@ def test_every_answer_has_one_access_line_and_its_lines_join_on_the_request_id(
         assert secret not in output
     signature_part = pair["access_token"].rsplit(".", 1)[1]
     assert signature_part not in output
+
+
+def test_a_failed_invocation_has_its_access_line_and_a_json_error_line_with_the_id() -> None:
+    # GIVEN the test template (no AccessLogSettings: the edge's default line) and a function that
+    # answers nonsense, one that outlives its 1 s Timeout and one its 300 ms integration timeout
+    # (a function that raises is the same, with the traceback in the line's `exception`:
+    # tests/edge/test_edge_access_log.py; here the harness refuses tracebacks in the output)
+    with subprocess_edge({}, workers=1, template=FIXTURES / "template.yaml") as edge:
+        answers = {}
+        with edge.client() as client:
+            for path in ("/faulty/garbage", "/faulty/sleep", "/integration/sleep"):
+                response = client.get(path)
+                answers[path] = (response.status_code, response.headers["apigw-requestid"])
+        lines = _lines(_output_with(edge, [request_id for _, request_id in answers.values()]))
+    access = {line["requestId"]: line for line in lines if "requestId" in line}
+    for path, status, message, integration_error in [
+        ("/faulty/garbage", 500, "Internal Server Error", "the function's response is malformed"),
+        ("/faulty/sleep", 500, "Internal Server Error", "Task timed out after 1.00 seconds"),
+        ("/integration/sleep", 503, "Service Unavailable", "the integration timed out"),
+    ]:
+        answered, request_id = answers[path]
+        assert answered == status, path
+        # THEN the access line says what API Gateway answered and why the integration failed
+        line = access[request_id]
+        assert (line["status"], line["errorMessage"]) == (str(status), message), path
+        assert line["integrationError"] == integration_error, path
+        # AND the edge's own line about it is JSON at ERROR and carries the same id
+        (edge_line,) = [
+            entry
+            for entry in lines
+            if entry.get("correlation_id") == request_id and entry.get("service") == "lucid-edge"
+        ]
+        assert edge_line["level"] == "ERROR", path
