@@ -35,10 +35,14 @@ class CommandError(Exception):
     """A failure to report on stderr with exit status 1."""
 
 
+def _default_dir() -> Path:
+    return Path.home() / ".config" / "lucid"
+
+
 def config_dir() -> Path:
     """Where the key and credentials live (LUCID_CONFIG_DIR, else ~/.config/lucid)."""
     configured = os.environ.get(ENV_CONFIG_DIR)
-    return Path(configured).expanduser() if configured else Path.home() / ".config" / "lucid"
+    return Path(configured).expanduser() if configured else _default_dir()
 
 
 def default_key() -> Path:
@@ -131,14 +135,16 @@ def _alive(pid: int) -> bool:
 
 def served_gateway() -> str | None:
     """The URL a running `lucid serve` recorded, or None (none recorded, or its process is
-    gone: a record left by a killed edge is ignored)."""
-    record = _read_json(config_dir() / GATEWAY)
-    if record is None:
-        return None
-    url, pid = record.get("url"), record.get("pid")
-    if not isinstance(url, str) or not isinstance(pid, int) or not _alive(pid):
-        return None
-    return url
+    gone: a record left by a killed edge is ignored). A CLI given LUCID_CONFIG_DIR also finds
+    a `make run` started without it (in another terminal), in ~/.config/lucid."""
+    for directory in dict.fromkeys((config_dir(), _default_dir())):
+        record = _read_json(directory / GATEWAY)
+        if record is None:
+            continue
+        url, pid = record.get("url"), record.get("pid")
+        if isinstance(url, str) and isinstance(pid, int) and _alive(pid):
+            return url
+    return None
 
 
 @contextmanager

@@ -26,6 +26,7 @@ def test_login_finds_the_running_gateway_and_a_restart_is_explained(
 ) -> None:
     config = tmp_path / "lucid"
     monkeypatch.setenv("LUCID_CONFIG_DIR", str(config))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no record of the user's own make run
     monkeypatch.delenv("LUCID_URL", raising=False)
     env = {**FRESH_KEY, "LUCID_CONFIG_DIR": str(config)}
     assert main(["keygen"]) == 0

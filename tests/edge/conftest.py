@@ -23,8 +23,10 @@ def gateway() -> Iterator[RunningEdge]:
 
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty LUCID_CONFIG_DIR, and no LUCID_URL."""
+    """An empty LUCID_CONFIG_DIR, no LUCID_URL, and a HOME of its own (the CLI also looks for a
+    running `make run` in ~/.config/lucid: the user's must not leak into the tests)."""
     monkeypatch.setenv("LUCID_CONFIG_DIR", str(tmp_path / "lucid"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("LUCID_URL", raising=False)
     return tmp_path / "lucid"
 

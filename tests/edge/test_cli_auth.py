@@ -216,3 +216,15 @@ def test_a_revoked_sign_in_is_called_revoked(
     # WHEN the CLI needs to refresh THEN it says the sign-in was revoked
     assert main(["call", "GET", "/users/me"]) == 1
     assert "your sign-in was revoked" in capsys.readouterr().err
+
+
+def test_a_cli_with_its_own_config_dir_finds_a_make_run_started_without_it(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN `make run` in a terminal without LUCID_CONFIG_DIR (its record in ~/.config/lucid)
+    with monkeypatch.context() as terminal:
+        terminal.delenv("LUCID_CONFIG_DIR")
+        with recording_gateway("http://127.0.0.1:8093"):
+            # WHEN the CLI runs in a terminal with LUCID_CONFIG_DIR set THEN it finds it too
+            terminal.setenv("LUCID_CONFIG_DIR", str(config))
+            assert gateway_url(None).url == "http://127.0.0.1:8093"
