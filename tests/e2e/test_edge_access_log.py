@@ -88,6 +88,11 @@ def test_every_answer_has_one_access_line_and_its_lines_join_on_the_request_id(
     answers["too large"] = _raw(edge, too_large)
     long_header = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 11_000 + b"\r\n\r\n"
     answers["headers too large"] = _raw(edge, long_header)
+    # uvicorn refuses what is not HTTP itself, and says so in a line of its own: JSON too
+    host, port = edge.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 400")
     assert {what: status for what, (status, _) in answers.items()} == {
         "no route": 404,
         "no token": 401,
@@ -100,6 +105,7 @@ def test_every_answer_has_one_access_line_and_its_lines_join_on_the_request_id(
     }
 
     lines = _lines(_output_with(edge, [request_id for _, request_id in answers.values()]))
+    assert any("Invalid HTTP request" in line.get("message", "") for line in lines)
     access = {line["requestId"]: line for line in lines if "requestId" in line}
     for what, (status, request_id) in answers.items():
         # THEN exactly one access line per request, in the template's Format, with its status
