@@ -62,6 +62,7 @@ NOT_IMPORTED = {
         "starlette": "a plain handler",
         "pymongo": "decides from the token and Redis alone",
         "httpx": "calls no backend",
+        "pydantic": "reads settings and token claims without it (lucid.config, lucid.auth.tokens)",
     },
     "ProxyFunction": {"pymongo": "its routes need no database (lucid.web.database)"},
 }
