@@ -66,8 +66,8 @@ async def info(settings: SettingsDep) -> ServiceInfo:
     ),
 )
 async def dependency_health(redis: ReadinessRedis, database: ReadinessDatabase) -> Readiness:
-    """Readiness: Redis and MongoDB with their latency; 503 naming whichever is down. (The
-    first call of a cold start imports their drivers: lucid.web.readiness.)"""
+    """Readiness: Redis and MongoDB with their latency; 503 naming whichever is down."""
+    # The first call of a cold start imports both drivers (lucid.web.readiness).
     checks = [check_redis(redis), check_mongodb(database)]
     dependencies = {check.name: check.report() for check in checks}
     failing = [check.name for check in checks if not check.healthy]

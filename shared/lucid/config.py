@@ -7,9 +7,10 @@ A frozen dataclass fed from `os.environ`, without pydantic: each field is read f
 variable of the same name, values passed to `Settings(...)` win, and the field's parser (declared
 with `setting(default, parser)`; the parsers come first below) converts and bounds the value.
 Bad values refuse to build the settings with one `SettingsError` naming every bad variable and
-what it must be. The authorizer imports no pydantic at all because of this: `import pydantic`
-and this class as a pydantic model were 90 ms of its cold start's CPU, half of it (`make bench
-coldstart`); FastAPI functions save the model's ~9 ms.
+what it must be. The authorizer imports no pydantic at all because of this (and of
+`lucid.auth.tokens`): `import pydantic` and this class as a pydantic model were 56 ms of its cold
+start's CPU, a third of it (`make bench coldstart`); FastAPI functions import pydantic anyway
+and save only the model's few ms.
 """
 
 from __future__ import annotations
