@@ -17,9 +17,9 @@ from pydantic import BaseModel, Field
 from lucid import __version__
 from lucid.errors import ServiceUnavailableError
 from lucid.store.health import DependencyReport, check_mongodb, check_redis
-from lucid.web.database import DatabaseDep
-from lucid.web.deps import RedisDep, SettingsDep
 from lucid.web.openapi import problems
+from lucid.web.readiness import ReadinessDatabase, ReadinessRedis
+from lucid.web.settings import SettingsDep
 
 
 class Liveness(BaseModel):
@@ -65,8 +65,9 @@ async def info(settings: SettingsDep) -> ServiceInfo:
         503, descriptions={503: "A dependency is down: `failing` names it, `dependencies` has each"}
     ),
 )
-async def dependency_health(redis: RedisDep, database: DatabaseDep) -> Readiness:
+async def dependency_health(redis: ReadinessRedis, database: ReadinessDatabase) -> Readiness:
     """Readiness: Redis and MongoDB with their latency; 503 naming whichever is down."""
+    # The first call of a cold start imports both drivers (lucid.web.readiness).
     checks = [check_redis(redis), check_mongodb(database)]
     dependencies = {check.name: check.report() for check in checks}
     failing = [check.name for check in checks if not check.healthy]
