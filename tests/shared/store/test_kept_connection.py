@@ -1,0 +1,51 @@
+"""Kept connections: the per-request Redis commands of one thread share one connection."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+import redis
+
+from lucid.auth.revocation import RevocationList, RevocationRecord
+from lucid.config import Settings
+from lucid.ratelimit.script import ScriptRunner
+from lucid.store.kept_connection import kept_connections
+from lucid.store.redis_client import build_redis
+from lucid_edge.local import EmbeddedRedis
+
+KEY = "k" * 32
+
+
+def _not_asked() -> RevocationRecord:
+    raise AssertionError("the record is not needed while Redis answers")
+
+
+def test_a_thread_checks_sign_ins_and_rate_limits_on_one_connection(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    # GIVEN the process's client, as the functions build it
+    client = build_redis(Settings(JWT_SECRET_KEY=KEY, REDIS_URI=redis_server.uri))
+    before = len(redis_client.client_list())
+    try:
+        # WHEN one thread checks a sign-in and runs the limiter's script, many times
+        for _ in range(5):
+            revocations = RevocationList(client, _not_asked, token_lifetime_seconds=900)
+            redis_client.hset("lucid:revoked-sign-ins", "~synced-until", "9999999999")
+            assert revocations.is_revoked("s-1") is False
+            assert ScriptRunner(client, "return 7")([], []) == 7
+        # THEN Redis sees one more connection, not one per caller or per request
+        assert len(redis_client.client_list()) == before + 1
+    finally:
+        client.connection_pool.disconnect()
+
+
+def test_a_pool_that_is_gone_is_an_error_not_a_crash(redis_server: EmbeddedRedis) -> None:
+    # GIVEN kept connections whose client and pool were dropped by their owner
+    client = build_redis(Settings(JWT_SECRET_KEY=KEY, REDIS_URI=redis_server.uri))
+    kept = kept_connections(client)
+    del client
+    gc.collect()
+    # WHEN a new thread's first command is sent THEN it fails as a lost connection does
+    with pytest.raises(redis.ConnectionError):
+        kept.execute("PING")
