@@ -48,8 +48,10 @@ class KeptConnections:
             except redis.ConnectionError:
                 _reset(connection)
                 return _run(connection, args)
-        except (redis.ConnectionError, redis.TimeoutError):
-            _reset(connection)  # a half-read reply must not be taken for the next one
+        except redis.ResponseError:
+            raise  # Redis answered (NOSCRIPT, WRONGTYPE, ...): the connection is in step
+        except BaseException:
+            _reset(connection)  # a half-read reply must never be taken for the next command's
             raise
 
     def _connection(self) -> ConnectionInterface:

@@ -49,3 +49,30 @@ def test_a_pool_that_is_gone_is_an_error_not_a_crash(redis_server: EmbeddedRedis
     # WHEN a new thread's first command is sent THEN it fails as a lost connection does
     with pytest.raises(redis.ConnectionError):
         kept.execute("PING")
+
+
+def test_a_reply_cut_short_is_never_read_as_the_next_ones(
+    redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a thread whose command failed half way through reading its reply
+    client = build_redis(Settings(JWT_SECRET_KEY=KEY, REDIS_URI=redis_server.uri))
+    kept = kept_connections(client)
+    try:
+        assert kept.execute("SET", "cut", "a") == b"OK"
+        connection = kept._connection()
+
+        def undecodable(*args: object, **kwargs: object) -> object:
+            monkeypatch.undo()
+            raise ValueError("the reply could not be decoded")
+
+        monkeypatch.setattr(connection, "read_response", undecodable)
+        with pytest.raises(ValueError, match="decoded"):
+            kept.execute("GET", "cut")
+        # WHEN the thread sends its next command THEN it reads that command's own reply
+        assert kept.execute("ECHO", "next") == b"next"
+        # AND an error Redis answers with leaves the connection as it is
+        with pytest.raises(redis.ResponseError):
+            kept.execute("INCR", "cut")
+        assert kept.execute("GET", "cut") == b"a"
+    finally:
+        client.connection_pool.disconnect()
