@@ -15,22 +15,22 @@ Errors are redis-py's (`redis.RedisError`), so callers degrade exactly as with t
 from __future__ import annotations
 
 import threading
-import weakref
 from typing import Any
 
 import redis
 from redis.connection import ConnectionInterface, ConnectionPool
 
-_BY_POOL: weakref.WeakKeyDictionary[ConnectionPool, KeptConnections] = weakref.WeakKeyDictionary()
-_BY_POOL_LOCK = threading.Lock()
+# Each pool carries its own kept connections (an attribute of the pool): they live exactly as
+# long as the pool, which they hold (a caller may keep only this object, not the client).
+_ATTRIBUTE = "_lucid_kept_connections"
+_LOCK = threading.Lock()
 
 
 class KeptConnections:
     """One connection of a pool's kind per thread, kept across commands."""
 
     def __init__(self, pool: ConnectionPool) -> None:
-        # Held weakly: the cache above is keyed by the pool and must not keep it alive.
-        self._pool = weakref.ref(pool)
+        self._pool = pool
         self._local = threading.local()
 
     def execute(self, *args: Any) -> Any:
@@ -57,10 +57,7 @@ class KeptConnections:
     def _connection(self) -> ConnectionInterface:
         connection: ConnectionInterface | None = getattr(self._local, "connection", None)
         if connection is None:
-            pool = self._pool()
-            if pool is None:
-                raise redis.ConnectionError("the connection pool was closed")
-            connection = pool.make_connection()
+            connection = self._pool.make_connection()
             self._local.connection = connection
         return connection
 
@@ -68,12 +65,13 @@ class KeptConnections:
 def kept_connections(client: redis.Redis) -> KeptConnections:
     """The kept connections of `client`'s pool (one set per pool, made on first use)."""
     pool = client.connection_pool
-    kept = _BY_POOL.get(pool)
+    kept: KeptConnections | None = getattr(pool, _ATTRIBUTE, None)
     if kept is None:
-        with _BY_POOL_LOCK:
-            kept = _BY_POOL.get(pool)
+        with _LOCK:
+            kept = getattr(pool, _ATTRIBUTE, None)
             if kept is None:
-                kept = _BY_POOL[pool] = KeptConnections(pool)
+                kept = KeptConnections(pool)
+                setattr(pool, _ATTRIBUTE, kept)
     return kept
 
 
