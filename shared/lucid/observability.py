@@ -26,8 +26,16 @@ invocation's metrics live in a Powertools `EphemeralMetrics` held by a ContextVa
 A metric never breaks a request: the namespace always has a value (POWERTOOLS_METRICS_NAMESPACE,
 default "Lucid"), and a metric Powertools refuses is logged and dropped.
 
-Per-route latency and error metrics (issue 14) belong in the access-log block of
-`lucid.web.middleware`, which knows the route, status and duration: `record()` them there.
+Every HTTP request a function answers adds its latency and outcome to the same line
+(`observe_request`, called once from the access-log block of `lucid.web.middleware`):
+`Latency` (milliseconds), `Fault` (1 for a 5xx answer, else 0) and `ClientError` (1 for a 4xx),
+so a statistic's Average is a rate. The line's metrics are then published under three
+dimension sets: `service`, `service`+`function` and `service`+`route` (the API Gateway route
+key, e.g. "GET /users/{id}"): per-route and per-function latency and errors at the price of one
+print per invocation, which the invocation pays anyway.
+
+Sinks (`add_sink`): the local edge mirrors the events counted here (`count`, and the cold
+start) into its Prometheus metrics; in Lambda no sink is registered and nothing else runs.
 """
 
 from __future__ import annotations
@@ -50,7 +58,18 @@ from aws_lambda_powertools.metrics.provider.cloudwatch_emf.exceptions import (
 
 from lucid.config import get_settings
 
-__all__ = ["MetricUnit", "count", "flush_metrics", "instrument", "logger", "record"]
+__all__ = [
+    "EventSink",
+    "MetricUnit",
+    "add_sink",
+    "count",
+    "flush_metrics",
+    "instrument",
+    "logger",
+    "observe_request",
+    "record",
+    "remove_sink",
+]
 
 _settings = get_settings()
 SERVICE = _settings.SERVICE_NAME
@@ -69,15 +88,24 @@ _log = logging.getLogger("lucid.observability")
 _REFUSED_METRIC = (MetricNameError, MetricValueError, MetricUnitError, MetricResolutionError)
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
+# (function name or None outside an invocation, event name): what `count` and a cold start tell
+# the sinks.
+EventSink = Callable[[str | None, str], None]
+
+COLD_START = "ColdStart"  # Powertools' name for it
+LATENCY = "Latency"
+FAULT = "Fault"
+CLIENT_ERROR = "ClientError"
 
 
 class _InvocationMetrics:
     """The metric set of one invocation, created on its first metric (most record none)."""
 
-    __slots__ = ("correlation_id", "metrics")
+    __slots__ = ("correlation_id", "function", "metrics")
 
-    def __init__(self, correlation_id: str | None = None) -> None:
+    def __init__(self, correlation_id: str | None = None, function: str | None = None) -> None:
         self.correlation_id = correlation_id
+        self.function = function
         self.metrics: EphemeralMetrics | None = None
 
     def get(self) -> EphemeralMetrics:
@@ -92,6 +120,26 @@ _current: ContextVar[_InvocationMetrics | None] = ContextVar("lucid_metrics", de
 # What code running outside any invocation records (nothing in Lambda; direct calls in tests):
 # only `flush_metrics()` prints it.
 _outside = _InvocationMetrics()
+_sinks: list[EventSink] = []
+
+
+def add_sink(sink: EventSink) -> None:
+    """Also tell `sink` every event counted from now on (the local edge's Prometheus metrics)."""
+    _sinks.append(sink)
+
+
+def remove_sink(sink: EventSink) -> None:
+    """Stop telling `sink` (an edge that closes)."""
+    if sink in _sinks:
+        _sinks.remove(sink)
+
+
+def _tell_sinks(function: str | None, name: str) -> None:
+    for sink in _sinks:
+        try:
+            sink(function, name)
+        except Exception:  # a mirror of a metric never breaks the request
+            _log.exception("metric sink failed on %r", name)
 
 
 def record(name: str, value: float, unit: MetricUnit = MetricUnit.Count) -> None:
@@ -106,6 +154,24 @@ def record(name: str, value: float, unit: MetricUnit = MetricUnit.Count) -> None
 def count(name: str) -> None:
     """Add one to the metric `name` (an event worth alarming on: sign-ins, trips, refusals)."""
     record(name, 1)
+    if _sinks:
+        _tell_sinks((_current.get() or _outside).function, name)
+
+
+def observe_request(route: str | None, status: int, duration_ms: float) -> None:
+    """One HTTP request's latency and outcome, published per route and function as well."""
+    invocation = _current.get() or _outside
+    metrics = invocation.get()
+    try:
+        if route:
+            metrics.add_dimensions(service=SERVICE, route=route)
+        if invocation.function:
+            metrics.add_dimensions(service=SERVICE, function=invocation.function)
+        metrics.add_metric(name=LATENCY, unit=MetricUnit.Milliseconds, value=duration_ms)
+        metrics.add_metric(name=FAULT, unit=MetricUnit.Count, value=int(status >= 500))
+        metrics.add_metric(name=CLIENT_ERROR, unit=MetricUnit.Count, value=int(400 <= status < 500))
+    except (*_REFUSED_METRIC, SchemaValidationError) as error:
+        _log.warning("request metrics dropped: %s", error)
 
 
 def _flush(invocation: _InvocationMetrics) -> None:
@@ -148,7 +214,7 @@ def instrument(handler: Handler) -> Handler:
         cold_start = next(invocations) == 0
         keys = _invocation_keys(event, context, cold_start)
         _keys.thread_safe_append_keys(**keys)
-        invocation = _InvocationMetrics(keys["correlation_id"])
+        invocation = _InvocationMetrics(keys["correlation_id"], keys["function_name"])
         token = _current.set(invocation)
         try:
             return handler(event, context)
@@ -156,6 +222,8 @@ def instrument(handler: Handler) -> Handler:
             _current.reset(token)
             if cold_start and context is not None:
                 invocation.get().add_cold_start_metric(context)
+                if _sinks:
+                    _tell_sinks(invocation.function, COLD_START)
             _flush(invocation)
             _keys.thread_safe_clear_keys()
 

@@ -46,8 +46,8 @@ class RateLimitMiddleware:
         try:
             decision = limiter.check(policy, identity)
             headers = rate_limit_headers(decision)
+            count("RateLimitAdmitted" if decision.allowed else "RateLimited")
             if not decision.allowed:
-                count("RateLimited")
                 raise RateLimitedError(
                     f"{policy.quota} requests per {policy.window_seconds} s allowed at the "
                     f"{policy.name} tier; retry in {decision.retry_after} s",
