@@ -183,9 +183,8 @@ def test_every_request_records_its_latency_and_outcome(
         (0, 1),
     ]
     assert all(total(line, "Latency") > 0 for line in lines)
-    (unit,) = {
-        m["Unit"] for m in lines[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"] if m["Name"] == "Latency"
-    }
+    definitions = lines[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+    (unit,) = {m["Unit"] for m in definitions if m["Name"] == "Latency"}
     assert unit == "Milliseconds"
     # AND the slow route's latency is its own (it sleeps 20 ms)
     assert total(lines[0], "Latency") >= 20
