@@ -8,6 +8,7 @@ from typing import Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
+from redis import Redis, RedisError
 
 from lucid import __version__
 from lucid.errors import ServiceUnavailableError
@@ -50,11 +51,34 @@ class ServiceInfo(BaseModel):
     functions: tuple[FunctionRoutes, ...]
 
 
+BreakerView = Literal["closed", "half_open", "open", "unknown"]
+
+
 class Readiness(BaseModel):
     """GET /meta/health when every dependency answers (503 problem+json naming it otherwise)."""
 
     status: Literal["ok"] = "ok"
     dependencies: dict[str, DependencyReport] = Field(description="by name: redis, mongodb")
+    breakers: dict[str, BreakerView] = Field(
+        description="each backend's circuit breaker as the proxy instances share it in Redis "
+        "(`unknown` while Redis cannot be read); an open breaker does not fail this check",
+        examples=[{"blockchain": "closed", "session": "open", "node": "closed"}],
+    )
+
+
+def breaker_views(redis: Redis | None) -> dict[str, BreakerView]:
+    """Each backend's breaker state; `unknown` for all when Redis is down (None) or cannot be
+    read."""
+    # Imported here: the proxy's modules (httpx among them) stay out of the cold start.
+    from lucid.proxy.health import breaker_states
+    from lucid.proxy.routing import BACKENDS
+
+    if redis is not None:
+        try:
+            return {name: state.value for name, state in breaker_states(redis).items()}
+        except (RedisError, OSError):
+            pass
+    return dict.fromkeys((backend.name for backend in BACKENDS), "unknown")
 
 
 # Generated from infra/template.yaml by `lucid routes --write` (a test keeps it in step):
@@ -94,10 +118,12 @@ async def info(settings: SettingsDep) -> ServiceInfo:
     ),
 )
 async def dependency_health(redis: RedisDep, database: DatabaseDep) -> Readiness:
-    """Readiness: Redis and MongoDB with their latency; 503 naming whichever is down."""
+    """Readiness: Redis and MongoDB with their latency, each backend's breaker state; 503 naming
+    whichever dependency is down."""
     checks = [check_redis(redis), check_mongodb(database)]
     dependencies = {check.name: check.report() for check in checks}
     failing = [check.name for check in checks if not check.healthy]
+    breakers = breaker_views(None if "redis" in failing else redis)
     if failing:
         raise ServiceUnavailableError(
             f"dependency down: {', '.join(failing)}",
@@ -107,6 +133,7 @@ async def dependency_health(redis: RedisDep, database: DatabaseDep) -> Readiness
                     for name, report in dependencies.items()
                 },
                 "failing": failing,
+                "breakers": breakers,
             },
         )
-    return Readiness(dependencies=dependencies)
+    return Readiness(dependencies=dependencies, breakers=breakers)
