@@ -39,6 +39,7 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -56,6 +57,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from uvicorn import Config
+from uvicorn.supervisors import Multiprocess
 
 from lucid import observability
 
@@ -65,6 +68,7 @@ __all__ = [
     "EdgeMetrics",
     "FunctionLoad",
     "MetricsPathError",
+    "WorkerSupervisor",
     "mark_dead",
     "multiprocess_directory",
 ]
@@ -129,6 +133,28 @@ def multiprocess_directory() -> Iterator[Path]:
 def mark_dead(pid: int, directory: Path) -> None:
     """A worker is gone: its gauges stop counting (its counters stay, as Prometheus expects)."""
     mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+
+
+class WorkerSupervisor(Multiprocess):
+    """uvicorn's supervisor, marking each worker it replaces or loses as dead for the metrics
+    (a crashed or hung worker is restarted by uvicorn: its files stay in the directory)."""
+
+    def __init__(self, config: Config, sockets: list[socket.socket], directory: Path) -> None:
+        super().__init__(config, sockets=sockets)
+        self._directory = directory
+        self._known: set[int] = set()
+
+    def keep_subprocess_alive(self) -> None:
+        """uvicorn's health check and restart, then the bookkeeping of who is gone."""
+        super().keep_subprocess_alive()
+        self.mark_gone()
+
+    def mark_gone(self) -> None:
+        """Mark the workers no longer running (replaced, removed or stopped) as dead."""
+        running = {p.pid for p in self.processes if p.pid is not None and p.exitcode is None}
+        for pid in self._known - running:
+            mark_dead(pid, self._directory)
+        self._known = running
 
 
 class _BreakerStates:

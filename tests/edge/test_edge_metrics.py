@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from uvicorn import Config
 
 from lucid import observability
 from lucid_edge import metrics as edge_metrics
@@ -212,3 +213,28 @@ def test_workers_series_are_summed_and_a_dead_workers_gauges_dropped(tmp_path: P
     text = run_worker(tmp_path, 1, "expose").stdout.encode()
     assert value(text, "lucid_function_instances", function="MetaFunction") == 1
     assert value(text, "lucid_requests_total", **labels) == 7
+
+
+class _Worker:
+    def __init__(self, pid: int, exitcode: int | None = None) -> None:
+        self.pid, self.exitcode = pid, exitcode
+
+
+def test_the_supervisor_marks_each_worker_it_loses_as_dead(tmp_path: Path) -> None:
+    # GIVEN gauge files of three workers, as their processes leave them
+    for pid in (101, 102, 103):
+        (tmp_path / f"gauge_livesum_{pid}.db").write_bytes(b"")
+    (tmp_path / "counter_102.db").write_bytes(b"")
+    config = Config("lucid_edge.server:create_app", factory=True, workers=3)
+    supervisor = edge_metrics.WorkerSupervisor(config, [], tmp_path)
+    supervisor.processes = [_Worker(101), _Worker(102), _Worker(103)]  # type: ignore[list-item]
+    supervisor.mark_gone()
+    assert len(list(tmp_path.glob("gauge_livesum_*.db"))) == 3
+    # WHEN uvicorn replaces a dead worker (102 -> 104) and one exits without being replaced
+    supervisor.processes = [_Worker(101), _Worker(104), _Worker(103, exitcode=0)]  # type: ignore[list-item]
+    supervisor.mark_gone()
+    # THEN their gauges stop counting, their counters stay, the live workers' are kept
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == [
+        "counter_102.db",
+        "gauge_livesum_101.db",
+    ]
