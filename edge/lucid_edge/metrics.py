@@ -61,6 +61,8 @@ from uvicorn import Config
 from uvicorn.supervisors import Multiprocess
 
 from lucid import observability
+from lucid_edge.model import RouteSpec
+from lucid_edge.responses import TOO_MANY_REQUESTS, HttpResponse
 
 __all__ = [
     "DEFAULT_PATH",
@@ -293,6 +295,27 @@ class EdgeMetrics:
             self._request_children[key] = children
         children[0].inc()
         children[1].observe(time.perf_counter() - started)
+
+    def answered(self, route: RouteSpec | None, response: HttpResponse, started: float) -> None:
+        """The edge answered a request of `route` (None: no route matched) with `response`."""
+        if route is None:
+            self.request(None, None, response.status, started)
+            return
+        if response is TOO_MANY_REQUESTS:  # the stage throttle's own answer object
+            self.throttled.labels(route.route_key).inc()
+        self.request(route.route_key, route.function, response.status, started)
+
+    def function_error(self, function: str, kind: str) -> None:
+        """An invocation of `function` gave no usable result (see `lucid_function_errors`)."""
+        self.function_errors.labels(function, kind).inc()
+
+    def authorizer(self, name: str, outcome: str) -> None:
+        """Authorizer `name` answered from its cache (`hit`), was asked (`miss`), or failed
+        (`error`, after its miss)."""
+        if outcome == "error":
+            self.authorizer_errors.labels(name).inc()
+        else:
+            self.authorizer_cache.labels(name, outcome).inc()
 
     def on_event(self, function: str | None, name: str) -> None:
         """A function counted an event (`lucid.observability` sink)."""

@@ -10,6 +10,8 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -18,6 +20,8 @@ from uvicorn import Config
 from lucid import observability
 from lucid_edge import metrics as edge_metrics
 from lucid_edge.metrics import EdgeMetrics, FunctionLoad, MetricsPathError, check_path
+from lucid_edge.model import RouteSpec
+from lucid_edge.responses import TOO_MANY_REQUESTS, HttpResponse
 
 
 def samples(text: bytes) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -94,11 +98,17 @@ def test_a_closed_edge_hears_no_more_events(metrics: EdgeMetrics) -> None:
 
 
 def test_gauges_breakers_and_edge_counters(metrics: EdgeMetrics) -> None:
-    metrics.throttled.labels("GET /health").inc()
-    metrics.function_errors.labels("ProxyFunction", "timeout").inc()
-    metrics.authorizer_cache.labels("LucidAuthorizer", "hit").inc()
-    metrics.authorizer_errors.labels("LucidAuthorizer").inc()
+    # GIVEN one answer of the stage throttle, one 429 of a function's own, a timeout, and an
+    # authorizer's hit, miss and failure
+    health = cast(RouteSpec, SimpleNamespace(route_key="GET /health", function="MetaFunction"))
+    metrics.answered(health, TOO_MANY_REQUESTS, time.perf_counter())
+    metrics.answered(health, HttpResponse(429, [], b"{}"), time.perf_counter())
+    metrics.function_error("ProxyFunction", "timeout")
+    for outcome in ("hit", "miss", "error"):
+        metrics.authorizer("LucidAuthorizer", outcome)
     text, _ = metrics.exposition()
+    labels = {"route": "GET /health", "function": "MetaFunction", "status": "429"}
+    assert value(text, "lucid_requests_total", **labels) == 2
     assert value(text, "lucid_function_instances", function="MetaFunction") == 3
     assert value(text, "lucid_function_queue_depth", function="MetaFunction") == 2
     assert value(text, "lucid_concurrency_running") == 5
@@ -109,6 +119,9 @@ def test_gauges_breakers_and_edge_counters(metrics: EdgeMetrics) -> None:
     assert value(text, "lucid_throttled_requests_total", route="GET /health") == 1
     assert value(text, "lucid_function_errors_total", function="ProxyFunction", kind="timeout") == 1
     assert value(text, "lucid_authorizer_errors_total", authorizer="LucidAuthorizer") == 1
+    for result in ("hit", "miss"):
+        cache = {"authorizer": "LucidAuthorizer", "result": result}
+        assert value(text, "lucid_authorizer_cache_total", **cache) == 1
 
 
 def test_an_unreadable_breaker_store_leaves_the_rest_of_the_scrape(
