@@ -13,7 +13,7 @@ FUNCTION_DIRS := $(wildcard functions/*)
 # into .venv too: the local edge runs the functions in-process.
 FUNCTION_REQUIREMENTS := $(wildcard functions/*/requirements.txt)
 
-.PHONY: run test lint typecheck pytest bench fuzz validate sam-build clean
+.PHONY: run test lint typecheck pytest bench fuzz validate sam-build deploy sync local-api invoke clean
 
 $(STAMP): pyproject.toml shared/requirements.txt $(FUNCTION_REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -91,11 +91,40 @@ $(SAM_VENV)/bin/sam:
 	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli>=1.120,<2'
 
 sam-build: $(SAM_VENV)/bin/sam
-	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} SAM_CLI_TELEMETRY=0 \
-		$(SAM_VENV)/bin/sam validate --lint --template-file infra/template.yaml
-	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} SAM_CLI_TELEMETRY=0 \
-		$(SAM_VENV)/bin/sam build --template-file infra/template.yaml
+	$(SAM) validate --lint --template-file infra/template.yaml
+	$(SAM) build --template-file infra/template.yaml
+
+# --- deploying (AWS credentials) and sam local (a Docker engine) ------------------------------
+# Every setting comes from samconfig.toml's environment: never add --parameter-overrides here,
+# it would replace that list (README "Build and deploy").
+ENV ?= dev
+SAM := AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
+# `make invoke FUNCTION=UsersFunction` reads events/users.json unless EVENT names another file.
+EVENT ?= events/$(shell echo '$(FUNCTION)' | sed 's/Function$$//' | tr '[:upper:]' '[:lower:]').json
+
+# Build (with bytecode), then deploy the environment's stack: `make deploy ENV=prod`.
+deploy: sam-build
+	$(SAM) deploy --config-env $(ENV)
+
+# One function's (or the layer's) code, straight to the deployed stack, no CloudFormation:
+# `make sync ENV=dev FUNCTION=AuthFunction` (FUNCTION=SharedLayer after a change in shared/).
+sync: $(SAM_VENV)/bin/sam
+	@test -n "$(FUNCTION)" || { echo "usage: make sync ENV=dev FUNCTION=<logical id>" >&2; exit 2; }
+	$(SAM) sync --config-env $(ENV) --code --resource-id $(FUNCTION)
+
+# The env.json sam local reads: Redis and MongoDB on this machine, one shared JWT key.
+.lucid/env.json: $(STAMP)
+	$(BIN)/lucid env-json --output $@
+
+# sam local start-api on http://127.0.0.1:3001 (Docker; Redis on 6379 and MongoDB on 27017 here).
+local-api: sam-build .lucid/env.json
+	$(SAM) local start-api --add-host host.docker.internal:host-gateway
+
+# One function, one event: `make invoke FUNCTION=UsersFunction [EVENT=events/users.json]`.
+invoke: sam-build .lucid/env.json
+	@test -n "$(FUNCTION)" || { echo "usage: make invoke FUNCTION=<logical id> [EVENT=file]" >&2; exit 2; }
+	$(SAM) local invoke $(FUNCTION) --event $(EVENT) --add-host host.docker.internal:host-gateway
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache \
-		test-artifacts
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .lucid/env.json .coverage .coverage.* .pytest_cache .mypy_cache \
+		.ruff_cache test-artifacts

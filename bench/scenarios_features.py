@@ -95,10 +95,11 @@ def auth(env: dict[str, str]) -> dict[str, object]:
 
 
 def authorizer_handler_p50_us(env: dict[str, str], calls: int = 2000) -> float:
-    """The authorizer function's own cost per uncached decision: JWT verify + denylist check."""
+    """The authorizer function's own cost per uncached decision: JWT verify + revocation check."""
     os.environ.update(env)  # before the layer builds its settings, once, in this process
     handler = load_handler(ROOT / "functions" / "authorizer", "app.handler").handler
-    issued = get_token_service().issue(secrets.token_hex(16), "T" + "1" * 33, "user")
+    user_id, session_id = secrets.token_hex(16), secrets.token_hex(16)
+    issued = get_token_service().issue(user_id, "T" + "1" * 33, "user", session_id)
     token = issued.token
     event = {
         "version": "2.0",

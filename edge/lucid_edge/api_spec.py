@@ -9,6 +9,7 @@ from typing import Any
 from lucid_edge.intrinsics import Resolver, TemplateError
 from lucid_edge.model import (
     DEFAULT_ROUTE,
+    DEFAULT_STAGE,
     ApiSpec,
     AuthorizerSpec,
     CorsSpec,
@@ -25,7 +26,7 @@ _DEFAULT_TTL_SECONDS = 300
 _API_PROPERTIES = frozenset(
     {"StageName", "CorsConfiguration", "DefaultRouteSettings", "RouteSettings", "Auth",
      "AccessLogSettings", "Description", "Tags", "FailOnWarnings", "DisableExecuteApiEndpoint",
-     "PropagateTags", "Name"}
+     "PropagateTags", "Name", "Domain"}
 )  # fmt: skip
 _EVENT_PROPERTIES = frozenset(
     {"ApiId", "Method", "Path", "Auth", "PayloadFormatVersion", "TimeoutInMillis", "RouteSettings"}
@@ -43,6 +44,7 @@ _AUTHORIZER_KEYS = frozenset(
 )  # fmt: skip
 _IDENTITY_KEYS = frozenset({"Headers", "QueryStrings", "ReauthorizeEvery"})
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY"})
+_STAGE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
 _PATH_SEGMENT = re.compile(r"^(?:[^{}]*|\{[A-Za-z0-9_.-]+\}|\{[A-Za-z0-9_.-]+\+\})$")
 
 
@@ -90,6 +92,38 @@ def _cors(value: Any, where: str) -> CorsSpec | None:
     if cors.allow_credentials and "*" in cors.allow_origins:
         raise TemplateError(f"{where}.AllowCredentials: true cannot be used with origin '*'")
     return cors
+
+
+def _is_intrinsic(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and len(value) == 1
+        and any(key == "Ref" or key.startswith("Fn::") for key in value)
+    )
+
+
+def _check_sam_cors(raw: Any, where: str) -> None:
+    """Refuse the CorsConfiguration forms the SAM transform does not deploy as written.
+
+    aws-sam-translator (OpenApiEditor.add_cors; notes/aws-facts.md section 6): an intrinsic as
+    AllowOrigins makes SAM keep it alone and drop every other key; a !Ref to a
+    CommaDelimitedList there becomes one comma-joined string; a non-literal AllowCredentials is
+    dropped. An intrinsic around the whole map (`!If [c, {...}, {...}]`) passes through intact.
+    """
+    if not isinstance(raw, dict) or _is_intrinsic(raw):
+        return
+    if _is_intrinsic(raw.get("AllowOrigins")):
+        raise TemplateError(
+            f"{where}.AllowOrigins: SAM deploys an intrinsic here without the other CORS keys "
+            f"(a CommaDelimitedList !Ref as one string): list the origins, or put the whole "
+            f"CorsConfiguration under one !If"
+        )
+    credentials = raw.get("AllowCredentials")
+    if credentials is not None and not isinstance(credentials, bool):
+        raise TemplateError(
+            f"{where}.AllowCredentials: SAM drops a value that is not a literal true/false: "
+            f"put the whole CorsConfiguration under one !If"
+        )
 
 
 def _authorizer(
@@ -182,6 +216,14 @@ def _routes(
     return list(routes.values())
 
 
+def _stage_name(value: Any, where: str) -> str:
+    # AWS::ApiGatewayV2::Stage StageName: "$default" or letters, digits, "_" and "-" (<= 128).
+    name = str(value)
+    if name != DEFAULT_STAGE and not _STAGE_NAME.match(name):
+        raise TemplateError(f"{where}: {name!r} is not an HTTP API stage name")
+    return name
+
+
 def build_api(
     apis: Mapping[str, Mapping[str, Any]],
     events: Mapping[str, Mapping[str, Any]],
@@ -191,13 +233,14 @@ def build_api(
     """The ApiSpec of the template's one HttpApi (or SAM's implicit one)."""
     if not apis:
         routes = _routes(events, functions, resolver, IMPLICIT_API, {}, None)
-        return ApiSpec(IMPLICIT_API, DEFAULT_ROUTE, tuple(routes), None, None, {})
+        return ApiSpec(IMPLICIT_API, DEFAULT_STAGE, tuple(routes), None, None, {})
     ((api_id, raw_props),) = apis.items()
     where = f"Resources.{api_id}.Properties"
-    for key in ("DefinitionBody", "DefinitionUri", "Domain", "StageVariables"):
+    for key in ("DefinitionBody", "DefinitionUri", "StageVariables"):
         if key in raw_props:
             raise TemplateError(f"{where}.{key}: property is not supported by the local edge")
     raw_props = _check_keys(dict(raw_props), _API_PROPERTIES, where)
+    _check_sam_cors(raw_props.get("CorsConfiguration"), f"{where}.CorsConfiguration")
     raw_auth = dict(raw_props.pop("Auth", None) or {})
     raw_authorizers = raw_auth.pop("Authorizers", None) or {}
     props = resolver.resolve(raw_props, where)
@@ -226,11 +269,12 @@ def build_api(
             )
     return ApiSpec(
         logical_id=api_id,
-        stage=str(props.get("StageName", DEFAULT_ROUTE)),
+        stage=_stage_name(props.get("StageName", DEFAULT_STAGE), f"{where}.StageName"),
         routes=tuple(routes),
         cors=_cors(props.get("CorsConfiguration"), f"{where}.CorsConfiguration"),
         default_throttle=_throttle(
             props.get("DefaultRouteSettings") or {}, f"{where}.DefaultRouteSettings"
         ),
         authorizers=authorizers,
+        domain=f"{where}.Domain" if props.get("Domain") is not None else None,
     )

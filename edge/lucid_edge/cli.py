@@ -7,7 +7,16 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lucid_edge import cli_auth, cli_db, manifest, openapi, requirements, serve
+from lucid_edge import (
+    cli_auth,
+    cli_db,
+    cli_localstack,
+    cli_sam_env,
+    manifest,
+    openapi,
+    requirements,
+    serve,
+)
 
 _COMMANDS: tuple[Callable[[Any], None], ...] = (
     serve.register,
@@ -16,6 +25,8 @@ _COMMANDS: tuple[Callable[[Any], None], ...] = (
     cli_auth.register,
     cli_db.register,
     requirements.register,
+    cli_sam_env.register,
+    cli_localstack.register,
 )
 
 

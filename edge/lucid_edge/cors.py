@@ -6,6 +6,10 @@
   -headers, max-age and credentials; a disallowed origin gets a 204 with no CORS headers.
 - Other responses get Access-Control-Allow-Origin (+ Expose-Headers, Allow-Credentials) only
   when the request's Origin is allowed; CORS headers a function sets are always replaced.
+- When the answer depends on the request's Origin (listed origins, not `*` alone), every
+  response says so with `Vary: Origin` (merged into a Vary the function set), so that a shared
+  cache never hands one origin's answer to another (Fetch standard, "CORS protocol and HTTP
+  caches"). Whether API Gateway itself adds it is not documented (notes/aws-facts.md section 6).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from lucid_edge.model import CorsSpec
 
 _ALLOW_ORIGIN = b"access-control-allow-origin"
 _CORS_PREFIX = b"access-control-"
+_VARY = b"vary"
+_ORIGIN = b"origin"
 
 
 class Cors:
@@ -22,6 +28,7 @@ class Cors:
     def __init__(self, spec: CorsSpec) -> None:
         self._any_origin = "*" in spec.allow_origins
         self._origins = frozenset(o.encode("latin-1") for o in spec.allow_origins)
+        self._varies = bool(self._origins - {b"*"})
 
         def joined(words: tuple[str, ...]) -> bytes:
             return ",".join(words).encode("latin-1")
@@ -48,11 +55,12 @@ class Cors:
         return b"*" if self._any_origin else None
 
     def preflight_headers(self, origin: bytes) -> list[tuple[bytes, bytes]]:
-        """Headers of the 204 preflight answer (none when the origin is not allowed)."""
+        """Headers of the 204 preflight answer (no CORS headers when the origin is not allowed)."""
         allowed = self._allow_origin(origin)
+        vary = [(_VARY, b"Origin")] if self._varies else []
         if allowed is None:
-            return []
-        return [(_ALLOW_ORIGIN, allowed), *self._preflight]
+            return vary
+        return [(_ALLOW_ORIGIN, allowed), *self._preflight, *vary]
 
     def apply(
         self, headers: list[tuple[bytes, bytes]], origin: bytes | None
@@ -60,9 +68,23 @@ class Cors:
         """Response headers with the function's CORS headers replaced by the configured ones."""
         if any(name.startswith(_CORS_PREFIX) for name, _ in headers):
             headers = [(n, v) for n, v in headers if not n.startswith(_CORS_PREFIX)]
+        if self._varies:
+            headers = _vary_on_origin(headers)
         if origin is None:
             return headers
         allowed = self._allow_origin(origin)
         if allowed is None:
             return headers
         return [*headers, (_ALLOW_ORIGIN, allowed), *self._actual]
+
+
+def _vary_on_origin(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """`headers` with Origin among the Vary fields (added to the function's own Vary)."""
+    for index, (name, value) in enumerate(headers):
+        if name.lower() != _VARY:
+            continue
+        fields = [f.strip().lower() for f in value.split(b",")]
+        if _ORIGIN in fields or b"*" in fields:
+            return headers
+        return [*headers[:index], (name, value + b", Origin"), *headers[index + 1 :]]
+    return [*headers, (_VARY, b"Origin")]

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from lucid_edge.intrinsics import PSEUDO_PARAMETERS
+from lucid_edge.model import DEFAULT_STAGE
 
 ACCOUNT_ID = PSEUDO_PARAMETERS["AWS::AccountId"]
 REGION = PSEUDO_PARAMETERS["AWS::Region"]
@@ -99,7 +100,11 @@ class EventBuilder:
         return domain
 
     def route_arn(self, method: str, path: str) -> str:
-        """The execute-api ARN of a request (what IAM policies of authorizers name)."""
+        """The execute-api ARN of a request (what IAM policies of authorizers name): the stage
+        is its own part, so a named stage's prefix leaves the path (`.../dev/GET/health`)."""
+        prefix = "/" + self.stage
+        if self.stage != DEFAULT_STAGE and (path == prefix or path.startswith(prefix + "/")):
+            path = path[len(prefix) :] or "/"
         return (
             f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{self.api_id}/{self.stage}/{method}{path}"
         )

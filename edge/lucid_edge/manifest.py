@@ -1,20 +1,20 @@
-"""`lucid routes`: the functions and routes of the template, as the meta function reports them.
+"""`lucid routes`: the functions and routes of the template, with the authorizer guarding each.
 
-A deployed function has no template to read, so `functions/meta/routes.json` is generated from
-it (`lucid routes --write`) and a test fails whenever the two disagree.
+For operators: the deployed API does not publish how it is built (GET /meta/info names the
+service, version and stage only), so this reads the template instead.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
 
-from lucid_edge.generated import register_generated
 from lucid_edge.model import Template
 from lucid_edge.template import load_template
 
-MANIFEST = Path("functions/meta/routes.json")
+DEFAULT_TEMPLATE = Path("infra/template.yaml")
 
 
 def route_manifest(template: Template) -> dict[str, Any]:
@@ -30,17 +30,16 @@ def route_manifest(template: Template) -> dict[str, Any]:
     return {"functions": functions}
 
 
-def render(template: Template) -> str:
-    """The manifest file's exact text."""
-    return json.dumps(route_manifest(template), indent=2) + "\n"
-
-
 def register(subparsers: Any) -> None:
     """Add the `routes` subcommand."""
-    register_generated(
-        subparsers,
-        "routes",
-        "print the template's functions and routes (--write updates the manifest)",
-        MANIFEST,
-        lambda template: render(load_template(template)),
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "routes", help="print the template's functions, their routes and authorizers"
     )
+    parser.add_argument("--template", default=DEFAULT_TEMPLATE, type=Path)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the manifest."""
+    print(json.dumps(route_manifest(load_template(args.template)), indent=2))
+    return 0

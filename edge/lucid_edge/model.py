@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_ROUTE = "$default"
+# The stage served at the root of the API's URL (a route key and a stage name alike).
+DEFAULT_STAGE = "$default"
 MAX_INTEGRATION_TIMEOUT_SECONDS = 30.0
 
 
@@ -29,6 +31,8 @@ class FunctionSpec:
     timeout: float
     memory_size: int
     environment: Mapping[str, str] = field(default_factory=dict)
+    # ReservedConcurrentExecutions: at most this many instances at once (None: no limit).
+    reserved_concurrency: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,8 @@ class ApiSpec:
     cors: CorsSpec | None
     default_throttle: Throttle | None
     authorizers: Mapping[str, AuthorizerSpec]
+    # Where a custom domain is declared (deploy-only: the edge serves its own address).
+    domain: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +99,5 @@ class Template:
     api: ApiSpec
     environment: Mapping[str, str]
     parameters: Mapping[str, Any]
+    # What only a deployed stack has, each named once (`lucid serve` prints it at start-up).
+    deploy_only: tuple[str, ...] = ()

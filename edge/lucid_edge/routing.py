@@ -1,6 +1,12 @@
-"""The route table: API Gateway HTTP API route selection, compiled once.
+"""The route table: API Gateway HTTP API stage and route selection, compiled once.
 
-Priority (most specific first), as API Gateway selects routes: a full path match beats a path
+Stage first: a named stage serves only paths under `/{stage}` (the request `/dev/health` is the
+route `GET /health` of stage `dev`); any other path answers 404, since SAM creates no `$default`
+stage beside a named one, and "if there's no `$default` stage, then the API returns
+{"message":"Not Found"}" (notes/aws-facts.md section 1: http-api-develop-routes.html). The
+`$default` stage serves at the root. The event keeps the whole path (`rawPath` = `/dev/health`).
+
+Then routes, most specific first, as API Gateway selects them: a full path match beats a path
 with `{param}` segments, which beats a greedy `{proxy+}`, comparing segment by segment from the
 left; for the same path a specific method beats `ANY`; `$default` catches the rest.
 """
@@ -11,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from lucid_edge.model import DEFAULT_ROUTE, RouteSpec
+from lucid_edge.model import DEFAULT_ROUTE, DEFAULT_STAGE, RouteSpec
 
 _LITERAL, _PARAM, _GREEDY = 2, 1, 0
 
@@ -64,7 +70,8 @@ def _priority(route: RouteSpec) -> tuple[tuple[int, ...], int]:
 class RouteTable:
     """Matches (method, path) to the route API Gateway would choose."""
 
-    def __init__(self, routes: Iterable[RouteSpec]) -> None:
+    def __init__(self, routes: Iterable[RouteSpec], stage: str = DEFAULT_STAGE) -> None:
+        self._prefix = "" if stage == DEFAULT_STAGE else "/" + stage
         self._exact: dict[tuple[str, str], RouteMatch] = {}
         patterns: list[RouteSpec] = []
         self._default: RouteMatch | None = None
@@ -84,8 +91,21 @@ class RouteTable:
         """Every route, in template order."""
         return self._routes
 
+    def stage_path(self, path: str) -> str | None:
+        """`path` relative to the stage; None when the request reaches no stage (404)."""
+        prefix = self._prefix
+        if not prefix:
+            return path
+        if path == prefix:
+            return "/"
+        return path[len(prefix) :] if path.startswith(prefix + "/") else None
+
     def match(self, method: str, path: str) -> RouteMatch | None:
-        """The route for this request, or None (API Gateway answers 404)."""
+        """The route for this request path (stage included), or None (API Gateway's 404)."""
+        relative = self.stage_path(path)
+        if relative is None:
+            return None
+        path = relative
         exact = self._exact.get((method, path)) or self._exact.get(("ANY", path))
         if exact is not None:
             return exact

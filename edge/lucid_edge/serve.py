@@ -112,8 +112,10 @@ def run(args: argparse.Namespace) -> int:
             server.ENV_RELOAD: "1" if args.reload else "0",
         }
     )
+    # A named stage serves only below /{stage}, as on AWS: the printed URL is the API's base.
+    stage_path = "" if template.api.stage == "$default" else f"/{template.api.stage}"
     print(
-        f"Lucid edge on http://{args.host}:{args.port} (stage {template.api.stage}, "
+        f"Lucid edge on http://{args.host}:{args.port}{stage_path} (stage {template.api.stage}, "
         f"{args.workers} workers x {args.concurrency} threads)"
     )
     if redis is not None:
@@ -121,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
     if mongo is not None:
         print(f"in-memory MongoDB at {mongo.uri} (NOTHING IS PERSISTED)")
     print(_route_table(template), flush=True)
+    if template.deploy_only:
+        # Named once here, in the parent: each worker loads the template again, silently.
+        print("deploy-only, not emulated locally: " + "; ".join(template.deploy_only), flush=True)
     try:
         uvicorn.run(
             "lucid_edge.server:create_app",

@@ -92,7 +92,7 @@ class Edge:
     ) -> None:
         self.template = template
         api = template.api
-        self.routes = RouteTable(api.routes)
+        self.routes = RouteTable(api.routes, api.stage)
         self._route_index = {route.route_key: i for i, route in enumerate(api.routes)}
         needed = {r.function for r in api.routes} | {a.function for a in api.authorizers.values()}
         self.functions: dict[str, LoadedFunction] = {
@@ -129,7 +129,7 @@ class Edge:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             request_id = new_request_id()
-            preflight = self._preflight(scope["method"], scope["headers"])
+            preflight = self._preflight(scope["method"], scope["path"], scope["headers"])
             if preflight is not None:
                 await self._send(send, preflight, preflight.headers, request_id)
                 return
@@ -145,9 +145,10 @@ class Edge:
             await self._lifespan(receive, send)
 
     def _preflight(
-        self, method: str, raw_headers: list[tuple[bytes, bytes]]
+        self, method: str, path: str, raw_headers: list[tuple[bytes, bytes]]
     ) -> HttpResponse | None:
-        if self.cors is None or method != "OPTIONS":
+        # Outside the stage no CORS applies: the request reaches no API stage at all (404).
+        if self.cors is None or method != "OPTIONS" or self.routes.stage_path(path) is None:
             return None
         origin = next((v for n, v in raw_headers if n == b"origin"), None)
         if origin is None or not any(n == b"access-control-request-method" for n, _ in raw_headers):

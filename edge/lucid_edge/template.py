@@ -1,5 +1,13 @@
 """Load a SAM template into the edge's frozen model; refuse loudly what the edge cannot serve.
 
+Deploy-only parts (`DEPLOY_ONLY_*` below: roles, log groups, alarms, a VPC, reserved or
+provisioned concurrency, ...) change nothing about how a request is answered on one machine:
+they are accepted, and `Template.deploy_only` names each once, for `lucid serve` to print at
+start-up. Anything else the edge does not emulate is refused with its resource and property
+named. Parameters are checked as CloudFormation checks them (AllowedValues, AllowedPattern,
+MinValue/MaxValue) and the template's Rules are evaluated, so a stack AWS would refuse does
+not serve locally either.
+
 Environment: every function of the template runs in the same edge process, so their
 `Environment.Variables` become one process environment. Values that resolve to "" are unset;
 two functions giving one variable different values is refused; a variable already set in the
@@ -9,6 +17,7 @@ edge's own environment wins over the template (see `apply_environment`).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -21,18 +30,32 @@ __all__ = ["TemplateError", "apply_environment", "load_template", "parse_overrid
 
 _PARAMETER_TYPES = frozenset({"String", "Number", "CommaDelimitedList", "List<Number>"})
 _TOP_LEVEL = frozenset(
-    {"AWSTemplateFormatVersion", "Transform", "Description", "Parameters", "Conditions",
-     "Globals", "Resources", "Outputs", "Metadata"}
+    {"AWSTemplateFormatVersion", "Transform", "Description", "Parameters", "Rules",
+     "Conditions", "Globals", "Resources", "Outputs", "Metadata"}
 )  # fmt: skip
-# Resource types that change nothing about how a request is served locally.
-_INERT_TYPES = frozenset(
-    {"AWS::Logs::LogGroup", "AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"}
-)
-_FUNCTION_PROPERTIES = frozenset(
+# The layer is served from the edge's own environment (the `lucid` package is installed).
+_LAYER_TYPES = frozenset({"AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"})
+# Resource types that exist only in a deployed stack: permissions, logs and monitoring.
+DEPLOY_ONLY_TYPES = frozenset(
+    {"AWS::IAM::Role", "AWS::IAM::ManagedPolicy", "AWS::IAM::Policy",
+     "AWS::Logs::LogGroup", "AWS::Logs::MetricFilter",
+     "AWS::CloudWatch::Alarm", "AWS::CloudWatch::CompositeAlarm", "AWS::CloudWatch::Dashboard",
+     "AWS::SNS::Topic", "AWS::SNS::Subscription", "AWS::SNS::TopicPolicy"}
+)  # fmt: skip
+# Function properties that only shape the deployed function: its network, how many instances
+# AWS keeps or allows, versions and aliases, /tmp size. ReservedConcurrentExecutions is kept in
+# the FunctionSpec (a per-function instance limit the edge may apply).
+DEPLOY_ONLY_FUNCTION_PROPERTIES = frozenset(
+    {"VpcConfig", "ReservedConcurrentExecutions", "AutoPublishAlias",
+     "AutoPublishAliasAllProperties", "AutoPublishCodeSha256", "DeploymentPreference",
+     "ProvisionedConcurrencyConfig", "VersionDescription", "EphemeralStorage", "KmsKeyArn"}
+)  # fmt: skip
+_SERVED_FUNCTION_PROPERTIES = frozenset(
     {"Runtime", "Handler", "CodeUri", "Timeout", "MemorySize", "Environment", "Layers", "Events",
      "Description", "Tracing", "Architectures", "Policies", "Role", "FunctionName", "Tags",
      "PackageType", "LoggingConfig", "PropagateTags"}
 )  # fmt: skip
+_FUNCTION_PROPERTIES = _SERVED_FUNCTION_PROPERTIES | DEPLOY_ONLY_FUNCTION_PROPERTIES
 _GLOBAL_SECTIONS = frozenset({"Function", "HttpApi"})
 
 
@@ -65,12 +88,46 @@ def _parameters(declared: Mapping[str, Any], overrides: Mapping[str, str]) -> di
         allowed = spec.get("AllowedValues")
         if allowed is not None and str(raw) not in [str(v) for v in allowed]:
             raise TemplateError(f"Parameters.{name}: {raw!r} is not one of {allowed}")
+        _check_constraints(name, spec, kind, raw)
         if kind in ("CommaDelimitedList", "List<Number>"):
             items = raw if isinstance(raw, list) else str(raw).split(",")
             values[name] = [str(item).strip() for item in items]
         else:
             values[name] = _env_text(raw)
     return values
+
+
+def _check_constraints(name: str, spec: Mapping[str, Any], kind: str, raw: Any) -> None:
+    # What CloudFormation checks before it creates anything ("Parameter 'X' must match pattern
+    # ..."); ConstraintDescription replaces the generic wording, as in the AWS console.
+    where = f"Parameters.{name}"
+    hint = spec.get("ConstraintDescription")
+    pattern = spec.get("AllowedPattern")
+    if pattern is not None and kind == "String" and not re.fullmatch(str(pattern), str(raw)):
+        because = f": {hint}" if hint else ""
+        raise TemplateError(f"{where}: {raw!r} must match {pattern!r}{because}")
+    if kind != "Number":
+        return
+    try:
+        number = float(raw)
+    except (TypeError, ValueError):
+        raise TemplateError(f"{where}: {raw!r} is not a number") from None
+    low, high = spec.get("MinValue"), spec.get("MaxValue")
+    if (low is not None and number < float(low)) or (high is not None and number > float(high)):
+        raise TemplateError(f"{where}: {raw!r} is outside [{low}, {high}]")
+
+
+def _check_rules(rules: Mapping[str, Any], resolver: Resolver) -> None:
+    # CloudFormation refuses to create or update a stack whose parameters break a rule.
+    for name, rule in rules.items():
+        where = f"Rules.{name}"
+        condition = rule.get("RuleCondition")
+        if condition is not None and not resolver.resolve(condition, f"{where}.RuleCondition"):
+            continue
+        for index, assertion in enumerate(rule.get("Assertions") or []):
+            if not resolver.resolve(assertion.get("Assert"), f"{where}.Assertions[{index}]"):
+                why = assertion.get("AssertDescription", "assertion failed")
+                raise TemplateError(f"{where}: {why}")
 
 
 def _env_text(value: Any) -> str:
@@ -90,6 +147,15 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
     return merged
 
 
+def _reserved_concurrency(props: Mapping[str, Any], where: str) -> int | None:
+    value = props.get("ReservedConcurrentExecutions")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not str(value).isdigit():
+        raise TemplateError(f"{where}.ReservedConcurrentExecutions: {value!r} is not a count")
+    return int(value)
+
+
 def _function(
     logical_id: str, props: Mapping[str, Any], base_dir: Path
 ) -> tuple[FunctionSpec, dict[str, str]]:
@@ -97,6 +163,9 @@ def _function(
     for prop in props:
         if prop not in _FUNCTION_PROPERTIES:
             raise TemplateError(f"{where}.{prop}: property is not supported by the local edge")
+    if "ProvisionedConcurrencyConfig" in props and "AutoPublishAlias" not in props:
+        # SAM: provisioned concurrency is set on the alias AutoPublishAlias creates.
+        raise TemplateError(f"{where}.ProvisionedConcurrencyConfig: needs AutoPublishAlias")
     if props.get("PackageType", "Zip") != "Zip":
         raise TemplateError(f"{where}.PackageType: only Zip functions run locally")
     runtime = str(props.get("Runtime", ""))
@@ -115,6 +184,7 @@ def _function(
         timeout=min(timeout, MAX_INTEGRATION_TIMEOUT_SECONDS),
         memory_size=int(props.get("MemorySize", 128)),
         environment=environment,
+        reserved_concurrency=_reserved_concurrency(props, where),
     )
     return spec, environment
 
@@ -143,6 +213,7 @@ def load_template(path: Path, overrides: Mapping[str, str] | None = None) -> Tem
     resources: dict[str, Any] = raw.get("Resources") or {}
     parameters = _parameters(raw.get("Parameters") or {}, overrides or {})
     resolver = Resolver(parameters, frozenset(resources), raw.get("Conditions") or {})
+    _check_rules(raw.get("Rules") or {}, resolver)
     globals_ = raw.get("Globals") or {}
     for section in globals_:
         if section not in _GLOBAL_SECTIONS:
@@ -151,20 +222,30 @@ def load_template(path: Path, overrides: Mapping[str, str] | None = None) -> Tem
     functions: dict[str, FunctionSpec] = {}
     events: dict[str, dict[str, Any]] = {}
     apis: dict[str, dict[str, Any]] = {}
+    deploy_only: dict[str, None] = {}  # ordered, each named once
     for logical_id, resource in resources.items():
         where = f"Resources.{logical_id}"
         kind = resource.get("Type")
         condition = resource.get("Condition")
         if condition is not None and not resolver.condition(str(condition), where):
             continue
-        if kind in _INERT_TYPES:
+        if kind in _LAYER_TYPES:
+            continue
+        if kind in DEPLOY_ONLY_TYPES:
+            deploy_only[f"{where} ({kind})"] = None
             continue
         if kind == "AWS::Serverless::Function":
-            props = _merge(globals_.get("Function") or {}, resource.get("Properties") or {})
+            global_props = globals_.get("Function") or {}
+            props = _merge(global_props, resource.get("Properties") or {})
             raw_events = props.pop("Events", None) or {}
             props = resolver.resolve(props, f"{where}.Properties")
             functions[logical_id], _ = _function(logical_id, props, path.parent)
             events[logical_id] = raw_events
+            for prop in sorted(DEPLOY_ONLY_FUNCTION_PROPERTIES & set(props)):
+                own = prop in (resource.get("Properties") or {}) or prop not in global_props
+                deploy_only[f"{where}.Properties.{prop}" if own else f"Globals.Function.{prop}"] = (
+                    None
+                )
         elif kind == "AWS::Serverless::HttpApi":
             apis[logical_id] = _merge(
                 globals_.get("HttpApi") or {}, resource.get("Properties") or {}
@@ -174,12 +255,15 @@ def load_template(path: Path, overrides: Mapping[str, str] | None = None) -> Tem
     if len(apis) > 1:
         raise TemplateError(f"Resources: {', '.join(apis)}: the local edge serves one HttpApi")
     api = build_api(apis, events, functions, resolver)
+    if api.domain is not None:
+        deploy_only[api.domain] = None
     return Template(
         path=path,
         functions=functions,
         api=api,
         environment=_shared_environment(functions),
         parameters=parameters,
+        deploy_only=tuple(deploy_only),
     )
 
 

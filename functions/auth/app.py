@@ -2,11 +2,11 @@
 
 from routes import router
 
-from lucid.auth.keys import get_key_ring
+from lucid.auth.keys import check_keys_at_cold_start
 from lucid.web.app import create_app, lambda_handler
 
 # Cold start: refuse to start with unusable keys (short HS key from AWS, bad PEM, ...).
-get_key_ring().keys()
+check_keys_at_cold_start()
 
 app = create_app("auth", router)
 handler = lambda_handler(app)

@@ -2,21 +2,21 @@
 
 Only /auth/logout sits behind the authorizer; /auth/status is public and reads the Authorization
 header itself. Field lengths are bounded so oversized input is a 422 before any work is done;
-within the bounds, every refusal is the precise 401 the layer raises.
+within the bounds, every refusal is the precise 401 the layer raises. A token is valid for
+/auth/verify and /auth/status only while its sign-in is not revoked (`lucid.auth.revocation`).
 """
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response
 
 from lucid.auth.authorizer import bearer_token
-from lucid.auth.denylist import is_token_denied
 from lucid.auth.message import iso_utc
 from lucid.auth.refresh import RefreshTokenStore
+from lucid.auth.revocation import RevocationList
 from lucid.auth.schemas import (
     AuthStatus,
     Challenge,
@@ -36,22 +36,29 @@ from lucid.ratelimit import enforce_signin_limits
 from lucid.store.indexes import ensure_indexes_once
 from lucid.users.repository import UserRepository
 from lucid.web.database import DatabaseDep
-from lucid.web.deps import Caller, RedisDep, SettingsDep, SourceIp
+from lucid.web.deps import (
+    RedisDep,
+    Revocations,
+    SettingsDep,
+    SourceIp,
+    TokenCaller,
+)
 from lucid.web.openapi import problems
 
 router = APIRouter()
 
 
 async def signin_service(
-    settings: SettingsDep, redis: RedisDep, database: DatabaseDep
+    settings: SettingsDep, redis: RedisDep, database: DatabaseDep, revocations: Revocations
 ) -> SignInService:
     """The sign-in service on the process's clients."""
     ensure_indexes_once(database)
+    lifetime = timedelta(days=settings.REFRESH_TOKEN_EXPIRE_DAYS)
     return SignInService(
         settings,
         redis,
         UserRepository(database),
-        RefreshTokenStore(database, timedelta(days=settings.REFRESH_TOKEN_EXPIRE_DAYS)),
+        RefreshTokenStore(database, lifetime, revocations),
         get_token_service(),
     )
 
@@ -59,10 +66,10 @@ async def signin_service(
 SignIn = Annotated[SignInService, Depends(signin_service)]
 
 
-def _live_claims(token: str, redis: RedisDep) -> AccessClaims:
+def _live_claims(token: str, revocations: RevocationList) -> AccessClaims:
     claims = get_token_service().decode(token)
-    if is_token_denied(redis, claims.jti):
-        raise InvalidTokenError("token was revoked")
+    if revocations.is_revoked(claims.sid):
+        raise InvalidTokenError("this sign-in was revoked")
     return claims
 
 
@@ -100,9 +107,9 @@ async def login(body: LoginRequest, signin: SignIn, ip: SourceIp) -> TokenPair:
     "/auth/verify",
     responses=problems(401, descriptions={401: "The token is invalid, expired or revoked"}),
 )
-async def verify(body: VerifyRequest, redis: RedisDep) -> AccessClaims:
-    """The claims of a valid, unrevoked access token (401 otherwise)."""
-    return _live_claims(body.token, redis)
+async def verify(body: VerifyRequest, revocations: Revocations) -> AccessClaims:
+    """The claims of a valid access token of a live sign-in (401 otherwise)."""
+    return _live_claims(body.token, revocations)
 
 
 @router.post(
@@ -120,16 +127,16 @@ async def refresh(body: RefreshRequest, signin: SignIn) -> TokenPair:
 
 
 @router.post("/auth/logout", status_code=204, response_class=Response, responses=problems(401))
-async def logout(caller: Caller, signin: SignIn, settings: SettingsDep) -> None:
-    """Revoke the calling access token (until its exp) and its refresh-token family."""
-    # The authorizer passes exp; without it, a full lifetime is never shorter than what is left.
-    expires_at = caller.expires_at or int(time.time()) + 60 * settings.TOKEN_EXPIRE_MINUTES
-    signin.logout(caller.jti, expires_at)
+async def logout(caller: TokenCaller, signin: SignIn) -> None:
+    """End the caller's sign-in: its refresh tokens and every access token it issued."""
+    if not caller.session_id:
+        raise InvalidTokenError("the token names no sign-in; sign in again")
+    signin.logout(caller.session_id)
 
 
 @router.get("/auth/status")
 async def status(
-    redis: RedisDep,
+    revocations: Revocations,
     database: DatabaseDep,
     authorization: Annotated[str | None, Header(max_length=MAX_TOKEN_LENGTH + 16)] = None,
 ) -> AuthStatus:
@@ -138,7 +145,7 @@ async def status(
     if token is None:
         return AuthStatus(authenticated=False)
     try:
-        claims = _live_claims(token, redis)
+        claims = _live_claims(token, revocations)
     except InvalidTokenError:
         return AuthStatus(authenticated=False)
     user = UserRepository(database).find_by_id(claims.sub)

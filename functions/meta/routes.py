@@ -1,13 +1,18 @@
-"""GET /health, GET /meta/info and GET /meta/health."""
+"""GET /health, GET /meta/info and GET /meta/health: public, for clients, load balancers and
+uptime checks.
+
+What they tell anyone who asks is chosen: /meta/info names the service, its version and stage,
+which is what a client needs to know which deployment it talks to; how the deployment is built
+(its functions, which route each serves, which authorizer guards which) stays with the operators,
+who have the template (`lucid routes` prints it). The API's routes are its documentation's.
+"""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from redis import Redis, RedisError
 
 from lucid import __version__
@@ -16,24 +21,6 @@ from lucid.store.health import DependencyReport, check_mongodb, check_redis
 from lucid.web.database import DatabaseDep
 from lucid.web.deps import RedisDep, SettingsDep
 from lucid.web.openapi import problems
-
-
-class RouteEntry(BaseModel):
-    """One route of the template and who guards it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    route: str = Field(description="the template's route key", examples=["GET /health"])
-    authorizer: str | None = Field(description="the authorizer protecting it; null: public")
-
-
-class FunctionRoutes(BaseModel):
-    """One function of the template and the routes it serves."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str = Field(description="the function's logical id in the template")
-    routes: tuple[RouteEntry, ...]
 
 
 class Liveness(BaseModel):
@@ -48,7 +35,6 @@ class ServiceInfo(BaseModel):
     service: str = Field(description="SERVICE_NAME")
     version: str = Field(description="the gateway's version")
     stage: str = Field(description="STAGE")
-    functions: tuple[FunctionRoutes, ...]
 
 
 BreakerView = Literal["closed", "half_open", "open", "unknown"]
@@ -81,15 +67,6 @@ def breaker_views(redis: Redis | None) -> dict[str, BreakerView]:
     return dict.fromkeys((backend.name for backend in BACKENDS), "unknown")
 
 
-# Generated from infra/template.yaml by `lucid routes --write` (a test keeps it in step):
-# the deployed function has no template to read.
-FUNCTIONS = tuple(
-    FunctionRoutes.model_validate(function)
-    for function in json.loads(
-        (Path(__file__).with_name("routes.json")).read_text(encoding="utf-8")
-    )["functions"]
-)
-
 router = APIRouter()
 
 
@@ -101,13 +78,8 @@ async def health() -> Liveness:
 
 @router.get("/meta/info")
 async def info(settings: SettingsDep) -> ServiceInfo:
-    """The service, its version and stage, and the functions and routes it serves."""
-    return ServiceInfo(
-        service=settings.SERVICE_NAME,
-        version=__version__,
-        stage=settings.STAGE,
-        functions=FUNCTIONS,
-    )
+    """The service, its version and stage (nothing about how the deployment is built)."""
+    return ServiceInfo(service=settings.SERVICE_NAME, version=__version__, stage=settings.STAGE)
 
 
 @router.get(

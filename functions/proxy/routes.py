@@ -1,4 +1,5 @@
-"""The proxied routes: GET /chain/info (public) and ANY /chain|manifests|trust|nodes/{proxy+}.
+"""The proxied routes: GET /chain/info (public) and ANY /chain|manifests|trust|nodes, each
+collection root and everything below it ({proxy+}).
 
 Only GET /chain/info is declared public in the template; every other route needs the caller the
 authorizer vouched for (401 without one, in case a route is ever deployed without it).
@@ -120,9 +121,29 @@ def _protected(prefix: str) -> Callable[..., Awaitable[Response]]:
     return forward
 
 
+def _protected_root(prefix: str) -> Callable[..., Awaitable[Response]]:
+    async def forward(
+        request: Request, proxy: ProxyDep, caller: Caller, source_ip: SourceIp
+    ) -> Response:
+        return await _forward(request, proxy, prefix, "", caller, source_ip)
+
+    forward.__name__ = f"proxy_{prefix}_root"
+    forward.__doc__ = f"ANY /{prefix}: the collection root, forwarded for a signed-in caller."
+    return forward
+
+
 # One route per prefix for all seven methods (each route costs a cold start its dependency
 # analysis); the document gives each method its own operation id (`proxy_chain_get`, ...).
 for _prefix in ROUTES:
+    router.add_api_route(
+        f"/{_prefix}",
+        _protected_root(_prefix),
+        methods=METHODS,
+        summary=f"Forward to the {_prefix} backend's collection root",
+        response_class=Response,
+        responses={**_ANSWERS, **problems(401)},
+        openapi_extra=_ANY_BODY,
+    )
     router.add_api_route(
         f"/{_prefix}/{{rest:proxy_remainder}}",
         _protected(_prefix),

@@ -9,22 +9,32 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
-from lucid.auth.denylist import deny_token
-from lucid.auth.refresh import revoke_user_access
+from lucid.auth.refresh import RefreshTokenStore
 from lucid.errors import NotFoundError
 from lucid.identity import Role
 from lucid.store.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, SortOrder
 from lucid.users.closure import close_account
 from lucid.users.schemas import ProfilePatch, RoleChange, User, UserPage
 from lucid.web.database import DatabaseDep
-from lucid.web.deps import AdminCaller, Caller, RedisDep, SettingsDep
+from lucid.web.deps import AdminCaller, Caller, Revocations, SettingsDep
 from lucid.web.openapi import problems
 from lucid.web.repositories import SessionsDep, UsersDep
 
 # Every route needs a signed-in caller (401 without one).
 router = APIRouter(responses=problems(401))
+
+
+async def refresh_token_store(
+    database: DatabaseDep, settings: SettingsDep, revocations: Revocations
+) -> RefreshTokenStore:
+    """The store that revokes sign-ins (a role change or a closure revokes all of a user's)."""
+    lifetime = timedelta(days=settings.REFRESH_TOKEN_EXPIRE_DAYS)
+    return RefreshTokenStore(database, lifetime, revocations)
+
+
+SignIns = Annotated[RefreshTokenStore, Depends(refresh_token_store)]
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(min_length=1, max_length=MAX_CURSOR_LENGTH)]
@@ -49,25 +59,10 @@ async def update_me(body: ProfilePatch, caller: Caller, users: UsersDep) -> User
     responses=problems(404, 409, descriptions={409: "The last admin cannot close their account"}),
 )
 async def delete_me(
-    caller: Caller,
-    users: UsersDep,
-    sessions: SessionsDep,
-    database: DatabaseDep,
-    redis: RedisDep,
-    settings: SettingsDep,
+    caller: Caller, users: UsersDep, sessions: SessionsDep, sign_ins: SignIns
 ) -> None:
-    """Close the caller's account: tokens revoked, sessions ended, profile deleted."""
-    close_account(
-        caller,
-        users=users,
-        sessions=sessions,
-        revoke_refresh_families=lambda user_id: revoke_user_access(
-            database, redis, user_id, timedelta(minutes=settings.TOKEN_EXPIRE_MINUTES)
-        ),
-        deny_access_token=lambda jti, expires_at: deny_token(redis, jti, expires_at),
-        token_expires_at=caller.expires_at,
-        token_lifetime_seconds=60 * settings.TOKEN_EXPIRE_MINUTES,
-    )
+    """Close the caller's account: profile deleted, sessions ended, every sign-in revoked."""
+    close_account(caller, users=users, sessions=sessions, revoke_sign_ins=sign_ins.revoke_user)
 
 
 @router.get("/users", responses=problems(403))
@@ -104,18 +99,16 @@ async def change_role(
     body: RoleChange,
     caller: AdminCaller,
     users: UsersDep,
-    database: DatabaseDep,
-    redis: RedisDep,
-    settings: SettingsDep,
+    sign_ins: SignIns,
 ) -> User:
     """Make a user an admin or a plain user (admins only); the last admin stays (409).
 
-    A changed role signs the user out everywhere: tokens carry the role, and a demoted admin
-    must not keep admin powers until their token expires (OWASP API5). They sign in again.
+    The new role holds at once: every admin action checks the role where it is stored (a
+    demoted admin's next one is 403, OWASP API5). A changed role also signs the user out
+    everywhere, so that no token goes on carrying the old role and tier: they sign in again.
     """
     before = users.get(user_id)
     after = users.set_role(user_id, body.role)
     if after.get("role") != before.get("role"):
-        lifetime = timedelta(minutes=settings.TOKEN_EXPIRE_MINUTES)
-        revoke_user_access(database, redis, user_id, lifetime)
+        sign_ins.revoke_user(user_id)
     return User.from_document(after)

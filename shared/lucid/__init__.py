@@ -1,7 +1,7 @@
 """The Lucid layer: what every gateway function shares, one package per concern.
 
     web          FastAPI plumbing (the only package that imports FastAPI or Starlette)
-    auth         TRON sign-in, tokens, keys, refresh tokens, denylist, the authorizer's decision
+    auth         TRON sign-in, tokens, keys, refresh tokens, revocations, the authorizer's decision
     users        the users repository, schemas and account closure
     sessions     the sessions repository, schemas and If-Match
     ratelimit    the tiered limiter (Redis Lua script, in-memory fallback)

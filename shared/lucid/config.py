@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from lucid import secret_store
+
 LOCAL_STAGE = "local"
 _PLACEHOLDER_SECRETS = frozenset(
     {"changeme", "change-me", "secret", "your-secret-key", "jwt-secret"}
@@ -49,6 +51,7 @@ class Settings(BaseModel):
     JWT_PREVIOUS_SECRET_KEY: SecretStr | None = None
     JWT_KEY_ID: str = "k1"
     JWT_PREVIOUS_KEY_ID: str | None = None
+    # Where the key is kept in AWS (Secrets Manager ARN / SSM parameter): lucid.secret_store.
     JWT_SECRET_ARN: str | None = None
     JWT_SECRET_PARAM: str | None = None
     JWT_ALGORITHM: Literal["HS256", "HS384", "HS512", "RS256", "ES256"] = "HS256"
@@ -66,10 +69,15 @@ class Settings(BaseModel):
     ADMIN_ADDRESSES: list[str] = Field(default_factory=list)
 
     # --- state -----------------------------------------------------------------------------
+    # Each URI, or where it is kept in AWS (read by `required_uri`, see lucid.secret_store).
     MONGODB_URI: SecretStr | None = None
+    MONGODB_URI_SECRET_ARN: str | None = None
+    MONGODB_URI_PARAM: str | None = None
     MONGODB_DATABASE: str = "lucid"
     MONGODB_TIMEOUT_MS: int = Field(default=2000, ge=50, le=30000)
     REDIS_URI: SecretStr | None = None
+    REDIS_URI_SECRET_ARN: str | None = None
+    REDIS_URI_PARAM: str | None = None
     # Every Redis socket operation is bounded by this (50 ms in production: a slow Redis degrades
     # to the fallbacks instead of holding requests); raise it where the machine is overloaded.
     REDIS_TIMEOUT_MS: int = Field(default=50, ge=1, le=1000)
@@ -79,6 +87,10 @@ class Settings(BaseModel):
     BLOCKCHAIN_SERVICE_URL: str | None = None
     SESSION_SERVICE_URL: str | None = None
     NODE_SERVICE_URL: str | None = None
+    # An SSM path whose parameters blockchain / session / node hold the backends' URLs (they
+    # win over the *_SERVICE_URL settings), re-read every BACKEND_DISCOVERY_MAX_AGE_SECONDS.
+    BACKEND_PARAMETER_PATH: str | None = None
+    BACKEND_DISCOVERY_MAX_AGE_SECONDS: int = Field(default=60, ge=1, le=3600)
     PROXY_CONNECT_TIMEOUT_SECONDS: float = Field(default=2.0, gt=0, le=10)
     PROXY_READ_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=28)
     PROXY_RETRIES: int = Field(default=2, ge=0, le=5)
@@ -129,10 +141,15 @@ class Settings(BaseModel):
         return self.STAGE == LOCAL_STAGE
 
     def required_uri(self, name: Literal["MONGODB_URI", "REDIS_URI"]) -> str:
-        """The server URI in setting `name`; a RuntimeError saying how to provide it if unset.
+        """The server URI of setting `name`, read from AWS when a reference to it is set
+        (`lucid.secret_store`: SecretUnavailableError when it cannot be read); a RuntimeError
+        saying how to provide it if it is not configured at all.
 
         The layer starts no server of its own (what does so locally is not shipped to Lambda).
         """
+        source = secret_store.source_of(self, name)
+        if source is not None:
+            return secret_store.read_text(source)
         value: SecretStr | None = getattr(self, name)
         if value is not None:
             return value.get_secret_value()
@@ -142,7 +159,10 @@ class Settings(BaseModel):
                 f"`lucid serve`), which starts a local server and sets {name} for them, "
                 f"or set {name} to your server"
             )
-        raise RuntimeError(f"{name} is required on stage {self.STAGE!r}")
+        raise RuntimeError(
+            f"{name} is required on stage {self.STAGE!r}: set {name}_SECRET_ARN or {name}_PARAM "
+            f"(where it is kept in Secrets Manager / SSM)"
+        )
 
     @model_validator(mode="after")
     def _refuse_unsafe_secrets(self) -> Settings:
@@ -151,14 +171,10 @@ class Settings(BaseModel):
             raise ValueError("JWT_SECRET_KEY is a well-known placeholder; generate a real key")
         if self.is_local:
             return self
-        if self.JWT_ALGORITHM.startswith("HS"):
-            if secret is None and not (self.JWT_SECRET_ARN or self.JWT_SECRET_PARAM):
-                raise ValueError(
-                    f"JWT_SECRET_KEY (or JWT_SECRET_ARN / JWT_SECRET_PARAM) is required "
-                    f"on stage {self.STAGE!r}"
-                )
-            if secret is not None and len(secret.encode()) < 32:
-                raise ValueError("JWT_SECRET_KEY must be at least 32 bytes outside the local stage")
+        # A missing key is refused by the functions that sign or verify tokens (lucid.auth.keys,
+        # at their cold start): the others are not given one (infra/needs.yaml).
+        if self.JWT_ALGORITHM.startswith("HS") and secret is not None and len(secret.encode()) < 32:
+            raise ValueError("JWT_SECRET_KEY must be at least 32 bytes outside the local stage")
         return self
 
 
@@ -180,7 +196,8 @@ def ephemeral_secret() -> str:
 def get_settings() -> Settings:
     """The process's settings, built on first use (once per cold start)."""
     settings = Settings()
-    if settings.is_local and settings.JWT_SECRET_KEY is None and not settings.JWT_SECRET_ARN:
+    referenced = settings.JWT_SECRET_ARN or settings.JWT_SECRET_PARAM
+    if settings.is_local and settings.JWT_SECRET_KEY is None and not referenced:
         logging.getLogger("lucid").warning(
             "JWT_SECRET_KEY is unset: using a random key for this process only (local stage)"
         )

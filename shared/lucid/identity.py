@@ -50,10 +50,12 @@ class CallerIdentity:
     tier: str
     jti: str
     expires_at: int | None = None  # the access token's exp, when the authorizer passed it on
+    session_id: str = ""  # the token's sign-in (`sid`); empty when the context lacks it
 
     @property
     def is_admin(self) -> bool:
-        """True when the caller's token says admin (a route that acts on it re-checks storage)."""
+        """True when the caller's role is admin: as the token says it, until `lucid.web.deps`
+        has replaced it with the role stored at the time of the request."""
         return self.role == Role.ADMIN
 
 
@@ -75,6 +77,7 @@ def caller_from_event(event: Mapping[str, Any] | None) -> CallerIdentity | None:
         tier=str(context.get("tier", Tier.AUTHENTICATED.value)),
         jti=str(context.get("jti", "")),
         expires_at=_epoch_seconds(context.get("exp")),
+        session_id=str(context.get("sid", "")),
     )
 
 

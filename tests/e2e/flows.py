@@ -20,11 +20,14 @@ JWT_SECRET_KEY = "e2e-flows-only-0123456789abcdef0123456789abcdef"
 
 
 @contextmanager
-def served_edge(redis_uri: str, env: Mapping[str, str] | None = None) -> Iterator[SubprocessEdge]:
+def served_edge(
+    redis_uri: str, env: Mapping[str, str] | None = None, stage: str = "$default"
+) -> Iterator[SubprocessEdge]:
     """`lucid serve` on the real template (2 workers) until the block ends.
 
     It uses the Redis at `redis_uri`, a fixed JWT secret, rate limits off, its own in-memory
-    MongoDB unless `env` names one, and caches authorizer decisions for AUTHORIZER_TTL_SECONDS.
+    MongoDB unless `env` names one, caches authorizer decisions for AUTHORIZER_TTL_SECONDS and
+    serves the API on `stage` (a named one under `/{stage}`).
     """
     environment = {
         "STAGE": "local",
@@ -34,7 +37,7 @@ def served_edge(redis_uri: str, env: Mapping[str, str] | None = None) -> Iterato
         **(env or {}),
     }
     overrides = {"AuthorizerTtlSeconds": str(AUTHORIZER_TTL_SECONDS)}
-    with subprocess_edge(environment, overrides) as edge:
+    with subprocess_edge(environment, overrides, stage=stage) as edge:
         yield edge
 
 

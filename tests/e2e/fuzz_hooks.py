@@ -12,13 +12,6 @@ the edge, its stores and the fuzzer at once sometimes causes. That documented de
 counted as a server error; each one is written to LUCID_FUZZ_DEGRADED, and the test fails when
 they are more than a few (a store that is really down makes every request degrade). Any other
 5xx fails, a 503 of API Gateway's own (a function timing out) included.
-
-Known failure: issue 12 (finding 7) is fixing, on its own branch, the 500 that values MongoDB
-cannot store cause (integers beyond 64 bits, NUL in a key, unpaired UTF-16 surrogates) in the
-JSON objects the sessions and users routes store. Until it merges, the run does not send such a
-body to those three operations (and only those), and writes each case it drops to
-LUCID_FUZZ_KNOWN so the test can report how often. Delete `filter_case` with that fix: the run
-then sends them, and expects the documented 422.
 """
 
 from __future__ import annotations
@@ -39,7 +32,6 @@ RENEW_SECONDS = 2
 SIGN_IN_ATTEMPTS = 5
 _EDGE = os.environ.get("LUCID_FUZZ_EDGE")
 _KEY = os.environ.get("LUCID_FUZZ_KEY")
-_KNOWN_LOG = os.environ.get("LUCID_FUZZ_KNOWN")
 _DEGRADED_LOG = os.environ.get("LUCID_FUZZ_DEGRADED")
 _UNAVAILABLE = "https://lucid.dev/problems/service-unavailable"
 
@@ -65,43 +57,6 @@ if _EDGE and _KEY:
 
         def set(self, case: Any, data: str, context: Any) -> None:
             case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
-
-
-_STORING_OPERATIONS = frozenset({"POST /sessions", "PATCH /sessions/{id}", "PATCH /users/me"})
-_INT64 = range(-(2**63), 2**63)
-
-
-def _unpaired_surrogate(text: str) -> bool:
-    return any(0xD800 <= ord(character) <= 0xDFFF for character in text)
-
-
-def _unstorable(value: Any) -> bool:
-    """True when `value` holds something BSON cannot encode as it is."""
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return value not in _INT64
-    if isinstance(value, str):
-        return _unpaired_surrogate(value)
-    if isinstance(value, dict):
-        return any(
-            "\x00" in key or _unpaired_surrogate(key) or _unstorable(item)
-            for key, item in value.items()
-        )
-    if isinstance(value, list):
-        return any(_unstorable(item) for item in value)
-    return False
-
-
-@schemathesis.hook
-def filter_case(context: Any, case: Any) -> bool:
-    """Every case but the known one of issue 12 (see the module's docstring)."""
-    if case.operation.label not in _STORING_OPERATIONS or not _unstorable(case.body):
-        return True
-    if _KNOWN_LOG:
-        with open(_KNOWN_LOG, "a", encoding="utf-8") as log:
-            log.write(json.dumps({"operation": case.operation.label}) + "\n")
-    return False
 
 
 def _degraded(response: Any) -> str | None:

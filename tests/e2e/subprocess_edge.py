@@ -41,15 +41,21 @@ _PROBE_PATH = "/__lucid_e2e_probe__"
 
 @dataclass
 class SubprocessEdge:
-    """A running `lucid serve`: its base URL and process."""
+    """A running `lucid serve`: its origin (`url`), process and API stage."""
 
     url: str
     process: subprocess.Popen[bytes]
     log: IO[bytes]
+    stage: str = "$default"
+
+    @property
+    def base_url(self) -> str:
+        """Where the API's routes start: `url` on `$default`, `url/<stage>` on a named stage."""
+        return self.url if self.stage == "$default" else f"{self.url}/{self.stage}"
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        """A new HTTP client on the edge (one keep-alive connection: one worker); close it."""
-        return httpx.Client(base_url=self.url, **{"timeout": 10, **kwargs})
+        """A new HTTP client on the API's base URL (one keep-alive connection: one worker)."""
+        return httpx.Client(base_url=self.base_url, **{"timeout": 10, **kwargs})
 
     def output(self) -> str:
         """What the edge printed so far (stdout and stderr)."""
@@ -100,9 +106,13 @@ def subprocess_edge(
     *,
     workers: int = 2,
     template: Path = TEMPLATE,
+    stage: str = "$default",
 ) -> Iterator[SubprocessEdge]:
-    """Serve `template` with `env` and `--parameter-overrides` until the block ends (SIGTERM)."""
+    """Serve `template` with `env` and `--parameter-overrides` until the block ends (SIGTERM);
+    `stage` is the real template's API stage (ApiStageName)."""
     port = free_port()
+    if stage != "$default":
+        overrides = {**(overrides or {}), "ApiStageName": stage}
     args = [str(LUCID), "serve", "--template", str(template), "--port", str(port)]
     args += ["--workers", str(workers)]
     if overrides:
@@ -116,7 +126,7 @@ def subprocess_edge(
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a stuck worker can be killed with its group
         )
-        edge = SubprocessEdge(f"http://127.0.0.1:{port}", process, log)
+        edge = SubprocessEdge(f"http://127.0.0.1:{port}", process, log, stage)
         try:
             _wait_until_serving(edge)
             yield edge

@@ -7,11 +7,13 @@ import json
 import stat
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from lucid_edge.cli import main
+from tests.e2e.conftest import NAMED_STAGE, ON_A_NAMED_STAGE, on_stage
 from tests.edge.harness import RunningEdge, running_edge
 from tests.utils.metrics import without_metrics
 
@@ -20,10 +22,29 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
 AUTHORIZER_TTL = 1
 
 
-@pytest.fixture(scope="module")
-def edge() -> Iterator[RunningEdge]:
-    with running_edge(TEMPLATE, {"AuthorizerTtlSeconds": str(AUTHORIZER_TTL)}) as running:
+@contextmanager
+def _edge(stage: str) -> Iterator[RunningEdge]:
+    overrides = {"AuthorizerTtlSeconds": str(AUTHORIZER_TTL), "ApiStageName": stage}
+    with running_edge(TEMPLATE, overrides) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def default_edge() -> Iterator[RunningEdge]:
+    with _edge("$default") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def dev_edge() -> Iterator[RunningEdge]:
+    with _edge(NAMED_STAGE) as running:
+        yield running
+
+
+@pytest.fixture
+def edge(request: pytest.FixtureRequest) -> RunningEdge:
+    running: RunningEdge = on_stage(request)
+    return running
 
 
 @pytest.fixture
@@ -42,6 +63,7 @@ def cli_output(capsys: pytest.CaptureFixture[str]) -> str:
     return without_metrics(capsys.readouterr().out)
 
 
+@ON_A_NAMED_STAGE
 def test_a_new_user_signs_in_calls_refreshes_and_logs_out(
     edge: RunningEdge, config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -49,7 +71,7 @@ def test_a_new_user_signs_in_calls_refreshes_and_logs_out(
     assert main(["keygen"]) == 0
     address = capsys.readouterr().out.strip()
     assert stat.S_IMODE((config / "key").stat().st_mode) == 0o600
-    assert main(["login", "--key", str(config / "key"), "--url", edge.url]) == 0
+    assert main(["login", "--key", str(config / "key"), "--url", edge.base_url]) == 0
     assert cli_output(capsys).strip() == f"signed in as {address}"
     assert stat.S_IMODE((config / "credentials.json").stat().st_mode) == 0o600
     # THEN a protected route knows who is calling
@@ -74,6 +96,7 @@ def test_a_new_user_signs_in_calls_refreshes_and_logs_out(
     assert "refresh" in capsys.readouterr().err
 
 
+@ON_A_NAMED_STAGE
 def test_edge_answers_401_without_a_token_and_403_for_a_bad_one(edge: RunningEdge) -> None:
     assert edge.client.get("/users/me").status_code == 401
     response = edge.client.get("/users/me", headers={"Authorization": "Bearer nope"})

@@ -56,7 +56,7 @@ def test_allowed_request_reaches_the_function_with_the_context(
     assert event["type"] == "REQUEST"
     assert event["version"] == "2.0"
     assert event["identitySource"] == ["Bearer allow"]
-    assert event["routeArn"].endswith("/test/GET/private")
+    assert event["routeArn"].endswith("/$default/GET/private")
     assert event["routeKey"] == "GET /private"
     assert "body" not in event
 

@@ -131,7 +131,7 @@ def test_the_function_gets_the_payload_2_event_and_context(edge: RunningEdge) ->
     context = event["requestContext"]
     assert context["http"]["sourceIp"] == "127.0.0.1"  # never the client's X-Forwarded-For
     assert context["http"]["userAgent"] == "tester"
-    assert context["stage"] == "test"
+    assert context["stage"] == "$default"
     assert context["requestId"] == response.headers["apigw-requestid"]
     assert answer["context"]["function_name"] == "EchoFunction"
     assert answer["context"]["memory_limit_in_mb"] == 256

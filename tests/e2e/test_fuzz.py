@@ -94,7 +94,6 @@ def _run(edge: SubprocessEdge, identity: str, wallet: Wallet | None) -> tuple[di
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "SCHEMATHESIS_HOOKS": "tests.e2e.fuzz_hooks",
-        "LUCID_FUZZ_KNOWN": str(reports / "known-issue-12.jsonl"),
         "LUCID_FUZZ_DEGRADED": str(reports / "degraded.jsonl"),
     }
     env.pop("LUCID_FUZZ_KEY", None)
@@ -130,7 +129,6 @@ def test_every_operation_answers_as_documented(edge: SubprocessEdge, identity: s
         "operations": report["operations"]["tested"],
         "seconds": round(elapsed, 1),
         "failures": len(report["failures"]) + len(report["errors"]),
-        "known_issue_12": _lines(ARTIFACTS / identity / "known-issue-12.jsonl"),
         "degraded_503": _lines(ARTIFACTS / identity / "degraded.jsonl"),
         "seed": report["seed"],
     }

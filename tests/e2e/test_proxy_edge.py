@@ -9,6 +9,7 @@ import http.client
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import httpx
@@ -16,6 +17,7 @@ import pytest
 import redis
 
 from lucid_edge.local import free_port
+from tests.e2e.conftest import NAMED_STAGE, ON_A_NAMED_STAGE, on_stage
 from tests.e2e.subprocess_edge import SubprocessEdge, sign_in, subprocess_edge
 from tests.shared.proxy.proxy_backends import BackendServer, running_backend
 from tests.utils.wallets import Wallet
@@ -56,40 +58,57 @@ def session_backend() -> Iterator[BackendServer]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def module_edge(chain: BackendServer, session_backend: BackendServer) -> Iterator[SubprocessEdge]:
+@contextmanager
+def _edge(
+    chain: BackendServer, session_backend: BackendServer, stage: str
+) -> Iterator[SubprocessEdge]:
     env = {
         **BREAKER,
         "BLOCKCHAIN_SERVICE_URL": chain.url,
         "SESSION_SERVICE_URL": session_backend.url,
     }
-    with subprocess_edge(env) as running:
+    with subprocess_edge(env, stage=stage) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def default_edge(chain: BackendServer, session_backend: BackendServer) -> Iterator[SubprocessEdge]:
+    with _edge(chain, session_backend, "$default") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def dev_edge(chain: BackendServer, session_backend: BackendServer) -> Iterator[SubprocessEdge]:
+    with _edge(chain, session_backend, NAMED_STAGE) as running:
         yield running
 
 
 @pytest.fixture
 def edge(
-    module_edge: SubprocessEdge,
+    request: pytest.FixtureRequest,
     chain: BackendServer,
     session_backend: BackendServer,
     redis_client: redis.Redis,
 ) -> SubprocessEdge:
-    """The edge, with both backends answering 200 JSON and their logs empty."""
+    """The edge (on the stage the test asks for), both backends answering 200 JSON, their logs
+    empty."""
+    running: SubprocessEdge = on_stage(request)
     for backend in (chain, session_backend):
         backend.mode = "ok"
         backend.extra_headers = []
         backend.received.clear()
         backend.connections = 0
-    return module_edge
+    return running
 
 
-@pytest.fixture(scope="module")
-def token(module_edge: SubprocessEdge) -> str:
+@pytest.fixture
+def token(edge: SubprocessEdge) -> str:
     """A signed-in user's access token, obtained over HTTP."""
-    with module_edge.client() as client:
+    with edge.client() as client:
         return sign_in(client, Wallet())
 
 
+@ON_A_NAMED_STAGE
 def test_anonymous_chain_info_passes_the_backend_answer_through(
     edge: SubprocessEdge, chain: BackendServer
 ) -> None:
@@ -99,7 +118,7 @@ def test_anonymous_chain_info_passes_the_backend_answer_through(
     chain.content_type = "application/vnd.lucid.chain+json; charset=utf-8"
     chain.extra_headers = [("Cache-Control", "max-age=5"), ("Keep-Alive", "timeout=5")]
     # WHEN an anonymous caller asks for /chain/info through the edge
-    response = httpx.get(edge.url + "/chain/info?verbose=1", headers=FORGED)
+    response = httpx.get(edge.base_url + "/chain/info?verbose=1", headers=FORGED)
     # THEN the body, status and content type come through untouched (hop-by-hop ones do not)
     assert response.status_code == 200
     assert response.content == b'{"height": 7, "network": "tron"}'
@@ -118,20 +137,21 @@ def test_anonymous_chain_info_passes_the_backend_answer_through(
 def test_other_chain_routes_need_a_signed_in_caller(
     edge: SubprocessEdge, chain: BackendServer
 ) -> None:
-    response = httpx.get(edge.url + "/chain/blocks/7")
+    response = httpx.get(edge.base_url + "/chain/blocks/7")
     assert response.status_code == 401
     assert response.json() == {"message": "Unauthorized"}
     assert chain.connections == 0
 
 
+@ON_A_NAMED_STAGE
 def test_the_backend_gets_the_authorizers_identity_never_the_clients_claims(
     edge: SubprocessEdge, chain: BackendServer, token: str
 ) -> None:
     bearer = {"Authorization": f"Bearer {token}"}
-    user_id = httpx.get(edge.url + "/auth/status", headers=bearer).json()["user"]["id"]
+    user_id = httpx.get(edge.base_url + "/auth/status", headers=bearer).json()["user"]["id"]
     # WHEN a signed-in caller POSTs with forged identity and forwarding headers
     response = httpx.post(
-        edge.url + "/chain/tx?dry_run=true",
+        edge.base_url + "/chain/tx?dry_run=true",
         headers={**bearer, **FORGED, "Content-Type": "application/json"},
         content=b'{"to": "T9yD14Nj9j7xAB4dbGeiX9h8unkKHxuWwb", "amount": 5}',
     )
@@ -148,14 +168,19 @@ def test_the_backend_gets_the_authorizers_identity_never_the_clients_claims(
     assert received.header("X-Real-IP") == received.header("Forwarded") == []
 
 
-def test_manifests_go_to_the_session_backend(
+@ON_A_NAMED_STAGE
+def test_manifests_and_their_collection_root_go_to_the_session_backend(
     edge: SubprocessEdge, chain: BackendServer, session_backend: BackendServer, token: str
 ) -> None:
-    response = httpx.get(
-        edge.url + "/manifests/m-1/files", headers={"Authorization": f"Bearer {token}"}
-    )
-    assert response.status_code == 200
-    assert [r.path for r in session_backend.received] == ["/manifests/m-1/files"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    item = httpx.get(edge.base_url + "/manifests/m-1/files", headers=bearer)
+    root = httpx.get(edge.base_url + "/manifests?owner=me", headers=bearer)
+    assert (item.status_code, root.status_code) == (200, 200)
+    # (the stage, when named, is the API's: the backend gets the public path below it)
+    assert [r.path for r in session_backend.received] == [
+        "/manifests/m-1/files",
+        "/manifests?owner=me",
+    ]
     assert chain.connections == 0
 
 

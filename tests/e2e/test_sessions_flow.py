@@ -8,12 +8,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+import pymongo
 import pytest
 
 from lucid_edge.local import EmbeddedRedis, free_port
 from lucid_edge.local.mongo_server import start_mongo_server
+from tests.e2e.conftest import NAMED_STAGE, ON_A_NAMED_STAGE, on_stage
 from tests.e2e.flows import (
     Account,
     create_session,
@@ -29,9 +32,21 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def edge(redis_server: EmbeddedRedis) -> Iterator[SubprocessEdge]:
+def default_edge(redis_server: EmbeddedRedis) -> Iterator[SubprocessEdge]:
     with served_edge(redis_server.uri) as served:
         yield served
+
+
+@pytest.fixture(scope="module")
+def dev_edge(redis_server: EmbeddedRedis) -> Iterator[SubprocessEdge]:
+    with served_edge(redis_server.uri, stage=NAMED_STAGE) as served:
+        yield served
+
+
+@pytest.fixture
+def edge(request: pytest.FixtureRequest) -> SubprocessEdge:
+    served: SubprocessEdge = on_stage(request)
+    return served
 
 
 def _read(client: httpx.Client, account: Account, session_id: str) -> httpx.Response:
@@ -40,6 +55,7 @@ def _read(client: httpx.Client, account: Account, session_id: str) -> httpx.Resp
     return response
 
 
+@ON_A_NAMED_STAGE
 def test_session_flow_create_get_list_patch_end(
     edge: SubprocessEdge, client: httpx.Client, alice: Account, bob: Account
 ) -> None:
@@ -51,7 +67,8 @@ def test_session_flow_create_get_list_patch_end(
     # THEN it is 201 with its Location and version ETag, pending and owned by her
     assert created.status_code == 201, created.text
     session = created.json()
-    assert created.headers["location"] == f"/sessions/{session['id']}"
+    # (on a named stage the Location carries it: /dev/sessions/<id>, followed from the origin)
+    assert created.headers["location"] == f"{urlsplit(edge.base_url).path}/sessions/{session['id']}"
     assert created.headers["etag"] == '"1"'
     assert session["owner_id"] == alice.user_id
     assert (session["status"], session["version"], session["started_at"]) == ("pending", 1, None)
@@ -250,6 +267,7 @@ def test_concurrent_patches_with_one_etag_let_exactly_one_win(
     assert stored.json()["name"] == winner.json()["name"]
 
 
+@ON_A_NAMED_STAGE
 def test_a_retried_post_with_one_idempotency_key_creates_one_session(
     edge: SubprocessEdge, client: httpx.Client, alice: Account
 ) -> None:
@@ -257,7 +275,9 @@ def test_a_retried_post_with_one_idempotency_key_creates_one_session(
     headers = {**alice.auth, "Idempotency-Key": "create-once-1"}
     # WHEN the same POST is sent five times, on fresh connections
     responses = [
-        httpx.post(f"{edge.url}/sessions", json=body, headers={**headers, "Connection": "close"})
+        httpx.post(
+            f"{edge.base_url}/sessions", json=body, headers={**headers, "Connection": "close"}
+        )
         for _ in range(5)
     ]
     # THEN each answers the first result; only the first is not a replay
@@ -367,8 +387,11 @@ def test_mongodb_down_is_503_and_a_retry_once_it_returns_creates_exactly_one(
             assert problem(health, 503, "service-unavailable")["failing"] == ["mongodb"]
             assert client.get("/health").status_code == 200  # the edge itself keeps serving
 
-            # WHEN MongoDB is back on the same port (a fresh, empty in-memory store)
+            # WHEN MongoDB is back on the same port (a fresh in-memory store, into which Alice's
+            # account is restored: a session is only ever created for an existing account)
             mongo = start_mongo_server(port=port)
+            with pymongo.MongoClient(mongo.uri) as restore:
+                restore["lucid"]["users"].insert_one({"_id": alice.user_id, "role": "user"})
             # AND Alice retries with the same key until the edge has found it again
             for _ in range(50):
                 retried = client.post("/sessions", json=body, headers=headers)
@@ -387,3 +410,20 @@ def test_mongodb_down_is_503_and_a_retry_once_it_returns_creates_exactly_one(
             assert client.get("/meta/health").status_code == 200
     finally:
         mongo.stop()
+
+
+@ON_A_NAMED_STAGE
+def test_the_edge_names_the_templates_deploy_only_parts_once_at_start_up(
+    edge: SubprocessEdge,
+) -> None:
+    # GIVEN `lucid serve` on the real template (roles, log groups: deploy-only)
+    lines = [line for line in edge.output().splitlines() if line.startswith("deploy-only")]
+    # THEN the parent printed them once, whatever the number of workers
+    assert len(lines) == 1, edge.output()[-3000:]
+    assert "Resources.SessionsFunctionRole (AWS::IAM::Role)" in lines[0]
+    assert "Resources.SessionsFunctionLogGroup (AWS::Logs::LogGroup)" in lines[0]
+    # AND the URL it printed is the API's base (the stage's path included when it is named)
+    assert f"Lucid edge on {edge.base_url} (stage {edge.stage}," in edge.output()
+    # AND on a named stage the root answers as AWS's does, 404 without invoking anything
+    root = httpx.get(edge.url + "/health")
+    assert root.status_code == (200 if edge.stage == "$default" else 404)

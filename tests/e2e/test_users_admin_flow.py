@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from lucid_edge.local import EmbeddedRedis
+from tests.e2e.conftest import NAMED_STAGE, ON_A_NAMED_STAGE, on_stage
 from tests.e2e.flows import (
     AUTHORIZER_TTL_SECONDS,
     Account,
@@ -28,10 +29,22 @@ ADMIN_WALLET = Wallet()
 
 
 @pytest.fixture(scope="module")
-def edge(redis_server: EmbeddedRedis) -> Iterator[SubprocessEdge]:
-    env = {"ADMIN_ADDRESSES": ADMIN_WALLET.address}
-    with served_edge(redis_server.uri, env) as served:
+def default_edge(redis_server: EmbeddedRedis) -> Iterator[SubprocessEdge]:
+    with served_edge(redis_server.uri, {"ADMIN_ADDRESSES": ADMIN_WALLET.address}) as served:
         yield served
+
+
+@pytest.fixture(scope="module")
+def dev_edge(redis_server: EmbeddedRedis) -> Iterator[SubprocessEdge]:
+    env = {"ADMIN_ADDRESSES": ADMIN_WALLET.address}
+    with served_edge(redis_server.uri, env, stage=NAMED_STAGE) as served:
+        yield served
+
+
+@pytest.fixture
+def edge(request: pytest.FixtureRequest) -> SubprocessEdge:
+    served: SubprocessEdge = on_stage(request)
+    return served
 
 
 @pytest.fixture
@@ -60,6 +73,7 @@ def test_a_user_cannot_call_admin_routes(client: httpx.Client, alice: Account) -
     assert _me(client, alice)["role"] == "user"
 
 
+@ON_A_NAMED_STAGE
 def test_admin_lists_users_by_cursor_and_changes_a_role(
     client: httpx.Client, admin: Account, alice: Account, bob: Account
 ) -> None:
@@ -89,10 +103,12 @@ def test_admin_lists_users_by_cursor_and_changes_a_role(
     problem(client.get("/users", headers=alice.auth), 403, "forbidden")  # her old token's role
     alice_again = sign_in(client, alice.wallet)
     assert client.get("/users", headers=alice_again.auth).status_code == 200
-    # WHEN the admin demotes her again THEN she is a user
+    # WHEN the admin demotes her again THEN she is a user, signed out everywhere
     demoted = client.put(f"/users/{alice.user_id}/role", json={"role": "user"}, headers=admin.auth)
     assert demoted.json()["role"] == "user"
-    assert _me(client, alice)["role"] == "user"
+    assert client.get(f"/users/{alice.user_id}", headers=admin.auth).json()["role"] == "user"
+    problem(client.get("/users", headers=alice_again.auth), 403, "forbidden")
+    problem(client.get("/users/me", headers=alice_again.auth), 401, "invalid-token")
     # AND roles outside the two, and unknown users, are refused
     bad = client.put(f"/users/{bob.user_id}/role", json={"role": "root"}, headers=admin.auth)
     problem(bad, 422, "validation")
@@ -155,6 +171,7 @@ def test_profile_patch_changes_only_what_is_sent(client: httpx.Client, alice: Ac
     assert problem(forged, 422, "validation")["detail"] == "invalid preferences"
 
 
+@ON_A_NAMED_STAGE
 def test_profiles_of_others_and_malformed_ids_are_404(
     client: httpx.Client, admin: Account, alice: Account, bob: Account
 ) -> None:

@@ -21,11 +21,17 @@ TEMPLATE = FIXTURES / "template.yaml"
 
 @dataclass
 class RunningEdge:
-    """A served edge: its base URL, the app object and an HTTP client bound to it."""
+    """A served edge: its origin, the app object and an HTTP client bound to the API's base URL
+    (the origin, plus `/{stage}` when the template's stage is named, as on AWS)."""
 
     url: str
     app: Edge
     client: httpx.Client
+
+    @property
+    def base_url(self) -> str:
+        """Where the API's routes start: `url` on `$default`, `url/<stage>` on a named stage."""
+        return str(self.client.base_url).rstrip("/")
 
 
 @contextmanager
@@ -57,7 +63,8 @@ def running_edge(
         time.sleep(0.01)
     assert server.started, "the edge did not start"
     url = f"http://127.0.0.1:{port}"
-    client = httpx.Client(base_url=url, timeout=10)
+    stage = app.template.api.stage
+    client = httpx.Client(base_url=url if stage == "$default" else f"{url}/{stage}", timeout=10)
     try:
         yield RunningEdge(url, app, client)
     finally:

@@ -26,7 +26,8 @@ def test_real_template_loads_with_every_route_and_the_authorizer() -> None:
     assert keys["GET /health"].authorizer is None
     assert keys["GET /users/{id}"].authorizer == "LucidAuthorizer"
     assert keys["ANY /chain/{proxy+}"].function == "ProxyFunction"
-    assert api.stage == "local"
+    assert keys["ANY /manifests"].function == "ProxyFunction"  # collection roots route too
+    assert api.stage == "$default"  # served at the root, as deployed (ApiStageName)
     assert api.authorizers["LucidAuthorizer"].identity_headers == ("authorization",)
     assert api.authorizers["LucidAuthorizer"].simple_responses is True
     burst, rate = (template.parameters[f"Throttling{k}Limit"] for k in ("Burst", "Rate"))
@@ -70,7 +71,9 @@ def test_fixture_template_resolves_parameters_conditions_and_globals() -> None:
 
 
 def test_parameter_overrides_change_the_served_api() -> None:
-    template = load_template(TEMPLATE, parse_overrides(["Stage=prod", "Greeting=hi"]))
+    template = load_template(
+        TEMPLATE, parse_overrides(["Stage=prod", "ApiStage=prod", "Greeting=hi"])
+    )
     assert template.api.stage == "prod"
     assert template.api.cors is not None
     assert template.api.cors.allow_credentials is False

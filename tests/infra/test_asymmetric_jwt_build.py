@@ -9,6 +9,7 @@ naming what to add.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -61,13 +62,19 @@ def authorizer_with_cryptography() -> Path:
 
 
 def _es256_env(public_pem: str, redis: EmbeddedRedis) -> dict[str, str]:
-    return {"JWT_ALGORITHM": "ES256", "JWT_PUBLIC_KEY": public_pem, "REDIS_URI": redis.uri}
+    # MongoDB too: the authorizer reloads Redis's copy of the revoked sign-ins from it
+    return {
+        "JWT_ALGORITHM": "ES256",
+        "JWT_PUBLIC_KEY": public_pem,
+        "REDIS_URI": redis.uri,
+        "MONGODB_URI": os.environ["MONGODB_URI"],
+    }
 
 
 def _token(private_pem: str) -> str:
     settings = Settings(STAGE="dev", JWT_ALGORITHM="ES256", JWT_PRIVATE_KEY=private_pem)
     service = TokenService(settings, KeyRing(settings))
-    return service.issue("u1", "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC", Role.USER).token
+    return service.issue("u1", "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC", Role.USER, "s1").token
 
 
 @pytest.mark.usefixtures("redis_client")

@@ -13,16 +13,22 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cfnlint.decode import decode
+from pymongo import MongoClient
 
 from bench.artifact import TEMPLATE, Artifact, make_writable, readonly_copy, sam_build
 from bench.probes import event_for, invoke_cold, status_of
 from infra.lambda_build import KEEP_SOURCE
+from tests.shared.proxy.proxy_backends import running_backend
 
 # What only the local edge, the tests or a replaced dependency use, and why each must stay out of
 # the layer (glob patterns under the layer's python/ folder). The one list of them.
@@ -59,6 +65,7 @@ NOT_IMPORTED = {
     },
     "ProxyFunction": {"pymongo": "its routes need no database (lucid.web.database)"},
 }
+EVENTS = Path(__file__).resolve().parents[1] / "events"
 # Lambda's python3.11 starts `python3` without -O: it reads <module>.cpython-311.pyc files.
 PYC_FLAGS_UNCHECKED_HASH = 0b01  # PEP 552: hash-based, source not checked
 CACHE_TAG = sys.implementation.cache_tag
@@ -207,3 +214,84 @@ def test_native_code_is_built_for_the_template_architecture(artifact: Artifact) 
         header = library.read_bytes()[:20]
         assert header[:4] == b"\x7fELF", library
         assert int.from_bytes(header[18:20], "little") == ELF_MACHINE[architecture], library
+
+
+def _on_stage_dev(event_file: str, path: str, route_key: str) -> dict[str, Any]:
+    """AWS's event for `path` on the named stage dev (tests/events): rawPath carries `/dev`."""
+    event: dict[str, Any] = json.loads((EVENTS / event_file).read_text())
+    event["rawPath"] = event["requestContext"]["http"]["path"] = f"/dev{path}"
+    event["routeKey"] = event["requestContext"]["routeKey"] = route_key
+    event["requestContext"]["stage"] = "dev"
+    return event
+
+
+def _built(artifact: Artifact, readonly: tuple[Path, dict[str, Path]], name: str) -> list[Path]:
+    layer, roots = readonly
+    return [roots[name], layer]
+
+
+def test_the_built_functions_answer_aws_events_on_a_named_stage(
+    artifact: Artifact, readonly: tuple[Path, dict[str, Path]]
+) -> None:
+    # GIVEN AWS's sample event for GET /dev/health (stage dev: rawPath carries the stage)
+    event = _on_stage_dev("http_api_v2_stage.json", "/health", "GET /health")
+    # WHEN the built meta function answers it from its read-only artifact
+    report = invoke_cold(_built(artifact, readonly, "MetaFunction"), "app.handler", event)
+    # THEN it is the health route's answer, not FastAPI's 404
+    assert report["answer"]["statusCode"] == 200, report["answer"]
+    assert json.loads(report["answer"]["body"]) == {"status": "ok"}
+
+
+def test_a_built_protected_route_answers_the_authorizer_context_on_a_named_stage(
+    artifact: Artifact, readonly: tuple[Path, dict[str, Path]]
+) -> None:
+    # GIVEN a user in MongoDB (the test session's in-memory server) and AWS's event for
+    # GET /dev/users/me with the authorizer's context for that user
+    event = _on_stage_dev("http_api_v2_stage_authorizer_context.json", "/users/me", "ANY /users/me")
+    caller = event["requestContext"]["authorizer"]["lambda"]
+    caller["exp"] = int(time.time()) + 600
+    database = MongoClient(os.environ["MONGODB_URI"], tz_aware=True)["lucid"]
+    now = datetime.now(UTC)
+    database["users"].replace_one(
+        {"_id": caller["user_id"]},
+        {"_id": caller["user_id"], "address": caller["address"], "role": "user",
+         "display_name": "Built", "email": None, "preferences": {},
+         "created_at": now, "updated_at": now},
+        upsert=True,
+    )  # fmt: skip
+    try:
+        # WHEN the built users function answers it
+        report = invoke_cold(
+            _built(artifact, readonly, "UsersFunction"),
+            "app.handler",
+            event,
+            extra_env={"MONGODB_URI": os.environ["MONGODB_URI"]},
+        )
+    finally:
+        database["users"].delete_one({"_id": caller["user_id"]})
+        database.client.close()
+    # THEN it is that user's profile
+    assert report["answer"]["statusCode"] == 200, report["answer"]
+    assert json.loads(report["answer"]["body"])["display_name"] == "Built"
+
+
+def test_the_built_proxy_asks_its_backend_for_the_path_without_the_stage(
+    artifact: Artifact, readonly: tuple[Path, dict[str, Path]]
+) -> None:
+    event = _on_stage_dev(
+        "http_api_v2_stage_authorizer_context.json", "/chain/blocks/7", "ANY /chain/{proxy+}"
+    )
+    with running_backend() as backend:
+        report = invoke_cold(
+            _built(artifact, readonly, "ProxyFunction"),
+            "app.handler",
+            event,
+            # a signed-in call checks its sign-in against the revocations (Redis, then MongoDB)
+            extra_env={
+                "BLOCKCHAIN_SERVICE_URL": backend.url,
+                "REDIS_URI": os.environ["REDIS_URI"],
+                "MONGODB_URI": os.environ["MONGODB_URI"],
+            },
+        )
+        assert report["answer"]["statusCode"] == 200, report["answer"]
+        assert [r.path for r in backend.received] == ["/chain/blocks/7"]

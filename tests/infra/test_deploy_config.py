@@ -1,48 +1,255 @@
-"""samconfig.toml and docker-compose.localstack.yml stay consistent with the template.
+"""Deploying as the README says works as written: samconfig.toml read by SAM CLI's own code gives
+every environment all it needs, for deploy and for per-function sync; the make targets and the
+README's commands exist; sam local gets an env.json it can use; the LocalStack compose file is
+complete.
 
-Neither can run here (no Docker engine, no AWS account), so they are kept correct by validation.
+Nothing here reaches AWS or Docker (neither exists on these machines): SAM CLI itself (the copy
+`make test` installs in .venv-sam) reads the configuration and accepts the local commands up to
+the point where it needs a container runtime.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import shlex
-import tomllib
+import stat
+import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import pytest
 import yaml
 from cfnlint.decode import decode
 
+from lucid.secret_store import REFERENCES
+from lucid_edge.cli import main
+from lucid_edge.cli_sam_env import declared_variables
+from lucid_edge.template import load_template
+
 ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "infra" / "template.yaml"
+SAM = ROOT / ".venv-sam" / "bin" / "sam"
+SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
+DEPLOYED = ("dev", "prod", "localstack")
+# What an environment must set itself rather than inherit from the template's defaults.
+REQUIRED = {
+    "Stage",
+    "AuthServiceUrl",
+    "CorsOrigins",
+    "CorsAllowCredentials",
+    "ThrottlingBurstLimit",
+    "ThrottlingRateLimit",
+    "AuthorizerTtlSeconds",
+    "BackendParameterPath",
+}
+
+# Runs in SAM CLI's interpreter: its own samconfig reader and its own --parameter-overrides
+# parser, one fresh reader per question (SamConfig.get_all merges into the document it read).
+_READ_AS_SAM = """
+import json, sys
+from pathlib import Path
+from samcli.cli.types import CfnParameterOverridesType
+from samcli.lib.config.samconfig import SamConfig
+answers = {}
+for env, command in json.loads(sys.argv[1]):
+    table = SamConfig(Path("."), "samconfig.toml").get_all(command.split(), "parameters", env)
+    overrides = table.get("parameter_overrides")
+    if overrides is not None:
+        table["parameter_overrides"] = CfnParameterOverridesType().convert(overrides, None, None)
+    answers[env + " " + command] = table
+print(json.dumps(answers))
+"""
 
 
-def template_parameters() -> dict[str, Any]:
-    template, _ = decode(str(ROOT / "infra" / "template.yaml"))
+@pytest.fixture(scope="module")
+def sam_reads() -> dict[str, dict[str, Any]]:
+    """What SAM CLI reads from samconfig.toml for each environment and command."""
+    questions = [[env, command] for env in DEPLOYED for command in ("deploy", "sync")]
+    questions += [["default", "local start-api"], ["default", "local invoke"]]
+    completed = subprocess.run(
+        [str(SAM_PYTHON), "-c", _READ_AS_SAM, json.dumps(questions)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    answers: dict[str, dict[str, Any]] = json.loads(completed.stdout)
+    return answers
+
+
+def _template_parameters() -> dict[str, Any]:
+    template, _ = decode(str(TEMPLATE))
     assert template is not None
     return dict(template["Parameters"])
 
 
-def test_samconfig_has_dev_and_prod_with_known_parameters_and_no_secrets() -> None:
-    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
-    assert (ROOT / config["default"]["global"]["parameters"]["template_file"]).is_file()
-    parameters = template_parameters()
-    for env in ("dev", "prod"):
-        deploy = config[env]["deploy"]["parameters"]
-        assert deploy["stack_name"].endswith(env)
-        overrides = dict(item.split("=", 1) for item in shlex.split(deploy["parameter_overrides"]))
-        assert overrides["Stage"] == env
-        assert set(overrides) <= set(parameters), set(overrides) - set(parameters)
-        secret_names = {name for name, p in parameters.items() if p.get("NoEcho")}
-        assert not secret_names & set(overrides), "secrets must not live in samconfig.toml"
+@pytest.mark.parametrize("env", DEPLOYED)
+@pytest.mark.parametrize("command", ["deploy", "sync"])
+def test_every_environment_is_complete_for_deploy_and_per_function_sync(
+    sam_reads: dict[str, dict[str, Any]], env: str, command: str
+) -> None:
+    # GIVEN what `sam deploy --config-env <env>` / `sam sync --config-env <env> --code
+    # --resource-id <Function>` read, as SAM CLI reads it
+    table = sam_reads[f"{env} {command}"]
+    # THEN each has its stack, region, capabilities, a template and every parameter it needs
+    assert table["stack_name"] == f"lucid-api-gateway-{env}"
+    assert table["region"]
+    assert "CAPABILITY_IAM" in table["capabilities"]
+    expected_template = (
+        ".aws-sam/build/template.yaml" if command == "deploy" else "infra/template.yaml"
+    )
+    assert table["template_file"] == expected_template  # deploy ships what sam build made
+    overrides: dict[str, str] = table["parameter_overrides"]
+    assert overrides["Stage"] == env
+    assert set(overrides) >= REQUIRED, REQUIRED - set(overrides)
+    parameters = _template_parameters()
+    assert set(overrides) <= set(parameters), set(overrides) - set(parameters)
+    secret_values = {name for name, spec in parameters.items() if spec.get("NoEcho")}
+    assert not secret_values & set(overrides), "secrets never live in samconfig.toml"
+    if command == "sync":
+        assert table["dependency_layer"] is False  # ship the layer sam build makes
+    # AND CloudFormation would accept them: the template's Rules and constraints hold
+    template = load_template(TEMPLATE, overrides)
+    host = urlsplit(overrides["AuthServiceUrl"]).hostname or ""
+    assert host not in {"127.0.0.1", "localhost"} or env == "localstack", host
+    assert template.api.cors is not None
+    assert template.api.cors.allow_credentials is (overrides["CorsAllowCredentials"] == "true")
 
 
-def test_localstack_compose_declares_the_services_the_stack_needs() -> None:
+def test_sam_local_reads_the_built_template_and_the_generated_env_json(
+    sam_reads: dict[str, dict[str, Any]],
+) -> None:
+    for command in ("local start-api", "local invoke"):
+        table = sam_reads[f"default {command}"]
+        assert table["template_file"] == ".aws-sam/build/template.yaml", command
+        assert table["env_vars"] == ".lucid/env.json", command
+        assert table["parameter_overrides"]["Stage"] == "local", command
+
+
+def test_env_json_overrides_only_what_the_template_declares(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # WHEN `lucid env-json` writes the file `make local-api` gives sam local
+    output = tmp_path / "lucid" / "env.json"
+    assert main(["env-json", "--template", str(TEMPLATE), "--output", str(output)]) == 0
+    document = json.loads(output.read_text())
+    # THEN it sets the three secret values, each a variable some function declares (sam local
+    # ignores the others), Redis and MongoDB on the host, one shared key; readable by you only
+    values = document["Parameters"]
+    assert set(values) == set(REFERENCES)
+    assert set(values) <= declared_variables(TEMPLATE)
+    assert values["REDIS_URI"].startswith("redis://host.docker.internal:")
+    assert values["MONGODB_URI"].startswith("mongodb://host.docker.internal:")
+    assert len(values["JWT_SECRET_KEY"]) >= 32
+    assert stat.S_IMODE(output.stat().st_mode) == 0o600
+    assert values["JWT_SECRET_KEY"] not in capsys.readouterr().out
+
+
+def test_env_json_on_an_unreadable_template_exits_2(tmp_path: Path) -> None:
+    assert main(["env-json", "--template", str(tmp_path / "none.yaml")]) == 2
+
+
+def _make_targets() -> set[str]:
+    text = (ROOT / "Makefile").read_text()
+    return set(re.findall(r"^([a-z][a-z0-9-]*):", text, flags=re.MULTILINE))
+
+
+def _readme_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.DOTALL)
+    commands = []
+    for block in blocks:
+        for line in block.replace("\\\n", " ").splitlines():
+            command = line.split("#", 1)[0].strip()
+            if command:
+                commands.append(command)
+    return commands
+
+
+def test_every_command_of_the_readme_exists() -> None:
+    # GIVEN every shell command of the README's code blocks
+    targets = _make_targets()
+    problems = []
+    for command in _readme_commands():
+        words = shlex.split(command)
+        for index, word in enumerate(words):
+            # THEN each `make X` is a target, each program under .venv* is one make installs
+            target = words[index + 1] if word == "make" and index + 1 < len(words) else "="
+            if "=" not in target and target not in targets:
+                problems.append(f"{command}: no make target {target!r}")
+            if word.startswith((".venv/bin/", ".venv-sam/bin/")) and not (ROOT / word).exists():
+                problems.append(f"{command}: {word} does not exist after make")
+    assert problems == []
+    assert {"deploy", "sync", "local-api", "invoke", "sam-build", "run", "test"} <= targets
+
+
+def test_the_deploy_section_never_overrides_samconfig_on_the_command_line() -> None:
+    commands = [c for c in _readme_commands() if re.search(r"\bsam (deploy|sync)\b", c)]
+    assert all("--parameter-overrides" not in command for command in commands)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["local", "invoke", "UsersFunction", "--event", "events/users.json"],
+        ["local", "start-api"],
+    ],
+    ids=["make invoke", "make local-api"],
+)
+def test_sam_local_accepts_the_make_targets_commands_up_to_the_container_runtime(
+    args: list[str], tmp_path: Path
+) -> None:
+    # GIVEN the command the make target runs, on a built template, with a generated env.json
+    built = tmp_path / "build"
+    built.mkdir()
+    (built / "template.yaml").write_text(TEMPLATE.read_text())  # what sam local needs: its shape
+    env_json = tmp_path / "env.json"
+    assert main(["env-json", "--output", str(env_json)]) == 0
+    command = [
+        str(SAM),
+        *args,
+        "--template",
+        str(built / "template.yaml"),
+        "--env-vars",
+        str(env_json),
+        "--add-host",
+        "host.docker.internal:host-gateway",
+    ]
+    completed = subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"},
+    )
+    # THEN SAM CLI takes every option and file, and stops only for want of Docker
+    assert completed.returncode == 1, completed.stderr
+    assert "requires a container runtime" in completed.stderr, completed.stderr[-2000:]
+
+
+def test_localstack_compose_says_what_http_apis_need_and_waits_for_health() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.localstack.yml").read_text())
     services = compose["services"]
     assert {"localstack", "redis", "mongo"} <= set(services)
-    enabled = set(services["localstack"]["environment"]["SERVICES"].split(","))
-    assert {"apigateway", "lambda", "cloudformation", "secretsmanager", "ssm"} <= enabled
+    localstack = services["localstack"]
+    # API Gateway v2 (HTTP APIs) is in LocalStack's Pro image only, which needs an auth token
+    assert localstack["image"].startswith("localstack/localstack-pro:")
+    assert localstack["environment"]["LOCALSTACK_AUTH_TOKEN"].startswith(
+        "${LOCALSTACK_AUTH_TOKEN:?"
+    )
+    enabled = set(localstack["environment"]["SERVICES"].split(","))
+    assert {"apigateway", "lambda", "cloudformation", "secretsmanager", "ssm", "iam"} <= enabled
     for name, service in services.items():
         assert ":" in service["image"], f"{name} image must be pinned to a tag"
+        assert service["healthcheck"]["test"], f"{name} needs a healthcheck"
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:"), f"{name} must only listen on loopback"
+    assert "/_localstack/health" in " ".join(localstack["healthcheck"]["test"])
+    for dependency in ("redis", "mongo"):
+        assert localstack["depends_on"][dependency] == {"condition": "service_healthy"}

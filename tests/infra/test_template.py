@@ -14,6 +14,7 @@ from cfnlint.decode import decode
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
+from lucid_edge.intrinsics import Resolver
 from tests.utils.functions import load_module
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
@@ -167,3 +168,38 @@ def test_every_function_handler_loads_from_its_code_uri(sam_template: dict[str, 
         assert (folder / "requirements.txt").is_file(), name
         module = load_module(folder.name, module_name)
         assert callable(getattr(module, attribute)), name
+
+
+@pytest.mark.parametrize(
+    ("overrides", "origins", "credentials"),
+    [
+        ({}, ["http://localhost:3000", "https://lucid.onion"], True),
+        ({"CorsOrigins": "https://lucid.onion", "CorsAllowCredentials": "false"},
+         ["https://lucid.onion"], None),
+    ],
+)  # fmt: skip
+def test_cors_survives_the_transform_with_its_list_of_origins_and_credentials(
+    sam_template: dict[str, Any],
+    overrides: dict[str, str],
+    origins: list[str],
+    credentials: bool | None,
+) -> None:
+    # GIVEN what the real SAM transform makes of CorsConfiguration for these parameter values
+    translated = Translator(managed_policy_map={}, sam_parser=Parser()).translate(
+        packaged(sam_template), parameter_values={"AWS::Region": "us-east-1", **overrides}
+    )
+    (api,) = resources_of(translated, "AWS::ApiGatewayV2::Api").values()
+    values = {
+        name: overrides.get(name, spec.get("Default", ""))
+        for name, spec in sam_template["Parameters"].items()
+    }
+    resolver = Resolver(values, frozenset(translated["Resources"]), translated["Conditions"])
+    # WHEN CloudFormation evaluates it (the intrinsics left in the API's Body)
+    cors = resolver.resolve(api["Properties"]["Body"]["x-amazon-apigateway-cors"], "cors")
+    # THEN API Gateway gets a list of origins (not one comma-joined string), the credentials
+    # flag, and every other key: SAM dropped nothing
+    assert cors["allowOrigins"] == origins
+    assert cors.get("allowCredentials") is credentials
+    assert {"allowMethods", "allowHeaders", "exposeHeaders", "maxAge"} <= set(cors)
+    assert "if-match" in cors["allowHeaders"]
+    assert "location" in cors["exposeHeaders"]

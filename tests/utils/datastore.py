@@ -2,10 +2,10 @@
 
 MongoDB in these tests is the local edge's in-memory store (`lucid_edge.local.in_memory_database`,
 mongomock), one fresh database per test, injected into the functions through
-`app.dependency_overrides[current_database]`. mongomock does not make a single
-write atomic across threads (its `find_one_and_update` is a find followed by an update by `_id`),
-while MongoDB does; `atomic_writes()` restores the server's guarantee (each write operation runs
-alone) so concurrency tests exercise our code's atomicity, not mongomock's gaps.
+`app.dependency_overrides` (`current_database` and `database_factory`). mongomock does not make a
+single write atomic across threads (its `find_one_and_update` is a find followed by an update by
+`_id`), while MongoDB does; `atomic_writes()` restores the server's guarantee (each write operation
+runs alone) so concurrency tests exercise our code's atomicity, not mongomock's gaps.
 """
 
 from __future__ import annotations
@@ -20,11 +20,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from mongomock.collection import Collection
 from pymongo.database import Database
 
+from lucid.auth.revocation import LEEWAY_SECONDS, RevocationList
+from lucid.auth.revocation_record import MongoRevocationRecord
 from lucid.store.documents import Document, new_id, utcnow
+from lucid.store.redis_client import get_redis
 from lucid.web.database import current_database
+from lucid.web.deps import database_factory
 from lucid_edge.local import in_memory_database
 from tests.utils.events import Reply, http_event, lambda_context, reply_from
 from tests.utils.functions import load_module
@@ -70,20 +75,28 @@ def atomic_writes() -> Iterator[None]:
 def database_for(
     *groups: str, database: Database[Document] | None = None
 ) -> Iterator[Database[Document]]:
-    """`database` (default: a fresh mongomock one) injected into the functions `groups`."""
+    """`database` (default: a fresh mongomock one) injected into the functions `groups`, and
+    into the authorizer as the record of revocations it reads when Redis cannot answer."""
     db: Database[Document] = database if database is not None else in_memory_database()
+    authorizer = load_module("authorizer")
+    revocations = authorizer._revocations  # a function: the list is built on first use
+    injected = revocations_on(get_redis(), db, revocations().horizon_seconds - LEEWAY_SECONDS)
+    authorizer._revocations = lambda: injected
     apps = [load_module(group).app for group in groups]
-    previous = [app.dependency_overrides.get(current_database) for app in apps]
+    overrides = {current_database: lambda: db, database_factory: lambda: lambda: db}
+    previous = [{dep: app.dependency_overrides.get(dep) for dep in overrides} for app in apps]
     for app in apps:
-        app.dependency_overrides[current_database] = lambda: db
+        app.dependency_overrides.update(overrides)
     try:
         yield db
     finally:
         for app, before in zip(apps, previous, strict=True):
-            if before is None:
-                app.dependency_overrides.pop(current_database, None)
-            else:
-                app.dependency_overrides[current_database] = before
+            for dep, override in before.items():
+                if override is None:
+                    app.dependency_overrides.pop(dep, None)
+                else:
+                    app.dependency_overrides[dep] = override
+        authorizer._revocations = revocations
 
 
 @dataclass
@@ -94,6 +107,7 @@ class User:
     address: str
     role: str = "user"
     jti: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    session_id: str = field(default_factory=new_id)
     extra_context: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -105,8 +119,20 @@ class User:
             "role": self.role,
             "tier": "admin" if self.role == "admin" else "authenticated",
             "jti": self.jti,
+            "sid": self.session_id,
             **self.extra_context,
         }
+
+
+def revocations_on(
+    client: redis.Redis, database: Database[Document], token_lifetime_seconds: int = 900
+) -> RevocationList:
+    """The revoked sign-ins of `database` with their copy in the Redis `client`."""
+    return RevocationList(
+        client,
+        lambda: MongoRevocationRecord(database),
+        token_lifetime_seconds=token_lifetime_seconds,
+    )
 
 
 def add_user(database: Database[Document], role: str = "user", **fields: Any) -> User:

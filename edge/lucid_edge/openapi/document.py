@@ -79,7 +79,11 @@ def load_function_documents(template: Template) -> dict[str, dict[str, Any]]:
             continue
         module_name, _, attribute = spec.handler.rpartition(".")
         handler = getattr(load_function_module(spec.code_uri, module_name), attribute, None)
+        # Mangum keeps the ASGI app as `.app`, and so does every ASGI wrapper around it
+        # (lucid.web.security_headers): follow them down to the FastAPI app.
         app = getattr(handler, "app", None)
+        while app is not None and not isinstance(app, FastAPI):
+            app = getattr(app, "app", None)
         if not isinstance(app, FastAPI):
             raise OpenApiError(
                 f"Resources.{logical_id}: its handler {spec.handler!r} does not wrap a FastAPI app"

@@ -1,13 +1,18 @@
 """The Lambda REQUEST authorizer's decision (HTTP API, payload 2.0, simple responses).
 
-    {"isAuthorized": true, "context": {"user_id", "address", "role", "tier", "jti", "exp"}}
+    {"isAuthorized": true, "context": {"user_id", "address", "role", "tier", "jti", "sid", "exp"}}
     {"isAuthorized": false}
 
 API Gateway answers 401 itself when the Authorization header is missing (identity source), 403
 for `isAuthorized: false`, and passes the context to the function at
 `requestContext.authorizer.lambda`. A decision is cached per Authorization value for the
-template's AuthorizerTtlSeconds, so a logged-out token stays usable at most that long. When the
-denylist cannot be read the authorizer refuses (fails closed): a revoked token must not pass.
+template's AuthorizerTtlSeconds, a refusal as well as an allowance: only what the token proves
+is refused (malformed, forged, expired, or of a revoked sign-in). Whether the sign-in was
+revoked comes from Redis, or from MongoDB when Redis cannot answer (`lucid.auth.revocation`);
+when neither can, `authorize` raises: an authorizer error is a 500 that API Gateway does not
+cache (aws-facts.md section 4: AWS documents caching of the authorizer's *result* only; every
+emulator we know of, like the local edge, never caches an error), so the caller is served again
+as soon as one store is back, instead of being refused for the TTL by a cached "no".
 """
 
 from __future__ import annotations
@@ -16,9 +21,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import redis
-
-from lucid.auth.denylist import is_token_denied
+from lucid.auth.revocation import RevocationList
 from lucid.auth.tokens import TokenService
 from lucid.errors import InvalidTokenError, ServiceUnavailableError
 
@@ -49,9 +52,13 @@ def authorization_header(event: Mapping[str, Any]) -> str | None:
 
 
 def authorize(
-    event: Mapping[str, Any], *, tokens: TokenService, redis_client: redis.Redis
+    event: Mapping[str, Any], *, tokens: TokenService, revocations: RevocationList
 ) -> dict[str, Any]:
-    """The simple response for `event`: allow with the caller's context, or deny."""
+    """The simple response for `event`: allow with the caller's context, or deny.
+
+    ServiceUnavailableError (an authorizer error, never cached) when neither Redis nor MongoDB
+    can say whether the token's sign-in was revoked.
+    """
     route = event.get("routeKey", "")
     token = bearer_token(authorization_header(event))
     if token is None:
@@ -63,12 +70,12 @@ def authorize(
         logger.info("denied", extra={"route": route, "reason": error.detail})
         return dict(DENY)
     try:
-        revoked = is_token_denied(redis_client, claims.jti)
+        revoked = revocations.is_revoked(claims.sid)
     except ServiceUnavailableError:
-        logger.error("denied: the token denylist is unavailable", extra={"route": route})
-        return dict(DENY)
+        logger.error("no decision: neither Redis nor MongoDB answers", extra={"route": route})
+        raise
     if revoked:
-        logger.info("denied", extra={"route": route, "reason": "token was revoked"})
+        logger.info("denied", extra={"route": route, "reason": "the sign-in was revoked"})
         return dict(DENY)
     return {
         "isAuthorized": True,
@@ -78,6 +85,7 @@ def authorize(
             "role": claims.role,
             "tier": claims.tier,
             "jti": claims.jti,
+            "sid": claims.sid,
             "exp": claims.exp,
         },
     }

@@ -8,8 +8,10 @@ Signing material, first match wins:
 
 For HS* the material is the shared secret; for RS256/ES256 it is the private key PEM, and
 JWT_PUBLIC_KEY alone gives a verify-only key set (what the authorizer needs). AWS values are read
-with Powertools Parameters and cached for `max_age` seconds, so a warm function picks up a rotated
-secret without a redeploy; the parsed key set is rebuilt only when the material changes.
+by `lucid.secret_store` (Powertools Parameters) and cached for `max_age` seconds, so a warm function
+picks up a rotated secret without a redeploy; the parsed key set is rebuilt only when the material
+changes. A key AWS will not hand over (permission, missing secret) raises `SecretUnavailableError`
+per call, logged with the permission the role lacks, rather than stopping the function at start.
 
 Rotation: tokens carry the `kid` of the key that signed them (JWT_KEY_ID); the previous key
 (JWT_PREVIOUS_KEY_ID with JWT_PREVIOUS_SECRET_KEY or JWT_PREVIOUS_PUBLIC_KEY) still verifies
@@ -21,12 +23,14 @@ RS256/ES256 keys are read by `lucid.auth.pem`, imported only for those algorithm
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from lucid import secret_store
 from lucid.config import Settings, get_settings
 
 MIN_HMAC_KEY_BYTES = 32
@@ -81,31 +85,12 @@ class KeyRing:
 
     def _signing_material(self) -> bytes | None:
         settings = self._settings
-        if settings.JWT_SECRET_ARN:
-            return self._fetch("secret", settings.JWT_SECRET_ARN)
-        if settings.JWT_SECRET_PARAM:
-            return self._fetch("parameter", settings.JWT_SECRET_PARAM)
+        source = secret_store.source_of(settings, "JWT_SECRET_KEY")
+        if source is not None:
+            value = secret_store.read(source, max_age=self._max_age)
+            return value.encode() if isinstance(value, str) else value
         env = settings.JWT_SECRET_KEY if _is_hmac(settings) else settings.JWT_PRIVATE_KEY
         return env.get_secret_value().encode() if env else None
-
-    def _fetch(self, kind: str, name: str) -> bytes:
-        # Imported here: it pulls in boto3 (~75 ms of cold start) for deployments that keep
-        # the key in Secrets Manager / SSM only.
-        from aws_lambda_powertools.utilities import parameters
-
-        try:
-            if kind == "secret":
-                value = parameters.get_secret(name, max_age=self._max_age)
-            else:
-                value = parameters.get_parameter(name, decrypt=True, max_age=self._max_age)
-        except parameters.GetParameterError as error:
-            # The name is configuration, not a secret; the driver message may hold the value's ARN.
-            raise KeyConfigurationError(f"cannot read the JWT key {kind} {name!r}") from error
-        if isinstance(value, str):
-            return value.encode()
-        if isinstance(value, bytes):
-            return value
-        raise KeyConfigurationError(f"the JWT key {kind} {name!r} holds no string or binary value")
 
 
 def _is_hmac(settings: Settings) -> bool:
@@ -155,13 +140,24 @@ def _pem_support(algorithm: str) -> ModuleType:
 
 def _hmac_key(settings: Settings, kid: str, material: bytes | None) -> JwtKey:
     if not material:
-        raise KeyConfigurationError("no JWT signing key is configured")
+        raise KeyConfigurationError(
+            "no JWT signing key is configured: set JWT_SECRET_ARN or JWT_SECRET_PARAM "
+            "(JWT_SECRET_KEY on the local stage)"
+        )
     if len(material) < MIN_HMAC_KEY_BYTES and not settings.is_local:
         raise KeyConfigurationError(
             f"the {settings.JWT_ALGORITHM} key must be at least {MIN_HMAC_KEY_BYTES} bytes "
             f"outside the local stage"
         )
     return JwtKey(kid, material, material)
+
+
+def check_keys_at_cold_start() -> None:
+    """Refuse to start with unusable keys (too short, bad PEM, ...); a key AWS does not hand
+    over yet is only logged (by `lucid.secret_store`) and tried again by the requests: a
+    function failing its start-up would pay a cold start per request and still not heal."""
+    with contextlib.suppress(secret_store.SecretUnavailableError):
+        get_key_ring().keys()
 
 
 @functools.cache

@@ -6,14 +6,20 @@ never pass as an access token nor the reverse. Only its SHA-256 is stored, in `t
     _id          SHA-256 hex of the token
     family_id    one per sign-in; every rotation stays in the family
     user_id      the user it signs in
-    access_jti   jti of the access token issued with it (logout finds the family by it)
+    access_jti   jti of the access token issued with it
     created_at, expires_at (TTL index), used_at, revoked_at
+
+The family is the sign-in: its id is the `sid` claim of every access token issued with one of its
+refresh tokens, and `revoked_at` on its documents is the durable record of its revocation
+(`lucid.auth.revocation_record`). Every revocation goes through this store, which writes that
+record first and then the Redis copy every check reads (`lucid.auth.revocation`).
 
 Using a token marks it used in one atomic `find_one_and_update`, so of two concurrent uses
 exactly one wins. A used token that comes back means it leaked (or a client raced itself): the
-whole family is revoked and `RefreshTokenReuseError` raised. Of two racing uses the winner still
-gets its new pair, but the loser's revocation covers the winner's new token too: a rotation
-checks, after inserting its token, whether the family was revoked meanwhile and if so revokes it.
+whole family is revoked, with every access token of the sign-in, and `RefreshTokenReuseError`
+raised. Of two racing uses the winner still gets its new pair, but the loser's revocation covers
+the winner's new token too: a rotation checks, after inserting its token, whether the family was
+revoked meanwhile and if so revokes it.
 """
 
 from __future__ import annotations
@@ -24,14 +30,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-import redis
 from pymongo import ReturnDocument
 from pymongo.database import Database
 
-from lucid.auth.denylist import deny_token
+from lucid.auth.revocation import RevocationList
 from lucid.errors import AuthenticationError, InvalidTokenError, RefreshTokenReuseError
 from lucid.observability import count
-from lucid.store.documents import Document, database_errors, new_id, utcnow
+from lucid.store.documents import Document, database_errors, utcnow
 from lucid.store.indexes import ensure_indexes_once
 
 COLLECTION = "tokens"
@@ -53,20 +58,23 @@ def hash_refresh_token(token: str) -> str:
 
 
 class RefreshTokenStore:
-    """Issues, rotates and revokes refresh tokens in `tokens`."""
+    """Issues, rotates and revokes refresh tokens in `tokens`, and with them the sign-ins."""
 
-    def __init__(self, database: Database[Document], lifetime: timedelta) -> None:
+    def __init__(
+        self, database: Database[Document], lifetime: timedelta, revocations: RevocationList
+    ) -> None:
         self._tokens = database[COLLECTION]
         self._lifetime = lifetime
+        self._revocations = revocations
         ensure_indexes_once(database)
 
-    def issue(self, user_id: str, access_jti: str, family_id: str | None = None) -> str:
-        """A new refresh token for `user_id` (a new family unless `family_id` is given)."""
+    def issue(self, user_id: str, access_jti: str, family_id: str) -> str:
+        """A new refresh token for `user_id` in the sign-in `family_id` (new or rotated)."""
         token = secrets.token_urlsafe(TOKEN_BYTES)
         now = utcnow()
         document = {
             "_id": hash_refresh_token(token),
-            "family_id": family_id or new_id(),
+            "family_id": family_id,
             "user_id": user_id,
             "access_jti": access_jti,
             "created_at": now,
@@ -76,12 +84,16 @@ class RefreshTokenStore:
         }
         with database_errors("tokens"):
             self._tokens.insert_one(document)
-            if family_id is not None and self._family_revoked(family_id):
+            revoked_meanwhile = self._family_revoked(family_id)
+            if revoked_meanwhile:
                 # The family was revoked while this rotation ran: the revocation's update_many
                 # may have missed this new document, so it is revoked here.
+                revoked_at = utcnow()
                 self._tokens.update_one(
-                    {"_id": document["_id"]}, {"$set": {"revoked_at": utcnow()}}
+                    {"_id": document["_id"]}, {"$set": {"revoked_at": revoked_at}}
                 )
+        if revoked_meanwhile:
+            self._revocations.remember({family_id: revoked_at})
         return token
 
     def use(self, token: str) -> RefreshGrant:
@@ -105,19 +117,27 @@ class RefreshTokenStore:
                 raise self._refusal(token_hash)
         return RefreshGrant(user_id=spent["user_id"], family_id=spent["family_id"])
 
-    def revoke_family_of_access_token(self, access_jti: str) -> None:
-        """Revoke the family of the refresh token issued with access token `access_jti`."""
-        with database_errors("tokens"):
-            document = self._tokens.find_one({"access_jti": access_jti}, {"family_id": 1})
-        if document is not None:
-            self.revoke_family(document["family_id"])
-
     def revoke_family(self, family_id: str) -> None:
-        """Revoke every token of `family_id`."""
+        """Revoke the sign-in `family_id`: its refresh tokens and every access token naming it."""
+        revoked_at = utcnow()
         with database_errors("tokens"):
             self._tokens.update_many(
-                {"family_id": family_id, "revoked_at": None}, {"$set": {"revoked_at": utcnow()}}
+                {"family_id": family_id, "revoked_at": None}, {"$set": {"revoked_at": revoked_at}}
             )
+        self._revocations.remember({family_id: revoked_at})
+
+    def revoke_user(self, user_id: str) -> int:
+        """Revoke every sign-in of `user_id` (a role change, an account closure); how many."""
+        revoked_at = utcnow()
+        with database_errors("tokens"):
+            self._tokens.update_many(
+                {"user_id": user_id, "revoked_at": None}, {"$set": {"revoked_at": revoked_at}}
+            )
+            families = self._tokens.distinct(
+                "family_id", {"user_id": user_id, "revoked_at": revoked_at}
+            )
+        self._revocations.remember(dict.fromkeys(families, revoked_at))
+        return len(families)
 
     def _refusal(self, token_hash: str) -> AuthenticationError:
         document = self._tokens.find_one({"_id": token_hash})
@@ -136,39 +156,3 @@ class RefreshTokenStore:
     def _family_revoked(self, family_id: str) -> bool:
         revoked = {"family_id": family_id, "revoked_at": {"$ne": None}}
         return self._tokens.find_one(revoked, {"_id": 1}) is not None
-
-
-def revoke_user_access(
-    database: Database[Document],
-    client: redis.Redis,
-    user_id: str,
-    access_lifetime: timedelta,
-) -> int:
-    """Sign `user_id` out everywhere: every refresh family revoked, then every access token
-    issued within one access lifetime (and so possibly still valid) denylisted until it expires.
-
-    Used when a role changes (a token must not keep a role its user lost) and when an account
-    is closed. Families go first so no rotation can mint a token after the sweep; returns how
-    many access tokens were denylisted.
-    """
-    revoke_user_families(database, user_id)
-    since = utcnow() - access_lifetime
-    with database_errors("tokens"):
-        issued = list(
-            database[COLLECTION].find(
-                {"user_id": user_id, "created_at": {"$gt": since}},
-                {"access_jti": 1, "created_at": 1},
-            )
-        )
-    for document in issued:
-        expires_at = document["created_at"] + access_lifetime
-        deny_token(client, str(document["access_jti"]), int(expires_at.timestamp()))
-    return len(issued)
-
-
-def revoke_user_families(database: Database[Document], user_id: str) -> None:
-    """Revoke every refresh token of `user_id` in `database` (account closure)."""
-    with database_errors("tokens"):
-        database[COLLECTION].update_many(
-            {"user_id": user_id, "revoked_at": None}, {"$set": {"revoked_at": utcnow()}}
-        )

@@ -8,16 +8,26 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from lucid.auth.message import MAX_MESSAGE_LENGTH
 from lucid.auth.tokens import MAX_TOKEN_LENGTH
-from lucid.auth.tron import MAX_ADDRESS_TEXT
+from lucid.auth.tron import MAX_ADDRESS_TEXT, validate_address
+from lucid.errors import InvalidAddressError
 from lucid.identity import Role
 from lucid.store.documents import Timestamp
 
 # "0x" + 65 bytes is 132 characters; a little more lets 66-byte signatures reach the precise 401.
 MAX_SIGNATURE_TEXT = 140
+
+
+def _tron_address(value: str) -> str:
+    # A malformed address is a malformed request (422 naming the field), not a failed sign-in.
+    try:
+        return validate_address(value)
+    except InvalidAddressError as error:
+        raise ValueError(error.detail) from None
+
 
 Address = Annotated[
     str,
@@ -27,6 +37,7 @@ Address = Annotated[
         description="TRON address in Base58Check",
         examples=["TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC"],
     ),
+    AfterValidator(_tron_address),
 ]
 Token = Annotated[str, Field(min_length=1, max_length=MAX_TOKEN_LENGTH)]
 

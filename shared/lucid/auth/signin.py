@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 
 import redis
 
-from lucid.auth.denylist import deny_token
 from lucid.auth.message import build_message, check_ours, parse_message
 from lucid.auth.refresh import RefreshTokenStore
 from lucid.auth.schemas import Challenge, TokenPair
@@ -42,7 +41,7 @@ from lucid.errors import (
     UnknownNonceError,
 )
 from lucid.identity import Role
-from lucid.store.documents import Document, utcnow
+from lucid.store.documents import Document, new_id, utcnow
 from lucid.users.repository import UserRepository
 
 NONCE_KEY_PREFIX = "lucid:signin-nonce:"
@@ -146,10 +145,9 @@ class SignInService:
             raise InvalidTokenError("the user of this refresh token no longer exists")
         return self._issue_pair(user, family_id=grant.family_id)
 
-    def logout(self, jti: str, expires_at: int) -> None:
-        """Refuse the access token `jti` until it expires and revoke its refresh family."""
-        deny_token(self._redis, jti, expires_at)
-        self._refresh_tokens.revoke_family_of_access_token(jti)
+    def logout(self, session_id: str) -> None:
+        """End the sign-in `session_id`: its refresh tokens and every access token it issued."""
+        self._refresh_tokens.revoke_family(session_id)
 
     def _consume_nonce(self, nonce: str) -> dict[str, str] | None:
         try:
@@ -163,10 +161,9 @@ class SignInService:
 
     def _issue_pair(self, user: Document, family_id: str | None) -> TokenPair:
         role = Role.parse(user.get("role"))
-        access = self._tokens.issue(str(user["_id"]), str(user["address"]), role)
-        refresh_token = self._refresh_tokens.issue(
-            str(user["_id"]), access.claims.jti, family_id=family_id
-        )
+        session_id = family_id or new_id()  # a login starts a sign-in, a refresh continues one
+        access = self._tokens.issue(str(user["_id"]), str(user["address"]), role, session_id)
+        refresh_token = self._refresh_tokens.issue(str(user["_id"]), access.claims.jti, session_id)
         return TokenPair(
             access_token=access.token, refresh_token=refresh_token, expires_in=access.expires_in
         )

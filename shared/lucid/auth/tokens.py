@@ -3,8 +3,8 @@
 Issuing signs with the current key and puts its `kid` in the header. Decoding accepts exactly
 the configured algorithm (never `none`, never a different family, so an RS256 public key can
 not be replayed as an HS256 secret), a `kid` we know (current or previous), and requires
-exp/iat/nbf/iss/aud/sub/jti with at most 30 s of leeway and `typ` == "access". Every failure is
-an `InvalidTokenError` whose detail names the reason and never echoes the token.
+exp/iat/nbf/iss/aud/sub/jti/sid with at most 30 s of leeway and `typ` == "access". Every failure
+is an `InvalidTokenError` whose detail names the reason and never echoes the token.
 
 Refresh tokens are not JWTs (see `lucid.auth.refresh`): a refresh token fails here as "not a JWT",
 and an access token is unknown to the refresh store.
@@ -30,7 +30,7 @@ from lucid.identity import Role, tier_for_role
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret
 # Our tokens are ~500 bytes; refusing long input bounds the work done before the signature check.
 MAX_TOKEN_LENGTH = 4096
-REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]
+REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti", "sid"]
 
 
 class AccessClaims(BaseModel):
@@ -47,7 +47,8 @@ class AccessClaims(BaseModel):
     iat: int = Field(description="issued at, seconds since the epoch")
     nbf: int = Field(description="not before, seconds since the epoch")
     exp: int = Field(description="expires at, seconds since the epoch")
-    jti: str = Field(description="the token's id (what logout revokes)")
+    jti: str = Field(description="the token's id")
+    sid: str = Field(description="the sign-in it belongs to (what logout and reuse revoke)")
     typ: Literal["access"]
 
 
@@ -89,8 +90,9 @@ class TokenService:
         self._key_ring = key_ring
         self._clock = clock
 
-    def issue(self, user_id: str, address: str, role: Role) -> IssuedAccessToken:
-        """A new access token for the user `user_id` signed in as `address` with `role`."""
+    def issue(self, user_id: str, address: str, role: Role, session_id: str) -> IssuedAccessToken:
+        """A new access token for the user `user_id` signed in as `address` with `role`, in the
+        sign-in `session_id` (its refresh-token family)."""
         keys = self._key_ring.keys()
         now = int(self._clock())
         claims = AccessClaims(
@@ -104,6 +106,7 @@ class TokenService:
             nbf=now,
             exp=now + 60 * self._settings.TOKEN_EXPIRE_MINUTES,
             jti=secrets.token_urlsafe(16),
+            sid=session_id,
             typ=ACCESS_TOKEN_TYPE,
         )
         token = jwt.encode(

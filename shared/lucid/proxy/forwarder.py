@@ -30,6 +30,7 @@ from lucid.errors import BadGatewayError, GatewayTimeoutError, LucidError
 from lucid.identity import CallerIdentity
 from lucid.proxy.breaker import BreakerPolicy, CircuitBreaker
 from lucid.proxy.breaker_store import BreakerStore
+from lucid.proxy.discovery import BackendDirectory
 from lucid.proxy.headers import Header, request_headers, response_headers
 from lucid.proxy.routing import (
     BACKENDS,
@@ -65,8 +66,8 @@ class ProxyRequest:
 
     @property
     def public_path(self) -> str:
-        """The path the caller asked for."""
-        return f"/{self.prefix}/{self.remainder}"
+        """The path the caller asked for (the stage excluded): `/chain` for a collection root."""
+        return f"/{self.prefix}/{self.remainder}" if self.remainder else f"/{self.prefix}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,7 @@ class Proxy:
         rng: random.Random | None = None,
     ) -> None:
         self._settings = settings
+        self._directory = BackendDirectory(settings)
         self._client = client
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrecy
@@ -121,7 +123,7 @@ class Proxy:
         backend = backend_for(request.prefix)
         check_remainder(request.remainder)
         check_query(request.query)
-        url = upstream_url(backend.base_url(self._settings), request.public_path, request.query)
+        url = upstream_url(self._directory.base_url(backend), request.public_path, request.query)
         headers = request_headers(
             request.headers,
             request_id=request.request_id,

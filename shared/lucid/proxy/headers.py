@@ -7,8 +7,14 @@ X-Forwarded-*, Forwarded, X-Real-IP) and the framing headers the client library 
 Content-Length). The gateway then adds what only it can vouch for: X-Request-ID, X-Forwarded-For
 (API Gateway's sourceIp) and X-Lucid-User-Id / X-Lucid-Role from the authorizer context.
 
-Towards the caller: hop-by-hop headers and the framing the gateway recomputes are dropped; the
-rest (Content-Type, Content-Encoding, caching headers, ...) passes through untouched.
+Towards the caller, what describes the content passes through untouched (Content-Type,
+Content-Encoding, ETag, Cache-Control, Location, Retry-After, Set-Cookie, ...). Dropped:
+hop-by-hop headers and the framing the gateway recomputes (Content-Length); what would tell an
+attacker which software runs behind the gateway (Server, X-Powered-By, X-AspNet-Version,
+X-AspNetMvc-Version, Via); and what only the gateway or API Gateway may say: the request id, the
+rate-limit headers (X-RateLimit-*, RateLimit, RateLimit-Policy), CORS (Access-Control-*, which
+API Gateway sets from the template and ignores from integrations), X-Content-Type-Options (every
+response of ours says nosniff), and the X-Lucid-* / X-Amzn-* / Apigw-* namespaces.
 """
 
 from __future__ import annotations
@@ -37,6 +43,24 @@ _NEVER_FORWARDED = frozenset(
 )
 _GATEWAY_PREFIXES = ("proxy-", "x-lucid-", "x-forwarded-")
 _RECOMPUTED_IN_RESPONSE = frozenset({"content-length", "x-request-id"})
+_NOT_PASSED_BACK = frozenset(
+    {
+        # fingerprints of the backend's software
+        "server",
+        "x-powered-by",
+        "x-aspnet-version",
+        "x-aspnetmvc-version",
+        "via",
+        # the gateway's own
+        "x-content-type-options",
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+        "ratelimit",
+        "ratelimit-policy",
+    }
+)
+_NOT_PASSED_BACK_PREFIXES = ("access-control-", "x-lucid-", "x-amzn-", "apigw-")
 
 USER_ID_HEADER = "X-Lucid-User-Id"
 ROLE_HEADER = "X-Lucid-Role"
@@ -86,9 +110,13 @@ def response_headers(incoming: Iterable[Header], *, keep_length: bool = False) -
     """The backend's response headers the caller sees (`keep_length` for HEAD answers)."""
     incoming = list(incoming)
     named = _connection_named(incoming)
-    dropped = _RECOMPUTED_IN_RESPONSE - ({"content-length"} if keep_length else set())
+    dropped = (_RECOMPUTED_IN_RESPONSE | _NOT_PASSED_BACK) - (
+        {"content-length"} if keep_length else set()
+    )
     return [
         (name, value)
         for name, value in incoming
-        if not _is_hop_by_hop(name.lower(), named) and name.lower() not in dropped
+        if not _is_hop_by_hop(name.lower(), named)
+        and name.lower() not in dropped
+        and not name.lower().startswith(_NOT_PASSED_BACK_PREFIXES)
     ]

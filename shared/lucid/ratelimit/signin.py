@@ -1,7 +1,11 @@
-"""Sign-in abuse limits for /auth/challenge and /auth/login: per source IP and per TRON address.
+"""Sign-in abuse limits for /auth/challenge and /auth/login: per source IP, and per TRON address
+from one source IP.
 
 Both are counted in one round trip and charged only together, so a refused attempt costs
-neither budget. Call it first thing in the route, with the address as the body gives it:
+neither budget. Nothing is counted per address alone: attempts from other sources never spend
+the budget of the address's owner, so nobody can lock someone else's address out of sign-in,
+while attempts on one address stay bounded by RATE_LIMIT_SIGNIN_PER_ADDRESS per window from
+each source. Call it first thing in the route, with the address as the body gives it:
 
     enforce_signin_limits(source_ip, body.address)
 """
@@ -27,12 +31,16 @@ def enforce_signin_limits(
     policies = limiter.policies
     limits: list[Limit] = [(policies.signin_ip, ip)]
     if address:
-        limits.append((policies.signin_address, address.strip()))
+        limits.append((policies.signin_address, f"{address.strip()}@{ip}"))
     decision = limiter.check_all(limits)
     if not decision.allowed:
-        per = "address" if decision.policy is policies.signin_address else "IP address"
+        per = (
+            "for this address from this IP address"
+            if decision.policy is policies.signin_address
+            else "from this IP address"
+        )
         raise RateLimitedError(
-            f"too many sign-in attempts from this {per}; retry in {decision.retry_after} s",
+            f"too many sign-in attempts {per}; retry in {decision.retry_after} s",
             extensions={"retry_after": decision.retry_after},
             headers=rate_limit_headers(decision),
         )

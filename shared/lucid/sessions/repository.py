@@ -4,7 +4,9 @@ Object-level authorization (OWASP API1) lives here, not in routes: a non-admin's
 includes `owner_id`, so someone else's session is indistinguishable from a missing one (404).
 Each write is one `insert_one` / `find_one_and_update`; a PATCH applies only if the version it
 read is still current (the check and the write are one operation), so concurrent writers with
-the same ETag get exactly one success. MongoDB outages become `ServiceUnavailableError`.
+the same ETag get exactly one success. A new session whose owner's account is gone once it is
+inserted (closed meanwhile, `lucid.users.closure`) is removed again and refused, so a closed
+account owns nothing new. MongoDB outages become `ServiceUnavailableError`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.database import Database
 
-from lucid.errors import ConflictError, NotFoundError, PreconditionFailedError
+from lucid.errors import (
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+    PreconditionFailedError,
+)
 from lucid.identity import CallerIdentity
 from lucid.sessions.preconditions import IfMatch
 from lucid.sessions.schemas import (
@@ -28,6 +35,7 @@ from lucid.store.documents import Document, database_errors, is_valid_id, new_id
 from lucid.store.pagination import Page, SortOrder, fetch_page
 
 COLLECTION = "sessions"
+USERS = "users"  # lucid.users.repository.COLLECTION: read to see that a session's owner exists
 # Without If-Match a PATCH re-reads and retries when another writer got in between.
 UNCONDITIONAL_ATTEMPTS = 3
 
@@ -41,9 +49,10 @@ class SessionRepository:
 
     def __init__(self, database: Database[Document]) -> None:
         self._sessions = database[COLLECTION]
+        self._users = database[USERS]
 
     def create(self, owner_id: str, data: SessionCreate) -> Document:
-        """A new pending session owned by `owner_id`."""
+        """A new pending session owned by `owner_id`; 401 when that account no longer exists."""
         now = utcnow()
         document: Document = {
             "_id": new_id(),
@@ -60,6 +69,12 @@ class SessionRepository:
         }
         with database_errors("sessions"):
             self._sessions.insert_one(document)
+            # After the insert, not before: a closure that deletes the owner in between still
+            # sees this session (it ends them after the delete), and one that deleted it earlier
+            # is seen here.
+            if self._users.find_one({"_id": owner_id}, {"_id": 1}) is None:
+                self._sessions.delete_one({"_id": document["_id"]})
+                raise AuthenticationError("the account was closed")
         return document
 
     def get(self, caller: CallerIdentity, session_id: str) -> Document:

@@ -3,13 +3,24 @@
 Ids are 32-char lowercase hex uuid4 strings, checked by `is_valid_id` before they reach a query,
 so a malformed id is a plain 404 and never a driver error. Timestamps are UTC with millisecond
 precision, the precision BSON stores, so what we return is exactly what a cursor later compares.
-Client-supplied JSON objects (session metadata, user preferences) pass `check_json_object`: no key
-may start with `$` or contain `.` at any depth, so they can never act as MongoDB operators.
+
+Client-supplied JSON objects (session metadata, user preferences) pass `check_json_object`, the
+one place where a free-form value is checked before MongoDB stores it. Anything BSON cannot hold,
+or that MongoDB would read as more than data, is a ValueError (pydantic's 422 naming the field)
+instead of a driver error (a 500) half way through a write:
+
+    keys        strings only; never starting with `$` or holding `.` (operators, paths) or NUL
+                (BSON keys are C strings)
+    integers    within BSON's int64 (-2**63 .. 2**63-1)
+    floats      finite (JSON has no NaN or Infinity, though Python's parser accepts them)
+    strings     valid Unicode: a lone surrogate (`"\\ud800"` in JSON) cannot be UTF-8 encoded
+    nesting     at most MAX_JSON_DEPTH levels; at most `max_bytes` as JSON
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from collections.abc import Iterator, Mapping
@@ -23,7 +34,9 @@ from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
 from lucid.errors import ServiceUnavailableError
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_JSON_DEPTH = 16
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 Document = dict[str, Any]
 # A moment as `iso()` writes it: what every response carries for a stored datetime.
@@ -65,31 +78,52 @@ def iso(moment: datetime | None) -> str | None:
 
 
 def check_json_object(value: Mapping[str, Any], *, max_bytes: int) -> dict[str, Any]:
-    """`value` if it is a JSON object of at most `max_bytes` with only storable keys.
+    """`value` if MongoDB can store it as it is (see the module docstring), within `max_bytes`.
 
     Raises ValueError (pydantic turns it into a 422 naming the field) otherwise.
     """
-    _check_keys(value, depth=1)
-    try:
-        encoded = json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        raise ValueError("must not contain NaN or Infinity") from None
+    _check_storable(value, depth=1)
+    encoded = json.dumps(value, separators=(",", ":"))
     if len(encoded.encode()) > max_bytes:
         raise ValueError(f"must be at most {max_bytes} bytes as JSON")
     return dict(value)
 
 
-def _check_keys(value: object, depth: int) -> None:
+def _check_storable(value: object, depth: int) -> None:
     if depth > MAX_JSON_DEPTH:
         raise ValueError(f"must not nest deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, Mapping):
         for key, item in value.items():
-            if key.startswith("$") or "." in key:
-                raise ValueError("keys must not start with '$' or contain '.'")
-            _check_keys(item, depth + 1)
+            _check_key(key)
+            _check_storable(item, depth + 1)
     elif isinstance(value, list):
         for item in value:
-            _check_keys(item, depth + 1)
+            _check_storable(item, depth + 1)
+    elif isinstance(value, str):
+        _check_text(value, "strings")
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError("integers must fit in 64 bits (-2**63 to 2**63-1)")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("must not contain NaN or Infinity")
+    else:
+        raise ValueError(f"must hold JSON values only, not {type(value).__name__}")
+
+
+def _check_key(key: object) -> None:
+    if not isinstance(key, str):
+        raise ValueError("keys must be strings")
+    if key.startswith("$") or "." in key or "\x00" in key:
+        raise ValueError("keys must not start with '$' or contain '.' or NUL")
+    _check_text(key, "keys")
+
+
+def _check_text(text: str, what: str) -> None:
+    if _SURROGATE.search(text):
+        raise ValueError(f"{what} must be valid Unicode (no lone surrogates)")
 
 
 @contextmanager

@@ -33,11 +33,13 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("status", ASCENDING)], name="status"),
     ],
     # Refresh tokens (lucid.auth.refresh): expiry is a TTL index, so spent families vanish.
+    # `revoked` serves the reload of revoked sign-ins into Redis (lucid.auth.revocation).
     "tokens": [
         IndexModel([("expires_at", ASCENDING)], name="expires_ttl", expireAfterSeconds=0),
         IndexModel([("family_id", ASCENDING)], name="family"),
         IndexModel([("user_id", ASCENDING)], name="user"),
         IndexModel([("access_jti", ASCENDING)], name="access_jti"),
+        IndexModel([("revoked_at", ASCENDING)], name="revoked"),
     ],
 }
 

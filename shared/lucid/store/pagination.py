@@ -29,6 +29,10 @@ MAX_LIMIT = 100
 DEFAULT_LIMIT = 50
 MAX_CURSOR_LENGTH = 512
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The last millisecond a datetime (and so a BSON date we compare with) can name: year 9999.
+MAX_CREATED_AT_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - EPOCH) // timedelta(
+    milliseconds=1
+)
 SortOrder = Literal["created_at", "-created_at"]
 
 
@@ -81,7 +85,7 @@ def decode_cursor(cursor: str, fingerprint: str) -> Position:
     if not isinstance(data, dict):
         raise _bad_cursor("cursor is malformed")
     created, ident, query = data.get("t"), data.get("i"), data.get("q")
-    if type(created) is not int or created < 0 or not is_valid_id(ident):
+    if type(created) is not int or not 0 <= created <= MAX_CREATED_AT_MS or not is_valid_id(ident):
         raise _bad_cursor("cursor is malformed")
     if query != fingerprint:
         raise _bad_cursor("cursor belongs to a different query (filters or sort changed)")

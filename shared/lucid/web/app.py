@@ -12,6 +12,8 @@ from lucid.web.middleware import RequestContextMiddleware
 from lucid.web.openapi import install_openapi, operation_id, problems
 from lucid.web.problems import install_problem_handlers
 from lucid.web.ratelimit import RateLimitMiddleware
+from lucid.web.security_headers import SecurityHeaders
+from lucid.web.stage import StagePathMiddleware
 
 
 def create_app(function: str, *routers: APIRouter, rate_limited: bool = True) -> FastAPI:
@@ -41,6 +43,8 @@ def create_app(function: str, *routers: APIRouter, rate_limited: bool = True) ->
         app.include_router(router)
     if rate_limited:
         app.add_middleware(RateLimitMiddleware)
+    # Routes match the path below a named stage's `/{stage}` prefix (lucid/web/stage.py).
+    app.add_middleware(StagePathMiddleware)
     # Added last, so outermost: 429s carry a request id and get an access-log line too.
     app.add_middleware(RequestContextMiddleware)
     return app
@@ -52,5 +56,6 @@ TEXT_MIME_TYPES = ["text/", "application/json", "+json", "application/xml", "+xm
 
 def lambda_handler(app: FastAPI) -> Mangum:
     """The Lambda entry point for `app`: Mangum without lifespan (it would run per invocation),
-    instrumented (`lucid.observability`: log keys and metrics per invocation)."""
-    return instrument(Mangum(app, lifespan="off", text_mime_types=TEXT_MIME_TYPES))
+    instrumented (`lucid.observability`: log keys and metrics per invocation), every response
+    with our security headers (`lucid.web.security_headers`)."""
+    return instrument(Mangum(SecurityHeaders(app), lifespan="off", text_mime_types=TEXT_MIME_TYPES))

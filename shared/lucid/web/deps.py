@@ -3,20 +3,43 @@
 Identity comes only from the Lambda authorizer's context (`requestContext.authorizer.lambda`),
 the client address only from `requestContext.http.sourceIp`; headers a client sends (X-User-Id,
 X-Forwarded-For, ...) are never trusted for either.
+
+API Gateway may serve that context from a decision it cached up to AuthorizerTtlSeconds ago, so
+the functions check what may have changed since, at every call (ARCHITECTURE.md):
+
+    Caller        the token's sign-in is not revoked (logout, refresh-token reuse, role change,
+                  account closure: `lucid.auth.revocation`), else 401; an admin token's role is
+                  replaced with the role stored now (a demoted admin acts as a user)
+    AdminCaller   the stored role is admin, else 403; then the same revocation check (401)
+    TokenCaller   what the authorizer vouched for, unchecked: only for POST /auth/logout, which
+                  ending an already revoked sign-in does no harm to (RFC 7009 section 2.2)
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import redis
 from fastapi import Depends, Request
 
+from lucid.auth.revocation import RevocationList, RevocationRecord
 from lucid.config import Settings, get_settings
-from lucid.errors import AuthenticationError, ForbiddenError
-from lucid.identity import CallerIdentity
+from lucid.errors import AuthenticationError, ForbiddenError, InvalidTokenError
+from lucid.identity import CallerIdentity, Role
 from lucid.store.redis_client import get_redis
 from lucid.web.middleware import request_facts
+
+if TYPE_CHECKING:
+    from pymongo.database import Database
+
+    from lucid.store.documents import Document
+
+# pymongo is imported when a check first needs MongoDB (an admin's stored role, or revocations
+# when Redis cannot answer), not at import: the proxy's routes need no database otherwise, and
+# pymongo costs 30-55 ms of a cold start (`make bench coldstart`; lucid.web.database).
+DatabaseFactory = Callable[[], "Database[Document]"]
 
 # Dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker
 # thread, a hop that costs more than the dependency itself on every request. The caller and the
@@ -28,26 +51,16 @@ async def optional_caller(request: Request) -> CallerIdentity | None:
     return request_facts(request.scope).caller
 
 
-async def require_caller(request: Request) -> CallerIdentity:
-    """The caller; 401 when the request carries no authorizer context (defence in depth)."""
+def _vouched(request: Request) -> CallerIdentity:
     caller = request_facts(request.scope).caller
     if caller is None:
         raise AuthenticationError("this route needs a signed-in caller")
     return caller
 
 
-async def require_admin(
-    caller: Annotated[CallerIdentity, Depends(require_caller)],
-) -> CallerIdentity:
-    """The caller, who must be an admin (403 otherwise)."""
-    if not caller.is_admin:
-        raise ForbiddenError("this route is for admins")
-    return caller
-
-
-async def source_ip(request: Request) -> str:
-    """The client address API Gateway saw on the connection."""
-    return request_facts(request.scope).source_ip or "0.0.0.0"  # noqa: S104
+async def token_caller(request: Request) -> CallerIdentity:
+    """The caller the authorizer vouched for; 401 without one (defence in depth)."""
+    return _vouched(request)
 
 
 async def current_settings() -> Settings:
@@ -60,9 +73,95 @@ async def current_redis() -> redis.Redis:
     return get_redis()
 
 
+def _process_database() -> Database[Document]:
+    from lucid.store.mongo import get_database
+
+    return get_database()
+
+
+def _mongo_record(database: DatabaseFactory) -> RevocationRecord:
+    from lucid.auth.revocation_record import MongoRevocationRecord
+
+    return MongoRevocationRecord(database())
+
+
+def _stored_role(database: DatabaseFactory, user_id: str) -> Role | None:
+    from lucid.users.roles import stored_role
+
+    return stored_role(database(), user_id)
+
+
+async def database_factory() -> DatabaseFactory:
+    """How to reach the process's MongoDB database when a check needs it, not before: a
+    function that checks callers opens no MongoDB connection it never uses (tests override
+    this beside `lucid.web.database.current_database`)."""
+    return _process_database
+
+
+RedisDep = Annotated[redis.Redis, Depends(current_redis)]
+DatabaseFactoryDep = Annotated[DatabaseFactory, Depends(database_factory)]
+
+
+def revocations_on(client: redis.Redis, database: DatabaseFactory) -> RevocationList:
+    """Revoked sign-ins: the Redis copy, and the MongoDB record when Redis cannot answer."""
+    return RevocationList(
+        client,
+        lambda: _mongo_record(database),
+        token_lifetime_seconds=60 * get_settings().TOKEN_EXPIRE_MINUTES,
+    )
+
+
+async def revocation_list(client: RedisDep, database: DatabaseFactoryDep) -> RevocationList:
+    """The revoked sign-ins of the process's stores."""
+    return revocations_on(client, database)
+
+
+def check_sign_in(caller: CallerIdentity, revocations: RevocationList) -> None:
+    """401 unless the caller's sign-in is live (503 when neither store can tell)."""
+    if not caller.session_id:
+        raise InvalidTokenError("the token names no sign-in; sign in again")
+    if revocations.is_revoked(caller.session_id):
+        raise InvalidTokenError("this sign-in was revoked; sign in again")
+
+
+# The two checks below take the request and the clients directly rather than other dependencies:
+# every dependency FastAPI resolves costs ~15 us per request, on every signed-in call.
+
+
+async def require_caller(
+    request: Request, client: RedisDep, database: DatabaseFactoryDep
+) -> CallerIdentity:
+    """The caller, whose sign-in is live (401 otherwise), with its admin role checked in storage."""
+    caller = _vouched(request)
+    check_sign_in(caller, revocations_on(client, database))
+    if not caller.is_admin:
+        return caller  # a plain user's token grants nothing storage could take away
+    role = _stored_role(database, caller.user_id)
+    if role is None:
+        raise InvalidTokenError("the account was closed")
+    return caller if role == Role.ADMIN else dataclasses.replace(caller, role=role)
+
+
+async def require_admin(
+    request: Request, client: RedisDep, database: DatabaseFactoryDep
+) -> CallerIdentity:
+    """The caller, who must be an admin now, where the role is stored (403 otherwise)."""
+    caller = _vouched(request)
+    if not caller.is_admin or _stored_role(database, caller.user_id) != Role.ADMIN:
+        raise ForbiddenError("this route is for admins")
+    check_sign_in(caller, revocations_on(client, database))
+    return caller
+
+
+async def source_ip(request: Request) -> str:
+    """The client address API Gateway saw on the connection."""
+    return request_facts(request.scope).source_ip or "0.0.0.0"  # noqa: S104
+
+
 Caller = Annotated[CallerIdentity, Depends(require_caller)]
+TokenCaller = Annotated[CallerIdentity, Depends(token_caller)]
 OptionalCaller = Annotated[CallerIdentity | None, Depends(optional_caller)]
 AdminCaller = Annotated[CallerIdentity, Depends(require_admin)]
 SourceIp = Annotated[str, Depends(source_ip)]
 SettingsDep = Annotated[Settings, Depends(current_settings)]
-RedisDep = Annotated[redis.Redis, Depends(current_redis)]
+Revocations = Annotated[RevocationList, Depends(revocation_list)]

@@ -34,7 +34,11 @@ class RateLimitMiddleware:
         self.limiter_factory = limiter_factory
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limiter = self.limiter_factory() if scope["type"] == "http" else None
+        try:
+            limiter = self.limiter_factory() if scope["type"] == "http" else None
+        except LucidError as error:  # e.g. REDIS_URI cannot be read from AWS yet: a 503
+            await error_response(error, scope["path"])(scope, receive, send)
+            return
         if limiter is None or not limiter.enabled:
             await self.app(scope, receive, send)
             return

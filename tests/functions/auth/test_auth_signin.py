@@ -108,11 +108,19 @@ def test_nonce_issued_to_another_address_is_refused() -> None:
     _problem(reply, 401, "nonce-address-mismatch")
 
 
-def test_invalid_base58_checksum_is_refused() -> None:
+@pytest.mark.parametrize("path", ["/auth/challenge", "/auth/login"])
+def test_a_malformed_address_is_a_422_naming_the_field(path: str) -> None:
+    # GIVEN an address whose Base58Check checksum is wrong (a typo)
     address = Wallet().address
     broken = address[:-1] + ("1" if address[-1] != "1" else "2")
-    reply = call_auth("POST", "/auth/challenge", body={"address": broken})
-    assert "checksum" in _problem(reply, 401, "invalid-address")
+    body = {"address": broken, "message": "m", "signature": "00"}
+    # WHEN it asks for a challenge or logs in THEN it is a malformed request, not a failed sign-in
+    reply = call_auth("POST", path, body={"address": broken} if "challenge" in path else body)
+    assert _problem(reply, 422, "validation") == "invalid address"
+    (error,) = reply.body["errors"]
+    assert error["loc"] == ["body", "address"]
+    assert "checksum" in error["msg"]
+    assert broken not in str(reply.body)
 
 
 @pytest.mark.parametrize(
@@ -179,7 +187,7 @@ def test_address_in_admin_addresses_signs_in_as_admin() -> None:
     assert (other.role, other.tier) == ("user", "authenticated")
 
 
-def test_sign_in_is_rate_limited_per_address(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sign_in_is_rate_limited_per_address_and_source(monkeypatch: pytest.MonkeyPatch) -> None:
     from lucid.config import Settings
     from lucid.ratelimit import default_limiter
 
@@ -191,14 +199,11 @@ def test_sign_in_is_rate_limited_per_address(monkeypatch: pytest.MonkeyPatch) ->
     try:
         statuses = [
             call_auth(
-                "POST",
-                "/auth/challenge",
-                body={"address": wallet.address},
-                source_ip=f"203.0.113.{i}",
+                "POST", "/auth/challenge", body={"address": wallet.address}, source_ip=source
             ).status
-            for i in range(12)
+            for source in ["203.0.113.1"] * 12 + ["203.0.113.2"]
         ]
     finally:
         default_limiter.cache_clear()
-    # THEN the 11th and 12th attempts from fresh IPs are refused for the address
-    assert statuses == [200] * 10 + [429] * 2
+    # THEN the 11th and 12th attempts from one source are refused, the owner's from another not
+    assert statuses == [200] * 10 + [429] * 2 + [200]

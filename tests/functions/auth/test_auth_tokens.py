@@ -12,6 +12,7 @@ import pytest
 from pymongo.database import Database
 
 from tests.utils.auth_flow import authorize, call_auth, sign_in
+from tests.utils.datastore import database_for
 from tests.utils.wallets import Wallet
 
 pytestmark = pytest.mark.usefixtures("database")
@@ -47,7 +48,8 @@ def test_verify_returns_the_claims() -> None:
     assert reply.status == 200
     assert reply.body["addr"] == wallet.address
     assert reply.body["typ"] == "access"
-    assert {"iss", "aud", "sub", "role", "tier", "iat", "nbf", "exp", "jti"} <= reply.body.keys()
+    claims = {"iss", "aud", "sub", "role", "tier", "iat", "nbf", "exp", "jti", "sid"}
+    assert claims <= reply.body.keys()
 
 
 def test_verify_refuses_a_refresh_token_and_refresh_refuses_an_access_token() -> None:
@@ -107,19 +109,49 @@ def test_two_concurrent_refreshes_exactly_one_succeeds() -> None:
     assert sorted(statuses) == [200, 401]
 
 
-def test_logout_revokes_the_access_token_and_its_refresh_family() -> None:
+def test_logout_ends_the_sign_in_every_access_token_and_the_refresh_family() -> None:
+    wallet = Wallet()
+    pair = sign_in(wallet)
+    rotated = _refresh(pair["refresh_token"]).body
+    other_sign_in = sign_in(wallet)
+    assert _logout(rotated["access_token"]).status == 204
+    # the authorizer now refuses both access tokens of the sign-in, verify and status agree
+    for token in (pair["access_token"], rotated["access_token"]):
+        assert authorize(token) == {"isAuthorized": False}
+        assert _verify(token).body["detail"] == "this sign-in was revoked"
+        assert _status(f"Bearer {token}")["authenticated"] is False
+    assert _refresh(rotated["refresh_token"]).body["detail"] == "refresh token was revoked"
+    # the wallet's other sign-in goes on
+    assert authorize(other_sign_in["access_token"])["isAuthorized"] is True
+    # and logging out again does no harm (RFC 7009: revoking a revoked token is no error)
+    context = authorize(other_sign_in["access_token"])["context"]
+    assert call_auth("POST", "/auth/logout", context=context).status == 204
+    assert call_auth("POST", "/auth/logout", context=context).status == 204
+
+
+def test_logout_with_mongodb_down_is_503_and_revokes_nothing(
+    dead_database: Database[dict[str, Any]],
+) -> None:
     pair = sign_in(Wallet())
-    assert _logout(pair["access_token"]).status == 204
-    # the authorizer now refuses the token, verify and status agree
-    assert authorize(pair["access_token"]) == {"isAuthorized": False}
-    assert _verify(pair["access_token"]).body["detail"] == "token was revoked"
-    assert _status(f"Bearer {pair['access_token']}")["authenticated"] is False
-    assert _refresh(pair["refresh_token"]).body["detail"] == "refresh token was revoked"
+    context = authorize(pair["access_token"])["context"]
+    with database_for("auth", database=dead_database):
+        reply = call_auth("POST", "/auth/logout", context=context)
+    assert reply.status == 503
+    assert reply.headers["content-type"] == "application/problem+json"
+    # the record was not written, so nothing is revoked: the client retries
+    assert authorize(pair["access_token"])["isAuthorized"] is True
+    assert _verify(pair["access_token"]).status == 200
 
 
-def test_logout_without_authorizer_context_is_401() -> None:
+def test_logout_without_authorizer_context_or_sign_in_is_401() -> None:
     reply = call_auth("POST", "/auth/logout")
     assert reply.status == 401
+    context = authorize(sign_in(Wallet())["access_token"])["context"]
+    reply = call_auth("POST", "/auth/logout", context={**context, "sid": ""})
+    assert (reply.status, reply.body["detail"]) == (
+        401,
+        "the token names no sign-in; sign in again",
+    )
 
 
 def test_status_with_and_without_a_token(database: Database[dict[str, Any]]) -> None:
@@ -164,10 +196,10 @@ def test_tokens_and_signatures_never_reach_the_logs(
     pair = call_auth("POST", "/auth/login", body=body).body
     call_auth("POST", "/auth/login", body=body)  # replay: refused
     rotated = _refresh(pair["refresh_token"]).body
-    _refresh(pair["refresh_token"])  # reuse: refused
     _verify(rotated["access_token"][:-4] + "AAAA")
     authorize(rotated["access_token"] + "x")
     _logout(rotated["access_token"])
+    _refresh(pair["refresh_token"])  # reuse: refused
     # THEN no token, signature or nonce appears anywhere in what was logged or printed
     printed = capsys.readouterr()
     records = " ".join(str(vars(record)) for record in caplog.records)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import jwt
@@ -15,15 +16,19 @@ from redis.retry import Retry
 
 from lucid.auth.authorizer import authorize as decide
 from lucid.auth.authorizer import bearer_token
-from lucid.auth.denylist import deny_token
+from lucid.auth.refresh import RefreshTokenStore
+from lucid.auth.revocation import RevocationList
 from lucid.auth.tokens import get_token_service
+from lucid.errors import ServiceUnavailableError
+from lucid.store.documents import new_id
 from lucid_edge.local import free_port
 from tests.utils.auth_flow import authorize, authorizer_event, sign_in
-from tests.utils.datastore import atomic_writes, database_for
+from tests.utils.datastore import atomic_writes, database_for, revocations_on
 from tests.utils.functions import load_handler
 from tests.utils.wallets import Wallet
 
 KEY = "test-only-key-0123456789abcdef0123456789abcdef"  # tests/conftest.py's JWT_SECRET_KEY
+SID = new_id()
 
 
 @pytest.fixture
@@ -45,6 +50,7 @@ def _claims(**changes: Any) -> dict[str, Any]:
         "nbf": now,
         "exp": now + 900,
         "jti": "j-1",
+        "sid": SID,
         "typ": "access",
     }
     claims.update(changes)
@@ -69,6 +75,7 @@ def test_signed_in_caller_is_authorized_with_its_context() -> None:
             "role": "user",
             "tier": "authenticated",
             "jti": claims.jti,
+            "sid": claims.sid,
             "exp": claims.exp,
         },
     }
@@ -86,8 +93,11 @@ def test_signed_in_caller_is_authorized_with_its_context() -> None:
         lambda: _token(typ="refresh"),
         lambda: jwt.encode(_claims(), None, algorithm="none", headers={"kid": "k1"}),
         lambda: "R" * 43,
+        lambda: jwt.encode(
+            {k: v for k, v in _claims().items() if k != "sid"}, KEY, headers={"kid": "k1"}
+        ),
     ],
-    ids=["expired", "nbf-future", "iss", "aud", "other-key", "typ", "alg-none", "refresh"],
+    ids=["expired", "nbf-future", "iss", "aud", "other-key", "typ", "alg-none", "refresh", "sid"],
 )
 def test_bad_tokens_are_denied(make_token: Callable[[], str]) -> None:
     # Built when the test runs, not when pytest collects it: a token whose nbf is 120 s ahead
@@ -114,25 +124,88 @@ def test_bearer_scheme_is_case_insensitive_and_identity_source_is_a_fallback(
     assert load_handler("authorizer")(event, None)["isAuthorized"] is True
 
 
-def test_revoked_token_is_denied(redis_client: redis.Redis) -> None:
-    token = _token(jti="revoked-1")
+def test_a_token_of_a_revoked_sign_in_is_denied(
+    redis_client: redis.Redis, database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN a sign-in (refresh family) and an access token naming it
+    store = RefreshTokenStore(database, timedelta(days=14), revocations_on(redis_client, database))
+    store.issue("0" * 32, "j-1", SID)
+    token = _token()
     assert authorize(token)["isAuthorized"] is True
-    deny_token(redis_client, "revoked-1", int(time.time()) + 900)
+    # WHEN the sign-in is revoked THEN the token is denied, from Redis
+    store.revoke_family(SID)
     assert authorize(token) == {"isAuthorized": False}
+    # AND from MongoDB once Redis has lost its copy (a restart without persistence)
+    redis_client.flushall()
+    assert authorize(token) == {"isAuthorized": False}
+    assert redis_client.hget("lucid:revoked-sign-ins", SID) is not None  # the copy is back
 
 
-def test_denylist_outage_fails_closed() -> None:
-    # GIVEN Redis is unreachable WHEN a valid token is presented THEN it is refused
-    dead = redis.Redis(
+def _dead_redis() -> redis.Redis:
+    return redis.Redis(
         port=free_port(),
         socket_connect_timeout=0.05,
         socket_timeout=0.05,
         retry=Retry(NoBackoff(), 0),
     )
+
+
+def test_without_redis_mongodb_decides(
+    redis_client: redis.Redis, database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN Redis is unreachable, one sign-in live and one revoked in MongoDB
+    store = RefreshTokenStore(database, timedelta(days=14), revocations_on(redis_client, database))
+    revoked = new_id()
+    store.issue("0" * 32, "j-1", SID)
+    store.issue("0" * 32, "j-2", revoked)
+    store.revoke_family(revoked)
+    dead = _dead_redis()
     try:
-        event = authorizer_event(f"Bearer {_token()}")
-        assert decide(event, tokens=get_token_service(), redis_client=dead) == {
+        revocations = revocations_on(dead, database)
+        # WHEN tokens of each are presented THEN the live one passes and the revoked one not
+        live_event = authorizer_event(f"Bearer {_token()}")
+        revoked_event = authorizer_event(f"Bearer {_token(sid=revoked)}")
+        tokens = get_token_service()
+        assert decide(live_event, tokens=tokens, revocations=revocations)["isAuthorized"] is True
+        assert decide(revoked_event, tokens=tokens, revocations=revocations) == {
             "isAuthorized": False
         }
+    finally:
+        dead.close()
+
+
+def test_without_mongodb_the_redis_copy_decides(
+    redis_client: redis.Redis,
+    database: Database[dict[str, Any]],
+    dead_database: Database[dict[str, Any]],
+) -> None:
+    # GIVEN a revoked sign-in and a Redis copy loaded while MongoDB was up
+    store = RefreshTokenStore(database, timedelta(days=14), revocations_on(redis_client, database))
+    revoked = new_id()
+    store.issue("0" * 32, "j-2", revoked)
+    store.revoke_family(revoked)
+    assert not revocations_on(redis_client, database).is_revoked(SID)  # the copy is loaded
+    # WHEN MongoDB goes down THEN Redis alone still tells live from revoked
+    revocations = revocations_on(redis_client, dead_database)
+    tokens = get_token_service()
+    live = decide(authorizer_event(f"Bearer {_token()}"), tokens=tokens, revocations=revocations)
+    assert live["isAuthorized"] is True
+    gone = authorizer_event(f"Bearer {_token(sid=revoked)}")
+    assert decide(gone, tokens=tokens, revocations=revocations) == {"isAuthorized": False}
+
+
+def test_without_redis_and_mongodb_it_is_an_error_never_a_cached_deny(
+    dead_database: Database[dict[str, Any]],
+) -> None:
+    # GIVEN neither store answers WHEN a valid token is presented
+    dead = _dead_redis()
+    try:
+        revocations = RevocationList(
+            dead, lambda: revocations_on(dead, dead_database).record(), token_lifetime_seconds=900
+        )
+        event = authorizer_event(f"Bearer {_token()}")
+        # THEN the authorizer raises (API Gateway: 500, not cached) rather than answering "no"
+        with pytest.raises(ServiceUnavailableError):
+            decide(event, tokens=get_token_service(), revocations=revocations)
     finally:
         dead.close()

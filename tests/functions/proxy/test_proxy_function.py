@@ -5,20 +5,28 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from lucid.proxy import Proxy, get_proxy
-from lucid.web.proxy import current_proxy
-from lucid_edge.local import free_port
+from lucid.store.documents import new_id
+from lucid_edge.local import free_port, in_memory_database
 from tests.shared.proxy.conftest import proxy_settings
-from tests.shared.proxy.proxy_backends import BackendServer, running_backend
+from tests.shared.proxy.proxy_backends import BackendServer
+from tests.utils.datastore import database_for
 from tests.utils.events import http_event
 from tests.utils.functions import load_handler, load_module
 
-USER = {"user_id": "u-42", "address": "TQx", "role": "user", "tier": "authenticated", "jti": "j1"}
+USER = {
+    "user_id": "u-42",
+    "address": "TQx",
+    "role": "user",
+    "tier": "authenticated",
+    "jti": "j1",
+    "sid": "s-42",
+}
 
 
 class LambdaContext:
@@ -29,40 +37,6 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_ms
-
-
-@pytest.fixture
-def backend() -> Iterator[BackendServer]:
-    with running_backend() as server:
-        yield server
-
-
-@pytest.fixture
-def use_proxy() -> Iterator[Callable[[Proxy], None]]:
-    """Serve the function with a proxy built from test settings (the wiring stays real)."""
-    app = load_module("proxy").app
-
-    def use(proxy: Proxy) -> None:
-        app.dependency_overrides[current_proxy] = lambda: proxy
-
-    yield use
-    app.dependency_overrides.clear()
-
-
-@pytest.fixture
-def proxied(
-    backend: BackendServer, make_proxy: Callable[..., Proxy], use_proxy: Callable[[Proxy], None]
-) -> Proxy:
-    """Every backend URL pointing at the test backend."""
-    proxy = make_proxy(
-        proxy_settings(
-            BLOCKCHAIN_SERVICE_URL=backend.url,
-            SESSION_SERVICE_URL=backend.url,
-            NODE_SERVICE_URL=backend.url,
-        )
-    )
-    use_proxy(proxy)
-    return proxy
 
 
 def invoke(
@@ -151,6 +125,20 @@ def test_signed_in_request_passes_with_identity_from_the_authorizer_only(
     assert seen.header("X-Lucid-Role") == ["user"]
     for dropped in ("Authorization", "Cookie", "X-Drop-Me"):
         assert seen.header(dropped) == []
+
+
+def test_the_backend_is_told_the_role_stored_now_not_the_tokens(
+    proxied: Proxy, backend: BackendServer
+) -> None:
+    # GIVEN an admin token whose user is a plain user where roles are stored
+    database = in_memory_database()
+    admin_token = {**USER, "user_id": new_id(), "role": "admin", "tier": "admin"}
+    database["users"].insert_one({"_id": admin_token["user_id"], "role": "user"})
+    with database_for("proxy", database=database):
+        status, _, _ = invoke("GET", "/nodes/n-1", authorizer=admin_token)
+    # THEN the backend hears "user"
+    assert status == 200
+    assert backend.received[-1].header("X-Lucid-Role") == ["user"]
 
 
 @pytest.mark.parametrize(

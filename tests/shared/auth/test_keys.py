@@ -18,6 +18,7 @@ import lucid.auth
 from lucid.auth.keys import KeyConfigurationError, KeyRing, get_key_ring
 from lucid.auth.tokens import TokenService
 from lucid.config import Settings
+from lucid.secret_store import SecretUnavailableError
 
 LONG_KEY = "k" * 40
 
@@ -60,7 +61,7 @@ def _secret(value: str | bytes) -> str:
 
 def _round_trip(settings: Settings, ring: KeyRing | None = None) -> str:
     service = TokenService(settings, ring or KeyRing(settings))
-    issued = service.issue("u1", "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC", "user")
+    issued = service.issue("u1", "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC", "user", "s1")
     return service.decode(issued.token).sub
 
 
@@ -118,15 +119,22 @@ def test_short_key_from_aws_is_refused_outside_local(source: str) -> None:
 
 
 @pytest.mark.usefixtures("aws")
-def test_missing_secret_refuses_to_start_without_leaking() -> None:
-    settings = _settings(JWT_SECRET_ARN="arn:aws:secretsmanager:us-east-1:123456789012:secret:nope")
-    with pytest.raises(KeyConfigurationError, match="cannot read the JWT key secret"):
-        KeyRing(settings).keys()
+def test_missing_secret_is_a_503_naming_nothing_of_the_account() -> None:
+    # GIVEN a key secret that does not exist
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope-AbCdEf"
+    # WHEN the key ring is asked for the keys THEN it is a 503 for this call (not a start-up
+    # failure), whose client-facing detail holds no ARN; the log names it (test_secret_store)
+    with pytest.raises(SecretUnavailableError) as caught:
+        KeyRing(_settings(JWT_SECRET_ARN=arn)).keys()
+    assert caught.value.status == 503
+    assert "123456789012" not in caught.value.detail
+    assert "does not exist" in caught.value.reason
 
 
-def test_no_key_at_all_is_refused() -> None:
-    settings = _settings(STAGE="local", JWT_SECRET_ARN=None)
-    with pytest.raises(KeyConfigurationError, match="no JWT signing key"):
+@pytest.mark.parametrize("stage", ["local", "prod"])
+def test_no_key_at_all_is_refused(stage: str) -> None:
+    settings = _settings(STAGE=stage, JWT_SECRET_ARN=None)
+    with pytest.raises(KeyConfigurationError, match=r"no JWT signing key.*JWT_SECRET_ARN"):
         KeyRing(settings).keys()
 
 
@@ -154,7 +162,7 @@ def test_asymmetric_keys_sign_and_a_public_key_alone_verifies(
     verifier = _settings(
         JWT_SECRET_ARN=None, JWT_ALGORITHM=algorithm, JWT_PUBLIC_KEY=_pem_public(key)
     )
-    issued = TokenService(signer, KeyRing(signer)).issue("u9", "T", "admin")
+    issued = TokenService(signer, KeyRing(signer)).issue("u9", "T", "admin", "s1")
     assert jwt_header_alg(issued.token) == algorithm
     assert TokenService(verifier, KeyRing(verifier)).decode(issued.token).sub == "u9"
     assert KeyRing(verifier).keys().current.signing is None
@@ -230,7 +238,7 @@ def test_previous_public_key_verifies_during_rotation() -> None:
         JWT_PREVIOUS_KEY_ID="k0",
         JWT_PREVIOUS_PUBLIC_KEY=_pem_public(_RSA),
     )
-    old_token = TokenService(old, KeyRing(old)).issue("u1", "T", "user").token
+    old_token = TokenService(old, KeyRing(old)).issue("u1", "T", "user", "s1").token
     # THEN the new deployment still accepts it
     assert TokenService(new, KeyRing(new)).decode(old_token).sub == "u1"
 

@@ -9,15 +9,18 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import redis
 from pymongo.database import Database
 
 from lucid.auth.keys import KeyRing
-from lucid.auth.refresh import RefreshTokenStore, revoke_user_families
+from lucid.auth.refresh import RefreshTokenStore
+from lucid.auth.revocation import RevocationList
 from lucid.auth.tokens import TokenService
 from lucid.config import Settings
 from lucid.errors import InvalidTokenError, RefreshTokenReuseError
+from lucid.store.documents import new_id
 from lucid_edge.local import in_memory_database
-from tests.utils.datastore import atomic_writes
+from tests.utils.datastore import atomic_writes, revocations_on
 
 
 @pytest.fixture
@@ -27,14 +30,19 @@ def database() -> Iterator[Database[dict[str, Any]]]:
 
 
 @pytest.fixture
-def store(database: Database[dict[str, Any]]) -> RefreshTokenStore:
-    return RefreshTokenStore(database, timedelta(days=14))
+def revocations(redis_client: redis.Redis, database: Database[dict[str, Any]]) -> RevocationList:
+    return revocations_on(redis_client, database)
+
+
+@pytest.fixture
+def store(database: Database[dict[str, Any]], revocations: RevocationList) -> RefreshTokenStore:
+    return RefreshTokenStore(database, timedelta(days=14), revocations)
 
 
 def test_token_is_random_256_bits_and_stored_only_hashed(
     store: RefreshTokenStore, database: Database[dict[str, Any]]
 ) -> None:
-    token = store.issue("u1", "jti-1")
+    token = store.issue("u1", "jti-1", new_id())
     assert len(token) == 43
     assert token.count(".") == 0
     stored = database["tokens"].find_one()
@@ -43,34 +51,44 @@ def test_token_is_random_256_bits_and_stored_only_hashed(
     assert token not in str(stored)
     assert stored["expires_at"] - stored["created_at"] == timedelta(days=14)
     names = {index["name"] for index in database["tokens"].list_indexes()}
-    assert {"expires_ttl", "family", "user", "access_jti"} <= names
+    assert {"expires_ttl", "family", "user", "access_jti", "revoked"} <= names
 
 
-def test_token_is_single_use_and_reuse_revokes_the_family(store: RefreshTokenStore) -> None:
+def test_token_is_single_use_and_reuse_revokes_the_family(
+    store: RefreshTokenStore, revocations: RevocationList
+) -> None:
     # GIVEN a sign-in (family) whose first token was rotated once
-    first = store.issue("u1", "jti-1")
+    family = new_id()
+    first = store.issue("u1", "jti-1", family)
     grant = store.use(first)
-    second = store.issue("u1", "jti-2", family_id=grant.family_id)
+    assert grant.family_id == family
+    second = store.issue("u1", "jti-2", grant.family_id)
+    assert not revocations.is_revoked(family)
     # WHEN the first token comes back (stolen copy)
     with pytest.raises(RefreshTokenReuseError):
         store.use(first)
-    # THEN the legitimate successor is revoked too
+    # THEN the legitimate successor is revoked too, and so is the sign-in's every access token
     with pytest.raises(InvalidTokenError, match="revoked"):
         store.use(second)
+    assert revocations.is_revoked(family)
 
 
-def test_token_inserted_after_revocation_is_refused(store: RefreshTokenStore) -> None:
+def test_token_inserted_after_revocation_is_refused(
+    store: RefreshTokenStore, revocations: RevocationList, redis_client: redis.Redis
+) -> None:
     # GIVEN a family revoked while a rotation was in flight (new token inserted afterwards)
-    first = store.issue("u1", "jti-1")
+    first = store.issue("u1", "jti-1", new_id())
     grant = store.use(first)
     store.revoke_family(grant.family_id)
-    late = store.issue("u1", "jti-2", family_id=grant.family_id)
+    redis_client.flushdb()  # only the late rotation's own revocation can bring it back
+    late = store.issue("u1", "jti-2", grant.family_id)
     with pytest.raises(InvalidTokenError, match="revoked"):
         store.use(late)
+    assert redis_client.hget("lucid:revoked-sign-ins", grant.family_id) is not None
 
 
 def test_two_concurrent_refreshes_exactly_one_succeeds(store: RefreshTokenStore) -> None:
-    token = store.issue("u1", "jti-1")
+    token = store.issue("u1", "jti-1", new_id())
     barrier = threading.Barrier(6)
     outcomes: list[str] = []
     successors: list[str] = []
@@ -80,7 +98,7 @@ def test_two_concurrent_refreshes_exactly_one_succeeds(store: RefreshTokenStore)
         try:
             grant = store.use(token)
             outcomes.append("ok")
-            successors.append(store.issue("u1", "jti-2", family_id=grant.family_id))
+            successors.append(store.issue("u1", "jti-2", grant.family_id))
         except RefreshTokenReuseError:
             outcomes.append("reuse")
 
@@ -97,37 +115,46 @@ def test_two_concurrent_refreshes_exactly_one_succeeds(store: RefreshTokenStore)
 
 def test_access_token_is_not_a_refresh_token(store: RefreshTokenStore) -> None:
     settings = Settings(STAGE="local", JWT_SECRET_KEY="refresh-test-key-0123456789abcdef012345")
-    access = TokenService(settings, KeyRing(settings)).issue("u1", "T", "user").token
+    access = TokenService(settings, KeyRing(settings)).issue("u1", "T", "user", new_id()).token
     with pytest.raises(InvalidTokenError, match="not a refresh token"):
         store.use(access)
 
 
-def test_unknown_and_expired_tokens_are_refused(database: Database[dict[str, Any]]) -> None:
-    store = RefreshTokenStore(database, timedelta(days=14))
+def test_unknown_and_expired_tokens_are_refused(
+    database: Database[dict[str, Any]], revocations: RevocationList
+) -> None:
+    store = RefreshTokenStore(database, timedelta(days=14), revocations)
+    past = RefreshTokenStore(database, -timedelta(seconds=1), revocations)
     with pytest.raises(InvalidTokenError, match="unknown"):
         store.use("A" * 43)
-    expired = RefreshTokenStore(database, -timedelta(seconds=1)).issue("u1", "jti-1")
+    expired = past.issue("u1", "jti-1", new_id())
     # The TTL index removes it (mongomock at once, MongoDB within ~60 s): then it is unknown...
     with pytest.raises(InvalidTokenError, match="unknown"):
         store.use(expired)
     # ...and before the TTL monitor has run, the expiry itself refuses it.
     database["tokens"].drop_index("expires_ttl")
-    expired = RefreshTokenStore(database, -timedelta(seconds=1)).issue("u1", "jti-2")
+    expired = past.issue("u1", "jti-2", new_id())
     with pytest.raises(InvalidTokenError, match="expired"):
         store.use(expired)
 
 
-def test_logout_and_account_closure_revoke(
-    store: RefreshTokenStore, database: Database[dict[str, Any]]
+def test_logout_and_account_closure_revoke_sign_ins(
+    store: RefreshTokenStore, revocations: RevocationList
 ) -> None:
-    by_logout = store.issue("u1", "jti-1")
-    other_device = store.issue("u1", "jti-2")
-    someone_else = store.issue("u2", "jti-3")
-    store.revoke_family_of_access_token("jti-1")
-    store.revoke_family_of_access_token("jti-unknown")
+    by_logout, other_device, someone_else = new_id(), new_id(), new_id()
+    tokens = {
+        by_logout: store.issue("u1", "jti-1", by_logout),
+        other_device: store.issue("u1", "jti-2", other_device),
+        someone_else: store.issue("u2", "jti-3", someone_else),
+    }
+    # WHEN one sign-in logs out THEN it alone is revoked
+    store.revoke_family(by_logout)
     with pytest.raises(InvalidTokenError, match="revoked"):
-        store.use(by_logout)
-    revoke_user_families(database, "u1")
+        store.use(tokens[by_logout])
+    assert [revocations.is_revoked(s) for s in tokens] == [True, False, False]
+    # WHEN the account closes THEN every sign-in of the user is revoked, nobody else's
+    assert store.revoke_user("u1") == 1  # the logged-out sign-in was revoked already
     with pytest.raises(InvalidTokenError, match="revoked"):
-        store.use(other_device)
-    assert store.use(someone_else).user_id == "u2"
+        store.use(tokens[other_device])
+    assert [revocations.is_revoked(s) for s in tokens] == [True, True, False]
+    assert store.use(tokens[someone_else]).user_id == "u2"

@@ -13,7 +13,6 @@ from pymongo.database import Database
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from lucid.auth.denylist import is_token_denied
 from lucid.auth.keys import KeyRing
 from lucid.auth.message import build_message
 from lucid.auth.refresh import RefreshTokenStore
@@ -37,7 +36,7 @@ from lucid.errors import (
 from lucid.store.documents import utcnow
 from lucid.users.repository import UserRepository
 from lucid_edge.local import free_port, in_memory_database
-from tests.utils.datastore import atomic_writes
+from tests.utils.datastore import atomic_writes, revocations_on
 from tests.utils.wallets import Wallet
 
 ADMIN = Wallet()
@@ -62,7 +61,7 @@ def _service(
         SETTINGS,
         redis_client,
         UserRepository(database),
-        RefreshTokenStore(database, timedelta(days=14)),
+        RefreshTokenStore(database, timedelta(days=14), revocations_on(redis_client, database)),
         TokenService(SETTINGS, KeyRing(SETTINGS)),
         clock=lambda: utcnow() + shift,
     )
@@ -303,17 +302,25 @@ def test_concurrent_logins_with_one_nonce_exactly_one_succeeds(service: SignInSe
     assert sorted(outcomes) == ["ok"] + ["refused"] * 7
 
 
-def test_logout_denies_the_access_token_and_revokes_its_refresh_family(
-    service: SignInService, redis_client: redis.Redis
+def test_logout_ends_the_sign_in_its_access_and_refresh_tokens(
+    service: SignInService, redis_client: redis.Redis, database: Database[dict[str, Any]]
 ) -> None:
     wallet = Wallet()
     challenge = service.challenge(wallet.address)
     pair = service.login(wallet.address, challenge.message, wallet.sign(challenge.message))
-    claims = _tokens(service).decode(pair.access_token)
-    service.logout(claims.jti, claims.exp)
-    assert is_token_denied(redis_client, claims.jti)
+    rotated = service.refresh(pair.refresh_token)
+    first, second = (_tokens(service).decode(p.access_token) for p in (pair, rotated))
+    assert first.sid == second.sid  # one sign-in, rotated once
+    service.logout(second.sid)
+    assert revocations_on(redis_client, database).is_revoked(first.sid)
     with pytest.raises(InvalidTokenError, match="revoked"):
-        service.refresh(pair.refresh_token)
+        service.refresh(rotated.refresh_token)
+    # AND another sign-in of the same wallet goes on
+    again = service.challenge(wallet.address)
+    other = service.login(wallet.address, again.message, wallet.sign(again.message))
+    other_sid = _tokens(service).decode(other.access_token).sid
+    assert other_sid != first.sid
+    assert not revocations_on(redis_client, database).is_revoked(other_sid)
 
 
 def test_refresh_rotates_and_refuses_a_deleted_user(

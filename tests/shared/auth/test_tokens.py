@@ -45,6 +45,7 @@ def _claims(**changes: Any) -> dict[str, Any]:
         "nbf": now,
         "exp": now + 900,
         "jti": "j1",
+        "sid": "s1",
         "typ": "access",
     }
     claims.update(changes)
@@ -70,16 +71,17 @@ def _rejected(service: TokenService, token: str) -> str:
 def test_issued_token_decodes_to_its_claims() -> None:
     # GIVEN an admin signing in
     service = _service()
-    issued = service.issue("u1", ADDRESS, "admin")
+    issued = service.issue("u1", ADDRESS, "admin", "s1")
     # THEN the token carries who, what tier, a kid and a 15-minute life
     claims = service.decode(issued.token)
     assert claims == issued.claims
     assert (claims.sub, claims.addr, claims.role, claims.tier) == ("u1", ADDRESS, "admin", "admin")
     assert (claims.typ, claims.iss, claims.aud) == ("access", "lucid-api-gateway", "lucid")
+    assert claims.sid == "s1"  # the sign-in that logout and refresh-token reuse revoke
     assert (issued.expires_in, claims.nbf) == (900, claims.iat)
     assert jwt.get_unverified_header(issued.token)["kid"] == "k1"
-    assert service.issue("u2", ADDRESS, "user").claims.tier == "authenticated"
-    assert service.issue("u2", ADDRESS, "user").claims.jti != claims.jti
+    assert service.issue("u2", ADDRESS, "user", "s1").claims.tier == "authenticated"
+    assert service.issue("u2", ADDRESS, "user", "s1").claims.jti != claims.jti
 
 
 def test_alg_none_is_refused() -> None:
@@ -120,7 +122,7 @@ def test_expired_token_is_refused_after_the_leeway() -> None:
 
 def test_token_issued_in_the_past_has_expired() -> None:
     service = _service()
-    old = _service(clock=time.time() - 3600).issue("u1", ADDRESS, "user")
+    old = _service(clock=time.time() - 3600).issue("u1", ADDRESS, "user", "s1")
     assert _rejected(service, old.token) == "token has expired"
 
 
@@ -146,7 +148,7 @@ def test_claims_we_did_not_issue_are_refused(changes: dict[str, Any], detail: st
     assert _rejected(_service(), _sign(_claims(**changes))) == detail
 
 
-@pytest.mark.parametrize("claim", ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"])
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf", "iss", "aud", "sub", "jti", "sid"])
 def test_every_required_claim_is_required(claim: str) -> None:
     detail = _rejected(_service(), _sign(_claims(**{claim: None})))
     assert detail == f"token lacks the {claim!r} claim"
@@ -154,7 +156,7 @@ def test_every_required_claim_is_required(claim: str) -> None:
 
 def test_tampered_payload_is_refused() -> None:
     # GIVEN a valid user token WHEN its payload is edited to say admin
-    token = _service().issue("u1", ADDRESS, "user").token
+    token = _service().issue("u1", ADDRESS, "user", "s1").token
     header, _, signature = token.split(".")
     forged = _b64(json.dumps(_claims(role="admin", tier="admin")).encode())
     assert _rejected(_service(), f"{header}.{forged}.{signature}") == "token signature is invalid"
@@ -169,7 +171,8 @@ def test_previous_key_is_accepted_during_rotation_only() -> None:
     rotating = _service(JWT_PREVIOUS_SECRET_KEY=OLD_KEY, JWT_PREVIOUS_KEY_ID="k0")
     assert rotating.decode(old_token).sub == "u1"
     # new tokens are signed by the current key only
-    assert jwt.get_unverified_header(rotating.issue("u1", ADDRESS, "user").token)["kid"] == "k1"
+    new_token = rotating.issue("u1", ADDRESS, "user", "s1").token
+    assert jwt.get_unverified_header(new_token)["kid"] == "k1"
     # after the window the previous kid is unknown
     assert _rejected(_service(), old_token) == "token key id is unknown"
     # a token claiming kid k0 but signed with the current key does not verify
@@ -207,4 +210,4 @@ def test_garbage_payload_with_valid_header_is_malformed() -> None:
 def test_process_token_service_is_shared() -> None:
     service = get_token_service()
     assert service is get_token_service()
-    assert service.decode(service.issue("u1", ADDRESS, "user").token).sub == "u1"
+    assert service.decode(service.issue("u1", ADDRESS, "user", "s1").token).sub == "u1"

@@ -89,3 +89,34 @@ def test_response_keeps_end_to_end_headers_and_drops_hop_by_hop() -> None:
         ("ETag", '"v1"'),
     ]
     assert ("Content-Length", "10") in response_headers(incoming, keep_length=True)
+
+
+def test_response_drops_the_backends_fingerprint_and_what_the_gateway_says_itself() -> None:
+    # GIVEN a backend answer naming its software and claiming gateway-owned headers
+    incoming = [
+        ("Content-Type", "application/json"),
+        ("Server", "nginx/1.25.3"),
+        ("X-Powered-By", "Express"),
+        ("X-AspNet-Version", "4.0.30319"),
+        ("X-AspNetMvc-Version", "5.2"),
+        ("Via", "1.1 internal-lb"),
+        ("X-Content-Type-Options", "sniff-away"),
+        ("X-RateLimit-Remaining", "999999"),
+        ("RateLimit", '"backend";r=1;t=1'),
+        ("RateLimit-Policy", '"backend";q=1;w=1'),
+        ("Access-Control-Allow-Origin", "*"),
+        ("Access-Control-Allow-Credentials", "true"),
+        ("X-Lucid-Role", "admin"),
+        ("X-Amzn-Remapped-Authorization", "x"),
+        ("Apigw-Requestid", "forged"),
+        ("Cache-Control", "max-age=5"),
+        ("Retry-After", "3"),
+        ("Location", "/chain/blocks/7"),
+    ]
+    # THEN the caller sees what describes the content, and nothing else
+    assert response_headers(incoming) == [
+        ("Content-Type", "application/json"),
+        ("Cache-Control", "max-age=5"),
+        ("Retry-After", "3"),
+        ("Location", "/chain/blocks/7"),
+    ]

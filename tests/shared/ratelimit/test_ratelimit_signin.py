@@ -1,4 +1,5 @@
-"""Sign-in abuse limits: per TRON address and per source IP, default 10 per minute."""
+"""Sign-in abuse limits: per source IP, and per TRON address from one source IP, default 10 per
+minute each; nothing per address alone, so nobody can lock someone else's address out."""
 
 from __future__ import annotations
 
@@ -12,24 +13,41 @@ from tests.shared.ratelimit.helpers import function_app, invoke, limiter_for
 VICTIM = "TLa2f6VPqDgRE67v1736s7bJ8Ray5wYjU7"
 
 
-def test_one_address_gets_ten_attempts_per_minute_from_any_number_of_ips(
+def test_one_source_gets_ten_attempts_per_minute_on_one_address(
     redis_client: redis.Redis,
 ) -> None:
-    # GIVEN the defaults (10 per IP, 10 per address) and an attacker rotating source IPs
-    limiter = limiter_for(redis_client)
-    for n in range(10):
-        enforce_signin_limits(f"203.0.113.{n}", VICTIM, limiter=limiter)
-    # WHEN the 11th attempt on the same address comes from yet another IP
+    # GIVEN the defaults (10 per IP, 10 per address from one IP), per-IP raised out of the way
+    limiter = limiter_for(redis_client, RATE_LIMIT_SIGNIN_PER_IP=100)
+    for _ in range(10):
+        enforce_signin_limits("203.0.113.1", VICTIM, limiter=limiter)
+    # WHEN the same source tries the same address an 11th time
     with pytest.raises(RateLimitedError) as refused:
-        enforce_signin_limits("203.0.113.200", VICTIM, limiter=limiter)
+        enforce_signin_limits("203.0.113.1", VICTIM, limiter=limiter)
     # THEN it is refused by the per-address limit, with Retry-After
-    assert "address" in refused.value.detail
+    assert refused.value.detail.startswith("too many sign-in attempts for this address")
     reset = int(refused.value.headers["X-RateLimit-Reset"])
     assert refused.value.headers["RateLimit"] == f'"signin-address";r=0;t={reset}'
     # the next attempt fits 6 s (60 s / 10) into the next window
     assert int(refused.value.headers["Retry-After"]) == reset + 6
-    # AND another address is not affected
-    assert enforce_signin_limits("203.0.113.200", "TOther", limiter=limiter) is not None
+    # AND the same source may still try another address
+    assert enforce_signin_limits("203.0.113.1", "TOther", limiter=limiter) is not None
+
+
+def test_nobody_can_spend_the_budget_of_someone_elses_address(
+    redis_client: redis.Redis,
+) -> None:
+    # GIVEN attackers on ten sources, each of which has used up its attempts on the victim
+    limiter = limiter_for(redis_client, RATE_LIMIT_SIGNIN_PER_ADDRESS=3)
+    for n in range(10):
+        for _ in range(3):
+            enforce_signin_limits(f"203.0.113.{n}", VICTIM, limiter=limiter)
+        with pytest.raises(RateLimitedError):
+            enforce_signin_limits(f"203.0.113.{n}", VICTIM, limiter=limiter)
+    # WHEN the owner signs in from their own address THEN they have their whole budget
+    decision = enforce_signin_limits("198.51.100.77", VICTIM, limiter=limiter)
+    assert decision is not None
+    assert decision.allowed
+    assert decision.remaining == 2
 
 
 def test_one_ip_gets_ten_attempts_per_minute_whatever_addresses_it_tries(
@@ -49,14 +67,14 @@ def test_one_ip_gets_ten_attempts_per_minute_whatever_addresses_it_tries(
 
 
 def test_a_refused_attempt_charges_neither_budget(redis_client: redis.Redis) -> None:
-    limiter = limiter_for(redis_client, RATE_LIMIT_SIGNIN_PER_IP=2, RATE_LIMIT_SIGNIN_PER_ADDRESS=2)
+    limiter = limiter_for(redis_client, RATE_LIMIT_SIGNIN_PER_IP=4, RATE_LIMIT_SIGNIN_PER_ADDRESS=2)
     enforce_signin_limits("198.51.100.1", VICTIM, limiter=limiter)
     enforce_signin_limits("198.51.100.1", VICTIM, limiter=limiter)
-    for _ in range(5):  # the address is spent: these are refused ...
+    for _ in range(5):  # the address is spent from this IP: these are refused ...
         with pytest.raises(RateLimitedError):
-            enforce_signin_limits("198.51.100.2", VICTIM, limiter=limiter)
-    # ... and did not use up the second IP's own budget
-    decision = enforce_signin_limits("198.51.100.2", "TOther", limiter=limiter)
+            enforce_signin_limits("198.51.100.1", VICTIM, limiter=limiter)
+    # ... and did not use up the IP's own budget (4, of which 2 are spent)
+    decision = enforce_signin_limits("198.51.100.1", "TOther", limiter=limiter)
     assert decision is not None
     assert decision.remaining == 1
 
@@ -66,7 +84,7 @@ def test_a_huge_address_is_counted_under_a_short_key(redis_client: redis.Redis) 
     junk = "T" + "x" * 10_000
     enforce_signin_limits("198.51.100.3", junk, limiter=limiter)
     with pytest.raises(RateLimitedError):
-        enforce_signin_limits("198.51.100.4", junk, limiter=limiter)
+        enforce_signin_limits("198.51.100.3", junk, limiter=limiter)
     assert max(len(key) for key in redis_client.keys("*")) < 100
 
 

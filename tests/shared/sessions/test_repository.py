@@ -24,6 +24,12 @@ from tests.utils.datastore import stored
 Db = Database[dict[str, Any]]
 
 
+def _owner(db: Db) -> CallerIdentity:
+    """A caller whose account exists (a session for a closed account is refused)."""
+    db["users"].insert_one({"_id": "0" * 32, "role": "user"})
+    return CallerIdentity("0" * 32, "T", "user", "authenticated", "j")
+
+
 def test_repository_translates_an_outage_at_its_boundary(dead_db: Db) -> None:
     caller = CallerIdentity("0" * 32, "T", "user", "authenticated", "j")
     repository = SessionRepository(dead_db)
@@ -36,7 +42,7 @@ def test_repository_translates_an_outage_at_its_boundary(dead_db: Db) -> None:
 
 
 def test_patch_of_a_session_that_vanishes_mid_update_is_404(db: Db) -> None:
-    caller = CallerIdentity("0" * 32, "T", "user", "authenticated", "j")
+    caller = _owner(db)
     repository = SessionRepository(db)
     session = repository.create(caller.user_id, SessionCreate(name="x"))
     db["sessions"].delete_one({"_id": session["_id"]})
@@ -58,7 +64,7 @@ class OvertakenRepository(SessionRepository):
 
 
 def test_a_write_overtaken_after_its_if_match_check_is_412_and_writes_nothing(db: Db) -> None:
-    caller = CallerIdentity("0" * 32, "T", "user", "authenticated", "j")
+    caller = _owner(db)
     session = SessionRepository(db).create(caller.user_id, SessionCreate(name="x"))
     with pytest.raises(PreconditionFailedError):
         OvertakenRepository(db).update(
@@ -68,7 +74,7 @@ def test_a_write_overtaken_after_its_if_match_check_is_412_and_writes_nothing(db
 
 
 def test_without_if_match_an_ever_overtaken_write_gives_up_with_409(db: Db) -> None:
-    caller = CallerIdentity("0" * 32, "T", "user", "authenticated", "j")
+    caller = _owner(db)
     session = SessionRepository(db).create(caller.user_id, SessionCreate(name="x"))
     with pytest.raises(ConflictError):
         OvertakenRepository(db).update(caller, session["_id"], SessionPatch(name="y"), None)

@@ -6,6 +6,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+import bson
 import pytest
 from pymongo.errors import AutoReconnect, DuplicateKeyError, ServerSelectionTimeoutError
 
@@ -61,6 +62,47 @@ def test_size_nan_and_depth_limits() -> None:
         deep = {"k": deep}
     with pytest.raises(ValueError, match="deeper"):
         check_json_object(deep, max_bytes=10_000)
+
+
+UNSTORABLE: dict[str, Any] = {
+    "int above int64": {"n": 2**63},
+    "int below int64": {"n": -(2**63) - 1},
+    "nested huge int": {"a": [{"b": 10**30}]},
+    "NUL in a key": {"a\x00b": 1},
+    "lone surrogate in a value": {"a": "\ud800"},
+    "lone surrogate in a key": {"\udc00": 1},
+    "lone surrogate deep in a list": {"a": [["\udfff"]]},
+    "key that is not a string": {"a": {1: 2}},
+}
+STORABLE: dict[str, Any] = {
+    "int64 bounds": {"min": -(2**63), "max": 2**63 - 1},
+    "NUL in a value": {"a": "x\x00y"},
+    "astral plane": {"emoji": "\U0001f600", "\u00e9t\u00e9": [1.5, True, None]},
+}
+
+
+@pytest.mark.parametrize("case", list(UNSTORABLE))
+def test_what_bson_cannot_encode_is_a_value_error_before_any_write(case: str) -> None:
+    value = UNSTORABLE[case]
+    # GIVEN a value MongoDB's own encoder refuses (what the insert would fail with: a 500)
+    with pytest.raises((bson.errors.InvalidDocument, OverflowError, UnicodeEncodeError)):
+        bson.encode(value)
+    # THEN the check refuses it first, with a reason pydantic reports for the field
+    with pytest.raises(ValueError, match=r"keys|integers|Unicode"):
+        check_json_object(value, max_bytes=1000)
+
+
+def test_python_values_that_are_not_json_are_refused() -> None:
+    # Request bodies are parsed JSON; anything else handed to the check is refused, not stored.
+    with pytest.raises(ValueError, match="JSON values only, not bytes"):
+        check_json_object({"a": b"\x00"}, max_bytes=1000)
+
+
+@pytest.mark.parametrize("case", list(STORABLE))
+def test_what_bson_can_encode_passes_unchanged(case: str) -> None:
+    value = STORABLE[case]
+    assert check_json_object(value, max_bytes=1000) == value
+    assert bson.decode(bson.encode(value)) == value
 
 
 @pytest.mark.parametrize("error", [ServerSelectionTimeoutError("x"), AutoReconnect("x")])

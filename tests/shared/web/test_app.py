@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from fastapi import APIRouter
+import redis
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from lucid.config import Settings
 from lucid.errors import ConflictError, RateLimitedError
+from lucid.store.documents import new_id
+from lucid.store.mongo import build_database
 from lucid.web.app import create_app, lambda_handler
-from lucid.web.deps import AdminCaller, Caller, OptionalCaller, SourceIp
+from lucid.web.deps import (
+    AdminCaller,
+    Caller,
+    OptionalCaller,
+    SourceIp,
+    current_redis,
+    database_factory,
+)
+from lucid_edge.local import free_port, in_memory_database
 from tests.utils.events import http_event
 from tests.utils.logs import logged_lines
 
@@ -59,8 +74,17 @@ async def admin(caller: AdminCaller) -> dict[str, str]:
     return {"user_id": caller.user_id}
 
 
-handler = lambda_handler(create_app("test", router))
-USER = {"user_id": "u1", "address": "TX", "role": "user", "tier": "authenticated", "jti": "j1"}
+app = create_app("test", router)
+handler = lambda_handler(app)
+USER_ID = new_id()
+USER = {
+    "user_id": USER_ID,
+    "address": "TX",
+    "role": "user",
+    "tier": "authenticated",
+    "jti": "j1",
+    "sid": new_id(),
+}
 
 
 def call(method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, str], Any]:
@@ -99,6 +123,22 @@ def test_unexpected_exception_is_a_generic_500_problem_that_leaks_nothing() -> N
     assert headers["content-type"] == "application/problem+json"
     assert "hunter2" not in json.dumps(body)
     assert body["instance"] == "/boom"
+    # AND even this answer, made outside every middleware of the app, says nosniff and no-store
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["cache-control"] == "no-store"
+
+
+@router.get("/cached")
+async def cached(response: Response) -> dict[str, str]:
+    response.headers["Cache-Control"] = "max-age=60"
+    response.headers["X-Content-Type-Options"] = "whatever"
+    return {}
+
+
+def test_a_route_may_choose_its_caching_but_never_sniffing() -> None:
+    _, headers, _ = call("GET", "/cached")
+    assert headers["cache-control"] == "max-age=60"
+    assert headers["x-content-type-options"] == "nosniff"
 
 
 def test_domain_errors_carry_extensions_and_headers() -> None:
@@ -128,7 +168,7 @@ def test_identity_comes_from_the_authorizer_context_and_ip_from_the_connection()
         headers={"x-user-id": "admin", "x-forwarded-for": "10.0.0.1"},
     )
     assert status == 200
-    assert body == {"user_id": "u1", "admin": False, "ip": "203.0.113.9"}
+    assert body == {"user_id": USER_ID, "admin": False, "ip": "203.0.113.9"}
 
 
 def test_protected_route_without_authorizer_context_is_401() -> None:
@@ -139,13 +179,62 @@ def test_protected_route_without_authorizer_context_is_401() -> None:
 
 def test_optional_caller_is_none_for_anonymous_requests() -> None:
     assert call("GET", "/maybe")[2] == {"user_id": None}
-    assert call("GET", "/maybe", authorizer=USER)[2] == {"user_id": "u1"}
+    assert call("GET", "/maybe", authorizer=USER)[2] == {"user_id": USER_ID}
 
 
-def test_admin_route_refuses_users_and_admits_admins() -> None:
-    assert call("GET", "/admin", authorizer=USER)[0] == 403
-    status, _, body = call("GET", "/admin", authorizer={**USER, "role": "admin"})
-    assert (status, body) == (200, {"user_id": "u1"})
+def test_a_revoked_or_sign_in_less_context_is_401_and_no_store_to_ask_is_503(
+    redis_client: redis.Redis,
+) -> None:
+    # GIVEN the caller's sign-in was revoked (in the record and in the Redis copy)
+    revoked = {**USER, "sid": new_id()}
+    database = in_memory_database()
+    revoke = {"_id": new_id(), "family_id": revoked["sid"], "revoked_at": datetime.now(UTC)}
+    database["tokens"].insert_one(revoke)
+    app.dependency_overrides[database_factory] = lambda: lambda: database
+    dead = redis.Redis(port=free_port(), socket_timeout=0.05, retry=Retry(NoBackoff(), 0))
+    dead_database = build_database(
+        Settings(MONGODB_URI=f"mongodb://127.0.0.1:{free_port()}", MONGODB_TIMEOUT_MS=100)
+    )
+    try:
+        # THEN its calls are 401 naming the revocation
+        status, _, body = call("GET", "/me", authorizer=revoked)
+        assert (status, body["detail"]) == (401, "this sign-in was revoked; sign in again")
+        # AND a context without a sign-in (cached before the upgrade) is 401 too
+        status, _, body = call("GET", "/me", authorizer={**USER, "sid": ""})
+        assert (status, body["detail"]) == (401, "the token names no sign-in; sign in again")
+        # WHEN neither Redis nor MongoDB answers THEN it is a 503, never a pass
+        app.dependency_overrides[current_redis] = lambda: dead
+        app.dependency_overrides[database_factory] = lambda: lambda: dead_database
+        status, _, body = call("GET", "/me", authorizer={**USER, "sid": new_id()})
+        assert status == 503
+    finally:
+        app.dependency_overrides.clear()
+        dead.close()
+        dead_database.client.close()
+
+
+def test_admin_route_admits_only_who_is_admin_in_storage_now() -> None:
+    # GIVEN the user is an admin where roles are stored
+    database = in_memory_database()
+    database["users"].insert_one({"_id": USER_ID, "role": "admin"})
+    app.dependency_overrides[database_factory] = lambda: lambda: database
+    try:
+        # THEN a token that says user is refused, one that says admin admitted
+        assert call("GET", "/admin", authorizer=USER)[0] == 403
+        status, _, body = call("GET", "/admin", authorizer={**USER, "role": "admin"})
+        assert (status, body) == (200, {"user_id": USER_ID})
+        # WHEN the stored role becomes user THEN the admin token is refused at its next call
+        database["users"].update_one({"_id": USER_ID}, {"$set": {"role": "user"}})
+        assert call("GET", "/admin", authorizer={**USER, "role": "admin"})[0] == 403
+        # AND on other routes it acts as the user it now is
+        me = call("GET", "/me", authorizer={**USER, "role": "admin"})
+        assert (me[0], me[2]["admin"]) == (200, False)
+        # AND a user id that is none of ours is nobody's admin
+        assert (
+            call("GET", "/admin", authorizer={**USER, "role": "admin", "user_id": "u1"})[0] == 403
+        )
+    finally:
+        app.dependency_overrides.clear()
 
 
 def test_each_request_logs_one_structured_json_line() -> None:
@@ -156,6 +245,6 @@ def test_each_request_logs_one_structured_json_line() -> None:
     assert line["request_id"] == "req-42"
     assert line["correlation_id"]  # API Gateway's own id, on every line of the invocation
     assert line["status"] == 200
-    assert line["user_id"] == "u1"
+    assert line["user_id"] == USER_ID
     assert line["path"] == "/me"
     assert line["duration_ms"] >= 0

@@ -1,0 +1,85 @@
+"""`lucid env-json`: the env.json `sam local start-api` / `sam local invoke` read (make local-api).
+
+    lucid env-json [--output .lucid/env.json] [--redis-uri ...] [--mongodb-uri ...]
+
+sam local runs each function in its own container with the template's environment, and an
+env.json "only overrides variables that the template declares" (notes/aws-facts.md section 8:
+aws-sam-cli `EnvironmentVariables.resolve`). So the file holds exactly the secret-valued
+variables (lucid.secret_store.REFERENCES) some function of the template declares: the Redis and
+MongoDB on the host machine (`host.docker.internal`, which `make local-api` maps to the host),
+and one random JWT key that every container shares (each would otherwise pick its own on the
+local stage, and no token would verify). The file is written 0600 and is not committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from lucid.secret_store import REFERENCES
+from lucid_edge.intrinsics import TemplateError, load_yaml
+
+DEFAULT_TEMPLATE = Path("infra/template.yaml")
+DEFAULT_OUTPUT = Path(".lucid/env.json")
+HOST_REDIS = "redis://host.docker.internal:6379/0"
+HOST_MONGODB = "mongodb://host.docker.internal:27017/lucid"
+
+
+def declared_variables(template: Path) -> set[str]:
+    """Every environment variable a function of `template` declares (Globals included)."""
+    raw = load_yaml(template)
+    declared: set[str] = set()
+    globals_ = (raw.get("Globals") or {}).get("Function") or {}
+    functions = [
+        resource.get("Properties") or {}
+        for resource in (raw.get("Resources") or {}).values()
+        if resource.get("Type") == "AWS::Serverless::Function"
+    ]
+    for props in [globals_, *functions]:
+        declared |= set(((props.get("Environment") or {}).get("Variables") or {}).keys())
+    return declared
+
+
+def env_json(template: Path, redis_uri: str, mongodb_uri: str) -> dict[str, Any]:
+    """The env.json document for `template`: {"Parameters": {variable: value}}."""
+    values = {
+        "JWT_SECRET_KEY": secrets.token_urlsafe(48),
+        "MONGODB_URI": mongodb_uri,
+        "REDIS_URI": redis_uri,
+    }
+    declared = declared_variables(template)
+    return {"Parameters": {k: v for k, v in values.items() if k in REFERENCES and k in declared}}
+
+
+def register(subparsers: Any) -> None:
+    """Add the `env-json` subcommand."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "env-json", help="write the env.json that `sam local` reads (make local-api, make invoke)"
+    )
+    parser.add_argument("--template", default=DEFAULT_TEMPLATE, type=Path)
+    parser.add_argument("--output", default=DEFAULT_OUTPUT, type=Path)
+    parser.add_argument("--redis-uri", default=HOST_REDIS)
+    parser.add_argument("--mongodb-uri", default=HOST_MONGODB)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the file (0600: it holds a signing key); 2 when the template cannot be read."""
+    try:
+        document = env_json(args.template, args.redis_uri, args.mongodb_uri)
+    except TemplateError as error:
+        print(f"lucid env-json: {error}", file=sys.stderr)
+        return 2
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        json.dump(document, file, indent=2)
+        file.write("\n")
+    os.chmod(args.output, 0o600)
+    print(f"wrote {args.output} ({', '.join(sorted(document['Parameters']))})")
+    return 0

@@ -1,0 +1,193 @@
+"""Revoked sign-ins: a fast path in Redis over the durable record in MongoDB.
+
+Every access token names its sign-in (`sid`: the refresh-token family it was issued with).
+Logout and refresh-token reuse revoke one sign-in; a role change or an account closure revokes
+every sign-in of the user. The record is MongoDB's `tokens` collection (`revoked_at` on the
+family's documents, see `lucid.auth.refresh`); Redis keeps a copy in one hash, so that the copy
+is kept or lost as a whole (an eviction or a restart cannot drop one entry and keep the rest):
+
+    lucid:revoked-sign-ins                     a hash without TTL
+        <sid>            epoch seconds until which that sign-in's access tokens are refused
+        ~synced-until    epoch seconds until which the copy counts as complete
+
+A check is one HMGET of `~synced-until` and the sid:
+
+    the sid is there and not past ......... revoked
+    ~synced-until is not past ............. not revoked
+    ~synced-until is past (a reload due) .. one caller (a Redis lock) reloads the copy from
+                                            MongoDB; the others answer from the copy
+    ~synced-until is missing .............. the copy was lost (a restart without persistence, a
+                                            flush, an eviction): one caller reloads it, the
+                                            others ask MongoDB directly meanwhile
+    Redis does not answer ................. ask MongoDB directly
+    MongoDB does not answer either ........ ServiceUnavailableError, never "not revoked"
+
+A revocation is written to MongoDB first, then into the copy. When that second write fails the
+revocation still holds wherever MongoDB is asked, and the copy has it at the next reload, at
+most SYNC_SECONDS later. Entries are kept for the horizon: an access token's lifetime plus the
+clock leeway decoding allows, after which every token of the sign-in has expired anyway.
+
+MongoDB is reached only through the `RevocationRecord` a caller supplies, built on first need:
+the authorizer, which otherwise never touches MongoDB, imports pymongo on the slow path only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Protocol
+
+import redis
+
+from lucid.errors import ServiceUnavailableError
+from lucid.observability import count
+
+logger = logging.getLogger("lucid.auth.revocation")
+
+KEY = "lucid:revoked-sign-ins"
+SYNCED_FIELD = "~synced-until"  # "~" is in no sid (32 hex characters), so it never collides
+RELOAD_LOCK = KEY + ":reload"
+SYNC_SECONDS = 30
+RELOAD_LOCK_MS = 10_000
+# Decoding tolerates at most this much clock skew past `exp` (lucid.auth.tokens).
+LEEWAY_SECONDS = 30
+
+# Merges entries into the hash, each keeping the later of its two deadlines. With a non-zero
+# ARGV[2] it is a reload: entries past ARGV[1] (now) are dropped and the copy vouched for until
+# ARGV[2]. One script, so a revocation written meanwhile is never overwritten nor dropped.
+MERGE_SCRIPT = """
+local key, now, synced, synced_field = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+for i = 4, #ARGV, 2 do
+  local current = tonumber(redis.call('HGET', key, ARGV[i]) or '0')
+  if tonumber(ARGV[i + 1]) > current then redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+end
+if synced > 0 then
+  local fields = redis.call('HGETALL', key)
+  for i = 1, #fields, 2 do
+    if fields[i] ~= synced_field and tonumber(fields[i + 1]) <= now then
+      redis.call('HDEL', key, fields[i])
+    end
+  end
+  redis.call('HSET', key, synced_field, ARGV[2])
+end
+return 1
+"""
+
+
+class RevocationRecord(Protocol):
+    """The durable record of revoked sign-ins (MongoDB); ServiceUnavailableError when down."""
+
+    def is_revoked(self, sid: str) -> bool:
+        """True when the sign-in `sid` was ever revoked."""
+        ...
+
+    def revoked_since(self, since: datetime) -> dict[str, datetime]:
+        """Every sign-in revoked at or after `since`, with its latest revocation time."""
+        ...
+
+
+class RevocationList:
+    """Checks and remembers revoked sign-ins (see the module docstring for the protocol)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        record: Callable[[], RevocationRecord],
+        *,
+        token_lifetime_seconds: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = client
+        self._record_factory = record
+        self._record: RevocationRecord | None = None
+        self.horizon_seconds = token_lifetime_seconds + LEEWAY_SECONDS
+        self._clock = clock
+
+    def is_revoked(self, sid: str) -> bool:
+        """True when the sign-in `sid` is revoked; ServiceUnavailableError when nobody knows."""
+        now = self._clock()
+        try:
+            synced_until, revoked_until = self._redis.hmget(KEY, [SYNCED_FIELD, sid])
+        except redis.RedisError:
+            # Counted, not logged: this happens at every call while Redis is down, and the rate
+            # limiter and /meta/health already say so once.
+            count("RevocationCheckWithoutRedis")
+            return self.record().is_revoked(sid)
+        if revoked_until is not None and float(revoked_until) > now:
+            return True
+        if synced_until is not None and float(synced_until) > now:
+            return False
+        return self._reload_then_check(sid, lost=synced_until is None)
+
+    def remember(self, revoked: Mapping[str, datetime]) -> None:
+        """Copy sign-ins just revoked in the record into Redis (a failure is logged only)."""
+        if not revoked:
+            return
+        try:
+            self._merge(revoked, synced_until=0)
+        except redis.RedisError as error:
+            # The record holds it; the copy gets it at its next reload (<= SYNC_SECONDS).
+            logger.warning("revocation not copied to Redis (%s)", type(error).__name__)
+            count("RevocationNotCopied")
+
+    def record(self) -> RevocationRecord:
+        """The durable record, built on first use."""
+        if self._record is None:
+            self._record = self._record_factory()
+        return self._record
+
+    def _reload_then_check(self, sid: str, *, lost: bool) -> bool:
+        try:
+            leader = bool(
+                self._redis.set(RELOAD_LOCK, secrets.token_hex(8), nx=True, px=RELOAD_LOCK_MS)
+            )
+        except redis.RedisError:
+            return self.record().is_revoked(sid)
+        if not leader:
+            # Someone else reloads: a lost copy cannot answer "not revoked", a due one can.
+            return self.record().is_revoked(sid) if lost else False
+        try:
+            revoked = self._reload()
+        except ServiceUnavailableError:
+            if lost:
+                raise
+            logger.warning("revocations not reloaded: MongoDB is unavailable")
+            return False
+        except redis.RedisError:
+            return self.record().is_revoked(sid)
+        finally:
+            self._release_lock()
+        return sid in revoked
+
+    def _reload(self) -> dict[str, datetime]:
+        now = self._clock()
+        since = datetime.fromtimestamp(now - self.horizon_seconds, UTC)
+        revoked = self.record().revoked_since(since)
+        self._merge(revoked, synced_until=now + SYNC_SECONDS)
+        if revoked or self._clock() - now > 1:
+            logger.info("revocations reloaded from MongoDB", extra={"revoked": len(revoked)})
+        return revoked
+
+    def _merge(self, revoked: Mapping[str, datetime], *, synced_until: float) -> None:
+        args: list[str | float] = [self._clock(), synced_until, SYNCED_FIELD]
+        for sid, revoked_at in revoked.items():
+            args += (sid, revoked_at.timestamp() + self.horizon_seconds)
+        self._redis.register_script(MERGE_SCRIPT)(keys=[KEY], args=args)
+
+    def _release_lock(self) -> None:
+        with contextlib.suppress(redis.RedisError):  # it expires on its own otherwise
+            self._redis.delete(RELOAD_LOCK)
+
+
+def mongodb_record() -> RevocationRecord:
+    """The record in the process's MongoDB database (`lucid.auth.revocation_record`)."""
+    # Imported here, not at the top: pymongo adds ~120 ms to the authorizer's cold start, and
+    # the authorizer needs MongoDB only when Redis cannot answer on its own.
+    from lucid.auth.revocation_record import MongoRevocationRecord
+    from lucid.store.mongo import get_database
+
+    return MongoRevocationRecord(get_database())

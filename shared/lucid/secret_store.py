@@ -1,0 +1,191 @@
+"""Secrets held in AWS: read by reference, cached, and refused with a reason an operator can act on.
+
+A deployed function never receives a secret in its environment; it receives where to read it
+(infra/needs.yaml declares which function gets which):
+
+    setting          Secrets Manager (first)     SSM Parameter Store (SecureString)
+    JWT_SECRET_KEY   JWT_SECRET_ARN              JWT_SECRET_PARAM
+    MONGODB_URI      MONGODB_URI_SECRET_ARN      MONGODB_URI_PARAM
+    REDIS_URI        REDIS_URI_SECRET_ARN        REDIS_URI_PARAM
+
+With neither reference set, the setting's own variable is the value (the local edge, sam local).
+Values are read with Powertools Parameters: one GetSecretValue / GetParameter per `max_age`
+(Powertools' default 300 s, POWERTOOLS_PARAMETERS_MAX_AGE) per process, so a rotated value
+reaches warm functions without a redeploy. Powertools (and boto3 with it) is imported only when
+a reference is set: a function configured without one never pays for it at cold start.
+
+A read that fails (the role lacks the permission, the secret does not exist, KMS refuses, AWS is
+unreachable) raises `SecretUnavailableError`: a 503 whose detail tells the client nothing about
+the account, while the function's log names the setting, the permission the role needs and the
+resource, once per `RETRY_SECONDS`; until then the failure is answered from memory, so a missing
+permission neither hammers AWS nor crashes the function into a start-up loop, and granting it
+heals a warm function within `RETRY_SECONDS`. Secret values are never logged: Powertools wraps
+every error in `GetParameterError(str(error))`, whose text holds ARNs and AWS's reason only
+(notes/aws-facts.md section 10).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from lucid.errors import ServiceUnavailableError
+
+if TYPE_CHECKING:
+    from lucid.config import Settings
+
+logger = logging.getLogger("lucid.secrets")
+
+# setting -> (variable holding its Secrets Manager ARN, variable holding its SSM parameter name)
+REFERENCES: Mapping[str, tuple[str, str]] = {
+    "JWT_SECRET_KEY": ("JWT_SECRET_ARN", "JWT_SECRET_PARAM"),
+    "MONGODB_URI": ("MONGODB_URI_SECRET_ARN", "MONGODB_URI_PARAM"),
+    "REDIS_URI": ("REDIS_URI_SECRET_ARN", "REDIS_URI_PARAM"),
+}
+RETRY_SECONDS = 10.0
+_DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation")
+_MISSING = ("ResourceNotFoundException", "ParameterNotFound")
+
+
+@dataclass(frozen=True, slots=True)
+class SecretSource:
+    """Where one setting's value is kept in AWS."""
+
+    setting: str
+    service: Literal["secretsmanager", "ssm"]
+    name: str  # the secret's ARN, or the parameter's name
+
+    @property
+    def action(self) -> str:
+        """The IAM action reading it."""
+        return (
+            "secretsmanager:GetSecretValue"
+            if self.service == "secretsmanager"
+            else ("ssm:GetParameter")
+        )
+
+    def __str__(self) -> str:
+        if self.service == "secretsmanager":
+            return f"Secrets Manager secret {self.name}"
+        return f"SSM parameter {self.name}"
+
+
+class SecretUnavailableError(ServiceUnavailableError):
+    """A value the function needs could not be read from AWS; `reason` says why (log only)."""
+
+    slug = "secret-unavailable"
+
+    def __init__(self, source: SecretSource, reason: str, retry_after: float) -> None:
+        super().__init__(
+            "a setting this function needs could not be read; the function's log says why",
+            headers={"Retry-After": str(max(1, round(retry_after)))},
+        )
+        self.source = source
+        self.reason = reason
+
+
+def source_of(settings: Settings, setting: str) -> SecretSource | None:
+    """Where `setting` is kept in AWS according to `settings`; None when it is not."""
+    arn_variable, parameter_variable = REFERENCES[setting]
+    arn: str | None = getattr(settings, arn_variable)
+    if arn:
+        return SecretSource(setting, "secretsmanager", arn)
+    parameter: str | None = getattr(settings, parameter_variable)
+    if parameter:
+        return SecretSource(setting, "ssm", parameter)
+    return None
+
+
+class _Failures:
+    """The last failure of each source, answered from memory for RETRY_SECONDS."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until: dict[SecretSource, tuple[float, str]] = {}
+
+    def recent(self, source: SecretSource) -> SecretUnavailableError | None:
+        with self._lock:
+            until, reason = self._until.get(source, (0.0, ""))
+        left = until - time.monotonic()
+        return SecretUnavailableError(source, reason, left) if left > 0 else None
+
+    def record(self, source: SecretSource, reason: str) -> SecretUnavailableError:
+        with self._lock:
+            self._until[source] = (time.monotonic() + RETRY_SECONDS, reason)
+        logger.error("%s unavailable: %s", source.setting, reason)
+        return SecretUnavailableError(source, reason, RETRY_SECONDS)
+
+    def clear(self, source: SecretSource) -> None:
+        with self._lock:
+            self._until.pop(source, None)
+
+
+_failures = _Failures()
+
+
+def read(source: SecretSource, *, max_age: int | None = None) -> str | bytes:
+    """The value at `source` (a binary secret as bytes), cached for `max_age` seconds."""
+    failed = _failures.recent(source)
+    if failed is not None:
+        raise failed
+    # Imported here, not at module level: it imports boto3 (~75 ms at cold start).
+    from aws_lambda_powertools.utilities import parameters
+
+    try:
+        if source.service == "secretsmanager":
+            value = parameters.get_secret(source.name, max_age=max_age)
+        else:
+            value = parameters.get_parameter(source.name, decrypt=True, max_age=max_age)
+    except parameters.GetParameterError as error:
+        raise _failures.record(source, explain(source, error)) from None
+    assert isinstance(value, str | bytes)  # no transform asked for: what AWS stores
+    _failures.clear(source)
+    return value
+
+
+def read_text(source: SecretSource, *, max_age: int | None = None) -> str:
+    """The value at `source` as text (a URI)."""
+    value = read(source, max_age=max_age)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _failures.record(source, f"{source} holds binary data, not text") from None
+    return value
+
+
+def explain(source: SecretSource, error: BaseException) -> str:
+    """What went wrong reading `source`, for the operator: the permission and resource named.
+
+    Powertools raises `GetParameterError(str(original))` inside the `except` clause that caught
+    the botocore error, so the original is its `__context__`, with AWS's error code.
+    """
+    cause = error.__cause__ or error.__context__ or error
+    response = getattr(cause, "response", None)
+    code, status = "", 0
+    if isinstance(response, dict):
+        code = str(response.get("Error", {}).get("Code", ""))
+        status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    said = f" (AWS: {cause})"
+    if code in _DENIED or status == 403:
+        kms = " (and kms:Decrypt on its key)" if "kms" in str(cause).lower() else ""
+        return (
+            f"the function's role may not read {source}: it needs {source.action}{kms} on "
+            f"{_resource(source)}{said}"
+        )
+    if code in _MISSING:
+        return f"{source} does not exist in this account and region{said}"
+    return f"{source} could not be read{said}"
+
+
+def _resource(source: SecretSource) -> str:
+    if source.service == "secretsmanager":
+        return source.name
+    # The account and region are the function's own; AWS's message (appended) has the full ARN.
+    # A name with a leading slash joins "parameter" directly (notes/aws-facts.md section 9).
+    name = source.name if source.name.startswith("/") else "/" + source.name
+    return f"arn:aws:ssm:<region>:<account>:parameter{name}"

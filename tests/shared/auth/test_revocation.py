@@ -1,0 +1,271 @@
+"""Revoked sign-ins: the Redis copy (real redis-server) over the MongoDB record (mongomock), and
+every way the copy can be missing, stale or unreachable."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import redis
+from pymongo.database import Database
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from lucid.auth.revocation import (
+    KEY,
+    RELOAD_LOCK,
+    SYNC_SECONDS,
+    SYNCED_FIELD,
+    RevocationList,
+    mongodb_record,
+)
+from lucid.auth.revocation_record import MongoRevocationRecord
+from lucid.errors import ServiceUnavailableError
+from lucid.store.documents import new_id
+from lucid_edge.local import free_port, in_memory_database
+
+LIFETIME = 900  # seconds an access token lives
+
+
+class CountingRecord(MongoRevocationRecord):
+    """The MongoDB record, counting how often it is asked."""
+
+    def __init__(self, database: Database[dict[str, Any]]) -> None:
+        super().__init__(database)
+        self.asked = 0
+
+    def is_revoked(self, sid: str) -> bool:
+        self.asked += 1
+        return super().is_revoked(sid)
+
+    def revoked_since(self, since: datetime) -> dict[str, datetime]:
+        self.asked += 1
+        return super().revoked_since(since)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def database() -> Database[dict[str, Any]]:
+    return in_memory_database()
+
+
+@pytest.fixture
+def record(database: Database[dict[str, Any]]) -> CountingRecord:
+    return CountingRecord(database)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def revocations(redis_client: redis.Redis, record: CountingRecord, clock: Clock) -> RevocationList:
+    return RevocationList(
+        redis_client, lambda: record, token_lifetime_seconds=LIFETIME, clock=clock
+    )
+
+
+@pytest.fixture
+def dead_redis() -> Iterator[redis.Redis]:
+    client = redis.Redis(
+        port=free_port(),
+        socket_connect_timeout=0.05,
+        socket_timeout=0.05,
+        retry=Retry(NoBackoff(), 0),
+    )
+    yield client
+    client.close()
+
+
+def revoke_in_record(database: Database[dict[str, Any]], sid: str, at: datetime) -> None:
+    """What `RefreshTokenStore` writes first when it revokes a sign-in."""
+    database["tokens"].insert_one({"_id": new_id(), "family_id": sid, "revoked_at": at})
+
+
+def test_a_remembered_revocation_is_answered_from_redis_alone(
+    revocations: RevocationList, record: CountingRecord
+) -> None:
+    # GIVEN the copy was loaded once (empty record)
+    assert revocations.is_revoked("s-1") is False
+    asked = record.asked
+    # WHEN a sign-in is revoked and remembered THEN checks answer from Redis, not MongoDB
+    revocations.remember({"s-1": datetime.now(UTC)})
+    assert revocations.is_revoked("s-1") is True
+    assert revocations.is_revoked("s-2") is False
+    assert record.asked == asked
+
+
+def test_a_lost_copy_is_reloaded_from_the_record_by_the_first_check(
+    revocations: RevocationList,
+    record: CountingRecord,
+    database: Database[dict[str, Any]],
+    redis_client: redis.Redis,
+) -> None:
+    # GIVEN two sign-ins revoked in the record, one too long ago to matter, and Redis empty
+    now = datetime.now(UTC)
+    revoke_in_record(database, "recent", now - timedelta(minutes=5))
+    revoke_in_record(database, "ancient", now - timedelta(hours=2))
+    # WHEN the first check runs THEN it reloads the copy and answers from it
+    assert revocations.is_revoked("recent") is True
+    assert record.asked == 1
+    stored = redis_client.hgetall(KEY)
+    assert set(stored) == {b"recent", SYNCED_FIELD.encode()}
+    # AND the entry lasts the access-token lifetime and the leeway past the revocation
+    until = float(stored[b"recent"])
+    assert until == pytest.approx((now - timedelta(minutes=5)).timestamp() + LIFETIME + 30)
+    # AND later checks need no MongoDB
+    assert revocations.is_revoked("ancient") is False
+    assert revocations.is_revoked("recent") is True
+    assert record.asked == 1
+
+
+def test_a_due_copy_is_reloaded_by_one_caller_while_the_others_trust_it(
+    revocations: RevocationList,
+    record: CountingRecord,
+    database: Database[dict[str, Any]],
+    redis_client: redis.Redis,
+    clock: Clock,
+) -> None:
+    # GIVEN a loaded copy, then a revocation that reached MongoDB but not Redis
+    assert revocations.is_revoked("missed") is False
+    revoke_in_record(database, "missed", datetime.now(UTC))
+    assert revocations.is_revoked("missed") is False  # the copy does not know yet
+    # WHEN the copy is due for a reload while another caller holds the reload lock
+    clock.now += SYNC_SECONDS + 1
+    redis_client.set(RELOAD_LOCK, "another")
+    asked = record.asked
+    # THEN this caller answers from the copy, without MongoDB
+    assert revocations.is_revoked("missed") is False
+    assert record.asked == asked
+    # WHEN the lock is free THEN the next check reloads and the missed revocation holds
+    redis_client.delete(RELOAD_LOCK)
+    assert revocations.is_revoked("missed") is True
+    assert redis_client.exists(RELOAD_LOCK) == 0
+
+
+def test_while_another_caller_reloads_a_lost_copy_the_record_answers(
+    revocations: RevocationList,
+    record: CountingRecord,
+    database: Database[dict[str, Any]],
+    redis_client: redis.Redis,
+) -> None:
+    revoke_in_record(database, "s-1", datetime.now(UTC))
+    redis_client.set(RELOAD_LOCK, "another")
+    assert revocations.is_revoked("s-1") is True
+    assert revocations.is_revoked("s-2") is False
+    assert record.asked == 2  # once per check: the copy cannot vouch for anything yet
+    assert redis_client.hget(KEY, SYNCED_FIELD) is None
+
+
+def test_without_redis_every_check_asks_the_record(
+    dead_redis: redis.Redis, record: CountingRecord, database: Database[dict[str, Any]]
+) -> None:
+    revocations = RevocationList(dead_redis, lambda: record, token_lifetime_seconds=LIFETIME)
+    revoke_in_record(database, "s-1", datetime.now(UTC))
+    assert revocations.is_revoked("s-1") is True
+    assert revocations.is_revoked("s-2") is False
+    assert record.asked == 2
+    # AND remembering a revocation is no error (the record already holds it)
+    revocations.remember({"s-3": datetime.now(UTC)})
+
+
+def test_without_redis_or_mongodb_nobody_says_not_revoked(
+    dead_redis: redis.Redis, dead_db: Database[dict[str, Any]]
+) -> None:
+    dead = MongoRevocationRecord(dead_db)
+    revocations = RevocationList(dead_redis, lambda: dead, token_lifetime_seconds=LIFETIME)
+    with pytest.raises(ServiceUnavailableError):
+        revocations.is_revoked("s-1")
+
+
+def test_a_lost_copy_with_mongodb_down_is_an_error_and_a_due_one_is_trusted(
+    redis_client: redis.Redis, clock: Clock, dead_db: Database[dict[str, Any]]
+) -> None:
+    revocations = RevocationList(
+        redis_client,
+        lambda: MongoRevocationRecord(dead_db),
+        token_lifetime_seconds=LIFETIME,
+        clock=clock,
+    )
+    # GIVEN the copy is lost and MongoDB is down THEN a check is an error, not a "no"
+    with pytest.raises(ServiceUnavailableError):
+        revocations.is_revoked("s-1")
+    assert redis_client.exists(RELOAD_LOCK) == 0  # the lock was released for the next try
+    # GIVEN a copy that was complete a moment ago and is merely due THEN it still answers
+    revocations.remember({"s-1": datetime.now(UTC)})
+    redis_client.hset(KEY, SYNCED_FIELD, clock.now - 1)
+    assert revocations.is_revoked("s-1") is True
+    assert revocations.is_revoked("s-2") is False
+
+
+def test_a_reload_keeps_the_later_deadline_and_drops_what_expired(
+    revocations: RevocationList,
+    database: Database[dict[str, Any]],
+    redis_client: redis.Redis,
+    clock: Clock,
+) -> None:
+    now = datetime.fromtimestamp(clock.now, UTC)
+    # GIVEN the copy holds a later deadline than the record for one sign-in and a stale entry
+    revocations.remember({"kept": now, "stale": now - timedelta(hours=1)})
+    revoke_in_record(database, "kept", now - timedelta(minutes=10))
+    # WHEN the copy is reloaded (it was never marked complete)
+    assert revocations.is_revoked("other") is False
+    stored = redis_client.hgetall(KEY)
+    # THEN the later deadline stays and the expired entry is gone
+    assert float(stored[b"kept"]) == pytest.approx(now.timestamp() + LIFETIME + 30)
+    assert b"stale" not in stored
+    # AND an entry past its deadline no longer revokes
+    clock.now += LIFETIME + 31
+    redis_client.hset(KEY, SYNCED_FIELD, clock.now + SYNC_SECONDS)
+    assert revocations.is_revoked("kept") is False
+
+
+def test_the_authorizers_record_is_the_process_mongodb() -> None:
+    # The authorizer builds its record only on the slow path, from MONGODB_URI.
+    record = mongodb_record()
+    assert isinstance(record, MongoRevocationRecord)
+    assert record.is_revoked(new_id()) is False
+
+
+class DyingRedis(redis.Redis):
+    """A real client whose server "dies" at one command: `set` (the reload lock) or `evalsha`
+    and `eval` (the reload itself), after answering the HMGET that found the copy lost."""
+
+    def __init__(self, uri: str, dies_at: tuple[str, ...]) -> None:
+        super().__init__(connection_pool=redis.ConnectionPool.from_url(uri))
+        self.dies_at = dies_at
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        if str(args[0]).lower() in self.dies_at:
+            raise redis.ConnectionError("the server went away")
+        return super().execute_command(*args, **options)
+
+
+@pytest.mark.parametrize("dies_at", [("set",), ("evalsha", "eval")], ids=["lock", "reload"])
+def test_redis_dying_half_way_through_a_reload_leaves_the_answer_to_mongodb(
+    redis_server: Any,
+    redis_client: redis.Redis,
+    record: CountingRecord,
+    database: Database[dict[str, Any]],
+    dies_at: tuple[str, ...],
+) -> None:
+    revoke_in_record(database, "s-1", datetime.now(UTC))
+    client = DyingRedis(redis_server.uri, dies_at)
+    try:
+        revocations = RevocationList(client, lambda: record, token_lifetime_seconds=LIFETIME)
+        assert revocations.is_revoked("s-1") is True
+        assert revocations.is_revoked("s-2") is False
+    finally:
+        client.connection_pool.disconnect()  # close() leaves a pool it was given alone
+    assert redis_client.exists(RELOAD_LOCK) == 0

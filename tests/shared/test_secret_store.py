@@ -1,0 +1,279 @@
+"""Secrets by reference (moto stands in for Secrets Manager, SSM and IAM): every way a value is
+read, cached and refused, and that no secret value reaches a log or a client.
+
+The access-denied cases run with moto's IAM enforcement on: the function's credentials are an
+IAM user's whose policy lacks the permission, as a Lambda role would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters import base as parameters_base
+from botocore.exceptions import ClientError
+from fastapi import FastAPI
+from moto import mock_aws
+from moto.core import set_initial_no_auth_action_count
+
+from lucid import secret_store
+from lucid.auth import keys
+from lucid.auth.keys import KeyRing, check_keys_at_cold_start
+from lucid.config import Settings
+from lucid.secret_store import SecretSource, SecretUnavailableError, read, read_text, source_of
+from lucid.web.app import lambda_handler
+from lucid.web.problems import install_problem_handlers
+from lucid.web.ratelimit import RateLimitMiddleware
+from tests.utils.events import http_event, reply_from
+
+VALUE = "mongodb://lucid:s3cret-pa55@db.internal:27017/lucid"
+ACCOUNT = "123456789012"
+
+
+@pytest.fixture(autouse=True)
+def fresh_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Powertools keeps one client per process (credentials bound at creation) and a cache:
+    each test starts without either, and with no remembered failure."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    parameters_base.DEFAULT_PROVIDERS.clear()
+    parameters.clear_caches()
+    secret_store._failures = secret_store._Failures()
+    yield
+    parameters_base.DEFAULT_PROVIDERS.clear()
+    parameters.clear_caches()
+    secret_store._failures = secret_store._Failures()
+
+
+def _name() -> str:
+    return f"/lucid/test-{uuid.uuid4().hex[:8]}"
+
+
+def _secret(value: str | bytes) -> str:
+    client = boto3.client("secretsmanager", region_name="us-east-1")
+    kind = "SecretBinary" if isinstance(value, bytes) else "SecretString"
+    arn: str = client.create_secret(Name=_name().lstrip("/"), **{kind: value})["ARN"]
+    return arn
+
+
+def _parameter(value: str) -> str:
+    name = _name()
+    boto3.client("ssm", region_name="us-east-1").put_parameter(
+        Name=name, Value=value, Type="SecureString"
+    )
+    return name
+
+
+def _logged(caplog: pytest.LogCaptureFixture) -> str:
+    return "\n".join(record.getMessage() for record in caplog.records)
+
+
+@mock_aws
+@pytest.mark.parametrize("kind", ["secretsmanager", "ssm"])
+def test_a_uri_is_read_where_its_reference_points_and_cached(kind: str) -> None:
+    # GIVEN the MongoDB URI kept in AWS, and only its reference in the settings
+    if kind == "secretsmanager":
+        settings = Settings(MONGODB_URI_SECRET_ARN=_secret(VALUE))
+    else:
+        settings = Settings(MONGODB_URI_PARAM=_parameter(VALUE))
+    # WHEN the store asks for it THEN it is the value in AWS
+    assert settings.required_uri("MONGODB_URI") == VALUE
+    # AND a changed value is seen only once the cache lapses (Powertools' max_age)
+    source = source_of(settings, "MONGODB_URI")
+    assert source is not None
+    if kind == "secretsmanager":
+        boto3.client("secretsmanager", region_name="us-east-1").put_secret_value(
+            SecretId=source.name, SecretString=VALUE + "?x=1"
+        )
+    else:
+        boto3.client("ssm", region_name="us-east-1").put_parameter(
+            Name=source.name, Value=VALUE + "?x=1", Type="SecureString", Overwrite=True
+        )
+    assert settings.required_uri("MONGODB_URI") == VALUE
+    parameters.clear_caches()
+    assert settings.required_uri("MONGODB_URI") == VALUE + "?x=1"
+
+
+@mock_aws
+def test_the_secrets_manager_reference_wins_and_the_plain_value_is_the_fallback() -> None:
+    arn, name = _secret("redis://from-secrets-manager:6379"), _parameter("redis://from-ssm:6379")
+    both = Settings(REDIS_URI="redis://plain:6379", REDIS_URI_SECRET_ARN=arn, REDIS_URI_PARAM=name)
+    assert both.required_uri("REDIS_URI") == "redis://from-secrets-manager:6379"
+    assert Settings(REDIS_URI_PARAM=name).required_uri("REDIS_URI") == "redis://from-ssm:6379"
+    assert Settings(REDIS_URI="redis://plain:6379").required_uri("REDIS_URI") == (
+        "redis://plain:6379"
+    )
+
+
+@mock_aws
+def test_a_binary_secret_is_bytes_and_text_only_when_it_decodes() -> None:
+    source = SecretSource("JWT_SECRET_KEY", "secretsmanager", _secret(b"\x01" * 32))
+    assert read(source) == b"\x01" * 32
+    uri = SecretSource("MONGODB_URI", "secretsmanager", _secret(VALUE.encode()))
+    assert read_text(uri) == VALUE
+    garbage = SecretSource("MONGODB_URI", "secretsmanager", _secret(b"\xff\xfe"))
+    with pytest.raises(SecretUnavailableError) as caught:
+        read_text(garbage)
+    assert "binary data, not text" in caught.value.reason
+
+
+@mock_aws
+@pytest.mark.parametrize("kind", ["secretsmanager", "ssm"])
+def test_a_missing_secret_is_a_503_that_names_nothing_of_the_account_to_the_client(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a reference to a secret that does not exist
+    name = (
+        f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:lucid/nope-AbCdEf"
+        if kind == "secretsmanager"
+        else "/lucid/nope"
+    )
+    source = SecretSource("REDIS_URI", kind, name)  # type: ignore[arg-type]
+    # WHEN it is read
+    with (
+        caplog.at_level(logging.ERROR, logger="lucid.secrets"),
+        pytest.raises(SecretUnavailableError) as caught,
+    ):
+        read(source)
+    # THEN the client's problem says only that a setting could not be read, and when to retry
+    error = caught.value
+    assert (error.status, error.slug) == (503, "secret-unavailable")
+    assert ACCOUNT not in error.detail
+    assert "nope" not in error.detail
+    assert error.headers["Retry-After"] == str(round(secret_store.RETRY_SECONDS))
+    # AND the function's log names the setting and the missing resource
+    assert "REDIS_URI unavailable" in _logged(caplog)
+    assert "does not exist" in error.reason
+    assert name in error.reason
+
+
+@pytest.mark.parametrize("kind", ["secretsmanager", "ssm"])
+def test_access_denied_names_the_missing_permission_and_resource(
+    kind: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN the secret exists, but the function's role may only read something else
+    @set_initial_no_auth_action_count(4)
+    @mock_aws
+    def scenario() -> tuple[SecretSource, SecretUnavailableError]:
+        iam = boto3.client("iam", region_name="us-east-1")
+        iam.create_user(UserName="lucid-fn")
+        key = iam.create_access_key(UserName="lucid-fn")["AccessKey"]
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "sqs:ListQueues", "Resource": "*"}],
+        }
+        iam.put_user_policy(
+            UserName="lucid-fn", PolicyName="other", PolicyDocument=json.dumps(policy)
+        )
+        where = _secret(VALUE) if kind == "secretsmanager" else _parameter(VALUE)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+        source = SecretSource("MONGODB_URI", kind, where)  # type: ignore[arg-type]
+        with pytest.raises(SecretUnavailableError) as caught:
+            read(source)
+        return source, caught.value
+
+    with caplog.at_level(logging.ERROR, logger="lucid.secrets"):
+        source, error = scenario()
+    # THEN the log says which permission the role needs, on which resource
+    action = "secretsmanager:GetSecretValue" if kind == "secretsmanager" else "ssm:GetParameter"
+    logged = _logged(caplog)
+    assert f"it needs {action} on" in error.reason
+    assert source.name in error.reason
+    assert error.reason in logged
+    # AND never the value
+    assert "s3cret-pa55" not in logged
+    assert "s3cret-pa55" not in error.reason
+
+
+def test_a_kms_refusal_says_the_key_is_needed_too() -> None:
+    source = SecretSource("JWT_SECRET_KEY", "ssm", "/lucid/prod/jwt-key")
+    denied = ClientError(
+        {
+            "Error": {
+                "Code": "AccessDeniedException",
+                "Message": "User is not authorized to perform: kms:Decrypt on resource: key/1",
+            },
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        },
+        "GetParameter",
+    )
+    try:
+        raise parameters.GetParameterError(str(denied)) from denied
+    except parameters.GetParameterError as error:
+        reason = secret_store.explain(source, error)
+    assert "needs ssm:GetParameter (and kms:Decrypt on its key) on" in reason
+    assert "arn:aws:ssm:<region>:<account>:parameter/lucid/prod/jwt-key" in reason
+
+
+@mock_aws
+def test_a_failure_is_answered_from_memory_then_retried(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(secret_store, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    name = _name()
+    source = SecretSource("REDIS_URI", "ssm", name)
+    with caplog.at_level(logging.ERROR, logger="lucid.secrets"):
+        with pytest.raises(SecretUnavailableError):
+            read(source)
+        # WHEN the parameter appears (the operator fixed it) but the failure is recent
+        boto3.client("ssm", region_name="us-east-1").put_parameter(
+            Name=name, Value="redis://r:6379", Type="SecureString"
+        )
+        clock[0] += secret_store.RETRY_SECONDS - 1
+        # THEN requests are refused from memory, without asking AWS or logging again
+        with pytest.raises(SecretUnavailableError) as again:
+            read(source)
+        assert again.value.headers["Retry-After"] == "1"
+        assert len(caplog.records) == 1
+    # AND once the retry interval has passed the value is read: no restart needed
+    clock[0] += 1.5
+    assert read(source) == "redis://r:6379"
+
+
+@mock_aws
+def test_a_jwt_key_that_cannot_be_read_does_not_stop_the_function_at_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN the key's secret is missing WHEN the function starts THEN it starts
+    arn = f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:lucid/missing-AbCdEf"
+    ring = KeyRing(Settings(STAGE="prod", JWT_SECRET_ARN=arn))
+    monkeypatch.setattr(keys, "get_key_ring", lambda: ring)
+    check_keys_at_cold_start()
+    # AND each use answers 503 until the key can be read
+    with pytest.raises(SecretUnavailableError):
+        ring.keys()
+    # but a key that is unusable once read still stops it (a crash is the right answer then)
+    short = KeyRing(Settings(STAGE="prod", JWT_SECRET_ARN=_secret("too-short")))
+    monkeypatch.setattr(keys, "get_key_ring", lambda: short)
+    with pytest.raises(keys.KeyConfigurationError, match="at least 32 bytes"):
+        check_keys_at_cold_start()
+
+
+def test_a_redis_uri_that_cannot_be_read_is_a_503_problem_from_the_rate_limiter() -> None:
+    source = SecretSource("REDIS_URI", "ssm", "/lucid/prod/redis-uri")
+
+    def unreadable() -> Any:
+        raise SecretUnavailableError(source, "denied", 10)
+
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/x")
+    async def route() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    app.add_middleware(RateLimitMiddleware, limiter_factory=unreadable)
+    reply = reply_from(lambda_handler(app)(http_event("GET", "/x"), None))
+    assert reply.status == 503
+    assert reply.headers["content-type"] == "application/problem+json"
+    assert reply.headers["retry-after"] == "10"
+    assert reply.body["type"].endswith("/secret-unavailable")
