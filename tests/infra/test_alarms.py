@@ -58,7 +58,8 @@ def emitted_metrics() -> set[str]:
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
     decoded, matches = decode(str(TEMPLATE))
-    assert not matches and decoded is not None
+    assert not matches
+    assert decoded is not None
     return dict(decoded)
 
 
