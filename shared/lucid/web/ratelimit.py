@@ -50,8 +50,8 @@ class RateLimitMiddleware:
         try:
             decision = limiter.check(policy, identity)
             headers = rate_limit_headers(decision)
-            count("RateLimitAdmitted" if decision.allowed else "RateLimited")
             if not decision.allowed:
+                count("RateLimited")
                 raise RateLimitedError(
                     f"{policy.quota} requests per {policy.window_seconds} s allowed at the "
                     f"{policy.name} tier; retry in {decision.retry_after} s",
@@ -61,6 +61,7 @@ class RateLimitMiddleware:
         except LucidError as error:
             await error_response(error, scope["path"])(scope, receive, send)
             return
+        count("RateLimitAdmitted")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
