@@ -10,6 +10,7 @@ from lucid_edge.intrinsics import Resolver, TemplateError
 from lucid_edge.model import (
     DEFAULT_ROUTE,
     DEFAULT_STAGE,
+    MAX_INTEGRATION_TIMEOUT_SECONDS,
     ApiSpec,
     AuthorizerSpec,
     CorsSpec,
@@ -167,6 +168,16 @@ def _route_path(method: Any, path: Any, where: str) -> tuple[str, str]:
     return method, path
 
 
+def _integration_timeout(millis: Any, where: str) -> float:
+    # "Custom timeout between 50 and 30,000 milliseconds for HTTP APIs. The default timeout is
+    # ... 30 seconds for HTTP APIs." (AWS::ApiGatewayV2::Integration TimeoutInMillis)
+    if millis is None:
+        return MAX_INTEGRATION_TIMEOUT_SECONDS
+    if isinstance(millis, bool) or not str(millis).isdigit() or not 50 <= int(millis) <= 30_000:
+        raise TemplateError(f"{where}.TimeoutInMillis: {millis!r} is not 50-30000")
+    return int(millis) / 1000
+
+
 def _routes(
     events: Mapping[str, Mapping[str, Any]],
     functions: Mapping[str, FunctionSpec],
@@ -194,10 +205,7 @@ def _routes(
             auth = _check_keys(props.get("Auth") or {}, frozenset({"Authorizer"}), f"{where}.Auth")
             authorizer = auth.get("Authorizer", default_authorizer)
             method, path = _route_path(props.get("Method"), props.get("Path"), where)
-            function = functions[function_id]
-            timeout = function.timeout
-            if props.get("TimeoutInMillis") is not None:
-                timeout = min(timeout, int(props["TimeoutInMillis"]) / 1000)
+            timeout = _integration_timeout(props.get("TimeoutInMillis"), f"{where}.Properties")
             route = RouteSpec(
                 method=method,
                 path=path,

@@ -4,8 +4,9 @@ Identity source values missing -> 401 without invoking the authorizer. Otherwise
 is cached per identity source values for the authorizer's TTL (0 = no cache); a simple
 response `{"isAuthorized": bool, "context": {...}}` (EnableSimpleResponses) or an IAM policy
 (`principalId`, `policyDocument`, `context`) decides; no -> 403; an exception, a malformed
-response or more than 10 s -> 500. The cache is per worker process, as it is per API Gateway
-node in AWS; the edge never caches an error.
+response, more than 10 s or a throttled authorizer -> 500. The cache is per worker process, as
+it is per API Gateway node in AWS; the edge never caches an error. The authorizer function runs
+on its own instances, like every function (`Call` is how the edge invokes one).
 """
 
 from __future__ import annotations
@@ -13,17 +14,18 @@ from __future__ import annotations
 import fnmatch
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lucid_edge.events import LambdaContext
-from lucid_edge.invoke import InvocationPool
-from lucid_edge.loader import LoadedFunction
-from lucid_edge.model import AuthorizerSpec, FunctionSpec
+from lucid_edge.instances import ClientGoneError
+from lucid_edge.model import AuthorizerSpec
 from lucid_edge.responses import FORBIDDEN, INTERNAL_ERROR, UNAUTHORIZED, HttpResponse
 
+# "Timeout for Lambda authorizer response | 10000 ms" (http-api-quotas.html)
 MAX_AUTHORIZER_SECONDS = 10.0
+# How the edge invokes a function: (function id, event, integration timeout in s) -> result.
+Call = Callable[[str, dict[str, Any], float], Awaitable[Any]]
 _log = logging.getLogger("lucid_edge.authorizer")
 _INVOKE_ACTIONS = ("execute-api:Invoke", "execute-api:*", "*")
 
@@ -108,21 +110,16 @@ def authorizer_event(
 class Authorizers:
     """Runs the template's Lambda authorizers with a per-identity decision cache."""
 
-    def __init__(
-        self,
-        specs: Mapping[str, AuthorizerSpec],
-        functions: Mapping[str, LoadedFunction],
-        function_specs: Mapping[str, FunctionSpec],
-        pool: InvocationPool,
-    ) -> None:
+    def __init__(self, specs: Mapping[str, AuthorizerSpec]) -> None:
         self._specs = specs
-        self._functions = functions
-        self._function_specs = function_specs
-        self._pool = pool
         self._cache: dict[tuple[str, tuple[str, ...]], tuple[float, Decision]] = {}
 
+    def identity(self, name: str, event: Mapping[str, Any]) -> tuple[str, ...] | None:
+        """The request's identity source values for authorizer `name` (None: answer 401)."""
+        return identity_values(self._specs[name], event)
+
     async def authorize(
-        self, name: str, event: dict[str, Any], route_arn: str
+        self, name: str, event: dict[str, Any], route_arn: str, call: Call
     ) -> HttpResponse | None:
         """None when the request may proceed (the context is put into `event`), else the error."""
         spec = self._specs[name]
@@ -136,8 +133,12 @@ class Authorizers:
             decision = cached[1]
         else:
             try:
-                decision = await self._invoke(spec, authorizer_event(event, route_arn, identity))
-            except Exception:  # timeout, malformed answer or the authorizer's own crash
+                auth_event = authorizer_event(event, route_arn, identity)
+                response = await call(spec.function, auth_event, MAX_AUTHORIZER_SECONDS)
+                decision = parse_response(response, spec.simple_responses)
+            except ClientGoneError:
+                raise  # nobody to answer
+            except Exception:  # timeout, throttled, malformed answer or the authorizer's crash
                 _log.exception("authorizer %s failed", name)
                 return INTERNAL_ERROR
             if spec.ttl_seconds > 0:
@@ -148,11 +149,3 @@ class Authorizers:
             return FORBIDDEN
         event["requestContext"]["authorizer"] = {"lambda": decision.context}
         return None
-
-    async def _invoke(self, spec: AuthorizerSpec, auth_event: dict[str, Any]) -> Decision:
-        function = self._function_specs[spec.function]
-        timeout = min(function.timeout, MAX_AUTHORIZER_SECONDS)
-        context = LambdaContext(spec.function, function.memory_size, timeout)
-        handler = self._functions[spec.function].handler
-        response = await self._pool.run(handler, auth_event, context, limit=timeout)
-        return parse_response(response, spec.simple_responses)

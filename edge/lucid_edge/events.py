@@ -165,20 +165,24 @@ class EventBuilder:
         }
         if path_parameters:
             event["pathParameters"] = dict(path_parameters)
-        if body:
-            content_type = headers.get("content-type")
-            if is_text_content_type(content_type):
-                try:
-                    event["body"] = body.decode("utf-8")
-                    event["isBase64Encoded"] = False
-                    return event
-                except UnicodeDecodeError:
-                    pass  # declared text but is not UTF-8: deliver the bytes intact
-            event["body"] = base64.b64encode(body).decode("ascii")
-            event["isBase64Encoded"] = True
-            return event
-        event["isBase64Encoded"] = False
+        attach_body(event, body)
         return event
+
+
+def attach_body(event: dict[str, Any], body: bytes | bytearray) -> None:
+    """Put a request body into an event built without one (text or base64, as AWS does)."""
+    if body:
+        if is_text_content_type(event["headers"].get("content-type")):
+            try:
+                event["body"] = body.decode("utf-8")
+                event["isBase64Encoded"] = False
+                return
+            except UnicodeDecodeError:
+                pass  # declared text but is not UTF-8: deliver the bytes intact
+        event["body"] = base64.b64encode(body).decode("ascii")
+        event["isBase64Encoded"] = True
+        return
+    event["isBase64Encoded"] = False
 
 
 class LambdaContext:

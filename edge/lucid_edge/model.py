@@ -10,6 +10,8 @@ from typing import Any
 DEFAULT_ROUTE = "$default"
 # The stage served at the root of the API's URL (a route key and a stage name alike).
 DEFAULT_STAGE = "$default"
+# "Maximum integration timeout | 30 seconds" (HTTP API quotas, not increasable):
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html
 MAX_INTEGRATION_TIMEOUT_SECONDS = 30.0
 
 
@@ -31,20 +33,25 @@ class FunctionSpec:
     timeout: float
     memory_size: int
     environment: Mapping[str, str] = field(default_factory=dict)
-    # ReservedConcurrentExecutions: at most this many instances at once (None: no limit).
+    # ReservedConcurrentExecutions: at most this many invocations at once across the edge
+    # (None: the function shares the local account-wide cap of unreserved concurrency).
     reserved_concurrency: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RouteSpec:
-    """One HttpApi event: method (or ANY) + path (or `$default`) -> function."""
+    """One HttpApi event: method (or ANY) + path (or `$default`) -> function.
+
+    `timeout` is the integration timeout (TimeoutInMillis, else 30 s), counted from the moment
+    the edge invokes; the function's own Timeout is its FunctionSpec's.
+    """
 
     method: str
     path: str
     function: str
     authorizer: str | None
     throttle: Throttle | None
-    timeout: float
+    timeout: float = MAX_INTEGRATION_TIMEOUT_SECONDS
 
     @property
     def route_key(self) -> str:

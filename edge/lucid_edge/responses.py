@@ -1,4 +1,36 @@
-"""Lambda results -> HTTP responses (payload 2.0 rules) and the edge's own error responses."""
+"""Lambda results -> HTTP responses (payload 2.0 rules) and the edge's own error responses.
+
+What API Gateway (HTTP API, Lambda proxy integration, payload 2.0) answers, row by row. Errors
+API Gateway produces itself are `{"message": "<reason phrase>"}` as application/json.
+
+| case | answer | source |
+| --- | --- | --- |
+| no route | 404 Not Found | http-api-develop-routes.html |
+| request line + header values over 10,240 B | 431 (1) | http-api-quotas.html |
+| payload over 10 MB | 413 Request Entity Too Large (1) | http-api-quotas.html |
+| event JSON over 6,291,456 B | 413 Request Entity Too Large (2) | Lambda quotas |
+| function error (raised) | 500 Internal Server Error | aws/aws-sam-cli#2590 |
+| malformed result | 500 Internal Server Error | http-api-troubleshooting-lambda.html |
+| function past its own Timeout | 500 Internal Server Error (3) | Lambda quotas |
+| result JSON over 6,291,556 B | 500 Internal Server Error (3) | Lambda quotas |
+| function throttled (reserved) | 500 Internal Server Error (4) | repost.aws (4) |
+| integration timeout (30 s max) | 503 Service Unavailable | serverless/serverless#11222 |
+| valid JSON, no statusCode | 200 application/json, body = the JSON or the string | (5) |
+
+(1) AWS documents the quota, not the status: 431 is HTTP's status for headers too large (RFC
+6585 section 5), 413 for a body (RFC 9110 section 15.5.14).
+(2) Lambda refuses the Invoke with RequestTooLargeException, HTTP 413 (API_Invoke.html); a REST
+API passes it on as 413 (reported in koki-develop/lgtm-generator#10); HTTP API assumed alike.
+(3) Lambda turns both into a function error ("Task timed out after N seconds", "Response
+payload size exceeded maximum allowed payload size (6291556 bytes)"): 500, as a raised error.
+(4) Lambda's 429 TooManyRequestsException reaches REST API clients as 500 (re:Post question
+QUfI6bsdd0SOiPeyimzxSkfQ); HTTP API's answer is undocumented.
+(5) http-api-develop-integrations-lambda.html, "Lambda function response for format 2.0": the
+output `"Hello from Lambda!"` is interpreted as `"body": "Hello from Lambda!"`.
+The pages are under https://docs.aws.amazon.com/apigateway/latest/developerguide/, and
+https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html for Lambda's quotas.
+Where sam local answers otherwise, or AWS is silent, README's "differences from AWS" says so.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +40,16 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-MAX_RESPONSE_BYTES = 6 * 1024 * 1024
+MAX_RESPONSE_BYTES = 6_291_556
+# Below this many characters of body a result cannot reach MAX_RESPONSE_BYTES (a character
+# takes at most 12 bytes of JSON, a surrogate pair of \u escapes; headers and cookies of any
+# sane size included); above it the whole result is measured as Lambda does.
+_BODY_SIZE_CHECKED = (MAX_RESPONSE_BYTES - 256 * 1024) // 12
 _JSON_TYPE = (b"content-type", b"application/json")
 
 
 class InvalidResultError(ValueError):
-    """The function's result is not a valid payload 2.0 response (API Gateway answers 502)."""
+    """The function's result is not a valid payload 2.0 response (API Gateway answers 500)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +71,9 @@ NOT_FOUND = edge_error(404, "Not Found")
 UNAUTHORIZED = edge_error(401, "Unauthorized")
 FORBIDDEN = edge_error(403, "Forbidden")
 TOO_LARGE = edge_error(413, "Request Entity Too Large")
+HEADERS_TOO_LARGE = edge_error(431, "Request Header Fields Too Large")
 TOO_MANY_REQUESTS = edge_error(429, "Too Many Requests")
 INTERNAL_ERROR = edge_error(500, "Internal Server Error")
-BAD_GATEWAY = edge_error(502, "Internal Server Error")
 UNAVAILABLE = edge_error(503, "Service Unavailable")
 
 
@@ -51,19 +87,31 @@ def _text(value: Any, what: str) -> str:
     raise InvalidResultError(f"{what} must be a string")
 
 
-def _inferred(result: Any) -> HttpResponse:
-    # Payload 2.0: valid JSON without statusCode means 200 + application/json of the result.
+def _result_json_size(result: Any) -> int:
+    # What the Python runtime sends Lambda: the result as JSON (json.dumps' defaults).
     try:
-        body = json.dumps(result, separators=(",", ":"), allow_nan=False).encode()
-    except (TypeError, ValueError) as err:
+        return len(json.dumps(result).encode("utf-8"))
+    except (TypeError, ValueError) as err:  # Runtime.MarshalError: a function error too
         raise InvalidResultError("the result is not JSON-serialisable") from err
-    if len(body) > MAX_RESPONSE_BYTES:
-        raise InvalidResultError("the response is over 6 MB")
-    return HttpResponse(200, [_JSON_TYPE], body)
+
+
+def _inferred(result: Any) -> HttpResponse:
+    # Payload 2.0 format inference: valid JSON without statusCode is a 200 application/json
+    # whose body is the output; a bare string is the body itself, unquoted (see the table).
+    if isinstance(result, str):
+        text = result
+    else:
+        try:
+            text = json.dumps(result, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise InvalidResultError("the result is not JSON-serialisable") from err
+    if len(text) > _BODY_SIZE_CHECKED and _result_json_size(result) > MAX_RESPONSE_BYTES:
+        raise InvalidResultError("the response is over 6,291,556 bytes")
+    return HttpResponse(200, [_JSON_TYPE], text.encode("utf-8"))
 
 
 def to_http(result: Any) -> HttpResponse:
-    """Translate a handler's return value as API Gateway does; `InvalidResultError` -> 502."""
+    """Translate a handler's return value as API Gateway does; `InvalidResultError` -> 500."""
     if not isinstance(result, dict) or "statusCode" not in result:
         return _inferred(result)
     status = result["statusCode"]
@@ -86,8 +134,8 @@ def to_http(result: Any) -> HttpResponse:
         body_text = ""
     if not isinstance(body_text, str):
         raise InvalidResultError("body must be a string")
-    if len(body_text) > MAX_RESPONSE_BYTES:
-        raise InvalidResultError("the response is over 6 MB")
+    if len(body_text) > _BODY_SIZE_CHECKED and _result_json_size(result) > MAX_RESPONSE_BYTES:
+        raise InvalidResultError("the response is over 6,291,556 bytes")
     if result.get("isBase64Encoded") is True:
         try:
             body = base64.b64decode(body_text, validate=True)

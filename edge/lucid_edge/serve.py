@@ -1,9 +1,11 @@
 """`lucid serve`: run the local edge on 127.0.0.1 with several worker processes.
 
-The parent validates the template (failing loudly), starts the embedded Redis when REDIS_URI
-is unset, shares one JWT secret with all workers on the local stage, creates the shared
-throttle buckets, prints the URL and route table, then hands one listening socket to uvicorn's
-workers. Everything it started stops with them (SIGINT/SIGTERM).
+The parent validates the template (failing loudly), takes the port (failing, naming it, before
+anything starts or claims to be up), starts the embedded Redis when REDIS_URI is unset, shares
+one JWT secret with all workers on the local stage, points AUTH_SERVICE_URL at the address it
+serves, creates the files the workers share (throttle buckets, reserved concurrency), prints the
+URL and route table, then hands the listening socket to uvicorn's workers. SIGINT or SIGTERM
+stops the workers and everything the parent started, whatever the worker count.
 """
 
 from __future__ import annotations
@@ -11,19 +13,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import socket
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from lucid.config import LOCAL_STAGE, ephemeral_secret
 from lucid_edge import server
-from lucid_edge.local import EmbeddedMongo, EmbeddedRedis, start_mongo_server, start_redis
+from lucid_edge.local import start_mongo_server, start_redis
 from lucid_edge.model import Template
 from lucid_edge.template import TemplateError, load_template, parse_overrides
 
 DEFAULT_WORKERS = 2
+_SERVICE_URL = "AUTH_SERVICE_URL"
 
 
 def register(subparsers: Any) -> None:
@@ -33,13 +42,14 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--template", default="infra/template.yaml", type=Path)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", default=8080, type=int)
+    parser.add_argument("--port", default=8080, type=int, help="0 picks a free port")
     parser.add_argument("--workers", default=DEFAULT_WORKERS, type=int)
     parser.add_argument(
         "--concurrency",
         default=server.DEFAULT_CONCURRENCY,
         type=int,
-        help="invocation threads per worker process",
+        help="concurrent invocations per worker of the functions without "
+        "ReservedConcurrentExecutions (the local account-wide cap); more wait their turn",
     )
     parser.add_argument(
         "--reload", action="store_true", help="reload a function's code when its files change"
@@ -68,8 +78,104 @@ def _route_table(template: Template) -> str:
     return "\n".join(lines)
 
 
+class PortInUseError(OSError):
+    """The address to serve on cannot be taken."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on `host`:`port` (0: a free port); `PortInUseError` names it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)  # connections wait in the backlog until a worker accepts them
+    except OSError as err:
+        sock.close()
+        raise PortInUseError(f"cannot listen on {host} port {port}: {err.strerror}") from err
+    return sock
+
+
+def served_url(sock: socket.socket) -> str:
+    """The base URL clients reach the edge at (a wildcard address means this machine)."""
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):  # noqa: S104 - naming it, not binding it
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"  # noqa: S104
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def service_url_is_default(template: Template, overrides: dict[str, str]) -> bool:
+    """True when AUTH_SERVICE_URL should name the served address: nobody chose one, in the
+    shell or through a parameter override that changes the template's value."""
+    if _SERVICE_URL in os.environ:
+        return False
+    if not overrides:
+        return True
+    try:
+        defaults = load_template(template.path)
+    except TemplateError:
+        return False  # the template needs overrides to load at all: they are deliberate
+    return defaults.environment.get(_SERVICE_URL) == template.environment.get(_SERVICE_URL)
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # unwinds to run()'s cleanup, as Ctrl+C does
+
+
+@contextmanager
+def _signals_stop_cleanly() -> Iterator[None]:
+    # SIGTERM's default action kills the process on the spot, skipping every cleanup; uvicorn
+    # re-raises the signal it caught once its server has stopped, so the same holds after it.
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
+    config = uvicorn.Config(
+        "lucid_edge.server:create_app",
+        factory=True,
+        workers=args.workers,
+        access_log=False,
+        server_header=False,
+        # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 clients: the source
+        # IP must be the socket peer, as API Gateway's is.
+        proxy_headers=False,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
+    if args.workers > 1:
+        supervisor = Multiprocess(config, sockets=[sock])
+        supervisor.run()
+        failed = any(p.exitcode == 3 for p in supervisor.processes)  # uvicorn's STARTUP_FAILURE
+        return 1 if failed else 0
+    uvicorn_server = uvicorn.Server(config)
+    uvicorn_server.run(sockets=[sock])
+    return 0 if uvicorn_server.started else 1
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; returns the process exit code."""
+    with _signals_stop_cleanly():
+        stack = ExitStack()
+        try:
+            return _run(args, stack)
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            # A second signal must not cut short the stopping of what the parent started.
+            stopping = (signal.SIGINT, signal.SIGTERM)
+            previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in stopping}
+            try:
+                stack.close()
+            finally:
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
+
+
+def _run(args: argparse.Namespace, stack: ExitStack) -> int:
     try:
         overrides = parse_overrides(args.overrides)
         template = load_template(args.template, overrides)
@@ -80,16 +186,23 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1 or args.concurrency < 1:
         print("lucid serve: --workers and --concurrency must be at least 1", file=sys.stderr)
         return 2
-    redis: EmbeddedRedis | None = None
+    try:
+        sock = stack.enter_context(listen(args.host, args.port))
+    except PortInUseError as err:
+        print(f"lucid serve: {err}", file=sys.stderr)
+        return 1
+    url = served_url(sock)
+    if service_url_is_default(template, overrides):
+        os.environ[_SERVICE_URL] = url  # the sign-in messages name the address served
+    redis_uri = mongo_uri = None
     if not os.environ.get("REDIS_URI") and not template.environment.get("REDIS_URI"):
-        redis = start_redis()
-        os.environ["REDIS_URI"] = redis.uri
+        redis = stack.enter_context(start_redis())
+        os.environ["REDIS_URI"] = redis_uri = redis.uri
     # One in-memory store served over the wire to every worker; per-process stores would
     # let a user signed in through one worker be unknown to the next.
-    mongo: EmbeddedMongo | None = None
     if not os.environ.get("MONGODB_URI") and not template.environment.get("MONGODB_URI"):
-        mongo = start_mongo_server()
-        os.environ["MONGODB_URI"] = mongo.uri
+        mongo = stack.enter_context(start_mongo_server())
+        os.environ["MONGODB_URI"] = mongo_uri = mongo.uri
     stage = os.environ.get("STAGE") or template.environment.get("STAGE")
     has_secret = any(
         os.environ.get(name) or template.environment.get(name)
@@ -103,48 +216,31 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     buckets = server.create_bucket_file(len(template.api.routes))
+    stack.callback(buckets.unlink, missing_ok=True)
+    slots = server.create_slot_file(server.reservations(template))
+    stack.callback(slots.unlink, missing_ok=True)
     os.environ.update(
         {
             server.ENV_TEMPLATE: str(template.path),
             server.ENV_PARAMETERS: json.dumps(overrides),
             server.ENV_CONCURRENCY: str(args.concurrency),
             server.ENV_BUCKETS: str(buckets),
+            server.ENV_SLOTS: str(slots),
             server.ENV_RELOAD: "1" if args.reload else "0",
         }
     )
     # A named stage serves only below /{stage}, as on AWS: the printed URL is the API's base.
     stage_path = "" if template.api.stage == "$default" else f"/{template.api.stage}"
     print(
-        f"Lucid edge on http://{args.host}:{args.port}{stage_path} (stage {template.api.stage}, "
-        f"{args.workers} workers x {args.concurrency} threads)"
+        f"Lucid edge on {url}{stage_path} (stage {template.api.stage}, {args.workers} workers, "
+        f"up to {args.concurrency} concurrent invocations each)"
     )
-    if redis is not None:
-        print(f"embedded Redis at {redis.uri}")
-    if mongo is not None:
-        print(f"in-memory MongoDB at {mongo.uri} (NOTHING IS PERSISTED)")
+    if redis_uri is not None:
+        print(f"embedded Redis at {redis_uri}")
+    if mongo_uri is not None:
+        print(f"in-memory MongoDB at {mongo_uri} (NOTHING IS PERSISTED)")
     print(_route_table(template), flush=True)
     if template.deploy_only:
         # Named once here, in the parent: each worker loads the template again, silently.
         print("deploy-only, not emulated locally: " + "; ".join(template.deploy_only), flush=True)
-    try:
-        uvicorn.run(
-            "lucid_edge.server:create_app",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            access_log=False,
-            server_header=False,
-            # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 clients: the
-            # source IP must be the socket peer, as API Gateway's is.
-            proxy_headers=False,
-            log_level="warning",
-            timeout_graceful_shutdown=5,
-        )
-    finally:
-        buckets.unlink(missing_ok=True)
-        if redis is not None:
-            redis.stop()
-        if mongo is not None:
-            mongo.stop()
-    return 0
+    return _serve(args, sock)

@@ -1,32 +1,67 @@
 """The edge as a raw ASGI application: API Gateway HTTP API in front of in-process handlers.
 
-Per request: CORS preflight -> route (404) -> throttle (429) -> body size (413) -> authorizer
-(401/403/500) -> payload 2.0 event -> invoke in a thread (502/503) -> HTTP response (+ CORS).
-The source IP is the socket peer; client headers such as X-Forwarded-For never set it.
+Per request, in API Gateway's order: request line and headers (431) -> CORS preflight -> route
+(404) -> throttle (429) -> declared payload over 10 MB (413) -> identity source missing (401,
+the body unread) -> body, read within the worker's body budget -> authorizer (403/500) -> event
+over Lambda's 6 MB (413) -> the function on its own instances (500/503) -> HTTP response (+ CORS).
+Every answer leaves through `_send`. The source IP is the socket peer; client headers such as
+X-Forwarded-For never set it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import gc
 import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
 from lucid_edge.authorizer import Authorizers
+from lucid_edge.concurrency import SlotFile, create_slot_file
 from lucid_edge.cors import Cors
-from lucid_edge.events import EventBuilder, LambdaContext, new_request_id
-from lucid_edge.invoke import InvocationPool, InvocationTimeoutError
+from lucid_edge.events import (
+    EventBuilder,
+    LambdaContext,
+    attach_body,
+    is_text_content_type,
+    new_request_id,
+)
+from lucid_edge.instances import (
+    Account,
+    ClientGoneError,
+    FunctionInstances,
+    FunctionTimeoutError,
+    IntegrationTimeoutError,
+    Invocation,
+    ThrottledError,
+    close_all,
+)
+from lucid_edge.limits import (
+    DEFAULT_BODY_BUDGET,
+    MAX_INVOCATION_BYTES,
+    MAX_PAYLOAD_BYTES,
+    MAX_REQUEST_LINE_AND_HEADERS,
+    BodyBudget,
+    event_exceeds_invocation_limit,
+    footprint,
+    request_line_and_headers_size,
+    smallest_encoding,
+)
 from lucid_edge.loader import LoadedFunction, Reloader, load_handler
-from lucid_edge.model import Template
+from lucid_edge.model import RouteSpec, Template
 from lucid_edge.responses import (
-    BAD_GATEWAY,
+    HEADERS_TOO_LARGE,
+    INTERNAL_ERROR,
     NOT_FOUND,
     TOO_LARGE,
     TOO_MANY_REQUESTS,
+    UNAUTHORIZED,
     UNAVAILABLE,
     HttpResponse,
     InvalidResultError,
@@ -36,20 +71,24 @@ from lucid_edge.routing import RouteTable
 from lucid_edge.template import apply_environment, load_template
 from lucid_edge.throttle import Buckets, create_bucket_file
 
-__all__ = ["Edge", "build_app", "create_app", "create_bucket_file"]
+__all__ = ["Edge", "build_app", "create_app", "create_bucket_file", "create_slot_file"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-MAX_REQUEST_BYTES = 10 * 1024 * 1024
-DEFAULT_CONCURRENCY = 4
+# Concurrent invocations of the functions without reserved concurrency, per worker: the local
+# stand-in for an account's unreserved concurrency (AWS's default is 1,000 per Region).
+DEFAULT_CONCURRENCY = 32
 ENV_TEMPLATE = "LUCID_EDGE_TEMPLATE"
 ENV_PARAMETERS = "LUCID_EDGE_PARAMETERS"
 ENV_CONCURRENCY = "LUCID_EDGE_CONCURRENCY"
 ENV_BUCKETS = "LUCID_EDGE_BUCKETS"
+ENV_SLOTS = "LUCID_EDGE_SLOTS"
 ENV_RELOAD = "LUCID_EDGE_RELOAD"
+# A queued invocation starts watching for its client hanging up after this long.
+WATCH_AFTER_SECONDS = 1.0
 
 _log = logging.getLogger("lucid_edge")
 _SKIPPED_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
@@ -59,24 +98,62 @@ class _RequestTooLargeError(Exception):
     pass
 
 
-class _ClientGoneError(Exception):
-    pass
+class _Request:
+    """One request in flight: what every step needs, and the body budget it holds."""
+
+    __slots__ = ("held", "id", "origin", "outside_stage", "preflight", "receive", "scope")
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        self.scope, self.receive = scope, receive
+        self.id = new_request_id()
+        self.origin = next((v for n, v in scope["headers"] if n == b"origin"), None)
+        self.held = 0
+        self.preflight = False  # answered from CorsConfiguration: its headers are complete
+        # A path outside the named stage reaches no API stage at all: a bare 404, no CORS.
+        self.outside_stage = False
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGoneError
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_REQUEST_BYTES:
-            raise _RequestTooLargeError
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+def _declared_length(raw_headers: list[tuple[bytes, bytes]]) -> int | None:
+    # The body's size from Content-Length (validated by the server), 0 without a body, None
+    # when chunked.
+    chunked = False
+    for name, value in raw_headers:
+        if name == b"content-length":
+            return int(value)
+        if name == b"transfer-encoding":
+            chunked = True
+    return None if chunked else 0
+
+
+class _HangUpWatch:
+    """Cancels a queued invocation whose client hangs up. It starts watching only if the
+    invocation still waits after WATCH_AFTER_SECONDS: most waits are shorter than a watch costs."""
+
+    def __init__(self, receive: Receive, instances: FunctionInstances, invocation: Invocation):
+        self._receive, self._instances, self._invocation = receive, instances, invocation
+        self._timer: asyncio.TimerHandle | None = invocation.loop.call_later(
+            WATCH_AFTER_SECONDS, self._start
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    def _start(self) -> None:
+        self._timer = None
+        if self._invocation.queued:
+            self._task = self._invocation.loop.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        if not self._invocation.future.done():
+            self._instances.cancel(self._invocation)  # it never runs if it has not started
+            self._invocation.future.set_exception(ClientGoneError())
+
+    def stop(self) -> None:
+        """The answer is in: stop watching."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
 
 
 class Edge:
@@ -88,7 +165,9 @@ class Edge:
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         bucket_file: Path | None = None,
+        slot_file: Path | None = None,
         reload: bool = False,
+        body_budget: int = DEFAULT_BODY_BUDGET,
     ) -> None:
         self.template = template
         api = template.api
@@ -100,12 +179,16 @@ class Edge:
             for fid, spec in template.functions.items()
             if fid in needed
         }
-        self.pool = InvocationPool(concurrency)
+        self.account = Account(concurrency)
+        self.slots = SlotFile(slot_file, reservations(template))
+        self.instances = {
+            fid: FunctionInstances(fid, self.account, self.slots.slots.get(fid))
+            for fid in self.functions
+        }
         self.events = EventBuilder(api.logical_id, api.stage)
         self.cors = Cors(api.cors) if api.cors is not None else None
-        self.authorizers = Authorizers(
-            api.authorizers, self.functions, template.functions, self.pool
-        )
+        self.authorizers = Authorizers(api.authorizers)
+        self.budget = BodyBudget(body_budget)
         own_file = bucket_file is None
         bucket_path = create_bucket_file(len(api.routes)) if own_file else bucket_file
         assert bucket_path is not None
@@ -119,41 +202,37 @@ class Edge:
             self.reloader.start()
 
     def close(self) -> None:
-        """Stop the reloader and the invocation threads."""
+        """Stop the reloader and let the functions' instances retire."""
         if self.reloader is not None:
             self.reloader.stop()
-        self.pool.close()
+        close_all(self.account, self.instances.values())
         with contextlib.suppress(ValueError, OSError):
             self.buckets.close()
+        with contextlib.suppress(OSError):
+            self.slots.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            request_id = new_request_id()
-            preflight = self._preflight(scope["method"], scope["path"], scope["headers"])
-            if preflight is not None:
-                await self._send(send, preflight, preflight.headers, request_id)
-                return
+            request = _Request(scope, receive)
             try:
-                response, origin = await self._handle(scope, receive, request_id)
-            except _ClientGoneError:
-                return
-            headers = [(n, v) for n, v in response.headers if n not in _SKIPPED_HEADERS]
-            if self.cors is not None:
-                headers = self.cors.apply(headers, origin)
-            await self._send(send, response, headers, request_id)
+                try:
+                    response = await self._answer(request)
+                except ClientGoneError:
+                    return
+                await self._send(send, request, response)
+            finally:
+                if request.held:  # the body and its event are gone with the answer
+                    self.budget.release(request.held)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
-    def _preflight(
-        self, method: str, path: str, raw_headers: list[tuple[bytes, bytes]]
-    ) -> HttpResponse | None:
-        # Outside the stage no CORS applies: the request reaches no API stage at all (404).
-        if self.cors is None or method != "OPTIONS" or self.routes.stage_path(path) is None:
+    def _preflight(self, request: _Request) -> HttpResponse | None:
+        if self.cors is None or request.scope["method"] != "OPTIONS" or request.origin is None:
             return None
-        origin = next((v for n, v in raw_headers if n == b"origin"), None)
-        if origin is None or not any(n == b"access-control-request-method" for n, _ in raw_headers):
+        if not any(n == b"access-control-request-method" for n, _ in request.scope["headers"]):
             return None
-        return HttpResponse(204, self.cors.preflight_headers(origin), b"")
+        request.preflight = True
+        return HttpResponse(204, self.cors.preflight_headers(request.origin), b"")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -165,23 +244,30 @@ class Edge:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _handle(
-        self, scope: Scope, receive: Receive, request_id: str
-    ) -> tuple[HttpResponse, bytes | None]:
+    async def _answer(self, request: _Request) -> HttpResponse:
+        scope = request.scope
         method: str = scope["method"]
         path: str = scope["path"]
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
-        origin = next((v for n, v in raw_headers if n == b"origin"), None)
+        raw_path: bytes = scope.get("raw_path") or path.encode()
+        size = request_line_and_headers_size(method, raw_path, scope["query_string"], raw_headers)
+        if size > MAX_REQUEST_LINE_AND_HEADERS:
+            return HEADERS_TOO_LARGE
+        if self.routes.stage_path(path) is None:
+            request.outside_stage = True
+            return NOT_FOUND
+        preflight = self._preflight(request)
+        if preflight is not None:
+            return preflight
         match = self.routes.match(method, path)
         if match is None:
-            return NOT_FOUND, origin
+            return NOT_FOUND
         route = match.route
         if not self.buckets.take(self._route_index[route.route_key]):
-            return TOO_MANY_REQUESTS, origin
-        try:
-            body = await _read_body(receive)
-        except _RequestTooLargeError:
-            return TOO_LARGE, origin
+            return TOO_MANY_REQUESTS
+        declared = _declared_length(raw_headers)
+        if declared is not None and declared > MAX_PAYLOAD_BYTES:
+            return TOO_LARGE
         client = scope.get("client")
         server = scope.get("server")
         event = self.events.build(
@@ -194,72 +280,157 @@ class Edge:
             server_port=str(server[1]) if server else "80",
             route_key=route.route_key,
             path_parameters=match.path_parameters,
-            body=body,
-            request_id=request_id,
+            body=b"",
+            request_id=request.id,
         )
-        if route.authorizer is not None:
-            route_arn = self.events.route_arn(method, path)
-            denied = await self.authorizers.authorize(route.authorizer, event, route_arn)
-            if denied is not None:
-                return denied, origin
-        return await self._invoke(route.function, route.timeout, event), origin
-
-    async def _invoke(self, function_id: str, limit: float, event: dict[str, Any]) -> HttpResponse:
-        spec = self.template.functions[function_id]
-        context = LambdaContext(function_id, spec.memory_size, limit)
-        handler = self.functions[function_id].handler
+        authorizer = route.authorizer
+        if authorizer is not None and self.authorizers.identity(authorizer, event) is None:
+            return UNAUTHORIZED  # API Gateway refuses it before invoking anything
+        text = is_text_content_type(event["headers"].get("content-type"))
+        if declared is not None and smallest_encoding(declared, text) > MAX_INVOCATION_BYTES:
+            # Lambda will refuse it whatever it holds: the authorizer still answers first, and
+            # the body is never read.
+            return await self._authorize(route, event, request) or TOO_LARGE
         try:
-            result = await self.pool.run(handler, event, context, limit=limit)
-        except InvocationTimeoutError:
-            _log.error("%s timed out after %.1f s", function_id, limit)
+            body = await self._read_body(request, declared)
+        except _RequestTooLargeError:
+            return await self._authorize(route, event, request) or TOO_LARGE
+        attach_body(event, body)
+        too_large = event_exceeds_invocation_limit(event, body)
+        del body  # the event holds it now
+        denied = await self._authorize(route, event, request)
+        if denied is not None:
+            return denied
+        if too_large:
+            return TOO_LARGE
+        return await self._invoke(route, event, request)
+
+    async def _read_body(self, request: _Request, declared: int | None) -> bytearray:
+        # Hold the body's share of the budget before reading a byte of it; a chunked body of
+        # unknown size holds as much as the largest body Lambda could take.
+        expected = MAX_INVOCATION_BYTES if declared is None else declared
+        if expected:
+            share = footprint(expected)
+            await self.budget.acquire(share)
+            request.held = share
+        body = bytearray()
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGoneError
+            body += message.get("body", b"")
+            if len(body) > MAX_INVOCATION_BYTES:
+                raise _RequestTooLargeError
+            if not message.get("more_body", False):
+                return body
+
+    async def _authorize(
+        self, route: RouteSpec, event: dict[str, Any], request: _Request
+    ) -> HttpResponse | None:
+        if route.authorizer is None:
+            return None
+        route_arn = self.events.route_arn(request.scope["method"], request.scope["path"])
+        call = functools.partial(self._call, request)
+        return await self.authorizers.authorize(route.authorizer, event, route_arn, call)
+
+    async def _invoke(
+        self, route: RouteSpec, event: dict[str, Any], request: _Request
+    ) -> HttpResponse:
+        function_id = route.function
+        try:
+            result = await self._call(request, function_id, event, route.timeout)
+        except ThrottledError:
+            _log.error("%s throttled: its reserved concurrency is in use", function_id)
+            return INTERNAL_ERROR
+        except FunctionTimeoutError:
+            timeout = self.template.functions[function_id].timeout
+            _log.error("%s timed out after %.1f s", function_id, timeout)
+            return INTERNAL_ERROR
+        except IntegrationTimeoutError:
+            _log.error("%s: integration timeout after %.1f s", function_id, route.timeout)
             return UNAVAILABLE
+        except ClientGoneError:
+            raise
         except Exception:
             _log.exception("%s raised", function_id)
-            return BAD_GATEWAY
+            return INTERNAL_ERROR
         try:
             return to_http(result)
         except InvalidResultError as err:
             _log.error("%s returned an invalid result: %s", function_id, err)
-            return BAD_GATEWAY
+            return INTERNAL_ERROR
 
-    async def _send(
-        self,
-        send: Send,
-        response: HttpResponse,
-        headers: list[tuple[bytes, bytes]],
-        request_id: str,
-    ) -> None:
+    async def _call(
+        self, request: _Request, function_id: str, event: dict[str, Any], integration: float
+    ) -> Any:
+        """Invoke `function_id` for `request`. Both deadlines count from now, when API Gateway
+        would invoke (the whole request received): any wait for an instance counts."""
+        spec = self.template.functions[function_id]
+        now = time.monotonic()
+        function_deadline = now + spec.timeout
+        context = LambdaContext(function_id, spec.memory_size, spec.timeout)
+        instances = self.instances[function_id]
+        invocation = instances.submit(
+            self.functions[function_id].handler,
+            (event, context),
+            function_deadline=function_deadline,
+            integration_deadline=now + integration,
+        )
+        watch = _HangUpWatch(request.receive, instances, invocation) if invocation.queued else None
+        try:
+            return await invocation.future
+        finally:
+            if watch is not None:
+                watch.stop()
+            if not invocation.future.done() or invocation.future.cancelled():
+                instances.cancel(invocation)
+
+    async def _send(self, send: Send, request: _Request, response: HttpResponse) -> None:
+        headers = [(n, v) for n, v in response.headers if n not in _SKIPPED_HEADERS]
+        if self.cors is not None and not (request.preflight or request.outside_stage):
+            headers = self.cors.apply(headers, request.origin)
         headers.append((b"content-length", str(len(response.body)).encode()))
-        headers.append((b"apigw-requestid", request_id.encode()))
+        headers.append((b"apigw-requestid", request.id.encode()))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
+
+
+def reservations(template: Template) -> dict[str, int]:
+    """ReservedConcurrentExecutions of each function of `template` that sets it."""
+    return {
+        fid: spec.reserved_concurrency
+        for fid, spec in template.functions.items()
+        if spec.reserved_concurrency is not None
+    }
 
 
 def build_app(
     template_path: Path,
     overrides: dict[str, str] | None = None,
-    *,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    bucket_file: Path | None = None,
-    reload: bool = False,
+    **options: Any,
 ) -> Edge:
-    """Load the template, export its environment and build the edge."""
+    """Load the template, export its environment and build the edge (`options`: `Edge`'s)."""
     template = load_template(template_path, overrides)
     apply_environment(template)
-    return Edge(template, concurrency=concurrency, bucket_file=bucket_file, reload=reload)
+    return Edge(template, **options)
 
 
 def create_app() -> Edge:
     """App factory for uvicorn workers: configuration comes from the parent's environment."""
     buckets = os.environ.get(ENV_BUCKETS)
+    slots = os.environ.get(ENV_SLOTS)
     edge = build_app(
         Path(os.environ.get(ENV_TEMPLATE, "infra/template.yaml")),
         json.loads(os.environ.get(ENV_PARAMETERS, "{}")),
-        concurrency=int(os.environ.get(ENV_CONCURRENCY, str(DEFAULT_CONCURRENCY))),
+        concurrency=int(os.environ.get(ENV_CONCURRENCY) or DEFAULT_CONCURRENCY),
         bucket_file=Path(buckets) if buckets else None,
+        slot_file=Path(slots) if slots else None,
         reload=os.environ.get(ENV_RELOAD) == "1",
     )
-    # A worker holds every function at once, which no Lambda instance does: without this, each
-    # full collection walks all their modules (tens of ms on a loaded machine) inside a request.
+    # A worker holds every function at once, which no Lambda instance does: ~100,000 objects
+    # that live as long as it. Frozen, no collection walks them again. Measured with the real
+    # template under /health load at 64 connections: 1-2 full collections per worker every 8 s,
+    # 37-44 ms each (every request in flight waits) unfrozen, 0.6-0.7 ms frozen. Objects made
+    # while serving are collected as before; with --reload, replaced modules stay in memory.
     gc.freeze()
     return edge

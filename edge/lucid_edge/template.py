@@ -24,7 +24,7 @@ from typing import Any
 
 from lucid_edge.api_spec import build_api
 from lucid_edge.intrinsics import Resolver, TemplateError, load_yaml
-from lucid_edge.model import MAX_INTEGRATION_TIMEOUT_SECONDS, FunctionSpec, Template
+from lucid_edge.model import FunctionSpec, Template
 
 __all__ = ["TemplateError", "apply_environment", "load_template", "parse_overrides"]
 
@@ -43,19 +43,22 @@ DEPLOY_ONLY_TYPES = frozenset(
      "AWS::SNS::Topic", "AWS::SNS::Subscription", "AWS::SNS::TopicPolicy"}
 )  # fmt: skip
 # Function properties that only shape the deployed function: its network, how many instances
-# AWS keeps or allows, versions and aliases, /tmp size. ReservedConcurrentExecutions is kept in
-# the FunctionSpec (a per-function instance limit the edge may apply).
+# AWS keeps, versions and aliases, /tmp size. ReservedConcurrentExecutions is served: the edge
+# runs at most that many invocations of the function at once (lucid_edge.instances).
 DEPLOY_ONLY_FUNCTION_PROPERTIES = frozenset(
-    {"VpcConfig", "ReservedConcurrentExecutions", "AutoPublishAlias",
+    {"VpcConfig", "AutoPublishAlias",
      "AutoPublishAliasAllProperties", "AutoPublishCodeSha256", "DeploymentPreference",
      "ProvisionedConcurrencyConfig", "VersionDescription", "EphemeralStorage", "KmsKeyArn"}
 )  # fmt: skip
 _SERVED_FUNCTION_PROPERTIES = frozenset(
     {"Runtime", "Handler", "CodeUri", "Timeout", "MemorySize", "Environment", "Layers", "Events",
      "Description", "Tracing", "Architectures", "Policies", "Role", "FunctionName", "Tags",
-     "PackageType", "LoggingConfig", "PropagateTags"}
+     "PackageType", "LoggingConfig", "PropagateTags", "ReservedConcurrentExecutions"}
 )  # fmt: skip
 _FUNCTION_PROPERTIES = _SERVED_FUNCTION_PROPERTIES | DEPLOY_ONLY_FUNCTION_PROPERTIES
+# Lambda's limits on a function's Timeout (seconds): "1-900"
+# (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
+_MIN_TIMEOUT, _MAX_TIMEOUT = 1, 900
 _GLOBAL_SECTIONS = frozenset({"Function", "HttpApi"})
 
 
@@ -147,15 +150,6 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
     return merged
 
 
-def _reserved_concurrency(props: Mapping[str, Any], where: str) -> int | None:
-    value = props.get("ReservedConcurrentExecutions")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not str(value).isdigit():
-        raise TemplateError(f"{where}.ReservedConcurrentExecutions: {value!r} is not a count")
-    return int(value)
-
-
 def _function(
     logical_id: str, props: Mapping[str, Any], base_dir: Path
 ) -> tuple[FunctionSpec, dict[str, str]]:
@@ -175,18 +169,29 @@ def _function(
     if not isinstance(code_uri, str) or not isinstance(handler, str) or "." not in handler:
         raise TemplateError(f"{where}.CodeUri/Handler: a local folder and module.function needed")
     timeout = float(props.get("Timeout", 3))
+    if not _MIN_TIMEOUT <= timeout <= _MAX_TIMEOUT:
+        raise TemplateError(f"{where}.Timeout: {timeout:g} is outside Lambda's 1-900 seconds")
+    reserved = _reserved_concurrency(props.get("ReservedConcurrentExecutions"), where)
     variables = (props.get("Environment") or {}).get("Variables") or {}
     environment = {k: _env_text(v) for k, v in variables.items() if _env_text(v) != ""}
     spec = FunctionSpec(
         logical_id=logical_id,
         code_uri=(base_dir / code_uri).resolve(),
         handler=handler,
-        timeout=min(timeout, MAX_INTEGRATION_TIMEOUT_SECONDS),
+        timeout=timeout,
         memory_size=int(props.get("MemorySize", 128)),
         environment=environment,
-        reserved_concurrency=_reserved_concurrency(props, where),
+        reserved_concurrency=reserved,
     )
     return spec, environment
+
+
+def _reserved_concurrency(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not str(value).isdigit():
+        raise TemplateError(f"{where}.ReservedConcurrentExecutions: {value!r} is not a count >= 0")
+    return int(value)
 
 
 def _shared_environment(functions: Mapping[str, FunctionSpec]) -> dict[str, str]:

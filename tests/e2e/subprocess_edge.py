@@ -88,6 +88,19 @@ def _wait_until_serving(edge: SubprocessEdge) -> None:
     raise AssertionError(f"lucid serve did not answer in time:\n{edge.output()[-3000:]}")
 
 
+def wait_until_answering(url: str, process: subprocess.Popen[Any]) -> None:
+    """Poll `url` until the server behind it answers at all; fail if `process` exits first."""
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise AssertionError("lucid serve did not start")
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is not None:
         return

@@ -1,4 +1,5 @@
-"""The parity table of issue 2, through real HTTP on 127.0.0.1: each row, then the next request."""
+"""The parity table (issues 2 and 11), through real HTTP on 127.0.0.1: each row, then the next
+request. The answers and their AWS sources are in lucid_edge/responses.py's docstring."""
 
 from __future__ import annotations
 
@@ -68,43 +69,112 @@ def test_cors_headers_only_with_an_allowed_origin(edge: RunningEdge) -> None:
     assert edge.client.options("/echo", headers={"Origin": ALLOWED}).status_code == 404
 
 
+INTERNAL_ERROR = {"message": "Internal Server Error"}
+TOO_LARGE = {"message": "Request Entity Too Large"}
+# Lambda's invocation payload limit, and 4.5 MiB: whose base64 text alone is 6 MiB.
+LAMBDA_LIMIT = 6_291_456
+BINARY_OVER = 4_718_592
+
+
+def test_request_line_and_header_values_over_10_240_bytes_are_refused(edge: RunningEdge) -> None:
+    # GIVEN `GET /echo HTTP/1.1` (18 bytes) and the values of the client's other headers
+    base = 18 + sum(len(v) for v in edge.client.headers.values()) + len("127.0.0.1:0000")
+    fits = edge.client.get("/echo", headers={"X-Big": "v" * (10_240 - base - 100)})
+    assert fits.status_code == 200
+    # WHEN they are over the quota THEN the edge refuses them without routing them
+    response = edge.client.get("/nowhere", headers={"X-Big": "v" * 10_240})
+    assert response.status_code == 431
+    assert response.json() == {"message": "Request Header Fields Too Large"}
+    _still_serving(edge)
+
+
 def test_request_body_over_10_mb_is_413(edge: RunningEdge) -> None:
     response = edge.client.post("/echo", content=b"x" * (10 * 1024 * 1024 + 1))
     assert response.status_code == 413
-    assert response.json() == {"message": "Request Entity Too Large"}
+    assert response.json() == TOO_LARGE
     _still_serving(edge)
 
 
-@pytest.mark.parametrize("action", ["raise", "garbage", "unserialisable", "badbase64"])
-def test_function_failure_or_invalid_result_is_502(edge: RunningEdge, action: str) -> None:
+def test_an_event_over_lambdas_6_mb_counts_the_base64_body(edge: RunningEdge) -> None:
+    binary = {"Content-Type": "application/octet-stream"}
+    # A 4.5 MiB binary body is base64-encoded in the event: 6 MiB, over Lambda's limit.
+    response = edge.client.post("/faulty/size", content=b"\x00" * BINARY_OVER, headers=binary)
+    assert response.status_code == 413
+    assert response.json() == TOO_LARGE
+    # The same number of bytes as text reaches the function.
+    text = edge.client.post(
+        "/faulty/size", content=b"x" * BINARY_OVER, headers={"Content-Type": "text/plain"}
+    )
+    assert text.text == f"{BINARY_OVER} False"
+    # A chunked body (no Content-Length) over the limit is refused as well.
+    chunks = iter([b"x" * (LAMBDA_LIMIT // 2)] * 3)
+    chunked = edge.client.post(
+        "/faulty/size", content=chunks, headers={"Content-Type": "text/plain"}
+    )
+    assert chunked.status_code == 413
+    _still_serving(edge)
+
+
+def test_the_authorizer_answers_before_lambda_refuses_a_payload(edge: RunningEdge) -> None:
+    body = b"x" * (LAMBDA_LIMIT + 1)
+    text = {"Content-Type": "text/plain"}
+    # No identity source: 401 before anything else; a denied one: 403; allowed: Lambda's 413.
+    assert edge.client.post("/protected/size", content=body, headers=text).status_code == 401
+    denied = edge.client.post(
+        "/protected/size", content=body, headers={**text, "Authorization": "deny"}
+    )
+    assert denied.status_code == 403
+    allowed = edge.client.post(
+        "/protected/size", content=body, headers={**text, "Authorization": "allow"}
+    )
+    assert allowed.status_code == 413
+    small = edge.client.post(
+        "/protected/size", content=b"abc", headers={**text, "Authorization": "allow"}
+    )
+    assert small.text == "3 False"
+
+
+@pytest.mark.parametrize("action", ["raise", "garbage", "unserialisable", "badbase64", "huge"])
+def test_function_error_invalid_or_oversized_result_is_500(edge: RunningEdge, action: str) -> None:
     response = edge.client.get(f"/faulty/{action}")
-    assert response.status_code == 502
-    assert response.json() == {"message": "Internal Server Error"}
+    assert response.status_code == 500
+    assert response.json() == INTERNAL_ERROR
     _still_serving(edge)
 
 
-def test_function_response_over_6_mb_is_502(edge: RunningEdge) -> None:
-    assert edge.client.get("/faulty/huge").status_code == 502
-    _still_serving(edge)
+def test_a_result_of_exactly_lambdas_response_limit_is_delivered(edge: RunningEdge) -> None:
+    response = edge.client.get("/faulty/justfits")
+    assert response.status_code == 200
+    assert len(response.content) == 6_291_556 - len('{"statusCode": 200, "body": ""}')
 
 
-def test_function_past_its_timeout_is_503(edge: RunningEdge) -> None:
+def test_function_past_its_timeout_is_500(edge: RunningEdge) -> None:
     response = edge.client.get("/faulty/sleep")
-    assert response.status_code == 503
-    assert response.json() == {"message": "Service Unavailable"}
+    assert response.status_code == 500
+    assert response.json() == INTERNAL_ERROR
     _still_serving(edge)
     assert edge.client.get("/faulty/other").text == "faulty-app"
 
 
-@pytest.mark.parametrize(("action", "body"), [("nostatus", {"hello": "world", "n": 1}),
-                                              ("string", "plain")])  # fmt: skip
+def test_integration_timeout_before_the_functions_is_503(edge: RunningEdge) -> None:
+    # GIVEN a route whose TimeoutInMillis (300) is shorter than its function's Timeout (1 s)
+    response = edge.client.get("/integration/sleep")
+    assert response.status_code == 503
+    assert response.json() == {"message": "Service Unavailable"}
+    assert edge.client.get("/integration/other").text == "faulty-app"
+
+
+@pytest.mark.parametrize(
+    ("action", "body"),
+    [("nostatus", b'{"hello":"world","n":1}'), ("string", b"plain")],
+)
 def test_result_without_status_code_is_200_json(
-    edge: RunningEdge, action: str, body: object
+    edge: RunningEdge, action: str, body: bytes
 ) -> None:
     response = edge.client.get(f"/faulty/{action}")
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
-    assert response.json() == body
+    assert response.content == body
 
 
 def test_cookies_and_binary_bodies_reach_the_client(edge: RunningEdge) -> None:

@@ -22,24 +22,14 @@ from lucid_edge.server import (
     ENV_CONCURRENCY,
     ENV_PARAMETERS,
     ENV_RELOAD,
+    ENV_SLOTS,
     ENV_TEMPLATE,
 )
+from tests.e2e.subprocess_edge import wait_until_answering
 from tests.edge.harness import FIXTURES
 
 pytestmark = pytest.mark.e2e
 LUCID = Path(sys.executable).parent / "lucid"
-
-
-def _wait_until_serving(url: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError("lucid serve did not start")
 
 
 def test_serve_with_two_workers_shares_the_throttle_and_stops_cleanly() -> None:
@@ -53,7 +43,7 @@ def test_serve_with_two_workers_shares_the_throttle_and_stops_cleanly() -> None:
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_until_serving(f"{url}/nowhere", process)
+        wait_until_answering(f"{url}/nowhere", process)
         # GIVEN burst 3 for the stage WHEN 8 requests arrive on fresh connections (any worker)
         statuses = []
         for _ in range(8):
@@ -85,7 +75,10 @@ def test_serve_in_process_with_one_worker_until_sigint(monkeypatch: pytest.Monke
     monkeypatch.delenv("JWT_SECRET_KEY")
     # serve exports MONGODB_URI for its workers; undo it so later edges do not inherit a dead one
     monkeypatch.delenv("MONGODB_URI", raising=False)
-    for name in (ENV_TEMPLATE, ENV_PARAMETERS, ENV_CONCURRENCY, ENV_BUCKETS, ENV_RELOAD):
+    # ... and AUTH_SERVICE_URL (unset in the session: set first so that teardown unsets it again)
+    monkeypatch.setenv("AUTH_SERVICE_URL", "")
+    monkeypatch.delenv("AUTH_SERVICE_URL")
+    for name in (ENV_TEMPLATE, ENV_PARAMETERS, ENV_CONCURRENCY, ENV_BUCKETS, ENV_SLOTS, ENV_RELOAD):
         monkeypatch.setenv(name, "")
     port = free_port()
     seen: list[int] = []
@@ -107,3 +100,4 @@ def test_serve_in_process_with_one_worker_until_sigint(monkeypatch: pytest.Monke
     assert code == 0
     assert seen == [200]
     assert os.environ["REDIS_URI"].startswith("redis://127.0.0.1:")
+    assert os.environ["AUTH_SERVICE_URL"] == f"http://127.0.0.1:{port}"

@@ -6,13 +6,17 @@ from pathlib import Path
 
 import pytest
 
+from lucid_edge import serve
 from lucid_edge.cli import build_parser, main
+from lucid_edge.template import load_template
 from tests.edge.harness import FIXTURES
+
+REAL_TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
 
 
 def test_serve_is_a_subcommand_with_its_defaults() -> None:
     args = build_parser().parse_args(["serve"])
-    assert (args.host, args.port, args.workers, args.concurrency) == ("127.0.0.1", 8080, 2, 4)
+    assert (args.host, args.port, args.workers, args.concurrency) == ("127.0.0.1", 8080, 2, 32)
     assert args.template == Path("infra/template.yaml")
     assert args.reload is False
 
@@ -43,3 +47,34 @@ def test_serve_refuses_a_missing_handler_and_bad_counts(
 def test_no_subcommand_is_a_usage_error() -> None:
     with pytest.raises(SystemExit):
         main([])
+
+
+def test_the_served_url_names_a_reachable_address() -> None:
+    with serve.listen("127.0.0.1", 0) as sock:
+        port = sock.getsockname()[1]
+        assert serve.served_url(sock) == f"http://127.0.0.1:{port}"
+        # The same port again: refused, naming it.
+        with pytest.raises(serve.PortInUseError, match=f"127.0.0.1 port {port}"):
+            serve.listen("127.0.0.1", port)
+    with serve.listen("0.0.0.0", 0) as sock:
+        assert serve.served_url(sock).startswith("http://127.0.0.1:")
+
+
+@pytest.mark.parametrize(
+    ("shell", "overrides", "follows"),
+    [
+        (None, {}, True),  # the template's default names no served address: replaced
+        ("https://api.lucid.example", {}, False),  # chosen in the shell
+        (None, {"AuthServiceUrl": "https://api.lucid.example"}, False),  # chosen by override
+        (None, {"LogLevel": "DEBUG"}, True),  # other overrides change nothing
+    ],
+)
+def test_the_sign_in_url_follows_the_edge_unless_someone_chose_one(
+    monkeypatch: pytest.MonkeyPatch, shell: str | None, overrides: dict[str, str], follows: bool
+) -> None:
+    if shell is None:
+        monkeypatch.delenv("AUTH_SERVICE_URL", raising=False)
+    else:
+        monkeypatch.setenv("AUTH_SERVICE_URL", shell)
+    template = load_template(REAL_TEMPLATE, overrides)
+    assert serve.service_url_is_default(template, overrides) is follows

@@ -100,11 +100,10 @@ def test_deploy_only_properties_and_resources_are_accepted_and_named_once(
         "Resources.Fn.Properties.AutoPublishAlias",
         "Resources.Fn.Properties.EphemeralStorage",
         "Resources.Fn.Properties.ProvisionedConcurrencyConfig",
-        "Resources.Fn.Properties.ReservedConcurrentExecutions",
         "Resources.Fn.Properties.VpcConfig",
         "Resources.Api.Properties.Domain",
     )
-    # AND the reserved concurrency is kept for the edge to apply per function
+    # AND the reserved concurrency is not deploy-only: the edge applies it per function
     assert template.functions["Fn"].reserved_concurrency == 5
 
 

@@ -36,11 +36,29 @@ def test_base64_body_is_decoded_and_missing_body_is_empty() -> None:
     assert to_http({"statusCode": 204}).body == b""
 
 
-@pytest.mark.parametrize("result", [{"a": 1}, "text", 7, None, [1, 2]])
-def test_result_without_status_code_is_200_json(result: Any) -> None:
+@pytest.mark.parametrize(
+    ("result", "body"),
+    [({"a": 1}, b'{"a":1}'), ("Hello from Lambda!", b"Hello from Lambda!"), (7, b"7"),
+     (None, b"null"), ([1, "2"], b'[1,"2"]'), ("", b"")],
+)  # fmt: skip
+def test_result_without_status_code_is_200_json_whose_body_is_the_output(
+    result: Any, body: bytes
+) -> None:
+    # Payload 2.0 format inference: a bare string is the body itself, as AWS's table shows.
     response = to_http(result)
     assert response.status == 200
     assert response.headers == [(b"content-type", b"application/json")]
+    assert response.body == body
+
+
+def test_the_response_limit_is_on_the_whole_result_as_json() -> None:
+    # The JSON of the result (statusCode, headers, quotes and escapes) is what Lambda limits.
+    fits = MAX_RESPONSE_BYTES - len('{"statusCode": 200, "body": ""}')
+    assert len(to_http({"statusCode": 200, "body": "x" * fits}).body) == fits
+    with pytest.raises(InvalidResultError, match="6,291,556"):
+        to_http({"statusCode": 200, "body": "x" * (fits + 1)})
+    with pytest.raises(InvalidResultError, match="6,291,556"):
+        to_http({"statusCode": 200, "body": '"' * (fits // 2 + 1)})  # each quote escaped
 
 
 @pytest.mark.parametrize(

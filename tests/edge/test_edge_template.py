@@ -265,6 +265,18 @@ UNSUPPORTED = {
         {"api": _indent("Auth:\n  Authorizers:\n    A:\n      FunctionArn: arn:x\n", 6)},
         "Auth.Authorizers.A.FunctionArn",
     ),
+    "timeout beyond lambda's": (
+        {"function": _indent("Timeout: 901\n", 6)},
+        "Resources.Fn.Properties.Timeout: 901 is outside Lambda's 1-900 seconds",
+    ),
+    "negative reserved concurrency": (
+        {"function": _indent("ReservedConcurrentExecutions: -1\n", 6)},
+        "Resources.Fn.Properties.ReservedConcurrentExecutions",
+    ),
+    "integration timeout beyond 30 s": (
+        {"event": _indent("TimeoutInMillis: 30001\n", 12)},
+        "Events.Route.Properties.TimeoutInMillis: 30001 is not 50-30000",
+    ),
 }
 
 
@@ -369,7 +381,8 @@ def test_globals_http_api_default_route_and_integration_timeout(tmp_path: Path) 
                   Runtime: python3.11
                   CodeUri: fn/
                   Handler: app.handler
-                  Timeout: 20
+                  Timeout: 120
+                  ReservedConcurrentExecutions: 5
                   Events:
                     Everything:
                       Type: HttpApi
@@ -380,7 +393,10 @@ def test_globals_http_api_default_route_and_integration_timeout(tmp_path: Path) 
     template = load_template(path)
     (route,) = template.api.routes
     assert route.route_key == "$default"
+    # The integration's timeout and the function's own are kept apart (each has its answer).
     assert route.timeout == 1.5
+    assert template.functions["Fn"].timeout == 120
+    assert template.functions["Fn"].reserved_concurrency == 5
     assert template.api.stage == "s"
     assert template.api.cors is not None
     assert template.api.cors.allow_origins == ("*",)

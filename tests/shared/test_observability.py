@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import Counter
 from typing import Annotated, Any
 
@@ -21,7 +22,7 @@ from lucid import observability
 from lucid.config import Settings
 from lucid.observability import count, record
 from lucid.web.app import create_app, lambda_handler
-from lucid_edge.invoke import InvocationPool
+from lucid_edge.instances import Account, FunctionInstances, close_all
 from tests.utils.events import http_event, lambda_context
 from tests.utils.logs import logged_lines
 from tests.utils.metrics import emitted, flushed
@@ -122,11 +123,24 @@ def test_lines_outside_an_invocation_carry_no_request_keys(handler: Any) -> None
 def test_concurrent_invocations_in_threads_never_mix_ids_or_metrics(
     handler: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # GIVEN 16 invocations on 8 threads of one process, each counting its own number of events
-    pool = InvocationPool(8)
+    # GIVEN 16 invocations on up to 8 instances (threads) of one process, as the local edge runs
+    # them, each counting its own number of events
+    account = Account(8)
+    instances = FunctionInstances("Work", account)
 
     async def all_at_once() -> list[tuple[dict[str, Any], str]]:
-        calls = [pool.run(invoke, handler, "/work", f"n={n}", limit=10) for n in range(1, 17)]
+        deadline = time.monotonic() + 30
+        calls = [
+            instances.invoke(
+                invoke,
+                handler,
+                "/work",
+                f"n={n}",
+                function_deadline=deadline,
+                integration_deadline=deadline,
+            )
+            for n in range(1, 17)
+        ]
         return list(await asyncio.gather(*calls))
 
     # (a loop of its own: the main thread's, which Mangum uses, stays as it is)
@@ -135,7 +149,7 @@ def test_concurrent_invocations_in_threads_never_mix_ids_or_metrics(
         with logged_lines() as lines:
             results = loop.run_until_complete(all_at_once())
     finally:
-        pool.close()
+        close_all(account, [instances])
         loop.close()
     # THEN every line names the invocation that wrote it: four lines per request id
     counted = {request_id: json.loads(r["body"])["n"] for r, request_id in results}

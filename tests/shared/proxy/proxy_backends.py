@@ -2,9 +2,10 @@
 
 One server class whose behaviour the test switches at any time (`server.mode = ...`):
 ok (JSON echo), fail (500), status (any status, body, content type), slow (answers after
-`delay`), flap (500 and 200 in turn), huge (a declared body over 6 MB), huge_chunked (chunked,
-no length, over 6 MB), stall / drip / truncate (a body that stops, trickles in or is cut
-off after its headers), reset (reads the request, then resets the connection).
+`delay`), hold (answers once the test sets `release`), flap (500 and 200 in turn), huge (a
+declared body over 6 MB), huge_chunked (chunked, no length, over 6 MB), stall / drip / truncate
+(a body that stops, trickles in or is cut off after its headers), reset (reads the request,
+then resets the connection).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if mode == "slow":
             time.sleep(self.server.delay)
+        if mode == "hold":
+            self.server.release.wait(30)
         if mode in ("stall", "truncate", "drip"):
             self._send_partial(mode)
             return
@@ -134,6 +137,7 @@ class BackendServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), _Handler)
         self.mode = "ok"
         self.delay = 1.0
+        self.release = threading.Event()
         self.status = 200
         self.content_type = "application/json"
         self.body = b"{}"

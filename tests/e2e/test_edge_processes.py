@@ -1,0 +1,107 @@
+"""`lucid serve` as a process: it stops everything it started, fails on a busy port before
+claiming anything, and signs users in for the address it actually serves (issue 11)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lucid_edge.local import free_port
+from tests.e2e.subprocess_edge import subprocess_edge, wait_until_answering
+from tests.edge.harness import FIXTURES
+from tests.utils.wallets import Wallet
+
+pytestmark = pytest.mark.e2e
+LUCID = Path(sys.executable).parent / "lucid"
+THROTTLED = FIXTURES / "throttled.yaml"
+
+
+def _environment() -> dict[str, str]:
+    # No Redis, MongoDB or key configured: the edge starts the embedded ones itself.
+    unset = ("REDIS_URI", "MONGODB_URI", "JWT_SECRET_KEY", "AUTH_SERVICE_URL")
+    return {k: v for k, v in os.environ.items() if k not in unset and not k.startswith("LUCID_")}
+
+
+def _parents() -> dict[int, int]:
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # it ended while we looked
+        if fields[0] != "Z":  # a zombie has ended; only its parent has not reaped it yet
+            parents[int(stat.parent.name)] = int(fields[1])
+    return parents
+
+
+def descendants(pid: int) -> set[int]:
+    """Every living process below `pid`."""
+    parents, found, frontier = _parents(), set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found |= frontier
+    return found
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stopped_edge_leaves_no_process_behind(workers: int, signum: signal.Signals) -> None:
+    # GIVEN `lucid serve` running with its embedded Redis and its workers
+    port = free_port()
+    args = [str(LUCID), "serve", "--template", str(THROTTLED), "--port", str(port)]
+    with subprocess.Popen(
+        [*args, "--workers", str(workers)],
+        env=_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as process:
+        wait_until_answering(f"http://127.0.0.1:{port}/nowhere", process)
+        started = descendants(process.pid)
+        assert len(started) >= workers  # the embedded redis-server, and workers beyond one
+        # WHEN it is told to stop
+        process.send_signal(signum)
+        output, _ = process.communicate(timeout=30)
+    # THEN it exits cleanly, and nothing it started is still running
+    assert process.returncode == 0, output
+    assert "Traceback" not in output, output
+    assert descendants(process.pid) == set()
+    assert [pid for pid in started if pid in _parents()] == []
+
+
+def test_a_busy_port_fails_before_anything_starts_naming_the_port() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        completed = subprocess.run(
+            [str(LUCID), "serve", "--template", str(THROTTLED), "--port", str(port)],
+            env=_environment(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert completed.returncode == 1
+    assert f"cannot listen on 127.0.0.1 port {port}: Address already in use" in completed.stderr
+    # Nothing claimed the edge was up, and nothing was started.
+    assert "Lucid edge on" not in completed.stdout
+    assert "embedded Redis" not in completed.stdout
+
+
+def test_the_sign_in_message_names_the_address_served(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the edge on some port, AUTH_SERVICE_URL set by no one
+    monkeypatch.delenv("AUTH_SERVICE_URL", raising=False)
+    with subprocess_edge({}) as edge, edge.client() as client:
+        authority = edge.url.removeprefix("http://")
+        # WHEN a wallet asks for a sign-in challenge
+        challenge = client.post("/auth/challenge", json={"address": Wallet().address})
+    # THEN the message names that address (the domain a wallet shows its user) and its URI
+    message = challenge.json()["message"]
+    assert message.startswith(f"{authority} wants you to sign in with your TRON account:\n")
+    assert f"\nURI: http://{authority}\n" in message

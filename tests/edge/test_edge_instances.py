@@ -1,0 +1,288 @@
+"""Per-function instances: own threads and loops, growth, the account's queue, deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+
+from lucid_edge import instances as instances_module
+from lucid_edge.concurrency import SlotFile
+from lucid_edge.instances import (
+    Account,
+    FunctionInstances,
+    FunctionTimeoutError,
+    IntegrationTimeoutError,
+    ThrottledError,
+    close_all,
+)
+
+T = TypeVar("T")
+LONG = 30.0
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run on a private loop: asyncio.run would unset the main thread's current loop, which
+    module-level Mangum handlers created and would then leak."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
+
+
+def deadlines(function: float = LONG, integration: float = LONG) -> dict[str, float]:
+    now = time.monotonic()
+    return {"function_deadline": now + function, "integration_deadline": now + integration}
+
+
+class Gate:
+    """A handler that records each call and blocks until released."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.release = threading.Event()
+
+    def __call__(self, name: str) -> str:
+        self.calls.append(name)
+        self.release.wait(10)
+        return name
+
+
+async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+def _loop_of_thread() -> tuple[str, bool]:
+    loop = asyncio.get_event_loop_policy().get_event_loop()
+    return threading.current_thread().name, not loop.is_running()
+
+
+def test_a_handler_runs_on_an_instance_thread_with_its_own_loop() -> None:
+    account = Account(4)
+    meta = FunctionInstances("Meta", account)
+
+    async def main() -> tuple[str, bool]:
+        result: tuple[str, bool] = await meta.invoke(_loop_of_thread, **deadlines())
+        return result
+
+    try:
+        assert run(main()) == ("lucid-Meta", True)
+    finally:
+        close_all(account, [meta])
+
+
+def test_a_blocked_function_grows_its_own_instances_and_never_delays_another() -> None:
+    # GIVEN two functions sharing one account
+    account = Account(8)
+    proxy, meta = FunctionInstances("Proxy", account), FunctionInstances("Meta", account)
+    gate = Gate()
+
+    async def main() -> None:
+        # WHEN three invocations of Proxy block
+        stuck = [
+            asyncio.ensure_future(proxy.invoke(gate, f"p{i}", **deadlines())) for i in range(3)
+        ]
+        await until(lambda: len(gate.calls) == 3)
+        # THEN each got an instance of its own, and Meta still answers at once
+        assert proxy.instance_count == 3
+        assert await meta.invoke(lambda: "ok", **deadlines()) == "ok"
+        assert not any(task.done() for task in stuck)
+        gate.release.set()
+        assert sorted(await asyncio.gather(*stuck)) == ["p0", "p1", "p2"]
+
+    try:
+        run(main())
+    finally:
+        gate.release.set()
+        close_all(account, [proxy, meta])
+
+
+def test_stuck_instances_get_company_and_busy_ones_do_not() -> None:
+    # GIVEN a function whose eager instances are all stuck
+    account = Account(64)
+    proxy, meta = FunctionInstances("Proxy", account), FunctionInstances("Meta", account)
+    gate = Gate()
+    eager = instances_module.EAGER_INSTANCES
+
+    async def main() -> None:
+        stuck = [
+            asyncio.ensure_future(proxy.invoke(gate, f"p{i}", **deadlines()))
+            for i in range(eager + 3)
+        ]
+        # THEN the invocations beyond them get instances of their own once they have waited
+        await until(lambda: len(gate.calls) == eager + 3)
+        assert proxy.instance_count == eager + 3
+        # WHEN another function is kept busy by many quick invocations at once
+        quick = [meta.invoke(sum, range(2000), **deadlines()) for _ in range(300)]
+        assert await asyncio.gather(*quick) == [sum(range(2000))] * 300
+        # THEN its instances, which keep finishing, are not multiplied
+        assert meta.instance_count <= eager + 2
+        gate.release.set()
+        await asyncio.gather(*stuck)
+
+    try:
+        run(main())
+    finally:
+        gate.release.set()
+        close_all(account, [proxy, meta])
+
+
+def test_idle_instances_retire(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(instances_module, "IDLE_SECONDS", 0.05)
+    account = Account(4)
+    meta = FunctionInstances("Meta", account)
+
+    async def main() -> None:
+        assert await meta.invoke(lambda: 1, **deadlines()) == 1
+        assert meta.instance_count == 1
+        await until(lambda: meta.instance_count == 0)
+        assert await meta.invoke(lambda: 2, **deadlines()) == 2  # a new instance on demand
+
+    try:
+        run(main())
+    finally:
+        close_all(account, [meta])
+
+
+def test_past_the_account_cap_invocations_queue_and_queue_time_counts_toward_the_timeout() -> None:
+    # GIVEN an account of one running invocation, held by a blocked function
+    account = Account(1)
+    proxy, meta = FunctionInstances("Proxy", account), FunctionInstances("Meta", account)
+    gate, late = Gate(), Gate()
+
+    async def main() -> None:
+        blocked = asyncio.ensure_future(proxy.invoke(gate, "held", **deadlines()))
+        await until(lambda: gate.calls == ["held"])
+        # WHEN another invocation with a 0.1 s Timeout has to wait for room
+        invocation = meta.submit(late, ("late",), **deadlines(function=0.1))
+        assert invocation.queued
+        # THEN it answers as a function timeout, and never runs once room appears
+        with pytest.raises(FunctionTimeoutError):
+            await invocation.future
+        gate.release.set()
+        assert await blocked == "held"
+        assert await meta.invoke(lambda: "next", **deadlines()) == "next"
+        assert late.calls == []
+
+    try:
+        run(main())
+    finally:
+        gate.release.set()
+        close_all(account, [proxy, meta])
+
+
+def test_a_queued_invocation_whose_caller_left_never_runs() -> None:
+    account = Account(1)
+    proxy = FunctionInstances("Proxy", account)
+    gate, dropped = Gate(), Gate()
+
+    async def main() -> None:
+        blocked = asyncio.ensure_future(proxy.invoke(gate, "held", **deadlines()))
+        await until(lambda: gate.calls == ["held"])
+        waiting = asyncio.ensure_future(proxy.invoke(dropped, "gone", **deadlines()))
+        await asyncio.sleep(0.02)
+        # WHEN the caller of the queued invocation is cancelled (its client hung up)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        gate.release.set()
+        await blocked
+        # THEN the room it would have taken serves the next caller, and it never ran
+        assert await proxy.invoke(lambda: "next", **deadlines()) == "next"
+        assert dropped.calls == []
+
+    try:
+        run(main())
+    finally:
+        gate.release.set()
+        close_all(account, [proxy])
+
+
+def test_a_stuck_invocation_is_abandoned_at_its_timeout_and_replaced() -> None:
+    account = Account(1)
+    meta = FunctionInstances("Meta", account)
+    gate = Gate()
+
+    async def main() -> str:
+        with pytest.raises(FunctionTimeoutError):
+            await meta.invoke(gate, "stuck", **deadlines(function=0.2))
+        assert meta.instance_count == 0  # the stuck thread no longer counts
+        # The only slot of the account is free again: the next invocation is served.
+        answer: str = await meta.invoke(lambda: "served", **deadlines())
+        return answer
+
+    try:
+        assert run(main()) == "served"
+        assert meta.instance_count == 1
+    finally:
+        gate.release.set()
+        close_all(account, [meta])
+
+
+def test_the_integration_timeout_answers_while_the_function_runs_on() -> None:
+    account = Account(1)
+    proxy = FunctionInstances("Proxy", account)
+    gate = Gate()
+
+    async def main() -> None:
+        invocation = proxy.submit(gate, ("slow",), **deadlines(integration=0.1))
+        with pytest.raises(IntegrationTimeoutError):
+            await invocation.future
+        # It still runs (and counts toward the account) until it returns.
+        queued = proxy.submit(lambda: "after", (), **deadlines())
+        assert queued.queued
+        gate.release.set()
+        assert await queued.future == "after"
+
+    try:
+        run(main())
+    finally:
+        gate.release.set()
+        close_all(account, [proxy])
+
+
+def test_reserved_concurrency_throttles_past_its_reservation() -> None:
+    account = Account(1)  # unreserved capacity does not matter to a reserved function
+    slots = SlotFile(None, {"Users": 2})
+    users = FunctionInstances("Users", account, slots.slots["Users"])
+    gate = Gate()
+
+    async def main() -> None:
+        held = [asyncio.ensure_future(users.invoke(gate, f"u{i}", **deadlines())) for i in (0, 1)]
+        await until(lambda: len(gate.calls) == 2)
+        with pytest.raises(ThrottledError):
+            await users.invoke(lambda: "third", **deadlines())
+        gate.release.set()
+        await asyncio.gather(*held)
+        assert await users.invoke(lambda: "again", **deadlines()) == "again"
+
+    try:
+        run(main())
+    finally:
+        gate.release.set()
+        close_all(account, [users])
+        slots.close()
+
+
+def test_exceptions_reach_the_caller_and_limits_are_checked() -> None:
+    account = Account(1)
+    meta = FunctionInstances("Meta", account)
+
+    async def main() -> None:
+        with pytest.raises(ZeroDivisionError):
+            await meta.invoke(lambda: 1 / 0, **deadlines())
+
+    try:
+        run(main())
+    finally:
+        close_all(account, [meta])
+    with pytest.raises(ValueError, match="at least 1"):
+        Account(0)
