@@ -23,12 +23,12 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
-from uvicorn.supervisors import Multiprocess
 
 from lucid.config import LOCAL_STAGE, ephemeral_secret
-from lucid_edge import server
+from lucid_edge import metrics, server
 from lucid_edge.local import start_mongo_server, start_redis
 from lucid_edge.model import Template
+from lucid_edge.routing import RouteTable
 from lucid_edge.template import TemplateError, load_template, parse_overrides
 
 DEFAULT_WORKERS = 2
@@ -56,6 +56,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE", dest="overrides"
+    )
+    parser.add_argument(
+        "--metrics-path",
+        default=metrics.DEFAULT_PATH,
+        help="where the edge answers Prometheus's scrapes (its own endpoint, not a route of the "
+        "template: refused if a route would answer it)",
     )
     parser.set_defaults(func=run)
 
@@ -133,7 +139,7 @@ def _signals_stop_cleanly() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
+def _serve(args: argparse.Namespace, sock: socket.socket, metrics_directory: Path) -> int:
     config = uvicorn.Config(
         "lucid_edge.server:create_app",
         factory=True,
@@ -147,7 +153,7 @@ def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
         timeout_graceful_shutdown=5,
     )
     if args.workers > 1:
-        supervisor = Multiprocess(config, sockets=[sock])
+        supervisor = metrics.WorkerSupervisor(config, [sock], metrics_directory)
         supervisor.run()
         failed = any(p.exitcode == 3 for p in supervisor.processes)  # uvicorn's STARTUP_FAILURE
         return 1 if failed else 0
@@ -181,6 +187,12 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
         template = load_template(args.template, overrides)
         _check_handlers(template)
     except TemplateError as err:
+        print(f"lucid serve: {err}", file=sys.stderr)
+        return 2
+    try:
+        routes = RouteTable(template.api.routes, template.api.stage)
+        metrics.check_path(args.metrics_path, lambda m, p: routes.match(m, p) is not None)
+    except metrics.MetricsPathError as err:
         print(f"lucid serve: {err}", file=sys.stderr)
         return 2
     if args.workers < 1 or args.concurrency < 1:
@@ -227,8 +239,11 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
             server.ENV_BUCKETS: str(buckets),
             server.ENV_SLOTS: str(slots),
             server.ENV_RELOAD: "1" if args.reload else "0",
+            server.ENV_METRICS_PATH: args.metrics_path,
         }
     )
+    # Before any worker starts: prometheus-client picks its mode when a worker imports it.
+    metrics_directory = stack.enter_context(metrics.multiprocess_directory())
     # A named stage serves only below /{stage}, as on AWS: the printed URL is the API's base.
     stage_path = "" if template.api.stage == "$default" else f"/{template.api.stage}"
     print(
@@ -243,4 +258,5 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
     if template.deploy_only:
         # Named once here, in the parent: each worker loads the template again, silently.
         print("deploy-only, not emulated locally: " + "; ".join(template.deploy_only), flush=True)
-    return _serve(args, sock)
+    print(f"Prometheus metrics of every worker at {url}{args.metrics_path}", flush=True)
+    return _serve(args, sock, metrics_directory)

@@ -54,6 +54,7 @@ from lucid_edge.limits import (
     smallest_encoding,
 )
 from lucid_edge.loader import LoadedFunction, Reloader, load_handler
+from lucid_edge.metrics import DEFAULT_PATH, EdgeMetrics, FunctionLoad, check_path
 from lucid_edge.model import RouteSpec, Template
 from lucid_edge.responses import (
     HEADERS_TOO_LARGE,
@@ -87,6 +88,9 @@ ENV_CONCURRENCY = "LUCID_EDGE_CONCURRENCY"
 ENV_BUCKETS = "LUCID_EDGE_BUCKETS"
 ENV_SLOTS = "LUCID_EDGE_SLOTS"
 ENV_RELOAD = "LUCID_EDGE_RELOAD"
+ENV_METRICS_PATH = "LUCID_EDGE_METRICS_PATH"
+# Each worker refreshes its gauges (instances, queue depth, concurrency) this often.
+SAMPLE_SECONDS = 1.0
 # A queued invocation starts watching for its client hanging up after this long.
 WATCH_AFTER_SECONDS = 1.0
 
@@ -101,10 +105,15 @@ class _RequestTooLargeError(Exception):
 class _Request:
     """One request in flight: what every step needs, and the body budget it holds."""
 
-    __slots__ = ("held", "id", "origin", "outside_stage", "preflight", "receive", "scope")
+    __slots__ = (
+        "held", "id", "origin", "outside_stage", "preflight", "receive", "route", "scope",
+        "started",
+    )  # fmt: skip
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
+        self.started = time.perf_counter()
         self.scope, self.receive = scope, receive
+        self.route: RouteSpec | None = None  # the template route that matched, if any
         self.id = new_request_id()
         self.origin = next((v for n, v in scope["headers"] if n == b"origin"), None)
         self.held = 0
@@ -168,10 +177,14 @@ class Edge:
         slot_file: Path | None = None,
         reload: bool = False,
         body_budget: int = DEFAULT_BODY_BUDGET,
+        metrics_path: str = DEFAULT_PATH,
     ) -> None:
         self.template = template
         api = template.api
         self.routes = RouteTable(api.routes, api.stage)
+        # The edge's own endpoint (lucid_edge.metrics): refused where a route would answer it.
+        check_path(metrics_path, lambda method, path: self.routes.match(method, path) is not None)
+        self.metrics_path = metrics_path
         self._route_index = {route.route_key: i for i, route in enumerate(api.routes)}
         needed = {r.function for r in api.routes} | {a.function for a in api.authorizers.values()}
         self.functions: dict[str, LoadedFunction] = {
@@ -187,7 +200,9 @@ class Edge:
         }
         self.events = EventBuilder(api.logical_id, api.stage)
         self.cors = Cors(api.cors) if api.cors is not None else None
-        self.authorizers = Authorizers(api.authorizers)
+        self.metrics = EdgeMetrics(self._function_load, self._concurrency)
+        self.authorizers = Authorizers(api.authorizers, self.metrics.authorizer)
+        self._sampler: asyncio.TimerHandle | None = None
         self.budget = BodyBudget(body_budget)
         own_file = bucket_file is None
         bucket_path = create_bucket_file(len(api.routes)) if own_file else bucket_file
@@ -202,9 +217,12 @@ class Edge:
             self.reloader.start()
 
     def close(self) -> None:
-        """Stop the reloader and let the functions' instances retire."""
+        """Stop the reloader and the metrics, and let the functions' instances retire."""
         if self.reloader is not None:
             self.reloader.stop()
+        if self._sampler is not None:
+            self._sampler.cancel()
+        self.metrics.close()
         close_all(self.account, self.instances.values())
         with contextlib.suppress(ValueError, OSError):
             self.buckets.close()
@@ -213,6 +231,9 @@ class Edge:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            if scope["path"] == self.metrics_path and scope["method"] in ("GET", "HEAD"):
+                await self._send_metrics(send, scope["method"] == "HEAD")
+                return
             request = _Request(scope, receive)
             try:
                 try:
@@ -220,6 +241,7 @@ class Edge:
                 except ClientGoneError:
                     return
                 await self._send(send, request, response)
+                self.metrics.answered(request.route, response, request.started)
             finally:
                 if request.held:  # the body and its event are gone with the answer
                     self.budget.release(request.held)
@@ -238,6 +260,7 @@ class Edge:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._sample()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.close()
@@ -262,7 +285,7 @@ class Edge:
         match = self.routes.match(method, path)
         if match is None:
             return NOT_FOUND
-        route = match.route
+        route = request.route = match.route
         if not self.buckets.take(self._route_index[route.route_key]):
             return TOO_MANY_REQUESTS
         declared = _declared_length(raw_headers)
@@ -341,23 +364,28 @@ class Edge:
             result = await self._call(request, function_id, event, route.timeout)
         except ThrottledError:
             _log.error("%s throttled: its reserved concurrency is in use", function_id)
+            self.metrics.function_error(function_id, "throttled")
             return INTERNAL_ERROR
         except FunctionTimeoutError:
             timeout = self.template.functions[function_id].timeout
             _log.error("%s timed out after %.1f s", function_id, timeout)
+            self.metrics.function_error(function_id, "timeout")
             return INTERNAL_ERROR
         except IntegrationTimeoutError:
             _log.error("%s: integration timeout after %.1f s", function_id, route.timeout)
+            self.metrics.function_error(function_id, "integration_timeout")
             return UNAVAILABLE
         except ClientGoneError:
             raise
         except Exception:
             _log.exception("%s raised", function_id)
+            self.metrics.function_error(function_id, "raised")
             return INTERNAL_ERROR
         try:
             return to_http(result)
         except InvalidResultError as err:
             _log.error("%s returned an invalid result: %s", function_id, err)
+            self.metrics.function_error(function_id, "invalid_result")
             return INTERNAL_ERROR
 
     async def _call(
@@ -384,6 +412,28 @@ class Edge:
                 watch.stop()
             if not invocation.future.done() or invocation.future.cancelled():
                 instances.cancel(invocation)
+
+    def _function_load(self) -> dict[str, FunctionLoad]:
+        return {
+            fid: FunctionLoad(instances.instance_count, instances.queued)
+            for fid, instances in self.instances.items()
+        }
+
+    def _concurrency(self) -> tuple[int, int]:
+        return self.account.running, self.account.limit
+
+    def _sample(self) -> None:
+        # Every worker refreshes its own gauges; whichever answers /metrics sums them all.
+        self.metrics.sample()
+        self._sampler = asyncio.get_running_loop().call_later(SAMPLE_SECONDS, self._sample)
+
+    async def _send_metrics(self, send: Send, head: bool) -> None:
+        # Reading the workers' files and Redis blocks: off the event loop.
+        body, content_type = await asyncio.to_thread(self.metrics.exposition)
+        headers = [(b"content-type", content_type.encode()), (b"cache-control", b"no-store")]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if head else body})
 
     async def _send(self, send: Send, request: _Request, response: HttpResponse) -> None:
         headers = [(n, v) for n, v in response.headers if n not in _SKIPPED_HEADERS]
@@ -426,6 +476,7 @@ def create_app() -> Edge:
         bucket_file=Path(buckets) if buckets else None,
         slot_file=Path(slots) if slots else None,
         reload=os.environ.get(ENV_RELOAD) == "1",
+        metrics_path=os.environ.get(ENV_METRICS_PATH) or DEFAULT_PATH,
     )
     # A worker holds every function at once, which no Lambda instance does: ~100,000 objects
     # that live as long as it. Frozen, no collection walks them again. Measured with the real
