@@ -42,7 +42,9 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import logging
+import sys
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar, cast
@@ -50,6 +52,7 @@ from typing import Any, TypeVar, cast
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, SchemaValidationError
 from aws_lambda_powertools.metrics.exceptions import MetricValueError
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.exceptions import (
     MetricNameError,
     MetricResolutionError,
@@ -174,15 +177,44 @@ def observe_request(route: str | None, status: int, duration_ms: float) -> None:
         _log.warning("request metrics dropped: %s", error)
 
 
+def _write(metrics: EphemeralMetrics) -> None:
+    """Print `metrics` as one EMF line, written and flushed in one call.
+
+    What `flush_metrics` does, but for the write: Powertools `print()`s the line, i.e. two
+    writes (the JSON, then the newline) into a buffered stdout. Where several invocations share
+    one stdout - the local edge's threads and worker processes, every request printing its
+    line - a buffer flushed mid-line or another thread's line in between tears lines apart.
+    """
+    try:
+        line = json.dumps(metrics.serialize_metric_set(), separators=(",", ":"))
+    except SchemaValidationError as error:
+        _log.warning("metrics dropped: %s", error)
+        return
+    finally:
+        metrics.clear_metrics()
+    if is_metrics_disabled():  # POWERTOOLS_METRICS_DISABLED, as Powertools honours it
+        return
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def _flush(invocation: _InvocationMetrics) -> None:
     metrics = invocation.metrics
     if metrics is None or not metrics.metric_set:
         return
+    _write(metrics)
+
+
+def _cold_start(function_name: str) -> None:
+    # Powertools' `add_cold_start_metric`: its own line, dimensions function_name and service.
+    metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
     try:
-        metrics.flush_metrics()
-    except SchemaValidationError as error:
-        metrics.clear_metrics()
-        _log.warning("metrics dropped: %s", error)
+        metrics.add_dimension(name="function_name", value=function_name)
+        metrics.add_metric(name=COLD_START, unit=MetricUnit.Count, value=1)
+    except _REFUSED_METRIC as error:
+        _log.warning("cold start metric dropped: %s", error)
+        return
+    _write(metrics)
 
 
 def flush_metrics() -> None:
@@ -221,7 +253,7 @@ def instrument(handler: Handler) -> Handler:
         finally:
             _current.reset(token)
             if cold_start and context is not None:
-                invocation.get().add_cold_start_metric(context)
+                _cold_start(str(getattr(context, "function_name", "") or "unknown"))
                 if _sinks:
                     _tell_sinks(invocation.function, COLD_START)
             _flush(invocation)
