@@ -60,7 +60,6 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from uvicorn import Config
 from uvicorn.supervisors import Multiprocess
 
-from lucid import observability
 from lucid_edge.model import RouteSpec
 from lucid_edge.responses import TOO_MANY_REQUESTS, HttpResponse
 
@@ -88,7 +87,7 @@ BREAKER_STATES = ("closed", "half_open", "open")
 # The functions' counted events (EMF names, `lucid.observability.count`) with a metric of
 # their own: (metric attribute, label value or None).
 _EVENTS: dict[str, tuple[str, str | None]] = {
-    observability.COLD_START: ("cold_starts", None),
+    "ColdStart": ("cold_starts", None),  # lucid.observability.COLD_START, Powertools' name
     "RateLimitAdmitted": ("ratelimit_decisions", "admitted"),
     "RateLimited": ("ratelimit_decisions", "refused"),
     "RateLimitFallback": ("ratelimit_fallbacks", None),
@@ -279,11 +278,17 @@ class EdgeMetrics:
             r.register(self._breakers)
         # Children by label values: `labels()` costs a few microseconds per call on the hot path.
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        # Imported here, not with this module: the layer reads its settings once, when first
+        # imported, and the edge exports the template's environment only after this module is
+        # loaded (`build_app`).
+        from lucid import observability
+
+        self._observability = observability
         observability.add_sink(self.on_event)
 
     def close(self) -> None:
         """Stop hearing the functions' events."""
-        observability.remove_sink(self.on_event)
+        self._observability.remove_sink(self.on_event)
 
     def request(self, route: str | None, function: str | None, status: int, started: float) -> None:
         """One answer: `started` is the `time.perf_counter()` of the request's arrival."""

@@ -251,3 +251,17 @@ def test_the_supervisor_marks_each_worker_it_loses_as_dead(tmp_path: Path) -> No
         "counter_102.db",
         "gauge_livesum_101.db",
     ]
+
+
+def test_loading_the_edge_reads_no_layer_settings_before_the_template_is_applied() -> None:
+    # GIVEN a fresh worker process loading the edge's app module (uvicorn imports it first)
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, lucid_edge.server; print(sorted(sys.modules))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    # THEN the layer's settings are still unread: the template's environment (ServiceName,
+    # REDIS_URI, ...) is exported afterwards, and the layer reads its settings only once
+    assert "'lucid.observability'" not in loaded
