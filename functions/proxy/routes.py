@@ -135,21 +135,16 @@ def _protected_root(prefix: str) -> Callable[..., Awaitable[Response]]:
 # One route per prefix for all seven methods (each route costs a cold start its dependency
 # analysis); the document gives each method its own operation id (`proxy_chain_get`, ...).
 for _prefix in ROUTES:
-    router.add_api_route(
-        f"/{_prefix}",
-        _protected_root(_prefix),
-        methods=METHODS,
-        summary=f"Forward to the {_prefix} backend's collection root",
-        response_class=Response,
-        responses={**_ANSWERS, **problems(401)},
-        openapi_extra=_ANY_BODY,
-    )
-    router.add_api_route(
-        f"/{_prefix}/{{rest:proxy_remainder}}",
-        _protected(_prefix),
-        methods=METHODS,
-        summary=f"Forward to the {_prefix} backend",
-        response_class=Response,
-        responses={**_ANSWERS, **problems(401)},
-        openapi_extra=_ANY_BODY,
-    )
+    for _path, _handler, _what in (
+        (f"/{_prefix}", _protected_root(_prefix), " backend's collection root"),
+        (f"/{_prefix}/{{rest:proxy_remainder}}", _protected(_prefix), " backend"),
+    ):
+        router.add_api_route(
+            _path,
+            _handler,
+            methods=METHODS,
+            summary=f"Forward to the {_prefix}{_what}",
+            response_class=Response,
+            responses={**_ANSWERS, **problems(401)},
+            openapi_extra=_ANY_BODY,
+        )

@@ -47,9 +47,13 @@ def test_a_route_answers_under_the_stage_with_the_whole_path_in_the_event(
 def test_outside_the_stage_or_on_no_route_it_is_404_without_invoking(
     staged: RunningEdge, path: str
 ) -> None:
-    response = staged.client.get(staged.url + path)
+    response = staged.client.get(staged.url + path, headers={"Origin": ORIGIN})
     assert response.status_code == 404
     assert response.json() == NOT_FOUND
+    # AND outside the stage nothing of the API answers: no CORS headers, even for its origin
+    if not path.startswith("/test"):
+        assert not [name for name in response.headers if name.startswith("access-control-")]
+        assert "vary" not in response.headers
 
 
 def test_the_authorizer_sees_the_stage_apart_from_the_path(
@@ -74,6 +78,7 @@ def test_preflights_are_answered_inside_the_stage_only(staged: RunningEdge) -> N
     outside = staged.client.options(staged.url + "/echo", headers=preflight)
     assert outside.status_code == 404
     assert outside.json() == NOT_FOUND
+    assert "access-control-allow-origin" not in outside.headers
 
 
 def test_the_built_event_has_the_shape_of_aws_named_stage_sample() -> None:
