@@ -22,12 +22,10 @@ What is measured, and where it comes from:
     lucid_breaker_state{backend,state}                     1 for each backend's current state,
                                                            read from Redis at each scrape
 
-Workers: `lucid serve` runs several processes. It creates a directory for prometheus-client's
-multiprocess mode (`multiprocess_directory`), points PROMETHEUS_MULTIPROC_DIR at it before any
-worker starts (the library picks its mode when first imported), marks a dead worker's gauges
-(`mark_dead`) and removes the directory at exit. Each worker writes its own files; whichever
-worker answers `/metrics` sums them all. The gauges count live processes only ("livesum").
-Without the variable (an edge built in a test process) the metrics live in this process.
+Workers: `lucid serve` runs several processes, each writing its own files in the directory
+`lucid_edge.metrics_workers` manages (prometheus-client's multiprocess mode); whichever worker
+answers `/metrics` sums them all. The gauges count live processes only ("livesum"). Without
+PROMETHEUS_MULTIPROC_DIR (an edge built in a test process) the metrics live in this process.
 
 `/metrics` belongs to the edge, not to the template: API Gateway has no such endpoint, and the
 edge refuses to start when a template route would answer the same path (`check_path`).
@@ -35,15 +33,10 @@ edge refuses to start when a template route would answer the same path (`check_p
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import shutil
-import socket
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from prometheus_client import (
@@ -56,9 +49,7 @@ from prometheus_client import (
     values,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
-from uvicorn import Config
-from uvicorn.supervisors import Multiprocess
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from lucid_edge.model import RouteSpec
 from lucid_edge.responses import TOO_MANY_REQUESTS, HttpResponse
@@ -69,9 +60,8 @@ __all__ = [
     "EdgeMetrics",
     "FunctionLoad",
     "MetricsPathError",
-    "WorkerSupervisor",
-    "mark_dead",
-    "multiprocess_directory",
+    "check_path",
+    "multiprocess",
 ]
 
 DEFAULT_PATH = "/metrics"
@@ -112,50 +102,6 @@ class FunctionLoad(NamedTuple):
 def multiprocess() -> bool:
     """True when prometheus-client was imported in multiprocess mode (the variable was set)."""
     return values.ValueClass is not values.MutexValue
-
-
-@contextlib.contextmanager
-def multiprocess_directory() -> Iterator[Path]:
-    """A fresh directory for the workers' metric files, exported as PROMETHEUS_MULTIPROC_DIR
-    for the duration (the parent's value restored after); removed with its files at exit."""
-    directory = Path(tempfile.mkdtemp(prefix="lucid-metrics-"))
-    previous = os.environ.get(ENV_DIRECTORY)
-    os.environ[ENV_DIRECTORY] = str(directory)
-    try:
-        yield directory
-    finally:
-        if previous is None:
-            os.environ.pop(ENV_DIRECTORY, None)
-        else:
-            os.environ[ENV_DIRECTORY] = previous
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def mark_dead(pid: int, directory: Path) -> None:
-    """A worker is gone: its gauges stop counting (its counters stay, as Prometheus expects)."""
-    mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
-
-
-class WorkerSupervisor(Multiprocess):
-    """uvicorn's supervisor, marking each worker it replaces or loses as dead for the metrics
-    (a crashed or hung worker is restarted by uvicorn: its files stay in the directory)."""
-
-    def __init__(self, config: Config, sockets: list[socket.socket], directory: Path) -> None:
-        super().__init__(config, sockets=sockets)
-        self._directory = directory
-        self._known: set[int] = set()
-
-    def keep_subprocess_alive(self) -> None:
-        """uvicorn's health check and restart, then the bookkeeping of who is gone."""
-        super().keep_subprocess_alive()
-        self.mark_gone()
-
-    def mark_gone(self) -> None:
-        """Mark the workers no longer running (replaced, removed or stopped) as dead."""
-        running = {p.pid for p in self.processes if p.pid is not None and p.exitcode is None}
-        for pid in self._known - running:
-            mark_dead(pid, self._directory)
-        self._known = running
 
 
 class _BreakerStates:

@@ -25,7 +25,7 @@ from typing import Any
 import uvicorn
 
 from lucid.config import LOCAL_STAGE, ephemeral_secret
-from lucid_edge import metrics, server
+from lucid_edge import metrics, metrics_workers, server
 from lucid_edge.local import start_mongo_server, start_redis
 from lucid_edge.model import Template
 from lucid_edge.routing import RouteTable
@@ -153,7 +153,7 @@ def _serve(args: argparse.Namespace, sock: socket.socket, metrics_directory: Pat
         timeout_graceful_shutdown=5,
     )
     if args.workers > 1:
-        supervisor = metrics.WorkerSupervisor(config, [sock], metrics_directory)
+        supervisor = metrics_workers.WorkerSupervisor(config, [sock], metrics_directory)
         supervisor.run()
         failed = any(p.exitcode == 3 for p in supervisor.processes)  # uvicorn's STARTUP_FAILURE
         return 1 if failed else 0
@@ -243,7 +243,7 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
         }
     )
     # Before any worker starts: prometheus-client picks its mode when a worker imports it.
-    metrics_directory = stack.enter_context(metrics.multiprocess_directory())
+    metrics_directory = stack.enter_context(metrics_workers.multiprocess_directory())
     # A named stage serves only below /{stage}, as on AWS: the printed URL is the API's base.
     stage_path = "" if template.api.stage == "$default" else f"/{template.api.stage}"
     print(

@@ -19,6 +19,7 @@ from uvicorn import Config
 
 from lucid import observability
 from lucid_edge import metrics as edge_metrics
+from lucid_edge import metrics_workers
 from lucid_edge.metrics import EdgeMetrics, FunctionLoad, MetricsPathError, check_path
 from lucid_edge.model import RouteSpec
 from lucid_edge.responses import TOO_MANY_REQUESTS, HttpResponse
@@ -162,7 +163,7 @@ def test_the_multiprocess_directory_lives_as_long_as_the_edge(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(edge_metrics.ENV_DIRECTORY, "/somewhere/else")
-    with edge_metrics.multiprocess_directory() as directory:
+    with metrics_workers.multiprocess_directory() as directory:
         assert os.environ[edge_metrics.ENV_DIRECTORY] == str(directory)
         (directory / "counter_1.db").write_bytes(b"x")
     assert not directory.exists()
@@ -221,7 +222,7 @@ def test_workers_series_are_summed_and_a_dead_workers_gauges_dropped(tmp_path: P
     # AND once the edge marks the dead workers, their gauges stop counting; counters stay
     for path in gauges:
         pid = int(path.stem.rsplit("_", 1)[1])
-        edge_metrics.mark_dead(pid, tmp_path)
+        metrics_workers.mark_dead(pid, tmp_path)
     assert not list(tmp_path.glob("gauge_livesum_*.db"))
     text = run_worker(tmp_path, 1, "expose").stdout.encode()
     assert value(text, "lucid_function_instances", function="MetaFunction") == 1
@@ -239,7 +240,7 @@ def test_the_supervisor_marks_each_worker_it_loses_as_dead(tmp_path: Path) -> No
         (tmp_path / f"gauge_livesum_{pid}.db").write_bytes(b"")
     (tmp_path / "counter_102.db").write_bytes(b"")
     config = Config("lucid_edge.server:create_app", factory=True, workers=3)
-    supervisor = edge_metrics.WorkerSupervisor(config, [], tmp_path)
+    supervisor = metrics_workers.WorkerSupervisor(config, [], tmp_path)
     supervisor.processes = [_Worker(101), _Worker(102), _Worker(103)]  # type: ignore[list-item]
     supervisor.mark_gone()
     assert len(list(tmp_path.glob("gauge_livesum_*.db"))) == 3
