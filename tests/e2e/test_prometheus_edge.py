@@ -14,9 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 import yaml
 
-from lucid_edge.local import free_port
+from lucid_edge.local import EmbeddedRedis, free_port
 from tests.e2e.subprocess_edge import SubprocessEdge, subprocess_edge
 from tests.monitoring.exports import MONITORING, alert_rules
 
@@ -58,7 +59,12 @@ class Prometheus:
 
 
 @pytest.fixture(scope="module")
-def edge() -> Iterator[SubprocessEdge]:
+def edge(redis_server: EmbeddedRedis) -> Iterator[SubprocessEdge]:
+    # Every breaker closed in the session's Redis, which this edge shares: what earlier tests
+    # tripped must not show here.
+    with redis.Redis.from_url(redis_server.uri) as client:
+        for key in client.scan_iter("lucid:breaker:*"):
+            client.delete(key)
     with subprocess_edge({}) as running:
         yield running
 

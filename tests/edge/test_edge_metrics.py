@@ -146,8 +146,12 @@ def test_the_breaker_states_are_read_from_the_functions_redis(redis_client: obje
     # GIVEN the node backend's breaker tripped in the shared store (the session's Redis)
     from lucid.proxy import RedisBreakerStore
 
-    RedisBreakerStore(redis_client).trip("node", 30_000, force=True)  # type: ignore[arg-type]
-    states = edge_metrics.read_breaker_states()
+    store = RedisBreakerStore(redis_client)  # type: ignore[arg-type]
+    store.trip("node", 30_000, force=True)
+    try:
+        states = edge_metrics.read_breaker_states()
+    finally:
+        store.close("node")  # the session's Redis serves later tests' edges
     assert states == {"blockchain": "closed", "session": "closed", "node": "open"}
 
 
