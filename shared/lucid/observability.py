@@ -189,8 +189,14 @@ def count(name: str) -> None:
 
 
 def observe_request(route: str | None, status: int, duration_ms: float) -> None:
-    """One HTTP request's latency and outcome, published per route and function as well."""
-    invocation = _current.get() or _outside
+    """One HTTP request's latency and outcome, published per route and function as well.
+
+    Only inside an invocation, whose end prints them: an app served without Lambda's handler
+    (uvicorn directly, a test client) has no line to add them to, and would keep them forever.
+    """
+    invocation = _current.get()
+    if invocation is None:
+        return
     metrics = invocation.get()
     try:
         if route:

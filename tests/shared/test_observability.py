@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from typing import Annotated, Any
 
+import httpx
 import pytest
 from fastapi import APIRouter, Depends
 
@@ -295,3 +296,21 @@ def test_sinks_hear_counted_events_and_the_cold_start_with_their_function() -> N
     # AND a removed sink hears nothing more
     invoke(fresh_handler(), query="n=1")
     assert len(heard) == 3
+
+
+def test_requests_served_without_an_invocation_keep_no_metrics() -> None:
+    # GIVEN the app served directly (no Lambda handler: uvicorn, a test client)
+    app = create_app("observed", router, rate_limited=False)
+
+    async def three_requests() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
+            return [(await client.get("/work")).status_code for _ in range(3)]
+
+    loop = asyncio.new_event_loop()  # the main thread's, which Mangum uses, stays as it is
+    try:
+        assert loop.run_until_complete(three_requests()) == [200] * 3
+    finally:
+        loop.close()
+    # THEN nothing accumulates where no invocation will ever print it
+    assert observability._outside.metrics is None or not observability._outside.metrics.metric_set
