@@ -219,14 +219,14 @@ def _write(metrics: EphemeralMetrics) -> None:
     line - a buffer flushed mid-line or another thread's line in between tears lines apart.
     """
     try:
+        if is_metrics_disabled():  # POWERTOOLS_METRICS_DISABLED, as Powertools honours it
+            return
         line = json.dumps(metrics.serialize_metric_set(), separators=(",", ":"))
     except SchemaValidationError as error:
         _log.warning("metrics dropped: %s", error)
         return
     finally:
         metrics.clear_metrics()
-    if is_metrics_disabled():  # POWERTOOLS_METRICS_DISABLED, as Powertools honours it
-        return
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
 

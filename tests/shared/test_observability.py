@@ -314,3 +314,17 @@ def test_requests_served_without_an_invocation_keep_no_metrics() -> None:
         loop.close()
     # THEN nothing accumulates where no invocation will ever print it
     assert observability._outside.metrics is None or not observability._outside.metrics.metric_set
+
+
+def test_powertools_switch_turns_the_lines_off(
+    handler: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    result, _ = invoke(handler, query="n=2")
+    assert result["statusCode"] == 200
+    assert emf_lines(capsys.readouterr().out) == []
+    # AND nothing recorded then is printed by the next invocation
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED")
+    invoke(handler, query="n=1")
+    (line,) = emf_lines(capsys.readouterr().out)
+    assert total(line, "WorkDone") == 1
