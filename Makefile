@@ -15,11 +15,16 @@ FUNCTION_REQUIREMENTS := $(wildcard functions/*/requirements.txt)
 
 .PHONY: run test lint typecheck pytest bench fuzz validate sam-build deploy sync local-api invoke clean
 
+# pip stays quiet (its full output is hundreds of lines): the steps say what is happening.
 $(STAMP): pyproject.toml shared/requirements.txt $(FUNCTION_REQUIREMENTS)
+	@echo "make: setting up $(VENV) with $(PYTHON) (first run, or the dependencies changed)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "make: installing the gateway, its functions' requirements and the dev tools into" \
+		"$(VENV): about 2 minutes the first time, quiet until it is done"
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]' $(addprefix -r ,$(FUNCTION_REQUIREMENTS))
 	touch $(STAMP)
+	@echo "make: $(VENV) is ready"
 
 run: $(STAMP)
 	$(BIN)/lucid serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
@@ -87,6 +92,7 @@ validate: $(STAMP)
 
 # aws-sam-cli pins its own versions of shared libraries: it gets a venv of its own.
 $(SAM_VENV)/bin/sam:
+	@echo "make: installing aws-sam-cli into $(SAM_VENV) (once; about a minute, quiet)"
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli>=1.120,<2'
 

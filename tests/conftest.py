@@ -11,6 +11,8 @@ subprocess drop MONGODB_URI and start their own in-memory MongoDB, as `make run`
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -41,8 +43,11 @@ os.environ.update(
         "REDIS_TIMEOUT_MS": "500",
     }
 )
-for _name in ("BLOCKCHAIN_SERVICE_URL", "SESSION_SERVICE_URL", "NODE_SERVICE_URL"):
+for _name in ("BLOCKCHAIN_SERVICE_URL", "SESSION_SERVICE_URL", "NODE_SERVICE_URL", "LUCID_URL"):
     os.environ.pop(_name, None)
+# The `lucid` command line's files (keys, credentials, the running gateway that `lucid serve`
+# records): the suite's edges and CLI calls keep theirs apart from the user's ~/.config/lucid.
+_CLI_CONFIG = os.environ["LUCID_CONFIG_DIR"] = tempfile.mkdtemp(prefix="lucid-tests-config-")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -52,6 +57,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         get_database().client.close()
     _REDIS.stop()
     _MONGO.stop()
+    shutil.rmtree(_CLI_CONFIG, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

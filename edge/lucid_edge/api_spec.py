@@ -285,4 +285,18 @@ def build_api(
         ),
         authorizers=authorizers,
         domain=f"{where}.Domain" if props.get("Domain") is not None else None,
+        access_log_format=_access_log_format(props.get("AccessLogSettings"), where),
     )
+
+
+def _access_log_format(settings: Any, where: str) -> str | None:
+    # DestinationArn names a CloudWatch log group, which exists only in AWS: the edge writes
+    # the lines to its standard output in the stage's Format instead.
+    if settings is None:
+        return None
+    if not isinstance(settings, Mapping):
+        raise TemplateError(f"{where}.AccessLogSettings: must be a mapping")
+    fmt = settings.get("Format")
+    if fmt is not None and not isinstance(fmt, str):
+        raise TemplateError(f"{where}.AccessLogSettings.Format: must be a string")
+    return fmt

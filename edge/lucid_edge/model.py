@@ -95,6 +95,8 @@ class ApiSpec:
     authorizers: Mapping[str, AuthorizerSpec]
     # Where a custom domain is declared (deploy-only: the edge serves its own address).
     domain: str | None = None
+    # AccessLogSettings.Format: the `$context` template of the stage's access lines.
+    access_log_format: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,8 @@ from typing import Any
 import uvicorn
 
 from lucid.config import LOCAL_STAGE, ephemeral_secret
-from lucid_edge import metrics, metrics_workers, server
+from lucid_edge import logs, metrics, metrics_workers, server
+from lucid_edge.cli_config import recording_gateway
 from lucid_edge.local import start_mongo_server, start_redis
 from lucid_edge.model import Template
 from lucid_edge.routing import RouteTable
@@ -150,6 +151,8 @@ def _serve(args: argparse.Namespace, sock: socket.socket, metrics_directory: Pat
         # IP must be the socket peer, as API Gateway's is.
         proxy_headers=False,
         log_level="warning",
+        # uvicorn's own lines (a malformed request, a worker that died) as JSON, like the rest.
+        log_config=logs.uvicorn_log_config("warning"),
         timeout_graceful_shutdown=5,
     )
     if args.workers > 1:
@@ -258,5 +261,10 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
     if template.deploy_only:
         # Named once here, in the parent: each worker loads the template again, silently.
         print("deploy-only, not emulated locally: " + "; ".join(template.deploy_only), flush=True)
-    print(f"Prometheus metrics of every worker at {url}{args.metrics_path}", flush=True)
+    # `lucid login` and the other commands find this gateway while it runs (lucid_edge.cli_config).
+    stack.enter_context(recording_gateway(url + stage_path))
+    print(f"Prometheus metrics of every worker at {url}{args.metrics_path}")
+    print("sign in from another terminal: .venv/bin/lucid keygen, then .venv/bin/lucid login")
+    print("from here on every line is JSON, joined per request by its id (README: Logs)")
+    sys.stdout.flush()
     return _serve(args, sock, metrics_directory)

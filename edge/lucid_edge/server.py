@@ -4,8 +4,9 @@ Per request, in API Gateway's order: request line and headers (431) -> CORS pref
 (404) -> throttle (429) -> declared payload over 10 MB (413) -> identity source missing (401,
 the body unread) -> body, read within the worker's body budget -> authorizer (403/500) -> event
 over Lambda's 6 MB (413) -> the function on its own instances (500/503) -> HTTP response (+ CORS).
-Every answer leaves through `_send`. The source IP is the socket peer; client headers such as
-X-Forwarded-For never set it.
+Every answer leaves through `_send`, which also writes the request's access line
+(lucid_edge.access_log); the edge's own log lines carry the request id (lucid_edge.logs). The
+source IP is the socket peer; client headers such as X-Forwarded-For never set it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from lucid_edge import logs
+from lucid_edge.access_log import AccessEntry, AccessLog, gateway_messages
 from lucid_edge.authorizer import Authorizers
 from lucid_edge.concurrency import SlotFile, create_slot_file
 from lucid_edge.cors import Cors
@@ -106,8 +109,8 @@ class _Request:
     """One request in flight: what every step needs, and the body budget it holds."""
 
     __slots__ = (
-        "held", "id", "origin", "outside_stage", "preflight", "receive", "route", "scope",
-        "started",
+        "access", "held", "id", "origin", "outside_stage", "preflight", "receive", "route",
+        "scope", "started",
     )  # fmt: skip
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
@@ -115,6 +118,7 @@ class _Request:
         self.scope, self.receive = scope, receive
         self.route: RouteSpec | None = None  # the template route that matched, if any
         self.id = new_request_id()
+        self.access = AccessEntry(scope, self.id)
         self.origin = next((v for n, v in scope["headers"] if n == b"origin"), None)
         self.held = 0
         self.preflight = False  # answered from CorsConfiguration: its headers are complete
@@ -204,6 +208,12 @@ class Edge:
         self.authorizers = Authorizers(api.authorizers, self.metrics.authorizer)
         self._sampler: asyncio.TimerHandle | None = None
         self.budget = BodyBudget(body_budget)
+        self.access_log = AccessLog(
+            api.access_log_format,
+            api_id=api.logical_id,
+            stage=api.stage,
+            gateway_messages=gateway_messages(),
+        )
         own_file = bucket_file is None
         bucket_path = create_bucket_file(len(api.routes)) if own_file else bucket_file
         assert bucket_path is not None
@@ -236,12 +246,13 @@ class Edge:
                 return
             request = _Request(scope, receive)
             try:
-                try:
-                    response = await self._answer(request)
-                except ClientGoneError:
-                    return
-                await self._send(send, request, response)
-                self.metrics.answered(request.route, response, request.started)
+                with logs.request_id_scope(request.id):
+                    try:
+                        response = await self._answer(request)
+                    except ClientGoneError:
+                        return
+                    await self._send(send, request, response)
+                    self.metrics.answered(request.route, response, request.started)
             finally:
                 if request.held:  # the body and its event are gone with the answer
                     self.budget.release(request.held)
@@ -286,6 +297,7 @@ class Edge:
         if match is None:
             return NOT_FOUND
         route = request.route = match.route
+        request.access.route_key = route.route_key
         if not self.buckets.take(self._route_index[route.route_key]):
             return TOO_MANY_REQUESTS
         declared = _declared_length(raw_headers)
@@ -354,39 +366,51 @@ class Edge:
             return None
         route_arn = self.events.route_arn(request.scope["method"], request.scope["path"])
         call = functools.partial(self._call, request)
-        return await self.authorizers.authorize(route.authorizer, event, route_arn, call)
+        started = time.monotonic()
+        denied = await self.authorizers.authorize(route.authorizer, event, route_arn, call)
+        request.access.authorized(started, denied, event["requestContext"].get("authorizer"))
+        return denied
 
     async def _invoke(
         self, route: RouteSpec, event: dict[str, Any], request: _Request
     ) -> HttpResponse:
         function_id = route.function
+        access = request.access
+        started = time.monotonic()
         try:
             result = await self._call(request, function_id, event, route.timeout)
         except ThrottledError:
             _log.error("%s throttled: its reserved concurrency is in use", function_id)
+            access.integrated(started, 429, "Rate Exceeded.")
             self.metrics.function_error(function_id, "throttled")
             return INTERNAL_ERROR
         except FunctionTimeoutError:
             timeout = self.template.functions[function_id].timeout
             _log.error("%s timed out after %.1f s", function_id, timeout)
+            access.integrated(started, 200, f"Task timed out after {timeout:.2f} seconds")
             self.metrics.function_error(function_id, "timeout")
             return INTERNAL_ERROR
         except IntegrationTimeoutError:
             _log.error("%s: integration timeout after %.1f s", function_id, route.timeout)
+            access.integrated(started, None, "the integration timed out")
             self.metrics.function_error(function_id, "integration_timeout")
             return UNAVAILABLE
         except ClientGoneError:
             raise
-        except Exception:
+        except Exception as error:
             _log.exception("%s raised", function_id)
+            access.integrated(started, 200, f"the function raised {type(error).__name__}")
             self.metrics.function_error(function_id, "raised")
             return INTERNAL_ERROR
         try:
-            return to_http(result)
+            response = to_http(result)
         except InvalidResultError as err:
             _log.error("%s returned an invalid result: %s", function_id, err)
+            access.integrated(started, 200, "the function's response is malformed")
             self.metrics.function_error(function_id, "invalid_result")
             return INTERNAL_ERROR
+        access.integrated(started, 200, None, response.status)
+        return response
 
     async def _call(
         self, request: _Request, function_id: str, event: dict[str, Any], integration: float
@@ -443,6 +467,7 @@ class Edge:
         headers.append((b"apigw-requestid", request.id.encode()))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
+        self.access_log.write(request.access, response.status, len(response.body), id(response))
 
 
 def reservations(template: Template) -> dict[str, int]:
@@ -467,6 +492,7 @@ def build_app(
 
 def create_app() -> Edge:
     """App factory for uvicorn workers: configuration comes from the parent's environment."""
+    logs.configure()  # the worker's own lines as JSON, like the functions' (lucid_edge.logs)
     buckets = os.environ.get(ENV_BUCKETS)
     slots = os.environ.get(ENV_SLOTS)
     edge = build_app(

@@ -72,7 +72,7 @@ def test_a_new_user_signs_in_calls_refreshes_and_logs_out(
     address = capsys.readouterr().out.strip()
     assert stat.S_IMODE((config / "key").stat().st_mode) == 0o600
     assert main(["login", "--key", str(config / "key"), "--url", edge.base_url]) == 0
-    assert cli_output(capsys).strip() == f"signed in as {address}"
+    assert cli_output(capsys).strip() == f"signed in to {edge.base_url} as {address}"
     assert stat.S_IMODE((config / "credentials.json").stat().st_mode) == 0o600
     # THEN a protected route knows who is calling
     assert main(["call", "GET", "/users/me"]) == 0
@@ -91,9 +91,9 @@ def test_a_new_user_signs_in_calls_refreshes_and_logs_out(
     time.sleep(AUTHORIZER_TTL + 0.2)
     bearer = {"Authorization": f"Bearer {second['access_token']}"}
     assert edge.client.get("/users/me", headers=bearer).status_code == 403
-    # AND the CLI cannot refresh its way back in
+    # AND the CLI cannot refresh its way back in: it says so, and what to do
     assert main(["call", "GET", "/users/me"]) == 1
-    assert "refresh" in capsys.readouterr().err
+    assert "your sign-in was revoked" in capsys.readouterr().err
 
 
 @ON_A_NAMED_STAGE

@@ -51,6 +51,23 @@ def authorization_header(event: Mapping[str, Any]) -> str | None:
     return str(sources[0]) if sources else None
 
 
+def _request_keys(event: Mapping[str, Any], status: int) -> dict[str, Any]:
+    """What an operator needs beside the line's correlation_id (the request id): the route, the
+    status API Gateway answers, the client's address. Never the token."""
+    context = event.get("requestContext")
+    http = context.get("http") if isinstance(context, Mapping) else None
+    return {
+        "route": event.get("routeKey", ""),
+        "status": status,
+        "source_ip": http.get("sourceIp") if isinstance(http, Mapping) else None,
+    }
+
+
+def _denied(event: Mapping[str, Any], reason: str) -> dict[str, Any]:
+    logger.info("denied", extra={**_request_keys(event, 403), "reason": reason})
+    return dict(DENY)
+
+
 def authorize(
     event: Mapping[str, Any], *, tokens: TokenService, revocations: RevocationList
 ) -> dict[str, Any]:
@@ -59,24 +76,22 @@ def authorize(
     ServiceUnavailableError (an authorizer error, never cached) when neither Redis nor MongoDB
     can say whether the token's sign-in was revoked.
     """
-    route = event.get("routeKey", "")
     token = bearer_token(authorization_header(event))
     if token is None:
-        logger.info("denied", extra={"route": route, "reason": "no bearer token"})
-        return dict(DENY)
+        return _denied(event, "no bearer token")
     try:
         claims = tokens.decode(token)
     except InvalidTokenError as error:
-        logger.info("denied", extra={"route": route, "reason": error.detail})
-        return dict(DENY)
+        return _denied(event, error.detail)
     try:
         revoked = revocations.is_revoked(claims.sid)
     except ServiceUnavailableError:
-        logger.error("no decision: neither Redis nor MongoDB answers", extra={"route": route})
+        logger.error(
+            "no decision: neither Redis nor MongoDB answers", extra=_request_keys(event, 500)
+        )
         raise
     if revoked:
-        logger.info("denied", extra={"route": route, "reason": "the sign-in was revoked"})
-        return dict(DENY)
+        return _denied(event, "the sign-in was revoked")
     return {
         "isAuthorized": True,
         "context": {

@@ -40,6 +40,10 @@ USERS = "users"  # lucid.users.repository.COLLECTION: read to see that a session
 UNCONDITIONAL_ATTEMPTS = 3
 
 
+def _with_article(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+
+
 def _not_found() -> NotFoundError:
     return NotFoundError("no such session")
 
@@ -180,7 +184,7 @@ def _changes(current: Document, patch: SessionPatch) -> dict[str, Any]:
     target = SessionStatus(target)
     if target not in TRANSITIONS[status]:
         raise ConflictError(
-            f"a {status.value} session cannot become {target.value}",
+            f"{_with_article(status.value)} session cannot become {target.value}",
             extensions={"status": status.value, "allowed": allowed_transitions(status)},
         )
     now = utcnow()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -25,6 +26,7 @@ from lucid_edge.local import free_port
 from tests.utils.auth_flow import authorize, authorizer_event, sign_in
 from tests.utils.datastore import atomic_writes, database_for, revocations_on
 from tests.utils.functions import load_handler
+from tests.utils.logs import logged_lines
 from tests.utils.wallets import Wallet
 
 KEY = "test-only-key-0123456789abcdef0123456789abcdef"  # tests/conftest.py's JWT_SECRET_KEY
@@ -208,3 +210,26 @@ def test_without_redis_and_mongodb_it_is_an_error_never_a_cached_deny(
             decide(event, tokens=get_token_service(), revocations=revocations)
     finally:
         dead.close()
+
+
+@pytest.mark.usefixtures("redis_client")
+@pytest.mark.parametrize(
+    ("authorization", "reason"),
+    [(None, "no bearer token"), ("Bearer not-a-jwt", "token is not a JWT")],
+    ids=["no-token", "malformed"],
+)
+def test_a_refusal_is_logged_with_its_request_status_and_client_but_never_the_token(
+    authorization: str | None, reason: str
+) -> None:
+    # GIVEN an authorizer event of one request from 198.51.100.7
+    event = authorizer_event(authorization)
+    # WHEN the authorizer refuses it
+    with logged_lines() as lines:
+        assert load_handler("authorizer")(event, None) == {"isAuthorized": False}
+    # THEN its one line names the request (API Gateway's id), the status the client gets, the
+    # client's address, the route and why; the token itself appears nowhere
+    (denied,) = [line for line in lines if line["message"] == "denied"]
+    assert denied["correlation_id"] == event["requestContext"]["requestId"]
+    assert (denied["status"], denied["source_ip"]) == (403, "198.51.100.7")
+    assert (denied["route"], denied["reason"]) == ("GET /users/me", reason)
+    assert "not-a-jwt" not in json.dumps(lines)

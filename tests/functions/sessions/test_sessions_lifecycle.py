@@ -83,6 +83,7 @@ def test_forbidden_transition_is_409_listing_the_allowed_ones(alice: User) -> No
     assert reply.status == 409
     assert reply.headers["content-type"] == "application/problem+json"
     assert reply.body["allowed"] == ["ended"]
+    assert reply.body["detail"] == "an active session cannot become pending"
     assert reply.body["status"] == 409
     assert api("GET", path, caller=alice).body["status"] == "active"
 

@@ -1,0 +1,98 @@
+"""`lucid call METHOD PATH`: a request as the signed-in user, printed like `curl` would.
+
+    lucid call GET /users/me
+    lucid call POST /sessions --data '{"name": "first"}' -H 'Idempotency-Key: 7f1c...'
+    lucid call PATCH /sessions/ID -H 'If-Match: "3"' --data '{"status": "active"}' -i
+
+The body is printed as the gateway sent it, followed by a newline; an empty body (204) prints
+nothing. `-i` prints the status line and the headers first. The exit status is 0 for a 1xx-3xx
+answer and 1 otherwise, so scripts can test it. When API Gateway refuses the token (403 from the
+authorizer: it expired), the pair is refreshed once and the request sent again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+
+from lucid_edge.cli_config import CommandError, gateway_url, load_credentials
+from lucid_edge.cli_http import SignedIn, gateway
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of `lucid call` (`--url` is added by the caller)."""
+    parser.add_argument("method", help="HTTP method, e.g. GET")
+    parser.add_argument("path", help="path below the gateway's URL, e.g. /users/me")
+    parser.add_argument("--data", "-d", help="request body: JSON unless -H sets a Content-Type")
+    parser.add_argument(
+        "--header",
+        "-H",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="request header, repeatable (If-Match, Idempotency-Key, ...)",
+    )
+    parser.add_argument(
+        "--include", "-i", action="store_true", help="print the status line and headers too"
+    )
+
+
+def parse_headers(values: list[str]) -> dict[str, str]:
+    """`-H` values as a dict; a malformed one, or Authorization, is a `CommandError`."""
+    headers: dict[str, str] = {}
+    for value in values:
+        name, colon, text = value.partition(":")
+        name = name.strip()
+        if not colon or not _HEADER_NAME.match(name):
+            raise CommandError(f"-H takes 'Name: value', not {value!r}")
+        if name.lower() == "authorization":
+            raise CommandError(
+                "lucid call sends your sign-in's token itself: leave out -H Authorization"
+            )
+        headers[name] = text.strip()
+    return headers
+
+
+def _body(data: str | None, headers: dict[str, str]) -> bytes | None:
+    if data is None:
+        return None
+    if any(name.lower() == "content-type" for name in headers):
+        return data.encode()
+    try:
+        json.loads(data)
+    except ValueError:
+        raise CommandError(
+            "--data is not valid JSON (set -H 'Content-Type: ...' to send other text)"
+        ) from None
+    headers["Content-Type"] = "application/json"
+    return data.encode()
+
+
+def call(args: argparse.Namespace) -> int:
+    """Send METHOD PATH as the signed-in user and print the answer."""
+    credentials = load_credentials()
+    if credentials is None:
+        raise CommandError("not signed in: run `lucid login` first")
+    headers = parse_headers(args.header)
+    content = _body(args.data, headers)
+    path = args.path if args.path.startswith("/") else f"/{args.path}"
+    target = gateway_url(args.url, credentials.url)
+    with gateway(target) as client:
+        response = SignedIn(client, credentials).request(
+            args.method.upper(), path, headers=headers, content=content
+        )
+    if args.include:
+        print(f"HTTP/{response.http_version.removeprefix('HTTP/')} "
+              f"{response.status_code} {response.reason_phrase}")  # fmt: skip
+        for name, value in response.headers.multi_items():
+            print(f"{name}: {value}")
+        if response.content:
+            print()
+    if response.content:
+        text = response.text
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0 if response.status_code < 400 else 1
