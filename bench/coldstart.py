@@ -22,7 +22,7 @@ import statistics
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,8 @@ from bench.artifact import (
     tree_size,
     zipped_size,
 )
+from bench.coldstart_real import REAL_REQUESTS, real_event, stores
+from bench.coldstart_real import print_table as print_real_table
 from bench.probes import Probe, event_for, import_profile, invoke_cold, status_of
 
 REPEATS = int(os.environ.get("BENCH_COLDSTART_REPEATS", "5"))
@@ -64,11 +66,18 @@ class Candidate:
     handler: str
     probe: Probe
     tracer: bool = False
+    # Another event than the probe's own, and variables of its own (bench/coldstart_real.py).
+    event: dict[str, Any] | None = field(default=None, compare=False)
+    env: tuple[tuple[str, str], ...] = ()
 
     def run(self, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
         """One cold start; refuses a wrong answer (a fast failure is not a cold start)."""
         report = invoke_cold(
-            self.path, self.handler, event_for(self.probe), tracer=self.tracer, extra_env=extra_env
+            self.path,
+            self.handler,
+            self.event or event_for(self.probe),
+            tracer=self.tracer,
+            extra_env={**dict(self.env), **(extra_env or {})},
         )
         status = status_of(report["answer"], self.probe)
         if status != self.probe.status:
@@ -205,9 +214,33 @@ def _tracer(artifact: Artifact, tmp: Path) -> dict[str, object]:
     return result
 
 
+def _first_real_requests(
+    candidates: Sequence[Candidate], variants: Sequence[str], redis_uri: str
+) -> dict[str, object]:
+    """bench/coldstart_real.py: what the first real request of a cold start costs."""
+    wanted = dict(REAL_REQUESTS)
+    with stores(redis_uri) as (env, context, token):
+        real = [
+            candidate
+            if candidate.function == HELLO
+            else replace(
+                candidate,
+                probe=wanted[candidate.function],
+                event=real_event(wanted[candidate.function], token, context),
+                env=tuple(env.items()),
+            )
+            for candidate in candidates
+            if candidate.function == HELLO or candidate.function in wanted
+        ]
+        figures = _rounds(real)
+    print_real_table(figures, variants, HELLO)
+    return {f"{v} {f}": fig for (v, f), fig in figures.items()}
+
+
 def measure(env: dict[str, str]) -> dict[str, object]:
-    """The cold-start table, the layer's size and the Tracer's cost, all from one run."""
-    del env  # the probes run with LAMBDA_ENV alone: nothing of the bench's servers is reachable
+    """The cold-start table, the first real requests, the layer's size and the Tracer's cost,
+    all from one run. The probes run with LAMBDA_ENV alone (nothing of the bench's servers is
+    reachable); the first real requests reach the bench's Redis (`env`) and a MongoDB."""
     artifact = sam_build()
     hello = make_build(ROOT / "bench" / "lambda" / "hello", HELLO, EXTRA_BUILDS)
     _same_framework(hello, artifact.layer)
@@ -229,6 +262,9 @@ def measure(env: dict[str, str]) -> dict[str, object]:
             figures = _rounds(candidates)
             _print_table(figures, variants, authorizer)
             report["cold_start"] = {f"{v} {f}": fig for (v, f), fig in figures.items()}
+            report["first_real_request"] = _first_real_requests(
+                candidates, variants, env["REDIS_URI"]
+            )
             report["layer"] = {"bytecode": _layer_sizes("bytecode", artifact.layer.parent, tmp)}
             if compare:
                 report["layer"]["compared"] = _layer_sizes(  # type: ignore[index]

@@ -18,6 +18,7 @@ from lucid.auth.message import iso_utc
 from lucid.auth.refresh import RefreshTokenStore
 from lucid.auth.revocation import RevocationList
 from lucid.auth.schemas import (
+    AccessClaims,
     AuthStatus,
     Challenge,
     ChallengeRequest,
@@ -28,7 +29,7 @@ from lucid.auth.schemas import (
     VerifyRequest,
 )
 from lucid.auth.signin import SignInService
-from lucid.auth.tokens import MAX_TOKEN_LENGTH, AccessClaims, get_token_service
+from lucid.auth.tokens import MAX_TOKEN_LENGTH, TokenClaims, get_token_service
 from lucid.auth.tron import SignatureScheme
 from lucid.errors import AuthenticationError, InvalidTokenError
 from lucid.observability import count
@@ -66,7 +67,7 @@ async def signin_service(
 SignIn = Annotated[SignInService, Depends(signin_service)]
 
 
-def _live_claims(token: str, revocations: RevocationList) -> AccessClaims:
+def _live_claims(token: str, revocations: RevocationList) -> TokenClaims:
     claims = get_token_service().decode(token)
     if revocations.is_revoked(claims.sid):
         raise InvalidTokenError("this sign-in was revoked")
@@ -109,7 +110,7 @@ async def login(body: LoginRequest, signin: SignIn, ip: SourceIp) -> TokenPair:
 )
 async def verify(body: VerifyRequest, revocations: Revocations) -> AccessClaims:
     """The claims of a valid access token of a live sign-in (401 otherwise)."""
-    return _live_claims(body.token, revocations)
+    return AccessClaims.of(_live_claims(body.token, revocations))
 
 
 @router.post(

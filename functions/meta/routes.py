@@ -9,18 +9,20 @@ who have the template (`lucid routes` prints it). The API's routes are its docum
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from redis import Redis, RedisError
 
 from lucid import __version__
 from lucid.errors import ServiceUnavailableError
 from lucid.store.health import DependencyReport, check_mongodb, check_redis
-from lucid.web.database import DatabaseDep
-from lucid.web.deps import RedisDep, SettingsDep
 from lucid.web.openapi import problems
+from lucid.web.readiness import ReadinessDatabase, ReadinessRedis
+from lucid.web.settings import SettingsDep
+
+if TYPE_CHECKING:
+    import redis
 
 
 class Liveness(BaseModel):
@@ -52,16 +54,19 @@ class Readiness(BaseModel):
     )
 
 
-def breaker_views(redis: Redis | None) -> dict[str, BreakerView]:
+def breaker_views(client: redis.Redis | None) -> dict[str, BreakerView]:
     """Each backend's breaker state; `unknown` for all when Redis is down (None) or cannot be
     read."""
-    # Imported here: the proxy's modules (httpx among them) stay out of the cold start.
+    # Imported here: the proxy's modules (httpx among them) and the Redis driver stay out of
+    # the cold start, as the readiness checks' drivers do.
+    from redis import RedisError
+
     from lucid.proxy.health import breaker_states
     from lucid.proxy.routing import BACKENDS
 
-    if redis is not None:
+    if client is not None:
         try:
-            return {name: state.value for name, state in breaker_states(redis).items()}
+            return {name: state.value for name, state in breaker_states(client).items()}
         except (RedisError, OSError):
             pass
     return dict.fromkeys((backend.name for backend in BACKENDS), "unknown")
@@ -89,9 +94,10 @@ async def info(settings: SettingsDep) -> ServiceInfo:
         503, descriptions={503: "A dependency is down: `failing` names it, `dependencies` has each"}
     ),
 )
-async def dependency_health(redis: RedisDep, database: DatabaseDep) -> Readiness:
+async def dependency_health(redis: ReadinessRedis, database: ReadinessDatabase) -> Readiness:
     """Readiness: Redis and MongoDB with their latency, each backend's breaker state; 503 naming
     whichever dependency is down."""
+    # The first call of a cold start imports both drivers (lucid.web.readiness).
     checks = [check_redis(redis), check_mongodb(database)]
     dependencies = {check.name: check.report() for check in checks}
     failing = [check.name for check in checks if not check.healthy]

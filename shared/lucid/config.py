@@ -3,24 +3,239 @@
 `get_settings()` builds the one `Settings` of a process on first use and keeps it; tests that
 need other values build their own `Settings(...)` and pass it where it is needed.
 
-A plain pydantic model fed from `os.environ`, not pydantic-settings: each field is read from the
-variable of the same name, values passed to `Settings(...)` win, and pydantic converts the
-strings. That is all the gateway used of pydantic-settings, whose import (its sources for dotenv
-files, secrets folders, cloud vaults and command lines, and asyncio) cost every function 10-17 ms
-of cold start on the built artifact (`make bench coldstart`).
+A frozen dataclass fed from `os.environ`, without pydantic: each field is read from the
+variable of the same name, values passed to `Settings(...)` win, and the field's parser (declared
+with `setting(default, parser)`; the parsers come first below) converts and bounds the value.
+Bad values refuse to build the settings with one `SettingsError` naming every bad variable and
+what it must be. The authorizer imports no pydantic at all because of this (and of
+`lucid.auth.tokens`): `import pydantic` and this class as a pydantic model were 56 ms of its cold
+start's CPU, a third of it (`make bench coldstart`); FastAPI functions import pydantic anyway
+and save only the model's few ms.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
+import math
 import os
+import re
 import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-
 from lucid import secret_store
+
+__all__ = ["LOCAL_STAGE", "Secret", "Settings", "SettingsError", "get_settings"]
+
+# --- how each setting is read --------------------------------------------------------------
+# A parser turns an environment string (or a value passed to `Settings(...)`) into the field's
+# type, or raises a ValueError saying what the value must be. The conversions are those the
+# settings had as a pydantic model (lax mode): integers from "42", numbers from "0.5", booleans
+# from true/false, 1/0, yes/no, on/off, t/f, y/n (any case), an exact choice for a Literal, a
+# comma-separated list for a list. An empty string means "not configured" (template parameters
+# default to ""): None for an optional setting, an error for one that needs a value. A secret's
+# value is never part of a message or a repr.
+
+Parser = Callable[[object], object]
+_PARSER = "lucid.parser"
+_INTEGER = re.compile(r"[+-]?\d+")
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+_SHOWN_CHARACTERS = 60
+
+
+class SettingsError(ValueError):
+    """Settings that must not be used: every refused value, one line each."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        super().__init__(
+            f"{count} invalid setting{'s' if count > 1 else ''}: " + "; ".join(self.problems)
+        )
+
+
+class Secret:
+    """A value kept out of reprs, logs and error messages; `get_secret_value()` reads it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        """The secret itself."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')" if self._value else "Secret('')"
+
+    def __str__(self) -> str:
+        return "**********" if self._value else ""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def setting(default: object, parser: Parser) -> Any:
+    """A field of Settings: `default` when unset (a tuple default is a fresh list each time),
+    `parser` for any value given."""
+    if isinstance(default, tuple):
+        return dataclasses.field(default_factory=lambda: list(default), metadata={_PARSER: parser})
+    return dataclasses.field(default=default, metadata={_PARSER: parser})
+
+
+def default_of(field: dataclasses.Field[Any]) -> object:
+    """The value of `field` when nothing sets it."""
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def parse_setting(field: dataclasses.Field[Any], value: object) -> object:
+    """`value` converted for `field`; ValueError naming what is expected if it cannot be."""
+    parser: Parser = field.metadata[_PARSER]
+    if value == "" and parser is not _comma_list:
+        value = None
+    if value is None:
+        if field.default is None:
+            return None
+        raise ValueError("is empty: give it a value or leave the variable unset")
+    return parser(value)
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARACTERS else text[: _SHOWN_CHARACTERS - 3] + "..."
+
+
+def text(*, min_length: int = 0, max_length: int | None = None) -> Parser:
+    """A string of `min_length` to `max_length` characters."""
+
+    def parse(value: object) -> object:
+        if not isinstance(value, str):
+            raise ValueError(f"must be a string (got {_shown(value)})")
+        if len(value) < min_length:
+            raise ValueError(f"must be at least {min_length} characters long")
+        if max_length is not None and len(value) > max_length:
+            raise ValueError(f"must be at most {max_length} characters long")
+        return value
+
+    return parse
+
+
+def secret() -> Parser:
+    """A string kept as a `Secret` (never shown, not even in the error for a wrong type)."""
+
+    def parse(value: object) -> object:
+        if isinstance(value, Secret):
+            return value
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        return Secret(value)
+
+    return parse
+
+
+def choice(*allowed: str) -> Parser:
+    """One of `allowed`, exactly (case-sensitive)."""
+
+    def parse(value: object) -> object:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)} (got {_shown(value)})")
+        return value
+
+    return parse
+
+
+def _bounded(value: float, ge: float | None, gt: float | None, le: float | None) -> None:
+    if ge is not None and value < ge:
+        raise ValueError(f"must be at least {ge} (got {value})")
+    if gt is not None and value <= gt:
+        raise ValueError(f"must be greater than {gt} (got {value})")
+    if le is not None and value > le:
+        raise ValueError(f"must be at most {le} (got {value})")
+
+
+def integer(*, ge: int | None = None, le: int | None = None) -> Parser:
+    """A whole number within [ge, le]: an int, a float without a fraction, or its digits."""
+
+    def parse(value: object) -> object:
+        number: int
+        if isinstance(value, bool):
+            raise ValueError(f"must be a whole number (got {_shown(value)})")
+        if isinstance(value, int):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+            number = int(value.strip())
+        else:
+            raise ValueError(f"must be a whole number (got {_shown(value)})")
+        _bounded(number, ge, None, le)
+        return number
+
+    return parse
+
+
+def number(*, gt: float | None = None, le: float | None = None) -> Parser:
+    """A finite number within (gt, le]: an int, a float or its decimal text."""
+
+    def parse(value: object) -> object:
+        result: float
+        if isinstance(value, bool):
+            raise ValueError(f"must be a number (got {_shown(value)})")
+        if isinstance(value, int | float):
+            result = float(value)
+        else:
+            try:
+                result = float(value.strip()) if isinstance(value, str) else math.nan
+            except ValueError:
+                result = math.nan
+        if not math.isfinite(result):
+            raise ValueError(f"must be a finite number (got {_shown(value)})")
+        _bounded(result, None, gt, le)
+        return result
+
+    return parse
+
+
+def boolean() -> Parser:
+    """true/false, 1/0, yes/no, on/off, t/f or y/n, in any case (or a bool)."""
+
+    def parse(value: object) -> object:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        word = value.strip().lower() if isinstance(value, str) else None
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+        raise ValueError(f"must be true or false (got {_shown(value)})")
+
+    return parse
+
+
+def _comma_list(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+        return list(value)
+    raise ValueError(f"must be a comma-separated list (got {_shown(value)})")
+
+
+def comma_list() -> Parser:
+    """A list of strings, from "a, b,c" (blanks dropped: "" is the empty list) or a list."""
+    return _comma_list
+
+
+# --- the settings --------------------------------------------------------------------------
 
 LOCAL_STAGE = "local"
 _PLACEHOLDER_SECRETS = frozenset(
@@ -29,111 +244,117 @@ _PLACEHOLDER_SECRETS = frozenset(
 
 # Read when the setting's own variable is unset: Powertools' name for the same thing.
 FALLBACK_VARIABLES = {"SERVICE_NAME": "POWERTOOLS_SERVICE_NAME"}
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+JwtAlgorithm = Literal["HS256", "HS384", "HS512", "RS256", "ES256"]
 
 
-class Settings(BaseModel):
+@dataclass(frozen=True, init=False)
+class Settings:
     """The gateway's configuration, read from the environment (names are the variables)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
     # --- service ---------------------------------------------------------------------------
-    STAGE: str = LOCAL_STAGE
+    STAGE: str = setting(LOCAL_STAGE, text())
     # The `service` of every log line and metric (the template's ServiceName parameter).
-    SERVICE_NAME: str = "lucid-api-gateway"
-    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    SERVICE_NAME: str = setting("lucid-api-gateway", text())
+    LOG_LEVEL: LogLevel = setting("INFO", choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
     # The CloudWatch namespace of the functions' metrics (Powertools' variable).
-    POWERTOOLS_METRICS_NAMESPACE: str = Field(default="Lucid", min_length=1, max_length=255)
+    POWERTOOLS_METRICS_NAMESPACE: str = setting("Lucid", text(min_length=1, max_length=255))
 
     # --- auth ------------------------------------------------------------------------------
     # Public base URL of the auth endpoints; its host is the sign-in message's domain.
-    AUTH_SERVICE_URL: str = "http://127.0.0.1:8080"
-    JWT_SECRET_KEY: SecretStr | None = None
-    JWT_PREVIOUS_SECRET_KEY: SecretStr | None = None
-    JWT_KEY_ID: str = "k1"
-    JWT_PREVIOUS_KEY_ID: str | None = None
+    AUTH_SERVICE_URL: str = setting("http://127.0.0.1:8080", text())
+    JWT_SECRET_KEY: Secret | None = setting(None, secret())
+    JWT_PREVIOUS_SECRET_KEY: Secret | None = setting(None, secret())
+    JWT_KEY_ID: str = setting("k1", text())
+    JWT_PREVIOUS_KEY_ID: str | None = setting(None, text())
     # Where the key is kept in AWS (Secrets Manager ARN / SSM parameter): lucid.secret_store.
-    JWT_SECRET_ARN: str | None = None
-    JWT_SECRET_PARAM: str | None = None
-    JWT_ALGORITHM: Literal["HS256", "HS384", "HS512", "RS256", "ES256"] = "HS256"
-    JWT_PRIVATE_KEY: SecretStr | None = None
-    JWT_PUBLIC_KEY: str | None = None
+    JWT_SECRET_ARN: str | None = setting(None, text())
+    JWT_SECRET_PARAM: str | None = setting(None, text())
+    JWT_ALGORITHM: JwtAlgorithm = setting(
+        "HS256", choice("HS256", "HS384", "HS512", "RS256", "ES256")
+    )
+    JWT_PRIVATE_KEY: Secret | None = setting(None, secret())
+    JWT_PUBLIC_KEY: str | None = setting(None, text())
     # RS256/ES256 rotation: the previous public key (PEM), accepted for JWT_PREVIOUS_KEY_ID.
-    JWT_PREVIOUS_PUBLIC_KEY: str | None = None
-    JWT_ISSUER: str = "lucid-api-gateway"
-    JWT_AUDIENCE: str = "lucid"
-    JWT_LEEWAY_SECONDS: int = Field(default=10, ge=0, le=30)
-    TOKEN_EXPIRE_MINUTES: int = Field(default=15, ge=1, le=24 * 60)
-    REFRESH_TOKEN_EXPIRE_DAYS: int = Field(default=14, ge=1, le=90)
-    SIGNIN_CHALLENGE_TTL_SECONDS: int = Field(default=300, ge=30, le=3600)
-    TRON_CHAIN_ID: str = "mainnet"
-    ADMIN_ADDRESSES: list[str] = Field(default_factory=list)
+    JWT_PREVIOUS_PUBLIC_KEY: str | None = setting(None, text())
+    JWT_ISSUER: str = setting("lucid-api-gateway", text())
+    JWT_AUDIENCE: str = setting("lucid", text())
+    JWT_LEEWAY_SECONDS: int = setting(10, integer(ge=0, le=30))
+    TOKEN_EXPIRE_MINUTES: int = setting(15, integer(ge=1, le=24 * 60))
+    REFRESH_TOKEN_EXPIRE_DAYS: int = setting(14, integer(ge=1, le=90))
+    SIGNIN_CHALLENGE_TTL_SECONDS: int = setting(300, integer(ge=30, le=3600))
+    TRON_CHAIN_ID: str = setting("mainnet", text())
+    ADMIN_ADDRESSES: list[str] = setting((), comma_list())
 
     # --- state -----------------------------------------------------------------------------
     # Each URI, or where it is kept in AWS (read by `required_uri`, see lucid.secret_store).
-    MONGODB_URI: SecretStr | None = None
-    MONGODB_URI_SECRET_ARN: str | None = None
-    MONGODB_URI_PARAM: str | None = None
-    MONGODB_DATABASE: str = "lucid"
-    MONGODB_TIMEOUT_MS: int = Field(default=2000, ge=50, le=30000)
-    REDIS_URI: SecretStr | None = None
-    REDIS_URI_SECRET_ARN: str | None = None
-    REDIS_URI_PARAM: str | None = None
+    MONGODB_URI: Secret | None = setting(None, secret())
+    MONGODB_URI_SECRET_ARN: str | None = setting(None, text())
+    MONGODB_URI_PARAM: str | None = setting(None, text())
+    MONGODB_DATABASE: str = setting("lucid", text())
+    MONGODB_TIMEOUT_MS: int = setting(2000, integer(ge=50, le=30000))
+    REDIS_URI: Secret | None = setting(None, secret())
+    REDIS_URI_SECRET_ARN: str | None = setting(None, text())
+    REDIS_URI_PARAM: str | None = setting(None, text())
     # Every Redis socket operation is bounded by this (50 ms in production: a slow Redis degrades
     # to the fallbacks instead of holding requests); raise it where the machine is overloaded.
-    REDIS_TIMEOUT_MS: int = Field(default=50, ge=1, le=1000)
-    REDIS_MAX_CONNECTIONS: int = Field(default=64, ge=1)
+    REDIS_TIMEOUT_MS: int = setting(50, integer(ge=1, le=1000))
+    REDIS_MAX_CONNECTIONS: int = setting(64, integer(ge=1))
 
     # --- backends --------------------------------------------------------------------------
-    BLOCKCHAIN_SERVICE_URL: str | None = None
-    SESSION_SERVICE_URL: str | None = None
-    NODE_SERVICE_URL: str | None = None
+    BLOCKCHAIN_SERVICE_URL: str | None = setting(None, text())
+    SESSION_SERVICE_URL: str | None = setting(None, text())
+    NODE_SERVICE_URL: str | None = setting(None, text())
     # An SSM path whose parameters blockchain / session / node hold the backends' URLs (they
     # win over the *_SERVICE_URL settings), re-read every BACKEND_DISCOVERY_MAX_AGE_SECONDS.
-    BACKEND_PARAMETER_PATH: str | None = None
-    BACKEND_DISCOVERY_MAX_AGE_SECONDS: int = Field(default=60, ge=1, le=3600)
-    PROXY_CONNECT_TIMEOUT_SECONDS: float = Field(default=2.0, gt=0, le=10)
-    PROXY_READ_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=28)
-    PROXY_RETRIES: int = Field(default=2, ge=0, le=5)
-    BREAKER_WINDOW_SECONDS: int = Field(default=30, ge=1)
-    BREAKER_MIN_CALLS: int = Field(default=5, ge=1)
-    BREAKER_FAILURE_RATE: float = Field(default=0.5, gt=0, le=1)
-    BREAKER_OPEN_SECONDS: int = Field(default=15, ge=1)
-    BREAKER_HALF_OPEN_CALLS: int = Field(default=2, ge=1)
+    BACKEND_PARAMETER_PATH: str | None = setting(None, text())
+    BACKEND_DISCOVERY_MAX_AGE_SECONDS: int = setting(60, integer(ge=1, le=3600))
+    PROXY_CONNECT_TIMEOUT_SECONDS: float = setting(2.0, number(gt=0, le=10))
+    PROXY_READ_TIMEOUT_SECONDS: float = setting(10.0, number(gt=0, le=28))
+    PROXY_RETRIES: int = setting(2, integer(ge=0, le=5))
+    BREAKER_WINDOW_SECONDS: int = setting(30, integer(ge=1))
+    BREAKER_MIN_CALLS: int = setting(5, integer(ge=1))
+    BREAKER_FAILURE_RATE: float = setting(0.5, number(gt=0, le=1))
+    BREAKER_OPEN_SECONDS: int = setting(15, integer(ge=1))
+    BREAKER_HALF_OPEN_CALLS: int = setting(2, integer(ge=1))
     # How stale an instance's cached copy of the shared breaker state may get (0: read every call).
-    BREAKER_SYNC_MS: int = Field(default=500, ge=0, le=10000)
+    BREAKER_SYNC_MS: int = setting(500, integer(ge=0, le=10000))
 
     # --- rate limits (requests per window) -------------------------------------------------
-    RATE_LIMIT_ENABLED: bool = True
-    RATE_LIMIT_PUBLIC: int = Field(default=100, ge=1)
-    RATE_LIMIT_AUTHENTICATED: int = Field(default=1000, ge=1)
-    RATE_LIMIT_ADMIN: int = Field(default=10000, ge=1)
-    RATE_LIMIT_WINDOW_SECONDS: int = Field(default=60, ge=1, le=3600)
-    RATE_LIMIT_SIGNIN_PER_IP: int = Field(default=10, ge=1)
-    RATE_LIMIT_SIGNIN_PER_ADDRESS: int = Field(default=10, ge=1)
-    RATE_LIMIT_FAIL_MODE: Literal["open", "closed"] = "open"
+    RATE_LIMIT_ENABLED: bool = setting(True, boolean())
+    RATE_LIMIT_PUBLIC: int = setting(100, integer(ge=1))
+    RATE_LIMIT_AUTHENTICATED: int = setting(1000, integer(ge=1))
+    RATE_LIMIT_ADMIN: int = setting(10000, integer(ge=1))
+    RATE_LIMIT_WINDOW_SECONDS: int = setting(60, integer(ge=1, le=3600))
+    RATE_LIMIT_SIGNIN_PER_IP: int = setting(10, integer(ge=1))
+    RATE_LIMIT_SIGNIN_PER_ADDRESS: int = setting(10, integer(ge=1))
+    RATE_LIMIT_FAIL_MODE: Literal["open", "closed"] = setting("open", choice("open", "closed"))
     # Slots one instance may reserve for a busy caller (lucid.ratelimit.lease); 0: none.
-    RATE_LIMIT_LEASE_MAX: int = Field(default=32, ge=0, le=1000)
+    RATE_LIMIT_LEASE_MAX: int = setting(32, integer(ge=0, le=1000))
 
     # --- users & sessions ------------------------------------------------------------------
     # How long a POST's Idempotency-Key replays its first response.
-    IDEMPOTENCY_TTL_SECONDS: int = Field(default=24 * 3600, ge=60, le=7 * 24 * 3600)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _empty_means_unset(cls, value: object) -> object:
-        # Template parameters default to "" for optional values; "" means "not configured".
-        return None if value == "" else value
-
-    @field_validator("ADMIN_ADDRESSES", mode="before")
-    @classmethod
-    def _split_commas(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value
+    IDEMPOTENCY_TTL_SECONDS: int = setting(24 * 3600, integer(ge=60, le=7 * 24 * 3600))
 
     def __init__(self, **values: Any) -> None:
-        """The environment's values, overridden by `values`."""
-        super().__init__(**{**_environment(), **values})
+        """The environment's values, overridden by `values` (keyword names are the settings;
+        an unknown one is a TypeError). A `SettingsError` lists every value that is refused."""
+        fields = {field.name: field for field in dataclasses.fields(self)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise TypeError(f"Settings() got unknown settings: {', '.join(unknown)}")
+        given = {**_environment(fields), **values}
+        problems = []
+        for name, field in fields.items():
+            try:
+                parsed = parse_setting(field, given[name]) if name in given else default_of(field)
+            except ValueError as error:
+                problems.append(f"{name}: {error}")
+                continue
+            object.__setattr__(self, name, parsed)
+        if problems:
+            raise SettingsError(problems)
+        self._refuse_unsafe_secrets()
 
     @property
     def is_local(self) -> bool:
@@ -150,7 +371,7 @@ class Settings(BaseModel):
         source = secret_store.source_of(self, name)
         if source is not None:
             return secret_store.read_text(source)
-        value: SecretStr | None = getattr(self, name)
+        value: Secret | None = getattr(self, name)
         if value is not None:
             return value.get_secret_value()
         if self.is_local:
@@ -164,23 +385,23 @@ class Settings(BaseModel):
             f"(where it is kept in Secrets Manager / SSM)"
         )
 
-    @model_validator(mode="after")
-    def _refuse_unsafe_secrets(self) -> Settings:
+    def _refuse_unsafe_secrets(self) -> None:
         secret = self.JWT_SECRET_KEY.get_secret_value() if self.JWT_SECRET_KEY else None
         if secret is not None and secret.lower() in _PLACEHOLDER_SECRETS:
-            raise ValueError("JWT_SECRET_KEY is a well-known placeholder; generate a real key")
+            raise SettingsError(["JWT_SECRET_KEY is a well-known placeholder; generate a real key"])
         if self.is_local:
-            return self
+            return
         # A missing key is refused by the functions that sign or verify tokens (lucid.auth.keys,
         # at their cold start): the others are not given one (infra/needs.yaml).
         if self.JWT_ALGORITHM.startswith("HS") and secret is not None and len(secret.encode()) < 32:
-            raise ValueError("JWT_SECRET_KEY must be at least 32 bytes outside the local stage")
-        return self
+            raise SettingsError(
+                ["JWT_SECRET_KEY must be at least 32 bytes outside the local stage"]
+            )
 
 
-def _environment() -> dict[str, str]:
+def _environment(fields: dict[str, dataclasses.Field[Any]]) -> dict[str, str]:
     """The variables named like a setting (case-sensitive), with their fallbacks."""
-    values = {name: os.environ[name] for name in Settings.model_fields if name in os.environ}
+    values = {name: os.environ[name] for name in fields if name in os.environ}
     for name, fallback in FALLBACK_VARIABLES.items():
         if name not in values and fallback in os.environ:
             values[name] = os.environ[fallback]
@@ -201,5 +422,5 @@ def get_settings() -> Settings:
         logging.getLogger("lucid").warning(
             "JWT_SECRET_KEY is unset: using a random key for this process only (local stage)"
         )
-        settings = settings.model_copy(update={"JWT_SECRET_KEY": SecretStr(ephemeral_secret())})
+        settings = dataclasses.replace(settings, JWT_SECRET_KEY=Secret(ephemeral_secret()))
     return settings

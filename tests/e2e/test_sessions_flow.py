@@ -378,10 +378,10 @@ def test_mongodb_down_is_503_and_a_retry_once_it_returns_creates_exactly_one(
                 ("POST", "/sessions", body),
             ]
             for method, path, payload in attempts:
-                started = time.monotonic()
                 response = client.request(method, path, json=payload, headers=headers)
-                # THEN each is a prompt 503 problem naming the store, never a 500 or a hang
-                assert time.monotonic() - started < 3
+                # THEN each is the function's 503 problem naming the store, never a 500 or a
+                # hang: a call held until the function's Timeout (29 s) would be API Gateway's
+                # 500 {"message": ...}, not this problem (no timing assert on a shared machine)
                 assert "unavailable" in problem(response, 503, "service-unavailable")["detail"]
             health = client.get("/meta/health")
             assert problem(health, 503, "service-unavailable")["failing"] == ["mongodb"]

@@ -62,8 +62,11 @@ NOT_IMPORTED = {
         "starlette": "a plain handler",
         "pymongo": "decides from the token and Redis alone",
         "httpx": "calls no backend",
+        "pydantic": "reads settings and token claims without it (lucid.config, lucid.auth.tokens)",
     },
     "ProxyFunction": {"pymongo": "its routes need no database (lucid.web.database)"},
+    # GET /health and /meta/info need no driver; /meta/health loads them (lucid.web.readiness)
+    "MetaFunction": {"redis": "imported by the first /meta/health", "pymongo": "likewise"},
 }
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 # Lambda's python3.11 starts `python3` without -O: it reads <module>.cpython-311.pyc files.
@@ -240,6 +243,28 @@ def test_the_built_functions_answer_aws_events_on_a_named_stage(
     # THEN it is the health route's answer, not FastAPI's 404
     assert report["answer"]["statusCode"] == 200, report["answer"]
     assert json.loads(report["answer"]["body"]) == {"status": "ok"}
+
+
+def test_the_built_meta_function_checks_both_stores_at_its_first_meta_health(
+    artifact: Artifact, readonly: tuple[Path, dict[str, Path]]
+) -> None:
+    # GIVEN a cold meta function, which imports neither driver at start (NOT_IMPORTED)
+    event = _on_stage_dev("http_api_v2_stage.json", "/meta/health", "GET /meta/health")
+    # WHEN its first request is GET /meta/health with Redis and MongoDB reachable
+    report = invoke_cold(
+        _built(artifact, readonly, "MetaFunction"),
+        "app.handler",
+        event,
+        extra_env={"REDIS_URI": os.environ["REDIS_URI"], "MONGODB_URI": os.environ["MONGODB_URI"]},
+    )
+    # THEN the drivers load then and both stores answer
+    assert report["answer"]["statusCode"] == 200, report["answer"]
+    body = json.loads(report["answer"]["body"])
+    assert {name: dep["status"] for name, dep in body["dependencies"].items()} == {
+        "redis": "ok",
+        "mongodb": "ok",
+    }
+    assert {"redis", "pymongo"} <= set(report["packages"])
 
 
 def test_a_built_protected_route_answers_the_authorizer_context_on_a_named_stage(

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
 
-from lucid.config import Settings, ephemeral_secret
+from lucid.config import Settings, SettingsError, ephemeral_secret
 
 STRONG_KEY = "k" * 32
 
@@ -34,7 +33,7 @@ def test_comma_separated_lists_and_empty_strings_from_the_environment(
 
 @pytest.mark.parametrize("placeholder", ["changeme", "SECRET", "your-secret-key"])
 def test_placeholder_secrets_are_refused_on_every_stage(placeholder: str) -> None:
-    with pytest.raises(ValidationError, match="placeholder"):
+    with pytest.raises(SettingsError, match="placeholder"):
         Settings(JWT_SECRET_KEY=placeholder)
 
 
@@ -45,7 +44,7 @@ def test_outside_local_a_function_that_handles_no_token_needs_no_key() -> None:
 
 
 def test_outside_local_a_short_hs256_key_is_refused() -> None:
-    with pytest.raises(ValidationError, match="32 bytes"):
+    with pytest.raises(SettingsError, match="32 bytes"):
         Settings(STAGE="prod", JWT_SECRET_KEY="short-but-not-a-placeholder")
 
 
@@ -66,3 +65,85 @@ def test_ephemeral_secrets_are_long_and_distinct() -> None:
     first, second = ephemeral_secret(), ephemeral_secret()
     assert first != second
     assert len(first.encode()) >= 32
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("TOKEN_EXPIRE_MINUTES", "0", "TOKEN_EXPIRE_MINUTES: must be at least 1 (got 0)"),
+        ("TOKEN_EXPIRE_MINUTES", "ten", "TOKEN_EXPIRE_MINUTES: must be a whole number (got 'ten')"),
+        ("REDIS_TIMEOUT_MS", "1001", "REDIS_TIMEOUT_MS: must be at most 1000 (got 1001)"),
+        ("BREAKER_FAILURE_RATE", "0", "BREAKER_FAILURE_RATE: must be greater than 0 (got 0.0)"),
+        ("PROXY_READ_TIMEOUT_SECONDS", "nan", "must be a finite number (got 'nan')"),
+        ("RATE_LIMIT_ENABLED", "maybe", "RATE_LIMIT_ENABLED: must be true or false (got 'maybe')"),
+        ("LOG_LEVEL", "info", "LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        (
+            "JWT_ALGORITHM",
+            "none",
+            "JWT_ALGORITHM: must be one of HS256, HS384, HS512, RS256, ES256",
+        ),
+        ("POWERTOOLS_METRICS_NAMESPACE", "x" * 256, "must be at most 255 characters long"),
+        ("STAGE", "", "STAGE: is empty: give it a value or leave the variable unset"),
+    ],
+)
+def test_a_bad_value_in_the_environment_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    # GIVEN a deployment whose environment sets one variable to something unusable
+    monkeypatch.setenv(variable, value)
+    # WHEN the settings are read THEN they are refused with what is wrong and where
+    with pytest.raises(SettingsError) as refused:
+        Settings(JWT_SECRET_KEY=STRONG_KEY)
+    assert message in str(refused.value)
+
+
+def test_every_bad_value_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROXY_RETRIES", "9")
+    monkeypatch.setenv("RATE_LIMIT_FAIL_MODE", "sideways")
+    with pytest.raises(SettingsError) as refused:
+        Settings()
+    assert str(refused.value).startswith("2 invalid settings: ")
+    assert [problem.split(":")[0] for problem in refused.value.problems] == [
+        "PROXY_RETRIES",
+        "RATE_LIMIT_FAIL_MODE",
+    ]
+
+
+def test_environment_strings_become_typed_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN what a template sets: every value a string
+    for variable, value in {
+        "RATE_LIMIT_ENABLED": "False",
+        "RATE_LIMIT_PUBLIC": " 250 ",
+        "BREAKER_FAILURE_RATE": "0.25",
+        "PROXY_CONNECT_TIMEOUT_SECONDS": "3",
+        "REDIS_URI": "redis://cache:6379/0",
+        "JWT_PREVIOUS_KEY_ID": "",
+    }.items():
+        monkeypatch.setenv(variable, value)
+    settings = Settings(RATE_LIMIT_ADMIN=5000.0)
+    # THEN each setting has its type; "" is an optional setting left unset
+    assert settings.RATE_LIMIT_ENABLED is False
+    assert (settings.RATE_LIMIT_PUBLIC, settings.RATE_LIMIT_ADMIN) == (250, 5000)
+    assert (settings.BREAKER_FAILURE_RATE, settings.PROXY_CONNECT_TIMEOUT_SECONDS) == (0.25, 3.0)
+    assert settings.REDIS_URI is not None
+    assert settings.REDIS_URI.get_secret_value() == "redis://cache:6379/0"
+    assert settings.JWT_PREVIOUS_KEY_ID is None
+    # ...and values passed in code win over the environment
+    assert Settings(RATE_LIMIT_ENABLED="yes").RATE_LIMIT_ENABLED is True
+
+
+def test_a_secret_of_the_wrong_type_is_refused_without_showing_it() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings(MONGODB_URI=b"mongodb://u:pw@db/x")
+    assert str(refused.value) == "1 invalid setting: MONGODB_URI: must be a string"
+
+
+def test_a_setting_name_that_does_not_exist_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="RATE_LIMT_PUBLIC"):
+        Settings(RATE_LIMT_PUBLIC=5)
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings(JWT_SECRET_KEY=STRONG_KEY)
+    with pytest.raises(AttributeError):
+        settings.STAGE = "prod"  # type: ignore[misc]

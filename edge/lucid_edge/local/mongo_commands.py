@@ -235,15 +235,23 @@ class CommandBackend:
         """filter, sort, projection, skip, limit, batchSize, singleBatch; answered as a cursor."""
         command = request.command
         limit = int(command.get("limit", 0))
-        documents = self._collection(request).find(
-            command.get("filter") or {},
-            projection=command.get("projection") or None,
-            skip=int(command.get("skip", 0)),
-            limit=abs(limit),
-            sort=request.sort(),
-        )
+        collection = self._collection(request)
+        query = command.get("filter") or {}
+        projection = command.get("projection") or None
+        skip = int(command.get("skip", 0))
         single = bool(command.get("singleBatch")) or limit < 0
-        return self._cursor_reply(request.namespace, list(documents), request, single)
+        documents = None
+        if projection is None and skip == 0 and isinstance(query, dict) and single:
+            # A read by `_id` (every find_one): the stored document, encoded in this reply's
+            # only batch, without mongomock's copy (mongo_index.IndexedCollection).
+            documents = collection.stored_matches(query)
+        if documents is None:
+            documents = list(
+                collection.find(
+                    query, projection=projection, skip=skip, limit=abs(limit), sort=request.sort()
+                )
+            )
+        return self._cursor_reply(request.namespace, documents, request, single)
 
     def aggregate(self, request: Request) -> Document:
         """A collection pipeline, answered as a cursor."""

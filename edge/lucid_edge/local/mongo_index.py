@@ -311,6 +311,25 @@ class IndexedCollection(Collection):
         documents = [store.get(key) for key in keys]
         return (doc for doc in documents if doc is not None and filter_applies(filter, doc))
 
+    def stored_matches(self, filter: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """The stored documents themselves (not copies) that match `filter`, when its lookup
+        narrows the candidates to at most one (a read by `_id`, or by a unique value); None
+        when mongomock must answer it.
+
+        For readers that encode the documents at once (the wire server's find): mongomock's
+        own find copies every document it returns and makes its dates timezone-aware, about
+        half the embedded server's CPU for a read by `_id`; BSON encoding copies anyway, and
+        encodes naive dates as UTC, which is what mongomock's aware copies hold.
+        """
+        store: IndexedCollectionStore = self._store
+        keys = store.candidates(filter)
+        if keys is None or len(keys) > 1:
+            return None
+        if not keys:
+            filter_applies(filter, {})  # refuse a malformed filter, as a scan would
+        documents = [store.get(key) for key in keys]
+        return [doc for doc in documents if doc is not None and filter_applies(filter, doc)]
+
     def _ensure_uniques(self, new_data: dict[str, Any]) -> None:
         # Called after every insert and every in-place change: the moment to file it again.
         key = new_data["_id"]

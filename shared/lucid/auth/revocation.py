@@ -45,6 +45,7 @@ import redis
 
 from lucid.errors import ServiceUnavailableError
 from lucid.observability import count
+from lucid.store.kept_connection import kept_connections
 
 logger = logging.getLogger("lucid.auth.revocation")
 
@@ -102,6 +103,9 @@ class RevocationList:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = client
+        # The check runs at every signed-in call: on the thread's kept connection, not
+        # through the client's pool (lucid.store.kept_connection).
+        self._kept = kept_connections(client)
         self._record_factory = record
         self._record: RevocationRecord | None = None
         self.horizon_seconds = token_lifetime_seconds + LEEWAY_SECONDS
@@ -111,7 +115,7 @@ class RevocationList:
         """True when the sign-in `sid` is revoked; ServiceUnavailableError when nobody knows."""
         now = self._clock()
         try:
-            synced_until, revoked_until = self._redis.hmget(KEY, [SYNCED_FIELD, sid])
+            synced_until, revoked_until = self._kept.execute("HMGET", KEY, SYNCED_FIELD, sid)
         except redis.RedisError:
             # Counted, not logged: this happens at every call while Redis is down, and the rate
             # limiter and /meta/health already say so once.

@@ -6,12 +6,13 @@ any work is done (a signature or token is never echoed back: see `lucid.web.prob
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from lucid.auth.message import MAX_MESSAGE_LENGTH
-from lucid.auth.tokens import MAX_TOKEN_LENGTH
+from lucid.auth.tokens import MAX_TOKEN_LENGTH, TokenClaims
 from lucid.auth.tron import MAX_ADDRESS_TEXT, validate_address
 from lucid.errors import InvalidAddressError
 from lucid.identity import Role
@@ -105,6 +106,30 @@ class TokenPair(BaseModel):
     refresh_token: str = Field(description="opaque and single use; rotated by /auth/refresh")
     token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the OAuth token type
     expires_in: int = Field(description="lifetime of the access token in seconds")
+
+
+class AccessClaims(BaseModel):
+    """The claims of a valid access token (also what POST /auth/verify answers)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    iss: str = Field(description="issuer (JWT_ISSUER)")
+    aud: str = Field(description="audience (JWT_AUDIENCE)")
+    sub: str = Field(description="the user id")
+    addr: str = Field(description="the TRON address the user signed in with")
+    role: Role
+    tier: str = Field(description="the rate-limit tier of the caller")
+    iat: int = Field(description="issued at, seconds since the epoch")
+    nbf: int = Field(description="not before, seconds since the epoch")
+    exp: int = Field(description="expires at, seconds since the epoch")
+    jti: str = Field(description="the token's id")
+    sid: str = Field(description="the sign-in it belongs to (what logout and reuse revoke)")
+    typ: Literal["access"]
+
+    @classmethod
+    def of(cls, claims: TokenClaims) -> AccessClaims:
+        """The answer for `claims`, as `lucid.auth.tokens` decoded them."""
+        return cls(**asdict(claims))
 
 
 class StatusUser(BaseModel):

@@ -11,7 +11,6 @@ from lucid.observability import instrument
 from lucid.web.middleware import RequestContextMiddleware
 from lucid.web.openapi import install_openapi, operation_id, problems
 from lucid.web.problems import install_problem_handlers
-from lucid.web.ratelimit import RateLimitMiddleware
 from lucid.web.security_headers import SecurityHeaders
 from lucid.web.stage import StagePathMiddleware
 
@@ -42,6 +41,10 @@ def create_app(function: str, *routers: APIRouter, rate_limited: bool = True) ->
     for router in routers:
         app.include_router(router)
     if rate_limited:
+        # Imported here: the limiter imports redis-py, which a function without limits (meta)
+        # does not load at cold start (lucid.web.readiness).
+        from lucid.web.ratelimit import RateLimitMiddleware
+
         app.add_middleware(RateLimitMiddleware)
     # Routes match the path below a named stage's `/{stage}` prefix (lucid/web/stage.py).
     app.add_middleware(StagePathMiddleware)

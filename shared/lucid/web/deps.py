@@ -25,11 +25,15 @@ import redis
 from fastapi import Depends, Request
 
 from lucid.auth.revocation import RevocationList, RevocationRecord
-from lucid.config import Settings, get_settings
+from lucid.config import get_settings
 from lucid.errors import AuthenticationError, ForbiddenError, InvalidTokenError
 from lucid.identity import CallerIdentity, Role
 from lucid.store.redis_client import get_redis
 from lucid.web.middleware import request_facts
+
+# Re-exported: where routes have always found them (lucid.web.settings imports no driver).
+from lucid.web.settings import SettingsDep as SettingsDep
+from lucid.web.settings import current_settings as current_settings
 
 if TYPE_CHECKING:
     from pymongo.database import Database
@@ -61,11 +65,6 @@ def _vouched(request: Request) -> CallerIdentity:
 async def token_caller(request: Request) -> CallerIdentity:
     """The caller the authorizer vouched for; 401 without one (defence in depth)."""
     return _vouched(request)
-
-
-async def current_settings() -> Settings:
-    """The process's settings (override this in tests, not `get_settings`)."""
-    return get_settings()
 
 
 async def current_redis() -> redis.Redis:
@@ -163,5 +162,4 @@ TokenCaller = Annotated[CallerIdentity, Depends(token_caller)]
 OptionalCaller = Annotated[CallerIdentity | None, Depends(optional_caller)]
 AdminCaller = Annotated[CallerIdentity, Depends(require_admin)]
 SourceIp = Annotated[str, Depends(source_ip)]
-SettingsDep = Annotated[Settings, Depends(current_settings)]
 Revocations = Annotated[RevocationList, Depends(revocation_list)]

@@ -415,6 +415,39 @@ def test_datetimes_keep_milliseconds_and_the_client_chooses_awareness(
         }
 
 
+def test_a_read_by_id_answers_exactly_as_a_query_does(
+    server: EmbeddedMongo, db: Database[Doc]
+) -> None:
+    # GIVEN documents of every kind of value (find_one by `_id` is served from the stored
+    # document itself, any other find from mongomock's copies)
+    moment = datetime(2026, 12, 2, 23, 0, 1, 250000, tzinfo=UTC)
+    stored = {
+        "_id": "a", "owner_id": "o1", "at": moment, "n": Int64(2**40), "x": 1.5, "none": None,
+        "nested": {"list": [1, {"at": moment}], "bin": bson.Binary(b"\x00\x01")},
+    }  # fmt: skip
+    db.things.insert_many([stored, {"_id": "b", "owner_id": "o2"}])
+    for tz_aware in (False, True):
+        with connect(server.uri, tz_aware=tz_aware) as mongo:
+            things = mongo[db.name].things
+            # WHEN it is read by `_id` THEN it is what a query matching it yields
+            by_id = things.find_one({"_id": "a"})
+            assert by_id == next(things.find({"n": {"$gt": 0}}))
+            assert by_id is not None
+            assert by_id["nested"]["list"][1]["at"].tzinfo == by_id["at"].tzinfo
+            # AND the rest of the filter still applies, and a malformed one is still refused
+            assert things.find_one({"_id": "a", "owner_id": "o2"}) is None
+            assert things.find_one({"_id": "a", "owner_id": "o1"}) == by_id
+            assert things.find_one({"_id": "missing"}) is None
+            with pytest.raises(OperationFailure):
+                things.find_one({"_id": "a", "n": {"$bogus": 1}})
+    # AND what a read returned is not changed by a later write
+    before = db.things.find_one({"_id": "a"})
+    db.things.update_one({"_id": "a"}, {"$set": {"owner_id": "o3"}})
+    assert before is not None
+    assert before["owner_id"] == "o1"
+    assert db.things.find_one({"_id": "a"}, {"owner_id": 1}) == {"_id": "a", "owner_id": "o3"}
+
+
 # --- collections, databases, indexes ------------------------------------------------------------
 
 

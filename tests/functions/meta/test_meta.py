@@ -51,9 +51,9 @@ def test_meta_health_names_redis_when_it_is_down(monkeypatch: pytest.MonkeyPatch
 
     app = load_module("meta").app
     dead = redis.Redis(port=free_port(), socket_connect_timeout=0.05, socket_timeout=0.05)
-    from lucid.web.deps import current_redis
+    from lucid.web.readiness import readiness_redis
 
-    app.dependency_overrides[current_redis] = lambda: dead
+    app.dependency_overrides[readiness_redis] = lambda: dead
     try:
         # WHEN the readiness route runs
         status, headers, body = invoke("/meta/health")

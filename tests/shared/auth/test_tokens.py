@@ -142,10 +142,24 @@ def test_nbf_in_the_future_is_refused() -> None:
         ({"role": "root"}, "token claims are malformed"),
         ({"addr": None}, "token claims are malformed"),
         ({"sub": 7}, "token claims are invalid"),
+        ({"tier": None}, "token claims are malformed"),
+        ({"tier": 3}, "token claims are malformed"),
+        ({"jti": ["j1"]}, "token claims are invalid"),  # PyJWT checks jti itself
+        ({"sid": True}, "token claims are malformed"),
+        # (a moment made when the test runs, not at collection: tests/test_no_time_bombs.py)
+        ({"iat": lambda: int(time.time()) - 0.5}, "token claims are malformed"),
     ],
 )
 def test_claims_we_did_not_issue_are_refused(changes: dict[str, Any], detail: str) -> None:
-    assert _rejected(_service(), _sign(_claims(**changes))) == detail
+    made = {name: value() if callable(value) else value for name, value in changes.items()}
+    assert _rejected(_service(), _sign(_claims(**made))) == detail
+
+
+def test_whole_number_times_written_as_floats_are_read_as_integers() -> None:
+    now = int(time.time())
+    claims = _service().decode(_sign(_claims(iat=float(now), nbf=float(now))))
+    assert (claims.iat, claims.nbf) == (now, now)
+    assert isinstance(claims.iat, int)
 
 
 @pytest.mark.parametrize("claim", ["exp", "iat", "nbf", "iss", "aud", "sub", "jti", "sid"])

@@ -1,0 +1,79 @@
+"""Kept connections: the per-request Redis commands of one thread share one connection."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+import redis
+
+from lucid.auth.revocation import RevocationList, RevocationRecord
+from lucid.config import Settings
+from lucid.ratelimit.script import ScriptRunner
+from lucid.store.kept_connection import kept_connections
+from lucid.store.redis_client import build_redis
+from lucid_edge.local import EmbeddedRedis
+
+KEY = "k" * 32
+
+
+def _not_asked() -> RevocationRecord:
+    raise AssertionError("the record is not needed while Redis answers")
+
+
+def test_a_thread_checks_sign_ins_and_rate_limits_on_one_connection(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    # GIVEN the process's client, as the functions build it
+    client = build_redis(Settings(JWT_SECRET_KEY=KEY, REDIS_URI=redis_server.uri))
+    before = len(redis_client.client_list())
+    try:
+        # WHEN one thread checks a sign-in and runs the limiter's script, many times
+        for _ in range(5):
+            revocations = RevocationList(client, _not_asked, token_lifetime_seconds=900)
+            redis_client.hset("lucid:revoked-sign-ins", "~synced-until", "9999999999")
+            assert revocations.is_revoked("s-1") is False
+            assert ScriptRunner(client, "return 7")([], []) == 7
+        # THEN Redis sees one more connection, not one per caller or per request
+        assert len(redis_client.client_list()) == before + 1
+    finally:
+        client.connection_pool.disconnect()
+
+
+def test_a_limiter_whose_client_nobody_else_holds_keeps_working(
+    redis_server: EmbeddedRedis,
+) -> None:
+    # GIVEN a script runner built on a client that only it keeps (its builder let go)
+    runner = ScriptRunner(
+        build_redis(Settings(JWT_SECRET_KEY=KEY, REDIS_URI=redis_server.uri)), "return 7"
+    )
+    # WHEN the garbage collector has run THEN the runner still reaches Redis
+    gc.collect()
+    assert runner([], []) == 7
+
+
+def test_a_reply_cut_short_is_never_read_as_the_next_ones(
+    redis_server: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a thread whose command failed half way through reading its reply
+    client = build_redis(Settings(JWT_SECRET_KEY=KEY, REDIS_URI=redis_server.uri))
+    kept = kept_connections(client)
+    try:
+        assert kept.execute("SET", "cut", "a") == b"OK"
+        connection = kept._connection()
+
+        def undecodable(*args: object, **kwargs: object) -> object:
+            monkeypatch.undo()
+            raise ValueError("the reply could not be decoded")
+
+        monkeypatch.setattr(connection, "read_response", undecodable)
+        with pytest.raises(ValueError, match="decoded"):
+            kept.execute("GET", "cut")
+        # WHEN the thread sends its next command THEN it reads that command's own reply
+        assert kept.execute("ECHO", "next") == b"next"
+        # AND an error Redis answers with leaves the connection as it is
+        with pytest.raises(redis.ResponseError):
+            kept.execute("INCR", "cut")
+        assert kept.execute("GET", "cut") == b"a"
+    finally:
+        client.connection_pool.disconnect()
