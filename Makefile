@@ -55,8 +55,17 @@ $(CHROMIUM):
 	@apt-get install -y -qq chromium >/dev/null 2>&1 \
 		|| (apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null)
 
+# The monitoring tests (tests/monitoring/) run Debian's Prometheus and promtool. Without them
+# (apt-get failed) those tests skip, saying so.
+PROMETHEUS := /usr/bin/promtool
+$(PROMETHEUS):
+	@echo "installing Debian's prometheus (promtool) for the monitoring tests"
+	@apt-get install -y -qq prometheus >/dev/null 2>&1 \
+		|| (apt-get update -qq >/dev/null && apt-get install -y -qq prometheus >/dev/null) \
+		|| echo "prometheus not installed: the monitoring tests will be skipped"
+
 # The built-artifact tests (tests/infra/test_built_artifact.py) run the real `sam build`.
-pytest: $(STAMP) $(TRONWEB) $(SAM_VENV)/bin/sam $(CHROMIUM)
+pytest: $(STAMP) $(TRONWEB) $(SAM_VENV)/bin/sam $(CHROMIUM) $(PROMETHEUS)
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=95 -p no:cacheprovider
 

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -238,13 +239,28 @@ def running(name: str, args: list[str], env: dict[str, str], port: int) -> Itera
 def edge_server(
     env: dict[str, str], overrides: Sequence[str] = (), workers: int = 2
 ) -> Iterator[Server]:
-    """The local edge serving infra/template.yaml with `workers` processes."""
-    port = free_port()
+    """The local edge serving infra/template.yaml with `workers` processes: on BENCH_EDGE_PORT
+    when it is set and free (so a Prometheus scraping that port watches the run: README,
+    "Watch the local edge in Prometheus"), else on any free port."""
+    port = _watched_port() or free_port()
     args = [str(VENV_BIN / "lucid"), "serve", "--port", str(port), "--workers", str(workers)]
     if overrides:
         args += ["--parameter-overrides", *overrides]
     with running("edge", args, env, port) as server:
         yield server
+
+
+def _watched_port() -> int | None:
+    wanted = os.environ.get("BENCH_EDGE_PORT")
+    if not wanted:
+        return None
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as `lucid serve` binds
+        try:
+            probe.bind(("127.0.0.1", int(wanted)))
+        except OSError:  # another edge of this run holds it: this one goes elsewhere
+            return None
+    return int(wanted)
 
 
 @contextmanager

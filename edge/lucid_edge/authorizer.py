@@ -107,11 +107,20 @@ def authorizer_event(
     return auth_event
 
 
+# (authorizer name, "hit" | "miss" | "error"): what the edge's metrics count.
+Observe = Callable[[str, str], None]
+
+
+def _ignore(name: str, outcome: str) -> None:
+    pass
+
+
 class Authorizers:
     """Runs the template's Lambda authorizers with a per-identity decision cache."""
 
-    def __init__(self, specs: Mapping[str, AuthorizerSpec]) -> None:
+    def __init__(self, specs: Mapping[str, AuthorizerSpec], observe: Observe | None = None) -> None:
         self._specs = specs
+        self._observe = observe or _ignore
         self._cache: dict[tuple[str, tuple[str, ...]], tuple[float, Decision]] = {}
 
     def identity(self, name: str, event: Mapping[str, Any]) -> tuple[str, ...] | None:
@@ -131,7 +140,9 @@ class Authorizers:
         now = time.monotonic()
         if cached is not None and cached[0] > now:
             decision = cached[1]
+            self._observe(name, "hit")
         else:
+            self._observe(name, "miss")
             try:
                 auth_event = authorizer_event(event, route_arn, identity)
                 response = await call(spec.function, auth_event, MAX_AUTHORIZER_SECONDS)
@@ -140,6 +151,7 @@ class Authorizers:
                 raise  # nobody to answer
             except Exception:  # timeout, throttled, malformed answer or the authorizer's crash
                 _log.exception("authorizer %s failed", name)
+                self._observe(name, "error")
                 return INTERNAL_ERROR
             if spec.ttl_seconds > 0:
                 if len(self._cache) > 10_000:  # bounded: identities are client-chosen

@@ -186,6 +186,18 @@ class FunctionInstances:
         with self._lock:
             return len(self._threads)
 
+    @property
+    def queued(self) -> int:
+        """Invocations of this function waiting now: for the account to have room, or for an
+        instance (the local edge's `lucid_function_queue_depth`)."""
+        with self._lock:
+            waiting = sum(
+                1
+                for invocation in self._account.waiting
+                if invocation.instances is self and invocation.state is _State.QUEUED
+            )
+            return waiting + sum(1 for i in self._backlog if i.state is _State.READY)
+
     async def invoke(
         self,
         fn: Callable[..., Any],

@@ -23,13 +23,13 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
-from uvicorn.supervisors import Multiprocess
 
 from lucid.config import LOCAL_STAGE, ephemeral_secret
-from lucid_edge import logs, server
+from lucid_edge import logs, metrics, metrics_workers, server
 from lucid_edge.cli_config import recording_gateway
 from lucid_edge.local import start_mongo_server, start_redis
 from lucid_edge.model import Template
+from lucid_edge.routing import RouteTable
 from lucid_edge.template import TemplateError, load_template, parse_overrides
 
 DEFAULT_WORKERS = 2
@@ -57,6 +57,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE", dest="overrides"
+    )
+    parser.add_argument(
+        "--metrics-path",
+        default=metrics.DEFAULT_PATH,
+        help="where the edge answers Prometheus's scrapes (its own endpoint, not a route of the "
+        "template: refused if a route would answer it)",
     )
     parser.set_defaults(func=run)
 
@@ -134,7 +140,7 @@ def _signals_stop_cleanly() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
+def _serve(args: argparse.Namespace, sock: socket.socket, metrics_directory: Path) -> int:
     config = uvicorn.Config(
         "lucid_edge.server:create_app",
         factory=True,
@@ -150,7 +156,7 @@ def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
         timeout_graceful_shutdown=5,
     )
     if args.workers > 1:
-        supervisor = Multiprocess(config, sockets=[sock])
+        supervisor = metrics_workers.WorkerSupervisor(config, [sock], metrics_directory)
         supervisor.run()
         failed = any(p.exitcode == 3 for p in supervisor.processes)  # uvicorn's STARTUP_FAILURE
         return 1 if failed else 0
@@ -184,6 +190,12 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
         template = load_template(args.template, overrides)
         _check_handlers(template)
     except TemplateError as err:
+        print(f"lucid serve: {err}", file=sys.stderr)
+        return 2
+    try:
+        routes = RouteTable(template.api.routes, template.api.stage)
+        metrics.check_path(args.metrics_path, lambda m, p: routes.match(m, p) is not None)
+    except metrics.MetricsPathError as err:
         print(f"lucid serve: {err}", file=sys.stderr)
         return 2
     if args.workers < 1 or args.concurrency < 1:
@@ -230,8 +242,11 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
             server.ENV_BUCKETS: str(buckets),
             server.ENV_SLOTS: str(slots),
             server.ENV_RELOAD: "1" if args.reload else "0",
+            server.ENV_METRICS_PATH: args.metrics_path,
         }
     )
+    # Before any worker starts: prometheus-client picks its mode when a worker imports it.
+    metrics_directory = stack.enter_context(metrics_workers.multiprocess_directory())
     # A named stage serves only below /{stage}, as on AWS: the printed URL is the API's base.
     stage_path = "" if template.api.stage == "$default" else f"/{template.api.stage}"
     print(
@@ -248,7 +263,8 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
         print("deploy-only, not emulated locally: " + "; ".join(template.deploy_only), flush=True)
     # `lucid login` and the other commands find this gateway while it runs (lucid_edge.cli_config).
     stack.enter_context(recording_gateway(url + stage_path))
+    print(f"Prometheus metrics of every worker at {url}{args.metrics_path}")
     print("sign in from another terminal: .venv/bin/lucid keygen, then .venv/bin/lucid login")
     print("from here on every line is JSON, joined per request by its id (README: Logs)")
     sys.stdout.flush()
-    return _serve(args, sock)
+    return _serve(args, sock, metrics_directory)

@@ -57,6 +57,7 @@ from lucid_edge.limits import (
     smallest_encoding,
 )
 from lucid_edge.loader import LoadedFunction, Reloader, load_handler
+from lucid_edge.metrics import DEFAULT_PATH, EdgeMetrics, FunctionLoad, check_path
 from lucid_edge.model import RouteSpec, Template
 from lucid_edge.responses import (
     HEADERS_TOO_LARGE,
@@ -90,6 +91,9 @@ ENV_CONCURRENCY = "LUCID_EDGE_CONCURRENCY"
 ENV_BUCKETS = "LUCID_EDGE_BUCKETS"
 ENV_SLOTS = "LUCID_EDGE_SLOTS"
 ENV_RELOAD = "LUCID_EDGE_RELOAD"
+ENV_METRICS_PATH = "LUCID_EDGE_METRICS_PATH"
+# Each worker refreshes its gauges (instances, queue depth, concurrency) this often.
+SAMPLE_SECONDS = 1.0
 # A queued invocation starts watching for its client hanging up after this long.
 WATCH_AFTER_SECONDS = 1.0
 
@@ -104,10 +108,15 @@ class _RequestTooLargeError(Exception):
 class _Request:
     """One request in flight: what every step needs, and the body budget it holds."""
 
-    __slots__ = ("access", "held", "id", "origin", "outside_stage", "preflight", "receive", "scope")
+    __slots__ = (
+        "access", "held", "id", "origin", "outside_stage", "preflight", "receive", "route",
+        "scope", "started",
+    )  # fmt: skip
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
+        self.started = time.perf_counter()
         self.scope, self.receive = scope, receive
+        self.route: RouteSpec | None = None  # the template route that matched, if any
         self.id = new_request_id()
         self.access = AccessEntry(scope, self.id)
         self.origin = next((v for n, v in scope["headers"] if n == b"origin"), None)
@@ -172,10 +181,14 @@ class Edge:
         slot_file: Path | None = None,
         reload: bool = False,
         body_budget: int = DEFAULT_BODY_BUDGET,
+        metrics_path: str = DEFAULT_PATH,
     ) -> None:
         self.template = template
         api = template.api
         self.routes = RouteTable(api.routes, api.stage)
+        # The edge's own endpoint (lucid_edge.metrics): refused where a route would answer it.
+        check_path(metrics_path, lambda method, path: self.routes.match(method, path) is not None)
+        self.metrics_path = metrics_path
         self._route_index = {route.route_key: i for i, route in enumerate(api.routes)}
         needed = {r.function for r in api.routes} | {a.function for a in api.authorizers.values()}
         self.functions: dict[str, LoadedFunction] = {
@@ -191,7 +204,9 @@ class Edge:
         }
         self.events = EventBuilder(api.logical_id, api.stage)
         self.cors = Cors(api.cors) if api.cors is not None else None
-        self.authorizers = Authorizers(api.authorizers)
+        self.metrics = EdgeMetrics(self._function_load, self._concurrency)
+        self.authorizers = Authorizers(api.authorizers, self.metrics.authorizer)
+        self._sampler: asyncio.TimerHandle | None = None
         self.budget = BodyBudget(body_budget)
         self.access_log = AccessLog(
             api.access_log_format,
@@ -212,9 +227,12 @@ class Edge:
             self.reloader.start()
 
     def close(self) -> None:
-        """Stop the reloader and let the functions' instances retire."""
+        """Stop the reloader and the metrics, and let the functions' instances retire."""
         if self.reloader is not None:
             self.reloader.stop()
+        if self._sampler is not None:
+            self._sampler.cancel()
+        self.metrics.close()
         close_all(self.account, self.instances.values())
         with contextlib.suppress(ValueError, OSError):
             self.buckets.close()
@@ -223,6 +241,9 @@ class Edge:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            if scope["path"] == self.metrics_path and scope["method"] in ("GET", "HEAD"):
+                await self._send_metrics(send, scope["method"] == "HEAD")
+                return
             request = _Request(scope, receive)
             try:
                 with logs.request_id_scope(request.id):
@@ -231,6 +252,7 @@ class Edge:
                     except ClientGoneError:
                         return
                     await self._send(send, request, response)
+                    self.metrics.answered(request.route, response, request.started)
             finally:
                 if request.held:  # the body and its event are gone with the answer
                     self.budget.release(request.held)
@@ -249,6 +271,7 @@ class Edge:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._sample()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.close()
@@ -273,7 +296,7 @@ class Edge:
         match = self.routes.match(method, path)
         if match is None:
             return NOT_FOUND
-        route = match.route
+        route = request.route = match.route
         request.access.route_key = route.route_key
         if not self.buckets.take(self._route_index[route.route_key]):
             return TOO_MANY_REQUESTS
@@ -359,27 +382,32 @@ class Edge:
         except ThrottledError:
             _log.error("%s throttled: its reserved concurrency is in use", function_id)
             access.integrated(started, 429, "Rate Exceeded.")
+            self.metrics.function_error(function_id, "throttled")
             return INTERNAL_ERROR
         except FunctionTimeoutError:
             timeout = self.template.functions[function_id].timeout
             _log.error("%s timed out after %.1f s", function_id, timeout)
             access.integrated(started, 200, f"Task timed out after {timeout:.2f} seconds")
+            self.metrics.function_error(function_id, "timeout")
             return INTERNAL_ERROR
         except IntegrationTimeoutError:
             _log.error("%s: integration timeout after %.1f s", function_id, route.timeout)
             access.integrated(started, None, "the integration timed out")
+            self.metrics.function_error(function_id, "integration_timeout")
             return UNAVAILABLE
         except ClientGoneError:
             raise
         except Exception as error:
             _log.exception("%s raised", function_id)
             access.integrated(started, 200, f"the function raised {type(error).__name__}")
+            self.metrics.function_error(function_id, "raised")
             return INTERNAL_ERROR
         try:
             response = to_http(result)
         except InvalidResultError as err:
             _log.error("%s returned an invalid result: %s", function_id, err)
             access.integrated(started, 200, "the function's response is malformed")
+            self.metrics.function_error(function_id, "invalid_result")
             return INTERNAL_ERROR
         access.integrated(started, 200, None, response.status)
         return response
@@ -408,6 +436,28 @@ class Edge:
                 watch.stop()
             if not invocation.future.done() or invocation.future.cancelled():
                 instances.cancel(invocation)
+
+    def _function_load(self) -> dict[str, FunctionLoad]:
+        return {
+            fid: FunctionLoad(instances.instance_count, instances.queued)
+            for fid, instances in self.instances.items()
+        }
+
+    def _concurrency(self) -> tuple[int, int]:
+        return self.account.running, self.account.limit
+
+    def _sample(self) -> None:
+        # Every worker refreshes its own gauges; whichever answers /metrics sums them all.
+        self.metrics.sample()
+        self._sampler = asyncio.get_running_loop().call_later(SAMPLE_SECONDS, self._sample)
+
+    async def _send_metrics(self, send: Send, head: bool) -> None:
+        # Reading the workers' files and Redis blocks: off the event loop.
+        body, content_type = await asyncio.to_thread(self.metrics.exposition)
+        headers = [(b"content-type", content_type.encode()), (b"cache-control", b"no-store")]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if head else body})
 
     async def _send(self, send: Send, request: _Request, response: HttpResponse) -> None:
         headers = [(n, v) for n, v in response.headers if n not in _SKIPPED_HEADERS]
@@ -452,6 +502,7 @@ def create_app() -> Edge:
         bucket_file=Path(buckets) if buckets else None,
         slot_file=Path(slots) if slots else None,
         reload=os.environ.get(ENV_RELOAD) == "1",
+        metrics_path=os.environ.get(ENV_METRICS_PATH) or DEFAULT_PATH,
     )
     # A worker holds every function at once, which no Lambda instance does: ~100,000 objects
     # that live as long as it. Frozen, no collection walks them again. Measured with the real

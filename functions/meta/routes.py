@@ -9,7 +9,7 @@ who have the template (`lucid routes` prints it). The API's routes are its docum
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
@@ -20,6 +20,9 @@ from lucid.store.health import DependencyReport, check_mongodb, check_redis
 from lucid.web.openapi import problems
 from lucid.web.readiness import ReadinessDatabase, ReadinessRedis
 from lucid.web.settings import SettingsDep
+
+if TYPE_CHECKING:
+    import redis
 
 
 class Liveness(BaseModel):
@@ -36,11 +39,37 @@ class ServiceInfo(BaseModel):
     stage: str = Field(description="STAGE")
 
 
+BreakerView = Literal["closed", "half_open", "open", "unknown"]
+
+
 class Readiness(BaseModel):
     """GET /meta/health when every dependency answers (503 problem+json naming it otherwise)."""
 
     status: Literal["ok"] = "ok"
     dependencies: dict[str, DependencyReport] = Field(description="by name: redis, mongodb")
+    breakers: dict[str, BreakerView] = Field(
+        description="each backend's circuit breaker as the proxy instances share it in Redis "
+        "(`unknown` while Redis cannot be read); an open breaker does not fail this check",
+        examples=[{"blockchain": "closed", "session": "open", "node": "closed"}],
+    )
+
+
+def breaker_views(client: redis.Redis | None) -> dict[str, BreakerView]:
+    """Each backend's breaker state; `unknown` for all when Redis is down (None) or cannot be
+    read."""
+    # Imported here: the proxy's modules (httpx among them) and the Redis driver stay out of
+    # the cold start, as the readiness checks' drivers do.
+    from redis import RedisError
+
+    from lucid.proxy.health import breaker_states
+    from lucid.proxy.routing import BACKENDS
+
+    if client is not None:
+        try:
+            return {name: state.value for name, state in breaker_states(client).items()}
+        except (RedisError, OSError):
+            pass
+    return dict.fromkeys((backend.name for backend in BACKENDS), "unknown")
 
 
 router = APIRouter()
@@ -66,11 +95,13 @@ async def info(settings: SettingsDep) -> ServiceInfo:
     ),
 )
 async def dependency_health(redis: ReadinessRedis, database: ReadinessDatabase) -> Readiness:
-    """Readiness: Redis and MongoDB with their latency; 503 naming whichever is down."""
+    """Readiness: Redis and MongoDB with their latency, each backend's breaker state; 503 naming
+    whichever dependency is down."""
     # The first call of a cold start imports both drivers (lucid.web.readiness).
     checks = [check_redis(redis), check_mongodb(database)]
     dependencies = {check.name: check.report() for check in checks}
     failing = [check.name for check in checks if not check.healthy]
+    breakers = breaker_views(None if "redis" in failing else redis)
     if failing:
         raise ServiceUnavailableError(
             f"dependency down: {', '.join(failing)}",
@@ -80,6 +111,7 @@ async def dependency_health(redis: ReadinessRedis, database: ReadinessDatabase) 
                     for name, report in dependencies.items()
                 },
                 "failing": failing,
+                "breakers": breakers,
             },
         )
-    return Readiness(dependencies=dependencies)
+    return Readiness(dependencies=dependencies, breakers=breakers)

@@ -26,15 +26,26 @@ invocation's metrics live in a Powertools `EphemeralMetrics` held by a ContextVa
 A metric never breaks a request: the namespace always has a value (POWERTOOLS_METRICS_NAMESPACE,
 default "Lucid"), and a metric Powertools refuses is logged and dropped.
 
-Per-route latency and error metrics (issue 14) belong in the access-log block of
-`lucid.web.middleware`, which knows the route, status and duration: `record()` them there.
+Every HTTP request a function answers adds its latency and outcome to the same line
+(`observe_request`, called once from the access-log block of `lucid.web.middleware`):
+`Latency` (milliseconds), `Fault` (1 for a 5xx answer, else 0) and `ClientError` (1 for a 4xx),
+so a statistic's Average is a rate. The line's metrics are then published under three
+dimension sets: `service`, `service`+`function` and `service`+`route` (the API Gateway route
+key, e.g. "GET /users/{id}"): per-route and per-function latency and errors at the price of one
+print per invocation, which the invocation pays anyway.
+
+Sinks (`add_sink`): the local edge mirrors the events counted here (`count`, and the cold
+start) into its Prometheus metrics; in Lambda no sink is registered and nothing else runs.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import json
 import logging
+import sys
+import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar, cast
@@ -42,6 +53,7 @@ from typing import Any, TypeVar, cast
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, SchemaValidationError
 from aws_lambda_powertools.metrics.exceptions import MetricValueError
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.exceptions import (
     MetricNameError,
     MetricResolutionError,
@@ -50,7 +62,18 @@ from aws_lambda_powertools.metrics.provider.cloudwatch_emf.exceptions import (
 
 from lucid.config import get_settings
 
-__all__ = ["MetricUnit", "count", "flush_metrics", "instrument", "logger", "record"]
+__all__ = [
+    "EventSink",
+    "MetricUnit",
+    "add_sink",
+    "count",
+    "flush_metrics",
+    "instrument",
+    "logger",
+    "observe_request",
+    "record",
+    "remove_sink",
+]
 
 _settings = get_settings()
 SERVICE = _settings.SERVICE_NAME
@@ -69,16 +92,51 @@ _log = logging.getLogger("lucid.observability")
 _REFUSED_METRIC = (MetricNameError, MetricValueError, MetricUnitError, MetricResolutionError)
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
+# (function name or None outside an invocation, event name): what `count` and a cold start tell
+# the sinks.
+EventSink = Callable[[str | None, str], None]
+
+COLD_START = "ColdStart"  # Powertools' name for it
+LATENCY = "Latency"
+FAULT = "Fault"
+CLIENT_ERROR = "ClientError"
+
+
+# One metric set per invoking thread, reused invocation after invocation (emptied by each
+# flush): building an EphemeralMetrics lists every unit and resolution (~11 us), which every
+# HTTP invocation would pay since each records its latency. A thread runs one invocation at a
+# time (a Lambda instance; one of the local edge's instance threads), and the set is bound when
+# the invocation starts, on its own thread, so code it runs in other threads (FastAPI's sync
+# dependencies) records into it too.
+_per_thread = threading.local()
+
+
+def _thread_metrics() -> EphemeralMetrics:
+    metrics: EphemeralMetrics | None = getattr(_per_thread, "metrics", None)
+    if metrics is None:
+        metrics = _per_thread.metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+    elif metrics.metadata_set:  # an invocation that recorded nothing left its metadata
+        metrics.clear_metrics()
+    metrics.namespace = NAMESPACE
+    return metrics
 
 
 class _InvocationMetrics:
-    """The metric set of one invocation, created on its first metric (most record none)."""
+    """The metric set of one invocation (or of code outside any, created on first use)."""
 
-    __slots__ = ("correlation_id", "metrics")
+    __slots__ = ("correlation_id", "function", "metrics")
 
-    def __init__(self, correlation_id: str | None = None) -> None:
+    def __init__(
+        self,
+        correlation_id: str | None = None,
+        function: str | None = None,
+        metrics: EphemeralMetrics | None = None,
+    ) -> None:
         self.correlation_id = correlation_id
-        self.metrics: EphemeralMetrics | None = None
+        self.function = function
+        self.metrics = metrics
+        if metrics is not None and correlation_id is not None:
+            metrics.add_metadata(key="correlation_id", value=correlation_id)
 
     def get(self) -> EphemeralMetrics:
         if self.metrics is None:
@@ -92,6 +150,26 @@ _current: ContextVar[_InvocationMetrics | None] = ContextVar("lucid_metrics", de
 # What code running outside any invocation records (nothing in Lambda; direct calls in tests):
 # only `flush_metrics()` prints it.
 _outside = _InvocationMetrics()
+_sinks: list[EventSink] = []
+
+
+def add_sink(sink: EventSink) -> None:
+    """Also tell `sink` every event counted from now on (the local edge's Prometheus metrics)."""
+    _sinks.append(sink)
+
+
+def remove_sink(sink: EventSink) -> None:
+    """Stop telling `sink` (an edge that closes)."""
+    if sink in _sinks:
+        _sinks.remove(sink)
+
+
+def _tell_sinks(function: str | None, name: str) -> None:
+    for sink in _sinks:
+        try:
+            sink(function, name)
+        except Exception:  # a mirror of a metric never breaks the request
+            _log.exception("metric sink failed on %r", name)
 
 
 def record(name: str, value: float, unit: MetricUnit = MetricUnit.Count) -> None:
@@ -106,17 +184,70 @@ def record(name: str, value: float, unit: MetricUnit = MetricUnit.Count) -> None
 def count(name: str) -> None:
     """Add one to the metric `name` (an event worth alarming on: sign-ins, trips, refusals)."""
     record(name, 1)
+    if _sinks:
+        _tell_sinks((_current.get() or _outside).function, name)
+
+
+def observe_request(route: str | None, status: int, duration_ms: float) -> None:
+    """One HTTP request's latency and outcome, published per route and function as well.
+
+    Only inside an invocation, whose end prints them: an app served without Lambda's handler
+    (uvicorn directly, a test client) has no line to add them to, and would keep them forever.
+    """
+    invocation = _current.get()
+    if invocation is None:
+        return
+    metrics = invocation.get()
+    try:
+        if route:
+            metrics.add_dimensions(service=SERVICE, route=route)
+        if invocation.function:
+            metrics.add_dimensions(service=SERVICE, function=invocation.function)
+        metrics.add_metric(name=LATENCY, unit=MetricUnit.Milliseconds, value=duration_ms)
+        metrics.add_metric(name=FAULT, unit=MetricUnit.Count, value=int(status >= 500))
+        metrics.add_metric(name=CLIENT_ERROR, unit=MetricUnit.Count, value=int(400 <= status < 500))
+    except (*_REFUSED_METRIC, SchemaValidationError) as error:
+        _log.warning("request metrics dropped: %s", error)
+
+
+def _write(metrics: EphemeralMetrics) -> None:
+    """Print `metrics` as one EMF line, written and flushed in one call.
+
+    What `flush_metrics` does, but for the write: Powertools `print()`s the line, i.e. two
+    writes (the JSON, then the newline) into a buffered stdout. Where several invocations share
+    one stdout - the local edge's threads and worker processes, every request printing its
+    line - a buffer flushed mid-line or another thread's line in between tears lines apart.
+    """
+    try:
+        if is_metrics_disabled():  # POWERTOOLS_METRICS_DISABLED, as Powertools honours it
+            return
+        line = json.dumps(metrics.serialize_metric_set(), separators=(",", ":"))
+    except SchemaValidationError as error:
+        _log.warning("metrics dropped: %s", error)
+        return
+    finally:
+        metrics.clear_metrics()
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def _flush(invocation: _InvocationMetrics) -> None:
     metrics = invocation.metrics
     if metrics is None or not metrics.metric_set:
         return
+    _write(metrics)
+
+
+def _cold_start(function_name: str) -> None:
+    # Powertools' `add_cold_start_metric`: its own line, dimensions function_name and service.
+    metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
     try:
-        metrics.flush_metrics()
-    except SchemaValidationError as error:
-        metrics.clear_metrics()
-        _log.warning("metrics dropped: %s", error)
+        metrics.add_dimension(name="function_name", value=function_name)
+        metrics.add_metric(name=COLD_START, unit=MetricUnit.Count, value=1)
+    except _REFUSED_METRIC as error:
+        _log.warning("cold start metric dropped: %s", error)
+        return
+    _write(metrics)
 
 
 def flush_metrics() -> None:
@@ -148,14 +279,18 @@ def instrument(handler: Handler) -> Handler:
         cold_start = next(invocations) == 0
         keys = _invocation_keys(event, context, cold_start)
         _keys.thread_safe_append_keys(**keys)
-        invocation = _InvocationMetrics(keys["correlation_id"])
+        invocation = _InvocationMetrics(
+            keys["correlation_id"], keys["function_name"], _thread_metrics()
+        )
         token = _current.set(invocation)
         try:
             return handler(event, context)
         finally:
             _current.reset(token)
             if cold_start and context is not None:
-                invocation.get().add_cold_start_metric(context)
+                _cold_start(str(getattr(context, "function_name", "") or "unknown"))
+                if _sinks:
+                    _tell_sinks(invocation.function, COLD_START)
             _flush(invocation)
             _keys.thread_safe_clear_keys()
 

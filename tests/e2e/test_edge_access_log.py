@@ -38,10 +38,12 @@ def _lines(output: str) -> list[dict[str, Any]]:
 
 
 def _output_with(edge: SubprocessEdge, request_ids: list[str]) -> str:
-    """The edge's output once it holds every id (a line is written just after its answer)."""
+    """The edge's output once it holds the access line of every id (a line is written just
+    after its answer; the edge's own error line of a request, written before, holds the id too)."""
     deadline = time.monotonic() + 10
     output = edge.output()
-    while not all(i in output for i in request_ids) and time.monotonic() < deadline:
+    wanted = [f'"requestId":"{i}"' for i in request_ids]
+    while not all(w in output for w in wanted) and time.monotonic() < deadline:
         time.sleep(0.05)
         output = edge.output()
     return output

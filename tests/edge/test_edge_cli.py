@@ -44,6 +44,16 @@ def test_serve_refuses_a_missing_handler_and_bad_counts(
     assert main(["serve", "--template", throttled, "--parameter-overrides", "X"]) == 2
 
 
+def test_serve_refuses_a_metrics_path_that_would_hide_a_route(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN the edge's own metrics endpoint asked to sit on a template route THEN it refuses
+    throttled = str(FIXTURES / "throttled.yaml")
+    assert main(["serve", "--template", throttled, "--metrics-path", "/own"]) == 2
+    assert "a template route answers GET /own" in capsys.readouterr().err
+    assert build_parser().parse_args(["serve"]).metrics_path == "/metrics"
+
+
 def test_no_subcommand_is_a_usage_error() -> None:
     with pytest.raises(SystemExit):
         main([])

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from typing import Annotated, Any
 
+import httpx
 import pytest
 from fastapi import APIRouter, Depends
 
@@ -44,6 +45,11 @@ async def work(step: Annotated[None, Depends(in_a_worker_thread)], n: int = 0) -
     await asyncio.sleep(0.02)  # other invocations run meanwhile
     work_log.info("finished")
     return {"n": n}
+
+
+@router.get("/boom")
+async def boom() -> dict[str, str]:
+    raise RuntimeError("a bug")
 
 
 @router.get("/bad-metric")
@@ -154,6 +160,9 @@ def test_concurrent_invocations_in_threads_never_mix_ids_or_metrics(
     assert {line["correlation_id"]: total(line, "WorkDone") for line in printed} == counted
 
 
+REQUEST_METRICS = {"Latency", "Fault", "ClientError"}
+
+
 def test_an_invocation_prints_its_metrics_once_with_namespace_and_service(
     handler: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -162,26 +171,48 @@ def test_an_invocation_prints_its_metrics_once_with_namespace_and_service(
     settings = Settings()
     (directive,) = line["_aws"]["CloudWatchMetrics"]
     assert directive["Namespace"] == settings.POWERTOOLS_METRICS_NAMESPACE
-    assert directive["Dimensions"] == [["service"]]
+    # THEN its metrics are published for the service, its route and its function
+    assert directive["Dimensions"] == [["service"], ["service", "route"], ["service", "function"]]
     assert line["service"] == settings.SERVICE_NAME
+    assert line["route"] == "GET /work"
+    assert line["function"] == "ObservedFunction"
     assert line["correlation_id"] == request_id
-    assert emitted(json.dumps(line)) == {"WorkDone": 3}
+    totals = emitted(json.dumps(line))
+    assert totals["WorkDone"] == 3
+    assert set(totals) == {"WorkDone"} | REQUEST_METRICS
 
 
-def test_a_warm_invocation_that_records_nothing_prints_nothing(
+def test_every_request_records_its_latency_and_outcome(
     handler: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # GIVEN an answer of each class: 200, a 404 from the function, a route raising (500)
     invoke(handler, query="n=0")
-    assert capsys.readouterr().out == ""
+    invoke(handler, "/nowhere")
+    result, _ = invoke(handler, "/boom")
+    assert result["statusCode"] == 500
+    lines = emf_lines(capsys.readouterr().out)
+    # THEN one line per invocation, each with its latency and whether it was a 4xx or a 5xx
+    assert [(total(line, "ClientError"), total(line, "Fault")) for line in lines] == [
+        (0, 0),
+        (1, 0),
+        (0, 1),
+    ]
+    assert all(total(line, "Latency") > 0 for line in lines)
+    definitions = lines[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+    (unit,) = {m["Unit"] for m in definitions if m["Name"] == "Latency"}
+    assert unit == "Milliseconds"
+    # AND the slow route's latency is its own (it sleeps 20 ms)
+    assert total(lines[0], "Latency") >= 20
 
 
-def test_a_cold_start_prints_powertools_cold_start_metric_only(
+def test_a_cold_start_prints_powertools_cold_start_metric_apart(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     flushed()
     capsys.readouterr()
     invoke(fresh_handler(), query="n=0")
-    (line,) = emf_lines(capsys.readouterr().out)
+    line, request = emf_lines(capsys.readouterr().out)
+    assert "ColdStart" not in request
     assert total(line, "ColdStart") == 1
     assert line["function_name"] == "ObservedFunction"
     assert line["service"] == Settings().SERVICE_NAME
@@ -194,7 +225,8 @@ def test_a_metric_cloudwatch_would_refuse_is_dropped_and_the_request_answers(
         result, _ = invoke(handler, "/bad-metric")
     assert result["statusCode"] == 200
     assert any(line["message"].startswith("metric '' dropped") for line in lines)
-    assert emf_lines(capsys.readouterr().out) == []
+    (line,) = emf_lines(capsys.readouterr().out)
+    assert set(emitted(json.dumps(line))) == REQUEST_METRICS
 
 
 def test_metrics_without_a_namespace_are_dropped_and_the_request_answers(
@@ -224,3 +256,75 @@ def test_the_service_name_falls_back_to_powertools_variable(
     assert Settings().SERVICE_NAME == "from-powertools"
     monkeypatch.setenv("SERVICE_NAME", "ours")
     assert Settings().SERVICE_NAME == "ours"
+
+
+def test_a_warm_invocation_of_a_plain_handler_that_records_nothing_prints_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN a handler that is not an HTTP app (the authorizer's kind), past its cold start
+    @observability.instrument
+    def plain(event: dict[str, Any], context: Any) -> dict[str, bool]:
+        return {"isAuthorized": False}
+
+    plain(http_event("GET", "/"), lambda_context("PlainFunction"))
+    capsys.readouterr()
+    # WHEN it records nothing THEN it prints nothing
+    assert plain(http_event("GET", "/"), lambda_context("PlainFunction")) == {"isAuthorized": False}
+    assert capsys.readouterr().out == ""
+
+
+def test_sinks_hear_counted_events_and_the_cold_start_with_their_function() -> None:
+    heard: list[tuple[str | None, str]] = []
+
+    def sink(function: str | None, name: str) -> None:
+        heard.append((function, name))
+
+    def broken(function: str | None, name: str) -> None:
+        raise RuntimeError("a sink's own bug")
+
+    observability.add_sink(broken)
+    observability.add_sink(sink)
+    try:
+        # WHEN a fresh function counts two events (a broken sink beside the good one)
+        result, _ = invoke(fresh_handler(), query="n=2")
+    finally:
+        observability.remove_sink(sink)
+        observability.remove_sink(broken)
+    # THEN the request still answers, and the sink heard both events and the cold start
+    assert result["statusCode"] == 200
+    assert heard == [("ObservedFunction", "WorkDone")] * 2 + [("ObservedFunction", "ColdStart")]
+    # AND a removed sink hears nothing more
+    invoke(fresh_handler(), query="n=1")
+    assert len(heard) == 3
+
+
+def test_requests_served_without_an_invocation_keep_no_metrics() -> None:
+    # GIVEN the app served directly (no Lambda handler: uvicorn, a test client)
+    app = create_app("observed", router, rate_limited=False)
+
+    async def three_requests() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
+            return [(await client.get("/work")).status_code for _ in range(3)]
+
+    loop = asyncio.new_event_loop()  # the main thread's, which Mangum uses, stays as it is
+    try:
+        assert loop.run_until_complete(three_requests()) == [200] * 3
+    finally:
+        loop.close()
+    # THEN nothing accumulates where no invocation will ever print it
+    assert observability._outside.metrics is None or not observability._outside.metrics.metric_set
+
+
+def test_powertools_switch_turns_the_lines_off(
+    handler: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    result, _ = invoke(handler, query="n=2")
+    assert result["statusCode"] == 200
+    assert emf_lines(capsys.readouterr().out) == []
+    # AND nothing recorded then is printed by the next invocation
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED")
+    invoke(handler, query="n=1")
+    (line,) = emf_lines(capsys.readouterr().out)
+    assert total(line, "WorkDone") == 1

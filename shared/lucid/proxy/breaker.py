@@ -192,6 +192,7 @@ class CircuitBreaker:
             self._fresh_until = max(self._fresh_until, self._open_until)
 
     def _rejection(self, wait_seconds: float) -> ServiceUnavailableError:
+        count("CircuitRejected")  # alarmed on: calls refused minute after minute = held open
         retry_after = max(1, math.ceil(wait_seconds))
         return ServiceUnavailableError(
             f"the {self.name} backend is failing; the gateway stops calling it for a while",

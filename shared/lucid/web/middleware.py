@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lucid.identity import CallerIdentity, caller_from_event, source_ip_from_event
+from lucid.observability import observe_request
 
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:=+/-]{1,128}$")
@@ -48,6 +49,13 @@ def request_facts(scope: Scope) -> RequestFacts:
     return facts
 
 
+def route_key_of(scope: Scope) -> str | None:
+    """The API Gateway route key the request came in by ("GET /users/{id}"), if any."""
+    context = (scope.get("aws.event") or {}).get("requestContext")
+    route = context.get("routeKey") if isinstance(context, dict) else None
+    return route if isinstance(route, str) else None
+
+
 def request_id_of(scope: Scope) -> str:
     """The caller's X-Request-ID when it is well formed, else API Gateway's request id.
 
@@ -63,7 +71,7 @@ def request_id_of(scope: Scope) -> str:
 
 class RequestContextMiddleware:
     """Reads the request's facts, sets `scope["state"]["request_id"]` and echoes it as
-    X-Request-ID, logs one line per call."""
+    X-Request-ID, logs one line per call and records its latency and outcome as metrics."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -90,6 +98,8 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            duration_ms = round((time.perf_counter() - started) * 1000, 3)
+            observe_request(route_key_of(scope), status, duration_ms)
             if access_logger.isEnabledFor(logging.INFO):
                 access_logger.info(
                     "request",
@@ -98,7 +108,7 @@ class RequestContextMiddleware:
                         "method": scope.get("method"),
                         "path": scope.get("path"),
                         "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                        "duration_ms": duration_ms,
                         "user_id": facts.caller.user_id if facts.caller else None,
                     },
                 )

@@ -61,6 +61,7 @@ class RateLimitMiddleware:
         except LucidError as error:
             await error_response(error, scope["path"])(scope, receive, send)
             return
+        count("RateLimitAdmitted")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
+import redis
 
 from lucid import __version__
+from lucid.proxy import BreakerState, RedisBreakerStore
 from tests.utils.events import http_event
 from tests.utils.functions import load_handler, load_module
 
@@ -44,8 +47,6 @@ def test_meta_health_reports_both_dependencies_with_latency() -> None:
 
 def test_meta_health_names_redis_when_it_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN a Redis client pointed at a port where nothing listens
-    import redis
-
     from lucid_edge.local import free_port
 
     app = load_module("meta").app
@@ -67,6 +68,30 @@ def test_meta_health_names_redis_when_it_is_down(monkeypatch: pytest.MonkeyPatch
     assert body["dependencies"]["redis"]["status"] == "down"
     assert body["dependencies"]["mongodb"]["status"] == "ok"
     assert body["instance"] == "/meta/health"
+    # AND the breakers, whose shared state lives in Redis, are unknown rather than guessed
+    assert body["breakers"] == dict.fromkeys(("blockchain", "session", "node"), "unknown")
+
+
+def test_meta_health_reports_each_backends_breaker_as_the_proxy_shares_it(
+    redis_client: redis.Redis,
+) -> None:
+    # GIVEN the session backend's breaker tripped by a proxy instance, the node's half-open
+    store = RedisBreakerStore(redis_client)
+    store.trip("session", 30_000, force=True)
+    store.trip("node", 1, force=True)
+    time.sleep(0.01)
+    # WHEN readiness is asked
+    try:
+        status, _, body = invoke("/meta/health")
+        session_after = store.read("session").state
+    finally:  # the session's Redis serves later tests' edges
+        store.close("session")
+        store.close("node")
+    # THEN each backend's breaker is reported, and an open one does not fail readiness
+    assert status == 200
+    assert body["breakers"] == {"blockchain": "closed", "session": "open", "node": "half_open"}
+    # AND it only reads: a successful probe, not this check, closes the breaker
+    assert session_after is BreakerState.OPEN
 
 
 def test_unknown_path_inside_the_function_is_a_problem_404() -> None:

@@ -11,6 +11,7 @@ import redis
 from fastapi import FastAPI
 from mangum import Mangum
 
+from lucid import observability
 from lucid.config import get_settings
 from lucid.ratelimit import default_limiter
 from lucid.web.app import TEXT_MIME_TYPES
@@ -128,3 +129,24 @@ def test_headers_already_set_by_a_route_are_kept(redis_client: redis.Redis) -> N
     # a successful sign-in only carries the tier's numbers
     assert headers["ratelimit-policy"] == '"public";q=100;w=60'
     assert headers["x-ratelimit-limit"] == "100"
+
+
+def test_every_decision_is_counted_as_a_metric(redis_client: redis.Redis) -> None:
+    # GIVEN 1 public request per minute, and a sink listening as the local edge's metrics do
+    heard: list[str] = []
+
+    def sink(function: str | None, name: str) -> None:
+        heard.append(name)
+
+    app = plain_app()
+    limiter = limiter_for(redis_client, RATE_LIMIT_PUBLIC=1)
+    app.add_middleware(RateLimitMiddleware, limiter_factory=lambda: limiter)
+    observability.add_sink(sink)
+    try:
+        # WHEN one request is admitted and the next refused
+        statuses = [run(app, http_scope("10.9.9.9"))[0]["status"] for _ in range(2)]
+    finally:
+        observability.remove_sink(sink)
+    # THEN both decisions are counted (RateLimitAdmitted, RateLimited: EMF names)
+    assert statuses == [200, 429]
+    assert heard == ["RateLimitAdmitted", "RateLimited"]

@@ -1,0 +1,163 @@
+"""A real Prometheus (Debian's package) scraping a running `lucid serve` with two workers, with
+the monitoring/ alert rules loaded: a little traffic, then a request rate, an exact count summed
+over both workers and a latency quantile read back through Prometheus's HTTP API."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import yaml
+
+from lucid_edge.local import EmbeddedRedis, free_port
+from tests.e2e.subprocess_edge import SubprocessEdge, subprocess_edge
+from tests.monitoring.exports import MONITORING, alert_rules
+
+pytestmark = pytest.mark.e2e
+
+PROMETHEUS = shutil.which("prometheus")
+HEALTH_REQUESTS = 40
+INFO_REQUESTS = 10
+WAIT_SECONDS = 30.0
+
+
+class Prometheus:
+    """Prometheus's HTTP API."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def get(self, path: str, **params: str) -> Any:
+        response = httpx.get(self.url + path, params=params, timeout=5)
+        response.raise_for_status()
+        body = response.json()
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def value(self, query: str) -> float | None:
+        """The single value of an instant query (None while it has none)."""
+        result = self.get("/api/v1/query", query=query)["result"]
+        return float(result[0]["value"][1]) if result else None
+
+    def eventually(self, query: str, accept: Any = lambda v: True) -> float:
+        """Poll `query` until it has a value `accept` takes (scrapes come every second)."""
+        deadline = time.monotonic() + WAIT_SECONDS
+        while time.monotonic() < deadline:
+            value = self.value(query)
+            if value is not None and value == value and accept(value):  # NaN != NaN
+                return value
+            time.sleep(0.5)
+        raise AssertionError(f"{query}: last value {self.value(query)}")
+
+
+@pytest.fixture(scope="module")
+def edge(redis_server: EmbeddedRedis) -> Iterator[SubprocessEdge]:
+    # Every breaker closed in the session's Redis, which this edge shares: what earlier tests
+    # tripped must not show here.
+    with redis.Redis.from_url(redis_server.uri) as client:
+        for key in client.scan_iter("lucid:breaker:*"):
+            client.delete(key)
+    with subprocess_edge({}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def prometheus(edge: SubprocessEdge) -> Iterator[Prometheus]:
+    if PROMETHEUS is None:
+        pytest.skip(
+            "prometheus missing: Debian's prometheus package could not be installed "
+            "(`make test` runs apt-get install prometheus; see its output)"
+        )
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="lucid-prometheus-") as tmp:
+        # monitoring/prometheus.yml with the test edge's address and a faster scrape
+        config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+        config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+        config["rule_files"] = [str(MONITORING / "alerts.yml")]
+        config["scrape_configs"][0]["static_configs"] = [{"targets": [edge.url[len("http://") :]]}]
+        (Path(tmp) / "prometheus.yml").write_text(yaml.safe_dump(config))
+        with open(Path(tmp) / "prometheus.log", "wb") as log:
+            process = subprocess.Popen(
+                [
+                    PROMETHEUS,
+                    f"--config.file={tmp}/prometheus.yml",
+                    f"--storage.tsdb.path={tmp}/data",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                url = f"http://127.0.0.1:{port}"
+                deadline = time.monotonic() + WAIT_SECONDS
+                while True:
+                    assert process.poll() is None, (Path(tmp) / "prometheus.log").read_text()
+                    try:
+                        if httpx.get(url + "/-/ready", timeout=1).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    assert time.monotonic() < deadline, "prometheus did not get ready"
+                    time.sleep(0.2)
+                yield Prometheus(url)
+            finally:
+                process.terminate()
+                process.wait(timeout=15)
+
+
+def test_prometheus_reads_the_edges_traffic_back(
+    edge: SubprocessEdge, prometheus: Prometheus
+) -> None:
+    # GIVEN Prometheus scraping the edge, and the series already there (a rate needs a sample
+    # before the traffic: a series first scraped at its final value has no increase)
+    prometheus.eventually('up{job="lucid-edge"}', lambda v: v == 1)
+    health = 'route="GET /health",function="MetaFunction",status="200"'
+    with edge.client() as client:
+        assert client.get("/health").status_code == 200
+    prometheus.eventually(f"sum(lucid_requests_total{{{health}}})", lambda v: v == 1)
+    # WHEN a little traffic arrives, each request on a new connection (both workers serve)
+    for path, times in (("/health", HEALTH_REQUESTS), ("/meta/info", INFO_REQUESTS)):
+        for _ in range(times):
+            with edge.client(headers={"Connection": "close"}) as client:
+                assert client.get(path).status_code == 200
+    # THEN the count Prometheus holds is exact, whichever worker served each request
+    total = prometheus.eventually(
+        f"sum(lucid_requests_total{{{health}}})", lambda v: v >= 1 + HEALTH_REQUESTS
+    )
+    assert total == 1 + HEALTH_REQUESTS
+    # AND the request rate and a latency quantile come back through its HTTP API
+    rate = prometheus.eventually(f"sum(rate(lucid_requests_total{{{health}}}[1m]))", bool)
+    assert rate > 0
+    p50 = prometheus.eventually(
+        "histogram_quantile(0.5, sum by (le) "
+        f"(rate(lucid_request_duration_seconds_bucket{{{health}}}[1m])))"
+    )
+    assert 0 < p50 < 1
+    # AND the series behind the dashboard's gauges are there for every function
+    instances = prometheus.get(
+        "/api/v1/query", query="sum by (function) (lucid_function_instances)"
+    )["result"]
+    assert {r["metric"]["function"] for r in instances} >= {"MetaFunction", "ProxyFunction"}
+    breakers = prometheus.eventually('sum(lucid_breaker_state{state="closed"})')
+    assert breakers == 3  # blockchain, session, node: all closed, read from Redis
+
+
+def test_prometheus_loads_every_alert_rule_and_none_fires(prometheus: Prometheus) -> None:
+    groups = prometheus.get("/api/v1/rules")["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert {rule["name"] for rule in rules} == {rule["alert"] for rule in alert_rules()}
+    deadline = time.monotonic() + WAIT_SECONDS
+    while any(rule.get("health") != "ok" for rule in rules):  # evaluated once at least
+        assert time.monotonic() < deadline, rules
+        time.sleep(0.5)
+        groups = prometheus.get("/api/v1/rules")["groups"]
+        rules = [rule for group in groups for rule in group["rules"]]
+    assert [rule["name"] for rule in rules if rule["state"] != "inactive"] == []

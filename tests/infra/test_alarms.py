@@ -1,0 +1,198 @@
+"""The template's alarms, dashboard and log retention (issue 14): every metric they read is one
+AWS documents for HTTP APIs and Lambda or one our code emits, the local edge's alert rules
+mirror the alarms one for one with the same thresholds, and no function logs without retention.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode import decode
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+
+from lucid import observability
+from lucid.ratelimit.limiter import FALLBACK_METRIC
+from tests.infra.test_template import packaged
+from tests.monitoring.exports import alert_rules
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "infra" / "template.yaml"
+# The metrics AWS documents, by namespace:
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-metrics.html
+# https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html and
+# https://docs.aws.amazon.com/lambda/latest/dg/monitoring-concurrency.html
+AWS_METRICS = {
+    "AWS/ApiGateway": {"4xx", "5xx", "Count", "IntegrationLatency", "Latency", "DataProcessed"},
+    "AWS/Lambda": {
+        "Invocations", "Errors", "Throttles", "Duration", "ConcurrentExecutions",
+        "UnreservedConcurrentExecutions", "ClaimedAccountConcurrency",
+    },
+}  # fmt: skip
+# The dimension sets each publishes (the HTTP API's per-stage ones, Lambda's per function and
+# the Region's aggregate) and ours (lucid.observability, Powertools' cold start, the filter).
+DIMENSIONS = {
+    "AWS/ApiGateway": [{"ApiId", "Stage"}],
+    "AWS/Lambda": [{"FunctionName"}, set()],
+    "Lucid": [{"service"}, {"service", "route"}, {"service", "function"},
+              {"function_name", "service"}, {"ApiId"}],
+}  # fmt: skip
+_COUNTED = re.compile(r'\bcount\(\s*"(\w+)"')
+_SEARCH = re.compile(r"SEARCH\('\{([^}]*)\} MetricName=\\?\"(\w+)\\?\"")
+
+
+def emitted_metrics() -> set[str]:
+    """Every metric name our code publishes in the Lucid namespace."""
+    names = {observability.LATENCY, observability.FAULT, observability.CLIENT_ERROR}
+    names |= {observability.COLD_START, FALLBACK_METRIC}
+    for folder in ("shared", "functions"):
+        for path in (ROOT / folder).rglob("*.py"):
+            names |= set(_COUNTED.findall(path.read_text(encoding="utf-8")))
+    return names
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    decoded, matches = decode(str(TEMPLATE))
+    assert not matches
+    assert decoded is not None
+    return dict(decoded)
+
+
+def of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v["Properties"] for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def alarm_metrics(alarm: dict[str, Any]) -> list[tuple[str, str, set[str]]]:
+    """(namespace, metric, dimension names) of every metric an alarm reads."""
+    if "MetricName" in alarm:
+        dims = {d["Name"] for d in alarm.get("Dimensions", [])}
+        return [(alarm["Namespace"], alarm["MetricName"], dims)]
+    found = []
+    for query in alarm["Metrics"]:
+        if "MetricStat" in query:
+            metric = query["MetricStat"]["Metric"]
+            dims = {d["Name"] for d in metric.get("Dimensions", [])}
+            found.append((metric["Namespace"], metric["MetricName"], dims))
+    return found
+
+
+def dashboard_metrics(body: str) -> list[tuple[str, str, set[str]]]:
+    """(namespace, metric, dimension names) of every metric the dashboard shows."""
+    found = []
+    for widget in json.loads(body)["widgets"]:
+        for line in widget["properties"].get("metrics", []):
+            if isinstance(line[0], dict):  # an expression: SEARCH('{ns,dims} MetricName="x"')
+                for keys, name in _SEARCH.findall(line[0]["expression"]):
+                    namespace, *dims = keys.split(",")
+                    found.append((namespace, name, set(dims)))
+                continue
+            strings = [item for item in line if isinstance(item, str)]
+            found.append((strings[0], strings[1], set(strings[2::2])))
+    return found
+
+
+def known(namespace: str, metric: str, dims: set[str], ours: set[str]) -> bool:
+    names = ours if namespace == "Lucid" else AWS_METRICS.get(namespace, set())
+    return metric in names and dims in DIMENSIONS[namespace]
+
+
+def test_every_alarm_reads_a_metric_aws_documents_or_our_code_emits(
+    template: dict[str, Any],
+) -> None:
+    ours = emitted_metrics() | {
+        t["MetricName"]
+        for f in of_type(template, "AWS::Logs::MetricFilter").values()
+        for t in f["MetricTransformations"]
+    }
+    alarms = of_type(template, "AWS::CloudWatch::Alarm")
+    assert len(alarms) == 9
+    for name, alarm in alarms.items():
+        metrics = alarm_metrics(alarm)
+        assert metrics, name
+        for namespace, metric, dims in metrics:
+            assert known(namespace, metric, dims, ours), f"{name}: {namespace} {metric} {dims}"
+
+
+def test_the_check_tells_an_unknown_metric() -> None:
+    ours = emitted_metrics()
+    assert known("Lucid", "CircuitRejected", {"service"}, ours)
+    assert not known("Lucid", "CircuitRejectd", {"service"}, ours)
+    assert not known("AWS/ApiGateway", "5XXError", {"ApiId", "Stage"}, ours)  # REST's name
+    assert not known("Lucid", "Latency", {"route"}, ours)  # never published without service
+
+
+def test_every_dashboard_metric_is_one_aws_documents_or_our_code_emits(
+    template: dict[str, Any],
+) -> None:
+    (dashboard,) = of_type(template, "AWS::CloudWatch::Dashboard").values()
+    body = dashboard["DashboardBody"]["Fn::Sub"]
+    metrics = dashboard_metrics(body)
+    assert len(metrics) > 20
+    ours = emitted_metrics() | {"ApiThrottled"}
+    for namespace, metric, dims in metrics:
+        assert known(namespace, metric, dims, ours), f"dashboard: {namespace} {metric} {dims}"
+    # AND its alarm widget shows every alarm
+    alarms = set(of_type(template, "AWS::CloudWatch::Alarm"))
+    assert set(re.findall(r"\$\{(\w+)\.Arn\}", body)) == alarms
+
+
+def test_the_local_alert_rules_mirror_the_alarms_one_for_one(template: dict[str, Any]) -> None:
+    mirrored = {rule["labels"]["cloudwatch_alarm"] for rule in alert_rules()}
+    assert mirrored == set(of_type(template, "AWS::CloudWatch::Alarm"))
+
+
+def test_the_alert_thresholds_are_the_alarms_defaults(template: dict[str, Any]) -> None:
+    parameters = template["Parameters"]
+    rules = {rule["labels"]["cloudwatch_alarm"]: rule["expr"] for rule in alert_rules()}
+    five_xx = parameters["Alarm5xxRatePercent"]["Default"] / 100
+    assert rules["Api5xxRateAlarm"].endswith(f"> {five_xx}")
+    latency_s = parameters["AlarmLatencyP99Ms"]["Default"] / 1000
+    assert rules["ApiLatencyP99Alarm"].endswith(f"> {latency_s:g}")
+    # Lambda's default concurrency quota is 1,000 per Region
+    assert rules["ConcurrencyNearLimitAlarm"].endswith(
+        f"> {parameters['AlarmConcurrency']['Default'] / 1000}"
+    )
+
+
+def test_alarms_notify_the_topic_only_when_one_is_given(template: dict[str, Any]) -> None:
+    for name, alarm in of_type(template, "AWS::CloudWatch::Alarm").items():
+        for key in ("AlarmActions", "OKActions"):
+            assert alarm[key] == {
+                "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+            }, name
+    assert template["Parameters"]["AlarmTopicArn"]["Default"] == ""
+
+
+def test_every_function_logs_to_its_own_group_with_retention(template: dict[str, Any]) -> None:
+    # GIVEN what the SAM transform makes of the template
+    translated = Translator(managed_policy_map={}, sam_parser=Parser()).translate(
+        packaged(template), parameter_values={"AWS::Region": "us-east-1"}
+    )
+    groups = of_type(translated, "AWS::Logs::LogGroup")
+    functions = of_type(translated, "AWS::Lambda::Function")
+    assert len(functions) == 6
+    for name, function in functions.items():
+        # THEN each function names its log group (no implicit /aws/lambda/<name> group, which
+        # would keep logs forever), and that group has the template's retention
+        group = function["LoggingConfig"]["LogGroup"]["Ref"]
+        assert groups[group]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+    assert groups["AccessLogGroup"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_the_access_log_carries_errors_and_the_authorizer_latency(
+    template: dict[str, Any],
+) -> None:
+    settings = template["Resources"]["HttpApi"]["Properties"]["AccessLogSettings"]
+    line = json.loads(re.sub(r"\$context\.[\w.]+", "x", settings["Format"]))
+    assert {"errorMessage", "integrationError", "authorizerLatency", "apiId"} <= set(line)
+    assert "$context.error.message" in settings["Format"]
+    assert "$context.integrationErrorMessage" in settings["Format"]
+    assert "$context.authorizer.latency" in settings["Format"]
+    # AND the throttle filter reads fields the line has
+    (metric_filter,) = of_type(template, "AWS::Logs::MetricFilter").values()
+    assert set(re.findall(r"\$\.(\w+)", metric_filter["FilterPattern"])) <= set(line)
