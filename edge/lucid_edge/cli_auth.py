@@ -33,6 +33,7 @@ from lucid_edge.cli_config import (
     load_credentials,
     private_write,
     save_credentials,
+    signed_in_gateway,
 )
 from lucid_edge.cli_http import SignedIn, StaleSignInError, expect_ok, gateway, refresh
 
@@ -94,7 +95,7 @@ def _signed_in() -> Credentials:
 def whoami(args: argparse.Namespace) -> int:
     """Ask the gateway who the stored tokens belong to (refreshing them if they expired)."""
     credentials = _signed_in()
-    target = gateway_url(args.url, credentials.url)
+    target = signed_in_gateway(args.url, credentials.url)
     with gateway(target) as client:
         status = expect_ok(client.get("/auth/status", headers=_bearer(credentials)), "whoami")
         if not status.get("authenticated"):
@@ -118,7 +119,7 @@ def _bearer(credentials: Credentials) -> dict[str, str]:
 def refresh_command(args: argparse.Namespace) -> int:
     """Trade the refresh token for a new pair now."""
     credentials = _signed_in()
-    target = gateway_url(args.url, credentials.url)
+    target = signed_in_gateway(args.url, credentials.url)
     with gateway(target) as client:
         _, lifetime = refresh(client, credentials)
     print(f"tokens refreshed at {target.url}; the access token lives {lifetime} s")
@@ -128,7 +129,7 @@ def refresh_command(args: argparse.Namespace) -> int:
 def logout(args: argparse.Namespace) -> int:
     """Revoke the sign-in at the gateway (access token and refresh family), then forget it."""
     credentials = _signed_in()
-    target = gateway_url(args.url, credentials.url)
+    target = signed_in_gateway(args.url, credentials.url)
     try:
         with gateway(target) as client:
             response = SignedIn(client, credentials).request("POST", "/auth/logout")

@@ -17,7 +17,7 @@ import json
 import re
 import sys
 
-from lucid_edge.cli_config import CommandError, gateway_url, load_credentials
+from lucid_edge.cli_config import CommandError, load_credentials, signed_in_gateway
 from lucid_edge.cli_http import SignedIn, gateway
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
@@ -80,7 +80,7 @@ def call(args: argparse.Namespace) -> int:
     headers = parse_headers(args.header)
     content = _body(args.data, headers)
     path = args.path if args.path.startswith("/") else f"/{args.path}"
-    target = gateway_url(args.url, credentials.url)
+    target = signed_in_gateway(args.url, credentials.url)
     with gateway(target) as client:
         response = SignedIn(client, credentials).request(
             args.method.upper(), path, headers=headers, content=content

@@ -197,3 +197,15 @@ def how_to_change(target: Target) -> str:
             f"`make run`, or `lucid login --url URL`); --url URL or {ENV_URL}=URL picks another."
         )
     return f"Start it with `make run`, or pick another gateway with --url URL or {ENV_URL}=URL."
+
+
+def signed_in_gateway(explicit: str | None, signed_in: str) -> Target:
+    """Where to send the stored tokens: only the gateway that issued them. A --url or LUCID_URL
+    naming another one is refused rather than handed the access and refresh tokens."""
+    target = gateway_url(explicit, signed_in)
+    if target.url != signed_in.rstrip("/"):
+        raise CommandError(
+            f"you are signed in to {signed_in.rstrip('/')}, not {target.url} ({target.source}); "
+            f"your tokens are only sent where they came from: run `lucid login --url {target.url}`"
+        )
+    return target

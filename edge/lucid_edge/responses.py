@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,8 @@ MAX_RESPONSE_BYTES = 6_291_556
 # sane size included); above it the whole result is measured as Lambda does.
 _BODY_SIZE_CHECKED = (MAX_RESPONSE_BYTES - 256 * 1024) // 12
 _JSON_TYPE = (b"content-type", b"application/json")
+_HEADER_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9a-z-]+")
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class InvalidResultError(ValueError):
@@ -129,6 +132,11 @@ def to_http(result: Any) -> HttpResponse:
         headers.extend((b"set-cookie", _text(c, "a cookie").encode("latin-1")) for c in cookies)
     except UnicodeEncodeError as err:
         raise InvalidResultError("header values must be latin-1 text") from err
+    for name, value in headers:
+        # What no HTTP server can send (and API Gateway answers 500 for, as for any malformed
+        # result): a name that is not an RFC 9110 token, a value with control characters.
+        if not _HEADER_NAME.fullmatch(name) or _BAD_VALUE.search(value):
+            raise InvalidResultError("a header name or value is not valid HTTP")
     body_text = result.get("body")
     if body_text is None:
         body_text = ""

@@ -17,7 +17,7 @@ from lucid.config import get_settings
 from lucid.identity import Role
 from lucid_edge.cli import main
 from lucid_edge.cli_call import parse_headers
-from lucid_edge.cli_config import CommandError, load_credentials
+from lucid_edge.cli_config import CommandError, Credentials, load_credentials, save_credentials
 from tests.edge.harness import RunningEdge
 from tests.utils.metrics import without_metrics
 
@@ -148,3 +148,17 @@ def test_an_expired_token_gets_the_gateways_403_and_is_refreshed_once(
     assert renewed is not None
     assert renewed.access_token != expired.token
     assert renewed.refresh_token != stored["refresh_token"]
+
+
+def test_stored_tokens_never_go_to_another_gateway(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a sign-in at one gateway and LUCID_URL naming another (a capture server would do)
+    save_credentials(Credentials("https://gateway-a.example", "TXyz", "ACCESS", "REFRESH"))
+    monkeypatch.setenv("LUCID_URL", "http://127.0.0.1:9")
+    # WHEN a command that sends the tokens runs THEN it refuses before connecting anywhere
+    assert main(["call", "GET", "/users/me"]) != 0
+    error = capsys.readouterr().err
+    assert "signed in to https://gateway-a.example, not http://127.0.0.1:9" in error
+    assert "ACCESS" not in error
+    assert "REFRESH" not in error

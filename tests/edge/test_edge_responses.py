@@ -82,3 +82,13 @@ def test_the_response_limit_is_on_the_whole_result_as_json() -> None:
 def test_invalid_results_are_refused(result: Any) -> None:
     with pytest.raises(InvalidResultError):
         to_http(result)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"x-note": "a\r\nset-cookie: evil=1"}, {"bad name": "v"}, {"x-nul": "a\x00b"}],
+)
+def test_a_header_no_http_server_can_send_is_a_malformed_result(headers: dict[str, str]) -> None:
+    # AWS answers 500 for a malformed result; uvicorn would drop the connection instead
+    with pytest.raises(InvalidResultError):
+        to_http({"statusCode": 200, "headers": headers, "body": ""})

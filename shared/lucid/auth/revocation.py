@@ -157,14 +157,16 @@ class RevocationList:
         try:
             revoked = self._reload()
         except ServiceUnavailableError:
+            # The lock is kept until it expires (RELOAD_LOCK_MS): while MongoDB is down, one
+            # caller per lock period waits out its timeout, not every caller.
             if lost:
                 raise
             logger.warning("revocations not reloaded: MongoDB is unavailable")
             return False
         except redis.RedisError:
-            return self.record().is_revoked(sid)
-        finally:
             self._release_lock()
+            return self.record().is_revoked(sid)
+        self._release_lock()
         return sid in revoked
 
     def _reload(self) -> dict[str, datetime]:

@@ -18,12 +18,14 @@ the functions check what may have changed since, at every call (ARCHITECTURE.md)
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import redis
 from fastapi import Depends, Request
 
+from lucid.auth.revocation import LEEWAY_SECONDS as EXPIRY_LEEWAY_SECONDS
 from lucid.auth.revocation import RevocationList, RevocationRecord
 from lucid.config import get_settings
 from lucid.errors import AuthenticationError, ForbiddenError, InvalidTokenError
@@ -116,7 +118,11 @@ async def revocation_list(client: RedisDep, database: DatabaseFactoryDep) -> Rev
 
 
 def check_sign_in(caller: CallerIdentity, revocations: RevocationList) -> None:
-    """401 unless the caller's sign-in is live (503 when neither store can tell)."""
+    """401 unless the caller's token is unexpired and its sign-in live (503 when neither store
+    can tell). The expiry is checked here too: API Gateway may pass on an Allow it cached before
+    the token expired, for up to AuthorizerTtlSeconds, longer than revocations are kept."""
+    if caller.expires_at is not None and caller.expires_at + EXPIRY_LEEWAY_SECONDS < time.time():
+        raise InvalidTokenError("token has expired")
     if not caller.session_id:
         raise InvalidTokenError("the token names no sign-in; sign in again")
     if revocations.is_revoked(caller.session_id):

@@ -1,0 +1,43 @@
+"""A function refuses an expired token even when API Gateway passes on an Allow it cached
+before the token expired (AuthorizerTtlSeconds may outlast the token and its revocations)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from lucid.auth.revocation import RevocationList
+from lucid.errors import InvalidTokenError
+from lucid.identity import CallerIdentity
+from lucid.web.deps import check_sign_in
+from lucid_edge.local import in_memory_database
+from tests.utils.datastore import revocations_on
+
+
+def _caller(expires_at: int) -> CallerIdentity:
+    return CallerIdentity(
+        user_id="u-1",
+        address="TXyz",
+        role="user",
+        tier="authenticated",
+        jti="j",
+        expires_at=expires_at,
+        session_id="s-1",
+    )
+
+
+@pytest.fixture
+def revocations(redis_client: redis.Redis) -> RevocationList:
+    return revocations_on(redis_client, in_memory_database())
+
+
+def test_a_token_past_its_exp_and_the_leeway_is_refused(revocations: RevocationList) -> None:
+    with pytest.raises(InvalidTokenError, match="expired"):
+        check_sign_in(_caller(int(time.time()) - 31), revocations)
+
+
+def test_a_live_token_within_the_leeway_passes(revocations: RevocationList) -> None:
+    check_sign_in(_caller(int(time.time()) + 60), revocations)
+    check_sign_in(_caller(int(time.time()) - 5), revocations)  # clock skew allowance
