@@ -1,8 +1,8 @@
 """Users, callers and a per-test MongoDB for the users and sessions functions.
 
 MongoDB in these tests is the local edge's in-memory store (`lucid_edge.local.in_memory_database`,
-mongomock), one fresh database per test, injected into the functions through
-`app.dependency_overrides` (`current_database` and `database_factory`). mongomock does not make a
+mongomock), one fresh database per test, injected into the functions with
+`lucid.web.stores.use_stores`. mongomock does not make a
 single write atomic across threads (its `find_one_and_update` is a find followed by an update by
 `_id`), while MongoDB does; `atomic_writes()` restores the server's guarantee (each write operation
 runs alone) so concurrency tests exercise our code's atomicity, not mongomock's gaps.
@@ -28,8 +28,7 @@ from lucid.auth.revocation import LEEWAY_SECONDS, RevocationList
 from lucid.auth.revocation_record import MongoRevocationRecord
 from lucid.store.documents import Document, new_id, utcnow
 from lucid.store.redis_client import get_redis
-from lucid.web.database import current_database
-from lucid.web.deps import database_factory
+from lucid.web.stores import Stores, stores_of_app, use_stores
 from lucid_edge.local import in_memory_database
 from tests.utils.events import Reply, http_event, lambda_context, reply_from
 from tests.utils.functions import load_module
@@ -83,19 +82,14 @@ def database_for(
     injected = revocations_on(get_redis(), db, revocations().horizon_seconds - LEEWAY_SECONDS)
     authorizer._revocations = lambda: injected
     apps = [load_module(group).app for group in groups]
-    overrides = {current_database: lambda: db, database_factory: lambda: lambda: db}
-    previous = [{dep: app.dependency_overrides.get(dep) for dep in overrides} for app in apps]
-    for app in apps:
-        app.dependency_overrides.update(overrides)
+    previous = [
+        use_stores(app, Stores(redis=stores_of_app(app).redis, database=lambda: db)) for app in apps
+    ]
     try:
         yield db
     finally:
         for app, before in zip(apps, previous, strict=True):
-            for dep, override in before.items():
-                if override is None:
-                    app.dependency_overrides.pop(dep, None)
-                else:
-                    app.dependency_overrides[dep] = override
+            use_stores(app, before)
         authorizer._revocations = revocations
 
 

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from pymongo.database import Database
 
 from lucid.store.documents import Document
-from lucid.store.mongo import get_database
+from lucid.web.stores import stores_of
 
 
-async def current_database() -> Database[Document]:
-    """The process's MongoDB database."""
-    return get_database()
+async def current_database(request: Request) -> Database[Document]:
+    """The app's MongoDB database (the process's unless `lucid.web.stores.use_stores` says
+    other)."""
+    return stores_of(request.scope).database()
 
 
 DatabaseDep = Annotated[Database[Document], Depends(current_database)]

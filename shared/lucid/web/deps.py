@@ -30,12 +30,12 @@ from lucid.auth.revocation import RevocationList, RevocationRecord
 from lucid.config import get_settings
 from lucid.errors import AuthenticationError, ForbiddenError, InvalidTokenError
 from lucid.identity import CallerIdentity, Role
-from lucid.store.redis_client import get_redis
 from lucid.web.middleware import request_facts
 
 # Re-exported: where routes have always found them (lucid.web.settings imports no driver).
 from lucid.web.settings import SettingsDep as SettingsDep
 from lucid.web.settings import current_settings as current_settings
+from lucid.web.stores import stores_of
 
 if TYPE_CHECKING:
     from pymongo.database import Database
@@ -69,15 +69,9 @@ async def token_caller(request: Request) -> CallerIdentity:
     return _vouched(request)
 
 
-async def current_redis() -> redis.Redis:
-    """The process's Redis client."""
-    return get_redis()
-
-
-def _process_database() -> Database[Document]:
-    from lucid.store.mongo import get_database
-
-    return get_database()
+async def current_redis(request: Request) -> redis.Redis:
+    """The app's Redis client (the process's unless `lucid.web.stores.use_stores` says other)."""
+    return stores_of(request.scope).redis()
 
 
 def _mongo_record(database: DatabaseFactory) -> RevocationRecord:
@@ -92,11 +86,10 @@ def _stored_role(database: DatabaseFactory, user_id: str) -> Role | None:
     return stored_role(database(), user_id)
 
 
-async def database_factory() -> DatabaseFactory:
-    """How to reach the process's MongoDB database when a check needs it, not before: a
-    function that checks callers opens no MongoDB connection it never uses (tests override
-    this beside `lucid.web.database.current_database`)."""
-    return _process_database
+async def database_factory(request: Request) -> DatabaseFactory:
+    """How to reach the app's MongoDB database when a check needs it, not before: a function
+    that checks callers opens no MongoDB connection it never uses."""
+    return stores_of(request.scope).database
 
 
 RedisDep = Annotated[redis.Redis, Depends(current_redis)]
@@ -129,16 +122,17 @@ def check_sign_in(caller: CallerIdentity, revocations: RevocationList) -> None:
         raise InvalidTokenError("this sign-in was revoked; sign in again")
 
 
-# The two checks below take the request and the clients directly rather than other dependencies:
-# every dependency FastAPI resolves costs ~15 us per request, on every signed-in call.
+# The two checks below take the request alone and find the stores through it
+# (`lucid.web.stores`), not through dependencies of their own: every dependency FastAPI resolves
+# costs 10-20 us per request, on every signed-in call.
 
 
-async def require_caller(
-    request: Request, client: RedisDep, database: DatabaseFactoryDep
-) -> CallerIdentity:
+async def require_caller(request: Request) -> CallerIdentity:
     """The caller, whose sign-in is live (401 otherwise), with its admin role checked in storage."""
     caller = _vouched(request)
-    check_sign_in(caller, revocations_on(client, database))
+    stores = stores_of(request.scope)
+    database = stores.database
+    check_sign_in(caller, revocations_on(stores.redis(), database))
     if not caller.is_admin:
         return caller  # a plain user's token grants nothing storage could take away
     role = _stored_role(database, caller.user_id)
@@ -147,14 +141,14 @@ async def require_caller(
     return caller if role == Role.ADMIN else dataclasses.replace(caller, role=role)
 
 
-async def require_admin(
-    request: Request, client: RedisDep, database: DatabaseFactoryDep
-) -> CallerIdentity:
+async def require_admin(request: Request) -> CallerIdentity:
     """The caller, who must be an admin now, where the role is stored (403 otherwise)."""
     caller = _vouched(request)
+    stores = stores_of(request.scope)
+    database = stores.database
     if not caller.is_admin or _stored_role(database, caller.user_id) != Role.ADMIN:
         raise ForbiddenError("this route is for admins")
-    check_sign_in(caller, revocations_on(client, database))
+    check_sign_in(caller, revocations_on(stores.redis(), database))
     return caller
 
 

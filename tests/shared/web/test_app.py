@@ -23,9 +23,8 @@ from lucid.web.deps import (
     Caller,
     OptionalCaller,
     SourceIp,
-    current_redis,
-    database_factory,
 )
+from lucid.web.stores import PROCESS_STORES, Stores, use_stores
 from lucid_edge.local import free_port, in_memory_database
 from tests.utils.events import http_event
 from tests.utils.logs import logged_lines
@@ -190,7 +189,7 @@ def test_a_revoked_or_sign_in_less_context_is_401_and_no_store_to_ask_is_503(
     database = in_memory_database()
     revoke = {"_id": new_id(), "family_id": revoked["sid"], "revoked_at": datetime.now(UTC)}
     database["tokens"].insert_one(revoke)
-    app.dependency_overrides[database_factory] = lambda: lambda: database
+    use_stores(app, Stores(database=lambda: database))
     dead = redis.Redis(port=free_port(), socket_timeout=0.05, retry=Retry(NoBackoff(), 0))
     dead_database = build_database(
         Settings(MONGODB_URI=f"mongodb://127.0.0.1:{free_port()}", MONGODB_TIMEOUT_MS=100)
@@ -203,12 +202,11 @@ def test_a_revoked_or_sign_in_less_context_is_401_and_no_store_to_ask_is_503(
         status, _, body = call("GET", "/me", authorizer={**USER, "sid": ""})
         assert (status, body["detail"]) == (401, "the token names no sign-in; sign in again")
         # WHEN neither Redis nor MongoDB answers THEN it is a 503, never a pass
-        app.dependency_overrides[current_redis] = lambda: dead
-        app.dependency_overrides[database_factory] = lambda: lambda: dead_database
+        use_stores(app, Stores(redis=lambda: dead, database=lambda: dead_database))
         status, _, body = call("GET", "/me", authorizer={**USER, "sid": new_id()})
         assert status == 503
     finally:
-        app.dependency_overrides.clear()
+        use_stores(app, PROCESS_STORES)
         dead.close()
         dead_database.client.close()
 
@@ -217,7 +215,7 @@ def test_admin_route_admits_only_who_is_admin_in_storage_now() -> None:
     # GIVEN the user is an admin where roles are stored
     database = in_memory_database()
     database["users"].insert_one({"_id": USER_ID, "role": "admin"})
-    app.dependency_overrides[database_factory] = lambda: lambda: database
+    use_stores(app, Stores(database=lambda: database))
     try:
         # THEN a token that says user is refused, one that says admin admitted
         assert call("GET", "/admin", authorizer=USER)[0] == 403
@@ -234,7 +232,7 @@ def test_admin_route_admits_only_who_is_admin_in_storage_now() -> None:
             call("GET", "/admin", authorizer={**USER, "role": "admin", "user_id": "u1"})[0] == 403
         )
     finally:
-        app.dependency_overrides.clear()
+        use_stores(app, PROCESS_STORES)
 
 
 def test_each_request_logs_one_structured_json_line() -> None:

@@ -1,0 +1,73 @@
+"""Where a function's dependencies find Redis and MongoDB: the process's clients, or the app's own.
+
+The signed-in path resolves as few FastAPI dependencies as it can: FastAPI spends 10-20 µs of
+CPU per dependency and request on resolving it (issue 11's profile: `Caller` with its Redis and
+database sub-dependencies, and a repository with its database one, cost ~50 µs per GET
+/users/me more than the same work in two dependencies). So the caller check, the repositories
+and the idempotency store take the stores from the app, one attribute lookup, instead of from
+dependencies of their own.
+
+An app serves the process's clients (built once per cold start, `lucid.store`) unless someone
+points it elsewhere with `use_stores` (the tests: a fresh in-memory database per test, a Redis
+that is down). Neither redis-py's client nor pymongo is built before a route first asks, and
+pymongo is not imported at all until then: the proxy function never needs it (cold start,
+`lucid.web.database`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starlette.types import Scope
+
+if TYPE_CHECKING:
+    import redis
+    from fastapi import FastAPI
+    from pymongo.database import Database
+
+    from lucid.store.documents import Document
+
+_ATTRIBUTE = "lucid_stores"
+
+
+def _process_redis() -> redis.Redis:
+    from lucid.store.redis_client import get_redis
+
+    return get_redis()
+
+
+def _process_database() -> Database[Document]:
+    from lucid.store.mongo import get_database
+
+    return get_database()
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """How an app reaches its stores: each a function called when a request needs that store."""
+
+    redis: Callable[[], redis.Redis] = _process_redis
+    database: Callable[[], Database[Document]] = _process_database
+
+
+PROCESS_STORES = Stores()
+
+
+def use_stores(app: FastAPI, stores: Stores) -> Stores:
+    """Make `app`'s routes use `stores` from its next request on; returns what it used before."""
+    previous = stores_of_app(app)
+    setattr(app.state, _ATTRIBUTE, stores)
+    return previous
+
+
+def stores_of_app(app: FastAPI) -> Stores:
+    """The stores `app` uses (the process's unless `use_stores` said otherwise)."""
+    stores: Stores | None = getattr(app.state, _ATTRIBUTE, None)
+    return stores if stores is not None else PROCESS_STORES
+
+
+def stores_of(scope: Scope) -> Stores:
+    """The stores of the app serving the request behind `scope`."""
+    return stores_of_app(scope["app"])
