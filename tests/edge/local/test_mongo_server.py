@@ -168,6 +168,20 @@ def test_more_to_come_writes_get_no_reply(raw: socket.socket, db: Database[Doc])
     assert sorted(doc["_id"] for doc in db.quiet.find()) == [1, 2]
 
 
+def test_messages_split_and_batched_arbitrarily_are_answered_in_order(raw: socket.socket) -> None:
+    # GIVEN three pings sent as one stream cut at arbitrary points: the first message in two
+    # pieces (mid-header, then mid-body), the other two arriving together with the first's tail
+    pings = [frame(2013, op_msg({"ping": 1, "$db": "admin"})[16:], request_id=n) for n in (1, 2, 3)]
+    stream = b"".join(pings)
+    for piece in (stream[:10], stream[10:30], stream[30:]):
+        raw.sendall(piece)
+        time.sleep(0.05)  # each piece reaches the server on its own
+    # THEN each is answered once, in order, and the connection stays usable
+    assert [read_reply(raw)[1] for _ in pings] == [1, 2, 3]
+    raw.sendall(frame(2013, op_msg({"ping": 1, "$db": "admin"})[16:], request_id=4))
+    assert read_reply(raw)[1] == 4
+
+
 GARBAGE = {
     "length below a header": struct.pack("<iiii", 5, 1, 0, 2013),
     "length above the maximum": struct.pack("<iiii", 100_000_000, 1, 0, 2013),

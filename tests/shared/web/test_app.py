@@ -24,7 +24,7 @@ from lucid.web.deps import (
     OptionalCaller,
     SourceIp,
 )
-from lucid.web.stores import PROCESS_STORES, Stores, use_stores
+from lucid.web.stores import PROCESS_STORES, Stores, stores_of_app, use_stores
 from lucid_edge.local import free_port, in_memory_database
 from tests.utils.events import http_event
 from tests.utils.logs import logged_lines
@@ -246,3 +246,20 @@ def test_each_request_logs_one_structured_json_line() -> None:
     assert line["user_id"] == USER_ID
     assert line["path"] == "/me"
     assert line["duration_ms"] >= 0
+
+
+def test_an_app_uses_the_stores_it_is_given_and_the_process_stores_otherwise() -> None:
+    # GIVEN two apps, one pointed at its own database where the caller's account is an admin
+    database = in_memory_database()
+    database["users"].insert_one({"_id": USER_ID, "role": "admin"})
+    other = create_app("other", router)
+    previous = use_stores(app, Stores(database=lambda: database))
+    try:
+        # THEN that app's admin check reads it, and the other app still serves the process's
+        assert previous is PROCESS_STORES
+        assert call("GET", "/admin", authorizer={**USER, "role": "admin"})[0] == 200
+        assert stores_of_app(other) is PROCESS_STORES
+    finally:
+        # AND putting the previous stores back takes the database away again
+        assert use_stores(app, previous).database() is database
+    assert stores_of_app(app) is PROCESS_STORES
