@@ -21,7 +21,8 @@ local edge, our test harness, runs concurrent invocations in threads of one proc
 would carry another request's correlation id and one invocation would print (or lose) another's
 metrics. So the keys go through Powertools' thread-safe keys (a ContextVar, copied into the
 asyncio tasks Mangum runs and into the worker threads FastAPI runs sync code in), and each
-invocation's metrics live in a Powertools `EphemeralMetrics` held by a ContextVar too.
+invocation's metrics live in a set of its own held by a ContextVar too (`MetricSet`: the line
+`EphemeralMetrics` prints, for a fraction of its CPU).
 
 A metric never breaks a request: the namespace always has a value (POWERTOOLS_METRICS_NAMESPACE,
 default "Lucid"), and a metric Powertools refuses is logged and dropped.
@@ -44,8 +45,9 @@ import functools
 import itertools
 import json
 import logging
+import numbers
 import sys
-import threading
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar, cast
@@ -102,23 +104,92 @@ FAULT = "Fault"
 CLIENT_ERROR = "ClientError"
 
 
-# One metric set per invoking thread, reused invocation after invocation (emptied by each
-# flush): building an EphemeralMetrics lists every unit and resolution (~11 us), which every
-# HTTP invocation would pay since each records its latency. A thread runs one invocation at a
-# time (a Lambda instance; one of the local edge's instance threads), and the set is bound when
-# the invocation starts, on its own thread, so code it runs in other threads (FastAPI's sync
-# dependencies) records into it too.
-_per_thread = threading.local()
+# Powertools' limits for one EMF line (aws_lambda_powertools.metrics.provider.cloudwatch_emf).
+MAX_METRICS = 100  # metrics per line, and values per metric: the line is printed when reached
+MAX_METRIC_NAME_LENGTH = 255
+_UNITS = {unit.value: unit.value for unit in MetricUnit} | {
+    unit.name: unit.value for unit in MetricUnit
+}
+# The dimension sets every request's metrics are published under, besides `service` alone.
+_ROUTE, _FUNCTION = "route", "function"
+_COUNT, _MILLISECONDS = MetricUnit.Count.value, MetricUnit.Milliseconds.value
 
 
-def _thread_metrics() -> EphemeralMetrics:
-    metrics: EphemeralMetrics | None = getattr(_per_thread, "metrics", None)
-    if metrics is None:
-        metrics = _per_thread.metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
-    elif metrics.metadata_set:  # an invocation that recorded nothing left its metadata
-        metrics.clear_metrics()
-    metrics.namespace = NAMESPACE
-    return metrics
+class MetricSet:
+    """One invocation's metrics, printed as the EMF line Powertools' `EphemeralMetrics` prints.
+
+    Why not `EphemeralMetrics` itself: issue 11's profile. Recording a request's latency and
+    outcome through it (three `add_metric`, two `add_dimensions`, its serialisation) cost ~17 µs
+    of CPU per invocation, about a third of /health's function time; this records a value in a
+    dict and serialises once. The line is the same: `_aws` with the timestamp, namespace,
+    dimension sets and metric definitions, then the dimension values, the metadata and each
+    metric's values (tests/shared/test_observability.py pins it). What CloudWatch would refuse
+    is refused as Powertools refuses it (same exceptions): a name outside 1-255 characters, a
+    value that is not a number, a unit that is not a CloudWatch unit.
+    """
+
+    __slots__ = ("dimensions", "metadata", "metrics", "units")
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, list[float]] = {}
+        self.units: dict[str, str] = {}
+        self.dimensions: dict[str, str] = {}  # route / function, published as sets beside service
+        self.metadata: dict[str, Any] = {}
+
+    def add_metric(self, name: str, unit: MetricUnit | str, value: float) -> None:
+        """Add `value` to metric `name` (printed when the invocation ends)."""
+        name = name.strip()
+        if not 1 <= len(name) <= MAX_METRIC_NAME_LENGTH:
+            raise MetricNameError(
+                f"The metric name should be between 1 and {MAX_METRIC_NAME_LENGTH} characters"
+            )
+        if not isinstance(value, numbers.Number) or isinstance(value, complex):
+            raise MetricValueError(f"{value} is not a valid number")
+        unit_name = _UNITS.get(unit.value if isinstance(unit, MetricUnit) else unit)
+        if unit_name is None:
+            raise MetricUnitError(f"Invalid metric unit '{unit}'")
+        values = self.metrics.get(name)
+        if values is None:
+            values = self.metrics[name] = []
+        self.units[name] = unit_name
+        values.append(float(value))
+        if len(self.metrics) == MAX_METRICS or len(values) == MAX_METRICS:
+            _write(self, keep_dimensions=True)  # what Powertools does at its limit
+
+    def serialize(self) -> dict[str, Any]:
+        """The EMF document; SchemaValidationError without a metric or a namespace."""
+        if not self.metrics:
+            raise SchemaValidationError("Must contain at least one metric.")
+        if NAMESPACE is None:
+            raise SchemaValidationError("Must contain a metric namespace.")
+        dimension_sets = [["service"]]
+        dimension_sets.extend(["service", name] for name in self.dimensions)
+        return {
+            "_aws": {
+                "Timestamp": int(time.time() * 1000),
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": NAMESPACE,
+                        "Dimensions": dimension_sets,
+                        "Metrics": [
+                            {"Name": name, "Unit": self.units[name]} for name in self.metrics
+                        ],
+                    }
+                ],
+            },
+            "service": SERVICE,
+            **self.dimensions,
+            **self.metadata,
+            **self.metrics,
+        }
+
+    def clear(self, *, keep_dimensions: bool = False) -> None:
+        """Forget the metrics (and, unless kept, the dimensions and metadata)."""
+        self.metrics = {}
+        self.units = {}
+        if not keep_dimensions:
+            self.dimensions = {}
+            self.metadata = {}
 
 
 class _InvocationMetrics:
@@ -126,23 +197,16 @@ class _InvocationMetrics:
 
     __slots__ = ("correlation_id", "function", "metrics")
 
-    def __init__(
-        self,
-        correlation_id: str | None = None,
-        function: str | None = None,
-        metrics: EphemeralMetrics | None = None,
-    ) -> None:
+    def __init__(self, correlation_id: str | None = None, function: str | None = None) -> None:
         self.correlation_id = correlation_id
         self.function = function
-        self.metrics = metrics
-        if metrics is not None and correlation_id is not None:
-            metrics.add_metadata(key="correlation_id", value=correlation_id)
+        self.metrics: MetricSet | None = None
 
-    def get(self) -> EphemeralMetrics:
+    def get(self) -> MetricSet:
         if self.metrics is None:
-            self.metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+            self.metrics = MetricSet()
             if self.correlation_id is not None:
-                self.metrics.add_metadata(key="correlation_id", value=self.correlation_id)
+                self.metrics.metadata["correlation_id"] = self.correlation_id
         return self.metrics
 
 
@@ -198,19 +262,25 @@ def observe_request(route: str | None, status: int, duration_ms: float) -> None:
     if invocation is None:
         return
     metrics = invocation.get()
-    try:
-        if route:
-            metrics.add_dimensions(service=SERVICE, route=route)
-        if invocation.function:
-            metrics.add_dimensions(service=SERVICE, function=invocation.function)
-        metrics.add_metric(name=LATENCY, unit=MetricUnit.Milliseconds, value=duration_ms)
-        metrics.add_metric(name=FAULT, unit=MetricUnit.Count, value=int(status >= 500))
-        metrics.add_metric(name=CLIENT_ERROR, unit=MetricUnit.Count, value=int(400 <= status < 500))
-    except (*_REFUSED_METRIC, SchemaValidationError) as error:
-        _log.warning("request metrics dropped: %s", error)
+    if route and route.strip():
+        metrics.dimensions[_ROUTE] = route
+    if invocation.function and invocation.function.strip():
+        metrics.dimensions[_FUNCTION] = invocation.function
+    # Known names, units and numbers: nothing here can be refused (MetricSet.add_metric).
+    for name, value in (
+        (LATENCY, float(duration_ms)),
+        (FAULT, float(status >= 500)),
+        (CLIENT_ERROR, float(400 <= status < 500)),
+    ):
+        values = metrics.metrics.get(name)
+        if values is None:
+            metrics.metrics[name] = [value]
+            metrics.units[name] = _MILLISECONDS if name == LATENCY else _COUNT
+        else:
+            values.append(value)
 
 
-def _write(metrics: EphemeralMetrics) -> None:
+def _write(metrics: MetricSet, *, keep_dimensions: bool = False) -> None:
     """Print `metrics` as one EMF line, written and flushed in one call.
 
     What `flush_metrics` does, but for the write: Powertools `print()`s the line, i.e. two
@@ -221,33 +291,41 @@ def _write(metrics: EphemeralMetrics) -> None:
     try:
         if is_metrics_disabled():  # POWERTOOLS_METRICS_DISABLED, as Powertools honours it
             return
-        line = json.dumps(metrics.serialize_metric_set(), separators=(",", ":"))
+        line = json.dumps(metrics.serialize(), separators=(",", ":"))
     except SchemaValidationError as error:
         _log.warning("metrics dropped: %s", error)
         return
     finally:
-        metrics.clear_metrics()
+        metrics.clear(keep_dimensions=keep_dimensions)
+    _print(line)
+
+
+def _print(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
 
 
 def _flush(invocation: _InvocationMetrics) -> None:
     metrics = invocation.metrics
-    if metrics is None or not metrics.metric_set:
+    if metrics is None or not metrics.metrics:
         return
     _write(metrics)
 
 
 def _cold_start(function_name: str) -> None:
-    # Powertools' `add_cold_start_metric`: its own line, dimensions function_name and service.
+    # Powertools' `add_cold_start_metric` as it is (once per cold start): its own line,
+    # dimensions function_name and service.
     metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
     try:
+        if is_metrics_disabled():
+            return
         metrics.add_dimension(name="function_name", value=function_name)
         metrics.add_metric(name=COLD_START, unit=MetricUnit.Count, value=1)
-    except _REFUSED_METRIC as error:
+        line = json.dumps(metrics.serialize_metric_set(), separators=(",", ":"))
+    except (*_REFUSED_METRIC, SchemaValidationError) as error:
         _log.warning("cold start metric dropped: %s", error)
         return
-    _write(metrics)
+    _print(line)
 
 
 def flush_metrics() -> None:
@@ -279,9 +357,7 @@ def instrument(handler: Handler) -> Handler:
         cold_start = next(invocations) == 0
         keys = _invocation_keys(event, context, cold_start)
         _keys.thread_safe_append_keys(**keys)
-        invocation = _InvocationMetrics(
-            keys["correlation_id"], keys["function_name"], _thread_metrics()
-        )
+        invocation = _InvocationMetrics(keys["correlation_id"], keys["function_name"])
         token = _current.set(invocation)
         try:
             return handler(event, context)

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import httpx
 import pytest
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from fastapi import APIRouter, Depends
 
 from lucid import observability
@@ -328,3 +329,44 @@ def test_powertools_switch_turns_the_lines_off(
     invoke(handler, query="n=1")
     (line,) = emf_lines(capsys.readouterr().out)
     assert total(line, "WorkDone") == 1
+
+
+def test_an_invocation_line_is_the_line_powertools_prints_for_the_same_metrics(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN an invocation counting twice, recording bytes and answering a 404
+    def work(event: Any, context: Any) -> None:
+        count("RateLimitAdmitted")
+        count("RateLimitAdmitted")
+        record("Bytes", 3, observability.MetricUnit.Bytes)
+        observability.observe_request("GET /users/me", 404, 1.5)
+
+    handler = observability.instrument(work)
+    handler(http_event("GET", "/users/me"), lambda_context("UsersFunction"))  # the cold start
+    capsys.readouterr()
+    handler(http_event("GET", "/users/me"), lambda_context("UsersFunction"))
+    (ours,) = emf_lines(capsys.readouterr().out)
+    # WHEN Powertools' EphemeralMetrics records the same (as this module did before issue 11)
+    powertools = EphemeralMetrics(namespace=observability.NAMESPACE, service=observability.SERVICE)
+    powertools.add_metadata(key="correlation_id", value=ours["correlation_id"])
+    for _ in range(2):
+        powertools.add_metric(name="RateLimitAdmitted", unit=MetricUnit.Count, value=1)
+    powertools.add_metric(name="Bytes", unit=MetricUnit.Bytes, value=3)
+    powertools.add_dimensions(service=observability.SERVICE, route="GET /users/me")
+    powertools.add_dimensions(service=observability.SERVICE, function="UsersFunction")
+    powertools.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=1.5)
+    powertools.add_metric(name="Fault", unit=MetricUnit.Count, value=0)
+    powertools.add_metric(name="ClientError", unit=MetricUnit.Count, value=1)
+    theirs = json.loads(json.dumps(powertools.serialize_metric_set()))
+    # THEN the lines are the same, key order included, but for the time they were taken
+    assert abs(ours["_aws"].pop("Timestamp") - theirs["_aws"].pop("Timestamp")) < 60_000
+    assert json.dumps(ours) == json.dumps(theirs)
+
+
+def test_a_metric_at_powertools_limit_of_100_values_is_printed_then_and_the_rest_later(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    handler = observability.instrument(lambda event, context: [count("Hit") for _ in range(150)])
+    handler(http_event("GET", "/work"), lambda_context("Hits"))
+    lines = [line for line in emf_lines(capsys.readouterr().out) if "Hit" in line]
+    assert [len(line["Hit"]) for line in lines] == [100, 50]
