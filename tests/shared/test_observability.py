@@ -314,7 +314,7 @@ def test_requests_served_without_an_invocation_keep_no_metrics() -> None:
     finally:
         loop.close()
     # THEN nothing accumulates where no invocation will ever print it
-    assert observability._outside.metrics is None or not observability._outside.metrics.metric_set
+    assert observability._outside.metrics is None or not observability._outside.metrics.metrics
 
 
 def test_powertools_switch_turns_the_lines_off(
