@@ -18,6 +18,11 @@ from typing import Annotated, Any
 import httpx
 import pytest
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools.metrics.exceptions import MetricValueError
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.exceptions import (
+    MetricNameError,
+    MetricUnitError,
+)
 from fastapi import APIRouter, Depends
 
 from lucid import observability
@@ -370,3 +375,25 @@ def test_a_metric_at_powertools_limit_of_100_values_is_printed_then_and_the_rest
     handler(http_event("GET", "/work"), lambda_context("Hits"))
     lines = [line for line in emf_lines(capsys.readouterr().out) if "Hit" in line]
     assert [len(line["Hit"]) for line in lines] == [100, 50]
+
+
+@pytest.mark.parametrize(
+    ("name", "unit", "value", "refused"),
+    [
+        ("x" * 256, MetricUnit.Count, 1, MetricNameError),
+        ("Hit", MetricUnit.Count, "1", MetricValueError),
+        ("Hit", "Furlongs", 1, MetricUnitError),
+    ],
+)
+def test_what_powertools_refuses_the_metric_set_refuses_the_same_way(
+    name: str, unit: Any, value: Any, refused: type[Exception]
+) -> None:
+    # GIVEN a recording CloudWatch would refuse THEN both refuse it with Powertools' exception
+    with pytest.raises(refused):
+        observability.MetricSet().add_metric(name=name, unit=unit, value=value)
+    with pytest.raises(refused):
+        EphemeralMetrics(namespace="N").add_metric(name=name, unit=unit, value=value)
+    # AND a unit given by its name is the unit
+    metrics = observability.MetricSet()
+    metrics.add_metric(name="Size", unit="Bytes", value=2)
+    assert metrics.units == {"Size": "Bytes"}
