@@ -13,6 +13,7 @@ to compile from source because no usable .pyc was there.
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -86,6 +87,8 @@ def main() -> None:
         "answer": answer,
         "compiled_from_source": compiled_from_source,
         "modules": len(sys.modules),
+        # the collector as the function left it after its cold start (lucid.coldstart)
+        "gc": {"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()},
         "packages": sorted({name.partition(".")[0] for name in sys.modules}),
         "flags": {
             "optimize": sys.flags.optimize,

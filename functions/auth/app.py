@@ -1,12 +1,15 @@
 """Auth function: TRON wallet sign-in and the JWT lifecycle. Wiring only."""
 
-from routes import router
+from lucid.coldstart import cold_start
 
-from lucid.auth.keys import check_keys_at_cold_start
-from lucid.web.app import create_app, lambda_handler
+with cold_start():  # the collector off while importing, then the imports frozen (lucid.coldstart)
+    from routes import router
 
-# Cold start: refuse to start with unusable keys (short HS key from AWS, bad PEM, ...).
-check_keys_at_cold_start()
+    from lucid.auth.keys import check_keys_at_cold_start
+    from lucid.web.app import create_app, lambda_handler
 
-app = create_app("auth", router)
-handler = lambda_handler(app)
+    # Cold start: refuse to start with unusable keys (short HS key from AWS, bad PEM, ...).
+    check_keys_at_cold_start()
+
+    app = create_app("auth", router)
+    handler = lambda_handler(app)

@@ -7,17 +7,20 @@ Authorization header call this route?"), and this runs before every protected ca
 import functools
 from typing import Any
 
-from lucid.auth.authorizer import authorize
-from lucid.auth.keys import check_keys_at_cold_start
-from lucid.auth.revocation import RevocationList, mongodb_record
-from lucid.auth.tokens import get_token_service
-from lucid.config import get_settings
-from lucid.observability import instrument
-from lucid.store.redis_client import get_redis
+from lucid.coldstart import cold_start
 
-# Cold start: refuse to start with unusable keys rather than deny every request later.
-check_keys_at_cold_start()
-_tokens = get_token_service()
+with cold_start():  # the collector off while importing, then the imports frozen (lucid.coldstart)
+    from lucid.auth.authorizer import authorize
+    from lucid.auth.keys import check_keys_at_cold_start
+    from lucid.auth.revocation import RevocationList, mongodb_record
+    from lucid.auth.tokens import get_token_service
+    from lucid.config import get_settings
+    from lucid.observability import instrument
+    from lucid.store.redis_client import get_redis
+
+    # Cold start: refuse to start with unusable keys rather than deny every request later.
+    check_keys_at_cold_start()
+    _tokens = get_token_service()
 
 
 @functools.cache

@@ -68,6 +68,10 @@ NOT_IMPORTED = {
     # GET /health and /meta/info need no driver; /meta/health loads them (lucid.web.readiness)
     "MetaFunction": {"redis": "imported by the first /meta/health", "pymongo": "likewise"},
 }
+# Objects a started function has frozen (lucid.coldstart) at least: the authorizer's start
+# leaves ~60,000 (without FastAPI), the FastAPI functions' 80,000-120,000; a start outside the
+# block freezes none.
+MIN_FROZEN_AT_START = 10_000
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 # Lambda's python3.11 starts `python3` without -O: it reads <module>.cpython-311.pyc files.
 PYC_FLAGS_UNCHECKED_HASH = 0b01  # PEP 552: hash-based, source not checked
@@ -182,6 +186,10 @@ def test_each_function_answers_from_its_read_only_task_root_and_the_layer_alone(
     # ...without importing what it does not use
     unused = NOT_IMPORTED.get(name, {})
     assert {p: why for p, why in unused.items() if p in report["packages"]} == {}
+    # ...with what its start built frozen, and the collector on for what requests create
+    # (lucid.coldstart: the collector walks none of the start's objects again)
+    assert report["gc"] == {"enabled": True, "frozen": report["gc"]["frozen"]}
+    assert report["gc"]["frozen"] > MIN_FROZEN_AT_START, report["gc"]
     # ...and without compiling a single module of the artifact from source
     compiled = [
         path

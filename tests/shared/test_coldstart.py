@@ -1,0 +1,75 @@
+"""lucid.coldstart: a function's imports run without the cyclic collector, then stay frozen."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from lucid.coldstart import cold_start
+
+
+class Node:
+    """An object the collector tracks, able to join a reference cycle."""
+
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+@pytest.fixture
+def collector() -> Iterator[None]:
+    """The collector as the test process had it, restored afterwards (frozen objects too)."""
+    enabled = gc.isenabled()
+    gc.enable()
+    yield
+    gc.unfreeze()
+    if not enabled:
+        gc.disable()
+
+
+@pytest.mark.usefixtures("collector")
+def test_the_collector_is_off_while_importing_and_on_again_with_the_imports_frozen() -> None:
+    # GIVEN the collector on, as Lambda's runtime starts Python
+    frozen_before = gc.get_freeze_count()
+    # WHEN a function's start builds its long-lived objects inside the block
+    with cold_start():
+        during = gc.isenabled()
+        kept = [Node() for _ in range(1000)]
+    # THEN no collection could run meanwhile, and afterwards the collector runs again for what
+    # requests create, without walking what the start built: it is in the permanent generation
+    assert during is False
+    assert gc.isenabled() is True
+    assert gc.get_freeze_count() >= frozen_before + len(kept)
+
+
+@pytest.mark.usefixtures("collector")
+def test_a_start_that_fails_leaves_the_collector_on() -> None:
+    # GIVEN a start that raises (unusable keys, a bad setting)
+    # WHEN the block exits with it THEN the error propagates and the collector is on again
+    with pytest.raises(RuntimeError, match="bad key"), cold_start():
+        raise RuntimeError("bad key")
+    assert gc.isenabled() is True
+
+
+@pytest.mark.usefixtures("collector")
+def test_a_collector_turned_off_before_stays_off() -> None:
+    # GIVEN a process that turned the collector off itself
+    gc.disable()
+    # WHEN a function starts in it THEN the collector is not turned on behind its back
+    with cold_start():
+        pass
+    assert gc.isenabled() is False
+
+
+@pytest.mark.usefixtures("collector")
+def test_what_requests_create_is_still_collected() -> None:
+    # GIVEN a started function
+    with cold_start():
+        pass
+    # WHEN a request leaves a reference cycle behind
+    first, second = Node(), Node()
+    first.other, second.other = second, first
+    del first, second
+    # THEN the collector frees it (only the start's objects are frozen)
+    assert gc.collect() >= 2
