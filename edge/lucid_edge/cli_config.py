@@ -4,6 +4,8 @@ Files live in LUCID_CONFIG_DIR (default ~/.config/lucid), created 0600 in a 0700
 
     key                the TRON private key `lucid keygen` writes and `lucid login` reads
     credentials.json   the tokens of the last sign-in and the gateway that issued them
+    credentials.lock   taken (flock) around a refresh, so that concurrent `lucid` commands spend
+                       the refresh token once: a second use would be taken for a stolen token
     gateway.json       where a running `lucid serve` answers (written at its start, removed at
                        its end), so `make run PORT=8093` and then `lucid login` find it
 
@@ -15,6 +17,7 @@ the URL, where it came from and how to choose another.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Iterator
@@ -28,6 +31,7 @@ ENV_URL = "LUCID_URL"
 ENV_CONFIG_DIR = "LUCID_CONFIG_DIR"
 KEY = "key"
 CREDENTIALS = "credentials.json"
+CREDENTIALS_LOCK = "credentials.lock"
 GATEWAY = "gateway.json"
 
 
@@ -113,6 +117,21 @@ def save_credentials(credentials: Credentials) -> None:
         indent=2,
     )
     private_write(config_dir() / CREDENTIALS, text, replace=True)
+
+
+@contextmanager
+def credentials_locked() -> Iterator[None]:
+    """Hold the exclusive lock on the stored sign-in for the block (waiting for another `lucid`
+    process that holds it). The kernel drops a `flock` when its holder exits, so a killed
+    process never leaves the sign-in locked."""
+    path = config_dir() / CREDENTIALS_LOCK
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing the only descriptor releases the lock
 
 
 def forget_credentials() -> bool:
