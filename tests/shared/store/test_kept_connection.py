@@ -77,3 +77,26 @@ def test_a_reply_cut_short_is_never_read_as_the_next_ones(
         assert kept.execute("GET", "cut") == b"a"
     finally:
         client.connection_pool.disconnect()
+
+
+def test_kept_connections_are_the_pools_own_and_never_exceed_it(
+    redis_server: EmbeddedRedis,
+) -> None:
+    # GIVEN a pool of two connections, both in use by the client path
+    pool = redis.ConnectionPool.from_url(redis_server.uri, max_connections=2)
+    kept = kept_connections(redis.Redis(connection_pool=pool))
+    busy = [pool.get_connection(), pool.get_connection()]
+    try:
+        # WHEN a thread sends a command on its kept connection THEN it is refused as the client
+        # would be (the pool is full), rather than dialling a third connection
+        with pytest.raises(redis.ConnectionError):
+            kept.execute("PING")
+        with pytest.raises(redis.ConnectionError, match="no connection to keep"):
+            kept._connection()
+        # WHEN one of the pool's connections is free again THEN the thread keeps that one
+        pool.release(busy.pop())
+        assert kept.execute("PING") == b"PONG"
+        assert kept.execute("ECHO", "same") == b"same"
+        assert len(pool._in_use_connections) == 2  # the kept one counts as in use
+    finally:
+        pool.disconnect()
