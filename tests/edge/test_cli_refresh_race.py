@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,7 +22,14 @@ from lucid.config import get_settings
 from lucid.identity import Role
 from lucid_edge import cli_http
 from lucid_edge.cli import main
-from lucid_edge.cli_config import Target, load_credentials
+from lucid_edge.cli_config import (
+    Credentials,
+    Target,
+    credentials_locked,
+    forget_credentials,
+    load_credentials,
+    save_credentials,
+)
 from tests.edge.harness import RunningEdge
 from tests.edge.test_edge_metrics import samples
 from tests.utils.metrics import without_metrics
@@ -129,3 +137,20 @@ def test_a_command_that_read_the_pair_before_another_refreshed_uses_the_new_pair
     # AND the sign-in still works
     assert main(["call", "GET", "/users/me"]) == 0
     capsys.readouterr()
+
+
+def test_logout_waits_for_a_refresh_under_way_and_is_not_undone_by_it(config: Path) -> None:
+    # GIVEN a stored sign-in, and a refresh under way (it holds the lock: here, this thread)
+    save_credentials(Credentials("http://127.0.0.1:9", "TXyz", "ACCESS-1", "REFRESH-1"))
+    with credentials_locked():
+        # WHEN another command forgets the sign-in (logout) THEN it waits for the refresh
+        forgetting = threading.Thread(target=forget_credentials)
+        forgetting.start()
+        forgetting.join(0.2)
+        assert forgetting.is_alive()
+        # AND the refresh stores its pair (under the lock it already holds)
+        save_credentials(Credentials("http://127.0.0.1:9", "TXyz", "ACCESS-2", "REFRESH-2"))
+    forgetting.join(10)
+    # THEN the logout came last: the sign-in is gone, not brought back by the refresh
+    assert not forgetting.is_alive()
+    assert load_credentials() is None
