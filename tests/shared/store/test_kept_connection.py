@@ -79,11 +79,17 @@ def test_a_reply_cut_short_is_never_read_as_the_next_ones(
         client.connection_pool.disconnect()
 
 
+@pytest.mark.parametrize("blocking", [True, False], ids=["blocking-pool", "plain-pool"])
 def test_kept_connections_are_the_pools_own_and_never_exceed_it(
-    redis_server: EmbeddedRedis,
+    redis_server: EmbeddedRedis, redis_client: redis.Redis, blocking: bool
 ) -> None:
-    # GIVEN a pool of two connections, both in use by the client path
-    pool = redis.ConnectionPool.from_url(redis_server.uri, max_connections=2)
+    # GIVEN a pool of two connections (named, to count them), both in use by the client path
+    uri = f"{redis_server.uri}{'&' if '?' in redis_server.uri else '?'}client_name=kept-cap"
+    pool = (
+        redis.BlockingConnectionPool.from_url(uri, max_connections=2, timeout=0.05)
+        if blocking
+        else redis.ConnectionPool.from_url(uri, max_connections=2)
+    )
     kept = kept_connections(redis.Redis(connection_pool=pool))
     busy = [pool.get_connection(), pool.get_connection()]
     try:
@@ -97,6 +103,7 @@ def test_kept_connections_are_the_pools_own_and_never_exceed_it(
         pool.release(busy.pop())
         assert kept.execute("PING") == b"PONG"
         assert kept.execute("ECHO", "same") == b"same"
-        assert len(pool._in_use_connections) == 2  # the kept one counts as in use
+        named = [c for c in redis_client.client_list() if c["name"] == "kept-cap"]
+        assert len(named) == 2
     finally:
         pool.disconnect()
