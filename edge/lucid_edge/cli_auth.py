@@ -35,7 +35,14 @@ from lucid_edge.cli_config import (
     save_credentials,
     signed_in_gateway,
 )
-from lucid_edge.cli_http import SignedIn, StaleSignInError, expect_ok, gateway, refresh
+from lucid_edge.cli_http import (
+    SignedIn,
+    StaleSignInError,
+    expect_ok,
+    gateway,
+    refresh,
+    renew,
+)
 
 NOT_SIGNED_IN = "not signed in: run `lucid login` first"
 
@@ -99,7 +106,7 @@ def whoami(args: argparse.Namespace) -> int:
     with gateway(target) as client:
         status = expect_ok(client.get("/auth/status", headers=_bearer(credentials)), "whoami")
         if not status.get("authenticated"):
-            credentials, _ = refresh(client, credentials)
+            credentials = renew(client, credentials)
             status = expect_ok(client.get("/auth/status", headers=_bearer(credentials)), "whoami")
     user = status.get("user") or {}
     if not status.get("authenticated") or not isinstance(user, dict):

@@ -4,6 +4,8 @@ Files live in LUCID_CONFIG_DIR (default ~/.config/lucid), created 0600 in a 0700
 
     key                the TRON private key `lucid keygen` writes and `lucid login` reads
     credentials.json   the tokens of the last sign-in and the gateway that issued them
+    credentials.lock   taken (flock) around a refresh, so that concurrent `lucid` commands spend
+                       the refresh token once: a second use would be taken for a stolen token
     gateway.json       where a running `lucid serve` answers (written at its start, removed at
                        its end), so `make run PORT=8093` and then `lucid login` find it
 
@@ -15,8 +17,10 @@ the URL, where it came from and how to choose another.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +32,7 @@ ENV_URL = "LUCID_URL"
 ENV_CONFIG_DIR = "LUCID_CONFIG_DIR"
 KEY = "key"
 CREDENTIALS = "credentials.json"
+CREDENTIALS_LOCK = "credentials.lock"
 GATEWAY = "gateway.json"
 
 
@@ -112,14 +117,45 @@ def save_credentials(credentials: Credentials) -> None:
         },
         indent=2,
     )
-    private_write(config_dir() / CREDENTIALS, text, replace=True)
+    with credentials_locked():  # never between another command's refresh and its store
+        private_write(config_dir() / CREDENTIALS, text, replace=True)
+
+
+# How deep the calling thread is in `credentials_locked` (it may nest: a refresh stores the pair).
+_holding = threading.local()
+
+
+@contextmanager
+def credentials_locked() -> Iterator[None]:
+    """Hold the exclusive lock on the stored sign-in for the block (waiting for another `lucid`
+    process that holds it); a thread that holds it already just goes on. The kernel drops a
+    `flock` when its holder exits, so a killed process never leaves the sign-in locked."""
+    depth: int = getattr(_holding, "depth", 0)
+    if depth:
+        _holding.depth = depth + 1
+        try:
+            yield
+        finally:
+            _holding.depth = depth
+        return
+    path = config_dir() / CREDENTIALS_LOCK
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        _holding.depth = 1
+        yield
+    finally:
+        _holding.depth = 0
+        os.close(descriptor)  # closing the only descriptor releases the lock
 
 
 def forget_credentials() -> bool:
     """Remove the stored sign-in; False when there was none."""
     path = config_dir() / CREDENTIALS
-    existed = path.exists()
-    path.unlink(missing_ok=True)
+    with credentials_locked():  # a refresh under way stores its pair first, then it is removed
+        existed = path.exists()
+        path.unlink(missing_ok=True)
     return existed
 
 

@@ -6,7 +6,9 @@ What the gateway answers, and what the CLI does about it:
   Unauthorized when the Authorization header is missing (the authorizer is not invoked), 403
   Forbidden when the authorizer says no (the token is expired, malformed, forged or of a revoked
   sign-in). The CLI always sends its token, so the 403 is the one it meets: it refreshes the
-  pair once and sends the request again.
+  pair once and sends the request again. Refreshes are serialized across `lucid` processes
+  (`renew`): one that waited for another's refresh uses the pair it stored, as spending the
+  same refresh token twice would revoke the sign-in.
 - A function refuses with application/problem+json: a 403 there is a real "not allowed" (an
   admin route), a 401 a sign-in the function no longer accepts; both are the answer, shown as
   they are, never refreshed over.
@@ -27,7 +29,9 @@ from lucid_edge.cli_config import (
     CommandError,
     Credentials,
     Target,
+    credentials_locked,
     how_to_change,
+    load_credentials,
     save_credentials,
 )
 
@@ -121,9 +125,8 @@ def _stale(response: httpx.Response) -> StaleSignInError:
     return StaleSignInError(RESTARTED)
 
 
-def refresh(client: httpx.Client, credentials: Credentials) -> tuple[Credentials, int]:
-    """Spend the refresh token for a new pair, stored at once; the pair and its lifetime (s).
-    A refusal (401) is a `StaleSignInError` saying why."""
+def _spend(client: httpx.Client, credentials: Credentials) -> tuple[Credentials, int]:
+    # Trade the refresh token for a new pair, stored at once (the caller holds the lock).
     response = client.post("/auth/refresh", json={"refresh_token": credentials.refresh_token})
     if response.status_code == 401:
         raise _stale(response)
@@ -133,6 +136,36 @@ def refresh(client: httpx.Client, credentials: Credentials) -> tuple[Credentials
     )
     save_credentials(renewed)
     return renewed, int(pair.get("expires_in", 0))
+
+
+def _latest(credentials: Credentials) -> Credentials:
+    # The stored pair of the same sign-in, as another `lucid` process may have renewed it since
+    # `credentials` were read; `credentials` when the store now holds another one (or none).
+    stored = load_credentials()
+    if stored is None or (stored.url, stored.address) != (credentials.url, credentials.address):
+        return credentials
+    return stored
+
+
+def refresh(client: httpx.Client, credentials: Credentials) -> tuple[Credentials, int]:
+    """A new pair now (`lucid refresh`), stored at once; the pair and its lifetime (s). A
+    refusal (401) is a `StaleSignInError` saying why.
+
+    The refresh token spent is the stored one, read under the credentials lock: a refresh token
+    is single use, and the server takes a second use for theft and revokes the sign-in, so two
+    `lucid` processes must never both spend the one they read at their start."""
+    with credentials_locked():
+        return _spend(client, _latest(credentials))
+
+
+def renew(client: httpx.Client, credentials: Credentials) -> Credentials:
+    """A pair to replace `credentials`, whose access token the gateway refused: the one another
+    `lucid` process stored since they were read, else a refresh (as `refresh`)."""
+    with credentials_locked():
+        latest = _latest(credentials)
+        if latest.access_token != credentials.access_token:
+            return latest  # renewed meanwhile: spending its refresh token again would revoke it
+        return _spend(client, latest)[0]
 
 
 class SignedIn:
@@ -153,7 +186,7 @@ class SignedIn:
         """Send with the access token; refresh once if API Gateway refused the token."""
         response = self._send(method, path, headers, content)
         if gateway_refused_token(response):
-            self.credentials, _ = refresh(self.client, self.credentials)
+            self.credentials = renew(self.client, self.credentials)
             response = self._send(method, path, headers, content)
         return response
 

@@ -10,9 +10,11 @@ A deployed function never receives a secret in its environment; it receives wher
 
 With neither reference set, the setting's own variable is the value (the local edge, sam local).
 Values are read with Powertools Parameters: one GetSecretValue / GetParameter per `max_age`
-(Powertools' default 300 s, POWERTOOLS_PARAMETERS_MAX_AGE) per process, so a rotated value
-reaches warm functions without a redeploy. Powertools (and boto3 with it) is imported only when
-a reference is set: a function configured without one never pays for it at cold start.
+(Powertools' default 300 s, POWERTOOLS_PARAMETERS_MAX_AGE) per process, so a value read at each
+use follows a rotation without a redeploy. The MongoDB and Redis URIs are read once, when the
+process's client is built: a warm process keeps its URI (README, "Secrets on a deployed stage").
+Powertools (and boto3 with it) is imported only when a reference is set: a function configured
+without one never pays for it at cold start.
 
 A read that fails (the role lacks the permission, the secret does not exist, KMS refuses, AWS is
 unreachable) raises `SecretUnavailableError`: a 503 whose detail tells the client nothing about

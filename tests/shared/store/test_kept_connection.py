@@ -77,3 +77,33 @@ def test_a_reply_cut_short_is_never_read_as_the_next_ones(
         assert kept.execute("GET", "cut") == b"a"
     finally:
         client.connection_pool.disconnect()
+
+
+@pytest.mark.parametrize("blocking", [True, False], ids=["blocking-pool", "plain-pool"])
+def test_kept_connections_are_the_pools_own_and_never_exceed_it(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis, blocking: bool
+) -> None:
+    # GIVEN a pool of two connections (named, to count them), both in use by the client path
+    uri = f"{redis_server.uri}{'&' if '?' in redis_server.uri else '?'}client_name=kept-cap"
+    pool = (
+        redis.BlockingConnectionPool.from_url(uri, max_connections=2, timeout=0.05)
+        if blocking
+        else redis.ConnectionPool.from_url(uri, max_connections=2)
+    )
+    kept = kept_connections(redis.Redis(connection_pool=pool))
+    busy = [pool.get_connection(), pool.get_connection()]
+    try:
+        # WHEN a thread sends a command on its kept connection THEN it is refused as the client
+        # would be (the pool is full), rather than dialling a third connection
+        with pytest.raises(redis.ConnectionError):
+            kept.execute("PING")
+        with pytest.raises(redis.ConnectionError, match="no connection to keep"):
+            kept._connection()
+        # WHEN one of the pool's connections is free again THEN the thread keeps that one
+        pool.release(busy.pop())
+        assert kept.execute("PING") == b"PONG"
+        assert kept.execute("ECHO", "same") == b"same"
+        named = [c for c in redis_client.client_list() if c["name"] == "kept-cap"]
+        assert len(named) == 2
+    finally:
+        pool.disconnect()
