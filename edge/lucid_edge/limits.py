@@ -135,7 +135,11 @@ class BodyBudget:
 
         `held`: what the caller already holds for the same body (a body growing chunk by
         chunk); a caller holding something goes ahead of those holding nothing."""
-        waiter = _Waiter(min(size, self.limit), held, held > 0)
+        size = min(size, self.limit)
+        if not self._waiters and size <= self.available:  # nobody to go ahead of
+            self.available -= size
+            return size
+        waiter = _Waiter(size, held, held > 0)
         self._waiters.append(waiter)
         self._admit()
         try:
