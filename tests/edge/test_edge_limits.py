@@ -154,3 +154,19 @@ def test_growing_bodies_go_first_and_never_deadlock_each_other() -> None:
         assert budget.available == 100 - 50 - 20 - 10
 
     run(main())
+
+
+def test_a_body_granted_as_its_caller_leaves_gives_its_share_back() -> None:
+    budget = BodyBudget(100)
+
+    async def main() -> None:
+        await budget.acquire(100)
+        leaving = asyncio.ensure_future(budget.acquire(10))
+        await asyncio.sleep(0)
+        budget.release(100)  # grants it ...
+        leaving.cancel()  # ... as it is cancelled, before it ran again
+        with pytest.raises(asyncio.CancelledError):
+            await leaving
+        assert budget.available == 100
+
+    run(main())
