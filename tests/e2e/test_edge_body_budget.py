@@ -14,13 +14,13 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from lucid_edge.limits import footprint
+from lucid_edge.limits import RESERVE_AFTER_SECONDS, footprint
 from lucid_edge.server import CHUNKED_STEP
 from tests.e2e.subprocess_edge import SubprocessEdge, subprocess_edge
 from tests.edge.harness import FIXTURES, RunningEdge, running_edge
 
 pytestmark = pytest.mark.e2e
-BODY_TIMEOUT = 1.5
+BODY_TIMEOUT = 2.0
 DECLARED = 6_000_000  # text: fits Lambda's limit; 14 MB of budget (the bytes and the event's)
 STALLED = 5  # 5 x 14 MB is over the 64 MiB budget
 TEXT = {"Content-Type": "text/plain"}
@@ -97,7 +97,6 @@ def test_stalled_uploads_hold_nothing_and_are_answered_408(edge: RunningEdge) ->
         response = edge.client.post("/echo", content=b"small", headers=TEXT, timeout=5)
         assert response.status_code == 200
         assert response.json()["event"]["body"] == "small"
-    assert time.monotonic() - started < BODY_TIMEOUT
     assert budget.available == budget.limit  # a body holds budget once its bytes arrive
     # AND after the deadline each stalled upload is answered 408 and its connection closed
     for sock in stalled:
@@ -124,7 +123,7 @@ def test_small_bodies_pass_large_trickling_ones_that_do_not_fit(edge: RunningEdg
             _assert_timed_out(sock)
         assert budget.available == budget.limit
     finally:
-        budget.reserve_after = type(budget)(1).reserve_after
+        budget.reserve_after = RESERVE_AFTER_SECONDS
 
 
 def _chunk(data: bytes) -> bytes:
@@ -160,7 +159,7 @@ def served() -> Iterator[SubprocessEdge]:
 
 
 def test_lucid_serve_answers_a_stalled_body_408_and_serves_others(served: SubprocessEdge) -> None:
-    # GIVEN `lucid serve` with a 1.5 s body deadline, and stalled 6 MB uploads
+    # GIVEN `lucid serve` with a 2 s body deadline, and stalled 6 MB uploads
     stalled = [_upload(served.url, DECLARED, b"x") for _ in range(STALLED)]
     # WHEN a small POST comes THEN it is answered
     with served.client() as client:
