@@ -9,17 +9,20 @@ Sizes, each with its source:
   https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html; Lambda's own refusal
   reads "Request must be smaller than 6291456 bytes for the InvokeFunction operation").
 
-Memory: every request with a body holds a reservation in its worker's `BodyBudget` from before
-its body is read until its answer is sent, sized for the body and its copy in the event. Past the
-budget, bodies wait unread (uvicorn then stops reading the socket, so the kernel holds them), so
-a worker holds at most the budget in request bodies however many arrive at once.
+Memory: a request's body holds a reservation in its worker's `BodyBudget` from when its first
+bytes arrive until its answer is sent, sized for the body and its copy in the event (a chunked
+body grows its reservation as its bytes come). Past the budget, bodies wait unread (uvicorn then
+stops reading the socket, so the kernel holds them), so a worker holds at most the budget in
+request bodies however many arrive at once, plus at most one body let past it (see
+`BodyBudget`), plus what uvicorn buffers per connection before the edge reads it. A client that
+does not deliver its body in time is answered 408 (lucid_edge.server, BODY_TIMEOUT_SECONDS).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -31,6 +34,9 @@ MAX_INVOCATION_BYTES = 6_291_456
 # a body alone decides whether the event fits.
 _EVENT_OVERHEAD_BOUND = 64 * 1024
 DEFAULT_BODY_BUDGET = 64 * 1024 * 1024
+# A body that does not fit lets smaller ones go ahead for this long, then has the budget kept
+# for it: long enough for the small bodies of a burst to pass, short against any client timeout.
+RESERVE_AFTER_SECONDS = 1.0
 
 
 def request_line_and_headers_size(
@@ -92,37 +98,84 @@ def event_exceeds_invocation_limit(event: Mapping[str, Any], raw: bytes | bytear
     return overhead + len(',"body":""') + encoded > MAX_INVOCATION_BYTES
 
 
-class BodyBudget:
-    """Bytes of request bodies one worker may hold at once; waiters are served in order."""
+class _Waiter:
+    __slots__ = ("future", "growing", "held", "since", "size")
 
-    def __init__(self, limit: int = DEFAULT_BODY_BUDGET) -> None:
+    def __init__(self, size: int, held: int, growing: bool) -> None:
+        self.size, self.held, self.growing = size, held, growing
+        self.since = time.monotonic()
+        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+
+class BodyBudget:
+    """Bytes of request bodies one worker may hold at once.
+
+    Who goes first when bytes free up, and why:
+    - a body growing as its bytes arrive (chunked) before any new body: it already holds part
+      of the budget, and finishing it gives all of that back;
+    - then waiters in arrival order, but one that does not fit lets smaller ones behind it go
+      ahead, so one large body cannot block small ones that fit;
+    - until it has waited `reserve_after` seconds: from then on nothing passes it, and the
+      bytes freed are kept for it, so a stream of small bodies cannot starve it.
+    If every byte held belongs to growing bodies that all wait for more, nothing would ever be
+    given back: the oldest of them may then go past the limit (by at most what one body can
+    take, `footprint(MAX_INVOCATION_BYTES)`), and finishes."""
+
+    def __init__(
+        self, limit: int = DEFAULT_BODY_BUDGET, reserve_after: float = RESERVE_AFTER_SECONDS
+    ) -> None:
         self.limit = limit
         self.available = limit
-        self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+        self.reserve_after = reserve_after
+        self._waiters: list[_Waiter] = []
 
-    async def acquire(self, size: int) -> None:
-        """Wait until `size` bytes (at most the whole budget) are free, then hold them."""
+    async def acquire(self, size: int, *, held: int = 0) -> int:
+        """Wait until `size` more bytes (at most the whole budget) are free, hold them and
+        return how many that is (to give back with `release`).
+
+        `held`: what the caller already holds for the same body (a body growing chunk by
+        chunk); a caller holding something goes ahead of those holding nothing."""
         size = min(size, self.limit)
-        if not self._waiters and size <= self.available:
+        if not self._waiters and size <= self.available:  # nobody to go ahead of
             self.available -= size
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (size, future)
-        self._waiters.append(entry)
+            return size
+        waiter = _Waiter(size, held, held > 0)
+        self._waiters.append(waiter)
+        self._admit()
         try:
-            await future
+            await waiter.future
         except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
-                self.release(size)  # granted as the caller left: give it back
-            elif entry in self._waiters:
-                self._waiters.remove(entry)
+            if waiter.future.done() and not waiter.future.cancelled():
+                self.release(waiter.size)  # granted as the caller left: give it back
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+                self._admit()  # it may have been the head others waited behind
             raise
+        return waiter.size
 
     def release(self, size: int) -> None:
-        """Give back `size` bytes and admit waiters that now fit, first come first served."""
-        self.available += min(size, self.limit)
-        while self._waiters and self._waiters[0][0] <= self.available:
-            size, future = self._waiters.popleft()
-            if not future.done():  # a cancelled waiter takes nothing
-                self.available -= size
-                future.set_result(None)
+        """Give back `size` bytes and admit the waiters that now may go."""
+        self.available += size
+        self._admit()
+
+    def _grant(self, waiter: _Waiter) -> None:
+        self._waiters.remove(waiter)
+        self.available -= waiter.size
+        waiter.future.set_result(None)
+
+    def _admit(self) -> None:
+        self._waiters = [w for w in self._waiters if not w.future.done()]  # callers gone
+        growing = [w for w in self._waiters if w.growing]
+        while growing and growing[0].size <= self.available:
+            self._grant(growing.pop(0))
+        if growing:
+            stuck = sum(w.held for w in growing)
+            if self.limit - self.available <= stuck:  # no one else will give anything back
+                self._grant(growing[0])
+            return
+        now = time.monotonic()
+        for waiter in list(self._waiters):
+            if waiter.size <= self.available:
+                self._grant(waiter)
+            elif now - waiter.since >= self.reserve_after:
+                return  # it has waited long enough: what is freed is kept for it

@@ -16,6 +16,8 @@ API Gateway produces itself are `{"message": "<reason phrase>"}` as application/
 | function throttled (reserved) | 500 Internal Server Error (4) | repost.aws (4) |
 | integration timeout (30 s max) | 503 Service Unavailable | serverless/serverless#11222 |
 | valid JSON, no statusCode | 200 application/json, body = the JSON or the string | (5) |
+| statusCode 100-199 | 500 Internal Server Error (6) | RFC 9110 section 15.2 |
+| statusCode 204 or 304 | no body, no content-length, no content-type added (7) | RFC 9110 |
 
 (1) AWS documents the quota, not the status: 431 is HTTP's status for headers too large (RFC
 6585 section 5), 413 for a body (RFC 9110 section 15.5.14).
@@ -27,6 +29,15 @@ payload size exceeded maximum allowed payload size (6291556 bytes)"): 500, as a 
 QUfI6bsdd0SOiPeyimzxSkfQ); HTTP API's answer is undocumented.
 (5) http-api-develop-integrations-lambda.html, "Lambda function response for format 2.0": the
 output `"Hello from Lambda!"` is interpreted as `"body": "Hello from Lambda!"`.
+(6) AWS documents no answer for a 1xx statusCode. An interim status cannot end a response (RFC
+9110 section 15.2; a client reads on for the final one), so API Gateway cannot pass it on as
+the answer: it is a result in the wrong format, answered as the malformed results above. sam
+local (aws-sam-cli fe8f8db, local_apigw_service.py, _parse_v2_payload_format_lambda_output)
+checks only `int(statusCode) > 0` and hands the 1xx to Flask.
+(7) RFC 9110 section 15.3.5 (204) and 15.4.5 (304): no content; section 8.6: no Content-Length
+in a 204. A body the function sets is dropped (sent after the headers, it would be read as the
+start of the next response on a kept-alive connection). AWS documents neither case; it adds
+`content-type: application/json` only when inferring a result without statusCode (5).
 The pages are under https://docs.aws.amazon.com/apigateway/latest/developerguide/, and
 https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html for Lambda's quotas.
 Where sam local answers otherwise, or AWS is silent, README's "differences from AWS" says so.
@@ -47,6 +58,9 @@ MAX_RESPONSE_BYTES = 6_291_556
 # sane size included); above it the whole result is measured as Lambda does.
 _BODY_SIZE_CHECKED = (MAX_RESPONSE_BYTES - 256 * 1024) // 12
 _JSON_TYPE = (b"content-type", b"application/json")
+# Statuses whose responses carry no content and no Content-Length (RFC 9110 sections 8.6,
+# 15.3.5 and 15.4.5).
+NO_CONTENT_STATUSES = frozenset({204, 304})
 _HEADER_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9a-z-]+")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -74,6 +88,7 @@ NOT_FOUND = edge_error(404, "Not Found")
 UNAUTHORIZED = edge_error(401, "Unauthorized")
 FORBIDDEN = edge_error(403, "Forbidden")
 TOO_LARGE = edge_error(413, "Request Entity Too Large")
+REQUEST_TIMEOUT = edge_error(408, "Request Timeout")
 HEADERS_TOO_LARGE = edge_error(431, "Request Header Fields Too Large")
 TOO_MANY_REQUESTS = edge_error(429, "Too Many Requests")
 INTERNAL_ERROR = edge_error(500, "Internal Server Error")
@@ -120,6 +135,10 @@ def to_http(result: Any) -> HttpResponse:
     status = result["statusCode"]
     if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
         raise InvalidResultError("statusCode must be an integer HTTP status")
+    if status < 200:
+        # 1xx is interim (RFC 9110 section 15.2): never the final answer to a request, so no
+        # HTTP server can send it as one. See the table, note (6).
+        raise InvalidResultError("statusCode 1xx is not a final HTTP status")
     raw_headers = result.get("headers") or {}
     cookies = result.get("cookies") or []
     if not isinstance(raw_headers, dict) or not isinstance(cookies, list):
@@ -151,4 +170,6 @@ def to_http(result: Any) -> HttpResponse:
             raise InvalidResultError("isBase64Encoded body is not base64") from err
     else:
         body = body_text.encode("utf-8")
+    if status in NO_CONTENT_STATUSES:
+        body = b""  # see the table, note (7)
     return HttpResponse(status, headers, body)

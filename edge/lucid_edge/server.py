@@ -2,7 +2,8 @@
 
 Per request, in API Gateway's order: request line and headers (431) -> CORS preflight -> route
 (404) -> throttle (429) -> declared payload over 10 MB (413) -> identity source missing (401,
-the body unread) -> body, read within the worker's body budget -> authorizer (403/500) -> event
+the body unread) -> body, read within the worker's body budget and BODY_TIMEOUT_SECONDS (408)
+-> authorizer (403/500) -> event
 over Lambda's 6 MB (413) -> the function on its own instances (500/503) -> HTTP response (+ CORS).
 Every answer leaves through `_send`, which also writes the request's access line
 (lucid_edge.access_log); the edge's own log lines carry the request id (lucid_edge.logs). The
@@ -62,7 +63,9 @@ from lucid_edge.model import RouteSpec, Template
 from lucid_edge.responses import (
     HEADERS_TOO_LARGE,
     INTERNAL_ERROR,
+    NO_CONTENT_STATUSES,
     NOT_FOUND,
+    REQUEST_TIMEOUT,
     TOO_LARGE,
     TOO_MANY_REQUESTS,
     UNAUTHORIZED,
@@ -92,6 +95,16 @@ ENV_BUCKETS = "LUCID_EDGE_BUCKETS"
 ENV_SLOTS = "LUCID_EDGE_SLOTS"
 ENV_RELOAD = "LUCID_EDGE_RELOAD"
 ENV_METRICS_PATH = "LUCID_EDGE_METRICS_PATH"
+ENV_BODY_TIMEOUT = "LUCID_EDGE_BODY_TIMEOUT"
+# How long a client has to deliver its request body, counted from when the edge starts reading
+# it (after the body budget let it in), time spent waiting for the budget excluded. API Gateway
+# documents no such bound for HTTP APIs (http-api-quotas.html lists none); its longest
+# documented wait on any part of a request is the 30 s integration timeout, and a client still
+# sending after that could not be answered by a Lambda integration anyway. 10 MB over loopback
+# takes milliseconds: only a stalled or trickling client reaches it.
+BODY_TIMEOUT_SECONDS = 30.0
+# A chunked body (no Content-Length) holds budget as its bytes arrive, this many at a time.
+CHUNKED_STEP = 1024 * 1024
 # Each worker refreshes its gauges (instances, queue depth, concurrency) this often.
 SAMPLE_SECONDS = 1.0
 # A queued invocation starts watching for its client hanging up after this long.
@@ -102,6 +115,10 @@ _SKIPPED_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"connect
 
 
 class _RequestTooLargeError(Exception):
+    pass
+
+
+class _BodyTimeoutError(Exception):
     pass
 
 
@@ -181,6 +198,7 @@ class Edge:
         slot_file: Path | None = None,
         reload: bool = False,
         body_budget: int = DEFAULT_BODY_BUDGET,
+        body_timeout: float = BODY_TIMEOUT_SECONDS,
         metrics_path: str = DEFAULT_PATH,
     ) -> None:
         self.template = template
@@ -208,6 +226,7 @@ class Edge:
         self.authorizers = Authorizers(api.authorizers, self.metrics.authorizer)
         self._sampler: asyncio.TimerHandle | None = None
         self.budget = BodyBudget(body_budget)
+        self.body_timeout = body_timeout
         self.access_log = AccessLog(
             api.access_log_format,
             api_id=api.logical_id,
@@ -330,6 +349,9 @@ class Edge:
             body = await self._read_body(request, declared)
         except _RequestTooLargeError:
             return await self._authorize(route, event, request) or TOO_LARGE
+        except _BodyTimeoutError:
+            # The request never arrived whole: nothing is invoked, the authorizer included.
+            return REQUEST_TIMEOUT
         attach_body(event, body)
         too_large = event_exceeds_invocation_limit(event, body)
         del body  # the event holds it now
@@ -341,21 +363,39 @@ class Edge:
         return await self._invoke(route, event, request)
 
     async def _read_body(self, request: _Request, declared: int | None) -> bytearray:
-        # Hold the body's share of the budget before reading a byte of it; a chunked body of
-        # unknown size holds as much as the largest body Lambda could take.
-        expected = MAX_INVOCATION_BYTES if declared is None else declared
-        if expected:
-            share = footprint(expected)
-            await self.budget.acquire(share)
-            request.held = share
+        # A body holds its share of the budget from when its first bytes arrive (a client that
+        # sends nothing holds nothing): with a Content-Length, all of it at once; chunked,
+        # CHUNKED_STEP bytes at a time as they come. Until then uvicorn buffers at most its
+        # flow-control window per connection. The share is given back with the answer; a client
+        # that does not deliver its body within `body_timeout` (time spent waiting for the
+        # budget excluded) is answered 408 and gives it back then.
+        covered = 0  # body bytes the budget held covers
         body = bytearray()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout
         while True:
-            message = await request.receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await request.receive()
+            except TimeoutError:
+                _log.warning("request body not received within %.1f s: 408", self.body_timeout)
+                raise _BodyTimeoutError from None
             if message["type"] == "http.disconnect":
                 raise ClientGoneError
-            body += message.get("body", b"")
-            if len(body) > MAX_INVOCATION_BYTES:
+            chunk = message.get("body", b"")
+            size = len(body) + len(chunk)
+            if size > MAX_INVOCATION_BYTES:
                 raise _RequestTooLargeError
+            if size > covered:
+                # Lambda's limit caps a chunked body's share: past it, the answer is 413.
+                step = -(-size // CHUNKED_STEP) * CHUNKED_STEP
+                target = declared if declared is not None else min(step, MAX_INVOCATION_BYTES)
+                waited = loop.time()
+                more = footprint(target) - footprint(covered)
+                request.held += await self.budget.acquire(more, held=request.held)
+                deadline += loop.time() - waited  # the budget's wait is not the client's
+                covered = target
+            body += chunk
             if not message.get("more_body", False):
                 return body
 
@@ -463,8 +503,13 @@ class Edge:
         headers = [(n, v) for n, v in response.headers if n not in _SKIPPED_HEADERS]
         if self.cors is not None and not (request.preflight or request.outside_stage):
             headers = self.cors.apply(headers, request.origin)
-        headers.append((b"content-length", str(len(response.body)).encode()))
+        if response.status not in NO_CONTENT_STATUSES:
+            headers.append((b"content-length", str(len(response.body)).encode()))
         headers.append((b"apigw-requestid", request.id.encode()))
+        if response is REQUEST_TIMEOUT:
+            # The rest of its body may still come: this connection cannot carry another request
+            # (RFC 9110 section 15.5.9: a 408 closes the connection).
+            headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
         self.access_log.write(request.access, response.status, len(response.body), id(response))
@@ -502,6 +547,7 @@ def create_app() -> Edge:
         bucket_file=Path(buckets) if buckets else None,
         slot_file=Path(slots) if slots else None,
         reload=os.environ.get(ENV_RELOAD) == "1",
+        body_timeout=float(os.environ.get(ENV_BODY_TIMEOUT) or BODY_TIMEOUT_SECONDS),
         metrics_path=os.environ.get(ENV_METRICS_PATH) or DEFAULT_PATH,
     )
     # A worker holds every function at once, which no Lambda instance does: ~100,000 objects

@@ -234,3 +234,36 @@ def test_two_functions_named_app_serve_side_by_side(edge: RunningEdge) -> None:
     assert edge.client.get("/echo").json()["who"] == "echo"
     assert edge.client.get("/faulty/x").text == "faulty-app"
     assert edge.client.get("/echo").json()["who"] == "echo"
+
+
+@pytest.mark.parametrize("code", [100, 102, 103, 199])
+def test_an_informational_status_code_is_a_malformed_result_500(
+    edge: RunningEdge, code: int
+) -> None:
+    # GIVEN a function answering statusCode 1xx (interim: never a final HTTP answer)
+    response = edge.client.get(f"/faulty/status?code={code}&body=x", timeout=3)
+    # THEN the client gets API Gateway's malformed-result 500, and the connection serves on
+    assert response.status_code == 500
+    assert response.json() == INTERNAL_ERROR
+    assert edge.client.get("/faulty/other", timeout=3).text == "faulty-app"
+
+
+@pytest.mark.parametrize("code", [204, 304])
+def test_no_content_statuses_carry_no_body_and_no_added_headers(
+    edge: RunningEdge, code: int
+) -> None:
+    # GIVEN a function answering 204 / 304 with a body and no content-type
+    response = edge.client.get(f"/faulty/status?code={code}&body=hello")
+    # THEN the body is dropped and the edge adds no content-type and no content-length
+    assert response.status_code == code
+    assert response.content == b""
+    assert "content-type" not in response.headers
+    assert "content-length" not in response.headers
+    assert response.headers["apigw-requestid"]
+    # AND the same kept-alive connection carries the next request intact
+    assert edge.client.get("/faulty/other").text == "faulty-app"
+    # A content-type the function sets is kept.
+    typed = edge.client.get(f"/faulty/status?code={code}&type=text/plain")
+    assert typed.headers["content-type"] == "text/plain"
+    assert "content-length" not in typed.headers
+    _still_serving(edge)

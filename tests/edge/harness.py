@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -41,9 +42,10 @@ def running_edge(
     *,
     concurrency: int = 2,
     reload: bool = False,
+    **options: Any,
 ) -> Iterator[RunningEdge]:
-    """Serve `template` on 127.0.0.1 until the block ends."""
-    app = build_app(template, overrides, concurrency=concurrency, reload=reload)
+    """Serve `template` on 127.0.0.1 until the block ends (`options`: `Edge`'s others)."""
+    app = build_app(template, overrides, concurrency=concurrency, reload=reload, **options)
     port = free_port()
     config = uvicorn.Config(
         app,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -59,22 +60,28 @@ def test_the_limit_is_on_the_whole_event_json_escapes_and_utf8_included(char: st
     assert _exceeds(fits + "y")
 
 
-def test_the_budget_holds_bodies_in_arrival_order_and_gives_back_what_callers_drop() -> None:
-    budget = BodyBudget(100)
+def _taker(budget: BodyBudget, order: list[str]) -> Callable[[str, int], Awaitable[None]]:
+    # A body taking `size` of `budget`, noting its name in `order` when it has it.
+    async def take(name: str, size: int) -> None:
+        await budget.acquire(size)
+        order.append(name)
+
+    return take
+
+
+def test_small_bodies_that_fit_go_ahead_of_a_large_one_that_does_not() -> None:
+    budget = BodyBudget(100, reserve_after=60)
 
     async def main() -> list[str]:
         order: list[str] = []
+        take = _taker(budget, order)
 
-        async def take(name: str, size: int) -> None:
-            await budget.acquire(size)
-            order.append(name)
-
-        await budget.acquire(80)
+        assert await budget.acquire(80) == 80
         big = asyncio.ensure_future(take("big", 60))
-        small = asyncio.ensure_future(take("small", 10))  # fits, but arrived after a waiter
-        gone = asyncio.ensure_future(take("gone", 30))
+        small = asyncio.ensure_future(take("small", 10))  # fits, though it came after "big"
+        gone = asyncio.ensure_future(take("gone", 30))  # fits neither: it leaves
         await asyncio.sleep(0)
-        assert order == []
+        assert order == ["small"]
         gone.cancel()
         budget.release(80)
         await asyncio.gather(big, small)
@@ -83,8 +90,83 @@ def test_the_budget_holds_bodies_in_arrival_order_and_gives_back_what_callers_dr
         assert budget.available == 100 - 60 - 10
         budget.release(60)
         budget.release(10)
-        await budget.acquire(1000)  # more than the whole budget takes all of it
+        assert await budget.acquire(1000) == 100  # more than the whole budget takes all of it
         assert budget.available == 0
         return order
 
-    assert run(main()) == ["big", "small"]
+    assert run(main()) == ["small", "big"]
+
+
+def test_a_large_body_that_waited_long_enough_has_the_budget_kept_for_it() -> None:
+    budget = BodyBudget(100, reserve_after=0.05)
+
+    async def main() -> list[str]:
+        order: list[str] = []
+        take = _taker(budget, order)
+
+        await budget.acquire(50)
+        big = asyncio.ensure_future(take("big", 80))
+        await asyncio.sleep(0.1)  # "big" has waited past reserve_after
+        late = asyncio.ensure_future(take("late", 10))  # would fit, but may not pass "big"
+        await asyncio.sleep(0)
+        assert order == []
+        budget.release(50)
+        await asyncio.gather(big, late)
+        # A head that leaves lets the ones behind it go.
+        budget.release(90)
+        await budget.acquire(95)
+        head = asyncio.ensure_future(take("head", 50))
+        await asyncio.sleep(0.1)
+        behind = asyncio.ensure_future(take("behind", 5))
+        await asyncio.sleep(0)
+        assert "behind" not in order
+        head.cancel()
+        await behind
+        return order
+
+    assert run(main()) == ["big", "late", "behind"]
+
+
+def test_growing_bodies_go_first_and_never_deadlock_each_other() -> None:
+    budget = BodyBudget(100, reserve_after=60)
+
+    async def main() -> None:
+        # GIVEN two chunked bodies holding the whole budget between them, and a new body waiting
+        await budget.acquire(50)
+        await budget.acquire(50)
+        new = asyncio.ensure_future(budget.acquire(10))
+        first = asyncio.ensure_future(budget.acquire(20, held=50))
+        await asyncio.sleep(0.01)
+        assert not first.done()  # the other one still reads, and will give back
+        # WHEN both want to grow
+        second = asyncio.ensure_future(budget.acquire(20, held=50))
+        await asyncio.sleep(0.01)
+        # THEN the oldest grower goes past the limit: nobody else would give anything back
+        assert first.done()
+        assert not second.done()
+        assert not new.done()
+        assert budget.available == -20
+        budget.release(70)  # the first body is answered
+        await asyncio.sleep(0.01)
+        # AND the grower that waited goes before the new body, which follows
+        assert second.done()
+        assert new.done()
+        assert budget.available == 100 - 50 - 20 - 10
+
+    run(main())
+
+
+def test_a_body_granted_as_its_caller_leaves_gives_its_share_back() -> None:
+    budget = BodyBudget(100)
+
+    async def main() -> None:
+        await budget.acquire(100)
+        leaving = asyncio.ensure_future(budget.acquire(10))
+        await asyncio.sleep(0)
+        budget.release(100)  # grants it ...
+        leaving.cancel()  # ... as it is cancelled, before it ran again
+        with pytest.raises(asyncio.CancelledError):
+            await leaving
+        assert budget.available == 100
+
+    run(main())

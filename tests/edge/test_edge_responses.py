@@ -92,3 +92,16 @@ def test_a_header_no_http_server_can_send_is_a_malformed_result(headers: dict[st
     # AWS answers 500 for a malformed result; uvicorn would drop the connection instead
     with pytest.raises(InvalidResultError):
         to_http({"statusCode": 200, "headers": headers, "body": ""})
+
+
+@pytest.mark.parametrize("status", [100, 101, 103, 199])
+def test_an_informational_status_is_not_a_final_answer(status: int) -> None:
+    with pytest.raises(InvalidResultError, match="1xx"):
+        to_http({"statusCode": status, "body": "x"})
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_a_no_content_status_drops_the_body_and_adds_no_header(status: int) -> None:
+    response = to_http({"statusCode": status, "body": "ignored", "headers": {"etag": '"1"'}})
+    assert (response.status, response.body) == (status, b"")
+    assert response.headers == [(b"etag", b'"1"')]
