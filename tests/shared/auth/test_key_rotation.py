@@ -13,12 +13,14 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import jwt
 import pytest
 import redis
+from botocore.stub import Stubber
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from moto import mock_aws
@@ -31,6 +33,8 @@ from lucid.auth.keys import REFRESH_INTERVAL_SECONDS, KeyRing
 from lucid.auth.tokens import TokenService
 from lucid.config import Settings
 from lucid.errors import InvalidTokenError
+from lucid.identity import Role
+from lucid.secret_store import SecretUnavailableError
 from lucid.store.documents import new_id
 from tests.utils.auth_flow import authorizer_event
 from tests.utils.datastore import atomic_writes, database_for, revocations_on
@@ -54,6 +58,7 @@ class Store:
 
     def __init__(self, kind: str, value: str) -> None:
         self.kind = kind
+        self._client: Any
         if kind == "secretsmanager":
             self._client = boto3.client("secretsmanager", region_name="us-east-1")
             self.where = self._client.create_secret(
@@ -113,7 +118,7 @@ def _instance(settings: Settings, clock: Callable[[], float] = time.time) -> Tok
 
 
 def _issue(service: TokenService) -> str:
-    return service.issue("u1", ADDRESS, "user", "s1").token
+    return service.issue("u1", ADDRESS, Role.USER, "s1").token
 
 
 def _signed_with(secret: str, kid: str = "k1") -> str:
@@ -292,7 +297,7 @@ def test_the_authorizer_allows_a_new_key_token_instead_of_a_cached_deny(
     stale.decode(_issue(stale))
     store.rotate(NEW)
     # WHEN a caller presents a token the auth function signed with the new key
-    token = _instance(store.settings()).issue("u1", ADDRESS, "user", new_id()).token
+    token = _instance(store.settings()).issue("u1", ADDRESS, Role.USER, new_id()).token
     decision = authorize(
         authorizer_event(f"Bearer {token}"),
         tokens=stale,
@@ -301,3 +306,51 @@ def test_the_authorizer_allows_a_new_key_token_instead_of_a_cached_deny(
     # THEN it is allowed (a Deny here would be cached by API Gateway for the TTL)
     assert decision["isAuthorized"] is True
     assert decision["context"]["user_id"] == "u1"
+
+
+def _answers(service: str, *responses: tuple[str, dict[str, Any]]) -> Stubber:
+    """AWS's answers to the next calls of the process's `service` client, in order (an error
+    when the second item names one): what moto cannot be made to answer."""
+    stubber = Stubber(secret_store._client(service))
+    for operation, answer in responses:
+        if "Error" in answer:
+            stubber.add_client_error(operation, answer["Error"], http_status_code=400)
+        else:
+            stubber.add_response(operation, answer)
+    stubber.activate()
+    return stubber
+
+
+def test_a_refused_read_of_the_previous_version_is_a_503_naming_the_permission(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a role that may read the secret's current version but not AWSPREVIOUS (a policy
+    # with a secretsmanager:VersionStage condition)
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:jwt-AbCdEf"
+    current = {"ARN": arn, "SecretString": NEW, "CreatedDate": datetime.now(UTC)}
+    denied = {"Error": "AccessDeniedException"}
+    stubber = _answers(
+        "secretsmanager", ("get_secret_value", current), ("get_secret_value", denied)
+    )
+    # WHEN the key is read THEN the call is a 503 and the log names what the role needs
+    with (
+        caplog.at_level(logging.ERROR, logger="lucid.secrets"),
+        pytest.raises(SecretUnavailableError) as refused,
+    ):
+        KeyRing(Settings(STAGE="prod", JWT_SECRET_ARN=arn)).keys()
+    stubber.assert_no_pending_responses()
+    assert f"it needs secretsmanager:GetSecretValue on {arn}" in refused.value.reason
+    assert NEW not in caplog.text
+
+
+def test_a_parameter_whose_previous_version_aws_no_longer_keeps_has_no_previous_key() -> None:
+    # GIVEN a parameter at version 101, whose version 100 AWS has dropped (it keeps 100)
+    name = "/lucid/prod/jwt-key"
+    current = {"Parameter": {"Value": NEW, "Version": 101, "LastModifiedDate": datetime.now(UTC)}}
+    gone = {"Error": "ParameterVersionNotFound"}
+    stubber = _answers("ssm", ("get_parameter", current), ("get_parameter", gone))
+    # THEN the current key works alone
+    keys_read = KeyRing(Settings(STAGE="prod", JWT_SECRET_PARAM=name)).keys()
+    stubber.assert_no_pending_responses()
+    assert keys_read.current.signing == NEW.encode()
+    assert keys_read.previous == ()
