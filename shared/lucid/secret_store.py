@@ -177,14 +177,12 @@ def read_versions(source: SecretSource) -> Versions:
     failed = _failures.recent(source)
     if failed is not None:
         raise failed
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         if source.service == "secretsmanager":
             versions = _secret_versions(source.name)
         else:
             versions = _parameter_versions(source.name)
-    except (BotoCoreError, ClientError) as error:
+    except Exception as error:  # as Powertools' `get`: any failure (AWS's, the network's) is one
         raise _failures.record(source, explain(source, error)) from None
     _failures.clear(source)
     return versions
@@ -199,21 +197,12 @@ def _client(service: str) -> Any:
     return factory(service)
 
 
-def _error_code(error: Exception) -> str:
-    response = getattr(error, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
-
-
 def _secret_versions(arn: str) -> Versions:
-    from botocore.exceptions import ClientError
-
     client = _client("secretsmanager")
     current = client.get_secret_value(SecretId=arn)
     try:
         previous = client.get_secret_value(SecretId=arn, VersionStage="AWSPREVIOUS")
-    except ClientError as error:
-        if _error_code(error) != "ResourceNotFoundException":
-            raise
+    except client.exceptions.ResourceNotFoundException:
         previous = None
     return Versions(
         _secret_value(current),
@@ -228,20 +217,17 @@ def _secret_value(response: Mapping[str, Any]) -> str | bytes:
 
 
 def _parameter_versions(name: str) -> Versions:
-    from botocore.exceptions import ClientError
-
     client = _client("ssm")
     current = client.get_parameter(Name=name, WithDecryption=True)["Parameter"]
     previous: str | None = None
     if current["Version"] > 1:
+        selector = f"{name}:{current['Version'] - 1}"
         try:
-            selector = f"{name}:{current['Version'] - 1}"
             previous = client.get_parameter(Name=selector, WithDecryption=True)["Parameter"][
                 "Value"
             ]
-        except ClientError as error:
-            if _error_code(error) != "ParameterVersionNotFound":
-                raise
+        except client.exceptions.ParameterVersionNotFound:
+            previous = None  # AWS keeps a parameter's last 100 versions
     return Versions(str(current["Value"]), current["LastModifiedDate"].timestamp(), previous)
 
 
