@@ -24,16 +24,21 @@ permission neither hammers AWS nor crashes the function into a start-up loop, an
 heals a warm function within `RETRY_SECONDS`. Secret values are never logged: Powertools wraps
 every error in `GetParameterError(str(error))`, whose text holds ARNs and AWS's reason only
 (notes/aws-facts.md section 10).
+
+The JWT key is read by `read_versions` instead: its current value and the value it replaced,
+which AWS keeps on a rotation in place (`lucid.auth.keys` verifies tokens of both for a token
+lifetime). The caller (`lucid.auth.keys.KeyRing`) caches the result itself.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lucid.errors import ServiceUnavailableError
 
@@ -147,6 +152,85 @@ def read(source: SecretSource, *, max_age: int | None = None) -> str | bytes:
     assert isinstance(value, str | bytes)  # no transform asked for: what AWS stores
     _failures.clear(source)
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class Versions:
+    """A value kept in AWS, the moment it was stored, and the value it replaced (if AWS has it)."""
+
+    current: str | bytes
+    changed_at: float  # when AWS stored `current` (epoch seconds)
+    previous: str | bytes | None
+
+
+def read_versions(source: SecretSource) -> Versions:
+    """The current and the previous value at `source`, read now (no cache: the caller keeps one).
+
+    Secrets Manager: GetSecretValue twice, the second with VersionStage AWSPREVIOUS ("To
+    retrieve the previous version of a secret, use VersionStage and specify AWSPREVIOUS",
+    GetSecretValue API reference); AWS moves that label to the replaced version whenever
+    AWSCURRENT moves (PutSecretValue, UpdateSecretVersionStage, a rotation's finishSecret).
+    SSM: GetParameter, then GetParameter `name:<version - 1>` (Parameter Store "increments the
+    version number by one" at each change and keeps the last 100 versions, "Working with
+    parameter versions"). Both are the action the role already has on the same resource:
+    `source.action`. A previous value AWS does not have (a secret never changed, version 1) is
+    None; any other failure is a `SecretUnavailableError`, like `read`.
+    """
+    failed = _failures.recent(source)
+    if failed is not None:
+        raise failed
+    try:
+        if source.service == "secretsmanager":
+            versions = _secret_versions(source.name)
+        else:
+            versions = _parameter_versions(source.name)
+    except Exception as error:  # as Powertools' `get`: any failure (AWS's, the network's) is one
+        raise _failures.record(source, explain(source, error)) from None
+    _failures.clear(source)
+    return versions
+
+
+@functools.cache
+def _client(service: str) -> Any:
+    """One boto3 client per service and process (built on first use: boto3 costs ~75 ms)."""
+    import boto3
+
+    factory: Any = boto3.client  # typed per service name; ours is one of two
+    return factory(service)
+
+
+def _secret_versions(arn: str) -> Versions:
+    client = _client("secretsmanager")
+    current = client.get_secret_value(SecretId=arn)
+    try:
+        previous = client.get_secret_value(SecretId=arn, VersionStage="AWSPREVIOUS")
+    except client.exceptions.ResourceNotFoundException:
+        previous = None
+    return Versions(
+        _secret_value(current),
+        current["CreatedDate"].timestamp(),
+        None if previous is None else _secret_value(previous),
+    )
+
+
+def _secret_value(response: Mapping[str, Any]) -> str | bytes:
+    value = response.get("SecretString")
+    return value if isinstance(value, str) else bytes(response["SecretBinary"])
+
+
+def _parameter_versions(name: str) -> Versions:
+    client = _client("ssm")
+    current = client.get_parameter(Name=name, WithDecryption=True)["Parameter"]
+    previous: str | None = None
+    if current["Version"] > 1:
+        selector = f"{name}:{current['Version'] - 1}"
+        try:
+            previous = client.get_parameter(Name=selector, WithDecryption=True)["Parameter"][
+                "Value"
+            ]
+        except client.exceptions.ParameterVersionNotFound:
+            previous = None  # AWS keeps a parameter's last 100 versions
+    return Versions(str(current["Value"]), current["LastModifiedDate"].timestamp(), previous)
 
 
 def read_text(source: SecretSource, *, max_age: int | None = None) -> str:

@@ -5,7 +5,7 @@ events given, and print every AWS call it made.
     python needs_probe.py '{"code_uri": "...", "events": [...]}'
 
 The calls are recorded at botocore's client (service, operation, the secret, parameter or path
-named): what the function's role must allow.
+named, with `#<VersionStage>` when one is asked for): what the function's role must allow.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ _make_api_call = botocore.client.BaseClient._make_api_call
 
 def _recording(self: Any, operation: str, params: dict[str, Any]) -> Any:
     target = params.get("SecretId") or params.get("Name") or params.get("Path") or ""
+    if "VersionStage" in params:
+        target = f"{target}#{params['VersionStage']}"
     calls.append([self.meta.service_model.signing_name, operation, str(target)])
     return _make_api_call(self, operation, params)
 

@@ -36,6 +36,10 @@ from tests.utils.wallets import Wallet
 PROBE = Path(__file__).with_name("needs_probe.py")
 PREFIX = f"/lucid/probe-{secrets.token_hex(4)}"
 JWT_KEY = secrets.token_urlsafe(48)
+OLD_JWT_KEY = secrets.token_urlsafe(48)
+JWT_PARAMETER = f"{PREFIX}/jwt-key"
+# Who reads the JWT key from SSM (the others that read it: from Secrets Manager).
+JWT_IN_SSM = {"AuthorizerFunction"}
 # What the template's Globals give every function (the values of a deployed stage).
 GLOBALS = {
     "STAGE": "prod",
@@ -84,7 +88,12 @@ def references(aws: str, backend: BackendServer) -> dict[str, dict[str, str]]:
     )
     manager = session.client("secretsmanager", endpoint_url=aws)
     ssm = session.client("ssm", endpoint_url=aws)
-    jwt_arn = manager.create_secret(Name=f"{PREFIX}/jwt", SecretString=JWT_KEY)["ARN"]
+    # The JWT key rotated in place once, in both services: the functions read the value it
+    # replaced too (AWSPREVIOUS, version 1), which must be what their roles allow already.
+    jwt_arn = manager.create_secret(Name=f"{PREFIX}/jwt", SecretString=OLD_JWT_KEY)["ARN"]
+    manager.put_secret_value(SecretId=jwt_arn, SecretString=JWT_KEY)
+    for value, overwrite in ((OLD_JWT_KEY, False), (JWT_KEY, True)):
+        ssm.put_parameter(Name=JWT_PARAMETER, Value=value, Type="SecureString", Overwrite=overwrite)
     ssm.put_parameter(
         Name=f"{PREFIX}/mongodb-uri", Value=os.environ["MONGODB_URI"], Type="SecureString"
     )
@@ -95,9 +104,10 @@ def references(aws: str, backend: BackendServer) -> dict[str, dict[str, str]]:
         uri = urlunsplit(base._replace(path=f"/{number}"))
         redis.Redis.from_url(uri).flushdb()
         redis_arn = manager.create_secret(Name=f"{PREFIX}/redis-{number}", SecretString=uri)
+        in_ssm = function in JWT_IN_SSM
         found[function] = {
-            "JWT_SECRET_ARN": jwt_arn,
-            "JWT_SECRET_PARAM": "",
+            "JWT_SECRET_ARN": "" if in_ssm else jwt_arn,
+            "JWT_SECRET_PARAM": JWT_PARAMETER if in_ssm else "",
             "REDIS_URI_SECRET_ARN": redis_arn["ARN"],
             "REDIS_URI_PARAM": "",
             "MONGODB_URI_SECRET_ARN": "",
@@ -160,6 +170,7 @@ def _environment(
 def _expected(needs: Needs, function: str, references: dict[str, str]) -> set[tuple[str, str]]:
     values = {
         "JwtSecretArn": references["JWT_SECRET_ARN"],
+        "JwtSecretParam": references["JWT_SECRET_PARAM"],
         "RedisUriSecretArn": references["REDIS_URI_SECRET_ARN"],
         "MongoDbUriParam": references["MONGODB_URI_PARAM"],
         "BackendParameterPath": VARIABLES["BACKEND_PARAMETER_PATH"],
@@ -218,7 +229,34 @@ def test_each_function_reads_exactly_its_declared_secrets_and_answers(
         assert report["answers"][0]["isAuthorized"] is True
     # AND its AWS calls are exactly those its declared secrets and paths imply
     made = {(f"{service}:{operation}", target) for service, operation, target in report["calls"]}
-    assert made == _expected(load_needs(), function, references[function])
+    assert {_resource(call) for call in made} == _expected(
+        load_needs(), function, references[function]
+    )
+    # AND a function that verifies tokens reads the JWT key's previous value, with those calls
+    if "JWT_SECRET_KEY" in load_needs().functions[function].secrets:
+        previous = (
+            ("ssm:GetParameter", f"{JWT_PARAMETER}:1")
+            if function in JWT_IN_SSM
+            else (
+                "secretsmanager:GetSecretValue",
+                f"{references[function]['JWT_SECRET_ARN']}#AWSPREVIOUS",
+            )
+        )
+        assert previous in made
+
+
+def _resource(call: tuple[str, str]) -> tuple[str, str]:
+    """The resource IAM authorises `call` on: the version asked for is part of the request, not
+    of the resource. Secrets Manager: GetSecretValue is authorised on the secret, the stage is
+    only the `secretsmanager:VersionStage` condition key; SSM: Parameter Store's one resource
+    type is the parameter, `name:version` a selector of its versions (notes/aws-facts.md,
+    "JWT key rotation")."""
+    action, target = call
+    if action == "secretsmanager:GetSecretValue":
+        return action, target.split("#", 1)[0]
+    if action == "ssm:GetParameter" and target.rpartition(":")[2].isdigit():
+        return action, target.rpartition(":")[0]
+    return call
 
 
 def test_without_a_reference_no_function_imports_boto3() -> None:

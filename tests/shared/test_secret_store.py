@@ -39,16 +39,19 @@ ACCOUNT = "123456789012"
 
 @pytest.fixture(autouse=True)
 def fresh_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Powertools keeps one client per process (credentials bound at creation) and a cache:
-    each test starts without either, and with no remembered failure."""
+    """Powertools and `read_versions` keep one client per process (credentials bound at
+    creation), Powertools a cache too: each test starts without them, and with no remembered
+    failure."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     parameters_base.DEFAULT_PROVIDERS.clear()
     parameters.clear_caches()
+    secret_store._client.cache_clear()
     secret_store._failures = secret_store._Failures()
     yield
     parameters_base.DEFAULT_PROVIDERS.clear()
     parameters.clear_caches()
+    secret_store._client.cache_clear()
     secret_store._failures = secret_store._Failures()
 
 

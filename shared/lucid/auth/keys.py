@@ -8,14 +8,26 @@ Signing material, first match wins:
 
 For HS* the material is the shared secret; for RS256/ES256 it is the private key PEM, and
 JWT_PUBLIC_KEY alone gives a verify-only key set (what the authorizer needs). AWS values are read
-by `lucid.secret_store` (Powertools Parameters) and cached for `max_age` seconds, so a warm function
+by `lucid.secret_store.read_versions` and kept for `max_age` seconds (300), so a warm function
 picks up a rotated secret without a redeploy; the parsed key set is rebuilt only when the material
 changes. A key AWS will not hand over (permission, missing secret) raises `SecretUnavailableError`
 per call, logged with the permission the role lacks, rather than stopping the function at start.
 
-Rotation: tokens carry the `kid` of the key that signed them (JWT_KEY_ID); the previous key
-(JWT_PREVIOUS_KEY_ID with JWT_PREVIOUS_SECRET_KEY or JWT_PREVIOUS_PUBLIC_KEY) still verifies
-during the rotation window and never signs.
+Rotation in place (a new value of the same secret or parameter, what Secrets Manager rotation
+does): new tokens are signed with the new value as soon as a function has read it, and the value
+it replaced (the secret's AWSPREVIOUS version, the parameter's previous version) still verifies,
+never signs, for `previous_window` seconds after AWS stored the new one: the cache age (a
+function that has not re-read yet still signs with the old value) plus a token lifetime plus a
+minute of clock skew. After that, or once a second rotation has replaced it, it verifies nothing.
+Both values carry the configured `kid` (JWT_KEY_ID): the verifier tries the current key, then
+the previous one. A token that verifies under neither makes the ring re-read AWS at once
+(`refresh`), at most once per `REFRESH_INTERVAL_SECONDS` per process, so a token signed by an
+instance that has the new value is not refused (and cached as a Deny by API Gateway) by one still
+holding the old, and forged tokens cannot drive calls to AWS.
+
+Rotation by key id (env keys, the local stage): tokens carry the `kid` of the key that signed
+them (JWT_KEY_ID); the previous key (JWT_PREVIOUS_KEY_ID with JWT_PREVIOUS_SECRET_KEY or
+JWT_PREVIOUS_PUBLIC_KEY) still verifies during the rotation window and never signs.
 
 RS256/ES256 keys are read by `lucid.auth.pem`, imported only for those algorithms: it needs the
 `cryptography` package, which the default layer leaves out (README, "Signing keys").
@@ -25,7 +37,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
+import math
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -33,8 +49,15 @@ from typing import Any
 from lucid import secret_store
 from lucid.config import Settings, get_settings
 
+logger = logging.getLogger("lucid.auth.keys")
+
 MIN_HMAC_KEY_BYTES = 32
 DEFAULT_MAX_AGE_SECONDS = 300
+# At most one re-read of AWS per process in this long for tokens that fail the cached keys.
+REFRESH_INTERVAL_SECONDS = 30.0
+# Beyond the cache age and a token lifetime: clock skew between AWS and the function, and the
+# time a rotation function takes from creating the new version to making it current.
+PREVIOUS_KEY_GRACE_SECONDS = 60
 
 
 class KeyConfigurationError(RuntimeError):
@@ -52,52 +75,101 @@ class JwtKey:
 
 @dataclass(frozen=True, slots=True)
 class KeySet:
-    """The algorithm, the current key and, during a rotation window, the previous one."""
+    """The algorithm, the current key and, during a rotation window, the previous ones."""
 
     algorithm: str
     current: JwtKey
-    previous: JwtKey | None = None
+    previous: tuple[JwtKey, ...] = ()
 
-    def for_kid(self, kid: str) -> JwtKey | None:
-        """The key a token with header `kid` must verify under, if we know that id."""
-        for key in (self.current, self.previous):
-            if key is not None and key.kid == kid:
-                return key
-        return None
+    def for_kid(self, kid: str) -> list[JwtKey]:
+        """The keys a token with header `kid` may verify under, the current one first."""
+        return [key for key in (self.current, *self.previous) if key.kid == kid]
+
+
+# (the current signing material, the previous one still inside its window)
+_Material = tuple[bytes | None, bytes | None]
 
 
 class KeyRing:
-    """Builds the `KeySet` for `settings`, re-reading AWS-held material at most every max_age."""
+    """Builds the `KeySet` for `settings`, re-reading AWS-held material at most every max_age
+    (and on `refresh`)."""
 
-    def __init__(self, settings: Settings, max_age: int = DEFAULT_MAX_AGE_SECONDS) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        max_age: int = DEFAULT_MAX_AGE_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._settings = settings
         self._max_age = max_age
+        self._clock = clock
+        self._source = secret_store.source_of(settings, "JWT_SECRET_KEY")
         self._lock = threading.Lock()
-        self._built: tuple[bytes | None, KeySet] | None = None
+        self._versions: secret_store.Versions | None = None
+        self._read_at = -math.inf
+        self._refreshed_at = -math.inf
+        self._built: tuple[_Material, KeySet] | None = None
+
+    @property
+    def previous_window(self) -> int:
+        """Seconds after a rotation in place during which the replaced value still verifies."""
+        lifetime = 60 * self._settings.TOKEN_EXPIRE_MINUTES
+        return self._max_age + lifetime + PREVIOUS_KEY_GRACE_SECONDS
 
     def keys(self) -> KeySet:
         """The current key set (raises `KeyConfigurationError` if the keys are unusable)."""
-        material = self._signing_material()
         with self._lock:
-            if self._built is None or self._built[0] != material:
-                self._built = (material, _build_key_set(self._settings, material))
-            return self._built[1]
+            now = self._clock()
+            if self._source is not None and now - self._read_at >= self._max_age:
+                self._versions = secret_store.read_versions(self._source)
+                self._read_at = now
+            return self._key_set(now)
 
-    def _signing_material(self) -> bytes | None:
-        settings = self._settings
-        source = secret_store.source_of(settings, "JWT_SECRET_KEY")
-        if source is not None:
-            value = secret_store.read(source, max_age=self._max_age)
-            return value.encode() if isinstance(value, str) else value
-        env = settings.JWT_SECRET_KEY if _is_hmac(settings) else settings.JWT_PRIVATE_KEY
-        return env.get_secret_value().encode() if env else None
+    def refresh(self) -> bool:
+        """Re-read AWS now, because a token failed against the cached keys: True when that
+        changed the material. At most once per REFRESH_INTERVAL_SECONDS (False when not due,
+        or when the keys do not come from AWS); a failed read raises `SecretUnavailableError`."""
+        if self._source is None:
+            return False
+        with self._lock:
+            now = self._clock()
+            if now - self._refreshed_at < REFRESH_INTERVAL_SECONDS:
+                return False
+            self._refreshed_at = now
+            before = self._versions
+            self._versions = secret_store.read_versions(self._source)
+            self._read_at = now
+            return self._versions != before
+
+    def _key_set(self, now: float) -> KeySet:
+        material = self._material(now)
+        if self._built is None or self._built[0] != material:
+            self._built = (material, _build_key_set(self._settings, *material))
+        return self._built[1]
+
+    def _material(self, now: float) -> _Material:
+        versions = self._versions
+        if versions is None:
+            settings = self._settings
+            env = settings.JWT_SECRET_KEY if _is_hmac(settings) else settings.JWT_PRIVATE_KEY
+            return (env.get_secret_value().encode() if env else None, None)
+        previous = versions.previous
+        if now >= versions.changed_at + self.previous_window:
+            previous = None
+        return (_as_bytes(versions.current), None if previous is None else _as_bytes(previous))
+
+
+def _as_bytes(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else value
 
 
 def _is_hmac(settings: Settings) -> bool:
     return settings.JWT_ALGORITHM.startswith("HS")
 
 
-def _build_key_set(settings: Settings, material: bytes | None) -> KeySet:
+def _build_key_set(settings: Settings, material: bytes | None, replaced: bytes | None) -> KeySet:
+    """The key set: `material` signs; `replaced` (AWS's previous value) and the configured
+    previous key id only verify."""
     previous_kid = settings.JWT_PREVIOUS_KEY_ID
     if previous_kid is not None and previous_kid == settings.JWT_KEY_ID:
         raise KeyConfigurationError("JWT_PREVIOUS_KEY_ID must differ from JWT_KEY_ID")
@@ -112,16 +184,35 @@ def _build_key_set(settings: Settings, material: bytes | None) -> KeySet:
         old_material = old_pem.encode() if old_pem else None
     if (previous_kid is None) != (old_material is None):
         raise KeyConfigurationError("a previous JWT key needs both its key and JWT_PREVIOUS_KEY_ID")
-    previous = None
+    previous: list[JwtKey] = []
+    if replaced is not None and replaced != material:
+        replaced_key = _replaced_key(settings, replaced)
+        if replaced_key is not None:
+            previous.append(replaced_key)
     if previous_kid is not None and old_material is not None:
         if _is_hmac(settings):
-            previous = _hmac_key(settings, previous_kid, old_material)
+            previous.append(_hmac_key(settings, previous_kid, old_material))
         else:
             public = _pem_support(settings.JWT_ALGORITHM).public_key(
                 settings.JWT_ALGORITHM, old_material
             )
-            previous = JwtKey(previous_kid, None, public)
-    return KeySet(settings.JWT_ALGORITHM, current, previous)
+            previous.append(JwtKey(previous_kid, None, public))
+    return KeySet(settings.JWT_ALGORITHM, current, tuple(previous))
+
+
+def _replaced_key(settings: Settings, replaced: bytes) -> JwtKey | None:
+    """AWS's previous value, verify-only, under the current key id (a rotation in place keeps
+    JWT_KEY_ID). One that is unusable is left out, logged: it must not stop the current key."""
+    try:
+        if _is_hmac(settings):
+            verifying: Any = _hmac_key(settings, settings.JWT_KEY_ID, replaced).verifying
+        else:
+            pem = _pem_support(settings.JWT_ALGORITHM)
+            verifying = pem.verifying_key(settings.JWT_ALGORITHM, replaced)
+    except KeyConfigurationError as error:
+        logger.warning("the JWT key's previous version is not used: %s", error)
+        return None
+    return JwtKey(settings.JWT_KEY_ID, None, verifying)
 
 
 def _pem_support(algorithm: str) -> ModuleType:

@@ -8,6 +8,8 @@ PEM keys adds it (README, "Signing keys").
 
 from __future__ import annotations
 
+from typing import Any
+
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 
@@ -29,14 +31,24 @@ def asymmetric_key(settings: Settings, material: bytes | None) -> JwtKey:
         if public is None:
             raise KeyConfigurationError(f"{algorithm} needs JWT_PRIVATE_KEY or JWT_PUBLIC_KEY")
         return JwtKey(settings.JWT_KEY_ID, None, public)
-    try:
-        private = load_pem_private_key(material, password=None)
-    except (ValueError, TypeError) as error:
-        raise KeyConfigurationError("the JWT private key is not an unencrypted PEM key") from error
+    private = _private_key(material)
     derived = _checked(algorithm, private.public_key())
     if public is not None and public != derived:
         raise KeyConfigurationError("JWT_PUBLIC_KEY does not belong to the JWT private key")
     return JwtKey(settings.JWT_KEY_ID, private, derived)
+
+
+def verifying_key(algorithm: str, private_pem: bytes) -> PublicKey:
+    """The public half of the private PEM key `private_pem` (a replaced signing key, which now
+    only verifies), checked for `algorithm`."""
+    return _checked(algorithm, _private_key(private_pem).public_key())
+
+
+def _private_key(pem: bytes) -> Any:
+    try:
+        return load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as error:
+        raise KeyConfigurationError("the JWT private key is not an unencrypted PEM key") from error
 
 
 def public_key(algorithm: str, pem: bytes) -> PublicKey:

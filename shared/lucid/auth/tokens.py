@@ -21,7 +21,7 @@ from typing import Any, Final, Literal
 
 import jwt
 
-from lucid.auth.keys import KeyRing, get_key_ring
+from lucid.auth.keys import JwtKey, KeyRing, KeySet, get_key_ring
 from lucid.config import Settings, get_settings
 from lucid.errors import InvalidTokenError
 from lucid.identity import Role, tier_for_role
@@ -102,13 +102,13 @@ class IssuedAccessToken:
         return self.claims.exp - self.claims.iat
 
 
+_BAD_SIGNATURE: Final = "token signature is invalid"
 # Most specific first: several PyJWT errors subclass DecodeError or InvalidTokenError.
 _FAILURES: list[tuple[type[jwt.PyJWTError], str]] = [
     (jwt.ExpiredSignatureError, "token has expired"),
     (jwt.ImmatureSignatureError, "token is not valid yet"),
     (jwt.InvalidAudienceError, "token audience is not accepted"),
     (jwt.InvalidIssuerError, "token issuer is not accepted"),
-    (jwt.InvalidSignatureError, "token signature is invalid"),
     (jwt.InvalidAlgorithmError, "token algorithm is not accepted"),
     (jwt.DecodeError, "token is malformed"),
 ]
@@ -167,31 +167,50 @@ class TokenService:
         kid = header.get("kid")
         if not isinstance(kid, str):
             raise InvalidTokenError("token has no key id")
-        key = keys.for_kid(kid)
-        if key is None:
-            raise InvalidTokenError("token key id is unknown")
-        payload = self._verified_payload(token, key.verifying, keys.algorithm)
+        try:
+            payload = self._verified_payload(token, _keys_for(keys, kid), keys.algorithm)
+        except InvalidTokenError as error:
+            # Signed by a key this instance does not hold yet (the secret was rotated in place
+            # and another instance has read it): re-read AWS once, rate-limited, and try again.
+            # A kid we do not know is refused without a re-read: key ids come from the
+            # configuration, which AWS's key material cannot change.
+            if error.detail != _BAD_SIGNATURE or not self._key_ring.refresh():
+                raise
+            keys = self._key_ring.keys()
+            payload = self._verified_payload(token, _keys_for(keys, kid), keys.algorithm)
         if payload.get("typ") != ACCESS_TOKEN_TYPE:
             raise InvalidTokenError("token is not an access token")
         return TokenClaims.from_payload(payload)
 
-    def _verified_payload(self, token: str, key: Any, algorithm: str) -> dict[str, Any]:
+    def _verified_payload(self, token: str, keys: list[JwtKey], algorithm: str) -> dict[str, Any]:
+        """The payload of `token` verified under the first of `keys` its signature matches."""
         settings = self._settings
-        try:
-            payload: dict[str, Any] = jwt.decode(
-                token,
-                key,
-                algorithms=[algorithm],
-                audience=settings.JWT_AUDIENCE,
-                issuer=settings.JWT_ISSUER,
-                leeway=min(settings.JWT_LEEWAY_SECONDS, 30),
-                options={"require": REQUIRED_CLAIMS, "strict_aud": True},
-            )
-        except jwt.MissingRequiredClaimError as error:
-            raise InvalidTokenError(f"token lacks the {error.claim!r} claim") from None
-        except jwt.PyJWTError as error:
-            raise InvalidTokenError(_failure_detail(error)) from None
-        return payload
+        for key in keys:
+            try:
+                payload: dict[str, Any] = jwt.decode(
+                    token,
+                    key.verifying,
+                    algorithms=[algorithm],
+                    audience=settings.JWT_AUDIENCE,
+                    issuer=settings.JWT_ISSUER,
+                    leeway=min(settings.JWT_LEEWAY_SECONDS, 30),
+                    options={"require": REQUIRED_CLAIMS, "strict_aud": True},
+                )
+            except jwt.InvalidSignatureError:
+                continue  # the signature is checked before the claims: try the next key
+            except jwt.MissingRequiredClaimError as error:
+                raise InvalidTokenError(f"token lacks the {error.claim!r} claim") from None
+            except jwt.PyJWTError as error:
+                raise InvalidTokenError(_failure_detail(error)) from None
+            return payload
+        raise InvalidTokenError(_BAD_SIGNATURE)
+
+
+def _keys_for(keys: KeySet, kid: str) -> list[JwtKey]:
+    found = keys.for_kid(kid)
+    if not found:
+        raise InvalidTokenError("token key id is unknown")
+    return found
 
 
 def _header(token: str) -> dict[str, Any]:

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from aws_lambda_powertools.utilities import parameters
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from moto import mock_aws
 
 import lucid.auth
+from lucid import secret_store
 from lucid.auth.keys import KeyConfigurationError, KeyRing, get_key_ring
 from lucid.auth.tokens import TokenService
 from lucid.config import Settings
@@ -47,8 +48,10 @@ def _pem_public(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
 
 @pytest.fixture
 def aws() -> Iterator[None]:
+    secret_store._client.cache_clear()  # its credentials are bound when it is built
     with mock_aws():
         yield
+    secret_store._client.cache_clear()
 
 
 def _secret(value: str | bytes) -> str:
@@ -70,7 +73,8 @@ def test_key_from_secrets_manager_signs_and_is_cached() -> None:
     # GIVEN a signing key held in Secrets Manager
     arn = _secret(LONG_KEY)
     settings = _settings(JWT_SECRET_ARN=arn)
-    ring = KeyRing(settings, max_age=300)
+    now = [time.time()]
+    ring = KeyRing(settings, max_age=300, clock=lambda: now[0])
     # THEN tokens sign and verify with it
     assert _round_trip(settings, ring) == "u1"
     assert ring.keys().current.signing == LONG_KEY.encode()
@@ -79,8 +83,10 @@ def test_key_from_secrets_manager_signs_and_is_cached() -> None:
         SecretId=arn, SecretString="n" * 40
     )
     assert ring.keys().current.signing == LONG_KEY.encode()
-    # ...and once the cache lapses (cleared here) the same ring switches to the new key
-    parameters.clear_caches()
+    now[0] += 299
+    assert ring.keys().current.signing == LONG_KEY.encode()
+    # ...and once the cache lapses the same ring switches to the new key
+    now[0] += 1
     assert ring.keys().current.signing == b"n" * 40
 
 

@@ -1,0 +1,356 @@
+"""Rotating the JWT key in place in Secrets Manager or SSM (moto): nobody is signed out, a stale
+instance learns the new key from the first token it cannot verify, forged tokens cannot drive
+calls to AWS, and a replaced key stops verifying when its window ends or a second rotation
+drops it.
+
+Each `KeyRing` is one function instance (its own cache); its clock is the wall clock moved on by
+the test, so "five minutes later" costs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import jwt
+import pytest
+import redis
+from botocore.stub import Stubber
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from moto import mock_aws
+from pymongo.database import Database
+
+from lucid import secret_store
+from lucid.auth import keys
+from lucid.auth.authorizer import authorize
+from lucid.auth.keys import REFRESH_INTERVAL_SECONDS, KeyRing
+from lucid.auth.tokens import TokenService
+from lucid.config import Settings
+from lucid.errors import InvalidTokenError
+from lucid.identity import Role
+from lucid.secret_store import SecretUnavailableError
+from lucid.store.documents import new_id
+from tests.utils.auth_flow import authorizer_event
+from tests.utils.datastore import atomic_writes, database_for, revocations_on
+
+OLD, NEW, NEWER = ("o" * 40, "n" * 40, "w" * 40)
+ADDRESS = "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC"
+
+
+class Clock:
+    """The wall clock, moved on by the test."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+class Store:
+    """One JWT key kept in Secrets Manager or SSM: rotated in place as an operator would."""
+
+    def __init__(self, kind: str, value: str) -> None:
+        self.kind = kind
+        self._client: Any
+        if kind == "secretsmanager":
+            self._client = boto3.client("secretsmanager", region_name="us-east-1")
+            self.where = self._client.create_secret(
+                Name=f"jwt-{uuid.uuid4().hex}", SecretString=value
+            )["ARN"]
+        else:
+            self._client = boto3.client("ssm", region_name="us-east-1")
+            self.where = f"/lucid/{uuid.uuid4().hex}/jwt"
+            self._client.put_parameter(Name=self.where, Value=value, Type="SecureString")
+
+    def rotate(self, value: str) -> None:
+        """A new value of the same secret (PutSecretValue) or parameter (PutParameter)."""
+        if self.kind == "secretsmanager":
+            self._client.put_secret_value(SecretId=self.where, SecretString=value)
+        else:
+            self._client.put_parameter(
+                Name=self.where, Value=value, Type="SecureString", Overwrite=True
+            )
+
+    def settings(self, **values: Any) -> Settings:
+        reference = "JWT_SECRET_ARN" if self.kind == "secretsmanager" else "JWT_SECRET_PARAM"
+        return Settings(STAGE="prod", JWT_SECRET_KEY=None, **{reference: self.where}, **values)
+
+
+@pytest.fixture(autouse=True)
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    secret_store._client.cache_clear()
+    monkeypatch.setattr(secret_store, "_failures", secret_store._Failures())
+    with mock_aws():
+        yield
+    secret_store._client.cache_clear()
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every read of the key material from AWS (what reaches Secrets Manager or SSM)."""
+    made: list[str] = []
+    real = secret_store.read_versions
+
+    def counted(source: secret_store.SecretSource) -> secret_store.Versions:
+        made.append(source.name)
+        return real(source)
+
+    monkeypatch.setattr(secret_store, "read_versions", counted)
+    return made
+
+
+KINDS = pytest.mark.parametrize("kind", ["secretsmanager", "ssm"])
+
+
+def _instance(settings: Settings, clock: Callable[[], float] = time.time) -> TokenService:
+    """One function instance: its own key ring and cache."""
+    return TokenService(settings, KeyRing(settings, clock=clock))
+
+
+def _issue(service: TokenService) -> str:
+    return service.issue("u1", ADDRESS, Role.USER, "s1").token
+
+
+def _signed_with(secret: str, kid: str = "k1") -> str:
+    """A token with valid claims signed with `secret` (what an instance holding it issues)."""
+    return _issue(_instance(Settings(STAGE="prod", JWT_SECRET_KEY=secret, JWT_KEY_ID=kid)))
+
+
+@KINDS
+def test_rotating_in_place_keeps_tokens_issued_before_valid_until_they_expire(kind: str) -> None:
+    # GIVEN an instance that issued a token with the old key
+    store = Store(kind, OLD)
+    clock = Clock()
+    service = _instance(store.settings(), clock)
+    before = _issue(service)
+    # WHEN the operator rotates the key in place and the instance's cache lapses
+    store.rotate(NEW)
+    clock.offset += keys.DEFAULT_MAX_AGE_SECONDS
+    # THEN new tokens are signed with the new key only
+    after = _issue(service)
+    jwt.decode(after, NEW, algorithms=["HS256"], audience="lucid")
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(after, OLD, algorithms=["HS256"], audience="lucid")
+    # AND the token issued before still verifies, as does the new one (nobody is signed out)
+    assert service.decode(before).sub == "u1"
+    assert service.decode(after).sub == "u1"
+    # AND a token of the old key verifies until its own expiry at the latest: the replaced key
+    # is kept for the cache age plus a token lifetime (plus a minute of clock skew), then dropped
+    ring = KeyRing(store.settings(), clock=clock)
+    assert len(ring.keys().previous) == 1
+    window = ring.previous_window
+    assert window == keys.DEFAULT_MAX_AGE_SECONDS + 15 * 60 + keys.PREVIOUS_KEY_GRACE_SECONDS
+    clock.offset += window
+    assert ring.keys().previous == ()
+
+
+@KINDS
+def test_a_stale_instance_verifies_a_new_key_token_after_one_re_read(
+    kind: str, reads: list[str]
+) -> None:
+    # GIVEN an authorizer instance that read the key just before the rotation
+    store = Store(kind, OLD)
+    clock = Clock()
+    stale = _instance(store.settings(), clock)
+    assert stale.decode(_issue(stale)).sub == "u1"
+    assert len(reads) == 1
+    # WHEN the key is rotated and an auth instance that read it after issues a token
+    store.rotate(NEW)
+    fresh_token = _issue(_instance(store.settings()))
+    # THEN the stale instance, whose cache has not lapsed, re-reads once and verifies it
+    clock.offset += 10
+    assert stale.decode(fresh_token).sub == "u1"
+    assert len(reads) == 3  # the auth instance's read, then the stale instance's one re-read
+    # AND further tokens of the new key verify from its refreshed cache, without another read
+    assert stale.decode(_issue(_instance(Settings(STAGE="prod", JWT_SECRET_KEY=NEW)))).sub == "u1"
+    assert len(reads) == 3
+
+
+@KINDS
+def test_a_token_of_an_unknown_key_is_denied_and_re_reads_at_most_once_per_window(
+    kind: str, reads: list[str]
+) -> None:
+    store = Store(kind, OLD)
+    clock = Clock()
+    service = _instance(store.settings(), clock)
+    service.decode(_issue(service))
+    assert len(reads) == 1
+    # WHEN many tokens with our kid but forged with other keys arrive
+    for _ in range(20):
+        with pytest.raises(InvalidTokenError) as denied:
+            service.decode(_signed_with(uuid.uuid4().hex * 2))
+        assert denied.value.detail == "token signature is invalid"
+    # THEN AWS was asked once more, not twenty times
+    assert len(reads) == 2
+    # AND once more per REFRESH_INTERVAL_SECONDS at most
+    clock.offset += REFRESH_INTERVAL_SECONDS - 1
+    with pytest.raises(InvalidTokenError):
+        service.decode(_signed_with(uuid.uuid4().hex * 2))
+    assert len(reads) == 2
+    clock.offset += 1
+    with pytest.raises(InvalidTokenError):
+        service.decode(_signed_with(uuid.uuid4().hex * 2))
+    assert len(reads) == 3
+
+
+@KINDS
+def test_a_kid_that_names_no_key_is_denied_with_the_existing_error_and_no_re_read(
+    kind: str, reads: list[str]
+) -> None:
+    store = Store(kind, OLD)
+    service = _instance(store.settings())
+    # GIVEN a token signed with the right key, but under a key id we do not have
+    token = _signed_with(OLD, kid="k-other")
+    # THEN it is refused as before, saying nothing about the keys we hold
+    with pytest.raises(InvalidTokenError) as denied:
+        service.decode(token)
+    assert denied.value.detail == "token key id is unknown"
+    assert "k1" not in denied.value.detail
+    # AND no re-read of AWS: key ids come from the configuration, not from AWS's material
+    assert len(reads) == 1
+
+
+@KINDS
+def test_a_second_rotation_drops_the_key_before_the_previous(kind: str) -> None:
+    # GIVEN tokens of the first key and a rotation in place
+    store = Store(kind, OLD)
+    clock = Clock()
+    first = _signed_with(OLD)
+    store.rotate(NEW)
+    second = _signed_with(NEW)
+    service = _instance(store.settings(), clock)
+    assert service.decode(first).sub == "u1"
+    # WHEN the key is rotated again (inside the first one's window) and the cache lapses
+    store.rotate(NEWER)
+    clock.offset += keys.DEFAULT_MAX_AGE_SECONDS
+    # THEN the first key no longer verifies: AWS keeps one previous value, the second's
+    with pytest.raises(InvalidTokenError) as denied:
+        service.decode(first)
+    assert denied.value.detail == "token signature is invalid"
+    assert service.decode(second).sub == "u1"
+    assert service.decode(_signed_with(NEWER)).sub == "u1"
+
+
+def _private_pem(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+def test_an_es256_private_key_rotated_in_place_keeps_its_tokens_valid() -> None:
+    # GIVEN an ES256 private key in Secrets Manager and a token it signed
+    store = Store("secretsmanager", _private_pem(ec.generate_private_key(ec.SECP256R1())))
+    clock = Clock()
+    service = _instance(store.settings(JWT_ALGORITHM="ES256"), clock)
+    before = _issue(service)
+    # WHEN it is rotated in place
+    store.rotate(_private_pem(ec.generate_private_key(ec.SECP256R1())))
+    clock.offset += keys.DEFAULT_MAX_AGE_SECONDS
+    # THEN the old key verifies (its public half only: it signs nothing) and the new one signs
+    assert service.decode(before).sub == "u1"
+    assert service.decode(_issue(service)).sub == "u1"
+    assert KeyRing(store.settings(JWT_ALGORITHM="ES256")).keys().previous[0].signing is None
+
+
+def test_an_unusable_previous_value_is_left_out_and_the_current_key_still_works(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a secret whose previous value is too short to be a key outside the local stage
+    store = Store("secretsmanager", "short")
+    store.rotate(NEW)
+    # WHEN a function reads it THEN it verifies with the current key only, and says why
+    with caplog.at_level(logging.WARNING, logger="lucid.auth.keys"):
+        service = _instance(store.settings())
+        assert service.decode(_issue(service)).sub == "u1"
+    assert "previous version is not used: the HS256 key must be at least 32 bytes" in caplog.text
+    assert "short" not in caplog.text.replace("previous version", "")
+    with pytest.raises(InvalidTokenError):
+        service.decode(_signed_with("short" * 8))
+
+
+@pytest.fixture
+def database(redis_client: redis.Redis) -> Iterator[Database[dict[str, Any]]]:
+    with atomic_writes(), database_for("auth") as db:
+        yield db
+
+
+@KINDS
+def test_the_authorizer_allows_a_new_key_token_instead_of_a_cached_deny(
+    kind: str, database: Database[dict[str, Any]], redis_client: redis.Redis
+) -> None:
+    # GIVEN an authorizer instance holding the old key, and a rotation in place
+    store = Store(kind, OLD)
+    clock = Clock()
+    stale = _instance(store.settings(), clock)
+    stale.decode(_issue(stale))
+    store.rotate(NEW)
+    # WHEN a caller presents a token the auth function signed with the new key
+    token = _instance(store.settings()).issue("u1", ADDRESS, Role.USER, new_id()).token
+    decision = authorize(
+        authorizer_event(f"Bearer {token}"),
+        tokens=stale,
+        revocations=revocations_on(redis_client, database),
+    )
+    # THEN it is allowed (a Deny here would be cached by API Gateway for the TTL)
+    assert decision["isAuthorized"] is True
+    assert decision["context"]["user_id"] == "u1"
+
+
+def _answers(service: str, *responses: tuple[str, dict[str, Any]]) -> Stubber:
+    """AWS's answers to the next calls of the process's `service` client, in order (an error
+    when the second item names one): what moto cannot be made to answer."""
+    stubber = Stubber(secret_store._client(service))
+    for operation, answer in responses:
+        if "Error" in answer:
+            stubber.add_client_error(operation, answer["Error"], http_status_code=400)
+        else:
+            stubber.add_response(operation, answer)
+    stubber.activate()
+    return stubber
+
+
+def test_a_refused_read_of_the_previous_version_is_a_503_naming_the_permission(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a role that may read the secret's current version but not AWSPREVIOUS (a policy
+    # with a secretsmanager:VersionStage condition)
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:jwt-AbCdEf"
+    current = {"ARN": arn, "SecretString": NEW, "CreatedDate": datetime.now(UTC)}
+    denied = {"Error": "AccessDeniedException"}
+    stubber = _answers(
+        "secretsmanager", ("get_secret_value", current), ("get_secret_value", denied)
+    )
+    # WHEN the key is read THEN the call is a 503 and the log names what the role needs
+    with (
+        caplog.at_level(logging.ERROR, logger="lucid.secrets"),
+        pytest.raises(SecretUnavailableError) as refused,
+    ):
+        KeyRing(Settings(STAGE="prod", JWT_SECRET_ARN=arn)).keys()
+    stubber.assert_no_pending_responses()
+    assert f"it needs secretsmanager:GetSecretValue on {arn}" in refused.value.reason
+    assert NEW not in caplog.text
+
+
+def test_a_parameter_whose_previous_version_aws_no_longer_keeps_has_no_previous_key() -> None:
+    # GIVEN a parameter at version 101, whose version 100 AWS has dropped (it keeps 100)
+    name = "/lucid/prod/jwt-key"
+    current = {"Parameter": {"Value": NEW, "Version": 101, "LastModifiedDate": datetime.now(UTC)}}
+    gone = {"Error": "ParameterVersionNotFound"}
+    stubber = _answers("ssm", ("get_parameter", current), ("get_parameter", gone))
+    # THEN the current key works alone
+    keys_read = KeyRing(Settings(STAGE="prod", JWT_SECRET_PARAM=name)).keys()
+    stubber.assert_no_pending_responses()
+    assert keys_read.current.signing == NEW.encode()
+    assert keys_read.previous == ()
