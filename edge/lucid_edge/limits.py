@@ -118,8 +118,9 @@ class BodyBudget:
     - until it has waited `reserve_after` seconds: from then on nothing passes it, and the
       bytes freed are kept for it, so a stream of small bodies cannot starve it.
     If every byte held belongs to growing bodies that all wait for more, nothing would ever be
-    given back: the oldest of them may then go past the limit (by at most what one body can
-    take, `footprint(MAX_INVOCATION_BYTES)`), and finishes."""
+    given back: the one holding most (the oldest of those) may then go past the limit, and
+    keeps that turn until it is answered, so the budget is exceeded by at most what one body can
+    take, `footprint(MAX_INVOCATION_BYTES)`."""
 
     def __init__(
         self, limit: int = DEFAULT_BODY_BUDGET, reserve_after: float = RESERVE_AFTER_SECONDS
@@ -171,7 +172,10 @@ class BodyBudget:
         if growing:
             stuck = sum(w.held for w in growing)
             if self.limit - self.available <= stuck:  # no one else will give anything back
-                self._grant(growing[0])
+                # The one furthest along goes past the limit, again each time it comes back,
+                # until it is answered: the oldest would let each stuck body past in turn (N
+                # bodies over the limit, not one).
+                self._grant(max(growing, key=lambda w: w.held))
             return
         now = time.monotonic()
         for waiter in list(self._waiters):

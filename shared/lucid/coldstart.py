@@ -20,6 +20,7 @@ Standard library only: it runs before anything else is imported.
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -29,8 +30,15 @@ def cold_start() -> Iterator[None]:
     """Import and build a function's code with the cyclic collector off, then freeze it.
 
     The collector is restored to the state it was in (on, unless someone turned it off), also
-    when the block raises: an instance whose start failed is discarded by Lambda anyway.
+    when the block raises: an instance whose start failed is discarded by Lambda anyway. Off
+    the main thread the block runs as it is, collector and freeze untouched.
     """
+    if threading.current_thread() is not threading.main_thread():
+        # A re-import beside threads that serve (the local edge's `--reload`): turning the
+        # collector off would stop it for them, and freezing would keep the code being
+        # replaced, and their garbage, forever. Lambda imports on the main thread.
+        yield
+        return
     enabled = gc.isenabled()
     gc.disable()
     try:

@@ -170,3 +170,32 @@ def test_a_body_granted_as_its_caller_leaves_gives_its_share_back() -> None:
         assert budget.available == 100
 
     run(main())
+
+
+def test_stuck_growing_bodies_take_the_budget_past_its_limit_by_one_body_at_most() -> None:
+    # GIVEN four chunked bodies that hold the whole budget between them and each want to grow,
+    # 10 bytes at a time, to 60 (as uploads sent round-robin do)
+    budget = BodyBudget(100, reserve_after=60)
+    step, full = 10, 60
+
+    async def upload(held: list[int], index: int, done: list[int]) -> None:
+        while held[index] < full:
+            held[index] += await budget.acquire(step, held=held[index])
+            await asyncio.sleep(0)  # the next chunk arrives
+        budget.release(held[index])  # answered
+        done.append(index)
+
+    async def main() -> int:
+        held = [await budget.acquire(25) for _ in range(4)]
+        done: list[int] = []
+        most_held = 0
+        uploads = [asyncio.ensure_future(upload(held, i, done)) for i in range(4)]
+        while not all(task.done() for task in uploads):
+            most_held = max(most_held, budget.limit - budget.available)
+            await asyncio.sleep(0)
+        assert sorted(done) == [0, 1, 2, 3]  # WHEN they all finish (no deadlock)
+        return most_held
+
+    # THEN the worker never held more than the budget plus one body
+    assert run(main()) <= 100 + full
+    assert budget.available == 100

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -73,3 +74,24 @@ def test_what_requests_create_is_still_collected() -> None:
     del first, second
     # THEN the collector frees it (only the start's objects are frozen)
     assert gc.collect() >= 2
+
+
+@pytest.mark.usefixtures("collector")
+def test_a_re_import_off_the_main_thread_leaves_the_collector_and_freeze_alone() -> None:
+    # GIVEN a process whose other threads serve requests (the local edge's `--reload` thread)
+    frozen_before = gc.get_freeze_count()
+    seen: list[bool] = []
+
+    def reload() -> None:
+        with cold_start():
+            seen.append(gc.isenabled())
+            Node()
+
+    # WHEN a function is imported again in a thread
+    worker = threading.Thread(target=reload)
+    worker.start()
+    worker.join()
+    # THEN the collector stayed on for everyone, and nothing (the code it replaces) was frozen
+    assert seen == [True]
+    assert gc.isenabled() is True
+    assert gc.get_freeze_count() == frozen_before
