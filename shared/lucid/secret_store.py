@@ -56,6 +56,9 @@ REFERENCES: Mapping[str, tuple[str, str]] = {
 RETRY_SECONDS = 10.0
 _DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation")
 _MISSING = ("ResourceNotFoundException", "ParameterNotFound")
+# At most this many older SSM versions are read to find the value the current one replaced,
+# past versions that hold the current value again (a put-parameter --overwrite of the same value).
+PARAMETER_VERSIONS_WALKED = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,7 @@ class Versions:
     current: str | bytes
     changed_at: float  # when AWS stored `current` (epoch seconds)
     previous: str | bytes | None
+    previous_unread: bool = False  # AWS refused the previous version: `previous` is unknown
 
 
 def read_versions(source: SecretSource) -> Versions:
@@ -173,17 +177,27 @@ def read_versions(source: SecretSource) -> Versions:
     SSM: GetParameter, then GetParameter `name:<version - 1>` (Parameter Store "increments the
     version number by one" at each change and keeps the last 100 versions, "Working with
     parameter versions"). Both are the action the role already has on the same resource:
-    `source.action`. A previous value AWS does not have (a secret never changed, version 1) is
-    None; any other failure is a `SecretUnavailableError`, like `read`.
+    `source.action`. An SSM version holding the current value again (`put-parameter
+    --overwrite` with an unchanged value: a description edit, a CloudFormation or Terraform
+    update) is walked past, at most `PARAMETER_VERSIONS_WALKED` of them, to the value the
+    current one replaced; `changed_at` is then the oldest such version's date, when the value
+    really changed. Secrets Manager keeps only AWSPREVIOUS: a re-put of the same value makes it
+    the current value, and there is no previous key (README, "Rotating the signing key").
+
+    A previous value AWS does not have (a secret never changed, version 1) is None. Only a failed
+    read of the current value is a `SecretUnavailableError`, like `read`: a failed read of the
+    previous one (throttling, KMS, an IAM condition on the version) leaves `previous` None with
+    `previous_unread` set, logged as a warning naming the permission or AWS's error code, so
+    the current key keeps working.
     """
     failed = _failures.recent(source)
     if failed is not None:
         raise failed
     try:
         if source.service == "secretsmanager":
-            versions = _secret_versions(source.name)
+            versions = _secret_versions(source)
         else:
-            versions = _parameter_versions(source.name)
+            versions = _parameter_versions(source)
     except Exception as error:  # as Powertools' `get`: any failure (AWS's, the network's) is one
         raise _failures.record(source, explain(source, error)) from None
     _failures.clear(source)
@@ -199,18 +213,17 @@ def _client(service: str) -> Any:
     return factory(service)
 
 
-def _secret_versions(arn: str) -> Versions:
+def _secret_versions(source: SecretSource) -> Versions:
     client = _client("secretsmanager")
-    current = client.get_secret_value(SecretId=arn)
+    response = client.get_secret_value(SecretId=source.name)
+    current, changed_at = _secret_value(response), response["CreatedDate"].timestamp()
     try:
-        previous = client.get_secret_value(SecretId=arn, VersionStage="AWSPREVIOUS")
+        previous = client.get_secret_value(SecretId=source.name, VersionStage="AWSPREVIOUS")
     except client.exceptions.ResourceNotFoundException:
-        previous = None
-    return Versions(
-        _secret_value(current),
-        current["CreatedDate"].timestamp(),
-        None if previous is None else _secret_value(previous),
-    )
+        return Versions(current, changed_at, None)
+    except Exception as error:  # the current value is read: the previous one is optional
+        return _previous_unread(source, error, current, changed_at)
+    return Versions(current, changed_at, _secret_value(previous))
 
 
 def _secret_value(response: Mapping[str, Any]) -> str | bytes:
@@ -218,19 +231,36 @@ def _secret_value(response: Mapping[str, Any]) -> str | bytes:
     return value if isinstance(value, str) else bytes(response["SecretBinary"])
 
 
-def _parameter_versions(name: str) -> Versions:
+def _parameter_versions(source: SecretSource) -> Versions:
     client = _client("ssm")
-    current = client.get_parameter(Name=name, WithDecryption=True)["Parameter"]
-    previous: str | None = None
-    if current["Version"] > 1:
-        selector = f"{name}:{current['Version'] - 1}"
+    parameter = client.get_parameter(Name=source.name, WithDecryption=True)["Parameter"]
+    current, changed_at = str(parameter["Value"]), parameter["LastModifiedDate"].timestamp()
+    version = int(parameter["Version"])
+    for older in range(version - 1, max(version - 1 - PARAMETER_VERSIONS_WALKED, 0), -1):
         try:
-            previous = client.get_parameter(Name=selector, WithDecryption=True)["Parameter"][
-                "Value"
+            parameter = client.get_parameter(Name=f"{source.name}:{older}", WithDecryption=True)[
+                "Parameter"
             ]
         except client.exceptions.ParameterVersionNotFound:
-            previous = None  # AWS keeps a parameter's last 100 versions
-    return Versions(str(current["Value"]), current["LastModifiedDate"].timestamp(), previous)
+            break  # AWS keeps a parameter's last 100 versions
+        except Exception as error:  # the current value is read: the previous one is optional
+            return _previous_unread(source, error, current, changed_at)
+        if parameter["Value"] != current:
+            return Versions(current, changed_at, str(parameter["Value"]))
+        changed_at = parameter["LastModifiedDate"].timestamp()  # the same value put again
+    return Versions(current, changed_at, None)
+
+
+def _previous_unread(
+    source: SecretSource, error: BaseException, current: str | bytes, changed_at: float
+) -> Versions:
+    logger.warning(
+        "%s: the previous version is not used (tokens of the key it replaced are refused "
+        "until it is read): %s",
+        source.setting,
+        explain(source, error),
+    )
+    return Versions(current, changed_at, None, previous_unread=True)
 
 
 def read_text(source: SecretSource, *, max_age: int | None = None) -> str:

@@ -18,7 +18,11 @@ does): new tokens are signed with the new value as soon as a function has read i
 it replaced (the secret's AWSPREVIOUS version, the parameter's previous version) still verifies,
 never signs, for `previous_window` seconds after AWS stored the new one: the cache age (a
 function that has not re-read yet still signs with the old value) plus a token lifetime plus a
-minute of clock skew. After that, or once a second rotation has replaced it, it verifies nothing.
+minute of clock skew. After that it verifies nothing. A second rotation replaces it in AWS at
+once, but not in a warm function: until the function's next read (within `max_age`), a token
+signed with it still matches the cached key and verifies without a re-read, and a function
+that last read before the first rotation still signs with it (README, "Rotating the signing
+key": how to cut that short).
 Both values carry the configured `kid` (JWT_KEY_ID): the verifier tries the current key, then
 the previous one. A token that verifies under neither makes the ring re-read AWS at once
 (`refresh`), at most once per `REFRESH_INTERVAL_SECONDS` per process, so a token signed by an
@@ -121,7 +125,7 @@ class KeyRing:
         with self._lock:
             now = self._clock()
             if self._source is not None and now - self._read_at >= self._max_age:
-                self._versions = secret_store.read_versions(self._source)
+                self._versions = self._read(self._source)
                 self._read_at = now
             return self._key_set(now)
 
@@ -137,9 +141,19 @@ class KeyRing:
                 return False
             self._refreshed_at = now
             before = self._versions
-            self._versions = secret_store.read_versions(self._source)
+            self._versions = self._read(self._source)
             self._read_at = now
             return self._versions != before
+
+    def _read(self, source: secret_store.SecretSource) -> secret_store.Versions:
+        """AWS's versions; when AWS refused the previous one but the current value is the one
+        already held, what was read with it (the previous key and the change's date) stands:
+        it is the same rotation, and dropping its previous key would refuse valid tokens."""
+        versions = secret_store.read_versions(source)
+        held = self._versions
+        if versions.previous_unread and held is not None and held.current == versions.current:
+            return held
+        return versions
 
     def _key_set(self, now: float) -> KeySet:
         material = self._material(now)

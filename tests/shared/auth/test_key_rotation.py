@@ -1,7 +1,8 @@
 """Rotating the JWT key in place in Secrets Manager or SSM (moto): nobody is signed out, a stale
 instance learns the new key from the first token it cannot verify, forged tokens cannot drive
-calls to AWS, and a replaced key stops verifying when its window ends or a second rotation
-drops it.
+calls to AWS, a replaced key stops verifying when its window ends or a second rotation drops
+it (on a warm instance: at its next read), and a failed read of the previous version or a re-put
+of the same value leaves the current key working.
 
 Each `KeyRing` is one function instance (its own cache); its clock is the wall clock moved on by
 the test, so "five minutes later" costs nothing.
@@ -321,36 +322,186 @@ def _answers(service: str, *responses: tuple[str, dict[str, Any]]) -> Stubber:
     return stubber
 
 
-def test_a_refused_read_of_the_previous_version_is_a_503_naming_the_permission(
+ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:jwt-AbCdEf"
+PARAMETER = "/lucid/prod/jwt-key"
+
+
+def _secret(value: str, created: datetime | None = None) -> dict[str, Any]:
+    return {"ARN": ARN, "SecretString": value, "CreatedDate": created or datetime.now(UTC)}
+
+
+def _parameter(value: str, version: int, modified: datetime | None = None) -> dict[str, Any]:
+    when = modified or datetime.now(UTC)
+    return {"Parameter": {"Value": value, "Version": version, "LastModifiedDate": when}}
+
+
+@pytest.mark.parametrize(
+    ("code", "logged"),
+    [
+        ("AccessDeniedException", f"it needs secretsmanager:GetSecretValue on {ARN}"),
+        ("ThrottlingException", "(ThrottlingException)"),
+    ],
+)
+def test_a_refused_read_of_the_previous_version_keeps_the_current_key_and_names_why(
+    code: str, logged: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a role that may read the secret's current version but not AWSPREVIOUS (a
+    # secretsmanager:VersionStage condition), or AWS throttling the second call
+    failed = {"Error": code}
+    stubber = _answers(
+        "secretsmanager", ("get_secret_value", _secret(NEW)), ("get_secret_value", failed)
+    )
+    # WHEN the key is read THEN the current key still signs and verifies
+    with caplog.at_level(logging.WARNING, logger="lucid.secrets"):
+        service = _instance(Settings(STAGE="prod", JWT_SECRET_ARN=ARN))
+        assert service.decode(_issue(service)).sub == "u1"
+    stubber.assert_no_pending_responses()
+    # AND the log warns that the previous version is not used, naming the permission or code
+    assert "JWT_SECRET_KEY: the previous version is not used" in caplog.text
+    assert logged in caplog.text
+    assert [record.levelname for record in caplog.records] == ["WARNING"]
+    assert NEW not in caplog.text
+
+
+def test_a_refused_read_of_the_current_version_is_a_503_naming_the_permission(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # GIVEN a role that may read the secret's current version but not AWSPREVIOUS (a policy
-    # with a secretsmanager:VersionStage condition)
-    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:jwt-AbCdEf"
-    current = {"ARN": arn, "SecretString": NEW, "CreatedDate": datetime.now(UTC)}
-    denied = {"Error": "AccessDeniedException"}
-    stubber = _answers(
-        "secretsmanager", ("get_secret_value", current), ("get_secret_value", denied)
-    )
-    # WHEN the key is read THEN the call is a 503 and the log names what the role needs
+    stubber = _answers("secretsmanager", ("get_secret_value", {"Error": "AccessDeniedException"}))
     with (
         caplog.at_level(logging.ERROR, logger="lucid.secrets"),
         pytest.raises(SecretUnavailableError) as refused,
     ):
-        KeyRing(Settings(STAGE="prod", JWT_SECRET_ARN=arn)).keys()
+        KeyRing(Settings(STAGE="prod", JWT_SECRET_ARN=ARN)).keys()
     stubber.assert_no_pending_responses()
-    assert f"it needs secretsmanager:GetSecretValue on {arn}" in refused.value.reason
+    assert f"it needs secretsmanager:GetSecretValue on {ARN}" in refused.value.reason
+    assert refused.value.reason in caplog.text
+
+
+def test_a_throttled_read_of_the_previous_parameter_version_keeps_the_current_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    failed = {"Error": "ThrottlingException"}
+    stubber = _answers("ssm", ("get_parameter", _parameter(NEW, 2)), ("get_parameter", failed))
+    with caplog.at_level(logging.WARNING, logger="lucid.secrets"):
+        keys_read = KeyRing(Settings(STAGE="prod", JWT_SECRET_PARAM=PARAMETER)).keys()
+    stubber.assert_no_pending_responses()
+    assert keys_read.current.signing == NEW.encode()
+    assert keys_read.previous == ()
+    assert "(ThrottlingException) when calling the GetParameter operation" in caplog.text
     assert NEW not in caplog.text
+
+
+def test_a_failed_re_read_of_the_previous_version_keeps_the_previous_key_already_read() -> None:
+    # GIVEN an instance that read the current key and the one it replaced
+    clock = Clock()
+    ring = KeyRing(Settings(STAGE="prod", JWT_SECRET_ARN=ARN), clock=clock)
+    service = TokenService(Settings(STAGE="prod", JWT_SECRET_ARN=ARN), ring)
+    throttled = {"Error": "ThrottlingException"}
+    stubber = _answers(
+        "secretsmanager",
+        ("get_secret_value", _secret(NEW)),
+        ("get_secret_value", _secret(OLD)),
+        ("get_secret_value", _secret(NEW)),
+        ("get_secret_value", throttled),
+    )
+    before = _signed_with(OLD)
+    assert service.decode(before).sub == "u1"
+    # WHEN its cache lapses and AWS throttles the re-read of AWSPREVIOUS only
+    clock.offset += keys.DEFAULT_MAX_AGE_SECONDS
+    # THEN the current value is the same: the previous key read with it still verifies
+    assert service.decode(before).sub == "u1"
+    stubber.assert_no_pending_responses()
 
 
 def test_a_parameter_whose_previous_version_aws_no_longer_keeps_has_no_previous_key() -> None:
     # GIVEN a parameter at version 101, whose version 100 AWS has dropped (it keeps 100)
-    name = "/lucid/prod/jwt-key"
-    current = {"Parameter": {"Value": NEW, "Version": 101, "LastModifiedDate": datetime.now(UTC)}}
     gone = {"Error": "ParameterVersionNotFound"}
-    stubber = _answers("ssm", ("get_parameter", current), ("get_parameter", gone))
+    stubber = _answers("ssm", ("get_parameter", _parameter(NEW, 101)), ("get_parameter", gone))
     # THEN the current key works alone
-    keys_read = KeyRing(Settings(STAGE="prod", JWT_SECRET_PARAM=name)).keys()
+    keys_read = KeyRing(Settings(STAGE="prod", JWT_SECRET_PARAM=PARAMETER)).keys()
     stubber.assert_no_pending_responses()
     assert keys_read.current.signing == NEW.encode()
     assert keys_read.previous == ()
+
+
+def test_an_ssm_re_put_of_the_same_value_keeps_the_key_it_replaced() -> None:
+    # GIVEN a token of the old key and a rotation in place
+    store = Store("ssm", OLD)
+    before = _signed_with(OLD)
+    store.rotate(NEW)
+    # WHEN the parameter is put again with the same value (a description edit, a stack update)
+    store.rotate(NEW)
+    store.rotate(NEW)
+    # THEN tokens of the old key still verify, as do the new key's
+    service = _instance(store.settings())
+    assert service.decode(before).sub == "u1"
+    assert service.decode(_issue(service)).sub == "u1"
+
+
+def test_the_window_counts_from_the_version_that_changed_the_value() -> None:
+    # GIVEN version 4 re-putting version 3's value 10 minutes later, version 2 the real
+    # rotation 20 minutes ago, from version 1
+    now = datetime.now(UTC)
+    real = now.timestamp() - 20 * 60
+    stubber = _answers(
+        "ssm",
+        ("get_parameter", _parameter(NEW, 4, now)),
+        ("get_parameter", _parameter(NEW, 3, datetime.fromtimestamp(real + 600, UTC))),
+        ("get_parameter", _parameter(NEW, 2, datetime.fromtimestamp(real, UTC))),
+        ("get_parameter", _parameter(OLD, 1)),
+    )
+    versions = secret_store.read_versions(secret_store.SecretSource("k", "ssm", PARAMETER))
+    stubber.assert_no_pending_responses()
+    assert versions == secret_store.Versions(NEW, real, OLD)
+
+
+def test_the_walk_past_same_value_versions_is_bounded() -> None:
+    walked = secret_store.PARAMETER_VERSIONS_WALKED
+    answers = [("get_parameter", _parameter(NEW, 50 - step)) for step in range(walked + 1)]
+    stubber = _answers("ssm", *answers)
+    versions = secret_store.read_versions(secret_store.SecretSource("k", "ssm", PARAMETER))
+    stubber.assert_no_pending_responses()
+    assert versions.previous is None
+    assert versions.current == NEW
+
+
+def test_a_secrets_manager_re_put_of_the_same_value_drops_the_previous_key() -> None:
+    # GIVEN a token of the old key and a rotation in place
+    store = Store("secretsmanager", OLD)
+    before = _signed_with(OLD)
+    store.rotate(NEW)
+    # WHEN the same value is put again: AWSPREVIOUS now holds the current value
+    store.rotate(NEW)
+    # THEN tokens of the old key are refused (README: operators must not), the new key's verify
+    service = _instance(store.settings())
+    with pytest.raises(InvalidTokenError):
+        service.decode(before)
+    assert service.decode(_issue(service)).sub == "u1"
+
+
+@KINDS
+def test_a_leaked_key_rotated_out_twice_verifies_on_a_warm_instance_until_its_cache_lapses(
+    kind: str,
+) -> None:
+    # GIVEN an instance that read the key before the first rotation, and one that read it after
+    store = Store(kind, OLD)
+    clock = Clock()
+    stale = _instance(store.settings(), clock)
+    stale.decode(_issue(stale))
+    leaked = _signed_with(OLD)
+    store.rotate(NEW)
+    warm = _instance(store.settings(), clock)
+    warm.decode(_issue(warm))
+    # WHEN the leaked key is rotated out twice in a row
+    store.rotate(NEWER)
+    # THEN the warm instance accepts its tokens until its cached read is 5 minutes old
+    clock.offset += keys.DEFAULT_MAX_AGE_SECONDS - 1
+    assert warm.decode(leaked).sub == "u1"
+    # AND the stale instance still signs with it until then
+    jwt.decode(_issue(stale), OLD, algorithms=["HS256"], audience="lucid")
+    # AND from then on neither accepts it, and both sign with the newest key
+    clock.offset += 1
+    for service in (warm, stale):
+        with pytest.raises(InvalidTokenError):
+            service.decode(leaked)
+        jwt.decode(_issue(service), NEWER, algorithms=["HS256"], audience="lucid")
