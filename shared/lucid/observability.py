@@ -266,18 +266,11 @@ def observe_request(route: str | None, status: int, duration_ms: float) -> None:
         metrics.dimensions[_ROUTE] = route
     if invocation.function and invocation.function.strip():
         metrics.dimensions[_FUNCTION] = invocation.function
-    # Known names, units and numbers: nothing here can be refused (MetricSet.add_metric).
-    for name, value in (
-        (LATENCY, float(duration_ms)),
-        (FAULT, float(status >= 500)),
-        (CLIENT_ERROR, float(400 <= status < 500)),
-    ):
-        values = metrics.metrics.get(name)
-        if values is None:
-            metrics.metrics[name] = [value]
-            metrics.units[name] = _MILLISECONDS if name == LATENCY else _COUNT
-        else:
-            values.append(value)
+    # Known names, units and numbers: nothing here can be refused; through `add_metric` so that
+    # Powertools' 100-metric limit holds for these too.
+    metrics.add_metric(LATENCY, _MILLISECONDS, float(duration_ms))
+    metrics.add_metric(FAULT, _COUNT, float(status >= 500))
+    metrics.add_metric(CLIENT_ERROR, _COUNT, float(400 <= status < 500))
 
 
 def _write(metrics: MetricSet, *, keep_dimensions: bool = False) -> None:
