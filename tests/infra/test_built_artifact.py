@@ -28,7 +28,9 @@ from pymongo import MongoClient
 from bench.artifact import TEMPLATE, Artifact, make_writable, readonly_copy, sam_build
 from bench.probes import event_for, invoke_cold, status_of
 from infra.lambda_build import KEEP_SOURCE
+from lucid_edge.requirements import distribution_name
 from tests.shared.proxy.proxy_backends import running_backend
+from tests.utils.lock import read_pins
 
 # What only the local edge, the tests or a replaced dependency use, and why each must stay out of
 # the layer (glob patterns under the layer's python/ folder). The one list of them.
@@ -209,6 +211,25 @@ def test_the_layer_holds_only_what_runs_in_lambda(artifact: Artifact) -> None:
     found = {path: why for path, why in found.items() if not set(path.parents) & set(found)}
     # THEN nothing that only runs locally, tests, or a replaced dependency is in it
     assert found == {}, "\n".join(f"{path}: {why}" for path, why in sorted(found.items()))
+
+
+def test_the_build_installs_the_locked_versions_and_nothing_else(artifact: Artifact) -> None:
+    # GIVEN each resource's source folder and what the build installed into it (its dist-infos)
+    template, _ = decode(str(TEMPLATE))
+    assert template is not None
+    built = {artifact.layer: template["Resources"]["SharedLayer"]["Properties"]["ContentUri"]}
+    for function in artifact.functions:
+        built[function.task_root] = template["Resources"][function.name]["Properties"]["CodeUri"]
+    for root, source in built.items():
+        installed = dict(
+            info.name.removesuffix(".dist-info").rpartition("-")[::2]
+            for info in root.glob("*.dist-info")
+        )
+        installed = {distribution_name(name): version for name, version in installed.items()}
+        # THEN it is exactly what the folder's requirements.txt pins: the lock's versions, the
+        # ones the tests ran on (tests/test_dependencies.py), whatever the index serves today
+        pins = read_pins(TEMPLATE.parent / source / "requirements.txt")
+        assert installed == {n: p.version for n, p in pins.items() if p.applies()}, source
 
 
 def test_native_code_is_built_for_the_template_architecture(artifact: Artifact) -> None:
