@@ -62,6 +62,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy -p lucid -p lucid_edge
 	$(BIN)/mypy infra/lambda_build.py
+	$(BIN)/mypy tests bench
 	@# Each function is its own Lambda package (every one has an `app` module): check one at a time.
 	@for d in $(FUNCTION_DIRS); do echo "mypy $$d"; MYPYPATH=$$d $(BIN)/mypy $$d/*.py || exit 1; done
 

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 from pymongo import MongoClient
+from pymongo.database import Database
 
 from bench.artifact import TEMPLATE, Artifact, make_writable, readonly_copy, sam_build
 from bench.probes import event_for, invoke_cold, status_of
@@ -307,7 +308,9 @@ def test_a_built_protected_route_answers_the_authorizer_context_on_a_named_stage
     event = _on_stage_dev("http_api_v2_stage_authorizer_context.json", "/users/me", "ANY /users/me")
     caller = event["requestContext"]["authorizer"]["lambda"]
     caller["exp"] = int(time.time()) + 600
-    database = MongoClient(os.environ["MONGODB_URI"], tz_aware=True)["lucid"]
+    database: Database[dict[str, Any]] = MongoClient(os.environ["MONGODB_URI"], tz_aware=True)[
+        "lucid"
+    ]
     now = datetime.now(UTC)
     database["users"].replace_one(
         {"_id": caller["user_id"]},
