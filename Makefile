@@ -45,7 +45,7 @@ UPGRADE ?=
 lock: $(STAMP)
 	$(UV_COMPILE) $(if $(filter all,$(UPGRADE)),--upgrade,$(addprefix --upgrade-package ,$(UPGRADE))) \
 		--extra dev pyproject.toml $(FUNCTION_INPUTS) -o $(LOCK)
-	$(BIN)/lucid requirements | $(UV_COMPILE) - -c $(LOCK) -o shared/requirements.txt
+	set -o pipefail; $(BIN)/lucid requirements | $(UV_COMPILE) - -c $(LOCK) -o shared/requirements.txt
 	@for input in $(FUNCTION_INPUTS); do echo "compiling $${input%.in}.txt"; \
 		$(UV_COMPILE) $$input -c $(LOCK) -o $${input%.in}.txt || exit 1; done
 	printf 'fastapi\nmangum\n' | $(UV_COMPILE) - -c $(LOCK) -o bench/lambda/hello/requirements.txt
