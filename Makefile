@@ -9,22 +9,46 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 WORKERS ?= 2
 FUNCTION_DIRS := $(wildcard functions/*)
-# What `sam build` installs into each function (functions/<group>/requirements.txt), installed
-# into .venv too: the local edge runs the functions in-process.
-FUNCTION_REQUIREMENTS := $(wildcard functions/*/requirements.txt)
+# What a function needs beyond the layer (functions/<group>/requirements.in): `make lock` compiles
+# it into the requirements.txt `sam build` installs into the function, and the lock includes it,
+# so .venv has it too (the local edge runs the functions in-process).
+FUNCTION_INPUTS := $(wildcard functions/*/requirements.in)
+# The one lock of exact versions (with every file's hash) that .venv, the layer, each function and
+# the benchmark's hello world are all installed from: `make lock` (README "Development").
+LOCK := requirements.lock
 
-.PHONY: run test lint typecheck pytest bench fuzz validate sam-build deploy sync local-api invoke clean
+.PHONY: lock run test lint typecheck pytest bench fuzz validate sam-build deploy sync local-api invoke clean
 
 # pip stays quiet (its full output is hundreds of lines): the steps say what is happening.
-$(STAMP): pyproject.toml shared/requirements.txt $(FUNCTION_REQUIREMENTS)
+# Every package comes from the lock, hash-checked (pip's --require-hashes mode, which a hashed
+# file turns on); the gateway itself is then installed editable, adding no package of its own.
+$(STAMP): pyproject.toml $(LOCK)
 	@echo "make: setting up $(VENV) with $(PYTHON) (first run, or the dependencies changed)"
 	$(PYTHON) -m venv $(VENV)
-	@echo "make: installing the gateway, its functions' requirements and the dev tools into" \
-		"$(VENV): about 2 minutes the first time, quiet until it is done"
+	@echo "make: installing the locked versions of the gateway's, its functions' and the dev" \
+		"tools' packages into $(VENV) ($(LOCK)): about 2 minutes the first time, quiet until done"
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' $(addprefix -r ,$(FUNCTION_REQUIREMENTS))
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 	@echo "make: $(VENV) is ready"
+
+# Re-resolve requirements.lock from pyproject.toml's ranges (and functions/*/requirements.in),
+# keeping every version it already pins that still fits; UPGRADE="pydantic fastapi" moves those
+# packages to their newest fitting release, UPGRADE=all everything. Then the layer's, each
+# function's and hello world's requirements.txt are compiled from it (the same versions and
+# hashes, only what each needs). uv resolves for Python 3.11 on every platform (--universal), so
+# the lock is the same whichever machine runs this; tests/test_dependencies.py checks the rest.
+UV_COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock"
+UPGRADE ?=
+lock: $(STAMP)
+	$(UV_COMPILE) $(if $(filter all,$(UPGRADE)),--upgrade,$(addprefix --upgrade-package ,$(UPGRADE))) \
+		--extra dev pyproject.toml $(FUNCTION_INPUTS) -o $(LOCK)
+	set -o pipefail; $(BIN)/lucid requirements | $(UV_COMPILE) - -c $(LOCK) -o shared/requirements.txt
+	@for input in $(FUNCTION_INPUTS); do echo "compiling $${input%.in}.txt"; \
+		$(UV_COMPILE) $$input -c $(LOCK) -o $${input%.in}.txt || exit 1; done
+	printf 'fastapi\nmangum\n' | $(UV_COMPILE) - -c $(LOCK) -o bench/lambda/hello/requirements.txt
 
 run: $(STAMP)
 	$(BIN)/lucid serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
@@ -38,6 +62,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy -p lucid -p lucid_edge
 	$(BIN)/mypy infra/lambda_build.py
+	$(BIN)/mypy tests bench
 	@# Each function is its own Lambda package (every one has an `app` module): check one at a time.
 	@for d in $(FUNCTION_DIRS); do echo "mypy $$d"; MYPYPATH=$$d $(BIN)/mypy $$d/*.py || exit 1; done
 

@@ -193,10 +193,12 @@ def _tracer(artifact: Artifact, tmp: Path) -> dict[str, object]:
     for function in artifact.functions:
         root = readonly_copy(function.task_root, tmp / "tracer" / function.name)
         path = (root, layer, xray_copy, boto3_copy)
-        for traced in (False, True):
-            variant = "Tracer()" if traced else "no Tracer"
+        for with_tracer in (False, True):
+            variant = "Tracer()" if with_tracer else "no Tracer"
             candidates.append(
-                Candidate(variant, function.name, path, function.handler, function.probe, traced)
+                Candidate(
+                    variant, function.name, path, function.handler, function.probe, with_tracer
+                )
             )
     figures = _rounds(candidates, XRAY_ENV)
     print(f"\nPowertools Tracer at cold start (X-Ray SDK layer {tree_size(xray) / 1e6:.1f} MB):")

@@ -17,7 +17,7 @@ import gc
 import json
 import sys
 import time
-from importlib import _bootstrap_external  # type: ignore[attr-defined]
+from importlib import _bootstrap_external
 from typing import Any
 
 MARKER = "LAMBDA-PROBE "
@@ -32,7 +32,8 @@ def _recording_source_to_code(self: Any, data: bytes, path: str, **kwargs: Any) 
     return _source_to_code(self, data, path, **kwargs)
 
 
-_bootstrap_external.SourceLoader.source_to_code = _recording_source_to_code
+# Replacing the method on the class is the point: every loader's compilation goes through it.
+_bootstrap_external.SourceLoader.source_to_code = _recording_source_to_code  # type: ignore[method-assign,assignment]
 
 
 class LambdaContext:

@@ -162,5 +162,5 @@ def import_profile(
         if not line.startswith("import time:") or "self [us]" in line:
             continue
         self_us, _, name = (part.strip() for part in line.removeprefix("import time:").split("|"))
-        by_package[name.split(".")[0]] += int(self_us) / 1000
-    return by_package.most_common(top)
+        by_package[name.split(".")[0]] += int(self_us)
+    return [(package, self_us / 1000) for package, self_us in by_package.most_common(top)]

@@ -27,6 +27,7 @@ from bench.harness import (
     wrk,
 )
 from lucid.auth.tokens import get_token_service
+from lucid.identity import Role
 from lucid_edge.loader import load_handler
 from lucid_edge.local import free_port
 
@@ -99,7 +100,7 @@ def authorizer_handler_p50_us(env: dict[str, str], calls: int = 2000) -> float:
     os.environ.update(env)  # before the layer builds its settings, once, in this process
     handler = load_handler(ROOT / "functions" / "authorizer", "app.handler").handler
     user_id, session_id = secrets.token_hex(16), secrets.token_hex(16)
-    issued = get_token_service().issue(user_id, "T" + "1" * 33, "user", session_id)
+    issued = get_token_service().issue(user_id, "T" + "1" * 33, Role.USER, session_id)
     token = issued.token
     event = {
         "version": "2.0",

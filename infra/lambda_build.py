@@ -54,7 +54,15 @@ LAMBDA_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64")
 # Where the modules of each kind of artifact live, in the artifact and in Lambda.
 LAYOUT = {"function": (".", "/var/task"), "layer": ("python", "/opt/python")}
 # What the build copies from the source folder into the artifact: everything but these.
-NOT_SHIPPED = ("requirements.txt", "Makefile", "__pycache__", "*.pyc", "*.egg-info", "tests")
+NOT_SHIPPED = (
+    "requirements.txt",
+    "requirements.in",
+    "Makefile",
+    "__pycache__",
+    "*.pyc",
+    "*.egg-info",
+    "tests",
+)
 # What pip installs that no import reads: console scripts (bin/), type stubs, packages' tests, the
 # C sources of compiled extensions, and source maps (a browser's developer tools ask for them;
 # nothing serves them).
@@ -68,7 +76,9 @@ KEEP_SOURCE = ("anyio",)
 
 
 def install_requirements(requirements: Path, target: Path) -> None:
-    """pip-install `requirements` into `target` as wheels built for Lambda's platform."""
+    """pip-install `requirements` into `target` as wheels built for Lambda's platform. `make
+    lock` compiles the file from requirements.lock with every file's hash, so pip (in its
+    --require-hashes mode) installs the versions the tests ran on, whatever the index serves."""
     lines = [line.split("#", 1)[0].strip() for line in requirements.read_text().splitlines()]
     if not any(lines):
         return

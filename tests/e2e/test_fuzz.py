@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,7 +72,9 @@ def edge() -> Iterator[SubprocessEdge]:
         yield stack.enter_context(subprocess_edge(env))
 
 
-def _run(edge: SubprocessEdge, identity: str, wallet: Wallet | None) -> tuple[dict, str, float]:
+def _run(
+    edge: SubprocessEdge, identity: str, wallet: Wallet | None
+) -> tuple[dict[str, Any], str, float]:
     reports = ARTIFACTS / identity
     reports.mkdir(parents=True, exist_ok=True)
     for old in [*reports.glob("*.json"), *reports.glob("*.jsonl")]:

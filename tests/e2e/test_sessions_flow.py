@@ -390,7 +390,7 @@ def test_mongodb_down_is_503_and_a_retry_once_it_returns_creates_exactly_one(
             # WHEN MongoDB is back on the same port (a fresh in-memory store, into which Alice's
             # account is restored: a session is only ever created for an existing account)
             mongo = start_mongo_server(port=port)
-            with pymongo.MongoClient(mongo.uri) as restore:
+            with pymongo.MongoClient[dict[str, Any]](mongo.uri) as restore:
                 restore["lucid"]["users"].insert_one({"_id": alice.user_id, "role": "user"})
             # AND Alice retries with the same key until the edge has found it again
             for _ in range(50):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pymongo
 import pytest
@@ -31,7 +32,7 @@ def test_db_init_creates_every_index_and_is_idempotent(
     out = capsys.readouterr().out
     assert "dbinit.users: address_unique" in out
     # THEN a second client sees the unique address index and the refresh-token TTL index
-    with pymongo.MongoClient(mongo.uri) as client:
+    with pymongo.MongoClient[dict[str, Any]](mongo.uri) as client:
         users = client["dbinit"]["users"].index_information()
         tokens = client["dbinit"]["tokens"].index_information()
     assert users["address_unique"]["unique"] is True

@@ -8,7 +8,7 @@ import json
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import pytest
@@ -45,7 +45,7 @@ def no_endpoint_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LOCALSTACK_HOST", raising=False)
 
 
-def _aws(localstack: str, service: str) -> Any:
+def _aws(localstack: str, service: Literal["ssm", "apigatewayv2", "cloudformation"]) -> Any:
     return boto3.client(
         service,
         endpoint_url=f"http://{localstack}",

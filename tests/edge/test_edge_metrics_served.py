@@ -48,7 +48,7 @@ def test_every_answer_is_counted_by_route_function_status_and_kind() -> None:
     assert value(text, cache, authorizer="Simple", result="hit") == 1
     assert value(text, "lucid_authorizer_errors_total", authorizer="Simple") == 1
     # AND the instances of the functions that ran, the worker's concurrency limit
-    assert value(text, "lucid_function_instances", function="FaultyFunction") >= 1
+    assert (value(text, "lucid_function_instances", function="FaultyFunction") or 0) >= 1
     assert value(text, "lucid_function_queue_depth", function="FaultyFunction") == 0
     assert value(text, "lucid_concurrency_limit") == 2
 

@@ -1,4 +1,4 @@
-"""`lucid requirements`: the layer's requirements.txt from pyproject.toml's runtime set."""
+"""`lucid requirements`: the layer's declared set, which `make lock` compiles."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lucid_edge.cli import main
-from lucid_edge.requirements import REQUIREMENTS, distribution_name
+from lucid_edge.requirements import distribution_name
 
 PYPROJECT = """
 [project]
@@ -42,15 +42,6 @@ def test_prints_the_runtime_set_without_what_lambda_provides_or_any_extra(
         "Hiredis_Extra.x",
     ]
     assert "# Left out, provided by Lambda's runtime: boto3." in lines
-
-
-def test_write_updates_the_layer_s_file_beside_pyproject(project: Path) -> None:
-    target = project.parent / REQUIREMENTS
-    target.write_text("mongomock\n", encoding="utf-8")
-    assert main(["requirements", "--pyproject", str(project), "--write"]) == 0
-    written = target.read_text(encoding="utf-8")
-    assert "mongomock" not in written
-    assert written.endswith("Hiredis_Extra.x\n")
 
 
 @pytest.mark.parametrize(

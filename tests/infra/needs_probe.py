@@ -18,7 +18,8 @@ from typing import Any
 import botocore.client
 
 calls: list[list[str]] = []
-_make_api_call = botocore.client.BaseClient._make_api_call
+# botocore's private method every API call goes through (botocore-stubs leave it out).
+_make_api_call = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]
 
 
 def _recording(self: Any, operation: str, params: dict[str, Any]) -> Any:
@@ -29,7 +30,7 @@ def _recording(self: Any, operation: str, params: dict[str, Any]) -> Any:
     return _make_api_call(self, operation, params)
 
 
-botocore.client.BaseClient._make_api_call = _recording  # type: ignore[method-assign]
+botocore.client.BaseClient._make_api_call = _recording  # type: ignore[attr-defined]
 
 
 def main() -> None:

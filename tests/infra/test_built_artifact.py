@@ -24,11 +24,14 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 from pymongo import MongoClient
+from pymongo.database import Database
 
 from bench.artifact import TEMPLATE, Artifact, make_writable, readonly_copy, sam_build
 from bench.probes import event_for, invoke_cold, status_of
 from infra.lambda_build import KEEP_SOURCE
+from lucid_edge.requirements import distribution_name
 from tests.shared.proxy.proxy_backends import running_backend
+from tests.utils.lock import read_pins
 
 # What only the local edge, the tests or a replaced dependency use, and why each must stay out of
 # the layer (glob patterns under the layer's python/ folder). The one list of them.
@@ -211,6 +214,25 @@ def test_the_layer_holds_only_what_runs_in_lambda(artifact: Artifact) -> None:
     assert found == {}, "\n".join(f"{path}: {why}" for path, why in sorted(found.items()))
 
 
+def test_the_build_installs_the_locked_versions_and_nothing_else(artifact: Artifact) -> None:
+    # GIVEN each resource's source folder and what the build installed into it (its dist-infos)
+    template, _ = decode(str(TEMPLATE))
+    assert template is not None
+    built = {artifact.layer: template["Resources"]["SharedLayer"]["Properties"]["ContentUri"]}
+    for function in artifact.functions:
+        built[function.task_root] = template["Resources"][function.name]["Properties"]["CodeUri"]
+    for root, source in built.items():
+        installed = dict(
+            info.name.removesuffix(".dist-info").rpartition("-")[::2]
+            for info in root.glob("*.dist-info")
+        )
+        installed = {distribution_name(name): version for name, version in installed.items()}
+        # THEN it is exactly what the folder's requirements.txt pins: the lock's versions, the
+        # ones the tests ran on (tests/test_dependencies.py), whatever the index serves today
+        pins = read_pins(TEMPLATE.parent / source / "requirements.txt")
+        assert installed == {n: p.version for n, p in pins.items() if p.applies()}, source
+
+
 def test_native_code_is_built_for_the_template_architecture(artifact: Artifact) -> None:
     # GIVEN the architecture the template runs every function on
     template, _ = decode(str(TEMPLATE))
@@ -286,7 +308,9 @@ def test_a_built_protected_route_answers_the_authorizer_context_on_a_named_stage
     event = _on_stage_dev("http_api_v2_stage_authorizer_context.json", "/users/me", "ANY /users/me")
     caller = event["requestContext"]["authorizer"]["lambda"]
     caller["exp"] = int(time.time()) + 600
-    database = MongoClient(os.environ["MONGODB_URI"], tz_aware=True)["lucid"]
+    database: Database[dict[str, Any]] = MongoClient(os.environ["MONGODB_URI"], tz_aware=True)[
+        "lucid"
+    ]
     now = datetime.now(UTC)
     database["users"].replace_one(
         {"_id": caller["user_id"]},

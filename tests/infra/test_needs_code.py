@@ -26,6 +26,7 @@ import redis
 from lucid.auth.keys import KeyRing
 from lucid.auth.tokens import TokenService
 from lucid.config import Settings
+from lucid.identity import Role
 from tests.infra.needs import ROOT, Grant, Needs, load_needs
 from tests.shared.proxy.proxy_backends import BackendServer, running_backend
 from tests.utils.auth_flow import authorizer_event
@@ -121,7 +122,7 @@ def _token() -> str:
     wallet = Wallet()
     return (
         TokenService(settings, KeyRing(settings))
-        .issue("0" * 32, wallet.address, "user", "1" * 24)
+        .issue("0" * 32, wallet.address, Role.USER, "1" * 24)
         .token
     )
 

@@ -371,7 +371,11 @@ def test_an_invocation_line_is_the_line_powertools_prints_for_the_same_metrics(
 def test_a_metric_at_powertools_limit_of_100_values_is_printed_then_and_the_rest_later(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    handler = observability.instrument(lambda event, context: [count("Hit") for _ in range(150)])
+    def work(event: dict[str, Any], context: Any) -> None:
+        for _ in range(150):
+            count("Hit")
+
+    handler = observability.instrument(work)
     handler(http_event("GET", "/work"), lambda_context("Hits"))
     lines = [line for line in emf_lines(capsys.readouterr().out) if "Hit" in line]
     assert [len(line["Hit"]) for line in lines] == [100, 50]

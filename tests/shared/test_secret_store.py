@@ -61,9 +61,10 @@ def _name() -> str:
 
 def _secret(value: str | bytes) -> str:
     client = boto3.client("secretsmanager", region_name="us-east-1")
-    kind = "SecretBinary" if isinstance(value, bytes) else "SecretString"
-    arn: str = client.create_secret(Name=_name().lstrip("/"), **{kind: value})["ARN"]
-    return arn
+    name = _name().lstrip("/")
+    if isinstance(value, bytes):
+        return client.create_secret(Name=name, SecretBinary=value)["ARN"]
+    return client.create_secret(Name=name, SecretString=value)["ARN"]
 
 
 def _parameter(value: str) -> str:
@@ -204,7 +205,13 @@ def test_a_kms_refusal_says_the_key_is_needed_too() -> None:
                 "Code": "AccessDeniedException",
                 "Message": "User is not authorized to perform: kms:Decrypt on resource: key/1",
             },
-            "ResponseMetadata": {"HTTPStatusCode": 400},
+            "ResponseMetadata": {
+                "HTTPStatusCode": 400,
+                "RequestId": "r-1",
+                "HostId": "",
+                "HTTPHeaders": {},
+                "RetryAttempts": 0,
+            },
         },
         "GetParameter",
     )
@@ -275,7 +282,8 @@ def test_a_redis_uri_that_cannot_be_read_is_a_503_problem_from_the_rate_limiter(
         return {"ok": "yes"}
 
     app.add_middleware(RateLimitMiddleware, limiter_factory=unreadable)
-    reply = reply_from(lambda_handler(app)(http_event("GET", "/x"), None))
+    result = lambda_handler(app)(http_event("GET", "/x"), None)  # type: ignore[arg-type]
+    reply = reply_from(result)
     assert reply.status == 503
     assert reply.headers["content-type"] == "application/problem+json"
     assert reply.headers["retry-after"] == "10"

@@ -77,7 +77,7 @@ def database_for(
     """`database` (default: a fresh mongomock one) injected into the functions `groups`, and
     into the authorizer as the record of revocations it reads when Redis cannot answer."""
     db: Database[Document] = database if database is not None else in_memory_database()
-    authorizer = load_module("authorizer")
+    authorizer: Any = load_module("authorizer")  # a function module: its names are not typed
     revocations = authorizer._revocations  # a function: the list is built on first use
     injected = revocations_on(get_redis(), db, revocations().horizon_seconds - LEEWAY_SECONDS)
     authorizer._revocations = lambda: injected

@@ -91,13 +91,6 @@ class KeptConnections:
         self._local.held = held
         return held
 
-    def _connection(self) -> ConnectionInterface:
-        # The calling thread's kept connection (taking one if it has none and one is free).
-        held: _Kept | None = getattr(self._local, "held", None) or self._keep()
-        if held is None:
-            raise redis.ConnectionError("no connection to keep: the pool is in use")
-        return held.connection
-
     def _give_back(self, connection: ConnectionInterface) -> None:
         # Its thread is gone: close the socket now (Redis drops the client) and free its place.
         # Runs where the holder is freed, the ending thread: it must not wait on any lock the

@@ -13,6 +13,8 @@ from typing import Any
 
 import mongomock
 import pytest
+from mongomock import filtering
+from mongomock.helpers import utcnow
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
@@ -31,7 +33,7 @@ INDEXES = [
 def pair() -> tuple[Any, Any]:
     """(indexed collection, plain mongomock collection), both with INDEXES."""
     indexed = Collections(indexed_client()).get("lucid", "things")
-    plain = mongomock.MongoClient(tz_aware=True)["lucid"]["things"]
+    plain: Any = mongomock.MongoClient(tz_aware=True)["lucid"]["things"]
     for collection in (indexed, plain):
         collection.create_indexes(INDEXES)
     return indexed, plain
@@ -112,7 +114,7 @@ def test_a_lookup_by_id_or_index_examines_only_its_candidates(
         [{"_id": f"id{n}", "owner_id": f"o{n % 100}", "address": f"T{n}"} for n in range(2000)]
     )
     examined: list[Doc] = []
-    real = mongo_index.filter_applies
+    real = filtering.filter_applies  # what mongo_index calls, until replaced below
 
     def counting(query: Doc, document: Doc) -> bool:
         examined.append(document)
@@ -167,7 +169,7 @@ def test_ttl_expiry_removes_documents_and_their_index_entries(pair: tuple[Any, A
     # GIVEN a TTL index and three tokens: expired, live, and not a date at all
     indexed, _ = pair
     indexed.create_index([("expires_at", ASCENDING)], name="ttl", expireAfterSeconds=0)
-    now = mongomock.utcnow()
+    now = utcnow()
     past, future = now - datetime.timedelta(seconds=1), now + datetime.timedelta(hours=1)
     indexed.insert_many(
         [

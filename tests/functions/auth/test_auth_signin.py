@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from pymongo.database import Database
 
-from tests.utils.auth_flow import Reply, call_auth, sign_in
+from tests.utils.auth_flow import call_auth, sign_in
+from tests.utils.events import Reply
 from tests.utils.wallets import Wallet
 
 pytestmark = pytest.mark.usefixtures("database")

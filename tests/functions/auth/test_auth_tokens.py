@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from typing import Any
@@ -65,7 +66,7 @@ def test_verify_refuses_a_tampered_token() -> None:
     header, _, signature = pair["access_token"].split(".")
     claims = jwt.decode(pair["access_token"], options={"verify_signature": False})
     claims["role"] = "admin"
-    forged_payload = jwt.utils.base64url_encode(jwt.api_jws.json.dumps(claims).encode()).decode()
+    forged_payload = jwt.utils.base64url_encode(json.dumps(claims).encode()).decode()
     reply = _verify(f"{header}.{forged_payload}.{signature}")
     assert (reply.status, reply.body["type"]) == (401, PROBLEM + "invalid-token")
     assert reply.body["detail"] == "token signature is invalid"

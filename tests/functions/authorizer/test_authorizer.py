@@ -92,7 +92,7 @@ BAD_TOKENS: dict[str, Callable[[], str]] = {
     "aud": lambda: _token(aud="another-api"),
     "other-key": lambda: _token(key="another-key-0123456789abcdef0123456789abcdef"),
     "typ": lambda: _token(typ="refresh"),
-    "alg-none": lambda: jwt.encode(_claims(), None, algorithm="none", headers={"kid": "k1"}),
+    "alg-none": lambda: jwt.encode(_claims(), "", algorithm="none", headers={"kid": "k1"}),
     "refresh": lambda: "R" * 43,
     "sid": lambda: jwt.encode(
         {k: v for k, v in _claims().items() if k != "sid"}, KEY, headers={"kid": "k1"}

@@ -29,7 +29,9 @@ def test_an_admin_demoted_in_storage_acts_as_a_user_at_the_next_call(
     assert users_api("GET", "/users", caller=former).status == 403
     promotion = users_api("PUT", f"/users/{alice.id}/role", caller=former, body={"role": "admin"})
     assert promotion.status == 403
-    assert database["users"].find_one({"_id": alice.id})["role"] == "user"
+    stored = database["users"].find_one({"_id": alice.id})
+    assert stored is not None
+    assert stored["role"] == "user"
     # ... and someone else's profile and sessions answer as for any user: not found
     assert users_api("GET", f"/users/{alice.id}", caller=former).status == 404
     assert sessions_api("GET", f"/sessions/{session}", caller=former).status == 404

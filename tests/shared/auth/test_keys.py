@@ -19,6 +19,7 @@ from lucid import secret_store
 from lucid.auth.keys import KeyConfigurationError, KeyRing, get_key_ring
 from lucid.auth.tokens import TokenService
 from lucid.config import Settings
+from lucid.identity import Role
 from lucid.secret_store import SecretUnavailableError
 
 LONG_KEY = "k" * 40
@@ -64,7 +65,7 @@ def _secret(value: str | bytes) -> str:
 
 def _round_trip(settings: Settings, ring: KeyRing | None = None) -> str:
     service = TokenService(settings, ring or KeyRing(settings))
-    issued = service.issue("u1", "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC", "user", "s1")
+    issued = service.issue("u1", "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC", Role.USER, "s1")
     return service.decode(issued.token).sub
 
 
@@ -168,7 +169,7 @@ def test_asymmetric_keys_sign_and_a_public_key_alone_verifies(
     verifier = _settings(
         JWT_SECRET_ARN=None, JWT_ALGORITHM=algorithm, JWT_PUBLIC_KEY=_pem_public(key)
     )
-    issued = TokenService(signer, KeyRing(signer)).issue("u9", "T", "admin", "s1")
+    issued = TokenService(signer, KeyRing(signer)).issue("u9", "T", Role.ADMIN, "s1")
     assert jwt_header_alg(issued.token) == algorithm
     assert TokenService(verifier, KeyRing(verifier)).decode(issued.token).sub == "u9"
     assert KeyRing(verifier).keys().current.signing is None
@@ -244,7 +245,7 @@ def test_previous_public_key_verifies_during_rotation() -> None:
         JWT_PREVIOUS_KEY_ID="k0",
         JWT_PREVIOUS_PUBLIC_KEY=_pem_public(_RSA),
     )
-    old_token = TokenService(old, KeyRing(old)).issue("u1", "T", "user", "s1").token
+    old_token = TokenService(old, KeyRing(old)).issue("u1", "T", Role.USER, "s1").token
     # THEN the new deployment still accepts it
     assert TokenService(new, KeyRing(new)).decode(old_token).sub == "u1"
 

@@ -18,6 +18,7 @@ from lucid.auth.revocation import RevocationList
 from lucid.auth.tokens import TokenService
 from lucid.config import Settings
 from lucid.errors import InvalidTokenError, RefreshTokenReuseError
+from lucid.identity import Role
 from lucid.store.documents import new_id
 from lucid_edge.local import in_memory_database
 from tests.utils.datastore import atomic_writes, revocations_on
@@ -115,7 +116,7 @@ def test_two_concurrent_refreshes_exactly_one_succeeds(store: RefreshTokenStore)
 
 def test_access_token_is_not_a_refresh_token(store: RefreshTokenStore) -> None:
     settings = Settings(STAGE="local", JWT_SECRET_KEY="refresh-test-key-0123456789abcdef012345")
-    access = TokenService(settings, KeyRing(settings)).issue("u1", "T", "user", new_id()).token
+    access = TokenService(settings, KeyRing(settings)).issue("u1", "T", Role.USER, new_id()).token
     with pytest.raises(InvalidTokenError, match="not a refresh token"):
         store.use(access)
 

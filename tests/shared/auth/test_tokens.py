@@ -19,6 +19,7 @@ from lucid.auth.keys import KeyRing
 from lucid.auth.tokens import TokenService, get_token_service
 from lucid.config import Settings
 from lucid.errors import InvalidTokenError
+from lucid.identity import Role
 
 KEY = "unit-test-key-0123456789abcdef0123456789"
 OLD_KEY = "old-unit-test-key-0123456789abcdef012345"
@@ -71,7 +72,7 @@ def _rejected(service: TokenService, token: str) -> str:
 def test_issued_token_decodes_to_its_claims() -> None:
     # GIVEN an admin signing in
     service = _service()
-    issued = service.issue("u1", ADDRESS, "admin", "s1")
+    issued = service.issue("u1", ADDRESS, Role.ADMIN, "s1")
     # THEN the token carries who, what tier, a kid and a 15-minute life
     claims = service.decode(issued.token)
     assert claims == issued.claims
@@ -80,12 +81,12 @@ def test_issued_token_decodes_to_its_claims() -> None:
     assert claims.sid == "s1"  # the sign-in that logout and refresh-token reuse revoke
     assert (issued.expires_in, claims.nbf) == (900, claims.iat)
     assert jwt.get_unverified_header(issued.token)["kid"] == "k1"
-    assert service.issue("u2", ADDRESS, "user", "s1").claims.tier == "authenticated"
-    assert service.issue("u2", ADDRESS, "user", "s1").claims.jti != claims.jti
+    assert service.issue("u2", ADDRESS, Role.USER, "s1").claims.tier == "authenticated"
+    assert service.issue("u2", ADDRESS, Role.USER, "s1").claims.jti != claims.jti
 
 
 def test_alg_none_is_refused() -> None:
-    token = jwt.encode(_claims(), None, algorithm="none", headers={"kid": "k1"})
+    token = jwt.encode(_claims(), "", algorithm="none", headers={"kid": "k1"})
     assert _rejected(_service(), token) == "token algorithm is not accepted"
 
 
@@ -122,7 +123,7 @@ def test_expired_token_is_refused_after_the_leeway() -> None:
 
 def test_token_issued_in_the_past_has_expired() -> None:
     service = _service()
-    old = _service(clock=time.time() - 3600).issue("u1", ADDRESS, "user", "s1")
+    old = _service(clock=time.time() - 3600).issue("u1", ADDRESS, Role.USER, "s1")
     assert _rejected(service, old.token) == "token has expired"
 
 
@@ -170,7 +171,7 @@ def test_every_required_claim_is_required(claim: str) -> None:
 
 def test_tampered_payload_is_refused() -> None:
     # GIVEN a valid user token WHEN its payload is edited to say admin
-    token = _service().issue("u1", ADDRESS, "user", "s1").token
+    token = _service().issue("u1", ADDRESS, Role.USER, "s1").token
     header, _, signature = token.split(".")
     forged = _b64(json.dumps(_claims(role="admin", tier="admin")).encode())
     assert _rejected(_service(), f"{header}.{forged}.{signature}") == "token signature is invalid"
@@ -185,7 +186,7 @@ def test_previous_key_is_accepted_during_rotation_only() -> None:
     rotating = _service(JWT_PREVIOUS_SECRET_KEY=OLD_KEY, JWT_PREVIOUS_KEY_ID="k0")
     assert rotating.decode(old_token).sub == "u1"
     # new tokens are signed by the current key only
-    new_token = rotating.issue("u1", ADDRESS, "user", "s1").token
+    new_token = rotating.issue("u1", ADDRESS, Role.USER, "s1").token
     assert jwt.get_unverified_header(new_token)["kid"] == "k1"
     # after the window the previous kid is unknown
     assert _rejected(_service(), old_token) == "token key id is unknown"
@@ -224,4 +225,4 @@ def test_garbage_payload_with_valid_header_is_malformed() -> None:
 def test_process_token_service_is_shared() -> None:
     service = get_token_service()
     assert service is get_token_service()
-    assert service.decode(service.issue("u1", ADDRESS, "user", "s1").token).sub == "u1"
+    assert service.decode(service.issue("u1", ADDRESS, Role.USER, "s1").token).sub == "u1"

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from lucid.auth.base58 import b58decode, b58encode, b58encode_check
+from lucid.auth.keccak import keccak256
 from lucid.auth.tron import (
     SECP256K1_ORDER,
     SignatureScheme,
@@ -19,7 +20,6 @@ from lucid.auth.tron import (
     address_from_public_key,
     address_to_bytes,
     hash_message_v2,
-    keccak256,
     private_key_bytes,
     recover_address,
     sign_message,

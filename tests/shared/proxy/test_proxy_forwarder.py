@@ -16,7 +16,7 @@ from lucid.errors import (
     ServiceUnavailableError,
     UnsafePathError,
 )
-from lucid.identity import CallerIdentity
+from lucid.identity import CallerIdentity, Role
 from lucid.proxy import Proxy, backoff_delays
 from lucid_edge.local import free_port
 from tests.shared.proxy.conftest import proxy_request, proxy_settings
@@ -24,7 +24,7 @@ from tests.shared.proxy.proxy_backends import BackendServer, running_backend
 from tests.shared.proxy.test_proxy_routing import TRAVERSALS
 
 MakeProxy = Callable[..., Proxy]
-CALLER = CallerIdentity(user_id="u-7", address="TAbc", role="admin", tier="admin", jti="j")
+CALLER = CallerIdentity(user_id="u-7", address="TAbc", role=Role.ADMIN, tier="admin", jti="j")
 
 
 def test_method_path_query_body_and_identity_pass_through(

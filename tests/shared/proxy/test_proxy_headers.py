@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 
 from lucid.errors import BadRequestError
-from lucid.identity import CallerIdentity
+from lucid.identity import CallerIdentity, Role
 from lucid.proxy.headers import request_headers, response_headers
 
-CALLER = CallerIdentity(user_id="u-1", address="TXyz", role="user", tier="authenticated", jti="j")
+CALLER = CallerIdentity(
+    user_id="u-1", address="TXyz", role=Role.USER, tier="authenticated", jti="j"
+)
 
 
 def names(headers: list[tuple[str, str]]) -> set[str]:

@@ -14,7 +14,7 @@ from lucid.errors import (
     PreconditionFailedError,
     ServiceUnavailableError,
 )
-from lucid.identity import CallerIdentity
+from lucid.identity import CallerIdentity, Role
 from lucid.sessions.preconditions import parse_if_match
 from lucid.sessions.repository import SessionRepository
 from lucid.sessions.schemas import SessionCreate, SessionPatch
@@ -27,11 +27,11 @@ Db = Database[dict[str, Any]]
 def _owner(db: Db) -> CallerIdentity:
     """A caller whose account exists (a session for a closed account is refused)."""
     db["users"].insert_one({"_id": "0" * 32, "role": "user"})
-    return CallerIdentity("0" * 32, "T", "user", "authenticated", "j")
+    return CallerIdentity("0" * 32, "T", Role.USER, "authenticated", "j")
 
 
 def test_repository_translates_an_outage_at_its_boundary(dead_db: Db) -> None:
-    caller = CallerIdentity("0" * 32, "T", "user", "authenticated", "j")
+    caller = CallerIdentity("0" * 32, "T", Role.USER, "authenticated", "j")
     repository = SessionRepository(dead_db)
     with pytest.raises(ServiceUnavailableError, match="sessions store"):
         repository.create(caller.user_id, SessionCreate(name="x"))

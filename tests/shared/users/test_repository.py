@@ -11,6 +11,7 @@ import pytest
 from pymongo.database import Database
 
 from lucid.errors import ConflictError
+from lucid.identity import Role
 from lucid.store.documents import is_valid_id
 from lucid.store.indexes import ensure_indexes
 from lucid.users.repository import UserRepository
@@ -103,10 +104,10 @@ class RacingRepository(UserRepository):
 def test_last_admin_cannot_be_demoted(db: Db) -> None:
     users = UserRepository(db)
     first, second = add_user(db, role="admin"), add_user(db, role="admin")
-    assert users.set_role(first.id, "user")["role"] == "user"
+    assert users.set_role(first.id, Role.USER)["role"] == "user"
     with pytest.raises(ConflictError):
-        users.set_role(second.id, "user")
-    assert users.set_role(first.id, "admin")["role"] == "admin"
+        users.set_role(second.id, Role.USER)
+    assert users.set_role(first.id, Role.ADMIN)["role"] == "admin"
 
 
 def test_a_demotion_that_loses_a_race_is_undone(db: Db) -> None:

@@ -10,7 +10,7 @@ import redis
 
 from lucid.auth.revocation import RevocationList
 from lucid.errors import InvalidTokenError
-from lucid.identity import CallerIdentity
+from lucid.identity import CallerIdentity, Role
 from lucid.web.deps import check_sign_in
 from lucid_edge.local import in_memory_database
 from tests.utils.datastore import revocations_on
@@ -20,7 +20,7 @@ def _caller(expires_at: int) -> CallerIdentity:
     return CallerIdentity(
         user_id="u-1",
         address="TXyz",
-        role="user",
+        role=Role.USER,
         tier="authenticated",
         jti="j",
         expires_at=expires_at,
