@@ -6,6 +6,11 @@ caller's credentials (Authorization, Cookie), anything claiming identity or orig
 X-Forwarded-*, Forwarded, X-Real-IP) and the framing headers the client library recomputes (Host,
 Content-Length). The gateway then adds what only it can vouch for: X-Request-ID, X-Forwarded-For
 (API Gateway's sourceIp) and X-Lucid-User-Id / X-Lucid-Role from the authorizer context.
+Names are matched with `_` read as `-`: a WSGI backend (PEP 3333 uses CGI's variable names)
+reads `X_Lucid_User_Id` and `X-Lucid-User-Id` as one HTTP_X_LUCID_USER_ID, so a caller's
+`X_Lucid_User_Id: someone` would otherwise arrive as that variable, before the gateway's value
+(stdlib wsgiref joins them as "someone,<real id>"). Django and gunicorn 22+ drop such headers for
+this reason; the gateway cannot count on every backend doing so.
 
 Towards the caller, what describes the content passes through untouched (Content-Type,
 Content-Encoding, ETag, Cache-Control, Location, Retry-After, Set-Cookie, ...). Dropped:
@@ -70,7 +75,7 @@ def _connection_named(headers: Iterable[Header]) -> frozenset[str]:
     named: set[str] = set()
     for name, value in headers:
         if name.lower() == "connection":
-            named.update(token.strip().lower() for token in value.split(","))
+            named.update(token.strip().lower().replace("_", "-") for token in value.split(","))
     return frozenset(named)
 
 
@@ -91,9 +96,10 @@ def request_headers(
     forwarded: list[Header] = []
     for name, value in incoming:
         lowered = name.lower()
-        if _is_hop_by_hop(lowered, named) or lowered in _NEVER_FORWARDED:
+        canonical = lowered.replace("_", "-")  # what a CGI-style backend reads it as
+        if _is_hop_by_hop(canonical, named) or canonical in _NEVER_FORWARDED:
             continue
-        if lowered.startswith(_GATEWAY_PREFIXES):
+        if canonical.startswith(_GATEWAY_PREFIXES):
             continue
         if any(char in value for char in "\r\n\x00"):
             raise BadRequestError(f"the {lowered} header holds a control character")
@@ -116,7 +122,7 @@ def response_headers(incoming: Iterable[Header], *, keep_length: bool = False) -
     return [
         (name, value)
         for name, value in incoming
-        if not _is_hop_by_hop(name.lower(), named)
+        if not _is_hop_by_hop(name.lower().replace("_", "-"), named)
         and name.lower() not in dropped
         and not name.lower().startswith(_NOT_PASSED_BACK_PREFIXES)
     ]
