@@ -7,7 +7,8 @@ Error mapping (all problem+json, raised as `lucid.errors`):
     breaker open .................... 503 with Retry-After    (backend not touched)
     connection refused / reset ...... 502 BadGatewayError
     connect or read timeout ......... 504 GatewayTimeoutError (also: the invocation's time is up)
-    body over 6 MB .................. 502 BadGatewayError
+    body over 6 MB, or too large for  502 BadGatewayError
+    the Lambda result once encoded
     backend 4xx / 5xx ............... passed through with its body and headers
 
 Retries: only GET, HEAD, OPTIONS, PUT and DELETE, only when the connection could not be made
@@ -28,6 +29,7 @@ import httpx
 from lucid.config import Settings
 from lucid.errors import BadGatewayError, GatewayTimeoutError, LucidError
 from lucid.identity import CallerIdentity
+from lucid.lambda_result import MAX_RESULT_BYTES, body_size_in_result
 from lucid.proxy.breaker import BreakerPolicy, CircuitBreaker
 from lucid.proxy.breaker_store import BreakerStore
 from lucid.proxy.discovery import BackendDirectory
@@ -42,6 +44,9 @@ from lucid.proxy.routing import (
 )
 
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
+# What the rest of the Lambda result may take beside the body: status, the backend's headers
+# (httpx's h11 refuses a header block over 64 KB) and ours, as JSON.
+RESULT_RESERVE_BYTES = 128 * 1024
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # Time kept back from the Lambda deadline to turn the answer into a response.
 RESPONSE_MARGIN_SECONDS = 0.25
@@ -198,6 +203,11 @@ class Proxy:
             body = self._read_bounded(backend, upstream, deadline)
         finally:
             upstream.close()
+        encoded = body_size_in_result(body, upstream.headers.get("content-type"))
+        if encoded > MAX_RESULT_BYTES - RESULT_RESERVE_BYTES:
+            # Lambda would refuse the result and API Gateway answer a bare 500 (a binary body
+            # grows by a third in base64, an escaped text body up to six times): say why.
+            raise self._too_large(backend)
         keep_length = request.method == "HEAD"
         return ProxyResponse(
             upstream.status_code,
@@ -252,5 +262,6 @@ class Proxy:
     @staticmethod
     def _too_large(backend: Backend) -> LucidError:
         return BadGatewayError(
-            f"the {backend.name} backend answered with more than {MAX_RESPONSE_BYTES} bytes"
+            f"the {backend.name} backend's answer is larger than a Lambda response can carry "
+            f"({MAX_RESULT_BYTES} bytes, binary content base64-encoded)"
         )

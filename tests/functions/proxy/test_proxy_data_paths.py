@@ -15,8 +15,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pytest
 
 from lucid.proxy import Proxy
-from tests.functions.proxy.test_proxy_function import USER, invoke
+from tests.functions.proxy.test_proxy_function import USER, invoke, problem
 from tests.shared.proxy.conftest import proxy_settings
+from tests.shared.proxy.proxy_backends import BackendServer
+from tests.utils.events import http_event
+from tests.utils.functions import load_handler
 
 # Lambda's response quota: "Response payload size exceeded maximum allowed payload size
 # (6291556 bytes)" (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
@@ -81,3 +84,43 @@ def test_a_wsgi_backend_reads_only_the_gateways_identity_whatever_the_header_spe
     assert "forged" not in environ["HTTP_X_REQUEST_ID"]
     # AND headers of the caller's own keep reaching it
     assert environ["HTTP_X_CUSTOM_THING"] == "kept"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "payload"),
+    [
+        # 4.9 MB of binary: 6.5 MB once base64-encoded in the result
+        ("application/octet-stream", bytes(range(256)) * (4_900_000 // 256)),
+        # 2.2 MB of JSON text whose every character is written \u00e9 (ensure_ascii): 6.6 MB
+        ("application/json", b'"' + "\u00e9".encode() * 1_100_000 + b'"'),
+    ],
+    ids=["binary", "escaped-text"],
+)
+def test_an_answer_the_lambda_result_cannot_carry_is_a_precise_502_not_a_bare_500(
+    proxied: Proxy, backend: BackendServer, content_type: str, payload: bytes
+) -> None:
+    # GIVEN a backend answer under 6 MB whose encoding in the Lambda result is over Lambda's limit
+    assert len(payload) < 6 * 1024 * 1024
+    backend.mode, backend.status = "status", 200
+    backend.content_type, backend.body = content_type, payload
+    # WHEN a signed-in caller asks for it through the real handler
+    result = load_handler("proxy")(
+        http_event("GET", "/chain/blocks", route_key="ANY /chain/{proxy+}", authorizer=USER), None
+    )
+    # THEN the function's result is one Lambda accepts (else API Gateway would answer a bare 500),
+    # and it says what happened: 502 problem+json
+    assert len(json.dumps(result).encode()) <= LAMBDA_RESULT_LIMIT
+    headers = {k.lower(): v for k, v in result["headers"].items()}
+    detail = problem(502, headers, result["body"].encode())["detail"]
+    assert "larger than a Lambda response can carry" in detail
+
+
+def test_an_answer_that_fits_once_encoded_passes_untouched(
+    proxied: Proxy, backend: BackendServer
+) -> None:
+    # GIVEN 4.5 MB of binary: 6.0 MB base64, within the limit
+    payload = bytes(range(256)) * (4_500_000 // 256)
+    backend.mode, backend.status = "status", 200
+    backend.content_type, backend.body = "application/octet-stream", payload
+    status, headers, body = invoke("GET", "/chain/blocks", authorizer=USER)
+    assert (status, headers["content-type"], body) == (200, "application/octet-stream", payload)
