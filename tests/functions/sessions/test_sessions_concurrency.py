@@ -79,6 +79,11 @@ def test_stale_if_match_is_412_and_writes_nothing(
         # weak or foreign tags never match
         ('W/"1"', 412),
         ('"x1"', 412),
+        # strong comparison is character by character: another spelling of 1 is another tag
+        ('"01"', 412),
+        ('"001"', 412),
+        ('"+1"', 412),
+        ('" 1"', 412),
         # a malformed header is the client's error
         ("1", 400),
         ('"1', 400),
