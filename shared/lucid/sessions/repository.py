@@ -134,16 +134,26 @@ class SessionRepository:
                 raise PreconditionFailedError("the session has changed since you read it")
         raise ConflictError("the session is being changed by others; retry")
 
-    def end(self, caller: CallerIdentity, session_id: str) -> None:
-        """End the session (idempotent: ending an ended session changes nothing)."""
+    def end(self, caller: CallerIdentity, session_id: str, if_match: IfMatch | None = None) -> None:
+        """End the session (idempotent: ending an ended session changes nothing); with
+        `if_match`, only the versions it allows (412 otherwise, one atomic update as PATCH)."""
         now = utcnow()
+        scope = {**self._visible(caller, session_id), "status": {"$ne": SessionStatus.ENDED.value}}
+        if if_match is not None and not if_match.any_version:
+            scope["version"] = {"$in": sorted(if_match.versions)}
         with database_errors("sessions"):
             ended = self._sessions.find_one_and_update(
-                {**self._visible(caller, session_id), "status": {"$ne": SessionStatus.ENDED.value}},
-                {"$set": _ended_fields(now), "$inc": {"version": 1}},
+                scope, {"$set": _ended_fields(now), "$inc": {"version": 1}}
             )
         if ended is None:
-            self.get(caller, session_id)  # 404 unless it exists and was already ended
+            current = self.get(caller, session_id)  # 404 unless it exists
+            # Already ended: the change asked for is in place, 204 whatever the tag (RFC 9110
+            # section 13.1.1 lets a server answer 2xx then). Otherwise the tag did not match.
+            if current["status"] != SessionStatus.ENDED.value:
+                raise PreconditionFailedError(
+                    "the session has changed since you read it",
+                    extensions={"current_etag": f'"{current["version"]}"'},
+                )
 
     def end_all_of(self, owner_id: str) -> int:
         """End every session of `owner_id` that has not ended; how many were ended."""
