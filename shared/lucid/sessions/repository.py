@@ -11,16 +11,19 @@ account owns nothing new. MongoDB outages become `ServiceUnavailableError`.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.database import Database
+from pymongo.errors import PyMongoError
 
 from lucid.errors import (
     AuthenticationError,
     ConflictError,
     NotFoundError,
     PreconditionFailedError,
+    ServiceUnavailableError,
 )
 from lucid.identity import CallerIdentity
 from lucid.sessions.preconditions import IfMatch
@@ -73,12 +76,21 @@ class SessionRepository:
         }
         with database_errors("sessions"):
             self._sessions.insert_one(document)
-            # After the insert, not before: a closure that deletes the owner in between still
-            # sees this session (it ends them after the delete), and one that deleted it earlier
-            # is seen here.
-            if self._users.find_one({"_id": owner_id}, {"_id": 1}) is None:
+        # After the insert, not before: a closure that deletes the owner in between still sees
+        # this session (it ends them after the delete), and one that deleted it earlier is seen
+        # here. If the check cannot be made, the insert is undone before the 503: the client
+        # was told the create failed and retries it, so the session must not stay behind.
+        try:
+            with database_errors("sessions"):
+                owner = self._users.find_one({"_id": owner_id}, {"_id": 1})
+        except ServiceUnavailableError:
+            with suppress(PyMongoError):  # still down: the session stays, as after any 503 write
                 self._sessions.delete_one({"_id": document["_id"]})
-                raise AuthenticationError("the account was closed")
+            raise
+        if owner is None:
+            with database_errors("sessions"):
+                self._sessions.delete_one({"_id": document["_id"]})
+            raise AuthenticationError("the account was closed")
         return document
 
     def get(self, caller: CallerIdentity, session_id: str) -> Document:
