@@ -33,6 +33,7 @@ from lucid.sessions.schemas import (
     SessionPatch,
     SessionStatus,
     allowed_transitions,
+    etag,
 )
 from lucid.store.documents import Document, database_errors, is_valid_id, new_id, utcnow
 from lucid.store.pagination import Page, SortOrder, fetch_page
@@ -124,10 +125,7 @@ class SessionRepository:
         for _ in range(UNCONDITIONAL_ATTEMPTS):
             current = self.get(caller, session_id)
             if if_match is not None and not if_match.allows(current["version"]):
-                raise PreconditionFailedError(
-                    "the session has changed since you read it",
-                    extensions={"current_etag": f'"{current["version"]}"'},
-                )
+                raise _stale(current)
             changes = _changes(current, patch)
             if not changes:
                 return current
@@ -142,8 +140,7 @@ class SessionRepository:
                 return updated
             if if_match is not None:
                 # Another writer won the race for this version: the caller's ETag is stale now.
-                self.get(caller, session_id)
-                raise PreconditionFailedError("the session has changed since you read it")
+                raise _stale(self.get(caller, session_id))
         raise ConflictError("the session is being changed by others; retry")
 
     def end(self, caller: CallerIdentity, session_id: str, if_match: IfMatch | None = None) -> None:
@@ -162,10 +159,7 @@ class SessionRepository:
             # Already ended: the change asked for is in place, 204 whatever the tag (RFC 9110
             # section 13.1.1 lets a server answer 2xx then). Otherwise the tag did not match.
             if current["status"] != SessionStatus.ENDED.value:
-                raise PreconditionFailedError(
-                    "the session has changed since you read it",
-                    extensions={"current_etag": f'"{current["version"]}"'},
-                )
+                raise _stale(current)
 
     def end_all_of(self, owner_id: str) -> int:
         """End every session of `owner_id` that has not ended; how many were ended."""
@@ -185,6 +179,13 @@ class SessionRepository:
         if not caller.is_admin:
             scope["owner_id"] = caller.user_id
         return scope
+
+
+def _stale(current: Document) -> PreconditionFailedError:
+    """412 for an If-Match that no longer matches `current`, naming its tag to read again."""
+    return PreconditionFailedError(
+        "the session has changed since you read it", extensions={"current_etag": etag(current)}
+    )
 
 
 def _ended_fields(now: Any) -> dict[str, Any]:

@@ -57,6 +57,36 @@ def test_concurrent_patches_with_one_etag_yield_one_200_and_412s(
     assert document["version"] == 2
 
 
+def test_a_writer_that_loses_the_race_is_told_the_current_etag_too(
+    alice: User, database: Database[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN another writer changes the session between this PATCH's read and its write
+    session = create(alice)
+    sessions = database["sessions"]
+    real_write = type(sessions).find_one_and_update
+
+    def another_writer_first(self: Any, *args: Any, **kwargs: Any) -> Any:
+        real_write(
+            self, {"_id": session["id"]}, {"$set": {"name": "theirs"}, "$inc": {"version": 1}}
+        )
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(sessions), "find_one_and_update", another_writer_first)
+    # WHEN the PATCH carries the tag it read
+    reply = api(
+        "PATCH",
+        f"/sessions/{session['id']}",
+        caller=alice,
+        body={"name": "mine"},
+        headers={"If-Match": '"1"'},
+    )
+    monkeypatch.undo()
+    # THEN it is the same 412 as a stale tag seen at once: with the tag to read again
+    assert reply.status == 412
+    assert reply.body["current_etag"] == '"2"'
+    assert stored(sessions, session["id"])["name"] == "theirs"
+
+
 def test_stale_if_match_is_412_and_writes_nothing(
     alice: User, database: Database[dict[str, Any]]
 ) -> None:
