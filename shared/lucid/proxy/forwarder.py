@@ -33,7 +33,7 @@ from lucid.lambda_result import MAX_RESULT_BYTES, body_size_in_result
 from lucid.proxy.breaker import BreakerPolicy, CircuitBreaker
 from lucid.proxy.breaker_store import BreakerStore
 from lucid.proxy.discovery import BackendDirectory
-from lucid.proxy.headers import Header, request_headers, response_headers
+from lucid.proxy.headers import Header, public_locations, request_headers, response_headers
 from lucid.proxy.routing import (
     BACKENDS,
     Backend,
@@ -128,7 +128,8 @@ class Proxy:
         backend = backend_for(request.prefix)
         check_remainder(request.remainder)
         check_query(request.query)
-        url = upstream_url(self._directory.base_url(backend), request.public_path, request.query)
+        base = self._directory.base_url(backend)
+        url = upstream_url(base, request.public_path, request.query)
         headers = request_headers(
             request.headers,
             request_id=request.request_id,
@@ -139,7 +140,7 @@ class Proxy:
         breaker = self.breakers[backend.name]
         permit = breaker.acquire()
         try:
-            response = self._exchange(backend, request, url, headers, deadline)
+            response = self._exchange(backend, request, (base, url), headers, deadline)
         except _UnreachableError as unreachable:
             breaker.record(permit, failed=True)
             raise unreachable.error from unreachable.__cause__
@@ -161,7 +162,7 @@ class Proxy:
         self,
         backend: Backend,
         request: ProxyRequest,
-        url: httpx.URL,
+        urls: tuple[httpx.URL, httpx.URL],
         headers: list[Header],
         deadline: float,
     ) -> ProxyResponse:
@@ -169,7 +170,7 @@ class Proxy:
         delays = backoff_delays(retries, self._rng)
         while True:
             try:
-                return self._attempt(backend, request, url, headers, deadline)
+                return self._attempt(backend, request, urls, headers, deadline)
             except (httpx.ConnectError, httpx.ConnectTimeout) as error:
                 delay = next(delays, None)
                 if delay is None or time.monotonic() + delay >= deadline:
@@ -180,10 +181,11 @@ class Proxy:
         self,
         backend: Backend,
         request: ProxyRequest,
-        url: httpx.URL,
+        urls: tuple[httpx.URL, httpx.URL],
         headers: list[Header],
         deadline: float,
     ) -> ProxyResponse:
+        base, url = urls  # the backend's base URL, and the one asked for below it
         outbound = self._client.build_request(
             request.method,
             url,
@@ -209,11 +211,8 @@ class Proxy:
             # grows by a third in base64, an escaped text body up to six times): say why.
             raise self._too_large(backend)
         keep_length = request.method == "HEAD"
-        return ProxyResponse(
-            upstream.status_code,
-            response_headers(upstream.headers.multi_items(), keep_length=keep_length),
-            body,
-        )
+        answered = response_headers(upstream.headers.multi_items(), keep_length=keep_length)
+        return ProxyResponse(upstream.status_code, public_locations(answered, base), body)
 
     def _read_bounded(self, backend: Backend, upstream: httpx.Response, deadline: float) -> bytes:
         declared = upstream.headers.get("content-length", "")

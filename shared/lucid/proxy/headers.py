@@ -20,11 +20,17 @@ X-AspNetMvc-Version, Via); and what only the gateway or API Gateway may say: the
 rate-limit headers (X-RateLimit-*, RateLimit, RateLimit-Policy), CORS (Access-Control-*, which
 API Gateway sets from the template and ignores from integrations), X-Content-Type-Options (every
 response of ours says nosniff), and the X-Lucid-* / X-Amzn-* / Apigw-* namespaces.
+A Location or Content-Location naming the backend under its base URL (the backend builds it from
+the Host the gateway sent, its internal address) becomes the gateway's root-relative path, as
+nginx's `proxy_redirect default` does: the caller can follow it, and never learns the internal
+origin. The stage prefix is added back by `lucid.web.stage` like any root-relative Location.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+import httpx
 
 from lucid.errors import BadRequestError
 from lucid.identity import CallerIdentity
@@ -126,3 +132,35 @@ def response_headers(incoming: Iterable[Header], *, keep_length: bool = False) -
         and name.lower() not in dropped
         and not name.lower().startswith(_NOT_PASSED_BACK_PREFIXES)
     ]
+
+
+_LOCATIONS = frozenset({"location", "content-location"})
+
+
+def public_locations(headers: list[Header], base: httpx.URL) -> list[Header]:
+    """`headers` with each Location / Content-Location under `base` made the public path."""
+    return [
+        (name, _public_location(value, base)) if name.lower() in _LOCATIONS else (name, value)
+        for name, value in headers
+    ]
+
+
+def _public_location(value: str, base: httpx.URL) -> str:
+    # "http://10.0.3.4:8080/api/nodes/9?x" (base http://10.0.3.4:8080/api) -> "/nodes/9?x";
+    # "/api/nodes/9" (root-relative on the backend) the same; anything else stays as it is.
+    try:
+        target = httpx.URL(value)
+    except httpx.InvalidURL:
+        return value
+    if target.is_absolute_url:
+        if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
+            return value
+    elif not value.startswith("/") or value.startswith("//"):
+        return value  # relative to the request, or protocol-relative: not the backend's path
+    base_path = base.path.rstrip("/")
+    path = target.raw_path.decode("ascii")  # path and query, as the backend wrote them
+    if base_path and not (path == base_path or path.startswith((base_path + "/", base_path + "?"))):
+        return value
+    public = path[len(base_path) :]
+    public = public if public.startswith("/") else "/" + public
+    return public + (f"#{target.fragment}" if target.fragment else "")

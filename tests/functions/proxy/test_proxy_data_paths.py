@@ -124,3 +124,38 @@ def test_an_answer_that_fits_once_encoded_passes_untouched(
     backend.content_type, backend.body = "application/octet-stream", payload
     status, headers, body = invoke("GET", "/chain/blocks", authorizer=USER)
     assert (status, headers["content-type"], body) == (200, "application/octet-stream", payload)
+
+
+@pytest.mark.parametrize(
+    ("location", "public"),
+    [
+        ("{origin}/api/nodes/n-9?view=full", "/nodes/n-9?view=full"),  # the backend's own URL
+        ("{origin}/api/nodes", "/nodes"),
+        ("/api/nodes/n-9", "/nodes/n-9"),  # root-relative on the backend
+        ("https://elsewhere.example/x", "https://elsewhere.example/x"),  # not the backend's
+        ("n-9", "n-9"),  # relative to the request: already public
+    ],
+)
+def test_a_location_naming_the_backend_is_given_as_the_gateways_path(
+    backend: BackendServer,
+    make_proxy: Callable[..., Proxy],
+    use_proxy: Callable[[Proxy], None],
+    location: str,
+    public: str,
+) -> None:
+    # GIVEN a backend behind NODE_SERVICE_URL=<internal origin>/api that answers 201 with a
+    # Location built from its own address (its Host is the internal one: the gateway sets it)
+    base = f"{backend.url}/api"
+    use_proxy(make_proxy(proxy_settings(NODE_SERVICE_URL=base)))
+    backend.mode, backend.status = "status", 201
+    backend.content_type, backend.body = "application/json", b"{}"
+    backend.extra_headers = [
+        ("Location", location.format(origin=backend.url)),
+        ("Content-Location", location.format(origin=backend.url)),
+    ]
+    # WHEN a signed-in caller creates through the gateway
+    status, headers, _ = invoke("POST", "/nodes", route_key="ANY /nodes", authorizer=USER)
+    # THEN the caller never sees the internal origin, and can follow the link on the gateway
+    assert status == 201
+    assert headers["location"] == public
+    assert headers["content-location"] == public
