@@ -3,9 +3,11 @@
 Towards the backend: hop-by-hop headers (RFC 9110 §7.6.1: Connection and every header it names,
 Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade) are dropped, and so are the
 caller's credentials (Authorization, Cookie), anything claiming identity or origin (X-Lucid-*,
-X-Forwarded-*, Forwarded, X-Real-IP) and the framing headers the client library recomputes (Host,
-Content-Length). The gateway then adds what only it can vouch for: X-Request-ID, X-Forwarded-For
-(API Gateway's sourceIp) and X-Lucid-User-Id / X-Lucid-Role from the authorizer context.
+X-Forwarded-*, Forwarded, X-Real-IP), a path or method overriding the request line's
+(X-Original-URL, X-Rewrite-URL, X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override) and
+the framing headers the client library recomputes (Host, Content-Length). The gateway then adds
+what only it can vouch for: X-Request-ID, X-Forwarded-For (API Gateway's sourceIp) and
+X-Lucid-User-Id / X-Lucid-Role from the authorizer context.
 Names are matched with `_` read as `-`: a WSGI backend (PEP 3333 uses CGI's variable names)
 reads `X_Lucid_User_Id` and `X-Lucid-User-Id` as one HTTP_X_LUCID_USER_ID, so a caller's
 `X_Lucid_User_Id: someone` would otherwise arrive as that variable, before the gateway's value
@@ -50,6 +52,14 @@ _NEVER_FORWARDED = frozenset(
         "forwarded",
         "x-real-ip",
         "x-request-id",
+        # a path or method other than the request line's, which some frameworks route or
+        # dispatch by (IIS URL Rewrite; Symfony until CVE-2018-14773; method-override
+        # middleware): the gateway checked and authorised the request line, nothing else
+        "x-original-url",
+        "x-rewrite-url",
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
     }
 )
 _GATEWAY_PREFIXES = ("proxy-", "x-lucid-", "x-forwarded-")
