@@ -84,6 +84,26 @@ class ProxyResponse:
     body: bytes
 
 
+def _as_bytes(raw: Sequence[tuple[bytes, bytes]]) -> list[Header]:
+    """The backend's header lines as the route hands them on: names in lower case, values one
+    character per byte (Latin-1, how ASGI and Starlette carry header bytes), each in UTF-8.
+
+    Header values travel as bytes both ways (a caller's UTF-8 `X-Note: naïve` reaches the
+    backend as those bytes; httpx would refuse it as text). Mangum decodes the response's header
+    bytes as UTF-8 to write the Lambda result and raises on anything else, which API Gateway
+    answers with a bare 500; so a value that is not UTF-8 (obs-text from a Latin-1 backend,
+    RFC 9110 section 5.5: `filename="caf\xe9"`) is read as Latin-1 and passed on in UTF-8.
+    """
+    lines: list[Header] = []
+    for name, value in raw:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            value = value.decode("latin-1").encode("utf-8")
+        lines.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+    return lines
+
+
 class _UnreachableError(Exception):
     """The backend did not answer: a breaker failure, carrying the error the caller sees."""
 
@@ -189,7 +209,7 @@ class Proxy:
         outbound = self._client.build_request(
             request.method,
             url,
-            headers=headers,
+            headers=[(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers],
             content=request.body or None,
             timeout=self._timeout(deadline),
         )
@@ -211,7 +231,7 @@ class Proxy:
             # grows by a third in base64, an escaped text body up to six times): say why.
             raise self._too_large(backend)
         keep_length = request.method == "HEAD"
-        answered = response_headers(upstream.headers.multi_items(), keep_length=keep_length)
+        answered = response_headers(_as_bytes(upstream.headers.raw), keep_length=keep_length)
         return ProxyResponse(upstream.status_code, public_locations(answered, base), body)
 
     def _read_bounded(self, backend: Backend, upstream: httpx.Response, deadline: float) -> bytes:

@@ -159,3 +159,25 @@ def test_a_location_naming_the_backend_is_given_as_the_gateways_path(
     assert status == 201
     assert headers["location"] == public
     assert headers["content-location"] == public
+
+
+def test_non_ascii_header_values_pass_both_ways_instead_of_a_500(
+    proxied: Proxy, backend: BackendServer
+) -> None:
+    # GIVEN a caller header in UTF-8 (API Gateway hands it over as text) and a backend that
+    # answers with one UTF-8 and one Latin-1 header value (obs-text, RFC 9110 section 5.5)
+    backend.mode, backend.status = "status", 200
+    backend.content_type, backend.body = "application/json", b"{}"
+    backend.extra_headers = [
+        ("Content-Disposition", 'attachment; filename="caf\u00e9.txt"'),  # sent as byte E9
+        ("X-Title", "caf\u00c3\u00a9"),  # the UTF-8 bytes C3 A9, as http.server sends Latin-1
+    ]
+    status, headers, _ = invoke(
+        "GET", "/chain/blocks", headers={"X-Note": "na\u00efve \u65e5\u672c"}, authorizer=USER
+    )
+    # THEN the backend got the caller's bytes, and the caller the backend's values as text
+    assert status == 200
+    [seen] = backend.received
+    assert seen.header("X-Note") == ["na\u00efve \u65e5\u672c".encode().decode("latin-1")]
+    assert headers["x-title"] == "caf\u00e9"
+    assert headers["content-disposition"] == 'attachment; filename="caf\u00e9.txt"'
