@@ -161,8 +161,14 @@ async def update_session(
 
 
 @router.delete(
-    "/sessions/{session_id}", status_code=204, response_class=Response, responses=problems(404)
+    "/sessions/{session_id}",
+    status_code=204,
+    response_class=Response,
+    responses=problems(400, 404, 412, descriptions={400: "If-Match is malformed"}),
 )
-async def end_session(session_id: str, caller: Caller, sessions: SessionsDep) -> None:
-    """End the session (status ended); ending it again is still 204."""
-    sessions.end(caller, session_id)
+async def end_session(
+    session_id: str, caller: Caller, sessions: SessionsDep, if_match: IfMatchHeader = None
+) -> None:
+    """End the session (status ended); ending it again is still 204. If-Match makes it
+    conditional (412 when the session changed since, unless it has already ended)."""
+    sessions.end(caller, session_id, parse_if_match(if_match))

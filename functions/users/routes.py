@@ -18,7 +18,14 @@ from lucid.store.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, 
 from lucid.users.closure import close_account
 from lucid.users.schemas import ProfilePatch, RoleChange, User, UserPage
 from lucid.web.database import DatabaseDep
-from lucid.web.deps import AdminCaller, Caller, Revocations, SettingsDep
+from lucid.web.deps import (
+    AdminCaller,
+    Caller,
+    Revocations,
+    SettingsDep,
+    TokenCaller,
+    check_sign_in,
+)
 from lucid.web.openapi import problems
 from lucid.web.repositories import SessionsDep, UsersDep
 
@@ -59,9 +66,17 @@ async def update_me(body: ProfilePatch, caller: Caller, users: UsersDep) -> User
     responses=problems(404, 409, descriptions={409: "The last admin cannot close their account"}),
 )
 async def delete_me(
-    caller: Caller, users: UsersDep, sessions: SessionsDep, sign_ins: SignIns
+    caller: TokenCaller,
+    revocations: Revocations,
+    users: UsersDep,
+    sessions: SessionsDep,
+    sign_ins: SignIns,
 ) -> None:
     """Close the caller's account: profile deleted, sessions ended, every sign-in revoked."""
+    # A live sign-in, not `Caller`: that one refuses an admin token whose profile is gone (401
+    # "the account was closed"), which is exactly the state a closure that failed half way
+    # (503) leaves, and its retry must finish the job. Closing needs no admin power.
+    check_sign_in(caller, revocations)
     close_account(caller, users=users, sessions=sessions, revoke_sign_ins=sign_ins.revoke_user)
 
 

@@ -22,7 +22,13 @@ LAYER = Path(__file__).resolve().parents[2] / "shared" / "lucid"
 
 WEB_ONLY = ("fastapi", "starlette", "lucid.web")
 DOMAIN = ("lucid.auth", "lucid.users", "lucid.sessions", "lucid.ratelimit", "lucid.proxy")
-FOUNDATION = ("lucid.config", "lucid.errors", "lucid.observability", "lucid.identity")
+FOUNDATION = (
+    "lucid.config",
+    "lucid.errors",
+    "lucid.observability",
+    "lucid.identity",
+    "lucid.lambda_result",
+)
 
 
 def _within(module: str, packages: tuple[str, ...]) -> bool:
@@ -67,7 +73,15 @@ def test_the_layer_is_laid_out_by_domain() -> None:
     packages = {p.parent.name for p in LAYER.glob("*/__init__.py")}
     assert packages == {"web", "auth", "users", "sessions", "ratelimit", "proxy", "store"}
     top = {p.stem for p in LAYER.glob("*.py")}
-    top_modules = {"config", "errors", "observability", "identity", "secret_store", "coldstart"}
+    top_modules = {
+        "config",
+        "errors",
+        "observability",
+        "identity",
+        "secret_store",
+        "coldstart",
+        "lambda_result",
+    }
     assert top == {"__init__", *top_modules}
 
 

@@ -20,6 +20,8 @@ Design (after Powertools' and resilience4j's: count locally, share transitions):
   made until the open period ends: the 503 answer is local and immediate. HALF_OPEN asks Redis
   for every call, because probe slots must be granted atomically.
 - Failures are connection errors, timeouts and 5xx answers; a 4xx is the backend working.
+- Every transition an instance sees clears its window: after the breaker closes, only calls
+  made since count towards the next trip.
 """
 
 from __future__ import annotations
@@ -184,6 +186,11 @@ class CircuitBreaker:
         count("CircuitOpened")
 
     def _adopt(self, shared: SharedState, now: float) -> None:
+        if shared.state is not self._state:
+            # A transition (ours or another instance's) starts the count afresh, as resilience4j
+            # resets its window: failures from before a trip must not count again after the
+            # breaker closed, where a single new failure would otherwise reopen it.
+            self._window.clear()
         self._state = shared.state
         self._fresh_until = now + self._policy.sync_seconds
         if shared.state is BreakerState.OPEN:

@@ -7,7 +7,8 @@ Error mapping (all problem+json, raised as `lucid.errors`):
     breaker open .................... 503 with Retry-After    (backend not touched)
     connection refused / reset ...... 502 BadGatewayError
     connect or read timeout ......... 504 GatewayTimeoutError (also: the invocation's time is up)
-    body over 6 MB .................. 502 BadGatewayError
+    body over 6 MB, or too large for  502 BadGatewayError
+    the Lambda result once encoded
     backend 4xx / 5xx ............... passed through with its body and headers
 
 Retries: only GET, HEAD, OPTIONS, PUT and DELETE, only when the connection could not be made
@@ -28,10 +29,11 @@ import httpx
 from lucid.config import Settings
 from lucid.errors import BadGatewayError, GatewayTimeoutError, LucidError
 from lucid.identity import CallerIdentity
+from lucid.lambda_result import MAX_RESULT_BYTES, body_size_in_result
 from lucid.proxy.breaker import BreakerPolicy, CircuitBreaker
 from lucid.proxy.breaker_store import BreakerStore
 from lucid.proxy.discovery import BackendDirectory
-from lucid.proxy.headers import Header, request_headers, response_headers
+from lucid.proxy.headers import Header, public_locations, request_headers, response_headers
 from lucid.proxy.routing import (
     BACKENDS,
     Backend,
@@ -42,6 +44,9 @@ from lucid.proxy.routing import (
 )
 
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
+# What the rest of the Lambda result may take beside the body: status, the backend's headers
+# (httpx's h11 refuses a header block over 64 KB) and ours, as JSON.
+RESULT_RESERVE_BYTES = 128 * 1024
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # Time kept back from the Lambda deadline to turn the answer into a response.
 RESPONSE_MARGIN_SECONDS = 0.25
@@ -77,6 +82,26 @@ class ProxyResponse:
     status: int
     headers: list[Header]
     body: bytes
+
+
+def _as_bytes(raw: Sequence[tuple[bytes, bytes]]) -> list[Header]:
+    """The backend's header lines as the route hands them on: names in lower case, values one
+    character per byte (Latin-1, how ASGI and Starlette carry header bytes), each in UTF-8.
+
+    Header values travel as bytes both ways (a caller's UTF-8 `X-Note: naïve` reaches the
+    backend as those bytes; httpx would refuse it as text). Mangum decodes the response's header
+    bytes as UTF-8 to write the Lambda result and raises on anything else, which API Gateway
+    answers with a bare 500; so a value that is not UTF-8 (obs-text from a Latin-1 backend,
+    RFC 9110 section 5.5: `filename="caf\xe9"`) is read as Latin-1 and passed on in UTF-8.
+    """
+    lines: list[Header] = []
+    for name, value in raw:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            value = value.decode("latin-1").encode("utf-8")
+        lines.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+    return lines
 
 
 class _UnreachableError(Exception):
@@ -123,7 +148,8 @@ class Proxy:
         backend = backend_for(request.prefix)
         check_remainder(request.remainder)
         check_query(request.query)
-        url = upstream_url(self._directory.base_url(backend), request.public_path, request.query)
+        base = self._directory.base_url(backend)
+        url = upstream_url(base, request.public_path, request.query)
         headers = request_headers(
             request.headers,
             request_id=request.request_id,
@@ -134,7 +160,7 @@ class Proxy:
         breaker = self.breakers[backend.name]
         permit = breaker.acquire()
         try:
-            response = self._exchange(backend, request, url, headers, deadline)
+            response = self._exchange(backend, request, (base, url), headers, deadline)
         except _UnreachableError as unreachable:
             breaker.record(permit, failed=True)
             raise unreachable.error from unreachable.__cause__
@@ -156,7 +182,7 @@ class Proxy:
         self,
         backend: Backend,
         request: ProxyRequest,
-        url: httpx.URL,
+        urls: tuple[httpx.URL, httpx.URL],
         headers: list[Header],
         deadline: float,
     ) -> ProxyResponse:
@@ -164,7 +190,7 @@ class Proxy:
         delays = backoff_delays(retries, self._rng)
         while True:
             try:
-                return self._attempt(backend, request, url, headers, deadline)
+                return self._attempt(backend, request, urls, headers, deadline)
             except (httpx.ConnectError, httpx.ConnectTimeout) as error:
                 delay = next(delays, None)
                 if delay is None or time.monotonic() + delay >= deadline:
@@ -175,14 +201,15 @@ class Proxy:
         self,
         backend: Backend,
         request: ProxyRequest,
-        url: httpx.URL,
+        urls: tuple[httpx.URL, httpx.URL],
         headers: list[Header],
         deadline: float,
     ) -> ProxyResponse:
+        base, url = urls  # the backend's base URL, and the one asked for below it
         outbound = self._client.build_request(
             request.method,
             url,
-            headers=headers,
+            headers=[(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers],
             content=request.body or None,
             timeout=self._timeout(deadline),
         )
@@ -198,12 +225,14 @@ class Proxy:
             body = self._read_bounded(backend, upstream, deadline)
         finally:
             upstream.close()
+        encoded = body_size_in_result(body, upstream.headers.get("content-type"))
+        if encoded > MAX_RESULT_BYTES - RESULT_RESERVE_BYTES:
+            # Lambda would refuse the result and API Gateway answer a bare 500 (a binary body
+            # grows by a third in base64, an escaped text body up to six times): say why.
+            raise self._too_large(backend)
         keep_length = request.method == "HEAD"
-        return ProxyResponse(
-            upstream.status_code,
-            response_headers(upstream.headers.multi_items(), keep_length=keep_length),
-            body,
-        )
+        answered = response_headers(_as_bytes(upstream.headers.raw), keep_length=keep_length)
+        return ProxyResponse(upstream.status_code, public_locations(answered, base), body)
 
     def _read_bounded(self, backend: Backend, upstream: httpx.Response, deadline: float) -> bytes:
         declared = upstream.headers.get("content-length", "")
@@ -252,5 +281,6 @@ class Proxy:
     @staticmethod
     def _too_large(backend: Backend) -> LucidError:
         return BadGatewayError(
-            f"the {backend.name} backend answered with more than {MAX_RESPONSE_BYTES} bytes"
+            f"the {backend.name} backend's answer is larger than a Lambda response can carry "
+            f"({MAX_RESULT_BYTES} bytes, binary content base64-encoded)"
         )

@@ -3,9 +3,16 @@
 Towards the backend: hop-by-hop headers (RFC 9110 §7.6.1: Connection and every header it names,
 Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade) are dropped, and so are the
 caller's credentials (Authorization, Cookie), anything claiming identity or origin (X-Lucid-*,
-X-Forwarded-*, Forwarded, X-Real-IP) and the framing headers the client library recomputes (Host,
-Content-Length). The gateway then adds what only it can vouch for: X-Request-ID, X-Forwarded-For
-(API Gateway's sourceIp) and X-Lucid-User-Id / X-Lucid-Role from the authorizer context.
+X-Forwarded-*, Forwarded, X-Real-IP), a path or method overriding the request line's
+(X-Original-URL, X-Rewrite-URL, X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override) and
+the framing headers the client library recomputes (Host, Content-Length). The gateway then adds
+what only it can vouch for: X-Request-ID, X-Forwarded-For (API Gateway's sourceIp) and
+X-Lucid-User-Id / X-Lucid-Role from the authorizer context.
+Names are matched with `_` read as `-`: a WSGI backend (PEP 3333 uses CGI's variable names)
+reads `X_Lucid_User_Id` and `X-Lucid-User-Id` as one HTTP_X_LUCID_USER_ID, so a caller's
+`X_Lucid_User_Id: someone` would otherwise arrive as that variable, before the gateway's value
+(stdlib wsgiref joins them as "someone,<real id>"). Django and gunicorn 22+ drop such headers for
+this reason; the gateway cannot count on every backend doing so.
 
 Towards the caller, what describes the content passes through untouched (Content-Type,
 Content-Encoding, ETag, Cache-Control, Location, Retry-After, Set-Cookie, ...). Dropped:
@@ -15,11 +22,17 @@ X-AspNetMvc-Version, Via); and what only the gateway or API Gateway may say: the
 rate-limit headers (X-RateLimit-*, RateLimit, RateLimit-Policy), CORS (Access-Control-*, which
 API Gateway sets from the template and ignores from integrations), X-Content-Type-Options (every
 response of ours says nosniff), and the X-Lucid-* / X-Amzn-* / Apigw-* namespaces.
+A Location or Content-Location naming the backend under its base URL (the backend builds it from
+the Host the gateway sent, its internal address) becomes the gateway's root-relative path, as
+nginx's `proxy_redirect default` does: the caller can follow it, and never learns the internal
+origin. The stage prefix is added back by `lucid.web.stage` like any root-relative Location.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+import httpx
 
 from lucid.errors import BadRequestError
 from lucid.identity import CallerIdentity
@@ -39,6 +52,14 @@ _NEVER_FORWARDED = frozenset(
         "forwarded",
         "x-real-ip",
         "x-request-id",
+        # a path or method other than the request line's, which some frameworks route or
+        # dispatch by (IIS URL Rewrite; Symfony until CVE-2018-14773; method-override
+        # middleware): the gateway checked and authorised the request line, nothing else
+        "x-original-url",
+        "x-rewrite-url",
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
     }
 )
 _GATEWAY_PREFIXES = ("proxy-", "x-lucid-", "x-forwarded-")
@@ -70,7 +91,7 @@ def _connection_named(headers: Iterable[Header]) -> frozenset[str]:
     named: set[str] = set()
     for name, value in headers:
         if name.lower() == "connection":
-            named.update(token.strip().lower() for token in value.split(","))
+            named.update(token.strip().lower().replace("_", "-") for token in value.split(","))
     return frozenset(named)
 
 
@@ -91,9 +112,10 @@ def request_headers(
     forwarded: list[Header] = []
     for name, value in incoming:
         lowered = name.lower()
-        if _is_hop_by_hop(lowered, named) or lowered in _NEVER_FORWARDED:
+        canonical = lowered.replace("_", "-")  # what a CGI-style backend reads it as
+        if _is_hop_by_hop(canonical, named) or canonical in _NEVER_FORWARDED:
             continue
-        if lowered.startswith(_GATEWAY_PREFIXES):
+        if canonical.startswith(_GATEWAY_PREFIXES):
             continue
         if any(char in value for char in "\r\n\x00"):
             raise BadRequestError(f"the {lowered} header holds a control character")
@@ -116,7 +138,39 @@ def response_headers(incoming: Iterable[Header], *, keep_length: bool = False) -
     return [
         (name, value)
         for name, value in incoming
-        if not _is_hop_by_hop(name.lower(), named)
+        if not _is_hop_by_hop(name.lower().replace("_", "-"), named)
         and name.lower() not in dropped
         and not name.lower().startswith(_NOT_PASSED_BACK_PREFIXES)
     ]
+
+
+_LOCATIONS = frozenset({"location", "content-location"})
+
+
+def public_locations(headers: list[Header], base: httpx.URL) -> list[Header]:
+    """`headers` with each Location / Content-Location under `base` made the public path."""
+    return [
+        (name, _public_location(value, base)) if name.lower() in _LOCATIONS else (name, value)
+        for name, value in headers
+    ]
+
+
+def _public_location(value: str, base: httpx.URL) -> str:
+    # "http://10.0.3.4:8080/api/nodes/9?x" (base http://10.0.3.4:8080/api) -> "/nodes/9?x";
+    # "/api/nodes/9" (root-relative on the backend) the same; anything else stays as it is.
+    try:
+        target = httpx.URL(value)
+    except httpx.InvalidURL:
+        return value
+    if target.is_absolute_url:
+        if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
+            return value
+    elif not value.startswith("/") or value.startswith("//"):
+        return value  # relative to the request, or protocol-relative: not the backend's path
+    base_path = base.path.rstrip("/")
+    path = target.raw_path.decode("ascii")  # path and query, as the backend wrote them
+    if base_path and not (path == base_path or path.startswith((base_path + "/", base_path + "?"))):
+        return value
+    public = path[len(base_path) :]
+    public = public if public.startswith("/") else "/" + public
+    return public + (f"#{target.fragment}" if target.fragment else "")

@@ -9,7 +9,9 @@ from lucid.errors import BadRequestError
 
 MAX_IF_MATCH_LENGTH = 512
 _ENTITY_TAG = re.compile(r'^(W/)?"([^"]*)"$')
-_VERSION = re.compile(r"^[0-9]{1,12}$")
+# Exactly how `etag` writes a version: strong comparison is character by character (RFC 9110
+# section 8.8.3.2), so `"01"` is another tag than `"1"`, not the same number.
+_VERSION = re.compile(r"^(0|[1-9][0-9]{0,11})$")
 
 
 @dataclass(frozen=True, slots=True)

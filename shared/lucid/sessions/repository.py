@@ -11,16 +11,19 @@ account owns nothing new. MongoDB outages become `ServiceUnavailableError`.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.database import Database
+from pymongo.errors import PyMongoError
 
 from lucid.errors import (
     AuthenticationError,
     ConflictError,
     NotFoundError,
     PreconditionFailedError,
+    ServiceUnavailableError,
 )
 from lucid.identity import CallerIdentity
 from lucid.sessions.preconditions import IfMatch
@@ -30,6 +33,7 @@ from lucid.sessions.schemas import (
     SessionPatch,
     SessionStatus,
     allowed_transitions,
+    etag,
 )
 from lucid.store.documents import Document, database_errors, is_valid_id, new_id, utcnow
 from lucid.store.pagination import Page, SortOrder, fetch_page
@@ -73,12 +77,21 @@ class SessionRepository:
         }
         with database_errors("sessions"):
             self._sessions.insert_one(document)
-            # After the insert, not before: a closure that deletes the owner in between still
-            # sees this session (it ends them after the delete), and one that deleted it earlier
-            # is seen here.
-            if self._users.find_one({"_id": owner_id}, {"_id": 1}) is None:
+        # After the insert, not before: a closure that deletes the owner in between still sees
+        # this session (it ends them after the delete), and one that deleted it earlier is seen
+        # here. If the check cannot be made, the insert is undone before the 503: the client
+        # was told the create failed and retries it, so the session must not stay behind.
+        try:
+            with database_errors("sessions"):
+                owner = self._users.find_one({"_id": owner_id}, {"_id": 1})
+        except ServiceUnavailableError:
+            with suppress(PyMongoError):  # still down: the session stays, as after any 503 write
                 self._sessions.delete_one({"_id": document["_id"]})
-                raise AuthenticationError("the account was closed")
+            raise
+        if owner is None:
+            with database_errors("sessions"):
+                self._sessions.delete_one({"_id": document["_id"]})
+            raise AuthenticationError("the account was closed")
         return document
 
     def get(self, caller: CallerIdentity, session_id: str) -> Document:
@@ -112,10 +125,7 @@ class SessionRepository:
         for _ in range(UNCONDITIONAL_ATTEMPTS):
             current = self.get(caller, session_id)
             if if_match is not None and not if_match.allows(current["version"]):
-                raise PreconditionFailedError(
-                    "the session has changed since you read it",
-                    extensions={"current_etag": f'"{current["version"]}"'},
-                )
+                raise _stale(current)
             changes = _changes(current, patch)
             if not changes:
                 return current
@@ -130,20 +140,26 @@ class SessionRepository:
                 return updated
             if if_match is not None:
                 # Another writer won the race for this version: the caller's ETag is stale now.
-                self.get(caller, session_id)
-                raise PreconditionFailedError("the session has changed since you read it")
+                raise _stale(self.get(caller, session_id))
         raise ConflictError("the session is being changed by others; retry")
 
-    def end(self, caller: CallerIdentity, session_id: str) -> None:
-        """End the session (idempotent: ending an ended session changes nothing)."""
+    def end(self, caller: CallerIdentity, session_id: str, if_match: IfMatch | None = None) -> None:
+        """End the session (idempotent: ending an ended session changes nothing); with
+        `if_match`, only the versions it allows (412 otherwise, one atomic update as PATCH)."""
         now = utcnow()
+        scope = {**self._visible(caller, session_id), "status": {"$ne": SessionStatus.ENDED.value}}
+        if if_match is not None and not if_match.any_version:
+            scope["version"] = {"$in": sorted(if_match.versions)}
         with database_errors("sessions"):
             ended = self._sessions.find_one_and_update(
-                {**self._visible(caller, session_id), "status": {"$ne": SessionStatus.ENDED.value}},
-                {"$set": _ended_fields(now), "$inc": {"version": 1}},
+                scope, {"$set": _ended_fields(now), "$inc": {"version": 1}}
             )
         if ended is None:
-            self.get(caller, session_id)  # 404 unless it exists and was already ended
+            current = self.get(caller, session_id)  # 404 unless it exists
+            # Already ended: the change asked for is in place, 204 whatever the tag (RFC 9110
+            # section 13.1.1 lets a server answer 2xx then). Otherwise the tag did not match.
+            if current["status"] != SessionStatus.ENDED.value:
+                raise _stale(current)
 
     def end_all_of(self, owner_id: str) -> int:
         """End every session of `owner_id` that has not ended; how many were ended."""
@@ -163,6 +179,13 @@ class SessionRepository:
         if not caller.is_admin:
             scope["owner_id"] = caller.user_id
         return scope
+
+
+def _stale(current: Document) -> PreconditionFailedError:
+    """412 for an If-Match that no longer matches `current`, naming its tag to read again."""
+    return PreconditionFailedError(
+        "the session has changed since you read it", extensions={"current_etag": etag(current)}
+    )
 
 
 def _ended_fields(now: Any) -> dict[str, Any]:

@@ -18,7 +18,13 @@ from lucid.store.documents import Document
 
 
 def build_database(settings: Settings) -> Database[Document]:
-    """The database named MONGODB_DATABASE on the client `settings` describe."""
+    """The database MONGODB_URI names (`mongodb://host/<database>`), else MONGODB_DATABASE's.
+
+    The URI's database is the one its credentials and `authSource` were written for (pymongo
+    authenticates against it when the URI sets no `authSource`), so a deployment works by
+    setting MONGODB_URI alone; TLS (`mongodb+srv://` turns it on) and `retryWrites` (on by
+    default) come from the URI as pymongo reads them.
+    """
     uri = settings.required_uri("MONGODB_URI")
     timeout = settings.MONGODB_TIMEOUT_MS
     client: pymongo.MongoClient[Document] = pymongo.MongoClient(
@@ -29,7 +35,7 @@ def build_database(settings: Settings) -> Database[Document]:
         socketTimeoutMS=max(timeout, 5000),
         appname=settings.SERVICE_NAME,
     )
-    return client[settings.MONGODB_DATABASE]
+    return client.get_default_database(default=settings.MONGODB_DATABASE)
 
 
 @functools.cache

@@ -7,6 +7,7 @@ from mangum import Mangum
 
 from lucid import __version__
 from lucid.config import get_settings
+from lucid.lambda_result import TEXT_MIME_TYPES
 from lucid.observability import instrument
 from lucid.web.middleware import RequestContextMiddleware
 from lucid.web.openapi import install_openapi, operation_id, problems
@@ -51,10 +52,6 @@ def create_app(function: str, *routers: APIRouter, rate_limited: bool = True) ->
     # Added last, so outermost: 429s carry a request id and get an access-log line too.
     app.add_middleware(RequestContextMiddleware)
     return app
-
-
-# Mangum base64-encodes any body whose type it does not know as text; problem+json is text.
-TEXT_MIME_TYPES = ["text/", "application/json", "+json", "application/xml", "+xml"]
 
 
 def lambda_handler(app: FastAPI) -> Mangum:

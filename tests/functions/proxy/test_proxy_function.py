@@ -61,7 +61,16 @@ def problem(status: int, headers: dict[str, str], body: bytes) -> dict[str, Any]
 def test_anonymous_chain_info_reaches_the_blockchain(
     proxied: Proxy, backend: BackendServer
 ) -> None:
-    # GIVEN an anonymous caller who forges identity and origin headers
+    # GIVEN an anonymous caller who forges identity and origin headers, and headers some
+    # backend frameworks route or dispatch by instead of the request line (IIS URL Rewrite and
+    # Symfony before CVE-2018-14773: X-Original-URL / X-Rewrite-URL; method-override middleware)
+    overrides = {
+        "X-Original-URL": "/chain/admin/keys",
+        "X-Rewrite-URL": "/chain/admin/keys",
+        "X-HTTP-Method-Override": "DELETE",
+        "X-HTTP-Method": "DELETE",
+        "X-Method-Override": "DELETE",
+    }
     status, headers, body = invoke(
         "GET",
         "/chain/info",
@@ -69,14 +78,17 @@ def test_anonymous_chain_info_reaches_the_blockchain(
             "X-Lucid-User-Id": "admin",
             "X-Forwarded-For": "10.0.0.1",
             "X-Request-ID": "abc-1",
+            **overrides,
         },
         source_ip="198.51.100.23",
     )
-    # THEN the backend answers, and saw only what the gateway vouches for
+    # THEN the backend answers the request line the gateway checked, and saw only what the
+    # gateway vouches for
     assert status == 200
     assert json.loads(body) == {"method": "GET", "path": "/chain/info"}
     [seen] = backend.received
     assert seen.header("X-Lucid-User-Id") == []
+    assert all(seen.header(name) == [] for name in overrides)
     assert seen.header("X-Forwarded-For") == ["198.51.100.23"]
     assert seen.header("X-Request-ID") == ["abc-1"] == [headers["x-request-id"]]
 

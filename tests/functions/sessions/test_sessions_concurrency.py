@@ -57,6 +57,36 @@ def test_concurrent_patches_with_one_etag_yield_one_200_and_412s(
     assert document["version"] == 2
 
 
+def test_a_writer_that_loses_the_race_is_told_the_current_etag_too(
+    alice: User, database: Database[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN another writer changes the session between this PATCH's read and its write
+    session = create(alice)
+    sessions = database["sessions"]
+    real_write = type(sessions).find_one_and_update
+
+    def another_writer_first(self: Any, *args: Any, **kwargs: Any) -> Any:
+        real_write(
+            self, {"_id": session["id"]}, {"$set": {"name": "theirs"}, "$inc": {"version": 1}}
+        )
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(sessions), "find_one_and_update", another_writer_first)
+    # WHEN the PATCH carries the tag it read
+    reply = api(
+        "PATCH",
+        f"/sessions/{session['id']}",
+        caller=alice,
+        body={"name": "mine"},
+        headers={"If-Match": '"1"'},
+    )
+    monkeypatch.undo()
+    # THEN it is the same 412 as a stale tag seen at once: with the tag to read again
+    assert reply.status == 412
+    assert reply.body["current_etag"] == '"2"'
+    assert stored(sessions, session["id"])["name"] == "theirs"
+
+
 def test_stale_if_match_is_412_and_writes_nothing(
     alice: User, database: Database[dict[str, Any]]
 ) -> None:
@@ -79,6 +109,11 @@ def test_stale_if_match_is_412_and_writes_nothing(
         # weak or foreign tags never match
         ('W/"1"', 412),
         ('"x1"', 412),
+        # strong comparison is character by character: another spelling of 1 is another tag
+        ('"01"', 412),
+        ('"001"', 412),
+        ('"+1"', 412),
+        ('" 1"', 412),
         # a malformed header is the client's error
         ("1", 400),
         ('"1', 400),
@@ -97,6 +132,57 @@ def test_if_match_on_a_version_1_session(alice: User, if_match: str, status: int
     assert reply.status == status
     if status == 200:
         assert reply.headers["etag"] == '"2"'
+
+
+# DELETE evaluates If-Match too: an origin server MUST evaluate the preconditions it receives
+# before performing the method (RFC 9110 section 13.2.1).
+
+
+def test_delete_with_a_stale_tag_is_412_and_ends_nothing(
+    alice: User, database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN a session that changed (version 2) since the client read it at version 1
+    session_id = create(alice)["id"]
+    path = f"/sessions/{session_id}"
+    assert api("PATCH", path, caller=alice, body={"name": "renamed"}).status == 200
+    # WHEN the client ends it on the condition that it is still what it read
+    reply = api("DELETE", path, caller=alice, headers={"If-Match": '"1"'})
+    # THEN the condition fails: 412 with the current tag, and the session goes on
+    assert reply.status == 412, reply.body
+    assert reply.body["current_etag"] == '"2"'
+    assert stored(database["sessions"], session_id)["status"] == "pending"
+
+
+@pytest.mark.parametrize("tag", ['"2"', "*", '"7", "2"'])
+def test_delete_with_a_matching_tag_ends_the_session(
+    alice: User, database: Database[dict[str, Any]], tag: str
+) -> None:
+    session_id = create(alice)["id"]
+    path = f"/sessions/{session_id}"
+    assert api("PATCH", path, caller=alice, body={"name": "renamed"}).status == 200
+    assert api("DELETE", path, caller=alice, headers={"If-Match": tag}).status == 204
+    assert stored(database["sessions"], session_id)["status"] == "ended"
+
+
+def test_delete_of_an_ended_session_stays_204_whatever_the_tag(alice: User) -> None:
+    # GIVEN a session already ended (the end the client asks for is in place: RFC 9110 13.1.1
+    # lets the server answer 2xx when the requested change has already been made)
+    session_id = create(alice)["id"]
+    path = f"/sessions/{session_id}"
+    assert api("DELETE", path, caller=alice).status == 204
+    assert api("DELETE", path, caller=alice, headers={"If-Match": '"1"'}).status == 204
+
+
+def test_delete_with_a_malformed_if_match_is_400(alice: User) -> None:
+    session_id = create(alice)["id"]
+    reply = api("DELETE", f"/sessions/{session_id}", caller=alice, headers={"If-Match": "1"})
+    assert reply.status == 400, reply.body
+
+
+def test_delete_with_a_tag_of_someone_elses_session_is_404(alice: User, bob: User) -> None:
+    session_id = create(alice)["id"]
+    reply = api("DELETE", f"/sessions/{session_id}", caller=bob, headers={"If-Match": "*"})
+    assert reply.status == 404
 
 
 def test_concurrent_unconditional_patches_all_apply_in_turn(alice: User) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+import pytest
 from pymongo.database import Database
+from pymongo.errors import AutoReconnect
 
 from tests.utils.datastore import User, call, database_for
 
@@ -37,3 +39,26 @@ def test_mongodb_down_is_503_problem_and_a_retry_after_it_returns_creates_one_se
     assert retried.status == 201
     assert retried.headers.get("idempotent-replayed") is None
     assert database["sessions"].count_documents({}) == 1
+
+
+def test_mongodb_failing_between_the_insert_and_the_owner_check_leaves_no_session(
+    alice: User, database: Database[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN MongoDB takes the session's insert, then fails the owner check that follows
+    # (a primary stepping down mid-request: pymongo raises AutoReconnect)
+    users = type(database["users"])
+    real_find_one = users.find_one
+
+    def failing_find_one(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.name == "users":
+            raise AutoReconnect("primary stepped down")
+        return real_find_one(self, *args, **kwargs)
+
+    monkeypatch.setattr(users, "find_one", failing_find_one)
+    # WHEN the session is created
+    reply = api("POST", "/sessions", caller=alice, body={"name": "half"})
+    # THEN the client is told 503 and no session it was told failed is left behind
+    assert reply.status == 503
+    assert reply.headers["content-type"] == "application/problem+json"
+    monkeypatch.undo()
+    assert database["sessions"].count_documents({}) == 0

@@ -155,3 +155,19 @@ def test_a_retry_after_the_profile_was_already_deleted_finishes_the_job(
     assert users_api("DELETE", "/users/me", caller=alice).status == 204
     assert stored(database["sessions"], session)["status"] == "ended"
     assert revocations_on(redis_client, database).is_revoked(alice.session_id)
+
+
+def test_an_admins_retry_after_the_profile_was_already_deleted_finishes_the_job(
+    admin: User, database: Database[dict[str, Any]], redis_client: redis.Redis
+) -> None:
+    # GIVEN an admin (not the last) whose earlier closure got as far as deleting the profile
+    leaving = add_user(database, role="admin")
+    (session,) = start_sessions(leaving, 1)
+    sign_ins(database, redis_client).issue(leaving.id, leaving.jti, leaving.session_id)
+    database["users"].delete_one({"_id": leaving.id})
+    # WHEN the client retries with the same (admin) token, as the closure's 503 invites
+    reply = users_api("DELETE", "/users/me", caller=leaving)
+    # THEN the remaining steps complete, as for anyone: closing needs no admin power
+    assert reply.status == 204, reply.body
+    assert stored(database["sessions"], session)["status"] == "ended"
+    assert revocations_on(redis_client, database).is_revoked(leaving.session_id)

@@ -135,6 +135,34 @@ def test_half_open_grants_probe_slots_atomically_across_instances(
     assert b.acquire() is Permit.CALL
 
 
+def test_after_the_breaker_closes_an_instance_counts_only_what_came_after(
+    backend: BackendServer, make_proxy: MakeProxy
+) -> None:
+    # GIVEN a second instance that saw 2 failures in 3 calls (below BREAKER_MIN_CALLS, 4)
+    settings = proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url)
+    first, second = make_proxy(settings), make_proxy(settings)
+    assert second.forward(proxy_request()).status == 200
+    backend.mode = "fail"
+    for _ in range(2):
+        assert second.forward(proxy_request()).status == 500
+    # AND the first instance trips the shared breaker, which the second then answers with
+    for _ in range(4):
+        first.forward(proxy_request())
+    with pytest.raises(ServiceUnavailableError):
+        second.forward(proxy_request())
+    # WHEN the backend recovers and a probe closes the breaker
+    time.sleep(1.05)
+    backend.mode = "ok"
+    assert first.forward(proxy_request()).status == 200
+    # THEN one failure on the second instance is one failure in one call since it closed, not
+    # the 3rd of 4 with the failures from before the trip: it does not open the breaker again
+    backend.mode = "fail"
+    assert second.forward(proxy_request()).status == 500
+    assert second.breakers["blockchain"].state is BreakerState.CLOSED
+    backend.mode = "ok"
+    assert second.forward(proxy_request()).status == 200
+
+
 def test_healthy_path_writes_nothing_to_redis(
     backend: BackendServer, make_proxy: MakeProxy, redis_client: redis.Redis
 ) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from lucid.errors import BadRequestError
 from lucid.identity import CallerIdentity, Role
-from lucid.proxy.headers import request_headers, response_headers
+from lucid.proxy.headers import public_locations, request_headers, response_headers
 
 CALLER = CallerIdentity(
     user_id="u-1", address="TXyz", role=Role.USER, tier="authenticated", jti="j"
@@ -122,3 +123,28 @@ def test_response_drops_the_backends_fingerprint_and_what_the_gateway_says_itsel
         ("Retry-After", "3"),
         ("Location", "/chain/blocks/7"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("base", "location", "public"),
+    [
+        ("http://10.0.3.4:8080", "http://10.0.3.4:8080/nodes/9?x=1#top", "/nodes/9?x=1#top"),
+        ("http://10.0.3.4:8080", "/nodes/9", "/nodes/9"),
+        ("http://10.0.3.4:8080/api/", "http://10.0.3.4:8080/api?x=1", "/?x=1"),
+        # the backend's origin outside its base path: no public path to give (left alone)
+        ("http://10.0.3.4:8080/api", "http://10.0.3.4:8080/other", "http://10.0.3.4:8080/other"),
+        ("http://10.0.3.4:8080/api", "/apiary/x", "/apiary/x"),
+        # another port, scheme or host is not the backend
+        ("http://10.0.3.4:8080", "http://10.0.3.4:9090/x", "http://10.0.3.4:9090/x"),
+        ("http://10.0.3.4:8080", "https://10.0.3.4:8080/x", "https://10.0.3.4:8080/x"),
+        # protocol-relative, request-relative and unparseable values stay as sent
+        ("http://10.0.3.4:8080", "//10.0.3.4:8080/x", "//10.0.3.4:8080/x"),
+        ("http://10.0.3.4:8080", "next?page=2", "next?page=2"),
+        ("http://10.0.3.4:8080", "https://[::1", "https://[::1"),
+    ],
+)
+def test_a_location_under_the_backends_base_url_becomes_the_public_path(
+    base: str, location: str, public: str
+) -> None:
+    headers = [("Location", location), ("ETag", '"1"')]
+    assert public_locations(headers, httpx.URL(base)) == [("Location", public), ("ETag", '"1"')]

@@ -9,7 +9,8 @@ from lucid.config import Settings
 from lucid.store.health import check_mongodb, check_redis
 from lucid.store.mongo import build_database
 from lucid.store.redis_client import build_redis
-from lucid_edge.local import free_port, start_redis
+from lucid.users.repository import UserRepository
+from lucid_edge.local import free_port, start_mongo_server, start_redis
 
 KEY = "k" * 32
 
@@ -82,3 +83,28 @@ def test_a_pooled_connection_that_died_with_an_earlier_server_is_redialled_unnot
             assert client.get("k") is None  # a fresh server, a fresh dataset
     finally:
         client.connection_pool.disconnect()
+
+
+def test_the_database_named_in_mongodb_uri_is_the_one_written() -> None:
+    # GIVEN a MongoDB URI that names its database, as Atlas's and every driver's do
+    # (mongodb://host/<database>?options: "the database to use", the connection string spec)
+    with start_mongo_server() as server:
+        uri = server.uri.replace("/?", "/prod_gateway?")
+        database = build_database(Settings(JWT_SECRET_KEY=KEY, MONGODB_URI=uri))
+        try:
+            # WHEN the gateway writes a user
+            UserRepository(database).upsert_on_login("TQx", is_admin=False)
+            # THEN it lands in that database, not in MONGODB_DATABASE's default ("lucid")
+            names = database.client.list_database_names()
+            assert database.name == "prod_gateway"
+            assert "prod_gateway" in names
+            assert "lucid" not in names
+        finally:
+            database.client.close()
+
+
+def test_without_a_database_in_the_uri_mongodb_database_names_it() -> None:
+    with start_mongo_server() as server:
+        database = build_database(Settings(JWT_SECRET_KEY=KEY, MONGODB_URI=server.uri))
+        assert database.name == "lucid"
+        database.client.close()
