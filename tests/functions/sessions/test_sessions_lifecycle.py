@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from pymongo.database import Database
 
-from tests.utils.datastore import User, call, lambda_context, stored
-from tests.utils.events import http_event
+from tests.utils.datastore import User, call, stored
+from tests.utils.events import http_event, lambda_context
 from tests.utils.functions import load_module
 
 api = partial(call, "sessions")

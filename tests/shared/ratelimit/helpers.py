@@ -12,8 +12,8 @@ from fastapi import FastAPI, Request
 from mangum import Mangum
 
 from lucid.config import Settings
+from lucid.lambda_result import TEXT_MIME_TYPES
 from lucid.ratelimit import RateLimiter, enforce_signin_limits
-from lucid.web.app import TEXT_MIME_TYPES
 from lucid.web.middleware import RequestContextMiddleware, request_facts
 from lucid.web.problems import install_problem_handlers
 from lucid.web.ratelimit import RateLimitMiddleware

@@ -13,8 +13,8 @@ from mangum import Mangum
 
 from lucid import observability
 from lucid.config import get_settings
+from lucid.lambda_result import TEXT_MIME_TYPES
 from lucid.ratelimit import default_limiter
-from lucid.web.app import TEXT_MIME_TYPES
 from lucid.web.ratelimit import RateLimitMiddleware
 from tests.shared.ratelimit.helpers import function_app, invoke, limiter_for
 
