@@ -203,3 +203,25 @@ def test_cors_survives_the_transform_with_its_list_of_origins_and_credentials(
     assert {"allowMethods", "allowHeaders", "exposeHeaders", "maxAge"} <= set(cors)
     assert "if-match" in cors["allowHeaders"]
     assert "location" in cors["exposeHeaders"]
+
+
+def test_no_route_behind_the_authorizer_catches_a_cors_preflight(
+    cloudformation: dict[str, Any],
+) -> None:
+    # GIVEN the routes of the transformed API, which has a CorsConfiguration
+    (api,) = resources_of(cloudformation, "AWS::ApiGatewayV2::Api").values()
+    body = api["Properties"]["Body"]
+    assert "x-amazon-apigateway-cors" in body
+    # WHEN a browser sends the preflight of a signed-in call (OPTIONS, without Authorization)
+    catching = [
+        f"{method} {path}"
+        for path, path_item in body["paths"].items()
+        for method, operation in path_item.items()
+        if method in ("x-amazon-apigateway-any-method", "options")
+        and operation["security"] != [{"NONE": []}]
+    ]
+    # THEN no route behind the authorizer matches it: API Gateway answers a preflight itself
+    # only when no route matches OPTIONS on that path; an ANY (or OPTIONS) route receives it,
+    # and its authorizer answers 401 for want of an Authorization header, so the browser never
+    # makes the call (http-api-cors.html on the $default route; notes/aws-facts.md section 6).
+    assert catching == []
