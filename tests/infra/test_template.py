@@ -5,6 +5,7 @@ Handler/CodeUri loads."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +226,59 @@ def test_no_route_behind_the_authorizer_catches_a_cors_preflight(
     # and its authorizer answers 401 for want of an Authorization header, so the browser never
     # makes the call (http-api-cors.html on the $default route; notes/aws-facts.md section 6).
     assert catching == []
+
+
+# Lambda refuses a function's resource-based policy over 20 KB ("The final policy size is
+# bigger than the limit", a quota that cannot be raised: AWS Knowledge Center,
+# lambda-resource-based-policy-size-error). SAM adds one statement per HttpApi route.
+POLICY_LIMIT_BYTES = 20 * 1024
+LONG_STACK_NAME = "lucid-api-gateway-" + "x" * 22  # 40 characters, longer than any samconfig's
+
+
+def _resource_policy_sizes(cloudformation: dict[str, Any]) -> dict[str, int]:
+    """Each function's resource policy as Lambda would store it, in bytes (compact JSON): the
+    statements CloudFormation adds for the transform's AWS::Lambda::Permission resources, with a
+    long stack name in their ids and in the function's generated name."""
+    statements: dict[str, list[dict[str, Any]]] = {}
+    for logical_id, resource in resources_of(cloudformation, "AWS::Lambda::Permission").items():
+        props = resource["Properties"]
+        function = props["FunctionName"].get("Ref") or props["FunctionName"]["Fn::GetAtt"][0]
+        source, values = props["SourceArn"]["Fn::Sub"]
+        for name, value in {
+            "AWS::Partition": "aws",
+            "AWS::Region": "ap-southeast-2",
+            "AWS::AccountId": "123456789012",
+            "__ApiId__": "a1b2c3d4e5",
+            "__Stage__": values.get("__Stage__", "*"),
+        }.items():
+            source = source.replace("${" + name + "}", value)
+        statements.setdefault(function, []).append(
+            {
+                "Sid": f"{LONG_STACK_NAME}-{logical_id}-1A2B3C4D5E6F7",
+                "Effect": "Allow",
+                "Principal": {"Service": props["Principal"]},
+                "Action": props["Action"],
+                "Resource": "arn:aws:lambda:ap-southeast-2:123456789012:function:"
+                f"{LONG_STACK_NAME}-{function}-AbCdEf123456",
+                "Condition": {"ArnLike": {"AWS:SourceArn": source}},
+            }
+        )
+    return {
+        function: len(
+            json.dumps(
+                {"Version": "2012-10-17", "Id": "default", "Statement": listed},
+                separators=(",", ":"),
+            )
+        )
+        for function, listed in statements.items()
+    }
+
+
+def test_every_function_s_resource_policy_stays_well_under_lambda_s_limit(
+    cloudformation: dict[str, Any],
+) -> None:
+    # GIVEN the permissions the transform gives API Gateway, one per route
+    sizes = _resource_policy_sizes(cloudformation)
+    # THEN each function's policy, with a long stack name, keeps a tenth of the limit free
+    assert set(sizes) >= {"ProxyFunction", "UsersFunction", "SessionsFunction"}
+    assert {name: size for name, size in sizes.items() if size > 0.9 * POLICY_LIMIT_BYTES} == {}
