@@ -282,3 +282,41 @@ def test_every_function_s_resource_policy_stays_well_under_lambda_s_limit(
     # THEN each function's policy, with a long stack name, keeps a tenth of the limit free
     assert set(sizes) >= {"ProxyFunction", "UsersFunction", "SessionsFunction"}
     assert {name: size for name, size in sizes.items() if size > 0.9 * POLICY_LIMIT_BYTES} == {}
+
+
+# Response headers a script may read without being exposed (Fetch standard, "CORS-safelisted
+# response-header name"), and Content-Encoding, which only the API reference's static assets
+# send and which the browser itself acts on.
+_READABLE_WITHOUT_EXPOSE = {
+    "cache-control", "content-language", "content-length", "content-type", "expires",
+    "last-modified", "pragma", "content-encoding",
+}  # fmt: skip
+
+
+def _headers_of_responses(value: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "headers" and isinstance(item, dict):
+                found.update(name.split(".")[0].lower() for name in item)
+            found |= _headers_of_responses(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _headers_of_responses(item)
+    return found
+
+
+def test_cors_exposes_every_response_header_the_api_reference_documents(
+    sam_template: dict[str, Any], cloudformation: dict[str, Any]
+) -> None:
+    # GIVEN the headers the API reference says the routes answer with
+    document = json.loads((TEMPLATE.parents[1] / "functions/meta/openapi.json").read_text())
+    documented = _headers_of_responses(document["paths"]) - _READABLE_WITHOUT_EXPOSE
+    # WHEN CloudFormation evaluates the API's CORS configuration with the template's defaults
+    (api,) = resources_of(cloudformation, "AWS::ApiGatewayV2::Api").values()
+    values = {name: spec.get("Default", "") for name, spec in sam_template["Parameters"].items()}
+    resources = frozenset(cloudformation["Resources"])
+    resolver = Resolver(values, resources, cloudformation["Conditions"])
+    cors = resolver.resolve(api["Properties"]["Body"]["x-amazon-apigateway-cors"], "cors")
+    # THEN a browser script can read each of them (Access-Control-Expose-Headers)
+    assert documented - {name.lower() for name in cors["exposeHeaders"]} == set()
