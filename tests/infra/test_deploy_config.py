@@ -192,6 +192,17 @@ def test_the_deploy_section_never_overrides_samconfig_on_the_command_line() -> N
     assert all("--parameter-overrides" not in command for command in commands)
 
 
+def test_no_readme_aws_command_passes_a_url_as_an_argument_value() -> None:
+    # GIVEN every AWS CLI command of the README's code blocks
+    commands = [c for c in _readme_commands() if c.startswith("aws ")]
+    assert any("put-parameter" in command for command in commands)
+    # THEN none gives an argument a value starting with http:// or https://: AWS CLI v1 (what
+    # `pip install awscli` installs) GETs such a URL and sends the page it answers in its place,
+    # or fails if the URL does not answer (awscli/paramfile.py, `cli_follow_urlparam`, default
+    # true; v2 removed it). A URL goes in through --cli-input-json, read as JSON by both.
+    assert [c for c in commands if re.search(r"\s--[a-z-]+[ =]['\"]?https?://", c)] == []
+
+
 @pytest.mark.parametrize(
     "args",
     [
