@@ -20,8 +20,13 @@ from lucid.web.deps import Caller, OptionalCaller, SourceIp
 from lucid.web.openapi import Responses, problems
 from lucid.web.proxy import ProxyDep
 
-# What API Gateway's ANY delivers: every method an HTTP API routes.
-METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+# The methods the template routes here, one route each (infra/template.yaml): not OPTIONS, which
+# API Gateway keeps to answer CORS preflights itself (an OPTIONS or ANY route behind the
+# authorizer would send them there, to a 401), nor HEAD, and only GET and POST on a collection
+# root: SAM adds a statement per route to the function's resource policy, which Lambda caps at
+# 20 KB.
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+ROOT_METHODS = ["GET", "POST"]
 
 # The backend's answer is passed through: its status, headers and body are not ours to describe.
 PASSED_THROUGH = "The backend's answer, passed through (status, headers and body as it sent them)"
@@ -128,21 +133,21 @@ def _protected_root(prefix: str) -> Callable[..., Awaitable[Response]]:
         return await _forward(request, proxy, prefix, "", caller, source_ip)
 
     forward.__name__ = f"proxy_{prefix}_root"
-    forward.__doc__ = f"ANY /{prefix}: the collection root, forwarded for a signed-in caller."
+    forward.__doc__ = f"/{prefix}: the collection root, forwarded for a signed-in caller."
     return forward
 
 
-# One route per prefix for all seven methods (each route costs a cold start its dependency
+# One route per prefix for all its methods (each route costs a cold start its dependency
 # analysis); the document gives each method its own operation id (`proxy_chain_get`, ...).
 for _prefix in ROUTES:
-    for _path, _handler, _what in (
-        (f"/{_prefix}", _protected_root(_prefix), " backend's collection root"),
-        (f"/{_prefix}/{{rest:proxy_remainder}}", _protected(_prefix), " backend"),
+    for _path, _handler, _what, _methods in (
+        (f"/{_prefix}", _protected_root(_prefix), " backend's collection root", ROOT_METHODS),
+        (f"/{_prefix}/{{rest:proxy_remainder}}", _protected(_prefix), " backend", METHODS),
     ):
         router.add_api_route(
             _path,
             _handler,
-            methods=METHODS,
+            methods=_methods,
             summary=f"Forward to the {_prefix}{_what}",
             response_class=Response,
             responses={**_ANSWERS, **problems(401)},

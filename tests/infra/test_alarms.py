@@ -196,3 +196,24 @@ def test_the_access_log_carries_errors_and_the_authorizer_latency(
     # AND the throttle filter reads fields the line has
     (metric_filter,) = of_type(template, "AWS::Logs::MetricFilter").values()
     assert set(re.findall(r"\$\.(\w+)", metric_filter["FilterPattern"])) <= set(line)
+
+
+def test_the_dashboard_finds_the_functions_of_a_stack_of_any_name(
+    template: dict[str, Any],
+) -> None:
+    # GIVEN functions without a FunctionName: CloudFormation names each
+    # <stack name>-<logical id>-<random suffix>, whatever ServiceName and Stage say
+    functions = of_type(template, "AWS::Serverless::Function")
+    assert all("FunctionName" not in props for props in functions.values())
+    stack = "my-lucid"  # `sam deploy --guided` asks for any name
+    names = [f"{stack}-{logical_id}-1A2B3C4D5E6F" for logical_id in functions]
+    # WHEN CloudFormation fills in the dashboard's searches over AWS/Lambda's FunctionName
+    (dashboard,) = of_type(template, "AWS::CloudWatch::Dashboard").values()
+    body = dashboard["DashboardBody"]["Fn::Sub"]
+    for name, value in {"AWS::StackName": stack, "ServiceName": "lucid-api-gateway",
+                        "Stage": "dev", "AWS::Region": "us-east-1"}.items():  # fmt: skip
+        body = body.replace("${" + name + "}", value)
+    terms = re.findall(r"\{AWS/Lambda,FunctionName\} MetricName=\\\"\w+\\\" \\\"([^\\]+)\\\"", body)
+    # THEN each search's term is part of every function's name
+    assert len(terms) == 2
+    assert [(term, name) for term in terms for name in names if term not in name] == []

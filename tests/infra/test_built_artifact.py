@@ -305,7 +305,7 @@ def test_a_built_protected_route_answers_the_authorizer_context_on_a_named_stage
 ) -> None:
     # GIVEN a user in MongoDB (the test session's in-memory server) and AWS's event for
     # GET /dev/users/me with the authorizer's context for that user
-    event = _on_stage_dev("http_api_v2_stage_authorizer_context.json", "/users/me", "ANY /users/me")
+    event = _on_stage_dev("http_api_v2_stage_authorizer_context.json", "/users/me", "GET /users/me")
     caller = event["requestContext"]["authorizer"]["lambda"]
     caller["exp"] = int(time.time()) + 600
     database: Database[dict[str, Any]] = MongoClient(os.environ["MONGODB_URI"], tz_aware=True)[
@@ -339,7 +339,7 @@ def test_the_built_proxy_asks_its_backend_for_the_path_without_the_stage(
     artifact: Artifact, readonly: tuple[Path, dict[str, Path]]
 ) -> None:
     event = _on_stage_dev(
-        "http_api_v2_stage_authorizer_context.json", "/chain/blocks/7", "ANY /chain/{proxy+}"
+        "http_api_v2_stage_authorizer_context.json", "/chain/blocks/7", "GET /chain/{proxy+}"
     )
     with running_backend() as backend:
         report = invoke_cold(

@@ -192,6 +192,17 @@ def test_the_deploy_section_never_overrides_samconfig_on_the_command_line() -> N
     assert all("--parameter-overrides" not in command for command in commands)
 
 
+def test_no_readme_aws_command_passes_a_url_as_an_argument_value() -> None:
+    # GIVEN every AWS CLI command of the README's code blocks
+    commands = [c for c in _readme_commands() if c.startswith("aws ")]
+    assert any("put-parameter" in command for command in commands)
+    # THEN none gives an argument a value starting with http:// or https://: AWS CLI v1 (what
+    # `pip install awscli` installs) GETs such a URL and sends the page it answers in its place,
+    # or fails if the URL does not answer (awscli/paramfile.py, `cli_follow_urlparam`, default
+    # true; v2 removed it). A URL goes in through --cli-input-json, read as JSON by both.
+    assert [c for c in commands if re.search(r"\s--[a-z-]+[ =]['\"]?https?://", c)] == []
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -253,3 +264,40 @@ def test_localstack_compose_says_what_http_apis_need_and_waits_for_health() -> N
     assert "/_localstack/health" in " ".join(localstack["healthcheck"]["test"])
     for dependency in ("redis", "mongo"):
         assert localstack["depends_on"][dependency] == {"condition": "service_healthy"}
+
+
+# The LocalStack service each of the template's resource types is created through (SAM's types
+# through what the transform makes of them). A type missing here fails the test below: say
+# which service it needs.
+_LOCALSTACK_SERVICE = {
+    "AWS::Serverless::Function": "lambda",
+    "AWS::Serverless::LayerVersion": "lambda",
+    "AWS::Serverless::HttpApi": "apigateway",
+    "AWS::IAM::Role": "iam",
+    "AWS::IAM::ManagedPolicy": "iam",
+    "AWS::Logs::LogGroup": "logs",
+    "AWS::Logs::MetricFilter": "logs",
+    "AWS::CloudWatch::Alarm": "cloudwatch",
+    "AWS::CloudWatch::Dashboard": "cloudwatch",
+}
+
+
+def test_localstack_enables_every_service_the_stack_creates_resources_in() -> None:
+    # GIVEN the services docker-compose.localstack.yml lets LocalStack load: with SERVICES set,
+    # it loads only those (and their mandatory dependencies), STRICT_SERVICE_LOADING being on
+    # by default (localstack/localstack, localstack-core/localstack/utils/bootstrap.py
+    # get_enabled_apis; config.py STRICT_SERVICE_LOADING = is_env_not_false(...)); a call to any
+    # other service fails as not implemented
+    compose = yaml.safe_load((ROOT / "docker-compose.localstack.yml").read_text())
+    environment = compose["services"]["localstack"]["environment"]
+    enabled = set(environment["SERVICES"].split(","))
+    assert "STRICT_SERVICE_LOADING" not in environment
+    # WHEN `samlocal deploy --config-env localstack` creates the template's resources
+    template, _ = decode(str(TEMPLATE))
+    assert template is not None
+    kinds = {resource["Type"] for resource in template["Resources"].values()}
+    unknown = kinds - set(_LOCALSTACK_SERVICE)
+    assert unknown == set(), f"say which LocalStack service creates {unknown}"
+    needed = {_LOCALSTACK_SERVICE[kind] for kind in kinds} | {"cloudformation", "s3", "sts"}
+    # THEN LocalStack serves each service they are created through (and the functions' reads)
+    assert needed | {"ssm", "secretsmanager", "kms"} <= enabled

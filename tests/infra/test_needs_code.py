@@ -146,7 +146,7 @@ def _events(function: str) -> list[dict[str, Any]]:
         "ProxyFunction": [
             http_event("GET", "/chain/info", route_key="GET /chain/info"),
             # a signed-in call: its sign-in is checked against the record of revocations
-            http_event("GET", "/chain/blocks", route_key="ANY /chain/{proxy+}", authorizer=caller),
+            http_event("GET", "/chain/blocks", route_key="GET /chain/{proxy+}", authorizer=caller),
         ],
     }[function]
 

@@ -5,6 +5,7 @@ Handler/CodeUri loads."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +204,119 @@ def test_cors_survives_the_transform_with_its_list_of_origins_and_credentials(
     assert {"allowMethods", "allowHeaders", "exposeHeaders", "maxAge"} <= set(cors)
     assert "if-match" in cors["allowHeaders"]
     assert "location" in cors["exposeHeaders"]
+
+
+def test_no_route_behind_the_authorizer_catches_a_cors_preflight(
+    cloudformation: dict[str, Any],
+) -> None:
+    # GIVEN the routes of the transformed API, which has a CorsConfiguration
+    (api,) = resources_of(cloudformation, "AWS::ApiGatewayV2::Api").values()
+    body = api["Properties"]["Body"]
+    assert "x-amazon-apigateway-cors" in body
+    # WHEN a browser sends the preflight of a signed-in call (OPTIONS, without Authorization)
+    catching = [
+        f"{method} {path}"
+        for path, path_item in body["paths"].items()
+        for method, operation in path_item.items()
+        if method in ("x-amazon-apigateway-any-method", "options")
+        and operation["security"] != [{"NONE": []}]
+    ]
+    # THEN no route behind the authorizer matches it: API Gateway answers a preflight itself
+    # only when no route matches OPTIONS on that path; an ANY (or OPTIONS) route receives it,
+    # and its authorizer answers 401 for want of an Authorization header, so the browser never
+    # makes the call (http-api-cors.html on the $default route; notes/aws-facts.md section 6).
+    assert catching == []
+
+
+# Lambda refuses a function's resource-based policy over 20 KB ("The final policy size is
+# bigger than the limit", a quota that cannot be raised: AWS Knowledge Center,
+# lambda-resource-based-policy-size-error). SAM adds one statement per HttpApi route.
+POLICY_LIMIT_BYTES = 20 * 1024
+LONG_STACK_NAME = "lucid-api-gateway-" + "x" * 22  # 40 characters, longer than any samconfig's
+
+
+def _resource_policy_sizes(cloudformation: dict[str, Any]) -> dict[str, int]:
+    """Each function's resource policy as Lambda would store it, in bytes (compact JSON): the
+    statements CloudFormation adds for the transform's AWS::Lambda::Permission resources, with a
+    long stack name in their ids and in the function's generated name."""
+    statements: dict[str, list[dict[str, Any]]] = {}
+    for logical_id, resource in resources_of(cloudformation, "AWS::Lambda::Permission").items():
+        props = resource["Properties"]
+        function = props["FunctionName"].get("Ref") or props["FunctionName"]["Fn::GetAtt"][0]
+        source, values = props["SourceArn"]["Fn::Sub"]
+        for name, value in {
+            "AWS::Partition": "aws",
+            "AWS::Region": "ap-southeast-2",
+            "AWS::AccountId": "123456789012",
+            "__ApiId__": "a1b2c3d4e5",
+            "__Stage__": values.get("__Stage__", "*"),
+        }.items():
+            source = source.replace("${" + name + "}", value)
+        statements.setdefault(function, []).append(
+            {
+                "Sid": f"{LONG_STACK_NAME}-{logical_id}-1A2B3C4D5E6F7",
+                "Effect": "Allow",
+                "Principal": {"Service": props["Principal"]},
+                "Action": props["Action"],
+                "Resource": "arn:aws:lambda:ap-southeast-2:123456789012:function:"
+                f"{LONG_STACK_NAME}-{function}-AbCdEf123456",
+                "Condition": {"ArnLike": {"AWS:SourceArn": source}},
+            }
+        )
+    return {
+        function: len(
+            json.dumps(
+                {"Version": "2012-10-17", "Id": "default", "Statement": listed},
+                separators=(",", ":"),
+            )
+        )
+        for function, listed in statements.items()
+    }
+
+
+def test_every_function_s_resource_policy_stays_well_under_lambda_s_limit(
+    cloudformation: dict[str, Any],
+) -> None:
+    # GIVEN the permissions the transform gives API Gateway, one per route
+    sizes = _resource_policy_sizes(cloudformation)
+    # THEN each function's policy, with a long stack name, keeps a tenth of the limit free
+    assert set(sizes) >= {"ProxyFunction", "UsersFunction", "SessionsFunction"}
+    assert {name: size for name, size in sizes.items() if size > 0.9 * POLICY_LIMIT_BYTES} == {}
+
+
+# Response headers a script may read without being exposed (Fetch standard, "CORS-safelisted
+# response-header name"), and Content-Encoding, which only the API reference's static assets
+# send and which the browser itself acts on.
+_READABLE_WITHOUT_EXPOSE = {
+    "cache-control", "content-language", "content-length", "content-type", "expires",
+    "last-modified", "pragma", "content-encoding",
+}  # fmt: skip
+
+
+def _headers_of_responses(value: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "headers" and isinstance(item, dict):
+                found.update(name.split(".")[0].lower() for name in item)
+            found |= _headers_of_responses(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _headers_of_responses(item)
+    return found
+
+
+def test_cors_exposes_every_response_header_the_api_reference_documents(
+    sam_template: dict[str, Any], cloudformation: dict[str, Any]
+) -> None:
+    # GIVEN the headers the API reference says the routes answer with
+    document = json.loads((TEMPLATE.parents[1] / "functions/meta/openapi.json").read_text())
+    documented = _headers_of_responses(document["paths"]) - _READABLE_WITHOUT_EXPOSE
+    # WHEN CloudFormation evaluates the API's CORS configuration with the template's defaults
+    (api,) = resources_of(cloudformation, "AWS::ApiGatewayV2::Api").values()
+    values = {name: spec.get("Default", "") for name, spec in sam_template["Parameters"].items()}
+    resources = frozenset(cloudformation["Resources"])
+    resolver = Resolver(values, resources, cloudformation["Conditions"])
+    cors = resolver.resolve(api["Properties"]["Body"]["x-amazon-apigateway-cors"], "cors")
+    # THEN a browser script can read each of them (Access-Control-Expose-Headers)
+    assert documented - {name.lower() for name in cors["exposeHeaders"]} == set()
