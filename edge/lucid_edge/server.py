@@ -1,7 +1,7 @@
 """The edge as a raw ASGI application: API Gateway HTTP API in front of in-process handlers.
 
-Per request, in API Gateway's order: request line and headers (431) -> CORS preflight -> route
-(404) -> throttle (429) -> declared payload over 10 MB (413) -> identity source missing (401,
+Per request, in API Gateway's order: request line and headers (431) -> route, or else a CORS
+preflight (204) or 404 -> throttle (429) -> declared payload over 10 MB (413) -> identity source missing (401,
 the body unread) -> body, read within the worker's body budget and BODY_TIMEOUT_SECONDS (408)
 -> authorizer (403/500) -> event
 over Lambda's 6 MB (413) -> the function on its own instances (500/503) -> HTTP response (+ CORS).
@@ -309,12 +309,12 @@ class Edge:
         if self.routes.stage_path(path) is None:
             request.outside_stage = True
             return NOT_FOUND
-        preflight = self._preflight(request)
-        if preflight is not None:
-            return preflight
         match = self.routes.match(method, path)
         if match is None:
-            return NOT_FOUND
+            # API Gateway answers a preflight itself only when no route takes `OPTIONS` here;
+            # an `ANY`, `OPTIONS` or `$default` route receives it like any request, through its
+            # authorizer (lucid_edge.cors).
+            return self._preflight(request) or NOT_FOUND
         route = request.route = match.route
         request.access.route_key = route.route_key
         if not self.buckets.take(self._route_index[route.route_key]):
