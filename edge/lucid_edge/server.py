@@ -1,10 +1,10 @@
 """The edge as a raw ASGI application: API Gateway HTTP API in front of in-process handlers.
 
 Per request, in API Gateway's order: request line and headers (431) -> route, or else a CORS
-preflight (204) or 404 -> throttle (429) -> declared payload over 10 MB (413) -> identity source missing (401,
-the body unread) -> body, read within the worker's body budget and BODY_TIMEOUT_SECONDS (408)
--> authorizer (403/500) -> event
-over Lambda's 6 MB (413) -> the function on its own instances (500/503) -> HTTP response (+ CORS).
+preflight (204) or 404 -> throttle (429) -> declared payload over 10 MB (413) -> identity source
+missing (401, the body unread) -> body, read within the worker's body budget and
+BODY_TIMEOUT_SECONDS (408) -> authorizer (403/500) -> event over Lambda's 6 MB (413) -> the
+function on its own instances (500/503) -> HTTP response (+ CORS).
 Every answer leaves through `_send`, which also writes the request's access line
 (lucid_edge.access_log); the edge's own log lines carry the request id (lucid_edge.logs). The
 source IP is the socket peer; client headers such as X-Forwarded-For never set it.

@@ -128,7 +128,7 @@ def test_every_answer_has_one_access_line_and_its_lines_join_on_the_request_id(
         line = access[answers[what][1]]
         assert (line["errorMessage"], line["integrationLatency"]) == (message, "-"), what
     assert access[answers["no route"][1]]["routeKey"] == "-"
-    assert access[answers["denied"][1]]["routeKey"] == "ANY /users/me"
+    assert access[answers["denied"][1]]["routeKey"] == "GET /users/me"
     assert access[answers["denied"][1]]["authorizerLatency"].isdigit()
     invoked = access[answers["invoked"][1]]
     assert invoked["integrationLatency"].isdigit()

@@ -79,3 +79,16 @@ def test_a_wildcard_only_configuration_does_not_vary() -> None:
     assert cors.preflight_headers(b"https://any.example") == [
         (b"access-control-allow-origin", b"*")
     ]
+
+
+def test_api_gateway_answers_the_preflight_of_every_function_route(gateway: RunningEdge) -> None:
+    # GIVEN every route of the real template outside the backend proxy, with its path filled in
+    routes = [r for r in gateway.app.template.api.routes if r.function != "ProxyFunction"]
+    headers = {"Origin": SEED_ORIGINS[0], "Access-Control-Request-Method": "PATCH"}
+    for route in routes:
+        path = route.path.replace("{id}", "u-1").replace("{asset}", "a.js")
+        # WHEN a browser preflights it (no Authorization: browsers never send it there)
+        response = gateway.client.options(path, headers=headers)
+        # THEN API Gateway's own 204 answers it: no ANY route takes the OPTIONS to an authorizer
+        assert response.status_code == 204, route.route_key
+        assert response.headers["access-control-allow-origin"] == SEED_ORIGINS[0]
