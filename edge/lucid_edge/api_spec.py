@@ -23,6 +23,7 @@ IMPLICIT_API = "ServerlessHttpApi"
 # API Gateway's account-level defaults when a route sets only one of the two limits.
 _ACCOUNT_BURST, _ACCOUNT_RATE = 5000, 10000.0
 _DEFAULT_TTL_SECONDS = 300
+_MAX_TTL_SECONDS = 3600
 
 _API_PROPERTIES = frozenset(
     {"StageName", "CorsConfiguration", "DefaultRouteSettings", "RouteSettings", "Auth",
@@ -142,12 +143,26 @@ def _authorizer(
     if version != "2.0":
         raise TemplateError(f"{where}.AuthorizerPayloadFormatVersion: only '2.0' is supported")
     identity = _check_keys(props.get("Identity") or {}, _IDENTITY_KEYS, f"{where}.Identity")
+    headers = tuple(h.lower() for h in _words(identity.get("Headers")))
+    query_strings = _words(identity.get("QueryStrings"))
+    ttl = identity.get("ReauthorizeEvery", _DEFAULT_TTL_SECONDS)
+    # AuthorizerResultTtlInSeconds: "The maximum value is 3600"; 300 when unset; the identity
+    # source "is required when authorization caching is enabled" (apigatewayv2 API reference,
+    # Authorizer). SAM writes no identitySource without Headers/QueryStrings. Served anyway, one
+    # cached decision (and its context) would answer every caller.
+    if isinstance(ttl, bool) or not str(ttl).isdigit() or int(ttl) > _MAX_TTL_SECONDS:
+        raise TemplateError(f"{where}.Identity.ReauthorizeEvery: {ttl!r} is not 0-3600")
+    if int(ttl) > 0 and not headers and not query_strings:
+        raise TemplateError(
+            f"{where}.Identity: caching (ReauthorizeEvery, 300 when unset) needs an identity "
+            f"source: name Headers or QueryStrings, or set ReauthorizeEvery: 0"
+        )
     return AuthorizerSpec(
         name=name,
         function=str(target[0]),
-        identity_headers=tuple(h.lower() for h in _words(identity.get("Headers"))),
-        identity_query_strings=_words(identity.get("QueryStrings")),
-        ttl_seconds=int(identity.get("ReauthorizeEvery", _DEFAULT_TTL_SECONDS)),
+        identity_headers=headers,
+        identity_query_strings=query_strings,
+        ttl_seconds=int(ttl),
         simple_responses=str(props.get("EnableSimpleResponses", False)).lower() == "true",
     )
 

@@ -273,6 +273,30 @@ UNSUPPORTED = {
         {"function": _indent("ReservedConcurrentExecutions: -1\n", 6)},
         "Resources.Fn.Properties.ReservedConcurrentExecutions",
     ),
+    # AuthorizerResultTtlInSeconds is 300 when unset and "the identity source ... is required
+    # when authorization caching is enabled" (apigatewayv2 API reference, Authorizer): SAM writes
+    # no identitySource without Identity.Headers/QueryStrings (ApiGatewayV2Authorizer).
+    "authorizer cache without identity source": (
+        {
+            "api": _indent(
+                "Auth:\n  Authorizers:\n    A:\n      FunctionArn: !GetAtt Fn.Arn\n"
+                "      AuthorizerPayloadFormatVersion: '2.0'\n",
+                6,
+            )
+        },
+        "Auth.Authorizers.A.Identity: caching (ReauthorizeEvery, 300 when unset) needs",
+    ),
+    "authorizer ttl over an hour": (
+        {
+            "api": _indent(
+                "Auth:\n  Authorizers:\n    A:\n      FunctionArn: !GetAtt Fn.Arn\n"
+                "      AuthorizerPayloadFormatVersion: '2.0'\n"
+                "      Identity: {Headers: [Authorization], ReauthorizeEvery: 3601}\n",
+                6,
+            )
+        },
+        "Auth.Authorizers.A.Identity.ReauthorizeEvery: 3601 is not 0-3600",
+    ),
     "integration timeout beyond 30 s": (
         {"event": _indent("TimeoutInMillis: 30001\n", 12)},
         "Events.Route.Properties.TimeoutInMillis: 30001 is not 50-30000",
