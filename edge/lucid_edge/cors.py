@@ -39,6 +39,9 @@ class Cors:
     def __init__(self, spec: CorsSpec) -> None:
         self._any_origin = "*" in spec.allow_origins
         self._origins = frozenset(o.encode("latin-1") for o in spec.allow_origins)
+        # "https://* (allow any origin that begins with https://)", likewise http://*
+        # (http-api-cors.html, allowOrigins): the request's origin is echoed.
+        self._prefixes = tuple(o[:-1] for o in self._origins if o.endswith(b"://*"))
         self._varies = bool(self._origins - {b"*"})
 
         def joined(words: tuple[str, ...]) -> bytes:
@@ -63,7 +66,11 @@ class Cors:
     def _allow_origin(self, origin: bytes) -> bytes | None:
         if origin in self._origins:
             return origin
-        return b"*" if self._any_origin else None
+        if self._any_origin:
+            return b"*"
+        if any(origin.startswith(p) and len(origin) > len(p) for p in self._prefixes):
+            return origin
+        return None
 
     def preflight_headers(self, origin: bytes) -> list[tuple[bytes, bytes]]:
         """Headers of the 204 preflight answer (no CORS headers when the origin is not allowed)."""

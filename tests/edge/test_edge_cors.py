@@ -92,3 +92,15 @@ def test_api_gateway_answers_the_preflight_of_every_function_route(gateway: Runn
         # THEN API Gateway's own 204 answers it: no ANY route takes the OPTIONS to an authorizer
         assert response.status_code == 204, route.route_key
         assert response.headers["access-control-allow-origin"] == SEED_ORIGINS[0]
+
+
+def test_a_scheme_wildcard_allows_every_origin_of_that_scheme() -> None:
+    # GIVEN AllowOrigins [https://*], "allow any origin that begins with https://"
+    # (http-api-cors.html, allowOrigins)
+    cors = Cors(CorsSpec(allow_origins=("https://*",), allow_methods=("GET",)))
+    # THEN an https origin is echoed, in preflights and actual answers alike; http is not
+    allowed = b"https://app.example"
+    assert (b"access-control-allow-origin", allowed) in cors.preflight_headers(allowed)
+    assert (b"access-control-allow-origin", allowed) in cors.apply([], allowed)
+    assert cors.apply([], b"http://app.example") == [(b"vary", b"Origin")]
+    assert cors.apply([], b"https://") == [(b"vary", b"Origin")]
