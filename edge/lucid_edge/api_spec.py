@@ -178,6 +178,11 @@ def _route_path(method: Any, path: Any, where: str) -> tuple[str, str]:
     segments = path.split("/")[1:]
     if not path.startswith("/") or not all(_PATH_SEGMENT.match(s) for s in segments):
         raise TemplateError(f"{where}.Path: {path!r} is not a valid HTTP API path")
+    if path != "/" and not all(segments):
+        # API Gateway creates no such route: SAM deploys the integration without it
+        # (aws/serverless-application-model#1949) and CreateRoute refuses a path ending in "/"
+        # (storacha/w3infra#166), so AWS would answer 404 where the edge served it.
+        raise TemplateError(f"{where}.Path: {path!r} has an empty segment or a trailing '/'")
     if any(s.endswith("+}") for s in segments[:-1]):
         raise TemplateError(f"{where}.Path: a greedy {{name+}} must be the last segment")
     return method, path

@@ -236,6 +236,8 @@ UNSUPPORTED = {
     ),
     "bad method": ({"event": "", "path": "/x\n            Method: FETCH"}, "Route.Method"),
     "bad path": ({"path": "/a{b}"}, "Events.Route.Path"),
+    "path with a trailing slash": ({"path": "/events/"}, "Route.Path: '/events/' has an empty"),
+    "path with an empty segment": ({"path": "/a//b"}, "Route.Path: '/a//b' has an empty segment"),
     "event on another api": (
         {"event": _indent("ApiId: Elsewhere\n", 12)},
         "Events.Route.Properties.ApiId",
