@@ -260,6 +260,7 @@ class Edge:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            # A metrics path of "" never equals a request path: no endpoint at all.
             if scope["path"] == self.metrics_path and scope["method"] in ("GET", "HEAD"):
                 await self._send_metrics(send, scope["method"] == "HEAD")
                 return
@@ -548,7 +549,7 @@ def create_app() -> Edge:
         slot_file=Path(slots) if slots else None,
         reload=os.environ.get(ENV_RELOAD) == "1",
         body_timeout=float(os.environ.get(ENV_BODY_TIMEOUT) or BODY_TIMEOUT_SECONDS),
-        metrics_path=os.environ.get(ENV_METRICS_PATH) or DEFAULT_PATH,
+        metrics_path=os.environ.get(ENV_METRICS_PATH, DEFAULT_PATH),  # "": no endpoint
     )
     # A worker holds every function at once, which no Lambda instance does: ~100,000 objects
     # that live as long as it. Frozen, no collection walks them again. Measured with the real
