@@ -157,6 +157,19 @@ def _authorizer(
             f"{where}.Identity: caching (ReauthorizeEvery, 300 when unset) needs an identity "
             f"source: name Headers or QueryStrings, or set ReauthorizeEvery: 0"
         )
+    role = props.get("FunctionInvokeRole")
+    granted = str(props.get("EnableFunctionDefaultPermissions", False)).lower() == "true"
+    if not granted and (role is None or role == "NONE"):
+        # SAM grants API Gateway lambda:InvokeFunction on an HttpApi authorizer only with
+        # EnableFunctionDefaultPermissions: true ("Http Api shouldn't create the permissions by
+        # default", HttpApiGenerator._construct_authorizer_lambda_permission), and "if API Gateway
+        # doesn't have permission to invoke your function, clients receive a 500 Internal Server
+        # Error" (http-api-lambda-authorizer.html): every route it guards would answer 500.
+        raise TemplateError(
+            f"{where}.EnableFunctionDefaultPermissions: API Gateway may not invoke "
+            f"{target[0]} without it (or a FunctionInvokeRole): on AWS every route this "
+            f"authorizer guards answers 500"
+        )
     return AuthorizerSpec(
         name=name,
         function=str(target[0]),

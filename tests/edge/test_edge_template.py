@@ -299,6 +299,17 @@ UNSUPPORTED = {
         },
         "Auth.Authorizers.A.Identity.ReauthorizeEvery: 3601 is not 0-3600",
     ),
+    "authorizer api gateway may not invoke": (
+        {
+            "api": _indent(
+                "Auth:\n  Authorizers:\n    A:\n      FunctionArn: !GetAtt Fn.Arn\n"
+                "      AuthorizerPayloadFormatVersion: '2.0'\n"
+                "      Identity: {Headers: [Authorization]}\n",
+                6,
+            )
+        },
+        "Auth.Authorizers.A.EnableFunctionDefaultPermissions: API Gateway may not invoke Fn",
+    ),
     "integration timeout beyond 30 s": (
         {"event": _indent("TimeoutInMillis: 30001\n", 12)},
         "Events.Route.Properties.TimeoutInMillis: 30001 is not 50-30000",
