@@ -223,7 +223,7 @@ def test_the_function_gets_the_payload_2_event_and_context(edge: RunningEdge) ->
     assert context["stage"] == "$default"
     assert context["requestId"] == response.headers["apigw-requestid"]
     assert answer["context"]["function_name"] == "EchoFunction"
-    assert answer["context"]["memory_limit_in_mb"] == 256
+    assert answer["context"]["memory_limit_in_mb"] == "256"  # a string, as on Lambda
     assert 0 < answer["context"]["remaining_ms"] <= 3000
     assert answer["greeting"] == "hello-test"
     assert answer["empty_is_set"] is False
