@@ -23,6 +23,7 @@ IMPLICIT_API = "ServerlessHttpApi"
 # API Gateway's account-level defaults when a route sets only one of the two limits.
 _ACCOUNT_BURST, _ACCOUNT_RATE = 5000, 10000.0
 _DEFAULT_TTL_SECONDS = 300
+_MAX_TTL_SECONDS = 3600
 
 _API_PROPERTIES = frozenset(
     {"StageName", "CorsConfiguration", "DefaultRouteSettings", "RouteSettings", "Auth",
@@ -142,12 +143,39 @@ def _authorizer(
     if version != "2.0":
         raise TemplateError(f"{where}.AuthorizerPayloadFormatVersion: only '2.0' is supported")
     identity = _check_keys(props.get("Identity") or {}, _IDENTITY_KEYS, f"{where}.Identity")
+    headers = tuple(h.lower() for h in _words(identity.get("Headers")))
+    query_strings = _words(identity.get("QueryStrings"))
+    ttl = identity.get("ReauthorizeEvery", _DEFAULT_TTL_SECONDS)
+    # AuthorizerResultTtlInSeconds: "The maximum value is 3600"; 300 when unset; the identity
+    # source "is required when authorization caching is enabled" (apigatewayv2 API reference,
+    # Authorizer). SAM writes no identitySource without Headers/QueryStrings. Served anyway, one
+    # cached decision (and its context) would answer every caller.
+    if isinstance(ttl, bool) or not str(ttl).isdigit() or int(ttl) > _MAX_TTL_SECONDS:
+        raise TemplateError(f"{where}.Identity.ReauthorizeEvery: {ttl!r} is not 0-3600")
+    if int(ttl) > 0 and not headers and not query_strings:
+        raise TemplateError(
+            f"{where}.Identity: caching (ReauthorizeEvery, 300 when unset) needs an identity "
+            f"source: name Headers or QueryStrings, or set ReauthorizeEvery: 0"
+        )
+    role = props.get("FunctionInvokeRole")
+    granted = str(props.get("EnableFunctionDefaultPermissions", False)).lower() == "true"
+    if not granted and (role is None or role == "NONE"):
+        # SAM grants API Gateway lambda:InvokeFunction on an HttpApi authorizer only with
+        # EnableFunctionDefaultPermissions: true ("Http Api shouldn't create the permissions by
+        # default", HttpApiGenerator._construct_authorizer_lambda_permission), and "if API Gateway
+        # doesn't have permission to invoke your function, clients receive a 500 Internal Server
+        # Error" (http-api-lambda-authorizer.html): every route it guards would answer 500.
+        raise TemplateError(
+            f"{where}.EnableFunctionDefaultPermissions: API Gateway may not invoke "
+            f"{target[0]} without it (or a FunctionInvokeRole): on AWS every route this "
+            f"authorizer guards answers 500"
+        )
     return AuthorizerSpec(
         name=name,
         function=str(target[0]),
-        identity_headers=tuple(h.lower() for h in _words(identity.get("Headers"))),
-        identity_query_strings=_words(identity.get("QueryStrings")),
-        ttl_seconds=int(identity.get("ReauthorizeEvery", _DEFAULT_TTL_SECONDS)),
+        identity_headers=headers,
+        identity_query_strings=query_strings,
+        ttl_seconds=int(ttl),
         simple_responses=str(props.get("EnableSimpleResponses", False)).lower() == "true",
     )
 
@@ -163,6 +191,11 @@ def _route_path(method: Any, path: Any, where: str) -> tuple[str, str]:
     segments = path.split("/")[1:]
     if not path.startswith("/") or not all(_PATH_SEGMENT.match(s) for s in segments):
         raise TemplateError(f"{where}.Path: {path!r} is not a valid HTTP API path")
+    if path != "/" and not all(segments):
+        # API Gateway creates no such route: SAM deploys the integration without it
+        # (aws/serverless-application-model#1949) and CreateRoute refuses a path ending in "/"
+        # (storacha/w3infra#166), so AWS would answer 404 where the edge served it.
+        raise TemplateError(f"{where}.Path: {path!r} has an empty segment or a trailing '/'")
     if any(s.endswith("+}") for s in segments[:-1]):
         raise TemplateError(f"{where}.Path: a greedy {{name+}} must be the last segment")
     return method, path

@@ -27,7 +27,13 @@ MAX_AUTHORIZER_SECONDS = 10.0
 # How the edge invokes a function: (function id, event, integration timeout in s) -> result.
 Call = Callable[[str, dict[str, Any], float], Awaitable[Any]]
 _log = logging.getLogger("lucid_edge.authorizer")
-_INVOKE_ACTIONS = ("execute-api:Invoke", "execute-api:*", "*")
+_INVOKE = "execute-api:invoke"
+
+
+def _names_invoke(action: str) -> bool:
+    # IAM: "The prefix and the action name are case insensitive" and may hold * and ? wildcards
+    # (reference_policies_elements_action.html): execute-api:invoke, execute-api:Inv* and * count.
+    return fnmatch.fnmatchcase(_INVOKE, action.lower())
 
 
 class MalformedResponseError(ValueError):
@@ -51,7 +57,7 @@ class Decision:
             actions, resources = statement.get("Action", []), statement.get("Resource", [])
             actions = [actions] if isinstance(actions, str) else actions
             resources = [resources] if isinstance(resources, str) else resources
-            if not any(a in _INVOKE_ACTIONS for a in actions):
+            if not any(_names_invoke(str(a)) for a in actions):
                 continue
             if any(fnmatch.fnmatchcase(route_arn, str(r)) for r in resources):
                 if statement.get("Effect") == "Deny":

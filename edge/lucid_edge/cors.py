@@ -1,9 +1,20 @@
 """HTTP API CorsConfiguration semantics.
 
 - A preflight (OPTIONS with `Origin` and `Access-Control-Request-Method`) is answered by the
-  edge with 204 and never reaches a function, whatever the routes (API Gateway answers
-  preflights even without an OPTIONS route). An allowed origin gets allow-origin, -methods,
-  -headers, max-age and credentials; a disallowed origin gets a 204 with no CORS headers.
+  edge with 204 and never reaches a function when no route takes `OPTIONS` on its path ("API
+  Gateway automatically sends a response to preflight OPTIONS requests, even if there isn't an
+  OPTIONS route configured", http-api-cors.html). A route that does take it, `ANY`, `OPTIONS`
+  or `$default`, receives the preflight like any request, through its authorizer: a browser
+  sends no `Authorization` with a preflight, so a protected `ANY` route answers it 401 and the
+  browser's call fails. Sources: http-api-cors.html ("The $default route catches requests for
+  all methods and routes that you haven't explicitly defined, including OPTIONS requests");
+  http-api-develop-routes.html ("The ANY method matches all methods that you haven't defined
+  for a route"); aws/serverless-application-model#1603 (an `ANY` route's Lambda receives the
+  preflight, explicit methods fix it); re:Post QUa05IJrBaSGKwB16CI_IcBw (a greedy `ANY` route
+  forwards OPTIONS to its integration, where an authorizer refuses it). sam local answers every
+  OPTIONS itself (aws-sam-cli local_apigw_service.py), so it hides this; the edge does not. An
+  allowed origin gets allow-origin, -methods, -headers, max-age and credentials; a disallowed
+  origin gets a 204 with no CORS headers.
 - Other responses get Access-Control-Allow-Origin (+ Expose-Headers, Allow-Credentials) only
   when the request's Origin is allowed; CORS headers a function sets are always replaced.
 - When the answer depends on the request's Origin (listed origins, not `*` alone), every
@@ -28,6 +39,9 @@ class Cors:
     def __init__(self, spec: CorsSpec) -> None:
         self._any_origin = "*" in spec.allow_origins
         self._origins = frozenset(o.encode("latin-1") for o in spec.allow_origins)
+        # "https://* (allow any origin that begins with https://)", likewise http://*
+        # (http-api-cors.html, allowOrigins): the request's origin is echoed.
+        self._prefixes = tuple(o[:-1] for o in self._origins if o.endswith(b"://*"))
         self._varies = bool(self._origins - {b"*"})
 
         def joined(words: tuple[str, ...]) -> bytes:
@@ -52,7 +66,11 @@ class Cors:
     def _allow_origin(self, origin: bytes) -> bytes | None:
         if origin in self._origins:
             return origin
-        return b"*" if self._any_origin else None
+        if self._any_origin:
+            return b"*"
+        if any(origin.startswith(p) and len(origin) > len(p) for p in self._prefixes):
+            return origin
+        return None
 
     def preflight_headers(self, origin: bytes) -> list[tuple[bytes, bytes]]:
         """Headers of the 204 preflight answer (no CORS headers when the origin is not allowed)."""

@@ -185,16 +185,33 @@ def attach_body(event: dict[str, Any], body: bytes | bytearray) -> None:
     event["isBase64Encoded"] = False
 
 
-class LambdaContext:
-    """The `context` object a Python Lambda handler receives."""
+class CognitoIdentity:
+    """`context.identity`: Lambda sets both fields only for the AWS Mobile SDK (None here)."""
 
-    __slots__ = ("_deadline", "aws_request_id", "function_name", "memory_limit_in_mb")
+    __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
+
+    def __init__(self) -> None:
+        self.cognito_identity_id: str | None = None
+        self.cognito_identity_pool_id: str | None = None
+
+
+class LambdaContext:
+    """The `context` object a Python Lambda handler receives, as the Python runtime builds it
+    (aws-lambda-python-runtime-interface-client, awslambdaric/lambda_context.py):
+    `memory_limit_in_mb` is the string of AWS_LAMBDA_FUNCTION_MEMORY_SIZE ("512", not 512),
+    `identity` an object whose fields are None, `client_context` and `tenant_id` None for an API
+    Gateway invocation."""
+
+    __slots__ = ("_deadline", "aws_request_id", "function_name", "identity", "memory_limit_in_mb")
     function_version = "$LATEST"
+    client_context = None
+    tenant_id = None
 
     def __init__(self, function_name: str, memory_mb: int, timeout: float) -> None:
         self.function_name = function_name
-        self.memory_limit_in_mb = memory_mb
+        self.memory_limit_in_mb = str(memory_mb)
         self.aws_request_id = str(uuid.uuid4())
+        self.identity = CognitoIdentity()
         self._deadline = time.monotonic() + timeout
 
     @property

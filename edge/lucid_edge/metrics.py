@@ -302,11 +302,15 @@ class EdgeMetrics:
 
 def check_path(path: str, matches: Callable[[str, str], bool]) -> None:
     """Refuse a metrics path that is not absolute, or that a template route would answer
-    (`matches(method, path)`): the edge's own endpoint must never hide one of the API's."""
+    (`matches(method, path)`): the edge's own endpoint must never hide one of the API's. An
+    empty path serves no endpoint: a `$default` or `/{proxy+}` route answers every path."""
+    if not path:
+        return
     if not path.startswith("/"):
         raise MetricsPathError(f"the metrics path must start with '/': {path!r}")
     if matches("GET", path):
         raise MetricsPathError(
             f"a template route answers GET {path}: the edge's metrics endpoint would hide it; "
-            "serve the metrics elsewhere with --metrics-path"
+            "serve the metrics elsewhere with --metrics-path, or not at all with "
+            "--metrics-path '' (a $default or /{proxy+} route answers every path)"
         )

@@ -62,7 +62,7 @@ def register(subparsers: Any) -> None:
         "--metrics-path",
         default=metrics.DEFAULT_PATH,
         help="where the edge answers Prometheus's scrapes (its own endpoint, not a route of the "
-        "template: refused if a route would answer it)",
+        "template: refused if a route would answer it; '' serves none)",
     )
     parser.set_defaults(func=run)
 
@@ -263,7 +263,8 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
         print("deploy-only, not emulated locally: " + "; ".join(template.deploy_only), flush=True)
     # `lucid login` and the other commands find this gateway while it runs (lucid_edge.cli_config).
     stack.enter_context(recording_gateway(url + stage_path))
-    print(f"Prometheus metrics of every worker at {url}{args.metrics_path}")
+    if args.metrics_path:
+        print(f"Prometheus metrics of every worker at {url}{args.metrics_path}")
     print("sign in from another terminal: .venv/bin/lucid keygen, then .venv/bin/lucid login")
     print("from here on every line is JSON, joined per request by its id (README: Logs)")
     sys.stdout.flush()

@@ -1,10 +1,10 @@
 """The edge as a raw ASGI application: API Gateway HTTP API in front of in-process handlers.
 
-Per request, in API Gateway's order: request line and headers (431) -> CORS preflight -> route
-(404) -> throttle (429) -> declared payload over 10 MB (413) -> identity source missing (401,
-the body unread) -> body, read within the worker's body budget and BODY_TIMEOUT_SECONDS (408)
--> authorizer (403/500) -> event
-over Lambda's 6 MB (413) -> the function on its own instances (500/503) -> HTTP response (+ CORS).
+Per request, in API Gateway's order: request line and headers (431) -> route, or else a CORS
+preflight (204) or 404 -> throttle (429) -> declared payload over 10 MB (413) -> identity source
+missing (401, the body unread) -> body, read within the worker's body budget and
+BODY_TIMEOUT_SECONDS (408) -> authorizer (403/500) -> event over Lambda's 6 MB (413) -> the
+function on its own instances (500/503) -> HTTP response (+ CORS).
 Every answer leaves through `_send`, which also writes the request's access line
 (lucid_edge.access_log); the edge's own log lines carry the request id (lucid_edge.logs). The
 source IP is the socket peer; client headers such as X-Forwarded-For never set it.
@@ -260,6 +260,7 @@ class Edge:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            # A metrics path of "" never equals a request path: no endpoint at all.
             if scope["path"] == self.metrics_path and scope["method"] in ("GET", "HEAD"):
                 await self._send_metrics(send, scope["method"] == "HEAD")
                 return
@@ -309,12 +310,12 @@ class Edge:
         if self.routes.stage_path(path) is None:
             request.outside_stage = True
             return NOT_FOUND
-        preflight = self._preflight(request)
-        if preflight is not None:
-            return preflight
         match = self.routes.match(method, path)
         if match is None:
-            return NOT_FOUND
+            # API Gateway answers a preflight itself only when no route takes `OPTIONS` here;
+            # an `ANY`, `OPTIONS` or `$default` route receives it like any request, through its
+            # authorizer (lucid_edge.cors).
+            return self._preflight(request) or NOT_FOUND
         route = request.route = match.route
         request.access.route_key = route.route_key
         if not self.buckets.take(self._route_index[route.route_key]):
@@ -548,7 +549,7 @@ def create_app() -> Edge:
         slot_file=Path(slots) if slots else None,
         reload=os.environ.get(ENV_RELOAD) == "1",
         body_timeout=float(os.environ.get(ENV_BODY_TIMEOUT) or BODY_TIMEOUT_SECONDS),
-        metrics_path=os.environ.get(ENV_METRICS_PATH) or DEFAULT_PATH,
+        metrics_path=os.environ.get(ENV_METRICS_PATH, DEFAULT_PATH),  # "": no endpoint
     )
     # A worker holds every function at once, which no Lambda instance does: ~100,000 objects
     # that live as long as it. Frozen, no collection walks them again. Measured with the real

@@ -36,9 +36,11 @@ def test_no_route_matches_is_404(edge: RunningEdge) -> None:
 
 
 def test_preflight_is_answered_by_the_edge(edge: RunningEdge) -> None:
+    # GIVEN /echo, routed for GET and POST only: no route takes OPTIONS there
     headers = {"Origin": ALLOWED, "Access-Control-Request-Method": "POST"}
-    response = edge.client.options("/faulty/raise", headers=headers)
-    # The function would have failed: the edge answered without invoking it.
+    response = edge.client.options("/echo", headers=headers)
+    # THEN the edge answers it from CorsConfiguration, without invoking the function
+    assert "who" not in response.text
     assert response.status_code == 204
     assert response.content == b""
     assert response.headers["access-control-allow-origin"] == ALLOWED
@@ -47,6 +49,23 @@ def test_preflight_is_answered_by_the_edge(edge: RunningEdge) -> None:
     assert response.headers["access-control-max-age"] == "300"
     assert response.headers["access-control-allow-credentials"] == "true"
     _still_serving(edge)
+
+
+def test_a_preflight_an_any_route_takes_reaches_its_function(edge: RunningEdge) -> None:
+    # GIVEN ANY routes: "The ANY method matches all methods that you haven't defined for a
+    # route" (http-api-develop-routes.html), OPTIONS included (lucid_edge/cors.py's sources)
+    headers = {"Origin": ALLOWED, "Access-Control-Request-Method": "POST"}
+    # WHEN a browser preflights a path only such a route matches
+    echoed = edge.client.options("/files/a/b", headers=headers)
+    failed = edge.client.options("/faulty/raise", headers=headers)
+    # THEN the route's function answers it, as on AWS: what it returns, or its failure
+    assert echoed.status_code == 200
+    assert echoed.json()["event"]["requestContext"]["http"]["method"] == "OPTIONS"
+    assert echoed.json()["event"]["routeKey"] == "ANY /files/{proxy+}"
+    assert echoed.headers["access-control-allow-origin"] == ALLOWED  # an actual request's CORS
+    assert "access-control-allow-methods" not in echoed.headers
+    assert failed.status_code == 500
+    assert failed.json() == {"message": "Internal Server Error"}
 
 
 def test_preflight_from_a_disallowed_origin_gets_no_allow_origin(edge: RunningEdge) -> None:
@@ -204,7 +223,7 @@ def test_the_function_gets_the_payload_2_event_and_context(edge: RunningEdge) ->
     assert context["stage"] == "$default"
     assert context["requestId"] == response.headers["apigw-requestid"]
     assert answer["context"]["function_name"] == "EchoFunction"
-    assert answer["context"]["memory_limit_in_mb"] == 256
+    assert answer["context"]["memory_limit_in_mb"] == "256"  # a string, as on Lambda
     assert 0 < answer["context"]["remaining_ms"] <= 3000
     assert answer["greeting"] == "hello-test"
     assert answer["empty_is_set"] is False

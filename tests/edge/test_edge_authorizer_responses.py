@@ -21,6 +21,10 @@ def _policy(*statements: dict[str, Any]) -> dict[str, Any]:
         ([{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": ARN}], True),
         ([{"Action": ["execute-api:*"], "Effect": "Allow", "Resource": ["arn:*/test/*"]}], True),
         ([{"Action": "s3:GetObject", "Effect": "Allow", "Resource": "*"}], False),
+        # IAM action names are case-insensitive and take wildcards
+        ([{"Action": "EXECUTE-API:invoke", "Effect": "Allow", "Resource": ARN}], True),
+        ([{"Action": "execute-api:Inv*", "Effect": "Allow", "Resource": ARN}], True),
+        ([{"Action": "execute-api:Invalidate*", "Effect": "Allow", "Resource": ARN}], False),
         (
             [
                 {"Action": "*", "Effect": "Allow", "Resource": "*"},

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from lucid_edge import server
 from lucid_edge.cors import Cors
 from lucid_edge.model import CorsSpec
-from tests.edge.harness import RunningEdge, running_edge
+from tests.edge.harness import FIXTURES, RunningEdge, running_edge
 
 REAL_TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
 SEED_ORIGINS = ("http://localhost:3000", "https://lucid.onion")
@@ -79,3 +80,82 @@ def test_a_wildcard_only_configuration_does_not_vary() -> None:
     assert cors.preflight_headers(b"https://any.example") == [
         (b"access-control-allow-origin", b"*")
     ]
+
+
+def test_api_gateway_answers_the_preflight_of_every_function_route(gateway: RunningEdge) -> None:
+    # GIVEN every route of the real template outside the backend proxy, with its path filled in
+    routes = [r for r in gateway.app.template.api.routes if r.function != "ProxyFunction"]
+    headers = {"Origin": SEED_ORIGINS[0], "Access-Control-Request-Method": "PATCH"}
+    for route in routes:
+        path = route.path.replace("{id}", "u-1").replace("{asset}", "a.js")
+        # WHEN a browser preflights it (no Authorization: browsers never send it there)
+        response = gateway.client.options(path, headers=headers)
+        # THEN API Gateway's own 204 answers it: no ANY route takes the OPTIONS to an authorizer
+        assert response.status_code == 204, route.route_key
+        assert response.headers["access-control-allow-origin"] == SEED_ORIGINS[0]
+
+
+def test_a_scheme_wildcard_allows_every_origin_of_that_scheme() -> None:
+    # GIVEN AllowOrigins [https://*], "allow any origin that begins with https://"
+    # (http-api-cors.html, allowOrigins)
+    cors = Cors(CorsSpec(allow_origins=("https://*",), allow_methods=("GET",)))
+    # THEN an https origin is echoed, in preflights and actual answers alike; http is not
+    allowed = b"https://app.example"
+    assert (b"access-control-allow-origin", allowed) in cors.preflight_headers(allowed)
+    assert (b"access-control-allow-origin", allowed) in cors.apply([], allowed)
+    assert cors.apply([], b"http://app.example") == [(b"vary", b"Origin")]
+    assert cors.apply([], b"https://") == [(b"vary", b"Origin")]
+
+
+def _default_route_template(tmp_path: Path) -> Path:
+    # CORS and only a $default route, served by the fixtures' echo function
+    (tmp_path / "functions").symlink_to(FIXTURES / "functions")
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Resources:\n"
+        "  Api:\n"
+        "    Type: AWS::Serverless::HttpApi\n"
+        "    Properties: {CorsConfiguration: {AllowOrigins: ['https://app.example']}}\n"
+        "  Echo:\n"
+        "    Type: AWS::Serverless::Function\n"
+        "    Properties:\n"
+        "      Runtime: python3.11\n"
+        "      CodeUri: functions/echo/\n"
+        "      Handler: app.handler\n"
+        "      Events: {All: {Type: HttpApi, Properties: {ApiId: !Ref Api}}}\n"
+    )
+    return template
+
+
+def test_a_default_route_receives_the_preflight(tmp_path: Path) -> None:
+    # GIVEN a $default route: it "catches requests for all methods and routes that you haven't
+    # explicitly defined, including OPTIONS requests" (http-api-cors.html)
+    template = _default_route_template(tmp_path)
+    headers = {"Origin": "https://app.example", "Access-Control-Request-Method": "GET"}
+    # (it answers every path: the edge serves no metrics endpoint beside it)
+    with running_edge(template, metrics_path="") as running:
+        # WHEN a browser preflights any path
+        response = running.client.options("/anything", headers=headers)
+        metrics = running.client.get("/metrics")
+    # THEN even /metrics is the route's
+    assert metrics.json()["event"]["routeKey"] == "$default"
+    # and the $default route's function answers the preflight, not API Gateway's CORS
+    assert response.status_code == 200
+    assert response.json()["event"]["routeKey"] == "$default"
+    assert response.json()["event"]["requestContext"]["http"]["method"] == "OPTIONS"
+
+
+def test_workers_keep_an_empty_metrics_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN `lucid serve --metrics-path ''`: the workers get it through their environment
+    monkeypatch.setenv(server.ENV_TEMPLATE, str(_default_route_template(tmp_path)))
+    monkeypatch.setenv(server.ENV_METRICS_PATH, "")
+    monkeypatch.setattr(server.gc, "freeze", lambda: None)
+    monkeypatch.setattr(server.logs, "configure", lambda: None)
+    # WHEN a worker builds its edge THEN it serves no metrics endpoint (not the default one)
+    edge = server.create_app()
+    try:
+        assert edge.metrics_path == ""
+    finally:
+        edge.close()

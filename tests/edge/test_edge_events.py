@@ -148,3 +148,8 @@ def test_lambda_context_counts_down_from_the_timeout() -> None:
     assert context.log_group_name == "/aws/lambda/EchoFunction"
     assert "[$LATEST]" in context.log_stream_name
     assert LambdaContext("F", 1, 0).get_remaining_time_in_millis() == 0
+    # as the Python runtime builds it: the memory size is the string of its environment variable
+    assert context.memory_limit_in_mb == "256"
+    assert context.identity.cognito_identity_id is None
+    assert context.client_context is None
+    assert context.tenant_id is None

@@ -161,6 +161,8 @@ def test_the_metrics_path_never_hides_a_template_route() -> None:
         check_path("/metrics", lambda method, path: (method, path) == ("GET", "/metrics"))
     with pytest.raises(MetricsPathError, match="start with '/'"):
         check_path("metrics", lambda method, path: False)
+    # "" serves no endpoint: what a template whose $default route answers every path needs
+    check_path("", lambda method, path: True)
 
 
 def test_the_multiprocess_directory_lives_as_long_as_the_edge(

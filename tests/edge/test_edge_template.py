@@ -237,6 +237,8 @@ UNSUPPORTED = {
     ),
     "bad method": ({"event": "", "path": "/x\n            Method: FETCH"}, "Route.Method"),
     "bad path": ({"path": "/a{b}"}, "Events.Route.Path"),
+    "path with a trailing slash": ({"path": "/events/"}, "Route.Path: '/events/' has an empty"),
+    "path with an empty segment": ({"path": "/a//b"}, "Route.Path: '/a//b' has an empty segment"),
     "event on another api": (
         {"event": _indent("ApiId: Elsewhere\n", 12)},
         "Events.Route.Properties.ApiId",
@@ -273,6 +275,41 @@ UNSUPPORTED = {
     "negative reserved concurrency": (
         {"function": _indent("ReservedConcurrentExecutions: -1\n", 6)},
         "Resources.Fn.Properties.ReservedConcurrentExecutions",
+    ),
+    # AuthorizerResultTtlInSeconds is 300 when unset and "the identity source ... is required
+    # when authorization caching is enabled" (apigatewayv2 API reference, Authorizer): SAM writes
+    # no identitySource without Identity.Headers/QueryStrings (ApiGatewayV2Authorizer).
+    "authorizer cache without identity source": (
+        {
+            "api": _indent(
+                "Auth:\n  Authorizers:\n    A:\n      FunctionArn: !GetAtt Fn.Arn\n"
+                "      AuthorizerPayloadFormatVersion: '2.0'\n",
+                6,
+            )
+        },
+        "Auth.Authorizers.A.Identity: caching (ReauthorizeEvery, 300 when unset) needs",
+    ),
+    "authorizer ttl over an hour": (
+        {
+            "api": _indent(
+                "Auth:\n  Authorizers:\n    A:\n      FunctionArn: !GetAtt Fn.Arn\n"
+                "      AuthorizerPayloadFormatVersion: '2.0'\n"
+                "      Identity: {Headers: [Authorization], ReauthorizeEvery: 3601}\n",
+                6,
+            )
+        },
+        "Auth.Authorizers.A.Identity.ReauthorizeEvery: 3601 is not 0-3600",
+    ),
+    "authorizer api gateway may not invoke": (
+        {
+            "api": _indent(
+                "Auth:\n  Authorizers:\n    A:\n      FunctionArn: !GetAtt Fn.Arn\n"
+                "      AuthorizerPayloadFormatVersion: '2.0'\n"
+                "      Identity: {Headers: [Authorization]}\n",
+                6,
+            )
+        },
+        "Auth.Authorizers.A.EnableFunctionDefaultPermissions: API Gateway may not invoke Fn",
     ),
     "integration timeout beyond 30 s": (
         {"event": _indent("TimeoutInMillis: 30001\n", 12)},

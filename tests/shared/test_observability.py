@@ -108,7 +108,7 @@ def test_every_line_of_an_invocation_carries_its_correlation_id_and_context() ->
         assert line["correlation_id"] == request_id
         assert line["service"] == Settings().SERVICE_NAME
         assert line["function_name"] == "ObservedFunction"
-        assert line["function_memory_size"] == 512
+        assert line["function_memory_size"] == "512"  # Lambda's context gives a string
         assert line["function_request_id"]
         assert line["cold_start"] is True
     # AND the next invocation is warm, with its own id and nothing left of the first
