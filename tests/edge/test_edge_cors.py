@@ -3,12 +3,13 @@ every answer whose CORS headers depend on the request's Origin."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from lucid_edge import server
+from lucid_edge import logs, server
 from lucid_edge.cors import Cors
 from lucid_edge.model import CorsSpec
 from tests.edge.harness import FIXTURES, RunningEdge, running_edge
@@ -151,8 +152,8 @@ def test_workers_keep_an_empty_metrics_path(
     # GIVEN `lucid serve --metrics-path ''`: the workers get it through their environment
     monkeypatch.setenv(server.ENV_TEMPLATE, str(_default_route_template(tmp_path)))
     monkeypatch.setenv(server.ENV_METRICS_PATH, "")
-    monkeypatch.setattr(server.gc, "freeze", lambda: None)
-    monkeypatch.setattr(server.logs, "configure", lambda: None)
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+    monkeypatch.setattr(logs, "configure", lambda: None)
     # WHEN a worker builds its edge THEN it serves no metrics endpoint (not the default one)
     edge = server.create_app()
     try:
