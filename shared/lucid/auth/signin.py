@@ -137,13 +137,21 @@ class SignInService:
         return self._issue_pair(user, family_id=None)
 
     def refresh(self, refresh_token: str) -> TokenPair:
-        """A new pair for a refresh token, which is spent (see `RefreshTokenStore.use`)."""
-        grant = self._refresh_tokens.use(refresh_token)
+        """A new pair for a refresh token, which is spent (see `RefreshTokenStore.use`).
+
+        The token is spent last, once the new pair is made: a failure before (the signing key
+        unreadable, MongoDB down) leaves it unspent for the client's retry, which would
+        otherwise be a second use and revoke the sign-in. Of concurrent refreshes the one that
+        spends it wins; the others' successors are revoked with the family by reuse detection.
+        """
+        grant = self._refresh_tokens.check(refresh_token)
         user = self._users.find_by_id(grant.user_id)
         if user is None:
             self._refresh_tokens.revoke_family(grant.family_id)
             raise InvalidTokenError("the user of this refresh token no longer exists")
-        return self._issue_pair(user, family_id=grant.family_id)
+        pair = self._issue_pair(user, family_id=grant.family_id)
+        self._refresh_tokens.use(refresh_token)
+        return pair
 
     def logout(self, session_id: str) -> None:
         """End the sign-in `session_id`: its refresh tokens and every access token it issued."""

@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -31,14 +31,19 @@ from lucid import secret_store
 from lucid.auth import keys
 from lucid.auth.authorizer import authorize
 from lucid.auth.keys import REFRESH_INTERVAL_SECONDS, KeyRing
+from lucid.auth.refresh import RefreshTokenStore
+from lucid.auth.signin import SignInService
 from lucid.auth.tokens import TokenService
 from lucid.config import Settings
 from lucid.errors import InvalidTokenError
 from lucid.identity import Role
 from lucid.secret_store import SecretUnavailableError
 from lucid.store.documents import new_id
+from lucid.users.repository import UserRepository
+from lucid_edge.local import in_memory_database
 from tests.utils.auth_flow import authorizer_event
 from tests.utils.datastore import atomic_writes, database_for, revocations_on
+from tests.utils.wallets import Wallet
 
 OLD, NEW, NEWER = ("o" * 40, "n" * 40, "w" * 40)
 ADDRESS = "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC"
@@ -505,3 +510,39 @@ def test_a_leaked_key_rotated_out_twice_verifies_on_a_warm_instance_until_its_ca
         with pytest.raises(InvalidTokenError):
             service.decode(leaked)
         jwt.decode(_issue(service), NEWER, algorithms=["HS256"], audience="lucid")
+
+
+def test_a_refresh_that_cannot_read_the_key_spends_nothing_and_its_retry_succeeds(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a sign-in on an auth instance whose key lives in SSM
+    store = Store("ssm", OLD)
+    settings = store.settings()
+    clock = Clock()
+    wallet = Wallet()
+    with atomic_writes():
+        database = in_memory_database()
+        revocations = revocations_on(redis_client, database)
+        service = SignInService(
+            settings,
+            redis_client,
+            UserRepository(database),
+            RefreshTokenStore(database, timedelta(days=14), revocations),
+            _instance(settings, clock),
+        )
+        challenge = service.challenge(wallet.address)
+        pair = service.login(wallet.address, challenge.message, wallet.sign(challenge.message))
+        # WHEN the instance's next read of the key fails (SSM throttles, KMS, a missing grant)
+        # during a refresh: a 503 for the client
+        boto3.client("ssm", region_name="us-east-1").delete_parameter(Name=store.where)
+        clock.offset += keys.DEFAULT_MAX_AGE_SECONDS
+        with pytest.raises(SecretUnavailableError):
+            service.refresh(pair.refresh_token)
+        # THEN the refresh token was not spent: once SSM answers again, the client's retry gets
+        # a new pair instead of being taken for a thief (reuse would revoke the whole sign-in)
+        store.rotate(OLD)
+        monkeypatch.setattr(secret_store, "_failures", secret_store._Failures())
+        renewed = service.refresh(pair.refresh_token)
+        claims = _instance(settings, clock).decode(renewed.access_token)
+        assert not revocations.is_revoked(claims.sid)
+        assert database["tokens"].count_documents({"revoked_at": {"$ne": None}}) == 0
