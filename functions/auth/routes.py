@@ -74,7 +74,7 @@ def _live_claims(token: str, revocations: RevocationList) -> TokenClaims:
     return claims
 
 
-@router.post("/auth/challenge", responses=problems(401, descriptions={401: "Not a TRON address"}))
+@router.post("/auth/challenge")  # a malformed address is the body's 422, never a 401
 async def challenge(body: ChallengeRequest, signin: SignIn, ip: SourceIp) -> Challenge:
     """A message for the wallet to sign, with its single-use nonce."""
     enforce_signin_limits(ip, body.address)
