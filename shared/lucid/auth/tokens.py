@@ -13,6 +13,7 @@ and an access token is unknown to the refresh store.
 from __future__ import annotations
 
 import functools
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -30,6 +31,8 @@ ACCESS_TOKEN_TYPE: Final = "access"  # noqa: S105 - a claim value, not a secret
 # Our tokens are ~500 bytes; refusing long input bounds the work done before the signature check.
 MAX_TOKEN_LENGTH = 4096
 REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti", "sid"]
+# RFC 7515 section 7.1: three unpadded base64url segments.
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +163,10 @@ class TokenService:
             raise InvalidTokenError("token is too long")
         if token.count(".") != 2:
             raise InvalidTokenError("token is not a JWT")
+        if not _COMPACT_JWS.fullmatch(token):
+            # PyJWT accepts '=' padding (for AWS ALB's tokens); ours never carry any, and one
+            # token must have one spelling: API Gateway caches decisions per Authorization value.
+            raise InvalidTokenError("token is malformed")
         keys = self._key_ring.keys()
         header = _header(token)
         if header.get("alg") != keys.algorithm:

@@ -225,3 +225,16 @@ def test_process_token_service_is_shared() -> None:
     service = get_token_service()
     assert service is get_token_service()
     assert service.decode(service.issue("u1", ADDRESS, "user", "s1").token).sub == "u1"
+
+
+@pytest.mark.parametrize("padding", ["=", "=="])
+def test_a_valid_token_spelled_with_base64_padding_is_refused(padding: str) -> None:
+    # GIVEN a valid token, and the same token with '=' padding on its signature (PyJWT accepts
+    # it, for issuers such as AWS ALB: another Authorization value for the same signature)
+    service = _service()
+    token = service.issue("u1", ADDRESS, "user", "s1").token
+    assert service.decode(token).sub == "u1"
+    # WHEN it is presented padded THEN it is refused: RFC 7515 compact serialization is
+    # unpadded base64url, and we issue nothing else, so one token has exactly one spelling
+    # (API Gateway caches each Authorization value's decision apart)
+    assert _rejected(service, token + padding) == "token is malformed"
