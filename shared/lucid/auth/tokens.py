@@ -3,7 +3,8 @@
 Issuing signs with the current key and puts its `kid` in the header. Decoding accepts exactly
 the configured algorithm (never `none`, never a different family, so an RS256 public key can
 not be replayed as an HS256 secret), a `kid` we know (current or previous), and requires
-exp/iat/nbf/iss/aud/sub/jti/sid with at most 30 s of leeway and `typ` == "access". Every failure
+exp/iat/nbf/iss/aud/sub/jti/sid with at most 30 s of leeway, `typ` == "access" and a lifetime
+(exp - iat) within TOKEN_EXPIRE_MINUTES, the time revocations are kept for. Every failure
 is an `InvalidTokenError` whose detail names the reason and never echoes the token.
 
 Refresh tokens are not JWTs (see `lucid.auth.refresh`): a refresh token fails here as "not a JWT",
@@ -187,7 +188,13 @@ class TokenService:
             payload = self._verified_payload(token, _keys_for(keys, kid), keys.algorithm)
         if payload.get("typ") != ACCESS_TOKEN_TYPE:
             raise InvalidTokenError("token is not an access token")
-        return TokenClaims.from_payload(payload)
+        claims = TokenClaims.from_payload(payload)
+        if claims.exp - claims.iat > 60 * self._settings.TOKEN_EXPIRE_MINUTES:
+            # Issued under a longer TOKEN_EXPIRE_MINUTES: revocations are kept for this lifetime
+            # only (lucid.auth.revocation), so its sign-in's logout would stop holding before
+            # it expires. The client refreshes, as on any expiry.
+            raise InvalidTokenError("token outlives the configured token lifetime")
+        return claims
 
     def _verified_payload(self, token: str, keys: list[JwtKey], algorithm: str) -> dict[str, Any]:
         """The payload of `token` verified under the first of `keys` its signature matches."""
