@@ -13,11 +13,15 @@ Login verifies in this order, each failure its own 401 problem type:
 9. that key's address is the claimed one             SignerMismatchError
 
 The nonce is spent at step 5, before the (costly) signature check, so two concurrent logins with
-one nonce can never both pass; a failed attempt needs a new challenge.
+one nonce can never both pass; a refused attempt needs a new challenge. An attempt whose
+signature was good but that fails afterwards with a 503 (MongoDB down, the signing key
+unreadable) puts the nonce back for what is left of its life: no tokens were issued, and the
+client may retry the same signed message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -132,9 +136,16 @@ class SignInService:
         if message.expires() <= now:
             raise ExpiredChallengeError("the challenge has expired; request a new one")
         verify_signer(message_text, signature, address, scheme)
-        user = self._users.upsert_on_login(address, is_admin=address in self._admins)
+        try:
+            user = self._users.upsert_on_login(address, is_admin=address in self._admins)
+            pair = self._issue_pair(user, family_id=None)
+        except ServiceUnavailableError:
+            # A 503 (MongoDB down, the key unreadable) after the signer proved itself: the nonce
+            # is put back, so the client retries the same signed message, not a wallet prompt.
+            self._restore_nonce(message.nonce, record, message.expires())
+            raise
         logger.info("signed in", extra={"user_id": user["_id"], "scheme": scheme.value})
-        return self._issue_pair(user, family_id=None)
+        return pair
 
     def refresh(self, refresh_token: str) -> TokenPair:
         """A new pair for a refresh token, which is spent (see `RefreshTokenStore.use`).
@@ -166,6 +177,14 @@ class SignInService:
             return None
         record: dict[str, str] = json.loads(raw)
         return record
+
+    def _restore_nonce(self, nonce: str, record: dict[str, str], expires: datetime) -> None:
+        left_ms = int((expires - self._clock()).total_seconds() * 1000)
+        if left_ms <= 0:
+            return
+        # NX: never over a nonce someone else holds; a failure leaves it spent (a new challenge).
+        with contextlib.suppress(redis.RedisError):
+            self._redis.set(NONCE_KEY_PREFIX + nonce, json.dumps(record), px=left_ms, nx=True)
 
     def _issue_pair(self, user: Document, family_id: str | None) -> TokenPair:
         role = Role.parse(user.get("role"))

@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,10 +33,11 @@ from lucid.auth import keys
 from lucid.auth.authorizer import authorize
 from lucid.auth.keys import REFRESH_INTERVAL_SECONDS, KeyRing
 from lucid.auth.refresh import RefreshTokenStore
+from lucid.auth.revocation import RevocationList
 from lucid.auth.signin import SignInService
 from lucid.auth.tokens import TokenService
 from lucid.config import Settings
-from lucid.errors import InvalidTokenError
+from lucid.errors import InvalidTokenError, UnknownNonceError
 from lucid.identity import Role
 from lucid.secret_store import SecretUnavailableError
 from lucid.store.documents import new_id
@@ -512,14 +514,38 @@ def test_a_leaked_key_rotated_out_twice_verifies_on_a_warm_instance_until_its_ca
         jwt.decode(_issue(service), NEWER, algorithms=["HS256"], audience="lucid")
 
 
-def test_a_refresh_that_cannot_read_the_key_spends_nothing_and_its_retry_succeeds(
+@dataclass
+class AuthInstance:
+    """One auth function instance whose key lives in SSM, over the real Redis and an in-memory
+    MongoDB; `key_unreadable` and `key_readable_again` break and mend its next read of the key."""
+
+    store: Store
+    clock: Clock
+    service: SignInService
+    revocations: RevocationList
+    database: Database[Any]
+    monkeypatch: pytest.MonkeyPatch
+
+    def key_unreadable(self) -> None:
+        # The parameter gone (as SSM throttling, KMS or a missing grant would be) when the
+        # cached read lapses: the next use of the key is a SecretUnavailableError (503).
+        boto3.client("ssm", region_name="us-east-1").delete_parameter(Name=self.store.where)
+        self.clock.offset += keys.DEFAULT_MAX_AGE_SECONDS
+
+    def key_readable_again(self) -> None:
+        self.store.rotate(OLD)
+        self.monkeypatch.setattr(secret_store, "_failures", secret_store._Failures())
+
+    def decode(self, token: str) -> Any:
+        return _instance(self.store.settings(), self.clock).decode(token)
+
+
+@pytest.fixture
+def auth_instance(
     redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # GIVEN a sign-in on an auth instance whose key lives in SSM
-    store = Store("ssm", OLD)
+) -> Iterator[AuthInstance]:
+    store, clock = Store("ssm", OLD), Clock()
     settings = store.settings()
-    clock = Clock()
-    wallet = Wallet()
     with atomic_writes():
         database = in_memory_database()
         revocations = revocations_on(redis_client, database)
@@ -530,19 +556,44 @@ def test_a_refresh_that_cannot_read_the_key_spends_nothing_and_its_retry_succeed
             RefreshTokenStore(database, timedelta(days=14), revocations),
             _instance(settings, clock),
         )
-        challenge = service.challenge(wallet.address)
-        pair = service.login(wallet.address, challenge.message, wallet.sign(challenge.message))
-        # WHEN the instance's next read of the key fails (SSM throttles, KMS, a missing grant)
-        # during a refresh: a 503 for the client
-        boto3.client("ssm", region_name="us-east-1").delete_parameter(Name=store.where)
-        clock.offset += keys.DEFAULT_MAX_AGE_SECONDS
-        with pytest.raises(SecretUnavailableError):
-            service.refresh(pair.refresh_token)
-        # THEN the refresh token was not spent: once SSM answers again, the client's retry gets
-        # a new pair instead of being taken for a thief (reuse would revoke the whole sign-in)
-        store.rotate(OLD)
-        monkeypatch.setattr(secret_store, "_failures", secret_store._Failures())
-        renewed = service.refresh(pair.refresh_token)
-        claims = _instance(settings, clock).decode(renewed.access_token)
-        assert not revocations.is_revoked(claims.sid)
-        assert database["tokens"].count_documents({"revoked_at": {"$ne": None}}) == 0
+        yield AuthInstance(store, clock, service, revocations, database, monkeypatch)
+
+
+def test_a_refresh_that_cannot_read_the_key_spends_nothing_and_its_retry_succeeds(
+    auth_instance: AuthInstance,
+) -> None:
+    # GIVEN a sign-in on an auth instance whose key lives in SSM
+    service, wallet = auth_instance.service, Wallet()
+    challenge = service.challenge(wallet.address)
+    pair = service.login(wallet.address, challenge.message, wallet.sign(challenge.message))
+    # WHEN the instance's next read of the key fails during a refresh: a 503 for the client
+    auth_instance.key_unreadable()
+    with pytest.raises(SecretUnavailableError):
+        service.refresh(pair.refresh_token)
+    # THEN the refresh token was not spent: once SSM answers again, the client's retry gets a
+    # new pair instead of being taken for a thief (reuse would revoke the whole sign-in)
+    auth_instance.key_readable_again()
+    renewed = service.refresh(pair.refresh_token)
+    assert not auth_instance.revocations.is_revoked(auth_instance.decode(renewed.access_token).sid)
+    assert auth_instance.database["tokens"].count_documents({"revoked_at": {"$ne": None}}) == 0
+
+
+def test_a_login_that_cannot_read_the_key_keeps_its_nonce_for_the_retry(
+    auth_instance: AuthInstance,
+) -> None:
+    # GIVEN a challenge signed by the wallet, on an auth instance whose key lives in SSM
+    service, wallet = auth_instance.service, Wallet()
+    challenge = service.challenge(wallet.address)
+    signature = wallet.sign(challenge.message)
+    # WHEN the login cannot sign the tokens (503) after the signature was verified
+    auth_instance.key_unreadable()
+    with pytest.raises(SecretUnavailableError):
+        service.login(wallet.address, challenge.message, signature)
+    # THEN the client's retry of the same signed message signs in, without a new wallet prompt,
+    # once the key can be read again
+    auth_instance.key_readable_again()
+    pair = service.login(wallet.address, challenge.message, signature)
+    assert auth_instance.decode(pair.access_token).addr == wallet.address
+    # AND the nonce is spent by that success: a replay is refused
+    with pytest.raises(UnknownNonceError):
+        service.login(wallet.address, challenge.message, signature)
