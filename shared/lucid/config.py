@@ -279,6 +279,8 @@ class Settings:
     JWT_PREVIOUS_PUBLIC_KEY: str | None = setting(None, text())
     JWT_ISSUER: str = setting("lucid-api-gateway", text())
     JWT_AUDIENCE: str = setting("lucid", text())
+    # Clock skew allowed past a token's exp/nbf, by the authorizer and every function alike; at
+    # most 30 s, the margin revocations are kept for (lucid.auth.revocation.LEEWAY_SECONDS).
     JWT_LEEWAY_SECONDS: int = setting(10, integer(ge=0, le=30))
     TOKEN_EXPIRE_MINUTES: int = setting(15, integer(ge=1, le=24 * 60))
     REFRESH_TOKEN_EXPIRE_DAYS: int = setting(14, integer(ge=1, le=90))

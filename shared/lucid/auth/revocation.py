@@ -54,7 +54,8 @@ SYNCED_FIELD = "~synced-until"  # "~" is in no sid (32 hex characters), so it ne
 RELOAD_LOCK = KEY + ":reload"
 SYNC_SECONDS = 30
 RELOAD_LOCK_MS = 10_000
-# Decoding tolerates at most this much clock skew past `exp` (lucid.auth.tokens).
+# The most clock skew past `exp` any check may tolerate (JWT_LEEWAY_SECONDS is bounded by it,
+# lucid.config): entries outlive every token of their sign-in whatever leeway is configured.
 LEEWAY_SECONDS = 30
 
 # Merges entries into the hash, each keeping the later of its two deadlines. With a non-zero

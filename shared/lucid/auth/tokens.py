@@ -3,9 +3,10 @@
 Issuing signs with the current key and puts its `kid` in the header. Decoding accepts exactly
 the configured algorithm (never `none`, never a different family, so an RS256 public key can
 not be replayed as an HS256 secret), a `kid` we know (current or previous), and requires
-exp/iat/nbf/iss/aud/sub/jti/sid with at most 30 s of leeway, `typ` == "access" and a lifetime
-(exp - iat) within TOKEN_EXPIRE_MINUTES, the time revocations are kept for. Every failure
-is an `InvalidTokenError` whose detail names the reason and never echoes the token.
+exp/iat/nbf/iss/aud/sub/jti/sid with JWT_LEEWAY_SECONDS of clock leeway (at most 30 s),
+`typ` == "access" and a lifetime (exp - iat) within TOKEN_EXPIRE_MINUTES, the time revocations
+are kept for. Every failure is an `InvalidTokenError` whose detail names the reason and never
+echoes the token.
 
 Refresh tokens are not JWTs (see `lucid.auth.refresh`): a refresh token fails here as "not a JWT",
 and an access token is unknown to the refresh store.
