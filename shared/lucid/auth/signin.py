@@ -65,8 +65,12 @@ class SignInService:
         refresh_tokens: RefreshTokenStore,
         tokens: TokenService,
         clock: Callable[[], datetime] = utcnow,
+        api_url: str | None = None,
     ) -> None:
+        """`api_url`: the API's own URL as the request reached it, which messages name when
+        AUTH_SERVICE_URL is unset on a deployed stage (`Settings.sign_in_url`)."""
         self._settings = settings
+        self._api_url = api_url
         self._redis = redis_client
         self._users = users
         self._refresh_tokens = refresh_tokens
@@ -80,7 +84,7 @@ class SignInService:
         ttl = self._settings.SIGNIN_CHALLENGE_TTL_SECONDS
         issued = self._clock().replace(microsecond=0)
         message = build_message(
-            service_url=self._settings.AUTH_SERVICE_URL,
+            service_url=self._settings.sign_in_url(self._api_url),
             chain_id=self._settings.TRON_CHAIN_ID,
             address=address,
             nonce=secrets.token_hex(NONCE_BYTES),
@@ -115,7 +119,7 @@ class SignInService:
         message = parse_message(message_text)
         check_ours(
             message,
-            service_url=self._settings.AUTH_SERVICE_URL,
+            service_url=self._settings.sign_in_url(self._api_url),
             chain_id=self._settings.TRON_CHAIN_ID,
         )
         if message.address != address:

@@ -42,8 +42,8 @@ def database(redis_client: redis.Redis) -> Iterator[Database[dict[str, Any]]]:
 def _claims(**changes: Any) -> dict[str, Any]:
     now = int(time.time())
     claims = {
-        "iss": "lucid-api-gateway",
-        "aud": "lucid",
+        "iss": "lucid-api-gateway/local",
+        "aud": "lucid/local",
         "sub": "0" * 32,
         "addr": Wallet().address,
         "role": "user",

@@ -146,9 +146,9 @@ def test_rotating_in_place_keeps_tokens_issued_before_valid_until_they_expire(ki
     clock.offset += keys.DEFAULT_MAX_AGE_SECONDS
     # THEN new tokens are signed with the new key only
     after = _issue(service)
-    jwt.decode(after, NEW, algorithms=["HS256"], audience="lucid")
+    jwt.decode(after, NEW, algorithms=["HS256"], audience="lucid/prod")
     with pytest.raises(jwt.InvalidSignatureError):
-        jwt.decode(after, OLD, algorithms=["HS256"], audience="lucid")
+        jwt.decode(after, OLD, algorithms=["HS256"], audience="lucid/prod")
     # AND the token issued before still verifies, as does the new one (nobody is signed out)
     assert service.decode(before).sub == "u1"
     assert service.decode(after).sub == "u1"
@@ -505,13 +505,13 @@ def test_a_leaked_key_rotated_out_twice_verifies_on_a_warm_instance_until_its_ca
     clock.offset += keys.DEFAULT_MAX_AGE_SECONDS - 1
     assert warm.decode(leaked).sub == "u1"
     # AND the stale instance still signs with it until then
-    jwt.decode(_issue(stale), OLD, algorithms=["HS256"], audience="lucid")
+    jwt.decode(_issue(stale), OLD, algorithms=["HS256"], audience="lucid/prod")
     # AND from then on neither accepts it, and both sign with the newest key
     clock.offset += 1
     for service in (warm, stale):
         with pytest.raises(InvalidTokenError):
             service.decode(leaked)
-        jwt.decode(_issue(service), NEWER, algorithms=["HS256"], audience="lucid")
+        jwt.decode(_issue(service), NEWER, algorithms=["HS256"], audience="lucid/prod")
 
 
 @dataclass
@@ -555,6 +555,7 @@ def auth_instance(
             UserRepository(database),
             RefreshTokenStore(database, timedelta(days=14), revocations),
             _instance(settings, clock),
+            api_url="https://api.lucid.test",  # a deployed stage's messages name its URL
         )
         yield AuthInstance(store, clock, service, revocations, database, monkeypatch)
 
