@@ -309,8 +309,7 @@ class Settings:
     MONGODB_URI_PARAM: str | None = setting(None, text())
     MONGODB_DATABASE: str = setting("lucid", text())
     MONGODB_TIMEOUT_MS: int = setting(2000, integer(ge=50, le=30000))
-    # One Redis database per stage: the keys carry no stage (README, "One Redis database per
-    # stage"), so stages sharing one share nonces, revocations' sync mark and rate budgets.
+    # Stages may share a Redis database: every key starts with `lucid:<STAGE>:` (lucid.store.keys).
     REDIS_URI: Secret | None = setting(None, secret())
     REDIS_URI_SECRET_ARN: str | None = setting(None, text())
     REDIS_URI_PARAM: str | None = setting(None, text())

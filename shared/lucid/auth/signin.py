@@ -46,9 +46,9 @@ from lucid.errors import (
 )
 from lucid.identity import Role
 from lucid.store.documents import Document, new_id, utcnow
+from lucid.store.keys import nonce_key
 from lucid.users.repository import UserRepository
 
-NONCE_KEY_PREFIX = "lucid:signin-nonce:"
 NONCE_BYTES = 16  # 128 bits; EIP-4361 asks for at least 64, the issue for at least 96
 
 logger = logging.getLogger("lucid.auth")
@@ -97,7 +97,9 @@ class SignInService:
             "expires_at": message.expiration_time,
         }
         try:
-            self._redis.set(NONCE_KEY_PREFIX + message.nonce, json.dumps(record), ex=ttl, nx=True)
+            self._redis.set(
+                nonce_key(message.nonce, self._settings.STAGE), json.dumps(record), ex=ttl, nx=True
+            )
         except redis.RedisError as error:
             raise ServiceUnavailableError("the sign-in nonce store is unavailable") from error
         return Challenge(
@@ -174,7 +176,7 @@ class SignInService:
 
     def _consume_nonce(self, nonce: str) -> dict[str, str] | None:
         try:
-            raw = self._redis.getdel(NONCE_KEY_PREFIX + nonce)
+            raw = self._redis.getdel(nonce_key(nonce, self._settings.STAGE))
         except redis.RedisError as error:
             raise ServiceUnavailableError("the sign-in nonce store is unavailable") from error
         if raw is None:
@@ -188,7 +190,9 @@ class SignInService:
             return
         # NX: never over a nonce someone else holds; a failure leaves it spent (a new challenge).
         with contextlib.suppress(redis.RedisError):
-            self._redis.set(NONCE_KEY_PREFIX + nonce, json.dumps(record), px=left_ms, nx=True)
+            self._redis.set(
+                nonce_key(nonce, self._settings.STAGE), json.dumps(record), px=left_ms, nx=True
+            )
 
     def _issue_pair(self, user: Document, family_id: str | None) -> TokenPair:
         role = Role.parse(user.get("role"))

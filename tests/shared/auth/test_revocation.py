@@ -17,8 +17,6 @@ from redis.retry import Retry
 from lucid.auth.authorizer import authorize
 from lucid.auth.keys import KeyRing
 from lucid.auth.revocation import (
-    KEY,
-    RELOAD_LOCK,
     SYNC_SECONDS,
     SYNCED_FIELD,
     RevocationList,
@@ -30,10 +28,13 @@ from lucid.config import Settings
 from lucid.errors import ServiceUnavailableError
 from lucid.identity import Role
 from lucid.store.documents import new_id
+from lucid.store.keys import revocations_key
 from lucid_edge.local import free_port, in_memory_database
 from tests.utils.auth_flow import authorizer_event
 
 LIFETIME = 900  # seconds an access token lives
+KEY = revocations_key("local")  # the suite's stage (tests/conftest.py)
+RELOAD_LOCK = KEY + ":reload"
 ADDRESS = "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC"
 
 
