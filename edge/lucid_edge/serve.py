@@ -207,8 +207,11 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
         print(f"lucid serve: {err}", file=sys.stderr)
         return 1
     url = served_url(sock)
-    if service_url_is_default(template, overrides):
-        os.environ[_SERVICE_URL] = url  # the sign-in messages name the address served
+    stage = os.environ.get("STAGE") or template.environment.get("STAGE")
+    if stage == LOCAL_STAGE and service_url_is_default(template, overrides):
+        # The sign-in messages name the address served. On another stage they name the
+        # request's domain, as the deployed function does (lucid.config, Settings.sign_in_url).
+        os.environ[_SERVICE_URL] = url
     redis_uri = mongo_uri = None
     if not os.environ.get("REDIS_URI") and not template.environment.get("REDIS_URI"):
         redis = stack.enter_context(start_redis())
@@ -218,7 +221,6 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
     if not os.environ.get("MONGODB_URI") and not template.environment.get("MONGODB_URI"):
         mongo = stack.enter_context(start_mongo_server())
         os.environ["MONGODB_URI"] = mongo_uri = mongo.uri
-    stage = os.environ.get("STAGE") or template.environment.get("STAGE")
     has_secret = any(
         os.environ.get(name) or template.environment.get(name)
         for name in ("JWT_SECRET_KEY", "JWT_SECRET_ARN", "JWT_SECRET_PARAM")

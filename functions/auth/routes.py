@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 
 from lucid.auth.authorizer import bearer_token
 from lucid.auth.message import iso_utc
@@ -45,14 +45,20 @@ from lucid.web.deps import (
     TokenCaller,
 )
 from lucid.web.openapi import problems
+from lucid.web.stage import api_url
 
 router = APIRouter()
 
 
 async def signin_service(
-    settings: SettingsDep, redis: RedisDep, database: DatabaseDep, revocations: Revocations
+    request: Request,
+    settings: SettingsDep,
+    redis: RedisDep,
+    database: DatabaseDep,
+    revocations: Revocations,
 ) -> SignInService:
-    """The sign-in service on the process's clients."""
+    """The sign-in service on the process's clients, naming the API's URL as this request
+    reached it when AUTH_SERVICE_URL is unset (`Settings.sign_in_url`)."""
     ensure_indexes_once(database)
     lifetime = timedelta(days=settings.REFRESH_TOKEN_EXPIRE_DAYS)
     return SignInService(
@@ -61,6 +67,7 @@ async def signin_service(
         UserRepository(database),
         RefreshTokenStore(database, lifetime, revocations),
         get_token_service(),
+        api_url=api_url(request.scope),
     )
 
 
@@ -74,7 +81,7 @@ def _live_claims(token: str, revocations: RevocationList) -> TokenClaims:
     return claims
 
 
-@router.post("/auth/challenge", responses=problems(401, descriptions={401: "Not a TRON address"}))
+@router.post("/auth/challenge")  # a malformed address is the body's 422, never a 401
 async def challenge(body: ChallengeRequest, signin: SignIn, ip: SourceIp) -> Challenge:
     """A message for the wallet to sign, with its single-use nonce."""
     enforce_signin_limits(ip, body.address)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 import logging
 import math
 import os
@@ -25,6 +26,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from lucid import secret_store
 
@@ -238,6 +240,12 @@ def comma_list() -> Parser:
 # --- the settings --------------------------------------------------------------------------
 
 LOCAL_STAGE = "local"
+# What a stage's token `iss` / `aud` start with when JWT_ISSUER / JWT_AUDIENCE are unset.
+ISSUER_BASE = "lucid-api-gateway"
+AUDIENCE_BASE = "lucid"
+# The sign-in URL of the local stage when nobody sets one (`lucid serve` sets the address it
+# serves; tests and `sam local` the one they use).
+LOCAL_AUTH_SERVICE_URL = "http://127.0.0.1:8080"
 _PLACEHOLDER_SECRETS = frozenset(
     {"changeme", "change-me", "secret", "your-secret-key", "jwt-secret"}
 )
@@ -261,8 +269,11 @@ class Settings:
     POWERTOOLS_METRICS_NAMESPACE: str = setting("Lucid", text(min_length=1, max_length=255))
 
     # --- auth ------------------------------------------------------------------------------
-    # Public base URL of the auth endpoints; its host is the sign-in message's domain.
-    AUTH_SERVICE_URL: str = setting("http://127.0.0.1:8080", text())
+    # Public base URL of the auth endpoints; its host is the sign-in message's domain. Unset on
+    # a deployed stage: the API's own URL, the domain and stage each request came through
+    # (`sign_in_url`); set it for a custom domain. Outside `local` it must be https:// and not
+    # a loopback host (a message for 127.0.0.1 binds a signature to no site at all).
+    AUTH_SERVICE_URL: str | None = setting(None, text())
     JWT_SECRET_KEY: Secret | None = setting(None, secret())
     JWT_PREVIOUS_SECRET_KEY: Secret | None = setting(None, secret())
     JWT_KEY_ID: str = setting("k1", text())
@@ -277,8 +288,13 @@ class Settings:
     JWT_PUBLIC_KEY: str | None = setting(None, text())
     # RS256/ES256 rotation: the previous public key (PEM), accepted for JWT_PREVIOUS_KEY_ID.
     JWT_PREVIOUS_PUBLIC_KEY: str | None = setting(None, text())
-    JWT_ISSUER: str = setting("lucid-api-gateway", text())
-    JWT_AUDIENCE: str = setting("lucid", text())
+    # Access tokens' `iss` and `aud`. Unset (the template sets neither), they name the stage:
+    # `lucid-api-gateway/<STAGE>` and `lucid/<STAGE>`, so a token minted on one stage is refused
+    # on every other even where the stages share a signing key.
+    JWT_ISSUER: str = setting(None, text(min_length=1))
+    JWT_AUDIENCE: str = setting(None, text(min_length=1))
+    # Clock skew allowed past a token's exp/nbf, by the authorizer and every function alike; at
+    # most 30 s, the margin revocations are kept for (lucid.auth.revocation.LEEWAY_SECONDS).
     JWT_LEEWAY_SECONDS: int = setting(10, integer(ge=0, le=30))
     TOKEN_EXPIRE_MINUTES: int = setting(15, integer(ge=1, le=24 * 60))
     REFRESH_TOKEN_EXPIRE_DAYS: int = setting(14, integer(ge=1, le=90))
@@ -293,6 +309,7 @@ class Settings:
     MONGODB_URI_PARAM: str | None = setting(None, text())
     MONGODB_DATABASE: str = setting("lucid", text())
     MONGODB_TIMEOUT_MS: int = setting(2000, integer(ge=50, le=30000))
+    # Stages may share a Redis database: every key starts with `lucid:<STAGE>:` (lucid.store.keys).
     REDIS_URI: Secret | None = setting(None, secret())
     REDIS_URI_SECRET_ARN: str | None = setting(None, text())
     REDIS_URI_PARAM: str | None = setting(None, text())
@@ -354,12 +371,32 @@ class Settings:
             object.__setattr__(self, name, parsed)
         if problems:
             raise SettingsError(problems)
+        for name, default in (("JWT_ISSUER", ISSUER_BASE), ("JWT_AUDIENCE", AUDIENCE_BASE)):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, f"{default}/{self.STAGE}")
         self._refuse_unsafe_secrets()
+        self._refuse_unbound_sign_in_url()
 
     @property
     def is_local(self) -> bool:
         """True on the `local` stage, where a random JWT key is allowed."""
         return self.STAGE == LOCAL_STAGE
+
+    def sign_in_url(self, api_url: str | None) -> str:
+        """The URL sign-in messages name (their `uri`; its authority is their `domain`):
+        AUTH_SERVICE_URL when set, else `api_url` (the API's own URL as the request reached it)
+        on a deployed stage and LOCAL_AUTH_SERVICE_URL on `local`. A RuntimeError when a
+        deployed stage has neither (an invocation that did not come through API Gateway)."""
+        if self.AUTH_SERVICE_URL is not None:
+            return self.AUTH_SERVICE_URL
+        if self.is_local:
+            return LOCAL_AUTH_SERVICE_URL
+        if api_url is None:
+            raise RuntimeError(
+                "AUTH_SERVICE_URL is unset and the request names no API domain: set "
+                "AUTH_SERVICE_URL (the template's AuthServiceUrl) to the gateway's public URL"
+            )
+        return api_url
 
     def required_uri(self, name: Literal["MONGODB_URI", "REDIS_URI"]) -> str:
         """The server URI of setting `name`, read from AWS when a reference to it is set
@@ -385,6 +422,24 @@ class Settings:
             f"(where it is kept in Secrets Manager / SSM)"
         )
 
+    def _refuse_unbound_sign_in_url(self) -> None:
+        url = self.AUTH_SERVICE_URL
+        if self.is_local or url is None:
+            return
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            problem = "must be an https:// URL"
+        elif _is_loopback(parts.hostname):
+            problem = "must not name a loopback or localhost host"
+        else:
+            return
+        raise SettingsError(
+            [
+                f"AUTH_SERVICE_URL {problem} outside the local stage (got {_shown(url)}): it is "
+                "the domain sign-in messages are bound to; leave it unset for the API's own URL"
+            ]
+        )
+
     def _refuse_unsafe_secrets(self) -> None:
         secret = self.JWT_SECRET_KEY.get_secret_value() if self.JWT_SECRET_KEY else None
         if secret is not None and secret.lower() in _PLACEHOLDER_SECRETS:
@@ -397,6 +452,18 @@ class Settings:
             raise SettingsError(
                 ["JWT_SECRET_KEY must be at least 32 bytes outside the local stage"]
             )
+
+
+def _is_loopback(host: str) -> bool:
+    """True for localhost (RFC 6761: and its subdomains), 127.0.0.0/8, ::1 and 0.0.0.0."""
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
 
 
 def _environment(fields: dict[str, dataclasses.Field[Any]]) -> dict[str, str]:

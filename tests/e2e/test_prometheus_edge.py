@@ -63,7 +63,7 @@ def edge(redis_server: EmbeddedRedis) -> Iterator[SubprocessEdge]:
     # Every breaker closed in the session's Redis, which this edge shares: what earlier tests
     # tripped must not show here.
     with redis.Redis.from_url(redis_server.uri) as client:
-        for key in client.scan_iter("lucid:breaker:*"):
+        for key in client.scan_iter("lucid:local:breaker:*"):
             client.delete(key)
     with subprocess_edge({}) as running:
         yield running

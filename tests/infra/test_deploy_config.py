@@ -24,6 +24,7 @@ import pytest
 import yaml
 from cfnlint.decode import decode
 
+from lucid.config import Settings
 from lucid.secret_store import REFERENCES
 from lucid_edge.cli import main
 from lucid_edge.cli_sam_env import declared_variables
@@ -37,7 +38,6 @@ DEPLOYED = ("dev", "prod", "localstack")
 # What an environment must set itself rather than inherit from the template's defaults.
 REQUIRED = {
     "Stage",
-    "AuthServiceUrl",
     "CorsOrigins",
     "CorsAllowCredentials",
     "ThrottlingBurstLimit",
@@ -114,8 +114,18 @@ def test_every_environment_is_complete_for_deploy_and_per_function_sync(
         assert table["dependency_layer"] is False  # ship the layer sam build makes
     # AND CloudFormation would accept them: the template's Rules and constraints hold
     template = load_template(TEMPLATE, overrides)
-    host = urlsplit(overrides["AuthServiceUrl"]).hostname or ""
-    assert host not in {"127.0.0.1", "localhost"} or env == "localstack", host
+    # AND the sign-in URL is the API's own (unset) or a public https:// one: the auth function
+    # refuses any other outside the local stage (lucid.config)
+    if "AuthServiceUrl" in overrides:
+        url = urlsplit(overrides["AuthServiceUrl"])
+        assert url.scheme == "https", overrides["AuthServiceUrl"]
+        assert url.hostname not in {"127.0.0.1", "localhost"}, url.hostname
+    assert (
+        env
+        == Settings(
+            STAGE=env, AUTH_SERVICE_URL=template.environment.get("AUTH_SERVICE_URL", "")
+        ).STAGE
+    )
     assert template.api.cors is not None
     assert template.api.cors.allow_credentials is (overrides["CorsAllowCredentials"] == "true")
 

@@ -147,3 +147,42 @@ def test_settings_are_frozen() -> None:
     settings = Settings(JWT_SECRET_KEY=STRONG_KEY)
     with pytest.raises(AttributeError):
         settings.STAGE = "prod"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080",  # the old template default
+        "https://127.0.0.1:8443",
+        "https://localhost",
+        "https://api.localhost",
+        "https://[::1]:8080",
+        "https://0.0.0.0",
+        "http://api.lucid.example",  # not TLS
+        "api.lucid.example",  # no scheme
+    ],
+)
+def test_outside_local_a_sign_in_url_that_binds_no_public_site_is_refused(url: str) -> None:
+    # GIVEN a deployed stage whose AUTH_SERVICE_URL is loopback, localhost or not https
+    # WHEN its settings are built THEN they are refused, naming the variable
+    with pytest.raises(SettingsError, match=r"^1 invalid setting: AUTH_SERVICE_URL must") as error:
+        Settings(STAGE="dev", AUTH_SERVICE_URL=url)
+    assert "leave it unset for the API's own URL" in str(error.value)
+
+
+def test_the_sign_in_url_is_the_configured_one_else_the_apis_own() -> None:
+    custom = Settings(STAGE="prod", AUTH_SERVICE_URL="https://api.lucid.example")
+    assert custom.sign_in_url("https://abc.execute-api.us-east-1.amazonaws.com") == (
+        "https://api.lucid.example"
+    )
+    # unset (the template's "" default) on a deployed stage: the URL the request came through
+    deployed = Settings(STAGE="prod", AUTH_SERVICE_URL="")
+    api = "https://abc.execute-api.us-east-1.amazonaws.com/v1"
+    assert deployed.sign_in_url(api) == api
+    with pytest.raises(RuntimeError, match="AUTH_SERVICE_URL is unset"):
+        deployed.sign_in_url(None)
+    # the local stage keeps its loopback default and takes any URL it is given
+    assert Settings(STAGE="local").sign_in_url(api) == "http://127.0.0.1:8080"
+    assert Settings(STAGE="local", AUTH_SERVICE_URL="http://127.0.0.1:3001").sign_in_url(None) == (
+        "http://127.0.0.1:3001"
+    )

@@ -15,11 +15,15 @@ refresh tokens, and `revoked_at` on its documents is the durable record of its r
 record first and then the Redis copy every check reads (`lucid.auth.revocation`).
 
 Using a token marks it used in one atomic `find_one_and_update`, so of two concurrent uses
-exactly one wins. A used token that comes back means it leaked (or a client raced itself): the
-whole family is revoked, with every access token of the sign-in, and `RefreshTokenReuseError`
-raised. Of two racing uses the winner still gets its new pair, but the loser's revocation covers
-the winner's new token too: a rotation checks, after inserting its token, whether the family was
-revoked meanwhile and if so revokes it.
+exactly one wins. A rotation (`lucid.auth.signin.SignInService.refresh`) checks the token first,
+makes the new pair (the user read, the access token signed, the successor stored) and spends the
+token last: a failure before that (a key AWS does not hand over, MongoDB down) is a 503 that
+leaves it unspent, so the client's retry is not taken for a second use. A used token that
+comes back means it leaked (or a client raced itself): the whole family is revoked, with every
+access token of the sign-in, and `RefreshTokenReuseError` raised. Of two racing uses the winner
+still gets its new pair, but the loser's revocation covers the winner's new token too: a
+rotation checks, after inserting its token, whether the family was revoked meanwhile and if so
+revokes it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pymongo import ReturnDocument
 from pymongo.database import Database
@@ -96,20 +100,23 @@ class RefreshTokenStore:
             self._revocations.remember({family_id: revoked_at})
         return token
 
+    def check(self, token: str) -> RefreshGrant:
+        """What `token` would grant if spent now, without spending it; the refusals of `use`
+        (reuse detection included) when it could not be spent."""
+        token_hash = _hash_of(token)
+        with database_errors("tokens"):
+            found = self._tokens.find_one(_spendable(token_hash, utcnow()))
+            if found is None:
+                raise self._refusal(token_hash)
+        return RefreshGrant(user_id=found["user_id"], family_id=found["family_id"])
+
     def use(self, token: str) -> RefreshGrant:
         """Spend `token` once; `InvalidTokenError` or `RefreshTokenReuseError` if it cannot be."""
-        if not _FORMAT.fullmatch(token):
-            raise InvalidTokenError("not a refresh token")
-        token_hash = hash_refresh_token(token)
+        token_hash = _hash_of(token)
         now = utcnow()
         with database_errors("tokens"):
             spent = self._tokens.find_one_and_update(
-                {
-                    "_id": token_hash,
-                    "used_at": None,
-                    "revoked_at": None,
-                    "expires_at": {"$gt": now},
-                },
+                _spendable(token_hash, now),
                 {"$set": {"used_at": now}},
                 return_document=ReturnDocument.AFTER,
             )
@@ -156,3 +163,14 @@ class RefreshTokenStore:
     def _family_revoked(self, family_id: str) -> bool:
         revoked = {"family_id": family_id, "revoked_at": {"$ne": None}}
         return self._tokens.find_one(revoked, {"_id": 1}) is not None
+
+
+def _hash_of(token: str) -> str:
+    if not _FORMAT.fullmatch(token):
+        raise InvalidTokenError("not a refresh token")
+    return hash_refresh_token(token)
+
+
+def _spendable(token_hash: str, now: datetime) -> Document:
+    """The filter of the token `token_hash` if it can be spent at `now`."""
+    return {"_id": token_hash, "used_at": None, "revoked_at": None, "expires_at": {"$gt": now}}

@@ -6,7 +6,7 @@ every sign-in of the user. The record is MongoDB's `tokens` collection (`revoked
 family's documents, see `lucid.auth.refresh`); Redis keeps a copy in one hash, so that the copy
 is kept or lost as a whole (an eviction or a restart cannot drop one entry and keep the rest):
 
-    lucid:revoked-sign-ins                     a hash without TTL
+    lucid:<stage>:revoked-sign-ins             a hash without TTL (lucid.store.keys)
         <sid>            epoch seconds until which that sign-in's access tokens are refused
         ~synced-until    epoch seconds until which the copy counts as complete
 
@@ -46,15 +46,15 @@ import redis
 from lucid.errors import ServiceUnavailableError
 from lucid.observability import count
 from lucid.store.kept_connection import kept_connections
+from lucid.store.keys import revocations_key
 
 logger = logging.getLogger("lucid.auth.revocation")
 
-KEY = "lucid:revoked-sign-ins"
 SYNCED_FIELD = "~synced-until"  # "~" is in no sid (32 hex characters), so it never collides
-RELOAD_LOCK = KEY + ":reload"
 SYNC_SECONDS = 30
 RELOAD_LOCK_MS = 10_000
-# Decoding tolerates at most this much clock skew past `exp` (lucid.auth.tokens).
+# The most clock skew past `exp` any check may tolerate (JWT_LEEWAY_SECONDS is bounded by it,
+# lucid.config): entries outlive every token of their sign-in whatever leeway is configured.
 LEEWAY_SECONDS = 30
 
 # Merges entries into the hash, each keeping the later of its two deadlines. With a non-zero
@@ -101,7 +101,11 @@ class RevocationList:
         *,
         token_lifetime_seconds: int,
         clock: Callable[[], float] = time.time,
+        stage: str | None = None,
     ) -> None:
+        """`stage`: whose copy this is (the process's STAGE when None; lucid.store.keys)."""
+        self.key = revocations_key(stage)
+        self.reload_lock = self.key + ":reload"
         self._redis = client
         # The check runs at every signed-in call: on the thread's kept connection, not
         # through the client's pool (lucid.store.kept_connection).
@@ -115,7 +119,7 @@ class RevocationList:
         """True when the sign-in `sid` is revoked; ServiceUnavailableError when nobody knows."""
         now = self._clock()
         try:
-            synced_until, revoked_until = self._kept.execute("HMGET", KEY, SYNCED_FIELD, sid)
+            synced_until, revoked_until = self._kept.execute("HMGET", self.key, SYNCED_FIELD, sid)
         except redis.RedisError:
             # Counted, not logged: this happens at every call while Redis is down, and the rate
             # limiter and /meta/health already say so once.
@@ -147,7 +151,7 @@ class RevocationList:
     def _reload_then_check(self, sid: str, *, lost: bool) -> bool:
         try:
             leader = bool(
-                self._redis.set(RELOAD_LOCK, secrets.token_hex(8), nx=True, px=RELOAD_LOCK_MS)
+                self._redis.set(self.reload_lock, secrets.token_hex(8), nx=True, px=RELOAD_LOCK_MS)
             )
         except redis.RedisError:
             return self.record().is_revoked(sid)
@@ -182,11 +186,11 @@ class RevocationList:
         args: list[str | float] = [self._clock(), synced_until, SYNCED_FIELD]
         for sid, revoked_at in revoked.items():
             args += (sid, revoked_at.timestamp() + self.horizon_seconds)
-        self._redis.register_script(MERGE_SCRIPT)(keys=[KEY], args=args)
+        self._redis.register_script(MERGE_SCRIPT)(keys=[self.key], args=args)
 
     def _release_lock(self) -> None:
         with contextlib.suppress(redis.RedisError):  # it expires on its own otherwise
-            self._redis.delete(RELOAD_LOCK)
+            self._redis.delete(self.reload_lock)
 
 
 def mongodb_record() -> RevocationRecord:

@@ -13,11 +13,15 @@ Login verifies in this order, each failure its own 401 problem type:
 9. that key's address is the claimed one             SignerMismatchError
 
 The nonce is spent at step 5, before the (costly) signature check, so two concurrent logins with
-one nonce can never both pass; a failed attempt needs a new challenge.
+one nonce can never both pass; a refused attempt needs a new challenge. An attempt whose
+signature was good but that fails afterwards with a 503 (MongoDB down, the signing key
+unreadable) puts the nonce back for what is left of its life: no tokens were issued, and the
+client may retry the same signed message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -42,9 +46,9 @@ from lucid.errors import (
 )
 from lucid.identity import Role
 from lucid.store.documents import Document, new_id, utcnow
+from lucid.store.keys import nonce_key
 from lucid.users.repository import UserRepository
 
-NONCE_KEY_PREFIX = "lucid:signin-nonce:"
 NONCE_BYTES = 16  # 128 bits; EIP-4361 asks for at least 64, the issue for at least 96
 
 logger = logging.getLogger("lucid.auth")
@@ -61,8 +65,12 @@ class SignInService:
         refresh_tokens: RefreshTokenStore,
         tokens: TokenService,
         clock: Callable[[], datetime] = utcnow,
+        api_url: str | None = None,
     ) -> None:
+        """`api_url`: the API's own URL as the request reached it, which messages name when
+        AUTH_SERVICE_URL is unset on a deployed stage (`Settings.sign_in_url`)."""
         self._settings = settings
+        self._api_url = api_url
         self._redis = redis_client
         self._users = users
         self._refresh_tokens = refresh_tokens
@@ -76,7 +84,7 @@ class SignInService:
         ttl = self._settings.SIGNIN_CHALLENGE_TTL_SECONDS
         issued = self._clock().replace(microsecond=0)
         message = build_message(
-            service_url=self._settings.AUTH_SERVICE_URL,
+            service_url=self._settings.sign_in_url(self._api_url),
             chain_id=self._settings.TRON_CHAIN_ID,
             address=address,
             nonce=secrets.token_hex(NONCE_BYTES),
@@ -89,7 +97,9 @@ class SignInService:
             "expires_at": message.expiration_time,
         }
         try:
-            self._redis.set(NONCE_KEY_PREFIX + message.nonce, json.dumps(record), ex=ttl, nx=True)
+            self._redis.set(
+                nonce_key(message.nonce, self._settings.STAGE), json.dumps(record), ex=ttl, nx=True
+            )
         except redis.RedisError as error:
             raise ServiceUnavailableError("the sign-in nonce store is unavailable") from error
         return Challenge(
@@ -111,7 +121,7 @@ class SignInService:
         message = parse_message(message_text)
         check_ours(
             message,
-            service_url=self._settings.AUTH_SERVICE_URL,
+            service_url=self._settings.sign_in_url(self._api_url),
             chain_id=self._settings.TRON_CHAIN_ID,
         )
         if message.address != address:
@@ -132,18 +142,33 @@ class SignInService:
         if message.expires() <= now:
             raise ExpiredChallengeError("the challenge has expired; request a new one")
         verify_signer(message_text, signature, address, scheme)
-        user = self._users.upsert_on_login(address, is_admin=address in self._admins)
+        try:
+            user = self._users.upsert_on_login(address, is_admin=address in self._admins)
+            pair = self._issue_pair(user, family_id=None)
+        except ServiceUnavailableError:
+            # A 503 (MongoDB down, the key unreadable) after the signer proved itself: the nonce
+            # is put back, so the client retries the same signed message, not a wallet prompt.
+            self._restore_nonce(message.nonce, record, message.expires())
+            raise
         logger.info("signed in", extra={"user_id": user["_id"], "scheme": scheme.value})
-        return self._issue_pair(user, family_id=None)
+        return pair
 
     def refresh(self, refresh_token: str) -> TokenPair:
-        """A new pair for a refresh token, which is spent (see `RefreshTokenStore.use`)."""
-        grant = self._refresh_tokens.use(refresh_token)
+        """A new pair for a refresh token, which is spent (see `RefreshTokenStore.use`).
+
+        The token is spent last, once the new pair is made: a failure before (the signing key
+        unreadable, MongoDB down) leaves it unspent for the client's retry, which would
+        otherwise be a second use and revoke the sign-in. Of concurrent refreshes the one that
+        spends it wins; the others' successors are revoked with the family by reuse detection.
+        """
+        grant = self._refresh_tokens.check(refresh_token)
         user = self._users.find_by_id(grant.user_id)
         if user is None:
             self._refresh_tokens.revoke_family(grant.family_id)
             raise InvalidTokenError("the user of this refresh token no longer exists")
-        return self._issue_pair(user, family_id=grant.family_id)
+        pair = self._issue_pair(user, family_id=grant.family_id)
+        self._refresh_tokens.use(refresh_token)
+        return pair
 
     def logout(self, session_id: str) -> None:
         """End the sign-in `session_id`: its refresh tokens and every access token it issued."""
@@ -151,13 +176,23 @@ class SignInService:
 
     def _consume_nonce(self, nonce: str) -> dict[str, str] | None:
         try:
-            raw = self._redis.getdel(NONCE_KEY_PREFIX + nonce)
+            raw = self._redis.getdel(nonce_key(nonce, self._settings.STAGE))
         except redis.RedisError as error:
             raise ServiceUnavailableError("the sign-in nonce store is unavailable") from error
         if raw is None:
             return None
         record: dict[str, str] = json.loads(raw)
         return record
+
+    def _restore_nonce(self, nonce: str, record: dict[str, str], expires: datetime) -> None:
+        left_ms = int((expires - self._clock()).total_seconds() * 1000)
+        if left_ms <= 0:
+            return
+        # NX: never over a nonce someone else holds; a failure leaves it spent (a new challenge).
+        with contextlib.suppress(redis.RedisError):
+            self._redis.set(
+                nonce_key(nonce, self._settings.STAGE), json.dumps(record), px=left_ms, nx=True
+            )
 
     def _issue_pair(self, user: Document, family_id: str | None) -> TokenPair:
         role = Role.parse(user.get("role"))

@@ -3,8 +3,10 @@
 Issuing signs with the current key and puts its `kid` in the header. Decoding accepts exactly
 the configured algorithm (never `none`, never a different family, so an RS256 public key can
 not be replayed as an HS256 secret), a `kid` we know (current or previous), and requires
-exp/iat/nbf/iss/aud/sub/jti/sid with at most 30 s of leeway and `typ` == "access". Every failure
-is an `InvalidTokenError` whose detail names the reason and never echoes the token.
+exp/iat/nbf/iss/aud/sub/jti/sid with JWT_LEEWAY_SECONDS of clock leeway (at most 30 s),
+`typ` == "access" and a lifetime (exp - iat) within TOKEN_EXPIRE_MINUTES, the time revocations
+are kept for. Every failure is an `InvalidTokenError` whose detail names the reason and never
+echoes the token.
 
 Refresh tokens are not JWTs (see `lucid.auth.refresh`): a refresh token fails here as "not a JWT",
 and an access token is unknown to the refresh store.
@@ -13,6 +15,7 @@ and an access token is unknown to the refresh store.
 from __future__ import annotations
 
 import functools
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -30,6 +33,8 @@ ACCESS_TOKEN_TYPE: Final = "access"  # noqa: S105 - a claim value, not a secret
 # Our tokens are ~500 bytes; refusing long input bounds the work done before the signature check.
 MAX_TOKEN_LENGTH = 4096
 REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti", "sid"]
+# RFC 7515 section 7.1: three unpadded base64url segments.
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +165,10 @@ class TokenService:
             raise InvalidTokenError("token is too long")
         if token.count(".") != 2:
             raise InvalidTokenError("token is not a JWT")
+        if not _COMPACT_JWS.fullmatch(token):
+            # PyJWT accepts '=' padding (for AWS ALB's tokens); ours never carry any, and one
+            # token must have one spelling: API Gateway caches decisions per Authorization value.
+            raise InvalidTokenError("token is malformed")
         keys = self._key_ring.keys()
         header = _header(token)
         if header.get("alg") != keys.algorithm:
@@ -180,7 +189,13 @@ class TokenService:
             payload = self._verified_payload(token, _keys_for(keys, kid), keys.algorithm)
         if payload.get("typ") != ACCESS_TOKEN_TYPE:
             raise InvalidTokenError("token is not an access token")
-        return TokenClaims.from_payload(payload)
+        claims = TokenClaims.from_payload(payload)
+        if claims.exp - claims.iat > 60 * self._settings.TOKEN_EXPIRE_MINUTES:
+            # Issued under a longer TOKEN_EXPIRE_MINUTES: revocations are kept for this lifetime
+            # only (lucid.auth.revocation), so its sign-in's logout would stop holding before
+            # it expires. The client refreshes, as on any expiry.
+            raise InvalidTokenError("token outlives the configured token lifetime")
+        return claims
 
     def _verified_payload(self, token: str, keys: list[JwtKey], algorithm: str) -> dict[str, Any]:
         """The payload of `token` verified under the first of `keys` its signature matches."""

@@ -3,10 +3,11 @@
 The state is three keys per backend, all with a TTL, read against Redis's own clock so that
 instances never compare wall clocks:
 
-    lucid:breaker:<name>:open     exists while OPEN; its PTTL is the Retry-After
-    lucid:breaker:<name>:half     exists while OPEN or HALF_OPEN (OPEN time + a linger)
-    lucid:breaker:<name>:probes   half-open probe slots taken; expires after one probe's timeout,
-                                  so a probe that died with its instance frees its slot
+    lucid:<stage>:breaker:<name>:open     exists while OPEN; its PTTL is the Retry-After
+    lucid:<stage>:breaker:<name>:half     exists while OPEN or HALF_OPEN (OPEN time + a linger)
+    lucid:<stage>:breaker:<name>:probes   half-open probe slots taken; expires after one
+                                          probe's timeout, so a probe that died with its
+                                          instance frees its slot
 
 No key means CLOSED, so a lost key fails towards letting traffic through, where the local
 failure count trips the breaker again if the backend is still down. Probe slots are granted
@@ -24,6 +25,8 @@ from enum import StrEnum
 from typing import Protocol
 
 import redis
+
+from lucid.store.keys import breaker_prefix
 
 logger = logging.getLogger("lucid.proxy.breaker")
 
@@ -99,22 +102,23 @@ return tonumber(ARGV[1])
 """
 
 
-def _keys(name: str) -> list[str]:
-    prefix = f"lucid:breaker:{name}:"
-    return [prefix + "open", prefix + "half", prefix + "probes"]
+def _keys(prefix: str, name: str) -> list[str]:
+    return [f"{prefix}{name}:open", f"{prefix}{name}:half", f"{prefix}{name}:probes"]
 
 
 class RedisBreakerStore:
     """The state in Redis, shared by every function instance."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, stage: str | None = None) -> None:
+        """`stage`: whose breakers these are (the process's STAGE when None)."""
+        self._prefix = breaker_prefix(stage)
         self._redis = client
         self._acquire = client.register_script(_ACQUIRE)
         self._trip = client.register_script(_TRIP)
 
     def read(self, name: str) -> SharedState:
         """PTTL of the open and half keys in one round trip."""
-        open_key, half_key, _ = _keys(name)
+        open_key, half_key, _ = _keys(self._prefix, name)
         pipe = self._redis.pipeline(transaction=False)
         pipe.pttl(open_key)
         pipe.exists(half_key)
@@ -125,7 +129,7 @@ class RedisBreakerStore:
 
     def acquire_probe(self, name: str, limit: int, probe_ms: int) -> ProbeAnswer:
         """One script: still open, closed, or a probe slot granted or refused."""
-        code, value = self._acquire(keys=_keys(name), args=[limit, probe_ms])
+        code, value = self._acquire(keys=_keys(self._prefix, name), args=[limit, probe_ms])
         if code == 0:
             return ProbeAnswer(BreakerState.CLOSED, granted=False)
         if code == 1:
@@ -135,14 +139,14 @@ class RedisBreakerStore:
     def trip(self, name: str, open_ms: int, *, force: bool) -> SharedState:
         """One script: open and half keys set, probe slots cleared."""
         args = [open_ms, open_ms + HALF_OPEN_LINGER_MS, "1" if force else "0"]
-        remaining = int(self._trip(keys=_keys(name), args=args))
+        remaining = int(self._trip(keys=_keys(self._prefix, name), args=args))
         if remaining > 0:
             return SharedState(BreakerState.OPEN, remaining)
         return SharedState(BreakerState.HALF_OPEN)
 
     def close(self, name: str) -> None:
         """Delete the three keys."""
-        self._redis.delete(*_keys(name))
+        self._redis.delete(*_keys(self._prefix, name))
 
 
 @dataclass

@@ -1,9 +1,11 @@
 """Rate-limit response headers: the de facto X-RateLimit-* trio and the IETF draft's pair.
 
 `RateLimit-Policy: "<policy>";q=<quota>;w=<window s>` and `RateLimit: "<policy>";r=<remaining>;
-t=<s until the quota is whole again>` follow draft-ietf-httpapi-ratelimit-headers (-10/-11):
+t=<s until the current window ends>` follow draft-ietf-httpapi-ratelimit-headers (-10/-11):
 each is a Structured Fields list, so an inner, stricter policy (sign-in) and the tier can both be
-listed. `X-RateLimit-Reset` is in seconds from now, like `t`, not an epoch.
+listed. `X-RateLimit-Reset` is in seconds from now, like `t`, not an epoch. The window slides
+(`lucid.ratelimit.window`): at the reset, what was used in the ending window is not whole again
+but comes back gradually over the next one; `Retry-After` is the exact wait for one request.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from lucid.config import Settings
 from lucid.identity import CallerIdentity, Tier
 from lucid.ratelimit.window import MICROS
+from lucid.store.keys import rate_limit_prefix
 
-KEY_PREFIX = "rl:"
 UNKNOWN_IP = "unknown"
 _PLAIN_IDENTITY = re.compile(r"[A-Za-z0-9._:@-]{1,64}")
 
@@ -27,16 +27,20 @@ class Policy:
     name: str
     quota: int
     window_seconds: int
+    # Whose budget: the stage's key prefix (lucid.store.keys; the process's STAGE when None).
+    stage: str | None = field(default=None, repr=False)
     window_us: int = field(init=False, repr=False)
+    prefix: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "window_us", self.window_seconds * MICROS)
+        object.__setattr__(self, "prefix", rate_limit_prefix(self.stage) + self.name + ":")
 
     def key(self, identity: str) -> str:
         """The Redis key of `identity` under this policy (bounded length whatever it is)."""
         if not _PLAIN_IDENTITY.fullmatch(identity):
             identity = "sha256:" + hashlib.sha256(identity.encode()).hexdigest()[:32]
-        return f"{KEY_PREFIX}{self.name}:{identity}"
+        return self.prefix + identity
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,15 +56,17 @@ class Policies:
     @classmethod
     def from_settings(cls, settings: Settings) -> Policies:
         """The tiers and sign-in limits configured in `settings`, all over one window."""
-        window = settings.RATE_LIMIT_WINDOW_SECONDS
+        window, stage = settings.RATE_LIMIT_WINDOW_SECONDS, settings.STAGE
         return cls(
-            public=Policy(Tier.PUBLIC.value, settings.RATE_LIMIT_PUBLIC, window),
+            public=Policy(Tier.PUBLIC.value, settings.RATE_LIMIT_PUBLIC, window, stage),
             authenticated=Policy(
-                Tier.AUTHENTICATED.value, settings.RATE_LIMIT_AUTHENTICATED, window
+                Tier.AUTHENTICATED.value, settings.RATE_LIMIT_AUTHENTICATED, window, stage
             ),
-            admin=Policy(Tier.ADMIN.value, settings.RATE_LIMIT_ADMIN, window),
-            signin_ip=Policy("signin-ip", settings.RATE_LIMIT_SIGNIN_PER_IP, window),
-            signin_address=Policy("signin-address", settings.RATE_LIMIT_SIGNIN_PER_ADDRESS, window),
+            admin=Policy(Tier.ADMIN.value, settings.RATE_LIMIT_ADMIN, window, stage),
+            signin_ip=Policy("signin-ip", settings.RATE_LIMIT_SIGNIN_PER_IP, window, stage),
+            signin_address=Policy(
+                "signin-address", settings.RATE_LIMIT_SIGNIN_PER_ADDRESS, window, stage
+            ),
         )
 
     def for_request(

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Annotated
 import redis
 from fastapi import Depends, Request
 
-from lucid.auth.revocation import LEEWAY_SECONDS as EXPIRY_LEEWAY_SECONDS
 from lucid.auth.revocation import RevocationList, RevocationRecord
 from lucid.config import get_settings
 from lucid.errors import AuthenticationError, ForbiddenError, InvalidTokenError
@@ -113,8 +112,10 @@ async def revocation_list(client: RedisDep, database: DatabaseFactoryDep) -> Rev
 def check_sign_in(caller: CallerIdentity, revocations: RevocationList) -> None:
     """401 unless the caller's token is unexpired and its sign-in live (503 when neither store
     can tell). The expiry is checked here too: API Gateway may pass on an Allow it cached before
-    the token expired, for up to AuthorizerTtlSeconds, longer than revocations are kept."""
-    if caller.expires_at is not None and caller.expires_at + EXPIRY_LEEWAY_SECONDS < time.time():
+    the token expired, for up to AuthorizerTtlSeconds, longer than revocations are kept. The
+    clock leeway is JWT_LEEWAY_SECONDS, the one the authorizer's decoding allows."""
+    leeway = get_settings().JWT_LEEWAY_SECONDS
+    if caller.expires_at is not None and caller.expires_at + leeway < time.time():
         raise InvalidTokenError("token has expired")
     if not caller.session_id:
         raise InvalidTokenError("the token names no sign-in; sign in again")

@@ -43,6 +43,7 @@ import redis
 from fastapi import Depends, Request
 
 from lucid.errors import ConflictError, ServiceUnavailableError, ValidationFailedError
+from lucid.store.keys import idempotency_prefix
 from lucid.web.deps import SettingsDep
 from lucid.web.stores import stores_of
 
@@ -50,7 +51,6 @@ logger = logging.getLogger("lucid.web.idempotency")
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-KEY_PREFIX = "lucid:idem:"
 MAX_KEY_LENGTH = 255
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as the IETF draft suggests
 
@@ -100,7 +100,10 @@ class IdempotencyStore:
         lease_seconds: int = 60,
         wait_seconds: float = 5.0,
         poll_seconds: float = 0.01,
+        stage: str | None = None,
     ) -> None:
+        """`stage`: whose records these are (the process's STAGE when None)."""
+        self._prefix = idempotency_prefix(stage)
         self._redis = client
         self._ttl = ttl_seconds
         self._lease = lease_seconds
@@ -111,7 +114,7 @@ class IdempotencyStore:
         self, scope: str, key: str, request_fingerprint: str, produce: Callable[[], StoredResponse]
     ) -> tuple[StoredResponse, bool]:
         """The response for `key` in `scope`, and True when it is a replay of an earlier one."""
-        name = KEY_PREFIX + scope + ":" + hashlib.sha256(valid_key(key).encode()).hexdigest()
+        name = self._prefix + scope + ":" + hashlib.sha256(valid_key(key).encode()).hexdigest()
         deadline = time.monotonic() + self._wait
         while True:
             owner = secrets.token_hex(8)
@@ -178,7 +181,9 @@ async def idempotency_store(request: Request, settings: SettingsDep) -> Idempote
     """The store on the app's Redis with the configured replay window (the client found through
     the request, not a `RedisDep`: one dependency less per POST, `lucid.web.stores`)."""
     return IdempotencyStore(
-        stores_of(request.scope).redis(), ttl_seconds=settings.IDEMPOTENCY_TTL_SECONDS
+        stores_of(request.scope).redis(),
+        ttl_seconds=settings.IDEMPOTENCY_TTL_SECONDS,
+        stage=settings.STAGE,
     )
 
 

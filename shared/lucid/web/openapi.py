@@ -121,9 +121,13 @@ REQUEST_ID = header(
 RATE_LIMIT_HEADERS = {
     "X-RateLimit-Limit": header("requests allowed per window at the caller's tier", kind="integer"),
     "X-RateLimit-Remaining": header("requests left in the current window", kind="integer"),
-    "X-RateLimit-Reset": header("seconds until the window's quota is whole again", kind="integer"),
+    "X-RateLimit-Reset": header(
+        "seconds until the current window ends; the window slides, so what was used in it comes "
+        "back gradually over the next one (Retry-After is the exact wait for one request)",
+        kind="integer",
+    ),
     "RateLimit-Policy": header('IETF draft: `"<tier>";q=<quota>;w=<window s>`'),
-    "RateLimit": header('IETF draft: `"<tier>";r=<remaining>;t=<seconds to reset>`'),
+    "RateLimit": header('IETF draft: `"<tier>";r=<remaining>;t=<X-RateLimit-Reset>`'),
 }
 UNREADABLE_BODY = "the body could not be read as JSON text (it is not UTF-8)"
 RETRY_AFTER = header("seconds to wait before retrying", kind="integer", required=True)

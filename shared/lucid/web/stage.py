@@ -60,6 +60,20 @@ def stage_prefix(event: Any, path: str) -> str:
     return prefix
 
 
+def api_url(scope: Scope) -> str | None:
+    """The API's own URL as this request reached it, or None outside API Gateway: `https://`,
+    `requestContext.domainName` (set by API Gateway, not the client's Host header: the
+    execute-api domain, or the custom domain the request came through; payload format 2.0 in
+    https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html)
+    and the stage prefix the path carries (`root_path`, set by StagePathMiddleware)."""
+    event = scope.get("aws.event")
+    context = event.get("requestContext") if isinstance(event, dict) else None
+    domain = context.get("domainName") if isinstance(context, dict) else None
+    if not isinstance(domain, str) or not domain:
+        return None
+    return f"https://{domain}{scope.get('root_path', '')}"
+
+
 class StagePathMiddleware:
     """Sets `root_path` to the request's stage prefix and restores it in `Location` headers."""
 

@@ -11,6 +11,7 @@ from pymongo.database import Database
 
 from tests.utils.auth_flow import call_auth, sign_in
 from tests.utils.events import Reply
+from tests.utils.functions import load_module
 from tests.utils.wallets import Wallet
 
 pytestmark = pytest.mark.usefixtures("database")
@@ -122,6 +123,15 @@ def test_a_malformed_address_is_a_422_naming_the_field(path: str) -> None:
     assert error["loc"] == ["body", "address"]
     assert "checksum" in error["msg"]
     assert broken not in str(reply.body)
+
+
+def test_the_reference_documents_a_malformed_address_as_the_422_it_is() -> None:
+    # GIVEN the auth function's OpenAPI document WHEN it describes POST /auth/challenge
+    answers = load_module("auth").app.openapi()["paths"]["/auth/challenge"]["post"]["responses"]
+    # THEN a malformed address is the 422 the route answers (above), and no 401 is promised:
+    # the body's validation refuses the address before the sign-in service could
+    assert "422" in answers
+    assert "401" not in answers
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,10 @@ import jwt
 import pytest
 from pymongo.database import Database
 
+from lucid.auth.keys import KeyRing
+from lucid.auth.tokens import TokenService
+from lucid.config import Settings
+from lucid.identity import Role
 from tests.utils.auth_flow import authorize, call_auth, sign_in
 from tests.utils.datastore import database_for
 from tests.utils.wallets import Wallet
@@ -215,3 +219,16 @@ def test_tokens_and_signatures_never_reach_the_logs(
     ):
         assert secret not in logged
     assert "request" in logged  # the logs were captured at all
+
+
+@pytest.mark.usefixtures("database")
+def test_a_token_minted_by_another_stage_with_the_same_key_is_refused() -> None:
+    # GIVEN a token stage dev minted with the very key this (local) stage signs with
+    dev = Settings(STAGE="dev", JWT_SECRET_KEY="test-only-key-0123456789abcdef0123456789abcdef")
+    token = TokenService(dev, KeyRing(dev)).issue("0" * 32, Wallet().address, Role.USER, "s").token
+    # WHEN it is presented here THEN the authorizer denies it (API Gateway's 403) ...
+    assert authorize(token) == {"isAuthorized": False}
+    # ... and /auth/verify answers a 401 problem naming the reason
+    reply = _verify(token)
+    assert reply.status == 401
+    assert reply.body["detail"] == "token issuer is not accepted"

@@ -42,8 +42,8 @@ def database(redis_client: redis.Redis) -> Iterator[Database[dict[str, Any]]]:
 def _claims(**changes: Any) -> dict[str, Any]:
     now = int(time.time())
     claims = {
-        "iss": "lucid-api-gateway",
-        "aud": "lucid",
+        "iss": "lucid-api-gateway/local",
+        "aud": "lucid/local",
         "sub": "0" * 32,
         "addr": Wallet().address,
         "role": "user",
@@ -139,7 +139,7 @@ def test_a_token_of_a_revoked_sign_in_is_denied(
     # AND from MongoDB once Redis has lost its copy (a restart without persistence)
     redis_client.flushall()
     assert authorize(token) == {"isAuthorized": False}
-    assert redis_client.hget("lucid:revoked-sign-ins", SID) is not None  # the copy is back
+    assert redis_client.hget("lucid:local:revoked-sign-ins", SID) is not None  # the copy is back
 
 
 def _dead_redis() -> redis.Redis:

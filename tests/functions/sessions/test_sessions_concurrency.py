@@ -18,8 +18,8 @@ from pymongo.database import Database
 from lucid.errors import ValidationFailedError
 from lucid.sessions.repository import SessionRepository
 from lucid.sessions.schemas import SessionCreate
+from lucid.store.keys import idempotency_prefix
 from lucid.store.pagination import decode_cursor
-from lucid.web.idempotency import KEY_PREFIX
 from tests.utils.datastore import User, call, in_threads, stored
 
 api = partial(call, "sessions")
@@ -248,7 +248,7 @@ def test_keys_are_per_caller(alice: User, bob: User) -> None:
 
 def test_keys_expire(alice: User, redis_client: redis.Redis) -> None:
     api("POST", "/sessions", caller=alice, body={"name": "a"}, headers={"Idempotency-Key": "ttl"})
-    (name,) = redis_client.keys(KEY_PREFIX + "*")
+    (name,) = redis_client.keys(idempotency_prefix() + "*")
     assert 23 * 3600 < redis_client.ttl(name) <= 24 * 3600
     assert json.loads(redis_client.get(name) or b"{}")["state"] == "done"
 

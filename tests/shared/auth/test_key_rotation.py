@@ -14,7 +14,8 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -31,14 +32,20 @@ from lucid import secret_store
 from lucid.auth import keys
 from lucid.auth.authorizer import authorize
 from lucid.auth.keys import REFRESH_INTERVAL_SECONDS, KeyRing
+from lucid.auth.refresh import RefreshTokenStore
+from lucid.auth.revocation import RevocationList
+from lucid.auth.signin import SignInService
 from lucid.auth.tokens import TokenService
 from lucid.config import Settings
-from lucid.errors import InvalidTokenError
+from lucid.errors import InvalidTokenError, UnknownNonceError
 from lucid.identity import Role
 from lucid.secret_store import SecretUnavailableError
 from lucid.store.documents import new_id
+from lucid.users.repository import UserRepository
+from lucid_edge.local import in_memory_database
 from tests.utils.auth_flow import authorizer_event
 from tests.utils.datastore import atomic_writes, database_for, revocations_on
+from tests.utils.wallets import Wallet
 
 OLD, NEW, NEWER = ("o" * 40, "n" * 40, "w" * 40)
 ADDRESS = "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC"
@@ -139,9 +146,9 @@ def test_rotating_in_place_keeps_tokens_issued_before_valid_until_they_expire(ki
     clock.offset += keys.DEFAULT_MAX_AGE_SECONDS
     # THEN new tokens are signed with the new key only
     after = _issue(service)
-    jwt.decode(after, NEW, algorithms=["HS256"], audience="lucid")
+    jwt.decode(after, NEW, algorithms=["HS256"], audience="lucid/prod")
     with pytest.raises(jwt.InvalidSignatureError):
-        jwt.decode(after, OLD, algorithms=["HS256"], audience="lucid")
+        jwt.decode(after, OLD, algorithms=["HS256"], audience="lucid/prod")
     # AND the token issued before still verifies, as does the new one (nobody is signed out)
     assert service.decode(before).sub == "u1"
     assert service.decode(after).sub == "u1"
@@ -498,10 +505,96 @@ def test_a_leaked_key_rotated_out_twice_verifies_on_a_warm_instance_until_its_ca
     clock.offset += keys.DEFAULT_MAX_AGE_SECONDS - 1
     assert warm.decode(leaked).sub == "u1"
     # AND the stale instance still signs with it until then
-    jwt.decode(_issue(stale), OLD, algorithms=["HS256"], audience="lucid")
+    jwt.decode(_issue(stale), OLD, algorithms=["HS256"], audience="lucid/prod")
     # AND from then on neither accepts it, and both sign with the newest key
     clock.offset += 1
     for service in (warm, stale):
         with pytest.raises(InvalidTokenError):
             service.decode(leaked)
-        jwt.decode(_issue(service), NEWER, algorithms=["HS256"], audience="lucid")
+        jwt.decode(_issue(service), NEWER, algorithms=["HS256"], audience="lucid/prod")
+
+
+@dataclass
+class AuthInstance:
+    """One auth function instance whose key lives in SSM, over the real Redis and an in-memory
+    MongoDB; `key_unreadable` and `key_readable_again` break and mend its next read of the key."""
+
+    store: Store
+    clock: Clock
+    service: SignInService
+    revocations: RevocationList
+    database: Database[Any]
+    monkeypatch: pytest.MonkeyPatch
+
+    def key_unreadable(self) -> None:
+        # The parameter gone (as SSM throttling, KMS or a missing grant would be) when the
+        # cached read lapses: the next use of the key is a SecretUnavailableError (503).
+        boto3.client("ssm", region_name="us-east-1").delete_parameter(Name=self.store.where)
+        self.clock.offset += keys.DEFAULT_MAX_AGE_SECONDS
+
+    def key_readable_again(self) -> None:
+        self.store.rotate(OLD)
+        self.monkeypatch.setattr(secret_store, "_failures", secret_store._Failures())
+
+    def decode(self, token: str) -> Any:
+        return _instance(self.store.settings(), self.clock).decode(token)
+
+
+@pytest.fixture
+def auth_instance(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[AuthInstance]:
+    store, clock = Store("ssm", OLD), Clock()
+    settings = store.settings()
+    with atomic_writes():
+        database = in_memory_database()
+        revocations = revocations_on(redis_client, database)
+        service = SignInService(
+            settings,
+            redis_client,
+            UserRepository(database),
+            RefreshTokenStore(database, timedelta(days=14), revocations),
+            _instance(settings, clock),
+            api_url="https://api.lucid.test",  # a deployed stage's messages name its URL
+        )
+        yield AuthInstance(store, clock, service, revocations, database, monkeypatch)
+
+
+def test_a_refresh_that_cannot_read_the_key_spends_nothing_and_its_retry_succeeds(
+    auth_instance: AuthInstance,
+) -> None:
+    # GIVEN a sign-in on an auth instance whose key lives in SSM
+    service, wallet = auth_instance.service, Wallet()
+    challenge = service.challenge(wallet.address)
+    pair = service.login(wallet.address, challenge.message, wallet.sign(challenge.message))
+    # WHEN the instance's next read of the key fails during a refresh: a 503 for the client
+    auth_instance.key_unreadable()
+    with pytest.raises(SecretUnavailableError):
+        service.refresh(pair.refresh_token)
+    # THEN the refresh token was not spent: once SSM answers again, the client's retry gets a
+    # new pair instead of being taken for a thief (reuse would revoke the whole sign-in)
+    auth_instance.key_readable_again()
+    renewed = service.refresh(pair.refresh_token)
+    assert not auth_instance.revocations.is_revoked(auth_instance.decode(renewed.access_token).sid)
+    assert auth_instance.database["tokens"].count_documents({"revoked_at": {"$ne": None}}) == 0
+
+
+def test_a_login_that_cannot_read_the_key_keeps_its_nonce_for_the_retry(
+    auth_instance: AuthInstance,
+) -> None:
+    # GIVEN a challenge signed by the wallet, on an auth instance whose key lives in SSM
+    service, wallet = auth_instance.service, Wallet()
+    challenge = service.challenge(wallet.address)
+    signature = wallet.sign(challenge.message)
+    # WHEN the login cannot sign the tokens (503) after the signature was verified
+    auth_instance.key_unreadable()
+    with pytest.raises(SecretUnavailableError):
+        service.login(wallet.address, challenge.message, signature)
+    # THEN the client's retry of the same signed message signs in, without a new wallet prompt,
+    # once the key can be read again
+    auth_instance.key_readable_again()
+    pair = service.login(wallet.address, challenge.message, signature)
+    assert auth_instance.decode(pair.access_token).addr == wallet.address
+    # AND the nonce is spent by that success: a replay is refused
+    with pytest.raises(UnknownNonceError):
+        service.login(wallet.address, challenge.message, signature)

@@ -85,7 +85,7 @@ def test_token_inserted_after_revocation_is_refused(
     late = store.issue("u1", "jti-2", grant.family_id)
     with pytest.raises(InvalidTokenError, match="revoked"):
         store.use(late)
-    assert redis_client.hget("lucid:revoked-sign-ins", grant.family_id) is not None
+    assert redis_client.hget("lucid:local:revoked-sign-ins", grant.family_id) is not None
 
 
 def test_two_concurrent_refreshes_exactly_one_succeeds(store: RefreshTokenStore) -> None:

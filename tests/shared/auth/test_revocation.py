@@ -14,20 +14,28 @@ from pymongo.database import Database
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from lucid.auth.authorizer import authorize
+from lucid.auth.keys import KeyRing
 from lucid.auth.revocation import (
-    KEY,
-    RELOAD_LOCK,
     SYNC_SECONDS,
     SYNCED_FIELD,
     RevocationList,
     mongodb_record,
 )
 from lucid.auth.revocation_record import MongoRevocationRecord
+from lucid.auth.tokens import TokenService
+from lucid.config import Settings
 from lucid.errors import ServiceUnavailableError
+from lucid.identity import Role
 from lucid.store.documents import new_id
+from lucid.store.keys import revocations_key
 from lucid_edge.local import free_port, in_memory_database
+from tests.utils.auth_flow import authorizer_event
 
 LIFETIME = 900  # seconds an access token lives
+KEY = revocations_key("local")  # the suite's stage (tests/conftest.py)
+RELOAD_LOCK = KEY + ":reload"
+ADDRESS = "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC"
 
 
 class CountingRecord(MongoRevocationRecord):
@@ -273,3 +281,29 @@ def test_redis_dying_half_way_through_a_reload_leaves_the_answer_to_mongodb(
     finally:
         client.connection_pool.disconnect()  # close() leaves a pool it was given alone
     assert redis_client.exists(RELOAD_LOCK) == 0
+
+
+def test_a_token_outliving_the_lifetime_revocations_are_kept_for_is_refused(
+    redis_client: redis.Redis, database: Database[dict[str, Any]], record: CountingRecord
+) -> None:
+    # GIVEN TokenExpireMinutes lowered from 60 to 15, and a token issued just before (60 min)
+    def settings(minutes: int) -> Settings:
+        return Settings(STAGE="local", JWT_SECRET_KEY="k" * 40, TOKEN_EXPIRE_MINUTES=minutes)
+
+    before, after = settings(60), settings(15)
+    token = TokenService(before, KeyRing(before)).issue("u1", ADDRESS, Role.USER, "s-1").token
+    # AND its sign-in revoked (logout) once every function has the new lifetime
+    clock = Clock()
+    revocations = RevocationList(
+        redis_client, lambda: record, token_lifetime_seconds=60 * 15, clock=clock
+    )
+    revoked_at = datetime.fromtimestamp(clock.now, UTC)
+    revoke_in_record(database, "s-1", revoked_at)
+    revocations.remember({"s-1": revoked_at})
+    # WHEN the authorizer decides 20 minutes later: the copy has let the revocation go, the token
+    # still has 40 minutes to live
+    clock.now += 20 * 60
+    event = authorizer_event(f"Bearer {token}")
+    decision = authorize(event, tokens=TokenService(after, KeyRing(after)), revocations=revocations)
+    # THEN it is refused all the same: no token is accepted for longer than revocations are kept
+    assert decision == {"isAuthorized": False}

@@ -16,7 +16,7 @@ from redis.retry import Retry
 from lucid.auth.keys import KeyRing
 from lucid.auth.message import build_message
 from lucid.auth.refresh import RefreshTokenStore
-from lucid.auth.signin import NONCE_KEY_PREFIX, SignInService
+from lucid.auth.signin import SignInService
 from lucid.auth.tokens import TokenService
 from lucid.auth.tron import SignatureScheme
 from lucid.config import Settings
@@ -34,6 +34,7 @@ from lucid.errors import (
     UnknownNonceError,
 )
 from lucid.store.documents import utcnow
+from lucid.store.keys import nonce_key
 from lucid.users.repository import UserRepository
 from lucid_edge.local import free_port, in_memory_database
 from tests.utils.datastore import atomic_writes, revocations_on
@@ -191,7 +192,7 @@ def test_expired_challenge_whose_nonce_lapsed_is_refused_as_expired(
     wallet = Wallet()
     old = _service(redis_client, database, -timedelta(minutes=6))
     challenge = old.challenge(wallet.address)
-    redis_client.delete(NONCE_KEY_PREFIX + challenge.nonce)
+    redis_client.delete(nonce_key(challenge.nonce))
     error = _login_error(
         _service(redis_client, database),
         wallet.address,
@@ -203,7 +204,7 @@ def test_expired_challenge_whose_nonce_lapsed_is_refused_as_expired(
 
 def test_nonce_key_has_the_challenge_ttl(service: SignInService, redis_client: redis.Redis) -> None:
     challenge = service.challenge(Wallet().address)
-    assert 295 <= redis_client.ttl(NONCE_KEY_PREFIX + challenge.nonce) <= 300
+    assert 295 <= redis_client.ttl(nonce_key(challenge.nonce)) <= 300
 
 
 def test_nonce_issued_to_another_address_is_refused(service: SignInService) -> None:
@@ -347,7 +348,7 @@ def test_redis_outage_is_service_unavailable(database: Database[dict[str, Any]])
     )
     wallet = Wallet()
     message = build_message(
-        service_url=SETTINGS.AUTH_SERVICE_URL,
+        service_url=SETTINGS.sign_in_url(None),
         chain_id=SETTINGS.TRON_CHAIN_ID,
         address=wallet.address,
         nonce="a" * 32,

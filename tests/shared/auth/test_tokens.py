@@ -36,8 +36,8 @@ def _service(clock: float | None = None, **values: Any) -> TokenService:
 def _claims(**changes: Any) -> dict[str, Any]:
     now = int(time.time())
     claims: dict[str, Any] = {
-        "iss": "lucid-api-gateway",
-        "aud": "lucid",
+        "iss": "lucid-api-gateway/local",
+        "aud": "lucid/local",
         "sub": "u1",
         "addr": ADDRESS,
         "role": "user",
@@ -77,7 +77,11 @@ def test_issued_token_decodes_to_its_claims() -> None:
     claims = service.decode(issued.token)
     assert claims == issued.claims
     assert (claims.sub, claims.addr, claims.role, claims.tier) == ("u1", ADDRESS, "admin", "admin")
-    assert (claims.typ, claims.iss, claims.aud) == ("access", "lucid-api-gateway", "lucid")
+    assert (claims.typ, claims.iss, claims.aud) == (
+        "access",
+        "lucid-api-gateway/local",
+        "lucid/local",
+    )
     assert claims.sid == "s1"  # the sign-in that logout and refresh-token reuse revoke
     assert (issued.expires_in, claims.nbf) == (900, claims.iat)
     assert jwt.get_unverified_header(issued.token)["kid"] == "k1"
@@ -226,3 +230,37 @@ def test_process_token_service_is_shared() -> None:
     service = get_token_service()
     assert service is get_token_service()
     assert service.decode(service.issue("u1", ADDRESS, Role.USER, "s1").token).sub == "u1"
+
+
+@pytest.mark.parametrize("padding", ["=", "=="])
+def test_a_valid_token_spelled_with_base64_padding_is_refused(padding: str) -> None:
+    # GIVEN a valid token, and the same token with '=' padding on its signature (PyJWT accepts
+    # it, for issuers such as AWS ALB: another Authorization value for the same signature)
+    service = _service()
+    token = service.issue("u1", ADDRESS, Role.USER, "s1").token
+    assert service.decode(token).sub == "u1"
+    # WHEN it is presented padded THEN it is refused: RFC 7515 compact serialization is
+    # unpadded base64url, and we issue nothing else, so one token has exactly one spelling
+    # (API Gateway caches each Authorization value's decision apart)
+    assert _rejected(service, token + padding) == "token is malformed"
+
+
+def test_a_token_minted_for_another_stage_is_refused_under_the_same_key() -> None:
+    # GIVEN stages dev and prod that share one signing key
+    dev, prod = _service(STAGE="dev"), _service(STAGE="prod")
+    token = dev.issue("u1", ADDRESS, Role.USER, "s1").token
+    # THEN each stage names itself in the tokens it mints
+    claims = dev.decode(token)
+    assert (claims.iss, claims.aud) == ("lucid-api-gateway/dev", "lucid/dev")
+    # WHEN dev's token is presented to prod THEN prod refuses it, saying why
+    assert _rejected(prod, token) == "token issuer is not accepted"
+    # AND a token naming prod as its issuer but minted for dev's audience is refused too
+    forged = _sign(_claims(iss="lucid-api-gateway/prod", aud="lucid/dev"))
+    assert _rejected(prod, forged) == "token audience is not accepted"
+
+
+def test_an_explicit_issuer_and_audience_win_over_the_stage_defaults() -> None:
+    settings = Settings(STAGE="dev", JWT_ISSUER="https://auth.example", JWT_AUDIENCE="api")
+    assert (settings.JWT_ISSUER, settings.JWT_AUDIENCE) == ("https://auth.example", "api")
+    local = Settings(STAGE="local", JWT_ISSUER="", JWT_AUDIENCE="")  # the template's ""
+    assert (local.JWT_ISSUER, local.JWT_AUDIENCE) == ("lucid-api-gateway/local", "lucid/local")

@@ -22,7 +22,7 @@ MakeProxy = Callable[..., Proxy]
 
 
 def breaker_keys(client: redis.Redis) -> dict[str, int]:
-    return {k.decode(): int(client.pttl(k)) for k in client.scan_iter("lucid:breaker:*")}
+    return {k.decode(): int(client.pttl(k)) for k in client.scan_iter("lucid:local:breaker:*")}
 
 
 def test_closed_open_half_open_closed_with_exact_counts(
@@ -42,7 +42,10 @@ def test_closed_open_half_open_closed_with_exact_counts(
     # (mypy keeps the state the assert above narrowed: it cannot see the call change it)
     assert breaker.state is BreakerState.OPEN  # type: ignore[comparison-overlap]
     keys = breaker_keys(redis_client)
-    assert set(keys) == {"lucid:breaker:blockchain:open", "lucid:breaker:blockchain:half"}
+    assert set(keys) == {
+        "lucid:local:breaker:blockchain:open",
+        "lucid:local:breaker:blockchain:half",
+    }
     assert all(ttl > 0 for ttl in keys.values())
     # THEN calls are answered 503 with Retry-After at once, without touching the backend
     started = time.monotonic()

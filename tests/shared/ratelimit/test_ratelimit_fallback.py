@@ -128,7 +128,7 @@ def test_redis_stopped_mid_test_then_back_is_used_again(
         assert (after.source, after.allowed, after.remaining) == ("redis", True, 2)
         assert limiter.check(public, "198.51.100.7").remaining == 1
         with build_redis(Settings(REDIS_URI=restarted.uri)) as client:
-            assert client.pttl("rl:public:198.51.100.7") > 0
+            assert client.pttl("lucid:local:rl:public:198.51.100.7") > 0
     messages = [r.getMessage() for r in ratelimit_log.records]
     assert any("answers again" in message for message in messages)
 

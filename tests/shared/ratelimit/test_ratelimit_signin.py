@@ -111,4 +111,4 @@ def test_without_an_address_only_the_ip_is_counted(redis_client: redis.Redis) ->
     enforce_signin_limits("198.51.100.5", None, limiter=limiter)
     with pytest.raises(RateLimitedError):
         enforce_signin_limits("198.51.100.5", "", limiter=limiter)
-    assert redis_client.keys("*") == [b"rl:signin-ip:198.51.100.5"]
+    assert redis_client.keys("*") == [b"lucid:local:rl:signin-ip:198.51.100.5"]

@@ -11,6 +11,7 @@ import redis
 from lucid.config import Settings
 from lucid.errors import PROBLEM_CONTENT_TYPE
 from lucid.ratelimit import RateLimiter
+from lucid.ratelimit.window import MICROS, decide
 from tests.shared.ratelimit.helpers import ADMIN, USER, function_app, invoke, limiter_for
 
 TIERS = [
@@ -148,3 +149,18 @@ def test_disabled_limits_add_nothing_and_write_nothing(redis_client: redis.Redis
         assert "x-ratelimit-limit" not in headers
     assert invoke(handler, "POST", "/auth/login", body={"address": "T1"})[0] == 200
     assert redis_client.dbsize() == 0
+
+
+def test_reset_is_the_end_of_the_window_and_what_was_used_comes_back_over_the_next() -> None:
+    # GIVEN one request at the start of a window (the limiter's arithmetic, as in its Lua)
+    quota, window = 100, 60 * MICROS
+    start = 1_000 * window
+    first, state = decide(None, start, quota, window)
+    assert (first.remaining, first.reset_us) == (quota - 1, window)
+    # WHEN the caller comes back after X-RateLimit-Reset THEN the quota is not whole yet: the
+    # request still weighs as the previous window's (what the headers' description says)
+    at_reset, _ = decide(state, start + first.reset_us, quota, window)
+    assert at_reset.remaining == quota - 2
+    # AND a whole window later it is
+    later, _ = decide(state, start + first.reset_us + window, quota, window)
+    assert later.remaining == quota - 1

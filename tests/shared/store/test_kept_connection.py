@@ -33,7 +33,7 @@ def test_a_thread_checks_sign_ins_and_rate_limits_on_one_connection(
         # WHEN one thread checks a sign-in and runs the limiter's script, many times
         for _ in range(5):
             revocations = RevocationList(client, _not_asked, token_lifetime_seconds=900)
-            redis_client.hset("lucid:revoked-sign-ins", "~synced-until", "9999999999")
+            redis_client.hset("lucid:local:revoked-sign-ins", "~synced-until", "9999999999")
             assert revocations.is_revoked("s-1") is False
             assert ScriptRunner(client, "return 7")([], []) == 7
         # THEN Redis sees one more connection, not one per caller or per request

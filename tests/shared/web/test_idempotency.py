@@ -75,7 +75,7 @@ def test_a_retry_gives_up_with_409_when_the_first_run_takes_too_long(
 ) -> None:
     store = IdempotencyStore(redis_client, ttl_seconds=60, wait_seconds=0.05)
     redis_client.set(
-        "lucid:idem:s:" + hashlib.sha256(b"k").hexdigest(),
+        "lucid:local:idem:s:" + hashlib.sha256(b"k").hexdigest(),
         '{"state": "running", "fp": "fp", "owner": "other"}',
         ex=10,
     )
@@ -127,7 +127,7 @@ def test_a_response_is_still_answered_when_it_cannot_be_recorded(
 def test_an_abandoned_claim_is_taken_over_when_its_lease_ends(redis_client: redis.Redis) -> None:
     # GIVEN a first attempt that claimed the key and died without releasing it (1 s lease)
     redis_client.set(
-        "lucid:idem:s:" + hashlib.sha256(b"k").hexdigest(),
+        "lucid:local:idem:s:" + hashlib.sha256(b"k").hexdigest(),
         '{"state": "running", "fp": "fp", "owner": "dead"}',
         ex=1,
     )

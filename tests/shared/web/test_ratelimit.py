@@ -50,7 +50,7 @@ def test_the_one_line_wiring_uses_the_process_limiter(
     status, headers, _ = invoke(handler, "GET", "/items", source_ip="192.0.2.44")
     assert status == 200
     assert headers["ratelimit-policy"] == '"public";q=100;w=60'
-    assert redis_client.exists("rl:public:192.0.2.44")
+    assert redis_client.exists("lucid:local:rl:public:192.0.2.44")
     assert default_limiter() is default_limiter()  # built once per process
 
 
@@ -119,7 +119,7 @@ def test_without_an_api_gateway_event_the_connection_address_is_counted(
     first = run(app, http_scope("10.9.9.9"))
     refused = run(app, http_scope("10.9.9.8"))
     assert (first[0]["status"], refused[0]["status"]) == (200, 429)
-    assert redis_client.keys("*") == [b"rl:public:192.0.2.9"]
+    assert redis_client.keys("*") == [b"lucid:local:rl:public:192.0.2.9"]
 
 
 def test_headers_already_set_by_a_route_are_kept(redis_client: redis.Redis) -> None:
