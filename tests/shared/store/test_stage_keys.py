@@ -129,4 +129,5 @@ def test_a_nonce_is_kept_under_the_stage_that_issued_it(
     assert redis_client.exists(nonce_key(challenge.nonce, "prod")) == 0
     # AND every key either stage wrote names its stage
     names = [key.decode() if isinstance(key, bytes) else key for key in redis_client.keys("*")]
-    assert names and all(name.startswith("lucid:dev:") for name in names)
+    assert names
+    assert all(name.startswith("lucid:dev:") for name in names)
