@@ -17,7 +17,7 @@ FUNCTION_INPUTS := $(wildcard functions/*/requirements.in)
 # the benchmark's hello world are all installed from: `make lock` (README "Development").
 LOCK := requirements.lock
 
-.PHONY: lock run test lint typecheck pytest bench fuzz validate sam-build deploy sync local-api invoke clean
+.PHONY: lock run test lint typecheck pytest bench fuzz validate sam-cache sam-build deploy sync local-api invoke clean
 
 # pip stays quiet (its full output is hundreds of lines): the steps say what is happening.
 # Every package comes from the lock, hash-checked (pip's --require-hashes mode, which a hashed
@@ -121,9 +121,30 @@ $(SAM_VENV)/bin/sam:
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli>=1.120,<2'
 
-sam-build: $(SAM_VENV)/bin/sam
-	$(SAM) validate --lint --template-file infra/template.yaml
-	$(SAM) build --template-file infra/template.yaml
+# The project's samconfig.toml, named with its absolute path: with `--template-file
+# infra/template.yaml` sam-cli looks for the config beside the template (infra/samconfig.toml,
+# which does not exist) and resolves a relative --config-file from there too (aws-sam-cli,
+# samcli/commands/_utils/options.py get_or_default_template_file_name sets samconfig_dir;
+# samcli/cli/cli_config_file.py configuration_callback).
+SAM_CONFIG := --config-file $(CURDIR)/samconfig.toml
+# SAM's build cache (`cached = true` in samconfig.toml; `sam sync` always builds cached) decides
+# whether to rebuild the layer (BuildMethod makefile) from its ContentUri folder's files alone
+# (aws-sam-cli, samcli/lib/build/build_strategy.py, CachedBuildStrategy: dir_checksum(code_dir));
+# the python3.11 functions are rebuilt each time by its incremental strategy. The build rules SAM
+# cannot see (infra/Makefile, infra/lambda_build.py and the Python compiling the bytecode) key
+# the whole cache here: when they change, it is dropped and everything is rebuilt.
+# tests/infra/test_build_cache.py changes lambda_build.py between two builds.
+SAM_CACHE_KEY := .aws-sam/build-rules.sha256
+sam-cache:
+	@key="$$(cat infra/Makefile infra/lambda_build.py | sha256sum | cut -d' ' -f1) $$($(PYTHON) --version 2>&1)"; \
+	if [ "$$key" != "$$(cat $(SAM_CACHE_KEY) 2>/dev/null)" ]; then \
+		echo "make: new build rules or Python: dropping SAM's build cache (.aws-sam/cache)"; \
+		rm -rf .aws-sam/cache .aws-sam/deps && mkdir -p .aws-sam && echo "$$key" > $(SAM_CACHE_KEY); \
+	fi
+
+sam-build: $(SAM_VENV)/bin/sam sam-cache
+	$(SAM) validate $(SAM_CONFIG) --lint --template-file infra/template.yaml
+	$(SAM) build $(SAM_CONFIG) --template-file infra/template.yaml
 
 # --- deploying (AWS credentials) and sam local (a Docker engine) ------------------------------
 # Every setting comes from samconfig.toml's environment: never add --parameter-overrides here,
@@ -135,13 +156,13 @@ EVENT ?= events/$(shell echo '$(FUNCTION)' | sed 's/Function$$//' | tr '[:upper:
 
 # Build (with bytecode), then deploy the environment's stack: `make deploy ENV=prod`.
 deploy: sam-build
-	$(SAM) deploy --config-env $(ENV)
+	$(SAM) deploy $(SAM_CONFIG) --config-env $(ENV)
 
 # One function's (or the layer's) code, straight to the deployed stack, no CloudFormation:
 # `make sync ENV=dev FUNCTION=AuthFunction` (FUNCTION=SharedLayer after a change in shared/).
-sync: $(SAM_VENV)/bin/sam
+sync: $(SAM_VENV)/bin/sam sam-cache
 	@test -n "$(FUNCTION)" || { echo "usage: make sync ENV=dev FUNCTION=<logical id>" >&2; exit 2; }
-	$(SAM) sync --config-env $(ENV) --code --resource-id $(FUNCTION)
+	$(SAM) sync $(SAM_CONFIG) --config-env $(ENV) --code --resource-id $(FUNCTION)
 
 # The env.json sam local reads: Redis and MongoDB on this machine, one shared JWT key.
 .lucid/env.json: $(STAMP)

@@ -8,8 +8,10 @@ the backends' base URLs, one per backend name:
     /lucid/dev/backends/node         http://nodes.internal:8086
 
 read together with one GetParametersByPath through Powertools Parameters and cached for
-BACKEND_DISCOVERY_MAX_AGE_SECONDS: moving a backend is `aws ssm put-parameter --overwrite`, seen
-by every warm function within that time, with no redeploy. A name the path does not hold falls
+BACKEND_DISCOVERY_MAX_AGE_SECONDS: moving a backend is `aws ssm put-parameter --overwrite
+--cli-input-json '{"Name": ..., "Value": "https://..."}'` (a URL given as `--value` is fetched by
+AWS CLI v1, which stores the page: README "Build and deploy"), seen by every warm function
+within that time, with no redeploy. A name the path does not hold falls
 back to its *_SERVICE_URL setting. When SSM cannot be read the last URLs read stay in use (a
 backend that answered a minute ago most likely still does), and the failure is logged once per
 refresh; with nothing read yet the settings serve, and a backend with no URL at all answers
