@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 from pymongo.database import Database
-from pymongo.errors import AutoReconnect
 
-from tests.utils.datastore import User, call, database_for
+from tests.utils.datastore import User, call, database_for, fail_on
 
 api = partial(call, "sessions")
 
@@ -46,15 +45,7 @@ def test_mongodb_failing_between_the_insert_and_the_owner_check_leaves_no_sessio
 ) -> None:
     # GIVEN MongoDB takes the session's insert, then fails the owner check that follows
     # (a primary stepping down mid-request: pymongo raises AutoReconnect)
-    users = type(database["users"])
-    real_find_one = users.find_one
-
-    def failing_find_one(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if self.name == "users":
-            raise AutoReconnect("primary stepped down")
-        return real_find_one(self, *args, **kwargs)
-
-    monkeypatch.setattr(users, "find_one", failing_find_one)
+    fail_on(monkeypatch, "users", "find_one")
     # WHEN the session is created
     reply = api("POST", "/sessions", caller=alice, body={"name": "half"})
     # THEN the client is told 503 and no session it was told failed is left behind
