@@ -81,7 +81,7 @@ async def create_session(
     """Create a pending session owned by the caller; 201 with Location and ETag."""
 
     def create() -> StoredResponse:
-        document = sessions.create(caller.user_id, body)
+        document = sessions.create(caller.user_id, body, idempotency_key)
         headers = {"Location": f"/sessions/{document['_id']}", "ETag": etag(document)}
         return StoredResponse(201, Session.from_document(document).model_dump(mode="json"), headers)
 

@@ -121,9 +121,10 @@ async def change_role(
     The new role holds at once: every admin action checks the role where it is stored (a
     demoted admin's next one is 403, OWASP API5). A changed role also signs the user out
     everywhere, so that no token goes on carrying the old role and tier: they sign in again.
+    The sign-out compares with the role each sign-in's tokens carry, not with the role before
+    this request: when it fails after the role was written (503), the retry, which finds the
+    role already set, still signs out every sign-in that carries another one.
     """
-    before = users.get(user_id)
     after = users.set_role(user_id, body.role)
-    if after.get("role") != before.get("role"):
-        sign_ins.revoke_user(user_id)
+    sign_ins.revoke_other_roles(user_id, Role.parse(after.get("role")))
     return User.from_document(after)

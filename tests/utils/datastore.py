@@ -20,9 +20,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 import redis
 from mongomock.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import AutoReconnect
 
 from lucid.auth.revocation import LEEWAY_SECONDS, RevocationList
 from lucid.auth.revocation_record import MongoRevocationRecord
@@ -209,3 +211,21 @@ def stored(collection: Any, document_id: str) -> Document:
     document: Document | None = collection.find_one({"_id": document_id})
     assert document is not None, f"{document_id} is not in {collection.name}"
     return document
+
+
+def fail_on(
+    monkeypatch: pytest.MonkeyPatch, collection: str, method: str, *, applied: bool = False
+) -> None:
+    """Make `method` of the in-memory collection `collection` raise AutoReconnect, as pymongo does
+    when a primary steps down mid-request: before the operation, or with `applied` after it took
+    effect (the server applied the write, its reply was lost). `monkeypatch.undo()` heals it."""
+    real = getattr(Collection, method)
+
+    def failing(self: Collection, *args: Any, **kwargs: Any) -> Any:
+        if self.name != collection:
+            return real(self, *args, **kwargs)
+        if applied:
+            real(self, *args, **kwargs)
+        raise AutoReconnect("primary stepped down")
+
+    monkeypatch.setattr(Collection, method, failing)

@@ -7,6 +7,8 @@ never pass as an access token nor the reverse. Only its SHA-256 is stored, in `t
     family_id    one per sign-in; every rotation stays in the family
     user_id      the user it signs in
     access_jti   jti of the access token issued with it
+    role         the role that access token carries (None on documents written before it was
+                 recorded: such a sign-in counts as carrying any other role)
     created_at, expires_at (TTL index), used_at, revoked_at
 
 The family is the sign-in: its id is the `sid` claim of every access token issued with one of its
@@ -39,6 +41,7 @@ from pymongo.database import Database
 
 from lucid.auth.revocation import RevocationList
 from lucid.errors import AuthenticationError, InvalidTokenError, RefreshTokenReuseError
+from lucid.identity import Role
 from lucid.observability import count
 from lucid.store.documents import Document, database_errors, utcnow
 from lucid.store.indexes import ensure_indexes_once
@@ -72,8 +75,9 @@ class RefreshTokenStore:
         self._revocations = revocations
         ensure_indexes_once(database)
 
-    def issue(self, user_id: str, access_jti: str, family_id: str) -> str:
-        """A new refresh token for `user_id` in the sign-in `family_id` (new or rotated)."""
+    def issue(self, user_id: str, access_jti: str, family_id: str, role: Role | None = None) -> str:
+        """A new refresh token for `user_id` in the sign-in `family_id` (new or rotated), issued
+        with an access token carrying `role`."""
         token = secrets.token_urlsafe(TOKEN_BYTES)
         now = utcnow()
         document = {
@@ -81,6 +85,7 @@ class RefreshTokenStore:
             "family_id": family_id,
             "user_id": user_id,
             "access_jti": access_jti,
+            "role": None if role is None else role.value,
             "created_at": now,
             "expires_at": now + self._lifetime,
             "used_at": None,
@@ -134,15 +139,30 @@ class RefreshTokenStore:
         self._revocations.remember({family_id: revoked_at})
 
     def revoke_user(self, user_id: str) -> int:
-        """Revoke every sign-in of `user_id` (a role change, an account closure); how many."""
+        """Revoke every sign-in of `user_id` (an account closure); how many."""
+        return self._revoke_families({"user_id": user_id})
+
+    def revoke_other_roles(self, user_id: str, role: Role) -> int:
+        """Revoke every sign-in of `user_id` whose tokens carry a role other than `role` (a role
+        change); how many.
+
+        It compares with what the sign-in's tokens carry, not with what the role was before the
+        change, so it finishes the job wherever a role change stopped half way: a demotion whose
+        role write succeeded and whose sign-out failed (503) is signed out by its retry, which
+        finds the role unchanged. A sign-in whose every token already carries `role` is kept.
+        """
+        return self._revoke_families({"user_id": user_id, "role": {"$ne": role.value}})
+
+    def _revoke_families(self, live_tokens: dict[str, object]) -> int:
+        """Revoke each whole sign-in that has a live token matching `live_tokens`."""
         revoked_at = utcnow()
         with database_errors("tokens"):
-            self._tokens.update_many(
-                {"user_id": user_id, "revoked_at": None}, {"$set": {"revoked_at": revoked_at}}
-            )
-            families = self._tokens.distinct(
-                "family_id", {"user_id": user_id, "revoked_at": revoked_at}
-            )
+            families = self._tokens.distinct("family_id", {**live_tokens, "revoked_at": None})
+            if families:
+                self._tokens.update_many(
+                    {"family_id": {"$in": families}, "revoked_at": None},
+                    {"$set": {"revoked_at": revoked_at}},
+                )
         self._revocations.remember(dict.fromkeys(families, revoked_at))
         return len(families)
 

@@ -198,7 +198,9 @@ class SignInService:
         role = Role.parse(user.get("role"))
         session_id = family_id or new_id()  # a login starts a sign-in, a refresh continues one
         access = self._tokens.issue(str(user["_id"]), str(user["address"]), role, session_id)
-        refresh_token = self._refresh_tokens.issue(str(user["_id"]), access.claims.jti, session_id)
+        refresh_token = self._refresh_tokens.issue(
+            str(user["_id"]), access.claims.jti, session_id, role
+        )
         return TokenPair(
             access_token=access.token, refresh_token=refresh_token, expires_in=access.expires_in
         )

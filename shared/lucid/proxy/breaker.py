@@ -42,6 +42,8 @@ from lucid.proxy.breaker_store import BreakerState, BreakerStore, SharedState
 logger = logging.getLogger("lucid.proxy.breaker")
 
 _MAX_WINDOW_ENTRIES = 10_000
+# The probe's own bookkeeping beside its exchange: the slot's grant and the outcome's write.
+PROBE_SLOT_MARGIN_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +59,10 @@ class BreakerPolicy:
     probe_seconds: float
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> BreakerPolicy:
-        """The policy the BREAKER_* settings describe; a probe slot lasts one request's timeout."""
+    def from_settings(cls, settings: Settings, exchange_seconds: float) -> BreakerPolicy:
+        """The policy the BREAKER_* settings describe, for calls lasting at most
+        `exchange_seconds` (`lucid.proxy.forwarder.exchange_seconds`): a probe slot outlasts the
+        longest probe by PROBE_SLOT_MARGIN_SECONDS, so no second probe starts beside it."""
         return cls(
             window_seconds=settings.BREAKER_WINDOW_SECONDS,
             min_calls=settings.BREAKER_MIN_CALLS,
@@ -66,9 +70,7 @@ class BreakerPolicy:
             open_seconds=settings.BREAKER_OPEN_SECONDS,
             half_open_calls=settings.BREAKER_HALF_OPEN_CALLS,
             sync_seconds=settings.BREAKER_SYNC_MS / 1000,
-            probe_seconds=settings.PROXY_CONNECT_TIMEOUT_SECONDS
-            + settings.PROXY_READ_TIMEOUT_SECONDS
-            + 1,
+            probe_seconds=exchange_seconds + PROBE_SLOT_MARGIN_SECONDS,
         )
 
 

@@ -15,6 +15,12 @@ Retries: only GET, HEAD, OPTIONS, PUT and DELETE, only when the connection could
 (nothing reached the backend), with jittered exponential backoff, and only while the
 invocation's time allows. A reset or timeout after the request was sent is never retried, so a
 POST is sent at most once.
+
+One exchange (every attempt, the waits between them, the answer read to its end) lasts at most
+`exchange_seconds(settings)`, or the invocation's time if that is shorter: each connect and each
+read has its own timeout, and a body that trickles in under the read timeout is cut there too
+(504). The breaker holds a half-open probe slot that long (`BreakerPolicy.from_settings`), so a
+second probe never starts while the first may still be running.
 """
 
 from __future__ import annotations
@@ -112,6 +118,15 @@ class _UnreachableError(Exception):
         self.error = error
 
 
+def exchange_seconds(settings: Settings) -> float:
+    """The longest one forwarded request may take: every connect attempt its connect timeout and
+    the longest wait before each retry, then the read timeout (see the module docstring)."""
+    retries = settings.PROXY_RETRIES
+    waits = sum(min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0**a) for a in range(retries))
+    connects: float = (retries + 1) * settings.PROXY_CONNECT_TIMEOUT_SECONDS
+    return connects + waits + settings.PROXY_READ_TIMEOUT_SECONDS
+
+
 def backoff_delays(retries: int, rng: random.Random) -> Iterator[float]:
     """Waits before each retry: exponential, capped, each one jittered in its upper half."""
     for attempt in range(retries):
@@ -136,7 +151,7 @@ class Proxy:
         self._client = client
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrecy
-        policy = BreakerPolicy.from_settings(settings)
+        policy = BreakerPolicy.from_settings(settings, exchange_seconds(settings))
         self.breakers = {b.name: CircuitBreaker(b.name, policy, store) for b in BACKENDS}
 
     def close(self) -> None:
@@ -172,11 +187,12 @@ class Proxy:
 
     def _deadline(self, time_left: float | None) -> float:
         now = time.monotonic()
+        longest = now + exchange_seconds(self._settings)
         if time_left is None:
-            return float("inf")
+            return longest
         if time_left <= RESPONSE_MARGIN_SECONDS:
             raise GatewayTimeoutError("no time left in this invocation to call the backend")
-        return now + time_left - RESPONSE_MARGIN_SECONDS
+        return min(longest, now + time_left - RESPONSE_MARGIN_SECONDS)
 
     def _exchange(
         self,

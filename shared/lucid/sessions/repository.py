@@ -11,12 +11,13 @@ account owns nothing new. MongoDB outages become `ServiceUnavailableError`.
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import suppress
 from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.database import Database
-from pymongo.errors import PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from lucid.errors import (
     AuthenticationError,
@@ -24,6 +25,7 @@ from lucid.errors import (
     NotFoundError,
     PreconditionFailedError,
     ServiceUnavailableError,
+    ValidationFailedError,
 )
 from lucid.identity import CallerIdentity
 from lucid.sessions.preconditions import IfMatch
@@ -52,6 +54,13 @@ def _not_found() -> NotFoundError:
     return NotFoundError("no such session")
 
 
+def keyed_id(owner_id: str, idempotency_key: str) -> str:
+    """The id of the session `owner_id` creates with `idempotency_key`: the same for every retry,
+    another for any other owner or key (128 bits of SHA-256, in the shape of `new_id`)."""
+    digest = hashlib.sha256(f"session\n{owner_id}\n{idempotency_key}".encode()).hexdigest()
+    return digest[:32]
+
+
 class SessionRepository:
     """Sessions as one caller may see and change them."""
 
@@ -59,11 +68,22 @@ class SessionRepository:
         self._sessions = database[COLLECTION]
         self._users = database[USERS]
 
-    def create(self, owner_id: str, data: SessionCreate) -> Document:
-        """A new pending session owned by `owner_id`; 401 when that account no longer exists."""
+    def create(
+        self, owner_id: str, data: SessionCreate, idempotency_key: str | None = None
+    ) -> Document:
+        """A new pending session owned by `owner_id`; 401 when that account no longer exists.
+
+        With an `idempotency_key` the session's id is derived from it and the owner
+        (`keyed_id`), so one key creates at most one session even when MongoDB applied the
+        insert but its reply was lost (a 503 the client retries, after the Redis claim of
+        `lucid.web.idempotency` was released): the retry's insert finds the id taken and
+        answers with that session, as the first request would have. pymongo's retryable writes
+        do not cover this: they retry once, inside the one call, and not on a standalone server.
+        """
         now = utcnow()
+        session_id = new_id() if idempotency_key is None else keyed_id(owner_id, idempotency_key)
         document: Document = {
-            "_id": new_id(),
+            "_id": session_id,
             "owner_id": owner_id,
             "name": data.name,
             "node_id": data.node_id,
@@ -75,8 +95,11 @@ class SessionRepository:
             "ended_at": None,
             "version": 1,
         }
-        with database_errors("sessions"):
-            self._sessions.insert_one(document)
+        try:
+            with database_errors("sessions"):
+                self._sessions.insert_one(document)
+        except DuplicateKeyError:
+            document = self._created_earlier(owner_id, session_id, data)
         # After the insert, not before: a closure that deletes the owner in between still sees
         # this session (it ends them after the delete), and one that deleted it earlier is seen
         # here. If the check cannot be made, the insert is undone before the 503: the client
@@ -93,6 +116,23 @@ class SessionRepository:
                 self._sessions.delete_one({"_id": document["_id"]})
             raise AuthenticationError("the account was closed")
         return document
+
+    def _created_earlier(self, owner_id: str, session_id: str, data: SessionCreate) -> Document:
+        """The session an earlier request with the same idempotency key created; 422 when that
+        request asked for another session (as a replay with another body is)."""
+        with database_errors("sessions"):
+            earlier = self._sessions.find_one({"_id": session_id, "owner_id": owner_id})
+        asked = (data.name, data.node_id, data.metadata)
+        if earlier is None or (earlier["name"], earlier["node_id"], earlier["metadata"]) != asked:
+            raise ValidationFailedError(
+                "this Idempotency-Key was already used with a different request body",
+                extensions={
+                    "errors": [
+                        {"loc": ["header", "Idempotency-Key"], "msg": "reused", "type": "key"}
+                    ]
+                },
+            )
+        return earlier
 
     def get(self, caller: CallerIdentity, session_id: str) -> Document:
         """The session `session_id` if the caller owns it or is an admin; 404 otherwise."""

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from lucid.store.documents import Document, Timestamp, check_json_object, iso
+from lucid.store.text import NO_CONTROLS, NoControls
 
 MAX_METADATA_BYTES = 16 * 1024
 
@@ -50,7 +51,11 @@ def _metadata(value: dict[str, Any]) -> dict[str, Any]:
     return check_json_object(value, max_bytes=MAX_METADATA_BYTES)
 
 
-SessionName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+SessionName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=NO_CONTROLS),
+    NoControls,
+]
 NodeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
 Metadata = Annotated[dict[str, Any], AfterValidator(_metadata)]
 

@@ -19,16 +19,26 @@ from pydantic import (
 
 from lucid.identity import Role
 from lucid.store.documents import Document, Timestamp, check_json_object, iso
+from lucid.store.text import NO_CONTROLS, NoControls
 
 MAX_PREFERENCES_BYTES = 4 * 1024
 
-DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-# Deliberately loose (one @, a dot in the domain, no spaces): mail delivery is the real check.
+DisplayName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=NO_CONTROLS),
+    NoControls,
+]
+# Deliberately loose (one @, a dot in the domain, no spaces nor control characters): mail
+# delivery is the real check.
+_ADDRESS_PART = r"[^@\s\x00-\x1f\x7f-\x9f]"
 Email = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
+        strip_whitespace=True,
+        max_length=254,
+        pattern=rf"^{_ADDRESS_PART}{{1,64}}@{_ADDRESS_PART}+\.{_ADDRESS_PART}+$",
     ),
+    NoControls,
 ]
 
 

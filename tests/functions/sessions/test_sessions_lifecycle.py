@@ -259,3 +259,21 @@ def test_a_flood_of_unknown_fields_is_a_422_small_enough_for_lambda_to_return(
     assert problem["errors_omitted"] == 59_981
     assert len(problem["errors"][0]["loc"][1]) == 64
     assert database["sessions"].count_documents({}) == 0
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "line\nbreak", "\x07bell", "del\x7f", "c1\x9b"])
+def test_a_session_name_with_a_control_character_is_422_and_nothing_changes(
+    alice: User, database: Database[dict[str, Any]], name: str
+) -> None:
+    # WHEN a session is created, or renamed, with a control character in its name
+    created = api("POST", "/sessions", caller=alice, body={"name": name})
+    session = create(alice)
+    renamed = api("PATCH", f"/sessions/{session['id']}", caller=alice, body={"name": name})
+    # THEN each is a 422 naming the field and the character, and nothing was stored
+    control = next(char for char in name if ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F)
+    for reply in (created, renamed):
+        assert reply.status == 422
+        assert reply.body["errors"][0]["loc"] == ["body", "name"]
+        assert f"is U+{ord(control):04X}" in reply.body["errors"][0]["msg"]
+    assert database["sessions"].count_documents({}) == 1
+    assert stored(database["sessions"], session["id"])["name"] == "render"

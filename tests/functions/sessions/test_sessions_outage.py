@@ -10,10 +10,10 @@ from functools import partial
 from typing import Any
 
 import pytest
+import redis
 from pymongo.database import Database
-from pymongo.errors import AutoReconnect
 
-from tests.utils.datastore import User, call, database_for
+from tests.utils.datastore import User, call, database_for, fail_on
 
 api = partial(call, "sessions")
 
@@ -46,15 +46,7 @@ def test_mongodb_failing_between_the_insert_and_the_owner_check_leaves_no_sessio
 ) -> None:
     # GIVEN MongoDB takes the session's insert, then fails the owner check that follows
     # (a primary stepping down mid-request: pymongo raises AutoReconnect)
-    users = type(database["users"])
-    real_find_one = users.find_one
-
-    def failing_find_one(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if self.name == "users":
-            raise AutoReconnect("primary stepped down")
-        return real_find_one(self, *args, **kwargs)
-
-    monkeypatch.setattr(users, "find_one", failing_find_one)
+    fail_on(monkeypatch, "users", "find_one")
     # WHEN the session is created
     reply = api("POST", "/sessions", caller=alice, body={"name": "half"})
     # THEN the client is told 503 and no session it was told failed is left behind
@@ -62,3 +54,45 @@ def test_mongodb_failing_between_the_insert_and_the_owner_check_leaves_no_sessio
     assert reply.headers["content-type"] == "application/problem+json"
     monkeypatch.undo()
     assert database["sessions"].count_documents({}) == 0
+
+
+def test_a_lost_insert_reply_and_its_retry_with_the_same_key_create_one_session(
+    alice: User, database: Database[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = {"name": "once", "metadata": {"region": "eu"}}
+    headers = {"Idempotency-Key": "lost-reply-1"}
+    # GIVEN MongoDB applies the session's insert, but its reply is lost (AutoReconnect)
+    fail_on(monkeypatch, "sessions", "insert_one", applied=True)
+    # WHEN the session is created: the client is told 503
+    failed = api("POST", "/sessions", caller=alice, body=body, headers=headers)
+    assert failed.status == 503
+    assert database["sessions"].count_documents({}) == 1
+    # AND it retries with the same key once MongoDB answers again
+    monkeypatch.undo()
+    retried = api("POST", "/sessions", caller=alice, body=body, headers=headers)
+    # THEN the retry answers with the session the first attempt created, and there is one
+    assert retried.status == 201
+    stored = database["sessions"].find_one({})
+    assert stored is not None
+    assert retried.body["id"] == stored["_id"]
+    assert retried.headers["location"] == f"/sessions/{stored['_id']}"
+    assert database["sessions"].count_documents({}) == 1
+    # AND the same key with another body is refused like any reused key, creating nothing
+    other = api("POST", "/sessions", caller=alice, body={"name": "other"}, headers=headers)
+    assert other.status == 422
+    assert database["sessions"].count_documents({}) == 1
+
+
+def test_a_key_reused_after_its_replay_expired_with_another_body_is_422(
+    alice: User, database: Database[dict[str, Any]], redis_client: redis.Redis
+) -> None:
+    # GIVEN a session created with a key whose stored answer has since left Redis
+    headers = {"Idempotency-Key": "expired-1"}
+    assert api("POST", "/sessions", caller=alice, body={"name": "a"}, headers=headers).status == 201
+    for name in redis_client.scan_iter("lucid:idem:*"):
+        redis_client.delete(name)
+    # WHEN the key comes back with another body THEN it is refused, naming the header
+    reply = api("POST", "/sessions", caller=alice, body={"name": "b"}, headers=headers)
+    assert reply.status == 422
+    assert reply.body["errors"][0]["loc"] == ["header", "Idempotency-Key"]
+    assert database["sessions"].count_documents({}) == 1

@@ -66,6 +66,11 @@ def test_patch_me_refuses_every_other_field_by_name(
         ({"preferences": {"a.b": 1}}, "preferences"),
         ({"preferences": {"blob": "x" * 5000}}, "preferences"),
         ({"preferences": None}, "preferences"),
+        ({"display_name": "Al\x00ice"}, "display_name"),
+        ({"display_name": "\x1b[31mAlice"}, "display_name"),
+        ({"display_name": "Alice\u0085"}, "display_name"),
+        ({"email": "al\x00@example.org"}, "email"),
+        ({"email": "al@example.org\r\nBcc: x@y.z"}, "email"),
     ],
 )
 def test_patch_me_validates_each_field(alice: User, body: dict[str, Any], field: str) -> None:
@@ -106,3 +111,18 @@ def test_without_authorizer_context_it_is_401(database: Database[dict[str, Any]]
 
 def test_unserved_methods_on_me_are_405(alice: User) -> None:
     assert api("POST", "/users/me", caller=alice, body={}).status == 405
+
+
+def test_a_control_character_is_named_where_it_is_and_nothing_is_stored(
+    alice: User, database: Database[dict[str, Any]]
+) -> None:
+    # WHEN a display name carries a NUL
+    reply = api("PATCH", "/users/me", caller=alice, body={"display_name": "Al\x00ice"})
+    # THEN the 422 names the field, the character and where it is, and nothing changed
+    assert reply.status == 422
+    assert reply.headers["content-type"] == "application/problem+json"
+    assert reply.body["detail"] == "invalid display_name"
+    error = reply.body["errors"][0]
+    assert error["loc"] == ["body", "display_name"]
+    assert error["msg"].endswith("must not contain control characters: character 3 is U+0000")
+    assert stored(database["users"], alice.id)["display_name"] == "Alice"

@@ -15,7 +15,7 @@ import redis
 from pymongo.database import Database
 
 from tests.utils.auth_flow import authorize, call_auth, sign_in
-from tests.utils.datastore import User, atomic_writes, call, database_for
+from tests.utils.datastore import User, atomic_writes, call, database_for, fail_on
 from tests.utils.wallets import Wallet
 
 
@@ -98,3 +98,35 @@ def test_setting_the_role_a_user_already_has_signs_nobody_out(
     )
     assert reply.status == 200
     assert authorize(user.tokens["access_token"])["isAuthorized"] is True
+
+
+def test_a_demotion_whose_sign_out_failed_is_finished_by_its_retry(
+    shared_database: Database[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN two admins, and MongoDB failing the sign-out's write after the role was written
+    # (a primary stepping down mid-request: pymongo raises AutoReconnect)
+    first = signed_in_as(shared_database, "admin")
+    second = signed_in_as(shared_database, "admin")
+    fail_on(monkeypatch, "tokens", "update_many")
+    path = f"/users/{second.caller.id}/role"
+    # WHEN the first demotes the second: 503, with the role already written
+    failed = call("users", "PUT", path, caller=first.caller, body={"role": "user"})
+    assert failed.status == 503
+    assert shared_database["users"].find_one({"_id": second.caller.id}, {"role": 1}) == {
+        "_id": second.caller.id,
+        "role": "user",
+    }
+    assert authorize(second.tokens["access_token"])["isAuthorized"] is True
+    # AND the client retries once MongoDB is back, finding the role already set
+    monkeypatch.undo()
+    retried = call("users", "PUT", path, caller=first.caller, body={"role": "user"})
+    assert retried.status == 200
+    # THEN the retry signed the demoted admin out: the admin token and its refresh token
+    assert authorize(second.tokens["access_token"])["isAuthorized"] is False
+    body = {"refresh_token": second.tokens["refresh_token"]}
+    assert call_auth("POST", "/auth/refresh", body=body).status == 401
+    # AND a sign-in that carries the new role is kept by a later no-op retry
+    fresh = sign_in(second.wallet)
+    again = call("users", "PUT", path, caller=first.caller, body={"role": "user"})
+    assert again.status == 200
+    assert authorize(fresh["access_token"])["context"]["role"] == "user"

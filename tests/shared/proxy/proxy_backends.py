@@ -183,3 +183,25 @@ def running_backend(port: int = 0) -> Iterator[BackendServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextmanager
+def unaccepting_listener() -> Iterator[int]:
+    """The port of a listener whose accept queue is full: Linux drops the SYN of every new
+    connection, so each connect times out (a blackholed backend, on 127.0.0.1)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port: int = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -10,13 +11,13 @@ import pytest
 import redis
 
 from lucid.config import Settings
-from lucid.errors import LucidError, ServiceUnavailableError
+from lucid.errors import GatewayTimeoutError, LucidError, ServiceUnavailableError
 from lucid.proxy import BreakerState, Permit, Proxy, build_proxy
 from lucid.proxy.breaker import OutcomeWindow
 from lucid.store.redis_client import build_redis
 from lucid_edge.local import free_port
 from tests.shared.proxy.conftest import proxy_request, proxy_settings
-from tests.shared.proxy.proxy_backends import BackendServer
+from tests.shared.proxy.proxy_backends import BackendServer, unaccepting_listener
 
 MakeProxy = Callable[..., Proxy]
 
@@ -236,3 +237,38 @@ def test_opening_is_counted_as_a_metric(
         proxy.forward(proxy_request())
     flushed()
     assert emitted(capsys.readouterr().out).get("CircuitOpened") == 1
+
+
+def test_a_probe_slot_outlasts_a_probe_that_retries_its_connects(make_proxy: MakeProxy) -> None:
+    # GIVEN a backend that accepts no connection, so a GET probe waits out three connect
+    # timeouts of 1 s (PROXY_RETRIES=2) before it fails: over 3 s, longer than the connect and
+    # read timeouts plus a second (2.3 s)
+    with unaccepting_listener() as port:
+        settings = proxy_settings(
+            BLOCKCHAIN_SERVICE_URL=f"http://127.0.0.1:{port}", PROXY_CONNECT_TIMEOUT_SECONDS=1.0
+        )
+        first, second = make_proxy(settings), make_proxy(settings)
+        breaker = first.breakers["blockchain"]
+        for _ in range(4):
+            breaker.record(breaker.acquire(), failed=True)
+        time.sleep(1.05)  # the open period is over: the next call is the only probe
+        outcome: list[BaseException] = []
+
+        def probe() -> None:
+            try:
+                first.forward(proxy_request("GET"))
+            except LucidError as error:
+                outcome.append(error)
+
+        prober = threading.Thread(target=probe)
+        started = time.monotonic()
+        prober.start()
+        # WHEN another instance asks to probe while the first probe still connects
+        time.sleep(max(0.0, 2.7 - (time.monotonic() - started)))
+        assert prober.is_alive()
+        # THEN it is refused: the first probe still holds the only slot
+        with pytest.raises(ServiceUnavailableError) as raised:
+            second.breakers["blockchain"].acquire()
+        assert raised.value.extensions["breaker"] == "half_open"
+        prober.join(timeout=10)
+    assert [type(error) for error in outcome] == [GatewayTimeoutError]

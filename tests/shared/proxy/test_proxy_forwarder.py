@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import time
 from collections.abc import Callable
 
@@ -18,9 +17,14 @@ from lucid.errors import (
 )
 from lucid.identity import CallerIdentity, Role
 from lucid.proxy import Proxy, backoff_delays
+from lucid.proxy.forwarder import exchange_seconds
 from lucid_edge.local import free_port
 from tests.shared.proxy.conftest import proxy_request, proxy_settings
-from tests.shared.proxy.proxy_backends import BackendServer, running_backend
+from tests.shared.proxy.proxy_backends import (
+    BackendServer,
+    running_backend,
+    unaccepting_listener,
+)
 from tests.shared.proxy.test_proxy_routing import TRAVERSALS
 
 MakeProxy = Callable[..., Proxy]
@@ -254,31 +258,36 @@ def test_a_trickling_body_is_cut_at_the_invocation_deadline(
     assert time.monotonic() - started < 0.6
 
 
+def test_a_trickling_body_is_cut_at_the_longest_exchange_without_a_deadline(
+    backend: BackendServer, make_proxy: MakeProxy
+) -> None:
+    # GIVEN a body trickling in for a second, under every read timeout, and no invocation
+    # deadline; the exchange may last 0.1 + 0.3 s (one connect, one read: no retries)
+    backend.mode = "drip"
+    settings = proxy_settings(
+        BLOCKCHAIN_SERVICE_URL=backend.url, PROXY_RETRIES=0, PROXY_CONNECT_TIMEOUT_SECONDS=0.1
+    )
+    assert exchange_seconds(settings) == pytest.approx(0.4)
+    proxy = make_proxy(settings)
+    # WHEN it is forwarded THEN it is cut there: 504, not a wait for the whole body
+    started = time.monotonic()
+    with pytest.raises(GatewayTimeoutError):
+        proxy.forward(proxy_request())
+    assert time.monotonic() - started < 0.9
+
+
 def test_connect_timeout_is_retried_for_get_then_504(make_proxy: MakeProxy) -> None:
     # GIVEN a listener whose accept queue is full: new connections are never accepted
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(3):
-        filler = socket.socket()
-        filler.setblocking(False)
-        filler.connect_ex(("127.0.0.1", port))
-        fillers.append(filler)
     waits: list[float] = []
-    proxy = make_proxy(
-        proxy_settings(
-            BLOCKCHAIN_SERVICE_URL=f"http://127.0.0.1:{port}", PROXY_CONNECT_TIMEOUT_SECONDS=0.1
-        ),
-        sleep=waits.append,
-    )
-    try:
+    with unaccepting_listener() as port:
+        proxy = make_proxy(
+            proxy_settings(
+                BLOCKCHAIN_SERVICE_URL=f"http://127.0.0.1:{port}",
+                PROXY_CONNECT_TIMEOUT_SECONDS=0.1,
+            ),
+            sleep=waits.append,
+        )
         with pytest.raises(GatewayTimeoutError) as raised:
             proxy.forward(proxy_request("GET"))
-        assert "connection" in raised.value.detail
-        assert len(waits) == 2
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
+    assert "connection" in raised.value.detail
+    assert len(waits) == 2
