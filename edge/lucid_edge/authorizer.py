@@ -103,10 +103,18 @@ def parse_response(response: Any, simple: bool) -> Decision:
 
 
 def identity_values(spec: AuthorizerSpec, event: Mapping[str, Any]) -> tuple[str, ...] | None:
-    """The identity source values of a request, or None when one is missing or empty."""
+    """The identity source values of a request, or None when one is missing or empty.
+
+    API Gateway reads `$request.header.<name>` from the request, before building the payload
+    2.0 event that moves the `cookie` header into `cookies` (http-api-lambda-authorizer.html
+    lists header identity sources without exception): `$request.header.Cookie` is the
+    request's Cookie header, rebuilt here from the event's `cookies`."""
     headers: Mapping[str, str] = event["headers"]
     query: Mapping[str, str] = event.get("queryStringParameters") or {}
-    values = [headers.get(name, "") for name in spec.identity_headers]
+    values = [
+        "; ".join(event.get("cookies") or ()) if name == "cookie" else headers.get(name, "")
+        for name in spec.identity_headers
+    ]
     values.extend(query.get(name, "") for name in spec.identity_query_strings)
     return None if any(not v for v in values) else tuple(values)
 
