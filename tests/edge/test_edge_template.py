@@ -201,6 +201,11 @@ UNSUPPORTED = {
         {"extra": "Globals:\n  HttpApi: {StageName: g}\n"},
         "Globals.HttpApi.StageName: SAM does not take this property from Globals",
     ),
+    "globals not a mapping": ({"extra": "Globals: [1]\n"}, "Globals: must be a mapping"),
+    "globals section not a mapping": (
+        {"extra": "Globals:\n  Function: [1]\n"},
+        "Globals.Function: must be a mapping",
+    ),
     "globals events": (
         {"extra": "Globals:\n  Function: {Events: {}}\n"},
         "Globals.Function.Events: SAM does not take",
@@ -542,6 +547,9 @@ def test_ignore_globals_drops_what_it_names(tmp_path: Path) -> None:
     bad = _globals_template(tmp_path / "bad", fn_attributes="    IgnoreGlobals: [Layers]")
     with pytest.raises(TemplateError, match="IgnoreGlobals: 'Layers' is not set in Globals"):
         load_template(bad)
+    worse = _globals_template(tmp_path / "worse", fn_attributes="    IgnoreGlobals: Timeout")
+    with pytest.raises(TemplateError, match="IgnoreGlobals: '\\*' or a list of properties"):
+        load_template(worse)
 
 
 def test_globals_architectures_are_replaced_not_concatenated() -> None:
