@@ -9,12 +9,9 @@ import pytest
 from lucid_edge.authorizer import (
     MalformedResponseError,
     authorizer_event,
-    identity_values,
     json_copy,
     parse_response,
 )
-from lucid_edge.events import EventBuilder
-from lucid_edge.model import AuthorizerSpec
 
 ARN = "arn:aws:execute-api:us-east-1:123456789012:api/test/GET/items/1"
 
@@ -99,28 +96,3 @@ def test_a_decision_keeps_the_context_the_authorizer_answered() -> None:
     context["user"]["roles"].append("admin")
     # THEN the cached decision still holds what was answered
     assert decision.context == {"user": {"roles": ["user"]}}
-
-
-def test_a_cookie_identity_source_is_the_requests_cookie_header() -> None:
-    # GIVEN an authorizer whose identity source is $request.header.Cookie, and a request's
-    # payload 2.0 event (the Cookie header moves into `cookies`)
-    spec = AuthorizerSpec("C", "Fn", ("cookie",), (), 300, True)
-    event = EventBuilder("api", "$default").build(
-        method="GET",
-        path="/x",
-        raw_query="",
-        raw_headers=[(b"cookie", b"session=abc; theme=dark")],
-        http_version="1.1",
-        source_ip="127.0.0.1",
-        server_port="3000",
-        route_key="GET /x",
-        path_parameters=None,
-        body=b"",
-        request_id="r",
-    )
-    assert "cookie" not in event["headers"]
-    # THEN API Gateway finds the identity in the request (it is not a 401)
-    assert identity_values(spec, event) == ("session=abc; theme=dark",)
-    # AND a request without cookies has no identity
-    del event["cookies"]
-    assert identity_values(spec, event) is None
