@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 import time
 from importlib import _bootstrap_external
@@ -42,7 +43,9 @@ class LambdaContext:
     function_name = "probe"
     function_version = "$LATEST"
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:probe"
-    memory_limit_in_mb = 512
+    # A string, as awslambdaric's LambdaContext reads it: os.environ.get(
+    # "AWS_LAMBDA_FUNCTION_MEMORY_SIZE") (notes/aws-facts.md, rv-edge section).
+    memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
     aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e812345678"
     log_group_name = "/aws/lambda/probe"
     log_stream_name = "2026/12/01/[$LATEST]0123456789abcdef"

@@ -7,6 +7,10 @@ response `{"isAuthorized": bool, "context": {...}}` (EnableSimpleResponses) or a
 response, more than 10 s or a throttled authorizer -> 500. The cache is per worker process, as
 it is per API Gateway node in AWS; the edge never caches an error. The authorizer function runs
 on its own instances, like every function (`Call` is how the edge invokes one).
+
+Each invocation gets its own copy of what it may change: on AWS every event is JSON, so a
+function that edits `requestContext.authorizer` (or an authorizer that edits its event) changes
+nothing another request, the cached decision or the access line sees (`json_copy`).
 """
 
 from __future__ import annotations
@@ -28,12 +32,23 @@ MAX_AUTHORIZER_SECONDS = 10.0
 Call = Callable[[str, dict[str, Any], float], Awaitable[Any]]
 _log = logging.getLogger("lucid_edge.authorizer")
 _INVOKE = "execute-api:invoke"
+_CONTAINERS = (dict, list, tuple)
 
 
 def _names_invoke(action: str) -> bool:
     # IAM: "The prefix and the action name are case insensitive" and may hold * and ? wildcards
     # (reference_policies_elements_action.html): execute-api:invoke, execute-api:Inv* and * count.
     return fnmatch.fnmatchcase(_INVOKE, action.lower())
+
+
+def json_copy(value: Any) -> Any:
+    """A copy of a JSON-shaped value sharing nothing mutable with it (what serialising an event
+    to JSON gives each Lambda invocation), at a fraction of `copy.deepcopy`'s cost."""
+    if isinstance(value, dict):
+        return {k: json_copy(v) if isinstance(v, _CONTAINERS) else v for k, v in value.items()}
+    if isinstance(value, _CONTAINERS):
+        return [json_copy(v) if isinstance(v, _CONTAINERS) else v for v in value]
+    return value
 
 
 class MalformedResponseError(ValueError):
@@ -77,21 +92,29 @@ def parse_response(response: Any, simple: bool) -> Decision:
         verdict = response.get("isAuthorized")
         if not isinstance(verdict, bool):
             raise MalformedResponseError("isAuthorized must be a boolean")
-        return Decision(verdict, (), context)
+        return Decision(verdict, (), json_copy(context))
     policy = response.get("policyDocument")
     statements = policy.get("Statement") if isinstance(policy, dict) else None
     if isinstance(statements, dict):
         statements = [statements]
     if not isinstance(statements, list) or not all(isinstance(s, dict) for s in statements):
         raise MalformedResponseError("policyDocument.Statement must be a list of statements")
-    return Decision(None, tuple(statements), context)
+    return Decision(None, tuple(json_copy(statements)), json_copy(context))
 
 
 def identity_values(spec: AuthorizerSpec, event: Mapping[str, Any]) -> tuple[str, ...] | None:
-    """The identity source values of a request, or None when one is missing or empty."""
+    """The identity source values of a request, or None when one is missing or empty.
+
+    API Gateway reads `$request.header.<name>` from the request, before building the payload
+    2.0 event that moves the `cookie` header into `cookies` (http-api-lambda-authorizer.html
+    lists header identity sources without exception): `$request.header.Cookie` is the
+    request's Cookie header, rebuilt here from the event's `cookies`."""
     headers: Mapping[str, str] = event["headers"]
     query: Mapping[str, str] = event.get("queryStringParameters") or {}
-    values = [headers.get(name, "") for name in spec.identity_headers]
+    values = [
+        "; ".join(event.get("cookies") or ()) if name == "cookie" else headers.get(name, "")
+        for name in spec.identity_headers
+    ]
     values.extend(query.get(name, "") for name in spec.identity_query_strings)
     return None if any(not v for v in values) else tuple(values)
 
@@ -99,7 +122,8 @@ def identity_values(spec: AuthorizerSpec, event: Mapping[str, Any]) -> tuple[str
 def authorizer_event(
     event: Mapping[str, Any], route_arn: str, identity: tuple[str, ...]
 ) -> dict[str, Any]:
-    """The payload 2.0 REQUEST authorizer event for a function event (no body)."""
+    """The payload 2.0 REQUEST authorizer event for a function event (no body), sharing nothing
+    mutable with it: what the authorizer changes in its event never reaches the function's."""
     auth_event: dict[str, Any] = {
         "version": "2.0",
         "type": "REQUEST",
@@ -109,7 +133,7 @@ def authorizer_event(
     for key in ("routeKey", "rawPath", "rawQueryString", "cookies", "headers",
                 "queryStringParameters", "requestContext", "pathParameters"):  # fmt: skip
         if key in event:
-            auth_event[key] = event[key]
+            auth_event[key] = json_copy(event[key])
     return auth_event
 
 
@@ -135,12 +159,14 @@ class Authorizers:
 
     async def authorize(
         self, name: str, event: dict[str, Any], route_arn: str, call: Call
-    ) -> HttpResponse | None:
-        """None when the request may proceed (the context is put into `event`), else the error."""
+    ) -> tuple[HttpResponse | None, Mapping[str, Any] | None]:
+        """(None, the decision's context) when the request may proceed (a copy of the context
+        is put into `event`), else (the error, None). The context returned is the cached one:
+        read it, never change it."""
         spec = self._specs[name]
         identity = identity_values(spec, event)
         if identity is None:
-            return UNAUTHORIZED
+            return UNAUTHORIZED, None
         key = (name, identity)
         cached = self._cache.get(key)
         now = time.monotonic()
@@ -158,12 +184,13 @@ class Authorizers:
             except Exception:  # timeout, throttled, malformed answer or the authorizer's crash
                 _log.exception("authorizer %s failed", name)
                 self._observe(name, "error")
-                return INTERNAL_ERROR
+                return INTERNAL_ERROR, None
             if spec.ttl_seconds > 0:
                 if len(self._cache) > 10_000:  # bounded: identities are client-chosen
                     self._cache.clear()
                 self._cache[key] = (now + spec.ttl_seconds, decision)
         if not decision.allows(route_arn):
-            return FORBIDDEN
-        event["requestContext"]["authorizer"] = {"lambda": decision.context}
-        return None
+            return FORBIDDEN, None
+        # The cached decision is shared by every request of this identity for the TTL.
+        event["requestContext"]["authorizer"] = {"lambda": json_copy(decision.context)}
+        return None, decision.context

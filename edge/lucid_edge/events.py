@@ -61,11 +61,28 @@ class _Clock:
         return self._text, int(epoch * 1000)
 
 
+def header_text(value: bytes) -> str:
+    """A header value as the event's text: UTF-8 when the bytes are UTF-8, else one character
+    per byte (obs-text, RFC 9110 section 5.5).
+
+    A Lambda event is UTF-8 JSON, so API Gateway hands a client's UTF-8 value (`naïve`) over as
+    those characters; read as Latin-1 it became `naÃ¯ve`, which Mangum re-encodes to bytes the
+    client never sent. What AWS does with bytes that are not UTF-8 is not documented
+    (notes/aws-facts.md, rv-edge2): the edge keeps each byte as its Latin-1 character, as the
+    proxy does with such backend values (lucid.proxy)."""
+    if value.isascii():
+        return value.decode("ascii")
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
 def _headers(raw: Iterable[tuple[bytes, bytes]]) -> tuple[dict[str, str], list[str]]:
     headers: dict[str, str] = {}
     cookies: list[str] = []
     for raw_name, raw_value in raw:
-        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        name, value = raw_name.decode("latin-1").lower(), header_text(raw_value)
         if name == "cookie":
             cookies.extend(c.strip() for c in value.split(";") if c.strip())
         elif name in headers:

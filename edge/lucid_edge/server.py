@@ -408,8 +408,10 @@ class Edge:
         route_arn = self.events.route_arn(request.scope["method"], request.scope["path"])
         call = functools.partial(self._call, request)
         started = time.monotonic()
-        denied = await self.authorizers.authorize(route.authorizer, event, route_arn, call)
-        request.access.authorized(started, denied, event["requestContext"].get("authorizer"))
+        denied, context = await self.authorizers.authorize(route.authorizer, event, route_arn, call)
+        # The decision's own context: the function may change the copy in its event before
+        # the access line is written.
+        request.access.authorized(started, denied, {"lambda": context})
         return denied
 
     async def _invoke(

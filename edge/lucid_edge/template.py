@@ -59,7 +59,30 @@ _FUNCTION_PROPERTIES = _SERVED_FUNCTION_PROPERTIES | DEPLOY_ONLY_FUNCTION_PROPER
 # Lambda's limits on a function's Timeout (seconds): "1-900"
 # (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
 _MIN_TIMEOUT, _MAX_TIMEOUT = 1, 900
-_GLOBAL_SECTIONS = frozenset({"Function", "HttpApi"})
+# What SAM lets Globals set, per section (aws-sam-translator 1.115.0,
+# samtranslator/plugins/globals/globals.py, Globals.supported_properties): anything else is
+# "'X' is not a supported property of 'Function'" and the transform fails. Only the sections
+# the edge serves are listed.
+_GLOBAL_PROPERTIES: dict[str, frozenset[str]] = {
+    "Function": frozenset(
+        {"Handler", "Runtime", "CodeUri", "DeadLetterQueue", "Description", "MemorySize",
+         "Timeout", "VpcConfig", "Environment", "Tags", "PropagateTags", "Tracing", "KmsKeyArn",
+         "AutoPublishAlias", "AutoPublishAliasAllProperties", "Layers", "DeploymentPreference",
+         "RolePath", "PermissionsBoundary", "ReservedConcurrentExecutions",
+         "ProvisionedConcurrencyConfig", "AssumeRolePolicyDocument", "EventInvokeConfig",
+         "FileSystemConfigs", "CodeSigningConfigArn", "Architectures", "SnapStart",
+         "EphemeralStorage", "FunctionUrlConfig", "RuntimeManagementConfig", "LoggingConfig",
+         "RecursiveLoop", "SourceKMSKeyArn", "TenancyConfig", "DurableConfig",
+         "CapacityProviderConfig", "FunctionScalingConfig", "PublishToLatestPublished",
+         "VersionDeletionPolicy"}
+    ),
+    "HttpApi": frozenset(
+        {"Auth", "AccessLogSettings", "StageVariables", "Tags", "CorsConfiguration",
+         "DefaultRouteSettings", "Domain", "RouteSettings", "FailOnWarnings", "PropagateTags"}
+    ),
+}  # fmt: skip
+# Lists SAM replaces instead of concatenating (same module: CUSTOM_STRATEGIES, MergeOp.REPLACE).
+_REPLACED_LISTS = frozenset({"Function.Architectures"})
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, str]:
@@ -139,15 +162,70 @@ def _env_text(value: Any) -> str:
     return str(value)
 
 
-def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    # SAM Globals: maps merge key by key, scalars and lists are replaced.
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+def _is_intrinsic(value: Any) -> bool:
+    # samtranslator.model.intrinsics.is_intrinsic: a one-key map naming Ref, Condition or Fn::*.
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    key = next(iter(value))
+    return key in ("Ref", "Condition") or str(key).startswith("Fn::")
+
+
+def _merge_global(global_value: Any, local_value: Any, path: str) -> Any:
+    """A resource's value merged over its Globals value, as SAM merges them
+    (samtranslator/plugins/globals/globals.py, GlobalProperties._do_merge): two maps merge key
+    by key, recursively; two lists concatenate, Globals' items first (except the lists SAM
+    replaces); anything else, intrinsics included, is the resource's value."""
+    global_map = isinstance(global_value, dict) and not _is_intrinsic(global_value)
+    local_map = isinstance(local_value, dict) and not _is_intrinsic(local_value)
+    if global_map and local_map:
+        merged = dict(global_value)
+        for key, value in local_value.items():
+            merged[key] = (
+                _merge_global(merged[key], value, f"{path}.{key}") if key in merged else value
+            )
+        return merged
+    if isinstance(global_value, list) and isinstance(local_value, list):
+        return local_value if path in _REPLACED_LISTS else global_value + local_value
+    return local_value
+
+
+def _globals_for(
+    section: str, globals_: Mapping[str, Any], logical_id: str, resource: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The Globals properties that apply to a resource, without those its `IgnoreGlobals`
+    attribute ("*" or a list of property names) drops (Globals.get_template_globals)."""
+    if section not in globals_:
+        return {}  # SAM reads IgnoreGlobals only when Globals has the resource's section
+    props = dict(globals_[section] or {})
+    where = f"Resources.{logical_id}.IgnoreGlobals"
+    ignore = resource.get("IgnoreGlobals")
+    if ignore == "*":
+        return {}
+    if isinstance(ignore, list):
+        for name in ignore:
+            if name not in props:
+                raise TemplateError(f"{where}: {name!r} is not set in Globals.{section}")
+            del props[name]
+    elif ignore is not None:
+        raise TemplateError(f"{where}: '*' or a list of properties")
+    return props
+
+
+def _check_globals(globals_: Any) -> None:
+    if not isinstance(globals_, dict):
+        raise TemplateError("Globals: must be a mapping")
+    for section, props in globals_.items():
+        supported = _GLOBAL_PROPERTIES.get(section)
+        if supported is None:
+            raise TemplateError(f"Globals.{section}: section is not supported by the local edge")
+        if not isinstance(props, dict):
+            raise TemplateError(f"Globals.{section}: must be a mapping")
+        for prop in props:
+            if prop not in supported:
+                # SAM fails the transform ("'X' is not a supported property of 'Function'").
+                raise TemplateError(
+                    f"Globals.{section}.{prop}: SAM does not take this property from Globals"
+                )
 
 
 def _function(
@@ -220,9 +298,7 @@ def load_template(path: Path, overrides: Mapping[str, str] | None = None) -> Tem
     resolver = Resolver(parameters, frozenset(resources), raw.get("Conditions") or {})
     _check_rules(raw.get("Rules") or {}, resolver)
     globals_ = raw.get("Globals") or {}
-    for section in globals_:
-        if section not in _GLOBAL_SECTIONS:
-            raise TemplateError(f"Globals.{section}: section is not supported by the local edge")
+    _check_globals(globals_)
 
     functions: dict[str, FunctionSpec] = {}
     events: dict[str, dict[str, Any]] = {}
@@ -240,8 +316,8 @@ def load_template(path: Path, overrides: Mapping[str, str] | None = None) -> Tem
             deploy_only[f"{where} ({kind})"] = None
             continue
         if kind == "AWS::Serverless::Function":
-            global_props = globals_.get("Function") or {}
-            props = _merge(global_props, resource.get("Properties") or {})
+            global_props = _globals_for("Function", globals_, logical_id, resource)
+            props = _merge_global(global_props, resource.get("Properties") or {}, "Function")
             raw_events = props.pop("Events", None) or {}
             props = resolver.resolve(props, f"{where}.Properties")
             functions[logical_id], _ = _function(logical_id, props, path.parent)
@@ -252,8 +328,10 @@ def load_template(path: Path, overrides: Mapping[str, str] | None = None) -> Tem
                     None
                 )
         elif kind == "AWS::Serverless::HttpApi":
-            apis[logical_id] = _merge(
-                globals_.get("HttpApi") or {}, resource.get("Properties") or {}
+            apis[logical_id] = _merge_global(
+                _globals_for("HttpApi", globals_, logical_id, resource),
+                resource.get("Properties") or {},
+                "HttpApi",
             )
         else:
             raise TemplateError(f"{where}.Type: {kind!r} is not supported by the local edge")

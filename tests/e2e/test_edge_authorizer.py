@@ -92,6 +92,27 @@ def test_decisions_are_cached_per_identity_for_the_ttl(edge: RunningEdge, calls:
     assert _count(calls) == 3  # the TTL expired
 
 
+def test_a_function_changing_its_authorizer_context_changes_no_other_request(
+    edge: RunningEdge, calls: Path
+) -> None:
+    # GIVEN the cached Simple authorizer (ReauthorizeEvery: 1) and a function that rewrites
+    # event.requestContext.authorizer.lambda in place
+    headers = {"Authorization": "Bearer allow"}
+    first = edge.client.post("/protected/mutate", headers=headers)
+    # WHEN the same identity calls again while its decision is cached
+    second = edge.client.post("/protected/mutate", headers=headers)
+    # THEN each invocation saw the authorizer's own context, as each JSON event on AWS would
+    assert first.status_code == second.status_code == 200
+    assert json.loads(first.text) == json.loads(second.text) == {"role": "user", "userId": "u-1"}
+    assert _count(calls) <= 1  # the second answer came from the cache (unless its 1 s passed)
+    # AND a route of another function gets the same untouched context
+    answer = edge.client.get("/private", headers=headers).json()
+    assert answer["event"]["requestContext"]["authorizer"]["lambda"] == {
+        "userId": "u-1",
+        "role": "user",
+    }
+
+
 def test_ttl_zero_invokes_every_time_and_needs_every_identity_source(
     edge: RunningEdge, calls: Path
 ) -> None:

@@ -229,6 +229,18 @@ def test_the_function_gets_the_payload_2_event_and_context(edge: RunningEdge) ->
     assert answer["empty_is_set"] is False
 
 
+def test_header_values_reach_the_event_as_the_text_the_client_sent(edge: RunningEdge) -> None:
+    # GIVEN a header in UTF-8 and one in Latin-1 (obs-text, not UTF-8)
+    utf8 = "na\u00efve \u65e5\u672c"
+    headers = {b"X-Note": utf8.encode(), b"X-Legacy": b"caf\xe9"}
+    # WHEN they pass the edge
+    event = edge.client.get("/echo", headers=headers).json()["event"]
+    # THEN the event holds the characters sent (not each UTF-8 byte as a character), and a
+    # value that is not UTF-8 one character per byte
+    assert event["headers"]["x-note"] == utf8
+    assert event["headers"]["x-legacy"] == "caf\u00e9"
+
+
 def test_greedy_path_and_binary_request_body(edge: RunningEdge) -> None:
     response = edge.client.put(
         "/files/a/b.bin", content=b"\x00\xff", headers={"Content-Type": "application/octet-stream"}

@@ -6,7 +6,12 @@ from typing import Any
 
 import pytest
 
-from lucid_edge.authorizer import MalformedResponseError, parse_response
+from lucid_edge.authorizer import (
+    MalformedResponseError,
+    authorizer_event,
+    json_copy,
+    parse_response,
+)
 
 ARN = "arn:aws:execute-api:us-east-1:123456789012:api/test/GET/items/1"
 
@@ -60,3 +65,34 @@ def test_a_single_statement_object_is_accepted() -> None:
 def test_malformed_answers_are_refused(response: Any, simple: bool) -> None:
     with pytest.raises(MalformedResponseError):
         parse_response(response, simple)
+
+
+def test_the_authorizer_event_shares_nothing_mutable_with_the_function_event() -> None:
+    # GIVEN a function event with headers, query, path parameters, cookies and a context
+    event: dict[str, Any] = {
+        "routeKey": "GET /items/{id}",
+        "headers": {"authorization": "t"},
+        "queryStringParameters": {"q": "1"},
+        "pathParameters": {"id": "1"},
+        "cookies": ["a=1"],
+        "requestContext": {"http": {"method": "GET"}},
+    }
+    before = json_copy(event)
+    # WHEN the authorizer changes everything in its own event
+    auth_event = authorizer_event(event, ARN, ("t",))
+    for key in ("headers", "queryStringParameters", "pathParameters"):
+        auth_event[key]["x"] = "changed"
+    auth_event["cookies"].append("b=2")
+    auth_event["requestContext"]["http"]["method"] = "POST"
+    # THEN the function's event is as API Gateway built it
+    assert event == before
+
+
+def test_a_decision_keeps_the_context_the_authorizer_answered() -> None:
+    # GIVEN an authorizer answer with a nested context the authorizer keeps a reference to
+    context: dict[str, Any] = {"user": {"roles": ["user"]}}
+    decision = parse_response({"isAuthorized": True, "context": context}, simple=True)
+    # WHEN the authorizer changes that object after answering
+    context["user"]["roles"].append("admin")
+    # THEN the cached decision still holds what was answered
+    assert decision.context == {"user": {"roles": ["user"]}}

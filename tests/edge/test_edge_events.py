@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from lucid_edge.authorizer import authorizer_event
+from lucid_edge.authorizer import authorizer_event, identity_values
 from lucid_edge.events import EventBuilder, LambdaContext, is_text_content_type, new_request_id
+from lucid_edge.model import AuthorizerSpec
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 _NONDETERMINISTIC = {"requestId", "time", "timeEpoch", "x-amzn-trace-id"}
@@ -153,3 +154,16 @@ def test_lambda_context_counts_down_from_the_timeout() -> None:
     assert context.identity.cognito_identity_id is None
     assert context.client_context is None
     assert context.tenant_id is None
+
+
+def test_a_cookie_identity_source_is_the_requests_cookie_header() -> None:
+    # GIVEN an authorizer whose identity source is $request.header.Cookie, and a request's
+    # payload 2.0 event (the Cookie header moves into `cookies`)
+    spec = AuthorizerSpec("C", "Fn", ("cookie",), (), 300, True)
+    event = _build(raw_headers=[(b"cookie", b"session=abc; theme=dark")])
+    assert "cookie" not in event["headers"]
+    # THEN API Gateway finds the identity in the request (it is not a 401)
+    assert identity_values(spec, event) == ("session=abc; theme=dark",)
+    # AND a request without cookies has no identity
+    del event["cookies"]
+    assert identity_values(spec, event) is None

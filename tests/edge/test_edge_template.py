@@ -11,7 +11,7 @@ import pytest
 from lucid_edge.intrinsics import Resolver, TemplateError
 from lucid_edge.loader import load_handler
 from lucid_edge.model import Throttle
-from lucid_edge.template import apply_environment, load_template, parse_overrides
+from lucid_edge.template import _merge_global, apply_environment, load_template, parse_overrides
 from tests.edge.harness import TEMPLATE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -196,6 +196,20 @@ UNSUPPORTED = {
         "Resources.Api.Properties.StageVariables",
     ),
     "globals api": ({"extra": "Globals:\n  Api: {}\n"}, "Globals.Api"),
+    # SAM refuses these Globals ("'StageName' is not a supported property of 'HttpApi'")
+    "globals stage name": (
+        {"extra": "Globals:\n  HttpApi: {StageName: g}\n"},
+        "Globals.HttpApi.StageName: SAM does not take this property from Globals",
+    ),
+    "globals not a mapping": ({"extra": "Globals: [1]\n"}, "Globals: must be a mapping"),
+    "globals section not a mapping": (
+        {"extra": "Globals:\n  Function: [1]\n"},
+        "Globals.Function: must be a mapping",
+    ),
+    "globals events": (
+        {"extra": "Globals:\n  Function: {Events: {}}\n"},
+        "Globals.Function.Events: SAM does not take",
+    ),
     "wildcard origin with credentials": (
         {"api": _indent("CorsConfiguration: {AllowOrigins: ['*'], AllowCredentials: true}\n", 6)},
         "CorsConfiguration.AllowCredentials",
@@ -404,7 +418,6 @@ def test_globals_http_api_default_route_and_integration_timeout(tmp_path: Path) 
             Globals:
               HttpApi:
                 CorsConfiguration: true
-                StageName: g
               Function:
                 Environment: {Variables: {FLAG: true}}
             Resources:
@@ -440,3 +453,111 @@ def test_globals_http_api_default_route_and_integration_timeout(tmp_path: Path) 
     assert template.api.cors.allow_origins == ("*",)
     assert template.api.default_throttle == Throttle(burst=7, rate=10000.0)
     assert template.environment == {"FLAG": "true"}
+
+
+_GLOBALS_TEMPLATE = """\
+Transform: AWS::Serverless-2016-10-31
+Conditions:
+  Short: !Equals [a, a]
+Globals:
+  Function:
+    Timeout: !Ref AWS::NoValue
+    MemorySize: 256
+    Environment: {{Variables: {{FROM_GLOBALS: g, BOTH: g}}}}
+  HttpApi:
+    CorsConfiguration:
+      AllowOrigins: [https://a.example]
+      AllowHeaders: [x-a]
+    Auth:
+      Authorizers:
+        A:
+          FunctionArn: !GetAtt Fn.Arn
+          AuthorizerPayloadFormatVersion: "2.0"
+          EnableFunctionDefaultPermissions: true
+          Identity: {{Headers: [Authorization], ReauthorizeEvery: 0}}
+Resources:
+  Api:
+    Type: AWS::Serverless::HttpApi
+{api_attributes}
+    Properties:
+      CorsConfiguration:
+        AllowOrigins: [https://b.example]
+      Auth:
+        Authorizers:
+          A:
+            Identity: {{Headers: [X-Tenant]}}
+  Fn:
+    Type: AWS::Serverless::Function
+{fn_attributes}
+    Properties:
+      Runtime: python3.11
+      CodeUri: functions/faulty/
+      Handler: app.handler
+      Timeout: !If [Short, 5, 6]
+      Environment: {{Variables: {{BOTH: local}}}}
+      Events:
+        Route: {{Type: HttpApi, Properties: {{ApiId: !Ref Api, Method: GET, Path: /x}}}}
+"""
+
+
+def _globals_template(tmp_path: Path, api_attributes: str = "", fn_attributes: str = "") -> Path:
+    tmp_path.mkdir(exist_ok=True)
+    path = tmp_path / "template.yaml"
+    path.write_text(
+        _GLOBALS_TEMPLATE.format(api_attributes=api_attributes, fn_attributes=fn_attributes)
+    )
+    (tmp_path / "functions").symlink_to(TEMPLATE.parent / "functions")
+    return path
+
+
+def test_globals_merge_as_the_sam_transform_merges_them(tmp_path: Path) -> None:
+    # GIVEN Globals and resources that both set maps, lists and intrinsics
+    # WHEN the edge loads the template
+    template = load_template(_globals_template(tmp_path))
+    api = template.api
+    # THEN lists concatenate, Globals' items first (GlobalProperties._merge_lists, checked by
+    # running aws-sam-translator 1.115.0: allowOrigins [a, b], identitySource both headers)
+    assert api.cors is not None
+    assert api.cors.allow_origins == ("https://a.example", "https://b.example")
+    assert api.cors.allow_headers == ("x-a",)
+    assert api.authorizers["A"].identity_headers == ("authorization", "x-tenant")
+    # AND maps merge key by key, the resource's value winning
+    fn = template.functions["Fn"]
+    assert fn.environment == {"FROM_GLOBALS": "g", "BOTH": "local"}
+    assert fn.memory_size == 256
+    # AND an intrinsic is a scalar: the resource's !If replaces the Globals' !Ref whole
+    assert fn.timeout == 5
+
+
+def test_ignore_globals_drops_what_it_names(tmp_path: Path) -> None:
+    # GIVEN a function ignoring every Global, and an API ignoring its CorsConfiguration
+    path = _globals_template(
+        tmp_path,
+        api_attributes="    IgnoreGlobals: [CorsConfiguration]",
+        fn_attributes="    IgnoreGlobals: '*'",
+    )
+    # WHEN the edge loads it THEN only the resource's own values are left
+    template = load_template(path)
+    fn = template.functions["Fn"]
+    assert (fn.memory_size, fn.environment) == (128, {"BOTH": "local"})
+    assert template.api.cors is not None
+    assert template.api.cors.allow_origins == ("https://b.example",)
+    assert template.api.authorizers["A"].identity_headers == ("authorization", "x-tenant")
+    # AND a name Globals does not set is refused, as SAM refuses it
+    bad = _globals_template(tmp_path / "bad", fn_attributes="    IgnoreGlobals: [Layers]")
+    with pytest.raises(TemplateError, match="IgnoreGlobals: 'Layers' is not set in Globals"):
+        load_template(bad)
+    worse = _globals_template(tmp_path / "worse", fn_attributes="    IgnoreGlobals: Timeout")
+    with pytest.raises(TemplateError, match="IgnoreGlobals: '\\*' or a list of properties"):
+        load_template(worse)
+
+
+def test_globals_architectures_are_replaced_not_concatenated() -> None:
+    # GIVEN SAM's one replaced list (CUSTOM_STRATEGIES "Function.Architectures": REPLACE)
+    merged = _merge_global(
+        {"Architectures": ["arm64"], "Layers": ["g"]},
+        {"Architectures": ["x86_64"], "Layers": ["l"]},
+        "Function",
+    )
+    # THEN the resource's architectures replace Globals', and other lists concatenate
+    assert merged == {"Architectures": ["x86_64"], "Layers": ["g", "l"]}
