@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import mongomock
 from bson.int64 import Int64
 from mongomock.filtering import filter_applies
-from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
 from lucid.store.documents import Document
@@ -35,17 +33,6 @@ MAX_MESSAGE_SIZE = 48_000_000
 MAX_WRITE_BATCH_SIZE = 100_000
 
 _matches: Callable[[Document, Document], bool] = filter_applies
-
-
-def in_memory_client() -> Any:
-    """A fresh in-memory MongoDB-API client (mongomock), timezone-aware like our pymongo ones."""
-    return mongomock.MongoClient(tz_aware=True)
-
-
-def in_memory_database(name: str = "lucid") -> Database[Document]:
-    """A fresh in-memory database in this process, for tests. NOTHING IS PERSISTED."""
-    database: Database[Document] = in_memory_client()[name]
-    return database
 
 
 # wire name -> method name (the wire names are camelCase; the handshake has legacy spellings)

@@ -30,7 +30,7 @@ from pymongo.monitoring import (
 )
 from pymongo.write_concern import WriteConcern
 
-from lucid_edge.local import free_port
+from lucid_edge.local import free_port, in_memory_database
 from lucid_edge.local.mongo_core import IDLE_CURSOR_SECONDS, MAX_BATCH_BYTES, Cursors
 from lucid_edge.local.mongo_server import EmbeddedMongo, EmbeddedMongoError, start_mongo_server
 
@@ -724,3 +724,18 @@ def test_index_conflicts_are_refused_like_mongodb(db: Database[Doc]) -> None:
     db.users.create_index("address", name="active", partialFilterExpression={"on": True})
     assert db.users.create_index("address", unique=True) == "address_1"
     assert sorted(db.users.index_information()) == ["_id_", "active", "address_1"]
+
+
+def test_a_test_database_refuses_what_a_real_server_refuses() -> None:
+    # GIVEN the fresh database a layer or function test gets
+    first, second = in_memory_database(), in_memory_database()
+    assert first.name != second.name
+    # WHEN an update names one path twice THEN it is refused as a real server refuses it
+    # (6d2cc82: an in-process mongomock database, which applied it)
+    with pytest.raises(OperationFailure) as conflict:
+        first.t.update_one({"_id": 1}, {"$set": {"a": 1}, "$inc": {"a": 1}}, upsert=True)
+    assert conflict.value.code == 40
+    assert first.t.count_documents({}) == 0
+    # AND each database starts empty
+    first.t.insert_one({"_id": 1})
+    assert second.t.count_documents({}) == 0

@@ -1,7 +1,7 @@
 """The MongoDB indexes: created idempotently, retried after an outage, per database.
 
-MongoDB is mongomock (in memory) except where a real pymongo client is pointed at a closed port
-to stand for "MongoDB is down".
+MongoDB is the in-memory store (mongomock behind the wire protocol) except where a real pymongo
+client is pointed at a closed port to stand for "MongoDB is down".
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pymongo.errors import DuplicateKeyError
 
 from lucid.errors import ServiceUnavailableError
 from lucid.store.indexes import ensure_indexes, ensure_indexes_once
-from lucid_edge.local import in_memory_database
 
 Db = Database[dict[str, Any]]
 
@@ -41,9 +40,11 @@ def test_ensure_once_retries_a_database_that_was_down(dead_db: Db, db: Db) -> No
 
 
 def test_each_fresh_database_gets_its_indexes_even_when_it_looks_like_another(db: Db) -> None:
-    # GIVEN a prepared database, and another in-memory one with the same address and name
+    # GIVEN a prepared database, and another object equal to it (same address and name) over
+    # a database that was dropped meanwhile
     ensure_indexes_once(db)
-    twin: Db = in_memory_database()
+    db.client.drop_database(db.name)
+    twin: Db = Database(db.client, db.name)
     assert twin == db
     # WHEN it is first used THEN it gets its own indexes
     ensure_indexes_once(twin)
