@@ -41,6 +41,9 @@ os.environ.update(
         # production's 50 ms Redis bound turns a scheduling hiccup into a fallback or a 503.
         # Tests of what a slow or dead Redis does build their clients with 50 ms explicitly.
         "REDIS_TIMEOUT_MS": "500",
+        # Likewise MongoDB's bound on each whole operation (2 s in production); tests of a dead
+        # or hung MongoDB set theirs explicitly.
+        "MONGODB_TIMEOUT_MS": "5000",
     }
 )
 for _name in ("BLOCKCHAIN_SERVICE_URL", "SESSION_SERVICE_URL", "NODE_SERVICE_URL", "LUCID_URL"):

@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from lucid.errors import ServiceUnavailableError
-from lucid.store.indexes import ensure_indexes
+from lucid.store.indexes import IndexConflictError, ensure_indexes
 from lucid.store.mongo import get_database
 
 
@@ -36,6 +36,9 @@ def run_init(args: argparse.Namespace) -> int:
         created = ensure_indexes(database)
     except ServiceUnavailableError as error:
         print(f"lucid db init: {error.detail}", file=sys.stderr)
+        return 1
+    except IndexConflictError as error:
+        print(f"lucid db init: {error}", file=sys.stderr)
         return 1
     for collection, names in created.items():
         print(f"{database.name}.{collection}: {', '.join(names)}")

@@ -61,3 +61,16 @@ def test_db_init_without_mongodb_uri_says_how_to_set_one(
     # WHEN `lucid db init` runs THEN it exits 2 naming the variable, with nothing created
     assert main(["db", "init"]) == 2
     assert "lucid db init: MONGODB_URI is unset" in capsys.readouterr().err
+
+
+def test_db_init_names_a_hand_made_index_that_lacks_our_options(
+    mongo: EmbeddedMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a non-unique index on the address, made by hand
+    with pymongo.MongoClient[dict[str, Any]](mongo.uri) as client:
+        client["dbinit"]["users"].create_index("address")
+    # WHEN `lucid db init` runs THEN it exits 1 naming the index and how to fix it
+    assert main(["db", "init"]) == 1
+    err = capsys.readouterr().err
+    assert "users: index 'address_1' holds the key of 'address_unique'" in err
+    assert "dropIndex('address_1')" in err

@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import mongomock
 from bson.int64 import Int64
 from mongomock.filtering import filter_applies
-from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
 from lucid.store.documents import Document
@@ -35,17 +33,6 @@ MAX_MESSAGE_SIZE = 48_000_000
 MAX_WRITE_BATCH_SIZE = 100_000
 
 _matches: Callable[[Document, Document], bool] = filter_applies
-
-
-def in_memory_client() -> Any:
-    """A fresh in-memory MongoDB-API client (mongomock), timezone-aware like our pymongo ones."""
-    return mongomock.MongoClient(tz_aware=True)
-
-
-def in_memory_database(name: str = "lucid") -> Database[Document]:
-    """A fresh in-memory database in this process, for tests. NOTHING IS PERSISTED."""
-    database: Database[Document] = in_memory_client()[name]
-    return database
 
 
 # wire name -> method name (the wire names are camelCase; the handshake has legacy spellings)
@@ -302,13 +289,15 @@ class CommandBackend:
     # --- indexes ----------------------------------------------------------------------------
 
     def create_indexes(self, request: Request) -> Document:
-        """Create indexes; the same spec twice is a no-op, a name reused with other options 85."""
+        """Create indexes; the same spec twice is a no-op, a conflict with an existing index is
+        refused as MongoDB refuses it (`_refuse_index_conflict`; mongomock would add it)."""
         collection = self._collection(request)
         existed = self._exists(request)
         if not existed:  # as MongoDB does; mongomock would drop it again with its last index
             self.client[request.database].create_collection(request.target)
         before = len(collection.index_information())
         for spec in request.command.get("indexes", []):
+            _refuse_index_conflict(collection.index_information(), spec)
             options = {key: value for key, value in spec.items() if key not in ("key", "v")}
             try:
                 collection.create_index(list(spec["key"].items()), **options)
@@ -339,3 +328,33 @@ class CommandBackend:
         except OperationFailure as error:
             raise CommandError(27, str(error)) from error
         return {"nIndexesWas": before}
+
+
+# What may differ between two indexes on the same key pattern (MongoDB's createIndex docs: the
+# same key may be indexed twice with different collations or partial filters, nothing else).
+_INDEX_VARIANTS = ("collation", "partialFilterExpression")
+
+
+def _refuse_index_conflict(existing: dict[str, Document], spec: Document) -> None:
+    """Refuse `spec` where a real server refuses it against the `existing` indexes:
+
+    - a name already used for another key pattern: 86 IndexKeySpecsConflict ("An existing index
+      has the same name as the requested index but a different key spec"; SERVER-55738);
+    - a key pattern already indexed under another name: 85 IndexOptionsConflict ("Index already
+      exists with a different name"; SERVER-13290), which on a real server is every cold start's
+      `create_indexes` failing once someone created the same index by hand (`address_1`).
+
+    Same name, same key, other options: 85, as mongomock itself answers.
+    """
+    name, key = spec.get("name"), list(dict(spec["key"]).items())
+    for other_name, other in existing.items():
+        other_key = [(field, direction) for field, direction in other["key"]]
+        if other_name == name and other_key != key:
+            raise CommandError(
+                86,
+                f"An existing index has the same name as the requested index but a different"
+                f" key spec. Requested index: {key}, existing index: {other_key}",
+            )
+        same_variant = all(spec.get(option) == other.get(option) for option in _INDEX_VARIANTS)
+        if other_name != name and other_key == key and same_variant:
+            raise CommandError(85, f"Index already exists with a different name: {other_name}")

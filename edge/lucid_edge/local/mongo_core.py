@@ -26,6 +26,7 @@ IDLE_CURSOR_SECONDS = 600.0
 CODE_NAMES = {
     1: "InternalError",
     2: "BadValue",
+    40: "ConflictingUpdateOperators",
     9: "FailedToParse",
     20: "IllegalOperation",
     26: "NamespaceNotFound",
@@ -35,6 +36,7 @@ CODE_NAMES = {
     59: "CommandNotFound",
     73: "InvalidNamespace",
     85: "IndexOptionsConflict",
+    86: "IndexKeySpecsConflict",
     238: "NotImplemented",
     11000: "DuplicateKey",
 }

@@ -32,7 +32,9 @@ from types import TracebackType
 from typing import Any, cast
 
 import bson
+import pymongo
 from bson.errors import BSONError
+from pymongo.database import Database
 
 from lucid.store.documents import Document
 from lucid_edge.local.mongo_commands import CommandBackend
@@ -347,3 +349,22 @@ def start_mongo_server(port: int | None = None) -> EmbeddedMongo:
     # A worker forked from the parent must not keep the port listening after the parent stops.
     os.register_at_fork(after_in_child=listener.close)
     return EmbeddedMongo(listener).start()
+
+
+_shared: tuple[EmbeddedMongo, pymongo.MongoClient[Document]] | None = None
+_shared_lock = threading.Lock()
+
+
+def in_memory_database(name: str = "lucid") -> Database[Document]:
+    """A fresh, empty database for a test, on this process's embedded MongoDB (started on first
+    use) through pymongo and the wire protocol, as every function reaches MongoDB: what the
+    driver or a real server refuses (a value BSON cannot hold, overlapping update paths, index
+    conflicts) is refused here too, which mongomock called in-process never did. NOTHING IS
+    PERSISTED."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            server = start_mongo_server()
+            _shared = server, pymongo.MongoClient(server.uri, tz_aware=True, timeoutMS=30_000)
+        client = _shared[1]
+    return client[f"{name}_{os.urandom(6).hex()}"]

@@ -34,9 +34,70 @@ def apply_update(
         if multi:
             raise CommandError(9, "multi update is not supported for replacement-style update")
         return collection.replace_one(query, update, upsert=upsert)
+    if isinstance(update, dict):
+        check_update_document(update)
     options = {"array_filters": array_filters} if array_filters else {}
     apply = collection.update_many if multi else collection.update_one
     return apply(query, update, upsert=upsert, **options)
+
+
+# MongoDB's field and array update operators (mongodb.com/docs/manual/reference/operator/update)
+UPDATE_OPERATORS = frozenset(
+    [
+        "$currentDate",
+        "$inc",
+        "$min",
+        "$max",
+        "$mul",
+        "$rename",
+        "$set",
+        "$setOnInsert",
+        "$unset",
+        "$addToSet",
+        "$pop",
+        "$pull",
+        "$push",
+        "$pullAll",
+        "$bit",
+    ]
+)
+
+
+def check_update_document(update: Document) -> None:
+    """Refuse an update document naming an unknown operator (9 FailedToParse) or two paths
+    that overlap, as MongoDB does whether or not a document matches.
+
+    MongoDB refuses the whole update, before matching anything, when one path it changes equals
+    or contains another, whichever operators name them: `{$set: {a: 1}, $setOnInsert: {a: 2}}`,
+    `{$set: {v: 1}, $inc: {v: 1}}`, `{$set: {p: {}, "p.q": 1}}` are each error 40
+    ConflictingUpdateOperators, "Updating the path 'a' would create a conflict at 'a'" (pymongo:
+    WriteError, or OperationFailure from findAndModify), even where the document exists and
+    `$setOnInsert` would not apply. mongomock applies them one after the other instead.
+    """
+    seen: list[tuple[str, ...]] = []
+    for operator, fields in update.items():
+        if operator not in UPDATE_OPERATORS:  # mongomock refuses it only when a document matches
+            raise OperationFailure(
+                f"Unknown modifier: {operator}. Expected a valid update modifier or pipeline-style"
+                " update specified as an array",
+                code=9,
+            )
+        if not isinstance(fields, dict):
+            continue  # a malformed operand: mongomock refuses it itself
+        # $rename changes both the field it takes and the one it writes
+        paths = [*fields, *fields.values()] if operator == "$rename" else list(fields)
+        for path in paths:
+            if not isinstance(path, str):
+                continue
+            parts = tuple(path.split("."))
+            for other in seen:
+                shorter = min(len(parts), len(other))
+                if parts[:shorter] == other[:shorter]:
+                    at = ".".join(parts[:shorter])
+                    raise OperationFailure(
+                        f"Updating the path '{path}' would create a conflict at '{at}'", code=40
+                    )
+            seen.append(parts)
 
 
 def insert(collection: Any, request: Request) -> Document:

@@ -12,7 +12,9 @@ import threading
 import weakref
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import OperationFailure
 
 from lucid.store.documents import Document, database_errors
 
@@ -49,13 +51,57 @@ _prepared: dict[int, weakref.ref[Database[Document]]] = {}
 _lock = threading.Lock()
 
 
+# MongoDB's answer when the key pattern is already indexed under another name (or the name is
+# taken with other options): the whole createIndexes command is refused, nothing is created.
+INDEX_OPTIONS_CONFLICT = 85
+# Options that change what an index guarantees or holds; the rest (name, v, background) do not.
+_MEANINGFUL = ("unique", "sparse", "expireAfterSeconds", "partialFilterExpression", "collation")
+
+
+class IndexConflictError(RuntimeError):
+    """An index made outside the gateway (by hand, another tool) holds the key pattern one of
+    ours needs, with options that do not give the guarantee ours gives."""
+
+
 def ensure_indexes(database: Database[Document]) -> dict[str, list[str]]:
-    """Create every index in `INDEXES` that `database` lacks; the names per collection."""
+    """Create every index in `INDEXES` that `database` lacks; the names per collection.
+
+    An index someone created by hand on the same key with the same options (`address_1`,
+    unique) serves as ours: a real server refuses ours beside it (85 IndexOptionsConflict), and
+    that must not fail every request. One that lacks our options is `IndexConflictError`.
+    """
     created: dict[str, list[str]] = {}
     with database_errors("database"):
         for collection, models in INDEXES.items():
-            created[collection] = database[collection].create_indexes(models)
+            try:
+                created[collection] = database[collection].create_indexes(models)
+            except OperationFailure as error:
+                if error.code != INDEX_OPTIONS_CONFLICT:
+                    raise
+                created[collection] = [_ensure_one(database[collection], m) for m in models]
     return created
+
+
+def _ensure_one(collection: Collection[Document], model: IndexModel) -> str:
+    """The name of the index serving `model`: created, or an equivalent one already there."""
+    try:
+        return collection.create_indexes([model])[0]
+    except OperationFailure as error:
+        if error.code != INDEX_OPTIONS_CONFLICT:
+            raise
+        wanted = model.document
+        for existing in collection.list_indexes():
+            if list(existing["key"].items()) != list(wanted["key"].items()):
+                continue
+            if all(existing.get(option) == wanted.get(option) for option in _MEANINGFUL):
+                return str(existing["name"])
+            options = {option: wanted[option] for option in _MEANINGFUL if option in wanted}
+            raise IndexConflictError(
+                f"{collection.name}: index {existing['name']!r} holds the key of "
+                f"{wanted['name']!r} without its options {options}; drop it "
+                f"(db.{collection.name}.dropIndex({existing['name']!r})) and run `lucid db init`"
+            ) from error
+        raise
 
 
 def ensure_indexes_once(database: Database[Document]) -> None:

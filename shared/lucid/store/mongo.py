@@ -27,12 +27,18 @@ def build_database(settings: Settings) -> Database[Document]:
     """
     uri = settings.required_uri("MONGODB_URI")
     timeout = settings.MONGODB_TIMEOUT_MS
+    # `timeoutMS` (client-side operation timeout, pymongo 4.2+) bounds each operation as a
+    # whole: server selection, connection, the server's own work (sent as maxTimeMS) and the
+    # one retry of a retryable read or write. A socket timeout alone bounded each attempt, so a
+    # server that stopped answering (a partition, a hung primary) held a request for two of
+    # them (2 x 5 s: the whole 10 s Timeout of the authorizer and meta functions) before the
+    # 503. Sources: pymongo's "Client Side Operation Timeout" page; the CSOT specification.
     client: pymongo.MongoClient[Document] = pymongo.MongoClient(
         uri,
         tz_aware=True,
+        timeoutMS=timeout,
         serverSelectionTimeoutMS=timeout,
         connectTimeoutMS=timeout,
-        socketTimeoutMS=max(timeout, 5000),
         appname=settings.SERVICE_NAME,
     )
     return client.get_default_database(default=settings.MONGODB_DATABASE)

@@ -24,6 +24,7 @@ from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 from lucid.errors import ConflictError, NotFoundError
 from lucid.identity import Role
@@ -87,14 +88,22 @@ class UserRepository:
         else:
             on_insert["role"] = Role.USER.value
         update = {"$set": changes, "$setOnInsert": on_insert}
-        # Concurrent first logins cannot create two users: `address` is uniquely indexed and the
-        # server (4.2+) retries an upsert whose duplicate key equals its equality filter.
+        # Concurrent first logins cannot create two users: `address` is uniquely indexed. The
+        # loser of the race gets a duplicate key error unless its server retries the upsert
+        # itself (MongoDB does for `update` since 4.2, SERVER-37124; findAndModify came later,
+        # SERVER-47212; DocumentDB does not): the document exists then, so once more updates it.
         with database_errors("users"):
-            document = self._users.find_one_and_update(
-                {"address": address}, update, upsert=True, return_document=ReturnDocument.AFTER
-            )
+            try:
+                document = self._upsert(address, update)
+            except DuplicateKeyError:
+                document = self._upsert(address, update)
         assert document is not None  # upsert=True always yields the document
         return document
+
+    def _upsert(self, address: str, update: dict[str, Any]) -> Document | None:
+        return self._users.find_one_and_update(
+            {"address": address}, update, upsert=True, return_document=ReturnDocument.AFTER
+        )
 
     # --- profile and administration ----------------------------------------------------------
 

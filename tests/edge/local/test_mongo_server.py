@@ -30,7 +30,7 @@ from pymongo.monitoring import (
 )
 from pymongo.write_concern import WriteConcern
 
-from lucid_edge.local import free_port
+from lucid_edge.local import free_port, in_memory_database
 from lucid_edge.local.mongo_core import IDLE_CURSOR_SECONDS, MAX_BATCH_BYTES, Cursors
 from lucid_edge.local.mongo_server import EmbeddedMongo, EmbeddedMongoError, start_mongo_server
 
@@ -665,3 +665,77 @@ def test_a_batch_never_exceeds_the_byte_cap() -> None:
     assert cursor is not None
     assert len(cursor.take(None)) == 2
     assert cursor.exhausted
+
+
+def test_updates_with_overlapping_paths_are_refused_like_mongodb(db: Database[Doc]) -> None:
+    # GIVEN a stored document (so `$setOnInsert` would not even apply)
+    db.things.insert_one({"_id": 1, "v": 1, "p": {"q": 1}})
+    conflicts: list[Doc] = [
+        {"$set": {"v": 2}, "$setOnInsert": {"v": 3}},
+        {"$set": {"v": 2}, "$inc": {"v": 1}},
+        {"$set": {"p": {}, "p.q": 2}},
+        {"$unset": {"p.q": ""}, "$set": {"p": 1}},
+        {"$rename": {"v": "w"}, "$set": {"w": 1}},
+    ]
+    for update in conflicts:
+        # WHEN an update, a findAndModify or an upsert names one path twice (or a path and its
+        # parent) THEN each is refused with MongoDB's code 40 and nothing changes
+        with pytest.raises(OperationFailure) as refused:
+            db.things.update_one({"_id": 1}, update)
+        assert refused.value.code == 40, update
+        assert "would create a conflict at" in str(refused.value)
+        with pytest.raises(OperationFailure) as refused:
+            db.things.find_one_and_update({"_id": 1}, update)
+        assert refused.value.code == 40, update
+        with pytest.raises(OperationFailure) as refused:
+            db.things.update_one({"_id": 2}, update, upsert=True)
+        assert refused.value.code == 40, update
+    assert list(db.things.find()) == [{"_id": 1, "v": 1, "p": {"q": 1}}]
+    # An unknown operator is refused even when nothing matches (mongomock: only on a match)
+    with pytest.raises(OperationFailure) as unknown:
+        db.things.update_one({"_id": 3}, {"$sett": {"v": 1}})
+    assert unknown.value.code == 9
+    # Sibling paths are no conflict
+    db.things.update_one({"_id": 1}, {"$set": {"p.q": 2, "p.r": 3}, "$inc": {"v": 1}})
+    assert db.things.find_one({"_id": 1}) == {"_id": 1, "v": 2, "p": {"q": 2, "r": 3}}
+
+
+def test_index_conflicts_are_refused_like_mongodb(db: Database[Doc]) -> None:
+    # GIVEN the users' unique index, created under its default name by hand
+    db.users.create_index("address", unique=True)
+    # WHEN the same key pattern is created again under another name THEN 85 (a real server
+    # refuses it: the gateway's cold start would fail on such a database, never on ours)
+    with pytest.raises(OperationFailure) as renamed:
+        db.users.create_index("address", name="address_unique", unique=True)
+    assert (renamed.value.code, (renamed.value.details or {}).get("codeName")) == (
+        85,
+        "IndexOptionsConflict",
+    )
+    assert "address_1" in str(renamed.value)
+    # WHEN a name is reused for another key pattern THEN 86
+    with pytest.raises(OperationFailure) as rekeyed:
+        db.users.create_index("role", name="address_1")
+    assert (rekeyed.value.code, (rekeyed.value.details or {}).get("codeName")) == (
+        86,
+        "IndexKeySpecsConflict",
+    )
+    # The same key with another partial filter or collation may exist twice; the same spec
+    # again is a no-op
+    db.users.create_index("address", name="active", partialFilterExpression={"on": True})
+    assert db.users.create_index("address", unique=True) == "address_1"
+    assert sorted(db.users.index_information()) == ["_id_", "active", "address_1"]
+
+
+def test_a_test_database_refuses_what_a_real_server_refuses() -> None:
+    # GIVEN the fresh database a layer or function test gets
+    first, second = in_memory_database(), in_memory_database()
+    assert first.name != second.name
+    # WHEN an update names one path twice THEN it is refused as a real server refuses it
+    # (6d2cc82: an in-process mongomock database, which applied it)
+    with pytest.raises(OperationFailure) as conflict:
+        first.t.update_one({"_id": 1}, {"$set": {"a": 1}, "$inc": {"a": 1}}, upsert=True)
+    assert conflict.value.code == 40
+    assert first.t.count_documents({}) == 0
+    # AND each database starts empty
+    first.t.insert_one({"_id": 1})
+    assert second.t.count_documents({}) == 0

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from typing import Any
+
 import pymongo
 import pytest
 
 from lucid.config import Settings
+from lucid.errors import ServiceUnavailableError
 from lucid.store.health import check_mongodb, check_redis
 from lucid.store.mongo import build_database
 from lucid.store.redis_client import build_redis
@@ -108,3 +113,37 @@ def test_without_a_database_in_the_uri_mongodb_database_names_it() -> None:
         database = build_database(Settings(JWT_SECRET_KEY=KEY, MONGODB_URI=server.uri))
         assert database.name == "lucid"
         database.client.close()
+
+
+def test_a_mongodb_that_stops_answering_is_a_503_within_its_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a client whose server answers, then stops answering with the connection left open
+    # (a network partition, a hung primary): every command waits until the test releases it
+    released = threading.Event()
+    with start_mongo_server() as server:
+        backend = server._server.backend
+        answer = backend.run
+
+        def hung(command: dict[str, Any], database: str, connection_id: int) -> dict[str, Any]:
+            released.wait(30)
+            return answer(command, database, connection_id)
+
+        database = build_database(
+            Settings(JWT_SECRET_KEY=KEY, MONGODB_URI=server.uri, MONGODB_TIMEOUT_MS=300)
+        )
+        users = UserRepository(database)
+        try:
+            assert users.find_by_address("T" * 34) is None
+            monkeypatch.setattr(backend, "run", hung)
+            # WHEN a request reads through it
+            started = time.monotonic()
+            with pytest.raises(ServiceUnavailableError):
+                users.find_by_address("T" * 34)
+            waited = time.monotonic() - started
+        finally:
+            released.set()
+            database.client.close()
+    # THEN MONGODB_TIMEOUT_MS (300 ms) bounds the whole read, its retry included: the 503
+    # comes well before a 10 s Lambda Timeout (6d2cc82: a 5 s socket timeout, then a retry)
+    assert waited < 3.0

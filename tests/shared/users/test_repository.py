@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 from lucid.errors import ConflictError
 from lucid.identity import Role
@@ -124,3 +125,36 @@ def test_deleting_a_malformed_user_id_deletes_nothing(db: Db) -> None:
     add_user(db)
     assert UserRepository(db).delete("nope") is False
     assert db["users"].count_documents({}) == 1
+
+
+class LateUpsertCollection:
+    """`users` as the loser of a concurrent first sign-in sees it on a server that does not retry
+    the upsert itself: the winner's insert lands after this upsert found no match, so its own
+    insert hits the unique index (E11000). Everything else is the real collection."""
+
+    def __init__(self, users: Any, winner: UserRepository) -> None:
+        self._users, self._winner, self.refused = users, winner, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._users, name)
+
+    def find_one_and_update(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.refused:
+            self.refused += 1
+            self._winner.upsert_on_login(args[0]["address"], is_admin=False)
+            raise DuplicateKeyError("E11000 duplicate key error index: address_unique", 11000)
+        return self._users.find_one_and_update(*args, **kwargs)
+
+
+def test_a_first_login_that_loses_the_insert_race_signs_in_as_the_winners_user() -> None:
+    database = _database()
+    winner = UserRepository(database)
+    loser = UserRepository(database)
+    late = LateUpsertCollection(database["users"], winner)
+    loser._users = late  # type: ignore[assignment]
+    # WHEN the loser's upsert is refused with a duplicate key
+    user = loser.upsert_on_login(ADDRESS, is_admin=False)
+    # THEN it signs in as the one user the winner created (6d2cc82: DuplicateKeyError, a 500)
+    assert late.refused == 1
+    assert user == winner.find_by_address(ADDRESS)
+    assert database["users"].count_documents({"address": ADDRESS}) == 1
