@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import redis
 from mongomock.collection import Collection
+from pymongo.collection import Collection as DriverCollection
 from pymongo.database import Database
 from pymongo.errors import AutoReconnect
 
@@ -216,16 +217,17 @@ def stored(collection: Any, document_id: str) -> Document:
 def fail_on(
     monkeypatch: pytest.MonkeyPatch, collection: str, method: str, *, applied: bool = False
 ) -> None:
-    """Make `method` of the in-memory collection `collection` raise AutoReconnect, as pymongo does
-    when a primary steps down mid-request: before the operation, or with `applied` after it took
-    effect (the server applied the write, its reply was lost). `monkeypatch.undo()` heals it."""
-    real = getattr(Collection, method)
+    """Make pymongo's `method` on the collection `collection` raise AutoReconnect, as it does when
+    a primary steps down mid-request: before the operation, or with `applied` after the server
+    applied it (its reply was lost). Patched on the client side, since the functions reach the
+    in-memory store through pymongo and its wire server. `monkeypatch.undo()` heals it."""
+    real = getattr(DriverCollection, method)
 
-    def failing(self: Collection, *args: Any, **kwargs: Any) -> Any:
+    def failing(self: DriverCollection[Any], *args: Any, **kwargs: Any) -> Any:
         if self.name != collection:
             return real(self, *args, **kwargs)
         if applied:
             real(self, *args, **kwargs)
         raise AutoReconnect("primary stepped down")
 
-    monkeypatch.setattr(Collection, method, failing)
+    monkeypatch.setattr(DriverCollection, method, failing)
