@@ -197,6 +197,26 @@ def test_every_command_of_the_readme_exists() -> None:
     assert {"deploy", "sync", "local-api", "invoke", "sam-build", "run", "test"} <= targets
 
 
+def test_every_make_target_names_the_projects_samconfig() -> None:
+    # GIVEN the SAM commands each make target runs (make -n prints the recipes, runs none)
+    completed = subprocess.run(
+        ["make", "-n", "deploy", "sync", "local-api", "invoke", "FUNCTION=UsersFunction"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    commands = [line for line in completed.stdout.splitlines() if ".venv-sam/bin/sam " in line]
+    subcommands = {line.split(".venv-sam/bin/sam ")[1].split(" --")[0] for line in commands}
+    assert {"validate", "build", "deploy", "sync", "local start-api"} <= subcommands
+    assert any(name.startswith("local invoke") for name in subcommands)
+    # THEN every one reads the root samconfig.toml by its absolute path, whatever its template
+    # option: one rule for all, rather than sam-cli's cwd / beside-the-template lookup
+    config = f"--config-file {ROOT / 'samconfig.toml'}"
+    assert [line for line in commands if config not in line] == []
+
+
 def test_the_deploy_section_never_overrides_samconfig_on_the_command_line() -> None:
     commands = [c for c in _readme_commands() if re.search(r"\bsam (deploy|sync)\b", c)]
     assert all("--parameter-overrides" not in command for command in commands)
