@@ -169,13 +169,15 @@ sync: $(SAM_VENV)/bin/sam sam-cache
 	$(BIN)/lucid env-json --output $@
 
 # sam local start-api on http://127.0.0.1:3001 (Docker; Redis on 6379 and MongoDB on 27017 here).
+# Without --template-file sam-cli would find ./samconfig.toml by itself (make runs recipes in
+# this directory); $(SAM_CONFIG) says so on every SAM command alike.
 local-api: sam-build .lucid/env.json
-	$(SAM) local start-api --add-host host.docker.internal:host-gateway
+	$(SAM) local start-api $(SAM_CONFIG) --add-host host.docker.internal:host-gateway
 
 # One function, one event: `make invoke FUNCTION=UsersFunction [EVENT=events/users.json]`.
 invoke: sam-build .lucid/env.json
 	@test -n "$(FUNCTION)" || { echo "usage: make invoke FUNCTION=<logical id> [EVENT=file]" >&2; exit 2; }
-	$(SAM) local invoke $(FUNCTION) --event $(EVENT) --add-host host.docker.internal:host-gateway
+	$(SAM) local invoke $(SAM_CONFIG) $(FUNCTION) --event $(EVENT) --add-host host.docker.internal:host-gateway
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .lucid/env.json .coverage .coverage.* .pytest_cache .mypy_cache \

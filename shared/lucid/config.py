@@ -286,6 +286,10 @@ class Settings:
     )
     JWT_PRIVATE_KEY: Secret | None = setting(None, secret())
     JWT_PUBLIC_KEY: str | None = setting(None, text())
+    # RS256/ES256 verify-only functions (the authorizer): where the public key is kept in AWS,
+    # read when no private-key reference is set (lucid.auth.keys).
+    JWT_PUBLIC_KEY_ARN: str | None = setting(None, text())
+    JWT_PUBLIC_KEY_PARAM: str | None = setting(None, text())
     # RS256/ES256 rotation: the previous public key (PEM), accepted for JWT_PREVIOUS_KEY_ID.
     JWT_PREVIOUS_PUBLIC_KEY: str | None = setting(None, text())
     # Access tokens' `iss` and `aud`. Unset (the template sets neither), they name the stage:

@@ -5,6 +5,7 @@ A deployed function never receives a secret in its environment; it receives wher
 
     setting          Secrets Manager (first)     SSM Parameter Store (SecureString)
     JWT_SECRET_KEY   JWT_SECRET_ARN              JWT_SECRET_PARAM
+    JWT_PUBLIC_KEY   JWT_PUBLIC_KEY_ARN          JWT_PUBLIC_KEY_PARAM   (RS256/ES256, verify-only)
     MONGODB_URI      MONGODB_URI_SECRET_ARN      MONGODB_URI_PARAM
     REDIS_URI        REDIS_URI_SECRET_ARN        REDIS_URI_PARAM
 
@@ -25,9 +26,10 @@ heals a warm function within `RETRY_SECONDS`. Secret values are never logged: Po
 every error in `GetParameterError(str(error))`, whose text holds ARNs and AWS's reason only
 (notes/aws-facts.md section 10).
 
-The JWT key is read by `read_versions` instead: its current value and the value it replaced,
-which AWS keeps on a rotation in place (`lucid.auth.keys` verifies tokens of both for a token
-lifetime). The caller (`lucid.auth.keys.KeyRing`) caches the result itself.
+The JWT keys (the signing key, or a verify-only function's public key) are read by
+`read_versions` instead: the current value and the value it replaced, which AWS keeps on a
+rotation in place (`lucid.auth.keys` verifies tokens of both for a token lifetime). The caller
+(`lucid.auth.keys.KeyRing`) caches the result itself.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ logger = logging.getLogger("lucid.secrets")
 # setting -> (variable holding its Secrets Manager ARN, variable holding its SSM parameter name)
 REFERENCES: Mapping[str, tuple[str, str]] = {
     "JWT_SECRET_KEY": ("JWT_SECRET_ARN", "JWT_SECRET_PARAM"),
+    "JWT_PUBLIC_KEY": ("JWT_PUBLIC_KEY_ARN", "JWT_PUBLIC_KEY_PARAM"),
     "MONGODB_URI": ("MONGODB_URI_SECRET_ARN", "MONGODB_URI_PARAM"),
     "REDIS_URI": ("REDIS_URI_SECRET_ARN", "REDIS_URI_PARAM"),
 }

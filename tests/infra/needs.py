@@ -13,6 +13,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 NEEDS_FILE = ROOT / "infra" / "needs.yaml"
 REGION, ACCOUNT = "us-east-1", "123456789012"
+ASYMMETRIC = ("RS256", "ES256")  # JwtAlgorithm values verified with a public key
 
 # (action, resource, condition as a sorted JSON-able tuple or None)
 Grant = tuple[str, str, str | None]
@@ -23,6 +24,7 @@ class FunctionNeeds:
     """What infra/needs.yaml says one function reads."""
 
     secrets: tuple[str, ...] = ()
+    asymmetric_secrets: tuple[str, ...] | None = None  # None: `secrets` for every algorithm
     parameter_paths: tuple[str, ...] = ()
     variables: tuple[str, ...] = ()
 
@@ -40,7 +42,7 @@ class Needs:
         """Every variable the function receives beyond Globals."""
         needs = self.functions[function]
         names = set(needs.variables) | set(needs.parameter_paths)
-        for secret in needs.secrets:
+        for secret in {*needs.secrets, *(needs.asymmetric_secrets or ())}:
             names |= {source["name"] for source in self.secrets[secret].values()}
         return names
 
@@ -58,7 +60,7 @@ class Needs:
         """The calls the function may make when the template parameters are `values`."""
         needs = self.functions[function]
         grants: set[Grant] = set()
-        for secret in needs.secrets:
+        for secret in self.secrets_of(function, values):
             sources = self.secrets[secret]
             arn = values.get(sources["secret_arn"]["parameter"], "")
             name = values.get(sources["ssm_parameter"]["parameter"], "")
@@ -71,11 +73,19 @@ class Needs:
             if value:
                 grants.add(("ssm:GetParametersByPath", ssm_arn(value), None))
         key = values.get(self.kms_parameter, "")
-        if key and needs.secrets:
+        if key and self.secrets_of(function, values):
             services = f"secretsmanager.{REGION}.amazonaws.com,ssm.{REGION}.amazonaws.com"
             via = f"StringEquals:kms:ViaService={services}"
             grants.add(("kms:Decrypt", key, via))
         return grants
+
+    def secrets_of(self, function: str, values: Mapping[str, Any]) -> tuple[str, ...]:
+        """The secrets the function reads with the template's JwtAlgorithm in `values`."""
+        needs = self.functions[function]
+        asymmetric = values.get("JwtAlgorithm", "HS256") in ASYMMETRIC
+        if asymmetric and needs.asymmetric_secrets is not None:
+            return needs.asymmetric_secrets
+        return needs.secrets
 
 
 def ssm_arn(name: str) -> str:
@@ -89,6 +99,9 @@ def load_needs() -> Needs:
     functions = {
         name: FunctionNeeds(
             secrets=tuple(spec.get("secrets", ())),
+            asymmetric_secrets=(
+                tuple(spec["asymmetric_secrets"]) if "asymmetric_secrets" in spec else None
+            ),
             parameter_paths=tuple(spec.get("parameter_paths", ())),
             variables=tuple(spec.get("variables", ())),
         )

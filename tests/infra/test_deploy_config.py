@@ -150,7 +150,7 @@ def test_env_json_overrides_only_what_the_template_declares(
     # THEN it sets the three secret values, each a variable some function declares (sam local
     # ignores the others), Redis and MongoDB on the host, one shared key; readable by you only
     values = document["Parameters"]
-    assert set(values) == set(REFERENCES)
+    assert set(values) == set(REFERENCES) - {"JWT_PUBLIC_KEY"}  # a public key is no secret
     assert set(values) <= declared_variables(TEMPLATE)
     assert values["REDIS_URI"].startswith("redis://host.docker.internal:")
     assert values["MONGODB_URI"].startswith("mongodb://host.docker.internal:")
@@ -195,6 +195,26 @@ def test_every_command_of_the_readme_exists() -> None:
                 problems.append(f"{command}: {word} does not exist after make")
     assert problems == []
     assert {"deploy", "sync", "local-api", "invoke", "sam-build", "run", "test"} <= targets
+
+
+def test_every_make_target_names_the_projects_samconfig() -> None:
+    # GIVEN the SAM commands each make target runs (make -n prints the recipes, runs none)
+    completed = subprocess.run(
+        ["make", "-n", "deploy", "sync", "local-api", "invoke", "FUNCTION=UsersFunction"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    commands = [line for line in completed.stdout.splitlines() if ".venv-sam/bin/sam " in line]
+    subcommands = {line.split(".venv-sam/bin/sam ")[1].split(" --")[0] for line in commands}
+    assert {"validate", "build", "deploy", "sync", "local start-api"} <= subcommands
+    assert any(name.startswith("local invoke") for name in subcommands)
+    # THEN every one reads the root samconfig.toml by its absolute path, whatever its template
+    # option: one rule for all, rather than sam-cli's cwd / beside-the-template lookup
+    config = f"--config-file {ROOT / 'samconfig.toml'}"
+    assert [line for line in commands if config not in line] == []
 
 
 def test_the_deploy_section_never_overrides_samconfig_on_the_command_line() -> None:

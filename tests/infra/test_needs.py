@@ -43,6 +43,23 @@ SCENARIOS: dict[str, dict[str, str]] = {
         "MongoDbUriParam": "/lucid/dev/mongodb-uri",
         "RedisUriParam": "/lucid/dev/redis-uri",
     },
+    "rs256: the private key in secrets manager, the public key in ssm": {
+        "Stage": "prod",
+        "JwtAlgorithm": "RS256",
+        "JwtSecretArn": f"{SECRET}/jwt-private-AbCdEf",
+        "JwtPublicKeyParam": "/lucid/prod/jwt-public-key",
+        "MongoDbUriParam": "/lucid/prod/mongodb-uri",
+        "RedisUriParam": "/lucid/prod/redis-uri",
+        "SecretsKmsKeyArn": KEY,
+    },
+    "es256: both keys in secrets manager": {
+        "Stage": "prod",
+        "JwtAlgorithm": "ES256",
+        "JwtSecretArn": f"{SECRET}/jwt-private-AbCdEf",
+        "JwtPublicKeyArn": f"{SECRET}/jwt-public-GhIjKl",
+        "MongoDbUriSecretArn": f"{SECRET}/mongo-Gh1jKl",
+        "RedisUriSecretArn": f"{SECRET}/redis-Mn2oPq",
+    },
 }
 # The only actions allowed on Resource "*", each because AWS gives no narrower choice.
 WILDCARD_ONLY = {
@@ -216,11 +233,21 @@ def test_each_function_receives_exactly_its_declared_variables(
             continue
         variables = resource["Properties"]["Environment"]["Variables"]
         assert set(variables) == globals_ | needs.variables_of(name), name
-        # each secret's or path's variable is set by the parameter the declaration names
+        # each secret's or path's variable is set by the parameter the declaration names; a
+        # secret the function does not read with RS256/ES256 is "" then
+        needs_of = needs.functions[name]
+        hmac_only = set(needs_of.secrets) - set(needs_of.asymmetric_secrets or needs_of.secrets)
+        hmac_only_variables = {
+            source["name"] for secret in hmac_only for source in needs.secrets[secret].values()
+        }
         for variable, value in variables.items():
             parameter = needs.parameter_of(variable)
-            if parameter is not None:
-                assert value == {"Ref": parameter}, f"{name}.{variable}"
+            if parameter is None:
+                continue
+            expected: dict[str, Any] = {"Ref": parameter}
+            if variable in hmac_only_variables:
+                expected = {"Fn::If": ["IsAsymmetricJwt", "", expected]}
+            assert value == expected, f"{name}.{variable}"
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
@@ -229,6 +256,8 @@ def test_secret_values_reach_an_environment_only_on_the_local_stage(
 ) -> None:
     # GIVEN a deployment that also passes a secret's value itself (the sam local parameters)
     for sources in needs.secrets.values():
+        if "variable" not in sources:
+            continue  # a reference only (the JWT public key)
         overrides = {**SCENARIOS[scenario], sources["variable"]["parameter"]: "plain-value"}
         if overrides.get("Stage", "local") == "local":
             # THEN sam local's stage takes it (env.json can only set declared variables)
@@ -244,15 +273,58 @@ def test_the_declared_parameters_exist_with_the_constraints_aws_checks(needs: Ne
     assert source is not None
     parameters = source["Parameters"]
     for sources in needs.secrets.values():
-        assert parameters[sources["variable"]["parameter"]]["NoEcho"] is True
+        if "variable" in sources:
+            assert parameters[sources["variable"]["parameter"]]["NoEcho"] is True
         assert "secretsmanager" in parameters[sources["secret_arn"]["parameter"]]["AllowedPattern"]
         assert parameters[sources["ssm_parameter"]["parameter"]]["AllowedPattern"].startswith(
             "^(|/"
         )
     rules = json.dumps(source["Rules"])
     for sources in needs.secrets.values():  # refused in plaintext and required off local
-        for kind in ("variable", "secret_arn", "ssm_parameter"):
-            assert sources[kind]["parameter"] in rules
+        for source in sources.values():
+            assert source["parameter"] in rules
+
+
+def test_an_asymmetric_authorizer_reads_the_public_key_and_cannot_read_the_private_key() -> None:
+    # GIVEN an RS256 deployment: the private key in Secrets Manager, the public key in SSM
+    overrides = SCENARIOS["rs256: the private key in secrets manager, the public key in ssm"]
+    deployment = Deployment(overrides)
+    functions = deployment.functions()
+    private, public = overrides["JwtSecretArn"], ssm_arn(overrides["JwtPublicKeyParam"])
+
+    def readable(name: str) -> set[str]:
+        grants = deployment.grants_of_role(deployment.role_of(functions[name])[1])
+        return {resource for action, resource, _ in grants if action.startswith(("ssm", "secret"))}
+
+    # THEN the authorizer is given, and may read, the public key only
+    authorizer = functions["AuthorizerFunction"]["Environment"]["Variables"]
+    assert authorizer["JWT_ALGORITHM"] == "RS256"
+    assert authorizer["JWT_PUBLIC_KEY_PARAM"] == overrides["JwtPublicKeyParam"]
+    assert authorizer["JWT_SECRET_ARN"] == authorizer["JWT_SECRET_PARAM"] == ""
+    assert public in readable("AuthorizerFunction")
+    assert private not in readable("AuthorizerFunction")
+    # AND the auth function, which signs, reads the private key and not the public one
+    assert private in readable("AuthFunction")
+    assert public not in readable("AuthFunction")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refusal"),
+    [
+        ({"JwtAlgorithm": "RS256"}, "set JwtPublicKeyArn or JwtPublicKeyParam"),
+        ({"JwtPublicKeyParam": "/lucid/dev/jwt-public-key"}, "for JwtAlgorithm RS256/ES256 only"),
+    ],
+    ids=["rs256 without a public key", "hs256 with a public key"],
+)
+def test_the_public_key_reference_goes_with_an_asymmetric_algorithm(
+    overrides: dict[str, str], refusal: str
+) -> None:
+    # GIVEN the SSM deployment with its algorithm and public-key reference mismatched
+    values = {**SCENARIOS["ssm parameters"], **overrides}
+    # THEN CloudFormation refuses the stack (the template's Rules, evaluated as AWS does)
+    with pytest.raises(TemplateError, match=refusal):
+        load_template(TEMPLATE, values)
+    load_template(TEMPLATE, SCENARIOS["ssm parameters"])
 
 
 def test_an_ssm_name_without_a_leading_slash_maps_to_one_arn() -> None:

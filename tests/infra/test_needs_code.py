@@ -51,6 +51,7 @@ GLOBALS = {
     "TOKEN_EXPIRE_MINUTES": "15",
 }
 VARIABLES = {
+    "JWT_ALGORITHM": "HS256",
     "AUTH_SERVICE_URL": "https://api.lucid.test",
     "ADMIN_ADDRESSES": "",
     "RATE_LIMIT_PUBLIC": "100",

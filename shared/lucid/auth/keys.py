@@ -6,12 +6,15 @@ Signing material, first match wins:
 2. JWT_SECRET_PARAM - an SSM Parameter Store parameter (SecureString, decrypted),
 3. JWT_SECRET_KEY (HS*) or JWT_PRIVATE_KEY (RS256/ES256, PEM) from the environment.
 
-For HS* the material is the shared secret; for RS256/ES256 it is the private key PEM, and
-JWT_PUBLIC_KEY alone gives a verify-only key set (what the authorizer needs). AWS values are read
-by `lucid.secret_store.read_versions` and kept for `max_age` seconds (300), so a warm function
-picks up a rotated secret without a redeploy; the parsed key set is rebuilt only when the material
-changes. A key AWS will not hand over (permission, missing secret) raises `SecretUnavailableError`
-per call, logged with the permission the role lacks, rather than stopping the function at start.
+For HS* the material is the shared secret; for RS256/ES256 it is the private key PEM, and a
+public key alone gives a verify-only key set (what the authorizer needs, so that its role never
+reads the private key): with no private-key reference set, JWT_PUBLIC_KEY_ARN /
+JWT_PUBLIC_KEY_PARAM (read and rotated in place like the signing key), else JWT_PUBLIC_KEY from
+the environment. AWS values are read by `lucid.secret_store.read_versions` and kept for
+`max_age` seconds (300), so a warm function picks up a rotated secret without a redeploy; the
+parsed key set is rebuilt only when the material changes. A key AWS will not hand over
+(permission, missing secret) raises `SecretUnavailableError` per call, logged with the
+permission the role lacks, rather than stopping the function at start.
 
 Rotation in place (a new value of the same secret or parameter, what Secrets Manager rotation
 does): new tokens are signed with the new value as soon as a function has read it, and the value
@@ -62,6 +65,11 @@ REFRESH_INTERVAL_SECONDS = 30.0
 # Beyond the cache age and a token lifetime: clock skew between AWS and the function, and the
 # time a rotation function takes from creating the new version to making it current.
 PREVIOUS_KEY_GRACE_SECONDS = 60
+# A verify-only ring's previous public key also covers the rotation of the private key after it
+# (README, "Rotating an RS256/ES256 key pair"): the operator waits out this ring's cache
+# (max_age), then rotates the private key within this slot, and the auth function may sign with
+# the old private key for one more max_age; tokens it signed then still verify until they expire.
+PRIVATE_KEY_ROTATION_SLOT_SECONDS = 600
 
 
 class KeyConfigurationError(RuntimeError):
@@ -108,6 +116,11 @@ class KeyRing:
         self._max_age = max_age
         self._clock = clock
         self._source = secret_store.source_of(settings, "JWT_SECRET_KEY")
+        # RS256/ES256 without a private key (the authorizer): the public key's versions.
+        self._verify_only = False
+        if self._source is None and not _is_hmac(settings):
+            self._source = secret_store.source_of(settings, "JWT_PUBLIC_KEY")
+            self._verify_only = self._source is not None
         self._lock = threading.Lock()
         self._versions: secret_store.Versions | None = None
         self._read_at = -math.inf
@@ -118,7 +131,10 @@ class KeyRing:
     def previous_window(self) -> int:
         """Seconds after a rotation in place during which the replaced value still verifies."""
         lifetime = 60 * self._settings.TOKEN_EXPIRE_MINUTES
-        return self._max_age + lifetime + PREVIOUS_KEY_GRACE_SECONDS
+        window = self._max_age + lifetime + PREVIOUS_KEY_GRACE_SECONDS
+        if self._verify_only:  # counted from the public key's change, before the private key's
+            window += self._max_age + PRIVATE_KEY_ROTATION_SLOT_SECONDS
+        return window
 
     def keys(self) -> KeySet:
         """The current key set (raises `KeyConfigurationError` if the keys are unusable)."""
@@ -158,7 +174,8 @@ class KeyRing:
     def _key_set(self, now: float) -> KeySet:
         material = self._material(now)
         if self._built is None or self._built[0] != material:
-            self._built = (material, _build_key_set(self._settings, *material))
+            built = _build_key_set(self._settings, *material, verify_only=self._verify_only)
+            self._built = (material, built)
         return self._built[1]
 
     def _material(self, now: float) -> _Material:
@@ -181,9 +198,11 @@ def _is_hmac(settings: Settings) -> bool:
     return settings.JWT_ALGORITHM.startswith("HS")
 
 
-def _build_key_set(settings: Settings, material: bytes | None, replaced: bytes | None) -> KeySet:
-    """The key set: `material` signs; `replaced` (AWS's previous value) and the configured
-    previous key id only verify."""
+def _build_key_set(
+    settings: Settings, material: bytes | None, replaced: bytes | None, *, verify_only: bool
+) -> KeySet:
+    """The key set: `material` signs (verifies only when `verify_only`: it is a public key);
+    `replaced` (AWS's previous value) and the configured previous key id only verify."""
     previous_kid = settings.JWT_PREVIOUS_KEY_ID
     if previous_kid is not None and previous_kid == settings.JWT_KEY_ID:
         raise KeyConfigurationError("JWT_PREVIOUS_KEY_ID must differ from JWT_KEY_ID")
@@ -193,14 +212,18 @@ def _build_key_set(settings: Settings, material: bytes | None, replaced: bytes |
         old_material = old.get_secret_value().encode() if old else None
     else:
         pem = _pem_support(settings.JWT_ALGORITHM)
-        current = pem.asymmetric_key(settings, material)
+        if verify_only:  # material is AWS's current value: never None
+            public = pem.public_key(settings.JWT_ALGORITHM, material or b"")
+            current = JwtKey(settings.JWT_KEY_ID, None, public)
+        else:
+            current = pem.asymmetric_key(settings, material)
         old_pem = settings.JWT_PREVIOUS_PUBLIC_KEY
         old_material = old_pem.encode() if old_pem else None
     if (previous_kid is None) != (old_material is None):
         raise KeyConfigurationError("a previous JWT key needs both its key and JWT_PREVIOUS_KEY_ID")
     previous: list[JwtKey] = []
     if replaced is not None and replaced != material:
-        replaced_key = _replaced_key(settings, replaced)
+        replaced_key = _replaced_key(settings, replaced, verify_only=verify_only)
         if replaced_key is not None:
             previous.append(replaced_key)
     if previous_kid is not None and old_material is not None:
@@ -214,7 +237,7 @@ def _build_key_set(settings: Settings, material: bytes | None, replaced: bytes |
     return KeySet(settings.JWT_ALGORITHM, current, tuple(previous))
 
 
-def _replaced_key(settings: Settings, replaced: bytes) -> JwtKey | None:
+def _replaced_key(settings: Settings, replaced: bytes, *, verify_only: bool) -> JwtKey | None:
     """AWS's previous value, verify-only, under the current key id (a rotation in place keeps
     JWT_KEY_ID). One that is unusable is left out, logged: it must not stop the current key."""
     try:
@@ -222,7 +245,8 @@ def _replaced_key(settings: Settings, replaced: bytes) -> JwtKey | None:
             verifying: Any = _hmac_key(settings, settings.JWT_KEY_ID, replaced).verifying
         else:
             pem = _pem_support(settings.JWT_ALGORITHM)
-            verifying = pem.verifying_key(settings.JWT_ALGORITHM, replaced)
+            read = pem.public_key if verify_only else pem.verifying_key
+            verifying = read(settings.JWT_ALGORITHM, replaced)
     except KeyConfigurationError as error:
         logger.warning("the JWT key's previous version is not used: %s", error)
         return None

@@ -24,7 +24,7 @@ import pytest
 import redis
 from botocore.stub import Stubber
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from moto import mock_aws
 from pymongo.database import Database
 
@@ -249,7 +249,7 @@ def test_a_second_rotation_drops_the_key_before_the_previous(kind: str) -> None:
     assert service.decode(_signed_with(NEWER)).sub == "u1"
 
 
-def _private_pem(key: ec.EllipticCurvePrivateKey) -> str:
+def _private_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> str:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -598,3 +598,87 @@ def test_a_login_that_cannot_read_the_key_keeps_its_nonce_for_the_retry(
     # AND the nonce is spent by that success: a replay is refused
     with pytest.raises(UnknownNonceError):
         service.login(wallet.address, challenge.message, signature)
+
+
+# --- RS256 with a verify-only authorizer: it reads the public key, never the private key --------
+
+
+def _rsa_pair() -> tuple[str, str]:
+    """A fresh RS256 key pair as PEM: (private, public)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return _private_pem(key), public.decode()
+
+
+def _rs256(private: Store | None = None, public: Store | None = None) -> Settings:
+    """An RS256 function's settings: the auth function's (the private key's secret) or the
+    authorizer's (the public key's parameter only, as the template gives it)."""
+    return Settings(
+        STAGE="prod",
+        JWT_SECRET_KEY=None,
+        JWT_ALGORITHM="RS256",
+        JWT_SECRET_ARN=private.where if private else None,
+        JWT_PUBLIC_KEY_PARAM=public.where if public else None,
+    )
+
+
+def test_an_rs256_authorizer_verifies_reading_the_public_key_only(
+    reads: list[str], database: Database[dict[str, Any]], redis_client: redis.Redis
+) -> None:
+    # GIVEN the private key in Secrets Manager (the auth function's) and the public key in SSM
+    private_pem, public_pem = _rsa_pair()
+    private, public = Store("secretsmanager", private_pem), Store("ssm", public_pem)
+    token = _instance(_rs256(private=private)).issue("u1", ADDRESS, Role.USER, new_id()).token
+    reads.clear()
+    # WHEN the authorizer, given the public key's parameter alone, checks the auth's token
+    authorizer = _instance(_rs256(public=public))
+    revocations = revocations_on(redis_client, database)
+    decision = authorize(
+        authorizer_event(f"Bearer {token}"), tokens=authorizer, revocations=revocations
+    )
+    # THEN it allows it, having read the public key and nothing else
+    assert decision["isAuthorized"] is True
+    assert reads == [public.where]
+    assert KeyRing(_rs256(public=public)).keys().current.signing is None  # it can sign nothing
+    # AND a token signed with another private key is denied
+    forged = _instance(
+        Settings(STAGE="prod", JWT_ALGORITHM="RS256", JWT_PRIVATE_KEY=_rsa_pair()[0])
+    )
+    denied = authorize(
+        authorizer_event(f"Bearer {_issue(forged)}"), tokens=authorizer, revocations=revocations
+    )
+    assert denied["isAuthorized"] is False
+
+
+def test_rotating_an_rs256_key_pair_in_the_documented_order_signs_nobody_out() -> None:
+    # GIVEN an auth instance and an authorizer instance with the old key pair, warm
+    old_private, old_public = _rsa_pair()
+    new_private, new_public = _rsa_pair()
+    private, public = Store("secretsmanager", old_private), Store("ssm", old_public)
+    clock = Clock()
+    authorizer = _instance(_rs256(public=public), clock)
+    authorizer.decode(_issue(_instance(_rs256(private=private), clock)))
+    # WHEN the operator publishes the new public key, waits out the authorizer's cache and, at
+    # the end of the slot, rotates the private key, while an auth instance that read the old
+    # private key just before keeps signing with it until its own cache lapses
+    public.rotate(new_public)
+    clock.offset += keys.DEFAULT_MAX_AGE_SECONDS + keys.PRIVATE_KEY_ROTATION_SLOT_SECONDS
+    stale_auth = _instance(_rs256(private=private), clock)
+    _issue(stale_auth)
+    private.rotate(new_private)
+    clock.offset += keys.DEFAULT_MAX_AGE_SECONDS - 1
+    last_old = _issue(stale_auth)
+    new = _issue(_instance(_rs256(private=private), clock))
+    jwt.decode(new, new_public, algorithms=["RS256"], audience="lucid/prod")
+    # THEN the new key's tokens verify, and the old key's last token verifies until it expires
+    assert authorizer.decode(new).sub == "u1"
+    clock.offset += 15 * 60
+    assert authorizer.decode(last_old).sub == "u1"
+    assert authorizer.decode(new).sub == "u1"
+    # AND once the window has passed, the old key verifies nothing, even after a re-read
+    clock.offset += keys.PREVIOUS_KEY_GRACE_SECONDS + 1
+    with pytest.raises(InvalidTokenError):
+        authorizer.decode(last_old)
+    assert authorizer.decode(new).sub == "u1"
