@@ -8,7 +8,8 @@ aws-sam-cli `EnvironmentVariables.resolve`). So the file holds exactly the secre
 variables (lucid.secret_store.REFERENCES) some function of the template declares: the Redis and
 MongoDB on the host machine (`host.docker.internal`, which `make local-api` maps to the host),
 and one random JWT key that every container shares (each would otherwise pick its own on the
-local stage, and no token would verify). The file is written 0600 and is not committed (.gitignore: .lucid/).
+local stage, and no token would verify). The file is written 0600 (a new file renamed over the
+old one) and is not committed (.gitignore: .lucid/).
 """
 
 from __future__ import annotations
