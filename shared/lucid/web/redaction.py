@@ -42,19 +42,28 @@ def _summary(error: BaseException) -> str:
     return f"{kind} ({len(details)} errors, inputs not logged): {shown}"
 
 
+def _shown_cause(error: BaseException) -> BaseException | None:
+    """The exception a traceback prints before `error` (`raise ... from None` shows none)."""
+    if error.__cause__ is not None:
+        return error.__cause__
+    return None if error.__suppress_context__ else error.__context__
+
+
 def _echoes_input(error: BaseException | None, seen: set[int]) -> bool:
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(error, ValidationError | ValidationException):
             return True
-        error = error.__cause__ or error.__context__
+        error = _shown_cause(error)
     return False
 
 
-def redacted(error: BaseException) -> BaseException:
+def redacted(error: BaseException, _seen: frozenset[int] = frozenset()) -> BaseException:
     """`error` as a logger may show it: each validation error of its chain replaced by a
     `RedactedValidationError` with the same traceback; any other exception kept as it is."""
-    cause = error.__cause__ or error.__context__
+    cause = _shown_cause(error)
+    if cause is not None and id(cause) in _seen | {id(error)}:
+        cause = None  # a cycle in the chain: shown once, as traceback does
     if not isinstance(error, ValidationError | ValidationException):
         if cause is None or not _echoes_input(cause, set()):
             return error
@@ -64,8 +73,7 @@ def redacted(error: BaseException) -> BaseException:
         link = RedactedValidationError(_summary(error))
     link.__traceback__ = error.__traceback__
     if cause is not None:
-        link.__cause__ = redacted(cause)
-        link.__suppress_context__ = error.__suppress_context__
+        link.__cause__ = redacted(cause, _seen | {id(error)})
     return link
 
 

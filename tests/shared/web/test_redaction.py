@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from lucid.web.app import create_app, lambda_handler
-from lucid.web.redaction import RedactedValidationError
+from lucid.web.redaction import RedactedValidationError, redacted
 from tests.utils.events import http_event
 from tests.utils.logs import logged_lines
 
@@ -44,6 +44,14 @@ async def wrapped() -> None:
         Stored.model_validate({"count": SIGNATURE})
     except ValueError as error:
         raise RuntimeError("the stored record is unreadable") from error
+
+
+@router.get("/hidden")
+async def hidden() -> None:
+    try:
+        Stored.model_validate({"count": SIGNATURE})
+    except ValueError:
+        raise RuntimeError("the stored record is unreadable") from None
 
 
 handler = lambda_handler(create_app("test", router))
@@ -80,3 +88,32 @@ def test_an_escaped_validation_error_is_logged_without_the_input_it_echoes(
     assert secret not in caplog.text
     assert mangum.exc_info is not None
     assert isinstance(mangum.exc_info[1], RedactedValidationError)
+
+
+def test_an_error_raised_from_none_is_logged_as_it_is() -> None:
+    # GIVEN a route that hides the validation error it caught (`raise ... from None`)
+    # WHEN it is served
+    with logged_lines() as lines:
+        handler(http_event("GET", "/hidden"), None)  # type: ignore[arg-type]
+    # THEN its own exception is logged unchanged, and the hidden one not at all
+    (error,) = [line for line in lines if line["level"] == "ERROR"]
+    assert error["exception_name"] == "RuntimeError"
+    assert "the stored record is unreadable" in error["exception"]
+    assert "validation" not in error["exception"].lower()
+
+
+def test_a_cycle_in_the_chain_is_shown_once() -> None:
+    # GIVEN a validation error and an exception that are each other's context
+    try:
+        Stored.model_validate({"count": SIGNATURE})
+    except ValueError as caught:
+        refused = caught
+    outer = RuntimeError("outer")
+    outer.__context__ = refused
+    refused.__context__ = outer
+    # WHEN a logger shows it
+    shown = redacted(outer)
+    # THEN the chain ends, without the input
+    assert isinstance(shown.__cause__, RedactedValidationError)
+    assert shown.__cause__.__cause__ is None
+    assert SIGNATURE not in str(shown) + str(shown.__cause__)
