@@ -8,20 +8,21 @@ aws-sam-cli `EnvironmentVariables.resolve`). So the file holds exactly the secre
 variables (lucid.secret_store.REFERENCES) some function of the template declares: the Redis and
 MongoDB on the host machine (`host.docker.internal`, which `make local-api` maps to the host),
 and one random JWT key that every container shares (each would otherwise pick its own on the
-local stage, and no token would verify). The file is written 0600 and is not committed.
+local stage, and no token would verify). The file is written 0600 (a new file renamed over the
+old one) and is not committed (.gitignore: .lucid/).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import sys
 from pathlib import Path
 from typing import Any
 
 from lucid.secret_store import REFERENCES
+from lucid_edge.cli_config import private_write
 from lucid_edge.intrinsics import TemplateError, load_yaml
 
 DEFAULT_TEMPLATE = Path("infra/template.yaml")
@@ -75,11 +76,9 @@ def run(args: argparse.Namespace) -> int:
     except TemplateError as error:
         print(f"lucid env-json: {error}", file=sys.stderr)
         return 2
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        json.dump(document, file, indent=2)
-        file.write("\n")
-    os.chmod(args.output, 0o600)
+    # A new 0600 file renamed over the old one: truncating an existing file in place kept its
+    # mode (0644: readable by anyone while the new key was written, until a chmod) and wrote
+    # through a symlink into whatever file it named.
+    private_write(args.output, json.dumps(document, indent=2) + "\n", replace=True)
     print(f"wrote {args.output} ({', '.join(sorted(document['Parameters']))})")
     return 0

@@ -38,6 +38,15 @@ ASSETS = {
 }
 # The files change only with a new deployment; an hour keeps a reload cheap without pinning.
 CACHE_CONTROL = "public, max-age=3600"
+# The page runs only its own files and talks only to its own origin: an injected script or a
+# framing page cannot read the bearer token a reader pastes into "Authorize". Swagger UI's icons
+# are data: SVG images; it needs no inline script or style (tests/e2e/test_docs_browser.py fails
+# on any violation Chromium reports).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; connect-src 'self'; font-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 router = APIRouter()
 
@@ -99,7 +108,14 @@ async def openapi_document() -> Response:
 @router.get("/meta/docs", response_class=HTMLResponse)
 async def docs() -> HTMLResponse:
     """The API reference: Swagger UI on the gateway's document, served by the gateway."""
-    return HTMLResponse(PAGE.read_bytes(), headers={"Cache-Control": CACHE_CONTROL})
+    return HTMLResponse(
+        PAGE.read_bytes(),
+        headers={
+            "Cache-Control": CACHE_CONTROL,
+            "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+            "Referrer-Policy": "no-referrer",
+        },
+    )
 
 
 @router.get(

@@ -145,6 +145,16 @@ def test_swagger_ui_lists_every_operation_and_tries_health(edge: SubprocessEdge)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("request", lambda request: requested.append(request.url))
+            # The page's Content-Security-Policy must not block anything Swagger UI needs.
+            refused: list[str] = []
+            page.on(
+                "console",
+                lambda message: (
+                    refused.append(message.text)
+                    if "Content Security Policy" in message.text
+                    else None
+                ),
+            )
             # GIVEN the reference at the API's root ($default stage)
             listed, tried = _open_reference(page, edge.url, "docs-root.png")
             # THEN every operation of the document is listed, and /health answers the page
@@ -163,4 +173,5 @@ def test_swagger_ui_lists_every_operation_and_tries_health(edge: SubprocessEdge)
     # Nothing was fetched from anywhere but the gateway: no CDN, no online validator.
     outside = [url for url in requested if not url.startswith("http://127.0.0.1:")]
     assert outside == []
+    assert refused == []
     assert any(url.startswith(staged + "/meta/docs/") for url in requested)

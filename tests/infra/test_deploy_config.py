@@ -159,6 +159,34 @@ def test_env_json_overrides_only_what_the_template_declares(
     assert values["JWT_SECRET_KEY"] not in capsys.readouterr().out
 
 
+def test_env_json_never_writes_the_key_into_a_file_others_can_read(tmp_path: Path) -> None:
+    # GIVEN an env.json left readable by everyone (0644), opened by another user's process,
+    # and one that is a symlink to a shared, world-readable file
+    world_readable = tmp_path / "old" / "env.json"
+    world_readable.parent.mkdir()
+    world_readable.write_text("{}\n")
+    world_readable.chmod(0o644)
+    shared = tmp_path / "shared.json"
+    shared.write_text("shared\n")
+    shared.chmod(0o644)
+    linked = tmp_path / "linked" / "env.json"
+    linked.parent.mkdir()
+    linked.symlink_to(shared)
+    with world_readable.open() as opened_by_another:
+        # WHEN `lucid env-json` writes both
+        for output in (world_readable, linked):
+            assert main(["env-json", "--template", str(TEMPLATE), "--output", str(output)]) == 0
+        # THEN what the other process holds never received the new key
+        assert opened_by_another.read() == "{}\n"
+    # AND the symlink's target is untouched; each output is a new private regular file
+    assert shared.read_text() == "shared\n"
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o644
+    for output in (world_readable, linked):
+        assert not output.is_symlink()
+        assert stat.S_IMODE(output.stat().st_mode) == 0o600
+        assert "JWT_SECRET_KEY" in json.loads(output.read_text())["Parameters"]
+
+
 def test_env_json_on_an_unreadable_template_exits_2(tmp_path: Path) -> None:
     assert main(["env-json", "--template", str(tmp_path / "none.yaml")]) == 2
 

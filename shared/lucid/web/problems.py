@@ -17,6 +17,7 @@ from lucid.errors import (
     LucidError,
     ValidationFailedError,
 )
+from lucid.web import redaction
 
 logger = logging.getLogger("lucid.errors")
 
@@ -120,6 +121,7 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
 
 def install_problem_handlers(app: FastAPI) -> None:
     """Register the translation of every error class into problem+json on `app`."""
+    redaction.install()  # an escaped validation error is logged without the input it echoes
     app.add_exception_handler(LucidError, _on_lucid_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)

@@ -55,6 +55,21 @@ def test_the_page_loads_swagger_ui_and_the_document_by_relative_urls_only() -> N
     assert "validatorUrl: null" in script.decode()  # no call to swagger.io's validator
 
 
+def test_the_page_runs_only_its_own_scripts_and_cannot_be_framed() -> None:
+    # GIVEN the page a reader pastes a bearer token into ("Authorize")
+    _, headers, _ = invoke("/meta/docs")
+    policy = dict(
+        directive.strip().split(" ", 1)
+        for directive in headers["content-security-policy"].split(";")
+    )
+    # THEN no inline or foreign script runs, it calls only its own origin, nothing frames it
+    assert policy["script-src"] == "'self'"
+    assert policy["default-src"] == "'none'"
+    assert policy["connect-src"] == "'self'"
+    assert policy["frame-ancestors"] == "'none'"
+    assert headers["referrer-policy"] == "no-referrer"
+
+
 @pytest.mark.parametrize(
     ("asset", "content_type"),
     [

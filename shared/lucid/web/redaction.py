@@ -1,0 +1,97 @@
+"""Tracebacks without the values a validation error echoes.
+
+pydantic's `ValidationError` and FastAPI's `ResponseValidationError` put each rejected value in
+their message (`input_value='…'`, `'input': '…'`). One that escapes a route (a response model
+refusing a sign-in answer, `model_validate` of a request's data) is logged with its traceback twice:
+by our 500 handler and by Mangum ("An error occurred running the application.", through the root
+logger: plain text in CloudWatch). Its message could hold an access or refresh token, a signature
+or a password, so each such record's exception is replaced by a stand-in that keeps the traceback,
+the class and, per error, the location, type and message: never the input.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi.exceptions import ValidationException
+from pydantic import ValidationError
+
+__all__ = ["RedactInputs", "RedactedValidationError", "install"]
+
+# The loggers that log an escaped exception with its traceback (lucid.web.problems, Mangum).
+LOGGERS = ("lucid.errors", "mangum.http")
+
+
+class RedactedValidationError(Exception):
+    """Stands for a validation error in a logged traceback; its message holds no input."""
+
+
+def _summary(error: BaseException) -> str:
+    if isinstance(error, ValidationError):
+        details: list[Any] = error.errors(include_input=False, include_url=False)
+    else:
+        assert isinstance(error, ValidationException)
+        details = list(error.errors())
+    shown = "; ".join(
+        f"{'.'.join(str(p) for p in d.get('loc', ()))}: {d.get('msg', '')} [{d.get('type', '')}]"
+        for d in details
+        if isinstance(d, dict)
+    )
+    kind = f"{type(error).__module__}.{type(error).__qualname__}"
+    return f"{kind} ({len(details)} errors, inputs not logged): {shown}"
+
+
+def _shown_cause(error: BaseException) -> BaseException | None:
+    """The exception a traceback prints before `error` (`raise ... from None` shows none)."""
+    if error.__cause__ is not None:
+        return error.__cause__
+    return None if error.__suppress_context__ else error.__context__
+
+
+def _echoes_input(error: BaseException | None, seen: set[int]) -> bool:
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, ValidationError | ValidationException):
+            return True
+        error = _shown_cause(error)
+    return False
+
+
+def redacted(error: BaseException, _seen: frozenset[int] = frozenset()) -> BaseException:
+    """`error` as a logger may show it: each validation error of its chain replaced by a
+    `RedactedValidationError` with the same traceback; any other exception kept as it is."""
+    cause = _shown_cause(error)
+    if cause is not None and id(cause) in _seen | {id(error)}:
+        cause = None  # a cycle in the chain: shown once, as traceback does
+    if not isinstance(error, ValidationError | ValidationException):
+        if cause is None or not _echoes_input(cause, set()):
+            return error
+        # A copy of the chain's link: the original stays as it was for whoever else holds it.
+        link: BaseException = RedactedValidationError(f"{type(error).__qualname__}: {error}")
+    else:
+        link = RedactedValidationError(_summary(error))
+    link.__traceback__ = error.__traceback__
+    if cause is not None:
+        link.__cause__ = redacted(cause, _seen | {id(error)})
+    return link
+
+
+class RedactInputs(logging.Filter):
+    """Replaces a record's exception by `redacted(exception)` when its chain echoes input."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc_info = record.exc_info
+        if exc_info and exc_info[1] is not None and _echoes_input(exc_info[1], set()):
+            shown = redacted(exc_info[1])
+            record.exc_info = (type(shown), shown, shown.__traceback__)
+            record.exc_text = None
+        return True
+
+
+def install() -> None:
+    """Add the filter to the loggers that log escaped exceptions (once per logger)."""
+    for name in LOGGERS:
+        log = logging.getLogger(name)
+        if not any(isinstance(f, RedactInputs) for f in log.filters):
+            log.addFilter(RedactInputs())

@@ -1,0 +1,119 @@
+"""An escaped validation error is logged with its traceback but never with the input it echoes."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from lucid.web.app import create_app, lambda_handler
+from lucid.web.redaction import RedactedValidationError, redacted
+from tests.utils.events import http_event
+from tests.utils.logs import logged_lines
+
+router = APIRouter()
+REFRESH_TOKEN = "rt_" + "Zq7" * 20  # what a sign-in answer carries
+SIGNATURE = "0x" + "cd" * 65
+
+
+class TokenPair(BaseModel):
+    expires_in: int
+
+
+class Stored(BaseModel):
+    count: int
+
+
+@router.get("/answer", response_model=TokenPair)
+async def answer() -> dict[str, str]:
+    # A response model refusing what the route built (FastAPI's ResponseValidationError).
+    return {"expires_in": REFRESH_TOKEN}
+
+
+@router.get("/parse")
+async def parse() -> None:
+    Stored.model_validate({"count": SIGNATURE})  # pydantic's ValidationError
+
+
+@router.get("/wrapped")
+async def wrapped() -> None:
+    try:
+        Stored.model_validate({"count": SIGNATURE})
+    except ValueError as error:
+        raise RuntimeError("the stored record is unreadable") from error
+
+
+@router.get("/hidden")
+async def hidden() -> None:
+    try:
+        Stored.model_validate({"count": SIGNATURE})
+    except ValueError:
+        raise RuntimeError("the stored record is unreadable") from None
+
+
+handler = lambda_handler(create_app("test", router))
+
+
+@pytest.mark.parametrize(
+    ("path", "secret", "named"),
+    [
+        ("/answer", REFRESH_TOKEN, "response.expires_in"),
+        ("/parse", SIGNATURE, "count"),
+        ("/wrapped", SIGNATURE, "count"),
+    ],
+)
+def test_an_escaped_validation_error_is_logged_without_the_input_it_echoes(
+    caplog: pytest.LogCaptureFixture, path: str, secret: str, named: str
+) -> None:
+    # GIVEN a route whose validation of a value holding a token or a signature fails
+    caplog.set_level(logging.ERROR, logger="mangum.http")
+    # WHEN the real Mangum handler serves it
+    with logged_lines() as lines:
+        result = handler(http_event("GET", path), None)  # type: ignore[arg-type]
+    # THEN the caller gets the generic 500 problem
+    assert result["statusCode"] == 500
+    assert secret not in result["body"]
+    # AND our JSON line keeps the traceback and what failed where, not the value
+    (error,) = [line for line in lines if line["level"] == "ERROR"]
+    assert "Traceback" in error["exception"]
+    assert named in error["exception"]
+    assert "inputs not logged" in error["exception"]
+    assert secret not in json.dumps(lines)
+    # AND so does Mangum's own line of the same exception (plain text through the root logger)
+    (mangum,) = [r for r in caplog.records if r.name == "mangum.http" and r.exc_info]
+    assert "Traceback" in caplog.text
+    assert secret not in caplog.text
+    assert mangum.exc_info is not None
+    assert isinstance(mangum.exc_info[1], RedactedValidationError)
+
+
+def test_an_error_raised_from_none_is_logged_as_it_is() -> None:
+    # GIVEN a route that hides the validation error it caught (`raise ... from None`)
+    # WHEN it is served
+    with logged_lines() as lines:
+        handler(http_event("GET", "/hidden"), None)  # type: ignore[arg-type]
+    # THEN its own exception is logged unchanged, and the hidden one not at all
+    (error,) = [line for line in lines if line["level"] == "ERROR"]
+    assert error["exception_name"] == "RuntimeError"
+    assert "the stored record is unreadable" in error["exception"]
+    assert "validation" not in error["exception"].lower()
+
+
+def test_a_cycle_in_the_chain_is_shown_once() -> None:
+    # GIVEN a validation error and an exception that are each other's context
+    try:
+        Stored.model_validate({"count": SIGNATURE})
+    except ValueError as caught:
+        refused = caught
+    outer = RuntimeError("outer")
+    outer.__context__ = refused
+    refused.__context__ = outer
+    # WHEN a logger shows it
+    shown = redacted(outer)
+    # THEN the chain ends, without the input
+    assert isinstance(shown.__cause__, RedactedValidationError)
+    assert shown.__cause__.__cause__ is None
+    assert SIGNATURE not in str(shown) + str(shown.__cause__)
