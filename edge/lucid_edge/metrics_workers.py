@@ -57,6 +57,11 @@ class WorkerSupervisor(Multiprocess):
         self._directory = directory
         self._known: set[int] = set()
 
+    def handle_hup(self) -> None:
+        """SIGHUP stops the edge, as it does with one worker (uvicorn's own supervisor restarts
+        the workers instead): the terminal that ran `lucid serve` is gone, and so is its user."""
+        self.handle_term()
+
     def keep_subprocess_alive(self) -> None:
         """uvicorn's health check and restart, then the bookkeeping of who is gone."""
         super().keep_subprocess_alive()

@@ -4,8 +4,8 @@ The parent validates the template (failing loudly), takes the port (failing, nam
 anything starts or claims to be up), starts the embedded Redis when REDIS_URI is unset, shares
 one JWT secret with all workers on the local stage, points AUTH_SERVICE_URL at the address it
 serves, creates the files the workers share (throttle buckets, reserved concurrency), prints the
-URL and route table, then hands the listening socket to uvicorn's workers. SIGINT or SIGTERM
-stops the workers and everything the parent started, whatever the worker count.
+URL and route table, then hands the listening socket to uvicorn's workers. SIGINT, SIGTERM or
+SIGHUP stops the workers and everything the parent started, whatever the worker count.
 """
 
 from __future__ import annotations
@@ -133,11 +133,15 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 def _signals_stop_cleanly() -> Iterator[None]:
     # SIGTERM's default action kills the process on the spot, skipping every cleanup; uvicorn
     # re-raises the signal it caught once its server has stopped, so the same holds after it.
-    previous = signal.signal(signal.SIGTERM, _stop)
+    # SIGHUP (the terminal running `make run` closed) is a stop too, with one worker or many
+    # (metrics_workers.WorkerSupervisor): killed by it, the parent left redis-server running.
+    stopping = (signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, _stop) for signum in stopping}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _serve(args: argparse.Namespace, sock: socket.socket, metrics_directory: Path) -> int:
@@ -175,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         finally:
             # A second signal must not cut short the stopping of what the parent started.
-            stopping = (signal.SIGINT, signal.SIGTERM)
+            stopping = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
             previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in stopping}
             try:
                 stack.close()

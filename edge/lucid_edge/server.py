@@ -328,6 +328,9 @@ class Edge:
         event = self.events.build(
             method=method,
             path=path,
+            # Always ASCII: uvicorn answers 400 to a request target with a byte >= 0x80. It
+            # stays percent-encoded in rawQueryString and is decoded as UTF-8 in
+            # queryStringParameters, as on AWS (notes/aws-facts.md, rv-inst).
             raw_query=scope["query_string"].decode("latin-1"),
             raw_headers=raw_headers,
             http_version=scope["http_version"],

@@ -50,7 +50,9 @@ def descendants(pid: int) -> set[int]:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"]
+)
 def test_a_stopped_edge_leaves_no_process_behind(workers: int, signum: signal.Signals) -> None:
     # GIVEN `lucid serve` running with its embedded Redis and its workers
     port = free_port()
@@ -65,7 +67,8 @@ def test_a_stopped_edge_leaves_no_process_behind(workers: int, signum: signal.Si
         wait_until_answering(f"http://127.0.0.1:{port}/nowhere", process)
         started = descendants(process.pid)
         assert len(started) >= workers  # the embedded redis-server, and workers beyond one
-        # WHEN it is told to stop
+        # WHEN it is told to stop (SIGHUP: the terminal that ran it closed; uvicorn's supervisor
+        # would restart the workers, and one worker's parent died on the spot, redis-server left)
         process.send_signal(signum)
         output, _ = process.communicate(timeout=30)
     # THEN it exits cleanly, and nothing it started is still running
