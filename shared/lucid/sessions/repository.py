@@ -95,21 +95,25 @@ class SessionRepository:
             "ended_at": None,
             "version": 1,
         }
+        inserted = True
         try:
             with database_errors("sessions"):
                 self._sessions.insert_one(document)
         except DuplicateKeyError:
-            document = self._created_earlier(owner_id, session_id, data)
+            document, inserted = self._created_earlier(owner_id, session_id, data), False
         # After the insert, not before: a closure that deletes the owner in between still sees
         # this session (it ends them after the delete), and one that deleted it earlier is seen
-        # here. If the check cannot be made, the insert is undone before the 503: the client
-        # was told the create failed and retries it, so the session must not stay behind.
+        # here. If the check cannot be made, this request's insert is undone before the 503: the
+        # client was told the create failed and retries it, so the session must not stay behind.
+        # A session an earlier request created (same key) is never undone here: that request may
+        # have been answered 201 and the session used since.
         try:
             with database_errors("sessions"):
                 owner = self._users.find_one({"_id": owner_id}, {"_id": 1})
         except ServiceUnavailableError:
-            with suppress(PyMongoError):  # still down: the session stays, as after any 503 write
-                self._sessions.delete_one({"_id": document["_id"]})
+            if inserted:
+                with suppress(PyMongoError):  # still down: it stays, as after any 503 write
+                    self._sessions.delete_one({"_id": document["_id"]})
             raise
         if owner is None:
             with database_errors("sessions"):

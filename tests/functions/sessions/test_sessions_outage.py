@@ -13,6 +13,7 @@ import pytest
 import redis
 from pymongo.database import Database
 
+from lucid.store.keys import idempotency_prefix
 from tests.utils.datastore import User, call, database_for, fail_on
 
 api = partial(call, "sessions")
@@ -96,3 +97,25 @@ def test_a_key_reused_after_its_replay_expired_with_another_body_is_422(
     assert reply.status == 422
     assert reply.body["errors"][0]["loc"] == ["header", "Idempotency-Key"]
     assert database["sessions"].count_documents({}) == 1
+
+
+def test_a_failed_owner_check_on_a_key_reused_later_keeps_the_session_the_key_created(
+    alice: User,
+    database: Database[dict[str, Any]],
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    body = {"name": "kept"}
+    headers = {"Idempotency-Key": "reused-after-a-day"}
+    # GIVEN a session created with a key (201), whose replay record has since expired
+    created = api("POST", "/sessions", caller=alice, body=body, headers=headers)
+    assert created.status == 201
+    for key in redis_client.scan_iter(match=f"{idempotency_prefix()}*"):
+        redis_client.delete(key)
+    # WHEN the same request comes again and MongoDB fails the owner check that follows
+    fail_on(monkeypatch, "users", "find_one")
+    again = api("POST", "/sessions", caller=alice, body=body, headers=headers)
+    assert again.status == 503
+    monkeypatch.undo()
+    # THEN the session the first request created (and the client may have used) is still there
+    assert database["sessions"].find_one({"_id": created.body["id"]}) is not None
