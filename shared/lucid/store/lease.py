@@ -45,6 +45,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from pymongo import WriteConcern
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -87,7 +88,10 @@ class Lease:
         wait_seconds: float = WAIT_SECONDS,
     ) -> None:
         """`busy` is the 409's detail when the lease stays taken for `wait_seconds`."""
-        self._locks = database[COLLECTION]
+        # Acknowledged by a majority (MongoDB 5.0+'s default, not 4.2/4.4's): a taking only the
+        # old primary had would be rolled back at a failover, and a second holder could enter.
+        # A standalone server accepts "majority" too (it acknowledges after its journal).
+        self._locks = database.get_collection(COLLECTION, write_concern=WriteConcern("majority"))
         self._name = name
         self._busy = busy
         self._seconds = seconds

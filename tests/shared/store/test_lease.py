@@ -130,6 +130,15 @@ def test_a_holder_too_slow_for_its_lease_writes_nothing(
     assert held.budget == 60 - timeout(db) - CLOCK_SKEW_SECONDS
 
 
+def test_a_taking_survives_a_failover(db: Db) -> None:
+    # A taking acknowledged by the old primary alone would be rolled back (MongoDB 4.2/4.4
+    # default to w:1): the lease asks a majority, which a standalone server also accepts
+    guard = lease(db)
+    assert guard._locks.write_concern.document == {"w": "majority"}
+    with guard.held():
+        assert owner(db) != "dead" * 8
+
+
 def test_a_lease_too_short_for_one_write_is_refused(db: Db) -> None:
     with pytest.raises(ValueError, match="leaves no time"):
         lease(db, seconds=timeout(db))
