@@ -7,12 +7,13 @@ One document per guarded thing in the `locks` collection:
     owner        a random token of the holder (only it may release)
     expires_at   UTC datetime: the lease is free from then on, whoever held it
 
-Taking it is one conditional upsert, `{_id: name, expires_at: {$lte: now}}` setting the owner and
-a new expiry. MongoDB applies an update to one document atomically, so of any number of takers
-at most one gets it:
+Taking it is one conditional upsert, `{_id: name, expires_at: {$not: {$gt: now}}}` setting the
+owner and a new expiry, acknowledged by a majority (a failover cannot roll it back). MongoDB
+applies an update to one document atomically, so of any number of takers at most one gets it:
 
     no document        the upsert inserts one: taken
-    an expired one     it matches and is overwritten: taken (a crashed holder's lease ends here)
+    an expired one     it matches and is overwritten: taken (a crashed holder's lease ends here;
+                       so does one without a date, made by hand)
     a live one         nothing matches, so the upsert inserts `_id: name`, which exists:
                        duplicate key (E11000): busy, wait and try again
 
@@ -32,7 +33,8 @@ anything a holder can take: a Lambda function's Timeout is at most 29 s here (AP
 it runs on), and a holder checks before its guarded write (`Held.check`) that the write,
 bounded by the client's operation timeout (`timeoutMS`, MONGODB_TIMEOUT_MS ≤ 30 s), lands
 before the lease could expire, with CLOCK_SKEW_SECONDS to spare: expiry is compared on each
-instance's own clock (Lambda hosts keep theirs synchronised to well under that).
+instance's own clock (our assumption: NTP-synchronised hosts differ by far less than 5 s; no
+AWS figure was found).
 """
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ class Lease:
             try:
                 with database_errors(COLLECTION):
                     self._locks.update_one(
-                        {"_id": self._name, "expires_at": {"$lte": now}},
+                        # Not "$lte": one without a date (made by hand) is free too.
+                        {"_id": self._name, "expires_at": {"$not": {"$gt": now}}},
                         {"$set": {"owner": token, "expires_at": self._expiry(now)}},
                         upsert=True,
                     )

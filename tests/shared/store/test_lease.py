@@ -90,6 +90,14 @@ def test_a_crashed_holders_lease_expires_and_the_next_taker_gets_it(db: Db) -> N
     assert db["locks"].count_documents({}) == 0
 
 
+def test_a_lease_document_without_a_date_never_blocks(db: Db) -> None:
+    # GIVEN a lease document made by hand, with no expiry
+    db["locks"].insert_one({"_id": "guard", "owner": "hand" * 8})
+    # THEN it counts as expired: taken at once
+    with lease(db, wait_seconds=0).held():
+        assert owner(db) != "hand" * 8
+
+
 def test_a_release_takes_only_its_own_lease(db: Db) -> None:
     # GIVEN a holder whose lease ran out and was taken by another meanwhile
     with lease(db).held():
