@@ -14,7 +14,7 @@ import pytest
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from lucid.errors import ConflictError, NotFoundError
+from lucid.errors import ConflictError, NotFoundError, ServiceUnavailableError
 from lucid.identity import Role
 from lucid.store.documents import is_valid_id
 from lucid.store.indexes import ensure_indexes
@@ -131,6 +131,28 @@ def test_a_demotion_overtaken_by_another_answers_the_user_as_it_is(db: Db) -> No
     )
     with pytest.raises(NotFoundError):
         deleting.demote(gone.id)
+
+
+class OutlivedLease(Lease):
+    """The admins lease, held by a request that took longer than its lease allows a write."""
+
+    @contextmanager
+    def held(self) -> Iterator[Held]:
+        with super().held() as held:
+            yield Held(held.name, held.taken_at, budget=-1.0)
+
+
+def test_a_holder_that_outlived_its_lease_removes_no_admin(db: Db) -> None:
+    # GIVEN two admins, and a request whose lease may have expired before its write
+    first, second = add_user(db, role="admin"), add_user(db, role="admin")
+    users = UserRepository(db, admins=OutlivedLease(db, "admins", busy="busy"))
+    # THEN neither its demotion nor its closure writes: 503, both still admins, lease released
+    with pytest.raises(ServiceUnavailableError, match="lease ran out"):
+        users.demote(first.id)
+    with pytest.raises(ServiceUnavailableError, match="lease ran out"):
+        users.delete(second.id)
+    assert db["users"].count_documents({"role": "admin"}) == 2
+    assert db["locks"].count_documents({}) == 0
 
 
 def test_the_last_admin_cannot_be_deleted_and_a_retry_finds_nothing_to_delete(db: Db) -> None:
