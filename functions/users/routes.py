@@ -43,6 +43,12 @@ async def refresh_token_store(
 
 SignIns = Annotated[RefreshTokenStore, Depends(refresh_token_store)]
 
+# Removing an admin holds the admins lease (lucid.users.repository): a 409 with Retry-After means
+# another such change held it for longer than this request waited (5 s).
+_BUSY = "; or another change to the admins is in progress (retry after Retry-After)"
+CLOSE_CONFLICT = "The last admin cannot close their account" + _BUSY
+DEMOTE_CONFLICT = "The last admin cannot be demoted" + _BUSY
+
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(min_length=1, max_length=MAX_CURSOR_LENGTH)]
 
@@ -63,7 +69,7 @@ async def update_me(body: ProfilePatch, caller: Caller, users: UsersDep) -> User
     "/users/me",
     status_code=204,
     response_class=Response,
-    responses=problems(404, 409, descriptions={409: "The last admin cannot close their account"}),
+    responses=problems(404, 409, descriptions={409: CLOSE_CONFLICT}),
 )
 async def delete_me(
     caller: TokenCaller,
@@ -107,7 +113,7 @@ async def read_user(user_id: str, caller: Caller, users: UsersDep) -> User:
 
 @router.put(
     "/users/{user_id}/role",
-    responses=problems(403, 404, 409, descriptions={409: "The last admin cannot be demoted"}),
+    responses=problems(403, 404, 409, descriptions={409: DEMOTE_CONFLICT}),
 )
 async def change_role(
     user_id: str,

@@ -16,6 +16,7 @@ from tests.e2e.flows import (
     AUTHORIZER_TTL_SECONDS,
     Account,
     create_session,
+    in_threads,
     problem,
     served_edge,
     sign_in,
@@ -150,6 +151,47 @@ def test_the_last_admin_cannot_be_demoted(client: httpx.Client, admin: Account) 
     # AND the last admin cannot close its account either
     problem(client.delete("/users/me", headers=admin.auth), 409, "conflict")
     assert _me(client, admin)["role"] == "admin"
+
+
+def test_admins_leaving_at_once_through_two_workers_leave_exactly_one(
+    edge: SubprocessEdge, client: httpx.Client, admin: Account
+) -> None:
+    # GIVEN six admins (five promoted and signed in again for the new role), and no other
+    team = [admin]
+    for _ in range(5):
+        newcomer = sign_in(client)
+        promote = client.put(
+            f"/users/{newcomer.user_id}/role", json={"role": "admin"}, headers=admin.auth
+        )
+        assert promote.status_code == 200, promote.text
+        team.append(sign_in(client, newcomer.wallet))
+    ours = {member.user_id for member in team}
+    for user in walk(client, "/users", admin, {"role": "admin"}):
+        if user["id"] not in ours:  # left by another test of this module's edge
+            path = f"/users/{user['id']}/role"
+            assert client.put(path, json={"role": "user"}, headers=admin.auth).status_code == 200
+
+    # WHEN all six leave at the same moment, half closing their accounts and half demoting
+    # themselves, spread over the edge's two worker processes
+    def leave(i: int) -> httpx.Response:
+        member = team[i]
+        with edge.client() as own:
+            if i % 2:
+                return own.delete("/users/me", headers=member.auth)
+            path = f"/users/{member.user_id}/role"
+            return own.put(path, json={"role": "user"}, headers=member.auth)
+
+    replies = in_threads(len(team), leave)
+    # THEN exactly one was refused, with a precise 409, and it is the one admin left
+    refused = [i for i, reply in enumerate(replies) if reply.status_code == 409]
+    assert len(refused) == 1, [reply.status_code for reply in replies]
+    assert "last admin cannot" in problem(replies[refused[0]], 409, "conflict")["detail"]
+    assert all(
+        reply.status_code in (200, 204) for i, reply in enumerate(replies) if i != refused[0]
+    )
+    stays = team[refused[0]]
+    admins = walk(client, "/users", stays, {"role": "admin"})
+    assert [user["id"] for user in admins] == [stays.user_id]
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from cfnlint.decode import decode
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 
+from lucid.store.lease import CLOCK_SKEW_SECONDS, LEASE_SECONDS
 from lucid_edge.intrinsics import Resolver
 from tests.utils.functions import load_module
 
@@ -320,3 +321,11 @@ def test_cors_exposes_every_response_header_the_api_reference_documents(
     cors = resolver.resolve(api["Properties"]["Body"]["x-amazon-apigateway-cors"], "cors")
     # THEN a browser script can read each of them (Access-Control-Expose-Headers)
     assert documented - {name.lower() for name in cors["exposeHeaders"]} == set()
+
+
+def test_no_function_outlives_the_admins_lease(cloudformation: dict[str, Any]) -> None:
+    # A holder of a MongoDB lease (lucid.store.lease) must be gone before its lease expires:
+    # Lambda resets an environment whose invocation timed out, so its Timeout bounds a holder.
+    functions = resources_of(cloudformation, "AWS::Lambda::Function")
+    for name, function in functions.items():
+        assert function["Properties"]["Timeout"] < LEASE_SECONDS - CLOCK_SKEW_SECONDS, name

@@ -4,22 +4,20 @@ Order matters for a request that fails half way (MongoDB down → 503): every st
 and the sign-ins are revoked last, so the client can simply retry the DELETE with the same token
 and the remaining steps complete.
 
-1. the last admin may not leave (409, nothing changed);
-2. the user document is deleted: from now on a session created for the user undoes itself
-   (`SessionRepository.create` checks its owner after inserting);
-3. every session of the user that has not ended is ended (after 2, so a session created while
+1. the user document is deleted, unless it is the last admin (409, nothing changed: checked and
+   deleted under the admins lease, `UserRepository.delete`); from now on a session created for
+   the user undoes itself (`SessionRepository.create` checks its owner after inserting);
+2. every session of the user that has not ended is ended (after 1, so a session created while
    closing is still caught);
-4. every sign-in of the user is revoked: refresh tokens, and every access token, the one of
+3. every sign-in of the user is revoked: refresh tokens, and every access token, the one of
    this request included, from the next call on (`lucid.auth.revocation`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass
 
-from lucid.errors import NotFoundError
 from lucid.identity import CallerIdentity
 from lucid.sessions.repository import SessionRepository
 from lucid.users.repository import UserRepository
@@ -41,9 +39,7 @@ def close_account(
     revoke_sign_ins: Callable[[str], object],
 ) -> ClosedAccount:
     """Close the caller's account (see the module docstring for the steps and their order)."""
-    with suppress(NotFoundError):  # a retry after the document was already deleted
-        users.demote(caller.user_id)
-    deleted = users.delete(caller.user_id)
+    deleted = users.delete(caller.user_id)  # False: a retry after it was already deleted
     ended = sessions.end_all_of(caller.user_id)
     revoke_sign_ins(caller.user_id)
     return ClosedAccount(user_deleted=deleted, sessions_ended=ended)

@@ -13,9 +13,24 @@ A user document (created at the first sign-in):
 Role on login: an address listed in ADMIN_ADDRESSES is made admin at every sign-in; any other
 address starts as "user" and keeps whatever role an admin later gives it (removing an address
 from ADMIN_ADDRESSES does not demote it: use the users API). Roles change otherwise only through
-`set_role`, an admin route. The last admin can never be demoted: a demotion is one atomic update,
-followed by a check that an admin is left; if two demotions race and none is, each is undone and
-refused (409), so the system never stays without an admin.
+`set_role`, an admin route.
+
+The last admin never goes (409), whatever races or fails. Every write that can take an admin
+away (a demotion, deleting a user: the closure of an account) runs under one lease lock in
+MongoDB (`lucid.store.lease`, `locks` document "admins"), counts the admins there and writes only
+when another admin stays. Only these writes remove admins, and they run one at a time, so while
+one holds the lease the admins can only grow (a sign-in in ADMIN_ADDRESSES, a promotion): the
+count it saw stays true until its own write, no request ever sees zero admins, and a demotion
+is refused only when it would really leave none. A fault or crash anywhere leaves at least one
+admin: before the write nothing changed, after it the next holder counts what is stored (a
+write whose reply was lost included), and a holder that never releases holds others off for one
+lease (60 s; they get 409 with Retry-After after waiting up to 5 s), never for good.
+
+Why not the alternatives: a multi-document transaction needs a replica set (MONGODB_URI may name
+a standalone server) and the in-memory store cannot run one; an admin count kept in its own
+document and moved with a conditional `$inc` must be repaired whenever the role write after it
+fails, and drifts from the users it counts, so it would still need a recount under a lock.
+Redis cannot hold the guard's truth: it may be down, or restored from an old snapshot.
 """
 
 from __future__ import annotations
@@ -29,6 +44,7 @@ from pymongo.errors import DuplicateKeyError
 from lucid.errors import ConflictError, NotFoundError
 from lucid.identity import Role
 from lucid.store.documents import Document, database_errors, is_valid_id, new_id, utcnow
+from lucid.store.lease import Lease
 from lucid.store.pagination import Page, SortOrder, fetch_page
 from lucid.users.schemas import ProfilePatch
 
@@ -39,15 +55,21 @@ def _not_found() -> NotFoundError:
     return NotFoundError("no such user")
 
 
-def _last_admin() -> ConflictError:
-    return ConflictError("the last admin cannot be demoted; promote another admin first")
+def _last_admin(what: str) -> ConflictError:
+    return ConflictError(f"the last admin cannot {what}; promote another admin first")
+
+
+ADMINS_LEASE = "admins"
+ADMINS_BUSY = "another change to the admins is in progress; retry after Retry-After seconds"
 
 
 class UserRepository:
     """Every read and write on `users`."""
 
-    def __init__(self, database: Database[Document]) -> None:
+    def __init__(self, database: Database[Document], *, admins: Lease | None = None) -> None:
+        """`admins` is the lease every removal of an admin holds (default: the "admins" one)."""
         self._users = database[COLLECTION]
+        self._admins = admins or Lease(database, ADMINS_LEASE, busy=ADMINS_BUSY)
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -126,24 +148,38 @@ class UserRepository:
         target = self.get(user_id)
         if target.get("role") != Role.ADMIN:
             return target
-        if self._admin_count() <= 1:
-            raise _last_admin()
-        demoted = self._update(user_id, {"$set": {"role": Role.USER.value, "updated_at": utcnow()}})
-        if self._admin_count() == 0:
-            # A concurrent demotion took the other admin: undo ours so one stays.
+        with self._admins.held() as lease:
+            if self._admin_count() <= 1:
+                raise _last_admin("be demoted")
+            lease.check()
             with database_errors("users"):
-                self._users.update_one(
-                    {"_id": user_id, "role": Role.USER.value}, {"$set": {"role": Role.ADMIN.value}}
+                demoted = self._users.find_one_and_update(
+                    {"_id": user_id, "role": Role.ADMIN.value},
+                    {"$set": {"role": Role.USER.value, "updated_at": utcnow()}},
+                    return_document=ReturnDocument.AFTER,
                 )
-            raise _last_admin()
-        return demoted
+        # None: a removal before ours (deleted; demoted before we held the lease): as it is now.
+        return self.get(user_id) if demoted is None else demoted
 
     def delete(self, user_id: str) -> bool:
-        """Delete the user document; False when it was already gone."""
+        """Delete the user document; False when it was already gone; 409 when it is the last
+        admin (then nothing changes)."""
         if not is_valid_id(user_id):
             return False
+        plain_user = {"_id": user_id, "role": {"$ne": Role.ADMIN.value}}
         with database_errors("users"):
-            return self._users.delete_one({"_id": user_id}).deleted_count == 1
+            # A plain user goes without the lease: the filter makes sure it still is one.
+            if self._users.delete_one(plain_user).deleted_count == 1:
+                return True
+        with self._admins.held() as lease:
+            # With another admin besides, this user goes whatever its role; else only as a user.
+            spare = self._admin_count() > 1
+            lease.check()
+            with database_errors("users"):
+                deleted = self._users.delete_one({"_id": user_id} if spare else plain_user)
+            if deleted.deleted_count == 1 or self.find_by_id(user_id) is None:
+                return deleted.deleted_count == 1
+        raise _last_admin("close their account")
 
     def _admin_count(self) -> int:
         with database_errors("users"):

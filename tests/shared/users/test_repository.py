@@ -1,20 +1,24 @@
 """The one users repository: the document sign-in creates, roles, concurrent first logins, and
-the last-admin rule (including a demotion that loses a race)."""
+the last-admin rule (a demotion or deletion overtaken by another; the races and faults are in
+tests/functions/users/test_users_last_admin.py)."""
 
 from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from lucid.errors import ConflictError
+from lucid.errors import ConflictError, NotFoundError, ServiceUnavailableError
 from lucid.identity import Role
 from lucid.store.documents import is_valid_id
 from lucid.store.indexes import ensure_indexes
+from lucid.store.lease import Held, Lease
 from lucid.users.repository import UserRepository
 from lucid_edge.local import in_memory_database
 from tests.utils.datastore import add_user, atomic_writes
@@ -85,23 +89,6 @@ def test_concurrent_first_logins_make_one_user() -> None:
     assert len(set(ids)) == 1
 
 
-class RacingRepository(UserRepository):
-    """A repository whose pre-check is overtaken: another admin's demotion lands right after it."""
-
-    def __init__(self, database: Db, other_admin_id: str) -> None:
-        super().__init__(database)
-        self._database = database
-        self._other = other_admin_id
-        self._overtaken = False
-
-    def _admin_count(self) -> int:
-        count = super()._admin_count()
-        if not self._overtaken:
-            self._overtaken = True
-            self._database["users"].update_one({"_id": self._other}, {"$set": {"role": "user"}})
-        return count
-
-
 def test_last_admin_cannot_be_demoted(db: Db) -> None:
     users = UserRepository(db)
     first, second = add_user(db, role="admin"), add_user(db, role="admin")
@@ -111,14 +98,72 @@ def test_last_admin_cannot_be_demoted(db: Db) -> None:
     assert users.set_role(first.id, Role.ADMIN)["role"] == "admin"
 
 
-def test_a_demotion_that_loses_a_race_is_undone(db: Db) -> None:
-    # GIVEN two admins, and another request demoting the first right after our check saw two
+class LeaseAfterAnother(Lease):
+    """The admins lease, taken just after another request demoted (or deleted) the target:
+    the one way the target can change between our read and our holding the lease."""
+
+    def __init__(self, database: Db, removal: Callable[[], object]) -> None:
+        super().__init__(database, "admins", busy="busy")
+        self._removal = removal
+
+    @contextmanager
+    def held(self) -> Iterator[Held]:
+        self._removal()
+        with super().held() as held:
+            yield held
+
+
+def test_a_demotion_overtaken_by_another_answers_the_user_as_it_is(db: Db) -> None:
+    # GIVEN three admins, and another demotion of our target landing before we hold the lease
+    target, *_ = (add_user(db, role="admin") for _ in range(3))
+
+    def other() -> None:
+        db["users"].update_one({"_id": target.id}, {"$set": {"role": "user"}})
+
+    users = UserRepository(db, admins=LeaseAfterAnother(db, other))
+    # THEN ours writes nothing more and answers the demoted user; two admins remain
+    assert users.demote(target.id)["role"] == "user"
+    assert db["users"].count_documents({"role": "admin"}) == 2
+    # AND when the other request deleted it instead, ours is a 404
+    gone = add_user(db, role="admin")
+    deleting = UserRepository(
+        db, admins=LeaseAfterAnother(db, lambda: db["users"].delete_one({"_id": gone.id}))
+    )
+    with pytest.raises(NotFoundError):
+        deleting.demote(gone.id)
+
+
+class OutlivedLease(Lease):
+    """The admins lease, held by a request that took longer than its lease allows a write."""
+
+    @contextmanager
+    def held(self) -> Iterator[Held]:
+        with super().held() as held:
+            yield Held(held.name, held.taken_at, budget=-1.0)
+
+
+def test_a_holder_that_outlived_its_lease_removes_no_admin(db: Db) -> None:
+    # GIVEN two admins, and a request whose lease may have expired before its write
     first, second = add_user(db, role="admin"), add_user(db, role="admin")
-    users = RacingRepository(db, other_admin_id=first.id)
-    # WHEN we demote the second, THEN ours is undone and refused: an admin remains
-    with pytest.raises(ConflictError):
-        users.demote(second.id)
-    assert [u["_id"] for u in db["users"].find({"role": "admin"})] == [second.id]
+    users = UserRepository(db, admins=OutlivedLease(db, "admins", busy="busy"))
+    # THEN neither its demotion nor its closure writes: 503, both still admins, lease released
+    with pytest.raises(ServiceUnavailableError, match="lease ran out"):
+        users.demote(first.id)
+    with pytest.raises(ServiceUnavailableError, match="lease ran out"):
+        users.delete(second.id)
+    assert db["users"].count_documents({"role": "admin"}) == 2
+    assert db["locks"].count_documents({}) == 0
+
+
+def test_the_last_admin_cannot_be_deleted_and_a_retry_finds_nothing_to_delete(db: Db) -> None:
+    users = UserRepository(db)
+    first, second = add_user(db, role="admin"), add_user(db, role="admin")
+    assert users.delete(first.id) is True  # another admin stays
+    with pytest.raises(ConflictError, match="cannot close their account"):
+        users.delete(second.id)
+    assert db["users"].count_documents({"role": "admin"}) == 1
+    assert users.delete(first.id) is False  # a retry after it was already deleted
+    assert db["locks"].count_documents({}) == 0
 
 
 def test_deleting_a_malformed_user_id_deletes_nothing(db: Db) -> None:
