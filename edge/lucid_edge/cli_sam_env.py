@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lucid.secret_store import REFERENCES
-from lucid_edge.cli_config import CommandError, private_write
+from lucid_edge.cli_config import CommandError, private_write, write_failure
 from lucid_edge.cli_secrets import MONGODB_URI, REDIS_URI, add_secret_option, resolve
 from lucid_edge.intrinsics import TemplateError, load_yaml
 
@@ -91,6 +91,13 @@ def run(args: argparse.Namespace) -> int:
     # A new 0600 file renamed over the old one: truncating an existing file in place kept its
     # mode (0644: readable by anyone while the new key was written, until a chmod) and wrote
     # through a symlink into whatever file it named.
-    private_write(args.output, json.dumps(document, indent=2) + "\n", replace=True)
+    try:
+        private_write(args.output, json.dumps(document, indent=2) + "\n", replace=True)
+    except OSError as error:
+        print(
+            f"lucid env-json: cannot write {args.output}: {write_failure(args.output, error)}",
+            file=sys.stderr,
+        )
+        return 1
     print(f"wrote {args.output} ({', '.join(sorted(document['Parameters']))})")
     return 0
