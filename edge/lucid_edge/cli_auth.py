@@ -34,6 +34,7 @@ from lucid_edge.cli_config import (
     private_write,
     save_credentials,
     signed_in_gateway,
+    write_failure,
 )
 from lucid_edge.cli_http import (
     SignedIn,
@@ -53,8 +54,12 @@ def keygen(args: argparse.Namespace) -> int:
     private_key = PrivateKey().secret.hex()
     try:
         private_write(path, private_key + "\n", replace=False)
-    except FileExistsError:
-        raise CommandError(f"{path} exists; move it away or pass --out") from None
+    except OSError as error:
+        if isinstance(error, FileExistsError) and Path(error.filename) == path:
+            raise CommandError(f"{path} exists; move it away or pass --out") from None
+        raise CommandError(
+            f"cannot write the key file {path}: {write_failure(path, error)}"
+        ) from None
     print(address_from_private_key(private_key))
     print(f"key written to {path}", file=sys.stderr)
     return 0

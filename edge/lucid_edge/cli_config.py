@@ -72,6 +72,14 @@ def private_write(path: Path, text: str, *, replace: bool) -> None:
     temporary.replace(path)
 
 
+def write_failure(path: Path, error: OSError) -> str:
+    """Why `private_write(path, ...)` raised `error`, in words. Its folder's mkdir raises
+    FileExistsError, naming that folder, when a file stands where the folder should be."""
+    if isinstance(error, FileExistsError) and error.filename and Path(error.filename) != path:
+        return f"{error.filename} is a file, not a folder"
+    return str(error.strerror or error)
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         value = json.loads(path.read_text())

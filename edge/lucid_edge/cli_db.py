@@ -10,6 +10,8 @@ import argparse
 import sys
 from typing import Any
 
+from pymongo.errors import ConfigurationError
+
 from lucid.errors import ServiceUnavailableError
 from lucid.store.indexes import IndexConflictError, ensure_indexes
 from lucid.store.mongo import get_database
@@ -31,6 +33,11 @@ def run_init(args: argparse.Namespace) -> int:
         database = get_database()
     except RuntimeError as error:  # MONGODB_URI unset: there is no database to prepare
         print(f"lucid db init: {error}", file=sys.stderr)
+        return 2
+    except (ConfigurationError, ValueError) as error:
+        # pymongo's InvalidURI / ValueError name what is wrong (an unescaped password, the
+        # scheme, the port, the database name), not the URI or its credentials.
+        print(f"lucid db init: MONGODB_URI is not a usable MongoDB URI: {error}", file=sys.stderr)
         return 2
     try:
         created = ensure_indexes(database)

@@ -1,14 +1,17 @@
 """`lucid localstack`: what a LocalStack deployment of the stack needs, for those who have one.
 
     lucid localstack seed [--config-env localstack] [--backend blockchain=http://...]
+                          [--redis-uri-file PATH] [--mongodb-uri-file PATH] [--jwt-key-file PATH]
     lucid localstack url  [--config-env localstack]
 
 `seed` writes the SSM parameters the environment's parameter_overrides in samconfig.toml name
 (the JWT key, the MongoDB URI and the Redis URL as SecureStrings, the backends' URLs under
 BackendParameterPath) into LocalStack, before `samlocal deploy --config-env localstack`. An
-existing JWT key is kept (tokens stay valid across re-seeds) unless --jwt-key is given; values
-are never printed. `url` prints the deployed API's base URL, from the stack's outputs (HttpApiId,
-ApiStagePath) and API Gateway's own endpoint for that API (LocalStack's, not AWS's).
+existing JWT key is kept (tokens stay valid across re-seeds) unless --jwt-key-file (or
+LUCID_JWT_KEY) gives one; values are never printed, and come from files, standard input or
+LUCID_REDIS_URI / LUCID_MONGODB_URI rather than arguments (lucid_edge.cli_secrets).
+`url` prints the deployed API's base URL, from the stack's outputs (HttpApiId, ApiStagePath) and
+API Gateway's own endpoint for that API (LocalStack's, not AWS's).
 
 Clients come from `localstack-client` (boto3 pointed at LocalStack: LOCALSTACK_HOST, default
 localhost:4566, or --host; AWS_ENDPOINT_URL wins over both). HTTP APIs (API Gateway v2) need
@@ -25,6 +28,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from lucid_edge.cli_config import CommandError
+from lucid_edge.cli_secrets import JWT_KEY, MONGODB_URI, REDIS_URI, add_secret_option, resolve
 
 DEFAULT_CONFIG = Path("samconfig.toml")
 DEFAULT_ENV = "localstack"
@@ -100,11 +106,12 @@ def seed(args: argparse.Namespace) -> list[str]:
                 f"secret does; keep the {env.name} environment's secrets in SSM (*Param) to seed "
                 f"them"
             )
+    given = resolve(args, (JWT_KEY, MONGODB_URI, REDIS_URI), "lucid localstack")
     ssm = _client("ssm", args, env.region)
     values = {
-        "JwtSecretParam": args.jwt_key,
-        "MongoDbUriParam": args.mongodb_uri,
-        "RedisUriParam": args.redis_uri,
+        "JwtSecretParam": given["jwt_key"],
+        "MongoDbUriParam": given["mongodb_uri"] or DEFAULT_MONGODB_URI,
+        "RedisUriParam": given["redis_uri"] or DEFAULT_REDIS_URI,
     }
     done = []
     for parameter, what in _SECRETS:
@@ -161,9 +168,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--config", default=DEFAULT_CONFIG, type=Path)
     parser.add_argument("--config-env", default=DEFAULT_ENV)
     parser.add_argument("--host", default=None, help="LocalStack's host:port (LOCALSTACK_HOST)")
-    parser.add_argument("--mongodb-uri", default=DEFAULT_MONGODB_URI)
-    parser.add_argument("--redis-uri", default=DEFAULT_REDIS_URI)
-    parser.add_argument("--jwt-key", default=None, help="default: keep the existing or a new one")
+    add_secret_option(parser, MONGODB_URI, DEFAULT_MONGODB_URI)
+    add_secret_option(parser, REDIS_URI, DEFAULT_REDIS_URI)
+    add_secret_option(parser, JWT_KEY, "keep the existing key, else make a new one")
     parser.add_argument(
         "--backend", action="append", default=[], metavar="NAME=URL", help="a backend's URL"
     )
@@ -180,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
                 print(line)
         else:
             print(api_url(args))
-    except LocalStackError as error:
+    except (LocalStackError, CommandError) as error:
         print(f"lucid localstack: {error}", file=sys.stderr)
         return 1
     except (BotoCoreError, ClientError) as error:

@@ -1,6 +1,9 @@
 """`lucid env-json`: the env.json `sam local start-api` / `sam local invoke` read (make local-api).
 
-    lucid env-json [--output .lucid/env.json] [--redis-uri ...] [--mongodb-uri ...]
+    lucid env-json [--output .lucid/env.json] [--redis-uri-file PATH] [--mongodb-uri-file PATH]
+
+(or LUCID_REDIS_URI / LUCID_MONGODB_URI: a URI with a password never goes on the command line,
+lucid_edge.cli_secrets)
 
 sam local runs each function in its own container with the template's environment, and an
 env.json "only overrides variables that the template declares" (notes/aws-facts.md section 8:
@@ -22,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from lucid.secret_store import REFERENCES
-from lucid_edge.cli_config import private_write
+from lucid_edge.cli_config import CommandError, private_write, write_failure
+from lucid_edge.cli_secrets import MONGODB_URI, REDIS_URI, add_secret_option, resolve
 from lucid_edge.intrinsics import TemplateError, load_yaml
 
 DEFAULT_TEMPLATE = Path("infra/template.yaml")
@@ -64,21 +68,36 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--template", default=DEFAULT_TEMPLATE, type=Path)
     parser.add_argument("--output", default=DEFAULT_OUTPUT, type=Path)
-    parser.add_argument("--redis-uri", default=HOST_REDIS)
-    parser.add_argument("--mongodb-uri", default=HOST_MONGODB)
+    add_secret_option(parser, REDIS_URI, HOST_REDIS)
+    add_secret_option(parser, MONGODB_URI, HOST_MONGODB)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Write the file (0600: it holds a signing key); 2 when the template cannot be read."""
+    """Write the file (0600: it holds a signing key); 2 when the template cannot be read, 1
+    when a URI cannot be read or is malformed."""
     try:
-        document = env_json(args.template, args.redis_uri, args.mongodb_uri)
+        uris = resolve(args, (REDIS_URI, MONGODB_URI), "lucid env-json")
+    except CommandError as error:
+        print(f"lucid env-json: {error}", file=sys.stderr)
+        return 1
+    try:
+        document = env_json(
+            args.template, uris["redis_uri"] or HOST_REDIS, uris["mongodb_uri"] or HOST_MONGODB
+        )
     except TemplateError as error:
         print(f"lucid env-json: {error}", file=sys.stderr)
         return 2
     # A new 0600 file renamed over the old one: truncating an existing file in place kept its
     # mode (0644: readable by anyone while the new key was written, until a chmod) and wrote
     # through a symlink into whatever file it named.
-    private_write(args.output, json.dumps(document, indent=2) + "\n", replace=True)
+    try:
+        private_write(args.output, json.dumps(document, indent=2) + "\n", replace=True)
+    except OSError as error:
+        print(
+            f"lucid env-json: cannot write {args.output}: {write_failure(args.output, error)}",
+            file=sys.stderr,
+        )
+        return 1
     print(f"wrote {args.output} ({', '.join(sorted(document['Parameters']))})")
     return 0

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import argparse
 import functools
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from lucid_edge.intrinsics import TemplateError
 
 DEFAULT_TEMPLATE = Path("infra/template.yaml")
 
@@ -25,7 +28,11 @@ def register_generated(
 
 
 def _run(args: argparse.Namespace, *, target: Path, render: Callable[[Path], str]) -> int:
-    text = render(args.template)
+    try:
+        text = render(args.template)
+    except TemplateError as error:  # 2, as `lucid serve` answers it
+        print(f"lucid {args.command}: {error}", file=sys.stderr)
+        return 2
     if args.write:
         path = args.template.resolve().parent.parent / target
         path.write_text(text, encoding="utf-8")

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
+from lucid_edge.intrinsics import TemplateError
 from lucid_edge.model import Template
 from lucid_edge.template import load_template
 
@@ -40,6 +42,12 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the manifest."""
-    print(json.dumps(route_manifest(load_template(args.template)), indent=2))
+    """Print the manifest; 2 with one line on stderr when the template cannot be read (as
+    `lucid serve` answers it)."""
+    try:
+        template = load_template(args.template)
+    except TemplateError as error:
+        print(f"lucid routes: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(route_manifest(template), indent=2))
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,23 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the layer's declared set."""
-    print(layer_requirements(args.pyproject), end="")
+    """Print the layer's declared set; 2 with one line on stderr when pyproject.toml cannot be
+    read or declares no `[project] dependencies`."""
+    try:
+        text = layer_requirements(args.pyproject)
+    except OSError as error:
+        print(
+            f"lucid requirements: cannot read {args.pyproject}: {error.strerror}", file=sys.stderr
+        )
+        return 2
+    except KeyError:
+        print(
+            f"lucid requirements: {args.pyproject} declares no [project] dependencies",
+            file=sys.stderr,
+        )
+        return 2
+    except (TypeError, ValueError) as error:  # tomllib.TOMLDecodeError, a malformed entry
+        print(f"lucid requirements: {args.pyproject} is not usable: {error}", file=sys.stderr)
+        return 2
+    print(text, end="")
     return 0

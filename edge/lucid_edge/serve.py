@@ -36,6 +36,17 @@ DEFAULT_WORKERS = 2
 _SERVICE_URL = "AUTH_SERVICE_URL"
 
 
+def _port(text: str) -> int:
+    """A TCP port, 0-65535 (argparse's usage error otherwise, not bind()'s OverflowError)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535)")
+    return port
+
+
 def register(subparsers: Any) -> None:
     """Add the `serve` subcommand."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
@@ -43,7 +54,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--template", default="infra/template.yaml", type=Path)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", default=8080, type=int, help="0 picks a free port")
+    parser.add_argument("--port", default=8080, type=_port, help="0 picks a free port")
     parser.add_argument("--workers", default=DEFAULT_WORKERS, type=int)
     parser.add_argument(
         "--concurrency",

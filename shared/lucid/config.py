@@ -240,6 +240,9 @@ def comma_list() -> Parser:
 # --- the settings --------------------------------------------------------------------------
 
 LOCAL_STAGE = "local"
+# The most clock skew past a token's exp/nbf any check may allow: JWT_LEEWAY_SECONDS's bound, and
+# how long past an access token's lifetime a revocation is kept (lucid.auth.revocation).
+MAX_JWT_LEEWAY_SECONDS = 30
 # What a stage's token `iss` / `aud` start with when JWT_ISSUER / JWT_AUDIENCE are unset.
 ISSUER_BASE = "lucid-api-gateway"
 AUDIENCE_BASE = "lucid"
@@ -298,8 +301,9 @@ class Settings:
     JWT_ISSUER: str = setting(None, text(min_length=1))
     JWT_AUDIENCE: str = setting(None, text(min_length=1))
     # Clock skew allowed past a token's exp/nbf, by the authorizer and every function alike; at
-    # most 30 s, the margin revocations are kept for (lucid.auth.revocation.LEEWAY_SECONDS).
-    JWT_LEEWAY_SECONDS: int = setting(10, integer(ge=0, le=30))
+    # most MAX_JWT_LEEWAY_SECONDS, the margin revocations are kept for. Every Settings parses
+    # each value through its field (`__init__`, `dataclasses.replace` too): nothing else bounds it.
+    JWT_LEEWAY_SECONDS: int = setting(10, integer(ge=0, le=MAX_JWT_LEEWAY_SECONDS))
     TOKEN_EXPIRE_MINUTES: int = setting(15, integer(ge=1, le=24 * 60))
     REFRESH_TOKEN_EXPIRE_DAYS: int = setting(14, integer(ge=1, le=90))
     SIGNIN_CHALLENGE_TTL_SECONDS: int = setting(300, integer(ge=30, le=3600))

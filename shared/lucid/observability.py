@@ -86,6 +86,17 @@ logger = Logger(service=SERVICE, level=_settings.LOG_LEVEL, use_rfc3339=True)
 logging.getLogger("lucid").handlers = logger.handlers
 logging.getLogger("lucid").setLevel(_settings.LOG_LEVEL)
 logging.getLogger("lucid").propagate = False
+# Mangum's too: left to propagate, its lines reach the root logger, which in Lambda holds the
+# runtime's plain-text handler (awslambdaric bootstrap `_setup_logging`: "[%(levelname)s]\t…
+# %(message)s") and outside Lambda none (Python's last-resort handler: bare text on stderr).
+# Only its warnings and errors: its one error is an exception that escaped the app
+# (`mangum.http`, "An error occurred running the application."; lucid.web.problems drops it when
+# our handler logged that exception already); its info line ("GET /path 200" per request)
+# repeats our access line.
+_mangum = logging.getLogger("mangum")
+_mangum.handlers = logger.handlers
+_mangum.setLevel(max(logging.WARNING, logging.getLevelNamesMapping()[_settings.LOG_LEVEL]))
+_mangum.propagate = False
 
 # The formatter holds the thread-safe keys; looked up once (the Logger's property walks the
 # handlers on every call, a third of the per-invocation cost).
@@ -305,15 +316,18 @@ def _flush(invocation: _InvocationMetrics) -> None:
     _write(metrics)
 
 
-def _cold_start(function_name: str) -> None:
-    # Powertools' `add_cold_start_metric` as it is (once per cold start): its own line,
-    # dimensions function_name and service.
+def _cold_start(function_name: str, correlation_id: str | None) -> None:
+    # Powertools' `add_cold_start_metric` (once per cold start): its own line, dimensions
+    # function_name and service; plus, as on every other line, the invocation's correlation id
+    # (metadata: searchable in the logs, not a dimension).
     metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
     try:
         if is_metrics_disabled():
             return
         metrics.add_dimension(name="function_name", value=function_name)
         metrics.add_metric(name=COLD_START, unit=MetricUnit.Count, value=1)
+        if correlation_id is not None:
+            metrics.add_metadata(key="correlation_id", value=correlation_id)
         line = json.dumps(metrics.serialize_metric_set(), separators=(",", ":"))
     except (*_REFUSED_METRIC, SchemaValidationError) as error:
         _log.warning("cold start metric dropped: %s", error)
@@ -357,7 +371,10 @@ def instrument(handler: Handler) -> Handler:
         finally:
             _current.reset(token)
             if cold_start and context is not None:
-                _cold_start(str(getattr(context, "function_name", "") or "unknown"))
+                _cold_start(
+                    str(getattr(context, "function_name", "") or "unknown"),
+                    invocation.correlation_id,
+                )
                 if _sinks:
                     _tell_sinks(invocation.function, COLD_START)
             _flush(invocation)

@@ -74,3 +74,27 @@ def test_db_init_names_a_hand_made_index_that_lacks_our_options(
     err = capsys.readouterr().err
     assert "users: index 'address_1' holds the key of 'address_unique'" in err
     assert "dropIndex('address_1')" in err
+
+
+@pytest.mark.parametrize(
+    ("uri", "problem"),
+    [
+        ("mongodb://lucid:Pw-s3cr@t@127.0.0.1:1/lucid", "Username and password must be escaped"),
+        ("mongodb://lucid:Pw-s3cret@127.0.0.1:99999/lucid", "Port must be an integer"),
+        ("http://lucid:Pw-s3cret@127.0.0.1/lucid", "Invalid URI scheme"),
+    ],
+)
+def test_db_init_with_a_malformed_uri_says_what_is_wrong_without_quoting_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], uri: str, problem: str
+) -> None:
+    # GIVEN a MONGODB_URI pymongo refuses (the layer builds its client from it)
+    monkeypatch.setattr(
+        "lucid_edge.cli_db.get_database", lambda: build_database(Settings(MONGODB_URI=uri))
+    )
+    # WHEN the operator runs `lucid db init` THEN it exits 2 with one line, no traceback,
+    # naming the problem and never the password
+    assert main(["db", "init"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lucid db init: MONGODB_URI is not a usable MongoDB URI: " + problem)
+    assert err.count("\n") == 1
+    assert "Pw-s3c" not in err

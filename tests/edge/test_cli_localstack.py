@@ -5,6 +5,7 @@ finds the deployed API's URL."""
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,3 +165,37 @@ def test_the_samconfig_environment_is_the_one_documented() -> None:
         tomllib.loads(SAMCONFIG.read_text())["localstack"]["global"]["parameters"]["stack_name"]
         == ENV.stack_name
     )
+
+
+def test_seed_takes_its_secrets_from_files_and_the_environment(
+    localstack: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN a JWT key in a file and URIs with passwords in the environment (not in argv)
+    key = "k" * 24 + "-fresh-key-from-a-file"
+    key_file = tmp_path / "jwt-key"
+    key_file.write_text(key + "\n")
+    monkeypatch.setenv("LUCID_REDIS_URI", "rediss://:Pw-r3dis@cache:6380/0")
+    monkeypatch.setenv("LUCID_MONGODB_URI", "mongodb+srv://lucid:Pw-m0ngo@cluster/lucid")
+    # WHEN seeded
+    assert main(["localstack", "seed", "--host", localstack, "--jwt-key-file", str(key_file)]) == 0
+    # THEN LocalStack holds each value as given, and none was printed
+    assert _value(localstack, ENV.parameters["JwtSecretParam"]) == (key, "SecureString")
+    assert _value(localstack, ENV.parameters["RedisUriParam"])[0] == os.environ["LUCID_REDIS_URI"]
+    mongodb_uri = _value(localstack, ENV.parameters["MongoDbUriParam"])[0]
+    assert mongodb_uri == os.environ["LUCID_MONGODB_URI"]
+    printed = capsys.readouterr()
+    assert not {key, "Pw-r3dis", "Pw-m0ngo"} & set(printed.out.split() + printed.err.split())
+    assert "Pw-" not in printed.out + printed.err
+
+
+def test_seed_refuses_a_key_the_functions_would_refuse_without_quoting_it(
+    localstack: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LUCID_JWT_KEY", "short-Pw-key")
+    assert main(["localstack", "seed", "--host", localstack]) == 1
+    err = capsys.readouterr().err
+    assert "the JWT signing key from LUCID_JWT_KEY is shorter than 32 bytes" in err
+    assert "short-Pw-key" not in err

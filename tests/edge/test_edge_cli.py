@@ -88,3 +88,57 @@ def test_the_sign_in_url_follows_the_edge_unless_someone_chose_one(
         monkeypatch.setenv("AUTH_SERVICE_URL", shell)
     template = load_template(REAL_TEMPLATE, overrides)
     assert serve.service_url_is_default(template, overrides) is follows
+
+
+@pytest.mark.parametrize(
+    ("arguments", "code", "message"),
+    [
+        (["routes", "--template", "{tmp}/missing.yaml"], 2,
+         "lucid routes: cannot read template {tmp}/missing.yaml: "),
+        (["routes", "--template", "{tmp}/list.yaml"], 2,
+         "lucid routes: template {tmp}/list.yaml is not a mapping"),
+        (["openapi", "--template", "{tmp}/missing.yaml"], 2,
+         "lucid openapi: cannot read template {tmp}/missing.yaml: "),
+        (["requirements", "--pyproject", "{tmp}/missing.toml"], 2,
+         "lucid requirements: cannot read {tmp}/missing.toml: No such file or directory"),
+        (["requirements", "--pyproject", "{tmp}/list.yaml"], 2,
+         "lucid requirements: {tmp}/list.yaml is not usable: "),
+        (["requirements", "--pyproject", "{tmp}/empty.toml"], 2,
+         "lucid requirements: {tmp}/empty.toml declares no [project] dependencies"),
+        (["keygen", "--out", "{tmp}/list.yaml/key"], 1,
+         "lucid: cannot write the key file {tmp}/list.yaml/key: {tmp}/list.yaml is a file, not a "
+         "folder"),
+        (["keygen", "--out", "{tmp}/list.yaml/deeper/key"], 1,
+         "lucid: cannot write the key file {tmp}/list.yaml/deeper/key: Not a directory"),
+        (["env-json", "--template", str(REAL_TEMPLATE), "--output", "{tmp}/list.yaml/env.json"], 1,
+         "lucid env-json: cannot write {tmp}/list.yaml/env.json: {tmp}/list.yaml is a file, not "
+         "a folder"),
+    ],
+)  # fmt: skip
+def test_a_command_given_a_bad_file_says_so_in_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    arguments: list[str],
+    code: int,
+    message: str,
+) -> None:
+    # GIVEN files a command cannot use: missing, a YAML list, a TOML file without [project]
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    (tmp_path / "empty.toml").write_text("[tool]\n")
+    # WHEN the operator runs the command on one
+    status = main([a.replace("{tmp}", str(tmp_path)) for a in arguments])
+    # THEN it exits non-zero with one line naming the file and the problem, no traceback
+    err = capsys.readouterr().err
+    assert status == code
+    assert err.startswith(message.replace("{tmp}", str(tmp_path)))
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("port", ["65536", "-1", "http"])
+def test_serve_refuses_a_port_that_is_not_one(
+    capsys: pytest.CaptureFixture[str], port: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--port", port])
+    assert exited.value.code == 2
+    assert f"argument --port: '{port}' is not a port (0-65535)" in capsys.readouterr().err

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from lucid.config import Settings, SettingsError, ephemeral_secret
+from lucid.auth.revocation import LEEWAY_SECONDS
+from lucid.config import MAX_JWT_LEEWAY_SECONDS, Settings, SettingsError, ephemeral_secret
 
 STRONG_KEY = "k" * 32
 
@@ -186,3 +189,22 @@ def test_the_sign_in_url_is_the_configured_one_else_the_apis_own() -> None:
     assert Settings(STAGE="local", AUTH_SERVICE_URL="http://127.0.0.1:3001").sign_in_url(None) == (
         "http://127.0.0.1:3001"
     )
+
+
+def test_the_jwt_leeway_is_bounded_by_the_one_limit_wherever_it_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN the largest leeway the settings accept
+    assert Settings(JWT_LEEWAY_SECONDS=MAX_JWT_LEEWAY_SECONDS).JWT_LEEWAY_SECONDS == 30
+    # WHEN one second more is given as a value, through dataclasses.replace or the environment
+    # THEN each is refused, so a token check can use the setting as it is
+    too_long = MAX_JWT_LEEWAY_SECONDS + 1
+    with pytest.raises(SettingsError, match="JWT_LEEWAY_SECONDS: must be at most 30"):
+        Settings(JWT_LEEWAY_SECONDS=too_long)
+    with pytest.raises(SettingsError, match="JWT_LEEWAY_SECONDS"):
+        dataclasses.replace(Settings(), JWT_LEEWAY_SECONDS=too_long)
+    monkeypatch.setenv("JWT_LEEWAY_SECONDS", str(too_long))
+    with pytest.raises(SettingsError, match="JWT_LEEWAY_SECONDS"):
+        Settings()
+    # AND revocations are kept for that same bound past a token's lifetime
+    assert LEEWAY_SECONDS == MAX_JWT_LEEWAY_SECONDS

@@ -43,6 +43,7 @@ from typing import Protocol
 
 import redis
 
+from lucid.config import MAX_JWT_LEEWAY_SECONDS
 from lucid.errors import ServiceUnavailableError
 from lucid.observability import count
 from lucid.store.kept_connection import kept_connections
@@ -53,9 +54,9 @@ logger = logging.getLogger("lucid.auth.revocation")
 SYNCED_FIELD = "~synced-until"  # "~" is in no sid (32 hex characters), so it never collides
 SYNC_SECONDS = 30
 RELOAD_LOCK_MS = 10_000
-# The most clock skew past `exp` any check may tolerate (JWT_LEEWAY_SECONDS is bounded by it,
-# lucid.config): entries outlive every token of their sign-in whatever leeway is configured.
-LEEWAY_SECONDS = 30
+# The most clock skew past `exp` any check may tolerate (JWT_LEEWAY_SECONDS's bound): entries
+# outlive every token of their sign-in whatever leeway is configured.
+LEEWAY_SECONDS = MAX_JWT_LEEWAY_SECONDS
 
 # Merges entries into the hash, each keeping the later of its two deadlines. With a non-zero
 # ARGV[2] it is a reload: entries past ARGV[1] (now) are dropped and the copy vouched for until

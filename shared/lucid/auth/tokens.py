@@ -3,7 +3,7 @@
 Issuing signs with the current key and puts its `kid` in the header. Decoding accepts exactly
 the configured algorithm (never `none`, never a different family, so an RS256 public key can
 not be replayed as an HS256 secret), a `kid` we know (current or previous), and requires
-exp/iat/nbf/iss/aud/sub/jti/sid with JWT_LEEWAY_SECONDS of clock leeway (at most 30 s),
+exp/iat/nbf/iss/aud/sub/jti/sid with JWT_LEEWAY_SECONDS of clock leeway (lucid.config bounds it),
 `typ` == "access" and a lifetime (exp - iat) within TOKEN_EXPIRE_MINUTES, the time revocations
 are kept for. Every failure is an `InvalidTokenError` whose detail names the reason and never
 echoes the token.
@@ -208,7 +208,7 @@ class TokenService:
                     algorithms=[algorithm],
                     audience=settings.JWT_AUDIENCE,
                     issuer=settings.JWT_ISSUER,
-                    leeway=min(settings.JWT_LEEWAY_SECONDS, 30),
+                    leeway=settings.JWT_LEEWAY_SECONDS,  # bounded by lucid.config
                     options={"require": REQUIRED_CLAIMS, "strict_aud": True},
                 )
             except jwt.InvalidSignatureError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -114,14 +115,36 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
     return problem_response(status, body, exc.headers)
 
 
+# Set on an exception `_on_unexpected` logged. Starlette's ServerErrorMiddleware raises it again
+# once our handler has answered ("We always continue to raise the exception", starlette
+# middleware/errors.py), and Mangum's `HTTPCycle.run` logs whatever reaches it on `mangum.http`
+# (mangum protocols/http.py): one failure, two error lines, unless that second record is dropped.
+_LOGGED = "_lucid_logged"
+
+
+class LoggedOnce(logging.Filter):
+    """Drops a record of an exception our 500 handler has logged already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc_info = record.exc_info
+        return not (exc_info and getattr(exc_info[1], _LOGGED, False))
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error while serving %s %s", request.method, request.url.path)
+    # An exception class that refuses attributes is logged twice rather than answered badly.
+    with contextlib.suppress(AttributeError, TypeError):
+        setattr(exc, _LOGGED, True)
     return error_response(LucidError("the server could not complete the request"), request.url.path)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
     """Register the translation of every error class into problem+json on `app`."""
     redaction.install()  # an escaped validation error is logged without the input it echoes
+    mangum = logging.getLogger("mangum.http")
+    if not any(isinstance(f, LoggedOnce) for f in mangum.filters):
+        # First: the redaction filter swaps a record's exception for an unmarked stand-in.
+        mangum.filters.insert(0, LoggedOnce())
     app.add_exception_handler(LucidError, _on_lucid_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)

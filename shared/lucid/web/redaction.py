@@ -2,11 +2,13 @@
 
 pydantic's `ValidationError` and FastAPI's `ResponseValidationError` put each rejected value in
 their message (`input_value='…'`, `'input': '…'`). One that escapes a route (a response model
-refusing a sign-in answer, `model_validate` of a request's data) is logged with its traceback twice:
-by our 500 handler and by Mangum ("An error occurred running the application.", through the root
-logger: plain text in CloudWatch). Its message could hold an access or refresh token, a signature
-or a password, so each such record's exception is replaced by a stand-in that keeps the traceback,
-the class and, per error, the location, type and message: never the input.
+refusing a sign-in answer, `model_validate` of a request's data) is logged with its traceback: by
+our 500 handler, or by Mangum ("An error occurred running the application.") for an exception
+Starlette's handlers let through (`lucid.observability` routes Mangum's loggers into our JSON
+output; `lucid.web.problems` drops its second record of one our handler logged). Its message
+could hold an access or refresh token, a signature or a password, so each such record's exception
+is replaced by a stand-in that keeps the traceback, the class and, per error, the location, type
+and message: never the input.
 """
 
 from __future__ import annotations

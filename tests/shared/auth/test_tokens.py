@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from lucid.auth.keys import KeyRing
 from lucid.auth.tokens import TokenService, get_token_service
-from lucid.config import Settings
+from lucid.config import MAX_JWT_LEEWAY_SECONDS, Settings
 from lucid.errors import InvalidTokenError
 from lucid.identity import Role
 
@@ -123,6 +123,19 @@ def test_expired_token_is_refused_after_the_leeway() -> None:
     assert _rejected(service, _sign(_claims(exp=int(time.time()) - 11))) == "token has expired"
     # a token 5 s past exp is within the 10 s leeway (clock skew)
     assert service.decode(_sign(_claims(exp=int(time.time()) - 5))).sub == "u1"
+
+
+@pytest.mark.parametrize("leeway", [0, 25, MAX_JWT_LEEWAY_SECONDS])
+def test_the_token_check_allows_exactly_the_configured_leeway(leeway: int) -> None:
+    # GIVEN a deployment configured with `leeway` seconds of clock skew (default 10)
+    service = _service(JWT_LEEWAY_SECONDS=leeway)
+    now = int(time.time())
+    # WHEN a token expired a little less / a little more than that ago is checked
+    within = _claims(exp=now - leeway + 2, iat=now - 600, nbf=now - 600)
+    past = _claims(exp=now - leeway - 2, iat=now - 600, nbf=now - 600)
+    # THEN the check applies the setting as configured, no other bound of its own
+    assert service.decode(_sign(within)).sub == "u1"
+    assert _rejected(service, _sign(past)) == "token has expired"
 
 
 def test_token_issued_in_the_past_has_expired() -> None:
