@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from lucid import __version__
 from lucid.errors import ServiceUnavailableError
-from lucid.store.health import DependencyReport, check_mongodb, check_redis
+from lucid.store.health import DependencyReport, Unusable, check_mongodb, check_redis
 from lucid.web.openapi import problems
 from lucid.web.readiness import ReadinessDatabase, ReadinessRedis
 from lucid.web.settings import SettingsDep
@@ -101,7 +101,7 @@ async def dependency_health(redis: ReadinessRedis, database: ReadinessDatabase) 
     checks = [check_redis(redis), check_mongodb(database)]
     dependencies = {check.name: check.report() for check in checks}
     failing = [check.name for check in checks if not check.healthy]
-    breakers = breaker_views(None if "redis" in failing else redis)
+    breakers = breaker_views(None if isinstance(redis, Unusable) or "redis" in failing else redis)
     if failing:
         raise ServiceUnavailableError(
             f"dependency down: {', '.join(failing)}",

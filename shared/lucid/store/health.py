@@ -33,6 +33,22 @@ class DependencyReport(BaseModel):
     )
 
 
+class Unusable:
+    """A client its settings cannot build: REDIS_URI or MONGODB_URI unset, or a URI its driver
+    refuses (pymongo's InvalidURI for an unescaped password or a bad port, redis-py's ValueError
+    for an unknown scheme). The check reports that dependency down, naming the error's class
+    only (driver messages can quote the URI), instead of failing the route with a 500."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def status(self, name: str) -> DependencyStatus:
+        """Down, without a probe: nothing was sent anywhere."""
+        return DependencyStatus(name, False, 0.0, type(self.error).__name__)
+
+
 @dataclass(frozen=True, slots=True)
 class DependencyStatus:
     """The outcome of one dependency check."""
@@ -62,15 +78,19 @@ def _timed(
     return DependencyStatus(name, True, round((time.perf_counter() - started) * 1000, 3))
 
 
-def check_redis(client: redis.Redis) -> DependencyStatus:
+def check_redis(client: redis.Redis | Unusable) -> DependencyStatus:
     """PING the Redis server."""
     from redis import RedisError
 
+    if isinstance(client, Unusable):
+        return client.status("redis")
     return _timed("redis", client.ping, (RedisError, OSError))
 
 
-def check_mongodb(database: Database[Document]) -> DependencyStatus:
+def check_mongodb(database: Database[Document] | Unusable) -> DependencyStatus:
     """Run the `ping` command on the MongoDB server."""
     from pymongo.errors import PyMongoError
 
+    if isinstance(database, Unusable):
+        return database.status("mongodb")
     return _timed("mongodb", lambda: database.command("ping"), (PyMongoError, OSError))

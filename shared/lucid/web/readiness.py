@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends
 
+from lucid.errors import LucidError
+from lucid.store.health import Unusable
+
 if TYPE_CHECKING:
     import redis
     from pymongo.database import Database
@@ -21,21 +24,33 @@ if TYPE_CHECKING:
     from lucid.store.documents import Document
 
 
-async def readiness_redis() -> redis.Redis:
+async def readiness_redis() -> redis.Redis | Unusable:
     """The process's Redis client (`lucid.store.redis_client`), imported on first use."""
     from lucid.store.redis_client import get_redis
 
-    return get_redis()
+    try:
+        return get_redis()
+    except LucidError:
+        raise  # a secret AWS would not give (SecretUnavailableError): its own 503
+    except (RuntimeError, ValueError) as error:
+        return Unusable(error)
 
 
-async def readiness_database() -> Database[Document]:
+async def readiness_database() -> Database[Document] | Unusable:
     """The process's MongoDB database (`lucid.store.mongo`), imported on first use."""
+    from pymongo.errors import ConfigurationError
+
     from lucid.store.mongo import get_database
 
-    return get_database()
+    try:
+        return get_database()
+    except LucidError:
+        raise
+    except (RuntimeError, ValueError, ConfigurationError) as error:
+        return Unusable(error)
 
 
 # The types are forward references: FastAPI needs only the dependency, and evaluating them here
 # would import the drivers.
-ReadinessRedis = Annotated["redis.Redis", Depends(readiness_redis)]
-ReadinessDatabase = Annotated["Database[Document]", Depends(readiness_database)]
+ReadinessRedis = Annotated["redis.Redis | Unusable", Depends(readiness_redis)]
+ReadinessDatabase = Annotated["Database[Document] | Unusable", Depends(readiness_database)]

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -107,3 +111,51 @@ def test_request_id_is_echoed_when_well_formed_and_replaced_when_not() -> None:
     _, headers, _ = invoke("/health", headers={"X-Request-ID": "bad id\u00e9" * 40})
     assert headers["x-request-id"] != "bad id"
     assert len(headers["x-request-id"]) <= 128
+
+
+# A fresh instance of the meta function with one store URI its driver refuses: its own process,
+# so the process-wide clients of the other tests are not touched.
+FRESH_INSTANCE = """
+import json, sys
+from tests.utils.events import http_event
+from tests.utils.functions import load_handler
+result = load_handler("meta")(http_event("GET", "/meta/health"), None)
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.parametrize(
+    ("setting", "uri", "name", "error"),
+    [
+        # An unescaped "@" in the password: pymongo refuses the URI when the client is built.
+        ("MONGODB_URI", "mongodb://lucid:hunter2@x@127.0.0.1:1/lucid", "mongodb", "InvalidURI"),
+        ("REDIS_URI", "http://lucid:hunter2x@127.0.0.1:1/0", "redis", "ValueError"),
+    ],
+)
+def test_meta_health_reports_a_store_whose_uri_its_driver_refuses(
+    setting: str, uri: str, name: str, error: str
+) -> None:
+    # GIVEN a fresh meta function whose store URI its driver cannot use
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, setting: uri, "PYTHONPATH": str(root)}
+    # WHEN readiness is asked
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_INSTANCE],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    result = json.loads(done.stdout.splitlines()[-1])
+    body = json.loads(result["body"])
+    # THEN it is the 503 naming that store with the error's class, not a 500
+    assert result["statusCode"] == 503
+    assert body["failing"] == [name]
+    assert body["dependencies"][name] == {"status": "down", "latency_ms": 0.0, "error": error}
+    other = "redis" if name == "mongodb" else "mongodb"
+    assert body["dependencies"][other]["status"] == "ok"
+    # AND nothing of the URI's credentials is in the answer or the function's log
+    assert "hunter2" not in result["body"]
+    assert "hunter2" not in done.stdout + done.stderr
