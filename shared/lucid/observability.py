@@ -86,6 +86,16 @@ logger = Logger(service=SERVICE, level=_settings.LOG_LEVEL, use_rfc3339=True)
 logging.getLogger("lucid").handlers = logger.handlers
 logging.getLogger("lucid").setLevel(_settings.LOG_LEVEL)
 logging.getLogger("lucid").propagate = False
+# Mangum logs an exception that escaped the app ("An error occurred running the application.",
+# with its traceback) through its own logger. Propagated, it reaches the root logger, where the
+# Lambda runtime's handler writes plain text with the traceback on lines of its own and no
+# correlation_id (awslambdaric/bootstrap.py `_setup_logging`, text format). Through ours it is a
+# JSON line of the invocation. At WARNING at least: its INFO line per request ("GET /x 200",
+# hidden by the runtime's WARNING root level) says what our access line says.
+_mangum = logging.getLogger("mangum")
+_mangum.handlers = logger.handlers
+_mangum.setLevel(max(logging.WARNING, logging.getLevelName(_settings.LOG_LEVEL)))
+_mangum.propagate = False
 
 # The formatter holds the thread-safe keys; looked up once (the Logger's property walks the
 # handlers on every call, a third of the per-invocation cost).

@@ -3,10 +3,11 @@
 pydantic's `ValidationError` and FastAPI's `ResponseValidationError` put each rejected value in
 their message (`input_value='…'`, `'input': '…'`). One that escapes a route (a response model
 refusing a sign-in answer, `model_validate` of a request's data) is logged with its traceback twice:
-by our 500 handler and by Mangum ("An error occurred running the application.", through the root
-logger: plain text in CloudWatch). Its message could hold an access or refresh token, a signature
-or a password, so each such record's exception is replaced by a stand-in that keeps the traceback,
-the class and, per error, the location, type and message: never the input.
+by our 500 handler and by Mangum ("An error occurred running the application.", a JSON line too:
+`lucid.observability` gives Mangum's logger the functions' handler). Its message could hold an
+access or refresh token, a signature or a password, so each such record's exception is replaced
+by a stand-in that keeps the traceback, the class and, per error, the location, type and
+message: never the input.
 """
 
 from __future__ import annotations
