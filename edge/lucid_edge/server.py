@@ -223,6 +223,7 @@ class Edge:
         self.events = EventBuilder(api.logical_id, api.stage)
         self.cors = Cors(api.cors) if api.cors is not None else None
         self.metrics = EdgeMetrics(self._function_load, self._concurrency)
+        self.metrics.expect(api.routes, api.authorizers, self.functions)
         self.authorizers = Authorizers(api.authorizers, self.metrics.authorizer)
         self._sampler: asyncio.TimerHandle | None = None
         self.budget = BodyBudget(body_budget)
