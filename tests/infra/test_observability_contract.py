@@ -257,3 +257,18 @@ def test_the_throttle_alarm_reads_the_metric_its_filter_writes() -> None:
     assert (transformation["MetricValue"], transformation["Unit"]) == ("1", "Count")
     access_log = stack("prod").of_type(HTTP_API)["HttpApi"]["AccessLogSettings"]["Format"]
     assert '"apiId":"$context.apiId"' in access_log
+
+
+def test_every_event_the_functions_count_is_on_the_dashboard() -> None:
+    # GIVEN every event the layer and the functions count (`count("Name")`)
+    counted = {
+        name
+        for folder in ("shared", "functions")
+        for path in (ROOT / folder).rglob("*.py")
+        for name in re.findall(r'\bcount\(\s*"(\w+)"', path.read_text(encoding="utf-8"))
+    }
+    assert {"CircuitRejected", "RevocationNotCopied"} <= counted
+    # THEN the dashboard graphs each (RateLimitFallback is counted through its constant)
+    (dashboard,) = stack("prod").of_type(DASHBOARD).values()
+    graphed = {metric for _, metric, _ in dashboard_metrics(dashboard["DashboardBody"])}
+    assert counted | {"RateLimitFallback"} <= graphed
