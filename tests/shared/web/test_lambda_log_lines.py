@@ -1,30 +1,25 @@
 """Every line a function writes in Lambda is JSON with the request's correlation id, also when a
 route raises.
 
-The Python runtime gives the root logger a handler of its own before it imports the function
-(aws-lambda-python-runtime-interface-client, awslambdaric/bootstrap.py `_setup_logging`: with
-the default text log format, `[%(levelname)s]\\t%(asctime)s.%(msecs)03dZ\\t%(aws_request_id)s\\t
-%(message)s\\n`, root level left at WARNING unless AWS_LAMBDA_LOG_LEVEL is set). A library logger
-that propagates to the root writes through it: plain text, the traceback on lines of its own
-(one CloudWatch event, not JSON), and no `correlation_id` to join it to the request's other lines.
-Here that handler is set up as the runtime sets it, on the stream the functions' lines go to.
+The Python runtime gives the root logger a handler of its own (`tests.utils.logs.
+lambda_runtime_output` sets it up as the runtime does): a library logger that propagates to the
+root writes through it plain text, the traceback on lines of its own (one CloudWatch event, not
+JSON), and no `correlation_id` to join it to the request's other lines.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi import APIRouter
 
-from lucid.observability import logger
 from lucid.web.app import create_app, lambda_handler
 from tests.utils.events import http_event, lambda_context
+from tests.utils.logs import lambda_runtime_output
 
 router = APIRouter()
 
@@ -43,40 +38,10 @@ async def fine() -> dict[str, str]:
 handler: Any = lambda_handler(create_app("test", router))
 
 
-class _RequestId(logging.Filter):
-    """The runtime's LambdaLoggerFilter: the invocation's request id on every record."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.aws_request_id = "8f5b4c1e-runtime-request-id"
-        return True
-
-
 @pytest.fixture
 def lambda_output() -> Iterator[io.StringIO]:
-    """What CloudWatch Logs receives: the runtime's root handler and the functions' JSON lines
-    writing to one stream (stdout in Lambda)."""
-    stream = io.StringIO()
-    runtime = logging.StreamHandler(stream)
-    runtime.setFormatter(
-        logging.Formatter(
-            "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n",
-            "%Y-%m-%dT%H:%M:%S",
-        )
-    )
-    runtime.formatter.converter = time.gmtime  # type: ignore[union-attr]
-    runtime.addFilter(_RequestId())
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(runtime)
-    root.setLevel(logging.WARNING)  # the runtime's, without AWS_LAMBDA_LOG_LEVEL
-    functions = logger.registered_handler
-    previous = functions.setStream(stream)  # type: ignore[attr-defined]
-    try:
+    with lambda_runtime_output() as stream:
         yield stream
-    finally:
-        functions.setStream(previous)  # type: ignore[attr-defined]
-        root.removeHandler(runtime)
-        root.setLevel(level)
 
 
 def test_a_raising_route_writes_only_json_lines_with_the_correlation_id(
