@@ -94,6 +94,7 @@ class AccessEntry:
         "authorizer_error",
         "authorizer_ms",
         "authorizer_status",
+        "endpoint_request_id",
         "epoch",
         "function_status",
         "integration_error",
@@ -119,6 +120,9 @@ class AccessEntry:
         self.integration_status: int | None = None  # Lambda's: 200 once the function ran
         self.integration_error: str | None = None
         self.function_status: int | None = None  # the statusCode the function answered
+        # The Lambda request id of the function's invocation (its context's aws_request_id): what
+        # its START/END/REPORT and "Task timed out" lines carry instead of our correlation id.
+        self.endpoint_request_id: str | None = None
 
     def authorized(self, started: float, refusal: HttpResponse | None, authorizer: Any) -> None:
         """Record the authorizer step that began at `started` (monotonic): its refusal, or None
@@ -221,6 +225,10 @@ _VARIABLES: dict[str, _Getter] = {
     "integration.integrationStatus": lambda a: a.entry.integration_status,
     "integration.status": lambda a: a.entry.function_status,
     "integrationErrorMessage": lambda a: a.entry.integration_error,
+    # "The AWS endpoint's request ID from the x-amz-request-id or x-amzn-requestId header"
+    # (http-api-logging-variables.html): Lambda's Invoke answers the invocation's request id.
+    "awsEndpointRequestId": lambda a: a.entry.endpoint_request_id,
+    "integration.requestId": lambda a: a.entry.endpoint_request_id,
     "integration.error": lambda a: a.entry.integration_error,
 }
 

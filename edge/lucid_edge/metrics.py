@@ -22,6 +22,10 @@ What is measured, and where it comes from:
     lucid_breaker_state{backend,state}                     1 for each backend's current state,
                                                            read from Redis at each scrape
 
+The failure counters the alert rules read exist at 0 for every route, function and authorizer
+from the start (`expect`): Prometheus's `increase()` misses the first burst of a series that
+appears only when it happens.
+
 Workers: `lucid serve` runs several processes, each writing its own files in the directory
 `lucid_edge.metrics_workers` manages (prometheus-client's multiprocess mode); whichever worker
 answers `/metrics` sums them all. The gauges count live processes only ("livesum"). Without
@@ -73,6 +77,8 @@ LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
 BREAKER_STATES = ("closed", "half_open", "open")
+# Why an invocation gave no usable result (`lucid_function_errors_total{kind}`).
+FUNCTION_ERROR_KINDS = ("raised", "timeout", "integration_timeout", "throttled", "invalid_result")
 
 # The functions' counted events (EMF names, `lucid.observability.count`) with a metric of
 # their own: (metric attribute, label value or None).
@@ -231,6 +237,30 @@ class EdgeMetrics:
 
         self._observability = observability
         observability.add_sink(self.on_event)
+
+    def expect(
+        self, routes: Iterable[RouteSpec], authorizers: Iterable[str], functions: Iterable[str]
+    ) -> None:
+        """Export the counters of failures at 0 for every route, authorizer and function before
+        the first one happens.
+
+        Prometheus's `increase()` and `rate()` count what a series gained between two scrapes:
+        a series that first appears at its value after a burst (a prometheus-client child is
+        created on its first `inc()`) gains nothing, so the alerts on these counters
+        (monitoring/alerts.yml) missed a first burst of throttles, function or authorizer
+        errors, or rate limits checked without Redis entirely, and any single such event. The
+        instrumentation guide says so: "Avoid missing metrics", initialise them to 0
+        (https://prometheus.io/docs/practices/instrumentation/#avoid-missing-metrics).
+        """
+        for route in routes:
+            self.throttled.labels(route.route_key)
+        for name in authorizers:
+            self.authorizer_errors.labels(name)
+        for function in functions:
+            for kind in FUNCTION_ERROR_KINDS:
+                self.function_errors.labels(function, kind)
+            for counter in (self.ratelimit_fallbacks, self.breaker_trips, self.breaker_rejections):
+                counter.labels(function)
 
     def close(self) -> None:
         """Stop hearing the functions' events."""

@@ -223,6 +223,7 @@ class Edge:
         self.events = EventBuilder(api.logical_id, api.stage)
         self.cors = Cors(api.cors) if api.cors is not None else None
         self.metrics = EdgeMetrics(self._function_load, self._concurrency)
+        self.metrics.expect(api.routes, api.authorizers, self.functions)
         self.authorizers = Authorizers(api.authorizers, self.metrics.authorizer)
         self._sampler: asyncio.TimerHandle | None = None
         self.budget = BodyBudget(body_budget)
@@ -424,7 +425,7 @@ class Edge:
         access = request.access
         started = time.monotonic()
         try:
-            result = await self._call(request, function_id, event, route.timeout)
+            result = await self._call(request, function_id, event, route.timeout, integration=True)
         except ThrottledError:
             _log.error("%s throttled: its reserved concurrency is in use", function_id)
             access.integrated(started, 429, "Rate Exceeded.")
@@ -459,20 +460,30 @@ class Edge:
         return response
 
     async def _call(
-        self, request: _Request, function_id: str, event: dict[str, Any], integration: float
+        self,
+        request: _Request,
+        function_id: str,
+        event: dict[str, Any],
+        integration_timeout: float,
+        *,
+        integration: bool = False,
     ) -> Any:
         """Invoke `function_id` for `request`. Both deadlines count from now, when API Gateway
-        would invoke (the whole request received): any wait for an instance counts."""
+        would invoke (the whole request received): any wait for an instance counts. The
+        route's own function (`integration`, not the authorizer) leaves its Lambda request id
+        for the access line."""
         spec = self.template.functions[function_id]
         now = time.monotonic()
         function_deadline = now + spec.timeout
         context = LambdaContext(function_id, spec.memory_size, spec.timeout)
+        if integration:
+            request.access.endpoint_request_id = context.aws_request_id
         instances = self.instances[function_id]
         invocation = instances.submit(
             self.functions[function_id].handler,
             (event, context),
             function_deadline=function_deadline,
-            integration_deadline=now + integration,
+            integration_deadline=now + integration_timeout,
         )
         watch = _HangUpWatch(request.receive, instances, invocation) if invocation.queued else None
         try:

@@ -368,6 +368,11 @@ def instrument(handler: Handler) -> Handler:
         token = _current.set(invocation)
         try:
             return handler(event, context)
+        except Exception:
+            # The runtime reports it as plain text with Lambda's request id only, and API
+            # Gateway answers 500: this line is what joins the failure to the request.
+            _log.exception("invocation failed")
+            raise
         finally:
             _current.reset(token)
             if cold_start and context is not None:

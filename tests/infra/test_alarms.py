@@ -35,14 +35,15 @@ AWS_METRICS = {
 }  # fmt: skip
 # The dimension sets each publishes (the HTTP API's per-stage ones, Lambda's per function and
 # the Region's aggregate) and ours (lucid.observability, Powertools' cold start, the filter).
+LUCID = "Lucid/${Stage}"  # our namespace, one per stage (the template's !Sub)
 DIMENSIONS = {
     "AWS/ApiGateway": [{"ApiId", "Stage"}],
     "AWS/Lambda": [{"FunctionName"}, set()],
-    "Lucid": [{"service"}, {"service", "route"}, {"service", "function"},
+    LUCID: [{"service"}, {"service", "route"}, {"service", "function"},
               {"function_name", "service"}, {"ApiId"}],
 }  # fmt: skip
 _COUNTED = re.compile(r'\bcount\(\s*"(\w+)"')
-_SEARCH = re.compile(r"SEARCH\('\{([^}]*)\} MetricName=\\?\"(\w+)\\?\"")
+_SEARCH = re.compile(r"SEARCH\('\{((?:[^}$]|\$\{\w+\})*)\} MetricName=\\?\"(\w+)\\?\"")
 
 
 def emitted_metrics() -> set[str]:
@@ -67,17 +68,22 @@ def of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {k: v["Properties"] for k, v in template["Resources"].items() if v["Type"] == kind}
 
 
+def _namespace(value: Any) -> str:
+    """A namespace as the template writes it (`!Sub Lucid/${Stage}` kept as its text)."""
+    return str(value["Fn::Sub"] if isinstance(value, dict) else value).strip('"')
+
+
 def alarm_metrics(alarm: dict[str, Any]) -> list[tuple[str, str, set[str]]]:
     """(namespace, metric, dimension names) of every metric an alarm reads."""
     if "MetricName" in alarm:
         dims = {d["Name"] for d in alarm.get("Dimensions", [])}
-        return [(alarm["Namespace"], alarm["MetricName"], dims)]
+        return [(_namespace(alarm["Namespace"]), alarm["MetricName"], dims)]
     found = []
     for query in alarm["Metrics"]:
         if "MetricStat" in query:
             metric = query["MetricStat"]["Metric"]
             dims = {d["Name"] for d in metric.get("Dimensions", [])}
-            found.append((metric["Namespace"], metric["MetricName"], dims))
+            found.append((_namespace(metric["Namespace"]), metric["MetricName"], dims))
     return found
 
 
@@ -89,7 +95,7 @@ def dashboard_metrics(body: str) -> list[tuple[str, str, set[str]]]:
             if isinstance(line[0], dict):  # an expression: SEARCH('{ns,dims} MetricName="x"')
                 for keys, name in _SEARCH.findall(line[0]["expression"]):
                     namespace, *dims = keys.split(",")
-                    found.append((namespace, name, set(dims)))
+                    found.append((_namespace(namespace), name, set(dims)))
                 continue
             strings = [item for item in line if isinstance(item, str)]
             found.append((strings[0], strings[1], set(strings[2::2])))
@@ -97,7 +103,7 @@ def dashboard_metrics(body: str) -> list[tuple[str, str, set[str]]]:
 
 
 def known(namespace: str, metric: str, dims: set[str], ours: set[str]) -> bool:
-    names = ours if namespace == "Lucid" else AWS_METRICS.get(namespace, set())
+    names = ours if namespace == LUCID else AWS_METRICS.get(namespace, set())
     return metric in names and dims in DIMENSIONS[namespace]
 
 
@@ -120,10 +126,10 @@ def test_every_alarm_reads_a_metric_aws_documents_or_our_code_emits(
 
 def test_the_check_tells_an_unknown_metric() -> None:
     ours = emitted_metrics()
-    assert known("Lucid", "CircuitRejected", {"service"}, ours)
-    assert not known("Lucid", "CircuitRejectd", {"service"}, ours)
+    assert known(LUCID, "CircuitRejected", {"service"}, ours)
+    assert not known(LUCID, "CircuitRejectd", {"service"}, ours)
     assert not known("AWS/ApiGateway", "5XXError", {"ApiId", "Stage"}, ours)  # REST's name
-    assert not known("Lucid", "Latency", {"route"}, ours)  # never published without service
+    assert not known(LUCID, "Latency", {"route"}, ours)  # never published without service
 
 
 def test_every_dashboard_metric_is_one_aws_documents_or_our_code_emits(

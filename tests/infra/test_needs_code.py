@@ -47,7 +47,7 @@ GLOBALS = {
     "SERVICE_NAME": "lucid-api-gateway",
     "LOG_LEVEL": "WARNING",
     "POWERTOOLS_SERVICE_NAME": "lucid-api-gateway",
-    "POWERTOOLS_METRICS_NAMESPACE": "Lucid",
+    "POWERTOOLS_METRICS_NAMESPACE": "Lucid/prod",
     "TOKEN_EXPIRE_MINUTES": "15",
 }
 VARIABLES = {
