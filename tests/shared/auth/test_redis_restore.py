@@ -1,0 +1,86 @@
+"""Revocations and spent nonces across a Redis restart that restores older data: a real
+redis-server saves a snapshot, is killed (-9) and started again from it; MongoDB is the
+in-memory store (no MongoDB server exists on these machines)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from pymongo.database import Database
+
+from lucid.auth.refresh import RefreshTokenStore
+from lucid.auth.revocation import RevocationList
+from lucid.auth.revocation_record import MongoRevocationRecord
+from lucid.config import Settings
+from lucid.store.documents import new_id
+from lucid.store.redis_client import build_redis
+from lucid_edge.local import EmbeddedRedis, in_memory_database
+from tests.shared.auth.test_revocation import CountingRecord
+from tests.utils.redis_restore import kill_and_restore, snapshotting_redis
+
+LIFETIME = 900
+SETTINGS_KEY = "restore-test-key-0123456789abcdef0123456789"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[list[EmbeddedRedis]]:
+    """The running server, in a list a test replaces it in when it restores it."""
+    holder = [snapshotting_redis(tmp_path)]
+    yield holder
+    holder[0].stop()
+
+
+@pytest.fixture
+def database() -> Database[dict[str, Any]]:
+    return in_memory_database()
+
+
+def process_client(server: EmbeddedRedis) -> redis.Redis:
+    """A client as a function builds it at its cold start."""
+    return build_redis(Settings(JWT_SECRET_KEY=SETTINGS_KEY, REDIS_URI=server.uri))
+
+
+def revocations_of(client: redis.Redis, record: MongoRevocationRecord) -> RevocationList:
+    return RevocationList(client, lambda: record, token_lifetime_seconds=LIFETIME)
+
+
+def test_a_revocation_made_after_the_snapshot_holds_at_the_next_check_after_a_restore(
+    server: list[EmbeddedRedis], database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN a function whose copy of the revocations is loaded and complete, and two sign-ins
+    record = CountingRecord(database)
+    client = process_client(server[0])
+    revocations = revocations_of(client, record)
+    tokens = RefreshTokenStore(database, timedelta(days=14), revocations)
+    revoked, kept = new_id(), new_id()
+    for sid in (revoked, kept):
+        tokens.issue(new_id(), new_id(), sid)
+    assert revocations.is_revoked(revoked) is False
+    # AND Redis saved a snapshot (the copy, vouching for itself, is in it)
+    redis.Redis.from_url(server[0].uri).save()
+    # WHEN one sign-in is revoked (logout) and Redis then dies and comes back from the snapshot
+    tokens.revoke_family(revoked)
+    assert revocations.is_revoked(revoked) is True
+    server[0] = kill_and_restore(server[0])
+    fresh_client = process_client(server[0])
+    # THEN the very next check refuses the revoked sign-in and passes the other
+    try:
+        assert revocations.is_revoked(revoked) is True
+        assert revocations.is_revoked(kept) is False
+        # AND so does a process that never spoke to the old server (a new Lambda instance)
+        fresh = revocations_of(fresh_client, MongoRevocationRecord(database))
+        assert fresh.is_revoked(revoked) is True
+        assert fresh.is_revoked(kept) is False
+        # AND once reloaded the copy answers from Redis alone again
+        asked = record.asked
+        assert revocations.is_revoked(revoked) is True
+        assert revocations.is_revoked(kept) is False
+        assert record.asked == asked
+    finally:
+        client.connection_pool.disconnect()
+        fresh_client.connection_pool.disconnect()
