@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from lucid_edge.local import EmbeddedRedis, start_redis
-from tests.e2e.flows import JWT_SECRET_KEY, Account, sign_in
+from tests.e2e.flows import JWT_SECRET_KEY, Account, problem, sign_in
 from tests.e2e.subprocess_edge import SubprocessEdge, subprocess_edge, token_pair
 from tests.utils.redis_restore import kill_and_restore
 from tests.utils.wallets import Wallet
@@ -303,3 +303,30 @@ def test_a_redis_restored_from_an_older_snapshot_forgets_no_revocation(
     assert on_fresh_connections(edge, "GET", "/users/me", leaving.access_token) <= set(REFUSED)
     # AND nobody valid is refused: the other user is served on every worker
     assert on_fresh_connections(edge, "GET", "/users/me", staying.access_token) == {200}
+
+
+def test_a_nonce_spent_after_the_snapshot_cannot_sign_in_again_after_a_restore(
+    client: httpx.Client, redis_up: RestartableRedis
+) -> None:
+    # GIVEN a wallet's challenge, signed, and a snapshot of Redis taken now (the nonce is in it)
+    wallet = Wallet()
+    challenge = client.post("/auth/challenge", json={"address": wallet.address})
+    assert challenge.status_code == 200, challenge.text
+    message = challenge.json()["message"]
+    login = {"address": wallet.address, "message": message, "signature": wallet.sign(message)}
+    redis_up.save()
+    # WHEN the wallet signs in with it, and Redis is then killed and started from the snapshot
+    first = client.post("/auth/login", json=login)
+    assert first.status_code == 200, first.text
+    redis_up.kill_and_restore()
+    # THEN the same signed message is refused, as any spent nonce is
+    replay = client.post("/auth/login", json=login)
+    assert (
+        problem(replay, 401, "unknown-nonce")["detail"]
+        == "the nonce is unknown or was already used"
+    )
+    # AND the sign-in it did start is untouched and the wallet signs in afresh
+    me = client.get("/users/me", headers=bearer(first.json()["access_token"]))
+    assert me.status_code == 200, me.text
+    assert me.json()["last_login_at"] == me.json()["created_at"]
+    assert sign_in(client, wallet).user_id == me.json()["id"]

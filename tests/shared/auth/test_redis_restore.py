@@ -17,14 +17,18 @@ from lucid.auth.refresh import RefreshTokenStore
 from lucid.auth.revocation import RevocationList
 from lucid.auth.revocation_record import MongoRevocationRecord
 from lucid.config import Settings
+from lucid.errors import UnknownNonceError
 from lucid.store.documents import new_id
 from lucid.store.redis_client import build_redis
 from lucid_edge.local import EmbeddedRedis, in_memory_database
 from tests.shared.auth.test_revocation import CountingRecord
+from tests.shared.auth.test_signin import _service as sign_in_service
+from tests.utils.datastore import atomic_writes
 from tests.utils.redis_restore import kill_and_restore, snapshotting_redis
+from tests.utils.wallets import Wallet
 
 LIFETIME = 900
-SETTINGS_KEY = "restore-test-key-0123456789abcdef0123456789"
+KEY = "restore-test-key-0123456789abcdef0123456789"
 
 
 @pytest.fixture
@@ -36,13 +40,14 @@ def server(tmp_path: Path) -> Iterator[list[EmbeddedRedis]]:
 
 
 @pytest.fixture
-def database() -> Database[dict[str, Any]]:
-    return in_memory_database()
+def database() -> Iterator[Database[dict[str, Any]]]:
+    with atomic_writes():
+        yield in_memory_database()
 
 
 def process_client(server: EmbeddedRedis) -> redis.Redis:
     """A client as a function builds it at its cold start."""
-    return build_redis(Settings(JWT_SECRET_KEY=SETTINGS_KEY, REDIS_URI=server.uri))
+    return build_redis(Settings(JWT_SECRET_KEY=KEY, REDIS_URI=server.uri))
 
 
 def revocations_of(client: redis.Redis, record: MongoRevocationRecord) -> RevocationList:
@@ -84,3 +89,32 @@ def test_a_revocation_made_after_the_snapshot_holds_at_the_next_check_after_a_re
     finally:
         client.connection_pool.disconnect()
         fresh_client.connection_pool.disconnect()
+
+
+def test_a_nonce_spent_after_the_snapshot_cannot_be_spent_again_after_a_restore(
+    server: list[EmbeddedRedis], database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN two wallets with a challenge each, and Redis saved a snapshot (both nonces live in it)
+    client = process_client(server[0])
+    service = sign_in_service(client, database)  # as the auth function builds it
+    first, second = Wallet(), Wallet()
+    spent, unused = service.challenge(first.address), service.challenge(second.address)
+    redis.Redis.from_url(server[0].uri).save()
+    # WHEN the first wallet signs in, and Redis then dies and comes back from the snapshot
+    signed = (first.address, spent.message, first.sign(spent.message))
+    service.login(*signed)
+    user_before = database["users"].find_one({"address": first.address})
+    tokens_before = database["tokens"].count_documents({})
+    server[0] = kill_and_restore(server[0])
+    try:
+        # THEN the same signed message cannot sign in again (the nonce is live in Redis again)
+        with pytest.raises(UnknownNonceError, match="already used"):
+            service.login(*signed)
+        # AND the refused replay wrote nothing: no token, the user untouched
+        assert database["tokens"].count_documents({}) == tokens_before
+        assert database["users"].find_one({"address": first.address}) == user_before
+        # AND a challenge issued before the snapshot and never used still signs its wallet in
+        service.login(second.address, unused.message, second.sign(unused.message))
+        assert database["users"].count_documents({}) == 2
+    finally:
+        client.connection_pool.disconnect()
