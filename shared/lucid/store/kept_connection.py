@@ -205,9 +205,12 @@ def _execute_for_server(
     connection: ConnectionInterface, command: Callable[[str], tuple[Any, ...]]
 ) -> Any:
     for _ in range(2):
-        run_id = server_run_id(connection)
-        reply = _execute(connection, command(run_id))
-        if _asked_on_this_socket(connection, getattr(connection, _SERVER)):
+        known: tuple[object, str] | None = getattr(connection, _SERVER, None)
+        if known is None or not _asked_on_this_socket(connection, known):
+            server_run_id(connection)
+            known = getattr(connection, _SERVER)
+        reply = _execute(connection, command(known[1]))
+        if _asked_on_this_socket(connection, known):
             return reply
     # Dialled again twice in a row: the server is coming and going; callers degrade.
     raise redis.ConnectionError("the Redis connection was dialled again during the command")

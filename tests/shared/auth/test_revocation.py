@@ -29,6 +29,7 @@ from lucid.errors import ServiceUnavailableError
 from lucid.identity import Role
 from lucid.store.documents import new_id
 from lucid.store.keys import revocations_key
+from lucid.store.redis_client import build_redis
 from lucid_edge.local import free_port, in_memory_database
 from tests.utils.auth_flow import authorizer_event
 
@@ -335,3 +336,31 @@ def test_a_token_outliving_the_lifetime_revocations_are_kept_for_is_refused(
     decision = authorize(event, tokens=TokenService(after, KeyRing(after)), revocations=revocations)
     # THEN it is refused all the same: no token is accepted for longer than revocations are kept
     assert decision == {"isAuthorized": False}
+
+
+def test_a_check_stays_one_round_trip_and_asks_which_server_once_per_connection(
+    redis_server: Any, redis_client: redis.Redis, record: CountingRecord
+) -> None:
+    # GIVEN a function's client whose copy of the revocations is loaded
+    client = build_redis(Settings(JWT_SECRET_KEY="k" * 40, REDIS_URI=redis_server.uri))
+    revocations = RevocationList(client, lambda: record, token_lifetime_seconds=LIFETIME)
+    try:
+        assert revocations.is_revoked("s-0") is False
+        before = redis_client.info("commandstats")
+        # WHEN it checks twenty sign-ins
+        for _ in range(20):
+            assert revocations.is_revoked("s-1") is False
+        after = redis_client.info("commandstats")
+    finally:
+        client.connection_pool.disconnect()
+
+    def calls(stats: dict[str, Any], command: str) -> int:
+        return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+    # THEN Redis served twenty HMGETs and nothing else (the one INFO is this test's own)
+    commands = {name.removeprefix("cmdstat_") for name in after}
+    assert {
+        c: calls(after, c) - calls(before, c)
+        for c in commands
+        if calls(after, c) > calls(before, c)
+    } == {"hmget": 20, "info": 1}
