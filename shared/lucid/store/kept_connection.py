@@ -172,22 +172,27 @@ def server_run_id(connection: ConnectionInterface) -> str:
     """The `run_id` of the redis-server process `connection` speaks to ("" if it tells none).
 
     Redis draws a new random run_id each time a server process starts, and a replica has its
-    own (INFO server, `run_id`: "a random value that identifies the Redis server"), so data that
-    a restart restored from an RDB snapshot or an AOF, or that a promoted replica serves, is
-    served under another run_id than the one it was written under. It is asked once per socket:
-    a new dial (a restart, a failover) asks again; the answer is kept with the socket it came
-    on, so it can never be taken for the run_id of a later socket.
+    own (INFO server, `run_id`: "Random value identifying the Redis server"; server.c
+    `initServerConfig`), so data that a restart restored from an RDB snapshot or an AOF, or that
+    a promoted replica serves, is served under another run_id than the one it was written under.
+    It is asked once per socket: a new dial (a restart, a failover) asks again; the answer is
+    kept with the socket it came on, so it can never be taken for the run_id of a later socket.
     """
+    return _server_of(connection)[1]
+
+
+def _server_of(connection: ConnectionInterface) -> tuple[object, str]:
+    # (the socket asked on, the run_id), asking the server when this socket was not asked yet.
     known: tuple[object, str] | None = getattr(connection, _SERVER, None)
     if known is not None and _asked_on_this_socket(connection, known):
-        return known[1]
+        return known
     try:
         found = RUN_ID.search(_text(_execute(connection, ("INFO", "server"))))
     except redis.ResponseError:
         found = None  # INFO refused (renamed, an ACL): nothing can tell one process from another
-    run_id = found.group(1) if found else ""
-    setattr(connection, _SERVER, (getattr(connection, "_sock", None), run_id))
-    return run_id
+    known = (getattr(connection, "_sock", None), found.group(1) if found else "")
+    setattr(connection, _SERVER, known)
+    return known
 
 
 def _asked_on_this_socket(connection: ConnectionInterface, known: tuple[object, str]) -> bool:
@@ -205,10 +210,7 @@ def _execute_for_server(
     connection: ConnectionInterface, command: Callable[[str], tuple[Any, ...]]
 ) -> Any:
     for _ in range(2):
-        known: tuple[object, str] | None = getattr(connection, _SERVER, None)
-        if known is None or not _asked_on_this_socket(connection, known):
-            server_run_id(connection)
-            known = getattr(connection, _SERVER)
+        known = _server_of(connection)
         reply = _execute(connection, command(known[1]))
         if _asked_on_this_socket(connection, known):
             return reply

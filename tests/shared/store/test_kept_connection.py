@@ -12,7 +12,7 @@ from redis.connection import Connection
 from lucid.auth.revocation import RevocationList, RevocationRecord, synced_field
 from lucid.config import Settings
 from lucid.ratelimit.script import ScriptRunner
-from lucid.store.kept_connection import kept_connections
+from lucid.store.kept_connection import kept_connections, server_run_id
 from lucid.store.redis_client import build_redis
 from lucid_edge.local import EmbeddedRedis
 
@@ -154,6 +154,9 @@ def test_a_command_for_a_server_is_made_again_for_the_server_a_new_dial_reaches(
     run_id = redis_client.info("server")["run_id"]
     _Redialled.command = b"ECHO"
     try:
+        connection = pool.get_connection()
+        assert (server_run_id(connection), server_run_id(connection)) == (run_id, run_id)
+        pool.release(connection)
         assert kept.execute_for_server(echo) == run_id.encode()
         # WHEN the connection drops under the next command and is dialled again
         _Redialled.drops = 1
