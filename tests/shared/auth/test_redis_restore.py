@@ -4,6 +4,7 @@ in-memory store (no MongoDB server exists on these machines)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,10 +21,9 @@ from lucid.config import Settings
 from lucid.errors import UnknownNonceError
 from lucid.store.documents import new_id
 from lucid.store.redis_client import build_redis
-from lucid_edge.local import EmbeddedRedis, in_memory_database
-from tests.shared.auth.test_revocation import CountingRecord
+from lucid_edge.local import EmbeddedRedis, in_memory_database, start_redis
 from tests.shared.auth.test_signin import _service as sign_in_service
-from tests.utils.datastore import atomic_writes
+from tests.utils.datastore import CountingRecord, atomic_writes
 from tests.utils.redis_restore import kill_and_restore, snapshotting_redis
 from tests.utils.wallets import Wallet
 
@@ -118,3 +118,46 @@ def test_a_nonce_spent_after_the_snapshot_cannot_be_spent_again_after_a_restore(
         assert database["users"].count_documents({}) == 2
     finally:
         client.connection_pool.disconnect()
+
+
+def test_a_promoted_replica_that_lagged_forgets_no_revocation(
+    server: list[EmbeddedRedis], database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN a replica of the server, in step with it once the copy was loaded on the primary
+    record = CountingRecord(database)
+    primary_client = process_client(server[0])
+    revocations = revocations_of(primary_client, record)
+    tokens = RefreshTokenStore(database, timedelta(days=14), revocations)
+    revoked, kept = new_id(), new_id()
+    for sid in (revoked, kept):
+        tokens.issue(new_id(), new_id(), sid)
+    assert revocations.is_revoked(revoked) is False
+    replica = start_redis()
+    replica_client = process_client(replica)
+    direct = redis.Redis.from_url(replica.uri, decode_responses=True)
+    on_primary = redis.Redis.from_url(server[0].uri, decode_responses=True)
+    try:
+        direct.replicaof("127.0.0.1", server[0].port)
+        key = revocations.key
+        deadline = time.monotonic() + 10
+        while direct.hgetall(key) != on_primary.hgetall(key):
+            assert time.monotonic() < deadline, "the replica never caught up"
+            time.sleep(0.01)
+        marks = {str(field) for field in direct.hkeys(key)} - {revoked, kept}
+        # WHEN it is promoted before the primary's next writes reach it (it lags), and the
+        # sign-in is revoked on the primary meanwhile
+        direct.replicaof("NO", "ONE")
+        tokens.revoke_family(revoked)
+        # THEN a function that now reaches the promoted replica refuses the revoked sign-in
+        on_replica = revocations_of(replica_client, record)
+        assert on_replica.is_revoked(revoked) is True
+        assert on_replica.is_revoked(kept) is False
+        # AND the replica had held the primary's mark, not one of its own (scripts are
+        # replicated by their effects: a replica never runs the script's INFO itself)
+        assert marks == {"~synced-until@" + on_primary.info("server")["run_id"]}
+    finally:
+        for client in (replica_client, primary_client):
+            client.connection_pool.disconnect()
+        direct.close()
+        on_primary.close()
+        replica.stop()

@@ -32,27 +32,12 @@ from lucid.store.keys import revocations_key
 from lucid.store.redis_client import build_redis
 from lucid_edge.local import free_port, in_memory_database
 from tests.utils.auth_flow import authorizer_event
+from tests.utils.datastore import CountingRecord
 
 LIFETIME = 900  # seconds an access token lives
 KEY = revocations_key("local")  # the suite's stage (tests/conftest.py)
 RELOAD_LOCK = KEY + ":reload"
 ADDRESS = "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC"
-
-
-class CountingRecord(MongoRevocationRecord):
-    """The MongoDB record, counting how often it is asked."""
-
-    def __init__(self, database: Database[dict[str, Any]]) -> None:
-        super().__init__(database)
-        self.asked = 0
-
-    def is_revoked(self, sid: str) -> bool:
-        self.asked += 1
-        return super().is_revoked(sid)
-
-    def revoked_since(self, since: datetime) -> dict[str, datetime]:
-        self.asked += 1
-        return super().revoked_since(since)
 
 
 class Clock:
