@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -54,10 +55,21 @@ def revocations_of(client: redis.Redis, record: MongoRevocationRecord) -> Revoca
     return RevocationList(client, lambda: record, token_lifetime_seconds=LIFETIME)
 
 
-def test_a_revocation_made_after_the_snapshot_holds_at_the_next_check_after_a_restore(
-    server: list[EmbeddedRedis], database: Database[dict[str, Any]]
-) -> None:
-    # GIVEN a function whose copy of the revocations is loaded and complete, and two sign-ins
+@dataclass
+class Function:
+    """A function's view of the revocations: its client, its copy loaded and complete, and two
+    sign-ins (`revoked` is to be revoked, `kept` never is)."""
+
+    record: CountingRecord
+    client: redis.Redis
+    revocations: RevocationList
+    tokens: RefreshTokenStore
+    revoked: str
+    kept: str
+
+
+@pytest.fixture
+def function(server: list[EmbeddedRedis], database: Database[dict[str, Any]]) -> Iterator[Function]:
     record = CountingRecord(database)
     client = process_client(server[0])
     revocations = revocations_of(client, record)
@@ -66,10 +78,19 @@ def test_a_revocation_made_after_the_snapshot_holds_at_the_next_check_after_a_re
     for sid in (revoked, kept):
         tokens.issue(new_id(), new_id(), sid)
     assert revocations.is_revoked(revoked) is False
+    yield Function(record, client, revocations, tokens, revoked, kept)
+    client.connection_pool.disconnect()
+
+
+def test_a_revocation_made_after_the_snapshot_holds_at_the_next_check_after_a_restore(
+    server: list[EmbeddedRedis], database: Database[dict[str, Any]], function: Function
+) -> None:
+    # GIVEN a function whose copy of the revocations is loaded and complete (`function`)
+    revocations, revoked, kept = function.revocations, function.revoked, function.kept
     # AND Redis saved a snapshot (the copy, vouching for itself, is in it)
     redis.Redis.from_url(server[0].uri).save()
     # WHEN one sign-in is revoked (logout) and Redis then dies and comes back from the snapshot
-    tokens.revoke_family(revoked)
+    function.tokens.revoke_family(revoked)
     assert revocations.is_revoked(revoked) is True
     server[0] = kill_and_restore(server[0])
     fresh_client = process_client(server[0])
@@ -82,12 +103,11 @@ def test_a_revocation_made_after_the_snapshot_holds_at_the_next_check_after_a_re
         assert fresh.is_revoked(revoked) is True
         assert fresh.is_revoked(kept) is False
         # AND once reloaded the copy answers from Redis alone again
-        asked = record.asked
+        asked = function.record.asked
         assert revocations.is_revoked(revoked) is True
         assert revocations.is_revoked(kept) is False
-        assert record.asked == asked
+        assert function.record.asked == asked
     finally:
-        client.connection_pool.disconnect()
         fresh_client.connection_pool.disconnect()
 
 
@@ -121,17 +141,10 @@ def test_a_nonce_spent_after_the_snapshot_cannot_be_spent_again_after_a_restore(
 
 
 def test_a_promoted_replica_that_lagged_forgets_no_revocation(
-    server: list[EmbeddedRedis], database: Database[dict[str, Any]]
+    server: list[EmbeddedRedis], function: Function
 ) -> None:
     # GIVEN a replica of the server, in step with it once the copy was loaded on the primary
-    record = CountingRecord(database)
-    primary_client = process_client(server[0])
-    revocations = revocations_of(primary_client, record)
-    tokens = RefreshTokenStore(database, timedelta(days=14), revocations)
-    revoked, kept = new_id(), new_id()
-    for sid in (revoked, kept):
-        tokens.issue(new_id(), new_id(), sid)
-    assert revocations.is_revoked(revoked) is False
+    revocations, revoked, kept = function.revocations, function.revoked, function.kept
     replica = start_redis()
     replica_client = process_client(replica)
     direct = redis.Redis.from_url(replica.uri, decode_responses=True)
@@ -147,17 +160,16 @@ def test_a_promoted_replica_that_lagged_forgets_no_revocation(
         # WHEN it is promoted before the primary's next writes reach it (it lags), and the
         # sign-in is revoked on the primary meanwhile
         direct.replicaof("NO", "ONE")
-        tokens.revoke_family(revoked)
+        function.tokens.revoke_family(revoked)
         # THEN a function that now reaches the promoted replica refuses the revoked sign-in
-        on_replica = revocations_of(replica_client, record)
+        on_replica = revocations_of(replica_client, function.record)
         assert on_replica.is_revoked(revoked) is True
         assert on_replica.is_revoked(kept) is False
         # AND the replica had held the primary's mark, not one of its own (scripts are
         # replicated by their effects: a replica never runs the script's INFO itself)
         assert marks == {"~synced-until@" + on_primary.info("server")["run_id"]}
     finally:
-        for client in (replica_client, primary_client):
-            client.connection_pool.disconnect()
+        replica_client.connection_pool.disconnect()
         direct.close()
         on_primary.close()
         replica.stop()
