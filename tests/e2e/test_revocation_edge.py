@@ -13,13 +13,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from lucid_edge.local import EmbeddedRedis, start_redis
-from tests.e2e.flows import JWT_SECRET_KEY, Account, sign_in
+from tests.e2e.flows import JWT_SECRET_KEY, Account, problem, sign_in
 from tests.e2e.subprocess_edge import SubprocessEdge, subprocess_edge, token_pair
+from tests.utils.redis_restore import kill_and_restore
 from tests.utils.wallets import Wallet
 
 pytestmark = pytest.mark.e2e
@@ -32,9 +35,11 @@ REFUSED = (401, 403)  # 401: a function refused it; 403: the authorizer did (unc
 
 @dataclass
 class RestartableRedis:
-    """The module's redis-server, which a test may stop and start again on the same port."""
+    """The module's redis-server, which a test may stop and start again on the same port, empty
+    or from the snapshot its last SAVE wrote into `data_dir`."""
 
     server: EmbeddedRedis
+    data_dir: Path
 
     @property
     def uri(self) -> str:
@@ -45,16 +50,27 @@ class RestartableRedis:
 
     def start(self) -> None:
         """A new, empty redis-server (no persistence) on the port the edge knows."""
-        self.server = start_redis(self.server.port)
+        (self.data_dir / "dump.rdb").unlink(missing_ok=True)
+        self.server = start_redis(self.server.port, data_dir=self.data_dir)
 
     def restart(self) -> None:
         self.stop()
         self.start()
 
+    def save(self) -> None:
+        """SAVE: a snapshot of what the server holds now."""
+        with redis.Redis.from_url(self.uri) as client:
+            client.save()
+
+    def kill_and_restore(self) -> None:
+        """kill -9, then a new redis-server on the same port loading the last snapshot."""
+        self.server = kill_and_restore(self.server)
+
 
 @pytest.fixture(scope="module")
-def redis_server_of_edge() -> Iterator[RestartableRedis]:
-    holder = RestartableRedis(start_redis())
+def redis_server_of_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestartableRedis]:
+    data_dir = tmp_path_factory.mktemp("edge-redis")
+    holder = RestartableRedis(start_redis(data_dir=data_dir), data_dir)
     yield holder
     holder.stop()
 
@@ -263,3 +279,54 @@ def test_a_revocation_made_while_redis_is_down_holds_once_it_is_back(
     assert verify(edge, user.access_token) == 401
     assert on_fresh_connections(edge, "GET", "/users/me", user.access_token) <= set(REFUSED)
     assert time.monotonic() - started < AUTHORIZER_TTL_SECONDS  # all within one cache lifetime
+
+
+# --- a restart that restores older data ---------------------------------------------------
+
+
+def test_a_redis_restored_from_an_older_snapshot_forgets_no_revocation(
+    edge: SubprocessEdge, client: httpx.Client, redis_up: RestartableRedis
+) -> None:
+    # GIVEN a user whose decision the edge has cached, and another signed in, and a snapshot of
+    # Redis taken now (the copy of the revocations in it vouches for itself)
+    leaving = sign_in(client)
+    staying = sign_in(client)
+    assert on_fresh_connections(edge, "GET", "/users/me", leaving.access_token) == {200}
+    redis_up.save()
+    # WHEN the user logs out, and Redis is then killed and started again from the snapshot
+    assert client.post("/auth/logout", headers=leaving.auth).status_code == 204
+    redis_up.kill_and_restore()
+    # THEN the very next call refuses the logged-out token, cached decision or not
+    cached = client.get("/users/me", headers=leaving.auth)
+    assert cached.status_code == 401, cached.text
+    assert verify(edge, leaving.access_token) == 401
+    assert on_fresh_connections(edge, "GET", "/users/me", leaving.access_token) <= set(REFUSED)
+    # AND nobody valid is refused: the other user is served on every worker
+    assert on_fresh_connections(edge, "GET", "/users/me", staying.access_token) == {200}
+
+
+def test_a_nonce_spent_after_the_snapshot_cannot_sign_in_again_after_a_restore(
+    client: httpx.Client, redis_up: RestartableRedis
+) -> None:
+    # GIVEN a wallet's challenge, signed, and a snapshot of Redis taken now (the nonce is in it)
+    wallet = Wallet()
+    challenge = client.post("/auth/challenge", json={"address": wallet.address})
+    assert challenge.status_code == 200, challenge.text
+    message = challenge.json()["message"]
+    login = {"address": wallet.address, "message": message, "signature": wallet.sign(message)}
+    redis_up.save()
+    # WHEN the wallet signs in with it, and Redis is then killed and started from the snapshot
+    first = client.post("/auth/login", json=login)
+    assert first.status_code == 200, first.text
+    redis_up.kill_and_restore()
+    # THEN the same signed message is refused, as any spent nonce is
+    replay = client.post("/auth/login", json=login)
+    assert (
+        problem(replay, 401, "unknown-nonce")["detail"]
+        == "the nonce is unknown or was already used"
+    )
+    # AND the sign-in it did start is untouched and the wallet signs in afresh
+    me = client.get("/users/me", headers=bearer(first.json()["access_token"]))
+    assert me.status_code == 200, me.text
+    assert me.json()["last_login_at"] == me.json()["created_at"]
+    assert sign_in(client, wallet).user_id == me.json()["id"]

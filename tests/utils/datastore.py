@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -119,6 +120,22 @@ class User:
             "sid": self.session_id,
             **self.extra_context,
         }
+
+
+class CountingRecord(MongoRevocationRecord):
+    """The MongoDB record, counting how often it is asked."""
+
+    def __init__(self, database: Database[dict[str, Any]]) -> None:
+        super().__init__(database)
+        self.asked = 0
+
+    def is_revoked(self, sid: str) -> bool:
+        self.asked += 1
+        return super().is_revoked(sid)
+
+    def revoked_since(self, since: datetime) -> dict[str, datetime]:
+        self.asked += 1
+        return super().revoked_since(since)
 
 
 def revocations_on(

@@ -44,6 +44,7 @@ class EmbeddedRedis:
     port: int
     process: subprocess.Popen[bytes]
     workdir: Path
+    keeps_workdir: bool = False  # a `data_dir` the caller owns: never removed
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -52,7 +53,7 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
-        """Stop the server and remove its working directory."""
+        """Stop the server and remove its working directory (unless it is the caller's)."""
         if self._stopped:
             return
         self._stopped = True
@@ -62,7 +63,8 @@ class EmbeddedRedis:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if not self.keeps_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> EmbeddedRedis:
         return self
@@ -71,10 +73,15 @@ class EmbeddedRedis:
         self.stop()
 
 
-def start_redis(port: int | None = None) -> EmbeddedRedis:
-    """Start a redis-server on 127.0.0.1 (a free port unless given) and wait until it answers."""
+def start_redis(port: int | None = None, *, data_dir: Path | None = None) -> EmbeddedRedis:
+    """Start a redis-server on 127.0.0.1 (a free port unless given) and wait until it answers.
+
+    `data_dir`: the caller's directory for the server's files, kept when it stops. It saves
+    nothing by itself (no save points, no AOF), but SAVE writes its snapshot there and a server
+    started on a directory holding one loads it: what a restart restoring a snapshot does.
+    """
     port = port or free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="lucid-redis-"))
+    workdir = data_dir or Path(tempfile.mkdtemp(prefix="lucid-redis-"))
     args = [
         str(redis_server_binary()),
         "--bind", "127.0.0.1",
@@ -94,13 +101,15 @@ def start_redis(port: int | None = None) -> EmbeddedRedis:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             err = log_path.read_text(errors="replace").strip()[-500:]
-            shutil.rmtree(workdir, ignore_errors=True)
+            if data_dir is None:
+                shutil.rmtree(workdir, ignore_errors=True)
             raise EmbeddedRedisError(f"redis-server exited at start: {err}")
         # Ready only when *this* process says so: a PONG could come from another server that
         # already holds the port.
         if b"Ready to accept connections" in log_path.read_bytes():
-            return EmbeddedRedis(port=port, process=process, workdir=workdir)
+            return EmbeddedRedis(port, process, workdir, keeps_workdir=data_dir is not None)
         time.sleep(0.005)
     process.kill()
-    shutil.rmtree(workdir, ignore_errors=True)
+    if data_dir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
     raise EmbeddedRedisError(f"redis-server did not answer on port {port}")

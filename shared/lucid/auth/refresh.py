@@ -9,6 +9,8 @@ never pass as an access token nor the reverse. Only its SHA-256 is stored, in `t
     access_jti   jti of the access token issued with it
     role         the role that access token carries (None on documents written before it was
                  recorded: such a sign-in counts as carrying any other role)
+    signin_nonce SHA-256 hex of the sign-in nonce a login spent, on the sign-in's first document
+                 only (uniquely indexed: a nonce starts one sign-in, whatever Redis remembers)
     created_at, expires_at (TTL index), used_at, revoked_at
 
 The family is the sign-in: its id is the `sid` claim of every access token issued with one of its
@@ -38,9 +40,15 @@ from datetime import datetime, timedelta
 
 from pymongo import ReturnDocument
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 from lucid.auth.revocation import RevocationList
-from lucid.errors import AuthenticationError, InvalidTokenError, RefreshTokenReuseError
+from lucid.errors import (
+    AuthenticationError,
+    InvalidTokenError,
+    RefreshTokenReuseError,
+    UnknownNonceError,
+)
 from lucid.identity import Role
 from lucid.observability import count
 from lucid.store.documents import Document, database_errors, utcnow
@@ -75,12 +83,22 @@ class RefreshTokenStore:
         self._revocations = revocations
         ensure_indexes_once(database)
 
-    def issue(self, user_id: str, access_jti: str, family_id: str, role: Role | None = None) -> str:
+    def issue(
+        self,
+        user_id: str,
+        access_jti: str,
+        family_id: str,
+        role: Role | None = None,
+        signin_nonce: str | None = None,
+    ) -> str:
         """A new refresh token for `user_id` in the sign-in `family_id` (new or rotated), issued
-        with an access token carrying `role`."""
+        with an access token carrying `role`; a login names the nonce it spent.
+
+        `UnknownNonceError` (nothing stored) when a sign-in was already started with that nonce.
+        """
         token = secrets.token_urlsafe(TOKEN_BYTES)
         now = utcnow()
-        document = {
+        document: Document = {
             "_id": hash_refresh_token(token),
             "family_id": family_id,
             "user_id": user_id,
@@ -91,8 +109,14 @@ class RefreshTokenStore:
             "used_at": None,
             "revoked_at": None,
         }
+        if signin_nonce is not None:
+            document["signin_nonce"] = _nonce_digest(signin_nonce)
         with database_errors("tokens"):
-            self._tokens.insert_one(document)
+            try:
+                self._tokens.insert_one(document)
+            except DuplicateKeyError as error:
+                # A refresh token is 256 random bits: only the nonce can collide.
+                raise UnknownNonceError("the nonce is unknown or was already used") from error
             revoked_meanwhile = self._family_revoked(family_id)
             if revoked_meanwhile:
                 # The family was revoked while this rotation ran: the revocation's update_many
@@ -104,6 +128,12 @@ class RefreshTokenStore:
         if revoked_meanwhile:
             self._revocations.remember({family_id: revoked_at})
         return token
+
+    def nonce_spent(self, signin_nonce: str) -> bool:
+        """True when a sign-in was started with `signin_nonce` (one indexed read)."""
+        with database_errors("tokens"):
+            found = self._tokens.find_one({"signin_nonce": _nonce_digest(signin_nonce)}, {"_id": 1})
+        return found is not None
 
     def check(self, token: str) -> RefreshGrant:
         """What `token` would grant if spent now, without spending it; the refusals of `use`
@@ -183,6 +213,11 @@ class RefreshTokenStore:
     def _family_revoked(self, family_id: str) -> bool:
         revoked = {"family_id": family_id, "revoked_at": {"$ne": None}}
         return self._tokens.find_one(revoked, {"_id": 1}) is not None
+
+
+def _nonce_digest(nonce: str) -> str:
+    # Stored and queried hashed, like the tokens: a driver's command log never shows a nonce.
+    return hashlib.sha256(nonce.encode()).hexdigest()
 
 
 def _hash_of(token: str) -> str:

@@ -7,20 +7,30 @@ family's documents, see `lucid.auth.refresh`); Redis keeps a copy in one hash, s
 is kept or lost as a whole (an eviction or a restart cannot drop one entry and keep the rest):
 
     lucid:<stage>:revoked-sign-ins             a hash without TTL (lucid.store.keys)
-        <sid>            epoch seconds until which that sign-in's access tokens are refused
-        ~synced-until    epoch seconds until which the copy counts as complete
+        <sid>                    epoch seconds until which that sign-in's access tokens are refused
+        ~synced-until@<run_id>   epoch seconds until which the copy counts as complete, in the
+                                 redis-server process `run_id` (INFO server) that loaded it
 
-A check is one HMGET of `~synced-until` and the sid:
+A check is one HMGET of the mark of the process answering it and the sid (the connection knows
+that process's run_id: `lucid.store.kept_connection.server_run_id`, asked once per socket):
 
     the sid is there and not past ......... revoked
-    ~synced-until is not past ............. not revoked
-    ~synced-until is past (a reload due) .. one caller (a Redis lock) reloads the copy from
+    the mark is not past .................. not revoked
+    the mark is past (a reload due) ....... one caller (a Redis lock) reloads the copy from
                                             MongoDB; the others answer from the copy
-    ~synced-until is missing .............. the copy was lost (a restart without persistence, a
-                                            flush, an eviction): one caller reloads it, the
-                                            others ask MongoDB directly meanwhile
+    the mark is missing ................... the copy was lost (a restart without persistence, a
+                                            flush, an eviction) or is not this process's: one
+                                            caller reloads it, the others ask MongoDB directly
+                                            meanwhile
     Redis does not answer ................. ask MongoDB directly
     MongoDB does not answer either ........ ServiceUnavailableError, never "not revoked"
+
+Redis draws a new run_id whenever a server process starts, and a replica has its own. A copy
+that comes back in another process (restored from an RDB snapshot or an AOF that missed the last
+writes, served by a promoted replica that lagged) carries the mark of the process that loaded
+it, which no check asks for: it is reloaded before it may say "not revoked", by every process,
+including one that never spoke to the old server. Its entries still say "revoked" (a
+revocation is never undone).
 
 A revocation is written to MongoDB first, then into the copy. When that second write fails the
 revocation still holds wherever MongoDB is asked, and the copy has it at the next reload, at
@@ -51,7 +61,9 @@ from lucid.store.keys import revocations_key
 
 logger = logging.getLogger("lucid.auth.revocation")
 
-SYNCED_FIELD = "~synced-until"  # "~" is in no sid (32 hex characters), so it never collides
+# The mark's field is this and the run_id of the process that loaded the copy; "~" is in no sid
+# (32 hex characters), so it never collides.
+SYNCED_PREFIX = "~synced-until@"
 SYNC_SECONDS = 30
 RELOAD_LOCK_MS = 10_000
 # The most clock skew past `exp` any check may tolerate (JWT_LEEWAY_SECONDS's bound): entries
@@ -59,25 +71,37 @@ RELOAD_LOCK_MS = 10_000
 LEEWAY_SECONDS = MAX_JWT_LEEWAY_SECONDS
 
 # Merges entries into the hash, each keeping the later of its two deadlines. With a non-zero
-# ARGV[2] it is a reload: entries past ARGV[1] (now) are dropped and the copy vouched for until
-# ARGV[2]. One script, so a revocation written meanwhile is never overwritten nor dropped.
+# ARGV[2] it is a reload: entries past ARGV[1] (now) are dropped (marks of other processes among
+# them) and the copy vouched for until ARGV[2] under the mark of the process running the script.
+# One script, so a revocation written meanwhile is never overwritten nor dropped. The run_id is
+# the executing server's own: a replica is sent the script's writes, not the script (Redis >= 5
+# replicates scripts by their effects), so it never re-runs INFO and marks the copy as its own.
 MERGE_SCRIPT = """
-local key, now, synced, synced_field = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local key, now, synced, synced_prefix = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 for i = 4, #ARGV, 2 do
   local current = tonumber(redis.call('HGET', key, ARGV[i]) or '0')
   if tonumber(ARGV[i + 1]) > current then redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
 end
 if synced > 0 then
+  local info = redis.pcall('INFO', 'server')
+  local run_id = type(info) == 'string' and string.match(info, 'run_id:(%x+)') or ''
+  local mark = synced_prefix .. run_id
   local fields = redis.call('HGETALL', key)
   for i = 1, #fields, 2 do
-    if fields[i] ~= synced_field and tonumber(fields[i + 1]) <= now then
+    local deadline = tonumber(fields[i + 1])
+    if fields[i] ~= mark and deadline and deadline <= now then
       redis.call('HDEL', key, fields[i])
     end
   end
-  redis.call('HSET', key, synced_field, ARGV[2])
+  redis.call('HSET', key, mark, ARGV[2])
 end
 return 1
 """
+
+
+def synced_field(run_id: str) -> str:
+    """The mark of a copy loaded into the redis-server process `run_id`."""
+    return SYNCED_PREFIX + run_id
 
 
 class RevocationRecord(Protocol):
@@ -119,8 +143,11 @@ class RevocationList:
     def is_revoked(self, sid: str) -> bool:
         """True when the sign-in `sid` is revoked; ServiceUnavailableError when nobody knows."""
         now = self._clock()
+        key = self.key
         try:
-            synced_until, revoked_until = self._kept.execute("HMGET", self.key, SYNCED_FIELD, sid)
+            synced_until, revoked_until = self._kept.execute_for_server(
+                lambda run_id: ("HMGET", key, SYNCED_PREFIX + run_id, sid)
+            )
         except redis.RedisError:
             # Counted, not logged: this happens at every call while Redis is down, and the rate
             # limiter and /meta/health already say so once.
@@ -184,7 +211,7 @@ class RevocationList:
         return revoked
 
     def _merge(self, revoked: Mapping[str, datetime], *, synced_until: float) -> None:
-        args: list[str | float] = [self._clock(), synced_until, SYNCED_FIELD]
+        args: list[str | float] = [self._clock(), synced_until, SYNCED_PREFIX]
         for sid, revoked_at in revoked.items():
             args += (sid, revoked_at.timestamp() + self.horizon_seconds)
         self._redis.register_script(MERGE_SCRIPT)(keys=[self.key], args=args)

@@ -11,12 +11,21 @@ Login verifies in this order, each failure its own 401 problem type:
 7. the message is the one issued with the nonce      ForeignMessageError
 8. the signature parses and recovers a key           BadSignatureError
 9. that key's address is the claimed one             SignerMismatchError
+10. no sign-in was started with the nonce yet         UnknownNonceError
 
 The nonce is spent at step 5, before the (costly) signature check, so two concurrent logins with
 one nonce can never both pass; a refused attempt needs a new challenge. An attempt whose
 signature was good but that fails afterwards with a 503 (MongoDB down, the signing key
 unreadable) puts the nonce back for what is left of its life: no tokens were issued, and the
 client may retry the same signed message.
+
+Step 10 holds when Redis forgets that a nonce was spent: a restart restoring older data (an RDB
+snapshot, an AOF missing the last writes, a promoted replica that lagged) brings back a nonce
+spent after that point, live for the rest of its 5 minutes. The sign-in a nonce started is the
+record that it was spent: its first refresh token carries the nonce, uniquely indexed
+(`RefreshTokenStore`). Step 10 reads it before anything is written, so a replay touches no user
+and issues no token; the index refuses the insert of a replay that raced the first use past
+that read (then the replay's `last_login_at` touch is the only write it made).
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from lucid.errors import (
     UnknownNonceError,
 )
 from lucid.identity import Role
+from lucid.observability import count
 from lucid.store.documents import Document, new_id, utcnow
 from lucid.store.keys import nonce_key
 from lucid.users.repository import UserRepository
@@ -143,8 +153,12 @@ class SignInService:
             raise ExpiredChallengeError("the challenge has expired; request a new one")
         verify_signer(message_text, signature, address, scheme)
         try:
+            if self._refresh_tokens.nonce_spent(message.nonce):
+                # Live in Redis, yet it started a sign-in: Redis lost that it was spent.
+                count("SignInNonceReplayed")
+                raise UnknownNonceError("the nonce is unknown or was already used")
             user = self._users.upsert_on_login(address, is_admin=address in self._admins)
-            pair = self._issue_pair(user, family_id=None)
+            pair = self._issue_pair(user, family_id=None, signin_nonce=message.nonce)
         except ServiceUnavailableError:
             # A 503 (MongoDB down, the key unreadable) after the signer proved itself: the nonce
             # is put back, so the client retries the same signed message, not a wallet prompt.
@@ -194,12 +208,14 @@ class SignInService:
                 nonce_key(nonce, self._settings.STAGE), json.dumps(record), px=left_ms, nx=True
             )
 
-    def _issue_pair(self, user: Document, family_id: str | None) -> TokenPair:
+    def _issue_pair(
+        self, user: Document, family_id: str | None, signin_nonce: str | None = None
+    ) -> TokenPair:
         role = Role.parse(user.get("role"))
         session_id = family_id or new_id()  # a login starts a sign-in, a refresh continues one
         access = self._tokens.issue(str(user["_id"]), str(user["address"]), role, session_id)
         refresh_token = self._refresh_tokens.issue(
-            str(user["_id"]), access.claims.jti, session_id, role
+            str(user["_id"]), access.claims.jti, session_id, role, signin_nonce
         )
         return TokenPair(
             access_token=access.token, refresh_token=refresh_token, expires_in=access.expires_in

@@ -42,6 +42,11 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("user_id", ASCENDING)], name="user"),
         IndexModel([("access_jti", ASCENDING)], name="access_jti"),
         IndexModel([("revoked_at", ASCENDING)], name="revoked"),
+        # The nonce a sign-in was started with, on its first refresh token only (sparse): a
+        # nonce Redis brought back after it was spent cannot start a second sign-in.
+        IndexModel(
+            [("signin_nonce", ASCENDING)], name="signin_nonce_unique", unique=True, sparse=True
+        ),
     ],
 }
 

@@ -24,9 +24,11 @@ Errors are redis-py's (`redis.RedisError`), so callers degrade exactly as with t
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import weakref
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import redis
 from redis.connection import Connection, ConnectionInterface, ConnectionPool
@@ -35,6 +37,11 @@ from redis.connection import Connection, ConnectionInterface, ConnectionPool
 # long as the pool, which they hold (a caller may keep only this object, not the client).
 _ATTRIBUTE = "_lucid_kept_connections"
 _LOCK = threading.Lock()
+# What `server_run_id` learnt on a connection: (the socket it asked on, the run_id).
+_SERVER = "_lucid_server"
+# The line of INFO server naming the process (Lua scripts match it the same way).
+RUN_ID = re.compile(r"run_id:([0-9a-f]+)")
+_T = TypeVar("_T")
 
 
 class _Kept:
@@ -66,16 +73,30 @@ class KeptConnections:
         Redis costs one REDIS_TIMEOUT_MS. Only idempotent reads, or commands whose repetition
         over-counts and never over-admits (the rate limiter's script), may be sent this way.
         """
+        return self._on_a_connection(_execute, args)
+
+    def execute_for_server(self, command: Callable[[str], tuple[Any, ...]]) -> Any:
+        """The reply to `command(run_id)`: one command made for the server process answering it.
+
+        `run_id` is that redis-server process's own (`server_run_id`), so the command can name
+        what only that process may vouch for. A connection dialled again while the command ran
+        (the retry of `execute`) may reach another process: then the command is made again for
+        that one and sent once more, so a reply is never taken for another process's. Only
+        idempotent reads may be sent this way.
+        """
+        return self._on_a_connection(_execute_for_server, command)
+
+    def _on_a_connection(self, run: Callable[[ConnectionInterface, _T], Any], what: _T) -> Any:
         held: _Kept | None = getattr(self._local, "held", None)
         if held is None:
             held = self._keep()
             if held is None:  # the kept share of the pool is in use: borrow, as the client does
                 borrowed = self._pool.get_connection()
                 try:
-                    return _execute(borrowed, args)
+                    return run(borrowed, what)
                 finally:
                     self._pool.release(borrowed)
-        return _execute(held.connection, args)
+        return run(held.connection, what)
 
     def _keep(self) -> _Kept | None:
         # A connection of the pool for this thread to keep, or None when none may be kept now.
@@ -145,6 +166,56 @@ def _execute(connection: ConnectionInterface, args: tuple[Any, ...]) -> Any:
     except BaseException:
         _reset(connection)  # a half-read reply must never be taken for the next command's
         raise
+
+
+def server_run_id(connection: ConnectionInterface) -> str:
+    """The `run_id` of the redis-server process `connection` speaks to ("" if it tells none).
+
+    Redis draws a new random run_id each time a server process starts, and a replica has its
+    own (INFO server, `run_id`: "Random value identifying the Redis server"; server.c
+    `initServerConfig`), so data that a restart restored from an RDB snapshot or an AOF, or that
+    a promoted replica serves, is served under another run_id than the one it was written under.
+    It is asked once per socket: a new dial (a restart, a failover) asks again; the answer is
+    kept with the socket it came on, so it can never be taken for the run_id of a later socket.
+    """
+    return _server_of(connection)[1]
+
+
+def _server_of(connection: ConnectionInterface) -> tuple[object, str]:
+    # (the socket asked on, the run_id), asking the server when this socket was not asked yet.
+    known: tuple[object, str] | None = getattr(connection, _SERVER, None)
+    if known is not None and _asked_on_this_socket(connection, known):
+        return known
+    try:
+        found = RUN_ID.search(_text(_execute(connection, ("INFO", "server"))))
+    except redis.ResponseError:
+        found = None  # INFO refused (renamed, an ACL): nothing can tell one process from another
+    known = (getattr(connection, "_sock", None), found.group(1) if found else "")
+    setattr(connection, _SERVER, known)
+    return known
+
+
+def _asked_on_this_socket(connection: ConnectionInterface, known: tuple[object, str]) -> bool:
+    # redis-py's connections hold their socket in `_sock` (None while not connected), and each
+    # dial makes a new socket object: the one asked on still being there means the same session.
+    sock = getattr(connection, "_sock", None)
+    return sock is not None and known[0] is sock
+
+
+def _text(reply: Any) -> str:
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+def _execute_for_server(
+    connection: ConnectionInterface, command: Callable[[str], tuple[Any, ...]]
+) -> Any:
+    for _ in range(2):
+        known = _server_of(connection)
+        reply = _execute(connection, command(known[1]))
+        if _asked_on_this_socket(connection, known):
+            return reply
+    # Dialled again twice in a row: the server is coming and going; callers degrade.
+    raise redis.ConnectionError("the Redis connection was dialled again during the command")
 
 
 def _run(connection: ConnectionInterface, args: tuple[Any, ...]) -> Any:

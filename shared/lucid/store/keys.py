@@ -1,8 +1,8 @@
 """Every Redis key the gateway writes starts here: `lucid:<STAGE>:`, then what it holds.
 
 Stages may share one Redis database (a dev and a staging stack on one ElastiCache): with the
-stage in every key, one stage's revocation copy, its `~synced-until` mark, its sign-in nonces,
-rate budgets, idempotency records and circuit breakers are never another's. The writers
+stage in every key, one stage's revocation copy, its `~synced-until@<run_id>` mark, its sign-in
+nonces, rate budgets, idempotency records and circuit breakers are never another's. The writers
 (lucid.auth.revocation, lucid.auth.signin, lucid.ratelimit.policies, lucid.web.idempotency,
 lucid.proxy.breaker_store) take their prefix from `namespace` and name no key of their own.
 

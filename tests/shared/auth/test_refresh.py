@@ -17,7 +17,7 @@ from lucid.auth.refresh import RefreshTokenStore
 from lucid.auth.revocation import RevocationList
 from lucid.auth.tokens import TokenService
 from lucid.config import Settings
-from lucid.errors import InvalidTokenError, RefreshTokenReuseError
+from lucid.errors import InvalidTokenError, RefreshTokenReuseError, UnknownNonceError
 from lucid.identity import Role
 from lucid.store.documents import new_id
 from lucid_edge.local import in_memory_database
@@ -53,6 +53,24 @@ def test_token_is_random_256_bits_and_stored_only_hashed(
     assert stored["expires_at"] - stored["created_at"] == timedelta(days=14)
     names = {index["name"] for index in database["tokens"].list_indexes()}
     assert {"expires_ttl", "family", "user", "access_jti", "revoked"} <= names
+
+
+def test_a_sign_in_nonce_starts_one_sign_in_only(
+    store: RefreshTokenStore, database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN a sign-in started with a nonce (its first refresh token carries it)
+    assert store.nonce_spent("n-1") is False
+    store.issue("u1", "jti-1", new_id(), signin_nonce="n-1")
+    assert store.nonce_spent("n-1") is True
+    # WHEN another login with the same nonce gets past the read (a race) and stores its token
+    # THEN the unique index refuses it and nothing of it is stored
+    with pytest.raises(UnknownNonceError, match="already used"):
+        store.issue("u1", "jti-2", new_id(), signin_nonce="n-1")
+    assert database["tokens"].count_documents({"access_jti": "jti-2"}) == 0
+    # AND tokens without a nonce (rotations) are never refused by it
+    for jti in ("jti-3", "jti-4"):
+        store.issue("u1", jti, new_id())
+    assert database["tokens"].count_documents({}) == 3
 
 
 def test_token_is_single_use_and_reuse_revokes_the_family(

@@ -18,9 +18,9 @@ from lucid.auth.authorizer import authorize
 from lucid.auth.keys import KeyRing
 from lucid.auth.revocation import (
     SYNC_SECONDS,
-    SYNCED_FIELD,
     RevocationList,
     mongodb_record,
+    synced_field,
 )
 from lucid.auth.revocation_record import MongoRevocationRecord
 from lucid.auth.tokens import TokenService
@@ -29,29 +29,15 @@ from lucid.errors import ServiceUnavailableError
 from lucid.identity import Role
 from lucid.store.documents import new_id
 from lucid.store.keys import revocations_key
+from lucid.store.redis_client import build_redis
 from lucid_edge.local import free_port, in_memory_database
 from tests.utils.auth_flow import authorizer_event
+from tests.utils.datastore import CountingRecord
 
 LIFETIME = 900  # seconds an access token lives
 KEY = revocations_key("local")  # the suite's stage (tests/conftest.py)
 RELOAD_LOCK = KEY + ":reload"
 ADDRESS = "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC"
-
-
-class CountingRecord(MongoRevocationRecord):
-    """The MongoDB record, counting how often it is asked."""
-
-    def __init__(self, database: Database[dict[str, Any]]) -> None:
-        super().__init__(database)
-        self.asked = 0
-
-    def is_revoked(self, sid: str) -> bool:
-        self.asked += 1
-        return super().is_revoked(sid)
-
-    def revoked_since(self, since: datetime) -> dict[str, datetime]:
-        self.asked += 1
-        return super().revoked_since(since)
 
 
 class Clock:
@@ -96,6 +82,11 @@ def dead_redis() -> Iterator[redis.Redis]:
     client.close()
 
 
+def mark_of(client: redis.Redis) -> str:
+    """The field of the copy's mark in the redis-server process `client` speaks to."""
+    return synced_field(client.info("server")["run_id"])
+
+
 def revoke_in_record(database: Database[dict[str, Any]], sid: str, at: datetime) -> None:
     """What `RefreshTokenStore` writes first when it revokes a sign-in."""
     database["tokens"].insert_one({"_id": new_id(), "family_id": sid, "revoked_at": at})
@@ -128,7 +119,7 @@ def test_a_lost_copy_is_reloaded_from_the_record_by_the_first_check(
     assert revocations.is_revoked("recent") is True
     assert record.asked == 1
     stored = redis_client.hgetall(KEY)
-    assert set(stored) == {b"recent", SYNCED_FIELD.encode()}
+    assert set(stored) == {b"recent", mark_of(redis_client).encode()}
     # AND the entry lasts the access-token lifetime and the leeway past the revocation
     until = float(stored[b"recent"])
     assert until == pytest.approx((now - timedelta(minutes=5)).timestamp() + LIFETIME + 30)
@@ -162,6 +153,29 @@ def test_a_due_copy_is_reloaded_by_one_caller_while_the_others_trust_it(
     assert redis_client.exists(RELOAD_LOCK) == 0
 
 
+def test_a_copy_marked_complete_in_another_redis_process_is_reloaded_before_it_vouches(
+    revocations: RevocationList,
+    record: CountingRecord,
+    database: Database[dict[str, Any]],
+    redis_client: redis.Redis,
+    clock: Clock,
+) -> None:
+    # GIVEN a copy that vouches for itself, but under the mark of another server process (it was
+    # restored from a snapshot, or a promoted replica serves it), and the mark 1a11ddf wrote
+    revoke_in_record(database, "missed", datetime.fromtimestamp(clock.now, UTC))
+    other = synced_field("0" * 40)
+    redis_client.hset(KEY, mapping={other: clock.now + SYNC_SECONDS, "~synced-until": clock.now})
+    # WHEN a sign-in revoked after that copy was made is checked
+    # THEN the copy is reloaded first and the sign-in refused
+    assert revocations.is_revoked("missed") is True
+    assert record.asked == 1
+    assert float(redis_client.hget(KEY, mark_of(redis_client)) or 0) == clock.now + SYNC_SECONDS
+    # AND the next reload drops the other marks, which nobody reads, once they are past
+    clock.now += SYNC_SECONDS + 1
+    assert revocations.is_revoked("other") is False
+    assert set(redis_client.hgetall(KEY)) == {b"missed", mark_of(redis_client).encode()}
+
+
 def test_while_another_caller_reloads_a_lost_copy_the_record_answers(
     revocations: RevocationList,
     record: CountingRecord,
@@ -173,7 +187,7 @@ def test_while_another_caller_reloads_a_lost_copy_the_record_answers(
     assert revocations.is_revoked("s-1") is True
     assert revocations.is_revoked("s-2") is False
     assert record.asked == 2  # once per check: the copy cannot vouch for anything yet
-    assert redis_client.hget(KEY, SYNCED_FIELD) is None
+    assert redis_client.hget(KEY, mark_of(redis_client)) is None
 
 
 def test_without_redis_every_check_asks_the_record(
@@ -215,7 +229,7 @@ def test_a_lost_copy_with_mongodb_down_is_an_error_and_a_due_one_is_trusted(
     redis_client.delete(RELOAD_LOCK)
     # GIVEN a copy that was complete a moment ago and is merely due THEN it still answers
     revocations.remember({"s-1": datetime.now(UTC)})
-    redis_client.hset(KEY, SYNCED_FIELD, clock.now - 1)
+    redis_client.hset(KEY, mark_of(redis_client), clock.now - 1)
     assert revocations.is_revoked("s-1") is True
     assert revocations.is_revoked("s-2") is False  # the reload failed: the copy answered
     assert redis_client.exists(RELOAD_LOCK) == 1  # and the next checks will not retry at once
@@ -239,7 +253,7 @@ def test_a_reload_keeps_the_later_deadline_and_drops_what_expired(
     assert b"stale" not in stored
     # AND an entry past its deadline no longer revokes
     clock.now += LIFETIME + 31
-    redis_client.hset(KEY, SYNCED_FIELD, clock.now + SYNC_SECONDS)
+    redis_client.hset(KEY, mark_of(redis_client), clock.now + SYNC_SECONDS)
     assert revocations.is_revoked("kept") is False
 
 
@@ -307,3 +321,31 @@ def test_a_token_outliving_the_lifetime_revocations_are_kept_for_is_refused(
     decision = authorize(event, tokens=TokenService(after, KeyRing(after)), revocations=revocations)
     # THEN it is refused all the same: no token is accepted for longer than revocations are kept
     assert decision == {"isAuthorized": False}
+
+
+def test_a_check_stays_one_round_trip_and_asks_which_server_once_per_connection(
+    redis_server: Any, redis_client: redis.Redis, record: CountingRecord
+) -> None:
+    # GIVEN a function's client whose copy of the revocations is loaded
+    client = build_redis(Settings(JWT_SECRET_KEY="k" * 40, REDIS_URI=redis_server.uri))
+    revocations = RevocationList(client, lambda: record, token_lifetime_seconds=LIFETIME)
+    try:
+        assert revocations.is_revoked("s-0") is False
+        before = redis_client.info("commandstats")
+        # WHEN it checks twenty sign-ins
+        for _ in range(20):
+            assert revocations.is_revoked("s-1") is False
+        after = redis_client.info("commandstats")
+    finally:
+        client.connection_pool.disconnect()
+
+    def calls(stats: dict[str, Any], command: str) -> int:
+        return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+    # THEN Redis served twenty HMGETs and nothing else (the one INFO is this test's own)
+    commands = {name.removeprefix("cmdstat_") for name in after}
+    assert {
+        c: calls(after, c) - calls(before, c)
+        for c in commands
+        if calls(after, c) > calls(before, c)
+    } == {"hmget": 20, "info": 1}

@@ -9,10 +9,10 @@ import pytest
 import redis
 from redis.connection import Connection
 
-from lucid.auth.revocation import RevocationList, RevocationRecord
+from lucid.auth.revocation import RevocationList, RevocationRecord, synced_field
 from lucid.config import Settings
 from lucid.ratelimit.script import ScriptRunner
-from lucid.store.kept_connection import kept_connections
+from lucid.store.kept_connection import kept_connections, server_run_id
 from lucid.store.redis_client import build_redis
 from lucid_edge.local import EmbeddedRedis
 
@@ -29,11 +29,12 @@ def test_a_thread_checks_sign_ins_and_rate_limits_on_one_connection(
     # GIVEN the process's client, as the functions build it
     client = build_redis(Settings(JWT_SECRET_KEY=KEY, REDIS_URI=redis_server.uri))
     before = len(redis_client.client_list())
+    mark = synced_field(redis_client.info("server")["run_id"])
     try:
         # WHEN one thread checks a sign-in and runs the limiter's script, many times
         for _ in range(5):
             revocations = RevocationList(client, _not_asked, token_lifetime_seconds=900)
-            redis_client.hset("lucid:local:revoked-sign-ins", "~synced-until", "9999999999")
+            redis_client.hset("lucid:local:revoked-sign-ins", mark, "9999999999")
             assert revocations.is_revoked("s-1") is False
             assert ScriptRunner(client, "return 7")([], []) == 7
         # THEN Redis sees one more connection, not one per caller or per request
@@ -117,3 +118,92 @@ def test_kept_connections_are_the_pools_own_and_never_exceed_it(
 def _named(client: redis.Redis, name: str) -> int:
     """How many connections Redis has from clients named `name`."""
     return len([c for c in client.client_list() if c["name"] == name])
+
+
+class _Redialled(Connection):
+    """A real connection whose replies to one command are lost, the connection dropping, the
+    next `drops` times it is sent (each time redis-py dials again, as after a failover)."""
+
+    command = b"HMGET"
+    drops = 0
+
+    def send_command(self, *args: Any, **kwargs: Any) -> None:
+        self._sent = str(args[0]).encode()
+        super().send_command(*args, **kwargs)
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        if self._sent == _Redialled.command and _Redialled.drops:
+            _Redialled.drops -= 1
+            super().read_response(*args, **kwargs)
+            raise redis.ConnectionError("the connection dropped")
+        return super().read_response(*args, **kwargs)
+
+
+def test_a_command_for_a_server_is_made_again_for_the_server_a_new_dial_reaches(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    # GIVEN a thread that knows which server process its kept connection speaks to
+    pool = redis.BlockingConnectionPool.from_url(redis_server.uri, connection_class=_Redialled)
+    kept = kept_connections(redis.Redis(connection_pool=pool))
+    made_for: list[str] = []
+
+    def echo(run_id: str) -> tuple[str, ...]:
+        made_for.append(run_id)
+        return ("ECHO", run_id)
+
+    run_id = redis_client.info("server")["run_id"]
+    _Redialled.command = b"ECHO"
+    try:
+        connection = pool.get_connection()
+        assert (server_run_id(connection), server_run_id(connection)) == (run_id, run_id)
+        pool.release(connection)
+        assert kept.execute_for_server(echo) == run_id.encode()
+        # WHEN the connection drops under the next command and is dialled again
+        _Redialled.drops = 1
+        # THEN the command is made again for the server the new dial reached, and answered once
+        assert kept.execute_for_server(echo) == run_id.encode()
+        assert made_for == [run_id] * 3
+        # WHEN every dial drops under the command THEN no reply is taken: a connection error
+        _Redialled.drops = 2
+        with pytest.raises(redis.ConnectionError, match="dialled again"):
+            kept.execute_for_server(echo)
+    finally:
+        _Redialled.drops = 0
+        pool.disconnect()
+
+
+def test_a_server_that_refuses_info_is_one_process_to_its_callers(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    # GIVEN a Redis user that may not run INFO (an ACL), and revocations checked as that user
+    redis_client.acl_setuser(
+        "no-info", enabled=True, nopass=True, keys=["*"], commands=["+@all", "-info"]
+    )
+    host_port = redis_server.uri.removeprefix("redis://")
+    client = build_redis(Settings(JWT_SECRET_KEY=KEY, REDIS_URI=f"redis://no-info:x@{host_port}"))
+    asked = []
+
+    def record() -> RevocationRecord:
+        asked.append(1)
+        return _EmptyRecord()
+
+    try:
+        with pytest.raises(redis.ResponseError):
+            client.info("server")
+        revocations = RevocationList(client, record, token_lifetime_seconds=900)
+        # WHEN it checks sign-ins THEN the copy is loaded once and vouches for itself after
+        for _ in range(3):
+            assert revocations.is_revoked("s-1") is False
+        assert len(asked) == 1
+        assert redis_client.hexists("lucid:local:revoked-sign-ins", synced_field(""))
+    finally:
+        client.connection_pool.disconnect()
+        redis_client.acl_deluser("no-info")
+
+
+class _EmptyRecord:
+    def is_revoked(self, sid: str) -> bool:
+        return False
+
+    def revoked_since(self, since: Any) -> dict[str, Any]:
+        return {}
