@@ -15,7 +15,8 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from lucid_edge.requirements import distribution_name
-from tests.infra.sam_tools import SAM_PYTHON
+from tests.infra.sam_tools import SAM_PYTHON, WORKER
+from tests.utils.imports import third_party
 from tests.utils.lock import read_pins
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,3 +98,17 @@ def test_the_lock_holds_exactly_what_the_sam_cli_needs_and_venv_sam_is_the_lock(
     # AND the lock is exactly what the declaration needs, followed through the metadata
     assert _needed(_declared(), installed) == set(locked)
     assert {"aws-sam-translator", "cfn-lint"} <= set(locked)
+
+
+def test_only_the_worker_imports_the_sam_cli_s_modules() -> None:
+    # GIVEN the modules .venv-sam has that .venv must not lend the tests: cfn-lint stays in .venv
+    # as moto[server]'s dependency, so an in-process import would pass unnoticed
+    sam_only = {"cfnlint", "samtranslator", "samcli"}
+    importers: set[str] = set()
+    # (the layer, the edge and the functions may import only their declared sets:
+    # tests/test_dependencies.py)
+    for folder in ("tests", "bench", "infra"):
+        found = third_party(ROOT / folder, ())
+        importers |= set().union(*(found.get(module, set()) for module in sam_only))
+    # THEN only the worker, which .venv-sam's Python runs, imports them
+    assert importers == {str(WORKER.relative_to(ROOT))}
