@@ -16,6 +16,10 @@ FUNCTION_INPUTS := $(wildcard functions/*/requirements.in)
 # The one lock of exact versions (with every file's hash) that .venv, the layer, each function and
 # the benchmark's hello world are all installed from: `make lock` (README "Development").
 LOCK := requirements.lock
+# The SAM CLI (with cfn-lint and the SAM transform the tests run) lives in a virtualenv of its
+# own, installed from a lock of its own: its pins (pydantic among them) never hold the layer's.
+SAM_IN := infra/sam-cli.in
+SAM_LOCK := infra/sam-cli.lock
 
 .PHONY: lock run test lint typecheck pytest bench fuzz validate sam-cache sam-build deploy sync local-api invoke clean
 
@@ -42,9 +46,10 @@ $(STAMP): pyproject.toml $(LOCK)
 UV_COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make lock"
 UPGRADE ?=
+UV_UPGRADE := $(if $(filter all,$(UPGRADE)),--upgrade,$(addprefix --upgrade-package ,$(UPGRADE)))
 lock: $(STAMP)
-	$(UV_COMPILE) $(if $(filter all,$(UPGRADE)),--upgrade,$(addprefix --upgrade-package ,$(UPGRADE))) \
-		--extra dev pyproject.toml $(FUNCTION_INPUTS) -o $(LOCK)
+	$(UV_COMPILE) $(UV_UPGRADE) --extra dev pyproject.toml $(FUNCTION_INPUTS) -o $(LOCK)
+	$(UV_COMPILE) $(UV_UPGRADE) $(SAM_IN) -o $(SAM_LOCK)
 	set -o pipefail; $(BIN)/lucid requirements | $(UV_COMPILE) - -c $(LOCK) -o shared/requirements.txt
 	@for input in $(FUNCTION_INPUTS); do echo "compiling $${input%.in}.txt"; \
 		$(UV_COMPILE) $$input -c $(LOCK) -o $${input%.in}.txt || exit 1; done
@@ -112,14 +117,19 @@ $(BENCH_SCENARIOS):
 	@:
 endif
 
-validate: $(STAMP)
-	AWS_DEFAULT_REGION=us-east-1 $(BIN)/cfn-lint infra/template.yaml
+validate: $(SAM_VENV)/bin/sam
+	AWS_DEFAULT_REGION=us-east-1 $(SAM_VENV)/bin/cfn-lint infra/template.yaml
 
-# aws-sam-cli pins its own versions of shared libraries: it gets a venv of its own.
-$(SAM_VENV)/bin/sam:
-	@echo "make: installing aws-sam-cli into $(SAM_VENV) (once; about a minute, quiet)"
-	$(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli>=1.120,<2'
+# aws-sam-cli pins its own versions of shared libraries: it gets a venv of its own, made afresh
+# from its lock whenever that changes (so it holds exactly the lock), hash-checked like .venv.
+$(SAM_VENV)/bin/sam: $(SAM_LOCK)
+	@echo "make: installing aws-sam-cli into $(SAM_VENV) from $(SAM_LOCK) (about a minute, quiet)"
+	$(PYTHON) -m venv --clear $(SAM_VENV)
+	@# Python 3.11's own pip (23.x) refuses a hashed dependency asked for with extras (aws-sam-cli
+	@# asks for boto3-stubs[...]) as "not pinned"; a current one installs it.
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet --require-hashes -r $(SAM_LOCK)
+	touch $@
 
 # The project's samconfig.toml, named with its absolute path: with `--template-file
 # infra/template.yaml` sam-cli looks for the config beside the template (infra/samconfig.toml,

@@ -28,9 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cfnlint.decode import decode
-
 from bench.probes import Probe, probe_for
+from lucid_edge.intrinsics import load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infra" / "template.yaml"
@@ -120,9 +119,9 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> None:
 
 def load_artifact(build_dir: Path) -> Artifact:
     """The functions and the layer of the built template in `build_dir`."""
-    template, _ = decode(str(build_dir / "template.yaml"))
-    assert template is not None
-    resources = template["Resources"]
+    # The local edge's reader of CloudFormation YAML (short tags in long form): cfn-lint lives in
+    # .venv-sam, and reading the built template's resources needs no linter.
+    resources = load_yaml(build_dir / "template.yaml")["Resources"]
     (layer,) = [r for r in resources.values() if r["Type"] == "AWS::Serverless::LayerVersion"]
     authorizers = _authorizer_functions(resources)
     functions = []

@@ -12,7 +12,8 @@ Targets (issue 9): every FastAPI function at most 1.3x the hello-world function,
 at most 0.6x, the layer at most 30 MB unzipped.
 
 `BENCH_COMPARE_BUILD=/path/to/.aws-sam/build` adds another `sam build` output (e.g. main's) to
-the same rounds, as it is.
+the same rounds, as it is; `BENCH_COMPARE_HELLO=/path/to/other/bench/lambda/hello` gives it the
+hello world of its own tree (needed when the two lock different FastAPI/pydantic versions).
 """
 
 from __future__ import annotations
@@ -258,7 +259,11 @@ def measure(env: dict[str, str]) -> dict[str, object]:
                 # As it is; beside a hello-world with bytecode only if that build ships any.
                 before = load_artifact(Path(compare))
                 shipped = next(before.layer.rglob("__pycache__"), None) is not None
-                candidates += _candidates("compared", before, hello, tmp, bytecode=shipped)
+                before_hello = hello
+                if other_hello := os.environ.get("BENCH_COMPARE_HELLO"):
+                    before_hello = make_build(Path(other_hello), HELLO, EXTRA_BUILDS / "compared")
+                    _same_framework(before_hello, before.layer)
+                candidates += _candidates("compared", before, before_hello, tmp, bytecode=shipped)
                 variants.append("compared")
             print(f"built artifact, read-only, median of {REPEATS} fresh processes:")
             figures = _rounds(candidates)

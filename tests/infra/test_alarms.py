@@ -11,12 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.decode import decode
-from samtranslator.parser.parser import Parser
-from samtranslator.translator.translator import Translator
 
 from lucid import observability
 from lucid.ratelimit.limiter import FALLBACK_METRIC
+from tests.infra.sam_tools import decode, transform
 from tests.infra.test_template import packaged
 from tests.monitoring.exports import alert_rules
 
@@ -176,9 +174,7 @@ def test_alarms_notify_the_topic_only_when_one_is_given(template: dict[str, Any]
 
 def test_every_function_logs_to_its_own_group_with_retention(template: dict[str, Any]) -> None:
     # GIVEN what the SAM transform makes of the template
-    translated = Translator(managed_policy_map={}, sam_parser=Parser()).translate(
-        packaged(template), parameter_values={"AWS::Region": "us-east-1"}
-    )
+    translated = transform(packaged(template), parameter_values={"AWS::Region": "us-east-1"})
     groups = of_type(translated, "AWS::Logs::LogGroup")
     functions = of_type(translated, "AWS::Lambda::Function")
     assert len(functions) == 6

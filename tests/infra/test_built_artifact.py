@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.decode import decode
 from pymongo import MongoClient
 from pymongo.database import Database
 
@@ -30,6 +29,7 @@ from bench.artifact import TEMPLATE, Artifact, make_writable, readonly_copy, sam
 from bench.probes import event_for, invoke_cold, status_of
 from infra.lambda_build import KEEP_SOURCE
 from lucid_edge.requirements import distribution_name
+from tests.infra.sam_tools import decode
 from tests.shared.proxy.proxy_backends import running_backend
 from tests.utils.lock import read_pins
 

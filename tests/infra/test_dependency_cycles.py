@@ -18,10 +18,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from cfnlint.decode import decode
-from samtranslator.parser.parser import Parser
-from samtranslator.translator.translator import Translator
 
+from tests.infra.sam_tools import decode, transform
 from tests.infra.test_needs import SCENARIOS
 from tests.infra.test_template import TEMPLATE, packaged
 
@@ -37,10 +35,9 @@ def _source() -> dict[str, Any]:
 
 
 def _transformed(source: dict[str, Any], overrides: Mapping[str, str]) -> dict[str, Any]:
-    output: dict[str, Any] = Translator(managed_policy_map={}, sam_parser=Parser()).translate(
+    return transform(
         packaged(copy.deepcopy(source)), parameter_values={"AWS::Region": "us-east-1", **overrides}
     )
-    return output
 
 
 def _named(node: Any, resources: frozenset[str]) -> set[str]:

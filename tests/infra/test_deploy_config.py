@@ -22,13 +22,13 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from cfnlint.decode import decode
 
 from lucid.config import Settings
 from lucid.secret_store import REFERENCES
 from lucid_edge.cli import main
 from lucid_edge.cli_sam_env import declared_variables
 from lucid_edge.template import load_template
+from tests.infra.sam_tools import decode
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "template.yaml"

@@ -14,13 +14,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from cfnlint.decode import decode
-from samtranslator.parser.parser import Parser
-from samtranslator.translator.translator import Translator
 
 from lucid_edge.intrinsics import Resolver
 from lucid_edge.template import TemplateError, load_template
 from tests.infra.needs import ACCOUNT, REGION, Grant, Needs, load_needs, ssm_arn
+from tests.infra.sam_tools import decode, transform
 from tests.infra.test_template import TEMPLATE, packaged
 
 KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
@@ -96,9 +94,7 @@ class Deployment:
         assert source is not None
         self.source = dict(source)
         self.values = _values(self.source["Parameters"], overrides)
-        transformed: dict[str, Any] = Translator(
-            managed_policy_map={}, sam_parser=Parser()
-        ).translate(
+        transformed = transform(
             packaged(copy.deepcopy(self.source)),
             parameter_values={"AWS::Region": REGION, **overrides},
         )

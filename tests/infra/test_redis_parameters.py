@@ -8,10 +8,10 @@ import dataclasses
 from typing import Any
 
 import pytest
-from cfnlint.decode import decode
 
 from lucid.config import Settings, SettingsError
 from lucid_edge.template import TemplateError, load_template
+from tests.infra.sam_tools import decode
 from tests.infra.test_needs import SCENARIOS, Deployment
 from tests.infra.test_template import TEMPLATE
 

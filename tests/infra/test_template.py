@@ -10,13 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.api import ManualArgs, lint_file
-from cfnlint.decode import decode
-from samtranslator.parser.parser import Parser
-from samtranslator.translator.translator import Translator
 
 from lucid.store.lease import CLOCK_SKEW_SECONDS, LEASE_SECONDS
 from lucid_edge.intrinsics import Resolver
+from tests.infra.sam_tools import decode, lint, transform
 from tests.utils.functions import load_module
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
@@ -57,9 +54,7 @@ def packaged(template: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def cloudformation(sam_template: dict[str, Any]) -> dict[str, Any]:
-    translated: dict[str, Any] = Translator(managed_policy_map={}, sam_parser=Parser()).translate(
-        packaged(sam_template), parameter_values={"AWS::Region": "us-east-1"}
-    )
+    translated = transform(packaged(sam_template), parameter_values={"AWS::Region": "us-east-1"})
     return translated
 
 
@@ -68,8 +63,8 @@ def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any
 
 
 def test_cfn_lint_matches_no_error_rule() -> None:
-    matches = lint_file(TEMPLATE, config=ManualArgs(regions=["us-east-1"]))
-    errors = [f"{m.rule.id} {m.message} ({m.linenumber})" for m in matches if m.rule.id[0] == "E"]
+    matches = lint(TEMPLATE, regions=["us-east-1"])
+    errors = [f"{m.rule} {m.message} ({m.line})" for m in matches if m.rule[0] == "E"]
     assert errors == []
 
 
@@ -187,7 +182,7 @@ def test_cors_survives_the_transform_with_its_list_of_origins_and_credentials(
     credentials: bool | None,
 ) -> None:
     # GIVEN what the real SAM transform makes of CorsConfiguration for these parameter values
-    translated = Translator(managed_policy_map={}, sam_parser=Parser()).translate(
+    translated = transform(
         packaged(sam_template), parameter_values={"AWS::Region": "us-east-1", **overrides}
     )
     (api,) = resources_of(translated, "AWS::ApiGatewayV2::Api").values()
