@@ -248,7 +248,8 @@ class EdgeMetrics:
         a series that first appears at its value after a burst (a prometheus-client child is
         created on its first `inc()`) gains nothing, so the alerts on these counters
         (monitoring/alerts.yml) missed a first burst of throttles, function or authorizer
-        errors, or rate limits checked without Redis entirely, and any single such event. The
+        errors, or rate limits checked without Redis entirely, and any single such event (and the
+        dashboard's "Cold starts" panel each function's first cold start). The
         instrumentation guide says so: "Avoid missing metrics", initialise them to 0
         (https://prometheus.io/docs/practices/instrumentation/#avoid-missing-metrics).
         """
@@ -259,7 +260,12 @@ class EdgeMetrics:
         for function in functions:
             for kind in FUNCTION_ERROR_KINDS:
                 self.function_errors.labels(function, kind)
-            for counter in (self.ratelimit_fallbacks, self.breaker_trips, self.breaker_rejections):
+            for counter in (
+                self.ratelimit_fallbacks,
+                self.breaker_trips,
+                self.breaker_rejections,
+                self.cold_starts,  # the dashboard's "Cold starts" panel: increase() too
+            ):
                 counter.labels(function)
 
     def close(self) -> None:
