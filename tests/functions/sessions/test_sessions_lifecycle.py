@@ -87,7 +87,9 @@ def test_forbidden_transition_is_409_listing_the_allowed_ones(alice: User) -> No
     assert reply.headers["content-type"] == "application/problem+json"
     assert reply.body["allowed"] == ["ended"]
     assert reply.body["detail"] == "an active session cannot become pending"
+    # THEN the body names the session's current status beside RFC 9457's `status` (README)
     assert reply.body["status"] == 409
+    assert reply.body["current_status"] == "active"
     assert api("GET", path, caller=alice).body["status"] == "active"
 
 
@@ -98,6 +100,7 @@ def test_an_ended_session_cannot_be_changed(alice: User) -> None:
     reply = api("PATCH", path, caller=alice, body={"name": "again"})
     assert reply.status == 409
     assert reply.body["allowed"] == []
+    assert reply.body["current_status"] == "ended"
 
 
 def test_patch_changes_name_and_metadata_and_bumps_the_version(alice: User) -> None:
