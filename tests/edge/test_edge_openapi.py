@@ -21,6 +21,7 @@ from lucid_edge.openapi import DOCUMENT, OpenApiError, build_document, render
 from lucid_edge.openapi.document import METHODS, load_function_documents, unserved_operations
 from lucid_edge.openapi.gateway import gateway_answers
 from lucid_edge.template import load_template
+from tests.edge.harness import RunningEdge
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "template.yaml"
@@ -99,6 +100,22 @@ def test_each_method_is_its_own_route_and_none_is_options(document: dict[str, An
     assert set(paths["/chain"]) == {"get", "post"}
     assert "slashes included" in greedy["description"]
     assert set(paths["/chain/info"]) == {"get"}  # GET only: other methods go to {proxy+}
+
+
+def test_what_a_method_no_route_lists_answers_is_what_the_document_says(
+    gateway: RunningEdge,
+) -> None:
+    # GIVEN the committed document, which lists PUT on neither /users/me, /sessions/{id} nor
+    # /nodes (each method is a route of its own, none is ANY)
+    committed = json.loads((ROOT / DOCUMENT).read_text(encoding="utf-8"))
+    description = committed["info"]["description"]
+    for path in ("/users/me", "/sessions/abc", "/nodes"):
+        # WHEN a client sends it to the real edge, signed in or not
+        reply = gateway.client.put(path, headers={"Authorization": "Bearer x"}, json={})
+        # THEN API Gateway answers 404 as for an unknown path, and the document says so
+        assert (reply.status_code, reply.json()) == (404, {"message": "Not Found"})
+    assert "answers API Gateway's 404" in description
+    assert "405" not in description
 
 
 def test_an_any_route_lists_the_methods_its_function_serves(
