@@ -193,6 +193,31 @@ def test_metadata_nested_beyond_16_levels_is_refused(alice: User) -> None:
     assert reply.status == 422
 
 
+def _nested(levels: int, leaf: object) -> object:
+    value = leaf
+    for _ in range(levels):
+        value = {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("leaf", [1, "text", [1, 2]], ids=["number", "string", "array"])
+def test_metadata_of_16_levels_is_stored_and_17_is_refused(alice: User, leaf: object) -> None:
+    # GIVEN metadata nested exactly 16 levels deep (objects, or 15 objects around an array)
+    levels = 15 if isinstance(leaf, list) else 16
+    # WHEN it is stored, THEN it is kept whole (README: only "deeper than 16 levels" is a 422)
+    reply = api(
+        "POST", "/sessions", caller=alice, body={"name": "x", "metadata": _nested(levels, leaf)}
+    )
+    assert reply.status == 201, reply.body
+    assert reply.body["metadata"] == _nested(levels, leaf)
+    # AND one level more is a 422 naming the field
+    reply = api(
+        "POST", "/sessions", caller=alice, body={"name": "x", "metadata": _nested(levels + 1, leaf)}
+    )
+    assert reply.status == 422
+    assert reply.body["errors"][0]["loc"] == ["body", "metadata"]
+
+
 def test_metadata_with_nan_is_refused(alice: User) -> None:
     reply = api("POST", "/sessions", caller=alice, body='{"name": "x", "metadata": {"a": NaN}}')
     assert reply.status == 422
