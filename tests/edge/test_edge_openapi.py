@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,17 @@ def test_what_a_method_no_route_lists_answers_is_what_the_document_says(
         assert (reply.status_code, reply.json()) == (404, {"message": "Not Found"})
     assert "answers API Gateway's 404" in description
     assert "405" not in description
+
+
+def test_every_route_the_readme_names_is_one_the_template_serves(template: Template) -> None:
+    # GIVEN every `METHOD /path` the README names (a body after the path left out)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`((?:GET|POST|PUT|PATCH|DELETE) /[^`\s]*)", readme))
+    # THEN each is a route of the template, but for the edge's own endpoint and the one the
+    # README names as unrouted (its 404)
+    served = {route.route_key for route in template.api.routes}
+    assert named - served == {"GET /metrics", "PUT /users/me"}
+    assert len(named & served) > 20
 
 
 def test_an_any_route_lists_the_methods_its_function_serves(
