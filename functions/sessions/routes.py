@@ -141,8 +141,8 @@ async def get_session(
             412,
             descriptions={
                 400: "If-Match is malformed",
-                409: "The lifecycle forbids this change (`allowed` lists the statuses it may "
-                "move to), or others kept changing the session",
+                409: "The lifecycle forbids this change (`current_status` is the session's, "
+                "`allowed` lists the statuses it may move to), or others kept changing the session",
             },
         ),
     },

@@ -32,6 +32,9 @@ from typing import Any, ClassVar
 
 PROBLEM_TYPE_BASE = "https://lucid.dev/problems/"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+# RFC 9457 section 3.1: the members every problem has. An extension of the same name would be
+# overwritten by them in the body (a session's `status` became the HTTP status), so none may.
+STANDARD_MEMBERS = frozenset({"type", "title", "status", "detail", "instance"})
 
 
 class LucidError(Exception):
@@ -50,6 +53,8 @@ class LucidError(Exception):
     ) -> None:
         self.detail = detail or self.title
         self.extensions = dict(extensions or {})
+        if clashing := STANDARD_MEMBERS & self.extensions.keys():
+            raise ValueError(f"problem extensions may not redefine {sorted(clashing)}")
         self.headers = dict(headers or {})
         super().__init__(self.detail)
 

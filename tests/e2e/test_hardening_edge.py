@@ -182,6 +182,8 @@ def test_the_proxy_does_not_pass_a_backends_fingerprint_on(
     assert response.status_code == 200
     for name in ("server", "x-powered-by", "x-aspnet-version"):
         assert name not in response.headers, response.headers
+    # AND the backend's Date (http.server sends one) does not join the edge's: one Date field
+    assert len(response.headers.get_list("date")) == 1, response.headers
 
 
 def test_meta_info_tells_an_anonymous_caller_no_internals(client: httpx.Client) -> None:

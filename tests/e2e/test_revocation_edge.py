@@ -137,11 +137,12 @@ def test_a_demoted_admin_loses_admin_powers_at_the_next_call(
     # WHEN the admin demotes C
     demoted = client.put(f"/users/{c.user_id}/role", json={"role": "user"}, headers=admin.auth)
     assert demoted.status_code == 200, demoted.text
-    # THEN C's next admin calls are refused, though the edge still holds the cached decision
+    # THEN C's next admin calls are refused, though the edge may still hold the cached decision
+    # (the function's 401 for the revoked sign-in; the authorizer's 403 on a worker without it)
     listing = client.get("/users", headers=c.auth)
-    assert listing.status_code == 403, listing.text
+    assert listing.status_code in REFUSED, listing.text
     handed_on = client.put(f"/users/{d.user_id}/role", json={"role": "admin"}, headers=c.auth)
-    assert handed_on.status_code == 403, handed_on.text
+    assert handed_on.status_code in REFUSED, handed_on.text
     # AND D was not made an admin: signed in afresh, D is a plain user
     assert client.get(f"/users/{d.user_id}", headers=admin.auth).json()["role"] == "user"
     d_again = sign_in(client, d.wallet)

@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from lucid_edge.openapi import DOCUMENT, OpenApiError, build_document, render
 from lucid_edge.openapi.document import METHODS, load_function_documents, unserved_operations
 from lucid_edge.openapi.gateway import gateway_answers
 from lucid_edge.template import load_template
+from tests.edge.harness import RunningEdge
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "template.yaml"
@@ -99,6 +101,33 @@ def test_each_method_is_its_own_route_and_none_is_options(document: dict[str, An
     assert set(paths["/chain"]) == {"get", "post"}
     assert "slashes included" in greedy["description"]
     assert set(paths["/chain/info"]) == {"get"}  # GET only: other methods go to {proxy+}
+
+
+def test_what_a_method_no_route_lists_answers_is_what_the_document_says(
+    gateway: RunningEdge,
+) -> None:
+    # GIVEN the committed document, which lists PUT on neither /users/me, /sessions/{id} nor
+    # /nodes (each method is a route of its own, none is ANY)
+    committed = json.loads((ROOT / DOCUMENT).read_text(encoding="utf-8"))
+    description = committed["info"]["description"]
+    for path in ("/users/me", "/sessions/abc", "/nodes"):
+        # WHEN a client sends it to the real edge, signed in or not
+        reply = gateway.client.put(path, headers={"Authorization": "Bearer x"}, json={})
+        # THEN API Gateway answers 404 as for an unknown path, and the document says so
+        assert (reply.status_code, reply.json()) == (404, {"message": "Not Found"})
+    assert "answers API Gateway's 404" in description
+    assert "405" not in description
+
+
+def test_every_route_the_readme_names_is_one_the_template_serves(template: Template) -> None:
+    # GIVEN every `METHOD /path` the README names (a body after the path left out)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`((?:GET|POST|PUT|PATCH|DELETE) /[^`\s]*)", readme))
+    # THEN each is a route of the template, but for the edge's own endpoint and the one the
+    # README names as unrouted (its 404)
+    served = {route.route_key for route in template.api.routes}
+    assert named - served == {"GET /metrics", "PUT /users/me"}
+    assert len(named & served) > 20
 
 
 def test_an_any_route_lists_the_methods_its_function_serves(

@@ -25,7 +25,7 @@ import yaml
 
 from lucid.config import Settings
 from lucid.secret_store import REFERENCES
-from lucid_edge.cli import main
+from lucid_edge.cli import build_parser, main
 from lucid_edge.cli_sam_env import declared_variables
 from lucid_edge.template import load_template
 from tests.infra.sam_tools import decode
@@ -223,6 +223,56 @@ def test_every_command_of_the_readme_exists() -> None:
                 problems.append(f"{command}: {word} does not exist after make")
     assert problems == []
     assert {"deploy", "sync", "local-api", "invoke", "sam-build", "run", "test"} <= targets
+
+
+def _readme_lucid_commands() -> list[list[str]]:
+    """Every `lucid ...` the README shows, as words after `lucid`: in its code blocks and in its
+    inline code (joined across line breaks), `[...]` groups and `a|b` alternatives spelled out."""
+    readme = (ROOT / "README.md").read_text()
+    inline = re.findall(r"`([^`]+)`", re.sub(r"```.*?```", "", readme, flags=re.DOTALL))
+    commands = []
+    for text in [*_readme_commands(), *(" ".join(span.split()) for span in inline)]:
+        text = text.removeprefix(".venv/bin/")
+        if not text.startswith("lucid "):
+            continue
+        words = shlex.split(re.sub(r"[\[\]]", "", text))[1:]
+        choices = next((word for word in words if "|" in word), None)
+        if choices is None:
+            commands.append(words)
+            continue
+        at = words.index(choices)
+        commands += [[*words[:at], choice, *words[at + 1 :]] for choice in choices.split("|")]
+    return commands
+
+
+def _lucid_refuses(words: list[str], capsys: pytest.CaptureFixture[str]) -> str | None:
+    try:
+        build_parser().parse_args(words)
+    except SystemExit:
+        return capsys.readouterr().err.strip().splitlines()[-1]
+    return None
+
+
+def test_every_lucid_command_of_the_readme_is_accepted_by_lucid(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN every `lucid` command line the README shows (e.g. `lucid routes --write`)
+    commands = _readme_lucid_commands()
+    assert len(commands) > 20
+    refused = []
+    for words in commands:
+        # WHEN the real command line parses it (parsing runs nothing); what prose names alone,
+        # `lucid call` or `lucid serve --port`, may lack the value it takes
+        error = _lucid_refuses(words, capsys)
+        if error is not None and error.endswith(
+            ("required: method, path", "expected one argument")
+        ):
+            completed = [*words, "GET", "/users/me"] if words == ["call"] else [*words, "1"]
+            error = _lucid_refuses(completed, capsys)
+        if error is not None:
+            refused.append(f"lucid {shlex.join(words)}: {error}")
+    # THEN each names a subcommand and options that exist
+    assert refused == []
 
 
 def test_every_make_target_names_the_projects_samconfig() -> None:

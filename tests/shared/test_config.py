@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from pathlib import Path
 
 import pytest
 
 from lucid.auth.revocation import LEEWAY_SECONDS
-from lucid.config import MAX_JWT_LEEWAY_SECONDS, Settings, SettingsError, ephemeral_secret
+from lucid.config import (
+    MAX_JWT_LEEWAY_SECONDS,
+    Settings,
+    SettingsError,
+    default_of,
+    ephemeral_secret,
+)
 
 STRONG_KEY = "k" * 32
 
@@ -208,3 +216,55 @@ def test_the_jwt_leeway_is_bounded_by_the_one_limit_wherever_it_is_set(
         Settings()
     # AND revocations are kept for that same bound past a token's lifetime
     assert LEEWAY_SECONDS == MAX_JWT_LEEWAY_SECONDS
+
+
+def _readme_settings_rows() -> list[tuple[list[str], str]]:
+    """The README's Configuration table: each row's variables (`RATE_LIMIT_PUBLIC` / `_ADMIN`
+    spelled out, `BREAKER_*` expanded) and its default column."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    fields = [field.name for field in dataclasses.fields(Settings)]
+    rows = []
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+        names = re.findall(r"`([A-Z_][A-Z0-9_]*\*?)`", cells[0]) if line.startswith("| `") else []
+        spelled: list[str] = []
+        for name in names:
+            if name.endswith("*"):
+                spelled += [field for field in fields if field.startswith(name[:-1])]
+            else:
+                spelled.append(spelled[0].rsplit("_", 1)[0] + name if name[0] == "_" else name)
+        if spelled:
+            rows.append((spelled, cells[1]))
+    return rows
+
+
+def _as_written(value: object) -> str:
+    if value is None:
+        return "unset"
+    if value == []:
+        return "empty"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def test_the_readme_configuration_table_names_every_setting_with_its_default() -> None:
+    # GIVEN the settings the functions read and the README's table of them
+    defaults = {field.name: default_of(field) for field in dataclasses.fields(Settings)}
+    rows = _readme_settings_rows()
+    named = [name for names, _ in rows for name in names]
+    # THEN every setting is in the table and the table names no setting that does not exist
+    assert sorted(set(defaults) - set(named)) == []
+    assert sorted(set(named) - set(defaults)) == []
+    # AND where a row gives one default per variable, each is the code's
+    compared = 0
+    for names, written in rows:
+        values = [v.strip(" `") for v in re.split(" / " if " / " in written else ", ", written)]
+        values[-1] = values[-1].removesuffix(" per minute")
+        if len(values) == len(names) and not any(" " in value for value in values):
+            assert [_as_written(defaults[name]) for name in names] == values, names
+            compared += len(names)
+    assert compared >= 20

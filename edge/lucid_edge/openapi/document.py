@@ -55,9 +55,10 @@ function) are `application/json` `{"message": "<reason phrase>"}`.
 rate-limited functions add `X-RateLimit-Limit/Remaining/Reset`, `RateLimit-Policy` and \
 `RateLimit`, and a 429 says `Retry-After`.
 
-**Routes.** An `ANY` route of the template sends every method to its function: the methods \
-listed are the ones it serves, any other answers 405 problem+json. `{proxy+}` is API \
-Gateway's greedy path variable: the rest of the path, slashes included.
+**Routes.** Each method listed on a path is a route of its own; a method a path does not list \
+answers API Gateway's 404 `{"message": "Not Found"}`, as an unknown path does (unless the \
+path's description names an `ANY` route). `{proxy+}` is API Gateway's greedy path variable: \
+the rest of the path, slashes included.
 """
 SERVER = {
     "url": "..",

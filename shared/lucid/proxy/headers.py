@@ -18,10 +18,10 @@ Towards the caller, what describes the content passes through untouched (Content
 Content-Encoding, ETag, Cache-Control, Location, Retry-After, Set-Cookie, ...). Dropped:
 hop-by-hop headers and the framing the gateway recomputes (Content-Length); what would tell an
 attacker which software runs behind the gateway (Server, X-Powered-By, X-AspNet-Version,
-X-AspNetMvc-Version, Via); and what only the gateway or API Gateway may say: the request id, the
-rate-limit headers (X-RateLimit-*, RateLimit, RateLimit-Policy), CORS (Access-Control-*, which
-API Gateway sets from the template and ignores from integrations), X-Content-Type-Options (every
-response of ours says nosniff), and the X-Lucid-* / X-Amzn-* / Apigw-* namespaces.
+X-AspNetMvc-Version, Via); and what only the gateway or API Gateway may say: Date, the request
+id, the rate-limit headers (X-RateLimit-*, RateLimit, RateLimit-Policy), CORS (Access-Control-*,
+which API Gateway sets from the template and ignores from integrations), X-Content-Type-Options
+(every response of ours says nosniff), and the X-Lucid-* / X-Amzn-* / Apigw-* namespaces.
 A Location or Content-Location naming the backend under its base URL (the backend builds it from
 the Host the gateway sent, its internal address) becomes the gateway's root-relative path, as
 nginx's `proxy_redirect default` does: the caller can follow it, and never learns the internal
@@ -72,7 +72,10 @@ _NOT_PASSED_BACK = frozenset(
         "x-aspnet-version",
         "x-aspnetmvc-version",
         "via",
-        # the gateway's own
+        # the gateway's own. Date too: the answering server stamps its own, and a backend's
+        # beside it made two Date fields (RFC 9110 section 6.6.1: one value); nginx does not
+        # pass a proxied server's Date either (ngx_http_proxy_module, proxy_hide_header)
+        "date",
         "x-content-type-options",
         "x-ratelimit-limit",
         "x-ratelimit-remaining",

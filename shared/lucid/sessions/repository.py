@@ -242,7 +242,8 @@ def _changes(current: Document, patch: SessionPatch) -> dict[str, Any]:
     status = SessionStatus(current["status"])
     if status is SessionStatus.ENDED and requested:
         raise ConflictError(
-            "an ended session cannot be changed", extensions={"status": status.value, "allowed": []}
+            "an ended session cannot be changed",
+            extensions={"current_status": status.value, "allowed": []},
         )
     changes = {key: value for key, value in requested.items() if current.get(key) != value}
     target = changes.pop("status", None)
@@ -252,7 +253,7 @@ def _changes(current: Document, patch: SessionPatch) -> dict[str, Any]:
     if target not in TRANSITIONS[status]:
         raise ConflictError(
             f"{_with_article(status.value)} session cannot become {target.value}",
-            extensions={"status": status.value, "allowed": allowed_transitions(status)},
+            extensions={"current_status": status.value, "allowed": allowed_transitions(status)},
         )
     now = utcnow()
     changes["status"] = target.value

@@ -90,7 +90,9 @@ def check_json_object(value: Mapping[str, Any], *, max_bytes: int) -> dict[str, 
 
 
 def _check_storable(value: object, depth: int) -> None:
-    if depth > MAX_JSON_DEPTH:
+    # `depth` counts objects and arrays, the outermost being 1: a scalar adds no level (it
+    # did, so 16 levels of objects holding a value were refused as deeper than 16)
+    if isinstance(value, Mapping | list) and depth > MAX_JSON_DEPTH:
         raise ValueError(f"must not nest deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, Mapping):
         for key, item in value.items():

@@ -10,7 +10,7 @@ the functions check what may have changed since, at every call (ARCHITECTURE.md)
     Caller        the token's sign-in is not revoked (logout, refresh-token reuse, role change,
                   account closure: `lucid.auth.revocation`), else 401; an admin token's role is
                   replaced with the role stored now (a demoted admin acts as a user)
-    AdminCaller   the stored role is admin, else 403; then the same revocation check (401)
+    AdminCaller   the same revocation check (401), then the stored role is admin, else 403
     TokenCaller   what the authorizer vouched for, unchecked: only for POST /auth/logout, which
                   ending an already revoked sign-in does no harm to (RFC 7009 section 2.2)
 """
@@ -147,9 +147,11 @@ async def require_admin(request: Request) -> CallerIdentity:
     caller = _vouched(request)
     stores = stores_of(request.scope)
     database = stores.database
+    # The sign-in first: a revoked token is the 401 that says "sign in again" on every route
+    # (README, Revocation), also a promoted user's, which a 403 "for admins" would mislead.
+    check_sign_in(caller, revocations_on(stores.redis(), database))
     if not caller.is_admin or _stored_role(database, caller.user_id) != Role.ADMIN:
         raise ForbiddenError("this route is for admins")
-    check_sign_in(caller, revocations_on(stores.redis(), database))
     return caller
 
 

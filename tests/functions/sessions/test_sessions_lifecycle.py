@@ -87,7 +87,9 @@ def test_forbidden_transition_is_409_listing_the_allowed_ones(alice: User) -> No
     assert reply.headers["content-type"] == "application/problem+json"
     assert reply.body["allowed"] == ["ended"]
     assert reply.body["detail"] == "an active session cannot become pending"
+    # THEN the body names the session's current status beside RFC 9457's `status` (README)
     assert reply.body["status"] == 409
+    assert reply.body["current_status"] == "active"
     assert api("GET", path, caller=alice).body["status"] == "active"
 
 
@@ -98,6 +100,7 @@ def test_an_ended_session_cannot_be_changed(alice: User) -> None:
     reply = api("PATCH", path, caller=alice, body={"name": "again"})
     assert reply.status == 409
     assert reply.body["allowed"] == []
+    assert reply.body["current_status"] == "ended"
 
 
 def test_patch_changes_name_and_metadata_and_bumps_the_version(alice: User) -> None:
@@ -188,6 +191,31 @@ def test_metadata_nested_beyond_16_levels_is_refused(alice: User) -> None:
         deep = {"k": deep}
     reply = api("POST", "/sessions", caller=alice, body={"name": "x", "metadata": deep})
     assert reply.status == 422
+
+
+def _nested(levels: int, leaf: object) -> object:
+    value = leaf
+    for _ in range(levels):
+        value = {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("leaf", [1, "text", [1, 2]], ids=["number", "string", "array"])
+def test_metadata_of_16_levels_is_stored_and_17_is_refused(alice: User, leaf: object) -> None:
+    # GIVEN metadata nested exactly 16 levels deep (objects, or 15 objects around an array)
+    levels = 15 if isinstance(leaf, list) else 16
+    # WHEN it is stored, THEN it is kept whole (README: only "deeper than 16 levels" is a 422)
+    reply = api(
+        "POST", "/sessions", caller=alice, body={"name": "x", "metadata": _nested(levels, leaf)}
+    )
+    assert reply.status == 201, reply.body
+    assert reply.body["metadata"] == _nested(levels, leaf)
+    # AND one level more is a 422 naming the field
+    reply = api(
+        "POST", "/sessions", caller=alice, body={"name": "x", "metadata": _nested(levels + 1, leaf)}
+    )
+    assert reply.status == 422
+    assert reply.body["errors"][0]["loc"] == ["body", "metadata"]
 
 
 def test_metadata_with_nan_is_refused(alice: User) -> None:

@@ -88,6 +88,30 @@ def test_a_promoted_user_signs_in_again_to_act_as_admin(
     assert authorize(sign_in(user.wallet)["access_token"])["context"]["role"] == "admin"
 
 
+def test_a_promoted_users_old_token_is_told_to_sign_in_again_on_an_admin_route(
+    shared_database: Database[dict[str, Any]],
+) -> None:
+    # GIVEN a user's token as API Gateway may still pass it on from its cache (its real sid)
+    admin = signed_in_as(shared_database, "admin")
+    user = signed_in_as(shared_database, "user")
+    context = authorize(user.tokens["access_token"])["context"]
+    cached = User(id=user.caller.id, address=user.wallet.address, session_id=context["sid"])
+    # WHEN an admin promotes the user, which signs them out everywhere
+    path = f"/users/{user.caller.id}/role"
+    assert call("users", "PUT", path, caller=admin.caller, body={"role": "admin"}).status == 200
+    # THEN the old token on an admin route is the revoked sign-in's 401 (README: functions answer
+    # 401 for a revoked sign-in at every call), not "this route is for admins" to an admin
+    for method, route in (("GET", "/users"), ("GET", f"/users/{admin.caller.id}")):
+        reply = call("users", method, route, caller=cached)
+        assert reply.status == 401, reply.body
+        assert reply.body["detail"] == "this sign-in was revoked; sign in again"
+    # AND a live plain user still gets the admin route's 403
+    other = signed_in_as(shared_database, "user")
+    live = authorize(other.tokens["access_token"])["context"]
+    caller = User(id=other.caller.id, address=other.wallet.address, session_id=live["sid"])
+    assert call("users", "GET", "/users", caller=caller).status == 403
+
+
 def test_setting_the_role_a_user_already_has_signs_nobody_out(
     shared_database: Database[dict[str, Any]],
 ) -> None:

@@ -445,6 +445,26 @@ def test_an_ssm_re_put_of_the_same_value_keeps_the_key_it_replaced() -> None:
     assert service.decode(_issue(service)).sub == "u1"
 
 
+@pytest.mark.parametrize(("re_puts", "old_key_verifies"), [(4, True), (5, False)])
+def test_up_to_four_re_puts_of_the_same_value_keep_the_key_it_replaced(
+    re_puts: int, old_key_verifies: bool
+) -> None:
+    # GIVEN a token of the old key, a rotation in place, then the same value put again and again
+    # (the README's "up to 4 of them in a row": the walk reads PARAMETER_VERSIONS_WALKED older
+    # versions, the one that changed the value among them)
+    store = Store("ssm", OLD)
+    before = _signed_with(OLD)
+    for _ in range(1 + re_puts):
+        store.rotate(NEW)
+    # THEN the old key's token verifies after 4 re-puts, and is refused after a 5th
+    service = _instance(store.settings())
+    if old_key_verifies:
+        assert service.decode(before).sub == "u1"
+    else:
+        with pytest.raises(InvalidTokenError):
+            service.decode(before)
+
+
 def test_the_window_counts_from_the_version_that_changed_the_value() -> None:
     # GIVEN version 4 re-putting version 3's value 10 minutes later, version 2 the real
     # rotation 20 minutes ago, from version 1

@@ -153,6 +153,14 @@ def test_domain_errors_carry_extensions_and_headers() -> None:
     assert headers["retry-after"] == "7"
 
 
+@pytest.mark.parametrize("member", ["type", "title", "status", "detail", "instance"])
+def test_an_extension_may_not_redefine_a_standard_member(member: str) -> None:
+    # GIVEN an extension named like an RFC 9457 member, which the body would silently overwrite
+    # THEN the error refuses it where it is raised, so no test can pass with the member lost
+    with pytest.raises(ValueError, match=member):
+        ConflictError("clash", extensions={member: "x"})
+
+
 def test_wrong_method_is_a_405_problem() -> None:
     status, _, body = call("DELETE", "/me", authorizer=USER)
     assert status == 405
