@@ -1,6 +1,7 @@
 """The template's alarms, dashboard and log retention (issue 14): every metric they read is one
 AWS documents for HTTP APIs and Lambda or one our code emits, the local edge's alert rules
-mirror the alarms one for one with the same thresholds, and no function logs without retention.
+mirror the alarms one for one with the same thresholds, an alarm on the account's own metrics is
+deployed by one stack per account (AccountAlarms), and no function logs without retention.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import pytest
 
 from lucid import observability
 from lucid.ratelimit.limiter import FALLBACK_METRIC
-from tests.infra.sam_tools import decode, transform
+from lucid_edge.intrinsics import Resolver, TemplateError
+from tests.infra.sam_tools import decode, lint, transform
 from tests.infra.test_template import packaged
 from tests.monitoring.exports import alert_rules
 
@@ -100,6 +102,17 @@ def dashboard_metrics(body: str) -> list[tuple[str, str, set[str]]]:
     return found
 
 
+def dashboard_body(template: dict[str, Any]) -> str:
+    """The dashboard's JSON as the template writes it, its `${...}` left in, except the !Sub's
+    own variables (the alarm ARNs only some stacks have), left out."""
+    (dashboard,) = of_type(template, "AWS::CloudWatch::Dashboard").values()
+    sub = dashboard["DashboardBody"]["Fn::Sub"]
+    if not isinstance(sub, list):
+        return str(sub)
+    text, own = sub
+    return re.sub(r"\$\{(\w+)\}", lambda m: "" if m[1] in own else m[0], str(text))
+
+
 def known(namespace: str, metric: str, dims: set[str], ours: set[str]) -> bool:
     names = ours if namespace == LUCID else AWS_METRICS.get(namespace, set())
     return metric in names and dims in DIMENSIONS[namespace]
@@ -133,16 +146,11 @@ def test_the_check_tells_an_unknown_metric() -> None:
 def test_every_dashboard_metric_is_one_aws_documents_or_our_code_emits(
     template: dict[str, Any],
 ) -> None:
-    (dashboard,) = of_type(template, "AWS::CloudWatch::Dashboard").values()
-    body = dashboard["DashboardBody"]["Fn::Sub"]
-    metrics = dashboard_metrics(body)
+    metrics = dashboard_metrics(dashboard_body(template))
     assert len(metrics) > 20
     ours = emitted_metrics() | {"ApiThrottled"}
     for namespace, metric, dims in metrics:
         assert known(namespace, metric, dims, ours), f"dashboard: {namespace} {metric} {dims}"
-    # AND its alarm widget shows every alarm
-    alarms = set(of_type(template, "AWS::CloudWatch::Alarm"))
-    assert set(re.findall(r"\$\{(\w+)\.Arn\}", body)) == alarms
 
 
 def test_the_local_alert_rules_mirror_the_alarms_one_for_one(template: dict[str, Any]) -> None:
@@ -210,8 +218,7 @@ def test_the_dashboard_finds_the_functions_of_a_stack_of_any_name(
     stack = "my-lucid"  # `sam deploy --guided` asks for any name
     names = [f"{stack}-{logical_id}-1A2B3C4D5E6F" for logical_id in functions]
     # WHEN CloudFormation fills in the dashboard's searches over AWS/Lambda's FunctionName
-    (dashboard,) = of_type(template, "AWS::CloudWatch::Dashboard").values()
-    body = dashboard["DashboardBody"]["Fn::Sub"]
+    body = dashboard_body(template)
     for name, value in {"AWS::StackName": stack, "ServiceName": "lucid-api-gateway",
                         "Stage": "dev", "AWS::Region": "us-east-1"}.items():  # fmt: skip
         body = body.replace("${" + name + "}", value)
@@ -219,3 +226,151 @@ def test_the_dashboard_finds_the_functions_of_a_stack_of_any_name(
     # THEN each search's term is part of every function's name
     assert len(terms) == 2
     assert [(term, name) for term in terms for name in names if term not in name] == []
+
+
+# --- alarms on the account's own metrics: deployed by one stack per account and Region --------
+# CloudWatch keeps one series per namespace, metric and dimension values
+# (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch_concepts.html,
+# "Dimensions"): a metric with no dimension, such as AWS/Lambda's ClaimedAccountConcurrency, is
+# the whole account's in the Region, so every stack there alarming on it pages for one incident.
+ACCOUNT_CONDITION = "HasAccountAlarms"
+
+
+def test_every_alarm_on_an_account_metric_needs_account_alarms(template: dict[str, Any]) -> None:
+    # GIVEN every alarm and the metrics it reads: one with no dimension is the account's; every
+    # other names this stack's API (ApiId), functions (FunctionName) or stage (Lucid/<Stage>)
+    account_wide = set()
+    for name, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        if any(not dims for _, _, dims in alarm_metrics(resource["Properties"])):
+            account_wide.add(name)
+        # THEN exactly those alarms are deployed only where AccountAlarms is "true"
+        assert (resource.get("Condition") == ACCOUNT_CONDITION) is (name in account_wide), name
+    assert account_wide == {"ConcurrencyNearLimitAlarm"}
+    assert template["Conditions"][ACCOUNT_CONDITION] == {
+        "Fn::Equals": [{"Ref": "AccountAlarms"}, "true"]
+    }
+    # AND a stack deployed without saying keeps them (one stack alone in its account)
+    assert template["Parameters"]["AccountAlarms"]["Default"] == "true"
+    assert template["Parameters"]["AccountAlarms"]["AllowedValues"] == ["true", "false"]
+
+
+def parameter_values(template: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
+    """Every parameter's value as CloudFormation hands it to the template: the override, else
+    the default; a CommaDelimitedList as its list."""
+    values: dict[str, Any] = {}
+    for name, spec in template["Parameters"].items():
+        value = str(overrides.get(name, spec.get("Default", "")))
+        values[name] = value.split(",") if spec["Type"] == "CommaDelimitedList" else value
+    return values
+
+
+def deployed(translated: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """What CloudFormation creates from the transformed template for these parameter values:
+    each condition evaluated, a resource or output whose condition is false left out, each
+    Fn::If replaced by the branch it takes; everything else as written."""
+    resolver = Resolver(values, frozenset(translated["Resources"]), translated["Conditions"])
+
+    def choose(node: Any, where: str) -> Any:
+        if isinstance(node, dict):
+            if list(node) == ["Fn::If"]:
+                condition, then, otherwise = node["Fn::If"]
+                return choose(then if resolver.condition(condition, where) else otherwise, where)
+            return {key: choose(value, f"{where}.{key}") for key, value in node.items()}
+        if isinstance(node, list):
+            return [choose(value, f"{where}[{index}]") for index, value in enumerate(node)]
+        return node
+
+    result = {key: value for key, value in translated.items() if key != "Conditions"}
+    for section in ("Resources", "Outputs"):
+        kept = {}
+        for name, entry in translated.get(section, {}).items():
+            condition = entry.get("Condition")
+            if condition is None or resolver.condition(condition, f"{section}.{name}"):
+                written = {key: value for key, value in entry.items() if key != "Condition"}
+                kept[name] = choose(written, f"{section}.{name}")
+        result[section] = kept
+    return result
+
+
+def shown_alarms(stack: dict[str, Any], values: dict[str, Any]) -> list[str]:
+    """The logical ids of the alarms the dashboard's alarm widget shows, the body resolved
+    against the stack's own resources (a reference to one it lacks raises TemplateError)."""
+    resolver = Resolver(values, frozenset(stack["Resources"]), {})
+    (dashboard,) = of_type(stack, "AWS::CloudWatch::Dashboard").values()
+    body = json.loads(resolver.resolve(dashboard["DashboardBody"], "Dashboard.DashboardBody"))
+    (widget,) = [w for w in body["widgets"] if w["type"] == "alarm"]
+    # the local resolver's GetAtt: arn:aws:local:<region>:<account>:<logical id>/<attribute>
+    return [arn.rsplit(":", 1)[1].removesuffix("/Arn") for arn in widget["properties"]["alarms"]]
+
+
+def deployed_with(template: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
+    """What CloudFormation creates from the real SAM transform of the template with these
+    parameter values (every other parameter at its default)."""
+    translated = transform(
+        packaged(template), parameter_values={"AWS::Region": "us-east-1", **overrides}
+    )
+    return deployed(translated, parameter_values(template, overrides))
+
+
+def lint_errors(stack: dict[str, Any], folder: Path) -> list[str]:
+    """cfn-lint's errors (what `sam validate --lint` runs) in a deployed template."""
+    path = folder / "deployed.json"
+    path.write_text(json.dumps(stack))
+    matches = lint(path, regions=["us-east-1"])
+    return [f"{m.rule} {m.message} ({m.line})" for m in matches if m.rule[0] == "E"]
+
+
+@pytest.mark.parametrize("owner", ["true", "false"], ids=lambda owner: f"AccountAlarms={owner}")
+def test_only_the_stack_owning_the_account_alarms_deploys_and_shows_them(
+    template: dict[str, Any], owner: str, tmp_path: Path
+) -> None:
+    # GIVEN what CloudFormation creates from the template with AccountAlarms set
+    stack = deployed_with(template, {"AccountAlarms": owner})
+    # THEN the account's alarm is created by the owning stack only, every other alarm by both
+    written = list(of_type(template, "AWS::CloudWatch::Alarm"))
+    expected = [name for name in written if owner == "true" or name != "ConcurrencyNearLimitAlarm"]
+    assert sorted(of_type(stack, "AWS::CloudWatch::Alarm")) == sorted(expected)
+    # AND the dashboard's alarm widget shows exactly the alarms created, in the template's order
+    values = parameter_values(template, {"AccountAlarms": owner})
+    assert shown_alarms(stack, values) == expected
+    # AND cfn-lint finds no error in what is deployed
+    assert lint_errors(stack, tmp_path) == []
+
+
+def test_a_stack_without_the_account_alarms_differs_by_them_alone(
+    template: dict[str, Any],
+) -> None:
+    # GIVEN the stacks CloudFormation creates with AccountAlarms "true" and "false", each
+    # dashboard's body as CloudWatch gets it
+    values = parameter_values(template, {})
+    stacks, boards = [], []
+    for owner in ("true", "false"):
+        stack = deployed_with(template, {"AccountAlarms": owner})
+        resolver = Resolver(values, frozenset(stack["Resources"]), {})
+        dashboard = stack["Resources"].pop("Dashboard")["Properties"]["DashboardBody"]
+        boards.append(json.loads(resolver.resolve(dashboard, "Dashboard")))
+        stacks.append(stack)
+    # THEN they differ by the account's alarm and its place on the dashboard, nothing else
+    del stacks[0]["Resources"]["ConcurrencyNearLimitAlarm"]
+    assert stacks[0] == stacks[1]
+    alarms = boards[0]["widgets"][0]["properties"]["alarms"]
+    alarms.remove(next(arn for arn in alarms if ":ConcurrencyNearLimitAlarm/" in arn))
+    assert boards[0] == boards[1]
+
+
+def test_the_checks_tell_a_dashboard_naming_an_absent_alarm(
+    template: dict[str, Any], tmp_path: Path
+) -> None:
+    # GIVEN a stack without the account's alarm whose dashboard still names it
+    stack = deployed_with(template, {"AccountAlarms": "false"})
+    (dashboard,) = of_type(stack, "AWS::CloudWatch::Dashboard").values()
+    dashboard["DashboardBody"]["Fn::Sub"][1]["AccountAlarmArns"] = {
+        "Fn::Sub": '"${ConcurrencyNearLimitAlarm.Arn}", '
+    }
+    # THEN resolving it fails, and cfn-lint refuses it, each naming the alarm
+    with pytest.raises(TemplateError, match="ConcurrencyNearLimitAlarm"):
+        shown_alarms(stack, parameter_values(template, {"AccountAlarms": "false"}))
+    (error,) = lint_errors(stack, tmp_path)
+    assert error.startswith("E1019 'ConcurrencyNearLimitAlarm' is not one of"), error

@@ -44,6 +44,7 @@ REQUIRED = {
     "ThrottlingRateLimit",
     "AuthorizerTtlSeconds",
     "BackendParameterPath",
+    "AccountAlarms",
 }
 
 # Runs in SAM CLI's interpreter: its own samconfig reader and its own --parameter-overrides
@@ -128,6 +129,27 @@ def test_every_environment_is_complete_for_deploy_and_per_function_sync(
     )
     assert template.api.cors is not None
     assert template.api.cors.allow_credentials is (overrides["CorsAllowCredentials"] == "true")
+
+
+def test_one_stack_per_account_and_region_deploys_the_account_alarms(
+    sam_reads: dict[str, dict[str, Any]],
+) -> None:
+    # GIVEN where each environment deploys: the account of its credentials (the `profile` it
+    # names, else the default ones) or, for `localstack`, LocalStack's own; and its Region
+    owners: dict[tuple[str, str], set[str]] = {}
+    for env in DEPLOYED:
+        for command in ("deploy", "sync"):
+            table = sam_reads[f"{env} {command}"]
+            account = "LocalStack" if env == "localstack" else table.get("profile", "default")
+            place = owners.setdefault((account, table["region"]), set())
+            if table["parameter_overrides"]["AccountAlarms"] == "true":
+                place.add(env)
+    # THEN the alarms on an account's own metrics are deployed once in each: dev shares prod's
+    # account and Region, and prod owns them (one page per incident, to prod's on-call)
+    assert owners == {
+        ("default", "us-east-1"): {"prod"},
+        ("LocalStack", "us-east-1"): {"localstack"},
+    }
 
 
 def test_sam_local_reads_the_built_template_and_the_generated_env_json(

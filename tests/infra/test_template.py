@@ -68,6 +68,14 @@ def test_cfn_lint_matches_no_error_rule() -> None:
     assert errors == []
 
 
+def test_cfn_lint_matches_no_rule_at_all_as_sam_validate_lint_requires() -> None:
+    # `sam validate --lint` (make sam-build runs it) fails on any match, warnings included
+    # (aws-sam-cli 1.170.0, samcli/commands/validate/validate.py _lint): e.g. W1001, a resource
+    # named where its condition may be false
+    matches = lint(TEMPLATE, regions=["us-east-1"])
+    assert [f"{m.rule} {m.message} ({m.line})" for m in matches] == []
+
+
 def test_transform_gives_one_http_api_with_payload_2_routes(cloudformation: dict[str, Any]) -> None:
     apis = resources_of(cloudformation, "AWS::ApiGatewayV2::Api")
     assert len(apis) == 1
