@@ -159,6 +159,10 @@ def _take_root_logger() -> LibraryLines:
 
 
 library_lines = _take_root_logger()
+# A library's `warnings.warn` (pymongo's "The value of tls must be 'true' or 'false'" for a
+# MONGODB_URI option it ignores) is otherwise printed as plain text on stderr, which Lambda sends
+# to CloudWatch too: as a record of `py.warnings` it is one JSON line of the invocation.
+logging.captureWarnings(True)
 
 # The formatter holds the thread-safe keys; looked up once (the Logger's property walks the
 # handlers on every call, a third of the per-invocation cost).

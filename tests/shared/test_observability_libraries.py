@@ -7,8 +7,9 @@ as the Lambda Python runtime does before it imports the function (awslambdaric/b
 it with a real API Gateway payload 2.0 event and reads every line the process wrote, stdout and
 stderr. The route makes the libraries log as they do in production: asyncio for real (a task's
 exception nobody retrieved, a pydantic ValidationError echoing a secret), urllib3 for real (a
-retried connection refused on 127.0.0.1), pymongo, redis, httpx and botocore through their own
-loggers' names, each library imported first (botocore's and urllib3's NullHandlers in place).
+retried connection refused on 127.0.0.1), pymongo for real (a `warnings.warn` for a URI option it
+ignores), and pymongo, redis, httpx and botocore through their own loggers' names, each library
+imported first (botocore's and urllib3's NullHandlers in place).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ async def libraries() -> dict[str, str]:
         pool.request("GET", "/")  # urllib3.connectionpool: "Retrying (...) after connection broken"
     except urllib3.exceptions.MaxRetryError:
         pass
+    pymongo.MongoClient("mongodb://127.0.0.1:1/?tls=maybe", connect=False)  # warnings.warn
     logging.getLogger("pymongo.serverSelection").warning("pymongo: no server selected")
     logging.getLogger("redis.connection").warning("redis: connection reset")
     logging.getLogger("httpx").warning("httpx: backend slow")
@@ -132,6 +134,8 @@ def test_library_warnings_are_json_lines_with_the_correlation_id_once_each() -> 
         assert by_message[message]["level"] == "WARNING"
     (retry,) = [line for line in lines if line.get("logger") == "urllib3.connectionpool"]
     assert retry["message"].startswith("Retrying")
+    (ignored,) = [line for line in lines if line.get("logger") == "py.warnings"]
+    assert "UserWarning: The value of tls must be 'true' or 'false'" in ignored["message"]
     (lost,) = [line for line in lines if line.get("logger") == "asyncio"]
     assert lost["message"].startswith("Task exception was never retrieved")
     assert lost["level"] == "ERROR"
