@@ -77,6 +77,7 @@ __all__ = [
     "observe_request",
     "record",
     "remove_sink",
+    "take_root_logger",
 ]
 
 _settings = get_settings()
@@ -142,23 +143,22 @@ def _is_lambda_runtime(handler: logging.Handler) -> bool:
     return type(handler).__name__ in ("LambdaLoggerHandler", "LambdaLoggerHandlerWithFrameType")
 
 
-def _take_root_logger() -> LibraryLines:
-    """Give the root logger our handler, in place of the Lambda runtime's (once per process)."""
+def take_root_logger() -> LibraryLines:
+    """Give the root logger our handler (one per process), in place of the Lambda runtime's."""
     root = logging.getLogger()
     for handler in list(root.handlers):
-        if isinstance(handler, LibraryLines):
-            return handler
         if _is_lambda_runtime(handler):
             # Kept, every library line would be written twice: JSON, then the runtime's text.
             root.removeHandler(handler)
-    handler = LibraryLines(
-        max(logging.WARNING, logging.getLevelNamesMapping()[_settings.LOG_LEVEL])
-    )
-    root.addHandler(handler)
-    return handler
+    for handler in root.handlers:
+        if isinstance(handler, LibraryLines):
+            return handler
+    ours = LibraryLines(max(logging.WARNING, logging.getLevelNamesMapping()[_settings.LOG_LEVEL]))
+    root.addHandler(ours)
+    return ours
 
 
-library_lines = _take_root_logger()
+library_lines = take_root_logger()
 # A library's `warnings.warn` (pymongo's "The value of tls must be 'true' or 'false'" for a
 # MONGODB_URI option it ignores) is otherwise printed as plain text on stderr, which Lambda sends
 # to CloudWatch too: as a record of `py.warnings` it is one JSON line of the invocation.

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lucid import observability
 from tests.utils.logs import json_lines, logged_lines
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,3 +188,23 @@ def test_the_root_handler_writes_only_what_no_other_handler_wrote() -> None:
     ]
     # AND the third only by its own handler, once
     assert own.getvalue() == "from a logger with a handler\n"
+
+
+class LambdaLoggerHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Named as the Lambda runtime's root handler (awslambdaric bootstrap)."""
+
+
+def test_the_runtime_s_root_handler_gives_way_to_one_json_handler() -> None:
+    # GIVEN the runtime's handler on the root logger beside ours
+    root = logging.getLogger()
+    runtime = LambdaLoggerHandler(io.StringIO())
+    root.addHandler(runtime)
+    try:
+        # WHEN the layer takes the root logger (what its import does)
+        taken = observability.take_root_logger()
+    finally:
+        root.removeHandler(runtime)
+    # THEN the runtime's handler is gone and ours is there once, the same as before
+    assert taken is observability.library_lines
+    assert runtime not in root.handlers
+    assert sum(isinstance(h, observability.LibraryLines) for h in root.handlers) == 1
