@@ -43,6 +43,7 @@ _ANSWERS: Responses = {
             "any connection)",
             503: "The backend is not configured, or its circuit breaker is open (Retry-After)",
         },
+        retry_after={503: False},
     ),
 }
 _ANY_BODY = {

@@ -66,7 +66,9 @@ def _tagged(document: Document, response: Response) -> Session:
             }
         },
         **problems(
-            409, descriptions={409: f"A request with this {HEADER} is still being processed"}
+            409,
+            descriptions={409: f"A request with this {HEADER} is still being processed"},
+            retry_after={409: True},
         ),
     },
 )

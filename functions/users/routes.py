@@ -69,7 +69,7 @@ async def update_me(body: ProfilePatch, caller: Caller, users: UsersDep) -> User
     "/users/me",
     status_code=204,
     response_class=Response,
-    responses=problems(404, 409, descriptions={409: CLOSE_CONFLICT}),
+    responses=problems(404, 409, descriptions={409: CLOSE_CONFLICT}, retry_after={409: False}),
 )
 async def delete_me(
     caller: TokenCaller,
@@ -113,7 +113,9 @@ async def read_user(user_id: str, caller: Caller, users: UsersDep) -> User:
 
 @router.put(
     "/users/{user_id}/role",
-    responses=problems(403, 404, 409, descriptions={409: DEMOTE_CONFLICT}),
+    responses=problems(
+        403, 404, 409, descriptions={409: DEMOTE_CONFLICT}, retry_after={409: False}
+    ),
 )
 async def change_role(
     user_id: str,

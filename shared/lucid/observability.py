@@ -66,15 +66,18 @@ from lucid.config import get_settings
 
 __all__ = [
     "EventSink",
+    "LibraryLines",
     "MetricUnit",
     "add_sink",
     "count",
     "flush_metrics",
     "instrument",
+    "library_lines",
     "logger",
     "observe_request",
     "record",
     "remove_sink",
+    "take_root_logger",
 ]
 
 _settings = get_settings()
@@ -97,6 +100,69 @@ _mangum = logging.getLogger("mangum")
 _mangum.handlers = logger.handlers
 _mangum.setLevel(max(logging.WARNING, logging.getLevelNamesMapping()[_settings.LOG_LEVEL]))
 _mangum.propagate = False
+
+
+class LibraryLines(logging.Handler):
+    """The root logger's handler: what any other logger writes (pymongo, redis, botocore, urllib3,
+    httpx, asyncio's "Task exception was never retrieved", Powertools' package logger), written
+    by the Powertools handler - JSON with the invocation's keys, `correlation_id` included - plus
+    `logger`, the name of the logger that wrote it.
+
+    Why a root handler and not Powertools' `copy_config_to_registered_loggers`: that copies the
+    handler onto the loggers that exist when it is called; a library imported later (botocore on
+    a first secret read, pymongo on a first query) or a logger created on first use would still
+    reach the runtime's plain-text handler. Every logger that propagates reaches the root.
+
+    It writes only a record no handler below the root wrote already (a `NullHandler`, what
+    botocore, boto3, urllib3 and Powertools' package logger add to stay silent by default, writes
+    nothing): our `lucid.*` and Mangum's loggers do not propagate; Powertools' service logger
+    does, with its handler (Powertools relies on a filter it adds to the root's handlers of the
+    moment); the local edge's `lucid_edge.*` loggers write their own JSON and propagate for
+    pytest's log capture. So nothing is written twice.
+
+    Its level is the configured LOG_LEVEL, never below WARNING: a library's INFO and DEBUG lines
+    are per request or per connection (httpx's "HTTP Request: …", botocore's credential lookup),
+    and botocore's DEBUG prints each response body (`botocore/parsers.py`, "Response body:"),
+    a GetSecretValue's secret included.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger_ = logging.getLogger(record.name)
+        while logger_.parent is not None:  # up to, not including, the root
+            if any(not isinstance(h, logging.NullHandler) for h in logger_.handlers):
+                return
+            logger_ = logger_.parent
+        record.logger = record.name
+        logger.registered_handler.handle(record)
+
+
+def _is_lambda_runtime(handler: logging.Handler) -> bool:
+    # The Python runtime's root handler (aws-lambda-python-runtime-interface-client,
+    # awslambdaric/bootstrap.py `_setup_logging`): `LambdaLoggerHandler`, or
+    # `LambdaLoggerHandlerWithFrameType` with the JSON log format or an application log level.
+    return type(handler).__name__ in ("LambdaLoggerHandler", "LambdaLoggerHandlerWithFrameType")
+
+
+def take_root_logger() -> LibraryLines:
+    """Give the root logger our handler (one per process), in place of the Lambda runtime's."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if _is_lambda_runtime(handler):
+            # Kept, every library line would be written twice: JSON, then the runtime's text.
+            root.removeHandler(handler)
+    for handler in root.handlers:
+        if isinstance(handler, LibraryLines):
+            return handler
+    ours = LibraryLines(max(logging.WARNING, logging.getLevelNamesMapping()[_settings.LOG_LEVEL]))
+    root.addHandler(ours)
+    return ours
+
+
+library_lines = take_root_logger()
+# A library's `warnings.warn` (pymongo's "The value of tls must be 'true' or 'false'" for a
+# MONGODB_URI option it ignores) is otherwise printed as plain text on stderr, which Lambda sends
+# to CloudWatch too: as a record of `py.warnings` it is one JSON line of the invocation.
+logging.captureWarnings(True)
 
 # The formatter holds the thread-safe keys; looked up once (the Logger's property walks the
 # handlers on every call, a third of the per-invocation cost).

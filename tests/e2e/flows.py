@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from tests.e2e.subprocess_edge import SubprocessEdge, subprocess_edge, token_pair
+from tests.utils.redact import shown
 from tests.utils.wallets import Wallet
 
 PROBLEM_TYPES = "https://lucid.dev/problems/"
@@ -61,17 +62,17 @@ def sign_in(client: httpx.Client, wallet: Wallet | None = None) -> Account:
     wallet = wallet or Wallet()
     pair = token_pair(client, wallet)
     me = client.get("/users/me", headers={"Authorization": f"Bearer {pair['access_token']}"})
-    assert me.status_code == 200, me.text
+    assert me.status_code == 200, shown(me)
     assert me.json()["address"] == wallet.address
     return Account(wallet, me.json()["id"], pair["access_token"], pair["refresh_token"])
 
 
 def problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
     """The RFC 9457 body of `response`, after checking its status, media type and type."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json", response.headers
+    assert response.status_code == status, shown(response)
+    assert response.headers["content-type"] == "application/problem+json", shown(response)
     body: dict[str, Any] = response.json()
-    assert body["type"] == PROBLEM_TYPES + slug, body
+    assert body["type"] == PROBLEM_TYPES + slug, shown(response)
     assert body["status"] == status
     assert body["instance"] == response.request.url.path
     return body
@@ -80,7 +81,7 @@ def problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
 def create_session(client: httpx.Client, account: Account, name: str, **fields: Any) -> str:
     """Create a session for `account`; its id."""
     response = client.post("/sessions", json={"name": name, **fields}, headers=account.auth)
-    assert response.status_code == 201, response.text
+    assert response.status_code == 201, shown(response)
     session_id: str = response.json()["id"]
     return session_id
 
@@ -98,7 +99,7 @@ def walk(
     for _ in range(1000):  # bounded: a cursor that never ends is a failure, not a hang
         query = {**params, **({"cursor": cursor} if cursor else {})}
         response = client.get(path, params=query, headers=account.auth)
-        assert response.status_code == 200, response.text
+        assert response.status_code == 200, shown(response)
         page = response.json()
         items.extend(page["items"])
         cursor = page["next_cursor"]

@@ -28,6 +28,7 @@ from typing import IO, Any
 import httpx
 
 from lucid_edge.local import free_port
+from tests.utils.redact import shown
 from tests.utils.wallets import Wallet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,11 +154,11 @@ def subprocess_edge(
 def token_pair(client: httpx.Client, wallet: Wallet) -> dict[str, Any]:
     """Sign `wallet` in over HTTP (/auth/challenge, then /auth/login); the token pair."""
     challenge = client.post("/auth/challenge", json={"address": wallet.address})
-    assert challenge.status_code == 200, challenge.text
+    assert challenge.status_code == 200, shown(challenge)
     message = challenge.json()["message"]
     body = {"address": wallet.address, "message": message, "signature": wallet.sign(message)}
     login = client.post("/auth/login", json=body)
-    assert login.status_code == 200, login.text
+    assert login.status_code == 200, shown(login)
     pair: dict[str, Any] = login.json()
     return pair
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from tests.utils.events import Reply, http_event, lambda_context, reply_from
 from tests.utils.functions import load_handler
+from tests.utils.redact import shown
 from tests.utils.wallets import Wallet
 
 
@@ -66,7 +67,7 @@ def sign_in(wallet: Wallet, source_ip: str = "198.51.100.7") -> dict[str, Any]:
     challenge = call_auth(
         "POST", "/auth/challenge", body={"address": wallet.address}, source_ip=source_ip
     )
-    assert challenge.status == 200, challenge.body
+    assert challenge.status == 200, shown(challenge)
     message = challenge.body["message"]
     login = call_auth(
         "POST",
@@ -74,6 +75,6 @@ def sign_in(wallet: Wallet, source_ip: str = "198.51.100.7") -> dict[str, Any]:
         body={"address": wallet.address, "message": message, "signature": wallet.sign(message)},
         source_ip=source_ip,
     )
-    assert login.status == 200, login.body
+    assert login.status == 200, shown(login)
     pair: dict[str, Any] = login.body
     return pair

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
+
 from lucid.observability import logger
 
 
@@ -67,3 +69,14 @@ def lambda_runtime_output() -> Iterator[io.StringIO]:
         functions.setStream(previous)  # type: ignore[attr-defined]
         root.removeHandler(runtime)
         root.setLevel(level)
+
+
+def json_lines(lines: list[str]) -> list[dict[str, Any]]:
+    """Each line a process wrote, as JSON; fails on the first that is not (plain text)."""
+    objects = []
+    for line in lines:
+        try:
+            objects.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"a line the function wrote is not JSON: {line!r}")
+    return objects

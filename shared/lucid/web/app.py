@@ -34,7 +34,8 @@ def create_app(function: str, *routers: APIRouter, rate_limited: bool = True) ->
         redoc_url=None,
         openapi_url=None,
         # What any route of this function may answer besides its own declared errors.
-        responses=problems(500, *((429, 503) if rate_limited else ())),
+        # (a 503 has Retry-After when a secret AWS would not give, or RATE_LIMIT_FAIL_MODE=closed)
+        responses=problems(500, *((429, 503) if rate_limited else ()), retry_after={503: False}),
         generate_unique_id_function=operation_id,
     )
     install_openapi(app, rate_limited=rate_limited)

@@ -133,13 +133,22 @@ UNREADABLE_BODY = "the body could not be read as JSON text (it is not UTF-8)"
 RETRY_AFTER = header("seconds to wait before retrying", kind="integer", required=True)
 
 
-def problems(*statuses: int, descriptions: Mapping[int, str] | None = None) -> Responses:
+def problems(
+    *statuses: int,
+    descriptions: Mapping[int, str] | None = None,
+    retry_after: Mapping[int, bool] | None = None,
+) -> Responses:
     """`responses=` for a route that answers these error statuses (as problem+json).
+
+    `retry_after` names the statuses whose answer carries `Retry-After` besides 429's (always):
+    True when every such answer does, False when only some do (a 409 for a lease held by another
+    request has it, the refusal to demote the last admin has not).
 
     The schema is a reference, not FastAPI's `model`: a model makes FastAPI build a validator for
     every route at import, which a cold start would pay for a document it never serves (the
     schemas are added when the document is built, by `describe`)."""
     described = {**DESCRIPTIONS, **(descriptions or {})}
+    waits = {429: True, **(retry_after or {})}
     answers: Responses = {}
     for status in statuses:
         model = ValidationProblem if status == 422 else Problem
@@ -147,8 +156,8 @@ def problems(*statuses: int, descriptions: Mapping[int, str] | None = None) -> R
             "description": described[status],
             "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": _SCHEMAS + model.__name__}}},
         }
-        if status == 429:
-            answer["headers"] = {"Retry-After": RETRY_AFTER}
+        if status in waits:
+            answer["headers"] = {"Retry-After": {**RETRY_AFTER, "required": waits[status]}}
         answers[status] = answer
     return answers
 

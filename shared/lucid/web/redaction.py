@@ -19,6 +19,8 @@ from typing import Any
 from fastapi.exceptions import ValidationException
 from pydantic import ValidationError
 
+from lucid.observability import library_lines
+
 __all__ = ["RedactInputs", "RedactedValidationError", "install"]
 
 # The loggers that log an escaped exception with its traceback (lucid.web.problems, Mangum).
@@ -88,12 +90,27 @@ class RedactInputs(logging.Filter):
             shown = redacted(exc_info[1])
             record.exc_info = (type(shown), shown, shown.__traceback__)
             record.exc_text = None
+            # asyncio's "Task exception was never retrieved" also puts the task's repr, the
+            # exception's included, in the message (asyncio base_events
+            # `default_exception_handler`): each validation error's text there is replaced too.
+            message = original = record.getMessage()
+            error: BaseException | None = exc_info[1]
+            seen: set[int] = set()
+            while error is not None and id(error) not in seen:
+                seen.add(id(error))
+                if isinstance(error, ValidationError | ValidationException):
+                    for text in {repr(error), str(error)}:
+                        message = message.replace(text, _summary(error))
+                error = _shown_cause(error)
+            if message != original:
+                record.msg, record.args = message, None
         return True
 
 
 def install() -> None:
-    """Add the filter to the loggers that log escaped exceptions (once per logger)."""
-    for name in LOGGERS:
-        log = logging.getLogger(name)
-        if not any(isinstance(f, RedactInputs) for f in log.filters):
-            log.addFilter(RedactInputs())
+    """Add the filter to the loggers that log escaped exceptions and to the root logger's handler
+    of every other library's lines (asyncio's "Task exception was never retrieved" shows the
+    task's exception) (once each)."""
+    for target in (*(logging.getLogger(name) for name in LOGGERS), library_lines):
+        if not any(isinstance(f, RedactInputs) for f in target.filters):
+            target.addFilter(RedactInputs())

@@ -6,6 +6,7 @@ is the real test server; concurrent requests run on real threads through the han
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from functools import partial
@@ -20,7 +21,9 @@ from lucid.sessions.repository import SessionRepository
 from lucid.sessions.schemas import SessionCreate
 from lucid.store.keys import idempotency_prefix
 from lucid.store.pagination import decode_cursor
+from lucid.web.idempotency import fingerprint
 from tests.utils.datastore import User, call, in_threads, stored
+from tests.utils.openapi import assert_documented, documented_headers
 
 api = partial(call, "sessions")
 
@@ -224,6 +227,28 @@ def test_concurrent_retries_with_one_key_create_one_session(
     assert [reply.status for reply in replies] == [201] * 6
     assert len({reply.body["id"] for reply in replies}) == 1
     assert database["sessions"].count_documents({"owner_id": alice.id}) == 1
+
+
+def test_a_retry_while_the_first_request_still_runs_is_a_documented_409_with_retry_after(
+    alice: User, redis_client: redis.Redis, database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN a POST with this key still running (its claim in Redis, as the store writes it)
+    key = "still-running"
+    name = f"{idempotency_prefix()}sessions:{alice.id}:{hashlib.sha256(key.encode()).hexdigest()}"
+    request = fingerprint(SessionCreate(name="a").model_dump(mode="json"))
+    claim = {"state": "running", "fp": request, "owner": "x"}
+    redis_client.set(name, json.dumps(claim), ex=30)
+    # WHEN the client retries it: the function waits 5 s for the first answer, then gives up
+    reply = api(
+        "POST", "/sessions", caller=alice, body={"name": "a"}, headers={"Idempotency-Key": key}
+    )
+    # THEN a 409 that says when to come back, nothing created, and the document declares the
+    # header for that answer, as always sent
+    assert reply.status == 409, reply.body
+    assert reply.headers["retry-after"] == "1"
+    assert database["sessions"].count_documents({}) == 0
+    assert_documented(reply, "POST", "/sessions", "Retry-After")
+    assert documented_headers("POST", "/sessions", 409)["Retry-After"] is True
 
 
 def test_same_key_with_a_different_body_is_422(

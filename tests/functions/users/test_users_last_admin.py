@@ -23,6 +23,7 @@ from pymongo.errors import AutoReconnect
 from lucid.store.documents import utcnow
 from tests.utils.datastore import User, add_user, call, in_threads, stored
 from tests.utils.events import Reply
+from tests.utils.openapi import assert_documented, documented_headers
 
 Db = Database[dict[str, Any]]
 api = partial(call, "users")
@@ -156,6 +157,10 @@ def test_a_lease_still_held_is_a_409_with_retry_after_and_changes_nothing(
     # THEN a 409 that says when to come back, and nobody was demoted
     conflict(reply, BUSY)
     assert 20 <= int(reply.headers["retry-after"]) <= 30
+    # AND the published document declares it for this 409 (not required: the last-admin refusal,
+    # also a 409 there, has none)
+    assert_documented(reply, "PUT", "/users/{id}/role", "Retry-After")
+    assert documented_headers("PUT", "/users/{id}/role", 409)["Retry-After"] is False
     assert admins(database) == {first.id, second.id}
     # AND a plain user's closure needs no lease: it goes through meanwhile
     plain = add_user(database)

@@ -15,14 +15,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi import APIRouter
 
 from lucid.web.app import create_app, lambda_handler
 from tests.utils.events import http_event, lambda_context, reply_from
-from tests.utils.logs import logged_lines
+from tests.utils.logs import json_lines, logged_lines
 
 ROOT = Path(__file__).resolve().parents[3]
 SECRET = "sk_live_" + "Qx9" * 8  # what an exception's message may hold (a header, a record)
@@ -82,17 +81,6 @@ def run_function(root_handler: str, path: str) -> tuple[int, str, list[str]]:
     )
 
 
-def parsed(lines: list[str]) -> list[dict[str, Any]]:
-    """Each line as JSON; fails on the first line that is not (a plain-text traceback)."""
-    objects = []
-    for line in lines:
-        try:
-            objects.append(json.loads(line))
-        except ValueError:
-            pytest.fail(f"a line the function wrote is not JSON: {line!r}")
-    return objects
-
-
 @pytest.mark.parametrize("root_handler", ["lambda", "none"])
 @pytest.mark.parametrize(
     ("path", "logger"),
@@ -110,7 +98,7 @@ def test_a_failure_is_one_json_error_line_with_the_correlation_id(
     # THEN the caller gets a 500
     assert status == 500
     # AND every line the process wrote is JSON carrying the request's correlation id
-    objects = parsed(lines)
+    objects = json_lines(lines)
     assert objects
     assert {line.get("correlation_id") for line in objects} == {request_id}
     # AND exactly one of them is an error: the traceback, in a field of that one line

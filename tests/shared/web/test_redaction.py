@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from lucid.web.app import create_app, lambda_handler
-from lucid.web.redaction import RedactedValidationError, redacted
+from lucid.web.redaction import RedactedValidationError, RedactInputs, redacted
 from tests.utils.events import http_event
 from tests.utils.logs import logged_lines
 
@@ -135,3 +136,23 @@ def test_a_cycle_in_the_chain_is_shown_once() -> None:
     assert isinstance(shown.__cause__, RedactedValidationError)
     assert shown.__cause__.__cause__ is None
     assert SIGNATURE not in str(shown) + str(shown.__cause__)
+
+
+def test_a_validation_error_quoted_in_the_message_is_redacted_there_too() -> None:
+    # GIVEN asyncio's record of a task whose exception nobody retrieved: the task's repr in the
+    # message holds the exception's text, the input included
+    secret = "rt_" + "Qm4" * 10
+    try:
+        TypeAdapter(int).validate_python(secret)
+    except ValidationError as error:
+        caught = error
+    record = logging.LogRecord(
+        "asyncio", logging.ERROR, __file__, 1, "Task exception was never retrieved\nfuture: %s",
+        (f"<Task finished exception={caught!r}>",), (ValidationError, caught, caught.__traceback__),
+    )  # fmt: skip
+    # WHEN the redaction filter sees it
+    assert RedactInputs().filter(record)
+    # THEN neither its message nor its exception holds the input
+    assert secret not in record.getMessage()
+    assert "inputs not logged" in record.getMessage()
+    assert isinstance(record.exc_info and record.exc_info[1], RedactedValidationError)
