@@ -126,6 +126,20 @@ def test_short_key_from_aws_is_refused_outside_local(source: str) -> None:
 
 
 @pytest.mark.usefixtures("aws")
+@pytest.mark.parametrize(("algorithm", "least"), [("HS384", 48), ("HS512", 64)])
+def test_an_aws_key_shorter_than_the_hmac_hash_is_refused(algorithm: str, least: int) -> None:
+    # GIVEN a 40-byte key in AWS (enough for HS256) on the prod stage, for a longer HMAC:
+    # RFC 7518 section 3.2 asks for a key at least the hash's size, and PyJWT would warn
+    # (InsecureKeyLengthWarning) at every token it signs with it
+    values = {"JWT_ALGORITHM": algorithm, "JWT_SECRET_ARN": _secret(LONG_KEY)}
+    with pytest.raises(KeyConfigurationError, match=f"at least {least} bytes"):
+        KeyRing(_settings(**values)).keys()
+    # AND a key of the hash's size signs and verifies, without a warning (-W error)
+    values["JWT_SECRET_ARN"] = _secret("k" * least)
+    assert _round_trip(_settings(**values)) == "u1"
+
+
+@pytest.mark.usefixtures("aws")
 def test_missing_secret_is_a_503_naming_nothing_of_the_account() -> None:
     # GIVEN a key secret that does not exist
     arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope-AbCdEf"
