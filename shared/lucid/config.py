@@ -446,7 +446,7 @@ class Settings:
         parts = urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
             problem = "must be an https:// URL"
-        elif _is_loopback(parts.hostname):
+        elif is_loopback_host(parts.hostname):
             problem = "must not name a loopback or localhost host"
         else:
             return
@@ -475,7 +475,7 @@ class Settings:
             )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
     """True for localhost (RFC 6761: and its subdomains), 127.0.0.0/8, ::1 and 0.0.0.0."""
     name = host.lower().rstrip(".")
     if name == "localhost" or name.endswith(".localhost"):
