@@ -20,10 +20,10 @@ URL = "https://api.lucid.example:8443"
 ADDRESS = "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC"
 
 
-def _message() -> str:
+def _message(service_url: str = URL, chain_id: str = "mainnet") -> str:
     return build_message(
-        service_url=URL,
-        chain_id="mainnet",
+        service_url=service_url,
+        chain_id=chain_id,
         address=ADDRESS,
         nonce="0123456789abcdef0123456789abcdef",
         issued_at=datetime(2026, 11, 3, 10, 0, 0, tzinfo=UTC),
@@ -95,13 +95,6 @@ def test_no_message_we_issue_is_also_a_message_of_the_other_tron_scheme() -> Non
     # takes both schemes, so our messages must stay out of those lengths: the shortest one we
     # can issue (one-letter host, one-character chain) is longer than 330 characters, and
     # login refuses anything longer than MAX_MESSAGE_LENGTH (< 3200).
-    shortest = build_message(
-        service_url="http://a",
-        chain_id="1",
-        address=ADDRESS,
-        nonce="0123456789abcdef0123456789abcdef",
-        issued_at=datetime(2026, 11, 3, 10, 0, 0, tzinfo=UTC),
-        expires_at=datetime(2026, 11, 3, 10, 5, 0, tzinfo=UTC),
-    ).text()
+    shortest = _message(service_url="http://a", chain_id="1")
     assert len(shortest.encode()) > 330
     assert MAX_MESSAGE_LENGTH < 3200
