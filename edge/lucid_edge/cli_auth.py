@@ -89,9 +89,9 @@ def check_challenge(message: str, address: str, url: str) -> None:
     (challenges are public), or have any text at all signed with the user's key.
 
     The domain is compared with `url`'s authority (host and port), as MetaMask compares it with
-    the page's origin; a loopback domain stands for any loopback URL (`sam local` on :3000,
-    `localhost` for 127.0.0.1): only a local-stage gateway issues one (lucid.config refuses a
-    loopback AUTH_SERVICE_URL elsewhere), and it is reachable from this machine alone."""
+    the page's origin; on one port, loopback hosts are one (`localhost` for 127.0.0.1). Every
+    local gateway names the URL it serves (`make run`, `make local-api`), a deployed one never
+    a loopback host (lucid.config)."""
     refusal = f"the gateway at {url} "
     try:
         parsed = parse_message(message)
@@ -106,22 +106,32 @@ def check_challenge(message: str, address: str, url: str) -> None:
             refusal + "sent a challenge issued to another address; nothing was signed"
         )
     if not _same_site(parsed.domain, url):
+        hint = f"sign in to {parsed.domain} with --url naming it"
+        if _is_loopback_url(url) and _is_loopback_url("//" + parsed.domain):
+            hint = f"a local gateway's AUTH_SERVICE_URL names its domain: set it to {url}"
         raise CommandError(
             f"{refusal}asked to sign a sign-in for {parsed.domain}, another site; nothing was "
-            f"signed (sign in to {parsed.domain} with --url naming it)"
+            f"signed ({hint})"
         )
 
 
 def _same_site(domain: str, url: str) -> bool:
-    ours = urlsplit(url)
-    if domain.lower() == ours.netloc.lower():
+    if domain.lower() == urlsplit(url).netloc.lower():
         return True
     try:
-        theirs = urlsplit("//" + domain)
-    except ValueError:  # "[::1" and the like: no site at all
+        ports = (urlsplit("//" + domain).port, urlsplit(url).port)
+    except ValueError:  # "[::1", "host:99999" and the like: no site at all
         return False
-    hosts = (theirs.hostname, ours.hostname)
-    return all(host is not None and is_loopback_host(host) for host in hosts)
+    loopback = _is_loopback_url("//" + domain) and _is_loopback_url(url)
+    return loopback and ports[0] is not None and ports[0] == ports[1]
+
+
+def _is_loopback_url(url: str) -> bool:
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return False
+    return host is not None and is_loopback_host(host)
 
 
 def login(args: argparse.Namespace) -> int:

@@ -22,12 +22,11 @@ import pytest
 
 from lucid.auth.message import build_message
 from lucid.auth.tron import address_from_private_key
-from lucid.config import get_settings
 from lucid_edge.cli import main
 from lucid_edge.cli_auth import check_challenge
 from lucid_edge.cli_config import CommandError, load_credentials
 from tests.edge.conftest import REAL_TEMPLATE
-from tests.edge.harness import RunningEdge, running_edge
+from tests.edge.harness import RunningEdge, running_edge, served_sign_in_url
 
 PUBLIC_URL = "https://api.lucid.example"
 
@@ -35,16 +34,8 @@ PUBLIC_URL = "https://api.lucid.example"
 @pytest.fixture(scope="module")
 def public_gateway() -> Iterator[RunningEdge]:
     """The real template whose sign-in messages name api.lucid.example, as a deployed one's do."""
-    # The edge runs the functions in this process, on the layer's settings read once: set here
-    # and read afresh, the URL is undone after the module so that later edges have the default.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AUTH_SERVICE_URL", PUBLIC_URL)
-        get_settings.cache_clear()
-        try:
-            with running_edge(REAL_TEMPLATE) as running:
-                yield running
-        finally:
-            get_settings.cache_clear()
+    with running_edge(REAL_TEMPLATE) as running, served_sign_in_url(PUBLIC_URL):
+        yield running
 
 
 class Relay:
@@ -191,9 +182,11 @@ def _message_for(service_url: str, address: str) -> str:
         ("https://api.lucid.example", "https://API.lucid.example/dev", True),
         ("https://api.lucid.example", "https://api.lucid.example.evil.test", False),
         ("https://api.lucid.example", "https://api.lucid.example:8443", False),
-        # local gateways: sam local on :3000 names the local default, localhost is 127.0.0.1
-        ("http://127.0.0.1:8080", "http://127.0.0.1:3000", True),
+        # on one port, loopback hosts are one; another port is another server
         ("http://127.0.0.1:8080", "http://localhost:8080", True),
+        ("http://localhost:3001", "http://[::1]:3001", True),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:3000", False),
+        ("http://127.0.0.1", "http://localhost", False),
         # a loopback message is never signed for a server elsewhere, nor the reverse
         ("http://127.0.0.1:8080", "https://api.lucid.example", False),
         ("https://api.lucid.example", "http://127.0.0.1:8080", False),
@@ -214,3 +207,12 @@ def test_a_domain_that_names_no_host_is_another_site() -> None:
     message = _message_for("http://127.0.0.1:8080", address).replace("127.0.0.1:8080 ", "[::1 ", 1)
     with pytest.raises(CommandError, match="another site"):
         check_challenge(message, address, "http://[::1]:8080")
+
+
+def test_a_local_gateway_naming_another_port_is_told_how_to_fix_it() -> None:
+    # GIVEN `sam local start-api` on :3000 whose AUTH_SERVICE_URL was left at the local default
+    address = address_from_private_key("11" * 32)
+    message = _message_for("http://127.0.0.1:8080", address)
+    # WHEN signing in there THEN nothing is signed, and the error says what to set
+    with pytest.raises(CommandError, match="AUTH_SERVICE_URL names its domain: set it to http"):
+        check_challenge(message, address, "http://127.0.0.1:3000")
