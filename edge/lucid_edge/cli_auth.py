@@ -17,10 +17,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from coincurve import PrivateKey
 
+from lucid.auth.message import STATEMENT, parse_message
 from lucid.auth.tron import address_from_private_key, sign_message
+from lucid.config import is_loopback_host
+from lucid.errors import MalformedMessageError
 from lucid_edge import cli_call
 from lucid_edge.cli_config import (
     ENV_URL,
@@ -78,6 +82,58 @@ def _read_key(path: Path) -> str:
     return text
 
 
+def check_challenge(message: str, address: str, url: str) -> None:
+    """What a wallet checks before it signs (EIP-4361 domain binding): `message` is a Lucid
+    sign-in message, issued to `address`, for the site at `url`. Otherwise a server the user
+    was led to could relay another gateway's challenge and sign in there with the signature
+    (challenges are public), or have any text at all signed with the user's key.
+
+    The domain is compared with `url`'s authority (host and port), as MetaMask compares it with
+    the page's origin; on one port, loopback hosts are one (`localhost` for 127.0.0.1). Every
+    local gateway names the URL it serves (`make run`, `make local-api`), a deployed one never
+    a loopback host (lucid.config)."""
+    refusal = f"the gateway at {url} "
+    try:
+        parsed = parse_message(message)
+    except MalformedMessageError:
+        parsed = None
+    if parsed is None or parsed.statement != STATEMENT:
+        raise CommandError(
+            refusal + "sent a text that is not a Lucid sign-in message; nothing was signed"
+        )
+    if parsed.address != address:
+        raise CommandError(
+            refusal + "sent a challenge issued to another address; nothing was signed"
+        )
+    if not _same_site(parsed.domain, url):
+        hint = f"sign in to {parsed.domain} with --url naming it"
+        if _is_loopback_url(url) and _is_loopback_url("//" + parsed.domain):
+            hint = f"a local gateway's AUTH_SERVICE_URL names its domain: set it to {url}"
+        raise CommandError(
+            f"{refusal}asked to sign a sign-in for {parsed.domain}, another site; nothing was "
+            f"signed ({hint})"
+        )
+
+
+def _same_site(domain: str, url: str) -> bool:
+    if domain.lower() == urlsplit(url).netloc.lower():
+        return True
+    try:
+        ports = (urlsplit("//" + domain).port, urlsplit(url).port)
+    except ValueError:  # "[::1", "host:99999" and the like: no site at all
+        return False
+    loopback = _is_loopback_url("//" + domain) and _is_loopback_url(url)
+    return loopback and ports[0] is not None and ports[0] == ports[1]
+
+
+def _is_loopback_url(url: str) -> bool:
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return False
+    return host is not None and is_loopback_host(host)
+
+
 def login(args: argparse.Namespace) -> int:
     """Sign in with the key file: challenge, sign (signMessageV2), login; store the tokens."""
     key_path = Path(args.key).expanduser() if args.key else default_key()
@@ -89,6 +145,7 @@ def login(args: argparse.Namespace) -> int:
             client.post("/auth/challenge", json={"address": address}), "challenge"
         )
         message = str(challenge["message"])
+        check_challenge(message, address, target.url)
         signature = "0x" + sign_message(private_key, message).hex()
         body = {"address": address, "message": message, "signature": signature}
         pair = expect_ok(client.post("/auth/login", json=body), "login")

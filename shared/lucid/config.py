@@ -257,6 +257,10 @@ _PLACEHOLDER_SECRETS = frozenset(
 FALLBACK_VARIABLES = {"SERVICE_NAME": "POWERTOOLS_SERVICE_NAME"}
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 JwtAlgorithm = Literal["HS256", "HS384", "HS512", "RS256", "ES256"]
+# The shortest HMAC key each HS* algorithm takes outside the local stage: its hash's output size.
+# RFC 7518 section 3.2: "A key of the same size as the hash output (for instance, 256 bits for
+# "HS256") or larger MUST be used with this algorithm."
+HMAC_KEY_MIN_BYTES: dict[str, int] = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 
 @dataclass(frozen=True, init=False)
@@ -442,7 +446,7 @@ class Settings:
         parts = urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
             problem = "must be an https:// URL"
-        elif _is_loopback(parts.hostname):
+        elif is_loopback_host(parts.hostname):
             problem = "must not name a loopback or localhost host"
         else:
             return
@@ -461,13 +465,17 @@ class Settings:
             return
         # A missing key is refused by the functions that sign or verify tokens (lucid.auth.keys,
         # at their cold start): the others are not given one (infra/needs.yaml).
-        if self.JWT_ALGORITHM.startswith("HS") and secret is not None and len(secret.encode()) < 32:
+        least = HMAC_KEY_MIN_BYTES.get(self.JWT_ALGORITHM)
+        if least is not None and secret is not None and len(secret.encode()) < least:
             raise SettingsError(
-                ["JWT_SECRET_KEY must be at least 32 bytes outside the local stage"]
+                [
+                    f"JWT_SECRET_KEY must be at least {least} bytes for {self.JWT_ALGORITHM} "
+                    "outside the local stage"
+                ]
             )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
     """True for localhost (RFC 6761: and its subdomains), 127.0.0.0/8, ::1 and 0.0.0.0."""
     name = host.lower().rstrip(".")
     if name == "localhost" or name.endswith(".localhost"):

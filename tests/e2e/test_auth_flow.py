@@ -14,7 +14,7 @@ import pytest
 
 from lucid_edge.cli import main
 from tests.e2e.conftest import NAMED_STAGE, ON_A_NAMED_STAGE, on_stage
-from tests.edge.harness import RunningEdge, running_edge
+from tests.edge.harness import RunningEdge, running_edge, served_sign_in_url
 from tests.utils.metrics import without_metrics
 
 pytestmark = pytest.mark.e2e
@@ -25,7 +25,7 @@ AUTHORIZER_TTL = 1
 @contextmanager
 def _edge(stage: str) -> Iterator[RunningEdge]:
     overrides = {"AuthorizerTtlSeconds": str(AUTHORIZER_TTL), "ApiStageName": stage}
-    with running_edge(TEMPLATE, overrides) as running:
+    with running_edge(TEMPLATE, overrides) as running, served_sign_in_url(running.url):
         yield running
 
 

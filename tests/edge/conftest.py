@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 
 from lucid_edge.cli import main
-from tests.edge.harness import RunningEdge, running_edge
+from tests.edge.harness import RunningEdge, running_edge, served_sign_in_url
 
 REAL_TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
 
 
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[RunningEdge]:
-    """infra/template.yaml served on 127.0.0.1 (one per test module)."""
-    with running_edge(REAL_TEMPLATE) as running:
+    """infra/template.yaml served on 127.0.0.1 (one per test module), its sign-in messages
+    naming the URL it serves, as `make run`'s do: `lucid login` signs no other domain."""
+    with running_edge(REAL_TEMPLATE) as running, served_sign_in_url(running.url):
         yield running
 
 

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
+from lucid.config import get_settings
 from lucid_edge.local import free_port
 from lucid_edge.server import Edge, build_app
 
@@ -74,3 +76,17 @@ def running_edge(
         server.should_exit = True
         thread.join(10)
         app.close()
+
+
+@contextmanager
+def served_sign_in_url(url: str) -> Iterator[None]:
+    """AUTH_SERVICE_URL set to `url`, as `make run` sets it to the URL it serves, for the
+    functions an edge runs in this process: they read the layer's settings once, so these are
+    read afresh here, and again once it is undone (`lucid login` signs no other domain)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AUTH_SERVICE_URL", url)
+        get_settings.cache_clear()
+        try:
+            yield
+        finally:
+            get_settings.cache_clear()

@@ -59,6 +59,18 @@ def test_outside_local_a_short_hs256_key_is_refused() -> None:
         Settings(STAGE="prod", JWT_SECRET_KEY="short-but-not-a-placeholder")
 
 
+@pytest.mark.parametrize(("algorithm", "least"), [("HS256", 32), ("HS384", 48), ("HS512", 64)])
+def test_outside_local_an_hmac_key_shorter_than_its_hash_is_refused(
+    algorithm: str, least: int
+) -> None:
+    # RFC 7518 section 3.2: a key of the hash's size or larger MUST be used with HMAC-SHA-*.
+    # GIVEN a key one byte short of the algorithm's hash, on a deployed stage THEN refused
+    with pytest.raises(SettingsError, match=f"at least {least} bytes for {algorithm}"):
+        Settings(STAGE="prod", JWT_ALGORITHM=algorithm, JWT_SECRET_KEY="k" * (least - 1))
+    # AND one of exactly that size is enough
+    Settings(STAGE="prod", JWT_ALGORITHM=algorithm, JWT_SECRET_KEY="k" * least)
+
+
 def test_outside_local_a_secret_reference_is_enough() -> None:
     settings = Settings(
         STAGE="prod", JWT_SECRET_KEY=None, JWT_SECRET_ARN="arn:aws:secretsmanager:x"

@@ -54,11 +54,10 @@ from types import ModuleType
 from typing import Any
 
 from lucid import secret_store
-from lucid.config import Settings, get_settings
+from lucid.config import HMAC_KEY_MIN_BYTES, Settings, get_settings
 
 logger = logging.getLogger("lucid.auth.keys")
 
-MIN_HMAC_KEY_BYTES = 32
 DEFAULT_MAX_AGE_SECONDS = 300
 # At most one re-read of AWS per process in this long for tokens that fail the cached keys.
 REFRESH_INTERVAL_SECONDS = 30.0
@@ -273,9 +272,10 @@ def _hmac_key(settings: Settings, kid: str, material: bytes | None) -> JwtKey:
             "no JWT signing key is configured: set JWT_SECRET_ARN or JWT_SECRET_PARAM "
             "(JWT_SECRET_KEY on the local stage)"
         )
-    if len(material) < MIN_HMAC_KEY_BYTES and not settings.is_local:
+    least = HMAC_KEY_MIN_BYTES[settings.JWT_ALGORITHM]  # its hash's size (RFC 7518 3.2)
+    if len(material) < least and not settings.is_local:
         raise KeyConfigurationError(
-            f"the {settings.JWT_ALGORITHM} key must be at least {MIN_HMAC_KEY_BYTES} bytes "
+            f"the {settings.JWT_ALGORITHM} key must be at least {least} bytes "
             f"outside the local stage"
         )
     return JwtKey(kid, material, material)

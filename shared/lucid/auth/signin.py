@@ -44,10 +44,11 @@ from lucid.auth.refresh import RefreshTokenStore
 from lucid.auth.schemas import Challenge, TokenPair
 from lucid.auth.tokens import TokenService
 from lucid.auth.tron import SignatureScheme, validate_address, verify_signer
-from lucid.config import Settings
+from lucid.config import Settings, SettingsError
 from lucid.errors import (
     ExpiredChallengeError,
     ForeignMessageError,
+    InvalidAddressError,
     InvalidTokenError,
     NonceAddressMismatchError,
     ServiceUnavailableError,
@@ -62,6 +63,24 @@ from lucid.users.repository import UserRepository
 NONCE_BYTES = 16  # 128 bits; EIP-4361 asks for at least 64, the issue for at least 96
 
 logger = logging.getLogger("lucid.auth")
+
+
+def check_admin_addresses(settings: Settings) -> None:
+    """`SettingsError` naming every ADMIN_ADDRESSES entry that is not a TRON address in
+    Base58Check. Entries are compared exactly with the address a wallet signs in with (itself
+    checked Base58Check text, which has one spelling per address), so one in another form (the
+    hex `41…`, a typo, a wrong checksum) would make nobody admin without a word."""
+    problems = []
+    for position, address in enumerate(settings.ADMIN_ADDRESSES, start=1):
+        try:
+            validate_address(address)
+        except InvalidAddressError as error:
+            problems.append(
+                f"ADMIN_ADDRESSES: entry {position} is not a TRON address in Base58Check "
+                f"({error.detail})"
+            )
+    if problems:
+        raise SettingsError(problems)
 
 
 class SignInService:

@@ -14,6 +14,7 @@ and an access token is unknown to the refresh store.
 
 from __future__ import annotations
 
+import base64
 import functools
 import re
 import secrets
@@ -35,6 +36,12 @@ MAX_TOKEN_LENGTH = 4096
 REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti", "sid"]
 # RFC 7515 section 7.1: three unpadded base64url segments.
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+# ES256 (RFC 7518 section 3.4): the signature is r || s, 32 bytes each, on P-256, whose order is
+# n (SEC 2 section 2.4.2). (r, s) and (r, n - s) both verify: we issue the low-s one only and
+# refuse its high-s twin, so one token has one spelling (API Gateway caches each Authorization
+# value's decision apart), as for TRON signatures (lucid.auth.tron).
+P256_ORDER: Final = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_ES256_SIGNATURE_TEXT = 86  # base64url characters of 64 bytes, unpadded
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +164,8 @@ class TokenService:
             algorithm=keys.algorithm,
             headers={"kid": keys.current.kid},
         )
+        if keys.algorithm == "ES256":
+            token = _low_s(token)
         return IssuedAccessToken(token=token, claims=claims)
 
     def decode(self, token: str) -> TokenClaims:
@@ -173,6 +182,8 @@ class TokenService:
         header = _header(token)
         if header.get("alg") != keys.algorithm:
             raise InvalidTokenError("token algorithm is not accepted")
+        if keys.algorithm == "ES256" and _es256_s(token) > P256_ORDER // 2:
+            raise InvalidTokenError("token signature is not canonical (high-s)")
         kid = header.get("kid")
         if not isinstance(kid, str):
             raise InvalidTokenError("token has no key id")
@@ -219,6 +230,27 @@ class TokenService:
                 raise InvalidTokenError(_failure_detail(error)) from None
             return payload
         raise InvalidTokenError(_BAD_SIGNATURE)
+
+
+def _es256_s(token: str) -> int:
+    """The s of an ES256 token's signature; 0 (left to the signature check, which refuses it)
+    when the signature is not 64 bytes."""
+    text = token.rpartition(".")[2]
+    if len(text) != _ES256_SIGNATURE_TEXT:
+        return 0
+    return int.from_bytes(base64.urlsafe_b64decode(text + "==")[32:], "big")
+
+
+def _low_s(token: str) -> str:
+    """`token` with its ES256 signature's s replaced by n - s when s is high (the same
+    signature, the one spelling `decode` accepts)."""
+    s = _es256_s(token)
+    if s <= P256_ORDER // 2:
+        return token
+    signed, _, text = token.rpartition(".")
+    r = base64.urlsafe_b64decode(text + "==")[:32]
+    low = r + (P256_ORDER - s).to_bytes(32, "big")
+    return signed + "." + base64.urlsafe_b64encode(low).rstrip(b"=").decode()
 
 
 def _keys_for(keys: KeySet, kid: str) -> list[JwtKey]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import sys
 import time
 import uuid
@@ -19,6 +20,7 @@ from lucid import secret_store
 from lucid.auth.keys import KeyConfigurationError, KeyRing, get_key_ring
 from lucid.auth.tokens import TokenService
 from lucid.config import Settings
+from lucid.errors import InvalidTokenError
 from lucid.identity import Role
 from lucid.secret_store import SecretUnavailableError
 
@@ -123,6 +125,20 @@ def test_short_key_from_aws_is_refused_outside_local(source: str) -> None:
         KeyRing(_settings(**values)).keys()
     # but the local stage accepts it (developer machines)
     assert KeyRing(_settings(STAGE="local", **values)).keys().current.signing == b"s" * 16
+
+
+@pytest.mark.usefixtures("aws")
+@pytest.mark.parametrize(("algorithm", "least"), [("HS384", 48), ("HS512", 64)])
+def test_an_aws_key_shorter_than_the_hmac_hash_is_refused(algorithm: str, least: int) -> None:
+    # GIVEN a 40-byte key in AWS (enough for HS256) on the prod stage, for a longer HMAC:
+    # RFC 7518 section 3.2 asks for a key at least the hash's size, and PyJWT would warn
+    # (InsecureKeyLengthWarning) at every token it signs with it
+    values = {"JWT_ALGORITHM": algorithm, "JWT_SECRET_ARN": _secret(LONG_KEY)}
+    with pytest.raises(KeyConfigurationError, match=f"at least {least} bytes"):
+        KeyRing(_settings(**values)).keys()
+    # AND a key of the hash's size signs and verifies, without a warning (-W error)
+    values["JWT_SECRET_ARN"] = _secret("k" * least)
+    assert _round_trip(_settings(**values)) == "u1"
 
 
 @pytest.mark.usefixtures("aws")
@@ -277,3 +293,43 @@ def test_without_cryptography_pem_keys_are_refused_naming_the_package(
 def test_without_cryptography_hs256_signs_and_verifies(monkeypatch: pytest.MonkeyPatch) -> None:
     _without_cryptography(monkeypatch)
     assert _round_trip(_settings(JWT_SECRET_ARN=None, JWT_SECRET_KEY=LONG_KEY)) == "u1"
+
+
+# The order of P-256 (SEC 2 section 2.4.2, "secp256r1": n).
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def _es256_service() -> TokenService:
+    pem = _pem_private(ec.generate_private_key(ec.SECP256R1()))
+    settings = _settings(JWT_SECRET_ARN=None, JWT_ALGORITHM="ES256", JWT_PRIVATE_KEY=pem)
+    return TokenService(settings, KeyRing(settings))
+
+
+def _r_s(token: str) -> tuple[int, int]:
+    raw = base64.urlsafe_b64decode(token.rsplit(".", 1)[1] + "==")
+    return int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+
+
+def _with_signature(token: str, r: int, s: int) -> str:
+    signature = base64.urlsafe_b64encode(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+    return token.rsplit(".", 1)[0] + "." + signature.rstrip(b"=").decode()
+
+
+def test_es256_tokens_have_one_spelling_the_low_s_one() -> None:
+    # GIVEN an ES256 deployment (ECDSA: (r, s) and (r, n - s) both verify, so each token has
+    # a malleated twin, another Authorization value for one signature)
+    service = _es256_service()
+    tokens = [service.issue("u1", "T", Role.USER, f"s{i}").token for i in range(24)]
+    # WHEN tokens are issued THEN every one carries the low-s signature (half would not: ECDSA
+    # draws s at random), and decodes
+    assert all(_r_s(token)[1] <= P256_ORDER // 2 for token in tokens)
+    assert all(service.decode(token).sub == "u1" for token in tokens)
+    # AND the high-s twin of a token is refused before any key is tried
+    r, s = _r_s(tokens[0])
+    twin = _with_signature(tokens[0], r, P256_ORDER - s)
+    with pytest.raises(InvalidTokenError, match=r"not canonical \(high-s\)"):
+        service.decode(twin)
+    # AND a signature that is not 64 bytes is left to the signature check, which refuses it
+    short = base64.urlsafe_b64encode(bytes(63)).rstrip(b"=").decode()
+    with pytest.raises(InvalidTokenError, match="token signature is invalid"):
+        service.decode(tokens[0].rsplit(".", 1)[0] + "." + short)

@@ -6,17 +6,24 @@ from datetime import UTC, datetime
 
 import pytest
 
-from lucid.auth.message import STATEMENT, build_message, check_ours, domain_of, parse_message
+from lucid.auth.message import (
+    MAX_MESSAGE_LENGTH,
+    STATEMENT,
+    build_message,
+    check_ours,
+    domain_of,
+    parse_message,
+)
 from lucid.errors import ForeignMessageError, MalformedMessageError
 
 URL = "https://api.lucid.example:8443"
 ADDRESS = "TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC"
 
 
-def _message() -> str:
+def _message(service_url: str = URL, chain_id: str = "mainnet") -> str:
     return build_message(
-        service_url=URL,
-        chain_id="mainnet",
+        service_url=service_url,
+        chain_id=chain_id,
         address=ADDRESS,
         nonce="0123456789abcdef0123456789abcdef",
         issued_at=datetime(2026, 11, 3, 10, 0, 0, tzinfo=UTC),
@@ -78,3 +85,16 @@ def test_foreign_messages_are_refused(old: str, new: str, detail: str) -> None:
     parsed = parse_message(_message().replace(old, new))
     with pytest.raises(ForeignMessageError, match=detail):
         check_ours(parsed, service_url=URL, chain_id="mainnet")
+
+
+def test_no_message_we_issue_is_also_a_message_of_the_other_tron_scheme() -> None:
+    # v1 signs keccak(H + "32" + M), v2 keccak(H + len(M) + M) (H = "\x19TRON Signed Message:\n").
+    # One digest stands for two messages when "32" + M == str(L) + M' with L == len(M'):
+    # a v1 M then is a v2 M' = M[1:] when M starts with a digit d and len(M) == 321 + d, and a
+    # v2 M is a v1 M' = str(len(M))[2:] + M when len(M) is 320..329 or 3200..3299. Login
+    # takes both schemes, so our messages must stay out of those lengths: the shortest one we
+    # can issue (one-letter host, one-character chain) is longer than 330 characters, and
+    # login refuses anything longer than MAX_MESSAGE_LENGTH (< 3200).
+    shortest = _message(service_url="http://a", chain_id="1")
+    assert len(shortest.encode()) > 330
+    assert MAX_MESSAGE_LENGTH < 3200

@@ -204,3 +204,64 @@ def test_base58_keeps_leading_zeros() -> None:
     for data in (b"", b"\0", b"\0\0\x01", b"\x41" + bytes(20), bytes(range(40))):
         assert b58decode(b58encode(data)) == data
     assert b58encode(b"\0\0\x01") == "112"
+
+
+def _eip191_signature(private_key: str, prefix: bytes, message: bytes) -> str:
+    """A wallet's signature of keccak256(prefix || message), r || s || v with v in {27, 28}."""
+    from coincurve import PrivateKey
+
+    compact = PrivateKey(bytes.fromhex(private_key)).sign_recoverable(
+        keccak256(prefix + message), hasher=None
+    )
+    return (compact[:64] + bytes([compact[64] + 27])).hex()
+
+
+_SIGN_IN = (
+    "api.lucid.example wants you to sign in with your TRON account:\n"
+    f"{ONE_ADDRESS}\n\nSign in to Lucid.\n\nURI: https://api.lucid.example\nVersion: 1\n"
+    "Chain ID: mainnet\nNonce: 0123456789abcdef0123456789abcdef\n"
+    "Issued At: 2026-11-03T10:00:00Z\nExpiration Time: 2026-11-03T10:05:00Z"
+)
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        # Ethereum personal_sign / eth_sign (EIP-191 version 0x45): the length in decimal
+        b"\x19Ethereum Signed Message:\n" + str(len(_SIGN_IN.encode())).encode(),
+        # TronWeb trx.sign(hex, key, useTronHeader=false): the Ethereum header, always "32"
+        b"\x19Ethereum Signed Message:\n32",
+        # the header TronWeb's source says v1 "should be" (0x15), which no wallet sends
+        b"\x15TRON Signed Message:\n32",
+    ],
+    ids=["personal_sign", "trx.sign-eth-header", "0x15-header"],
+)
+@pytest.mark.parametrize("scheme", list(SignatureScheme))
+def test_a_signature_under_another_prefix_is_not_a_tron_sign_in(
+    prefix: bytes, scheme: SignatureScheme
+) -> None:
+    # GIVEN the key's signature of the sign-in text under a non-TRON prefix (the same key
+    # controls an Ethereum account: an Ethereum site could ask for this very text)
+    signature = _eip191_signature(ONE, prefix, _SIGN_IN.encode())
+    # THEN it recovers some other key under both TRON schemes: another signer, refused
+    with pytest.raises(SignerMismatchError):
+        verify_signer(_SIGN_IN, signature, ONE_ADDRESS, scheme)
+
+
+def test_a_signature_that_recovers_the_point_at_infinity_is_refused() -> None:
+    # GIVEN r, s made so that s·R = e·G, i.e. Q = r⁻¹(s·R - e·G) is the point at infinity:
+    # R = k·G, r = x(R), s = e·k⁻¹ mod n (k picked so that s is low and R's y gives v)
+    from coincurve import PrivateKey
+
+    digest = int.from_bytes(hash_message_v2("hello"), "big") % SECP256K1_ORDER
+    for k in range(1, 100):
+        point = PrivateKey(k.to_bytes(32, "big")).public_key.format(compressed=False)
+        r = int.from_bytes(point[1:33], "big")
+        s = digest * pow(k, -1, SECP256K1_ORDER) % SECP256K1_ORDER
+        if r < SECP256K1_ORDER and 0 < s <= SECP256K1_ORDER // 2:
+            break
+    v = 27 + (point[64] & 1)
+    signature = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([v])
+    # WHEN recovering THEN no key recovers (not an address, not a crash)
+    with pytest.raises(BadSignatureError, match="no public key recovers"):
+        recover_address("hello", signature.hex())
