@@ -8,7 +8,7 @@ import time
 import redis
 
 from lucid.ratelimit import RateLimiter
-from lucid.ratelimit.lease import LEASE_SECONDS, LEASE_SHARE, Leases, Spent, TripTerms
+from lucid.ratelimit.lease import LEASE_SECONDS, LEASE_SHARE, NO_LEASE, Leases, Spent, TripTerms
 from tests.shared.ratelimit.helpers import limiter_for
 
 IP = "198.51.100.7"
@@ -22,6 +22,15 @@ def _script_calls(client: redis.Redis) -> int:
 
 def _admitted(limiter: RateLimiter, attempts: int) -> int:
     return sum(limiter.check(limiter.policies.public, IP).allowed for _ in range(attempts))
+
+
+def _two_instances(client: redis.Redis, quota: int) -> tuple[RateLimiter, RateLimiter]:
+    """Two instances' limiters (each its own leases) on one Redis, with an hour's window."""
+    first, second = (
+        limiter_for(client, RATE_LIMIT_PUBLIC=quota, RATE_LIMIT_WINDOW_SECONDS=3600)
+        for _ in range(2)
+    )
+    return first, second
 
 
 def test_a_busy_caller_is_decided_in_redis_a_few_times_with_exact_headers(
@@ -60,10 +69,7 @@ def test_slots_left_in_a_quiet_instance_refuse_others_early_then_come_back(
     redis_client: redis.Redis,
 ) -> None:
     quota = 1000
-    busy, quiet = (
-        limiter_for(redis_client, RATE_LIMIT_PUBLIC=quota, RATE_LIMIT_WINDOW_SECONDS=3600)
-        for _ in range(2)
-    )
+    busy, quiet = _two_instances(redis_client, quota)
     # GIVEN the quiet instance served a burst and holds a lease when its traffic stops
     spent_by_quiet = _admitted(quiet, 40)
     # WHEN another instance spends everything it can
@@ -122,3 +128,37 @@ def test_a_lease_never_outlives_the_window_it_was_charged_in() -> None:
     now[0] += 0.2
     assert leases.spend("k") is None
     assert leases.terms("k").extra == 2
+
+
+def test_a_slow_reply_does_not_carry_a_lease_past_its_window() -> None:
+    now = [0.0]
+    leases = Leases(max_slots=8, clock=lambda: now[0])
+    leases.record("k", NO_LEASE, granted=0, remaining=500, reset_us=30_000_000, window=3)
+    # GIVEN a hot caller's trip asking for a lease is set out at t = 0.1 s
+    now[0] = 0.1
+    terms = leases.terms("k")
+    assert terms.extra == 1
+    # WHEN Redis's reply, 0.3 s before the end of the window it was charged in, comes 0.5 s
+    # later (Redis read its clock somewhere in between: that window ended by t = 0.4 s)
+    now[0] = 0.6
+    leases.record("k", terms, granted=1, remaining=499, reset_us=300_000, window=3)
+    # THEN the lease is over: its slot is never spent in the next window
+    assert leases.spend("k") is None
+
+
+def test_after_redis_lost_its_data_leases_add_at_most_what_they_held(
+    redis_client: redis.Redis,
+) -> None:
+    quota = 1000
+    holder, other = _two_instances(redis_client, quota)
+    # GIVEN an instance holding a lease for a busy caller
+    _admitted(holder, 40)
+    key = holder.policies.public.key(IP)
+    held = int(redis_client.hget(key, "c") or 0) - 40
+    assert 0 < held <= min(holder.settings.RATE_LIMIT_LEASE_MAX, (quota - 1) // LEASE_SHARE)
+    # WHEN Redis loses its data (FLUSHDB, a restart without persistence) and the caller goes on
+    redis_client.flushdb()
+    after = _admitted(other, 2 * quota) + _admitted(holder, 2 * quota)
+    # THEN it gets a whole quota again, as it would without leases, plus only the slots the
+    # instance held (stated in lucid.ratelimit.lease)
+    assert after == quota + held
