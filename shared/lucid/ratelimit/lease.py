@@ -82,6 +82,11 @@ class TripTerms:
         """The script's trailing arguments."""
         return [self.extra, LEASE_SHARE, self.back, self.back_window]
 
+    def args_again(self) -> list[int]:
+        """The trailing arguments of the trip sent again on a new connection: Redis may have
+        run the first and given the slots back already, so this one gives none back."""
+        return [self.extra, LEASE_SHARE, 0, -1]
+
 
 NO_LEASE = TripTerms(0, 0, -1)
 

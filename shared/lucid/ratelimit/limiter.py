@@ -113,7 +113,7 @@ class RateLimiter:
             for policy, _ in limits:
                 args += (policy.quota, policy.window_us)
             try:
-                reply = self._script(keys=keys, args=args + terms.args())
+                reply = self._script(keys, args + terms.args(), args + terms.args_again())
             except redis.RedisError as error:
                 if self._leases is not None and len(keys) == 1:
                     self._leases.forget(keys[0])

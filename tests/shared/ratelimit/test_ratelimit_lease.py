@@ -4,11 +4,14 @@ still hold (never more admissions; early refusals within the stated bound)."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import redis
+from redis.connection import Connection
 
 from lucid.ratelimit import RateLimiter
 from lucid.ratelimit.lease import LEASE_SECONDS, LEASE_SHARE, NO_LEASE, Leases, Spent, TripTerms
+from lucid_edge.local import EmbeddedRedis
 from tests.shared.ratelimit.helpers import limiter_for
 
 IP = "198.51.100.7"
@@ -162,3 +165,47 @@ def test_after_redis_lost_its_data_leases_add_at_most_what_they_held(
     # THEN it gets a whole quota again, as it would without leases, plus only the slots the
     # instance held (stated in lucid.ratelimit.lease)
     assert after == quota + held
+
+
+class _ReplyLost(Connection):
+    """A real connection whose next script reply, once told, is lost after Redis ran the script
+    (the connection drops, as in a failover or a network cut): redis-py dials again."""
+
+    lose_next = False
+
+    def send_command(self, *args: Any, **kwargs: Any) -> None:
+        self._script = args[0] in ("EVALSHA", "EVAL")
+        super().send_command(*args, **kwargs)
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        reply = super().read_response(*args, **kwargs)
+        if self._script and _ReplyLost.lose_next:
+            _ReplyLost.lose_next = False
+            raise redis.ConnectionError("the connection dropped")
+        return reply
+
+
+def test_a_trip_sent_again_after_its_reply_was_lost_gives_nothing_back_twice(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    quota = 1000
+    pool = redis.BlockingConnectionPool.from_url(redis_server.uri, connection_class=_ReplyLost)
+    holder = limiter_for(
+        redis.Redis(connection_pool=pool), RATE_LIMIT_PUBLIC=quota, RATE_LIMIT_WINDOW_SECONDS=3600
+    )
+    other = limiter_for(redis_client, RATE_LIMIT_PUBLIC=quota, RATE_LIMIT_WINDOW_SECONDS=3600)
+    try:
+        # GIVEN an instance whose lease lapsed with slots unspent
+        spent = _admitted(holder, 40)
+        time.sleep(LEASE_SECONDS)
+        # WHEN its next round trip (which gives those slots back) runs in Redis but the reply
+        # is lost, and redis-py sends it again on a new connection
+        _ReplyLost.lose_next = True
+        spent += _admitted(holder, 1)
+        assert not _ReplyLost.lose_next
+        # THEN the slots were given back once: the caller gets its quota, the request counted
+        # twice at most, never more
+        spent += _admitted(other, 2 * quota)
+        assert quota - 1 <= spent <= quota
+    finally:
+        pool.disconnect()
