@@ -16,6 +16,7 @@ import httpx
 import pytest
 import redis
 
+from lucid.ratelimit.lease import LEASE_SECONDS, LEASE_SHARE
 from lucid_edge.local import start_redis
 from tests.e2e.subprocess_edge import SubprocessEdge, sign_in, subprocess_edge
 from tests.utils.wallets import Wallet
@@ -99,6 +100,33 @@ def test_concurrent_burst_through_both_workers_admits_exactly_the_quota(
         statuses = Counter(pool.map(lambda _: client.get(PUBLIC_ROUTE).status_code, range(60)))
     # THEN exactly the quota is admitted: Redis decides atomically for every worker
     assert statuses == {200: PUBLIC_LIMIT, 429: 60 - PUBLIC_LIMIT}
+
+
+def test_leases_in_both_workers_never_admit_more_than_the_quota(redis_client: redis.Redis) -> None:
+    # GIVEN a quota large enough for leases (up to (320 - 1) // 32 = 9 slots per worker), over
+    # an hour's window, the burst kept off the hour's edge (where the sliding window may admit
+    # more, by design: lucid.ratelimit.window)
+    quota, window = 320, 3600
+    held_at_most = 2 * min(32, (quota - 1) // LEASE_SHARE)
+    env = _limits_on(RATE_LIMIT_PUBLIC=quota, RATE_LIMIT_WINDOW_SECONDS=window)
+    with (
+        subprocess_edge(env) as edge,
+        edge.client(headers=FRESH) as client,
+        ThreadPoolExecutor(max_workers=12) as pool,
+    ):
+        to_edge = window - time.time() % window
+        if to_edge < 30:
+            time.sleep(to_edge + 0.1)
+        # WHEN twice the quota arrives on fresh connections (both workers serve it)
+        burst = Counter(pool.map(lambda _: client.get(PUBLIC_ROUTE).status_code, range(2 * quota)))
+        # THEN never more than the quota passes, and no more are refused early than the slots
+        # the two workers may hold (README, "What every request goes through")
+        assert set(burst) == {200, 429}
+        assert quota - held_at_most <= burst[200] <= quota
+        # AND once the leases have lapsed, what they held comes back, and nothing more
+        time.sleep(LEASE_SECONDS + 0.1)
+        later = Counter(pool.map(lambda _: client.get(PUBLIC_ROUTE).status_code, range(60)))
+        assert burst[200] + later[200] <= quota
 
 
 def test_spoofed_forwarding_headers_do_not_dodge_the_public_limit(
