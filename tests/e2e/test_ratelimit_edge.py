@@ -7,12 +7,16 @@ GET /users/me is counted at the authenticated tier, by user.
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import jwt
 import pytest
 import redis
 
@@ -171,6 +175,46 @@ def test_authenticated_tier_counts_each_user_apart(
         anonymous = client.get(PUBLIC_ROUTE)
         assert anonymous.status_code == 200
         assert anonymous.headers["ratelimit-policy"].startswith('"public"')
+
+
+def _admin_tokens_nobody_issued(real: str) -> dict[str, str]:
+    """Tokens claiming the admin role: a real user's token with its payload edited, and tokens
+    signed with the stage's own key but expired or minted for another stage."""
+    header, payload, signature = real.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    edited = {**claims, "role": "admin", "tier": "admin"}
+    body = base64.urlsafe_b64encode(json.dumps(edited).encode()).rstrip(b"=").decode()
+    key, kid = os.environ["JWT_SECRET_KEY"], {"kid": jwt.get_unverified_header(real).get("kid")}
+    expired = {**edited, "iat": claims["iat"] - 3600, "nbf": claims["iat"] - 3600}
+    expired["exp"] = claims["iat"] - 3000
+    other_stage = {**edited, "iss": "lucid-api-gateway/prod", "aud": "lucid/prod"}
+    return {
+        "edited": f"{header}.{body}.{signature}",
+        "expired": jwt.encode(expired, key, algorithm="HS256", headers=kid),
+        "other-stage": jwt.encode(other_stage, key, algorithm="HS256", headers=kid),
+    }
+
+
+def test_no_token_picks_a_higher_tier_and_a_refused_one_counts_nowhere(
+    edge: SubprocessEdge, redis_client: redis.Redis
+) -> None:
+    with edge.client() as client:
+        real = sign_in(client, Wallet())
+        for name, token in _admin_tokens_nobody_issued(real).items():
+            as_admin = {"Authorization": f"Bearer {token}"}
+            # WHEN a protected route gets a token claiming the admin role that no one issued
+            refused = client.get("/users/me", headers=as_admin)
+            # THEN the authorizer refuses it before any function (API Gateway's 403), so no
+            # tier counts it
+            assert refused.status_code == 403, name
+            assert refused.json() == {"message": "Forbidden"}
+            assert "x-ratelimit-limit" not in refused.headers
+            # AND on a public route (no authorizer) it is nobody: the public tier, by address
+            public = client.get(PUBLIC_ROUTE, headers=as_admin)
+            assert public.status_code == 200
+            assert public.headers["ratelimit-policy"] == f'"public";q={PUBLIC_LIMIT};w=60'
+    assert redis_client.keys("lucid:local:rl:admin:*") == []
+    assert redis_client.keys("lucid:local:rl:authenticated:*") == []
 
 
 def test_signin_attempts_are_limited_per_address(
