@@ -3,15 +3,17 @@ still hold (never more admissions; early refusals within the stated bound)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
+import pytest
 import redis
 from redis.connection import Connection
 
 from lucid.ratelimit import RateLimiter
 from lucid.ratelimit.lease import LEASE_SECONDS, LEASE_SHARE, NO_LEASE, Leases, Spent, TripTerms
-from lucid_edge.local import EmbeddedRedis
+from lucid_edge.local import EmbeddedRedis, start_redis
 from tests.shared.ratelimit.helpers import limiter_for
 
 IP = "198.51.100.7"
@@ -149,19 +151,27 @@ def test_a_slow_reply_does_not_carry_a_lease_past_its_window() -> None:
     assert leases.spend("k") is None
 
 
+@pytest.mark.parametrize("loss", ["flushdb", "restart"])
 def test_after_redis_lost_its_data_leases_add_at_most_what_they_held(
-    redis_client: redis.Redis,
+    own_redis: EmbeddedRedis, loss: str
 ) -> None:
     quota = 1000
-    holder, other = _two_instances(redis_client, quota)
+    client = redis.Redis.from_url(own_redis.uri)
+    holder, other = _two_instances(client, quota)
     # GIVEN an instance holding a lease for a busy caller
     _admitted(holder, 40)
-    key = holder.policies.public.key(IP)
-    held = int(redis_client.hget(key, "c") or 0) - 40
+    held = int(client.hget(holder.policies.public.key(IP), "c") or 0) - 40
     assert 0 < held <= min(holder.settings.RATE_LIMIT_LEASE_MAX, (quota - 1) // LEASE_SHARE)
-    # WHEN Redis loses its data (FLUSHDB, a restart without persistence) and the caller goes on
-    redis_client.flushdb()
-    after = _admitted(other, 2 * quota) + _admitted(holder, 2 * quota)
+    with contextlib.ExitStack() as restarted:
+        # WHEN Redis loses its data (FLUSHDB, or a restart without persistence, which also
+        # drops every connection and the script) and the caller goes on
+        if loss == "restart":
+            own_redis.stop()
+            restarted.enter_context(start_redis(own_redis.port))
+        else:
+            client.flushdb()
+        after = _admitted(other, 2 * quota) + _admitted(holder, 2 * quota)
+        client.close()
     # THEN it gets a whole quota again, as it would without leases, plus only the slots the
     # instance held (stated in lucid.ratelimit.lease)
     assert after == quota + held
