@@ -219,3 +219,30 @@ def test_a_trip_sent_again_after_its_reply_was_lost_gives_nothing_back_twice(
         assert quota - 1 <= spent <= quota
     finally:
         pool.disconnect()
+
+
+def test_busy_callers_get_leases_again_once_redis_is_back(own_redis: EmbeddedRedis) -> None:
+    client = redis.Redis.from_url(own_redis.uri, socket_connect_timeout=0.2)
+    limiter = limiter_for(
+        client, retry_seconds=0.2, RATE_LIMIT_PUBLIC=100_000, RATE_LIMIT_WINDOW_SECONDS=3600
+    )
+    public = limiter.policies.public
+
+    def busy(ip: str, requests: int) -> int:
+        return sum(limiter.check(public, ip).allowed for _ in range(requests))
+
+    # GIVEN a busy caller served from leases
+    assert busy("198.51.100.20", 100) == 100
+    # WHEN Redis stops (another caller's round trip fails first and opens the circuit) while the
+    # busy caller goes on, from its lease and then from the per-instance fallback
+    own_redis.stop()
+    assert busy("198.51.100.21", 1) == 1
+    assert busy("198.51.100.20", 40) == 40
+    # AND Redis is back
+    with start_redis(own_redis.port):
+        time.sleep(0.3)  # the circuit's pause
+        client.config_resetstat()
+        # THEN the busy caller is decided in Redis a few times again, not on every request
+        assert busy("198.51.100.20", 300) == 300
+        assert _script_calls(client) <= 20
+    client.close()
