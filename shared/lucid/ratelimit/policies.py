@@ -8,6 +8,7 @@ counted by its /64 (`client_network`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import re
@@ -30,12 +31,17 @@ IPV6_PREFIX = 64
 def client_network(source_ip: str) -> str:
     """What a client at `source_ip` is counted as: an IPv4 address itself (IPv4-mapped IPv6
     too), an IPv6 address as its /64 (`2001:db8:1:2::/64`), anything else unchanged."""
+    if ":" not in source_ip:
+        return source_ip  # IPv4, as API Gateway writes it: parsing it costs ~6 us per request
+    return _ipv6_network(source_ip)
+
+
+@functools.lru_cache(maxsize=1024)
+def _ipv6_network(source_ip: str) -> str:
     try:
-        address = ipaddress.ip_address(source_ip)
+        address = ipaddress.IPv6Address(source_ip)
     except ValueError:
         return source_ip
-    if isinstance(address, ipaddress.IPv4Address):
-        return str(address)
     if address.ipv4_mapped is not None:
         return str(address.ipv4_mapped)
     return str(ipaddress.IPv6Network((address.packed, IPV6_PREFIX), strict=False))
