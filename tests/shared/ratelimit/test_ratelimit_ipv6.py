@@ -26,6 +26,7 @@ VICTIM = "TLa2f6VPqDgRE67v1736s7bJ8Ray5wYjU7"
         ("::ffff:203.0.113.9", "203.0.113.9"),  # an IPv4 client on a dual-stack socket
         ("fe80::1%eth0", "fe80::/64"),
         ("not an address", "not an address"),
+        ("not:an:address", "not:an:address"),
     ],
 )
 def test_the_network_an_address_is_counted_under(source_ip: str, counted: str) -> None:
