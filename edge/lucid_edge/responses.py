@@ -6,6 +6,7 @@ API Gateway produces itself are `{"message": "<reason phrase>"}` as application/
 | case | answer | source |
 | --- | --- | --- |
 | no route | 404 Not Found | http-api-develop-routes.html |
+| route over its throttle | 429 Too Many Requests (8) | http-api-throttling.html |
 | request line + header values over 10,240 B | 431 (1) | http-api-quotas.html |
 | payload over 10 MB | 413 Request Entity Too Large (1) | http-api-quotas.html |
 | event JSON over 6,291,456 B | 413 Request Entity Too Large (2) | Lambda quotas |
@@ -38,6 +39,9 @@ checks only `int(statusCode) > 0` and hands the 1xx to Flask.
 in a 204. A body the function sets is dropped (sent after the headers, it would be read as the
 start of the next response on a kept-alive connection). AWS documents neither case; it adds
 `content-type: application/json` only when inferring a result without statusCode (5).
+(8) The status is documented ("Clients may receive 429 Too Many Requests error responses"), the
+body is API Gateway's usual `{"message": ...}` (not written there: notes/aws-facts.md section 5);
+no function runs, so none of a function's rate-limit headers or Retry-After come with it.
 The pages are under https://docs.aws.amazon.com/apigateway/latest/developerguide/, and
 https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html for Lambda's quotas.
 Where sam local answers otherwise, or AWS is silent, README's "differences from AWS" says so.

@@ -7,15 +7,20 @@ GET /users/me is counted at the authenticated tier, by user.
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import jwt
 import pytest
 import redis
 
+from lucid.ratelimit.lease import LEASE_SECONDS, LEASE_SHARE
 from lucid_edge.local import start_redis
 from tests.e2e.subprocess_edge import SubprocessEdge, sign_in, subprocess_edge
 from tests.utils.wallets import Wallet
@@ -101,6 +106,33 @@ def test_concurrent_burst_through_both_workers_admits_exactly_the_quota(
     assert statuses == {200: PUBLIC_LIMIT, 429: 60 - PUBLIC_LIMIT}
 
 
+def test_leases_in_both_workers_never_admit_more_than_the_quota(redis_client: redis.Redis) -> None:
+    # GIVEN a quota large enough for leases (up to (320 - 1) // 32 = 9 slots per worker), over
+    # an hour's window, the burst kept off the hour's edge (where the sliding window may admit
+    # more, by design: lucid.ratelimit.window)
+    quota, window = 320, 3600
+    held_at_most = 2 * min(32, (quota - 1) // LEASE_SHARE)
+    env = _limits_on(RATE_LIMIT_PUBLIC=quota, RATE_LIMIT_WINDOW_SECONDS=window)
+    with (
+        subprocess_edge(env) as edge,
+        edge.client(headers=FRESH) as client,
+        ThreadPoolExecutor(max_workers=12) as pool,
+    ):
+        to_edge = window - time.time() % window
+        if to_edge < 30:
+            time.sleep(to_edge + 0.1)
+        # WHEN twice the quota arrives on fresh connections (both workers serve it)
+        burst = Counter(pool.map(lambda _: client.get(PUBLIC_ROUTE).status_code, range(2 * quota)))
+        # THEN never more than the quota passes, and no more are refused early than the slots
+        # the two workers may hold (README, "What every request goes through")
+        assert set(burst) == {200, 429}
+        assert quota - held_at_most <= burst[200] <= quota
+        # AND once the leases have lapsed, what they held comes back, and nothing more
+        time.sleep(LEASE_SECONDS + 0.1)
+        later = Counter(pool.map(lambda _: client.get(PUBLIC_ROUTE).status_code, range(60)))
+        assert burst[200] + later[200] <= quota
+
+
 def test_spoofed_forwarding_headers_do_not_dodge_the_public_limit(
     edge: SubprocessEdge, redis_client: redis.Redis
 ) -> None:
@@ -143,6 +175,46 @@ def test_authenticated_tier_counts_each_user_apart(
         anonymous = client.get(PUBLIC_ROUTE)
         assert anonymous.status_code == 200
         assert anonymous.headers["ratelimit-policy"].startswith('"public"')
+
+
+def _admin_tokens_nobody_issued(real: str) -> dict[str, str]:
+    """Tokens claiming the admin role: a real user's token with its payload edited, and tokens
+    signed with the stage's own key but expired or minted for another stage."""
+    header, payload, signature = real.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    edited = {**claims, "role": "admin", "tier": "admin"}
+    body = base64.urlsafe_b64encode(json.dumps(edited).encode()).rstrip(b"=").decode()
+    key, kid = os.environ["JWT_SECRET_KEY"], {"kid": jwt.get_unverified_header(real).get("kid")}
+    expired = {**edited, "iat": claims["iat"] - 3600, "nbf": claims["iat"] - 3600}
+    expired["exp"] = claims["iat"] - 3000
+    other_stage = {**edited, "iss": "lucid-api-gateway/prod", "aud": "lucid/prod"}
+    return {
+        "edited": f"{header}.{body}.{signature}",
+        "expired": jwt.encode(expired, key, algorithm="HS256", headers=kid),
+        "other-stage": jwt.encode(other_stage, key, algorithm="HS256", headers=kid),
+    }
+
+
+def test_no_token_picks_a_higher_tier_and_a_refused_one_counts_nowhere(
+    edge: SubprocessEdge, redis_client: redis.Redis
+) -> None:
+    with edge.client() as client:
+        real = sign_in(client, Wallet())
+        for name, token in _admin_tokens_nobody_issued(real).items():
+            as_admin = {"Authorization": f"Bearer {token}"}
+            # WHEN a protected route gets a token claiming the admin role that no one issued
+            refused = client.get("/users/me", headers=as_admin)
+            # THEN the authorizer refuses it before any function (API Gateway's 403), so no
+            # tier counts it
+            assert refused.status_code == 403, name
+            assert refused.json() == {"message": "Forbidden"}
+            assert "x-ratelimit-limit" not in refused.headers
+            # AND on a public route (no authorizer) it is nobody: the public tier, by address
+            public = client.get(PUBLIC_ROUTE, headers=as_admin)
+            assert public.status_code == 200
+            assert public.headers["ratelimit-policy"] == f'"public";q={PUBLIC_LIMIT};w=60'
+    assert redis_client.keys("lucid:local:rl:admin:*") == []
+    assert redis_client.keys("lucid:local:rl:authenticated:*") == []
 
 
 def test_signin_attempts_are_limited_per_address(

@@ -6,6 +6,9 @@ each is a Structured Fields list, so an inner, stricter policy (sign-in) and the
 listed. `X-RateLimit-Reset` is in seconds from now, like `t`, not an epoch. The window slides
 (`lucid.ratelimit.window`): at the reset, what was used in the ending window is not whole again
 but comes back gradually over the next one; `Retry-After` is the exact wait for one request.
+On a refusal `t` is that wait (`r=0` for exactly that long): the draft's section 6 says a
+Retry-After SHOULD NOT name a time earlier than the end of the effective window `t`, and the
+sliding window often admits again before its fixed window ends.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ def rate_limit_headers(decision: Decision) -> dict[str, str]:
     }
     if not decision.allowed:
         headers["Retry-After"] = str(decision.retry_after)
+        headers["RateLimit"] = f'"{policy.name}";r=0;t={decision.retry_after}'
     return headers
 
 

@@ -10,8 +10,13 @@ config.sync_rate). Leases are conservative instead:
 
 * **Never more admissions than without leases.** Every slot is charged in Redis, inside the
   sliding-window algorithm's decision, before any request uses it, and a lease ends with the
-  window it was charged in (and after `LEASE_SECONDS` at most), so no slot is spent in a later
-  window than the one it was counted in.
+  window it was charged in (timed from when its round trip was set out, so a slow reply cannot
+  stretch it) and after `LEASE_SECONDS` at most, so no slot is spent in a later window than the
+  one it was counted in. One exception: when Redis loses its data (a restart without
+  persistence, FLUSHDB, a failover to a replica that missed the writes) every count starts
+  again from zero, leases or not, and the slots instances hold then come on top: at most the
+  bound below, once per loss, for up to LEASE_SECONDS (or, given back on the next round trip,
+  taken off the new count).
 * **Refused early by at most N x min(RATE_LIMIT_LEASE_MAX, (q - 1) / 32)** for N instances
   serving the caller: that many slots can sit unspent in other instances' leases. A lease takes at
   most 1/32 of what the caller has left (so a caller near its quota gets no lease and every request
@@ -69,10 +74,18 @@ class TripTerms:
     extra: int
     back: int
     back_window: int
+    # When the trip was set out (this instance's clock): Redis read its TIME after it, so the
+    # window it reports ends no later than `asked + reset`, however long the reply took.
+    asked: float | None = None
 
     def args(self) -> list[int]:
         """The script's trailing arguments."""
         return [self.extra, LEASE_SHARE, self.back, self.back_window]
+
+    def args_again(self) -> list[int]:
+        """The trailing arguments of the trip sent again on a new connection: Redis may have
+        run the first and given the slots back already, so this one gives none back."""
+        return [self.extra, LEASE_SHARE, 0, -1]
 
 
 NO_LEASE = TripTerms(0, 0, -1)
@@ -117,14 +130,17 @@ class Leases:
             hot = now - lease.trip < LEASE_SECONDS
             extra = min(self.max_slots, max(1, 2 * used)) if hot else 0
             lease.asking = extra > 0
-            return TripTerms(extra, back, lease.window)
+            return TripTerms(extra, back, lease.window, now)
 
     def record(
         self, key: str, terms: TripTerms, granted: int, remaining: int, reset_us: int, window: int
     ) -> None:
         """Remember a round trip for `key` made on `terms` and the lease Redis granted in it."""
         now = self._clock()
-        window_end = now + reset_us / 1_000_000
+        # Timed from when the trip was set out, not from the reply: a slow reply must not carry
+        # the lease past the end of the window its slots were charged in.
+        asked = now if terms.asked is None else min(terms.asked, now)
+        window_end = asked + reset_us / 1_000_000
         with self._lock:
             lease = self._leases.get(key)
             if lease is not None and terms.extra == 0:
@@ -136,7 +152,7 @@ class Leases:
                 remaining=remaining,
                 window=window,
                 window_end=window_end,
-                lapses=min(window_end, now + LEASE_SECONDS),
+                lapses=min(window_end, asked + LEASE_SECONDS),
                 trip=now,
             )
             if len(self._leases) > self._max_keys:

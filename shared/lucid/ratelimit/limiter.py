@@ -113,10 +113,8 @@ class RateLimiter:
             for policy, _ in limits:
                 args += (policy.quota, policy.window_us)
             try:
-                reply = self._script(keys=keys, args=args + terms.args())
+                reply = self._script(keys, args + terms.args(), args + terms.args_again())
             except redis.RedisError as error:
-                if self._leases is not None and len(keys) == 1:
-                    self._leases.forget(keys[0])
                 self._open_circuit(error)
             else:
                 if self._redis_down_until:
@@ -131,6 +129,11 @@ class RateLimiter:
                         keys[0], terms, granted, first.remaining, first.reset_us, window
                     )
                 return _binding(limits, verdicts, "redis")
+        if self._leases is not None and len(keys) == 1:
+            # The trip `terms` were made for was not recorded: drop what is known of the key,
+            # or it stays "asking" and never gets a lease again once Redis is back (its unspent
+            # slots stay counted there until their window ends).
+            self._leases.forget(keys[0])
         return self._without_redis(limits, keys)
 
     def _open_circuit(self, error: redis.RedisError) -> None:

@@ -26,14 +26,29 @@ class ScriptRunner:
         self._script = script
         self._sha = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
 
-    def __call__(self, keys: Sequence[str], args: Sequence[int]) -> Any:
+    def __call__(
+        self, keys: Sequence[str], args: Sequence[int], again: Sequence[int] | None = None
+    ) -> Any:
         """The script's reply for `keys` and `args`; redis errors propagate.
 
-        A connection that died is dialled again once (`KeptConnections.execute`); that retry
-        may count a request twice if Redis ran the first attempt and only its reply was lost:
-        over-counting, never over-admission.
+        A connection that died is dialled again once (`KeptConnections.execute`), with `again`
+        instead of `args` when given. Redis may have run the first attempt and only its reply
+        been lost, so the retry may count a request twice (over-counting, never over-admission),
+        and must not give back a lease's slots twice: the limiter's `again` gives none back.
         """
         try:
-            return self._kept.execute("EVALSHA", self._sha, len(keys), *keys, *args)
+            return self._send("EVALSHA", self._sha, keys, args, again)
         except NoScriptError:
-            return self._kept.execute("EVAL", self._script, len(keys), *keys, *args)
+            return self._send("EVAL", self._script, keys, args, again)
+
+    def _send(
+        self,
+        command: str,
+        script: str,
+        keys: Sequence[str],
+        args: Sequence[int],
+        again: Sequence[int] | None,
+    ) -> Any:
+        head = (command, script, len(keys), *keys)
+        retry = args if again is None else again
+        return self._kept.execute(*head, *args, again=(*head, *retry))

@@ -1,5 +1,5 @@
 """Sign-in abuse limits for /auth/challenge and /auth/login: per source IP, and per TRON address
-from one source IP.
+from one source IP (an IPv6 source counted by its /64: `lucid.ratelimit.policies.client_network`).
 
 Both are counted in one round trip and charged only together, so a refused attempt costs
 neither budget. Nothing is counted per address alone: attempts from other sources never spend
@@ -15,6 +15,7 @@ from __future__ import annotations
 from lucid.errors import RateLimitedError
 from lucid.ratelimit.headers import rate_limit_headers
 from lucid.ratelimit.limiter import Decision, Limit, RateLimiter, default_limiter
+from lucid.ratelimit.policies import client_network
 
 
 def enforce_signin_limits(
@@ -29,6 +30,7 @@ def enforce_signin_limits(
     if limiter is None or not limiter.enabled:
         return None
     policies = limiter.policies
+    ip = client_network(ip)  # an IPv6 source by its /64, like the public tier
     limits: list[Limit] = [(policies.signin_ip, ip)]
     if address:
         limits.append((policies.signin_address, f"{address.strip()}@{ip}"))

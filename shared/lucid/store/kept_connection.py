@@ -65,15 +65,19 @@ class KeptConnections:
         self._kept = 0
         self._limit = pool.max_connections // 2
 
-    def execute(self, *args: Any) -> Any:
+    def execute(self, *args: Any, again: tuple[Any, ...] | None = None) -> Any:
         """The reply to one command (`"HMGET", key, field, ...`); redis errors propagate.
 
         A kept connection can have died since its last use (Redis restarted, an idle timeout):
-        a connection error is retried once on a fresh dial. A timeout is not retried, so a hung
-        Redis costs one REDIS_TIMEOUT_MS. Only idempotent reads, or commands whose repetition
-        over-counts and never over-admits (the rate limiter's script), may be sent this way.
+        a connection error is retried once on a fresh dial, with `again` instead of `args` when
+        given. Redis may have run the first attempt and only its reply been lost, so the retry
+        must be safe to run twice: idempotent reads, or a command whose repetition over-counts
+        and never over-admits (the rate limiter's script, sent again without its give-back). A
+        timeout is not retried, so a hung Redis costs one REDIS_TIMEOUT_MS.
         """
-        return self._on_a_connection(_execute, args)
+        if again is None:
+            return self._on_a_connection(_execute, args)
+        return self._on_a_connection(_execute_or_else, (args, again))
 
     def execute_for_server(self, command: Callable[[str], tuple[Any, ...]]) -> Any:
         """The reply to `command(run_id)`: one command made for the server process answering it.
@@ -153,19 +157,27 @@ def _check_out(pool: ConnectionPool) -> ConnectionInterface | None:
         return None
 
 
-def _execute(connection: ConnectionInterface, args: tuple[Any, ...]) -> Any:
-    # Connection errors are retried once on a fresh dial; a reply cut short resets the socket.
+def _execute(
+    connection: ConnectionInterface, args: tuple[Any, ...], again: tuple[Any, ...] | None = None
+) -> Any:
+    # Connection errors are retried once on a fresh dial (with `again` when given); a reply cut
+    # short resets the socket.
     try:
         try:
             return _run(connection, args)
         except redis.ConnectionError:
             _reset(connection)
-            return _run(connection, args)
+            return _run(connection, args if again is None else again)
     except redis.ResponseError:
         raise  # Redis answered (NOSCRIPT, WRONGTYPE, ...): the connection is in step
     except BaseException:
         _reset(connection)  # a half-read reply must never be taken for the next command's
         raise
+
+
+def _execute_or_else(connection: ConnectionInterface, commands: tuple[Any, ...]) -> Any:
+    # `commands`: (the args, the args of the retry).
+    return _execute(connection, *commands)
 
 
 def server_run_id(connection: ConnectionInterface) -> str:

@@ -127,7 +127,9 @@ RATE_LIMIT_HEADERS = {
         kind="integer",
     ),
     "RateLimit-Policy": header('IETF draft: `"<tier>";q=<quota>;w=<window s>`'),
-    "RateLimit": header('IETF draft: `"<tier>";r=<remaining>;t=<X-RateLimit-Reset>`'),
+    "RateLimit": header(
+        'IETF draft: `"<tier>";r=<remaining>;t=<X-RateLimit-Reset>`; on a 429 `t` is Retry-After'
+    ),
 }
 UNREADABLE_BODY = "the body could not be read as JSON text (it is not UTF-8)"
 RETRY_AFTER = header("seconds to wait before retrying", kind="integer", required=True)

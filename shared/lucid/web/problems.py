@@ -135,7 +135,12 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
     # An exception class that refuses attributes is logged twice rather than answered badly.
     with contextlib.suppress(AttributeError, TypeError):
         setattr(exc, _LOGGED, True)
-    return error_response(LucidError("the server could not complete the request"), request.url.path)
+    return unexpected_error_response(request.url.path)
+
+
+def unexpected_error_response(instance: str) -> Response:
+    """The 500 problem for an error nobody expected while serving `instance` (no details)."""
+    return error_response(LucidError("the server could not complete the request"), instance)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

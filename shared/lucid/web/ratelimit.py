@@ -21,7 +21,7 @@ from lucid.observability import count
 from lucid.ratelimit.headers import merge_into, rate_limit_headers
 from lucid.ratelimit.limiter import RateLimiter, default_limiter
 from lucid.web.middleware import request_facts
-from lucid.web.problems import error_response
+from lucid.web.problems import error_response, unexpected_error_response
 
 LimiterFactory = Callable[[], RateLimiter | None]
 
@@ -62,10 +62,22 @@ class RateLimitMiddleware:
             await error_response(error, scope["path"])(scope, receive, send)
             return
         count("RateLimitAdmitted")
+        started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message["headers"] = merge_into(list(message.get("headers", ())), headers)
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # Starlette answers an unexpected error outside every middleware (its
+            # ServerErrorMiddleware), so that 500 would carry none of our headers: answer it
+            # here, the same problem, and raise on for the handler that logs it (it sends
+            # nothing once a response has started: starlette middleware/errors.py).
+            if not started:
+                await unexpected_error_response(scope["path"])(scope, receive, send_with_headers)
+            raise

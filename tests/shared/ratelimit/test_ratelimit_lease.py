@@ -3,12 +3,17 @@ still hold (never more admissions; early refusals within the stated bound)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from typing import Any
 
+import pytest
 import redis
+from redis.connection import Connection
 
 from lucid.ratelimit import RateLimiter
-from lucid.ratelimit.lease import LEASE_SECONDS, LEASE_SHARE, Leases, Spent, TripTerms
+from lucid.ratelimit.lease import LEASE_SECONDS, LEASE_SHARE, NO_LEASE, Leases, Spent, TripTerms
+from lucid_edge.local import EmbeddedRedis, start_redis
 from tests.shared.ratelimit.helpers import limiter_for
 
 IP = "198.51.100.7"
@@ -22,6 +27,15 @@ def _script_calls(client: redis.Redis) -> int:
 
 def _admitted(limiter: RateLimiter, attempts: int) -> int:
     return sum(limiter.check(limiter.policies.public, IP).allowed for _ in range(attempts))
+
+
+def _two_instances(client: redis.Redis, quota: int) -> tuple[RateLimiter, RateLimiter]:
+    """Two instances' limiters (each its own leases) on one Redis, with an hour's window."""
+    first, second = (
+        limiter_for(client, RATE_LIMIT_PUBLIC=quota, RATE_LIMIT_WINDOW_SECONDS=3600)
+        for _ in range(2)
+    )
+    return first, second
 
 
 def test_a_busy_caller_is_decided_in_redis_a_few_times_with_exact_headers(
@@ -60,10 +74,7 @@ def test_slots_left_in_a_quiet_instance_refuse_others_early_then_come_back(
     redis_client: redis.Redis,
 ) -> None:
     quota = 1000
-    busy, quiet = (
-        limiter_for(redis_client, RATE_LIMIT_PUBLIC=quota, RATE_LIMIT_WINDOW_SECONDS=3600)
-        for _ in range(2)
-    )
+    busy, quiet = _two_instances(redis_client, quota)
     # GIVEN the quiet instance served a burst and holds a lease when its traffic stops
     spent_by_quiet = _admitted(quiet, 40)
     # WHEN another instance spends everything it can
@@ -122,3 +133,116 @@ def test_a_lease_never_outlives_the_window_it_was_charged_in() -> None:
     now[0] += 0.2
     assert leases.spend("k") is None
     assert leases.terms("k").extra == 2
+
+
+def test_a_slow_reply_does_not_carry_a_lease_past_its_window() -> None:
+    now = [0.0]
+    leases = Leases(max_slots=8, clock=lambda: now[0])
+    leases.record("k", NO_LEASE, granted=0, remaining=500, reset_us=30_000_000, window=3)
+    # GIVEN a hot caller's trip asking for a lease is set out at t = 0.1 s
+    now[0] = 0.1
+    terms = leases.terms("k")
+    assert terms.extra == 1
+    # WHEN Redis's reply, 0.3 s before the end of the window it was charged in, comes 0.5 s
+    # later (Redis read its clock somewhere in between: that window ended by t = 0.4 s)
+    now[0] = 0.6
+    leases.record("k", terms, granted=1, remaining=499, reset_us=300_000, window=3)
+    # THEN the lease is over: its slot is never spent in the next window
+    assert leases.spend("k") is None
+
+
+@pytest.mark.parametrize("loss", ["flushdb", "restart"])
+def test_after_redis_lost_its_data_leases_add_at_most_what_they_held(
+    own_redis: EmbeddedRedis, loss: str
+) -> None:
+    quota = 1000
+    client = redis.Redis.from_url(own_redis.uri)
+    holder, other = _two_instances(client, quota)
+    # GIVEN an instance holding a lease for a busy caller
+    _admitted(holder, 40)
+    held = int(client.hget(holder.policies.public.key(IP), "c") or 0) - 40
+    assert 0 < held <= min(holder.settings.RATE_LIMIT_LEASE_MAX, (quota - 1) // LEASE_SHARE)
+    with contextlib.ExitStack() as restarted:
+        # WHEN Redis loses its data (FLUSHDB, or a restart without persistence, which also
+        # drops every connection and the script) and the caller goes on
+        if loss == "restart":
+            own_redis.stop()
+            restarted.enter_context(start_redis(own_redis.port))
+        else:
+            client.flushdb()
+        after = _admitted(other, 2 * quota) + _admitted(holder, 2 * quota)
+        client.close()
+    # THEN it gets a whole quota again, as it would without leases, plus only the slots the
+    # instance held (stated in lucid.ratelimit.lease)
+    assert after == quota + held
+
+
+class _ReplyLost(Connection):
+    """A real connection whose next script reply, once told, is lost after Redis ran the script
+    (the connection drops, as in a failover or a network cut): redis-py dials again."""
+
+    lose_next = False
+
+    def send_command(self, *args: Any, **kwargs: Any) -> None:
+        self._script = args[0] in ("EVALSHA", "EVAL")
+        super().send_command(*args, **kwargs)
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        reply = super().read_response(*args, **kwargs)
+        if self._script and _ReplyLost.lose_next:
+            _ReplyLost.lose_next = False
+            raise redis.ConnectionError("the connection dropped")
+        return reply
+
+
+def test_a_trip_sent_again_after_its_reply_was_lost_gives_nothing_back_twice(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    quota = 1000
+    pool = redis.BlockingConnectionPool.from_url(redis_server.uri, connection_class=_ReplyLost)
+    holder = limiter_for(
+        redis.Redis(connection_pool=pool), RATE_LIMIT_PUBLIC=quota, RATE_LIMIT_WINDOW_SECONDS=3600
+    )
+    other = limiter_for(redis_client, RATE_LIMIT_PUBLIC=quota, RATE_LIMIT_WINDOW_SECONDS=3600)
+    try:
+        # GIVEN an instance whose lease lapsed with slots unspent
+        spent = _admitted(holder, 40)
+        time.sleep(LEASE_SECONDS)
+        # WHEN its next round trip (which gives those slots back) runs in Redis but the reply
+        # is lost, and redis-py sends it again on a new connection
+        _ReplyLost.lose_next = True
+        spent += _admitted(holder, 1)
+        assert not _ReplyLost.lose_next
+        # THEN the slots were given back once: the caller gets its quota, the request counted
+        # twice at most, never more
+        spent += _admitted(other, 2 * quota)
+        assert quota - 1 <= spent <= quota
+    finally:
+        pool.disconnect()
+
+
+def test_busy_callers_get_leases_again_once_redis_is_back(own_redis: EmbeddedRedis) -> None:
+    client = redis.Redis.from_url(own_redis.uri, socket_connect_timeout=0.2)
+    limiter = limiter_for(
+        client, retry_seconds=0.2, RATE_LIMIT_PUBLIC=100_000, RATE_LIMIT_WINDOW_SECONDS=3600
+    )
+    public = limiter.policies.public
+
+    def busy(ip: str, requests: int) -> int:
+        return sum(limiter.check(public, ip).allowed for _ in range(requests))
+
+    # GIVEN a busy caller served from leases
+    assert busy("198.51.100.20", 100) == 100
+    # WHEN Redis stops (another caller's round trip fails first and opens the circuit) while the
+    # busy caller goes on, from its lease and then from the per-instance fallback
+    own_redis.stop()
+    assert busy("198.51.100.21", 1) == 1
+    assert busy("198.51.100.20", 40) == 40
+    # AND Redis is back
+    with start_redis(own_redis.port):
+        time.sleep(0.3)  # the circuit's pause
+        client.config_resetstat()
+        # THEN the busy caller is decided in Redis a few times again, not on every request
+        assert busy("198.51.100.20", 300) == 300
+        assert _script_calls(client) <= 20
+    client.close()

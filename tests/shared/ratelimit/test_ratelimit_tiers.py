@@ -52,9 +52,10 @@ def test_the_101st_request_of_a_tier_is_refused_with_headers(
     assert headers["content-type"] == PROBLEM_CONTENT_TYPE
     assert headers["x-ratelimit-remaining"] == "0"
     reset = int(headers["x-ratelimit-reset"])
-    assert headers["ratelimit"] == f'"{tier}";r=0;t={reset}'
     # the window's 100 are spent: the next one fits 0.6 s into the next window
-    assert int(headers["retry-after"]) in (reset, reset + 1)
+    retry_after = int(headers["retry-after"])
+    assert retry_after in (reset, reset + 1)
+    assert headers["ratelimit"] == f'"{tier}";r=0;t={retry_after}'
     assert body["status"] == 429
     assert body["type"].endswith("/rate-limited")
     assert body["instance"] == "/items"
@@ -164,3 +165,30 @@ def test_reset_is_the_end_of_the_window_and_what_was_used_comes_back_over_the_ne
     # AND a whole window later it is
     later, _ = decide(state, start + first.reset_us + window, quota, window)
     assert later.remaining == quota - 1
+
+
+def _sleep_into_the_next_window(window_s: int, at: float) -> None:
+    """Until `at` seconds into the next window of `window_s` (windows start at multiples)."""
+    time.sleep(window_s - time.time() % window_s + at)
+
+
+def test_a_refusal_never_names_an_effective_window_beyond_retry_after(
+    redis_client: redis.Redis,
+) -> None:
+    # GIVEN 2 requests per 2-second window, both spent in one window
+    handler = function_app(
+        limiter_for(redis_client, RATE_LIMIT_PUBLIC=2, RATE_LIMIT_WINDOW_SECONDS=2)
+    )
+    _sleep_into_the_next_window(2, at=0.05)
+    assert [invoke(handler, "GET", "/items")[0] for _ in range(2)] == [200] * 2
+    # WHEN the caller asks again early in the next window (any time in its first second, the
+    # 2 still weigh more than 1)
+    _sleep_into_the_next_window(2, at=0.1)
+    status, headers, _ = invoke(handler, "GET", "/items")
+    # THEN it is refused until their weight has slid to 1, a second into the window, before
+    # this window ends (X-RateLimit-Reset, 2 s)
+    assert status == 429
+    assert (headers["retry-after"], headers["x-ratelimit-reset"]) == ("1", "2")
+    # AND the IETF field says the same wait: a Retry-After earlier than the end of the
+    # effective window `t` is what draft-ietf-httpapi-ratelimit-headers-11 section 6 rules out
+    assert headers["ratelimit"] == '"public";r=0;t=1'

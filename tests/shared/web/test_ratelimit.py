@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 import redis
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from mangum import Mangum
 
 from lucid import observability
 from lucid.config import get_settings
 from lucid.lambda_result import TEXT_MIME_TYPES
 from lucid.ratelimit import default_limiter
+from lucid.web.app import create_app, lambda_handler
 from lucid.web.ratelimit import RateLimitMiddleware
 from tests.shared.ratelimit.helpers import function_app, invoke, limiter_for
 
@@ -39,11 +40,8 @@ def fresh_defaults() -> Iterator[None]:
     default_limiter.cache_clear()
 
 
-@pytest.mark.usefixtures("fresh_defaults")
-def test_the_one_line_wiring_uses_the_process_limiter(
-    monkeypatch: pytest.MonkeyPatch, redis_client: redis.Redis
-) -> None:
-    monkeypatch.setenv("RATE_LIMIT_ENABLED", "true")
+@pytest.mark.usefixtures("process_limits_on")
+def test_the_one_line_wiring_uses_the_process_limiter(redis_client: redis.Redis) -> None:
     app = plain_app()
     app.add_middleware(RateLimitMiddleware)
     handler = Mangum(app, lifespan="off", text_mime_types=TEXT_MIME_TYPES)
@@ -150,3 +148,34 @@ def test_every_decision_is_counted_as_a_metric(redis_client: redis.Redis) -> Non
     # THEN both decisions are counted (RateLimitAdmitted, RateLimited: EMF names)
     assert statuses == [200, 429]
     assert heard == ["RateLimitAdmitted", "RateLimited"]
+
+
+@pytest.fixture
+def process_limits_on(fresh_defaults: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RATE_LIMIT_ENABLED=true for the process's own settings and limiter."""
+    monkeypatch.setenv("RATE_LIMIT_ENABLED", "true")
+
+
+@pytest.mark.usefixtures("process_limits_on")
+def test_an_unexpected_error_is_answered_with_the_rate_limit_headers_too(
+    redis_client: redis.Redis,
+) -> None:
+    # GIVEN a function built by the app factory, limits on, with a route that fails unexpectedly
+    router = APIRouter()
+
+    @router.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    handler = lambda_handler(create_app("probe", router))
+    # WHEN it is called THEN the 500 problem says what the request left of the quota, as every
+    # other answer does, and carries its request id
+    status, headers, body = invoke(handler, "GET", "/boom", source_ip="192.0.2.45")
+    assert status == 500
+    assert body["status"] == 500
+    assert headers["content-type"] == "application/problem+json"
+    assert headers["ratelimit-policy"] == '"public";q=100;w=60'
+    assert headers["x-ratelimit-remaining"] == "99"
+    assert "x-request-id" in headers
+    # AND the request was counted once
+    assert redis_client.hget("lucid:local:rl:public:192.0.2.45", "c") == b"1"
