@@ -4,7 +4,9 @@ request. The answers and their AWS sources are in lucid_edge/responses.py's docs
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 
 import pytest
 
@@ -194,6 +196,19 @@ def test_result_without_status_code_is_200_json(
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert response.content == body
+
+
+def test_a_results_own_date_is_the_only_date_as_sam_local_sends_it(edge: RunningEdge) -> None:
+    # GIVEN a function whose result sets Date WHEN it is called THEN that Date is the only one
+    # (lucid_edge.responses, note (8): sam local's server adds its own only when there is none)
+    dated = edge.client.get("/faulty/dated")
+    assert dated.headers.get_list("date") == ["Wed, 21 Oct 2015 07:28:00 GMT"]
+    # AND a result without one gets the edge's, one field, now
+    undated = edge.client.get("/faulty/other")
+    (stamp,) = undated.headers.get_list("date")
+    assert abs(parsedate_to_datetime(stamp).timestamp() - time.time()) < 5
+    # AND so do the edge's own answers
+    assert len(edge.client.get("/no/such/route").headers.get_list("date")) == 1
 
 
 def test_cookies_and_binary_bodies_reach_the_client(edge: RunningEdge) -> None:

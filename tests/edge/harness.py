@@ -55,6 +55,7 @@ def running_edge(
         lifespan="on",
         loop="asyncio",
         server_header=False,
+        date_header=False,  # as `lucid serve`: the app sends the Date
         proxy_headers=False,
     )
     server = uvicorn.Server(config)
