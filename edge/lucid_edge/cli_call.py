@@ -21,11 +21,25 @@ from lucid_edge.cli_config import CommandError, load_credentials, signed_in_gate
 from lucid_edge.cli_http import SignedIn, gateway
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
+# The methods an HTTP API route names (besides ANY, which matches them all and is no request
+# method): http-api-develop-routes.html. Another reaches no route on AWS, and the local edge's
+# HTTP parser refuses it with a plain-text 400 ("Invalid HTTP request received.").
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def http_method(value: str) -> str:
+    """`value` in upper case if it is one of METHODS; argparse's usage error (exit 2) if not."""
+    method = value.upper()
+    if method not in METHODS:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an HTTP method the gateway routes ({', '.join(METHODS)})"
+        )
+    return method
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of `lucid call` (`--url` is added by the caller)."""
-    parser.add_argument("method", help="HTTP method, e.g. GET")
+    parser.add_argument("method", type=http_method, help=f"HTTP method: {', '.join(METHODS)}")
     parser.add_argument("path", help="path below the gateway's URL, e.g. /users/me")
     parser.add_argument("--data", "-d", help="request body: JSON unless -H sets a Content-Type")
     parser.add_argument(
@@ -83,7 +97,7 @@ def call(args: argparse.Namespace) -> int:
     target = signed_in_gateway(args.url, credentials.url)
     with gateway(target) as client:
         response = SignedIn(client, credentials).request(
-            args.method.upper(), path, headers=headers, content=content
+            args.method, path, headers=headers, content=content
         )
     if args.include:
         print(f"HTTP/{response.http_version.removeprefix('HTTP/')} "

@@ -90,6 +90,29 @@ def test_malformed_headers_are_refused_before_anything_is_sent(
         parse_headers(values)
 
 
+@pytest.mark.parametrize("method", ["BAD", "GE T", "CONNECT", "ANY", ""])
+def test_a_method_the_gateway_cannot_route_is_a_usage_error_before_any_request(
+    signed_in: Path, capsys: pytest.CaptureFixture[str], method: str
+) -> None:
+    # GIVEN a signed-in user WHEN they call with a method HTTP APIs do not route
+    with pytest.raises(SystemExit) as exited:
+        main(["call", method, "/users/me"])
+    # THEN it is argparse's usage error (exit 2), naming the methods, and nothing was sent:
+    # no answer of the gateway's (uvicorn's plain-text 400) is printed
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert f"{method!r} is not an HTTP method" in captured.err
+    assert "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS" in captured.err
+    assert captured.out == ""
+
+
+def test_a_method_in_lower_case_is_sent_in_upper_case(
+    signed_in: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["call", "get", "/users/me"]) == 0
+    assert "address" in json.loads(_out(capsys))
+
+
 def test_header_values_keep_their_colons_and_quotes() -> None:
     assert parse_headers(['If-Match: "1", "2"', "X-At: 12:30"]) == {
         "If-Match": '"1", "2"',
