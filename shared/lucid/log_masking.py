@@ -7,9 +7,10 @@ ValueError quotes a port that is not a number ("Port could not be cast to intege
 is logged with its traceback (`lucid.observability`, "invocation failed"), and the authorizer's
 input is a bearer token. So each record that carries an exception, and each line of a logger
 outside `lucid.*` and the service's own, is written with every JWT-shaped string and every
-secret value this process was configured with (the JWT keys, the password of REDIS_URI and
-MONGODB_URI) replaced by MASK. The traceback is kept: an exception whose text holds one is
-replaced, for the log only, by a `MaskedError` with the same traceback and the masked text.
+secret value this process was configured with or has read from AWS since (the JWT keys, the
+password of REDIS_URI and MONGODB_URI) replaced by MASK. The traceback is kept: an exception
+whose text holds one is replaced, for the log only, by a `MaskedError` with the same traceback
+and the masked text.
 
 Pydantic's validation errors echo inputs of every kind, not only tokens: `lucid.web.redaction`
 removes those in the FastAPI functions (the authorizer imports no pydantic).
@@ -19,10 +20,19 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable
 from urllib.parse import unquote
 
-__all__ = ["MASK", "MaskSecrets", "MaskedError", "masked_exception", "secret_values", "shown_cause"]
+__all__ = [
+    "MASK",
+    "MaskSecrets",
+    "MaskedError",
+    "masked_exception",
+    "remember",
+    "secret_values",
+    "shown_cause",
+]
 
 MASK = "<redacted>"
 # A JWT (header.payload.signature, base64url; its header always starts `{"`, which is `eyJ`).
@@ -47,21 +57,48 @@ def _password(uri: str) -> str | None:
     return password if colon else None
 
 
+def _texts(setting: str, value: str) -> set[str]:
+    # How the value of `setting` could appear in a text: a JWT key whole; a store URI's password
+    # as written and percent-decoded (the rest of a URI is no secret); nothing for another one.
+    if setting in _URI_SETTINGS:
+        password = _password(value)
+        return {password, unquote(password)} if password else set()
+    return {value} if setting in _SECRET_SETTINGS else set()
+
+
+def _longest_first(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted((v for v in values if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True))
+
+
 def secret_values(settings: object) -> list[str]:
     """The secret values `settings` holds, as they could appear in a text: each JWT key, and the
     password of each store URI (as written and percent-decoded)."""
     values: set[str] = set()
     for name in (*_SECRET_SETTINGS, *_URI_SETTINGS):
         secret = getattr(settings, name, None)
-        if secret is None:
-            continue
-        value: str = secret.get_secret_value()
-        if name in _URI_SETTINGS:
-            password = _password(value)
-            values.update((password, unquote(password)) if password else ())
-        else:
-            values.add(value)
-    return sorted((v for v in values if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True)
+        if secret is not None:
+            values |= _texts(name, secret.get_secret_value())
+    return list(_longest_first(values))
+
+
+# Values read from AWS after the process started (a deployed function's JWT key and store URIs
+# come from Secrets Manager or SSM, never its environment): `lucid.secret_store` tells them here.
+_read: set[str] = set()
+_read_lock = threading.Lock()
+_read_values: tuple[str, ...] = ()
+
+
+def remember(setting: str, value: str | bytes | None) -> None:
+    """Mask, from now on, the secret texts of `value`, the value of `setting` read from AWS."""
+    global _read_values  # replaced whole: `mask` reads it without the lock
+    if not isinstance(value, str):
+        return  # a binary secret is never one of ours (lucid.secret_store.read_text refuses it)
+    texts = _texts(setting, value)
+    if texts <= _read:
+        return
+    with _read_lock:
+        _read.update(texts)
+        _read_values = _longest_first(_read)
 
 
 def shown_cause(error: BaseException) -> BaseException | None:
@@ -79,8 +116,8 @@ class MaskSecrets(logging.Filter):
         self.secrets = tuple(secrets)
 
     def mask(self, text: str) -> str:
-        """`text` with each JWT and secret replaced by MASK."""
-        for secret in self.secrets:
+        """`text` with each JWT and secret (given, or `remember`ed since) replaced by MASK."""
+        for secret in (*self.secrets, *_read_values):
             if secret in text:
                 text = text.replace(secret, MASK)
         return JWT.sub(MASK, text)
