@@ -56,6 +56,7 @@ def running_edge(
         loop="asyncio",
         server_header=False,
         date_header=False,  # as `lucid serve`: the app sends the Date
+        http="lucid_edge.http_protocol:EdgeHttpProtocol",
         proxy_headers=False,
     )
     server = uvicorn.Server(config)
