@@ -21,11 +21,28 @@ from lucid_edge.cli_config import CommandError, load_credentials, signed_in_gate
 from lucid_edge.cli_http import SignedIn, gateway
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
+# What a value may hold: httpx sends header values as ASCII, and a line break would end the field.
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The methods an HTTP API route names (besides ANY, which matches them all and is no request
+# method): http-api-develop-routes.html. Another reaches no route on AWS, and the local edge's
+# HTTP parser refuses it with a plain-text 400 ("Invalid HTTP request received.").
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def http_method(value: str) -> str:
+    """`value` in upper case if it is one of METHODS; argparse's usage error (exit 2) if not."""
+    method = value.upper()
+    if method not in METHODS:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an HTTP method the gateway routes ({', '.join(METHODS)})"
+        )
+    return method
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of `lucid call` (`--url` is added by the caller)."""
-    parser.add_argument("method", help="HTTP method, e.g. GET")
+    parser.add_argument("method", type=http_method, help=f"HTTP method: {', '.join(METHODS)}")
     parser.add_argument("path", help="path below the gateway's URL, e.g. /users/me")
     parser.add_argument("--data", "-d", help="request body: JSON unless -H sets a Content-Type")
     parser.add_argument(
@@ -53,7 +70,11 @@ def parse_headers(values: list[str]) -> dict[str, str]:
             raise CommandError(
                 "lucid call sends your sign-in's token itself: leave out -H Authorization"
             )
-        headers[name] = text.strip()
+        text = text.strip()
+        if not _HEADER_VALUE.fullmatch(text):
+            # The name only: a value may be a credential (an API key, a cookie).
+            raise CommandError(f"-H {name}: the value must be printable ASCII text on one line")
+        headers[name] = text
     return headers
 
 
@@ -79,11 +100,16 @@ def call(args: argparse.Namespace) -> int:
         raise CommandError("not signed in: run `lucid login` first")
     headers = parse_headers(args.header)
     content = _body(args.data, headers)
+    if _CONTROL.search(args.path):
+        raise CommandError(
+            f"the path {args.path!r} holds a control character: percent-encode it (%0A for a "
+            "line break)"
+        )
     path = args.path if args.path.startswith("/") else f"/{args.path}"
     target = signed_in_gateway(args.url, credentials.url)
     with gateway(target) as client:
         response = SignedIn(client, credentials).request(
-            args.method.upper(), path, headers=headers, content=content
+            args.method, path, headers=headers, content=content
         )
     if args.include:
         print(f"HTTP/{response.http_version.removeprefix('HTTP/')} "

@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -221,16 +222,27 @@ class Target:
 def gateway_url(explicit: str | None, signed_in: str | None = None) -> Target:
     """The base URL to use: --url, LUCID_URL, the sign-in's gateway, `lucid serve`'s, default."""
     if explicit:
-        return Target(explicit.rstrip("/"), "given with --url")
+        return _target(explicit, "given with --url")
     from_env = os.environ.get(ENV_URL)
     if from_env:
-        return Target(from_env.rstrip("/"), f"from {ENV_URL}")
+        return _target(from_env, f"from {ENV_URL}")
     if signed_in:
-        return Target(signed_in.rstrip("/"), "the gateway you signed in to")
+        return _target(signed_in, "the gateway you signed in to")
     served = served_gateway()
     if served:
-        return Target(served.rstrip("/"), "where `lucid serve` (make run) says it is serving")
+        return _target(served, "where `lucid serve` (make run) says it is serving")
     return Target(DEFAULT_URL, "the default")
+
+
+def _target(url: str, source: str) -> Target:
+    # A user name or password in the URL is never the gateway's (you sign in with your key) and
+    # would be shown in every error that names the URL: refused, without showing it.
+    if "@" in re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[0]:
+        raise CommandError(
+            f"the gateway URL {source} holds a user name or password, which the gateway never "
+            "takes (you sign in with your key): leave them out"
+        )
+    return Target(url.rstrip("/"), source)
 
 
 def how_to_change(target: Target) -> str:

@@ -7,14 +7,15 @@ deploy time means no request ever pays for it and a unique index exists before a
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Any
 
-from pymongo.errors import ConfigurationError
-
+from lucid.config import UriNotSetError
 from lucid.errors import ServiceUnavailableError
 from lucid.store.indexes import IndexConflictError, ensure_indexes
 from lucid.store.mongo import get_database
+from lucid.store.unusable import StoreUnusableError
 
 
 def register(subparsers: Any) -> None:
@@ -27,18 +28,31 @@ def register(subparsers: Any) -> None:
     init.set_defaults(func=run_init)
 
 
+def _said_here(record: logging.LogRecord) -> bool:
+    return False
+
+
 def run_init(args: argparse.Namespace) -> int:
     """Create the indexes and say which exist per collection."""
+    # The layer's ERROR line for a refused URI (`lucid.store.unusable`) is for a function's log;
+    # this command says it itself below, with pymongo's reason, in one line.
+    store_log = logging.getLogger("lucid.store")
+    store_log.addFilter(_said_here)
     try:
         database = get_database()
-    except RuntimeError as error:  # MONGODB_URI unset: there is no database to prepare
-        print(f"lucid db init: {error}", file=sys.stderr)
+    except StoreUnusableError as error:
+        if isinstance(error.cause, UriNotSetError):  # there is no database to prepare
+            print(f"lucid db init: {error.cause}", file=sys.stderr)
+        else:
+            # pymongo's InvalidURI / ValueError name what is wrong (an unescaped password, the
+            # scheme, the port, the database name), not the URI or its credentials.
+            print(
+                f"lucid db init: MONGODB_URI is not a usable MongoDB URI: {error.cause}",
+                file=sys.stderr,
+            )
         return 2
-    except (ConfigurationError, ValueError) as error:
-        # pymongo's InvalidURI / ValueError name what is wrong (an unescaped password, the
-        # scheme, the port, the database name), not the URI or its credentials.
-        print(f"lucid db init: MONGODB_URI is not a usable MongoDB URI: {error}", file=sys.stderr)
-        return 2
+    finally:
+        store_log.removeFilter(_said_here)
     try:
         created = ensure_indexes(database)
     except ServiceUnavailableError as error:

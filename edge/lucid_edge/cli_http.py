@@ -68,7 +68,7 @@ def gateway(target: Target) -> Iterator[httpx.Client]:
     try:
         with httpx.Client(base_url=target.url, timeout=TIMEOUT_SECONDS) as client:
             yield client
-    except httpx.InvalidURL:
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol):  # no URL, or not http(s)
         raise CommandError(
             f"{target.url!r} ({target.source}) is not a URL such as http://127.0.0.1:8080"
         ) from None

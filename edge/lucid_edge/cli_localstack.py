@@ -107,6 +107,16 @@ def seed(args: argparse.Namespace) -> list[str]:
                 f"them"
             )
     given = resolve(args, (JWT_KEY, MONGODB_URI, REDIS_URI), "lucid localstack")
+    # Every argument checked before the first write: a refusal leaves LocalStack as it was.
+    path = env.parameters.get("BackendParameterPath", "").rstrip("/")
+    backends = []
+    for backend in args.backend:
+        if not path:
+            raise LocalStackError(f"[{env.name}] sets no BackendParameterPath for --backend")
+        name, _, url = backend.partition("=")
+        if not name or not url:
+            raise LocalStackError(f"--backend {backend!r} is not name=url")
+        backends.append((name, url))
     ssm = _client("ssm", args, env.region)
     values = {
         "JwtSecretParam": given["jwt_key"],
@@ -126,13 +136,7 @@ def seed(args: argparse.Namespace) -> list[str]:
             value = secrets.token_urlsafe(48)
         ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
         done.append(f"wrote {name} ({what})")
-    path = env.parameters.get("BackendParameterPath", "").rstrip("/")
-    for backend in args.backend:
-        if not path:
-            raise LocalStackError(f"[{env.name}] sets no BackendParameterPath for --backend")
-        name, _, url = backend.partition("=")
-        if not name or not url:
-            raise LocalStackError(f"--backend {backend!r} is not name=url")
+    for name, url in backends:
         ssm.put_parameter(Name=f"{path}/{name}", Value=url, Type="String", Overwrite=True)
         done.append(f"wrote {path}/{name} (the {name} backend)")
     return done

@@ -37,6 +37,41 @@ def _scheme(*schemes: str) -> Callable[[str], str | None]:
     return check
 
 
+def _redis_parse(value: str) -> object:
+    from redis.connection import parse_url
+
+    return parse_url(value)  # type: ignore[no-untyped-call]
+
+
+def _mongodb_parse(value: str) -> object:
+    from pymongo.uri_parser import parse_uri
+
+    # A mongodb+srv:// URI is resolved in DNS by the parser: not checked beyond its scheme here.
+    return parse_uri(value) if value.startswith("mongodb://") else None
+
+
+def _uri(driver: str, parse: Callable[[str], object], *schemes: str) -> Callable[[str], str | None]:
+    """The scheme check, then the driver's own parser: a URI the functions' client would refuse
+    (lucid.store.unusable, a 503 on every route that needs it) is refused here, before it is
+    written anywhere. The driver's error class only: its message can quote part of the URI."""
+    scheme = _scheme(*schemes)
+
+    def check(value: str) -> str | None:
+        problem = scheme(value)
+        if problem is not None:
+            return problem
+        try:
+            parse(value)
+        except Exception as error:  # ValueError, pymongo's ConfigurationError
+            return (
+                f"is refused by {driver} ({type(error).__name__}): check the scheme, host and "
+                "port, and that the user name and password are percent-escaped"
+            )
+        return None
+
+    return check
+
+
 def _long_key(value: str) -> str | None:
     # What the functions refuse at cold start outside the local stage (lucid.config, Settings).
     if len(value.encode()) < 32:
@@ -60,10 +95,16 @@ class SecretOption:
 
 # redis-py's `from_url` schemes; pymongo's. The layer reads nothing else (lucid.store).
 REDIS_URI = SecretOption(
-    "redis-uri", "LUCID_REDIS_URI", "the Redis URI", _scheme("redis://", "rediss://", "unix://")
+    "redis-uri",
+    "LUCID_REDIS_URI",
+    "the Redis URI",
+    _uri("redis-py", _redis_parse, "redis://", "rediss://", "unix://"),
 )
 MONGODB_URI = SecretOption(
-    "mongodb-uri", "LUCID_MONGODB_URI", "the MongoDB URI", _scheme("mongodb://", "mongodb+srv://")
+    "mongodb-uri",
+    "LUCID_MONGODB_URI",
+    "the MongoDB URI",
+    _uri("pymongo", _mongodb_parse, "mongodb://", "mongodb+srv://"),
 )
 JWT_KEY = SecretOption("jwt-key", "LUCID_JWT_KEY", "the JWT signing key", _long_key)
 

@@ -19,6 +19,7 @@ API Gateway produces itself are `{"message": "<reason phrase>"}` as application/
 | valid JSON, no statusCode | 200 application/json, body = the JSON or the string | (5) |
 | statusCode 100-199 | 500 Internal Server Error (6) | RFC 9110 section 15.2 |
 | statusCode 204 or 304 | no body, no content-length, no content-type added (7) | RFC 9110 |
+| result with its own Date header | that Date, the only one (9) | sam local (9) |
 
 (1) AWS documents the quota, not the status: 431 is HTTP's status for headers too large (RFC
 6585 section 5), 413 for a body (RFC 9110 section 15.5.14).
@@ -42,6 +43,13 @@ start of the next response on a kept-alive connection). AWS documents neither ca
 (8) The status is documented ("Clients may receive 429 Too Many Requests error responses"), the
 body is API Gateway's usual `{"message": ...}` (not written there: notes/aws-facts.md section 5);
 no function runs, so none of a function's rate-limit headers or Retry-After come with it.
+(9) Date is not among an HTTP API's reserved headers (http-api-parameter-mapping.html, "Reserved
+headers": a response mapping may overwrite it), so a function's Date is an ordinary header of its
+response; AWS documents no second one, and RFC 9110 section 6.6.1 allows one value. sam local
+hands the function's headers to Flask (aws-sam-cli `BaseLocalService.service_response`), whose
+server adds its own Date only when the response has none (werkzeug serving.py, `run_wsgi`:
+`if "date" not in header_keys`). The edge does the same (`http_date`, with uvicorn's own Date
+turned off): not two Date fields, as uvicorn sends beside a function's.
 The pages are under https://docs.aws.amazon.com/apigateway/latest/developerguide/, and
 https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html for Lambda's quotas.
 Where sam local answers otherwise, or AWS is silent, README's "differences from AWS" says so.
@@ -53,7 +61,9 @@ import base64
 import binascii
 import json
 import re
+import time
 from dataclasses import dataclass
+from email.utils import formatdate
 from typing import Any
 
 MAX_RESPONSE_BYTES = 6_291_556
@@ -67,6 +77,25 @@ _JSON_TYPE = (b"content-type", b"application/json")
 NO_CONTENT_STATUSES = frozenset({204, 304})
 _HEADER_NAME = re.compile(rb"[!#$%&'*+.^_`|~0-9a-z-]+")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+_date: tuple[int, bytes] = (0, b"")
+
+
+def http_date() -> bytes:
+    """The Date field's value for now (RFC 9110 IMF-fixdate), made once per second."""
+    global _date  # one cache per process, as uvicorn keeps its own
+    second = int(time.time())
+    if _date[0] != second:
+        _date = (second, formatdate(second, usegmt=True).encode())
+    return _date[1]
+
+
+def with_date(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """`headers` with a Date field added unless they have one (note (9))."""
+    if not any(name == b"date" for name, _ in headers):
+        headers.append((b"date", http_date()))
+    return headers
 
 
 class InvalidResultError(ValueError):

@@ -162,6 +162,9 @@ def _serve(args: argparse.Namespace, sock: socket.socket, metrics_directory: Pat
         workers=args.workers,
         access_log=False,
         server_header=False,
+        # The app sends the Date: a function's own, else the edge's (lucid_edge.responses, (9)).
+        date_header=False,
+        http="lucid_edge.http_protocol:EdgeHttpProtocol",  # its own 400s keep a Date
         # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 clients: the source
         # IP must be the socket peer, as API Gateway's is.
         proxy_headers=False,

@@ -73,6 +73,7 @@ from lucid_edge.responses import (
     HttpResponse,
     InvalidResultError,
     to_http,
+    with_date,
 )
 from lucid_edge.routing import RouteTable
 from lucid_edge.template import apply_environment, load_template
@@ -513,7 +514,7 @@ class Edge:
         body, content_type = await asyncio.to_thread(self.metrics.exposition)
         headers = [(b"content-type", content_type.encode()), (b"cache-control", b"no-store")]
         headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.start", "status": 200, "headers": with_date(headers)})
         await send({"type": "http.response.body", "body": b"" if head else body})
 
     async def _send(self, send: Send, request: _Request, response: HttpResponse) -> None:
@@ -527,6 +528,8 @@ class Edge:
             # The rest of its body may still come: this connection cannot carry another request
             # (RFC 9110 section 15.5.9: a 408 closes the connection).
             headers.append((b"connection", b"close"))
+        # One Date: the function's when its result has one, else the edge's (uvicorn's is off).
+        headers = with_date(headers)
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
         self.access_log.write(request.access, response.status, len(response.body), id(response))

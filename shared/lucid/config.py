@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from lucid import secret_store
 
-__all__ = ["LOCAL_STAGE", "Secret", "Settings", "SettingsError", "get_settings"]
+__all__ = ["LOCAL_STAGE", "Secret", "Settings", "SettingsError", "UriNotSetError", "get_settings"]
 
 # --- how each setting is read --------------------------------------------------------------
 # A parser turns an environment string (or a value passed to `Settings(...)`) into the field's
@@ -58,6 +58,10 @@ class SettingsError(ValueError):
         super().__init__(
             f"{count} invalid setting{'s' if count > 1 else ''}: " + "; ".join(self.problems)
         )
+
+
+class UriNotSetError(RuntimeError):
+    """A server URI the function needs is not configured at all (`Settings.required_uri`)."""
 
 
 class Secret:
@@ -417,7 +421,7 @@ class Settings:
 
     def required_uri(self, name: Literal["MONGODB_URI", "REDIS_URI"]) -> str:
         """The server URI of setting `name`, read from AWS when a reference to it is set
-        (`lucid.secret_store`: SecretUnavailableError when it cannot be read); a RuntimeError
+        (`lucid.secret_store`: SecretUnavailableError when it cannot be read); an UriNotSetError
         saying how to provide it if it is not configured at all.
 
         The layer starts no server of its own (what does so locally is not shipped to Lambda).
@@ -429,12 +433,12 @@ class Settings:
         if value is not None:
             return value.get_secret_value()
         if self.is_local:
-            raise RuntimeError(
+            raise UriNotSetError(
                 f"{name} is unset: run the functions through the local edge (`make run` or "
                 f"`lucid serve`), which starts a local server and sets {name} for them, "
                 f"or set {name} to your server"
             )
-        raise RuntimeError(
+        raise UriNotSetError(
             f"{name} is required on stage {self.STAGE!r}: set {name}_SECRET_ARN or {name}_PARAM "
             f"(where it is kept in Secrets Manager / SSM)"
         )

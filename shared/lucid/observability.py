@@ -63,6 +63,7 @@ from aws_lambda_powertools.metrics.provider.cloudwatch_emf.exceptions import (
 )
 
 from lucid.config import get_settings
+from lucid.log_masking import MaskSecrets, masked_exception, secret_values
 
 __all__ = [
     "EventSink",
@@ -159,6 +160,13 @@ def take_root_logger() -> LibraryLines:
 
 
 library_lines = take_root_logger()
+# Every line is written by the Powertools handler (ours, Mangum's, LibraryLines'): a library's
+# line, or an exception's text, is written with the process's secrets and any JWT masked
+# (lucid.log_masking). The authorizer's escaped exceptions ("invocation failed") included.
+_masking = next(
+    (f for f in logger.registered_handler.filters if isinstance(f, MaskSecrets)), None
+) or MaskSecrets(secret_values(_settings))
+logger.registered_handler.addFilter(_masking)  # once: a filter already there is not added again
 # A library's `warnings.warn` (pymongo's "The value of tls must be 'true' or 'false'" for a
 # MONGODB_URI option it ignores) is otherwise printed as plain text on stderr, which Lambda sends
 # to CloudWatch too: as a record of `py.warnings` it is one JSON line of the invocation.
@@ -434,10 +442,15 @@ def instrument(handler: Handler) -> Handler:
         token = _current.set(invocation)
         try:
             return handler(event, context)
-        except Exception:
+        except Exception as error:
             # The runtime reports it as plain text with Lambda's request id only, and API
             # Gateway answers 500: this line is what joins the failure to the request.
             _log.exception("invocation failed")
+            # The runtime's report (errorMessage, the traceback) is written without our
+            # handler: an exception whose text holds a token or a secret reaches it masked.
+            shown = masked_exception(error, _masking.mask)
+            if shown is not error:
+                raise shown  # noqa: B904  # its context, the original, is suppressed
             raise
         finally:
             _current.reset(token)

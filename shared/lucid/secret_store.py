@@ -42,6 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from lucid import log_masking
 from lucid.errors import ServiceUnavailableError
 
 if TYPE_CHECKING:
@@ -157,6 +158,7 @@ def read(source: SecretSource, *, max_age: int | None = None) -> str | bytes:
         raise _failures.record(source, explain(source, error)) from None
     assert isinstance(value, str | bytes)  # no transform asked for: what AWS stores
     _failures.clear(source)
+    log_masking.remember(source.setting, value)  # never in a library's line or a traceback
     return value
 
 
@@ -204,6 +206,8 @@ def read_versions(source: SecretSource) -> Versions:
     except Exception as error:  # as Powertools' `get`: any failure (AWS's, the network's) is one
         raise _failures.record(source, explain(source, error)) from None
     _failures.clear(source)
+    log_masking.remember(source.setting, versions.current)
+    log_masking.remember(source.setting, versions.previous)
     return versions
 
 

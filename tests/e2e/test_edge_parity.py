@@ -4,7 +4,10 @@ request. The answers and their AWS sources are in lucid_edge/responses.py's docs
 from __future__ import annotations
 
 import base64
+import socket
+import time
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 
 import pytest
 
@@ -194,6 +197,25 @@ def test_result_without_status_code_is_200_json(
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert response.content == body
+
+
+def test_a_results_own_date_is_the_only_date_as_sam_local_sends_it(edge: RunningEdge) -> None:
+    # GIVEN a function whose result sets Date WHEN it is called THEN that Date is the only one
+    # (lucid_edge.responses, note (8): sam local's server adds its own only when there is none)
+    dated = edge.client.get("/faulty/dated")
+    assert dated.headers.get_list("date") == ["Wed, 21 Oct 2015 07:28:00 GMT"]
+    # AND a result without one gets the edge's, one field, now
+    undated = edge.client.get("/faulty/other")
+    (stamp,) = undated.headers.get_list("date")
+    assert abs(parsedate_to_datetime(stamp).timestamp() - time.time()) < 5
+    # AND so do the edge's own answers, and uvicorn's to a request it cannot parse
+    assert len(edge.client.get("/no/such/route").headers.get_list("date")) == 1
+    host, port = edge.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        raw.sendall(b"BAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = raw.recv(4096).split(b"\r\n\r\n")[0].lower().split(b"\r\n")
+    assert head[0] == b"http/1.1 400 bad request"
+    assert sum(line.startswith(b"date: ") for line in head) == 1
 
 
 def test_cookies_and_binary_bodies_reach_the_client(edge: RunningEdge) -> None:

@@ -57,6 +57,8 @@ def running_edge(
         lifespan="on",
         loop="asyncio",
         server_header=False,
+        date_header=False,  # as `lucid serve`: the app sends the Date
+        http="lucid_edge.http_protocol:EdgeHttpProtocol",
         proxy_headers=False,
     )
     server = uvicorn.Server(config)

@@ -110,6 +110,40 @@ def test_an_unreachable_gateway_is_named_with_how_to_change_it(
 
 
 @pytest.mark.usefixtures("config")
+@pytest.mark.parametrize("url", ["notaurl", "ftp://127.0.0.1:21", "127.0.0.1:8080"])
+def test_a_url_that_is_no_http_url_is_said_so(capsys: pytest.CaptureFixture[str], url: str) -> None:
+    # GIVEN a key WHEN the user signs in at something that is not an http(s) URL
+    assert main(["keygen"]) == 0
+    capsys.readouterr()
+    assert main(["login", "--url", url]) == 1
+    # THEN that is the error, not "cannot reach the gateway ... start it with make run"
+    err = capsys.readouterr().err
+    assert f"{url!r} (given with --url) is not a URL such as http://127.0.0.1:8080" in err
+    assert "cannot reach" not in err
+
+
+@pytest.mark.usefixtures("config")
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_a_gateway_url_with_a_password_is_refused_without_echoing_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    # GIVEN a gateway URL carrying a user name and password (the gateway takes none)
+    url = f"http://lucid:s3cr3t-pw@127.0.0.1:{free_port()}"
+    assert main(["keygen"]) == 0
+    capsys.readouterr()
+    args = ["login"]
+    if how == "env":
+        monkeypatch.setenv("LUCID_URL", url)
+    else:
+        args += ["--url", url]
+    # WHEN the user signs in THEN it is refused, the password shown nowhere
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "holds a user name or password" in err
+    assert "s3cr3t-pw" not in err
+
+
+@pytest.mark.usefixtures("config")
 def test_the_url_comes_from_flag_then_env_then_sign_in_then_the_running_edge(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -81,6 +81,11 @@ def test_a_sessions_whole_life_with_headers(
         (["If-Match"], "-H takes 'Name: value'"),
         (["Bad Name: x"], "-H takes 'Name: value'"),
         (["Authorization: Bearer x"], "leave out -H Authorization"),
+        # httpx sends ASCII header values only (a traceback before); a line break would end
+        # the field ("cannot reach the gateway" before)
+        (["X-Name: Zoë"], "-H X-Name: the value must be printable ASCII"),
+        (["X-Name: a\nX-Other: b"], "-H X-Name: the value must be printable ASCII"),
+        (["X-Name: a\x00"], "-H X-Name: the value must be printable ASCII"),
     ],
 )
 def test_malformed_headers_are_refused_before_anything_is_sent(
@@ -88,6 +93,39 @@ def test_malformed_headers_are_refused_before_anything_is_sent(
 ) -> None:
     with pytest.raises(CommandError, match=message):
         parse_headers(values)
+
+
+@pytest.mark.parametrize("method", ["BAD", "GE T", "CONNECT", "ANY", ""])
+def test_a_method_the_gateway_cannot_route_is_a_usage_error_before_any_request(
+    signed_in: Path, capsys: pytest.CaptureFixture[str], method: str
+) -> None:
+    # GIVEN a signed-in user WHEN they call with a method HTTP APIs do not route
+    with pytest.raises(SystemExit) as exited:
+        main(["call", method, "/users/me"])
+    # THEN it is argparse's usage error (exit 2), naming the methods, and nothing was sent:
+    # no answer of the gateway's (uvicorn's plain-text 400) is printed
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert f"{method!r} is not an HTTP method" in captured.err
+    assert "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS" in captured.err
+    assert captured.out == ""
+
+
+def test_a_method_in_lower_case_is_sent_in_upper_case(
+    signed_in: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["call", "get", "/users/me"]) == 0
+    assert "address" in json.loads(_out(capsys))
+
+
+def test_a_path_with_a_control_character_is_refused_naming_the_path_not_the_gateway(
+    signed_in: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # (before: "'http://127.0.0.1:…' (the gateway you signed in to) is not a URL")
+    assert main(["call", "GET", "/users/me\nX-Evil: 1"]) == 1
+    err = capsys.readouterr().err
+    assert "lucid: the path '/users/me\\nX-Evil: 1' holds a control character" in err
+    assert "is not a URL" not in err
 
 
 def test_header_values_keep_their_colons_and_quotes() -> None:

@@ -148,11 +148,20 @@ def test_an_environment_that_cannot_be_seeded_is_refused_in_one_line(
     assert message in capsys.readouterr().err
 
 
-def test_a_backend_needs_a_name_and_a_url(
+def _versions(localstack: str) -> dict[str, int]:
+    found = _aws(localstack, "ssm").describe_parameters()["Parameters"]
+    return {parameter["Name"]: parameter["Version"] for parameter in found}
+
+
+def test_a_backend_needs_a_name_and_a_url_and_nothing_is_written_without_one(
     localstack: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # GIVEN LocalStack as it is WHEN seeding with a --backend that is not name=url
+    before = _versions(localstack)
     assert main(["localstack", "seed", "--host", localstack, "--backend", "chain"]) == 1
+    # THEN it says so, and wrote nothing (before: the three secrets, then the refusal)
     assert "is not name=url" in capsys.readouterr().err
+    assert _versions(localstack) == before
 
 
 def test_an_unreachable_localstack_is_one_line_too(capsys: pytest.CaptureFixture[str]) -> None:

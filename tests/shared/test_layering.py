@@ -26,6 +26,7 @@ FOUNDATION = (
     "lucid.config",
     "lucid.errors",
     "lucid.observability",
+    "lucid.log_masking",
     "lucid.identity",
     "lucid.lambda_result",
 )
@@ -77,6 +78,7 @@ def test_the_layer_is_laid_out_by_domain() -> None:
         "config",
         "errors",
         "observability",
+        "log_masking",
         "identity",
         "secret_store",
         "coldstart",

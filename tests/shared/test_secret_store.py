@@ -32,6 +32,7 @@ from lucid.web.app import lambda_handler
 from lucid.web.problems import install_problem_handlers
 from lucid.web.ratelimit import RateLimitMiddleware
 from tests.utils.events import http_event, reply_from
+from tests.utils.logs import logged_lines
 
 VALUE = "mongodb://lucid:s3cret-pa55@db.internal:27017/lucid"
 ACCOUNT = "123456789012"
@@ -103,6 +104,26 @@ def test_a_uri_is_read_where_its_reference_points_and_cached(kind: str) -> None:
     assert settings.required_uri("MONGODB_URI") == VALUE
     parameters.clear_caches()
     assert settings.required_uri("MONGODB_URI") == VALUE + "?x=1"
+
+
+@mock_aws
+def test_values_read_from_aws_are_masked_in_library_lines_from_then_on() -> None:
+    # GIVEN a deployed function's MongoDB URI and JWT key, kept in AWS (not in its environment)
+    key = "jwt-key-read-from-aws-" + uuid.uuid4().hex
+    settings = Settings(MONGODB_URI_SECRET_ARN=_secret(VALUE), JWT_SECRET_PARAM=_parameter(key))
+    # WHEN they are read (the URI by its client, the key by the key ring)
+    assert settings.required_uri("MONGODB_URI") == VALUE
+    source = source_of(settings, "JWT_SECRET_KEY")
+    assert source is not None
+    assert secret_store.read_versions(source).current == key
+    # THEN a library line quoting them is written with the password and the key masked
+    with logged_lines() as lines:
+        logging.getLogger("pymongo.client").warning("auth failed: %s, key %s", VALUE, key)
+    (line,) = lines
+    assert (
+        line["message"]
+        == "auth failed: mongodb://lucid:<redacted>@db.internal:27017/lucid, key <redacted>"
+    )
 
 
 @mock_aws

@@ -12,9 +12,11 @@ import functools
 
 import pymongo
 from pymongo.database import Database
+from pymongo.errors import ConfigurationError
 
 from lucid.config import Settings, get_settings
 from lucid.store.documents import Document
+from lucid.store.unusable import building_client
 
 
 def build_database(settings: Settings) -> Database[Document]:
@@ -23,9 +25,16 @@ def build_database(settings: Settings) -> Database[Document]:
     The URI's database is the one its credentials and `authSource` were written for (pymongo
     authenticates against it when the URI sets no `authSource`), so a deployment works by
     setting MONGODB_URI alone; TLS (`mongodb+srv://` turns it on) and `retryWrites` (on by
-    default) come from the URI as pymongo reads them.
+    default) come from the URI as pymongo reads them. A StoreUnusableError (503) when
+    MONGODB_URI names no server or one pymongo refuses (`lucid.store.unusable`).
     """
-    uri = settings.required_uri("MONGODB_URI")
+    # pymongo refuses a URI with a ConfigurationError (InvalidURI: an unescaped password,
+    # another scheme; an SRV name that does not resolve) or a ValueError (a port out of range).
+    with building_client("MONGODB_URI", (ConfigurationError, ValueError)):
+        return _build_database(settings, settings.required_uri("MONGODB_URI"))
+
+
+def _build_database(settings: Settings, uri: str) -> Database[Document]:
     timeout = settings.MONGODB_TIMEOUT_MS
     # `timeoutMS` (client-side operation timeout, pymongo 4.2+) bounds each operation as a
     # whole: server selection, connection, the server's own work (sent as maxTimeMS) and the

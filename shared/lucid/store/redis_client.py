@@ -21,6 +21,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from lucid.config import Settings, get_settings
+from lucid.store.unusable import building_client
 
 
 class TlsConnection(redis.SSLConnection):
@@ -38,8 +39,15 @@ class TlsConnection(redis.SSLConnection):
 
 
 def build_redis(settings: Settings) -> redis.Redis:
-    """A client for the server REDIS_URI names (the layer starts no server itself)."""
-    uri = settings.required_uri("REDIS_URI")
+    """A client for the server REDIS_URI names (the layer starts no server itself); a
+    StoreUnusableError (503) when it names none or one redis-py refuses (`lucid.store.unusable`).
+    """
+    # redis-py refuses a URI with a ValueError: another scheme, a port that is not a number.
+    with building_client("REDIS_URI", (ValueError,)):
+        return _build_redis(settings, settings.required_uri("REDIS_URI"))
+
+
+def _build_redis(settings: Settings, uri: str) -> redis.Redis:
     timeout = settings.REDIS_TIMEOUT_MS / 1000
     tls = {"connection_class": TlsConnection} if urlsplit(uri).scheme == "rediss" else {}
     pool = redis.BlockingConnectionPool.from_url(

@@ -1,5 +1,6 @@
 """The clients GET /meta/health checks, as route dependencies that import their drivers when
-the route first runs.
+the route first runs. A client its settings cannot build is reported down (`Unusable`); a
+secret AWS would not give (SecretUnavailableError) is its own 503.
 
 The meta function's other routes (GET /health, /meta/info: what load balancers and uptime checks
 poll) need neither Redis nor MongoDB, so the meta function does not import redis-py and pymongo
@@ -14,8 +15,8 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends
 
-from lucid.errors import LucidError
 from lucid.store.health import Unusable
+from lucid.store.unusable import StoreUnusableError
 
 if TYPE_CHECKING:
     import redis
@@ -30,24 +31,18 @@ async def readiness_redis() -> redis.Redis | Unusable:
 
     try:
         return get_redis()
-    except LucidError:
-        raise  # a secret AWS would not give (SecretUnavailableError): its own 503
-    except (RuntimeError, ValueError) as error:
-        return Unusable(error)
+    except StoreUnusableError as error:  # no REDIS_URI, or one redis-py refuses
+        return Unusable(error.cause)
 
 
 async def readiness_database() -> Database[Document] | Unusable:
     """The process's MongoDB database (`lucid.store.mongo`), imported on first use."""
-    from pymongo.errors import ConfigurationError
-
     from lucid.store.mongo import get_database
 
     try:
         return get_database()
-    except LucidError:
-        raise
-    except (RuntimeError, ValueError, ConfigurationError) as error:
-        return Unusable(error)
+    except StoreUnusableError as error:  # no MONGODB_URI, or one pymongo refuses
+        return Unusable(error.cause)
 
 
 # The types are forward references: FastAPI needs only the dependency, and evaluating them here

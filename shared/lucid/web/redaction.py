@@ -19,6 +19,7 @@ from typing import Any
 from fastapi.exceptions import ValidationException
 from pydantic import ValidationError
 
+from lucid.log_masking import shown_cause
 from lucid.observability import library_lines
 
 __all__ = ["RedactInputs", "RedactedValidationError", "install"]
@@ -46,26 +47,19 @@ def _summary(error: BaseException) -> str:
     return f"{kind} ({len(details)} errors, inputs not logged): {shown}"
 
 
-def _shown_cause(error: BaseException) -> BaseException | None:
-    """The exception a traceback prints before `error` (`raise ... from None` shows none)."""
-    if error.__cause__ is not None:
-        return error.__cause__
-    return None if error.__suppress_context__ else error.__context__
-
-
 def _echoes_input(error: BaseException | None, seen: set[int]) -> bool:
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(error, ValidationError | ValidationException):
             return True
-        error = _shown_cause(error)
+        error = shown_cause(error)
     return False
 
 
 def redacted(error: BaseException, _seen: frozenset[int] = frozenset()) -> BaseException:
     """`error` as a logger may show it: each validation error of its chain replaced by a
     `RedactedValidationError` with the same traceback; any other exception kept as it is."""
-    cause = _shown_cause(error)
+    cause = shown_cause(error)
     if cause is not None and id(cause) in _seen | {id(error)}:
         cause = None  # a cycle in the chain: shown once, as traceback does
     if not isinstance(error, ValidationError | ValidationException):
@@ -101,7 +95,7 @@ class RedactInputs(logging.Filter):
                 if isinstance(error, ValidationError | ValidationException):
                     for text in {repr(error), str(error)}:
                         message = message.replace(text, _summary(error))
-                error = _shown_cause(error)
+                error = shown_cause(error)
             if message != original:
                 record.msg, record.args = message, None
         return True

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +12,7 @@ import redis
 from lucid import __version__
 from lucid.proxy import BreakerState, RedisBreakerStore
 from tests.utils.events import http_event
-from tests.utils.functions import load_handler, load_module
+from tests.utils.functions import load_handler, load_module, run_fresh_instance
 
 
 def invoke(path: str, **kwargs: Any) -> tuple[int, dict[str, str], Any]:
@@ -136,18 +132,8 @@ def test_meta_health_reports_a_store_whose_uri_its_driver_refuses(
     setting: str, uri: str, name: str, error: str
 ) -> None:
     # GIVEN a fresh meta function whose store URI its driver cannot use
-    root = Path(__file__).resolve().parents[3]
-    env = {**os.environ, setting: uri, "PYTHONPATH": str(root)}
     # WHEN readiness is asked
-    done = subprocess.run(
-        [sys.executable, "-c", FRESH_INSTANCE],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    done = run_fresh_instance(FRESH_INSTANCE, {setting: uri})
     result = json.loads(done.stdout.splitlines()[-1])
     body = json.loads(result["body"])
     # THEN it is the 503 naming that store with the error's class, not a 500

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -9,13 +10,15 @@ from typing import Any
 import pymongo
 import pytest
 
-from lucid.config import Settings
+from lucid.config import Settings, UriNotSetError
 from lucid.errors import ServiceUnavailableError
 from lucid.store.health import check_mongodb, check_redis
 from lucid.store.mongo import build_database
 from lucid.store.redis_client import build_redis
+from lucid.store.unusable import StoreUnusableError
 from lucid.users.repository import UserRepository
 from lucid_edge.local import free_port, start_mongo_server, start_redis
+from tests.utils.logs import logged_lines
 
 KEY = "k" * 32
 
@@ -32,19 +35,22 @@ def test_redis_client_talks_to_the_configured_server(redis_server) -> None:  # t
 def test_without_a_uri_the_local_stage_says_to_run_through_the_edge(builder, name) -> None:  # type: ignore[no-untyped-def]
     # GIVEN the local stage and no URI: the layer starts no server of its own
     settings = Settings(JWT_SECRET_KEY=KEY, REDIS_URI=None, MONGODB_URI=None)
-    # WHEN a client is built THEN the error names the variable and the two ways to provide it
-    with pytest.raises(
-        RuntimeError, match=rf"{name} is unset: run the functions through the local edge"
-    ) as raised:
+    # WHEN a client is built THEN it is the store's 503, whose cause (logged, never answered)
+    # names the variable and the two ways to provide it
+    with pytest.raises(StoreUnusableError) as raised:
         builder(settings)
-    assert f"or set {name}" in str(raised.value)
+    cause = raised.value.cause
+    assert isinstance(cause, UriNotSetError)
+    assert f"{name} is unset: run the functions through the local edge" in str(cause)
+    assert f"or set {name}" in str(cause)
 
 
 @pytest.mark.parametrize("builder", [build_redis, build_database])
 def test_outside_local_missing_uris_refuse_to_start(builder) -> None:  # type: ignore[no-untyped-def]
     settings = Settings(STAGE="dev", JWT_SECRET_KEY=KEY, REDIS_URI=None, MONGODB_URI=None)
-    with pytest.raises(RuntimeError, match="required on stage 'dev'"):
+    with pytest.raises(StoreUnusableError) as raised:
         builder(settings)
+    assert "required on stage 'dev'" in str(raised.value.cause)
 
 
 def test_redis_down_fails_fast_within_the_timeout() -> None:
@@ -147,3 +153,27 @@ def test_a_mongodb_that_stops_answering_is_a_503_within_its_timeout(
     # THEN MONGODB_TIMEOUT_MS (300 ms) bounds the whole read, its retry included: the 503
     # comes well before a 10 s Lambda Timeout (6d2cc82: a 5 s socket timeout, then a retry)
     assert waited < 3.0
+
+
+def test_a_refused_uri_is_logged_once_until_it_works_again(redis_server) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN a REDIS_URI that works, then one redis-py refuses (a port that is not a number)
+    good = Settings(JWT_SECRET_KEY=KEY, REDIS_URI=redis_server.uri)
+    bad = Settings(JWT_SECRET_KEY=KEY, REDIS_URI="redis://127.0.0.1:hunter2/0")
+    with logged_lines() as lines:
+        build_redis(good).close()
+        # WHEN clients are built from the bad one twice, from the good one, then the bad again
+        refusals = []
+        for settings in (bad, bad, good, bad):
+            try:
+                build_redis(settings).close()
+            except StoreUnusableError as error:
+                refusals.append(error)
+    # THEN each refusal is the 503 naming the store, never the URI
+    assert [(error.status, error.extensions) for error in refusals] == [
+        (503, {"store": "redis"})
+    ] * 3
+    assert not any("hunter2" in str(error) for error in refusals)
+    # AND the fault is logged when it first appears, and again once it came back after working
+    errors = [(line["setting"], line["error"]) for line in lines if line["level"] == "ERROR"]
+    assert errors == [("REDIS_URI", "ValueError")] * 2
+    assert "hunter2" not in json.dumps(lines)
