@@ -181,3 +181,41 @@ def test_non_ascii_header_values_pass_both_ways_instead_of_a_500(
     assert seen.header("X-Note") == ["na\u00efve \u65e5\u672c".encode().decode("latin-1")]
     assert headers["x-title"] == "caf\u00e9"
     assert headers["content-disposition"] == 'attachment; filename="caf\u00e9.txt"'
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("X-Note", "a\x0bb"),  # vertical tab: a control character
+        ("X-Note", "a\x0cb"),  # form feed
+        ("X-Note", "a\x01b"),
+        ("X-Note", "a\x7fb"),  # DEL
+        ("X Note", "v"),  # not a token (RFC 9110 section 5.1)
+        ("X-(Note)", "v"),
+    ],
+)
+def test_a_header_the_gateway_cannot_send_is_the_callers_400_not_the_backends_failure(
+    proxied: Proxy, backend: BackendServer, name: str, value: str
+) -> None:
+    # GIVEN an anonymous caller on the public route, repeating a header that is not a valid
+    # field (RFC 9110 section 5.5: no control character but HTAB; section 5.1: a name is a token)
+    for _ in range(6):
+        status, headers, body = invoke("GET", "/chain/info", headers={name: value})
+        # THEN each is a 400 naming the header, and nothing reached the backend
+        assert problem(400, headers, body)["detail"].startswith("the ")
+        assert status == 400
+    assert backend.connections == 0
+    # AND the breaker did not count them against the backend: everyone else still gets through
+    assert proxied.breakers["blockchain"].state == "closed"
+    assert invoke("GET", "/chain/info")[0] == 200
+
+
+def test_whitespace_around_a_header_value_is_not_part_of_it(
+    proxied: Proxy, backend: BackendServer
+) -> None:
+    # GIVEN a value with leading and trailing whitespace (RFC 9110 section 5.5: not part of it)
+    status, _, _ = invoke("GET", "/chain/info", headers={"X-Note": " \tspaced value\t "})
+    # THEN the backend gets the value alone
+    assert status == 200
+    [seen] = backend.received
+    assert seen.header("X-Note") == ["spaced value"]
