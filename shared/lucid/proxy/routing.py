@@ -9,9 +9,10 @@ Keeping the prefix lets `/manifests/*` and `/trust/*` share one backend without 
 
 A path remainder is refused (`UnsafePathError`, 400) before any connection when it, or any
 percent-decoding of it (double encoding included), holds a dot segment (`..`, `.`, fullwidth
-dots too), an empty segment (`//host`), a backslash, a scheme (`http://...`), or a control
-character (CR, LF, NUL, ...). A legitimate path never needs any of these, and a backend that
-decodes twice or normalises would otherwise see a path we never checked.
+dots too, and `..;x`, which servlet containers read as `..`), an empty segment (`//host`), a
+backslash, a scheme (`http://...`), or a control character (CR, LF, NUL, ...). A legitimate
+path never needs any of these, and a backend that decodes twice or normalises would otherwise
+see a path we never checked.
 """
 
 from __future__ import annotations
@@ -97,7 +98,10 @@ def _check_layer(layer: str) -> None:
     if "://" in layer:
         raise UnsafePathError("the path holds an absolute URL")
     normalised = layer if layer.isascii() else unicodedata.normalize("NFKC", layer)
-    segments = normalised.split("/")
+    # A segment is also read without its ";" parameters: Tomcat (and Jetty) strip them before
+    # resolving dot segments, so "/api/chain/..;/..;/admin" reaches "/admin" there (Orange Tsai,
+    # "Breaking Parser Logic", Black Hat USA 2018), and "..;x" is a dot segment to such a backend.
+    segments = [segment.split(";", 1)[0] for segment in normalised.split("/")]
     if any(segment in _DOT_SEGMENTS for segment in segments):
         raise UnsafePathError("the path holds a dot segment")
     if any(not segment for segment in segments[:-1]):
