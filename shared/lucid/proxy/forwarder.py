@@ -18,9 +18,11 @@ POST is sent at most once.
 
 One exchange (every attempt, the waits between them, the answer read to its end) lasts at most
 `exchange_seconds(settings)`, or the invocation's time if that is shorter: each connect and each
-read has its own timeout, and a body that trickles in under the read timeout is cut there too
-(504). The breaker holds a half-open probe slot that long (`BreakerPolicy.from_settings`), so a
-second probe never starts while the first may still be running.
+read has its own timeout, and every socket operation also ends by that deadline
+(`lucid.proxy.deadline`), so a status line, headers or body that trickle in under the read
+timeout are cut there too (504). The breaker holds a half-open probe slot that long
+(`BreakerPolicy.from_settings`), so a second probe never starts while the first may still be
+running.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from lucid.identity import CallerIdentity
 from lucid.lambda_result import MAX_RESULT_BYTES, body_size_in_result
 from lucid.proxy.breaker import BreakerPolicy, CircuitBreaker
 from lucid.proxy.breaker_store import BreakerStore
+from lucid.proxy.deadline import exchange_deadline
 from lucid.proxy.discovery import BackendDirectory
 from lucid.proxy.headers import Header, public_locations, request_headers, response_headers
 from lucid.proxy.routing import (
@@ -229,18 +232,19 @@ class Proxy:
             content=request.body or None,
             timeout=self._timeout(deadline),
         )
-        try:
-            upstream = self._client.send(outbound, stream=True)
-        except (httpx.ConnectError, httpx.ConnectTimeout):
-            raise
-        except httpx.TimeoutException as error:
-            raise _UnreachableError(self._timed_out(backend)) from error
-        except httpx.TransportError as error:
-            raise _UnreachableError(self._dropped(backend)) from error
-        try:
-            body = self._read_bounded(backend, upstream, deadline)
-        finally:
-            upstream.close()
+        with exchange_deadline(deadline):  # every connect, read and write ends by then
+            try:
+                upstream = self._client.send(outbound, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                raise
+            except httpx.TimeoutException as error:
+                raise _UnreachableError(self._timed_out(backend)) from error
+            except httpx.TransportError as error:
+                raise _UnreachableError(self._dropped(backend)) from error
+            try:
+                body = self._read_bounded(backend, upstream, deadline)
+            finally:
+                upstream.close()
         encoded = body_size_in_result(body, upstream.headers.get("content-type"))
         if encoded > MAX_RESULT_BYTES - RESULT_RESERVE_BYTES:
             # Lambda would refuse the result and API Gateway answer a bare 500 (a binary body

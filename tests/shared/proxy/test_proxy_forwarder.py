@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import time
 from collections.abc import Callable
 
@@ -22,6 +23,8 @@ from lucid_edge.local import free_port
 from tests.shared.proxy.conftest import proxy_request, proxy_settings
 from tests.shared.proxy.proxy_backends import (
     BackendServer,
+    raw_backend,
+    read_request_head,
     running_backend,
     unaccepting_listener,
 )
@@ -291,3 +294,32 @@ def test_connect_timeout_is_retried_for_get_then_504(make_proxy: MakeProxy) -> N
             proxy.forward(proxy_request("GET"))
     assert "connection" in raised.value.detail
     assert len(waits) == 2
+
+
+def _trickled_answer(connection: socket.socket) -> None:
+    read_request_head(connection)
+    # status line and headers one byte per 50 ms: each read well inside the read timeout
+    for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Pad: " + b"p" * 60 + b"\r\n\r\nok":
+        connection.sendall(bytes([byte]))
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("time_left", "bound"), [(0.8, 0.8), (None, 0.9)])
+def test_a_status_line_and_headers_trickling_in_are_cut_at_the_deadline(
+    make_proxy: MakeProxy, time_left: float | None, bound: float
+) -> None:
+    # GIVEN a backend whose headers take 4 s to arrive, and an exchange that may last 0.4 s
+    # (one connect of 0.1 s, one read of 0.3 s) or what the invocation has left (0.8 s)
+    with raw_backend(_trickled_answer) as url:
+        settings = proxy_settings(
+            BLOCKCHAIN_SERVICE_URL=url, PROXY_RETRIES=0, PROXY_CONNECT_TIMEOUT_SECONDS=0.1
+        )
+        proxy = make_proxy(settings)
+        # WHEN it is forwarded THEN it is a 504 by that deadline, not when the headers end
+        started = time.monotonic()
+        with pytest.raises(GatewayTimeoutError):
+            proxy.forward(proxy_request(time_left=time_left))
+        assert time.monotonic() - started < bound
+    # AND the breaker counted it as the backend's failure
+    calls, failures = proxy.breakers["blockchain"]._window.counts()
+    assert (calls, failures) == (1, 1)
