@@ -113,6 +113,18 @@ def _as_bytes(raw: Sequence[tuple[bytes, bytes]]) -> list[Header]:
     return lines
 
 
+def _body_length(method: str, upstream: httpx.Response) -> int | None:
+    """How many bytes the answer's framing allows after its head (RFC 9112 section 6.3); None
+    when it is chunked or runs to the connection's end (not counted: not reused)."""
+    status = upstream.status_code
+    if method == "HEAD" or status in (204, 304) or status < 200:
+        return 0
+    if "transfer-encoding" in upstream.headers:
+        return None
+    declared = upstream.headers.get("content-length", "")
+    return int(declared) if declared.isdigit() else None
+
+
 class _UnreachableError(Exception):
     """The backend did not answer: a breaker failure, carrying the error the caller sees."""
 
@@ -243,6 +255,10 @@ class Proxy:
                 raise _UnreachableError(self._dropped(backend)) from error
             try:
                 body = self._read_bounded(backend, upstream, deadline)
+                # the connection is used again only if the answer ended where it said
+                settle = getattr(upstream.extensions.get("network_stream"), "settle", None)
+                if settle is not None:
+                    settle(_body_length(request.method, upstream))
             finally:
                 upstream.close()
         encoded = body_size_in_result(body, upstream.headers.get("content-type"))
