@@ -9,6 +9,7 @@ Error mapping (all problem+json, raised as `lucid.errors`):
     connect or read timeout ......... 504 GatewayTimeoutError (also: the invocation's time is up)
     body over 6 MB, or too large for  502 BadGatewayError
     the Lambda result once encoded
+    a status outside 100-599 ........ 502 BadGatewayError     (counted as a failure)
     backend 4xx / 5xx ............... passed through with its body and headers
 
 Retries: only GET, HEAD, OPTIONS, PUT and DELETE, only when the connection could not be made
@@ -254,6 +255,15 @@ class Proxy:
             except httpx.TransportError as error:
                 raise _UnreachableError(self._dropped(backend)) from error
             try:
+                if not 100 <= upstream.status_code <= 599:
+                    # RFC 9110 section 15: a client treats such a status as a 5xx; passed on,
+                    # it reached the Lambda result as it was (999)
+                    raise _UnreachableError(
+                        BadGatewayError(
+                            f"the {backend.name} backend answered with an invalid status "
+                            f"({upstream.status_code})"
+                        )
+                    )
                 body = self._read_bounded(backend, upstream, deadline)
                 # the connection is used again only if the answer ended where it said
                 settle = getattr(upstream.extensions.get("network_stream"), "settle", None)

@@ -7,6 +7,7 @@ answers whose Lambda result would not fit Lambda's 6 MB response quota.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from lucid.proxy import Proxy
 from tests.functions.proxy.test_proxy_function import USER, invoke, problem
 from tests.shared.proxy.conftest import proxy_settings
-from tests.shared.proxy.proxy_backends import BackendServer
+from tests.shared.proxy.proxy_backends import BackendServer, raw_backend, read_request_head
 from tests.utils.events import http_event
 from tests.utils.functions import load_handler
 
@@ -219,3 +220,23 @@ def test_whitespace_around_a_header_value_is_not_part_of_it(
     assert status == 200
     [seen] = backend.received
     assert seen.header("X-Note") == ["spaced value"]
+
+
+@pytest.mark.parametrize("status", [b"600", b"999"])
+def test_a_status_outside_100_to_599_is_a_502_counted_against_the_backend(
+    make_proxy: Callable[..., Proxy], use_proxy: Callable[[Proxy], None], status: bytes
+) -> None:
+    # GIVEN a backend answering with a status HTTP does not have (RFC 9110 section 15: valid
+    # codes are 100-599, and a client treats any other as a 5xx)
+    def answer(connection: socket.socket) -> None:
+        read_request_head(connection)
+        connection.sendall(b"HTTP/1.1 " + status + b" Odd\r\nContent-Length: 2\r\n\r\nok")
+
+    with raw_backend(answer) as url:
+        proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=url))
+        use_proxy(proxy)
+        answered, headers, body = invoke("GET", "/chain/info")
+    # THEN the caller gets a 502 naming it, never that status in the Lambda result
+    assert "invalid status" in problem(502, headers, body)["detail"]
+    assert answered == 502
+    assert proxy.breakers["blockchain"]._window.counts() == (1, 1)
