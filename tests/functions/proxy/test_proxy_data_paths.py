@@ -240,3 +240,17 @@ def test_a_status_outside_100_to_599_is_a_502_counted_against_the_backend(
     assert "invalid status" in problem(502, headers, body)["detail"]
     assert answered == 502
     assert proxy.breakers["blockchain"]._window.counts() == (1, 1)
+
+
+def test_a_redirect_is_the_callers_to_follow_never_the_gateways(
+    proxied: Proxy, backend: BackendServer
+) -> None:
+    # GIVEN a backend that redirects to another of its paths
+    backend.mode, backend.status = "status", 302
+    backend.extra_headers = [("Location", f"{backend.url}/chain/admin/keys")]
+    # WHEN a caller asks for the public route
+    status, headers, _ = invoke("GET", "/chain/info")
+    # THEN the caller gets the redirect (as the gateway's path) and the backend one request
+    assert status == 302
+    assert headers["location"] == "/chain/admin/keys"
+    assert [seen.path for seen in backend.received] == ["/chain/info"]
