@@ -47,6 +47,12 @@ TRAVERSALS = [
     ".;/admin",
     "%2e%2e%3b/admin",
     "blocks/;x/admin",
+    # fullwidth forms a folding backend reads as ASCII (NFKC; Windows best-fit mapping)
+    "..\uff3cadmin",
+    "blocks\uff3c..\uff3cadmin",
+    "http\uff1a\uff0f\uff0fevil.example/x",
+    "\uff05\uff12\uff45\uff05\uff12\uff45/admin",
+    "..\uff1b/admin",
 ]
 
 
