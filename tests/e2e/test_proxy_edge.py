@@ -190,6 +190,7 @@ def test_manifests_and_their_collection_root_go_to_the_session_backend(
     "target",
     [
         "/chain/%2e%2e/admin",
+        "/chain/blocks/..;/..;/admin",
         "/chain/..%2fadmin",
         "/chain/%252e%252e/admin",
         "/chain/%5c%5cevil.example/admin",

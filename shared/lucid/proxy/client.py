@@ -3,7 +3,8 @@
 One pooled `httpx.Client` serves every backend: connections are kept alive between
 invocations of a warm instance. It ignores proxy environment variables (the backend host is
 configuration, nothing else) and follows no redirect (a 3xx is the backend's answer to pass
-back). Its default headers are removed, so the backend sees the caller's Accept,
+back). Every socket operation ends by the exchange's deadline (`lucid.proxy.deadline`). Its
+default headers are removed, so the backend sees the caller's Accept,
 Accept-Encoding and User-Agent, not the client library's.
 """
 
@@ -27,6 +28,8 @@ _LIBRARY_DEFAULT_HEADERS = ("Accept", "Accept-Encoding", "User-Agent")
 
 def build_http_client(settings: Settings) -> httpx.Client:
     """A pooled client with the PROXY_* timeouts (callers narrow them per request)."""
+    from lucid.proxy.transport import DeadlineTransport  # imports httpcore: not at cold start
+
     timeout = httpx.Timeout(
         connect=settings.PROXY_CONNECT_TIMEOUT_SECONDS,
         read=settings.PROXY_READ_TIMEOUT_SECONDS,
@@ -35,7 +38,7 @@ def build_http_client(settings: Settings) -> httpx.Client:
     )
     client = httpx.Client(
         timeout=timeout,
-        limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        transport=DeadlineTransport(httpx.Limits(max_connections=32, max_keepalive_connections=16)),
         follow_redirects=False,
         trust_env=False,
     )

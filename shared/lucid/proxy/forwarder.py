@@ -9,6 +9,7 @@ Error mapping (all problem+json, raised as `lucid.errors`):
     connect or read timeout ......... 504 GatewayTimeoutError (also: the invocation's time is up)
     body over 6 MB, or too large for  502 BadGatewayError
     the Lambda result once encoded
+    a status outside 100-599 ........ 502 BadGatewayError     (counted as a failure)
     backend 4xx / 5xx ............... passed through with its body and headers
 
 Retries: only GET, HEAD, OPTIONS, PUT and DELETE, only when the connection could not be made
@@ -18,9 +19,11 @@ POST is sent at most once.
 
 One exchange (every attempt, the waits between them, the answer read to its end) lasts at most
 `exchange_seconds(settings)`, or the invocation's time if that is shorter: each connect and each
-read has its own timeout, and a body that trickles in under the read timeout is cut there too
-(504). The breaker holds a half-open probe slot that long (`BreakerPolicy.from_settings`), so a
-second probe never starts while the first may still be running.
+read has its own timeout, and every socket operation also ends by that deadline
+(`lucid.proxy.deadline`), so a status line, headers or body that trickle in under the read
+timeout are cut there too (504). The breaker holds a half-open probe slot that long
+(`BreakerPolicy.from_settings`), so a second probe never starts while the first may still be
+running.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from lucid.identity import CallerIdentity
 from lucid.lambda_result import MAX_RESULT_BYTES, body_size_in_result
 from lucid.proxy.breaker import BreakerPolicy, CircuitBreaker
 from lucid.proxy.breaker_store import BreakerStore
+from lucid.proxy.deadline import exchange_deadline
 from lucid.proxy.discovery import BackendDirectory
 from lucid.proxy.headers import Header, public_locations, request_headers, response_headers
 from lucid.proxy.routing import (
@@ -108,6 +112,18 @@ def _as_bytes(raw: Sequence[tuple[bytes, bytes]]) -> list[Header]:
             value = value.decode("latin-1").encode("utf-8")
         lines.append((name.decode("latin-1").lower(), value.decode("latin-1")))
     return lines
+
+
+def _body_length(method: str, upstream: httpx.Response) -> int | None:
+    """How many bytes the answer's framing allows after its head (RFC 9112 section 6.3); None
+    when it is chunked or runs to the connection's end (not counted: not reused)."""
+    status = upstream.status_code
+    if method == "HEAD" or status in (204, 304) or status < 200:
+        return 0
+    if "transfer-encoding" in upstream.headers:
+        return None
+    declared = upstream.headers.get("content-length", "")
+    return int(declared) if declared.isdigit() else None
 
 
 class _UnreachableError(Exception):
@@ -229,18 +245,32 @@ class Proxy:
             content=request.body or None,
             timeout=self._timeout(deadline),
         )
-        try:
-            upstream = self._client.send(outbound, stream=True)
-        except (httpx.ConnectError, httpx.ConnectTimeout):
-            raise
-        except httpx.TimeoutException as error:
-            raise _UnreachableError(self._timed_out(backend)) from error
-        except httpx.TransportError as error:
-            raise _UnreachableError(self._dropped(backend)) from error
-        try:
-            body = self._read_bounded(backend, upstream, deadline)
-        finally:
-            upstream.close()
+        with exchange_deadline(deadline):  # every connect, read and write ends by then
+            try:
+                upstream = self._client.send(outbound, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                raise
+            except httpx.TimeoutException as error:
+                raise _UnreachableError(self._timed_out(backend)) from error
+            except httpx.TransportError as error:
+                raise _UnreachableError(self._dropped(backend)) from error
+            try:
+                if not 100 <= upstream.status_code <= 599:
+                    # RFC 9110 section 15: a client treats such a status as a 5xx; passed on,
+                    # it reached the Lambda result as it was (999)
+                    raise _UnreachableError(
+                        BadGatewayError(
+                            f"the {backend.name} backend answered with an invalid status "
+                            f"({upstream.status_code})"
+                        )
+                    )
+                body = self._read_bounded(backend, upstream, deadline)
+                # the connection is used again only if the answer ended where it said
+                settle = getattr(upstream.extensions.get("network_stream"), "settle", None)
+                if settle is not None:
+                    settle(_body_length(request.method, upstream))
+            finally:
+                upstream.close()
         encoded = body_size_in_result(body, upstream.headers.get("content-type"))
         if encoded > MAX_RESULT_BYTES - RESULT_RESERVE_BYTES:
             # Lambda would refuse the result and API Gateway answer a bare 500 (a binary body

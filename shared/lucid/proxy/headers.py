@@ -12,7 +12,9 @@ Names are matched with `_` read as `-`: a WSGI backend (PEP 3333 uses CGI's vari
 reads `X_Lucid_User_Id` and `X-Lucid-User-Id` as one HTTP_X_LUCID_USER_ID, so a caller's
 `X_Lucid_User_Id: someone` would otherwise arrive as that variable, before the gateway's value
 (stdlib wsgiref joins them as "someone,<real id>"). Django and gunicorn 22+ drop such headers for
-this reason; the gateway cannot count on every backend doing so.
+this reason; the gateway cannot count on every backend doing so. A header that is not a valid
+HTTP field (a name that is not a token, a control character in the value) is the caller's 400,
+refused before the breaker is asked; leading and trailing whitespace is trimmed from values.
 
 Towards the caller, what describes the content passes through untouched (Content-Type,
 Content-Encoding, ETag, Cache-Control, Location, Retry-After, Set-Cookie, ...). Dropped:
@@ -30,6 +32,7 @@ origin. The stage prefix is added back by `lucid.web.stage` like any root-relati
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import httpx
@@ -86,6 +89,15 @@ _NOT_PASSED_BACK = frozenset(
 )
 _NOT_PASSED_BACK_PREFIXES = ("access-control-", "x-lucid-", "x-amzn-", "apigw-")
 
+# RFC 9110 section 5.1: a field name is a token; section 5.5: a value holds no control character
+# but HTAB, and its leading and trailing SP/HTAB are not part of it. The HTTP client (h11)
+# refuses to send a field outside this grammar, which would otherwise surface as a transport
+# error: a 502 counted by the breaker against a backend that was never called, so one caller
+# could open the breaker for everyone (five requests to the public GET /chain/info).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_OWS = " \t"
+
 USER_ID_HEADER = "X-Lucid-User-Id"
 ROLE_HEADER = "X-Lucid-Role"
 
@@ -114,21 +126,28 @@ def request_headers(
     named = _connection_named(incoming)
     forwarded: list[Header] = []
     for name, value in incoming:
+        if not _TOKEN.fullmatch(name):
+            raise BadRequestError(f"the header name {name[:64]!r} is not an HTTP token")
         lowered = name.lower()
         canonical = lowered.replace("_", "-")  # what a CGI-style backend reads it as
         if _is_hop_by_hop(canonical, named) or canonical in _NEVER_FORWARDED:
             continue
         if canonical.startswith(_GATEWAY_PREFIXES):
             continue
-        if any(char in value for char in "\r\n\x00"):
-            raise BadRequestError(f"the {lowered} header holds a control character")
-        forwarded.append((lowered, value))
+        forwarded.append((lowered, _field_value(lowered, value)))
     forwarded.append(("X-Request-ID", request_id))
     forwarded.append(("X-Forwarded-For", source_ip))
     if caller is not None:
         forwarded.append((USER_ID_HEADER, caller.user_id))
         forwarded.append((ROLE_HEADER, str(caller.role)))
     return forwarded
+
+
+def _field_value(name: str, value: str) -> str:
+    value = value.strip(_OWS)
+    if _CONTROL.search(value):
+        raise BadRequestError(f"the {name} header holds a control character")
+    return value
 
 
 def response_headers(incoming: Iterable[Header], *, keep_length: bool = False) -> list[Header]:

@@ -9,9 +9,11 @@ Keeping the prefix lets `/manifests/*` and `/trust/*` share one backend without 
 
 A path remainder is refused (`UnsafePathError`, 400) before any connection when it, or any
 percent-decoding of it (double encoding included), holds a dot segment (`..`, `.`, fullwidth
-dots too), an empty segment (`//host`), a backslash, a scheme (`http://...`), or a control
-character (CR, LF, NUL, ...). A legitimate path never needs any of these, and a backend that
-decodes twice or normalises would otherwise see a path we never checked.
+dots too, and `..;x`, which servlet containers read as `..`), an empty segment (`//host`), a
+backslash, a scheme (`http://...`), or a control character (CR, LF, NUL, ...), in its own
+characters or in their compatibility forms (NFKC: fullwidth `\uff3c` is a backslash). A legitimate
+path never needs any of these, and a backend that decodes twice or normalises would otherwise
+see a path we never checked.
 """
 
 from __future__ import annotations
@@ -78,6 +80,12 @@ def check_remainder(remainder: str) -> None:
     """Refuse a path remainder that could leave its backend or smuggle a request line."""
     layer = remainder
     for _ in range(_MAX_DECODE_ROUNDS):
+        # Every check also applies to the compatibility form (NFKC): a backend that folds
+        # characters (Windows' best-fit mapping, a normalising framework) reads fullwidth
+        # "\uff3c" as "\\", "\uff1a\uff0f\uff0f" as "://" and "\uff05\uff12\uff45" as "%2e".
+        if not layer.isascii():
+            _check_layer(layer)
+            layer = unicodedata.normalize("NFKC", layer)
         _check_layer(layer)
         try:
             decoded = unquote(layer, errors="strict")
@@ -96,8 +104,10 @@ def _check_layer(layer: str) -> None:
         raise UnsafePathError("the path holds a control character")
     if "://" in layer:
         raise UnsafePathError("the path holds an absolute URL")
-    normalised = layer if layer.isascii() else unicodedata.normalize("NFKC", layer)
-    segments = normalised.split("/")
+    # A segment is also read without its ";" parameters: Tomcat (and Jetty) strip them before
+    # resolving dot segments, so "/api/chain/..;/..;/admin" reaches "/admin" there (Orange Tsai,
+    # "Breaking Parser Logic", Black Hat USA 2018), and "..;x" is a dot segment to such a backend.
+    segments = [segment.split(";", 1)[0] for segment in layer.split("/")]
     if any(segment in _DOT_SEGMENTS for segment in segments):
         raise UnsafePathError("the path holds a dot segment")
     if any(not segment for segment in segments[:-1]):

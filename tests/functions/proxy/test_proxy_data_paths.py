@@ -7,6 +7,7 @@ answers whose Lambda result would not fit Lambda's 6 MB response quota.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 from lucid.proxy import Proxy
 from tests.functions.proxy.test_proxy_function import USER, invoke, problem
 from tests.shared.proxy.conftest import proxy_settings
-from tests.shared.proxy.proxy_backends import BackendServer
+from tests.shared.proxy.proxy_backends import BackendServer, raw_backend, read_request_head
 from tests.utils.events import http_event
 from tests.utils.functions import load_handler
 
@@ -181,3 +182,75 @@ def test_non_ascii_header_values_pass_both_ways_instead_of_a_500(
     assert seen.header("X-Note") == ["na\u00efve \u65e5\u672c".encode().decode("latin-1")]
     assert headers["x-title"] == "caf\u00e9"
     assert headers["content-disposition"] == 'attachment; filename="caf\u00e9.txt"'
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("X-Note", "a\x0bb"),  # vertical tab: a control character
+        ("X-Note", "a\x0cb"),  # form feed
+        ("X-Note", "a\x01b"),
+        ("X-Note", "a\x7fb"),  # DEL
+        ("X Note", "v"),  # not a token (RFC 9110 section 5.1)
+        ("X-(Note)", "v"),
+    ],
+)
+def test_a_header_the_gateway_cannot_send_is_the_callers_400_not_the_backends_failure(
+    proxied: Proxy, backend: BackendServer, name: str, value: str
+) -> None:
+    # GIVEN an anonymous caller on the public route, repeating a header that is not a valid
+    # field (RFC 9110 section 5.5: no control character but HTAB; section 5.1: a name is a token)
+    for _ in range(6):
+        status, headers, body = invoke("GET", "/chain/info", headers={name: value})
+        # THEN each is a 400 naming the header, and nothing reached the backend
+        assert problem(400, headers, body)["detail"].startswith("the ")
+        assert status == 400
+    assert backend.connections == 0
+    # AND the breaker did not count them against the backend: everyone else still gets through
+    assert proxied.breakers["blockchain"].state == "closed"
+    assert invoke("GET", "/chain/info")[0] == 200
+
+
+def test_whitespace_around_a_header_value_is_not_part_of_it(
+    proxied: Proxy, backend: BackendServer
+) -> None:
+    # GIVEN a value with leading and trailing whitespace (RFC 9110 section 5.5: not part of it)
+    status, _, _ = invoke("GET", "/chain/info", headers={"X-Note": " \tspaced value\t "})
+    # THEN the backend gets the value alone
+    assert status == 200
+    [seen] = backend.received
+    assert seen.header("X-Note") == ["spaced value"]
+
+
+@pytest.mark.parametrize("status", [b"600", b"999"])
+def test_a_status_outside_100_to_599_is_a_502_counted_against_the_backend(
+    make_proxy: Callable[..., Proxy], use_proxy: Callable[[Proxy], None], status: bytes
+) -> None:
+    # GIVEN a backend answering with a status HTTP does not have (RFC 9110 section 15: valid
+    # codes are 100-599, and a client treats any other as a 5xx)
+    def answer(connection: socket.socket) -> None:
+        read_request_head(connection)
+        connection.sendall(b"HTTP/1.1 " + status + b" Odd\r\nContent-Length: 2\r\n\r\nok")
+
+    with raw_backend(answer) as url:
+        proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=url))
+        use_proxy(proxy)
+        answered, headers, body = invoke("GET", "/chain/info")
+    # THEN the caller gets a 502 naming it, never that status in the Lambda result
+    assert "invalid status" in problem(502, headers, body)["detail"]
+    assert answered == 502
+    assert proxy.breakers["blockchain"]._window.counts() == (1, 1)
+
+
+def test_a_redirect_is_the_callers_to_follow_never_the_gateways(
+    proxied: Proxy, backend: BackendServer
+) -> None:
+    # GIVEN a backend that redirects to another of its paths
+    backend.mode, backend.status = "status", 302
+    backend.extra_headers = [("Location", f"{backend.url}/chain/admin/keys")]
+    # WHEN a caller asks for the public route
+    status, headers, _ = invoke("GET", "/chain/info")
+    # THEN the caller gets the redirect (as the gateway's path) and the backend one request
+    assert status == 302
+    assert headers["location"] == "/chain/admin/keys"
+    assert [seen.path for seen in backend.received] == ["/chain/info"]

@@ -5,7 +5,7 @@ ok (JSON echo), fail (500), status (any status, body, content type), slow (answe
 `delay`), hold (answers once the test sets `release`), flap (500 and 200 in turn), huge (a
 declared body over 6 MB), huge_chunked (chunked, no length, over 6 MB), stall / drip / truncate
 (a body that stops, trickles in or is cut off after its headers), reset (reads the request,
-then resets the connection).
+then resets the connection). `raw_backend` answers on raw sockets what no HTTP library would.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -205,3 +205,47 @@ def unaccepting_listener() -> Iterator[int]:
         for filler in fillers:
             filler.close()
         listener.close()
+
+
+@contextmanager
+def raw_backend(answer: Callable[[socket.socket], None]) -> Iterator[str]:
+    """The base URL of a backend written on raw sockets, for answers an HTTP library will not
+    send: `answer` gets each accepted connection (closed after it returns)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def serve(connection: socket.socket) -> None:
+        with connection:
+            try:
+                answer(connection)
+            except OSError:
+                return  # the proxy hung up: part of several tests
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(connection,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        thread.join(timeout=5)
+
+
+def read_request_head(connection: socket.socket) -> bytes:
+    """The request line and headers (up to the blank line), or b"" when the client hung up."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(65536)
+        if not chunk:
+            return b""
+        data += chunk
+    return data

@@ -272,3 +272,26 @@ def test_a_probe_slot_outlasts_a_probe_that_retries_its_connects(make_proxy: Mak
         assert raised.value.extensions["breaker"] == "half_open"
         prober.join(timeout=10)
     assert [type(error) for error in outcome] == [GatewayTimeoutError]
+
+
+def test_one_clusters_open_breaker_leaves_the_others_serving(
+    backend: BackendServer, make_proxy: MakeProxy, redis_client: redis.Redis
+) -> None:
+    # GIVEN the blockchain cluster down and the session and node clusters up
+    settings = proxy_settings(
+        BLOCKCHAIN_SERVICE_URL=f"http://127.0.0.1:{free_port()}",
+        SESSION_SERVICE_URL=backend.url,
+        NODE_SERVICE_URL=backend.url,
+        PROXY_RETRIES=0,
+    )
+    first, other = make_proxy(settings), make_proxy(settings)
+    for _ in range(4):
+        with pytest.raises(LucidError):
+            first.forward(proxy_request("GET", "chain", "info"))
+    # WHEN its breaker is open (for every instance)
+    with pytest.raises(ServiceUnavailableError):
+        other.forward(proxy_request("GET", "chain", "info"))
+    # THEN the other clusters still answer, and only the blockchain's state is in Redis
+    for prefix in ("manifests", "trust", "nodes"):
+        assert other.forward(proxy_request("GET", prefix, "x")).status == 200
+    assert {key.split(":")[3] for key in breaker_keys(redis_client)} == {"blockchain"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import time
 from collections.abc import Callable
 
@@ -22,6 +23,8 @@ from lucid_edge.local import free_port
 from tests.shared.proxy.conftest import proxy_request, proxy_settings
 from tests.shared.proxy.proxy_backends import (
     BackendServer,
+    raw_backend,
+    read_request_head,
     running_backend,
     unaccepting_listener,
 )
@@ -291,3 +294,104 @@ def test_connect_timeout_is_retried_for_get_then_504(make_proxy: MakeProxy) -> N
             proxy.forward(proxy_request("GET"))
     assert "connection" in raised.value.detail
     assert len(waits) == 2
+
+
+def _trickled_answer(connection: socket.socket) -> None:
+    read_request_head(connection)
+    # status line and headers one byte per 50 ms: each read well inside the read timeout
+    for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Pad: " + b"p" * 60 + b"\r\n\r\nok":
+        connection.sendall(bytes([byte]))
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("time_left", "bound"), [(0.8, 0.8), (None, 0.9)])
+def test_a_status_line_and_headers_trickling_in_are_cut_at_the_deadline(
+    make_proxy: MakeProxy, time_left: float | None, bound: float
+) -> None:
+    # GIVEN a backend whose headers take 4 s to arrive, and an exchange that may last 0.4 s
+    # (one connect of 0.1 s, one read of 0.3 s) or what the invocation has left (0.8 s)
+    with raw_backend(_trickled_answer) as url:
+        settings = proxy_settings(
+            BLOCKCHAIN_SERVICE_URL=url, PROXY_RETRIES=0, PROXY_CONNECT_TIMEOUT_SECONDS=0.1
+        )
+        proxy = make_proxy(settings)
+        # WHEN it is forwarded THEN it is a 504 by that deadline, not when the headers end
+        started = time.monotonic()
+        with pytest.raises(GatewayTimeoutError):
+            proxy.forward(proxy_request(time_left=time_left))
+        assert time.monotonic() - started < bound
+    # AND the breaker counted it as the backend's failure
+    calls, failures = proxy.breakers["blockchain"]._window.counts()
+    assert (calls, failures) == (1, 1)
+
+
+# A whole response hidden after the end of another: what the next request on that connection
+# would read as its answer if the connection were used again.
+_SMUGGLED = b"HTTP/1.1 200 OK\r\nContent-Length: 21\r\nX-Smuggled: 1\r\n\r\nanother caller's data"
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        # a 204 or 304 has no body whatever it declares (RFC 9110 sections 15.3.5, 15.4.5)
+        b"HTTP/1.1 204 No Content\r\nContent-Length: %d\r\n\r\n" % len(_SMUGGLED),
+        b'HTTP/1.1 304 Not Modified\r\nETag: "1"\r\n\r\n',
+        # more bytes than the Content-Length it declared
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        # the same with bare LF line ends, which the client library accepts too
+        b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+        # more after the last chunk (a chunked answer's connection is never used again)
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    ],
+)
+def test_bytes_after_the_end_of_an_answer_never_become_the_next_callers_answer(
+    make_proxy: MakeProxy, first: bytes
+) -> None:
+    # GIVEN a backend that writes more after the end of its first answer, in the same packet,
+    # then answers every later request with the real answer
+    served: list[bytes] = []
+
+    def answer(connection: socket.socket) -> None:
+        while request := read_request_head(connection):
+            served.append(request)
+            real = b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nreal answer"
+            connection.sendall(first + _SMUGGLED if len(served) == 1 else real)
+
+    with raw_backend(answer) as url:
+        proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=url))
+        # WHEN one caller's request gets that answer, and another request follows
+        proxy.forward(proxy_request(remainder="first"))
+        second = proxy.forward(proxy_request(remainder="second"))
+    # THEN the second gets its own answer from the backend, never the bytes left over
+    assert (second.status, second.body) == (200, b"real answer")
+    assert ("x-smuggled", "1") not in second.headers
+    assert len(served) == 2
+
+
+def test_a_cleanly_framed_answer_keeps_its_connection_for_the_next_request(
+    make_proxy: MakeProxy,
+) -> None:
+    # GIVEN a backend answering within each framing, an interim 103 before one answer
+    connections: list[int] = []
+
+    def answer(connection: socket.socket) -> None:
+        connections.append(1)
+        answers = [
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n" + b"b" * 70000,
+        ]
+        for reply in answers:
+            if not read_request_head(connection):
+                return
+            connection.sendall(reply)
+        read_request_head(connection)
+
+    with raw_backend(answer) as url:
+        proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=url))
+        statuses = [proxy.forward(proxy_request()).status for _ in range(4)]
+    # THEN one connection served them all
+    assert statuses == [204, 200, 200, 200]
+    assert len(connections) == 1

@@ -40,6 +40,19 @@ TRAVERSALS = [
     "info%00",
     "%c0%ae%c0%ae/admin",
     "%2525252525252e",
+    # path parameters: Tomcat and Jetty drop ";..." from a segment, then resolve dot segments
+    "..;/admin",
+    "blocks/..;/..;/admin",
+    "..;jsessionid=x/admin",
+    ".;/admin",
+    "%2e%2e%3b/admin",
+    "blocks/;x/admin",
+    # fullwidth forms a folding backend reads as ASCII (NFKC; Windows best-fit mapping)
+    "..\uff3cadmin",
+    "blocks\uff3c..\uff3cadmin",
+    "http\uff1a\uff0f\uff0fevil.example/x",
+    "\uff05\uff12\uff45\uff05\uff12\uff45/admin",
+    "..\uff1b/admin",
 ]
 
 
@@ -51,7 +64,18 @@ def test_traversal_and_injection_attempts_are_refused(remainder: str) -> None:
 
 @pytest.mark.parametrize(
     "remainder",
-    ["info", "blocks/7", "blocks/7/", "tx/abc:1", "a%20b", "names/caf\u00e9", "v1.2/x..y", ""],
+    [
+        "info",
+        "blocks/7",
+        "blocks/7/",
+        "tx/abc:1",
+        "a%20b",
+        "names/caf\u00e9",
+        "v1.2/x..y",
+        "",
+        "m/a;v=1",
+        "m/a..;b",
+    ],
 )
 def test_ordinary_paths_pass(remainder: str) -> None:
     check_remainder(remainder)

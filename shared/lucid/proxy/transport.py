@@ -1,0 +1,153 @@
+"""The HTTP client's transport: httpx's, over connections bounded by `lucid.proxy.deadline`
+and never used again after an answer that overran its framing (`DeadlineStream`).
+
+Imported when the client is built (the first forwarded request), not at cold start: httpx
+imports httpcore only then too (~14 ms).
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import typing
+from collections.abc import Iterable
+
+import httpcore
+import httpx
+
+from lucid.proxy.deadline import bounded
+
+# How much of an answer's first bytes are kept to find where its head ends (h11 refuses a head
+# over 64 KB; the rest of what is kept is body).
+_HEAD_BYTES_KEPT = 128 * 1024
+# The end of a head: an empty line, CRLF or bare LF (h11 accepts both).
+_HEAD_END = re.compile(rb"\n\r?\n")
+_INTERIM = re.compile(rb"HTTP/\d\.\d 1\d\d ")
+
+
+class DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write ends by the active deadline, and which is never
+    used again after an answer whose bytes did not end where its framing said.
+
+    The HTTP client parses each answer out of what it read, and keeps what it read beyond the
+    answer's end for the next request on the connection. A backend that sends a body with a 204
+    or 304 (which have none), or more than its Content-Length, therefore makes those bytes the
+    next request's answer (shown on e09dd58: another caller got a whole response hidden after a
+    204). nginx closes an upstream connection in that case too ("upstream sent more data than
+    specified in Content-Length header"). So each answer's bytes are counted here, and
+    `settle` compares them with what its framing allows.
+    """
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+        self._answering = False  # reads since the last write: one answer's bytes
+        self._received = 0
+        self._head = bytearray()
+        self._spent = False
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        """Read, waiting until the deadline at most."""
+        data = self._stream.read(max_bytes, bounded(timeout, httpcore.ReadTimeout))
+        if not self._answering:  # the first read after a request: a new answer
+            self._answering, self._received = True, 0
+            self._head.clear()
+        self._received += len(data)
+        if len(self._head) < _HEAD_BYTES_KEPT:
+            self._head += data[: _HEAD_BYTES_KEPT - len(self._head)]
+        return data
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        """Write, waiting until the deadline at most."""
+        self._answering = False
+        self._stream.write(buffer, bounded(timeout, httpcore.WriteTimeout))
+
+    def settle(self, body_length: int | None) -> None:
+        """The answer just read is over, and its framing allowed `body_length` bytes after its
+        head (None: a framing this cannot count, chunked): unless exactly that much was read,
+        the connection is not used again."""
+        head = self._head_length()
+        if body_length is None or head is None or self._received != head + body_length:
+            self._spent = True
+
+    def _head_length(self) -> int | None:
+        start = 0
+        while True:  # interim (1xx) heads come first, each with no body
+            end = _HEAD_END.search(self._head, start)
+            if end is None:  # pragma: no cover - h11 refuses a head it cannot end in 100 KB
+                return None
+            if not _INTERIM.match(self._head, start):
+                return end.end()
+            start = end.end()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:  # pragma: no cover - the tests' backends speak plain HTTP
+        """The TLS connection, its handshake bounded too."""
+        limit = bounded(timeout, httpcore.ConnectTimeout)
+        return DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, limit))
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        """What the underlying connection says; readable once spent, so that the pool, which
+        asks before using an idle connection again, closes it (a readable idle connection is
+        one the server closed, to httpcore)."""
+        if info == "is_readable" and self._spent:
+            return True
+        return self._stream.get_extra_info(info)
+
+
+class DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's synchronous sockets, each connection a `DeadlineStream`."""
+
+    def __init__(self) -> None:
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        """A TCP connection, its connect bounded by the deadline."""
+        limit = bounded(timeout, httpcore.ConnectTimeout)
+        stream = self._backend.connect_tcp(host, port, limit, local_address, socket_options)
+        return DeadlineStream(stream)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:  # pragma: no cover - backends are reached over TCP
+        """A Unix socket connection (unused: backend URLs are http(s))."""
+        limit = bounded(timeout, httpcore.ConnectTimeout)
+        return DeadlineStream(self._backend.connect_unix_socket(path, limit, socket_options))
+
+    def sleep(self, seconds: float) -> None:  # pragma: no cover - httpcore's retries are off
+        """Sleep (httpcore's connect retries, which the client does not use)."""
+        self._backend.sleep(seconds)
+
+
+class DeadlineTransport(httpx.HTTPTransport):
+    """httpx's HTTP transport over a connection pool that uses `DeadlineBackend`."""
+
+    def __init__(self, limits: httpx.Limits) -> None:
+        ssl_context = httpx.create_ssl_context(trust_env=False)  # certifi's CAs, built once
+        super().__init__(verify=ssl_context, limits=limits, trust_env=False)
+        # httpx builds its pool without a way to pass a network backend: the same pool with one
+        # (`httpcore.ConnectionPool`'s documented arguments, httpx's defaults otherwise).
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=DeadlineBackend(),
+        )
