@@ -11,15 +11,9 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response
 
 from lucid.errors import NotFoundError
+from lucid.sessions.lifecycle import SessionStatus, etag
 from lucid.sessions.preconditions import MAX_IF_MATCH_LENGTH, parse_if_match
-from lucid.sessions.schemas import (
-    Session,
-    SessionCreate,
-    SessionPage,
-    SessionPatch,
-    SessionStatus,
-    etag,
-)
+from lucid.sessions.schemas import Session, SessionCreate, SessionPage, SessionPatch
 from lucid.store.documents import Document
 from lucid.store.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, SortOrder
 from lucid.web.deps import Caller
