@@ -19,8 +19,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import jwt
 
@@ -37,10 +36,9 @@ REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti", "sid"]
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
 
 
-@dataclass(frozen=True, slots=True)
-class TokenClaims:
+class TokenClaims(NamedTuple):
     """The claims of a valid access token (`lucid.auth.schemas.AccessClaims` is how POST
-    /auth/verify answers them). A plain dataclass checked by `from_payload`, not a pydantic
+    /auth/verify answers them). A plain record checked by `from_payload`, not a pydantic
     model: the authorizer decodes tokens and imports no pydantic at all, a third of its cold
     start's CPU (`make bench coldstart`, lucid.config)."""
 
@@ -94,8 +92,7 @@ _CLAIM_TYPES: dict[str, type] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class IssuedAccessToken:
+class IssuedAccessToken(NamedTuple):
     """A freshly signed access token and what it says."""
 
     token: str
@@ -152,7 +149,7 @@ class TokenService:
             typ=ACCESS_TOKEN_TYPE,
         )
         token = jwt.encode(
-            asdict(claims),
+            claims._asdict(),
             keys.current.signing,
             algorithm=keys.algorithm,
             headers={"kid": keys.current.kid},

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
+from typing import NamedTuple
 
 LEASE_SECONDS = 1.0
 LEASE_SHARE = 32
@@ -54,16 +55,14 @@ class Lease:
     asking: bool = False  # a round trip asking for a lease is under way
 
 
-@dataclass(frozen=True, slots=True)
-class Spent:
+class Spent(NamedTuple):
     """A request admitted from a lease."""
 
     remaining: int
     reset_seconds: int
 
 
-@dataclass(frozen=True, slots=True)
-class TripTerms:
+class TripTerms(NamedTuple):
     """What the next round trip for a key asks for and gives back (the script's lease args)."""
 
     extra: int

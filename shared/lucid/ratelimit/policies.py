@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from lucid.config import Settings
 from lucid.identity import CallerIdentity, Tier
@@ -43,8 +44,7 @@ class Policy:
         return self.prefix + identity
 
 
-@dataclass(frozen=True, slots=True)
-class Policies:
+class Policies(NamedTuple):
     """Every policy of the gateway, built from one `Settings`."""
 
     public: Policy
