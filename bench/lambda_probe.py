@@ -94,6 +94,7 @@ def main() -> None:
         # the collector as the function left it after its cold start (lucid.coldstart)
         "gc": {"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()},
         "packages": sorted({name.partition(".")[0] for name in sys.modules}),
+        "module_names": sorted(sys.modules),
         "flags": {
             "optimize": sys.flags.optimize,
             "dont_write_bytecode": sys.dont_write_bytecode,

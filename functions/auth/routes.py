@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import Depends, Header, Request, Response
 
 from lucid.auth.authorizer import bearer_token
 from lucid.auth.message import iso_utc
@@ -36,6 +36,7 @@ from lucid.observability import count
 from lucid.ratelimit import enforce_signin_limits
 from lucid.store.indexes import ensure_indexes_once
 from lucid.users.repository import UserRepository
+from lucid.web.app import FunctionRouter
 from lucid.web.database import DatabaseDep
 from lucid.web.deps import (
     RedisDep,
@@ -47,7 +48,7 @@ from lucid.web.deps import (
 from lucid.web.openapi import problems
 from lucid.web.stage import api_url
 
-router = APIRouter()
+router = FunctionRouter()
 
 
 async def signin_service(

@@ -19,11 +19,12 @@ import gzip
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Response
+from fastapi import Header, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict
 
 from lucid.errors import NotFoundError
+from lucid.web.app import FunctionRouter
 from lucid.web.openapi import header, problems
 
 HERE = Path(__file__).parent
@@ -48,7 +49,7 @@ CONTENT_SECURITY_POLICY = (
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 
-router = APIRouter()
+router = FunctionRouter(rate_limited=False)
 
 
 @functools.cache

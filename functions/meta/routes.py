@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from lucid import __version__
 from lucid.errors import ServiceUnavailableError
 from lucid.store.health import DependencyReport, Unusable, check_mongodb, check_redis
+from lucid.web.app import FunctionRouter
 from lucid.web.openapi import problems
 from lucid.web.readiness import ReadinessDatabase, ReadinessRedis
 from lucid.web.settings import SettingsDep
@@ -72,7 +72,7 @@ def breaker_views(client: redis.Redis | None) -> dict[str, BreakerView]:
     return dict.fromkeys((backend.name for backend in BACKENDS), "unknown")
 
 
-router = APIRouter()
+router = FunctionRouter(rate_limited=False)
 
 
 @router.get("/health")

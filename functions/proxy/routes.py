@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from starlette.convertors import Convertor, register_url_convertor
 
 from lucid.identity import CallerIdentity
 from lucid.proxy import ROUTES, Proxy, ProxyRequest
+from lucid.web.app import FunctionRouter
 from lucid.web.deps import Caller, OptionalCaller, SourceIp
 from lucid.web.openapi import Responses, problems
 from lucid.web.proxy import ProxyDep
@@ -71,7 +72,7 @@ class _AnyRemainder(Convertor[str]):
 
 register_url_convertor("proxy_remainder", _AnyRemainder())
 
-router = APIRouter()
+router = FunctionRouter()
 
 
 def _time_left(request: Request) -> float | None:

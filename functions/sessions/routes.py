@@ -8,20 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import Header, Query, Response
 
 from lucid.errors import NotFoundError
+from lucid.sessions.lifecycle import SessionStatus, etag
 from lucid.sessions.preconditions import MAX_IF_MATCH_LENGTH, parse_if_match
-from lucid.sessions.schemas import (
-    Session,
-    SessionCreate,
-    SessionPage,
-    SessionPatch,
-    SessionStatus,
-    etag,
-)
+from lucid.sessions.schemas import Session, SessionCreate, SessionPage, SessionPatch
 from lucid.store.documents import Document
 from lucid.store.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, SortOrder
+from lucid.web.app import FunctionRouter
 from lucid.web.deps import Caller
 from lucid.web.idempotency import (
     HEADER,
@@ -34,7 +29,7 @@ from lucid.web.openapi import Responses, header, problems
 from lucid.web.repositories import SessionsDep
 
 # Every route needs a signed-in caller (401 without one).
-router = APIRouter(responses=problems(401))
+router = FunctionRouter(responses=problems(401))
 
 ETAG = header('the session\'s version as a strong entity tag (`"3"`): send it back in If-Match')
 TAGGED: Responses = {200: {"headers": {"ETag": {**ETAG, "required": True}}}}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import Depends, Query, Response
 
 from lucid.auth.refresh import RefreshTokenStore
 from lucid.errors import NotFoundError
@@ -17,6 +17,7 @@ from lucid.identity import Role
 from lucid.store.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, SortOrder
 from lucid.users.closure import close_account
 from lucid.users.schemas import ProfilePatch, RoleChange, User, UserPage
+from lucid.web.app import FunctionRouter
 from lucid.web.database import DatabaseDep
 from lucid.web.deps import (
     AdminCaller,
@@ -30,7 +31,7 @@ from lucid.web.openapi import problems
 from lucid.web.repositories import SessionsDep, UsersDep
 
 # Every route needs a signed-in caller (401 without one).
-router = APIRouter(responses=problems(401))
+router = FunctionRouter(responses=problems(401))
 
 
 async def refresh_token_store(

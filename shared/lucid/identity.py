@@ -10,9 +10,8 @@ event with it once, domain code receives the `CallerIdentity`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class Role(StrEnum):
@@ -40,8 +39,7 @@ def tier_for_role(role: Role) -> Tier:
     return Tier.ADMIN if role == Role.ADMIN else Tier.AUTHENTICATED
 
 
-@dataclass(frozen=True, slots=True)
-class CallerIdentity:
+class CallerIdentity(NamedTuple):
     """The signed-in caller, as the authorizer vouched for it."""
 
     user_id: str

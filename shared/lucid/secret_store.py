@@ -39,8 +39,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from lucid import log_masking
 from lucid.errors import ServiceUnavailableError
@@ -65,8 +64,7 @@ _MISSING = ("ResourceNotFoundException", "ParameterNotFound")
 PARAMETER_VERSIONS_WALKED = 5
 
 
-@dataclass(frozen=True, slots=True)
-class SecretSource:
+class SecretSource(NamedTuple):
     """Where one setting's value is kept in AWS."""
 
     setting: str
@@ -162,8 +160,7 @@ def read(source: SecretSource, *, max_age: int | None = None) -> str | bytes:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class Versions:
+class Versions(NamedTuple):
     """A value kept in AWS, the moment it was stored, and the value it replaced (if AWS has it)."""
 
     current: str | bytes

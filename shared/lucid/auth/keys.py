@@ -49,9 +49,8 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 from lucid import secret_store
 from lucid.config import HMAC_KEY_MIN_BYTES, Settings, get_settings
@@ -75,8 +74,7 @@ class KeyConfigurationError(RuntimeError):
     """The configured JWT keys are missing, too weak or unreadable: the function must not start."""
 
 
-@dataclass(frozen=True, slots=True)
-class JwtKey:
+class JwtKey(NamedTuple):
     """One key id and what it signs with (None when verify-only) and verifies with."""
 
     kid: str
@@ -84,8 +82,7 @@ class JwtKey:
     verifying: Any
 
 
-@dataclass(frozen=True, slots=True)
-class KeySet:
+class KeySet(NamedTuple):
     """The algorithm, the current key and, during a rotation window, the previous ones."""
 
     algorithm: str

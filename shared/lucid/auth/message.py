@@ -20,8 +20,8 @@ these bytes, so anything else is not one of our messages.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from lucid.errors import ForeignMessageError, MalformedMessageError
@@ -48,8 +48,7 @@ _LAYOUT = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class SignInMessage:
+class SignInMessage(NamedTuple):
     """The fields of one sign-in message."""
 
     domain: str

@@ -35,8 +35,8 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from pymongo import ReturnDocument
 from pymongo.database import Database
@@ -59,8 +59,7 @@ TOKEN_BYTES = 32
 _FORMAT = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
-@dataclass(frozen=True, slots=True)
-class RefreshGrant:
+class RefreshGrant(NamedTuple):
     """What a valid refresh token grants: a new token for `user_id` in `family_id`."""
 
     user_id: str

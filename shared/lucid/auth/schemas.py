@@ -6,7 +6,6 @@ any work is done (a signature or token is never echoed back: see `lucid.web.prob
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -129,7 +128,7 @@ class AccessClaims(BaseModel):
     @classmethod
     def of(cls, claims: TokenClaims) -> AccessClaims:
         """The answer for `claims`, as `lucid.auth.tokens` decoded them."""
-        return cls(**asdict(claims))
+        return cls(**claims._asdict())
 
 
 class StatusUser(BaseModel):

@@ -20,8 +20,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import jwt
 
@@ -44,10 +43,9 @@ P256_ORDER: Final = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC
 _ES256_SIGNATURE_TEXT = 86  # base64url characters of 64 bytes, unpadded
 
 
-@dataclass(frozen=True, slots=True)
-class TokenClaims:
+class TokenClaims(NamedTuple):
     """The claims of a valid access token (`lucid.auth.schemas.AccessClaims` is how POST
-    /auth/verify answers them). A plain dataclass checked by `from_payload`, not a pydantic
+    /auth/verify answers them). A plain record checked by `from_payload`, not a pydantic
     model: the authorizer decodes tokens and imports no pydantic at all, a third of its cold
     start's CPU (`make bench coldstart`, lucid.config)."""
 
@@ -101,8 +99,7 @@ _CLAIM_TYPES: dict[str, type] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class IssuedAccessToken:
+class IssuedAccessToken(NamedTuple):
     """A freshly signed access token and what it says."""
 
     token: str
@@ -159,7 +156,7 @@ class TokenService:
             typ=ACCESS_TOKEN_TYPE,
         )
         token = jwt.encode(
-            asdict(claims),
+            claims._asdict(),
             keys.current.signing,
             algorithm=keys.algorithm,
             headers={"kid": keys.current.kid},

@@ -31,8 +31,8 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 from lucid.config import Settings
 from lucid.errors import ServiceUnavailableError
@@ -46,8 +46,7 @@ _MAX_WINDOW_ENTRIES = 10_000
 PROBE_SLOT_MARGIN_SECONDS = 1.0
 
 
-@dataclass(frozen=True, slots=True)
-class BreakerPolicy:
+class BreakerPolicy(NamedTuple):
     """The thresholds of every breaker, from settings."""
 
     window_seconds: float

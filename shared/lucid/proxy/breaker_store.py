@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import redis
 
@@ -41,16 +41,14 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half_open"
 
 
-@dataclass(frozen=True, slots=True)
-class SharedState:
+class SharedState(NamedTuple):
     """What the store says: the state, and for OPEN how long it still lasts."""
 
     state: BreakerState
     open_ms: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class ProbeAnswer:
+class ProbeAnswer(NamedTuple):
     """The store's answer to "may I probe?": the state, whether a slot was granted, a wait."""
 
     state: BreakerState

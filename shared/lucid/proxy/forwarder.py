@@ -31,7 +31,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import httpx
 
@@ -64,8 +64,7 @@ BACKOFF_BASE_SECONDS = 0.05
 BACKOFF_CAP_SECONDS = 1.0
 
 
-@dataclass(frozen=True, slots=True)
-class ProxyRequest:
+class ProxyRequest(NamedTuple):
     """One caller request, as the route hands it over (path decoded, as ASGI gives it)."""
 
     method: str
@@ -85,8 +84,7 @@ class ProxyRequest:
         return f"/{self.prefix}/{self.remainder}" if self.remainder else f"/{self.prefix}"
 
 
-@dataclass(frozen=True, slots=True)
-class ProxyResponse:
+class ProxyResponse(NamedTuple):
     """The backend's answer, ready to hand back to the caller."""
 
     status: int

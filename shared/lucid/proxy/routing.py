@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import quote, quote_from_bytes, unquote
 
 import httpx
@@ -29,8 +29,7 @@ from lucid.config import Settings
 from lucid.errors import NotFoundError, ServiceUnavailableError, UnsafePathError
 
 
-@dataclass(frozen=True, slots=True)
-class Backend:
+class Backend(NamedTuple):
     """One backend cluster: its name (breaker and log key) and the setting holding its URL."""
 
     name: str

@@ -23,8 +23,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import redis
 
@@ -47,8 +46,7 @@ FALLBACK_METRIC = "RateLimitFallback"
 Limit = tuple[Policy, str]
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """The outcome for one request under its binding policy (whole seconds, as sent)."""
 
     policy: Policy

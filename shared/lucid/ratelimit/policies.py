@@ -12,7 +12,7 @@ import functools
 import hashlib
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from lucid.config import Settings
 from lucid.identity import CallerIdentity, Tier
@@ -47,21 +47,22 @@ def _ipv6_network(source_ip: str) -> str:
     return str(ipaddress.IPv6Network((address.packed, IPV6_PREFIX), strict=False))
 
 
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """A named quota: `quota` requests per `window_seconds`."""
+class Policy(NamedTuple):
+    """A named quota: `quota` requests per `window_seconds` (made by `Policy.of`)."""
 
     name: str
     quota: int
     window_seconds: int
     # Whose budget: the stage's key prefix (lucid.store.keys; the process's STAGE when None).
-    stage: str | None = field(default=None, repr=False)
-    window_us: int = field(init=False, repr=False)
-    prefix: str = field(init=False, repr=False)
+    stage: str | None
+    window_us: int
+    prefix: str
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "window_us", self.window_seconds * MICROS)
-        object.__setattr__(self, "prefix", rate_limit_prefix(self.stage) + self.name + ":")
+    @classmethod
+    def of(cls, name: str, quota: int, window_seconds: int, stage: str | None = None) -> Policy:
+        """The policy, with its window in microseconds and its keys' prefix worked out once."""
+        prefix = rate_limit_prefix(stage) + name + ":"
+        return cls(name, quota, window_seconds, stage, window_seconds * MICROS, prefix)
 
     def key(self, identity: str) -> str:
         """The Redis key of `identity` under this policy (bounded length whatever it is)."""
@@ -70,8 +71,7 @@ class Policy:
         return self.prefix + identity
 
 
-@dataclass(frozen=True, slots=True)
-class Policies:
+class Policies(NamedTuple):
     """Every policy of the gateway, built from one `Settings`."""
 
     public: Policy
@@ -85,13 +85,13 @@ class Policies:
         """The tiers and sign-in limits configured in `settings`, all over one window."""
         window, stage = settings.RATE_LIMIT_WINDOW_SECONDS, settings.STAGE
         return cls(
-            public=Policy(Tier.PUBLIC.value, settings.RATE_LIMIT_PUBLIC, window, stage),
-            authenticated=Policy(
+            public=Policy.of(Tier.PUBLIC.value, settings.RATE_LIMIT_PUBLIC, window, stage),
+            authenticated=Policy.of(
                 Tier.AUTHENTICATED.value, settings.RATE_LIMIT_AUTHENTICATED, window, stage
             ),
-            admin=Policy(Tier.ADMIN.value, settings.RATE_LIMIT_ADMIN, window, stage),
-            signin_ip=Policy("signin-ip", settings.RATE_LIMIT_SIGNIN_PER_IP, window, stage),
-            signin_address=Policy(
+            admin=Policy.of(Tier.ADMIN.value, settings.RATE_LIMIT_ADMIN, window, stage),
+            signin_ip=Policy.of("signin-ip", settings.RATE_LIMIT_SIGNIN_PER_IP, window, stage),
+            signin_address=Policy.of(
                 "signin-address", settings.RATE_LIMIT_SIGNIN_PER_ADDRESS, window, stage
             ),
         )

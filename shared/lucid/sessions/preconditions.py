@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from lucid.errors import BadRequestError
 
@@ -14,8 +14,7 @@ _ENTITY_TAG = re.compile(r'^(W/)?"([^"]*)"$')
 _VERSION = re.compile(r"^(0|[1-9][0-9]{0,11})$")
 
 
-@dataclass(frozen=True, slots=True)
-class IfMatch:
+class IfMatch(NamedTuple):
     """A parsed `If-Match`: any current representation (`*`) or a set of versions."""
 
     any_version: bool

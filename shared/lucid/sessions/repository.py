@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from contextlib import suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo import ReturnDocument
 from pymongo.database import Database
@@ -28,17 +28,16 @@ from lucid.errors import (
     ValidationFailedError,
 )
 from lucid.identity import CallerIdentity
-from lucid.sessions.preconditions import IfMatch
-from lucid.sessions.schemas import (
-    TRANSITIONS,
-    SessionCreate,
-    SessionPatch,
-    SessionStatus,
-    allowed_transitions,
-    etag,
-)
+from lucid.sessions.lifecycle import TRANSITIONS, SessionStatus, allowed_transitions, etag
 from lucid.store.documents import Document, database_errors, is_valid_id, new_id, utcnow
 from lucid.store.pagination import Page, SortOrder, fetch_page
+
+if TYPE_CHECKING:
+    # Types only: the request models and If-Match parsing belong to the sessions routes; the
+    # users function, which ends sessions when it closes an account, builds neither
+    # (lucid.sessions.lifecycle).
+    from lucid.sessions.preconditions import IfMatch
+    from lucid.sessions.schemas import SessionCreate, SessionPatch
 
 COLLECTION = "sessions"
 USERS = "users"  # lucid.users.repository.COLLECTION: read to see that a session's owner exists

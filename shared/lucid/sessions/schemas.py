@@ -8,7 +8,6 @@ of at most 16 KB whose keys cannot act as MongoDB operators.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
@@ -20,31 +19,11 @@ from pydantic import (
     field_validator,
 )
 
+from lucid.sessions.lifecycle import SessionStatus
 from lucid.store.documents import Document, Timestamp, check_json_object, iso
 from lucid.store.text import NO_CONTROLS, NoControls
 
 MAX_METADATA_BYTES = 16 * 1024
-
-
-class SessionStatus(StrEnum):
-    """Where a session is in its life."""
-
-    PENDING = "pending"
-    ACTIVE = "active"
-    ENDED = "ended"
-
-
-# pending → active → ended, or pending → ended; an ended session is final.
-TRANSITIONS: dict[SessionStatus, frozenset[SessionStatus]] = {
-    SessionStatus.PENDING: frozenset({SessionStatus.ACTIVE, SessionStatus.ENDED}),
-    SessionStatus.ACTIVE: frozenset({SessionStatus.ENDED}),
-    SessionStatus.ENDED: frozenset(),
-}
-
-
-def allowed_transitions(status: SessionStatus) -> list[str]:
-    """The statuses a session in `status` may move to, sorted."""
-    return sorted(TRANSITIONS[status])
 
 
 def _metadata(value: dict[str, Any]) -> dict[str, Any]:
@@ -137,8 +116,3 @@ class SessionPage(BaseModel):
 
     items: list[Session]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
-
-
-def etag(document: Document) -> str:
-    """The strong entity tag of a stored session: its version, quoted."""
-    return f'"{document["version"]}"'

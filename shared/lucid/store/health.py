@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
@@ -49,8 +48,7 @@ class Unusable:
         return DependencyStatus(name, False, 0.0, type(self.error).__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class DependencyStatus:
+class DependencyStatus(NamedTuple):
     """The outcome of one dependency check."""
 
     name: str

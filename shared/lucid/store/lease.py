@@ -44,8 +44,8 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from pymongo import WriteConcern
 from pymongo.database import Database
@@ -62,8 +62,7 @@ _FIRST_POLL_SECONDS = 0.005
 _MAX_POLL_SECONDS = 0.2
 
 
-@dataclass(frozen=True, slots=True)
-class Held:
+class Held(NamedTuple):
     """A lease this process holds: `check()` before each write the lease guards."""
 
     name: str

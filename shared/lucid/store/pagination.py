@@ -16,9 +16,8 @@ import binascii
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pymongo.collection import Collection
 
@@ -36,8 +35,7 @@ MAX_CREATED_AT_MS = (datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC) - EP
 SortOrder = Literal["created_at", "-created_at"]
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
+class Position(NamedTuple):
     """Where a page ended: the last document's creation time (ms since epoch) and id."""
 
     created_at_ms: int
@@ -55,8 +53,7 @@ class Position:
         return EPOCH + timedelta(milliseconds=self.created_at_ms)
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
+class Page(NamedTuple):
     """One page of documents and the cursor of the next one (None on the last page)."""
 
     items: list[Document]

@@ -16,15 +16,14 @@ and the remaining steps complete.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from lucid.identity import CallerIdentity
 from lucid.sessions.repository import SessionRepository
 from lucid.users.repository import UserRepository
 
 
-@dataclass(frozen=True, slots=True)
-class ClosedAccount:
+class ClosedAccount(NamedTuple):
     """What closing the account did."""
 
     user_deleted: bool

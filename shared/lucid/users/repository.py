@@ -35,7 +35,7 @@ Redis cannot hold the guard's truth: it may be down, or restored from an old sna
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo import ReturnDocument
 from pymongo.database import Database
@@ -46,7 +46,11 @@ from lucid.identity import Role
 from lucid.store.documents import Document, database_errors, is_valid_id, new_id, utcnow
 from lucid.store.lease import Lease
 from lucid.store.pagination import Page, SortOrder, fetch_page
-from lucid.users.schemas import ProfilePatch
+
+if TYPE_CHECKING:
+    # A type only: the request and response models belong to the users routes; the auth
+    # function, which creates a user at first sign-in, builds none of them.
+    from lucid.users.schemas import ProfilePatch
 
 COLLECTION = "users"
 

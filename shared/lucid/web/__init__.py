@@ -1,6 +1,7 @@
 """HTTP plumbing every FastAPI function shares; the only package of the layer that knows FastAPI.
 
-- app: `create_app(function, *routers)` and `lambda_handler(app)` (Mangum)
+- app: `create_app(function, *routers)` and `lambda_handler(app)` (Mangum); `FunctionRouter`, the
+  router a function's routes are declared on (built once)
 - middleware: request id, access log; the request's event read once
 - deps: the `Annotated` aliases routes declare (`Caller`, `SourceIp`, `RedisDep`, ...)
 - database: `DatabaseDep` (apart, so that the proxy function never imports pymongo)

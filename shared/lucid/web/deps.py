@@ -17,7 +17,6 @@ the functions check what may have changed since, at every call (ARCHITECTURE.md)
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
@@ -139,7 +138,7 @@ async def require_caller(request: Request) -> CallerIdentity:
     role = _stored_role(database, caller.user_id)
     if role is None:
         raise InvalidTokenError("the account was closed")
-    return caller if role == Role.ADMIN else dataclasses.replace(caller, role=role)
+    return caller if role == Role.ADMIN else caller._replace(role=role)
 
 
 async def require_admin(request: Request) -> CallerIdentity:

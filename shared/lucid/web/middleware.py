@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,8 +26,7 @@ _FACTS = "lucid.request"
 access_logger = logging.getLogger("lucid.access")
 
 
-@dataclass(frozen=True, slots=True)
-class RequestFacts:
+class RequestFacts(NamedTuple):
     """What API Gateway vouches for about one request: the signed-in caller and the client IP."""
 
     caller: CallerIdentity | None

@@ -24,9 +24,9 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
-from lucid.errors import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE
+from lucid.errors import PROBLEM_CONTENT_TYPE
 
 Responses = dict[int | str, dict[str, Any]]
 
@@ -48,66 +48,6 @@ DESCRIPTIONS: Mapping[int, str] = {
     503: "A dependency (Redis, MongoDB, a backend or its circuit breaker) is unavailable",
     504: "The backend did not answer in time",
 }
-
-
-class FieldError(BaseModel):
-    """One invalid input of a 422: where it is and what is wrong (the value is never echoed)."""
-
-    # Built when a document is, never at a cold start (these models validate nothing at run time).
-    model_config = ConfigDict(defer_build=True)
-
-    loc: list[str] = Field(description="where: body/query/path/header, then the field names")
-    msg: str
-    type: str = Field(description="the kind of error, e.g. missing, string_too_long")
-
-
-class Problem(BaseModel):
-    """An RFC 9457 problem detail; a problem type may add members of its own."""
-
-    model_config = ConfigDict(
-        extra="allow",
-        defer_build=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "type": PROBLEM_TYPE_BASE + "not-found",
-                    "title": "Not Found",
-                    "status": 404,
-                    "detail": "no such session",
-                    "instance": "/sessions/0f8fad5bd9cb469fa16570867728950e",
-                }
-            ]
-        },
-    )
-
-    type: str = Field(description="URI of the problem type ('about:blank' for plain HTTP errors)")
-    title: str = Field(description="the status's reason phrase")
-    status: int = Field(ge=400, le=599, description="the HTTP status, repeated")
-    detail: str = Field(description="what went wrong for this request, for a person to read")
-    instance: str = Field(description="the path of the request")
-
-
-class ValidationProblem(Problem):
-    """A 422 problem: the request did not match the route's schema."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "type": PROBLEM_TYPE_BASE + "validation",
-                    "title": "Unprocessable Content",
-                    "status": 422,
-                    "detail": "invalid address",
-                    "instance": "/auth/challenge",
-                    "errors": [
-                        {"loc": ["body", "address"], "msg": "Field required", "type": "missing"}
-                    ],
-                }
-            ]
-        },
-    )
-
-    errors: list[FieldError]
 
 
 def header(description: str, *, kind: str = "string", required: bool = False) -> dict[str, Any]:
@@ -153,10 +93,10 @@ def problems(
     waits = {429: True, **(retry_after or {})}
     answers: Responses = {}
     for status in statuses:
-        model = ValidationProblem if status == 422 else Problem
+        model = "ValidationProblem" if status == 422 else "Problem"
         answer: dict[str, Any] = {
             "description": described[status],
-            "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": _SCHEMAS + model.__name__}}},
+            "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": _SCHEMAS + model}}},
         }
         if status in waits:
             answer["headers"] = {"Retry-After": {**RETRY_AFTER, "required": waits[status]}}
@@ -213,6 +153,9 @@ def describe(document: dict[str, Any], *, rate_limited: bool) -> dict[str, Any]:
                     headers.setdefault(name, value)
     for name in _FASTAPI_VALIDATION:
         schemas.pop(name, None)
+    # Imported here: the models exist for documents only, never at a cold start (problem_models).
+    from lucid.web.problem_models import Problem, ValidationProblem
+
     text = json.dumps(document)
     for model in (Problem, ValidationProblem):
         if f'"{_SCHEMAS}{model.__name__}"' in text:

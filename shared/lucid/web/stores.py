@@ -17,8 +17,7 @@ pymongo is not imported at all until then: the proxy function never needs it (co
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from starlette.types import Scope
 
@@ -44,8 +43,7 @@ def _process_database() -> Database[Document]:
     return get_database()
 
 
-@dataclass(frozen=True, slots=True)
-class Stores:
+class Stores(NamedTuple):
     """How an app reaches its stores: each a function called when a request needs that store."""
 
     redis: Callable[[], redis.Redis] = _process_redis
