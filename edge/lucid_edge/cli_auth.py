@@ -140,7 +140,7 @@ def login(args: argparse.Namespace) -> int:
     private_key = _read_key(key_path)
     address = address_from_private_key(private_key)
     target = gateway_url(args.url)
-    with gateway(target) as client:
+    with gateway(target, insecure=args.insecure) as client:
         challenge = expect_ok(
             client.post("/auth/challenge", json={"address": address}), "challenge"
         )
@@ -165,7 +165,7 @@ def whoami(args: argparse.Namespace) -> int:
     """Ask the gateway who the stored tokens belong to (refreshing them if they expired)."""
     credentials = _signed_in()
     target = signed_in_gateway(args.url, credentials.url)
-    with gateway(target) as client:
+    with gateway(target, insecure=args.insecure) as client:
         status = expect_ok(client.get("/auth/status", headers=_bearer(credentials)), "whoami")
         if not status.get("authenticated"):
             credentials = renew(client, credentials)
@@ -189,7 +189,7 @@ def refresh_command(args: argparse.Namespace) -> int:
     """Trade the refresh token for a new pair now."""
     credentials = _signed_in()
     target = signed_in_gateway(args.url, credentials.url)
-    with gateway(target) as client:
+    with gateway(target, insecure=args.insecure) as client:
         _, lifetime = refresh(client, credentials)
     print(f"tokens refreshed at {target.url}; the access token lives {lifetime} s")
     return 0
@@ -200,7 +200,7 @@ def logout(args: argparse.Namespace) -> int:
     credentials = _signed_in()
     target = signed_in_gateway(args.url, credentials.url)
     try:
-        with gateway(target) as client:
+        with gateway(target, insecure=args.insecure) as client:
             response = SignedIn(client, credentials).request("POST", "/auth/logout")
     except StaleSignInError:
         forget_credentials()
@@ -230,6 +230,12 @@ def _run(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
 def _url_option(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument(
         "--url", help=f"gateway base URL (default: {default}; or set {ENV_URL})", default=None
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain http:// to a host other than this machine (the signature and tokens "
+        "cross the network in clear text)",
     )
 
 

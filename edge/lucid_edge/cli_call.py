@@ -107,7 +107,7 @@ def call(args: argparse.Namespace) -> int:
         )
     path = args.path if args.path.startswith("/") else f"/{args.path}"
     target = signed_in_gateway(args.url, credentials.url)
-    with gateway(target) as client:
+    with gateway(target, insecure=args.insecure) as client:
         response = SignedIn(client, credentials).request(
             args.method, path, headers=headers, content=content
         )

@@ -19,12 +19,15 @@ What the gateway answers, and what the CLI does about it:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
+from lucid.config import is_loopback_host
 from lucid_edge.cli_config import (
     CommandError,
     Credentials,
@@ -62,9 +65,42 @@ def _reason(error: httpx.HTTPError) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
+def check_transport(target: Target, *, insecure: bool) -> None:
+    """Refuse plain http:// to a host that is not this machine unless `insecure` (--insecure).
+
+    Every command that uses the gateway sends a signature (login) or the tokens: over http://
+    across a network anyone on the path could read and replay them. Loopback (localhost,
+    127.0.0.0/8, ::1: `make run`, `sam local`) needs no TLS, as Docker treats 127.0.0.0/8 and
+    ::1 registries as insecure by default and every other one as secure unless configured, and
+    pip ignores an http:// index on another host unless `--trusted-host` names it. With
+    `insecure` the command goes ahead and says on stderr what crosses the network, every time.
+    """
+    try:
+        parts = urlsplit(target.url)
+        host = parts.hostname
+    except ValueError:
+        return  # not a URL: httpx refuses it, and `gateway` says so
+    if parts.scheme.lower() != "http" or host is None or is_loopback_host(host):
+        return
+    if insecure:
+        print(
+            f"lucid: warning: your signature and tokens go to {host} over plain HTTP "
+            "(--insecure): anyone on the network path can read and use them",
+            file=sys.stderr,
+        )
+        return
+    raise CommandError(
+        f"{target.url} ({target.source}) is plain HTTP to another host: your signature and "
+        "tokens would cross the network readable by anyone on the path. Use the gateway's "
+        "https:// URL, or add --insecure if you accept that (a throwaway test network)"
+    )
+
+
 @contextmanager
-def gateway(target: Target) -> Iterator[httpx.Client]:
-    """A client on `target`; any transport failure inside becomes an error naming the URL."""
+def gateway(target: Target, *, insecure: bool) -> Iterator[httpx.Client]:
+    """A client on `target` (refused by `check_transport` first); any transport failure inside
+    becomes an error naming the URL."""
+    check_transport(target, insecure=insecure)
     try:
         with httpx.Client(base_url=target.url, timeout=TIMEOUT_SECONDS) as client:
             yield client

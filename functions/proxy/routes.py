@@ -40,8 +40,14 @@ _ANSWERS: Responses = {
         503,
         504,
         descriptions={
-            400: "The path, query or a header could leave the backend's host (refused before "
-            "any connection)",
+            400: "Refused before any connection (the detail says which): a path that holds a "
+            "dot segment (`.`, `..`, or `..;x`, which servlet containers read as `..`), an "
+            "empty segment, a backslash, an absolute URL or a control character, in its own "
+            "characters, in any percent-decoding of them or in their compatibility forms "
+            "(fullwidth `\uff0e\uff0e`, `\uff3c`); a path with an invalid percent-encoding "
+            "(not UTF-8) or percent-encoded too many times; a query string holding a control "
+            "character; a header whose name is not an HTTP token or whose value holds a "
+            "control character",
             503: "The backend is not configured, or its circuit breaker is open (Retry-After)",
         },
         retry_after={503: False},

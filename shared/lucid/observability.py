@@ -63,6 +63,7 @@ from aws_lambda_powertools.metrics.provider.cloudwatch_emf.exceptions import (
 )
 
 from lucid.config import get_settings
+from lucid.errors import ServiceUnavailableError
 from lucid.log_masking import MaskSecrets, masked_exception, secret_values
 
 __all__ = [
@@ -429,6 +430,31 @@ def _invocation_keys(event: Any, context: Any, cold_start: bool) -> dict[str, An
     }
 
 
+def _log_failure(event: Any, error: Exception) -> None:
+    """The "invocation failed" line of an exception escaping a handler.
+
+    A ServiceUnavailableError is a fault the code expects and names (a store that does not
+    answer, a store URI its driver refuses: `lucid.store.unusable`), raised with our own text:
+    one line with its class, detail, route and client, no traceback (its frames say nothing an
+    operator can act on, and repeat on every invocation while the store is down). Anything else
+    is a bug: its traceback is kept.
+    """
+    if not isinstance(error, ServiceUnavailableError):
+        _log.exception("invocation failed")
+        return
+    request_context = event.get("requestContext") if isinstance(event, dict) else None
+    http = request_context.get("http") if isinstance(request_context, dict) else None
+    _log.error(
+        "invocation failed",
+        extra={
+            "error": type(error).__name__,
+            "detail": error.detail,
+            "route": event.get("routeKey") if isinstance(event, dict) else None,
+            "source_ip": http.get("sourceIp") if isinstance(http, dict) else None,
+        },
+    )
+
+
 def instrument(handler: Handler) -> Handler:
     """`handler` with its invocations' log keys and metrics (see the module docstring)."""
     invocations = itertools.count()  # next() is atomic: one cold start even if two race
@@ -445,7 +471,7 @@ def instrument(handler: Handler) -> Handler:
         except Exception as error:
             # The runtime reports it as plain text with Lambda's request id only, and API
             # Gateway answers 500: this line is what joins the failure to the request.
-            _log.exception("invocation failed")
+            _log_failure(event, error)
             # The runtime's report (errorMessage, the traceback) is written without our
             # handler: an exception whose text holds a token or a secret reaches it masked.
             shown = masked_exception(error, _masking.mask)

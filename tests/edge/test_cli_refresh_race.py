@@ -127,7 +127,8 @@ def test_a_command_that_read_the_pair_before_another_refreshed_uses_the_new_pair
     assert renewed is not None
     refreshes = _refreshes(gateway)
     # WHEN the first command's call is refused for its expired token
-    with cli_http.gateway(Target(read_early.url, "the gateway signed in to")) as client:
+    target = Target(read_early.url, "the gateway signed in to")
+    with cli_http.gateway(target, insecure=False) as client:
         signed = cli_http.SignedIn(client, read_early)
         response = signed.request("GET", "/users/me")
     # THEN it is sent again with the pair the other stored, without spending a refresh token

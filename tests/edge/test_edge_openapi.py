@@ -267,6 +267,31 @@ def test_function_answers_carry_the_request_id_and_rate_limit_headers(
     assert {"Location", "ETag", "Idempotent-Replayed"} <= set(created)
 
 
+def test_every_answer_a_rate_limited_function_gives_lists_the_rate_limit_headers(
+    document: dict[str, Any],
+) -> None:
+    # GIVEN every operation of a rate-limited function (all but the meta function's)
+    limited = [
+        operation
+        for item in document["paths"].values()
+        for method, operation in item.items()
+        if method in METHODS and operation["x-lucid-function"] != "MetaFunction"
+    ]
+    assert len(limited) > 30
+    for operation in limited:
+        for status, reference in operation["responses"].items():
+            response = _response(document, reference)
+            if response["description"].startswith("API Gateway's own answer"):
+                continue  # no function involved: none of its headers
+            # THEN each answer a function gives, whatever its status, lists the limiter's
+            # headers, as shared components
+            headers = response["headers"]
+            names = {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
+            names |= {"RateLimit-Policy", "RateLimit"}
+            assert names <= set(headers), (operation["operationId"], status)
+            assert all("$ref" in headers[name] for name in names)
+
+
 def test_functions_declare_no_route_the_template_does_not_send_them(
     template: Template, functions: dict[str, dict[str, Any]]
 ) -> None:

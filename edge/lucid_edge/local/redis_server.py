@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,12 +74,15 @@ class EmbeddedRedis:
         self.stop()
 
 
-def start_redis(port: int | None = None, *, data_dir: Path | None = None) -> EmbeddedRedis:
+def start_redis(
+    port: int | None = None, *, data_dir: Path | None = None, config: Sequence[str] = ()
+) -> EmbeddedRedis:
     """Start a redis-server on 127.0.0.1 (a free port unless given) and wait until it answers.
 
     `data_dir`: the caller's directory for the server's files, kept when it stops. It saves
     nothing by itself (no save points, no AOF), but SAVE writes its snapshot there and a server
     started on a directory holding one loads it: what a restart restoring a snapshot does.
+    `config`: more command-line directives (e.g. `--rename-command`), after the defaults.
     """
     port = port or free_port()
     workdir = data_dir or Path(tempfile.mkdtemp(prefix="lucid-redis-"))
@@ -91,6 +95,7 @@ def start_redis(port: int | None = None, *, data_dir: Path | None = None) -> Emb
         "--dir", str(workdir),
         "--protected-mode", "yes",
         "--loglevel", "notice",
+        *config,
     ]  # fmt: skip
     log_path = workdir / "redis.log"
     with log_path.open("wb") as log:

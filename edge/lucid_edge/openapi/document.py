@@ -51,9 +51,10 @@ TronWeb `signMessageV2` and send it to `POST /auth/login` for an access token (a
 API Gateway gives by itself (no route, no or refused token, throttled, oversized body, a failed \
 function) are `application/json` `{"message": "<reason phrase>"}`.
 
-**Headers.** Every answer of a function carries `X-Request-ID` (yours when well formed); the \
-rate-limited functions add `X-RateLimit-Limit/Remaining/Reset`, `RateLimit-Policy` and \
-`RateLimit`, and a 429 says `Retry-After`.
+**Headers.** Every answer of a function carries `X-Request-ID` (yours when well formed); every \
+answer of a rate-limited function, whatever its status, adds `X-RateLimit-Limit/Remaining/Reset`, \
+`RateLimit-Policy` and `RateLimit` (not API Gateway's own answers, nor the 503 of a limiter \
+that cannot decide), and a 429 says `Retry-After`.
 
 **Routes.** Each method listed on a path is a route of its own; a method a path does not list \
 answers API Gateway's 404 `{"message": "Not Found"}`, as an unknown path does (unless the \

@@ -23,7 +23,7 @@ from typing import Any
 
 from lucid.auth.revocation import RevocationList
 from lucid.auth.tokens import TokenService
-from lucid.errors import InvalidTokenError, ServiceUnavailableError
+from lucid.errors import InvalidTokenError
 
 logger = logging.getLogger("lucid.auth.authorizer")
 
@@ -83,14 +83,9 @@ def authorize(
         claims = tokens.decode(token)
     except InvalidTokenError as error:
         return _denied(event, error.detail)
-    try:
-        revoked = revocations.is_revoked(claims.sid)
-    except ServiceUnavailableError:
-        logger.error(
-            "no decision: neither Redis nor MongoDB answers", extra=_request_keys(event, 500)
-        )
-        raise
-    if revoked:
+    # ServiceUnavailableError when neither store answers: logged once, without a traceback, by
+    # `lucid.observability.instrument` ("invocation failed", its class, route and client).
+    if revocations.is_revoked(claims.sid):
         return _denied(event, "the sign-in was revoked")
     return {
         "isAuthorized": True,

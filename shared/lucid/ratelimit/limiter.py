@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import redis
 
@@ -106,33 +106,42 @@ class RateLimiter:
         return self._decide(limits, keys, NO_LEASE)
 
     def _decide(self, limits: Sequence[Limit], keys: list[str], terms: TripTerms) -> Decision:
-        if time.monotonic() >= self._redis_down_until:
-            args: list[int] = []
-            for policy, _ in limits:
-                args += (policy.quota, policy.window_us)
-            try:
-                reply = self._script(keys, args + terms.args(), args + terms.args_again())
-            except redis.RedisError as error:
-                self._open_circuit(error)
-            else:
-                if self._redis_down_until:
-                    self._redis_down_until = 0.0
-                    logger.info("Redis answers again: rate limits are shared again")
-                end = 1 + 4 * len(keys)
-                verdicts = [Verdict(*reply[i : i + 4]) for i in range(1, end, 4)]
-                if self._leases is not None and len(keys) == 1:
-                    granted, window = int(reply[end]), int(reply[end + 1])
-                    first = verdicts[0]
-                    self._leases.record(
-                        keys[0], terms, granted, first.remaining, first.reset_us, window
-                    )
-                return _binding(limits, verdicts, "redis")
-        if self._leases is not None and len(keys) == 1:
-            # The trip `terms` were made for was not recorded: drop what is known of the key,
-            # or it stays "asking" and never gets a lease again once Redis is back (its unspent
-            # slots stay counted there until their window ends).
-            self._leases.forget(keys[0])
+        recorded = False
+        try:
+            if time.monotonic() >= self._redis_down_until:
+                args: list[int] = []
+                for policy, _ in limits:
+                    args += (policy.quota, policy.window_us)
+                try:
+                    reply = self._script(keys, args + terms.args(), args + terms.args_again())
+                except redis.RedisError as error:
+                    self._open_circuit(error)
+                else:
+                    decision = self._from_reply(limits, keys, terms, reply)
+                    recorded = True
+                    return decision
+        finally:
+            if not recorded and self._leases is not None and len(keys) == 1:
+                # The trip `terms` were made for was not recorded (Redis failed, or anything else
+                # went wrong: a reply of another shape, an error outside redis-py): drop what is
+                # known of the key, or it stays "asking" and never gets a lease again in this
+                # instance (its unspent slots stay counted in Redis until their window ends).
+                self._leases.forget(keys[0])
         return self._without_redis(limits, keys)
+
+    def _from_reply(
+        self, limits: Sequence[Limit], keys: list[str], terms: TripTerms, reply: Any
+    ) -> Decision:
+        if self._redis_down_until:
+            self._redis_down_until = 0.0
+            logger.info("Redis answers again: rate limits are shared again")
+        end = 1 + 4 * len(keys)
+        verdicts = [Verdict(*reply[i : i + 4]) for i in range(1, end, 4)]
+        if self._leases is not None and len(keys) == 1:
+            granted, window = int(reply[end]), int(reply[end + 1])
+            first = verdicts[0]
+            self._leases.record(keys[0], terms, granted, first.remaining, first.reset_us, window)
+        return _binding(limits, verdicts, "redis")
 
     def _open_circuit(self, error: redis.RedisError) -> None:
         self._redis_down_until = time.monotonic() + self.retry_seconds

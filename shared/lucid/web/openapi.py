@@ -7,8 +7,8 @@ functions' documents and the template) is generated from the code:
 - every error is RFC 9457 problem+json (`lucid.web.problems`), never FastAPI's default shape: a
   route declares its own errors with `responses=problems(404, 409)`, and `install_openapi`
   files every error response under `application/problem+json`, FastAPI's 422 included;
-- every answer of a function carries X-Request-ID (`lucid.web.middleware`), and those of a
-  rate-limited function the rate-limit headers (`lucid.web.ratelimit`);
+- every answer of a function carries X-Request-ID (`lucid.web.middleware`), and every answer
+  of a rate-limited function, whatever its status, the rate-limit headers (`lucid.web.ratelimit`);
 - operation ids are the route's name (`operation_id`), with the method appended where one route
   serves several methods, unique across the gateway.
 """
@@ -147,8 +147,10 @@ def describe(document: dict[str, Any], *, rate_limited: bool) -> dict[str, Any]:
             headers = response.setdefault("headers", {})
             # A 500 comes from Starlette's outermost error middleware, around ours: no request id.
             headers.setdefault("X-Request-ID", {**REQUEST_ID, "required": status != "500"})
-            # The limiter's headers are on every answer; listed where a client looks for them.
-            if rate_limited and (status[:1] == "2" or status == "429"):
+            # The limiter's headers are on every answer it decided, errors and 500s included
+            # (`lucid.web.ratelimit`); not required: RATE_LIMIT_ENABLED=false sends none, and
+            # neither does the 503 of a limiter that cannot decide (RATE_LIMIT_FAIL_MODE=closed).
+            if rate_limited:
                 for name, value in RATE_LIMIT_HEADERS.items():
                     headers.setdefault(name, value)
     for name in _FASTAPI_VALIDATION:

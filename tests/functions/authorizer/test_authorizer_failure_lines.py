@@ -13,10 +13,11 @@ import json
 import pytest
 import redis
 
+from lucid_edge.local import free_port
 from tests.functions.authorizer.test_authorizer import SID, _token
 from tests.utils.auth_flow import authorizer_event
 from tests.utils.events import lambda_context
-from tests.utils.functions import load_handler
+from tests.utils.functions import load_handler, run_fresh_instance
 from tests.utils.logs import lambda_runtime_output
 
 REVOKED = "lucid:local:revoked-sign-ins"  # lucid.store.keys, the revocations' Redis copy
@@ -45,3 +46,61 @@ def test_an_unexpected_failure_is_logged_as_json_with_the_request_id(
     assert error["exception_name"] == "ValueError"
     assert "Traceback" in error["exception"]
     assert token.rsplit(".", 1)[1] not in output.getvalue()  # never the token's signature
+
+
+# A fresh authorizer instance invoked once with a valid token, its output printed as the Lambda
+# runtime's root handler writes it (`tests.utils.logs.lambda_runtime_output`).
+FRESH_AUTHORIZER = """
+from tests.functions.authorizer.test_authorizer import _token
+from tests.utils.auth_flow import authorizer_event
+from tests.utils.events import lambda_context
+from lucid_edge.local import free_port
+from tests.utils.functions import load_handler, run_fresh_instance
+from tests.utils.logs import lambda_runtime_output
+with lambda_runtime_output() as output:
+    try:
+        load_handler("authorizer")(authorizer_event("Bearer " + _token()), lambda_context("A"))
+    except Exception as error:
+        raised = type(error).__name__
+print(output.getvalue(), end="")
+print("raised:", raised)
+"""
+
+
+@pytest.mark.parametrize(
+    ("env", "error_class"),
+    [
+        (
+            {
+                "REDIS_URI": "redis://127.0.0.1:{dead}/0",
+                "MONGODB_URI": "mongodb://127.0.0.1:{dead}/",
+            },
+            "ServiceUnavailableError",
+        ),
+        ({"REDIS_URI": "redis://127.0.0.1:notaport/0"}, "StoreUnusableError"),
+    ],
+    ids=["stores-down", "store-uri-unusable"],
+)
+def test_an_expected_store_fault_is_one_line_with_its_class_and_no_traceback(
+    env: dict[str, str], error_class: str
+) -> None:
+    # GIVEN a fresh authorizer whose stores cannot answer (nothing listens on their ports), or
+    # whose REDIS_URI its driver refuses: faults the authorizer expects (API Gateway's 500)
+    dead = str(free_port())
+    # WHEN it is invoked with a valid token
+    done = run_fresh_instance(FRESH_AUTHORIZER, {k: v.format(dead=dead) for k, v in env.items()})
+    *output, raised = done.stdout.splitlines()
+    assert raised == f"raised: {error_class}"
+    lines = [line for line in map(json.loads, output) if "message" in line]  # not EMF lines
+    # THEN the failure is one line "invocation failed" naming the error's class, without a
+    # traceback (a known fault, not a bug), joined to the request by its correlation id
+    (failed,) = [line for line in lines if line["message"] == "invocation failed"]
+    assert failed["level"] == "ERROR"
+    assert failed["error"] == error_class
+    assert failed["correlation_id"]
+    assert "exception" not in failed
+    assert not any("Traceback" in json.dumps(line) for line in lines)
+    # AND the neither-store-answers case is that line alone (the route and client on it)
+    if error_class == "ServiceUnavailableError":
+        assert [line["level"] for line in lines] == ["ERROR"]
+        assert (failed["route"], failed["source_ip"]) == ("GET /users/me", "198.51.100.7")

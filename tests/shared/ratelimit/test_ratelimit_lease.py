@@ -246,3 +246,35 @@ def test_busy_callers_get_leases_again_once_redis_is_back(own_redis: EmbeddedRed
         assert busy("198.51.100.20", 300) == 300
         assert _script_calls(client) <= 20
     client.close()
+
+
+# A redis-server that answers EVALSHA with MGET's reply (a list of nils): a server whose reply to
+# the script is not the shape the limiter reads, made by Redis itself (`rename-command`).
+OTHER_REPLY = ("--rename-command", "EVALSHA", "", "--rename-command", "MGET", "EVALSHA")
+
+
+def test_a_reply_the_limiter_cannot_read_does_not_leave_the_caller_asking(
+    own_redis: EmbeddedRedis,
+) -> None:
+    client = redis.Redis.from_url(own_redis.uri, socket_connect_timeout=0.2)
+    limiter = limiter_for(client, RATE_LIMIT_PUBLIC=100_000, RATE_LIMIT_WINDOW_SECONDS=3600)
+    public = limiter.policies.public
+    ip = "198.51.100.30"
+
+    def busy(requests: int) -> int:
+        return sum(limiter.check(public, ip).allowed for _ in range(requests))
+
+    # GIVEN a busy caller served from leases
+    assert busy(100) == 100
+    # WHEN its next trip asking for a lease gets a reply the limiter cannot read (the server on
+    # the port now answers the script with a list of nils): not a redis.RedisError
+    own_redis.stop()
+    with start_redis(own_redis.port, config=OTHER_REPLY), pytest.raises(TypeError):
+        busy(100)
+    # AND a Redis that runs the script is back
+    with start_redis(own_redis.port):
+        client.config_resetstat()
+        # THEN the caller is decided in Redis a few times again, not on every request
+        assert busy(300) == 300
+        assert _script_calls(client) <= 20
+    client.close()

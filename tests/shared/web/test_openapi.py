@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from lucid.web.app import create_app
-from lucid.web.openapi import problems
+from lucid.web.openapi import RATE_LIMIT_HEADERS, problems
 
 router = APIRouter()
 PROBLEM = "application/problem+json"
@@ -65,13 +65,18 @@ def test_fastapi_s_422_is_our_validation_problem_and_an_unreadable_body_is_a_400
     assert set(responses) == {"201", "400", "409", "422", "500"}  # not rate limited: no 429
 
 
-def test_answers_carry_the_request_id_and_rate_limit_headers_where_a_client_looks() -> None:
+def test_every_answer_of_a_rate_limited_function_lists_the_rate_limit_headers() -> None:
     responses = _document(rate_limited=True)["paths"]["/items"]["post"]["responses"]
     created = responses["201"]["headers"]
     assert created["X-Request-ID"]["required"] is True
-    assert {"X-RateLimit-Limit", "X-RateLimit-Remaining", "RateLimit"} <= set(created)
+    # the limiter adds its headers to every answer it decided, errors and 500s included
+    assert set(responses) == {"201", "400", "409", "422", "429", "500", "503"}
+    for status, response in responses.items():
+        assert set(RATE_LIMIT_HEADERS) <= set(response["headers"]), status
     assert responses["429"]["headers"]["Retry-After"]["required"] is True
-    assert "X-RateLimit-Limit" not in responses["409"]["headers"]
+    # not a function that is not rate limited
+    unlimited = _document(rate_limited=False)["paths"]["/items"]["post"]["responses"]
+    assert not any("RateLimit" in response["headers"] for response in unlimited.values())
     # Starlette answers a 500 outside our middleware: no request id is promised there
     assert responses["500"]["headers"]["X-Request-ID"]["required"] is False
 
