@@ -10,7 +10,7 @@
 - problems: every error translated to RFC 9457 problem+json, registered in one place
 - ratelimit: the tiered rate limit in front of every route (decisions: `lucid.ratelimit`)
 - idempotency: `Idempotency-Key` for POSTs, replayed from Redis
-- proxy: `ProxyDep` (apart, so that only the proxy function imports httpx and the breakers)
+- proxy: `ProxyDep` (apart, so that only the proxy function imports httpcore and the breakers)
 - openapi: what a function's OpenAPI document says beyond a route's signature (problem+json
   errors, `problems(...)` for `responses=`, the headers every answer carries, operation ids)
 """
