@@ -75,7 +75,13 @@ def parse_url(text: str) -> Url:
         port = None
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
-    return Url(scheme, parts.hostname or "", port, target, userinfo, parts.fragment)
+    host = parts.hostname or ""
+    if not host.isascii():
+        # An internationalised name in its ASCII form (Python's IDNA 2003 codec; httpx used the
+        # idna package's IDNA 2008, which differs for a few characters such as "ß"); a
+        # UnicodeError, a ValueError, when it has none.
+        host = host.encode("idna").decode("ascii")
+    return Url(scheme, host, port, target, userinfo, parts.fragment)
 
 
 class Backend(NamedTuple):

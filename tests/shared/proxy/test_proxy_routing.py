@@ -127,3 +127,18 @@ def test_upstream_url_keeps_the_configured_host(
     url = upstream_url(parse_url(base), path, query)
     assert str(url) == expected
     assert url.origin == parse_url(base).origin
+
+
+def test_a_backend_url_is_compared_and_sent_in_its_normal_form() -> None:
+    # GIVEN a backend URL with an upper-case scheme, an internationalised host, the default port
+    url = parse_url("HTTP://Bücher.Example:80/api")
+    # THEN it is the same server as its plain form (as httpx's URL had it), the host in ASCII
+    assert url.origin == ("http", "xn--bcher-kva.example", None)
+    assert url.origin == parse_url("http://xn--bcher-kva.example/api").origin
+    assert str(upstream_url(url, "/chain/x", b"")) == "http://xn--bcher-kva.example/api/chain/x"
+    # ...an IPv6 host keeps its brackets where it is written (the Host header), not where dialled
+    v6 = parse_url("http://[::1]:8080")
+    assert (v6.host, v6.netloc) == ("::1", "[::1]:8080")
+    # ...and a port that is no port is refused
+    with pytest.raises(ValueError, match="Port"):
+        parse_url("http://chain:notaport")
