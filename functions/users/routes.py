@@ -28,7 +28,8 @@ from lucid.web.deps import (
     check_sign_in,
 )
 from lucid.web.openapi import problems
-from lucid.web.repositories import SessionsDep, UsersDep
+from lucid.web.repositories import SessionsDep
+from lucid.web.user_repository import UsersDep
 
 # Every route needs a signed-in caller (401 without one).
 router = FunctionRouter(responses=problems(401))

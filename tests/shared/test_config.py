@@ -84,6 +84,22 @@ def test_secrets_do_not_show_in_the_settings_repr() -> None:
     assert "pw@" not in repr(settings)
 
 
+def test_settings_compare_and_show_as_a_dataclass_would() -> None:
+    # GIVEN two settings built from the same values, and a third from others
+    # (Settings writes its __repr__/__eq__/__hash__ itself instead of the dataclass machinery)
+    first, same, other = Settings(STAGE="a"), Settings(STAGE="a"), Settings(STAGE="b")
+    # THEN they compare by their fields, and against nothing else
+    assert first == same
+    assert first != other
+    assert first.__eq__("a") is NotImplemented
+    # ...show every field by name, in order
+    shown = ", ".join(f"{f.name}={getattr(first, f.name)!r}" for f in dataclasses.fields(first))
+    assert repr(first) == f"Settings({shown})"
+    # ...and hash as a frozen dataclass's (its list field makes that a TypeError)
+    with pytest.raises(TypeError, match="unhashable type: 'list'"):
+        hash(first)
+
+
 def test_ephemeral_secrets_are_long_and_distinct() -> None:
     first, second = ephemeral_secret(), ephemeral_secret()
     assert first != second

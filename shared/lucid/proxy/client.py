@@ -1,11 +1,11 @@
 """The process's HTTP client and proxy, built once per cold start.
 
-One pooled `httpx.Client` serves every backend: connections are kept alive between
-invocations of a warm instance. It ignores proxy environment variables (the backend host is
-configuration, nothing else) and follows no redirect (a 3xx is the backend's answer to pass
-back). Every socket operation ends by the exchange's deadline (`lucid.proxy.deadline`). Its
-default headers are removed, so the backend sees the caller's Accept,
-Accept-Encoding and User-Agent, not the client library's.
+One pool of connections (`httpcore.ConnectionPool`, `lucid.proxy.transport`) serves every
+backend: connections are kept alive between invocations of a warm instance. It reads no proxy
+environment variable (the backend host is configuration, nothing else), follows no redirect (a
+3xx is the backend's answer to pass back) and adds no header of its own beyond the framing
+ones, so the backend sees the caller's Accept, Accept-Encoding and User-Agent. Every socket
+operation ends by the exchange's deadline (`lucid.proxy.deadline`).
 """
 
 from __future__ import annotations
@@ -15,36 +15,22 @@ import random
 import time
 from collections.abc import Callable
 
-import httpx
+import httpcore
 import redis
 
 from lucid.config import Settings, get_settings
 from lucid.proxy.breaker_store import FallbackStore, LocalBreakerStore, RedisBreakerStore
 from lucid.proxy.forwarder import Proxy
+from lucid.proxy.transport import connection_pool
 from lucid.store.redis_client import get_redis
 
-_LIBRARY_DEFAULT_HEADERS = ("Accept", "Accept-Encoding", "User-Agent")
+MAX_CONNECTIONS, MAX_KEEPALIVE_CONNECTIONS = 32, 16
 
 
-def build_http_client(settings: Settings) -> httpx.Client:
-    """A pooled client with the PROXY_* timeouts (callers narrow them per request)."""
-    from lucid.proxy.transport import DeadlineTransport  # imports httpcore: not at cold start
-
-    timeout = httpx.Timeout(
-        connect=settings.PROXY_CONNECT_TIMEOUT_SECONDS,
-        read=settings.PROXY_READ_TIMEOUT_SECONDS,
-        write=settings.PROXY_READ_TIMEOUT_SECONDS,
-        pool=settings.PROXY_CONNECT_TIMEOUT_SECONDS,
-    )
-    client = httpx.Client(
-        timeout=timeout,
-        transport=DeadlineTransport(httpx.Limits(max_connections=32, max_keepalive_connections=16)),
-        follow_redirects=False,
-        trust_env=False,
-    )
-    for name in _LIBRARY_DEFAULT_HEADERS:
-        del client.headers[name]
-    return client
+def build_http_client() -> httpcore.ConnectionPool:
+    """The pool of connections to the backends (timeouts are given per request, from the
+    PROXY_* settings and the exchange's deadline: `Proxy._timeout`)."""
+    return connection_pool(MAX_CONNECTIONS, MAX_KEEPALIVE_CONNECTIONS)
 
 
 def build_store(client: redis.Redis | None) -> FallbackStore:
@@ -61,7 +47,7 @@ def build_proxy(
     rng: random.Random | None = None,
 ) -> Proxy:
     """A proxy for `settings` with its own HTTP client; close it with `proxy.close()`."""
-    client = build_http_client(settings)
+    client = build_http_client()
     return Proxy(settings, client, build_store(redis_client), sleep=sleep, rng=rng)
 
 

@@ -1,6 +1,6 @@
 """Every socket operation of a forwarded request bounded by the exchange's deadline.
 
-httpx's timeouts apply to each socket operation alone: a backend that sends its status line
+httpcore's timeouts apply to each socket operation alone: a backend that sends its status line
 and headers one byte at a time, each byte inside the read timeout, holds the call for as long
 as it likes (measured: 8.5 s with a 0.3 s read timeout and 1.5 s of invocation time left), until
 Lambda ends the invocation and API Gateway answers a bare 500/503 for it, the breaker never
@@ -9,8 +9,8 @@ hearing of it.
 So the HTTP client's connections are made through `lucid.proxy.transport.DeadlineBackend`
 (httpcore's public `network_backend` hook): while `exchange_deadline(t)` is active in the
 calling thread, each connect, read and write may wait at most until `t`, and one that would
-start after it fails as that operation's timeout (httpx maps it to `httpx.ConnectTimeout` /
-`ReadTimeout` / `WriteTimeout`, which the forwarder answers 504).
+start after it fails as that operation's timeout (`httpcore.ConnectTimeout` / `ReadTimeout` /
+`WriteTimeout`, which the forwarder answers 504).
 """
 
 from __future__ import annotations

@@ -25,11 +25,9 @@ from __future__ import annotations
 import logging
 import time
 
-import httpx
-
 from lucid.config import Settings
 from lucid.errors import ServiceUnavailableError
-from lucid.proxy.routing import Backend
+from lucid.proxy.routing import Backend, Url, parse_url
 
 logger = logging.getLogger("lucid.proxy.discovery")
 
@@ -44,11 +42,11 @@ class BackendDirectory:
         self._known: dict[str, str] = {}
         self._retry_at = 0.0
 
-    def base_url(self, backend: Backend) -> httpx.URL:
+    def base_url(self, backend: Backend) -> Url:
         """The backend's base URL; 503 naming where to set it when nothing names one."""
         discovered = self._discovered().get(backend.name)
         if discovered:
-            return httpx.URL(discovered)
+            return parse_url(discovered)
         try:
             return backend.base_url(self._settings)
         except ServiceUnavailableError as error:

@@ -28,12 +28,14 @@ running.
 
 from __future__ import annotations
 
+import base64
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
+from urllib.parse import unquote
 
-import httpx
+import httpcore
 
 from lucid.config import Settings
 from lucid.errors import BadGatewayError, GatewayTimeoutError, LucidError
@@ -47,6 +49,7 @@ from lucid.proxy.headers import Header, public_locations, request_headers, respo
 from lucid.proxy.routing import (
     BACKENDS,
     Backend,
+    Url,
     backend_for,
     check_query,
     check_remainder,
@@ -55,13 +58,25 @@ from lucid.proxy.routing import (
 
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 # What the rest of the Lambda result may take beside the body: status, the backend's headers
-# (httpx's h11 refuses a header block over 64 KB) and ours, as JSON.
+# (h11 refuses a header block over 64 KB) and ours, as JSON.
 RESULT_RESERVE_BYTES = 128 * 1024
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # Time kept back from the Lambda deadline to turn the answer into a response.
 RESPONSE_MARGIN_SECONDS = 0.25
 BACKOFF_BASE_SECONDS = 0.05
 BACKOFF_CAP_SECONDS = 1.0
+# httpcore's errors, grouped as httpx grouped them (its ConnectError and ConnectTimeout,
+# TimeoutException, TransportError): httpcore has no common base class for them.
+_CONNECT_ERRORS = (httpcore.ConnectError, httpcore.ConnectTimeout)
+_TRANSPORT_ERRORS = (
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    httpcore.ProxyError,
+)
+# Methods whose requests are framed even with an empty body (Content-Length: 0), as httpx did.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class ProxyRequest(NamedTuple):
@@ -97,9 +112,9 @@ def _as_bytes(raw: Sequence[tuple[bytes, bytes]]) -> list[Header]:
     character per byte (Latin-1, how ASGI and Starlette carry header bytes), each in UTF-8.
 
     Header values travel as bytes both ways (a caller's UTF-8 `X-Note: naïve` reaches the
-    backend as those bytes; httpx would refuse it as text). Mangum decodes the response's header
-    bytes as UTF-8 to write the Lambda result and raises on anything else, which API Gateway
-    answers with a bare 500; so a value that is not UTF-8 (obs-text from a Latin-1 backend,
+    backend as those bytes; a client taking text would refuse it). Mangum decodes the response's
+    header bytes as UTF-8 to write the Lambda result and raises on anything else, which API
+    Gateway answers with a bare 500; so a value that is not UTF-8 (obs-text from a Latin-1 backend,
     RFC 9110 section 5.5: `filename="caf\xe9"`) is read as Latin-1 and passed on in UTF-8.
     """
     lines: list[Header] = []
@@ -112,16 +127,37 @@ def _as_bytes(raw: Sequence[tuple[bytes, bytes]]) -> list[Header]:
     return lines
 
 
-def _body_length(method: str, upstream: httpx.Response) -> int | None:
+def _header(upstream: httpcore.Response, name: bytes) -> str | None:
+    """The first value of header `name` (lower case) in the answer, None without one."""
+    for key, value in upstream.headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _body_length(method: str, upstream: httpcore.Response) -> int | None:
     """How many bytes the answer's framing allows after its head (RFC 9112 section 6.3); None
     when it is chunked or runs to the connection's end (not counted: not reused)."""
-    status = upstream.status_code
+    status = upstream.status
     if method == "HEAD" or status in (204, 304) or status < 200:
         return 0
-    if "transfer-encoding" in upstream.headers:
+    if _header(upstream, b"transfer-encoding") is not None:
         return None
-    declared = upstream.headers.get("content-length", "")
+    declared = _header(upstream, b"content-length") or ""
     return int(declared) if declared.isdigit() else None
+
+
+def _outbound_headers(url: Url, method: str, body: bytes, headers: list[Header]) -> list[Header]:
+    """What the request carries: Host, the framing, Basic credentials when the backend URL
+    holds user information (as httpx sent them), then `headers`."""
+    framing = [("Host", url.netloc)]
+    if body or method in _BODY_METHODS:
+        framing.append(("Content-Length", str(len(body))))
+    if url.userinfo:
+        user, _, password = url.userinfo.partition(":")
+        pair = f"{unquote(user)}:{unquote(password)}".encode()
+        framing.append(("Authorization", "Basic " + base64.b64encode(pair).decode("ascii")))
+    return framing + headers
 
 
 class _UnreachableError(Exception):
@@ -154,7 +190,7 @@ class Proxy:
     def __init__(
         self,
         settings: Settings,
-        client: httpx.Client,
+        client: httpcore.ConnectionPool,
         store: BreakerStore,
         *,
         sleep: Callable[[float], None] = time.sleep,
@@ -169,7 +205,7 @@ class Proxy:
         self.breakers = {b.name: CircuitBreaker(b.name, policy, store) for b in BACKENDS}
 
     def close(self) -> None:
-        """Close the HTTP client and its pooled connections."""
+        """Close the pooled connections."""
         self._client.close()
 
     def forward(self, request: ProxyRequest) -> ProxyResponse:
@@ -212,7 +248,7 @@ class Proxy:
         self,
         backend: Backend,
         request: ProxyRequest,
-        urls: tuple[httpx.URL, httpx.URL],
+        urls: tuple[Url, Url],
         headers: list[Header],
         deadline: float,
     ) -> ProxyResponse:
@@ -221,7 +257,7 @@ class Proxy:
         while True:
             try:
                 return self._attempt(backend, request, urls, headers, deadline)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            except _CONNECT_ERRORS as error:
                 delay = next(delays, None)
                 if delay is None or time.monotonic() + delay >= deadline:
                     raise _UnreachableError(self._connect_error(backend, error)) from error
@@ -231,35 +267,39 @@ class Proxy:
         self,
         backend: Backend,
         request: ProxyRequest,
-        urls: tuple[httpx.URL, httpx.URL],
+        urls: tuple[Url, Url],
         headers: list[Header],
         deadline: float,
     ) -> ProxyResponse:
         base, url = urls  # the backend's base URL, and the one asked for below it
-        outbound = self._client.build_request(
-            request.method,
-            url,
-            headers=[(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers],
-            content=request.body or None,
-            timeout=self._timeout(deadline),
-        )
+        outbound = _outbound_headers(url, request.method, request.body, headers)
         with exchange_deadline(deadline):  # every connect, read and write ends by then
             try:
-                upstream = self._client.send(outbound, stream=True)
-            except (httpx.ConnectError, httpx.ConnectTimeout):
+                upstream = self._client.handle_request(
+                    httpcore.Request(
+                        request.method,
+                        httpcore.URL(
+                            scheme=url.scheme, host=url.host, port=url.port, target=url.target
+                        ),
+                        headers=[(n.encode("latin-1"), v.encode("latin-1")) for n, v in outbound],
+                        content=request.body,
+                        extensions={"timeout": self._timeout(deadline)},
+                    )
+                )
+            except _CONNECT_ERRORS:
                 raise
-            except httpx.TimeoutException as error:
+            except httpcore.TimeoutException as error:
                 raise _UnreachableError(self._timed_out(backend)) from error
-            except httpx.TransportError as error:
+            except _TRANSPORT_ERRORS as error:
                 raise _UnreachableError(self._dropped(backend)) from error
             try:
-                if not 100 <= upstream.status_code <= 599:
+                if not 100 <= upstream.status <= 599:
                     # RFC 9110 section 15: a client treats such a status as a 5xx; passed on,
                     # it reached the Lambda result as it was (999)
                     raise _UnreachableError(
                         BadGatewayError(
                             f"the {backend.name} backend answered with an invalid status "
-                            f"({upstream.status_code})"
+                            f"({upstream.status})"
                         )
                     )
                 body = self._read_bounded(backend, upstream, deadline)
@@ -269,44 +309,47 @@ class Proxy:
                     settle(_body_length(request.method, upstream))
             finally:
                 upstream.close()
-        encoded = body_size_in_result(body, upstream.headers.get("content-type"))
+        encoded = body_size_in_result(body, _header(upstream, b"content-type"))
         if encoded > MAX_RESULT_BYTES - RESULT_RESERVE_BYTES:
             # Lambda would refuse the result and API Gateway answer a bare 500 (a binary body
             # grows by a third in base64, an escaped text body up to six times): say why.
             raise self._too_large(backend)
         keep_length = request.method == "HEAD"
-        answered = response_headers(_as_bytes(upstream.headers.raw), keep_length=keep_length)
-        return ProxyResponse(upstream.status_code, public_locations(answered, base), body)
+        answered = response_headers(_as_bytes(upstream.headers), keep_length=keep_length)
+        return ProxyResponse(upstream.status, public_locations(answered, base), body)
 
-    def _read_bounded(self, backend: Backend, upstream: httpx.Response, deadline: float) -> bytes:
-        declared = upstream.headers.get("content-length", "")
+    def _read_bounded(
+        self, backend: Backend, upstream: httpcore.Response, deadline: float
+    ) -> bytes:
+        declared = _header(upstream, b"content-length") or ""
         if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
             raise self._too_large(backend)
         chunks: list[bytes] = []
         size = 0
         try:
-            for chunk in upstream.iter_raw():
+            for chunk in upstream.iter_stream():
                 size += len(chunk)
                 if size > MAX_RESPONSE_BYTES:
                     raise self._too_large(backend)
                 if time.monotonic() > deadline:
                     raise _UnreachableError(self._timed_out(backend))
                 chunks.append(chunk)
-        except httpx.TimeoutException as error:
+        except httpcore.TimeoutException as error:
             raise _UnreachableError(self._timed_out(backend)) from error
-        except httpx.TransportError as error:
+        except _TRANSPORT_ERRORS as error:
             raise _UnreachableError(self._dropped(backend)) from error
         return b"".join(chunks)
 
-    def _timeout(self, deadline: float) -> httpx.Timeout:
+    def _timeout(self, deadline: float) -> dict[str, float]:
+        """httpcore's `timeout` extension: each socket operation's limit."""
         left = max(deadline - time.monotonic(), 0.001)
         connect = min(self._settings.PROXY_CONNECT_TIMEOUT_SECONDS, left)
         read = min(self._settings.PROXY_READ_TIMEOUT_SECONDS, left)
-        return httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
+        return {"connect": connect, "read": read, "write": read, "pool": connect}
 
     @staticmethod
-    def _connect_error(backend: Backend, error: httpx.TransportError) -> LucidError:
-        if isinstance(error, httpx.ConnectTimeout):
+    def _connect_error(backend: Backend, error: Exception) -> LucidError:
+        if isinstance(error, httpcore.ConnectTimeout):
             return GatewayTimeoutError(
                 f"the {backend.name} backend did not accept a connection in time"
             )

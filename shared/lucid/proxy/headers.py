@@ -35,10 +35,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-import httpx
-
 from lucid.errors import BadRequestError
 from lucid.identity import CallerIdentity
+from lucid.proxy.routing import Url, parse_url
 
 Header = tuple[str, str]
 
@@ -169,7 +168,7 @@ def response_headers(incoming: Iterable[Header], *, keep_length: bool = False) -
 _LOCATIONS = frozenset({"location", "content-location"})
 
 
-def public_locations(headers: list[Header], base: httpx.URL) -> list[Header]:
+def public_locations(headers: list[Header], base: Url) -> list[Header]:
     """`headers` with each Location / Content-Location under `base` made the public path."""
     return [
         (name, _public_location(value, base)) if name.lower() in _LOCATIONS else (name, value)
@@ -177,20 +176,20 @@ def public_locations(headers: list[Header], base: httpx.URL) -> list[Header]:
     ]
 
 
-def _public_location(value: str, base: httpx.URL) -> str:
+def _public_location(value: str, base: Url) -> str:
     # "http://10.0.3.4:8080/api/nodes/9?x" (base http://10.0.3.4:8080/api) -> "/nodes/9?x";
     # "/api/nodes/9" (root-relative on the backend) the same; anything else stays as it is.
     try:
-        target = httpx.URL(value)
-    except httpx.InvalidURL:
+        target = parse_url(value)
+    except ValueError:
         return value
-    if target.is_absolute_url:
-        if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
+    if target.is_absolute:
+        if target.origin != base.origin:
             return value
     elif not value.startswith("/") or value.startswith("//"):
         return value  # relative to the request, or protocol-relative: not the backend's path
     base_path = base.path.rstrip("/")
-    path = target.raw_path.decode("ascii")  # path and query, as the backend wrote them
+    path = target.target  # path and query, as the backend wrote them
     if base_path and not (path == base_path or path.startswith((base_path + "/", base_path + "?"))):
         return value
     public = path[len(base_path) :]

@@ -21,12 +21,67 @@ from __future__ import annotations
 import re
 import unicodedata
 from typing import NamedTuple
-from urllib.parse import quote, quote_from_bytes, unquote
-
-import httpx
+from urllib.parse import quote, quote_from_bytes, unquote, urlsplit
 
 from lucid.config import Settings
 from lucid.errors import NotFoundError, ServiceUnavailableError, UnsafePathError
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class Url(NamedTuple):
+    """A URL as the proxy compares and sends it: scheme and host in lower case, the port None
+    when it is the scheme's default (as httpx's `URL` had them), the path and query as written,
+    and the user information that was in it (sent as Basic credentials, as httpx did)."""
+
+    scheme: str
+    host: str  # an IPv6 address without its brackets
+    port: int | None
+    target: str  # path and query, as written
+    userinfo: str = ""
+    fragment: str = ""
+
+    @property
+    def origin(self) -> tuple[str, str, int | None]:
+        """Scheme, host and port: what makes two URLs the same server."""
+        return self.scheme, self.host, self.port
+
+    @property
+    def path(self) -> str:
+        """The path alone."""
+        return self.target.split("?", 1)[0]
+
+    @property
+    def is_absolute(self) -> bool:
+        """True with both a scheme and a host."""
+        return bool(self.scheme and self.host)
+
+    @property
+    def netloc(self) -> str:
+        """Host (bracketed when IPv6) and the port unless the default: the Host header."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port is None else f"{host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.netloc}{self.target}"
+
+
+def parse_url(text: str) -> Url:
+    """`text` as a `Url`; ValueError when its port or IPv6 brackets do not parse."""
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    port = parts.port  # ValueError: a port that is no number or out of range
+    if port == DEFAULT_PORTS.get(scheme):
+        port = None
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
+    host = parts.hostname or ""
+    if not host.isascii():
+        # An internationalised name in its ASCII form (Python's IDNA 2003 codec; httpx used the
+        # idna package's IDNA 2008, which differs for a few characters such as "ß"); a
+        # UnicodeError, a ValueError, when it has none.
+        host = host.encode("idna").decode("ascii")
+    return Url(scheme, host, port, target, userinfo, parts.fragment)
 
 
 class Backend(NamedTuple):
@@ -35,7 +90,7 @@ class Backend(NamedTuple):
     name: str
     setting: str
 
-    def base_url(self, settings: Settings) -> httpx.URL:
+    def base_url(self, settings: Settings) -> Url:
         """The configured base URL; 503 naming the setting when it is unset."""
         value = getattr(settings, self.setting)
         if not value:
@@ -43,7 +98,7 @@ class Backend(NamedTuple):
                 f"the {self.name} backend is not configured: set {self.setting}",
                 extensions={"backend": self.name, "setting": self.setting},
             )
-        return httpx.URL(str(value))
+        return parse_url(str(value))
 
 
 BLOCKCHAIN = Backend("blockchain", "BLOCKCHAIN_SERVICE_URL")
@@ -119,13 +174,9 @@ def check_query(query: bytes) -> None:
         raise UnsafePathError("the query string holds a control character")
 
 
-def upstream_url(base: httpx.URL, public_path: str, query: bytes) -> httpx.URL:
+def upstream_url(base: Url, public_path: str, query: bytes) -> Url:
     """The backend URL for `public_path` (decoded, already checked) and the raw `query`."""
     target = base.path.rstrip("/") + quote(public_path, safe=_PATH_SAFE)
-    raw = target.encode("ascii")
     if query:
-        raw += b"?" + quote_from_bytes(query, safe=_QUERY_SAFE).encode("ascii")
-    url = base.copy_with(raw_path=raw)
-    if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
-        raise UnsafePathError("the path would change the backend host")  # pragma: no cover
-    return url
+        target += "?" + quote_from_bytes(query, safe=_QUERY_SAFE)
+    return base._replace(target=target, fragment="")

@@ -1,8 +1,10 @@
-"""The HTTP client's transport: httpx's, over connections bounded by `lucid.proxy.deadline`
-and never used again after an answer that overran its framing (`DeadlineStream`).
+"""The HTTP client: httpcore's connection pool, over connections bounded by
+`lucid.proxy.deadline` and never used again after an answer that overran its framing
+(`DeadlineStream`).
 
-Imported when the client is built (the first forwarded request), not at cold start: httpx
-imports httpcore only then too (~14 ms).
+httpcore does the HTTP (h11 parses it); httpx, which the proxy used before, added a client
+around it the proxy does not need (no redirects, cookies, proxies, decoding or auth flows) and
+cost ~14 ms of CPU at the proxy function's cold start (`make bench coldstart`).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import ssl
 import typing
 from collections.abc import Iterable
 
+import certifi
 import httpcore
-import httpx
 
 from lucid.proxy.deadline import bounded
 
@@ -136,18 +138,15 @@ class DeadlineBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
-class DeadlineTransport(httpx.HTTPTransport):
-    """httpx's HTTP transport over a connection pool that uses `DeadlineBackend`."""
-
-    def __init__(self, limits: httpx.Limits) -> None:
-        ssl_context = httpx.create_ssl_context(trust_env=False)  # certifi's CAs, built once
-        super().__init__(verify=ssl_context, limits=limits, trust_env=False)
-        # httpx builds its pool without a way to pass a network backend: the same pool with one
-        # (`httpcore.ConnectionPool`'s documented arguments, httpx's defaults otherwise).
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=DeadlineBackend(),
-        )
+def connection_pool(
+    max_connections: int, max_keepalive_connections: int
+) -> httpcore.ConnectionPool:
+    """A pool of HTTP/1.1 connections made through `DeadlineBackend`, TLS verified against
+    certifi's CAs (as httpx's default context did; no environment variable changes it)."""
+    return httpcore.ConnectionPool(
+        ssl_context=ssl.create_default_context(cafile=certifi.where()),
+        max_connections=max_connections,
+        max_keepalive_connections=max_keepalive_connections,
+        keepalive_expiry=5.0,  # httpx's default (`httpx.Limits`)
+        network_backend=DeadlineBackend(),
+    )

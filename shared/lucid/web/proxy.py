@@ -1,5 +1,5 @@
 """The proxy as a route dependency, apart from `lucid.web.deps` so that only the proxy function
-imports httpx and the breakers at cold start."""
+imports httpcore and the breakers at cold start."""
 
 from __future__ import annotations
 

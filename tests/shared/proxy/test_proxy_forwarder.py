@@ -61,6 +61,28 @@ def test_method_path_query_body_and_identity_pass_through(
     assert seen.header("User-Agent") == []  # the client library adds nothing of its own
 
 
+def test_the_backend_sees_the_host_framing_and_url_credentials_httpx_used_to_send(
+    backend: BackendServer, make_proxy: MakeProxy
+) -> None:
+    # GIVEN a backend URL with user information and a port of its own
+    base = backend.url.replace("http://", "http://svc%40lucid:p%3Ass@") + "/api"
+    proxy = make_proxy(proxy_settings(NODE_SERVICE_URL=base))
+    # WHEN a POST without a body, a GET and a PUT with one are forwarded
+    for method, body in (("POST", b""), ("GET", b""), ("PUT", b"abc")):
+        assert proxy.forward(proxy_request(method, "nodes", "n-1", body=body)).status == 200
+    # THEN each names the backend's host and port, and only a body or a body method is framed
+    # (httpx's rules: Content-Length: 0 for an empty POST, PUT or PATCH, none for a GET)
+    post, get, put = backend.received
+    for seen in (post, get, put):
+        assert seen.header("Host") == [f"127.0.0.1:{backend.port}"]
+        assert seen.header("Transfer-Encoding") == []
+        # ...with the URL's user information as Basic credentials, decoded first
+        assert seen.header("Authorization") == ["Basic c3ZjQGx1Y2lkOnA6c3M="]  # svc@lucid:p:ss
+    assert post.header("Content-Length") == ["0"]
+    assert get.header("Content-Length") == []
+    assert (put.header("Content-Length"), put.body) == (["3"], b"abc")
+
+
 @pytest.mark.parametrize("remainder", TRAVERSALS)
 def test_unsafe_paths_are_refused_before_any_connection(
     backend: BackendServer, make_proxy: MakeProxy, remainder: str

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from lucid.errors import BadRequestError
 from lucid.identity import CallerIdentity, Role
 from lucid.proxy.headers import public_locations, request_headers, response_headers
+from lucid.proxy.routing import parse_url
 
 CALLER = CallerIdentity(
     user_id="u-1", address="TXyz", role=Role.USER, tier="authenticated", jti="j"
@@ -147,4 +147,4 @@ def test_a_location_under_the_backends_base_url_becomes_the_public_path(
     base: str, location: str, public: str
 ) -> None:
     headers = [("Location", location), ("ETag", '"1"')]
-    assert public_locations(headers, httpx.URL(base)) == [("Location", public), ("ETag", '"1"')]
+    assert public_locations(headers, parse_url(base)) == [("Location", public), ("ETag", '"1"')]

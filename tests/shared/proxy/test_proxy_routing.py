@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from lucid.config import Settings
 from lucid.errors import NotFoundError, ServiceUnavailableError, UnsafePathError
 from lucid.proxy import ROUTES, backend_for, check_remainder
-from lucid.proxy.routing import check_query, upstream_url
+from lucid.proxy.routing import check_query, parse_url, upstream_url
 
 TRAVERSALS = [
     "..",
@@ -125,6 +124,21 @@ def test_unset_backend_is_503_naming_the_setting() -> None:
 def test_upstream_url_keeps_the_configured_host(
     base: str, path: str, query: bytes, expected: str
 ) -> None:
-    url = upstream_url(httpx.URL(base), path, query)
+    url = upstream_url(parse_url(base), path, query)
     assert str(url) == expected
-    assert url.host == httpx.URL(base).host
+    assert url.origin == parse_url(base).origin
+
+
+def test_a_backend_url_is_compared_and_sent_in_its_normal_form() -> None:
+    # GIVEN a backend URL with an upper-case scheme, an internationalised host, the default port
+    url = parse_url("HTTP://Bücher.Example:80/api")
+    # THEN it is the same server as its plain form (as httpx's URL had it), the host in ASCII
+    assert url.origin == ("http", "xn--bcher-kva.example", None)
+    assert url.origin == parse_url("http://xn--bcher-kva.example/api").origin
+    assert str(upstream_url(url, "/chain/x", b"")) == "http://xn--bcher-kva.example/api/chain/x"
+    # ...an IPv6 host keeps its brackets where it is written (the Host header), not where dialled
+    v6 = parse_url("http://[::1]:8080")
+    assert (v6.host, v6.netloc) == ("::1", "[::1]:8080")
+    # ...and a port that is no port is refused
+    with pytest.raises(ValueError, match="Port"):
+        parse_url("http://chain:notaport")
