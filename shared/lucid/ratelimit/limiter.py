@@ -42,6 +42,8 @@ logger = logging.getLogger("lucid.ratelimit")
 
 DEFAULT_RETRY_SECONDS = 5.0
 FALLBACK_METRIC = "RateLimitFallback"
+# What reading a reply of another shape than the script's raises (see _from_reply).
+UNREADABLE_REPLY = (TypeError, ValueError, IndexError)
 
 Limit = tuple[Policy, str]
 
@@ -114,10 +116,15 @@ class RateLimiter:
                     args += (policy.quota, policy.window_us)
                 try:
                     reply = self._script(keys, args + terms.args(), args + terms.args_again())
+                    decision = self._from_reply(limits, keys, terms, reply)
                 except redis.RedisError as error:
                     self._open_circuit(error)
+                except UNREADABLE_REPLY as error:
+                    # Redis answered, but not with the script's reply (something between us and
+                    # Redis, or a server that renamed or changed EVALSHA): it cannot count for
+                    # us, so it is degraded as an unreachable Redis is, never a 500.
+                    self._open_circuit(error, "answered the rate-limit script unreadably")
                 else:
-                    decision = self._from_reply(limits, keys, terms, reply)
                     recorded = True
                     return decision
         finally:
@@ -132,18 +139,21 @@ class RateLimiter:
     def _from_reply(
         self, limits: Sequence[Limit], keys: list[str], terms: TripTerms, reply: Any
     ) -> Decision:
-        if self._redis_down_until:
-            self._redis_down_until = 0.0
-            logger.info("Redis answers again: rate limits are shared again")
         end = 1 + 4 * len(keys)
-        verdicts = [Verdict(*reply[i : i + 4]) for i in range(1, end, 4)]
+        # Each field through int(): a reply of another shape raises here (UNREADABLE_REPLY), not
+        # later in the headers built from it.
+        verdicts = [_verdict(reply[i : i + 4]) for i in range(1, end, 4)]
+        decision = _binding(limits, verdicts, "redis")
         if self._leases is not None and len(keys) == 1:
             granted, window = int(reply[end]), int(reply[end + 1])
             first = verdicts[0]
             self._leases.record(keys[0], terms, granted, first.remaining, first.reset_us, window)
-        return _binding(limits, verdicts, "redis")
+        if self._redis_down_until:
+            self._redis_down_until = 0.0
+            logger.info("Redis answers again: rate limits are shared again")
+        return decision
 
-    def _open_circuit(self, error: redis.RedisError) -> None:
+    def _open_circuit(self, error: Exception, what: str = "unavailable") -> None:
         self._redis_down_until = time.monotonic() + self.retry_seconds
         fallback = (
             "refusing with 503"
@@ -152,7 +162,8 @@ class RateLimiter:
         )
         # The class name only: driver messages can carry hosts or URIs.
         logger.warning(
-            "Redis unavailable for rate limiting (%s): %s for the next %.1f s",
+            "Redis %s for rate limiting (%s): %s for the next %.1f s",
+            what,
             type(error).__name__,
             fallback,
             self.retry_seconds,
@@ -168,6 +179,12 @@ class RateLimiter:
             )
         verdicts = self._memory.check(keys, [(p.quota, p.window_us) for p, _ in limits])
         return _binding(limits, verdicts, "memory")
+
+
+def _verdict(fields: Sequence[Any]) -> Verdict:
+    """One key's four fields of the script's reply (UNREADABLE_REPLY when they are not)."""
+    admitted, remaining, reset_us, retry_us = fields
+    return Verdict(bool(int(admitted)), int(remaining), int(reset_us), int(retry_us))
 
 
 def _binding(

@@ -11,6 +11,7 @@ import pytest
 import redis
 from redis.connection import Connection
 
+from lucid.errors import ServiceUnavailableError
 from lucid.ratelimit import RateLimiter
 from lucid.ratelimit.lease import LEASE_SECONDS, LEASE_SHARE, NO_LEASE, Leases, Spent, TripTerms
 from lucid_edge.local import EmbeddedRedis, start_redis
@@ -253,11 +254,13 @@ def test_busy_callers_get_leases_again_once_redis_is_back(own_redis: EmbeddedRed
 OTHER_REPLY = ("--rename-command", "EVALSHA", "", "--rename-command", "MGET", "EVALSHA")
 
 
-def test_a_reply_the_limiter_cannot_read_does_not_leave_the_caller_asking(
+def test_a_reply_the_limiter_cannot_read_is_degraded_as_a_redis_fault_and_leaves_no_one_asking(
     own_redis: EmbeddedRedis,
 ) -> None:
     client = redis.Redis.from_url(own_redis.uri, socket_connect_timeout=0.2)
-    limiter = limiter_for(client, RATE_LIMIT_PUBLIC=100_000, RATE_LIMIT_WINDOW_SECONDS=3600)
+    limiter = limiter_for(
+        client, retry_seconds=0.2, RATE_LIMIT_PUBLIC=100_000, RATE_LIMIT_WINDOW_SECONDS=3600
+    )
     public = limiter.policies.public
     ip = "198.51.100.30"
 
@@ -269,12 +272,33 @@ def test_a_reply_the_limiter_cannot_read_does_not_leave_the_caller_asking(
     # WHEN its next trip asking for a lease gets a reply the limiter cannot read (the server on
     # the port now answers the script with a list of nils): not a redis.RedisError
     own_redis.stop()
-    with start_redis(own_redis.port, config=OTHER_REPLY), pytest.raises(TypeError):
-        busy(100)
-    # AND a Redis that runs the script is back
+    with start_redis(own_redis.port, config=OTHER_REPLY):
+        decisions = [limiter.check(public, ip) for _ in range(100)]
+    # THEN nothing is raised (no 500): it is limited in memory, as with an unreachable Redis
+    assert all(decision.allowed for decision in decisions)
+    assert "memory" in {decision.source for decision in decisions}
+    # AND once a Redis that runs the script is back (after the circuit's pause)
     with start_redis(own_redis.port):
+        time.sleep(0.3)
         client.config_resetstat()
         # THEN the caller is decided in Redis a few times again, not on every request
         assert busy(300) == 300
         assert _script_calls(client) <= 20
+    client.close()
+
+
+def test_a_reply_the_limiter_cannot_read_fails_closed_when_told_to(
+    own_redis: EmbeddedRedis,
+) -> None:
+    client = redis.Redis.from_url(own_redis.uri, socket_connect_timeout=0.2)
+    limiter = limiter_for(client, RATE_LIMIT_PUBLIC=10, RATE_LIMIT_FAIL_MODE="closed")
+    # GIVEN a Redis whose reply to the script the limiter cannot read
+    own_redis.stop()
+    # THEN fail-closed refuses with a 503 and a Retry-After, as for an unreachable Redis
+    with (
+        start_redis(own_redis.port, config=OTHER_REPLY),
+        pytest.raises(ServiceUnavailableError) as refused,
+    ):
+        limiter.check(limiter.policies.public, "198.51.100.31")
+    assert int(refused.value.headers["Retry-After"]) >= 1
     client.close()
