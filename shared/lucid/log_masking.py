@@ -126,10 +126,14 @@ class MaskSecrets(logging.Filter):
         exc_info = record.exc_info
         if not exc_info and not _library(record.name):
             return True  # our own line without an exception: nothing written by others
-        message = record.getMessage()
-        shown = self.mask(message)
-        if shown != message:
-            record.msg, record.args = shown, None
+        try:
+            message: str | None = record.getMessage()
+        except Exception:  # a library's malformed call: logging's handler reports
+            message = None  # it (Handler.handleError); raised here, it would reach the caller
+        if message is not None:
+            shown = self.mask(message)
+            if shown != message:
+                record.msg, record.args = shown, None
         if exc_info and exc_info[1] is not None:
             error = masked_exception(exc_info[1], self.mask)
             if error is not exc_info[1]:

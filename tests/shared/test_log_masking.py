@@ -54,3 +54,26 @@ def test_our_own_lines_without_an_exception_are_left_alone() -> None:
     record = logging.LogRecord("lucid.access", logging.INFO, __file__, 1, "%s", (KEY,), None)
     assert MaskSecrets([KEY]).filter(record)
     assert record.getMessage() == KEY
+
+
+def test_a_malformed_library_line_reaches_the_handler_not_the_caller() -> None:
+    # GIVEN a library logger whose handler has the masking filter, as every function's has
+    kept: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            kept.append(record)
+
+    handler = Keep()
+    handler.addFilter(MaskSecrets([KEY]))
+    library = logging.getLogger("somelibrary.client")
+    library.addHandler(handler)
+    library.propagate = False  # only this handler (pytest's own would fail the test on the line)
+    try:
+        # WHEN the library makes a malformed logging call (two placeholders, one argument)
+        library.warning("retrying %s after %s", "host")
+    finally:
+        library.removeHandler(handler)
+        library.propagate = True
+    # THEN the call returns (its handler reports it, as logging does) with the line kept
+    assert [record.msg for record in kept] == ["retrying %s after %s"]
