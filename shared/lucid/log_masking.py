@@ -30,6 +30,7 @@ __all__ = [
     "MaskedError",
     "masked_exception",
     "remember",
+    "rewritten_chain",
     "secret_values",
     "shown_cause",
 ]
@@ -148,21 +149,37 @@ def _library(name: str) -> bool:
     return not (name == "lucid" or name.startswith(("lucid.", "lucid-")))
 
 
-def masked_exception(
-    error: BaseException, mask: Callable[[str], str], _seen: frozenset[int] = frozenset()
+def rewritten_chain(
+    error: BaseException,
+    text_for: Callable[[BaseException], str | None],
+    stand_in: type[Exception],
+    _seen: frozenset[int] = frozenset(),
 ) -> BaseException:
-    """`error` as a log may show it: each link of its chain whose text `mask` changes replaced by
-    a `MaskedError` with the same traceback; `error` itself when no link needs it."""
+    """`error` as a log may show it: each link of its chain for which `text_for` gives a text, or
+    whose cause was replaced, replaced in turn by a `stand_in` with that text (else the link's
+    own) and the same traceback; `error` itself when no link needs it. The originals stay as they
+    were for whoever else holds them. Shared by this module and `lucid.web.redaction`."""
     cause = shown_cause(error)
     if cause is not None and id(cause) in _seen | {id(error)}:
         cause = None  # a cycle in the chain: shown once, as traceback does
-    shown = masked_exception(cause, mask, _seen | {id(error)}) if cause else None
-    text = str(error)
-    masked = mask(text)
-    if masked == text and shown is cause:
+    shown = rewritten_chain(cause, text_for, stand_in, _seen | {id(error)}) if cause else None
+    text = text_for(error)
+    if text is None and shown is cause:
         return error
-    link: BaseException = MaskedError(f"{type(error).__qualname__}: {masked}")
+    link: BaseException = stand_in(text or f"{type(error).__qualname__}: {error}")
     link.__traceback__ = error.__traceback__
     link.__cause__ = shown
     link.__suppress_context__ = True
     return link
+
+
+def masked_exception(error: BaseException, mask: Callable[[str], str]) -> BaseException:
+    """`error` as a log may show it: each link of its chain whose text `mask` changes replaced by
+    a `MaskedError` with the same traceback; `error` itself when no link needs it."""
+
+    def masked(link: BaseException) -> str | None:
+        text = str(link)
+        shown = mask(text)
+        return None if shown == text else f"{type(link).__qualname__}: {shown}"
+
+    return rewritten_chain(error, masked, MaskedError)

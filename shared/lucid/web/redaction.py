@@ -19,7 +19,7 @@ from typing import Any
 from fastapi.exceptions import ValidationException
 from pydantic import ValidationError
 
-from lucid.log_masking import shown_cause
+from lucid.log_masking import rewritten_chain, shown_cause
 from lucid.observability import library_lines
 
 __all__ = ["RedactInputs", "RedactedValidationError", "install"]
@@ -56,23 +56,15 @@ def _echoes_input(error: BaseException | None, seen: set[int]) -> bool:
     return False
 
 
-def redacted(error: BaseException, _seen: frozenset[int] = frozenset()) -> BaseException:
+def redacted(error: BaseException) -> BaseException:
     """`error` as a logger may show it: each validation error of its chain replaced by a
-    `RedactedValidationError` with the same traceback; any other exception kept as it is."""
-    cause = shown_cause(error)
-    if cause is not None and id(cause) in _seen | {id(error)}:
-        cause = None  # a cycle in the chain: shown once, as traceback does
-    if not isinstance(error, ValidationError | ValidationException):
-        if cause is None or not _echoes_input(cause, set()):
-            return error
-        # A copy of the chain's link: the original stays as it was for whoever else holds it.
-        link: BaseException = RedactedValidationError(f"{type(error).__qualname__}: {error}")
-    else:
-        link = RedactedValidationError(_summary(error))
-    link.__traceback__ = error.__traceback__
-    if cause is not None:
-        link.__cause__ = redacted(cause, _seen | {id(error)})
-    return link
+    `RedactedValidationError` with the same traceback; any other exception kept as it is (or
+    copied, when its cause was replaced)."""
+
+    def summary(link: BaseException) -> str | None:
+        return _summary(link) if isinstance(link, ValidationError | ValidationException) else None
+
+    return rewritten_chain(error, summary, RedactedValidationError)
 
 
 class RedactInputs(logging.Filter):
