@@ -181,6 +181,27 @@ def test_healthy_path_writes_nothing_to_redis(
     assert used == {"pttl": 1, "exists": 1}  # one cached read for twenty calls
 
 
+def test_a_healthy_instance_adopts_another_instances_trip_after_breaker_sync_ms(
+    backend: BackendServer, make_proxy: MakeProxy
+) -> None:
+    # GIVEN two instances reading the shared state at most every 200 ms on the healthy path,
+    # the second having just read it CLOSED
+    settings = proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url, BREAKER_SYNC_MS=200)
+    first, second = make_proxy(settings), make_proxy(settings)
+    assert second.forward(proxy_request()).status == 200
+    # WHEN the first instance trips the shared breaker
+    backend.mode = "fail"
+    for _ in range(4):
+        first.forward(proxy_request())
+    backend.mode = "ok"
+    calls = len(backend.received)
+    # THEN once BREAKER_SYNC_MS has passed the second answers 503 without calling the backend
+    time.sleep(0.25)
+    with pytest.raises(ServiceUnavailableError):
+        second.forward(proxy_request())
+    assert len(backend.received) == calls
+
+
 def test_without_redis_each_instance_keeps_its_own_breaker(
     backend: BackendServer, caplog: pytest.LogCaptureFixture
 ) -> None:
