@@ -67,10 +67,13 @@ from email.utils import formatdate
 from typing import Any
 
 MAX_RESPONSE_BYTES = 6_291_556
-# Below this many characters of body a result cannot reach MAX_RESPONSE_BYTES (a character
-# takes at most 12 bytes of JSON, a surrogate pair of \u escapes; headers and cookies of any
-# sane size included); above it the whole result is measured as Lambda does.
-_BODY_SIZE_CHECKED = (MAX_RESPONSE_BYTES - 256 * 1024) // 12
+# A character takes at most 12 bytes of the result's JSON (a surrogate pair of \u escapes): a
+# result whose text is shorter than a twelfth of the limit cannot reach it, and only a longer one
+# is measured as Lambda does (json.dumps of the whole result).
+_MAX_BYTES_PER_CHAR = 12
+# What a result's JSON holds besides its body's characters: the body's key and quotes, a
+# statusCode, separators (a bare string result: its two quotes).
+_BODY_FRAME = 64
 _JSON_TYPE = (b"content-type", b"application/json")
 # Statuses whose responses carry no content and no Content-Length (RFC 9110 sections 8.6,
 # 15.3.5 and 15.4.5).
@@ -146,6 +149,10 @@ def _result_json_size(result: Any) -> int:
         raise InvalidResultError("the result is not JSON-serialisable") from err
 
 
+def _without_body(result: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in result.items() if key != "body"}
+
+
 def _inferred(result: Any) -> HttpResponse:
     # Payload 2.0 format inference: valid JSON without statusCode is a 200 application/json
     # whose body is the output; a bare string is the body itself, unquoted (see the table).
@@ -156,9 +163,15 @@ def _inferred(result: Any) -> HttpResponse:
             text = json.dumps(result, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as err:
             raise InvalidResultError("the result is not JSON-serialisable") from err
-    if len(text) > _BODY_SIZE_CHECKED and _result_json_size(result) > MAX_RESPONSE_BYTES:
-        raise InvalidResultError("the response is over 6,291,556 bytes")
+    _check_size(result, len(text))
     return HttpResponse(200, [_JSON_TYPE], text.encode("utf-8"))
+
+
+def _check_size(result: Any, chars: int, rest_bytes: int = 0) -> None:
+    # `chars`: characters of the result's text beyond `rest_bytes` bytes already measured.
+    bound = rest_bytes + _BODY_FRAME + _MAX_BYTES_PER_CHAR * chars
+    if bound > MAX_RESPONSE_BYTES and _result_json_size(result) > MAX_RESPONSE_BYTES:
+        raise InvalidResultError("the response is over 6,291,556 bytes")
 
 
 def to_http(result: Any) -> HttpResponse:
@@ -194,8 +207,8 @@ def to_http(result: Any) -> HttpResponse:
         body_text = ""
     if not isinstance(body_text, str):
         raise InvalidResultError("body must be a string")
-    if len(body_text) > _BODY_SIZE_CHECKED and _result_json_size(result) > MAX_RESPONSE_BYTES:
-        raise InvalidResultError("the response is over 6,291,556 bytes")
+    # Lambda limits the whole result, not its body: headers, cookies and any other key count.
+    _check_size(result, len(body_text), _result_json_size(_without_body(result)))
     if result.get("isBase64Encoded") is True:
         try:
             body = base64.b64decode(body_text, validate=True)
