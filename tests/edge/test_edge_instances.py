@@ -286,3 +286,21 @@ def test_exceptions_reach_the_caller_and_limits_are_checked() -> None:
         close_all(account, [meta])
     with pytest.raises(ValueError, match="at least 1"):
         Account(0)
+
+
+def test_after_close_all_nothing_is_admitted_and_no_handler_runs() -> None:
+    # GIVEN an account whose instances were all closed (the edge shutting down or reloading)
+    account = Account(4)
+    meta = FunctionInstances("Meta", account)
+    gate = Gate()
+    gate.release.set()
+    close_all(account, [meta])
+
+    # WHEN an invocation still arrives THEN it is refused at once and the handler never runs
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="shutting down"):
+            await meta.invoke(gate, "late", **deadlines())
+
+    run(main())
+    assert gate.calls == []
+    assert account.running == 0

@@ -11,6 +11,7 @@ import pytest
 
 from lucid_edge.limits import (
     BodyBudget,
+    base64_length,
     event_exceeds_invocation_limit,
     request_line_and_headers_size,
 )
@@ -26,6 +27,13 @@ def test_the_quota_counts_the_request_line_and_header_values() -> None:
     # "GET /a?b=1 HTTP/1.1" is 19 bytes; header names do not count
     assert request_line_and_headers_size("GET", b"/a", b"b=1", headers) == 19 + 11 + 100
     assert request_line_and_headers_size("GET", b"/a", b"", []) == len("GET /a HTTP/1.1")
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 5, 6, 4_718_592])
+def test_base64_length_is_the_length_of_the_base64_text(size: int) -> None:
+    # What a binary body takes in the event, hence when a declared one is refused unread and
+    # what the body budget reserves for it
+    assert base64_length(size) == len(base64.b64encode(b"\x00" * size))
 
 
 def _event(body: str, base64_encoded: bool) -> dict[str, object]:
