@@ -167,6 +167,31 @@ def test_after_the_breaker_closes_an_instance_counts_only_what_came_after(
     assert second.forward(proxy_request()).status == 200
 
 
+def test_calls_from_before_a_transition_do_not_dilute_the_failures_after_it(
+    backend: BackendServer, make_proxy: MakeProxy
+) -> None:
+    # GIVEN a second instance whose window held 3 successes when the first tripped the breaker
+    settings = proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url)
+    first, second = make_proxy(settings), make_proxy(settings)
+    for _ in range(3):
+        assert second.forward(proxy_request()).status == 200
+    backend.mode = "fail"
+    for _ in range(4):
+        first.forward(proxy_request())
+    with pytest.raises(ServiceUnavailableError):
+        second.forward(proxy_request())
+    # AND a probe closed it again
+    time.sleep(1.05)
+    backend.mode = "ok"
+    assert first.forward(proxy_request()).status == 200
+    # WHEN the second instance then sees 2 failures in 4 calls (50 %, BREAKER_MIN_CALLS 4)
+    for mode in ("ok", "ok", "fail", "fail"):
+        backend.mode = mode
+        second.forward(proxy_request())
+    # THEN it opens the breaker: the 3 successes from before the trip are not counted
+    assert second.breakers["blockchain"].state is BreakerState.OPEN
+
+
 def test_healthy_path_writes_nothing_to_redis(
     backend: BackendServer, make_proxy: MakeProxy, redis_client: redis.Redis
 ) -> None:
