@@ -184,12 +184,17 @@ def test_calls_from_before_a_transition_do_not_dilute_the_failures_after_it(
     time.sleep(1.05)
     backend.mode = "ok"
     assert first.forward(proxy_request()).status == 200
-    # WHEN the second instance then sees 2 failures in 4 calls (50 %, BREAKER_MIN_CALLS 4)
-    for mode in ("ok", "ok", "fail", "fail"):
+    # WHEN the second instance then sees 1 failure in 4 calls THEN it stays closed (25 %)
+    for mode in ("ok", "ok", "ok", "fail"):
         backend.mode = mode
         second.forward(proxy_request())
-    # THEN it opens the breaker: the 3 successes from before the trip are not counted
-    assert second.breakers["blockchain"].state is BreakerState.OPEN
+    assert second.breakers["blockchain"].state is BreakerState.CLOSED
+    # WHEN 2 more fail (3 in 6: 50 %) THEN it opens: the 3 successes from before the trip are
+    # not counted
+    for _ in range(2):
+        second.forward(proxy_request())
+    # (mypy keeps the state the assert above narrowed: it cannot see the calls change it)
+    assert second.breakers["blockchain"].state is BreakerState.OPEN  # type: ignore[comparison-overlap]
 
 
 def test_healthy_path_writes_nothing_to_redis(
