@@ -176,6 +176,26 @@ def test_an_event_over_lambdas_6_mb_counts_the_base64_body(edge: RunningEdge) ->
     _still_serving(edge)
 
 
+def test_a_declared_body_is_refused_unread_only_when_no_encoding_of_it_fits(
+    edge: RunningEdge,
+) -> None:
+    # GIVEN a 5 MB text body: its base64 text would be over Lambda's 6 MB, the text is not
+    text = edge.client.post(
+        "/faulty/size", content=b"x" * 5_000_000, headers={"Content-Type": "text/plain"}
+    )
+    # THEN it reaches the function as text, as on AWS
+    assert text.text == "5000000 False"
+    # AND a binary body whose base64 text alone is over the limit is refused as declared,
+    # before a byte of it is sent (the client never sends it here)
+    head = _raw_head(
+        edge,
+        b"POST /faulty/size HTTP/1.1\r\nHost: h\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (BINARY_OVER + 3),
+    )
+    assert head.startswith(b"HTTP/1.1 413 ")
+    _still_serving(edge)
+
+
 def test_the_authorizer_answers_before_lambda_refuses_a_payload(edge: RunningEdge) -> None:
     body = b"x" * (LAMBDA_LIMIT + 1)
     text = {"Content-Type": "text/plain"}
