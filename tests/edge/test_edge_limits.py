@@ -59,7 +59,10 @@ def test_an_event_over_lambdas_payload_limit_counts_its_base64_growth() -> None:
     assert not event_exceeds_invocation_limit({"version": "2.0", "isBase64Encoded": False}, b"")
 
 
-@pytest.mark.parametrize("char", ["x", '"', "\\", "\n", "\t", "\x01", "\x1f", "é", "✓", "😀"])
+@pytest.mark.parametrize(
+    "char",
+    ["x", " ", '"', "\\", "\b", "\f", "\n", "\r", "\t", "\x01", "\x1f", "\x7f", "é", "✓", "😀"],
+)
 def test_the_limit_is_on_the_whole_event_json_escapes_and_utf8_included(char: str) -> None:
     # GIVEN a text body of repeated `char`, sized so that the event's JSON is exactly the limit
     empty = len(json.dumps(_event("", False), separators=(",", ":"), ensure_ascii=False).encode())
