@@ -56,6 +56,11 @@ def test_an_event_over_lambdas_payload_limit_counts_its_base64_growth() -> None:
     assert event_exceeds_invocation_limit(_event(base64.b64encode(raw).decode(), True), raw)
     # A body of the same byte count as text fits.
     assert not _exceeds("x" * 4_718_592)
+    # AND a binary body is measured as its base64 text, whatever bytes it holds
+    printable = b"x" * 4_718_592
+    assert event_exceeds_invocation_limit(
+        _event(base64.b64encode(printable).decode(), True), printable
+    )
     assert not event_exceeds_invocation_limit({"version": "2.0", "isBase64Encoded": False}, b"")
 
 
