@@ -232,6 +232,25 @@ def test_a_healthy_instance_adopts_another_instances_trip_after_breaker_sync_ms(
     assert len(backend.received) == calls
 
 
+def test_an_open_breaker_answers_503_without_asking_redis(
+    backend: BackendServer, make_proxy: MakeProxy, redis_client: redis.Redis
+) -> None:
+    # GIVEN a breaker this instance tripped
+    backend.mode = "fail"
+    proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url))
+    for _ in range(4):
+        proxy.forward(proxy_request())
+    redis_client.config_resetstat()
+    # WHEN calls arrive during the open period
+    for _ in range(10):
+        with pytest.raises(ServiceUnavailableError):
+            proxy.forward(proxy_request())
+    # THEN each is refused locally: no Redis command at all
+    stats = redis_client.info("commandstats")
+    used = {name.removeprefix("cmdstat_") for name in stats}
+    assert used - {"info", "config", "client", "hello"} == set()
+
+
 def test_without_redis_each_instance_keeps_its_own_breaker(
     backend: BackendServer, caplog: pytest.LogCaptureFixture
 ) -> None:
