@@ -170,11 +170,13 @@ def test_after_the_breaker_closes_an_instance_counts_only_what_came_after(
 def test_calls_from_before_a_transition_do_not_dilute_the_failures_after_it(
     backend: BackendServer, make_proxy: MakeProxy
 ) -> None:
-    # GIVEN a second instance whose window held 3 successes when the first tripped the breaker
+    # GIVEN a second instance whose window held 1 success and 2 failures (below
+    # BREAKER_MIN_CALLS) when the first tripped the breaker
     settings = proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url)
     first, second = make_proxy(settings), make_proxy(settings)
-    for _ in range(3):
-        assert second.forward(proxy_request()).status == 200
+    for mode in ("ok", "fail", "fail"):
+        backend.mode = mode
+        second.forward(proxy_request())
     backend.mode = "fail"
     for _ in range(4):
         first.forward(proxy_request())
@@ -189,8 +191,8 @@ def test_calls_from_before_a_transition_do_not_dilute_the_failures_after_it(
         backend.mode = mode
         second.forward(proxy_request())
     assert second.breakers["blockchain"].state is BreakerState.CLOSED
-    # WHEN 2 more fail (3 in 6: 50 %) THEN it opens: the 3 successes from before the trip are
-    # not counted
+    # WHEN 2 more fail (3 in 6: 50 %) THEN it opens: the 3 calls from before the trip count
+    # neither as calls nor as failures
     for _ in range(2):
         second.forward(proxy_request())
     # (mypy keeps the state the assert above narrowed: it cannot see the calls change it)
