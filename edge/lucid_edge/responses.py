@@ -71,9 +71,10 @@ MAX_RESPONSE_BYTES = 6_291_556
 # result whose text is shorter than a twelfth of the limit cannot reach it, and only a longer one
 # is measured as Lambda does (json.dumps of the whole result).
 _MAX_BYTES_PER_CHAR = 12
-# What a result's JSON holds besides its body's characters: the body's key and quotes, a
-# statusCode, separators (a bare string result: its two quotes).
-_BODY_FRAME = 64
+# What a result's JSON holds besides the characters counted: its five keys, quotes, braces,
+# separators, the status and the boolean (under 100 bytes; a bare string result: two quotes).
+_BODY_FRAME = 256
+_RESULT_KEYS = frozenset({"statusCode", "headers", "cookies", "body", "isBase64Encoded"})
 _JSON_TYPE = (b"content-type", b"application/json")
 # Statuses whose responses carry no content and no Content-Length (RFC 9110 sections 8.6,
 # 15.3.5 and 15.4.5).
@@ -149,10 +150,6 @@ def _result_json_size(result: Any) -> int:
         raise InvalidResultError("the result is not JSON-serialisable") from err
 
 
-def _without_body(result: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in result.items() if key != "body"}
-
-
 def _inferred(result: Any) -> HttpResponse:
     # Payload 2.0 format inference: valid JSON without statusCode is a 200 application/json
     # whose body is the output; a bare string is the body itself, unquoted (see the table).
@@ -167,9 +164,9 @@ def _inferred(result: Any) -> HttpResponse:
     return HttpResponse(200, [_JSON_TYPE], text.encode("utf-8"))
 
 
-def _check_size(result: Any, chars: int, rest_bytes: int = 0) -> None:
-    # `chars`: characters of the result's text beyond `rest_bytes` bytes already measured.
-    bound = rest_bytes + _BODY_FRAME + _MAX_BYTES_PER_CHAR * chars
+def _check_size(result: Any, chars: int) -> None:
+    # `chars`: characters of the result's text (each at most _MAX_BYTES_PER_CHAR of its JSON).
+    bound = _BODY_FRAME + _MAX_BYTES_PER_CHAR * chars
     if bound > MAX_RESPONSE_BYTES and _result_json_size(result) > MAX_RESPONSE_BYTES:
         raise InvalidResultError("the response is over 6,291,556 bytes")
 
@@ -207,8 +204,12 @@ def to_http(result: Any) -> HttpResponse:
         body_text = ""
     if not isinstance(body_text, str):
         raise InvalidResultError("body must be a string")
-    # Lambda limits the whole result, not its body: headers, cookies and any other key count.
-    _check_size(result, len(body_text), _result_json_size(_without_body(result)))
+    # Lambda limits the whole result, not its body: headers, cookies and any other key count
+    # (a header or cookie adds its characters and at most 6 of quotes and separators).
+    fields = sum(len(name) + len(value) + 6 for name, value in headers)
+    if result.keys() - _RESULT_KEYS:  # keys API Gateway ignores still count: measure them all
+        fields = MAX_RESPONSE_BYTES
+    _check_size(result, len(body_text) + fields)
     if result.get("isBase64Encoded") is True:
         try:
             body = base64.b64decode(body_text, validate=True)
