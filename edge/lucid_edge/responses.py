@@ -67,10 +67,14 @@ from email.utils import formatdate
 from typing import Any
 
 MAX_RESPONSE_BYTES = 6_291_556
-# Below this many characters of body a result cannot reach MAX_RESPONSE_BYTES (a character
-# takes at most 12 bytes of JSON, a surrogate pair of \u escapes; headers and cookies of any
-# sane size included); above it the whole result is measured as Lambda does.
-_BODY_SIZE_CHECKED = (MAX_RESPONSE_BYTES - 256 * 1024) // 12
+# A character takes at most 12 bytes of the result's JSON (a surrogate pair of \u escapes): a
+# result whose text is shorter than a twelfth of the limit cannot reach it, and only a longer one
+# is measured as Lambda does (json.dumps of the whole result).
+_MAX_BYTES_PER_CHAR = 12
+# What a result's JSON holds besides the characters counted: its five keys, quotes, braces,
+# separators, the status and the boolean (under 100 bytes; a bare string result: two quotes).
+_BODY_FRAME = 256
+_RESULT_KEYS = frozenset({"statusCode", "headers", "cookies", "body", "isBase64Encoded"})
 _JSON_TYPE = (b"content-type", b"application/json")
 # Statuses whose responses carry no content and no Content-Length (RFC 9110 sections 8.6,
 # 15.3.5 and 15.4.5).
@@ -156,9 +160,15 @@ def _inferred(result: Any) -> HttpResponse:
             text = json.dumps(result, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as err:
             raise InvalidResultError("the result is not JSON-serialisable") from err
-    if len(text) > _BODY_SIZE_CHECKED and _result_json_size(result) > MAX_RESPONSE_BYTES:
-        raise InvalidResultError("the response is over 6,291,556 bytes")
+    _check_size(result, len(text))
     return HttpResponse(200, [_JSON_TYPE], text.encode("utf-8"))
+
+
+def _check_size(result: Any, chars: int) -> None:
+    # `chars`: characters of the result's text (each at most _MAX_BYTES_PER_CHAR of its JSON).
+    bound = _BODY_FRAME + _MAX_BYTES_PER_CHAR * chars
+    if bound > MAX_RESPONSE_BYTES and _result_json_size(result) > MAX_RESPONSE_BYTES:
+        raise InvalidResultError("the response is over 6,291,556 bytes")
 
 
 def to_http(result: Any) -> HttpResponse:
@@ -194,8 +204,12 @@ def to_http(result: Any) -> HttpResponse:
         body_text = ""
     if not isinstance(body_text, str):
         raise InvalidResultError("body must be a string")
-    if len(body_text) > _BODY_SIZE_CHECKED and _result_json_size(result) > MAX_RESPONSE_BYTES:
-        raise InvalidResultError("the response is over 6,291,556 bytes")
+    # Lambda limits the whole result, not its body: headers, cookies and any other key count
+    # (a header or cookie adds its characters and at most 6 of quotes and separators).
+    fields = sum(len(name) + len(value) + 6 for name, value in headers)
+    if result.keys() - _RESULT_KEYS:  # keys API Gateway ignores still count: measure them all
+        fields = MAX_RESPONSE_BYTES
+    _check_size(result, len(body_text) + fields)
     if result.get("isBase64Encoded") is True:
         try:
             body = base64.b64decode(body_text, validate=True)

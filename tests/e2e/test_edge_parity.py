@@ -110,6 +110,45 @@ def test_request_line_and_header_values_over_10_240_bytes_are_refused(edge: Runn
     _still_serving(edge)
 
 
+def _raw_head(edge: RunningEdge, request: bytes) -> bytes:
+    """The status line of the edge's answer to `request`, sent byte for byte."""
+    host, port = edge.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        raw.sendall(request)
+        return raw.recv(4096).split(b"\r\n")[0]
+
+
+def test_request_line_and_header_values_of_exactly_10_240_bytes_pass(edge: RunningEdge) -> None:
+    # GIVEN `GET /echo HTTP/1.1` (18 bytes) and the values `h` and `close` (6 bytes): the quota
+    # counts 24 bytes besides X-Big's value
+    def sized(total: int) -> bytes:
+        big = b"v" * (total - 24)
+        return b"GET /echo HTTP/1.1\r\nHost: h\r\nX-Big: " + big + b"\r\nConnection: close\r\n\r\n"
+
+    # WHEN they add up to the quota THEN the request is served; one byte more is refused
+    assert _raw_head(edge, sized(10_240)) == b"HTTP/1.1 200 OK"
+    assert _raw_head(edge, sized(10_241)) == b"HTTP/1.1 431 Request Header Fields Too Large"
+
+
+def test_a_declared_payload_over_10_mib_is_refused_before_the_authorizer(
+    edge: RunningEdge,
+) -> None:
+    # GIVEN a route with an authorizer and no identity source in the request: API Gateway's
+    # payload quota (10 MB, lucid_edge.limits) is checked on the request as it arrives, the
+    # authorizer only then, and Lambda's 6 MB after the authorizer
+    def declared(size: int) -> bytes:
+        return (
+            b"POST /protected/size HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % size
+        )
+
+    # WHEN the declared body is one byte over 10 MiB THEN it is 413 without reading it
+    assert _raw_head(edge, declared(10 * 1024 * 1024 + 1)).startswith(b"HTTP/1.1 413 ")
+    # AND at exactly 10 MiB the authorizer answers first (401), the body still unread
+    assert _raw_head(edge, declared(10 * 1024 * 1024)).startswith(b"HTTP/1.1 401 ")
+    _still_serving(edge)
+
+
 def test_request_body_over_10_mb_is_413(edge: RunningEdge) -> None:
     response = edge.client.post("/echo", content=b"x" * (10 * 1024 * 1024 + 1))
     assert response.status_code == 413
@@ -134,6 +173,26 @@ def test_an_event_over_lambdas_6_mb_counts_the_base64_body(edge: RunningEdge) ->
         "/faulty/size", content=chunks, headers={"Content-Type": "text/plain"}
     )
     assert chunked.status_code == 413
+    _still_serving(edge)
+
+
+def test_a_declared_body_is_refused_unread_only_when_no_encoding_of_it_fits(
+    edge: RunningEdge,
+) -> None:
+    # GIVEN a 5 MB text body: its base64 text would be over Lambda's 6 MB, the text is not
+    text = edge.client.post(
+        "/faulty/size", content=b"x" * 5_000_000, headers={"Content-Type": "text/plain"}
+    )
+    # THEN it reaches the function as text, as on AWS
+    assert text.text == "5000000 False"
+    # AND a binary body whose base64 text alone is over the limit is refused as declared,
+    # before a byte of it is sent (the client never sends it here)
+    head = _raw_head(
+        edge,
+        b"POST /faulty/size HTTP/1.1\r\nHost: h\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (BINARY_OVER + 3),
+    )
+    assert head.startswith(b"HTTP/1.1 413 ")
     _still_serving(edge)
 
 

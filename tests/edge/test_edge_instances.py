@@ -286,3 +286,51 @@ def test_exceptions_reach_the_caller_and_limits_are_checked() -> None:
         close_all(account, [meta])
     with pytest.raises(ValueError, match="at least 1"):
         Account(0)
+
+
+def test_after_close_all_nothing_is_admitted_and_no_handler_runs() -> None:
+    # GIVEN an account whose instances were all closed (the edge shutting down or reloading)
+    account = Account(4)
+    meta = FunctionInstances("Meta", account)
+    gate = Gate()
+    gate.release.set()
+    close_all(account, [meta])
+
+    # WHEN an invocation still arrives THEN it is refused at once and the handler never runs
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="shutting down"):
+            await meta.invoke(gate, "late", **deadlines())
+
+    run(main())
+    assert gate.calls == []
+    assert account.running == 0
+
+
+def test_a_running_invocation_whose_caller_left_still_holds_its_room() -> None:
+    # GIVEN an account of one running invocation, held by a blocked function
+    account = Account(1)
+    proxy = FunctionInstances("Proxy", account)
+    gate, later = Gate(), Gate()
+
+    async def main() -> None:
+        blocked = asyncio.ensure_future(proxy.invoke(gate, "held", **deadlines()))
+        await until(lambda: gate.calls == ["held"])
+        # WHEN its caller is cancelled (the client hung up) while the function runs on
+        blocked.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await blocked
+        # THEN the function still counts: the next invocation waits for it, as on Lambda
+        queued = proxy.submit(later, ("next",), **deadlines())
+        await asyncio.sleep(0.05)
+        assert queued.queued
+        assert later.calls == []
+        later.release.set()
+        gate.release.set()
+        assert await queued.future == "next"
+
+    try:
+        run(main())
+    finally:
+        gate.release.set()
+        later.release.set()
+        close_all(account, [proxy])

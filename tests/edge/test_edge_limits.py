@@ -10,12 +10,16 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from lucid_edge.limits import (
-    MAX_INVOCATION_BYTES,
     BodyBudget,
+    base64_length,
     event_exceeds_invocation_limit,
     request_line_and_headers_size,
 )
 from tests.edge.test_edge_instances import run
+
+# Lambda's refusal: "Request must be smaller than 6291456 bytes for the InvokeFunction operation"
+# (the event JSON of exactly this many bytes is invoked; lucid_edge.limits cites it)
+LAMBDA_LIMIT = 6_291_456
 
 
 def test_the_quota_counts_the_request_line_and_header_values() -> None:
@@ -23,6 +27,13 @@ def test_the_quota_counts_the_request_line_and_header_values() -> None:
     # "GET /a?b=1 HTTP/1.1" is 19 bytes; header names do not count
     assert request_line_and_headers_size("GET", b"/a", b"b=1", headers) == 19 + 11 + 100
     assert request_line_and_headers_size("GET", b"/a", b"", []) == len("GET /a HTTP/1.1")
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 5, 6, 4_718_592])
+def test_base64_length_is_the_length_of_the_base64_text(size: int) -> None:
+    # What a binary body takes in the event, hence when a declared one is refused unread and
+    # what the body budget reserves for it
+    assert base64_length(size) == len(base64.b64encode(b"\x00" * size))
 
 
 def _event(body: str, base64_encoded: bool) -> dict[str, object]:
@@ -45,16 +56,24 @@ def test_an_event_over_lambdas_payload_limit_counts_its_base64_growth() -> None:
     assert event_exceeds_invocation_limit(_event(base64.b64encode(raw).decode(), True), raw)
     # A body of the same byte count as text fits.
     assert not _exceeds("x" * 4_718_592)
+    # AND a binary body is measured as its base64 text, whatever bytes it holds
+    printable = b"x" * 4_718_592
+    assert event_exceeds_invocation_limit(
+        _event(base64.b64encode(printable).decode(), True), printable
+    )
     assert not event_exceeds_invocation_limit({"version": "2.0", "isBase64Encoded": False}, b"")
 
 
-@pytest.mark.parametrize("char", ["x", '"', "\\", "\n", "\t", "\x01", "\x1f", "é", "✓", "😀"])
+@pytest.mark.parametrize(
+    "char",
+    ["x", " ", '"', "\\", "\b", "\f", "\n", "\r", "\t", "\x01", "\x1f", "\x7f", "é", "✓", "😀"],
+)
 def test_the_limit_is_on_the_whole_event_json_escapes_and_utf8_included(char: str) -> None:
     # GIVEN a text body of repeated `char`, sized so that the event's JSON is exactly the limit
     empty = len(json.dumps(_event("", False), separators=(",", ":"), ensure_ascii=False).encode())
     per_char = len(json.dumps(char, ensure_ascii=False).encode()) - 2
-    count = (MAX_INVOCATION_BYTES - empty) // per_char
-    fits = char * count + "y" * (MAX_INVOCATION_BYTES - empty - count * per_char)
+    count = (LAMBDA_LIMIT - empty) // per_char
+    fits = char * count + "y" * (LAMBDA_LIMIT - empty - count * per_char)
     # THEN one more byte is over
     assert not _exceeds(fits)
     assert _exceeds(fits + "y")

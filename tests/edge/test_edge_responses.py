@@ -64,6 +64,26 @@ def test_the_response_limit_is_on_the_whole_result_as_json() -> None:
 @pytest.mark.parametrize(
     "result",
     [
+        {"statusCode": 200, "headers": {"x-big": "v" * 6_291_556}, "body": "ok"},
+        {"statusCode": 200, "cookies": ["a=" + "v" * 3_145_778] * 2, "body": "ok"},
+        {"statusCode": 200, "body": "ok", "note": "v" * 6_291_556},
+    ],
+    ids=["headers", "cookies", "other-keys"],
+)
+def test_a_result_over_the_limit_is_refused_whatever_part_of_it_is_large(
+    result: dict[str, Any],
+) -> None:
+    # GIVEN a result whose body is small but whose JSON is over Lambda's 6,291,556 bytes:
+    # Lambda measures the whole response payload, not its body ("Response payload size exceeded
+    # maximum allowed payload size (6291556 bytes)")
+    # THEN it is a function error (500), as on AWS, not a 200 with megabytes of headers
+    with pytest.raises(InvalidResultError, match="6,291,556"):
+        to_http(result)
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
         {"statusCode": "200"},
         {"statusCode": True},
         {"statusCode": 700},

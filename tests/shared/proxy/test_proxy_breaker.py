@@ -165,6 +165,17 @@ def test_after_the_breaker_closes_an_instance_counts_only_what_came_after(
     assert second.breakers["blockchain"].state is BreakerState.CLOSED
     backend.mode = "ok"
     assert second.forward(proxy_request()).status == 200
+    # AND 1 failure in 4 calls since it closed (25 %) leaves it closed
+    for _ in range(2):
+        assert second.forward(proxy_request()).status == 200
+    assert second.breakers["blockchain"].state is BreakerState.CLOSED
+    # AND 3 in 6 (50 %) opens it: the 3 calls from before the trip count neither as calls
+    # (they would dilute the rate to 3 in 9) nor as failures
+    backend.mode = "fail"
+    for _ in range(2):
+        second.forward(proxy_request())
+    # (mypy keeps the state the assert above narrowed: it cannot see the calls change it)
+    assert second.breakers["blockchain"].state is BreakerState.OPEN  # type: ignore[comparison-overlap]
 
 
 def test_healthy_path_writes_nothing_to_redis(
@@ -179,6 +190,46 @@ def test_healthy_path_writes_nothing_to_redis(
     for housekeeping in ("info", "config", "client", "hello"):  # connection set-up, this test
         used.pop(housekeeping, None)
     assert used == {"pttl": 1, "exists": 1}  # one cached read for twenty calls
+
+
+def test_a_healthy_instance_adopts_another_instances_trip_after_breaker_sync_ms(
+    backend: BackendServer, make_proxy: MakeProxy
+) -> None:
+    # GIVEN two instances reading the shared state at most every 200 ms on the healthy path,
+    # the second having just read it CLOSED
+    settings = proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url, BREAKER_SYNC_MS=200)
+    first, second = make_proxy(settings), make_proxy(settings)
+    assert second.forward(proxy_request()).status == 200
+    # WHEN the first instance trips the shared breaker
+    backend.mode = "fail"
+    for _ in range(4):
+        first.forward(proxy_request())
+    backend.mode = "ok"
+    calls = len(backend.received)
+    # THEN once BREAKER_SYNC_MS has passed the second answers 503 without calling the backend
+    time.sleep(0.25)
+    with pytest.raises(ServiceUnavailableError):
+        second.forward(proxy_request())
+    assert len(backend.received) == calls
+
+
+def test_an_open_breaker_answers_503_without_asking_redis(
+    backend: BackendServer, make_proxy: MakeProxy, redis_client: redis.Redis
+) -> None:
+    # GIVEN a breaker this instance tripped
+    backend.mode = "fail"
+    proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url))
+    for _ in range(4):
+        proxy.forward(proxy_request())
+    redis_client.config_resetstat()
+    # WHEN calls arrive during the open period
+    for _ in range(10):
+        with pytest.raises(ServiceUnavailableError):
+            proxy.forward(proxy_request())
+    # THEN each is refused locally: no Redis command at all
+    stats = redis_client.info("commandstats")
+    used = {name.removeprefix("cmdstat_") for name in stats}
+    assert used - {"info", "config", "client", "hello"} == set()
 
 
 def test_without_redis_each_instance_keeps_its_own_breaker(

@@ -89,3 +89,10 @@ def test_window_stays_bounded_and_keeps_counting() -> None:
         window.add(True)
     window.add(False)
     assert window.counts() == (10_000, 9_999)
+    # AND the call that falls out is the oldest: a success going leaves every failure counted
+    successes_first = OutcomeWindow(60, time.monotonic)
+    successes_first.add(False)
+    for _ in range(9_999):
+        successes_first.add(True)
+    successes_first.add(True)
+    assert successes_first.counts() == (10_000, 10_000)

@@ -14,6 +14,7 @@ from redis.connection import Connection
 from lucid.errors import ServiceUnavailableError
 from lucid.ratelimit import RateLimiter
 from lucid.ratelimit.lease import LEASE_SECONDS, LEASE_SHARE, NO_LEASE, Leases, Spent, TripTerms
+from lucid.ratelimit.window import LUA_SCRIPT
 from lucid_edge.local import EmbeddedRedis, start_redis
 from tests.shared.ratelimit.helpers import limiter_for
 
@@ -300,5 +301,30 @@ def test_a_reply_the_limiter_cannot_read_fails_closed_when_told_to(
         pytest.raises(ServiceUnavailableError) as refused,
     ):
         limiter.check(limiter.policies.public, "198.51.100.31")
-    assert int(refused.value.headers["Retry-After"]) >= 1
+    # AND the circuit is opened as for an unreachable Redis: the wait is its whole pause (5 s)
+    assert refused.value.headers["Retry-After"] == "5"
     client.close()
+
+
+def test_slots_given_back_after_their_window_ended_come_off_the_previous_count_exactly(
+    redis_client: redis.Redis,
+) -> None:
+    # The script as Redis runs it: quota 10 a 2 s window, KEYS[1] the caller's key; trailing
+    # arguments: extra slots asked, share, slots given back, the window they were charged in.
+    def trip(extra: int, back: int, back_window: int) -> list[int]:
+        args = [10, 2_000_000, extra, 1, back, back_window]
+        return [int(v) for v in redis_client.eval(LUA_SCRIPT, 1, "lucid:local:rl:back", *args)]
+
+    # GIVEN a request that took a lease of 5 slots in window N (6 counted)
+    first = trip(5, 0, -1)
+    assert first[:2] == [1, 1]
+    granted, window = first[5], first[6]
+    assert granted == 5
+    # WHEN the next window has begun and the 5 unspent slots are given back
+    time.sleep(first[3] / 1_000_000 + 0.05)
+    second = trip(0, 5, window)
+    assert second[6] == window + 1
+    # THEN the previous window counts exactly 1 request: its weight is at most 1, so 8 of the
+    # quota of 10 are left after this one (9 would have taken one slot too many off)
+    assert second[:2] == [1, 1]
+    assert second[2] == 8
