@@ -122,7 +122,9 @@ def test_a_lost_copy_is_reloaded_from_the_record_by_the_first_check(
     assert set(stored) == {b"recent", mark_of(redis_client).encode()}
     # AND the entry lasts the access-token lifetime and the leeway past the revocation
     until = float(stored[b"recent"])
-    assert until == pytest.approx((now - timedelta(minutes=5)).timestamp() + LIFETIME + 30)
+    # (abs=1: approx's default relative tolerance is ~30 minutes at epoch-second magnitudes)
+    expected = (now - timedelta(minutes=5)).timestamp() + LIFETIME + 30
+    assert until == pytest.approx(expected, abs=1)
     # AND later checks need no MongoDB
     assert revocations.is_revoked("ancient") is False
     assert revocations.is_revoked("recent") is True
@@ -151,6 +153,19 @@ def test_a_due_copy_is_reloaded_by_one_caller_while_the_others_trust_it(
     redis_client.delete(RELOAD_LOCK)
     assert revocations.is_revoked("missed") is True
     assert redis_client.exists(RELOAD_LOCK) == 0
+
+
+def test_a_revocation_that_missed_redis_holds_once_the_copy_is_30_seconds_old(
+    revocations: RevocationList, database: Database[dict[str, Any]], clock: Clock
+) -> None:
+    # GIVEN a copy loaded now, then a revocation that reached MongoDB but not Redis
+    assert revocations.is_revoked("missed") is False
+    revoke_in_record(database, "missed", datetime.fromtimestamp(clock.now, UTC))
+    clock.now += 29
+    assert revocations.is_revoked("missed") is False  # the copy vouches for 30 s
+    # WHEN the copy is 30 s old (the README's bound) THEN the check reloads it and refuses
+    clock.now += 1
+    assert revocations.is_revoked("missed") is True
 
 
 def test_a_copy_marked_complete_in_another_redis_process_is_reloaded_before_it_vouches(
@@ -249,7 +264,7 @@ def test_a_reload_keeps_the_later_deadline_and_drops_what_expired(
     assert revocations.is_revoked("other") is False
     stored = redis_client.hgetall(KEY)
     # THEN the later deadline stays and the expired entry is gone
-    assert float(stored[b"kept"]) == pytest.approx(now.timestamp() + LIFETIME + 30)
+    assert float(stored[b"kept"]) == pytest.approx(now.timestamp() + LIFETIME + 30, abs=1)
     assert b"stale" not in stored
     # AND an entry past its deadline no longer revokes
     clock.now += LIFETIME + 31
