@@ -3,6 +3,7 @@ every way the copy can be missing, stale or unreachable."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -166,6 +167,27 @@ def test_a_revocation_that_missed_redis_holds_once_the_copy_is_30_seconds_old(
     # WHEN the copy is 30 s old (the README's bound) THEN the check reloads it and refuses
     clock.now += 1
     assert revocations.is_revoked("missed") is True
+
+
+def test_a_reload_that_brings_revocations_says_so_once_and_a_quiet_one_says_nothing(
+    revocations: RevocationList,
+    database: Database[dict[str, Any]],
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN an empty record WHEN the copy is loaded THEN nothing is logged (every 30 s otherwise)
+    with caplog.at_level(logging.INFO, logger="lucid.auth.revocation"):
+        assert revocations.is_revoked("s-1") is False
+    assert caplog.records == []
+    # WHEN a later reload brings two revocations THEN one line says how many
+    now = datetime.fromtimestamp(clock.now, UTC)
+    revoke_in_record(database, "s-1", now)
+    revoke_in_record(database, "s-2", now)
+    clock.now += SYNC_SECONDS
+    with caplog.at_level(logging.INFO, logger="lucid.auth.revocation"):
+        assert revocations.is_revoked("s-1") is True
+    [line] = caplog.records
+    assert (line.getMessage(), line.__dict__["revoked"]) == ("revocations reloaded from MongoDB", 2)
 
 
 def test_a_copy_marked_complete_in_another_redis_process_is_reloaded_before_it_vouches(
