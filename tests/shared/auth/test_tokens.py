@@ -257,6 +257,16 @@ def test_garbage_payload_with_valid_header_is_malformed() -> None:
     assert _rejected(_service(), f"{header}.!!!.sig") == "token is malformed"
 
 
+@pytest.mark.parametrize("payload", [b"not json", b"[1, 2]", b'"a string"'])
+def test_a_correctly_signed_payload_that_is_not_a_json_object_is_malformed(payload: bytes) -> None:
+    # GIVEN a token signed with the deployment's key whose payload is not a JSON object
+    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "k1"}).encode())
+    signing_input = f"{header}.{_b64(payload)}"
+    mac = hmac.new(KEY.encode(), signing_input.encode(), hashlib.sha256).digest()
+    # THEN it is refused as malformed (its signature is right: only its content is wrong)
+    assert _rejected(_service(), f"{signing_input}.{_b64(mac)}") == "token is malformed"
+
+
 def test_process_token_service_is_shared() -> None:
     service = get_token_service()
     assert service is get_token_service()
