@@ -34,6 +34,7 @@ from lucid.store.redis_client import build_redis
 from lucid_edge.local import free_port, in_memory_database
 from tests.utils.auth_flow import authorizer_event
 from tests.utils.datastore import CountingRecord
+from tests.utils.metrics import emitted, flushed
 
 LIFETIME = 900  # seconds an access token lives
 KEY = revocations_key("local")  # the suite's stage (tests/conftest.py)
@@ -228,15 +229,29 @@ def test_while_another_caller_reloads_a_lost_copy_the_record_answers(
 
 
 def test_without_redis_every_check_asks_the_record(
-    dead_redis: redis.Redis, record: CountingRecord, database: Database[dict[str, Any]]
+    dead_redis: redis.Redis,
+    record: CountingRecord,
+    database: Database[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     revocations = RevocationList(dead_redis, lambda: record, token_lifetime_seconds=LIFETIME)
     revoke_in_record(database, "s-1", datetime.now(UTC))
+    flushed()  # what earlier tests recorded outside any request
+    capsys.readouterr()
     assert revocations.is_revoked("s-1") is True
     assert revocations.is_revoked("s-2") is False
     assert record.asked == 2
     # AND remembering a revocation is no error (the record already holds it)
-    revocations.remember({"s-3": datetime.now(UTC)})
+    with caplog.at_level(logging.WARNING, logger="lucid.auth.revocation"):
+        revocations.remember({"s-3": datetime.now(UTC)})
+    assert caplog.messages == ["revocation not copied to Redis (ConnectionError)"]
+    # AND the dashboard's metrics count both (README: "checks MongoDB answered while Redis did
+    # not", and a revocation the copy missed)
+    flushed()
+    counted = emitted(capsys.readouterr().out)
+    assert counted.get("RevocationCheckWithoutRedis") == 2
+    assert counted.get("RevocationNotCopied") == 1
 
 
 def test_without_redis_or_mongodb_nobody_says_not_revoked(
@@ -249,7 +264,10 @@ def test_without_redis_or_mongodb_nobody_says_not_revoked(
 
 
 def test_a_lost_copy_with_mongodb_down_is_an_error_and_a_due_one_is_trusted(
-    redis_client: redis.Redis, clock: Clock, dead_db: Database[dict[str, Any]]
+    redis_client: redis.Redis,
+    clock: Clock,
+    dead_db: Database[dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     revocations = RevocationList(
         redis_client,
@@ -268,8 +286,11 @@ def test_a_lost_copy_with_mongodb_down_is_an_error_and_a_due_one_is_trusted(
     revocations.remember({"s-1": datetime.now(UTC)})
     redis_client.hset(KEY, mark_of(redis_client), clock.now - 1)
     assert revocations.is_revoked("s-1") is True
-    assert revocations.is_revoked("s-2") is False  # the reload failed: the copy answered
+    with caplog.at_level(logging.WARNING, logger="lucid.auth.revocation"):
+        assert revocations.is_revoked("s-2") is False  # the reload failed: the copy answered
     assert redis_client.exists(RELOAD_LOCK) == 1  # and the next checks will not retry at once
+    # AND the operator is told the copy answered without its reload
+    assert caplog.messages == ["revocations not reloaded: MongoDB is unavailable"]
 
 
 def test_a_reload_keeps_the_later_deadline_and_drops_what_expired(
