@@ -196,9 +196,7 @@ class TokenService:
                 raise
             keys = self._key_ring.keys()
             payload = self._verified_payload(token, _keys_for(keys, kid), keys.algorithm)
-        if payload.get("typ") != ACCESS_TOKEN_TYPE:
-            raise InvalidTokenError("token is not an access token")
-        claims = TokenClaims.from_payload(payload)
+        claims = TokenClaims.from_payload(payload)  # typ == "access" included
         if claims.exp - claims.iat > 60 * self._settings.TOKEN_EXPIRE_MINUTES:
             # Issued under a longer TOKEN_EXPIRE_MINUTES: revocations are kept for this lifetime
             # only (lucid.auth.revocation), so its sign-in's logout would stop holding before
