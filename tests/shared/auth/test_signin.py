@@ -222,6 +222,11 @@ def test_message_for_another_address_than_claimed_is_refused(service: SignInServ
     challenge = service.challenge(bob.address)
     error = _login_error(service, mallory.address, challenge.message, bob.sign(challenge.message))
     assert isinstance(error, NonceAddressMismatchError)
+    assert error.detail == "the message was issued to another address"
+    # AND the attempt did not spend Bob's nonce: refused before it is consumed, so nobody can
+    # burn another wallet's challenge by claiming it for their own address
+    pair = service.login(bob.address, challenge.message, bob.sign(challenge.message))
+    assert _tokens(service).decode(pair.access_token).addr == bob.address
 
 
 def test_message_with_other_times_than_issued_is_refused(service: SignInService) -> None:
