@@ -56,15 +56,19 @@ def database() -> Iterator[Database[dict[str, Any]]]:
 
 
 def _service(
-    redis_client: redis.Redis, database: Database[dict[str, Any]], shift: timedelta = timedelta()
+    redis_client: redis.Redis,
+    database: Database[dict[str, Any]],
+    shift: timedelta = timedelta(),
+    at: datetime | None = None,
 ) -> SignInService:
+    """The service on a clock `shift` from now, or stopped `at` a moment."""
     return SignInService(
         SETTINGS,
         redis_client,
         UserRepository(database),
         RefreshTokenStore(database, timedelta(days=14), revocations_on(redis_client, database)),
         TokenService(SETTINGS, KeyRing(SETTINGS)),
-        clock=lambda: utcnow() + shift,
+        clock=lambda: at or utcnow() + shift,
     )
 
 
@@ -189,26 +193,19 @@ def test_expired_challenge_still_in_redis_is_refused(
 def test_a_challenge_is_expired_at_its_expiration_time_to_the_second(
     redis_client: redis.Redis, database: Database[dict[str, Any]], nonce_kept: bool
 ) -> None:
-    def at(moment: datetime) -> SignInService:
-        return SignInService(
-            SETTINGS,
-            redis_client,
-            UserRepository(database),
-            RefreshTokenStore(database, timedelta(days=14), revocations_on(redis_client, database)),
-            TokenService(SETTINGS, KeyRing(SETTINGS)),
-            clock=lambda: moment,
-        )
-
     # GIVEN a challenge (5-minute validity), its nonce kept in Redis or lapsed with its TTL
     wallet = Wallet()
     issued = utcnow().replace(microsecond=0)
-    challenge = at(issued).challenge(wallet.address)
+    challenge = _service(redis_client, database, at=issued).challenge(wallet.address)
     if not nonce_kept:
         redis_client.delete(nonce_key(challenge.nonce))
     # WHEN it is presented at exactly its Expiration Time THEN it is refused as expired
     signature = wallet.sign(challenge.message)
     error = _login_error(
-        at(issued + timedelta(minutes=5)), wallet.address, challenge.message, signature
+        _service(redis_client, database, at=issued + timedelta(minutes=5)),
+        wallet.address,
+        challenge.message,
+        signature,
     )
     assert isinstance(error, ExpiredChallengeError)
 
