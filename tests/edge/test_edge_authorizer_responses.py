@@ -96,3 +96,14 @@ def test_a_decision_keeps_the_context_the_authorizer_answered() -> None:
     context["user"]["roles"].append("admin")
     # THEN the cached decision still holds what was answered
     assert decision.context == {"user": {"roles": ["user"]}}
+
+
+def test_a_tuple_in_the_context_is_a_list_the_authorizer_cannot_reach_into() -> None:
+    # GIVEN a Python authorizer answering a tuple holding a mutable object (on AWS the answer
+    # is JSON: the function receives a list, built from what was answered)
+    grants: dict[str, Any] = {"role": "user"}
+    decision = parse_response({"isAuthorized": True, "context": {"grants": (grants,)}}, True)
+    # WHEN the authorizer changes that object after answering
+    grants["role"] = "admin"
+    # THEN the cached decision holds a list with what was answered, as JSON would have made it
+    assert decision.context == {"grants": [{"role": "user"}]}

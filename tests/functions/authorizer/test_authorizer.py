@@ -115,6 +115,17 @@ def test_missing_or_non_bearer_authorization_is_denied(authorization: str | None
     assert result == {"isAuthorized": False}
 
 
+@pytest.mark.usefixtures("database")
+@pytest.mark.parametrize("template", ["Basic {}", "Token {}", "{}", "Bearer {} extra"])
+def test_a_valid_token_outside_a_bearer_value_is_denied(template: str) -> None:
+    # GIVEN a signed-in caller's valid access token
+    token = sign_in(Wallet())["access_token"]
+    assert authorize(token)["isAuthorized"] is True
+    # WHEN it comes under another scheme, without one, or with more after it THEN it is denied
+    result = load_handler("authorizer")(authorizer_event(template.format(token)), None)
+    assert result == {"isAuthorized": False}
+
+
 def test_bearer_scheme_is_case_insensitive_and_identity_source_is_a_fallback(
     redis_client: redis.Redis,
 ) -> None:

@@ -3,6 +3,7 @@ every way the copy can be missing, stale or unreachable."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,7 @@ from lucid.store.redis_client import build_redis
 from lucid_edge.local import free_port, in_memory_database
 from tests.utils.auth_flow import authorizer_event
 from tests.utils.datastore import CountingRecord
+from tests.utils.metrics import emitted, flushed
 
 LIFETIME = 900  # seconds an access token lives
 KEY = revocations_key("local")  # the suite's stage (tests/conftest.py)
@@ -122,7 +124,9 @@ def test_a_lost_copy_is_reloaded_from_the_record_by_the_first_check(
     assert set(stored) == {b"recent", mark_of(redis_client).encode()}
     # AND the entry lasts the access-token lifetime and the leeway past the revocation
     until = float(stored[b"recent"])
-    assert until == pytest.approx((now - timedelta(minutes=5)).timestamp() + LIFETIME + 30)
+    # (abs=1: approx's default relative tolerance is ~30 minutes at epoch-second magnitudes)
+    expected = (now - timedelta(minutes=5)).timestamp() + LIFETIME + 30
+    assert until == pytest.approx(expected, abs=1)
     # AND later checks need no MongoDB
     assert revocations.is_revoked("ancient") is False
     assert revocations.is_revoked("recent") is True
@@ -151,6 +155,70 @@ def test_a_due_copy_is_reloaded_by_one_caller_while_the_others_trust_it(
     redis_client.delete(RELOAD_LOCK)
     assert revocations.is_revoked("missed") is True
     assert redis_client.exists(RELOAD_LOCK) == 0
+
+
+def test_a_revocation_that_missed_redis_holds_once_the_copy_is_30_seconds_old(
+    revocations: RevocationList, database: Database[dict[str, Any]], clock: Clock
+) -> None:
+    # GIVEN a copy loaded now, then a revocation that reached MongoDB but not Redis
+    assert revocations.is_revoked("missed") is False
+    revoke_in_record(database, "missed", datetime.fromtimestamp(clock.now, UTC))
+    clock.now += 29
+    assert revocations.is_revoked("missed") is False  # the copy vouches for 30 s
+    # WHEN the copy is 30 s old (the README's bound) THEN the check reloads it and refuses
+    clock.now += 1
+    assert revocations.is_revoked("missed") is True
+
+
+def test_a_reload_that_brings_revocations_says_so_once_and_a_quiet_one_says_nothing(
+    revocations: RevocationList,
+    database: Database[dict[str, Any]],
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN an empty record WHEN the copy is loaded THEN nothing is logged (every 30 s otherwise)
+    with caplog.at_level(logging.INFO, logger="lucid.auth.revocation"):
+        assert revocations.is_revoked("s-1") is False
+    assert caplog.records == []
+    # WHEN a later reload brings two revocations THEN one line says how many
+    now = datetime.fromtimestamp(clock.now, UTC)
+    revoke_in_record(database, "s-1", now)
+    revoke_in_record(database, "s-2", now)
+    clock.now += SYNC_SECONDS
+    with caplog.at_level(logging.INFO, logger="lucid.auth.revocation"):
+        assert revocations.is_revoked("s-1") is True
+    [line] = caplog.records
+    assert (line.getMessage(), line.__dict__["revoked"]) == ("revocations reloaded from MongoDB", 2)
+
+
+class SlowRecord(CountingRecord):
+    """The record, taking `seconds` of the clock to answer a reload."""
+
+    def __init__(self, database: Database[dict[str, Any]], clock: Clock, seconds: float) -> None:
+        super().__init__(database)
+        self.clock, self.seconds = clock, seconds
+
+    def revoked_since(self, since: datetime) -> dict[str, datetime]:
+        self.clock.now += self.seconds
+        return super().revoked_since(since)
+
+
+@pytest.mark.parametrize(("seconds", "logged"), [(1.0, 0), (1.5, 1)])
+def test_a_reload_slower_than_a_second_is_logged_even_when_it_brings_nothing(
+    redis_client: redis.Redis,
+    database: Database[dict[str, Any]],
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+    seconds: float,
+    logged: int,
+) -> None:
+    record = SlowRecord(database, clock, seconds)
+    revocations = RevocationList(
+        redis_client, lambda: record, token_lifetime_seconds=LIFETIME, clock=clock
+    )
+    with caplog.at_level(logging.INFO, logger="lucid.auth.revocation"):
+        assert revocations.is_revoked("s-1") is False
+    assert caplog.messages == ["revocations reloaded from MongoDB"] * logged
 
 
 def test_a_copy_marked_complete_in_another_redis_process_is_reloaded_before_it_vouches(
@@ -191,15 +259,29 @@ def test_while_another_caller_reloads_a_lost_copy_the_record_answers(
 
 
 def test_without_redis_every_check_asks_the_record(
-    dead_redis: redis.Redis, record: CountingRecord, database: Database[dict[str, Any]]
+    dead_redis: redis.Redis,
+    record: CountingRecord,
+    database: Database[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     revocations = RevocationList(dead_redis, lambda: record, token_lifetime_seconds=LIFETIME)
     revoke_in_record(database, "s-1", datetime.now(UTC))
+    flushed()  # what earlier tests recorded outside any request
+    capsys.readouterr()
     assert revocations.is_revoked("s-1") is True
     assert revocations.is_revoked("s-2") is False
     assert record.asked == 2
     # AND remembering a revocation is no error (the record already holds it)
-    revocations.remember({"s-3": datetime.now(UTC)})
+    with caplog.at_level(logging.WARNING, logger="lucid.auth.revocation"):
+        revocations.remember({"s-3": datetime.now(UTC)})
+    assert caplog.messages == ["revocation not copied to Redis (ConnectionError)"]
+    # AND the dashboard's metrics count both (README: "checks MongoDB answered while Redis did
+    # not", and a revocation the copy missed)
+    flushed()
+    counted = emitted(capsys.readouterr().out)
+    assert counted.get("RevocationCheckWithoutRedis") == 2
+    assert counted.get("RevocationNotCopied") == 1
 
 
 def test_without_redis_or_mongodb_nobody_says_not_revoked(
@@ -212,7 +294,10 @@ def test_without_redis_or_mongodb_nobody_says_not_revoked(
 
 
 def test_a_lost_copy_with_mongodb_down_is_an_error_and_a_due_one_is_trusted(
-    redis_client: redis.Redis, clock: Clock, dead_db: Database[dict[str, Any]]
+    redis_client: redis.Redis,
+    clock: Clock,
+    dead_db: Database[dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     revocations = RevocationList(
         redis_client,
@@ -225,14 +310,17 @@ def test_a_lost_copy_with_mongodb_down_is_an_error_and_a_due_one_is_trusted(
         revocations.is_revoked("s-1")
     # AND the failed reloader keeps the lock until it expires: while MongoDB is down, one
     # caller per lock period waits out its timeout, not every caller
-    assert redis_client.exists(RELOAD_LOCK) == 1
+    assert 0 < redis_client.pttl(RELOAD_LOCK) <= 10_000  # it does expire, within 10 s
     redis_client.delete(RELOAD_LOCK)
     # GIVEN a copy that was complete a moment ago and is merely due THEN it still answers
     revocations.remember({"s-1": datetime.now(UTC)})
     redis_client.hset(KEY, mark_of(redis_client), clock.now - 1)
     assert revocations.is_revoked("s-1") is True
-    assert revocations.is_revoked("s-2") is False  # the reload failed: the copy answered
+    with caplog.at_level(logging.WARNING, logger="lucid.auth.revocation"):
+        assert revocations.is_revoked("s-2") is False  # the reload failed: the copy answered
     assert redis_client.exists(RELOAD_LOCK) == 1  # and the next checks will not retry at once
+    # AND the operator is told the copy answered without its reload
+    assert caplog.messages == ["revocations not reloaded: MongoDB is unavailable"]
 
 
 def test_a_reload_keeps_the_later_deadline_and_drops_what_expired(
@@ -249,7 +337,7 @@ def test_a_reload_keeps_the_later_deadline_and_drops_what_expired(
     assert revocations.is_revoked("other") is False
     stored = redis_client.hgetall(KEY)
     # THEN the later deadline stays and the expired entry is gone
-    assert float(stored[b"kept"]) == pytest.approx(now.timestamp() + LIFETIME + 30)
+    assert float(stored[b"kept"]) == pytest.approx(now.timestamp() + LIFETIME + 30, abs=1)
     assert b"stale" not in stored
     # AND an entry past its deadline no longer revokes
     clock.now += LIFETIME + 31

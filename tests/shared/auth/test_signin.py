@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -56,15 +56,19 @@ def database() -> Iterator[Database[dict[str, Any]]]:
 
 
 def _service(
-    redis_client: redis.Redis, database: Database[dict[str, Any]], shift: timedelta = timedelta()
+    redis_client: redis.Redis,
+    database: Database[dict[str, Any]],
+    shift: timedelta = timedelta(),
+    at: datetime | None = None,
 ) -> SignInService:
+    """The service on a clock `shift` from now, or stopped `at` a moment."""
     return SignInService(
         SETTINGS,
         redis_client,
         UserRepository(database),
         RefreshTokenStore(database, timedelta(days=14), revocations_on(redis_client, database)),
         TokenService(SETTINGS, KeyRing(SETTINGS)),
-        clock=lambda: utcnow() + shift,
+        clock=lambda: at or utcnow() + shift,
     )
 
 
@@ -185,6 +189,27 @@ def test_expired_challenge_still_in_redis_is_refused(
     assert isinstance(error, ExpiredChallengeError)
 
 
+@pytest.mark.parametrize("nonce_kept", [True, False])
+def test_a_challenge_is_expired_at_its_expiration_time_to_the_second(
+    redis_client: redis.Redis, database: Database[dict[str, Any]], nonce_kept: bool
+) -> None:
+    # GIVEN a challenge (5-minute validity), its nonce kept in Redis or lapsed with its TTL
+    wallet = Wallet()
+    issued = utcnow().replace(microsecond=0)
+    challenge = _service(redis_client, database, at=issued).challenge(wallet.address)
+    if not nonce_kept:
+        redis_client.delete(nonce_key(challenge.nonce))
+    # WHEN it is presented at exactly its Expiration Time THEN it is refused as expired
+    signature = wallet.sign(challenge.message)
+    error = _login_error(
+        _service(redis_client, database, at=issued + timedelta(minutes=5)),
+        wallet.address,
+        challenge.message,
+        signature,
+    )
+    assert isinstance(error, ExpiredChallengeError)
+
+
 def test_expired_challenge_whose_nonce_lapsed_is_refused_as_expired(
     redis_client: redis.Redis, database: Database[dict[str, Any]]
 ) -> None:
@@ -222,6 +247,11 @@ def test_message_for_another_address_than_claimed_is_refused(service: SignInServ
     challenge = service.challenge(bob.address)
     error = _login_error(service, mallory.address, challenge.message, bob.sign(challenge.message))
     assert isinstance(error, NonceAddressMismatchError)
+    assert error.detail == "the message was issued to another address"
+    # AND the attempt did not spend Bob's nonce: refused before it is consumed, so nobody can
+    # burn another wallet's challenge by claiming it for their own address
+    pair = service.login(bob.address, challenge.message, bob.sign(challenge.message))
+    assert _tokens(service).decode(pair.access_token).addr == bob.address
 
 
 def test_message_with_other_times_than_issued_is_refused(service: SignInService) -> None:

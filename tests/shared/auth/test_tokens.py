@@ -234,9 +234,37 @@ def test_garbage_is_refused(token: str, detail: str) -> None:
     assert _rejected(_service(), token) == detail
 
 
+def _signed_of_length(length: int) -> str:
+    """A valid token exactly `length` characters long (an ignored claim pads it)."""
+    pad = ""
+    while len(token := _sign(_claims(pad=pad))) < length:
+        pad += "x"
+    assert len(token) == length
+    return token
+
+
+def test_the_length_bound_is_4096_characters() -> None:
+    # GIVEN a valid token of exactly 4096 characters
+    service = _service()
+    longest = _signed_of_length(4096)
+    # THEN it is accepted, and one character more is refused before any other check
+    assert service.decode(longest).sub == "u1"
+    assert _rejected(service, longest + "A") == "token is too long"
+
+
 def test_garbage_payload_with_valid_header_is_malformed() -> None:
     header = _b64(json.dumps({"alg": "HS256", "kid": "k1"}).encode())
     assert _rejected(_service(), f"{header}.!!!.sig") == "token is malformed"
+
+
+@pytest.mark.parametrize("payload", [b"not json", b"[1, 2]", b'"a string"'])
+def test_a_correctly_signed_payload_that_is_not_a_json_object_is_malformed(payload: bytes) -> None:
+    # GIVEN a token signed with the deployment's key whose payload is not a JSON object
+    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "k1"}).encode())
+    signing_input = f"{header}.{_b64(payload)}"
+    mac = hmac.new(KEY.encode(), signing_input.encode(), hashlib.sha256).digest()
+    # THEN it is refused as malformed (its signature is right: only its content is wrong)
+    assert _rejected(_service(), f"{signing_input}.{_b64(mac)}") == "token is malformed"
 
 
 def test_process_token_service_is_shared() -> None:

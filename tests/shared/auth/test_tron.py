@@ -139,6 +139,9 @@ _VALID = VECTORS["v2"][0]["signature"][2:]
         ("00" * 32 + _VALID[64:], "outside the secp256k1 group order"),
         (_VALID[:64] + "00" * 32 + "1c", "outside the secp256k1 group order"),
         ("ff" * 32 + _VALID[64:], "outside the secp256k1 group order"),
+        # the order itself is outside too (the range is open at both ends)
+        (f"{SECP256K1_ORDER:064x}" + _VALID[64:], "outside the secp256k1 group order"),
+        (_VALID[:64] + f"{SECP256K1_ORDER:064x}" + "1c", "outside the secp256k1 group order"),
     ],
 )
 def test_malformed_signature_is_refused_precisely(signature: str, detail: str) -> None:
