@@ -134,3 +134,25 @@ def test_an_abandoned_claim_is_taken_over_when_its_lease_ends(redis_client: redi
     # WHEN a retry waits long enough THEN it runs once the lease is over
     store = IdempotencyStore(redis_client, ttl_seconds=60, wait_seconds=3, poll_seconds=0.05)
     assert store.run("s", "k", "fp", lambda: created(2)) == (created(2), False)
+
+
+def test_a_run_that_fails_after_its_lease_ended_leaves_the_new_claim_alone(
+    redis_client: redis.Redis,
+) -> None:
+    # GIVEN a first run so slow that its lease ended and a retry claimed the key meanwhile
+    store = IdempotencyStore(redis_client, ttl_seconds=60, wait_seconds=0.05)
+    name = "lucid:local:idem:s:" + hashlib.sha256(b"k").hexdigest()
+    retry_claim = '{"state": "running", "fp": "fp", "owner": "the-retry"}'
+
+    def outlived_lease_then_fails() -> StoredResponse:
+        redis_client.set(name, retry_claim, ex=10)
+        raise ServiceUnavailableError("down")
+
+    # WHEN the first run fails and releases its claim
+    with pytest.raises(ServiceUnavailableError):
+        store.run("s", "k", "fp", outlived_lease_then_fails)
+    # THEN the retry's claim stays: a third request waits for the retry (409), it does not run
+    # a duplicate beside it
+    assert redis_client.get(name) == retry_claim.encode()
+    with pytest.raises(ConflictError):
+        store.run("s", "k", "fp", lambda: created(3))
