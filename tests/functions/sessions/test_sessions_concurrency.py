@@ -217,6 +217,22 @@ def test_idempotent_post_retried_five_times_creates_one_session(
     assert database["sessions"].count_documents({"owner_id": alice.id}) == 1
 
 
+def test_a_session_created_with_an_idempotency_key_is_found_at_its_location(
+    alice: User, database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN a session created with an Idempotency-Key (its id derived from the key)
+    created = api(
+        "POST", "/sessions", caller=alice, body={"name": "k"}, headers={"Idempotency-Key": "loc"}
+    )
+    assert created.status == 201
+    location = created.headers["location"]
+    # WHEN the client follows the Location, changes the session and ends it THEN each works
+    assert api("GET", location, caller=alice).body["id"] == created.body["id"]
+    assert api("PATCH", location, caller=alice, body={"name": "k2"}).status == 200
+    assert api("DELETE", location, caller=alice).status == 204
+    assert stored(database["sessions"], created.body["id"])["status"] == "ended"
+
+
 def test_concurrent_retries_with_one_key_create_one_session(
     alice: User, database: Database[dict[str, Any]]
 ) -> None:
