@@ -90,6 +90,30 @@ def test_a_writer_that_loses_the_race_is_told_the_current_etag_too(
     assert stored(sessions, session["id"])["name"] == "theirs"
 
 
+def test_a_patch_without_if_match_that_keeps_losing_the_race_is_a_409_after_three_tries(
+    alice: User, database: Database[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN another writer changes the session between every read and write of this PATCH
+    session = create(alice)
+    sessions = database["sessions"]
+    real_write = type(sessions).find_one_and_update
+
+    def another_writer_first(self: Any, *args: Any, **kwargs: Any) -> Any:
+        real_write(self, {"_id": session["id"]}, {"$inc": {"version": 1}})
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(sessions), "find_one_and_update", another_writer_first)
+    # WHEN the PATCH carries no If-Match (it re-reads and retries on its own)
+    reply = api("PATCH", f"/sessions/{session['id']}", caller=alice, body={"name": "mine"})
+    monkeypatch.undo()
+    # THEN after three tries it gives up with a precise 409, not a 500, and wrote nothing
+    assert reply.status == 409, reply.body
+    assert reply.body["detail"] == "the session is being changed by others; retry"
+    assert reply.headers["content-type"] == "application/problem+json"
+    document = stored(sessions, session["id"])
+    assert (document["name"], document["version"]) == ("s", 1 + 3)
+
+
 def test_stale_if_match_is_412_and_writes_nothing(
     alice: User, database: Database[dict[str, Any]]
 ) -> None:
