@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -20,7 +21,7 @@ from lucid.errors import ValidationFailedError
 from lucid.sessions.repository import SessionRepository
 from lucid.sessions.schemas import SessionCreate
 from lucid.store.keys import idempotency_prefix
-from lucid.store.pagination import decode_cursor
+from lucid.store.pagination import Position, decode_cursor, encode_cursor, query_fingerprint
 from lucid.web.idempotency import fingerprint
 from tests.utils.datastore import User, call, in_threads, stored
 from tests.utils.openapi import assert_documented, documented_headers
@@ -365,6 +366,67 @@ def test_cursor_is_bound_to_its_query(alice: User) -> None:
     other = api("GET", "/sessions", caller=alice, query=f"limit=1&status=ended&cursor={cursor}")
     assert other.status == 422
     assert "cursor" in other.body["detail"]
+
+
+def test_a_cursor_is_refused_by_another_user_another_owner_and_the_other_sort(
+    alice: User, bob: User, admin: User
+) -> None:
+    # GIVEN a cursor alice got walking her own sessions, newest first
+    for _ in range(3):
+        create(alice)
+    cursor = api("GET", "/sessions", caller=alice, query="limit=1").body["next_cursor"]
+    # WHEN bob replays it, an admin replays it for another owner, or alice flips the sort
+    replies = [
+        api("GET", "/sessions", caller=bob, query=f"limit=1&cursor={cursor}"),
+        api("GET", "/sessions", caller=admin, query=f"owner_id={bob.id}&cursor={cursor}"),
+        api("GET", "/sessions", caller=alice, query=f"sort=created_at&cursor={cursor}"),
+    ]
+    # THEN each is the precise 422 naming the cursor, never a page
+    for reply in replies:
+        assert reply.status == 422, reply.body
+        assert reply.body["detail"] == (
+            "cursor belongs to a different query (filters or sort changed)"
+        )
+        assert reply.body["errors"][0]["loc"] == ["query", "cursor"]
+
+
+def test_walking_the_pages_shows_only_the_callers_sessions(alice: User, bob: User) -> None:
+    # GIVEN alice's and bob's sessions, created in turn
+    mine: set[str] = set()
+    for _ in range(3):
+        mine.add(create(alice)["id"])
+        create(bob)
+    # WHEN alice walks her list one session a page
+    seen: list[str] = []
+    cursor = ""
+    for _ in range(6):
+        reply = api("GET", "/sessions", caller=alice, query="limit=1" + cursor)
+        assert reply.status == 200
+        seen += [item["id"] for item in reply.body["items"]]
+        if reply.body["next_cursor"] is None:
+            break
+        cursor = f"&cursor={reply.body['next_cursor']}"
+    # THEN she sees each of hers once, and none of bob's
+    assert sorted(seen) == sorted(mine)
+
+
+def test_a_forged_cursor_pointing_at_another_users_session_pages_only_the_callers_own(
+    alice: User, bob: User, database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN bob's session, alice's three, and bob's next one, created a day after hers
+    create(bob)
+    mine = [create(alice)["id"] for _ in range(3)]
+    theirs = create(bob)["id"]
+    later = stored(database["sessions"], theirs)["created_at"] + timedelta(days=1)
+    database["sessions"].update_one({"_id": theirs}, {"$set": {"created_at": later}})
+    # WHEN alice forges a well-formed cursor for her own query that points at bob's session
+    position = Position.of(stored(database["sessions"], theirs))
+    forged = encode_cursor(position, query_fingerprint({"owner_id": alice.id}, "-created_at"))
+    reply = api("GET", "/sessions", caller=alice, query=f"cursor={forged}")
+    # THEN she gets a page of her own sessions only (those before that point)
+    assert reply.status == 200
+    assert {item["owner_id"] for item in reply.body["items"]} == {alice.id}
+    assert {item["id"] for item in reply.body["items"]} == set(mine)
 
 
 @pytest.mark.parametrize(
