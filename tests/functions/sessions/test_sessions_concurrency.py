@@ -21,7 +21,12 @@ from lucid.errors import ValidationFailedError
 from lucid.sessions.repository import SessionRepository
 from lucid.sessions.schemas import SessionCreate
 from lucid.store.keys import idempotency_prefix
-from lucid.store.pagination import Position, decode_cursor, encode_cursor, query_fingerprint
+from lucid.store.pagination import (
+    Position,
+    decode_cursor,
+    encode_cursor,
+    query_fingerprint,
+)
 from lucid.web.idempotency import fingerprint
 from tests.utils.datastore import User, call, in_threads, stored
 from tests.utils.openapi import assert_documented, documented_headers
@@ -437,3 +442,43 @@ def test_forged_cursors_are_422(alice: User, cursor: str) -> None:
     assert reply.status == 422
     with pytest.raises(ValidationFailedError):
         decode_cursor(cursor, "x")
+
+
+# 9999-12-31T23:59:59.999Z in ms since the epoch, the last moment a datetime can hold
+LAST_MS = 253_402_300_799_999
+
+
+@pytest.mark.parametrize(
+    ("created_at_ms", "status"), [(0, 200), (LAST_MS, 200), (LAST_MS + 1, 422), (-1, 422)]
+)
+def test_a_cursor_may_name_any_moment_a_date_can_hold_and_no_other(
+    alice: User, created_at_ms: int, status: int
+) -> None:
+    # GIVEN one of alice's sessions, and a cursor of her query naming the first moment after
+    # the epoch, the last millisecond of year 9999 or just beyond either
+    create(alice)
+    position = Position(created_at_ms, "0" * 32)
+    cursor = encode_cursor(position, query_fingerprint({"owner_id": alice.id}, "-created_at"))
+    # WHEN she lists with it THEN a date is a page (newest first: hers lies before 9999, after
+    # 1970), anything beyond is the 422 naming the cursor, never a 500
+    reply = api("GET", "/sessions", caller=alice, query=f"cursor={cursor}")
+    assert reply.status == status, reply.body
+    if status == 200:
+        assert len(reply.body["items"]) == (created_at_ms == LAST_MS)
+    else:
+        assert reply.body["errors"][0]["loc"] == ["query", "cursor"]
+
+
+def test_a_list_without_a_limit_pages_by_the_documented_50(
+    alice: User, database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN 51 sessions
+    repository = SessionRepository(database)
+    for index in range(51):
+        repository.create(alice.id, SessionCreate(name=f"s{index}"))
+    # WHEN alice lists them without a limit THEN she gets the documented default of 50 and a
+    # cursor to the last one
+    first = api("GET", "/sessions", caller=alice)
+    assert len(first.body["items"]) == 50
+    rest = api("GET", "/sessions", caller=alice, query=f"cursor={first.body['next_cursor']}")
+    assert (len(rest.body["items"]), rest.body["next_cursor"]) == (1, None)
