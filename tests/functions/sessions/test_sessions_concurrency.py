@@ -195,6 +195,8 @@ def test_delete_with_a_matching_tag_ends_the_session(
     assert api("PATCH", path, caller=alice, body={"name": "renamed"}).status == 200
     assert api("DELETE", path, caller=alice, headers={"If-Match": tag}).status == 204
     assert stored(database["sessions"], session_id)["status"] == "ended"
+    # AND ending it is one more version: a client's next read gets the next tag
+    assert api("GET", path, caller=alice).headers["etag"] == '"3"'
 
 
 def test_delete_of_an_ended_session_stays_204_whatever_the_tag(alice: User) -> None:
@@ -449,15 +451,22 @@ LAST_MS = 253_402_300_799_999
 
 
 @pytest.mark.parametrize(
-    ("created_at_ms", "status"), [(0, 200), (LAST_MS, 200), (LAST_MS + 1, 422), (-1, 422)]
+    ("created_at_ms", "ident", "status"),
+    [
+        (0, "0" * 32, 200),
+        (LAST_MS, "0" * 32, 200),
+        (LAST_MS + 1, "0" * 32, 422),
+        (-1, "0" * 32, 422),
+        (0, "x", 422),  # not one of our ids
+    ],
 )
 def test_a_cursor_may_name_any_moment_a_date_can_hold_and_no_other(
-    alice: User, created_at_ms: int, status: int
+    alice: User, created_at_ms: int, ident: str, status: int
 ) -> None:
     # GIVEN one of alice's sessions, and a cursor of her query naming the first moment after
     # the epoch, the last millisecond of year 9999 or just beyond either
     create(alice)
-    position = Position(created_at_ms, "0" * 32)
+    position = Position(created_at_ms, ident)
     cursor = encode_cursor(position, query_fingerprint({"owner_id": alice.id}, "-created_at"))
     # WHEN she lists with it THEN a date is a page (newest first: hers lies before 9999, after
     # 1970), anything beyond is the 422 naming the cursor, never a 500
