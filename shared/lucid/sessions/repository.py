@@ -181,8 +181,10 @@ class SessionRepository:
                 )
             if updated is not None:
                 return updated
-            if if_match is not None:
+            if if_match is not None and not if_match.any_version:
                 # Another writer won the race for this version: the caller's ETag is stale now.
+                # `*` matches any current version (RFC 9110 section 13.1.1), the newer one too:
+                # it goes round again like an unconditional PATCH, as DELETE with `*` applies.
                 raise _stale(self.get(caller, session_id))
         raise ConflictError("the session is being changed by others; retry")
 

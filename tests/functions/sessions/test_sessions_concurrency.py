@@ -96,6 +96,41 @@ def test_a_writer_that_loses_the_race_is_told_the_current_etag_too(
     assert stored(sessions, session["id"])["name"] == "theirs"
 
 
+def test_a_patch_with_if_match_star_that_loses_a_race_applies_on_the_newer_version(
+    alice: User, database: Database[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN another writer changes the session once, between this PATCH's read and its write
+    session = create(alice)
+    sessions = database["sessions"]
+    real_write = type(sessions).find_one_and_update
+    interfered: list[bool] = []
+
+    def another_writer_once(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not interfered:
+            interfered.append(True)
+            real_write(
+                self, {"_id": session["id"]}, {"$set": {"node_id": "n"}, "$inc": {"version": 1}}
+            )
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(sessions), "find_one_and_update", another_writer_once)
+    # WHEN the PATCH carries If-Match: * ("any current version", RFC 9110 section 13.1.1)
+    reply = api(
+        "PATCH",
+        f"/sessions/{session['id']}",
+        caller=alice,
+        body={"name": "mine"},
+        headers={"If-Match": "*"},
+    )
+    monkeypatch.undo()
+    # THEN the condition still holds (the session exists), so it applies on top, as DELETE with
+    # If-Match: * does: not a 412 whose fresh tag would match "*" all the same
+    assert reply.status == 200, reply.body
+    assert reply.headers["etag"] == '"3"'
+    document = stored(sessions, session["id"])
+    assert (document["name"], document["node_id"], document["version"]) == ("mine", "n", 3)
+
+
 def test_a_patch_without_if_match_that_keeps_losing_the_race_is_a_409_after_three_tries(
     alice: User, database: Database[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
