@@ -152,6 +152,18 @@ def test_a_lease_too_short_for_one_write_is_refused(db: Db) -> None:
         lease(db, seconds=timeout(db))
 
 
+def test_a_lease_is_refused_exactly_when_it_leaves_no_time_after_a_write_and_the_skew(
+    db: Db,
+) -> None:
+    # GIVEN leases as long as a write's bound and the clock skew, and one second longer
+    exact = timeout(db) + CLOCK_SKEW_SECONDS
+    # THEN the first leaves no time for the write to land inside it, the second leaves a second
+    with pytest.raises(ValueError, match="leaves no time"):
+        lease(db, seconds=exact)
+    with lease(db, seconds=exact + 1).held() as held:
+        assert held.budget == 1
+
+
 def test_the_longest_mongodb_timeout_still_leaves_a_write_time_in_the_lease() -> None:
     # MONGODB_TIMEOUT_MS at its upper bound (30 s, lucid.config): the lease can still be built
     settings = Settings(MONGODB_URI="mongodb://127.0.0.1:1", MONGODB_TIMEOUT_MS=30000)
