@@ -206,15 +206,14 @@ class SessionRepository:
             if current["status"] != SessionStatus.ENDED.value:
                 raise _stale(current)
 
-    def end_all_of(self, owner_id: str) -> int:
-        """End every session of `owner_id` that has not ended; how many were ended."""
+    def end_all_of(self, owner_id: str) -> None:
+        """End every session of `owner_id` that has not ended."""
         now = utcnow()
         with database_errors("sessions"):
-            result = self._sessions.update_many(
+            self._sessions.update_many(
                 {"owner_id": owner_id, "status": {"$ne": SessionStatus.ENDED.value}},
                 {"$set": _ended_fields(now), "$inc": {"version": 1}},
             )
-        return result.modified_count
 
     @staticmethod
     def _visible(caller: CallerIdentity, session_id: str) -> dict[str, Any]:
