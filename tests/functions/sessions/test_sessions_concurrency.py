@@ -526,3 +526,6 @@ def test_a_list_without_a_limit_pages_by_the_documented_50(
     assert len(first.body["items"]) == 50
     rest = api("GET", "/sessions", caller=alice, query=f"cursor={first.body['next_cursor']}")
     assert (len(rest.body["items"]), rest.body["next_cursor"]) == (1, None)
+    # AND a page that holds exactly all of them is the last: no cursor to an empty page
+    whole = api("GET", "/sessions", caller=alice, query="limit=51")
+    assert (len(whole.body["items"]), whole.body["next_cursor"]) == (51, None)
