@@ -12,6 +12,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from starlette.exceptions import HTTPException
 
 from lucid.config import Settings
 from lucid.errors import ConflictError, RateLimitedError
@@ -71,6 +72,11 @@ async def maybe(caller: OptionalCaller) -> dict[str, Any]:
 @router.get("/admin")
 async def admin(caller: AdminCaller) -> dict[str, str]:
     return {"user_id": caller.user_id}
+
+
+@router.get("/http/{status}")
+async def http_error(status: int) -> None:
+    raise HTTPException(status)  # as Starlette and FastAPI raise them (no detail of ours)
 
 
 app = create_app("test", router)
@@ -159,6 +165,34 @@ def test_an_extension_may_not_redefine_a_standard_member(member: str) -> None:
     # THEN the error refuses it where it is raised, so no test can pass with the member lost
     with pytest.raises(ValueError, match=member):
         ConflictError("clash", extensions={member: "x"})
+
+
+@pytest.mark.parametrize(
+    ("status", "title"),
+    [
+        (400, "Bad Request"),
+        (401, "Unauthorized"),
+        (403, "Forbidden"),
+        (404, "Not Found"),
+        (405, "Method Not Allowed"),
+        (406, "Not Acceptable"),
+        (413, "Content Too Large"),
+        (415, "Unsupported Media Type"),
+        (418, "Error"),  # one we never name: a generic title, never a wrong one
+    ],
+)
+def test_a_framework_http_error_is_a_problem_titled_by_its_status(status: int, title: str) -> None:
+    answered, headers, body = call("GET", f"/http/{status}")
+    assert answered == status
+    assert headers["content-type"] == "application/problem+json"
+    assert (body["status"], body["title"], body["type"]) == (status, title, "about:blank")
+
+
+def test_an_unknown_path_is_a_404_problem() -> None:
+    status, headers, body = call("GET", "/nowhere")
+    assert status == 404
+    assert headers["content-type"] == "application/problem+json"
+    assert (body["title"], body["instance"]) == ("Not Found", "/nowhere")
 
 
 def test_wrong_method_is_a_405_problem() -> None:
