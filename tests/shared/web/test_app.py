@@ -15,7 +15,7 @@ from redis.retry import Retry
 from starlette.exceptions import HTTPException
 
 from lucid.config import Settings
-from lucid.errors import ConflictError, RateLimitedError
+from lucid.errors import ConflictError, RateLimitedError, ServiceUnavailableError
 from lucid.store.documents import new_id
 from lucid.store.mongo import build_database
 from lucid.web.app import create_app, lambda_handler
@@ -77,6 +77,16 @@ async def admin(caller: AdminCaller) -> dict[str, str]:
 @router.get("/http/{status}")
 async def http_error(status: int) -> None:
     raise HTTPException(status)  # as Starlette and FastAPI raise them (no detail of ours)
+
+
+@router.get("/http-detail")
+async def http_error_with_detail() -> None:
+    raise HTTPException(400, "There was an error parsing the body")  # as FastAPI words one
+
+
+@router.get("/unavailable")
+async def unavailable() -> None:
+    raise ServiceUnavailableError("the sessions store is unavailable")
 
 
 app = create_app("test", router)
@@ -186,6 +196,24 @@ def test_a_framework_http_error_is_a_problem_titled_by_its_status(status: int, t
     assert answered == status
     assert headers["content-type"] == "application/problem+json"
     assert (body["status"], body["title"], body["type"]) == (status, title, "about:blank")
+
+
+def test_a_framework_http_errors_own_detail_is_kept() -> None:
+    status, _, body = call("GET", "/http-detail")
+    assert (status, body["title"]) == (400, "Bad Request")
+    assert body["detail"] == "There was an error parsing the body"
+
+
+def test_a_handled_degradation_is_one_info_line_naming_it() -> None:
+    # GIVEN a route whose store is down (a 503 the layer raises, counted where it happens)
+    with logged_lines() as lines:
+        status, _, body = call("GET", "/unavailable")
+    # THEN the answer is the 503 problem, and the log has one INFO line naming it, no warning
+    assert (status, body["detail"]) == (503, "the sessions store is unavailable")
+    failed = [line for line in lines if line["message"].startswith("request failed")]
+    assert [(line["level"], line["message"]) for line in failed] == [
+        ("INFO", "request failed: service-unavailable the sessions store is unavailable")
+    ]
 
 
 def test_an_unknown_path_is_a_404_problem() -> None:
