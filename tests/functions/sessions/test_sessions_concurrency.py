@@ -41,6 +41,28 @@ def create(user: User, name: str = "s") -> dict[str, Any]:
     return session
 
 
+def another_writer_before_each_write(
+    monkeypatch: pytest.MonkeyPatch,
+    sessions: Any,
+    session_id: str,
+    change: dict[str, Any],
+    *,
+    times: int | None = None,
+) -> None:
+    """Make another writer apply `change` (and move the version on) just before each of the
+    next `times` writes to the sessions collection (every write when None)."""
+    real_write = type(sessions).find_one_and_update
+    done: list[bool] = []
+
+    def other_writer_first(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if times is None or len(done) < times:
+            done.append(True)
+            real_write(self, {"_id": session_id}, {**change, "$inc": {"version": 1}})
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(sessions), "find_one_and_update", other_writer_first)
+
+
 # --- If-Match ------------------------------------------------------------------------------
 
 
@@ -72,15 +94,9 @@ def test_a_writer_that_loses_the_race_is_told_the_current_etag_too(
     # GIVEN another writer changes the session between this PATCH's read and its write
     session = create(alice)
     sessions = database["sessions"]
-    real_write = type(sessions).find_one_and_update
-
-    def another_writer_first(self: Any, *args: Any, **kwargs: Any) -> Any:
-        real_write(
-            self, {"_id": session["id"]}, {"$set": {"name": "theirs"}, "$inc": {"version": 1}}
-        )
-        return real_write(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(sessions), "find_one_and_update", another_writer_first)
+    another_writer_before_each_write(
+        monkeypatch, sessions, session["id"], {"$set": {"name": "theirs"}}
+    )
     # WHEN the PATCH carries the tag it read
     reply = api(
         "PATCH",
@@ -102,26 +118,12 @@ def test_a_patch_with_if_match_star_that_loses_a_race_applies_on_the_newer_versi
     # GIVEN another writer changes the session once, between this PATCH's read and its write
     session = create(alice)
     sessions = database["sessions"]
-    real_write = type(sessions).find_one_and_update
-    interfered: list[bool] = []
-
-    def another_writer_once(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if not interfered:
-            interfered.append(True)
-            real_write(
-                self, {"_id": session["id"]}, {"$set": {"node_id": "n"}, "$inc": {"version": 1}}
-            )
-        return real_write(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(sessions), "find_one_and_update", another_writer_once)
-    # WHEN the PATCH carries If-Match: * ("any current version", RFC 9110 section 13.1.1)
-    reply = api(
-        "PATCH",
-        f"/sessions/{session['id']}",
-        caller=alice,
-        body={"name": "mine"},
-        headers={"If-Match": "*"},
+    another_writer_before_each_write(
+        monkeypatch, sessions, session["id"], {"$set": {"node_id": "n"}}, times=1
     )
+    # WHEN the PATCH carries If-Match: * ("any current version", RFC 9110 section 13.1.1)
+    path, star = f"/sessions/{session['id']}", {"If-Match": "*"}
+    reply = api("PATCH", path, caller=alice, body={"name": "mine"}, headers=star)
     monkeypatch.undo()
     # THEN the condition still holds (the session exists), so it applies on top, as DELETE with
     # If-Match: * does: not a 412 whose fresh tag would match "*" all the same
@@ -137,13 +139,7 @@ def test_a_patch_without_if_match_that_keeps_losing_the_race_is_a_409_after_thre
     # GIVEN another writer changes the session between every read and write of this PATCH
     session = create(alice)
     sessions = database["sessions"]
-    real_write = type(sessions).find_one_and_update
-
-    def another_writer_first(self: Any, *args: Any, **kwargs: Any) -> Any:
-        real_write(self, {"_id": session["id"]}, {"$inc": {"version": 1}})
-        return real_write(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(sessions), "find_one_and_update", another_writer_first)
+    another_writer_before_each_write(monkeypatch, sessions, session["id"], {})
     # WHEN the PATCH carries no If-Match (it re-reads and retries on its own)
     reply = api("PATCH", f"/sessions/{session['id']}", caller=alice, body={"name": "mine"})
     monkeypatch.undo()
