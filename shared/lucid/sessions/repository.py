@@ -181,8 +181,10 @@ class SessionRepository:
                 )
             if updated is not None:
                 return updated
-            if if_match is not None:
+            if if_match is not None and not if_match.any_version:
                 # Another writer won the race for this version: the caller's ETag is stale now.
+                # `*` matches any current version (RFC 9110 section 13.1.1), the newer one too:
+                # it goes round again like an unconditional PATCH, as DELETE with `*` applies.
                 raise _stale(self.get(caller, session_id))
         raise ConflictError("the session is being changed by others; retry")
 
@@ -204,15 +206,14 @@ class SessionRepository:
             if current["status"] != SessionStatus.ENDED.value:
                 raise _stale(current)
 
-    def end_all_of(self, owner_id: str) -> int:
-        """End every session of `owner_id` that has not ended; how many were ended."""
+    def end_all_of(self, owner_id: str) -> None:
+        """End every session of `owner_id` that has not ended."""
         now = utcnow()
         with database_errors("sessions"):
-            result = self._sessions.update_many(
+            self._sessions.update_many(
                 {"owner_id": owner_id, "status": {"$ne": SessionStatus.ENDED.value}},
                 {"$set": _ended_fields(now), "$inc": {"version": 1}},
             )
-        return result.modified_count
 
     @staticmethod
     def _visible(caller: CallerIdentity, session_id: str) -> dict[str, Any]:

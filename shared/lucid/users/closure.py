@@ -16,18 +16,10 @@ and the remaining steps complete.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
 
 from lucid.identity import CallerIdentity
 from lucid.sessions.repository import SessionRepository
 from lucid.users.repository import UserRepository
-
-
-class ClosedAccount(NamedTuple):
-    """What closing the account did."""
-
-    user_deleted: bool
-    sessions_ended: int
 
 
 def close_account(
@@ -36,9 +28,8 @@ def close_account(
     users: UserRepository,
     sessions: SessionRepository,
     revoke_sign_ins: Callable[[str], object],
-) -> ClosedAccount:
+) -> None:
     """Close the caller's account (see the module docstring for the steps and their order)."""
-    deleted = users.delete(caller.user_id)  # False: a retry after it was already deleted
-    ended = sessions.end_all_of(caller.user_id)
+    users.delete(caller.user_id)  # False (nothing to delete) on a retry after it was deleted
+    sessions.end_all_of(caller.user_id)
     revoke_sign_ins(caller.user_id)
-    return ClosedAccount(user_deleted=deleted, sessions_ended=ended)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -20,7 +21,12 @@ from lucid.errors import ValidationFailedError
 from lucid.sessions.repository import SessionRepository
 from lucid.sessions.schemas import SessionCreate
 from lucid.store.keys import idempotency_prefix
-from lucid.store.pagination import decode_cursor
+from lucid.store.pagination import (
+    Position,
+    decode_cursor,
+    encode_cursor,
+    query_fingerprint,
+)
 from lucid.web.idempotency import fingerprint
 from tests.utils.datastore import User, call, in_threads, stored
 from tests.utils.openapi import assert_documented, documented_headers
@@ -33,6 +39,28 @@ def create(user: User, name: str = "s") -> dict[str, Any]:
     assert reply.status == 201
     session: dict[str, Any] = reply.body
     return session
+
+
+def another_writer_before_each_write(
+    monkeypatch: pytest.MonkeyPatch,
+    sessions: Any,
+    session_id: str,
+    change: dict[str, Any],
+    *,
+    times: int | None = None,
+) -> None:
+    """Make another writer apply `change` (and move the version on) just before each of the
+    next `times` writes to the sessions collection (every write when None)."""
+    real_write = type(sessions).find_one_and_update
+    done: list[bool] = []
+
+    def other_writer_first(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if times is None or len(done) < times:
+            done.append(True)
+            real_write(self, {"_id": session_id}, {**change, "$inc": {"version": 1}})
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(sessions), "find_one_and_update", other_writer_first)
 
 
 # --- If-Match ------------------------------------------------------------------------------
@@ -66,15 +94,9 @@ def test_a_writer_that_loses_the_race_is_told_the_current_etag_too(
     # GIVEN another writer changes the session between this PATCH's read and its write
     session = create(alice)
     sessions = database["sessions"]
-    real_write = type(sessions).find_one_and_update
-
-    def another_writer_first(self: Any, *args: Any, **kwargs: Any) -> Any:
-        real_write(
-            self, {"_id": session["id"]}, {"$set": {"name": "theirs"}, "$inc": {"version": 1}}
-        )
-        return real_write(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(sessions), "find_one_and_update", another_writer_first)
+    another_writer_before_each_write(
+        monkeypatch, sessions, session["id"], {"$set": {"name": "theirs"}}
+    )
     # WHEN the PATCH carries the tag it read
     reply = api(
         "PATCH",
@@ -88,6 +110,45 @@ def test_a_writer_that_loses_the_race_is_told_the_current_etag_too(
     assert reply.status == 412
     assert reply.body["current_etag"] == '"2"'
     assert stored(sessions, session["id"])["name"] == "theirs"
+
+
+def test_a_patch_with_if_match_star_that_loses_a_race_applies_on_the_newer_version(
+    alice: User, database: Database[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN another writer changes the session once, between this PATCH's read and its write
+    session = create(alice)
+    sessions = database["sessions"]
+    another_writer_before_each_write(
+        monkeypatch, sessions, session["id"], {"$set": {"node_id": "n"}}, times=1
+    )
+    # WHEN the PATCH carries If-Match: * ("any current version", RFC 9110 section 13.1.1)
+    path, star = f"/sessions/{session['id']}", {"If-Match": "*"}
+    reply = api("PATCH", path, caller=alice, body={"name": "mine"}, headers=star)
+    monkeypatch.undo()
+    # THEN the condition still holds (the session exists), so it applies on top, as DELETE with
+    # If-Match: * does: not a 412 whose fresh tag would match "*" all the same
+    assert reply.status == 200, reply.body
+    assert reply.headers["etag"] == '"3"'
+    document = stored(sessions, session["id"])
+    assert (document["name"], document["node_id"], document["version"]) == ("mine", "n", 3)
+
+
+def test_a_patch_without_if_match_that_keeps_losing_the_race_is_a_409_after_three_tries(
+    alice: User, database: Database[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN another writer changes the session between every read and write of this PATCH
+    session = create(alice)
+    sessions = database["sessions"]
+    another_writer_before_each_write(monkeypatch, sessions, session["id"], {})
+    # WHEN the PATCH carries no If-Match (it re-reads and retries on its own)
+    reply = api("PATCH", f"/sessions/{session['id']}", caller=alice, body={"name": "mine"})
+    monkeypatch.undo()
+    # THEN after three tries it gives up with a precise 409, not a 500, and wrote nothing
+    assert reply.status == 409, reply.body
+    assert reply.body["detail"] == "the session is being changed by others; retry"
+    assert reply.headers["content-type"] == "application/problem+json"
+    document = stored(sessions, session["id"])
+    assert (document["name"], document["version"]) == ("s", 1 + 3)
 
 
 def test_stale_if_match_is_412_and_writes_nothing(
@@ -165,6 +226,8 @@ def test_delete_with_a_matching_tag_ends_the_session(
     assert api("PATCH", path, caller=alice, body={"name": "renamed"}).status == 200
     assert api("DELETE", path, caller=alice, headers={"If-Match": tag}).status == 204
     assert stored(database["sessions"], session_id)["status"] == "ended"
+    # AND ending it is one more version: a client's next read gets the next tag
+    assert api("GET", path, caller=alice).headers["etag"] == '"3"'
 
 
 def test_delete_of_an_ended_session_stays_204_whatever_the_tag(alice: User) -> None:
@@ -215,6 +278,22 @@ def test_idempotent_post_retried_five_times_creates_one_session(
     assert all(reply.headers["idempotent-replayed"] == "true" for reply in replies[1:])
     assert all(reply.headers["location"] == replies[0].headers["location"] for reply in replies)
     assert database["sessions"].count_documents({"owner_id": alice.id}) == 1
+
+
+def test_a_session_created_with_an_idempotency_key_is_found_at_its_location(
+    alice: User, database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN a session created with an Idempotency-Key (its id derived from the key)
+    created = api(
+        "POST", "/sessions", caller=alice, body={"name": "k"}, headers={"Idempotency-Key": "loc"}
+    )
+    assert created.status == 201
+    location = created.headers["location"]
+    # WHEN the client follows the Location, changes the session and ends it THEN each works
+    assert api("GET", location, caller=alice).body["id"] == created.body["id"]
+    assert api("PATCH", location, caller=alice, body={"name": "k2"}).status == 200
+    assert api("DELETE", location, caller=alice).status == 204
+    assert stored(database["sessions"], created.body["id"])["status"] == "ended"
 
 
 def test_concurrent_retries_with_one_key_create_one_session(
@@ -327,6 +406,67 @@ def test_cursor_is_bound_to_its_query(alice: User) -> None:
     assert "cursor" in other.body["detail"]
 
 
+def test_a_cursor_is_refused_by_another_user_another_owner_and_the_other_sort(
+    alice: User, bob: User, admin: User
+) -> None:
+    # GIVEN a cursor alice got walking her own sessions, newest first
+    for _ in range(3):
+        create(alice)
+    cursor = api("GET", "/sessions", caller=alice, query="limit=1").body["next_cursor"]
+    # WHEN bob replays it, an admin replays it for another owner, or alice flips the sort
+    replies = [
+        api("GET", "/sessions", caller=bob, query=f"limit=1&cursor={cursor}"),
+        api("GET", "/sessions", caller=admin, query=f"owner_id={bob.id}&cursor={cursor}"),
+        api("GET", "/sessions", caller=alice, query=f"sort=created_at&cursor={cursor}"),
+    ]
+    # THEN each is the precise 422 naming the cursor, never a page
+    for reply in replies:
+        assert reply.status == 422, reply.body
+        assert reply.body["detail"] == (
+            "cursor belongs to a different query (filters or sort changed)"
+        )
+        assert reply.body["errors"][0]["loc"] == ["query", "cursor"]
+
+
+def test_walking_the_pages_shows_only_the_callers_sessions(alice: User, bob: User) -> None:
+    # GIVEN alice's and bob's sessions, created in turn
+    mine: set[str] = set()
+    for _ in range(3):
+        mine.add(create(alice)["id"])
+        create(bob)
+    # WHEN alice walks her list one session a page
+    seen: list[str] = []
+    cursor = ""
+    for _ in range(6):
+        reply = api("GET", "/sessions", caller=alice, query="limit=1" + cursor)
+        assert reply.status == 200
+        seen += [item["id"] for item in reply.body["items"]]
+        if reply.body["next_cursor"] is None:
+            break
+        cursor = f"&cursor={reply.body['next_cursor']}"
+    # THEN she sees each of hers once, and none of bob's
+    assert sorted(seen) == sorted(mine)
+
+
+def test_a_forged_cursor_pointing_at_another_users_session_pages_only_the_callers_own(
+    alice: User, bob: User, database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN bob's session, alice's three, and bob's next one, created a day after hers
+    create(bob)
+    mine = [create(alice)["id"] for _ in range(3)]
+    theirs = create(bob)["id"]
+    later = stored(database["sessions"], theirs)["created_at"] + timedelta(days=1)
+    database["sessions"].update_one({"_id": theirs}, {"$set": {"created_at": later}})
+    # WHEN alice forges a well-formed cursor for her own query that points at bob's session
+    position = Position.of(stored(database["sessions"], theirs))
+    forged = encode_cursor(position, query_fingerprint({"owner_id": alice.id}, "-created_at"))
+    reply = api("GET", "/sessions", caller=alice, query=f"cursor={forged}")
+    # THEN she gets a page of her own sessions only (those before that point)
+    assert reply.status == 200
+    assert {item["owner_id"] for item in reply.body["items"]} == {alice.id}
+    assert {item["id"] for item in reply.body["items"]} == set(mine)
+
+
 @pytest.mark.parametrize(
     "cursor", ["!!!", "bm90IGpzb24", "WzEsMl0", "eyJ0IjotMSwiaSI6IngiLCJxIjoiIn0"]
 )
@@ -335,3 +475,53 @@ def test_forged_cursors_are_422(alice: User, cursor: str) -> None:
     assert reply.status == 422
     with pytest.raises(ValidationFailedError):
         decode_cursor(cursor, "x")
+
+
+# 9999-12-31T23:59:59.999Z in ms since the epoch, the last moment a datetime can hold
+LAST_MS = 253_402_300_799_999
+
+
+@pytest.mark.parametrize(
+    ("created_at_ms", "ident", "status"),
+    [
+        (0, "0" * 32, 200),
+        (LAST_MS, "0" * 32, 200),
+        (LAST_MS + 1, "0" * 32, 422),
+        (-1, "0" * 32, 422),
+        (0, "x", 422),  # not one of our ids
+    ],
+)
+def test_a_cursor_may_name_any_moment_a_date_can_hold_and_no_other(
+    alice: User, created_at_ms: int, ident: str, status: int
+) -> None:
+    # GIVEN one of alice's sessions, and a cursor of her query naming the first moment after
+    # the epoch, the last millisecond of year 9999 or just beyond either
+    create(alice)
+    position = Position(created_at_ms, ident)
+    cursor = encode_cursor(position, query_fingerprint({"owner_id": alice.id}, "-created_at"))
+    # WHEN she lists with it THEN a date is a page (newest first: hers lies before 9999, after
+    # 1970), anything beyond is the 422 naming the cursor, never a 500
+    reply = api("GET", "/sessions", caller=alice, query=f"cursor={cursor}")
+    assert reply.status == status, reply.body
+    if status == 200:
+        assert len(reply.body["items"]) == (created_at_ms == LAST_MS)
+    else:
+        assert reply.body["errors"][0]["loc"] == ["query", "cursor"]
+
+
+def test_a_list_without_a_limit_pages_by_the_documented_50(
+    alice: User, database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN 51 sessions
+    repository = SessionRepository(database)
+    for index in range(51):
+        repository.create(alice.id, SessionCreate(name=f"s{index}"))
+    # WHEN alice lists them without a limit THEN she gets the documented default of 50 and a
+    # cursor to the last one
+    first = api("GET", "/sessions", caller=alice)
+    assert len(first.body["items"]) == 50
+    rest = api("GET", "/sessions", caller=alice, query=f"cursor={first.body['next_cursor']}")
+    assert (len(rest.body["items"]), rest.body["next_cursor"]) == (1, None)
+    # AND a page that holds exactly all of them is the last: no cursor to an empty page
+    whole = api("GET", "/sessions", caller=alice, query="limit=51")
+    assert (len(whole.body["items"]), whole.body["next_cursor"]) == (51, None)

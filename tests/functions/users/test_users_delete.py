@@ -89,6 +89,24 @@ def test_after_the_closure_the_token_writes_nothing(
     assert database["users"].count_documents({}) == 0
 
 
+def test_a_revoked_sign_in_cannot_close_the_account(
+    alice: User, database: Database[dict[str, Any]], redis_client: redis.Redis
+) -> None:
+    # GIVEN alice's sign-in was revoked (signed out everywhere) and she has a session, while
+    # API Gateway may still serve the Allow it cached for her token
+    store = sign_ins(database, redis_client)
+    store.issue(alice.id, alice.jti, alice.session_id)
+    session = sessions_api("POST", "/sessions", caller=alice, body={"name": "kept"}).body
+    store.revoke_user(alice.id)
+    # WHEN that token asks to close the account
+    reply = users_api("DELETE", "/users/me", caller=alice)
+    # THEN it is the 401 of a revoked sign-in, and the profile and the session stay as they were
+    assert reply.status == 401, reply.body
+    assert reply.body["detail"] == "this sign-in was revoked; sign in again"
+    assert stored(database["users"], alice.id)["_id"] == alice.id
+    assert stored(database["sessions"], session["id"])["status"] == "pending"
+
+
 def test_a_session_created_while_the_account_closes_undoes_itself(
     alice: User, database: Database[dict[str, Any]]
 ) -> None:

@@ -79,6 +79,22 @@ def test_a_live_lease_refuses_with_retry_after_and_changes_nothing(db: Db) -> No
     assert owner(db) == "dead" * 8
 
 
+def test_a_live_lease_whose_expiry_cannot_be_read_still_says_retry_after_1(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a live lease, and MongoDB failing the read of its expiry after the taking was refused
+    crashed_holder(db, expires_in=30)
+
+    def unreachable(self: DriverCollection[Any], *args: Any, **kwargs: Any) -> Any:
+        raise AutoReconnect("connection closed")
+
+    monkeypatch.setattr(DriverCollection, "find_one", unreachable)
+    # WHEN a taker gives up THEN it is still the 409 with a usable Retry-After
+    with pytest.raises(ConflictError) as refused, lease(db, wait_seconds=0.05).held():
+        pytest.fail("took a live lease")
+    assert refused.value.headers == {"Retry-After": "1"}
+
+
 def test_a_crashed_holders_lease_expires_and_the_next_taker_gets_it(db: Db) -> None:
     # GIVEN a holder that died with 0.3 s of its lease left
     crashed_holder(db, expires_in=0.3)
@@ -150,6 +166,18 @@ def test_a_taking_survives_a_failover(db: Db) -> None:
 def test_a_lease_too_short_for_one_write_is_refused(db: Db) -> None:
     with pytest.raises(ValueError, match="leaves no time"):
         lease(db, seconds=timeout(db))
+
+
+def test_a_lease_is_refused_exactly_when_it_leaves_no_time_after_a_write_and_the_skew(
+    db: Db,
+) -> None:
+    # GIVEN leases as long as a write's bound and the clock skew, and one second longer
+    exact = timeout(db) + CLOCK_SKEW_SECONDS
+    # THEN the first leaves no time for the write to land inside it, the second leaves a second
+    with pytest.raises(ValueError, match="leaves no time"):
+        lease(db, seconds=exact)
+    with lease(db, seconds=exact + 1).held() as held:
+        assert held.budget == 1
 
 
 def test_the_longest_mongodb_timeout_still_leaves_a_write_time_in_the_lease() -> None:

@@ -12,9 +12,10 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from starlette.exceptions import HTTPException
 
 from lucid.config import Settings
-from lucid.errors import ConflictError, RateLimitedError
+from lucid.errors import ConflictError, RateLimitedError, ServiceUnavailableError
 from lucid.store.documents import new_id
 from lucid.store.mongo import build_database
 from lucid.web.app import create_app, lambda_handler
@@ -71,6 +72,21 @@ async def maybe(caller: OptionalCaller) -> dict[str, Any]:
 @router.get("/admin")
 async def admin(caller: AdminCaller) -> dict[str, str]:
     return {"user_id": caller.user_id}
+
+
+@router.get("/http/{status}")
+async def http_error(status: int) -> None:
+    raise HTTPException(status)  # as Starlette and FastAPI raise them (no detail of ours)
+
+
+@router.get("/http-detail")
+async def http_error_with_detail() -> None:
+    raise HTTPException(400, "There was an error parsing the body")  # as FastAPI words one
+
+
+@router.get("/unavailable")
+async def unavailable() -> None:
+    raise ServiceUnavailableError("the sessions store is unavailable")
 
 
 app = create_app("test", router)
@@ -159,6 +175,52 @@ def test_an_extension_may_not_redefine_a_standard_member(member: str) -> None:
     # THEN the error refuses it where it is raised, so no test can pass with the member lost
     with pytest.raises(ValueError, match=member):
         ConflictError("clash", extensions={member: "x"})
+
+
+@pytest.mark.parametrize(
+    ("status", "title"),
+    [
+        (400, "Bad Request"),
+        (401, "Unauthorized"),
+        (403, "Forbidden"),
+        (404, "Not Found"),
+        (405, "Method Not Allowed"),
+        (406, "Not Acceptable"),
+        (413, "Content Too Large"),
+        (415, "Unsupported Media Type"),
+        (418, "Error"),  # one we never name: a generic title, never a wrong one
+    ],
+)
+def test_a_framework_http_error_is_a_problem_titled_by_its_status(status: int, title: str) -> None:
+    answered, headers, body = call("GET", f"/http/{status}")
+    assert answered == status
+    assert headers["content-type"] == "application/problem+json"
+    assert (body["status"], body["title"], body["type"]) == (status, title, "about:blank")
+
+
+def test_a_framework_http_errors_own_detail_is_kept() -> None:
+    status, _, body = call("GET", "/http-detail")
+    assert (status, body["title"]) == (400, "Bad Request")
+    assert body["detail"] == "There was an error parsing the body"
+
+
+def test_a_handled_degradation_is_one_info_line_naming_it() -> None:
+    # GIVEN a route whose store is down (a 503 the layer raises, counted where it happens)
+    with logged_lines() as lines:
+        status, _, body = call("GET", "/unavailable")
+    # THEN the answer is the 503 problem, and the log has one INFO line naming it, no warning
+    assert (status, body["detail"]) == (503, "the sessions store is unavailable")
+    failed = [line for line in lines if line["message"].startswith("request failed")]
+    assert [(line["level"], line["message"]) for line in failed] == [
+        ("INFO", "request failed: service-unavailable the sessions store is unavailable")
+    ]
+
+
+def test_an_unknown_path_is_a_404_problem() -> None:
+    status, headers, body = call("GET", "/nowhere")
+    assert status == 404
+    assert headers["content-type"] == "application/problem+json"
+    assert (body["title"], body["instance"]) == ("Not Found", "/nowhere")
 
 
 def test_wrong_method_is_a_405_problem() -> None:

@@ -108,7 +108,7 @@ def test_redis_down_is_503() -> None:
 
 
 def test_a_response_is_still_answered_when_it_cannot_be_recorded(
-    redis_client: redis.Redis,
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     # GIVEN Redis accepts the claim, then refuses writes (out of memory) when the result is stored
     store = IdempotencyStore(redis_client, ttl_seconds=60)
@@ -120,6 +120,12 @@ def test_a_response_is_still_answered_when_it_cannot_be_recorded(
     try:
         # THEN the caller still gets the created resource (a 503 would invite a duplicate)
         assert store.run("s", "k", "fp", produce_then_fill_redis) == (created(1), False)
+        # AND the operator is told that this key will not replay
+        assert [
+            (record.levelname, record.getMessage())
+            for record in caplog.records
+            if record.name == "lucid.web.idempotency"
+        ] == [("WARNING", "could not record an idempotent response; it will not be replayed")]
     finally:
         redis_client.config_set("maxmemory", 0)
 
@@ -134,3 +140,34 @@ def test_an_abandoned_claim_is_taken_over_when_its_lease_ends(redis_client: redi
     # WHEN a retry waits long enough THEN it runs once the lease is over
     store = IdempotencyStore(redis_client, ttl_seconds=60, wait_seconds=3, poll_seconds=0.05)
     assert store.run("s", "k", "fp", lambda: created(2)) == (created(2), False)
+
+
+def test_a_run_that_fails_after_its_lease_ended_leaves_the_new_claim_alone(
+    redis_client: redis.Redis,
+) -> None:
+    # GIVEN a first run so slow that its lease ended and a retry claimed the key meanwhile
+    store = IdempotencyStore(redis_client, ttl_seconds=60, wait_seconds=0.05)
+    name = "lucid:local:idem:s:" + hashlib.sha256(b"k").hexdigest()
+    retry_claim = '{"state": "running", "fp": "fp", "owner": "the-retry"}'
+
+    def outlived_lease_then_fails() -> StoredResponse:
+        redis_client.set(name, retry_claim, ex=10)
+        raise ServiceUnavailableError("down")
+
+    # WHEN the first run fails and releases its claim
+    with pytest.raises(ServiceUnavailableError):
+        store.run("s", "k", "fp", outlived_lease_then_fails)
+    # THEN the retry's claim stays: a third request waits for the retry (409), it does not run
+    # a duplicate beside it
+    assert redis_client.get(name) == retry_claim.encode()
+    with pytest.raises(ConflictError):
+        store.run("s", "k", "fp", lambda: created(3))
+
+
+@pytest.mark.parametrize("key", ["", "has space", "k" * 256])
+def test_a_malformed_key_is_a_422_that_states_the_rule(redis_client: redis.Redis, key: str) -> None:
+    store = IdempotencyStore(redis_client, ttl_seconds=60)
+    with pytest.raises(ValidationFailedError) as caught:
+        store.run("s", key, "fp", lambda: created(1))
+    assert str(caught.value) == "Idempotency-Key must be 1-255 visible ASCII characters"
+    assert redis_client.keys("*") == []
