@@ -98,7 +98,8 @@ end
 return 1
 """
 # Deletes the reload lock only while it is still the caller's: a reload that outlived the lock
-# (RELOAD_LOCK_MS) must not free the lock of the caller that took it over.
+# (RELOAD_LOCK_MS) must not free the lock of the caller that took it over. The unlock script of
+# Redis's SET page ("Patterns": "a script that only removes the key if the value matches").
 RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
