@@ -43,12 +43,15 @@ def store(database: Database[dict[str, Any]], revocations: RevocationList) -> Re
 def test_token_is_random_256_bits_and_stored_only_hashed(
     store: RefreshTokenStore, database: Database[dict[str, Any]]
 ) -> None:
-    token = store.issue("u1", "jti-1", new_id())
+    family = new_id()
+    token = store.issue("u1", "jti-1", family)
     assert len(token) == 43
     assert token.count(".") == 0
     stored = database["tokens"].find_one()
     assert stored is not None
     assert stored["_id"] == hashlib.sha256(token.encode()).hexdigest()
+    # AND the record ties it to its sign-in, its user and the access token issued with it
+    assert (stored["family_id"], stored["user_id"], stored["access_jti"]) == (family, "u1", "jti-1")
     assert token not in str(stored)
     assert stored["expires_at"] - stored["created_at"] == timedelta(days=14)
     names = {index["name"] for index in database["tokens"].list_indexes()}
