@@ -49,6 +49,18 @@ def test_a_four_character_password_is_the_shortest_masked() -> None:
     assert mask("auth abcd / xyz failed") == f"auth {MASK} / xyz failed"
 
 
+def test_a_secret_inside_another_is_masked_without_leaving_the_rest_of_the_longer_one() -> None:
+    # GIVEN one store password inside the other, the shorter one sorting after the longer
+    settings = Settings(
+        JWT_SECRET_KEY=KEY,
+        REDIS_URI="redis://:s3cret@127.0.0.1:6379/0",
+        MONGODB_URI="mongodb://lucid:as3cret-x@127.0.0.1/lucid",
+    )
+    mask = MaskSecrets(secret_values(settings)).mask
+    # WHEN a library's text quotes each THEN no part of either is left
+    assert mask("auth as3cret-x then s3cret") == f"auth {MASK} then {MASK}"
+
+
 def _raised(error: BaseException) -> BaseException:
     try:
         raise error
