@@ -94,3 +94,14 @@ def test_the_cache_holds_decisions_for_at_most_10_000_identities() -> None:
     authorize(authorizers, "A", "t-new", call)
     authorize(authorizers, "A", "t-0", call)
     assert call.asked[-2:] == [("AFunction", "t-new"), ("AFunction", "t-0")]
+
+
+def test_a_request_without_its_identity_source_is_401_and_never_asks_the_authorizer() -> None:
+    authorizers = Authorizers({"A": spec("A", 300)})
+    call = Authorizer()
+    missing: dict[str, Any] = {"headers": {}, "requestContext": {}}
+    for event in (request(""), missing):  # an empty value counts as missing
+        error, context = run(authorizers.authorize("A", event, ARN, call))
+        assert error is not None
+        assert (error.status, context) == (401, None)
+    assert call.asked == []
