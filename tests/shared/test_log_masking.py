@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from lucid.config import Settings
 from lucid.log_masking import MASK, MaskedError, MaskSecrets, masked_exception, secret_values
 
@@ -37,28 +39,25 @@ def test_uris_without_a_password_and_short_values_give_nothing() -> None:
     assert secret_values(settings) == [KEY]
 
 
-def test_a_four_character_password_is_the_shortest_masked() -> None:
-    # GIVEN store passwords of four and three characters
+@pytest.mark.parametrize(
+    ("redis_password", "mongodb_password", "quoted", "shown"),
+    [
+        # a four-character password is the shortest masked: a three-character one is kept
+        ("abcd", "xyz", "auth abcd / xyz failed", f"auth {MASK} / xyz failed"),
+        # a password inside another (sorting after it) is masked after it, leaving nothing
+        ("s3cret", "as3cret-x", "auth as3cret-x then s3cret", f"auth {MASK} then {MASK}"),
+    ],
+    ids=["shortest", "nested"],
+)
+def test_store_passwords_quoted_by_a_library_are_masked(
+    redis_password: str, mongodb_password: str, quoted: str, shown: str
+) -> None:
     settings = Settings(
         JWT_SECRET_KEY=KEY,
-        REDIS_URI="redis://:abcd@127.0.0.1:6379/0",
-        MONGODB_URI="mongodb://u:xyz@h/d",
+        REDIS_URI=f"redis://:{redis_password}@127.0.0.1:6379/0",
+        MONGODB_URI=f"mongodb://lucid:{mongodb_password}@127.0.0.1/lucid",
     )
-    mask = MaskSecrets(secret_values(settings)).mask
-    # WHEN a library's text quotes both THEN the four-character one is masked, the other kept
-    assert mask("auth abcd / xyz failed") == f"auth {MASK} / xyz failed"
-
-
-def test_a_secret_inside_another_is_masked_without_leaving_the_rest_of_the_longer_one() -> None:
-    # GIVEN one store password inside the other, the shorter one sorting after the longer
-    settings = Settings(
-        JWT_SECRET_KEY=KEY,
-        REDIS_URI="redis://:s3cret@127.0.0.1:6379/0",
-        MONGODB_URI="mongodb://lucid:as3cret-x@127.0.0.1/lucid",
-    )
-    mask = MaskSecrets(secret_values(settings)).mask
-    # WHEN a library's text quotes each THEN no part of either is left
-    assert mask("auth as3cret-x then s3cret") == f"auth {MASK} then {MASK}"
+    assert MaskSecrets(secret_values(settings)).mask(quoted) == shown
 
 
 def _raised(error: BaseException) -> BaseException:
