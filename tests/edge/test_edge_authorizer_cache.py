@@ -8,9 +8,12 @@ not the function, whose own tests are tests/functions/authorizer).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+
+import pytest
 
 from lucid_edge.authorizer import Authorizers
 from lucid_edge.model import AuthorizerSpec
@@ -34,14 +37,18 @@ def spec(name: str, ttl_seconds: int) -> AuthorizerSpec:
 
 
 class Authorizer:
-    """The authorizer function: allows everyone, and records which identity it was asked."""
+    """The authorizer function: records which identity it was asked; denies a token "deny",
+    crashes on "crash" and allows any other."""
 
     def __init__(self) -> None:
         self.asked: list[tuple[str, str]] = []
 
     async def __call__(self, function: str, event: dict[str, Any], seconds: float) -> Any:
-        self.asked.append((function, event["identitySource"][0]))
-        return {"isAuthorized": True, "context": {"asked": len(self.asked)}}
+        token = event["identitySource"][0]
+        self.asked.append((function, token))
+        if token == "crash":
+            raise RuntimeError("the authorizer crashed")
+        return {"isAuthorized": token != "deny", "context": {"asked": len(self.asked)}}
 
 
 def request(token: str) -> dict[str, Any]:
@@ -105,3 +112,23 @@ def test_a_request_without_its_identity_source_is_401_and_never_asks_the_authori
         assert error is not None
         assert (error.status, context) == (401, None)
     assert call.asked == []
+
+
+def test_a_deny_is_403_and_cached_an_error_is_500_and_never_cached_as_the_metrics_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outcomes: list[str] = []
+    authorizers = Authorizers({"A": spec("A", 300)}, lambda name, outcome: outcomes.append(outcome))
+    call = Authorizer()
+    answers = []
+    with caplog.at_level(logging.ERROR, logger="lucid_edge.authorizer"):
+        for token in ("deny", "deny", "crash", "crash", "ok", "ok"):
+            event = request(token)
+            error, _ = run(authorizers.authorize("A", event, ARN, call))
+            answers.append(
+                (error.status if error else 200, "authorizer" in event["requestContext"])
+            )
+    assert answers == [(403, False)] * 2 + [(500, False)] * 2 + [(200, True)] * 2
+    assert [token for _, token in call.asked] == ["deny", "crash", "crash", "ok"]
+    assert outcomes == ["miss", "hit", "miss", "error", "miss", "error", "miss", "hit"]
+    assert caplog.messages == ["authorizer A failed"] * 2
