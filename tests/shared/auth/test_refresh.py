@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -107,6 +108,25 @@ def test_token_inserted_after_revocation_is_refused(
     with pytest.raises(InvalidTokenError, match="revoked"):
         store.use(late)
     assert redis_client.hget("lucid:local:revoked-sign-ins", grant.family_id) is not None
+
+
+def test_revoking_a_revoked_sign_in_again_keeps_the_time_it_was_revoked(
+    store: RefreshTokenStore, database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN a sign-in revoked once (a logout)
+    family = new_id()
+    store.issue("u1", "jti-1", family)
+    store.revoke_family(family)
+    first = database["tokens"].find_one({"family_id": family})
+    assert first is not None
+    assert first["revoked_at"] is not None
+    # WHEN it is revoked again later (a second logout, a reuse of its spent token)
+    time.sleep(0.01)
+    store.revoke_family(family)
+    # THEN the record still says when it was first revoked
+    again = database["tokens"].find_one({"family_id": family})
+    assert again is not None
+    assert again["revoked_at"] == first["revoked_at"]
 
 
 def test_two_concurrent_refreshes_exactly_one_succeeds(store: RefreshTokenStore) -> None:
