@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import pytest
 
 from lucid_edge.authorizer import Authorizers
+from lucid_edge.instances import ClientGoneError
 from lucid_edge.model import AuthorizerSpec
 
 T = TypeVar("T")
@@ -38,7 +39,7 @@ def spec(name: str, ttl_seconds: int) -> AuthorizerSpec:
 
 class Authorizer:
     """The authorizer function: records which identity it was asked; denies a token "deny",
-    crashes on "crash" and allows any other."""
+    crashes on "crash", outlives its client on "gone" and allows any other."""
 
     def __init__(self) -> None:
         self.asked: list[tuple[str, str]] = []
@@ -48,6 +49,8 @@ class Authorizer:
         self.asked.append((function, token))
         if token == "crash":
             raise RuntimeError("the authorizer crashed")
+        if token == "gone":
+            raise ClientGoneError  # the client hung up while the authorizer ran
         return {"isAuthorized": token != "deny", "context": {"asked": len(self.asked)}}
 
 
@@ -132,3 +135,13 @@ def test_a_deny_is_403_and_cached_an_error_is_500_and_never_cached_as_the_metric
     assert [token for _, token in call.asked] == ["deny", "crash", "crash", "ok"]
     assert outcomes == ["miss", "hit", "miss", "error", "miss", "error", "miss", "hit"]
     assert caplog.messages == ["authorizer A failed"] * 2
+
+
+def test_a_client_gone_while_the_authorizer_runs_is_passed_on_unanswered_and_uncached() -> None:
+    outcomes: list[str] = []
+    authorizers = Authorizers({"A": spec("A", 300)}, lambda name, outcome: outcomes.append(outcome))
+    call = Authorizer()
+    for _ in range(2):
+        with pytest.raises(ClientGoneError):
+            run(authorizers.authorize("A", request("gone"), ARN, call))
+    assert (len(call.asked), outcomes) == (2, ["miss", "miss"])
