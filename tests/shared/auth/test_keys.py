@@ -347,6 +347,9 @@ def test_es256_tokens_have_one_spelling_the_low_s_one() -> None:
     twin = _with_signature(tokens[0], r, P256_ORDER - s)
     with pytest.raises(InvalidTokenError, match=r"not canonical \(high-s\)"):
         service.decode(twin)
+    # AND s = (n - 1) / 2, the highest low s, is not high-s: left to the signature check
+    with pytest.raises(InvalidTokenError, match="token signature is invalid"):
+        service.decode(_with_signature(tokens[0], r, P256_ORDER // 2))
     # AND a signature that is not 64 bytes is left to the signature check, which refuses it
     short = base64.urlsafe_b64encode(bytes(63)).rstrip(b"=").decode()
     with pytest.raises(InvalidTokenError, match="token signature is invalid"):
