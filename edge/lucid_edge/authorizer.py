@@ -28,6 +28,9 @@ from lucid_edge.responses import FORBIDDEN, INTERNAL_ERROR, UNAUTHORIZED, HttpRe
 
 # "Timeout for Lambda authorizer response | 10000 ms" (http-api-quotas.html)
 MAX_AUTHORIZER_SECONDS = 10.0
+# Distinct identities whose decisions one worker process keeps: identities are client-chosen, so
+# the cache is emptied rather than let grow past this.
+MAX_CACHED_DECISIONS = 10_000
 # How the edge invokes a function: (function id, event, integration timeout in s) -> result.
 Call = Callable[[str, dict[str, Any], float], Awaitable[Any]]
 _log = logging.getLogger("lucid_edge.authorizer")
@@ -186,7 +189,7 @@ class Authorizers:
                 self._observe(name, "error")
                 return INTERNAL_ERROR, None
             if spec.ttl_seconds > 0:
-                if len(self._cache) > 10_000:  # bounded: identities are client-chosen
+                if len(self._cache) >= MAX_CACHED_DECISIONS:
                     self._cache.clear()
                 self._cache[key] = (now + spec.ttl_seconds, decision)
         if not decision.allows(route_arn):

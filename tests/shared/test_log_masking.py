@@ -4,19 +4,32 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from lucid.config import Settings
 from lucid.log_masking import MASK, MaskedError, MaskSecrets, masked_exception, secret_values
 
 KEY = "k" * 32
+PREVIOUS_KEY = "p" * 32
+PRIVATE_KEY = "s" * 32  # stands for a PEM text: masked whole, like the others
 
 
 def test_secret_values_are_the_jwt_keys_and_the_store_passwords_as_written_and_decoded() -> None:
     settings = Settings(
         JWT_SECRET_KEY=KEY,
+        JWT_PREVIOUS_SECRET_KEY=PREVIOUS_KEY,  # still verifying tokens for a token lifetime
+        JWT_PRIVATE_KEY=PRIVATE_KEY,  # an RS256/ES256 signing key
         REDIS_URI="redis://:p%40ss-word@127.0.0.1:6379/0",
         MONGODB_URI="mongodb://lucid:hunter2@x@127.0.0.1/lucid",  # refused by pymongo: still known
     )
-    assert set(secret_values(settings)) == {KEY, "p%40ss-word", "p@ss-word", "hunter2@x"}
+    assert set(secret_values(settings)) == {
+        KEY,
+        PREVIOUS_KEY,
+        PRIVATE_KEY,
+        "p%40ss-word",
+        "p@ss-word",
+        "hunter2@x",
+    }
 
 
 def test_uris_without_a_password_and_short_values_give_nothing() -> None:
@@ -24,6 +37,27 @@ def test_uris_without_a_password_and_short_values_give_nothing() -> None:
         JWT_SECRET_KEY=KEY, REDIS_URI="redis://127.0.0.1:6379/0", MONGODB_URI="mongodb://u:pw@h/d"
     )
     assert secret_values(settings) == [KEY]
+
+
+@pytest.mark.parametrize(
+    ("redis_password", "mongodb_password", "quoted", "shown"),
+    [
+        # a four-character password is the shortest masked: a three-character one is kept
+        ("abcd", "xyz", "auth abcd / xyz failed", f"auth {MASK} / xyz failed"),
+        # a password inside another (sorting after it) is masked after it, leaving nothing
+        ("s3cret", "as3cret-x", "auth as3cret-x then s3cret", f"auth {MASK} then {MASK}"),
+    ],
+    ids=["shortest", "nested"],
+)
+def test_store_passwords_quoted_by_a_library_are_masked(
+    redis_password: str, mongodb_password: str, quoted: str, shown: str
+) -> None:
+    settings = Settings(
+        JWT_SECRET_KEY=KEY,
+        REDIS_URI=f"redis://:{redis_password}@127.0.0.1:6379/0",
+        MONGODB_URI=f"mongodb://lucid:{mongodb_password}@127.0.0.1/lucid",
+    )
+    assert MaskSecrets(secret_values(settings)).mask(quoted) == shown
 
 
 def _raised(error: BaseException) -> BaseException:

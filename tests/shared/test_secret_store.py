@@ -108,21 +108,29 @@ def test_a_uri_is_read_where_its_reference_points_and_cached(kind: str) -> None:
 
 @mock_aws
 def test_values_read_from_aws_are_masked_in_library_lines_from_then_on() -> None:
-    # GIVEN a deployed function's MongoDB URI and JWT key, kept in AWS (not in its environment)
-    key = "jwt-key-read-from-aws-" + uuid.uuid4().hex
-    settings = Settings(MONGODB_URI_SECRET_ARN=_secret(VALUE), JWT_SECRET_PARAM=_parameter(key))
-    # WHEN they are read (the URI by its client, the key by the key ring)
+    # GIVEN a deployed function's MongoDB URI and JWT key, kept in AWS (not in its environment),
+    # the key rotated in place (the key it replaced still verifies tokens for a lifetime)
+    key, replaced = ("jwt-key-read-from-aws-" + uuid.uuid4().hex for _ in range(2))
+    name = _parameter(replaced)
+    boto3.client("ssm", region_name="us-east-1").put_parameter(
+        Name=name, Value=key, Type="SecureString", Overwrite=True
+    )
+    settings = Settings(MONGODB_URI_SECRET_ARN=_secret(VALUE), JWT_SECRET_PARAM=name)
+    # WHEN they are read (the URI by its client, both keys by the key ring)
     assert settings.required_uri("MONGODB_URI") == VALUE
     source = source_of(settings, "JWT_SECRET_KEY")
     assert source is not None
-    assert secret_store.read_versions(source).current == key
-    # THEN a library line quoting them is written with the password and the key masked
+    versions = secret_store.read_versions(source)
+    assert (versions.current, versions.previous) == (key, replaced)
+    # THEN a library line quoting them is written with the password and both keys masked
     with logged_lines() as lines:
-        logging.getLogger("pymongo.client").warning("auth failed: %s, key %s", VALUE, key)
+        logging.getLogger("pymongo.client").warning(
+            "auth failed: %s, key %s or %s", VALUE, key, replaced
+        )
     (line,) = lines
-    assert (
-        line["message"]
-        == "auth failed: mongodb://lucid:<redacted>@db.internal:27017/lucid, key <redacted>"
+    assert line["message"] == (
+        "auth failed: mongodb://lucid:<redacted>@db.internal:27017/lucid, "
+        "key <redacted> or <redacted>"
     )
 
 

@@ -97,6 +97,13 @@ if synced > 0 then
 end
 return 1
 """
+# Deletes the reload lock only while it is still the caller's: a reload that outlived the lock
+# (RELOAD_LOCK_MS) must not free the lock of the caller that took it over. The unlock script of
+# Redis's SET page ("Patterns": "a script that only removes the key if the value matches").
+RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 def synced_field(run_id: str) -> str:
@@ -177,10 +184,9 @@ class RevocationList:
         return self._record
 
     def _reload_then_check(self, sid: str, *, lost: bool) -> bool:
+        owner = secrets.token_hex(8)
         try:
-            leader = bool(
-                self._redis.set(self.reload_lock, secrets.token_hex(8), nx=True, px=RELOAD_LOCK_MS)
-            )
+            leader = bool(self._redis.set(self.reload_lock, owner, nx=True, px=RELOAD_LOCK_MS))
         except redis.RedisError:
             return self.record().is_revoked(sid)
         if not leader:
@@ -196,9 +202,9 @@ class RevocationList:
             logger.warning("revocations not reloaded: MongoDB is unavailable")
             return False
         except redis.RedisError:
-            self._release_lock()
+            self._release_lock(owner)
             return self.record().is_revoked(sid)
-        self._release_lock()
+        self._release_lock(owner)
         return sid in revoked
 
     def _reload(self) -> dict[str, datetime]:
@@ -216,9 +222,9 @@ class RevocationList:
             args += (sid, revoked_at.timestamp() + self.horizon_seconds)
         self._redis.register_script(MERGE_SCRIPT)(keys=[self.key], args=args)
 
-    def _release_lock(self) -> None:
+    def _release_lock(self, owner: str) -> None:
         with contextlib.suppress(redis.RedisError):  # it expires on its own otherwise
-            self._redis.delete(self.reload_lock)
+            self._redis.register_script(RELEASE_SCRIPT)(keys=[self.reload_lock], args=[owner])
 
 
 def mongodb_record() -> RevocationRecord:

@@ -290,6 +290,24 @@ def test_without_cryptography_pem_keys_are_refused_naming_the_package(
         KeyRing(settings).keys()
 
 
+def test_another_missing_module_is_not_reported_as_a_missing_cryptography(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a broken build: cryptography is there, a module lucid.auth.pem imports is not
+    key = ec.generate_private_key(ec.SECP256R1())
+    settings = _settings(
+        JWT_ALGORITHM="ES256", JWT_SECRET_ARN=None, JWT_PUBLIC_KEY=_pem_public(key)
+    )
+    monkeypatch.delitem(sys.modules, "lucid.auth.pem", raising=False)
+    monkeypatch.delattr(lucid.auth, "pem", raising=False)
+    monkeypatch.setitem(sys.modules, "lucid.config", None)
+    # WHEN the function builds its keys THEN the error names the module really missing, not
+    # cryptography (whose advice, "add it to the layer", would not help)
+    with pytest.raises(ModuleNotFoundError) as raised:
+        KeyRing(settings).keys()
+    assert raised.value.name == "lucid.config"
+
+
 def test_without_cryptography_hs256_signs_and_verifies(monkeypatch: pytest.MonkeyPatch) -> None:
     _without_cryptography(monkeypatch)
     assert _round_trip(_settings(JWT_SECRET_ARN=None, JWT_SECRET_KEY=LONG_KEY)) == "u1"
@@ -329,6 +347,9 @@ def test_es256_tokens_have_one_spelling_the_low_s_one() -> None:
     twin = _with_signature(tokens[0], r, P256_ORDER - s)
     with pytest.raises(InvalidTokenError, match=r"not canonical \(high-s\)"):
         service.decode(twin)
+    # AND s = (n - 1) / 2, the highest low s, is not high-s: left to the signature check
+    with pytest.raises(InvalidTokenError, match="token signature is invalid"):
+        service.decode(_with_signature(tokens[0], r, P256_ORDER // 2))
     # AND a signature that is not 64 bytes is left to the signature check, which refuses it
     short = base64.urlsafe_b64encode(bytes(63)).rstrip(b"=").decode()
     with pytest.raises(InvalidTokenError, match="token signature is invalid"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -43,12 +44,15 @@ def store(database: Database[dict[str, Any]], revocations: RevocationList) -> Re
 def test_token_is_random_256_bits_and_stored_only_hashed(
     store: RefreshTokenStore, database: Database[dict[str, Any]]
 ) -> None:
-    token = store.issue("u1", "jti-1", new_id())
+    family = new_id()
+    token = store.issue("u1", "jti-1", family)
     assert len(token) == 43
     assert token.count(".") == 0
     stored = database["tokens"].find_one()
     assert stored is not None
     assert stored["_id"] == hashlib.sha256(token.encode()).hexdigest()
+    # AND the record ties it to its sign-in, its user and the access token issued with it
+    assert (stored["family_id"], stored["user_id"], stored["access_jti"]) == (family, "u1", "jti-1")
     assert token not in str(stored)
     assert stored["expires_at"] - stored["created_at"] == timedelta(days=14)
     names = {index["name"] for index in database["tokens"].list_indexes()}
@@ -104,6 +108,25 @@ def test_token_inserted_after_revocation_is_refused(
     with pytest.raises(InvalidTokenError, match="revoked"):
         store.use(late)
     assert redis_client.hget("lucid:local:revoked-sign-ins", grant.family_id) is not None
+
+
+def test_revoking_a_revoked_sign_in_again_keeps_the_time_it_was_revoked(
+    store: RefreshTokenStore, database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN a sign-in revoked once (a logout)
+    family = new_id()
+    store.issue("u1", "jti-1", family)
+    store.revoke_family(family)
+    first = database["tokens"].find_one({"family_id": family})
+    assert first is not None
+    assert first["revoked_at"] is not None
+    # WHEN it is revoked again later (a second logout, a reuse of its spent token)
+    time.sleep(0.01)
+    store.revoke_family(family)
+    # THEN the record still says when it was first revoked
+    again = database["tokens"].find_one({"family_id": family})
+    assert again is not None
+    assert again["revoked_at"] == first["revoked_at"]
 
 
 def test_two_concurrent_refreshes_exactly_one_succeeds(store: RefreshTokenStore) -> None:

@@ -3,6 +3,7 @@ every way the copy can be missing, stale or unreachable."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from redis.retry import Retry
 from lucid.auth.authorizer import authorize
 from lucid.auth.keys import KeyRing
 from lucid.auth.revocation import (
+    MERGE_SCRIPT,
     SYNC_SECONDS,
     RevocationList,
     mongodb_record,
@@ -221,6 +223,33 @@ def test_a_reload_slower_than_a_second_is_logged_even_when_it_brings_nothing(
     assert caplog.messages == ["revocations reloaded from MongoDB"] * logged
 
 
+class OutlivedLockRecord(CountingRecord):
+    """The record, answering a reload so slowly that the reload lock expired meanwhile and
+    another caller took it (RELOAD_LOCK_MS, played here by overwriting the lock)."""
+
+    def __init__(self, database: Database[dict[str, Any]], client: redis.Redis) -> None:
+        super().__init__(database)
+        self.client = client
+
+    def revoked_since(self, since: datetime) -> dict[str, datetime]:
+        assert self.client.delete(RELOAD_LOCK) == 1  # this caller's lock expired...
+        self.client.set(RELOAD_LOCK, "another")  # ...and the next reloader took it
+        return super().revoked_since(since)
+
+
+def test_a_reload_outliving_its_lock_leaves_the_next_reloaders_lock_alone(
+    redis_client: redis.Redis, database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN a reload that takes longer than the reload lock lasts
+    record = OutlivedLockRecord(database, redis_client)
+    revocations = RevocationList(redis_client, lambda: record, token_lifetime_seconds=LIFETIME)
+    # WHEN it finishes
+    assert revocations.is_revoked("s-1") is False
+    # THEN the lock the next reloader holds is still there: releasing it would let a third
+    # caller reload alongside
+    assert redis_client.get(RELOAD_LOCK) == b"another"
+
+
 def test_a_copy_marked_complete_in_another_redis_process_is_reloaded_before_it_vouches(
     revocations: RevocationList,
     record: CountingRecord,
@@ -352,16 +381,21 @@ def test_the_authorizers_record_is_the_process_mongodb() -> None:
     assert record.is_revoked(new_id()) is False
 
 
+MERGE_SHA = hashlib.sha1(MERGE_SCRIPT.encode()).hexdigest()
+
+
 class DyingRedis(redis.Redis):
-    """A real client whose server "dies" at one command: `set` (the reload lock) or `evalsha`
-    and `eval` (the reload itself), after answering the HMGET that found the copy lost."""
+    """A real client whose server "dies" at one command: `set` (the reload lock) or the reload
+    itself (the merge script, run by `evalsha` or `eval`), after answering the HMGET that found
+    the copy lost."""
 
     def __init__(self, uri: str, dies_at: tuple[str, ...]) -> None:
         super().__init__(connection_pool=redis.ConnectionPool.from_url(uri))
         self.dies_at = dies_at
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
-        if str(args[0]).lower() in self.dies_at:
+        command = str(args[0]).lower()
+        if command in self.dies_at and (command == "set" or args[1] in (MERGE_SHA, MERGE_SCRIPT)):
             raise redis.ConnectionError("the server went away")
         return super().execute_command(*args, **options)
 

@@ -173,6 +173,16 @@ def test_claims_we_did_not_issue_are_refused(changes: dict[str, Any], detail: st
     assert _rejected(_service(), _sign(_claims(**made))) == detail
 
 
+def test_a_token_living_one_second_longer_than_the_configured_lifetime_is_refused() -> None:
+    # GIVEN a 60-minute lifetime (revocations are kept for that long, lucid.auth.revocation)
+    service = _service(TOKEN_EXPIRE_MINUTES=60)
+    now = int(time.time())
+    # WHEN a token lives exactly that long THEN it decodes; one second longer THEN it is refused
+    assert service.decode(_sign(_claims(iat=now, nbf=now, exp=now + 3600))).sub == "u1"
+    longer = _sign(_claims(iat=now - 1, nbf=now - 1, exp=now + 3600))
+    assert _rejected(service, longer) == "token outlives the configured token lifetime"
+
+
 def test_whole_number_times_written_as_floats_are_read_as_integers() -> None:
     now = int(time.time())
     claims = _service().decode(_sign(_claims(iat=float(now), nbf=float(now))))
