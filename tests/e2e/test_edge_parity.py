@@ -176,6 +176,25 @@ def test_an_event_over_lambdas_6_mb_counts_the_base64_body(edge: RunningEdge) ->
     _still_serving(edge)
 
 
+def test_header_names_count_towards_lambdas_6_mb_though_not_towards_the_quota(
+    edge: RunningEdge,
+) -> None:
+    # GIVEN a binary body whose base64 text is 64 KiB under Lambda's limit, and ~80 KB of header
+    # names with empty values: API Gateway's 10,240-byte quota counts header values only, so
+    # the request passes it, but every name is a key of the event's `headers`
+    raw = b"\x00" * ((LAMBDA_LIMIT - 65_536) // 4 * 3)
+    names = {f"x-{i:04d}-{'n' * 100}": "" for i in range(700)}
+    binary = {"Content-Type": "application/octet-stream"}
+    # WHEN it is sent THEN the event is over 6 MB and Lambda refuses it: 413, not invoked
+    response = edge.client.post("/faulty/size", content=raw, headers={**binary, **names})
+    assert response.status_code == 413
+    assert response.json() == TOO_LARGE
+    # AND the same body with a few header names reaches the function
+    fits = edge.client.post("/faulty/size", content=raw, headers=binary)
+    assert fits.text == f"{len(raw) // 3 * 4} True"
+    _still_serving(edge)
+
+
 def test_a_declared_body_is_refused_unread_only_when_no_encoding_of_it_fits(
     edge: RunningEdge,
 ) -> None:
