@@ -142,3 +142,25 @@ def test_a_backend_url_is_compared_and_sent_in_its_normal_form() -> None:
     # ...and a port that is no port is refused
     with pytest.raises(ValueError, match="Port"):
         parse_url("http://chain:notaport")
+
+
+def test_a_path_encoded_three_times_passes_and_four_times_is_refused() -> None:
+    # Every layer is checked; past the fourth decoding the last one would go unchecked
+    check_remainder("a%252520b")
+    with pytest.raises(UnsafePathError, match="too many times"):
+        check_remainder("a%25252520b")
+
+
+def test_an_https_backend_on_its_default_port_is_sent_without_it() -> None:
+    # GIVEN https on 443 THEN the Host header (netloc) and the URL carry no port, as httpx sent
+    url = parse_url("https://Chain.Internal:443/api")
+    assert (url.origin, url.netloc) == (("https", "chain.internal", None), "chain.internal")
+    assert str(upstream_url(url, "/chain/x", b"")) == "https://chain.internal/api/chain/x"
+    assert parse_url("https://chain:8443").netloc == "chain:8443"
+
+
+def test_a_query_reaches_the_backend_byte_for_byte_but_for_a_fragment_mark() -> None:
+    # Every printable ASCII character is sent as the client wrote it ("#" would end the URL)
+    printable = bytes(range(0x21, 0x7F)).replace(b"#", b"")
+    url = upstream_url(parse_url("http://s:1"), "/chain/x", printable + b"#")
+    assert url.target == "/chain/x?" + printable.decode() + "%23"
