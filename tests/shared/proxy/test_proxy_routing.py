@@ -164,3 +164,20 @@ def test_a_query_reaches_the_backend_byte_for_byte_but_for_a_fragment_mark() -> 
     printable = bytes(range(0x21, 0x7F)).replace(b"#", b"")
     url = upstream_url(parse_url("http://s:1"), "/chain/x", printable + b"#")
     assert url.target == "/chain/x?" + printable.decode() + "%23"
+
+
+@pytest.mark.parametrize(
+    ("remainder", "reason"),
+    [
+        ("http://evil.example/x", "absolute URL"),
+        ("https:%2F%2Fevil.example", "absolute URL"),
+        ("blocks//x", "empty segment"),
+        ("a/../b", "dot segment"),
+        ("a\\b", "backslash"),
+        ("a%0d%0ab", "control character"),
+    ],
+)
+def test_a_refused_path_says_why(remainder: str, reason: str) -> None:
+    # The problem's detail names what was refused (the caller's only hint at a typo)
+    with pytest.raises(UnsafePathError, match=reason):
+        check_remainder(remainder)
