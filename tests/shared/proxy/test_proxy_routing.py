@@ -83,7 +83,11 @@ def test_ordinary_paths_pass(remainder: str) -> None:
 def test_query_with_control_characters_is_refused() -> None:
     with pytest.raises(UnsafePathError):
         check_query(b"a=1\r\nHost: evil")
+    for control in (b"\x00", b"\x1f", b"\x7f"):  # NUL, the last C0 control, DEL
+        with pytest.raises(UnsafePathError):
+            check_query(b"a=" + control)
     check_query(b"a=1&b=%0d%0a")  # encoded, it is data for the backend
+    check_query(b"a= ~\x80")  # space, the last printable and a high byte are not controls
 
 
 def test_manifests_and_trust_go_to_the_session_cluster() -> None:
