@@ -128,6 +128,27 @@ def test_a_lease_lapses_after_its_time_and_a_cold_caller_asks_for_none() -> None
     assert (terms.extra, terms.back, terms.back_window) == (0, 3, 7)
 
 
+def test_one_trip_at_a_time_asks_for_a_lease_and_a_cold_trip_does_not_stop_later_ones() -> None:
+    now = [0.0]
+    leases = Leases(max_slots=8, clock=lambda: now[0])
+    leases.record("k", NO_LEASE, granted=0, remaining=500, reset_us=30_000_000, window=3)
+    # GIVEN a hot caller's trip asking for a lease is under way
+    now[0] = 0.1
+    asking = leases.terms("k")
+    assert asking.extra == 1
+    # THEN a trip set out meanwhile (another thread) asks for none: its lease would replace
+    # the first one's, and that one's slots would be counted in Redis and never spent
+    assert leases.terms("k") == NO_LEASE
+    leases.record("k", asking, granted=1, remaining=498, reset_us=30_000_000, window=3)
+    # AND after a cold trip (no lease asked), the next hot one asks again
+    now[0] = 2.0
+    cold = leases.terms("k")
+    assert cold.extra == 0
+    leases.record("k", cold, granted=0, remaining=497, reset_us=28_000_000, window=3)
+    now[0] = 2.1
+    assert leases.terms("k").extra == 2  # twice the slot spent of the last lease
+
+
 def test_a_lease_never_outlives_the_window_it_was_charged_in() -> None:
     now = [0.0]
     leases = Leases(max_slots=8, clock=lambda: now[0])
