@@ -4,6 +4,7 @@ request. The answers and their AWS sources are in lucid_edge/responses.py's docs
 from __future__ import annotations
 
 import base64
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -286,6 +287,8 @@ def test_a_results_own_date_is_the_only_date_as_sam_local_sends_it(edge: Running
     undated = edge.client.get("/faulty/other")
     (stamp,) = undated.headers.get_list("date")
     assert abs(parsedate_to_datetime(stamp).timestamp() - time.time()) < 5
+    # ...in the one format RFC 9110 lets a sender use (section 5.6.7, IMF-fixdate: GMT)
+    assert re.fullmatch(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT", stamp)
     # AND so do the edge's own answers, and uvicorn's to a request it cannot parse
     assert len(edge.client.get("/no/such/route").headers.get_list("date")) == 1
     host, port = edge.url.removeprefix("http://").split(":")
