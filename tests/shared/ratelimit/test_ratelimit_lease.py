@@ -149,6 +149,26 @@ def test_one_trip_at_a_time_asks_for_a_lease_and_a_cold_trip_does_not_stop_later
     assert leases.terms("k").extra == 2  # twice the slot spent of the last lease
 
 
+def test_leases_are_kept_for_at_most_max_keys_callers_the_oldest_going_first() -> None:
+    leases = Leases(max_slots=8, clock=lambda: 0.0, max_keys=3)
+
+    def lease(key: str) -> None:
+        leases.record(key, TripTerms(4, 0, -1), granted=4, remaining=50, reset_us=9**9, window=1)
+
+    # GIVEN leases for exactly as many callers as the instance keeps: all are kept
+    for key in ("a", "b", "c"):
+        lease(key)
+    assert all(leases.spend(key) is not None for key in ("a", "b", "c"))
+    # WHEN one more caller takes a lease THEN only the oldest's is forgotten
+    lease("d")
+    assert [leases.spend(key) is not None for key in ("a", "b", "c", "d")] == [
+        False,
+        True,
+        True,
+        True,
+    ]
+
+
 def test_a_lease_never_outlives_the_window_it_was_charged_in() -> None:
     now = [0.0]
     leases = Leases(max_slots=8, clock=lambda: now[0])
