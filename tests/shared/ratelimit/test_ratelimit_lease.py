@@ -128,14 +128,20 @@ def test_a_lease_lapses_after_its_time_and_a_cold_caller_asks_for_none() -> None
     assert (terms.extra, terms.back, terms.back_window) == (0, 3, 7)
 
 
-def test_one_trip_at_a_time_asks_for_a_lease_and_a_cold_trip_does_not_stop_later_ones() -> None:
+def _hot_caller_asking() -> tuple[list[float], Leases, TripTerms]:
+    """A caller seen at t = 0 whose next trip, at t = 0.1 s, asks for a lease (of 1 slot)."""
     now = [0.0]
     leases = Leases(max_slots=8, clock=lambda: now[0])
     leases.record("k", NO_LEASE, granted=0, remaining=500, reset_us=30_000_000, window=3)
-    # GIVEN a hot caller's trip asking for a lease is under way
     now[0] = 0.1
-    asking = leases.terms("k")
-    assert asking.extra == 1
+    terms = leases.terms("k")
+    assert terms.extra == 1
+    return now, leases, terms
+
+
+def test_one_trip_at_a_time_asks_for_a_lease_and_a_cold_trip_does_not_stop_later_ones() -> None:
+    # GIVEN a hot caller's trip asking for a lease is under way
+    now, leases, asking = _hot_caller_asking()
     # THEN a trip set out meanwhile (another thread) asks for none: its lease would replace
     # the first one's, and that one's slots would be counted in Redis and never spent
     assert leases.terms("k") == NO_LEASE
@@ -183,13 +189,8 @@ def test_a_lease_never_outlives_the_window_it_was_charged_in() -> None:
 
 
 def test_a_slow_reply_does_not_carry_a_lease_past_its_window() -> None:
-    now = [0.0]
-    leases = Leases(max_slots=8, clock=lambda: now[0])
-    leases.record("k", NO_LEASE, granted=0, remaining=500, reset_us=30_000_000, window=3)
     # GIVEN a hot caller's trip asking for a lease is set out at t = 0.1 s
-    now[0] = 0.1
-    terms = leases.terms("k")
-    assert terms.extra == 1
+    now, leases, terms = _hot_caller_asking()
     # WHEN Redis's reply, 0.3 s before the end of the window it was charged in, comes 0.5 s
     # later (Redis read its clock somewhere in between: that window ended by t = 0.4 s)
     now[0] = 0.6
