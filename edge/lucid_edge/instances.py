@@ -256,11 +256,14 @@ class FunctionInstances:
         return invocation
 
     def cancel(self, invocation: Invocation) -> None:
-        """The caller is gone: an invocation that has not started never will."""
+        """The caller is gone: an invocation that has not started never will. One that runs
+        keeps its deadline timer: Lambda ends it at its Timeout whether or not anyone waits, and
+        until then (or until it returns) it holds its concurrency."""
         with self._lock:
-            if invocation.state in (_State.QUEUED, _State.READY):
-                self._drop_locked(invocation)
-        if invocation.timer is not None:
+            if invocation.state not in (_State.QUEUED, _State.READY):
+                return
+            self._drop_locked(invocation)
+        if invocation.timer is not None:  # on this loop, as every change of it
             invocation.timer.cancel()
             invocation.timer = None
 

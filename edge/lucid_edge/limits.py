@@ -29,10 +29,15 @@ from typing import Any
 MAX_REQUEST_LINE_AND_HEADERS = 10_240
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 MAX_INVOCATION_BYTES = 6_291_456
-# What an event holds besides its body is bounded by the request line and headers (10 KB, each
-# appearing at most twice, JSON escaping at most doubling them) plus fixed fields: below this,
-# a body alone decides whether the event fits.
-_EVENT_OVERHEAD_BOUND = 64 * 1024
+# What an event holds besides its body: fields of fixed size (under this bound) and the
+# request's path, query, header names and values and cookies. Each of their characters appears
+# at most three times (the path as rawPath, requestContext.http.path and pathParameters; Host as
+# a header, domainName and domainPrefix) and takes at most 6 bytes of JSON (a control character
+# as \u00XX; a non-ASCII one at most 4), plus the quotes, colon and comma around a name: at
+# most 18 bytes a character. Header names are not part of API Gateway's 10,240-byte quota and
+# their number has no documented limit, so the bound is the request's own, not a constant.
+_EVENT_FIXED_BOUND = 2048
+_EVENT_BYTES_PER_CHARACTER = 18
 DEFAULT_BODY_BUDGET = 64 * 1024 * 1024
 # A body that does not fit lets smaller ones go ahead for this long, then has the budget kept
 # for it: long enough for the small bodies of a burst to pass, short against any client timeout.
@@ -75,6 +80,20 @@ def _json_escapes(text: bytes | bytearray) -> int:
     return short + 5 * (controls - short_controls)
 
 
+def _overhead_bound(event: Mapping[str, Any]) -> int:
+    # At least the bytes of the event's JSON besides its body, counted in characters of what
+    # the request brought (O(headers), never O(body)).
+    headers: Mapping[str, str] = event.get("headers") or {}
+    characters = (
+        len(event.get("rawPath", ""))
+        + len(event.get("rawQueryString", ""))
+        + len(event.get("routeKey", ""))
+        + sum(len(name) + len(value) + 1 for name, value in headers.items())
+        + sum(len(cookie) + 1 for cookie in event.get("cookies", ()))
+    )
+    return _EVENT_FIXED_BOUND + _EVENT_BYTES_PER_CHARACTER * characters
+
+
 def event_exceeds_invocation_limit(event: Mapping[str, Any], raw: bytes | bytearray) -> bool:
     """True when the event's JSON is over Lambda's 6,291,456-byte invocation payload.
 
@@ -87,7 +106,7 @@ def event_exceeds_invocation_limit(event: Mapping[str, Any], raw: bytes | bytear
     else:
         # JSON takes 1 to 6 bytes per byte of UTF-8 (6: a control character as \u00XX).
         encoded, low, high = -1, len(raw), 6 * len(raw)
-    if high + _EVENT_OVERHEAD_BOUND <= MAX_INVOCATION_BYTES:
+    if high + _overhead_bound(event) <= MAX_INVOCATION_BYTES:
         return False
     if low > MAX_INVOCATION_BYTES:
         return True

@@ -4,6 +4,7 @@ request. The answers and their AWS sources are in lucid_edge/responses.py's docs
 from __future__ import annotations
 
 import base64
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -176,6 +177,25 @@ def test_an_event_over_lambdas_6_mb_counts_the_base64_body(edge: RunningEdge) ->
     _still_serving(edge)
 
 
+def test_header_names_count_towards_lambdas_6_mb_though_not_towards_the_quota(
+    edge: RunningEdge,
+) -> None:
+    # GIVEN a binary body whose base64 text is 64 KiB under Lambda's limit, and ~80 KB of header
+    # names with empty values: API Gateway's 10,240-byte quota counts header values only, so
+    # the request passes it, but every name is a key of the event's `headers`
+    raw = b"\x00" * ((LAMBDA_LIMIT - 65_536) // 4 * 3)
+    names = {f"x-{i:04d}-{'n' * 100}": "" for i in range(700)}
+    binary = {"Content-Type": "application/octet-stream"}
+    # WHEN it is sent THEN the event is over 6 MB and Lambda refuses it: 413, not invoked
+    response = edge.client.post("/faulty/size", content=raw, headers={**binary, **names})
+    assert response.status_code == 413
+    assert response.json() == TOO_LARGE
+    # AND the same body with a few header names reaches the function
+    fits = edge.client.post("/faulty/size", content=raw, headers=binary)
+    assert fits.text == f"{len(raw) // 3 * 4} True"
+    _still_serving(edge)
+
+
 def test_a_declared_body_is_refused_unread_only_when_no_encoding_of_it_fits(
     edge: RunningEdge,
 ) -> None:
@@ -267,6 +287,8 @@ def test_a_results_own_date_is_the_only_date_as_sam_local_sends_it(edge: Running
     undated = edge.client.get("/faulty/other")
     (stamp,) = undated.headers.get_list("date")
     assert abs(parsedate_to_datetime(stamp).timestamp() - time.time()) < 5
+    # ...in the one format RFC 9110 lets a sender use (section 5.6.7, IMF-fixdate: GMT)
+    assert re.fullmatch(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT", stamp)
     # AND so do the edge's own answers, and uvicorn's to a request it cannot parse
     assert len(edge.client.get("/no/such/route").headers.get_list("date")) == 1
     host, port = edge.url.removeprefix("http://").split(":")

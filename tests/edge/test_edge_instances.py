@@ -306,6 +306,31 @@ def test_after_close_all_nothing_is_admitted_and_no_handler_runs() -> None:
     assert account.running == 0
 
 
+def test_a_stuck_invocation_whose_caller_left_is_still_ended_at_its_timeout() -> None:
+    # GIVEN an account of one running invocation, held by a function stuck past its Timeout
+    account = Account(1)
+    meta = FunctionInstances("Meta", account)
+    gate = Gate()
+
+    async def main() -> str:
+        stuck = asyncio.ensure_future(meta.invoke(gate, "stuck", **deadlines(function=0.3)))
+        await until(lambda: gate.calls == ["stuck"])
+        # WHEN its caller is cancelled (the client hung up) before the Timeout
+        stuck.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stuck
+        # THEN Lambda still ends it at its Timeout: the account's slot is free again soon after,
+        # not when the handler returns (here: never, within the test)
+        answer: str = await asyncio.wait_for(meta.invoke(lambda: "served", **deadlines()), 3)
+        return answer
+
+    try:
+        assert run(main()) == "served"
+    finally:
+        gate.release.set()
+        close_all(account, [meta])
+
+
 def test_a_running_invocation_whose_caller_left_still_holds_its_room() -> None:
     # GIVEN an account of one running invocation, held by a blocked function
     account = Account(1)

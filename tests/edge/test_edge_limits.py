@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from lucid_edge.events import EventBuilder
 from lucid_edge.limits import (
     BodyBudget,
     base64_length,
@@ -77,6 +78,48 @@ def test_the_limit_is_on_the_whole_event_json_escapes_and_utf8_included(char: st
     # THEN one more byte is over
     assert not _exceeds(fits)
     assert _exceeds(fits + "y")
+
+
+def _built(path: str, query: str, headers: list[tuple[bytes, bytes]]) -> dict[str, object]:
+    # An event as the edge builds it for a `{proxy+}` route, before its body is attached
+    return EventBuilder("abcdefghij", "$default").build(
+        method="POST",
+        path=path,
+        raw_query=query,
+        raw_headers=headers,
+        http_version="1.1",
+        source_ip="127.0.0.1",
+        server_port="8080",
+        route_key="ANY /{proxy+}",
+        path_parameters={"proxy": path.lstrip("/")},
+        body=b"",
+        request_id="JKJaXmPLvHcESHA=",
+    )
+
+
+_QUOTA_FILLER = 10_240 - 200  # bytes of the request line + header values left to a worst case
+WORST_CASES = {
+    # each character of Host is in the event three times, and JSON escapes a quote
+    "host of quotes": ("/x", "", [(b"host", b'"' * _QUOTA_FILLER)]),
+    # a decoded path of control characters: \u00XX three times (rawPath, path, pathParameters)
+    "path of controls": ("/" + "\x01" * (_QUOTA_FILLER // 3), "", [(b"host", b"h")]),
+    "blank query parameters": ("/x", "&".join(f"{i:x}" for i in range(2_000)), []),
+    "cookies": ("/x", "", [(b"cookie", b";".join(b"%x" % i for i in range(2_000)))]),
+    # header names: not in the quota, and no documented limit on their number
+    "header names": ("/x", "", [(b"x-%05d" % i, b"") for i in range(10_000)]),
+}
+
+
+@pytest.mark.parametrize("case", WORST_CASES)
+def test_lambdas_limit_holds_whatever_the_request_puts_besides_the_body(case: str) -> None:
+    # GIVEN an event built by the edge from a request that makes its non-body part large
+    event = _built(*WORST_CASES[case])
+    event["isBase64Encoded"] = True
+    rest = len(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode())
+    room = LAMBDA_LIMIT - rest - len(',"body":""')
+    # WHEN its body makes the event's JSON exactly the limit THEN it is invoked; a byte more is not
+    assert not event_exceeds_invocation_limit({**event, "body": "A" * room}, b"")
+    assert event_exceeds_invocation_limit({**event, "body": "A" * (room + 1)}, b"")
 
 
 def _taker(budget: BodyBudget, order: list[str]) -> Callable[[str, int], Awaitable[None]]:

@@ -53,6 +53,8 @@ def test_result_without_status_code_is_200_json_whose_body_is_the_output(
 
 def test_the_response_limit_is_on_the_whole_result_as_json() -> None:
     # The JSON of the result (statusCode, headers, quotes and escapes) is what Lambda limits.
+    # Lambda's "Response payload size exceeded maximum allowed payload size (6291556 bytes)"
+    assert MAX_RESPONSE_BYTES == 6_291_556
     fits = MAX_RESPONSE_BYTES - len('{"statusCode": 200, "body": ""}')
     assert len(to_http({"statusCode": 200, "body": "x" * fits}).body) == fits
     with pytest.raises(InvalidResultError, match="6,291,556"):

@@ -94,8 +94,10 @@ def test_a_wsgi_backend_reads_only_the_gateways_identity_whatever_the_header_spe
         ("application/octet-stream", bytes(range(256)) * (4_900_000 // 256)),
         # 2.2 MB of JSON text whose every character is written \u00e9 (ensure_ascii): 6.6 MB
         ("application/json", b'"' + "\u00e9".encode() * 1_100_000 + b'"'),
+        # plain text just under 6 MiB: its own bytes fit, the result's other fields do not
+        ("text/plain", b"x" * 6_291_400),
     ],
-    ids=["binary", "escaped-text"],
+    ids=["binary", "escaped-text", "text-and-the-rest"],
 )
 def test_an_answer_the_lambda_result_cannot_carry_is_a_precise_502_not_a_bare_500(
     proxied: Proxy, backend: BackendServer, content_type: str, payload: bytes

@@ -83,7 +83,11 @@ def test_ordinary_paths_pass(remainder: str) -> None:
 def test_query_with_control_characters_is_refused() -> None:
     with pytest.raises(UnsafePathError):
         check_query(b"a=1\r\nHost: evil")
+    for control in (b"\x00", b"\x1f", b"\x7f"):  # NUL, the last C0 control, DEL
+        with pytest.raises(UnsafePathError):
+            check_query(b"a=" + control)
     check_query(b"a=1&b=%0d%0a")  # encoded, it is data for the backend
+    check_query(b"a= ~\x80")  # space, the last printable and a high byte are not controls
 
 
 def test_manifests_and_trust_go_to_the_session_cluster() -> None:
@@ -142,3 +146,42 @@ def test_a_backend_url_is_compared_and_sent_in_its_normal_form() -> None:
     # ...and a port that is no port is refused
     with pytest.raises(ValueError, match="Port"):
         parse_url("http://chain:notaport")
+
+
+def test_a_path_encoded_three_times_passes_and_four_times_is_refused() -> None:
+    # Every layer is checked; past the fourth decoding the last one would go unchecked
+    check_remainder("a%252520b")
+    with pytest.raises(UnsafePathError, match="too many times"):
+        check_remainder("a%25252520b")
+
+
+def test_an_https_backend_on_its_default_port_is_sent_without_it() -> None:
+    # GIVEN https on 443 THEN the Host header (netloc) and the URL carry no port, as httpx sent
+    url = parse_url("https://Chain.Internal:443/api")
+    assert (url.origin, url.netloc) == (("https", "chain.internal", None), "chain.internal")
+    assert str(upstream_url(url, "/chain/x", b"")) == "https://chain.internal/api/chain/x"
+    assert parse_url("https://chain:8443").netloc == "chain:8443"
+
+
+def test_a_query_reaches_the_backend_byte_for_byte_but_for_a_fragment_mark() -> None:
+    # Every printable ASCII character is sent as the client wrote it ("#" would end the URL)
+    printable = bytes(range(0x21, 0x7F)).replace(b"#", b"")
+    url = upstream_url(parse_url("http://s:1"), "/chain/x", printable + b"#")
+    assert url.target == "/chain/x?" + printable.decode() + "%23"
+
+
+@pytest.mark.parametrize(
+    ("remainder", "reason"),
+    [
+        ("http://evil.example/x", "absolute URL"),
+        ("https:%2F%2Fevil.example", "absolute URL"),
+        ("blocks//x", "empty segment"),
+        ("a/../b", "dot segment"),
+        ("a\\b", "backslash"),
+        ("a%0d%0ab", "control character"),
+    ],
+)
+def test_a_refused_path_says_why(remainder: str, reason: str) -> None:
+    # The problem's detail names what was refused (the caller's only hint at a typo)
+    with pytest.raises(UnsafePathError, match=reason):
+        check_remainder(remainder)

@@ -200,6 +200,44 @@ def test_fallback_memory_stays_bounded_under_many_callers() -> None:
     assert len(memory) <= 100
 
 
+def test_a_full_fallback_table_drops_callers_whose_counts_expired_before_current_ones() -> None:
+    # GIVEN 2 per 10 s and room for 10 callers; "a" and eight others seen in window 0
+    window, limits = 10_000_000, [(2, 10_000_000)]
+    clock = [0]
+    memory = InMemoryLimiter(max_keys=10, clock_us=lambda: clock[0])
+    for key in ["a", *(f"old-{n}" for n in range(8))]:
+        memory.check([key], limits)
+    # WHEN, two windows later (the others' counts no longer matter), "a" spends its quota
+    clock[0] = 2 * window
+    assert all(memory.check(["a"], limits)[0].admitted for _ in range(2))
+    # ...and two new callers fill the table past its size
+    memory.check(["new-1"], limits)
+    memory.check(["new-2"], limits)
+    # THEN the expired callers went, not "a" (the oldest key): it is still refused
+    assert not memory.check(["a"], limits)[0].admitted
+
+
+def test_a_fallback_refusal_charges_none_of_the_request_keys() -> None:
+    # GIVEN a request checked against two keys (1 and 5 per 10 s), the first already spent
+    memory = InMemoryLimiter(clock_us=lambda: 0)
+    limits = [(1, 10_000_000), (5, 10_000_000)]
+    assert memory.check(["tight", "loose"], limits)[0].admitted
+    # WHEN the next is refused by the first key
+    assert [v.admitted for v in memory.check(["tight", "loose"], limits)] == [False, True]
+    # THEN the second key was not charged for it: 5 - 1 - this one
+    assert memory.check(["loose"], limits[1:])[0].remaining == 3
+
+
+def test_a_fallback_table_at_its_size_keeps_every_caller() -> None:
+    # GIVEN room for 10 callers, and exactly 10 in one window, the first at its quota
+    memory = InMemoryLimiter(max_keys=10, clock_us=lambda: 0)
+    limits = [(1, 10_000_000)]
+    for key in [f"ip-{n}" for n in range(10)]:
+        assert memory.check([key], limits)[0].admitted
+    # THEN none was dropped: the first is still refused
+    assert not memory.check(["ip-0"], limits)[0].admitted
+
+
 def test_a_caller_cannot_double_its_burst_across_a_window_boundary() -> None:
     # GIVEN 10 per 10 s, all 10 spent just before the window ends (in-memory clock)
     clock = [9_900_000]

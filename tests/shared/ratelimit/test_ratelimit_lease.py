@@ -51,6 +51,10 @@ def test_a_busy_caller_is_decided_in_redis_a_few_times_with_exact_headers(
     # THEN all pass, each saying exactly what is left, and Redis was asked far fewer times
     assert all(decision.allowed for decision in decisions)
     assert [d.remaining for d in decisions] == list(range(100_000 - 1, 100_000 - 301, -1))
+    # ...and the same window's end, whether Redis or a lease decided (the hour's windows start
+    # at multiples of 3,600 s: the burst takes well under a second of it)
+    resets = {d.reset_seconds for d in decisions}
+    assert max(resets) - min(resets) <= 1
     assert _script_calls(redis_client) <= 20  # 1, 1, 2, 4, ... then 32 slots per trip
     # AND Redis has counted every admitted request (plus at most the lease in hand)
     counted = int(redis_client.hget(limiter.policies.public.key(IP), "c") or 0)
@@ -124,6 +128,53 @@ def test_a_lease_lapses_after_its_time_and_a_cold_caller_asks_for_none() -> None
     assert (terms.extra, terms.back, terms.back_window) == (0, 3, 7)
 
 
+def _hot_caller_asking() -> tuple[list[float], Leases, TripTerms]:
+    """A caller seen at t = 0 whose next trip, at t = 0.1 s, asks for a lease (of 1 slot)."""
+    now = [0.0]
+    leases = Leases(max_slots=8, clock=lambda: now[0])
+    leases.record("k", NO_LEASE, granted=0, remaining=500, reset_us=30_000_000, window=3)
+    now[0] = 0.1
+    terms = leases.terms("k")
+    assert terms.extra == 1
+    return now, leases, terms
+
+
+def test_one_trip_at_a_time_asks_for_a_lease_and_a_cold_trip_does_not_stop_later_ones() -> None:
+    # GIVEN a hot caller's trip asking for a lease is under way
+    now, leases, asking = _hot_caller_asking()
+    # THEN a trip set out meanwhile (another thread) asks for none: its lease would replace
+    # the first one's, and that one's slots would be counted in Redis and never spent
+    assert leases.terms("k") == NO_LEASE
+    leases.record("k", asking, granted=1, remaining=498, reset_us=30_000_000, window=3)
+    # AND after a cold trip (no lease asked), the next hot one asks again
+    now[0] = 2.0
+    cold = leases.terms("k")
+    assert cold.extra == 0
+    leases.record("k", cold, granted=0, remaining=497, reset_us=28_000_000, window=3)
+    now[0] = 2.1
+    assert leases.terms("k").extra == 2  # twice the slot spent of the last lease
+
+
+def test_leases_are_kept_for_at_most_max_keys_callers_the_oldest_going_first() -> None:
+    leases = Leases(max_slots=8, clock=lambda: 0.0, max_keys=3)
+
+    def lease(key: str) -> None:
+        leases.record(key, TripTerms(4, 0, -1), granted=4, remaining=50, reset_us=9**9, window=1)
+
+    # GIVEN leases for exactly as many callers as the instance keeps: all are kept
+    for key in ("a", "b", "c"):
+        lease(key)
+    assert all(leases.spend(key) is not None for key in ("a", "b", "c"))
+    # WHEN one more caller takes a lease THEN only the oldest's is forgotten
+    lease("d")
+    assert [leases.spend(key) is not None for key in ("a", "b", "c", "d")] == [
+        False,
+        True,
+        True,
+        True,
+    ]
+
+
 def test_a_lease_never_outlives_the_window_it_was_charged_in() -> None:
     now = [0.0]
     leases = Leases(max_slots=8, clock=lambda: now[0])
@@ -138,13 +189,8 @@ def test_a_lease_never_outlives_the_window_it_was_charged_in() -> None:
 
 
 def test_a_slow_reply_does_not_carry_a_lease_past_its_window() -> None:
-    now = [0.0]
-    leases = Leases(max_slots=8, clock=lambda: now[0])
-    leases.record("k", NO_LEASE, granted=0, remaining=500, reset_us=30_000_000, window=3)
     # GIVEN a hot caller's trip asking for a lease is set out at t = 0.1 s
-    now[0] = 0.1
-    terms = leases.terms("k")
-    assert terms.extra == 1
+    now, leases, terms = _hot_caller_asking()
     # WHEN Redis's reply, 0.3 s before the end of the window it was charged in, comes 0.5 s
     # later (Redis read its clock somewhere in between: that window ended by t = 0.4 s)
     now[0] = 0.6

@@ -11,7 +11,7 @@ import redis
 from lucid.config import Settings
 from lucid.errors import PROBLEM_CONTENT_TYPE
 from lucid.ratelimit import RateLimiter
-from lucid.ratelimit.window import MICROS, decide
+from lucid.ratelimit.window import MICROS, Counts, decide
 from tests.shared.ratelimit.helpers import ADMIN, USER, function_app, invoke, limiter_for
 
 TIERS = [
@@ -165,6 +165,35 @@ def test_reset_is_the_end_of_the_window_and_what_was_used_comes_back_over_the_ne
     # AND a whole window later it is
     later, _ = decide(state, start + first.reset_us + window, quota, window)
     assert later.remaining == quota - 1
+
+
+@pytest.mark.parametrize(
+    ("quota", "state", "admitted", "remaining", "retry_s"),
+    [
+        (10, (3, 0), True, 6, 0),  # mid-window: the reset is the rest of the window
+        (10, (4, 10), False, 0, 15),  # the previous window's weight must shrink by 2.5
+        (10, (9, 4), False, 0, 45),  # no room left in this window: its end
+        (1, (0, 1), False, 0, 45),  # a quota of one, spent in the previous window
+        (10, (10, 4), False, 0, 51),  # over the quota in this window, and a previous one
+        (10, (12, 0), False, 0, 60),  # over the quota in this window alone
+    ],
+)
+def test_the_in_memory_decision_names_the_exact_wait_until_a_request_fits(
+    quota: int, state: tuple[int, int], admitted: bool, remaining: int, retry_s: int
+) -> None:
+    # GIVEN a caller's counts (this window, the previous one), 15 s into a 60 s window: the
+    # arithmetic the fallback limiter shares with the Lua script
+    window, number = 60 * MICROS, 1_000
+    now = number * window + 15 * MICROS
+    counts = Counts(number, *state)
+    verdict, _ = decide(counts, now, quota, window)
+    # THEN the verdict, its reset (the window's end) and Retry-After are exact
+    assert (verdict.admitted, verdict.remaining) == (admitted, remaining)
+    assert (verdict.reset_us, verdict.retry_us) == (45 * MICROS, retry_s * MICROS)
+    if not admitted:
+        # AND the retry is the first moment one more request fits
+        assert decide(counts, now + verdict.retry_us, quota, window)[0].admitted
+        assert not decide(counts, now + verdict.retry_us - 1, quota, window)[0].admitted
 
 
 def _sleep_into_the_next_window(window_s: int, at: float) -> None:
