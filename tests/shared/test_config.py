@@ -296,3 +296,78 @@ def test_the_readme_configuration_table_names_every_setting_with_its_default() -
             assert [_as_written(defaults[name]) for name in names] == values, names
             compared += len(names)
     assert compared >= 20
+
+
+# Each bounded setting's lowest and highest accepted value (None: no upper bound), as designed
+# (the comments beside the fields, the README's Configuration section): one below the lowest and
+# one above the highest stop the function at its cold start with a message naming the variable.
+WHOLE_NUMBER_BOUNDS: dict[str, tuple[int, int | None]] = {
+    "JWT_LEEWAY_SECONDS": (0, 30),
+    "TOKEN_EXPIRE_MINUTES": (1, 1440),
+    "REFRESH_TOKEN_EXPIRE_DAYS": (1, 90),
+    "SIGNIN_CHALLENGE_TTL_SECONDS": (30, 3600),
+    "MONGODB_TIMEOUT_MS": (50, 30000),
+    "REDIS_TIMEOUT_MS": (1, 1000),
+    "REDIS_CONNECT_TIMEOUT_MS": (1, 5000),
+    "REDIS_MAX_CONNECTIONS": (1, None),
+    "BACKEND_DISCOVERY_MAX_AGE_SECONDS": (1, 3600),
+    "PROXY_RETRIES": (0, 5),
+    "BREAKER_WINDOW_SECONDS": (1, None),
+    "BREAKER_MIN_CALLS": (1, None),
+    "BREAKER_OPEN_SECONDS": (1, None),
+    "BREAKER_HALF_OPEN_CALLS": (1, None),
+    "BREAKER_SYNC_MS": (0, 10000),
+    "RATE_LIMIT_PUBLIC": (1, None),
+    "RATE_LIMIT_AUTHENTICATED": (1, None),
+    "RATE_LIMIT_ADMIN": (1, None),
+    "RATE_LIMIT_WINDOW_SECONDS": (1, 3600),
+    "RATE_LIMIT_SIGNIN_PER_IP": (1, None),
+    "RATE_LIMIT_SIGNIN_PER_ADDRESS": (1, None),
+    "RATE_LIMIT_LEASE_MAX": (0, 1000),
+    "IDEMPOTENCY_TTL_SECONDS": (60, 7 * 24 * 3600),
+}
+# Numbers above an exclusive lower bound, up to an inclusive upper one.
+NUMBER_BOUNDS: dict[str, tuple[float, float]] = {
+    "PROXY_CONNECT_TIMEOUT_SECONDS": (0, 10),
+    "PROXY_READ_TIMEOUT_SECONDS": (0, 28),
+    "BREAKER_FAILURE_RATE": (0, 1),
+}
+
+
+def test_every_bounded_setting_takes_its_limits_and_refuses_one_beyond(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN every setting with a bound (a bound added to a field must be added here too)
+    bounded = {
+        field.name
+        for field in dataclasses.fields(Settings)
+        if default_of(field).__class__ in (int, float)
+    }
+    assert bounded == set(WHOLE_NUMBER_BOUNDS) | set(NUMBER_BOUNDS)
+    for name, (lowest, highest) in WHOLE_NUMBER_BOUNDS.items():
+        # WHEN a deployment sets it to either limit THEN the function starts with that value
+        for accepted in (lowest, highest) if highest is not None else (lowest, 10**9):
+            monkeypatch.setenv(name, str(accepted))
+            assert getattr(Settings(), name) == accepted, name
+        # WHEN it sets one beyond THEN the settings are refused, naming the variable and limit
+        monkeypatch.setenv(name, str(lowest - 1))
+        with pytest.raises(SettingsError, match=rf"^1 invalid setting: {name}: must be at least "):
+            Settings()
+        if highest is not None:
+            monkeypatch.setenv(name, str(highest + 1))
+            with pytest.raises(
+                SettingsError, match=rf"^1 invalid setting: {name}: must be at most "
+            ):
+                Settings()
+        monkeypatch.delenv(name)
+    for name, (above, highest) in NUMBER_BOUNDS.items():
+        for accepted in (above + 0.001, highest):
+            monkeypatch.setenv(name, str(accepted))
+            assert getattr(Settings(), name) == accepted, name
+        monkeypatch.setenv(name, str(above))
+        with pytest.raises(SettingsError, match=rf"^1 invalid setting: {name}: must be greater "):
+            Settings()
+        monkeypatch.setenv(name, str(highest + 0.001))
+        with pytest.raises(SettingsError, match=rf"^1 invalid setting: {name}: must be at most "):
+            Settings()
+        monkeypatch.delenv(name)
