@@ -360,14 +360,14 @@ def test_every_bounded_setting_takes_its_limits_and_refuses_one_beyond(
             ):
                 Settings()
         monkeypatch.delenv(name)
-    for name, (above, highest) in NUMBER_BOUNDS.items():
-        for accepted in (above + 0.001, highest):
-            monkeypatch.setenv(name, str(accepted))
-            assert getattr(Settings(), name) == accepted, name
+    for name, (above, top) in NUMBER_BOUNDS.items():
+        for taken in (above + 0.001, top):
+            monkeypatch.setenv(name, str(taken))
+            assert getattr(Settings(), name) == taken, name
         monkeypatch.setenv(name, str(above))
         with pytest.raises(SettingsError, match=rf"^1 invalid setting: {name}: must be greater "):
             Settings()
-        monkeypatch.setenv(name, str(highest + 0.001))
+        monkeypatch.setenv(name, str(top + 0.001))
         with pytest.raises(SettingsError, match=rf"^1 invalid setting: {name}: must be at most "):
             Settings()
         monkeypatch.delenv(name)
