@@ -371,3 +371,20 @@ def test_every_bounded_setting_takes_its_limits_and_refuses_one_beyond(
         with pytest.raises(SettingsError, match=rf"^1 invalid setting: {name}: must be at most "):
             Settings()
         monkeypatch.delenv(name)
+
+
+def test_a_name_setting_takes_one_character_and_an_empty_one_is_not_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN the shortest names a deployment can give (the template's "" means "not configured")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "L")
+    monkeypatch.setenv("JWT_ISSUER", "i")
+    monkeypatch.setenv("JWT_AUDIENCE", "")
+    settings = Settings(STAGE="dev", JWT_SECRET_KEY=STRONG_KEY)
+    # THEN one character is a name, and an empty audience is the stage's default
+    assert (settings.POWERTOOLS_METRICS_NAMESPACE, settings.JWT_ISSUER) == ("L", "i")
+    assert settings.JWT_AUDIENCE == "lucid/dev"
+    # AND an empty namespace, which has a default rather than none, stops the start
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "")
+    with pytest.raises(SettingsError, match=r"^1 invalid setting: POWERTOOLS_METRICS_NAMESP"):
+        Settings()
