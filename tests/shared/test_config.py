@@ -388,3 +388,19 @@ def test_a_name_setting_takes_one_character_and_an_empty_one_is_not_configured(
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "")
     with pytest.raises(SettingsError, match=r"^1 invalid setting: POWERTOOLS_METRICS_NAMESP"):
         Settings()
+
+
+def test_the_readme_rows_written_in_words_give_the_codes_defaults() -> None:
+    # GIVEN the rows the table test above cannot compare value by value
+    defaults = {field.name: default_of(field) for field in dataclasses.fields(Settings)}
+    rows = dict((tuple(names), written) for names, written in _readme_settings_rows())
+    # THEN "unset" means no default, for every variable of the row
+    for names, written in rows.items():
+        if written == "unset":
+            assert [defaults[name] for name in names] == [None] * len(names), names
+    # AND the breaker's row gives each of its numbers in the order of its variables
+    breaker = next(names for names in rows if names[0] == "BREAKER_WINDOW_SECONDS")
+    numbers = [float(number) for number in re.findall(r"\d+(?:\.\d+)?", rows[breaker])]
+    as_written = {"BREAKER_FAILURE_RATE": 100}  # "50 %"
+    code = [float(str(defaults[name])) * as_written.get(name, 1) for name in breaker]
+    assert numbers == code
