@@ -432,6 +432,12 @@ def test_sort_directions_other_than_1_and_minus_1_are_refused_like_mongodb(
         found = db.command("find", "scores", sort={"i": down})["cursor"]["firstBatch"]
         assert [d["i"] for d in found] == [2, 1, 0]
     assert [d["i"] for d in db.scores.find(sort=[("i", Int64(1))])] == [0, 1, 2]
+    # AND a $sort stage of a pipeline is parsed the same way (and may not be empty: 15976)
+    for stage, code in (({"i": 2}, 15975), ({"i": "asc"}, 15974), ({}, 15976)):
+        with pytest.raises(OperationFailure) as staged:
+            list(db.scores.aggregate([{"$sort": stage}]))
+        assert staged.value.code == code
+    assert [d["i"] for d in db.scores.aggregate([{"$sort": {"i": -1.0}}])] == [2, 1, 0]
 
 
 def test_aggregate_count_and_distinct(db: Database[Doc]) -> None:
