@@ -37,6 +37,8 @@ def test_create_answers_201_with_location_etag_and_a_pending_session(alice: User
     session = reply.body
     assert reply.headers["location"] == f"/sessions/{session['id']}"
     assert reply.headers["etag"] == '"1"'
+    # a POST without an Idempotency-Key is never a replay (Idempotent-Replayed: only for keyed)
+    assert "idempotent-replayed" not in reply.headers
     assert session["owner_id"] == alice.id
     assert session["name"] == "render job"
     assert session["status"] == "pending"
