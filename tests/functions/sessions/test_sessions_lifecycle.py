@@ -291,6 +291,14 @@ def test_a_flood_of_unknown_fields_is_a_422_small_enough_for_lambda_to_return(
     assert database["sessions"].count_documents({}) == 0
 
 
+def test_a_field_name_of_64_characters_is_named_whole_and_a_longer_one_cut(alice: User) -> None:
+    # WHEN a create names two fields the client does not own, of 64 and 65 characters
+    reply = api("POST", "/sessions", caller=alice, body={"name": "x", "f" * 64: 0, "g" * 65: 0})
+    # THEN the 422 names the first as sent and the second cut to 64 characters, ending in "…"
+    assert reply.status == 422
+    assert [error["loc"][1] for error in reply.body["errors"]] == ["f" * 64, "g" * 63 + "…"]
+
+
 @pytest.mark.parametrize("name", ["a\x00b", "line\nbreak", "\x07bell", "del\x7f", "c1\x9b"])
 def test_a_session_name_with_a_control_character_is_422_and_nothing_changes(
     alice: User, database: Database[dict[str, Any]], name: str
