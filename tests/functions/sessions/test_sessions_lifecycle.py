@@ -187,6 +187,23 @@ def test_metadata_just_under_16_kb_is_accepted(alice: User) -> None:
     assert len(session["metadata"]["blob"]) == 16000
 
 
+def test_metadata_of_exactly_16_kb_as_json_is_accepted_and_one_byte_more_refused(
+    alice: User,
+) -> None:
+    # {"blob":"x...x"} is 11 bytes of JSON around the string
+    exact = {"blob": "x" * (16 * 1024 - 11)}
+    assert len(json.dumps(exact, separators=(",", ":"))) == 16 * 1024
+    assert create(alice, metadata=exact)["metadata"] == exact
+    over = api(
+        "POST",
+        "/sessions",
+        caller=alice,
+        body={"name": "n", "metadata": {"blob": "x" * (16 * 1024 - 10)}},
+    )
+    assert over.status == 422
+    assert "must be at most 16384 bytes as JSON" in json.dumps(over.body)
+
+
 def test_metadata_nested_beyond_16_levels_is_refused(alice: User) -> None:
     deep: dict[str, Any] = {}
     for _ in range(20):
