@@ -15,6 +15,7 @@ from lucid.config import (
     SettingsError,
     default_of,
     ephemeral_secret,
+    get_settings,
 )
 
 STRONG_KEY = "k" * 32
@@ -408,3 +409,38 @@ def test_the_readme_rows_written_in_words_give_the_codes_defaults() -> None:
     as_written = {"BREAKER_FAILURE_RATE": 100}  # "50 %"
     code = [float(str(defaults[name])) * as_written.get(name, 1) for name in breaker]
     assert numbers == code
+
+
+@pytest.mark.parametrize(
+    ("stage", "reference", "random_key"),
+    [
+        ("local", {}, True),  # nothing configured on a developer's machine: a key per process
+        ("local", {"JWT_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:k"}, False),
+        ("local", {"JWT_SECRET_PARAM": "/lucid/jwt"}, False),
+        ("dev", {}, False),  # a deployed stage never makes one up: lucid.auth.keys refuses
+        ("dev", {"JWT_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:k"}, False),
+    ],
+)
+def test_only_the_local_stage_without_any_key_gets_a_random_one(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    stage: str,
+    reference: dict[str, str],
+    random_key: bool,
+) -> None:
+    # GIVEN a process whose environment names no key itself
+    for name in ("JWT_SECRET_KEY", "JWT_SECRET_ARN", "JWT_SECRET_PARAM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("STAGE", stage)
+    for name, value in reference.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        # WHEN its settings are first read
+        key = get_settings().JWT_SECRET_KEY
+    finally:
+        get_settings.cache_clear()
+    # THEN only the local stage with no key and no reference to one gets a random key, said so
+    assert (key is not None) is random_key
+    warned = [r for r in caplog.records if "using a random key" in r.getMessage()]
+    assert len(warned) == int(random_key)
