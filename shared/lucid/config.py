@@ -121,14 +121,13 @@ def _shown(value: object) -> str:
     return text if len(text) <= _SHOWN_CHARACTERS else text[: _SHOWN_CHARACTERS - 3] + "..."
 
 
-def text(*, min_length: int = 0, max_length: int | None = None) -> Parser:
-    """A string of `min_length` to `max_length` characters."""
+def text(*, max_length: int | None = None) -> Parser:
+    """A string of at most `max_length` characters (an empty one never reaches a parser: it is
+    "not configured", `parse_setting`)."""
 
     def parse(value: object) -> object:
         if not isinstance(value, str):
             raise ValueError(f"must be a string (got {_shown(value)})")
-        if len(value) < min_length:
-            raise ValueError(f"must be at least {min_length} characters long")
         if max_length is not None and len(value) > max_length:
             raise ValueError(f"must be at most {max_length} characters long")
         return value
@@ -280,7 +279,7 @@ class Settings:
     SERVICE_NAME: str = setting("lucid-api-gateway", text())
     LOG_LEVEL: LogLevel = setting("INFO", choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
     # The CloudWatch namespace of the functions' metrics (Powertools' variable).
-    POWERTOOLS_METRICS_NAMESPACE: str = setting("Lucid", text(min_length=1, max_length=255))
+    POWERTOOLS_METRICS_NAMESPACE: str = setting("Lucid", text(max_length=255))
 
     # --- auth ------------------------------------------------------------------------------
     # Public base URL of the auth endpoints; its host is the sign-in message's domain. Unset on
@@ -309,8 +308,8 @@ class Settings:
     # Access tokens' `iss` and `aud`. Unset (the template sets neither), they name the stage:
     # `lucid-api-gateway/<STAGE>` and `lucid/<STAGE>`, so a token minted on one stage is refused
     # on every other even where the stages share a signing key.
-    JWT_ISSUER: str = setting(None, text(min_length=1))
-    JWT_AUDIENCE: str = setting(None, text(min_length=1))
+    JWT_ISSUER: str = setting(None, text())
+    JWT_AUDIENCE: str = setting(None, text())
     # Clock skew allowed past a token's exp/nbf, by the authorizer and every function alike; at
     # most MAX_JWT_LEEWAY_SECONDS, the margin revocations are kept for. Every Settings parses
     # each value through its field (`__init__`, `dataclasses.replace` too): nothing else bounds it.

@@ -15,6 +15,7 @@ from lucid.config import (
     SettingsError,
     default_of,
     ephemeral_secret,
+    get_settings,
 )
 
 STRONG_KEY = "k" * 32
@@ -57,6 +58,10 @@ def test_outside_local_a_function_that_handles_no_token_needs_no_key() -> None:
 def test_outside_local_a_short_hs256_key_is_refused() -> None:
     with pytest.raises(SettingsError, match="32 bytes"):
         Settings(STAGE="prod", JWT_SECRET_KEY="short-but-not-a-placeholder")
+    # the local stage takes it (tokens there never leave the machine)
+    local = Settings(STAGE="local", JWT_SECRET_KEY="short-but-not-a-placeholder").JWT_SECRET_KEY
+    assert local is not None
+    assert local.get_secret_value() == "short-but-not-a-placeholder"
 
 
 @pytest.mark.parametrize(("algorithm", "least"), [("HS256", 32), ("HS384", 48), ("HS512", 64)])
@@ -296,3 +301,146 @@ def test_the_readme_configuration_table_names_every_setting_with_its_default() -
             assert [_as_written(defaults[name]) for name in names] == values, names
             compared += len(names)
     assert compared >= 20
+
+
+# Each bounded setting's lowest and highest accepted value (None: no upper bound), as designed
+# (the comments beside the fields, the README's Configuration section): one below the lowest and
+# one above the highest stop the function at its cold start with a message naming the variable.
+WHOLE_NUMBER_BOUNDS: dict[str, tuple[int, int | None]] = {
+    "JWT_LEEWAY_SECONDS": (0, 30),
+    "TOKEN_EXPIRE_MINUTES": (1, 1440),
+    "REFRESH_TOKEN_EXPIRE_DAYS": (1, 90),
+    "SIGNIN_CHALLENGE_TTL_SECONDS": (30, 3600),
+    "MONGODB_TIMEOUT_MS": (50, 30000),
+    "REDIS_TIMEOUT_MS": (1, 1000),
+    "REDIS_CONNECT_TIMEOUT_MS": (1, 5000),
+    "REDIS_MAX_CONNECTIONS": (1, None),
+    "BACKEND_DISCOVERY_MAX_AGE_SECONDS": (1, 3600),
+    "PROXY_RETRIES": (0, 5),
+    "BREAKER_WINDOW_SECONDS": (1, None),
+    "BREAKER_MIN_CALLS": (1, None),
+    "BREAKER_OPEN_SECONDS": (1, None),
+    "BREAKER_HALF_OPEN_CALLS": (1, None),
+    "BREAKER_SYNC_MS": (0, 10000),
+    "RATE_LIMIT_PUBLIC": (1, None),
+    "RATE_LIMIT_AUTHENTICATED": (1, None),
+    "RATE_LIMIT_ADMIN": (1, None),
+    "RATE_LIMIT_WINDOW_SECONDS": (1, 3600),
+    "RATE_LIMIT_SIGNIN_PER_IP": (1, None),
+    "RATE_LIMIT_SIGNIN_PER_ADDRESS": (1, None),
+    "RATE_LIMIT_LEASE_MAX": (0, 1000),
+    "IDEMPOTENCY_TTL_SECONDS": (60, 7 * 24 * 3600),
+}
+# Numbers above an exclusive lower bound, up to an inclusive upper one.
+NUMBER_BOUNDS: dict[str, tuple[float, float]] = {
+    "PROXY_CONNECT_TIMEOUT_SECONDS": (0, 10),
+    "PROXY_READ_TIMEOUT_SECONDS": (0, 28),
+    "BREAKER_FAILURE_RATE": (0, 1),
+}
+
+
+def test_every_bounded_setting_takes_its_limits_and_refuses_one_beyond(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN every setting with a bound (a bound added to a field must be added here too)
+    bounded = {
+        field.name
+        for field in dataclasses.fields(Settings)
+        if default_of(field).__class__ in (int, float)
+    }
+    assert bounded == set(WHOLE_NUMBER_BOUNDS) | set(NUMBER_BOUNDS)
+    for name, (lowest, highest) in WHOLE_NUMBER_BOUNDS.items():
+        # WHEN a deployment sets it to either limit THEN the function starts with that value
+        for accepted in (lowest, highest) if highest is not None else (lowest, 10**9):
+            monkeypatch.setenv(name, str(accepted))
+            assert getattr(Settings(), name) == accepted, name
+        # WHEN it sets one beyond THEN the settings are refused, naming the variable and limit
+        monkeypatch.setenv(name, str(lowest - 1))
+        with pytest.raises(SettingsError, match=rf"^1 invalid setting: {name}: must be at least "):
+            Settings()
+        if highest is not None:
+            monkeypatch.setenv(name, str(highest + 1))
+            with pytest.raises(
+                SettingsError, match=rf"^1 invalid setting: {name}: must be at most "
+            ):
+                Settings()
+        monkeypatch.delenv(name)
+    for name, (above, top) in NUMBER_BOUNDS.items():
+        for taken in (above + 0.001, top):
+            monkeypatch.setenv(name, str(taken))
+            assert getattr(Settings(), name) == taken, name
+        monkeypatch.setenv(name, str(above))
+        with pytest.raises(SettingsError, match=rf"^1 invalid setting: {name}: must be greater "):
+            Settings()
+        monkeypatch.setenv(name, str(top + 0.001))
+        with pytest.raises(SettingsError, match=rf"^1 invalid setting: {name}: must be at most "):
+            Settings()
+        monkeypatch.delenv(name)
+
+
+def test_a_name_setting_takes_one_character_and_an_empty_one_is_not_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN the shortest names a deployment can give (the template's "" means "not configured")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "L")
+    monkeypatch.setenv("JWT_ISSUER", "i")
+    monkeypatch.setenv("JWT_AUDIENCE", "")
+    settings = Settings(STAGE="dev", JWT_SECRET_KEY=STRONG_KEY)
+    # THEN one character is a name, and an empty audience is the stage's default
+    assert (settings.POWERTOOLS_METRICS_NAMESPACE, settings.JWT_ISSUER) == ("L", "i")
+    assert settings.JWT_AUDIENCE == "lucid/dev"
+    # AND an empty namespace, which has a default rather than none, stops the start
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "")
+    with pytest.raises(SettingsError, match=r"^1 invalid setting: POWERTOOLS_METRICS_NAMESP"):
+        Settings()
+
+
+def test_the_readme_rows_written_in_words_give_the_codes_defaults() -> None:
+    # GIVEN the rows the table test above cannot compare value by value
+    defaults = {field.name: default_of(field) for field in dataclasses.fields(Settings)}
+    rows = dict((tuple(names), written) for names, written in _readme_settings_rows())
+    # THEN "unset" means no default, for every variable of the row
+    for names, written in rows.items():
+        if written == "unset":
+            assert [defaults[name] for name in names] == [None] * len(names), names
+    # AND the breaker's row gives each of its numbers in the order of its variables
+    breaker = next(names for names in rows if names[0] == "BREAKER_WINDOW_SECONDS")
+    numbers = [float(number) for number in re.findall(r"\d+(?:\.\d+)?", rows[breaker])]
+    as_written = {"BREAKER_FAILURE_RATE": 100}  # "50 %"
+    code = [float(str(defaults[name])) * as_written.get(name, 1) for name in breaker]
+    assert numbers == code
+
+
+@pytest.mark.parametrize(
+    ("stage", "reference", "random_key"),
+    [
+        ("local", {}, True),  # nothing configured on a developer's machine: a key per process
+        ("local", {"JWT_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:k"}, False),
+        ("local", {"JWT_SECRET_PARAM": "/lucid/jwt"}, False),
+        ("dev", {}, False),  # a deployed stage never makes one up: lucid.auth.keys refuses
+        ("dev", {"JWT_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:k"}, False),
+    ],
+)
+def test_only_the_local_stage_without_any_key_gets_a_random_one(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    stage: str,
+    reference: dict[str, str],
+    random_key: bool,
+) -> None:
+    # GIVEN a process whose environment names no key itself
+    for name in ("JWT_SECRET_KEY", "JWT_SECRET_ARN", "JWT_SECRET_PARAM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("STAGE", stage)
+    for name, value in reference.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        # WHEN its settings are first read
+        key = get_settings().JWT_SECRET_KEY
+    finally:
+        get_settings.cache_clear()
+    # THEN only the local stage with no key and no reference to one gets a random key, said so
+    assert (key is not None) is random_key
+    warned = [r for r in caplog.records if "using a random key" in r.getMessage()]
+    assert len(warned) == int(random_key)

@@ -21,7 +21,7 @@ from pymongo.errors import OperationFailure
 
 from lucid.store.documents import Document
 from lucid_edge.local import mongo_writes as writes
-from lucid_edge.local.mongo_core import CommandError, Cursors, Request
+from lucid_edge.local.mongo_core import CommandError, Cursors, Request, sort_keys
 from lucid_edge.local.mongo_index import Collections, indexed_client
 
 logger = logging.getLogger("lucid_edge.local.mongo_server")
@@ -247,6 +247,11 @@ class CommandBackend:
                 238, "database-level aggregate is not supported by the embedded MongoDB"
             )
         pipeline = request.command.get("pipeline", [])
+        for stage in pipeline:
+            if isinstance(stage, dict) and isinstance(stage.get("$sort"), dict):
+                if not stage["$sort"]:
+                    raise CommandError(15976, "$sort stage must have at least one sort key")
+                stage["$sort"] = dict(sort_keys(stage["$sort"]))
         documents = list(self._collection(request).aggregate(pipeline))
         return self._cursor_reply(request.namespace, documents, request)
 

@@ -9,11 +9,13 @@ one wire message. Cursors idle for ten minutes are dropped, as MongoDB does.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import bson
+from bson.decimal128 import Decimal128
 from bson.raw_bson import RawBSONDocument
 from pymongo.errors import OperationFailure
 
@@ -39,6 +41,9 @@ CODE_NAMES = {
     86: "IndexKeySpecsConflict",
     238: "NotImplemented",
     11000: "DuplicateKey",
+    15974: "Location15974",
+    15975: "Location15975",
+    15976: "Location15976",
 }
 
 
@@ -80,9 +85,30 @@ class Request:
         return f"{self.database}.{self.target}"
 
     def sort(self) -> list[tuple[str, Any]] | None:
-        """The `sort` document as the (key, direction) list that mongomock takes."""
+        """The `sort` document as the (key, 1 or -1) list that mongomock takes (`sort_keys`)."""
         sort = self.command.get("sort")
-        return list(sort.items()) if sort else None
+        return sort_keys(sort) if sort else None
+
+
+def sort_keys(sort: Document) -> list[tuple[str, Any]]:
+    """A sort document (find's `sort`, a `$sort` stage) as (key, 1 or -1) pairs, refused as
+    MongoDB refuses it (mongomock sorts by any value): a direction must be a number whose
+    integer part is 1 or -1 (MongoDB's src/mongo/db/query/sort_pattern.cpp, SortPattern:
+    15974 for a non-number, 15975 for any other number; `$meta` sorts are not served)."""
+    keys: list[tuple[str, Any]] = []
+    for key, direction in sort.items():
+        if isinstance(direction, dict):
+            raise CommandError(238, "$meta sorts are not supported by the embedded MongoDB")
+        if isinstance(direction, Decimal128):
+            direction = float(direction.to_decimal())
+        if isinstance(direction, bool) or not isinstance(direction, (int, float)):
+            raise CommandError(15974, f"Illegal key in $sort specification: {key}: {direction!r}")
+        if not math.isfinite(direction) or int(direction) not in (1, -1):
+            raise CommandError(
+                15975, "$sort key ordering must be 1 (for ascending) or -1 (for descending)"
+            )
+        keys.append((key, 1 if direction > 0 else -1))
+    return keys
 
 
 @dataclass

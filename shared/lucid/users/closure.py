@@ -30,6 +30,6 @@ def close_account(
     revoke_sign_ins: Callable[[str], object],
 ) -> None:
     """Close the caller's account (see the module docstring for the steps and their order)."""
-    users.delete(caller.user_id)  # False (nothing to delete) on a retry after it was deleted
+    users.delete(caller.user_id)  # nothing to delete on a retry after it was deleted
     sessions.end_all_of(caller.user_id)
     revoke_sign_ins(caller.user_id)

@@ -165,16 +165,16 @@ class UserRepository:
         # None: a removal before ours (deleted; demoted before we held the lease): as it is now.
         return self.get(user_id) if demoted is None else demoted
 
-    def delete(self, user_id: str) -> bool:
-        """Delete the user document; False when it was already gone; 409 when it is the last
-        admin (then nothing changes)."""
+    def delete(self, user_id: str) -> None:
+        """Delete the user document, if there is one (a retry finds it gone: nothing to do);
+        409 when it is the last admin (then nothing changes)."""
         if not is_valid_id(user_id):
-            return False
+            return
         plain_user = {"_id": user_id, "role": {"$ne": Role.ADMIN.value}}
         with database_errors("users"):
             # A plain user goes without the lease: the filter makes sure it still is one.
             if self._users.delete_one(plain_user).deleted_count == 1:
-                return True
+                return
         with self._admins.held() as lease:
             # With another admin besides, this user goes whatever its role; else only as a user.
             spare = self._admin_count() > 1
@@ -182,7 +182,7 @@ class UserRepository:
             with database_errors("users"):
                 deleted = self._users.delete_one({"_id": user_id} if spare else plain_user)
             if deleted.deleted_count == 1 or self.find_by_id(user_id) is None:
-                return deleted.deleted_count == 1
+                return
         raise _last_admin("close their account")
 
     def _admin_count(self) -> int:

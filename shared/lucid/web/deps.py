@@ -112,9 +112,11 @@ def check_sign_in(caller: CallerIdentity, revocations: RevocationList) -> None:
     """401 unless the caller's token is unexpired and its sign-in live (503 when neither store
     can tell). The expiry is checked here too: API Gateway may pass on an Allow it cached before
     the token expired, for up to AuthorizerTtlSeconds, longer than revocations are kept. The
-    clock leeway is JWT_LEEWAY_SECONDS, the one the authorizer's decoding allows."""
+    clock leeway is JWT_LEEWAY_SECONDS, the one the authorizer's decoding allows, and the
+    boundary is its too: refused from exp + leeway on (RFC 7519 section 4.1.4, "on or after";
+    PyJWT's _validate_exp raises when exp <= now - leeway)."""
     leeway = get_settings().JWT_LEEWAY_SECONDS
-    if caller.expires_at is not None and caller.expires_at + leeway < time.time():
+    if caller.expires_at is not None and caller.expires_at + leeway <= time.time():
         raise InvalidTokenError("token has expired")
     if not caller.session_id:
         raise InvalidTokenError("the token names no sign-in; sign in again")

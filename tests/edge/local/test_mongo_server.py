@@ -17,6 +17,7 @@ from typing import Any
 
 import bson
 import pytest
+from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 from pymongo import CursorType, MongoClient, ReturnDocument, UpdateOne
 from pymongo.collection import Collection
@@ -398,6 +399,45 @@ def test_sort_skip_limit_and_projection(db: Database[Doc]) -> None:
     assert list(page) == [{"i": 42}, {"i": 40}, {"i": 38}, {"i": 36}]
     assert db.scores.find_one({}, {"_id": 0}, sort=[("i", -1)]) == {"i": 49, "even": False}
     assert len(list(db.scores.find().limit(-5))) == 5  # negative limit: one batch
+
+
+def test_sort_directions_other_than_1_and_minus_1_are_refused_like_mongodb(
+    db: Database[Doc],
+) -> None:
+    # A real server parses every sort key (src/mongo/db/query/sort_pattern.cpp, SortPattern):
+    # a non-number is 15974 "Illegal key in $sort specification", a number whose integer part
+    # is not 1 or -1 is 15975; find and findAndModify alike. mongomock sorted by anything.
+    db.scores.insert_many([{"i": i} for i in range(3)])
+    for direction in (2, -2, 0, Int64(2**40)):
+        with pytest.raises(OperationFailure) as wrong:
+            list(db.scores.find(sort=[("i", direction)]))
+        assert wrong.value.code == 15975
+        assert wrong.value.details is not None
+        assert wrong.value.details["codeName"] == "Location15975"
+        with pytest.raises(OperationFailure) as modify:
+            db.scores.find_one_and_update({}, {"$set": {"x": 1}}, sort=[("i", direction)])
+        assert modify.value.code == 15975
+    for number in (42.5, 0.5, float("nan"), float("inf"), Decimal128("2")):
+        with pytest.raises(OperationFailure) as double:
+            db.command("find", "scores", sort={"i": number})
+        assert double.value.code == 15975
+    for other in ("asc", True, None):
+        with pytest.raises(OperationFailure, match=r"Illegal key in \$sort specification: i"):
+            db.command("find", "scores", sort={"i": other})
+    with pytest.raises(OperationFailure, match="not supported by the embedded MongoDB"):
+        db.command("find", "scores", sort={"i": {"$meta": "textScore"}})
+    assert db.scores.count_documents({"x": {"$exists": True}}) == 0  # no refused update wrote
+    # What the server accepts: 1 and -1 as any numeric type (a double's fraction is dropped).
+    for down in (-1, -1.0, -1.5, Int64(-1), Decimal128("-1")):
+        found = db.command("find", "scores", sort={"i": down})["cursor"]["firstBatch"]
+        assert [d["i"] for d in found] == [2, 1, 0]
+    assert [d["i"] for d in db.scores.find(sort=[("i", Int64(1))])] == [0, 1, 2]
+    # AND a $sort stage of a pipeline is parsed the same way (and may not be empty: 15976)
+    for stage, code in (({"i": 2}, 15975), ({"i": "asc"}, 15974), ({}, 15976)):
+        with pytest.raises(OperationFailure) as staged:
+            list(db.scores.aggregate([{"$sort": stage}]))
+        assert staged.value.code == code
+    assert [d["i"] for d in db.scores.aggregate([{"$sort": {"i": -1.0}}])] == [2, 1, 0]
 
 
 def test_aggregate_count_and_distinct(db: Database[Doc]) -> None:

@@ -37,6 +37,8 @@ def test_create_answers_201_with_location_etag_and_a_pending_session(alice: User
     session = reply.body
     assert reply.headers["location"] == f"/sessions/{session['id']}"
     assert reply.headers["etag"] == '"1"'
+    # a POST without an Idempotency-Key is never a replay (Idempotent-Replayed: only for keyed)
+    assert "idempotent-replayed" not in reply.headers
     assert session["owner_id"] == alice.id
     assert session["name"] == "render job"
     assert session["status"] == "pending"
@@ -185,6 +187,23 @@ def test_metadata_just_under_16_kb_is_accepted(alice: User) -> None:
     assert len(session["metadata"]["blob"]) == 16000
 
 
+def test_metadata_of_exactly_16_kb_as_json_is_accepted_and_one_byte_more_refused(
+    alice: User,
+) -> None:
+    # {"blob":"x...x"} is 11 bytes of JSON around the string
+    exact = {"blob": "x" * (16 * 1024 - 11)}
+    assert len(json.dumps(exact, separators=(",", ":"))) == 16 * 1024
+    assert create(alice, metadata=exact)["metadata"] == exact
+    over = api(
+        "POST",
+        "/sessions",
+        caller=alice,
+        body={"name": "n", "metadata": {"blob": "x" * (16 * 1024 - 10)}},
+    )
+    assert over.status == 422
+    assert "must be at most 16384 bytes as JSON" in json.dumps(over.body)
+
+
 def test_metadata_nested_beyond_16_levels_is_refused(alice: User) -> None:
     deep: dict[str, Any] = {}
     for _ in range(20):
@@ -287,6 +306,14 @@ def test_a_flood_of_unknown_fields_is_a_422_small_enough_for_lambda_to_return(
     assert problem["errors_omitted"] == 59_981
     assert len(problem["errors"][0]["loc"][1]) == 64
     assert database["sessions"].count_documents({}) == 0
+
+
+def test_a_field_name_of_64_characters_is_named_whole_and_a_longer_one_cut(alice: User) -> None:
+    # WHEN a create names two fields the client does not own, of 64 and 65 characters
+    reply = api("POST", "/sessions", caller=alice, body={"name": "x", "f" * 64: 0, "g" * 65: 0})
+    # THEN the 422 names the first as sent and the second cut to 64 characters, ending in "…"
+    assert reply.status == 422
+    assert [error["loc"][1] for error in reply.body["errors"]] == ["f" * 64, "g" * 63 + "…"]
 
 
 @pytest.mark.parametrize("name", ["a\x00b", "line\nbreak", "\x07bell", "del\x7f", "c1\x9b"])

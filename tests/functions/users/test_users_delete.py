@@ -6,6 +6,7 @@ MongoDB is mongomock (a fresh in-memory database per test); Redis is the real te
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -15,8 +16,10 @@ import redis
 from pymongo.database import Database
 
 from lucid.auth.refresh import RefreshTokenStore, hash_refresh_token
+from lucid.config import MAX_JWT_LEEWAY_SECONDS, get_settings
 from lucid.errors import InvalidTokenError
 from lucid.store.documents import new_id
+from lucid.store.keys import revocations_key
 from tests.utils.datastore import User, add_user, call, database_for, revocations_on, stored
 
 users_api = partial(call, "users")
@@ -69,6 +72,21 @@ def test_delete_me_ends_sessions_revokes_every_sign_in_and_deletes_the_profile(
         with pytest.raises(InvalidTokenError, match="revoked"):
             refresh.use(token)
     assert refresh.use(bobs_token).user_id == bob.id
+
+
+def test_a_closure_keeps_its_revocation_for_a_token_lifetime_and_the_leeway(
+    alice: User, database: Database[dict[str, Any]], redis_client: redis.Redis
+) -> None:
+    # GIVEN alice signed in; WHEN she closes her account
+    sign_ins(database, redis_client).issue(alice.id, alice.jti, alice.session_id)
+    before = time.time()
+    assert users_api("DELETE", "/users/me", caller=alice).status == 204
+    # THEN Redis keeps her sign-in revoked for as long as one of its access tokens can live,
+    # TOKEN_EXPIRE_MINUTES, plus the most clock skew a check allows (lucid.auth.revocation)
+    horizon = 60 * get_settings().TOKEN_EXPIRE_MINUTES + MAX_JWT_LEEWAY_SECONDS
+    kept_until = redis_client.hget(revocations_key(), alice.session_id)
+    assert kept_until is not None
+    assert before + horizon - 1 <= float(kept_until) <= time.time() + horizon + 1
 
 
 def test_after_the_closure_the_token_writes_nothing(

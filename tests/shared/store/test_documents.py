@@ -62,6 +62,13 @@ def test_size_nan_and_depth_limits() -> None:
         deep = {"k": deep}
     with pytest.raises(ValueError, match="deeper"):
         check_json_object(deep, max_bytes=10_000)
+    # an array is a level as an object is: 16 levels (the object, then 15 arrays) and no more
+    nested: Any = 1
+    for _ in range(15):
+        nested = [nested]
+    assert check_json_object({"a": nested}, max_bytes=10_000) == {"a": nested}
+    with pytest.raises(ValueError, match="deeper"):
+        check_json_object({"a": [nested]}, max_bytes=10_000)
 
 
 UNSTORABLE: dict[str, Any] = {

@@ -15,7 +15,7 @@ from redis.retry import Retry
 from starlette.exceptions import HTTPException
 
 from lucid.config import Settings
-from lucid.errors import ConflictError, RateLimitedError, ServiceUnavailableError
+from lucid.errors import ConflictError, LucidError, RateLimitedError, ServiceUnavailableError
 from lucid.store.documents import new_id
 from lucid.store.mongo import build_database
 from lucid.web.app import create_app, lambda_handler
@@ -89,6 +89,11 @@ async def unavailable() -> None:
     raise ServiceUnavailableError("the sessions store is unavailable")
 
 
+@router.get("/unclassified")
+async def unclassified() -> None:
+    raise LucidError("the ledger answered nonsense")
+
+
 app = create_app("test", router)
 handler = lambda_handler(app)
 USER_ID = new_id()
@@ -119,7 +124,8 @@ def test_validation_failure_is_422_problem_naming_the_field_without_echoing_inpu
     assert status == 422
     assert headers["content-type"] == "application/problem+json"
     assert body["title"] == "Unprocessable Content"
-    assert "address" in body["detail"]
+    assert body["detail"] == "invalid address"  # every error listed: no "and N more"
+    assert "errors_omitted" not in body
     assert body["errors"][0]["loc"] == ["body", "address"]
     assert SECRET_SIGNATURE not in json.dumps(body)
     assert SECRET_SIGNATURE not in capsys.readouterr().out
@@ -213,6 +219,20 @@ def test_a_handled_degradation_is_one_info_line_naming_it() -> None:
     failed = [line for line in lines if line["message"].startswith("request failed")]
     assert [(line["level"], line["message"]) for line in failed] == [
         ("INFO", "request failed: service-unavailable the sessions store is unavailable")
+    ]
+
+
+def test_an_unclassified_error_of_ours_is_a_500_logged_and_a_client_error_is_not() -> None:
+    # GIVEN a route that raises our base error (500: nothing more specific applies), and one
+    # that answers a 409
+    with logged_lines() as lines:
+        status, _, body = call("GET", "/unclassified")
+        conflict, _, _ = call("GET", "/conflict")
+    # THEN the 500 problem is answered and logged as the 503s are; the client's 409 is not
+    assert (status, body["title"], conflict) == (500, "Internal Server Error", 409)
+    failed = [line for line in lines if line["message"].startswith("request failed")]
+    assert [(line["level"], line["message"]) for line in failed] == [
+        ("INFO", "request failed: internal the ledger answered nonsense")
     ]
 
 
