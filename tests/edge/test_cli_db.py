@@ -39,16 +39,31 @@ def test_db_init_creates_every_index_and_is_idempotent(
     assert tokens["expires_ttl"]["expireAfterSeconds"] == 0
 
 
+def _init_with(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> int:
+    """`lucid db init` on the database `settings` name, its client closed afterwards."""
+    database = build_database(settings)
+    monkeypatch.setattr("lucid_edge.cli_db.get_database", lambda: database)
+    try:
+        return main(["db", "init"])
+    finally:
+        database.client.close()
+
+
 def test_db_init_on_a_down_database_exits_1_with_a_clear_message(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    database = build_database(
-        Settings(MONGODB_URI=f"mongodb://127.0.0.1:{free_port()}/", MONGODB_TIMEOUT_MS=100)
+    # GIVEN a MONGODB_URI naming a port nothing listens on
+    port = free_port()
+    settings = Settings(MONGODB_URI=f"mongodb://127.0.0.1:{port}/", MONGODB_TIMEOUT_MS=100)
+    # WHEN `lucid db init` runs THEN it exits 1, its one line naming the server and why
+    assert _init_with(monkeypatch, settings) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"lucid db init: the database store is unavailable: 127.0.0.1:{port}: "
+        "[Errno 111] Connection refused"
     )
-    monkeypatch.setattr("lucid_edge.cli_db.get_database", lambda: database)
-    assert main(["db", "init"]) == 1
-    assert "lucid db init:" in capsys.readouterr().err
-    database.client.close()
+    assert err.count("\n") == 1
+    assert "Topology" not in err
 
 
 def test_db_init_without_mongodb_uri_says_how_to_set_one(
@@ -98,3 +113,17 @@ def test_db_init_with_a_malformed_uri_says_what_is_wrong_without_quoting_it(
     assert err.startswith("lucid db init: MONGODB_URI is not a usable MongoDB URI: " + problem)
     assert err.count("\n") == 1
     assert "Pw-s3c" not in err
+
+
+def test_db_init_on_a_server_that_refuses_it_exits_1_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, mongo: EmbeddedMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a MONGODB_URI with credentials the server refuses to sign in with (a real server:
+    # 18 AuthenticationFailed, or 13 Unauthorized for a user without createIndex; the in-memory
+    # one knows no authentication and refuses pymongo's saslStart, 59 CommandNotFound)
+    uri = mongo.uri.replace("mongodb://", "mongodb://lucid:Pw-s3cret@")
+    # WHEN the operator runs `lucid db init` THEN it exits 1 with one line naming the server's
+    # refusal and its code, no traceback, never the password
+    assert _init_with(monkeypatch, Settings(MONGODB_URI=uri, MONGODB_DATABASE="dbinit")) == 1
+    err = capsys.readouterr().err
+    assert err == "lucid db init: MongoDB refused it: no such command: 'saslStart' (code 59)\n"
