@@ -11,6 +11,8 @@ import logging
 import sys
 from typing import Any
 
+from pymongo.errors import OperationFailure
+
 from lucid.config import UriNotSetError
 from lucid.errors import ServiceUnavailableError
 from lucid.store.indexes import IndexConflictError, ensure_indexes
@@ -30,6 +32,13 @@ def register(subparsers: Any) -> None:
 
 def _said_here(record: logging.LogRecord) -> bool:
     return False
+
+
+def _why(cause: BaseException | None) -> str:
+    """pymongo's reason for a server it could not reach (`127.0.0.1:27017: [Errno 111]
+    Connection refused`), without its timeouts and topology description."""
+    reason = str(cause or "").split(" (configured timeouts", 1)[0].split(", Timeout: ", 1)[0]
+    return f": {reason}" if reason else ""
 
 
 def run_init(args: argparse.Namespace) -> int:
@@ -56,7 +65,13 @@ def run_init(args: argparse.Namespace) -> int:
     try:
         created = ensure_indexes(database)
     except ServiceUnavailableError as error:
-        print(f"lucid db init: {error.detail}", file=sys.stderr)
+        print(f"lucid db init: {error.detail}{_why(error.__cause__)}", file=sys.stderr)
+        return 1
+    except OperationFailure as error:
+        # The server refused the command: a password it does not take (18), a user without
+        # createIndex on this database (13). Its own message names that, never the credentials.
+        reason = error.details.get("errmsg", error) if error.details else error
+        print(f"lucid db init: MongoDB refused it: {reason} (code {error.code})", file=sys.stderr)
         return 1
     except IndexConflictError as error:
         print(f"lucid db init: {error}", file=sys.stderr)

@@ -4,9 +4,12 @@ over both workers and a latency quantile read back through Prometheus's HTTP API
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
@@ -86,3 +89,29 @@ def test_prometheus_loads_every_alert_rule_and_none_fires(prometheus: Prometheus
         groups = prometheus.get("/api/v1/rules")["groups"]
         rules = [rule for group in groups for rule in group["rules"]]
     assert [rule["name"] for rule in rules if rule["state"] != "inactive"] == []
+
+
+def _readme_prometheus_section() -> str:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n### Watch the local edge in Prometheus", 1)[1].split("\n## ", 1)[0]
+    return re.sub(r"```.*?```", "", section, flags=re.DOTALL)
+
+
+def test_the_readmes_prometheus_pages_and_queries_answer(prometheus: Prometheus) -> None:
+    # GIVEN the pages and queries the README's "Watch the local edge in Prometheus" names, on
+    # the Prometheus `make test` installs (Debian's package, which serves only Prometheus's
+    # classic pages: prometheus/prometheus#11669)
+    section = _readme_prometheus_section()
+    pages = re.findall(r"<http://127\.0\.0\.1:9090(/[^>]*)>", section)
+    queries = [q for q in re.findall(r"`([^`]+)`", section) if "lucid_" in q]
+    assert len(pages) >= 2
+    assert len(queries) >= 4
+    # WHEN each page is opened as a browser would (following redirects)
+    for page in pages:
+        response = httpx.get(prometheus.url + page, follow_redirects=True, timeout=5)
+        # THEN it is a page, not a 404
+        assert response.status_code == 200, page
+        assert response.headers["content-type"].startswith("text/html"), page
+    # AND each query is one Prometheus accepts (an invalid one is a 400, raised here)
+    for query in queries:
+        assert isinstance(prometheus.get("/api/v1/query", query=query)["result"], list)

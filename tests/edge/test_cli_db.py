@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import boto3
 import pymongo
 import pytest
 
@@ -12,6 +18,9 @@ from lucid.config import Settings
 from lucid.store.mongo import build_database
 from lucid_edge.cli import main
 from lucid_edge.local import EmbeddedMongo, free_port, start_mongo_server
+from tests.utils.aws import moto_server
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -39,16 +48,31 @@ def test_db_init_creates_every_index_and_is_idempotent(
     assert tokens["expires_ttl"]["expireAfterSeconds"] == 0
 
 
+def _init_with(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> int:
+    """`lucid db init` on the database `settings` name, its client closed afterwards."""
+    database = build_database(settings)
+    monkeypatch.setattr("lucid_edge.cli_db.get_database", lambda: database)
+    try:
+        return main(["db", "init"])
+    finally:
+        database.client.close()
+
+
 def test_db_init_on_a_down_database_exits_1_with_a_clear_message(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    database = build_database(
-        Settings(MONGODB_URI=f"mongodb://127.0.0.1:{free_port()}/", MONGODB_TIMEOUT_MS=100)
+    # GIVEN a MONGODB_URI naming a port nothing listens on
+    port = free_port()
+    settings = Settings(MONGODB_URI=f"mongodb://127.0.0.1:{port}/", MONGODB_TIMEOUT_MS=100)
+    # WHEN `lucid db init` runs THEN it exits 1, its one line naming the server and why
+    assert _init_with(monkeypatch, settings) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"lucid db init: the database store is unavailable: 127.0.0.1:{port}: "
+        "[Errno 111] Connection refused"
     )
-    monkeypatch.setattr("lucid_edge.cli_db.get_database", lambda: database)
-    assert main(["db", "init"]) == 1
-    assert "lucid db init:" in capsys.readouterr().err
-    database.client.close()
+    assert err.count("\n") == 1
+    assert "Topology" not in err
 
 
 def test_db_init_without_mongodb_uri_says_how_to_set_one(
@@ -98,3 +122,61 @@ def test_db_init_with_a_malformed_uri_says_what_is_wrong_without_quoting_it(
     assert err.startswith("lucid db init: MONGODB_URI is not a usable MongoDB URI: " + problem)
     assert err.count("\n") == 1
     assert "Pw-s3c" not in err
+
+
+def test_db_init_on_a_server_that_refuses_it_exits_1_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, mongo: EmbeddedMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a MONGODB_URI with credentials the server refuses to sign in with (a real server:
+    # 18 AuthenticationFailed, or 13 Unauthorized for a user without createIndex; the in-memory
+    # one knows no authentication and refuses pymongo's saslStart, 59 CommandNotFound)
+    uri = mongo.uri.replace("mongodb://", "mongodb://lucid:Pw-s3cret@")
+    # WHEN the operator runs `lucid db init` THEN it exits 1 with one line naming the server's
+    # refusal and its code, no traceback, never the password
+    assert _init_with(monkeypatch, Settings(MONGODB_URI=uri, MONGODB_DATABASE="dbinit")) == 1
+    err = capsys.readouterr().err
+    assert err == "lucid db init: MongoDB refused it: no such command: 'saslStart' (code 59)\n"
+
+
+def test_the_readmes_deploy_time_db_init_works_as_written(mongo: EmbeddedMongo) -> None:
+    # GIVEN the README's `lucid db init` of "Build and deploy", and the SSM SecureString it
+    # names holding the database's URI (moto's server standing in for AWS)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    deploy = readme.split("\n## Build and deploy\n", 1)[1].split("\n## ", 1)[0]
+    [line] = [
+        line for line in re.findall(r"```sh\n(.*?)```", deploy, re.DOTALL) if "db init" in line
+    ]
+    *assignments, program, group, command = shlex.split(line)
+    assert (program, group, command) == (".venv/bin/lucid", "db", "init")
+    variables = dict(assignment.split("=", 1) for assignment in assignments)
+    with moto_server() as aws:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("MONGODB_", "AWS_"))},
+            "AWS_ENDPOINT_URL": f"http://{aws}",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+        ssm = boto3.client(
+            "ssm",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        ssm.put_parameter(Name=variables["MONGODB_URI_PARAM"], Type="SecureString", Value=mongo.uri)
+        # WHEN it runs as written, from the repository
+        done = subprocess.run(
+            [str(ROOT / program), group, command],
+            env={**env, **variables},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    # THEN it creates the indexes in the database the functions use, and says nothing else
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "lucid.users: address_unique" in done.stdout
+    with pymongo.MongoClient[dict[str, Any]](mongo.uri) as client:
+        assert client["lucid"]["users"].index_information()["address_unique"]["unique"] is True

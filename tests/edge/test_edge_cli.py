@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -142,3 +145,24 @@ def test_serve_refuses_a_port_that_is_not_one(
         main(["serve", "--port", port])
     assert exited.value.code == 2
     assert f"argument --port: '{port}' is not a port (0-65535)" in capsys.readouterr().err
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly() -> None:
+    # GIVEN `lucid routes` writing into a pipe whose reader has already gone (`lucid routes |
+    # head -1`, where head exits after its line)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("lucid")), "routes"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            cwd=REAL_TEMPLATE.parents[1],
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    # THEN it stops with a failure status and no traceback, as a Unix tool does
+    assert (done.returncode, done.stderr) == (1, "")

@@ -158,6 +158,25 @@ def test_the_local_alert_rules_mirror_the_alarms_one_for_one(template: dict[str,
     assert mirrored == set(of_type(template, "AWS::CloudWatch::Alarm"))
 
 
+def _readme_alarm_rows(heading: str) -> set[str]:
+    """The alarms named in the first column of the README table that follows `heading`."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split(f"\n{heading}\n", 1)[1].split("\n#", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`(\w+Alarm)`", row.split(" | ", 1)[0])}
+
+
+def test_the_readme_says_what_each_alarm_reads_and_what_to_do_when_it_fires(
+    template: dict[str, Any],
+) -> None:
+    # GIVEN the template's alarms
+    alarms = set(of_type(template, "AWS::CloudWatch::Alarm"))
+    # THEN the README's table of what each reads, and its table of what to do when one fires,
+    # name exactly those
+    assert _readme_alarm_rows("## Operate it: metrics, alarms and dashboards") == alarms
+    assert _readme_alarm_rows("### When something fails: what it means and what to do") == alarms
+
+
 def test_the_alert_thresholds_are_the_alarms_defaults(template: dict[str, Any]) -> None:
     parameters = template["Parameters"]
     rules = {rule["labels"]["cloudwatch_alarm"]: rule["expr"] for rule in alert_rules()}

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from bench import scenarios
 from lucid.config import Settings
 from lucid.secret_store import REFERENCES
 from lucid_edge.cli import build_parser, main
@@ -245,6 +246,21 @@ def test_every_command_of_the_readme_exists() -> None:
                 problems.append(f"{command}: {word} does not exist after make")
     assert problems == []
     assert {"deploy", "sync", "local-api", "invoke", "sam-build", "run", "test"} <= targets
+
+
+def test_every_benchmark_the_readme_names_exists() -> None:
+    # GIVEN the README's list of `make bench` scenarios and the BENCH_* variables it names
+    readme = (ROOT / "README.md").read_text()
+    listed = re.search(r"\(the scenarios: ((?:`\w+`,? ?)+)\)", " ".join(readme.split()))
+    assert listed is not None
+    named = re.findall(r"`(\w+)`", listed.group(1))
+    variables = set(re.findall(r"\bBENCH_[A-Z_]+\b", readme))
+    # THEN the scenarios are exactly the bench's, and each variable is one the bench reads
+    assert named == list(scenarios.ALL)
+    bench_code = "".join(path.read_text() for path in (ROOT / "bench").glob("*.py"))
+    read = set(re.findall(r"environ\.get\(\s*\"(BENCH_[A-Z_]+)\"", bench_code))
+    assert len(variables) >= 5
+    assert variables <= read
 
 
 def _readme_lucid_commands() -> list[list[str]]:

@@ -17,6 +17,7 @@ from lucid.config import (
     ephemeral_secret,
     get_settings,
 )
+from lucid_edge.template import load_template
 
 STRONG_KEY = "k" * 32
 
@@ -301,6 +302,39 @@ def test_the_readme_configuration_table_names_every_setting_with_its_default() -
             assert [_as_written(defaults[name]) for name in names] == values, names
             compared += len(names)
     assert compared >= 20
+
+
+# A default stated in the README's prose: "`IDEMPOTENCY_TTL_SECONDS` (24 h)",
+# "`AuthorizerTtlSeconds` (60 s)", "`RATE_LIMIT_LEASE_MAX`, 32", "`AlarmLatencyP99Ms` (1,000)",
+# "`CorsAllowCredentials` (default `true`)": a setting or a template parameter, its value, its unit.
+_PROSE_DEFAULT = re.compile(
+    r"`([A-Za-z]\w*)`(?: \(|, )(?:default )?`?(\d[\d,]*|true|false)`?(?: (s|h|minutes|days)\b)?"
+)
+_IN_SECONDS = {None: 1, "s": 1, "minutes": 60, "h": 3600, "days": 86400}
+
+
+def test_every_default_the_readme_states_in_prose_is_the_codes() -> None:
+    # GIVEN the settings' defaults and the template parameters' (what a deployed stage gets)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    prose = " ".join(re.sub(r"```.*?```", "", readme, flags=re.DOTALL).split())
+    code = {field.name: default_of(field) for field in dataclasses.fields(Settings)}
+    template = load_template(Path(__file__).resolve().parents[2] / "infra" / "template.yaml")
+    code |= dict(template.parameters)
+    # WHEN the README names one of them followed by a value
+    stated = [m.groups() for m in _PROSE_DEFAULT.finditer(prose) if m.group(1) in code]
+    assert len(stated) >= 15
+    # THEN that value, in the unit the name says (a *_SECONDS setting stated in hours), is it
+    wrong = []
+    for name, value, unit in stated:
+        number = value.replace(",", "")
+        if number.isdigit():
+            in_seconds = name.upper().endswith("_SECONDS") or name.endswith("Seconds")
+            written: object = int(number) * (_IN_SECONDS[unit] if in_seconds else 1)
+        else:
+            written = value
+        if _as_written(code[name]) != str(written):
+            wrong.append(f"{name}: README {value} {unit or ''}, code {code[name]!r}")
+    assert wrong == []
 
 
 # Each bounded setting's lowest and highest accepted value (None: no upper bound), as designed
