@@ -57,7 +57,21 @@ REFERENCES: Mapping[str, tuple[str, str]] = {
     "REDIS_URI": ("REDIS_URI_SECRET_ARN", "REDIS_URI_PARAM"),
 }
 RETRY_SECONDS = 10.0
-_DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation")
+# The codes Secrets Manager (GetSecretValue) and SSM (GetParameter) refuse a read with:
+# - AccessDeniedException, HTTP 400, for a role without the action on the resource, and for a
+#   KMS key policy refusing it kms:Decrypt: Secrets Manager says "Access to KMS is not allowed"
+#   (re:Post "secrets-manager-cross-account-key"), SSM relays KMS's "(Service: AWSKMS; ...
+#   Error Code: AccessDeniedException)". Secrets Manager API reference, "Common Errors"; SSM:
+#   botocore's SSM.Client.exceptions.AccessDeniedException. ("AccessDenied" and
+#   "UnauthorizedOperation" are other services' codes: IAM/STS and EC2.)
+_DENIED = ("AccessDeniedException",)
+# - DecryptionFailure (GetSecretValue) and InvalidKeyId (GetParameter): KMS would not decrypt
+#   the value for the key's sake (disabled, pending deletion, gone: SSM relays KMS's
+#   DisabledException, KMSInvalidStateException, NotFoundException); both are in the
+#   operation's errors in botocore's service models (secretsmanager 2017-10-17, ssm 2014-11-06).
+# Neither service answers a refusal with 403: its 403s (InvalidClientTokenId, Common Errors)
+# refuse the credentials themselves, which no permission on the secret fixes.
+_KMS_REFUSED = ("DecryptionFailure", "InvalidKeyId")
 _MISSING = ("ResourceNotFoundException", "ParameterNotFound")
 # At most this many older SSM versions are read to find the value the current one replaced,
 # past versions that hold the current value again (a put-parameter --overwrite of the same value).
@@ -286,16 +300,20 @@ def explain(source: SecretSource, error: BaseException) -> str:
     """
     cause = error.__cause__ or error.__context__ or error
     response = getattr(cause, "response", None)
-    code, status = "", 0
+    code = ""
     if isinstance(response, dict):
         code = str(response.get("Error", {}).get("Code", ""))
-        status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
     said = f" (AWS: {cause})"
-    if code in _DENIED or status == 403:
+    if code in _DENIED:
         kms = " (and kms:Decrypt on its key)" if "kms" in str(cause).lower() else ""
         return (
             f"the function's role may not read {source}: it needs {source.action}{kms} on "
             f"{_resource(source)}{said}"
+        )
+    if code in _KMS_REFUSED:
+        return (
+            f"{source} could not be decrypted: its KMS key must exist, be enabled and let the "
+            f"function's role use kms:Decrypt{said}"
         )
     if code in _MISSING:
         return f"{source} does not exist in this account and region{said}"
