@@ -153,8 +153,8 @@ class _Failures:
 _failures = _Failures()
 
 
-def read(source: SecretSource, *, max_age: int | None = None) -> str | bytes:
-    """The value at `source` (a binary secret as bytes), cached for `max_age` seconds."""
+def read(source: SecretSource) -> str | bytes:
+    """The value at `source` (a binary secret as bytes), cached for Powertools' `max_age`."""
     failed = _failures.recent(source)
     if failed is not None:
         raise failed
@@ -163,9 +163,9 @@ def read(source: SecretSource, *, max_age: int | None = None) -> str | bytes:
 
     try:
         if source.service == "secretsmanager":
-            value = parameters.get_secret(source.name, max_age=max_age)
+            value = parameters.get_secret(source.name)
         else:
-            value = parameters.get_parameter(source.name, decrypt=True, max_age=max_age)
+            value = parameters.get_parameter(source.name, decrypt=True)
     except parameters.GetParameterError as error:
         raise _failures.record(source, explain(source, error)) from None
     assert isinstance(value, str | bytes)  # no transform asked for: what AWS stores
@@ -281,9 +281,9 @@ def _previous_unread(
     return Versions(current, changed_at, None, previous_unread=True)
 
 
-def read_text(source: SecretSource, *, max_age: int | None = None) -> str:
+def read_text(source: SecretSource) -> str:
     """The value at `source` as text (a URI)."""
-    value = read(source, max_age=max_age)
+    value = read(source)
     if isinstance(value, bytes):
         try:
             return value.decode("utf-8")
