@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from lucid.auth.base58 import b58decode, b58encode, b58encode_check
+from lucid.auth.base58 import b58decode, b58encode, b58encode_check, checksum
 from lucid.auth.keccak import keccak256
 from lucid.auth.tron import (
     SECP256K1_ORDER,
@@ -185,6 +185,9 @@ def _flip_last_char(address: str) -> str:
         (ONE_ADDRESS[:10] + "0" + ONE_ADDRESS[11:], "not in the Base58 alphabet"),
         (ONE_ADDRESS.replace("T", "l", 1), "not in the Base58 alphabet"),
         ("", "too short"),
+        # a checksum with nothing before it (4 bytes: the empty payload's checksum) is too
+        # short, not an empty payload that then fails as an address of 0 bytes
+        (b58encode(checksum(b"")), "too short to hold a payload and its checksum"),
         ("T" * 65, "is 34 characters"),
         (b58encode_check(b"\x42" + bytes(20)), "starts with byte 0x41"),
         (b58encode_check(b"\x41" + bytes(19)), "holds 20"),
