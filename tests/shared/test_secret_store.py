@@ -261,7 +261,12 @@ def _refusing(service: str, code: str, message: str, status: int) -> Any:
 
 
 def _refused_read(
-    kind: str, code: str, message: str, caplog: pytest.LogCaptureFixture, status: int = 400
+    kind: str,
+    code: str,
+    message: str,
+    caplog: pytest.LogCaptureFixture,
+    status: int = 400,
+    name: str = SSM_NAME,
 ) -> SecretUnavailableError:
     """What `read` (Powertools: the store URIs' path) raises when AWS refuses the read."""
     client = _refusing(kind, code, message, status)
@@ -270,7 +275,7 @@ def _refused_read(
         source = SecretSource("MONGODB_URI", "secretsmanager", SM_ARN)
     else:
         parameters_base.DEFAULT_PROVIDERS["ssm"] = SSMProvider(boto3_client=client)
-        source = SecretSource("MONGODB_URI", "ssm", SSM_NAME)
+        source = SecretSource("MONGODB_URI", "ssm", name)
     with (
         caplog.at_level(logging.ERROR, logger="lucid.secrets"),
         pytest.raises(SecretUnavailableError) as caught,
@@ -319,6 +324,25 @@ def test_each_refusal_of_the_jwt_key_tells_the_operator_what_to_grant(
         ring.keys()
     assert f"JWT_SECRET_KEY unavailable: {caught.value.reason}" in _logged(caplog)
     assert said in caught.value.reason
+
+
+def test_a_parameter_named_without_a_leading_slash_is_named_in_its_arn_with_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a parameter named without a leading slash, which the role may not read
+    # WHEN it is read THEN the log names the resource to grant as IAM spells it (one slash
+    # after "parameter": notes/aws-facts.md section 9)
+    error = _refused_read(
+        "ssm",
+        "AccessDeniedException",
+        f"User: {ROLE} is not authorized to perform: ssm:GetParameter",
+        caplog,
+        name="lucid/prod/key",
+    )
+    assert (
+        "it needs ssm:GetParameter on arn:aws:ssm:<region>:<account>:parameter/lucid/prod/key (AWS:"
+        in error.reason
+    )
 
 
 def test_a_refusal_of_the_credentials_themselves_sends_nobody_to_the_policy(

@@ -182,8 +182,8 @@ def _flip_last_char(address: str) -> str:
     ("address", "detail"),
     [
         (_flip_last_char(ONE_ADDRESS), "checksum does not match"),
-        (ONE_ADDRESS[:10] + "0" + ONE_ADDRESS[11:], "not in the Base58 alphabet"),
-        (ONE_ADDRESS.replace("T", "l", 1), "not in the Base58 alphabet"),
+        (ONE_ADDRESS[:10] + "0" + ONE_ADDRESS[11:], "character 11 is not in the Base58 alphabet"),
+        (ONE_ADDRESS.replace("T", "l", 1), "character 1 is not in the Base58 alphabet"),
         ("", "too short"),
         # a checksum with nothing before it (4 bytes: the empty payload's checksum) is too
         # short, not an empty payload that then fails as an address of 0 bytes
