@@ -20,6 +20,7 @@ from lucid.auth.tron import (
     address_from_public_key,
     address_to_bytes,
     hash_message_v2,
+    parse_signature,
     private_key_bytes,
     recover_address,
     sign_message,
@@ -99,6 +100,18 @@ def test_pitfall_malleated_signature_is_refused() -> None:
     # THEN it is refused as non-canonical instead of passing as a second valid signature
     with pytest.raises(BadSignatureError, match="high-s"):
         recover_address(vector["message"], twin.hex())
+
+
+def test_the_highest_low_s_is_canonical_and_one_more_is_not() -> None:
+    # GIVEN signatures whose s is (n - 1) / 2, the largest low s (n is odd), and (n + 1) / 2
+    half = SECP256K1_ORDER // 2
+    r = (1).to_bytes(32, "big")
+    lowest_high = r + (half + 1).to_bytes(32, "big") + b"\x1b"
+    highest_low = r + half.to_bytes(32, "big") + b"\x1b"
+    # THEN the first is parsed as the canonical form a wallet emits, the second is its twin
+    assert parse_signature(highest_low.hex()) == highest_low[:64] + b"\x00"
+    with pytest.raises(BadSignatureError, match="high-s"):
+        parse_signature(lowest_high.hex())
 
 
 def test_signature_for_another_message_names_another_signer() -> None:
