@@ -1,4 +1,5 @@
-"""`lucid db init`: create the MongoDB indexes the gateway relies on (idempotent).
+"""`lucid db init`: create the MongoDB indexes the gateway relies on, and drop the ones earlier
+releases made that nothing reads any more (idempotent).
 
 Functions also create them on their first request after a cold start; running this once at
 deploy time means no request ever pays for it and a unique index exists before any write.
@@ -15,7 +16,7 @@ from pymongo.errors import OperationFailure
 
 from lucid.config import UriNotSetError
 from lucid.errors import ServiceUnavailableError
-from lucid.store.indexes import IndexConflictError, ensure_indexes
+from lucid.store.indexes import IndexConflictError, drop_retired_indexes, ensure_indexes
 from lucid.store.mongo import get_database
 from lucid.store.unusable import StoreUnusableError
 
@@ -26,7 +27,7 @@ def register(subparsers: Any) -> None:
         "db", help="database maintenance (MONGODB_URI selects the server)"
     )
     actions = parser.add_subparsers(dest="db_command", required=True)
-    init = actions.add_parser("init", help="create every index idempotently")
+    init = actions.add_parser("init", help="create every index, drop retired ones (idempotent)")
     init.set_defaults(func=run_init)
 
 
@@ -42,7 +43,7 @@ def _why(cause: BaseException | None) -> str:
 
 
 def run_init(args: argparse.Namespace) -> int:
-    """Create the indexes and say which exist per collection."""
+    """Create the indexes, drop retired ones, and say which exist per collection."""
     # The layer's ERROR line for a refused URI (`lucid.store.unusable`) is for a function's log;
     # this command says it itself below, with pymongo's reason, in one line.
     store_log = logging.getLogger("lucid.store")
@@ -64,6 +65,7 @@ def run_init(args: argparse.Namespace) -> int:
         store_log.removeFilter(_said_here)
     try:
         created = ensure_indexes(database)
+        dropped = drop_retired_indexes(database)
     except ServiceUnavailableError as error:
         print(f"lucid db init: {error.detail}{_why(error.__cause__)}", file=sys.stderr)
         return 1
@@ -78,4 +80,6 @@ def run_init(args: argparse.Namespace) -> int:
         return 1
     for collection, names in created.items():
         print(f"{database.name}.{collection}: {', '.join(names)}")
+    for name in dropped:
+        print(f"dropped {database.name}.{name} (no longer used)")
     return 0

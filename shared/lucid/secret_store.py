@@ -57,7 +57,21 @@ REFERENCES: Mapping[str, tuple[str, str]] = {
     "REDIS_URI": ("REDIS_URI_SECRET_ARN", "REDIS_URI_PARAM"),
 }
 RETRY_SECONDS = 10.0
-_DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation")
+# The codes Secrets Manager (GetSecretValue) and SSM (GetParameter) refuse a read with:
+# - AccessDeniedException, HTTP 400, for a role without the action on the resource, and for a
+#   KMS key policy refusing it kms:Decrypt: Secrets Manager says "Access to KMS is not allowed"
+#   (re:Post "secrets-manager-cross-account-key"), SSM relays KMS's "(Service: AWSKMS; ...
+#   Error Code: AccessDeniedException)". Secrets Manager API reference, "Common Errors"; SSM:
+#   botocore's SSM.Client.exceptions.AccessDeniedException. ("AccessDenied" and
+#   "UnauthorizedOperation" are other services' codes: IAM/STS and EC2.)
+_DENIED = ("AccessDeniedException",)
+# - DecryptionFailure (GetSecretValue) and InvalidKeyId (GetParameter): KMS would not decrypt
+#   the value for the key's sake (disabled, pending deletion, gone: SSM relays KMS's
+#   DisabledException, KMSInvalidStateException, NotFoundException); both are in the
+#   operation's errors in botocore's service models (secretsmanager 2017-10-17, ssm 2014-11-06).
+# Neither service answers a refusal with 403: its 403s (InvalidClientTokenId, Common Errors)
+# refuse the credentials themselves, which no permission on the secret fixes.
+_KMS_REFUSED = ("DecryptionFailure", "InvalidKeyId")
 _MISSING = ("ResourceNotFoundException", "ParameterNotFound")
 # At most this many older SSM versions are read to find the value the current one replaced,
 # past versions that hold the current value again (a put-parameter --overwrite of the same value).
@@ -139,8 +153,8 @@ class _Failures:
 _failures = _Failures()
 
 
-def read(source: SecretSource, *, max_age: int | None = None) -> str | bytes:
-    """The value at `source` (a binary secret as bytes), cached for `max_age` seconds."""
+def read(source: SecretSource) -> str | bytes:
+    """The value at `source` (a binary secret as bytes), cached for Powertools' `max_age`."""
     failed = _failures.recent(source)
     if failed is not None:
         raise failed
@@ -149,9 +163,9 @@ def read(source: SecretSource, *, max_age: int | None = None) -> str | bytes:
 
     try:
         if source.service == "secretsmanager":
-            value = parameters.get_secret(source.name, max_age=max_age)
+            value = parameters.get_secret(source.name)
         else:
-            value = parameters.get_parameter(source.name, decrypt=True, max_age=max_age)
+            value = parameters.get_parameter(source.name, decrypt=True)
     except parameters.GetParameterError as error:
         raise _failures.record(source, explain(source, error)) from None
     assert isinstance(value, str | bytes)  # no transform asked for: what AWS stores
@@ -267,9 +281,9 @@ def _previous_unread(
     return Versions(current, changed_at, None, previous_unread=True)
 
 
-def read_text(source: SecretSource, *, max_age: int | None = None) -> str:
+def read_text(source: SecretSource) -> str:
     """The value at `source` as text (a URI)."""
-    value = read(source, max_age=max_age)
+    value = read(source)
     if isinstance(value, bytes):
         try:
             return value.decode("utf-8")
@@ -286,16 +300,20 @@ def explain(source: SecretSource, error: BaseException) -> str:
     """
     cause = error.__cause__ or error.__context__ or error
     response = getattr(cause, "response", None)
-    code, status = "", 0
+    code = ""
     if isinstance(response, dict):
         code = str(response.get("Error", {}).get("Code", ""))
-        status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
     said = f" (AWS: {cause})"
-    if code in _DENIED or status == 403:
+    if code in _DENIED:
         kms = " (and kms:Decrypt on its key)" if "kms" in str(cause).lower() else ""
         return (
             f"the function's role may not read {source}: it needs {source.action}{kms} on "
             f"{_resource(source)}{said}"
+        )
+    if code in _KMS_REFUSED:
+        return (
+            f"{source} could not be decrypted: its KMS key must exist, be enabled and let the "
+            f"function's role use kms:Decrypt{said}"
         )
     if code in _MISSING:
         return f"{source} does not exist in this account and region{said}"

@@ -48,6 +48,24 @@ def test_db_init_creates_every_index_and_is_idempotent(
     assert tokens["expires_ttl"]["expireAfterSeconds"] == 0
 
 
+def test_db_init_drops_the_index_earlier_releases_made_on_the_access_jti(
+    mongo: EmbeddedMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a database prepared by a release that indexed each refresh token's access jti
+    with pymongo.MongoClient[dict[str, Any]](mongo.uri) as client:
+        client["dbinit"]["tokens"].create_index("access_jti", name="access_jti")
+    # WHEN `lucid db init` runs THEN it drops that index, which nothing reads, and says so
+    assert main(["db", "init"]) == 0
+    assert "dropped dbinit.tokens.access_jti (no longer used)" in capsys.readouterr().out
+    with pymongo.MongoClient[dict[str, Any]](mongo.uri) as client:
+        tokens = client["dbinit"]["tokens"].index_information()
+    assert "access_jti" not in tokens
+    assert tokens["expires_ttl"]["expireAfterSeconds"] == 0
+    # AND a second run has nothing left to drop
+    assert main(["db", "init"]) == 0
+    assert "dropped" not in capsys.readouterr().out
+
+
 def _init_with(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> int:
     """`lucid db init` on the database `settings` name, its client closed afterwards."""
     database = build_database(settings)

@@ -1,13 +1,12 @@
 """Secrets by reference (moto stands in for Secrets Manager, SSM and IAM): every way a value is
 read, cached and refused, and that no secret value reaches a log or a client.
 
-The access-denied cases run with moto's IAM enforcement on: the function's credentials are an
-IAM user's whose policy lacks the permission, as a Lambda role would.
+The refusals (IAM, a KMS key policy, a KMS key itself) are AWS's own answers given to real boto3
+clients with botocore's Stubber: moto's IAM enforcement answers with a code neither service sends.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Iterator
@@ -17,11 +16,11 @@ from typing import Any
 import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
 from aws_lambda_powertools.utilities.parameters import base as parameters_base
-from botocore.exceptions import ClientError
+from botocore.stub import Stubber
 from fastapi import FastAPI
 from moto import mock_aws
-from moto.core import set_initial_no_auth_action_count
 
 from lucid import secret_store
 from lucid.auth import keys
@@ -187,69 +186,181 @@ def test_a_missing_secret_is_a_503_that_names_nothing_of_the_account_to_the_clie
     assert name in error.reason
 
 
-@pytest.mark.parametrize("kind", ["secretsmanager", "ssm"])
-def test_access_denied_names_the_missing_permission_and_resource(
-    kind: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+# How Secrets Manager and SSM refuse a read, as botocore parses their answer: (service, code,
+# AWS's message). The messages are AWS's own wording as field reports quote it (sources beside
+# `_DENIED` and `_KMS_REFUSED` in lucid.secret_store). moto's IAM enforcement answers
+# `AccessDenied` with HTTP 403 for every service (moto.core.exceptions.AccessDeniedError), which
+# neither service sends (both answer AccessDeniedException with 400), so these answers are given
+# to real boto3 clients with botocore's Stubber.
+SM_ARN = f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:lucid/prod/key-AbCdEf"
+SSM_NAME = "/lucid/prod/key"
+ROLE = f"arn:aws:sts::{ACCOUNT}:assumed-role/lucid-users/fn"
+KMS_NEEDED = "(and kms:Decrypt on its key) on "
+KEY_REFUSED = "its KMS key must exist, be enabled and let the function's role use kms:Decrypt"
+REFUSALS = [
+    pytest.param(
+        "secretsmanager",
+        "AccessDeniedException",
+        f"User: {ROLE} is not authorized to perform: secretsmanager:GetSecretValue on resource: "
+        f"{SM_ARN} because no identity-based policy allows the secretsmanager:GetSecretValue "
+        "action",
+        f"it needs secretsmanager:GetSecretValue on {SM_ARN}",
+        id="secretsmanager-iam",
+    ),
+    pytest.param(
+        "secretsmanager",
+        "AccessDeniedException",
+        "Access to KMS is not allowed",
+        f"it needs secretsmanager:GetSecretValue {KMS_NEEDED}{SM_ARN}",
+        id="secretsmanager-kms-policy",
+    ),
+    pytest.param(
+        "secretsmanager",
+        "DecryptionFailure",
+        "Secrets Manager can't decrypt the protected secret text using the provided KMS key.",
+        KEY_REFUSED,
+        id="secretsmanager-kms-key",
+    ),
+    pytest.param(
+        "ssm",
+        "AccessDeniedException",
+        f"User: {ROLE} is not authorized to perform: ssm:GetParameter on resource: "
+        f"arn:aws:ssm:us-east-1:{ACCOUNT}:parameter{SSM_NAME} because no identity-based policy "
+        "allows the ssm:GetParameter action",
+        f"it needs ssm:GetParameter on arn:aws:ssm:<region>:<account>:parameter{SSM_NAME}",
+        id="ssm-iam",
+    ),
+    pytest.param(
+        "ssm",
+        "AccessDeniedException",
+        "The ciphertext refers to a customer master key that does not exist, does not exist in "
+        "this region, or you are not allowed to access. (Service: AWSKMS; Status Code: 400; "
+        "Error Code: AccessDeniedException; Request ID: r-1)",
+        f"it needs ssm:GetParameter {KMS_NEEDED}arn:aws:ssm:<region>:<account>:parameter",
+        id="ssm-kms-policy",
+    ),
+    pytest.param(
+        "ssm",
+        "InvalidKeyId",
+        f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1 is disabled. (Service: AWSKMS; Status Code: 400; "
+        "Error Code: DisabledException; Request ID: r-1)",
+        KEY_REFUSED,
+        id="ssm-kms-key",
+    ),
+]
+
+
+def _refusing(service: str, code: str, message: str, status: int) -> Any:
+    """A real boto3 client of `service` whose next read AWS refuses with `code`."""
+    client: Any = boto3.client(service, region_name="us-east-1")  # type: ignore[call-overload]
+    stubber = Stubber(client)
+    operation = "get_secret_value" if service == "secretsmanager" else "get_parameter"
+    stubber.add_client_error(operation, code, message, http_status_code=status)
+    stubber.activate()
+    return client
+
+
+def _refused_read(
+    kind: str,
+    code: str,
+    message: str,
+    caplog: pytest.LogCaptureFixture,
+    status: int = 400,
+    name: str = SSM_NAME,
+) -> SecretUnavailableError:
+    """What `read` (Powertools: the store URIs' path) raises when AWS refuses the read."""
+    client = _refusing(kind, code, message, status)
+    if kind == "secretsmanager":
+        parameters_base.DEFAULT_PROVIDERS["secrets"] = SecretsProvider(boto3_client=client)
+        source = SecretSource("MONGODB_URI", "secretsmanager", SM_ARN)
+    else:
+        parameters_base.DEFAULT_PROVIDERS["ssm"] = SSMProvider(boto3_client=client)
+        source = SecretSource("MONGODB_URI", "ssm", name)
+    with (
+        caplog.at_level(logging.ERROR, logger="lucid.secrets"),
+        pytest.raises(SecretUnavailableError) as caught,
+    ):
+        read(source)
+    return caught.value
+
+
+@pytest.mark.parametrize(("kind", "code", "message", "said"), REFUSALS)
+def test_each_refusal_aws_answers_tells_the_operator_what_to_grant(
+    kind: str, code: str, message: str, said: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # GIVEN the secret exists, but the function's role may only read something else
-    @set_initial_no_auth_action_count(4)
-    @mock_aws
-    def scenario() -> tuple[SecretSource, SecretUnavailableError]:
-        iam = boto3.client("iam", region_name="us-east-1")
-        iam.create_user(UserName="lucid-fn")
-        key = iam.create_access_key(UserName="lucid-fn")["AccessKey"]
-        policy = {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "sqs:ListQueues", "Resource": "*"}],
-        }
-        iam.put_user_policy(
-            UserName="lucid-fn", PolicyName="other", PolicyDocument=json.dumps(policy)
-        )
-        where = _secret(VALUE) if kind == "secretsmanager" else _parameter(VALUE)
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
-        source = SecretSource("MONGODB_URI", kind, where)  # type: ignore[arg-type]
-        with pytest.raises(SecretUnavailableError) as caught:
-            read(source)
-        return source, caught.value
-
-    with caplog.at_level(logging.ERROR, logger="lucid.secrets"):
-        source, error = scenario()
-    # THEN the log says which permission the role needs, on which resource
-    action = "secretsmanager:GetSecretValue" if kind == "secretsmanager" else "ssm:GetParameter"
-    logged = _logged(caplog)
-    assert f"it needs {action} on" in error.reason
-    assert source.name in error.reason
-    assert error.reason in logged
-    # AND never the value
-    assert "s3cret-pa55" not in logged
-    assert "s3cret-pa55" not in error.reason
+    # GIVEN the function's role may not read the store's URI (IAM, the KMS key policy, the key)
+    # WHEN a request needs it
+    error = _refused_read(kind, code, message, caplog)
+    # THEN the client's 503 names nothing of the account, and the function's log line says what
+    # to grant or fix, on which resource, with AWS's own words after it
+    assert (error.status, error.slug) == (503, "secret-unavailable")
+    assert ACCOUNT not in error.detail
+    assert f"MONGODB_URI unavailable: {error.reason}" in _logged(caplog)
+    assert said in error.reason
+    assert f"({code}) when calling the" in error.reason
 
 
-def test_a_kms_refusal_says_the_key_is_needed_too() -> None:
-    source = SecretSource("JWT_SECRET_KEY", "ssm", "/lucid/prod/jwt-key")
-    denied = ClientError(
-        {
-            "Error": {
-                "Code": "AccessDeniedException",
-                "Message": "User is not authorized to perform: kms:Decrypt on resource: key/1",
-            },
-            "ResponseMetadata": {
-                "HTTPStatusCode": 400,
-                "RequestId": "r-1",
-                "HostId": "",
-                "HTTPHeaders": {},
-                "RetryAttempts": 0,
-            },
-        },
-        "GetParameter",
+@pytest.mark.parametrize(("kind", "code", "message", "said"), REFUSALS)
+def test_each_refusal_of_the_jwt_key_tells_the_operator_what_to_grant(
+    kind: str,
+    code: str,
+    message: str,
+    said: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN the signing key kept where the function's role may not read it
+    client = _refusing(kind, code, message, 400)
+    monkeypatch.setattr(boto3, "client", lambda service, **options: client)
+    if kind == "secretsmanager":
+        ring = KeyRing(Settings(STAGE="prod", JWT_SECRET_ARN=SM_ARN))
+    else:
+        ring = KeyRing(Settings(STAGE="prod", JWT_SECRET_PARAM=SSM_NAME))
+    # WHEN a token is signed or verified THEN it is the 503, and the log says what to grant
+    with (
+        caplog.at_level(logging.ERROR, logger="lucid.secrets"),
+        pytest.raises(SecretUnavailableError) as caught,
+    ):
+        ring.keys()
+    assert f"JWT_SECRET_KEY unavailable: {caught.value.reason}" in _logged(caplog)
+    assert said in caught.value.reason
+
+
+def test_a_parameter_named_without_a_leading_slash_is_named_in_its_arn_with_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a parameter named without a leading slash, which the role may not read
+    # WHEN it is read THEN the log names the resource to grant as IAM spells it (one slash
+    # after "parameter": notes/aws-facts.md section 9)
+    error = _refused_read(
+        "ssm",
+        "AccessDeniedException",
+        f"User: {ROLE} is not authorized to perform: ssm:GetParameter",
+        caplog,
+        name="lucid/prod/key",
     )
-    try:
-        raise parameters.GetParameterError(str(denied)) from denied
-    except parameters.GetParameterError as error:
-        reason = secret_store.explain(source, error)
-    assert "needs ssm:GetParameter (and kms:Decrypt on its key) on" in reason
-    assert "arn:aws:ssm:<region>:<account>:parameter/lucid/prod/jwt-key" in reason
+    assert (
+        "it needs ssm:GetParameter on arn:aws:ssm:<region>:<account>:parameter/lucid/prod/key (AWS:"
+        in error.reason
+    )
+
+
+def test_a_refusal_of_the_credentials_themselves_sends_nobody_to_the_policy(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN credentials AWS does not know (InvalidClientTokenId, HTTP 403: Common Errors), which
+    # no permission on the secret can fix WHEN the URI is read THEN the log names AWS's code and
+    # does not send the operator to the role's policy
+    error = _refused_read(
+        "ssm",
+        "InvalidClientTokenId",
+        "The security token included in the request is invalid.",
+        caplog,
+        status=403,
+    )
+    assert "could not be read" in error.reason
+    assert "it needs" not in error.reason
+    assert "(InvalidClientTokenId) when calling the GetParameter operation" in error.reason
 
 
 @mock_aws

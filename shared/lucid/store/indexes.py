@@ -40,7 +40,6 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("expires_at", ASCENDING)], name="expires_ttl", expireAfterSeconds=0),
         IndexModel([("family_id", ASCENDING)], name="family"),
         IndexModel([("user_id", ASCENDING)], name="user"),
-        IndexModel([("access_jti", ASCENDING)], name="access_jti"),
         IndexModel([("revoked_at", ASCENDING)], name="revoked"),
         # The nonce a sign-in was started with, on its first refresh token only (sparse): a
         # nonce Redis brought back after it was spent cannot start a second sign-in.
@@ -49,6 +48,13 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
     ],
 }
+
+# Indexes an earlier release created that nothing reads any more, by collection: each costs a
+# write per insert, so `lucid db init` drops them (`drop_retired_indexes`). Functions only create
+# indexes, never drop them: a database keeps these until `lucid db init` runs at a deploy.
+# - tokens.access_jti: no query ever filtered on it (the field stays on each refresh token, for an
+#   operator matching a record with the access token issued beside it).
+RETIRED_INDEXES: dict[str, tuple[str, ...]] = {"tokens": ("access_jti",)}
 
 # Databases already prepared by this process, by identity: databases compare equal by client
 # address and name, so two distinct in-memory databases called "lucid" would look like one.
@@ -107,6 +113,19 @@ def _ensure_one(collection: Collection[Document], model: IndexModel) -> str:
                 f"(db.{collection.name}.dropIndex({existing['name']!r})) and run `lucid db init`"
             ) from error
         raise
+
+
+def drop_retired_indexes(database: Database[Document]) -> list[str]:
+    """Drop every index in `RETIRED_INDEXES` that `database` still has; `collection.index` each."""
+    dropped: list[str] = []
+    with database_errors("database"):
+        for collection, names in RETIRED_INDEXES.items():
+            present = {index["name"] for index in database[collection].list_indexes()}
+            for name in names:
+                if name in present:
+                    database[collection].drop_index(name)
+                    dropped.append(f"{collection}.{name}")
+    return dropped
 
 
 def ensure_indexes_once(database: Database[Document]) -> None:

@@ -134,23 +134,34 @@ def test_the_reference_documents_a_malformed_address_as_the_422_it_is() -> None:
     assert "401" not in answers
 
 
+# A valid address (the wallet's), so that each 422 can only come from the field it names.
+_ADDRESS = Wallet(private_key="11" * 32).address
+
+
 @pytest.mark.parametrize(
-    "body",
+    ("body", "field"),
     [
-        {"address": "T" * 65},
-        {"address": "T" * 34, "message": "x" * 2049, "signature": "00"},
-        {"address": "T" * 34, "message": "x", "signature": "0" * 141},
-        {"address": "T" * 34, "message": "", "signature": "00"},
-        {"address": "T" * 34, "message": "x", "signature": "00", "scheme": "v3"},
-        {"address": "T" * 34, "message": "x", "signature": "00", "role": "admin"},
+        ({"address": "T" * 65}, "address"),
+        ({"address": _ADDRESS, "message": "x" * 2049, "signature": "00"}, "message"),
+        ({"address": _ADDRESS, "message": "x", "signature": "0" * 141}, "signature"),
+        ({"address": _ADDRESS, "message": "", "signature": "00"}, "message"),
+        ({"address": _ADDRESS, "message": "x", "signature": "00", "scheme": "v3"}, "scheme"),
+        ({"address": _ADDRESS, "message": "x", "signature": "00", "role": "admin"}, "role"),
     ],
     ids=["address", "message", "signature", "empty-message", "scheme", "extra-field"],
 )
-def test_oversized_or_unexpected_fields_are_422(body: dict[str, Any]) -> None:
+def test_oversized_or_unexpected_fields_are_422(body: dict[str, Any], field: str) -> None:
     path = "/auth/challenge" if set(body) == {"address"} else "/auth/login"
     reply = call_auth("POST", path, body=body)
-    _problem(reply, 422, "validation")
+    assert _problem(reply, 422, "validation") == f"invalid {field}"
     assert "x" * 100 not in str(reply.body)
+
+
+def test_a_message_of_the_documented_2048_characters_is_read_not_refused_as_too_long() -> None:
+    # GIVEN a message exactly as long as login takes (README: "login takes at most 2,048")
+    # WHEN it is posted THEN it passes validation and is refused only as not being ours
+    reply = _login(_ADDRESS, "x" * 2048, "00")
+    _problem(reply, 401, "malformed-sign-in-message")
 
 
 def test_concurrent_logins_with_one_nonce_exactly_one_succeeds() -> None:

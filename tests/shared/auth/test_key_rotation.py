@@ -157,7 +157,9 @@ def test_rotating_in_place_keeps_tokens_issued_before_valid_until_they_expire(ki
     ring = KeyRing(store.settings(), clock=clock)
     assert len(ring.keys().previous) == 1
     window = ring.previous_window
-    assert window == keys.DEFAULT_MAX_AGE_SECONDS + 15 * 60 + keys.PREVIOUS_KEY_GRACE_SECONDS
+    # README, "Rotating the signing key": 5 minutes + TOKEN_EXPIRE_MINUTES + 1 minute, 21 minutes
+    # by default (literal, so that a changed constant cannot move the test's bound with it)
+    assert window == 21 * 60
     clock.offset += window
     assert ring.keys().previous == ()
 
@@ -684,11 +686,13 @@ def test_rotating_an_rs256_key_pair_in_the_documented_order_signs_nobody_out() -
     # the end of the slot, rotates the private key, while an auth instance that read the old
     # private key just before keeps signing with it until its own cache lapses
     public.rotate(new_public)
-    clock.offset += keys.DEFAULT_MAX_AGE_SECONDS + keys.PRIVATE_KEY_ROTATION_SLOT_SECONDS
+    # (README, "Rotating an RS256/ES256 key pair", in minutes: wait 5, rotate within the next 10;
+    # the replaced public key verifies for 5 + 10 + 5 + TOKEN_EXPIRE_MINUTES + 1, 36 by default)
+    clock.offset += 5 * 60 + 10 * 60
     stale_auth = _instance(_rs256(private=private), clock)
     _issue(stale_auth)
     private.rotate(new_private)
-    clock.offset += keys.DEFAULT_MAX_AGE_SECONDS - 1
+    clock.offset += 5 * 60 - 1
     last_old = _issue(stale_auth)
     new = _issue(_instance(_rs256(private=private), clock))
     jwt.decode(new, new_public, algorithms=["RS256"], audience="lucid/prod")
@@ -698,7 +702,7 @@ def test_rotating_an_rs256_key_pair_in_the_documented_order_signs_nobody_out() -
     assert authorizer.decode(last_old).sub == "u1"
     assert authorizer.decode(new).sub == "u1"
     # AND once the window has passed, the old key verifies nothing, even after a re-read
-    clock.offset += keys.PREVIOUS_KEY_GRACE_SECONDS + 1
+    clock.offset += 60 + 1  # 36 minutes after the public key's change
     with pytest.raises(InvalidTokenError):
         authorizer.decode(last_old)
     assert authorizer.decode(new).sub == "u1"

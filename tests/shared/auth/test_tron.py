@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from lucid.auth.base58 import b58decode, b58encode, b58encode_check
+from lucid.auth.base58 import b58decode, b58encode, b58encode_check, checksum
 from lucid.auth.keccak import keccak256
 from lucid.auth.tron import (
     SECP256K1_ORDER,
@@ -20,6 +20,7 @@ from lucid.auth.tron import (
     address_from_public_key,
     address_to_bytes,
     hash_message_v2,
+    parse_signature,
     private_key_bytes,
     recover_address,
     sign_message,
@@ -99,6 +100,18 @@ def test_pitfall_malleated_signature_is_refused() -> None:
     # THEN it is refused as non-canonical instead of passing as a second valid signature
     with pytest.raises(BadSignatureError, match="high-s"):
         recover_address(vector["message"], twin.hex())
+
+
+def test_the_highest_low_s_is_canonical_and_one_more_is_not() -> None:
+    # GIVEN signatures whose s is (n - 1) / 2, the largest low s (n is odd), and (n + 1) / 2
+    half = SECP256K1_ORDER // 2
+    r = (1).to_bytes(32, "big")
+    lowest_high = r + (half + 1).to_bytes(32, "big") + b"\x1b"
+    highest_low = r + half.to_bytes(32, "big") + b"\x1b"
+    # THEN the first is parsed as the canonical form a wallet emits, the second is its twin
+    assert parse_signature(highest_low.hex()) == highest_low[:64] + b"\x00"
+    with pytest.raises(BadSignatureError, match="high-s"):
+        parse_signature(lowest_high.hex())
 
 
 def test_signature_for_another_message_names_another_signer() -> None:
@@ -182,9 +195,12 @@ def _flip_last_char(address: str) -> str:
     ("address", "detail"),
     [
         (_flip_last_char(ONE_ADDRESS), "checksum does not match"),
-        (ONE_ADDRESS[:10] + "0" + ONE_ADDRESS[11:], "not in the Base58 alphabet"),
-        (ONE_ADDRESS.replace("T", "l", 1), "not in the Base58 alphabet"),
+        (ONE_ADDRESS[:10] + "0" + ONE_ADDRESS[11:], "character 11 is not in the Base58 alphabet"),
+        (ONE_ADDRESS.replace("T", "l", 1), "character 1 is not in the Base58 alphabet"),
         ("", "too short"),
+        # a checksum with nothing before it (4 bytes: the empty payload's checksum) is too
+        # short, not an empty payload that then fails as an address of 0 bytes
+        (b58encode(checksum(b"")), "too short to hold a payload and its checksum"),
         ("T" * 65, "is 34 characters"),
         (b58encode_check(b"\x42" + bytes(20)), "starts with byte 0x41"),
         (b58encode_check(b"\x41" + bytes(19)), "holds 20"),
