@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,9 @@ def test_built_event_matches_the_golden_event_field_by_field() -> None:
     assert re.fullmatch(r"[A-Za-z0-9+/]{15}=", context["requestId"])
     assert re.fullmatch(r"\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000", context["time"])
     assert abs(context["timeEpoch"] / 1000 - __import__("time").time()) < 5
+    # AND `time` names `timeEpoch`'s second, month included (API Gateway's `12/Mar/2020:...`)
+    stamp = datetime.strptime(context["time"], "%d/%b/%Y:%H:%M:%S %z")
+    assert stamp.timestamp() == context["timeEpoch"] // 1000
     assert built["headers"]["x-amzn-trace-id"].startswith("Root=1-")
 
 
