@@ -293,6 +293,11 @@ def test_a_trickling_body_is_cut_at_the_longest_exchange_without_a_deadline(
         BLOCKCHAIN_SERVICE_URL=backend.url, PROXY_RETRIES=0, PROXY_CONNECT_TIMEOUT_SECONDS=0.1
     )
     assert exchange_seconds(settings) == pytest.approx(0.4)
+    # (with retries: six connects, the five longest waits 0.05 + 0.1 + 0.2 + 0.4 + 0.8, a read)
+    retrying = proxy_settings(
+        PROXY_RETRIES=5, PROXY_CONNECT_TIMEOUT_SECONDS=0.1, PROXY_READ_TIMEOUT_SECONDS=2
+    )
+    assert exchange_seconds(retrying) == pytest.approx(6 * 0.1 + 1.55 + 2)
     proxy = make_proxy(settings)
     # WHEN it is forwarded THEN it is cut there: 504, not a wait for the whole body
     started = time.monotonic()
