@@ -171,3 +171,12 @@ def test_a_cookie_identity_source_is_the_requests_cookie_header() -> None:
     # AND a request without cookies has no identity
     del event["cookies"]
     assert identity_values(spec, event) is None
+
+
+def test_query_parameters_without_a_value_are_kept_as_empty_strings() -> None:
+    # GIVEN a query with a bare flag and an empty value beside a plain one
+    event = _build(raw_query="flag&empty=&x=1&x=")
+    # THEN each is a parameter whose value is empty (a duplicate's empty value joined too), as
+    # sam local's builder gives them (werkzeug's request.args keeps blank values)
+    assert event["queryStringParameters"] == {"flag": "", "empty": "", "x": "1,"}
+    assert event["rawQueryString"] == "flag&empty=&x=1&x="
