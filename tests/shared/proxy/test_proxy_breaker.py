@@ -22,6 +22,15 @@ from tests.shared.proxy.proxy_backends import BackendServer, unaccepting_listene
 MakeProxy = Callable[..., Proxy]
 
 
+def trip_breaker(proxy: Proxy, backend: BackendServer) -> None:
+    """Open the blockchain breaker: four failures are BREAKER_MIN_CALLS at 100 %, then 503."""
+    backend.mode = "fail"
+    for _ in range(4):
+        assert proxy.forward(proxy_request()).status == 500
+    with pytest.raises(ServiceUnavailableError):
+        proxy.forward(proxy_request())
+
+
 def breaker_keys(client: redis.Redis) -> dict[str, int]:
     return {k.decode(): int(client.pttl(k)) for k in client.scan_iter("lucid:local:breaker:*")}
 
@@ -66,10 +75,8 @@ def test_closed_open_half_open_closed_with_exact_counts(
 
 
 def test_a_failed_probe_opens_again(backend: BackendServer, make_proxy: MakeProxy) -> None:
-    backend.mode = "fail"
     proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url))
-    for _ in range(4):
-        proxy.forward(proxy_request())
+    trip_breaker(proxy, backend)
     time.sleep(1.05)
     assert proxy.forward(proxy_request()).status == 500  # the probe
     assert proxy.breakers["blockchain"].state is BreakerState.OPEN
@@ -93,11 +100,7 @@ def test_an_answer_too_large_to_return_counts_as_the_backend_working(
     # AND when such an answer is a half-open breaker's probe (another instance, whose window
     # holds only failures), it closes the breaker
     tripped = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url))
-    backend.mode = "fail"
-    for _ in range(4):
-        tripped.forward(proxy_request())
-    with pytest.raises(ServiceUnavailableError):
-        tripped.forward(proxy_request())
+    trip_breaker(tripped, backend)
     time.sleep(1.05)
     backend.mode = "huge"
     with pytest.raises(BadGatewayError):
