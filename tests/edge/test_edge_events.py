@@ -180,3 +180,15 @@ def test_query_parameters_without_a_value_are_kept_as_empty_strings() -> None:
     # sam local's builder gives them (werkzeug's request.args keeps blank values)
     assert event["queryStringParameters"] == {"flag": "", "empty": "", "x": "1,"}
     assert event["rawQueryString"] == "flag&empty=&x=1&x="
+
+
+def test_the_route_arn_leaves_a_named_stage_out_of_the_path_only() -> None:
+    # GIVEN requests under a named stage, its root included, and under the $default stage
+    dev, default = EventBuilder("api-id", "dev"), EventBuilder("api-id", "$default")
+    arn = "arn:aws:execute-api:us-east-1:123456789012:api-id"
+    # THEN the stage is the ARN's own part and leaves the path, whole segments only...
+    assert dev.route_arn("GET", "/dev/health") == f"{arn}/dev/GET/health"
+    assert dev.route_arn("GET", "/dev") == f"{arn}/dev/GET/"
+    assert dev.route_arn("GET", "/development") == f"{arn}/dev/GET/development"
+    # ...while under $default (never in rawPath) a path that merely starts so is a path
+    assert default.route_arn("GET", "/$default/x") == f"{arn}/$default/GET/$default/x"
