@@ -33,6 +33,22 @@ def test_one_source_gets_ten_attempts_per_minute_on_one_address(
     assert enforce_signin_limits("203.0.113.1", "TOther", limiter=limiter) is not None
 
 
+def test_refused_by_both_limits_the_caller_is_told_the_longer_wait(
+    redis_client: redis.Redis,
+) -> None:
+    # GIVEN 3 attempts per IP (one every 20 s) and 2 per address from it (one every 30 s)
+    limiter = limiter_for(redis_client, RATE_LIMIT_SIGNIN_PER_IP=3, RATE_LIMIT_SIGNIN_PER_ADDRESS=2)
+    for address in (VICTIM, VICTIM, "TOther"):
+        enforce_signin_limits("203.0.113.1", address, limiter=limiter)
+    # WHEN the source tries the address again, over both limits at once
+    with pytest.raises(RateLimitedError) as refused:
+        enforce_signin_limits("203.0.113.1", VICTIM, limiter=limiter)
+    # THEN it is told the wait after which both admit it (the address's), not the shorter one
+    assert refused.value.detail.startswith("too many sign-in attempts for this address")
+    reset = int(refused.value.headers["X-RateLimit-Reset"])
+    assert int(refused.value.headers["Retry-After"]) == reset + 30
+
+
 def test_nobody_can_spend_the_budget_of_someone_elses_address(
     redis_client: redis.Redis,
 ) -> None:
