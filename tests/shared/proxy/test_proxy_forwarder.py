@@ -109,6 +109,28 @@ def test_post_is_sent_once_when_the_backend_resets_after_reading_it(
     assert [r.method for r in backend.received] == ["POST", "GET"]
 
 
+def test_retries_stop_where_the_next_wait_would_outlast_the_invocation(
+    make_proxy: MakeProxy,
+) -> None:
+    # GIVEN a port where nothing listens, five retries allowed, and 0.45 s left to the
+    # invocation (0.2 s of it for the backend: 0.25 s is kept to answer)
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    settings = proxy_settings(
+        BLOCKCHAIN_SERVICE_URL=f"http://127.0.0.1:{free_port()}", PROXY_RETRIES=5
+    )
+    proxy = make_proxy(settings, sleep=sleep)
+    # WHEN a GET is proxied THEN it is the 502 once no further wait fits the time left
+    with pytest.raises(BadGatewayError, match="refused the connection"):
+        proxy.forward(proxy_request("GET", time_left=0.45))
+    assert len(waits) < 5
+    assert sum(waits) < 0.2
+
+
 def test_get_is_retried_on_connection_refused_until_the_backend_listens(
     make_proxy: MakeProxy,
 ) -> None:
