@@ -73,7 +73,10 @@ def test_built_event_matches_the_golden_event_field_by_field() -> None:
     # AND `time` names `timeEpoch`'s second, month included (API Gateway's `12/Mar/2020:...`)
     stamp = datetime.strptime(context["time"], "%d/%b/%Y:%H:%M:%S %z")
     assert stamp.timestamp() == context["timeEpoch"] // 1000
-    assert built["headers"]["x-amzn-trace-id"].startswith("Root=1-")
+    # AND the trace id is an X-Ray one (version 1, the epoch second in 8 hex digits, 24 more)
+    trace = re.fullmatch(r"Root=1-([0-9a-f]{8})-[0-9a-f]{24}", built["headers"]["x-amzn-trace-id"])
+    assert trace is not None
+    assert abs(int(trace[1], 16) - context["timeEpoch"] // 1000) <= 1
 
 
 def test_authorizer_event_matches_the_golden_authorizer_event() -> None:
