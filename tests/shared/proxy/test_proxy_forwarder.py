@@ -206,6 +206,27 @@ def test_body_over_6_mb_is_502_whether_declared_or_streamed(
     assert proxy.breakers["blockchain"].state == "closed"
 
 
+def test_a_chunked_answer_is_cut_at_6_mb_not_read_to_its_end(make_proxy: MakeProxy) -> None:
+    # GIVEN a backend streaming a chunked answer of 64 MiB (no length declared up front)
+    sent: list[int] = []
+
+    def answer(connection: socket.socket) -> None:
+        read_request_head(connection)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"
+        for _ in range(1024):
+            connection.sendall(chunk)
+            sent.append(0x10000)
+        connection.sendall(b"0\r\n\r\n")
+
+    with raw_backend(answer) as url:
+        proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=url))
+        # WHEN it is forwarded THEN it is the 502 once 6 MiB have come, and the rest is never read
+        with pytest.raises(BadGatewayError, match="larger than a Lambda response"):
+            proxy.forward(proxy_request())
+    assert sum(sent) < 16 * 1024 * 1024
+
+
 def test_slow_backend_is_504(backend: BackendServer, make_proxy: MakeProxy) -> None:
     backend.mode, backend.delay = "slow", 1.0
     proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url))
