@@ -148,3 +148,25 @@ def test_redis_being_down_is_warned_once_per_period_not_per_call(
             "breaker state: Redis unavailable, this instance decides alone: ConnectionError",
         )
     ]
+
+
+@pytest.mark.parametrize("operation", ["acquire_probe", "trip", "close"])
+def test_a_redis_error_in_any_operation_is_warned(dead_redis: redis.Redis, operation: str) -> None:
+    # GIVEN an instance whose first contact with Redis is this operation (a half-open breaker
+    # asks for a probe slot, a healthy one trips or closes), and Redis is down
+    fallback = FallbackStore(RedisBreakerStore(dead_redis), LocalBreakerStore())
+    breaker_log, lines = logging.getLogger("lucid.proxy.breaker"), RecordList()
+    breaker_log.addHandler(lines)
+    try:
+        calls = {
+            "acquire_probe": lambda: fallback.acquire_probe("b", 1, 1000),
+            "trip": lambda: fallback.trip("b", 1000, force=False),
+            "close": lambda: fallback.close("b"),
+        }
+        calls[operation]()
+    finally:
+        breaker_log.removeHandler(lines)
+    # THEN the operator is told, as for a failed read
+    assert [r.getMessage() for r in lines.records] == [
+        "breaker state: Redis unavailable, this instance decides alone: ConnectionError"
+    ]
