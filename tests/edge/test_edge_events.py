@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,13 @@ def test_built_event_matches_the_golden_event_field_by_field() -> None:
     assert re.fullmatch(r"[A-Za-z0-9+/]{15}=", context["requestId"])
     assert re.fullmatch(r"\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000", context["time"])
     assert abs(context["timeEpoch"] / 1000 - __import__("time").time()) < 5
-    assert built["headers"]["x-amzn-trace-id"].startswith("Root=1-")
+    # AND `time` names `timeEpoch`'s second, month included (API Gateway's `12/Mar/2020:...`)
+    stamp = datetime.strptime(context["time"], "%d/%b/%Y:%H:%M:%S %z")
+    assert stamp.timestamp() == context["timeEpoch"] // 1000
+    # AND the trace id is an X-Ray one (version 1, the epoch second in 8 hex digits, 24 more)
+    trace = re.fullmatch(r"Root=1-([0-9a-f]{8})-[0-9a-f]{24}", built["headers"]["x-amzn-trace-id"])
+    assert trace is not None
+    assert abs(int(trace[1], 16) - context["timeEpoch"] // 1000) <= 1
 
 
 def test_authorizer_event_matches_the_golden_authorizer_event() -> None:
@@ -167,3 +174,24 @@ def test_a_cookie_identity_source_is_the_requests_cookie_header() -> None:
     # AND a request without cookies has no identity
     del event["cookies"]
     assert identity_values(spec, event) is None
+
+
+def test_query_parameters_without_a_value_are_kept_as_empty_strings() -> None:
+    # GIVEN a query with a bare flag and an empty value beside a plain one
+    event = _build(raw_query="flag&empty=&x=1&x=")
+    # THEN each is a parameter whose value is empty (a duplicate's empty value joined too), as
+    # sam local's builder gives them (werkzeug's request.args keeps blank values)
+    assert event["queryStringParameters"] == {"flag": "", "empty": "", "x": "1,"}
+    assert event["rawQueryString"] == "flag&empty=&x=1&x="
+
+
+def test_the_route_arn_leaves_a_named_stage_out_of_the_path_only() -> None:
+    # GIVEN requests under a named stage, its root included, and under the $default stage
+    dev, default = EventBuilder("api-id", "dev"), EventBuilder("api-id", "$default")
+    arn = "arn:aws:execute-api:us-east-1:123456789012:api-id"
+    # THEN the stage is the ARN's own part and leaves the path, whole segments only...
+    assert dev.route_arn("GET", "/dev/health") == f"{arn}/dev/GET/health"
+    assert dev.route_arn("GET", "/dev") == f"{arn}/dev/GET/"
+    assert dev.route_arn("GET", "/development") == f"{arn}/dev/GET/development"
+    # ...while under $default (never in rawPath) a path that merely starts so is a path
+    assert default.route_arn("GET", "/$default/x") == f"{arn}/$default/GET/$default/x"

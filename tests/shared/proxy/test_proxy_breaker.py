@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from lucid.config import Settings
-from lucid.errors import GatewayTimeoutError, LucidError, ServiceUnavailableError
+from lucid.errors import BadGatewayError, GatewayTimeoutError, LucidError, ServiceUnavailableError
 from lucid.proxy import BreakerState, Permit, Proxy, build_proxy
 from lucid.proxy.breaker import OutcomeWindow
 from lucid.store.redis_client import build_redis
@@ -20,6 +20,15 @@ from tests.shared.proxy.conftest import proxy_request, proxy_settings
 from tests.shared.proxy.proxy_backends import BackendServer, unaccepting_listener
 
 MakeProxy = Callable[..., Proxy]
+
+
+def trip_breaker(proxy: Proxy, backend: BackendServer) -> None:
+    """Open the blockchain breaker: four failures are BREAKER_MIN_CALLS at 100 %, then 503."""
+    backend.mode = "fail"
+    for _ in range(4):
+        assert proxy.forward(proxy_request()).status == 500
+    with pytest.raises(ServiceUnavailableError):
+        proxy.forward(proxy_request())
 
 
 def breaker_keys(client: redis.Redis) -> dict[str, int]:
@@ -66,16 +75,39 @@ def test_closed_open_half_open_closed_with_exact_counts(
 
 
 def test_a_failed_probe_opens_again(backend: BackendServer, make_proxy: MakeProxy) -> None:
-    backend.mode = "fail"
     proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url))
-    for _ in range(4):
-        proxy.forward(proxy_request())
+    trip_breaker(proxy, backend)
     time.sleep(1.05)
     assert proxy.forward(proxy_request()).status == 500  # the probe
     assert proxy.breakers["blockchain"].state is BreakerState.OPEN
     with pytest.raises(ServiceUnavailableError):
         proxy.forward(proxy_request())
     assert len(backend.received) == 5
+
+
+def test_an_answer_too_large_to_return_counts_as_the_backend_working(
+    backend: BackendServer, make_proxy: MakeProxy
+) -> None:
+    # GIVEN a backend whose answers are over what a Lambda result can carry
+    backend.mode = "huge"
+    proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url))
+    # WHEN more than BREAKER_MIN_CALLS of them come back
+    for _ in range(5):
+        with pytest.raises(BadGatewayError, match="larger than a Lambda response"):
+            proxy.forward(proxy_request())
+    # THEN each was the precise 502 from the backend, never the breaker's 503: it answered
+    assert len(backend.received) == 5
+    # AND when such an answer is a half-open breaker's probe (another instance, whose window
+    # holds only failures), it closes the breaker
+    tripped = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url))
+    trip_breaker(tripped, backend)
+    time.sleep(1.05)
+    backend.mode = "huge"
+    with pytest.raises(BadGatewayError):
+        tripped.forward(proxy_request())  # the probe
+    backend.mode = "ok"
+    assert [tripped.forward(proxy_request()).status for _ in range(2)] == [200, 200]
+    assert len(backend.received) == 5 + 4 + 1 + 2
 
 
 def test_flapping_backend_at_the_threshold_opens_and_below_it_does_not(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
@@ -12,7 +13,8 @@ from lucid.config import Settings
 from lucid.proxy import BreakerState, FallbackStore, LocalBreakerStore, RedisBreakerStore
 from lucid.proxy.breaker import OutcomeWindow
 from lucid.store.redis_client import build_redis
-from lucid_edge.local import free_port
+from lucid_edge.local import EmbeddedRedis, free_port
+from tests.shared.ratelimit.helpers import RecordList
 
 
 @pytest.fixture(params=["redis", "local"])
@@ -38,10 +40,11 @@ def test_store_contract(store: RedisBreakerStore | LocalBreakerStore) -> None:
     time.sleep(0.25)
     assert store.read("b").state is BreakerState.HALF_OPEN
     assert store.trip("b", 5000, force=False).state is BreakerState.HALF_OPEN
-    assert store.acquire_probe("b", 1, 1000).granted
-    refused = store.acquire_probe("b", 1, 1000)
+    assert store.acquire_probe("b", 1, 10_000).granted
+    refused = store.acquire_probe("b", 1, 10_000)
     assert (refused.state, refused.granted) == (BreakerState.HALF_OPEN, False)
-    assert 0 < refused.wait_ms <= 1000
+    # ...and the refused call waits for the slot's remaining time (Retry-After), not a moment
+    assert 5_000 < refused.wait_ms <= 10_000
     # a failed probe re-opens (forced), a successful one closes
     assert store.trip("b", 5000, force=True).open_ms > 200
     store.close("b")
@@ -96,3 +99,74 @@ def test_window_stays_bounded_and_keeps_counting() -> None:
         successes_first.add(True)
     successes_first.add(True)
     assert successes_first.counts() == (10_000, 10_000)
+
+
+def test_after_a_redis_error_the_store_stays_local_for_its_retry_period(
+    redis_client: redis.Redis, redis_server: EmbeddedRedis
+) -> None:
+    # GIVEN another instance's trip in Redis, and an instance whose Redis calls time out once
+    # (CLIENT PAUSE holds every client's command for 300 ms; this client waits 50 ms)
+    RedisBreakerStore(redis_client).trip("b", 10_000, force=True)
+    paused = build_redis(Settings(REDIS_URI=redis_server.uri, REDIS_TIMEOUT_MS=50))
+    fallback = FallbackStore(RedisBreakerStore(paused), LocalBreakerStore())
+    fallback.RETRY_REDIS_AFTER_SECONDS = 1.5
+    try:
+        redis_client.execute_command("CLIENT", "PAUSE", 300)
+        # WHEN it reads the breaker: the timeout makes it decide alone (no trip known locally)
+        assert fallback.read("b").state is BreakerState.CLOSED
+        time.sleep(0.4)  # Redis answers again
+        # THEN for its retry period it does not ask Redis again (one timeout per period, not
+        # one per call)...
+        assert fallback.read("b").state is BreakerState.CLOSED
+        # ...and after it, Redis's state is read again
+        time.sleep(1.2)
+        assert fallback.read("b").state is BreakerState.OPEN
+    finally:
+        paused.close()
+
+
+def test_redis_being_down_is_warned_once_per_period_not_per_call(
+    dead_redis: redis.Redis,
+) -> None:
+    # GIVEN Redis down, and a store that tries it on every call
+    fallback = FallbackStore(RedisBreakerStore(dead_redis), LocalBreakerStore())
+    fallback.RETRY_REDIS_AFTER_SECONDS = 0
+    breaker_log, lines = logging.getLogger("lucid.proxy.breaker"), RecordList()
+    breaker_log.addHandler(lines)
+    try:
+        # WHEN every operation fails over to the local store
+        fallback.read("b")
+        fallback.trip("b", 1000, force=False)
+        fallback.acquire_probe("b", 1, 1000)
+        fallback.close("b")
+    finally:
+        breaker_log.removeHandler(lines)
+    # THEN the operator reads one warning, naming the error's class only
+    assert [(r.levelno, r.getMessage()) for r in lines.records] == [
+        (
+            logging.WARNING,
+            "breaker state: Redis unavailable, this instance decides alone: ConnectionError",
+        )
+    ]
+
+
+@pytest.mark.parametrize("operation", ["acquire_probe", "trip", "close"])
+def test_a_redis_error_in_any_operation_is_warned(dead_redis: redis.Redis, operation: str) -> None:
+    # GIVEN an instance whose first contact with Redis is this operation (a half-open breaker
+    # asks for a probe slot, a healthy one trips or closes), and Redis is down
+    fallback = FallbackStore(RedisBreakerStore(dead_redis), LocalBreakerStore())
+    breaker_log, lines = logging.getLogger("lucid.proxy.breaker"), RecordList()
+    breaker_log.addHandler(lines)
+    try:
+        calls = {
+            "acquire_probe": lambda: fallback.acquire_probe("b", 1, 1000),
+            "trip": lambda: fallback.trip("b", 1000, force=False),
+            "close": lambda: fallback.close("b"),
+        }
+        calls[operation]()
+    finally:
+        breaker_log.removeHandler(lines)
+    # THEN the operator is told, as for a failed read
+    assert [r.getMessage() for r in lines.records] == [
+        "breaker state: Redis unavailable, this instance decides alone: ConnectionError"
+    ]

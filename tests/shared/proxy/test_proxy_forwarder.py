@@ -109,6 +109,28 @@ def test_post_is_sent_once_when_the_backend_resets_after_reading_it(
     assert [r.method for r in backend.received] == ["POST", "GET"]
 
 
+def test_retries_stop_where_the_next_wait_would_outlast_the_invocation(
+    make_proxy: MakeProxy,
+) -> None:
+    # GIVEN a port where nothing listens, five retries allowed, and 0.45 s left to the
+    # invocation (0.2 s of it for the backend: 0.25 s is kept to answer)
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    settings = proxy_settings(
+        BLOCKCHAIN_SERVICE_URL=f"http://127.0.0.1:{free_port()}", PROXY_RETRIES=5
+    )
+    proxy = make_proxy(settings, sleep=sleep)
+    # WHEN a GET is proxied THEN it is the 502 once no further wait fits the time left
+    with pytest.raises(BadGatewayError, match="refused the connection"):
+        proxy.forward(proxy_request("GET", time_left=0.45))
+    assert len(waits) < 5
+    assert sum(waits) < 0.2
+
+
 def test_get_is_retried_on_connection_refused_until_the_backend_listens(
     make_proxy: MakeProxy,
 ) -> None:
@@ -184,6 +206,27 @@ def test_body_over_6_mb_is_502_whether_declared_or_streamed(
     assert proxy.breakers["blockchain"].state == "closed"
 
 
+def test_a_chunked_answer_is_cut_at_6_mb_not_read_to_its_end(make_proxy: MakeProxy) -> None:
+    # GIVEN a backend streaming a chunked answer of 64 MiB (no length declared up front)
+    sent: list[int] = []
+
+    def answer(connection: socket.socket) -> None:
+        read_request_head(connection)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"
+        for _ in range(1024):
+            connection.sendall(chunk)
+            sent.append(0x10000)
+        connection.sendall(b"0\r\n\r\n")
+
+    with raw_backend(answer) as url:
+        proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=url))
+        # WHEN it is forwarded THEN it is the 502 once 6 MiB have come, and the rest is never read
+        with pytest.raises(BadGatewayError, match="larger than a Lambda response"):
+            proxy.forward(proxy_request())
+    assert sum(sent) < 16 * 1024 * 1024
+
+
 def test_slow_backend_is_504(backend: BackendServer, make_proxy: MakeProxy) -> None:
     backend.mode, backend.delay = "slow", 1.0
     proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url))
@@ -206,10 +249,14 @@ def test_the_invocation_deadline_caps_the_read_timeout(
     with pytest.raises(GatewayTimeoutError):
         proxy.forward(proxy_request("GET", time_left=0.6))
     assert time.monotonic() - started < 0.6
-    # and with no time left at all the backend is not called
-    with pytest.raises(GatewayTimeoutError):
-        proxy.forward(proxy_request("GET", time_left=0.1))
+    # and with no time left at all the backend is not called, nor blamed: invocations out of
+    # time (BREAKER_MIN_CALLS of them) do not open a healthy backend's breaker
+    for _ in range(4):
+        with pytest.raises(GatewayTimeoutError, match="no time left in this invocation"):
+            proxy.forward(proxy_request("GET", time_left=0.1))
     assert len(backend.received) == 1
+    backend.mode = "ok"
+    assert proxy.forward(proxy_request("GET")).status == 200
 
 
 @pytest.mark.parametrize(
@@ -293,6 +340,11 @@ def test_a_trickling_body_is_cut_at_the_longest_exchange_without_a_deadline(
         BLOCKCHAIN_SERVICE_URL=backend.url, PROXY_RETRIES=0, PROXY_CONNECT_TIMEOUT_SECONDS=0.1
     )
     assert exchange_seconds(settings) == pytest.approx(0.4)
+    # (with retries: six connects, the five longest waits 0.05 + 0.1 + 0.2 + 0.4 + 0.8, a read)
+    retrying = proxy_settings(
+        PROXY_RETRIES=5, PROXY_CONNECT_TIMEOUT_SECONDS=0.1, PROXY_READ_TIMEOUT_SECONDS=2
+    )
+    assert exchange_seconds(retrying) == pytest.approx(6 * 0.1 + 1.55 + 2)
     proxy = make_proxy(settings)
     # WHEN it is forwarded THEN it is cut there: 504, not a wait for the whole body
     started = time.monotonic()

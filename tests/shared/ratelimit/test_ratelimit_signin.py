@@ -7,10 +7,17 @@ import pytest
 import redis
 
 from lucid.errors import PROBLEM_CONTENT_TYPE, RateLimitedError
-from lucid.ratelimit import enforce_signin_limits
+from lucid.ratelimit import RateLimiter, enforce_signin_limits
 from tests.shared.ratelimit.helpers import function_app, invoke, limiter_for
 
 VICTIM = "TLa2f6VPqDgRE67v1736s7bJ8Ray5wYjU7"
+
+
+def refusal(limiter: RateLimiter, source: str, address: str) -> tuple[RateLimitedError, int]:
+    """The refusal of one more attempt, and its X-RateLimit-Reset."""
+    with pytest.raises(RateLimitedError) as refused:
+        enforce_signin_limits(source, address, limiter=limiter)
+    return refused.value, int(refused.value.headers["X-RateLimit-Reset"])
 
 
 def test_one_source_gets_ten_attempts_per_minute_on_one_address(
@@ -21,16 +28,28 @@ def test_one_source_gets_ten_attempts_per_minute_on_one_address(
     for _ in range(10):
         enforce_signin_limits("203.0.113.1", VICTIM, limiter=limiter)
     # WHEN the same source tries the same address an 11th time
-    with pytest.raises(RateLimitedError) as refused:
-        enforce_signin_limits("203.0.113.1", VICTIM, limiter=limiter)
+    refused, reset = refusal(limiter, "203.0.113.1", VICTIM)
     # THEN it is refused by the per-address limit, with Retry-After
-    assert refused.value.detail.startswith("too many sign-in attempts for this address")
-    reset = int(refused.value.headers["X-RateLimit-Reset"])
+    assert refused.detail.startswith("too many sign-in attempts for this address")
     # the next attempt fits 6 s (60 s / 10) into the next window
-    assert int(refused.value.headers["Retry-After"]) == reset + 6
-    assert refused.value.headers["RateLimit"] == f'"signin-address";r=0;t={reset + 6}'
+    assert int(refused.headers["Retry-After"]) == reset + 6
+    assert refused.headers["RateLimit"] == f'"signin-address";r=0;t={reset + 6}'
     # AND the same source may still try another address
     assert enforce_signin_limits("203.0.113.1", "TOther", limiter=limiter) is not None
+
+
+def test_refused_by_both_limits_the_caller_is_told_the_longer_wait(
+    redis_client: redis.Redis,
+) -> None:
+    # GIVEN 3 attempts per IP (one every 20 s) and 2 per address from it (one every 30 s)
+    limiter = limiter_for(redis_client, RATE_LIMIT_SIGNIN_PER_IP=3, RATE_LIMIT_SIGNIN_PER_ADDRESS=2)
+    for address in (VICTIM, VICTIM, "TOther"):
+        enforce_signin_limits("203.0.113.1", address, limiter=limiter)
+    # WHEN the source tries the address again, over both limits at once
+    refused, reset = refusal(limiter, "203.0.113.1", VICTIM)
+    # THEN it is told the wait after which both admit it (the address's), not the shorter one
+    assert refused.detail.startswith("too many sign-in attempts for this address")
+    assert int(refused.headers["Retry-After"]) == reset + 30
 
 
 def test_nobody_can_spend_the_budget_of_someone_elses_address(
