@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 from typing import Any
 
 import pytest
@@ -115,6 +116,36 @@ def test_kept_connections_are_the_pools_own_and_never_exceed_it(
         assert kept.execute("ECHO", "same") == b"same"
         assert _named(redis_client, "kept-cap") == 2
     finally:
+        pool.disconnect()
+
+
+def test_at_most_half_the_pool_is_kept_so_the_client_path_always_has_room(
+    redis_server: EmbeddedRedis,
+) -> None:
+    # GIVEN a pool of two connections, one of them kept by this thread (half the pool)
+    pool = redis.BlockingConnectionPool.from_url(redis_server.uri, max_connections=2, timeout=0.05)
+    client = redis.Redis(connection_pool=pool)
+    kept = kept_connections(client)
+    assert kept.execute("PING") == b"PONG"
+    sent, done = threading.Event(), threading.Event()
+    replies: list[Any] = []
+
+    def another_thread() -> None:
+        replies.append(kept.execute("ECHO", "other"))
+        sent.set()
+        done.wait(5)  # still alive: a connection it kept would still be held
+
+    other = threading.Thread(target=another_thread)
+    other.start()
+    try:
+        # WHEN another thread, still running, has sent a command
+        assert sent.wait(5)
+        assert replies == [b"other"]
+        # THEN it borrowed the last connection for that command only: the client path gets it
+        assert client.ping() is True
+    finally:
+        done.set()
+        other.join()
         pool.disconnect()
 
 
