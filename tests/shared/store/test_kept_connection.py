@@ -122,10 +122,14 @@ def test_kept_connections_are_the_pools_own_and_never_exceed_it(
 def test_at_most_half_the_pool_is_kept_so_the_client_path_always_has_room(
     redis_server: EmbeddedRedis,
 ) -> None:
-    # GIVEN a pool of two connections, one of them kept by this thread (half the pool)
+    # GIVEN a pool of two connections; a thread kept one and ended (its place is free again),
+    # then this thread kept one (half the pool)
     pool = redis.BlockingConnectionPool.from_url(redis_server.uri, max_connections=2, timeout=0.05)
     client = redis.Redis(connection_pool=pool)
     kept = kept_connections(client)
+    ended = threading.Thread(target=kept.execute, args=("PING",))
+    ended.start()
+    ended.join()
     assert kept.execute("PING") == b"PONG"
     sent, done = threading.Event(), threading.Event()
     replies: list[Any] = []
