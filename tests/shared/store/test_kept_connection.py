@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -150,6 +151,38 @@ def test_at_most_half_the_pool_is_kept_so_the_client_path_always_has_room(
     finally:
         done.set()
         other.join()
+        pool.disconnect()
+
+
+def test_threads_finding_the_pool_full_each_wait_one_pool_timeout_side_by_side(
+    redis_server: EmbeddedRedis,
+) -> None:
+    # GIVEN a blocking pool (as the functions build it) whose connections the client path holds
+    pool = redis.BlockingConnectionPool.from_url(redis_server.uri, max_connections=2, timeout=1.0)
+    kept = kept_connections(redis.Redis(connection_pool=pool))
+    busy = [pool.get_connection(), pool.get_connection()]
+    waited: list[float] = []
+
+    def command() -> None:
+        started = time.monotonic()
+        with pytest.raises(redis.ConnectionError):
+            kept.execute("PING")
+        waited.append(time.monotonic() - started)
+
+    threads = [threading.Thread(target=command) for _ in range(3)]
+    try:
+        # WHEN three threads that keep no connection yet send a command at once
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        # THEN each waits the pool's timeout for a connection, side by side, and is refused:
+        # nobody waits while holding what the others need (three in a row would take 3 s)
+        assert len(waited) == 3
+        assert max(waited) < 2.5
+    finally:
+        for connection in busy:
+            pool.release(connection)
         pool.disconnect()
 
 
