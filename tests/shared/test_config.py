@@ -444,3 +444,54 @@ def test_only_the_local_stage_without_any_key_gets_a_random_one(
     assert (key is not None) is random_key
     warned = [r for r in caplog.records if "using a random key" in r.getMessage()]
     assert len(warned) == int(random_key)
+
+
+TRUE_WORDS = ("1", "on", "t", "true", "y", "yes")
+FALSE_WORDS = ("0", "off", "f", "false", "n", "no")
+
+
+@pytest.mark.parametrize(
+    ("word", "meaning"), [(w, True) for w in TRUE_WORDS] + [(w, False) for w in FALSE_WORDS]
+)
+def test_each_boolean_word_is_read_in_any_case_and_spacing(
+    monkeypatch: pytest.MonkeyPatch, word: str, meaning: bool
+) -> None:
+    # GIVEN a deployment writing a switch as any of the words the settings document
+    for written in (word, word.upper(), f" {word.title()} "):
+        monkeypatch.setenv("RATE_LIMIT_ENABLED", written)
+        # THEN it is read as what it means, never as the opposite or refused
+        assert Settings().RATE_LIMIT_ENABLED is meaning, written
+
+
+@pytest.mark.parametrize("word", ["2", "tru", "yess", "of", "nope", "-1"])
+def test_a_word_that_is_not_a_boolean_is_refused(
+    monkeypatch: pytest.MonkeyPatch, word: str
+) -> None:
+    monkeypatch.setenv("RATE_LIMIT_ENABLED", word)
+    with pytest.raises(SettingsError) as refused:
+        Settings()
+    assert str(refused.value) == (
+        f"1 invalid setting: RATE_LIMIT_ENABLED: must be true or false (got {word!r})"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("x" * 58, "'" + "x" * 58 + "'"),  # 60 characters quoted: shown whole
+        ("x" * 59, "'" + "x" * 56 + "..."),  # one more: cut to 60 characters
+        ("x" * 5000, "'" + "x" * 56 + "..."),
+    ],
+)
+def test_a_refused_value_is_shown_in_at_most_60_characters(
+    monkeypatch: pytest.MonkeyPatch, value: str, shown: str
+) -> None:
+    # GIVEN a variable set to a long wrong value (a pasted secret, a whole file)
+    monkeypatch.setenv("LOG_LEVEL", value)
+    # THEN the refusal quotes at most 60 characters of it, never a whole pasted secret or file
+    with pytest.raises(SettingsError) as refused:
+        Settings()
+    assert str(refused.value) == (
+        "1 invalid setting: LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL "
+        f"(got {shown})"
+    )
