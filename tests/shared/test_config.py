@@ -87,6 +87,9 @@ def test_secrets_do_not_show_in_the_settings_repr() -> None:
     settings = Settings(JWT_SECRET_KEY=STRONG_KEY, MONGODB_URI="mongodb://u:pw@db/x")
     assert STRONG_KEY not in repr(settings)
     assert "pw@" not in repr(settings)
+    # A set secret shows as set, masked; an unset one as None
+    assert "JWT_SECRET_KEY=Secret('**********')" in repr(settings)
+    assert "JWT_PREVIOUS_SECRET_KEY=None" in repr(settings)
 
 
 def test_settings_compare_and_show_as_a_dataclass_would() -> None:
@@ -146,7 +149,10 @@ def test_every_bad_value_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("RATE_LIMIT_FAIL_MODE", "sideways")
     with pytest.raises(SettingsError) as refused:
         Settings()
-    assert str(refused.value).startswith("2 invalid settings: ")
+    assert str(refused.value) == (
+        "2 invalid settings: PROXY_RETRIES: must be at most 5 (got 9); "
+        "RATE_LIMIT_FAIL_MODE: must be one of open, closed (got 'sideways')"
+    )
     assert [problem.split(":")[0] for problem in refused.value.problems] == [
         "PROXY_RETRIES",
         "RATE_LIMIT_FAIL_MODE",
