@@ -90,6 +90,8 @@ def test_secrets_do_not_show_in_the_settings_repr() -> None:
     # A set secret shows as set, masked; an unset one as None
     assert "JWT_SECRET_KEY=Secret('**********')" in repr(settings)
     assert "JWT_PREVIOUS_SECRET_KEY=None" in repr(settings)
+    # ...and a secret formatted into a message or a log line is the mask too
+    assert f"uri={settings.MONGODB_URI}" == "uri=**********"
 
 
 def test_settings_compare_and_show_as_a_dataclass_would() -> None:
