@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -94,7 +97,39 @@ def test_db_init_with_a_malformed_uri_says_what_is_wrong_without_quoting_it(
     # WHEN the operator runs `lucid db init` THEN it exits 2 with one line, no traceback,
     # naming the problem and never the password
     assert main(["db", "init"]) == 2
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert err.startswith("lucid db init: MONGODB_URI is not a usable MongoDB URI: " + problem)
     assert err.count("\n") == 1
+    assert out == ""
     assert "Pw-s3c" not in err
+
+
+def test_db_init_run_by_an_operator_prints_only_its_own_line_for_a_refused_uri() -> None:
+    # GIVEN an operator's shell whose MONGODB_URI pymongo refuses
+    env = {
+        **os.environ,
+        "MONGODB_URI": "mongodb://lucid:Pw-s3cret@127.0.0.1:99999/lucid",
+        "JWT_SECRET_KEY": "k" * 32,
+    }
+    # WHEN they run `lucid db init` (a process of its own: its logging as the shell has it)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from lucid_edge.cli import main; sys.exit(main())",
+            "db",
+            "init",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # THEN it exits 2 with its one line: the layer's ERROR line for a function's log (logger
+    # lucid.store, which the command silences) is not printed beside it
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "lucid db init: MONGODB_URI is not a usable MongoDB URI: "
+        "Port must be an integer between 0 and 65535\n"
+    )
