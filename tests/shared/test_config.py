@@ -503,3 +503,24 @@ def test_a_refused_value_is_shown_in_at_most_60_characters(
         "1 invalid setting: LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL "
         f"(got {shown})"
     )
+
+
+def test_a_name_takes_its_longest_length_and_refuses_one_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a CloudWatch namespace of 255 characters, the most CloudWatch takes
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "N" * 255)
+    assert Settings().POWERTOOLS_METRICS_NAMESPACE == "N" * 255
+    # WHEN it is one longer THEN the settings are refused, naming the bound
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "N" * 256)
+    with pytest.raises(SettingsError) as refused:
+        Settings()
+    assert str(refused.value) == (
+        "1 invalid setting: POWERTOOLS_METRICS_NAMESPACE: must be at most 255 characters long"
+    )
+
+
+def test_a_name_given_in_code_as_another_type_is_refused() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings(SERVICE_NAME=5)
+    assert str(refused.value) == "1 invalid setting: SERVICE_NAME: must be a string (got 5)"
