@@ -6,15 +6,23 @@ client is pointed at a closed port to stand for "MongoDB is down".
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
+import redis
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from lucid.auth.refresh import RefreshTokenStore
 from lucid.errors import ServiceUnavailableError
-from lucid.store.indexes import IndexConflictError, ensure_indexes, ensure_indexes_once
+from lucid.sessions.repository import SessionRepository
+from lucid.sessions.schemas import SessionCreate
+from lucid.store.documents import new_id
+from lucid.store.indexes import INDEXES, IndexConflictError, ensure_indexes, ensure_indexes_once
+from lucid.users.repository import UserRepository
 from lucid_edge.local import in_memory_database
+from tests.utils.datastore import revocations_on
 
 Db = Database[dict[str, Any]]
 
@@ -71,3 +79,21 @@ def test_a_hand_made_index_with_our_options_serves_and_one_without_them_is_named
     # on mongomock; on a real server, OperationFailure at every cold start)
     with pytest.raises(IndexConflictError, match="'address_1' holds the key of 'address_unique'"):
         ensure_indexes(other)
+
+
+def test_every_index_is_on_fields_the_gateway_writes(db: Db, redis_client: redis.Redis) -> None:
+    # GIVEN a user, a session of theirs and a revoked refresh-token family, written by the
+    # repositories as requests write them
+    ensure_indexes(db)
+    user = UserRepository(db).upsert_on_login("TIndexedAddress", is_admin=False)
+    SessionRepository(db).create(user["_id"], SessionCreate(name="indexed"))
+    tokens = RefreshTokenStore(db, timedelta(days=14), revocations_on(redis_client, db))
+    family = new_id()
+    tokens.issue(user["_id"], "jti-1", family, signin_nonce="n-1")
+    tokens.revoke_family(family)
+    # THEN every field an index is on is one those documents have (an index on a field nobody
+    # writes serves no query: on a real server its queries scan the collection)
+    for collection in INDEXES:
+        written = set().union(*(document.keys() for document in db[collection].find()))
+        for index in db[collection].list_indexes():
+            assert set(dict(index["key"])) <= written, (collection, index["name"])
