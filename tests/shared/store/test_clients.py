@@ -60,11 +60,14 @@ def test_outside_local_missing_uris_refuse_to_start(builder, name, store) -> Non
     assert "required on stage 'dev'" in str(raised.value.cause)
     # THEN the function's ERROR line says how to configure it (our own text, no driver's)
     errors = [line for line in lines if line["level"] == "ERROR"]
-    assert [(line["message"], line["setting"], line["error"]) for line in errors] == [
+    assert [
+        (line["message"], line["setting"], line["store"], line["error"]) for line in errors
+    ] == [
         (
             f"{name} is required on stage 'dev': set {name}_SECRET_ARN or {name}_PARAM (where "
             "it is kept in Secrets Manager / SSM)",
             name,
+            store,
             "UriNotSetError",
         )
     ]
