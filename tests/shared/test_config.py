@@ -524,3 +524,31 @@ def test_a_name_given_in_code_as_another_type_is_refused() -> None:
     with pytest.raises(SettingsError) as refused:
         Settings(SERVICE_NAME=5)
     assert str(refused.value) == "1 invalid setting: SERVICE_NAME: must be a string (got 5)"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("RATE_LIMIT_PUBLIC", "must be a whole number (got True)"),
+        ("BREAKER_FAILURE_RATE", "must be a number (got True)"),
+    ],
+)
+def test_a_boolean_given_in_code_for_a_number_is_refused_not_read_as_1(
+    name: str, expected: str
+) -> None:
+    # bool is an int in Python: True would otherwise be a quota of 1 or a failure rate of 100 %
+    with pytest.raises(SettingsError) as refused:
+        Settings(**{name: True})
+    assert str(refused.value) == f"1 invalid setting: {name}: {expected}"
+
+
+@pytest.mark.parametrize("written", ["fast", "1,5", "0x10", "inf"])
+def test_a_number_that_is_not_a_finite_decimal_is_refused_with_what_it_must_be(
+    monkeypatch: pytest.MonkeyPatch, written: str
+) -> None:
+    monkeypatch.setenv("BREAKER_FAILURE_RATE", written)
+    with pytest.raises(SettingsError) as refused:
+        Settings()
+    assert str(refused.value) == (
+        f"1 invalid setting: BREAKER_FAILURE_RATE: must be a finite number (got {written!r})"
+    )
