@@ -471,15 +471,22 @@ def test_each_boolean_word_is_read_in_any_case_and_spacing(
         assert Settings().RATE_LIMIT_ENABLED is meaning, written
 
 
-@pytest.mark.parametrize("word", ["2", "tru", "yess", "of", "nope", "-1"])
-def test_a_word_that_is_not_a_boolean_is_refused(
-    monkeypatch: pytest.MonkeyPatch, word: str
+MUST_BE_BOOLEAN, MUST_BE_NUMBER = "RATE_LIMIT_ENABLED", "BREAKER_FAILURE_RATE"
+
+
+@pytest.mark.parametrize(
+    ("variable", "written", "must_be"),
+    [(MUST_BE_BOOLEAN, word, "true or false") for word in ("2", "tru", "yess", "of", "nope", "-1")]
+    + [(MUST_BE_NUMBER, word, "a finite number") for word in ("fast", "1,5", "0x10", "inf")],
+)
+def test_a_value_not_of_its_settings_kind_is_refused_saying_what_it_must_be(
+    monkeypatch: pytest.MonkeyPatch, variable: str, written: str, must_be: str
 ) -> None:
-    monkeypatch.setenv("RATE_LIMIT_ENABLED", word)
+    monkeypatch.setenv(variable, written)
     with pytest.raises(SettingsError) as refused:
         Settings()
     assert str(refused.value) == (
-        f"1 invalid setting: RATE_LIMIT_ENABLED: must be true or false (got {word!r})"
+        f"1 invalid setting: {variable}: must be {must_be} (got {written!r})"
     )
 
 
@@ -540,15 +547,3 @@ def test_a_boolean_given_in_code_for_a_number_is_refused_not_read_as_1(
     with pytest.raises(SettingsError) as refused:
         Settings(**{name: True})
     assert str(refused.value) == f"1 invalid setting: {name}: {expected}"
-
-
-@pytest.mark.parametrize("written", ["fast", "1,5", "0x10", "inf"])
-def test_a_number_that_is_not_a_finite_decimal_is_refused_with_what_it_must_be(
-    monkeypatch: pytest.MonkeyPatch, written: str
-) -> None:
-    monkeypatch.setenv("BREAKER_FAILURE_RATE", written)
-    with pytest.raises(SettingsError) as refused:
-        Settings()
-    assert str(refused.value) == (
-        f"1 invalid setting: BREAKER_FAILURE_RATE: must be a finite number (got {written!r})"
-    )
