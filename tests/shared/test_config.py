@@ -547,3 +547,16 @@ def test_a_boolean_given_in_code_for_a_number_is_refused_not_read_as_1(
     with pytest.raises(SettingsError) as refused:
         Settings(**{name: True})
     assert str(refused.value) == f"1 invalid setting: {name}: {expected}"
+
+
+def test_a_switch_given_in_code_as_0_or_1_is_false_or_true_and_other_numbers_are_refused() -> None:
+    assert (
+        Settings(RATE_LIMIT_ENABLED=0).RATE_LIMIT_ENABLED,
+        Settings(RATE_LIMIT_ENABLED=1).RATE_LIMIT_ENABLED,
+    ) == (False, True)
+    for number in (2, -1, 0.5):
+        with pytest.raises(SettingsError) as refused:
+            Settings(RATE_LIMIT_ENABLED=number)
+        assert str(refused.value) == (
+            f"1 invalid setting: RATE_LIMIT_ENABLED: must be true or false (got {number})"
+        )
