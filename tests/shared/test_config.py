@@ -549,7 +549,9 @@ def test_a_boolean_given_in_code_for_a_number_is_refused_not_read_as_1(
     assert str(refused.value) == f"1 invalid setting: {name}: {expected}"
 
 
-def test_a_switch_given_in_code_as_0_or_1_is_false_or_true_and_other_numbers_are_refused() -> None:
+def test_a_switch_given_in_code_as_a_bool_0_or_1_is_that_and_other_numbers_are_refused() -> None:
+    for given in (False, True):
+        assert Settings(RATE_LIMIT_ENABLED=given).RATE_LIMIT_ENABLED is given
     assert (
         Settings(RATE_LIMIT_ENABLED=0).RATE_LIMIT_ENABLED,
         Settings(RATE_LIMIT_ENABLED=1).RATE_LIMIT_ENABLED,
@@ -559,4 +561,16 @@ def test_a_switch_given_in_code_as_0_or_1_is_false_or_true_and_other_numbers_are
             Settings(RATE_LIMIT_ENABLED=number)
         assert str(refused.value) == (
             f"1 invalid setting: RATE_LIMIT_ENABLED: must be true or false (got {number})"
+        )
+
+
+def test_a_list_setting_given_in_code_is_a_list_of_strings_or_refused() -> None:
+    # GIVEN admin addresses given as a list or a tuple in code THEN they are that list
+    assert Settings(ADMIN_ADDRESSES=("TA", "TB")).ADMIN_ADDRESSES == ["TA", "TB"]
+    # WHEN they are not strings, or not a list at all THEN the settings are refused
+    for given, shown in (([7], "[7]"), (["TA", None], "['TA', None]"), ({"TA"}, "{'TA'}")):
+        with pytest.raises(SettingsError) as refused:
+            Settings(ADMIN_ADDRESSES=given)
+        assert str(refused.value) == (
+            f"1 invalid setting: ADMIN_ADDRESSES: must be a comma-separated list (got {shown})"
         )
