@@ -97,3 +97,32 @@ def test_every_index_is_on_fields_the_gateway_writes(db: Db, redis_client: redis
         written = set().union(*(document.keys() for document in db[collection].find()))
         for index in db[collection].list_indexes():
             assert set(dict(index["key"])) <= written, (collection, index["name"])
+
+
+@pytest.mark.parametrize(
+    ("key", "options", "ours", "lacking"),
+    [
+        # unique but not sparse: every token without a nonce would collide on null
+        (
+            "signin_nonce",
+            {"unique": True},
+            "signin_nonce_unique",
+            "{'unique': True, 'sparse': True}",
+        ),
+        # no TTL, or another one: spent refresh tokens would never (or not then) vanish
+        ("expires_at", {}, "expires_ttl", "{'expireAfterSeconds': 0}"),
+        ("expires_at", {"expireAfterSeconds": 3600}, "expires_ttl", "{'expireAfterSeconds': 0}"),
+    ],
+)
+def test_a_hand_made_token_index_without_our_guarantee_is_named(
+    db: Db, key: str, options: dict[str, Any], ours: str, lacking: str
+) -> None:
+    # GIVEN a hand-made index on the key of one of ours, without the option that makes it ours
+    db["tokens"].create_index(key, **options)
+    # THEN preparing the database refuses to take it for ours, naming it and what it lacks
+    with pytest.raises(IndexConflictError) as refused:
+        ensure_indexes(db)
+    assert str(refused.value) == (
+        f"tokens: index '{key}_1' holds the key of '{ours}' without its options {lacking}; "
+        f"drop it (db.tokens.dropIndex('{key}_1')) and run `lucid db init`"
+    )
