@@ -33,8 +33,13 @@ def test_db_init_creates_every_index_and_is_idempotent(
     assert main(["db", "init"]) == 0
     assert main(["db", "init"]) == 0
     out = capsys.readouterr().out
-    assert "dbinit.users: address_unique" in out
-    # THEN a second client sees the unique address index and the refresh-token TTL index
+    # THEN each run says which indexes each collection has, by name
+    assert out.splitlines() == 2 * [
+        "dbinit.users: address_unique, role_created, created",
+        "dbinit.sessions: owner_created, status",
+        "dbinit.tokens: expires_ttl, family, user, access_jti, revoked, signin_nonce_unique",
+    ]
+    # AND a second client sees the unique address index and the refresh-token TTL index
     with pymongo.MongoClient[dict[str, Any]](mongo.uri) as client:
         users = client["dbinit"]["users"].index_information()
         tokens = client["dbinit"]["tokens"].index_information()

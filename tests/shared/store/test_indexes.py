@@ -40,7 +40,7 @@ def test_indexes_are_created_idempotently_and_enforce_unique_addresses(db: Db) -
 
 
 def test_ensure_once_retries_a_database_that_was_down(dead_db: Db, db: Db) -> None:
-    with pytest.raises(ServiceUnavailableError):
+    with pytest.raises(ServiceUnavailableError, match=r"^the database store is unavailable$"):
         ensure_indexes_once(dead_db)
     ensure_indexes_once(db)
     db["sessions"].drop_indexes()
