@@ -27,6 +27,8 @@ results += [meta(http_event("GET", path), None) for path in ("/health", "/meta/h
 print("RESULTS " + json.dumps(results))
 """
 
+STORE_NAMES = {"redis": "Redis", "mongodb": "MongoDB"}
+
 
 def _run(setting: str, uri: str) -> tuple[list[dict[str, Any]], str]:
     done = run_fresh_instance(FRESH_INSTANCE, {setting: uri})
@@ -71,6 +73,10 @@ def test_a_function_whose_store_uri_is_refused_answers_503_naming_the_store(
         body = json.loads(result["body"])
         assert body["type"] == "https://lucid.dev/problems/store-unavailable"
         assert body["store"] == store
+        assert body["detail"] == (
+            f"{STORE_NAMES[store]} is unavailable to this function: its connection settings "
+            "are not usable (the function's log says which)"
+        )
         assert body["status"] == 503
         assert "Retry-After" not in result["headers"]
     # AND the cold start succeeded: a route without a store answers, /meta/health names it
@@ -82,7 +88,10 @@ def test_a_function_whose_store_uri_is_refused_answers_503_naming_the_store(
     assert len(errors) == 1, errors
     assert errors[0]["setting"] == setting
     assert errors[0]["error"] == error
-    assert errors[0]["message"].startswith(f"{setting} is not usable")
+    assert errors[0]["message"] == (
+        f"{setting} is not usable: its driver refuses it ({error}): check the scheme, host and "
+        "port, and that the user name and password are percent-escaped"
+    )
     assert "Traceback" not in output
     # AND nothing of the URI is in the answers or the log
     assert hidden not in output

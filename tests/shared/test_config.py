@@ -88,6 +88,11 @@ def test_secrets_do_not_show_in_the_settings_repr() -> None:
     settings = Settings(JWT_SECRET_KEY=STRONG_KEY, MONGODB_URI="mongodb://u:pw@db/x")
     assert STRONG_KEY not in repr(settings)
     assert "pw@" not in repr(settings)
+    # A set secret shows as set, masked; an unset one as None
+    assert "JWT_SECRET_KEY=Secret('**********')" in repr(settings)
+    assert "JWT_PREVIOUS_SECRET_KEY=None" in repr(settings)
+    # ...and a secret formatted into a message or a log line is the mask too
+    assert f"uri={settings.MONGODB_URI}" == "uri=**********"
 
 
 def test_settings_compare_and_show_as_a_dataclass_would() -> None:
@@ -147,7 +152,10 @@ def test_every_bad_value_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("RATE_LIMIT_FAIL_MODE", "sideways")
     with pytest.raises(SettingsError) as refused:
         Settings()
-    assert str(refused.value).startswith("2 invalid settings: ")
+    assert str(refused.value) == (
+        "2 invalid settings: PROXY_RETRIES: must be at most 5 (got 9); "
+        "RATE_LIMIT_FAIL_MODE: must be one of open, closed (got 'sideways')"
+    )
     assert [problem.split(":")[0] for problem in refused.value.problems] == [
         "PROXY_RETRIES",
         "RATE_LIMIT_FAIL_MODE",
@@ -478,3 +486,125 @@ def test_only_the_local_stage_without_any_key_gets_a_random_one(
     assert (key is not None) is random_key
     warned = [r for r in caplog.records if "using a random key" in r.getMessage()]
     assert len(warned) == int(random_key)
+
+
+TRUE_WORDS = ("1", "on", "t", "true", "y", "yes")
+FALSE_WORDS = ("0", "off", "f", "false", "n", "no")
+
+
+@pytest.mark.parametrize(
+    ("word", "meaning"), [(w, True) for w in TRUE_WORDS] + [(w, False) for w in FALSE_WORDS]
+)
+def test_each_boolean_word_is_read_in_any_case_and_spacing(
+    monkeypatch: pytest.MonkeyPatch, word: str, meaning: bool
+) -> None:
+    # GIVEN a deployment writing a switch as any of the words the settings document
+    for written in (word, word.upper(), f" {word.title()} "):
+        monkeypatch.setenv("RATE_LIMIT_ENABLED", written)
+        # THEN it is read as what it means, never as the opposite or refused
+        assert Settings().RATE_LIMIT_ENABLED is meaning, written
+
+
+MUST_BE_BOOLEAN, MUST_BE_NUMBER = "RATE_LIMIT_ENABLED", "BREAKER_FAILURE_RATE"
+
+
+@pytest.mark.parametrize(
+    ("variable", "written", "must_be"),
+    [(MUST_BE_BOOLEAN, word, "true or false") for word in ("2", "tru", "yess", "of", "nope", "-1")]
+    + [(MUST_BE_NUMBER, word, "a finite number") for word in ("fast", "1,5", "0x10", "inf")],
+)
+def test_a_value_not_of_its_settings_kind_is_refused_saying_what_it_must_be(
+    monkeypatch: pytest.MonkeyPatch, variable: str, written: str, must_be: str
+) -> None:
+    monkeypatch.setenv(variable, written)
+    with pytest.raises(SettingsError) as refused:
+        Settings()
+    assert str(refused.value) == (
+        f"1 invalid setting: {variable}: must be {must_be} (got {written!r})"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("x" * 58, "'" + "x" * 58 + "'"),  # 60 characters quoted: shown whole
+        ("x" * 59, "'" + "x" * 56 + "..."),  # one more: cut to 60 characters
+        ("x" * 5000, "'" + "x" * 56 + "..."),
+    ],
+)
+def test_a_refused_value_is_shown_in_at_most_60_characters(
+    monkeypatch: pytest.MonkeyPatch, value: str, shown: str
+) -> None:
+    # GIVEN a variable set to a long wrong value (a pasted secret, a whole file)
+    monkeypatch.setenv("LOG_LEVEL", value)
+    # THEN the refusal quotes at most 60 characters of it, never a whole pasted secret or file
+    with pytest.raises(SettingsError) as refused:
+        Settings()
+    assert str(refused.value) == (
+        "1 invalid setting: LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL "
+        f"(got {shown})"
+    )
+
+
+def test_a_name_takes_its_longest_length_and_refuses_one_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a CloudWatch namespace of 255 characters, the most CloudWatch takes
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "N" * 255)
+    assert Settings().POWERTOOLS_METRICS_NAMESPACE == "N" * 255
+    # WHEN it is one longer THEN the settings are refused, naming the bound
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "N" * 256)
+    with pytest.raises(SettingsError) as refused:
+        Settings()
+    assert str(refused.value) == (
+        "1 invalid setting: POWERTOOLS_METRICS_NAMESPACE: must be at most 255 characters long"
+    )
+
+
+def test_a_name_given_in_code_as_another_type_is_refused() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings(SERVICE_NAME=5)
+    assert str(refused.value) == "1 invalid setting: SERVICE_NAME: must be a string (got 5)"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("RATE_LIMIT_PUBLIC", "must be a whole number (got True)"),
+        ("BREAKER_FAILURE_RATE", "must be a number (got True)"),
+    ],
+)
+def test_a_boolean_given_in_code_for_a_number_is_refused_not_read_as_1(
+    name: str, expected: str
+) -> None:
+    # bool is an int in Python: True would otherwise be a quota of 1 or a failure rate of 100 %
+    with pytest.raises(SettingsError) as refused:
+        Settings(**{name: True})
+    assert str(refused.value) == f"1 invalid setting: {name}: {expected}"
+
+
+def test_a_switch_given_in_code_as_a_bool_0_or_1_is_that_and_other_numbers_are_refused() -> None:
+    for given in (False, True):
+        assert Settings(RATE_LIMIT_ENABLED=given).RATE_LIMIT_ENABLED is given
+    assert (
+        Settings(RATE_LIMIT_ENABLED=0).RATE_LIMIT_ENABLED,
+        Settings(RATE_LIMIT_ENABLED=1).RATE_LIMIT_ENABLED,
+    ) == (False, True)
+    for number in (2, -1, 0.5):
+        with pytest.raises(SettingsError) as refused:
+            Settings(RATE_LIMIT_ENABLED=number)
+        assert str(refused.value) == (
+            f"1 invalid setting: RATE_LIMIT_ENABLED: must be true or false (got {number})"
+        )
+
+
+def test_a_list_setting_given_in_code_is_a_list_of_strings_or_refused() -> None:
+    # GIVEN admin addresses given as a list or a tuple in code THEN they are that list
+    assert Settings(ADMIN_ADDRESSES=("TA", "TB")).ADMIN_ADDRESSES == ["TA", "TB"]
+    # WHEN they are not strings, or not a list at all THEN the settings are refused
+    for given, shown in (([7], "[7]"), (["TA", None], "['TA', None]"), ({"TA"}, "{'TA'}")):
+        with pytest.raises(SettingsError) as refused:
+            Settings(ADMIN_ADDRESSES=given)
+        assert str(refused.value) == (
+            f"1 invalid setting: ADMIN_ADDRESSES: must be a comma-separated list (got {shown})"
+        )

@@ -27,6 +27,8 @@ from lucid.auth import keys
 from lucid.auth.keys import KeyRing, check_keys_at_cold_start
 from lucid.config import Settings
 from lucid.secret_store import SecretSource, SecretUnavailableError, read, read_text, source_of
+from lucid.store.mongo import build_database
+from lucid.store.redis_client import build_redis
 from lucid.web.app import lambda_handler
 from lucid.web.problems import install_problem_handlers
 from lucid.web.ratelimit import RateLimitMiddleware
@@ -428,3 +430,21 @@ def test_a_redis_uri_that_cannot_be_read_is_a_503_problem_from_the_rate_limiter(
     assert reply.headers["content-type"] == "application/problem+json"
     assert reply.headers["retry-after"] == "10"
     assert reply.body["type"].endswith("/secret-unavailable")
+
+
+@mock_aws
+@pytest.mark.parametrize("name", ["REDIS_URI", "MONGODB_URI"])
+def test_a_store_uri_that_cannot_be_read_from_aws_is_the_secrets_503_not_the_stores(
+    name: str,
+) -> None:
+    # GIVEN a deployed function whose store URI is referenced in Secrets Manager, which lacks it
+    arn = f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:lucid/{uuid.uuid4().hex}-AbCdEf"
+    settings = Settings(STAGE="dev", JWT_SECRET_KEY="k" * 32, **{f"{name}_SECRET_ARN": arn})
+    # WHEN its client is built THEN the secret's 503 comes through as it is: the caller is told
+    # when to retry, and the store's "connection settings are not usable" is not said
+    builder = build_redis if name == "REDIS_URI" else build_database
+    with logged_lines() as lines, pytest.raises(SecretUnavailableError) as raised:
+        builder(settings)
+    assert (raised.value.status, raised.value.slug) == (503, "secret-unavailable")
+    assert raised.value.headers["Retry-After"] == str(round(secret_store.RETRY_SECONDS))
+    assert not [line for line in lines if line.get("store")]

@@ -49,7 +49,6 @@ class StoreUnusableError(ServiceUnavailableError):
             "usable (the function's log says which)",
             extensions={"store": store},
         )
-        self.setting = setting
         self.cause = cause
 
 

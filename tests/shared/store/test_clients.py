@@ -45,12 +45,32 @@ def test_without_a_uri_the_local_stage_says_to_run_through_the_edge(builder, nam
     assert f"or set {name}" in str(cause)
 
 
-@pytest.mark.parametrize("builder", [build_redis, build_database])
-def test_outside_local_missing_uris_refuse_to_start(builder) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("builder", "name", "store"),
+    [(build_redis, "REDIS_URI", "redis"), (build_database, "MONGODB_URI", "mongodb")],
+)
+def test_outside_local_missing_uris_refuse_to_start(builder, name, store) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN a deployed stage whose store URI worked (its client built), then is not configured
+    working = {name: f"{store}://127.0.0.1:{free_port()}"}
+    built = builder(Settings(STAGE="dev", JWT_SECRET_KEY=KEY, **working))
+    (built.client if isinstance(built, pymongo.database.Database) else built).close()
     settings = Settings(STAGE="dev", JWT_SECRET_KEY=KEY, REDIS_URI=None, MONGODB_URI=None)
-    with pytest.raises(StoreUnusableError) as raised:
+    with logged_lines() as lines, pytest.raises(StoreUnusableError) as raised:
         builder(settings)
     assert "required on stage 'dev'" in str(raised.value.cause)
+    # THEN the function's ERROR line says how to configure it (our own text, no driver's)
+    errors = [line for line in lines if line["level"] == "ERROR"]
+    assert [
+        (line["message"], line["setting"], line["store"], line["error"]) for line in errors
+    ] == [
+        (
+            f"{name} is required on stage 'dev': set {name}_SECRET_ARN or {name}_PARAM (where "
+            "it is kept in Secrets Manager / SSM)",
+            name,
+            store,
+            "UriNotSetError",
+        )
+    ]
 
 
 def test_redis_down_fails_fast_within_the_timeout() -> None:

@@ -6,15 +6,23 @@ client is pointed at a closed port to stand for "MongoDB is down".
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
+import redis
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from lucid.auth.refresh import RefreshTokenStore
 from lucid.errors import ServiceUnavailableError
-from lucid.store.indexes import IndexConflictError, ensure_indexes, ensure_indexes_once
+from lucid.sessions.repository import SessionRepository
+from lucid.sessions.schemas import SessionCreate
+from lucid.store.documents import new_id
+from lucid.store.indexes import INDEXES, IndexConflictError, ensure_indexes, ensure_indexes_once
+from lucid.users.repository import UserRepository
 from lucid_edge.local import in_memory_database
+from tests.utils.datastore import revocations_on
 
 Db = Database[dict[str, Any]]
 
@@ -32,7 +40,7 @@ def test_indexes_are_created_idempotently_and_enforce_unique_addresses(db: Db) -
 
 
 def test_ensure_once_retries_a_database_that_was_down(dead_db: Db, db: Db) -> None:
-    with pytest.raises(ServiceUnavailableError):
+    with pytest.raises(ServiceUnavailableError, match=r"^the database store is unavailable$"):
         ensure_indexes_once(dead_db)
     ensure_indexes_once(db)
     db["sessions"].drop_indexes()
@@ -71,3 +79,50 @@ def test_a_hand_made_index_with_our_options_serves_and_one_without_them_is_named
     # on mongomock; on a real server, OperationFailure at every cold start)
     with pytest.raises(IndexConflictError, match="'address_1' holds the key of 'address_unique'"):
         ensure_indexes(other)
+
+
+def test_every_index_is_on_fields_the_gateway_writes(db: Db, redis_client: redis.Redis) -> None:
+    # GIVEN a user, a session of theirs and a revoked refresh-token family, written by the
+    # repositories as requests write them
+    ensure_indexes(db)
+    user = UserRepository(db).upsert_on_login("TIndexedAddress", is_admin=False)
+    SessionRepository(db).create(user["_id"], SessionCreate(name="indexed"))
+    tokens = RefreshTokenStore(db, timedelta(days=14), revocations_on(redis_client, db))
+    family = new_id()
+    tokens.issue(user["_id"], "jti-1", family, signin_nonce="n-1")
+    tokens.revoke_family(family)
+    # THEN every field an index is on is one those documents have (an index on a field nobody
+    # writes serves no query: on a real server its queries scan the collection)
+    for collection in INDEXES:
+        written = set().union(*(document.keys() for document in db[collection].find()))
+        for index in db[collection].list_indexes():
+            assert set(dict(index["key"])) <= written, (collection, index["name"])
+
+
+@pytest.mark.parametrize(
+    ("key", "options", "ours", "lacking"),
+    [
+        # unique but not sparse: every token without a nonce would collide on null
+        (
+            "signin_nonce",
+            {"unique": True},
+            "signin_nonce_unique",
+            "{'unique': True, 'sparse': True}",
+        ),
+        # no TTL, or another one: spent refresh tokens would never (or not then) vanish
+        ("expires_at", {}, "expires_ttl", "{'expireAfterSeconds': 0}"),
+        ("expires_at", {"expireAfterSeconds": 3600}, "expires_ttl", "{'expireAfterSeconds': 0}"),
+    ],
+)
+def test_a_hand_made_token_index_without_our_guarantee_is_named(
+    db: Db, key: str, options: dict[str, Any], ours: str, lacking: str
+) -> None:
+    # GIVEN a hand-made index on the key of one of ours, without the option that makes it ours
+    db["tokens"].create_index(key, **options)
+    # THEN preparing the database refuses to take it for ours, naming it and what it lacks
+    with pytest.raises(IndexConflictError) as refused:
+        ensure_indexes(db)
+    assert str(refused.value) == (
+        f"tokens: index '{key}_1' holds the key of '{ours}' without its options {lacking}; "
+        f"drop it (db.tokens.dropIndex('{key}_1')) and run `lucid db init`"
+    )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -115,6 +117,72 @@ def test_kept_connections_are_the_pools_own_and_never_exceed_it(
         assert kept.execute("ECHO", "same") == b"same"
         assert _named(redis_client, "kept-cap") == 2
     finally:
+        pool.disconnect()
+
+
+def test_at_most_half_the_pool_is_kept_so_the_client_path_always_has_room(
+    redis_server: EmbeddedRedis,
+) -> None:
+    # GIVEN a pool of two connections; a thread kept one and ended (its place is free again),
+    # then this thread kept one (half the pool)
+    pool = redis.BlockingConnectionPool.from_url(redis_server.uri, max_connections=2, timeout=0.05)
+    client = redis.Redis(connection_pool=pool)
+    kept = kept_connections(client)
+    ended = threading.Thread(target=kept.execute, args=("PING",))
+    ended.start()
+    ended.join()
+    assert kept.execute("PING") == b"PONG"
+    sent, done = threading.Event(), threading.Event()
+    replies: list[Any] = []
+
+    def another_thread() -> None:
+        replies.append(kept.execute("ECHO", "other"))
+        sent.set()
+        done.wait(5)  # still alive: a connection it kept would still be held
+
+    other = threading.Thread(target=another_thread)
+    other.start()
+    try:
+        # WHEN another thread, still running, has sent a command
+        assert sent.wait(5)
+        assert replies == [b"other"]
+        # THEN it borrowed the last connection for that command only: the client path gets it
+        assert client.ping() is True
+    finally:
+        done.set()
+        other.join()
+        pool.disconnect()
+
+
+def test_threads_finding_the_pool_full_each_wait_one_pool_timeout_side_by_side(
+    redis_server: EmbeddedRedis,
+) -> None:
+    # GIVEN a blocking pool (as the functions build it) whose connections the client path holds
+    pool = redis.BlockingConnectionPool.from_url(redis_server.uri, max_connections=2, timeout=1.0)
+    kept = kept_connections(redis.Redis(connection_pool=pool))
+    busy = [pool.get_connection(), pool.get_connection()]
+    waited: list[float] = []
+
+    def command() -> None:
+        started = time.monotonic()
+        with pytest.raises(redis.ConnectionError):
+            kept.execute("PING")
+        waited.append(time.monotonic() - started)
+
+    threads = [threading.Thread(target=command) for _ in range(3)]
+    try:
+        # WHEN three threads that keep no connection yet send a command at once
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        # THEN each waits the pool's timeout for a connection, side by side, and is refused:
+        # nobody waits while holding what the others need (three in a row would take 3 s)
+        assert len(waited) == 3
+        assert max(waited) < 2.5
+    finally:
+        for connection in busy:
+            pool.release(connection)
         pool.disconnect()
 
 

@@ -95,6 +95,33 @@ def test_a_live_lease_whose_expiry_cannot_be_read_still_says_retry_after_1(
     assert refused.value.headers == {"Retry-After": "1"}
 
 
+@pytest.mark.parametrize(
+    ("left", "retry_after"),
+    [
+        (timedelta(seconds=1.2), "2"),  # whole seconds, rounded up
+        (timedelta(milliseconds=400), "1"),  # under a second left: never "0"
+        (timedelta(0), "1"),  # expiring as the refusal is answered
+        (timedelta(milliseconds=-200), "1"),  # expired between the refused taking and the read
+    ],
+)
+def test_a_lease_about_to_expire_says_retry_after_at_least_1(
+    db: Db, monkeypatch: pytest.MonkeyPatch, left: timedelta, retry_after: str
+) -> None:
+    # GIVEN a live lease, and the lease's clock reading `left` before its expiry once the
+    # taking was refused (the clock is pinned: a real lease with under 1 s left would race)
+    expires_at = utcnow() + timedelta(seconds=30)
+    db["locks"].insert_one({"_id": "guard", "owner": "dead" * 8, "expires_at": expires_at})
+    readings = iter([expires_at - timedelta(seconds=10), expires_at - left])
+    monkeypatch.setattr("lucid.store.lease.utcnow", lambda: next(readings))
+    # WHEN a taker that does not wait is refused
+    with pytest.raises(ConflictError) as refused, lease(db, wait_seconds=0).held():
+        pytest.fail("took a live lease")
+    # THEN Retry-After is the whole seconds left, at least 1 (RFC 9110 section 10.2.3: a
+    # non-negative delay; "0" would send a client straight back into the lease)
+    assert refused.value.headers == {"Retry-After": retry_after}
+    assert owner(db) == "dead" * 8
+
+
 def test_a_crashed_holders_lease_expires_and_the_next_taker_gets_it(db: Db) -> None:
     # GIVEN a holder that died with 0.3 s of its lease left
     crashed_holder(db, expires_in=0.3)

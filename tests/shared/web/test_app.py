@@ -14,6 +14,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from starlette.exceptions import HTTPException
 
+from lucid import errors
 from lucid.config import Settings
 from lucid.errors import ConflictError, LucidError, RateLimitedError, ServiceUnavailableError
 from lucid.store.documents import new_id
@@ -92,6 +93,43 @@ async def unavailable() -> None:
 @router.get("/unclassified")
 async def unclassified() -> None:
     raise LucidError("the ledger answered nonsense")
+
+
+# The error tree as a client sees it (errors.py's docstring): class -> status, title, `type`
+# slug. The type is a problem's identifier (RFC 9457 section 3.1.1: "the primary identifier for
+# the problem type"): a client tells an expired challenge from a bad signature by it alone.
+ERROR_TREE: dict[type[LucidError], tuple[int, str, str]] = {
+    errors.LucidError: (500, "Internal Server Error", "internal"),
+    errors.BadRequestError: (400, "Bad Request", "bad-request"),
+    errors.UnsafePathError: (400, "Bad Request", "unsafe-path"),
+    errors.ValidationFailedError: (422, "Unprocessable Content", "validation"),
+    errors.AuthenticationError: (401, "Unauthorized", "unauthorized"),
+    errors.MalformedMessageError: (401, "Unauthorized", "malformed-sign-in-message"),
+    errors.ForeignMessageError: (401, "Unauthorized", "foreign-sign-in-message"),
+    errors.UnknownNonceError: (401, "Unauthorized", "unknown-nonce"),
+    errors.ExpiredChallengeError: (401, "Unauthorized", "expired-challenge"),
+    errors.NonceAddressMismatchError: (401, "Unauthorized", "nonce-address-mismatch"),
+    errors.BadSignatureError: (401, "Unauthorized", "bad-signature"),
+    errors.SignerMismatchError: (401, "Unauthorized", "signer-mismatch"),
+    errors.InvalidAddressError: (401, "Unauthorized", "invalid-address"),
+    errors.InvalidTokenError: (401, "Unauthorized", "invalid-token"),
+    errors.RefreshTokenReuseError: (401, "Unauthorized", "refresh-token-reuse"),
+    errors.ForbiddenError: (403, "Forbidden", "forbidden"),
+    errors.NotFoundError: (404, "Not Found", "not-found"),
+    errors.ConflictError: (409, "Conflict", "conflict"),
+    errors.PreconditionFailedError: (412, "Precondition Failed", "precondition-failed"),
+    errors.PayloadTooLargeError: (413, "Content Too Large", "payload-too-large"),
+    errors.RateLimitedError: (429, "Too Many Requests", "rate-limited"),
+    errors.BadGatewayError: (502, "Bad Gateway", "bad-gateway"),
+    errors.ServiceUnavailableError: (503, "Service Unavailable", "service-unavailable"),
+    errors.GatewayTimeoutError: (504, "Gateway Timeout", "gateway-timeout"),
+}
+
+
+@router.get("/raise/{name}")
+async def raise_bare(name: str) -> None:
+    (error_class,) = [cls for cls in ERROR_TREE if cls.__name__ == name]
+    raise error_class()
 
 
 app = create_app("test", router)
@@ -173,6 +211,35 @@ def test_domain_errors_carry_extensions_and_headers() -> None:
     status, headers, _ = call("GET", "/slow-down")
     assert status == 429
     assert headers["retry-after"] == "7"
+
+
+def test_the_error_tree_is_every_error_class_of_the_layer() -> None:
+    # A class added to lucid.errors is added to the table above, with the answer it gives
+    declared = {
+        value
+        for value in vars(errors).values()
+        if isinstance(value, type) and issubclass(value, LucidError)
+    }
+    assert declared == set(ERROR_TREE)
+
+
+@pytest.mark.parametrize("error_class", list(ERROR_TREE), ids=lambda cls: cls.__name__)
+def test_each_error_class_is_its_own_status_title_and_type(error_class: type[LucidError]) -> None:
+    # WHEN a route raises the error without a detail of its own
+    status, headers, body = call("GET", f"/raise/{error_class.__name__}")
+    # THEN the answer is its status, problem+json with its title and type; the detail is the
+    # title (never empty), and nothing else is in the body
+    expected_status, title, slug = ERROR_TREE[error_class]
+    assert (status, headers["content-type"]) == (expected_status, "application/problem+json")
+    assert body == {
+        "type": f"https://lucid.dev/problems/{slug}",
+        "title": title,
+        "status": expected_status,
+        "detail": title,
+        "instance": f"/raise/{error_class.__name__}",
+    }
+    # AND the exception's text (what a log or the Lambda runtime shows) is that detail
+    assert str(error_class()) == title
 
 
 @pytest.mark.parametrize("member", ["type", "title", "status", "detail", "instance"])
