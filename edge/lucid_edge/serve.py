@@ -53,28 +53,52 @@ def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "serve", help="serve the SAM template's HTTP API locally (no Docker)"
     )
-    parser.add_argument("--template", default="infra/template.yaml", type=Path)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", default=8080, type=_port, help="0 picks a free port")
-    parser.add_argument("--workers", default=DEFAULT_WORKERS, type=int)
+    # Every option says its default (argparse's %(default)s): `--help` was the one place a
+    # user could not learn the port or the worker count without reading the code.
+    parser.add_argument(
+        "--template",
+        default="infra/template.yaml",
+        type=Path,
+        help="the SAM template to serve (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", default=8080, type=_port, help="0 picks a free port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--workers",
+        default=DEFAULT_WORKERS,
+        type=int,
+        help="worker processes sharing the port (default: %(default)s)",
+    )
     parser.add_argument(
         "--concurrency",
         default=server.DEFAULT_CONCURRENCY,
         type=int,
         help="concurrent invocations per worker of the functions without "
-        "ReservedConcurrentExecutions (the local account-wide cap); more wait their turn",
+        "ReservedConcurrentExecutions (the local account-wide cap); more wait their turn "
+        "(default: %(default)s)",
     )
     parser.add_argument(
-        "--reload", action="store_true", help="reload a function's code when its files change"
+        "--reload",
+        action="store_true",
+        help="reload a function's code when its files change (default: off)",
     )
     parser.add_argument(
-        "--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE", dest="overrides"
+        "--parameter-overrides",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="template parameter values, as sam deploy takes them (default: the template's)",
     )
     parser.add_argument(
         "--metrics-path",
         default=metrics.DEFAULT_PATH,
         help="where the edge answers Prometheus's scrapes (its own endpoint, not a route of the "
-        "template: refused if a route would answer it; '' serves none)",
+        "template: refused if a route would answer it; '' serves none) (default: %(default)s)",
     )
     parser.set_defaults(func=run)
 
@@ -301,8 +325,9 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
     # A named stage serves only below /{stage}, as on AWS: the printed URL is the API's base.
     stage_path = "" if template.api.stage == "$default" else f"/{template.api.stage}"
     print(
-        f"Lucid edge on {url}{stage_path} (stage {template.api.stage}, {args.workers} workers, "
-        f"up to {args.concurrency} concurrent invocations each)"
+        f"Lucid edge on {url}{stage_path} (stage {template.api.stage}, {args.workers} "
+        f"worker{'s' if args.workers > 1 else ''}, up to {args.concurrency} concurrent "
+        "invocations each)"
     )
     if redis_uri is not None:
         print(f"embedded Redis at {redis_uri}")

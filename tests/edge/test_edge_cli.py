@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,28 @@ def test_serve_is_a_subcommand_with_its_defaults() -> None:
     assert (args.host, args.port, args.workers, args.concurrency) == ("127.0.0.1", 8080, 2, 32)
     assert args.template == Path("infra/template.yaml")
     assert args.reload is False
+
+
+def test_serve_help_shows_every_options_default(capsys: pytest.CaptureFixture[str]) -> None:
+    # WHEN a user asks `lucid serve --help`
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--help"])
+    assert exited.value.code == 0
+    # THEN each option's entry says its default, the parser's own (argparse wraps lines)
+    options = " ".join(capsys.readouterr().out.split("options:", 1)[1].split())
+    entries = {e.split(" ", 1)[0]: e for e in re.split(r" (?=--[a-z-]+ )", options)}
+    defaults = build_parser().parse_args(["serve"])
+    for option, default in (
+        ("--template", defaults.template),
+        ("--host", defaults.host),
+        ("--port", defaults.port),
+        ("--workers", defaults.workers),
+        ("--concurrency", defaults.concurrency),
+        ("--metrics-path", defaults.metrics_path),
+    ):
+        assert entries[option].endswith(f"(default: {default})"), entries[option]
+    assert entries["--reload"].endswith("(default: off)")
+    assert entries["--parameter-overrides"].endswith("(default: the template's)")
 
 
 def test_serve_refuses_an_unsupported_template(
