@@ -135,9 +135,12 @@ def _check_text(text: str, what: str) -> None:
 # know, 18 AuthenticationFailed (mongodb/mongo src/mongo/db/auth/sasl_commands.cpp, doSaslStep:
 # every failed step answers only "Authentication failed."; pymongo raises it at the first
 # operation, when a pooled connection signs in), or a user without the privilege the command
-# needs, 13 Unauthorized. Both are a configuration fault of the deployment, like an unreachable
-# server: no request can be served until the URI or the user's roles change.
-REFUSALS = {18: "AuthenticationFailed", 13: "Unauthorized"}
+# needs, 13 Unauthorized. MongoDB Atlas's proxy answers a wrong password with its own 8000
+# AtlasError "bad auth : Authentication failed." (pymongo tracebacks in field reports, e.g.
+# AbirHasan2005/PyroFilesStoreBot#48), and an action the user's Atlas role lacks with 8000 too.
+# All are a configuration fault of the deployment, like an unreachable server: no request can be
+# served until the URI or the user's roles change.
+REFUSALS = {18: "AuthenticationFailed", 13: "Unauthorized", 8000: "AtlasError"}
 
 
 class DatabaseRefusedError(ServiceUnavailableError):

@@ -156,6 +156,21 @@ def test_a_user_without_the_privilege_is_503_and_its_log_line_quotes_no_command(
     ]
 
 
+def test_atlas_refusing_the_password_is_the_stores_503(caplog: pytest.LogCaptureFixture) -> None:
+    # GIVEN MongoDB Atlas's answer to a wrong password (its proxy's own code, not 18)
+    said = "bad auth : Authentication failed."
+    reply = {"ok": 0, "errmsg": said, "code": 8000, "codeName": "AtlasError"}
+    refused = OperationFailure(said, 8000, reply)
+    # WHEN it reaches the store's translation THEN it is the 503 of a refused user, logged
+    translated = pytest.raises(DatabaseRefusedError, match="the users store is unavailable")
+    with translated, database_errors("users"):
+        raise refused
+    assert [r.getMessage() for r in caplog.records] == [
+        "MongoDB refused the users store's request: bad auth : Authentication failed. (code "
+        "8000 AtlasError): check the user and password in MONGODB_URI and the user's roles"
+    ]
+
+
 def test_other_driver_errors_are_not_disguised_as_outages() -> None:
     with pytest.raises(DuplicateKeyError), database_errors("users"):
         raise DuplicateKeyError("dup")
