@@ -1,11 +1,13 @@
 """`lucid serve`: run the local edge on 127.0.0.1 with several worker processes.
 
 The parent validates the template (failing loudly), takes the port (failing, naming it, before
-anything starts or claims to be up), starts the embedded Redis when REDIS_URI is unset, shares
-one JWT secret with all workers on the local stage, points AUTH_SERVICE_URL at the address it
-serves, creates the files the workers share (throttle buckets, reserved concurrency), prints the
-URL and route table, then hands the listening socket to uvicorn's workers. SIGINT, SIGTERM or
-SIGHUP stops the workers and everything the parent started, whatever the worker count.
+anything starts or claims to be up), shares one JWT secret with all workers on the local stage,
+imports every function once as a worker will (failing in one line on what a worker would
+refuse), starts the embedded Redis when REDIS_URI is unset, points AUTH_SERVICE_URL at the
+address it serves, creates the files the workers share (throttle buckets, reserved
+concurrency), prints the URL and route table, then hands the listening socket to uvicorn's
+workers. SIGINT, SIGTERM or SIGHUP stops the workers and everything the parent started,
+whatever the worker count.
 """
 
 from __future__ import annotations
@@ -278,6 +280,20 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
         # The sign-in messages name the address served. On another stage they name the
         # request's domain, as the deployed function does (lucid.config, Settings.sign_in_url).
         os.environ[_SERVICE_URL] = url
+    has_secret = any(
+        os.environ.get(name) or template.environment.get(name)
+        for name in ("JWT_SECRET_KEY", "JWT_SECRET_ARN", "JWT_SECRET_PARAM")
+    )
+    ephemeral_key = stage == LOCAL_STAGE and not has_secret
+    if ephemeral_key:
+        os.environ["JWT_SECRET_KEY"] = ephemeral_secret()
+    # Before the embedded stores start: nothing started, one line. The functions read their
+    # store URIs on first use, not at import, so the URIs set below change nothing here.
+    try:
+        check_functions_start(template)
+    except FunctionStartError as err:
+        print(f"lucid serve: {err}", file=sys.stderr)
+        return 2
     redis_uri = mongo_uri = None
     if not os.environ.get("REDIS_URI") and not template.environment.get("REDIS_URI"):
         redis = stack.enter_context(start_redis())
@@ -287,13 +303,6 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
     if not os.environ.get("MONGODB_URI") and not template.environment.get("MONGODB_URI"):
         mongo = stack.enter_context(start_mongo_server())
         os.environ["MONGODB_URI"] = mongo_uri = mongo.uri
-    has_secret = any(
-        os.environ.get(name) or template.environment.get(name)
-        for name in ("JWT_SECRET_KEY", "JWT_SECRET_ARN", "JWT_SECRET_PARAM")
-    )
-    ephemeral_key = stage == LOCAL_STAGE and not has_secret
-    if ephemeral_key:
-        os.environ["JWT_SECRET_KEY"] = ephemeral_secret()
     buckets = server.create_bucket_file(len(template.api.routes))
     stack.callback(buckets.unlink, missing_ok=True)
     slots = server.create_slot_file(server.reservations(template))
@@ -309,11 +318,6 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
             server.ENV_METRICS_PATH: args.metrics_path,
         }
     )
-    try:
-        check_functions_start(template)
-    except FunctionStartError as err:
-        print(f"lucid serve: {err}", file=sys.stderr)
-        return 2
     if ephemeral_key:
         print(
             "WARNING: JWT_SECRET_KEY is unset: using a random key shared by all workers of this "
