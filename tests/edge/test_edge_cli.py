@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from lucid.auth.keys import get_key_ring
+from lucid.config import get_settings
 from lucid_edge import serve
 from lucid_edge.cli import build_parser, main
 from lucid_edge.template import load_template
@@ -45,6 +47,28 @@ def test_serve_help_shows_every_options_default(capsys: pytest.CaptureFixture[st
         assert entries[option].endswith(f"(default: {default})"), entries[option]
     assert entries["--reload"].endswith("(default: off)")
     assert entries["--parameter-overrides"].endswith("(default: the template's)")
+
+
+def test_the_start_check_names_the_function_and_the_setting_it_refuses(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the environment a worker would get, with a setting the layer refuses (a copy: the
+    # check exports the template's environment into it)
+    monkeypatch.setattr(os, "environ", {**os.environ, "RATE_LIMIT_FAIL_MODE": "bogus"})
+    get_settings.cache_clear()  # the layer reads its settings (and keys) once per process
+    try:
+        # WHEN the check's own process body runs on the real template THEN it fails in one line
+        assert serve._start_functions(str(REAL_TEMPLATE), "{}") == 1
+        assert capsys.readouterr().out == (
+            "MetaFunction cannot start: 1 invalid setting: RATE_LIMIT_FAIL_MODE: must be one of "
+            "open, closed (got 'bogus')\n"
+        )
+        # AND with the setting fixed every function starts
+        monkeypatch.setattr(os, "environ", {**os.environ, "RATE_LIMIT_FAIL_MODE": "open"})
+        assert serve._start_functions(str(REAL_TEMPLATE), "{}") == 0
+    finally:
+        get_settings.cache_clear()
+        get_key_ring.cache_clear()
 
 
 def test_serve_refuses_an_unsupported_template(

@@ -137,9 +137,8 @@ def _check_text(text: str, what: str) -> None:
 # operation, when a pooled connection signs in), or a user without the privilege the command
 # needs, 13 Unauthorized. MongoDB Atlas's proxy answers a wrong password with its own 8000
 # AtlasError "bad auth : Authentication failed." (pymongo tracebacks in field reports, e.g.
-# AbirHasan2005/PyroFilesStoreBot#48; 8000 is Atlas's code for its other refusals too). All
-# are a configuration fault of the deployment, like an unreachable server: no request can be
-# served until the URI or the user's roles change.
+# AbirHasan2005/PyroFilesStoreBot#48). All are a configuration fault of the deployment, like
+# an unreachable server: no request can be served until the URI or the user's roles change.
 REFUSALS = {18: "AuthenticationFailed", 13: "Unauthorized", 8000: "AtlasError"}
 
 
