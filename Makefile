@@ -47,13 +47,18 @@ UV_COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --
 	--custom-compile-command "make lock"
 UPGRADE ?=
 UV_UPGRADE := $(if $(filter all,$(UPGRADE)),--upgrade,$(addprefix --upgrade-package ,$(UPGRADE)))
+# uv rewrites a file whose content did not change, and a newer lock reinstalls .venv and .venv-sam
+# (~3 min): each compile writes a copy, put in place only if it differs (lucid_edge.lockfile).
+KEEP := $(BIN)/python -m lucid_edge.lockfile
 lock: $(STAMP)
-	$(UV_COMPILE) $(UV_UPGRADE) --extra dev pyproject.toml $(FUNCTION_INPUTS) -o $(LOCK)
-	$(UV_COMPILE) $(UV_UPGRADE) $(SAM_IN) -o $(SAM_LOCK)
-	set -o pipefail; $(BIN)/lucid requirements | $(UV_COMPILE) - -c $(LOCK) -o shared/requirements.txt
+	$(KEEP) $(LOCK) $(UV_COMPILE) $(UV_UPGRADE) --extra dev pyproject.toml $(FUNCTION_INPUTS) -o {}
+	$(KEEP) $(SAM_LOCK) $(UV_COMPILE) $(UV_UPGRADE) $(SAM_IN) -o {}
+	set -o pipefail; $(BIN)/lucid requirements \
+		| $(KEEP) shared/requirements.txt $(UV_COMPILE) - -c $(LOCK) -o {}
 	@for input in $(FUNCTION_INPUTS); do echo "compiling $${input%.in}.txt"; \
-		$(UV_COMPILE) $$input -c $(LOCK) -o $${input%.in}.txt || exit 1; done
-	printf 'fastapi\nmangum\n' | $(UV_COMPILE) - -c $(LOCK) -o bench/lambda/hello/requirements.txt
+		$(KEEP) $${input%.in}.txt $(UV_COMPILE) $$input -c $(LOCK) -o {} || exit 1; done
+	printf 'fastapi\nmangum\n' \
+		| $(KEEP) bench/lambda/hello/requirements.txt $(UV_COMPILE) - -c $(LOCK) -o {}
 
 run: $(STAMP)
 	$(BIN)/lucid serve --host $(HOST) --port $(PORT) --workers $(WORKERS)

@@ -12,10 +12,9 @@ import logging
 import sys
 from typing import Any
 
-from pymongo.errors import OperationFailure
-
 from lucid.config import UriNotSetError
 from lucid.errors import ServiceUnavailableError
+from lucid.store.documents import DatabaseRefusedError
 from lucid.store.indexes import IndexConflictError, drop_retired_indexes, ensure_indexes
 from lucid.store.mongo import get_database
 from lucid.store.unusable import StoreUnusableError
@@ -44,10 +43,18 @@ def _why(cause: BaseException | None) -> str:
 
 def run_init(args: argparse.Namespace) -> int:
     """Create the indexes, drop retired ones, and say which exist per collection."""
-    # The layer's ERROR line for a refused URI (`lucid.store.unusable`) is for a function's log;
-    # this command says it itself below, with pymongo's reason, in one line.
+    # The layer's ERROR lines (a refused URI: `lucid.store.unusable`; a server refusing the
+    # user: `lucid.store.documents`) are for a function's log; this command says each itself
+    # below, with pymongo's or the server's reason, in one line.
     store_log = logging.getLogger("lucid.store")
     store_log.addFilter(_said_here)
+    try:
+        return _init()
+    finally:
+        store_log.removeFilter(_said_here)
+
+
+def _init() -> int:
     try:
         database = get_database()
     except StoreUnusableError as error:
@@ -61,19 +68,19 @@ def run_init(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return 2
-    finally:
-        store_log.removeFilter(_said_here)
     try:
         created = ensure_indexes(database)
         dropped = drop_retired_indexes(database)
-    except ServiceUnavailableError as error:
-        print(f"lucid db init: {error.detail}{_why(error.__cause__)}", file=sys.stderr)
-        return 1
-    except OperationFailure as error:
+    except DatabaseRefusedError as error:
         # The server refused the command: a password it does not take (18), a user without
         # createIndex on this database (13). Its own message names that, never the credentials.
-        reason = error.details.get("errmsg", error) if error.details else error
-        print(f"lucid db init: MongoDB refused it: {reason} (code {error.code})", file=sys.stderr)
+        print(
+            f"lucid db init: MongoDB refused it: {error.reason} (code {error.code})",
+            file=sys.stderr,
+        )
+        return 1
+    except ServiceUnavailableError as error:
+        print(f"lucid db init: {error.detail}{_why(error.__cause__)}", file=sys.stderr)
         return 1
     except IndexConflictError as error:
         print(f"lucid db init: {error}", file=sys.stderr)

@@ -1,11 +1,13 @@
 """`lucid serve`: run the local edge on 127.0.0.1 with several worker processes.
 
 The parent validates the template (failing loudly), takes the port (failing, naming it, before
-anything starts or claims to be up), starts the embedded Redis when REDIS_URI is unset, shares
-one JWT secret with all workers on the local stage, points AUTH_SERVICE_URL at the address it
-serves, creates the files the workers share (throttle buckets, reserved concurrency), prints the
-URL and route table, then hands the listening socket to uvicorn's workers. SIGINT, SIGTERM or
-SIGHUP stops the workers and everything the parent started, whatever the worker count.
+anything starts or claims to be up), shares one JWT secret with all workers on the local stage,
+imports every function once as a worker will (failing in one line on what a worker would
+refuse), starts the embedded Redis when REDIS_URI is unset, points AUTH_SERVICE_URL at the
+address it serves, creates the files the workers share (throttle buckets, reserved
+concurrency), prints the URL and route table, then hands the listening socket to uvicorn's
+workers. SIGINT, SIGTERM or SIGHUP stops the workers and everything the parent started,
+whatever the worker count.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -27,10 +30,11 @@ import uvicorn
 from lucid.config import LOCAL_STAGE, ephemeral_secret
 from lucid_edge import logs, metrics, metrics_workers, server
 from lucid_edge.cli_config import recording_gateway
+from lucid_edge.loader import HandlerLoadError, load_handler
 from lucid_edge.local import start_mongo_server, start_redis
 from lucid_edge.model import Template
 from lucid_edge.routing import RouteTable
-from lucid_edge.template import TemplateError, load_template, parse_overrides
+from lucid_edge.template import TemplateError, apply_environment, load_template, parse_overrides
 
 DEFAULT_WORKERS = 2
 _SERVICE_URL = "AUTH_SERVICE_URL"
@@ -52,28 +56,52 @@ def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "serve", help="serve the SAM template's HTTP API locally (no Docker)"
     )
-    parser.add_argument("--template", default="infra/template.yaml", type=Path)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", default=8080, type=_port, help="0 picks a free port")
-    parser.add_argument("--workers", default=DEFAULT_WORKERS, type=int)
+    # Every option says its default (argparse's %(default)s): `--help` was the one place a
+    # user could not learn the port or the worker count without reading the code.
+    parser.add_argument(
+        "--template",
+        default="infra/template.yaml",
+        type=Path,
+        help="the SAM template to serve (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", default=8080, type=_port, help="0 picks a free port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--workers",
+        default=DEFAULT_WORKERS,
+        type=int,
+        help="worker processes sharing the port (default: %(default)s)",
+    )
     parser.add_argument(
         "--concurrency",
         default=server.DEFAULT_CONCURRENCY,
         type=int,
         help="concurrent invocations per worker of the functions without "
-        "ReservedConcurrentExecutions (the local account-wide cap); more wait their turn",
+        "ReservedConcurrentExecutions (the local account-wide cap); more wait their turn "
+        "(default: %(default)s)",
     )
     parser.add_argument(
-        "--reload", action="store_true", help="reload a function's code when its files change"
+        "--reload",
+        action="store_true",
+        help="reload a function's code when its files change (default: off)",
     )
     parser.add_argument(
-        "--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE", dest="overrides"
+        "--parameter-overrides",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="template parameter values, as sam deploy takes them (default: the template's)",
     )
     parser.add_argument(
         "--metrics-path",
         default=metrics.DEFAULT_PATH,
         help="where the edge answers Prometheus's scrapes (its own endpoint, not a route of the "
-        "template: refused if a route would answer it; '' serves none)",
+        "template: refused if a route would answer it; '' serves none) (default: %(default)s)",
     )
     parser.set_defaults(func=run)
 
@@ -86,6 +114,47 @@ def _check_handlers(template: Template) -> None:
             raise TemplateError(
                 f"Resources.{spec.logical_id}.Properties.Handler: no {module}.py in {spec.code_uri}"
             )
+
+
+class FunctionStartError(RuntimeError):
+    """A function the workers would fail to start (its import refuses a setting, ...)."""
+
+
+def check_functions_start(template: Template, overrides: dict[str, str]) -> None:
+    """Start every function first, as each worker will (the template's environment under what
+    is already set, then each handler imported), so that what a worker would refuse fails
+    before anything claims the edge is up: one line naming the function and its reason (a
+    setting the layer refuses names the setting and the value it wants), not a worker's
+    traceback after the banner, or, with several workers, uvicorn restarting each failed
+    worker until killed. In a process of its own: an import configures the layer's logging and
+    caches its settings and clients, which must not leak into this parent (with one worker,
+    uvicorn serves in this very process). Costs one more Python start and import of every
+    function (~1.5 s on this machine) before the workers import them."""
+    checked = subprocess.run(  # noqa: S603 - this interpreter, this module
+        [sys.executable, "-m", "lucid_edge.serve", str(template.path), json.dumps(overrides)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if checked.returncode != 0:
+        said = (checked.stdout.strip().splitlines() or checked.stderr.strip().splitlines())[-1:]
+        raise FunctionStartError(said[0] if said else f"exit status {checked.returncode}")
+
+
+def _start_functions(template_path: str, overrides: str) -> int:
+    """The check's own process: 0 when every handler imports, else 1 and the reason on stdout."""
+    template = load_template(Path(template_path), json.loads(overrides))
+    apply_environment(template)
+    for spec in template.functions.values():
+        try:
+            load_handler(spec.code_uri, spec.handler)
+        except HandlerLoadError as err:
+            reason = str(err.__cause__ or err).strip().splitlines()
+            print(
+                f"{spec.logical_id} cannot start: " + (reason[0] if reason else type(err).__name__)
+            )
+            return 1
+    return 0
 
 
 def _route_table(template: Template) -> str:
@@ -230,6 +299,20 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
         # The sign-in messages name the address served. On another stage they name the
         # request's domain, as the deployed function does (lucid.config, Settings.sign_in_url).
         os.environ[_SERVICE_URL] = url
+    has_secret = any(
+        os.environ.get(name) or template.environment.get(name)
+        for name in ("JWT_SECRET_KEY", "JWT_SECRET_ARN", "JWT_SECRET_PARAM")
+    )
+    ephemeral_key = stage == LOCAL_STAGE and not has_secret
+    if ephemeral_key:
+        os.environ["JWT_SECRET_KEY"] = ephemeral_secret()
+    # Before the embedded stores start: nothing started, one line. The functions read their
+    # store URIs on first use, not at import, so the URIs set below change nothing here.
+    try:
+        check_functions_start(template, overrides)
+    except FunctionStartError as err:
+        print(f"lucid serve: {err}", file=sys.stderr)
+        return 2
     redis_uri = mongo_uri = None
     if not os.environ.get("REDIS_URI") and not template.environment.get("REDIS_URI"):
         redis = stack.enter_context(start_redis())
@@ -239,17 +322,6 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
     if not os.environ.get("MONGODB_URI") and not template.environment.get("MONGODB_URI"):
         mongo = stack.enter_context(start_mongo_server())
         os.environ["MONGODB_URI"] = mongo_uri = mongo.uri
-    has_secret = any(
-        os.environ.get(name) or template.environment.get(name)
-        for name in ("JWT_SECRET_KEY", "JWT_SECRET_ARN", "JWT_SECRET_PARAM")
-    )
-    if stage == LOCAL_STAGE and not has_secret:
-        os.environ["JWT_SECRET_KEY"] = ephemeral_secret()
-        print(
-            "WARNING: JWT_SECRET_KEY is unset: using a random key shared by all workers of this "
-            "run; tokens stop working when the edge stops",
-            file=sys.stderr,
-        )
     buckets = server.create_bucket_file(len(template.api.routes))
     stack.callback(buckets.unlink, missing_ok=True)
     slots = server.create_slot_file(server.reservations(template))
@@ -265,13 +337,20 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
             server.ENV_METRICS_PATH: args.metrics_path,
         }
     )
+    if ephemeral_key:
+        print(
+            "WARNING: JWT_SECRET_KEY is unset: using a random key shared by all workers of this "
+            "run; tokens stop working when the edge stops",
+            file=sys.stderr,
+        )
     # Before any worker starts: prometheus-client picks its mode when a worker imports it.
     metrics_directory = stack.enter_context(metrics_workers.multiprocess_directory())
     # A named stage serves only below /{stage}, as on AWS: the printed URL is the API's base.
     stage_path = "" if template.api.stage == "$default" else f"/{template.api.stage}"
     print(
-        f"Lucid edge on {url}{stage_path} (stage {template.api.stage}, {args.workers} workers, "
-        f"up to {args.concurrency} concurrent invocations each)"
+        f"Lucid edge on {url}{stage_path} (stage {template.api.stage}, {args.workers} "
+        f"worker{'s' if args.workers > 1 else ''}, up to {args.concurrency} concurrent "
+        "invocations each)"
     )
     if redis_uri is not None:
         print(f"embedded Redis at {redis_uri}")
@@ -289,3 +368,7 @@ def _run(args: argparse.Namespace, stack: ExitStack) -> int:
     print("from here on every line is JSON, joined per request by its id (README: Logs)")
     sys.stdout.flush()
     return _serve(args, sock, metrics_directory)
+
+
+if __name__ == "__main__":  # pragma: no cover - run by check_functions_start, in its process
+    sys.exit(_start_functions(*sys.argv[1:3]))

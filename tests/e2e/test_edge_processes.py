@@ -97,6 +97,40 @@ def test_a_busy_port_fails_before_anything_starts_naming_the_port() -> None:
     assert "embedded Redis" not in completed.stdout
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_setting_the_functions_refuse_fails_before_the_banner_in_one_line(workers: int) -> None:
+    # GIVEN a setting every function refuses at start (the layer's settings parser)
+    env = {**_environment(), "RATE_LIMIT_FAIL_MODE": "bogus"}
+    # WHEN `lucid serve` starts on the real template, in its own process group
+    with subprocess.Popen(
+        [str(LUCID), "serve", "--port", "0", "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:  # it never exits on walk3 with two workers
+                os.killpg(process.pid, signal.SIGKILL)
+    # THEN it exits non-zero without claiming the edge is up, with one line naming the setting
+    # and the reason, no traceback, before starting the embedded stores (it printed the banner,
+    # then a worker's traceback; with two workers uvicorn restarted each failing worker until
+    # killed)
+    assert process.returncode == 2, stderr
+    assert "Lucid edge on" not in stdout
+    assert stderr.splitlines() == [
+        "lucid serve: MetaFunction cannot start: 1 invalid setting: RATE_LIMIT_FAIL_MODE: "
+        "must be one of open, closed (got 'bogus')"
+    ]
+    assert stdout == ""
+    # AND nothing it started is left in its process group
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)
+
+
 def test_the_sign_in_message_names_the_address_served(monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN the edge on some port, AUTH_SERVICE_URL set by no one
     monkeypatch.delenv("AUTH_SERVICE_URL", raising=False)

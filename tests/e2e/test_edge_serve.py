@@ -59,6 +59,7 @@ def test_serve_with_two_workers_shares_the_throttle_and_stops_cleanly() -> None:
         out, err = process.communicate(timeout=20)
     assert process.returncode == 0, err
     assert f"http://127.0.0.1:{port}" in out
+    assert ", 2 workers, up to 2 concurrent invocations each)" in out
     assert "GET /stage" in out
     assert "FaultyFunction" in out
     assert "JWT_SECRET_KEY is unset" in err
@@ -69,7 +70,9 @@ def test_serve_with_two_workers_shares_the_throttle_and_stops_cleanly() -> None:
         socket.create_connection(("127.0.0.1", int(found.group(1))), timeout=1).close()
 
 
-def test_serve_in_process_with_one_worker_until_sigint(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_in_process_with_one_worker_until_sigint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     # GIVEN no Redis and no JWT secret configured (the parent provides both)
     monkeypatch.delenv("REDIS_URI")
     monkeypatch.delenv("JWT_SECRET_KEY")
@@ -99,5 +102,6 @@ def test_serve_in_process_with_one_worker_until_sigint(monkeypatch: pytest.Monke
     stopper.join()
     assert code == 0
     assert seen == [200]
+    assert ", 1 worker, up to 32 concurrent invocations each)" in capsys.readouterr().out
     assert os.environ["REDIS_URI"].startswith("redis://127.0.0.1:")
     assert os.environ["AUTH_SERVICE_URL"] == f"http://127.0.0.1:{port}"

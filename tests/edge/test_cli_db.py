@@ -152,15 +152,15 @@ def test_db_init_with_a_malformed_uri_says_what_is_wrong_without_quoting_it(
 def test_db_init_on_a_server_that_refuses_it_exits_1_in_one_line(
     monkeypatch: pytest.MonkeyPatch, mongo: EmbeddedMongo, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # GIVEN a MONGODB_URI with credentials the server refuses to sign in with (a real server:
-    # 18 AuthenticationFailed, or 13 Unauthorized for a user without createIndex; the in-memory
-    # one knows no authentication and refuses pymongo's saslStart, 59 CommandNotFound)
+    # GIVEN a MONGODB_URI with credentials the server refuses to sign in with (18
+    # AuthenticationFailed, as a real server answers a user it does not have; 13 Unauthorized
+    # would be a user without createIndex)
     uri = mongo.uri.replace("mongodb://", "mongodb://lucid:Pw-s3cret@")
     # WHEN the operator runs `lucid db init` THEN it exits 1 with one line naming the server's
     # refusal and its code, no traceback, never the password
     assert _init_with(monkeypatch, Settings(MONGODB_URI=uri, MONGODB_DATABASE="dbinit")) == 1
     err = capsys.readouterr().err
-    assert err == "lucid db init: MongoDB refused it: no such command: 'saslStart' (code 59)\n"
+    assert err == "lucid db init: MongoDB refused it: Authentication failed. (code 18)\n"
 
 
 def test_the_readmes_deploy_time_db_init_works_as_written(mongo: EmbeddedMongo) -> None:

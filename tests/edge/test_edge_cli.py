@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from lucid.auth.keys import get_key_ring
+from lucid.config import get_settings
 from lucid_edge import serve
 from lucid_edge.cli import build_parser, main
 from lucid_edge.template import load_template
@@ -22,6 +25,50 @@ def test_serve_is_a_subcommand_with_its_defaults() -> None:
     assert (args.host, args.port, args.workers, args.concurrency) == ("127.0.0.1", 8080, 2, 32)
     assert args.template == Path("infra/template.yaml")
     assert args.reload is False
+
+
+def test_serve_help_shows_every_options_default(capsys: pytest.CaptureFixture[str]) -> None:
+    # WHEN a user asks `lucid serve --help`
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--help"])
+    assert exited.value.code == 0
+    # THEN each option's entry says its default, the parser's own (argparse wraps lines)
+    options = " ".join(capsys.readouterr().out.split("options:", 1)[1].split())
+    entries = {e.split(" ", 1)[0]: e for e in re.split(r" (?=--[a-z-]+ )", options)}
+    defaults = build_parser().parse_args(["serve"])
+    for option, default in (
+        ("--template", defaults.template),
+        ("--host", defaults.host),
+        ("--port", defaults.port),
+        ("--workers", defaults.workers),
+        ("--concurrency", defaults.concurrency),
+        ("--metrics-path", defaults.metrics_path),
+    ):
+        assert entries[option].endswith(f"(default: {default})"), entries[option]
+    assert entries["--reload"].endswith("(default: off)")
+    assert entries["--parameter-overrides"].endswith("(default: the template's)")
+
+
+def test_the_start_check_names_the_function_and_the_setting_it_refuses(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the environment a worker would get, with a setting the layer refuses (a copy: the
+    # check exports the template's environment into it)
+    monkeypatch.setattr(os, "environ", {**os.environ, "RATE_LIMIT_FAIL_MODE": "bogus"})
+    get_settings.cache_clear()  # the layer reads its settings (and keys) once per process
+    try:
+        # WHEN the check's own process body runs on the real template THEN it fails in one line
+        assert serve._start_functions(str(REAL_TEMPLATE), "{}") == 1
+        assert capsys.readouterr().out == (
+            "MetaFunction cannot start: 1 invalid setting: RATE_LIMIT_FAIL_MODE: must be one of "
+            "open, closed (got 'bogus')\n"
+        )
+        # AND with the setting fixed every function starts
+        monkeypatch.setattr(os, "environ", {**os.environ, "RATE_LIMIT_FAIL_MODE": "open"})
+        assert serve._start_functions(str(REAL_TEMPLATE), "{}") == 0
+    finally:
+        get_settings.cache_clear()
+        get_key_ring.cache_clear()
 
 
 def test_serve_refuses_an_unsupported_template(

@@ -46,8 +46,11 @@ _COMMANDS = {
     "find": "find", "getMore": "get_more", "killCursors": "kill_cursors",
     "aggregate": "aggregate", "count": "count", "distinct": "distinct",
     "createIndexes": "create_indexes", "listIndexes": "list_indexes",
-    "dropIndexes": "drop_indexes",
+    "dropIndexes": "drop_indexes", "saslStart": "sasl_start",
 }  # fmt: skip
+# The mechanisms a mongod offers on a database other than $external (SCRAM; PLAIN and GSSAPI
+# are $external or Enterprise only): any other is refused before a conversation starts.
+_SCRAM = ("SCRAM-SHA-1", "SCRAM-SHA-256")
 
 
 @dataclass
@@ -133,6 +136,30 @@ class CommandBackend:
     def ping(self, request: Request) -> Document:
         """Liveness."""
         return {}
+
+    def sasl_start(self, request: Request) -> Document:
+        """Sign-in, as a mongod in which no user was created (with or without `--auth`) answers
+        it: this store has no users, so credentials in MONGODB_URI are refused, never ignored.
+
+        mongodb/mongo src/mongo/db/auth/sasl_commands.cpp (`doSaslStep`): a step that fails
+        (here: the user is not found) answers only `authenticationFailedStatus`, that is
+        18 AuthenticationFailed "Authentication failed." ("All the client needs to know is that
+        authentication has failed"); `getServerMechanism` refuses a mechanism the database does
+        not offer with BadValue (sasl_mechanism_registry.cpp). Before this, pymongo's saslStart
+        got 59 CommandNotFound, an answer no real server gives. The handshake needs nothing
+        more: for an unknown user `hello` carries no `saslSupportedMechs`
+        (`advertiseMechanismNamesForUser` returns early) and a failed `speculativeAuthenticate`
+        is left out ("Treat failure like we never even got a speculative start"), as `hello`
+        here does, so pymongo falls back to saslStart with SCRAM-SHA-1.
+        """
+        mechanism = request.command.get("mechanism")
+        if mechanism not in _SCRAM:
+            raise CommandError(
+                2,
+                f"Unsupported mechanism '{mechanism}' on authentication database "
+                f"'{request.database}'",
+            )
+        raise CommandError(18, "Authentication failed.")
 
     def end_sessions(self, request: Request) -> Document:
         """Sessions carry no server state here."""

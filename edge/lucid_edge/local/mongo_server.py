@@ -2,10 +2,11 @@
 
 When MONGODB_URI is unset, the local edge's parent process starts ONE of these on 127.0.0.1 and
 hands `EmbeddedMongo.uri` to every worker, so all workers reach the same in-memory data through
-the ordinary pymongo driver. Nothing is persisted. Not a database server: no auth, no
-transactions, no replication; mongomock's query and update semantics are what you get, with
-lookups by `_id` and by the leading field of an index answered from hash indexes instead of
-scans (`lucid_edge.local.mongo_index`).
+the ordinary pymongo driver. Nothing is persisted. Not a database server: no users (a URI
+with credentials is refused as a mongod without that user refuses it: 18), no transactions,
+no replication; mongomock's query and update semantics are what you get, with lookups by
+`_id` and by the leading field of an index answered from hash indexes instead of scans
+(`lucid_edge.local.mongo_index`).
 
 All commands run on the server's single event-loop thread, one after another, so every command
 (findAndModify included) is atomic with respect to all clients. A lookup costs about as much

@@ -20,6 +20,7 @@ instead of a driver error (a 500) half way through a write:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import uuid
@@ -29,9 +30,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, overload
 
 from pydantic import Field
-from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, OperationFailure, WTimeoutError
 
 from lucid.errors import ServiceUnavailableError
+
+logger = logging.getLogger("lucid.store")
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -128,14 +131,54 @@ def _check_text(text: str, what: str) -> None:
         raise ValueError(f"{what} must be valid Unicode (no lone surrogates)")
 
 
+# A server that answers but will not serve this function's user: a password (or user) it does not
+# know, 18 AuthenticationFailed (mongodb/mongo src/mongo/db/auth/sasl_commands.cpp, doSaslStep:
+# every failed step answers only "Authentication failed."; pymongo raises it at the first
+# operation, when a pooled connection signs in), or a user without the privilege the command
+# needs, 13 Unauthorized. MongoDB Atlas's proxy answers a wrong password with its own 8000
+# AtlasError "bad auth : Authentication failed." (pymongo tracebacks in field reports, e.g.
+# AbirHasan2005/PyroFilesStoreBot#48). All are a configuration fault of the deployment, like
+# an unreachable server: no request can be served until the URI or the user's roles change.
+REFUSALS = {18: "AuthenticationFailed", 13: "Unauthorized", 8000: "AtlasError"}
+
+
+class DatabaseRefusedError(ServiceUnavailableError):
+    """503: MongoDB answers, but refuses this function's credentials or their privileges."""
+
+    def __init__(self, what: str, code: int, reason: str) -> None:
+        super().__init__(f"the {what} store is unavailable")
+        self.code, self.reason = code, reason
+
+
 @contextmanager
 def database_errors(what: str) -> Iterator[None]:
     """Translate a MongoDB outage inside the block into `ServiceUnavailableError` (503).
 
-    Only "the database is unreachable or too slow" is translated; anything else is a bug and
+    Only "the database is unreachable or too slow" and "the database refuses this function's
+    user" (`REFUSALS`, logged at ERROR with its code) are translated; anything else is a bug and
     stays a 500.
     """
     try:
         yield
     except (ConnectionFailure, ExecutionTimeout, WTimeoutError) as error:
         raise ServiceUnavailableError(f"the {what} store is unavailable") from error
+    except OperationFailure as error:
+        code = error.code
+        if code is None or code not in REFUSALS:
+            raise
+        # The server's own words, which never hold the credentials; a 13 goes on to quote the
+        # command it refused (filter values included), so only its first clause is kept.
+        said = str((error.details or {}).get("errmsg") or REFUSALS[code])
+        reason = said.split(" to execute command", 1)[0]
+        logger.error(
+            "MongoDB refused the %s store's request: %s (code %d %s): check the user and "
+            "password in MONGODB_URI and the user's roles",
+            what,
+            reason,
+            code,
+            REFUSALS[code],
+            extra={"store": "mongodb", "code": code},
+        )
+        # Not chained: a traceback of it (the authorizer's, escaping to the runtime) would
+        # print pymongo's whole reply.
+        raise DatabaseRefusedError(what, code, reason) from None

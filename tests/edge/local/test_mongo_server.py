@@ -584,6 +584,13 @@ FAILURES: dict[str, tuple[dict[str, Any], int, str]] = {
         1,
         "InternalError",
     ),
+    # a mongod with no such user answers only "Authentication failed." (sasl_commands.cpp)
+    "sign-in with a user it has not": (
+        {"saslStart": 1, "mechanism": "SCRAM-SHA-256", "payload": b"n,,n=lucid,r=abc"},
+        18,
+        "AuthenticationFailed",
+    ),
+    "a mechanism it does not offer": ({"saslStart": 1, "mechanism": "PLAIN"}, 2, "BadValue"),
 }
 
 

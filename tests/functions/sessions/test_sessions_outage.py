@@ -13,8 +13,16 @@ import pytest
 import redis
 from pymongo.database import Database
 
+from lucid.config import Settings
 from lucid.store.keys import idempotency_prefix
+from lucid.store.mongo import build_database
+from lucid.store.redis_client import build_redis
+from lucid.web.stores import stores_of_app, use_stores
+from lucid_edge.local import free_port, start_mongo_server
+from lucid_edge.local.redis_server import start_redis
 from tests.utils.datastore import User, call, database_for, fail_on
+from tests.utils.functions import load_module
+from tests.utils.logs import logged_lines
 
 api = partial(call, "sessions")
 
@@ -40,6 +48,86 @@ def test_mongodb_down_is_503_problem_and_a_retry_after_it_returns_creates_one_se
     assert retried.status == 201
     assert retried.headers.get("idempotent-replayed") is None
     assert database["sessions"].count_documents({}) == 1
+
+
+def test_a_mongodb_that_refuses_the_password_is_503_like_an_unreachable_one(
+    alice: User, database: Database[dict[str, Any]], dead_database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN a MONGODB_URI whose password the server refuses: pymongo signs in over the wire
+    # (SCRAM) at the first operation, and the in-memory MongoDB answers as a real mongod
+    # answers a user it does not have (18 AuthenticationFailed)
+    with start_mongo_server() as server:
+        uri = server.uri.replace("mongodb://", "mongodb://lucid:Pw-s3cret-9@")
+        refusing = build_database(Settings(MONGODB_URI=uri, MONGODB_TIMEOUT_MS=2000))
+        try:
+            with database_for("sessions", database=refusing), logged_lines() as lines:
+                # WHEN sessions are listed and created
+                listed = api("GET", "/sessions", caller=alice)
+                created = api("POST", "/sessions", caller=alice, body={"name": "refused"})
+        finally:
+            refusing.client.close()
+    with database_for("sessions", database=dead_database):
+        unreachable = api("GET", "/sessions", caller=alice)
+    # THEN each answers exactly as an unreachable MongoDB does (503, same problem, same
+    # headers), not a 500
+    assert unreachable.status == 503
+    for reply in (listed, created):
+        assert (reply.status, reply.body) == (503, {**unreachable.body, "instance": "/sessions"})
+        assert reply.headers.keys() - {"x-request-id", "content-length"} == (
+            unreachable.headers.keys() - {"x-request-id", "content-length"}
+        )
+    # AND each request logs one ERROR line naming the refusal and its code, no traceback,
+    # never the password
+    errors = [line for line in lines if line["level"] == "ERROR"]
+    assert [line["message"] for line in errors] == 2 * [
+        "MongoDB refused the tokens store's request: Authentication failed. (code 18 "
+        "AuthenticationFailed): check the user and password in MONGODB_URI and the user's roles"
+    ]
+    assert all(line["code"] == 18 and "exception" not in line for line in errors)
+    assert "Pw-s3cret-9" not in repr(lines)
+
+
+def _same(client: redis.Redis) -> redis.Redis:
+    return client
+
+
+def test_a_redis_that_refuses_the_password_degrades_as_an_unreachable_one(
+    alice: User, database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN the real redis-server started with requirepass, reached with a wrong password
+    # (redis-py 8.1: WRONGPASS is AuthenticationError, a ConnectionError), and one that is down
+    app = load_module("sessions").app
+    answers: dict[str, list[tuple[int, Any]]] = {}
+    with start_redis(config=["--requirepass", "right-pw"]) as server:
+        for name, uri in (
+            ("refused", f"redis://:Wrong-pw-7@127.0.0.1:{server.port}/0"),
+            ("down", f"redis://127.0.0.1:{free_port()}/0"),
+        ):
+            client = build_redis(Settings(REDIS_URI=uri))
+            before = use_stores(app, stores_of_app(app)._replace(redis=partial(_same, client)))
+            try:
+                with logged_lines() as lines:
+                    # WHEN sessions are listed, and one is created with an Idempotency-Key
+                    listed = api("GET", "/sessions", caller=alice)
+                    key = {"Idempotency-Key": f"redis-{name}"}
+                    body = {"name": "keyed"}
+                    created = api("POST", "/sessions", caller=alice, body=body, headers=key)
+            finally:
+                use_stores(app, before)
+                client.close()
+            answers[name] = [(r.status, r.body.get("detail")) for r in (listed, created)]
+            assert "Wrong-pw-7" not in repr(lines)
+    # THEN both answer alike: the list from MongoDB (the revocation check falls back to it),
+    # the keyed create 503 (its replay record cannot be kept), and nothing is written
+    assert (
+        answers["refused"]
+        == answers["down"]
+        == [
+            (200, None),
+            (503, "the idempotency store is unavailable"),
+        ]
+    )
+    assert database["sessions"].count_documents({}) == 0
 
 
 def test_mongodb_failing_between_the_insert_and_the_owner_check_leaves_no_session(

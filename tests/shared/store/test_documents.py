@@ -8,10 +8,16 @@ from typing import Any
 
 import bson
 import pytest
-from pymongo.errors import AutoReconnect, DuplicateKeyError, ServerSelectionTimeoutError
+from pymongo.errors import (
+    AutoReconnect,
+    DuplicateKeyError,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+)
 
 from lucid.errors import ServiceUnavailableError
 from lucid.store.documents import (
+    DatabaseRefusedError,
     check_json_object,
     database_errors,
     is_valid_id,
@@ -119,6 +125,54 @@ def test_outages_become_service_unavailable(error: Exception) -> None:
         raise error
 
 
+def test_a_user_without_the_privilege_is_503_and_its_log_line_quotes_no_command(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a server that signs the user in but refuses it the command (13 Unauthorized, whose
+    # message goes on to quote the command and its filter: values that are not the log's)
+    refused = OperationFailure(
+        'not authorized on lucid to execute command { find: "tokens", filter: { jti: "j-1" } }',
+        13,
+        {
+            "ok": 0.0,
+            "errmsg": 'not authorized on lucid to execute command { find: "tokens", '
+            'filter: { jti: "j-1" } }',
+            "code": 13,
+            "codeName": "Unauthorized",
+        },
+    )
+    # WHEN it reaches the store's translation THEN it is the store's 503, and one ERROR line
+    # names the refusal and its code without the command
+    translated = pytest.raises(DatabaseRefusedError, match="the tokens store is unavailable")
+    with translated as raised, database_errors("tokens"):
+        raise refused
+    assert (raised.value.status, raised.value.code) == (503, 13)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "ERROR",
+            "MongoDB refused the tokens store's request: not authorized on lucid (code 13 "
+            "Unauthorized): check the user and password in MONGODB_URI and the user's roles",
+        )
+    ]
+
+
+def test_atlas_refusing_the_password_is_the_stores_503(caplog: pytest.LogCaptureFixture) -> None:
+    # GIVEN MongoDB Atlas's answer to a wrong password (its proxy's own code, not 18)
+    said = "bad auth : Authentication failed."
+    reply = {"ok": 0, "errmsg": said, "code": 8000, "codeName": "AtlasError"}
+    refused = OperationFailure(said, 8000, reply)
+    # WHEN it reaches the store's translation THEN it is the 503 of a refused user, logged
+    translated = pytest.raises(DatabaseRefusedError, match="the users store is unavailable")
+    with translated, database_errors("users"):
+        raise refused
+    assert [r.getMessage() for r in caplog.records] == [
+        "MongoDB refused the users store's request: bad auth : Authentication failed. (code "
+        "8000 AtlasError): check the user and password in MONGODB_URI and the user's roles"
+    ]
+
+
 def test_other_driver_errors_are_not_disguised_as_outages() -> None:
     with pytest.raises(DuplicateKeyError), database_errors("users"):
         raise DuplicateKeyError("dup")
+    with pytest.raises(OperationFailure), database_errors("users"):
+        raise OperationFailure("Unsupported mechanism", 2)
