@@ -3,13 +3,18 @@ claiming anything, and signs users in for the address it actually serves (issue 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from lucid_edge.local import free_port
@@ -49,33 +54,93 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+@contextlib.contextmanager
+def _edge(args: list[str]) -> Iterator[subprocess.Popen[str]]:
+    """`lucid serve` in its own process group: when the test ends, whatever it saw, anything of
+    the group still running is killed, so an edge that missed its signal fails the test at its
+    timeout instead of hanging the suite in `Popen.__exit__`'s unbounded wait()."""
+    with subprocess.Popen(
+        args,
+        env=_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            yield process
+        finally:
+            if process.poll() is None:  # not reaped: its group id is still its own
+                os.killpg(process.pid, signal.SIGKILL)
+            # What outlived it (a redis-server left behind), found by its group, not by a PID
+            # that could have been reused since.
+            for pid in descendants_of_group(process.pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def descendants_of_group(pgid: int) -> list[int]:
+    """The living processes of process group `pgid`."""
+    group = []
+    for pid in _parents():
+        with contextlib.suppress(OSError):
+            if os.getpgid(pid) == pgid:
+                group.append(pid)
+    return group
+
+
+@contextlib.contextmanager
+def _calling(url: str, clients: int = 4) -> Iterator[None]:
+    """`clients` threads calling `url` back to back until the block ends or the server is gone."""
+    done = threading.Event()
+
+    def call() -> None:
+        with httpx.Client(timeout=2) as client:
+            while not done.is_set():
+                try:
+                    client.get(url)
+                except httpx.TransportError:
+                    return  # it stopped serving
+
+    threads = [threading.Thread(target=call) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.3)  # the calls are under way
+        yield
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join()
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize(
     "signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"]
 )
 def test_a_stopped_edge_leaves_no_process_behind(workers: int, signum: signal.Signals) -> None:
-    # GIVEN `lucid serve` running with its embedded Redis and its workers
+    # GIVEN `lucid serve` running with its embedded Redis and its workers, answering clients
     port = free_port()
     args = [str(LUCID), "serve", "--template", str(THROTTLED), "--port", str(port)]
-    with subprocess.Popen(
-        [*args, "--workers", str(workers)],
-        env=_environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as process:
-        wait_until_answering(f"http://127.0.0.1:{port}/nowhere", process)
+    with _edge([*args, "--workers", str(workers)]) as process:
+        url = f"http://127.0.0.1:{port}/nowhere"
+        wait_until_answering(url, process)
         started = descendants(process.pid)
         assert len(started) >= workers  # the embedded redis-server, and workers beyond one
-        # WHEN it is told to stop (SIGHUP: the terminal that ran it closed; uvicorn's supervisor
-        # would restart the workers, and one worker's parent died on the spot, redis-server left)
-        process.send_signal(signum)
-        output, _ = process.communicate(timeout=30)
-    # THEN it exits cleanly, and nothing it started is still running
-    assert process.returncode == 0, output
-    assert "Traceback" not in output, output
-    assert descendants(process.pid) == set()
-    assert [pid for pid in started if pid in _parents()] == []
+        # WHEN it is told to stop while requests are in flight (SIGHUP: the terminal that ran
+        # it closed; uvicorn's supervisor would restart the workers, and one worker's parent died
+        # on the spot, redis-server left; then one worker's SIGHUP, raised as KeyboardInterrupt
+        # inside a request's task, was swallowed by uvicorn and the edge served on)
+        with _calling(url):
+            process.send_signal(signum)
+            try:
+                output, _ = process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"lucid serve ({workers} workers) still runs 30 s after {signum!r}")
+        # THEN it exits cleanly, and nothing it started is still running
+        assert process.returncode == 0, output
+        assert "Traceback" not in output, output
+        assert descendants(process.pid) == set()
+        assert [pid for pid in started if pid in _parents()] == []
 
 
 def test_a_busy_port_fails_before_anything_starts_naming_the_port() -> None:
