@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from lucid_edge.local import free_port
-from tests.e2e.subprocess_edge import subprocess_edge, wait_until_answering
+from tests.e2e.subprocess_edge import kill_group, subprocess_edge, wait_until_answering
 from tests.edge.harness import FIXTURES
 from tests.utils.wallets import Wallet
 
@@ -70,8 +70,7 @@ def _edge(args: list[str]) -> Iterator[subprocess.Popen[str]]:
         try:
             yield process
         finally:
-            if process.poll() is None:  # not reaped: its group id is still its own
-                os.killpg(process.pid, signal.SIGKILL)
+            kill_group(process)
             # What outlived it (a redis-server left behind), found by its group, not by a PID
             # that could have been reused since.
             for pid in descendants_of_group(process.pid):
