@@ -164,11 +164,13 @@ class _OneWorkerServer(uvicorn.Server):
     A signal handler runs in whatever the main thread is executing, and while uvicorn serves
     that is often a request's task: a KeyboardInterrupt raised there is caught by uvicorn's
     `run_asgi` (`except BaseException`: logged as "Exception in ASGI application", then the
-    server serves on; uvicorn 0.55.0 protocols/http/httptools_impl.py and h11_impl.py). The
-    stop was lost in 6 of 23 runs signalled just after the edge answered one request, and in 3
-    of 4 with requests in flight (tests/e2e/test_edge_processes.py). uvicorn's
-    `handle_exit` only sets `should_exit`, which `main_loop` reads every 0.1 s before the
-    graceful `shutdown` (server.py `capture_signals`, `handle_exit`, `main_loop`, `on_tick`).
+    server serves on; uvicorn 0.55.0 protocols/http/httptools_impl.py:418-425, h11_impl.py
+    alike). The stop was lost in 6 of 23 runs signalled just after the edge answered one
+    request, and in 6 of 7 with requests in flight (tests/e2e/test_edge_processes.py).
+    uvicorn's `handle_exit` only sets `should_exit`, which `main_loop` reads every 0.1 s before
+    the graceful `shutdown` (server.py `capture_signals`, `handle_exit`, `main_loop`,
+    `on_tick`). With several workers the parent is not exposed: uvicorn's supervisor only
+    queues the signals it gets (supervisors/multiprocess.py, `Multiprocess.__init__`).
     """
 
     @contextmanager
