@@ -206,6 +206,8 @@ def service_url_is_default(template: Template, overrides: dict[str, str]) -> boo
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
+    # Safe only outside the event loop (before the server starts, while the parent cleans up):
+    # while uvicorn serves in this thread, _OneWorkerServer.capture_signals takes SIGHUP.
     raise KeyboardInterrupt  # unwinds to run()'s cleanup, as Ctrl+C does
 
 
@@ -222,6 +224,36 @@ def _signals_stop_cleanly() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+class _OneWorkerServer(uvicorn.Server):
+    """uvicorn's server run in this process (one worker): SIGHUP asks it to exit, as uvicorn's
+    own handler does for SIGINT and SIGTERM, instead of raising from the handler.
+
+    A signal handler runs in whatever the main thread is executing, and while uvicorn serves
+    that is often a request's task: a KeyboardInterrupt raised there is caught by uvicorn's
+    `run_asgi` (`except BaseException`: logged as "Exception in ASGI application", then the
+    server serves on; uvicorn 0.55.0 protocols/http/httptools_impl.py:418-425, h11_impl.py
+    alike). The stop was lost in 6 of 23 runs signalled just after the edge answered one
+    request, and in 6 of 7 with requests in flight (tests/e2e/test_edge_processes.py).
+    uvicorn's `handle_exit` only sets `should_exit`, which `main_loop` reads every 0.1 s before
+    the graceful `shutdown` (server.py `capture_signals`, `handle_exit`, `main_loop`,
+    `on_tick`). With several workers the parent is not exposed: uvicorn's supervisor only
+    queues the signals it gets (supervisors/multiprocess.py, `Multiprocess.__init__`).
+    """
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """uvicorn's SIGINT/SIGTERM handling, with SIGHUP a stop too while the server runs."""
+        with super().capture_signals():
+            previous = signal.signal(signal.SIGHUP, self._hang_up)
+            try:
+                yield
+            finally:
+                signal.signal(signal.SIGHUP, previous)
+
+    def _hang_up(self, signum: int, frame: FrameType | None) -> None:
+        self.should_exit = True
 
 
 def _serve(args: argparse.Namespace, sock: socket.socket, metrics_directory: Path) -> int:
@@ -247,7 +279,7 @@ def _serve(args: argparse.Namespace, sock: socket.socket, metrics_directory: Pat
         supervisor.run()
         failed = any(p.exitcode == 3 for p in supervisor.processes)  # uvicorn's STARTUP_FAILURE
         return 1 if failed else 0
-    uvicorn_server = uvicorn.Server(config)
+    uvicorn_server = _OneWorkerServer(config)
     uvicorn_server.run(sockets=[sock])
     return 0 if uvicorn_server.started else 1
 

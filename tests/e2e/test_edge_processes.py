@@ -3,17 +3,22 @@ claiming anything, and signs users in for the address it actually serves (issue 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from lucid_edge.local import free_port
-from tests.e2e.subprocess_edge import subprocess_edge, wait_until_answering
+from tests.e2e.subprocess_edge import kill_group, subprocess_edge, wait_until_answering
 from tests.edge.harness import FIXTURES
 from tests.utils.wallets import Wallet
 
@@ -40,6 +45,19 @@ def _parents() -> dict[int, int]:
     return parents
 
 
+def _running(pids: Iterable[int]) -> set[tuple[int, str]]:
+    """Each of `pids` still running, with its start time: a PID reused since is not the same."""
+    found = set()
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            found.add((pid, fields[19]))  # stat's field 22, starttime
+    return found
+
+
 def descendants(pid: int) -> set[int]:
     """Every living process below `pid`."""
     parents, found, frontier = _parents(), set(), {pid}
@@ -49,33 +67,98 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+@contextlib.contextmanager
+def _edge(args: list[str]) -> Iterator[subprocess.Popen[str]]:
+    """`lucid serve` in its own process group: when the test ends, whatever it saw, anything of
+    the group still running is killed, so an edge that missed its signal fails the test at its
+    timeout instead of hanging the suite in `Popen.__exit__`'s unbounded wait()."""
+    with subprocess.Popen(
+        args,
+        env=_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            yield process
+        finally:
+            kill_group(process)
+            # What outlived it (a redis-server left behind), found by its group, not by a PID
+            # that could have been reused since.
+            for pid in descendants_of_group(process.pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def descendants_of_group(pgid: int) -> list[int]:
+    """The living processes of process group `pgid`."""
+    group = []
+    for pid in _parents():
+        with contextlib.suppress(OSError):
+            if os.getpgid(pid) == pgid:
+                group.append(pid)
+    return group
+
+
+@contextlib.contextmanager
+def _calling(url: str, clients: int = 4) -> Iterator[None]:
+    """`clients` threads calling `url` back to back until the block ends or the server is gone."""
+    done = threading.Event()
+
+    def call() -> None:
+        with httpx.Client(timeout=2) as client:
+            while not done.is_set():
+                try:
+                    client.get(url)
+                except httpx.TransportError:
+                    return  # it stopped serving
+
+    threads = [threading.Thread(target=call) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.3)  # the calls are under way
+        yield
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join()
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize(
     "signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"]
 )
 def test_a_stopped_edge_leaves_no_process_behind(workers: int, signum: signal.Signals) -> None:
-    # GIVEN `lucid serve` running with its embedded Redis and its workers
+    # GIVEN `lucid serve` running with its embedded Redis and its workers, answering clients
     port = free_port()
     args = [str(LUCID), "serve", "--template", str(THROTTLED), "--port", str(port)]
-    with subprocess.Popen(
-        [*args, "--workers", str(workers)],
-        env=_environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as process:
-        wait_until_answering(f"http://127.0.0.1:{port}/nowhere", process)
-        started = descendants(process.pid)
+    with _edge([*args, "--workers", str(workers)]) as process:
+        url = f"http://127.0.0.1:{port}/nowhere"
+        wait_until_answering(url, process)
+        started = _running(descendants(process.pid))
         assert len(started) >= workers  # the embedded redis-server, and workers beyond one
-        # WHEN it is told to stop (SIGHUP: the terminal that ran it closed; uvicorn's supervisor
-        # would restart the workers, and one worker's parent died on the spot, redis-server left)
-        process.send_signal(signum)
-        output, _ = process.communicate(timeout=30)
-    # THEN it exits cleanly, and nothing it started is still running
-    assert process.returncode == 0, output
-    assert "Traceback" not in output, output
-    assert descendants(process.pid) == set()
-    assert [pid for pid in started if pid in _parents()] == []
+        # WHEN it is told to stop while requests are in flight (SIGHUP: the terminal that ran
+        # it closed; uvicorn's supervisor would restart the workers, and one worker's parent died
+        # on the spot, redis-server left; then one worker's SIGHUP, raised as KeyboardInterrupt
+        # inside a request's task, was swallowed by uvicorn and the edge served on)
+        with _calling(url):
+            process.send_signal(signum)
+            try:
+                output, _ = process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"lucid serve ({workers} workers) still runs 30 s after {signum!r}")
+        # THEN it exits cleanly, and nothing it started is still running
+        assert process.returncode == 0, output
+        assert "Traceback" not in output, output
+        assert descendants(process.pid) == set()
+        # (multiprocessing's resource tracker ends by itself once the parent is gone: a moment)
+        deadline = time.monotonic() + 5
+        while (left := _running(pid for pid, _ in started) & started) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        assert left == set()
 
 
 def test_a_busy_port_fails_before_anything_starts_naming_the_port() -> None:

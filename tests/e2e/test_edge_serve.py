@@ -25,14 +25,16 @@ from lucid_edge.server import (
     ENV_SLOTS,
     ENV_TEMPLATE,
 )
-from tests.e2e.subprocess_edge import wait_until_answering
+from tests.e2e.subprocess_edge import kill_group, wait_until_answering
 from tests.edge.harness import FIXTURES
 
 pytestmark = pytest.mark.e2e
 LUCID = Path(sys.executable).parent / "lucid"
 
 
-def test_serve_with_two_workers_shares_the_throttle_and_stops_cleanly() -> None:
+def test_serve_with_two_workers_shares_the_throttle_and_stops_cleanly(
+    request: pytest.FixtureRequest,
+) -> None:
     port = free_port()
     unset = ("REDIS_URI", "MONGODB_URI", "JWT_SECRET_KEY")
     env = {k: v for k, v in os.environ.items() if k not in unset}
@@ -40,7 +42,10 @@ def test_serve_with_two_workers_shares_the_throttle_and_stops_cleanly() -> None:
         [str(LUCID), "serve", "--template", str(FIXTURES / "throttled.yaml"),
          "--port", str(port), "--workers", "2", "--concurrency", "2"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
     )  # fmt: skip
+    # Should it miss SIGTERM, the test fails at its timeout and the edge goes with its group.
+    request.addfinalizer(lambda: kill_group(process))
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_answering(f"{url}/nowhere", process)
