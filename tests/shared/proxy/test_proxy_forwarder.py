@@ -112,8 +112,11 @@ def test_post_is_sent_once_when_the_backend_resets_after_reading_it(
 def test_retries_stop_where_the_next_wait_would_outlast_the_invocation(
     make_proxy: MakeProxy,
 ) -> None:
-    # GIVEN a port where nothing listens, five retries allowed, and 0.45 s left to the
-    # invocation (0.2 s of it for the backend: 0.25 s is kept to answer)
+    # GIVEN a port where nothing listens, five retries allowed, waits at the bottom of their
+    # jitter (0.025, 0.05, 0.1, 0.2, 0.4 s), and 0.525 s left to the invocation: 0.275 s of it
+    # for the backend (0.25 s is kept to answer). After three waits (0.175 s) the fourth would
+    # end at 0.375 s: each decision is 0.1 s from the line, so a busy machine's late wake-ups
+    # cannot turn the refusal into a timeout.
     waits: list[float] = []
 
     def sleep(seconds: float) -> None:
@@ -123,12 +126,18 @@ def test_retries_stop_where_the_next_wait_would_outlast_the_invocation(
     settings = proxy_settings(
         BLOCKCHAIN_SERVICE_URL=f"http://127.0.0.1:{free_port()}", PROXY_RETRIES=5
     )
-    proxy = make_proxy(settings, sleep=sleep)
+    proxy = make_proxy(settings, sleep=sleep, rng=_LowestJitter())
     # WHEN a GET is proxied THEN it is the 502 once no further wait fits the time left
     with pytest.raises(BadGatewayError, match="refused the connection"):
-        proxy.forward(proxy_request("GET", time_left=0.45))
-    assert len(waits) < 5
-    assert sum(waits) < 0.2
+        proxy.forward(proxy_request("GET", time_left=0.525))
+    assert waits == pytest.approx([0.025, 0.05, 0.1], abs=1e-9)
+
+
+class _LowestJitter(random.Random):
+    """Every backoff wait at the bottom of its jitter (half its ceiling)."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return a
 
 
 def test_get_is_retried_on_connection_refused_until_the_backend_listens(
