@@ -95,7 +95,10 @@ def test_serve_in_process_with_one_worker_until_sigint(
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and not seen:
             try:
-                seen.append(httpx.get(f"http://127.0.0.1:{port}/own", timeout=1).status_code)
+                # The port listens before the functions are loaded: a request sent then waits in
+                # the backlog. With 1 s it timed out under load, and its retry met the route's
+                # one-token bucket that the first, still served, had spent (429).
+                seen.append(httpx.get(f"http://127.0.0.1:{port}/own", timeout=10).status_code)
             except httpx.TransportError:
                 time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGINT)
