@@ -207,13 +207,33 @@ def test_the_readmes_deploy_time_db_init_works_as_written(mongo: EmbeddedMongo) 
         assert client["lucid"]["users"].index_information()["address_unique"]["unique"] is True
 
 
+def _without_a_jwt_key() -> dict[str, str]:
+    """The test session's environment as a developer's shell has it: no JWT key named."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("JWT_SECRET")}
+
+
+def test_db_init_on_the_local_stage_says_nothing_of_a_jwt_key(mongo: EmbeddedMongo) -> None:
+    # GIVEN a developer's shell on the local stage with no JWT key (db init signs no token)
+    env = {**_without_a_jwt_key(), "STAGE": "local", "MONGODB_URI": mongo.uri}
+    # WHEN they run `lucid db init`
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "lucid"), "db", "init"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # THEN it creates the indexes and prints nothing else: no warning that a random JWT key is
+    # used (it printed "JWT_SECRET_KEY is unset: using a random key for this process only")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "lucid.users: address_unique" in done.stdout
+
+
 def test_db_init_run_by_an_operator_prints_only_its_own_line_for_a_refused_uri() -> None:
     # GIVEN an operator's shell whose MONGODB_URI pymongo refuses
-    env = {
-        **os.environ,
-        "MONGODB_URI": "mongodb://lucid:Pw-s3cret@127.0.0.1:99999/lucid",
-        "JWT_SECRET_KEY": "k" * 32,
-    }
+    env = {**_without_a_jwt_key(), "MONGODB_URI": "mongodb://lucid:Pw-s3cret@127.0.0.1:99999/lucid"}
     # WHEN they run `lucid db init` (a process of its own: its logging as the shell has it)
     done = subprocess.run(
         [

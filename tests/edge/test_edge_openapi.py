@@ -9,6 +9,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -71,6 +73,25 @@ def test_the_committed_document_is_what_the_code_and_template_generate(
     # THEN it is exactly what the template and the functions generate; if not, run
     # `lucid openapi --write`
     assert (ROOT / DOCUMENT).read_text(encoding="utf-8") == render(document)
+
+
+def test_lucid_openapi_on_the_local_stage_says_nothing_of_a_jwt_key() -> None:
+    # GIVEN a developer's shell on the local stage with no JWT key (the document signs nothing)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JWT_SECRET")}
+    # WHEN they print the document
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "lucid"), "openapi"],
+        env={**env, "STAGE": "local"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    # THEN stdout is the committed document and stderr is empty: no warning that a random JWT
+    # key is used (it printed "JWT_SECRET_KEY is unset: using a random key ...")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == (ROOT / DOCUMENT).read_text(encoding="utf-8")
 
 
 def test_the_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
