@@ -114,14 +114,15 @@ def test_db_init_without_mongodb_uri_says_how_to_set_one(
 def test_db_init_names_a_hand_made_index_that_lacks_our_options(
     mongo: EmbeddedMongo, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # GIVEN a non-unique index on the address, made by hand
+    # GIVEN an index on the refresh tokens' expiry made by hand without a TTL (a real server
+    # refuses ours beside it: the same signature, other options)
     with pymongo.MongoClient[dict[str, Any]](mongo.uri) as client:
-        client["dbinit"]["users"].create_index("address")
+        client["dbinit"]["tokens"].create_index("expires_at")
     # WHEN `lucid db init` runs THEN it exits 1 naming the index and how to fix it
     assert main(["db", "init"]) == 1
     err = capsys.readouterr().err
-    assert "users: index 'address_1' holds the key of 'address_unique'" in err
-    assert "dropIndex('address_1')" in err
+    assert "tokens: index 'expires_at_1' holds the key of 'expires_ttl'" in err
+    assert "dropIndex('expires_at_1')" in err
 
 
 @pytest.mark.parametrize(
