@@ -20,6 +20,7 @@ from lucid.store.mongo import build_database
 from lucid_edge.cli import main
 from lucid_edge.local import EmbeddedMongo, free_port, start_mongo_server
 from tests.utils.aws import moto_server
+from tests.utils.cli import run_lucid, without_a_jwt_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -192,15 +193,7 @@ def test_the_readmes_deploy_time_db_init_works_as_written(mongo: EmbeddedMongo) 
         )
         ssm.put_parameter(Name=variables["MONGODB_URI_PARAM"], Type="SecureString", Value=mongo.uri)
         # WHEN it runs as written, from the repository
-        done = subprocess.run(
-            [str(ROOT / program), group, command],
-            env={**env, **variables},
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = run_lucid(group, command, env={**env, **variables}, program=ROOT / program)
     # THEN it creates the indexes in the database the functions use, and says nothing else
     assert (done.returncode, done.stderr) == (0, "")
     assert "lucid.users: address_unique" in done.stdout
@@ -208,24 +201,11 @@ def test_the_readmes_deploy_time_db_init_works_as_written(mongo: EmbeddedMongo) 
         assert client["lucid"]["users"].index_information()["address_unique"]["unique"] is True
 
 
-def _without_a_jwt_key() -> dict[str, str]:
-    """The test session's environment as a developer's shell has it: no JWT key named."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("JWT_SECRET")}
-
-
 def test_db_init_on_the_local_stage_says_nothing_of_a_jwt_key(mongo: EmbeddedMongo) -> None:
     # GIVEN a developer's shell on the local stage with no JWT key (db init signs no token)
-    env = {**_without_a_jwt_key(), "STAGE": "local", "MONGODB_URI": mongo.uri}
+    env = {**without_a_jwt_key(), "STAGE": "local", "MONGODB_URI": mongo.uri}
     # WHEN they run `lucid db init`
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "lucid"), "db", "init"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_lucid("db", "init", env=env)
     # THEN it creates the indexes and prints nothing else: no warning that a random JWT key is
     # used (it printed "JWT_SECRET_KEY is unset: using a random key for this process only")
     assert (done.returncode, done.stderr) == (0, "")
@@ -234,7 +214,7 @@ def test_db_init_on_the_local_stage_says_nothing_of_a_jwt_key(mongo: EmbeddedMon
 
 def test_db_init_run_by_an_operator_prints_only_its_own_line_for_a_refused_uri() -> None:
     # GIVEN an operator's shell whose MONGODB_URI pymongo refuses
-    env = {**_without_a_jwt_key(), "MONGODB_URI": "mongodb://lucid:Pw-s3cret@127.0.0.1:99999/lucid"}
+    env = {**without_a_jwt_key(), "MONGODB_URI": "mongodb://lucid:Pw-s3cret@127.0.0.1:99999/lucid"}
     # WHEN they run `lucid db init` (a process of its own: its logging as the shell has it)
     done = subprocess.run(
         [

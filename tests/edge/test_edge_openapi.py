@@ -9,8 +9,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -25,6 +23,7 @@ from lucid_edge.openapi.document import METHODS, load_function_documents, unserv
 from lucid_edge.openapi.gateway import gateway_answers
 from lucid_edge.template import load_template
 from tests.edge.harness import RunningEdge
+from tests.utils.cli import run_lucid, without_a_jwt_key
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "template.yaml"
@@ -77,17 +76,8 @@ def test_the_committed_document_is_what_the_code_and_template_generate(
 
 def test_lucid_openapi_on_the_local_stage_says_nothing_of_a_jwt_key() -> None:
     # GIVEN a developer's shell on the local stage with no JWT key (the document signs nothing)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JWT_SECRET")}
     # WHEN they print the document
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "lucid"), "openapi"],
-        env={**env, "STAGE": "local"},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_lucid("openapi", env={**without_a_jwt_key(), "STAGE": "local"}, timeout=120)
     # THEN stdout is the committed document and stderr is empty: no warning that a random JWT
     # key is used (it printed "JWT_SECRET_KEY is unset: using a random key ...")
     assert (done.returncode, done.stderr) == (0, "")
