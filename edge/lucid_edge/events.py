@@ -160,8 +160,16 @@ class EventBuilder:
         if cookies:
             event["cookies"] = cookies
         event["headers"] = headers
-        if raw_query:
-            event["queryStringParameters"] = _query(raw_query)
+        # Absent when the query holds no parameter, as when there is none: a query of separators
+        # only (`?&`, `?&&`) gave `{}`. aws-sam-cli 1.170.0 builds the field from werkzeug's
+        # `request.args` (samcli/local/apigw/event_constructor.py `_query_string_params_v_2_0`)
+        # and leaves it out when that is empty (samcli/local/events/api_event.py
+        # `ApiGatewayV2httpEvent.to_dict`: `if self.query_string_params:`), as AWS leaves an
+        # empty field out (module docstring); AWS's documentation says nothing of such a query.
+        # `?=` is one parameter named "" for both (parse_qsl and werkzeug keep blank names and
+        # values); AWS does not say either (README, "Differences from AWS").
+        if raw_query and (parameters := _query(raw_query)):
+            event["queryStringParameters"] = parameters
         event["requestContext"] = {
             "accountId": ACCOUNT_ID,
             "apiId": self.api_id,

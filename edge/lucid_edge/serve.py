@@ -277,8 +277,16 @@ def _serve(args: argparse.Namespace, sock: socket.socket, metrics_directory: Pat
     if args.workers > 1:
         supervisor = metrics_workers.WorkerSupervisor(config, [sock], metrics_directory)
         supervisor.run()
-        failed = any(p.exitcode == 3 for p in supervisor.processes)  # uvicorn's STARTUP_FAILURE
-        return 1 if failed else 0
+        if supervisor.gave_up is not None:
+            print(f"lucid serve: {supervisor.gave_up}", file=sys.stderr)
+            return 1
+        if any(p.exitcode == 3 for p in supervisor.processes):  # uvicorn's STARTUP_FAILURE
+            print(
+                "lucid serve: a worker could not start: stopped (its ERROR line says why)",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
     uvicorn_server = _OneWorkerServer(config)
     uvicorn_server.run(sockets=[sock])
     return 0 if uvicorn_server.started else 1

@@ -19,10 +19,13 @@ import gc
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
+
+from uvicorn.config import STARTUP_FAILURE
 
 from lucid_edge import logs
 from lucid_edge.access_log import AccessEntry, AccessLog, gateway_messages
@@ -560,16 +563,26 @@ def create_app() -> Edge:
     logs.configure()  # the worker's own lines as JSON, like the functions' (lucid_edge.logs)
     buckets = os.environ.get(ENV_BUCKETS)
     slots = os.environ.get(ENV_SLOTS)
-    edge = build_app(
-        Path(os.environ.get(ENV_TEMPLATE, "infra/template.yaml")),
-        json.loads(os.environ.get(ENV_PARAMETERS, "{}")),
-        concurrency=int(os.environ.get(ENV_CONCURRENCY) or DEFAULT_CONCURRENCY),
-        bucket_file=Path(buckets) if buckets else None,
-        slot_file=Path(slots) if slots else None,
-        reload=os.environ.get(ENV_RELOAD) == "1",
-        body_timeout=float(os.environ.get(ENV_BODY_TIMEOUT) or BODY_TIMEOUT_SECONDS),
-        metrics_path=os.environ.get(ENV_METRICS_PATH, DEFAULT_PATH),  # "": no endpoint
-    )
+    try:
+        edge = build_app(
+            Path(os.environ.get(ENV_TEMPLATE, "infra/template.yaml")),
+            json.loads(os.environ.get(ENV_PARAMETERS, "{}")),
+            concurrency=int(os.environ.get(ENV_CONCURRENCY) or DEFAULT_CONCURRENCY),
+            bucket_file=Path(buckets) if buckets else None,
+            slot_file=Path(slots) if slots else None,
+            reload=os.environ.get(ENV_RELOAD) == "1",
+            body_timeout=float(os.environ.get(ENV_BODY_TIMEOUT) or BODY_TIMEOUT_SECONDS),
+            metrics_path=os.environ.get(ENV_METRICS_PATH, DEFAULT_PATH),  # "": no endpoint
+        )
+    except Exception:
+        # A worker that cannot build the edge never will: the same template, functions and
+        # files wait for its replacement. uvicorn 0.55.0 lets a factory's error other than
+        # TypeError escape (config.py `Config.load`), so the worker ended with status 1, which
+        # its supervisor restarts forever; STARTUP_FAILURE (3) is the status it stops the edge
+        # on, "would fail the same way on every restart" (supervisors/multiprocess.py
+        # `keep_subprocess_alive`). With one worker, `lucid serve` itself exits with it.
+        _log.exception("this worker cannot start the edge")
+        sys.exit(STARTUP_FAILURE)
     # A worker holds every function at once, which no Lambda instance does: ~100,000 objects
     # that live as long as it. Frozen, no collection walks them again. Measured with the real
     # template under /health load at 64 connections: 1-2 full collections per worker every 8 s,

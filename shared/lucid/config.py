@@ -29,6 +29,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from lucid import secret_store
+from lucid.log_masking import remember
 
 __all__ = ["LOCAL_STAGE", "Secret", "Settings", "SettingsError", "UriNotSetError", "get_settings"]
 
@@ -528,11 +529,26 @@ def ephemeral_secret() -> str:
 @functools.cache
 def get_settings() -> Settings:
     """The process's settings, built on first use (once per cold start)."""
-    settings = Settings()
+    return Settings()
+
+
+def lacks_local_signing_key(settings: Settings) -> bool:
+    """True on the local stage when no JWT key is configured, nor a reference to one."""
     referenced = settings.JWT_SECRET_ARN or settings.JWT_SECRET_PARAM
-    if settings.is_local and settings.JWT_SECRET_KEY is None and not referenced:
-        logging.getLogger("lucid").warning(
-            "JWT_SECRET_KEY is unset: using a random key for this process only (local stage)"
-        )
-        settings = dataclasses.replace(settings, JWT_SECRET_KEY=Secret(ephemeral_secret()))
-    return settings
+    return settings.is_local and settings.JWT_SECRET_KEY is None and not referenced
+
+
+def with_local_signing_key(settings: Settings) -> Settings:
+    """`settings` as what signs and verifies tokens needs them (`lucid.auth.keys`): on the local
+    stage with no JWT key and no reference to one, a random key for this process, said once in
+    a WARNING line; otherwise `settings` as they are (another stage's functions refuse a missing
+    key). Asked only where a token is signed or verified, so what never does (`lucid db init`,
+    `lucid openapi`, the proxy) neither makes up a key nor warns about one."""
+    if not lacks_local_signing_key(settings):
+        return settings
+    logging.getLogger("lucid").warning(
+        "JWT_SECRET_KEY is unset: using a random key for this process only (local stage)"
+    )
+    key = ephemeral_secret()
+    remember("JWT_SECRET_KEY", key)  # masked in every line, as a configured key is
+    return dataclasses.replace(settings, JWT_SECRET_KEY=Secret(key))

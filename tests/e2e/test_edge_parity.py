@@ -4,6 +4,7 @@ request. The answers and their AWS sources are in lucid_edge/responses.py's docs
 from __future__ import annotations
 
 import base64
+import json
 import re
 import socket
 import time
@@ -330,6 +331,30 @@ def test_the_function_gets_the_payload_2_event_and_context(edge: RunningEdge) ->
     assert 0 < answer["context"]["remaining_ms"] <= 3000
     assert answer["greeting"] == "hello-test"
     assert answer["empty_is_set"] is False
+
+
+@pytest.mark.parametrize(
+    ("target", "parameters"),
+    [("/echo?&", None), ("/echo?&&", None), ("/echo?=", {"": ""}), ("/echo?", None)],
+)
+def test_a_query_of_separators_reaches_the_function_as_sam_local_gives_it(
+    edge: RunningEdge, target: str, parameters: dict[str, str] | None
+) -> None:
+    # GIVEN a request line whose query is separators only, sent as written
+    host, port = edge.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    event = json.loads(body)["event"]
+    # THEN its event has the parameters sam local's has: none (no field) for `?&` and `?&&`
+    # (the edge gave {}), one named "" for `?=`
+    assert event.get("queryStringParameters") == parameters
+    assert ("queryStringParameters" in event) is (parameters is not None)
+    assert event["rawQueryString"] == target.partition("?")[2]
 
 
 def test_header_values_reach_the_event_as_the_text_the_client_sent(edge: RunningEdge) -> None:

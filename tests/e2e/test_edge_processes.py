@@ -4,7 +4,9 @@ claiming anything, and signs users in for the address it actually serves (issue 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -25,6 +27,7 @@ from tests.utils.wallets import Wallet
 pytestmark = pytest.mark.e2e
 LUCID = Path(sys.executable).parent / "lucid"
 THROTTLED = FIXTURES / "throttled.yaml"
+WORKER_FAULT = FIXTURES / "worker_fault.yaml"
 
 
 def _environment() -> dict[str, str]:
@@ -205,6 +208,58 @@ def test_a_setting_the_functions_refuse_fails_before_the_banner_in_one_line(work
     assert stdout == ""
     # AND nothing it started is left in its process group
     assert not group_left
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        # The function's import raises in each worker: uvicorn restarted the worker forever,
+        # a traceback every few seconds, while the edge held the port without answering.
+        ("raise", "lucid serve: a worker could not start: stopped (its ERROR line says why)"),
+        # Each worker is killed half a second after it starts, as the kernel kills one out of
+        # memory: uvicorn replaced it forever, silently (its "died" line is at INFO).
+        (
+            "kill",
+            "lucid serve: 5 workers died within 60 s (the last, [{pid}], with signal 9): "
+            "stopping instead of starting more; their output above says why",
+        ),
+    ],
+)
+def test_workers_that_keep_failing_stop_the_edge_with_one_line(fault: str, said: str) -> None:
+    # GIVEN a function that starts in `lucid serve`'s check but fails in every worker
+    env = {**_environment(), "EDGE_TEST_WORKER_FAULT": fault}
+    serve = [str(LUCID), "serve", "--template", str(WORKER_FAULT), "--port", "0"]
+    # WHEN `lucid serve` starts it with two workers
+    with _edge([*serve, "--workers", "2"], env, stderr=subprocess.PIPE) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"lucid serve still runs 120 s after its workers started failing ({fault})")
+        # (multiprocessing's resource tracker ends by itself once the parent is gone: a moment)
+        deadline = time.monotonic() + 5
+        while (group_left := descendants_of_group(process.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    # THEN it stops by itself, exit status 1, saying why in one line as its last on stderr
+    assert process.returncode == 1, stderr
+    pid = re.search(r"\[(\d+)\]", stderr.splitlines()[-1])
+    assert stderr.splitlines()[-1] == said.format(pid=pid[1] if pid else "?")
+    lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    if fault == "raise":
+        # AND each worker that failed says why in its one ERROR line, with the traceback
+        failed = [line for line in lines if line["message"] == "this worker cannot start the edge"]
+        assert 1 <= len(failed) <= 2
+        assert all("cannot start in a worker" in line["exception"] for line in failed)
+    else:
+        # AND each death before the last is a WARNING line counting towards the stop
+        deaths = [line["message"] for line in lines if line["level"] == "WARNING"]
+        assert [death.split(": ")[1] for death in deaths] == [
+            f"{n} of 5 deaths within 60 s stop the edge" for n in range(1, 5)
+        ]
+        assert all(
+            re.fullmatch(r"worker \[\d+\] died \(signal 9\), replaced: .*", d) for d in deaths
+        )
+    # AND nothing it started is left in its process group
+    assert group_left == [], [Path(f"/proc/{pid}/cmdline").read_text() for pid in group_left]
 
 
 def _group_alive(group: int) -> bool:

@@ -20,6 +20,7 @@ from lucid.store.mongo import build_database
 from lucid_edge.cli import main
 from lucid_edge.local import EmbeddedMongo, free_port, start_mongo_server
 from tests.utils.aws import moto_server
+from tests.utils.cli import run_lucid, without_a_jwt_key
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -114,14 +115,15 @@ def test_db_init_without_mongodb_uri_says_how_to_set_one(
 def test_db_init_names_a_hand_made_index_that_lacks_our_options(
     mongo: EmbeddedMongo, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # GIVEN a non-unique index on the address, made by hand
+    # GIVEN an index on the refresh tokens' expiry made by hand without a TTL (a real server
+    # refuses ours beside it: the same signature, other options)
     with pymongo.MongoClient[dict[str, Any]](mongo.uri) as client:
-        client["dbinit"]["users"].create_index("address")
+        client["dbinit"]["tokens"].create_index("expires_at")
     # WHEN `lucid db init` runs THEN it exits 1 naming the index and how to fix it
     assert main(["db", "init"]) == 1
     err = capsys.readouterr().err
-    assert "users: index 'address_1' holds the key of 'address_unique'" in err
-    assert "dropIndex('address_1')" in err
+    assert "tokens: index 'expires_at_1' holds the key of 'expires_ttl'" in err
+    assert "dropIndex('expires_at_1')" in err
 
 
 @pytest.mark.parametrize(
@@ -191,15 +193,7 @@ def test_the_readmes_deploy_time_db_init_works_as_written(mongo: EmbeddedMongo) 
         )
         ssm.put_parameter(Name=variables["MONGODB_URI_PARAM"], Type="SecureString", Value=mongo.uri)
         # WHEN it runs as written, from the repository
-        done = subprocess.run(
-            [str(ROOT / program), group, command],
-            env={**env, **variables},
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = run_lucid(group, command, env={**env, **variables}, program=ROOT / program)
     # THEN it creates the indexes in the database the functions use, and says nothing else
     assert (done.returncode, done.stderr) == (0, "")
     assert "lucid.users: address_unique" in done.stdout
@@ -207,13 +201,20 @@ def test_the_readmes_deploy_time_db_init_works_as_written(mongo: EmbeddedMongo) 
         assert client["lucid"]["users"].index_information()["address_unique"]["unique"] is True
 
 
+def test_db_init_on_the_local_stage_says_nothing_of_a_jwt_key(mongo: EmbeddedMongo) -> None:
+    # GIVEN a developer's shell on the local stage with no JWT key (db init signs no token)
+    env = {**without_a_jwt_key(), "STAGE": "local", "MONGODB_URI": mongo.uri}
+    # WHEN they run `lucid db init`
+    done = run_lucid("db", "init", env=env)
+    # THEN it creates the indexes and prints nothing else: no warning that a random JWT key is
+    # used (it printed "JWT_SECRET_KEY is unset: using a random key for this process only")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "lucid.users: address_unique" in done.stdout
+
+
 def test_db_init_run_by_an_operator_prints_only_its_own_line_for_a_refused_uri() -> None:
     # GIVEN an operator's shell whose MONGODB_URI pymongo refuses
-    env = {
-        **os.environ,
-        "MONGODB_URI": "mongodb://lucid:Pw-s3cret@127.0.0.1:99999/lucid",
-        "JWT_SECRET_KEY": "k" * 32,
-    }
+    env = {**without_a_jwt_key(), "MONGODB_URI": "mongodb://lucid:Pw-s3cret@127.0.0.1:99999/lucid"}
     # WHEN they run `lucid db init` (a process of its own: its logging as the shell has it)
     done = subprocess.run(
         [

@@ -185,6 +185,31 @@ def test_query_parameters_without_a_value_are_kept_as_empty_strings() -> None:
     assert event["rawQueryString"] == "flag&empty=&x=1&x="
 
 
+@pytest.mark.parametrize(
+    ("raw_query", "parameters"),
+    [
+        # sam local (aws-sam-cli 1.170.0) leaves the field out when werkzeug's request.args is
+        # empty; the edge gave {}
+        ("&", None),
+        ("&&", None),
+        # one parameter named "", for werkzeug as for parse_qsl
+        ("=", {"": ""}),
+        ("=1&&", {"": "1"}),
+        ("&a=1&", {"a": "1"}),
+    ],
+)
+def test_a_query_of_separators_only_has_no_parameters_as_in_sam_local(
+    raw_query: str, parameters: dict[str, str] | None
+) -> None:
+    # GIVEN a query string made (mostly) of separators
+    event = _build(raw_query=raw_query)
+    # THEN queryStringParameters is what sam local's event gives, absent when it has none
+    assert event.get("queryStringParameters") == parameters
+    assert ("queryStringParameters" in event) is (parameters is not None)
+    # AND the raw query is passed as sent
+    assert event["rawQueryString"] == raw_query
+
+
 def test_the_route_arn_leaves_a_named_stage_out_of_the_path_only() -> None:
     # GIVEN requests under a named stage, its root included, and under the $default stage
     dev, default = EventBuilder("api-id", "dev"), EventBuilder("api-id", "$default")

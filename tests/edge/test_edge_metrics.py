@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -258,6 +259,44 @@ def test_the_supervisor_marks_each_worker_it_loses_as_dead(tmp_path: Path) -> No
         "counter_102.db",
         "gauge_livesum_101.db",
     ]
+
+
+def test_the_supervisor_gives_up_at_the_fifth_worker_death_within_a_minute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN the supervisor of two workers, and a clock
+    config = Config("lucid_edge.server:create_app", factory=True, workers=2)
+    supervisor = metrics_workers.WorkerSupervisor(config, [], tmp_path)
+    now = [1000.0]
+    monkeypatch.setattr(metrics_workers, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    # (uvicorn's log configuration stops its lines short of the root logger pytest watches)
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addHandler(caplog.handler)
+    monkeypatch.setattr(uvicorn_log, "level", logging.INFO)
+    try:
+        # WHEN workers die 61 s apart, four times
+        for pid in range(4):
+            supervisor._count_death(pid, 1)
+            now[0] += 61
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)
+    # THEN each is one WARNING line and the edge goes on (one loss now and then is replaced)
+    assert supervisor.gave_up is None
+    assert not supervisor.should_exit.is_set()
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"worker [{pid}] died (exit status 1), replaced: 1 of 5 deaths within 60 s stop the edge"
+        for pid in range(4)
+    ]
+    # WHEN five die within a minute, the last killed by a signal
+    for pid, code in ((10, 1), (11, 1), (12, -11), (13, 1), (14, -9)):
+        supervisor._count_death(pid, code)
+        now[0] += 10
+    # THEN the fifth stops the edge, saying why
+    assert supervisor.should_exit.is_set()
+    assert supervisor.gave_up == (
+        "5 workers died within 60 s (the last, [14], with signal 9): stopping instead of "
+        "starting more; their output above says why"
+    )
 
 
 def test_loading_the_edge_reads_no_layer_settings_before_the_template_is_applied() -> None:

@@ -23,6 +23,7 @@ from lucid_edge.openapi.document import METHODS, load_function_documents, unserv
 from lucid_edge.openapi.gateway import gateway_answers
 from lucid_edge.template import load_template
 from tests.edge.harness import RunningEdge
+from tests.utils.cli import run_lucid, without_a_jwt_key
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "template.yaml"
@@ -71,6 +72,16 @@ def test_the_committed_document_is_what_the_code_and_template_generate(
     # THEN it is exactly what the template and the functions generate; if not, run
     # `lucid openapi --write`
     assert (ROOT / DOCUMENT).read_text(encoding="utf-8") == render(document)
+
+
+def test_lucid_openapi_on_the_local_stage_says_nothing_of_a_jwt_key() -> None:
+    # GIVEN a developer's shell on the local stage with no JWT key (the document signs nothing)
+    # WHEN they print the document
+    done = run_lucid("openapi", env={**without_a_jwt_key(), "STAGE": "local"}, timeout=120)
+    # THEN stdout is the committed document and stderr is empty: no warning that a random JWT
+    # key is used (it printed "JWT_SECRET_KEY is unset: using a random key ...")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == (ROOT / DOCUMENT).read_text(encoding="utf-8")
 
 
 def test_the_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:

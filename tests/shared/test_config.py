@@ -16,7 +16,9 @@ from lucid.config import (
     default_of,
     ephemeral_secret,
     get_settings,
+    with_local_signing_key,
 )
+from lucid.log_masking import MASK, MaskSecrets
 from lucid_edge.template import load_template
 
 STRONG_KEY = "k" * 32
@@ -478,14 +480,23 @@ def test_only_the_local_stage_without_any_key_gets_a_random_one(
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     try:
-        # WHEN its settings are first read
-        key = get_settings().JWT_SECRET_KEY
+        # WHEN its settings are read, then what signs tokens asks for its key
+        settings = get_settings()
+        read = [r for r in caplog.records if "using a random key" in r.getMessage()]
+        key = with_local_signing_key(settings).JWT_SECRET_KEY
     finally:
         get_settings.cache_clear()
-    # THEN only the local stage with no key and no reference to one gets a random key, said so
+    # THEN reading the settings makes up no key and says nothing (`lucid db init` and
+    # `lucid openapi` read them and sign no token)
+    assert settings.JWT_SECRET_KEY is None
+    assert read == []
+    # AND only the local stage with no key and no reference to one gets a random key, said so
     assert (key is not None) is random_key
     warned = [r for r in caplog.records if "using a random key" in r.getMessage()]
     assert len(warned) == int(random_key)
+    # AND a random key is masked in a library's line, as a configured one is
+    if key is not None:
+        assert MaskSecrets().mask(f"key={key.get_secret_value()}") == f"key={MASK}"
 
 
 TRUE_WORDS = ("1", "on", "t", "true", "y", "yes")

@@ -76,6 +76,7 @@ class CommandBackend:
             ).reply()
         handler: Callable[[Request], Document] = getattr(self, _COMMANDS[name])
         try:
+            refuse_collation(command)
             reply = handler(Request(name, command, database, connection_id))
         except CommandError as error:
             return error.reply()
@@ -362,31 +363,85 @@ class CommandBackend:
         return {"nIndexesWas": before}
 
 
-# What may differ between two indexes on the same key pattern (MongoDB's createIndex docs: the
-# same key may be indexed twice with different collations or partial filters, nothing else).
-_INDEX_VARIANTS = ("collation", "partialFilterExpression")
+# What tells two indexes on one key pattern apart (their signature) on MongoDB 5.0+ (FCV 4.9+):
+# unique, sparse, partialFilterExpression and collation (mongodb/mongo
+# src/mongo/db/index/index_descriptor.cpp `IndexDescriptor::compareIndexOptions`; collation is
+# refused here, `_refuse_collation`). The partial filter is compared as a document, where mongod
+# compares the parsed filters. Any other option (expireAfterSeconds, hidden, ...) only makes
+# an index "equivalent" to one with the same signature, never a distinct one.
+_FLAGS = ("unique", "sparse")
+_NOT_OPTIONS = ("name", "key", "v", "ns", "background", *_FLAGS, "partialFilterExpression")
+
+
+def _compare_index(spec: Document, existing: Document) -> str:
+    """`different`, `equivalent` or `identical`, as `compareIndexOptions` answers."""
+    if list(dict(spec["key"]).items()) != [tuple(pair) for pair in existing["key"]]:
+        return "different"
+    if any(bool(spec.get(flag)) != bool(existing.get(flag)) for flag in _FLAGS):
+        return "different"
+    if spec.get("partialFilterExpression") != existing.get("partialFilterExpression"):
+        return "different"
+
+    def others(index: Document) -> Document:
+        return {key: value for key, value in index.items() if key not in _NOT_OPTIONS}
+
+    return "identical" if others(spec) == others(existing) else "equivalent"
 
 
 def _refuse_index_conflict(existing: dict[str, Document], spec: Document) -> None:
-    """Refuse `spec` where a real server refuses it against the `existing` indexes:
+    """Refuse `spec` where mongod refuses it against the `existing` indexes (mongodb/mongo
+    src/mongo/db/catalog/index_catalog_impl.cpp `IndexCatalogImpl::_doesSpecConflictWithExisting`):
 
-    - a name already used for another key pattern: 86 IndexKeySpecsConflict ("An existing index
-      has the same name as the requested index but a different key spec"; SERVER-55738);
-    - a key pattern already indexed under another name: 85 IndexOptionsConflict ("Index already
-      exists with a different name"; SERVER-13290), which on a real server is every cold start's
-      `create_indexes` failing once someone created the same index by hand (`address_1`).
+    - its name taken by an index with another signature: 86 IndexKeySpecsConflict;
+    - its name taken by an index with its signature but other options: 85 IndexOptionsConflict;
+    - its signature held by an index of another name: 85 IndexOptionsConflict ("Index already
+      exists with a different name", or "An equivalent index ... different name and options"),
+      which on a real server is every cold start's `create_indexes` failing once someone made
+      the same index by hand (`address_1`).
 
-    Same name, same key, other options: 85, as mongomock itself answers.
+    The same name and signature with the same options is a no-op; the same key pattern with
+    another signature under another name is a second index (a unique and a plain index on one
+    field, say). mongomock refused only some of these (85 for all of them) and took the rest.
     """
-    name, key = spec.get("name"), list(dict(spec["key"]).items())
-    for other_name, other in existing.items():
-        other_key = [(field, direction) for field, direction in other["key"]]
-        if other_name == name and other_key != key:
+    name = spec.get("name")
+    if name in existing:
+        comparison = _compare_index(spec, existing[name])
+        if comparison == "different":
             raise CommandError(
                 86,
-                f"An existing index has the same name as the requested index but a different"
-                f" key spec. Requested index: {key}, existing index: {other_key}",
+                "An existing index has the same name as the requested index. Requested index: "
+                f"{spec}, existing index: {existing[name]}",
             )
-        same_variant = all(spec.get(option) == other.get(option) for option in _INDEX_VARIANTS)
-        if other_name != name and other_key == key and same_variant:
+        if comparison == "equivalent":
+            raise CommandError(
+                85,
+                "An equivalent index already exists with the same name but different options. "
+                f"Requested index: {spec}, existing index: {existing[name]}",
+            )
+        return
+    for other_name, other in existing.items():
+        comparison = _compare_index(spec, other)
+        if comparison == "equivalent":
+            raise CommandError(
+                85,
+                "An equivalent index already exists with a different name and options. "
+                f"Requested index: {spec}, existing index: {other}",
+            )
+        if comparison == "identical":
             raise CommandError(85, f"Index already exists with a different name: {other_name}")
+
+
+def refuse_collation(command: Document) -> None:
+    """Refuse a command that asks for a collation (on the command, one of its update or delete
+    statements, or an index it creates): 238 NotImplemented. mongomock ignores collation, so a
+    find or an index would silently compare strings as bytes where a server with that
+    collation would not (a case-insensitive unique index, refusing what it takes). The
+    gateway asks for none: a collation here is a new use, which needs a real server."""
+    parts = [command]
+    for statements in ("updates", "deletes", "indexes"):
+        listed = command.get(statements)
+        parts.extend(part for part in listed or () if isinstance(part, dict))
+    if any("collation" in part for part in parts):
+        raise CommandError(
+            238, "collation is not implemented by the embedded MongoDB (the gateway uses none)"
+        )

@@ -53,7 +53,13 @@ from types import ModuleType
 from typing import Any, NamedTuple
 
 from lucid import secret_store
-from lucid.config import HMAC_KEY_MIN_BYTES, Settings, get_settings
+from lucid.config import (
+    HMAC_KEY_MIN_BYTES,
+    Settings,
+    get_settings,
+    lacks_local_signing_key,
+    with_local_signing_key,
+)
 
 logger = logging.getLogger("lucid.auth.keys")
 
@@ -281,12 +287,19 @@ def _hmac_key(settings: Settings, kid: str, material: bytes | None) -> JwtKey:
 def check_keys_at_cold_start() -> None:
     """Refuse to start with unusable keys (too short, bad PEM, ...); a key AWS does not hand
     over yet is only logged (by `lucid.secret_store`) and tried again by the requests: a
-    function failing its start-up would pay a cold start per request and still not heal."""
+    function failing its start-up would pay a cold start per request and still not heal.
+
+    Nothing is checked on the local stage without a key: the random one the first token makes
+    (`with_local_signing_key`) is always usable, and made here it would be announced by what
+    imports the functions and never signs a token (`lucid openapi`)."""
+    if lacks_local_signing_key(get_settings()):
+        return
     with contextlib.suppress(secret_store.SecretUnavailableError):
         get_key_ring().keys()
 
 
 @functools.cache
 def get_key_ring() -> KeyRing:
-    """The process's key ring for `get_settings()` (built on first use, then shared)."""
-    return KeyRing(get_settings())
+    """The process's key ring for `get_settings()` (built on first use, then shared); on the
+    local stage with no key configured, a random one (`with_local_signing_key`)."""
+    return KeyRing(with_local_signing_key(get_settings()))

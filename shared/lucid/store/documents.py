@@ -150,6 +150,29 @@ class DatabaseRefusedError(ServiceUnavailableError):
         self.code, self.reason = code, reason
 
 
+def refusal(error: OperationFailure, request: str) -> tuple[int, str] | None:
+    """The code and the server's words when `error` is MongoDB refusing this function's user
+    (`REFUSALS`), logged as one ERROR line saying which `request` was refused; None (nothing
+    logged) for any other failure."""
+    code = error.code
+    if code is None or code not in REFUSALS:
+        return None
+    # The server's own words, which never hold the credentials; a 13 goes on to quote the
+    # command it refused (filter values included), so only its first clause is kept.
+    said = str((error.details or {}).get("errmsg") or REFUSALS[code])
+    reason = said.split(" to execute command", 1)[0]
+    logger.error(
+        "MongoDB refused %s: %s (code %d %s): check the user and password in MONGODB_URI and "
+        "the user's roles",
+        request,
+        reason,
+        code,
+        REFUSALS[code],
+        extra={"store": "mongodb", "code": code},
+    )
+    return code, reason
+
+
 @contextmanager
 def database_errors(what: str) -> Iterator[None]:
     """Translate a MongoDB outage inside the block into `ServiceUnavailableError` (503).
@@ -163,22 +186,9 @@ def database_errors(what: str) -> Iterator[None]:
     except (ConnectionFailure, ExecutionTimeout, WTimeoutError) as error:
         raise ServiceUnavailableError(f"the {what} store is unavailable") from error
     except OperationFailure as error:
-        code = error.code
-        if code is None or code not in REFUSALS:
+        refused = refusal(error, f"the {what} store's request")
+        if refused is None:
             raise
-        # The server's own words, which never hold the credentials; a 13 goes on to quote the
-        # command it refused (filter values included), so only its first clause is kept.
-        said = str((error.details or {}).get("errmsg") or REFUSALS[code])
-        reason = said.split(" to execute command", 1)[0]
-        logger.error(
-            "MongoDB refused the %s store's request: %s (code %d %s): check the user and "
-            "password in MONGODB_URI and the user's roles",
-            what,
-            reason,
-            code,
-            REFUSALS[code],
-            extra={"store": "mongodb", "code": code},
-        )
         # Not chained: a traceback of it (the authorizer's, escaping to the runtime) would
         # print pymongo's whole reply.
-        raise DatabaseRefusedError(what, code, reason) from None
+        raise DatabaseRefusedError(what, *refused) from None

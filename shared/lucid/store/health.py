@@ -30,6 +30,18 @@ class DependencyReport(BaseModel):
         default=None,
         description="when down, the driver's error class (never its message); absent when ok",
     )
+    code: int | None = Field(
+        default=None,
+        description="when MongoDB answers but refuses this function's user, its error code: "
+        "18 AuthenticationFailed (a user or password it does not know), 13 Unauthorized (a "
+        "role missing), 8000 AtlasError (Atlas's wrong password); absent otherwise",
+        examples=[18],
+    )
+    code_name: str | None = Field(
+        default=None,
+        description="the name MongoDB gives that code (its reply's `codeName`)",
+        examples=["AuthenticationFailed"],
+    )
 
 
 class Unusable:
@@ -55,16 +67,25 @@ class DependencyStatus(NamedTuple):
     healthy: bool
     latency_ms: float
     error: str | None = None
+    code: int | None = None
+    code_name: str | None = None
 
     def report(self) -> DependencyReport:
         """What /meta/health says about this check."""
         return DependencyReport(
-            status="ok" if self.healthy else "down", latency_ms=self.latency_ms, error=self.error
+            status="ok" if self.healthy else "down",
+            latency_ms=self.latency_ms,
+            error=self.error,
+            code=self.code,
+            code_name=self.code_name,
         )
 
 
 def _timed(
-    name: str, probe: Callable[[], object], failures: tuple[type[Exception], ...]
+    name: str,
+    probe: Callable[[], object],
+    failures: tuple[type[Exception], ...],
+    refused: Callable[[Exception], tuple[int, str] | None] = lambda _: None,
 ) -> DependencyStatus:
     started = time.perf_counter()
     try:
@@ -72,7 +93,10 @@ def _timed(
     except failures as exc:
         elapsed = round((time.perf_counter() - started) * 1000, 3)
         # The class name only: driver messages can carry hosts and credentials.
-        return DependencyStatus(name, False, elapsed, type(exc).__name__)
+        down = DependencyStatus(name, False, elapsed, type(exc).__name__)
+        if (refusal := refused(exc)) is not None:
+            return down._replace(code=refusal[0], code_name=refusal[1])
+        return down
     return DependencyStatus(name, True, round((time.perf_counter() - started) * 1000, 3))
 
 
@@ -86,9 +110,19 @@ def check_redis(client: redis.Redis | Unusable) -> DependencyStatus:
 
 
 def check_mongodb(database: Database[Document] | Unusable) -> DependencyStatus:
-    """Run the `ping` command on the MongoDB server."""
-    from pymongo.errors import PyMongoError
+    """Run the `ping` command on the MongoDB server. A server that refuses this function's user
+    is named with its code, as the functions' ERROR line names it (`lucid.store.documents`)."""
+    from pymongo.errors import OperationFailure, PyMongoError
+
+    from lucid.store.documents import REFUSALS, refusal
+
+    def refused(error: Exception) -> tuple[int, str] | None:
+        # pymongo signs in on the pooled connection the ping is sent on, so a wrong password
+        # is the ping's OperationFailure (18; Atlas: 8000).
+        if isinstance(error, OperationFailure) and (said := refusal(error, "/meta/health's ping")):
+            return said[0], REFUSALS[said[0]]
+        return None
 
     if isinstance(database, Unusable):
         return database.status("mongodb")
-    return _timed("mongodb", lambda: database.command("ping"), (PyMongoError, OSError))
+    return _timed("mongodb", lambda: database.command("ping"), (PyMongoError, OSError), refused)

@@ -79,7 +79,10 @@ def ensure_indexes(database: Database[Document]) -> dict[str, list[str]]:
 
     An index someone created by hand on the same key with the same options (`address_1`,
     unique) serves as ours: a real server refuses ours beside it (85 IndexOptionsConflict), and
-    that must not fail every request. One that lacks our options is `IndexConflictError`.
+    that must not fail every request. One with our key, unique, sparse and partial filter but
+    other options (no TTL, another TTL) is refused beside ours too, and is `IndexConflictError`.
+    One that differs in those (a plain `address_1`) is another index to MongoDB 5.0+, which
+    makes ours beside it (mongodb/mongo index_descriptor.cpp `compareIndexOptions`).
     """
     created: dict[str, list[str]] = {}
     with database_errors("database"):

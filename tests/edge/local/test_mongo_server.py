@@ -766,11 +766,91 @@ def test_index_conflicts_are_refused_like_mongodb(db: Database[Doc]) -> None:
         86,
         "IndexKeySpecsConflict",
     )
-    # The same key with another partial filter or collation may exist twice; the same spec
-    # again is a no-op
+    # The same key with another partial filter may exist twice; the same spec again is a no-op
     db.users.create_index("address", name="active", partialFilterExpression={"on": True})
     assert db.users.create_index("address", unique=True) == "address_1"
     assert sorted(db.users.index_information()) == ["_id_", "active", "address_1"]
+
+
+# Each: the index there, the one asked for, and mongod's answer (code, or the indexes after):
+# mongodb/mongo index_catalog_impl.cpp _doesSpecConflictWithExisting and index_descriptor.cpp
+# compareIndexOptions (MongoDB 5.0+: unique, sparse, partialFilterExpression and collation tell
+# two indexes on one key apart; other options only make them "equivalent").
+INDEX_CASES = {
+    "same name, unique differs": ({"name": "i"}, {"name": "i", "unique": True}, 86),
+    "same name, partial filter differs": (
+        {"name": "i"},
+        {"name": "i", "partialFilterExpression": {"a": {"$gt": 1}}},
+        86,
+    ),
+    "same name, TTL differs": (
+        {"name": "i", "expireAfterSeconds": 5},
+        {"name": "i", "expireAfterSeconds": 6},
+        85,
+    ),
+    "same name, hidden differs": ({"name": "i"}, {"name": "i", "hidden": True}, 85),
+    "other name, TTL differs": (
+        {"name": "i", "expireAfterSeconds": 5},
+        {"name": "j", "expireAfterSeconds": 6},
+        85,
+    ),
+    "other name, identical": ({"name": "i"}, {"name": "j"}, 85),
+    "other name, unique differs": ({"name": "i"}, {"name": "j", "unique": True}, ["i", "j"]),
+    "other name, sparse differs": ({"name": "i"}, {"name": "j", "sparse": True}, ["i", "j"]),
+    "identical": ({"name": "i", "unique": True}, {"name": "i", "unique": True}, ["i"]),
+}
+
+
+@pytest.mark.parametrize(("there", "asked", "answer"), INDEX_CASES.values(), ids=list(INDEX_CASES))
+def test_a_second_index_on_a_key_is_refused_or_made_as_mongod_does(
+    db: Database[Doc], there: dict[str, Any], asked: dict[str, Any], answer: int | list[str]
+) -> None:
+    # GIVEN an index on `a`
+    db.t.create_index("a", **there)
+    # WHEN another index on `a` is asked for
+    try:
+        db.t.create_index("a", **asked)
+        code = None
+    except OperationFailure as refused:
+        code = refused.code
+    # THEN it is refused with mongod's code (it took those with a differing TTL or hidden, and
+    # refused those that differ in unique or sparse under another name, all with 85), or made
+    # as mongod makes it
+    if isinstance(answer, int):
+        assert code == answer
+        assert sorted(db.t.index_information()) == ["_id_", "i"]
+    else:
+        assert code is None
+        assert sorted(db.t.index_information()) == ["_id_", *answer]
+
+
+def test_collation_is_refused_not_ignored(db: Database[Doc]) -> None:
+    # GIVEN "a" and "A", which a case-insensitive collation (strength 2) finds as one
+    db.t.insert_many([{"_id": 1, "n": "a"}, {"_id": 2, "n": "A"}])
+    insensitive = {"locale": "en", "strength": 2}
+    # WHEN a find, a count, an update, a delete or an index asks for it
+    asks = [
+        lambda: db.t.find_one({"n": "a"}, collation=insensitive),
+        lambda: db.t.count_documents({"n": "a"}, collation=insensitive),
+        lambda: db.t.update_many({"n": "a"}, {"$set": {"m": 1}}, collation=insensitive),
+        lambda: db.t.delete_many({"n": "a"}, collation=insensitive),
+        lambda: db.t.create_index("n", unique=True, collation=insensitive),
+    ]
+    for ask in asks:
+        # THEN each is refused, 238 NotImplemented (mongomock compared the strings as bytes:
+        # one found where a server finds two, a unique index taking both)
+        with pytest.raises(OperationFailure) as refused:
+            ask()
+        assert (refused.value.code, (refused.value.details or {}).get("codeName")) == (
+            238,
+            "NotImplemented",
+        )
+    # AND nothing was changed
+    assert list(db.t.find({}, {"_id": 1, "n": 1, "m": 1})) == [
+        {"_id": 1, "n": "a"},
+        {"_id": 2, "n": "A"},
+    ]
+    assert sorted(db.t.index_information()) == ["_id_"]
 
 
 def test_a_test_database_refuses_what_a_real_server_refuses() -> None:

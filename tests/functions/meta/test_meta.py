@@ -5,14 +5,20 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 import redis
 
 from lucid import __version__
+from lucid.config import Settings
 from lucid.proxy import BreakerState, RedisBreakerStore
+from lucid.store.mongo import build_database
+from lucid.web.readiness import readiness_database
+from lucid_edge.local import start_mongo_server
 from tests.utils.events import http_event
 from tests.utils.functions import load_handler, load_module, run_fresh_instance
+from tests.utils.logs import logged_lines
 
 
 def invoke(path: str, **kwargs: Any) -> tuple[int, dict[str, str], Any]:
@@ -70,6 +76,48 @@ def test_meta_health_names_redis_when_it_is_down(monkeypatch: pytest.MonkeyPatch
     assert body["instance"] == "/meta/health"
     # AND the breakers, whose shared state lives in Redis, are unknown rather than guessed
     assert body["breakers"] == dict.fromkeys(("blockchain", "session", "node"), "unknown")
+
+
+def test_meta_health_names_a_mongodb_that_refuses_the_functions_user() -> None:
+    # GIVEN a MONGODB_URI whose password the server refuses: the in-memory MongoDB answers
+    # pymongo's sign-in as a real mongod answers a user it does not have (18)
+    app = load_module("meta").app
+    with start_mongo_server() as server:
+        uri = server.uri.replace("mongodb://", "mongodb://lucid:Pw-s3cret-9@")
+        refusing = build_database(Settings(MONGODB_URI=uri, MONGODB_TIMEOUT_MS=2000))
+        app.dependency_overrides[readiness_database] = lambda: refusing
+        try:
+            # WHEN the readiness route runs
+            with logged_lines() as lines:
+                status, _, body = invoke("/meta/health")
+        finally:
+            app.dependency_overrides.clear()
+            refusing.client.close()
+    # THEN it is the 503 naming mongodb, which refused the user, with MongoDB's code
+    assert status == 503
+    assert body["failing"] == ["mongodb"]
+    mongodb = body["dependencies"]["mongodb"]
+    assert (
+        mongodb.items()
+        >= {
+            "status": "down",
+            "error": "OperationFailure",
+            "code": 18,
+            "code_name": "AuthenticationFailed",
+        }.items()
+    )
+    assert body["dependencies"]["redis"] == {"status": "ok", "latency_ms": ANY}
+    # AND the function logs the functions' ERROR line for it, never the password
+    errors = [line for line in lines if line["level"] == "ERROR"]
+    assert [(line["message"], line["code"]) for line in errors] == [
+        (
+            "MongoDB refused /meta/health's ping: Authentication failed. (code 18 "
+            "AuthenticationFailed): check the user and password in MONGODB_URI and the user's "
+            "roles",
+            18,
+        )
+    ]
+    assert "Pw-s3cret-9" not in repr(lines) + repr(body)
 
 
 def test_meta_health_reports_each_backends_breaker_as_the_proxy_shares_it(
