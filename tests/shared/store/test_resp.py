@@ -133,6 +133,26 @@ def test_a_value_of_a_megabyte_round_trips(
     assert 0 < redis_client.ttl("big") <= 60
 
 
+def test_closing_a_client_closes_its_connections(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    def named() -> int:
+        return len([c for c in redis_client.client_list() if c["name"] == "closed"])
+
+    client = layer_redis(f"{redis_server.uri}?client_name=closed")
+    assert client.ping() is True
+    assert named() == 1
+    # WHEN it is closed (still referred to) THEN Redis sees its connection closed
+    client.close()
+    deadline = time.monotonic() + 5
+    while named() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert named() == 0
+    # AND it dials again when used again
+    assert client.ping() is True
+    client.close()
+
+
 def test_a_client_dropped_without_closing_closes_its_connections(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
