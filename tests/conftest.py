@@ -18,7 +18,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from lucid.store import resp
 from lucid_edge.local import EmbeddedMongo, EmbeddedRedis, start_mongo_server, start_redis
+from tests.utils.layer_redis import layer_redis
 
 _REDIS: EmbeddedRedis = start_redis()
 _MONGO: EmbeddedMongo = start_mongo_server()
@@ -74,5 +76,14 @@ def redis_client(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
     """A client on a flushed database: each test starts with empty Redis."""
     client = redis.Redis.from_url(redis_server.uri)
     client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def store_redis(redis_client: redis.Redis, redis_server: EmbeddedRedis) -> Iterator[resp.Redis]:
+    """The layer's own client (`lucid.store.resp`) on the flushed database of `redis_client`:
+    what gateway code is given; `redis_client` (redis-py) looks at the server directly."""
+    client = layer_redis(redis_server.uri)
     yield client
     client.close()

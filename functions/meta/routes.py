@@ -22,7 +22,7 @@ from lucid.web.readiness import ReadinessDatabase, ReadinessRedis
 from lucid.web.settings import SettingsDep
 
 if TYPE_CHECKING:
-    import redis
+    from lucid.store import resp
 
 
 class Liveness(BaseModel):
@@ -54,15 +54,14 @@ class Readiness(BaseModel):
     )
 
 
-def breaker_views(client: redis.Redis | None) -> dict[str, BreakerView]:
+def breaker_views(client: resp.Redis | None) -> dict[str, BreakerView]:
     """Each backend's breaker state; `unknown` for all when Redis is down (None) or cannot be
     read."""
-    # Imported here: the proxy's modules (httpx among them) and the Redis driver stay out of
+    # Imported here: the proxy's modules (httpx among them) and the Redis client stay out of
     # the cold start, as the readiness checks' drivers do.
-    from redis import RedisError
-
     from lucid.proxy.health import breaker_states
     from lucid.proxy.routing import BACKENDS
+    from lucid.store.resp import RedisError
 
     if client is not None:
         try:

@@ -335,8 +335,8 @@ class Settings:
     # Every Redis socket operation is bounded by this (50 ms in production: a slow Redis degrades
     # to the fallbacks instead of holding requests); raise it where the machine is overloaded.
     REDIS_TIMEOUT_MS: int = setting(50, integer(ge=1, le=1000))
-    # Opening a connection: the TCP connect and, for rediss://, the TLS handshake (which redis-py
-    # would otherwise bound by REDIS_TIMEOUT_MS). 100 ms is AWS's own example for ElastiCache
+    # Opening a connection: the TCP connect and, for rediss://, the TLS handshake (not the
+    # per-command REDIS_TIMEOUT_MS: lucid.store.resp). 100 ms is AWS's own example for ElastiCache
     # (BestPractices.Clients.Redis.ClientTimeout: socket_connect_timeout=0.1); paid once per
     # connection, which a function keeps for its life (lucid.store.redis_client).
     REDIS_CONNECT_TIMEOUT_MS: int = setting(100, integer(ge=1, le=5000))

@@ -112,7 +112,8 @@ def test_the_old_flag_works_hidden_and_warns_without_the_value(
          "mongodb+srv://"),
         # What the drivers refuse, which the functions would answer 503 to (lucid.store.unusable)
         (None, [], {"LUCID_REDIS_URI": f"redis://127.0.0.1:{PASSWORD}/0"},
-         "the Redis URI from LUCID_REDIS_URI is refused by redis-py (ValueError): check the "
+         "the Redis URI from LUCID_REDIS_URI is refused by the functions' Redis client "
+         "(ValueError): check the "
          "scheme, host and port, and that the user name and password are percent-escaped"),
         (f"mongodb://u:{PASSWORD}@x@db/lucid", ["--mongodb-uri-file", "{file}"], {},
          "the MongoDB URI from --mongodb-uri-file is refused by pymongo (InvalidURI): check "

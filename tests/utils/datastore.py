@@ -22,7 +22,6 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-import redis
 from mongomock.collection import Collection
 from pymongo.collection import Collection as DriverCollection
 from pymongo.database import Database
@@ -30,6 +29,7 @@ from pymongo.errors import AutoReconnect
 
 from lucid.auth.revocation import LEEWAY_SECONDS, RevocationList
 from lucid.auth.revocation_record import MongoRevocationRecord
+from lucid.store import resp
 from lucid.store.documents import Document, new_id, utcnow
 from lucid.store.redis_client import get_redis
 from lucid.web.stores import Stores, stores_of_app, use_stores
@@ -139,7 +139,7 @@ class CountingRecord(MongoRevocationRecord):
 
 
 def revocations_on(
-    client: redis.Redis, database: Database[Document], token_lifetime_seconds: int = 900
+    client: resp.Redis, database: Database[Document], token_lifetime_seconds: int = 900
 ) -> RevocationList:
     """The revoked sign-ins of `database` with their copy in the Redis `client`."""
     return RevocationList(

@@ -51,11 +51,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
-import redis
-
 from lucid.config import MAX_JWT_LEEWAY_SECONDS
 from lucid.errors import ServiceUnavailableError
 from lucid.observability import count
+from lucid.store import resp
 from lucid.store.kept_connection import kept_connections
 from lucid.store.keys import revocations_key
 
@@ -128,7 +127,7 @@ class RevocationList:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: resp.Redis,
         record: Callable[[], RevocationRecord],
         *,
         token_lifetime_seconds: int,
@@ -155,7 +154,7 @@ class RevocationList:
             synced_until, revoked_until = self._kept.execute_for_server(
                 lambda run_id: ("HMGET", key, SYNCED_PREFIX + run_id, sid)
             )
-        except redis.RedisError:
+        except resp.RedisError:
             # Counted, not logged: this happens at every call while Redis is down, and the rate
             # limiter and /meta/health already say so once.
             count("RevocationCheckWithoutRedis")
@@ -172,7 +171,7 @@ class RevocationList:
             return
         try:
             self._merge(revoked, synced_until=0)
-        except redis.RedisError as error:
+        except resp.RedisError as error:
             # The record holds it; the copy gets it at its next reload (<= SYNC_SECONDS).
             logger.warning("revocation not copied to Redis (%s)", type(error).__name__)
             count("RevocationNotCopied")
@@ -187,7 +186,7 @@ class RevocationList:
         owner = secrets.token_hex(8)
         try:
             leader = bool(self._redis.set(self.reload_lock, owner, nx=True, px=RELOAD_LOCK_MS))
-        except redis.RedisError:
+        except resp.RedisError:
             return self.record().is_revoked(sid)
         if not leader:
             # Someone else reloads: a lost copy cannot answer "not revoked", a due one can.
@@ -201,7 +200,7 @@ class RevocationList:
                 raise
             logger.warning("revocations not reloaded: MongoDB is unavailable")
             return False
-        except redis.RedisError:
+        except resp.RedisError:
             self._release_lock(owner)
             return self.record().is_revoked(sid)
         self._release_lock(owner)
@@ -223,7 +222,7 @@ class RevocationList:
         self._redis.register_script(MERGE_SCRIPT)(keys=[self.key], args=args)
 
     def _release_lock(self, owner: str) -> None:
-        with contextlib.suppress(redis.RedisError):  # it expires on its own otherwise
+        with contextlib.suppress(resp.RedisError):  # it expires on its own otherwise
             self._redis.register_script(RELEASE_SCRIPT)(keys=[self.reload_lock], args=[owner])
 
 

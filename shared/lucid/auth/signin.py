@@ -37,8 +37,6 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-import redis
-
 from lucid.auth.message import build_message, check_ours, parse_message
 from lucid.auth.refresh import RefreshTokenStore
 from lucid.auth.schemas import Challenge, TokenPair
@@ -56,6 +54,7 @@ from lucid.errors import (
 )
 from lucid.identity import Role
 from lucid.observability import count
+from lucid.store import resp
 from lucid.store.documents import Document, new_id, utcnow
 from lucid.store.keys import nonce_key
 from lucid.users.repository import UserRepository
@@ -89,7 +88,7 @@ class SignInService:
     def __init__(
         self,
         settings: Settings,
-        redis_client: redis.Redis,
+        redis_client: resp.Redis,
         users: UserRepository,
         refresh_tokens: RefreshTokenStore,
         tokens: TokenService,
@@ -129,7 +128,7 @@ class SignInService:
             self._redis.set(
                 nonce_key(message.nonce, self._settings.STAGE), json.dumps(record), ex=ttl, nx=True
             )
-        except redis.RedisError as error:
+        except resp.RedisError as error:
             raise ServiceUnavailableError("the sign-in nonce store is unavailable") from error
         return Challenge(
             nonce=message.nonce,
@@ -210,7 +209,7 @@ class SignInService:
     def _consume_nonce(self, nonce: str) -> dict[str, str] | None:
         try:
             raw = self._redis.getdel(nonce_key(nonce, self._settings.STAGE))
-        except redis.RedisError as error:
+        except resp.RedisError as error:
             raise ServiceUnavailableError("the sign-in nonce store is unavailable") from error
         if raw is None:
             return None
@@ -222,7 +221,7 @@ class SignInService:
         if left_ms <= 0:
             return
         # NX: never over a nonce someone else holds; a failure leaves it spent (a new challenge).
-        with contextlib.suppress(redis.RedisError):
+        with contextlib.suppress(resp.RedisError):
             self._redis.set(
                 nonce_key(nonce, self._settings.STAGE), json.dumps(record), px=left_ms, nx=True
             )

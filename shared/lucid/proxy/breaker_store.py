@@ -23,8 +23,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import NamedTuple, Protocol
 
-import redis
-
+from lucid.store import resp
 from lucid.store.keys import breaker_prefix
 
 logger = logging.getLogger("lucid.proxy.breaker")
@@ -106,7 +105,7 @@ def _keys(prefix: str, name: str) -> list[str]:
 class RedisBreakerStore:
     """The state in Redis, shared by every function instance."""
 
-    def __init__(self, client: redis.Redis, stage: str | None = None) -> None:
+    def __init__(self, client: resp.Redis, stage: str | None = None) -> None:
         """`stage`: whose breakers these are (the process's STAGE when None)."""
         self._prefix = breaker_prefix(stage)
         self._redis = client
@@ -116,10 +115,8 @@ class RedisBreakerStore:
     def read(self, name: str) -> SharedState:
         """PTTL of the open and half keys in one round trip."""
         open_key, half_key, _ = _keys(self._prefix, name)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.pttl(open_key)
-        pipe.exists(half_key)
-        open_ms, half = pipe.execute()
+        # One write, two replies: not a transaction (as redis-py's pipeline(transaction=False)).
+        open_ms, half = self._redis.pipeline(("PTTL", open_key), ("EXISTS", half_key))
         if int(open_ms) > 0:
             return SharedState(BreakerState.OPEN, int(open_ms))
         return SharedState(BreakerState.HALF_OPEN) if int(half) else CLOSED
@@ -228,7 +225,7 @@ class FallbackStore:
     def _shared(self) -> RedisBreakerStore | None:
         return self._redis_store if time.monotonic() >= self._local_until else None
 
-    def _degrade(self, error: redis.RedisError) -> None:
+    def _degrade(self, error: resp.RedisError) -> None:
         now = time.monotonic()
         self._local_until = now + self.RETRY_REDIS_AFTER_SECONDS
         if now - self._warned_at >= self.WARN_EVERY_SECONDS:
@@ -244,7 +241,7 @@ class FallbackStore:
         if shared is not None:
             try:
                 return shared.read(name)
-            except redis.RedisError as error:
+            except resp.RedisError as error:
                 self._degrade(error)
         return self._local.read(name)
 
@@ -254,7 +251,7 @@ class FallbackStore:
         if shared is not None:
             try:
                 return shared.acquire_probe(name, limit, probe_ms)
-            except redis.RedisError as error:
+            except resp.RedisError as error:
                 self._degrade(error)
         return self._local.acquire_probe(name, limit, probe_ms)
 
@@ -265,7 +262,7 @@ class FallbackStore:
         if shared is not None:
             try:
                 return shared.trip(name, open_ms, force=force)
-            except redis.RedisError as error:
+            except resp.RedisError as error:
                 self._degrade(error)
         return local
 
@@ -276,5 +273,5 @@ class FallbackStore:
         if shared is not None:
             try:
                 shared.close(name)
-            except redis.RedisError as error:
+            except resp.RedisError as error:
                 self._degrade(error)

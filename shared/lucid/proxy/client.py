@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable
 
 import httpcore
-import redis
 
 from lucid.config import Settings, get_settings
 from lucid.proxy.breaker_store import FallbackStore, LocalBreakerStore, RedisBreakerStore
 from lucid.proxy.forwarder import Proxy
 from lucid.proxy.transport import connection_pool
+from lucid.store import resp
 from lucid.store.redis_client import get_redis
 
 MAX_CONNECTIONS, MAX_KEEPALIVE_CONNECTIONS = 32, 16
@@ -33,7 +33,7 @@ def build_http_client() -> httpcore.ConnectionPool:
     return connection_pool(MAX_CONNECTIONS, MAX_KEEPALIVE_CONNECTIONS)
 
 
-def build_store(client: redis.Redis | None) -> FallbackStore:
+def build_store(client: resp.Redis | None) -> FallbackStore:
     """Breaker state in Redis (`client`), falling back to this process."""
     shared = RedisBreakerStore(client) if client is not None else None
     return FallbackStore(shared, LocalBreakerStore())
@@ -41,7 +41,7 @@ def build_store(client: redis.Redis | None) -> FallbackStore:
 
 def build_proxy(
     settings: Settings,
-    redis_client: redis.Redis | None,
+    redis_client: resp.Redis | None,
     *,
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,

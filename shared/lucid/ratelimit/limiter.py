@@ -25,8 +25,6 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
-import redis
-
 from lucid.config import Settings, get_settings
 from lucid.errors import ServiceUnavailableError
 from lucid.identity import CallerIdentity
@@ -36,6 +34,7 @@ from lucid.ratelimit.memory import InMemoryLimiter
 from lucid.ratelimit.policies import Policies, Policy
 from lucid.ratelimit.script import ScriptRunner
 from lucid.ratelimit.window import LUA_SCRIPT, MICROS, Verdict
+from lucid.store import resp
 from lucid.store.redis_client import get_redis
 
 logger = logging.getLogger("lucid.ratelimit")
@@ -64,7 +63,7 @@ class RateLimiter:
 
     def __init__(
         self,
-        redis_client: redis.Redis,
+        redis_client: resp.Redis,
         settings: Settings,
         *,
         retry_seconds: float = DEFAULT_RETRY_SECONDS,
@@ -117,7 +116,7 @@ class RateLimiter:
                 try:
                     reply = self._script(keys, args + terms.args(), args + terms.args_again())
                     decision = self._from_reply(limits, keys, terms, reply)
-                except redis.RedisError as error:
+                except resp.RedisError as error:
                     self._open_circuit(error)
                 except UNREADABLE_REPLY as error:
                     # Redis answered, but not with the script's reply (something between us and
@@ -130,7 +129,7 @@ class RateLimiter:
         finally:
             if not recorded and self._leases is not None and len(keys) == 1:
                 # The trip `terms` were made for was not recorded (Redis failed, or anything else
-                # went wrong: a reply of another shape, an error outside redis-py): drop what is
+                # went wrong: a reply of another shape, an error outside the client's): drop what is
                 # known of the key, or it stays "asking" and never gets a lease again in this
                 # instance (its unspent slots stay counted in Redis until their window ends).
                 self._leases.forget(keys[0])

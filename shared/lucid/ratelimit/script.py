@@ -1,8 +1,8 @@
 """Run the rate-limit script on a connection the calling thread keeps.
 
 The limiter runs one script per request that is not admitted from a lease, so it speaks EVALSHA
-on the thread's kept connection (`lucid.store.kept_connection`: redis-py's client path costs
-about as much as the round trip itself). A Redis that lost the script (restart, SCRIPT FLUSH)
+on the thread's kept connection (`lucid.store.kept_connection`: the client's path through its
+pool costs more than the command). A Redis that lost the script (restart, SCRIPT FLUSH)
 gets it again with EVAL.
 """
 
@@ -12,16 +12,14 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-import redis
-from redis.exceptions import NoScriptError
-
 from lucid.store.kept_connection import kept_connections
+from lucid.store.resp import NoScriptError, Redis
 
 
 class ScriptRunner:
     """EVALSHA of one Lua script on the calling thread's kept connection."""
 
-    def __init__(self, client: redis.Redis, script: str) -> None:
+    def __init__(self, client: Redis, script: str) -> None:
         self._kept = kept_connections(client)
         self._script = script
         self._sha = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()

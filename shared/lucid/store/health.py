@@ -1,9 +1,9 @@
 """Dependency checks behind GET /meta/health: Redis and MongoDB, each with its latency.
 
 The drivers are imported by the checks, not with this module: the meta function's GET /health
-and /meta/info, which load balancers and uptime checks poll, need neither, and redis-py and
-pymongo are about 90 ms of a cold start's CPU (`make bench coldstart`); the first /meta/health
-pays them instead.
+and /meta/info, which load balancers and uptime checks poll, need neither, and importing them
+costs a cold start CPU (`make bench coldstart`; pymongo most of it since the Redis client is the
+layer's own); the first /meta/health pays them instead.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
-    import redis
     from pymongo.database import Database
 
+    from lucid.store import resp
     from lucid.store.documents import Document
 
 
@@ -46,9 +46,10 @@ class DependencyReport(BaseModel):
 
 class Unusable:
     """A client its settings cannot build: REDIS_URI or MONGODB_URI unset, or a URI its driver
-    refuses (pymongo's InvalidURI for an unescaped password or a bad port, redis-py's ValueError
-    for an unknown scheme). The check reports that dependency down, naming the error's class
-    only (driver messages can quote the URI), instead of failing the route with a 500."""
+    refuses (pymongo's InvalidURI for an unescaped password or a bad port, the Redis client's
+    ValueError for an unknown scheme). The check reports that dependency down, naming the
+    error's class only (driver messages can quote the URI), instead of failing the route with a
+    500."""
 
     __slots__ = ("error",)
 
@@ -100,9 +101,9 @@ def _timed(
     return DependencyStatus(name, True, round((time.perf_counter() - started) * 1000, 3))
 
 
-def check_redis(client: redis.Redis | Unusable) -> DependencyStatus:
+def check_redis(client: resp.Redis | Unusable) -> DependencyStatus:
     """PING the Redis server."""
-    from redis import RedisError
+    from lucid.store.resp import RedisError
 
     if isinstance(client, Unusable):
         return client.status("redis")

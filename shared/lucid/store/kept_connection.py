@@ -1,13 +1,13 @@
 """Redis commands on a connection the calling thread keeps, for the per-request hot path.
 
-redis-py's client path checks a connection out of the pool and back in (a lock every instance
-thread of a worker contends for), records observability data and re-validates arguments on every
-command: about 13 µs of CPU per call on this machine beyond the command itself (HMGET: 21 µs
-through the client, 8 µs on a kept connection). Every signed-in call makes two such commands (the
-revocation check's HMGET, the rate limiter's script when its lease is spent), so each thread of
-the process keeps one connection of the pool's kind (same URI, timeouts, no retries) and speaks
-to Redis on it directly; `kept_connections(client)` is shared by every caller on one pool, so a
-thread holds one connection whatever it runs.
+The client path checks a connection out of the pool and back in (a lock every instance thread of a
+worker contends for) on every command; redis-py's also recorded observability data and re-validated
+arguments: about 13 µs of CPU per call on this machine beyond the command itself (HMGET: 21 µs
+through redis-py's client, 8 µs on a kept connection). Every signed-in call makes two such commands
+(the revocation check's HMGET, the rate limiter's script when its lease is spent), so each thread of
+the process keeps one connection of the pool's kind (same URI, timeouts) and speaks to Redis on it
+directly; `kept_connections(client)` is shared by every caller on one pool, so a thread holds one
+connection whatever it runs.
 
 A kept connection is one of the pool's own, checked out for as long as its thread lives: it
 counts against REDIS_MAX_CONNECTIONS like any other. At most half of the pool is kept, so the
@@ -18,20 +18,19 @@ back to the pool. In Lambda a process has one thread and keeps one connection fo
 the local edge instance threads come and go (`lucid_edge.instances` retires idle ones), and each
 takes its connection with it.
 
-Errors are redis-py's (`redis.RedisError`), so callers degrade exactly as with the client.
+Errors are the client's (`resp.RedisError`), so callers degrade exactly as with the client.
 """
 
 from __future__ import annotations
 
-import queue
 import re
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-import redis
-from redis.connection import Connection, ConnectionInterface, ConnectionPool
+from lucid.store import resp
+from lucid.store.resp import Connection, ConnectionPool
 
 # Each pool carries its own kept connections (an attribute of the pool): they live exactly as
 # long as the pool, which they hold (a caller may keep only this object, not the client).
@@ -50,7 +49,7 @@ class _Kept:
 
     __slots__ = ("__weakref__", "connection")
 
-    def __init__(self, connection: ConnectionInterface) -> None:
+    def __init__(self, connection: Connection) -> None:
         self.connection = connection
 
 
@@ -90,7 +89,7 @@ class KeptConnections:
         """
         return self._on_a_connection(_execute_for_server, command)
 
-    def _on_a_connection(self, run: Callable[[ConnectionInterface, _T], Any], what: _T) -> Any:
+    def _on_a_connection(self, run: Callable[[Connection, _T], Any], what: _T) -> Any:
         held: _Kept | None = getattr(self._local, "held", None)
         if held is None:
             held = self._keep()
@@ -107,7 +106,8 @@ class KeptConnections:
         with self._count_lock:
             if self._kept >= self._limit:
                 return None
-            connection = _check_out(self._pool)
+            # Never waiting: the caller then borrows one per command, waiting as the client would.
+            connection = self._pool.get_connection_now()
             if connection is None:
                 return None
             self._kept += 1
@@ -116,17 +116,17 @@ class KeptConnections:
         self._local.held = held
         return held
 
-    def _give_back(self, connection: ConnectionInterface) -> None:
+    def _give_back(self, connection: Connection) -> None:
         # Its thread is gone: close the socket now (Redis drops the client) and free its place.
         # Runs where the holder is freed, the ending thread: it must not wait on any lock the
         # pool's own users hold, and the pool's release only puts into its queue.
-        _reset(connection)
-        self._pool.release(cast(Connection, connection))
+        connection.disconnect()
+        self._pool.release(connection)
         with self._count_lock:
             self._kept -= 1
 
 
-def kept_connections(client: redis.Redis) -> KeptConnections:
+def kept_connections(client: resp.Redis) -> KeptConnections:
     """The kept connections of `client`'s pool (one set per pool, made on first use)."""
     pool = client.connection_pool
     kept: KeptConnections | None = getattr(pool, _ATTRIBUTE, None)
@@ -139,48 +139,21 @@ def kept_connections(client: redis.Redis) -> KeptConnections:
     return kept
 
 
-def _check_out(pool: ConnectionPool) -> ConnectionInterface | None:
-    """One of the pool's connections, out of it until released, or None when none is free now
-    (never waiting: the caller then borrows one per command, waiting as the client would)."""
-    if isinstance(pool, redis.BlockingConnectionPool):
-        # Its queue holds max_connections places: idle connections, or None for one not made yet.
-        try:
-            place = pool.pool.get_nowait()
-        except queue.Empty:
-            return None
-        if place is None:
-            place = pool.make_connection()  # type: ignore[no-untyped-call]  # untyped in redis-py
-        return cast(ConnectionInterface, place)
-    try:
-        return pool.get_connection()  # a plain pool refuses at once when it is full
-    except redis.exceptions.MaxConnectionsError:
-        return None
-
-
 def _execute(
-    connection: ConnectionInterface, args: tuple[Any, ...], again: tuple[Any, ...] | None = None
+    connection: Connection, args: tuple[Any, ...], again: tuple[Any, ...] | None = None
 ) -> Any:
-    # Connection errors are retried once on a fresh dial (with `again` when given); a reply cut
-    # short resets the socket.
-    try:
-        try:
-            return _run(connection, args)
-        except redis.ConnectionError:
-            _reset(connection)
-            return _run(connection, args if again is None else again)
-    except redis.ResponseError:
-        raise  # Redis answered (NOSCRIPT, WRONGTYPE, ...): the connection is in step
-    except BaseException:
-        _reset(connection)  # a half-read reply must never be taken for the next command's
-        raise
+    # Connection errors are retried once on a fresh dial (with `again` when given); any failure
+    # but an error reply closes the connection (`Connection.read`), so a half-read reply is
+    # never taken for the next command's.
+    return resp.call_with_retry(connection, resp.call, args, again)
 
 
-def _execute_or_else(connection: ConnectionInterface, commands: tuple[Any, ...]) -> Any:
+def _execute_or_else(connection: Connection, commands: tuple[Any, ...]) -> Any:
     # `commands`: (the args, the args of the retry).
     return _execute(connection, *commands)
 
 
-def server_run_id(connection: ConnectionInterface) -> str:
+def server_run_id(connection: Connection) -> str:
     """The `run_id` of the redis-server process `connection` speaks to ("" if it tells none).
 
     Redis draws a new random run_id each time a server process starts, and a replica has its
@@ -193,24 +166,24 @@ def server_run_id(connection: ConnectionInterface) -> str:
     return _server_of(connection)[1]
 
 
-def _server_of(connection: ConnectionInterface) -> tuple[object, str]:
+def _server_of(connection: Connection) -> tuple[object, str]:
     # (the socket asked on, the run_id), asking the server when this socket was not asked yet.
     known: tuple[object, str] | None = getattr(connection, _SERVER, None)
     if known is not None and _asked_on_this_socket(connection, known):
         return known
     try:
         found = RUN_ID.search(_text(_execute(connection, ("INFO", "server"))))
-    except redis.ResponseError:
+    except resp.ResponseError:
         found = None  # INFO refused (renamed, an ACL): nothing can tell one process from another
-    known = (getattr(connection, "_sock", None), found.group(1) if found else "")
+    known = (connection.sock, found.group(1) if found else "")
     setattr(connection, _SERVER, known)
     return known
 
 
-def _asked_on_this_socket(connection: ConnectionInterface, known: tuple[object, str]) -> bool:
-    # redis-py's connections hold their socket in `_sock` (None while not connected), and each
-    # dial makes a new socket object: the one asked on still being there means the same session.
-    sock = getattr(connection, "_sock", None)
+def _asked_on_this_socket(connection: Connection, known: tuple[object, str]) -> bool:
+    # A connection holds its socket in `sock` (None while not connected), and each dial makes a
+    # new socket object: the one asked on still being there means the same session.
+    sock = connection.sock
     return sock is not None and known[0] is sock
 
 
@@ -218,22 +191,11 @@ def _text(reply: Any) -> str:
     return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
-def _execute_for_server(
-    connection: ConnectionInterface, command: Callable[[str], tuple[Any, ...]]
-) -> Any:
+def _execute_for_server(connection: Connection, command: Callable[[str], tuple[Any, ...]]) -> Any:
     for _ in range(2):
         known = _server_of(connection)
         reply = _execute(connection, command(known[1]))
         if _asked_on_this_socket(connection, known):
             return reply
     # Dialled again twice in a row: the server is coming and going; callers degrade.
-    raise redis.ConnectionError("the Redis connection was dialled again during the command")
-
-
-def _run(connection: ConnectionInterface, args: tuple[Any, ...]) -> Any:
-    connection.send_command(*args)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
-    return connection.read_response()
-
-
-def _reset(connection: ConnectionInterface) -> None:
-    connection.disconnect()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+    raise resp.ConnectionError("the Redis connection was dialled again during the command")

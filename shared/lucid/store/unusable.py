@@ -1,6 +1,6 @@
 """A store whose URI cannot make a client: the 503 that names the store, and one log line.
 
-A URI its driver refuses (redis-py's ValueError for a bad scheme or a port that is not a
+A URI its driver refuses (the Redis client's ValueError for a bad scheme or a port that is not a
 number, pymongo's InvalidURI for an unescaped password, its ValueError for a port out of range)
 or no URI at all is a configuration fault of a dependency, not a bug of the request: every
 route that needs that store answers 503 problem+json naming the store (`store` extension:
@@ -76,7 +76,7 @@ _reported = _Reported()
 def _reason(setting: Setting, error: Exception) -> str:
     if isinstance(error, UriNotSetError):
         return str(error)  # our own text: names the variable and how to set it, no value
-    # The class only: a driver's message can quote part of the URI (redis-py quotes a port
+    # The class only: a driver's message can quote part of the URI (urllib's quotes a port
     # that is not a number, which a URI missing its "@" makes the password).
     return (
         f"{setting} is not usable: its driver refuses it ({type(error).__name__}): check the "

@@ -96,8 +96,8 @@ def create_app(function: str, *routers: APIRouter, rate_limited: bool = True) ->
         else:
             app.include_router(router)
     if rate_limited:
-        # Imported here: the limiter imports redis-py, which a function without limits (meta)
-        # does not load at cold start (lucid.web.readiness).
+        # Imported here: the limiter imports the Redis client, which a function without limits
+        # (meta) does not load at cold start (lucid.web.readiness).
         from lucid.web.ratelimit import RateLimitMiddleware
 
         app.add_middleware(RateLimitMiddleware)

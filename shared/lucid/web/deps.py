@@ -21,13 +21,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
-import redis
 from fastapi import Depends, Request
 
 from lucid.auth.revocation import RevocationList, RevocationRecord
 from lucid.config import get_settings
 from lucid.errors import AuthenticationError, ForbiddenError, InvalidTokenError
 from lucid.identity import CallerIdentity, Role
+from lucid.store import resp
 from lucid.web.middleware import request_facts
 
 # Re-exported: where routes have always found them (lucid.web.settings imports no driver).
@@ -67,7 +67,7 @@ async def token_caller(request: Request) -> CallerIdentity:
     return _vouched(request)
 
 
-async def current_redis(request: Request) -> redis.Redis:
+async def current_redis(request: Request) -> resp.Redis:
     """The app's Redis client (the process's unless `lucid.web.stores.use_stores` says other)."""
     return stores_of(request.scope).redis()
 
@@ -90,11 +90,11 @@ async def database_factory(request: Request) -> DatabaseFactory:
     return stores_of(request.scope).database
 
 
-RedisDep = Annotated[redis.Redis, Depends(current_redis)]
+RedisDep = Annotated[resp.Redis, Depends(current_redis)]
 DatabaseFactoryDep = Annotated[DatabaseFactory, Depends(database_factory)]
 
 
-def revocations_on(client: redis.Redis, database: DatabaseFactory) -> RevocationList:
+def revocations_on(client: resp.Redis, database: DatabaseFactory) -> RevocationList:
     """Revoked sign-ins: the Redis copy, and the MongoDB record when Redis cannot answer."""
     return RevocationList(
         client,

@@ -38,10 +38,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, NamedTuple
 
-import redis
 from fastapi import Depends, Request
 
 from lucid.errors import ConflictError, ServiceUnavailableError, ValidationFailedError
+from lucid.store import resp
 from lucid.store.keys import idempotency_prefix
 from lucid.web.deps import SettingsDep
 from lucid.web.stores import stores_of
@@ -95,7 +95,7 @@ class IdempotencyStore:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: resp.Redis,
         *,
         ttl_seconds: int,
         lease_seconds: int = 60,
@@ -152,7 +152,7 @@ class IdempotencyStore:
         }
         try:
             self._redis.set(name, json.dumps(done, default=str), ex=self._ttl)
-        except redis.RedisError:
+        except resp.RedisError:
             # The resource exists: answering 503 now would invite a retry that creates another
             # once the lease ends. Answer it; only replay is lost for this key.
             logger.warning("could not record an idempotent response; it will not be replayed")
@@ -162,7 +162,7 @@ class IdempotencyStore:
     def _command(command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except redis.RedisError as error:
+        except resp.RedisError as error:
             raise ServiceUnavailableError("the idempotency store is unavailable") from error
 
 

@@ -3,8 +3,8 @@ the route first runs. A client its settings cannot build is reported down (`Unus
 secret AWS would not give (SecretUnavailableError) is its own 503.
 
 The meta function's other routes (GET /health, /meta/info: what load balancers and uptime checks
-poll) need neither Redis nor MongoDB, so the meta function does not import redis-py and pymongo
-at cold start (about 90 ms of CPU, `make bench coldstart`); its first /meta/health pays them.
+poll) need neither Redis nor MongoDB, so the meta function does not import the Redis client and
+pymongo at cold start (`make bench coldstart`); its first /meta/health pays them.
 Every other function needs both at its first real request and imports them with its routes
 (`lucid.web.deps`, `lucid.web.database`).
 """
@@ -19,19 +19,19 @@ from lucid.store.health import Unusable
 from lucid.store.unusable import StoreUnusableError
 
 if TYPE_CHECKING:
-    import redis
     from pymongo.database import Database
 
+    from lucid.store import resp
     from lucid.store.documents import Document
 
 
-async def readiness_redis() -> redis.Redis | Unusable:
+async def readiness_redis() -> resp.Redis | Unusable:
     """The process's Redis client (`lucid.store.redis_client`), imported on first use."""
     from lucid.store.redis_client import get_redis
 
     try:
         return get_redis()
-    except StoreUnusableError as error:  # no REDIS_URI, or one redis-py refuses
+    except StoreUnusableError as error:  # no REDIS_URI, or one the client refuses
         return Unusable(error.cause)
 
 
@@ -47,5 +47,5 @@ async def readiness_database() -> Database[Document] | Unusable:
 
 # The types are forward references: FastAPI needs only the dependency, and evaluating them here
 # would import the drivers.
-ReadinessRedis = Annotated["redis.Redis | Unusable", Depends(readiness_redis)]
+ReadinessRedis = Annotated["resp.Redis | Unusable", Depends(readiness_redis)]
 ReadinessDatabase = Annotated["Database[Document] | Unusable", Depends(readiness_database)]

@@ -1,7 +1,7 @@
 """The process's settings as a route dependency (`SettingsDep`).
 
 Apart from `lucid.web.deps` (which re-exports it) so that routes needing nothing but settings,
-like the meta function's, import neither redis-py nor pymongo at cold start.
+like the meta function's, import neither the Redis client nor pymongo at cold start.
 """
 
 from __future__ import annotations

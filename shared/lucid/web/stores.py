@@ -9,7 +9,7 @@ dependencies of their own.
 
 An app serves the process's clients (built once per cold start, `lucid.store`) unless someone
 points it elsewhere with `use_stores` (the tests: a fresh in-memory database per test, a Redis
-that is down). Neither redis-py's client nor pymongo is built before a route first asks, and
+that is down). Neither the Redis client nor pymongo is built before a route first asks, and
 pymongo is not imported at all until then: the proxy function never needs it (cold start,
 `lucid.web.database`).
 """
@@ -22,16 +22,16 @@ from typing import TYPE_CHECKING, NamedTuple
 from starlette.types import Scope
 
 if TYPE_CHECKING:
-    import redis
     from fastapi import FastAPI
     from pymongo.database import Database
 
+    from lucid.store import resp
     from lucid.store.documents import Document
 
 _ATTRIBUTE = "lucid_stores"
 
 
-def _process_redis() -> redis.Redis:
+def _process_redis() -> resp.Redis:
     from lucid.store.redis_client import get_redis
 
     return get_redis()
@@ -46,7 +46,7 @@ def _process_database() -> Database[Document]:
 class Stores(NamedTuple):
     """How an app reaches its stores: each a function called when a request needs that store."""
 
-    redis: Callable[[], redis.Redis] = _process_redis
+    redis: Callable[[], resp.Redis] = _process_redis
     database: Callable[[], Database[Document]] = _process_database
 
 

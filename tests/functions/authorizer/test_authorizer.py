@@ -12,8 +12,6 @@ import jwt
 import pytest
 import redis
 from pymongo.database import Database
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from lucid.auth.authorizer import authorize as decide
 from lucid.auth.authorizer import bearer_token
@@ -21,11 +19,13 @@ from lucid.auth.refresh import RefreshTokenStore
 from lucid.auth.revocation import RevocationList
 from lucid.auth.tokens import get_token_service
 from lucid.errors import ServiceUnavailableError
+from lucid.store import resp
 from lucid.store.documents import new_id
 from lucid_edge.local import free_port
 from tests.utils.auth_flow import authorize, authorizer_event, sign_in
 from tests.utils.datastore import atomic_writes, database_for, revocations_on
 from tests.utils.functions import load_handler
+from tests.utils.layer_redis import unreachable_redis
 from tests.utils.logs import logged_lines
 from tests.utils.wallets import Wallet
 
@@ -137,10 +137,10 @@ def test_bearer_scheme_is_case_insensitive_and_identity_source_is_a_fallback(
 
 
 def test_a_token_of_a_revoked_sign_in_is_denied(
-    redis_client: redis.Redis, database: Database[dict[str, Any]]
+    redis_client: redis.Redis, store_redis: resp.Redis, database: Database[dict[str, Any]]
 ) -> None:
     # GIVEN a sign-in (refresh family) and an access token naming it
-    store = RefreshTokenStore(database, timedelta(days=14), revocations_on(redis_client, database))
+    store = RefreshTokenStore(database, timedelta(days=14), revocations_on(store_redis, database))
     store.issue("0" * 32, "j-1", SID)
     token = _token()
     assert authorize(token)["isAuthorized"] is True
@@ -153,20 +153,15 @@ def test_a_token_of_a_revoked_sign_in_is_denied(
     assert redis_client.hget("lucid:local:revoked-sign-ins", SID) is not None  # the copy is back
 
 
-def _dead_redis() -> redis.Redis:
-    return redis.Redis(
-        port=free_port(),
-        socket_connect_timeout=0.05,
-        socket_timeout=0.05,
-        retry=Retry(NoBackoff(), 0),
-    )
+def _dead_redis() -> resp.Redis:
+    return unreachable_redis(free_port())
 
 
 def test_without_redis_mongodb_decides(
-    redis_client: redis.Redis, database: Database[dict[str, Any]]
+    store_redis: resp.Redis, database: Database[dict[str, Any]]
 ) -> None:
     # GIVEN Redis is unreachable, one sign-in live and one revoked in MongoDB
-    store = RefreshTokenStore(database, timedelta(days=14), revocations_on(redis_client, database))
+    store = RefreshTokenStore(database, timedelta(days=14), revocations_on(store_redis, database))
     revoked = new_id()
     store.issue("0" * 32, "j-1", SID)
     store.issue("0" * 32, "j-2", revoked)
@@ -187,18 +182,18 @@ def test_without_redis_mongodb_decides(
 
 
 def test_without_mongodb_the_redis_copy_decides(
-    redis_client: redis.Redis,
+    store_redis: resp.Redis,
     database: Database[dict[str, Any]],
     dead_database: Database[dict[str, Any]],
 ) -> None:
     # GIVEN a revoked sign-in and a Redis copy loaded while MongoDB was up
-    store = RefreshTokenStore(database, timedelta(days=14), revocations_on(redis_client, database))
+    store = RefreshTokenStore(database, timedelta(days=14), revocations_on(store_redis, database))
     revoked = new_id()
     store.issue("0" * 32, "j-2", revoked)
     store.revoke_family(revoked)
-    assert not revocations_on(redis_client, database).is_revoked(SID)  # the copy is loaded
+    assert not revocations_on(store_redis, database).is_revoked(SID)  # the copy is loaded
     # WHEN MongoDB goes down THEN Redis alone still tells live from revoked
-    revocations = revocations_on(redis_client, dead_database)
+    revocations = revocations_on(store_redis, dead_database)
     tokens = get_token_service()
     live = decide(authorizer_event(f"Bearer {_token()}"), tokens=tokens, revocations=revocations)
     assert live["isAuthorized"] is True

@@ -8,11 +8,11 @@ from typing import Any
 from unittest.mock import ANY
 
 import pytest
-import redis
 
 from lucid import __version__
 from lucid.config import Settings
 from lucid.proxy import BreakerState, RedisBreakerStore
+from lucid.store import resp
 from lucid.store.mongo import build_database
 from lucid.web.readiness import readiness_database
 from lucid_edge.local import start_mongo_server
@@ -54,9 +54,10 @@ def test_meta_health_reports_both_dependencies_with_latency() -> None:
 def test_meta_health_names_redis_when_it_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN a Redis client pointed at a port where nothing listens
     from lucid_edge.local import free_port
+    from tests.utils.layer_redis import unreachable_redis
 
     app = load_module("meta").app
-    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.05, socket_timeout=0.05)
+    dead = unreachable_redis(free_port())
     from lucid.web.readiness import readiness_redis
 
     app.dependency_overrides[readiness_redis] = lambda: dead
@@ -121,10 +122,10 @@ def test_meta_health_names_a_mongodb_that_refuses_the_functions_user() -> None:
 
 
 def test_meta_health_reports_each_backends_breaker_as_the_proxy_shares_it(
-    redis_client: redis.Redis,
+    store_redis: resp.Redis,
 ) -> None:
     # GIVEN the session backend's breaker tripped by a proxy instance, the node's half-open
-    store = RedisBreakerStore(redis_client)
+    store = RedisBreakerStore(store_redis)
     store.trip("session", 30_000, force=True)
     store.trip("node", 1, force=True)
     time.sleep(0.01)
@@ -163,6 +164,7 @@ FRESH_INSTANCE = """
 import json, sys
 from tests.utils.events import http_event
 from tests.utils.functions import load_handler
+from tests.utils.layer_redis import unreachable_redis
 result = load_handler("meta")(http_event("GET", "/meta/health"), None)
 print(json.dumps(result))
 """

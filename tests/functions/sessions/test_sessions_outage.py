@@ -14,6 +14,7 @@ import redis
 from pymongo.database import Database
 
 from lucid.config import Settings
+from lucid.store import resp
 from lucid.store.keys import idempotency_prefix
 from lucid.store.mongo import build_database
 from lucid.store.redis_client import build_redis
@@ -87,7 +88,7 @@ def test_a_mongodb_that_refuses_the_password_is_503_like_an_unreachable_one(
     assert "Pw-s3cret-9" not in repr(lines)
 
 
-def _same(client: redis.Redis) -> redis.Redis:
+def _same(client: resp.Redis) -> resp.Redis:
     return client
 
 

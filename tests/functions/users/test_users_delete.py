@@ -18,6 +18,7 @@ from pymongo.database import Database
 from lucid.auth.refresh import RefreshTokenStore, hash_refresh_token
 from lucid.config import MAX_JWT_LEEWAY_SECONDS, get_settings
 from lucid.errors import InvalidTokenError
+from lucid.store import resp
 from lucid.store.documents import new_id
 from lucid.store.keys import revocations_key
 from tests.utils.datastore import User, add_user, call, database_for, revocations_on, stored
@@ -35,16 +36,20 @@ def start_sessions(user: User, count: int) -> list[str]:
     return ids
 
 
-def sign_ins(database: Database[dict[str, Any]], client: redis.Redis) -> RefreshTokenStore:
+def sign_ins(database: Database[dict[str, Any]], client: resp.Redis) -> RefreshTokenStore:
     return RefreshTokenStore(database, timedelta(days=14), revocations_on(client, database))
 
 
 def test_delete_me_ends_sessions_revokes_every_sign_in_and_deletes_the_profile(
-    alice: User, bob: User, database: Database[dict[str, Any]], redis_client: redis.Redis
+    alice: User,
+    bob: User,
+    database: Database[dict[str, Any]],
+    redis_client: redis.Redis,
+    store_redis: resp.Redis,
 ) -> None:
     # GIVEN alice signed in twice (this request's sign-in and another device), three sessions
     # (one active), and bob signed in with one session
-    refresh = sign_ins(database, redis_client)
+    refresh = sign_ins(database, store_redis)
     other_device = new_id()
     alices_tokens = [
         refresh.issue(alice.id, alice.jti, alice.session_id),
@@ -63,7 +68,7 @@ def test_delete_me_ends_sessions_revokes_every_sign_in_and_deletes_the_profile(
         assert session["ended_at"] is not None
     assert stored(database["sessions"], bobs)["status"] == "active"
     # AND both her sign-ins are revoked, bob's is not
-    revocations = revocations_on(redis_client, database)
+    revocations = revocations_on(store_redis, database)
     assert revocations.is_revoked(alice.session_id)
     assert revocations.is_revoked(other_device)
     assert not revocations.is_revoked(bob.session_id)
@@ -75,10 +80,13 @@ def test_delete_me_ends_sessions_revokes_every_sign_in_and_deletes_the_profile(
 
 
 def test_a_closure_keeps_its_revocation_for_a_token_lifetime_and_the_leeway(
-    alice: User, database: Database[dict[str, Any]], redis_client: redis.Redis
+    alice: User,
+    database: Database[dict[str, Any]],
+    redis_client: redis.Redis,
+    store_redis: resp.Redis,
 ) -> None:
     # GIVEN alice signed in; WHEN she closes her account
-    sign_ins(database, redis_client).issue(alice.id, alice.jti, alice.session_id)
+    sign_ins(database, store_redis).issue(alice.id, alice.jti, alice.session_id)
     before = time.time()
     assert users_api("DELETE", "/users/me", caller=alice).status == 204
     # THEN Redis keeps her sign-in revoked for as long as one of its access tokens can live,
@@ -90,10 +98,10 @@ def test_a_closure_keeps_its_revocation_for_a_token_lifetime_and_the_leeway(
 
 
 def test_after_the_closure_the_token_writes_nothing(
-    alice: User, database: Database[dict[str, Any]], redis_client: redis.Redis
+    alice: User, database: Database[dict[str, Any]], store_redis: resp.Redis
 ) -> None:
     # GIVEN alice closed her account; API Gateway may still serve her cached decision
-    sign_ins(database, redis_client).issue(alice.id, alice.jti, alice.session_id)
+    sign_ins(database, store_redis).issue(alice.id, alice.jti, alice.session_id)
     assert users_api("DELETE", "/users/me", caller=alice).status == 204
     # WHEN the same authorizer context comes back, to write or to read
     created = sessions_api("POST", "/sessions", caller=alice, body={"name": "after"})
@@ -108,11 +116,11 @@ def test_after_the_closure_the_token_writes_nothing(
 
 
 def test_a_revoked_sign_in_cannot_close_the_account(
-    alice: User, database: Database[dict[str, Any]], redis_client: redis.Redis
+    alice: User, database: Database[dict[str, Any]], store_redis: resp.Redis
 ) -> None:
     # GIVEN alice's sign-in was revoked (signed out everywhere) and she has a session, while
     # API Gateway may still serve the Allow it cached for her token
-    store = sign_ins(database, redis_client)
+    store = sign_ins(database, store_redis)
     store.issue(alice.id, alice.jti, alice.session_id)
     session = sessions_api("POST", "/sessions", caller=alice, body={"name": "kept"}).body
     store.revoke_user(alice.id)
@@ -139,13 +147,16 @@ def test_a_session_created_while_the_account_closes_undoes_itself(
 
 
 def test_the_last_admin_cannot_close_their_account(
-    admin: User, database: Database[dict[str, Any]], redis_client: redis.Redis
+    admin: User,
+    database: Database[dict[str, Any]],
+    redis_client: redis.Redis,
+    store_redis: resp.Redis,
 ) -> None:
-    sign_ins(database, redis_client).issue(admin.id, admin.jti, admin.session_id)
+    sign_ins(database, store_redis).issue(admin.id, admin.jti, admin.session_id)
     reply = users_api("DELETE", "/users/me", caller=admin)
     assert reply.status == 409
     assert stored(database["users"], admin.id)["role"] == "admin"
-    assert not revocations_on(redis_client, database).is_revoked(admin.session_id)
+    assert not revocations_on(store_redis, database).is_revoked(admin.session_id)
 
 
 def test_an_admin_who_is_not_the_last_may_leave(
@@ -160,10 +171,10 @@ def test_mongodb_down_is_503_and_the_retry_with_the_same_token_completes_the_clo
     alice: User,
     database: Database[dict[str, Any]],
     dead_database: Database[dict[str, Any]],
-    redis_client: redis.Redis,
+    store_redis: resp.Redis,
 ) -> None:
     (session,) = start_sessions(alice, 1)
-    token = sign_ins(database, redis_client).issue(alice.id, alice.jti, alice.session_id)
+    token = sign_ins(database, store_redis).issue(alice.id, alice.jti, alice.session_id)
     users_api("GET", "/users/me", caller=alice)  # the Redis copy of revocations is loaded
     # GIVEN MongoDB is down: the closure fails before changing anything
     with database_for("users", "sessions", database=dead_database):
@@ -181,29 +192,35 @@ def test_mongodb_down_is_503_and_the_retry_with_the_same_token_completes_the_clo
 
 
 def test_a_retry_after_the_profile_was_already_deleted_finishes_the_job(
-    alice: User, database: Database[dict[str, Any]], redis_client: redis.Redis
+    alice: User,
+    database: Database[dict[str, Any]],
+    redis_client: redis.Redis,
+    store_redis: resp.Redis,
 ) -> None:
     # GIVEN an earlier attempt got as far as deleting the profile, then failed
     (session,) = start_sessions(alice, 1)
-    sign_ins(database, redis_client).issue(alice.id, alice.jti, alice.session_id)
+    sign_ins(database, store_redis).issue(alice.id, alice.jti, alice.session_id)
     database["users"].delete_one({"_id": alice.id})
     # WHEN the client retries THEN the remaining steps complete
     assert users_api("DELETE", "/users/me", caller=alice).status == 204
     assert stored(database["sessions"], session)["status"] == "ended"
-    assert revocations_on(redis_client, database).is_revoked(alice.session_id)
+    assert revocations_on(store_redis, database).is_revoked(alice.session_id)
 
 
 def test_an_admins_retry_after_the_profile_was_already_deleted_finishes_the_job(
-    admin: User, database: Database[dict[str, Any]], redis_client: redis.Redis
+    admin: User,
+    database: Database[dict[str, Any]],
+    redis_client: redis.Redis,
+    store_redis: resp.Redis,
 ) -> None:
     # GIVEN an admin (not the last) whose earlier closure got as far as deleting the profile
     leaving = add_user(database, role="admin")
     (session,) = start_sessions(leaving, 1)
-    sign_ins(database, redis_client).issue(leaving.id, leaving.jti, leaving.session_id)
+    sign_ins(database, store_redis).issue(leaving.id, leaving.jti, leaving.session_id)
     database["users"].delete_one({"_id": leaving.id})
     # WHEN the client retries with the same (admin) token, as the closure's 503 invites
     reply = users_api("DELETE", "/users/me", caller=leaving)
     # THEN the remaining steps complete, as for anyone: closing needs no admin power
     assert reply.status == 204, reply.body
     assert stored(database["sessions"], session)["status"] == "ended"
-    assert revocations_on(redis_client, database).is_revoked(leaving.session_id)
+    assert revocations_on(store_redis, database).is_revoked(leaving.session_id)

@@ -40,6 +40,7 @@ from lucid.config import Settings
 from lucid.errors import InvalidTokenError, UnknownNonceError
 from lucid.identity import Role
 from lucid.secret_store import SecretUnavailableError
+from lucid.store import resp
 from lucid.store.documents import new_id
 from lucid.users.repository import UserRepository
 from lucid_edge.local import in_memory_database
@@ -298,7 +299,7 @@ def database(redis_client: redis.Redis) -> Iterator[Database[dict[str, Any]]]:
 
 @KINDS
 def test_the_authorizer_allows_a_new_key_token_instead_of_a_cached_deny(
-    kind: str, database: Database[dict[str, Any]], redis_client: redis.Redis
+    kind: str, database: Database[dict[str, Any]], store_redis: resp.Redis
 ) -> None:
     # GIVEN an authorizer instance holding the old key, and a rotation in place
     store = Store(kind, OLD)
@@ -311,7 +312,7 @@ def test_the_authorizer_allows_a_new_key_token_instead_of_a_cached_deny(
     decision = authorize(
         authorizer_event(f"Bearer {token}"),
         tokens=stale,
-        revocations=revocations_on(redis_client, database),
+        revocations=revocations_on(store_redis, database),
     )
     # THEN it is allowed (a Deny here would be cached by API Gateway for the TTL)
     assert decision["isAuthorized"] is True
@@ -564,16 +565,16 @@ class AuthInstance:
 
 @pytest.fixture
 def auth_instance(
-    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    redis_client: redis.Redis, store_redis: resp.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[AuthInstance]:
     store, clock = Store("ssm", OLD), Clock()
     settings = store.settings()
     with atomic_writes():
         database = in_memory_database()
-        revocations = revocations_on(redis_client, database)
+        revocations = revocations_on(store_redis, database)
         service = SignInService(
             settings,
-            redis_client,
+            store_redis,
             UserRepository(database),
             RefreshTokenStore(database, timedelta(days=14), revocations),
             _instance(settings, clock),
@@ -647,7 +648,7 @@ def _rs256(private: Store | None = None, public: Store | None = None) -> Setting
 
 
 def test_an_rs256_authorizer_verifies_reading_the_public_key_only(
-    reads: list[str], database: Database[dict[str, Any]], redis_client: redis.Redis
+    reads: list[str], database: Database[dict[str, Any]], store_redis: resp.Redis
 ) -> None:
     # GIVEN the private key in Secrets Manager (the auth function's) and the public key in SSM
     private_pem, public_pem = _rsa_pair()
@@ -656,7 +657,7 @@ def test_an_rs256_authorizer_verifies_reading_the_public_key_only(
     reads.clear()
     # WHEN the authorizer, given the public key's parameter alone, checks the auth's token
     authorizer = _instance(_rs256(public=public))
-    revocations = revocations_on(redis_client, database)
+    revocations = revocations_on(store_redis, database)
     decision = authorize(
         authorizer_event(f"Bearer {token}"), tokens=authorizer, revocations=revocations
     )

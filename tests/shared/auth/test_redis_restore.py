@@ -20,6 +20,7 @@ from lucid.auth.revocation import RevocationList
 from lucid.auth.revocation_record import MongoRevocationRecord
 from lucid.config import Settings
 from lucid.errors import UnknownNonceError
+from lucid.store import resp
 from lucid.store.documents import new_id
 from lucid.store.redis_client import build_redis
 from lucid_edge.local import EmbeddedRedis, in_memory_database, start_redis
@@ -46,12 +47,12 @@ def database() -> Iterator[Database[dict[str, Any]]]:
         yield in_memory_database()
 
 
-def process_client(server: EmbeddedRedis) -> redis.Redis:
+def process_client(server: EmbeddedRedis) -> resp.Redis:
     """A client as a function builds it at its cold start."""
     return build_redis(Settings(JWT_SECRET_KEY=KEY, REDIS_URI=server.uri))
 
 
-def revocations_of(client: redis.Redis, record: MongoRevocationRecord) -> RevocationList:
+def revocations_of(client: resp.Redis, record: MongoRevocationRecord) -> RevocationList:
     return RevocationList(client, lambda: record, token_lifetime_seconds=LIFETIME)
 
 
@@ -61,7 +62,7 @@ class Function:
     sign-ins (`revoked` is to be revoked, `kept` never is)."""
 
     record: CountingRecord
-    client: redis.Redis
+    client: resp.Redis
     revocations: RevocationList
     tokens: RefreshTokenStore
     revoked: str

@@ -20,6 +20,7 @@ from lucid.auth.tokens import TokenService
 from lucid.config import Settings
 from lucid.errors import InvalidTokenError, RefreshTokenReuseError, UnknownNonceError
 from lucid.identity import Role
+from lucid.store import resp
 from lucid.store.documents import new_id
 from lucid_edge.local import in_memory_database
 from tests.utils.datastore import atomic_writes, revocations_on
@@ -32,8 +33,8 @@ def database() -> Iterator[Database[dict[str, Any]]]:
 
 
 @pytest.fixture
-def revocations(redis_client: redis.Redis, database: Database[dict[str, Any]]) -> RevocationList:
-    return revocations_on(redis_client, database)
+def revocations(store_redis: resp.Redis, database: Database[dict[str, Any]]) -> RevocationList:
+    return revocations_on(store_redis, database)
 
 
 @pytest.fixture

@@ -13,8 +13,6 @@ from typing import Any
 import pytest
 import redis
 from pymongo.database import Database
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from lucid.auth.authorizer import authorize
 from lucid.auth.keys import KeyRing
@@ -30,12 +28,14 @@ from lucid.auth.tokens import TokenService
 from lucid.config import Settings
 from lucid.errors import ServiceUnavailableError
 from lucid.identity import Role
+from lucid.store import resp
 from lucid.store.documents import new_id
 from lucid.store.keys import revocations_key
 from lucid.store.redis_client import build_redis
 from lucid_edge.local import free_port, in_memory_database
 from tests.utils.auth_flow import authorizer_event
 from tests.utils.datastore import CountingRecord
+from tests.utils.layer_redis import layer_redis, unreachable_redis
 from tests.utils.metrics import emitted, flushed
 
 LIFETIME = 900  # seconds an access token lives
@@ -68,20 +68,13 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def revocations(redis_client: redis.Redis, record: CountingRecord, clock: Clock) -> RevocationList:
-    return RevocationList(
-        redis_client, lambda: record, token_lifetime_seconds=LIFETIME, clock=clock
-    )
+def revocations(store_redis: resp.Redis, record: CountingRecord, clock: Clock) -> RevocationList:
+    return RevocationList(store_redis, lambda: record, token_lifetime_seconds=LIFETIME, clock=clock)
 
 
 @pytest.fixture
-def dead_redis() -> Iterator[redis.Redis]:
-    client = redis.Redis(
-        port=free_port(),
-        socket_connect_timeout=0.05,
-        socket_timeout=0.05,
-        retry=Retry(NoBackoff(), 0),
-    )
+def dead_redis() -> Iterator[resp.Redis]:
+    client = unreachable_redis(free_port())
     yield client
     client.close()
 
@@ -207,7 +200,7 @@ class SlowRecord(CountingRecord):
 
 @pytest.mark.parametrize(("seconds", "logged"), [(1.0, 0), (1.5, 1)])
 def test_a_reload_slower_than_a_second_is_logged_even_when_it_brings_nothing(
-    redis_client: redis.Redis,
+    store_redis: resp.Redis,
     database: Database[dict[str, Any]],
     clock: Clock,
     caplog: pytest.LogCaptureFixture,
@@ -216,7 +209,7 @@ def test_a_reload_slower_than_a_second_is_logged_even_when_it_brings_nothing(
 ) -> None:
     record = SlowRecord(database, clock, seconds)
     revocations = RevocationList(
-        redis_client, lambda: record, token_lifetime_seconds=LIFETIME, clock=clock
+        store_redis, lambda: record, token_lifetime_seconds=LIFETIME, clock=clock
     )
     with caplog.at_level(logging.INFO, logger="lucid.auth.revocation"):
         assert revocations.is_revoked("s-1") is False
@@ -238,11 +231,11 @@ class OutlivedLockRecord(CountingRecord):
 
 
 def test_a_reload_outliving_its_lock_leaves_the_next_reloaders_lock_alone(
-    redis_client: redis.Redis, database: Database[dict[str, Any]]
+    redis_client: redis.Redis, store_redis: resp.Redis, database: Database[dict[str, Any]]
 ) -> None:
     # GIVEN a reload that takes longer than the reload lock lasts
     record = OutlivedLockRecord(database, redis_client)
-    revocations = RevocationList(redis_client, lambda: record, token_lifetime_seconds=LIFETIME)
+    revocations = RevocationList(store_redis, lambda: record, token_lifetime_seconds=LIFETIME)
     # WHEN it finishes
     assert revocations.is_revoked("s-1") is False
     # THEN the lock the next reloader holds is still there: releasing it would let a third
@@ -288,7 +281,7 @@ def test_while_another_caller_reloads_a_lost_copy_the_record_answers(
 
 
 def test_without_redis_every_check_asks_the_record(
-    dead_redis: redis.Redis,
+    dead_redis: resp.Redis,
     record: CountingRecord,
     database: Database[dict[str, Any]],
     capsys: pytest.CaptureFixture[str],
@@ -314,7 +307,7 @@ def test_without_redis_every_check_asks_the_record(
 
 
 def test_without_redis_or_mongodb_nobody_says_not_revoked(
-    dead_redis: redis.Redis, dead_db: Database[dict[str, Any]]
+    dead_redis: resp.Redis, dead_db: Database[dict[str, Any]]
 ) -> None:
     dead = MongoRevocationRecord(dead_db)
     revocations = RevocationList(dead_redis, lambda: dead, token_lifetime_seconds=LIFETIME)
@@ -324,12 +317,13 @@ def test_without_redis_or_mongodb_nobody_says_not_revoked(
 
 def test_a_lost_copy_with_mongodb_down_is_an_error_and_a_due_one_is_trusted(
     redis_client: redis.Redis,
+    store_redis: resp.Redis,
     clock: Clock,
     dead_db: Database[dict[str, Any]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     revocations = RevocationList(
-        redis_client,
+        store_redis,
         lambda: MongoRevocationRecord(dead_db),
         token_lifetime_seconds=LIFETIME,
         clock=clock,
@@ -384,20 +378,20 @@ def test_the_authorizers_record_is_the_process_mongodb() -> None:
 MERGE_SHA = hashlib.sha1(MERGE_SCRIPT.encode()).hexdigest()
 
 
-class DyingRedis(redis.Redis):
+class DyingRedis(resp.Redis):
     """A real client whose server "dies" at one command: `set` (the reload lock) or the reload
     itself (the merge script, run by `evalsha` or `eval`), after answering the HMGET that found
     the copy lost."""
 
     def __init__(self, uri: str, dies_at: tuple[str, ...]) -> None:
-        super().__init__(connection_pool=redis.ConnectionPool.from_url(uri))
+        super().__init__(layer_redis(uri).connection_pool)
         self.dies_at = dies_at
 
-    def execute_command(self, *args: Any, **options: Any) -> Any:
+    def execute_command(self, *args: object) -> Any:
         command = str(args[0]).lower()
         if command in self.dies_at and (command == "set" or args[1] in (MERGE_SHA, MERGE_SCRIPT)):
-            raise redis.ConnectionError("the server went away")
-        return super().execute_command(*args, **options)
+            raise resp.ConnectionError("the server went away")
+        return super().execute_command(*args)
 
 
 @pytest.mark.parametrize("dies_at", [("set",), ("evalsha", "eval")], ids=["lock", "reload"])
@@ -420,7 +414,7 @@ def test_redis_dying_half_way_through_a_reload_leaves_the_answer_to_mongodb(
 
 
 def test_a_token_outliving_the_lifetime_revocations_are_kept_for_is_refused(
-    redis_client: redis.Redis, database: Database[dict[str, Any]], record: CountingRecord
+    store_redis: resp.Redis, database: Database[dict[str, Any]], record: CountingRecord
 ) -> None:
     # GIVEN TokenExpireMinutes lowered from 60 to 15, and a token issued just before (60 min)
     def settings(minutes: int) -> Settings:
@@ -431,7 +425,7 @@ def test_a_token_outliving_the_lifetime_revocations_are_kept_for_is_refused(
     # AND its sign-in revoked (logout) once every function has the new lifetime
     clock = Clock()
     revocations = RevocationList(
-        redis_client, lambda: record, token_lifetime_seconds=60 * 15, clock=clock
+        store_redis, lambda: record, token_lifetime_seconds=60 * 15, clock=clock
     )
     revoked_at = datetime.fromtimestamp(clock.now, UTC)
     revoke_in_record(database, "s-1", revoked_at)

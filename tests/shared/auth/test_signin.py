@@ -10,8 +10,6 @@ from typing import Any
 import pytest
 import redis
 from pymongo.database import Database
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from lucid.auth.keys import KeyRing
 from lucid.auth.message import build_message
@@ -33,11 +31,13 @@ from lucid.errors import (
     SignerMismatchError,
     UnknownNonceError,
 )
+from lucid.store import resp
 from lucid.store.documents import utcnow
 from lucid.store.keys import nonce_key
 from lucid.users.repository import UserRepository
 from lucid_edge.local import free_port, in_memory_database
 from tests.utils.datastore import atomic_writes, revocations_on
+from tests.utils.layer_redis import unreachable_redis
 from tests.utils.wallets import Wallet
 
 ADMIN = Wallet()
@@ -56,7 +56,7 @@ def database() -> Iterator[Database[dict[str, Any]]]:
 
 
 def _service(
-    redis_client: redis.Redis,
+    redis_client: resp.Redis,
     database: Database[dict[str, Any]],
     shift: timedelta = timedelta(),
     at: datetime | None = None,
@@ -73,8 +73,8 @@ def _service(
 
 
 @pytest.fixture
-def service(redis_client: redis.Redis, database: Database[dict[str, Any]]) -> SignInService:
-    return _service(redis_client, database)
+def service(store_redis: resp.Redis, database: Database[dict[str, Any]]) -> SignInService:
+    return _service(store_redis, database)
 
 
 def _tokens(service: SignInService) -> TokenService:
@@ -175,13 +175,13 @@ def test_nonce_never_issued_is_unknown(service: SignInService) -> None:
 
 
 def test_expired_challenge_still_in_redis_is_refused(
-    redis_client: redis.Redis, database: Database[dict[str, Any]]
+    store_redis: resp.Redis, database: Database[dict[str, Any]]
 ) -> None:
     # GIVEN a challenge issued 6 minutes ago (5-minute validity) whose key has not lapsed yet
     wallet = Wallet()
-    challenge = _service(redis_client, database, -timedelta(minutes=6)).challenge(wallet.address)
+    challenge = _service(store_redis, database, -timedelta(minutes=6)).challenge(wallet.address)
     error = _login_error(
-        _service(redis_client, database),
+        _service(store_redis, database),
         wallet.address,
         challenge.message,
         wallet.sign(challenge.message),
@@ -191,18 +191,21 @@ def test_expired_challenge_still_in_redis_is_refused(
 
 @pytest.mark.parametrize("nonce_kept", [True, False])
 def test_a_challenge_is_expired_at_its_expiration_time_to_the_second(
-    redis_client: redis.Redis, database: Database[dict[str, Any]], nonce_kept: bool
+    redis_client: redis.Redis,
+    store_redis: resp.Redis,
+    database: Database[dict[str, Any]],
+    nonce_kept: bool,
 ) -> None:
     # GIVEN a challenge (5-minute validity), its nonce kept in Redis or lapsed with its TTL
     wallet = Wallet()
     issued = utcnow().replace(microsecond=0)
-    challenge = _service(redis_client, database, at=issued).challenge(wallet.address)
+    challenge = _service(store_redis, database, at=issued).challenge(wallet.address)
     if not nonce_kept:
         redis_client.delete(nonce_key(challenge.nonce))
     # WHEN it is presented at exactly its Expiration Time THEN it is refused as expired
     signature = wallet.sign(challenge.message)
     error = _login_error(
-        _service(redis_client, database, at=issued + timedelta(minutes=5)),
+        _service(store_redis, database, at=issued + timedelta(minutes=5)),
         wallet.address,
         challenge.message,
         signature,
@@ -211,15 +214,15 @@ def test_a_challenge_is_expired_at_its_expiration_time_to_the_second(
 
 
 def test_expired_challenge_whose_nonce_lapsed_is_refused_as_expired(
-    redis_client: redis.Redis, database: Database[dict[str, Any]]
+    redis_client: redis.Redis, store_redis: resp.Redis, database: Database[dict[str, Any]]
 ) -> None:
     # GIVEN a challenge whose Redis key has expired (the TTL ran out)
     wallet = Wallet()
-    old = _service(redis_client, database, -timedelta(minutes=6))
+    old = _service(store_redis, database, -timedelta(minutes=6))
     challenge = old.challenge(wallet.address)
     redis_client.delete(nonce_key(challenge.nonce))
     error = _login_error(
-        _service(redis_client, database),
+        _service(store_redis, database),
         wallet.address,
         challenge.message,
         wallet.sign(challenge.message),
@@ -334,7 +337,7 @@ def test_concurrent_logins_with_one_nonce_exactly_one_succeeds(service: SignInSe
 
 
 def test_logout_ends_the_sign_in_its_access_and_refresh_tokens(
-    service: SignInService, redis_client: redis.Redis, database: Database[dict[str, Any]]
+    service: SignInService, store_redis: resp.Redis, database: Database[dict[str, Any]]
 ) -> None:
     wallet = Wallet()
     challenge = service.challenge(wallet.address)
@@ -343,7 +346,7 @@ def test_logout_ends_the_sign_in_its_access_and_refresh_tokens(
     first, second = (_tokens(service).decode(p.access_token) for p in (pair, rotated))
     assert first.sid == second.sid  # one sign-in, rotated once
     service.logout(second.sid)
-    assert revocations_on(redis_client, database).is_revoked(first.sid)
+    assert revocations_on(store_redis, database).is_revoked(first.sid)
     with pytest.raises(InvalidTokenError, match="revoked"):
         service.refresh(rotated.refresh_token)
     # AND another sign-in of the same wallet goes on
@@ -351,7 +354,7 @@ def test_logout_ends_the_sign_in_its_access_and_refresh_tokens(
     other = service.login(wallet.address, again.message, wallet.sign(again.message))
     other_sid = _tokens(service).decode(other.access_token).sid
     assert other_sid != first.sid
-    assert not revocations_on(redis_client, database).is_revoked(other_sid)
+    assert not revocations_on(store_redis, database).is_revoked(other_sid)
 
 
 def test_refresh_rotates_and_refuses_a_deleted_user(
@@ -370,12 +373,7 @@ def test_refresh_rotates_and_refuses_a_deleted_user(
 
 def test_redis_outage_is_service_unavailable(database: Database[dict[str, Any]]) -> None:
     # GIVEN the nonce store is down THEN sign-in answers 503, never a 500 or a false 401
-    dead = redis.Redis(
-        port=free_port(),
-        socket_connect_timeout=0.05,
-        socket_timeout=0.05,
-        retry=Retry(NoBackoff(), 0),
-    )
+    dead = unreachable_redis(free_port())
     wallet = Wallet()
     message = build_message(
         service_url=SETTINGS.sign_in_url(None),

@@ -10,8 +10,10 @@ import redis
 
 from lucid.config import Settings
 from lucid.proxy import Proxy, ProxyRequest, build_proxy
+from lucid.store import resp
 from lucid_edge.local import EmbeddedRedis
 from tests.shared.proxy.proxy_backends import BackendServer, running_backend
+from tests.utils.layer_redis import layer_redis
 
 FAST_BREAKER: dict[str, Any] = {
     "PROXY_CONNECT_TIMEOUT_SECONDS": 0.5,
@@ -70,10 +72,10 @@ def make_proxy(
 ) -> Iterator[Callable[..., Proxy]]:
     """Build proxies on flushed real Redis (or none); all closed at the end."""
     proxies: list[Proxy] = []
-    clients: list[redis.Redis] = []
+    clients: list[resp.Redis] = []
 
     def make(settings: Settings, *, shared: bool = True, **kwargs: Any) -> Proxy:
-        client = redis.Redis.from_url(redis_server.uri) if shared else None
+        client = layer_redis(redis_server.uri) if shared else None
         if client is not None:
             clients.append(client)
         proxy = build_proxy(settings, client, **kwargs)

@@ -12,6 +12,7 @@ import redis
 from lucid.config import Settings
 from lucid.proxy import BreakerState, FallbackStore, LocalBreakerStore, RedisBreakerStore
 from lucid.proxy.breaker import OutcomeWindow
+from lucid.store import resp
 from lucid.store.redis_client import build_redis
 from lucid_edge.local import EmbeddedRedis, free_port
 from tests.shared.ratelimit.helpers import RecordList
@@ -19,9 +20,9 @@ from tests.shared.ratelimit.helpers import RecordList
 
 @pytest.fixture(params=["redis", "local"])
 def store(
-    request: pytest.FixtureRequest, redis_client: redis.Redis
+    request: pytest.FixtureRequest, store_redis: resp.Redis
 ) -> RedisBreakerStore | LocalBreakerStore:
-    return RedisBreakerStore(redis_client) if request.param == "redis" else LocalBreakerStore()
+    return RedisBreakerStore(store_redis) if request.param == "redis" else LocalBreakerStore()
 
 
 def test_store_contract(store: RedisBreakerStore | LocalBreakerStore) -> None:
@@ -63,13 +64,13 @@ def test_probe_slots_free_themselves_after_a_probe_timeout(
 
 
 @pytest.fixture
-def dead_redis() -> Iterator[redis.Redis]:
+def dead_redis() -> Iterator[resp.Redis]:
     client = build_redis(Settings(REDIS_URI=f"redis://127.0.0.1:{free_port()}/0"))
     yield client
     client.close()
 
 
-def test_fallback_store_decides_locally_when_redis_is_down(dead_redis: redis.Redis) -> None:
+def test_fallback_store_decides_locally_when_redis_is_down(dead_redis: resp.Redis) -> None:
     fallback = FallbackStore(RedisBreakerStore(dead_redis), LocalBreakerStore())
     fallback.RETRY_REDIS_AFTER_SECONDS = 0  # try Redis on every call in this test
     assert fallback.trip("b", 1, force=False).state is BreakerState.OPEN
@@ -102,11 +103,11 @@ def test_window_stays_bounded_and_keeps_counting() -> None:
 
 
 def test_after_a_redis_error_the_store_stays_local_for_its_retry_period(
-    redis_client: redis.Redis, redis_server: EmbeddedRedis
+    redis_client: redis.Redis, store_redis: resp.Redis, redis_server: EmbeddedRedis
 ) -> None:
     # GIVEN another instance's trip in Redis, and an instance whose Redis calls time out once
     # (CLIENT PAUSE holds every client's command for 300 ms; this client waits 50 ms)
-    RedisBreakerStore(redis_client).trip("b", 10_000, force=True)
+    RedisBreakerStore(store_redis).trip("b", 10_000, force=True)
     paused = build_redis(Settings(REDIS_URI=redis_server.uri, REDIS_TIMEOUT_MS=50))
     fallback = FallbackStore(RedisBreakerStore(paused), LocalBreakerStore())
     fallback.RETRY_REDIS_AFTER_SECONDS = 1.5
@@ -126,7 +127,7 @@ def test_after_a_redis_error_the_store_stays_local_for_its_retry_period(
 
 
 def test_redis_being_down_is_warned_once_per_period_not_per_call(
-    dead_redis: redis.Redis,
+    dead_redis: resp.Redis,
 ) -> None:
     # GIVEN Redis down, and a store that tries it on every call
     fallback = FallbackStore(RedisBreakerStore(dead_redis), LocalBreakerStore())
@@ -151,7 +152,7 @@ def test_redis_being_down_is_warned_once_per_period_not_per_call(
 
 
 @pytest.mark.parametrize("operation", ["acquire_probe", "trip", "close"])
-def test_a_redis_error_in_any_operation_is_warned(dead_redis: redis.Redis, operation: str) -> None:
+def test_a_redis_error_in_any_operation_is_warned(dead_redis: resp.Redis, operation: str) -> None:
     # GIVEN an instance whose first contact with Redis is this operation (a half-open breaker
     # asks for a probe slot, a healthy one trips or closes), and Redis is down
     fallback = FallbackStore(RedisBreakerStore(dead_redis), LocalBreakerStore())

@@ -7,13 +7,13 @@ import logging
 import threading
 from typing import Any
 
-import redis
 from fastapi import FastAPI, Request
 from mangum import Mangum
 
 from lucid.config import Settings
 from lucid.lambda_result import TEXT_MIME_TYPES
 from lucid.ratelimit import RateLimiter, enforce_signin_limits
+from lucid.store import resp
 from lucid.web.middleware import RequestContextMiddleware, request_facts
 from lucid.web.problems import install_problem_handlers
 from lucid.web.ratelimit import RateLimitMiddleware
@@ -23,7 +23,7 @@ USER = {"user_id": "u-1", "address": "TXYZ", "role": "user", "tier": "authentica
 ADMIN = {**USER, "user_id": "u-admin", "role": "admin", "tier": "admin"}
 
 
-def limiter_for(client: redis.Redis, retry_seconds: float = 5.0, **limits: Any) -> RateLimiter:
+def limiter_for(client: resp.Redis, retry_seconds: float = 5.0, **limits: Any) -> RateLimiter:
     """A limiter on `client` with `limits` (Settings fields) over the test environment."""
     settings = Settings(**{"RATE_LIMIT_ENABLED": True, **limits})
     return RateLimiter(client, settings, retry_seconds=retry_seconds)

@@ -10,13 +10,15 @@ import multiprocessing
 
 import redis
 
+from lucid.store import resp
 from lucid_edge.local import EmbeddedRedis, free_port
 from tests.shared.ratelimit.helpers import hammer, limiter_for
 from tests.shared.ratelimit.workers import burst
+from tests.utils.layer_redis import unreachable_redis
 
 
-def test_threads_bursting_on_one_key_get_exactly_the_quota(redis_client: redis.Redis) -> None:
-    limiter = limiter_for(redis_client, RATE_LIMIT_PUBLIC=100, RATE_LIMIT_WINDOW_SECONDS=3600)
+def test_threads_bursting_on_one_key_get_exactly_the_quota(store_redis: resp.Redis) -> None:
+    limiter = limiter_for(store_redis, RATE_LIMIT_PUBLIC=100, RATE_LIMIT_WINDOW_SECONDS=3600)
     assert hammer(limiter, "203.0.113.9", threads=8, attempts=40) == 100
 
 
@@ -45,7 +47,7 @@ def test_two_processes_bursting_on_one_key_get_exactly_the_quota(
 
 def test_the_in_memory_fallback_does_not_over_admit_either() -> None:
     # a limiter whose Redis refuses connections decides in memory, under a lock
-    client = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.05)
+    client = unreachable_redis(free_port())
     limiter = limiter_for(client, RATE_LIMIT_PUBLIC=100, RATE_LIMIT_WINDOW_SECONDS=3600)
     assert hammer(limiter, "203.0.113.9", threads=8, attempts=40) == 100
     client.close()

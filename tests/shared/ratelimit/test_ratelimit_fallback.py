@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from lucid.config import Settings
 from lucid.errors import PROBLEM_CONTENT_TYPE
@@ -127,7 +128,7 @@ def test_redis_stopped_mid_test_then_back_is_used_again(
         # THEN decisions come from Redis again (a fresh server: a fresh bucket)
         assert (after.source, after.allowed, after.remaining) == ("redis", True, 2)
         assert limiter.check(public, "198.51.100.7").remaining == 1
-        with build_redis(Settings(REDIS_URI=restarted.uri)) as client:
+        with redis.Redis.from_url(restarted.uri) as client:
             assert client.pttl("lucid:local:rl:public:198.51.100.7") > 0
     # AND the operator reads that once, not once per decision since
     messages = [r.getMessage() for r in ratelimit_log.records]

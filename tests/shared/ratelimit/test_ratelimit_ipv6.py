@@ -12,6 +12,7 @@ import redis
 from lucid.errors import RateLimitedError
 from lucid.ratelimit import enforce_signin_limits
 from lucid.ratelimit.policies import client_network
+from lucid.store import resp
 from tests.shared.ratelimit.helpers import function_app, invoke, limiter_for
 
 VICTIM = "TLa2f6VPqDgRE67v1736s7bJ8Ray5wYjU7"
@@ -35,9 +36,10 @@ def test_the_network_an_address_is_counted_under(source_ip: str, counted: str) -
 
 def test_addresses_of_one_ipv6_subscriber_share_one_public_budget(
     redis_client: redis.Redis,
+    store_redis: resp.Redis,
 ) -> None:
     # GIVEN a public quota of 5
-    handler = function_app(limiter_for(redis_client, RATE_LIMIT_PUBLIC=5))
+    handler = function_app(limiter_for(store_redis, RATE_LIMIT_PUBLIC=5))
     # WHEN one subscriber sends each request from another address of its /64
     statuses = [
         invoke(handler, "GET", "/items", source_ip=f"2001:db8:aa:bb::{n:x}")[0] for n in range(50)
@@ -50,10 +52,10 @@ def test_addresses_of_one_ipv6_subscriber_share_one_public_budget(
 
 
 def test_signin_attempts_from_one_ipv6_subscriber_are_limited_together(
-    redis_client: redis.Redis,
+    store_redis: resp.Redis,
 ) -> None:
     # GIVEN 3 sign-in attempts per source and per address from one source
-    limiter = limiter_for(redis_client, RATE_LIMIT_SIGNIN_PER_IP=3, RATE_LIMIT_SIGNIN_PER_ADDRESS=3)
+    limiter = limiter_for(store_redis, RATE_LIMIT_SIGNIN_PER_IP=3, RATE_LIMIT_SIGNIN_PER_ADDRESS=3)
     for n in range(3):
         enforce_signin_limits(f"2001:db8:5::{n + 1}", f"TAddress{n}", limiter=limiter)
     # WHEN a fourth attempt comes from yet another address of that /64 THEN it is refused
@@ -61,7 +63,7 @@ def test_signin_attempts_from_one_ipv6_subscriber_are_limited_together(
         enforce_signin_limits("2001:db8:5:0:ffff::1", "TAddress9", limiter=limiter)
     assert refused.value.headers["RateLimit-Policy"] == '"signin-ip";q=3;w=60'
     # AND guesses at one address through the login route are bounded per /64 too
-    handler = function_app(limiter_for(redis_client, RATE_LIMIT_SIGNIN_PER_ADDRESS=3))
+    handler = function_app(limiter_for(store_redis, RATE_LIMIT_SIGNIN_PER_ADDRESS=3))
     statuses = [
         invoke(
             handler, "POST", "/auth/login", body={"address": VICTIM}, source_ip=f"2001:db8:7::{n}"

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 import redis
-from redis.connection import Connection
 
 from lucid.errors import ServiceUnavailableError
 from lucid.ratelimit import RateLimiter
 from lucid.ratelimit.lease import LEASE_SECONDS, LEASE_SHARE, NO_LEASE, Leases, Spent, TripTerms
 from lucid.ratelimit.window import LUA_SCRIPT
+from lucid.store import resp
 from lucid_edge.local import EmbeddedRedis, start_redis
 from tests.shared.ratelimit.helpers import limiter_for
+from tests.utils.layer_redis import layer_redis
 
 IP = "198.51.100.7"
 
@@ -31,7 +33,7 @@ def _admitted(limiter: RateLimiter, attempts: int) -> int:
     return sum(limiter.check(limiter.policies.public, IP).allowed for _ in range(attempts))
 
 
-def _two_instances(client: redis.Redis, quota: int) -> tuple[RateLimiter, RateLimiter]:
+def _two_instances(client: resp.Redis, quota: int) -> tuple[RateLimiter, RateLimiter]:
     """Two instances' limiters (each its own leases) on one Redis, with an hour's window."""
     first, second = (
         limiter_for(client, RATE_LIMIT_PUBLIC=quota, RATE_LIMIT_WINDOW_SECONDS=3600)
@@ -42,9 +44,10 @@ def _two_instances(client: redis.Redis, quota: int) -> tuple[RateLimiter, RateLi
 
 def test_a_busy_caller_is_decided_in_redis_a_few_times_with_exact_headers(
     redis_client: redis.Redis,
+    store_redis: resp.Redis,
 ) -> None:
     # GIVEN one instance and a caller with a large quota
-    limiter = limiter_for(redis_client, RATE_LIMIT_PUBLIC=100_000, RATE_LIMIT_WINDOW_SECONDS=3600)
+    limiter = limiter_for(store_redis, RATE_LIMIT_PUBLIC=100_000, RATE_LIMIT_WINDOW_SECONDS=3600)
     redis_client.config_resetstat()
     # WHEN the caller sends 300 requests back to back
     decisions = [limiter.check(limiter.policies.public, IP) for _ in range(300)]
@@ -61,10 +64,10 @@ def test_a_busy_caller_is_decided_in_redis_a_few_times_with_exact_headers(
     assert 300 <= counted <= 300 + limiter.settings.RATE_LIMIT_LEASE_MAX
 
 
-def test_two_instances_sharing_a_caller_admit_exactly_the_quota(redis_client: redis.Redis) -> None:
+def test_two_instances_sharing_a_caller_admit_exactly_the_quota(store_redis: resp.Redis) -> None:
     # GIVEN two instances (their own leases) taking turns on one caller with a quota of 1,000
     first, second = (
-        limiter_for(redis_client, RATE_LIMIT_PUBLIC=1000, RATE_LIMIT_WINDOW_SECONDS=3600)
+        limiter_for(store_redis, RATE_LIMIT_PUBLIC=1000, RATE_LIMIT_WINDOW_SECONDS=3600)
         for _ in range(2)
     )
     # WHEN each sends 800 requests, in bursts of 7 and 5
@@ -77,10 +80,10 @@ def test_two_instances_sharing_a_caller_admit_exactly_the_quota(redis_client: re
 
 
 def test_slots_left_in_a_quiet_instance_refuse_others_early_then_come_back(
-    redis_client: redis.Redis,
+    store_redis: resp.Redis,
 ) -> None:
     quota = 1000
-    busy, quiet = _two_instances(redis_client, quota)
+    busy, quiet = _two_instances(store_redis, quota)
     # GIVEN the quiet instance served a burst and holds a lease when its traffic stops
     spent_by_quiet = _admitted(quiet, 40)
     # WHEN another instance spends everything it can
@@ -96,9 +99,11 @@ def test_slots_left_in_a_quiet_instance_refuse_others_early_then_come_back(
     assert _admitted(quiet, 1) + _admitted(busy, 1) == 0
 
 
-def test_near_the_quota_every_request_is_decided_in_redis(redis_client: redis.Redis) -> None:
+def test_near_the_quota_every_request_is_decided_in_redis(
+    redis_client: redis.Redis, store_redis: resp.Redis
+) -> None:
     # GIVEN a quota so small that 1/32 of it is less than one slot
-    limiter = limiter_for(redis_client, RATE_LIMIT_PUBLIC=LEASE_SHARE, RATE_LIMIT_WINDOW_SECONDS=60)
+    limiter = limiter_for(store_redis, RATE_LIMIT_PUBLIC=LEASE_SHARE, RATE_LIMIT_WINDOW_SECONDS=60)
     redis_client.config_resetstat()
     # WHEN the caller spends it THEN each request was one round trip, and the next is refused
     assert _admitted(limiter, LEASE_SHARE) == LEASE_SHARE
@@ -106,8 +111,10 @@ def test_near_the_quota_every_request_is_decided_in_redis(redis_client: redis.Re
     assert not limiter.check(limiter.policies.public, IP).allowed
 
 
-def test_lease_max_zero_asks_redis_for_every_request(redis_client: redis.Redis) -> None:
-    limiter = limiter_for(redis_client, RATE_LIMIT_PUBLIC=10_000, RATE_LIMIT_LEASE_MAX=0)
+def test_lease_max_zero_asks_redis_for_every_request(
+    redis_client: redis.Redis, store_redis: resp.Redis
+) -> None:
+    limiter = limiter_for(store_redis, RATE_LIMIT_PUBLIC=10_000, RATE_LIMIT_LEASE_MAX=0)
     redis_client.config_resetstat()
     assert _admitted(limiter, 50) == 50
     assert _script_calls(redis_client) == 50
@@ -204,8 +211,8 @@ def test_after_redis_lost_its_data_leases_add_at_most_what_they_held(
     own_redis: EmbeddedRedis, loss: str
 ) -> None:
     quota = 1000
-    client = redis.Redis.from_url(own_redis.uri)
-    holder, other = _two_instances(client, quota)
+    client, layer = redis.Redis.from_url(own_redis.uri), layer_redis(own_redis.uri)
+    holder, other = _two_instances(layer, quota)
     # GIVEN an instance holding a lease for a busy caller
     _admitted(holder, 40)
     held = int(client.hget(holder.policies.public.key(IP), "c") or 0) - 40
@@ -220,38 +227,33 @@ def test_after_redis_lost_its_data_leases_add_at_most_what_they_held(
             client.flushdb()
         after = _admitted(other, 2 * quota) + _admitted(holder, 2 * quota)
         client.close()
+        layer.close()
     # THEN it gets a whole quota again, as it would without leases, plus only the slots the
     # instance held (stated in lucid.ratelimit.lease)
     assert after == quota + held
 
 
-class _ReplyLost(Connection):
+class _ReplyLost(resp.Connection):
     """A real connection whose next script reply, once told, is lost after Redis ran the script
-    (the connection drops, as in a failover or a network cut): redis-py dials again."""
+    (the connection drops, as in a failover or a network cut): the client dials again."""
 
     lose_next = False
 
-    def send_command(self, *args: Any, **kwargs: Any) -> None:
-        self._script = args[0] in ("EVALSHA", "EVAL")
-        super().send_command(*args, **kwargs)
-
-    def read_response(self, *args: Any, **kwargs: Any) -> Any:
-        reply = super().read_response(*args, **kwargs)
-        if self._script and _ReplyLost.lose_next:
+    def call(self, args: Sequence[object]) -> Any:
+        reply = super().call(args)
+        if args[0] in ("EVALSHA", "EVAL") and _ReplyLost.lose_next:
             _ReplyLost.lose_next = False
-            raise redis.ConnectionError("the connection dropped")
+            raise resp.ConnectionError("the connection dropped")
         return reply
 
 
 def test_a_trip_sent_again_after_its_reply_was_lost_gives_nothing_back_twice(
-    redis_server: EmbeddedRedis, redis_client: redis.Redis
+    redis_server: EmbeddedRedis, store_redis: resp.Redis
 ) -> None:
     quota = 1000
-    pool = redis.BlockingConnectionPool.from_url(redis_server.uri, connection_class=_ReplyLost)
-    holder = limiter_for(
-        redis.Redis(connection_pool=pool), RATE_LIMIT_PUBLIC=quota, RATE_LIMIT_WINDOW_SECONDS=3600
-    )
-    other = limiter_for(redis_client, RATE_LIMIT_PUBLIC=quota, RATE_LIMIT_WINDOW_SECONDS=3600)
+    lossy = layer_redis(redis_server.uri, connection_class=_ReplyLost)
+    holder = limiter_for(lossy, RATE_LIMIT_PUBLIC=quota, RATE_LIMIT_WINDOW_SECONDS=3600)
+    other = limiter_for(store_redis, RATE_LIMIT_PUBLIC=quota, RATE_LIMIT_WINDOW_SECONDS=3600)
     try:
         # GIVEN an instance whose lease lapsed with slots unspent
         spent = _admitted(holder, 40)
@@ -266,13 +268,16 @@ def test_a_trip_sent_again_after_its_reply_was_lost_gives_nothing_back_twice(
         spent += _admitted(other, 2 * quota)
         assert quota - 1 <= spent <= quota
     finally:
-        pool.disconnect()
+        lossy.close()
 
 
 def test_busy_callers_get_leases_again_once_redis_is_back(own_redis: EmbeddedRedis) -> None:
-    client = redis.Redis.from_url(own_redis.uri, socket_connect_timeout=0.2)
+    client, layer = (
+        redis.Redis.from_url(own_redis.uri),
+        layer_redis(own_redis.uri, connect_timeout=0.2),
+    )
     limiter = limiter_for(
-        client, retry_seconds=0.2, RATE_LIMIT_PUBLIC=100_000, RATE_LIMIT_WINDOW_SECONDS=3600
+        layer, retry_seconds=0.2, RATE_LIMIT_PUBLIC=100_000, RATE_LIMIT_WINDOW_SECONDS=3600
     )
     public = limiter.policies.public
 
@@ -294,6 +299,7 @@ def test_busy_callers_get_leases_again_once_redis_is_back(own_redis: EmbeddedRed
         assert busy("198.51.100.20", 300) == 300
         assert _script_calls(client) <= 20
     client.close()
+    layer.close()
 
 
 # A redis-server that answers EVALSHA with MGET's reply (a list of nils): a server whose reply to
@@ -304,9 +310,12 @@ OTHER_REPLY = ("--rename-command", "EVALSHA", "", "--rename-command", "MGET", "E
 def test_a_reply_the_limiter_cannot_read_is_degraded_as_a_redis_fault_and_leaves_no_one_asking(
     own_redis: EmbeddedRedis,
 ) -> None:
-    client = redis.Redis.from_url(own_redis.uri, socket_connect_timeout=0.2)
+    client, layer = (
+        redis.Redis.from_url(own_redis.uri),
+        layer_redis(own_redis.uri, connect_timeout=0.2),
+    )
     limiter = limiter_for(
-        client, retry_seconds=0.2, RATE_LIMIT_PUBLIC=100_000, RATE_LIMIT_WINDOW_SECONDS=3600
+        layer, retry_seconds=0.2, RATE_LIMIT_PUBLIC=100_000, RATE_LIMIT_WINDOW_SECONDS=3600
     )
     public = limiter.policies.public
     ip = "198.51.100.30"
@@ -332,13 +341,17 @@ def test_a_reply_the_limiter_cannot_read_is_degraded_as_a_redis_fault_and_leaves
         assert busy(300) == 300
         assert _script_calls(client) <= 20
     client.close()
+    layer.close()
 
 
 def test_a_reply_the_limiter_cannot_read_fails_closed_when_told_to(
     own_redis: EmbeddedRedis,
 ) -> None:
-    client = redis.Redis.from_url(own_redis.uri, socket_connect_timeout=0.2)
-    limiter = limiter_for(client, RATE_LIMIT_PUBLIC=10, RATE_LIMIT_FAIL_MODE="closed")
+    client, layer = (
+        redis.Redis.from_url(own_redis.uri),
+        layer_redis(own_redis.uri, connect_timeout=0.2),
+    )
+    limiter = limiter_for(layer, RATE_LIMIT_PUBLIC=10, RATE_LIMIT_FAIL_MODE="closed")
     # GIVEN a Redis whose reply to the script the limiter cannot read
     own_redis.stop()
     # THEN fail-closed refuses with a 503 and a Retry-After, as for an unreachable Redis
@@ -350,6 +363,7 @@ def test_a_reply_the_limiter_cannot_read_fails_closed_when_told_to(
     # AND the circuit is opened as for an unreachable Redis: the wait is its whole pause (5 s)
     assert refused.value.headers["Retry-After"] == "5"
     client.close()
+    layer.close()
 
 
 def test_slots_given_back_after_their_window_ended_come_off_the_previous_count_exactly(

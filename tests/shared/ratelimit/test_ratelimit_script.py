@@ -9,15 +9,18 @@ import redis
 
 from lucid.config import Settings
 from lucid.ratelimit.script import ScriptRunner
+from lucid.store import resp
 from lucid.store.redis_client import build_redis
 from lucid_edge.local import start_redis
 
 COUNTER = "return redis.call('INCR', KEYS[1]) + tonumber(ARGV[1])"
 
 
-def test_a_flushed_script_is_loaded_again(redis_client: redis.Redis) -> None:
+def test_a_flushed_script_is_loaded_again(
+    redis_client: redis.Redis, store_redis: resp.Redis
+) -> None:
     # GIVEN a runner that has run its script once
-    runner = ScriptRunner(redis_client, COUNTER)
+    runner = ScriptRunner(store_redis, COUNTER)
     assert runner(["n"], [0]) == 1
     # WHEN Redis forgets every script (a restart or SCRIPT FLUSH)
     redis_client.script_flush()
@@ -33,7 +36,7 @@ def test_redis_down_raises_and_redis_back_is_used_again() -> None:
     try:
         assert runner(["n"], [0]) == 1
         server.stop()
-        with pytest.raises(redis.ConnectionError):
+        with pytest.raises(resp.ConnectionError):
             runner(["n"], [0])
         with start_redis(port=server.port):
             assert runner(["n"], [0]) == 1  # a fresh server: the counter starts again
@@ -56,9 +59,11 @@ def test_a_connection_that_died_with_an_earlier_server_is_replaced_unnoticed() -
         client.connection_pool.disconnect()
 
 
-def test_threads_never_mix_up_their_replies(redis_client: redis.Redis) -> None:
+def test_threads_never_mix_up_their_replies(
+    redis_client: redis.Redis, store_redis: resp.Redis
+) -> None:
     # Each thread keeps its own connection: a shared one would hand one thread another's reply.
-    runner = ScriptRunner(redis_client, COUNTER)
+    runner = ScriptRunner(store_redis, COUNTER)
     replies: list[int] = []
 
     def work() -> None:

@@ -8,6 +8,7 @@ import redis
 
 from lucid.errors import PROBLEM_CONTENT_TYPE, RateLimitedError
 from lucid.ratelimit import RateLimiter, enforce_signin_limits
+from lucid.store import resp
 from tests.shared.ratelimit.helpers import function_app, invoke, limiter_for
 
 VICTIM = "TLa2f6VPqDgRE67v1736s7bJ8Ray5wYjU7"
@@ -21,10 +22,10 @@ def refusal(limiter: RateLimiter, source: str, address: str) -> tuple[RateLimite
 
 
 def test_one_source_gets_ten_attempts_per_minute_on_one_address(
-    redis_client: redis.Redis,
+    store_redis: resp.Redis,
 ) -> None:
     # GIVEN the defaults (10 per IP, 10 per address from one IP), per-IP raised out of the way
-    limiter = limiter_for(redis_client, RATE_LIMIT_SIGNIN_PER_IP=100)
+    limiter = limiter_for(store_redis, RATE_LIMIT_SIGNIN_PER_IP=100)
     for _ in range(10):
         enforce_signin_limits("203.0.113.1", VICTIM, limiter=limiter)
     # WHEN the same source tries the same address an 11th time
@@ -39,10 +40,10 @@ def test_one_source_gets_ten_attempts_per_minute_on_one_address(
 
 
 def test_refused_by_both_limits_the_caller_is_told_the_longer_wait(
-    redis_client: redis.Redis,
+    store_redis: resp.Redis,
 ) -> None:
     # GIVEN 3 attempts per IP (one every 20 s) and 2 per address from it (one every 30 s)
-    limiter = limiter_for(redis_client, RATE_LIMIT_SIGNIN_PER_IP=3, RATE_LIMIT_SIGNIN_PER_ADDRESS=2)
+    limiter = limiter_for(store_redis, RATE_LIMIT_SIGNIN_PER_IP=3, RATE_LIMIT_SIGNIN_PER_ADDRESS=2)
     for address in (VICTIM, VICTIM, "TOther"):
         enforce_signin_limits("203.0.113.1", address, limiter=limiter)
     # WHEN the source tries the address again, over both limits at once
@@ -53,10 +54,10 @@ def test_refused_by_both_limits_the_caller_is_told_the_longer_wait(
 
 
 def test_nobody_can_spend_the_budget_of_someone_elses_address(
-    redis_client: redis.Redis,
+    store_redis: resp.Redis,
 ) -> None:
     # GIVEN attackers on ten sources, each of which has used up its attempts on the victim
-    limiter = limiter_for(redis_client, RATE_LIMIT_SIGNIN_PER_ADDRESS=3)
+    limiter = limiter_for(store_redis, RATE_LIMIT_SIGNIN_PER_ADDRESS=3)
     for n in range(10):
         for _ in range(3):
             enforce_signin_limits(f"203.0.113.{n}", VICTIM, limiter=limiter)
@@ -70,11 +71,9 @@ def test_nobody_can_spend_the_budget_of_someone_elses_address(
 
 
 def test_one_ip_gets_ten_attempts_per_minute_whatever_addresses_it_tries(
-    redis_client: redis.Redis,
+    store_redis: resp.Redis,
 ) -> None:
-    limiter = limiter_for(
-        redis_client, RATE_LIMIT_SIGNIN_PER_IP=3, RATE_LIMIT_SIGNIN_PER_ADDRESS=50
-    )
+    limiter = limiter_for(store_redis, RATE_LIMIT_SIGNIN_PER_IP=3, RATE_LIMIT_SIGNIN_PER_ADDRESS=50)
     for n in range(3):
         decision = enforce_signin_limits("198.51.100.9", f"TAddress{n}", limiter=limiter)
         assert decision is not None
@@ -85,8 +84,8 @@ def test_one_ip_gets_ten_attempts_per_minute_whatever_addresses_it_tries(
     assert refused.value.headers["RateLimit-Policy"] == '"signin-ip";q=3;w=60'
 
 
-def test_a_refused_attempt_charges_neither_budget(redis_client: redis.Redis) -> None:
-    limiter = limiter_for(redis_client, RATE_LIMIT_SIGNIN_PER_IP=4, RATE_LIMIT_SIGNIN_PER_ADDRESS=2)
+def test_a_refused_attempt_charges_neither_budget(store_redis: resp.Redis) -> None:
+    limiter = limiter_for(store_redis, RATE_LIMIT_SIGNIN_PER_IP=4, RATE_LIMIT_SIGNIN_PER_ADDRESS=2)
     enforce_signin_limits("198.51.100.1", VICTIM, limiter=limiter)
     enforce_signin_limits("198.51.100.1", VICTIM, limiter=limiter)
     for _ in range(5):  # the address is spent from this IP: these are refused ...
@@ -98,8 +97,10 @@ def test_a_refused_attempt_charges_neither_budget(redis_client: redis.Redis) -> 
     assert decision.remaining == 1
 
 
-def test_a_huge_address_is_counted_under_a_short_key(redis_client: redis.Redis) -> None:
-    limiter = limiter_for(redis_client, RATE_LIMIT_SIGNIN_PER_ADDRESS=1)
+def test_a_huge_address_is_counted_under_a_short_key(
+    redis_client: redis.Redis, store_redis: resp.Redis
+) -> None:
+    limiter = limiter_for(store_redis, RATE_LIMIT_SIGNIN_PER_ADDRESS=1)
     junk = "T" + "x" * 10_000
     enforce_signin_limits("198.51.100.3", junk, limiter=limiter)
     with pytest.raises(RateLimitedError):
@@ -107,9 +108,9 @@ def test_a_huge_address_is_counted_under_a_short_key(redis_client: redis.Redis) 
     assert max(len(key) for key in redis_client.keys("*")) < 100
 
 
-def test_login_route_answers_429_problem_with_both_policies(redis_client: redis.Redis) -> None:
+def test_login_route_answers_429_problem_with_both_policies(store_redis: resp.Redis) -> None:
     # GIVEN the login route of a function, sign-in limit 1 per address
-    handler = function_app(limiter_for(redis_client, RATE_LIMIT_SIGNIN_PER_ADDRESS=1))
+    handler = function_app(limiter_for(store_redis, RATE_LIMIT_SIGNIN_PER_ADDRESS=1))
     first = invoke(handler, "POST", "/auth/login", body={"address": VICTIM})
     assert first[0] == 200
     # WHEN the same address signs in again
@@ -125,8 +126,10 @@ def test_login_route_answers_429_problem_with_both_policies(redis_client: redis.
     assert headers["ratelimit"].startswith(f'"signin-address";r=0;t={reset + 60}, "public";r=98;t=')
 
 
-def test_without_an_address_only_the_ip_is_counted(redis_client: redis.Redis) -> None:
-    limiter = limiter_for(redis_client, RATE_LIMIT_SIGNIN_PER_IP=1)
+def test_without_an_address_only_the_ip_is_counted(
+    redis_client: redis.Redis, store_redis: resp.Redis
+) -> None:
+    limiter = limiter_for(store_redis, RATE_LIMIT_SIGNIN_PER_IP=1)
     enforce_signin_limits("198.51.100.5", None, limiter=limiter)
     with pytest.raises(RateLimitedError):
         enforce_signin_limits("198.51.100.5", "", limiter=limiter)

@@ -12,6 +12,7 @@ from lucid.config import Settings
 from lucid.errors import PROBLEM_CONTENT_TYPE
 from lucid.ratelimit import RateLimiter
 from lucid.ratelimit.window import MICROS, Counts, decide
+from lucid.store import resp
 from tests.shared.ratelimit.helpers import ADMIN, USER, function_app, invoke, limiter_for
 
 TIERS = [
@@ -32,10 +33,10 @@ def send(handler: Any, count: int, **kwargs: Any) -> list[tuple[int, dict[str, s
 
 @pytest.mark.parametrize(("tier", "authorizer", "limits"), TIERS)
 def test_the_101st_request_of_a_tier_is_refused_with_headers(
-    redis_client: redis.Redis, tier: str, authorizer: dict[str, str] | None, limits: dict[str, int]
+    store_redis: resp.Redis, tier: str, authorizer: dict[str, str] | None, limits: dict[str, int]
 ) -> None:
     # GIVEN a tier of 100 requests per minute
-    handler = function_app(limiter_for(redis_client, **limits))
+    handler = function_app(limiter_for(store_redis, **limits))
     # WHEN one caller sends 101 requests
     responses = send(handler, 101, authorizer=authorizer)
     # THEN 1-100 pass, each telling what is left, and the 101st is a 429 problem
@@ -63,9 +64,9 @@ def test_the_101st_request_of_a_tier_is_refused_with_headers(
     assert headers["x-request-id"]  # the refusal went through the correlation-id middleware
 
 
-def test_real_defaults_refuse_the_101st_public_request(redis_client: redis.Redis) -> None:
+def test_real_defaults_refuse_the_101st_public_request(store_redis: resp.Redis) -> None:
     # GIVEN the shipped defaults (public 100 per 60 s)
-    handler = function_app(RateLimiter(redis_client, Settings(RATE_LIMIT_ENABLED=True)))
+    handler = function_app(RateLimiter(store_redis, Settings(RATE_LIMIT_ENABLED=True)))
     statuses = [status for status, _, _ in send(handler, 101)]
     assert statuses == [200] * 100 + [429]
     # AND a signed-in caller is on the authenticated tier of 1000, untouched by that
@@ -75,10 +76,10 @@ def test_real_defaults_refuse_the_101st_public_request(redis_client: redis.Redis
     assert headers["x-ratelimit-remaining"] == "999"
 
 
-def test_tiers_and_callers_have_separate_quotas(redis_client: redis.Redis) -> None:
+def test_tiers_and_callers_have_separate_quotas(store_redis: resp.Redis) -> None:
     handler = function_app(
         limiter_for(
-            redis_client, RATE_LIMIT_AUTHENTICATED=2, RATE_LIMIT_ADMIN=4, RATE_LIMIT_PUBLIC=1
+            store_redis, RATE_LIMIT_AUTHENTICATED=2, RATE_LIMIT_ADMIN=4, RATE_LIMIT_PUBLIC=1
         )
     )
     assert [s for s, _, _ in send(handler, 3, authorizer=USER)] == [200, 200, 429]
@@ -90,9 +91,9 @@ def test_tiers_and_callers_have_separate_quotas(redis_client: redis.Redis) -> No
 
 
 def test_spoofed_forwarding_headers_do_not_dodge_the_public_limit(
-    redis_client: redis.Redis,
+    store_redis: resp.Redis,
 ) -> None:
-    handler = function_app(limiter_for(redis_client, RATE_LIMIT_PUBLIC=5))
+    handler = function_app(limiter_for(store_redis, RATE_LIMIT_PUBLIC=5))
     statuses = [
         invoke(
             handler,
@@ -112,10 +113,10 @@ def test_spoofed_forwarding_headers_do_not_dodge_the_public_limit(
     assert invoke(handler, "GET", "/items", source_ip="198.51.100.8")[0] == 200
 
 
-def test_quota_comes_back_after_retry_after(redis_client: redis.Redis) -> None:
+def test_quota_comes_back_after_retry_after(store_redis: resp.Redis) -> None:
     # GIVEN 2 requests per second, both spent
     handler = function_app(
-        limiter_for(redis_client, RATE_LIMIT_PUBLIC=2, RATE_LIMIT_WINDOW_SECONDS=1)
+        limiter_for(store_redis, RATE_LIMIT_PUBLIC=2, RATE_LIMIT_WINDOW_SECONDS=1)
     )
     assert [s for s, _, _ in send(handler, 2)] == [200, 200]
     status, headers, _ = invoke(handler, "GET", "/items")
@@ -129,8 +130,10 @@ def test_quota_comes_back_after_retry_after(redis_client: redis.Redis) -> None:
     assert headers["ratelimit-policy"] == '"public";q=2;w=1'
 
 
-def test_every_key_the_limiter_writes_expires_within_two_windows(redis_client: redis.Redis) -> None:
-    handler = function_app(limiter_for(redis_client, RATE_LIMIT_WINDOW_SECONDS=30))
+def test_every_key_the_limiter_writes_expires_within_two_windows(
+    redis_client: redis.Redis, store_redis: resp.Redis
+) -> None:
+    handler = function_app(limiter_for(store_redis, RATE_LIMIT_WINDOW_SECONDS=30))
     send(handler, 3)
     send(handler, 3, authorizer=USER)
     send(handler, 3, authorizer=ADMIN)
@@ -142,8 +145,10 @@ def test_every_key_the_limiter_writes_expires_within_two_windows(redis_client: r
         assert 0 < redis_client.pttl(key) <= 60_000, key
 
 
-def test_disabled_limits_add_nothing_and_write_nothing(redis_client: redis.Redis) -> None:
-    handler = function_app(limiter_for(redis_client, RATE_LIMIT_ENABLED=False, RATE_LIMIT_PUBLIC=1))
+def test_disabled_limits_add_nothing_and_write_nothing(
+    redis_client: redis.Redis, store_redis: resp.Redis
+) -> None:
+    handler = function_app(limiter_for(store_redis, RATE_LIMIT_ENABLED=False, RATE_LIMIT_PUBLIC=1))
     for _ in range(3):
         status, headers, _ = invoke(handler, "GET", "/items")
         assert status == 200
@@ -202,11 +207,11 @@ def _sleep_into_the_next_window(window_s: int, at: float) -> None:
 
 
 def test_a_refusal_never_names_an_effective_window_beyond_retry_after(
-    redis_client: redis.Redis,
+    store_redis: resp.Redis,
 ) -> None:
     # GIVEN 2 requests per 2-second window, both spent in one window
     handler = function_app(
-        limiter_for(redis_client, RATE_LIMIT_PUBLIC=2, RATE_LIMIT_WINDOW_SECONDS=2)
+        limiter_for(store_redis, RATE_LIMIT_PUBLIC=2, RATE_LIMIT_WINDOW_SECONDS=2)
     )
     _sleep_into_the_next_window(2, at=0.05)
     assert [invoke(handler, "GET", "/items")[0] for _ in range(2)] == [200] * 2

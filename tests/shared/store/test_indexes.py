@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-import redis
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
@@ -18,6 +17,7 @@ from lucid.auth.refresh import RefreshTokenStore
 from lucid.errors import ServiceUnavailableError
 from lucid.sessions.repository import SessionRepository
 from lucid.sessions.schemas import SessionCreate
+from lucid.store import resp
 from lucid.store.documents import new_id
 from lucid.store.indexes import INDEXES, IndexConflictError, ensure_indexes, ensure_indexes_once
 from lucid.users.repository import UserRepository
@@ -93,13 +93,13 @@ def test_a_hand_made_index_with_our_options_serves_and_a_plain_one_is_kept_besid
         other["users"].insert_one({"_id": "b", "address": "T1"})
 
 
-def test_every_index_is_on_fields_the_gateway_writes(db: Db, redis_client: redis.Redis) -> None:
+def test_every_index_is_on_fields_the_gateway_writes(db: Db, store_redis: resp.Redis) -> None:
     # GIVEN a user, a session of theirs and a revoked refresh-token family, written by the
     # repositories as requests write them
     ensure_indexes(db)
     user = UserRepository(db).upsert_on_login("TIndexedAddress", is_admin=False)
     SessionRepository(db).create(user["_id"], SessionCreate(name="indexed"))
-    tokens = RefreshTokenStore(db, timedelta(days=14), revocations_on(redis_client, db))
+    tokens = RefreshTokenStore(db, timedelta(days=14), revocations_on(store_redis, db))
     family = new_id()
     tokens.issue(user["_id"], "jti-1", family, signin_nonce="n-1")
     tokens.revoke_family(family)

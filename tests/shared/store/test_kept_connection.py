@@ -5,18 +5,20 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 import redis
-from redis.connection import Connection
 
 from lucid.auth.revocation import RevocationList, RevocationRecord, synced_field
 from lucid.config import Settings
 from lucid.ratelimit.script import ScriptRunner
+from lucid.store import resp
 from lucid.store.kept_connection import kept_connections, server_run_id
 from lucid.store.redis_client import build_redis
 from lucid_edge.local import EmbeddedRedis
+from tests.utils.layer_redis import layer_redis
 
 KEY = "k" * 32
 
@@ -60,23 +62,23 @@ def test_a_limiter_whose_client_nobody_else_holds_keeps_working(
     assert runner([], []) == 7
 
 
-class _CutShort(Connection):
+class _CutShort(resp.Connection):
     """A real connection to Redis whose next read, once told, fails before taking the reply."""
 
     fail_next_read = False
 
-    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+    def read(self) -> Any:
         if _CutShort.fail_next_read:
             _CutShort.fail_next_read = False
             raise ValueError("the reply could not be decoded")
-        return super().read_response(*args, **kwargs)
+        return super().read()
 
 
 def test_a_reply_cut_short_is_never_read_as_the_next_ones(redis_server: EmbeddedRedis) -> None:
     # GIVEN a thread whose command failed half way through reading its reply (its reply is still
     # on the connection the thread keeps)
-    pool = redis.BlockingConnectionPool.from_url(redis_server.uri, connection_class=_CutShort)
-    kept = kept_connections(redis.Redis(connection_pool=pool))
+    client = layer_redis(redis_server.uri, connection_class=_CutShort)
+    kept = kept_connections(client)
     try:
         assert kept.execute("SET", "cut", "a") == b"OK"
         _CutShort.fail_next_read = True
@@ -85,30 +87,28 @@ def test_a_reply_cut_short_is_never_read_as_the_next_ones(redis_server: Embedded
         # WHEN the thread sends its next command THEN it reads that command's own reply
         assert kept.execute("ECHO", "next") == b"next"
         # AND an error Redis answers with leaves the connection as it is
-        with pytest.raises(redis.ResponseError):
+        with pytest.raises(resp.ResponseError):
             kept.execute("INCR", "cut")
         assert kept.execute("GET", "cut") == b"a"
     finally:
-        pool.disconnect()
+        client.close()
 
 
-@pytest.mark.parametrize("blocking", [True, False], ids=["blocking-pool", "plain-pool"])
 def test_kept_connections_are_the_pools_own_and_never_exceed_it(
-    redis_server: EmbeddedRedis, redis_client: redis.Redis, blocking: bool
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
     # GIVEN a pool of two connections (named, to count them), both in use by the client path
     uri = f"{redis_server.uri}{'&' if '?' in redis_server.uri else '?'}client_name=kept-cap"
-    pool = (
-        redis.BlockingConnectionPool.from_url(uri, max_connections=2, timeout=0.05)
-        if blocking
-        else redis.ConnectionPool.from_url(uri, max_connections=2)
-    )
-    kept = kept_connections(redis.Redis(connection_pool=pool))
+    client = layer_redis(uri, max_connections=2, pool_timeout=0.05)
+    pool = client.connection_pool
+    kept = kept_connections(client)
     busy = [pool.get_connection(), pool.get_connection()]
+    for connection in busy:
+        connection.connect()
     try:
         # WHEN a thread sends a command on its kept connection THEN it is refused as the client
         # would be (the pool is full), rather than dialling a third connection
-        with pytest.raises(redis.ConnectionError):
+        with pytest.raises(resp.ConnectionError):
             kept.execute("PING")
         assert _named(redis_client, "kept-cap") == 2
         # WHEN one of the pool's connections is free again THEN the thread keeps that one
@@ -125,8 +125,8 @@ def test_at_most_half_the_pool_is_kept_so_the_client_path_always_has_room(
 ) -> None:
     # GIVEN a pool of two connections; a thread kept one and ended (its place is free again),
     # then this thread kept one (half the pool)
-    pool = redis.BlockingConnectionPool.from_url(redis_server.uri, max_connections=2, timeout=0.05)
-    client = redis.Redis(connection_pool=pool)
+    client = layer_redis(redis_server.uri, max_connections=2, pool_timeout=0.05)
+    pool = client.connection_pool
     kept = kept_connections(client)
     ended = threading.Thread(target=kept.execute, args=("PING",))
     ended.start()
@@ -158,14 +158,15 @@ def test_threads_finding_the_pool_full_each_wait_one_pool_timeout_side_by_side(
     redis_server: EmbeddedRedis,
 ) -> None:
     # GIVEN a blocking pool (as the functions build it) whose connections the client path holds
-    pool = redis.BlockingConnectionPool.from_url(redis_server.uri, max_connections=2, timeout=1.0)
-    kept = kept_connections(redis.Redis(connection_pool=pool))
+    client = layer_redis(redis_server.uri, max_connections=2, pool_timeout=1.0)
+    pool = client.connection_pool
+    kept = kept_connections(client)
     busy = [pool.get_connection(), pool.get_connection()]
     waited: list[float] = []
 
     def command() -> None:
         started = time.monotonic()
-        with pytest.raises(redis.ConnectionError):
+        with pytest.raises(resp.ConnectionError):
             kept.execute("PING")
         waited.append(time.monotonic() - started)
 
@@ -186,36 +187,81 @@ def test_threads_finding_the_pool_full_each_wait_one_pool_timeout_side_by_side(
         pool.disconnect()
 
 
+def _free_places(pool: resp.ConnectionPool) -> int:
+    """How many connections the pool could hand out now (taken, then given back)."""
+    taken = []
+    while (connection := pool.get_connection_now()) is not None:
+        taken.append(connection)
+    for connection in taken:
+        pool.release(connection)
+    return len(taken)
+
+
+def test_a_threads_kept_connection_is_closed_and_given_back_when_the_thread_ends(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    uri = f"{redis_server.uri}?client_name=kept-ends"
+    client = layer_redis(uri, max_connections=2, pool_timeout=0.05)
+    kept = kept_connections(client)
+    try:
+        # GIVEN a thread that kept a connection of a pool of two
+        ready, end = threading.Event(), threading.Event()
+
+        def work() -> None:
+            kept.execute("PING")
+            ready.set()
+            end.wait(5)
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        assert ready.wait(5)
+        assert _named(redis_client, "kept-ends") == 1
+        assert _free_places(client.connection_pool) == 1
+        # WHEN the thread ends
+        end.set()
+        thread.join()
+        gc.collect()
+        # THEN Redis sees its connection closed, and the pool has both places again
+        deadline = time.monotonic() + 5
+        while _named(redis_client, "kept-ends") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _named(redis_client, "kept-ends") == 0
+        assert _free_places(client.connection_pool) == 2
+    finally:
+        client.close()
+
+
 def _named(client: redis.Redis, name: str) -> int:
     """How many connections Redis has from clients named `name`."""
     return len([c for c in client.client_list() if c["name"] == name])
 
 
-class _Redialled(Connection):
+class _Redialled(resp.Connection):
     """A real connection whose replies to one command are lost, the connection dropping, the
-    next `drops` times it is sent (each time redis-py dials again, as after a failover)."""
+    next `drops` times it is sent, never twice in a row: each time the client dials again (as
+    after a failover) and the command sent again on the new dial is answered."""
 
-    command = b"HMGET"
+    command = "HMGET"
     drops = 0
+    dropped_last = False
 
-    def send_command(self, *args: Any, **kwargs: Any) -> None:
-        self._sent = str(args[0]).encode()
-        super().send_command(*args, **kwargs)
-
-    def read_response(self, *args: Any, **kwargs: Any) -> Any:
-        if self._sent == _Redialled.command and _Redialled.drops:
+    def call(self, args: Sequence[object]) -> Any:
+        if args[0] == _Redialled.command and _Redialled.drops and not self.dropped_last:
             _Redialled.drops -= 1
-            super().read_response(*args, **kwargs)
-            raise redis.ConnectionError("the connection dropped")
-        return super().read_response(*args, **kwargs)
+            self.dropped_last = True
+            super().call(args)
+            raise resp.ConnectionError("the connection dropped")
+        self.dropped_last = False
+        return super().call(args)
 
 
 def test_a_command_for_a_server_is_made_again_for_the_server_a_new_dial_reaches(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
     # GIVEN a thread that knows which server process its kept connection speaks to
-    pool = redis.BlockingConnectionPool.from_url(redis_server.uri, connection_class=_Redialled)
-    kept = kept_connections(redis.Redis(connection_pool=pool))
+    client = layer_redis(redis_server.uri, connection_class=_Redialled)
+    pool = client.connection_pool
+    kept = kept_connections(client)
     made_for: list[str] = []
 
     def echo(run_id: str) -> tuple[str, ...]:
@@ -223,7 +269,7 @@ def test_a_command_for_a_server_is_made_again_for_the_server_a_new_dial_reaches(
         return ("ECHO", run_id)
 
     run_id = redis_client.info("server")["run_id"]
-    _Redialled.command = b"ECHO"
+    _Redialled.command = "ECHO"
     try:
         connection = pool.get_connection()
         assert (server_run_id(connection), server_run_id(connection)) == (run_id, run_id)
@@ -236,7 +282,7 @@ def test_a_command_for_a_server_is_made_again_for_the_server_a_new_dial_reaches(
         assert made_for == [run_id] * 3
         # WHEN every dial drops under the command THEN no reply is taken: a connection error
         _Redialled.drops = 2
-        with pytest.raises(redis.ConnectionError, match="dialled again"):
+        with pytest.raises(resp.ConnectionError, match="dialled again"):
             kept.execute_for_server(echo)
     finally:
         _Redialled.drops = 0
@@ -259,8 +305,8 @@ def test_a_server_that_refuses_info_is_one_process_to_its_callers(
         return _EmptyRecord()
 
     try:
-        with pytest.raises(redis.ResponseError):
-            client.info("server")
+        with pytest.raises(resp.ResponseError):
+            client.execute_command("INFO", "server")
         revocations = RevocationList(client, record, token_lifetime_seconds=900)
         # WHEN it checks sign-ins THEN the copy is loaded once and vouches for itself after
         for _ in range(3):

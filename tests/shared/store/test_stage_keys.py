@@ -22,6 +22,7 @@ from lucid.auth.tokens import TokenService
 from lucid.config import Settings
 from lucid.proxy.breaker_store import BreakerState, RedisBreakerStore
 from lucid.ratelimit.limiter import RateLimiter
+from lucid.store import resp
 from lucid.store.documents import new_id
 from lucid.store.keys import nonce_key, revocations_key
 from lucid.users.repository import UserRepository
@@ -42,7 +43,7 @@ def databases() -> Iterator[dict[str, Database[dict[str, Any]]]]:
 
 
 def _revocations(
-    client: redis.Redis, database: Database[dict[str, Any]], stage: str
+    client: resp.Redis, database: Database[dict[str, Any]], stage: str
 ) -> RevocationList:
     return RevocationList(
         client, lambda: MongoRevocationRecord(database), token_lifetime_seconds=900, stage=stage
@@ -50,7 +51,9 @@ def _revocations(
 
 
 def test_one_stages_reload_does_not_vouch_for_the_others_revocations(
-    redis_client: redis.Redis, databases: dict[str, Database[dict[str, Any]]]
+    redis_client: redis.Redis,
+    store_redis: resp.Redis,
+    databases: dict[str, Database[dict[str, Any]]],
 ) -> None:
     # GIVEN prod revoked a sign-in (in its record) and the shared Redis lost its data
     sid = new_id()
@@ -58,7 +61,7 @@ def test_one_stages_reload_does_not_vouch_for_the_others_revocations(
     databases["prod"]["tokens"].insert_one(
         {"_id": new_id(), "family_id": sid, "revoked_at": revoked_at}
     )
-    dev, prod = (_revocations(redis_client, databases[stage], stage) for stage in STAGES)
+    dev, prod = (_revocations(store_redis, databases[stage], stage) for stage in STAGES)
     # WHEN dev checks first, reloading its own copy and marking it complete
     assert dev.is_revoked(sid) is False
     mark = synced_field(redis_client.info("server")["run_id"])
@@ -70,11 +73,11 @@ def test_one_stages_reload_does_not_vouch_for_the_others_revocations(
     assert dev.is_revoked(sid) is False
 
 
-def test_one_stages_rate_budget_is_not_the_others(redis_client: redis.Redis) -> None:
+def test_one_stages_rate_budget_is_not_the_others(store_redis: resp.Redis) -> None:
     # GIVEN both stages allow one public request per minute and per IP, counted in Redis only
     limiters = {
         stage: RateLimiter(
-            redis_client,
+            store_redis,
             Settings(STAGE=stage, JWT_SECRET_KEY=KEY, RATE_LIMIT_PUBLIC=1, RATE_LIMIT_LEASE_MAX=0),
         )
         for stage in STAGES
@@ -88,13 +91,13 @@ def test_one_stages_rate_budget_is_not_the_others(redis_client: redis.Redis) -> 
 
 
 def test_one_stages_breaker_and_idempotency_records_are_not_the_others(
-    redis_client: redis.Redis,
+    store_redis: resp.Redis,
 ) -> None:
     # GIVEN dev's breaker for the blockchain backend is open
-    RedisBreakerStore(redis_client, "dev").trip("blockchain", 10_000, force=True)
+    RedisBreakerStore(store_redis, "dev").trip("blockchain", 10_000, force=True)
     # THEN prod's breaker of the same name is closed
-    assert RedisBreakerStore(redis_client, "dev").read("blockchain").state is BreakerState.OPEN
-    assert RedisBreakerStore(redis_client, "prod").read("blockchain").state is BreakerState.CLOSED
+    assert RedisBreakerStore(store_redis, "dev").read("blockchain").state is BreakerState.OPEN
+    assert RedisBreakerStore(store_redis, "prod").read("blockchain").state is BreakerState.CLOSED
     # AND an idempotency key recorded on dev replays nothing on prod
     made: list[str] = []
 
@@ -103,22 +106,24 @@ def test_one_stages_breaker_and_idempotency_records_are_not_the_others(
         return StoredResponse(201, {"stage": stage}, {})
 
     for stage in STAGES:
-        store = IdempotencyStore(redis_client, ttl_seconds=60, stage=stage)
+        store = IdempotencyStore(store_redis, ttl_seconds=60, stage=stage)
         response, replayed = store.run("sessions:u", "key-1", "fp", partial(produce, stage))
         assert (response.body, replayed) == ({"stage": stage}, False)
     assert made == ["dev", "prod"]
 
 
 def test_a_nonce_is_kept_under_the_stage_that_issued_it(
-    redis_client: redis.Redis, databases: dict[str, Database[dict[str, Any]]]
+    redis_client: redis.Redis,
+    store_redis: resp.Redis,
+    databases: dict[str, Database[dict[str, Any]]],
 ) -> None:
     # GIVEN dev's sign-in service on the shared Redis
     settings = Settings(STAGE="dev", JWT_SECRET_KEY=KEY, AUTH_SERVICE_URL="https://dev.example")
     database = databases["dev"]
-    revocations = _revocations(redis_client, database, "dev")
+    revocations = _revocations(store_redis, database, "dev")
     service = SignInService(
         settings,
-        redis_client,
+        store_redis,
         UserRepository(database),
         RefreshTokenStore(database, timedelta(days=14), revocations),
         TokenService(settings, KeyRing(settings)),

@@ -10,8 +10,6 @@ import pytest
 import redis
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from starlette.exceptions import HTTPException
 
 from lucid import errors
@@ -29,6 +27,7 @@ from lucid.web.deps import (
 from lucid.web.stores import PROCESS_STORES, Stores, stores_of_app, use_stores
 from lucid_edge.local import free_port, in_memory_database
 from tests.utils.events import http_event
+from tests.utils.layer_redis import unreachable_redis
 from tests.utils.logs import logged_lines
 
 router = APIRouter()
@@ -348,7 +347,7 @@ def test_a_revoked_or_sign_in_less_context_is_401_and_no_store_to_ask_is_503(
     revoke = {"_id": new_id(), "family_id": revoked["sid"], "revoked_at": datetime.now(UTC)}
     database["tokens"].insert_one(revoke)
     use_stores(app, Stores(database=lambda: database))
-    dead = redis.Redis(port=free_port(), socket_timeout=0.05, retry=Retry(NoBackoff(), 0))
+    dead = unreachable_redis(free_port())
     dead_database = build_database(
         Settings(MONGODB_URI=f"mongodb://127.0.0.1:{free_port()}", MONGODB_TIMEOUT_MS=100)
     )

@@ -7,12 +7,12 @@ import time
 from types import SimpleNamespace
 
 import pytest
-import redis
 
 from lucid.auth.revocation import RevocationList
 from lucid.config import get_settings
 from lucid.errors import InvalidTokenError
 from lucid.identity import CallerIdentity, Role
+from lucid.store import resp
 from lucid.web import deps
 from lucid.web.deps import check_sign_in
 from lucid_edge.local import in_memory_database
@@ -32,8 +32,8 @@ def _caller(expires_at: int) -> CallerIdentity:
 
 
 @pytest.fixture
-def revocations(redis_client: redis.Redis) -> RevocationList:
-    return revocations_on(redis_client, in_memory_database())
+def revocations(store_redis: resp.Redis) -> RevocationList:
+    return revocations_on(store_redis, in_memory_database())
 
 
 def test_a_token_past_its_exp_and_the_leeway_is_refused(revocations: RevocationList) -> None:

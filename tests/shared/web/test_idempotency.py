@@ -8,12 +8,12 @@ import time
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from lucid.errors import ConflictError, ServiceUnavailableError, ValidationFailedError
+from lucid.store import resp
 from lucid.web.idempotency import IdempotencyStore, StoredResponse, fingerprint
 from lucid_edge.local import free_port
+from tests.utils.layer_redis import unreachable_redis
 
 
 def created(n: int) -> StoredResponse:
@@ -25,8 +25,8 @@ def test_fingerprint_ignores_key_order() -> None:
     assert fingerprint({"a": 1}) != fingerprint({"a": 2})
 
 
-def test_first_run_produces_and_a_retry_replays(redis_client: redis.Redis) -> None:
-    store = IdempotencyStore(redis_client, ttl_seconds=60)
+def test_first_run_produces_and_a_retry_replays(store_redis: resp.Redis) -> None:
+    store = IdempotencyStore(store_redis, ttl_seconds=60)
     calls: list[int] = []
 
     def produce() -> StoredResponse:
@@ -40,8 +40,8 @@ def test_first_run_produces_and_a_retry_replays(redis_client: redis.Redis) -> No
     assert len(calls) == 1
 
 
-def test_a_failed_run_releases_the_key(redis_client: redis.Redis) -> None:
-    store = IdempotencyStore(redis_client, ttl_seconds=60)
+def test_a_failed_run_releases_the_key(store_redis: resp.Redis) -> None:
+    store = IdempotencyStore(store_redis, ttl_seconds=60)
 
     def fail() -> StoredResponse:
         raise ServiceUnavailableError("down")
@@ -51,8 +51,8 @@ def test_a_failed_run_releases_the_key(redis_client: redis.Redis) -> None:
     assert store.run("s", "k", "fp", lambda: created(2)) == (created(2), False)
 
 
-def test_a_retry_during_a_slow_first_run_waits_and_replays(redis_client: redis.Redis) -> None:
-    store = IdempotencyStore(redis_client, ttl_seconds=60, wait_seconds=3)
+def test_a_retry_during_a_slow_first_run_waits_and_replays(store_redis: resp.Redis) -> None:
+    store = IdempotencyStore(store_redis, ttl_seconds=60, wait_seconds=3)
     started = threading.Event()
     results: list[tuple[StoredResponse, bool]] = []
 
@@ -72,8 +72,9 @@ def test_a_retry_during_a_slow_first_run_waits_and_replays(redis_client: redis.R
 
 def test_a_retry_gives_up_with_409_when_the_first_run_takes_too_long(
     redis_client: redis.Redis,
+    store_redis: resp.Redis,
 ) -> None:
-    store = IdempotencyStore(redis_client, ttl_seconds=60, wait_seconds=0.05)
+    store = IdempotencyStore(store_redis, ttl_seconds=60, wait_seconds=0.05)
     redis_client.set(
         "lucid:local:idem:s:" + hashlib.sha256(b"k").hexdigest(),
         '{"state": "running", "fp": "fp", "owner": "other"}',
@@ -84,22 +85,22 @@ def test_a_retry_gives_up_with_409_when_the_first_run_takes_too_long(
     assert caught.value.headers == {"Retry-After": "1"}
 
 
-def test_same_key_with_another_body_is_422(redis_client: redis.Redis) -> None:
-    store = IdempotencyStore(redis_client, ttl_seconds=60)
+def test_same_key_with_another_body_is_422(store_redis: resp.Redis) -> None:
+    store = IdempotencyStore(store_redis, ttl_seconds=60)
     store.run("s", "k", "fp-1", lambda: created(1))
     with pytest.raises(ValidationFailedError, match="different request body"):
         store.run("s", "k", "fp-2", lambda: created(2))
 
 
-def test_keys_expire_after_the_ttl(redis_client: redis.Redis) -> None:
-    store = IdempotencyStore(redis_client, ttl_seconds=1)
+def test_keys_expire_after_the_ttl(store_redis: resp.Redis) -> None:
+    store = IdempotencyStore(store_redis, ttl_seconds=1)
     store.run("s", "k", "fp", lambda: created(1))
     time.sleep(1.1)
     assert store.run("s", "k", "fp", lambda: created(2)) == (created(2), False)
 
 
 def test_redis_down_is_503() -> None:
-    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.05, retry=Retry(NoBackoff(), 0))
+    dead = unreachable_redis(free_port())
     try:
         with pytest.raises(ServiceUnavailableError, match="idempotency store"):
             IdempotencyStore(dead, ttl_seconds=60).run("s", "k", "fp", lambda: created(1))
@@ -108,10 +109,10 @@ def test_redis_down_is_503() -> None:
 
 
 def test_a_response_is_still_answered_when_it_cannot_be_recorded(
-    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+    redis_client: redis.Redis, store_redis: resp.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     # GIVEN Redis accepts the claim, then refuses writes (out of memory) when the result is stored
-    store = IdempotencyStore(redis_client, ttl_seconds=60)
+    store = IdempotencyStore(store_redis, ttl_seconds=60)
 
     def produce_then_fill_redis() -> StoredResponse:
         redis_client.config_set("maxmemory", 1)
@@ -130,7 +131,9 @@ def test_a_response_is_still_answered_when_it_cannot_be_recorded(
         redis_client.config_set("maxmemory", 0)
 
 
-def test_an_abandoned_claim_is_taken_over_when_its_lease_ends(redis_client: redis.Redis) -> None:
+def test_an_abandoned_claim_is_taken_over_when_its_lease_ends(
+    redis_client: redis.Redis, store_redis: resp.Redis
+) -> None:
     # GIVEN a first attempt that claimed the key and died without releasing it (1 s lease)
     redis_client.set(
         "lucid:local:idem:s:" + hashlib.sha256(b"k").hexdigest(),
@@ -138,15 +141,16 @@ def test_an_abandoned_claim_is_taken_over_when_its_lease_ends(redis_client: redi
         ex=1,
     )
     # WHEN a retry waits long enough THEN it runs once the lease is over
-    store = IdempotencyStore(redis_client, ttl_seconds=60, wait_seconds=3, poll_seconds=0.05)
+    store = IdempotencyStore(store_redis, ttl_seconds=60, wait_seconds=3, poll_seconds=0.05)
     assert store.run("s", "k", "fp", lambda: created(2)) == (created(2), False)
 
 
 def test_a_run_that_fails_after_its_lease_ended_leaves_the_new_claim_alone(
     redis_client: redis.Redis,
+    store_redis: resp.Redis,
 ) -> None:
     # GIVEN a first run so slow that its lease ended and a retry claimed the key meanwhile
-    store = IdempotencyStore(redis_client, ttl_seconds=60, wait_seconds=0.05)
+    store = IdempotencyStore(store_redis, ttl_seconds=60, wait_seconds=0.05)
     name = "lucid:local:idem:s:" + hashlib.sha256(b"k").hexdigest()
     retry_claim = '{"state": "running", "fp": "fp", "owner": "the-retry"}'
 
@@ -165,8 +169,10 @@ def test_a_run_that_fails_after_its_lease_ended_leaves_the_new_claim_alone(
 
 
 @pytest.mark.parametrize("key", ["", "has space", "k" * 256])
-def test_a_malformed_key_is_a_422_that_states_the_rule(redis_client: redis.Redis, key: str) -> None:
-    store = IdempotencyStore(redis_client, ttl_seconds=60)
+def test_a_malformed_key_is_a_422_that_states_the_rule(
+    redis_client: redis.Redis, store_redis: resp.Redis, key: str
+) -> None:
+    store = IdempotencyStore(store_redis, ttl_seconds=60)
     with pytest.raises(ValidationFailedError) as caught:
         store.run("s", key, "fp", lambda: created(1))
     assert str(caught.value) == "Idempotency-Key must be 1-255 visible ASCII characters"

@@ -15,6 +15,7 @@ from lucid import observability
 from lucid.config import get_settings
 from lucid.lambda_result import TEXT_MIME_TYPES
 from lucid.ratelimit import default_limiter
+from lucid.store import resp
 from lucid.web.app import create_app, lambda_handler
 from lucid.web.ratelimit import RateLimitMiddleware
 from tests.shared.ratelimit.helpers import function_app, invoke, limiter_for
@@ -103,10 +104,11 @@ def http_scope(forwarded_for: str) -> dict[str, Any]:
 
 def test_without_an_api_gateway_event_the_connection_address_is_counted(
     redis_client: redis.Redis,
+    store_redis: resp.Redis,
 ) -> None:
     # GIVEN the app served directly (no Mangum, no event), 1 public request per minute
     app = plain_app()
-    limiter = limiter_for(redis_client, RATE_LIMIT_PUBLIC=1)
+    limiter = limiter_for(store_redis, RATE_LIMIT_PUBLIC=1)
     app.add_middleware(RateLimitMiddleware, limiter_factory=lambda: limiter)
     # the lifespan passes through untouched
     lifespan = run(app, {"type": "lifespan", "asgi": {"version": "3.0"}})
@@ -120,8 +122,8 @@ def test_without_an_api_gateway_event_the_connection_address_is_counted(
     assert redis_client.keys("*") == [b"lucid:local:rl:public:192.0.2.9"]
 
 
-def test_headers_already_set_by_a_route_are_kept(redis_client: redis.Redis) -> None:
-    handler = function_app(limiter_for(redis_client, RATE_LIMIT_SIGNIN_PER_IP=5))
+def test_headers_already_set_by_a_route_are_kept(store_redis: resp.Redis) -> None:
+    handler = function_app(limiter_for(store_redis, RATE_LIMIT_SIGNIN_PER_IP=5))
     status, headers, _ = invoke(handler, "POST", "/auth/login", body={"address": "T1"})
     assert status == 200
     # a successful sign-in only carries the tier's numbers
@@ -129,7 +131,7 @@ def test_headers_already_set_by_a_route_are_kept(redis_client: redis.Redis) -> N
     assert headers["x-ratelimit-limit"] == "100"
 
 
-def test_every_decision_is_counted_as_a_metric(redis_client: redis.Redis) -> None:
+def test_every_decision_is_counted_as_a_metric(store_redis: resp.Redis) -> None:
     # GIVEN 1 public request per minute, and a sink listening as the local edge's metrics do
     heard: list[str] = []
 
@@ -137,7 +139,7 @@ def test_every_decision_is_counted_as_a_metric(redis_client: redis.Redis) -> Non
         heard.append(name)
 
     app = plain_app()
-    limiter = limiter_for(redis_client, RATE_LIMIT_PUBLIC=1)
+    limiter = limiter_for(store_redis, RATE_LIMIT_PUBLIC=1)
     app.add_middleware(RateLimitMiddleware, limiter_factory=lambda: limiter)
     observability.add_sink(sink)
     try:

@@ -1,0 +1,468 @@
+"""The layer's own Redis client (`lucid.store.resp`) against the real embedded redis-server, and
+against real sockets for the faults a server cannot be asked to make: one that accepts and never
+answers, a port nobody listens on, a server restarted between two commands."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from lucid.auth.revocation import RevocationList
+from lucid.config import Settings
+from lucid.store import resp
+from lucid.store.redis_client import build_redis
+from lucid.store.unusable import StoreUnusableError
+from lucid_edge.local import EmbeddedRedis, free_port, start_redis
+from tests.utils.layer_redis import layer_redis
+
+KEY = "k" * 32
+
+
+class _Silent:
+    """A TCP server on 127.0.0.1 that accepts every connection and never answers (a hung
+    Redis): counts the connections it accepted."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                self.accepted.append(self.listener.accept()[0])
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for connection in self.accepted:
+            connection.close()
+        self.listener.close()
+
+
+class _Answering(_Silent):
+    """A TCP server that answers every read with one fixed reply (what no real Redis can be
+    made to say on cue: LOADING, too many clients), counting its connections."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        super().__init__()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                connection = self.listener.accept()[0]
+                self.accepted.append(connection)
+                threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while connection.recv(65536):
+                connection.sendall(self.reply)
+
+
+@pytest.fixture
+def silent() -> Iterator[_Silent]:
+    server = _Silent()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[EmbeddedRedis]:
+    """A redis-server of the test's own, to stop and start."""
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+# --- replies ----------------------------------------------------------------------------------
+
+
+def test_replies_of_every_kind_come_back_as_redis_py_gave_them(
+    store_redis: resp.Redis, redis_client: redis.Redis
+) -> None:
+    # WHEN commands answer a status, a bulk string, nil, an integer and nested arrays
+    assert store_redis.set("k", "v") is True
+    assert store_redis.set("k", "w", nx=True) is None  # NX found the key: nil
+    assert store_redis.get("k") == b"v"
+    assert store_redis.get("missing") is None
+    assert store_redis.getdel("k") == b"v"
+    assert redis_client.exists("k") == 0
+    nested = "return {1, 'two', {3, {'four'}}, redis.call('GET', KEYS[1])}"
+    # THEN each is what the callers read (GET's nil is Lua's false, a nil reply in the array)
+    assert store_redis.eval(nested, 1, "missing") == [1, b"two", [3, [b"four"]], None]
+    assert store_redis.execute_command("INCRBY", "n", 41) == 41
+    assert store_redis.delete("n", "nothing") == 1
+    assert store_redis.ping() is True
+
+
+def test_arguments_are_sent_as_redis_py_sent_them(
+    store_redis: resp.Redis, redis_client: redis.Redis
+) -> None:
+    # Floats by repr (the revocation copy's timestamps keep every digit), ints, str and bytes
+    store_redis.execute_command("RPUSH", "args", 1733312345.123456, 7, "é", b"\x00\xff")
+    assert redis_client.lrange("args", 0, -1) == [
+        b"1733312345.123456",
+        b"7",
+        "é".encode(),
+        b"\x00\xff",
+    ]
+    with pytest.raises(TypeError):
+        store_redis.execute_command("SET", "flag", True)
+
+
+def test_a_value_of_a_megabyte_round_trips(
+    store_redis: resp.Redis, redis_client: redis.Redis
+) -> None:
+    value = bytes(range(256)) * 4096  # 1 MiB, every byte value
+    assert store_redis.set("big", value, ex=60) is True
+    assert store_redis.get("big") == value
+    assert 0 < redis_client.ttl("big") <= 60
+
+
+def test_closing_a_client_closes_its_connections(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    def named() -> int:
+        return len([c for c in redis_client.client_list() if c["name"] == "closed"])
+
+    client = layer_redis(f"{redis_server.uri}?client_name=closed")
+    assert client.ping() is True
+    assert named() == 1
+    # WHEN it is closed (still referred to) THEN Redis sees its connection closed
+    client.close()
+    deadline = time.monotonic() + 5
+    while named() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert named() == 0
+    # AND it dials again when used again
+    assert client.ping() is True
+    client.close()
+
+
+def test_a_client_dropped_without_closing_closes_its_connections(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    def named() -> int:
+        return len([c for c in redis_client.client_list() if c["name"] == "dropped"])
+
+    client = layer_redis(f"{redis_server.uri}?client_name=dropped")
+    assert client.ping() is True
+    assert named() == 1
+    # WHEN nothing refers to the client any more THEN Redis sees its connection closed
+    del client
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while named() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert named() == 0
+
+
+def test_an_error_reply_is_a_response_error_and_the_connection_stays_in_step(
+    store_redis: resp.Redis,
+) -> None:
+    store_redis.set("text", "abc")
+    with pytest.raises(resp.ResponseError, match="not an integer"):
+        store_redis.execute_command("INCR", "text")
+    # the next command reads its own reply, on the same connection
+    connection = store_redis.connection_pool.get_connection()
+    sock = connection.sock
+    store_redis.connection_pool.release(connection)
+    assert store_redis.get("text") == b"abc"
+    assert connection.sock is sock is not None
+
+
+def test_a_pipeline_reads_every_reply_then_raises_the_first_error(
+    store_redis: resp.Redis,
+) -> None:
+    store_redis.set("text", "abc", px=60_000)
+    ttl, exists = store_redis.pipeline(("PTTL", "text"), ("EXISTS", "nothing"))
+    assert 0 < ttl <= 60_000
+    assert exists == 0
+    with pytest.raises(resp.ResponseError):
+        store_redis.pipeline(("INCR", "text"), ("SET", "after", "1"))
+    # both commands ran (not a transaction) and the connection is in step
+    assert store_redis.get("after") == b"1"
+    assert store_redis.ping() is True
+
+
+def test_a_flushed_script_is_sent_whole_again(
+    store_redis: resp.Redis, redis_client: redis.Redis
+) -> None:
+    script = store_redis.register_script("return ARGV[1] .. KEYS[1]")
+    assert script(keys=["k"], args=["v"]) == b"vk"
+    redis_client.script_flush()
+    with pytest.raises(resp.NoScriptError):
+        store_redis.execute_command("EVALSHA", script.sha, 1, "k", "v")
+    assert script(keys=["k"], args=["w"]) == b"wk"
+    assert redis_client.script_exists(script.sha) == [True]
+
+
+# --- URIs -------------------------------------------------------------------------------------
+
+
+def test_a_uri_names_its_database_user_and_password(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    # GIVEN an ACL user whose password needs escaping, and database 3
+    redis_client.acl_setuser(
+        "lucid+user", enabled=True, passwords=["+p@ss:w/rd"], keys=["*"], commands=["+@all"]
+    )
+    host_port = redis_server.uri.removeprefix("redis://").split("/")[0]
+    client = layer_redis(f"redis://lucid%2Buser:p%40ss%3Aw%2Frd@{host_port}/3")
+    try:
+        # WHEN it writes THEN it is that user, in that database
+        assert client.set("in-three", "1") is True
+        assert client.execute_command("ACL", "WHOAMI") == b"lucid+user"
+        assert redis.Redis.from_url(f"redis://{host_port}/3").get("in-three") == b"1"
+        assert redis_client.get("in-three") is None
+    finally:
+        client.close()
+        redis.Redis.from_url(f"redis://{host_port}/3").flushdb()
+        redis_client.acl_deluser("lucid+user")
+
+
+def test_the_query_parameters_a_uri_may_carry() -> None:
+    address = resp.parse_uri(
+        "rediss://:pw@cache.example:6380/2?ssl_cert_reqs=none&ssl_check_hostname=false"
+        "&client_name=gw"
+    )
+    assert (address.host, address.port, address.db, address.password) == (
+        "cache.example",
+        6380,
+        2,
+        "pw",
+    )
+    assert (address.tls, address.client_name, address.check_hostname) == (True, "gw", False)
+    assert resp.parse_uri("redis://h/0?db=5").db == 5
+    assert resp.parse_uri("redis://h").tls is False
+    assert resp.parse_uri("unix:///run/redis.sock?db=1").path == "/run/redis.sock"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://127.0.0.1:6379/0",
+        "redis://127.0.0.1:hunter2/0",
+        "redis://127.0.0.1:70000/0",
+        "redis://127.0.0.1:6379/0?socket_timeout=5",
+        "redis://127.0.0.1:6379/0?db=two",
+        "rediss://127.0.0.1:6379/0?ssl_cert_reqs=maybe",
+        "unix://",
+    ],
+)
+def test_a_uri_the_client_cannot_use_is_the_stores_503(uri: str) -> None:
+    with pytest.raises(StoreUnusableError) as refused:
+        build_redis(Settings(JWT_SECRET_KEY=KEY, REDIS_URI=uri))
+    assert isinstance(refused.value.cause, ValueError)
+    assert "hunter2" not in str(refused.value.cause)
+
+
+# --- authentication ---------------------------------------------------------------------------
+
+
+def test_a_wrong_password_or_user_is_an_authentication_error_and_callers_degrade(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    redis_client.acl_setuser("lucid-acl", enabled=True, passwords=["+right"], keys=["*"])
+    host_port = redis_server.uri.removeprefix("redis://").split("/")[0]
+    asked: list[str] = []
+
+    class Record:
+        def is_revoked(self, sid: str) -> bool:
+            asked.append(sid)
+            return False
+
+        def revoked_since(self, since: Any) -> dict[str, Any]:
+            return {}
+
+    try:
+        for userinfo in ("lucid-acl:wrong", "nobody:right", ":wrong"):
+            client = layer_redis(f"redis://{userinfo}@{host_port}/0")
+            try:
+                # WHEN a command is sent THEN it is refused as a connection error
+                with pytest.raises(resp.AuthenticationError) as refused:
+                    client.ping()
+                assert isinstance(refused.value, resp.ConnectionError)
+                # AND a caller degrades as for an unreachable Redis: the record answers
+                revocations = RevocationList(client, Record, token_lifetime_seconds=900)
+                assert revocations.is_revoked(userinfo) is False
+            finally:
+                client.close()
+        assert asked == ["lucid-acl:wrong", "nobody:right", ":wrong"]
+    finally:
+        redis_client.acl_deluser("lucid-acl")
+
+
+def test_a_server_asking_for_a_password_is_an_authentication_error(
+    store_redis: resp.Redis,
+) -> None:
+    with start_redis(config=["--requirepass", "right-pw"]) as server:
+        client = layer_redis(server.uri)  # no password in the URI
+        try:
+            with pytest.raises(resp.AuthenticationError, match="NOAUTH"):
+                client.get("k")
+        finally:
+            client.close()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"-LOADING Redis is loading the dataset in memory\r\n",
+        b"-ERR max number of clients reached\r\n",
+    ],
+    ids=["loading", "full"],
+)
+def test_a_server_that_cannot_serve_yet_is_a_connection_error_tried_twice(reply: bytes) -> None:
+    # GIVEN a server answering every command so (as redis-py reads these replies)
+    server = _Answering(reply)
+    client = layer_redis(f"redis://127.0.0.1:{server.port}/0")
+    try:
+        # WHEN a command is sent THEN it is a connection error, after one retry on a new dial
+        with pytest.raises(resp.ConnectionError) as refused:
+            client.get("k")
+        assert not isinstance(refused.value, resp.AuthenticationError)
+        assert len(server.accepted) == 2
+        # AND an error reply of the command's own is not retried
+        server.reply = b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+        with pytest.raises(resp.ResponseError, match="WRONGTYPE"):
+            client.get("k")
+        assert len(server.accepted) == 3  # the failed connection was closed: one new dial
+    finally:
+        client.close()
+        server.close()
+
+
+# --- faults -----------------------------------------------------------------------------------
+
+
+def test_a_server_that_never_answers_times_out_within_the_bound_once(silent: _Silent) -> None:
+    client = layer_redis(f"redis://127.0.0.1:{silent.port}/0", timeout=0.2)
+    try:
+        started = time.monotonic()
+        with pytest.raises(resp.TimeoutError):
+            client.get("k")
+        elapsed = time.monotonic() - started
+        # THEN one command bound was waited (not retried: a second dial would wait another)
+        assert 0.15 <= elapsed < 0.38
+        assert len(silent.accepted) == 1
+        # AND the connection was closed: the next command dials again
+        with pytest.raises(resp.TimeoutError):
+            client.get("k")
+        assert len(silent.accepted) == 2
+    finally:
+        client.close()
+
+
+def test_a_port_nobody_listens_on_is_a_connection_error_at_once() -> None:
+    client = layer_redis(f"redis://127.0.0.1:{free_port()}/0", timeout=5, connect_timeout=5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(resp.ConnectionError):
+            client.ping()
+        assert time.monotonic() - started < 1
+    finally:
+        client.close()
+
+
+def test_a_connect_that_is_never_accepted_times_out_within_the_connect_bound() -> None:
+    # GIVEN a listener whose accept queue is full (backlog 0, one connection waiting): Linux
+    # drops the next SYN, so a connect hangs as to a server behind a black-holing firewall
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    waiting = socket.create_connection(listener.getsockname())
+    client = layer_redis(
+        f"redis://127.0.0.1:{listener.getsockname()[1]}/0", timeout=5, connect_timeout=0.2
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(resp.TimeoutError):
+            client.ping()
+        # THEN the connect bound, not the command one, is what was waited (and not retried)
+        assert 0.15 <= time.monotonic() - started < 0.38
+    finally:
+        client.close()
+        waiting.close()
+        listener.close()
+
+
+def test_a_server_restarted_between_two_commands_costs_one_retry_unnoticed(
+    own_redis: EmbeddedRedis,
+) -> None:
+    client = layer_redis(own_redis.uri)
+    try:
+        assert client.set("before", "1") is True
+        connection = client.connection_pool.get_connection()
+        old = connection.sock
+        client.connection_pool.release(connection)
+        # WHEN the server restarts (the pooled connection is dead) THEN the next command works
+        own_redis.stop()
+        with start_redis(port=own_redis.port):
+            assert client.get("before") is None  # a fresh server
+            assert connection.sock is not None
+            assert connection.sock is not old
+    finally:
+        client.close()
+
+
+def test_a_server_that_drops_every_connection_is_tried_twice_then_refused(
+    silent: _Silent,
+) -> None:
+    # GIVEN a server that closes each connection as soon as a command comes
+    def drop() -> None:
+        while not silent._stop.is_set():
+            for connection in list(silent.accepted):
+                with contextlib.suppress(OSError):
+                    connection.settimeout(0.01)
+                    if connection.recv(1):
+                        connection.close()
+            time.sleep(0.005)
+
+    dropper = threading.Thread(target=drop, daemon=True)
+    dropper.start()
+    client = layer_redis(f"redis://127.0.0.1:{silent.port}/0", timeout=2)
+    try:
+        with pytest.raises(resp.ConnectionError):
+            client.ping()
+        # THEN the command was sent on two dials: the first and one retry, no more
+        assert len(silent.accepted) == 2
+    finally:
+        client.close()
+
+
+def test_a_full_pool_queues_a_caller_then_refuses_it_at_the_wait_bound(
+    redis_server: EmbeddedRedis,
+) -> None:
+    client = layer_redis(redis_server.uri, max_connections=1, pool_timeout=0.5)
+    pool = client.connection_pool
+    try:
+        # GIVEN the pool's only connection in use, given back 0.2 s later
+        held = pool.get_connection()
+        threading.Timer(0.2, pool.release, args=(held,)).start()
+        # WHEN a command is sent THEN it waits for it (queues), then answers
+        started = time.monotonic()
+        assert client.ping() is True
+        assert 0.15 <= time.monotonic() - started < 0.45
+        # WHEN the connection is held longer than the wait bound THEN the command is refused
+        held = pool.get_connection()
+        started = time.monotonic()
+        with pytest.raises(resp.ConnectionError, match="No connection available"):
+            client.ping()
+        assert 0.45 <= time.monotonic() - started < 1.5
+        pool.release(held)
+        assert client.ping() is True
+    finally:
+        client.close()
