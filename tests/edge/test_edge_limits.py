@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,8 @@ def test_an_event_over_lambdas_payload_limit_counts_its_base64_growth() -> None:
     assert event_exceeds_invocation_limit(_event(base64.b64encode(raw).decode(), True), raw)
     # A body of the same byte count as text fits.
     assert not _exceeds("x" * 4_718_592)
+    # AND a text body of more bytes than the limit is over it, whatever else the event holds
+    assert _exceeds("x" * (LAMBDA_LIMIT + 1))
     # AND a binary body is measured as its base64 text, whatever bytes it holds
     printable = b"x" * 4_718_592
     assert event_exceeds_invocation_limit(
@@ -80,8 +83,10 @@ def test_the_limit_is_on_the_whole_event_json_escapes_and_utf8_included(char: st
     assert _exceeds(fits + "y")
 
 
-def _built(path: str, query: str, headers: list[tuple[bytes, bytes]]) -> dict[str, object]:
-    # An event as the edge builds it for a `{proxy+}` route, before its body is attached
+def _built(
+    path: str, query: str, headers: list[tuple[bytes, bytes]], parameter: str = "proxy"
+) -> dict[str, object]:
+    # An event as the edge builds it for a `{<parameter>+}` route, before its body is attached
     return EventBuilder("abcdefghij", "$default").build(
         method="POST",
         path=path,
@@ -90,21 +95,29 @@ def _built(path: str, query: str, headers: list[tuple[bytes, bytes]]) -> dict[st
         http_version="1.1",
         source_ip="127.0.0.1",
         server_port="8080",
-        route_key="ANY /{proxy+}",
-        path_parameters={"proxy": path.lstrip("/")},
+        route_key=f"ANY /{{{parameter}+}}",
+        path_parameters={parameter: path.lstrip("/")},
         body=b"",
         request_id="JKJaXmPLvHcESHA=",
     )
 
 
 _QUOTA_FILLER = 10_240 - 200  # bytes of the request line + header values left to a worst case
-WORST_CASES = {
+# (path, query, headers[, the route's path parameter])
+WORST_CASES: dict[str, tuple[Any, ...]] = {
     # each character of Host is in the event three times, and JSON escapes a quote
     "host of quotes": ("/x", "", [(b"host", b'"' * _QUOTA_FILLER)]),
     # a decoded path of control characters: \u00XX three times (rawPath, path, pathParameters)
     "path of controls": ("/" + "\x01" * (_QUOTA_FILLER // 3), "", [(b"host", b"h")]),
+    # Lambda counts UTF-8 bytes: two for each é, not the six of an escaped \u00e9
+    "path of accented letters": ("/" + "é" * (_QUOTA_FILLER // 6), "", [(b"host", b"h")]),
     "blank query parameters": ("/x", "&".join(f"{i:x}" for i in range(2_000)), []),
     "cookies": ("/x", "", [(b"cookie", b";".join(b"%x" % i for i in range(2_000)))]),
+    # each one-character cookie is `"c",` in the event: four bytes of JSON for one of the quota
+    "one-character cookies": ("/x", "", [(b"cookie", b";".join([b"c"] * (_QUOTA_FILLER // 2)))]),
+    # the template's route key, not the request, is in the event twice (routeKey, and in
+    # requestContext) and its parameter's name once more (pathParameters)
+    "long route key": ("/x", "", [(b"host", b"h")], "p" * 2_000),
     # header names: not in the quota, and no documented limit on their number
     "header names": ("/x", "", [(b"x-%05d" % i, b"") for i in range(10_000)]),
 }
