@@ -113,17 +113,21 @@ def test_stuck_instances_get_company_and_busy_ones_do_not() -> None:
     eager = instances_module.EAGER_INSTANCES
 
     async def main() -> None:
-        stuck = [
-            asyncio.ensure_future(proxy.invoke(gate, f"p{i}", **deadlines()))
-            for i in range(eager + 3)
-        ]
-        # THEN the invocations beyond them get instances of their own once they have waited
+        stuck = [proxy.submit(gate, (f"p{i}",), **deadlines()).future for i in range(eager + 3)]
+        # THEN the README's "up to 4 start on demand at once"
+        assert proxy.instance_count == 4
+        # AND the invocations beyond them get instances of their own once they have waited
         await until(lambda: len(gate.calls) == eager + 3)
         assert proxy.instance_count == eager + 3
         # WHEN another function is kept busy by many quick invocations at once
         quick = [meta.invoke(sum, range(2000), **deadlines()) for _ in range(300)]
         assert await asyncio.gather(*quick) == [sum(range(2000))] * 300
         # THEN its instances, which keep finishing, are not multiplied
+        assert meta.instance_count <= eager + 2
+        # AND neither are they when each of its invocations waits longer than 100 ms for one
+        # (40 of 50 ms on 4 instances): one of them finishes every ~12 ms
+        slow = [meta.invoke(time.sleep, 0.05, **deadlines()) for _ in range(40)]
+        await asyncio.gather(*slow)
         assert meta.instance_count <= eager + 2
         gate.release.set()
         await asyncio.gather(*stuck)
