@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -77,6 +80,38 @@ def test_a_handler_runs_on_an_instance_thread_with_its_own_loop() -> None:
         assert run(main()) == ("lucid-Meta", True)
     finally:
         close_all(account, [meta])
+
+
+_STUCK_AT_EXIT = textwrap.dedent(
+    """
+    import asyncio
+    import threading
+    import time
+
+    from lucid_edge.instances import Account, FunctionInstances
+
+    async def main() -> None:
+        meta = FunctionInstances("Meta", Account(1))
+        now = time.monotonic()
+        meta.submit(threading.Event().wait, (), function_deadline=now + 60,
+                    integration_deadline=now + 60)
+        while meta.instance_count != 1:
+            await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    print("exiting", flush=True)
+    """
+)
+
+
+def test_a_handler_that_never_returns_does_not_keep_its_worker_from_exiting() -> None:
+    # GIVEN a worker process whose function is stuck in its handler (a hung backend call)
+    # WHEN the process ends (lucid serve stopping) THEN it exits at once: it is not left waiting
+    # for the handler's thread
+    ended = subprocess.run(
+        [sys.executable, "-c", _STUCK_AT_EXIT], capture_output=True, text=True, timeout=15
+    )
+    assert (ended.returncode, ended.stdout) == (0, "exiting\n")
 
 
 def test_a_blocked_function_grows_its_own_instances_and_never_delays_another() -> None:
