@@ -154,6 +154,10 @@ def test_stuck_instances_get_company_and_busy_ones_do_not() -> None:
         # AND the invocations beyond them get instances of their own once they have waited
         await until(lambda: len(gate.calls) == eager + 3)
         assert proxy.instance_count == eager + 3
+        # AND one arriving while they are all stuck waits its 100 ms too before it gets one
+        stuck.append(proxy.submit(gate, ("late",), **deadlines()).future)
+        assert proxy.instance_count == eager + 3
+        await until(lambda: len(gate.calls) == eager + 4)
         # WHEN another function is kept busy by many quick invocations at once
         quick = [meta.invoke(sum, range(2000), **deadlines()) for _ in range(300)]
         assert await asyncio.gather(*quick) == [sum(range(2000))] * 300
