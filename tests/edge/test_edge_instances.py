@@ -154,10 +154,14 @@ def test_stuck_instances_get_company_and_busy_ones_do_not() -> None:
         # AND the invocations beyond them get instances of their own once they have waited
         await until(lambda: len(gate.calls) == eager + 3)
         assert proxy.instance_count == eager + 3
-        # AND one arriving while they are all stuck waits its 100 ms too before it gets one
+        # AND one arriving while they are all stuck waits its 100 ms too before it gets one,
+        # as does one arriving 50 ms after it (when the first is given its instance, this one
+        # has waited only half of its time, and still gets one at the end of it)
         stuck.append(proxy.submit(gate, ("late",), **deadlines()).future)
         assert proxy.instance_count == eager + 3
-        await until(lambda: len(gate.calls) == eager + 4)
+        await asyncio.sleep(0.05)
+        stuck.append(proxy.submit(gate, ("later",), **deadlines()).future)
+        await until(lambda: len(gate.calls) == eager + 5)
         # WHEN another function is kept busy by many quick invocations at once
         quick = [meta.invoke(sum, range(2000), **deadlines()) for _ in range(300)]
         assert await asyncio.gather(*quick) == [sum(range(2000))] * 300
