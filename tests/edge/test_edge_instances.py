@@ -206,18 +206,49 @@ def test_past_the_account_cap_invocations_queue_and_queue_time_counts_toward_the
     gate, late = Gate(), Gate()
 
     async def main() -> None:
+        assert await meta.invoke(lambda: "earlier", **deadlines()) == "earlier"  # came and went
         blocked = asyncio.ensure_future(proxy.invoke(gate, "held", **deadlines()))
         await until(lambda: gate.calls == ["held"])
-        # WHEN another invocation with a 0.1 s Timeout has to wait for room
+        # WHEN another invocation with a 0.1 s Timeout has to wait for room, behind one without
+        following = meta.submit(lambda: "next", (), **deadlines())
         invocation = meta.submit(late, ("late",), **deadlines(function=0.1))
         assert invocation.queued
         # THEN it answers as a function timeout, and never runs once room appears
         with pytest.raises(FunctionTimeoutError):
             await invocation.future
+        # AND the room is still the blocked one's: the one queued before it still waits
+        assert following.queued
         gate.release.set()
         assert await blocked == "held"
-        assert await meta.invoke(lambda: "next", **deadlines()) == "next"
+        assert await following.future == "next"
         assert late.calls == []
+
+    try:
+        run(main())
+    finally:
+        gate.release.set()
+        close_all(account, [proxy, meta])
+
+
+def test_an_invocation_past_its_timeout_while_waiting_for_an_instance_never_runs() -> None:
+    # GIVEN an account with room for 5, and a function whose 4 instances are stuck
+    account = Account(5)
+    proxy, meta = FunctionInstances("Proxy", account), FunctionInstances("Meta", account)
+    gate, ran = Gate(), threading.Event()
+
+    async def main() -> None:
+        stuck = [proxy.submit(gate, (f"p{i}",), **deadlines()).future for i in range(4)]
+        await until(lambda: len(gate.calls) == 4)
+        # WHEN a fifth, counted but with no instance yet, passes its 50 ms Timeout (before the
+        # 100 ms after which it would have had an instance of its own)
+        with pytest.raises(FunctionTimeoutError):
+            await proxy.invoke(ran.set, **deadlines(function=0.05))
+        # THEN its room is given back (another function runs at once) and it never runs
+        assert await asyncio.wait_for(meta.invoke(lambda: "ok", **deadlines()), 3) == "ok"
+        await asyncio.sleep(0.2)
+        assert not ran.is_set()
+        gate.release.set()
+        await asyncio.gather(*stuck)
 
     try:
         run(main())
