@@ -327,6 +327,28 @@ def test_the_integration_timeout_answers_while_the_function_runs_on() -> None:
         close_all(account, [proxy])
 
 
+def test_a_stuck_function_whose_integration_gave_up_first_still_ends_at_its_own_timeout() -> None:
+    # GIVEN an account of one, and a stuck function with a 0.3 s Timeout behind a route whose
+    # integration gives up after 0.1 s
+    account = Account(1)
+    proxy = FunctionInstances("Proxy", account)
+    gate = Gate()
+
+    async def main() -> str:
+        invocation = proxy.submit(gate, ("stuck",), **deadlines(function=0.3, integration=0.1))
+        with pytest.raises(IntegrationTimeoutError):
+            await invocation.future
+        # THEN at its own Timeout Lambda ends it: its room serves the next invocation
+        answer: str = await asyncio.wait_for(proxy.invoke(lambda: "served", **deadlines()), 3)
+        return answer
+
+    try:
+        assert run(main()) == "served"
+    finally:
+        gate.release.set()
+        close_all(account, [proxy])
+
+
 def test_reserved_concurrency_throttles_past_its_reservation() -> None:
     account = Account(1)  # unreserved capacity does not matter to a reserved function
     slots = SlotFile(None, {"Users": 2})
