@@ -295,11 +295,21 @@ def test_a_stuck_invocation_is_abandoned_at_its_timeout_and_replaced() -> None:
         assert meta.instance_count == 0  # the stuck thread no longer counts
         # The only slot of the account is free again: the next invocation is served.
         answer: str = await meta.invoke(lambda: "served", **deadlines())
+        assert meta.instance_count == 1
+        # WHEN the abandoned handler returns at last THEN it gives back nothing more: the
+        # account still runs one invocation at a time
+        gate.release.set()
+        await asyncio.sleep(0.1)
+        held = Gate()
+        blocked = asyncio.ensure_future(meta.invoke(held, "held", **deadlines()))
+        await until(lambda: held.calls == ["held"])
+        assert meta.submit(lambda: "next", (), **deadlines()).queued
+        held.release.set()
+        await blocked
         return answer
 
     try:
         assert run(main()) == "served"
-        assert meta.instance_count == 1
     finally:
         gate.release.set()
         close_all(account, [meta])
