@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 import textwrap
@@ -416,7 +417,9 @@ def test_after_close_all_nothing_is_admitted_and_no_handler_runs() -> None:
     assert account.running == 0
 
 
-def test_a_stuck_invocation_whose_caller_left_is_still_ended_at_its_timeout() -> None:
+def test_a_stuck_invocation_whose_caller_left_is_still_ended_at_its_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # GIVEN an account of one running invocation, held by a function stuck past its Timeout
     account = Account(1)
     meta = FunctionInstances("Meta", account)
@@ -439,6 +442,8 @@ def test_a_stuck_invocation_whose_caller_left_is_still_ended_at_its_timeout() ->
     finally:
         gate.release.set()
         close_all(account, [meta])
+    # AND ending it logged no error: nobody was waiting for its answer
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 def test_a_running_invocation_whose_caller_left_still_holds_its_room() -> None:
