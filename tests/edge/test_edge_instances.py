@@ -75,6 +75,9 @@ def test_a_handler_runs_on_an_instance_thread_with_its_own_loop() -> None:
 
     async def main() -> tuple[str, bool]:
         result: tuple[str, bool] = await meta.invoke(_loop_of_thread, **deadlines())
+        # AND the instance stays warm: the next invocation runs on the same thread
+        first = await meta.invoke(threading.current_thread, **deadlines())
+        assert await meta.invoke(threading.current_thread, **deadlines()) is first
         return result
 
     try:
@@ -289,10 +292,15 @@ def test_a_stuck_invocation_is_abandoned_at_its_timeout_and_replaced() -> None:
     account = Account(1)
     meta = FunctionInstances("Meta", account)
     gate = Gate()
+    threads: list[threading.Thread] = []
+
+    def stuck(name: str) -> str:
+        threads.append(threading.current_thread())
+        return gate(name)
 
     async def main() -> str:
         with pytest.raises(FunctionTimeoutError):
-            await meta.invoke(gate, "stuck", **deadlines(function=0.2))
+            await meta.invoke(stuck, "stuck", **deadlines(function=0.2))
         assert meta.instance_count == 0  # the stuck thread no longer counts
         # The only slot of the account is free again: the next invocation is served.
         answer: str = await meta.invoke(lambda: "served", **deadlines())
@@ -300,7 +308,7 @@ def test_a_stuck_invocation_is_abandoned_at_its_timeout_and_replaced() -> None:
         # WHEN the abandoned handler returns at last THEN it gives back nothing more: the
         # account still runs one invocation at a time
         gate.release.set()
-        await asyncio.sleep(0.1)
+        await until(lambda: not threads[0].is_alive())  # and its thread retires
         held = Gate()
         blocked = asyncio.ensure_future(meta.invoke(held, "held", **deadlines()))
         await until(lambda: held.calls == ["held"])
@@ -415,6 +423,33 @@ def test_after_close_all_nothing_is_admitted_and_no_handler_runs() -> None:
     run(main())
     assert gate.calls == []
     assert account.running == 0
+
+
+def test_an_instance_busy_as_the_edge_closes_retires_when_its_handler_returns() -> None:
+    account = Account(4)
+    meta = FunctionInstances("Meta", account)
+    gate = Gate()
+    threads: list[threading.Thread] = []
+
+    def busy(name: str) -> str:
+        threads.append(threading.current_thread())
+        return gate(name)
+
+    async def main() -> None:
+        running = asyncio.ensure_future(meta.invoke(busy, "busy", **deadlines()))
+        await until(lambda: gate.calls == ["busy"])
+        # WHEN the edge closes while the handler runs THEN its caller still gets the answer
+        close_all(account, [meta])
+        gate.release.set()
+        assert await running == "busy"
+        # AND the instance retires at once instead of waiting idle for work that cannot come
+        await until(lambda: not threads[0].is_alive())
+        assert meta.instance_count == 0
+
+    try:
+        run(main())
+    finally:
+        gate.release.set()
 
 
 def test_a_stuck_invocation_whose_caller_left_is_still_ended_at_its_timeout(
