@@ -120,6 +120,9 @@ def test_login_route_answers_429_problem_with_both_policies(redis_client: redis.
     assert body["type"].endswith("/rate-limited")
     reset = int(headers["x-ratelimit-reset"])
     assert body["retry_after"] == int(headers["retry-after"]) == reset + 60
+    assert body["detail"] == (
+        f"too many sign-in attempts for this address from this IP address; retry in {reset + 60} s"
+    )
     assert headers["x-ratelimit-limit"] == "1"
     assert headers["ratelimit-policy"] == '"signin-address";q=1;w=60, "public";q=100;w=60'
     assert headers["ratelimit"].startswith(f'"signin-address";r=0;t={reset + 60}, "public";r=98;t=')
@@ -128,6 +131,7 @@ def test_login_route_answers_429_problem_with_both_policies(redis_client: redis.
 def test_without_an_address_only_the_ip_is_counted(redis_client: redis.Redis) -> None:
     limiter = limiter_for(redis_client, RATE_LIMIT_SIGNIN_PER_IP=1)
     enforce_signin_limits("198.51.100.5", None, limiter=limiter)
-    with pytest.raises(RateLimitedError):
+    refusal = r"^too many sign-in attempts from this IP address; retry in \d+ s$"
+    with pytest.raises(RateLimitedError, match=refusal):
         enforce_signin_limits("198.51.100.5", "", limiter=limiter)
     assert redis_client.keys("*") == [b"lucid:local:rl:signin-ip:198.51.100.5"]
