@@ -192,10 +192,15 @@ def test_idle_instances_retire(monkeypatch: pytest.MonkeyPatch) -> None:
     meta = FunctionInstances("Meta", account)
 
     async def main() -> None:
-        assert await meta.invoke(lambda: 1, **deadlines()) == 1
+        first = await meta.invoke(threading.current_thread, **deadlines())
         assert meta.instance_count == 1
         await until(lambda: meta.instance_count == 0)
-        assert await meta.invoke(lambda: 2, **deadlines()) == 2  # a new instance on demand
+        await until(lambda: not first.is_alive())  # its thread ends
+        # A new instance on demand, whose thread closing the edge ends at once
+        monkeypatch.setattr(instances_module, "IDLE_SECONDS", LONG)
+        second = await meta.invoke(threading.current_thread, **deadlines())
+        close_all(account, [meta])
+        await until(lambda: not second.is_alive())
 
     try:
         run(main())
