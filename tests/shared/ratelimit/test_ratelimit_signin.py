@@ -104,6 +104,8 @@ def test_a_huge_address_is_counted_under_a_short_key(redis_client: redis.Redis) 
     enforce_signin_limits("198.51.100.3", junk, limiter=limiter)
     with pytest.raises(RateLimitedError):
         enforce_signin_limits("198.51.100.3", junk, limiter=limiter)
+    # AND another huge address has a budget (and a short key) of its own
+    enforce_signin_limits("198.51.100.3", "T" + "y" * 10_000, limiter=limiter)
     assert max(len(key) for key in redis_client.keys("*")) < 100
 
 
