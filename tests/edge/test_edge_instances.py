@@ -266,26 +266,6 @@ def test_an_invocation_past_its_timeout_while_waiting_for_an_instance_never_runs
         close_all(account, [proxy, meta])
 
 
-def test_an_invocation_whose_caller_left_as_it_was_handed_to_an_instance_never_runs() -> None:
-    account = Account(1)
-    meta = FunctionInstances("Meta", account)
-    ran = threading.Event()
-
-    async def main() -> None:
-        # WHEN the caller leaves as its invocation is handed to a starting instance
-        invocation = meta.submit(ran.set, (), **deadlines())
-        meta.cancel(invocation)
-        # THEN the handler never runs, and the instance serves the next invocation
-        assert await meta.invoke(lambda: "next", **deadlines()) == "next"
-        await asyncio.sleep(0.1)
-        assert not ran.is_set()
-
-    try:
-        run(main())
-    finally:
-        close_all(account, [meta])
-
-
 def test_a_queued_invocation_whose_caller_left_never_runs() -> None:
     account = Account(1)
     proxy = FunctionInstances("Proxy", account)
