@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from lucid_edge.limits import RESERVE_AFTER_SECONDS, footprint
+from lucid_edge.limits import RESERVE_AFTER_SECONDS
 from lucid_edge.server import CHUNKED_STEP
 from tests.e2e.subprocess_edge import SubprocessEdge, subprocess_edge
 from tests.edge.harness import FIXTURES, RunningEdge, running_edge
@@ -22,6 +22,7 @@ from tests.edge.harness import FIXTURES, RunningEdge, running_edge
 pytestmark = pytest.mark.e2e
 BODY_TIMEOUT = 2.0
 DECLARED = 6_000_000  # text: fits Lambda's limit; 14 MB of budget (the bytes and the event's)
+HELD = 14_000_000  # what DECLARED holds: 6,000,000 bytes and 8,000,000 characters of base64
 STALLED = 5  # 5 x 14 MB is over the 64 MiB budget
 TEXT = {"Content-Type": "text/plain"}
 
@@ -113,7 +114,7 @@ def test_small_bodies_pass_large_trickling_ones_that_do_not_fit(edge: RunningEdg
     try:
         # GIVEN five 6 MB uploads that sent one byte: four hold the budget, one waits for it
         trickling = [_upload(edge.url, DECLARED, b"x") for _ in range(STALLED)]
-        held = (STALLED - 1) * footprint(DECLARED)
+        held = (STALLED - 1) * HELD
         assert _eventually(lambda: budget.available == budget.limit - held)
         # WHEN small POSTs come THEN they go ahead of the waiting one, which does not fit
         for _ in range(3):
@@ -138,12 +139,13 @@ def test_a_chunked_body_holds_budget_as_its_bytes_arrive(edge: RunningEdge) -> N
     # GIVEN a chunked upload that sent 10 bytes, and another that sent nothing
     growing = _open(edge.url, "/faulty/size", headers, _chunk(b"x" * 10))
     stalled = _open(edge.url, "/faulty/size", headers)
-    # THEN it holds one step of the budget, not the most Lambda could take
-    assert _eventually(lambda: budget.available == budget.limit - footprint(CHUNKED_STEP))
+    # THEN it holds one step of the budget (the README's 1 MiB, and its 1,398,104 characters of
+    # base64), not the most Lambda could take
+    assert _eventually(lambda: budget.available == budget.limit - 2_446_680)
     # WHEN 1.5 MiB has arrived THEN it holds two steps
     more = b"y" * (CHUNKED_STEP // 2)
     growing.sendall(_chunk(more) * 3)
-    assert _eventually(lambda: budget.available == budget.limit - footprint(2 * CHUNKED_STEP))
+    assert _eventually(lambda: budget.available == budget.limit - 2 * 1_048_576 - 2_796_204)
     # AND when it ends the function gets it all, and the budget is back
     growing.sendall(b"0\r\n\r\n")
     assert _response(growing)[::2] == (200, f"{10 + 3 * len(more)} False".encode())

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -71,12 +75,47 @@ def test_a_handler_runs_on_an_instance_thread_with_its_own_loop() -> None:
 
     async def main() -> tuple[str, bool]:
         result: tuple[str, bool] = await meta.invoke(_loop_of_thread, **deadlines())
+        # AND the instance stays warm: the next invocation runs on the same thread
+        first = await meta.invoke(threading.current_thread, **deadlines())
+        assert await meta.invoke(threading.current_thread, **deadlines()) is first
         return result
 
     try:
         assert run(main()) == ("lucid-Meta", True)
     finally:
         close_all(account, [meta])
+
+
+_STUCK_AT_EXIT = textwrap.dedent(
+    """
+    import asyncio
+    import threading
+    import time
+
+    from lucid_edge.instances import Account, FunctionInstances
+
+    async def main() -> None:
+        meta = FunctionInstances("Meta", Account(1))
+        now = time.monotonic()
+        meta.submit(threading.Event().wait, (), function_deadline=now + 60,
+                    integration_deadline=now + 60)
+        while meta.instance_count != 1:
+            await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    print("exiting", flush=True)
+    """
+)
+
+
+def test_a_handler_that_never_returns_does_not_keep_its_worker_from_exiting() -> None:
+    # GIVEN a worker process whose function is stuck in its handler (a hung backend call)
+    # WHEN the process ends (lucid serve stopping) THEN it exits at once: it is not left waiting
+    # for the handler's thread
+    ended = subprocess.run(
+        [sys.executable, "-c", _STUCK_AT_EXIT], capture_output=True, text=True, timeout=15
+    )
+    assert (ended.returncode, ended.stdout) == (0, "exiting\n")
 
 
 def test_a_blocked_function_grows_its_own_instances_and_never_delays_another() -> None:
@@ -113,17 +152,29 @@ def test_stuck_instances_get_company_and_busy_ones_do_not() -> None:
     eager = instances_module.EAGER_INSTANCES
 
     async def main() -> None:
-        stuck = [
-            asyncio.ensure_future(proxy.invoke(gate, f"p{i}", **deadlines()))
-            for i in range(eager + 3)
-        ]
-        # THEN the invocations beyond them get instances of their own once they have waited
+        stuck = [proxy.submit(gate, (f"p{i}",), **deadlines()).future for i in range(eager + 3)]
+        # THEN the README's "up to 4 start on demand at once"
+        assert proxy.instance_count == 4
+        # AND the invocations beyond them get instances of their own once they have waited
         await until(lambda: len(gate.calls) == eager + 3)
         assert proxy.instance_count == eager + 3
+        # AND one arriving while they are all stuck waits its 100 ms too before it gets one,
+        # as does one arriving 50 ms after it (when the first is given its instance, this one
+        # has waited only half of its time, and still gets one at the end of it)
+        stuck.append(proxy.submit(gate, ("late",), **deadlines()).future)
+        assert proxy.instance_count == eager + 3
+        await asyncio.sleep(0.05)
+        stuck.append(proxy.submit(gate, ("later",), **deadlines()).future)
+        await until(lambda: len(gate.calls) == eager + 5)
         # WHEN another function is kept busy by many quick invocations at once
         quick = [meta.invoke(sum, range(2000), **deadlines()) for _ in range(300)]
         assert await asyncio.gather(*quick) == [sum(range(2000))] * 300
         # THEN its instances, which keep finishing, are not multiplied
+        assert meta.instance_count <= eager + 2
+        # AND neither are they when each of its invocations waits longer than 100 ms for one
+        # (40 of 50 ms on 4 instances): one of them finishes every ~12 ms
+        slow = [meta.invoke(time.sleep, 0.05, **deadlines()) for _ in range(40)]
+        await asyncio.gather(*slow)
         assert meta.instance_count <= eager + 2
         gate.release.set()
         await asyncio.gather(*stuck)
@@ -141,10 +192,15 @@ def test_idle_instances_retire(monkeypatch: pytest.MonkeyPatch) -> None:
     meta = FunctionInstances("Meta", account)
 
     async def main() -> None:
-        assert await meta.invoke(lambda: 1, **deadlines()) == 1
+        first = await meta.invoke(threading.current_thread, **deadlines())
         assert meta.instance_count == 1
         await until(lambda: meta.instance_count == 0)
-        assert await meta.invoke(lambda: 2, **deadlines()) == 2  # a new instance on demand
+        await until(lambda: not first.is_alive())  # its thread ends
+        # A new instance on demand, whose thread closing the edge ends at once
+        monkeypatch.setattr(instances_module, "IDLE_SECONDS", LONG)
+        second = await meta.invoke(threading.current_thread, **deadlines())
+        close_all(account, [meta])
+        await until(lambda: not second.is_alive())
 
     try:
         run(main())
@@ -159,18 +215,49 @@ def test_past_the_account_cap_invocations_queue_and_queue_time_counts_toward_the
     gate, late = Gate(), Gate()
 
     async def main() -> None:
+        assert await meta.invoke(lambda: "earlier", **deadlines()) == "earlier"  # came and went
         blocked = asyncio.ensure_future(proxy.invoke(gate, "held", **deadlines()))
         await until(lambda: gate.calls == ["held"])
-        # WHEN another invocation with a 0.1 s Timeout has to wait for room
+        # WHEN another invocation with a 0.1 s Timeout has to wait for room, behind one without
+        following = meta.submit(lambda: "next", (), **deadlines())
         invocation = meta.submit(late, ("late",), **deadlines(function=0.1))
         assert invocation.queued
         # THEN it answers as a function timeout, and never runs once room appears
         with pytest.raises(FunctionTimeoutError):
             await invocation.future
+        # AND the room is still the blocked one's: the one queued before it still waits
+        assert following.queued
         gate.release.set()
         assert await blocked == "held"
-        assert await meta.invoke(lambda: "next", **deadlines()) == "next"
+        assert await following.future == "next"
         assert late.calls == []
+
+    try:
+        run(main())
+    finally:
+        gate.release.set()
+        close_all(account, [proxy, meta])
+
+
+def test_an_invocation_past_its_timeout_while_waiting_for_an_instance_never_runs() -> None:
+    # GIVEN an account with room for 5, and a function whose 4 instances are stuck
+    account = Account(5)
+    proxy, meta = FunctionInstances("Proxy", account), FunctionInstances("Meta", account)
+    gate, ran = Gate(), threading.Event()
+
+    async def main() -> None:
+        stuck = [proxy.submit(gate, (f"p{i}",), **deadlines()).future for i in range(4)]
+        await until(lambda: len(gate.calls) == 4)
+        # WHEN a fifth, counted but with no instance yet, passes its 50 ms Timeout (before the
+        # 100 ms after which it would have had an instance of its own)
+        with pytest.raises(FunctionTimeoutError):
+            await proxy.invoke(ran.set, **deadlines(function=0.05))
+        # THEN its room is given back (another function runs at once) and it never runs
+        assert await asyncio.wait_for(meta.invoke(lambda: "ok", **deadlines()), 3) == "ok"
+        await asyncio.sleep(0.2)
+        assert not ran.is_set()
+        gate.release.set()
+        await asyncio.gather(*stuck)
 
     try:
         run(main())
@@ -210,18 +297,33 @@ def test_a_stuck_invocation_is_abandoned_at_its_timeout_and_replaced() -> None:
     account = Account(1)
     meta = FunctionInstances("Meta", account)
     gate = Gate()
+    threads: list[threading.Thread] = []
+
+    def stuck(name: str) -> str:
+        threads.append(threading.current_thread())
+        return gate(name)
 
     async def main() -> str:
         with pytest.raises(FunctionTimeoutError):
-            await meta.invoke(gate, "stuck", **deadlines(function=0.2))
+            await meta.invoke(stuck, "stuck", **deadlines(function=0.2))
         assert meta.instance_count == 0  # the stuck thread no longer counts
         # The only slot of the account is free again: the next invocation is served.
         answer: str = await meta.invoke(lambda: "served", **deadlines())
+        assert meta.instance_count == 1
+        # WHEN the abandoned handler returns at last THEN it gives back nothing more: the
+        # account still runs one invocation at a time
+        gate.release.set()
+        await until(lambda: not threads[0].is_alive())  # and its thread retires
+        held = Gate()
+        blocked = asyncio.ensure_future(meta.invoke(held, "held", **deadlines()))
+        await until(lambda: held.calls == ["held"])
+        assert meta.submit(lambda: "next", (), **deadlines()).queued
+        held.release.set()
+        await blocked
         return answer
 
     try:
         assert run(main()) == "served"
-        assert meta.instance_count == 1
     finally:
         gate.release.set()
         close_all(account, [meta])
@@ -244,6 +346,28 @@ def test_the_integration_timeout_answers_while_the_function_runs_on() -> None:
 
     try:
         run(main())
+    finally:
+        gate.release.set()
+        close_all(account, [proxy])
+
+
+def test_a_stuck_function_whose_integration_gave_up_first_still_ends_at_its_own_timeout() -> None:
+    # GIVEN an account of one, and a stuck function with a 0.3 s Timeout behind a route whose
+    # integration gives up after 0.1 s
+    account = Account(1)
+    proxy = FunctionInstances("Proxy", account)
+    gate = Gate()
+
+    async def main() -> str:
+        invocation = proxy.submit(gate, ("stuck",), **deadlines(function=0.3, integration=0.1))
+        with pytest.raises(IntegrationTimeoutError):
+            await invocation.future
+        # THEN at its own Timeout Lambda ends it: its room serves the next invocation
+        answer: str = await asyncio.wait_for(proxy.invoke(lambda: "served", **deadlines()), 3)
+        return answer
+
+    try:
+        assert run(main()) == "served"
     finally:
         gate.release.set()
         close_all(account, [proxy])
@@ -306,7 +430,36 @@ def test_after_close_all_nothing_is_admitted_and_no_handler_runs() -> None:
     assert account.running == 0
 
 
-def test_a_stuck_invocation_whose_caller_left_is_still_ended_at_its_timeout() -> None:
+def test_an_instance_busy_as_the_edge_closes_retires_when_its_handler_returns() -> None:
+    account = Account(4)
+    meta = FunctionInstances("Meta", account)
+    gate = Gate()
+    threads: list[threading.Thread] = []
+
+    def busy(name: str) -> str:
+        threads.append(threading.current_thread())
+        return gate(name)
+
+    async def main() -> None:
+        running = asyncio.ensure_future(meta.invoke(busy, "busy", **deadlines()))
+        await until(lambda: gate.calls == ["busy"])
+        # WHEN the edge closes while the handler runs THEN its caller still gets the answer
+        close_all(account, [meta])
+        gate.release.set()
+        assert await running == "busy"
+        # AND the instance retires at once instead of waiting idle for work that cannot come
+        await until(lambda: not threads[0].is_alive())
+        assert meta.instance_count == 0
+
+    try:
+        run(main())
+    finally:
+        gate.release.set()
+
+
+def test_a_stuck_invocation_whose_caller_left_is_still_ended_at_its_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # GIVEN an account of one running invocation, held by a function stuck past its Timeout
     account = Account(1)
     meta = FunctionInstances("Meta", account)
@@ -329,6 +482,8 @@ def test_a_stuck_invocation_whose_caller_left_is_still_ended_at_its_timeout() ->
     finally:
         gate.release.set()
         close_all(account, [meta])
+    # AND ending it logged no error: nobody was waiting for its answer
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 def test_a_running_invocation_whose_caller_left_still_holds_its_room() -> None:

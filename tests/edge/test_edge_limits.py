@@ -6,9 +6,12 @@ import asyncio
 import base64
 import json
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from lucid_edge import limits as limits_module
 from lucid_edge.events import EventBuilder
 from lucid_edge.limits import (
     BodyBudget,
@@ -57,6 +60,8 @@ def test_an_event_over_lambdas_payload_limit_counts_its_base64_growth() -> None:
     assert event_exceeds_invocation_limit(_event(base64.b64encode(raw).decode(), True), raw)
     # A body of the same byte count as text fits.
     assert not _exceeds("x" * 4_718_592)
+    # AND a text body of more bytes than the limit is over it, whatever else the event holds
+    assert _exceeds("x" * (LAMBDA_LIMIT + 1))
     # AND a binary body is measured as its base64 text, whatever bytes it holds
     printable = b"x" * 4_718_592
     assert event_exceeds_invocation_limit(
@@ -80,8 +85,10 @@ def test_the_limit_is_on_the_whole_event_json_escapes_and_utf8_included(char: st
     assert _exceeds(fits + "y")
 
 
-def _built(path: str, query: str, headers: list[tuple[bytes, bytes]]) -> dict[str, object]:
-    # An event as the edge builds it for a `{proxy+}` route, before its body is attached
+def _built(
+    path: str, query: str, headers: list[tuple[bytes, bytes]], parameter: str = "proxy"
+) -> dict[str, object]:
+    # An event as the edge builds it for a `{<parameter>+}` route, before its body is attached
     return EventBuilder("abcdefghij", "$default").build(
         method="POST",
         path=path,
@@ -90,21 +97,29 @@ def _built(path: str, query: str, headers: list[tuple[bytes, bytes]]) -> dict[st
         http_version="1.1",
         source_ip="127.0.0.1",
         server_port="8080",
-        route_key="ANY /{proxy+}",
-        path_parameters={"proxy": path.lstrip("/")},
+        route_key=f"ANY /{{{parameter}+}}",
+        path_parameters={parameter: path.lstrip("/")},
         body=b"",
         request_id="JKJaXmPLvHcESHA=",
     )
 
 
 _QUOTA_FILLER = 10_240 - 200  # bytes of the request line + header values left to a worst case
-WORST_CASES = {
+# (path, query, headers[, the route's path parameter])
+WORST_CASES: dict[str, tuple[Any, ...]] = {
     # each character of Host is in the event three times, and JSON escapes a quote
     "host of quotes": ("/x", "", [(b"host", b'"' * _QUOTA_FILLER)]),
     # a decoded path of control characters: \u00XX three times (rawPath, path, pathParameters)
     "path of controls": ("/" + "\x01" * (_QUOTA_FILLER // 3), "", [(b"host", b"h")]),
+    # Lambda counts UTF-8 bytes: two for each é, not the six of an escaped \u00e9
+    "path of accented letters": ("/" + "é" * (_QUOTA_FILLER // 6), "", [(b"host", b"h")]),
     "blank query parameters": ("/x", "&".join(f"{i:x}" for i in range(2_000)), []),
     "cookies": ("/x", "", [(b"cookie", b";".join(b"%x" % i for i in range(2_000)))]),
+    # each one-character cookie is `"c",` in the event: four bytes of JSON for one of the quota
+    "one-character cookies": ("/x", "", [(b"cookie", b";".join([b"c"] * (_QUOTA_FILLER // 2)))]),
+    # the template's route key, not the request, is in the event twice (routeKey, and in
+    # requestContext) and its parameter's name once more (pathParameters)
+    "long route key": ("/x", "", [(b"host", b"h")], "p" * 2_000),
     # header names: not in the quota, and no documented limit on their number
     "header names": ("/x", "", [(b"x-%05d" % i, b"") for i in range(10_000)]),
 }
@@ -189,6 +204,38 @@ def test_a_large_body_that_waited_long_enough_has_the_budget_kept_for_it() -> No
     assert run(main()) == ["big", "late", "behind"]
 
 
+def test_a_worker_holds_64_mib_and_keeps_room_for_a_large_body_once_it_waited_1_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The README's figures: "each worker holds at most 64 MiB of request bodies at once", and a
+    # small body that fits goes ahead of a large one "until the large one has waited 1 s"
+    clock = [1_000.0]
+    monkeypatch.setattr(limits_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    mib = 1024 * 1024
+
+    async def main() -> list[str]:
+        budget = BodyBudget()
+        assert await budget.acquire(100 * mib) == 64 * mib  # all of it, not a byte more
+        budget.release(64 * mib)
+        order: list[str] = []
+        take = _taker(budget, order)
+        await budget.acquire(64 * mib - 10)
+        large = asyncio.ensure_future(take("large", 20))
+        await asyncio.sleep(0)  # it waits from 1,000 s on
+        clock[0] = 1_000.875
+        early = asyncio.ensure_future(take("early", 5))
+        await asyncio.sleep(0)
+        clock[0] = 1_001.0  # the large body has waited 1 s
+        late = asyncio.ensure_future(take("late", 5))
+        await asyncio.sleep(0)
+        assert order == ["early"]
+        budget.release(64 * mib - 10)
+        await asyncio.gather(early, large, late)
+        return order
+
+    assert run(main()) == ["early", "large", "late"]
+
+
 def test_growing_bodies_go_first_and_never_deadlock_each_other() -> None:
     budget = BodyBudget(100, reserve_after=60)
 
@@ -214,6 +261,34 @@ def test_growing_bodies_go_first_and_never_deadlock_each_other() -> None:
         assert second.done()
         assert new.done()
         assert budget.available == 100 - 50 - 20 - 10
+
+    run(main())
+
+
+def test_a_growing_body_goes_before_a_new_one_that_fits_and_at_once_when_its_step_is_free() -> None:
+    budget = BodyBudget(100, reserve_after=60)
+
+    async def main() -> None:
+        # GIVEN two bodies read whole (70 and 15) and a chunked one holding 10: 5 left
+        await budget.acquire(70)
+        await budget.acquire(15)
+        await budget.acquire(10)
+        # WHEN the chunked body wants 20 more, and then a new body wants 5
+        growing = asyncio.ensure_future(budget.acquire(20, held=10))
+        new = asyncio.ensure_future(budget.acquire(5))
+        await asyncio.sleep(0)
+        # THEN the new body does not take the 5 the growing one is waiting for
+        assert not growing.done()
+        assert not new.done()
+        # AND when the 15 are answered, exactly the 20 it wants are free: it goes at once
+        budget.release(15)
+        await asyncio.sleep(0)
+        assert growing.done()
+        assert not new.done()
+        budget.release(70)
+        await asyncio.sleep(0)
+        assert new.done()
+        assert budget.available == 100 - 10 - 20 - 5
 
     run(main())
 

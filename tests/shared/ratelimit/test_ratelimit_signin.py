@@ -105,6 +105,8 @@ def test_a_huge_address_is_counted_under_a_short_key(
     enforce_signin_limits("198.51.100.3", junk, limiter=limiter)
     with pytest.raises(RateLimitedError):
         enforce_signin_limits("198.51.100.3", junk, limiter=limiter)
+    # AND another huge address has a budget (and a short key) of its own
+    enforce_signin_limits("198.51.100.3", "T" + "y" * 10_000, limiter=limiter)
     assert max(len(key) for key in redis_client.keys("*")) < 100
 
 
@@ -121,6 +123,9 @@ def test_login_route_answers_429_problem_with_both_policies(store_redis: resp.Re
     assert body["type"].endswith("/rate-limited")
     reset = int(headers["x-ratelimit-reset"])
     assert body["retry_after"] == int(headers["retry-after"]) == reset + 60
+    assert body["detail"] == (
+        f"too many sign-in attempts for this address from this IP address; retry in {reset + 60} s"
+    )
     assert headers["x-ratelimit-limit"] == "1"
     assert headers["ratelimit-policy"] == '"signin-address";q=1;w=60, "public";q=100;w=60'
     assert headers["ratelimit"].startswith(f'"signin-address";r=0;t={reset + 60}, "public";r=98;t=')
@@ -131,6 +136,7 @@ def test_without_an_address_only_the_ip_is_counted(
 ) -> None:
     limiter = limiter_for(store_redis, RATE_LIMIT_SIGNIN_PER_IP=1)
     enforce_signin_limits("198.51.100.5", None, limiter=limiter)
-    with pytest.raises(RateLimitedError):
+    refusal = r"^too many sign-in attempts from this IP address; retry in \d+ s$"
+    with pytest.raises(RateLimitedError, match=refusal):
         enforce_signin_limits("198.51.100.5", "", limiter=limiter)
     assert redis_client.keys("*") == [b"lucid:local:rl:signin-ip:198.51.100.5"]

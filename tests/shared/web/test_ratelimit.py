@@ -120,6 +120,13 @@ def test_without_an_api_gateway_event_the_connection_address_is_counted(
     refused = run(app, http_scope("10.9.9.8"))
     assert (first[0]["status"], refused[0]["status"]) == (200, 429)
     assert redis_client.keys("*") == [b"lucid:local:rl:public:192.0.2.9"]
+    # AND requests with no connection address (a Unix socket) share one budget of their own
+    no_address = {**http_scope("10.9.9.7"), "client": None}
+    assert [run(app, no_address)[0]["status"] for _ in range(2)] == [200, 429]
+    assert sorted(redis_client.keys("*")) == [
+        b"lucid:local:rl:public:192.0.2.9",
+        b"lucid:local:rl:public:unknown",
+    ]
 
 
 def test_headers_already_set_by_a_route_are_kept(store_redis: resp.Redis) -> None:
