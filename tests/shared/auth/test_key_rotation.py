@@ -41,6 +41,7 @@ from lucid.errors import InvalidTokenError, UnknownNonceError
 from lucid.identity import Role
 from lucid.secret_store import SecretUnavailableError
 from lucid.store.documents import new_id
+from lucid.store.keys import nonce_key
 from lucid.users.repository import UserRepository
 from lucid_edge.local import in_memory_database
 from tests.utils.auth_flow import authorizer_event
@@ -602,7 +603,7 @@ def test_a_refresh_that_cannot_read_the_key_spends_nothing_and_its_retry_succeed
 
 
 def test_a_login_that_cannot_read_the_key_keeps_its_nonce_for_the_retry(
-    auth_instance: AuthInstance,
+    auth_instance: AuthInstance, redis_client: redis.Redis
 ) -> None:
     # GIVEN a challenge signed by the wallet, on an auth instance whose key lives in SSM
     service, wallet = auth_instance.service, Wallet()
@@ -612,7 +613,10 @@ def test_a_login_that_cannot_read_the_key_keeps_its_nonce_for_the_retry(
     auth_instance.key_unreadable()
     with pytest.raises(SecretUnavailableError):
         service.login(wallet.address, challenge.message, signature)
-    # THEN the client's retry of the same signed message signs in, without a new wallet prompt,
+    # THEN the nonce is live again for what is left of its 5 minutes (issued moments ago)
+    stage = auth_instance.store.settings().STAGE
+    assert 240_000 < redis_client.pttl(nonce_key(challenge.nonce, stage)) <= 300_000
+    # AND the client's retry of the same signed message signs in, without a new wallet prompt,
     # once the key can be read again
     auth_instance.key_readable_again()
     pair = service.login(wallet.address, challenge.message, signature)
