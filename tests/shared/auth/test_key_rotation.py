@@ -186,6 +186,11 @@ def test_a_stale_instance_verifies_a_new_key_token_after_one_re_read(
     # AND further tokens of the new key verify from its refreshed cache, without another read
     assert stale.decode(_issue(_instance(Settings(STAGE="prod", JWT_SECRET_KEY=NEW)))).sub == "u1"
     assert len(reads) == 3
+    # AND the re-read restarted the 5-minute cache: 5 minutes after the first read (4:50 after
+    # the re-read) the instance still asks AWS nothing
+    clock.offset += 290
+    assert stale.decode(fresh_token).sub == "u1"
+    assert len(reads) == 3
 
 
 @KINDS
