@@ -12,6 +12,7 @@ from pymongo.database import Database
 from tests.utils.auth_flow import call_auth, sign_in
 from tests.utils.events import Reply
 from tests.utils.functions import load_module
+from tests.utils.logs import logged_lines
 from tests.utils.wallets import Wallet
 
 pytestmark = pytest.mark.usefixtures("database")
@@ -59,12 +60,23 @@ def test_challenge_then_login_gives_a_bearer_pair(database: Database[dict[str, A
 
 
 def test_legacy_v1_scheme_logs_in_when_the_client_says_so() -> None:
+    from lucid.auth.tokens import get_token_service
     from lucid.auth.tron import SignatureScheme
 
     wallet = Wallet()
     message = _challenge(wallet)["message"]
-    reply = _login(wallet.address, message, wallet.sign(message, SignatureScheme.V1), scheme="v1")
+    with logged_lines() as lines:
+        reply = _login(
+            wallet.address, message, wallet.sign(message, SignatureScheme.V1), scheme="v1"
+        )
     assert reply.status == 200
+    # AND the function's log has the sign-in: the user and the scheme it used
+    user_id = get_token_service().decode(reply.body["access_token"]).sub
+    assert [
+        (line["level"], line["user_id"], line["scheme"])
+        for line in lines
+        if line["message"] == "signed in"
+    ] == [("INFO", user_id, "v1")]
     # the same v1 signature without the scheme is checked as v2 and names someone else
     message = _challenge(wallet)["message"]
     v1 = wallet.sign(message, SignatureScheme.V1)

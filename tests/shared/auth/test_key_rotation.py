@@ -31,7 +31,7 @@ from pymongo.database import Database
 from lucid import secret_store
 from lucid.auth import keys
 from lucid.auth.authorizer import authorize
-from lucid.auth.keys import REFRESH_INTERVAL_SECONDS, KeyRing
+from lucid.auth.keys import KeyRing
 from lucid.auth.refresh import RefreshTokenStore
 from lucid.auth.revocation import RevocationList
 from lucid.auth.signin import SignInService
@@ -42,10 +42,12 @@ from lucid.identity import Role
 from lucid.secret_store import SecretUnavailableError
 from lucid.store import resp
 from lucid.store.documents import new_id
+from lucid.store.keys import nonce_key
 from lucid.users.repository import UserRepository
 from lucid_edge.local import in_memory_database
 from tests.utils.auth_flow import authorizer_event
 from tests.utils.datastore import atomic_writes, database_for, revocations_on
+from tests.utils.logs import logged_lines
 from tests.utils.wallets import Wallet
 
 OLD, NEW, NEWER = ("o" * 40, "n" * 40, "w" * 40)
@@ -185,6 +187,11 @@ def test_a_stale_instance_verifies_a_new_key_token_after_one_re_read(
     # AND further tokens of the new key verify from its refreshed cache, without another read
     assert stale.decode(_issue(_instance(Settings(STAGE="prod", JWT_SECRET_KEY=NEW)))).sub == "u1"
     assert len(reads) == 3
+    # AND the re-read restarted the 5-minute cache: 5 minutes after the first read (4:50 after
+    # the re-read) the instance still asks AWS nothing
+    clock.offset += 290
+    assert stale.decode(fresh_token).sub == "u1"
+    assert len(reads) == 3
 
 
 @KINDS
@@ -203,8 +210,9 @@ def test_a_token_of_an_unknown_key_is_denied_and_re_reads_at_most_once_per_windo
         assert denied.value.detail == "token signature is invalid"
     # THEN AWS was asked once more, not twenty times
     assert len(reads) == 2
-    # AND once more per REFRESH_INTERVAL_SECONDS at most
-    clock.offset += REFRESH_INTERVAL_SECONDS - 1
+    # AND once more per 30 s at most (README; literal, so that a changed constant cannot move
+    # the test's bound with it)
+    clock.offset += 30 - 1
     with pytest.raises(InvalidTokenError):
         service.decode(_signed_with(uuid.uuid4().hex * 2))
     assert len(reads) == 2
@@ -275,18 +283,22 @@ def test_an_es256_private_key_rotated_in_place_keeps_its_tokens_valid() -> None:
     assert KeyRing(store.settings(JWT_ALGORITHM="ES256")).keys().previous[0].signing is None
 
 
-def test_an_unusable_previous_value_is_left_out_and_the_current_key_still_works(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_an_unusable_previous_value_is_left_out_and_the_current_key_still_works() -> None:
     # GIVEN a secret whose previous value is too short to be a key outside the local stage
     store = Store("secretsmanager", "short")
     store.rotate(NEW)
-    # WHEN a function reads it THEN it verifies with the current key only, and says why
-    with caplog.at_level(logging.WARNING, logger="lucid.auth.keys"):
+    # WHEN a function reads it THEN it verifies with the current key only, and its log (the
+    # function's JSON lines) says why in one WARNING line
+    with logged_lines() as lines:
         service = _instance(store.settings())
         assert service.decode(_issue(service)).sub == "u1"
-    assert "previous version is not used: the HS256 key must be at least 32 bytes" in caplog.text
-    assert "short" not in caplog.text.replace("previous version", "")
+    assert [(line["level"], line["message"]) for line in lines] == [
+        (
+            "WARNING",
+            "the JWT key's previous version is not used: the HS256 key must be at least 32 "
+            "bytes outside the local stage",
+        )
+    ]
     with pytest.raises(InvalidTokenError):
         service.decode(_signed_with("short" * 8))
 
@@ -603,7 +615,7 @@ def test_a_refresh_that_cannot_read_the_key_spends_nothing_and_its_retry_succeed
 
 
 def test_a_login_that_cannot_read_the_key_keeps_its_nonce_for_the_retry(
-    auth_instance: AuthInstance,
+    auth_instance: AuthInstance, redis_client: redis.Redis
 ) -> None:
     # GIVEN a challenge signed by the wallet, on an auth instance whose key lives in SSM
     service, wallet = auth_instance.service, Wallet()
@@ -613,7 +625,10 @@ def test_a_login_that_cannot_read_the_key_keeps_its_nonce_for_the_retry(
     auth_instance.key_unreadable()
     with pytest.raises(SecretUnavailableError):
         service.login(wallet.address, challenge.message, signature)
-    # THEN the client's retry of the same signed message signs in, without a new wallet prompt,
+    # THEN the nonce is live again for what is left of its 5 minutes (issued moments ago)
+    stage = auth_instance.store.settings().STAGE
+    assert 240_000 < redis_client.pttl(nonce_key(challenge.nonce, stage)) <= 300_000
+    # AND the client's retry of the same signed message signs in, without a new wallet prompt,
     # once the key can be read again
     auth_instance.key_readable_again()
     pair = service.login(wallet.address, challenge.message, signature)
@@ -704,6 +719,7 @@ def test_rotating_an_rs256_key_pair_in_the_documented_order_signs_nobody_out() -
     assert authorizer.decode(new).sub == "u1"
     # AND once the window has passed, the old key verifies nothing, even after a re-read
     clock.offset += 60 + 1  # 36 minutes after the public key's change
+    assert KeyRing(_rs256(public=public)).previous_window == 36 * 60  # README, a literal
     with pytest.raises(InvalidTokenError):
         authorizer.decode(last_old)
     assert authorizer.decode(new).sub == "u1"

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -107,6 +108,24 @@ def test_key_from_ssm_secure_string() -> None:
     )
     settings = _settings(JWT_SECRET_ARN=None, JWT_SECRET_PARAM=name)
     assert _round_trip(settings) == "u1"
+
+
+@pytest.mark.usefixtures("aws")
+def test_an_hs256_function_given_a_public_key_reference_signs_with_its_own_key_only() -> None:
+    # GIVEN an HS256 function whose environment also names a public key's parameter (the
+    # template refuses that pair; sam local or a hand-set variable need not)
+    name = f"/lucid/{uuid.uuid4().hex}/public"
+    boto3.client("ssm", region_name="us-east-1").put_parameter(
+        Name=name, Value="p" * 40, Type="String"
+    )
+    settings = _settings(JWT_SECRET_ARN=None, JWT_SECRET_KEY=LONG_KEY, JWT_PUBLIC_KEY_PARAM=name)
+    # WHEN it issues a token THEN it is signed with JWT_SECRET_KEY: the public value, which
+    # anyone may read, never becomes an HMAC key that would sign or verify
+    token = TokenService(settings, KeyRing(settings)).issue("u1", "T", Role.USER, "s1").token
+    assert jwt.decode(token, LONG_KEY, algorithms=["HS256"], audience="lucid/prod")["sub"] == "u1"
+    forged = jwt.encode({"sub": "u1"}, "p" * 40, algorithm="HS256", headers={"kid": "k1"})
+    with pytest.raises(InvalidTokenError, match="signature is invalid"):
+        TokenService(settings, KeyRing(settings)).decode(forged)
 
 
 @pytest.mark.usefixtures("aws")

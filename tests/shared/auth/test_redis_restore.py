@@ -26,6 +26,7 @@ from lucid.store.redis_client import build_redis
 from lucid_edge.local import EmbeddedRedis, in_memory_database, start_redis
 from tests.shared.auth.test_signin import _service as sign_in_service
 from tests.utils.datastore import CountingRecord, atomic_writes
+from tests.utils.metrics import emitted, flushed
 from tests.utils.redis_restore import kill_and_restore, snapshotting_redis
 from tests.utils.wallets import Wallet
 
@@ -113,7 +114,9 @@ def test_a_revocation_made_after_the_snapshot_holds_at_the_next_check_after_a_re
 
 
 def test_a_nonce_spent_after_the_snapshot_cannot_be_spent_again_after_a_restore(
-    server: list[EmbeddedRedis], database: Database[dict[str, Any]]
+    server: list[EmbeddedRedis],
+    database: Database[dict[str, Any]],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # GIVEN two wallets with a challenge each, and Redis saved a snapshot (both nonces live in it)
     client = process_client(server[0])
@@ -127,10 +130,15 @@ def test_a_nonce_spent_after_the_snapshot_cannot_be_spent_again_after_a_restore(
     user_before = database["users"].find_one({"address": first.address})
     tokens_before = database["tokens"].count_documents({})
     server[0] = kill_and_restore(server[0])
+    flushed()  # what earlier tests recorded outside any request
+    capsys.readouterr()
     try:
         # THEN the same signed message cannot sign in again (the nonce is live in Redis again)
         with pytest.raises(UnknownNonceError, match="already used"):
             service.login(*signed)
+        # AND the replay is counted: the README's SignInNonceReplayed metric
+        flushed()
+        assert emitted(capsys.readouterr().out).get("SignInNonceReplayed") == 1
         # AND the refused replay wrote nothing: no token, the user untouched
         assert database["tokens"].count_documents({}) == tokens_before
         assert database["users"].find_one({"address": first.address}) == user_before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -100,7 +101,8 @@ def test_wallet_signs_in_and_becomes_a_user(
     )
     assert (pair.token_type, pair.expires_in) == ("Bearer", 900)
     assert user["created_at"] == user["last_login_at"]
-    assert len(challenge.nonce) * 4 >= 96
+    # AND its nonce is the README's 128 bits (EIP-4361 asks for at least 64), in hex
+    assert re.fullmatch("[0-9a-f]{32}", challenge.nonce)
 
 
 def test_second_login_keeps_the_user_and_touches_last_login(
@@ -172,6 +174,7 @@ def test_nonce_never_issued_is_unknown(service: SignInService) -> None:
     forged = challenge.message.replace(challenge.nonce, "f" * 32)
     error = _login_error(service, wallet.address, forged, wallet.sign(forged))
     assert isinstance(error, UnknownNonceError)
+    assert error.detail == "the nonce is unknown or was already used"
 
 
 def test_expired_challenge_still_in_redis_is_refused(
@@ -211,6 +214,7 @@ def test_a_challenge_is_expired_at_its_expiration_time_to_the_second(
         signature,
     )
     assert isinstance(error, ExpiredChallengeError)
+    assert error.detail == "the challenge has expired; request a new one"
 
 
 def test_expired_challenge_whose_nonce_lapsed_is_refused_as_expired(
@@ -263,6 +267,7 @@ def test_message_with_other_times_than_issued_is_refused(service: SignInService)
     stretched = challenge.message.replace(challenge.expires_at, "2099-01-01T00:00:00Z")
     error = _login_error(service, wallet.address, stretched, wallet.sign(stretched))
     assert isinstance(error, ForeignMessageError)
+    assert error.detail == "the message is not the one issued with this nonce"
 
 
 def test_foreign_domain_is_refused(service: SignInService) -> None:
@@ -358,17 +363,20 @@ def test_logout_ends_the_sign_in_its_access_and_refresh_tokens(
 
 
 def test_refresh_rotates_and_refuses_a_deleted_user(
-    service: SignInService, database: Database[dict[str, Any]]
+    service: SignInService, redis_client: redis.Redis, database: Database[dict[str, Any]]
 ) -> None:
     wallet = Wallet()
     challenge = service.challenge(wallet.address)
     pair = service.login(wallet.address, challenge.message, wallet.sign(challenge.message))
     rotated = service.refresh(pair.refresh_token)
     assert rotated.refresh_token != pair.refresh_token
-    assert _tokens(service).decode(rotated.access_token).addr == wallet.address
+    claims = _tokens(service).decode(rotated.access_token)
+    assert claims.addr == wallet.address
     database["users"].delete_many({})
     with pytest.raises(InvalidTokenError, match="no longer exists"):
         service.refresh(rotated.refresh_token)
+    # AND the sign-in is ended: the access tokens it issued are refused from now on
+    assert revocations_on(redis_client, database).is_revoked(claims.sid)
 
 
 def test_redis_outage_is_service_unavailable(database: Database[dict[str, Any]]) -> None:
@@ -385,9 +393,13 @@ def test_redis_outage_is_service_unavailable(database: Database[dict[str, Any]])
     ).text()
     try:
         service = _service(dead, database)
-        with pytest.raises(ServiceUnavailableError):
-            service.challenge(wallet.address)
-        with pytest.raises(ServiceUnavailableError):
-            service.login(wallet.address, message, wallet.sign(message))
+        # (the detail the README's troubleshooting table names)
+        for attempt in (
+            lambda: service.challenge(wallet.address),
+            lambda: service.login(wallet.address, message, wallet.sign(message)),
+        ):
+            with pytest.raises(ServiceUnavailableError) as raised:
+                attempt()
+            assert raised.value.detail == "the sign-in nonce store is unavailable"
     finally:
         dead.close()
