@@ -363,7 +363,7 @@ def test_logout_ends_the_sign_in_its_access_and_refresh_tokens(
 
 
 def test_refresh_rotates_and_refuses_a_deleted_user(
-    service: SignInService, redis_client: redis.Redis, database: Database[dict[str, Any]]
+    service: SignInService, store_redis: resp.Redis, database: Database[dict[str, Any]]
 ) -> None:
     wallet = Wallet()
     challenge = service.challenge(wallet.address)
@@ -376,7 +376,7 @@ def test_refresh_rotates_and_refuses_a_deleted_user(
     with pytest.raises(InvalidTokenError, match="no longer exists"):
         service.refresh(rotated.refresh_token)
     # AND the sign-in is ended: the access tokens it issued are refused from now on
-    assert revocations_on(redis_client, database).is_revoked(claims.sid)
+    assert revocations_on(store_redis, database).is_revoked(claims.sid)
 
 
 def test_redis_outage_is_service_unavailable(database: Database[dict[str, Any]]) -> None:
