@@ -95,6 +95,10 @@ class WorkerSupervisor(Multiprocess):
         self.mark_gone()
 
     def _count_death(self, pid: int | None, exitcode: int | None) -> None:
+        if self.gave_up is not None:
+            # Both workers can be found dead in one pass of uvicorn's check: the edge stops at
+            # the limit's death, and the line names that one (seen: "6 workers died").
+            return
         now = time.monotonic()
         self._deaths.append(now)
         while self._deaths[0] <= now - self.DEATHS_WINDOW_SECONDS:
