@@ -92,7 +92,7 @@ def stores(redis_uri: str) -> Iterator[tuple[dict[str, str], dict[str, Any], str
 
 
 def print_table(
-    figures: dict[tuple[str, str], dict[str, float]], variants: Sequence[str], hello: str
+    figures: dict[tuple[str, str], dict[str, Any]], variants: Sequence[str], hello: str
 ) -> None:
     """CPU of each first real request, and its ratio to hello world's first call."""
     print("\nfirst real request at cold start (Redis and MongoDB reachable), CPU time:")
