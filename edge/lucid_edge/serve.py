@@ -37,6 +37,8 @@ from lucid_edge.routing import RouteTable
 from lucid_edge.template import TemplateError, apply_environment, load_template, parse_overrides
 
 DEFAULT_WORKERS = 2
+# How long a worker may go without answering uvicorn's health check before it is killed (_serve).
+WORKER_HEALTHCHECK_SECONDS = 30
 _SERVICE_URL = "AUTH_SERVICE_URL"
 
 
@@ -273,6 +275,13 @@ def _serve(args: argparse.Namespace, sock: socket.socket, metrics_directory: Pat
         # uvicorn's own lines (a malformed request, a worker that died) as JSON, like the rest.
         log_config=logs.uvicorn_log_config("warning"),
         timeout_graceful_shutdown=5,
+        # uvicorn's parent pings each worker every 0.5 s and SIGKILLs one that has not answered
+        # within this many seconds (0.55.0 supervisors/multiprocess.py `keep_subprocess_alive`,
+        # `Process.is_alive`); a new worker answers only once its spawned interpreter has
+        # imported uvicorn and started its pong thread (`Process.target`). uvicorn's 5 s was too
+        # short for a laptop under load: CI under load 7-9 saw workers killed mid-run ("died
+        # (signal 9)"), their requests in flight lost. A worker that is truly hung still goes.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
     if args.workers > 1:
         supervisor = metrics_workers.WorkerSupervisor(config, [sock], metrics_directory)

@@ -166,6 +166,44 @@ def test_a_stopped_edge_leaves_no_process_behind(workers: int, signum: signal.Si
         assert left == set()
 
 
+def _workers(edge: int) -> set[tuple[int, str]]:
+    """uvicorn's worker processes below `edge` (spawned interpreters), with their start times."""
+    spawned = set()
+    for pid in descendants(edge):
+        with contextlib.suppress(OSError):
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                spawned.add(pid)
+    return _running(spawned)
+
+
+def test_a_worker_that_answers_nothing_for_8_s_is_not_killed() -> None:
+    # GIVEN `lucid serve` with two workers, both up
+    port = free_port()
+    args = [str(LUCID), "serve", "--template", str(THROTTLED), "--port", str(port)]
+    with _edge([*args, "--workers", "2"]) as process:
+        wait_until_answering(f"http://127.0.0.1:{port}/nowhere", process)
+        deadline = time.monotonic() + 60
+        while len(workers := _workers(process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(workers) == 2
+        # WHEN one of them gets no CPU for 8 s, as on a laptop under load or at a breakpoint:
+        # longer than uvicorn's default health check (5 s, then SIGKILL; CI under load 7-9 saw
+        # "worker [...] died (signal 9)" lines, and that worker's requests lost)
+        paused = min(workers)
+        os.kill(paused[0], signal.SIGSTOP)
+        try:
+            time.sleep(8)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # killed meanwhile: asserted below
+                os.kill(paused[0], signal.SIGCONT)
+        # THEN it is the same process still, and the edge says no worker died
+        assert paused in _workers(process.pid)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "died" not in output, output
+
+
 def test_a_busy_port_fails_before_anything_starts_naming_the_port() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
