@@ -18,6 +18,8 @@ from lucid.store.redis_client import build_redis
 from lucid_edge.local import free_port
 from tests.shared.proxy.conftest import proxy_request, proxy_settings
 from tests.shared.proxy.proxy_backends import BackendServer, unaccepting_listener
+from tests.utils.logs import logged_lines
+from tests.utils.metrics import emitted, flushed
 
 MakeProxy = Callable[..., Proxy]
 
@@ -210,6 +212,42 @@ def test_after_the_breaker_closes_an_instance_counts_only_what_came_after(
     assert second.breakers["blockchain"].state is BreakerState.OPEN  # type: ignore[comparison-overlap]
 
 
+def test_a_trip_that_finds_the_breaker_half_open_leaves_it_to_the_probe(
+    backend: BackendServer, make_proxy: MakeProxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN two instances that read the shared state at most every 5 s on the healthy path,
+    # the second having seen 2 failures in 3 calls
+    settings = proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url, BREAKER_SYNC_MS=5000)
+    first, second = make_proxy(settings), make_proxy(settings)
+    flushed()
+    capsys.readouterr()
+    with logged_lines() as lines:
+        assert second.forward(proxy_request()).status == 200
+        backend.mode = "fail"
+        assert [second.forward(proxy_request()).status for _ in range(2)] == [500, 500]
+        # AND the first trips the breaker, whose open period (1 s) then ends: half-open
+        for _ in range(4):
+            first.forward(proxy_request())
+        time.sleep(1.05)
+        # WHEN the second, still trusting its cached CLOSED, makes a 4th call that succeeds
+        # (2 failures in 4 calls: the 50 % threshold)
+        backend.mode = "ok"
+        assert second.forward(proxy_request()).status == 200
+        # THEN it does not open the breaker again: the first instance's next call is the probe,
+        # which reaches the backend and closes the breaker
+        assert first.forward(proxy_request()).status == 200
+        assert first.breakers["blockchain"].state is BreakerState.CLOSED
+        assert len(backend.received) == 3 + 4 + 1 + 1
+    # AND one opening is logged and counted, not two: the second's trip opened nothing (it
+    # logged "opened for -13773.3 s", the age of an open period it never had, and counted it)
+    assert [line["message"] for line in lines] == [
+        "breaker blockchain opened for 1.0 s",
+        "breaker blockchain closed: a probe succeeded",
+    ]
+    flushed()
+    assert emitted(capsys.readouterr().out).get("CircuitOpened") == 1
+
+
 def test_healthy_path_writes_nothing_to_redis(
     backend: BackendServer, make_proxy: MakeProxy, redis_client: redis.Redis
 ) -> None:
@@ -310,8 +348,6 @@ def test_opening_is_counted_as_a_metric(
     redis_client: redis.Redis,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tests.utils.metrics import emitted, flushed
-
     backend.mode = "fail"
     proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url))
     flushed()  # what earlier tests recorded outside any request
