@@ -283,6 +283,27 @@ def test_a_healthy_instance_adopts_another_instances_trip_after_breaker_sync_ms(
     assert len(backend.received) == calls
 
 
+def test_an_instance_whose_call_fails_adopts_another_instances_trip_at_once(
+    backend: BackendServer, make_proxy: MakeProxy
+) -> None:
+    # GIVEN two instances reading the shared state at most every 5 s on the healthy path,
+    # the second having just read it CLOSED
+    settings = proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url, BREAKER_SYNC_MS=5000)
+    first, second = make_proxy(settings), make_proxy(settings)
+    assert second.forward(proxy_request()).status == 200
+    # AND the first trips the shared breaker
+    backend.mode = "fail"
+    for _ in range(4):
+        first.forward(proxy_request())
+    # WHEN the second, within its 5 s, makes a call that fails
+    assert second.forward(proxy_request()).status == 500
+    # THEN it has read the shared state again and answers its next call 503 without the
+    # backend, though its own window (1 failure in 2 calls) is far from the threshold
+    with pytest.raises(ServiceUnavailableError):
+        second.forward(proxy_request())
+    assert len(backend.received) == 1 + 4 + 1
+
+
 def test_an_open_breaker_answers_503_without_asking_redis(
     backend: BackendServer, make_proxy: MakeProxy, redis_client: redis.Redis
 ) -> None:
