@@ -13,7 +13,8 @@ import redis
 from lucid.config import Settings
 from lucid.errors import BadGatewayError, GatewayTimeoutError, LucidError, ServiceUnavailableError
 from lucid.proxy import BreakerState, Permit, Proxy, build_proxy
-from lucid.proxy.breaker import OutcomeWindow
+from lucid.proxy.breaker import BreakerPolicy, CircuitBreaker, OutcomeWindow
+from lucid.proxy.breaker_store import LocalBreakerStore
 from lucid.store.redis_client import build_redis
 from lucid_edge.local import free_port
 from tests.shared.proxy.conftest import proxy_request, proxy_settings
@@ -361,6 +362,53 @@ def test_window_forgets_calls_older_than_its_length() -> None:
     assert window.counts() == (3, 2)
     now[0] += 5.5
     assert window.counts() == (1, 0)
+
+
+def test_retry_after_counts_down_the_open_period_then_the_probe_slot_to_the_second() -> None:
+    # GIVEN an instance deciding alone (no Redis), on a clock the test moves, whose breaker
+    # opens for 300 s and whose backend's forwarded request may last 299 s: a probe holds its
+    # slot 300 s (299 s + PROBE_SLOT_MARGIN_SECONDS)
+    now = [1000.0]
+    policy = BreakerPolicy.from_settings(
+        proxy_settings(BREAKER_OPEN_SECONDS=300), exchange_seconds=299.0
+    )
+    breaker = CircuitBreaker(
+        "blockchain", policy, LocalBreakerStore(lambda: now[0]), clock=lambda: now[0]
+    )
+
+    def retry_after() -> str:
+        with pytest.raises(ServiceUnavailableError) as raised:
+            breaker.acquire()
+        return raised.value.headers["Retry-After"]
+
+    with logged_lines() as lines:
+        for _ in range(4):
+            breaker.record(breaker.acquire(), failed=True)
+        # THEN a call at once is told 300 s, and 0.9 s later still 300 (299.1 rounded up)
+        assert retry_after() == "300"
+        now[0] = 1000.9
+        assert retry_after() == "300"
+        # WHEN the open period is over, one probe goes through, and a call beside it is told the
+        # probe slot's 300 s, and 0.9 s later 300 again
+        now[0] = 1300.0
+        assert breaker.acquire() is Permit.PROBE
+        assert retry_after() == "300"
+        now[0] = 1300.9
+        assert retry_after() == "300"
+        # WHEN the probe succeeds, the breaker closes and counts afresh: three failures are
+        # below BREAKER_MIN_CALLS (4), the fourth opens it again
+        breaker.record(Permit.PROBE, failed=False)
+        for _ in range(3):
+            breaker.record(breaker.acquire(), failed=True)
+        assert breaker.state is BreakerState.CLOSED
+        breaker.record(breaker.acquire(), failed=True)
+        assert breaker.state is BreakerState.OPEN  # type: ignore[comparison-overlap]
+    # AND the log names each transition and how long the breaker stays open
+    assert [line["message"] for line in lines] == [
+        "breaker blockchain opened for 300.0 s",
+        "breaker blockchain closed: a probe succeeded",
+        "breaker blockchain opened for 300.0 s",
+    ]
 
 
 def test_opening_is_counted_as_a_metric(
