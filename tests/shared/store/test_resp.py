@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -250,6 +251,27 @@ def test_the_query_parameters_a_uri_may_carry() -> None:
     assert resp.parse_uri("redis://h/0?db=5").db == 5
     assert resp.parse_uri("redis://h").tls is False
     assert resp.parse_uri("unix:///run/redis.sock?db=1").path == "/run/redis.sock"
+    # Each value the README names, in any case; the boolean words of ssl_check_hostname
+    assert [
+        resp.parse_uri(f"rediss://h?ssl_cert_reqs={value}").cert_reqs
+        for value in ("none", "Optional", "REQUIRED")
+    ] == [ssl.CERT_NONE, ssl.CERT_OPTIONAL, ssl.CERT_REQUIRED]
+    for words, checked in [
+        (("1", "true", "YES", "y", "On"), True),
+        (("0", "false", "NO", "n", "Off"), False),
+    ]:
+        for word in words:
+            address = resp.parse_uri(f"rediss://h?ssl_check_hostname={word}")
+            assert address.check_hostname is checked
+    assert resp.parse_uri("redis://h/0?client_name=required").client_name == "required"
+    # As redis-py's parse_url (redis 8.1, connection.py): no host is localhost, no port 6379, a
+    # path that is not a number is no database, and a repeated parameter's first value counts
+    assert (resp.parse_uri("redis:///0").host, resp.parse_uri("redis://h").port) == (
+        "localhost",
+        6379,
+    )
+    assert resp.parse_uri("redis://h/cache").db == 0
+    assert resp.parse_uri("redis://h/0?db=1&db=2").db == 1
 
 
 @pytest.mark.parametrize(
@@ -260,7 +282,12 @@ def test_the_query_parameters_a_uri_may_carry() -> None:
         "redis://127.0.0.1:70000/0",
         "redis://127.0.0.1:6379/0?socket_timeout=5",
         "redis://127.0.0.1:6379/0?db=two",
+        "redis://127.0.0.1:6379/0?db=none",
+        "redis://127.0.0.1:6379/0?socket_timeout=1",
         "rediss://127.0.0.1:6379/0?ssl_cert_reqs=maybe",
+        "rediss://127.0.0.1:6379/0?ssl_cert_reqs=2",
+        "rediss://127.0.0.1:6379/0?ssl_cert_reqs=yes",
+        "rediss://127.0.0.1:6379/0?ssl_check_hostname=maybe",
         "unix://",
     ],
 )
