@@ -11,8 +11,10 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import hiredis
 import pytest
 import redis
 
@@ -72,6 +74,32 @@ class _Answering(_Silent):
         with contextlib.suppress(OSError):
             while connection.recv(65536):
                 connection.sendall(self.reply)
+
+
+class _Scripted(_Silent):
+    """A TCP server that reads whole commands (hiredis) and answers each from `replies`, else
+    nil: what an older or a cluster-mode Redis says to AUTH and SELECT. Keeps the commands."""
+
+    def __init__(self, replies: dict[tuple[bytes, ...], bytes]) -> None:
+        self.replies = replies
+        self.commands: list[tuple[bytes, ...]] = []
+        super().__init__()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                connection = self.listener.accept()[0]
+                self.accepted.append(connection)
+                threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        reader = hiredis.Reader()
+        with contextlib.suppress(OSError):
+            while data := connection.recv(65536):
+                reader.feed(data)
+                while (command := reader.gets()) is not False:
+                    self.commands.append(tuple(command))
+                    connection.sendall(self.replies.get(tuple(command), b"$-1\r\n"))
 
 
 @pytest.fixture
@@ -344,6 +372,119 @@ def test_a_server_asking_for_a_password_is_an_authentication_error(
                 client.get("k")
         finally:
             client.close()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"-ERR invalid password\r\n",
+        b"-ERR Client sent AUTH, but no password is set\r\n",
+        b"-ERR AUTH <password> called without any password configured for the default user\r\n",
+    ],
+    ids=["redis-5-wrong", "redis-5-none-set", "redis-6-none-set"],
+)
+def test_an_older_redis_refusing_the_password_is_an_authentication_error(reply: bytes) -> None:
+    # GIVEN a server that refuses the URI's password in an older Redis's words
+    server = _Answering(reply)
+    client = layer_redis(f"redis://:secret-pw@127.0.0.1:{server.port}/0")
+    try:
+        # WHEN a command is sent THEN it is the wrong password it is (callers degrade as for an
+        # unreachable Redis), not an error of the command's own
+        with pytest.raises(resp.AuthenticationError):
+            client.get("k")
+    finally:
+        client.close()
+        server.close()
+
+
+_ARGUMENTS = b"-ERR wrong number of arguments for 'auth' command\r\n"
+
+
+@pytest.mark.parametrize(
+    ("userinfo", "replies", "sent", "answer"),
+    [
+        # Redis 5 takes AUTH <password> only: redis-py then sends the password alone
+        (
+            "lucid:pw",
+            {(b"AUTH", b"lucid", b"pw"): _ARGUMENTS, (b"AUTH", b"pw"): b"+OK\r\n"},
+            [(b"AUTH", b"lucid", b"pw"), (b"AUTH", b"pw"), (b"GET", b"k")],
+            None,
+        ),
+        # any other refusal of AUTH is the command's answer, the password not sent again
+        (
+            "lucid:pw",
+            {(b"AUTH", b"lucid", b"pw"): b"-ERR unknown command 'AUTH'\r\n"},
+            [(b"AUTH", b"lucid", b"pw")],
+            "unknown command",
+        ),
+        (":pw", {(b"AUTH", b"pw"): _ARGUMENTS}, [(b"AUTH", b"pw")], "wrong number"),
+        # database 0 is never SELECTed: a cluster-mode server refuses SELECT
+        (
+            "",
+            {(b"SELECT", b"0"): b"-ERR SELECT is not allowed in cluster mode\r\n"},
+            [(b"GET", b"k")],
+            None,
+        ),
+    ],
+    ids=["redis-5-user", "auth-refused", "no-user-not-retried", "cluster-db-0"],
+)
+def test_a_new_connection_authenticates_and_selects_as_redis_py_did(
+    userinfo: str,
+    replies: dict[tuple[bytes, ...], bytes],
+    sent: list[tuple[bytes, ...]],
+    answer: str | None,
+) -> None:
+    server = _Scripted(replies)
+    auth = f"{userinfo}@" if userinfo else ""
+    client = layer_redis(f"redis://{auth}127.0.0.1:{server.port}/0")
+    try:
+        if answer is None:
+            assert client.get("k") is None
+        else:
+            with pytest.raises(resp.ResponseError, match=answer):
+                client.get("k")
+        assert server.commands == sent
+    finally:
+        client.close()
+        server.close()
+
+
+def test_a_database_the_server_lacks_refuses_every_command_never_falling_back_to_0(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    # GIVEN a URI naming database 99 of a server that has 16
+    client = layer_redis(f"{redis_server.uri.rsplit('/', 1)[0]}/99")
+    try:
+        # WHEN commands are sent THEN each is refused: the connection whose SELECT failed was
+        # closed, so the next one dials and SELECTs again rather than write to database 0
+        for _ in range(2):
+            with pytest.raises(resp.ResponseError, match="DB index is out of range"):
+                client.set("in-99", "1")
+        assert redis_client.exists("in-99") == 0
+    finally:
+        client.close()
+
+
+def test_a_unix_uri_reaches_the_server_over_its_socket_in_the_database_it_names(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "redis.sock"
+    with start_redis(config=["--unixsocket", str(path), "--unixsocketperm", "700"]) as server:
+        client = layer_redis(f"unix://{path}?db=2")
+        try:
+            assert client.set("over-unix", "1") is True
+            tcp = redis.Redis.from_url(f"{server.uri.rsplit('/', 1)[0]}/2")
+            assert tcp.get("over-unix") == b"1"
+            tcp.close()
+        finally:
+            client.close()
+    # AND a path nobody listens on is a connection error
+    nobody = layer_redis(f"unix://{tmp_path}/nobody.sock")
+    try:
+        with pytest.raises(resp.ConnectionError):
+            nobody.ping()
+    finally:
+        nobody.close()
 
 
 @pytest.mark.parametrize(
