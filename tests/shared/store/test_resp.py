@@ -127,8 +127,9 @@ def test_replies_of_every_kind_come_back_as_redis_py_gave_them(
     assert store_redis.set("k", "v") is True
     assert store_redis.set("k", "w", nx=True) is None  # NX found the key: nil
     assert store_redis.get("k") == b"v"
+    assert store_redis.set("k", "x") is True  # without NX it overwrites
     assert store_redis.get("missing") is None
-    assert store_redis.getdel("k") == b"v"
+    assert store_redis.getdel("k") == b"x"
     assert redis_client.exists("k") == 0
     nested = "return {1, 'two', {3, {'four'}}, redis.call('GET', KEYS[1])}"
     # THEN each is what the callers read (GET's nil is Lua's false, a nil reply in the array)
@@ -149,8 +150,12 @@ def test_arguments_are_sent_as_redis_py_sent_them(
         "é".encode(),
         b"\x00\xff",
     ]
-    with pytest.raises(TypeError):
-        store_redis.execute_command("SET", "flag", True)
+    # A bool or None is a caller's mistake, refused before anything is sent (as redis-py's
+    # Encoder refuses them: DataError), never written as "True" or "None"
+    for mistake in (True, None):
+        with pytest.raises(TypeError):
+            store_redis.execute_command("SET", "flag", mistake)
+    assert redis_client.exists("flag") == 0
 
 
 def test_a_value_of_a_megabyte_round_trips(
@@ -631,6 +636,10 @@ def test_a_full_pool_queues_a_caller_then_refuses_it_at_the_wait_bound(
             client.ping()
         assert 0.45 <= time.monotonic() - started < 1.5
         pool.release(held)
+        assert client.ping() is True
+        # AND a pipeline gives the connection back too: the next ones find it free
+        for _ in range(2):
+            assert client.pipeline(("PING",), ("EXISTS", "nothing")) == [b"PONG", 0]
         assert client.ping() is True
     finally:
         client.close()
