@@ -315,6 +315,7 @@ def test_the_query_parameters_a_uri_may_carry() -> None:
         "redis://127.0.0.1:70000/0",
         "redis://127.0.0.1:6379/0?socket_timeout=5",
         "redis://127.0.0.1:6379/0?db=two",
+        "redis://127.0.0.1:6379/0?db=-1",
         "redis://127.0.0.1:6379/0?db=none",
         "redis://127.0.0.1:6379/0?socket_timeout=1",
         "rediss://127.0.0.1:6379/0?ssl_cert_reqs=maybe",
@@ -490,6 +491,34 @@ def test_a_unix_uri_reaches_the_server_over_its_socket_in_the_database_it_names(
             nobody.ping()
     finally:
         nobody.close()
+    # AND so, at once, is a socket whose server accepts nothing more (its backlog full): the
+    # connect is bounded (a blocking one would wait for the server for ever), and Linux answers
+    # a bounded connect to a full unix socket with EAGAIN at once
+    full_path = str(tmp_path / "full.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(full_path)
+    listener.listen(0)
+    waiting = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    waiting.connect(full_path)
+    full = layer_redis(f"unix://{full_path}", timeout=5, connect_timeout=5)
+    outcome: list[BaseException] = []
+
+    def ping() -> None:
+        try:
+            full.ping()
+        except resp.RedisError as error:
+            outcome.append(error)
+
+    pinging = threading.Thread(target=ping, daemon=True)
+    try:
+        pinging.start()
+        pinging.join(timeout=3)
+        assert [type(error) for error in outcome] == [resp.ConnectionError]
+    finally:
+        full.close()
+        waiting.close()
+        listener.close()
+        pinging.join(timeout=5)
 
 
 @pytest.mark.parametrize(
