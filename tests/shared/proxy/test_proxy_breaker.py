@@ -263,18 +263,24 @@ def test_healthy_path_writes_nothing_to_redis(
     assert used == {"pttl": 1, "exists": 1}  # one cached read for twenty calls
 
 
-def test_a_healthy_instance_adopts_another_instances_trip_after_breaker_sync_ms(
-    backend: BackendServer, make_proxy: MakeProxy
-) -> None:
-    # GIVEN two instances reading the shared state at most every 200 ms on the healthy path,
-    # the second having just read it CLOSED
-    settings = proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url, BREAKER_SYNC_MS=200)
+def tripped_by_another(backend: BackendServer, make_proxy: MakeProxy, sync_ms: int) -> Proxy:
+    """An instance reading the shared state at most every `sync_ms` on the healthy path, which
+    read it CLOSED just before another instance tripped the shared breaker (backend failing)."""
+    settings = proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url, BREAKER_SYNC_MS=sync_ms)
     first, second = make_proxy(settings), make_proxy(settings)
     assert second.forward(proxy_request()).status == 200
-    # WHEN the first instance trips the shared breaker
     backend.mode = "fail"
     for _ in range(4):
         first.forward(proxy_request())
+    return second
+
+
+def test_a_healthy_instance_adopts_another_instances_trip_after_breaker_sync_ms(
+    backend: BackendServer, make_proxy: MakeProxy
+) -> None:
+    # GIVEN an instance reading the shared state at most every 200 ms on the healthy path,
+    # which read it CLOSED just before another instance tripped the shared breaker
+    second = tripped_by_another(backend, make_proxy, sync_ms=200)
     backend.mode = "ok"
     calls = len(backend.received)
     # THEN once BREAKER_SYNC_MS has passed the second answers 503 without calling the backend
@@ -287,16 +293,10 @@ def test_a_healthy_instance_adopts_another_instances_trip_after_breaker_sync_ms(
 def test_an_instance_whose_call_fails_adopts_another_instances_trip_at_once(
     backend: BackendServer, make_proxy: MakeProxy
 ) -> None:
-    # GIVEN two instances reading the shared state at most every 5 s on the healthy path,
-    # the second having just read it CLOSED
-    settings = proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url, BREAKER_SYNC_MS=5000)
-    first, second = make_proxy(settings), make_proxy(settings)
-    assert second.forward(proxy_request()).status == 200
-    # AND the first trips the shared breaker
-    backend.mode = "fail"
-    for _ in range(4):
-        first.forward(proxy_request())
-    # WHEN the second, within its 5 s, makes a call that fails
+    # GIVEN an instance reading the shared state at most every 5 s on the healthy path, which
+    # read it CLOSED just before another instance tripped the shared breaker
+    second = tripped_by_another(backend, make_proxy, sync_ms=5000)
+    # WHEN it makes, within its 5 s, a call that fails
     assert second.forward(proxy_request()).status == 500
     # THEN it has read the shared state again and answers its next call 503 without the
     # backend, though its own window (1 failure in 2 calls) is far from the threshold

@@ -76,21 +76,14 @@ class _Answering(_Silent):
                 connection.sendall(self.reply)
 
 
-class _Scripted(_Silent):
+class _Scripted(_Answering):
     """A TCP server that reads whole commands (hiredis) and answers each from `replies`, else
     nil: what an older or a cluster-mode Redis says to AUTH and SELECT. Keeps the commands."""
 
     def __init__(self, replies: dict[tuple[bytes, ...], bytes]) -> None:
         self.replies = replies
         self.commands: list[tuple[bytes, ...]] = []
-        super().__init__()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                connection = self.listener.accept()[0]
-                self.accepted.append(connection)
-                threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+        super().__init__(b"")
 
     def _answer(self, connection: socket.socket) -> None:
         reader = hiredis.Reader()
