@@ -183,6 +183,11 @@ class CircuitBreaker:
         open_ms = int(self._policy.open_seconds * 1000)
         self._adopt(self._store.trip(self.name, open_ms, force=force), now)
         self._window.clear()
+        if self._state is not BreakerState.OPEN:
+            # An unforced trip keeps a half-open period it finds (another instance tripped and
+            # its open period is over; `BreakerStore.trip`): nothing opened, there is no open
+            # period to name (`_open_until` is an old one), and the probes decide.
+            return
         logger.warning("breaker %s opened for %.1f s", self.name, self._open_until - now)
         count("CircuitOpened")
 

@@ -13,11 +13,14 @@ import redis
 from lucid.config import Settings
 from lucid.errors import BadGatewayError, GatewayTimeoutError, LucidError, ServiceUnavailableError
 from lucid.proxy import BreakerState, Permit, Proxy, build_proxy
-from lucid.proxy.breaker import OutcomeWindow
+from lucid.proxy.breaker import BreakerPolicy, CircuitBreaker, OutcomeWindow
+from lucid.proxy.breaker_store import LocalBreakerStore
 from lucid.store.redis_client import build_redis
 from lucid_edge.local import free_port
 from tests.shared.proxy.conftest import proxy_request, proxy_settings
 from tests.shared.proxy.proxy_backends import BackendServer, unaccepting_listener
+from tests.utils.logs import logged_lines
+from tests.utils.metrics import emitted, flushed
 
 MakeProxy = Callable[..., Proxy]
 
@@ -210,6 +213,42 @@ def test_after_the_breaker_closes_an_instance_counts_only_what_came_after(
     assert second.breakers["blockchain"].state is BreakerState.OPEN  # type: ignore[comparison-overlap]
 
 
+def test_a_trip_that_finds_the_breaker_half_open_leaves_it_to_the_probe(
+    backend: BackendServer, make_proxy: MakeProxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN two instances that read the shared state at most every 5 s on the healthy path,
+    # the second having seen 2 failures in 3 calls
+    settings = proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url, BREAKER_SYNC_MS=5000)
+    first, second = make_proxy(settings), make_proxy(settings)
+    flushed()
+    capsys.readouterr()
+    with logged_lines() as lines:
+        assert second.forward(proxy_request()).status == 200
+        backend.mode = "fail"
+        assert [second.forward(proxy_request()).status for _ in range(2)] == [500, 500]
+        # AND the first trips the breaker, whose open period (1 s) then ends: half-open
+        for _ in range(4):
+            first.forward(proxy_request())
+        time.sleep(1.05)
+        # WHEN the second, still trusting its cached CLOSED, makes a 4th call that succeeds
+        # (2 failures in 4 calls: the 50 % threshold)
+        backend.mode = "ok"
+        assert second.forward(proxy_request()).status == 200
+        # THEN it does not open the breaker again: the first instance's next call is the probe,
+        # which reaches the backend and closes the breaker
+        assert first.forward(proxy_request()).status == 200
+        assert first.breakers["blockchain"].state is BreakerState.CLOSED
+        assert len(backend.received) == 3 + 4 + 1 + 1
+    # AND one opening is logged and counted, not two: the second's trip opened nothing (it
+    # logged "opened for -13773.3 s", the age of an open period it never had, and counted it)
+    assert [line["message"] for line in lines] == [
+        "breaker blockchain opened for 1.0 s",
+        "breaker blockchain closed: a probe succeeded",
+    ]
+    flushed()
+    assert emitted(capsys.readouterr().out).get("CircuitOpened") == 1
+
+
 def test_healthy_path_writes_nothing_to_redis(
     backend: BackendServer, make_proxy: MakeProxy, redis_client: redis.Redis
 ) -> None:
@@ -224,18 +263,24 @@ def test_healthy_path_writes_nothing_to_redis(
     assert used == {"pttl": 1, "exists": 1}  # one cached read for twenty calls
 
 
-def test_a_healthy_instance_adopts_another_instances_trip_after_breaker_sync_ms(
-    backend: BackendServer, make_proxy: MakeProxy
-) -> None:
-    # GIVEN two instances reading the shared state at most every 200 ms on the healthy path,
-    # the second having just read it CLOSED
-    settings = proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url, BREAKER_SYNC_MS=200)
+def tripped_by_another(backend: BackendServer, make_proxy: MakeProxy, sync_ms: int) -> Proxy:
+    """An instance reading the shared state at most every `sync_ms` on the healthy path, which
+    read it CLOSED just before another instance tripped the shared breaker (backend failing)."""
+    settings = proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url, BREAKER_SYNC_MS=sync_ms)
     first, second = make_proxy(settings), make_proxy(settings)
     assert second.forward(proxy_request()).status == 200
-    # WHEN the first instance trips the shared breaker
     backend.mode = "fail"
     for _ in range(4):
         first.forward(proxy_request())
+    return second
+
+
+def test_a_healthy_instance_adopts_another_instances_trip_after_breaker_sync_ms(
+    backend: BackendServer, make_proxy: MakeProxy
+) -> None:
+    # GIVEN an instance reading the shared state at most every 200 ms on the healthy path,
+    # which read it CLOSED just before another instance tripped the shared breaker
+    second = tripped_by_another(backend, make_proxy, sync_ms=200)
     backend.mode = "ok"
     calls = len(backend.received)
     # THEN once BREAKER_SYNC_MS has passed the second answers 503 without calling the backend
@@ -243,6 +288,21 @@ def test_a_healthy_instance_adopts_another_instances_trip_after_breaker_sync_ms(
     with pytest.raises(ServiceUnavailableError):
         second.forward(proxy_request())
     assert len(backend.received) == calls
+
+
+def test_an_instance_whose_call_fails_adopts_another_instances_trip_at_once(
+    backend: BackendServer, make_proxy: MakeProxy
+) -> None:
+    # GIVEN an instance reading the shared state at most every 5 s on the healthy path, which
+    # read it CLOSED just before another instance tripped the shared breaker
+    second = tripped_by_another(backend, make_proxy, sync_ms=5000)
+    # WHEN it makes, within its 5 s, a call that fails
+    assert second.forward(proxy_request()).status == 500
+    # THEN it has read the shared state again and answers its next call 503 without the
+    # backend, though its own window (1 failure in 2 calls) is far from the threshold
+    with pytest.raises(ServiceUnavailableError):
+        second.forward(proxy_request())
+    assert len(backend.received) == 1 + 4 + 1
 
 
 def test_an_open_breaker_answers_503_without_asking_redis(
@@ -304,14 +364,59 @@ def test_window_forgets_calls_older_than_its_length() -> None:
     assert window.counts() == (1, 0)
 
 
+def test_retry_after_counts_down_the_open_period_then_the_probe_slot_to_the_second() -> None:
+    # GIVEN an instance deciding alone (no Redis), on a clock the test moves, whose breaker
+    # opens for 300 s and whose backend's forwarded request may last 299 s: a probe holds its
+    # slot 300 s (299 s + PROBE_SLOT_MARGIN_SECONDS)
+    now = [1000.0]
+    policy = BreakerPolicy.from_settings(
+        proxy_settings(BREAKER_OPEN_SECONDS=300), exchange_seconds=299.0
+    )
+    breaker = CircuitBreaker(
+        "blockchain", policy, LocalBreakerStore(lambda: now[0]), clock=lambda: now[0]
+    )
+
+    def retry_after() -> str:
+        with pytest.raises(ServiceUnavailableError) as raised:
+            breaker.acquire()
+        return raised.value.headers["Retry-After"]
+
+    with logged_lines() as lines:
+        for _ in range(4):
+            breaker.record(breaker.acquire(), failed=True)
+        # THEN a call at once is told 300 s, and 0.9 s later still 300 (299.1 rounded up)
+        assert retry_after() == "300"
+        now[0] = 1000.9
+        assert retry_after() == "300"
+        # WHEN the open period is over, one probe goes through, and a call beside it is told the
+        # probe slot's 300 s, and 0.9 s later 300 again
+        now[0] = 1300.0
+        assert breaker.acquire() is Permit.PROBE
+        assert retry_after() == "300"
+        now[0] = 1300.9
+        assert retry_after() == "300"
+        # WHEN the probe succeeds, the breaker closes and counts afresh: three failures are
+        # below BREAKER_MIN_CALLS (4), the fourth opens it again
+        breaker.record(Permit.PROBE, failed=False)
+        for _ in range(3):
+            breaker.record(breaker.acquire(), failed=True)
+        assert breaker.state is BreakerState.CLOSED
+        breaker.record(breaker.acquire(), failed=True)
+        assert breaker.state is BreakerState.OPEN  # type: ignore[comparison-overlap]
+    # AND the log names each transition and how long the breaker stays open
+    assert [line["message"] for line in lines] == [
+        "breaker blockchain opened for 300.0 s",
+        "breaker blockchain closed: a probe succeeded",
+        "breaker blockchain opened for 300.0 s",
+    ]
+
+
 def test_opening_is_counted_as_a_metric(
     backend: BackendServer,
     make_proxy: MakeProxy,
     redis_client: redis.Redis,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tests.utils.metrics import emitted, flushed
-
     backend.mode = "fail"
     proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url))
     flushed()  # what earlier tests recorded outside any request

@@ -289,6 +289,23 @@ def test_a_command_for_a_server_is_made_again_for_the_server_a_new_dial_reaches(
         pool.disconnect()
 
 
+def test_a_command_whose_connection_dropped_is_retried_as_its_retry_says(
+    redis_server: EmbeddedRedis,
+) -> None:
+    # GIVEN a kept connection whose reply to INCRBY is lost once, the connection dropping after
+    # Redis ran it (as the rate limiter's script may be)
+    client = layer_redis(redis_server.uri, connection_class=_Redialled)
+    kept = kept_connections(client)
+    _Redialled.command, _Redialled.drops = "INCRBY", 1
+    try:
+        # WHEN it is sent with a retry of its own THEN the new dial sends the retry, not the
+        # command again: 5 then 1, as the limiter sends its script again without its give-back
+        assert kept.execute("INCRBY", "retried", 5, again=("INCRBY", "retried", 1)) == 6
+    finally:
+        _Redialled.command, _Redialled.drops = "HMGET", 0
+        client.close()
+
+
 def test_a_server_that_refuses_info_is_one_process_to_its_callers(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:

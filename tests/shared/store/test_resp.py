@@ -7,11 +7,14 @@ from __future__ import annotations
 import contextlib
 import gc
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import hiredis
 import pytest
 import redis
 
@@ -73,6 +76,25 @@ class _Answering(_Silent):
                 connection.sendall(self.reply)
 
 
+class _Scripted(_Answering):
+    """A TCP server that reads whole commands (hiredis) and answers each from `replies`, else
+    nil: what an older or a cluster-mode Redis says to AUTH and SELECT. Keeps the commands."""
+
+    def __init__(self, replies: dict[tuple[bytes, ...], bytes]) -> None:
+        self.replies = replies
+        self.commands: list[tuple[bytes, ...]] = []
+        super().__init__(b"")
+
+    def _answer(self, connection: socket.socket) -> None:
+        reader = hiredis.Reader()
+        with contextlib.suppress(OSError):
+            while data := connection.recv(65536):
+                reader.feed(data)
+                while (command := reader.gets()) is not False:
+                    self.commands.append(tuple(command))
+                    connection.sendall(self.replies.get(tuple(command), b"$-1\r\n"))
+
+
 @pytest.fixture
 def silent() -> Iterator[_Silent]:
     server = _Silent()
@@ -98,8 +120,9 @@ def test_replies_of_every_kind_come_back_as_redis_py_gave_them(
     assert store_redis.set("k", "v") is True
     assert store_redis.set("k", "w", nx=True) is None  # NX found the key: nil
     assert store_redis.get("k") == b"v"
+    assert store_redis.set("k", "x") is True  # without NX it overwrites
     assert store_redis.get("missing") is None
-    assert store_redis.getdel("k") == b"v"
+    assert store_redis.getdel("k") == b"x"
     assert redis_client.exists("k") == 0
     nested = "return {1, 'two', {3, {'four'}}, redis.call('GET', KEYS[1])}"
     # THEN each is what the callers read (GET's nil is Lua's false, a nil reply in the array)
@@ -120,8 +143,12 @@ def test_arguments_are_sent_as_redis_py_sent_them(
         "é".encode(),
         b"\x00\xff",
     ]
-    with pytest.raises(TypeError):
-        store_redis.execute_command("SET", "flag", True)
+    # A bool or None is a caller's mistake, refused before anything is sent (as redis-py's
+    # Encoder refuses them: DataError), never written as "True" or "None"
+    for mistake in (True, None):
+        with pytest.raises(TypeError):
+            store_redis.execute_command("SET", "flag", mistake)
+    assert redis_client.exists("flag") == 0
 
 
 def test_a_value_of_a_megabyte_round_trips(
@@ -250,6 +277,27 @@ def test_the_query_parameters_a_uri_may_carry() -> None:
     assert resp.parse_uri("redis://h/0?db=5").db == 5
     assert resp.parse_uri("redis://h").tls is False
     assert resp.parse_uri("unix:///run/redis.sock?db=1").path == "/run/redis.sock"
+    # Each value the README names, in any case; the boolean words of ssl_check_hostname
+    assert [
+        resp.parse_uri(f"rediss://h?ssl_cert_reqs={value}").cert_reqs
+        for value in ("none", "Optional", "REQUIRED")
+    ] == [ssl.CERT_NONE, ssl.CERT_OPTIONAL, ssl.CERT_REQUIRED]
+    for words, checked in [
+        (("1", "true", "YES", "y", "On"), True),
+        (("0", "false", "NO", "n", "Off"), False),
+    ]:
+        for word in words:
+            address = resp.parse_uri(f"rediss://h?ssl_check_hostname={word}")
+            assert address.check_hostname is checked
+    assert resp.parse_uri("redis://h/0?client_name=required").client_name == "required"
+    # As redis-py's parse_url (redis 8.1, connection.py): no host is localhost, no port 6379, a
+    # path that is not a number is no database, and a repeated parameter's first value counts
+    assert (resp.parse_uri("redis:///0").host, resp.parse_uri("redis://h").port) == (
+        "localhost",
+        6379,
+    )
+    assert resp.parse_uri("redis://h/cache").db == 0
+    assert resp.parse_uri("redis://h/0?db=1&db=2").db == 1
 
 
 @pytest.mark.parametrize(
@@ -260,7 +308,13 @@ def test_the_query_parameters_a_uri_may_carry() -> None:
         "redis://127.0.0.1:70000/0",
         "redis://127.0.0.1:6379/0?socket_timeout=5",
         "redis://127.0.0.1:6379/0?db=two",
+        "redis://127.0.0.1:6379/0?db=-1",
+        "redis://127.0.0.1:6379/0?db=none",
+        "redis://127.0.0.1:6379/0?socket_timeout=1",
         "rediss://127.0.0.1:6379/0?ssl_cert_reqs=maybe",
+        "rediss://127.0.0.1:6379/0?ssl_cert_reqs=2",
+        "rediss://127.0.0.1:6379/0?ssl_cert_reqs=yes",
+        "rediss://127.0.0.1:6379/0?ssl_check_hostname=maybe",
         "unix://",
     ],
 )
@@ -317,6 +371,147 @@ def test_a_server_asking_for_a_password_is_an_authentication_error(
                 client.get("k")
         finally:
             client.close()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"-ERR invalid password\r\n",
+        b"-ERR Client sent AUTH, but no password is set\r\n",
+        b"-ERR AUTH <password> called without any password configured for the default user\r\n",
+    ],
+    ids=["redis-5-wrong", "redis-5-none-set", "redis-6-none-set"],
+)
+def test_an_older_redis_refusing_the_password_is_an_authentication_error(reply: bytes) -> None:
+    # GIVEN a server that refuses the URI's password in an older Redis's words
+    server = _Answering(reply)
+    client = layer_redis(f"redis://:secret-pw@127.0.0.1:{server.port}/0")
+    try:
+        # WHEN a command is sent THEN it is the wrong password it is (callers degrade as for an
+        # unreachable Redis), not an error of the command's own
+        with pytest.raises(resp.AuthenticationError):
+            client.get("k")
+    finally:
+        client.close()
+        server.close()
+
+
+_ARGUMENTS = b"-ERR wrong number of arguments for 'auth' command\r\n"
+
+
+@pytest.mark.parametrize(
+    ("userinfo", "replies", "sent", "answer"),
+    [
+        # Redis 5 takes AUTH <password> only: redis-py then sends the password alone
+        (
+            "lucid:pw",
+            {(b"AUTH", b"lucid", b"pw"): _ARGUMENTS, (b"AUTH", b"pw"): b"+OK\r\n"},
+            [(b"AUTH", b"lucid", b"pw"), (b"AUTH", b"pw"), (b"GET", b"k")],
+            None,
+        ),
+        # any other refusal of AUTH is the command's answer, the password not sent again
+        (
+            "lucid:pw",
+            {(b"AUTH", b"lucid", b"pw"): b"-ERR unknown command 'AUTH'\r\n"},
+            [(b"AUTH", b"lucid", b"pw")],
+            "unknown command",
+        ),
+        (":pw", {(b"AUTH", b"pw"): _ARGUMENTS}, [(b"AUTH", b"pw")], "wrong number"),
+        # database 0 is never SELECTed: a cluster-mode server refuses SELECT
+        (
+            "",
+            {(b"SELECT", b"0"): b"-ERR SELECT is not allowed in cluster mode\r\n"},
+            [(b"GET", b"k")],
+            None,
+        ),
+    ],
+    ids=["redis-5-user", "auth-refused", "no-user-not-retried", "cluster-db-0"],
+)
+def test_a_new_connection_authenticates_and_selects_as_redis_py_did(
+    userinfo: str,
+    replies: dict[tuple[bytes, ...], bytes],
+    sent: list[tuple[bytes, ...]],
+    answer: str | None,
+) -> None:
+    server = _Scripted(replies)
+    auth = f"{userinfo}@" if userinfo else ""
+    client = layer_redis(f"redis://{auth}127.0.0.1:{server.port}/0")
+    try:
+        if answer is None:
+            assert client.get("k") is None
+        else:
+            with pytest.raises(resp.ResponseError, match=answer):
+                client.get("k")
+        assert server.commands == sent
+    finally:
+        client.close()
+        server.close()
+
+
+def test_a_database_the_server_lacks_refuses_every_command_never_falling_back_to_0(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    # GIVEN a URI naming database 99 of a server that has 16
+    client = layer_redis(f"{redis_server.uri.rsplit('/', 1)[0]}/99")
+    try:
+        # WHEN commands are sent THEN each is refused: the connection whose SELECT failed was
+        # closed, so the next one dials and SELECTs again rather than write to database 0
+        for _ in range(2):
+            with pytest.raises(resp.ResponseError, match="DB index is out of range"):
+                client.set("in-99", "1")
+        assert redis_client.exists("in-99") == 0
+    finally:
+        client.close()
+
+
+def test_a_unix_uri_reaches_the_server_over_its_socket_in_the_database_it_names(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "redis.sock"
+    with start_redis(config=["--unixsocket", str(path), "--unixsocketperm", "700"]) as server:
+        client = layer_redis(f"unix://{path}?db=2")
+        try:
+            assert client.set("over-unix", "1") is True
+            tcp = redis.Redis.from_url(f"{server.uri.rsplit('/', 1)[0]}/2")
+            assert tcp.get("over-unix") == b"1"
+            tcp.close()
+        finally:
+            client.close()
+    # AND a path nobody listens on is a connection error
+    nobody = layer_redis(f"unix://{tmp_path}/nobody.sock")
+    try:
+        with pytest.raises(resp.ConnectionError):
+            nobody.ping()
+    finally:
+        nobody.close()
+    # AND so, at once, is a socket whose server accepts nothing more (its backlog full): the
+    # connect is bounded (a blocking one would wait for the server for ever), and Linux answers
+    # a bounded connect to a full unix socket with EAGAIN at once
+    full_path = str(tmp_path / "full.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(full_path)
+    listener.listen(0)
+    waiting = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    waiting.connect(full_path)
+    full = layer_redis(f"unix://{full_path}", timeout=5, connect_timeout=5)
+    outcome: list[BaseException] = []
+
+    def ping() -> None:
+        try:
+            full.ping()
+        except resp.RedisError as error:
+            outcome.append(error)
+
+    pinging = threading.Thread(target=ping, daemon=True)
+    try:
+        pinging.start()
+        pinging.join(timeout=3)
+        assert [type(error) for error in outcome] == [resp.ConnectionError]
+    finally:
+        full.close()
+        waiting.close()
+        listener.close()
+        pinging.join(timeout=5)
 
 
 @pytest.mark.parametrize(
@@ -463,6 +658,10 @@ def test_a_full_pool_queues_a_caller_then_refuses_it_at_the_wait_bound(
             client.ping()
         assert 0.45 <= time.monotonic() - started < 1.5
         pool.release(held)
+        assert client.ping() is True
+        # AND a pipeline gives the connection back too: the next ones find it free
+        for _ in range(2):
+            assert client.pipeline(("PING",), ("EXISTS", "nothing")) == [b"PONG", 0]
         assert client.ping() is True
     finally:
         client.close()
