@@ -142,8 +142,18 @@ def test_every_function_declares_its_routes_with_evaluated_annotations(function:
     # THEN no signature FastAPI read to build its routes had a string annotation, which FastAPI
     # compiles and evaluates again for every route that uses the callable: 115 of them in the
     # auth function's cold start, ~2.6 ms of CPU (README, "Cold start of the built artifact")
+    # ...nor a model it validates or answers with, whose string annotations pydantic evaluates
+    # when it builds the model at import
     found: set[str] = set()
     for route in app.router.routes:
         assert isinstance(route, APIRoute)
         found |= _string_annotations(route.dependant, endpoint=True)
+        bodies = [field.field_info.annotation for field in route.dependant.body_params]
+        for model in [route.response_model, *bodies]:
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                found |= {
+                    f"{model.__module__}.{model.__qualname__}.{name}"
+                    for name, value in vars(model).get("__annotations__", {}).items()
+                    if isinstance(value, str)
+                }
     assert not found, f"postponed annotations (`from __future__ import annotations`?): {found}"
