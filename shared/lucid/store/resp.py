@@ -33,7 +33,9 @@ client.py), so that every caller degrades where it did:
   (`BlockingConnectionPool`), then raises ConnectionError("No connection available.").
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles each string
+# annotation of its fields into a ForwardRef at import (README, "Cold start of the built
+# artifact").
 
 import builtins
 import contextlib
@@ -44,7 +46,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Self, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
@@ -449,7 +451,7 @@ class ConnectionPool:
 class Script:
     """A Lua script sent by EVALSHA, and by EVAL when the server does not have it."""
 
-    def __init__(self, client: Redis, script: str) -> None:
+    def __init__(self, client: "Redis", script: str) -> None:
         self._client = client
         self.script = script
         self.sha = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
@@ -549,7 +551,7 @@ class Redis:
         connect_timeout: float,
         max_connections: int,
         pool_timeout: float,
-    ) -> Redis:
+    ) -> Self:
         """A client of a blocking pool for `uri` (ValueError when the URI is not usable)."""
         pool = ConnectionPool(
             parse_uri(uri),
