@@ -6,7 +6,9 @@ within the bounds, every refusal is the precise 401 the layer raises. A token is
 /auth/verify and /auth/status only while its sign-in is not revoked (`lucid.auth.revocation`).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads these signatures when it builds
+# the routes, and would compile each string annotation anew for every route using it
+# (README, "Cold start of the built artifact").
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated

@@ -12,7 +12,9 @@ Every URL the page uses is relative, so it works at the API's root, under a name
 (/dev/meta/docs) and behind a custom domain's base path.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads these signatures when it builds
+# the routes, and would compile each string annotation anew for every route using it
+# (README, "Cold start of the built artifact").
 
 import functools
 import gzip

@@ -7,7 +7,9 @@ which is what a client needs to know which deployment it talks to; how the deplo
 who have the template (`lucid routes` prints it). The API's routes are its documentation's.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads these signatures when it builds
+# the routes, and would compile each string annotation anew for every route using it
+# (README, "Cold start of the built artifact").
 
 from typing import TYPE_CHECKING, Literal
 
@@ -54,7 +56,7 @@ class Readiness(BaseModel):
     )
 
 
-def breaker_views(client: resp.Redis | None) -> dict[str, BreakerView]:
+def breaker_views(client: "resp.Redis | None") -> dict[str, BreakerView]:
     """Each backend's breaker state; `unknown` for all when Redis is down (None) or cannot be
     read."""
     # Imported here: the proxy's modules (httpx among them) and the Redis client stay out of

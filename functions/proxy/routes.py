@@ -7,7 +7,9 @@ The handlers are `async` but call the synchronous proxy directly: one Lambda inv
 the event loop, so blocking it costs nothing, and skipping the thread-pool hop saves time.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads these signatures when it builds
+# the routes, and would compile each string annotation anew for every route using it
+# (README, "Cold start of the built artifact").
 
 from collections.abc import Awaitable, Callable
 

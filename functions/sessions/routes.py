@@ -4,7 +4,9 @@ The caller comes only from the authorizer context; the repository scopes every r
 it, so another user's session answers exactly like a missing one (404).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads these signatures when it builds
+# the routes, and would compile each string annotation anew for every route using it
+# (README, "Cold start of the built artifact").
 
 from typing import Annotated
 

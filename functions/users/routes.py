@@ -4,7 +4,9 @@ The caller comes only from the authorizer context. Another user's profile answer
 one (404) unless the caller is an admin; the list and role routes are admin-only (403).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads these signatures when it builds
+# the routes, and would compile each string annotation anew for every route using it
+# (README, "Cold start of the built artifact").
 
 from datetime import timedelta
 from typing import Annotated

@@ -7,11 +7,13 @@ never trusted for either. This module is plain data and parsing: `lucid.web` rea
 event with it once, domain code receives the `CallerIdentity`.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles each string
+# annotation of its fields into a ForwardRef at import (README, "Cold start of the built
+# artifact").
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 
 class Role(StrEnum):
@@ -21,7 +23,7 @@ class Role(StrEnum):
     ADMIN = "admin"
 
     @classmethod
-    def parse(cls, value: object) -> Role:
+    def parse(cls, value: object) -> Self:
         """The role named `value`; anything else is the least privileged role."""
         return cls.ADMIN if value == cls.ADMIN.value else cls.USER
 

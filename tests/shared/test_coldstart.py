@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import gc
+import importlib
+import pkgutil
 import threading
 from collections.abc import Iterator
+from typing import ForwardRef
 
 import pytest
 
+import lucid
 from lucid.coldstart import cold_start
 
 
@@ -95,3 +99,30 @@ def test_a_re_import_off_the_main_thread_leaves_the_collector_and_freeze_alone()
     assert seen == [True]
     assert gc.isenabled() is True
     assert gc.get_freeze_count() == frozen_before
+
+
+# Their fields name types imported for typing only (`if TYPE_CHECKING:`), which the module keeps
+# as strings: the Redis client and pymongo (lucid.web.stores, lucid.store.health) or the settings
+# (lucid.secret_store, imported by lucid.config).
+FORWARD_REFERENCES_KEPT = {"lucid.web.stores", "lucid.secret_store", "lucid.store.health"}
+
+
+def test_the_layers_named_tuples_have_their_field_types_evaluated() -> None:
+    # GIVEN every NamedTuple the layer defines
+    found = []
+    for info in pkgutil.walk_packages(lucid.__path__, "lucid."):
+        module = importlib.import_module(info.name)
+        if info.name in FORWARD_REFERENCES_KEPT:
+            continue
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, tuple) and hasattr(value, "_fields"):
+                if value.__module__ != info.name:
+                    continue
+                # THEN no field's type is a string annotation, which typing.NamedTuple compiles
+                # into a ForwardRef when the module is imported: at every cold start
+                found += [
+                    f"{info.name}.{value.__qualname__}.{name}"
+                    for name, annotation in value.__annotations__.items()
+                    if isinstance(annotation, ForwardRef)
+                ]
+    assert not found, f"postponed annotations (`from __future__ import annotations`?): {found}"

@@ -40,7 +40,9 @@ RS256/ES256 keys are read by `lucid.auth.pem`, imported only for those algorithm
 `cryptography` package, which the default layer leaves out (README, "Signing keys").
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles each string
+# annotation of its fields into a ForwardRef at import (README, "Cold start of the built
+# artifact").
 
 import contextlib
 import functools

@@ -17,7 +17,9 @@ times are ISO 8601 UTC with a `Z`. Parsing is a full match of that exact layout:
 these bytes, so anything else is not one of our messages.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles each string
+# annotation of its fields into a ForwardRef at import (README, "Cold start of the built
+# artifact").
 
 import re
 from datetime import UTC, datetime

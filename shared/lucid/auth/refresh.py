@@ -30,7 +30,9 @@ rotation checks, after inserting its token, whether the family was revoked meanw
 revokes it.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles each string
+# annotation of its fields into a ForwardRef at import (README, "Cold start of the built
+# artifact").
 
 import hashlib
 import re

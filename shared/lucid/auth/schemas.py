@@ -4,9 +4,11 @@ Request models forbid unknown fields and bound every length, so oversized input 
 any work is done (a signature or token is never echoed back: see `lucid.web.problems`).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: pydantic evaluates every string annotation of
+# a model when it builds the model's schema at import (README, "Cold start of the built
+# artifact").
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -126,7 +128,7 @@ class AccessClaims(BaseModel):
     typ: Literal["access"]
 
     @classmethod
-    def of(cls, claims: TokenClaims) -> AccessClaims:
+    def of(cls, claims: TokenClaims) -> Self:
         """The answer for `claims`, as `lucid.auth.tokens` decoded them."""
         return cls(**claims._asdict())
 

@@ -12,7 +12,9 @@ Refresh tokens are not JWTs (see `lucid.auth.refresh`): a refresh token fails he
 and an access token is unknown to the refresh store.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles each string
+# annotation of its fields into a ForwardRef at import (README, "Cold start of the built
+# artifact").
 
 import base64
 import functools
@@ -20,7 +22,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple, Self
 
 import jwt
 
@@ -63,7 +65,7 @@ class TokenClaims(NamedTuple):
     typ: Literal["access"] = ACCESS_TOKEN_TYPE
 
     @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> TokenClaims:
+    def from_payload(cls, payload: Mapping[str, Any]) -> Self:
         """The claims of a verified JWT payload; InvalidTokenError when one is missing or of
         the wrong type (other claims are ignored)."""
         values: dict[str, Any] = {}

@@ -24,7 +24,9 @@ Design (after Powertools' and resilience4j's: count locally, share transitions):
   made since count towards the next trip.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles each string
+# annotation of its fields into a ForwardRef at import (README, "Cold start of the built
+# artifact").
 
 import logging
 import math
@@ -32,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from enum import Enum
-from typing import NamedTuple
+from typing import NamedTuple, Self
 
 from lucid.config import Settings
 from lucid.errors import ServiceUnavailableError
@@ -58,7 +60,7 @@ class BreakerPolicy(NamedTuple):
     probe_seconds: float
 
     @classmethod
-    def from_settings(cls, settings: Settings, exchange_seconds: float) -> BreakerPolicy:
+    def from_settings(cls, settings: Settings, exchange_seconds: float) -> Self:
         """The policy the BREAKER_* settings describe, for calls lasting at most
         `exchange_seconds` (`lucid.proxy.forwarder.exchange_seconds`): a probe slot outlasts the
         longest probe by PROBE_SLOT_MARGIN_SECONDS, so no second probe starts beside it."""

@@ -15,7 +15,9 @@ atomically by one Lua script (INCR with a TTL); a trip is one script too, so two
 tripping at once keep one open period.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles each string
+# annotation of its fields into a ForwardRef at import (README, "Cold start of the built
+# artifact").
 
 import logging
 import time

@@ -26,7 +26,9 @@ timeout are cut there too (504). The breaker holds a half-open probe slot that l
 running.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles each string
+# annotation of its fields into a ForwardRef at import (README, "Cold start of the built
+# artifact").
 
 import base64
 import random

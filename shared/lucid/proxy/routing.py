@@ -16,7 +16,9 @@ path never needs any of these, and a backend that decodes twice or normalises wo
 see a path we never checked.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles each string
+# annotation of its fields into a ForwardRef at import (README, "Cold start of the built
+# artifact").
 
 import re
 import unicodedata

@@ -31,7 +31,9 @@ most `max_slots`): a caller sending one request a second is decided in Redis eve
 RATE_LIMIT_LEASE_MAX=0 turns leases off. Only the tier check uses them, never the sign-in limits.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles each string
+# annotation of its fields into a ForwardRef at import (README, "Cold start of the built
+# artifact").
 
 import math
 import threading

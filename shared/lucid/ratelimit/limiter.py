@@ -16,7 +16,9 @@ logged once per opening (so at most once per `retry_seconds`), and every decisio
 make counts one `RateLimitFallback` metric.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles each string
+# annotation of its fields into a ForwardRef at import (README, "Cold start of the built
+# artifact").
 
 import functools
 import logging

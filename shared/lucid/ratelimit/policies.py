@@ -6,13 +6,15 @@ Client headers (X-Forwarded-For, X-User-Id, ...) never choose the key. An IPv6 s
 counted by its /64 (`client_network`).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles each string
+# annotation of its fields into a ForwardRef at import (README, "Cold start of the built
+# artifact").
 
 import functools
 import hashlib
 import ipaddress
 import re
-from typing import NamedTuple
+from typing import NamedTuple, Self
 
 from lucid.config import Settings
 from lucid.identity import CallerIdentity, Tier
@@ -59,7 +61,7 @@ class Policy(NamedTuple):
     prefix: str
 
     @classmethod
-    def of(cls, name: str, quota: int, window_seconds: int, stage: str | None = None) -> Policy:
+    def of(cls, name: str, quota: int, window_seconds: int, stage: str | None = None) -> Self:
         """The policy, with its window in microseconds and its keys' prefix worked out once."""
         prefix = rate_limit_prefix(stage) + name + ":"
         return cls(name, quota, window_seconds, stage, window_seconds * MICROS, prefix)
@@ -81,7 +83,7 @@ class Policies(NamedTuple):
     signin_address: Policy
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Policies:
+    def from_settings(cls, settings: Settings) -> Self:
         """The tiers and sign-in limits configured in `settings`, all over one window."""
         window, stage = settings.RATE_LIMIT_WINDOW_SECONDS, settings.STAGE
         return cls(

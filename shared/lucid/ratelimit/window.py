@@ -23,7 +23,9 @@ Reported numbers: `remaining` = what the quota still allows now; `reset` = time 
 current window; `retry` (refusals) = the exact wait until one more request fits.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles each string
+# annotation of its fields into a ForwardRef at import (README, "Cold start of the built
+# artifact").
 
 import math
 from typing import NamedTuple

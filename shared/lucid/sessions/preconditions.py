@@ -1,6 +1,8 @@
 """`If-Match` for optimistic concurrency: which versions of a session a write may replace."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles each string
+# annotation of its fields into a ForwardRef at import (README, "Cold start of the built
+# artifact").
 
 import re
 from typing import NamedTuple

@@ -6,9 +6,11 @@ stored (mass assignment, OWASP API3). Every string has a length limit; metadata 
 of at most 16 KB whose keys cannot act as MongoDB operators.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: pydantic evaluates every string annotation of
+# a model when it builds the model's schema at import (README, "Cold start of the built
+# artifact").
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import (
     AfterValidator,
@@ -94,7 +96,7 @@ class Session(BaseModel):
     version: int = Field(description="incremented by every change; If-Match compares it")
 
     @classmethod
-    def from_document(cls, document: Document) -> Session:
+    def from_document(cls, document: Document) -> Self:
         """The representation of a stored session."""
         return cls(
             id=document["_id"],

@@ -37,7 +37,9 @@ instance's own clock (our assumption: NTP-synchronised hosts differ by far less 
 AWS figure was found).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles each string
+# annotation of its fields into a ForwardRef at import (README, "Cold start of the built
+# artifact").
 
 import math
 import random

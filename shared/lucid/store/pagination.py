@@ -9,7 +9,9 @@ re-validated when decoded, so a forged cursor can only point elsewhere in the ca
 result set.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles each string
+# annotation of its fields into a ForwardRef at import (README, "Cold start of the built
+# artifact").
 
 import base64
 import binascii
@@ -17,7 +19,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Self
 
 from pymongo.collection import Collection
 
@@ -42,7 +44,7 @@ class Position(NamedTuple):
     id: str
 
     @classmethod
-    def of(cls, document: Document) -> Position:
+    def of(cls, document: Document) -> Self:
         """The position of `document`."""
         created: datetime = document["created_at"]
         return cls(round(created.timestamp() * 1000), str(document["_id"]))

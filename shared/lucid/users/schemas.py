@@ -4,9 +4,11 @@ A client may change only its display name, email and preferences (`ProfilePatch`
 other field, OWASP API3); roles change only through `RoleChange`, an admin route.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: pydantic evaluates every string annotation of
+# a model when it builds the model's schema at import (README, "Cold start of the built
+# artifact").
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import (
     AfterValidator,
@@ -90,7 +92,7 @@ class User(BaseModel):
     last_login_at: Timestamp | None = Field(description="the last successful sign-in")
 
     @classmethod
-    def from_document(cls, document: Document) -> User:
+    def from_document(cls, document: Document) -> Self:
         """The representation of a stored user."""
         return cls(
             id=document["_id"],

@@ -4,7 +4,9 @@ Apart from `lucid.web.deps` so that a function whose routes need no database (th
 imports pymongo at cold start: 30-55 ms of the built artifact's (`make bench coldstart`).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads these signatures when it builds
+# the routes, and would compile each string annotation anew for every route using it
+# (README, "Cold start of the built artifact").
 
 from typing import Annotated
 

@@ -15,7 +15,9 @@ the functions check what may have changed since, at every call (ARCHITECTURE.md)
                   ending an already revoked sign-in does no harm to (RFC 7009 section 2.2)
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads these signatures when it builds
+# the routes, and would compile each string annotation anew for every route using it
+# (README, "Cold start of the built artifact").
 
 import time
 from collections.abc import Callable

@@ -27,7 +27,9 @@ through `payload_validation_jmespath`, the replay header through `response_hook`
 points decide: this module stays, 166 lines on the client the function already has.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads these signatures when it builds
+# the routes, and would compile each string annotation anew for every route using it
+# (README, "Cold start of the built artifact").
 
 import hashlib
 import json

@@ -1,7 +1,9 @@
 """The proxy as a route dependency, apart from `lucid.web.deps` so that only the proxy function
 imports httpcore and the breakers at cold start."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads these signatures when it builds
+# the routes, and would compile each string annotation anew for every route using it
+# (README, "Cold start of the built artifact").
 
 from typing import Annotated
 

@@ -8,7 +8,9 @@ through the request (`lucid.web.stores`), not through a `DatabaseDep` of their o
 dependency less for FastAPI to resolve on every call.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads these signatures when it builds
+# the routes, and would compile each string annotation anew for every route using it
+# (README, "Cold start of the built artifact").
 
 from typing import Annotated
 

@@ -4,7 +4,9 @@ Apart from `lucid.web.deps` (which re-exports it) so that routes needing nothing
 like the meta function's, import neither the Redis client nor pymongo at cold start.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads these signatures when it builds
+# the routes, and would compile each string annotation anew for every route using it
+# (README, "Cold start of the built artifact").
 
 from typing import Annotated
 

@@ -1,7 +1,9 @@
 """The users repository as a route dependency (apart from `lucid.web.repositories`, so that the
 sessions function, which needs only the sessions repository, does not import it)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads these signatures when it builds
+# the routes, and would compile each string annotation anew for every route using it
+# (README, "Cold start of the built artifact").
 
 from typing import Annotated
 
