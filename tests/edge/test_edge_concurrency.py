@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import os
 import subprocess
 import sys
 import tempfile
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from lucid_edge.concurrency import SlotFile, create_slot_file
+from tests.utils.descriptors import descriptors_on
 
 _OTHER_WORKER = """
 import sys
@@ -105,23 +105,21 @@ def test_a_closed_slot_file_fails_loudly_instead_of_throttling() -> None:
 def test_slot_files_leave_no_descriptor_and_no_file_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN a temporary directory of this test's own, and this process's open descriptors
+    # GIVEN a temporary directory of this test's own
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    before = len(os.listdir("/proc/self/fd"))
     # WHEN an edge without a file from `lucid serve` (one process) opens and closes its own
     own = SlotFile(None, {"Users": 1})
     assert own.slots["Users"].take() == 0
     own.close()
-    # THEN it leaves nothing in the temporary directory, nor a descriptor open
+    # THEN it leaves nothing in the temporary directory, nor a descriptor open on it
     assert list(tmp_path.iterdir()) == []
-    assert len(os.listdir("/proc/self/fd")) == before
+    assert descriptors_on(tmp_path) == 0
     # AND a file made by the parent too small for the workers' reservations is refused
     path = create_slot_file({"Users": 2})
     try:
         with pytest.raises(ValueError, match="too small for 3 reserved slots"):
             SlotFile(path, {"Users": 2, "Other": 1})
-        assert len(os.listdir("/proc/self/fd")) == before
         SlotFile(path, {"Users": 2}).close()  # exactly the size it needs
-        assert len(os.listdir("/proc/self/fd")) == before
+        assert descriptors_on(path) == 0
     finally:
         path.unlink()
