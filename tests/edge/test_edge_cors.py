@@ -75,9 +75,20 @@ def test_vary_origin_joins_what_the_function_varies_on(
     assert [v for n, v in headers if n.lower() == b"vary"] == [vary]
 
 
+def test_vary_origin_leaves_the_functions_other_headers_in_place() -> None:
+    cors = Cors(CorsSpec(allow_origins=SEED_ORIGINS))
+    function = [(b"content-type", b"text/plain"), (b"vary", b"Accept"), (b"etag", b'"1"')]
+    assert cors.apply(function, None) == [
+        (b"content-type", b"text/plain"),
+        (b"vary", b"Accept, Origin"),
+        (b"etag", b'"1"'),
+    ]
+
+
 def test_a_wildcard_only_configuration_does_not_vary() -> None:
     cors = Cors(CorsSpec(allow_origins=("*",)))
     assert cors.apply([], b"https://any.example") == [(b"access-control-allow-origin", b"*")]
+    assert cors.apply([], None) == []  # not a CORS request: no CORS headers
     assert cors.preflight_headers(b"https://any.example") == [
         (b"access-control-allow-origin", b"*")
     ]
@@ -160,3 +171,45 @@ def test_workers_keep_an_empty_metrics_path(
         assert edge.metrics_path == ""
     finally:
         edge.close()
+
+
+def test_every_field_of_a_configuration_reaches_the_answers_as_configured() -> None:
+    # GIVEN a CorsConfiguration with every field, credentials off and MaxAge 0 (no caching)
+    cors = Cors(
+        CorsSpec(
+            allow_origins=("https://app.example", "https://admin.example"),
+            allow_methods=("GET", "POST"),
+            allow_headers=("authorization", "content-type"),
+            expose_headers=("location", "x-request-id"),
+            max_age=0,
+        )
+    )
+    origin = b"https://admin.example"
+    # THEN a preflight names the origin, the methods, headers and max-age, and varies by Origin
+    assert cors.preflight_headers(origin) == [
+        (b"access-control-allow-origin", origin),
+        (b"access-control-allow-methods", b"GET,POST"),
+        (b"access-control-allow-headers", b"authorization,content-type"),
+        (b"access-control-max-age", b"0"),
+        (b"vary", b"Origin"),
+    ]
+    # AND an actual answer keeps the function's own headers but not its CORS ones, and names
+    # the origin and what the page may read; no credentials header anywhere (not configured)
+    function = [
+        (b"content-type", b"text/plain"),
+        (b"access-control-allow-origin", b"*"),
+        (b"access-control-allow-credentials", b"true"),
+    ]
+    assert cors.apply(list(function), origin) == [
+        (b"content-type", b"text/plain"),
+        (b"vary", b"Origin"),
+        (b"access-control-allow-origin", origin),
+        (b"access-control-expose-headers", b"location,x-request-id"),
+    ]
+    # AND without an Origin, or from another one, only the Vary is added
+    plain = [(b"content-type", b"text/plain"), (b"vary", b"Origin")]
+    assert cors.apply(list(function), None) == plain
+    assert cors.apply(list(function), b"https://evil.example") == plain
+    assert cors.preflight_headers(b"https://evil.example") == [(b"vary", b"Origin")]
+    # (an origin that merely begins like an allowed one is another origin)
+    assert cors.apply([], b"https://admin.example.evil") == [(b"vary", b"Origin")]
