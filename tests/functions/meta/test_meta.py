@@ -8,6 +8,7 @@ from typing import Any
 from unittest.mock import ANY
 
 import pytest
+import redis
 
 from lucid import __version__
 from lucid.config import Settings
@@ -15,9 +16,10 @@ from lucid.proxy import BreakerState, RedisBreakerStore
 from lucid.store import resp
 from lucid.store.mongo import build_database
 from lucid.web.readiness import readiness_database
-from lucid_edge.local import start_mongo_server
+from lucid_edge.local import EmbeddedRedis, start_mongo_server
 from tests.utils.events import http_event
 from tests.utils.functions import load_handler, load_module, run_fresh_instance
+from tests.utils.layer_redis import WRONG_PASSWORD, layer_redis, refused_uri
 from tests.utils.logs import logged_lines
 
 
@@ -121,6 +123,34 @@ def test_meta_health_names_a_mongodb_that_refuses_the_functions_user() -> None:
     assert "Pw-s3cret-9" not in repr(lines) + repr(body)
 
 
+def test_meta_health_says_redis_refused_the_credentials(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    # GIVEN a REDIS_URI whose password Redis refuses
+    from lucid.web.readiness import readiness_redis
+
+    app = load_module("meta").app
+    with refused_uri(redis_client, redis_server.uri) as uri:
+        refusing = layer_redis(uri)
+        app.dependency_overrides[readiness_redis] = lambda: refusing
+        try:
+            # WHEN the readiness route runs
+            status, _, body = invoke("/meta/health")
+        finally:
+            app.dependency_overrides.clear()
+            refusing.close()
+    # THEN the 503 says Redis refused the credentials, and which refusal, not just "down"
+    assert status == 503
+    assert body["detail"] == "dependency down: redis (refused the credentials)"
+    assert body["dependencies"]["redis"] == {
+        "status": "down",
+        "error": "AuthenticationError",
+        "code_name": "WRONGPASS",
+        "latency_ms": ANY,
+    }
+    assert WRONG_PASSWORD not in json.dumps(body)
+
+
 def test_meta_health_reports_each_backends_breaker_as_the_proxy_shares_it(
     store_redis: resp.Redis,
 ) -> None:
@@ -163,6 +193,7 @@ def test_request_id_is_echoed_when_well_formed_and_replaced_when_not() -> None:
 FRESH_INSTANCE = """
 import json, sys
 from tests.utils.events import http_event
+from tests.utils.layer_redis import WRONG_PASSWORD, layer_redis, refused_uri
 from tests.utils.functions import load_handler
 from tests.utils.layer_redis import unreachable_redis
 result = load_handler("meta")(http_event("GET", "/meta/health"), None)

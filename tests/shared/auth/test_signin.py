@@ -36,9 +36,9 @@ from lucid.store import resp
 from lucid.store.documents import utcnow
 from lucid.store.keys import nonce_key
 from lucid.users.repository import UserRepository
-from lucid_edge.local import free_port, in_memory_database
+from lucid_edge.local import EmbeddedRedis, free_port, in_memory_database
 from tests.utils.datastore import atomic_writes, revocations_on
-from tests.utils.layer_redis import unreachable_redis
+from tests.utils.layer_redis import layer_redis, refused_uri, unreachable_redis
 from tests.utils.wallets import Wallet
 
 ADMIN = Wallet()
@@ -403,3 +403,20 @@ def test_redis_outage_is_service_unavailable(database: Database[dict[str, Any]])
             assert raised.value.detail == "the sign-in nonce store is unavailable"
     finally:
         dead.close()
+
+
+def test_a_redis_refusing_the_credentials_is_a_503_saying_so(
+    database: Database[dict[str, Any]], redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    # GIVEN the nonce store's Redis refuses REDIS_URI's password
+    wallet = Wallet()
+    with refused_uri(redis_client, redis_server.uri) as uri:
+        refusing = layer_redis(uri)
+        try:
+            # WHEN a challenge is asked for
+            with pytest.raises(ServiceUnavailableError) as raised:
+                _service(refusing, database).challenge(wallet.address)
+        finally:
+            refusing.close()
+    # THEN the 503 says the credentials were refused, not that the store is unavailable
+    assert raised.value.detail == "the sign-in nonce store refused the credentials"
