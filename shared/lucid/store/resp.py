@@ -15,9 +15,9 @@ client.py), so that every caller degrades where it did:
   query parameters `db`, `client_name`, `ssl_ca_certs`, `ssl_cert_reqs` (none, optional,
   required) and `ssl_check_hostname`. Anything else is refused with a ValueError, as redis-py
   refuses a scheme it does not know or a port that is not a number (`lucid.store.unusable`).
-- AUTH with the user and password of the URI (or the password alone; `parse_url` unquotes
-  both), CLIENT SETNAME, then SELECT of a database other than 0, on every new connection
-  (`AbstractConnection.on_connect_check_health`), RESP2 only.
+- AUTH with the user and password of the URI (or the password alone, or the user with an empty
+  password; `parse_url` unquotes both), CLIENT SETNAME, then SELECT of a database other than 0,
+  on every new connection (`AbstractConnection.on_connect_check_health`), RESP2 only.
 - The TCP connect and the TLS handshake are bounded by the connect timeout, every later socket
   wait by the command timeout (`socket.settimeout`): a timeout is `TimeoutError`.
 - The exception tree: `RedisError` > `ConnectionError` (refused, reset, closed, no connection
@@ -361,17 +361,20 @@ class Connection:
 
     def _introduce(self) -> None:
         address = self.address
-        if address.password:
+        # As redis-py 8.1 (connection.py, on_connect_check_health; credentials.py,
+        # UsernamePasswordCredentialProvider.get_credentials): AUTH when the URI names a user or
+        # a password; a user without a password (`redis://user@host`) is `AUTH user ""`, which
+        # an ACL user with `nopass` accepts, so the connection is that user, never `default`.
+        if address.username or address.password:
+            password = address.password or ""
             try:
                 self.call(
-                    ("AUTH", address.username, address.password)
-                    if address.username
-                    else ("AUTH", address.password)
+                    ("AUTH", address.username, password) if address.username else ("AUTH", password)
                 )
             except ResponseError as error:
                 if not address.username or not str(error).startswith(_AUTH_ARGUMENTS):
                     raise
-                self.call(("AUTH", address.password))
+                self.call(("AUTH", password))
         if address.client_name:
             self.call(("CLIENT", "SETNAME", address.client_name))
         if address.db:
