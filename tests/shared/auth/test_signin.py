@@ -6,6 +6,7 @@ import re
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,6 +43,8 @@ from tests.utils.layer_redis import layer_redis, refused_uri, unreachable_redis
 from tests.utils.wallets import Wallet
 
 ADMIN = Wallet()
+# The README's troubleshooting table quotes the 503s' details: they must be the code's words.
+README_TEXT = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
 SETTINGS = Settings(
     STAGE="local",
     JWT_SECRET_KEY="signin-test-key-0123456789abcdef0123456789",
@@ -401,6 +404,7 @@ def test_redis_outage_is_service_unavailable(database: Database[dict[str, Any]])
             with pytest.raises(ServiceUnavailableError) as raised:
                 attempt()
             assert raised.value.detail == "the sign-in nonce store is unavailable"
+            assert f'"{raised.value.detail}"' in README_TEXT
     finally:
         dead.close()
 
@@ -420,3 +424,4 @@ def test_a_redis_refusing_the_credentials_is_a_503_saying_so(
             refusing.close()
     # THEN the 503 says the credentials were refused, not that the store is unavailable
     assert raised.value.detail == "the sign-in nonce store refused the credentials"
+    assert f'"{raised.value.detail}"' in README_TEXT  # the troubleshooting table names it
