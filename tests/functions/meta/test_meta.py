@@ -29,6 +29,19 @@ def invoke(path: str, **kwargs: Any) -> tuple[int, dict[str, str], Any]:
     return result["statusCode"], headers, json.loads(result["body"])
 
 
+def health_with_redis(client: resp.Redis) -> tuple[int, dict[str, str], Any]:
+    """GET /meta/health with `client` as the function's Redis client (closed after)."""
+    from lucid.web.readiness import readiness_redis
+
+    app = load_module("meta").app
+    app.dependency_overrides[readiness_redis] = lambda: client
+    try:
+        return invoke("/meta/health")
+    finally:
+        app.dependency_overrides.clear()
+        client.close()
+
+
 def test_health_answers_without_touching_dependencies() -> None:
     status, headers, body = invoke("/health")
     assert status == 200
@@ -58,17 +71,8 @@ def test_meta_health_names_redis_when_it_is_down(monkeypatch: pytest.MonkeyPatch
     from lucid_edge.local import free_port
     from tests.utils.layer_redis import unreachable_redis
 
-    app = load_module("meta").app
-    dead = unreachable_redis(free_port())
-    from lucid.web.readiness import readiness_redis
-
-    app.dependency_overrides[readiness_redis] = lambda: dead
-    try:
-        # WHEN the readiness route runs
-        status, headers, body = invoke("/meta/health")
-    finally:
-        app.dependency_overrides.clear()
-        dead.close()
+    # WHEN the readiness route runs
+    status, headers, body = health_with_redis(unreachable_redis(free_port()))
     # THEN it is a 503 problem naming redis, and mongodb is still reported healthy
     assert status == 503
     assert headers["content-type"] == "application/problem+json"
@@ -126,19 +130,9 @@ def test_meta_health_names_a_mongodb_that_refuses_the_functions_user() -> None:
 def test_meta_health_says_redis_refused_the_credentials(
     redis_server: EmbeddedRedis, redis_client: redis.Redis
 ) -> None:
-    # GIVEN a REDIS_URI whose password Redis refuses
-    from lucid.web.readiness import readiness_redis
-
-    app = load_module("meta").app
+    # GIVEN a REDIS_URI whose password Redis refuses WHEN the readiness route runs
     with refused_uri(redis_client, redis_server.uri) as uri:
-        refusing = layer_redis(uri)
-        app.dependency_overrides[readiness_redis] = lambda: refusing
-        try:
-            # WHEN the readiness route runs
-            status, _, body = invoke("/meta/health")
-        finally:
-            app.dependency_overrides.clear()
-            refusing.close()
+        status, _, body = health_with_redis(layer_redis(uri))
     # THEN the 503 says Redis refused the credentials, and which refusal, not just "down"
     assert status == 503
     assert body["detail"] == "dependency down: redis (refused the credentials)"
