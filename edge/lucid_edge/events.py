@@ -93,6 +93,14 @@ def _headers(raw: Iterable[tuple[bytes, bytes]]) -> tuple[dict[str, str], list[s
 
 
 def _query(raw_query: str) -> dict[str, str]:
+    # `+` is a space here, as `%20` is, and `%2B` a plus, as in `sam local`: aws-sam-cli 1.170.0
+    # builds the field from werkzeug's `request.args` (samcli/local/apigw/event_constructor.py
+    # `_query_string_params_v_2_0`), which werkzeug 3.1 parses with this same `parse_qsl`
+    # (werkzeug/sansio/request.py `args`; `q=a+b%20c%2Bd` gives `a b c+d`, checked). A REST API
+    # (payload 1.0) decodes `+` the same way (an event in aws/aws-cdk#19827); for HTTP APIs
+    # AWS's documentation says nothing of `+`, so it is listed in README "Differences from AWS".
+    # rawQueryString is the query as sent either way, which is what Mangum gives the functions
+    # (mangum/handlers/api_gateway.py reads `rawQueryString` for payload 2.0).
     params: dict[str, str] = {}
     for name, value in parse_qsl(raw_query, keep_blank_values=True):
         params[name] = f"{params[name]},{value}" if name in params else value

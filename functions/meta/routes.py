@@ -104,8 +104,14 @@ async def dependency_health(redis: ReadinessRedis, database: ReadinessDatabase) 
     failing = [check.name for check in checks if not check.healthy]
     breakers = breaker_views(None if isinstance(redis, Unusable) or "redis" in failing else redis)
     if failing:
+        # "down", or what a store that answers but refuses the function's credentials does.
+        said = [
+            f"{check.name} (refused the credentials)" if check.refused else check.name
+            for check in checks
+            if not check.healthy
+        ]
         raise ServiceUnavailableError(
-            f"dependency down: {', '.join(failing)}",
+            f"dependency down: {', '.join(said)}",
             extensions={
                 "dependencies": {
                     name: report.model_dump(exclude_none=True)

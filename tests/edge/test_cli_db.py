@@ -126,6 +126,20 @@ def test_db_init_names_a_hand_made_index_that_lacks_our_options(
     assert "dropIndex('expires_at_1')" in err
 
 
+def test_db_init_refuses_a_hand_made_unique_signin_nonce_index_that_is_not_sparse(
+    mongo: EmbeddedMongo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a unique index on the sign-in nonce made by hand, not sparse: every refresh token
+    # but a sign-in's first lacks the field, so it refuses the second as a duplicate null
+    with pymongo.MongoClient[dict[str, Any]](mongo.uri) as client:
+        client["dbinit"]["tokens"].create_index("signin_nonce", unique=True)
+    # WHEN `lucid db init` runs THEN it exits 1 naming the index and how to fix it
+    assert main(["db", "init"]) == 1
+    err = capsys.readouterr().err
+    assert "index 'signin_nonce_1' is unique on the key of 'signin_nonce_unique' but not" in err
+    assert "dropIndex('signin_nonce_1')" in err
+
+
 @pytest.mark.parametrize(
     ("uri", "problem"),
     [

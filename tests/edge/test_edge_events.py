@@ -210,6 +210,16 @@ def test_a_query_of_separators_only_has_no_parameters_as_in_sam_local(
     assert event["rawQueryString"] == raw_query
 
 
+def test_a_plus_in_the_query_is_a_space_in_parameters_and_kept_in_the_raw_query() -> None:
+    # GIVEN a query with `+`, `%20` and `%2B` (a plus sent escaped)
+    event = _build(raw_query="q=a+b%20c%2Bd&x=1+1")
+    # THEN queryStringParameters reads `+` and `%20` as spaces and `%2B` as a plus, as sam
+    # local's werkzeug does (README, "Differences from AWS": AWS does not document it)
+    assert event["queryStringParameters"] == {"q": "a b c+d", "x": "1 1"}
+    # AND rawQueryString, which the functions read through Mangum, is the query as sent
+    assert event["rawQueryString"] == "q=a+b%20c%2Bd&x=1+1"
+
+
 def test_the_route_arn_leaves_a_named_stage_out_of_the_path_only() -> None:
     # GIVEN requests under a named stage, its root included, and under the $default stage
     dev, default = EventBuilder("api-id", "dev"), EventBuilder("api-id", "$default")

@@ -39,20 +39,36 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
         loop.close()
 
 
+def run_released(
+    main: Coroutine[Any, Any, T], account: Account, functions: list[FunctionInstances], *gates: Gate
+) -> T:
+    """`run(main)`, then (even when it failed) release every gate and close the functions'
+    instances, so no instance thread outlives the test."""
+    try:
+        return run(main)
+    finally:
+        for gate in gates:
+            gate.release.set()
+        close_all(account, functions)
+
+
 def deadlines(function: float = LONG, integration: float = LONG) -> dict[str, float]:
     now = time.monotonic()
     return {"function_deadline": now + function, "integration_deadline": now + integration}
 
 
 class Gate:
-    """A handler that records each call and blocks until released."""
+    """A handler that records each call, and the instance thread it ran on, and blocks until
+    released."""
 
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.threads: list[threading.Thread] = []
         self.release = threading.Event()
 
     def __call__(self, name: str) -> str:
         self.calls.append(name)
+        self.threads.append(threading.current_thread())
         self.release.wait(10)
         return name
 
@@ -80,10 +96,7 @@ def test_a_handler_runs_on_an_instance_thread_with_its_own_loop() -> None:
         assert await meta.invoke(threading.current_thread, **deadlines()) is first
         return result
 
-    try:
-        assert run(main()) == ("lucid-Meta", True)
-    finally:
-        close_all(account, [meta])
+    assert run_released(main(), account, [meta]) == ("lucid-Meta", True)
 
 
 _STUCK_AT_EXIT = textwrap.dedent(
@@ -137,11 +150,7 @@ def test_a_blocked_function_grows_its_own_instances_and_never_delays_another() -
         gate.release.set()
         assert sorted(await asyncio.gather(*stuck)) == ["p0", "p1", "p2"]
 
-    try:
-        run(main())
-    finally:
-        gate.release.set()
-        close_all(account, [proxy, meta])
+    run_released(main(), account, [proxy, meta], gate)
 
 
 def test_stuck_instances_get_company_and_busy_ones_do_not() -> None:
@@ -179,11 +188,7 @@ def test_stuck_instances_get_company_and_busy_ones_do_not() -> None:
         gate.release.set()
         await asyncio.gather(*stuck)
 
-    try:
-        run(main())
-    finally:
-        gate.release.set()
-        close_all(account, [proxy, meta])
+    run_released(main(), account, [proxy, meta], gate)
 
 
 def test_idle_instances_retire(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -202,10 +207,7 @@ def test_idle_instances_retire(monkeypatch: pytest.MonkeyPatch) -> None:
         close_all(account, [meta])
         await until(lambda: not second.is_alive())
 
-    try:
-        run(main())
-    finally:
-        close_all(account, [meta])
+    run_released(main(), account, [meta])
 
 
 def test_past_the_account_cap_invocations_queue_and_queue_time_counts_toward_the_timeout() -> None:
@@ -232,11 +234,7 @@ def test_past_the_account_cap_invocations_queue_and_queue_time_counts_toward_the
         assert await following.future == "next"
         assert late.calls == []
 
-    try:
-        run(main())
-    finally:
-        gate.release.set()
-        close_all(account, [proxy, meta])
+    run_released(main(), account, [proxy, meta], gate)
 
 
 def test_an_invocation_past_its_timeout_while_waiting_for_an_instance_never_runs() -> None:
@@ -259,11 +257,7 @@ def test_an_invocation_past_its_timeout_while_waiting_for_an_instance_never_runs
         gate.release.set()
         await asyncio.gather(*stuck)
 
-    try:
-        run(main())
-    finally:
-        gate.release.set()
-        close_all(account, [proxy, meta])
+    run_released(main(), account, [proxy, meta], gate)
 
 
 def test_a_queued_invocation_whose_caller_left_never_runs() -> None:
@@ -286,26 +280,17 @@ def test_a_queued_invocation_whose_caller_left_never_runs() -> None:
         assert await proxy.invoke(lambda: "next", **deadlines()) == "next"
         assert dropped.calls == []
 
-    try:
-        run(main())
-    finally:
-        gate.release.set()
-        close_all(account, [proxy])
+    run_released(main(), account, [proxy], gate)
 
 
 def test_a_stuck_invocation_is_abandoned_at_its_timeout_and_replaced() -> None:
     account = Account(1)
     meta = FunctionInstances("Meta", account)
     gate = Gate()
-    threads: list[threading.Thread] = []
-
-    def stuck(name: str) -> str:
-        threads.append(threading.current_thread())
-        return gate(name)
 
     async def main() -> str:
         with pytest.raises(FunctionTimeoutError):
-            await meta.invoke(stuck, "stuck", **deadlines(function=0.2))
+            await meta.invoke(gate, "stuck", **deadlines(function=0.2))
         assert meta.instance_count == 0  # the stuck thread no longer counts
         # The only slot of the account is free again: the next invocation is served.
         answer: str = await meta.invoke(lambda: "served", **deadlines())
@@ -313,7 +298,7 @@ def test_a_stuck_invocation_is_abandoned_at_its_timeout_and_replaced() -> None:
         # WHEN the abandoned handler returns at last THEN it gives back nothing more: the
         # account still runs one invocation at a time
         gate.release.set()
-        await until(lambda: not threads[0].is_alive())  # and its thread retires
+        await until(lambda: not gate.threads[0].is_alive())  # and its thread retires
         held = Gate()
         blocked = asyncio.ensure_future(meta.invoke(held, "held", **deadlines()))
         await until(lambda: held.calls == ["held"])
@@ -322,11 +307,7 @@ def test_a_stuck_invocation_is_abandoned_at_its_timeout_and_replaced() -> None:
         await blocked
         return answer
 
-    try:
-        assert run(main()) == "served"
-    finally:
-        gate.release.set()
-        close_all(account, [meta])
+    assert run_released(main(), account, [meta], gate) == "served"
 
 
 def test_the_integration_timeout_answers_while_the_function_runs_on() -> None:
@@ -344,11 +325,7 @@ def test_the_integration_timeout_answers_while_the_function_runs_on() -> None:
         gate.release.set()
         assert await queued.future == "after"
 
-    try:
-        run(main())
-    finally:
-        gate.release.set()
-        close_all(account, [proxy])
+    run_released(main(), account, [proxy], gate)
 
 
 def test_a_stuck_function_whose_integration_gave_up_first_still_ends_at_its_own_timeout() -> None:
@@ -366,11 +343,7 @@ def test_a_stuck_function_whose_integration_gave_up_first_still_ends_at_its_own_
         answer: str = await asyncio.wait_for(proxy.invoke(lambda: "served", **deadlines()), 3)
         return answer
 
-    try:
-        assert run(main()) == "served"
-    finally:
-        gate.release.set()
-        close_all(account, [proxy])
+    assert run_released(main(), account, [proxy], gate) == "served"
 
 
 def test_reserved_concurrency_throttles_past_its_reservation() -> None:
@@ -404,10 +377,7 @@ def test_exceptions_reach_the_caller_and_limits_are_checked() -> None:
         with pytest.raises(ZeroDivisionError):
             await meta.invoke(lambda: 1 / 0, **deadlines())
 
-    try:
-        run(main())
-    finally:
-        close_all(account, [meta])
+    run_released(main(), account, [meta])
     with pytest.raises(ValueError, match="at least 1"):
         Account(0)
 
@@ -434,21 +404,16 @@ def test_an_instance_busy_as_the_edge_closes_retires_when_its_handler_returns() 
     account = Account(4)
     meta = FunctionInstances("Meta", account)
     gate = Gate()
-    threads: list[threading.Thread] = []
-
-    def busy(name: str) -> str:
-        threads.append(threading.current_thread())
-        return gate(name)
 
     async def main() -> None:
-        running = asyncio.ensure_future(meta.invoke(busy, "busy", **deadlines()))
+        running = asyncio.ensure_future(meta.invoke(gate, "busy", **deadlines()))
         await until(lambda: gate.calls == ["busy"])
         # WHEN the edge closes while the handler runs THEN its caller still gets the answer
         close_all(account, [meta])
         gate.release.set()
         assert await running == "busy"
         # AND the instance retires at once instead of waiting idle for work that cannot come
-        await until(lambda: not threads[0].is_alive())
+        await until(lambda: not gate.threads[0].is_alive())
         assert meta.instance_count == 0
 
     try:
@@ -477,11 +442,7 @@ def test_a_stuck_invocation_whose_caller_left_is_still_ended_at_its_timeout(
         answer: str = await asyncio.wait_for(meta.invoke(lambda: "served", **deadlines()), 3)
         return answer
 
-    try:
-        assert run(main()) == "served"
-    finally:
-        gate.release.set()
-        close_all(account, [meta])
+    assert run_released(main(), account, [meta], gate) == "served"
     # AND ending it logged no error: nobody was waiting for its answer
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
@@ -508,9 +469,4 @@ def test_a_running_invocation_whose_caller_left_still_holds_its_room() -> None:
         gate.release.set()
         assert await queued.future == "next"
 
-    try:
-        run(main())
-    finally:
-        gate.release.set()
-        later.release.set()
-        close_all(account, [proxy])
+    run_released(main(), account, [proxy], gate, later)

@@ -6,6 +6,11 @@ Tests that look at the server directly (HGETALL, CLIENT LIST, FLUSHDB, ...) keep
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+
 from lucid.store import resp
 
 
@@ -34,3 +39,23 @@ def layer_redis(
 def unreachable_redis(port: int, *, connect_timeout: float = 0.05) -> resp.Redis:
     """A client of a port nobody listens on: every command fails at once (refused)."""
     return layer_redis(f"redis://127.0.0.1:{port}/0", connect_timeout=connect_timeout)
+
+
+# The password of `refused_uri`'s URI: never in a log line, an error or a response.
+WRONG_PASSWORD = "Wr0ng-s3cret-Pw"
+
+
+@contextmanager
+def refused_uri(admin: redis.Redis, server_uri: str, *rules: str) -> Iterator[str]:
+    """A URI of the test Redis naming an ACL user it has (with `rules`, e.g. "-get", after
+    "+@all ~*"): with a wrong password when no rule is given, else with the user's own. The user
+    is removed after the block."""
+    host_port = server_uri.removeprefix("redis://").split("/")[0]
+    admin.execute_command(
+        "ACL", "SETUSER", "lucid-refused", "on", ">right-Pw", "~*", "+@all", *rules
+    )
+    try:
+        password = "right-Pw" if rules else WRONG_PASSWORD
+        yield f"redis://lucid-refused:{password}@{host_port}/0"
+    finally:
+        admin.acl_deluser("lucid-refused")

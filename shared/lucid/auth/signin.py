@@ -57,11 +57,13 @@ from lucid.observability import count
 from lucid.store import resp
 from lucid.store.documents import Document, new_id, utcnow
 from lucid.store.keys import nonce_key
+from lucid.store.redis_client import store_fault
 from lucid.users.repository import UserRepository
 
 NONCE_BYTES = 16  # 128 bits; EIP-4361 asks for at least 64, the issue for at least 96
 
 logger = logging.getLogger("lucid.auth")
+NONCE_STORE = "the sign-in nonce store"
 
 
 def check_admin_addresses(settings: Settings) -> None:
@@ -129,7 +131,7 @@ class SignInService:
                 nonce_key(message.nonce, self._settings.STAGE), json.dumps(record), ex=ttl, nx=True
             )
         except resp.RedisError as error:
-            raise ServiceUnavailableError("the sign-in nonce store is unavailable") from error
+            raise ServiceUnavailableError(store_fault(NONCE_STORE, error)) from error
         return Challenge(
             nonce=message.nonce,
             message=message.text(),
@@ -210,7 +212,7 @@ class SignInService:
         try:
             raw = self._redis.getdel(nonce_key(nonce, self._settings.STAGE))
         except resp.RedisError as error:
-            raise ServiceUnavailableError("the sign-in nonce store is unavailable") from error
+            raise ServiceUnavailableError(store_fault(NONCE_STORE, error)) from error
         if raw is None:
             return None
         record: dict[str, str] = json.loads(raw)

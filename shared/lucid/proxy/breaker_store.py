@@ -233,7 +233,8 @@ class FallbackStore:
         if now - self._warned_at >= self.WARN_EVERY_SECONDS:
             self._warned_at = now
             logger.warning(
-                "breaker state: Redis unavailable, this instance decides alone: %s",
+                "breaker state: Redis %s, this instance decides alone: %s",
+                "refused the credentials" if resp.refused_credentials(error) else "unavailable",
                 type(error).__name__,
             )
 

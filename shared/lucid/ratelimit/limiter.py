@@ -76,6 +76,8 @@ class RateLimiter:
         self._script = ScriptRunner(redis_client, LUA_SCRIPT)
         self._memory = InMemoryLimiter()
         self._redis_down_until = 0.0
+        # Whether Redis refused the credentials when it last failed (the 503 says so).
+        self._redis_refused = False
         lease_max = settings.RATE_LIMIT_LEASE_MAX
         self._leases = Leases(lease_max) if lease_max > 0 else None
 
@@ -154,8 +156,11 @@ class RateLimiter:
             logger.info("Redis answers again: rate limits are shared again")
         return decision
 
-    def _open_circuit(self, error: Exception, what: str = "unavailable") -> None:
+    def _open_circuit(self, error: Exception, what: str | None = None) -> None:
         self._redis_down_until = time.monotonic() + self.retry_seconds
+        self._redis_refused = resp.refused_credentials(error)
+        if what is None:
+            what = "refused the credentials" if self._redis_refused else "unavailable"
         fallback = (
             "refusing with 503"
             if self.settings.RATE_LIMIT_FAIL_MODE == "closed"
@@ -175,7 +180,9 @@ class RateLimiter:
         if self.settings.RATE_LIMIT_FAIL_MODE == "closed":
             wait = max(1, math.ceil(self._redis_down_until - time.monotonic()))
             raise ServiceUnavailableError(
-                "rate limiting is unavailable; retry shortly",
+                "rate limiting cannot count: Redis refused the credentials"
+                if self._redis_refused
+                else "rate limiting is unavailable; retry shortly",
                 headers={"Retry-After": str(wait)},
             )
         verdicts = self._memory.check(keys, [(p.quota, p.window_us) for p, _ in limits])

@@ -39,8 +39,12 @@ class DependencyReport(BaseModel):
     )
     code_name: str | None = Field(
         default=None,
-        description="the name MongoDB gives that code (its reply's `codeName`)",
-        examples=["AuthenticationFailed"],
+        description="the name MongoDB gives that code (its reply's `codeName`); when Redis "
+        "refuses this function's credentials, which refusal: WRONGPASS (a user or password it "
+        "does not know, or a disabled user), NOAUTH (a password is needed, the URI has none), "
+        "NOPASS (the URI has a password, the server none), NOPERM (an ACL rule forbids a "
+        "command or key)",
+        examples=["AuthenticationFailed", "WRONGPASS"],
     )
 
 
@@ -71,6 +75,11 @@ class DependencyStatus(NamedTuple):
     code: int | None = None
     code_name: str | None = None
 
+    @property
+    def refused(self) -> bool:
+        """True when the store answered but refused this function's credentials."""
+        return self.code_name is not None
+
     def report(self) -> DependencyReport:
         """What /meta/health says about this check."""
         return DependencyReport(
@@ -86,7 +95,7 @@ def _timed(
     name: str,
     probe: Callable[[], object],
     failures: tuple[type[Exception], ...],
-    refused: Callable[[Exception], tuple[int, str] | None] = lambda _: None,
+    refused: Callable[[Exception], tuple[int | None, str] | None] = lambda _: None,
 ) -> DependencyStatus:
     started = time.perf_counter()
     try:
@@ -102,12 +111,17 @@ def _timed(
 
 
 def check_redis(client: resp.Redis | Unusable) -> DependencyStatus:
-    """PING the Redis server."""
-    from lucid.store.resp import RedisError
+    """PING the Redis server. A server that refuses this function's credentials is named with
+    its refusal (`code_name`), as the client's ERROR line names it (`lucid.store.resp`)."""
+    from lucid.store.resp import RedisError, refusal_cause
+
+    def refused(error: Exception) -> tuple[int | None, str] | None:
+        cause = refusal_cause(error)
+        return None if cause is None else (None, cause)
 
     if isinstance(client, Unusable):
         return client.status("redis")
-    return _timed("redis", client.ping, (RedisError, OSError))
+    return _timed("redis", client.ping, (RedisError, OSError), refused)
 
 
 def check_mongodb(database: Database[Document] | Unusable) -> DependencyStatus:
@@ -117,7 +131,7 @@ def check_mongodb(database: Database[Document] | Unusable) -> DependencyStatus:
 
     from lucid.store.documents import REFUSALS, refusal
 
-    def refused(error: Exception) -> tuple[int, str] | None:
+    def refused(error: Exception) -> tuple[int | None, str] | None:
         # pymongo signs in on the pooled connection the ping is sent on, so a wrong password
         # is the ping's OperationFailure (18; Atlas: 8000).
         if isinstance(error, OperationFailure) and (said := refusal(error, "/meta/health's ping")):

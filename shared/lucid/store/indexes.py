@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Mapping
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.collection import Collection
@@ -65,6 +67,10 @@ _lock = threading.Lock()
 # MongoDB's answer when the key pattern is already indexed under another name (or the name is
 # taken with other options): the whole createIndexes command is refused, nothing is created.
 INDEX_OPTIONS_CONFLICT = 85
+# Its answer when an index of another signature (key, unique, sparse, partial filter) already
+# has the name (mongodb/mongo src/mongo/db/catalog/index_catalog_impl.cpp
+# `_doesSpecConflictWithExisting`).
+INDEX_KEY_SPECS_CONFLICT = 86
 # Options that change what an index guarantees or holds; the rest (name, v, background) do not.
 _MEANINGFUL = ("unique", "sparse", "expireAfterSeconds", "partialFilterExpression", "collation")
 
@@ -90,10 +96,38 @@ def ensure_indexes(database: Database[Document]) -> dict[str, list[str]]:
             try:
                 created[collection] = database[collection].create_indexes(models)
             except OperationFailure as error:
-                if error.code != INDEX_OPTIONS_CONFLICT:
+                if error.code not in (INDEX_OPTIONS_CONFLICT, INDEX_KEY_SPECS_CONFLICT):
                     raise
                 created[collection] = [_ensure_one(database[collection], m) for m in models]
+            _refuse_stricter_unique(database[collection], models)
     return created
+
+
+def _refuse_stricter_unique(collection: Collection[Document], models: list[IndexModel]) -> None:
+    """IndexConflictError when a unique index that is neither sparse nor partial shares the key
+    of one of ours that is (`signin_nonce_unique`): MongoDB 5.0+ keeps both (`sparse` is part of
+    an index's signature), and the other refuses a second document without the field as a
+    duplicate of null (every refresh token but a sign-in's first lacks `signin_nonce`)."""
+    skipping = [m.document for m in models if m.document.get("sparse") or _partial(m.document)]
+    if not skipping:
+        return
+    for existing in collection.list_indexes():
+        if not existing.get("unique") or existing.get("sparse") or _partial(existing):
+            continue
+        for wanted in skipping:
+            if list(existing["key"].items()) == list(wanted["key"].items()):
+                field = ", ".join(wanted["key"])
+                raise IndexConflictError(
+                    f"{collection.name}: index {existing['name']!r} is unique on the key of "
+                    f"{wanted['name']!r} but not sparse, so it refuses a second document "
+                    f"without {field} (a duplicate null); drop it "
+                    f"(db.{collection.name}.dropIndex({existing['name']!r})) and run "
+                    "`lucid db init`"
+                )
+
+
+def _partial(index: Mapping[str, Any]) -> bool:
+    return index.get("partialFilterExpression") is not None
 
 
 def _ensure_one(collection: Collection[Document], model: IndexModel) -> str:
@@ -101,9 +135,16 @@ def _ensure_one(collection: Collection[Document], model: IndexModel) -> str:
     try:
         return collection.create_indexes([model])[0]
     except OperationFailure as error:
+        wanted = model.document
+        if error.code == INDEX_KEY_SPECS_CONFLICT:
+            raise IndexConflictError(
+                f"{collection.name}: an index made outside the gateway is named "
+                f"{wanted['name']!r} but is not ours (another key, or other unique, sparse or "
+                f"partial options); drop it (db.{collection.name}.dropIndex({wanted['name']!r})) "
+                "and run `lucid db init`"
+            ) from error
         if error.code != INDEX_OPTIONS_CONFLICT:
             raise
-        wanted = model.document
         for existing in collection.list_indexes():
             if list(existing["key"].items()) != list(wanted["key"].items()):
                 continue

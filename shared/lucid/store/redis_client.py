@@ -48,3 +48,12 @@ def _build_redis(settings: Settings, uri: str) -> resp.Redis:
 def get_redis() -> resp.Redis:
     """The process's Redis client (created on first use, then shared)."""
     return build_redis(get_settings())
+
+
+def store_fault(store: str, error: resp.RedisError) -> str:
+    """What a 503 says of a Redis failure of `store` ("the sign-in nonce store"): that it
+    refused the credentials when Redis did (`resp.refused_credentials`; the function's log has
+    one ERROR line saying what to check), else that it is unavailable."""
+    if resp.refused_credentials(error):
+        return f"{store} refused the credentials"
+    return f"{store} is unavailable"

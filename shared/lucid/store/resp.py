@@ -15,20 +15,25 @@ client.py), so that every caller degrades where it did:
   query parameters `db`, `client_name`, `ssl_ca_certs`, `ssl_cert_reqs` (none, optional,
   required) and `ssl_check_hostname`. Anything else is refused with a ValueError, as redis-py
   refuses a scheme it does not know or a port that is not a number (`lucid.store.unusable`).
-- AUTH with the user and password of the URI (or the password alone; `parse_url` unquotes
-  both), CLIENT SETNAME, then SELECT of a database other than 0, on every new connection
-  (`AbstractConnection.on_connect_check_health`), RESP2 only.
+- AUTH with the user and password of the URI (or the password alone, or the user with an empty
+  password; `parse_url` unquotes both), CLIENT SETNAME, then SELECT of a database other than 0,
+  on every new connection (`AbstractConnection.on_connect_check_health`), RESP2 only.
 - The TCP connect and the TLS handshake are bounded by the connect timeout, every later socket
   wait by the command timeout (`socket.settimeout`): a timeout is `TimeoutError`.
 - The exception tree: `RedisError` > `ConnectionError` (refused, reset, closed, no connection
   free in the pool within its wait) > `AuthenticationError` (WRONGPASS, NOAUTH); `TimeoutError`;
-  `ResponseError` (an error reply) > `NoScriptError`. An error reply maps as redis-py's
-  `_parsers/base.py` EXCEPTION_CLASSES does for the classes that change a caller's path (LOADING
-  and "max number of clients reached" are connection errors there, so retried).
+  `ResponseError` (an error reply) > `NoScriptError`, `NoPermissionError` (NOPERM). An error
+  reply maps as redis-py's `_parsers/base.py` EXCEPTION_CLASSES does for the classes that change
+  a caller's path (LOADING and "max number of clients reached" are connection errors there, so
+  retried).
 - A command whose connection fails is sent once more at once on a fresh dial (the layer's
   `Retry(NoBackoff(), 1, supported_errors=(ConnectionError,))`); a timeout is not retried. Any
   failure other than an error reply closes the connection, so a half-read reply is never taken
   for the next command's.
+- A refusal of the URI's credentials (WRONGPASS, NOAUTH, NOPERM: `refused_credentials`) is
+  also logged, once per address and cause in a process, at ERROR on the `lucid.store` logger,
+  saying what to check in REDIS_URI or the user's ACL (never the server's words: Redis 7's
+  NOPERM names the user); callers then degrade as for a Redis that is down.
 - The pool blocks (queues) a caller for at most its wait when every connection is in use
   (`BlockingConnectionPool`), then raises ConnectionError("No connection available.").
 """
@@ -41,7 +46,9 @@ import builtins
 import contextlib
 import functools
 import hashlib
+import logging
 import queue
+import re
 import socket
 import ssl
 import threading
@@ -52,6 +59,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import hiredis
 
 _T = TypeVar("_T")
+logger = logging.getLogger("lucid.store")
 
 
 class RedisError(Exception):
@@ -76,6 +84,10 @@ class ResponseError(RedisError):
 
 class NoScriptError(ResponseError):
     """EVALSHA of a script the server does not have (restarted, SCRIPT FLUSH)."""
+
+
+class NoPermissionError(ResponseError):
+    """NOPERM: an ACL rule forbids the URI's user the command, or a key or channel it names."""
 
 
 class InvalidResponseError(RedisError):
@@ -105,6 +117,35 @@ _OPTION_NAMES = {
 }
 _TRUE = ("1", "true", "yes", "y", "on")
 _FALSE = ("0", "false", "no", "n", "off")
+_CHECK_URI = "check the user name and password in REDIS_URI (percent-escaped)"
+# Error replies refusing the URI's credentials: (the reply's start, the cause logged, what to
+# check). Redis 6+ answers a wrong password, an unknown or disabled user WRONGPASS; Redis 5
+# "ERR invalid password"; AUTH to a server with no password is refused with the last two.
+_REFUSALS: tuple[tuple[str, str, str], ...] = (
+    ("WRONGPASS", "WRONGPASS", f"{_CHECK_URI}, and that the user is enabled (ACL LIST)"),
+    ("ERR invalid password", "WRONGPASS", _CHECK_URI),
+    ("NOAUTH", "NOAUTH", "the server asks for a password: put it (and the user) in REDIS_URI"),
+    (
+        "ERR Client sent AUTH, but no password is set",
+        "NOPASS",
+        "the server has no password set: remove the password from REDIS_URI",
+    ),
+    (
+        "ERR AUTH <password> called without any password configured",
+        "NOPASS",
+        "the server has no password set: remove the password from REDIS_URI",
+    ),
+    (
+        "NOPERM",
+        "NOPERM",
+        "check the ACL rules of REDIS_URI's user (ACL GETUSER): it needs every command the "
+        "gateway sends, on every key",
+    ),
+)
+# What NOPERM refused: Redis 6.2 "...to run the 'get' command or its subcommand", Redis 7
+# "NOPERM User <name> has no permissions to run the 'get' command" (acl.c, getAclErrorMessage);
+# a key or channel otherwise.
+_REFUSED_COMMAND = re.compile(r"run the '([A-Za-z0-9_|:-]+)' command")
 
 
 def _reply_error(message: str) -> RedisError:
@@ -113,6 +154,8 @@ def _reply_error(message: str) -> RedisError:
     # parser"; checked with hiredis 3.5.0: `-ERR x` alone and inside `*2`).
     if message.startswith("NOSCRIPT"):
         return NoScriptError(message)
+    if message.startswith("NOPERM"):  # redis-py 8.1, _parsers/base.py: NoPermissionError
+        return NoPermissionError(message)
     for prefix, error in _CONNECTION_REPLIES:
         if message.startswith(prefix):
             return error(message)
@@ -160,6 +203,11 @@ class Address(NamedTuple):
     def tls_context(self) -> ssl.SSLContext:
         """The TLS settings of every connection to this address (built once: `_tls_context`)."""
         return _tls_context(self)
+
+
+# The refusals of the credentials logged, by address and cause (one client per address and
+# process: `lucid.store.redis_client.get_redis`), so each cause is one ERROR line.
+_refusals_logged: set[tuple[Address, str]] = set()
 
 
 @functools.cache
@@ -222,6 +270,35 @@ def _query_option(name: str, value: str) -> object:
     if name == "ssl_check_hostname" and value.lower() in (*_TRUE, *_FALSE):
         return value.lower() in _TRUE
     raise ValueError(f"the Redis URI's query parameter {name!r} is unknown or not valid")
+
+
+def refused_credentials(error: BaseException) -> bool:
+    """True when Redis refused the URI's credentials: its user or password (WRONGPASS,
+    NOAUTH, ...: `AuthenticationError`), or a command or key to its user (NOPERM)."""
+    return isinstance(error, AuthenticationError | NoPermissionError)
+
+
+def refusal_cause(error: BaseException) -> str | None:
+    """Which refusal of the credentials `error` is (WRONGPASS, NOAUTH, NOPASS: AUTH to a server
+    without a password, NOPERM), or None when it is none."""
+    if not refused_credentials(error):
+        return None
+    refusal = _refusal(str(error))
+    return refusal[0].split()[0] if refusal else None
+
+
+def _refusal(message: str) -> tuple[str, str] | None:
+    # (the cause, the ERROR line) of an error reply refusing the credentials; None otherwise.
+    found = next((refusal for refusal in _REFUSALS if message.startswith(refusal[0])), None)
+    if found is None:
+        return None
+    _, cause, check = found
+    if cause == "NOPERM":
+        if command := _REFUSED_COMMAND.search(message):
+            cause = f"NOPERM {command.group(1).upper()}"
+        else:
+            cause = "NOPERM " + ("channel" if "channel" in message else "key")
+    return cause, f"Redis refused the gateway's credentials ({cause}): {check}"
 
 
 class Connection:
@@ -294,17 +371,20 @@ class Connection:
 
     def _introduce(self) -> None:
         address = self.address
-        if address.password:
+        # As redis-py 8.1 (connection.py, on_connect_check_health; credentials.py,
+        # UsernamePasswordCredentialProvider.get_credentials): AUTH when the URI names a user or
+        # a password; a user without a password (`redis://user@host`) is `AUTH user ""`, which
+        # an ACL user with `nopass` accepts, so the connection is that user, never `default`.
+        if address.username or address.password:
+            password = address.password or ""
             try:
                 self.call(
-                    ("AUTH", address.username, address.password)
-                    if address.username
-                    else ("AUTH", address.password)
+                    ("AUTH", address.username, password) if address.username else ("AUTH", password)
                 )
             except ResponseError as error:
                 if not address.username or not str(error).startswith(_AUTH_ARGUMENTS):
                     raise
-                self.call(("AUTH", address.password))
+                self.call(("AUTH", password))
         if address.client_name:
             self.call(("CLIENT", "SETNAME", address.client_name))
         if address.db:
@@ -342,8 +422,18 @@ class Connection:
         if isinstance(reply, RedisError):
             if isinstance(reply, ConnectionError):
                 self.disconnect()
+            if refused_credentials(reply):
+                self._report_refusal(str(reply))
             raise reply
         return reply
+
+    def _report_refusal(self, message: str) -> None:
+        refusal = _refusal(message)
+        if refusal is None or (self.address, refusal[0]) in _refusals_logged:
+            return
+        # A set's add is atomic under the GIL: two threads at once may both log, never none.
+        _refusals_logged.add((self.address, refusal[0]))
+        logger.error("%s", refusal[1], extra={"store": "redis", "code": refusal[0]})
 
     def _failed(self, error: BaseException, doing: str) -> BaseException:
         # Any failure mid-command leaves the connection closed (a reply half read must never be

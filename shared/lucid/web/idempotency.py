@@ -45,6 +45,7 @@ from fastapi import Depends, Request
 from lucid.errors import ConflictError, ServiceUnavailableError, ValidationFailedError
 from lucid.store import resp
 from lucid.store.keys import idempotency_prefix
+from lucid.store.redis_client import store_fault
 from lucid.web.deps import SettingsDep
 from lucid.web.stores import stores_of
 
@@ -165,7 +166,7 @@ class IdempotencyStore:
         try:
             return command(*args, **kwargs)
         except resp.RedisError as error:
-            raise ServiceUnavailableError("the idempotency store is unavailable") from error
+            raise ServiceUnavailableError(store_fault("the idempotency store", error)) from error
 
 
 def _replayable(record: dict[str, Any], request_fingerprint: str) -> StoredResponse | None:

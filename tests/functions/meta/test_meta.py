@@ -8,6 +8,7 @@ from typing import Any
 from unittest.mock import ANY
 
 import pytest
+import redis
 
 from lucid import __version__
 from lucid.config import Settings
@@ -15,9 +16,10 @@ from lucid.proxy import BreakerState, RedisBreakerStore
 from lucid.store import resp
 from lucid.store.mongo import build_database
 from lucid.web.readiness import readiness_database
-from lucid_edge.local import start_mongo_server
+from lucid_edge.local import EmbeddedRedis, start_mongo_server
 from tests.utils.events import http_event
 from tests.utils.functions import load_handler, load_module, run_fresh_instance
+from tests.utils.layer_redis import WRONG_PASSWORD, layer_redis, refused_uri
 from tests.utils.logs import logged_lines
 
 
@@ -25,6 +27,19 @@ def invoke(path: str, **kwargs: Any) -> tuple[int, dict[str, str], Any]:
     result = load_handler("meta")(http_event("GET", path, **kwargs), None)
     headers = {k.lower(): v for k, v in result["headers"].items()}
     return result["statusCode"], headers, json.loads(result["body"])
+
+
+def health_with_redis(client: resp.Redis) -> tuple[int, dict[str, str], Any]:
+    """GET /meta/health with `client` as the function's Redis client (closed after)."""
+    from lucid.web.readiness import readiness_redis
+
+    app = load_module("meta").app
+    app.dependency_overrides[readiness_redis] = lambda: client
+    try:
+        return invoke("/meta/health")
+    finally:
+        app.dependency_overrides.clear()
+        client.close()
 
 
 def test_health_answers_without_touching_dependencies() -> None:
@@ -56,17 +71,8 @@ def test_meta_health_names_redis_when_it_is_down(monkeypatch: pytest.MonkeyPatch
     from lucid_edge.local import free_port
     from tests.utils.layer_redis import unreachable_redis
 
-    app = load_module("meta").app
-    dead = unreachable_redis(free_port())
-    from lucid.web.readiness import readiness_redis
-
-    app.dependency_overrides[readiness_redis] = lambda: dead
-    try:
-        # WHEN the readiness route runs
-        status, headers, body = invoke("/meta/health")
-    finally:
-        app.dependency_overrides.clear()
-        dead.close()
+    # WHEN the readiness route runs
+    status, headers, body = health_with_redis(unreachable_redis(free_port()))
     # THEN it is a 503 problem naming redis, and mongodb is still reported healthy
     assert status == 503
     assert headers["content-type"] == "application/problem+json"
@@ -121,6 +127,24 @@ def test_meta_health_names_a_mongodb_that_refuses_the_functions_user() -> None:
     assert "Pw-s3cret-9" not in repr(lines) + repr(body)
 
 
+def test_meta_health_says_redis_refused_the_credentials(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    # GIVEN a REDIS_URI whose password Redis refuses WHEN the readiness route runs
+    with refused_uri(redis_client, redis_server.uri) as uri:
+        status, _, body = health_with_redis(layer_redis(uri))
+    # THEN the 503 says Redis refused the credentials, and which refusal, not just "down"
+    assert status == 503
+    assert body["detail"] == "dependency down: redis (refused the credentials)"
+    assert body["dependencies"]["redis"] == {
+        "status": "down",
+        "error": "AuthenticationError",
+        "code_name": "WRONGPASS",
+        "latency_ms": ANY,
+    }
+    assert WRONG_PASSWORD not in json.dumps(body)
+
+
 def test_meta_health_reports_each_backends_breaker_as_the_proxy_shares_it(
     store_redis: resp.Redis,
 ) -> None:
@@ -163,6 +187,7 @@ def test_request_id_is_echoed_when_well_formed_and_replaced_when_not() -> None:
 FRESH_INSTANCE = """
 import json, sys
 from tests.utils.events import http_event
+from tests.utils.layer_redis import WRONG_PASSWORD, layer_redis, refused_uri
 from tests.utils.functions import load_handler
 from tests.utils.layer_redis import unreachable_redis
 result = load_handler("meta")(http_event("GET", "/meta/health"), None)

@@ -6,6 +6,7 @@ import re
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,12 +37,14 @@ from lucid.store import resp
 from lucid.store.documents import utcnow
 from lucid.store.keys import nonce_key
 from lucid.users.repository import UserRepository
-from lucid_edge.local import free_port, in_memory_database
+from lucid_edge.local import EmbeddedRedis, free_port, in_memory_database
 from tests.utils.datastore import atomic_writes, revocations_on
-from tests.utils.layer_redis import unreachable_redis
+from tests.utils.layer_redis import layer_redis, refused_uri, unreachable_redis
 from tests.utils.wallets import Wallet
 
 ADMIN = Wallet()
+# The README's troubleshooting table quotes the 503s' details: they must be the code's words.
+README_TEXT = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
 SETTINGS = Settings(
     STAGE="local",
     JWT_SECRET_KEY="signin-test-key-0123456789abcdef0123456789",
@@ -401,5 +404,24 @@ def test_redis_outage_is_service_unavailable(database: Database[dict[str, Any]])
             with pytest.raises(ServiceUnavailableError) as raised:
                 attempt()
             assert raised.value.detail == "the sign-in nonce store is unavailable"
+            assert f'"{raised.value.detail}"' in README_TEXT
     finally:
         dead.close()
+
+
+def test_a_redis_refusing_the_credentials_is_a_503_saying_so(
+    database: Database[dict[str, Any]], redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    # GIVEN the nonce store's Redis refuses REDIS_URI's password
+    wallet = Wallet()
+    with refused_uri(redis_client, redis_server.uri) as uri:
+        refusing = layer_redis(uri)
+        try:
+            # WHEN a challenge is asked for
+            with pytest.raises(ServiceUnavailableError) as raised:
+                _service(refusing, database).challenge(wallet.address)
+        finally:
+            refusing.close()
+    # THEN the 503 says the credentials were refused, not that the store is unavailable
+    assert raised.value.detail == "the sign-in nonce store refused the credentials"
+    assert f'"{raised.value.detail}"' in README_TEXT  # the troubleshooting table names it

@@ -20,6 +20,7 @@ from lucid.ratelimit.memory import InMemoryLimiter
 from lucid.store.redis_client import build_redis
 from lucid_edge.local import EmbeddedRedis, free_port, start_redis
 from tests.shared.ratelimit.helpers import RecordList, function_app, invoke
+from tests.utils.layer_redis import refused_uri
 
 LIMITS: dict[str, Any] = {"RATE_LIMIT_ENABLED": True, "RATE_LIMIT_PUBLIC": 3}
 
@@ -147,6 +148,23 @@ def test_fail_closed_answers_503_problem_never_500(ratelimit_log: RecordList) ->
         assert body["type"].endswith("/service-unavailable")
     assert invoke(handler, "POST", "/auth/login", body={"address": "T1"})[0] == 503
     assert "503" in ratelimit_log.records[0].getMessage()
+
+
+def test_fail_closed_says_when_redis_refused_the_credentials(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis, ratelimit_log: RecordList
+) -> None:
+    # GIVEN RATE_LIMIT_FAIL_MODE=closed and a REDIS_URI whose password Redis refuses
+    with refused_uri(redis_client, redis_server.uri) as uri:
+        handler = function_app(limiter_on(uri, RATE_LIMIT_FAIL_MODE="closed"))
+        # WHEN requests come, the first trying Redis, the next within the retry period
+        answers = [invoke(handler, "GET", "/items") for _ in range(2)]
+    # THEN each is the 503 saying Redis refused the credentials, not that it is unavailable
+    assert [(status, body["detail"]) for status, _, body in answers] == [
+        (503, "rate limiting cannot count: Redis refused the credentials")
+    ] * 2
+    assert (
+        "Redis refused the credentials for rate limiting" in ratelimit_log.records[0].getMessage()
+    )
 
 
 def test_fail_closed_recovers_when_redis_comes_back(own_redis: EmbeddedRedis) -> None:

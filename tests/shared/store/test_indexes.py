@@ -114,8 +114,6 @@ def test_every_index_is_on_fields_the_gateway_writes(db: Db, store_redis: resp.R
 @pytest.mark.parametrize(
     ("key", "options", "ours", "lacking"),
     [
-        # (A hand-made signin_nonce index that is unique but not sparse is not caught: MongoDB
-        # 5.0+ makes ours beside it, as `sparse` is part of an index's signature.)
         # no TTL, or another one: spent refresh tokens would never (or not then) vanish
         ("expires_at", {}, "expires_ttl", "{'expireAfterSeconds': 0}"),
         ("expires_at", {"expireAfterSeconds": 3600}, "expires_ttl", "{'expireAfterSeconds': 0}"),
@@ -133,3 +131,30 @@ def test_a_hand_made_token_index_without_our_guarantee_is_named(
         f"tokens: index '{key}_1' holds the key of '{ours}' without its options {lacking}; "
         f"drop it (db.tokens.dropIndex('{key}_1')) and run `lucid db init`"
     )
+
+
+def test_a_hand_made_unique_signin_nonce_index_that_is_not_sparse_is_named(db: Db) -> None:
+    # GIVEN a unique signin_nonce index made by hand, not sparse: MongoDB 5.0+ makes ours
+    # beside it (`sparse` is part of an index's signature), and it alone refuses the second
+    # refresh token without a nonce, a duplicate of null
+    db["tokens"].create_index("signin_nonce", unique=True)
+    # WHEN the gateway prepares the database THEN it refuses, naming the index and the fix
+    with pytest.raises(IndexConflictError) as refused:
+        ensure_indexes(db)
+    assert str(refused.value) == (
+        "tokens: index 'signin_nonce_1' is unique on the key of 'signin_nonce_unique' but not "
+        "sparse, so it refuses a second document without signin_nonce (a duplicate null); drop "
+        "it (db.tokens.dropIndex('signin_nonce_1')) and run `lucid db init`"
+    )
+    # AND once it is dropped, preparing succeeds and tokens without a nonce are stored
+    db["tokens"].drop_index("signin_nonce_1")
+    ensure_indexes(db)
+    db["tokens"].insert_many([{"_id": "a"}, {"_id": "b"}])
+
+
+def test_a_hand_made_index_under_one_of_our_names_is_named(db: Db) -> None:
+    # GIVEN an index named as ours but not sparse (MongoDB: 86 IndexKeySpecsConflict)
+    db["tokens"].create_index("signin_nonce", unique=True, name="signin_nonce_unique")
+    # THEN preparing the database refuses it with the fix, not a driver error
+    with pytest.raises(IndexConflictError, match=r"dropIndex\('signin_nonce_unique'\)"):
+        ensure_indexes(db)

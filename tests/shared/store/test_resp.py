@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import shutil
 import socket
 import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -371,6 +373,95 @@ def test_a_server_asking_for_a_password_is_an_authentication_error(
                 client.get("k")
         finally:
             client.close()
+
+
+@pytest.fixture
+def password_redis() -> Iterator[EmbeddedRedis]:
+    """A redis-server with a password and no ACL user of ours (`requirepass`), also listening
+    on a unix socket (`socket` in its working directory)."""
+    workdir = Path(tempfile.mkdtemp(prefix="lucid-redis-unix-"))
+    config = ["--requirepass", "right-pw", "--unixsocket", str(workdir / "socket")]
+    with start_redis(data_dir=workdir, config=[*config, "--unixsocketperm", "700"]) as server:
+        yield server
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _whoami(uri: str) -> bytes:
+    client = layer_redis(uri)
+    try:
+        reply: bytes = client.execute_command("ACL", "WHOAMI")
+        return reply
+    finally:
+        client.close()
+
+
+def test_a_password_alone_signs_in_as_the_default_user(password_redis: EmbeddedRedis) -> None:
+    # GIVEN a server with `requirepass` only: AUTH takes the password alone
+    host_port = f"127.0.0.1:{password_redis.port}"
+    # WHEN the URI gives the password without a user THEN commands run, as `default`
+    assert _whoami(f"redis://:right-pw@{host_port}/0") == b"default"
+    # AND a wrong one is refused as a wrong password
+    with pytest.raises(resp.AuthenticationError, match="WRONGPASS"):
+        _whoami(f"redis://:wrong-pw@{host_port}/0")
+
+
+def test_an_acl_user_signs_in_beside_requirepass(password_redis: EmbeddedRedis) -> None:
+    admin = redis.Redis(port=password_redis.port, password="right-pw")
+    admin.acl_setuser(
+        "lucid-acl", enabled=True, passwords=["+acl-pw"], keys=["*"], commands=["+@all"]
+    )
+    try:
+        # WHEN the URI names the user and its password THEN AUTH user password signs in as it
+        assert (
+            _whoami(f"redis://lucid-acl:acl-pw@127.0.0.1:{password_redis.port}/0") == b"lucid-acl"
+        )
+    finally:
+        admin.close()
+
+
+def test_a_user_without_a_password_is_that_user_as_redis_py_makes_it(
+    redis_server: EmbeddedRedis, redis_client: redis.Redis
+) -> None:
+    # GIVEN an ACL user that needs no password, and one that does
+    redis_client.acl_setuser(
+        "lucid-nopass", enabled=True, nopass=True, keys=["*"], commands=["+@all"]
+    )
+    redis_client.acl_setuser(
+        "lucid-pw", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all"]
+    )
+    host_port = redis_server.uri.removeprefix("redis://").split("/")[0]
+    try:
+        # WHEN a URI names a user and no password (redis://user@host) THEN the client signs in as
+        # that user, with an empty password (redis-py: `AUTH user ""`), never as `default`
+        assert _whoami(f"redis://lucid-nopass@{host_port}/0") == b"lucid-nopass"
+        # AND a user whose password the URI lacks is refused, not let in as `default`
+        with pytest.raises(resp.AuthenticationError, match="WRONGPASS"):
+            _whoami(f"redis://lucid-pw@{host_port}/0")
+    finally:
+        redis_client.acl_deluser("lucid-nopass", "lucid-pw")
+
+
+def test_a_unix_socket_uri_dials_the_socket_with_its_password_and_database(
+    password_redis: EmbeddedRedis,
+) -> None:
+    socket_path = password_redis.workdir / "socket"
+    # GIVEN a unix:// URI with the password and database 2 WHEN the client writes
+    client = layer_redis(f"unix://:right-pw@{socket_path}?db=2&client_name=over-unix")
+    try:
+        assert client.set("on-unix", "1") is True
+        # THEN it went over the socket (Redis reports the peer as the socket's path), into db 2
+        admin = redis.Redis(port=password_redis.port, password="right-pw", db=2)
+        try:
+            assert admin.get("on-unix") == b"1"
+            ours = [c for c in admin.client_list() if c["name"] == "over-unix"]
+            assert [c["addr"] for c in ours] == [f"{socket_path}:0"]
+        finally:
+            admin.close()
+    finally:
+        client.close()
+    # AND a socket nobody listens on is a connection error, as a refused port is
+    with pytest.raises(resp.ConnectionError):
+        layer_redis(f"unix://{password_redis.workdir}/nothing").ping()
 
 
 @pytest.mark.parametrize(
