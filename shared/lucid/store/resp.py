@@ -31,7 +31,7 @@ client.py), so that every caller degrades where it did:
   failure other than an error reply closes the connection, so a half-read reply is never taken
   for the next command's.
 - A refusal of the URI's credentials (WRONGPASS, NOAUTH, NOPERM: `refused_credentials`) is
-  also logged, once per address and cause in a process, at ERROR on the `lucid.store` logger,
+  also logged, once per client and cause, at ERROR on the `lucid.store` logger,
   saying what to check in REDIS_URI or the user's ACL (never the server's words: Redis 7's
   NOPERM names the user); callers then degrade as for a Redis that is down.
 - The pool blocks (queues) a caller for at most its wait when every connection is in use
@@ -205,11 +205,6 @@ class Address(NamedTuple):
         return _tls_context(self)
 
 
-# The refusals of the credentials logged, by address and cause (one client per address and
-# process: `lucid.store.redis_client.get_redis`), so each cause is one ERROR line.
-_refusals_logged: set[tuple[Address, str]] = set()
-
-
 @functools.cache
 def _tls_context(address: Address) -> ssl.SSLContext:
     # Made on the first TLS dial to an address, then shared by every connection to it (a
@@ -304,10 +299,20 @@ def _refusal(message: str) -> tuple[str, str] | None:
 class Connection:
     """One socket to Redis, dialled on first use and again after any failure."""
 
-    def __init__(self, address: Address, timeout: float, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        address: Address,
+        timeout: float,
+        connect_timeout: float,
+        refusals: set[str] | None = None,
+    ) -> None:
         self.address = address
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        # The refusals of the credentials already logged, shared by the connections of one
+        # pool (one client per process: `lucid.store.redis_client.get_redis`), so that each
+        # cause is one ERROR line.
+        self._refusals: set[str] = set() if refusals is None else refusals
         # None while not connected; a new object at each dial (kept_connection relies on it).
         self.sock: socket.socket | None = None
         self._reader: hiredis.Reader | None = None
@@ -429,10 +434,10 @@ class Connection:
 
     def _report_refusal(self, message: str) -> None:
         refusal = _refusal(message)
-        if refusal is None or (self.address, refusal[0]) in _refusals_logged:
+        if refusal is None or refusal[0] in self._refusals:
             return
         # A set's add is atomic under the GIL: two threads at once may both log, never none.
-        _refusals_logged.add((self.address, refusal[0]))
+        self._refusals.add(refusal[0])
         logger.error("%s", refusal[1], extra={"store": "redis", "code": refusal[0]})
 
     def _failed(self, error: BaseException, doing: str) -> BaseException:
@@ -493,7 +498,9 @@ class ConnectionPool:
         self.address = address
         self.max_connections = max_connections
         self.timeout = timeout
-        self._make = functools.partial(connection_class, address, socket_timeout, connect_timeout)
+        self._make = functools.partial(
+            connection_class, address, socket_timeout, connect_timeout, refusals=set()
+        )
         # LIFO, as redis-py's BlockingConnectionPool: the most recently used connection first.
         # A None is a place for a connection not made yet.
         self._free: queue.LifoQueue[Connection | None] = queue.LifoQueue(max_connections)
