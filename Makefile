@@ -99,8 +99,16 @@ $(PROMETHEUS):
 		|| (apt-get update -qq >/dev/null && apt-get install -y -qq prometheus >/dev/null) \
 		|| echo "prometheus not installed: the monitoring tests will be skipped"
 
+# valgrind counts instructions for `make bench coldstart` (and its test in tests/bench/).
+VALGRIND := /usr/bin/valgrind
+$(VALGRIND):
+	@echo "installing Debian's valgrind for the cold-start bench's instruction counts"
+	@apt-get install -y -qq valgrind >/dev/null 2>&1 \
+		|| (apt-get update -qq >/dev/null && apt-get install -y -qq valgrind >/dev/null) \
+		|| echo "valgrind not installed: its bench test will be skipped"
+
 # The built-artifact tests (tests/infra/test_built_artifact.py) run the real `sam build`.
-pytest: $(STAMP) $(TRONWEB) $(SAM_VENV)/bin/sam $(CHROMIUM) $(PROMETHEUS)
+pytest: $(STAMP) $(TRONWEB) $(SAM_VENV)/bin/sam $(CHROMIUM) $(PROMETHEUS) $(VALGRIND)
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=95 -p no:cacheprovider
 
@@ -114,7 +122,7 @@ fuzz: $(STAMP)
 
 # `make bench` runs every scenario; `make bench coldstart` (or any scenario names) only those.
 BENCH_SCENARIOS := $(filter-out bench,$(MAKECMDGOALS))
-bench: $(STAMP) $(SAM_VENV)/bin/sam
+bench: $(STAMP) $(SAM_VENV)/bin/sam $(VALGRIND)
 	@command -v wrk >/dev/null || (apt-get install -y wrk >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y wrk >/dev/null))
 	$(BIN)/python -m bench $(BENCH_SCENARIOS)
 ifneq ($(filter bench,$(MAKECMDGOALS)),)
