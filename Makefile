@@ -82,25 +82,35 @@ $(TRONWEB): tests/interop/package.json
 	@command -v npm >/dev/null && npm install --prefix tests/interop --no-audit --no-fund --silent \
 		|| echo "TronWeb not installed: the interop test will be skipped"
 
+# $(call debian,PACKAGE,WHAT NEEDS IT): install Debian's PACKAGE quietly, after `apt-get update`
+# if the package lists are stale; make stops if that fails too.
+define debian
+	@echo "installing Debian's $(1) for $(2)"
+	@apt-get install -y -qq $(1) >/dev/null 2>&1 \
+		|| (apt-get update -qq >/dev/null && apt-get install -y -qq $(1) >/dev/null)
+endef
+
 # The API reference's browser test (tests/e2e/test_docs_browser.py) drives Debian's Chromium: a
 # browser a test tool would download cannot be fetched on our machines.
 CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
-	@echo "installing Debian's chromium for the API reference's browser test"
-	@apt-get install -y -qq chromium >/dev/null 2>&1 \
-		|| (apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null)
+	$(call debian,chromium,the API reference's browser test)
 
 # The monitoring tests (tests/monitoring/) run Debian's Prometheus and promtool. Without them
 # (apt-get failed) those tests skip, saying so.
 PROMETHEUS := /usr/bin/promtool
 $(PROMETHEUS):
-	@echo "installing Debian's prometheus (promtool) for the monitoring tests"
-	@apt-get install -y -qq prometheus >/dev/null 2>&1 \
-		|| (apt-get update -qq >/dev/null && apt-get install -y -qq prometheus >/dev/null) \
+	$(call debian,prometheus,the monitoring tests) \
 		|| echo "prometheus not installed: the monitoring tests will be skipped"
 
+# valgrind counts instructions for `make bench coldstart` (and its test in tests/bench/).
+VALGRIND := /usr/bin/valgrind
+$(VALGRIND):
+	$(call debian,valgrind,the cold-start bench's instruction counts) \
+		|| echo "valgrind not installed: its test in tests/bench/ will be skipped"
+
 # The built-artifact tests (tests/infra/test_built_artifact.py) run the real `sam build`.
-pytest: $(STAMP) $(TRONWEB) $(SAM_VENV)/bin/sam $(CHROMIUM) $(PROMETHEUS)
+pytest: $(STAMP) $(TRONWEB) $(SAM_VENV)/bin/sam $(CHROMIUM) $(PROMETHEUS) $(VALGRIND)
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=95 -p no:cacheprovider
 
@@ -114,7 +124,7 @@ fuzz: $(STAMP)
 
 # `make bench` runs every scenario; `make bench coldstart` (or any scenario names) only those.
 BENCH_SCENARIOS := $(filter-out bench,$(MAKECMDGOALS))
-bench: $(STAMP) $(SAM_VENV)/bin/sam
+bench: $(STAMP) $(SAM_VENV)/bin/sam $(VALGRIND)
 	@command -v wrk >/dev/null || (apt-get install -y wrk >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y wrk >/dev/null))
 	$(BIN)/python -m bench $(BENCH_SCENARIOS)
 ifneq ($(filter bench,$(MAKECMDGOALS)),)

@@ -14,16 +14,24 @@ at most 0.6x, the layer at most 30 MB unzipped.
 `BENCH_COMPARE_BUILD=/path/to/.aws-sam/build` adds another `sam build` output (e.g. main's) to
 the same rounds, as it is; `BENCH_COMPARE_HELLO=/path/to/other/bench/lambda/hello` gives it the
 hello world of its own tree (needed when the two lock different FastAPI/pydantic versions).
+
+Instructions: the same candidates under valgrind (bench/probes.py `count_instructions`), the
+user-space instructions of import plus first call. A count repeats to ~0.1 % whatever the machine
+is doing, where one CPU time moves by +-25 % on this shared host: it is the steady figure for
+a change's effect and for the ratio to hello world, short of what it leaves out (cache misses, page
+faults, the kernel reading the files). BENCH_INSTRUCTION_REPEATS=0 skips it (~5 min on 2 cores).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
 import statistics
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,9 +49,17 @@ from bench.artifact import (
 )
 from bench.coldstart_real import REAL_REQUESTS, real_event, stores
 from bench.coldstart_real import print_table as print_real_table
-from bench.probes import Probe, event_for, import_profile, invoke_cold, status_of
+from bench.probes import (
+    Probe,
+    count_instructions,
+    event_for,
+    import_profile,
+    invoke_cold,
+    status_of,
+)
 
 REPEATS = int(os.environ.get("BENCH_COLDSTART_REPEATS", "5"))
+INSTRUCTION_REPEATS = int(os.environ.get("BENCH_INSTRUCTION_REPEATS", "3"))
 EXTRA_BUILDS = ROOT / ".aws-sam" / "bench"
 HELLO = "HelloFunction"
 HELLO_PROBE = Probe("GET", "/health", 200)
@@ -81,8 +97,18 @@ class Candidate:
             tracer=self.tracer,
             extra_env={**dict(self.env), **(extra_env or {})},
         )
-        status = status_of(report["answer"], self.probe)
-        if status != self.probe.status:
+        return self._checked(report)
+
+    def instructions(self) -> int:
+        """The instructions of one cold start (import plus first call); refuses a wrong answer."""
+        count, report = count_instructions(
+            self.path, self.handler, self.event or event_for(self.probe), dict(self.env)
+        )
+        self._checked(report)
+        return count
+
+    def _checked(self, report: dict[str, Any]) -> dict[str, Any]:
+        if status_of(report["answer"], self.probe) != self.probe.status:
             raise RuntimeError(f"{self.function} ({self.variant}) answered {report['answer']}")
         return report
 
@@ -199,6 +225,58 @@ def _print_table(
     )
 
 
+def _instruction_counts(
+    candidates: Sequence[Candidate],
+) -> dict[tuple[str, str], list[int]]:
+    """INSTRUCTION_REPEATS counts per candidate, two processes at a time per core: a count does
+    not depend on what else runs, so they need not take turns as the timed rounds do."""
+    jobs = [candidate for _ in range(INSTRUCTION_REPEATS) for candidate in candidates]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        counts = list(pool.map(Candidate.instructions, jobs))
+    found: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for candidate, count in zip(jobs, counts, strict=True):
+        found[candidate.variant, candidate.function].append(count)
+    return dict(found)
+
+
+def _print_instructions(
+    counts: dict[tuple[str, str], list[int]], variants: Sequence[str], authorizer: str
+) -> dict[str, dict[str, float]]:
+    print(
+        f"\ninstructions executed (valgrind), import + first call, median of"
+        f" {INSTRUCTION_REPEATS} fresh processes:"
+    )
+    header = f"{'function':20s}" + "".join(
+        f" | {variant + ': instructions':>24s} {'x hello':<8s} {'spread':>7s}"
+        for variant in variants
+    )
+    print(header)
+    print("-" * len(header))
+    report: dict[str, dict[str, float]] = {}
+    for function in dict.fromkeys(function for _, function in counts):
+        line = f"{function:20s}"
+        for variant in variants:
+            own = counts.get((variant, function))
+            if own is None:
+                line += f" | {'':>24s} {'':>8s} {'':>7s}"
+                continue
+            median = statistics.median(own)
+            ratio = median / statistics.median(counts[variant, HELLO])
+            spread = (max(own) - min(own)) / median
+            target = _target(function, authorizer)
+            mark = " !" if target is not None and ratio > target else "  "
+            line += f" | {median / 1e6:22.1f} M {ratio:5.2f}x{mark} {spread:7.2%}"
+            report[f"{variant} {function}"] = {"instructions": median, "x_hello": ratio}
+        print(line)
+    print(
+        "(user-space instructions, the span's count less that of the same process stopped before"
+        " the import; x hello: over hello-world's, same variant; spread: (max - min) / median;"
+        f" '!' past the target of the CPU-time ratio: FastAPI <= {FASTAPI_TARGET}x,"
+        f" authorizer <= {AUTHORIZER_TARGET}x)"
+    )
+    return report
+
+
 def _layer_sizes(label: str, layer_root: Path, tmp: Path) -> dict[str, float]:
     unzipped = tree_size(layer_root) / 1e6
     zipped = zipped_size(layer_root, tmp / f"{label}.zip") / 1e6
@@ -312,6 +390,12 @@ def measure(env: dict[str, str]) -> dict[str, object]:
                 f"{v} {f}": fig | {"paired_cpu_ratio": _paired(figures, v, f)}
                 for (v, f), fig in figures.items()
             }
+            if INSTRUCTION_REPEATS and shutil.which("valgrind"):
+                report["instructions"] = _print_instructions(
+                    _instruction_counts(candidates), variants, authorizer
+                )
+            elif INSTRUCTION_REPEATS:
+                print("\nvalgrind is not installed: no instruction counts (make bench installs it)")
             report["first_real_request"] = _first_real_requests(
                 candidates, variants, env["REDIS_URI"]
             )

@@ -9,6 +9,10 @@ only: this file is not on the path it measures.
 It imports the handler, invokes it once with CONFIG's event, and prints one line
 `LAMBDA-PROBE {json}` with the times, the answer, and every module of the artifact that Python had
 to compile from source because no usable .pyc was there.
+
+For counting instructions (bench/probes.py `count_instructions`) CONFIG's `brief` keeps the report
+to the answer, so that what runs after the span is the same for every function, and `stop` ends the
+probe just before the import: the same process without the span, whose count is subtracted.
 """
 
 from __future__ import annotations
@@ -68,6 +72,9 @@ def main() -> None:
     config = json.loads(sys.argv[1])
     sys.path[:0] = config["path"]
     module_name, attribute = config["handler"].rsplit(".", 1)
+    if config.get("stop"):
+        print(MARKER + json.dumps({"answer": None}), flush=True)
+        return
     started, cpu_started = time.perf_counter(), time.process_time()
     tracer = None
     if config.get("tracer"):
@@ -82,6 +89,9 @@ def main() -> None:
     imported = time.perf_counter()
     answer = handler(config["event"], LambdaContext())
     served, cpu_served = time.perf_counter(), time.process_time()
+    if config.get("brief"):
+        print(MARKER + json.dumps({"answer": answer}), flush=True)
+        return
     report = {
         "tracer_ms": (traced - started) * 1000,
         "import_ms": (imported - started) * 1000,

@@ -1,10 +1,15 @@
-"""The cold-start probe hands a handler the context Lambda's Python runtime would."""
+"""The cold-start probe hands a handler the context Lambda's Python runtime would, and counts the
+instructions of a cold start (`make bench coldstart`)."""
 
 from __future__ import annotations
 
+import compileall
+import shutil
 from pathlib import Path
 
-from bench.probes import LAMBDA_ENV, invoke_cold
+import pytest
+
+from bench.probes import LAMBDA_ENV, count_instructions, invoke_cold
 
 
 def test_probe_context_memory_limit_is_the_runtime_string(tmp_path: Path) -> None:
@@ -21,3 +26,34 @@ def test_probe_context_memory_limit_is_the_runtime_string(tmp_path: Path) -> Non
         "value": LAMBDA_ENV["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"],
         "type": "str",
     }
+
+
+needs_valgrind = pytest.mark.skipif(
+    shutil.which("valgrind") is None,
+    reason="valgrind missing: Debian's valgrind package could not be installed (`make test` tries)",
+)
+
+
+@needs_valgrind
+def test_an_instruction_count_is_the_span_alone_and_repeats(tmp_path: Path) -> None:
+    # GIVEN two functions shipped as sourceless bytecode, as the build ships them: one whose
+    # import does nothing, one whose import does a known amount of extra work
+    (tmp_path / "idle_fn.py").write_text("def handler(event, context):\n    return {'ok': 1}\n")
+    (tmp_path / "busy_fn.py").write_text(
+        "total = sum(range(200_000))\ndef handler(event, context):\n    return {'ok': total}\n"
+    )
+    assert compileall.compile_dir(tmp_path, quiet=1, legacy=True)
+    for source in tmp_path.glob("*.py"):
+        source.unlink()
+    # WHEN the bench counts each one's cold start under valgrind, the busy one twice
+    idle, answer = count_instructions([tmp_path], "idle_fn.handler", {})
+    busy, busy_answer = count_instructions([tmp_path], "busy_fn.handler", {})
+    again, _ = count_instructions([tmp_path], "busy_fn.handler", {})
+    # THEN the handlers answered; the interpreter's own start (~28 million instructions for
+    # python3.11 -S -I here) is not in the count, the extra work is, and a count repeats to
+    # within 1 % (hash randomisation moves it by some 50,000 instructions)
+    assert answer["answer"] == {"ok": 1}
+    assert busy_answer["answer"] == {"ok": sum(range(200_000))}
+    assert 0 < idle < 2_000_000  # measured: ~0.3 million
+    assert busy - idle > 10_000_000  # measured: ~35 million
+    assert abs(again - busy) / busy < 0.01

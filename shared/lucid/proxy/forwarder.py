@@ -6,6 +6,7 @@ Error mapping (all problem+json, raised as `lucid.errors`):
     backend URL unset ............... 503 naming the setting
     breaker open .................... 503 with Retry-After    (backend not touched)
     connection refused / reset ...... 502 BadGatewayError
+    TLS certificate not verified .... 502 BadGatewayError     (saying so)
     connect or read timeout ......... 504 GatewayTimeoutError (also: the invocation's time is up)
     body over 6 MB, or too large for  502 BadGatewayError
     the Lambda result once encoded
@@ -32,6 +33,7 @@ running.
 
 import base64
 import random
+import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
@@ -354,6 +356,13 @@ class Proxy:
         if isinstance(error, httpcore.ConnectTimeout):
             return GatewayTimeoutError(
                 f"the {backend.name} backend did not accept a connection in time"
+            )
+        # httpcore raises its ConnectError from the ssl module's error (`map_exceptions`), and its
+        # pool raises that again `from None`: the ssl error stays the context (httpcore 1.0.9)
+        if isinstance(error.__cause__ or error.__context__, ssl.SSLCertVerificationError):
+            return BadGatewayError(
+                f"the {backend.name} backend's TLS certificate did not verify against the"
+                " trusted CAs"
             )
         return BadGatewayError(f"the {backend.name} backend refused the connection")
 

@@ -9,10 +9,11 @@ cost ~14 ms of CPU at the proxy function's cold start (`make bench coldstart`).
 
 from __future__ import annotations
 
+import functools
 import re
 import ssl
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import certifi
 import httpcore
@@ -25,6 +26,21 @@ _HEAD_BYTES_KEPT = 128 * 1024
 # The end of a head: an empty line, CRLF or bare LF (h11 accepts both).
 _HEAD_END = re.compile(rb"\n\r?\n")
 _INTERIM = re.compile(rb"HTTP/\d\.\d 1\d\d ")
+
+
+@functools.cache
+def verified_context() -> ssl.SSLContext:
+    """TLS verified against certifi's CAs (as httpx's default context did; no environment
+    variable changes it), HTTP/1.1 only, built at the process's first TLS handshake and kept.
+
+    Not at cold start: reading certifi's ~140 CAs is ~215 million instructions (valgrind), some
+    20-40 ms of CPU on the bench's machine, which a proxy whose backends speak plain HTTP never
+    needs, nor a first request answered before any backend is reached (503 for an unset URL or
+    an open breaker, 401). Two threads' first handshakes may both build it; either is kept.
+    """
+    context = ssl.create_default_context(cafile=certifi.where())
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 class DeadlineStream(httpcore.NetworkStream):
@@ -40,8 +56,11 @@ class DeadlineStream(httpcore.NetworkStream):
     `settle` compares them with what its framing allows.
     """
 
-    def __init__(self, stream: httpcore.NetworkStream) -> None:
+    def __init__(
+        self, stream: httpcore.NetworkStream, tls_context: Callable[[], ssl.SSLContext]
+    ) -> None:
         self._stream = stream
+        self._tls_context = tls_context
         self._answering = False  # reads since the last write: one answer's bytes
         self._received = 0
         self._head = bytearray()
@@ -90,10 +109,12 @@ class DeadlineStream(httpcore.NetworkStream):
         ssl_context: ssl.SSLContext,
         server_hostname: str | None = None,
         timeout: float | None = None,
-    ) -> httpcore.NetworkStream:  # pragma: no cover - the tests' backends speak plain HTTP
-        """The TLS connection, its handshake bounded too."""
+    ) -> httpcore.NetworkStream:
+        """The TLS connection, its handshake bounded too. `ssl_context` is the pool's, which
+        trusts no CA (`connection_pool`): the handshake is made with the backend's own."""
         limit = bounded(timeout, httpcore.ConnectTimeout)
-        return DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, limit))
+        tls = self._stream.start_tls(self._tls_context(), server_hostname, limit)
+        return DeadlineStream(tls, self._tls_context)
 
     def get_extra_info(self, info: str) -> typing.Any:
         """What the underlying connection says; readable once spent, so that the pool, which
@@ -105,10 +126,12 @@ class DeadlineStream(httpcore.NetworkStream):
 
 
 class DeadlineBackend(httpcore.NetworkBackend):
-    """httpcore's synchronous sockets, each connection a `DeadlineStream`."""
+    """httpcore's synchronous sockets, each connection a `DeadlineStream` whose TLS handshakes
+    use `tls_context()`."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls_context: Callable[[], ssl.SSLContext] = verified_context) -> None:
         self._backend = httpcore.SyncBackend()
+        self._tls_context = tls_context
 
     def connect_tcp(
         self,
@@ -121,7 +144,7 @@ class DeadlineBackend(httpcore.NetworkBackend):
         """A TCP connection, its connect bounded by the deadline."""
         limit = bounded(timeout, httpcore.ConnectTimeout)
         stream = self._backend.connect_tcp(host, port, limit, local_address, socket_options)
-        return DeadlineStream(stream)
+        return DeadlineStream(stream, self._tls_context)
 
     def connect_unix_socket(
         self,
@@ -131,7 +154,8 @@ class DeadlineBackend(httpcore.NetworkBackend):
     ) -> httpcore.NetworkStream:  # pragma: no cover - backends are reached over TCP
         """A Unix socket connection (unused: backend URLs are http(s))."""
         limit = bounded(timeout, httpcore.ConnectTimeout)
-        return DeadlineStream(self._backend.connect_unix_socket(path, limit, socket_options))
+        stream = self._backend.connect_unix_socket(path, limit, socket_options)
+        return DeadlineStream(stream, self._tls_context)
 
     def sleep(self, seconds: float) -> None:  # pragma: no cover - httpcore's retries are off
         """Sleep (httpcore's connect retries, which the client does not use)."""
@@ -139,14 +163,20 @@ class DeadlineBackend(httpcore.NetworkBackend):
 
 
 def connection_pool(
-    max_connections: int, max_keepalive_connections: int
+    max_connections: int,
+    max_keepalive_connections: int,
+    tls_context: Callable[[], ssl.SSLContext] = verified_context,
 ) -> httpcore.ConnectionPool:
-    """A pool of HTTP/1.1 connections made through `DeadlineBackend`, TLS verified against
-    certifi's CAs (as httpx's default context did; no environment variable changes it)."""
+    """A pool of HTTP/1.1 connections made through `DeadlineBackend`, TLS verified by
+    `tls_context()` (certifi's CAs: `verified_context`)."""
     return httpcore.ConnectionPool(
-        ssl_context=ssl.create_default_context(cafile=certifi.where()),
+        # Given no context, httpcore would build a default one for every TLS connection
+        # (httpcore 1.0.9 `_sync/connection.py` `_connect`: `default_ssl_context()`, certifi's
+        # CAs read again each time). This one costs nothing and trusts no CA, so a handshake
+        # made with it could only fail; `DeadlineStream.start_tls` uses `tls_context()` instead.
+        ssl_context=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT),
         max_connections=max_connections,
         max_keepalive_connections=max_keepalive_connections,
         keepalive_expiry=5.0,  # httpx's default (`httpx.Limits`)
-        network_backend=DeadlineBackend(),
+        network_backend=DeadlineBackend(tls_context),
     )

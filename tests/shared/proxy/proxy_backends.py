@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -133,8 +134,12 @@ class BackendServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
+        self.scheme = "http"
+        if tls is not None:  # https: each connection's handshake is made as it is accepted
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
+            self.scheme = "https"
         self.mode = "ok"
         self.delay = 1.0
         self.release = threading.Event()
@@ -149,7 +154,7 @@ class BackendServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         """Base URL of this backend."""
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server_address[1]}"
 
     @property
     def port(self) -> int:
@@ -171,9 +176,9 @@ class BackendServer(ThreadingHTTPServer):
 
 
 @contextmanager
-def running_backend(port: int = 0) -> Iterator[BackendServer]:
-    """A started backend, stopped (and its socket closed) on exit."""
-    server = BackendServer(port)
+def running_backend(port: int = 0, tls: ssl.SSLContext | None = None) -> Iterator[BackendServer]:
+    """A started backend (https with `tls`), stopped (and its socket closed) on exit."""
+    server = BackendServer(port, tls)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.daemon = True
     thread.start()

@@ -8,8 +8,6 @@ server does when many functions connect at once; then it relays the bytes both w
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import select
 import socket
 import ssl
@@ -20,49 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from lucid.config import Settings
 from lucid.store import resp
 from lucid.store.redis_client import build_redis
 from lucid_edge.local import EmbeddedRedis
+from tests.utils.tls import self_signed_certificate
 
 KEY = "k" * 32
-
-
-def _certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key, as PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
 
 
 def _relay(client: ssl.SSLSocket, upstream: socket.socket) -> None:
@@ -84,7 +47,7 @@ def slow_tls_front(
 ) -> Iterator[tuple[int, Path]]:
     """A TLS terminator for redis_port that starts each handshake `handshake_delay` seconds
     after the client's hello: (its port, the certificate to trust)."""
-    cert_file, key_file = _certificate(folder)
+    cert_file, key_file = self_signed_certificate(folder)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
     listener = socket.create_server(("127.0.0.1", 0))
@@ -178,7 +141,7 @@ def test_a_server_whose_certificate_the_client_does_not_trust_is_refused(
 ) -> None:
     # GIVEN a TLS Redis, and a client trusting another certificate than the one it presents
     (tmp_path / "other").mkdir()
-    other, _ = _certificate(tmp_path / "other")
+    other, _ = self_signed_certificate(tmp_path / "other")
     # WHEN the client is used THEN the handshake fails: a connection error, nothing sent
     with (
         slow_tls_front(redis_server.port, 0.0, tmp_path) as (port, _),
