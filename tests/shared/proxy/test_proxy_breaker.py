@@ -249,6 +249,40 @@ def test_a_trip_that_finds_the_breaker_half_open_leaves_it_to_the_probe(
     assert emitted(capsys.readouterr().out).get("CircuitOpened") == 1
 
 
+def test_a_trip_that_finds_another_instances_open_period_running_adopts_it_uncounted(
+    backend: BackendServer, make_proxy: MakeProxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN two instances that read the shared state at most every 5 s on the healthy path and
+    # open the breaker for 30 s, the second having seen 2 failures in 3 calls
+    settings = proxy_settings(
+        BLOCKCHAIN_SERVICE_URL=backend.url, BREAKER_SYNC_MS=5000, BREAKER_OPEN_SECONDS=30
+    )
+    first, second = make_proxy(settings), make_proxy(settings)
+    flushed()
+    capsys.readouterr()
+    with logged_lines() as lines:
+        assert second.forward(proxy_request()).status == 200
+        backend.mode = "fail"
+        assert [second.forward(proxy_request()).status for _ in range(2)] == [500, 500]
+        # AND the first trips the breaker, whose open period is still running
+        for _ in range(4):
+            first.forward(proxy_request())
+        # WHEN the second, still trusting its cached CLOSED, makes a 4th call that succeeds
+        # (2 failures in 4 calls: the 50 % threshold) and so trips
+        backend.mode = "ok"
+        assert second.forward(proxy_request()).status == 200
+        # THEN it adopts the first's open period: its next call is 503 without the backend
+        with pytest.raises(ServiceUnavailableError) as raised:
+            second.forward(proxy_request())
+        assert 28 <= int(raised.value.headers["Retry-After"]) <= 30
+        assert len(backend.received) == 3 + 4 + 1
+    # AND one opening is logged and counted, not two (the second logged "opened for 30.0 s"
+    # too, the rest of the first's period, and counted CircuitOpened again)
+    assert [line["message"] for line in lines] == ["breaker blockchain opened for 30.0 s"]
+    flushed()
+    assert emitted(capsys.readouterr().out).get("CircuitOpened") == 1
+
+
 def test_healthy_path_writes_nothing_to_redis(
     backend: BackendServer, make_proxy: MakeProxy, redis_client: redis.Redis
 ) -> None:
