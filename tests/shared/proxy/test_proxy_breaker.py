@@ -213,6 +213,16 @@ def test_after_the_breaker_closes_an_instance_counts_only_what_came_after(
     assert second.breakers["blockchain"].state is BreakerState.OPEN  # type: ignore[comparison-overlap]
 
 
+def trips_beside(backend: BackendServer, first: Proxy, second: Proxy) -> None:
+    """`second` sees 2 failures in 3 calls (reading the shared state CLOSED at each failure),
+    then `first` trips the shared breaker (the backend failing)."""
+    assert second.forward(proxy_request()).status == 200
+    backend.mode = "fail"
+    assert [second.forward(proxy_request()).status for _ in range(2)] == [500, 500]
+    for _ in range(4):
+        first.forward(proxy_request())
+
+
 def test_a_trip_that_finds_the_breaker_half_open_leaves_it_to_the_probe(
     backend: BackendServer, make_proxy: MakeProxy, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -223,12 +233,8 @@ def test_a_trip_that_finds_the_breaker_half_open_leaves_it_to_the_probe(
     flushed()
     capsys.readouterr()
     with logged_lines() as lines:
-        assert second.forward(proxy_request()).status == 200
-        backend.mode = "fail"
-        assert [second.forward(proxy_request()).status for _ in range(2)] == [500, 500]
         # AND the first trips the breaker, whose open period (1 s) then ends: half-open
-        for _ in range(4):
-            first.forward(proxy_request())
+        trips_beside(backend, first, second)
         time.sleep(1.05)
         # WHEN the second, still trusting its cached CLOSED, makes a 4th call that succeeds
         # (2 failures in 4 calls: the 50 % threshold)
@@ -261,12 +267,8 @@ def test_a_trip_that_finds_another_instances_open_period_running_adopts_it_uncou
     flushed()
     capsys.readouterr()
     with logged_lines() as lines:
-        assert second.forward(proxy_request()).status == 200
-        backend.mode = "fail"
-        assert [second.forward(proxy_request()).status for _ in range(2)] == [500, 500]
         # AND the first trips the breaker, whose open period is still running
-        for _ in range(4):
-            first.forward(proxy_request())
+        trips_beside(backend, first, second)
         # WHEN the second, still trusting its cached CLOSED, makes a 4th call that succeeds
         # (2 failures in 4 calls: the 50 % threshold) and so trips
         backend.mode = "ok"
