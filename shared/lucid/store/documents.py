@@ -178,14 +178,14 @@ class _Logged:
     def __init__(self) -> None:
         self._by_client: dict[int, set[tuple[int, str]]] = {}
 
-    def first(self, client: MongoClient[Any] | None, cause: tuple[int, str]) -> bool:
-        """True the first time `client` (None: this process) meets `cause`."""
+    def first(self, client: MongoClient[Any], cause: tuple[int, str]) -> bool:
+        """True the first time `client` meets `cause`."""
         key = id(client)
         logged = self._by_client.get(key)
         if logged is None:
             logged = self._by_client[key] = set()
-            if client is not None:  # its id may name another client once it is gone
-                weakref.finalize(client, self._by_client.pop, key, None)
+            # Forgotten with the client: its id may name another client once it is gone.
+            weakref.finalize(client, self._by_client.pop, key, None)
         if cause in logged:
             return False
         # A set's add is atomic under the GIL: two threads at once may both log, never none.
@@ -197,7 +197,7 @@ _logged = _Logged()
 
 
 def refusal(
-    error: OperationFailure, request: str, client: MongoClient[Any] | None
+    error: OperationFailure, request: str, client: MongoClient[Any]
 ) -> tuple[int, str] | None:
     """The code and the server's words when `error` is MongoDB refusing `client`'s user
     (`REFUSALS`), logged as one ERROR line per client and cause saying what was refused, at
