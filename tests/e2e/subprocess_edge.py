@@ -29,6 +29,7 @@ import httpx
 
 from lucid_edge.local import free_port
 from tests.utils.redact import shown
+from tests.utils.tied import tied
 from tests.utils.wallets import Wallet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,7 +142,7 @@ def subprocess_edge(
         args += ["--parameter-overrides", *(f"{k}={v}" for k, v in overrides.items())]
     with tempfile.NamedTemporaryFile(prefix="lucid-edge-", suffix=".log") as log:
         process = subprocess.Popen(
-            args,
+            tied(args),  # ends with this test process, whatever stops it (tests.utils.tied)
             cwd=ROOT,
             env=_environment(env),
             stdout=log,

@@ -20,8 +20,9 @@ import httpx
 import pytest
 
 from lucid_edge.local import free_port
-from tests.e2e.subprocess_edge import kill_group, subprocess_edge, wait_until_answering
+from tests.e2e.subprocess_edge import ROOT, kill_group, subprocess_edge, wait_until_answering
 from tests.edge.harness import FIXTURES
+from tests.utils.tied import tied
 from tests.utils.wallets import Wallet
 
 pytestmark = pytest.mark.e2e
@@ -78,7 +79,7 @@ def _edge(
     the group still running is killed, so an edge that missed its signal fails the test at its
     timeout instead of hanging the suite in `Popen.__exit__`'s unbounded wait()."""
     with subprocess.Popen(
-        args,
+        tied(args),
         env=_environment() if env is None else env,
         stdout=subprocess.PIPE,
         stderr=stderr,
@@ -164,6 +165,56 @@ def test_a_stopped_edge_leaves_no_process_behind(workers: int, signum: signal.Si
         ):
             time.sleep(0.05)
         assert left == set()
+
+
+# A pytest-like process: it starts an edge through the fixtures' helper and then only waits.
+_TEST_PROCESS = """
+import time
+from tests.e2e.subprocess_edge import subprocess_edge
+with subprocess_edge({}, workers=2) as edge:
+    print(edge.process.pid, flush=True)
+    time.sleep(300)
+"""
+
+
+def test_an_edge_the_fixtures_started_ends_with_the_test_process_killed() -> None:
+    # GIVEN a test process that started `lucid serve` through the fixtures' helper, with two
+    # workers and its embedded redis-server (no REDIS_URI), all up
+    with subprocess.Popen(
+        [sys.executable, "-c", _TEST_PROCESS],
+        cwd=ROOT,
+        env=_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as test_process:
+        assert test_process.stdout is not None
+        line = test_process.stdout.readline()
+        if not line:
+            test_process.kill()
+            pytest.fail(f"the edge did not start: {test_process.communicate()[1][-3000:]}")
+        edge = int(line)
+        try:
+            started = _running({edge} | descendants(edge))
+            commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid, _ in started]
+            assert sum(b"spawn_main" in command for command in commands) == 2
+            assert any(b"redis-server" in command for command in commands)
+            # WHEN the test process is killed (SIGKILL: none of its own clean-up runs)
+            test_process.kill()
+            test_process.communicate()
+            # THEN within a few seconds nothing of the edge runs: it was left running, adopted
+            # by init, with its workers and its redis-server
+            deadline = time.monotonic() + 10
+            while (left := _running(pid for pid, _ in started) & started) and (
+                time.monotonic() < deadline
+            ):
+                time.sleep(0.05)
+            assert left == set(), [Path(f"/proc/{pid}/cmdline").read_text() for pid, _ in left]
+        finally:
+            for pid in descendants_of_group(edge):  # what a failure left behind
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def _workers(edge: int) -> set[tuple[int, str]]:

@@ -27,6 +27,7 @@ from lucid_edge.server import (
 )
 from tests.e2e.subprocess_edge import kill_group, wait_until_answering
 from tests.edge.harness import FIXTURES
+from tests.utils.tied import tied
 
 pytestmark = pytest.mark.e2e
 LUCID = Path(sys.executable).parent / "lucid"
@@ -39,8 +40,8 @@ def test_serve_with_two_workers_shares_the_throttle_and_stops_cleanly(
     unset = ("REDIS_URI", "MONGODB_URI", "JWT_SECRET_KEY")
     env = {k: v for k, v in os.environ.items() if k not in unset}
     process = subprocess.Popen(
-        [str(LUCID), "serve", "--template", str(FIXTURES / "throttled.yaml"),
-         "--port", str(port), "--workers", "2", "--concurrency", "2"],
+        tied([str(LUCID), "serve", "--template", str(FIXTURES / "throttled.yaml"),
+              "--port", str(port), "--workers", "2", "--concurrency", "2"]),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )  # fmt: skip

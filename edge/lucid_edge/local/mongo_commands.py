@@ -48,6 +48,9 @@ _COMMANDS = {
     "createIndexes": "create_indexes", "listIndexes": "list_indexes",
     "dropIndexes": "drop_indexes", "saslStart": "sasl_start",
 }  # fmt: skip
+# What a mongod with authorization on answers before sign-in (each command's requiresAuth() is
+# false); any other command is refused there (`CommandBackend.requires_auth`).
+_BEFORE_SIGN_IN = {"hello", "isMaster", "ismaster", "ping", "buildInfo", "buildinfo", "saslStart"}
 # The mechanisms a mongod offers on a database other than $external (SCRAM; PLAIN and GSSAPI
 # are $external or Enterprise only): any other is refused before a conversation starts.
 _SCRAM = ("SCRAM-SHA-1", "SCRAM-SHA-256")
@@ -61,6 +64,11 @@ class CommandBackend:
     client: Any = field(default_factory=indexed_client)
     cursors: Cursors = field(default_factory=Cursors)
     max_message_size: int = MAX_MESSAGE_SIZE
+    # As a mongod started with authorization on: since no user can sign in here (`sasl_start`),
+    # every command but the handshake's is refused, 13 Unauthorized "Command <name> requires
+    # authentication" (mongodb/mongo src/mongo/db/commands.cpp, checkAuthorizationImplPreParse):
+    # what a MONGODB_URI naming no user meets on such a server. For tests of that refusal.
+    requires_auth: bool = False
 
     def __post_init__(self) -> None:
         self.collections = Collections(self.client)
@@ -70,6 +78,8 @@ class CommandBackend:
         name = next(iter(command), "")
         if name not in _COMMANDS:
             return CommandError(59, f"no such command: '{name}'").reply()
+        if self.requires_auth and name not in _BEFORE_SIGN_IN:
+            return CommandError(13, f"Command {name} requires authentication").reply()
         if "autocommit" in command:  # applying a transaction's writes one by one would lie
             return CommandError(
                 20, "Transaction numbers are only allowed on a replica set member or mongos"

@@ -30,6 +30,7 @@ CODE_NAMES = {
     2: "BadValue",
     40: "ConflictingUpdateOperators",
     9: "FailedToParse",
+    13: "Unauthorized",
     18: "AuthenticationFailed",
     20: "IllegalOperation",
     26: "NamespaceNotFound",

@@ -275,9 +275,9 @@ class _WireConnection(asyncio.Protocol):
 class EmbeddedMongo:
     """A running embedded MongoDB (a daemon thread of this process); `stop()` ends it."""
 
-    def __init__(self, listener: socket.socket) -> None:
+    def __init__(self, listener: socket.socket, *, requires_auth: bool = False) -> None:
         self.port = int(listener.getsockname()[1])
-        self._server = _WireServer(CommandBackend(), listener)
+        self._server = _WireServer(CommandBackend(requires_auth=requires_auth), listener)
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -334,8 +334,10 @@ class EmbeddedMongo:
         self.stop()
 
 
-def start_mongo_server(port: int | None = None) -> EmbeddedMongo:
-    """Serve one shared in-memory MongoDB on 127.0.0.1 (a free port unless given) in a thread."""
+def start_mongo_server(port: int | None = None, *, requires_auth: bool = False) -> EmbeddedMongo:
+    """Serve one shared in-memory MongoDB on 127.0.0.1 (a free port unless given) in a thread;
+    `requires_auth`: refuse every command before sign-in, which no user can pass here, as a
+    mongod with authorization on refuses a client naming no user (`CommandBackend`)."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -349,7 +351,7 @@ def start_mongo_server(port: int | None = None) -> EmbeddedMongo:
     listener.setblocking(False)
     # A worker forked from the parent must not keep the port listening after the parent stops.
     os.register_at_fork(after_in_child=listener.close)
-    return EmbeddedMongo(listener).start()
+    return EmbeddedMongo(listener, requires_auth=requires_auth).start()
 
 
 _shared: tuple[EmbeddedMongo, pymongo.MongoClient[Document]] | None = None

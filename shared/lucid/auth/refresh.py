@@ -112,7 +112,7 @@ class RefreshTokenStore:
         }
         if signin_nonce is not None:
             document["signin_nonce"] = _nonce_digest(signin_nonce)
-        with database_errors("tokens"):
+        with database_errors("tokens", self._tokens):
             try:
                 self._tokens.insert_one(document)
             except DuplicateKeyError as error:
@@ -132,7 +132,7 @@ class RefreshTokenStore:
 
     def nonce_spent(self, signin_nonce: str) -> bool:
         """True when a sign-in was started with `signin_nonce` (one indexed read)."""
-        with database_errors("tokens"):
+        with database_errors("tokens", self._tokens):
             found = self._tokens.find_one({"signin_nonce": _nonce_digest(signin_nonce)}, {"_id": 1})
         return found is not None
 
@@ -140,7 +140,7 @@ class RefreshTokenStore:
         """What `token` would grant if spent now, without spending it; the refusals of `use`
         (reuse detection included) when it could not be spent."""
         token_hash = _hash_of(token)
-        with database_errors("tokens"):
+        with database_errors("tokens", self._tokens):
             found = self._tokens.find_one(_spendable(token_hash, utcnow()))
             if found is None:
                 raise self._refusal(token_hash)
@@ -150,7 +150,7 @@ class RefreshTokenStore:
         """Spend `token` once; `InvalidTokenError` or `RefreshTokenReuseError` if it cannot be."""
         token_hash = _hash_of(token)
         now = utcnow()
-        with database_errors("tokens"):
+        with database_errors("tokens", self._tokens):
             spent = self._tokens.find_one_and_update(
                 _spendable(token_hash, now),
                 {"$set": {"used_at": now}},
@@ -163,7 +163,7 @@ class RefreshTokenStore:
     def revoke_family(self, family_id: str) -> None:
         """Revoke the sign-in `family_id`: its refresh tokens and every access token naming it."""
         revoked_at = utcnow()
-        with database_errors("tokens"):
+        with database_errors("tokens", self._tokens):
             self._tokens.update_many(
                 {"family_id": family_id, "revoked_at": None}, {"$set": {"revoked_at": revoked_at}}
             )
@@ -187,7 +187,7 @@ class RefreshTokenStore:
     def _revoke_families(self, live_tokens: dict[str, object]) -> int:
         """Revoke each whole sign-in that has a live token matching `live_tokens`."""
         revoked_at = utcnow()
-        with database_errors("tokens"):
+        with database_errors("tokens", self._tokens):
             families = self._tokens.distinct("family_id", {**live_tokens, "revoked_at": None})
             if families:
                 self._tokens.update_many(

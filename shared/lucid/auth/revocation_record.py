@@ -25,7 +25,7 @@ class MongoRevocationRecord:
 
     def is_revoked(self, sid: str) -> bool:
         """True when the sign-in (refresh-token family) `sid` was ever revoked."""
-        with database_errors("tokens"):
+        with database_errors("tokens", self._tokens):
             found = self._tokens.find_one(
                 {"family_id": sid, "revoked_at": {"$ne": None}}, {"_id": 1}
             )
@@ -34,7 +34,7 @@ class MongoRevocationRecord:
     def revoked_since(self, since: datetime) -> dict[str, datetime]:
         """Every sign-in revoked at or after `since`, with its latest revocation time."""
         latest: dict[str, datetime] = {}
-        with database_errors("tokens"):
+        with database_errors("tokens", self._tokens):
             for document in self._tokens.find(
                 {"revoked_at": {"$gte": since}}, {"family_id": 1, "revoked_at": 1}
             ):

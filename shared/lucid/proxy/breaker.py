@@ -183,12 +183,13 @@ class CircuitBreaker:
 
     def _open(self, *, force: bool, now: float) -> None:
         open_ms = int(self._policy.open_seconds * 1000)
-        self._adopt(self._store.trip(self.name, open_ms, force=force), now)
+        answer = self._store.trip(self.name, open_ms, force=force)
+        self._adopt(answer.shared, now)
         self._window.clear()
-        if self._state is not BreakerState.OPEN:
-            # An unforced trip keeps a half-open period it finds (another instance tripped and
-            # its open period is over; `BreakerStore.trip`): nothing opened, there is no open
-            # period to name (`_open_until` is an old one), and the probes decide.
+        if not answer.opened:
+            # An unforced trip keeps an open or half-open period it finds (another instance
+            # tripped first; `BreakerStore.trip`): this instance adopts it, but it opened
+            # nothing, so it neither logs an opening nor counts one; that instance did.
             return
         logger.warning("breaker %s opened for %.1f s", self.name, self._open_until - now)
         count("CircuitOpened")

@@ -56,6 +56,14 @@ class ProbeAnswer(NamedTuple):
     wait_ms: int = 0
 
 
+class TripAnswer(NamedTuple):
+    """The store's answer to a trip: the state that holds now, and whether this call opened
+    it (False when an unforced trip found an open or half-open period and kept it)."""
+
+    shared: SharedState
+    opened: bool
+
+
 CLOSED = SharedState(BreakerState.CLOSED)
 
 
@@ -70,8 +78,9 @@ class BreakerStore(Protocol):
         """In HALF_OPEN, take one of `limit` probe slots (held for `probe_ms`)."""
         ...  # pragma: no cover
 
-    def trip(self, name: str, open_ms: int, *, force: bool) -> SharedState:
-        """Open for `open_ms`; unless `force`, keep an open or half-open period already there."""
+    def trip(self, name: str, open_ms: int, *, force: bool) -> TripAnswer:
+        """Open for `open_ms`; unless `force`, keep an open or half-open period already there
+        (the answer then says that this call opened nothing)."""
         ...  # pragma: no cover
 
     def close(self, name: str) -> None:
@@ -91,12 +100,12 @@ return {3, redis.call('PTTL', KEYS[3])}
 
 _TRIP = """
 if ARGV[3] == '0' and redis.call('EXISTS', KEYS[2]) == 1 then
-  return math.max(redis.call('PTTL', KEYS[1]), 0)
+  return {0, math.max(redis.call('PTTL', KEYS[1]), 0)}
 end
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 redis.call('DEL', KEYS[3])
-return tonumber(ARGV[1])
+return {1, tonumber(ARGV[1])}
 """
 
 
@@ -132,13 +141,14 @@ class RedisBreakerStore:
             return ProbeAnswer(BreakerState.OPEN, granted=False, wait_ms=int(value))
         return ProbeAnswer(BreakerState.HALF_OPEN, granted=code == 2, wait_ms=max(int(value), 0))
 
-    def trip(self, name: str, open_ms: int, *, force: bool) -> SharedState:
-        """One script: open and half keys set, probe slots cleared."""
+    def trip(self, name: str, open_ms: int, *, force: bool) -> TripAnswer:
+        """One script: open and half keys set, probe slots cleared; or, unforced, the open or
+        half-open period another instance's trip started, kept."""
         args = [open_ms, open_ms + HALF_OPEN_LINGER_MS, "1" if force else "0"]
-        remaining = int(self._trip(keys=_keys(self._prefix, name), args=args))
-        if remaining > 0:
-            return SharedState(BreakerState.OPEN, remaining)
-        return SharedState(BreakerState.HALF_OPEN)
+        opened, remaining = self._trip(keys=_keys(self._prefix, name), args=args)
+        if int(remaining) > 0:
+            return TripAnswer(SharedState(BreakerState.OPEN, int(remaining)), opened == 1)
+        return TripAnswer(SharedState(BreakerState.HALF_OPEN), opened=False)
 
     def close(self, name: str) -> None:
         """Delete the three keys."""
@@ -185,17 +195,17 @@ class LocalBreakerStore:
         granted = entry.probes <= limit
         return ProbeAnswer(state.state, granted, 0 if granted else _ms(entry.probes_until - now))
 
-    def trip(self, name: str, open_ms: int, *, force: bool) -> SharedState:
+    def trip(self, name: str, open_ms: int, *, force: bool) -> TripAnswer:
         """Open for `open_ms` unless already open or half-open (and not `force`)."""
         current = self.read(name)
         if not force and current.state is not BreakerState.CLOSED:
-            return current
+            return TripAnswer(current, opened=False)
         now = self._clock()
         self._entries[name] = _LocalEntry(
             open_until=now + open_ms / 1000,
             half_until=now + (open_ms + HALF_OPEN_LINGER_MS) / 1000,
         )
-        return SharedState(BreakerState.OPEN, open_ms)
+        return TripAnswer(SharedState(BreakerState.OPEN, open_ms), opened=True)
 
     def close(self, name: str) -> None:
         """Forget the entry."""
@@ -258,7 +268,7 @@ class FallbackStore:
                 self._degrade(error)
         return self._local.acquire_probe(name, limit, probe_ms)
 
-    def trip(self, name: str, open_ms: int, *, force: bool) -> SharedState:
+    def trip(self, name: str, open_ms: int, *, force: bool) -> TripAnswer:
         """Open locally and, when reachable, in Redis (whose answer wins)."""
         local = self._local.trip(name, open_ms, force=force)
         shared = self._shared

@@ -96,7 +96,7 @@ class SessionRepository:
         }
         inserted = True
         try:
-            with database_errors("sessions"):
+            with database_errors("sessions", self._sessions):
                 self._sessions.insert_one(document)
         except DuplicateKeyError:
             document, inserted = self._created_earlier(owner_id, session_id, data), False
@@ -107,7 +107,7 @@ class SessionRepository:
         # A session an earlier request created (same key) is never undone here: that request may
         # have been answered 201 and the session used since.
         try:
-            with database_errors("sessions"):
+            with database_errors("sessions", self._sessions):
                 owner = self._users.find_one({"_id": owner_id}, {"_id": 1})
         except ServiceUnavailableError:
             if inserted:
@@ -115,7 +115,7 @@ class SessionRepository:
                     self._sessions.delete_one({"_id": document["_id"]})
             raise
         if owner is None:
-            with database_errors("sessions"):
+            with database_errors("sessions", self._sessions):
                 self._sessions.delete_one({"_id": document["_id"]})
             raise AuthenticationError("the account was closed")
         return document
@@ -123,7 +123,7 @@ class SessionRepository:
     def _created_earlier(self, owner_id: str, session_id: str, data: SessionCreate) -> Document:
         """The session an earlier request with the same idempotency key created; 422 when that
         request asked for another session (as a replay with another body is)."""
-        with database_errors("sessions"):
+        with database_errors("sessions", self._sessions):
             earlier = self._sessions.find_one({"_id": session_id, "owner_id": owner_id})
         asked = (data.name, data.node_id, data.metadata)
         if earlier is None or (earlier["name"], earlier["node_id"], earlier["metadata"]) != asked:
@@ -139,7 +139,7 @@ class SessionRepository:
 
     def get(self, caller: CallerIdentity, session_id: str) -> Document:
         """The session `session_id` if the caller owns it or is an admin; 404 otherwise."""
-        with database_errors("sessions"):
+        with database_errors("sessions", self._sessions):
             document = self._sessions.find_one(self._visible(caller, session_id))
         if document is None:
             raise _not_found()
@@ -158,7 +158,7 @@ class SessionRepository:
         filters: dict[str, Any] = {"owner_id": owner_id}
         if status is not None:
             filters["status"] = status.value
-        with database_errors("sessions"):
+        with database_errors("sessions", self._sessions):
             return fetch_page(self._sessions, filters, limit=limit, cursor=cursor, sort=sort)
 
     def update(
@@ -173,7 +173,7 @@ class SessionRepository:
             if not changes:
                 return current
             changes["updated_at"] = utcnow()
-            with database_errors("sessions"):
+            with database_errors("sessions", self._sessions):
                 updated = self._sessions.find_one_and_update(
                     {**self._visible(caller, session_id), "version": current["version"]},
                     {"$set": changes, "$inc": {"version": 1}},
@@ -195,7 +195,7 @@ class SessionRepository:
         scope = {**self._visible(caller, session_id), "status": {"$ne": SessionStatus.ENDED.value}}
         if if_match is not None and not if_match.any_version:
             scope["version"] = {"$in": sorted(if_match.versions)}
-        with database_errors("sessions"):
+        with database_errors("sessions", self._sessions):
             ended = self._sessions.find_one_and_update(
                 scope, {"$set": _ended_fields(now), "$inc": {"version": 1}}
             )
@@ -209,7 +209,7 @@ class SessionRepository:
     def end_all_of(self, owner_id: str) -> None:
         """End every session of `owner_id` that has not ended."""
         now = utcnow()
-        with database_errors("sessions"):
+        with database_errors("sessions", self._sessions):
             self._sessions.update_many(
                 {"owner_id": owner_id, "status": {"$ne": SessionStatus.ENDED.value}},
                 {"$set": _ended_fields(now), "$inc": {"version": 1}},

@@ -24,12 +24,16 @@ import logging
 import math
 import re
 import uuid
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, overload
 
 from pydantic import Field
+from pymongo import MongoClient
+from pymongo.collection import Collection
+from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, OperationFailure, WTimeoutError
 
 from lucid.errors import ServiceUnavailableError
@@ -135,25 +139,69 @@ def _check_text(text: str, what: str) -> None:
 # know, 18 AuthenticationFailed (mongodb/mongo src/mongo/db/auth/sasl_commands.cpp, doSaslStep:
 # every failed step answers only "Authentication failed."; pymongo raises it at the first
 # operation, when a pooled connection signs in), or a user without the privilege the command
-# needs, 13 Unauthorized. MongoDB Atlas's proxy answers a wrong password with its own 8000
-# AtlasError "bad auth : Authentication failed." (pymongo tracebacks in field reports, e.g.
-# AbirHasan2005/PyroFilesStoreBot#48). All are a configuration fault of the deployment, like
-# an unreachable server: no request can be served until the URI or the user's roles change.
+# needs, 13 Unauthorized ("not authorized on <db> to execute command ..."; and "Command <name>
+# requires authentication" from a server with authorization on to a URI naming no user:
+# src/mongo/db/commands.cpp, checkAuthorizationImplPreParse). MongoDB Atlas's proxy answers a
+# wrong password with its own 8000 AtlasError "bad auth : Authentication failed." (pymongo
+# tracebacks in field reports, e.g. AbirHasan2005/PyroFilesStoreBot#48). All are a configuration
+# fault of the deployment, like an unreachable server: no request can be served until the URI or
+# the user's roles change.
 REFUSALS = {18: "AuthenticationFailed", 13: "Unauthorized", 8000: "AtlasError"}
+# What each refusal is of, and what to check (never the URI itself: it holds the password).
+_CREDENTIALS = (
+    "the credentials",
+    "check the user name and password in MONGODB_URI (percent-escaped) and the database the "
+    "user was created in (authSource, else the URI's database)",
+)
+_OPERATION = (
+    "the operation",
+    "check that MONGODB_URI names a user, and that the user's roles allow the command "
+    "(readWrite on the gateway's database)",
+)
+_REFUSED = {18: _CREDENTIALS, 8000: _CREDENTIALS, 13: _OPERATION}
 
 
 class DatabaseRefusedError(ServiceUnavailableError):
     """503: MongoDB answers, but refuses this function's credentials or their privileges."""
 
     def __init__(self, what: str, code: int, reason: str) -> None:
-        super().__init__(f"the {what} store is unavailable")
+        super().__init__(f"the {what} store refused {_REFUSED[code][0]}")
         self.code, self.reason = code, reason
 
 
-def refusal(error: OperationFailure, request: str) -> tuple[int, str] | None:
-    """The code and the server's words when `error` is MongoDB refusing this function's user
-    (`REFUSALS`), logged as one ERROR line saying which `request` was refused; None (nothing
-    logged) for any other failure."""
+class _Logged:
+    """The refusals already logged, per client: its pooled connections all sign in with the
+    same credentials, so each refusal would otherwise be a line per request. Keyed by the
+    client's identity, not by the client (pymongo's MongoClient compares equal to any other of
+    the same servers: a second client of the same URI must log its own line)."""
+
+    def __init__(self) -> None:
+        self._by_client: dict[int, set[tuple[int, str]]] = {}
+
+    def first(self, client: MongoClient[Any], cause: tuple[int, str]) -> bool:
+        """True the first time `client` meets `cause`."""
+        key = id(client)
+        logged = self._by_client.get(key)
+        if logged is None:
+            logged = self._by_client[key] = set()
+            # Forgotten with the client: its id may name another client once it is gone.
+            weakref.finalize(client, self._by_client.pop, key, None)
+        if cause in logged:
+            return False
+        # A set's add is atomic under the GIL: two threads at once may both log, never none.
+        logged.add(cause)
+        return True
+
+
+_logged = _Logged()
+
+
+def refusal(
+    error: OperationFailure, request: str, client: MongoClient[Any]
+) -> tuple[int, str] | None:
+    """The code and the server's words when `error` is MongoDB refusing `client`'s user
+    (`REFUSALS`), logged as one ERROR line per client and cause saying what was refused, at
+    which `request` first, and what to check; None (nothing logged) for any other failure."""
     code = error.code
     if code is None or code not in REFUSALS:
         return None
@@ -161,32 +209,37 @@ def refusal(error: OperationFailure, request: str) -> tuple[int, str] | None:
     # command it refused (filter values included), so only its first clause is kept.
     said = str((error.details or {}).get("errmsg") or REFUSALS[code])
     reason = said.split(" to execute command", 1)[0]
-    logger.error(
-        "MongoDB refused %s: %s (code %d %s): check the user and password in MONGODB_URI and "
-        "the user's roles",
-        request,
-        reason,
-        code,
-        REFUSALS[code],
-        extra={"store": "mongodb", "code": code},
-    )
+    if _logged.first(client, (code, reason)):
+        refused, check = _REFUSED[code]
+        logger.error(
+            "MongoDB refused %s (%s: code %d %s), first at %s: %s",
+            refused,
+            reason,
+            code,
+            REFUSALS[code],
+            request,
+            check,
+            extra={"store": "mongodb", "code": code},
+        )
     return code, reason
 
 
 @contextmanager
-def database_errors(what: str) -> Iterator[None]:
-    """Translate a MongoDB outage inside the block into `ServiceUnavailableError` (503).
+def database_errors(what: str, on: Collection[Any] | Database[Any]) -> Iterator[None]:
+    """Translate a MongoDB outage inside the block, whose operations go through `on`, into
+    `ServiceUnavailableError` (503).
 
     Only "the database is unreachable or too slow" and "the database refuses this function's
-    user" (`REFUSALS`, logged at ERROR with its code) are translated; anything else is a bug and
-    stays a 500.
+    user" (`REFUSALS`, logged at ERROR once per client and cause) are translated; anything else
+    is a bug and stays a 500.
     """
     try:
         yield
     except (ConnectionFailure, ExecutionTimeout, WTimeoutError) as error:
         raise ServiceUnavailableError(f"the {what} store is unavailable") from error
     except OperationFailure as error:
-        refused = refusal(error, f"the {what} store's request")
+        client = on.client if isinstance(on, Database) else on.database.client
+        refused = refusal(error, f"the {what} store's request", client)
         if refused is None:
             raise
         # Not chained: a traceback of it (the authorizer's, escaping to the runtime) would

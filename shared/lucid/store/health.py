@@ -131,13 +131,17 @@ def check_mongodb(database: Database[Document] | Unusable) -> DependencyStatus:
 
     from lucid.store.documents import REFUSALS, refusal
 
+    if isinstance(database, Unusable):
+        return database.status("mongodb")
+    client = database.client
+
     def refused(error: Exception) -> tuple[int | None, str] | None:
         # pymongo signs in on the pooled connection the ping is sent on, so a wrong password
         # is the ping's OperationFailure (18; Atlas: 8000).
-        if isinstance(error, OperationFailure) and (said := refusal(error, "/meta/health's ping")):
+        if isinstance(error, OperationFailure) and (
+            said := refusal(error, "/meta/health's ping", client)
+        ):
             return said[0], REFUSALS[said[0]]
         return None
 
-    if isinstance(database, Unusable):
-        return database.status("mongodb")
     return _timed("mongodb", lambda: database.command("ping"), (PyMongoError, OSError), refused)

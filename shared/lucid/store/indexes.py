@@ -91,7 +91,7 @@ def ensure_indexes(database: Database[Document]) -> dict[str, list[str]]:
     makes ours beside it (mongodb/mongo index_descriptor.cpp `compareIndexOptions`).
     """
     created: dict[str, list[str]] = {}
-    with database_errors("database"):
+    with database_errors("database", database):
         for collection, models in INDEXES.items():
             try:
                 created[collection] = database[collection].create_indexes(models)
@@ -162,7 +162,7 @@ def _ensure_one(collection: Collection[Document], model: IndexModel) -> str:
 def drop_retired_indexes(database: Database[Document]) -> list[str]:
     """Drop every index in `RETIRED_INDEXES` that `database` still has; `collection.index` each."""
     dropped: list[str] = []
-    with database_errors("database"):
+    with database_errors("database", database):
         for collection, names in RETIRED_INDEXES.items():
             present = {index["name"] for index in database[collection].list_indexes()}
             for name in names:

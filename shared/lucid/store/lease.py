@@ -125,7 +125,7 @@ class Lease:
             started = time.monotonic()
             now = utcnow()
             try:
-                with database_errors(COLLECTION):
+                with database_errors(COLLECTION, self._locks):
                     self._locks.update_one(
                         # Not "$lte": one without a date (made by hand) is free too.
                         {"_id": self._name, "expires_at": {"$not": {"$gt": now}}},

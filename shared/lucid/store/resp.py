@@ -33,7 +33,8 @@ client.py), so that every caller degrades where it did:
 - A refusal of the URI's credentials (WRONGPASS, NOAUTH, NOPERM: `refused_credentials`) is
   also logged, once per client and cause, at ERROR on the `lucid.store` logger,
   saying what to check in REDIS_URI or the user's ACL (never the server's words: Redis 7's
-  NOPERM names the user); callers then degrade as for a Redis that is down.
+  NOPERM names the user); callers then degrade as for a Redis that is down. A NOPERM of INFO,
+  which costs only the detection of a restored Redis, is a WARNING saying so (`_DISPENSABLE`).
 - The pool blocks (queues) a caller for at most its wait when every connection is in use
   (`BlockingConnectionPool`), then raises ConnectionError("No connection available.").
 """
@@ -146,6 +147,20 @@ _REFUSALS: tuple[tuple[str, str, str], ...] = (
 # "NOPERM User <name> has no permissions to run the 'get' command" (acl.c, getAclErrorMessage);
 # a key or channel otherwise.
 _REFUSED_COMMAND = re.compile(r"run the '([A-Za-z0-9_|:-]+)' command")
+# Refusals that cost one feature, not requests: a WARNING saying what is lost, not the ERROR of
+# credentials refused. INFO is asked only for the server's run_id
+# (`lucid.store.kept_connection.server_run_id`); without it every server process looks alike
+# (README, "What this does not cover"). The 30 s is lucid.auth.revocation.SYNC_SECONDS (the
+# test of this line checks it; this module imports nothing of the layer above it).
+_DISPENSABLE = {
+    "NOPERM INFO": (
+        "Redis refuses INFO to REDIS_URI's user (NOPERM INFO): a Redis restart that restores "
+        "older data (a snapshot, a replica that lagged) cannot be told from the server that "
+        "loaded the revocation copy, so revocations the restored copy lacks may go unseen until "
+        "its next reload (at most 30 s); nothing else is lost. Allow it with ACL SETUSER "
+        "<user> +info"
+    ),
+}
 
 
 def _reply_error(message: str) -> RedisError:
@@ -438,6 +453,9 @@ class Connection:
             return
         # A set's add is atomic under the GIL: two threads at once may both log, never none.
         self._refusals.add(refusal[0])
+        if (lost := _DISPENSABLE.get(refusal[0])) is not None:
+            logger.warning("%s", lost, extra={"store": "redis", "code": refusal[0]})
+            return
         logger.error("%s", refusal[1], extra={"store": "redis", "code": refusal[0]})
 
     def _failed(self, error: BaseException, doing: str) -> BaseException:

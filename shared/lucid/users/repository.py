@@ -81,12 +81,12 @@ class UserRepository:
         """The user `user_id`, or None (also for an id that is not one of ours)."""
         if not is_valid_id(user_id):
             return None
-        with database_errors("users"):
+        with database_errors("users", self._users):
             return self._users.find_one({"_id": user_id})
 
     def find_by_address(self, address: str) -> Document | None:
         """The user signed in as `address`, or None."""
-        with database_errors("users"):
+        with database_errors("users", self._users):
             return self._users.find_one({"address": address})
 
     def get(self, user_id: str) -> Document:
@@ -99,7 +99,7 @@ class UserRepository:
     def list(self, *, role: Role | None, limit: int, cursor: str | None, sort: SortOrder) -> Page:
         """A page of users, optionally only those with `role`."""
         filters: dict[str, Any] = {} if role is None else {"role": role.value}
-        with database_errors("users"):
+        with database_errors("users", self._users):
             return fetch_page(self._users, filters, limit=limit, cursor=cursor, sort=sort)
 
     # --- sign-in -----------------------------------------------------------------------------
@@ -118,7 +118,7 @@ class UserRepository:
         # loser of the race gets a duplicate key error unless its server retries the upsert
         # itself (MongoDB does for `update` since 4.2, SERVER-37124; findAndModify came later,
         # SERVER-47212; DocumentDB does not): the document exists then, so once more updates it.
-        with database_errors("users"):
+        with database_errors("users", self._users):
             try:
                 document = self._upsert(address, update)
             except DuplicateKeyError:
@@ -156,7 +156,7 @@ class UserRepository:
             if self._admin_count() <= 1:
                 raise _last_admin("be demoted")
             lease.check()
-            with database_errors("users"):
+            with database_errors("users", self._users):
                 demoted = self._users.find_one_and_update(
                     {"_id": user_id, "role": Role.ADMIN.value},
                     {"$set": {"role": Role.USER.value, "updated_at": utcnow()}},
@@ -171,7 +171,7 @@ class UserRepository:
         if not is_valid_id(user_id):
             return
         plain_user = {"_id": user_id, "role": {"$ne": Role.ADMIN.value}}
-        with database_errors("users"):
+        with database_errors("users", self._users):
             # A plain user goes without the lease: the filter makes sure it still is one.
             if self._users.delete_one(plain_user).deleted_count == 1:
                 return
@@ -179,20 +179,20 @@ class UserRepository:
             # With another admin besides, this user goes whatever its role; else only as a user.
             spare = self._admin_count() > 1
             lease.check()
-            with database_errors("users"):
+            with database_errors("users", self._users):
                 deleted = self._users.delete_one({"_id": user_id} if spare else plain_user)
             if deleted.deleted_count == 1 or self.find_by_id(user_id) is None:
                 return
         raise _last_admin("close their account")
 
     def _admin_count(self) -> int:
-        with database_errors("users"):
+        with database_errors("users", self._users):
             return self._users.count_documents({"role": Role.ADMIN.value}, limit=2)
 
     def _update(self, user_id: str, update: dict[str, Any]) -> Document:
         if not is_valid_id(user_id):
             raise _not_found()
-        with database_errors("users"):
+        with database_errors("users", self._users):
             document = self._users.find_one_and_update(
                 {"_id": user_id}, update, return_document=ReturnDocument.AFTER
             )

@@ -20,6 +20,6 @@ def stored_role(database: Database[Document], user_id: str) -> Role | None:
     """The role `user_id` holds now; None when there is no such user (a closed account)."""
     if not is_valid_id(user_id):
         return None
-    with database_errors("users"):
+    with database_errors("users", database):
         document = database[COLLECTION].find_one({"_id": user_id}, {"role": 1})
     return None if document is None else Role.parse(document.get("role"))

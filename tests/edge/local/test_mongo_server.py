@@ -594,6 +594,24 @@ FAILURES: dict[str, tuple[dict[str, Any], int, str]] = {
 }
 
 
+def test_a_server_that_requires_auth_answers_only_the_handshake_before_sign_in() -> None:
+    # GIVEN the server started as a mongod with authorization on, and a client naming no user
+    with start_mongo_server(requires_auth=True) as server:
+        client: MongoClient[Doc] = MongoClient(server.uri, timeoutMS=5000)
+        # THEN what a mongod answers before sign-in works (pymongo's handshake, ping, buildInfo)
+        assert client.lucid.command("ping")["ok"] == 1.0
+        assert client.lucid.command("buildInfo")["ok"] == 1.0
+        # AND every other command is 13 Unauthorized naming it, as commands.cpp words it
+        for operation, name in ((lambda: client.lucid.x.find_one(), "find"),
+                                (lambda: client.lucid.x.insert_one({}), "insert")):  # fmt: skip
+            with pytest.raises(OperationFailure) as refused:
+                operation()
+            details = refused.value.details or {}
+            assert (refused.value.code, details.get("codeName")) == (13, "Unauthorized")
+            assert details.get("errmsg") == f"Command {name} requires authentication"
+        client.close()
+
+
 @pytest.mark.parametrize(("command", "code", "code_name"), FAILURES.values(), ids=FAILURES.keys())
 def test_failures_are_mongodb_error_documents(
     db: Database[Doc], command: dict[str, Any], code: int, code_name: str

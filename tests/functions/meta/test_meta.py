@@ -94,14 +94,16 @@ def test_meta_health_names_a_mongodb_that_refuses_the_functions_user() -> None:
         refusing = build_database(Settings(MONGODB_URI=uri, MONGODB_TIMEOUT_MS=2000))
         app.dependency_overrides[readiness_database] = lambda: refusing
         try:
-            # WHEN the readiness route runs
+            # WHEN the readiness route runs, twice
             with logged_lines() as lines:
+                invoke("/meta/health")
                 status, _, body = invoke("/meta/health")
         finally:
             app.dependency_overrides.clear()
             refusing.client.close()
     # THEN it is the 503 naming mongodb, which refused the user, with MongoDB's code
     assert status == 503
+    assert body["detail"] == "dependency down: mongodb (refused the credentials)"
     assert body["failing"] == ["mongodb"]
     mongodb = body["dependencies"]["mongodb"]
     assert (
@@ -114,13 +116,15 @@ def test_meta_health_names_a_mongodb_that_refuses_the_functions_user() -> None:
         }.items()
     )
     assert body["dependencies"]["redis"] == {"status": "ok", "latency_ms": ANY}
-    # AND the function logs the functions' ERROR line for it, never the password
+    # AND the function logs the functions' ERROR line for it once (its client's), saying what
+    # to check, never the password
     errors = [line for line in lines if line["level"] == "ERROR"]
     assert [(line["message"], line["code"]) for line in errors] == [
         (
-            "MongoDB refused /meta/health's ping: Authentication failed. (code 18 "
-            "AuthenticationFailed): check the user and password in MONGODB_URI and the user's "
-            "roles",
+            "MongoDB refused the credentials (Authentication failed.: code 18 "
+            "AuthenticationFailed), first at /meta/health's ping: check the user name and "
+            "password in MONGODB_URI (percent-escaped) and the database the user was created in "
+            "(authSource, else the URI's database)",
             18,
         )
     ]

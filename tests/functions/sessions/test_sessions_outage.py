@@ -51,41 +51,96 @@ def test_mongodb_down_is_503_problem_and_a_retry_after_it_returns_creates_one_se
     assert database["sessions"].count_documents({}) == 1
 
 
-def test_a_mongodb_that_refuses_the_password_is_503_like_an_unreachable_one(
+def _refused_calls(uri: str, alice: User, clients: int = 1) -> tuple[list[Any], list[Any]]:
+    """List and create sessions through `clients` pymongo clients of `uri`, one after the
+    other; each reply, and the log lines of all of them."""
+    replies = []
+    with logged_lines() as lines:
+        for _ in range(clients):
+            refusing = build_database(Settings(MONGODB_URI=uri, MONGODB_TIMEOUT_MS=2000))
+            try:
+                with database_for("sessions", database=refusing):
+                    replies.append(api("GET", "/sessions", caller=alice))
+                    replies.append(api("POST", "/sessions", caller=alice, body={"name": "x"}))
+            finally:
+                refusing.client.close()
+    return replies, lines
+
+
+def _same_problem_as(unreachable: Any, reply: Any) -> None:
+    assert reply.status == 503
+    assert {k: reply.body[k] for k in ("type", "title", "status")} == {
+        k: unreachable.body[k] for k in ("type", "title", "status")
+    }
+    assert reply.headers.keys() - {"x-request-id", "content-length"} == (
+        unreachable.headers.keys() - {"x-request-id", "content-length"}
+    )
+
+
+def test_a_mongodb_that_refuses_the_password_is_503_saying_it_refused_the_credentials(
     alice: User, database: Database[dict[str, Any]], dead_database: Database[dict[str, Any]]
 ) -> None:
-    # GIVEN a MONGODB_URI whose password the server refuses: pymongo signs in over the wire
-    # (SCRAM) at the first operation, and the in-memory MongoDB answers as a real mongod
-    # answers a user it does not have (18 AuthenticationFailed)
+    """The refusal is a real wire-protocol answer: pymongo signs in over the wire (SCRAM) at the
+    first operation, and the in-memory MongoDB answers as a real mongod answers a user it does
+    not have (18 AuthenticationFailed, `lucid_edge.local.mongo_commands` sasl_start)."""
+    # GIVEN a MONGODB_URI whose password the server refuses, in two clients one after the other
     with start_mongo_server() as server:
         uri = server.uri.replace("mongodb://", "mongodb://lucid:Pw-s3cret-9@")
-        refusing = build_database(Settings(MONGODB_URI=uri, MONGODB_TIMEOUT_MS=2000))
-        try:
-            with database_for("sessions", database=refusing), logged_lines() as lines:
-                # WHEN sessions are listed and created
-                listed = api("GET", "/sessions", caller=alice)
-                created = api("POST", "/sessions", caller=alice, body={"name": "refused"})
-        finally:
-            refusing.client.close()
+        # WHEN sessions are listed and created through each
+        replies, lines = _refused_calls(uri, alice, clients=2)
     with database_for("sessions", database=dead_database):
         unreachable = api("GET", "/sessions", caller=alice)
-    # THEN each answers exactly as an unreachable MongoDB does (503, same problem, same
-    # headers), not a 500
-    assert unreachable.status == 503
-    for reply in (listed, created):
-        assert (reply.status, reply.body) == (503, {**unreachable.body, "instance": "/sessions"})
-        assert reply.headers.keys() - {"x-request-id", "content-length"} == (
-            unreachable.headers.keys() - {"x-request-id", "content-length"}
-        )
-    # AND each request logs one ERROR line naming the refusal and its code, no traceback,
-    # never the password
+    # THEN each is the 503 problem an unreachable MongoDB answers, not a 500, but saying that
+    # the store refused the credentials instead of that it is unavailable
+    assert unreachable.body["detail"] == "the tokens store is unavailable"
+    for reply in replies:
+        _same_problem_as(unreachable, reply)
+    assert [reply.body["detail"] for reply in replies] == 4 * [
+        "the tokens store refused the credentials"
+    ]
+    # AND each client logs one ERROR line (not one per request) saying what to check, with no
+    # traceback and never the password
     errors = [line for line in lines if line["level"] == "ERROR"]
     assert [line["message"] for line in errors] == 2 * [
-        "MongoDB refused the tokens store's request: Authentication failed. (code 18 "
-        "AuthenticationFailed): check the user and password in MONGODB_URI and the user's roles"
+        "MongoDB refused the credentials (Authentication failed.: code 18 "
+        "AuthenticationFailed), first at the tokens store's request: check the user name and "
+        "password in MONGODB_URI (percent-escaped) and the database the user was created in "
+        "(authSource, else the URI's database)"
     ]
     assert all(line["code"] == 18 and "exception" not in line for line in errors)
-    assert "Pw-s3cret-9" not in repr(lines)
+    assert "Pw-s3cret-9" not in repr(lines) + repr([reply.body for reply in replies])
+
+
+def test_a_mongodb_that_requires_a_user_the_uri_does_not_name_is_503_refusing_the_operation(
+    alice: User, database: Database[dict[str, Any]], dead_database: Database[dict[str, Any]]
+) -> None:
+    """The refusal is a real wire-protocol answer: the in-memory MongoDB started with
+    `requires_auth` answers every command but the handshake's as a mongod with authorization
+    on answers a client that has not signed in (13 Unauthorized "Command find requires
+    authentication"), and pymongo raises its own OperationFailure for it."""
+    # GIVEN a server that requires sign-in and a MONGODB_URI that names no user
+    with start_mongo_server(requires_auth=True) as server:
+        # WHEN sessions are listed and created
+        replies, lines = _refused_calls(server.uri, alice)
+    with database_for("sessions", database=dead_database):
+        unreachable = api("GET", "/sessions", caller=alice)
+    # THEN each is the store's 503, saying that the store refused the operation
+    for reply in replies:
+        _same_problem_as(unreachable, reply)
+    assert [reply.body["detail"] for reply in replies] == 2 * [
+        "the tokens store refused the operation"
+    ]
+    # AND one ERROR line names the refused command and what to check in MONGODB_URI
+    errors = [line for line in lines if line["level"] == "ERROR"]
+    assert [(line["message"], line["code"]) for line in errors] == [
+        (
+            "MongoDB refused the operation (Command find requires authentication: code 13 "
+            "Unauthorized), first at the tokens store's request: check that MONGODB_URI names "
+            "a user, and that the user's roles allow the command (readWrite on the gateway's "
+            "database)",
+            13,
+        )
+    ]
 
 
 def _same(client: resp.Redis) -> resp.Redis:

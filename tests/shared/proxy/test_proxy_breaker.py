@@ -213,6 +213,16 @@ def test_after_the_breaker_closes_an_instance_counts_only_what_came_after(
     assert second.breakers["blockchain"].state is BreakerState.OPEN  # type: ignore[comparison-overlap]
 
 
+def trips_beside(backend: BackendServer, first: Proxy, second: Proxy) -> None:
+    """`second` sees 2 failures in 3 calls (reading the shared state CLOSED at each failure),
+    then `first` trips the shared breaker (the backend failing)."""
+    assert second.forward(proxy_request()).status == 200
+    backend.mode = "fail"
+    assert [second.forward(proxy_request()).status for _ in range(2)] == [500, 500]
+    for _ in range(4):
+        first.forward(proxy_request())
+
+
 def test_a_trip_that_finds_the_breaker_half_open_leaves_it_to_the_probe(
     backend: BackendServer, make_proxy: MakeProxy, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -223,12 +233,8 @@ def test_a_trip_that_finds_the_breaker_half_open_leaves_it_to_the_probe(
     flushed()
     capsys.readouterr()
     with logged_lines() as lines:
-        assert second.forward(proxy_request()).status == 200
-        backend.mode = "fail"
-        assert [second.forward(proxy_request()).status for _ in range(2)] == [500, 500]
         # AND the first trips the breaker, whose open period (1 s) then ends: half-open
-        for _ in range(4):
-            first.forward(proxy_request())
+        trips_beside(backend, first, second)
         time.sleep(1.05)
         # WHEN the second, still trusting its cached CLOSED, makes a 4th call that succeeds
         # (2 failures in 4 calls: the 50 % threshold)
@@ -245,6 +251,36 @@ def test_a_trip_that_finds_the_breaker_half_open_leaves_it_to_the_probe(
         "breaker blockchain opened for 1.0 s",
         "breaker blockchain closed: a probe succeeded",
     ]
+    flushed()
+    assert emitted(capsys.readouterr().out).get("CircuitOpened") == 1
+
+
+def test_a_trip_that_finds_another_instances_open_period_running_adopts_it_uncounted(
+    backend: BackendServer, make_proxy: MakeProxy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN two instances that read the shared state at most every 5 s on the healthy path and
+    # open the breaker for 30 s, the second having seen 2 failures in 3 calls
+    settings = proxy_settings(
+        BLOCKCHAIN_SERVICE_URL=backend.url, BREAKER_SYNC_MS=5000, BREAKER_OPEN_SECONDS=30
+    )
+    first, second = make_proxy(settings), make_proxy(settings)
+    flushed()
+    capsys.readouterr()
+    with logged_lines() as lines:
+        # AND the first trips the breaker, whose open period is still running
+        trips_beside(backend, first, second)
+        # WHEN the second, still trusting its cached CLOSED, makes a 4th call that succeeds
+        # (2 failures in 4 calls: the 50 % threshold) and so trips
+        backend.mode = "ok"
+        assert second.forward(proxy_request()).status == 200
+        # THEN it adopts the first's open period: its next call is 503 without the backend
+        with pytest.raises(ServiceUnavailableError) as raised:
+            second.forward(proxy_request())
+        assert 28 <= int(raised.value.headers["Retry-After"]) <= 30
+        assert len(backend.received) == 3 + 4 + 1
+    # AND one opening is logged and counted, not two (the second logged "opened for 30.0 s"
+    # too, the rest of the first's period, and counted CircuitOpened again)
+    assert [line["message"] for line in lines] == ["breaker blockchain opened for 30.0 s"]
     flushed()
     assert emitted(capsys.readouterr().out).get("CircuitOpened") == 1
 

@@ -12,6 +12,7 @@ import redis
 from lucid.config import Settings
 from lucid.proxy import BreakerState, FallbackStore, LocalBreakerStore, RedisBreakerStore
 from lucid.proxy.breaker import OutcomeWindow
+from lucid.proxy.breaker_store import SharedState
 from lucid.store import resp
 from lucid.store.redis_client import build_redis
 from lucid_edge.local import EmbeddedRedis, free_port
@@ -29,25 +30,30 @@ def test_store_contract(store: RedisBreakerStore | LocalBreakerStore) -> None:
     # closed: nothing to probe
     assert store.read("b").state is BreakerState.CLOSED
     assert store.acquire_probe("b", 1, 1000).state is BreakerState.CLOSED
-    # trip: open, and a second (non-forced) trip keeps the first open period
-    opened = store.trip("b", 200, force=False)
-    assert opened.state is BreakerState.OPEN
-    assert 0 < opened.open_ms <= 200
-    assert store.trip("b", 5000, force=False).open_ms <= 200
+    # trip: open, and a second (non-forced) trip keeps the first open period, saying that it
+    # opened nothing (so its instance neither logs nor counts an opening)
+    first = store.trip("b", 200, force=False)
+    assert (first.shared.state, first.opened) == (BreakerState.OPEN, True)
+    assert 0 < first.shared.open_ms <= 200
+    second = store.trip("b", 5000, force=False)
+    assert (second.shared.state, second.opened) == (BreakerState.OPEN, False)
+    assert 0 < second.shared.open_ms <= 200
     still_open = store.acquire_probe("b", 1, 1000)
     assert (still_open.state, still_open.granted) == (BreakerState.OPEN, False)
     assert 0 < still_open.wait_ms <= 200
     # half-open: one probe slot, and a late non-forced trip changes nothing
     time.sleep(0.25)
     assert store.read("b").state is BreakerState.HALF_OPEN
-    assert store.trip("b", 5000, force=False).state is BreakerState.HALF_OPEN
+    assert store.trip("b", 5000, force=False) == (SharedState(BreakerState.HALF_OPEN), False)
     assert store.acquire_probe("b", 1, 10_000).granted
     refused = store.acquire_probe("b", 1, 10_000)
     assert (refused.state, refused.granted) == (BreakerState.HALF_OPEN, False)
     # ...and the refused call waits for the slot's remaining time (Retry-After), not a moment
     assert 5_000 < refused.wait_ms <= 10_000
     # a failed probe re-opens (forced), a successful one closes
-    assert store.trip("b", 5000, force=True).open_ms > 200
+    reopened = store.trip("b", 5000, force=True)
+    assert reopened.opened
+    assert reopened.shared.open_ms > 200
     store.close("b")
     assert store.read("b").state is BreakerState.CLOSED
 
@@ -73,7 +79,7 @@ def dead_redis() -> Iterator[resp.Redis]:
 def test_fallback_store_decides_locally_when_redis_is_down(dead_redis: resp.Redis) -> None:
     fallback = FallbackStore(RedisBreakerStore(dead_redis), LocalBreakerStore())
     fallback.RETRY_REDIS_AFTER_SECONDS = 0  # try Redis on every call in this test
-    assert fallback.trip("b", 1, force=False).state is BreakerState.OPEN
+    assert fallback.trip("b", 1, force=False) == (SharedState(BreakerState.OPEN, 1), True)
     time.sleep(0.01)
     assert fallback.read("b").state is BreakerState.HALF_OPEN
     assert fallback.acquire_probe("b", 1, 1000).granted

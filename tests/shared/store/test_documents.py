@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import bson
 import pytest
+from pymongo import MongoClient
+from pymongo.database import Database
 from pymongo.errors import (
     AutoReconnect,
     DuplicateKeyError,
@@ -18,6 +21,7 @@ from pymongo.errors import (
 from lucid.errors import ServiceUnavailableError
 from lucid.store.documents import (
     DatabaseRefusedError,
+    Document,
     check_json_object,
     database_errors,
     is_valid_id,
@@ -118,61 +122,78 @@ def test_what_bson_can_encode_passes_unchanged(case: str) -> None:
     assert bson.decode(bson.encode(value)) == value
 
 
+@pytest.fixture
+def unconnected() -> Iterator[Database[Document]]:
+    """A database of a client that never connects: the errors below are raised by the test."""
+    client: MongoClient[Document] = MongoClient("mongodb://127.0.0.1:9/lucid", connect=False)
+    yield client.lucid
+    client.close()
+
+
 @pytest.mark.parametrize("error", [ServerSelectionTimeoutError("x"), AutoReconnect("x")])
-def test_outages_become_service_unavailable(error: Exception) -> None:
+def test_outages_become_service_unavailable(
+    error: Exception, unconnected: Database[Document]
+) -> None:
     outage = pytest.raises(ServiceUnavailableError, match="the sessions store is unavailable")
-    with outage, database_errors("sessions"):
+    with outage, database_errors("sessions", unconnected):
         raise error
 
 
 def test_a_user_without_the_privilege_is_503_and_its_log_line_quotes_no_command(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, unconnected: Database[Document]
 ) -> None:
     # GIVEN a server that signs the user in but refuses it the command (13 Unauthorized, whose
-    # message goes on to quote the command and its filter: values that are not the log's)
-    refused = OperationFailure(
-        'not authorized on lucid to execute command { find: "tokens", filter: { jti: "j-1" } }',
-        13,
-        {
-            "ok": 0.0,
-            "errmsg": 'not authorized on lucid to execute command { find: "tokens", '
-            'filter: { jti: "j-1" } }',
-            "code": 13,
-            "codeName": "Unauthorized",
-        },
+    # message goes on to quote the command and its filter: values that are not the log's).
+    # Built here, not answered over the wire: the in-memory MongoDB has no users to sign in,
+    # so the only 13 it can answer is "Command find requires authentication"
+    # (tests/functions/sessions/test_sessions_outage.py).
+    said = 'not authorized on lucid to execute command { find: "tokens", filter: { jti: "j-1" } }'
+    reply = {"ok": 0.0, "errmsg": said, "code": 13, "codeName": "Unauthorized"}
+    refused = OperationFailure(said, 13, reply)
+    # WHEN it reaches the store's translation, twice THEN it is the store's 503 saying that the
+    # operation was refused, and one ERROR line names the refusal and its code without the
+    # command, and what to check
+    translated = pytest.raises(
+        DatabaseRefusedError, match=r"^the tokens store refused the operation$"
     )
-    # WHEN it reaches the store's translation THEN it is the store's 503, and one ERROR line
-    # names the refusal and its code without the command
-    translated = pytest.raises(DatabaseRefusedError, match="the tokens store is unavailable")
-    with translated as raised, database_errors("tokens"):
-        raise refused
+    for _ in range(2):
+        with translated as raised, database_errors("tokens", unconnected["tokens"]):
+            raise refused
     assert (raised.value.status, raised.value.code) == (503, 13)
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         (
             "ERROR",
-            "MongoDB refused the tokens store's request: not authorized on lucid (code 13 "
-            "Unauthorized): check the user and password in MONGODB_URI and the user's roles",
+            "MongoDB refused the operation (not authorized on lucid: code 13 Unauthorized), "
+            "first at the tokens store's request: check that MONGODB_URI names a user, and "
+            "that the user's roles allow the command (readWrite on the gateway's database)",
         )
     ]
 
 
-def test_atlas_refusing_the_password_is_the_stores_503(caplog: pytest.LogCaptureFixture) -> None:
-    # GIVEN MongoDB Atlas's answer to a wrong password (its proxy's own code, not 18)
+def test_atlas_refusing_the_password_is_the_stores_503(
+    caplog: pytest.LogCaptureFixture, unconnected: Database[Document]
+) -> None:
+    # GIVEN MongoDB Atlas's answer to a wrong password (its proxy's own code, not 18; built
+    # here: no server of the tests answers as Atlas's proxy does)
     said = "bad auth : Authentication failed."
     reply = {"ok": 0, "errmsg": said, "code": 8000, "codeName": "AtlasError"}
     refused = OperationFailure(said, 8000, reply)
-    # WHEN it reaches the store's translation THEN it is the 503 of a refused user, logged
-    translated = pytest.raises(DatabaseRefusedError, match="the users store is unavailable")
-    with translated, database_errors("users"):
+    # WHEN it reaches the store's translation THEN it is the 503 of refused credentials, logged
+    translated = pytest.raises(
+        DatabaseRefusedError, match=r"^the users store refused the credentials$"
+    )
+    with translated, database_errors("users", unconnected["users"]):
         raise refused
     assert [r.getMessage() for r in caplog.records] == [
-        "MongoDB refused the users store's request: bad auth : Authentication failed. (code "
-        "8000 AtlasError): check the user and password in MONGODB_URI and the user's roles"
+        "MongoDB refused the credentials (bad auth : Authentication failed.: code 8000 "
+        "AtlasError), first at the users store's request: check the user name and password in "
+        "MONGODB_URI (percent-escaped) and the database the user was created in (authSource, "
+        "else the URI's database)"
     ]
 
 
-def test_other_driver_errors_are_not_disguised_as_outages() -> None:
-    with pytest.raises(DuplicateKeyError), database_errors("users"):
+def test_other_driver_errors_are_not_disguised_as_outages(unconnected: Database[Document]) -> None:
+    with pytest.raises(DuplicateKeyError), database_errors("users", unconnected):
         raise DuplicateKeyError("dup")
-    with pytest.raises(OperationFailure), database_errors("users"):
+    with pytest.raises(OperationFailure), database_errors("users", unconnected):
         raise OperationFailure("Unsupported mechanism", 2)
