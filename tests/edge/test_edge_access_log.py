@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from lucid_edge.access_log import AccessEntry, AccessLog
+from lucid_edge import responses
+from lucid_edge.access_log import AccessEntry, AccessLog, gateway_messages
 from lucid_edge.logs import JsonFormatter, request_id_scope
 from lucid_edge.responses import INTERNAL_ERROR
 from lucid_edge.template import load_template
@@ -86,6 +87,26 @@ def test_an_answer_the_edge_gave_itself_has_its_message_and_no_integration() -> 
     assert (line["method"], line["path"], line["protocol"]) == ("GET", "/nowhere", "HTTP/1.1")
     assert (line["ua"], line["domain"], line["prefix"]) == ("curl/8", "api.example.com", "api")
     assert (line["stage"], line["api"], line["unknown"]) == ("dev", "HttpApi", "-")
+
+
+def test_each_answer_the_edge_gives_itself_logs_its_message() -> None:
+    # `$context.error.message` of every answer the edge gives without a function: its body's
+    # message (README: "errorMessage is API Gateway's message when it answered by itself")
+    log = AccessLog(
+        '{"error":"$context.error.message"}',
+        api_id="HttpApi",
+        stage="dev",
+        gateway_messages=gateway_messages(),
+    )
+    own = [
+        value
+        for value in vars(responses).values()
+        if isinstance(value, responses.HttpResponse) and value.status >= 400
+    ]
+    assert len(own) == 9
+    for answer in own:
+        line = json.loads(log.render(AccessEntry(_scope(), "r"), answer.status, 0, id(answer)))
+        assert line["error"] == json.loads(answer.body)["message"], answer.status
 
 
 def test_values_that_would_break_the_json_are_escaped() -> None:
