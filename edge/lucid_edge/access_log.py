@@ -78,6 +78,7 @@ def gateway_messages() -> dict[int, str]:
         responses.UNAUTHORIZED,
         responses.FORBIDDEN,
         responses.TOO_LARGE,
+        responses.REQUEST_TIMEOUT,
         responses.HEADERS_TOO_LARGE,
         responses.TOO_MANY_REQUESTS,
         responses.INTERNAL_ERROR,

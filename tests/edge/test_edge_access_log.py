@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import calendar
 import io
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, TextIO
 
 import pytest
 
-from lucid_edge.access_log import AccessEntry, AccessLog
+from lucid_edge import responses
+from lucid_edge.access_log import AccessEntry, AccessLog, gateway_messages
+from lucid_edge.events import ACCOUNT_ID
 from lucid_edge.logs import JsonFormatter, request_id_scope
 from lucid_edge.responses import INTERNAL_ERROR
 from lucid_edge.template import load_template
@@ -33,7 +36,7 @@ def _scope(**changes: Any) -> dict[str, Any]:
     return scope
 
 
-def _log(fmt: str | None, stream: io.StringIO | None = None) -> AccessLog:
+def _log(fmt: str | None, stream: TextIO | None = None) -> AccessLog:
     return AccessLog(
         fmt, api_id="HttpApi", stage="dev", gateway_messages={404: "Not Found"}, stream=stream
     )
@@ -88,12 +91,181 @@ def test_an_answer_the_edge_gave_itself_has_its_message_and_no_integration() -> 
     assert (line["stage"], line["api"], line["unknown"]) == ("dev", "HttpApi", "-")
 
 
+# Every variable the edge fills in (lucid_edge.access_log's docstring), each under its own name.
+EVERY_VARIABLE = [
+    "requestId",
+    "extendedRequestId",
+    "requestTime",
+    "requestTimeEpoch",
+    "httpMethod",
+    "path",
+    "protocol",
+    "routeKey",
+    "stage",
+    "apiId",
+    "accountId",
+    "domainName",
+    "domainPrefix",
+    "identity.sourceIp",
+    "identity.userAgent",
+    "status",
+    "responseLength",
+    "responseLatency",
+    "error.message",
+    "authorizer.latency",
+    "authorizer.status",
+    "authorizer.error",
+    "authorizer.user_id",
+    "integrationLatency",
+    "integration.latency",
+    "integrationStatus",
+    "integration.integrationStatus",
+    "integration.status",
+    "integrationErrorMessage",
+    "integration.error",
+    "awsEndpointRequestId",
+    "integration.requestId",
+    "other.user_id",
+]
+EVERY_FORMAT = "{" + ",".join(f'"{v}":"$context.{v}"' for v in EVERY_VARIABLE) + "}"
+
+
+def test_every_variable_has_this_requests_value_and_dash_where_it_has_none() -> None:
+    # GIVEN a request answered at 2026-03-04 05:06:07.5 UTC, 3,000 s after it arrived, whose
+    # authorizer took 1,000 s and whose invocation took 2,000 s and failed (latencies long
+    # enough that a per-mille error in them shows)
+    scope = _scope(method="POST", http_version="2", headers=[(b"user-agent", b"na\xefve/1")])
+    scope["headers"].append((b"host", b"abc.execute-api.example.com"))
+    began = time.monotonic()
+    entry = AccessEntry(scope, "req-9")
+    entry.epoch = calendar.timegm((2026, 3, 4, 5, 6, 7)) + 0.5
+    entry.started -= 3_000
+    entry.route_key = "POST /users/me"
+    entry.authorized(time.monotonic() - 1_000, None, {"lambda": {"user_id": "u-9"}})
+    entry.integrated(time.monotonic() - 2_000, 200, "boom", 502)
+    entry.endpoint_request_id = "lambda-1"
+    text = _log(EVERY_FORMAT).render(entry, 500, 35, 404)
+    line = json.loads(text)
+    # THEN each variable holds its value, as API Gateway fills it in
+    latencies = {key: int(line.pop(key)) for key in ("responseLatency", "authorizer.latency")}
+    latencies["integration"] = int(line.pop("integrationLatency"))
+    assert line.pop("integration.latency") == str(latencies["integration"])
+    since = round((time.monotonic() - began) * 1000) + 1  # ms the test itself took
+    assert 3_000_000 <= latencies["responseLatency"] <= 3_000_000 + since
+    assert 1_000_000 <= latencies["authorizer.latency"] <= 1_000_000 + since
+    assert 2_000_000 <= latencies["integration"] <= 2_000_000 + since
+    assert line == {
+        "requestId": "req-9",
+        "extendedRequestId": "req-9",
+        "requestTime": "04/Mar/2026:05:06:07 +0000",
+        "requestTimeEpoch": str(calendar.timegm((2026, 3, 4, 5, 6, 7)) * 1000 + 500),
+        "httpMethod": "POST",
+        "path": "/users/me",
+        "protocol": "HTTP/2",
+        "routeKey": "POST /users/me",
+        "stage": "dev",
+        "apiId": "HttpApi",
+        "accountId": ACCOUNT_ID,
+        "domainName": "abc.execute-api.example.com",
+        "domainPrefix": "abc",
+        "identity.sourceIp": "10.1.2.3",
+        "identity.userAgent": "na\xefve/1",
+        "status": "500",
+        "responseLength": "35",
+        "error.message": "Not Found",
+        "authorizer.status": "200",
+        "authorizer.error": "-",
+        "authorizer.user_id": "u-9",
+        "integrationStatus": "200",
+        "integration.integrationStatus": "200",
+        "integration.status": "502",
+        "integrationErrorMessage": "boom",
+        "integration.error": "boom",
+        "awsEndpointRequestId": "lambda-1",
+        "integration.requestId": "lambda-1",
+        "other.user_id": "-",  # not a variable: only authorizer.<key> reads the context
+    }
+    # AND a printable value is pasted as it is, as AWS does (only what breaks JSON is escaped)
+    assert '"identity.userAgent":"na\xefve/1"' in text
+    # GIVEN a request with nothing but a method, a path and an empty User-Agent, answered
+    # before any step
+    bare_scope = {"type": "http", "method": "GET", "path": "/", "headers": [(b"user-agent", b"")]}
+    bare = AccessEntry(bare_scope, "req-10")
+    line = json.loads(_log(EVERY_FORMAT).render(bare, 404, 23, 0))
+    # THEN what it did not bring or reach is "-", the source IP and protocol as the edge serves
+    assert (line["identity.sourceIp"], line["protocol"]) == ("127.0.0.1", "HTTP/1.1")
+    unknown = {v for v in EVERY_VARIABLE if line[v] == "-"}
+    assert unknown == set(EVERY_VARIABLE) - {
+        "requestId", "extendedRequestId", "requestTime", "requestTimeEpoch", "httpMethod",
+        "path", "protocol", "stage", "apiId", "accountId", "identity.sourceIp", "status",
+        "responseLength", "responseLatency",
+    }  # fmt: skip
+    # AND an authorizer's refusal is not its failure, and a function that never answered (its
+    # reserved concurrency in use) has no statusCode
+    refused = AccessEntry(_scope(), "req-11")
+    refused.authorized(time.monotonic(), responses.FORBIDDEN, None)
+    throttled = AccessEntry(_scope(), "req-12")
+    throttled.integrated(time.monotonic(), 429, "Rate Exceeded.")
+    fmt = (
+        '{"a":"$context.authorizer.status","e":"$context.authorizer.error",'
+        '"i":"$context.integrationStatus","s":"$context.integration.status",'
+        '"m":$context.error.messageString}'
+    )
+    assert json.loads(_log(fmt).render(refused, 403, 23, 0)) == {
+        "a": "403", "e": "-", "i": "-", "s": "-", "m": "-",
+    }  # fmt: skip
+    assert json.loads(_log(fmt).render(throttled, 500, 35, 0)) == {
+        "a": "-", "e": "-", "i": "429", "s": "-", "m": "-",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("month", range(1, 13))
+def test_the_request_time_is_clf_in_utc_with_each_months_name(month: int) -> None:
+    # $context.requestTime: "CLF-formatted request time (dd/MMM/yyyy:HH:mm:ss +-hhmm)"
+    names = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    entry = AccessEntry(_scope(), "r")
+    entry.epoch = calendar.timegm((2026, month, month, month, month, month)) + 0.5
+    line = json.loads(_log('{"t":"$context.requestTime"}').render(entry, 200, 0, 0))
+    day = f"{month:02d}"
+    assert line["t"] == f"{day}/{names[month - 1]}/2026:{day}:{day}:{day} +0000"
+
+
+def test_each_answer_the_edge_gives_itself_logs_its_message() -> None:
+    # `$context.error.message` of every answer the edge gives without a function: its body's
+    # message (README: "errorMessage is API Gateway's message when it answered by itself")
+    log = AccessLog(
+        '{"error":"$context.error.message"}',
+        api_id="HttpApi",
+        stage="dev",
+        gateway_messages=gateway_messages(),
+    )
+    own = [
+        value
+        for value in vars(responses).values()
+        if isinstance(value, responses.HttpResponse) and value.status >= 400
+    ]
+    assert len(own) == 9
+    for answer in own:
+        line = json.loads(log.render(AccessEntry(_scope(), "r"), answer.status, 0, id(answer)))
+        assert line["error"] == json.loads(answer.body)["message"], answer.status
+
+
+def test_a_format_folded_over_lines_renders_as_one_line_keeping_its_text() -> None:
+    # GIVEN a Format as YAML folding leaves it: line breaks and runs of spaces between fields
+    fmt = '{"stage": "$context.stage",\n  "note": "two   words"}'
+    # THEN its line is one line, each run of white space one space, as API Gateway's
+    line = _log(fmt).render(AccessEntry(_scope(), "r"), 200, 0, 0)
+    assert line == '{"stage": "dev", "note": "two words"}'
+
+
 def test_values_that_would_break_the_json_are_escaped() -> None:
-    # GIVEN a path and a user agent holding quotes and backslashes (AWS pastes them raw)
-    scope = _scope(path='/a"b\\c', headers=[(b"user-agent", b'x"}, "evil": "1')])
-    fmt = '{"path":"$context.path","ua":"$context.identity.userAgent"}'
+    # GIVEN a path holding a backslash, a user agent holding quotes and a host holding a control
+    # character (AWS pastes them raw)
+    headers = [(b"user-agent", b'x"}, "evil": "1'), (b"host", b"api\tx")]
+    scope = _scope(path="/a\\b", headers=headers)
+    fmt = '{"path":"$context.path","ua":"$context.identity.userAgent","host":"$context.domainName"}'
     line = json.loads(_log(fmt).render(AccessEntry(scope, "r"), 404, 0, 0))
-    assert line == {"path": '/a"b\\c', "ua": 'x"}, "evil": "1'}
+    assert line == {"path": "/a\\b", "ua": 'x"}, "evil": "1', "host": "api\tx"}
 
 
 def test_authorizer_context_values_and_errors() -> None:
@@ -118,10 +290,14 @@ def test_authorizer_context_values_and_errors() -> None:
 
 
 def test_without_a_format_the_default_line_is_written_and_flushed() -> None:
-    stream = io.StringIO()
+    # GIVEN a buffered stream, as standard output is when piped to a file or a log collector
+    written = io.BytesIO()
+    stream = io.TextIOWrapper(written, encoding="utf-8")
     _log(None, stream).write(AccessEntry(_scope(), "r3"), 404, 23, 404)
-    line = json.loads(stream.getvalue())
-    assert stream.getvalue().endswith("\n")
+    # THEN the line is out at once, not when the buffer fills
+    text = written.getvalue().decode()
+    line = json.loads(text)
+    assert text.endswith("\n")
     assert (line["requestId"], line["status"], line["errorMessage"]) == ("r3", "404", "Not Found")
 
 
@@ -161,3 +337,19 @@ def test_log_level_warning_quiets_the_access_lines(monkeypatch: pytest.MonkeyPat
     stream = io.StringIO()
     _log(None, stream).write(AccessEntry(_scope(), "r4"), 404, 23, 404)
     assert stream.getvalue() == ""
+
+
+@pytest.mark.parametrize("level", [None, "debug", "INFO", "VERBOSE"])
+def test_lines_go_to_standard_output_unless_the_log_level_is_above_info(
+    level: str | None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN LOG_LEVEL unset, at or below INFO, or a name logging does not know
+    if level is None:
+        monkeypatch.delenv("LOG_LEVEL", raising=False)
+    else:
+        monkeypatch.setenv("LOG_LEVEL", level)
+    # WHEN a line is written by an access log given no stream
+    log = AccessLog(None, api_id="HttpApi", stage="dev", gateway_messages={})
+    log.write(AccessEntry(_scope(), "r5"), 200, 2, 0)
+    # THEN it is on standard output
+    assert json.loads(capsys.readouterr().out)["requestId"] == "r5"

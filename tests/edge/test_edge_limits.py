@@ -17,6 +17,7 @@ from lucid_edge.limits import (
     BodyBudget,
     base64_length,
     event_exceeds_invocation_limit,
+    footprint,
     request_line_and_headers_size,
 )
 from tests.edge.test_edge_instances import run
@@ -36,8 +37,16 @@ def test_the_quota_counts_the_request_line_and_header_values() -> None:
 @pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 5, 6, 4_718_592])
 def test_base64_length_is_the_length_of_the_base64_text(size: int) -> None:
     # What a binary body takes in the event, hence when a declared one is refused unread and
-    # what the body budget reserves for it
-    assert base64_length(size) == len(base64.b64encode(b"\x00" * size))
+    # what the body budget reserves for it: the body's bytes and their copy in the event
+    encoded = len(base64.b64encode(b"\x00" * size))
+    assert base64_length(size) == encoded
+    assert footprint(size) == size + encoded
+
+
+def test_the_most_one_body_holds_is_the_readmes_15_mb() -> None:
+    # README: "a worker holds at most 64 MiB plus one body (~15 MB)"; the largest body Lambda
+    # takes, with its base64 copy in the event
+    assert round(footprint(LAMBDA_LIMIT) / 1_000_000) == 15
 
 
 def _event(body: str, base64_encoded: bool) -> dict[str, object]:
@@ -289,6 +298,37 @@ def test_a_growing_body_goes_before_a_new_one_that_fits_and_at_once_when_its_ste
         await asyncio.sleep(0)
         assert new.done()
         assert budget.available == 100 - 10 - 20 - 5
+
+    run(main())
+
+
+def test_growing_bodies_take_their_next_step_in_arrival_order_each_when_it_fits() -> None:
+    budget = BodyBudget(100, reserve_after=60)
+
+    async def main() -> None:
+        # GIVEN bodies read whole holding 50 and 10, and two chunked ones holding 20 each
+        await budget.acquire(50)
+        await budget.acquire(10)
+        await budget.acquire(20)
+        await budget.acquire(20)
+        # WHEN the first chunked body wants 10 more, then the second 30 more
+        first = asyncio.ensure_future(budget.acquire(10, held=20))
+        await asyncio.sleep(0)
+        second = asyncio.ensure_future(budget.acquire(30, held=20))
+        await asyncio.sleep(0)
+        assert not first.done()
+        assert not second.done()
+        # AND 10 are given back: the first one's step fits, the second one's does not
+        budget.release(10)
+        await asyncio.sleep(0)
+        # THEN the first goes on and the second waits, the budget never past its limit
+        assert first.done()
+        assert not second.done()
+        assert budget.available == 0
+        budget.release(50)
+        await asyncio.sleep(0)
+        assert second.done()
+        assert budget.available == 50 - 30
 
     run(main())
 
