@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -339,13 +340,19 @@ def test_workers_that_keep_failing_stop_the_edge_with_one_line(fault: str, said:
         assert 1 <= len(failed) <= 2
         assert all("cannot start in a worker" in line["exception"] for line in failed)
     else:
-        # AND each death before the last is a WARNING line counting towards the stop
-        deaths = [line["message"] for line in lines if line["level"] == "WARNING"]
-        assert [death.split(": ")[1] for death in deaths] == [
-            f"{n} of 5 deaths within 60 s stop the edge" for n in range(1, 5)
+        # AND each death before the last is a WARNING line counting the deaths of the last 60 s:
+        # 1, 2, 3, 4 when they come within a minute; where a worker takes seconds to start (CI at
+        # load 7 saw 1, 2, 3, 4, 3, 4), the oldest leave the window before the fifth death
+        deaths = [line for line in lines if line["level"] == "WARNING"]
+        times = [datetime.fromisoformat(line["timestamp"]).timestamp() for line in deaths]
+        in_window = [sum(t > at - 60 for t in times[: i + 1]) for i, at in enumerate(times)]
+        assert len(deaths) >= 4
+        assert [death["message"].split(": ")[1] for death in deaths] == [
+            f"{n} of 5 deaths within 60 s stop the edge" for n in in_window
         ]
         assert all(
-            re.fullmatch(r"worker \[\d+\] died \(signal 9\), replaced: .*", d) for d in deaths
+            re.fullmatch(r"worker \[\d+\] died \(signal 9\), replaced: .*", d["message"])
+            for d in deaths
         )
     # AND nothing it started is left in its process group
     assert group_left == [], [Path(f"/proc/{pid}/cmdline").read_text() for pid in group_left]
