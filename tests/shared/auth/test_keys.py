@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib.abc
 import sys
 import time
 import uuid
@@ -319,12 +320,28 @@ def test_another_missing_module_is_not_reported_as_a_missing_cryptography(
     )
     monkeypatch.delitem(sys.modules, "lucid.auth.pem", raising=False)
     monkeypatch.delattr(lucid.auth, "pem", raising=False)
-    monkeypatch.setitem(sys.modules, "lucid.config", None)
-    # WHEN the function builds its keys THEN the error names the module really missing, not
-    # cryptography (whose advice, "add it to the layer", would not help)
+    with monkeypatch.context() as broken:
+        broken.setitem(sys.modules, "lucid.config", None)
+        # WHEN the function builds its keys THEN the error names the module really missing,
+        # not cryptography (whose advice, "add it to the layer", would not help)
+        with pytest.raises(ModuleNotFoundError) as raised:
+            KeyRing(settings).keys()
+    assert raised.value.name == "lucid.config"
+
+    # AND one that names no module (a package's own `raise ModuleNotFoundError("...")`: its
+    # `name` is None) reaches the operator as it was raised, its own advice intact
+    class Refusing(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, *_: object) -> None:
+            if name == "lucid.auth.pem":
+                raise ModuleNotFoundError("the build left out a module: rebuild the layer")
+
+    monkeypatch.setattr(sys, "meta_path", [Refusing(), *sys.meta_path])
     with pytest.raises(ModuleNotFoundError) as raised:
         KeyRing(settings).keys()
-    assert raised.value.name == "lucid.config"
+    assert (str(raised.value), raised.value.name) == (
+        "the build left out a module: rebuild the layer",
+        None,
+    )
 
 
 def test_without_cryptography_hs256_signs_and_verifies(monkeypatch: pytest.MonkeyPatch) -> None:
