@@ -381,28 +381,38 @@ def test_a_failure_is_answered_from_memory_then_retried(
             Name=name, Value="redis://r:6379", Type="SecureString"
         )
         clock[0] += 10 - 1  # the README's "retried every 10 s" (a literal, not the constant)
-        # THEN requests are refused from memory, without asking AWS or logging again
-        with pytest.raises(SecretUnavailableError) as again:
-            read(source)
-        assert again.value.headers["Retry-After"] == "1"
+        # THEN requests are refused from memory, without asking AWS or logging again, and
+        # told to come back when the retry is due: never "Retry-After: 0", even with 0.4 s left
+        retry_after = []
+        for step in (0, 0.6):
+            clock[0] += step
+            with pytest.raises(SecretUnavailableError) as again:
+                read(source)
+            retry_after.append(again.value.headers["Retry-After"])
+        assert retry_after == ["1", "1"]
         assert len(caplog.records) == 1
     # AND once the retry interval has passed the value is read: no restart needed
-    clock[0] += 1.5
+    clock[0] += 0.9
     assert read(source) == "redis://r:6379"
 
 
 @mock_aws
 def test_a_jwt_key_that_cannot_be_read_does_not_stop_the_function_at_start(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # GIVEN the key's secret is missing WHEN the function starts THEN it starts
     arn = f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:lucid/missing-AbCdEf"
     ring = KeyRing(Settings(STAGE="prod", JWT_SECRET_ARN=arn))
     monkeypatch.setattr(keys, "get_key_ring", lambda: ring)
-    check_keys_at_cold_start()
-    # AND each use answers 503 until the key can be read
-    with pytest.raises(SecretUnavailableError):
-        ring.keys()
+    with caplog.at_level(logging.ERROR, logger="lucid.secrets"):
+        check_keys_at_cold_start()
+        # AND each use answers 503 until the key can be read, from memory within the retry
+        # interval: the start's failed read is the one line logged
+        for _ in range(2):
+            with pytest.raises(SecretUnavailableError):
+                ring.keys()
+    logged = [record.getMessage().split(":")[0] for record in caplog.records]
+    assert logged == ["JWT_SECRET_KEY unavailable"]
     # but a key that is unusable once read still stops it (a crash is the right answer then)
     short = KeyRing(Settings(STAGE="prod", JWT_SECRET_ARN=_secret("too-short")))
     monkeypatch.setattr(keys, "get_key_ring", lambda: short)
