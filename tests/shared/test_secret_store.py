@@ -300,6 +300,9 @@ def test_each_refusal_aws_answers_tells_the_operator_what_to_grant(
     assert f"MONGODB_URI unavailable: {error.reason}" in _logged(caplog)
     assert said in error.reason
     assert f"({code}) when calling the" in error.reason
+    # AND our words name the secret or parameter, whatever AWS's own (after them) say
+    ours = error.reason.split(" (AWS: ")[0]
+    assert (f"SSM parameter {SSM_NAME}" if kind == "ssm" else f"secret {SM_ARN}") in ours
 
 
 @pytest.mark.parametrize(("kind", "code", "message", "said"), REFUSALS)
