@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import importlib.abc
+import logging
 import sys
 import time
 import uuid
@@ -74,15 +75,17 @@ def _round_trip(settings: Settings, ring: KeyRing | None = None) -> str:
 
 
 @pytest.mark.usefixtures("aws")
-def test_key_from_secrets_manager_signs_and_is_cached() -> None:
-    # GIVEN a signing key held in Secrets Manager
+def test_key_from_secrets_manager_signs_and_is_cached(caplog: pytest.LogCaptureFixture) -> None:
+    # GIVEN a signing key held in Secrets Manager, never rotated (no AWSPREVIOUS version)
     arn = _secret(LONG_KEY)
     settings = _settings(JWT_SECRET_ARN=arn)
     now = [time.time()]
     ring = KeyRing(settings, max_age=300, clock=lambda: now[0])
-    # THEN tokens sign and verify with it
-    assert _round_trip(settings, ring) == "u1"
+    # THEN tokens sign and verify with it, and nothing is said of a previous version
+    with caplog.at_level(logging.WARNING):
+        assert _round_trip(settings, ring) == "u1"
     assert ring.keys().current.signing == LONG_KEY.encode()
+    assert caplog.records == []
     # WHEN the secret rotates THEN the cached value serves until max_age passes
     boto3.client("secretsmanager", region_name="us-east-1").put_secret_value(
         SecretId=arn, SecretString="n" * 40
