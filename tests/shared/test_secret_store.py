@@ -32,6 +32,7 @@ from lucid.store.redis_client import build_redis
 from lucid.web.app import lambda_handler
 from lucid.web.problems import install_problem_handlers
 from lucid.web.ratelimit import RateLimitMiddleware
+from lucid_edge.local import free_port
 from tests.utils.events import http_event, reply_from
 from tests.utils.logs import logged_lines
 
@@ -181,6 +182,9 @@ def test_a_missing_secret_is_a_503_that_names_nothing_of_the_account_to_the_clie
     assert (error.status, error.slug) == (503, "secret-unavailable")
     assert ACCOUNT not in error.detail
     assert "nope" not in error.detail
+    assert error.detail == (
+        "a setting this function needs could not be read; the function's log says why"
+    )
     assert error.headers["Retry-After"] == str(round(secret_store.RETRY_SECONDS))
     # AND the function's log names the setting and the missing resource
     assert "REDIS_URI unavailable" in _logged(caplog)
@@ -329,6 +333,27 @@ def test_each_refusal_of_the_jwt_key_tells_the_operator_what_to_grant(
         ring.keys()
     assert f"JWT_SECRET_KEY unavailable: {caught.value.reason}" in _logged(caplog)
     assert said in caught.value.reason
+
+
+def test_aws_out_of_reach_is_the_secrets_503_saying_what_failed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN AWS out of reach (a function in a VPC with no route to Secrets Manager): an
+    # endpoint nobody listens on, one attempt; botocore's error then carries no AWS response
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    ring = KeyRing(Settings(STAGE="prod", JWT_SECRET_ARN=SM_ARN))
+    # WHEN the key is needed THEN it is the secrets' 503, and the log says what failed
+    with (
+        caplog.at_level(logging.ERROR, logger="lucid.secrets"),
+        pytest.raises(SecretUnavailableError) as caught,
+    ):
+        ring.keys()
+    reason = caught.value.reason
+    assert reason.startswith(f"Secrets Manager secret {SM_ARN} could not be read (AWS: ")
+    assert reason.endswith("Connection refused)")
+    assert f"JWT_SECRET_KEY unavailable: {reason}" in _logged(caplog)
 
 
 def test_a_parameter_named_without_a_leading_slash_is_named_in_its_arn_with_one(
