@@ -32,6 +32,7 @@ from lucid.store.redis_client import build_redis
 from lucid.web.app import lambda_handler
 from lucid.web.problems import install_problem_handlers
 from lucid.web.ratelimit import RateLimitMiddleware
+from lucid_edge.local import free_port
 from tests.utils.events import http_event, reply_from
 from tests.utils.logs import logged_lines
 
@@ -181,6 +182,9 @@ def test_a_missing_secret_is_a_503_that_names_nothing_of_the_account_to_the_clie
     assert (error.status, error.slug) == (503, "secret-unavailable")
     assert ACCOUNT not in error.detail
     assert "nope" not in error.detail
+    assert error.detail == (
+        "a setting this function needs could not be read; the function's log says why"
+    )
     assert error.headers["Retry-After"] == str(round(secret_store.RETRY_SECONDS))
     # AND the function's log names the setting and the missing resource
     assert "REDIS_URI unavailable" in _logged(caplog)
@@ -300,6 +304,9 @@ def test_each_refusal_aws_answers_tells_the_operator_what_to_grant(
     assert f"MONGODB_URI unavailable: {error.reason}" in _logged(caplog)
     assert said in error.reason
     assert f"({code}) when calling the" in error.reason
+    # AND our words name the secret or parameter, whatever AWS's own (after them) say
+    ours = error.reason.split(" (AWS: ")[0]
+    assert (f"SSM parameter {SSM_NAME}" if kind == "ssm" else f"secret {SM_ARN}") in ours
 
 
 @pytest.mark.parametrize(("kind", "code", "message", "said"), REFUSALS)
@@ -326,6 +333,27 @@ def test_each_refusal_of_the_jwt_key_tells_the_operator_what_to_grant(
         ring.keys()
     assert f"JWT_SECRET_KEY unavailable: {caught.value.reason}" in _logged(caplog)
     assert said in caught.value.reason
+
+
+def test_aws_out_of_reach_is_the_secrets_503_saying_what_failed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN AWS out of reach (a function in a VPC with no route to Secrets Manager): an
+    # endpoint nobody listens on, one attempt; botocore's error then carries no AWS response
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    ring = KeyRing(Settings(STAGE="prod", JWT_SECRET_ARN=SM_ARN))
+    # WHEN the key is needed THEN it is the secrets' 503, and the log says what failed
+    with (
+        caplog.at_level(logging.ERROR, logger="lucid.secrets"),
+        pytest.raises(SecretUnavailableError) as caught,
+    ):
+        ring.keys()
+    reason = caught.value.reason
+    assert reason.startswith(f"Secrets Manager secret {SM_ARN} could not be read (AWS: ")
+    assert reason.endswith("Connection refused)")
+    assert f"JWT_SECRET_KEY unavailable: {reason}" in _logged(caplog)
 
 
 def test_a_parameter_named_without_a_leading_slash_is_named_in_its_arn_with_one(
@@ -381,28 +409,38 @@ def test_a_failure_is_answered_from_memory_then_retried(
             Name=name, Value="redis://r:6379", Type="SecureString"
         )
         clock[0] += 10 - 1  # the README's "retried every 10 s" (a literal, not the constant)
-        # THEN requests are refused from memory, without asking AWS or logging again
-        with pytest.raises(SecretUnavailableError) as again:
-            read(source)
-        assert again.value.headers["Retry-After"] == "1"
+        # THEN requests are refused from memory, without asking AWS or logging again, and
+        # told to come back when the retry is due: never "Retry-After: 0", even with 0.4 s left
+        retry_after = []
+        for step in (0, 0.6):
+            clock[0] += step
+            with pytest.raises(SecretUnavailableError) as again:
+                read(source)
+            retry_after.append(again.value.headers["Retry-After"])
+        assert retry_after == ["1", "1"]
         assert len(caplog.records) == 1
     # AND once the retry interval has passed the value is read: no restart needed
-    clock[0] += 1.5
+    clock[0] += 0.9
     assert read(source) == "redis://r:6379"
 
 
 @mock_aws
 def test_a_jwt_key_that_cannot_be_read_does_not_stop_the_function_at_start(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # GIVEN the key's secret is missing WHEN the function starts THEN it starts
     arn = f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:lucid/missing-AbCdEf"
     ring = KeyRing(Settings(STAGE="prod", JWT_SECRET_ARN=arn))
     monkeypatch.setattr(keys, "get_key_ring", lambda: ring)
-    check_keys_at_cold_start()
-    # AND each use answers 503 until the key can be read
-    with pytest.raises(SecretUnavailableError):
-        ring.keys()
+    with caplog.at_level(logging.ERROR, logger="lucid.secrets"):
+        check_keys_at_cold_start()
+        # AND each use answers 503 until the key can be read, from memory within the retry
+        # interval: the start's failed read is the one line logged
+        for _ in range(2):
+            with pytest.raises(SecretUnavailableError):
+                ring.keys()
+    logged = [record.getMessage().split(":")[0] for record in caplog.records]
+    assert logged == ["JWT_SECRET_KEY unavailable"]
     # but a key that is unusable once read still stops it (a crash is the right answer then)
     short = KeyRing(Settings(STAGE="prod", JWT_SECRET_ARN=_secret("too-short")))
     monkeypatch.setattr(keys, "get_key_ring", lambda: short)

@@ -435,15 +435,28 @@ def test_a_failed_re_read_of_the_previous_version_keeps_the_previous_key_already
     stubber.assert_no_pending_responses()
 
 
-def test_a_parameter_whose_previous_version_aws_no_longer_keeps_has_no_previous_key() -> None:
-    # GIVEN a parameter at version 101, whose version 100 AWS has dropped (it keeps 100)
-    gone = {"Error": "ParameterVersionNotFound"}
-    stubber = _answers("ssm", ("get_parameter", _parameter(NEW, 101)), ("get_parameter", gone))
+@pytest.mark.parametrize(("version", "trimmed"), [(101, [100]), (1, [])])
+def test_a_parameter_whose_previous_version_aws_no_longer_keeps_has_no_previous_key(
+    version: int, trimmed: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a parameter at version 101, whose version 100 AWS has dropped (it keeps 100), or
+    # one never changed (version 1)
+    gone = ("get_parameter", {"Error": "ParameterVersionNotFound"})
+    stubber = _answers("ssm", ("get_parameter", _parameter(NEW, version)), *[gone for _ in trimmed])
+    asked: list[str] = []
+    secret_store._client("ssm").meta.events.register(
+        "provide-client-params.ssm.GetParameter", lambda params, **_: asked.append(params["Name"])
+    )
     # THEN the current key works alone
-    keys_read = KeyRing(Settings(STAGE="prod", JWT_SECRET_PARAM=PARAMETER)).keys()
+    with caplog.at_level(logging.WARNING, logger="lucid.secrets"):
+        keys_read = KeyRing(Settings(STAGE="prod", JWT_SECRET_PARAM=PARAMETER)).keys()
     stubber.assert_no_pending_responses()
     assert keys_read.current.signing == NEW.encode()
     assert keys_read.previous == ()
+    # AND AWS is asked for no older version (it keeps none older, and has no version 0), and
+    # nothing is logged: a version AWS trimmed is no failure to read
+    assert asked == [PARAMETER, *(f"{PARAMETER}:{older}" for older in trimmed)]
+    assert caplog.records == []
 
 
 def test_an_ssm_re_put_of_the_same_value_keeps_the_key_it_replaced() -> None:

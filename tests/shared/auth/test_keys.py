@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import importlib.abc
+import logging
 import sys
 import time
 import uuid
@@ -73,15 +75,17 @@ def _round_trip(settings: Settings, ring: KeyRing | None = None) -> str:
 
 
 @pytest.mark.usefixtures("aws")
-def test_key_from_secrets_manager_signs_and_is_cached() -> None:
-    # GIVEN a signing key held in Secrets Manager
+def test_key_from_secrets_manager_signs_and_is_cached(caplog: pytest.LogCaptureFixture) -> None:
+    # GIVEN a signing key held in Secrets Manager, never rotated (no AWSPREVIOUS version)
     arn = _secret(LONG_KEY)
     settings = _settings(JWT_SECRET_ARN=arn)
     now = [time.time()]
     ring = KeyRing(settings, max_age=300, clock=lambda: now[0])
-    # THEN tokens sign and verify with it
-    assert _round_trip(settings, ring) == "u1"
+    # THEN tokens sign and verify with it, and nothing is said of a previous version
+    with caplog.at_level(logging.WARNING):
+        assert _round_trip(settings, ring) == "u1"
     assert ring.keys().current.signing == LONG_KEY.encode()
+    assert caplog.records == []
     # WHEN the secret rotates THEN the cached value serves until max_age passes
     boto3.client("secretsmanager", region_name="us-east-1").put_secret_value(
         SecretId=arn, SecretString="n" * 40
@@ -319,12 +323,28 @@ def test_another_missing_module_is_not_reported_as_a_missing_cryptography(
     )
     monkeypatch.delitem(sys.modules, "lucid.auth.pem", raising=False)
     monkeypatch.delattr(lucid.auth, "pem", raising=False)
-    monkeypatch.setitem(sys.modules, "lucid.config", None)
-    # WHEN the function builds its keys THEN the error names the module really missing, not
-    # cryptography (whose advice, "add it to the layer", would not help)
+    with monkeypatch.context() as broken:
+        broken.setitem(sys.modules, "lucid.config", None)
+        # WHEN the function builds its keys THEN the error names the module really missing,
+        # not cryptography (whose advice, "add it to the layer", would not help)
+        with pytest.raises(ModuleNotFoundError) as raised:
+            KeyRing(settings).keys()
+    assert raised.value.name == "lucid.config"
+
+    # AND one that names no module (a package's own `raise ModuleNotFoundError("...")`: its
+    # `name` is None) reaches the operator as it was raised, its own advice intact
+    class Refusing(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, *_: object) -> None:
+            if name == "lucid.auth.pem":
+                raise ModuleNotFoundError("the build left out a module: rebuild the layer")
+
+    monkeypatch.setattr(sys, "meta_path", [Refusing(), *sys.meta_path])
     with pytest.raises(ModuleNotFoundError) as raised:
         KeyRing(settings).keys()
-    assert raised.value.name == "lucid.config"
+    assert (str(raised.value), raised.value.name) == (
+        "the build left out a module: rebuild the layer",
+        None,
+    )
 
 
 def test_without_cryptography_hs256_signs_and_verifies(monkeypatch: pytest.MonkeyPatch) -> None:

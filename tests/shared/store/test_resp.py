@@ -654,6 +654,24 @@ def test_a_server_that_never_answers_times_out_within_the_bound_once(silent: _Si
         client.close()
 
 
+def test_a_server_that_stops_reading_is_a_write_timeout_within_the_bound_once() -> None:
+    # GIVEN a hung Redis that accepts and never reads, with a 4 KiB receive window, and a
+    # command bigger than the window and both kernels' buffers can hold (16 MiB)
+    server = _Silent()
+    server.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client = layer_redis(f"redis://127.0.0.1:{server.port}/0", timeout=0.2)
+    try:
+        # WHEN the command is sent THEN the write is what times out, said so (not a read
+        # waiting for a reply to a command never sent whole), on the one connection
+        with pytest.raises(resp.TimeoutError) as raised:
+            client.set("k", b"v" * (16 << 20))
+        assert str(raised.value) == "Timeout writing to socket"
+        assert len(server.accepted) == 1
+    finally:
+        client.close()
+        server.close()
+
+
 def test_a_port_nobody_listens_on_is_a_connection_error_at_once() -> None:
     client = layer_redis(f"redis://127.0.0.1:{free_port()}/0", timeout=5, connect_timeout=5)
     try:
