@@ -16,10 +16,11 @@ the same rounds, as it is; `BENCH_COMPARE_HELLO=/path/to/other/bench/lambda/hell
 hello world of its own tree (needed when the two lock different FastAPI/pydantic versions).
 
 Instructions: the same candidates under valgrind (bench/probes.py `count_instructions`), the
-user-space instructions of import plus first call. A count repeats to ~0.1 % whatever the machine
-is doing, where one CPU time moves by +-25 % on this shared host: it is the steady figure for
-a change's effect and for the ratio to hello world, short of what it leaves out (cache misses, page
-faults, the kernel reading the files). BENCH_INSTRUCTION_REPEATS=0 skips it (~5 min on 2 cores).
+user-space instructions of import plus first call. A count repeats within ~0.5 % whatever the
+machine is doing, where one CPU time moves by +-25 % on this shared host: it is the steady figure
+for a change's effect and for the ratio to hello world, short of what it leaves out (cache misses,
+page faults, the kernel reading the files). BENCH_INSTRUCTION_REPEATS=0 skips it (~1.5 min on an
+idle 2-core machine, ~8 at a load average of 4).
 """
 
 from __future__ import annotations
@@ -228,8 +229,8 @@ def _print_table(
 def _instruction_counts(
     candidates: Sequence[Candidate],
 ) -> dict[tuple[str, str], list[int]]:
-    """INSTRUCTION_REPEATS counts per candidate, two processes at a time per core: a count does
-    not depend on what else runs, so they need not take turns as the timed rounds do."""
+    """INSTRUCTION_REPEATS counts per candidate, one per core at a time: a count does not depend
+    on what else runs, so they need not take turns as the timed rounds do."""
     jobs = [candidate for _ in range(INSTRUCTION_REPEATS) for candidate in candidates]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         counts = list(pool.map(Candidate.instructions, jobs))

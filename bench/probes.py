@@ -199,7 +199,7 @@ def count_instructions(
     Two fresh processes under valgrind: the probe as `invoke_cold` runs it, and the same probe
     stopped just before the import; the difference is the span (the interpreter's own start-up
     and the probe's set-up cancel). The same build and event give the same count to within
-    ~0.1 % whatever else the machine runs (hash randomisation is the rest), where a CPU time
+    ~0.5 % whatever else the machine runs (hash randomisation is the rest), where a CPU time
     moves by +-25 % on this shared host. It leaves out what instructions do not show: cache
     misses, page faults and the kernel's side of reading the modules' files.
     """
