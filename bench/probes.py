@@ -238,3 +238,15 @@ def count_warm_instructions(
         options={"events": events, "n": n},
     )  # fmt: skip
     return _instructions(stderr), report
+
+
+def invoke_warm(
+    path: Iterable[Path],
+    handler: str,
+    events: list[dict[str, Any]],
+    n: int,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The same process as `count_warm_instructions`' at full speed (no valgrind): its report."""
+    report, _ = _probe(path, handler, {}, extra_env=extra_env, options={"events": events, "n": n})
+    return report

@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -44,7 +44,14 @@ from bench.artifact import ROOT, make_build, make_writable, readonly_copy, sam_b
 from bench.coldstart import EXTRA_BUILDS, HELLO, HELLO_PROBE, INSTRUCTION_REPEATS
 from bench.coldstart_real import real_event, stores
 from bench.harness import VENV_BIN, running
-from bench.probes import LAMBDA_ENV, Probe, count_warm_instructions, event_for, status_of
+from bench.probes import (
+    LAMBDA_ENV,
+    Probe,
+    count_warm_instructions,
+    event_for,
+    invoke_warm,
+    status_of,
+)
 from bench.scenarios_speed import LIMITS_LIFTED
 from lucid.auth.revocation import RevocationList
 from lucid.config import Settings
@@ -54,6 +61,18 @@ from lucid_edge.local import free_port
 WARM_REQUESTS = int(os.environ.get("BENCH_WARM_REQUESTS", "200"))
 
 Events = Callable[[int], list[dict[str, Any]]]
+# Under valgrind the function runs ~50 times slower, on a machine that other work may load: the
+# stores' timeouts at their largest, as lucid.config says to raise them on an overloaded machine
+# (a trial run at a load average of 9 got a cold POST /sessions 503 "the database store is
+# unavailable" at MONGODB_TIMEOUT_MS=2000). Timeouts change no instruction of a request that
+# does not time out.
+SLOWED_DOWN = {
+    "MONGODB_TIMEOUT_MS": "30000",
+    "REDIS_TIMEOUT_MS": "1000",
+    "REDIS_CONNECT_TIMEOUT_MS": "5000",
+    "PROXY_CONNECT_TIMEOUT_SECONDS": "10",
+    "PROXY_READ_TIMEOUT_SECONDS": "28",
+}
 
 
 @dataclass(frozen=True)
@@ -79,6 +98,14 @@ class WarmCase:
         count, report = count_warm_instructions(
             self.path, self.handler, self.events(size), n, dict(self.env)
         )
+        self._check(report, n)
+        return count
+
+    def check(self, n: int) -> None:
+        """The same `n` invocations at full speed, without valgrind: each must get its answer."""
+        self._check(invoke_warm(self.path, self.handler, self.events(n), n, dict(self.env)), n)
+
+    def _check(self, report: dict[str, Any], n: int) -> None:
         answers = report["answers"]
         probe = Probe("", "", self.status, self.authorizer)
         field = "isAuthorized" if self.authorizer else "statusCode"
@@ -94,7 +121,6 @@ class WarmCase:
         seen = str(last.get("body", "")) + json.dumps(last.get("headers", {}))
         if missing := [text for text in self.expect if text not in seen]:
             raise RuntimeError(f"{self.name}: {missing} not in the last answer {last}")
-        return count
 
     def per_request(self, requests: int = WARM_REQUESTS) -> float:
         """The instructions of one warm invocation: (count of 1 + N) - (count of 1), over N."""
@@ -103,15 +129,25 @@ class WarmCase:
         return (many - one) / requests
 
 
-def measure_cases(cases: Sequence[WarmCase], repeats: int, requests: int) -> dict[str, list[float]]:
+def measure_cases(
+    cases: Sequence[WarmCase], repeats: int, requests: int, *, progress: bool = False
+) -> dict[str, list[float]]:
     """`repeats` figures per case, one count per core at a time: a count does not depend on what
     else runs, so they need not take turns (bench/coldstart.py `_instruction_counts`)."""
     jobs = [case for _ in range(repeats) for case in cases]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        figures = list(pool.map(lambda case: case.per_request(requests), jobs))
     found: dict[str, list[float]] = defaultdict(list)
-    for case, figure in zip(jobs, figures, strict=True):
-        found[case.name].append(figure)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        running = {pool.submit(case.per_request, requests): case for case in jobs}
+        try:
+            for done in as_completed(running):
+                case = running[done]
+                found[case.name].append(done.result())
+                if progress:
+                    print(f"  {case.name}: {found[case.name][-1] / 1e6:.3f} M", flush=True)
+        except BaseException:
+            for future in running:  # a wrong answer ends the run: start no other count
+                future.cancel()
+            raise
     return dict(found)
 
 
@@ -237,8 +273,11 @@ def warm_cases(redis_uri: str, scratch: Path) -> Iterator[list[WarmCase]]:
         sessions = _Sessions(env["MONGODB_URI"], context["user_id"])
         stack.callback(sessions.close)
         deployed = {
-            **env, **LIMITS_LIFTED, "BLOCKCHAIN_SERVICE_URL": f"http://127.0.0.1:{backend_port}"
-        }  # fmt: skip
+            **env,
+            **LIMITS_LIFTED,
+            **SLOWED_DOWN,
+            "BLOCKCHAIN_SERVICE_URL": f"http://127.0.0.1:{backend_port}",
+        }
         on = tuple(deployed.items())
         off = tuple({**deployed, "RATE_LIMIT_ENABLED": "false"}.items())
         signed_status = event_for(Probe("GET", "/auth/status", 200))
@@ -339,7 +378,7 @@ def measure(env: dict[str, str]) -> dict[str, object]:
                     f"instructions per warm request (valgrind), built artifact: 1 vs"
                     f" 1 + {WARM_REQUESTS} invocations, median of {INSTRUCTION_REPEATS}:"
                 )
-                figures = measure_cases(cases, INSTRUCTION_REPEATS, WARM_REQUESTS)
+                figures = measure_cases(cases, INSTRUCTION_REPEATS, WARM_REQUESTS, progress=True)
         finally:
             make_writable(Path(scratch))
     hello = statistics.median(figures[cases[0].name])

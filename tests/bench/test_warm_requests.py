@@ -1,6 +1,6 @@
 """The warm-request bench (`make bench requests`, bench/warm.py) counts what each invocation costs
 and nothing of the probe's own, repeats, and refuses a count whose invocations did not all get
-the answer the case expects."""
+the answer the case expects; each of its cases gets its answers from the built functions."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
-from bench.warm import WarmCase, measure_cases
+from bench.artifact import make_writable
+from bench.warm import WarmCase, measure_cases, warm_cases
+from lucid_edge.local import start_redis
 
-pytestmark = pytest.mark.skipif(
+needs_valgrind = pytest.mark.skipif(
     shutil.which("valgrind") is None,
     reason="valgrind missing: Debian's valgrind package could not be installed (`make test` tries)",
 )
@@ -46,6 +48,7 @@ def _same(event: dict[str, Any]) -> Any:
     return lambda size: [event] * size
 
 
+@needs_valgrind
 def test_a_known_extra_work_per_request_is_counted_and_the_counts_repeat(tmp_path: Path) -> None:
     # GIVEN a handler that does nothing, and one that sums 40,000 or 80,000 integers per request
     idle = WarmCase("idle", _function(tmp_path, "idle_fn", IDLE), "idle_fn.handler", 200, _same({}))
@@ -69,6 +72,7 @@ def test_a_known_extra_work_per_request_is_counted_and_the_counts_repeat(tmp_pat
     assert abs(again - first) / first < 0.01
 
 
+@needs_valgrind
 def test_every_invocation_gets_its_own_event_and_each_answer_is_checked(tmp_path: Path) -> None:
     # GIVEN a function that answers 200 only to its current version's If-Match, and events that
     # follow the version, a fresh sequence for each count
@@ -88,3 +92,18 @@ def test_every_invocation_gets_its_own_event_and_each_answer_is_checked(tmp_path
     # WHEN the last answer lacks what the case expects in it, THEN the count is refused too
     with pytest.raises(RuntimeError, match=r"\['version 9'\] not in the last answer"):
         replace(ok, expect=("version 9",)).count(5, 5)
+
+
+def test_each_case_of_the_bench_gets_its_answers_from_the_built_functions(tmp_path: Path) -> None:
+    # GIVEN the bench's cases on the built artifact, the stores and the backend running
+    # WHEN each is invoked three times in a row at full speed, as a count invokes it
+    # THEN every invocation got the case's answer (each check raises otherwise): a change to the
+    # signed-in path that breaks a case's events shows here, not an hour into a bench run
+    with start_redis() as redis:
+        try:
+            with warm_cases(redis.uri, tmp_path) as cases:
+                for case in cases:
+                    case.check(3)
+        finally:
+            make_writable(tmp_path)
+    assert len(cases) == 10
