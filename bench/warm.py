@@ -42,7 +42,7 @@ from pymongo import MongoClient
 
 from bench.artifact import ROOT, make_build, make_writable, readonly_copy, sam_build
 from bench.coldstart import EXTRA_BUILDS, HELLO, HELLO_PROBE, INSTRUCTION_REPEATS
-from bench.coldstart_real import real_event, stores
+from bench.coldstart_real import real_event, signed_in, stores
 from bench.harness import VENV_BIN, running
 from bench.probes import (
     LAMBDA_ENV,
@@ -155,7 +155,18 @@ def _always(event: dict[str, Any]) -> Events:
     return lambda size: [event] * size
 
 
-def _signed_in(
+def _fresh(event: Callable[[str, dict[str, Any]], dict[str, Any]], user: tuple[str, str]) -> Events:
+    """The same event for each invocation of a count, made with a token of `user` (id, address)
+    and its authorizer context issued as the count starts: a run outlasts an access token's 15
+    minutes (a first run's authorizer was denied 17 minutes in)."""
+
+    def events(size: int) -> list[dict[str, Any]]:
+        return [event(*signed_in(*user))] * size
+
+    return events
+
+
+def _protected(
     method: str, route: str, path: str, context: dict[str, Any], body: Any = None
 ) -> dict[str, Any]:
     """An HTTP API event of a protected route, as the authorizer's context reaches it."""
@@ -195,16 +206,17 @@ class _Sessions:
         self._client.close()
 
 
-def _patches(sessions: _Sessions, context: dict[str, Any]) -> Events:
+def _patches(sessions: _Sessions, user: tuple[str, str]) -> Events:
     """PATCH /sessions/{id} events that each succeed: a session of its own for each count (version
     1), and the i-th event renames it with If-Match of the version the (i-1)-th left (a new name
     each time: an unchanged name changes nothing and keeps the version)."""
 
     def events(size: int) -> list[dict[str, Any]]:
         session_id = sessions.new()
+        _, context = signed_in(*user)
         made = []
         for index in range(size):
-            event = _signed_in(
+            event = _protected(
                 "PATCH", "/sessions/{id}", f"/sessions/{session_id}", context,
                 {"name": f"bench {index}"},
             )  # fmt: skip
@@ -267,7 +279,7 @@ def warm_cases(redis_uri: str, scratch: Path) -> Iterator[list[WarmCase]]:
         "--port", str(backend_port), "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
     with ExitStack() as stack:
-        env, context, token = stack.enter_context(stores(redis_uri))
+        env, context, _ = stack.enter_context(stores(redis_uri))
         _revocations_in_sync(redis_uri)
         stack.enter_context(running("backend", backend_args, {}, backend_port))
         sessions = _Sessions(env["MONGODB_URI"], context["user_id"])
@@ -280,8 +292,7 @@ def warm_cases(redis_uri: str, scratch: Path) -> Iterator[list[WarmCase]]:
         }
         on = tuple(deployed.items())
         off = tuple({**deployed, "RATE_LIMIT_ENABLED": "false"}.items())
-        signed_status = event_for(Probe("GET", "/auth/status", 200))
-        signed_status["headers"]["authorization"] = f"Bearer {token}"
+        user = (context["user_id"], context["address"])
         session_id = sessions.new()
 
         def case(
@@ -302,7 +313,15 @@ def warm_cases(redis_uri: str, scratch: Path) -> Iterator[list[WarmCase]]:
         def get(path: str) -> Events:
             return _always(event_for(Probe("GET", path, 200)))
 
-        me = _always(_signed_in("GET", "/users/me", "/users/me", context))
+        def protected(method: str, route: str, path: str, body: Any = None) -> Events:
+            return _fresh(lambda _, context: _protected(method, route, path, context, body), user)
+
+        def bearer(token: str, _: dict[str, Any]) -> dict[str, Any]:
+            event = event_for(Probe("GET", "/auth/status", 200))
+            event["headers"]["authorization"] = f"Bearer {token}"
+            return event
+
+        me = protected("GET", "/users/me", "/users/me")
         authorizer = Probe("GET", "/users/me", 200, authorizer=True)
         hello_root = readonly_copy(hello, scratch / HELLO)
         yield [
@@ -319,7 +338,7 @@ def warm_cases(redis_uri: str, scratch: Path) -> Iterator[list[WarmCase]]:
                 "authorizer, valid token",
                 "AuthorizerFunction",
                 200,
-                _always(real_event(authorizer, token, context)),
+                _fresh(lambda token, context: real_event(authorizer, token, context), user),
                 authorizer=True,
                 limited=False,
             ),
@@ -327,7 +346,7 @@ def warm_cases(redis_uri: str, scratch: Path) -> Iterator[list[WarmCase]]:
                 "auth GET /auth/status signed in",
                 "AuthFunction",
                 200,
-                _always(signed_status),
+                _fresh(bearer, user),
                 '"authenticated":true',
             ),
             case("users GET /users/me", "UsersFunction", 200, me),
@@ -340,20 +359,20 @@ def warm_cases(redis_uri: str, scratch: Path) -> Iterator[list[WarmCase]]:
                 "sessions GET /sessions/{id}",
                 "SessionsFunction",
                 200,
-                _always(_signed_in("GET", "/sessions/{id}", f"/sessions/{session_id}", context)),
+                protected("GET", "/sessions/{id}", f"/sessions/{session_id}"),
                 session_id,
             ),
             case(
                 "sessions POST /sessions",
                 "SessionsFunction",
                 201,
-                _always(_signed_in("POST", "/sessions", "/sessions", context, {"name": "b"})),
+                protected("POST", "/sessions", "/sessions", {"name": "b"}),
             ),
             case(
                 "sessions PATCH /sessions/{id} If-Match",
                 "SessionsFunction",
                 200,
-                _patches(sessions, context),
+                _patches(sessions, user),
                 '"version":',
             ),
             case(

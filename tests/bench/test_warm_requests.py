@@ -5,6 +5,7 @@ the answer the case expects; each of its cases gets its answers from the built f
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,14 @@ def test_each_case_of_the_bench_gets_its_answers_from_the_built_functions(tmp_pa
             with warm_cases(redis.uri, tmp_path) as cases:
                 for case in cases:
                     case.check(3)
+                # AND each count is given a token issued as it starts: a run takes longer than
+                # an access token lives (15 minutes), and every signed-in case would be refused
+                (me,) = [case for case in cases if case.name == "users GET /users/me"]
+                first = me.events(1)[0]["requestContext"]["authorizer"]["lambda"]
+                time.sleep(1.1)  # `exp` counts whole seconds
+                later = me.events(1)[0]["requestContext"]["authorizer"]["lambda"]
         finally:
             make_writable(tmp_path)
     assert len(cases) == 10
+    assert later["exp"] > first["exp"]
+    assert later["jti"] != first["jti"]
