@@ -42,7 +42,7 @@ REAL_REQUESTS = (
 )
 
 
-def _signed_in(user_id: str, address: str) -> tuple[str, dict[str, Any]]:
+def signed_in(user_id: str, address: str) -> tuple[str, dict[str, Any]]:
     """A valid access token for the probes' JWT key, and the authorizer context it gives."""
     settings = Settings(STAGE="dev", JWT_SECRET_KEY=LAMBDA_ENV["JWT_SECRET_KEY"])
     issued = TokenService(settings, KeyRing(settings)).issue(
@@ -78,7 +78,7 @@ def stores(redis_uri: str) -> Iterator[tuple[dict[str, str], dict[str, Any], str
     user's authorizer context, and a valid token of theirs."""
     address = "TUZK8rKUvws7tZjfKRcVZXtF4DbpKsAjqr"
     user_id = secrets.token_hex(16)  # the shape of our user ids (not an ObjectId)
-    token, context = _signed_in(user_id, address)
+    token, context = signed_in(user_id, address)
     with start_mongo_server() as mongo:
         client: MongoClient[dict[str, Any]] = MongoClient(mongo.uri, tz_aware=True)
         now = datetime.now(UTC)

@@ -1,6 +1,6 @@
 """One cold start of a built function, as Lambda's python3.11 runtime pays it.
 
-Run by bench/probes.py as `python3.11 -S -I -B lambda_probe.py CONFIG_JSON`: no site-packages,
+Run by bench/probes.py as `python3.11 -S -I -B lambda_probe.py < CONFIG_JSON`: no site-packages,
 no PYTHON* variables, no bytecode written (Lambda's /var/task and /opt are read-only), and
 nothing on sys.path but the standard library and the folders CONFIG names (the task root, then
 the layer's python/ folder, in the order Lambda puts /var/task and /opt/python). Standard library
@@ -13,6 +13,11 @@ to compile from source because no usable .pyc was there.
 For counting instructions (bench/probes.py `count_instructions`) CONFIG's `brief` keeps the report
 to the answer, so that what runs after the span is the same for every function, and `stop` ends the
 probe just before the import: the same process without the span, whose count is subtracted.
+
+For warm requests (bench/probes.py `count_warm_instructions`) CONFIG's `events` and `n`: the
+handler is invoked with the first `n` events in turn, and the report holds what each answered
+(its `statusCode`, or an authorizer's `isAuthorized`) and the last answer. The loop is all the
+probe adds per invocation (~1,000 instructions, tests/bench/test_warm_requests.py).
 """
 
 from __future__ import annotations
@@ -69,7 +74,9 @@ def _as_function(handler: Any) -> Any:
 
 def main() -> None:
     """Import, invoke once, report."""
-    config = json.loads(sys.argv[1])
+    # On standard input: a warm-request count's events are too long for one argument (Linux's
+    # MAX_ARG_STRLEN, 128 KB).
+    config = json.loads(sys.stdin.read())
     sys.path[:0] = config["path"]
     module_name, attribute = config["handler"].rsplit(".", 1)
     if config.get("stop"):
@@ -87,6 +94,15 @@ def main() -> None:
     if tracer is not None:
         handler = tracer.capture_lambda_handler(_as_function(handler))
     imported = time.perf_counter()
+    if "events" in config:
+        context = LambdaContext()
+        answers: list[Any] = []
+        answer: Any = None
+        for event in config["events"][: config["n"]]:
+            answer = handler(event, context)
+            answers.append(answer.get("statusCode", answer.get("isAuthorized")))
+        print(MARKER + json.dumps({"answers": answers, "answer": answer}), flush=True)
+        return
     answer = handler(config["event"], LambdaContext())
     served, cpu_served = time.perf_counter(), time.process_time()
     if config.get("brief"):

@@ -118,7 +118,7 @@ def _probe(
     extra_env: dict[str, str] | None = None,
     flags: tuple[str, ...] = (),
     wrapper: tuple[str, ...] = (),
-    options: dict[str, bool] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Run bench/lambda_probe.py once (under `wrapper`, if any): its report and standard error."""
     config = {
@@ -129,7 +129,8 @@ def _probe(
         **(options or {}),
     }
     completed = subprocess.run(
-        [*wrapper, sys.executable, *flags, "-S", "-I", "-B", str(PROBE), json.dumps(config)],
+        [*wrapper, sys.executable, *flags, "-S", "-I", "-B", str(PROBE)],
+        input=json.dumps(config),
         capture_output=True,
         text=True,
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **LAMBDA_ENV, **(extra_env or {})},
@@ -215,3 +216,37 @@ def count_instructions(
         options={"brief": True, "stop": True},
     )
     return _instructions(stderr) - _instructions(before), full
+
+
+def count_warm_instructions(
+    path: Iterable[Path],
+    handler: str,
+    events: list[dict[str, Any]],
+    n: int,
+    extra_env: dict[str, str] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """The user-space instructions of one process that imports the handler and invokes it with
+    `events[:n]` in turn, and its report: what each invocation answered (`answers`: its
+    `statusCode`, or an authorizer's `isAuthorized`) and the last `answer`.
+
+    Two such counts with the same `events` and another `n` differ by those invocations alone:
+    the interpreter's start, the import, reading the events and the first (cold) invocation are
+    in both. bench/warm.py takes 1 and 1 + N.
+    """
+    report, stderr = _probe(
+        path, handler, {}, extra_env=extra_env, wrapper=CACHEGRIND,
+        options={"events": events, "n": n},
+    )  # fmt: skip
+    return _instructions(stderr), report
+
+
+def invoke_warm(
+    path: Iterable[Path],
+    handler: str,
+    events: list[dict[str, Any]],
+    n: int,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The same process as `count_warm_instructions`' at full speed (no valgrind): its report."""
+    report, _ = _probe(path, handler, {}, extra_env=extra_env, options={"events": events, "n": n})
+    return report

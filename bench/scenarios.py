@@ -7,6 +7,7 @@ from collections.abc import Callable
 from bench import scenarios_features, scenarios_speed
 from bench.coldstart import measure as measure_cold_starts
 from bench.harness import REPEATS, LoadResult, direct_server, edge_server, median_result, wrk
+from bench.warm import measure as measure_warm_requests
 
 # The stage throttle would cap the load generator, not the gateway: raise it for throughput runs.
 NO_THROTTLE = ("ThrottlingBurstLimit=1000000", "ThrottlingRateLimit=1000000")
@@ -49,6 +50,12 @@ def coldstart(env: dict[str, str]) -> dict[str, object]:
     return measure_cold_starts(env)
 
 
+def requests(env: dict[str, str]) -> dict[str, object]:
+    """Instructions per warm request of the built functions, each against a hello-world
+    function's GET /health, median of counts under valgrind (bench/warm.py)."""
+    return measure_warm_requests(env)
+
+
 ALL: dict[str, Callable[[dict[str, str]], dict[str, object]]] = {
     "foundation": foundation,
     "routes": scenarios_speed.routes,
@@ -59,4 +66,5 @@ ALL: dict[str, Callable[[dict[str, str]], dict[str, object]]] = {
     "sessions": scenarios_features.sessions,
     "proxy": scenarios_features.proxy,
     "coldstart": coldstart,
+    "requests": requests,
 }
