@@ -447,11 +447,17 @@ def refuse_collation(command: Document) -> None:
     find or an index would silently compare strings as bytes where a server with that
     collation would not (a case-insensitive unique index, refusing what it takes). The
     gateway asks for none: a collation here is a new use, which needs a real server."""
-    parts = [command]
-    for statements in ("updates", "deletes", "indexes"):
+    refused = "collation" in command
+    for statements in _STATEMENTS:
+        if refused:
+            break
         listed = command.get(statements)
-        parts.extend(part for part in listed or () if isinstance(part, dict))
-    if any("collation" in part for part in parts):
+        if listed:
+            refused = any(isinstance(part, dict) and "collation" in part for part in listed)
+    if refused:
         raise CommandError(
             238, "collation is not implemented by the embedded MongoDB (the gateway uses none)"
         )
+
+
+_STATEMENTS = ("updates", "deletes", "indexes")

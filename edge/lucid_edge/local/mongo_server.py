@@ -46,6 +46,7 @@ OP_REPLY, OP_QUERY, OP_MSG = 1, 2004, 2013
 CHECKSUM_PRESENT, MORE_TO_COME = 1 << 0, 1 << 1
 _REQUIRED_FLAG_BITS = 0xFFFF  # bits 0-15: a receiver must refuse the ones it does not know
 _HEADER = struct.Struct("<iiii")  # messageLength, requestID, responseTo, opCode
+_OP_MSG_START = struct.Struct("<IBi")  # flagBits, the first section's kind, its document's size
 _STOP_TIMEOUT_SECONDS = 5.0
 
 
@@ -70,7 +71,12 @@ def _bson_at(data: bytes, offset: int, end: int) -> tuple[Document, int]:
 
 def parse_op_msg(body: bytes) -> tuple[Document, int]:
     """The command of an OP_MSG body (kind-1 sequences merged in as lists) and its flag bits."""
-    flags = int(struct.unpack_from("<I", body)[0])
+    flags, kind, size = _OP_MSG_START.unpack_from(body)
+    if not flags and not kind and size == len(body) - 5:
+        # What drivers send for every command but a batched write: no flag, one kind-0 section
+        # and nothing after it. bson.decode takes "any bytes-like object that implements the
+        # buffer protocol" (its docstring), so the document is not copied out first.
+        return bson.decode(memoryview(body)[5:]), 0
     unknown_required = flags & _REQUIRED_FLAG_BITS & ~(CHECKSUM_PRESENT | MORE_TO_COME)
     if unknown_required:
         raise ProtocolViolationError(f"unknown required OP_MSG flag bits {unknown_required:#x}")
