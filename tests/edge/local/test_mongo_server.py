@@ -478,6 +478,7 @@ def test_a_read_by_id_answers_exactly_as_a_query_does(
     stored = {
         "_id": "a", "owner_id": "o1", "at": moment, "n": Int64(2**40), "x": 1.5, "none": None,
         "nested": {"list": [1, {"at": moment}], "bin": bson.Binary(b"\x00\x01")},
+        "tags": ["red", "blue"], "code": "7",
     }  # fmt: skip
     db.things.insert_many([stored, {"_id": "b", "owner_id": "o2"}])
     for tz_aware in (False, True):
@@ -492,6 +493,13 @@ def test_a_read_by_id_answers_exactly_as_a_query_does(
             assert things.find_one({"_id": "a", "owner_id": "o2"}) is None
             assert things.find_one({"_id": "a", "owner_id": "o1"}) == by_id
             assert things.find_one({"_id": "missing"}) is None
+            # AND a string matches an array holding it, never another type nor a missing field
+            assert things.find_one({"_id": "a", "tags": "blue"}) == by_id
+            assert things.find_one({"_id": "a", "owner_id": "o1", "tags": "green"}) is None
+            assert things.find_one({"_id": "a", "code": "7", "n": str(2**40)}) is None
+            assert things.find_one({"_id": "a", "code": 7}) is None
+            assert things.find_one({"_id": "a", "code": "7", "absent": "7"}) is None
+            assert things.find_one({"_id": "a", "code": "7", "owner_id": "o1"}) == by_id
             with pytest.raises(OperationFailure):
                 things.find_one({"_id": "a", "n": {"$bogus": 1}})
     # AND what a read returned is not changed by a later write
