@@ -342,6 +342,36 @@ def test_find_one_and_friends(db: Database[Doc]) -> None:
     assert jobs.count_documents({}) == 7
 
 
+def test_find_one_and_update_by_id_answers_the_document_before_or_after_the_change(
+    db: Database[Doc],
+) -> None:
+    # GIVEN a document with dates, numbers and nested values (a findAndModify by `_id` works on
+    # the stored document, not on mongomock's copies)
+    moment = datetime(2026, 12, 5, 1, 0, 0, 125000, tzinfo=UTC)
+    stored = {"_id": "s1", "owner_id": "o1", "v": 1, "at": moment, "meta": {"k": ["a"]}}
+    db.sessions.insert_one(stored)
+    as_read = db.sessions.find_one({"_id": "s1"})
+    change = {"$set": {"meta.k": ["b"], "at": moment + timedelta(days=1)}, "$inc": {"v": 1}}
+    # WHEN it is changed, answering the document as it was
+    before = db.sessions.find_one_and_update({"_id": "s1", "owner_id": "o1", "v": 1}, change)
+    # THEN that is the document before the change, exactly as a read gave it
+    assert before == as_read
+    # AND with return_document=AFTER it is the document after the change, as a read gives it
+    after = db.sessions.find_one_and_update(
+        {"_id": "s1", "owner_id": "o1"}, change, return_document=ReturnDocument.AFTER
+    )
+    assert after == db.sessions.find_one({"_id": "s1"})
+    assert after is not None
+    tomorrow = (moment + timedelta(days=1)).replace(tzinfo=None)  # this client is not tz-aware
+    assert (after["v"], after["meta"], after["at"]) == (3, {"k": ["b"]}, tomorrow)
+    # AND a query the document does not match changes nothing
+    assert db.sessions.find_one_and_update({"_id": "s1", "v": 1}, change) is None
+    assert db.sessions.find_one_and_update({"_id": "s1", "owner_id": "o2"}, change) is None
+    # AND a removal answers the document it removed
+    assert db.sessions.find_one_and_delete({"_id": "s1"}) == after
+    assert db.sessions.find_one({"_id": "s1"}) is None
+
+
 # --- reads --------------------------------------------------------------------------------------
 
 
