@@ -34,10 +34,12 @@ from typing import Any
 
 import mongomock
 from bson.regex import Regex
-from mongomock.collection import Collection
+from mongomock import helpers
+from mongomock.collection import Collection, _validate_data_fields
 from mongomock.filtering import filter_applies
 from mongomock.helpers import hashdict, utcnow
 from mongomock.store import CollectionStore, DatabaseStore, ServerStore
+from pymongo.errors import DuplicateKeyError
 
 Key = Hashable
 _UNHASHABLE = (dict, list, tuple, set, re.Pattern, Regex, datetime.datetime)
@@ -340,6 +342,30 @@ class IndexedCollection(Collection):
         if matches is None:
             matches = filter_applies(filter, document)
         return [document] if matches else []
+
+    def insert_decoded(self, document: dict[str, Any]) -> None:
+        """Insert a document the wire server has just decoded from BSON, as `insert_one` does
+        but without what cannot fail for such a document: mongomock encodes every document to
+        BSON again to validate it (and parses a version string to decide how), and checks
+        that every key is a string. The rest is mongomock's `_insert`, step for step: no
+        top-level `$` field (`_validate_data_fields`), dates stored naive, 11000 for a taken
+        `_id` or unique value (then nothing is stored). A document without an `_id`, or with
+        a sub-document as `_id`, is left to `insert_one`."""
+        key = document.get("_id")
+        if key is None or isinstance(key, dict):
+            self.insert_one(document)
+            return
+        _validate_data_fields(document)
+        store: IndexedCollectionStore = self._store
+        if store.get(key) is not None:
+            raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
+        document = helpers.patch_datetime_awareness_in_document(document)
+        store[key] = document  # filed in every index here: no second filing after it
+        try:
+            super()._ensure_uniques(document)
+        except DuplicateKeyError:
+            del store[key]
+            raise
 
     def _ensure_uniques(self, new_data: dict[str, Any]) -> None:
         # Called after every insert and every in-place change: the moment to file it again.

@@ -107,7 +107,7 @@ def insert(collection: Any, request: Request) -> Document:
     inserted, errors = 0, []
     for index, document in enumerate(request.command.get("documents", [])):
         try:
-            collection.insert_one(document)
+            collection.insert_decoded(document)
             inserted += 1
         except OperationFailure as error:
             errors.append(_write_error(index, error))

@@ -19,6 +19,7 @@ import bson
 import pytest
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
+from bson.timestamp import Timestamp
 from pymongo import CursorType, MongoClient, ReturnDocument, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -287,6 +288,25 @@ def test_unique_index_violations_are_duplicate_key_errors(db: Database[Doc]) -> 
     with pytest.raises(DuplicateKeyError):
         users.find_one_and_update({"address": "T9"}, {"$set": {"address": "T1"}}, upsert=True)
     assert sorted(users.distinct("address")) == ["T1", "T2", "T4"]  # ordered: T3 never ran
+    assert users.count_documents({}) == 3  # and no refused insert stayed behind
+
+
+def test_an_insert_is_checked_and_stored_as_mongomock_stores_it(db: Database[Doc]) -> None:
+    # GIVEN inserts over the wire (the server skips mongomock's own re-encoding of them)
+    stamps = db.stamps
+    stamps.insert_one({"_id": 1, "ts": Timestamp(0, 0), "at": datetime(2026, 12, 5, 2, 0)})
+    # THEN an empty timestamp is filled in, as MongoDB fills it in
+    stored = stamps.find_one({"_id": 1})
+    assert stored is not None
+    assert stored["ts"].time > 0
+    # AND a top-level field starting with '$' is refused and nothing is stored
+    with pytest.raises(OperationFailure):
+        stamps.insert_one({"_id": 2, "$where": "x"})
+    # AND a taken _id is 11000 and leaves the stored document as it was
+    with pytest.raises(DuplicateKeyError):
+        stamps.insert_one({"_id": 1, "ts": Timestamp(5, 1)})
+    assert stamps.find_one({"_id": 1}) == stored
+    assert stamps.count_documents({}) == 1
 
 
 def test_find_one_and_update_is_atomic_across_20_threads(server: EmbeddedMongo) -> None:
