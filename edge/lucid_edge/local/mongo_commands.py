@@ -266,10 +266,16 @@ class CommandBackend:
         skip = int(command.get("skip", 0))
         single = bool(command.get("singleBatch")) or limit < 0
         documents = None
-        if projection is None and skip == 0 and isinstance(query, dict) and single:
+        included = None if projection is None else included_fields(projection)
+        if (projection is None or included) and skip == 0 and isinstance(query, dict) and single:
             # A read by `_id` (every find_one): the stored document, encoded in this reply's
             # only batch, without mongomock's copy (mongo_index.IndexedCollection).
             documents = collection.stored_matches(query)
+            if documents is not None and included:
+                documents = [
+                    {key: value for key, value in document.items() if key in included}
+                    for document in documents
+                ]
         if documents is None:
             documents = list(
                 collection.find(
@@ -371,6 +377,32 @@ class CommandBackend:
         except OperationFailure as error:
             raise CommandError(27, str(error)) from error
         return {"nIndexesWas": before}
+
+
+def included_fields(projection: Any) -> frozenset[str] | None:
+    """The top-level fields a plain inclusion projection keeps (`{a: 1, b: true}`, with `_id`
+    unless it says `_id: 0`), or None for any other projection, which mongomock applies.
+
+    The document keeps its own order, `_id` first, as MongoDB answers an inclusion projection
+    (mongomock moves `_id` last; a dict compares equal either way)."""
+    if not isinstance(projection, dict):
+        return None
+    keep_id = True
+    fields = set()
+    for name, value in projection.items():
+        if type(value) not in (int, bool) or value not in (0, 1):
+            return None
+        if name == "_id":
+            keep_id = bool(value)
+        elif value != 1 or name[:1] == "$" or "." in name:
+            return None
+        else:
+            fields.add(name)
+    if not fields and not keep_id:
+        return None  # `{_id: 0}` alone excludes
+    if keep_id:
+        fields.add("_id")
+    return frozenset(fields)
 
 
 # What tells two indexes on one key pattern apart (their signature) on MongoDB 5.0+ (FCV 4.9+):

@@ -519,6 +519,12 @@ def test_datetimes_keep_milliseconds_and_the_client_chooses_awareness(
         }
 
 
+PROJECTIONS: list[dict[str, Any]] = [
+    {"_id": 1}, {"owner_id": 1}, {"owner_id": True, "_id": 0}, {"code": 1, "_id": 1},
+    {"absent": 1}, {"_id": 0}, {"owner_id": 0}, {"nested.bin": 1}, {"tags": {"$slice": 1}},
+]  # fmt: skip
+
+
 def test_a_read_by_id_answers_exactly_as_a_query_does(
     server: EmbeddedMongo, db: Database[Doc]
 ) -> None:
@@ -550,6 +556,13 @@ def test_a_read_by_id_answers_exactly_as_a_query_does(
             assert things.find_one({"_id": "a", "code": 7}) is None
             assert things.find_one({"_id": "a", "code": "7", "absent": "7"}) is None
             assert things.find_one({"_id": "a", "code": "7", "owner_id": "o1"}) == by_id
+            # AND a projection keeps what it keeps on any query (MongoDB's order: _id first)
+            for projection in PROJECTIONS:
+                projected = things.find_one({"_id": "a"}, projection)
+                assert projected == next(things.find({"n": {"$gt": 0}}, projection))
+            assert list(things.find_one({"_id": "a"}, {"code": 1, "owner_id": True}) or ()) == [
+                "_id", "owner_id", "code"
+            ]  # fmt: skip
             with pytest.raises(OperationFailure):
                 things.find_one({"_id": "a", "n": {"$bogus": 1}})
     # AND what a read returned is not changed by a later write
