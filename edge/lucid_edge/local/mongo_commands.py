@@ -266,10 +266,16 @@ class CommandBackend:
         skip = int(command.get("skip", 0))
         single = bool(command.get("singleBatch")) or limit < 0
         documents = None
-        if projection is None and skip == 0 and isinstance(query, dict) and single:
+        included = None if projection is None else included_fields(projection)
+        if (projection is None or included) and skip == 0 and isinstance(query, dict) and single:
             # A read by `_id` (every find_one): the stored document, encoded in this reply's
             # only batch, without mongomock's copy (mongo_index.IndexedCollection).
             documents = collection.stored_matches(query)
+            if documents is not None and included:
+                documents = [
+                    {key: value for key, value in document.items() if key in included}
+                    for document in documents
+                ]
         if documents is None:
             documents = list(
                 collection.find(
@@ -373,6 +379,32 @@ class CommandBackend:
         return {"nIndexesWas": before}
 
 
+def included_fields(projection: Any) -> frozenset[str] | None:
+    """The top-level fields a plain inclusion projection keeps (`{a: 1, b: true}`, with `_id`
+    unless it says `_id: 0`), or None for any other projection, which mongomock applies.
+
+    The document keeps its own order, `_id` first, as MongoDB answers an inclusion projection
+    (mongomock moves `_id` last; a dict compares equal either way)."""
+    if not isinstance(projection, dict):
+        return None
+    keep_id = True
+    fields = set()
+    for name, value in projection.items():
+        if type(value) not in (int, bool) or value not in (0, 1):
+            return None
+        if name == "_id":
+            keep_id = bool(value)
+        elif value != 1 or name[:1] == "$" or "." in name:
+            return None
+        else:
+            fields.add(name)
+    if not fields and not keep_id:
+        return None  # `{_id: 0}` alone excludes
+    if keep_id:
+        fields.add("_id")
+    return frozenset(fields)
+
+
 # What tells two indexes on one key pattern apart (their signature) on MongoDB 5.0+ (FCV 4.9+):
 # unique, sparse, partialFilterExpression and collation (mongodb/mongo
 # src/mongo/db/index/index_descriptor.cpp `IndexDescriptor::compareIndexOptions`; collation is
@@ -447,11 +479,17 @@ def refuse_collation(command: Document) -> None:
     find or an index would silently compare strings as bytes where a server with that
     collation would not (a case-insensitive unique index, refusing what it takes). The
     gateway asks for none: a collation here is a new use, which needs a real server."""
-    parts = [command]
-    for statements in ("updates", "deletes", "indexes"):
+    refused = "collation" in command
+    for statements in _STATEMENTS:
+        if refused:
+            break
         listed = command.get(statements)
-        parts.extend(part for part in listed or () if isinstance(part, dict))
-    if any("collation" in part for part in parts):
+        if listed:
+            refused = any(isinstance(part, dict) and "collation" in part for part in listed)
+    if refused:
         raise CommandError(
             238, "collation is not implemented by the embedded MongoDB (the gateway uses none)"
         )
+
+
+_STATEMENTS = ("updates", "deletes", "indexes")

@@ -67,9 +67,12 @@ class CommandError(Exception):
         return {"ok": 0.0, "errmsg": self.errmsg, "code": self.code, "codeName": name}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Request:
-    """One command: its name (the first key), document, target database and connection."""
+    """One command: its name (the first key), document, target database and connection.
+
+    Not frozen: a frozen dataclass sets each field through object.__setattr__, which made
+    building one cost about a third of dispatching a command."""
 
     name: str
     command: Document
@@ -129,17 +132,27 @@ class Cursor:
 
     def take(self, count: int | None) -> list[RawBSONDocument]:
         """Up to `count` next documents (None: no count limit), at most MAX_BATCH_BYTES."""
-        batch: list[RawBSONDocument] = []
-        size = 0
-        while not self.exhausted and (count is None or len(batch) < count):
-            document = RawBSONDocument(bson.encode(self.documents[self.position]))
-            if batch and size + len(document.raw) > MAX_BATCH_BYTES:
-                break
-            batch.append(document)
-            size += len(document.raw)
-            self.position += 1
+        batch, self.position = batch_of(self.documents, self.position, count)
         self.last_used = time.monotonic()
         return batch
+
+
+def batch_of(
+    documents: list[Document], start: int, count: int | None
+) -> tuple[list[RawBSONDocument], int]:
+    """(the batch, the position after it): up to `count` documents from `start` (None: no
+    count limit), each encoded once, at most MAX_BATCH_BYTES together (one at least)."""
+    batch: list[RawBSONDocument] = []
+    size = 0
+    position = start
+    while position < len(documents) and (count is None or len(batch) < count):
+        document = RawBSONDocument(bson.encode(documents[position]))
+        if batch and size + len(document.raw) > MAX_BATCH_BYTES:
+            break
+        batch.append(document)
+        size += len(document.raw)
+        position += 1
+    return batch, position
 
 
 @dataclass
@@ -153,6 +166,10 @@ class Cursors:
         self, namespace: str, documents: list[Document], batch_size: int | None, single_batch: bool
     ) -> tuple[int, list[RawBSONDocument]]:
         """(cursor id, first batch); id 0 when the first batch is all there will be."""
+        if single_batch:  # no cursor to keep (every find_one)
+            return 0, batch_of(
+                documents, 0, DEFAULT_FIRST_BATCH if batch_size is None else int(batch_size)
+            )[0]
         self._drop_idle()
         cursor = Cursor(namespace, documents)
         batch = cursor.take(DEFAULT_FIRST_BATCH if batch_size is None else int(batch_size))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import bson
+from bson.raw_bson import RawBSONDocument
 from pymongo.errors import OperationFailure
 
 from lucid.store.documents import Document
@@ -105,7 +107,7 @@ def insert(collection: Any, request: Request) -> Document:
     inserted, errors = 0, []
     for index, document in enumerate(request.command.get("documents", [])):
         try:
-            collection.insert_one(document)
+            collection.insert_decoded(document)
             inserted += 1
         except OperationFailure as error:
             errors.append(_write_error(index, error))
@@ -165,11 +167,24 @@ def find_and_modify(collection: Any, request: Request) -> Document:
     new, upsert = bool(command.get("new")), bool(command.get("upsert"))
     if remove == (change is not None) or (remove and (new or upsert)):
         raise CommandError(9, "findAndModify takes either an update or remove=true alone")
-    target = collection.find_one(query, sort=request.sort())
+    sort = request.sort()
+    # The stored document itself when the query's lookup narrows to one (by `_id`, as every
+    # findAndModify of the gateway): mongomock's find_one would copy it, twice per command.
+    # It is changed in place below, so what is answered as it was is encoded before that.
+    stored = collection.stored_matches(query) if isinstance(query, dict) else None
+    if stored is None:
+        target = collection.find_one(query, sort=sort)
+    else:
+        target = stored[0] if stored else None
     if target is None and (remove or not upsert):
         return {"lastErrorObject": {"n": 0, "updatedExisting": False}, "value": None}
     by_id = None if target is None else {"_id": target["_id"]}
-    before = target if by_id is None or fields is None else collection.find_one(by_id, fields)
+    if by_id is None or fields is None:
+        before = target
+        if target is not None and stored is not None and not remove and not new:
+            before = RawBSONDocument(bson.encode(target))
+    else:
+        before = collection.find_one(by_id, fields)
     if remove:
         collection.delete_one(by_id)
         return {"lastErrorObject": {"n": 1}, "value": before}
@@ -183,5 +198,14 @@ def find_and_modify(collection: Any, request: Request) -> Document:
         by_id = {"_id": result.upserted_id}
     return {
         "lastErrorObject": outcome,
-        "value": collection.find_one(by_id, fields) if new else before,
+        "value": _read(collection, by_id, fields) if new else before,
     }
+
+
+def _read(collection: Any, by_id: Document, fields: Document | None) -> Any:
+    """The document `by_id` as find_one answers it: the stored one, not a copy, when there is
+    no projection (the reply encodes it before any other command runs)."""
+    stored = None if fields is not None else collection.stored_matches(by_id)
+    if stored is None:
+        return collection.find_one(by_id, fields)
+    return stored[0] if stored else None

@@ -19,6 +19,7 @@ import bson
 import pytest
 from bson.decimal128 import Decimal128
 from bson.int64 import Int64
+from bson.timestamp import Timestamp
 from pymongo import CursorType, MongoClient, ReturnDocument, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -287,6 +288,25 @@ def test_unique_index_violations_are_duplicate_key_errors(db: Database[Doc]) -> 
     with pytest.raises(DuplicateKeyError):
         users.find_one_and_update({"address": "T9"}, {"$set": {"address": "T1"}}, upsert=True)
     assert sorted(users.distinct("address")) == ["T1", "T2", "T4"]  # ordered: T3 never ran
+    assert users.count_documents({}) == 3  # and no refused insert stayed behind
+
+
+def test_an_insert_is_checked_and_stored_as_mongomock_stores_it(db: Database[Doc]) -> None:
+    # GIVEN inserts over the wire (the server skips mongomock's own re-encoding of them)
+    stamps = db.stamps
+    stamps.insert_one({"_id": 1, "ts": Timestamp(0, 0), "at": datetime(2026, 12, 5, 2, 0)})
+    # THEN an empty timestamp is filled in, as MongoDB fills it in
+    stored = stamps.find_one({"_id": 1})
+    assert stored is not None
+    assert stored["ts"].time > 0
+    # AND a top-level field starting with '$' is refused and nothing is stored
+    with pytest.raises(OperationFailure):
+        stamps.insert_one({"_id": 2, "$where": "x"})
+    # AND a taken _id is 11000 and leaves the stored document as it was
+    with pytest.raises(DuplicateKeyError):
+        stamps.insert_one({"_id": 1, "ts": Timestamp(5, 1)})
+    assert stamps.find_one({"_id": 1}) == stored
+    assert stamps.count_documents({}) == 1
 
 
 def test_find_one_and_update_is_atomic_across_20_threads(server: EmbeddedMongo) -> None:
@@ -340,6 +360,36 @@ def test_find_one_and_friends(db: Database[Doc]) -> None:
     )
     assert created == {"_id": 10, "x": 2}
     assert jobs.count_documents({}) == 7
+
+
+def test_find_one_and_update_by_id_answers_the_document_before_or_after_the_change(
+    db: Database[Doc],
+) -> None:
+    # GIVEN a document with dates, numbers and nested values (a findAndModify by `_id` works on
+    # the stored document, not on mongomock's copies)
+    moment = datetime(2026, 12, 5, 1, 0, 0, 125000, tzinfo=UTC)
+    stored = {"_id": "s1", "owner_id": "o1", "v": 1, "at": moment, "meta": {"k": ["a"]}}
+    db.sessions.insert_one(stored)
+    as_read = db.sessions.find_one({"_id": "s1"})
+    change = {"$set": {"meta.k": ["b"], "at": moment + timedelta(days=1)}, "$inc": {"v": 1}}
+    # WHEN it is changed, answering the document as it was
+    before = db.sessions.find_one_and_update({"_id": "s1", "owner_id": "o1", "v": 1}, change)
+    # THEN that is the document before the change, exactly as a read gave it
+    assert before == as_read
+    # AND with return_document=AFTER it is the document after the change, as a read gives it
+    after = db.sessions.find_one_and_update(
+        {"_id": "s1", "owner_id": "o1"}, change, return_document=ReturnDocument.AFTER
+    )
+    assert after == db.sessions.find_one({"_id": "s1"})
+    assert after is not None
+    tomorrow = (moment + timedelta(days=1)).replace(tzinfo=None)  # this client is not tz-aware
+    assert (after["v"], after["meta"], after["at"]) == (3, {"k": ["b"]}, tomorrow)
+    # AND a query the document does not match changes nothing
+    assert db.sessions.find_one_and_update({"_id": "s1", "v": 1}, change) is None
+    assert db.sessions.find_one_and_update({"_id": "s1", "owner_id": "o2"}, change) is None
+    # AND a removal answers the document it removed
+    assert db.sessions.find_one_and_delete({"_id": "s1"}) == after
+    assert db.sessions.find_one({"_id": "s1"}) is None
 
 
 # --- reads --------------------------------------------------------------------------------------
@@ -469,6 +519,12 @@ def test_datetimes_keep_milliseconds_and_the_client_chooses_awareness(
         }
 
 
+PROJECTIONS: list[dict[str, Any]] = [
+    {"_id": 1}, {"owner_id": 1}, {"owner_id": True, "_id": 0}, {"code": 1, "_id": 1},
+    {"absent": 1}, {"_id": 0}, {"owner_id": 0}, {"nested.bin": 1}, {"tags": {"$slice": 1}},
+]  # fmt: skip
+
+
 def test_a_read_by_id_answers_exactly_as_a_query_does(
     server: EmbeddedMongo, db: Database[Doc]
 ) -> None:
@@ -478,6 +534,7 @@ def test_a_read_by_id_answers_exactly_as_a_query_does(
     stored = {
         "_id": "a", "owner_id": "o1", "at": moment, "n": Int64(2**40), "x": 1.5, "none": None,
         "nested": {"list": [1, {"at": moment}], "bin": bson.Binary(b"\x00\x01")},
+        "tags": ["red", "blue"], "code": "7",
     }  # fmt: skip
     db.things.insert_many([stored, {"_id": "b", "owner_id": "o2"}])
     for tz_aware in (False, True):
@@ -492,6 +549,20 @@ def test_a_read_by_id_answers_exactly_as_a_query_does(
             assert things.find_one({"_id": "a", "owner_id": "o2"}) is None
             assert things.find_one({"_id": "a", "owner_id": "o1"}) == by_id
             assert things.find_one({"_id": "missing"}) is None
+            # AND a string matches an array holding it, never another type nor a missing field
+            assert things.find_one({"_id": "a", "tags": "blue"}) == by_id
+            assert things.find_one({"_id": "a", "owner_id": "o1", "tags": "green"}) is None
+            assert things.find_one({"_id": "a", "code": "7", "n": str(2**40)}) is None
+            assert things.find_one({"_id": "a", "code": 7}) is None
+            assert things.find_one({"_id": "a", "code": "7", "absent": "7"}) is None
+            assert things.find_one({"_id": "a", "code": "7", "owner_id": "o1"}) == by_id
+            # AND a projection keeps what it keeps on any query (MongoDB's order: _id first)
+            for projection in PROJECTIONS:
+                projected = things.find_one({"_id": "a"}, projection)
+                assert projected == next(things.find({"n": {"$gt": 0}}, projection))
+            assert list(things.find_one({"_id": "a"}, {"code": 1, "owner_id": True}) or ()) == [
+                "_id", "owner_id", "code"
+            ]  # fmt: skip
             with pytest.raises(OperationFailure):
                 things.find_one({"_id": "a", "n": {"$bogus": 1}})
     # AND what a read returned is not changed by a later write
