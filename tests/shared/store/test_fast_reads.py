@@ -275,3 +275,57 @@ def test_the_pymongo_internals_it_relies_on_are_those_it_was_written_for() -> No
         assert client.options.pool_options._compression_settings is not None
         client.close()
     bson.decode(bson.encode({"ok": 1}))  # the codec the reply is decoded with
+
+
+def test_reads_it_does_not_serve_are_pymongos(caplog: pytest.LogCaptureFixture) -> None:
+    with start_mongo_server() as server:
+        document = {"_id": new_id(), "n": 1}
+        clients = [
+            _client(server.uri, compressors="zlib"),  # compression: every request compressed
+            MongoClient(server.uri, tz_aware=True),  # no timeoutMS: no CSOT deadline to share
+        ]
+        clients[0].lucid.users.insert_one(document)
+        collections = [client.lucid.users for client in clients]
+        # a collection that reads elsewhere than the primary
+        collections.append(
+            _client(server.uri).lucid.users.with_options(
+                read_preference=pymongo.ReadPreference.SECONDARY_PREFERRED
+            )
+        )
+        for collection in collections:
+            # WHEN a document is read by id THEN pymongo's find reads it
+            with commands_pymongo_ran(caplog) as ran:
+                assert fast_reads.find_one(collection, {"_id": document["_id"]}) == document
+            assert ran == ["find"]
+            collection.database.client.close()
+
+
+def test_a_reply_it_does_not_understand_is_read_again_by_pymongo_on_another_connection(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connections = _Pool()
+    with start_mongo_server() as server:
+        client = _client(server.uri, event_listeners=[connections])
+        users = client.lucid.users
+        document = {"_id": new_id(), "n": 2}
+        users.insert_one(document)
+        backend = server._server.backend
+        answer = backend.run
+
+        def open_cursor(command: Doc, database: str, connection_id: int) -> Doc:
+            reply = answer(command, database, connection_id)
+            if next(iter(command)) == "find":  # a cursor left open despite singleBatch
+                reply["cursor"]["id"] = Int64(42)
+            return reply
+
+        monkeypatch.setattr(backend, "run", open_cursor)
+        # WHEN a document is read by id and the server answers with an open cursor
+        with commands_pymongo_ran(caplog) as ran:
+            found = fast_reads.find_one(users, {"_id": document["_id"]})
+        # THEN pymongo read it again (and, being pymongo, killed the cursor it was told of)
+        assert found == document
+        assert ran[0] == "find"
+        # AND the fast path's connection was closed, none left lent out
+        assert connections.closed >= 1
+        assert connections.out == connections.back
+        client.close()
