@@ -328,6 +328,9 @@ class Settings:
     MONGODB_URI_PARAM: str | None = setting(None, text())
     MONGODB_DATABASE: str = setting("lucid", text())
     MONGODB_TIMEOUT_MS: int = setting(2000, integer(ge=50, le=30000))
+    # Reads by id on the signed-in routes as one OP_MSG on a pooled connection (lucid.store.
+    # fast_reads); false: every read through pymongo's find_one.
+    MONGODB_FAST_READS: bool = setting(True, boolean())
     # Stages may share a Redis database: every key starts with `lucid:<STAGE>:` (lucid.store.keys).
     REDIS_URI: Secret | None = setting(None, secret())
     REDIS_URI_SECRET_ARN: str | None = setting(None, text())

@@ -9,12 +9,17 @@ Transactions are refused (20 IllegalOperation), as a standalone MongoDB refuses 
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from bson.binary import Binary
 from bson.int64 import Int64
 from mongomock.filtering import filter_applies
 from pymongo.errors import OperationFailure
@@ -46,14 +51,30 @@ _COMMANDS = {
     "find": "find", "getMore": "get_more", "killCursors": "kill_cursors",
     "aggregate": "aggregate", "count": "count", "distinct": "distinct",
     "createIndexes": "create_indexes", "listIndexes": "list_indexes",
-    "dropIndexes": "drop_indexes", "saslStart": "sasl_start",
+    "dropIndexes": "drop_indexes", "saslStart": "sasl_start", "saslContinue": "sasl_continue",
 }  # fmt: skip
 # What a mongod with authorization on answers before sign-in (each command's requiresAuth() is
 # false); any other command is refused there (`CommandBackend.requires_auth`).
-_BEFORE_SIGN_IN = {"hello", "isMaster", "ismaster", "ping", "buildInfo", "buildinfo", "saslStart"}
+_BEFORE_SIGN_IN = {
+    "hello", "isMaster", "ismaster", "ping", "buildInfo", "buildinfo", "saslStart", "saslContinue"
+}  # fmt: skip
 # The mechanisms a mongod offers on a database other than $external (SCRAM; PLAIN and GSSAPI
 # are $external or Enterprise only): any other is refused before a conversation starts.
 _SCRAM = ("SCRAM-SHA-1", "SCRAM-SHA-256")
+# Where `users` are created: a URI naming no database and no authSource signs in there.
+USERS_DATABASE = "admin"
+SCRAM_ITERATIONS = 15000  # mongod's default scramSHA256IterationCount
+
+
+@dataclass
+class _Conversation:
+    """A SCRAM-SHA-256 sign-in after its first step (RFC 5802 section 3, RFC 7677)."""
+
+    id: int
+    user: str
+    auth_message: bytes  # client-first-message-bare "," server-first-message (",": the final)
+    nonce: bytes
+    salted_password: bytes
 
 
 @dataclass
@@ -64,21 +85,30 @@ class CommandBackend:
     client: Any = field(default_factory=indexed_client)
     cursors: Cursors = field(default_factory=Cursors)
     max_message_size: int = MAX_MESSAGE_SIZE
-    # As a mongod started with authorization on: since no user can sign in here (`sasl_start`),
-    # every command but the handshake's is refused, 13 Unauthorized "Command <name> requires
-    # authentication" (mongodb/mongo src/mongo/db/commands.cpp, checkAuthorizationImplPreParse):
-    # what a MONGODB_URI naming no user meets on such a server. For tests of that refusal.
+    # As a mongod started with authorization on: on a connection not signed in as one of
+    # `users` (`sasl_start`), every command but the handshake's is refused, 13 Unauthorized
+    # "Command <name> requires authentication" (mongodb/mongo src/mongo/db/commands.cpp,
+    # checkAuthorizationImplPreParse): what a MONGODB_URI naming no user meets on such a server.
     requires_auth: bool = False
+    # Users that can sign in (SCRAM-SHA-256, created in USERS_DATABASE): name -> password. A
+    # connection that signed in as one passes `requires_auth`; none: every sign-in fails (18).
+    users: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.collections = Collections(self.client)
+        self._signed_in: set[int] = set()
+        self._conversations: dict[int, _Conversation] = {}
 
     def run(self, command: Document, database: str, connection_id: int) -> Document:
         """The reply document to `command` on `database`; never raises."""
         name = next(iter(command), "")
         if name not in _COMMANDS:
             return CommandError(59, f"no such command: '{name}'").reply()
-        if self.requires_auth and name not in _BEFORE_SIGN_IN:
+        if (
+            self.requires_auth
+            and name not in _BEFORE_SIGN_IN
+            and connection_id not in self._signed_in
+        ):
             return CommandError(13, f"Command {name} requires authentication").reply()
         if "autocommit" in command:  # applying a transaction's writes one by one would lie
             return CommandError(
@@ -130,7 +160,14 @@ class CommandBackend:
     def hello(self, request: Request) -> Document:
         """The handshake: a writable standalone, no topologyVersion (so no streaming monitor)."""
         primary_field = "isWritablePrimary" if request.name == "hello" else "ismaster"
-        return {
+        reply: Document = {}
+        # A mongod names the mechanisms of a user it has ("<db>.<user>"), nothing for another
+        # (src/mongo/db/auth/sasl_mechanism_registry.cpp, advertiseMechanismNamesForUser).
+        if request.command.get("saslSupportedMechs") in {
+            f"{USERS_DATABASE}.{user}" for user in self.users
+        }:
+            reply["saslSupportedMechs"] = ["SCRAM-SHA-256"]
+        return reply | {
             "helloOk": True,
             primary_field: True,
             "maxBsonObjectSize": MAX_BSON_OBJECT_SIZE,
@@ -149,8 +186,9 @@ class CommandBackend:
         return {}
 
     def sasl_start(self, request: Request) -> Document:
-        """Sign-in, as a mongod in which no user was created (with or without `--auth`) answers
-        it: this store has no users, so credentials in MONGODB_URI are refused, never ignored.
+        """Sign-in, as a mongod answers it: SCRAM-SHA-256 as one of `users` starts a
+        conversation (`sasl_continue` ends it); credentials of any other user are refused,
+        never ignored.
 
         mongodb/mongo src/mongo/db/auth/sasl_commands.cpp (`doSaslStep`): a step that fails
         (here: the user is not found) answers only `authenticationFailedStatus`, that is
@@ -170,7 +208,56 @@ class CommandBackend:
                 f"Unsupported mechanism '{mechanism}' on authentication database "
                 f"'{request.database}'",
             )
-        raise CommandError(18, "Authentication failed.")
+        # RFC 5802 client-first-message: gs2-header "n,," then "n=<user>,r=<client nonce>".
+        payload = bytes(request.command.get("payload") or b"")
+        fields = dict(part.split(b"=", 1) for part in payload[3:].split(b",") if b"=" in part)
+        user = fields.get(b"n", b"").decode(errors="replace")
+        password = self.users.get(user)
+        if (
+            mechanism != "SCRAM-SHA-256"
+            or request.database != USERS_DATABASE
+            or password is None
+            or not payload.startswith(b"n,,")
+            or b"r" not in fields
+        ):
+            raise CommandError(18, "Authentication failed.")
+        salt = os.urandom(16)
+        nonce = fields[b"r"] + base64.b64encode(os.urandom(18))
+        server_first = b"r=%s,s=%s,i=%d" % (nonce, base64.b64encode(salt), SCRAM_ITERATIONS)
+        salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, SCRAM_ITERATIONS)
+        conversation = _Conversation(
+            len(self._conversations) + 1, user, payload[3:] + b"," + server_first, nonce, salted
+        )
+        self._conversations[request.connection_id] = conversation
+        return {"conversationId": conversation.id, "done": False, "payload": Binary(server_first)}
+
+    def sasl_continue(self, request: Request) -> Document:
+        """The second SCRAM-SHA-256 step: the client's proof checked, the server's signature
+        (RFC 5802 section 3); the connection is then signed in. Any failure: 18, as mongod."""
+        conversation = self._conversations.pop(request.connection_id, None)
+        payload = bytes(request.command.get("payload") or b"")
+        without_proof, _, proof = payload.rpartition(b",p=")
+        if conversation is None or without_proof != b"c=biws,r=" + conversation.nonce:
+            raise CommandError(18, "Authentication failed.")
+        auth_message = conversation.auth_message + b"," + without_proof
+        salted = conversation.salted_password
+        client_key = hmac.digest(salted, b"Client Key", "sha256")
+        stored_key = hashlib.sha256(client_key).digest()
+        signature = hmac.digest(stored_key, auth_message, "sha256")
+        try:
+            claimed = bytes(a ^ b for a, b in zip(base64.b64decode(proof), signature, strict=True))
+        except ValueError:
+            raise CommandError(18, "Authentication failed.") from None
+        if not hmac.compare_digest(hashlib.sha256(claimed).digest(), stored_key):
+            raise CommandError(18, "Authentication failed.")
+        server_key = hmac.digest(salted, b"Server Key", "sha256")
+        verifier = base64.b64encode(hmac.digest(server_key, auth_message, "sha256"))
+        self._signed_in.add(request.connection_id)
+        return {
+            "conversationId": conversation.id,
+            "done": True,
+            "payload": Binary(b"v=" + verifier),
+        }
 
     def end_sessions(self, request: Request) -> Document:
         """Sessions carry no server state here."""

@@ -2,8 +2,9 @@
 
 When MONGODB_URI is unset, the local edge's parent process starts ONE of these on 127.0.0.1 and
 hands `EmbeddedMongo.uri` to every worker, so all workers reach the same in-memory data through
-the ordinary pymongo driver. Nothing is persisted. Not a database server: no users (a URI
-with credentials is refused as a mongod without that user refuses it: 18), no transactions,
+the ordinary pymongo driver. Nothing is persisted. Not a database server: no users unless a
+test creates some (SCRAM-SHA-256 only; a URI naming another user is refused as a mongod
+without that user refuses it: 18), no transactions,
 no replication; mongomock's query and update semantics are what you get, with lookups by
 `_id` and by the leading field of an index answered from hash indexes instead of scans
 (`lucid_edge.local.mongo_index`).
@@ -286,9 +287,16 @@ class _WireConnection(asyncio.Protocol):
 class EmbeddedMongo:
     """A running embedded MongoDB (a daemon thread of this process); `stop()` ends it."""
 
-    def __init__(self, listener: socket.socket, *, requires_auth: bool = False) -> None:
+    def __init__(
+        self,
+        listener: socket.socket,
+        *,
+        requires_auth: bool = False,
+        users: dict[str, str] | None = None,
+    ) -> None:
         self.port = int(listener.getsockname()[1])
-        self._server = _WireServer(CommandBackend(requires_auth=requires_auth), listener)
+        backend = CommandBackend(requires_auth=requires_auth, users=dict(users or {}))
+        self._server = _WireServer(backend, listener)
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -345,10 +353,13 @@ class EmbeddedMongo:
         self.stop()
 
 
-def start_mongo_server(port: int | None = None, *, requires_auth: bool = False) -> EmbeddedMongo:
+def start_mongo_server(
+    port: int | None = None, *, requires_auth: bool = False, users: dict[str, str] | None = None
+) -> EmbeddedMongo:
     """Serve one shared in-memory MongoDB on 127.0.0.1 (a free port unless given) in a thread;
-    `requires_auth`: refuse every command before sign-in, which no user can pass here, as a
-    mongod with authorization on refuses a client naming no user (`CommandBackend`)."""
+    `requires_auth`: refuse every command before sign-in, as a mongod with authorization on
+    refuses a client that has not signed in; `users` (name -> password): who can sign in,
+    with SCRAM-SHA-256 on the admin database (`CommandBackend`)."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -362,7 +373,7 @@ def start_mongo_server(port: int | None = None, *, requires_auth: bool = False) 
     listener.setblocking(False)
     # A worker forked from the parent must not keep the port listening after the parent stops.
     os.register_at_fork(after_in_child=listener.close)
-    return EmbeddedMongo(listener, requires_auth=requires_auth).start()
+    return EmbeddedMongo(listener, requires_auth=requires_auth, users=users).start()
 
 
 _shared: tuple[EmbeddedMongo, pymongo.MongoClient[Document]] | None = None

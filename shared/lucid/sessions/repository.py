@@ -29,6 +29,7 @@ from lucid.errors import (
 )
 from lucid.identity import CallerIdentity
 from lucid.sessions.lifecycle import TRANSITIONS, SessionStatus, allowed_transitions, etag
+from lucid.store import fast_reads
 from lucid.store.documents import Document, database_errors, is_valid_id, new_id, utcnow
 from lucid.store.pagination import Page, SortOrder, fetch_page
 
@@ -108,7 +109,7 @@ class SessionRepository:
         # have been answered 201 and the session used since.
         try:
             with database_errors("sessions", self._sessions):
-                owner = self._users.find_one({"_id": owner_id}, {"_id": 1})
+                owner = fast_reads.find_one(self._users, {"_id": owner_id}, {"_id": 1})
         except ServiceUnavailableError:
             if inserted:
                 with suppress(PyMongoError):  # still down: it stays, as after any 503 write
@@ -139,8 +140,10 @@ class SessionRepository:
 
     def get(self, caller: CallerIdentity, session_id: str) -> Document:
         """The session `session_id` if the caller owns it or is an admin; 404 otherwise."""
+        # GET /sessions/{id} and each PATCH's read of the current version: by id (and owner),
+        # through `lucid.store.fast_reads`.
         with database_errors("sessions", self._sessions):
-            document = self._sessions.find_one(self._visible(caller, session_id))
+            document = fast_reads.find_one(self._sessions, self._visible(caller, session_id))
         if document is None:
             raise _not_found()
         return document

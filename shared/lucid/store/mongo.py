@@ -15,6 +15,7 @@ from pymongo.database import Database
 from pymongo.errors import ConfigurationError
 
 from lucid.config import Settings, get_settings
+from lucid.store import fast_reads
 from lucid.store.documents import Document
 from lucid.store.unusable import building_client
 
@@ -50,6 +51,7 @@ def _build_database(settings: Settings, uri: str) -> Database[Document]:
         connectTimeoutMS=timeout,
         appname=settings.SERVICE_NAME,
     )
+    fast_reads.configure(client, enabled=settings.MONGODB_FAST_READS)
     return client.get_default_database(default=settings.MONGODB_DATABASE)
 
 

@@ -43,6 +43,7 @@ from pymongo.errors import DuplicateKeyError
 
 from lucid.errors import ConflictError, NotFoundError
 from lucid.identity import Role
+from lucid.store import fast_reads
 from lucid.store.documents import Document, database_errors, is_valid_id, new_id, utcnow
 from lucid.store.lease import Lease
 from lucid.store.pagination import Page, SortOrder, fetch_page
@@ -82,7 +83,8 @@ class UserRepository:
         if not is_valid_id(user_id):
             return None
         with database_errors("users", self._users):
-            return self._users.find_one({"_id": user_id})
+            # Every signed-in GET /users/me makes this read: `lucid.store.fast_reads`.
+            return fast_reads.find_one(self._users, {"_id": user_id})
 
     def find_by_address(self, address: str) -> Document | None:
         """The user signed in as `address`, or None."""

@@ -683,6 +683,37 @@ def test_a_server_that_requires_auth_answers_only_the_handshake_before_sign_in()
         client.close()
 
 
+def test_a_user_of_the_server_signs_in_with_scram_sha_256_and_only_then_is_served() -> None:
+    # GIVEN a server with authorization on and one user
+    with start_mongo_server(requires_auth=True, users={"lucid": "Pw-s3cret-9"}) as server:
+        uri = server.uri.replace("mongodb://", "mongodb://lucid:Pw-s3cret-9@")
+        # WHEN pymongo signs in as that user (mechanism negotiated: hello names SCRAM-SHA-256)
+        client: MongoClient[Doc] = MongoClient(uri, timeoutMS=5000)
+        # THEN its commands are served
+        client.lucid.x.insert_one({"_id": 1})
+        assert client.lucid.x.find_one() == {"_id": 1}
+        client.close()
+        # AND a wrong password, SCRAM-SHA-1, or a conversation step out of turn are refused as
+        # a mongod refuses them: 18 "Authentication failed."
+        for refused in (
+            uri.replace("9@", "8@"),
+            uri.replace("/?", "/?authMechanism=SCRAM-SHA-1&"),
+        ):
+            other: MongoClient[Doc] = MongoClient(refused, timeoutMS=5000)
+            with pytest.raises(OperationFailure) as failure:
+                other.lucid.x.find_one()
+            assert failure.value.code == 18
+            other.close()
+        anonymous: MongoClient[Doc] = MongoClient(server.uri, timeoutMS=5000)
+        with pytest.raises(OperationFailure) as failure:
+            anonymous.admin.command({"saslContinue": 1, "conversationId": 1, "payload": b"x"})
+        assert failure.value.code == 18
+        with pytest.raises(OperationFailure) as failure:
+            anonymous.lucid.x.find_one()
+        assert failure.value.code == 13
+        anonymous.close()
+
+
 @pytest.mark.parametrize(("command", "code", "code_name"), FAILURES.values(), ids=FAILURES.keys())
 def test_failures_are_mongodb_error_documents(
     db: Database[Doc], command: dict[str, Any], code: int, code_name: str

@@ -1,0 +1,298 @@
+"""By-id reads of the signed-in hot path: one OP_MSG `find` on a connection of pymongo's own pool.
+
+pymongo's `Collection.find_one` costs about 440 K instructions of client CPU per call (in-memory
+MongoDB, valgrind): a cursor, an implicit session, server selection, pool checkout, the CSOT
+context, command monitoring and logging checks, SDAM error handling and reply decoding through
+its general paths. The raw round trip (encode, send, receive, decode) is about 47 K. A signed-in
+GET makes one such read per request, so `find_one` here sends the `find` itself, on a connection
+pymongo selected, connected, authenticated and will check back in, and keeps everything that makes
+a real MONGODB_URI work in pymongo: connection establishment, authentication (SCRAM, X.509, AWS),
+TLS, SRV, server selection and monitoring (SDAM), error classification, and the retryable read.
+
+What it sends is what pymongo's `find_one` sends (`find`, `filter`, optional `projection`,
+`limit: 1`, `singleBatch: true`, `maxTimeMS`, `$db`, the implicit session's `lsid`, the gossiped
+`$clusterTime`), and the document it returns is decoded with the collection's own codec options,
+so it is the document pymongo would return. It serves only where that is sound, and otherwise
+hands the read to pymongo untouched (`_serves_collection`, `_serves_connection`): primary read
+preference and no read concern (the client's defaults), a client with `timeoutMS` (CSOT: ours
+always has one), no auto-encryption, no `serverApi`, no negotiated compressor (with one, "All
+other messages MUST be compressed" and the server "MAY reply to any and all requests using the
+selected compressor": mongodb/specifications source/compression/OP_COMPRESSED.md), a server that
+is a standalone, a replica set's primary or a mongos (never `loadBalanced=true`: its connections
+carry a service id that pins cursors and error handling; never a secondary reached through
+`directConnection`, which pymongo reads with `$readPreference: primaryPreferred`).
+
+Faults keep pymongo's behaviour exactly: any failure of the fast path (a network error, a
+timeout, an `ok: 0` reply, an unexpected reply, a non-zero cursor id) leaves the checkout
+context with the exception, so pymongo's `_MongoClientErrorHandler` runs the SDAM error rules
+(marks the server Unknown, clears the pool, as it would for its own read), and the read is then
+made by the ordinary `Collection.find_one`, whose answer or exception the caller gets: the 503s,
+their words and the log lines stay those of pymongo. Both attempts run under ONE CSOT deadline
+(`_csot._TimeoutContext` of the client's `timeoutMS`, which pymongo's own `@_csot.apply` reuses
+when a deadline is already set: pymongo/_csot.py `apply`), so a fast attempt that timed out
+leaves pymongo only what remains of MONGODB_TIMEOUT_MS: the bound the README promises holds.
+
+Reads it serves publish no command monitoring events and no `pymongo.command` log lines (the
+pool's CMAP events are still published by pymongo's checkout). MONGODB_FAST_READS=false makes
+every read pymongo's (`configure`).
+
+PRIVATE pymongo API, pinned to pymongo 4.10.1 (PINNED_PYMONGO); with any other version the fast
+path is off and every read is pymongo's. tests/shared/store/test_fast_reads.py fails loudly when
+the installed version or one of these internals changes; read them again before moving the pin:
+    pymongo/synchronous/mongo_client.py:1616 `MongoClient._select_server(selector, session, op)`
+    pymongo/synchronous/mongo_client.py:1583 `MongoClient._checkout(server, session)`: the
+        checkout context, with `_MongoClientErrorHandler` (2420) running SDAM's rules on exit
+    pymongo/synchronous/mongo_client.py:1256 `_send_cluster_time`, topology.py:647
+        `receive_cluster_time`, topology.py:754/758 `get_server_session`/`return_server_session`
+    pymongo/synchronous/pool.py:256 `Connection` (`conn`, `set_conn_timeout` 316,
+        `_raise_connection_failure` 739, `close_conn` 676, `supports_sessions`,
+        `logical_session_timeout_minutes`, `compression_context`, `op_msg_enabled`,
+        `max_wire_version`, `max_message_size`), and `apply_timeout` (323), whose maxTimeMS and
+        socket timeout rule is copied here
+    pymongo/_csot.py `_TimeoutContext`, `get_rtt`, `get_deadline`
+    pymongo/helpers_shared.py:183 `_check_command_response`
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import struct
+import time
+from typing import Any
+
+import bson
+import pymongo
+from pymongo import _csot
+from pymongo.collection import Collection
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, ProtocolError
+from pymongo.helpers_shared import _check_command_response
+from pymongo.mongo_client import MongoClient
+from pymongo.monitoring import ConnectionClosedReason
+from pymongo.read_preferences import ReadPreference
+from pymongo.server_type import SERVER_TYPE
+from pymongo.synchronous.mongo_client import _MongoClientErrorHandler
+
+from lucid.store.documents import Document
+
+PINNED_PYMONGO = "4.10.1"
+# The attribute of a MongoClient that holds its `_Reader` (or False: this client's reads are
+# all pymongo's). MongoClient answers any other attribute name not starting with "_" with a
+# Database, so the name must start with one.
+_ATTRIBUTE = "_lucid_fast_reads"
+OP_MSG = 2013
+_HEADER = struct.Struct("<iiii")  # messageLength, requestID, responseTo, opCode
+_PREFIX = struct.Struct("<iiiiIB")  # the header, flagBits 0, section kind 0
+_REPLY_PREFIX = 21  # header, flagBits, kind
+_SERVED_TYPES = frozenset({SERVER_TYPE.Standalone, SERVER_TYPE.RSPrimary, SERVER_TYPE.Mongos})
+_RECEIVE = 65536
+# Request ids: any int32 the connection has not got an answer to pending (one at a time here).
+_request_ids = itertools.count(1)
+
+
+class _NotServedError(Exception):
+    """The fast path does not serve this read (before anything was sent): pymongo does."""
+
+
+def configure(client: MongoClient[Any], *, enabled: bool) -> None:
+    """Serve `client`'s by-id reads fast (the default) or leave them all to pymongo."""
+    setattr(client, _ATTRIBUTE, _Reader(client) if enabled and _servable(client) else False)
+
+
+def _servable(client: MongoClient[Any]) -> bool:
+    # What the client's options decide for all its reads (the module docstring says why).
+    if pymongo.version != PINNED_PYMONGO or not isinstance(client, MongoClient):
+        return False
+    pool = client.options.pool_options
+    compression = pool._compression_settings
+    return (
+        client.options.timeout is not None
+        and client._encrypter is None
+        and pool.server_api is None
+        and not (compression is not None and compression.compressors)
+    )
+
+
+def find_one(
+    collection: Collection[Document], filter: Document, projection: Document | None = None
+) -> Document | None:
+    """What `collection.find_one(filter, projection)` returns, through the fast path when it
+    serves this read (see the module docstring), else through pymongo."""
+    client = collection.database.client
+    reader: _Reader | bool | None = getattr(client, _ATTRIBUTE, None)
+    if reader is None:
+        configure(client, enabled=True)
+        reader = getattr(client, _ATTRIBUTE)
+    if not isinstance(reader, _Reader) or not reader.serves(collection):
+        return collection.find_one(filter, projection)
+    # One deadline for the fast attempt and pymongo's, nested exactly as pymongo nests its own.
+    with _csot._TimeoutContext(client.options.timeout):
+        try:
+            return reader.find_one(collection, filter, projection)
+        except Exception:  # every failure is pymongo's to answer (the module docstring)
+            return collection.find_one(filter, projection)
+
+
+class _Reader:
+    """The fast path of one client: the server last selected for a primary read, kept while the
+    client's topology description is the one it was selected from."""
+
+    __slots__ = ("_client", "_selected")
+
+    def __init__(self, client: MongoClient[Any]) -> None:
+        self._client = client
+        # (the topology description, the server selected from it); a new description (any
+        # heartbeat, any change) selects again. A tuple, replaced whole: safe across threads.
+        self._selected: tuple[Any, Any] | None = None
+
+    @staticmethod
+    def serves(collection: Collection[Document]) -> bool:
+        # The client's defaults, which a collection may override (`with_options`).
+        return (
+            collection.read_preference.mode == ReadPreference.PRIMARY.mode
+            and collection.read_concern.level is None
+        )
+
+    def _server(self) -> Any:
+        topology = self._client._topology
+        description = topology.description
+        selected = self._selected
+        if selected is not None and selected[0] is description:
+            return selected[1]
+        server = self._client._select_server(ReadPreference.PRIMARY, None, "find")
+        self._selected = (description, server)
+        return server
+
+    def find_one(
+        self, collection: Collection[Document], filter: Document, projection: Document | None
+    ) -> Document | None:
+        client = self._client
+        server = self._server()
+        if server.description.server_type not in _SERVED_TYPES:
+            raise _NotServedError
+        # pymongo's own checkout, as MongoClient._checkout (mongo_client.py:1583) makes it for
+        # a read without a session or auto-encryption: its pool and authentication, its error
+        # handler (SDAM's rules on the way out with an exception, the connection still checked
+        # out: pool.py:1352), its check-in.
+        with (
+            _MongoClientErrorHandler(client, server, None) as handler,
+            server.checkout(handler=handler) as conn,
+        ):
+            handler.contribute_socket(conn)
+            if conn.compression_context is not None or not conn.op_msg_enabled:
+                raise _NotServedError
+            return _find(client, conn, server, collection, filter, projection)
+
+
+def _find(
+    client: MongoClient[Any],
+    conn: Any,
+    server: Any,
+    collection: Collection[Document],
+    filter: Document,
+    projection: Document | None,
+) -> Document | None:
+    command: Document = {"find": collection.name, "filter": filter}
+    if projection is not None:
+        command["projection"] = projection
+    command["limit"] = 1
+    command["singleBatch"] = True
+    # Connection.apply_timeout (pool.py:323): maxTimeMS is what remains of the deadline less
+    # the server's round trip time, the socket waits at most what remains.
+    remaining = _csot.get_deadline() - time.monotonic()
+    max_time = remaining - server.description.min_round_trip_time
+    if max_time < 0:
+        raise ExecutionTimeout(
+            "operation would exceed time limit", 50, {"ok": 0, "code": 50}, conn.max_wire_version
+        )
+    command["maxTimeMS"] = int(max_time * 1000)
+    command["$db"] = collection.database.name
+    topology = client._topology
+    session = None
+    if conn.supports_sessions:
+        # The Sessions specification (source/sessions/driver-sessions.md, "Sending the session
+        # ID to the server on all commands"): a driver MUST append the session id to every
+        # command but the listed exceptions, of which a find is none; pymongo's implicit
+        # session takes one from the client's server-session pool after checkout, as here.
+        session = topology.get_server_session(conn.logical_session_timeout_minutes)
+        session.last_use = time.monotonic()
+        command["lsid"] = session.session_id
+    # "Gossipping the cluster time" (same specification): the highest $clusterTime seen goes
+    # with every command to a deployment that reports one (none for a standalone).
+    client._send_cluster_time(command, None)
+    try:
+        reply = _round_trip(conn, command, collection, remaining)
+    except ConnectionFailure:
+        if session is not None:
+            session.mark_dirty()  # as pymongo's _tmp_session: never reused after a network error
+        raise
+    finally:
+        if session is not None:
+            topology.return_server_session(session)
+    if "$clusterTime" in reply:
+        topology.receive_cluster_time(reply["$clusterTime"])
+    # pymongo's own classification of an `ok: 0` (NotPrimaryError, ExecutionTimeout,
+    # OperationFailure ...), raised inside the checkout so that SDAM sees it as it would.
+    _check_command_response(reply, conn.max_wire_version)
+    cursor = reply["cursor"]
+    if cursor["id"] != 0:
+        # singleBatch closes the cursor on the server ("singleBatch: determines whether to close
+        # the cursor after the first batch"): a server that kept one open is not understood.
+        conn.close_conn(ConnectionClosedReason.ERROR)
+        raise ProtocolError("find with singleBatch answered with an open cursor")
+    batch = cursor["firstBatch"]
+    return batch[0] if batch else None
+
+
+def _round_trip(
+    conn: Any, command: Document, collection: Collection[Document], remaining: float
+) -> Document:
+    """The reply to `command` sent as one OP_MSG on `conn`, decoded with the collection's codec
+    options; a socket failure closes the connection and raises pymongo's ConnectionFailure
+    (Connection._raise_connection_failure), a reply not understood closes it and raises
+    ProtocolError (so a half-read reply is never taken for the next command's)."""
+    options = collection.codec_options
+    body = bson.encode(command, codec_options=options)
+    request_id = next(_request_ids) & 0x7FFFFFFF
+    message = _PREFIX.pack(_REPLY_PREFIX + len(body), request_id, 0, OP_MSG, 0, 0) + body
+    sock = conn.conn
+    if not isinstance(sock, socket.socket):  # pyOpenSSL's connection: pymongo's read does it
+        raise _NotServedError
+    try:
+        conn.set_conn_timeout(remaining)
+        sock.sendall(message)
+        data = _receive(conn, sock, b"")
+        while len(data) < _HEADER.size:
+            data = _receive(conn, sock, data)
+        length, _, response_to, opcode = _HEADER.unpack_from(data)
+        if response_to != request_id or opcode != OP_MSG:
+            raise ProtocolError(f"reply {response_to} op {opcode} to OP_MSG {request_id}")
+        if not _REPLY_PREFIX + 5 <= length <= conn.max_message_size:
+            raise ProtocolError(f"reply length {length} out of range")
+        while len(data) < length:
+            data = _receive(conn, sock, data)
+    except (ProtocolError, _NotServedError):
+        conn.close_conn(ConnectionClosedReason.ERROR)
+        raise
+    except BaseException as error:
+        conn._raise_connection_failure(error)
+    try:
+        if len(data) != length or data[16:_REPLY_PREFIX] != b"\x00\x00\x00\x00\x00":
+            # More than one reply, or flag bits (checksum, moreToCome) or a section kind that a
+            # reply to this request does not carry.
+            raise ProtocolError("unexpected OP_MSG reply framing")
+        return bson.decode(data[_REPLY_PREFIX:], codec_options=options)
+    except Exception:
+        conn.close_conn(ConnectionClosedReason.ERROR)
+        raise
+
+
+def _receive(conn: Any, sock: socket.socket, data: bytes) -> bytes:
+    # The first wait uses the timeout set before sending; a reply in several segments waits at
+    # most what remains of the same deadline (as pymongo's _receive_data_on_socket does).
+    if data:
+        conn.set_conn_timeout(max(_csot.get_deadline() - time.monotonic(), 0.0) or 1e-6)
+    chunk = sock.recv(_RECEIVE)
+    if not chunk:
+        raise OSError("connection closed")
+    return data + chunk if data else chunk

@@ -1,0 +1,331 @@
+"""By-id reads on a connection of pymongo's pool (`lucid.store.fast_reads`), against the in-memory
+MongoDB over the wire: the same documents as pymongo's find_one, pymongo's connections and
+sign-in, faults answered by pymongo, the switch, and the private pymongo API it relies on."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import bson
+import pymongo
+import pytest
+from bson.binary import Binary
+from bson.decimal128 import Decimal128
+from bson.int64 import Int64
+from bson.objectid import ObjectId
+from pymongo import MongoClient, monitoring
+from pymongo.synchronous import mongo_client, pool, topology
+
+from lucid.config import Settings
+from lucid.store import fast_reads
+from lucid.store.documents import DatabaseRefusedError, new_id, utcnow
+from lucid.store.mongo import build_database
+from lucid.users.repository import UserRepository
+from lucid_edge.local import free_port, start_mongo_server
+
+Doc = dict[str, Any]
+KEY = "k" * 32
+
+
+class _Pool(monitoring.ConnectionPoolListener):
+    """pymongo's CMAP events, counted: what the pool lent, got back, opened and closed."""
+
+    def __init__(self) -> None:
+        self.out = self.back = self.created = self.closed = 0
+
+    def connection_checked_out(self, event: Any) -> None:
+        self.out += 1
+
+    def connection_checked_in(self, event: Any) -> None:
+        self.back += 1
+
+    def connection_created(self, event: Any) -> None:
+        self.created += 1
+
+    def connection_closed(self, event: Any) -> None:
+        self.closed += 1
+
+    def pool_created(self, event: Any) -> None: ...
+    def pool_ready(self, event: Any) -> None: ...
+    def pool_cleared(self, event: Any) -> None: ...
+    def pool_closed(self, event: Any) -> None: ...
+    def connection_ready(self, event: Any) -> None: ...
+    def connection_check_out_started(self, event: Any) -> None: ...
+    def connection_check_out_failed(self, event: Any) -> None: ...
+
+
+@contextmanager
+def commands_pymongo_ran(caplog: pytest.LogCaptureFixture) -> Iterator[list[str]]:
+    """The names of the commands pymongo's own operation path started in the block, from its
+    command log (the `pymongo.command` logger at DEBUG: "Command started" lines)."""
+    names: list[str] = []
+    with caplog.at_level(logging.DEBUG, logger="pymongo.command"):
+        caplog.clear()
+        yield names
+        for record in caplog.records:
+            if record.name == "pymongo.command":
+                line = json.loads(record.getMessage())
+                if line.get("message") == "Command started":
+                    names.append(line["commandName"])
+
+
+def _client(uri: str, **options: Any) -> MongoClient[Doc]:
+    # The options build_database gives the process's client (lucid.store.mongo).
+    return MongoClient(uri, tz_aware=True, timeoutMS=2000, **options)
+
+
+def _every_kind_of_value() -> Doc:
+    return {
+        "_id": new_id(),
+        "address": "T" + "x" * 33,
+        "created_at": utcnow(),
+        "naive_stored": datetime(2026, 1, 2, 3, 4, 5, 678000),
+        "aware_elsewhere": datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC),
+        "count": 3,
+        "big": Int64(2**62),
+        "ratio": 0.25,
+        "money": Decimal128("10.01"),
+        "flag": False,
+        "nothing": None,
+        "blob": Binary(b"\x00\x01"),
+        "oid": ObjectId(),
+        "preferences": {"theme": "dark", "nested": {"list": [1, "two", {"three": 3.0}]}},
+        "tags": [],
+        "unicode": "héllo ✓",
+    }
+
+
+def test_a_read_is_the_document_pymongo_returns_field_by_field_without_pymongos_find(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with start_mongo_server() as server:
+        client = _client(server.uri)
+        users = client.lucid.users
+        stored = _every_kind_of_value()
+        users.insert_one(stored)
+        # WHEN the document is read by id through the fast path, whole and projected, and an
+        # unknown id is read
+        with commands_pymongo_ran(caplog) as ran:
+            fast = fast_reads.find_one(users, {"_id": stored["_id"]})
+            projected = fast_reads.find_one(users, {"_id": stored["_id"]}, {"_id": 1, "count": 1})
+            missing = fast_reads.find_one(users, {"_id": new_id()})
+        # THEN pymongo's operation path ran no command: the fast path answered all three
+        assert ran == []
+        # AND each is what pymongo's find_one returns, down to the types and time zones
+        expected = users.find_one({"_id": stored["_id"]})
+        assert fast is not None
+        assert expected is not None
+        assert list(fast) == list(expected)
+        for name, value in expected.items():
+            assert type(fast[name]) is type(value), name
+            assert fast[name] == value, name
+        for name in ("created_at", "naive_stored", "aware_elsewhere"):
+            assert fast[name].tzinfo is not None  # tz_aware, as the collection's codec says
+            assert fast[name].utcoffset() == expected[name].utcoffset()
+        assert projected == users.find_one({"_id": stored["_id"]}, {"_id": 1, "count": 1})
+        assert missing is None
+        client.close()
+
+
+def test_the_switch_off_reads_through_pymongo(caplog: pytest.LogCaptureFixture) -> None:
+    with start_mongo_server() as server:
+        ran_by_setting = {}
+        for fast in (True, False):
+            # GIVEN the process's database built with MONGODB_FAST_READS on, then off
+            settings = Settings(JWT_SECRET_KEY=KEY, MONGODB_URI=server.uri, MONGODB_FAST_READS=fast)
+            database = build_database(settings)
+            user = UserRepository(database).upsert_on_login("T" + "a" * 33, is_admin=False)
+            # WHEN a user is read by id
+            with commands_pymongo_ran(caplog) as ran:
+                assert UserRepository(database).find_by_id(user["_id"]) == user
+            ran_by_setting[fast] = ran
+            database.client.close()
+    # THEN only with it off does pymongo's own find run
+    assert ran_by_setting == {True: [], False: ["find"]}
+
+
+def test_a_server_restarted_between_two_reads_still_answers_the_second_and_leaks_nothing() -> None:
+    port = free_port()
+    document = {"_id": new_id(), "address": "T" + "b" * 33, "created_at": utcnow()}
+    connections = _Pool()
+    with start_mongo_server(port) as first:
+        client = _client(first.uri, event_listeners=[connections])
+        users = client.lucid.users
+        users.insert_one(document)
+        assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
+    # GIVEN the server restarted on the same port (the pooled connection is dead; the new
+    # server starts empty, so the document is written again)
+    with start_mongo_server(port) as second:
+        writer = _client(second.uri)
+        writer.lucid.users.insert_one(document)
+        writer.close()
+        # WHEN the same read comes again THEN it is still right (pymongo, after the fast
+        # path's attempt failed on the dead connection, reconnected and read)
+        assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
+        assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
+        # AND every connection lent was given back, the dead one closed
+        assert connections.out == connections.back
+        assert connections.closed >= 1
+        client.close()
+    assert connections.closed == connections.created
+
+
+def test_reads_from_threads_that_end_and_a_client_that_closes_leave_no_connection_out() -> None:
+    connections = _Pool()
+    with start_mongo_server() as server:
+        client = _client(server.uri, event_listeners=[connections])
+        users = client.lucid.users
+        ids = [new_id() for _ in range(8)]
+        users.insert_many([{"_id": user_id, "n": index} for index, user_id in enumerate(ids)])
+        found: list[Doc | None] = []
+
+        def read(user_id: str) -> None:
+            found.extend(fast_reads.find_one(users, {"_id": user_id}) for _ in range(25))
+
+        threads = [threading.Thread(target=read, args=(user_id,)) for user_id in ids]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        # THEN every read was right, and once the threads ended no connection is lent out
+        assert sorted(doc["_id"] for doc in found if doc) == sorted(ids * 25)
+        assert connections.out == connections.back == 8 * 25 + 1
+        # AND closing the client closes every connection it opened
+        client.close()
+    assert connections.closed == connections.created > 0
+
+
+def test_reads_on_a_server_that_requires_sign_in_use_pymongos_signed_in_connections(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a server with authorization on and one SCRAM-SHA-256 user
+    with start_mongo_server(requires_auth=True, users={"lucid": "Pw-s3cret-9"}) as server:
+        uri = server.uri.replace("mongodb://", "mongodb://lucid:Pw-s3cret-9@")
+        database = build_database(Settings(JWT_SECRET_KEY=KEY, MONGODB_URI=uri))
+        users = UserRepository(database)
+        user = users.upsert_on_login("T" + "c" * 33, is_admin=False)
+        # WHEN the user is read by id
+        with commands_pymongo_ran(caplog) as ran:
+            found = users.find_by_id(user["_id"])
+        # THEN the fast path read it on a connection pymongo signed in (the server refuses any
+        # other: 13), without pymongo's find
+        assert found == user
+        assert ran == []
+        database.client.close()
+        # AND with a password the server refuses, the read is the refusal's 503, as pymongo's
+        wrong = build_database(Settings(JWT_SECRET_KEY=KEY, MONGODB_URI=uri.replace("9@", "8@")))
+        with pytest.raises(DatabaseRefusedError, match="the users store refused the credentials"):
+            UserRepository(wrong).find_by_id(user["_id"])
+        wrong.client.close()
+
+
+def test_the_pymongo_internals_it_relies_on_are_those_it_was_written_for() -> None:
+    """Fails when pymongo moves: `lucid.store.fast_reads` uses PRIVATE pymongo API, read for
+    pymongo 4.10.1. With another version installed the fast path turns itself off (every read is
+    pymongo's), and this test says so; read the internals its docstring lists again, then move
+    PINNED_PYMONGO."""
+    assert pymongo.version == fast_reads.PINNED_PYMONGO, (
+        f"pymongo {pymongo.version} is installed; lucid.store.fast_reads was written against "
+        f"{fast_reads.PINNED_PYMONGO}'s private API and is OFF until it is checked again"
+    )
+
+    def parameters(function: Any) -> list[str]:
+        return list(inspect.signature(function).parameters)
+
+    client_class = mongo_client.MongoClient
+    assert parameters(client_class._select_server)[:4] == [
+        "self", "server_selector", "session", "operation"
+    ]  # fmt: skip
+    assert parameters(mongo_client._MongoClientErrorHandler) == ["client", "server", "session"]
+    assert parameters(mongo_client._MongoClientErrorHandler.contribute_socket)[:2] == [
+        "self", "conn"
+    ]  # fmt: skip
+    assert parameters(client_class._send_cluster_time) == ["self", "command", "session"]
+    assert parameters(topology.Topology.get_server_session) == ["self", "session_timeout_minutes"]
+    assert parameters(topology.Topology.return_server_session) == ["self", "server_session"]
+    assert parameters(topology.Topology.receive_cluster_time) == ["self", "cluster_time"]
+    assert parameters(pool.Connection.set_conn_timeout) == ["self", "timeout"]
+    assert parameters(pool.Connection._raise_connection_failure) == ["self", "error"]
+    assert parameters(pool.Connection.close_conn) == ["self", "reason"]
+    assert parameters(pool.Pool.checkout) == ["self", "handler"]
+    # Connection.apply_timeout, whose maxTimeMS and socket timeout rule fast_reads copies
+    assert "max_time_ms = timeout - rtt" in inspect.getsource(pool.Connection.apply_timeout)
+    # and the pooled connection's attributes it reads, on a real one
+    with start_mongo_server() as server:
+        client = _client(server.uri)
+        client.admin.command("ping")
+        selected = client._select_server(pymongo.ReadPreference.PRIMARY, None, "find")
+        with selected.checkout() as conn:
+            for name in (
+                "conn", "compression_context", "op_msg_enabled", "supports_sessions",
+                "logical_session_timeout_minutes", "max_wire_version", "max_message_size",
+            ):  # fmt: skip
+                assert hasattr(conn, name), name
+        assert selected.description.min_round_trip_time >= 0
+        assert client._topology.description is client._topology._description
+        assert client._encrypter is None
+        assert client.options.pool_options.server_api is None
+        assert client.options.pool_options._compression_settings is not None
+        client.close()
+    bson.decode(bson.encode({"ok": 1}))  # the codec the reply is decoded with
+
+
+def test_reads_it_does_not_serve_are_pymongos(caplog: pytest.LogCaptureFixture) -> None:
+    with start_mongo_server() as server:
+        document = {"_id": new_id(), "n": 1}
+        clients = [
+            _client(server.uri, compressors="zlib"),  # compression: every request compressed
+            MongoClient(server.uri, tz_aware=True),  # no timeoutMS: no CSOT deadline to share
+        ]
+        clients[0].lucid.users.insert_one(document)
+        collections = [client.lucid.users for client in clients]
+        # a collection that reads elsewhere than the primary
+        collections.append(
+            _client(server.uri).lucid.users.with_options(
+                read_preference=pymongo.ReadPreference.SECONDARY_PREFERRED
+            )
+        )
+        for collection in collections:
+            # WHEN a document is read by id THEN pymongo's find reads it
+            with commands_pymongo_ran(caplog) as ran:
+                assert fast_reads.find_one(collection, {"_id": document["_id"]}) == document
+            assert ran == ["find"]
+            collection.database.client.close()
+
+
+def test_a_reply_it_does_not_understand_is_read_again_by_pymongo_on_another_connection(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connections = _Pool()
+    with start_mongo_server() as server:
+        client = _client(server.uri, event_listeners=[connections])
+        users = client.lucid.users
+        document = {"_id": new_id(), "n": 2}
+        users.insert_one(document)
+        backend = server._server.backend
+        answer = backend.run
+
+        def open_cursor(command: Doc, database: str, connection_id: int) -> Doc:
+            reply = answer(command, database, connection_id)
+            if next(iter(command)) == "find":  # a cursor left open despite singleBatch
+                reply["cursor"]["id"] = Int64(42)
+            return reply
+
+        monkeypatch.setattr(backend, "run", open_cursor)
+        # WHEN a document is read by id and the server answers with an open cursor
+        with commands_pymongo_ran(caplog) as ran:
+            found = fast_reads.find_one(users, {"_id": document["_id"]})
+        # THEN pymongo read it again (and, being pymongo, killed the cursor it was told of)
+        assert found == document
+        assert ran[0] == "find"
+        # AND the fast path's connection was closed, none left lent out
+        assert connections.closed >= 1
+        assert connections.out == connections.back
+        client.close()
