@@ -1,27 +1,29 @@
-"""The route class of `FunctionRouter`: a route's request-only dependencies called directly.
+"""The route class of `FunctionRouter`: a route's plain dependencies called directly.
 
 FastAPI resolves every dependency of a route at every request through `solve_dependencies`
 (fastapi/dependencies/utils.py), a recursive call per dependency with its own parameter
 extraction, cache key (`_get_cache_key`: OAuth scopes, security scheme, generator checks) and
 classification of the callable: about 60 K instructions per dependency and request, whatever the
 dependency does (issue 11: GET /users/me resolved `Caller` and `UsersDep` for 0.12 M of its
-2.1 M instructions). Most of our dependencies take the request alone (`Caller`, the
-repositories, `SourceIp`, ...: `lucid.web.stores`), and for those a plain `await dependency(
-request)` gives the same value. So a route whose leading dependencies are all such is built
-with a flatter dependant:
+2.1 M instructions). Most of our dependencies are plain: an `async def` taking the request
+and/or other plain dependencies, nothing else (`Caller`, the repositories, `SourceIp`, the
+idempotency store and its `SettingsDep`, ...: `lucid.web.stores`). For those, awaiting each in
+FastAPI's order (a dependency's own dependencies first, depth first, in declaration order; each
+callable once per request, as FastAPI's cache has it) gives the same values. So a route whose
+leading dependencies are plain is built with a flatter dependant:
 
 - when the route has nothing else FastAPI could refuse (no query, header, cookie or body
-  parameter; path parameters that are plain `str`), the dependencies are called, in their
-  order, just before the endpoint: FastAPI would have found no error between them and it;
-- otherwise they become one dependency that calls them in their order, where the first of them
-  stood: still before the parameters are validated, so a request both refused by a dependency
-  (401) and malformed (422) gets the 401 as before.
+  parameter; path parameters that are plain `str`), the dependencies are called just before
+  the endpoint: FastAPI would have found no error between them and it;
+- otherwise they become one dependency that calls them, where the first of them stood: still
+  before the parameters are validated, so a request both refused by a dependency (401) and
+  malformed (422) gets the 401 as before.
 
 Everything else is FastAPI's: the other dependencies, parameters, body, response model and
 serialization. The dependant FastAPI documents (OpenAPI) is the route's own, unchanged. While
 the app has dependency overrides (tests), the route is served exactly as FastAPI builds it, so an
-override replaces a dependency as FastAPI documents. A dependency called anywhere else in the
-route's graph is left to FastAPI, whose per-request cache calls it once.
+override replaces a dependency as FastAPI documents. A route where one of these dependencies is
+also needed by one FastAPI resolves is left to FastAPI, whose per-request cache calls it once.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import functools
 import inspect
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
@@ -38,7 +40,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
-RequestOnly = Callable[[Request], Coroutine[Any, Any, Any]]
 
 # The names the flattened dependant passes the request and the leading dependencies' values by
 # (no route parameter starts with an underscore: FastAPI would read it as a query parameter).
@@ -46,33 +47,35 @@ _REQUEST = "_lucid_request"
 _RESOLVED = "_lucid_resolved"
 
 
-def _request_only(dependant: Dependant) -> bool:
-    """Whether `dependant` is `async def dependency(request: Request)` and nothing more."""
+def _plain(dependant: Dependant) -> bool:
+    """Whether `dependant` is an `async def` taking at most the request and dependencies that
+    are plain too (`current_settings`, `Caller`, `idempotency_store`, ...), nothing more."""
     call = dependant.call
-    return (
+    if not (
         dependant.name is not None
         and inspect.isfunction(call)
         and inspect.iscoroutinefunction(call)
-        and dependant.request_param_name is not None
-        and len(inspect.signature(call).parameters) == 1
-        and not (
-            dependant.dependencies
-            or dependant.path_params
-            or dependant.query_params
-            or dependant.header_params
-            or dependant.cookie_params
-            or dependant.body_params
-            or dependant.websocket_param_name
-            or dependant.http_connection_param_name
-            or dependant.response_param_name
-            or dependant.background_tasks_param_name
-            or dependant.security_scopes_param_name
-            or dependant.own_oauth_scopes
-            or dependant.parent_oauth_scopes
-            or dependant.scope
-            or dependant.concurrency
-        )
         and dependant.use_cache
+    ) or (
+        dependant.path_params
+        or dependant.query_params
+        or dependant.header_params
+        or dependant.cookie_params
+        or dependant.body_params
+        or dependant.websocket_param_name
+        or dependant.http_connection_param_name
+        or dependant.response_param_name
+        or dependant.background_tasks_param_name
+        or dependant.security_scopes_param_name
+        or dependant.own_oauth_scopes
+        or dependant.parent_oauth_scopes
+        or dependant.scope
+        or dependant.concurrency
+    ):
+        return False
+    taken = len(dependant.dependencies) + (dependant.request_param_name is not None)
+    return len(inspect.signature(call).parameters) == taken and all(
+        _plain(sub) for sub in dependant.dependencies
     )
 
 
@@ -95,40 +98,72 @@ def _infallible(dependant: Dependant) -> bool:
     )
 
 
+class _Step(NamedTuple):
+    """One call of the plan: `call(**{request_name: request, name: values[i] ...})`."""
+
+    call: Callable[..., Coroutine[Any, Any, Any]]
+    request_name: str | None
+    arguments: tuple[tuple[str, int], ...]  # (parameter, index of the step giving its value)
+
+
+def _plan(leading: Sequence[Dependant]) -> tuple[list[_Step], list[int]]:
+    """The calls of `leading` and their dependencies in FastAPI's order (each dependency's own
+    first, depth first, in declaration order), each call once as FastAPI's per-request cache
+    makes it, and which step gives each of `leading`'s values."""
+    steps: list[_Step] = []
+    index: dict[object, int] = {}
+
+    def visit(dependant: Dependant) -> int:
+        known = index.get(dependant.call)
+        if known is not None:
+            return known
+        arguments = tuple((sub.name or "", visit(sub)) for sub in dependant.dependencies)
+        steps.append(_Step(dependant.call, dependant.request_param_name, arguments))  # type: ignore[arg-type]
+        index[dependant.call] = len(steps) - 1
+        return index[dependant.call]
+
+    return steps, [visit(dependant) for dependant in leading]
+
+
 def flattened(dependant: Dependant) -> Dependant | None:
     """The dependant to serve the route with (see the module docstring), or None for the
-    route's own (no leading request-only dependency, or only one where one must stay)."""
+    route's own (no leading plain dependency, or only one where one must stay)."""
     leading: list[Dependant] = []
     for sub in dependant.dependencies:
-        if not _request_only(sub):
+        if not _plain(sub):
             break
         leading.append(sub)
     rest = dependant.dependencies[len(leading) :]
-    calls = [sub.call for sub in leading]
-    if not leading or len(set(map(id, calls))) != len(calls):
-        return None  # nothing to flatten, or one dependency twice (FastAPI calls it once)
-    if any(call in calls for call in _calls(rest)):
+    if not leading:
         return None
+    steps, results = _plan(leading)
+    if any(call in {step.call for step in steps} for call in _calls(rest)):
+        return None  # shared with a dependency FastAPI resolves: left to its cache
     direct = not rest and _infallible(dependant)
-    if not direct and len(leading) == 1:
+    if not direct and len(steps) == 1:
         return None  # one dependency in place of one: nothing gained
     names = [sub.name or "" for sub in leading]
-    resolve: list[RequestOnly] = list(calls)  # type: ignore[arg-type]
     endpoint = dependant.call
     assert endpoint is not None
     request_name = dependant.request_param_name or _REQUEST
 
     async def resolved(request: Request) -> list[Any]:
-        return [await dependency(request) for dependency in resolve]
+        values: list[Any] = []
+        for call, request_as, arguments in steps:
+            kwargs = {name: values[i] for name, i in arguments}
+            if request_as is not None:
+                kwargs[request_as] = request
+            values.append(await call(**kwargs))
+        return [values[i] for i in results]
 
     @functools.wraps(endpoint)
     async def call(**values: Any) -> Any:
         if direct:
             found = await resolved(values[request_name])
+            if dependant.request_param_name is None:
+                del values[_REQUEST]
         else:
             found = values.pop(_RESOLVED)
-        if dependant.request_param_name is None and direct:
-            del values[_REQUEST]
         values.update(zip(names, found, strict=True))
         return await endpoint(**values)
 

@@ -46,6 +46,18 @@ def _app(calls: Calls) -> tuple[FastAPI, Any]:
         calls.names.append("nested")
         return value + "!"
 
+    def sync_nested(value: Annotated[str, Depends(shared)]) -> str:
+        calls.names.append("sync")
+        return value + "?"
+
+    async def settings() -> str:
+        calls.names.append("settings")
+        return "s"
+
+    async def store(request: Request, word: Annotated[str, Depends(settings)]) -> str:
+        calls.names.append("store")
+        return word + request.method
+
     first_dep = Annotated[str, Depends(first)]
     second_dep = Annotated[str, Depends(second)]
 
@@ -75,6 +87,23 @@ def _app(calls: Calls) -> tuple[FastAPI, Any]:
     ) -> Item:
         return Item(name=f"{own} {one} {other}")
 
+    @router.get("/mixed")
+    async def mixed(
+        own: Annotated[str, Depends(shared)],
+        one: first_dep,
+        other: Annotated[str, Depends(sync_nested)],
+    ) -> Item:
+        return Item(name=f"{own} {one} {other}")
+
+    @router.post("/stored")
+    async def stored(
+        item: Item,
+        one: first_dep,
+        kept: Annotated[str, Depends(store)],
+        again: Annotated[str, Depends(settings)],
+    ) -> Item:
+        return Item(name=f"{one} {kept} {again} {item.name}")
+
     app = create_app("items", router, rate_limited=False)
     return app, lambda_handler(app)
 
@@ -96,6 +125,17 @@ def test_the_routes_get_each_dependency_in_order_once() -> None:
     calls.names.clear()
     assert _answer(handler, "GET", "/shared") == (200, {"name": "shared one shared!"})
     assert calls.names == ["shared", "first", "nested"]
+    # ...also when the other one is left to FastAPI (a plain `def`)
+    calls.names.clear()
+    assert _answer(handler, "GET", "/mixed") == (200, {"name": "shared one shared?"})
+    assert calls.names == ["shared", "first", "sync"]
+    # a dependency's own dependencies come first, each once
+    calls.names.clear()
+    assert _answer(handler, "POST", "/stored", body={"name": "y"}) == (
+        200,
+        {"name": "one sPOST s y"},
+    )
+    assert calls.names == ["first", "settings", "store"]
 
 
 @pytest.mark.parametrize(
@@ -144,7 +184,8 @@ def test_an_override_on_the_app_replaces_a_dependency_as_fastapi_documents() -> 
 
 def test_the_signed_in_routes_resolve_no_dependency_through_fastapi() -> None:
     # The point of it (issue 11): GET /users/me and GET /sessions/{id} take their caller and
-    # repository without FastAPI's resolution; POST and PATCH /sessions through one dependency.
+    # repository without FastAPI's resolution; POST (with its idempotency store and the
+    # settings that needs) and PATCH /sessions through one dependency.
     from tests.utils.functions import load_module
 
     users = load_module("users", "app").app
@@ -162,5 +203,5 @@ def test_the_signed_in_routes_resolve_no_dependency_through_fastapi() -> None:
 
     assert flat(users, "/users/me", "GET") == []
     assert flat(sessions, "/sessions/{session_id}", "GET") == []
-    assert flat(sessions, "/sessions", "POST") == ["_lucid_resolved", "idempotency"]
+    assert flat(sessions, "/sessions", "POST") == ["_lucid_resolved"]
     assert flat(sessions, "/sessions/{session_id}", "PATCH") == ["_lucid_resolved"]
