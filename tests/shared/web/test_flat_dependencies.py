@@ -79,21 +79,18 @@ def _app(calls: Calls) -> tuple[FastAPI, Any]:
     ) -> Item:
         return Item(name=f"{one} {path} {size}")
 
-    @router.get("/shared")
-    async def twice(
-        own: Annotated[str, Depends(shared)],
-        one: first_dep,
-        other: Annotated[str, Depends(nested)],
-    ) -> Item:
-        return Item(name=f"{own} {one} {other}")
+    # `shared` needed by the route and again by another dependency: a plain one (/shared) or
+    # one FastAPI resolves itself (/mixed)
+    for path, needing in (("/shared", nested), ("/mixed", sync_nested)):
 
-    @router.get("/mixed")
-    async def mixed(
-        own: Annotated[str, Depends(shared)],
-        one: first_dep,
-        other: Annotated[str, Depends(sync_nested)],
-    ) -> Item:
-        return Item(name=f"{own} {one} {other}")
+        async def twice(
+            own: Annotated[str, Depends(shared)],
+            one: first_dep,
+            other: Annotated[str, Depends(needing)],
+        ) -> Item:
+            return Item(name=f"{own} {one} {other}")
+
+        router.add_api_route(path, twice, methods=["GET"])
 
     @router.post("/stored")
     async def stored(
