@@ -12,12 +12,12 @@ FastAPI's order (a dependency's own dependencies first, depth first, in declarat
 callable once per request, as FastAPI's cache has it) gives the same values. So a route whose
 leading dependencies are plain is built with a flatter dependant:
 
-- when the route has nothing else FastAPI could refuse (no query, header, cookie or body
-  parameter; path parameters that are plain `str`), the dependencies are called just before
-  the endpoint: FastAPI would have found no error between them and it;
-- otherwise they become one dependency that calls them, where the first of them stood: still
-  before the parameters are validated, so a request both refused by a dependency (401) and
-  malformed (422) gets the 401 as before.
+- when all its dependencies are plain, they are called just before the endpoint. FastAPI calls
+  them after reading the body as JSON and before validating the parameters and the body, so
+  when FastAPI finds the request malformed (422, the endpoint not called) the route calls them
+  then, before answering: a request both refused by a dependency (401) and malformed gets the
+  401 as before, and one whose body is not JSON the 422 (FastAPI refuses it first);
+- otherwise they become one dependency that calls them, where the first of them stood.
 
 Everything else is FastAPI's: the other dependencies, parameters, body, response model and
 serialization. The dependant FastAPI documents (OpenAPI) is the route's own, unchanged. While
@@ -32,9 +32,11 @@ import functools
 import inspect
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import replace
+from json import JSONDecodeError
 from typing import Any, NamedTuple
 
 from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
@@ -45,6 +47,9 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 # (no route parameter starts with an underscore: FastAPI would read it as a query parameter).
 _REQUEST = "_lucid_request"
 _RESOLVED = "_lucid_resolved"
+# Set in the request's scope once the dependencies were called (a validation error after that is
+# the endpoint's own).
+_CALLED = "lucid.dependencies_called"
 
 
 def _plain(dependant: Dependant) -> bool:
@@ -125,7 +130,15 @@ def _plan(leading: Sequence[Dependant]) -> tuple[list[_Step], list[int]]:
     return steps, [visit(dependant) for dependant in leading]
 
 
-def flattened(dependant: Dependant) -> Dependant | None:
+class Flat(NamedTuple):
+    """A route's flattened dependant, and for a route FastAPI may find malformed after calling
+    its dependencies, the call of those dependencies alone (`FunctionRoute`)."""
+
+    dependant: Dependant
+    before_refusing: Callable[[Request], Coroutine[Any, Any, Any]] | None
+
+
+def flattened(dependant: Dependant) -> Flat | None:
     """The dependant to serve the route with (see the module docstring), or None for the
     route's own (no leading plain dependency, or only one where one must stay)."""
     leading: list[Dependant] = []
@@ -139,7 +152,7 @@ def flattened(dependant: Dependant) -> Dependant | None:
     steps, results = _plan(leading)
     if any(call in {step.call for step in steps} for call in _calls(rest)):
         return None  # shared with a dependency FastAPI resolves: left to its cache
-    direct = not rest and _infallible(dependant)
+    direct = not rest
     if not direct and len(steps) == 1:
         return None  # one dependency in place of one: nothing gained
     names = [sub.name or "" for sub in leading]
@@ -159,7 +172,9 @@ def flattened(dependant: Dependant) -> Dependant | None:
     @functools.wraps(endpoint)
     async def call(**values: Any) -> Any:
         if direct:
-            found = await resolved(values[request_name])
+            request: Request = values[request_name]
+            request.scope[_CALLED] = True
+            found = await resolved(request)
             if dependant.request_param_name is None:
                 del values[_REQUEST]
         else:
@@ -168,10 +183,11 @@ def flattened(dependant: Dependant) -> Dependant | None:
         return await endpoint(**values)
 
     if direct:
-        return replace(dependant, dependencies=[], call=call, request_param_name=request_name)
+        flat = replace(dependant, dependencies=[], call=call, request_param_name=request_name)
+        return Flat(flat, None if _infallible(dependant) else resolved)
     fused = Dependant(call=resolved, name=_RESOLVED, request_param_name="request",
                       path=dependant.path)  # fmt: skip
-    return replace(dependant, dependencies=[fused, *rest], call=call)
+    return Flat(replace(dependant, dependencies=[fused, *rest], call=call), None)
 
 
 class FunctionRoute(APIRoute):
@@ -183,16 +199,28 @@ class FunctionRoute(APIRoute):
         if flat is None or not inspect.iscoroutinefunction(self.dependant.call):
             return own
         dependant = self.dependant
-        self.dependant = flat
+        self.dependant = flat.dependant
         try:
             fast = super().get_route_handler()
         finally:
             self.dependant = dependant
         provider = self.dependency_overrides_provider
+        before_refusing = flat.before_refusing
 
         async def handler(request: Request) -> Response:
             if provider is not None and provider.dependency_overrides:
                 return await own(request)
-            return await fast(request)
+            if before_refusing is None:
+                return await fast(request)
+            try:
+                return await fast(request)
+            except RequestValidationError as error:
+                # FastAPI calls the dependencies after reading the body as JSON (a body that is
+                # not JSON is refused first: its error's cause is the JSONDecodeError, fastapi
+                # routing.py) and before validating the parameters and the body: a request
+                # refused by a dependency (401) and malformed is answered the refusal.
+                if not (request.scope.get(_CALLED) or isinstance(error.__cause__, JSONDecodeError)):
+                    await before_refusing(request)
+                raise
 
         return handler
