@@ -26,7 +26,9 @@ override replaces a dependency as FastAPI documents. A route where one of these 
 also needed by one FastAPI resolves is left to FastAPI, whose per-request cache calls it once.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple compiles each string
+# annotation of its fields into a ForwardRef at import (README, "Cold start of the built
+# artifact").
 
 import functools
 import inspect
