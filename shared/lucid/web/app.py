@@ -12,6 +12,7 @@ from lucid import __version__
 from lucid.config import get_settings
 from lucid.lambda_result import TEXT_MIME_TYPES
 from lucid.observability import instrument
+from lucid.web.flat_dependencies import FunctionRoute
 from lucid.web.middleware import RequestContextMiddleware
 from lucid.web.openapi import Responses, install_openapi, operation_id, problems
 from lucid.web.problems import install_problem_handlers
@@ -57,6 +58,7 @@ class FunctionRouter(APIRouter):
             responses={**function_responses(rate_limited=rate_limited), **(responses or {})},
             generate_unique_id_function=operation_id,
             dependency_overrides_provider=self.serving,
+            route_class=FunctionRoute,
         )
 
 

@@ -17,7 +17,7 @@ pymongo is not imported at all until then: the proxy function never needs it (co
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from starlette.types import Scope
 
@@ -69,3 +69,29 @@ def stores_of_app(app: FastAPI) -> Stores:
 def stores_of(scope: Scope) -> Stores:
     """The stores of the app serving the request behind `scope`."""
     return stores_of_app(scope["app"])
+
+
+_T = TypeVar("_T")
+
+
+def once_per_database(build: Callable[[Database[Document]], _T]) -> Callable[[Scope], _T]:
+    """`build(database)` for the database of the app serving a request, built when a request
+    first meets that database (the process has one) and then reused.
+
+    For what is only configuration over a database (a repository: its collections, its lease's
+    settings) and would otherwise be built again at every request. The last database only is
+    remembered, by identity: a test that points an app at a fresh database gets a fresh one,
+    and no database is kept alive beside the one in use.
+    """
+    last: list[tuple[Database[Document], _T]] = []
+
+    def of(scope: Scope) -> _T:
+        database = stores_of(scope).database()
+        known = last[0] if last else None
+        if known is not None and known[0] is database:
+            return known[1]
+        built = build(database)
+        last[:] = [(database, built)]
+        return built
+
+    return of

@@ -1,0 +1,236 @@
+"""The route class of `FunctionRouter`: a route's plain dependencies called directly.
+
+FastAPI resolves every dependency of a route at every request through `solve_dependencies`
+(fastapi/dependencies/utils.py), a recursive call per dependency with its own parameter
+extraction, cache key (`_get_cache_key`: OAuth scopes, security scheme, generator checks) and
+classification of the callable: about 60 K instructions per dependency and request, whatever the
+dependency does (issue 11: GET /users/me resolved `Caller` and `UsersDep` for 0.12 M of its
+2.1 M instructions). Most of our dependencies are plain: an `async def` taking the request
+and/or other plain dependencies, nothing else (`Caller`, the repositories, `SourceIp`, the
+idempotency store and its `SettingsDep`, ...: `lucid.web.stores`). For those, awaiting each in
+FastAPI's order (a dependency's own dependencies first, depth first, in declaration order; each
+callable once per request, as FastAPI's cache has it) gives the same values. So a route whose
+leading dependencies are plain is built with a flatter dependant:
+
+- when all its dependencies are plain, they are called just before the endpoint. FastAPI calls
+  them after reading the body as JSON and before validating the parameters and the body, so
+  when FastAPI finds the request malformed (422, the endpoint not called) the route calls them
+  then, before answering: a request both refused by a dependency (401) and malformed gets the
+  401 as before, and one whose body is not JSON the 422 (FastAPI refuses it first);
+- otherwise they become one dependency that calls them, where the first of them stood.
+
+Everything else is FastAPI's: the other dependencies, parameters, body, response model and
+serialization. The dependant FastAPI documents (OpenAPI) is the route's own, unchanged. While
+the app has dependency overrides (tests), the route is served exactly as FastAPI builds it, so an
+override replaces a dependency as FastAPI documents. A route where one of these dependencies is
+also needed by one FastAPI resolves is left to FastAPI, whose per-request cache calls it once.
+"""
+
+# No `from __future__ import annotations` here: typing.NamedTuple compiles each string
+# annotation of its fields into a ForwardRef at import (README, "Cold start of the built
+# artifact").
+
+import functools
+import inspect
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import replace
+from json import JSONDecodeError
+from typing import Any, NamedTuple
+
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import Response
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+# The names the flattened dependant passes the request and the leading dependencies' values by
+# (no route parameter starts with an underscore: FastAPI would read it as a query parameter).
+_REQUEST = "_lucid_request"
+_RESOLVED = "_lucid_resolved"
+# Set in the request's scope once the dependencies were called (a validation error after that is
+# the endpoint's own).
+_CALLED = "lucid.dependencies_called"
+
+
+def _plain(dependant: Dependant) -> bool:
+    """Whether `dependant` is an `async def` taking at most the request and dependencies that
+    are plain too (`current_settings`, `Caller`, `idempotency_store`, ...), nothing more."""
+    call = dependant.call
+    if not (
+        dependant.name is not None
+        and inspect.isfunction(call)
+        and inspect.iscoroutinefunction(call)
+        and dependant.use_cache
+    ) or (
+        dependant.path_params
+        or dependant.query_params
+        or dependant.header_params
+        or dependant.cookie_params
+        or dependant.body_params
+        or dependant.websocket_param_name
+        or dependant.http_connection_param_name
+        or dependant.response_param_name
+        or dependant.background_tasks_param_name
+        or dependant.security_scopes_param_name
+        or dependant.own_oauth_scopes
+        or dependant.parent_oauth_scopes
+        or dependant.scope
+        or dependant.concurrency
+    ):
+        return False
+    # Its parameters counted from its code, not with inspect.signature (~60 K instructions a
+    # call, at every cold start for every dependency of every route): a function wrapping
+    # another, or taking *args or **kwargs, is left to FastAPI.
+    code = call.__code__
+    if hasattr(call, "__wrapped__") or code.co_flags & (
+        inspect.CO_VARARGS | inspect.CO_VARKEYWORDS
+    ):
+        return False
+    taken = len(dependant.dependencies) + (dependant.request_param_name is not None)
+    return code.co_argcount + code.co_kwonlyargcount == taken and all(
+        _plain(sub) for sub in dependant.dependencies
+    )
+
+
+def _calls(dependants: Sequence[Dependant]) -> Iterator[object]:
+    for dependant in dependants:
+        yield dependant.call
+        yield from _calls(dependant.dependencies)
+
+
+def _infallible(dependant: Dependant) -> bool:
+    """Whether FastAPI can refuse no request reaching this route for its parameters."""
+    return not (
+        dependant.query_params
+        or dependant.header_params
+        or dependant.cookie_params
+        or dependant.body_params
+    ) and all(
+        field.field_info.annotation is str and not field.field_info.metadata
+        for field in dependant.path_params
+    )
+
+
+class _Step(NamedTuple):
+    """One call of the plan: `call(**{request_name: request, name: values[i] ...})`."""
+
+    call: Callable[..., Coroutine[Any, Any, Any]]
+    request_name: str | None
+    arguments: tuple[tuple[str, int], ...]  # (parameter, index of the step giving its value)
+
+
+def _plan(leading: Sequence[Dependant]) -> tuple[list[_Step], list[int]]:
+    """The calls of `leading` and their dependencies in FastAPI's order (each dependency's own
+    first, depth first, in declaration order), each call once as FastAPI's per-request cache
+    makes it, and which step gives each of `leading`'s values."""
+    steps: list[_Step] = []
+    index: dict[object, int] = {}
+
+    def visit(dependant: Dependant) -> int:
+        known = index.get(dependant.call)
+        if known is not None:
+            return known
+        arguments = tuple((sub.name or "", visit(sub)) for sub in dependant.dependencies)
+        steps.append(_Step(dependant.call, dependant.request_param_name, arguments))  # type: ignore[arg-type]
+        index[dependant.call] = len(steps) - 1
+        return index[dependant.call]
+
+    return steps, [visit(dependant) for dependant in leading]
+
+
+class Flat(NamedTuple):
+    """A route's flattened dependant, and for a route FastAPI may find malformed after calling
+    its dependencies, the call of those dependencies alone (`FunctionRoute`)."""
+
+    dependant: Dependant
+    before_refusing: Callable[[Request], Coroutine[Any, Any, Any]] | None
+
+
+def flattened(dependant: Dependant) -> Flat | None:
+    """The dependant to serve the route with (see the module docstring), or None for the
+    route's own (no leading plain dependency, or only one where one must stay)."""
+    leading: list[Dependant] = []
+    for sub in dependant.dependencies:
+        if not _plain(sub):
+            break
+        leading.append(sub)
+    rest = dependant.dependencies[len(leading) :]
+    if not leading:
+        return None
+    steps, results = _plan(leading)
+    if any(call in {step.call for step in steps} for call in _calls(rest)):
+        return None  # shared with a dependency FastAPI resolves: left to its cache
+    direct = not rest
+    if not direct and len(steps) == 1:
+        return None  # one dependency in place of one: nothing gained
+    names = [sub.name or "" for sub in leading]
+    endpoint = dependant.call
+    assert endpoint is not None
+    request_name = dependant.request_param_name or _REQUEST
+
+    async def resolved(request: Request) -> list[Any]:
+        values: list[Any] = []
+        for call, request_as, arguments in steps:
+            kwargs = {name: values[i] for name, i in arguments}
+            if request_as is not None:
+                kwargs[request_as] = request
+            values.append(await call(**kwargs))
+        return [values[i] for i in results]
+
+    @functools.wraps(endpoint)
+    async def call(**values: Any) -> Any:
+        if direct:
+            request: Request = values[request_name]
+            request.scope[_CALLED] = True
+            found = await resolved(request)
+            if dependant.request_param_name is None:
+                del values[_REQUEST]
+        else:
+            found = values.pop(_RESOLVED)
+        values.update(zip(names, found, strict=True))
+        return await endpoint(**values)
+
+    if direct:
+        flat = replace(dependant, dependencies=[], call=call, request_param_name=request_name)
+        return Flat(flat, None if _infallible(dependant) else resolved)
+    fused = Dependant(call=resolved, name=_RESOLVED, request_param_name="request",
+                      path=dependant.path)  # fmt: skip
+    return Flat(replace(dependant, dependencies=[fused, *rest], call=call), None)
+
+
+class FunctionRoute(APIRoute):
+    """A route served with its `flattened` dependant while the app overrides no dependency."""
+
+    def get_route_handler(self) -> Handler:
+        own = super().get_route_handler()
+        flat = flattened(self.dependant)
+        if flat is None or not inspect.iscoroutinefunction(self.dependant.call):
+            return own
+        dependant = self.dependant
+        self.dependant = flat.dependant
+        try:
+            fast = super().get_route_handler()
+        finally:
+            self.dependant = dependant
+        provider = self.dependency_overrides_provider
+        before_refusing = flat.before_refusing
+
+        async def handler(request: Request) -> Response:
+            if provider is not None and provider.dependency_overrides:
+                return await own(request)
+            if before_refusing is None:
+                return await fast(request)
+            try:
+                return await fast(request)
+            except RequestValidationError as error:
+                # FastAPI calls the dependencies after reading the body as JSON (a body that is
+                # not JSON is refused first: its error's cause is the JSONDecodeError, fastapi
+                # routing.py) and before validating the parameters and the body: a request
+                # refused by a dependency (401) and malformed is answered the refusal.
+                if not (request.scope.get(_CALLED) or isinstance(error.__cause__, JSONDecodeError)):
+                    await before_refusing(request)
+                raise
+
+        return handler

@@ -1,0 +1,212 @@
+"""A FunctionRouter's request-only dependencies, called directly, answer as FastAPI's would."""
+
+import json
+from typing import Annotated, Any
+
+import pytest
+from fastapi import Depends, FastAPI, Query, Request
+from pydantic import BaseModel
+
+from lucid.errors import AuthenticationError, ForbiddenError
+from lucid.web.app import FunctionRouter, create_app, lambda_handler
+from lucid.web.flat_dependencies import flattened
+from tests.utils.events import http_event
+
+
+class Item(BaseModel):
+    name: str
+
+
+class Calls:
+    """What the dependencies of one app were called with, in order."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.refuse: Exception | None = None
+
+
+def _app(calls: Calls) -> tuple[FastAPI, Any]:
+    router = FunctionRouter(rate_limited=False)
+
+    async def first(request: Request) -> str:
+        calls.names.append("first")
+        if calls.refuse is not None:
+            raise calls.refuse
+        return "one"
+
+    async def second(request: Request) -> str:
+        calls.names.append("second")
+        return request.url.path
+
+    async def shared(request: Request) -> str:
+        calls.names.append("shared")
+        return "shared"
+
+    async def nested(value: Annotated[str, Depends(shared)]) -> str:
+        calls.names.append("nested")
+        return value + "!"
+
+    def sync_nested(value: Annotated[str, Depends(shared)]) -> str:
+        calls.names.append("sync")
+        return value + "?"
+
+    async def settings() -> str:
+        calls.names.append("settings")
+        return "s"
+
+    async def store(request: Request, word: Annotated[str, Depends(settings)]) -> str:
+        calls.names.append("store")
+        return word + request.method
+
+    first_dep = Annotated[str, Depends(first)]
+    second_dep = Annotated[str, Depends(second)]
+
+    @router.get("/plain/{name}")
+    async def plain(name: str, one: first_dep, path: second_dep) -> Item:
+        return Item(name=f"{one} {path} {name}")
+
+    @router.get("/with-request/{name}")
+    async def with_request(request: Request, one: first_dep, path: second_dep) -> Item:
+        return Item(name=f"{one} {path} {request.method}")
+
+    @router.post("/items")
+    async def create(item: Item, one: first_dep, path: second_dep) -> Item:
+        return Item(name=f"{one} {path} {item.name}")
+
+    @router.get("/query")
+    async def query(
+        one: first_dep, path: second_dep, size: Annotated[int, Query(ge=1)] = 1
+    ) -> Item:
+        return Item(name=f"{one} {path} {size}")
+
+    # `shared` needed by the route and again by another dependency: a plain one (/shared) or
+    # one FastAPI resolves itself (/mixed)
+    for path, needing in (("/shared", nested), ("/mixed", sync_nested)):
+
+        async def twice(
+            own: Annotated[str, Depends(shared)],
+            one: first_dep,
+            other: Annotated[str, Depends(needing)],
+        ) -> Item:
+            return Item(name=f"{own} {one} {other}")
+
+        router.add_api_route(path, twice, methods=["GET"])
+
+    @router.post("/stored")
+    async def stored(
+        item: Item,
+        one: first_dep,
+        kept: Annotated[str, Depends(store)],
+        again: Annotated[str, Depends(settings)],
+    ) -> Item:
+        return Item(name=f"{one} {kept} {again} {item.name}")
+
+    app = create_app("items", router, rate_limited=False)
+    return app, lambda_handler(app)
+
+
+def _answer(handler: Any, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+    result = handler(http_event(method, path, **kwargs), None)
+    return result["statusCode"], json.loads(result["body"])
+
+
+def test_the_routes_get_each_dependency_in_order_once() -> None:
+    calls = Calls()
+    _, handler = _app(calls)
+    assert _answer(handler, "GET", "/plain/x") == (200, {"name": "one /plain/x x"})
+    assert _answer(handler, "GET", "/with-request/x") == (200, {"name": "one /with-request/x GET"})
+    assert _answer(handler, "POST", "/items", body={"name": "y"}) == (200, {"name": "one /items y"})
+    assert _answer(handler, "GET", "/query", query="size=3") == (200, {"name": "one /query 3"})
+    assert calls.names == ["first", "second"] * 4
+    # a dependency also needed by another one is called once, before the other, as FastAPI does
+    calls.names.clear()
+    assert _answer(handler, "GET", "/shared") == (200, {"name": "shared one shared!"})
+    assert calls.names == ["shared", "first", "nested"]
+    # ...also when the other one is left to FastAPI (a plain `def`)
+    calls.names.clear()
+    assert _answer(handler, "GET", "/mixed") == (200, {"name": "shared one shared?"})
+    assert calls.names == ["shared", "first", "sync"]
+    # a dependency's own dependencies come first, each once
+    calls.names.clear()
+    assert _answer(handler, "POST", "/stored", body={"name": "y"}) == (
+        200,
+        {"name": "one sPOST s y"},
+    )
+    assert calls.names == ["first", "settings", "store"]
+
+
+@pytest.mark.parametrize(
+    ("refusal", "status"), [(AuthenticationError("no"), 401), (ForbiddenError("no"), 403)]
+)
+def test_a_refusing_dependency_answers_before_the_parameters_are_validated(
+    refusal: Exception, status: int
+) -> None:
+    # GIVEN a dependency that refuses the caller
+    calls = Calls()
+    calls.refuse = refusal
+    _, handler = _app(calls)
+    # WHEN a request is also malformed (body, query) THEN the refusal answers, as FastAPI,
+    # which solves dependencies before it validates parameters, answers it; the next
+    # dependency is never called
+    assert _answer(handler, "POST", "/items", body={"nom": "y"})[0] == status
+    assert _answer(handler, "GET", "/query", query="size=0")[0] == status
+    assert _answer(handler, "GET", "/plain/x")[0] == status
+    assert calls.names == ["first"] * 3
+    # ...but a body that is not JSON is refused before any dependency is called, as FastAPI
+    # reads the body first
+    calls.names.clear()
+    not_json = http_event(
+        "POST", "/items", body="{not json", headers={"content-type": "application/json"}
+    )
+    assert handler(not_json, None)["statusCode"] == 422
+    assert calls.names == []
+    # ...and a well-formed caller with a malformed request still gets the 422
+    calls.refuse = None
+    assert _answer(handler, "GET", "/query", query="size=0")[0] == 422
+
+
+def test_an_override_on_the_app_replaces_a_dependency_as_fastapi_documents() -> None:
+    calls = Calls()
+    app, handler = _app(calls)
+    first = next(
+        sub.call
+        for route in app.routes
+        if getattr(route, "path", "") == "/plain/{name}"
+        for sub in route.dependant.dependencies  # type: ignore[attr-defined]
+        if sub.name == "one"
+    )
+    app.dependency_overrides[first] = lambda: "overridden"
+    try:
+        assert _answer(handler, "GET", "/plain/x") == (200, {"name": "overridden /plain/x x"})
+        assert _answer(handler, "POST", "/items", body={"name": "y"})[1] == {
+            "name": "overridden /items y"
+        }
+    finally:
+        app.dependency_overrides.clear()
+    assert calls.names == ["second", "second"]
+    assert _answer(handler, "GET", "/plain/x") == (200, {"name": "one /plain/x x"})
+
+
+def test_the_signed_in_routes_resolve_no_dependency_through_fastapi() -> None:
+    # The point of it (issue 11): GET /users/me and GET /sessions/{id} take their caller and
+    # repository without FastAPI's resolution, and so do POST (with its idempotency store and
+    # the settings that needs) and PATCH /sessions.
+    from tests.utils.functions import load_module
+
+    users = load_module("users", "app").app
+    sessions = load_module("sessions", "app").app
+
+    def flat(app: FastAPI, path: str, method: str) -> list[str | None]:
+        route = next(
+            r
+            for r in app.routes
+            if getattr(r, "path", "") == path and method in r.methods  # type: ignore[attr-defined]
+        )
+        flat = flattened(route.dependant)  # type: ignore[attr-defined]
+        assert flat is not None
+        return [sub.name for sub in flat.dependant.dependencies]
+
+    assert flat(users, "/users/me", "GET") == []
+    assert flat(sessions, "/sessions/{session_id}", "GET") == []
+    assert flat(sessions, "/sessions", "POST") == []
+    assert flat(sessions, "/sessions/{session_id}", "PATCH") == []
