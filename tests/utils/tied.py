@@ -8,7 +8,10 @@ it is cleared only for a set-user-ID, set-group-ID or file-capability binary), s
 keeps the launcher's PID, the one `Popen` reports. SIGTERM is `lucid serve`'s own way to stop,
 which ends its workers and its embedded redis-server
 (tests/e2e/test_edge_processes.py, test_a_stopped_edge_leaves_no_process_behind). The edge is not
-changed: it gets no option of its own for a watch only the tests need.
+changed: it gets no option of its own for a watch only the tests need. The test session's own
+redis-server (tests/conftest.py, through `start_redis(launch=...)`) and the servers the bench
+starts (bench/harness.py `running`) are tied the same way; redis-server, uvicorn and the edge
+all stop on SIGTERM.
 
 A launcher rather than `Popen(preexec_fn=...)`: the subprocess documentation calls preexec_fn
 unsafe in a process with threads (the child may deadlock before exec), and the test process
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+from pathlib import Path
 
 # prctl(PR_SET_PDEATHSIG = 1, SIGTERM); a parent that died before it was set is not waited for
 # (getppid() then names whoever adopted the launcher), and the command is not started.
@@ -41,3 +46,25 @@ def tied(args: list[str]) -> list[str]:
     if not sys.platform.startswith("linux"):
         return args
     return [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *args]
+
+
+def start_time(pid: int) -> str | None:
+    """When process `pid` started (/proc/<pid>/stat's field 22), None once it has ended (a
+    zombie has: only its parent has not reaped it yet)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else fields[19]
+
+
+def ends_within(pid: int, seconds: float) -> bool:
+    """Whether process `pid`, running now, ends within `seconds` (another process given the same
+    PID meanwhile is not it)."""
+    started = start_time(pid)
+    deadline = time.monotonic() + seconds
+    while started is not None and start_time(pid) == started:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
