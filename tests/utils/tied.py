@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
-from pathlib import Path
 
 # prctl(PR_SET_PDEATHSIG = 1, SIGTERM); a parent that died before it was set is not waited for
 # (getppid() then names whoever adopted the launcher), and the command is not started.
@@ -46,25 +44,3 @@ def tied(args: list[str]) -> list[str]:
     if not sys.platform.startswith("linux"):
         return args
     return [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *args]
-
-
-def start_time(pid: int) -> str | None:
-    """When process `pid` started (/proc/<pid>/stat's field 22), None once it has ended (a
-    zombie has: only its parent has not reaped it yet)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return None if fields[0] == "Z" else fields[19]
-
-
-def ends_within(pid: int, seconds: float) -> bool:
-    """Whether process `pid`, running now, ends within `seconds` (another process given the same
-    PID meanwhile is not it)."""
-    started = start_time(pid)
-    deadline = time.monotonic() + seconds
-    while started is not None and start_time(pid) == started:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
