@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 
 from lucid_edge.local import free_port
+from tests.utils.tied import tied
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -208,10 +209,11 @@ class Server:
 
 @contextmanager
 def running(name: str, args: list[str], env: dict[str, str], port: int) -> Iterator[Server]:
-    """Run `args` until the block ends; the server must answer GET /health."""
+    """Run `args` until the block ends; the server must answer GET /health. It ends with
+    this process too (tests.utils.tied): a bench stopped by SIGKILL leaves no server running."""
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            args,
+            tied(args),
             cwd=ROOT,
             env={**os.environ, **env},
             stdout=log,

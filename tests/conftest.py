@@ -21,8 +21,10 @@ import redis
 from lucid.store import resp
 from lucid_edge.local import EmbeddedMongo, EmbeddedRedis, start_mongo_server, start_redis
 from tests.utils.layer_redis import layer_redis
+from tests.utils.tied import tied
 
-_REDIS: EmbeddedRedis = start_redis()
+# Tied to this process: a run stopped by SIGKILL leaves no redis-server behind (tests.utils.tied).
+_REDIS: EmbeddedRedis = start_redis(launch=tied)
 _MONGO: EmbeddedMongo = start_mongo_server()
 
 os.environ.update(

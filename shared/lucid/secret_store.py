@@ -293,17 +293,15 @@ def read_text(source: SecretSource) -> str:
 
 
 def explain(source: SecretSource, error: BaseException) -> str:
-    """What went wrong reading `source`, for the operator: the permission and resource named.
-
-    Powertools raises `GetParameterError(str(original))` inside the `except` clause that caught
-    the botocore error, so the original is its `__context__`, with AWS's error code.
+    """What went wrong reading `source`, for the operator: the permission and resource named,
+    then whose words follow: AWS's answer, or botocore's when AWS could not be reached.
     """
-    cause = error.__cause__ or error.__context__ or error
+    cause = _botocore_error(error)
     response = getattr(cause, "response", None)
     code = ""
     if isinstance(response, dict):
         code = str(response.get("Error", {}).get("Code", ""))
-    said = f" (AWS: {cause})"
+    said = f" ({_their_words(cause, answered=isinstance(response, dict))})"
     if code in _DENIED:
         kms = " (and kms:Decrypt on its key)" if "kms" in str(cause).lower() else ""
         return (
@@ -318,6 +316,57 @@ def explain(source: SecretSource, error: BaseException) -> str:
     if code in _MISSING:
         return f"{source} does not exist in this account and region{said}"
     return f"{source} could not be read{said}"
+
+
+_BOTOCORE = "botocore.exceptions"
+
+
+def _botocore_error(error: BaseException) -> BaseException:
+    """The error boto3 raised behind `error`.
+
+    Powertools raises `GetParameterError(str(original))` inside the `except` clause that caught
+    the botocore error (aws_lambda_powertools/utilities/parameters/base.py, `get`), so the
+    original is its `__context__`, with AWS's error code. `read_versions` calls boto3 itself and
+    gets the botocore error as it is, whose own `__context__` is not AWS's but urllib3's:
+    botocore raises EndpointConnectionError(error=e) inside the `except` clause that caught
+    urllib3's NewConnectionError (botocore/httpsession.py, `URLLib3Session.send`).
+    """
+    if _botocore_kinds(error):
+        return error
+    return error.__cause__ or error.__context__ or error
+
+
+def _botocore_kinds(error: BaseException) -> set[str]:
+    """The names of botocore's exception classes `error` is one of (its every error derives
+    from BotoCoreError or ClientError there). Read by name: botocore is boto3's, which Lambda's
+    runtime provides, and the layer declares boto3 only (pyproject.toml)."""
+    return {kind.__name__ for kind in type(error).__mro__ if kind.__module__ == _BOTOCORE}
+
+
+def _their_words(cause: BaseException, *, answered: bool) -> str:
+    """`cause`'s text, after what it is: AWS's answer, or why AWS was not reached (botocore's
+    ConnectionError and HTTPClientError: no connection, a timeout, a connection closed without
+    an answer), or another error, by its name. botocore's text names the endpoint URL (a proxy's
+    without its password), nothing of the request."""
+    if answered:
+        return f"AWS: {cause}"
+    if _botocore_kinds(cause) & {"ConnectionError", "HTTPClientError"}:
+        return f"could not reach AWS: {cause}{_system_reason(cause)}"
+    return f"{type(cause).__name__}: {cause}"
+
+
+def _system_reason(cause: BaseException) -> str:
+    """The operating system's reason below a botocore error ("Connection refused", "Name or
+    service not known"), after ": ", or "": botocore's text does not carry it (urllib3 raises
+    its NewConnectionError from the socket's OSError, botocore its error from urllib3's)."""
+    below = cause.__cause__ or cause.__context__
+    for _ in range(4):  # botocore's, urllib3's, the socket's: a bound, whatever the chain
+        if below is None:
+            break
+        if isinstance(below, OSError) and below.strerror:
+            return f": {below.strerror}"
+        below = below.__cause__ or below.__context__
+    return ""
 
 
 def _resource(source: SecretSource) -> str:

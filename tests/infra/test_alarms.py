@@ -153,6 +153,37 @@ def test_every_dashboard_metric_is_one_aws_documents_or_our_code_emits(
         assert known(namespace, metric, dims, ours), f"dashboard: {namespace} {metric} {dims}"
 
 
+def test_each_graph_shows_what_its_title_says_on_a_grid_without_overlaps(
+    template: dict[str, Any],
+) -> None:
+    # GIVEN the dashboard's widgets, and the metrics each graphs
+    widgets = json.loads(dashboard_body(template))["widgets"]
+    shown = {
+        widget["properties"]["title"]: {
+            metric for _, metric, _ in dashboard_metrics(json.dumps({"widgets": [widget]}))
+        }
+        for widget in widgets
+    }
+    # THEN the breakers' graph shows the breakers alone (it also plotted the stage throttle's
+    # 429s), and those are on the throttles' graph, beside Lambda's throttles
+    assert shown["Circuit breakers"] == {"CircuitOpened", "CircuitRejected"}
+    assert [title for title, metrics in shown.items() if "ApiThrottled" in metrics] == [
+        "Throttles: the API stage (429) and Lambda by function"
+    ]
+    assert shown["Throttles: the API stage (429) and Lambda by function"] == {
+        "ApiThrottled",
+        "Throttles",
+    }
+    # AND every widget fits CloudWatch's 24 columns and covers no other
+    taken: set[tuple[int, int]] = set()
+    for widget in widgets:
+        x, y, width, height = (widget[k] for k in ("x", "y", "width", "height"))
+        assert x + width <= 24, widget["properties"]["title"]
+        cells = {(column, row) for column in range(x, x + width) for row in range(y, y + height)}
+        assert not cells & taken, widget["properties"]["title"]
+        taken |= cells
+
+
 def test_the_local_alert_rules_mirror_the_alarms_one_for_one(template: dict[str, Any]) -> None:
     mirrored = {rule["labels"]["cloudwatch_alarm"] for rule in alert_rules()}
     assert mirrored == set(of_type(template, "AWS::CloudWatch::Alarm"))

@@ -7,9 +7,11 @@ clients with botocore's Stubber: moto's IAM enforcement answers with a code neit
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -335,25 +337,60 @@ def test_each_refusal_of_the_jwt_key_tells_the_operator_what_to_grant(
     assert said in caught.value.reason
 
 
+@pytest.mark.parametrize("setting", ["JWT_SECRET_KEY", "MONGODB_URI"])
 def test_aws_out_of_reach_is_the_secrets_503_saying_what_failed(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    setting: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # GIVEN AWS out of reach (a function in a VPC with no route to Secrets Manager): an
     # endpoint nobody listens on, one attempt; botocore's error then carries no AWS response
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    port = free_port()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    ring = KeyRing(Settings(STAGE="prod", JWT_SECRET_ARN=SM_ARN))
-    # WHEN the key is needed THEN it is the secrets' 503, and the log says what failed
+    # WHEN the JWT key (read with boto3 itself) or the MongoDB URI (read with Powertools) is
+    # needed THEN it is the secrets' 503
+    needed: Callable[[], object]
+    if setting == "JWT_SECRET_KEY":
+        needed = KeyRing(Settings(STAGE="prod", JWT_SECRET_ARN=SM_ARN)).keys
+    else:
+        needed = functools.partial(read, SecretSource(setting, "secretsmanager", SM_ARN))
     with (
         caplog.at_level(logging.ERROR, logger="lucid.secrets"),
         pytest.raises(SecretUnavailableError) as caught,
     ):
-        ring.keys()
+        needed()
+    # AND the log says that AWS could not be reached, in botocore's words and the system's
+    # (not urllib3's connection object, after a label calling them AWS's)
     reason = caught.value.reason
-    assert reason.startswith(f"Secrets Manager secret {SM_ARN} could not be read (AWS: ")
-    assert reason.endswith("Connection refused)")
-    assert f"JWT_SECRET_KEY unavailable: {reason}" in _logged(caplog)
+    assert reason == (
+        f"Secrets Manager secret {SM_ARN} could not be read (could not reach AWS: Could not "
+        f'connect to the endpoint URL: "http://127.0.0.1:{port}/": Connection refused)'
+    )
+    assert f"{setting} unavailable: {reason}" in _logged(caplog)
+
+
+def test_no_credentials_are_named_as_botocore_names_them_not_as_aws_words(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a function with no credentials at all (none in its environment, no files, no
+    # instance metadata): botocore refuses before asking AWS anything
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # its credentials, once found, are kept
+    # WHEN the signing key is needed THEN the 503's log line names botocore's error as it is
+    with (
+        caplog.at_level(logging.ERROR, logger="lucid.secrets"),
+        pytest.raises(SecretUnavailableError) as caught,
+    ):
+        KeyRing(Settings(STAGE="prod", JWT_SECRET_ARN=SM_ARN)).keys()
+    assert caught.value.reason == (
+        f"Secrets Manager secret {SM_ARN} could not be read "
+        "(NoCredentialsError: Unable to locate credentials)"
+    )
 
 
 def test_a_parameter_named_without_a_leading_slash_is_named_in_its_arn_with_one(

@@ -8,7 +8,10 @@ it is cleared only for a set-user-ID, set-group-ID or file-capability binary), s
 keeps the launcher's PID, the one `Popen` reports. SIGTERM is `lucid serve`'s own way to stop,
 which ends its workers and its embedded redis-server
 (tests/e2e/test_edge_processes.py, test_a_stopped_edge_leaves_no_process_behind). The edge is not
-changed: it gets no option of its own for a watch only the tests need.
+changed: it gets no option of its own for a watch only the tests need. The test session's own
+redis-server (tests/conftest.py, through `start_redis(launch=...)`) and the servers the bench
+starts (bench/harness.py `running`) are tied the same way; redis-server, uvicorn and the edge
+all stop on SIGTERM.
 
 A launcher rather than `Popen(preexec_fn=...)`: the subprocess documentation calls preexec_fn
 unsafe in a process with threads (the child may deadlock before exec), and the test process

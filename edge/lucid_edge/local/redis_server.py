@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,7 +75,11 @@ class EmbeddedRedis:
 
 
 def start_redis(
-    port: int | None = None, *, data_dir: Path | None = None, config: Sequence[str] = ()
+    port: int | None = None,
+    *,
+    data_dir: Path | None = None,
+    config: Sequence[str] = (),
+    launch: Callable[[list[str]], list[str]] = list,
 ) -> EmbeddedRedis:
     """Start a redis-server on 127.0.0.1 (a free port unless given) and wait until it answers.
 
@@ -83,6 +87,9 @@ def start_redis(
     nothing by itself (no save points, no AOF), but SAVE writes its snapshot there and a server
     started on a directory holding one loads it: what a restart restoring a snapshot does.
     `config`: more command-line directives (e.g. `--rename-command`), after the defaults.
+    `launch`: the command actually run, given redis-server's; it must exec redis-server in the
+    process it starts, whose PID `stop()` signals (the test session's ties the server to the
+    test process: tests/utils/tied.py).
     """
     port = port or free_port()
     workdir = data_dir or Path(tempfile.mkdtemp(prefix="lucid-redis-"))
@@ -100,7 +107,7 @@ def start_redis(
     log_path = workdir / "redis.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(  # noqa: S603 - fixed binary, fixed arguments
-            args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ}
+            launch(args), stdout=log, stderr=subprocess.STDOUT, env={**os.environ}
         )
     deadline = time.monotonic() + _START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:

@@ -14,7 +14,8 @@ Error mapping (all problem+json, raised as `lucid.errors`):
     backend 4xx / 5xx ............... passed through with its body and headers
 
 Retries: only GET, HEAD, OPTIONS, PUT and DELETE, only when the connection could not be made
-(nothing reached the backend), with jittered exponential backoff, and only while the
+(nothing reached the backend) for a reason a new connection may not meet again (not a TLS
+certificate that did not verify), with jittered exponential backoff, and only while the
 invocation's time allows. A reset or timeout after the request was sent is never retried, so a
 POST is sent at most once.
 
@@ -172,6 +173,13 @@ class _UnreachableError(Exception):
         self.error = error
 
 
+def _did_not_verify(error: Exception) -> bool:
+    """Whether a connect error is the backend's TLS certificate failing verification."""
+    # httpcore raises its ConnectError from the ssl module's error (`map_exceptions`), and its
+    # pool raises that again `from None`: the ssl error stays the context (httpcore 1.0.9)
+    return isinstance(error.__cause__ or error.__context__, ssl.SSLCertVerificationError)
+
+
 def exchange_seconds(settings: Settings) -> float:
     """The longest one forwarded request may take: every connect attempt its connect timeout and
     the longest wait before each retry, then the read timeout (see the module docstring)."""
@@ -262,7 +270,10 @@ class Proxy:
             try:
                 return self._attempt(backend, request, urls, headers, deadline)
             except _CONNECT_ERRORS as error:
-                delay = next(delays, None)
+                # A certificate that did not verify will not verify on a new handshake: not
+                # retried. The failure still counts against the breaker (`forward`): until its
+                # certificate changes, the backend is as unusable to us as one that is down.
+                delay = None if _did_not_verify(error) else next(delays, None)
                 if delay is None or time.monotonic() + delay >= deadline:
                     raise _UnreachableError(self._connect_error(backend, error)) from error
                 self._sleep(delay)
@@ -357,9 +368,7 @@ class Proxy:
             return GatewayTimeoutError(
                 f"the {backend.name} backend did not accept a connection in time"
             )
-        # httpcore raises its ConnectError from the ssl module's error (`map_exceptions`), and its
-        # pool raises that again `from None`: the ssl error stays the context (httpcore 1.0.9)
-        if isinstance(error.__cause__ or error.__context__, ssl.SSLCertVerificationError):
+        if _did_not_verify(error):
             return BadGatewayError(
                 f"the {backend.name} backend's TLS certificate did not verify against the"
                 " trusted CAs"

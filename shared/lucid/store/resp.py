@@ -34,7 +34,8 @@ client.py), so that every caller degrades where it did:
   also logged, once per client and cause, at ERROR on the `lucid.store` logger,
   saying what to check in REDIS_URI or the user's ACL (never the server's words: Redis 7's
   NOPERM names the user); callers then degrade as for a Redis that is down. A NOPERM of INFO,
-  which costs only the detection of a restored Redis, is a WARNING saying so (`_DISPENSABLE`).
+  which costs only the detection of a restored Redis, is a WARNING saying so (`_DISPENSABLE`),
+  and so is INFO unknown (renamed in the server's configuration).
 - The pool blocks (queues) a caller for at most its wait when every connection is in use
   (`BlockingConnectionPool`), then raises ConnectionError("No connection available.").
 """
@@ -152,15 +153,25 @@ _REFUSED_COMMAND = re.compile(r"run the '([A-Za-z0-9_|:-]+)' command")
 # (`lucid.store.kept_connection.server_run_id`); without it every server process looks alike
 # (README, "What this does not cover"). The 30 s is lucid.auth.revocation.SYNC_SECONDS (the
 # test of this line checks it; this module imports nothing of the layer above it).
+_WITHOUT_INFO = (
+    "a Redis restart that restores older data (a snapshot, a replica that lagged) cannot be "
+    "told from the server that loaded the revocation copy, so revocations the restored copy "
+    "lacks may go unseen until its next reload (at most 30 s); nothing else is lost."
+)
 _DISPENSABLE = {
     "NOPERM INFO": (
-        "Redis refuses INFO to REDIS_URI's user (NOPERM INFO): a Redis restart that restores "
-        "older data (a snapshot, a replica that lagged) cannot be told from the server that "
-        "loaded the revocation copy, so revocations the restored copy lacks may go unseen until "
-        "its next reload (at most 30 s); nothing else is lost. Allow it with ACL SETUSER "
-        "<user> +info"
+        f"Redis refuses INFO to REDIS_URI's user (NOPERM INFO): {_WITHOUT_INFO} Allow it with "
+        "ACL SETUSER <user> +info"
+    ),
+    "unknown INFO": (
+        f"Redis does not know INFO (ERR unknown command: renamed in its configuration): "
+        f"{_WITHOUT_INFO} Remove the rename-command of INFO from the server's configuration"
     ),
 }
+# A command renamed away (`rename-command INFO ""`) is unknown: "ERR unknown command `INFO`,
+# with args beginning with: ..." from Redis 6.2 (the embedded server's, checked), with single
+# quotes from 7.0 (server.c, commandCheckExistence).
+_UNKNOWN_INFO = re.compile(r"ERR unknown command [`']INFO[`']", re.IGNORECASE)
 
 
 def _reply_error(message: str) -> RedisError:
@@ -298,7 +309,10 @@ def refusal_cause(error: BaseException) -> str | None:
 
 
 def _refusal(message: str) -> tuple[str, str] | None:
-    # (the cause, the ERROR line) of an error reply refusing the credentials; None otherwise.
+    # (the cause, the ERROR line) of an error reply refusing the credentials, or of INFO
+    # unknown (its line is a WARNING: `_DISPENSABLE`); None otherwise.
+    if _UNKNOWN_INFO.match(message):
+        return "unknown INFO", _DISPENSABLE["unknown INFO"]
     found = next((refusal for refusal in _REFUSALS if message.startswith(refusal[0])), None)
     if found is None:
         return None
@@ -442,7 +456,7 @@ class Connection:
         if isinstance(reply, RedisError):
             if isinstance(reply, ConnectionError):
                 self.disconnect()
-            if refused_credentials(reply):
+            if refused_credentials(reply) or _UNKNOWN_INFO.match(str(reply)):
                 self._report_refusal(str(reply))
             raise reply
         return reply

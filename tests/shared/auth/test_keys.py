@@ -15,7 +15,8 @@ import boto3
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from moto import mock_aws
 
 import lucid.auth
@@ -36,7 +37,7 @@ def _settings(**values: Any) -> Settings:
     return Settings(**defaults)
 
 
-def _pem_private(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
+def _pem_private(key: PrivateKeyTypes) -> str:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -44,7 +45,7 @@ def _pem_private(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
     ).decode()
 
 
-def _pem_public(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
+def _pem_public(key: PrivateKeyTypes) -> str:
     return (
         key.public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -224,29 +225,58 @@ _RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 _EC = ec.generate_private_key(ec.SECP256R1())
 
 
+_RSA_TOO_SHORT = "RS256 needs an RSA key of at least 2048 bits"
+_NOT_P256 = "ES256 needs an EC key on curve P-256"
+_NOT_BOTH = "a previous JWT key needs both its key and JWT_PREVIOUS_KEY_ID"
+
+
 @pytest.mark.parametrize(
     ("values", "reason"),
     [
-        ({"JWT_ALGORITHM": "RS256"}, "needs JWT_PRIVATE_KEY or JWT_PUBLIC_KEY"),
-        ({"JWT_ALGORITHM": "RS256", "JWT_PRIVATE_KEY": "nope"}, "not an unencrypted PEM"),
-        ({"JWT_ALGORITHM": "RS256", "JWT_PUBLIC_KEY": "nope"}, "not a PEM public key"),
-        ({"JWT_ALGORITHM": "RS256", "JWT_PRIVATE_KEY": _pem_private(_EC)}, "RSA key"),
+        ({"JWT_ALGORITHM": "RS256"}, "RS256 needs JWT_PRIVATE_KEY or JWT_PUBLIC_KEY"),
         (
+            {"JWT_ALGORITHM": "RS256", "JWT_PRIVATE_KEY": "nope"},
+            "the JWT private key is not an unencrypted PEM key",
+        ),
+        (  # a PEM key, encrypted: the function has no passphrase to open it with
+            {
+                "JWT_ALGORITHM": "RS256",
+                "JWT_PRIVATE_KEY": _RSA.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.BestAvailableEncryption(b"passphrase"),
+                ).decode(),
+            },
+            "the JWT private key is not an unencrypted PEM key",
+        ),
+        (
+            {"JWT_ALGORITHM": "RS256", "JWT_PUBLIC_KEY": "nope"},
+            "a JWT public key is not a PEM public key",
+        ),
+        ({"JWT_ALGORITHM": "RS256", "JWT_PRIVATE_KEY": _pem_private(_EC)}, _RSA_TOO_SHORT),
+        (  # a DSA key as long as the least RSA key is not an RSA key
+            {
+                "JWT_ALGORITHM": "RS256",
+                "JWT_PUBLIC_KEY": _pem_public(dsa.generate_private_key(2048)),
+            },
+            _RSA_TOO_SHORT,
+        ),
+        (  # one bit short of the least
             {
                 "JWT_ALGORITHM": "RS256",
                 "JWT_PRIVATE_KEY": _pem_private(
-                    rsa.generate_private_key(public_exponent=65537, key_size=1024)
+                    rsa.generate_private_key(public_exponent=65537, key_size=2047)
                 ),
             },
-            "at least 2048 bits",
+            _RSA_TOO_SHORT,
         ),
-        ({"JWT_ALGORITHM": "ES256", "JWT_PUBLIC_KEY": _pem_public(_RSA)}, "curve P-256"),
+        ({"JWT_ALGORITHM": "ES256", "JWT_PUBLIC_KEY": _pem_public(_RSA)}, _NOT_P256),
         (
             {
                 "JWT_ALGORITHM": "ES256",
                 "JWT_PUBLIC_KEY": _pem_public(ec.generate_private_key(ec.SECP384R1())),
             },
-            "curve P-256",
+            _NOT_P256,
         ),
         (
             {
@@ -256,16 +286,22 @@ _EC = ec.generate_private_key(ec.SECP256R1())
                     rsa.generate_private_key(public_exponent=65537, key_size=2048)
                 ),
             },
-            "does not belong",
+            "JWT_PUBLIC_KEY does not belong to the JWT private key",
         ),
-        ({"JWT_SECRET_KEY": LONG_KEY, "JWT_PREVIOUS_KEY_ID": "k1"}, "must differ"),
-        ({"JWT_SECRET_KEY": LONG_KEY, "JWT_PREVIOUS_KEY_ID": "k0"}, "needs both"),
-        ({"JWT_SECRET_KEY": LONG_KEY, "JWT_PREVIOUS_SECRET_KEY": LONG_KEY}, "needs both"),
+        (
+            {"JWT_SECRET_KEY": LONG_KEY, "JWT_PREVIOUS_KEY_ID": "k1"},
+            "JWT_PREVIOUS_KEY_ID must differ from JWT_KEY_ID",
+        ),
+        ({"JWT_SECRET_KEY": LONG_KEY, "JWT_PREVIOUS_KEY_ID": "k0"}, _NOT_BOTH),
+        ({"JWT_SECRET_KEY": LONG_KEY, "JWT_PREVIOUS_SECRET_KEY": LONG_KEY}, _NOT_BOTH),
     ],
 )
 def test_unusable_key_configuration_is_refused(values: dict[str, Any], reason: str) -> None:
-    with pytest.raises(KeyConfigurationError, match=reason):
+    # GIVEN keys a function cannot sign or verify with WHEN it reads them THEN it refuses them
+    # with the words the operator reads in its log (and nothing before or after them)
+    with pytest.raises(KeyConfigurationError) as refused:
         KeyRing(_settings(JWT_SECRET_ARN=None, **values)).keys()
+    assert str(refused.value) == reason
 
 
 def test_previous_public_key_verifies_during_rotation() -> None:

@@ -150,6 +150,7 @@ class BackendServer(ThreadingHTTPServer):
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self.connections = 0
+        self.accepted = 0  # connections accepted; https: handshakes begun, failed ones too
 
     @property
     def url(self) -> str:
@@ -168,6 +169,13 @@ class BackendServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         return  # a client that hung up mid-answer is part of several tests
+
+    def get_request(self) -> tuple[Any, Any]:
+        # An https listening socket makes the handshake inside accept(), which raises when the
+        # client refuses the certificate: count the attempt before it.
+        with self._lock:
+            self.accepted += 1
+        return super().get_request()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._lock:

@@ -317,13 +317,24 @@ def test_one_pooled_connection_serves_consecutive_calls(
 
 
 @pytest.mark.parametrize(
-    ("mode", "error"), [("stall", GatewayTimeoutError), ("truncate", BadGatewayError)]
+    ("mode", "read_timeout", "error"),
+    # A cut-off body is a close the proxy waits for, never a timeout: its read timeout is long,
+    # so that a loaded machine's handler thread closing late is not a 504 (it was at 0.3 s).
+    # A stalled body is a timeout the proxy waits for: the backend's close comes long after it
+    # (5 s, which nobody waits for), so that a proxy thread woken late does not see it first.
+    [("stall", 0.3, GatewayTimeoutError), ("truncate", 10.0, BadGatewayError)],
 )
 def test_a_body_that_stalls_or_is_cut_off_is_504_or_502(
-    backend: BackendServer, make_proxy: MakeProxy, mode: str, error: type[Exception]
+    backend: BackendServer,
+    make_proxy: MakeProxy,
+    mode: str,
+    read_timeout: float,
+    error: type[Exception],
 ) -> None:
-    backend.mode, backend.delay = mode, 1.0
-    proxy = make_proxy(proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url))
+    backend.mode, backend.delay = mode, 5.0
+    proxy = make_proxy(
+        proxy_settings(BLOCKCHAIN_SERVICE_URL=backend.url, PROXY_READ_TIMEOUT_SECONDS=read_timeout)
+    )
     with pytest.raises(error):
         proxy.forward(proxy_request())
 

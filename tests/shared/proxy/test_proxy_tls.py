@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lucid.errors import BadGatewayError
-from lucid.proxy import Proxy
+from lucid.errors import BadGatewayError, ServiceUnavailableError
+from lucid.proxy import BreakerState, Proxy
 from lucid.proxy.client import build_store
 from lucid.proxy.transport import connection_pool, verified_context
 from tests.shared.proxy.conftest import proxy_request, proxy_settings
@@ -33,8 +33,8 @@ def https_backend(tmp_path: Path) -> Iterator[tuple[BackendServer, Path]]:
         yield server, cert_file
 
 
-def _proxy(url: str, trusted: Path | None = None) -> Proxy:
-    settings = proxy_settings(BLOCKCHAIN_SERVICE_URL=url, PROXY_RETRIES=0)
+def _proxy(url: str, trusted: Path | None = None, retries: int = 0) -> Proxy:
+    settings = proxy_settings(BLOCKCHAIN_SERVICE_URL=url, PROXY_RETRIES=retries)
     if trusted is None:  # the process's pool: certifi's CAs
         return Proxy(settings, connection_pool(4, 2), build_store(None))
 
@@ -84,3 +84,32 @@ def test_a_certificate_no_trusted_ca_signed_is_refused_before_any_request(
     )
     assert backend.received == []
     assert verified_context.cache_info().currsize == 1
+
+
+def test_a_certificate_that_did_not_verify_is_not_retried_but_opens_the_breaker(
+    https_backend: tuple[BackendServer, Path],
+) -> None:
+    backend, _ = https_backend
+    # GIVEN the process's proxy pool, which retries an idempotent request's refused connection
+    # twice, and a backend whose certificate no trusted CA signed
+    proxy = _proxy(backend.url, retries=2)
+    try:
+        # WHEN four GETs are forwarded (the breaker's minimum of calls), then a fifth
+        refusals = []
+        for _ in range(4):
+            with pytest.raises(BadGatewayError) as refusal:
+                proxy.forward(proxy_request("GET", "chain", "info"))
+            refusals.append(refusal.value.detail)
+        with pytest.raises(ServiceUnavailableError) as open_breaker:
+            proxy.forward(proxy_request("GET", "chain", "info"))
+    finally:
+        proxy.close()
+    # THEN each GET was one handshake, not three (a new one would not verify either), each a
+    # 502 saying why, and the four failures opened the backend's breaker
+    assert backend.accepted == 4
+    assert set(refusals) == {
+        "the blockchain backend's TLS certificate did not verify against the trusted CAs"
+    }
+    assert proxy.breakers["blockchain"].state is BreakerState.OPEN
+    assert open_breaker.value.extensions == {"backend": "blockchain", "breaker": "open"}
+    assert backend.received == []

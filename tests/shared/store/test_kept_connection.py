@@ -17,7 +17,7 @@ from lucid.ratelimit.script import ScriptRunner
 from lucid.store import resp
 from lucid.store.kept_connection import kept_connections, server_run_id
 from lucid.store.redis_client import build_redis
-from lucid_edge.local import EmbeddedRedis
+from lucid_edge.local import EmbeddedRedis, start_redis
 from tests.utils.layer_redis import layer_redis
 from tests.utils.logs import logged_lines
 
@@ -350,6 +350,37 @@ def test_a_server_that_refuses_info_is_one_process_to_its_callers(
     finally:
         client.connection_pool.disconnect()
         redis_client.acl_deluser("no-info")
+
+
+def test_a_server_whose_info_is_renamed_away_is_one_warning_too() -> None:
+    # GIVEN a Redis whose configuration renames INFO away (rename-command INFO ""), and
+    # revocations checked on it
+    with start_redis(config=["--rename-command", "INFO", ""]) as server:
+        client = build_redis(Settings(JWT_SECRET_KEY=KEY, REDIS_URI=server.uri))
+        try:
+            revocations = RevocationList(client, _EmptyRecord, token_lifetime_seconds=900)
+            # WHEN it checks sign-ins, and INFO is sent again THEN the checks are answered
+            with logged_lines() as lines:
+                for _ in range(3):
+                    assert revocations.is_revoked("s-1") is False
+                with pytest.raises(resp.ResponseError, match="unknown command `INFO`"):
+                    client.execute_command("INFO", "server")
+            # AND Redis's unknown INFO is one WARNING line saying what it costs and what to fix,
+            # as a NOPERM of INFO is (it said nothing)
+            assert [(line["level"], line["code"], line["message"]) for line in lines] == [
+                (
+                    "WARNING",
+                    "unknown INFO",
+                    "Redis does not know INFO (ERR unknown command: renamed in its "
+                    "configuration): a Redis restart that restores older data (a snapshot, a "
+                    "replica that lagged) cannot be told from the server that loaded the "
+                    "revocation copy, so revocations the restored copy lacks may go unseen "
+                    "until its next reload (at most 30 s); nothing else is lost. Remove the "
+                    "rename-command of INFO from the server's configuration",
+                )
+            ]
+        finally:
+            client.connection_pool.disconnect()
 
 
 class _EmptyRecord:
