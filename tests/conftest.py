@@ -19,12 +19,12 @@ import pytest
 import redis
 
 from lucid.store import resp
-from lucid_edge.local import EmbeddedMongo, EmbeddedRedis, start_mongo_server, start_redis
+from lucid_edge.local import EmbeddedMongo, EmbeddedRedis, start_mongo_server
 from tests.utils.layer_redis import layer_redis
-from tests.utils.tied import tied
+from tests.utils.tied import start_redis
 
 # Tied to this process: a run stopped by SIGKILL leaves no redis-server behind (tests.utils.tied).
-_REDIS: EmbeddedRedis = start_redis(launch=tied)
+_REDIS: EmbeddedRedis = start_redis()
 _MONGO: EmbeddedMongo = start_mongo_server()
 
 os.environ.update(
