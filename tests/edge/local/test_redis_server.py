@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import redis
@@ -25,23 +29,43 @@ def test_embedded_redis_stops_cleanly_and_twice() -> None:
     assert server.process.poll() is not None
 
 
-# What a test run is to its redis-server: a process that imported tests/conftest.py.
+# What a test run is to its redis-server and its files: a process that imported tests/conftest.py.
 _SESSION = """
 import time
 import tests.conftest as session
 print(session._REDIS.process.pid, session._REDIS.workdir, session._CLI_CONFIG, flush=True)
 time.sleep(300)
 """
+# The next test run: it starts and ends its session.
+_NEXT_SESSION = """
+import tests.conftest as session
+session.pytest_unconfigure(None)
+"""
 
 
-def test_the_session_redis_server_ends_with_a_test_process_killed() -> None:
-    # GIVEN a test process that started the session's redis-server as tests/conftest.py does
+def test_a_killed_test_process_leaves_no_server_and_the_next_one_removes_its_files(
+    redis_server: EmbeddedRedis,
+) -> None:
+    # GIVEN a test process that started the session's redis-server and made its files (the
+    # server's working directory, LUCID_CONFIG_DIR) as tests/conftest.py does
     # WHEN it is killed (SIGKILL: pytest_unconfigure never runs)
     outlived, (_, workdir, config) = outlives_killed_parent(_SESSION)
-    shutil.rmtree(workdir, ignore_errors=True)
-    shutil.rmtree(config, ignore_errors=True)
-    # THEN its redis-server ends too, instead of running on adopted by init
-    assert not outlived
+    try:
+        # THEN its redis-server ends too, instead of running on adopted by init
+        assert not outlived
+        assert (Path(workdir) / "redis.log").is_file()
+        assert Path(config).is_dir()
+        # AND WHEN the next test run starts (and ends)
+        subprocess.run([sys.executable, "-c", _NEXT_SESSION], cwd=ROOT, check=True, timeout=60)
+        # THEN the killed run's files are gone (they stayed in the temporary directory for good)
+        assert not Path(workdir).exists()
+        assert not Path(config).exists()
+        # AND the files of a run still going on (this one's) are kept
+        assert Path(os.environ["LUCID_CONFIG_DIR"]).is_dir()
+        assert (redis_server.workdir / "redis.log").is_file()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(config, ignore_errors=True)
 
 
 def _modules_starting_redis() -> list[str]:
