@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from bench import scenarios
-from lucid_edge.local import start_redis
+from tests.utils.tied import start_redis
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -22,6 +22,7 @@ def main() -> int:
         print(f"unknown scenarios: {', '.join(sorted(unknown))}; known: {', '.join(scenarios.ALL)}")
         return 2
     report: dict[str, object] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    # Tied to this process (tests.utils.tied): a bench stopped by SIGKILL leaves no redis-server.
     with start_redis() as redis_server:
         env = {
             "REDIS_URI": redis_server.uri,

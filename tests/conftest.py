@@ -11,20 +11,23 @@ subprocess drop MONGODB_URI and start their own in-memory MongoDB, as `make run`
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 
 import pytest
 import redis
 
 from lucid.store import resp
-from lucid_edge.local import EmbeddedMongo, EmbeddedRedis, start_mongo_server, start_redis
+from lucid_edge.local import EmbeddedMongo, EmbeddedRedis, start_mongo_server
 from tests.utils.layer_redis import layer_redis
-from tests.utils.tied import tied
+from tests.utils.session_dir import SessionDir
+from tests.utils.tied import start_redis
 
+# The session's files (the redis-server's working directory, LUCID_CONFIG_DIR below) are in one
+# directory; what a session stopped by SIGKILL left, the next one removes (tests.utils.session_dir).
+_SESSION = SessionDir.claim()
+(_SESSION.path / "redis").mkdir()
 # Tied to this process: a run stopped by SIGKILL leaves no redis-server behind (tests.utils.tied).
-_REDIS: EmbeddedRedis = start_redis(launch=tied)
+_REDIS: EmbeddedRedis = start_redis(data_dir=_SESSION.path / "redis")
 _MONGO: EmbeddedMongo = start_mongo_server()
 
 os.environ.update(
@@ -54,7 +57,9 @@ for _name in ("BLOCKCHAIN_SERVICE_URL", "SESSION_SERVICE_URL", "NODE_SERVICE_URL
     os.environ.pop(_name, None)
 # The `lucid` command line's files (keys, credentials, the running gateway that `lucid serve`
 # records): the suite's edges and CLI calls keep theirs apart from the user's ~/.config/lucid.
-_CLI_CONFIG = os.environ["LUCID_CONFIG_DIR"] = tempfile.mkdtemp(prefix="lucid-tests-config-")
+_CLI_CONFIG = _SESSION.path / "config"
+_CLI_CONFIG.mkdir(mode=0o700)
+os.environ["LUCID_CONFIG_DIR"] = str(_CLI_CONFIG)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -64,7 +69,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         get_database().client.close()
     _REDIS.stop()
     _MONGO.stop()
-    shutil.rmtree(_CLI_CONFIG, ignore_errors=True)
+    _SESSION.remove()
 
 
 @pytest.fixture(scope="session")

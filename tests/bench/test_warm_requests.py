@@ -14,7 +14,7 @@ import pytest
 
 from bench.artifact import make_writable
 from bench.warm import WarmCase, measure_cases, warm_cases
-from lucid_edge.local import start_redis
+from tests.utils.tied import start_redis
 
 needs_valgrind = pytest.mark.skipif(
     shutil.which("valgrind") is None,

@@ -21,8 +21,8 @@ import pytest
 import redis
 
 from lucid.ratelimit.lease import LEASE_SECONDS, LEASE_SHARE
-from lucid_edge.local import start_redis
 from tests.e2e.subprocess_edge import SubprocessEdge, sign_in, subprocess_edge
+from tests.utils.tied import start_redis
 from tests.utils.wallets import Wallet
 
 pytestmark = pytest.mark.e2e

@@ -19,10 +19,11 @@ import httpx
 import pytest
 import redis
 
-from lucid_edge.local import EmbeddedRedis, start_redis
+from lucid_edge.local import EmbeddedRedis
 from tests.e2e.flows import JWT_SECRET_KEY, Account, problem, sign_in
 from tests.e2e.subprocess_edge import SubprocessEdge, subprocess_edge, token_pair
 from tests.utils.redis_restore import kill_and_restore
+from tests.utils.tied import start_redis
 from tests.utils.wallets import Wallet
 
 pytestmark = pytest.mark.e2e

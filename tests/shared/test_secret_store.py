@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -337,18 +338,9 @@ def test_each_refusal_of_the_jwt_key_tells_the_operator_what_to_grant(
     assert said in caught.value.reason
 
 
-@pytest.mark.parametrize("setting", ["JWT_SECRET_KEY", "MONGODB_URI"])
-def test_aws_out_of_reach_is_the_secrets_503_saying_what_failed(
-    setting: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    # GIVEN AWS out of reach (a function in a VPC with no route to Secrets Manager): an
-    # endpoint nobody listens on, one attempt; botocore's error then carries no AWS response
-    port = free_port()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    # WHEN the JWT key (read with boto3 itself) or the MongoDB URI (read with Powertools) is
-    # needed THEN it is the secrets' 503
+def _unreachable_reason(setting: str, caplog: pytest.LogCaptureFixture) -> str:
+    """Why `setting`, kept in Secrets Manager, was not read: the 503's reason, also logged. The
+    JWT key is read with boto3 itself, the MongoDB URI with Powertools."""
     needed: Callable[[], object]
     if setting == "JWT_SECRET_KEY":
         needed = KeyRing(Settings(STAGE="prod", JWT_SECRET_ARN=SM_ARN)).keys
@@ -359,14 +351,56 @@ def test_aws_out_of_reach_is_the_secrets_503_saying_what_failed(
         pytest.raises(SecretUnavailableError) as caught,
     ):
         needed()
-    # AND the log says that AWS could not be reached, in botocore's words and the system's
-    # (not urllib3's connection object, after a label calling them AWS's)
-    reason = caught.value.reason
-    assert reason == (
+    assert f"{setting} unavailable: {caught.value.reason}" in _logged(caplog)
+    return caught.value.reason
+
+
+@pytest.mark.parametrize("setting", ["JWT_SECRET_KEY", "MONGODB_URI"])
+def test_aws_out_of_reach_is_the_secrets_503_saying_what_failed(
+    setting: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN AWS out of reach (a function in a VPC with no route to Secrets Manager): an
+    # endpoint nobody listens on, one attempt; botocore's error then carries no AWS response
+    port = free_port()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    # WHEN the JWT key or the MongoDB URI is needed THEN it is the secrets' 503, logged, saying
+    # that AWS could not be reached, in botocore's words and the system's (not urllib3's
+    # connection object, after a label calling them AWS's)
+    assert _unreachable_reason(setting, caplog) == (
         f"Secrets Manager secret {SM_ARN} could not be read (could not reach AWS: Could not "
         f'connect to the endpoint URL: "http://127.0.0.1:{port}/": Connection refused)'
     )
-    assert f"{setting} unavailable: {reason}" in _logged(caplog)
+
+
+@pytest.mark.parametrize("setting", ["JWT_SECRET_KEY", "MONGODB_URI"])
+def test_aws_answering_no_connect_is_a_timeout_said_without_a_system_reason(
+    setting: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN AWS behind a firewall that drops packets (a security group or a route to nowhere):
+    # a listener that never accepts, its queue full (backlog 0, one connection waiting), so
+    # Linux drops the next SYN and the connect waits; botocore's connect timeout is its
+    # "in-region" defaults mode's 1.1 s (botocore/data/sdk-default-configuration.json
+    # connectTimeoutInMillis; configprovider.py `_set_connectTimeoutInMillis`), one attempt
+    with (
+        socket.create_server(("127.0.0.1", 0), backlog=0) as listener,
+        socket.create_connection(listener.getsockname()),
+    ):
+        port = listener.getsockname()[1]
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("AWS_DEFAULTS_MODE", "in-region")
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        # WHEN the JWT key or the MongoDB URI is needed THEN it is the secrets' 503, logged
+        reason = _unreachable_reason(setting, caplog)
+    # saying AWS could not be reached in botocore's words only: below them are urllib3's
+    # timeout and the socket's TimeoutError("timed out"), which has no strerror, so no system
+    # reason follows (nor an empty one, nor urllib3's connection object)
+    assert reason == (
+        f"Secrets Manager secret {SM_ARN} could not be read (could not reach AWS: Connect "
+        f'timeout on endpoint URL: "http://127.0.0.1:{port}/")'
+    )
 
 
 def test_no_credentials_are_named_as_botocore_names_them_not_as_aws_words(

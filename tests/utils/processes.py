@@ -3,6 +3,7 @@ be (SIGKILL, the OOM killer, a cancelled CI job): `outlives_killed_parent`."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -15,11 +16,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def outlives_killed_parent(script: str, seconds: float = 10.0) -> tuple[bool, list[str]]:
+def outlives_killed_parent(script: str, seconds: float = 10.0) -> tuple[list[int], list[str]]:
     """Run Python `script` in the repository's root (its imports: the tests', the bench's); it
-    prints the PID of a process it started, then any other words, and waits. Once it printed,
-    it is killed (SIGKILL: none of its own clean-up runs). Whether the process it started
-    still ran `seconds` later (it is then killed), and the words printed."""
+    prints the PIDs of processes it started, then any other words, on one line, and waits.
+    Once it printed, it is killed (SIGKILL: none of its own clean-up runs). Which of the
+    processes it started still ran `seconds` later (they are then killed), and the words
+    printed."""
     with subprocess.Popen(
         [sys.executable, "-c", script],
         cwd=ROOT,
@@ -29,16 +31,18 @@ def outlives_killed_parent(script: str, seconds: float = 10.0) -> tuple[bool, li
     ) as parent:
         assert parent.stdout is not None
         words = parent.stdout.readline().split()
-        if not words:
+        children = [int(word) for word in itertools.takewhile(str.isdigit, words)]
+        if not children:
             parent.kill()
-            pytest.fail(f"it started nothing: {parent.communicate()[1][-3000:]}")
-        child = int(words[0])
-        started = start_time(child)
+            pytest.fail(f"it started nothing: {words} {parent.communicate()[1][-3000:]}")
+        started = {child: start_time(child) for child in children}
         parent.kill()
         parent.communicate()
-    outlived = not ends_within(child, seconds)
-    if outlived and start_time(child) == started:
-        os.kill(child, signal.SIGKILL)
+    deadline = time.monotonic() + seconds
+    outlived = [child for child in children if not ends_within(child, deadline - time.monotonic())]
+    for child in outlived:
+        if start_time(child) == started[child]:
+            os.kill(child, signal.SIGKILL)
     return outlived, words
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lucid_edge.local import EmbeddedRedis, start_redis
+from lucid_edge.local import EmbeddedRedis
+from tests.utils.tied import start_redis
 
 
 def snapshotting_redis(data_dir: Path) -> EmbeddedRedis:

@@ -8,10 +8,11 @@ it is cleared only for a set-user-ID, set-group-ID or file-capability binary), s
 keeps the launcher's PID, the one `Popen` reports. SIGTERM is `lucid serve`'s own way to stop,
 which ends its workers and its embedded redis-server
 (tests/e2e/test_edge_processes.py, test_a_stopped_edge_leaves_no_process_behind). The edge is not
-changed: it gets no option of its own for a watch only the tests need. The test session's own
-redis-server (tests/conftest.py, through `start_redis(launch=...)`) and the servers the bench
-starts (bench/harness.py `running`) are tied the same way; redis-server, uvicorn and the edge
-all stop on SIGTERM.
+changed: it gets no option of its own for a watch only the tests need. Every redis-server the
+tests and the bench start, the test session's own included, comes from `start_redis` here
+(lucid_edge.local's, tied; tests/edge/local/test_redis_server.py fails naming a module that
+starts one untied), and the servers the bench starts through bench/harness.py `running` are
+tied the same way; redis-server, uvicorn and the edge all stop on SIGTERM.
 
 A launcher rather than `Popen(preexec_fn=...)`: the subprocess documentation calls preexec_fn
 unsafe in a process with threads (the child may deadlock before exec), and the test process
@@ -24,6 +25,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from lucid_edge.local import EmbeddedRedis
+from lucid_edge.local import start_redis as start_untied_redis
 
 # prctl(PR_SET_PDEATHSIG = 1, SIGTERM); a parent that died before it was set is not waited for
 # (getppid() then names whoever adopted the launcher), and the command is not started.
@@ -44,3 +50,11 @@ def tied(args: list[str]) -> list[str]:
     if not sys.platform.startswith("linux"):
         return args
     return [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *args]
+
+
+def start_redis(
+    port: int | None = None, *, data_dir: Path | None = None, config: Sequence[str] = ()
+) -> EmbeddedRedis:
+    """`lucid_edge.local.start_redis` (same arguments), the redis-server tied to this process:
+    it receives SIGTERM, redis-server's own clean stop, when this process or thread ends."""
+    return start_untied_redis(port, data_dir=data_dir, config=config, launch=tied)

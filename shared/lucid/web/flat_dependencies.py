@@ -24,6 +24,33 @@ serialization. The dependant FastAPI documents (OpenAPI) is the route's own, unc
 the app has dependency overrides (tests), the route is served exactly as FastAPI builds it, so an
 override replaces a dependency as FastAPI documents. A route where one of these dependencies is
 also needed by one FastAPI resolves is left to FastAPI, whose per-request cache calls it once.
+
+FastAPI INTERNALS it relies on, read in FastAPI 0.165.0 (the version requirements.lock pins).
+tests/shared/web/test_flat_dependencies.py fails naming the installed version when the pin moves,
+and when one of these changes shape; read them again before moving its PINNED_FASTAPI:
+    fastapi/dependencies/models.py:35 `Dependant`, a dataclass: `_plain` and `_infallible` read
+        its every field (37-56; one added may be a kind of parameter `_plain` must refuse), and
+        the flat dependants are made by `dataclasses.replace` and `Dependant(call=, name=,
+        request_param_name=, path=)`
+    fastapi/dependencies/models.py:87 `_get_cache_key`: a dependency's call, its OAuth scopes and
+        its computed scope (`_get_computed_scope` 240), which for a plain dependency (no scopes,
+        no generator) is its call alone, the key `_plan` keeps one value per
+    fastapi/dependencies/utils.py:671 `solve_dependencies`: a dependant's dependencies in
+        declaration order (704), each one's own first (726), one value per cache key and request
+        when `use_cache` (742-747, 775), a coroutine awaited with its values (762), then the
+        parameters and the body validated (776-805), the request passed by
+        `request_param_name` (810); overrides read from the route's
+        `dependency_overrides_provider.dependency_overrides` at each request (708-711)
+    fastapi/routing.py:406 `get_request_handler`: the body read, as JSON when the content type
+        says so (460-488), a JSONDecodeError raised as a RequestValidationError from it
+        (489-504), then `solve_dependencies` (528), the endpoint called only without errors
+        (541), which are raised as one RequestValidationError (808-815)
+    fastapi/routing.py:1322 `APIRoute.get_route_handler`: the handler built from
+        `self.dependant` (1330), or from an inclusion's copy of the route while one is being
+        built (1326-1328, `_effective_route_context_var` 916, set at 1598; `create_app` serves a
+        FunctionRouter's routes without including them)
+    fastapi/_compat/v2.py:114 `ModelField.field_info`: pydantic's FieldInfo (`annotation`,
+        `metadata`)
 """
 
 # No `from __future__ import annotations` here: typing.NamedTuple compiles each string

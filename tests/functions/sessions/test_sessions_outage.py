@@ -20,10 +20,10 @@ from lucid.store.mongo import build_database
 from lucid.store.redis_client import build_redis
 from lucid.web.stores import stores_of_app, use_stores
 from lucid_edge.local import free_port, start_mongo_server
-from lucid_edge.local.redis_server import start_redis
 from tests.utils.datastore import User, call, database_for, fail_on
 from tests.utils.functions import load_module
 from tests.utils.logs import logged_lines
+from tests.utils.tied import start_redis
 
 api = partial(call, "sessions")
 

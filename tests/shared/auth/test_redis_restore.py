@@ -23,11 +23,12 @@ from lucid.errors import UnknownNonceError
 from lucid.store import resp
 from lucid.store.documents import new_id
 from lucid.store.redis_client import build_redis
-from lucid_edge.local import EmbeddedRedis, in_memory_database, start_redis
+from lucid_edge.local import EmbeddedRedis, in_memory_database
 from tests.shared.auth.test_signin import _service as sign_in_service
 from tests.utils.datastore import CountingRecord, atomic_writes
 from tests.utils.metrics import emitted, flushed
 from tests.utils.redis_restore import kill_and_restore, snapshotting_redis
+from tests.utils.tied import start_redis
 from tests.utils.wallets import Wallet
 
 LIFETIME = 900

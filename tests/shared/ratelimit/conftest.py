@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from lucid_edge.local import EmbeddedRedis, start_redis
+from lucid_edge.local import EmbeddedRedis
 from tests.shared.ratelimit.helpers import RecordList
+from tests.utils.tied import start_redis
 
 
 @pytest.fixture

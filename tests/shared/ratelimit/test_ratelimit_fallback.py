@@ -18,9 +18,10 @@ from lucid.observability import flush_metrics
 from lucid.ratelimit import RateLimiter
 from lucid.ratelimit.memory import InMemoryLimiter
 from lucid.store.redis_client import build_redis
-from lucid_edge.local import EmbeddedRedis, free_port, start_redis
+from lucid_edge.local import EmbeddedRedis, free_port
 from tests.shared.ratelimit.helpers import RecordList, function_app, invoke
 from tests.utils.layer_redis import refused_uri
+from tests.utils.tied import start_redis
 
 LIMITS: dict[str, Any] = {"RATE_LIMIT_ENABLED": True, "RATE_LIMIT_PUBLIC": 3}
 

@@ -16,9 +16,10 @@ from lucid.ratelimit import RateLimiter
 from lucid.ratelimit.lease import LEASE_SECONDS, LEASE_SHARE, NO_LEASE, Leases, Spent, TripTerms
 from lucid.ratelimit.window import LUA_SCRIPT
 from lucid.store import resp
-from lucid_edge.local import EmbeddedRedis, start_redis
+from lucid_edge.local import EmbeddedRedis
 from tests.shared.ratelimit.helpers import limiter_for
 from tests.utils.layer_redis import layer_redis
+from tests.utils.tied import start_redis
 
 IP = "198.51.100.7"
 

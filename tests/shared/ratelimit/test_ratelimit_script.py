@@ -11,7 +11,7 @@ from lucid.config import Settings
 from lucid.ratelimit.script import ScriptRunner
 from lucid.store import resp
 from lucid.store.redis_client import build_redis
-from lucid_edge.local import start_redis
+from tests.utils.tied import start_redis
 
 COUNTER = "return redis.call('INCR', KEYS[1]) + tonumber(ARGV[1])"
 

@@ -18,8 +18,9 @@ from lucid.store.mongo import build_database
 from lucid.store.redis_client import build_redis
 from lucid.store.unusable import StoreUnusableError
 from lucid.users.repository import UserRepository
-from lucid_edge.local import free_port, start_mongo_server, start_redis
+from lucid_edge.local import free_port, start_mongo_server
 from tests.utils.logs import logged_lines
+from tests.utils.tied import start_redis
 
 KEY = "k" * 32
 

@@ -17,9 +17,10 @@ from lucid.ratelimit.script import ScriptRunner
 from lucid.store import resp
 from lucid.store.kept_connection import kept_connections, server_run_id
 from lucid.store.redis_client import build_redis
-from lucid_edge.local import EmbeddedRedis, start_redis
+from lucid_edge.local import EmbeddedRedis
 from tests.utils.layer_redis import layer_redis
 from tests.utils.logs import logged_lines
+from tests.utils.tied import start_redis
 
 KEY = "k" * 32
 

@@ -10,9 +10,10 @@ import pytest
 import redis
 
 from lucid.store import resp
-from lucid_edge.local import EmbeddedRedis, start_redis
+from lucid_edge.local import EmbeddedRedis
 from tests.utils.layer_redis import WRONG_PASSWORD, layer_redis, refused_uri
 from tests.utils.logs import logged_lines
+from tests.utils.tied import start_redis
 
 
 def _errors(lines: list[dict[str, object]]) -> list[tuple[object, object, object]]:

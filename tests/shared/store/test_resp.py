@@ -25,8 +25,9 @@ from lucid.config import Settings
 from lucid.store import resp
 from lucid.store.redis_client import build_redis
 from lucid.store.unusable import StoreUnusableError
-from lucid_edge.local import EmbeddedRedis, free_port, start_redis
+from lucid_edge.local import EmbeddedRedis, free_port
 from tests.utils.layer_redis import layer_redis
+from tests.utils.tied import start_redis
 
 KEY = "k" * 32
 

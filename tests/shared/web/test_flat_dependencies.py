@@ -1,15 +1,18 @@
 """A FunctionRouter's request-only dependencies, called directly, answer as FastAPI's would."""
 
+import dataclasses
 import json
 from typing import Annotated, Any
 
+import fastapi
 import pytest
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi.dependencies.models import Dependant
 from pydantic import BaseModel
 
 from lucid.errors import AuthenticationError, ForbiddenError
 from lucid.web.app import FunctionRouter, create_app, lambda_handler
-from lucid.web.flat_dependencies import flattened
+from lucid.web.flat_dependencies import _CALLED, flattened
 from tests.utils.events import http_event
 
 
@@ -210,3 +213,46 @@ def test_the_signed_in_routes_resolve_no_dependency_through_fastapi() -> None:
     assert flat(sessions, "/sessions/{session_id}", "GET") == []
     assert flat(sessions, "/sessions", "POST") == []
     assert flat(sessions, "/sessions/{session_id}", "PATCH") == []
+
+
+# The FastAPI release whose internals lucid.web.flat_dependencies was read against (its docstring
+# lists them, with file and line).
+PINNED_FASTAPI = "0.165.0"
+
+
+def test_the_fastapi_internals_it_relies_on_are_those_it_was_written_for() -> None:
+    """Fails when FastAPI moves: `lucid.web.flat_dependencies` builds routes from FastAPI's
+    internals, read for FastAPI 0.165.0, and a change there could serve a route with a
+    dependency FastAPI would have refused, or silently stop flattening. Read again the internals
+    its docstring lists, then move PINNED_FASTAPI."""
+    assert fastapi.__version__ == PINNED_FASTAPI, (
+        f"FastAPI {fastapi.__version__} is installed; lucid.web.flat_dependencies was written "
+        f"against {PINNED_FASTAPI}'s internals: read again those its docstring lists"
+    )
+    # Dependant's every field: `_plain` reads each by name to refuse what it cannot call itself,
+    # so a field FastAPI adds may be a kind of parameter it does not know to refuse yet
+    assert [field.name for field in dataclasses.fields(Dependant)] == [
+        "path_params", "query_params", "header_params", "cookie_params", "body_params",
+        "dependencies", "name", "call", "request_param_name", "websocket_param_name",
+        "http_connection_param_name", "response_param_name", "background_tasks_param_name",
+        "security_scopes_param_name", "own_oauth_scopes", "parent_oauth_scopes", "use_cache",
+        "path", "scope", "concurrency",
+    ]  # fmt: skip
+    # A route of a FunctionRouter is served from the dependant `FunctionRoute` gives FastAPI
+    # while it builds the handler (APIRoute.get_route_handler reads `self.dependant`): its plain
+    # dependency is called by the flat dependant, which marks the request
+    router = FunctionRouter(rate_limited=False)
+
+    async def caller(request: Request) -> str:
+        return request.method
+
+    @router.get("/things/{name}")
+    async def thing(request: Request, name: str, who: Annotated[str, Depends(caller)]) -> Item:
+        return Item(name=f"{who} {name} {request.scope.get(_CALLED, False)}")
+
+    handler = lambda_handler(create_app("things", router, rate_limited=False))
+    assert _answer(handler, "GET", "/things/x") == (200, {"name": "GET x True"})
+    # and a path parameter's field is read as pydantic's FieldInfo (`_infallible`)
+    (route,) = router.routes
+    (field,) = route.dependant.path_params  # type: ignore[attr-defined]
+    assert (field.field_info.annotation, field.field_info.metadata) == (str, [])
