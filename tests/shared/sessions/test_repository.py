@@ -41,6 +41,9 @@ def test_repository_translates_an_outage_at_its_boundary(dead_db: Db) -> None:
         repository.create(caller.user_id, SessionCreate(name="x"))
     with pytest.raises(ServiceUnavailableError):
         repository.end(caller, "1" * 32)
+    # a PATCH with a tag is written at once, without a read first: its write is the 503
+    with pytest.raises(ServiceUnavailableError, match="sessions store"):
+        repository.update(caller, "1" * 32, SessionPatch(name="y"), parse_if_match('"1"'))
     with pytest.raises(ServiceUnavailableError):
         UserRepository(dead_db).get("1" * 32)
 
