@@ -2,11 +2,16 @@
 
 Object-level authorization (OWASP API1) lives here, not in routes: a non-admin's filter always
 includes `owner_id`, so someone else's session is indistinguishable from a missing one (404).
-Each write is one `insert_one` / `find_one_and_update`; a PATCH applies only if the version it
-read is still current (the check and the write are one operation), so concurrent writers with
-the same ETag get exactly one success. A new session whose owner's account is gone once it is
-inserted (closed meanwhile, `lucid.users.closure`) is removed again and refused, so a closed
-account owns nothing new. MongoDB outages become `ServiceUnavailableError`.
+Each write is one `insert_one` / `find_one_and_update`. A PATCH with If-Match naming versions
+is, on its happy path, that one `find_one_and_update` and no read: filtered on the versions, on a
+status the lifecycle allows its move from and on a field it really changes (`_at_once`). Only
+when that matches nothing, for what one filter cannot decide exactly (metadata), and without
+If-Match or with `*` (whose retries after a lost race stay as they were), is the session read
+first, and then written only if the version read is still current. Either way the check and
+the write are one operation, so concurrent writers with the same ETag get exactly one success.
+A new session whose owner's account is gone once it is inserted (closed meanwhile,
+`lucid.users.closure`) is removed again and refused, so a closed account owns nothing new.
+MongoDB outages become `ServiceUnavailableError`.
 """
 
 from __future__ import annotations
@@ -140,8 +145,8 @@ class SessionRepository:
 
     def get(self, caller: CallerIdentity, session_id: str) -> Document:
         """The session `session_id` if the caller owns it or is an admin; 404 otherwise."""
-        # GET /sessions/{id} and each PATCH's read of the current version: by id (and owner),
-        # through `lucid.store.fast_reads`.
+        # GET /sessions/{id} and the read of a PATCH decided as read (`update_as_read`): by id
+        # (and owner), through `lucid.store.fast_reads`.
         with database_errors("sessions", self._sessions):
             document = fast_reads.find_one(self._sessions, self._visible(caller, session_id))
         if document is None:
@@ -167,7 +172,40 @@ class SessionRepository:
     def update(
         self, caller: CallerIdentity, session_id: str, patch: SessionPatch, if_match: IfMatch | None
     ) -> Document:
-        """The session after applying `patch`; 404, 409 (transition) or 412 (stale If-Match)."""
+        """The session after applying `patch`; 404, 409 (transition) or 412 (stale If-Match).
+
+        With If-Match naming versions, a change `_at_once` can decide in one filter is one
+        conditional `find_one_and_update` (one round trip): it applies only to a session the
+        caller sees, at one of those versions, that the change really changes, as
+        `update_as_read` would have written it. When it matches nothing, the answer (404, 409,
+        412, or 200 with the session unchanged, or written after all if another writer made it
+        writable meanwhile) is `update_as_read`'s, exactly as before. Without If-Match, or with
+        `*`, the PATCH is `update_as_read`'s from the start: at once it could never lose a race,
+        and the 409 after three lost races would become a 200.
+        """
+        visible = self._visible(caller, session_id)  # 404 for a malformed id: no round trip
+        if if_match is not None and not if_match.any_version and if_match.versions:
+            planned = _at_once(patch.changes())
+            if planned is not None:
+                condition, changes = planned
+                scope = {**visible, "version": {"$in": sorted(if_match.versions)}, **condition}
+                with database_errors("sessions", self._sessions):
+                    updated = self._sessions.find_one_and_update(
+                        scope,
+                        {"$set": changes, "$inc": {"version": 1}},
+                        return_document=ReturnDocument.AFTER,
+                    )
+                if updated is not None:
+                    return updated
+        return self.update_as_read(caller, session_id, patch, if_match)
+
+    def update_as_read(
+        self, caller: CallerIdentity, session_id: str, patch: SessionPatch, if_match: IfMatch | None
+    ) -> Document:
+        """`update` decided on the session as read: read it, check If-Match, compute the
+        changes and the lifecycle move, then write them only if the version read is still
+        current (without If-Match, or with `*`, read and try again when it is not). Every PATCH
+        `update` cannot decide at once, and every one whose write at once matched nothing."""
         for _ in range(UNCONDITIONAL_ATTEMPTS):
             current = self.get(caller, session_id)
             if if_match is not None and not if_match.allows(current["version"]):
@@ -258,10 +296,65 @@ def _changes(current: Document, patch: SessionPatch) -> dict[str, Any]:
             f"{_with_article(status.value)} session cannot become {target.value}",
             extensions={"current_status": status.value, "allowed": allowed_transitions(status)},
         )
-    now = utcnow()
-    changes["status"] = target.value
-    if target is SessionStatus.ACTIVE:
-        changes["started_at"] = now
-    else:
-        changes.update(_ended_fields(now))
+    changes.update(_moved(target, utcnow()))
     return changes
+
+
+def _moved(target: SessionStatus, now: Any) -> dict[str, Any]:
+    """The fields a move to `target` sets: `started_at` on becoming active, `ended_at` (and
+    `updated_at`) on ending."""
+    if target is SessionStatus.ACTIVE:
+        return {"status": target.value, "started_at": now}
+    return _ended_fields(now)
+
+
+# The statuses a session can still be changed in (an ended one cannot), and for each status
+# the statuses a session may move to it from.
+_CHANGEABLE = sorted(status.value for status, moves in TRANSITIONS.items() if moves)
+_SOURCES = {
+    target: sorted(status.value for status, moves in TRANSITIONS.items() if target in moves)
+    for target in SessionStatus
+}
+
+
+def _at_once(requested: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The condition (beyond scope and version) and the `$set` of the one write that does what
+    `update_as_read` does to every session matching it, and nothing to any other: those it
+    leaves alone, or refuses, match none. None where no one filter says it exactly:
+
+    - nothing requested (no write either way);
+    - `metadata`: Python's `!=`, which `_changes` decides by, finds a dict equal to another in
+      any key order and `True` equal to `1`, where MongoDB compares embedded documents' fields
+      "in the order that they appear" and a boolean is never a number (the manual's
+      Comparison/Sort Order, https://www.mongodb.com/docs/manual/reference/bson-type-comparison-order/);
+      and setting an equal value anyway would store the client's key order and number types
+      (`1.0` for `1`) where `update_as_read` keeps the stored ones;
+    - a `status` no session moves to (`pending`), where only a session already in it could
+      change, by its other fields and without a move.
+
+    A `name` alone: a session not ended whose name differs (`$ne` on strings: "By default,
+    MongoDB uses the simple binary comparison to compare strings" (same page), the UTF-8 bytes,
+    as `!=` compares code points; no collection or operation of ours names a collation). A
+    `status`, with or without a `name`: a session in a status the lifecycle allows the move
+    from, so it really moves (`started_at` or `ended_at` set, as `_changes` sets them); the
+    `name` is set whether or not it differs, which stores the same string when it does not. A
+    session already in the requested status does not match: `update_as_read` changes only its
+    other fields.
+    """
+    if not requested or "metadata" in requested:
+        return None
+    now = utcnow()
+    name = requested.get("name")
+    target = requested.get("status")
+    if target is None:
+        return {"status": {"$in": _CHANGEABLE}, "name": {"$ne": name}}, {
+            "name": name,
+            "updated_at": now,
+        }
+    target = SessionStatus(target)
+    if not _SOURCES[target]:
+        return None
+    changes: dict[str, Any] = {} if name is None else {"name": name}
+    changes.update(_moved(target, now))
+    changes["updated_at"] = now
+    return {"status": {"$in": _SOURCES[target]}}, changes
