@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -24,6 +25,42 @@ def test_the_caller_comes_from_the_authorizer_context() -> None:
     assert caller_from_event(event) == CallerIdentity(
         "u1", "TX", Role.ADMIN, "admin", "j1", expires_at=1_900_000_000
     )
+
+
+def test_each_field_of_the_caller_comes_from_its_own_key_of_the_context() -> None:
+    context = {
+        "user_id": "u7",
+        "address": "TQ",
+        "role": "user",
+        "tier": "authenticated",
+        "jti": "j7",
+        "exp": "1900000001",
+        "sid": "s7",
+    }
+    caller = caller_from_event(http_event("GET", "/x", authorizer=context))
+    assert caller is not None
+    assert caller._asdict() == {
+        "user_id": "u7",
+        "address": "TQ",
+        "role": Role.USER,
+        "tier": "authenticated",
+        "jti": "j7",
+        "expires_at": 1_900_000_001,
+        "session_id": "s7",
+    }
+    # Any mapping holds a context, not only the dict parsed JSON gives; missing keys are empty.
+    lone = {"requestContext": MappingProxyType({"authorizer": {"lambda": {"user_id": 12}}})}
+    assert caller_from_event(lone) == CallerIdentity("12", "", Role.USER, "authenticated", "")
+    proxied = {"requestContext": {"authorizer": MappingProxyType({"lambda": context})}}
+    assert caller_from_event(proxied) == caller
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("admin", Role.ADMIN), (Role.ADMIN, Role.ADMIN), ("Admin", Role.USER), (["admin"], Role.USER)],
+)
+def test_a_role_is_admin_only_when_named_admin(value: object, expected: Role) -> None:
+    assert Role.parse(value) is expected
 
 
 @pytest.mark.parametrize(

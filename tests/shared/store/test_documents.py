@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import bson
 import pytest
+from bson.tz_util import FixedOffset
+from bson.tz_util import utc as bson_utc
+from hypothesis import example, given
+from hypothesis import strategies as st
 from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import (
@@ -50,6 +55,54 @@ def test_utcnow_has_millisecond_precision_and_iso_marks_utc() -> None:
     assert now.tzinfo is UTC
     assert iso(datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=UTC)) == "2026-01-02T03:04:05.006Z"
     assert iso(None) is None
+
+
+def _iso_by_conversion(moment: datetime) -> str:
+    """What iso() wrote before its fast path, and still writes for a moment not in UTC."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# Every tzinfo a datetime may carry: none (astimezone takes it as local time), the codec's own
+# (pymongo's tz_aware documents carry bson.tz_util.utc, a Python tzinfo), datetime's UTC, other
+# fixed offsets down to the microsecond, and a zone whose offset is zero in winter only.
+_ZONES = st.one_of(
+    st.none(),
+    st.sampled_from([bson_utc, UTC, FixedOffset(0, "zero"), ZoneInfo("Europe/London")]),
+    st.builds(
+        timezone,
+        st.timedeltas(
+            min_value=timedelta(hours=-23, minutes=-59), max_value=timedelta(hours=23, minutes=59)
+        ),
+    ),
+    st.builds(FixedOffset, st.integers(min_value=-1439, max_value=1439), st.just("offset")),
+)
+
+
+@given(st.datetimes(timezones=_ZONES))
+@example(datetime(1, 1, 1, tzinfo=bson_utc))
+@example(datetime(999, 2, 3, 4, 5, 6, 999_999, tzinfo=bson_utc))  # truncated, never rounded
+@example(datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC))
+@example(datetime(2026, 1, 1, 0, 0, 0, 1_000, tzinfo=timezone(timedelta(seconds=30))))
+@example(datetime(2026, 1, 1, 0, 0, 0, 0, tzinfo=timezone(timedelta(microseconds=1))))
+def test_iso_writes_what_converting_to_utc_writes_for_any_datetime(moment: datetime) -> None:
+    try:
+        expected = _iso_by_conversion(moment)
+    except OverflowError:  # a moment that is no datetime in UTC (year 1 at +01:00)
+        with pytest.raises(OverflowError):
+            iso(moment)
+        return
+    assert iso(moment) == expected
+
+
+def test_iso_of_what_the_store_gives_back_is_the_stored_moment_in_utc() -> None:
+    """What a tz_aware client decodes (bson.tz_util.utc) is written, to the millisecond."""
+    stored = datetime(2026, 11, 26, 4, 10, 22, 123_000, tzinfo=UTC)
+    document: dict[str, Any] = bson.decode(
+        bson.encode({"at": stored}), bson.CodecOptions(tz_aware=True)
+    )
+    assert document["at"].tzinfo is bson_utc
+    assert iso(document["at"]) == "2026-11-26T04:10:22.123Z"
+    assert iso(datetime(5, 6, 7, 8, 9, 10, 11_999, tzinfo=bson_utc)) == "0005-06-07T08:09:10.011Z"
 
 
 @pytest.mark.parametrize(

@@ -17,12 +17,14 @@ from lucid.config import Settings
 from lucid.errors import ConflictError, LucidError, RateLimitedError, ServiceUnavailableError
 from lucid.store.documents import new_id
 from lucid.store.mongo import build_database
+from lucid.store.redis_client import get_redis
 from lucid.web.app import create_app, lambda_handler
 from lucid.web.deps import (
     AdminCaller,
     Caller,
     OptionalCaller,
     SourceIp,
+    revocations_on,
 )
 from lucid.web.stores import PROCESS_STORES, Stores, stores_of_app, use_stores
 from lucid_edge.local import free_port, in_memory_database
@@ -362,6 +364,40 @@ def test_a_revoked_or_sign_in_less_context_is_401_and_no_store_to_ask_is_503(
         use_stores(app, Stores(redis=lambda: dead, database=lambda: dead_database))
         status, _, body = call("GET", "/me", authorizer={**USER, "sid": new_id()})
         assert status == 503
+    finally:
+        use_stores(app, PROCESS_STORES)
+        dead.close()
+        dead_database.client.close()
+
+
+@pytest.mark.usefixtures("redis_client")
+def test_a_sign_in_revoked_between_two_calls_is_refused_at_the_second_on_any_stores() -> None:
+    # GIVEN a live sign-in, admitted, on the process's Redis and a database of the app's own
+    live = {**USER, "sid": new_id()}
+    database = in_memory_database()
+    use_stores(app, Stores(database=lambda: database))
+    dead = unreachable_redis(free_port())
+    dead_database = build_database(
+        Settings(MONGODB_URI=f"mongodb://127.0.0.1:{free_port()}", MONGODB_TIMEOUT_MS=100)
+    )
+    try:
+        assert call("GET", "/me", authorizer=live)[0] == 200
+        # WHEN it is revoked (the record, then the Redis copy, as sign-out does)
+        revoked_at = datetime.now(UTC)
+        database["tokens"].insert_one(
+            {"_id": new_id(), "family_id": live["sid"], "revoked_at": revoked_at}
+        )
+        revocations_on(get_redis(), lambda: database).remember({live["sid"]: revoked_at})
+        # THEN the very next call is refused, and the one after
+        for _ in range(2):
+            status, _, body = call("GET", "/me", authorizer=live)
+            assert (status, body["detail"]) == (401, "this sign-in was revoked; sign in again")
+        # AND stores given to the app later are the ones asked: neither answers, a 503
+        use_stores(app, Stores(redis=lambda: dead, database=lambda: dead_database))
+        assert call("GET", "/me", authorizer={**USER, "sid": new_id()})[0] == 503
+        # AND given back, the first stores answer again
+        use_stores(app, Stores(database=lambda: database))
+        assert call("GET", "/me", authorizer={**USER, "sid": new_id()})[0] == 200
     finally:
         use_stores(app, PROCESS_STORES)
         dead.close()
