@@ -79,6 +79,7 @@ the installed version or one of these internals changes; read them again before 
     pymongo/synchronous/mongo_client.py:926 `_after_fork` (a new topology in a child),
         1537 `close` (the pools close their idle connections only), `_MongoClientErrorHandler
         .handle`; client_session.py:1087 `_ServerSession.timed_out`, `mark_dirty`
+    pymongo/lock.py `_create_lock` (released in a forked child by `_after_fork_child`)
     pymongo/_csot.py `_TimeoutContext`, `get_rtt`, `get_deadline`
     pymongo/helpers_shared.py:183 `_check_command_response`
 """
@@ -99,6 +100,7 @@ from pymongo import _csot
 from pymongo.collection import Collection
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, ProtocolError
 from pymongo.helpers_shared import _check_command_response
+from pymongo.lock import _create_lock
 from pymongo.mongo_client import MongoClient
 from pymongo.monitoring import ConnectionClosedReason
 from pymongo.read_preferences import ReadPreference
@@ -250,7 +252,10 @@ class _Reader:
         # thread for a read, `give_all_back` for close(), its holder's end) owns it: set.remove
         # and set.pop are atomic under the GIL, so exactly one of them does.
         self._idle: set[_Lease] = set()
-        self._lock = threading.Lock()
+        # A lock pymongo releases in a forked child, as its pools' (pymongo/lock.py
+        # `_create_lock`, released by mongo_client.py `_after_fork_child`): a fork while
+        # another thread held it would otherwise leave the child's first lease waiting forever.
+        self._lock = _create_lock()
         self._leased = 0  # leases not handed back yet, read and written under _lock
         self.ended: deque[_Lease] = deque()  # claimed by a holder's __del__, to hand back
 

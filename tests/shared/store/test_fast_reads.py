@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import select
+import signal
 import threading
 import time
 import warnings
@@ -294,6 +295,8 @@ def test_the_pymongo_internals_it_relies_on_are_those_it_was_written_for() -> No
     )
     assert "self.gen.inc(service_id)" in inspect.getsource(pool.Pool._reset)
     assert "_init_background" in inspect.getsource(client_class._after_fork)
+    assert "_release_locks()" in inspect.getsource(mongo_client._after_fork_child)
+    assert "_forkable_locks.add(lock)" in inspect.getsource(pymongo.lock._create_lock)
     assert pool.PoolState.CLOSED == 3
     assert parameters(client_session._ServerSession.timed_out) == [
         "self", "session_timeout_minutes"
@@ -650,8 +653,11 @@ def test_a_forked_child_reads_on_its_own_connection_not_its_parents(
         # GIVEN a process that holds a connection after a read
         assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
         readable, writable = os.pipe()
-        # WHEN it forks and the child reads (pymongo gives a forked client a new topology:
-        # mongo_client.py `_after_fork`)
+        # WHEN it forks while another thread is handing a connection back (the fast path's
+        # own lock held: another thread's hand-back at that instant) and the child reads
+        # (pymongo gives a forked client a new topology: mongo_client.py `_after_fork`)
+        reader = getattr(client, fast_reads._ATTRIBUTE)
+        reader._lock.acquire()
         child = os.fork()
         if child == 0:  # pragma: no cover (the child reports through the pipe)
             try:
@@ -661,14 +667,18 @@ def test_a_forked_child_reads_on_its_own_connection_not_its_parents(
                 os.write(writable, b"1" if right else b"0")
             finally:
                 os._exit(0)
+        reader._lock.release()
         os.close(writable)
         try:
-            assert select.select([readable], [], [], 30)[0]
-            answer = os.read(readable, 1)
+            answered = select.select([readable], [], [], 30)[0]
+            if not answered:
+                os.kill(child, signal.SIGKILL)  # it waits on the lock: the test fails below
+            answer = os.read(readable, 1) if answered else b""
         finally:
             os.close(readable)
             os.waitpid(child, 0)
-        # THEN the child read right on a connection of its own, not on the parent's socket
+        # THEN the child read right (it did not wait on the lock its parent's thread held) on a
+        # connection of its own, not on the parent's socket
         assert answer == b"1"
         assert len(finds) == 2
         assert finds[1][0] != finds[0][0]
