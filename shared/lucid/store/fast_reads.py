@@ -22,6 +22,26 @@ is a standalone, a replica set's primary or a mongos (never `loadBalanced=true`:
 carry a service id that pins cursors and error handling; never a secondary reached through
 `directConnection`, which pymongo reads with `$readPreference: primaryPreferred`).
 
+What is held, per thread, between reads (`_Lease`): the server selected for a primary read
+(kept while the client's topology description is the same object: SDAM replaces it on any
+heartbeat or change, and the read then selects again); one connection, checked out through
+pymongo's own checkout context (`Pool.checkout`, entered, left open, and left with the read's
+exception or without one when handed back), so the pool counts it as checked out; and one
+implicit server session from pymongo's session pool, whose `lsid` its reads send. What is checked
+before each read, as the pool checks a connection it lends (`Pool._get_conn`, `_perished`): the
+server is still the one selected (another primary or mongos, or a forked child, whose client
+pymongo gives a new topology, hands it back), the pool's generation (a cleared or closed pool:
+the check-in then closes it as stale), maxIdleTimeMS, and, when it sat over a second, whether
+the server closed the socket (both: closed, and a new one checked out); the session is replaced
+when it has under a minute to live (the Sessions specification). It is handed back (the
+check-in) when its thread ends (`_Holder.__del__`), when the client closes (`client.close()`
+hands back every lease not in a read, before and after pymongo's own close; a read that was
+in progress hands its own back), and after any failure of a read on it, through the checkout
+context with the exception (SDAM's rules run). At most half of maxPoolSize is held by a
+client's threads: the other half stays for pymongo's own operations, those of the holding
+threads included, so no thread waits on a connection held by a thread that waits in turn
+(maxPoolSize=1 holds none); a thread over that share checks a connection out for each read.
+
 Faults keep pymongo's behaviour exactly: any failure of the fast path (a network error, a
 timeout, an `ok: 0` reply, an unexpected reply, a non-zero cursor id) leaves the checkout
 context with the exception, so pymongo's `_MongoClientErrorHandler` runs the SDAM error rules
@@ -33,7 +53,8 @@ when a deadline is already set: pymongo/_csot.py `apply`), so a fast attempt tha
 leaves pymongo only what remains of MONGODB_TIMEOUT_MS: the bound the README promises holds.
 
 Reads it serves publish no command monitoring events and no `pymongo.command` log lines (the
-pool's CMAP events are still published by pymongo's checkout). MONGODB_FAST_READS=false makes
+pool's CMAP events are still published by pymongo's checkout and check-in: one pair per lease,
+not per read). MONGODB_FAST_READS=false makes
 every read pymongo's (`configure`).
 
 PRIVATE pymongo API, pinned to pymongo 4.10.1 (PINNED_PYMONGO); with any other version the fast
@@ -49,6 +70,16 @@ the installed version or one of these internals changes; read them again before 
         `logical_session_timeout_minutes`, `compression_context`, `op_msg_enabled`,
         `max_wire_version`, `max_message_size`), and `apply_timeout` (323), whose maxTimeMS and
         socket timeout rule is copied here
+    pymongo/synchronous/pool.py:1304 `Pool.checkout` (its context kept open for a lease),
+        1533 `checkin` (its `update_last_checkin_time`, mirrored per read), 1605 `_perished`
+        (its checks, made per read: `opts.max_idle_time_seconds`, `_check_interval_seconds`,
+        `Connection.conn_closed`/`last_checkin_time`, 1175 `stale_generation` with
+        `Connection.generation`/`service_id`), 1074 `_reset` (bumps the generation on clear
+        and close), `max_pool_size`, `state` (`PoolState.CLOSED`)
+    pymongo/synchronous/mongo_client.py:926 `_after_fork` (a new topology in a child),
+        1537 `close` (the pools close their idle connections only), `_MongoClientErrorHandler
+        .handle`; client_session.py:1087 `_ServerSession.timed_out`, `mark_dirty`
+    pymongo/lock.py `_create_lock` (released in a forked child by `_after_fork_child`)
     pymongo/_csot.py `_TimeoutContext`, `get_rtt`, `get_deadline`
     pymongo/helpers_shared.py:183 `_check_command_response`
 """
@@ -58,7 +89,9 @@ from __future__ import annotations
 import itertools
 import socket
 import struct
+import threading
 import time
+from collections import deque
 from typing import Any
 
 import bson
@@ -67,11 +100,13 @@ from pymongo import _csot
 from pymongo.collection import Collection
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, ProtocolError
 from pymongo.helpers_shared import _check_command_response
+from pymongo.lock import _create_lock
 from pymongo.mongo_client import MongoClient
 from pymongo.monitoring import ConnectionClosedReason
 from pymongo.read_preferences import ReadPreference
 from pymongo.server_type import SERVER_TYPE
 from pymongo.synchronous.mongo_client import _MongoClientErrorHandler
+from pymongo.synchronous.pool import PoolState
 
 from lucid.store.documents import Document
 
@@ -96,7 +131,35 @@ class _NotServedError(Exception):
 
 def configure(client: MongoClient[Any], *, enabled: bool) -> None:
     """Serve `client`'s by-id reads fast (the default) or leave them all to pymongo."""
-    setattr(client, _ATTRIBUTE, _Reader(client) if enabled and _servable(client) else False)
+    previous = getattr(client, _ATTRIBUTE, None)
+    if isinstance(previous, _Reader):
+        previous.give_all_back()
+    reader = _Reader(client) if enabled and _servable(client) else False
+    setattr(client, _ATTRIBUTE, reader)
+    if reader and "close" not in vars(client):
+        _give_back_on_close(client)
+
+
+def _give_back_on_close(client: MongoClient[Any]) -> None:
+    # `client.close()` closes the pools, whose `close` closes only the connections they hold
+    # idle (pool.py `_reset`); the ones threads hold here are checked out, so they are handed
+    # back first (then pymongo closes them with the pool's, and ends their threads' server
+    # sessions with the others: MongoClient.close, mongo_client.py:1537) and again after, for a
+    # read that took one between the two (its check-in into a closed pool closes it).
+    # `with client:` calls `self.close()` (mongo_client.py:1402), which finds this one.
+    close = client.close
+
+    def close_and_give_back() -> None:
+        reader = getattr(client, _ATTRIBUTE, None)
+        if isinstance(reader, _Reader):
+            reader.give_all_back()
+        try:
+            close()
+        finally:
+            if isinstance(reader, _Reader):
+                reader.give_all_back()
+
+    client.close = close_and_give_back  # type: ignore[method-assign]
 
 
 def _servable(client: MongoClient[Any]) -> bool:
@@ -133,17 +196,68 @@ def find_one(
             return collection.find_one(filter, projection)
 
 
+class _Lease:
+    """A connection a thread holds checked out between its reads: pymongo's own checkout context
+    (`Pool.checkout`, pool.py:1304), entered and left open, with its error handler, and the
+    implicit server session whose `lsid` the reads on it send."""
+
+    __slots__ = ("checkout", "conn", "pool", "server", "session")
+
+    def __init__(self, server: Any, checkout: Any, conn: Any, session: Any) -> None:
+        self.server = server
+        self.pool = server.pool
+        self.checkout = checkout
+        self.conn = conn
+        self.session = session
+
+
+class _Holder:
+    """A thread's lease (in the reader's `threading.local`). When the thread ends CPython drops
+    the thread's `threading.local` values (PyThreadState_Clear, in the ending thread, before
+    `Thread.join()` returns: Modules/_threadmodule.c `_localdummy_destroyed`), so this object's
+    `__del__` hands the lease back then."""
+
+    __slots__ = ("lease", "reader", "thread")
+
+    def __init__(self, reader: _Reader) -> None:
+        self.reader = reader
+        self.lease: _Lease | None = None
+        self.thread = threading.get_ident()
+
+    def __del__(self) -> None:
+        lease = self.lease
+        if lease is None or not self.reader.claim(lease):
+            return
+        if threading.get_ident() == self.thread:
+            self.reader.give_back(lease)
+        else:
+            # Dropped by the garbage collector on another thread (a client no one closed): that
+            # thread may be inside this pool's lock, so the next lease or close() hands it back.
+            self.reader.ended.append(lease)
+
+
 class _Reader:
     """The fast path of one client: the server last selected for a primary read, kept while the
-    client's topology description is the one it was selected from."""
+    client's topology description is the one it was selected from, and each thread's lease."""
 
-    __slots__ = ("_client", "_selected")
+    __slots__ = ("_client", "_idle", "_leased", "_local", "_lock", "_selected", "ended")
 
     def __init__(self, client: MongoClient[Any]) -> None:
         self._client = client
         # (the topology description, the server selected from it); a new description (any
         # heartbeat, any change) selects again. A tuple, replaced whole: safe across threads.
         self._selected: tuple[Any, Any] | None = None
+        self._local = threading.local()
+        # The leases not in a read right now. Whoever takes a lease out of this set (its
+        # thread for a read, `give_all_back` for close(), its holder's end) owns it: set.remove
+        # and set.pop are atomic under the GIL, so exactly one of them does.
+        self._idle: set[_Lease] = set()
+        # A lock pymongo releases in a forked child, as its pools' (pymongo/lock.py
+        # `_create_lock`, released by mongo_client.py `_after_fork_child`): a fork while
+        # another thread held it would otherwise leave the child's first lease waiting forever.
+        self._lock = _create_lock()
+        self._leased = 0  # leases not handed back yet, read and written under _lock
+        self.ended: deque[_Lease] = deque()  # claimed by a holder's __del__, to hand back
 
     @staticmethod
     def serves(collection: Collection[Document]) -> bool:
@@ -170,10 +284,35 @@ class _Reader:
         server = self._server()
         if server.description.server_type not in _SERVED_TYPES:
             raise _NotServedError
-        # pymongo's own checkout, as MongoClient._checkout (mongo_client.py:1583) makes it for
-        # a read without a session or auto-encryption: its pool and authentication, its error
-        # handler (SDAM's rules on the way out with an exception, the connection still checked
-        # out: pool.py:1352), its check-in.
+        lease = self._lease(server)
+        if lease is None:
+            return self._find_checked_out(server, collection, filter, projection)
+        try:
+            found = _find(client, lease.conn, server, collection, filter, projection, lease.session)
+        except BaseException as error:
+            self.give_back(lease, error)
+            raise
+        # What pymongo's check-in records (pool.py:1585), so that the next read measures the
+        # connection's idle time from this one, as the pool measures it from the check-in.
+        lease.conn.last_checkin_time = time.monotonic()
+        self._idle.add(lease)
+        if lease.pool.state == PoolState.CLOSED and self.claim(lease):
+            self.give_back(lease)  # close() ran during the read and did not see it
+        return found
+
+    def _find_checked_out(
+        self,
+        server: Any,
+        collection: Collection[Document],
+        filter: Document,
+        projection: Document | None,
+    ) -> Document | None:
+        # A thread without a lease (at the cap, see _lease): pymongo's own checkout, as
+        # MongoClient._checkout (mongo_client.py:1583) makes it for a read without a session or
+        # auto-encryption: its pool and authentication, its error handler (SDAM's rules on the
+        # way out with an exception, the connection still checked out: pool.py:1352), its
+        # check-in; and a server session from the pool for this read alone.
+        client = self._client
         with (
             _MongoClientErrorHandler(client, server, None) as handler,
             server.checkout(handler=handler) as conn,
@@ -181,7 +320,146 @@ class _Reader:
             handler.contribute_socket(conn)
             if conn.compression_context is not None or not conn.op_msg_enabled:
                 raise _NotServedError
-            return _find(client, conn, server, collection, filter, projection)
+            topology = client._topology
+            session = None
+            if conn.supports_sessions:
+                session = topology.get_server_session(conn.logical_session_timeout_minutes)
+            try:
+                return _find(client, conn, server, collection, filter, projection, session)
+            finally:
+                if session is not None:
+                    topology.return_server_session(session)
+
+    def claim(self, lease: _Lease) -> bool:
+        """Take `lease` out of the idle set: True when this caller now owns it."""
+        try:
+            self._idle.remove(lease)
+        except KeyError:
+            return False
+        return True
+
+    def _lease(self, server: Any) -> _Lease | None:
+        """This thread's lease on `server`, checked as the pool checks a connection it lends;
+        a new one when it has none or that one failed a check; None at the cap."""
+        local = self._local
+        holder: _Holder | None = getattr(local, "holder", None)
+        if holder is None:
+            holder = local.holder = _Holder(self)
+        lease = holder.lease
+        if lease is not None:
+            if self.claim(lease) and self._usable(lease, server):
+                return lease
+            holder.lease = None  # handed back by _usable, or by close() (give_all_back)
+        lease = holder.lease = self._new_lease(server)
+        return lease
+
+    def _usable(self, lease: _Lease, server: Any) -> bool:
+        """Whether the connection may serve this read, as `Pool._get_conn` and `_perished`
+        decide for a pooled one (pool.py:1407, 1605), and the server is still the one selected;
+        if not, the lease is handed back, the connection closed where the pool would close it."""
+        pool = lease.pool
+        conn = lease.conn
+        if (
+            # Another server selected (a new primary, another mongos), or the same address in a
+            # new topology: pymongo gives a forked child's client one (mongo_client.py:926
+            # `_after_fork`), so a child never reads on its parent's socket.
+            lease.server is not server
+            # The pool cleared (SDAM: the server marked Unknown; pool.py:1074 `_reset` bumps the
+            # generation, pausing it until the monitor reaches the server again) or closed
+            # (client.close(): `_reset(close=True)` bumps it too).
+            or pool.stale_generation(conn.generation, conn.service_id)
+        ):
+            # The check-in closes it when the pool would not lend it again (pool.py:1533:
+            # closed pool, closed connection, stale generation) and pools it otherwise.
+            self.give_back(lease)
+            return False
+        idle = time.monotonic() - conn.last_checkin_time
+        max_idle = pool.opts.max_idle_time_seconds
+        interval = pool._check_interval_seconds
+        if (max_idle is not None and idle > max_idle) or (
+            interval is not None and (interval == 0 or idle > interval) and conn.conn_closed()
+        ):
+            # maxIdleTimeMS, or a socket the server closed while it sat (pymongo looks when
+            # it sat over a second). Closed without an event, the check-in then publishes the
+            # connection's one ConnectionClosedEvent, as after a failed operation (pool.py
+            # 1556; its reason is "error" where the pool's own idle close says "idle").
+            conn.close_conn(None)
+            self.give_back(lease)
+            return False
+        session = lease.session
+        if session is not None and session.timed_out(conn.logical_session_timeout_minutes):
+            topology = self._client._topology
+            topology.return_server_session(session)  # the pool drops it on its next take
+            lease.session = topology.get_server_session(conn.logical_session_timeout_minutes)
+        return True
+
+    def _new_lease(self, server: Any) -> _Lease | None:
+        ended = self.ended
+        while ended:
+            self.give_back(ended.popleft())
+        # At most half of maxPoolSize held: the other half stays for pymongo's own operations,
+        # including those of the threads that hold one (PATCH reads, then writes through
+        # pymongo on a second connection), so no thread waits on a connection that a thread
+        # waiting in turn holds, and maxPoolSize=1 holds none (every read checks out).
+        with self._lock:
+            if self._leased >= server.pool.max_pool_size // 2:
+                return None
+            self._leased += 1
+        client = self._client
+        handler = _MongoClientErrorHandler(client, server, None)
+        checkout = server.checkout(handler=handler)
+        try:
+            conn = checkout.__enter__()
+        except BaseException as error:
+            with self._lock:
+                self._leased -= 1
+            handler.handle(type(error), error)  # as MongoClient._checkout's `with` would
+            raise
+        handler.contribute_socket(conn)
+        if (
+            conn.compression_context is not None
+            or not conn.op_msg_enabled
+            or not isinstance(conn.conn, socket.socket)
+        ):
+            self.give_back(_Lease(server, checkout, conn, None))
+            raise _NotServedError
+        session = None
+        if conn.supports_sessions:
+            # The Sessions specification (source/sessions/driver-sessions.md) pools server
+            # sessions so that sequential operations reuse them ("Server Session Pool": the
+            # pool is LIFO, the most recently used taken first), and forbids reusing one that
+            # is about to expire or saw a network error; a thread's reads are sequential, so it
+            # keeps the one it took, checked for expiry per read (_usable) and handed back
+            # with the connection, dirty after a network error (_find).
+            session = client._topology.get_server_session(conn.logical_session_timeout_minutes)
+        return _Lease(server, checkout, conn, session)
+
+    def give_back(self, lease: _Lease, error: BaseException | None = None) -> None:
+        """Leave the lease's checkout context: with `error`, pymongo's handler runs SDAM's rules
+        on it first (pool.py:1352); the check-in closes the connection or pools it."""
+        with self._lock:
+            self._leased -= 1
+        try:
+            if error is None:
+                lease.checkout.__exit__(None, None, None)
+            else:
+                lease.checkout.__exit__(type(error), error, error.__traceback__)
+        finally:
+            if lease.session is not None:
+                self._client._topology.return_server_session(lease.session)
+
+    def give_all_back(self) -> None:
+        """Hand back every lease no read is using (client.close(), configure())."""
+        idle = self._idle
+        while True:
+            try:
+                lease = idle.pop()
+            except KeyError:
+                break
+            self.give_back(lease)
+        ended = self.ended
+        while ended:
+            self.give_back(ended.popleft())
 
 
 def _find(
@@ -191,6 +469,7 @@ def _find(
     collection: Collection[Document],
     filter: Document,
     projection: Document | None,
+    session: Any,
 ) -> Document | None:
     command: Document = {"find": collection.name, "filter": filter}
     if projection is not None:
@@ -207,14 +486,10 @@ def _find(
         )
     command["maxTimeMS"] = int(max_time * 1000)
     command["$db"] = collection.database.name
-    topology = client._topology
-    session = None
-    if conn.supports_sessions:
+    if session is not None:
         # The Sessions specification (source/sessions/driver-sessions.md, "Sending the session
         # ID to the server on all commands"): a driver MUST append the session id to every
-        # command but the listed exceptions, of which a find is none; pymongo's implicit
-        # session takes one from the client's server-session pool after checkout, as here.
-        session = topology.get_server_session(conn.logical_session_timeout_minutes)
+        # command but the listed exceptions, of which a find is none.
         session.last_use = time.monotonic()
         command["lsid"] = session.session_id
     # "Gossipping the cluster time" (same specification): the highest $clusterTime seen goes
@@ -226,9 +501,7 @@ def _find(
         if session is not None:
             session.mark_dirty()  # as pymongo's _tmp_session: never reused after a network error
         raise
-    finally:
-        if session is not None:
-            topology.return_server_session(session)
+    topology = client._topology
     if "$clusterTime" in reply:
         topology.receive_cluster_time(reply["$clusterTime"])
     # pymongo's own classification of an `ok: 0` (NotPrimaryError, ExecutionTimeout,

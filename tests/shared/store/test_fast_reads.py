@@ -7,7 +7,12 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
+import select
+import signal
 import threading
+import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -21,7 +26,8 @@ from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 from bson.objectid import ObjectId
 from pymongo import MongoClient, monitoring
-from pymongo.synchronous import mongo_client, pool, topology
+from pymongo.collection import Collection
+from pymongo.synchronous import client_session, mongo_client, pool, topology
 
 from lucid.config import Settings
 from lucid.store import fast_reads
@@ -38,10 +44,12 @@ class _Pool(monitoring.ConnectionPoolListener):
     """pymongo's CMAP events, counted: what the pool lent, got back, opened and closed."""
 
     def __init__(self) -> None:
-        self.out = self.back = self.created = self.closed = 0
+        self.out = self.back = self.created = self.closed = self.cleared = self.most_out = 0
+        self.reasons: list[str] = []  # each ConnectionClosedEvent's reason
 
     def connection_checked_out(self, event: Any) -> None:
         self.out += 1
+        self.most_out = max(self.most_out, self.out - self.back)
 
     def connection_checked_in(self, event: Any) -> None:
         self.back += 1
@@ -51,10 +59,13 @@ class _Pool(monitoring.ConnectionPoolListener):
 
     def connection_closed(self, event: Any) -> None:
         self.closed += 1
+        self.reasons.append(event.reason)
+
+    def pool_cleared(self, event: Any) -> None:
+        self.cleared += 1
 
     def pool_created(self, event: Any) -> None: ...
     def pool_ready(self, event: Any) -> None: ...
-    def pool_cleared(self, event: Any) -> None: ...
     def pool_closed(self, event: Any) -> None: ...
     def connection_ready(self, event: Any) -> None: ...
     def connection_check_out_started(self, event: Any) -> None: ...
@@ -79,6 +90,31 @@ def commands_pymongo_ran(caplog: pytest.LogCaptureFixture) -> Iterator[list[str]
 def _client(uri: str, **options: Any) -> MongoClient[Doc]:
     # The options build_database gives the process's client (lucid.store.mongo).
     return MongoClient(uri, tz_aware=True, timeoutMS=2000, **options)
+
+
+@contextmanager
+def _restarted_after_a_read(
+    document: Doc, connections: _Pool, settle: float = 0.0, **options: Any
+) -> Iterator[Collection[Doc]]:
+    """The users collection of a client (`options`, CMAP events counted in `connections`) that
+    wrote `document` and read it by id through the fast path, this thread then holding the
+    connection it read on (`settle` seconds after); then its server stopped and another started
+    on the same port, empty, the document written again. The client is closed after."""
+    port = free_port()
+    with start_mongo_server(port) as first:
+        client = _client(first.uri, event_listeners=[connections], **options)
+        users = client.lucid.users
+        users.insert_one(document)
+        assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
+        time.sleep(settle)
+    try:
+        with start_mongo_server(port) as second:
+            writer = _client(second.uri)
+            writer.lucid.users.insert_one(document)
+            writer.close()
+            yield users
+    finally:
+        client.close()
 
 
 def _every_kind_of_value() -> Doc:
@@ -152,28 +188,19 @@ def test_the_switch_off_reads_through_pymongo(caplog: pytest.LogCaptureFixture) 
 
 
 def test_a_server_restarted_between_two_reads_still_answers_the_second_and_leaks_nothing() -> None:
-    port = free_port()
     document = {"_id": new_id(), "address": "T" + "b" * 33, "created_at": utcnow()}
     connections = _Pool()
-    with start_mongo_server(port) as first:
-        client = _client(first.uri, event_listeners=[connections])
-        users = client.lucid.users
-        users.insert_one(document)
-        assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
-    # GIVEN the server restarted on the same port (the pooled connection is dead; the new
-    # server starts empty, so the document is written again)
-    with start_mongo_server(port) as second:
-        writer = _client(second.uri)
-        writer.lucid.users.insert_one(document)
-        writer.close()
+    # GIVEN the server restarted on the same port (the held connection is dead)
+    with _restarted_after_a_read(document, connections) as users:
         # WHEN the same read comes again THEN it is still right (pymongo, after the fast
         # path's attempt failed on the dead connection, reconnected and read)
         assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
         assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
-        # AND every connection lent was given back, the dead one closed
-        assert connections.out == connections.back
+        # AND every connection lent was given back but the one this thread holds for its next
+        # read, the dead one closed
+        assert connections.out == connections.back + 1
         assert connections.closed >= 1
-        client.close()
+    assert connections.out == connections.back
     assert connections.closed == connections.created
 
 
@@ -194,9 +221,10 @@ def test_reads_from_threads_that_end_and_a_client_that_closes_leave_no_connectio
             thread.start()
         for thread in threads:
             thread.join(30)
-        # THEN every read was right, and once the threads ended no connection is lent out
+        # THEN every read was right, and once the threads ended no connection is lent out:
+        # each thread held one for its 25 reads, handed back when it ended (and insert_many's)
         assert sorted(doc["_id"] for doc in found if doc) == sorted(ids * 25)
-        assert connections.out == connections.back == 8 * 25 + 1
+        assert connections.out == connections.back == 8 + 1
         # AND closing the client closes every connection it opened
         client.close()
     assert connections.closed == connections.created > 0
@@ -255,6 +283,24 @@ def test_the_pymongo_internals_it_relies_on_are_those_it_was_written_for() -> No
     assert parameters(pool.Connection._raise_connection_failure) == ["self", "error"]
     assert parameters(pool.Connection.close_conn) == ["self", "reason"]
     assert parameters(pool.Pool.checkout) == ["self", "handler"]
+    # what a lease relies on: the checks of _perished it makes per read, the check-in's idle
+    # clock it mirrors, a clear and a close bumping the generation, a fork's new topology
+    assert parameters(pool.Pool.stale_generation) == ["self", "gen", "service_id"]
+    perished = inspect.getsource(pool.Pool._perished)
+    for check in ("max_idle_time_seconds", "_check_interval_seconds", "conn_closed()"):
+        assert check in perished, check
+    assert "update_last_checkin_time()" in inspect.getsource(pool.Pool.checkin)
+    assert "self.last_checkin_time = time.monotonic()" in inspect.getsource(
+        pool.Connection.update_last_checkin_time
+    )
+    assert "self.gen.inc(service_id)" in inspect.getsource(pool.Pool._reset)
+    assert "_init_background" in inspect.getsource(client_class._after_fork)
+    assert "_release_locks()" in inspect.getsource(mongo_client._after_fork_child)
+    assert "_forkable_locks.add(lock)" in inspect.getsource(pymongo.lock._create_lock)
+    assert pool.PoolState.CLOSED == 3
+    assert parameters(client_session._ServerSession.timed_out) == [
+        "self", "session_timeout_minutes"
+    ]  # fmt: skip
     # Connection.apply_timeout, whose maxTimeMS and socket timeout rule fast_reads copies
     assert "max_time_ms = timeout - rtt" in inspect.getsource(pool.Connection.apply_timeout)
     # and the pooled connection's attributes it reads, on a real one
@@ -266,8 +312,11 @@ def test_the_pymongo_internals_it_relies_on_are_those_it_was_written_for() -> No
             for name in (
                 "conn", "compression_context", "op_msg_enabled", "supports_sessions",
                 "logical_session_timeout_minutes", "max_wire_version", "max_message_size",
+                "last_checkin_time", "generation", "service_id",
             ):  # fmt: skip
                 assert hasattr(conn, name), name
+        for name in ("max_pool_size", "state", "_check_interval_seconds", "opts"):
+            assert hasattr(selected.pool, name), name
         assert selected.description.min_round_trip_time >= 0
         assert client._topology.description is client._topology._description
         assert client._encrypter is None
@@ -328,4 +377,312 @@ def test_a_reply_it_does_not_understand_is_read_again_by_pymongo_on_another_conn
         # AND the fast path's connection was closed, none left lent out
         assert connections.closed >= 1
         assert connections.out == connections.back
+        client.close()
+
+
+# The connection a thread holds between its reads (fast_reads._Lease): checked before each read
+# as pymongo's pool checks a connection it lends, handed back when the thread ends, when the
+# client closes and after any error, and never more than half of maxPoolSize held.
+
+
+def _recording_finds(server: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, Any]]:
+    """(connection id, lsid's id) of each `find` the in-memory server answers from now on."""
+    backend = server._server.backend
+    answer = backend.run
+    finds: list[tuple[int, Any]] = []
+
+    def run(command: Doc, database: str, connection_id: int) -> Doc:
+        if next(iter(command)) == "find":
+            finds.append((connection_id, command["lsid"]["id"]))
+        reply: Doc = answer(command, database, connection_id)
+        return reply
+
+    monkeypatch.setattr(backend, "run", run)
+    return finds
+
+
+def test_reads_of_a_thread_go_on_one_connection_with_one_lsid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    connections = _Pool()
+    with start_mongo_server() as server:
+        finds = _recording_finds(server, monkeypatch)
+        client = _client(server.uri, event_listeners=[connections])
+        users = client.lucid.users
+        document = {"_id": new_id(), "n": 3}
+        users.insert_one(document)
+        # WHEN one thread reads three times
+        assert [fast_reads.find_one(users, {"_id": document["_id"]}) for _ in "abc"] == [
+            document
+        ] * 3
+        # THEN the three finds came on one connection with one session id, checked out once
+        assert len(set(finds)) == 1
+        assert finds[0][1] is not None
+        assert connections.out == 2  # insert_one's, then the held one
+        assert connections.back == 1
+        client.close()
+    assert connections.out == connections.back
+    assert connections.closed == connections.created
+
+
+def test_a_pool_cleared_between_two_reads_closes_the_held_connection_as_stale(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    document = {"_id": new_id(), "n": 4}
+    connections = _Pool()
+    with _restarted_after_a_read(document, connections, heartbeatFrequencyMS=500) as users:
+        # GIVEN pymongo's monitor saw the restart and cleared the pool (SDAM)
+        deadline = time.monotonic() + 15
+        while connections.cleared == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert connections.cleared >= 1
+        # WHEN the thread reads again
+        with commands_pymongo_ran(caplog) as ran:
+            assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
+        # THEN its held connection was not used: it went back and the pool closed it as
+        # stale, and the fast path read on a new one (pymongo ran no find)
+        assert "stale" in connections.reasons
+        assert ran == []
+    assert connections.out == connections.back
+    assert connections.closed == connections.created
+
+
+def test_a_held_connection_the_server_closed_is_not_used_after_a_second_idle(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    document = {"_id": new_id(), "n": 5}
+    connections = _Pool()
+    # (a monitor that polls once a minute, not streaming, so it does not clear the pool here;
+    # 1.5 s after the read, the check the first selection may have asked of it, made 0.5 s
+    # after its first, has been made on the first server, not on the second)
+    polling = {"heartbeatFrequencyMS": 60000, "serverMonitoringMode": "poll"}
+    with _restarted_after_a_read(document, connections, 1.5, **polling) as users:
+        # GIVEN the held connection's server went away, and the connection sat over a second
+        time.sleep(1.2)
+        # WHEN the thread reads again
+        with commands_pymongo_ran(caplog) as ran:
+            assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
+        # THEN the closed socket was seen before use (as pymongo's pool looks at one idle over
+        # a second) and the fast path read on a new connection: no failed attempt, no
+        # pymongo find
+        assert ran == []
+        assert connections.cleared == 0
+        assert connections.reasons == ["error"]
+    assert connections.out == connections.back
+    assert connections.closed == connections.created
+
+
+def test_a_held_connection_idle_over_max_idle_time_is_closed_not_used() -> None:
+    connections = _Pool()
+    with start_mongo_server() as server:
+        writer = _client(server.uri)
+        document = {"_id": new_id(), "n": 6}
+        writer.lucid.users.insert_one(document)
+        writer.close()
+        client = _client(server.uri, event_listeners=[connections], maxIdleTimeMS=1000)
+        users = client.lucid.users
+        assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
+        assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
+        assert connections.created == 1
+        # WHEN the thread reads again after longer than maxIdleTimeMS
+        time.sleep(1.3)
+        assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
+        # THEN the held connection was closed and the read went on a new one
+        assert connections.created == 2
+        assert connections.closed == 1
+        client.close()
+    assert connections.out == connections.back
+    assert connections.closed == connections.created
+
+
+def test_a_held_session_about_to_expire_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    lsids = {}
+    for minutes in (30, 1):
+        with start_mongo_server() as server:
+            backend = server._server.backend
+            answer = backend.run
+
+            def timeout_of(
+                command: Doc, database: str, connection_id: int, answer: Any = answer
+            ) -> Doc:
+                reply: Doc = answer(command, database, connection_id)
+                if "logicalSessionTimeoutMinutes" in reply:
+                    reply["logicalSessionTimeoutMinutes"] = minutes  # noqa: B023
+                return reply
+
+            monkeypatch.setattr(backend, "run", timeout_of)
+            finds = _recording_finds(server, monkeypatch)
+            # GIVEN a server whose sessions expire after `minutes` (1: a session used even a
+            # moment ago has under a minute to live, and the specification forbids it)
+            client = _client(server.uri)
+            users = client.lucid.users
+            document = {"_id": new_id(), "n": 7}
+            users.insert_one(document)
+            # WHEN a thread reads twice
+            for _ in range(2):
+                assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
+            lsids[minutes] = [lsid for _, lsid in finds]
+            client.close()
+    # THEN with 30 minutes both reads sent the held session, with 1 each read a fresh one
+    assert lsids[30][0] == lsids[30][1]
+    assert lsids[1][0] != lsids[1][1]
+
+
+def test_at_most_half_of_max_pool_size_is_held_so_no_thread_waits_forever() -> None:
+    document = {"_id": new_id(), "n": 8}
+    with start_mongo_server() as server:
+        # GIVEN maxPoolSize=1, two threads that each read and then write through pymongo
+        connections = _Pool()
+        client = _client(server.uri, event_listeners=[connections], maxPoolSize=1)
+        users = client.lucid.users
+        users.insert_one(document)
+        failures: list[BaseException] = []
+        found: list[Doc | None] = []
+
+        def read_then_write() -> None:
+            try:
+                for _ in range(5):
+                    found.append(fast_reads.find_one(users, {"_id": document["_id"]}))
+                    users.update_one({"_id": document["_id"]}, {"$set": {"n": 8}})
+            except BaseException as error:  # a wait for the connection that timed out
+                failures.append(error)
+
+        threads = [threading.Thread(target=read_then_write) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        # THEN nothing waited out the deadline (no connection was held: every read and write
+        # checked the one connection out), every read was right, the pool was never oversold
+        assert failures == []
+        assert found == [document] * 10
+        assert connections.most_out == 1
+        assert connections.out == connections.back
+        client.close()
+        # AND with maxPoolSize=4 and three threads reading, two hold a connection, not three
+        connections = _Pool()
+        client = _client(server.uri, event_listeners=[connections], maxPoolSize=4)
+        users = client.lucid.users
+        all_read = threading.Barrier(4)
+
+        def read_and_wait() -> None:
+            fast_reads.find_one(users, {"_id": document["_id"]})
+            all_read.wait(30)
+            all_read.wait(30)
+
+        threads = [threading.Thread(target=read_and_wait) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        all_read.wait(30)
+        held = connections.out - connections.back
+        all_read.wait(30)
+        for thread in threads:
+            thread.join(30)
+        assert held == 2
+        assert connections.out == connections.back
+        client.close()
+
+
+def test_closing_the_client_closes_the_connections_threads_hold() -> None:
+    connections = _Pool()
+    with start_mongo_server() as server:
+        client = _client(server.uri, event_listeners=[connections])
+        users = client.lucid.users
+        document = {"_id": new_id(), "n": 9}
+        users.insert_one(document)
+        # GIVEN this thread and another, still running, each hold a connection after a read
+        read = threading.Event()
+        done = threading.Event()
+
+        def read_and_wait() -> None:
+            fast_reads.find_one(users, {"_id": document["_id"]})
+            read.set()
+            done.wait(30)
+
+        thread = threading.Thread(target=read_and_wait)
+        thread.start()
+        assert read.wait(30)
+        assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
+        assert connections.out - connections.back == 2
+        # WHEN the client closes
+        client.close()
+        # THEN both were handed back and closed with the pool, the other thread still running
+        assert connections.out == connections.back
+        assert connections.closed == connections.created == 2
+        assert set(connections.reasons) == {"poolClosed"}
+        done.set()
+        thread.join(30)
+        assert connections.out == connections.back
+
+
+def test_a_client_closed_during_a_read_closes_that_reads_connection_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    connections = _Pool()
+    with start_mongo_server() as server:
+        client = _client(server.uri, event_listeners=[connections])
+        users = client.lucid.users
+        document = {"_id": new_id(), "n": 10}
+        users.insert_one(document)
+        assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
+        backend = server._server.backend
+        answer = backend.run
+
+        def close_first(command: Doc, database: str, connection_id: int) -> Doc:
+            if next(iter(command)) == "find":
+                client.close()  # while the read waits for this answer
+            return answer(command, database, connection_id)
+
+        monkeypatch.setattr(backend, "run", close_first)
+        # WHEN the client is closed while a read is on its held connection
+        assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
+        # THEN the read still got its answer, and its connection was handed back and closed
+        assert connections.out == connections.back
+        assert connections.closed == connections.created
+
+
+def test_a_forked_child_reads_on_its_own_connection_not_its_parents(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with start_mongo_server() as server:
+        finds = _recording_finds(server, monkeypatch)
+        client = _client(server.uri)
+        users = client.lucid.users
+        document = {"_id": new_id(), "n": 11}
+        users.insert_one(document)
+        # GIVEN a process that holds a connection after a read
+        assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
+        readable, writable = os.pipe()
+        # WHEN it forks while another thread is handing a connection back (the fast path's
+        # own lock held: another thread's hand-back at that instant) and the child reads
+        # (pymongo gives a forked client a new topology: mongo_client.py `_after_fork`)
+        reader = getattr(client, fast_reads._ATTRIBUTE)
+        reader._lock.acquire()
+        child = os.fork()
+        if child == 0:  # pragma: no cover (the child reports through the pipe)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    right = fast_reads.find_one(users, {"_id": document["_id"]}) == document
+                os.write(writable, b"1" if right else b"0")
+            finally:
+                os._exit(0)
+        reader._lock.release()
+        os.close(writable)
+        try:
+            answered = select.select([readable], [], [], 30)[0]
+            if not answered:
+                os.kill(child, signal.SIGKILL)  # it waits on the lock: the test fails below
+            answer = os.read(readable, 1) if answered else b""
+        finally:
+            os.close(readable)
+            os.waitpid(child, 0)
+        # THEN the child read right (it did not wait on the lock its parent's thread held) on a
+        # connection of its own, not on the parent's socket
+        assert answer == b"1"
+        assert len(finds) == 2
+        assert finds[1][0] != finds[0][0]
+        # AND the parent goes on reading on the one it holds
+        assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
+        assert finds[2][0] == finds[0][0]
         client.close()
