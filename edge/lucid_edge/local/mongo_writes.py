@@ -38,6 +38,12 @@ def apply_update(
         return collection.replace_one(query, update, upsert=upsert)
     if isinstance(update, dict):
         check_update_document(update)
+        dollar = _dollar_field(update)
+        # mongomock applies the operators one field after another and leaves those before a '$'
+        # field applied when it refuses that one: refused here first, when it would apply at all
+        # (mongod refuses it only when a document is changed or upserted, storage validation).
+        if dollar is not None and (upsert or collection.find_one(query) is not None):
+            raise _dollar_refusal(dollar)
     options = {"array_filters": array_filters} if array_filters else {}
     apply = collection.update_many if multi else collection.update_one
     return apply(query, update, upsert=upsert, **options)
@@ -63,6 +69,35 @@ UPDATE_OPERATORS = frozenset(
         "$bit",
     ]
 )
+
+
+# The operators that make or change a field: what they write is validated for storage.
+_STORING = frozenset(
+    ["$set", "$setOnInsert", "$inc", "$mul", "$min", "$max", "$currentDate", "$push", "$addToSet"]
+)
+
+
+def _dollar_field(update: Document) -> str | None:
+    """The first path an update operator would write at the top level whose name starts with
+    '$' (`{$set: {$x: 1}}`), which mongod refuses; None when there is none. A nested one
+    (`a.$b`, `{a: {$b: 1}}`) is stored, as mongod 5.0+ stores it."""
+    for operator, fields in update.items():
+        if operator in _STORING and isinstance(fields, dict):
+            for path in fields:
+                if isinstance(path, str) and path[:1] == "$":
+                    return path
+    return None
+
+
+def _dollar_refusal(path: str) -> OperationFailure:
+    """mongod's refusal of a top-level '$' field an update would store: 52
+    DollarPrefixedFieldName (mongodb/mongo src/mongo/db/update/storage_validation.cpp,
+    validateDollarPrefixElement, reached for a field an operator creates at the top level;
+    mongomock raised bson's InvalidDocument, which was a 1 InternalError here)."""
+    field = path.split(".", 1)[0]
+    return OperationFailure(
+        f"The dollar ($) prefixed field '{field}' in '{field}' is not valid for storage.", code=52
+    )
 
 
 def check_update_document(update: Document) -> None:

@@ -291,22 +291,50 @@ def test_unique_index_violations_are_duplicate_key_errors(db: Database[Doc]) -> 
     assert users.count_documents({}) == 3  # and no refused insert stayed behind
 
 
-def test_an_insert_is_checked_and_stored_as_mongomock_stores_it(db: Database[Doc]) -> None:
+def test_an_insert_is_checked_and_stored_as_mongod_stores_it(db: Database[Doc]) -> None:
     # GIVEN inserts over the wire (the server skips mongomock's own re-encoding of them)
     stamps = db.stamps
-    stamps.insert_one({"_id": 1, "ts": Timestamp(0, 0), "at": datetime(2026, 12, 5, 2, 0)})
-    # THEN an empty timestamp is filled in, as MongoDB fills it in
+    stamps.insert_one(
+        {
+            "_id": 1,
+            "ts": Timestamp(0, 0),
+            "at": datetime(2026, 12, 5, 2, 0),
+            "in": [Timestamp(0, 0)],
+        }
+    )
+    # THEN an empty timestamp is filled in at the top level, as mongod fills it in, and only
+    # there (src/mongo/db/ops/insert.cpp, fixDocumentForInsert)
     stored = stamps.find_one({"_id": 1})
     assert stored is not None
     assert stored["ts"].time > 0
-    # AND a top-level field starting with '$' is refused and nothing is stored
-    with pytest.raises(OperationFailure):
-        stamps.insert_one({"_id": 2, "$where": "x"})
+    assert stored["in"] == [Timestamp(0, 0)]
+    # AND a top-level field starting with '$' is stored, as mongod 5.0+ stores it
+    stamps.insert_one({"_id": 2, "$where": "x", "a": {"$b": 1}})
+    assert stamps.find_one({"_id": 2}) == {"_id": 2, "$where": "x", "a": {"$b": 1}}
+    # AND an _id document holding one at any depth is mongod's 52, and nothing is stored
+    for refused in ({"$b": 1}, {"a": 1, "c": {"$d": 2}}):
+        with pytest.raises(OperationFailure) as failure:
+            stamps.insert_one({"_id": refused, "v": 1})
+        dollar = "$b" if "$b" in refused else "$d"
+        assert (failure.value.code, failure.value.details) == (
+            52,
+            {
+                "index": 0,
+                "code": 52,
+                "errmsg": f"_id fields may not contain '$'-prefixed fields: {dollar} is not valid"
+                " for storage.",
+            },
+        )
     # AND a taken _id is 11000 and leaves the stored document as it was
     with pytest.raises(DuplicateKeyError):
         stamps.insert_one({"_id": 1, "ts": Timestamp(5, 1)})
     assert stamps.find_one({"_id": 1}) == stored
-    assert stamps.count_documents({}) == 1
+    assert stamps.count_documents({}) == 2
+    # AND a document without an _id gets one
+    db.command("insert", "stamps", documents=[{"v": 3}])
+    made = stamps.find_one({"v": 3})
+    assert made is not None
+    assert stamps.find_one({"_id": made["_id"]}) == made
 
 
 def test_find_one_and_update_is_atomic_across_20_threads(server: EmbeddedMongo) -> None:
@@ -390,6 +418,30 @@ def test_find_one_and_update_by_id_answers_the_document_before_or_after_the_chan
     # AND a removal answers the document it removed
     assert db.sessions.find_one_and_delete({"_id": "s1"}) == after
     assert db.sessions.find_one({"_id": "s1"}) is None
+
+
+def test_an_update_refuses_a_dollar_field_and_leaves_the_document_as_it_was(
+    db: Database[Doc],
+) -> None:
+    db.w.insert_one({"_id": "s1", "name": "n"})
+    # WHEN an update would store a top-level '$' field (after another field, before it)
+    changes: list[dict[str, dict[str, Any]]] = [
+        {"$set": {"name": "q", "$bad": 1}},
+        {"$inc": {"$n": 1}, "$set": {"name": "q"}},
+    ]
+    for change in changes:
+        for write in (db.w.update_one, db.w.find_one_and_update):
+            with pytest.raises(OperationFailure) as failure:
+                write({"_id": "s1"}, change)
+            # THEN it is mongod's 52 DollarPrefixedFieldName, and nothing was changed
+            bad = next(field for fields in change.values() for field in fields if field[0] == "$")
+            assert failure.value.code == 52
+            assert f"The dollar ($) prefixed field '{bad}' in '{bad}' is not valid" in str(
+                failure.value
+            )
+            assert db.w.find_one({"_id": "s1"}) == {"_id": "s1", "name": "n"}
+    # AND where no document matches it changes nothing and is not refused, as mongod
+    assert db.w.update_one({"_id": "s9"}, {"$set": {"$bad": 1}}).matched_count == 0
 
 
 # --- reads --------------------------------------------------------------------------------------
