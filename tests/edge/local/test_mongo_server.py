@@ -420,7 +420,101 @@ def test_find_one_and_update_by_id_answers_the_document_before_or_after_the_chan
     assert db.sessions.find_one({"_id": "s1"}) is None
 
 
-def test_an_update_refuses_a_dollar_field_and_leaves_the_document_as_it_was(
+SESSION: Doc = {
+    "_id": "s1", "owner_id": "o1", "name": "n", "status": "pending", "metadata": {"k": ["a"]},
+    "created_at": datetime(2026, 12, 5, 1, 0, 0, 125000), "started_at": None, "version": 1,
+    "score": 1.5, "label": "x", "big": Int64(2**40),
+}  # fmt: skip
+LATER = datetime(2026, 12, 5, 2, 0, 0, 250000)
+# (extra query, update, return_document): each applied by `_id` (the server changes the stored
+# document itself) and again by a range on `_id`, which only a scan answers (mongomock's update)
+WRITES: dict[str, tuple[Doc, Doc, bool]] = {
+    "the PATCH, answering the document after": (
+        {"owner_id": "o1", "version": 1},
+        {
+            "$set": {"name": "m", "metadata": {"k": ["b"]}, "updated_at": LATER},
+            "$inc": {"version": 1},
+        },
+        True,
+    ),
+    "the PATCH, answering the document before": (
+        {"owner_id": "o1", "version": 1},
+        {"$set": {"name": "m"}, "$inc": {"version": 1}},
+        False,
+    ),
+    "a new field and an unchanged one": ({}, {"$set": {"fresh": [1, {"a": 2}], "name": "n"}}, True),
+    "nothing changes": ({}, {"$set": {"name": "n", "label": "x"}}, True),
+    "$inc of a missing field, a float, an int by a float, an Int64": (
+        {},
+        {"$inc": {"count": 2, "score": 0.25, "version": 0.5, "big": 1}},
+        True,
+    ),
+    "$setOnInsert on a match does nothing (the sign-in's)": (
+        {},
+        {"$set": {"name": "q"}, "$setOnInsert": {"_id": "zz", "made": 1, "a.b": 2}},
+        True,
+    ),
+    "the owner does not match": ({"owner_id": "o2"}, {"$set": {"name": "q"}}, True),
+    "the version does not match": ({"version": 7}, {"$inc": {"version": 1}}, True),
+    "a '$ne' the document fails": ({"status": {"$ne": "pending"}}, {"$set": {"name": "q"}}, True),
+    "a dotted path": ({}, {"$set": {"metadata.x": 1, "name": "q"}}, True),
+    "another operator": ({}, {"$unset": {"label": ""}, "$set": {"name": "q"}}, True),
+    "overlapping paths (40)": ({}, {"$set": {"version": 5}, "$inc": {"version": 1}}, True),
+    "overlapping paths, no match (40)": (
+        {"owner_id": "o2"},
+        {"$set": {"version": 5}, "$inc": {"version": 1}},
+        True,
+    ),
+    "an unknown operator (9)": ({}, {"$set": {"name": "q"}, "$bogus": {"a": 1}}, True),
+    "$inc of a string before a $set (2)": ({}, {"$inc": {"name": 1}, "$set": {"score": 2}}, True),
+    "a unique value taken (11000)": ({}, {"$set": {"name": "q", "label": "y"}}, True),
+    "a '$' field (52)": ({}, {"$set": {"name": "q", "$bad": 1}}, True),
+}
+
+
+def _write_twice(
+    collection: Collection[Doc], query: Doc, change: Doc, after: bool
+) -> tuple[Any, Any]:
+    """What findAndModify answers, then what update answers (or their errors)."""
+    return (
+        _outcome(lambda: collection.find_one_and_update(query, change, return_document=after)),
+        _outcome(lambda: collection.update_one(query, change).raw_result),
+    )
+
+
+def _outcome(action: Any) -> Any:
+    try:
+        return action()
+    except OperationFailure as error:
+        return type(error).__name__, error.code, str(error)
+
+
+@pytest.mark.parametrize(("scope", "change", "after"), WRITES.values(), ids=list(WRITES))
+def test_a_write_by_id_answers_and_stores_exactly_what_mongomock_does(
+    db: Database[Doc], scope: Doc, change: Doc, after: bool
+) -> None:
+    # GIVEN twin collections holding the same documents, with a unique index
+    twins = db.by_id, db.scanned
+    for twin in twins:
+        twin.create_index("label", unique=True)
+        twin.insert_many([dict(SESSION), {"_id": "s2", "owner_id": "o1", "label": "y"}])
+    by_id, scanned = {"_id": "s1", **scope}, {"_id": {"$gte": "s1", "$lte": "s1"}, **scope}
+    # WHEN one is changed by findAndModify and update by `_id`, the other by a scan
+    answers = [
+        _write_twice(twin, query, change, after)
+        for twin, query in zip(twins, (by_id, scanned), strict=True)
+    ]
+    # THEN the answers (document before or after, counts, errors) are the same
+    assert answers[0] == answers[1]
+    # AND so are the documents stored, and what the unique index finds
+    assert list(twins[0].find()) == list(twins[1].find())
+    for label in ("x", "y", "q"):
+        assert [d["_id"] for d in twins[0].find({"label": label})] == [
+            d["_id"] for d in twins[1].find({"label": label})
+        ]
+
+
+def test_a_write_by_id_refuses_a_dollar_field_and_leaves_the_document_as_it_was(
     db: Database[Doc],
 ) -> None:
     db.w.insert_one({"_id": "s1", "name": "n"})
@@ -442,6 +536,14 @@ def test_an_update_refuses_a_dollar_field_and_leaves_the_document_as_it_was(
             assert db.w.find_one({"_id": "s1"}) == {"_id": "s1", "name": "n"}
     # AND where no document matches it changes nothing and is not refused, as mongod
     assert db.w.update_one({"_id": "s9"}, {"$set": {"$bad": 1}}).matched_count == 0
+    # AND an upsert by `_id` that matches nothing inserts
+    assert db.w.update_one({"_id": "s7"}, {"$set": {"name": "u"}}, upsert=True).upserted_id == "s7"
+    assert db.w.find_one({"_id": "s7"}) == {"_id": "s7", "name": "u"}
+    # AND an empty timestamp a $set stores is filled in, as mongomock fills it in
+    db.w.update_one({"_id": "s1"}, {"$set": {"ts": Timestamp(0, 0)}})
+    stored = db.w.find_one({"_id": "s1"})
+    assert stored is not None
+    assert stored["ts"].time > 0
 
 
 # --- reads --------------------------------------------------------------------------------------
