@@ -410,19 +410,26 @@ def _dollar_key(document: dict[str, Any]) -> str | None:
 
 
 def _plain_match(filter: dict[str, Any], document: dict[str, Any]) -> bool | None:
-    """Whether `document` matches a filter of top-level fields equal to strings, decided
-    without mongomock's matcher; None for any other filter, or when a field of the document
-    is not a string (an array holding the string matches it, for one), for `filter_applies`.
+    """Whether `document` matches a filter of top-level fields equal to strings or to ints,
+    decided without mongomock's matcher; None for any other filter, or when a field of the
+    document is not of the kind compared (an array holding the value matches it, for one; a
+    boolean never equals a number in MongoDB, which Python's `True == 1` would say), for
+    `filter_applies`.
 
     Two strings are equal in MongoDB when their bytes are (no collation is served here:
-    `mongo_commands.refuse_collation`), which is Python's `==` on str. This is every read of
-    the gateway's signed-in routes: `{_id}` and `{_id, owner_id}` (and `version` as a number
-    falls back)."""
+    `mongo_commands.refuse_collation`), which is Python's `==` on str; an int equals an int or
+    a float of the same value, as MongoDB compares numbers, which is Python's `==` on them.
+    This is every read of the gateway's signed-in routes, `{_id}` and `{_id, owner_id}`, and
+    the PATCH's findAndModify, `{_id, owner_id, version}`."""
     for field, wanted in filter.items():
-        if type(wanted) is not str or field[:1] == "$" or "." in field:
+        kind = type(wanted)
+        if (kind is not str and kind is not int) or field[:1] == "$" or "." in field:
             return None
         value = document.get(field)
-        if type(value) is not str:
+        if kind is str:
+            if type(value) is not str:
+                return None
+        elif type(value) is not int and type(value) is not float:
             return None
         if value != wanted:
             return False

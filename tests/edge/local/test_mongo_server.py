@@ -679,6 +679,12 @@ PROJECTIONS: list[dict[str, Any]] = [
 ]  # fmt: skip
 
 
+NUMBER_FILTERS: list[Doc] = [
+    {"v": 3}, {"v": 4}, {"f": 2}, {"f": 3}, {"x": 1}, {"flag": 1}, {"s": 1}, {"absent": 3},
+    {"ints": 2}, {"ints": 3}, {"n": 2**40}, {"code": "7", "v": 3}, {"v": 3, "f": 1},
+]  # fmt: skip
+
+
 def test_a_read_by_id_answers_exactly_as_a_query_does(
     server: EmbeddedMongo, db: Database[Doc]
 ) -> None:
@@ -688,7 +694,8 @@ def test_a_read_by_id_answers_exactly_as_a_query_does(
     stored = {
         "_id": "a", "owner_id": "o1", "at": moment, "n": Int64(2**40), "x": 1.5, "none": None,
         "nested": {"list": [1, {"at": moment}], "bin": bson.Binary(b"\x00\x01")},
-        "tags": ["red", "blue"], "code": "7",
+        "tags": ["red", "blue"], "code": "7", "v": 3, "f": 2.0, "flag": True, "s": "1",
+        "ints": [1, 2],
     }  # fmt: skip
     db.things.insert_many([stored, {"_id": "b", "owner_id": "o2"}])
     for tz_aware in (False, True):
@@ -710,6 +717,12 @@ def test_a_read_by_id_answers_exactly_as_a_query_does(
             assert things.find_one({"_id": "a", "code": 7}) is None
             assert things.find_one({"_id": "a", "code": "7", "absent": "7"}) is None
             assert things.find_one({"_id": "a", "code": "7", "owner_id": "o1"}) == by_id
+            # AND an int matches an int or a float of its value, never a boolean, a string or
+            # a missing field, and an array holding it, as a scanned query matches them
+            for numbers in NUMBER_FILTERS:
+                assert things.find_one({"_id": "a", **numbers}) == next(
+                    things.find({"_id": {"$gte": "a", "$lte": "a"}, **numbers}), None
+                ), numbers
             # AND a projection keeps what it keeps on any query (MongoDB's order: _id first)
             for projection in PROJECTIONS:
                 projected = things.find_one({"_id": "a"}, projection)
