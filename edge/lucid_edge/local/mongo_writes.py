@@ -320,7 +320,8 @@ def find_and_modify(collection: Any, request: Request) -> Document:
     if remove:
         collection.delete_one(by_id)
         return {"lastErrorObject": {"n": 1}, "value": before}
-    if stored and update_stored(collection, target, change) is not None:
+    served = stored and not command.get("arrayFilters")  # unused ones are refused, by mongomock
+    if served and update_stored(collection, target, change) is not None:
         # Changed in place: with no projection the stored document is what `new` answers.
         after = target if fields is None else collection.find_one(by_id, fields)
         return {

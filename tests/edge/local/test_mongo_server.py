@@ -536,6 +536,12 @@ def test_a_write_by_id_refuses_a_dollar_field_and_leaves_the_document_as_it_was(
             assert db.w.find_one({"_id": "s1"}) == {"_id": "s1", "name": "n"}
     # AND where no document matches it changes nothing and is not refused, as mongod
     assert db.w.update_one({"_id": "s9"}, {"$set": {"$bad": 1}}).matched_count == 0
+    # AND arrayFilters are still refused (mongomock has none), not ignored
+    for write in (db.w.update_one, db.w.find_one_and_update):
+        with pytest.raises(OperationFailure) as failure:
+            write({"_id": "s1"}, {"$set": {"name": "q"}}, array_filters=[{"e": 1}])
+        assert failure.value.code == 238
+    assert db.w.find_one({"_id": "s1"}) == {"_id": "s1", "name": "n"}
     # AND an upsert by `_id` that matches nothing inserts
     assert db.w.update_one({"_id": "s7"}, {"$set": {"name": "u"}}, upsert=True).upserted_id == "s7"
     assert db.w.find_one({"_id": "s7"}) == {"_id": "s7", "name": "u"}
