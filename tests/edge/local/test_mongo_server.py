@@ -425,14 +425,13 @@ SESSION: Doc = {
     "created_at": datetime(2026, 12, 5, 1, 0, 0, 125000), "started_at": None, "version": 1,
     "score": 1.5, "label": "x", "big": Int64(2**40),
 }  # fmt: skip
-LATER = datetime(2026, 12, 5, 2, 0, 0, 250000)
 # (extra query, update, return_document): each applied by `_id` (the server changes the stored
 # document itself) and again by a range on `_id`, which only a scan answers (mongomock's update)
 WRITES: dict[str, tuple[Doc, Doc, bool]] = {
     "the PATCH, answering the document after": (
         {"owner_id": "o1", "version": 1},
         {
-            "$set": {"name": "m", "metadata": {"k": ["b"]}, "updated_at": LATER},
+            "$set": {"name": "m", "metadata": {"k": ["b"]}, "updated_at": "<now>"},
             "$inc": {"version": 1},
         },
         True,
@@ -499,6 +498,13 @@ def test_a_write_by_id_answers_and_stores_exactly_what_mongomock_does(
         twin.create_index("label", unique=True)
         twin.insert_many([dict(SESSION), {"_id": "s2", "owner_id": "o1", "label": "y"}])
     by_id, scanned = {"_id": "s1", **scope}, {"_id": {"$gte": "s1", "$lte": "s1"}, **scope}
+    now = datetime.now(UTC)  # "<now>": a date built when the test runs, the same for both
+    change = {
+        operator: {key: now if value == "<now>" else value for key, value in fields.items()}
+        if isinstance(fields, dict)
+        else fields
+        for operator, fields in change.items()
+    }
     # WHEN one is changed by findAndModify and update by `_id`, the other by a scan
     answers = [
         _write_twice(twin, query, change, after)
