@@ -37,6 +37,7 @@ CODE_NAMES = {
     27: "IndexNotFound",
     43: "CursorNotFound",
     48: "NamespaceExists",
+    52: "DollarPrefixedFieldName",
     59: "CommandNotFound",
     73: "InvalidNamespace",
     85: "IndexOptionsConflict",

@@ -33,13 +33,15 @@ from collections.abc import Hashable, Iterable, Iterator
 from typing import Any
 
 import mongomock
+from bson.objectid import ObjectId
 from bson.regex import Regex
+from bson.timestamp import Timestamp
 from mongomock import helpers
-from mongomock.collection import Collection, _validate_data_fields
+from mongomock.collection import Collection
 from mongomock.filtering import filter_applies
 from mongomock.helpers import hashdict, utcnow
 from mongomock.store import CollectionStore, DatabaseStore, ServerStore
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 Key = Hashable
 _UNHASHABLE = (dict, list, tuple, set, re.Pattern, Regex, datetime.datetime)
@@ -344,22 +346,42 @@ class IndexedCollection(Collection):
         return [document] if matches else []
 
     def insert_decoded(self, document: dict[str, Any]) -> None:
-        """Insert a document the wire server has just decoded from BSON, as `insert_one` does
-        but without what cannot fail for such a document: mongomock encodes every document to
-        BSON again to validate it (and parses a version string to decide how), and checks
-        that every key is a string. The rest is mongomock's `_insert`, step for step: no
-        top-level `$` field (`_validate_data_fields`), dates stored naive, 11000 for a taken
-        `_id` or unique value (then nothing is stored). A document without an `_id`, or with
-        a sub-document as `_id`, is left to `insert_one`."""
-        key = document.get("_id")
-        if key is None or isinstance(key, dict):
+        """Insert a document the wire server has just decoded from BSON, as mongod 6.0 takes
+        it, without mongomock's `insert_one` (which encodes every document to BSON again to
+        validate it, parses a version string to decide how, checks that every key is a string,
+        copies the whole document to patch its dates, and refuses any top-level '$' field).
+
+        mongod (src/mongo/db/ops/insert.cpp `fixDocumentForInsert`, and from 5.0 on no longer
+        its "Document can't have $ prefixed field names"; jstests/core/field_name_validation.js
+        "$-prefixed field names are allowed generally") stores a top-level `$a` field, fills in
+        an empty timestamp at the top level only, generates a missing `_id`, and refuses an
+        `_id` document holding a '$' field at any depth: 52 DollarPrefixedFieldName "_id fields
+        may not contain '$'-prefixed fields: $a is not valid for storage."
+        (src/mongo/db/update/storage_validation.cpp `storageValidIdField`). Dates decoded from
+        BSON are naive UTC in milliseconds already, as mongomock stores them. 11000 for a taken
+        `_id` or unique value, then nothing is stored. An `_id` that is neither a document nor
+        hashable (an array, a regex) is left to `insert_one`."""
+        if "_id" not in document:
+            document["_id"] = ObjectId()  # encoded first in every reply, as bson puts `_id`
+        key = document["_id"]
+        if isinstance(key, dict):
+            dollar = _dollar_key(key)
+            if dollar is not None:
+                raise OperationFailure(
+                    "_id fields may not contain '$'-prefixed fields: "
+                    f"{dollar} is not valid for storage.",
+                    code=52,
+                )
+            key = hashdict(key)
+        elif isinstance(key, _UNHASHABLE) or not _hashable(key):
             self.insert_one(document)
             return
-        _validate_data_fields(document)
         store: IndexedCollectionStore = self._store
         if store.get(key) is not None:
             raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
-        document = helpers.patch_datetime_awareness_in_document(document)
+        for field, value in document.items():
+            if type(value) is Timestamp and not value.time and not value.inc:
+                document[field] = helpers.get_current_timestamp()
         store[key] = document  # filed in every index here: no second filing after it
         try:
             super()._ensure_uniques(document)
@@ -374,20 +396,40 @@ class IndexedCollection(Collection):
         super()._ensure_uniques(new_data)
 
 
+def _dollar_key(document: dict[str, Any]) -> str | None:
+    """The first field name starting with '$' in `document` or a document below it (not in
+    arrays, whose field names mongod does not validate), or None."""
+    for name, value in document.items():
+        if name[:1] == "$":
+            return name
+        if isinstance(value, dict):
+            found = _dollar_key(value)
+            if found is not None:
+                return found
+    return None
+
+
 def _plain_match(filter: dict[str, Any], document: dict[str, Any]) -> bool | None:
-    """Whether `document` matches a filter of top-level fields equal to strings, decided
-    without mongomock's matcher; None for any other filter, or when a field of the document
-    is not a string (an array holding the string matches it, for one), for `filter_applies`.
+    """Whether `document` matches a filter of top-level fields equal to strings or to ints,
+    decided without mongomock's matcher; None for any other filter, or when a field of the
+    document is not of the kind compared (an array holding the value matches it, for one; a
+    boolean never equals a number in MongoDB, which Python's `True == 1` would say), for
+    `filter_applies`.
 
     Two strings are equal in MongoDB when their bytes are (no collation is served here:
-    `mongo_commands.refuse_collation`), which is Python's `==` on str. This is every read of
-    the gateway's signed-in routes: `{_id}` and `{_id, owner_id}` (and `version` as a number
-    falls back)."""
+    `mongo_commands.refuse_collation`), which is Python's `==` on str; an int equals an int or
+    a float of the same value, as MongoDB compares numbers, which is Python's `==` on them.
+    This is every read of the gateway's signed-in routes, `{_id}` and `{_id, owner_id}`, and
+    the PATCH's findAndModify, `{_id, owner_id, version}`."""
     for field, wanted in filter.items():
-        if type(wanted) is not str or field[:1] == "$" or "." in field:
+        kind = type(wanted)
+        if (kind is not str and kind is not int) or field[:1] == "$" or "." in field:
             return None
         value = document.get(field)
-        if type(value) is not str:
+        if kind is str:
+            if type(value) is not str:
+                return None
+        elif type(value) is not int and type(value) is not float:
             return None
         if value != wanted:
             return False

@@ -14,11 +14,12 @@ All commands run on the server's single event-loop thread, one after another, so
 whatever the collection holds (find_one by `_id` over the wire: ~155 µs with 100 or 10,000
 documents, against ~295 µs and ~11.7 ms scanning), so that one thread is rarely what a request
 waits for. The signed-in routes' commands are served from the stored documents (a read by `_id`,
-with or without an inclusion projection, a findAndModify by `_id`, an insert), not mongomock's
-copies: this process spends about 130 K instructions on a find_one by `_id`, 140 K with a
-projection, 290 K on an insert and 560 K on a findAndModify (valgrind, 2026-12-05; 200, 260,
-400 and 980 K before). A thread per connection was measured at 13 % fewer instructions per find
-and left out: every command still has to hold one lock for its atomicity.
+with or without an inclusion projection, an insert, a findAndModify or update by `_id` with `$set`
+and `$inc`), not mongomock's copies: this process spends about 130 K instructions on a find_one
+by `_id`, 140 K with a projection, 175 K on an insert, 225 K on the PATCH's findAndModify and
+240 K on a known user's sign-in upsert (valgrind, 2026-12-05; 200, 260, 400, 980 and 470 K
+before). A thread per connection was measured at 13 % fewer instructions per find and left
+out: every command still has to hold one lock for its atomicity.
 
 Spoken protocol: OP_MSG (2013) with section kinds 0 and 1 (checksum accepted, not verified;
 moreToCome = no reply) and the legacy OP_QUERY (2004) / OP_REPLY (1) pair that drivers use for

@@ -11,7 +11,9 @@ from typing import Any
 
 import bson
 from bson.raw_bson import RawBSONDocument
-from pymongo.errors import OperationFailure
+from bson.timestamp import Timestamp
+from mongomock.helpers import hashdict
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from lucid.store.documents import Document
 from lucid_edge.local.mongo_core import CommandError, Request
@@ -38,6 +40,12 @@ def apply_update(
         return collection.replace_one(query, update, upsert=upsert)
     if isinstance(update, dict):
         check_update_document(update)
+        dollar = _dollar_field(update)
+        # mongomock applies the operators one field after another and leaves those before a '$'
+        # field applied when it refuses that one: refused here first, when it would apply at all
+        # (mongod refuses it only when a document is changed or upserted, storage validation).
+        if dollar is not None and (upsert or collection.find_one(query) is not None):
+            raise _dollar_refusal(dollar)
     options = {"array_filters": array_filters} if array_filters else {}
     apply = collection.update_many if multi else collection.update_one
     return apply(query, update, upsert=upsert, **options)
@@ -63,6 +71,35 @@ UPDATE_OPERATORS = frozenset(
         "$bit",
     ]
 )
+
+
+# The operators that make or change a field: what they write is validated for storage.
+_STORING = frozenset(
+    ["$set", "$setOnInsert", "$inc", "$mul", "$min", "$max", "$currentDate", "$push", "$addToSet"]
+)
+
+
+def _dollar_field(update: Document) -> str | None:
+    """The first path an update operator would write at the top level whose name starts with
+    '$' (`{$set: {$x: 1}}`), which mongod refuses; None when there is none. A nested one
+    (`a.$b`, `{a: {$b: 1}}`) is stored, as mongod 5.0+ stores it."""
+    for operator, fields in update.items():
+        if operator in _STORING and isinstance(fields, dict):
+            for path in fields:
+                if isinstance(path, str) and path[:1] == "$":
+                    return path
+    return None
+
+
+def _dollar_refusal(path: str) -> OperationFailure:
+    """mongod's refusal of a top-level '$' field an update would store: 52
+    DollarPrefixedFieldName (mongodb/mongo src/mongo/db/update/storage_validation.cpp,
+    validateDollarPrefixElement, reached for a field an operator creates at the top level;
+    mongomock raised bson's InvalidDocument, which was a 1 InternalError here)."""
+    field = path.split(".", 1)[0]
+    return OperationFailure(
+        f"The dollar ($) prefixed field '{field}' in '{field}' is not valid for storage.", code=52
+    )
 
 
 def check_update_document(update: Document) -> None:
@@ -102,6 +139,75 @@ def check_update_document(update: Document) -> None:
             seen.append(parts)
 
 
+_MISSING = object()
+# What `update_stored` serves: the gateway's findAndModify and update statements by `_id`.
+_SERVED = frozenset(["$set", "$inc", "$setOnInsert"])
+
+
+def update_stored(collection: Any, document: Document, update: Any) -> bool | None:
+    """Apply `$set` / `$inc` (and a `$setOnInsert`, which does nothing to a stored document) of
+    top-level fields to the stored `document` itself, as mongomock's `_update` would; whether a
+    field changed, or None, with nothing done, for any other update (a replacement, a pipeline,
+    another operator, a dotted or '$' path, `_id`, an `$inc` of or on what is not an int or a
+    float, an empty timestamp to fill in), which mongomock then applies.
+
+    mongomock deep-copies the document before every update to roll back with, BSON-encodes
+    every `$set` value to validate it, asks the client for its server version and patches the
+    dates of the query and the update: about a fifth of the server's instructions for the
+    PATCH's findAndModify. Here only the fields the update names are kept aside, and put back
+    if the change breaks a unique index (11000, as mongomock answers, with the indexes filed
+    again). A decoded command cannot hold what that validation refuses (BSON it came as) nor
+    timezone-aware dates (bson decodes naive UTC by default); an empty timestamp in a `$set`,
+    which mongomock fills in, is left to it.
+    """
+    if type(update) is not dict or not update or not update.keys() <= _SERVED:
+        return None
+    check_update_document(update)  # 9 and 40, as for any update
+    sets, increments = update.get("$set", {}), update.get("$inc", {})
+    on_insert = update.get("$setOnInsert", {})
+    if type(sets) is not dict or type(increments) is not dict or type(on_insert) is not dict:
+        return None
+    for field in (*sets, *increments):  # $setOnInsert's are never applied to a match
+        if not field or field[:1] == "$" or "." in field or field == "_id":
+            return None
+    for field, amount in increments.items():
+        if type(amount) not in (int, float) or type(document.get(field, 0)) not in (int, float):
+            return None
+    for value in sets.values():
+        if _holds_empty_timestamp(value):
+            return None
+    kept: dict[str, Any] = {}
+    for field, value in sets.items():
+        kept[field] = document.get(field, _MISSING)
+        document[field] = value
+    for field, amount in increments.items():
+        kept[field] = document.get(field, _MISSING)
+        document[field] = document.get(field, 0) + amount
+    changed = any(old is _MISSING or old != document[field] for field, old in kept.items())
+    if changed:  # as mongomock: an update that changes nothing is not checked or filed again
+        try:
+            collection._ensure_uniques(document)  # files it again in every index, then checks
+        except DuplicateKeyError:
+            for field, old in kept.items():
+                if old is _MISSING:
+                    del document[field]
+                else:
+                    document[field] = old
+            key = document["_id"]
+            collection._store.reindex(hashdict(key) if isinstance(key, dict) else key)
+            raise
+    return changed
+
+
+def _holds_empty_timestamp(value: Any) -> bool:
+    """Whether `value` is or holds Timestamp(0, 0), which mongomock replaces with the time."""
+    if type(value) is dict:
+        return any(_holds_empty_timestamp(item) for item in value.values())
+    if type(value) is list:
+        return any(_holds_empty_timestamp(item) for item in value)
+    return type(value) is Timestamp and not value.time and not value.inc
+
+
 def insert(collection: Any, request: Request) -> Document:
     """Insert `documents`."""
     inserted, errors = 0, []
@@ -123,6 +229,11 @@ def update(collection: Any, request: Request) -> Document:
     errors: list[Document] = []
     for index, statement in enumerate(request.command.get("updates", [])):
         try:
+            served = _update_one_stored(collection, statement)
+            if served is not None:
+                matched += served[0]
+                modified += served[1]
+                continue
             result = apply_update(
                 collection,
                 statement.get("q") or {},
@@ -144,6 +255,27 @@ def update(collection: Any, request: Request) -> Document:
     if upserted:
         reply["upserted"] = upserted
     return _write_reply(reply, errors)
+
+
+def _update_one_stored(collection: Any, statement: Document) -> tuple[int, int] | None:
+    """(matched, modified) of an update statement served on the stored document (one that is
+    not multi, has no arrayFilters, and whose query narrows to at most one document: by `_id`,
+    as the gateway's update_one); None when mongomock must apply it (an upsert that matches
+    nothing included)."""
+    query = statement.get("q") or {}
+    if statement.get("multi") or statement.get("arrayFilters") or type(query) is not dict:
+        return None
+    change = statement.get("u")
+    if type(change) is not dict or not change.keys() <= _SERVED:
+        return None
+    stored = collection.stored_matches(query)
+    if stored is None or (not stored and statement.get("upsert")):
+        return None
+    if not stored:
+        check_update_document(change)  # refused whether or not a document matches
+        return 0, 0
+    changed = update_stored(collection, stored[0], change)
+    return None if changed is None else (1, int(changed))
 
 
 def delete(collection: Any, request: Request) -> Document:
@@ -188,6 +320,14 @@ def find_and_modify(collection: Any, request: Request) -> Document:
     if remove:
         collection.delete_one(by_id)
         return {"lastErrorObject": {"n": 1}, "value": before}
+    served = stored and not command.get("arrayFilters")  # unused ones are refused, by mongomock
+    if served and update_stored(collection, target, change) is not None:
+        # Changed in place: with no projection the stored document is what `new` answers.
+        after = target if fields is None else collection.find_one(by_id, fields)
+        return {
+            "lastErrorObject": {"n": 1, "updatedExisting": True},
+            "value": after if new else before,
+        }
     result = apply_update(
         collection, by_id or query, change, upsert=by_id is None, multi=False,
         array_filters=command.get("arrayFilters"),

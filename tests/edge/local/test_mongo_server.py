@@ -291,22 +291,50 @@ def test_unique_index_violations_are_duplicate_key_errors(db: Database[Doc]) -> 
     assert users.count_documents({}) == 3  # and no refused insert stayed behind
 
 
-def test_an_insert_is_checked_and_stored_as_mongomock_stores_it(db: Database[Doc]) -> None:
+def test_an_insert_is_checked_and_stored_as_mongod_stores_it(db: Database[Doc]) -> None:
     # GIVEN inserts over the wire (the server skips mongomock's own re-encoding of them)
     stamps = db.stamps
-    stamps.insert_one({"_id": 1, "ts": Timestamp(0, 0), "at": datetime(2026, 12, 5, 2, 0)})
-    # THEN an empty timestamp is filled in, as MongoDB fills it in
+    stamps.insert_one(
+        {
+            "_id": 1,
+            "ts": Timestamp(0, 0),
+            "at": datetime(2026, 12, 5, 2, 0),
+            "in": [Timestamp(0, 0)],
+        }
+    )
+    # THEN an empty timestamp is filled in at the top level, as mongod fills it in, and only
+    # there (src/mongo/db/ops/insert.cpp, fixDocumentForInsert)
     stored = stamps.find_one({"_id": 1})
     assert stored is not None
     assert stored["ts"].time > 0
-    # AND a top-level field starting with '$' is refused and nothing is stored
-    with pytest.raises(OperationFailure):
-        stamps.insert_one({"_id": 2, "$where": "x"})
+    assert stored["in"] == [Timestamp(0, 0)]
+    # AND a top-level field starting with '$' is stored, as mongod 5.0+ stores it
+    stamps.insert_one({"_id": 2, "$where": "x", "a": {"$b": 1}})
+    assert stamps.find_one({"_id": 2}) == {"_id": 2, "$where": "x", "a": {"$b": 1}}
+    # AND an _id document holding one at any depth is mongod's 52, and nothing is stored
+    for refused in ({"$b": 1}, {"a": 1, "c": {"$d": 2}}):
+        with pytest.raises(OperationFailure) as failure:
+            stamps.insert_one({"_id": refused, "v": 1})
+        dollar = "$b" if "$b" in refused else "$d"
+        assert (failure.value.code, failure.value.details) == (
+            52,
+            {
+                "index": 0,
+                "code": 52,
+                "errmsg": f"_id fields may not contain '$'-prefixed fields: {dollar} is not valid"
+                " for storage.",
+            },
+        )
     # AND a taken _id is 11000 and leaves the stored document as it was
     with pytest.raises(DuplicateKeyError):
         stamps.insert_one({"_id": 1, "ts": Timestamp(5, 1)})
     assert stamps.find_one({"_id": 1}) == stored
-    assert stamps.count_documents({}) == 1
+    assert stamps.count_documents({}) == 2
+    # AND a document without an _id gets one
+    db.command("insert", "stamps", documents=[{"v": 3}])
+    made = stamps.find_one({"v": 3})
+    assert made is not None
+    assert stamps.find_one({"_id": made["_id"]}) == made
 
 
 def test_find_one_and_update_is_atomic_across_20_threads(server: EmbeddedMongo) -> None:
@@ -390,6 +418,144 @@ def test_find_one_and_update_by_id_answers_the_document_before_or_after_the_chan
     # AND a removal answers the document it removed
     assert db.sessions.find_one_and_delete({"_id": "s1"}) == after
     assert db.sessions.find_one({"_id": "s1"}) is None
+
+
+SESSION: Doc = {
+    "_id": "s1", "owner_id": "o1", "name": "n", "status": "pending", "metadata": {"k": ["a"]},
+    "created_at": datetime(2026, 12, 5, 1, 0, 0, 125000), "started_at": None, "version": 1,
+    "score": 1.5, "label": "x", "big": Int64(2**40),
+}  # fmt: skip
+# (extra query, update, return_document): each applied by `_id` (the server changes the stored
+# document itself) and again by a range on `_id`, which only a scan answers (mongomock's update)
+WRITES: dict[str, tuple[Doc, Doc, bool]] = {
+    "the PATCH, answering the document after": (
+        {"owner_id": "o1", "version": 1},
+        {
+            "$set": {"name": "m", "metadata": {"k": ["b"]}, "updated_at": "<now>"},
+            "$inc": {"version": 1},
+        },
+        True,
+    ),
+    "the PATCH, answering the document before": (
+        {"owner_id": "o1", "version": 1},
+        {"$set": {"name": "m"}, "$inc": {"version": 1}},
+        False,
+    ),
+    "a new field and an unchanged one": ({}, {"$set": {"fresh": [1, {"a": 2}], "name": "n"}}, True),
+    "nothing changes": ({}, {"$set": {"name": "n", "label": "x"}}, True),
+    "$inc of a missing field, a float, an int by a float, an Int64": (
+        {},
+        {"$inc": {"count": 2, "score": 0.25, "version": 0.5, "big": 1}},
+        True,
+    ),
+    "$setOnInsert on a match does nothing (the sign-in's)": (
+        {},
+        {"$set": {"name": "q"}, "$setOnInsert": {"_id": "zz", "made": 1, "a.b": 2}},
+        True,
+    ),
+    "the owner does not match": ({"owner_id": "o2"}, {"$set": {"name": "q"}}, True),
+    "the version does not match": ({"version": 7}, {"$inc": {"version": 1}}, True),
+    "a '$ne' the document fails": ({"status": {"$ne": "pending"}}, {"$set": {"name": "q"}}, True),
+    "a dotted path": ({}, {"$set": {"metadata.x": 1, "name": "q"}}, True),
+    "another operator": ({}, {"$unset": {"label": ""}, "$set": {"name": "q"}}, True),
+    "overlapping paths (40)": ({}, {"$set": {"version": 5}, "$inc": {"version": 1}}, True),
+    "overlapping paths, no match (40)": (
+        {"owner_id": "o2"},
+        {"$set": {"version": 5}, "$inc": {"version": 1}},
+        True,
+    ),
+    "an unknown operator (9)": ({}, {"$set": {"name": "q"}, "$bogus": {"a": 1}}, True),
+    "$inc of a string before a $set (2)": ({}, {"$inc": {"name": 1}, "$set": {"score": 2}}, True),
+    "a unique value taken (11000)": ({}, {"$set": {"name": "q", "label": "y"}}, True),
+    "a '$' field (52)": ({}, {"$set": {"name": "q", "$bad": 1}}, True),
+}
+
+
+def _write_twice(
+    collection: Collection[Doc], query: Doc, change: Doc, after: bool
+) -> tuple[Any, Any]:
+    """What findAndModify answers, then what update answers (or their errors)."""
+    return (
+        _outcome(lambda: collection.find_one_and_update(query, change, return_document=after)),
+        _outcome(lambda: collection.update_one(query, change).raw_result),
+    )
+
+
+def _outcome(action: Any) -> Any:
+    try:
+        return action()
+    except OperationFailure as error:
+        return type(error).__name__, error.code, str(error)
+
+
+@pytest.mark.parametrize(("scope", "change", "after"), WRITES.values(), ids=list(WRITES))
+def test_a_write_by_id_answers_and_stores_exactly_what_mongomock_does(
+    db: Database[Doc], scope: Doc, change: Doc, after: bool
+) -> None:
+    # GIVEN twin collections holding the same documents, with a unique index
+    twins = db.by_id, db.scanned
+    for twin in twins:
+        twin.create_index("label", unique=True)
+        twin.insert_many([dict(SESSION), {"_id": "s2", "owner_id": "o1", "label": "y"}])
+    by_id, scanned = {"_id": "s1", **scope}, {"_id": {"$gte": "s1", "$lte": "s1"}, **scope}
+    now = datetime.now(UTC)  # "<now>": a date built when the test runs, the same for both
+    change = {
+        operator: {key: now if value == "<now>" else value for key, value in fields.items()}
+        if isinstance(fields, dict)
+        else fields
+        for operator, fields in change.items()
+    }
+    # WHEN one is changed by findAndModify and update by `_id`, the other by a scan
+    answers = [
+        _write_twice(twin, query, change, after)
+        for twin, query in zip(twins, (by_id, scanned), strict=True)
+    ]
+    # THEN the answers (document before or after, counts, errors) are the same
+    assert answers[0] == answers[1]
+    # AND so are the documents stored, and what the unique index finds
+    assert list(twins[0].find()) == list(twins[1].find())
+    for label in ("x", "y", "q"):
+        assert [d["_id"] for d in twins[0].find({"label": label})] == [
+            d["_id"] for d in twins[1].find({"label": label})
+        ]
+
+
+def test_a_write_by_id_refuses_a_dollar_field_and_leaves_the_document_as_it_was(
+    db: Database[Doc],
+) -> None:
+    db.w.insert_one({"_id": "s1", "name": "n"})
+    # WHEN an update would store a top-level '$' field (after another field, before it)
+    changes: list[dict[str, dict[str, Any]]] = [
+        {"$set": {"name": "q", "$bad": 1}},
+        {"$inc": {"$n": 1}, "$set": {"name": "q"}},
+    ]
+    for change in changes:
+        for write in (db.w.update_one, db.w.find_one_and_update):
+            with pytest.raises(OperationFailure) as failure:
+                write({"_id": "s1"}, change)
+            # THEN it is mongod's 52 DollarPrefixedFieldName, and nothing was changed
+            bad = next(field for fields in change.values() for field in fields if field[0] == "$")
+            assert failure.value.code == 52
+            assert f"The dollar ($) prefixed field '{bad}' in '{bad}' is not valid" in str(
+                failure.value
+            )
+            assert db.w.find_one({"_id": "s1"}) == {"_id": "s1", "name": "n"}
+    # AND where no document matches it changes nothing and is not refused, as mongod
+    assert db.w.update_one({"_id": "s9"}, {"$set": {"$bad": 1}}).matched_count == 0
+    # AND arrayFilters are still refused (mongomock has none), not ignored
+    for write in (db.w.update_one, db.w.find_one_and_update):
+        with pytest.raises(OperationFailure) as failure:
+            write({"_id": "s1"}, {"$set": {"name": "q"}}, array_filters=[{"e": 1}])
+        assert failure.value.code == 238
+    assert db.w.find_one({"_id": "s1"}) == {"_id": "s1", "name": "n"}
+    # AND an upsert by `_id` that matches nothing inserts
+    assert db.w.update_one({"_id": "s7"}, {"$set": {"name": "u"}}, upsert=True).upserted_id == "s7"
+    assert db.w.find_one({"_id": "s7"}) == {"_id": "s7", "name": "u"}
+    # AND an empty timestamp a $set stores is filled in, as mongomock fills it in
+    db.w.update_one({"_id": "s1"}, {"$set": {"ts": Timestamp(0, 0)}})
+    stored = db.w.find_one({"_id": "s1"})
+    assert stored is not None
+    assert stored["ts"].time > 0
 
 
 # --- reads --------------------------------------------------------------------------------------
@@ -525,6 +691,12 @@ PROJECTIONS: list[dict[str, Any]] = [
 ]  # fmt: skip
 
 
+NUMBER_FILTERS: list[Doc] = [
+    {"v": 3}, {"v": 4}, {"f": 2}, {"f": 3}, {"x": 1}, {"flag": 1}, {"s": 1}, {"absent": 3},
+    {"ints": 2}, {"ints": 3}, {"n": 2**40}, {"code": "7", "v": 3}, {"v": 3, "f": 1},
+]  # fmt: skip
+
+
 def test_a_read_by_id_answers_exactly_as_a_query_does(
     server: EmbeddedMongo, db: Database[Doc]
 ) -> None:
@@ -534,7 +706,8 @@ def test_a_read_by_id_answers_exactly_as_a_query_does(
     stored = {
         "_id": "a", "owner_id": "o1", "at": moment, "n": Int64(2**40), "x": 1.5, "none": None,
         "nested": {"list": [1, {"at": moment}], "bin": bson.Binary(b"\x00\x01")},
-        "tags": ["red", "blue"], "code": "7",
+        "tags": ["red", "blue"], "code": "7", "v": 3, "f": 2.0, "flag": True, "s": "1",
+        "ints": [1, 2],
     }  # fmt: skip
     db.things.insert_many([stored, {"_id": "b", "owner_id": "o2"}])
     for tz_aware in (False, True):
@@ -556,6 +729,12 @@ def test_a_read_by_id_answers_exactly_as_a_query_does(
             assert things.find_one({"_id": "a", "code": 7}) is None
             assert things.find_one({"_id": "a", "code": "7", "absent": "7"}) is None
             assert things.find_one({"_id": "a", "code": "7", "owner_id": "o1"}) == by_id
+            # AND an int matches an int or a float of its value, never a boolean, a string or
+            # a missing field, and an array holding it, as a scanned query matches them
+            for numbers in NUMBER_FILTERS:
+                assert things.find_one({"_id": "a", **numbers}) == next(
+                    things.find({"_id": {"$gte": "a", "$lte": "a"}, **numbers}), None
+                ), numbers
             # AND a projection keeps what it keeps on any query (MongoDB's order: _id first)
             for projection in PROJECTIONS:
                 projected = things.find_one({"_id": "a"}, projection)
