@@ -95,10 +95,16 @@ def _dollar_refusal(path: str) -> OperationFailure:
     """mongod's refusal of a top-level '$' field an update would store: 52
     DollarPrefixedFieldName (mongodb/mongo src/mongo/db/update/storage_validation.cpp,
     validateDollarPrefixElement, reached for a field an operator creates at the top level;
-    mongomock raised bson's InvalidDocument, which was a 1 InternalError here)."""
+    mongomock raised bson's InvalidDocument, which was a 1 InternalError here). Its words are
+    those of a server whose feature compatibility version is 5.0 or later, as every 6.0 and 7.0
+    server's is: the hint names a replacement document whichever kind of update it was (the
+    older "... is not valid for storage." is a 4.4 server's)."""
     field = path.split(".", 1)[0]
     return OperationFailure(
-        f"The dollar ($) prefixed field '{field}' in '{field}' is not valid for storage.", code=52
+        f"The dollar ($) prefixed field '{field}' in '{field}' is not allowed in the context of an"
+        " update's replacement document. Consider using an aggregation pipeline with"
+        " $replaceWith.",
+        code=52,
     )
 
 
