@@ -16,7 +16,7 @@ from mongomock.helpers import hashdict
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from lucid.store.documents import Document
-from lucid_edge.local.mongo_core import CommandError, Request
+from lucid_edge.local.mongo_core import CommandError, Request, is_number, shell_value
 
 
 def _write_error(index: int, error: OperationFailure) -> Document:
@@ -129,6 +129,8 @@ def check_update_document(update: Document) -> None:
             )
         if not isinstance(fields, dict):
             continue  # a malformed operand: mongomock refuses it itself
+        if operator in _ARITHMETIC:
+            _refuse_non_numeric_arguments(operator, fields)
         # $rename changes both the field it takes and the one it writes
         paths = [*fields, *fields.values()] if operator == "$rename" else list(fields)
         for path in paths:
@@ -143,6 +145,25 @@ def check_update_document(update: Document) -> None:
                         f"Updating the path '{path}' would create a conflict at '{at}'", code=40
                     )
             seen.append(parts)
+
+
+# mongod's ArithmeticNode: its verb in a message (mongodb/mongo
+# src/mongo/db/update/arithmetic_node.cpp `getNameForOp`).
+_ARITHMETIC = {"$inc": "increment", "$mul": "multiply"}
+
+
+def _refuse_non_numeric_arguments(operator: str, fields: Document) -> None:
+    """14 TypeMismatch for an `$inc` or `$mul` by what is not a number, as mongod refuses it
+    when it parses the update, whether or not a document matches (ArithmeticNode::init:
+    "Cannot increment with non-numeric argument: {s: \"x\"}"). mongomock would add a string
+    to a string, or a number to a bool."""
+    for path, amount in fields.items():
+        if not is_number(amount):
+            raise OperationFailure(
+                f"Cannot {_ARITHMETIC[operator]} with non-numeric argument: "
+                f"{{{path}: {shell_value(amount)}}}",
+                code=14,
+            )
 
 
 _MISSING = object()
