@@ -708,37 +708,42 @@ def test_a_lease_the_garbage_collector_drops_inside_the_pools_lock_waits_for_the
         assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
         leased_from = next(iter(getattr(client, fast_reads._ATTRIBUTE)._idle)).pool
         assert connections.out - connections.back == 1
-        finished = threading.Event()
-
-        def collect_inside_the_lock(of: Any) -> None:
-            # As a collection triggered by an allocation in pymongo's own `with pool.lock:`
-            # (a non-reentrant lock) on another thread: the pool is in use there, so alive
-            with of.lock:
-                gc.collect()
-            finished.set()
-
         gc.disable()  # so that the client is collected on that thread, not on this one
         try:
             # (pymongo warns of the client no one closed, and Python of its sockets: as meant)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ResourceWarning)
                 del users, client
-                collector = threading.Thread(
-                    target=collect_inside_the_lock, args=(leased_from,), daemon=True
-                )
-                collector.start()
                 # WHEN the garbage collector drops the reader there
                 # THEN that thread does not hand the connection back inside the lock it holds
                 # (the check-in takes it again: that thread waited forever)
-                assert finished.wait(10)
+                assert _collected_on_a_thread_inside_the_lock_of(leased_from)
                 assert connections.out - connections.back == 1
                 # AND once the pool itself is garbage, the connection goes back with it
-                collector.join(10)
                 del leased_from
                 gc.collect()
         finally:
             gc.enable()
     assert connections.out == connections.back
+
+
+def _collected_on_a_thread_inside_the_lock_of(pool: Any) -> bool:
+    """Whether a garbage collection on another thread inside `pool`'s lock, as one triggered by
+    an allocation in pymongo's own `with pool.lock:` (a non-reentrant lock) would be, finished
+    within 10 s (the pool is in use on that thread, so alive)."""
+    finished = threading.Event()
+
+    def collect() -> None:
+        with pool.lock:
+            gc.collect()
+        finished.set()
+
+    collector = threading.Thread(target=collect, daemon=True)
+    collector.start()
+    if not finished.wait(10):
+        return False
+    collector.join(10)
+    return True
 
 
 @pytest.mark.parametrize("then", ["lease", "close"])
@@ -768,15 +773,7 @@ def test_a_lease_of_a_replaced_reader_goes_back_at_the_next_lease_or_close(
         # WHEN the collector drops that reader on a thread inside the pool's lock
         gc.disable()
         try:
-
-            def collect_inside_the_lock() -> None:
-                with leased_from.lock:
-                    gc.collect()
-
-            collector = threading.Thread(target=collect_inside_the_lock, daemon=True)
-            collector.start()
-            collector.join(10)
-            assert not collector.is_alive()
+            assert _collected_on_a_thread_inside_the_lock_of(leased_from)
         finally:
             gc.enable()
         # THEN the connection is still out, until the next lease on that pool (another
