@@ -15,10 +15,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 
@@ -49,28 +52,56 @@ PATCH_SESSIONS = 1000  # more than the requests one wrk thread has in flight at 
 JSON = {"Content-Type": "application/json"}
 
 # Each wrk thread walks its own share of the sessions, sending the ETag it last saw for each
-# (If-Match), and learns the new one from the answer: a client doing optimistic concurrency.
+# (If-Match), and learns the new one from the answer: a client doing optimistic concurrency, so
+# that every non-2xx is the edge's own refusal, never a 412 the script brought on itself. A
+# session is sent again only once its answer came back with its new tag: at 512 connections a
+# slow answer (p99 0.7-1.9 s) is still out when the walk comes round to its session again, and
+# a second PATCH with the tag that answer replaces is a 412. One whose answer named no session
+# or carried no tag (an edge 503, or a function's 503 after a write it may have made) is not
+# sent again in that load: its tag may be stale. wrk hands `response` no request, so the
+# session is known only from the answer. Each thread counts its answers by status (`refused`),
+# written to a file when the load is done (`refused_statuses`): wrk itself counts them as one.
 _PATCH_LUA = """
 local ids = {IDS}
 local tags = {TAGS}
-local threads = 0
-function setup(thread) thread:set("tid", threads); threads = threads + 1 end
-local etags, position, count = {}, nil, 0
+local threads, all = 0, {}
+function setup(thread)
+  thread:set("tid", threads); threads = threads + 1; table.insert(all, thread)
+end
+local etags, waiting, position, count = {}, {}, nil, 0
+refused = {}
 function request()
   if position == nil then position = tid; for i, id in ipairs(ids) do etags[id] = tags[i] end end
-  local id = ids[position % #ids + 1]
-  position = position + {THREADS}
+  local id
+  for _ = 1, #ids / {THREADS} do  -- at most once round this thread's share
+    id = ids[position % #ids + 1]
+    position = position + {THREADS}
+    if not waiting[id] then break end
+  end
+  waiting[id] = true
   count = count + 1
   wrk.headers["If-Match"] = etags[id]
   return wrk.format("PATCH", "/sessions/" .. id, nil,
     '{"name": "renamed ' .. tid .. '-' .. count .. '"}')
 end
 function response(status, headers, body)
+  if status > 299 then refused[status] = (refused[status] or 0) + 1 end
   local id = body:match('"id":"(%x+)"') or body:match('/sessions/(%x+)')
   local tag = headers["etag"] or headers["ETag"]
   local current = body:match('current_etag":"[^%d]*(%d+)')
   if tag == nil and current then tag = '"' .. current .. '"' end
-  if id and tag then etags[id] = tag end
+  if id and tag then etags[id] = tag; waiting[id] = nil end
+end
+local report = done
+function done(summary, latency, requests)
+  local file = io.open({STATUSES}, "w")
+  for _, thread in ipairs(all) do
+    for status, number in pairs(thread:get("refused")) do
+      file:write(status .. " " .. number .. "\\n")
+    end
+  end
+  file:close()
+  report(summary, latency, requests)
 end
 """
 
@@ -132,6 +163,7 @@ def routes(env: dict[str, str]) -> dict[str, object]:
         # 1,000 sessions to start with; every POST round adds what it creates (tens of
         # thousands by the end), which the indexed store answers as fast (see `scale`).
         ids = _create_sessions(edge, auth, PATCH_SESSIONS)
+        refused: dict[int, dict[int, int]] = {64: {}, 512: {}}  # PATCH's non-2xx by status
         # Each entry makes one load for a number of connections: what it reads first (PATCH's
         # current ETags, 1,000 GETs over HTTP) happens before `measured` starts counting the
         # server's CPU, so CPU per request is that of the load's requests alone.
@@ -162,13 +194,7 @@ def routes(env: dict[str, str]) -> dict[str, object]:
             ),
             "PATCH /sessions/{id} If-Match": (
                 edge,
-                lambda c: functools.partial(
-                    wrk,
-                    edge.url + "/sessions",
-                    c,
-                    headers={**auth, **JSON},
-                    lua=_patch_lua(edge, auth, ids),
-                ),
+                lambda c: _patch_load(edge.url, c, auth, ids, refused[c]),
             ),
         }
         for connections in (64, 512):
@@ -187,16 +213,42 @@ def routes(env: dict[str, str]) -> dict[str, object]:
                 figures[f"{name} c={connections}"] = _show(name, result, shown)
             ratio = edge_health.rps / results["direct GET /health"].rps
             print(f"{'':40s} edge/direct GET /health throughput ratio {ratio:.2f}", flush=True)
+            counted = sorted(refused[connections].items())
+            statuses = ", ".join(f"{number} x {status}" for status, number in counted) or "none"
+            print(f"{'':40s} PATCH non-2xx in its {REPEATS} loads: {statuses}", flush=True)
+            figures[f"PATCH non-2xx by status c={connections}"] = refused[connections]
     return figures
 
 
-def _patch_lua(server: Server, headers: dict[str, str], ids: list[str]) -> str:
-    """The PATCH load's script, starting from each session's current ETag (read over HTTP)."""
+def _patch_load(
+    url: str, connections: int, headers: dict[str, str], ids: list[str], refused: dict[int, int]
+) -> Callable[[], LoadResult]:
+    """The PATCH load (its ETags read now, before it is measured); when run, it adds its non-2xx
+    answers by status to `refused`."""
+    statuses = Path(tempfile.mkdtemp(prefix="lucid-bench-")) / "statuses"
+    lua = patch_lua(url, headers, ids, statuses)
+
+    def load() -> LoadResult:
+        try:
+            result = wrk(url + "/sessions", connections, headers={**headers, **JSON}, lua=lua)
+            for status, number in refused_statuses(statuses).items():
+                refused[status] = refused.get(status, 0) + number
+        finally:
+            shutil.rmtree(statuses.parent, ignore_errors=True)
+        return result
+
+    return load
+
+
+def patch_lua(url: str, headers: dict[str, str], ids: list[str], statuses: Path) -> str:
+    """The PATCH load's script, starting from each session's current ETag (read over HTTP) at
+    `url`; when done, it writes each status other than 2xx it got to `statuses`, with how many
+    times (`refused_statuses` reads it)."""
 
     def current(chunk: list[str]) -> dict[str, str]:
         # One that cannot be read now gets "1": the first PATCH's 412 says the current one.
         tags = dict.fromkeys(chunk, '"1"')
-        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
             for session_id in chunk:
                 with contextlib.suppress(httpx.HTTPError):
                     response = client.get(f"/sessions/{session_id}")
@@ -209,7 +261,15 @@ def _patch_lua(server: Server, headers: dict[str, str], ids: list[str]) -> str:
             tags.update(found)
     lua = _PATCH_LUA.replace("{IDS}", "{" + ",".join(map(json.dumps, ids)) + "}")
     lua = lua.replace("{TAGS}", "{" + ",".join(json.dumps(tags[i]) for i in ids) + "}")
-    return lua.replace("{THREADS}", "2")
+    return lua.replace("{STATUSES}", json.dumps(str(statuses))).replace("{THREADS}", "2")
+
+
+def refused_statuses(statuses: Path) -> dict[int, int]:
+    """What `patch_lua`'s script wrote: how many answers of each status other than 2xx."""
+    counted: dict[int, int] = {}
+    for status, number in zip(*[iter(statuses.read_text().split())] * 2, strict=True):
+        counted[int(status)] = counted.get(int(status), 0) + int(number)
+    return counted
 
 
 def scale(env: dict[str, str]) -> dict[str, object]:

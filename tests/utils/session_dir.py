@@ -12,10 +12,11 @@ directory for as long as it runs, and a session starting removes every such dire
 it can take: the kernel releases a lock when the last descriptor of its open file is closed
 (flock(2)), which a process's end does however it ends, so a lock that can be taken belongs to
 a session that is over; one still running (another worktree's, on the same machine) keeps its
-lock and its directory, and so does one whose forked child still runs. Directories named as
-before (`lucid-tests-config-*`; `lucid-redis-*`, which lucid_edge.local makes for the servers
-tests start themselves) are left alone: nothing says whether their session still runs. Chosen
-over the alternatives:
+lock and its directory, and so does one whose forked child still runs. The redis-servers tests
+start themselves keep their working directories (`lucid-redis-*`, made by lucid_edge.local) in
+it too (tests.utils.tied `start_redis`, through `current`). Directories named as before
+(`lucid-tests-config-*`; `lucid-redis-*` in the temporary directory itself) are left alone:
+nothing says whether their session still runs. Chosen over the alternatives:
 
 - the system's cleaning: Debian 12's tmpfiles.d/tmp.conf (`D /tmp 1777 root root -`) empties
   /tmp at boot only, with no age limit (this machine's /tmp is on its disk, not a tmpfs), and
@@ -42,6 +43,13 @@ from pathlib import Path
 PREFIX = "lucid-test-session-"
 _STARTING = "lucid-test-starting-"
 _LOCK = "session.lock"
+_claimed: list[Path] = []  # this process's session directory, once claimed
+
+
+def current() -> Path | None:
+    """The directory of the session this process claimed (and has not removed), else None (a
+    bench run, a process outside the tests)."""
+    return _claimed[-1] if _claimed else None
 
 
 @dataclass(frozen=True)
@@ -68,10 +76,13 @@ class SessionDir:
                 os.close(lock)
                 shutil.rmtree(starting, ignore_errors=True)
                 continue
+            _claimed.append(path)
             return cls(path, lock)
 
     def remove(self) -> None:
         """Remove the directory and everything in it, then let its lock go."""
+        if self.path in _claimed:
+            _claimed.remove(self.path)
         shutil.rmtree(self.path, ignore_errors=True)
         with contextlib.suppress(OSError):
             os.close(self.lock)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from lucid_edge.local import EmbeddedRedis
 from lucid_edge.local import start_redis as start_untied_redis
+from tests.utils import session_dir
 
 # prctl(PR_SET_PDEATHSIG = 1, SIGTERM); a parent that died before it was set is not waited for
 # (getppid() then names whoever adopted the launcher), and the command is not started.
@@ -56,5 +57,10 @@ def start_redis(
     port: int | None = None, *, data_dir: Path | None = None, config: Sequence[str] = ()
 ) -> EmbeddedRedis:
     """`lucid_edge.local.start_redis` (same arguments), the redis-server tied to this process:
-    it receives SIGTERM, redis-server's own clean stop, when this process or thread ends."""
-    return start_untied_redis(port, data_dir=data_dir, config=config, launch=tied)
+    it receives SIGTERM, redis-server's own clean stop, when this process or thread ends.
+    Without `data_dir`, in a test session, the server's working directory is made in the
+    session's directory (tests.utils.session_dir), so that one the test never stopped (the run
+    was killed) goes with the session's files, not left in the temporary directory for good."""
+    return start_untied_redis(
+        port, data_dir=data_dir, workdir_in=session_dir.current(), config=config, launch=tied
+    )

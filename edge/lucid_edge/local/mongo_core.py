@@ -8,15 +8,25 @@ one wire message. Cursors idle for ten minutes are dropped, as MongoDB does.
 
 from __future__ import annotations
 
+import datetime
 import itertools
+import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import bson
+from bson.binary import Binary
 from bson.decimal128 import Decimal128
+from bson.int64 import Int64
+from bson.max_key import MaxKey
+from bson.min_key import MinKey
+from bson.objectid import ObjectId
 from bson.raw_bson import RawBSONDocument
+from bson.regex import Regex
+from bson.timestamp import Timestamp
 from pymongo.errors import OperationFailure
 
 from lucid.store.documents import Document
@@ -31,6 +41,7 @@ CODE_NAMES = {
     40: "ConflictingUpdateOperators",
     9: "FailedToParse",
     13: "Unauthorized",
+    14: "TypeMismatch",
     18: "AuthenticationFailed",
     20: "IllegalOperation",
     26: "NamespaceNotFound",
@@ -48,6 +59,65 @@ CODE_NAMES = {
     15975: "Location15975",
     15976: "Location15976",
 }
+
+
+# The Python types the server stores for BSON's numbers: int32/int64 (an int that fits in 32
+# bits is encoded int32, any other int64), double, decimal128. A bool is not a number in BSON.
+_NUMBERS = (int, float, Int64, Decimal128)
+# mongod's names of the other types, as its error messages give them (mongodb/mongo
+# src/mongo/bson/bsontypes.cpp `typeName`).
+_TYPE_NAMES: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (str, "string"),
+    (dict, "object"),
+    ((list, tuple), "array"),
+    ((bytes, Binary), "binData"),
+    (ObjectId, "objectId"),
+    (bool, "bool"),
+    (datetime.datetime, "date"),
+    (type(None), "null"),
+    ((re.Pattern, Regex), "regex"),
+    (Timestamp, "timestamp"),
+    (MinKey, "minKey"),
+    (MaxKey, "maxKey"),
+)
+
+
+def is_number(value: Any) -> bool:
+    """Whether MongoDB takes `value` as a number (an int, a long, a double, a decimal)."""
+    return type(value) in _NUMBERS
+
+
+def type_name(value: Any) -> str:
+    """mongod's name of the BSON type `value` is stored as ("string", "int", "bool", ...)."""
+    if type(value) is int:
+        return "int" if -(2**31) <= value < 2**31 else "long"
+    if type(value) is Int64:
+        return "long"
+    if type(value) is float:
+        return "double"
+    if type(value) is Decimal128:
+        return "decimal"
+    for types, name in _TYPE_NAMES:
+        if isinstance(value, types):
+            return name
+    return type(value).__name__
+
+
+def shell_value(value: Any) -> str:
+    """`value` as mongod writes an element's value into a message (BSONElement::toString): a
+    string in double quotes, numbers, true/false/null, ObjectId('...'); anything else in
+    Python's own form (the gateway's documents name them by string ids)."""
+    if type(value) is str:
+        return json.dumps(value, ensure_ascii=False)
+    if type(value) is bool:
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if type(value) in _NUMBERS:
+        return str(value)
+    if type(value) is ObjectId:
+        return f"ObjectId('{value}')"
+    return repr(value)
 
 
 class CommandError(Exception):

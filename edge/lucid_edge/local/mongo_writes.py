@@ -16,7 +16,7 @@ from mongomock.helpers import hashdict
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from lucid.store.documents import Document
-from lucid_edge.local.mongo_core import CommandError, Request
+from lucid_edge.local.mongo_core import CommandError, Request, is_number, shell_value
 
 
 def _write_error(index: int, error: OperationFailure) -> Document:
@@ -95,10 +95,16 @@ def _dollar_refusal(path: str) -> OperationFailure:
     """mongod's refusal of a top-level '$' field an update would store: 52
     DollarPrefixedFieldName (mongodb/mongo src/mongo/db/update/storage_validation.cpp,
     validateDollarPrefixElement, reached for a field an operator creates at the top level;
-    mongomock raised bson's InvalidDocument, which was a 1 InternalError here)."""
+    mongomock raised bson's InvalidDocument, which was a 1 InternalError here). Its words are
+    those of a server whose feature compatibility version is 5.0 or later, as every 6.0 and 7.0
+    server's is: the hint names a replacement document whichever kind of update it was (the
+    older "... is not valid for storage." is a 4.4 server's)."""
     field = path.split(".", 1)[0]
     return OperationFailure(
-        f"The dollar ($) prefixed field '{field}' in '{field}' is not valid for storage.", code=52
+        f"The dollar ($) prefixed field '{field}' in '{field}' is not allowed in the context of an"
+        " update's replacement document. Consider using an aggregation pipeline with"
+        " $replaceWith.",
+        code=52,
     )
 
 
@@ -123,6 +129,8 @@ def check_update_document(update: Document) -> None:
             )
         if not isinstance(fields, dict):
             continue  # a malformed operand: mongomock refuses it itself
+        if operator in _ARITHMETIC:
+            _refuse_non_numeric_arguments(operator, fields)
         # $rename changes both the field it takes and the one it writes
         paths = [*fields, *fields.values()] if operator == "$rename" else list(fields)
         for path in paths:
@@ -137,6 +145,25 @@ def check_update_document(update: Document) -> None:
                         f"Updating the path '{path}' would create a conflict at '{at}'", code=40
                     )
             seen.append(parts)
+
+
+# mongod's ArithmeticNode: its verb in a message (mongodb/mongo
+# src/mongo/db/update/arithmetic_node.cpp `getNameForOp`).
+_ARITHMETIC = {"$inc": "increment", "$mul": "multiply"}
+
+
+def _refuse_non_numeric_arguments(operator: str, fields: Document) -> None:
+    """14 TypeMismatch for an `$inc` or `$mul` by what is not a number, as mongod refuses it
+    when it parses the update, whether or not a document matches (ArithmeticNode::init:
+    "Cannot increment with non-numeric argument: {s: \"x\"}"). mongomock would add a string
+    to a string, or a number to a bool."""
+    for path, amount in fields.items():
+        if not is_number(amount):
+            raise OperationFailure(
+                f"Cannot {_ARITHMETIC[operator]} with non-numeric argument: "
+                f"{{{path}: {shell_value(amount)}}}",
+                code=14,
+            )
 
 
 _MISSING = object()

@@ -78,6 +78,7 @@ def start_redis(
     port: int | None = None,
     *,
     data_dir: Path | None = None,
+    workdir_in: Path | None = None,
     config: Sequence[str] = (),
     launch: Callable[[list[str]], list[str]] = list,
 ) -> EmbeddedRedis:
@@ -86,13 +87,15 @@ def start_redis(
     `data_dir`: the caller's directory for the server's files, kept when it stops. It saves
     nothing by itself (no save points, no AOF), but SAVE writes its snapshot there and a server
     started on a directory holding one loads it: what a restart restoring a snapshot does.
+    `workdir_in`: without `data_dir`, where the server's own working directory (`lucid-redis-*`,
+    removed when it stops) is made; the system's temporary directory unless given.
     `config`: more command-line directives (e.g. `--rename-command`), after the defaults.
     `launch`: the command actually run, given redis-server's; it must exec redis-server in the
     process it starts, whose PID `stop()` signals (the test session's ties the server to the
     test process: tests/utils/tied.py).
     """
     port = port or free_port()
-    workdir = data_dir or Path(tempfile.mkdtemp(prefix="lucid-redis-"))
+    workdir = data_dir or Path(tempfile.mkdtemp(prefix="lucid-redis-", dir=workdir_in))
     args = [
         str(redis_server_binary()),
         "--bind", "127.0.0.1",

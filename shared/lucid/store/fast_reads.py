@@ -209,6 +209,41 @@ class _Lease:
         self.checkout = checkout
         self.conn = conn
         self.session = session
+        _leases_of(self.pool).held.add(self)
+
+
+# The attribute of a pymongo Pool that holds its `_PoolLeases`.
+_POOL_LEASES = "_lucid_leases"
+
+
+class _PoolLeases:
+    """The leases out of one pool, kept on pymongo's Pool object itself, so that a lease becomes
+    garbage only together with its pool.
+
+    A lease keeps pymongo's checkout context open: a generator (`Pool.checkout` is a
+    contextlib.contextmanager), whose finalizer checks the connection in when the generator is
+    collected (GeneratorExit reaches its `except BaseException`, pool.py:1352, which calls
+    `checkin`, taking the pool's lock). The garbage collector runs finalizers on whichever
+    thread it collects on, and that thread may be inside this pool's lock, a threading.Lock
+    (pymongo/lock.py `_create_lock`) that `checkin` would then wait for forever. Only a pool no
+    thread can reach is safe to check in to from the collector: that is when its leases go."""
+
+    __slots__ = ("ended", "held")
+
+    def __init__(self) -> None:
+        self.held: set[_Lease] = set()  # every lease not handed back yet
+        # Leases whose holder the garbage collector dropped on another thread (`_Holder.__del__`):
+        # handed back at the next lease on this pool or the client's close(), whichever reader
+        # makes it, or checked in with the pool when it is garbage.
+        self.ended: deque[_Lease] = deque()
+
+
+def _leases_of(pool: Any) -> _PoolLeases:
+    attributes = vars(pool)
+    leases: _PoolLeases | None = attributes.get(_POOL_LEASES)
+    if leases is None:  # dict.setdefault is atomic: two first leases at once get the same one
+        leases = attributes.setdefault(_POOL_LEASES, _PoolLeases())
+    return leases
 
 
 class _Holder:
@@ -231,16 +266,19 @@ class _Holder:
         if threading.get_ident() == self.thread:
             self.reader.give_back(lease)
         else:
-            # Dropped by the garbage collector on another thread (a client no one closed): that
-            # thread may be inside this pool's lock, so the next lease or close() hands it back.
-            self.reader.ended.append(lease)
+            # Dropped by the garbage collector on another thread: its reader is garbage too (a
+            # client no one closed, or a reader configure() replaced; a live reader's
+            # threading.local keeps the holder of every thread alive), and so is its count of
+            # leases. That thread may be inside this pool's lock: the lease waits on its pool
+            # (`_PoolLeases`) to be handed back by the next lease there or close().
+            _leases_of(lease.pool).ended.append(lease)
 
 
 class _Reader:
     """The fast path of one client: the server last selected for a primary read, kept while the
     client's topology description is the one it was selected from, and each thread's lease."""
 
-    __slots__ = ("_client", "_idle", "_leased", "_local", "_lock", "_selected", "ended")
+    __slots__ = ("_client", "_idle", "_leased", "_local", "_lock", "_selected")
 
     def __init__(self, client: MongoClient[Any]) -> None:
         self._client = client
@@ -257,7 +295,6 @@ class _Reader:
         # another thread held it would otherwise leave the child's first lease waiting forever.
         self._lock = _create_lock()
         self._leased = 0  # leases not handed back yet, read and written under _lock
-        self.ended: deque[_Lease] = deque()  # claimed by a holder's __del__, to hand back
 
     @staticmethod
     def serves(collection: Collection[Document]) -> bool:
@@ -394,9 +431,7 @@ class _Reader:
         return True
 
     def _new_lease(self, server: Any) -> _Lease | None:
-        ended = self.ended
-        while ended:
-            self.give_back(ended.popleft())
+        self._hand_back_ended(server.pool)
         # At most half of maxPoolSize held: the other half stays for pymongo's own operations,
         # including those of the threads that hold one (PATCH reads, then writes through
         # pymongo on a second connection), so no thread waits on a connection that a thread
@@ -439,6 +474,10 @@ class _Reader:
         on it first (pool.py:1352); the check-in closes the connection or pools it."""
         with self._lock:
             self._leased -= 1
+        self._check_in(lease, error)
+
+    def _check_in(self, lease: _Lease, error: BaseException | None = None) -> None:
+        _leases_of(lease.pool).held.discard(lease)
         try:
             if error is None:
                 lease.checkout.__exit__(None, None, None)
@@ -447,6 +486,17 @@ class _Reader:
         finally:
             if lease.session is not None:
                 self._client._topology.return_server_session(lease.session)
+
+    def _hand_back_ended(self, pool: Any) -> None:
+        """Hand back the leases of `pool` whose holders ended on another thread (counted by a
+        reader that is gone: not by this one)."""
+        ended = _leases_of(pool).ended
+        while ended:
+            try:
+                lease = ended.popleft()
+            except IndexError:  # another thread took the last one
+                break
+            self._check_in(lease)
 
     def give_all_back(self) -> None:
         """Hand back every lease no read is using (client.close(), configure())."""
@@ -457,9 +507,13 @@ class _Reader:
             except KeyError:
                 break
             self.give_back(lease)
-        ended = self.ended
-        while ended:
-            self.give_back(ended.popleft())
+        # Those of a reader of this client that is gone (configure() replaced it), on each of
+        # the client's pools: topology.py:584 `get_server_by_address`, the Server as it is.
+        topology = self._client._topology
+        for address in topology.description.server_descriptions():
+            server = topology.get_server_by_address(address)
+            if server is not None:
+                self._hand_back_ended(server.pool)
 
 
 def _find(

@@ -533,11 +533,14 @@ def test_a_write_by_id_refuses_a_dollar_field_and_leaves_the_document_as_it_was(
         for write in (db.w.update_one, db.w.find_one_and_update):
             with pytest.raises(OperationFailure) as failure:
                 write({"_id": "s1"}, change)
-            # THEN it is mongod's 52 DollarPrefixedFieldName, and nothing was changed
+            # THEN it is mongod's 52 DollarPrefixedFieldName, in the words of mongod 5.0 and
+            # later, and nothing was changed
             bad = next(field for fields in change.values() for field in fields if field[0] == "$")
             assert failure.value.code == 52
-            assert f"The dollar ($) prefixed field '{bad}' in '{bad}' is not valid" in str(
-                failure.value
+            assert (failure.value.details or {})["errmsg"] == (
+                f"The dollar ($) prefixed field '{bad}' in '{bad}' is not allowed in the context"
+                " of an update's replacement document. Consider using an aggregation pipeline"
+                " with $replaceWith."
             )
             assert db.w.find_one({"_id": "s1"}) == {"_id": "s1", "name": "n"}
     # AND where no document matches it changes nothing and is not refused, as mongod
@@ -556,6 +559,64 @@ def test_a_write_by_id_refuses_a_dollar_field_and_leaves_the_document_as_it_was(
     stored = db.w.find_one({"_id": "s1"})
     assert stored is not None
     assert stored["ts"].time > 0
+
+
+# The queries of one document: by `_id` (served on the stored document, as the gateway's
+# writes), and two that mongomock answers (a scan of `_id`, a lookup by another field).
+ONE_DOCUMENT: dict[str, Doc] = {
+    "by id": {"_id": "s1"},
+    "scanned": {"_id": {"$gte": "s1", "$lte": "s1"}},
+    "by name": {"name": "n"},
+}
+NOT_A_NUMBER = {
+    "$inc of a string": (
+        {"$set": {"name": "q", "p.q": 2}, "$inc": {"n": 1, "s": 1}},
+        14,
+        "Cannot apply $inc to a value of non-numeric type. {_id: \"s1\"} has the field 's' of"
+        " non-numeric type string",
+    ),
+    "$inc of a nested bool": (
+        {"$set": {"name": "q"}, "$inc": {"p.flag": 1}},
+        14,
+        "Cannot apply $inc to a value of non-numeric type. {_id: \"s1\"} has the field 'flag'"
+        " of non-numeric type bool",
+    ),
+    "$inc by a string": (
+        {"$set": {"name": "q"}, "$inc": {"s": "x"}},
+        14,
+        'Cannot increment with non-numeric argument: {s: "x"}',
+    ),
+    "$pop of a string": ({"$set": {"name": "q"}, "$inc": {"n": 1}, "$pop": {"s": 1}}, None, ""),
+}
+
+
+@pytest.mark.parametrize("query", ONE_DOCUMENT.values(), ids=list(ONE_DOCUMENT))
+@pytest.mark.parametrize(
+    ("change", "code", "message"), NOT_A_NUMBER.values(), ids=list(NOT_A_NUMBER)
+)
+def test_an_update_refused_for_a_document_changes_nothing_of_it(
+    db: Database[Doc], query: Doc, change: Doc, code: int | None, message: str
+) -> None:
+    stored = {"_id": "s1", "name": "n", "s": "text", "n": 1, "p": {"q": 1, "flag": True}}
+    db.w.insert_one(dict(stored))
+    for write in (db.w.update_one, db.w.update_many, db.w.find_one_and_update):
+        # WHEN an update sets fields, then meets what mongod refuses for this document
+        with pytest.raises(OperationFailure) as refused:
+            write(query, change)
+        # THEN it is refused as mongod refuses it (14 TypeMismatch, in mongod's words), and
+        # nothing of it was applied: mongod applies an update to a document all or nothing
+        if code is not None:
+            details = refused.value.details or {}
+            assert (refused.value.code, details["errmsg"]) == (code, message)
+            if write == db.w.find_one_and_update:  # a command's failure (a write error: no name)
+                assert details["codeName"] == "TypeMismatch"
+        assert db.w.find_one({"_id": "s1"}) == stored, write
+        assert db.w.find_one({"name": "n"}) == stored  # still filed under its name
+    # AND a non-numeric argument is refused even where nothing matches, as mongod parses it
+    if code is not None and "argument" in message:
+        with pytest.raises(OperationFailure) as refused:
+            db.w.update_one({"_id": "s9"}, change)
+        assert refused.value.code == code
 
 
 # --- reads --------------------------------------------------------------------------------------

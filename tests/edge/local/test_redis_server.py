@@ -68,6 +68,42 @@ def test_a_killed_test_process_leaves_no_server_and_the_next_one_removes_its_fil
         shutil.rmtree(config, ignore_errors=True)
 
 
+# A test run that started a redis-server of its own, as a test does (besides the session's).
+_SESSION_WITH_ITS_OWN = """
+import time
+import tests.conftest
+from tests.utils.tied import start_redis
+own = start_redis()
+print(own.process.pid, own.workdir, flush=True)
+time.sleep(300)
+"""
+
+
+def test_the_files_of_a_server_a_killed_test_started_go_with_its_session() -> None:
+    # GIVEN a test process that started a redis-server of its own (its working directory made
+    # for it, removed when the test stops it)
+    # WHEN it is killed before the test stops it (SIGKILL: no clean-up of its own runs)
+    outlived, (_, workdir) = outlives_killed_parent(_SESSION_WITH_ITS_OWN)
+    try:
+        assert not outlived
+        assert (Path(workdir) / "redis.log").is_file()
+        # AND WHEN the next test run starts (and ends)
+        subprocess.run([sys.executable, "-c", _NEXT_SESSION], cwd=ROOT, check=True, timeout=60)
+        # THEN that server's files are gone with the killed run's (they stayed for good in the
+        # temporary directory, as `lucid-redis-*`)
+        assert not Path(workdir).exists()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_a_server_a_test_starts_keeps_its_files_in_the_session_and_removes_them() -> None:
+    # (the bench's, outside a test session, stay in the temporary directory: bench/__main__.py)
+    with start_redis() as server:
+        assert server.workdir.parent == Path(os.environ["LUCID_CONFIG_DIR"]).parent
+        assert (server.workdir / "redis.log").is_file()
+    assert not server.workdir.exists()
+
+
 def _modules_starting_redis() -> list[str]:
     """The modules of the tests and the bench that start a redis-server by calling a
     `start_redis` of theirs (an imported one included)."""

@@ -4,6 +4,7 @@ sign-in, faults answered by pymongo, the switch, and the private pymongo API it 
 
 from __future__ import annotations
 
+import gc
 import inspect
 import json
 import logging
@@ -283,6 +284,12 @@ def test_the_pymongo_internals_it_relies_on_are_those_it_was_written_for() -> No
     assert parameters(pool.Connection._raise_connection_failure) == ["self", "error"]
     assert parameters(pool.Connection.close_conn) == ["self", "reason"]
     assert parameters(pool.Pool.checkout) == ["self", "handler"]
+    # a lease is pymongo's checkout generator held open: closed (as the garbage collector closes
+    # it) it checks the connection in, which takes the pool's lock (fast_reads._PoolLeases)
+    checkout = inspect.getsource(pool.Pool.checkout)
+    assert "yield conn\n        except BaseException:" in checkout
+    assert "with self.lock:" in inspect.getsource(pool.Pool.checkin)
+    assert parameters(topology.Topology.get_server_by_address) == ["self", "address"]
     # what a lease relies on: the checks of _perished it makes per read, the check-in's idle
     # clock it mirrors, a clear and a close bumping the generation, a fork's new topology
     assert parameters(pool.Pool.stale_generation) == ["self", "gen", "service_id"]
@@ -686,3 +693,97 @@ def test_a_forked_child_reads_on_its_own_connection_not_its_parents(
         assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
         assert finds[2][0] == finds[0][0]
         client.close()
+
+
+def test_a_lease_the_garbage_collector_drops_inside_the_pools_lock_waits_for_the_pool() -> None:
+    connections = _Pool()
+    with start_mongo_server() as server:
+        client = _client(server.uri, event_listeners=[connections])
+        users = client.lucid.users
+        document = {"_id": new_id(), "n": 12}
+        users.insert_one(document)
+        # GIVEN this thread holds a connection after a read, and the client is then dropped
+        # without close(): only the garbage collector finds it (reader and client refer to
+        # each other), on whichever thread it next runs
+        assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
+        leased_from = next(iter(getattr(client, fast_reads._ATTRIBUTE)._idle)).pool
+        assert connections.out - connections.back == 1
+        gc.disable()  # so that the client is collected on that thread, not on this one
+        try:
+            # (pymongo warns of the client no one closed, and Python of its sockets: as meant)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)
+                del users, client
+                # WHEN the garbage collector drops the reader there
+                # THEN that thread does not hand the connection back inside the lock it holds
+                # (the check-in takes it again: that thread waited forever)
+                assert _collected_on_a_thread_inside_the_lock_of(leased_from)
+                assert connections.out - connections.back == 1
+                # AND once the pool itself is garbage, the connection goes back with it
+                del leased_from
+                gc.collect()
+        finally:
+            gc.enable()
+    assert connections.out == connections.back
+
+
+def _collected_on_a_thread_inside_the_lock_of(pool: Any) -> bool:
+    """Whether a garbage collection on another thread inside `pool`'s lock, as one triggered by
+    an allocation in pymongo's own `with pool.lock:` (a non-reentrant lock) would be, finished
+    within 10 s (the pool is in use on that thread, so alive)."""
+    finished = threading.Event()
+
+    def collect() -> None:
+        with pool.lock:
+            gc.collect()
+        finished.set()
+
+    collector = threading.Thread(target=collect, daemon=True)
+    collector.start()
+    if not finished.wait(10):
+        return False
+    collector.join(10)
+    return True
+
+
+@pytest.mark.parametrize("then", ["lease", "close"])
+def test_a_lease_of_a_replaced_reader_goes_back_at_the_next_lease_or_close(
+    monkeypatch: pytest.MonkeyPatch, then: str
+) -> None:
+    connections = _Pool()
+    with start_mongo_server() as server:
+        client = _client(server.uri, event_listeners=[connections])
+        users = client.lucid.users
+        document = {"_id": new_id(), "n": 13}
+        users.insert_one(document)
+        backend = server._server.backend
+        answer = backend.run
+
+        def configure_first(command: Doc, database: str, connection_id: int) -> Doc:
+            if next(iter(command)) == "find":
+                fast_reads.configure(client, enabled=True)  # while the read waits for this
+            return answer(command, database, connection_id)
+
+        # GIVEN the client's reader is replaced (configure) while this thread reads on it: the
+        # read ends with its lease idle in a reader only the garbage collector can find
+        monkeypatch.setattr(backend, "run", configure_first)
+        assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
+        monkeypatch.setattr(backend, "run", answer)
+        leased_from = client._select_server(pymongo.ReadPreference.PRIMARY, None, "find").pool
+        # WHEN the collector drops that reader on a thread inside the pool's lock
+        gc.disable()
+        try:
+            assert _collected_on_a_thread_inside_the_lock_of(leased_from)
+        finally:
+            gc.enable()
+        # THEN the connection is still out, until the next lease on that pool (another
+        # thread's read), or the client's close(), hands it back
+        assert connections.out - connections.back == 1
+        if then == "lease":
+            thread = threading.Thread(target=fast_reads.find_one, args=(users, document))
+            thread.start()
+            thread.join(30)
+            assert connections.out == connections.back
+        client.close()
+        assert connections.out == connections.back
+    assert connections.closed == connections.created
