@@ -89,6 +89,18 @@ async def create_session(
         stored = {} if idempotency_key is None else created[0].model_dump(mode="json")
         return StoredResponse(201, stored, headers)
 
+    if idempotency_key is None and not response.raw_headers:
+        # Nothing to store for a replay: its headers go straight onto the response FastAPI made
+        # for the route, which has none (solve_dependencies deletes its content-length), as
+        # MutableHeaders.update would set them (lowercase latin-1 names and values, in this
+        # order: starlette datastructures.py MutableHeaders.__setitem__), ~15 K instructions less.
+        document = sessions.create(caller.user_id, body, None)
+        response.status_code = 201
+        response.raw_headers += (
+            (b"location", f"/sessions/{document['_id']}".encode("latin-1")),
+            (b"etag", etag(document).encode("latin-1")),
+        )
+        return Session.from_document(document)
     if idempotency_key is None:
         stored, replayed = create(), False
     else:

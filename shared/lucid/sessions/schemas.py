@@ -10,7 +10,7 @@ of at most 16 KB whose keys cannot act as MongoDB operators.
 # a model when it builds the model's schema at import (README, "Cold start of the built
 # artifact").
 
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import (
     AfterValidator,
@@ -50,6 +50,11 @@ class SessionCreate(BaseModel):
             "examples": [{"name": "first", "node_id": "node-7", "metadata": {"region": "eu"}}]
         },
     )
+
+    # What `model_validate_json` accepts from a body, `json.loads` then `model_validate` (FastAPI's
+    # path) accept with the same values, so a POST's body is validated from its bytes in one call
+    # (lucid.web.flat_dependencies `Lean`); tests/shared/sessions/test_schemas_from_json.py pins it.
+    same_from_json: ClassVar[bool] = True
 
     name: SessionName
     node_id: NodeId | None = None

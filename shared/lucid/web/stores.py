@@ -16,6 +16,7 @@ pymongo is not imported at all until then: the proxy function never needs it (co
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
@@ -31,16 +32,30 @@ if TYPE_CHECKING:
 _ATTRIBUTE = "lucid_stores"
 
 
-def _process_redis() -> resp.Redis:
+# The process's store getters, imported at their first call (not at import: see the docstring),
+# then kept: an import statement costs ~7.5 K instructions even once its module is loaded (CPython
+# 3.11 import.c import_ensure_initialized reads `__spec__._initializing`, an AttributeError raised
+# and cleared; valgrind), and a POST /sessions asks for a store three times.
+@functools.cache
+def _redis_getter() -> Callable[[], resp.Redis]:
     from lucid.store.redis_client import get_redis
 
-    return get_redis()
+    return get_redis
+
+
+@functools.cache
+def _database_getter() -> Callable[[], Database[Document]]:
+    from lucid.store.mongo import get_database
+
+    return get_database
+
+
+def _process_redis() -> resp.Redis:
+    return _redis_getter()()
 
 
 def _process_database() -> Database[Document]:
-    from lucid.store.mongo import get_database
-
-    return get_database()
+    return _database_getter()()
 
 
 class Stores(NamedTuple):
@@ -62,7 +77,11 @@ def use_stores(app: FastAPI, stores: Stores) -> Stores:
 
 def stores_of_app(app: FastAPI) -> Stores:
     """The stores `app` uses (the process's unless `use_stores` said otherwise)."""
-    stores: Stores | None = getattr(app.state, _ATTRIBUTE, None)
+    # From the state's dict, not getattr(app.state, ..., None): while nothing was set (every app
+    # in service), starlette's State.__getattr__ raises an AttributeError that getattr catches,
+    # ~14 K instructions at each of a request's look-ups (starlette 1.10.0 datastructures.py
+    # State, whose attributes live in `_state`; valgrind).
+    stores: Stores | None = app.state._state.get(_ATTRIBUTE)
     return stores if stores is not None else PROCESS_STORES
 
 

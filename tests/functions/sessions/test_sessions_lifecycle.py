@@ -50,6 +50,24 @@ def test_create_answers_201_with_location_etag_and_a_pending_session(alice: User
     assert len(session["id"]) == 32
 
 
+def test_a_create_without_a_key_answers_the_headers_a_keyed_one_does(alice: User) -> None:
+    # GIVEN a create without an Idempotency-Key and one with (whose headers are stored for a
+    # replay, then set on the response one by one)
+    plain = api("POST", "/sessions", caller=alice, body={"name": "a"})
+    keyed = api(
+        "POST", "/sessions", caller=alice, body={"name": "a"}, headers={"Idempotency-Key": "h-1"}
+    )
+    # THEN both answer the same headers, in the same order, each with its own Location and ETag
+    assert list(plain.headers) == list(keyed.headers)
+    for reply in (plain, keyed):
+        assert reply.status == 201
+        assert reply.headers["location"] == f"/sessions/{reply.body['id']}"
+        assert reply.headers["etag"] == '"1"'
+        assert {
+            k: v for k, v in reply.headers.items() if k not in ("location", "x-request-id")
+        } == {k: v for k, v in plain.headers.items() if k not in ("location", "x-request-id")}
+
+
 def test_get_returns_the_session_with_its_etag(alice: User) -> None:
     session = create(alice)
     reply = api("GET", f"/sessions/{session['id']}", caller=alice)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 import bson
@@ -40,6 +43,18 @@ def test_new_ids_are_valid_and_distinct() -> None:
     ids = {new_id() for _ in range(100)}
     assert len(ids) == 100
     assert all(is_valid_id(value) for value in ids)
+
+
+@given(st.binary(min_size=16, max_size=16))
+@example(b"\x00" * 16)
+@example(b"\xff" * 16)
+def test_a_new_id_is_the_uuid4_of_its_random_bytes(random_bytes: bytes) -> None:
+    # uuid4 is UUID(bytes=os.urandom(16), version=4): the same 16 bytes give the same id
+    with mock.patch.object(os, "urandom", lambda size: random_bytes[:size]):
+        made = new_id()
+    assert made == uuid.UUID(bytes=random_bytes, version=4).hex
+    assert uuid.UUID(made).version == 4
+    assert uuid.UUID(made).variant == uuid.RFC_4122
 
 
 @pytest.mark.parametrize(
