@@ -60,3 +60,24 @@ def test_get_answers_the_bytes_and_headers_the_model_answered(
     assert stored is not None
     assert read["body"].encode() == Session.json_of(stored)
     assert read["body"] == Session.from_document(stored).model_dump_json()
+
+
+def test_a_stored_value_the_fast_json_does_not_take_is_answered_by_the_model(
+    alice: User, database: Database[dict[str, Any]]
+) -> None:
+    # GIVEN a stored session whose version is not an int (the model converts it)
+    created = _raw(alice, "POST", "/sessions", {"name": "odd"})
+    session_id = json.loads(created["body"])["id"]
+    database["sessions"].update_one({"_id": session_id}, {"$set": {"version": "7"}})
+    stored = database["sessions"].find_one({"_id": session_id})
+    assert stored is not None
+    from lucid.sessions.schemas import Session
+
+    assert Session.json_of(stored) is None
+    # WHEN it is read THEN the answer is the model's, as before: the version converted
+    read = _raw(alice, "GET", f"/sessions/{session_id}")
+    assert read["statusCode"] == 200
+    assert read["body"] == Session.from_document(stored).model_dump_json()
+    assert json.loads(read["body"])["version"] == 7
+    assert read["headers"]["etag"] == '"7"'
+    assert list(read["headers"])[:3] == ["content-length", "content-type", "etag"]
