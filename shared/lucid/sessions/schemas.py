@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
     field_validator,
 )
 
@@ -116,6 +117,67 @@ class Session(BaseModel):
             ended_at=iso(document.get("ended_at")),
             version=document["version"],
         )
+
+    @classmethod
+    def json_of(cls, document: Document) -> bytes | None:
+        """`from_document(document)` as a route answers it (FastAPI: the response model's
+        `dump_json`), without building the model; None when a value is not of the exact type
+        the model holds (`from_document` then validates, converts or refuses it, as before).
+
+        Building the model validated each value again and FastAPI validated the model once more
+        before dumping it: ~74 K instructions per GET /sessions/{id}, against ~32 K for this
+        (valgrind, CPython 3.11). The same bytes: the values are those the model would hold
+        (a str is validated as itself, the status as the member whose value it is, and dumped
+        as that value), in the order of its fields, and pydantic's serializer of a JSON object
+        with the default config dumps them as the model's does (no aliases, NaN and infinities
+        as null; `metadata`'s values by their types in both). The reads are from_document's,
+        in its order, so a document missing a field raises the same KeyError.
+        """
+        session_id = document["_id"]
+        owner_id = document["owner_id"]
+        name = document["name"]
+        node_id = document.get("node_id")
+        status = document["status"]
+        metadata = document.get("metadata", {})
+        created_at = iso(document["created_at"])
+        updated_at = iso(document["updated_at"])
+        started_at = iso(document.get("started_at"))
+        ended_at = iso(document.get("ended_at"))
+        version = document["version"]
+        if not (
+            type(session_id) is str
+            and type(owner_id) is str
+            and type(name) is str
+            and (node_id is None or type(node_id) is str)
+            and type(status) is str
+            and status in _STATUSES
+            and type(metadata) is dict
+            and created_at is not None
+            and updated_at is not None
+            and type(version) is int
+        ):
+            return None
+        return _JSON.to_json(
+            {
+                "id": session_id,
+                "owner_id": owner_id,
+                "name": name,
+                "node_id": node_id,
+                "status": status,
+                "metadata": metadata,
+                "created_at": created_at,
+                "updated_at": updated_at,
+                "started_at": started_at,
+                "ended_at": ended_at,
+                "version": version,
+            }
+        )
+
+
+_STATUSES = frozenset(status.value for status in SessionStatus)
+# pydantic's serializer of a JSON object with its default config, as the model's (no config of
+# its own): the values dumped by their types, NaN and infinities as null (ser_json_inf_nan).
+_JSON = TypeAdapter(dict[str, Any]).serializer
 
 
 class SessionPage(BaseModel):

@@ -33,6 +33,10 @@ path as before, which answers every error exactly as it did; `same_from_json` is
 promise that what `model_validate_json` accepts, `json.loads` and `model_validate` accept with the
 same values (tests/shared/sessions pins it for the sessions models).
 
+When all its dependencies are plain, a path parameter the endpoint takes as a plain `str` of a
+segment the route gives as a str is passed as the route matched it (`_as_matched`), not read
+and validated again by FastAPI: the same value, ~46 K instructions less per request.
+
 Everything else is FastAPI's: the other dependencies, parameters, body, response model and
 serialization. The dependant FastAPI documents (OpenAPI) is the route's own, unchanged. While
 the app has dependency overrides (tests), the route is served exactly as FastAPI builds it, so an
@@ -63,8 +67,12 @@ and when one of these changes shape; read them again before moving its PINNED_FA
         `self.dependant` (1330), or from an inclusion's copy of the route while one is being
         built (1326-1328, `_effective_route_context_var` 916, set at 1598; `create_app` serves a
         FunctionRouter's routes without including them)
+    fastapi/dependencies/utils.py:979 `request_params_to_args`: a path parameter read from
+        `request.path_params` by `get_validation_alias` (1476: `validation_alias`, else
+        `alias`) and validated by its field (pydantic, lax: a str given as a str), nothing
+        else (`_get_param_model` 184: no model for a `str`; `_get_multidict_value` 853)
     fastapi/_compat/v2.py:114 `ModelField.field_info`: pydantic's FieldInfo (`annotation`,
-        `metadata`)
+        `metadata`); `alias` (121) and `validation_alias` (126), a str or None
     fastapi/routing.py:463-488 a JSON body: read when the route has a `body_field`, parsed as
         JSON when its first content-type header's media type is application/json
         (`request.headers.get`, then `email.message`), validated by `request_body_to_args`
@@ -82,7 +90,7 @@ and when one of these changes shape; read them again before moving its PINNED_FA
 
 import functools
 import inspect
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterator, Sequence
 from dataclasses import replace
 from json import JSONDecodeError
 from typing import Any, NamedTuple
@@ -93,6 +101,7 @@ from fastapi.dependencies.utils import _get_param_aliases
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
+from starlette.convertors import PathConvertor, StringConvertor
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.requests import Request
 from starlette.responses import Response
@@ -157,16 +166,32 @@ def _calls(dependants: Sequence[Dependant]) -> Iterator[object]:
         yield from _calls(dependant.dependencies)
 
 
+def _as_matched(dependant: Dependant, str_params: Collection[str]) -> list[tuple[str, str]]:
+    """The path parameters FastAPI would pass on as the route matched them, as (argument name,
+    key in the request's `path_params`): a plain `str` (no constraint, no `Path(...)` metadata)
+    whose segment the route converts to a str (`str_params`: starlette's `str` and `path`
+    convertors, `str(value)`). FastAPI reads each one with `request_params_to_args`, and
+    validating a str as a str gives it back; that read cost ~46 K instructions per request
+    for GET /sessions/{id}'s one parameter (valgrind, CPython 3.11), for nothing. A parameter
+    with an alias is read by it (`get_validation_alias`: the validation alias, else the alias)."""
+    return [
+        (field.name, key)
+        for field in dependant.path_params
+        if field.field_info.annotation is str
+        and not field.field_info.metadata
+        and (key := field.validation_alias or field.alias) in str_params
+    ]
+
+
 def _infallible(dependant: Dependant) -> bool:
-    """Whether FastAPI can refuse no request reaching this route for its parameters."""
+    """Whether FastAPI can refuse no request reaching this route for its parameters (those it
+    still reads: the flat dependant's)."""
     return not (
-        dependant.query_params
+        dependant.path_params
+        or dependant.query_params
         or dependant.header_params
         or dependant.cookie_params
         or dependant.body_params
-    ) and all(
-        field.field_info.annotation is str and not field.field_info.metadata
-        for field in dependant.path_params
     )
 
 
@@ -205,9 +230,12 @@ class Flat(NamedTuple):
     before_refusing: Callable[[Request], Coroutine[Any, Any, Any]] | None
 
 
-def flattened(dependant: Dependant) -> Flat | None:
+def flattened(dependant: Dependant, str_params: Collection[str] = ()) -> Flat | None:
     """The dependant to serve the route with (see the module docstring), or None for the
-    route's own (no leading plain dependency, or only one where one must stay)."""
+    route's own (no leading plain dependency, or only one where one must stay). `str_params`:
+    the route's path parameters its path converts to a str (`FunctionRoute`); when all its
+    dependencies are plain, those of them the endpoint takes as a plain `str` are passed from
+    the request's `path_params` as matched (`_as_matched`)."""
     leading: list[Dependant] = []
     for sub in dependant.dependencies:
         if not _plain(sub):
@@ -236,11 +264,18 @@ def flattened(dependant: Dependant) -> Flat | None:
             values.append(await call(**kwargs))
         return [values[i] for i in results]
 
+    matched = _as_matched(dependant, str_params) if direct else []
+    taken = {name for name, _ in matched}
+
     @functools.wraps(endpoint)
     async def call(**values: Any) -> Any:
         if direct:
             request: Request = values[request_name]
             request.scope[_CALLED] = True
+            if matched:
+                path_params = request.path_params
+                for name, key in matched:
+                    values[name] = path_params[key]
             found = await resolved(request)
             if dependant.request_param_name is None:
                 del values[_REQUEST]
@@ -250,8 +285,14 @@ def flattened(dependant: Dependant) -> Flat | None:
         return await endpoint(**values)
 
     if direct:
-        flat = replace(dependant, dependencies=[], call=call, request_param_name=request_name)
-        return Flat(flat, None if _infallible(dependant) else resolved)
+        flat = replace(
+            dependant,
+            path_params=[field for field in dependant.path_params if field.name not in taken],
+            dependencies=[],
+            call=call,
+            request_param_name=request_name,
+        )
+        return Flat(flat, None if _infallible(flat) else resolved)
     fused = Dependant(call=resolved, name=_RESOLVED, request_param_name="request",
                       path=dependant.path)  # fmt: skip
     return Flat(replace(dependant, dependencies=[fused, *rest], call=call), None)
@@ -342,7 +383,13 @@ class FunctionRoute(APIRoute):
 
     def get_route_handler(self) -> Handler:
         own = super().get_route_handler()
-        flat = flattened(self.dependant)
+        # starlette's `str` and `path` convertors give the segment as a str (`str(value)`).
+        as_str = {
+            name
+            for name, convertor in self.param_convertors.items()
+            if type(convertor) in (StringConvertor, PathConvertor)
+        }
+        flat = flattened(self.dependant, as_str)
         if flat is None or not inspect.iscoroutinefunction(self.dependant.call):
             return own
         dependant = self.dependant

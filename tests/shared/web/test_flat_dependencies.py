@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import fastapi
 import pytest
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.dependencies.models import Dependant
 from pydantic import BaseModel
 
@@ -205,8 +205,10 @@ def test_the_signed_in_routes_resolve_no_dependency_through_fastapi() -> None:
             for r in app.routes
             if getattr(r, "path", "") == path and method in r.methods  # type: ignore[attr-defined]
         )
-        flat = flattened(route.dependant)  # type: ignore[attr-defined]
+        flat = flattened(route.dependant, route.param_convertors)  # type: ignore[attr-defined]
         assert flat is not None
+        # ...nor any path parameter: the session id is passed as the route matched it
+        assert flat.dependant.path_params == []
         return [sub.name for sub in flat.dependant.dependencies]
 
     assert flat(users, "/users/me", "GET") == []
@@ -256,3 +258,80 @@ def test_the_fastapi_internals_it_relies_on_are_those_it_was_written_for() -> No
     (route,) = router.routes
     (field,) = route.dependant.path_params  # type: ignore[attr-defined]
     assert (field.field_info.annotation, field.field_info.metadata) == (str, [])
+    # ...and its request key as `request_params_to_args` reads it (`_as_matched`)
+    assert (field.validation_alias, field.alias) == (None, "name")
+
+
+def test_a_path_parameter_taken_as_matched_answers_as_fastapi_validating_it() -> None:
+    # GIVEN routes whose only dependency is plain, with path parameters of every kind: those
+    # the endpoint takes as a plain `str` of a str segment are passed as the route matched them
+    # (`_as_matched`), the others FastAPI still reads and validates
+    router = FunctionRouter(rate_limited=False)
+
+    async def caller(request: Request) -> str:
+        return request.method
+
+    who_dep = Annotated[str, Depends(caller)]
+
+    @router.get("/str/{name}")
+    async def plain(name: str, who: who_dep) -> Item:
+        return Item(name=f"{who} {name!r}")
+
+    @router.get("/alias/{other}")
+    async def aliased(name: Annotated[str, Path(alias="other")], who: who_dep) -> Item:
+        return Item(name=f"{who} {name!r}")
+
+    @router.get("/rest/{rest:path}")
+    async def rest(rest: str, who: who_dep) -> Item:
+        return Item(name=f"{who} {rest!r}")
+
+    @router.get("/int/{n:int}")
+    async def converted(n: str, who: who_dep) -> Item:  # an int segment: FastAPI refuses it (422)
+        return Item(name=f"{who} {n!r}")
+
+    @router.get("/pattern/{code}")
+    async def pattern(code: Annotated[str, Path(pattern="^[a-f]+$")], who: who_dep) -> Item:
+        return Item(name=f"{who} {code!r}")
+
+    @router.get("/number/{n}/{name}")
+    async def number(n: int, name: str, who: who_dep) -> Item:
+        return Item(name=f"{who} {n!r} {name!r}")
+
+    app = create_app("paths", router, rate_limited=False)
+    handler = lambda_handler(app)
+    requests = [
+        "/str/x", "/str/caf%C3%A9", "/str/a%20b", "/alias/y", "/rest/a/b/c", "/int/5",
+        "/pattern/abc", "/pattern/xyz", "/number/7/z", "/number/x/z",
+    ]  # fmt: skip
+    fast = [_answer(handler, "GET", path) for path in requests]
+    # WHEN the same requests are served by FastAPI's own handlers (while the app overrides a
+    # dependency: here one no route has)
+    app.dependency_overrides[_answer] = lambda: None
+    try:
+        own = [_answer(handler, "GET", path) for path in requests]
+    finally:
+        app.dependency_overrides.clear()
+    # THEN every answer is the same, a refusal included
+    assert fast == own
+    assert [status for status, _ in fast] == [200] * 5 + [422, 200, 422, 200, 422]
+    assert fast[1] == (200, {"name": "GET 'café'"})
+    assert fast[4] == (200, {"name": "GET 'a/b/c'"})
+    # ...and the str parameters are not read by FastAPI on the flat routes
+    read = {
+        route.path: [  # type: ignore[attr-defined]
+            field.name
+            for field in flattened(
+                route.dependant,  # type: ignore[attr-defined]
+                {"name", "other", "rest", "code"},
+            ).dependant.path_params  # type: ignore[union-attr]
+        ]
+        for route in router.routes
+    }
+    assert read == {
+        "/str/{name}": [],
+        "/alias/{other}": [],
+        "/rest/{rest:path}": [],
+        "/int/{n:int}": ["n"],
+        "/pattern/{code}": ["code"],
+        "/number/{n}/{name}": ["n"],
+    }
