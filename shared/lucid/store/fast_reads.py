@@ -55,7 +55,8 @@ leaves pymongo only what remains of MONGODB_TIMEOUT_MS: the bound the README pro
 Reads it serves publish no command monitoring events and no `pymongo.command` log lines (the
 pool's CMAP events are still published by pymongo's checkout and check-in: one pair per lease,
 not per read). MONGODB_FAST_READS=false makes
-every read pymongo's (`configure`).
+every read pymongo's (`configure`). POST /sessions's insert goes on the same lease
+(`lucid.store.fast_writes`, through `_Reader.run`, `send` and `reply`).
 
 PRIVATE pymongo API, pinned to pymongo 4.10.1 (PINNED_PYMONGO); with any other version the fast
 path is off and every read is pymongo's. tests/shared/store/test_fast_reads.py fails loudly when
