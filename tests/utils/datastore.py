@@ -29,7 +29,7 @@ from pymongo.errors import AutoReconnect
 
 from lucid.auth.revocation import LEEWAY_SECONDS, RevocationList
 from lucid.auth.revocation_record import MongoRevocationRecord
-from lucid.store import fast_reads, resp
+from lucid.store import fast_reads, fast_writes, resp
 from lucid.store.documents import Document, new_id, utcnow
 from lucid.store.redis_client import get_redis
 from lucid.web.stores import Stores, stores_of_app, use_stores
@@ -237,8 +237,9 @@ def fail_on(
     """Make pymongo's `method` on the collection `collection` raise AutoReconnect, as it does when
     a primary steps down mid-request: before the operation, or with `applied` after the server
     applied it (its reply was lost). Patched on the client side, since the functions reach the
-    in-memory store through pymongo and its wire server (`find_one`: through the fast path of
-    reads by id too). `monkeypatch.undo()` heals it."""
+    in-memory store through pymongo and its wire server (`find_one` and `insert_one`: through
+    the fast paths of reads by id and of the session's insert too). `monkeypatch.undo()` heals
+    it."""
     real = getattr(DriverCollection, method)
 
     def failing(self: DriverCollection[Any], *args: Any, **kwargs: Any) -> Any:
@@ -249,14 +250,16 @@ def fail_on(
         raise AutoReconnect("primary stepped down")
 
     monkeypatch.setattr(DriverCollection, method, failing)
-    if method == "find_one":
-        # Reads by id go to the server through `lucid.store.fast_reads` first: fail them there
-        # too (pymongo's find_one, which it hands faults to, fails above).
-        real_fast = fast_reads.find_one
+    fast = {"find_one": fast_reads, "insert_one": fast_writes}.get(method)
+    if fast is not None:
+        # Reads by id and the session's insert go to the server through `lucid.store.fast_reads`
+        # and `fast_writes` first: fail them there too (pymongo's method, which they hand
+        # faults to, fails above).
+        real_fast = getattr(fast, method)
 
         def failing_fast(target: DriverCollection[Any], *args: Any) -> Any:
             if target.name != collection:
                 return real_fast(target, *args)
             return failing(target, *args)
 
-        monkeypatch.setattr(fast_reads, "find_one", failing_fast)
+        monkeypatch.setattr(fast, method, failing_fast)

@@ -34,7 +34,7 @@ from lucid.errors import (
 )
 from lucid.identity import CallerIdentity
 from lucid.sessions.lifecycle import TRANSITIONS, SessionStatus, allowed_transitions, etag
-from lucid.store import fast_reads
+from lucid.store import fast_reads, fast_writes
 from lucid.store.documents import Document, database_errors, is_valid_id, new_id, utcnow
 from lucid.store.pagination import Page, SortOrder, fetch_page
 
@@ -103,7 +103,7 @@ class SessionRepository:
         inserted = True
         try:
             with database_errors("sessions", self._sessions):
-                self._sessions.insert_one(document)
+                fast_writes.insert_one(self._sessions, document)
         except DuplicateKeyError:
             document, inserted = self._created_earlier(owner_id, session_id, data), False
         # After the insert, not before: a closure that deletes the owner in between still sees

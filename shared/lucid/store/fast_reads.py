@@ -55,7 +55,8 @@ leaves pymongo only what remains of MONGODB_TIMEOUT_MS: the bound the README pro
 Reads it serves publish no command monitoring events and no `pymongo.command` log lines (the
 pool's CMAP events are still published by pymongo's checkout and check-in: one pair per lease,
 not per read). MONGODB_FAST_READS=false makes
-every read pymongo's (`configure`).
+every read pymongo's (`configure`). POST /sessions's insert goes on the same lease
+(`lucid.store.fast_writes`, through `_Reader.run`, `send` and `reply`).
 
 PRIVATE pymongo API, pinned to pymongo 4.10.1 (PINNED_PYMONGO); with any other version the fast
 path is off and every read is pymongo's. tests/shared/store/test_fast_reads.py fails loudly when
@@ -92,7 +93,8 @@ import struct
 import threading
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import bson
 import pymongo
@@ -121,6 +123,7 @@ _PREFIX = struct.Struct("<iiiiIB")  # the header, flagBits 0, section kind 0
 _REPLY_PREFIX = 21  # header, flagBits, kind
 _SERVED_TYPES = frozenset({SERVER_TYPE.Standalone, SERVER_TYPE.RSPrimary, SERVER_TYPE.Mongos})
 _RECEIVE = 65536
+_T = TypeVar("_T")
 # Request ids: any int32 the connection has not got an answer to pending (one at a time here).
 _request_ids = itertools.count(1)
 
@@ -182,11 +185,8 @@ def find_one(
     """What `collection.find_one(filter, projection)` returns, through the fast path when it
     serves this read (see the module docstring), else through pymongo."""
     client = collection.database.client
-    reader: _Reader | bool | None = getattr(client, _ATTRIBUTE, None)
-    if reader is None:
-        configure(client, enabled=True)
-        reader = getattr(client, _ATTRIBUTE)
-    if not isinstance(reader, _Reader) or not reader.serves(collection):
+    reader = reader_of(client)
+    if reader is None or not reader.serves(collection):
         return collection.find_one(filter, projection)
     # One deadline for the fast attempt and pymongo's, nested exactly as pymongo nests its own.
     with _csot._TimeoutContext(client.options.timeout):
@@ -194,6 +194,16 @@ def find_one(
             return reader.find_one(collection, filter, projection)
         except Exception:  # every failure is pymongo's to answer (the module docstring)
             return collection.find_one(filter, projection)
+
+
+def reader_of(client: MongoClient[Any]) -> _Reader | None:
+    """The fast path of `client` (made on first use, as `configure` makes it), None when all its
+    operations are pymongo's (MONGODB_FAST_READS=false, or a client it does not serve)."""
+    reader: _Reader | bool | None = getattr(client, _ATTRIBUTE, None)
+    if reader is None:
+        configure(client, enabled=True)
+        reader = getattr(client, _ATTRIBUTE)
+    return reader if isinstance(reader, _Reader) else None
 
 
 class _Lease:
@@ -318,14 +328,24 @@ class _Reader:
         self, collection: Collection[Document], filter: Document, projection: Document | None
     ) -> Document | None:
         client = self._client
+
+        def find(conn: Any, server: Any, session: Any) -> Document | None:
+            return _find(client, conn, server, collection, filter, projection, session)
+
+        return self.run(find)
+
+    def run(self, operation: Callable[[Any, Any, Any], _T]) -> _T:
+        """`operation(conn, server, session)` on this thread's lease (a connection checked out
+        for it alone at the cap); any exception hands the lease back with it (SDAM's rules run)
+        and is raised. _NotServedError before anything was sent: the server is not one served."""
         server = self._server()
         if server.description.server_type not in _SERVED_TYPES:
             raise _NotServedError
         lease = self._lease(server)
         if lease is None:
-            return self._find_checked_out(server, collection, filter, projection)
+            return self._checked_out(server, operation)
         try:
-            found = _find(client, lease.conn, server, collection, filter, projection, lease.session)
+            result = operation(lease.conn, server, lease.session)
         except BaseException as error:
             self.give_back(lease, error)
             raise
@@ -335,20 +355,14 @@ class _Reader:
         self._idle.add(lease)
         if lease.pool.state == PoolState.CLOSED and self.claim(lease):
             self.give_back(lease)  # close() ran during the read and did not see it
-        return found
+        return result
 
-    def _find_checked_out(
-        self,
-        server: Any,
-        collection: Collection[Document],
-        filter: Document,
-        projection: Document | None,
-    ) -> Document | None:
+    def _checked_out(self, server: Any, operation: Callable[[Any, Any, Any], _T]) -> _T:
         # A thread without a lease (at the cap, see _lease): pymongo's own checkout, as
-        # MongoClient._checkout (mongo_client.py:1583) makes it for a read without a session or
-        # auto-encryption: its pool and authentication, its error handler (SDAM's rules on the
-        # way out with an exception, the connection still checked out: pool.py:1352), its
-        # check-in; and a server session from the pool for this read alone.
+        # MongoClient._checkout (mongo_client.py:1583) makes it for an operation without a
+        # session or auto-encryption: its pool and authentication, its error handler (SDAM's
+        # rules on the way out with an exception, the connection still checked out:
+        # pool.py:1352), its check-in; and a server session from the pool for this one alone.
         client = self._client
         with (
             _MongoClientErrorHandler(client, server, None) as handler,
@@ -362,7 +376,7 @@ class _Reader:
             if conn.supports_sessions:
                 session = topology.get_server_session(conn.logical_session_timeout_minutes)
             try:
-                return _find(client, conn, server, collection, filter, projection, session)
+                return operation(conn, server, session)
             finally:
                 if session is not None:
                     topology.return_server_session(session)
@@ -530,15 +544,7 @@ def _find(
         command["projection"] = projection
     command["limit"] = 1
     command["singleBatch"] = True
-    # Connection.apply_timeout (pool.py:323): maxTimeMS is what remains of the deadline less
-    # the server's round trip time, the socket waits at most what remains.
-    remaining = _csot.get_deadline() - time.monotonic()
-    max_time = remaining - server.description.min_round_trip_time
-    if max_time < 0:
-        raise ExecutionTimeout(
-            "operation would exceed time limit", 50, {"ok": 0, "code": 50}, conn.max_wire_version
-        )
-    command["maxTimeMS"] = int(max_time * 1000)
+    remaining, command["maxTimeMS"] = time_left(conn, server)
     command["$db"] = collection.database.name
     if session is not None:
         # The Sessions specification (source/sessions/driver-sessions.md, "Sending the session
@@ -571,23 +577,56 @@ def _find(
     return batch[0] if batch else None
 
 
+def time_left(conn: Any, server: Any) -> tuple[float, int]:
+    """The seconds left of the CSOT deadline and the command's maxTimeMS, as
+    Connection.apply_timeout (pool.py:323) decides them: maxTimeMS is what remains less the
+    server's round trip time (none left: ExecutionTimeout, nothing sent), the socket waits at
+    most what remains."""
+    remaining = _csot.get_deadline() - time.monotonic()
+    max_time = remaining - server.description.min_round_trip_time
+    if max_time < 0:
+        raise ExecutionTimeout(
+            "operation would exceed time limit", 50, {"ok": 0, "code": 50}, conn.max_wire_version
+        )
+    return remaining, int(max_time * 1000)
+
+
 def _round_trip(
     conn: Any, command: Document, collection: Collection[Document], remaining: float
 ) -> Document:
     """The reply to `command` sent as one OP_MSG on `conn`, decoded with the collection's codec
-    options; a socket failure closes the connection and raises pymongo's ConnectionFailure
-    (Connection._raise_connection_failure), a reply not understood closes it and raises
-    ProtocolError (so a half-read reply is never taken for the next command's)."""
+    options (`send`, then `reply`)."""
     options = collection.codec_options
-    body = bson.encode(command, codec_options=options)
+    request_id = send(conn, bson.encode(command, codec_options=options), b"", remaining)
+    return reply(conn, request_id, options)
+
+
+def send(conn: Any, body: bytes, sequences: bytes, remaining: float) -> int:
+    """Send one OP_MSG on `conn`: the command's `body` (section kind 0), then `sequences`
+    (encoded kind 1 sections, or nothing); its request id. A socket failure closes the
+    connection and raises pymongo's ConnectionFailure (Connection._raise_connection_failure):
+    the message did not all reach the kernel, so the server cannot have run it."""
     request_id = next(_request_ids) & 0x7FFFFFFF
-    message = _PREFIX.pack(_REPLY_PREFIX + len(body), request_id, 0, OP_MSG, 0, 0) + body
+    length = _REPLY_PREFIX + len(body) + len(sequences)
+    message = _PREFIX.pack(length, request_id, 0, OP_MSG, 0, 0) + body + sequences
     sock = conn.conn
     if not isinstance(sock, socket.socket):  # pyOpenSSL's connection: pymongo's read does it
         raise _NotServedError
     try:
         conn.set_conn_timeout(remaining)
         sock.sendall(message)
+    except BaseException as error:
+        conn._raise_connection_failure(error)
+    return request_id
+
+
+def reply(conn: Any, request_id: int, options: Any) -> Document:
+    """The reply to the OP_MSG `request_id` sent on `conn`, decoded with `options`; a socket
+    failure closes the connection and raises pymongo's ConnectionFailure, a reply not understood
+    closes it and raises ProtocolError (so a half-read reply is never taken for the next
+    command's)."""
+    sock = conn.conn
+    try:
         data = _receive(conn, sock, b"")
         while len(data) < _HEADER.size:
             data = _receive(conn, sock, data)
@@ -598,7 +637,7 @@ def _round_trip(
             raise ProtocolError(f"reply length {length} out of range")
         while len(data) < length:
             data = _receive(conn, sock, data)
-    except (ProtocolError, _NotServedError):
+    except ProtocolError:
         conn.close_conn(ConnectionClosedReason.ERROR)
         raise
     except BaseException as error:

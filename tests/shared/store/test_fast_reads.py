@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -116,6 +116,44 @@ def _restarted_after_a_read(
             yield users
     finally:
         client.close()
+
+
+def answer_of_a_forked_child(action: Callable[[], bool], lock: Any = None) -> bytes:
+    """What `action()` said in a child forked from this process: b"1" (true), b"0" (false), b""
+    (no answer within 30 s: the child was killed). `lock`, when given, is held by this process
+    across the fork and released in the parent right after it (another thread's at that
+    instant)."""
+    readable, writable = os.pipe()
+    if lock is not None:
+        lock.acquire()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child reports through the pipe)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                right = action()
+            os.write(writable, b"1" if right else b"0")
+        finally:
+            os._exit(0)
+    if lock is not None:
+        lock.release()
+    os.close(writable)
+    try:
+        answered = select.select([readable], [], [], 30)[0]
+        if not answered:
+            os.kill(child, signal.SIGKILL)  # it waits (on the lock): the test fails
+        return os.read(readable, 1) if answered else b""
+    finally:
+        os.close(readable)
+        os.waitpid(child, 0)
+
+
+def until_the_pool_is_cleared(connections: _Pool) -> None:
+    """Wait (up to 15 s) for pymongo's monitor to clear the pool (SDAM), and check it did."""
+    deadline = time.monotonic() + 15
+    while connections.cleared == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert connections.cleared >= 1
 
 
 def _every_kind_of_value() -> Doc:
@@ -439,10 +477,7 @@ def test_a_pool_cleared_between_two_reads_closes_the_held_connection_as_stale(
     connections = _Pool()
     with _restarted_after_a_read(document, connections, heartbeatFrequencyMS=500) as users:
         # GIVEN pymongo's monitor saw the restart and cleared the pool (SDAM)
-        deadline = time.monotonic() + 15
-        while connections.cleared == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert connections.cleared >= 1
+        until_the_pool_is_cleared(connections)
         # WHEN the thread reads again
         with commands_pymongo_ran(caplog) as ran:
             assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
@@ -659,31 +694,13 @@ def test_a_forked_child_reads_on_its_own_connection_not_its_parents(
         users.insert_one(document)
         # GIVEN a process that holds a connection after a read
         assert fast_reads.find_one(users, {"_id": document["_id"]}) == document
-        readable, writable = os.pipe()
         # WHEN it forks while another thread is handing a connection back (the fast path's
         # own lock held: another thread's hand-back at that instant) and the child reads
         # (pymongo gives a forked client a new topology: mongo_client.py `_after_fork`)
         reader = getattr(client, fast_reads._ATTRIBUTE)
-        reader._lock.acquire()
-        child = os.fork()
-        if child == 0:  # pragma: no cover (the child reports through the pipe)
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    right = fast_reads.find_one(users, {"_id": document["_id"]}) == document
-                os.write(writable, b"1" if right else b"0")
-            finally:
-                os._exit(0)
-        reader._lock.release()
-        os.close(writable)
-        try:
-            answered = select.select([readable], [], [], 30)[0]
-            if not answered:
-                os.kill(child, signal.SIGKILL)  # it waits on the lock: the test fails below
-            answer = os.read(readable, 1) if answered else b""
-        finally:
-            os.close(readable)
-            os.waitpid(child, 0)
+        answer = answer_of_a_forked_child(
+            lambda: fast_reads.find_one(users, {"_id": document["_id"]}) == document, reader._lock
+        )
         # THEN the child read right (it did not wait on the lock its parent's thread held) on a
         # connection of its own, not on the parent's socket
         assert answer == b"1"
