@@ -230,6 +230,7 @@ class EdgeMetrics:
             r.register(self._breakers)
         # Children by label values: `labels()` costs a few microseconds per call on the hot path.
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._authorizer_children: dict[tuple[str, str], Any] = {}
         # Imported here, not with this module: the layer reads its settings once, when first
         # imported, and the edge exports the template's environment only after this module is
         # loaded (`build_app`).
@@ -301,8 +302,15 @@ class EdgeMetrics:
         (`error`, after its miss)."""
         if outcome == "error":
             self.authorizer_errors.labels(name).inc()
-        else:
-            self.authorizer_cache.labels(name, outcome).inc()
+            return
+        # Every signed-in request counts one: its child is looked up once (`labels()` costs
+        # several times what `inc()` does), as `request` keeps its own.
+        child = self._authorizer_children.get((name, outcome))
+        if child is None:
+            child = self._authorizer_children[(name, outcome)] = self.authorizer_cache.labels(
+                name, outcome
+            )
+        child.inc()
 
     def on_event(self, function: str | None, name: str) -> None:
         """A function counted an event (`lucid.observability` sink)."""

@@ -347,24 +347,25 @@ class Edge:
             request_id=request.id,
         )
         authorizer = route.authorizer
-        if authorizer is not None and self.authorizers.identity(authorizer, event) is None:
+        identity = None if authorizer is None else self.authorizers.identity(authorizer, event)
+        if authorizer is not None and identity is None:
             return UNAUTHORIZED  # API Gateway refuses it before invoking anything
         text = is_text_content_type(event["headers"].get("content-type"))
         if declared is not None and smallest_encoding(declared, text) > MAX_INVOCATION_BYTES:
             # Lambda will refuse it whatever it holds: the authorizer still answers first, and
             # the body is never read.
-            return await self._authorize(route, event, request) or TOO_LARGE
+            return await self._authorize(route, event, request, identity) or TOO_LARGE
         try:
             body = await self._read_body(request, declared)
         except _RequestTooLargeError:
-            return await self._authorize(route, event, request) or TOO_LARGE
+            return await self._authorize(route, event, request, identity) or TOO_LARGE
         except _BodyTimeoutError:
             # The request never arrived whole: nothing is invoked, the authorizer included.
             return REQUEST_TIMEOUT
         attach_body(event, body)
         too_large = event_exceeds_invocation_limit(event, body)
         del body  # the event holds it now
-        denied = await self._authorize(route, event, request)
+        denied = await self._authorize(route, event, request, identity)
         if denied is not None:
             return denied
         if too_large:
@@ -409,14 +410,22 @@ class Edge:
                 return body
 
     async def _authorize(
-        self, route: RouteSpec, event: dict[str, Any], request: _Request
+        self,
+        route: RouteSpec,
+        event: dict[str, Any],
+        request: _Request,
+        identity: tuple[str, ...] | None,
     ) -> HttpResponse | None:
+        # `identity`: what the authorizer's identity source read from this event (None only
+        # for a route without an authorizer: a request without it was answered 401 already).
         if route.authorizer is None:
             return None
         route_arn = self.events.route_arn(request.scope["method"], request.scope["path"])
         call = functools.partial(self._call, request)
         started = time.monotonic()
-        denied, context = await self.authorizers.authorize(route.authorizer, event, route_arn, call)
+        denied, context = await self.authorizers.authorize(
+            route.authorizer, event, route_arn, call, identity
+        )
         # The decision's own context: the function may change the copy in its event before
         # the access line is written.
         request.access.authorized(started, denied, {"lambda": context})

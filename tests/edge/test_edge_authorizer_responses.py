@@ -107,3 +107,38 @@ def test_a_tuple_in_the_context_is_a_list_the_authorizer_cannot_reach_into() -> 
     grants["role"] = "admin"
     # THEN the cached decision holds a list with what was answered, as JSON would have made it
     assert decision.context == {"grants": [{"role": "user"}]}
+
+
+def test_each_request_gets_a_context_of_its_own_flat_or_nested() -> None:
+    # GIVEN a cached decision whose context holds scalars only (the gateway's: ids, role, tier,
+    # expiry) and one whose context nests an object and a list
+    flat = parse_response(
+        {"isAuthorized": True, "context": {"user_id": "u-1", "role": "user", "exp": 9, "ok": True}},
+        simple=True,
+    )
+    nested = parse_response(
+        {"isAuthorized": True, "context": {"user": {"roles": ["user"]}, "n": 1}}, simple=True
+    )
+    # WHEN a function changes the copy one request received, at every level
+    first = flat.context_copy()
+    assert first == {"user_id": "u-1", "role": "user", "exp": 9, "ok": True}
+    assert first is not flat.context
+    first["role"] = "admin"
+    copy = nested.context_copy()
+    assert copy == {"user": {"roles": ["user"]}, "n": 1}
+    copy["user"]["roles"].append("admin")
+    copy["n"] = 2
+    # THEN the next request's copy, and the cached decision, are as the authorizer answered
+    assert (
+        flat.context_copy()
+        == flat.context
+        == {
+            "user_id": "u-1",
+            "role": "user",
+            "exp": 9,
+            "ok": True,
+        }
+    )
+    assert nested.context_copy() == nested.context == {"user": {"roles": ["user"]}, "n": 1}
+    # AND a decision without a context gives none
+    assert parse_response({"isAuthorized": True}, simple=True).context_copy() is None

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lucid_edge.authorizer import authorizer_event, identity_values
+from lucid_edge.authorizer import Authorizers, authorizer_event, identity_values
 from lucid_edge.events import EventBuilder, LambdaContext, is_text_content_type, new_request_id
 from lucid_edge.model import AuthorizerSpec
 
@@ -230,3 +230,36 @@ def test_the_route_arn_leaves_a_named_stage_out_of_the_path_only() -> None:
     assert dev.route_arn("GET", "/development") == f"{arn}/dev/GET/development"
     # ...while under $default (never in rawPath) a path that merely starts so is a path
     assert default.route_arn("GET", "/$default/x") == f"{arn}/$default/GET/$default/x"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        AuthorizerSpec("H", "Fn", ("authorization",), (), 300, True),
+        AuthorizerSpec("C", "Fn", ("cookie",), (), 300, True),
+        AuthorizerSpec("M", "Fn", ("authorization", "x-api-key"), (), 300, True),
+        AuthorizerSpec("Q", "Fn", ("authorization",), ("token",), 300, True),
+        AuthorizerSpec("O", "Fn", (), ("token",), 300, True),
+    ],
+)
+def test_the_edge_reads_the_identity_source_as_identity_values_does(spec: AuthorizerSpec) -> None:
+    # GIVEN requests with the identity's header and query parameter present, empty or missing,
+    # beside others (a cookie, another header)
+    requests = []
+    for auth in (None, b"", b"Bearer t-1"):
+        for key in (None, b"", b"k-1"):
+            for query in ("", "token=", "token=q-1", "other=1"):
+                for cookie in (None, b"session=abc"):
+                    headers = [(b"host", b"api.example.com")]
+                    for name, value in ((b"authorization", auth), (b"x-api-key", key)):
+                        if value is not None:
+                            headers.append((name, value))
+                    if cookie is not None:
+                        headers.append((b"cookie", cookie))
+                    requests.append(_build(raw_headers=headers, raw_query=query))
+    authorizers = Authorizers({spec.name: spec})
+    # THEN what the edge reads before answering 401 is API Gateway's identity, request by request
+    read = [authorizers.identity(spec.name, event) for event in requests]
+    assert read == [identity_values(spec, event) for event in requests]
+    assert None in read
+    assert any(read)

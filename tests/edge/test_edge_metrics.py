@@ -313,3 +313,26 @@ def test_loading_the_edge_reads_no_layer_settings_before_the_template_is_applied
     # THEN the layer's settings are still unread: the template's environment (ServiceName,
     # REDIS_URI, ...) is exported afterwards, and the layer reads its settings only once
     assert "'lucid.observability'" not in loaded
+
+
+def test_authorizer_counts_stay_apart_by_authorizer_and_result_when_repeated(
+    metrics: EdgeMetrics,
+) -> None:
+    # GIVEN two authorizers answering from their caches many times, asked a few times, failing
+    # once (each signed-in request counts one: the counter's children are kept, not looked up)
+    for _ in range(3):
+        metrics.authorizer("A", "hit")
+    metrics.authorizer("A", "miss")
+    metrics.authorizer("B", "hit")
+    metrics.authorizer("B", "miss")
+    metrics.authorizer("B", "miss")
+    metrics.authorizer("B", "error")
+    text, _ = metrics.exposition()
+    # THEN each authorizer and result has its own count
+    counts = {
+        (name, result): value(text, "lucid_authorizer_cache_total", authorizer=name, result=result)
+        for name in ("A", "B")
+        for result in ("hit", "miss")
+    }
+    assert counts == {("A", "hit"): 3, ("A", "miss"): 1, ("B", "hit"): 1, ("B", "miss"): 2}
+    assert value(text, "lucid_authorizer_errors_total", authorizer="B") == 1
