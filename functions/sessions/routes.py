@@ -62,6 +62,13 @@ def _tagged_json(document: Document, response: Response) -> Session | Response:
     if body is None:
         return _tagged(document, response)
     answer = Response(body, media_type="application/json")
+    # FastAPI drops the injected `response` when an endpoint returns a Response of its own
+    # (routing.py 767-770), so whatever a dependency set on it (a header, a status) is carried
+    # over here as FastAPI would have used it (its status in `_build_response_args`, its headers
+    # appended after the model's at 807), then the ETag `_tagged` would have set last.
+    if response.status_code:
+        answer.status_code = response.status_code
+    answer.raw_headers += response.raw_headers
     answer.raw_headers.append((b"etag", etag(document).encode("latin-1")))
     return answer
 

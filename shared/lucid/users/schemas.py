@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
     field_validator,
 )
 
@@ -105,6 +106,55 @@ class User(BaseModel):
             updated_at=iso(document.get("updated_at")),
             last_login_at=iso(document.get("last_login_at")),
         )
+
+    @classmethod
+    def json_of(cls, document: Document) -> bytes | None:
+        """`from_document(document)` as GET /users/me answers it (FastAPI: the response model's
+        `dump_json`), without building the model; None when a value is not of the exact type the
+        model holds (`from_document` then validates, converts or refuses it, as before).
+
+        The model validated each value, and FastAPI validated the model again before dumping it;
+        this writes the same bytes from the values the model would hold, in the order of its
+        fields (the role as `Role.parse` reads it, dumped as its value; no aliases; NaN and
+        infinities in `preferences` as null, as the model's default config dumps them), as
+        `Session.json_of` does for GET /sessions/{id}. The reads are from_document's, in its
+        order, so a document without `_id` raises the same KeyError.
+        """
+        user_id = document["_id"]
+        address = document.get("address")
+        role = Role.parse(document.get("role"))
+        display_name = document.get("display_name")
+        email = document.get("email")
+        preferences = document.get("preferences") or {}
+        created_at = iso(document.get("created_at"))
+        updated_at = iso(document.get("updated_at"))
+        last_login_at = iso(document.get("last_login_at"))
+        if not (
+            type(user_id) is str
+            and (address is None or type(address) is str)
+            and (display_name is None or type(display_name) is str)
+            and (email is None or type(email) is str)
+            and type(preferences) is dict
+        ):
+            return None
+        return _JSON.to_json(
+            {
+                "id": user_id,
+                "address": address,
+                "role": role.value,
+                "display_name": display_name,
+                "email": email,
+                "preferences": preferences,
+                "created_at": created_at,
+                "updated_at": updated_at,
+                "last_login_at": last_login_at,
+            }
+        )
+
+
+# pydantic's serializer of a JSON object with its default config, as the model's (no config of
+# its own): the values dumped by their types, NaN and infinities as null (ser_json_inf_nan).
+_JSON = TypeAdapter(dict[str, Any]).serializer
 
 
 class UserPage(BaseModel):

@@ -81,3 +81,35 @@ def test_a_stored_value_the_fast_json_does_not_take_is_answered_by_the_model(
     assert json.loads(read["body"])["version"] == 7
     assert read["headers"]["etag"] == '"7"'
     assert list(read["headers"])[:3] == ["content-length", "content-type", "etag"]
+
+
+def test_what_a_dependency_sets_on_the_response_is_kept_by_the_fast_json(alice: User) -> None:
+    # GIVEN a sessions app whose repository dependency also sets a header and a status on the
+    # injected response (as a dependency may; FastAPI drops that response when an endpoint
+    # returns a Response of its own)
+    from fastapi import Request, Response
+
+    from lucid.web.repositories import SessionRepository, _repository, session_repository
+
+    app = load_module("sessions").app
+
+    async def noting(request: Request, response: Response) -> SessionRepository:
+        response.headers["x-noted"] = "yes"
+        response.status_code = 203
+        return _repository(request.scope)
+
+    created = _raw(alice, "POST", "/sessions", {"name": "noted"})
+    session_id = json.loads(created["body"])["id"]
+    app.dependency_overrides[session_repository] = noting
+    try:
+        # WHEN a session is read (the fast JSON) and answered by the model (a PATCH that changes
+        # nothing)
+        read = _raw(alice, "GET", f"/sessions/{session_id}")
+        model = _raw(alice, "PATCH", f"/sessions/{session_id}", {"name": "noted"})
+    finally:
+        app.dependency_overrides.clear()
+    # THEN both carry the dependency's header before the ETag, and its status
+    assert read["statusCode"] == model["statusCode"] == 203
+    assert read["headers"]["x-noted"] == model["headers"]["x-noted"] == "yes"
+    assert list(read["headers"]) == list(model["headers"])
+    assert read["body"] == model["body"]
