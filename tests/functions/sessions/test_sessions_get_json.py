@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from fastapi import Request, Response
 from pymongo.database import Database
 
+from lucid.sessions.repository import SessionRepository
+from lucid.web.repositories import _repository, session_repository
 from tests.utils.datastore import User
 from tests.utils.events import http_event, lambda_context
 from tests.utils.functions import load_module
@@ -87,10 +90,6 @@ def test_what_a_dependency_sets_on_the_response_is_kept_by_the_fast_json(alice: 
     # GIVEN a sessions app whose repository dependency also sets a header and a status on the
     # injected response (as a dependency may; FastAPI drops that response when an endpoint
     # returns a Response of its own)
-    from fastapi import Request, Response
-
-    from lucid.web.repositories import SessionRepository, _repository, session_repository
-
     app = load_module("sessions").app
 
     async def noting(request: Request, response: Response) -> SessionRepository:
