@@ -12,10 +12,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-import bson
 import pytest
-from bson.codec_options import CodecOptions
-from fastapi.routing import APIRoute
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -26,81 +23,33 @@ from lucid.users.schemas import User as UserModel
 from tests.utils.datastore import User
 from tests.utils.events import http_event, lambda_context
 from tests.utils.functions import load_module
-
-# What a tz_aware client decodes (pymongo's tz_aware codec, as the functions' clients use).
-_STORE: CodecOptions[Document] = CodecOptions(tz_aware=True)
-
-
-def _from_the_store(document: Document) -> Document:
-    decoded: Document = bson.decode(bson.encode(document), codec_options=_STORE)
-    return decoded
-
-
-def _fastapi_dump(document: Document) -> bytes:
-    """What FastAPI answered for GET /users/me before `json_of`: the model built from the
-    document, validated and dumped by the route's response field (fastapi/routing.py
-    serialize_response, with the route's options)."""
-    route = next(
-        r
-        for r in load_module("users").app.routes
-        if isinstance(r, APIRoute) and r.path == "/users/me" and r.methods == {"GET"}
-    )
-    field = route.response_field
-    assert field is not None
-    value, errors = field.validate(UserModel.from_document(document), {}, loc=("response",))
-    assert not errors
-    dumped: bytes = field.serialize_json(
-        value,
-        include=route.response_model_include,
-        exclude=route.response_model_exclude,
-        by_alias=route.response_model_by_alias,
-        exclude_unset=route.response_model_exclude_unset,
-        exclude_defaults=route.response_model_exclude_defaults,
-        exclude_none=route.response_model_exclude_none,
-    )
-    return dumped
-
-
-_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)  # unicode but surrogates
-_KEY = _TEXT.filter(lambda key: "\0" not in key)
-_JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | _TEXT,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEY, inner, max_size=4),
-    max_leaves=12,
-)
-_MOMENT = st.datetimes(
-    min_value=datetime(1970, 1, 1), max_value=datetime(9999, 12, 31), timezones=st.just(UTC)
-)
+from tests.utils.stored_json import JSON, KEY, MOMENT, TEXT, fastapi_dump, from_the_store
 
 
 @st.composite
 def _stored_users(draw: st.DrawFn) -> Document:
     document: Document = {
         "_id": draw(st.text("0123456789abcdef", min_size=32, max_size=32)),
-        "address": draw(st.none() | _TEXT),
+        "address": draw(st.none() | TEXT),
         # a stored role the parser does not know is the least privileged one, in both paths
         "role": draw(st.none() | st.sampled_from(["user", "admin", "root", ""])),
-        "display_name": draw(st.none() | _TEXT),
-        "email": draw(st.none() | _TEXT),
-        "preferences": draw(st.none() | st.dictionaries(_KEY, _JSON, max_size=5)),
-        "created_at": draw(st.none() | _MOMENT),
-        "updated_at": draw(st.none() | _MOMENT),
-        "last_login_at": draw(st.none() | _MOMENT),
+        "display_name": draw(st.none() | TEXT),
+        "email": draw(st.none() | TEXT),
+        "preferences": draw(st.none() | st.dictionaries(KEY, JSON, max_size=5)),
+        "created_at": draw(st.none() | MOMENT),
+        "updated_at": draw(st.none() | MOMENT),
+        "last_login_at": draw(st.none() | MOMENT),
     }
     # A user written before a field existed has none (from_document reads them with .get)
     for optional in draw(st.sets(st.sampled_from(sorted(set(document) - {"_id"})))):
         del document[optional]
-    return _from_the_store(document)
+    return from_the_store(document)
 
 
 @settings(deadline=None)  # the first example loads the users function
 @given(_stored_users())
 @example(
-    _from_the_store(
+    from_the_store(
         {
             "_id": "a" * 32, "address": "TJRabPrwbZy45sbavfcjinPJC18kjpRTv8", "role": "admin",
             "display_name": "ünï 🎉 \"q\" \\ \u2028", "email": None,
@@ -116,7 +65,7 @@ def test_the_json_of_a_stored_user_is_what_fastapi_dumped_of_its_model(
 ) -> None:
     body = UserModel.json_of(document)
     assert body is not None  # every value of the exact type the model holds: the fast JSON
-    assert body == _fastapi_dump(document)
+    assert body == fastapi_dump("users", "/users/me", UserModel.from_document(document))
 
 
 _NOW = datetime(2026, 12, 5, 7, 0, 0, 123_000, tzinfo=UTC)

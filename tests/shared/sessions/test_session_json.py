@@ -9,8 +9,6 @@ from typing import Any
 
 import bson
 import pytest
-from bson.codec_options import CodecOptions
-from fastapi.routing import APIRoute
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -18,62 +16,7 @@ from pydantic import ValidationError
 from lucid.sessions.lifecycle import SessionStatus
 from lucid.sessions.schemas import Session
 from lucid.store.documents import Document
-from tests.utils.functions import load_module
-
-# What a tz_aware client decodes (pymongo's tz_aware codec, as the functions' clients use).
-_STORE: CodecOptions[Document] = CodecOptions(tz_aware=True)
-
-
-def _from_the_store(document: Document) -> Document:
-    """`document` as MongoDB gives it back: BSON types (an int beyond 32 bits an Int64,
-    datetimes to the millisecond in bson's UTC)."""
-    decoded: Document = bson.decode(bson.encode(document), codec_options=_STORE)
-    return decoded
-
-
-def _fastapi_dump(document: Document) -> bytes:
-    """What FastAPI answered for GET /sessions/{id} before `json_of`: the model built from the
-    document, validated and dumped by the route's response field (fastapi/routing.py
-    serialize_response, with the route's options)."""
-    route = next(
-        r
-        for r in load_module("sessions").app.routes
-        if isinstance(r, APIRoute) and r.path == "/sessions/{session_id}" and r.methods == {"GET"}
-    )
-    field = route.response_field
-    assert field is not None
-    value, errors = field.validate(Session.from_document(document), {}, loc=("response",))
-    assert not errors
-    dumped: bytes = field.serialize_json(
-        value,
-        include=route.response_model_include,
-        exclude=route.response_model_exclude,
-        by_alias=route.response_model_by_alias,
-        exclude_unset=route.response_model_exclude_unset,
-        exclude_defaults=route.response_model_exclude_defaults,
-        exclude_none=route.response_model_exclude_none,
-    )
-    return dumped
-
-
-_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)  # unicode but surrogates
-_JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-    | st.floats(
-        allow_nan=True, allow_infinity=True
-    )  # NaN, +-inf: stored by no route, dumped as null
-    | _TEXT,
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(_TEXT.filter(lambda key: "\0" not in key), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
-_MOMENT = st.datetimes(
-    min_value=datetime(1970, 1, 1), max_value=datetime(9999, 12, 31), timezones=st.just(UTC)
-)
+from tests.utils.stored_json import JSON, KEY, MOMENT, TEXT, fastapi_dump, from_the_store
 
 
 @st.composite
@@ -81,28 +24,26 @@ def _stored_sessions(draw: st.DrawFn) -> Document:
     document: Document = {
         "_id": draw(st.text("0123456789abcdef", min_size=32, max_size=32)),
         "owner_id": draw(st.text("0123456789abcdef", min_size=32, max_size=32)),
-        "name": draw(_TEXT),
-        "node_id": draw(st.none() | _TEXT),
+        "name": draw(TEXT),
+        "node_id": draw(st.none() | TEXT),
         "status": draw(st.sampled_from([status.value for status in SessionStatus])),
-        "metadata": draw(
-            st.dictionaries(_TEXT.filter(lambda key: "\0" not in key), _JSON, max_size=5)
-        ),
-        "created_at": draw(_MOMENT),
-        "updated_at": draw(_MOMENT),
-        "started_at": draw(st.none() | _MOMENT),
-        "ended_at": draw(st.none() | _MOMENT),
+        "metadata": draw(st.dictionaries(KEY, JSON, max_size=5)),
+        "created_at": draw(MOMENT),
+        "updated_at": draw(MOMENT),
+        "started_at": draw(st.none() | MOMENT),
+        "ended_at": draw(st.none() | MOMENT),
         "version": draw(st.integers(min_value=1, max_value=2**31 - 1)),
     }
     # A session written before a field existed has none (from_document reads them with .get)
     for optional in draw(st.sets(st.sampled_from(["node_id", "metadata", "started_at"]))):
         del document[optional]
-    return _from_the_store(document)
+    return from_the_store(document)
 
 
 @settings(deadline=None)  # the first example loads the sessions function
 @given(_stored_sessions())
 @example(
-    _from_the_store(
+    from_the_store(
         {
             "_id": "a" * 32, "owner_id": "b" * 32, "name": "ünï 🎉 \"q\" \\ \u2028",
             "node_id": None, "status": "ended",
@@ -120,7 +61,9 @@ def test_the_json_of_a_stored_session_is_what_fastapi_dumped_of_its_model(
 ) -> None:
     body = Session.json_of(document)
     assert body is not None  # every value of the exact type the model holds: the fast JSON
-    assert body == _fastapi_dump(document)
+    assert body == fastapi_dump(
+        "sessions", "/sessions/{session_id}", Session.from_document(document)
+    )
 
 
 _NOW = datetime(2026, 12, 5, 7, 0, 0, 123_000, tzinfo=UTC)
