@@ -109,8 +109,15 @@ $(VALGRIND):
 	$(call debian,valgrind,the cold-start bench's instruction counts) \
 		|| echo "valgrind not installed: its test in tests/bench/ will be skipped"
 
+# wrk loads the edge for `make bench`, and drives the bench's PATCH script in its test
+# (tests/bench/test_routes_patch_load.py).
+WRK := /usr/bin/wrk
+$(WRK):
+	$(call debian,wrk,the bench's loads and the test of its PATCH script) \
+		|| echo "wrk not installed: its test in tests/bench/ will be skipped"
+
 # The built-artifact tests (tests/infra/test_built_artifact.py) run the real `sam build`.
-pytest: $(STAMP) $(TRONWEB) $(SAM_VENV)/bin/sam $(CHROMIUM) $(PROMETHEUS) $(VALGRIND)
+pytest: $(STAMP) $(TRONWEB) $(SAM_VENV)/bin/sam $(CHROMIUM) $(PROMETHEUS) $(VALGRIND) $(WRK)
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=95 -p no:cacheprovider
 
@@ -124,8 +131,7 @@ fuzz: $(STAMP)
 
 # `make bench` runs every scenario; `make bench coldstart` (or any scenario names) only those.
 BENCH_SCENARIOS := $(filter-out bench,$(MAKECMDGOALS))
-bench: $(STAMP) $(SAM_VENV)/bin/sam $(VALGRIND)
-	@command -v wrk >/dev/null || (apt-get install -y wrk >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y wrk >/dev/null))
+bench: $(STAMP) $(SAM_VENV)/bin/sam $(VALGRIND) $(WRK)
 	$(BIN)/python -m bench $(BENCH_SCENARIOS)
 ifneq ($(filter bench,$(MAKECMDGOALS)),)
 $(BENCH_SCENARIOS):
