@@ -568,7 +568,10 @@ ONE_DOCUMENT: dict[str, Doc] = {
     "scanned": {"_id": {"$gte": "s1", "$lte": "s1"}},
     "by name": {"name": "n"},
 }
-NOT_A_NUMBER = {
+# What mongod refuses for the stored document {_id: "s1", name: "n", s: "text", n: 1,
+# p: {q: 1, flag: true}}, in its words (mongodb/mongo src/mongo/db/update/*_node.cpp; the codes
+# of src/mongo/base/error_codes.yml), each after a `$set` that must not stay applied.
+REFUSED_FOR_THE_DOCUMENT = {
     "$inc of a string": (
         {"$set": {"name": "q", "p.q": 2}, "$inc": {"n": 1, "s": 1}},
         14,
@@ -581,42 +584,201 @@ NOT_A_NUMBER = {
         "Cannot apply $inc to a value of non-numeric type. {_id: \"s1\"} has the field 'flag'"
         " of non-numeric type bool",
     ),
-    "$inc by a string": (
-        {"$set": {"name": "q"}, "$inc": {"s": "x"}},
+    "$mul of a string": (
+        {"$set": {"name": "q"}, "$mul": {"n": 2, "s": 2}},
         14,
-        'Cannot increment with non-numeric argument: {s: "x"}',
+        "Cannot apply $mul to a value of non-numeric type. {_id: \"s1\"} has the field 's' of"
+        " non-numeric type string",
     ),
-    "$pop of a string": ({"$set": {"name": "q"}, "$inc": {"n": 1}, "$pop": {"s": 1}}, None, ""),
+    "$pop of a string": (
+        {"$set": {"name": "q"}, "$inc": {"n": 1}, "$pop": {"s": 1}},
+        14,
+        "Path 's' contains an element of non-array type 'string'",
+    ),
+    "$push onto a string": (
+        {"$set": {"name": "q"}, "$push": {"s": 1}},
+        2,
+        "The field 's' must be an array but is of type string in document {_id: \"s1\"}",
+    ),
+    "$push onto a nested bool": (
+        {"$set": {"name": "q"}, "$push": {"p.flag": 1}},
+        2,
+        "The field 'p.flag' must be an array but is of type bool in document {_id: \"s1\"}",
+    ),
+    "$addToSet to a string": (
+        {"$set": {"name": "q"}, "$addToSet": {"s": 1}},
+        2,
+        "Cannot apply $addToSet to non-array field. Field named 's' has non-array type string",
+    ),
+    "$pull from a string": (
+        {"$set": {"name": "q"}, "$pull": {"s": "t"}},
+        2,
+        "Cannot apply $pull to a non-array value",
+    ),
+    "$pullAll from a number": (
+        {"$set": {"name": "q"}, "$pullAll": {"n": [1]}},
+        2,
+        "Cannot apply $pull to a non-array value",
+    ),
+    "$set through a string": (
+        {"$set": {"name": "q", "s.a": 1}},
+        28,
+        "Cannot create field 'a' in element {s: \"text\"}",
+    ),
+    "$inc through a nested number": (
+        {"$set": {"name": "q"}, "$inc": {"p.q.r": 1}},
+        28,
+        "Cannot create field 'r' in element {q: 1}",
+    ),
+    "$set of _id": (
+        {"$set": {"name": "q", "_id": "s2"}},
+        66,
+        "Updating the path '_id' to _id: \"s2\" would modify the immutable field '_id'",
+    ),
 }
+CODE_NAMES = {2: "BadValue", 9: "FailedToParse", 14: "TypeMismatch", 28: "PathNotViable"}
+CODE_NAMES[66] = "ImmutableField"
 
 
 @pytest.mark.parametrize("query", ONE_DOCUMENT.values(), ids=list(ONE_DOCUMENT))
 @pytest.mark.parametrize(
-    ("change", "code", "message"), NOT_A_NUMBER.values(), ids=list(NOT_A_NUMBER)
+    ("change", "code", "message"),
+    REFUSED_FOR_THE_DOCUMENT.values(),
+    ids=list(REFUSED_FOR_THE_DOCUMENT),
 )
 def test_an_update_refused_for_a_document_changes_nothing_of_it(
-    db: Database[Doc], query: Doc, change: Doc, code: int | None, message: str
+    db: Database[Doc], query: Doc, change: Doc, code: int, message: str
 ) -> None:
     stored = {"_id": "s1", "name": "n", "s": "text", "n": 1, "p": {"q": 1, "flag": True}}
     db.w.insert_one(dict(stored))
-    for write in (db.w.update_one, db.w.update_many, db.w.find_one_and_update):
+    for write in ("update_one", "update_many", "find_one_and_update"):
         # WHEN an update sets fields, then meets what mongod refuses for this document
         with pytest.raises(OperationFailure) as refused:
-            write(query, change)
-        # THEN it is refused as mongod refuses it (14 TypeMismatch, in mongod's words), and
-        # nothing of it was applied: mongod applies an update to a document all or nothing
-        if code is not None:
-            details = refused.value.details or {}
-            assert (refused.value.code, details["errmsg"]) == (code, message)
-            if write == db.w.find_one_and_update:  # a command's failure (a write error: no name)
-                assert details["codeName"] == "TypeMismatch"
+            getattr(db.w, write)(query, change)
+        # THEN it is refused as mongod refuses it (its code, in its words), and nothing of it
+        # was applied: mongod applies an update to a document all or nothing
+        details = refused.value.details or {}
+        assert (refused.value.code, details["errmsg"]) == (code, message)
+        if write == "find_one_and_update":  # a command's failure names its code
+            assert details["codeName"] == CODE_NAMES[code]
+        else:  # a write error does not: mongod's WriteError::serialize writes index, code,
+            # errmsg (src/mongo/db/ops/write_ops.cpp)
+            assert set(details) == {"index", "code", "errmsg"}
         assert db.w.find_one({"_id": "s1"}) == stored, write
         assert db.w.find_one({"name": "n"}) == stored  # still filed under its name
-    # AND a non-numeric argument is refused even where nothing matches, as mongod parses it
-    if code is not None and "argument" in message:
-        with pytest.raises(OperationFailure) as refused:
-            db.w.update_one({"_id": "s9"}, change)
-        assert refused.value.code == code
+    # AND where no document matches, nothing is refused: mongod refuses it for a document
+    assert db.w.update_one({"_id": "s9"}, change).matched_count == 0
+
+
+def _typed(document: Doc | None) -> Doc:
+    """A document's values with their types: 1, 1.0 and Int64(1) are three answers."""
+    assert document is not None
+    return {key: (type(value).__name__, value) for key, value in document.items()}
+
+
+# Updates mongod applies, and what it stores: (stored fields, update, fields after, whether
+# the document was modified). Types as safe_num.cpp makes them: an int and a long make a
+# long, anything and a double a double, anything and a decimal a decimal.
+APPLIED = {
+    "$mul of an int": ({"n": 3}, {"$mul": {"n": 2}}, {"n": 6}, True),
+    "$mul of an int past 32 bits": ({"n": 2**30}, {"$mul": {"n": 4}}, {"n": Int64(2**32)}, True),
+    "$mul of an int by a double": ({"n": 3}, {"$mul": {"n": 0.5}}, {"n": 1.5}, True),
+    "$mul of a long": ({"n": Int64(3)}, {"$mul": {"n": 2}}, {"n": Int64(6)}, True),
+    "$mul by 1": ({"n": 3}, {"$mul": {"n": 1}}, {"n": 3}, False),
+    "$mul of a missing field by an int": ({}, {"$mul": {"m": 5}}, {"m": 0}, True),
+    "$mul of a missing field by a double": ({}, {"$mul": {"m": 2.5}}, {"m": 0.0}, True),
+    "$mul of a missing field by a long": ({}, {"$mul": {"m": Int64(2)}}, {"m": Int64(0)}, True),
+    "$mul of a missing nested field": ({}, {"$mul": {"p.m": 2}}, {"p": {"m": 0}}, True),
+    "$mul of a missing field by a decimal": (
+        {},
+        {"$mul": {"m": Decimal128("1.5")}},
+        {"m": Decimal128("0.0")},
+        True,
+    ),
+    "$mul of decimals": (
+        {"d": Decimal128("1.5")},
+        {"$mul": {"d": Decimal128("2")}},
+        {"d": Decimal128("3.0")},
+        True,
+    ),
+    "$inc of a decimal": (
+        {"d": Decimal128("1.5")},
+        {"$inc": {"d": 1}},
+        {"d": Decimal128("2.5")},
+        True,
+    ),
+    "$inc of an int by a decimal": (
+        {"n": 1},
+        {"$inc": {"n": Decimal128("0.1")}},
+        {"n": Decimal128("1.1")},
+        True,
+    ),
+    "$inc of a long": ({"n": Int64(5)}, {"$inc": {"n": 1}}, {"n": Int64(6)}, True),
+    "$inc of an int past 32 bits": (
+        {"n": 2**31 - 1},
+        {"$inc": {"n": 1}},
+        {"n": Int64(2**31)},
+        True,
+    ),
+    "$min of a string by a number": ({"s": "x"}, {"$min": {"s": 1}}, {"s": 1}, True),
+    "$max of a string by a number": ({"s": "x"}, {"$max": {"s": 1}}, {"s": "x"}, False),
+    "$min of null by a number": ({"s": None}, {"$min": {"s": 1}}, {"s": None}, False),
+    "$max of null by a number": ({"s": None}, {"$max": {"s": 1}}, {"s": 1}, True),
+    "$min of an int by a smaller decimal": (
+        {"n": 3},
+        {"$min": {"n": Decimal128("2.5")}},
+        {"n": Decimal128("2.5")},
+        True,
+    ),
+    "$max of an int by an equal double": ({"n": 3}, {"$max": {"n": 3.0}}, {"n": 3}, False),
+    "$min of a bool by a date": ({"b": True}, {"$min": {"b": "<date>"}}, {"b": True}, False),
+    "$pop of a missing field": ({}, {"$pop": {"a": 1}}, {}, False),
+    "$pull through a string": ({"s": "x"}, {"$pull": {"s.a": 1}}, {"s": "x"}, False),
+}
+DATE = datetime(2026, 1, 2, 3, 4, 5, 6000)
+
+
+@pytest.mark.parametrize("query", ONE_DOCUMENT.values(), ids=list(ONE_DOCUMENT))
+@pytest.mark.parametrize(
+    ("fields", "change", "after", "modified"), APPLIED.values(), ids=list(APPLIED)
+)
+def test_an_update_stores_what_mongod_stores(
+    db: Database[Doc], query: Doc, fields: Doc, change: Doc, after: Doc, modified: bool
+) -> None:
+    change = {
+        operator: {path: DATE if value == "<date>" else value for path, value in paths.items()}
+        for operator, paths in change.items()
+    }
+    for write in ("update_one", "update_many", "find_one_and_update"):
+        db.w.delete_many({})
+        db.w.insert_one({"_id": "s1", "name": "n", **fields})
+        # WHEN the document is updated
+        if write == "find_one_and_update":
+            answer = db.w.find_one_and_update(query, change, return_document=ReturnDocument.AFTER)
+            # THEN findAndModify answers the document mongod stores
+            assert _typed(answer) == _typed({"_id": "s1", "name": "n", **after})
+        else:
+            result = getattr(db.w, write)(query, change)
+            # THEN update counts the document as mongod counts it
+            assert (result.matched_count, result.modified_count) == (1, int(modified))
+        # AND it holds what mongod stores, with mongod's types
+        assert _typed(db.w.find_one({"_id": "s1"})) == _typed({"_id": "s1", "name": "n", **after})
+
+
+def test_an_upsert_applies_the_operators_to_the_document_it_makes(db: Database[Doc]) -> None:
+    # WHEN an upsert that matches nothing names operators mongomock lacks or refused
+    change = {"$mul": {"m": 2}, "$inc": {"d": Decimal128("1.5")}, "$pop": {"a": 1}}
+    result = db.w.update_one({"_id": "u1", "k": "q"}, change, upsert=True)
+    # THEN the document is made from the query, with what mongod makes of them
+    assert result.upserted_id == "u1"
+    assert _typed(db.w.find_one({"_id": "u1"})) == _typed(
+        {"_id": "u1", "k": "q", "m": 0, "d": Decimal128("1.5")}
+    )
+    # AND a refusal makes nothing
+    with pytest.raises(OperationFailure) as refused:
+        db.w.update_one({"_id": "u2", "s": "x"}, {"$push": {"s": 1}}, upsert=True)
+    assert refused.value.code == 2
+    assert db.w.find_one({"_id": "u2"}) is None
 
 
 # --- reads --------------------------------------------------------------------------------------
