@@ -670,6 +670,57 @@ def test_an_update_refused_for_a_document_changes_nothing_of_it(
     assert db.w.update_one({"_id": "s9"}, change).matched_count == 0
 
 
+# What mongod refuses when it parses an update, whether or not a document matches.
+REFUSED_WHEN_PARSED = {
+    "$inc by a string": (
+        {"$inc": {"s": "x"}},
+        14,
+        'Cannot increment with non-numeric argument: {s: "x"}',
+    ),
+    "$mul by a string": (
+        {"$mul": {"n": "x"}},
+        14,
+        'Cannot multiply with non-numeric argument: {n: "x"}',
+    ),
+    "$pop by 2": ({"$pop": {"a": 2}}, 9, "$pop expects 1 or -1, found: 2"),
+    "$pop by -2.0": ({"$pop": {"a": -2.0}}, 9, "$pop expects 1 or -1, found: -2"),
+    "$currentDate of a number": (
+        {"$currentDate": {"d": 1}},
+        2,
+        "int is not valid type for $currentDate. Please use a boolean ('true') or a $type"
+        " expression ({$type: 'timestamp/date'}).",
+    ),
+    "$currentDate of another $type": (
+        {"$currentDate": {"d": {"$type": "day"}}},
+        2,
+        "The '$type' string field is required to be 'date' or 'timestamp': {$currentDate:"
+        " {field : {$type: 'date'}}}",
+    ),
+    "$currentDate with another option": (
+        {"$currentDate": {"d": {"$type": "date", "tz": "UTC"}}},
+        2,
+        "Unrecognized $currentDate option: tz",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "message"), REFUSED_WHEN_PARSED.values(), ids=list(REFUSED_WHEN_PARSED)
+)
+def test_an_update_mongod_cannot_parse_is_refused_whether_or_not_a_document_matches(
+    db: Database[Doc], change: Doc, code: int, message: str
+) -> None:
+    stored = {"_id": "s1", "name": "n", "s": "text", "n": 1, "a": [1, 2]}
+    db.w.insert_one(dict(stored))
+    for query in ({"_id": "s1"}, {"name": "n"}, {"_id": "s9"}, {"name": "none"}):
+        for write in (db.w.update_one, db.w.update_many, db.w.find_one_and_update):
+            with pytest.raises(OperationFailure) as refused:
+                write(query, {"$set": {"name": "q"}, **change})
+            details = refused.value.details or {}
+            assert (refused.value.code, details["errmsg"]) == (code, message), (query, write)
+    assert db.w.find_one({"_id": "s1"}) == stored
+
+
 def _typed(document: Doc | None) -> Doc:
     """A document's values with their types: 1, 1.0 and Int64(1) are three answers."""
     assert document is not None
