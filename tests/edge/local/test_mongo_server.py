@@ -832,6 +832,43 @@ def test_an_upsert_applies_the_operators_to_the_document_it_makes(db: Database[D
     assert db.w.find_one({"_id": "u2"}) is None
 
 
+def test_a_multi_update_failing_part_way_answers_as_mongod(db: Database[Doc]) -> None:
+    # GIVEN five documents, the fourth of which an $inc refuses
+    documents: list[Doc] = [{"_id": i, "v": 1} for i in range(3)]
+    documents += [{"_id": 3, "v": "x"}, {"_id": 4, "v": 1}]
+    for ordered in (True, False):
+        db.m.delete_many({})
+        db.m.insert_many([dict(d) for d in documents])
+        # WHEN one update command increments them all, then sets a field of the last
+        reply = db.command(
+            "update",
+            "m",
+            updates=[
+                {"q": {}, "u": {"$inc": {"v": 1}}, "multi": True},
+                {"q": {"_id": 4}, "u": {"$set": {"w": 1}}},
+            ],
+            ordered=ordered,
+        )
+        # THEN the documents before the refused one stay updated, it and those after it do
+        # not: mongod does not roll back a multi-update (its documents are updated one by one)
+        assert [d["v"] for d in db.m.find()] == [2, 2, 2, "x", 1]
+        # AND the reply counts no document for the failed statement, as mongod's does (its
+        # result is the error alone: SERVER-8537 "Incorrect result numbers for partial updates
+        # if there is an error", open; the write error carries no codeName)
+        assert reply["writeErrors"] == [
+            {
+                "index": 0,
+                "code": 14,
+                "errmsg": "Cannot apply $inc to a value of non-numeric type. {_id: 3} has the"
+                " field 'v' of non-numeric type string",
+            }
+        ]
+        # AND an ordered batch stops there, an unordered one applies and counts the next
+        counted = 0 if ordered else 1
+        assert (reply["n"], reply["nModified"]) == (counted, counted)
+        assert ("w" in (db.m.find_one({"_id": 4}) or {})) is not ordered
+
+
 # --- reads --------------------------------------------------------------------------------------
 
 
