@@ -105,8 +105,11 @@ def refuse_or_apply(
                     done.add((operator, path))
                 continue
             _refuse_for_value(operator, path, place.value, held)
-            if operator == "$set" and path == "_id" and not inserting:
-                _refuse_id_change(place.value, argument)
+            fixed = path == "_id" and not inserting and place.value is not ABSENT
+            if fixed and operator == "$set" and not _equal(place.value, argument):
+                raise _immutable_id(argument)
+            if fixed and operator == "$unset":
+                raise _immutable_id(ABSENT)
             if operator == "$pop" and place.value is ABSENT:
                 done.add((operator, path))  # mongod: a no-op (mongomock: a KeyError)
             elif operator in _APPLIED_HERE:
@@ -114,12 +117,8 @@ def refuse_or_apply(
                 if result is LEFT:
                     continue
                 if result is not ABSENT:
-                    if path == "_id" and not inserting:
-                        raise OperationFailure(
-                            "Performing an update on the path '_id' would modify the immutable"
-                            " field '_id'",
-                            code=66,
-                        )
+                    if fixed:  # $min / $max may set a document, $inc / $mul cannot
+                        raise _immutable_id(result if operator in ("$min", "$max") else ABSENT)
                     changes.append((path, result))
                 done.add((operator, path))
     for path, result in changes:
@@ -171,19 +170,28 @@ def _refuse_for_value(operator: str, path: str, value: Any, held: str) -> None:
         raise OperationFailure("Cannot apply $pull to a non-array value", code=2)
 
 
-def _refuse_id_change(stored: Any, argument: Any) -> None:
-    """66 ImmutableField for a `$set` of a stored document's `_id` to another value, as
-    mongod refuses it (src/mongo/db/update/modifier_node.cpp
-    checkImmutablePathsNotModifiedFromOriginal; a value equal to the stored one is a no-op).
-    mongomock refused it as 2 BadValue in other words."""
+def _equal(stored: Any, argument: Any) -> bool:
+    """Whether mongod takes two values as equal (numbers by value, in BSON's order)."""
     wanted, held = order(argument), order(stored)
-    same = wanted == held if wanted is not None and held is not None else argument == stored
-    if not same:
-        raise OperationFailure(
-            f"Updating the path '_id' to _id: {shell_value(argument)} would modify the immutable"
-            " field '_id'",
+    return wanted == held if wanted is not None and held is not None else bool(argument == stored)
+
+
+def _immutable_id(value: Any) -> OperationFailure:
+    """66 ImmutableField for an update that would change a stored document's `_id`, in mongod's
+    words (src/mongo/db/update/modifier_node.cpp): an operator that can set a document
+    (`$set`, `$min`, `$max`: canSetObjectValue) names the value it would store
+    (checkImmutablePathsNotModifiedFromOriginal), any other does not
+    (checkImmutablePathsNotModified). mongomock refused it as 2 BadValue in other words."""
+    if value is ABSENT:
+        return OperationFailure(
+            "Performing an update on the path '_id' would modify the immutable field '_id'",
             code=66,
         )
+    return OperationFailure(
+        f"Updating the path '_id' to _id: {shell_value(value)} would modify the immutable field"
+        " '_id'",
+        code=66,
+    )
 
 
 def _applied(operator: str, stored: Any, argument: Any) -> Any:

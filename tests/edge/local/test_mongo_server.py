@@ -832,6 +832,35 @@ def test_an_upsert_applies_the_operators_to_the_document_it_makes(db: Database[D
     assert db.w.find_one({"_id": "u2"}) is None
 
 
+def test_an_update_of_a_stored_id_is_refused_in_mongods_words(db: Database[Doc]) -> None:
+    db.w.insert_one({"_id": 7, "name": "n"})
+    changing = "Performing an update on the path '_id' would modify the immutable field '_id'"
+    refusals: list[tuple[Doc, str]] = [
+        ({"$set": {"name": "q", "_id": 8}}, "Updating the path '_id' to _id: 8 would modify"),
+        ({"$max": {"_id": 9}}, "Updating the path '_id' to _id: 9 would modify"),
+        ({"$min": {"_id": 2.5}}, "Updating the path '_id' to _id: 2.5 would modify"),
+        ({"$inc": {"_id": 1}}, changing),
+        ({"$mul": {"_id": 2}}, changing),
+        ({"$set": {"name": "q"}, "$unset": {"_id": ""}}, changing),
+    ]
+    for change, words in refusals:
+        for write in ("update_one", "find_one_and_update"):
+            # WHEN an update would change the stored document's _id
+            with pytest.raises(OperationFailure) as refused:
+                getattr(db.w, write)({"_id": 7}, change)
+            # THEN it is mongod's 66 ImmutableField, and nothing changed
+            assert refused.value.code == 66
+            assert (refused.value.details or {})["errmsg"].startswith(words), change
+            assert db.w.find_one({"name": "n"}) == {"_id": 7, "name": "n"}
+    # AND one that leaves it as it is applies, as mongod's does
+    for change in ({"$set": {"_id": 7}}, {"$inc": {"_id": 0}}, {"$max": {"_id": 3}}):
+        result = db.w.update_one(
+            {"_id": 7}, {**change, "$set": {"name": "n", **change.get("$set", {})}}
+        )
+        assert (result.matched_count, result.modified_count) == (1, 0), change
+    assert _typed(db.w.find_one({"name": "n"})) == _typed({"_id": 7, "name": "n"})
+
+
 def test_a_multi_update_failing_part_way_answers_as_mongod(db: Database[Doc]) -> None:
     # GIVEN five documents, the fourth of which an $inc refuses
     documents: list[Doc] = [{"_id": i, "v": 1} for i in range(3)]
