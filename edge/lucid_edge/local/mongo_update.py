@@ -36,11 +36,22 @@ LEFT = object()  # a value not ordered here: `$min` / `$max` of it stays mongomo
 # array (ModifierNode::applyToNonexistentElement -> pathsupport::createPathAt, "Cannot create
 # field 'a' in element {s: \"x\"}"). $unset, $pop, $pull and $pullAll change nothing there.
 _CREATING = frozenset(
-    ["$set", "$setOnInsert", "$inc", "$mul", "$min", "$max", "$currentDate", "$push", "$addToSet"]
+    [
+        "$set",
+        "$setOnInsert",
+        "$inc",
+        "$mul",
+        "$min",
+        "$max",
+        "$bit",
+        "$currentDate",
+        "$push",
+        "$addToSet",
+    ]
 )
 _NOTHING_WHERE_MISSING = frozenset(["$unset", "$pop", "$pull", "$pullAll"])
 # Applied here (on a plain path), not by mongomock.
-_APPLIED_HERE = frozenset(["$inc", "$mul", "$min", "$max"])
+_APPLIED_HERE = frozenset(["$inc", "$mul", "$min", "$max", "$bit"])
 
 
 class Place(NamedTuple):
@@ -149,6 +160,13 @@ def _refuse_for_value(operator: str, path: str, value: Any, held: str) -> None:
             f" '{leaf}' of non-numeric type {kind}",
             code=14,
         )
+    if operator == "$bit" and type_name(value) not in ("int", "long"):
+        # bit_node.cpp BitNode::updateExistingElement (its words, "type._id", as they are)
+        raise OperationFailure(
+            f"Cannot apply $bit to a value of non-integral type.{held} has the field {leaf} of"
+            f" non-integer type {kind}",
+            code=2,
+        )
     if isinstance(value, list):
         return
     if operator == "$push":  # push_node.cpp PushNode::performPush: 2 BadValue
@@ -207,6 +225,12 @@ def _applied(operator: str, stored: Any, argument: Any) -> Any:
         # type and value, SafeNum::isIdentical) changes nothing
         same = type_name(result) == type_name(stored) and result == stored
         return ABSENT if same else result
+    if operator == "$bit":
+        if stored is ABSENT:  # BitNode::setValueForNewElement: the operations on an int32 0
+            return bitwise(0, argument)
+        result = bitwise(stored, argument)
+        same = type_name(result) == type_name(stored) and result == stored
+        return ABSENT if same else result
     # $min / $max: compare_node.cpp CompareNode::updateExistingElement, in BSON's order
     if stored is ABSENT:
         return argument
@@ -239,6 +263,22 @@ def arithmetic(operator: str, stored: Any, argument: Any) -> Any:
         )
     result = int(stored) + int(argument) if operator == "$inc" else int(stored) * int(argument)
     return Int64(result) if "long" in kinds else result
+
+
+def bitwise(stored: Any, operations: dict[str, Any]) -> Any:
+    """`stored` after a `$bit`'s and / or / xor, in their order (bit_node.cpp applyOpList; a
+    missing field starts as an int32 0), typed as SafeNum types them: a long when either side is
+    one, else an int."""
+    result, long = int(stored), type_name(stored) == "long"
+    for name, operand in operations.items():
+        long = long or type_name(operand) == "long"
+        if name == "and":
+            result &= int(operand)
+        elif name == "or":
+            result |= int(operand)
+        else:
+            result ^= int(operand)
+    return Int64(result) if long else result
 
 
 def _decimal(value: Any) -> decimal.Decimal:

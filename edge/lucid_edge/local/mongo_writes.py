@@ -136,6 +136,10 @@ def check_update_document(update: Document) -> None:
             _refuse_pop_arguments(fields)
         elif operator == "$currentDate":
             _refuse_current_date_arguments(fields)
+        elif operator == "$bit":
+            _refuse_bit_arguments(fields)
+        elif operator == "$rename":
+            _refuse_rename_targets(fields)
         # $rename changes both the field it takes and the one it writes
         paths = [*fields, *fields.values()] if operator == "$rename" else list(fields)
         for path in paths:
@@ -201,6 +205,51 @@ def _refuse_current_date_arguments(fields: Document) -> None:
             raise OperationFailure(
                 "The '$type' string field is required to be 'date' or 'timestamp': "
                 "{$currentDate: {field : {$type: 'date'}}}",
+                code=2,
+            )
+
+
+def _refuse_bit_arguments(fields: Document) -> None:
+    """2 BadValue for a `$bit` that is not {and|or|xor: an int or a long, ...}, in mongod's
+    words when it parses the update (src/mongo/db/update/bit_node.cpp BitNode::init); mongomock
+    has no `$bit` (it answered 2 "ValueError: field names cannot start with $ [$bit]")."""
+    usage = "{$bit: {field: {and/or/xor: #}}"
+    for operations in fields.values():
+        if type(operations) is not dict:
+            raise OperationFailure(
+                f"The $bit modifier is not compatible with a {type_name(operations)}. You must"
+                f" pass in an embedded document: {usage}",
+                code=2,
+            )
+        for name, operand in operations.items():
+            shown = f"{{{name}: {shell_value(operand)}}}"
+            if name not in ("and", "or", "xor"):
+                raise OperationFailure(
+                    "The $bit modifier only supports 'and', 'or', and 'xor', not"
+                    f" '{name}' which is an unknown operator: {shown}",
+                    code=2,
+                )
+            if type_name(operand) not in ("int", "long"):
+                raise OperationFailure(
+                    "The $bit modifier field must be an Integer(32/64 bit); a"
+                    f" '{type_name(operand)}' is not supported here: {shown}",
+                    code=2,
+                )
+        if not operations:
+            raise OperationFailure(
+                f"You must pass in at least one bitwise operation. The format is: {usage}",
+                code=2,
+            )
+
+
+def _refuse_rename_targets(fields: Document) -> None:
+    """2 BadValue for a `$rename` to what is not a string, as mongod refuses it when it parses
+    the update (src/mongo/db/update/update_object_node.cpp UpdateObjectNode::parseAndMerge:
+    "The 'to' field for $rename must be a string: s: 1"); mongomock raised a TypeError."""
+    for source, target in fields.items():
+        if type(target) is not str:
+            raise OperationFailure(
+                f"The 'to' field for $rename must be a string: {source}: {shell_value(target)}",
                 code=2,
             )
 

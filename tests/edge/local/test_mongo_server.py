@@ -620,6 +620,12 @@ REFUSED_FOR_THE_DOCUMENT = {
         2,
         "Cannot apply $pull to a non-array value",
     ),
+    "$bit of a string": (
+        {"$set": {"name": "q"}, "$bit": {"n": {"or": 2}, "s": {"and": 1}}},
+        2,
+        'Cannot apply $bit to a value of non-integral type._id: "s1" has the field s of'
+        " non-integer type string",
+    ),
     "$set through a string": (
         {"$set": {"name": "q", "s.a": 1}},
         28,
@@ -684,6 +690,35 @@ REFUSED_WHEN_PARSED = {
     ),
     "$pop by 2": ({"$pop": {"a": 2}}, 9, "$pop expects 1 or -1, found: 2"),
     "$pop by -2.0": ({"$pop": {"a": -2.0}}, 9, "$pop expects 1 or -1, found: -2"),
+    "$rename to a number": (
+        {"$rename": {"s": 1}},
+        2,
+        "The 'to' field for $rename must be a string: s: 1",
+    ),
+    "$bit of a number": (
+        {"$bit": {"n": 1}},
+        2,
+        "The $bit modifier is not compatible with a int. You must pass in an embedded document:"
+        " {$bit: {field: {and/or/xor: #}}",
+    ),
+    "$bit with another operation": (
+        {"$bit": {"n": {"and": 1, "not": 1}}},
+        2,
+        "The $bit modifier only supports 'and', 'or', and 'xor', not 'not' which is an unknown"
+        " operator: {not: 1}",
+    ),
+    "$bit by a double": (
+        {"$bit": {"n": {"or": 1.5}}},
+        2,
+        "The $bit modifier field must be an Integer(32/64 bit); a 'double' is not supported here:"
+        " {or: 1.5}",
+    ),
+    "$bit of no operation": (
+        {"$bit": {"n": {}}},
+        2,
+        "You must pass in at least one bitwise operation. The format is: {$bit: {field:"
+        " {and/or/xor: #}}",
+    ),
     "$currentDate of a number": (
         {"$currentDate": {"d": 1}},
         2,
@@ -771,6 +806,20 @@ APPLIED = {
         {"n": Int64(2**31)},
         True,
     ),
+    "$bit and, or, xor of an int": (
+        {"n": 0b1100},
+        {"$bit": {"n": {"and": 0b1010, "or": 0b0001, "xor": 0b0100}}},
+        {"n": 0b1101},
+        True,
+    ),
+    "$bit of an int by a long": (
+        {"n": 5},
+        {"$bit": {"n": {"or": Int64(2)}}},
+        {"n": Int64(7)},
+        True,
+    ),
+    "$bit that changes nothing": ({"n": 5}, {"$bit": {"n": {"or": 1}}}, {"n": 5}, False),
+    "$bit of a missing field": ({}, {"$bit": {"m": {"or": 6, "and": 3}}}, {"m": 2}, True),
     "$min of a string by a number": ({"s": "x"}, {"$min": {"s": 1}}, {"s": 1}, True),
     "$max of a string by a number": ({"s": "x"}, {"$max": {"s": 1}}, {"s": "x"}, False),
     "$min of null by a number": ({"s": None}, {"$min": {"s": 1}}, {"s": None}, False),
