@@ -40,6 +40,7 @@ CODE_NAMES = {
     2: "BadValue",
     40: "ConflictingUpdateOperators",
     9: "FailedToParse",
+    12: "UnsupportedFormat",
     13: "Unauthorized",
     14: "TypeMismatch",
     18: "AuthenticationFailed",

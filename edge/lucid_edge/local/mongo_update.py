@@ -262,6 +262,12 @@ def arithmetic(operator: str, stored: Any, argument: Any) -> Any:
             else float(stored) * float(argument)
         )
     result = int(stored) + int(argument) if operator == "$inc" else int(stored) * int(argument)
+    if not -(2**63) <= result < 2**63:
+        # SafeNum's addInt64Int64 / mulInt64Int64 answer an invalid SafeNum on overflow, which
+        # mutablebson's Element::setValueSafeNum refuses, 12 UnsupportedFormat (mongodb/mongo
+        # src/mongo/bson/mutable/document.cpp); mongomock stored a number BSON cannot encode,
+        # and every later read of the document was a 1 InternalError.
+        raise OperationFailure("Don't know how to handle unexpected SafeNum type", code=12)
     return Int64(result) if "long" in kinds else result
 
 

@@ -910,6 +910,27 @@ def test_an_update_of_a_stored_id_is_refused_in_mongods_words(db: Database[Doc])
     assert _typed(db.w.find_one({"name": "n"})) == _typed({"_id": 7, "name": "n"})
 
 
+def test_an_update_past_64_bits_is_refused_and_the_document_stays_readable(
+    db: Database[Doc],
+) -> None:
+    stored = {"_id": "s1", "big": Int64(2**63 - 1), "small": Int64(-(2**62)), "name": "n"}
+    db.w.insert_one(dict(stored))
+    for change in (
+        {"$inc": {"big": 1}},
+        {"$mul": {"small": 4}},
+        {"$inc": {"small": Int64(-(2**63))}},
+    ):
+        for write in ("update_one", "update_many", "find_one_and_update"):
+            # WHEN an $inc or $mul of a long would leave 64 bits
+            with pytest.raises(OperationFailure) as refused:
+                getattr(db.w, write)({"name": "n"}, {"$set": {"name": "n"}, **change})
+            # THEN it is refused as mongod refuses it, and the document is still served as it was
+            assert refused.value.code == 12
+            details = refused.value.details or {}
+            assert details["errmsg"] == "Don't know how to handle unexpected SafeNum type"
+            assert _typed(db.w.find_one({"_id": "s1"})) == _typed(stored)
+
+
 def test_a_multi_update_failing_part_way_answers_as_mongod(db: Database[Doc]) -> None:
     # GIVEN five documents, the fourth of which an $inc refuses
     documents: list[Doc] = [{"_id": i, "v": 1} for i in range(3)]
