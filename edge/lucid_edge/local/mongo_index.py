@@ -44,7 +44,7 @@ from mongomock.helpers import hashdict, utcnow
 from mongomock.store import CollectionStore, DatabaseStore, ServerStore
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from lucid_edge.local.mongo_core import is_number, shell_value, type_name
+from lucid_edge.local.mongo_update import refuse_or_apply
 
 Key = Hashable
 _UNHASHABLE = (dict, list, tuple, set, re.Pattern, Regex, datetime.datetime)
@@ -395,7 +395,9 @@ class IndexedCollection(Collection):
     def _apply_update_document(
         self, existing_document: dict[str, Any], spec: Any, document: Any, was_insert: bool
     ) -> None:
-        """mongomock's, all or nothing for the document, as mongod applies an update to one.
+        """mongomock's, all or nothing for the document, as mongod applies an update to one, with
+        mongod's operators where mongomock's differ (`mongo_update.refuse_or_apply`: refusals
+        first, then `$inc`, `$mul`, `$min` and `$max` applied there, the rest left to mongomock).
 
         mongomock applies the operators to the stored document itself, one field after another,
         and leaves those before a failure applied (a `$set` before an `$inc` of a string: the
@@ -403,19 +405,22 @@ class IndexedCollection(Collection):
         new document and stores it only when every operator applied: on any failure here the
         document is put back as it was, in place (mongomock's own copy, taken before this, is
         used only for an `_id` change or a duplicate key, after it). A document being made for
-        an upsert is not stored unless this succeeds, so it needs no copy. An `$inc` of what is
-        not a number is refused first, as mongod refuses it (`_refuse_arithmetic_on`)."""
-        if isinstance(document, dict):
-            _refuse_arithmetic_on(existing_document, document)
-        if was_insert:
-            super()._apply_update_document(existing_document, spec, document, was_insert)
-            return
-        before = copy.deepcopy(existing_document)
+        an upsert is not stored unless this succeeds, so it needs no copy."""
+        before = None if was_insert else copy.deepcopy(existing_document)
         try:
+            if (
+                isinstance(document, dict)
+                and document
+                and all(isinstance(key, str) and key[:1] == "$" for key in document)
+            ):  # update operators (not a replacement document)
+                document = refuse_or_apply(existing_document, document, inserting=was_insert)
+                if not document:  # all applied here: mongomock would take {} for a replacement
+                    return
             super()._apply_update_document(existing_document, spec, document, was_insert)
         except BaseException:
-            existing_document.clear()
-            existing_document.update(before)
+            if before is not None:
+                existing_document.clear()
+                existing_document.update(before)
             raise
 
     def _ensure_uniques(self, new_data: dict[str, Any]) -> None:
@@ -423,37 +428,6 @@ class IndexedCollection(Collection):
         key = new_data["_id"]
         self._store.reindex(hashdict(key) if isinstance(key, dict) else key)
         super()._ensure_uniques(new_data)
-
-
-def _refuse_arithmetic_on(document: dict[str, Any], update: dict[str, Any]) -> None:
-    """14 TypeMismatch for an `$inc` of a field that holds what is not a number, in mongod's
-    words (mongodb/mongo src/mongo/db/update/arithmetic_node.cpp
-    `ArithmeticNode::updateExistingElement`: "Cannot apply $inc to a value of non-numeric type.
-    {_id: \"s1\"} has the field 's' of non-numeric type string"). mongomock added a number to
-    a bool, and raised TypeError for anything else. A field that is missing is created; a path
-    through an array or a value that is not a document is left to mongomock."""
-    fields = update.get("$inc")
-    if type(fields) is not dict:
-        return
-    for path in fields:
-        if type(path) is not str:
-            continue
-        value: Any = document
-        for part in path.split("."):
-            if not isinstance(value, dict) or part not in value:
-                value = _ABSENT
-                break
-            value = value[part]
-        if value is not _ABSENT and not is_number(value):
-            held = f"_id: {shell_value(document['_id'])}" if "_id" in document else "no id"
-            raise OperationFailure(
-                f"Cannot apply $inc to a value of non-numeric type. {{{held}}} has the field "
-                f"'{path.rsplit('.', 1)[-1]}' of non-numeric type {type_name(value)}",
-                code=14,
-            )
-
-
-_ABSENT = object()
 
 
 def _dollar_key(document: dict[str, Any]) -> str | None:

@@ -7,7 +7,9 @@ test creates some (SCRAM-SHA-256 only; a URI naming another user is refused as a
 without that user refuses it: 18), no transactions,
 no replication; mongomock's query and update semantics are what you get, with lookups by
 `_id` and by the leading field of an index answered from hash indexes instead of scans
-(`lucid_edge.local.mongo_index`).
+(`lucid_edge.local.mongo_index`), and updates refused and typed as mongod refuses and types them
+where mongomock differs, `$mul` and `$bit` included (`lucid_edge.local.mongo_update`; paths
+through arrays, positional `$` and arrayFilters stay mongomock's).
 
 All commands run on the server's single event-loop thread, one after another, so every command
 (findAndModify included) is atomic with respect to all clients. A lookup costs about as much

@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 import bson
+from bson.int64 import Int64
 from bson.raw_bson import RawBSONDocument
 from bson.timestamp import Timestamp
 from mongomock.helpers import hashdict
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from lucid.store.documents import Document
-from lucid_edge.local.mongo_core import CommandError, Request, is_number, shell_value
+from lucid_edge.local.mongo_core import CommandError, Request, is_number, shell_value, type_name
 
 
 def _write_error(index: int, error: OperationFailure) -> Document:
@@ -131,6 +132,14 @@ def check_update_document(update: Document) -> None:
             continue  # a malformed operand: mongomock refuses it itself
         if operator in _ARITHMETIC:
             _refuse_non_numeric_arguments(operator, fields)
+        elif operator == "$pop":
+            _refuse_pop_arguments(fields)
+        elif operator == "$currentDate":
+            _refuse_current_date_arguments(fields)
+        elif operator == "$bit":
+            _refuse_bit_arguments(fields)
+        elif operator == "$rename":
+            _refuse_rename_targets(fields)
         # $rename changes both the field it takes and the one it writes
         paths = [*fields, *fields.values()] if operator == "$rename" else list(fields)
         for path in paths:
@@ -163,6 +172,85 @@ def _refuse_non_numeric_arguments(operator: str, fields: Document) -> None:
                 f"Cannot {_ARITHMETIC[operator]} with non-numeric argument: "
                 f"{{{path}: {shell_value(amount)}}}",
                 code=14,
+            )
+
+
+def _refuse_pop_arguments(fields: Document) -> None:
+    """9 FailedToParse for a `$pop` by a whole number other than 1 or -1, as mongod refuses it
+    when it parses the update (src/mongo/db/update/pop_node.cpp PopNode::init: "$pop expects 1
+    or -1, found: 2"); mongomock answered 2 BadValue, and only where a document matched."""
+    for amount in fields.values():
+        whole = type(amount) in (int, Int64) or (type(amount) is float and amount.is_integer())
+        if whole and int(amount) not in (1, -1):
+            raise OperationFailure(f"$pop expects 1 or -1, found: {int(amount)}", code=9)
+
+
+def _refuse_current_date_arguments(fields: Document) -> None:
+    """2 BadValue for a `$currentDate` of what is neither a boolean nor `{$type: "date"}` /
+    `{$type: "timestamp"}`, in mongod's words (src/mongo/db/update/current_date_node.cpp
+    CurrentDateNode::init), whether or not a document matches; mongomock stored the date."""
+    for value in fields.values():
+        if type(value) is bool:
+            continue
+        if type(value) is not dict:
+            raise OperationFailure(
+                f"{type_name(value)} is not valid type for $currentDate. Please use a boolean"
+                " ('true') or a $type expression ({$type: 'timestamp/date'}).",
+                code=2,
+            )
+        for option in value:
+            if option != "$type":
+                raise OperationFailure(f"Unrecognized $currentDate option: {option}", code=2)
+        if value.get("$type") not in ("date", "timestamp"):
+            raise OperationFailure(
+                "The '$type' string field is required to be 'date' or 'timestamp': "
+                "{$currentDate: {field : {$type: 'date'}}}",
+                code=2,
+            )
+
+
+def _refuse_bit_arguments(fields: Document) -> None:
+    """2 BadValue for a `$bit` that is not {and|or|xor: an int or a long, ...}, in mongod's
+    words when it parses the update (src/mongo/db/update/bit_node.cpp BitNode::init); mongomock
+    has no `$bit` (it answered 2 "ValueError: field names cannot start with $ [$bit]")."""
+    usage = "{$bit: {field: {and/or/xor: #}}"
+    for operations in fields.values():
+        if type(operations) is not dict:
+            raise OperationFailure(
+                f"The $bit modifier is not compatible with a {type_name(operations)}. You must"
+                f" pass in an embedded document: {usage}",
+                code=2,
+            )
+        for name, operand in operations.items():
+            shown = f"{{{name}: {shell_value(operand)}}}"
+            if name not in ("and", "or", "xor"):
+                raise OperationFailure(
+                    "The $bit modifier only supports 'and', 'or', and 'xor', not"
+                    f" '{name}' which is an unknown operator: {shown}",
+                    code=2,
+                )
+            if type_name(operand) not in ("int", "long"):
+                raise OperationFailure(
+                    "The $bit modifier field must be an Integer(32/64 bit); a"
+                    f" '{type_name(operand)}' is not supported here: {shown}",
+                    code=2,
+                )
+        if not operations:
+            raise OperationFailure(
+                f"You must pass in at least one bitwise operation. The format is: {usage}",
+                code=2,
+            )
+
+
+def _refuse_rename_targets(fields: Document) -> None:
+    """2 BadValue for a `$rename` to what is not a string, as mongod refuses it when it parses
+    the update (src/mongo/db/update/update_object_node.cpp UpdateObjectNode::parseAndMerge:
+    "The 'to' field for $rename must be a string: s: 1"); mongomock raised a TypeError."""
+    for source, target in fields.items():
+        if type(target) is not str:
+            raise OperationFailure(
+                f"The 'to' field for $rename must be a string: {source}: {shell_value(target)}",
+                code=2,
             )
 
 
@@ -326,6 +414,8 @@ def find_and_modify(collection: Any, request: Request) -> Document:
     new, upsert = bool(command.get("new")), bool(command.get("upsert"))
     if remove == (change is not None) or (remove and (new or upsert)):
         raise CommandError(9, "findAndModify takes either an update or remove=true alone")
+    if isinstance(change, dict) and any(str(key)[:1] == "$" for key in change):
+        check_update_document(change)  # refused whether or not a document matches, as mongod
     sort = request.sort()
     # The stored document itself when the query's lookup narrows to one (by `_id`, as every
     # findAndModify of the gateway): mongomock's find_one would copy it, twice per command.

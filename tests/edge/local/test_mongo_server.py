@@ -568,7 +568,10 @@ ONE_DOCUMENT: dict[str, Doc] = {
     "scanned": {"_id": {"$gte": "s1", "$lte": "s1"}},
     "by name": {"name": "n"},
 }
-NOT_A_NUMBER = {
+# What mongod refuses for the stored document {_id: "s1", name: "n", s: "text", n: 1,
+# p: {q: 1, flag: true}}, in its words (mongodb/mongo src/mongo/db/update/*_node.cpp; the codes
+# of src/mongo/base/error_codes.yml), each after a `$set` that must not stay applied.
+REFUSED_FOR_THE_DOCUMENT = {
     "$inc of a string": (
         {"$set": {"name": "q", "p.q": 2}, "$inc": {"n": 1, "s": 1}},
         14,
@@ -581,42 +584,388 @@ NOT_A_NUMBER = {
         "Cannot apply $inc to a value of non-numeric type. {_id: \"s1\"} has the field 'flag'"
         " of non-numeric type bool",
     ),
-    "$inc by a string": (
-        {"$set": {"name": "q"}, "$inc": {"s": "x"}},
+    "$mul of a string": (
+        {"$set": {"name": "q"}, "$mul": {"n": 2, "s": 2}},
         14,
-        'Cannot increment with non-numeric argument: {s: "x"}',
+        "Cannot apply $mul to a value of non-numeric type. {_id: \"s1\"} has the field 's' of"
+        " non-numeric type string",
     ),
-    "$pop of a string": ({"$set": {"name": "q"}, "$inc": {"n": 1}, "$pop": {"s": 1}}, None, ""),
+    "$pop of a string": (
+        {"$set": {"name": "q"}, "$inc": {"n": 1}, "$pop": {"s": 1}},
+        14,
+        "Path 's' contains an element of non-array type 'string'",
+    ),
+    "$push onto a string": (
+        {"$set": {"name": "q"}, "$push": {"s": 1}},
+        2,
+        "The field 's' must be an array but is of type string in document {_id: \"s1\"}",
+    ),
+    "$push onto a nested bool": (
+        {"$set": {"name": "q"}, "$push": {"p.flag": 1}},
+        2,
+        "The field 'p.flag' must be an array but is of type bool in document {_id: \"s1\"}",
+    ),
+    "$addToSet to a string": (
+        {"$set": {"name": "q"}, "$addToSet": {"s": 1}},
+        2,
+        "Cannot apply $addToSet to non-array field. Field named 's' has non-array type string",
+    ),
+    "$pull from a string": (
+        {"$set": {"name": "q"}, "$pull": {"s": "t"}},
+        2,
+        "Cannot apply $pull to a non-array value",
+    ),
+    "$pullAll from a number": (
+        {"$set": {"name": "q"}, "$pullAll": {"n": [1]}},
+        2,
+        "Cannot apply $pull to a non-array value",
+    ),
+    "$bit of a string": (
+        {"$set": {"name": "q"}, "$bit": {"n": {"or": 2}, "s": {"and": 1}}},
+        2,
+        'Cannot apply $bit to a value of non-integral type._id: "s1" has the field s of'
+        " non-integer type string",
+    ),
+    "$set through a string": (
+        {"$set": {"name": "q", "s.a": 1}},
+        28,
+        "Cannot create field 'a' in element {s: \"text\"}",
+    ),
+    "$inc through a nested number": (
+        {"$set": {"name": "q"}, "$inc": {"p.q.r": 1}},
+        28,
+        "Cannot create field 'r' in element {q: 1}",
+    ),
+    "$set of _id": (
+        {"$set": {"name": "q", "_id": "s2"}},
+        66,
+        "Updating the path '_id' to _id: \"s2\" would modify the immutable field '_id'",
+    ),
 }
+CODE_NAMES = {2: "BadValue", 9: "FailedToParse", 14: "TypeMismatch", 28: "PathNotViable"}
+CODE_NAMES[66] = "ImmutableField"
 
 
 @pytest.mark.parametrize("query", ONE_DOCUMENT.values(), ids=list(ONE_DOCUMENT))
 @pytest.mark.parametrize(
-    ("change", "code", "message"), NOT_A_NUMBER.values(), ids=list(NOT_A_NUMBER)
+    ("change", "code", "message"),
+    REFUSED_FOR_THE_DOCUMENT.values(),
+    ids=list(REFUSED_FOR_THE_DOCUMENT),
 )
 def test_an_update_refused_for_a_document_changes_nothing_of_it(
-    db: Database[Doc], query: Doc, change: Doc, code: int | None, message: str
+    db: Database[Doc], query: Doc, change: Doc, code: int, message: str
 ) -> None:
     stored = {"_id": "s1", "name": "n", "s": "text", "n": 1, "p": {"q": 1, "flag": True}}
     db.w.insert_one(dict(stored))
-    for write in (db.w.update_one, db.w.update_many, db.w.find_one_and_update):
+    for write in ("update_one", "update_many", "find_one_and_update"):
         # WHEN an update sets fields, then meets what mongod refuses for this document
         with pytest.raises(OperationFailure) as refused:
-            write(query, change)
-        # THEN it is refused as mongod refuses it (14 TypeMismatch, in mongod's words), and
-        # nothing of it was applied: mongod applies an update to a document all or nothing
-        if code is not None:
-            details = refused.value.details or {}
-            assert (refused.value.code, details["errmsg"]) == (code, message)
-            if write == db.w.find_one_and_update:  # a command's failure (a write error: no name)
-                assert details["codeName"] == "TypeMismatch"
+            getattr(db.w, write)(query, change)
+        # THEN it is refused as mongod refuses it (its code, in its words), and nothing of it
+        # was applied: mongod applies an update to a document all or nothing
+        details = refused.value.details or {}
+        assert (refused.value.code, details["errmsg"]) == (code, message)
+        if write == "find_one_and_update":  # a command's failure names its code
+            assert details["codeName"] == CODE_NAMES[code]
+        else:  # a write error does not: mongod's WriteError::serialize writes index, code,
+            # errmsg (src/mongo/db/ops/write_ops.cpp)
+            assert set(details) == {"index", "code", "errmsg"}
         assert db.w.find_one({"_id": "s1"}) == stored, write
         assert db.w.find_one({"name": "n"}) == stored  # still filed under its name
-    # AND a non-numeric argument is refused even where nothing matches, as mongod parses it
-    if code is not None and "argument" in message:
-        with pytest.raises(OperationFailure) as refused:
-            db.w.update_one({"_id": "s9"}, change)
-        assert refused.value.code == code
+    # AND where no document matches, nothing is refused: mongod refuses it for a document
+    assert db.w.update_one({"_id": "s9"}, change).matched_count == 0
+
+
+# What mongod refuses when it parses an update, whether or not a document matches.
+REFUSED_WHEN_PARSED = {
+    "$inc by a string": (
+        {"$inc": {"s": "x"}},
+        14,
+        'Cannot increment with non-numeric argument: {s: "x"}',
+    ),
+    "$mul by a string": (
+        {"$mul": {"n": "x"}},
+        14,
+        'Cannot multiply with non-numeric argument: {n: "x"}',
+    ),
+    "$pop by 2": ({"$pop": {"a": 2}}, 9, "$pop expects 1 or -1, found: 2"),
+    "$pop by -2.0": ({"$pop": {"a": -2.0}}, 9, "$pop expects 1 or -1, found: -2"),
+    "$rename to a number": (
+        {"$rename": {"s": 1}},
+        2,
+        "The 'to' field for $rename must be a string: s: 1",
+    ),
+    "$bit of a number": (
+        {"$bit": {"n": 1}},
+        2,
+        "The $bit modifier is not compatible with a int. You must pass in an embedded document:"
+        " {$bit: {field: {and/or/xor: #}}",
+    ),
+    "$bit with another operation": (
+        {"$bit": {"n": {"and": 1, "not": 1}}},
+        2,
+        "The $bit modifier only supports 'and', 'or', and 'xor', not 'not' which is an unknown"
+        " operator: {not: 1}",
+    ),
+    "$bit by a double": (
+        {"$bit": {"n": {"or": 1.5}}},
+        2,
+        "The $bit modifier field must be an Integer(32/64 bit); a 'double' is not supported here:"
+        " {or: 1.5}",
+    ),
+    "$bit of no operation": (
+        {"$bit": {"n": {}}},
+        2,
+        "You must pass in at least one bitwise operation. The format is: {$bit: {field:"
+        " {and/or/xor: #}}",
+    ),
+    "$currentDate of a number": (
+        {"$currentDate": {"d": 1}},
+        2,
+        "int is not valid type for $currentDate. Please use a boolean ('true') or a $type"
+        " expression ({$type: 'timestamp/date'}).",
+    ),
+    "$currentDate of another $type": (
+        {"$currentDate": {"d": {"$type": "day"}}},
+        2,
+        "The '$type' string field is required to be 'date' or 'timestamp': {$currentDate:"
+        " {field : {$type: 'date'}}}",
+    ),
+    "$currentDate with another option": (
+        {"$currentDate": {"d": {"$type": "date", "tz": "UTC"}}},
+        2,
+        "Unrecognized $currentDate option: tz",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "message"), REFUSED_WHEN_PARSED.values(), ids=list(REFUSED_WHEN_PARSED)
+)
+def test_an_update_mongod_cannot_parse_is_refused_whether_or_not_a_document_matches(
+    db: Database[Doc], change: Doc, code: int, message: str
+) -> None:
+    stored = {"_id": "s1", "name": "n", "s": "text", "n": 1, "a": [1, 2]}
+    db.w.insert_one(dict(stored))
+    for query in ({"_id": "s1"}, {"name": "n"}, {"_id": "s9"}, {"name": "none"}):
+        for write in (db.w.update_one, db.w.update_many, db.w.find_one_and_update):
+            with pytest.raises(OperationFailure) as refused:
+                write(query, {"$set": {"name": "q"}, **change})
+            details = refused.value.details or {}
+            assert (refused.value.code, details["errmsg"]) == (code, message), (query, write)
+    assert db.w.find_one({"_id": "s1"}) == stored
+
+
+def _typed(document: Doc | None) -> Doc:
+    """A document's values with their types: 1, 1.0 and Int64(1) are three answers."""
+    assert document is not None
+    return {key: (type(value).__name__, value) for key, value in document.items()}
+
+
+# Updates mongod applies, and what it stores: (stored fields, update, fields after, whether
+# the document was modified). Types as safe_num.cpp makes them: an int and a long make a
+# long, anything and a double a double, anything and a decimal a decimal.
+APPLIED = {
+    "$mul of an int": ({"n": 3}, {"$mul": {"n": 2}}, {"n": 6}, True),
+    "$mul of an int past 32 bits": ({"n": 2**30}, {"$mul": {"n": 4}}, {"n": Int64(2**32)}, True),
+    "$mul of an int by a double": ({"n": 3}, {"$mul": {"n": 0.5}}, {"n": 1.5}, True),
+    "$mul of a long": ({"n": Int64(3)}, {"$mul": {"n": 2}}, {"n": Int64(6)}, True),
+    "$mul by 1": ({"n": 3}, {"$mul": {"n": 1}}, {"n": 3}, False),
+    "$mul of a missing field by an int": ({}, {"$mul": {"m": 5}}, {"m": 0}, True),
+    "$mul of a missing field by a double": ({}, {"$mul": {"m": 2.5}}, {"m": 0.0}, True),
+    "$mul of a missing field by a long": ({}, {"$mul": {"m": Int64(2)}}, {"m": Int64(0)}, True),
+    "$mul of a missing nested field": ({}, {"$mul": {"p.m": 2}}, {"p": {"m": 0}}, True),
+    "$mul of a missing field by a decimal": (
+        {},
+        {"$mul": {"m": Decimal128("1.5")}},
+        {"m": Decimal128("0.0")},
+        True,
+    ),
+    "$mul of decimals": (
+        {"d": Decimal128("1.5")},
+        {"$mul": {"d": Decimal128("2")}},
+        {"d": Decimal128("3.0")},
+        True,
+    ),
+    "$inc of a decimal": (
+        {"d": Decimal128("1.5")},
+        {"$inc": {"d": 1}},
+        {"d": Decimal128("2.5")},
+        True,
+    ),
+    "$inc of an int by a decimal": (
+        {"n": 1},
+        {"$inc": {"n": Decimal128("0.1")}},
+        {"n": Decimal128("1.1")},
+        True,
+    ),
+    "$inc of a long": ({"n": Int64(5)}, {"$inc": {"n": 1}}, {"n": Int64(6)}, True),
+    "$inc of an int past 32 bits": (
+        {"n": 2**31 - 1},
+        {"$inc": {"n": 1}},
+        {"n": Int64(2**31)},
+        True,
+    ),
+    "$bit and, or, xor of an int": (
+        {"n": 0b1100},
+        {"$bit": {"n": {"and": 0b1010, "or": 0b0001, "xor": 0b0100}}},
+        {"n": 0b1101},
+        True,
+    ),
+    "$bit of an int by a long": (
+        {"n": 5},
+        {"$bit": {"n": {"or": Int64(2)}}},
+        {"n": Int64(7)},
+        True,
+    ),
+    "$bit that changes nothing": ({"n": 5}, {"$bit": {"n": {"or": 1}}}, {"n": 5}, False),
+    "$bit of a missing field": ({}, {"$bit": {"m": {"or": 6, "and": 3}}}, {"m": 2}, True),
+    "$min of a string by a number": ({"s": "x"}, {"$min": {"s": 1}}, {"s": 1}, True),
+    "$max of a string by a number": ({"s": "x"}, {"$max": {"s": 1}}, {"s": "x"}, False),
+    "$min of null by a number": ({"s": None}, {"$min": {"s": 1}}, {"s": None}, False),
+    "$max of null by a number": ({"s": None}, {"$max": {"s": 1}}, {"s": 1}, True),
+    "$min of an int by a smaller decimal": (
+        {"n": 3},
+        {"$min": {"n": Decimal128("2.5")}},
+        {"n": Decimal128("2.5")},
+        True,
+    ),
+    "$max of an int by an equal double": ({"n": 3}, {"$max": {"n": 3.0}}, {"n": 3}, False),
+    "$min of a bool by a date": ({"b": True}, {"$min": {"b": "<date>"}}, {"b": True}, False),
+    "$pop of a missing field": ({}, {"$pop": {"a": 1}}, {}, False),
+    "$pull through a string": ({"s": "x"}, {"$pull": {"s.a": 1}}, {"s": "x"}, False),
+}
+DATE = datetime(2026, 1, 2, 3, 4, 5, 6000)
+
+
+@pytest.mark.parametrize("query", ONE_DOCUMENT.values(), ids=list(ONE_DOCUMENT))
+@pytest.mark.parametrize(
+    ("fields", "change", "after", "modified"), APPLIED.values(), ids=list(APPLIED)
+)
+def test_an_update_stores_what_mongod_stores(
+    db: Database[Doc], query: Doc, fields: Doc, change: Doc, after: Doc, modified: bool
+) -> None:
+    change = {
+        operator: {path: DATE if value == "<date>" else value for path, value in paths.items()}
+        for operator, paths in change.items()
+    }
+    for write in ("update_one", "update_many", "find_one_and_update"):
+        db.w.delete_many({})
+        db.w.insert_one({"_id": "s1", "name": "n", **fields})
+        # WHEN the document is updated
+        if write == "find_one_and_update":
+            answer = db.w.find_one_and_update(query, change, return_document=ReturnDocument.AFTER)
+            # THEN findAndModify answers the document mongod stores
+            assert _typed(answer) == _typed({"_id": "s1", "name": "n", **after})
+        else:
+            result = getattr(db.w, write)(query, change)
+            # THEN update counts the document as mongod counts it
+            assert (result.matched_count, result.modified_count) == (1, int(modified))
+        # AND it holds what mongod stores, with mongod's types
+        assert _typed(db.w.find_one({"_id": "s1"})) == _typed({"_id": "s1", "name": "n", **after})
+
+
+def test_an_upsert_applies_the_operators_to_the_document_it_makes(db: Database[Doc]) -> None:
+    # WHEN an upsert that matches nothing names operators mongomock lacks or refused
+    change = {"$mul": {"m": 2}, "$inc": {"d": Decimal128("1.5")}, "$pop": {"a": 1}}
+    result = db.w.update_one({"_id": "u1", "k": "q"}, change, upsert=True)
+    # THEN the document is made from the query, with what mongod makes of them
+    assert result.upserted_id == "u1"
+    assert _typed(db.w.find_one({"_id": "u1"})) == _typed(
+        {"_id": "u1", "k": "q", "m": 0, "d": Decimal128("1.5")}
+    )
+    # AND a refusal makes nothing
+    with pytest.raises(OperationFailure) as refused:
+        db.w.update_one({"_id": "u2", "s": "x"}, {"$push": {"s": 1}}, upsert=True)
+    assert refused.value.code == 2
+    assert db.w.find_one({"_id": "u2"}) is None
+
+
+def test_an_update_of_a_stored_id_is_refused_in_mongods_words(db: Database[Doc]) -> None:
+    db.w.insert_one({"_id": 7, "name": "n"})
+    changing = "Performing an update on the path '_id' would modify the immutable field '_id'"
+    refusals: list[tuple[Doc, str]] = [
+        ({"$set": {"name": "q", "_id": 8}}, "Updating the path '_id' to _id: 8 would modify"),
+        ({"$max": {"_id": 9}}, "Updating the path '_id' to _id: 9 would modify"),
+        ({"$min": {"_id": 2.5}}, "Updating the path '_id' to _id: 2.5 would modify"),
+        ({"$inc": {"_id": 1}}, changing),
+        ({"$mul": {"_id": 2}}, changing),
+        ({"$set": {"name": "q"}, "$unset": {"_id": ""}}, changing),
+    ]
+    for change, words in refusals:
+        for write in ("update_one", "find_one_and_update"):
+            # WHEN an update would change the stored document's _id
+            with pytest.raises(OperationFailure) as refused:
+                getattr(db.w, write)({"_id": 7}, change)
+            # THEN it is mongod's 66 ImmutableField, and nothing changed
+            assert refused.value.code == 66
+            assert (refused.value.details or {})["errmsg"].startswith(words), change
+            assert db.w.find_one({"name": "n"}) == {"_id": 7, "name": "n"}
+    # AND one that leaves it as it is applies, as mongod's does
+    for change in ({"$set": {"_id": 7}}, {"$inc": {"_id": 0}}, {"$max": {"_id": 3}}):
+        result = db.w.update_one(
+            {"_id": 7}, {**change, "$set": {"name": "n", **change.get("$set", {})}}
+        )
+        assert (result.matched_count, result.modified_count) == (1, 0), change
+    assert _typed(db.w.find_one({"name": "n"})) == _typed({"_id": 7, "name": "n"})
+
+
+def test_an_update_past_64_bits_is_refused_and_the_document_stays_readable(
+    db: Database[Doc],
+) -> None:
+    stored = {"_id": "s1", "big": Int64(2**63 - 1), "small": Int64(-(2**62)), "name": "n"}
+    db.w.insert_one(dict(stored))
+    for change in (
+        {"$inc": {"big": 1}},
+        {"$mul": {"small": 4}},
+        {"$inc": {"small": Int64(-(2**63))}},
+    ):
+        for write in ("update_one", "update_many", "find_one_and_update"):
+            # WHEN an $inc or $mul of a long would leave 64 bits
+            with pytest.raises(OperationFailure) as refused:
+                getattr(db.w, write)({"name": "n"}, {"$set": {"name": "n"}, **change})
+            # THEN it is refused as mongod refuses it, and the document is still served as it was
+            assert refused.value.code == 12
+            details = refused.value.details or {}
+            assert details["errmsg"] == "Don't know how to handle unexpected SafeNum type"
+            assert _typed(db.w.find_one({"_id": "s1"})) == _typed(stored)
+
+
+def test_a_multi_update_failing_part_way_answers_as_mongod(db: Database[Doc]) -> None:
+    # GIVEN five documents, the fourth of which an $inc refuses
+    documents: list[Doc] = [{"_id": i, "v": 1} for i in range(3)]
+    documents += [{"_id": 3, "v": "x"}, {"_id": 4, "v": 1}]
+    for ordered in (True, False):
+        db.m.delete_many({})
+        db.m.insert_many([dict(d) for d in documents])
+        # WHEN one update command increments them all, then sets a field of the last
+        reply = db.command(
+            "update",
+            "m",
+            updates=[
+                {"q": {}, "u": {"$inc": {"v": 1}}, "multi": True},
+                {"q": {"_id": 4}, "u": {"$set": {"w": 1}}},
+            ],
+            ordered=ordered,
+        )
+        # THEN the documents before the refused one stay updated, it and those after it do
+        # not: mongod does not roll back a multi-update (its documents are updated one by one)
+        assert [d["v"] for d in db.m.find()] == [2, 2, 2, "x", 1]
+        # AND the reply counts no document for the failed statement, as mongod's does (its
+        # result is the error alone: SERVER-8537 "Incorrect result numbers for partial updates
+        # if there is an error", open; the write error carries no codeName)
+        assert reply["writeErrors"] == [
+            {
+                "index": 0,
+                "code": 14,
+                "errmsg": "Cannot apply $inc to a value of non-numeric type. {_id: 3} has the"
+                " field 'v' of non-numeric type string",
+            }
+        ]
+        # AND an ordered batch stops there, an unordered one applies and counts the next
+        counted = 0 if ordered else 1
+        assert (reply["n"], reply["nModified"]) == (counted, counted)
+        assert ("w" in (db.m.find_one({"_id": 4}) or {})) is not ordered
 
 
 # --- reads --------------------------------------------------------------------------------------
