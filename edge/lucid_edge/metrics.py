@@ -231,6 +231,7 @@ class EdgeMetrics:
         # Children by label values: `labels()` costs a few microseconds per call on the hot path.
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._authorizer_children: dict[tuple[str, str], Any] = {}
+        self._event_children: dict[tuple[str | None, str], Any] = {}
         # Imported here, not with this module: the layer reads its settings once, when first
         # imported, and the edge exports the template's environment only after this module is
         # loaded (`build_app`).
@@ -314,14 +315,23 @@ class EdgeMetrics:
 
     def on_event(self, function: str | None, name: str) -> None:
         """A function counted an event (`lucid.observability` sink)."""
+        # Every signed-in request counts one (RateLimitAdmitted): the child of each (function,
+        # event) is looked up once and kept, as `request` and `authorizer` keep theirs. Called
+        # from the functions' instance threads: two of them may look the same child up at once,
+        # and `labels()` gives both the same child (it holds its own lock), so nothing is lost.
+        child = self._event_children.get((function, name))
+        if child is None:
+            child = self._event_children[(function, name)] = self._event_child(function, name)
+        child.inc()
+
+    def _event_child(self, function: str | None, name: str) -> Any:
         target = _EVENTS.get(name)
         function = function or NO_ROUTE
         if target is None:
-            self.events.labels(function, name).inc()
-            return
+            return self.events.labels(function, name)
         attribute, label = target
         metric = getattr(self, attribute)
-        (metric.labels(function, label) if label else metric.labels(function)).inc()
+        return metric.labels(function, label) if label else metric.labels(function)
 
     def sample(self) -> None:
         """Set the gauges from this worker's functions (each worker does, every second)."""

@@ -336,3 +336,50 @@ def test_authorizer_counts_stay_apart_by_authorizer_and_result_when_repeated(
     }
     assert counts == {("A", "hit"): 3, ("A", "miss"): 1, ("B", "hit"): 1, ("B", "miss"): 2}
     assert value(text, "lucid_authorizer_errors_total", authorizer="B") == 1
+
+
+def test_event_counts_stay_apart_by_function_and_event_when_repeated(
+    metrics: EdgeMetrics,
+) -> None:
+    # GIVEN two functions (and code outside any function) counting the same events many times,
+    # some with a metric of their own, one labelled by its decision, one counted by name (each
+    # signed-in request counts a RateLimitAdmitted: the children are kept, not looked up)
+    counted = [
+        ("UsersFunction", "RateLimitAdmitted", 3),
+        ("SessionsFunction", "RateLimitAdmitted", 2),
+        ("UsersFunction", "RateLimited", 1),
+        ("SessionsFunction", "RateLimitFallback", 2),
+        (None, "RateLimitAdmitted", 1),
+        ("UsersFunction", "SignInSucceeded", 2),
+        ("SessionsFunction", "SignInSucceeded", 1),
+    ]
+    for _ in range(2):
+        for function, event, times in counted:
+            for _ in range(times):
+                metrics.on_event(function, event)
+    text, _ = metrics.exposition()
+    # THEN each function and event has its own count, twice what one round counted
+    decisions = {
+        (function, decision): value(
+            text, "lucid_ratelimit_decisions_total", function=function, decision=decision
+        )
+        for function in ("UsersFunction", "SessionsFunction", "-")
+        for decision in ("admitted", "refused")
+    }
+    assert decisions == {
+        ("UsersFunction", "admitted"): 6,
+        ("UsersFunction", "refused"): 2,
+        ("SessionsFunction", "admitted"): 4,
+        ("SessionsFunction", "refused"): None,
+        ("-", "admitted"): 2,
+        ("-", "refused"): None,
+    }
+    assert value(text, "lucid_ratelimit_fallbacks_total", function="SessionsFunction") == 4
+    assert value(text, "lucid_ratelimit_fallbacks_total", function="UsersFunction") is None
+    signins = {
+        function: value(
+            text, "lucid_function_events_total", function=function, event="SignInSucceeded"
+        )
+        for function in ("UsersFunction", "SessionsFunction")
+    }
+    assert signins == {"UsersFunction": 4, "SessionsFunction": 2}
