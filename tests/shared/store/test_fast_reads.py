@@ -28,6 +28,7 @@ from bson.int64 import Int64
 from bson.objectid import ObjectId
 from pymongo import MongoClient, monitoring
 from pymongo.collection import Collection
+from pymongo.errors import PyMongoError
 from pymongo.synchronous import client_session, mongo_client, pool, topology
 
 from lucid.config import Settings
@@ -422,6 +423,37 @@ def test_a_reply_it_does_not_understand_is_read_again_by_pymongo_on_another_conn
         # AND the fast path's connection was closed, none left lent out
         assert connections.closed >= 1
         assert connections.out == connections.back
+        client.close()
+
+
+def test_a_fast_read_that_timed_out_leaves_pymongo_only_what_remains_of_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with start_mongo_server() as server:
+        client: MongoClient[Doc] = MongoClient(server.uri, tz_aware=True, timeoutMS=1000)
+        users = client.lucid.users
+        document = {"_id": new_id(), "n": 1}
+        users.insert_one(document)
+        assert fast_reads.find_one(users, {"_id": document["_id"]}) == document  # held now
+        backend = server._server.backend
+        answer = backend.run
+        finds: list[int] = []
+
+        def first_find_answered_late(command: Doc, database: str, connection_id: int) -> Doc:
+            if next(iter(command)) == "find":
+                finds.append(connection_id)
+                if len(finds) == 1:
+                    time.sleep(2)  # twice MONGODB_TIMEOUT_MS: the fast attempt times out
+            reply: Doc = answer(command, database, connection_id)
+            return reply
+
+        monkeypatch.setattr(backend, "run", first_find_answered_late)
+        # WHEN the fast attempt waits out the client's timeoutMS
+        # THEN the read fails (a 503 for the routes): pymongo's own find, which the server would
+        # answer at once, had only what remained of the same deadline, none (with a deadline of
+        # its own it would have answered the document, the request having taken twice the bound)
+        with pytest.raises(PyMongoError):
+            fast_reads.find_one(users, {"_id": document["_id"]})
         client.close()
 
 
