@@ -136,3 +136,27 @@ def test_iam_policy_responses(edge: RunningEdge, token: str, status: int) -> Non
         assert response.json()["event"]["requestContext"]["authorizer"] == {
             "lambda": {"via": "policy"}
         }
+
+
+@pytest.mark.parametrize("level", ["INFO", "WARNING"])
+def test_the_authorizer_decides_alike_whether_the_access_line_is_written_or_not(
+    level: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an edge whose access lines are written (INFO) or not (WARNING, as `make bench`
+    # runs: the edge then records nothing of the authorizer step for them)
+    monkeypatch.setenv("LOG_LEVEL", level)
+    with running_edge() as served:
+        assert served.app.access_log.enabled is (level == "INFO")
+        client = served.client
+        # WHEN a token is allowed (asked, then from the cache), denied, or the authorizer fails
+        answers = [
+            client.get("/private", headers={"Authorization": token})
+            for token in ("Bearer allow", "Bearer allow", "Bearer nope", "boom")
+        ]
+    # THEN each gets the same answer either way, the allowed ones with the authorizer's context
+    assert [answer.status_code for answer in answers] == [200, 200, 403, 500]
+    for allowed in answers[:2]:
+        context = allowed.json()["event"]["requestContext"]
+        assert context["authorizer"] == {"lambda": {"userId": "u-1", "role": "user"}}
+    assert answers[2].json() == {"message": "Forbidden"}
+    assert answers[3].json() == {"message": "Internal Server Error"}
