@@ -15,9 +15,7 @@ from pymongo.database import Database
 from tests.utils.datastore import User
 from tests.utils.events import http_event, lambda_context
 from tests.utils.functions import load_module
-
-# Headers whose values are the request's own (its id) or the limiter's count.
-_PER_REQUEST = {"x-request-id", "x-ratelimit-remaining", "ratelimit", "x-ratelimit-reset"}
+from tests.utils.stored_json import PER_REQUEST, by_the_model
 
 
 def _raw(user: User, method: str, path: str, body: Any = None) -> dict[str, Any]:
@@ -46,7 +44,7 @@ def test_get_answers_the_bytes_and_headers_the_model_answered(
     read = _raw(alice, "GET", f"/sessions/{session_id}")
     from lucid.sessions.schemas import Session
 
-    monkeypatch.setattr(Session, "json_of", classmethod(lambda cls, document: None))
+    by_the_model(monkeypatch, Session)
     model = _raw(alice, "GET", f"/sessions/{session_id}")
     monkeypatch.undo()
     # THEN the body is the same text, the headers the same in the same order
@@ -54,7 +52,7 @@ def test_get_answers_the_bytes_and_headers_the_model_answered(
     assert read["body"] == model["body"]
     assert json.loads(read["body"])["started_at"] is not None
     assert list(read["headers"]) == list(model["headers"])
-    same = {name: value for name, value in model["headers"].items() if name not in _PER_REQUEST}
+    same = {name: value for name, value in model["headers"].items() if name not in PER_REQUEST}
     assert {name: read["headers"][name] for name in same} == same
     assert same["etag"] == '"2"'
     assert same["content-type"] == "application/json"

@@ -23,9 +23,7 @@ from lucid.web.repositories import _repository, session_repository
 from tests.utils.datastore import User
 from tests.utils.events import http_event, lambda_context
 from tests.utils.functions import load_module
-
-# Headers whose values are the request's own (its id) or the limiter's count.
-_PER_REQUEST = {"x-request-id", "x-ratelimit-remaining", "ratelimit", "x-ratelimit-reset"}
+from tests.utils.stored_json import by_the_model, same_answer
 
 
 def _raw(user: User, method: str, path: str, body: Any = None, **headers: str) -> dict[str, Any]:
@@ -33,19 +31,6 @@ def _raw(user: User, method: str, path: str, body: Any = None, **headers: str) -
     event = http_event(method, path, body=body, headers=headers, authorizer=user.context)
     answer: dict[str, Any] = load_module("sessions").handler(event, lambda_context("sessions"))
     return answer
-
-
-def _by_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    """From now on the route answers through the model, as FastAPI did before the fast JSON."""
-    monkeypatch.setattr(Session, "json_of", classmethod(lambda cls, document: None))
-
-
-def _same_answer(fast: dict[str, Any], model: dict[str, Any]) -> None:
-    assert fast["statusCode"] == model["statusCode"]
-    assert fast["body"] == model["body"]
-    assert list(fast["headers"]) == list(model["headers"])
-    same = {name: value for name, value in model["headers"].items() if name not in _PER_REQUEST}
-    assert {name: fast["headers"][name] for name in same} == same
 
 
 def _created(user: User, body: dict[str, Any]) -> tuple[str, str]:
@@ -78,11 +63,11 @@ def test_a_patch_answers_what_fastapi_answered_with_the_model(
     fast = _raw(alice, "PATCH", path, patch, **({"If-Match": tag} if conditional else {}))
     # AND the session as it now is, answered by the route through the model (a PATCH that
     # changes nothing)
-    _by_the_model(monkeypatch)
+    by_the_model(monkeypatch, Session)
     model = _raw(alice, "PATCH", path, {})
     # THEN the PATCH answered the same status, body and headers, in the same order
     assert fast["statusCode"] == 200
-    _same_answer(fast, model)
+    same_answer(fast, model)
     assert list(fast["headers"])[:3] == ["content-length", "content-type", "etag"]
     # AND that is the session as stored, with its version as the ETag
     stored = database["sessions"].find_one({"_id": session_id})
@@ -135,11 +120,11 @@ def test_an_error_is_answered_as_before(
     headers = {} if if_match is None else {"If-Match": if_match}
     # WHEN a PATCH is refused, by the route as it is and through the model
     fast = _raw(alice, "PATCH", path, patch, **headers)
-    _by_the_model(monkeypatch)
+    by_the_model(monkeypatch, Session)
     model = _raw(alice, "PATCH", path, patch, **headers)
     # THEN both answers are the same problem
     assert fast["statusCode"] == status
-    _same_answer(fast, model)
+    same_answer(fast, model)
 
 
 async def _noting_etag(request: Request, response: Response) -> SessionRepository:
@@ -179,13 +164,13 @@ def test_what_a_dependency_sets_on_the_response_is_answered_as_fastapi_does(
     try:
         # WHEN the session is read or patched, by the route as it is and through the model
         fast = _raw(alice, method, path, body)
-        _by_the_model(monkeypatch)
+        by_the_model(monkeypatch, Session)
         model = _raw(alice, method, path, body)
     finally:
         app.dependency_overrides.clear()
     # THEN both answers are FastAPI's: one ETag, the route's (FastAPI's MutableHeaders replaced
     # the dependency's where it stood), no body with a 304, a header and status kept
-    _same_answer(fast, model)
+    same_answer(fast, model)
     assert fast["headers"]["etag"] == '"1"'
     if noting == "304":
         assert fast["statusCode"] == 304

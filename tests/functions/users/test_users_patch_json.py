@@ -23,9 +23,7 @@ from lucid.web.user_repository import _repository, user_repository
 from tests.utils.datastore import User
 from tests.utils.events import http_event, lambda_context
 from tests.utils.functions import load_module
-
-# Headers whose values are the request's own (its id) or the limiter's count.
-_PER_REQUEST = {"x-request-id", "x-ratelimit-remaining", "ratelimit", "x-ratelimit-reset"}
+from tests.utils.stored_json import by_the_model, same_answer
 
 
 def _patch(user: User, body: Any) -> dict[str, Any]:
@@ -33,19 +31,6 @@ def _patch(user: User, body: Any) -> dict[str, Any]:
     event = http_event("PATCH", "/users/me", body=body, authorizer=user.context)
     answer: dict[str, Any] = load_module("users").handler(event, lambda_context("users"))
     return answer
-
-
-def _by_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    """From now on the route answers through the model, as FastAPI did before the fast JSON."""
-    monkeypatch.setattr(UserModel, "json_of", classmethod(lambda cls, document: None))
-
-
-def _same_answer(fast: dict[str, Any], model: dict[str, Any]) -> None:
-    assert fast["statusCode"] == model["statusCode"]
-    assert fast["body"] == model["body"]
-    assert list(fast["headers"]) == list(model["headers"])
-    same = {name: value for name, value in model["headers"].items() if name not in _PER_REQUEST}
-    assert {name: fast["headers"][name] for name in same} == same
 
 
 @pytest.mark.parametrize(
@@ -67,11 +52,11 @@ def test_a_patch_answers_what_fastapi_answered_with_the_model(
     fast = _patch(alice, patch)
     # AND the profile as it now is, answered by the route through the model (a PATCH that
     # changes nothing)
-    _by_the_model(monkeypatch)
+    by_the_model(monkeypatch, UserModel)
     model = _patch(alice, {})
     # THEN the PATCH answered the same status, body and headers, in the same order
     assert fast["statusCode"] == 200
-    _same_answer(fast, model)
+    same_answer(fast, model)
     assert list(fast["headers"])[:2] == ["content-length", "content-type"]
     # AND that is the profile as stored
     stored = database["users"].find_one({"_id": alice.id})
@@ -105,11 +90,11 @@ def test_an_error_is_answered_as_before(
 ) -> None:
     # WHEN a PATCH is refused, by the route as it is and through the model
     fast = _patch(alice, patch)
-    _by_the_model(monkeypatch)
+    by_the_model(monkeypatch, UserModel)
     model = _patch(alice, patch)
     # THEN both answers are the same problem
     assert fast["statusCode"] == status
-    _same_answer(fast, model)
+    same_answer(fast, model)
 
 
 def test_a_missing_profile_is_404_as_before(
@@ -119,10 +104,10 @@ def test_a_missing_profile_is_404_as_before(
     database["users"].delete_one({"_id": alice.id})
     # WHEN it is patched, by the route as it is and through the model THEN the same 404
     fast = _patch(alice, {"display_name": "Ada"})
-    _by_the_model(monkeypatch)
+    by_the_model(monkeypatch, UserModel)
     model = _patch(alice, {"display_name": "Ada"})
     assert fast["statusCode"] == 404
-    _same_answer(fast, model)
+    same_answer(fast, model)
 
 
 async def _noting_a_header(request: Request, response: Response) -> UserRepository:
@@ -153,12 +138,12 @@ def test_what_a_dependency_sets_on_the_response_is_answered_as_fastapi_does(
         # WHEN the profile is answered by a PATCH that changes nothing (each change writes
         # updated_at), by the route as it is and through the model
         fast = _patch(alice, {})
-        _by_the_model(monkeypatch)
+        by_the_model(monkeypatch, UserModel)
         model = _patch(alice, {})
     finally:
         app.dependency_overrides.clear()
     # THEN both answers are FastAPI's: the header and status kept, no body with a 204
-    _same_answer(fast, model)
+    same_answer(fast, model)
     if noting == "a header":
         assert fast["statusCode"] == 203
         assert fast["headers"]["x-noted"] == "yes"
