@@ -10,7 +10,7 @@ it, so another user's session answers exactly like a missing one (404).
 
 from typing import Annotated
 
-from fastapi import Header, Query, Response
+from fastapi import Header, Query, Request, Response
 
 from lucid.errors import NotFoundError
 from lucid.sessions.lifecycle import SessionStatus, etag
@@ -19,13 +19,13 @@ from lucid.sessions.schemas import Session, SessionCreate, SessionPage, SessionP
 from lucid.store.documents import Document
 from lucid.store.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, SortOrder
 from lucid.web.app import FunctionRouter
-from lucid.web.deps import Caller
+from lucid.web.deps import Caller, SettingsDep
 from lucid.web.idempotency import (
     HEADER,
     REPLAYED_HEADER,
-    IdempotencyDep,
     StoredResponse,
     fingerprint,
+    idempotency_store,
 )
 from lucid.web.openapi import Responses, header, problems
 from lucid.web.repositories import SessionsDep
@@ -101,7 +101,8 @@ async def create_session(
     body: SessionCreate,
     caller: Caller,
     sessions: SessionsDep,
-    idempotency: IdempotencyDep,
+    settings: SettingsDep,
+    request: Request,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> Session:
@@ -132,7 +133,9 @@ async def create_session(
     if idempotency_key is None:
         stored, replayed = create(), False
     else:
-        stored, replayed = idempotency.run(
+        # The idempotency store is built only now, for a request that sends a key (~10 K
+        # instructions a POST without one paid for it as a dependency).
+        stored, replayed = idempotency_store(request, settings).run(
             f"sessions:{caller.user_id}",
             idempotency_key,
             fingerprint(body.model_dump(mode="json")),
