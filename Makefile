@@ -110,11 +110,14 @@ $(VALGRIND):
 		|| echo "valgrind not installed: its test in tests/bench/ will be skipped"
 
 # wrk loads the edge for `make bench`, and drives the bench's PATCH script in its test
-# (tests/bench/test_routes_patch_load.py).
+# (tests/bench/test_routes_patch_load.py). When it cannot be installed, that test skips (saying
+# so) and `make bench` fails before its first scenario if one of them loads with wrk (bench
+# __main__: every scenario but coldstart and requests), naming them.
 WRK := /usr/bin/wrk
 $(WRK):
 	$(call debian,wrk,the bench's loads and the test of its PATCH script) \
-		|| echo "wrk not installed: its test in tests/bench/ will be skipped"
+		|| echo "wrk not installed: its test in tests/bench/ will be skipped, and a bench that" \
+			"loads with wrk will stop"
 
 # The built-artifact tests (tests/infra/test_built_artifact.py) run the real `sam build`.
 pytest: $(STAMP) $(TRONWEB) $(SAM_VENV)/bin/sam $(CHROMIUM) $(PROMETHEUS) $(VALGRIND) $(WRK)

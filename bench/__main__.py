@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,17 @@ def main() -> int:
     if unknown:
         print(f"unknown scenarios: {', '.join(sorted(unknown))}; known: {', '.join(scenarios.ALL)}")
         return 2
+    needs_wrk = [name for name in scenarios.ALL if name in wanted - scenarios.WITHOUT_WRK]
+    if needs_wrk and shutil.which("wrk") is None:
+        # Stopped here, not by the first load half way through the run (a FileNotFoundError
+        # once the servers are up), and never a report that measured nothing.
+        print(
+            f"wrk is not installed (not found on PATH): {', '.join(needs_wrk)} load the gateway"
+            " with it. Install Debian's wrk (`apt-get install wrk`; `make bench` tries to), or"
+            f" run only {' or '.join(sorted(scenarios.WITHOUT_WRK))}.",
+            file=sys.stderr,
+        )
+        return 1
     report: dict[str, object] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     # Tied to this process (tests.utils.tied): a bench stopped by SIGKILL leaves no redis-server.
     with start_redis() as redis_server:

@@ -68,3 +68,7 @@ ALL: dict[str, Callable[[dict[str, str]], dict[str, object]]] = {
     "coldstart": coldstart,
     "requests": requests,
 }
+
+# The scenarios that count instructions under valgrind and load nothing: every other one loads
+# the gateway with wrk (bench.harness `wrk`), and the bench stops before it starts without it.
+WITHOUT_WRK = frozenset({"coldstart", "requests"})

@@ -356,6 +356,13 @@ def warm_cases(redis_uri: str, scratch: Path) -> Iterator[list[WarmCase]]:
                 expect=(),
             ),
             case(
+                "users PATCH /users/me",
+                "UsersFunction",
+                200,
+                protected("PATCH", "/users/me", "/users/me", {"display_name": "Ada"}),
+                '"display_name":"Ada"',
+            ),
+            case(
                 "sessions GET /sessions/{id}",
                 "SessionsFunction",
                 200,

@@ -10,7 +10,7 @@ it, so another user's session answers exactly like a missing one (404).
 
 from typing import Annotated
 
-from fastapi import Header, Query, Response
+from fastapi import Header, Query, Request, Response
 
 from lucid.errors import NotFoundError
 from lucid.sessions.lifecycle import SessionStatus, etag
@@ -19,13 +19,13 @@ from lucid.sessions.schemas import Session, SessionCreate, SessionPage, SessionP
 from lucid.store.documents import Document
 from lucid.store.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, SortOrder
 from lucid.web.app import FunctionRouter
-from lucid.web.deps import Caller
+from lucid.web.deps import Caller, SettingsDep
 from lucid.web.idempotency import (
     HEADER,
     REPLAYED_HEADER,
-    IdempotencyDep,
     StoredResponse,
     fingerprint,
+    idempotency_store,
 )
 from lucid.web.openapi import Responses, header, problems
 from lucid.web.repositories import SessionsDep
@@ -55,20 +55,23 @@ def _tagged_json(document: Document, response: Response) -> Session | Response:
     into `Response(content=..., media_type="application/json")` (content-length, then
     content-type: starlette/responses.py init_headers) and then append the headers set on the
     injected `response` (797-807), the ETag lower-cased as MutableHeaders sets a header: the
-    same headers in the same order (tests/functions/sessions/test_sessions_get_json.py). A
-    document the fast JSON does not take is answered by `_tagged`; ~50 K instructions less per
-    GET /sessions/{id} than `_tagged` (valgrind, CPython 3.11)."""
+    same headers in the same order (tests/functions/sessions/test_sessions_get_json.py,
+    test_sessions_patch_json.py). A document the fast JSON does not take is answered by
+    `_tagged`; ~50 K instructions less per GET /sessions/{id} than `_tagged` (valgrind,
+    CPython 3.11).
+
+    So is one whose injected `response` a dependency changed (none does today): FastAPI drops
+    that response when an endpoint returns a Response of its own (routing.py 767-770), and
+    what it does with a status or headers set there is its own: the status in
+    `_build_response_args`, no body for a status that allows none (804), the headers appended
+    after the model's (807), among them an ETag that `_tagged` replaces where it stands
+    (MutableHeaders.__setitem__) instead of adding a second."""
+    if response.status_code is not None or response.raw_headers:
+        return _tagged(document, response)
     body = Session.json_of(document)
     if body is None:
         return _tagged(document, response)
     answer = Response(body, media_type="application/json")
-    # FastAPI drops the injected `response` when an endpoint returns a Response of its own
-    # (routing.py 767-770), so whatever a dependency set on it (a header, a status) is carried
-    # over here as FastAPI would have used it (its status in `_build_response_args`, its headers
-    # appended after the model's at 807), then the ETag `_tagged` would have set last.
-    if response.status_code:
-        answer.status_code = response.status_code
-    answer.raw_headers += response.raw_headers
     answer.raw_headers.append((b"etag", etag(document).encode("latin-1")))
     return answer
 
@@ -98,7 +101,8 @@ async def create_session(
     body: SessionCreate,
     caller: Caller,
     sessions: SessionsDep,
-    idempotency: IdempotencyDep,
+    settings: SettingsDep,
+    request: Request,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> Session:
@@ -129,7 +133,9 @@ async def create_session(
     if idempotency_key is None:
         stored, replayed = create(), False
     else:
-        stored, replayed = idempotency.run(
+        # The idempotency store is built only now, for a request that sends a key (~10 K
+        # instructions a POST without one paid for it as a dependency).
+        stored, replayed = idempotency_store(request, settings).run(
             f"sessions:{caller.user_id}",
             idempotency_key,
             fingerprint(body.model_dump(mode="json")),
@@ -178,6 +184,7 @@ async def list_sessions(
 
 @router.patch(
     "/sessions/{session_id}",
+    response_model=Session,
     responses={
         **TAGGED,
         **problems(
@@ -200,10 +207,10 @@ async def update_session(
     sessions: SessionsDep,
     response: Response,
     if_match: IfMatchHeader = None,
-) -> Session:
+) -> Session | Response:
     """Rename, replace metadata or move the status; If-Match makes it conditional (412)."""
     updated = sessions.update(caller, session_id, body, parse_if_match(if_match))
-    return _tagged(updated, response)
+    return _tagged_json(updated, response)
 
 
 @router.delete(

@@ -71,10 +71,21 @@ async def read_me(caller: Caller, users: UsersDep) -> User | Response:
     return Response(body, media_type="application/json")
 
 
-@router.patch("/users/me", responses=problems(404))
-async def update_me(body: ProfilePatch, caller: Caller, users: UsersDep) -> User:
+@router.patch("/users/me", response_model=User, responses=problems(404))
+async def update_me(
+    body: ProfilePatch, caller: Caller, users: UsersDep, response: Response
+) -> User | Response:
     """Change the caller's display name, email or preferences (and nothing else: 422)."""
-    return User.from_document(users.update_profile(caller.user_id, body))
+    # Answered as GET /users/me is (`User.json_of`: FastAPI's dump of the model, its headers,
+    # ~40 K instructions less than the model), unless a dependency changed the injected
+    # `response`: FastAPI drops it with a Response of ours (fastapi/routing.py 767-770), where
+    # it applies its status and appends its headers to the model's answer (797-807).
+    document = users.update_profile(caller.user_id, body)
+    if response.status_code is None and not response.raw_headers:
+        answer = User.json_of(document)
+        if answer is not None:
+            return Response(answer, media_type="application/json")
+    return User.from_document(document)
 
 
 @router.delete(

@@ -113,6 +113,6 @@ def test_each_case_of_the_bench_gets_its_answers_from_the_built_functions(tmp_pa
                 later = me.events(1)[0]["requestContext"]["authorizer"]["lambda"]
         finally:
             make_writable(tmp_path)
-    assert len(cases) == 10
+    assert len(cases) == 11
     assert later["exp"] > first["exp"]
     assert later["jti"] != first["jti"]

@@ -1,16 +1,18 @@
-"""What the fast JSON of GET /sessions/{id} and GET /users/me (`Session.json_of`,
-`User.json_of`) is compared with: documents as MongoDB gives them back, and what FastAPI dumped
-of a route's response model before.
+"""What the fast JSON of the sessions and users routes (`Session.json_of`, `User.json_of`) is
+compared with: documents as MongoDB gives them back, what FastAPI dumped of a route's response
+model before, and a route's answer through the model.
 
-Shared by tests/shared/sessions/test_session_json.py and tests/functions/users/
-test_users_me_json.py.
+Shared by tests/shared/sessions/test_session_json.py and the JSON tests of tests/functions/
+sessions and tests/functions/users.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import bson
+import pytest
 from bson.codec_options import CodecOptions
 from fastapi.routing import APIRoute
 from hypothesis import strategies as st
@@ -70,3 +72,23 @@ JSON = st.recursive(
 MOMENT = st.datetimes(
     min_value=datetime(1970, 1, 1), max_value=datetime(9999, 12, 31), timezones=st.just(UTC)
 )
+
+
+# Headers whose values are the request's own (its id) or the limiter's count.
+PER_REQUEST = {"x-request-id", "x-ratelimit-remaining", "ratelimit", "x-ratelimit-reset"}
+
+
+def by_the_model(monkeypatch: pytest.MonkeyPatch, model: type[BaseModel]) -> None:
+    """From now on the routes answer through `model`, as FastAPI did before the fast JSON: its
+    `json_of` takes no document, which the routes then answer with the model."""
+    monkeypatch.setattr(model, "json_of", classmethod(lambda cls, document: None))
+
+
+def same_answer(fast: dict[str, Any], model: dict[str, Any]) -> None:
+    """Two Lambda answers of a route are the same: status, body, the headers in the same order
+    and with the same values (but those of `PER_REQUEST`)."""
+    assert fast["statusCode"] == model["statusCode"]
+    assert fast["body"] == model["body"]
+    assert list(fast["headers"]) == list(model["headers"])
+    same = {name: value for name, value in model["headers"].items() if name not in PER_REQUEST}
+    assert {name: fast["headers"][name] for name in same} == same

@@ -18,12 +18,12 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    TypeAdapter,
     field_validator,
 )
 
 from lucid.sessions.lifecycle import SessionStatus
 from lucid.store.documents import Document, Timestamp, check_json_object, iso
+from lucid.store.json_object import JSON_OBJECT as _JSON
 from lucid.store.text import NO_CONTROLS, NoControls
 
 MAX_METADATA_BYTES = 16 * 1024
@@ -175,9 +175,6 @@ class Session(BaseModel):
 
 
 _STATUSES = frozenset(status.value for status in SessionStatus)
-# pydantic's serializer of a JSON object with its default config, as the model's (no config of
-# its own): the values dumped by their types, NaN and infinities as null (ser_json_inf_nan).
-_JSON = TypeAdapter(dict[str, Any]).serializer
 
 
 class SessionPage(BaseModel):

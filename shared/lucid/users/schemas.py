@@ -16,12 +16,12 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    TypeAdapter,
     field_validator,
 )
 
 from lucid.identity import Role
 from lucid.store.documents import Document, Timestamp, check_json_object, iso
+from lucid.store.json_object import JSON_OBJECT as _JSON
 from lucid.store.text import NO_CONTROLS, NoControls
 
 MAX_PREFERENCES_BYTES = 4 * 1024
@@ -150,11 +150,6 @@ class User(BaseModel):
                 "last_login_at": last_login_at,
             }
         )
-
-
-# pydantic's serializer of a JSON object with its default config, as the model's (no config of
-# its own): the values dumped by their types, NaN and infinities as null (ser_json_inf_nan).
-_JSON = TypeAdapter(dict[str, Any]).serializer
 
 
 class UserPage(BaseModel):

@@ -6,10 +6,10 @@ extraction, cache key (`_get_cache_key`: OAuth scopes, security scheme, generato
 classification of the callable: about 60 K instructions per dependency and request, whatever the
 dependency does (issue 11: GET /users/me resolved `Caller` and `UsersDep` for 0.12 M of its
 2.1 M instructions). Most of our dependencies are plain: an `async def` taking the request
-and/or other plain dependencies, nothing else (`Caller`, the repositories, `SourceIp`, the
-idempotency store and its `SettingsDep`, ...: `lucid.web.stores`). For those, awaiting each in
-FastAPI's order (a dependency's own dependencies first, depth first, in declaration order; each
-callable once per request, as FastAPI's cache has it) gives the same values. So a route whose
+and/or other plain dependencies, nothing else (`Caller`, the repositories, `SourceIp`,
+`SettingsDep`, ...: `lucid.web.stores`). For those, awaiting each in FastAPI's order (a
+dependency's own dependencies first, depth first, in declaration order; each callable once per
+request, as FastAPI's cache has it) gives the same values. So a route whose
 leading dependencies are plain is built with a flatter dependant:
 
 - when all its dependencies are plain, they are called just before the endpoint. FastAPI calls
@@ -122,7 +122,7 @@ _JSON = b"application/json"
 
 def _plain(dependant: Dependant) -> bool:
     """Whether `dependant` is an `async def` taking at most the request and dependencies that
-    are plain too (`current_settings`, `Caller`, `idempotency_store`, ...), nothing more."""
+    are plain too (`current_settings`, `Caller`, the repositories, ...), nothing more."""
     call = dependant.call
     if not (
         dependant.name is not None

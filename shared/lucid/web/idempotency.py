@@ -38,15 +38,15 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, NamedTuple
+from typing import Any, NamedTuple
 
-from fastapi import Depends, Request
+from fastapi import Request
 
+from lucid.config import Settings
 from lucid.errors import ConflictError, ServiceUnavailableError, ValidationFailedError
 from lucid.store import resp
 from lucid.store.keys import idempotency_prefix
 from lucid.store.redis_client import store_fault
-from lucid.web.deps import SettingsDep
 from lucid.web.stores import stores_of
 
 logger = logging.getLogger("lucid.web.idempotency")
@@ -181,14 +181,13 @@ def _replayable(record: dict[str, Any], request_fingerprint: str) -> StoredRespo
     return StoredResponse(int(record["status"]), dict(record["body"]), dict(record["headers"]))
 
 
-async def idempotency_store(request: Request, settings: SettingsDep) -> IdempotencyStore:
+def idempotency_store(request: Request, settings: Settings) -> IdempotencyStore:
     """The store on the app's Redis with the configured replay window (the client found through
-    the request, not a `RedisDep`: one dependency less per POST, `lucid.web.stores`)."""
+    the request, `lucid.web.stores`). Built by a route for a request that sends an
+    Idempotency-Key, not as a dependency of every request: POST /sessions without one paid
+    for building it, and for its call as a dependency, and never used it."""
     return IdempotencyStore(
         stores_of(request.scope).redis(),
         ttl_seconds=settings.IDEMPOTENCY_TTL_SECONDS,
         stage=settings.STAGE,
     )
-
-
-IdempotencyDep = Annotated[IdempotencyStore, Depends(idempotency_store)]

@@ -358,11 +358,18 @@ def test_keys_expire(alice: User, redis_client: redis.Redis) -> None:
 
 
 @pytest.mark.parametrize("key", ["", "has space", "é", "k" * 256])
-def test_malformed_keys_are_422(alice: User, key: str) -> None:
+def test_malformed_keys_are_422(
+    alice: User, database: Database[dict[str, Any]], redis_client: redis.Redis, key: str
+) -> None:
     reply = api(
         "POST", "/sessions", caller=alice, body={"name": "a"}, headers={"Idempotency-Key": key}
     )
+    # THEN a 422 naming the header (FastAPI's for a key over 255 characters, the idempotency
+    # store's for the others), and nothing created nor claimed
     assert reply.status == 422
+    assert [error["loc"] for error in reply.body["errors"]] == [["header", "Idempotency-Key"]]
+    assert database["sessions"].count_documents({}) == 0
+    assert redis_client.keys(idempotency_prefix() + "*") == []
 
 
 # --- pagination ----------------------------------------------------------------------------

@@ -192,8 +192,8 @@ def test_an_override_on_the_app_replaces_a_dependency_as_fastapi_documents() -> 
 
 def test_the_signed_in_routes_resolve_no_dependency_through_fastapi() -> None:
     # The point of it (issue 11): GET /users/me and GET /sessions/{id} take their caller and
-    # repository without FastAPI's resolution, and so do POST (with its idempotency store and
-    # the settings that needs) and PATCH /sessions.
+    # repository without FastAPI's resolution, and so do POST (with the settings its idempotency
+    # store needs when a key is sent) and PATCH /sessions.
     from tests.utils.functions import load_module
 
     users = load_module("users", "app").app
