@@ -58,17 +58,20 @@ Cursor = Annotated[str | None, Query(min_length=1, max_length=MAX_CURSOR_LENGTH)
 
 
 @router.get("/users/me", response_model=User, responses=problems(404))
-async def read_me(caller: Caller, users: UsersDep) -> User | Response:
+async def read_me(caller: Caller, users: UsersDep, response: Response) -> User | Response:
     """The caller's profile."""
     # Its JSON written from the stored values (`User.json_of`), which FastAPI sends as it is
     # (fastapi/routing.py 767-770, FastAPI 0.165) with the headers its own dump would have
-    # (content-length, then content-type: starlette Response.init_headers); nothing is set on
-    # an injected response here. A document it does not take is answered by the model.
+    # (content-length, then content-type: starlette Response.init_headers). A document it
+    # does not take is answered by the model; so is a request whose injected `response` a
+    # dependency changed (none does today): FastAPI would drop that response with ours, where
+    # it applies its status and appends its headers to the model's answer (797-807).
     document = users.get(caller.user_id)
-    body = User.json_of(document)
-    if body is None:
-        return User.from_document(document)
-    return Response(body, media_type="application/json")
+    if response.status_code is None and not response.raw_headers:
+        body = User.json_of(document)
+        if body is not None:
+            return Response(body, media_type="application/json")
+    return User.from_document(document)
 
 
 @router.patch("/users/me", response_model=User, responses=problems(404))

@@ -1,7 +1,7 @@
 """PATCH /users/me answers its JSON written without the model (`User.json_of`, as GET /users/me
 does): the status, headers in their order and bytes FastAPI answered with the model, through the
-real handler; anything a dependency set on the injected response, and every error, is FastAPI's
-as before.
+real handler; anything a dependency set on the injected response (on GET /users/me too), and
+every error, is FastAPI's as before.
 
 FastAPI's own answer is the route's model path, which the route takes for a document the fast
 JSON does not take: here `User.json_of` is made to take none. MongoDB is mongomock (a fresh
@@ -126,20 +126,29 @@ async def _noting_no_content(request: Request, response: Response) -> UserReposi
 _NOTING = {"a header": _noting_a_header, "204": _noting_no_content}
 
 
+def _get(user: User, body: Any) -> dict[str, Any]:
+    """The handler's answer to GET /users/me as Lambda returns it (`body` unused)."""
+    event = http_event("GET", "/users/me", authorizer=user.context)
+    answer: dict[str, Any] = load_module("users").handler(event, lambda_context("users"))
+    return answer
+
+
+@pytest.mark.parametrize("method", ["GET", "PATCH"])
 @pytest.mark.parametrize("noting", sorted(_NOTING))
 def test_what_a_dependency_sets_on_the_response_is_answered_as_fastapi_does(
-    alice: User, monkeypatch: pytest.MonkeyPatch, noting: str
+    alice: User, monkeypatch: pytest.MonkeyPatch, noting: str, method: str
 ) -> None:
     # GIVEN a users app whose repository dependency also sets a status or a header on the
     # injected response (FastAPI drops that response when an endpoint returns one of its own)
     app = load_module("users").app
     app.dependency_overrides[user_repository] = _NOTING[noting]
+    call = _get if method == "GET" else _patch
     try:
-        # WHEN the profile is answered by a PATCH that changes nothing (each change writes
-        # updated_at), by the route as it is and through the model
-        fast = _patch(alice, {})
+        # WHEN the profile is read, or answered by a PATCH that changes nothing (each change
+        # writes updated_at), by the route as it is and through the model
+        fast = call(alice, {})
         by_the_model(monkeypatch, UserModel)
-        model = _patch(alice, {})
+        model = call(alice, {})
     finally:
         app.dependency_overrides.clear()
     # THEN both answers are FastAPI's: the header and status kept, no body with a 204
