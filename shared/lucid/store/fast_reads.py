@@ -81,7 +81,8 @@ the installed version or one of these internals changes; read them again before 
         1537 `close` (the pools close their idle connections only), `_MongoClientErrorHandler
         .handle`; client_session.py:1087 `_ServerSession.timed_out`, `mark_dirty`
     pymongo/lock.py `_create_lock` (released in a forked child by `_after_fork_child`)
-    pymongo/_csot.py `_TimeoutContext`, `get_rtt`, `get_deadline`
+    pymongo/_csot.py `_TimeoutContext` (what its __enter__/__exit__ do with `TIMEOUT`,
+        `DEADLINE` and `RTT`, repeated in `find_one`), `get_rtt`, `get_deadline`
     pymongo/helpers_shared.py:183 `_check_command_response`
 """
 
@@ -190,7 +191,7 @@ def find_one(
     if reader is None or not reader.serves(collection):
         return collection.find_one(filter, projection)
     # One deadline for the fast attempt and pymongo's, nested exactly as pymongo nests its own:
-    # what `with _csot._TimeoutContext(timeout):` sets and resets (pymongo/_csot.py 68-88, the
+    # what `with _csot._TimeoutContext(timeout):` sets and resets (pymongo/_csot.py 78-91, the
     # same three context variables, values and order), without building the context manager
     # and calling its methods: ~16 K instructions a read through it (valgrind, CPython 3.11).
     timeout = client.options.timeout
