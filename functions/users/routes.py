@@ -16,6 +16,7 @@ from fastapi import Depends, Query, Response
 from lucid.auth.refresh import RefreshTokenStore
 from lucid.errors import NotFoundError
 from lucid.identity import Role
+from lucid.store.documents import Document
 from lucid.store.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, SortOrder
 from lucid.users.closure import close_account
 from lucid.users.schemas import ProfilePatch, RoleChange, User, UserPage
@@ -57,16 +58,14 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(min_length=1, max_length=MAX_CURSOR_LENGTH)]
 
 
-@router.get("/users/me", response_model=User, responses=problems(404))
-async def read_me(caller: Caller, users: UsersDep, response: Response) -> User | Response:
-    """The caller's profile."""
-    # Its JSON written from the stored values (`User.json_of`), which FastAPI sends as it is
-    # (fastapi/routing.py 767-770, FastAPI 0.165) with the headers its own dump would have
-    # (content-length, then content-type: starlette Response.init_headers). A document it
-    # does not take is answered by the model; so is a request whose injected `response` a
-    # dependency changed (none does today): FastAPI would drop that response with ours, where
-    # it applies its status and appends its headers to the model's answer (797-807).
-    document = users.get(caller.user_id)
+def _profile(document: Document, response: Response) -> User | Response:
+    """A stored profile as GET and PATCH /users/me answer it: its JSON written from the stored
+    values (`User.json_of`, ~40 K instructions less than the model), which FastAPI sends as it
+    is (fastapi/routing.py 767-770, FastAPI 0.165) with the headers its own dump would have
+    (content-length, then content-type: starlette Response.init_headers). A document it does
+    not take is answered by the model; so is a request whose injected `response` a dependency
+    changed (none does today): FastAPI would drop that response with ours, where it applies
+    its status and appends its headers to the model's answer (797-807)."""
     if response.status_code is None and not response.raw_headers:
         body = User.json_of(document)
         if body is not None:
@@ -74,21 +73,18 @@ async def read_me(caller: Caller, users: UsersDep, response: Response) -> User |
     return User.from_document(document)
 
 
+@router.get("/users/me", response_model=User, responses=problems(404))
+async def read_me(caller: Caller, users: UsersDep, response: Response) -> User | Response:
+    """The caller's profile."""
+    return _profile(users.get(caller.user_id), response)
+
+
 @router.patch("/users/me", response_model=User, responses=problems(404))
 async def update_me(
     body: ProfilePatch, caller: Caller, users: UsersDep, response: Response
 ) -> User | Response:
     """Change the caller's display name, email or preferences (and nothing else: 422)."""
-    # Answered as GET /users/me is (`User.json_of`: FastAPI's dump of the model, its headers,
-    # ~40 K instructions less than the model), unless a dependency changed the injected
-    # `response`: FastAPI drops it with a Response of ours (fastapi/routing.py 767-770), where
-    # it applies its status and appends its headers to the model's answer (797-807).
-    document = users.update_profile(caller.user_id, body)
-    if response.status_code is None and not response.raw_headers:
-        answer = User.json_of(document)
-        if answer is not None:
-            return Response(answer, media_type="application/json")
-    return User.from_document(document)
+    return _profile(users.update_profile(caller.user_id, body), response)
 
 
 @router.delete(
